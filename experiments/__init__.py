@@ -1,0 +1,1 @@
+"""Hydra entry points that tie scenes, mining, training and evaluation together."""

@@ -1,0 +1,172 @@
+"""Planar geometry shared by the scorer, the environments and the miner (pure numpy, no shapely).
+
+Conventions
+-----------
+* Poses are ``(..., 3)`` arrays ``(x, y, yaw)`` in ``[m, m, rad]``; yaw is counter-clockwise from +x.
+* A *local* frame is given by a pose ``origin (3,)`` in the *world* frame; ``x`` points along the heading.
+* Box corners come in NAVSIM's order: front-left, rear-left, rear-right, front-right
+  (``navsim/planning/simulation/planner/pdm_planner/utils/pdm_enums.py``, ``BBCoordsIndex``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class VehicleParameters:
+    """Ego vehicle geometry [m]. Defaults: nuPlan's Chrysler Pacifica, as used by NAVSIM v1.1.
+
+    Source: ``nuplan/common/actor_state/vehicle_parameters.py`` (``get_pacifica_parameters``).
+    Poses of the ego in a :class:`~envs.scene.Scene` and in trajectories are **rear-axle** poses; the box
+    centre lies ``rear_axle_to_center`` ahead of the rear axle along the heading.
+    """
+
+    length: float = 5.176
+    """Box length [m]."""
+    width: float = 2.297
+    """Box width [m]."""
+    wheelbase: float = 3.089
+    """Distance rear axle to front axle [m]."""
+    rear_axle_to_center: float = 1.461
+    """Distance from the rear axle to the box centre, along the heading [m]."""
+
+    def __post_init__(self) -> None:
+        for name in ("length", "width", "wheelbase"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"VehicleParameters.{name} must be a positive finite number, got {value!r}")
+        if not np.isfinite(self.rear_axle_to_center):
+            raise ValueError(f"VehicleParameters.rear_axle_to_center must be finite, got {self.rear_axle_to_center!r}")
+
+
+NAVSIM_EGO = VehicleParameters()
+
+
+def wrap_angle(angle: np.ndarray | float) -> np.ndarray:
+    """Wrap angles to ``[-pi, pi)`` [rad]."""
+    return (np.asarray(angle) + np.pi) % (2.0 * np.pi) - np.pi
+
+
+def world_to_local(values: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """Express world-frame points ``(..., 2)`` or poses ``(..., 3)`` in the local frame of ``origin (3,)``.
+
+    Returns an array of the same shape; yaw of poses is wrapped to ``[-pi, pi)``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    origin = np.asarray(origin, dtype=np.float64)
+    c, s = np.cos(origin[2]), np.sin(origin[2])
+    dx = values[..., 0] - origin[0]
+    dy = values[..., 1] - origin[1]
+    out = np.empty_like(values)
+    out[..., 0] = c * dx + s * dy
+    out[..., 1] = -s * dx + c * dy
+    if values.shape[-1] >= 3:
+        out[..., 2] = wrap_angle(values[..., 2] - origin[2])
+        out[..., 3:] = values[..., 3:]
+    return out
+
+
+def local_to_world(values: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`world_to_local`: local points ``(..., 2)`` / poses ``(..., 3)`` to the world frame."""
+    values = np.asarray(values, dtype=np.float64)
+    origin = np.asarray(origin, dtype=np.float64)
+    c, s = np.cos(origin[2]), np.sin(origin[2])
+    out = np.empty_like(values)
+    out[..., 0] = origin[0] + c * values[..., 0] - s * values[..., 1]
+    out[..., 1] = origin[1] + s * values[..., 0] + c * values[..., 1]
+    if values.shape[-1] >= 3:
+        out[..., 2] = wrap_angle(values[..., 2] + origin[2])
+        out[..., 3:] = values[..., 3:]
+    return out
+
+
+def rotate_vectors(vectors: np.ndarray, angle: np.ndarray | float) -> np.ndarray:
+    """Rotate vectors ``(..., 2)`` counter-clockwise by ``angle`` [rad] (broadcast over leading dims)."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    c, s = np.cos(angle), np.sin(angle)
+    out = np.empty_like(vectors)
+    out[..., 0] = c * vectors[..., 0] - s * vectors[..., 1]
+    out[..., 1] = s * vectors[..., 0] + c * vectors[..., 1]
+    return out
+
+
+def box_corners(centers: np.ndarray, lengths: np.ndarray | float, widths: np.ndarray | float) -> np.ndarray:
+    """Corners of oriented boxes.
+
+    Args:
+        centers: ``(..., 3)`` box-centre poses [m, m, rad].
+        lengths: box lengths [m], broadcastable to ``centers[..., 0]``.
+        widths: box widths [m], broadcastable to ``centers[..., 0]``.
+
+    Returns:
+        ``(..., 4, 2)`` corners [m] in the order front-left, rear-left, rear-right, front-right.
+    """
+    centers = np.asarray(centers, dtype=np.float64)
+    half_l = 0.5 * np.asarray(lengths, dtype=np.float64)
+    half_w = 0.5 * np.asarray(widths, dtype=np.float64)
+    c, s = np.cos(centers[..., 2]), np.sin(centers[..., 2])
+    # Local offsets (dl along heading, dw to the left) per corner: FL, RL, RR, FR.
+    dl = np.stack([half_l, -half_l, -half_l, half_l], axis=-1) * np.ones_like(c)[..., None]
+    dw = np.stack([half_w, half_w, -half_w, -half_w], axis=-1) * np.ones_like(c)[..., None]
+    x = centers[..., 0, None] + c[..., None] * dl - s[..., None] * dw
+    y = centers[..., 1, None] + s[..., None] * dl + c[..., None] * dw
+    return np.stack([x, y], axis=-1)
+
+
+def rear_axle_to_center(poses: np.ndarray, params: VehicleParameters = NAVSIM_EGO) -> np.ndarray:
+    """Shift rear-axle poses ``(..., 3)`` forward to box-centre poses ``(..., 3)`` [m, m, rad]."""
+    poses = np.asarray(poses, dtype=np.float64)
+    out = poses.copy()
+    out[..., 0] += params.rear_axle_to_center * np.cos(poses[..., 2])
+    out[..., 1] += params.rear_axle_to_center * np.sin(poses[..., 2])
+    return out
+
+
+def center_to_rear_axle(poses: np.ndarray, params: VehicleParameters = NAVSIM_EGO) -> np.ndarray:
+    """Inverse of :func:`rear_axle_to_center`: box-centre poses ``(..., 3)`` to rear-axle poses."""
+    poses = np.asarray(poses, dtype=np.float64)
+    out = poses.copy()
+    out[..., 0] -= params.rear_axle_to_center * np.cos(poses[..., 2])
+    out[..., 1] -= params.rear_axle_to_center * np.sin(poses[..., 2])
+    return out
+
+
+def polyline_arclength(points: np.ndarray) -> np.ndarray:
+    """Cumulative arc length ``(K,)`` [m] of a polyline ``(K, 2)``, starting at 0."""
+    points = np.asarray(points, dtype=np.float64)
+    seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    return np.concatenate([[0.0], np.cumsum(seg)])
+
+
+def polyline_headings(points: np.ndarray) -> np.ndarray:
+    """Heading ``(K,)`` [rad] of a polyline ``(K, 2)`` at each vertex (last vertex repeats the last segment)."""
+    points = np.asarray(points, dtype=np.float64)
+    d = np.diff(points, axis=0)
+    h = np.arctan2(d[:, 1], d[:, 0])
+    return np.concatenate([h, h[-1:]])
+
+
+def offset_polyline(points: np.ndarray, offset: float) -> np.ndarray:
+    """Offset a polyline ``(K, 2)`` by ``offset`` [m] to its left (negative: right), using vertex normals.
+
+    The normal at an inner vertex is the mean of the adjacent segment normals scaled so the offset
+    segments stay parallel to the originals (a miter join); good for the gentle bends of road lanes.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    d = np.diff(points, axis=0)
+    seg_len = np.linalg.norm(d, axis=1, keepdims=True)
+    if np.any(seg_len <= 0):
+        raise ValueError("offset_polyline: polyline has repeated consecutive points")
+    n = np.stack([-d[:, 1], d[:, 0]], axis=1) / seg_len  # left normals per segment (K-1, 2)
+    normals = np.empty_like(points)
+    normals[0] = n[0]
+    normals[-1] = n[-1]
+    if len(points) > 2:
+        m = n[:-1] + n[1:]
+        m /= np.linalg.norm(m, axis=1, keepdims=True)
+        cos_half = np.sum(m * n[1:], axis=1, keepdims=True)
+        normals[1:-1] = m / np.clip(cos_half, 0.25, None)
+    return points + offset * normals

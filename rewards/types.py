@@ -1,0 +1,152 @@
+"""Inputs and outputs of the scorer: arrays and geometry only (no Scene, no env, no torch).
+
+``envs.scoring.problem_from_scene(scene, t)`` builds a :class:`ScoringProblem` from a scene; anything else that can
+fill these arrays (a CARLA world, a test) can call the scorer directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rewards.geometry import NAVSIM_EGO, VehicleParameters
+
+
+def _checked(name: str, value: Any, shape: tuple[int | None, ...], dtype: Any = np.float64) -> np.ndarray:
+    """Array of ``dtype`` with ``shape`` (``None``: any), finite if floating; ``ValueError`` naming ``name``."""
+    arr = np.asarray(value, dtype=dtype)
+    if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{name}: expected shape {want}, got {arr.shape}")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: contains NaN or inf (shape {arr.shape})")
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class EgoState:
+    """Ego state at the decision time.
+
+    Attributes:
+        pose: ``(3,)`` rear-axle pose, world frame [m, m, rad]; the ego frame of the candidates.
+        velocity: ``(2,)`` rear-axle velocity in the ego body frame (longitudinal, lateral) [m/s].
+        acceleration: ``(2,)`` acceleration in the body frame [m/s^2].
+        params: ego geometry.
+    """
+
+    pose: np.ndarray
+    velocity: np.ndarray
+    acceleration: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    params: VehicleParameters = NAVSIM_EGO
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pose", _checked("EgoState.pose", self.pose, (3,)))
+        object.__setattr__(self, "velocity", _checked("EgoState.velocity", self.velocity, (2,)))
+        object.__setattr__(self, "acceleration", _checked("EgoState.acceleration", self.acceleration, (2,)))
+
+
+@dataclass(frozen=True, eq=False)
+class AgentsFuture:
+    """Other objects' logged boxes over the scoring window (non-reactive, as in NAVSIM), world frame.
+
+    ``S`` steps at the scorer's ``sim_dt`` starting at the decision time (``PDMConfig.num_observation_steps``:
+    41 states of the horizon plus 9 more for the TTC projection).
+
+    Attributes:
+        ids: ``(N,)`` int64 object ids.
+        is_static: ``(N,)`` bool, True for static objects (cones, barriers): NC 0.5 when hit at fault.
+        sizes: ``(N, 2)`` box length, width [m].
+        poses: ``(N, S, 3)`` box-centre poses [m, m, rad].
+        velocities: ``(N, S, 2)`` world-frame velocities [m/s].
+        valid: ``(N, S)`` bool; invalid entries are ignored.
+    """
+
+    ids: np.ndarray
+    is_static: np.ndarray
+    sizes: np.ndarray
+    poses: np.ndarray
+    velocities: np.ndarray
+    valid: np.ndarray
+
+    def __post_init__(self) -> None:
+        ids = _checked("AgentsFuture.ids", self.ids, (None,), np.int64)
+        n = len(ids)
+        poses = _checked("AgentsFuture.poses", self.poses, (n, None, 3))
+        s = poses.shape[1]
+        object.__setattr__(self, "ids", ids)
+        object.__setattr__(self, "is_static", _checked("AgentsFuture.is_static", self.is_static, (n,), bool))
+        object.__setattr__(self, "sizes", _checked("AgentsFuture.sizes", self.sizes, (n, 2)))
+        object.__setattr__(self, "poses", poses)
+        object.__setattr__(self, "velocities", _checked("AgentsFuture.velocities", self.velocities, (n, s, 2)))
+        object.__setattr__(self, "valid", _checked("AgentsFuture.valid", self.valid, (n, s), bool))
+
+    @property
+    def num_agents(self) -> int:
+        """N."""
+        return int(self.ids.shape[0])
+
+    @property
+    def num_steps(self) -> int:
+        """S."""
+        return int(self.poses.shape[1])
+
+
+@dataclass(frozen=True, eq=False)
+class MapGeometry:
+    """Map polygons the scorer needs, world frame [m].
+
+    Attributes:
+        drivable_areas: polygons ``(P_i, 2)`` whose union is the drivable area.
+        lane_polygons: polygons ``(P_i, 2)`` of lanes and lane connectors.
+        lane_ids: ``(L,)`` ids of ``lane_polygons``.
+        route_lane_ids: ids of the on-route lanes.
+        route: ``(R, 2)`` route centreline in driving order (progress is measured along it).
+        intersections: polygons ``(P_i, 2)`` of junction areas.
+        speed_limit: route speed limit [m/s] (for the reference planner).
+    """
+
+    drivable_areas: tuple[np.ndarray, ...]
+    lane_polygons: tuple[np.ndarray, ...]
+    lane_ids: np.ndarray
+    route_lane_ids: tuple[int, ...]
+    route: np.ndarray
+    intersections: tuple[np.ndarray, ...] = ()
+    speed_limit: float = 13.89
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "drivable_areas",
+            tuple(_checked(f"MapGeometry.drivable_areas[{i}]", p, (None, 2)) for i, p in enumerate(self.drivable_areas)),
+        )
+        lanes = tuple(_checked(f"MapGeometry.lane_polygons[{i}]", p, (None, 2)) for i, p in enumerate(self.lane_polygons))
+        object.__setattr__(self, "lane_polygons", lanes)
+        object.__setattr__(self, "lane_ids", _checked("MapGeometry.lane_ids", self.lane_ids, (len(lanes),), np.int64))
+        object.__setattr__(self, "route_lane_ids", tuple(int(i) for i in self.route_lane_ids))
+        object.__setattr__(self, "route", _checked("MapGeometry.route", self.route, (None, 2)))
+        object.__setattr__(
+            self,
+            "intersections",
+            tuple(_checked(f"MapGeometry.intersections[{i}]", p, (None, 2)) for i, p in enumerate(self.intersections)),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class ScoringProblem:
+    """Everything the scorer needs about one decision time, independent of the candidates.
+
+    Attributes:
+        ego: ego state at the decision time.
+        agents: other objects' logged future boxes.
+        map: map geometry, or None (then DAC, DDC, EP and PDMS are reported as unavailable: NaN).
+        scene_id: for error messages and caching only.
+        time_index: decision frame in the source scene, for error messages only.
+    """
+
+    ego: EgoState
+    agents: AgentsFuture
+    map: MapGeometry | None
+    scene_id: str = ""
+    time_index: int = 0
