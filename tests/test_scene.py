@@ -1,0 +1,141 @@
+"""Scene model: validation errors name the field; frame conversions are exact inverses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from envs.scene import (
+    AgentClass,
+    Lane,
+    Scene,
+    SceneMap,
+    SceneMeta,
+    SceneValidationError,
+    TrafficLight,
+)
+from rewards.geometry import box_corners, local_to_world, rear_axle_to_center, world_to_local
+
+T, N = 12, 2
+
+
+def _map() -> SceneMap:
+    lane = Lane(1, [[0.0, 0.0], [100.0, 0.0]], width=3.5)
+    other = Lane(2, [[100.0, 3.5], [0.0, 3.5]], width=3.5)
+    return SceneMap(
+        drivable_areas=[[[-10, -5], [110, -5], [110, 8], [-10, 8]]],
+        lanes=[lane, other],
+        route_lane_ids=[1],
+        route=lane.centerline,
+    )
+
+
+def _kwargs(**overrides):
+    ego = np.zeros((T, 3))
+    ego[:, 0] = np.arange(T) * 1.0
+    kw = dict(
+        scene_id="synthetic/test/0",
+        dt=0.1,
+        ego_poses=ego,
+        ego_velocities=np.tile([10.0, 0.0], (T, 1)),
+        agent_ids=[7, 9],
+        agent_classes=[AgentClass.VEHICLE, AgentClass.PEDESTRIAN],
+        agent_sizes=[[4.5, 2.0], [0.6, 0.6]],
+        agent_poses=np.zeros((N, T, 3)) + [[[30.0, 0.0, 0.0]], [[40.0, 5.0, 1.5]]],
+        agent_velocities=np.zeros((N, T, 2)),
+        agent_valid=np.ones((N, T), bool),
+        map=_map(),
+        meta=SceneMeta("synthetic", "rear_end", colliding_agent_id=7, collision_frame=10),
+    )
+    kw.update(overrides)
+    return kw
+
+
+def test_valid_scene_properties():
+    scene = Scene(**_kwargs())
+    assert scene.num_frames == T and scene.num_agents == N
+    assert scene.duration == pytest.approx(1.1)
+    assert scene.meta.is_accident
+    assert scene.agent_index(9) == 1
+    assert scene.agent_poses.flags.writeable is False
+    np.testing.assert_allclose(scene.ego_speeds, 10.0)
+    assert "synthetic" in repr(scene)
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        (dict(ego_poses=np.zeros((T, 2))), "ego_poses"),
+        (dict(ego_velocities=np.zeros((T + 1, 2))), "ego_velocities"),
+        (dict(agent_poses=np.full((N, T, 3), np.nan)), "agent_poses"),
+        (dict(agent_classes=[0, 9]), "agent_classes"),
+        (dict(agent_sizes=[[4.5, 2.0], [0.0, 0.6]]), "agent_sizes"),
+        (dict(agent_ids=[7, 7]), "agent_ids"),
+        (dict(agent_valid=np.ones((N, T - 1), bool)), "agent_valid"),
+        (dict(dt=0.0), "dt"),
+        (dict(scene_id=""), "scene_id"),
+        (dict(meta=SceneMeta("synthetic", "x", collision_frame=T)), "meta.collision_frame"),
+        (dict(meta=SceneMeta("synthetic", "x", colliding_agent_id=3)), "meta.colliding_agent_id"),
+    ],
+)
+def test_validation_names_the_field(overrides, field):
+    with pytest.raises(SceneValidationError, match=field.replace(".", r"\.")):
+        Scene(**_kwargs(**overrides))
+
+
+def test_nan_ego_pose_reports_index():
+    ego = np.zeros((T, 3))
+    ego[4, 2] = np.inf
+    with pytest.raises(SceneValidationError, match=r"ego_poses: non-finite value .* \(4, 2\)"):
+        Scene(**_kwargs(ego_poses=ego))
+
+
+def test_meta_and_map_validation():
+    with pytest.raises(SceneValidationError, match="SceneMeta.source"):
+        SceneMeta("internet", "x")
+    with pytest.raises(SceneValidationError, match="route_lane_ids"):
+        SceneMap(drivable_areas=_map().drivable_areas, lanes=_map().lanes, route_lane_ids=[5], route=[[0, 0], [1, 0]])
+    with pytest.raises(SceneValidationError, match=r"Lane\[3\].centerline"):
+        Lane(3, [[0.0, 0.0]])
+    light = TrafficLight(1, [100.0, 0.0], np.ones(T - 2))
+    m = _map()
+    bad_map = SceneMap(m.drivable_areas, m.lanes, m.route_lane_ids, m.route, traffic_lights=[light])
+    with pytest.raises(SceneValidationError, match=r"traffic_lights\[0\].states"):
+        Scene(**_kwargs(map=bad_map))
+    assert AgentClass.parse("Cyclist") is AgentClass.CYCLIST
+    with pytest.raises(ValueError, match="unknown agent class 'truckk'"):
+        AgentClass.parse("truckk")
+
+
+def test_lane_polygon_derived_from_width():
+    lane = Lane(1, [[0.0, 0.0], [10.0, 0.0]], width=4.0)
+    xs, ys = lane.polygon[:, 0], lane.polygon[:, 1]
+    assert xs.min() == pytest.approx(0.0) and xs.max() == pytest.approx(10.0)
+    assert ys.min() == pytest.approx(-2.0) and ys.max() == pytest.approx(2.0)
+
+
+def test_frame_conversions_roundtrip_and_known_values():
+    rng = np.random.default_rng(0)
+    ego = np.column_stack([rng.uniform(-50, 50, T), rng.uniform(-50, 50, T), rng.uniform(-np.pi, np.pi, T)])
+    scene = Scene(**_kwargs(ego_poses=ego))
+    pts = rng.uniform(-30, 30, size=(5, 7, 3))
+    for t in (0, 5, T - 1):
+        back = scene.ego_to_world(scene.world_to_ego(pts, t), t)
+        np.testing.assert_allclose(back[..., :2], pts[..., :2], atol=1e-9)
+        np.testing.assert_allclose(np.cos(back[..., 2] - pts[..., 2]), 1.0, atol=1e-12)
+    # A point 10 m ahead of an ego facing +y (yaw pi/2) at the origin is at world (0, 10).
+    origin = np.array([0.0, 0.0, np.pi / 2])
+    np.testing.assert_allclose(local_to_world(np.array([10.0, 0.0]), origin), [0.0, 10.0], atol=1e-12)
+    np.testing.assert_allclose(world_to_local(np.array([0.0, 10.0, np.pi / 2]), origin), [10.0, 0.0, 0.0], atol=1e-12)
+    with pytest.raises(IndexError, match="frame 99"):
+        scene.world_to_ego(pts, 99)
+
+
+def test_box_corners_order_and_rear_axle_offset():
+    corners = box_corners(np.array([0.0, 0.0, 0.0]), 4.0, 2.0)
+    np.testing.assert_allclose(corners, [[2, 1], [-2, 1], [-2, -1], [2, -1]])
+    center = rear_axle_to_center(np.array([0.0, 0.0, np.pi / 2]))
+    np.testing.assert_allclose(center, [0.0, 1.461, np.pi / 2], atol=1e-12)
+    scene = Scene(**_kwargs())
+    np.testing.assert_allclose(scene.ego_box_centers()[:, 0] - scene.ego_poses[:, 0], 1.461)
+    np.testing.assert_allclose(scene.velocities_to_ego(np.array([0.0, 5.0]), 0), [0.0, 5.0], atol=1e-12)
