@@ -1,0 +1,365 @@
+"""Ego simulation of candidate trajectories: interpolation to the scoring step, LQR tracking, kinematic bicycle.
+
+NAVSIM v1.1 (``navsim/evaluate/pdm_score.py``) turns a planner output of 8 ego-frame rear-axle poses at 0.5 s into
+41 world-frame states at 0.1 s in three stages, all reproduced here, vectorized over the G candidates (time is the
+only Python loop):
+
+1. **Interpolation** (``transform_trajectory`` / ``get_trajectory_as_array``): the current ego state is prepended and
+   the 9 poses are interpolated linearly in time (x, y) with the heading unwrapped first and wrapped back to
+   ``[-pi, pi)`` afterwards (nuPlan ``InterpolatedTrajectory`` + ``AngularInterpolator`` in
+   ``nuplan/common/geometry/compute.py``). Interpolation is a fixed ``(41, 9)`` weight matrix.
+2. **Tracking** (``navsim/.../pdm_planner/simulation/batch_lqr.py``, ``batch_lqr_utils.py``, after nuPlan's
+   ``nuplan/planning/simulation/controller/tracker/lqr.py``): velocity and curvature profiles are fitted to the
+   interpolated poses by regularised least squares (jerk penalty 1e-4, curvature-rate penalty 1e-2, initial
+   curvature penalty 1e-10); each step a one-step longitudinal LQR (q=10, r=1, horizon 10 steps) gives the
+   acceleration and a one-step lateral LQR on (lateral error, heading error, steering angle) with Q=diag(1, 10, 0),
+   R=1 gives the steering rate; below 0.2 m/s (reference and current) a P stopping controller (gain 0.5) is used.
+3. **Motion model** (``navsim/.../simulation/batch_kinematic_bicycle.py``, after nuPlan's
+   ``nuplan/planning/simulation/controller/motion_model/kinematic_bicycle.py``): first-order lags on acceleration
+   (0.2 s) and steering angle (0.05 s), forward Euler integration, steering clipped to +-pi/3, lateral velocity and
+   lateral acceleration set to 0.
+
+Same maths as NAVSIM, reorganised for speed (results equal up to floating-point rounding):
+
+* the velocity least-squares normal matrix does not depend on the poses (the displacement direction is a unit
+  vector), so its regularised inverse is precomputed once; NAVSIM builds and ``pinv``-s it per proposal;
+* the curvature fit uses ``np.linalg.solve`` on the (positive definite) regularised normal matrix instead of
+  ``pinv``;
+* the 10-step lateral LQR prediction is written with cumulative sums instead of 10 chained 3x3 matrix products.
+
+Known differences from NAVSIM: the ego's tire steering angle at t=0 is not part of :class:`~rewards.types.EgoState`,
+so the simulation starts with steering angle 0 (NAVSIM uses the logged one).
+
+With ``PDMConfig.tracking == False`` the interpolated poses are returned directly; velocities and accelerations then
+come from finite differences (``np.gradient``, central inside, one-sided at the end) of the rear-axle positions,
+rotated into each state's body frame; state 0 keeps the ego's own velocity and acceleration.
+
+State columns (:data:`SX` ... :data:`SAY`) follow NAVSIM's ``StateIndex`` (``pdm_enums.py``): rear-axle x, y, heading
+in the world frame, then velocity and acceleration in the body frame (x longitudinal, y lateral).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from rewards.config import PDMConfig
+from rewards.geometry import VehicleParameters, wrap_angle
+from rewards.types import EgoState
+
+SX, SY, SYAW, SVX, SVY, SAX, SAY = range(7)
+"""Columns of a simulated state ``(..., 7)``: x, y, yaw [m, m, rad] of the rear axle (world frame), vx, vy [m/s],
+ax, ay [m/s^2] in the body frame."""
+NUM_STATE_COLUMNS = 7
+
+# --- tracker / motion-model parameters: navsim/.../simulation/batch_lqr.py and batch_kinematic_bicycle.py (v1.1),
+# which copy nuPlan's LQRTracker / KinematicBicycleModel defaults.
+Q_LONGITUDINAL = 10.0
+R_LONGITUDINAL = 1.0
+Q_LATERAL = (1.0, 10.0, 0.0)  # lateral error, heading error, steering angle
+R_LATERAL = 1.0
+TRACKING_HORIZON = 10  # steps
+JERK_PENALTY = 1e-4
+CURVATURE_RATE_PENALTY = 1e-2
+INITIAL_CURVATURE_PENALTY = 1e-10  # batch_lqr_utils.py
+STOPPING_PROPORTIONAL_GAIN = 0.5
+STOPPING_VELOCITY = 0.2  # [m/s]
+MAX_STEERING_ANGLE = np.pi / 3  # [rad]
+ACCEL_TIME_CONSTANT = 0.2  # [s]
+STEERING_ANGLE_TIME_CONSTANT = 0.05  # [s]
+
+
+def _validate_candidates(candidates: np.ndarray, config: PDMConfig) -> np.ndarray:
+    """Return ``candidates`` as float64 ``(G, num_poses, 3)``; ``ValueError`` naming the argument otherwise."""
+    try:
+        arr = np.asarray(candidates, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"candidates: cannot convert to a float array ({exc})") from None
+    want = (config.num_poses, 3)
+    if arr.ndim != 3 or arr.shape[1:] != want:
+        raise ValueError(f"candidates: expected shape (G, {want[0]}, {want[1]}), got {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"candidates: G must be >= 1, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise ValueError(f"candidates: contains NaN or inf (shape {arr.shape}, first at index {bad})")
+    return arr
+
+
+@lru_cache(maxsize=8)
+def interpolation_weights(num_poses: int, pose_interval: float, sim_dt: float) -> np.ndarray:
+    """Linear-interpolation weights ``(T, num_poses + 1)`` from the knots ``[ego, pose_1..pose_n]`` to ``T`` steps.
+
+    Knot ``k`` sits at ``k * pose_interval`` [s]; output step ``i`` at ``i * sim_dt`` [s]
+    (``T = num_poses * pose_interval / sim_dt + 1``). Read-only.
+    """
+    ratio = int(round(pose_interval / sim_dt))
+    num_steps = num_poses * ratio + 1
+    w = np.zeros((num_steps, num_poses + 1))
+    for i in range(num_steps):
+        k, r = divmod(i, ratio)
+        if k >= num_poses:
+            w[i, num_poses] = 1.0
+        else:
+            frac = r / ratio
+            w[i, k] = 1.0 - frac
+            w[i, k + 1] += frac
+    w.setflags(write=False)
+    return w
+
+
+def interpolate_candidates(ego: EgoState, candidates: np.ndarray, config: PDMConfig) -> np.ndarray:
+    """World-frame rear-axle poses ``(G, T, 3)`` [m, m, rad] at ``sim_dt``: the current pose, then the candidates.
+
+    Args:
+        ego: current ego state (its pose is the frame of ``candidates``).
+        candidates: ``(G, num_poses, 3)`` ego-frame rear-axle poses [m, m, rad] at ``pose_interval``.
+        config: sampling parameters.
+    """
+    cand = _validate_candidates(candidates, config)
+    g = cand.shape[0]
+    x0, y0, h0 = ego.pose
+    c, s = np.cos(h0), np.sin(h0)
+    knots = np.empty((g, config.num_poses + 1, 3))
+    knots[:, 0] = ego.pose
+    knots[:, 1:, 0] = x0 + c * cand[..., 0] - s * cand[..., 1]
+    knots[:, 1:, 1] = y0 + s * cand[..., 0] + c * cand[..., 1]
+    # nuPlan's AngularInterpolator: np.unwrap over the knots, linear interpolation, wrap back (principal_value).
+    knots[:, 1:, 2] = h0 + cand[..., 2]
+    knots[..., 2] = np.unwrap(knots[..., 2], axis=1)
+    w = interpolation_weights(config.num_poses, config.pose_interval, config.sim_dt)
+    out = np.einsum("tk,gkc->gtc", w, knots)
+    out[..., 2] = wrap_angle(out[..., 2])
+    return out
+
+
+@lru_cache(maxsize=8)
+def _velocity_fit_operator(num_poses: int, dt: float) -> np.ndarray:
+    """``(M, M)`` operator mapping projected displacements ``(..., M)`` to ``[v_0, a_0 .. a_{M-2}]``.
+
+    ``batch_lqr_utils._fit_initial_velocity_and_acceleration_profile`` solves
+    ``min ||y - A x||^2 + jerk_penalty ||R x||^2`` where displacement ``k`` is modelled as
+    ``dt * v_k * (cos h_k, sin h_k)`` with ``v_k = v_0 + dt * sum_{j<k} a_j``. Because ``(cos, sin)`` is a unit
+    vector, ``A^T A = L^T L`` with the pose-independent ``L`` (speed-per-step map) and ``A^T y = L^T p`` with
+    ``p_k = d_k . (cos h_k, sin h_k)``; so ``x = (L^T L + jerk R^T R)^-1 L^T p`` (same ``pinv`` as NAVSIM).
+    ``M = num_poses`` (number of displacements).
+    """
+    m = num_poses
+    lower = np.zeros((m, m))
+    lower[:, 0] = dt
+    for k in range(m):
+        lower[k, 1 : k + 1] = dt * dt
+    band = np.zeros((m - 2, m - 1))
+    idx = np.arange(m - 2)
+    band[idx, idx + 1] = 1.0
+    band[idx, idx] = -1.0
+    reg = np.concatenate([np.zeros((m - 2, 1)), band], axis=1)
+    op = np.linalg.pinv(lower.T @ lower + JERK_PENALTY * reg.T @ reg) @ lower.T
+    op.setflags(write=False)
+    return op
+
+
+@lru_cache(maxsize=8)
+def _curvature_fit_parts(num_poses: int, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pose-independent parts of the curvature fit: ``(tri (M, M), Q (M, M))`` (see ``batch_lqr_utils.py``)."""
+    m = num_poses
+    tri = np.tri(m) * dt * dt
+    tri[:, 0] = dt
+    q = CURVATURE_RATE_PENALTY * np.eye(m)
+    q[0, 0] = INITIAL_CURVATURE_PENALTY
+    tri.setflags(write=False)
+    q.setflags(write=False)
+    return tri, q
+
+
+def fit_velocity_curvature(poses: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """Velocity and curvature profiles ``(G, M)`` fitted to poses ``(G, M + 1, 3)`` sampled every ``dt`` [s].
+
+    Returns ``(velocity [m/s], curvature [1/m])`` at the first ``M`` poses, as NAVSIM's
+    ``get_velocity_curvature_profiles_with_derivatives_from_poses``.
+    """
+    m = poses.shape[1] - 1
+    diff = np.diff(poses, axis=1)
+    heading_disp = wrap_angle(diff[..., 2])
+    h = poses[:, :-1, 2]
+    proj = diff[..., 0] * np.cos(h) + diff[..., 1] * np.sin(h)  # (G, M)
+    x = proj @ _velocity_fit_operator(m, dt).T  # (G, M): v0, a_0..a_{M-2}
+    velocity = np.empty_like(x)
+    velocity[:, 0] = x[:, 0]
+    velocity[:, 1:] = x[:, :1] + np.cumsum(x[:, 1:] * dt, axis=1)
+    tri, q = _curvature_fit_parts(m, dt)
+    # A[k, 0] = v_k dt, A[k, c] = v_k dt^2 for 1 <= c <= k  (rows scaled by v_k).
+    a = velocity[:, :, None] * tri[None]
+    at = a.transpose(0, 2, 1)
+    normal = at @ a + q
+    rhs = np.einsum("gck,gk->gc", at, heading_disp)
+    sol = np.linalg.solve(normal, rhs[..., None])[..., 0]
+    curvature = np.empty_like(sol)
+    curvature[:, 0] = sol[:, 0]
+    curvature[:, 1:] = sol[:, :1] + np.cumsum(sol[:, 1:] * dt, axis=1)
+    return velocity, curvature
+
+
+def _initial_state(ego: EgoState) -> np.ndarray:
+    """``(7,)`` state of the ego at t=0 (columns ``SX..SAY``)."""
+    out = np.zeros(NUM_STATE_COLUMNS)
+    out[SX:SYAW + 1] = ego.pose
+    out[SVX:SVY + 1] = ego.velocity
+    out[SAX:SAY + 1] = ego.acceleration
+    return out
+
+
+def track_poses(
+    ego: EgoState, poses: np.ndarray, dt: float, params: VehicleParameters | None = None
+) -> np.ndarray:
+    """Track reference poses with NAVSIM's batch LQR tracker and kinematic bicycle model.
+
+    Args:
+        ego: current ego state (state 0 of the output; steering angle assumed 0).
+        poses: ``(G, T, 3)`` world-frame rear-axle reference poses [m, m, rad] every ``dt`` [s]; pose 0 is the
+            current pose.
+        dt: step [s].
+        params: vehicle geometry (wheelbase); default ``ego.params``.
+
+    Returns:
+        ``(G, T, 7)`` simulated states (columns ``SX..SAY``).
+    """
+    params = ego.params if params is None else params
+    wheelbase = params.wheelbase
+    g, t_len, _ = poses.shape
+    velocity_profile, curvature_profile = fit_velocity_curvature(poses, dt)
+    m = velocity_profile.shape[1]  # = T - 1
+
+    # Reference velocity / curvature windows for every step, precomputed (batch_lqr.py
+    # _compute_reference_velocity_and_curvature_profile): ref index = min(t + N, M - 1); curvature window
+    # curv[t : ref] padded with curv[ref].
+    steps = np.arange(t_len - 1)
+    ref_idx = np.minimum(steps + TRACKING_HORIZON, m - 1)
+    win = steps[:, None] + np.arange(TRACKING_HORIZON)[None, :]
+    win = np.minimum(win, ref_idx[:, None])
+    v_ref_all = velocity_profile[:, ref_idx]  # (G, T-1)
+    kappa_all = curvature_profile[:, win]  # (G, T-1, N)
+
+    href = poses[..., 2]
+    sin_ref, cos_ref = np.sin(href), np.cos(href)
+
+    # Constant pieces of the 10-step lateral prediction (see module docstring).
+    n = TRACKING_HORIZON
+    k_idx = np.arange(n, dtype=np.float64)
+    long_gain = -Q_LONGITUDINAL * (n * dt) / ((n * dt) ** 2 * Q_LONGITUDINAL + R_LONGITUDINAL)
+    q_lat0, q_lat1, _ = Q_LATERAL
+    accel_lag = dt / (dt + ACCEL_TIME_CONSTANT)
+    steer_lag = dt / (dt + STEERING_ANGLE_TIME_CONSTANT)
+
+    out = np.empty((g, t_len, NUM_STATE_COLUMNS))
+    out[:, 0] = _initial_state(ego)
+    x = np.full(g, ego.pose[0])
+    y = np.full(g, ego.pose[1])
+    h = np.full(g, ego.pose[2])
+    v = np.full(g, ego.velocity[0])
+    ax = np.full(g, ego.acceleration[0])
+    steer = np.zeros(g)
+
+    for t in range(t_len - 1):
+        # --- tracker (batch_lqr.py track_trajectory)
+        dx = x - poses[:, t, 0]
+        dy = y - poses[:, t, 1]
+        e_lat = -dx * sin_ref[:, t] + dy * cos_ref[:, t]
+        e_head = wrap_angle(h - href[:, t])
+        v_ref = v_ref_all[:, t]
+        stop = (v_ref <= STOPPING_VELOCITY) & (v <= STOPPING_VELOCITY)
+        accel_lqr = long_gain * (v - v_ref)
+        accel_cmd = np.where(stop, -STOPPING_PROPORTIONAL_GAIN * (v - v_ref), accel_lqr)
+        # Lateral LQR over the horizon with velocity v_k = v + accel * dt * k (zero-order hold).
+        vk = v[:, None] + (accel_lqr * dt)[:, None] * k_idx  # (G, N)
+        p = vk * dt
+        qk = p / wheelbase
+        inc1 = qk * steer[:, None] - p * kappa_all[:, t]  # heading-error increments
+        e1_before = e_head[:, None] + np.cumsum(inc1, axis=1) - inc1
+        e0 = e_lat + np.sum(p * e1_before, axis=1)
+        e1 = wrap_angle(e_head + np.sum(inc1, axis=1))
+        qb = qk * (k_idx * dt)
+        b1_before = np.cumsum(qb, axis=1) - qb
+        b1 = np.sum(qb, axis=1)
+        b0 = np.sum(p * b1_before, axis=1)
+        steer_rate_lqr = -(q_lat0 * b0 * e0 + q_lat1 * b1 * e1) / (q_lat0 * b0 * b0 + q_lat1 * b1 * b1 + R_LATERAL)
+        steer_rate_cmd = np.where(stop, 0.0, steer_rate_lqr)
+
+        # --- motion model (batch_kinematic_bicycle.py propagate_state)
+        ax_new = accel_lag * (accel_cmd - ax) + ax
+        steer_target = steer + steer_lag * dt * steer_rate_cmd
+        yaw_rate = v * np.tan(steer) / wheelbase
+        x = x + v * np.cos(h) * dt
+        y = y + v * np.sin(h) * dt
+        h = wrap_angle(h + yaw_rate * dt)
+        v = v + ax_new * dt
+        steer = np.clip(steer_target, -MAX_STEERING_ANGLE, MAX_STEERING_ANGLE)
+        ax = ax_new
+        row = out[:, t + 1]
+        row[:, SX] = x
+        row[:, SY] = y
+        row[:, SYAW] = h
+        row[:, SVX] = v
+        row[:, SAX] = ax
+    out[:, 1:, SVY] = 0.0
+    out[:, 1:, SAY] = 0.0
+    return out
+
+
+def finite_difference_states(ego: EgoState, poses: np.ndarray, dt: float) -> np.ndarray:
+    """States ``(G, T, 7)`` from poses ``(G, T, 3)`` [m, m, rad] without tracking (finite differences).
+
+    Velocity: ``np.gradient`` of the rear-axle positions; acceleration: ``np.gradient`` of that world velocity; both
+    rotated into the body frame of each state. State 0 keeps the ego's own velocity and acceleration.
+    """
+    g, t_len, _ = poses.shape
+    out = np.empty((g, t_len, NUM_STATE_COLUMNS))
+    out[..., :3] = poses
+    vel = np.gradient(poses[..., :2], dt, axis=1)
+    acc = np.gradient(vel, dt, axis=1)
+    c, s = np.cos(poses[..., 2]), np.sin(poses[..., 2])
+    out[..., SVX] = c * vel[..., 0] + s * vel[..., 1]
+    out[..., SVY] = -s * vel[..., 0] + c * vel[..., 1]
+    out[..., SAX] = c * acc[..., 0] + s * acc[..., 1]
+    out[..., SAY] = -s * acc[..., 0] + c * acc[..., 1]
+    out[:, 0, SVX:SVY + 1] = ego.velocity
+    out[:, 0, SAX:SAY + 1] = ego.acceleration
+    return out
+
+
+def simulate_poses(ego: EgoState, poses: np.ndarray, config: PDMConfig) -> np.ndarray:
+    """States ``(G, T, 7)`` for world-frame rear-axle poses ``(G, T, 3)`` at ``config.sim_dt`` (pose 0 = now).
+
+    Tracks them when ``config.tracking`` (else finite differences). Used for candidates (after interpolation) and
+    for the reference planner's 0.1 s trajectory (NAVSIM re-simulates PDM-Closed's output the same way).
+    """
+    poses = np.asarray(poses, dtype=np.float64)
+    if poses.ndim != 3 or poses.shape[2] != 3 or poses.shape[0] == 0 or poses.shape[1] < 4:
+        raise ValueError(f"poses: expected shape (G>=1, T>=4, 3), got {poses.shape}")
+    if not np.all(np.isfinite(poses)):
+        raise ValueError(f"poses: contains NaN or inf (shape {poses.shape})")
+    if config.tracking:
+        return track_poses(ego, poses, config.sim_dt)
+    return finite_difference_states(ego, poses, config.sim_dt)
+
+
+def simulate_candidates(ego: EgoState, candidates: np.ndarray, config: PDMConfig = PDMConfig()) -> np.ndarray:
+    """Simulate a group of candidate trajectories as NAVSIM's ``pdm_score`` does.
+
+    Args:
+        ego: current ego state (world frame); the candidates are in its rear-axle frame.
+        candidates: ``(G, num_poses, 3)`` ego-frame rear-axle poses [m, m, rad] at ``pose_interval`` (NAVSIM: 8 at
+            0.5 s).
+        config: sampling and ``tracking`` switch.
+
+    Returns:
+        ``(G, num_sim_steps, 7)`` world-frame states at ``sim_dt`` (41 at 0.1 s), columns ``SX..SAY``.
+
+    Raises:
+        ValueError: ``candidates`` has the wrong shape, G == 0, or contains NaN/inf.
+    """
+    poses = interpolate_candidates(ego, candidates, config)
+    if config.tracking:
+        return track_poses(ego, poses, config.sim_dt)
+    return finite_difference_states(ego, poses, config.sim_dt)
