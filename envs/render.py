@@ -1,0 +1,796 @@
+"""Bird's-eye-view (BEV) rasteriser of a :class:`~envs.scene.Scene` in the ego frame (OpenCV, pure numpy inputs).
+
+Image conventions
+-----------------
+* The image shows the **ego frame at frame t** (rear-axle frame, ``scene.world_to_ego``): the ego heading points
+  **up** (decreasing row), the ego's **left is the image's left** (decreasing column). Nothing is mirrored.
+* Pixel coordinates are ``(u, v) = (column, row)`` floats, the order OpenCV uses; integer values are pixel
+  *centres*, so pixel ``(r, c)`` covers ``u in [c - 0.5, c + 0.5)``, ``v in [r - 0.5, r + 0.5)``.
+* The ego rear axle sits at ``u0 = W / 2 - 0.5`` (the image's vertical centre line) and
+  ``v0 = ego_row_fraction * H - 0.5``; with the defaults (128 x 128 px, 0.5 m/px, fraction 0.75) the view spans
+  48 m ahead, 16 m behind and 32 m to each side. An ego-frame point ``(x, y)`` [m] lands at
+  ``u = u0 - y / mpp``, ``v = v0 - x / mpp`` (:meth:`BEVRenderer.ego_to_pixel`).
+* ``"rgb"`` output is ``uint8 (H, W, 3)`` in **RGB** order (convert to BGR before ``cv2.imwrite``).
+  ``"semantic"`` output is ``uint8 (H, W, C)``, one channel per name in :attr:`BEVConfig.semantic_layers`
+  (see :data:`SEMANTIC_LAYERS`), values exactly 0 or 255 (no anti-aliasing).
+
+CLI: ``python -m envs.render --out outputs/render --num-scenes 6`` writes PNGs of built-in synthetic scenes
+(see :func:`main`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import os
+import sys
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from envs.scene import AgentClass, Scene, SceneMap, TrafficLightState
+from rewards.geometry import box_corners, polyline_arclength, rear_axle_to_center, world_to_local
+
+RGB = tuple[int, int, int]
+
+SEMANTIC_LAYERS = (
+    "drivable",
+    "lanes",
+    "route",
+    "red_lights",
+    "ego",
+    "vehicles",
+    "pedestrians_cyclists",
+    "static",
+    "history",
+    "trajectories",
+)
+"""All semantic layer names, in their default channel order.
+
+* ``drivable``: filled drivable-area polygons.
+* ``lanes``: lane centerlines and their direction chevrons.
+* ``route``: the ego route centreline (thick line).
+* ``red_lights``: stop lines of traffic lights that are RED or YELLOW at frame t.
+* ``ego``: the ego box.
+* ``vehicles``: boxes of VEHICLE agents valid at t.
+* ``pedestrians_cyclists``: boxes of PEDESTRIAN and CYCLIST agents valid at t.
+* ``static``: boxes of STATIC objects valid at t.
+* ``history``: past boxes of agents (and of the ego when ``draw_ego_history``), valid frames only.
+* ``trajectories``: candidate trajectory polylines (only when trajectories are passed to ``render``).
+"""
+
+_SHIFT = 4
+"""Fractional bits of the fixed-point pixel coordinates handed to OpenCV (1/16 px precision)."""
+_ONE = 1 << _SHIFT
+
+
+def _default_layers() -> tuple[str, ...]:
+    return tuple(name for name in SEMANTIC_LAYERS if name != "trajectories")
+
+
+@dataclass(frozen=True)
+class BEVConfig:
+    """Raster geometry, content and colours of the BEV (see the module docstring for the image conventions).
+
+    Colours are RGB triples of ints in ``[0, 255]``; thicknesses are in pixels.
+    """
+
+    height: int = 128
+    """Image height [px]."""
+    width: int = 128
+    """Image width [px]."""
+    meters_per_pixel: float = 0.5
+    """Ground resolution [m/px] (0.5: a 128 px image spans 64 m)."""
+    ego_row_fraction: float = 0.75
+    """Row of the ego rear axle as a fraction of the height from the top (0.75: three quarters of the view ahead)."""
+    mode: str = "rgb"
+    """``"rgb"`` (uint8 (H, W, 3), for people and the default policy observation) or ``"semantic"``
+    (uint8 (H, W, C), one 0/255 channel per entry of ``semantic_layers``)."""
+    semantic_layers: tuple[str, ...] = field(default_factory=_default_layers)
+    """Channels of the semantic output, in order; names from :data:`SEMANTIC_LAYERS` (default: all but
+    ``"trajectories"``, 9 channels)."""
+    history_length: int = 4
+    """Number of past samples drawn per agent [frames sampled] (0 disables history)."""
+    history_step: int = 5
+    """Frames between history samples (5 at 10 Hz: a past box every 0.5 s; the defaults cover 2 s)."""
+    draw_ego_history: bool = True
+    """Also draw the ego's own past boxes in the history (shows the ego's recent motion)."""
+    draw_lanes: bool = True
+    """Draw lane centerlines with direction chevrons."""
+    draw_route: bool = True
+    """Draw the ego route."""
+    draw_traffic_lights: bool = True
+    """Draw traffic-light stop lines coloured by their state at t."""
+    draw_headings: bool = True
+    """RGB only: draw a short line from each box centre to its front edge so headings are visible."""
+    antialias: bool = True
+    """RGB only: anti-aliased lines and edges (``cv2.LINE_AA``); semantic output never uses it."""
+    lane_arrow_spacing: float = 10.0
+    """Distance between direction chevrons along a lane [m]."""
+    lane_arrow_size: float = 1.2
+    """Half-length of a chevron's arms [m]."""
+    lane_thickness: int = 1
+    """Lane centerline thickness [px]."""
+    route_thickness: int = 3
+    """Route line thickness [px]."""
+    light_thickness: int = 2
+    """Traffic-light stop-line thickness [px]."""
+    trajectory_thickness: int = 1
+    """Candidate trajectory line thickness [px]."""
+    trajectory_point_radius: int = 1
+    """Radius of the dots marking each trajectory pose [px] (0: no dots)."""
+    background_color: RGB = (18, 18, 22)
+    """Off-road background."""
+    drivable_color: RGB = (64, 64, 70)
+    """Drivable area fill."""
+    lane_color: RGB = (125, 125, 135)
+    """Lane centerlines and chevrons."""
+    route_color: RGB = (40, 100, 120)
+    """Ego route."""
+    light_colors: tuple[RGB, RGB, RGB, RGB] = ((150, 150, 150), (0, 220, 60), (255, 210, 0), (255, 30, 30))
+    """Stop-line colours indexed by :class:`~envs.scene.TrafficLightState` (UNKNOWN, GREEN, YELLOW, RED)."""
+    ego_color: RGB = (40, 220, 110)
+    """Ego box."""
+    class_colors: tuple[RGB, RGB, RGB, RGB] = ((80, 140, 255), (255, 150, 30), (230, 70, 230), (170, 130, 90))
+    """Agent box colours indexed by :class:`~envs.scene.AgentClass` (VEHICLE, PEDESTRIAN, CYCLIST, STATIC)."""
+    heading_color: RGB = (255, 255, 255)
+    """Heading ticks (RGB only)."""
+    colliding_agent_color: RGB | None = None
+    """When set, the agent named by ``scene.meta.colliding_agent_id`` gets this colour (for people looking at
+    accidents; leave None for policy observations, it reveals the future)."""
+    history_fade: tuple[float, float] = (0.55, 0.15)
+    """RGB only: blend weight of the class colour over the drivable colour for the newest and the oldest past box."""
+    trajectory_colors: tuple[RGB, ...] = (
+        (255, 235, 60),
+        (0, 230, 230),
+        (255, 110, 180),
+        (170, 255, 90),
+        (255, 170, 90),
+        (160, 140, 255),
+    )
+    """Default colours of candidate trajectories, cycled over the group."""
+
+    def __post_init__(self) -> None:
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 8 <= value <= 4096:
+                raise ValueError(f"BEVConfig.{name}: expected an int in [8, 4096] px, got {value!r}")
+        mpp = self.meters_per_pixel
+        if not (isinstance(mpp, (int, float, np.floating)) and math.isfinite(mpp) and mpp > 0):
+            raise ValueError(f"BEVConfig.meters_per_pixel: expected a positive number, got {mpp!r}")
+        if not (0.0 < self.ego_row_fraction <= 1.0):
+            raise ValueError(f"BEVConfig.ego_row_fraction: expected a value in (0, 1], got {self.ego_row_fraction!r}")
+        if self.mode not in ("rgb", "semantic"):
+            raise ValueError(f"BEVConfig.mode: expected 'rgb' or 'semantic', got {self.mode!r}")
+        layers = tuple(self.semantic_layers)
+        unknown = [name for name in layers if name not in SEMANTIC_LAYERS]
+        if unknown or not layers or len(set(layers)) != len(layers):
+            raise ValueError(
+                f"BEVConfig.semantic_layers: expected distinct names from {SEMANTIC_LAYERS}, got {layers!r}"
+            )
+        object.__setattr__(self, "semantic_layers", layers)
+        if not (isinstance(self.history_length, int) and self.history_length >= 0):
+            raise ValueError(f"BEVConfig.history_length: expected an int >= 0, got {self.history_length!r}")
+        if not (isinstance(self.history_step, int) and self.history_step >= 1):
+            raise ValueError(f"BEVConfig.history_step: expected an int >= 1, got {self.history_step!r}")
+        for name in ("lane_arrow_spacing", "lane_arrow_size"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"BEVConfig.{name}: expected a positive number of meters, got {value!r}")
+        for name in ("lane_thickness", "route_thickness", "light_thickness", "trajectory_thickness"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and 1 <= value <= 64):
+                raise ValueError(f"BEVConfig.{name}: expected an int in [1, 64] px, got {value!r}")
+        if not (isinstance(self.trajectory_point_radius, int) and 0 <= self.trajectory_point_radius <= 64):
+            raise ValueError(
+                f"BEVConfig.trajectory_point_radius: expected an int in [0, 64] px, got {self.trajectory_point_radius!r}"
+            )
+        for name in ("background_color", "drivable_color", "lane_color", "route_color", "ego_color", "heading_color"):
+            object.__setattr__(self, name, _check_color(f"BEVConfig.{name}", getattr(self, name)))
+        if self.colliding_agent_color is not None:
+            object.__setattr__(
+                self, "colliding_agent_color", _check_color("BEVConfig.colliding_agent_color", self.colliding_agent_color)
+            )
+        for name, count in (("light_colors", len(TrafficLightState)), ("class_colors", len(AgentClass))):
+            colors = getattr(self, name)
+            if len(colors) != count:
+                raise ValueError(f"BEVConfig.{name}: expected {count} colours, got {len(colors)}")
+            object.__setattr__(self, name, tuple(_check_color(f"BEVConfig.{name}[{i}]", c) for i, c in enumerate(colors)))
+        if not self.trajectory_colors:
+            raise ValueError("BEVConfig.trajectory_colors: needs at least one colour")
+        object.__setattr__(
+            self,
+            "trajectory_colors",
+            tuple(_check_color(f"BEVConfig.trajectory_colors[{i}]", c) for i, c in enumerate(self.trajectory_colors)),
+        )
+        fade = self.history_fade
+        if len(fade) != 2 or not all(0.0 <= f <= 1.0 for f in fade):
+            raise ValueError(f"BEVConfig.history_fade: expected two weights in [0, 1], got {fade!r}")
+
+    @property
+    def num_channels(self) -> int:
+        """C: 3 for ``"rgb"``, ``len(semantic_layers)`` for ``"semantic"``."""
+        return 3 if self.mode == "rgb" else len(self.semantic_layers)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Output shape ``(H, W, C)``."""
+        return (self.height, self.width, self.num_channels)
+
+    @property
+    def ego_pixel(self) -> tuple[float, float]:
+        """``(u0, v0)``: pixel coordinates (column, row) of the ego rear axle."""
+        return (0.5 * self.width - 0.5, self.ego_row_fraction * self.height - 0.5)
+
+    @property
+    def view_extent(self) -> tuple[float, float, float, float]:
+        """``(x_min, x_max, y_min, y_max)`` [m]: the ego-frame rectangle the image covers (to pixel edges)."""
+        u0, v0 = self.ego_pixel
+        mpp = self.meters_per_pixel
+        x_max = (v0 + 0.5) * mpp
+        x_min = (v0 + 0.5 - self.height) * mpp
+        y_max = (u0 + 0.5) * mpp
+        y_min = (u0 + 0.5 - self.width) * mpp
+        return (x_min, x_max, y_min, y_max)
+
+
+def _check_color(name: str, value: Any) -> RGB:
+    """``value`` as an RGB tuple of ints, or ``ValueError`` naming ``name``."""
+    try:
+        ok = len(value) == 3 and all(int(c) == c and 0 <= c <= 255 for c in value)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name}: expected an RGB triple of ints in [0, 255], got {value!r}")
+    return (int(value[0]), int(value[1]), int(value[2]))
+
+
+@dataclass
+class _MapGeometry:
+    """A scene map flattened into world-frame point arrays, built once per map.
+
+    ``*_points`` are ``(P, 2)`` [m] concatenations; ``*_splits`` are the start indices of each polyline/polygon
+    after the first (for ``np.split``), so a frame needs one transform per group.
+    """
+
+    drivable_points: np.ndarray
+    drivable_splits: np.ndarray
+    lane_points: np.ndarray
+    """Lane centerlines followed by the chevrons (3 points each)."""
+    lane_splits: np.ndarray
+    route_points: np.ndarray
+    light_points: np.ndarray
+    """``(L * 2, 2)`` stop-line end points, two per light."""
+    light_states: np.ndarray
+    """``(L, T)`` uint8 state codes."""
+
+
+def _chevrons(centerline: np.ndarray, spacing: float, size: float) -> list[np.ndarray]:
+    """Direction chevrons ``(3, 2)`` [m] placed every ``spacing`` along a centerline ``(K, 2)``, tip forward."""
+    s = polyline_arclength(centerline)
+    if s[-1] < 0.5 * spacing:
+        stations = np.array([0.5 * s[-1]])
+    else:
+        stations = np.arange(0.5 * spacing, s[-1], spacing)
+    x = np.interp(stations, s, centerline[:, 0])
+    y = np.interp(stations, s, centerline[:, 1])
+    seg = np.clip(np.searchsorted(s, stations, side="right") - 1, 0, len(centerline) - 2)
+    d = centerline[seg + 1] - centerline[seg]
+    h = np.arctan2(d[:, 1], d[:, 0])
+    out = []
+    for xi, yi, hi in zip(x, y, h):
+        back_l = hi + np.pi - 0.6
+        back_r = hi + np.pi + 0.6
+        tip = np.array([xi + 0.5 * size * np.cos(hi), yi + 0.5 * size * np.sin(hi)])
+        out.append(
+            np.array(
+                [
+                    tip + size * np.array([np.cos(back_l), np.sin(back_l)]),
+                    tip,
+                    tip + size * np.array([np.cos(back_r), np.sin(back_r)]),
+                ]
+            )
+        )
+    return out
+
+
+def _stop_line(scene_map: SceneMap, lane_id: int, point: np.ndarray) -> np.ndarray:
+    """``(2, 2)`` [m] ends of the stop line through ``point``, across lane ``lane_id`` (its width)."""
+    lane = scene_map.lane(lane_id)
+    cl = lane.centerline
+    a, b = cl[:-1], cl[1:]
+    ab = b - a
+    tt = np.clip(np.sum((point - a) * ab, axis=1) / np.sum(ab * ab, axis=1), 0.0, 1.0)
+    dist = np.linalg.norm(a + tt[:, None] * ab - point, axis=1)
+    d = ab[int(np.argmin(dist))]
+    normal = np.array([-d[1], d[0]]) / np.linalg.norm(d)
+    return np.stack([point + 0.5 * lane.width * normal, point - 0.5 * lane.width * normal])
+
+
+@functools.lru_cache(maxsize=1024)
+def _blend_rgb(color: RGB, base: RGB, w: float) -> RGB:
+    return tuple(int(round(w * c + (1.0 - w) * b)) for c, b in zip(color, base))  # type: ignore[return-value]
+
+
+def _concat(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    if not parts:
+        return np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
+    lengths = np.array([len(p) for p in parts])
+    return np.concatenate(parts, axis=0), np.cumsum(lengths)[:-1]
+
+
+class BEVRenderer:
+    """Rasterises scenes in the ego frame; see the module docstring for conventions.
+
+    Map geometry is flattened once per :class:`~envs.scene.SceneMap` (a weak cache: it goes when the map does).
+    The renderer holds no per-frame state; one instance may render any number of scenes.
+    """
+
+    def __init__(self, config: BEVConfig | None = None) -> None:
+        config = BEVConfig() if config is None else config
+        if not isinstance(config, BEVConfig):
+            raise ValueError(f"config: expected BEVConfig, got {type(config).__name__}")
+        self.config = config
+        self._maps: "weakref.WeakKeyDictionary[SceneMap, _MapGeometry]" = weakref.WeakKeyDictionary()
+        self._semantic = config.mode == "semantic"
+        self._line_type = cv2.LINE_AA if (config.antialias and not self._semantic) else cv2.LINE_8
+        u0, v0 = config.ego_pixel
+        self._u0, self._v0 = u0, v0
+        self._inv_mpp = 1.0 / config.meters_per_pixel
+        x_min, x_max, y_min, y_max = config.view_extent
+        self._view = (x_min, x_max, y_min, y_max)
+        self._channel = {name: i for i, name in enumerate(config.semantic_layers)} if self._semantic else {}
+
+    # ------------------------------------------------------------------ coordinates
+    def ego_to_pixel(self, points: np.ndarray) -> np.ndarray:
+        """Ego-frame points ``(..., 2)`` [m] (x ahead, y left) to pixel coordinates ``(..., 2)`` ``(u, v)``
+        (column, row; float, integer values are pixel centres)."""
+        p = np.asarray(points, dtype=np.float64)
+        if p.ndim < 1 or p.shape[-1] < 2:
+            raise ValueError(f"points: expected shape (..., 2), got {p.shape}")
+        out = np.empty(p.shape[:-1] + (2,))
+        out[..., 0] = self._u0 - p[..., 1] * self._inv_mpp
+        out[..., 1] = self._v0 - p[..., 0] * self._inv_mpp
+        return out
+
+    def pixel_to_ego(self, pixels: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`ego_to_pixel`: pixel coordinates ``(..., 2)`` ``(u, v)`` to ego-frame points [m]."""
+        p = np.asarray(pixels, dtype=np.float64)
+        if p.ndim < 1 or p.shape[-1] != 2:
+            raise ValueError(f"pixels: expected shape (..., 2), got {p.shape}")
+        mpp = self.config.meters_per_pixel
+        return np.stack([(self._v0 - p[..., 1]) * mpp, (self._u0 - p[..., 0]) * mpp], axis=-1)
+
+    def world_to_pixel(self, scene: Scene, t: int, points: np.ndarray) -> np.ndarray:
+        """World-frame points ``(..., 2)`` [m] to pixel coordinates ``(..., 2)`` in the image of frame ``t``."""
+        t = self._check_t(scene, t)
+        p = np.asarray(points, dtype=np.float64)
+        if p.ndim < 1 or p.shape[-1] != 2:
+            raise ValueError(f"points: expected shape (..., 2), got {p.shape}")
+        return self.ego_to_pixel(scene.world_to_ego(p, t))
+
+    def _fixed(self, ego_points: np.ndarray) -> np.ndarray:
+        """Ego-frame points ``(..., 2)`` to int32 fixed-point pixel coordinates (``_SHIFT`` fractional bits)."""
+        uv = self.ego_to_pixel(ego_points) * _ONE
+        np.clip(uv, -(1 << 28), 1 << 28, out=uv)  # far outside the view; keeps int32 and OpenCV safe
+        return np.rint(uv).astype(np.int32)
+
+    # ------------------------------------------------------------------ checks
+    @staticmethod
+    def _check_t(scene: Scene, t: Any) -> int:
+        if not isinstance(scene, Scene):
+            raise ValueError(f"scene: expected Scene, got {type(scene).__name__}")
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+            raise ValueError(f"t: expected an int frame index, got {t!r}")
+        if not 0 <= int(t) < scene.num_frames:
+            raise ValueError(f"t: frame {t} outside [0, {scene.num_frames}) of scene {scene.scene_id}")
+        return int(t)
+
+    def _check_trajectories(self, trajectories: Any, trajectory_colors: Any) -> tuple[np.ndarray, list[RGB]] | None:
+        if trajectories is None:
+            if trajectory_colors is not None:
+                raise ValueError("trajectory_colors: given without trajectories")
+            return None
+        traj = np.asarray(trajectories, dtype=np.float64)
+        if traj.ndim == 2:
+            traj = traj[None]
+        if traj.ndim != 3 or traj.shape[-1] != 3 or traj.shape[1] < 1:
+            raise ValueError(
+                f"trajectories: expected shape (K, 3) or (G, K, 3) ego-frame poses (NAVSIM: K = 8), got "
+                f"{np.shape(trajectories)}"
+            )
+        if not np.all(np.isfinite(traj)):
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(traj))[0])
+            raise ValueError(f"trajectories: non-finite value at index {bad}")
+        if self._semantic and "trajectories" not in self._channel:
+            raise ValueError(
+                "trajectories: given, but BEVConfig.semantic_layers has no 'trajectories' channel to draw them in"
+            )
+        if trajectory_colors is None:
+            pal = self.config.trajectory_colors
+            colors = [pal[g % len(pal)] for g in range(len(traj))]
+        else:
+            if len(trajectory_colors) != len(traj):
+                raise ValueError(
+                    f"trajectory_colors: expected {len(traj)} colours (one per trajectory), got {len(trajectory_colors)}"
+                )
+            colors = [_check_color(f"trajectory_colors[{g}]", np.asarray(c).tolist()) for g, c in enumerate(trajectory_colors)]
+        return traj, colors
+
+    # ------------------------------------------------------------------ map cache
+    def _map_geometry(self, scene_map: SceneMap) -> _MapGeometry:
+        geo = self._maps.get(scene_map)
+        if geo is not None:
+            return geo
+        cfg = self.config
+        drivable, drivable_splits = _concat(list(scene_map.drivable_areas))
+        lane_parts: list[np.ndarray] = [lane.centerline for lane in scene_map.lanes]
+        for lane in scene_map.lanes:
+            lane_parts.extend(_chevrons(lane.centerline, cfg.lane_arrow_spacing, cfg.lane_arrow_size))
+        lanes, lane_splits = _concat(lane_parts)
+        lights = [_stop_line(scene_map, tl.lane_id, tl.stop_point) for tl in scene_map.traffic_lights]
+        light_points = np.concatenate(lights, axis=0) if lights else np.zeros((0, 2))
+        states = (
+            np.stack([tl.states for tl in scene_map.traffic_lights])
+            if scene_map.traffic_lights
+            else np.zeros((0, 0), dtype=np.uint8)
+        )
+        geo = _MapGeometry(drivable, drivable_splits, lanes, lane_splits, scene_map.route.copy(), light_points, states)
+        self._maps[scene_map] = geo
+        return geo
+
+    # ------------------------------------------------------------------ rendering
+    def render(
+        self,
+        scene: Scene,
+        t: int,
+        trajectories: np.ndarray | None = None,
+        trajectory_colors: Sequence[RGB] | None = None,
+    ) -> np.ndarray:
+        """Rasterise ``scene`` at frame ``t`` in the ego frame of frame ``t``.
+
+        Args:
+            scene: the scene.
+            t: frame index in ``[0, scene.num_frames)``.
+            trajectories: optional candidate trajectories ``(K, 3)`` or ``(G, K, 3)``: rear-axle poses
+                ``(x, y, yaw)`` [m, m, rad] in the ego frame at ``t`` (NAVSIM: K = 8 poses at 0.5 s), drawn as
+                polylines starting at the ego rear axle.
+            trajectory_colors: optional RGB colour per trajectory (``G`` triples); RGB mode only matters.
+
+        Returns:
+            ``uint8 (H, W, C)`` image (:attr:`BEVConfig.shape`).
+
+        Raises:
+            ValueError: naming ``scene``, ``t``, ``trajectories`` or ``trajectory_colors`` when one is invalid.
+        """
+        t = self._check_t(scene, t)
+        traj = self._check_trajectories(trajectories, trajectory_colors)
+        cfg = self.config
+        H, W = cfg.height, cfg.width
+        if self._semantic:
+            canvas = np.zeros((len(cfg.semantic_layers), H, W), dtype=np.uint8)
+        else:
+            canvas = np.empty((H, W, 3), dtype=np.uint8)
+            canvas[...] = cfg.background_color
+        origin = scene.ego_poses[t]
+
+        if scene.map is not None:
+            self._draw_map(canvas, scene.map, origin, t)
+        self._draw_boxes(canvas, scene, t, origin)
+        if traj is not None:
+            self._draw_trajectories(canvas, *traj)
+
+        if self._semantic:
+            return np.ascontiguousarray(canvas.transpose(1, 2, 0))
+        return canvas
+
+    def _layer(self, canvas: np.ndarray, name: str) -> tuple[np.ndarray | None, Any]:
+        """Target image and colour for a drawing: the RGB canvas, or the semantic channel (None if not selected)."""
+        if not self._semantic:
+            return canvas, None
+        c = self._channel.get(name)
+        return (canvas[c], 255) if c is not None else (None, 255)
+
+    def _visible(self, pix: np.ndarray, splits: np.ndarray, margin: int) -> list[np.ndarray]:
+        """Split fixed-point pixel points into polylines and keep those whose bounding box meets the image."""
+        if len(pix) == 0:
+            return []
+        starts = np.concatenate([[0], splits])
+        lo = np.minimum.reduceat(pix, starts, axis=0)
+        hi = np.maximum.reduceat(pix, starts, axis=0)
+        m = margin * _ONE
+        keep = (
+            (hi[:, 0] >= -m) & (lo[:, 0] <= (self.config.width + margin) * _ONE)
+            & (hi[:, 1] >= -m) & (lo[:, 1] <= (self.config.height + margin) * _ONE)
+        )
+        ends = np.append(splits, len(pix))
+        return [pix[starts[i]:ends[i]] for i in np.flatnonzero(keep)]
+
+    def _draw_map(self, canvas: np.ndarray, scene_map: SceneMap, origin: np.ndarray, t: int) -> None:
+        cfg = self.config
+        geo = self._map_geometry(scene_map)
+        lt = self._line_type
+
+        img, color = self._layer(canvas, "drivable")
+        if img is not None:
+            color = cfg.drivable_color if color is None else color
+            pix = self._fixed(world_to_local(geo.drivable_points, origin))
+            for poly in self._visible(pix, geo.drivable_splits, 2):
+                cv2.fillPoly(img, [poly], color, lt, _SHIFT)
+
+        if cfg.draw_route:
+            img, color = self._layer(canvas, "route")
+            if img is not None:
+                pix = self._fixed(world_to_local(geo.route_points, origin))
+                cv2.polylines(img, [pix], False, cfg.route_color if color is None else color,
+                              cfg.route_thickness, lt, _SHIFT)
+
+        if cfg.draw_lanes and len(geo.lane_points):
+            img, color = self._layer(canvas, "lanes")
+            if img is not None:
+                pix = self._fixed(world_to_local(geo.lane_points, origin))
+                lines = self._visible(pix, geo.lane_splits, 2)
+                if lines:
+                    cv2.polylines(img, lines, False, cfg.lane_color if color is None else color,
+                                  cfg.lane_thickness, lt, _SHIFT)
+
+        if cfg.draw_traffic_lights and len(geo.light_points):
+            img, _ = self._layer(canvas, "red_lights")
+            if img is not None:
+                pix = self._fixed(world_to_local(geo.light_points, origin)).reshape(-1, 2, 2)
+                states = geo.light_states[:, t]
+                for seg, state in zip(pix, states):
+                    if self._semantic:
+                        if state not in (TrafficLightState.RED, TrafficLightState.YELLOW):
+                            continue
+                        color = 255
+                    else:
+                        color = cfg.light_colors[int(state)]
+                    cv2.polylines(img, [seg], False, color, cfg.light_thickness, lt, _SHIFT)
+
+    def _history_frames(self, t: int) -> list[int]:
+        """Past frames to draw, oldest first."""
+        cfg = self.config
+        frames = [t - k * cfg.history_step for k in range(cfg.history_length, 0, -1)]
+        return [f for f in frames if f >= 0]
+
+    def _draw_boxes(self, canvas: np.ndarray, scene: Scene, t: int, origin: np.ndarray) -> None:
+        cfg = self.config
+        lt = self._line_type
+        past = self._history_frames(t)
+        frames = past + [t]
+        S = len(frames)
+        ego_len, ego_wid = scene.ego_params.length, scene.ego_params.width
+
+        # Agents at all drawn frames: one transform, one corner computation.
+        N = scene.num_agents
+        if N:
+            poses = world_to_local(scene.agent_poses[:, frames], origin)  # (N, S, 3)
+            sizes = scene.agent_sizes
+            valid = scene.agent_valid[:, frames].copy()  # (N, S)
+            x_min, x_max, y_min, y_max = self._view
+            reach = 0.5 * np.hypot(sizes[:, 0], sizes[:, 1])[:, None]
+            valid &= (poses[..., 0] + reach >= x_min) & (poses[..., 0] - reach <= x_max)
+            valid &= (poses[..., 1] + reach >= y_min) & (poses[..., 1] - reach <= y_max)
+            corners = self._fixed(box_corners(poses, sizes[:, None, 0], sizes[:, None, 1]))  # (N, S, 4, 2)
+        else:
+            valid = np.zeros((0, S), dtype=bool)
+
+        # History, oldest first (newer boxes drawn on top).
+        if past and (cfg.draw_ego_history or N):
+            img, color = self._layer(canvas, "history")
+            if img is not None:
+                if cfg.draw_ego_history:
+                    ego_past = world_to_local(rear_axle_to_center(scene.ego_poses[past], scene.ego_params), origin)
+                    ego_corners = self._fixed(box_corners(ego_past, ego_len, ego_wid))
+                for s, _frame in enumerate(past):
+                    w = self._fade(s, len(past))
+                    if cfg.draw_ego_history:
+                        c = color if self._semantic else self._blend(cfg.ego_color, w)
+                        cv2.fillConvexPoly(img, ego_corners[s], c, lt, _SHIFT)
+                    for n in np.flatnonzero(valid[:, s]):
+                        c = color if self._semantic else self._blend(self._agent_color(scene, n), w)
+                        cv2.fillConvexPoly(img, corners[n, s], c, lt, _SHIFT)
+
+        # Agents valid at t.
+        ticks: list[np.ndarray] = []
+        for n in np.flatnonzero(valid[:, -1]):
+            cls = int(scene.agent_classes[n])
+            if self._semantic:
+                name = {AgentClass.VEHICLE: "vehicles", AgentClass.STATIC: "static"}.get(cls, "pedestrians_cyclists")
+                img, color = self._layer(canvas, name)
+                if img is None:
+                    continue
+            else:
+                img, color = canvas, self._agent_color(scene, n)
+            cv2.fillConvexPoly(img, corners[n, -1], color, lt, _SHIFT)
+            if cfg.draw_headings and not self._semantic:
+                ticks.append(self._heading_tick(poses[n, -1], sizes[n, 0]))
+
+        # Ego.
+        img, color = self._layer(canvas, "ego")
+        if img is not None:
+            center = np.array([scene.ego_params.rear_axle_to_center, 0.0, 0.0])
+            cv2.fillConvexPoly(img, self._fixed(box_corners(center, ego_len, ego_wid)),
+                               cfg.ego_color if color is None else color, lt, _SHIFT)
+            if cfg.draw_headings and not self._semantic:
+                ticks.append(self._heading_tick(center, ego_len))
+        if ticks:
+            cv2.polylines(canvas, ticks, False, cfg.heading_color, 1, lt, _SHIFT)
+
+    def _heading_tick(self, pose: np.ndarray, length: float) -> np.ndarray:
+        """``(2, 2)`` fixed-point segment from a box centre ``pose (3,)`` (ego frame) to its front edge's middle."""
+        front = pose[:2] + 0.5 * length * np.array([np.cos(pose[2]), np.sin(pose[2])])
+        return self._fixed(np.stack([pose[:2], front]))
+
+    def _agent_color(self, scene: Scene, n: int) -> RGB:
+        cfg = self.config
+        if cfg.colliding_agent_color is not None and scene.meta.colliding_agent_id is not None:
+            if int(scene.agent_ids[n]) == scene.meta.colliding_agent_id:
+                return cfg.colliding_agent_color
+        return cfg.class_colors[int(scene.agent_classes[n])]
+
+    def _fade(self, s: int, count: int) -> float:
+        """Blend weight of history sample ``s`` (0 = oldest) of ``count``."""
+        newest, oldest = self.config.history_fade
+        return newest if count == 1 else oldest + (newest - oldest) * s / (count - 1)
+
+    def _blend(self, color: RGB, w: float) -> RGB:
+        """``w * color + (1 - w) * drivable_color``, rounded (cached: few distinct values per config)."""
+        return _blend_rgb(color, self.config.drivable_color, w)
+
+    def _draw_trajectories(self, canvas: np.ndarray, traj: np.ndarray, colors: list[RGB]) -> None:
+        cfg = self.config
+        lt = self._line_type
+        img, sem_color = self._layer(canvas, "trajectories")
+        assert img is not None  # checked in _check_trajectories
+        pts = np.concatenate([np.zeros((len(traj), 1, 2)), traj[..., :2]], axis=1)  # start at the rear axle
+        pix = self._fixed(pts)
+        r = cfg.trajectory_point_radius
+        for g in range(len(traj)):
+            color = sem_color if self._semantic else colors[g]
+            cv2.polylines(img, [pix[g]], False, color, cfg.trajectory_thickness, lt, _SHIFT)
+            if r > 0:
+                for p in pix[g, 1:]:
+                    cv2.circle(img, (int(p[0]), int(p[1])), r * _ONE, color, -1, lt, _SHIFT)
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def logged_future(scene: Scene, t: int, num_poses: int = 8, interval: float = 0.5) -> np.ndarray:
+    """The ego's logged future as a trajectory: ``(K, 3)`` rear-axle poses in the ego frame at ``t``.
+
+    Poses every ``interval`` [s] (rounded to whole frames) after ``t``; ``K <= num_poses`` (fewer near the end of
+    the log, possibly 0).
+    """
+    step = max(1, int(round(interval / scene.dt)))
+    frames = [t + k * step for k in range(1, num_poses + 1) if t + k * step < scene.num_frames]
+    if not frames:
+        return np.zeros((0, 3))
+    return scene.world_to_ego(scene.ego_poses[frames], t)
+
+
+def caption(image_rgb: np.ndarray, lines: Sequence[str], bar_height: int = 16) -> np.ndarray:
+    """A copy of ``image_rgb (H, W, 3)`` with a dark caption bar above it, one text line per ``bar_height`` px."""
+    h, w = image_rgb.shape[:2]
+    bar = np.full((bar_height * len(lines), w, 3), 12, dtype=np.uint8)
+    for i, text in enumerate(lines):
+        cv2.putText(bar, text, (3, bar_height * (i + 1) - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.36, (235, 235, 235), 1,
+                    cv2.LINE_AA)
+    return np.concatenate([bar, image_rgb], axis=0)
+
+
+def contact_sheet(tiles: Sequence[np.ndarray], columns: int, pad: int = 4) -> np.ndarray:
+    """Grid of equally sized RGB tiles ``(h, w, 3)``, ``columns`` per row, ``pad`` px apart."""
+    if not tiles:
+        raise ValueError("tiles: need at least one tile")
+    if columns < 1:
+        raise ValueError(f"columns: expected >= 1, got {columns}")
+    h, w = tiles[0].shape[:2]
+    rows = math.ceil(len(tiles) / columns)
+    cols = min(columns, len(tiles))
+    sheet = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, dtype=np.uint8)
+    for i, tile in enumerate(tiles):
+        if tile.shape[:2] != (h, w):
+            raise ValueError(f"tiles[{i}]: shape {tile.shape} differs from tiles[0] {tiles[0].shape}")
+        r, c = divmod(i, columns)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        sheet[y:y + h, x:x + w] = tile
+    return sheet
+
+
+def write_png(path: str, image_rgb: np.ndarray) -> None:
+    """Write an RGB image as PNG atomically (encode, write a temp file in the same folder, rename)."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError(f"{path}: PNG encoding failed")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(buf.tobytes())
+    os.replace(tmp, path)
+
+
+def _frames_to_draw(scene: Scene, which: str, stride: int, lead: float) -> list[int]:
+    """Frames to render: ``lead`` seconds before contact and at contact (middle of the log if no accident), or
+    every ``stride`` frames."""
+    if which == "all":
+        return list(range(0, scene.num_frames, stride))
+    key = scene.meta.collision_frame if scene.meta.collision_frame is not None else scene.num_frames // 2
+    before = max(0, key - int(round(lead / scene.dt)))
+    return sorted({before, key})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: render built-in synthetic scenes to PNGs (one per frame, plus a contact sheet) and print the paths."""
+    parser = argparse.ArgumentParser(prog="python -m envs.render", description=main.__doc__)
+    parser.add_argument("--out", default="outputs/render", help="output folder (created)")
+    parser.add_argument("--num-scenes", type=int, default=6, help="number of bank scenes")
+    parser.add_argument("--seed", type=int, default=0, help="bank seed")
+    parser.add_argument("--types", default=None, help="comma-separated scenario types (default: all)")
+    parser.add_argument("--frames", choices=("before_collision", "all"), default="before_collision",
+                        help="before_collision: --lead s before contact and at contact; all: every --stride frames")
+    parser.add_argument("--lead", type=float, default=2.0, help="seconds before contact for before_collision")
+    parser.add_argument("--stride", type=int, default=10, help="frame stride for --frames all")
+    parser.add_argument("--size", type=int, default=256, help="image height and width [px]")
+    parser.add_argument("--mpp", type=float, default=0.25, help="meters per pixel")
+    parser.add_argument("--mode", choices=("rgb", "semantic"), default="rgb",
+                        help="semantic: writes each frame's channels side by side as a grey strip")
+    parser.add_argument("--no-future", action="store_true", help="do not draw the ego's logged future (yellow)")
+    parser.add_argument("--no-sheet", action="store_true", help="skip the contact sheet")
+    parser.add_argument("--columns", type=int, default=0, help="contact sheet columns (default: frames per scene)")
+    args = parser.parse_args(argv)
+    if args.num_scenes < 1:
+        parser.error(f"--num-scenes: expected >= 1, got {args.num_scenes}")
+    if args.stride < 1:
+        parser.error(f"--stride: expected >= 1, got {args.stride}")
+
+    from envs.bank import ScenarioBank  # the synthetic bank; imported here so rendering never needs it
+
+    types = [s.strip() for s in args.types.split(",") if s.strip()] if args.types else None
+    bank = ScenarioBank(args.num_scenes, seed=args.seed, scenario_types=types)
+    config = BEVConfig(height=args.size, width=args.size, meters_per_pixel=args.mpp, mode=args.mode,
+                       colliding_agent_color=(255, 40, 40))
+    renderer = BEVRenderer(config)
+    os.makedirs(args.out, exist_ok=True)
+    tiles: list[np.ndarray] = []
+    per_scene = 1
+    for i in range(args.num_scenes):
+        scene = bank[i]
+        frames = _frames_to_draw(scene, args.frames, args.stride, args.lead)
+        per_scene = max(per_scene, len(frames))
+        for t in frames:
+            if args.mode == "rgb":
+                future = None if args.no_future else logged_future(scene, t)
+                image = renderer.render(scene, t, future if future is not None and len(future) else None,
+                                        [(255, 235, 60)] if future is not None and len(future) else None)
+            else:
+                sem = renderer.render(scene, t)
+                strip = np.concatenate([sem[..., c] for c in range(sem.shape[-1])], axis=1)
+                image = np.repeat(strip[..., None], 3, axis=2)
+            contact = scene.meta.collision_frame
+            rel = "" if contact is None else f" ({(t - contact) * scene.dt:+.1f} s to contact)"
+            lines = [
+                f"{scene.scene_id}  [synthetic]" if scene.meta.source == "synthetic" else scene.scene_id,
+                f"type={scene.meta.scenario_type} t={t}{rel}",
+            ]
+            tile = caption(image, lines)
+            safe_id = scene.scene_id.replace("/", "_")
+            path = os.path.join(args.out, f"{safe_id}_t{t:03d}.png")
+            write_png(path, tile)
+            print(path)
+            tiles.append(tile)
+    if not args.no_sheet and tiles:
+        sheet = contact_sheet(tiles, args.columns or (per_scene if per_scene > 1 else 4))
+        path = os.path.join(args.out, "contact_sheet.png")
+        write_png(path, sheet)
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
