@@ -464,6 +464,9 @@ class BEVRenderer:
         Returns:
             ``uint8 (H, W, C)`` image (:attr:`BEVConfig.shape`).
 
+        Only frames ``<= t`` of the scene are read (the ego and agents at ``t`` and their history), never the
+        future, so closed-loop views whose later frames are stale render correctly.
+
         Raises:
             ValueError: naming ``scene``, ``t``, ``trajectories`` or ``trajectory_colors`` when one is invalid.
         """
@@ -587,8 +590,8 @@ class BEVRenderer:
                 if cfg.draw_ego_history:
                     ego_past = world_to_local(rear_axle_to_center(scene.ego_poses[past], scene.ego_params), origin)
                     ego_corners = self._fixed(box_corners(ego_past, ego_len, ego_wid))
-                for s, _frame in enumerate(past):
-                    w = self._fade(s, len(past))
+                for s, frame in enumerate(past):
+                    w = self._fade((t - frame) // cfg.history_step)
                     if cfg.draw_ego_history:
                         c = color if self._semantic else self._blend(cfg.ego_color, w)
                         cv2.fillConvexPoly(img, ego_corners[s], c, lt, _SHIFT)
@@ -634,10 +637,11 @@ class BEVRenderer:
                 return cfg.colliding_agent_color
         return cfg.class_colors[int(scene.agent_classes[n])]
 
-    def _fade(self, s: int, count: int) -> float:
-        """Blend weight of history sample ``s`` (0 = oldest) of ``count``."""
+    def _fade(self, age: int) -> float:
+        """Blend weight of the history sample ``age`` steps back (1: newest, ``history_length``: oldest)."""
         newest, oldest = self.config.history_fade
-        return newest if count == 1 else oldest + (newest - oldest) * s / (count - 1)
+        L = self.config.history_length
+        return newest if L == 1 else newest + (oldest - newest) * (age - 1) / (L - 1)
 
     def _blend(self, color: RGB, w: float) -> RGB:
         """``w * color + (1 - w) * drivable_color``, rounded (cached: few distinct values per config)."""

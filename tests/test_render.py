@@ -324,6 +324,9 @@ def test_ego_history_and_rgb_fading():
     # Newer past boxes are closer to the ego colour than older ones; both differ from the ego colour.
     assert np.abs(newest.astype(int) - ego_green).sum() < np.abs(oldest.astype(int) - ego_green).sum()
     assert np.abs(newest.astype(int) - ego_green).sum() > 30
+    # Fading depends on the age of a sample, not on how many samples exist: at t = 5 only frame 0 is in the past.
+    early = BEVRenderer(BEVConfig(antialias=False)).render(scene, 5)
+    np.testing.assert_array_equal(early[int(np.rint(px.ego_to_pixel(np.array([-5.5, 0.0]))[1])), u], newest)
 
 
 # ---------------------------------------------------------------------- trajectories
