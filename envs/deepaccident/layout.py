@@ -1,0 +1,131 @@
+"""DeepAccident folder layout: names, paths, frame listing, split files and atomic writes.
+
+Layout (``docs/data_preparation.md`` and ``tools/data_converter/carla_converter.py`` of tianqi-wang1996/DeepAccident)::
+
+    <root>/train.txt | val.txt | test.txt     one scenario per line: "<scenario_type> <scenario_name>"
+    <root>/<scenario_type>/meta/<scenario_name>.txt
+    <root>/<scenario_type>/<agent>/<sensor>/<scenario_name>/<scenario_name>_<frame>.<ext>
+
+Only ``<agent>/label`` and ``<agent>/calib`` of the observing agent are read here; images, lidar sweeps and BEV
+masks are neither read nor written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from envs.deepaccident.errors import DeepAccidentFormatError
+
+AGENTS = ("ego_vehicle", "ego_vehicle_behind", "other_vehicle", "other_vehicle_behind", "infrastructure")
+"""The five V2X agents of a scenario; the order of the first four is the order of the meta ``agents id:`` line."""
+
+CAMERAS = ("Camera_Front", "Camera_FrontLeft", "Camera_FrontRight", "Camera_Back", "Camera_BackLeft", "Camera_BackRight")
+"""Camera names used as calib keys ``lidar_to_<camera>`` / ``intrinsic_<camera>``."""
+
+SPLITS = ("train", "val", "test")
+
+RAW_DT = 0.1
+"""Raw frame step [s] (10 Hz)."""
+
+KEY_FRAME_STRIDE = 5
+"""The official converter keeps frames with ``(last_frame - frame) % 5 == 0`` (2 Hz)."""
+
+_NAME_RE = re.compile(r"^[^\s/\\]+$")
+
+
+def check_name(kind: str, value: str) -> str:
+    """A scenario type/name/agent must be one path component without whitespace (the split file is space separated)."""
+    if not isinstance(value, str) or not _NAME_RE.match(value) or value in (".", ".."):
+        raise ValueError(f"{kind}: {value!r} is not a valid DeepAccident name (one path component, no whitespace)")
+    return value
+
+
+def meta_path(root: Path, scenario_type: str, scenario_name: str) -> Path:
+    """``<root>/<type>/meta/<name>.txt``."""
+    return Path(root) / scenario_type / "meta" / f"{scenario_name}.txt"
+
+
+def sensor_dir(root: Path, scenario_type: str, agent: str, sensor: str, scenario_name: str) -> Path:
+    """``<root>/<type>/<agent>/<sensor>/<name>`` (sensor ``label``, ``calib``, ``lidar01``, cameras...)."""
+    return Path(root) / scenario_type / agent / sensor / scenario_name
+
+
+def frame_file(folder: Path, scenario_name: str, frame: int, ext: str) -> Path:
+    """``<folder>/<name>_<frame>.<ext>``."""
+    return Path(folder) / f"{scenario_name}_{int(frame)}.{ext}"
+
+
+def list_frames(label_dir: Path, scenario_name: str) -> list[tuple[int, Path]]:
+    """Frame numbers and label files ``<name>_<frame>.txt`` in ``label_dir``, sorted by (frame, file name).
+
+    Duplicated frame numbers (``_7`` and ``_07``) appear twice; the caller decides.
+
+    Raises:
+        DeepAccidentFormatError: folder missing, a ``.txt`` file not named ``<name>_<int>.txt``, or no label file
+            (an empty scenario folder).
+    """
+    label_dir = Path(label_dir)
+    if not label_dir.is_dir():
+        raise DeepAccidentFormatError(label_dir, None, "label", "scenario label folder does not exist")
+    prefix = f"{scenario_name}_"
+    out: list[tuple[int, Path]] = []
+    for path in sorted(label_dir.iterdir()):
+        if path.suffix != ".txt" or not path.is_file():
+            continue
+        stem = path.stem
+        tail = stem[len(prefix):] if stem.startswith(prefix) else ""
+        if not re.fullmatch(r"-?\d+", tail):
+            raise DeepAccidentFormatError(path, None, "frame", f"file name is not '{prefix}<frame>.txt'")
+        out.append((int(tail), path))
+    if not out:
+        raise DeepAccidentFormatError(label_dir, None, "label", "empty scenario folder: no label files")
+    out.sort(key=lambda fp: (fp[0], fp[1].name))
+    return out
+
+
+def read_split_file(path: Path) -> list[tuple[int, str, str]]:
+    """Entries ``(line_number, scenario_type, scenario_name)`` of a split file; blank lines are ignored.
+
+    Raises:
+        DeepAccidentFormatError: missing file, or a line that is not exactly two space-separated tokens.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DeepAccidentFormatError(path, None, "split", "split file does not exist")
+    entries = []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, start=1):
+            tokens = line.split()
+            if not tokens:
+                continue
+            if len(tokens) != 2:
+                raise DeepAccidentFormatError(
+                    path, i, "scenario", f"expected '<scenario_type> <scenario_name>', got {line.rstrip()!r}"
+                )
+            entries.append((i, tokens[0], tokens[1]))
+    return entries
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temp file beside ``path``, fsync it, then ``os.replace`` it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """UTF-8 text version of :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, text.encode("utf-8"))
