@@ -170,3 +170,83 @@ def offset_polyline(points: np.ndarray, offset: float) -> np.ndarray:
         cos_half = np.sum(m * n[1:], axis=1, keepdims=True)
         normals[1:-1] = m / np.clip(cos_half, 0.25, None)
     return points + offset * normals
+
+
+def boxes_overlap(corners_a: np.ndarray, corners_b: np.ndarray, eps: float = 1e-9) -> np.ndarray:
+    """Strict overlap test of oriented boxes by the separating axis theorem (vectorized, broadcasting).
+
+    Args:
+        corners_a: ``(..., 4, 2)`` box corners [m] in :func:`box_corners` order (FL, RL, RR, FR).
+        corners_b: ``(..., 4, 2)`` box corners [m]; leading dims broadcast against ``corners_a``.
+        eps: penetration depth [m] that must be exceeded on every axis; boxes that only touch (edges or corners
+            in contact, penetration <= ``eps``) do not overlap.
+
+    Returns:
+        ``(...)`` bool, True where the two boxes' interiors intersect.
+    """
+    a = np.asarray(corners_a, dtype=np.float64)
+    b = np.asarray(corners_b, dtype=np.float64)
+    if a.shape[-2:] != (4, 2) or b.shape[-2:] != (4, 2):
+        raise ValueError(f"boxes_overlap: corners must have shape (..., 4, 2), got {a.shape} and {b.shape}")
+    a, b = np.broadcast_arrays(a, b)
+    # Candidate separating axes: the two edge directions of each box, (..., 4, 2), unit length.
+    axes = np.stack(
+        [a[..., 0, :] - a[..., 1, :], a[..., 0, :] - a[..., 3, :], b[..., 0, :] - b[..., 1, :], b[..., 0, :] - b[..., 3, :]],
+        axis=-2,
+    )
+    axes = axes / np.maximum(np.linalg.norm(axes, axis=-1, keepdims=True), 1e-12)
+    # Projections of every corner on every axis: (..., 4 axes, 4 corners).
+    pa = axes[..., :, None, 0] * a[..., None, :, 0] + axes[..., :, None, 1] * a[..., None, :, 1]
+    pb = axes[..., :, None, 0] * b[..., None, :, 0] + axes[..., :, None, 1] * b[..., None, :, 1]
+    penetration = np.minimum(pa.max(-1) - pb.min(-1), pb.max(-1) - pa.min(-1))  # (..., 4)
+    return np.all(penetration > eps, axis=-1)
+
+
+def boxes_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Closed overlap test of oriented rectangles by the separating-axis theorem (touching counts as overlap).
+
+    Args:
+        a: ``(..., 4, 2)`` corners [m] of rectangles in cyclic order (e.g. FL, RL, RR, FR).
+        b: ``(..., 4, 2)`` corners, broadcastable against ``a``.
+
+    Returns:
+        ``(...)`` bool, True where the closed rectangles share at least one point (shapely ``intersects``).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    a, b = np.broadcast_arrays(a, b)
+    axes = np.stack([a[..., 1, :] - a[..., 0, :], a[..., 2, :] - a[..., 1, :],
+                     b[..., 1, :] - b[..., 0, :], b[..., 2, :] - b[..., 1, :]], axis=-2)  # (..., 4, 2)
+    pa = axes[..., :, None, 0] * a[..., None, :, 0] + axes[..., :, None, 1] * a[..., None, :, 1]  # (..., 4, 4)
+    pb = axes[..., :, None, 0] * b[..., None, :, 0] + axes[..., :, None, 1] * b[..., None, :, 1]
+    return np.all(np.maximum(pa.min(-1), pb.min(-1)) <= np.minimum(pa.max(-1), pb.max(-1)), axis=-1)
+
+
+def segment_intersects_box(p0: np.ndarray, p1: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Closed intersection test of segments ``p0 -> p1`` ``(..., 2)`` with rectangles ``box`` ``(..., 4, 2)``.
+
+    Separating axes: the rectangle's two edge directions and the segment's normal. Returns ``(...)`` bool.
+    """
+    p0 = np.asarray(p0, dtype=np.float64)
+    p1 = np.asarray(p1, dtype=np.float64)
+    box = np.asarray(box, dtype=np.float64)
+    seg = np.stack([p0, p1], axis=-2)  # (..., 2, 2)
+    d = p1 - p0
+    normal = np.stack([-d[..., 1], d[..., 0]], axis=-1)
+    axes = np.stack(np.broadcast_arrays(box[..., 1, :] - box[..., 0, :], box[..., 2, :] - box[..., 1, :], normal),
+                    axis=-2)  # (..., 3, 2)
+    ps = axes[..., :, None, 0] * seg[..., None, :, 0] + axes[..., :, None, 1] * seg[..., None, :, 1]
+    pb = axes[..., :, None, 0] * box[..., None, :, 0] + axes[..., :, None, 1] * box[..., None, :, 1]
+    return np.all(np.maximum(ps.min(-1), pb.min(-1)) <= np.minimum(ps.max(-1), pb.max(-1)), axis=-1)
+
+
+def relative_angle(origin: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Angle [rad] in ``[0, pi]`` between the heading of poses ``origin (..., 3)`` and the vector to points
+    ``target (..., 2)``; NaN where they coincide (nuPlan ``get_agent_relative_angle``, idm/utils.py, gives NaN)."""
+    origin = np.asarray(origin, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    dx = target[..., 0] - origin[..., 0]
+    dy = target[..., 1] - origin[..., 1]
+    c, s = np.cos(origin[..., 2]), np.sin(origin[..., 2])
+    ang = np.arctan2(np.abs(c * dy - s * dx), c * dx + s * dy)
+    return np.where((dx == 0) & (dy == 0), np.nan, ang)

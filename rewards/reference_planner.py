@@ -1,0 +1,194 @@
+"""PDM-Closed-like reference planner: the trajectory EP is normalised against (NAVSIM v1.1 scores every prediction
+paired with PDM-Closed, ``navsim/evaluate/pdm_score.py``).
+
+What it does (after ``navsim/planning/simulation/planner/pdm_planner/abstract_pdm_closed_planner.py``,
+``.../proposal/pdm_generator.py``, ``.../proposal/batch_idm_policy.py`` and the parameters NAVSIM's metric caching
+uses, ``navsim/planning/metric_caching/metric_cache_processor.py``):
+
+* centreline = the route polyline (``MapGeometry.route``); paths = the centreline offset laterally by
+  ``PDMConfig.reference_lateral_offsets`` (-1, 0, +1 m);
+* longitudinal profiles = IDM (``batch_idm_policy.py``: acceleration exponent 10, min gap 1.0 m, headway 1.5 s,
+  a_max 1.5 m/s^2, b 3.0 m/s^2, forward Euler at 0.1 s) with target speeds ``speed_limit x
+  reference_speed_fractions`` (0.2 .. 1.0), w.r.t. the closest object ahead on the path, objects forecast at
+  constant velocity from their state at t=0;
+* the 15 proposals (poses along the path at the IDM progress) are simulated with the same tracker
+  (:func:`rewards.tracking.simulate_poses`) and scored with :func:`rewards.pdm.score_states` against the
+  constant-velocity forecasts (normalising EP among the proposals, as PDM-Closed does); the best PDMS wins (first on
+  ties);
+* the winner's simulated 0.1 s trajectory is simulated once more (NAVSIM re-simulates the cached PDM-Closed
+  trajectory in ``pdm_score``) and scored against the *logged* objects: its ``progress * NC * DAC`` is the
+  ``masked_progress`` used for EP normalisation.
+
+Simplifications (documented deviations from PDM-Closed): the route polyline replaces PDM's lane-graph centreline
+search; the leading object is the closest forecast object whose centre lies within (ego half width + object half
+width) of the path, ahead of the ego front (PDM intersects the path corridor with the occupancy map); no emergency
+brake fallback; beyond the end of the route the path is extended straight along its last segment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rewards.config import PDMConfig
+from rewards.geometry import offset_polyline, polyline_arclength, wrap_angle, world_to_local
+from rewards.tracking import SX, SY, SYAW, simulate_poses
+from rewards.types import AgentsFuture, ScoringProblem
+
+# batch_idm_policy.py / metric_cache_processor.py (NAVSIM v1.1)
+IDM_MIN_GAP = 1.0  # [m]
+IDM_HEADWAY = 1.5  # [s]
+IDM_ACCEL_MAX = 1.5  # [m/s^2]
+IDM_DECEL_MAX = 3.0  # [m/s^2]
+IDM_EXPONENT = 10
+FALLBACK_TARGET_VELOCITY = 15.0  # [m/s] when the speed limit is unknown (<= 0)
+
+
+@dataclass(frozen=True)
+class ReferenceResult:
+    """The chosen reference.
+
+    Attributes:
+        trajectory: ``(num_poses, 3)`` ego-frame rear-axle poses [m, m, rad] at ``pose_interval`` (8 at 0.5 s).
+        states: ``(T, 7)`` world-frame states scored against the log (T = 41).
+        masked_progress: progress x NC x DAC [m] against the logged objects (EP normaliser).
+        index: chosen proposal (``speed_index * len(offsets) + offset_index``).
+        proposal_scores: ``(15,)`` PDMS of the proposals against the constant-velocity forecasts.
+    """
+
+    trajectory: np.ndarray
+    states: np.ndarray
+    masked_progress: float
+    index: int
+    proposal_scores: np.ndarray
+
+
+def _project(points: np.ndarray, path: np.ndarray, path_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Arc length [m] and signed lateral offset [m] (left positive) of points ``(M, 2)`` on a polyline."""
+    a = path[:-1]
+    ab = path[1:] - a
+    len2 = np.maximum(np.sum(ab * ab, axis=1), 1e-12)
+    ap = points[:, None, :] - a
+    frac = np.clip(np.sum(ap * ab, axis=-1) / len2, 0.0, 1.0)
+    closest = a + frac[..., None] * ab
+    d2 = np.sum((points[:, None, :] - closest) ** 2, axis=-1)
+    seg = np.argmin(d2, axis=1)
+    rows = np.arange(len(points))
+    s = path_s[seg] + frac[rows, seg] * np.sqrt(len2[seg])
+    cross = ab[seg, 0] * ap[rows, seg, 1] - ab[seg, 1] * ap[rows, seg, 0]
+    lat = np.sign(cross) * np.sqrt(d2[rows, seg])
+    return s, lat
+
+
+def _path_poses(path: np.ndarray, path_s: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Poses ``(..., 3)`` on a polyline at arc lengths ``s`` (extended straight beyond both ends)."""
+    d = np.diff(path, axis=0)
+    heading = np.arctan2(d[:, 1], d[:, 0])
+    seg = np.clip(np.searchsorted(path_s, s, side="right") - 1, 0, len(d) - 1)
+    along = s - path_s[seg]
+    h = heading[seg]
+    return np.stack([path[seg, 0] + along * np.cos(h), path[seg, 1] + along * np.sin(h), h], axis=-1)
+
+
+def constant_velocity_agents(agents: AgentsFuture, dt: float) -> AgentsFuture:
+    """Objects forecast at constant velocity from step 0, every ``dt`` [s] (objects invalid at step 0 are dropped, as PDM-Closed only
+    sees the current detections)."""
+    keep = agents.valid[:, 0] if agents.num_steps else np.zeros(agents.num_agents, dtype=bool)
+    s = agents.num_steps
+    t = np.arange(s)
+    poses = agents.poses[keep, :1].repeat(s, axis=1)
+    vel = agents.velocities[keep, :1]
+    dt_steps = t[None, :, None]
+    poses = poses.copy()
+    poses[..., :2] = agents.poses[keep, :1, :2] + vel * dt_steps * dt
+    return AgentsFuture(
+        ids=agents.ids[keep],
+        is_static=agents.is_static[keep],
+        sizes=agents.sizes[keep],
+        poses=poses,
+        velocities=np.repeat(vel, s, axis=1),
+        valid=np.ones((int(keep.sum()), s), dtype=bool),
+    )
+
+
+def _idm_progress(problem: ScoringProblem, forecast: AgentsFuture, path: np.ndarray, path_s: np.ndarray,
+                  s0: float, targets: np.ndarray, config: PDMConfig) -> np.ndarray:
+    """IDM rear-axle progress ``(V, T)`` [m] along ``path`` for target speeds ``targets (V,)``."""
+    params = problem.ego.params
+    dt = config.sim_dt
+    steps = config.num_sim_steps
+    front = params.rear_axle_to_center + 0.5 * params.length
+    n = forecast.num_agents
+    lead_s = np.full(steps, np.inf)
+    lead_v = np.zeros(steps)
+    if n:
+        s_obj, lat = _project(forecast.poses[..., :2].reshape(-1, 2), path, path_s)
+        s_obj = s_obj.reshape(n, -1)[:, :steps]
+        lat = lat.reshape(n, -1)[:, :steps]
+        heading = _path_poses(path, path_s, s_obj)[..., 2]
+        v_along = (forecast.velocities[:, :steps, 0] * np.cos(heading)
+                   + forecast.velocities[:, :steps, 1] * np.sin(heading))
+        near = np.abs(lat) < 0.5 * params.width + 0.5 * forecast.sizes[:, 1, None]
+        rear = s_obj - 0.5 * forecast.sizes[:, 0, None]
+        ahead = near & (s_obj > s0 + params.rear_axle_to_center)  # centre ahead of the ego centre
+        cand = np.where(ahead, rear, np.inf)
+        j = np.argmin(cand, axis=0)
+        lead_s = cand[j, np.arange(steps)]
+        lead_v = np.where(np.isfinite(lead_s), v_along[j, np.arange(steps)], 0.0)
+    v = np.full(len(targets), max(float(problem.ego.velocity[0]), 0.0))
+    x = np.full(len(targets), s0)
+    out = np.empty((len(targets), steps))
+    out[:, 0] = s0
+    root = 2.0 * np.sqrt(IDM_ACCEL_MAX * IDM_DECEL_MAX)
+    for t in range(steps - 1):
+        s_star = IDM_MIN_GAP + v * IDM_HEADWAY + v * (v - lead_v[t]) / root
+        gap = np.maximum(lead_s[t] - (x + front), IDM_MIN_GAP)
+        acc = IDM_ACCEL_MAX * (1.0 - (v / targets) ** IDM_EXPONENT - (s_star / gap) ** 2)
+        acc = np.clip(acc, -IDM_DECEL_MAX, IDM_ACCEL_MAX)
+        x = x + dt * v
+        v = np.maximum(v + dt * acc, 0.0)
+        out[:, t + 1] = x
+    return out
+
+
+def plan_reference(problem: ScoringProblem, config: PDMConfig = PDMConfig()) -> ReferenceResult | None:
+    """Plan the PDM-Closed-like reference for ``problem`` (None without map). See the module docstring."""
+    from rewards.pdm import score_states  # local import: pdm imports this module lazily too
+
+    geometry = problem.map
+    if geometry is None or len(geometry.route) < 2:
+        return None
+    ego = problem.ego
+    speed_limit = geometry.speed_limit if geometry.speed_limit > 0 else FALLBACK_TARGET_VELOCITY
+    targets = np.maximum(np.asarray(config.reference_speed_fractions, dtype=np.float64) * speed_limit, 1e-3)
+    forecast = constant_velocity_agents(problem.agents, config.sim_dt)
+    cv_problem = ScoringProblem(ego=ego, agents=forecast, map=geometry, scene_id=problem.scene_id,
+                                time_index=problem.time_index)
+    proposals = []
+    for offset in config.reference_lateral_offsets:
+        path = geometry.route if offset == 0 else offset_polyline(geometry.route, float(offset))
+        path_s = polyline_arclength(path)
+        s0 = float(_project(ego.pose[None, :2], path, path_s)[0][0])
+        prog = _idm_progress(problem, forecast, path, path_s, s0, targets, config)  # (V, T)
+        proposals.append(_path_poses(path, path_s, prog))
+    # (offsets, V, T, 3) -> proposal index = speed_index * n_offsets + offset_index
+    poses = np.stack(proposals, axis=1).reshape(-1, config.num_sim_steps, 3)
+    poses[:, 0] = ego.pose
+    poses[..., 2] = np.unwrap(poses[..., 2], axis=1)
+    poses[..., 2] = wrap_angle(poses[..., 2])
+    sim = simulate_poses(ego, poses, config)
+    scores = score_states(cv_problem, sim, config, reference_progress=None).pdms
+    best = int(np.argmax(scores))
+    chosen = sim[best, :, SX:SYAW + 1]
+    states = simulate_poses(ego, chosen[None], config)
+    logged = score_states(problem, states, config, reference_progress=None)
+    ratio = int(round(config.pose_interval / config.sim_dt))
+    trajectory = world_to_local(chosen[ratio::ratio][: config.num_poses], ego.pose)
+    return ReferenceResult(
+        trajectory=trajectory,
+        states=states[0],
+        masked_progress=float(logged.masked_progress[0]),
+        index=best,
+        proposal_scores=scores,
+    )
