@@ -1,0 +1,517 @@
+"""Structured safety labels: schema (:class:`SafetyLabel`), derivation from a scene, and label accuracy.
+
+The schema is what the VLA learns to say and what "risk prediction accuracy" and "language accuracy" measure; it
+is documented field by field in ``docs/safety_labels.md``. Bump :data:`LABEL_SCHEMA_VERSION` on any change of a
+field, an allowed value or a derivation rule.
+
+All geometry is taken at the *decision frame* ``t`` in the ego frame at ``t`` (x forward, y left) unless stated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from counterfactual.projection import closing_speed, cv_time_to_collision
+from envs.scene import AgentClass, Scene
+from rewards.geometry import polyline_arclength, rear_axle_to_center, wrap_angle
+
+LABEL_SCHEMA_VERSION = "1.0"
+"""Version of the label schema (fields, allowed values, derivation rules)."""
+
+AGENT_CLASSES = ("vehicle", "pedestrian", "cyclist", "static")
+SECTORS = ("front", "left", "right", "rear")
+RISK_LEVELS = ("none", "low", "medium", "high")
+CONFLICT_TYPES = (
+    "rear_end",
+    "cut_in",
+    "merge",
+    "crossing",
+    "left_turn",
+    "head_on",
+    "pedestrian",
+    "cyclist",
+    "static_obstacle",
+)
+ACTIONS = ("brake", "yield", "swerve_left", "swerve_right", "keep_lane", "accelerate")
+NO_ACTION = "none"
+"""Action value of a record without a verified-safe positive (no action is claimed)."""
+
+SCENARIO_HINTS: Mapping[str, str] = {
+    "rear_end": "rear_end",
+    "cut_in": "cut_in",
+    "red_light_runner_left": "crossing",
+    "red_light_runner_right": "crossing",
+    "unprotected_left_turn": "left_turn",
+    "pedestrian_occluded": "pedestrian",
+    "head_on_drift": "head_on",
+    "merge_conflict": "merge",
+}
+"""Scenario type -> conflict type, used only to break a geometric ambiguity (see :func:`classify_conflict`)."""
+
+_YIELD_CONFLICTS = frozenset({"crossing", "left_turn", "merge", "pedestrian", "cyclist"})
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """Thresholds of the label derivation (defaults are the documented schema v1.0 values)."""
+
+    front_half_angle_deg: float = 45.0
+    """|bearing| <= this -> sector ``front`` [deg]."""
+    rear_half_angle_deg: float = 45.0
+    """|bearing| >= 180 - this -> sector ``rear`` [deg]; between the two: ``left`` (bearing > 0) / ``right``."""
+    cv_horizon: float = 5.0
+    """CV time-to-collision projection horizon [s]; beyond it TTC is ``inf``."""
+    cv_step: float = 0.1
+    """CV projection step [s]."""
+    ttc_high: float = 1.5
+    """TTC below this [s] -> risk ``high``."""
+    ttc_medium: float = 3.0
+    """TTC below this [s] -> at least ``medium``."""
+    fast_closing_speed: float = 8.0
+    """Closing speed at or above this [m/s] raises ``low``/``medium`` risk one level."""
+    same_direction_deg: float = 45.0
+    """|relative heading| below this [deg]: same direction (rear_end / cut_in / merge)."""
+    opposite_direction_deg: float = 135.0
+    """|relative heading| at or above this [deg]: opposite direction (head_on / left_turn)."""
+    ambiguity_deg: float = 10.0
+    """Relative headings within this of a boundary [deg] are ambiguous (scenario hint may decide)."""
+    lane_half_width: float = 1.75
+    """An agent with |lateral| below this [m] at the decision time is in the ego's lane."""
+    lateral_ambiguity: float = 0.5
+    """cut_in vs merge is ambiguous when the two lateral closures differ by less than this [m]."""
+    left_turn_yaw_deg: float = 30.0
+    """Ego heading change to the left of at least this [deg] before contact marks an ego left turn."""
+    swerve_threshold: float = 1.0
+    """|lateral offset| of the positive from the negative path at or above this [m] -> swerve."""
+    progress_abs: float = 2.0
+    """Progress difference [m] (and ...)"""
+    progress_rel: float = 0.15
+    """... fraction of the negative's progress, whichever is larger, that counts as slower / faster."""
+
+
+@dataclass(frozen=True)
+class SafetyLabel:
+    """One structured safety label (schema :data:`LABEL_SCHEMA_VERSION`; see ``docs/safety_labels.md``).
+
+    Attributes:
+        risk_agent_id: id of the agent the risk comes from.
+        risk_agent_class: one of :data:`AGENT_CLASSES`.
+        sector: one of :data:`SECTORS`, from ``bearing_deg``.
+        distance_m: distance ego box centre -> agent box centre [m].
+        bearing_deg: direction of the agent centre seen from the ego box centre, 0 = straight ahead, positive to
+            the left, in ``(-180, 180]`` [deg].
+        relative_heading_deg: agent heading minus ego heading, in ``[-180, 180)`` [deg].
+        closing_speed_mps: rate at which the centre distance shrinks [m/s] (positive: approaching).
+        ttc_s: constant-velocity time to collision [s], ``inf`` when none within ``LabelConfig.cv_horizon``.
+        risk_level: one of :data:`RISK_LEVELS`.
+        conflict_type: one of :data:`CONFLICT_TYPES`.
+        conflict_source: ``"geometry"`` or ``"scenario_hint"`` (the scenario type broke a geometric tie).
+        action: one of :data:`ACTIONS`, or :data:`NO_ACTION` when no verified-safe positive exists.
+        lateral_offset_m: signed largest lateral offset of the positive from the negative's path [m] (left > 0);
+            NaN without a positive.
+        progress_change_m: positive's progress minus the negative's along the negative's path over the horizon
+            [m]; NaN without a positive.
+        explanation: sentence generated from the fields by :func:`counterfactual.language.explain`.
+        explanation_seed: seed of the template choice (same fields + seed -> same sentence).
+        schema_version: :data:`LABEL_SCHEMA_VERSION`.
+    """
+
+    risk_agent_id: int
+    risk_agent_class: str
+    sector: str
+    distance_m: float
+    bearing_deg: float
+    relative_heading_deg: float
+    closing_speed_mps: float
+    ttc_s: float
+    risk_level: str
+    conflict_type: str
+    conflict_source: str
+    action: str
+    lateral_offset_m: float
+    progress_change_m: float
+    explanation: str = ""
+    explanation_seed: int = 0
+    schema_version: str = LABEL_SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("risk_agent_class", AGENT_CLASSES),
+            ("sector", SECTORS),
+            ("risk_level", RISK_LEVELS),
+            ("conflict_type", CONFLICT_TYPES),
+            ("conflict_source", ("geometry", "scenario_hint")),
+            ("action", ACTIONS + (NO_ACTION,)),
+        ):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"SafetyLabel.{name}: {value!r} is not one of {allowed}")
+        for name in ("distance_m", "bearing_deg", "relative_heading_deg", "closing_speed_mps"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"SafetyLabel.{name}: must be finite, got {getattr(self, name)!r}")
+        if not (self.ttc_s >= 0):
+            raise ValueError(f"SafetyLabel.ttc_s: must be >= 0 or inf, got {self.ttc_s!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of all fields."""
+        return asdict(self)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """Names of all fields, in schema order."""
+        return tuple(f.name for f in fields(cls))
+
+
+# ---------------------------------------------------------------------------------------------------- rules
+def sector_of(bearing_deg: float, config: LabelConfig = LabelConfig()) -> str:
+    """Sector of a bearing [deg] (0 ahead, positive left): front / left / right / rear."""
+    b = float(bearing_deg)
+    if abs(b) <= config.front_half_angle_deg:
+        return "front"
+    if abs(b) >= 180.0 - config.rear_half_angle_deg:
+        return "rear"
+    return "left" if b > 0 else "right"
+
+
+def risk_level_of(ttc_s: float, closing_speed_mps: float, config: LabelConfig = LabelConfig()) -> str:
+    """Risk level from the CV TTC [s] and the closing speed [m/s].
+
+    ``inf`` TTC -> ``none``; TTC < ``ttc_high`` -> ``high``; < ``ttc_medium`` -> ``medium``; else ``low``; a closing
+    speed >= ``fast_closing_speed`` raises ``low`` / ``medium`` by one level.
+    """
+    if not math.isfinite(ttc_s):
+        return "none"
+    if ttc_s < config.ttc_high:
+        return "high"
+    level = "medium" if ttc_s < config.ttc_medium else "low"
+    if closing_speed_mps >= config.fast_closing_speed:
+        level = {"low": "medium", "medium": "high"}[level]
+    return level
+
+
+def classify_conflict(
+    agent_class: str,
+    relative_heading_deg: float,
+    sector: str,
+    agent_lateral_start: float,
+    agent_lateral_end: float,
+    ego_lateral_end: float,
+    ego_yaw_change_deg: float,
+    scenario_type: str | None = None,
+    config: LabelConfig = LabelConfig(),
+) -> tuple[str, str]:
+    """Conflict type from geometry, with the scenario type as a tie-breaker only.
+
+    Args:
+        agent_class: one of :data:`AGENT_CLASSES`.
+        relative_heading_deg: agent minus ego heading at the decision time [deg].
+        sector: agent sector at the decision time.
+        agent_lateral_start: agent centre's lateral position in the ego frame at the decision time [m].
+        agent_lateral_end: the same at the contact frame (same ego frame) [m].
+        ego_lateral_end: ego rear axle's lateral position at the contact frame (ego frame at the decision time) [m].
+        ego_yaw_change_deg: ego heading change from the decision time to contact [deg] (left > 0).
+        scenario_type: the scene's scenario type (hint).
+        config: thresholds.
+
+    Returns:
+        ``(conflict_type, source)`` with ``source`` ``"geometry"`` or ``"scenario_hint"``.
+    """
+    if agent_class == "pedestrian":
+        return "pedestrian", "geometry"
+    if agent_class == "cyclist":
+        return "cyclist", "geometry"
+    if agent_class == "static":
+        return "static_obstacle", "geometry"
+    rel = abs(float(relative_heading_deg))
+    turning_left = ego_yaw_change_deg >= config.left_turn_yaw_deg
+
+    def by_heading(r: float) -> str:
+        if r >= config.opposite_direction_deg:
+            return "left_turn" if turning_left else "head_on"
+        if r >= config.same_direction_deg:
+            return "crossing"
+        return same_direction()
+
+    def same_direction() -> str:
+        if sector == "rear" or abs(agent_lateral_start) < config.lane_half_width:
+            return "rear_end"
+        side = math.copysign(1.0, agent_lateral_start)
+        agent_closure = abs(agent_lateral_start) - abs(agent_lateral_end)  # agent moving towards ego's line
+        ego_closure = side * ego_lateral_end  # ego moving towards the agent's side
+        return "cut_in" if agent_closure >= ego_closure else "merge"
+
+    geometric = by_heading(rel)
+    alternatives = {geometric}
+    for boundary in (config.same_direction_deg, config.opposite_direction_deg):
+        if abs(rel - boundary) < config.ambiguity_deg:
+            alternatives |= {by_heading(boundary - config.ambiguity_deg), by_heading(boundary + config.ambiguity_deg)}
+    if geometric in ("cut_in", "merge"):
+        side = math.copysign(1.0, agent_lateral_start)
+        diff = (abs(agent_lateral_start) - abs(agent_lateral_end)) - side * ego_lateral_end
+        if abs(diff) < config.lateral_ambiguity:
+            alternatives |= {"cut_in", "merge"}
+    hint = SCENARIO_HINTS.get(scenario_type or "")
+    if len(alternatives) > 1 and hint in alternatives and hint != geometric:
+        return hint, "scenario_hint"
+    return geometric, "geometry"
+
+
+def _path_with_origin(trajectory: np.ndarray) -> np.ndarray:
+    """``(K, 2)`` polyline: ego-frame origin then the trajectory points, repeated points dropped, >= 2 points."""
+    pts = np.concatenate([np.zeros((1, 2)), np.asarray(trajectory, dtype=np.float64)[:, :2]], axis=0)
+    keep = np.concatenate([[True], np.linalg.norm(np.diff(pts, axis=0), axis=1) > 1e-6])
+    pts = pts[keep]
+    if len(pts) < 2:  # stationary trajectory: a unit segment along the last heading
+        yaw = float(np.asarray(trajectory)[-1, 2])
+        pts = np.array([pts[0], pts[0] + [math.cos(yaw), math.sin(yaw)]])
+    return pts
+
+
+def project_onto_path(points: np.ndarray, path: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Arc length and signed lateral offset of points relative to a polyline (extended straight past its ends).
+
+    Args:
+        points: ``(P, 2)`` [m].
+        path: ``(K, 2)`` polyline [m], K >= 2, no repeated points.
+
+    Returns:
+        ``(s, d)``: ``(P,)`` arc length along the path [m] (negative before the start, beyond the end past it) and
+        ``(P,)`` signed lateral offset [m] (left of the driving direction > 0).
+    """
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    path = np.asarray(path, dtype=np.float64)
+    seg = np.diff(path, axis=0)  # (K-1, 2)
+    seg_len = np.linalg.norm(seg, axis=1)
+    cum = polyline_arclength(path)
+    rel = points[:, None, :] - path[None, :-1, :]  # (P, K-1, 2)
+    u = np.sum(rel * seg[None], axis=-1) / seg_len[None] ** 2  # (P, K-1)
+    lo = np.where(np.arange(len(seg)) == 0, -np.inf, 0.0)
+    hi = np.where(np.arange(len(seg)) == len(seg) - 1, np.inf, 1.0)
+    uc = np.clip(u, lo[None], hi[None])
+    foot = path[None, :-1, :] + uc[..., None] * seg[None]
+    dist = np.linalg.norm(points[:, None, :] - foot, axis=-1)
+    j = np.argmin(dist, axis=1)
+    rows = np.arange(len(points))
+    s = cum[j] + uc[rows, j] * seg_len[j]
+    cross = seg[j, 0] * rel[rows, j, 1] - seg[j, 1] * rel[rows, j, 0]
+    d = np.sign(cross) * dist[rows, j]
+    return s, d
+
+
+def corrective_action(
+    negative: np.ndarray,
+    positive: np.ndarray | None,
+    conflict_type: str,
+    config: LabelConfig = LabelConfig(),
+) -> tuple[str, float, float]:
+    """Corrective action that turns the negative into the positive (both ``(8, 3)`` ego frame).
+
+    Rules (in order): no positive -> ``none``; |lateral offset| >= ``swerve_threshold`` -> ``swerve_left`` /
+    ``swerve_right`` by its sign; progress shorter by more than ``max(progress_abs, progress_rel * negative's
+    progress)`` -> ``yield`` for crossing-path conflicts (crossing, left_turn, merge, pedestrian, cyclist) else
+    ``brake``; longer by that much -> ``accelerate``; else ``keep_lane``.
+
+    Returns:
+        ``(action, lateral_offset_m, progress_change_m)``; the two numbers are NaN without a positive.
+    """
+    if positive is None:
+        return NO_ACTION, float("nan"), float("nan")
+    path = _path_with_origin(negative)
+    s_neg, _ = project_onto_path(np.asarray(negative)[-1:, :2], path)
+    s_pos, d_pos = project_onto_path(np.asarray(positive)[:, :2], path)
+    lateral = float(d_pos[np.argmax(np.abs(d_pos))])
+    progress_change = float(s_pos[-1] - s_neg[0])
+    margin = max(config.progress_abs, config.progress_rel * max(float(s_neg[0]), 0.0))
+    if abs(lateral) >= config.swerve_threshold:
+        action = "swerve_left" if lateral > 0 else "swerve_right"
+    elif progress_change < -margin:
+        action = "yield" if conflict_type in _YIELD_CONFLICTS else "brake"
+    elif progress_change > margin:
+        action = "accelerate"
+    else:
+        action = "keep_lane"
+    return action, lateral, progress_change
+
+
+# ---------------------------------------------------------------------------------------------------- scene
+@dataclass(frozen=True)
+class AgentRelation:
+    """An agent seen from the ego at one frame (ego frame; box centres).
+
+    Attributes:
+        agent_id, agent_class: identity.
+        position: ``(2,)`` agent centre relative to the ego box centre, in the ego heading frame [m].
+        distance_m, bearing_deg, relative_heading_deg, closing_speed_mps, ttc_s: see :class:`SafetyLabel`.
+    """
+
+    agent_id: int
+    agent_class: str
+    position: np.ndarray = field(repr=False)
+    distance_m: float
+    bearing_deg: float
+    relative_heading_deg: float
+    closing_speed_mps: float
+    ttc_s: float
+
+
+def relate_agent(scene: Scene, t: int, agent_id: int, config: LabelConfig = LabelConfig()) -> AgentRelation:
+    """Geometry of ``agent_id`` relative to the ego at frame ``t`` (CV TTC as in :mod:`counterfactual.projection`).
+
+    Raises ``ValueError`` when the agent is not observed at ``t``.
+    """
+    i = scene.agent_index(agent_id)
+    if not scene.agent_valid[i, t]:
+        raise ValueError(f"scene {scene.scene_id}: agent {agent_id} is not observed at frame {t}")
+    ego_c = rear_axle_to_center(scene.ego_poses[t], scene.ego_params)
+    a_pose = scene.agent_poses[i, t]
+    yaw = ego_c[2]
+    c, s = math.cos(yaw), math.sin(yaw)
+    dx, dy = a_pose[0] - ego_c[0], a_pose[1] - ego_c[1]
+    pos = np.array([c * dx + s * dy, -s * dx + c * dy])
+    rel_v = scene.agent_velocities[i, t] - scene.ego_velocities[t]
+    ttc = cv_time_to_collision(
+        ego_c,
+        scene.ego_velocities[t],
+        (scene.ego_params.length, scene.ego_params.width),
+        a_pose[None],
+        scene.agent_velocities[i, t][None],
+        scene.agent_sizes[i][None],
+        horizon=config.cv_horizon,
+        step=config.cv_step,
+    )[0]
+    bearing = math.degrees(math.atan2(pos[1], pos[0]))
+    if bearing == -180.0:
+        bearing = 180.0
+    return AgentRelation(
+        agent_id=int(agent_id),
+        agent_class=AgentClass(int(scene.agent_classes[i])).name.lower(),
+        position=pos,
+        distance_m=float(np.hypot(*pos)),
+        bearing_deg=bearing,
+        relative_heading_deg=float(np.degrees(wrap_angle(a_pose[2] - yaw))),
+        closing_speed_mps=float(closing_speed(np.array([dx, dy]), rel_v)),
+        ttc_s=float(ttc),
+    )
+
+
+def derive_label(
+    scene: Scene,
+    t: int,
+    agent_id: int,
+    contact_frame: int,
+    negative: np.ndarray,
+    positive: np.ndarray | None,
+    seed: int = 0,
+    config: LabelConfig = LabelConfig(),
+) -> SafetyLabel:
+    """Derive the full label of a risky moment at decision frame ``t``.
+
+    Args:
+        scene: the scene (log or rollout).
+        t: decision frame.
+        agent_id: risk agent.
+        contact_frame: frame of (projected) contact, ``> t``; clipped to the log, and to the agent's last valid
+            frame for its lateral position.
+        negative: ``(8, 3)`` driven trajectory, ego frame at ``t``.
+        positive: ``(8, 3)`` verified-safe counterfactual, or None.
+        seed: explanation seed.
+        config: thresholds.
+    """
+    from counterfactual.language import explain  # local import: language depends on this module's constants
+
+    rel = relate_agent(scene, t, agent_id, config)
+    sector = sector_of(rel.bearing_deg, config)
+    i = scene.agent_index(agent_id)
+    end = int(min(max(contact_frame, t), scene.num_frames - 1))
+    valid_frames = np.flatnonzero(scene.agent_valid[i, t : end + 1]) + t
+    a_end = int(valid_frames[-1]) if len(valid_frames) else t
+    ego_c_t = rear_axle_to_center(scene.ego_poses[t], scene.ego_params)
+    agent_end_local = _to_frame(scene.agent_poses[i, a_end, :2], ego_c_t)
+    ego_end_local = scene.world_to_ego(scene.ego_poses[end], t)
+    conflict, source = classify_conflict(
+        rel.agent_class,
+        rel.relative_heading_deg,
+        sector,
+        float(rel.position[1]),
+        float(agent_end_local[1]),
+        float(ego_end_local[1]),
+        float(np.degrees(ego_end_local[2])),
+        scene.meta.scenario_type,
+        config,
+    )
+    action, lateral, progress = corrective_action(negative, positive, conflict, config)
+    label = SafetyLabel(
+        risk_agent_id=rel.agent_id,
+        risk_agent_class=rel.agent_class,
+        sector=sector,
+        distance_m=rel.distance_m,
+        bearing_deg=rel.bearing_deg,
+        relative_heading_deg=rel.relative_heading_deg,
+        closing_speed_mps=rel.closing_speed_mps,
+        ttc_s=rel.ttc_s,
+        risk_level=risk_level_of(rel.ttc_s, rel.closing_speed_mps, config),
+        conflict_type=conflict,
+        conflict_source=source,
+        action=action,
+        lateral_offset_m=lateral,
+        progress_change_m=progress,
+        explanation_seed=int(seed),
+    )
+    return _with_explanation(label, explain(label, seed))
+
+
+def _to_frame(points: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    c, s = math.cos(origin[2]), math.sin(origin[2])
+    dx, dy = points[0] - origin[0], points[1] - origin[1]
+    return np.array([c * dx + s * dy, -s * dx + c * dy])
+
+
+def _with_explanation(label: SafetyLabel, text: str) -> SafetyLabel:
+    d = label.to_dict()
+    d["explanation"] = text
+    return SafetyLabel(**d)
+
+
+# ---------------------------------------------------------------------------------------------------- accuracy
+CATEGORICAL_FIELDS = ("risk_agent_class", "sector", "risk_level", "conflict_type", "action")
+"""Fields scored by exact match in :func:`label_accuracy`."""
+
+
+def label_accuracy(
+    predicted: Sequence[Mapping[str, Any]], truth: Sequence[Mapping[str, Any]]
+) -> dict[str, float]:
+    """Per-field exact-match accuracy of predicted label fields against the mined labels.
+
+    ``predicted[i]`` may come from a structured head or from :func:`counterfactual.language.parse_explanation` of
+    a generated sentence; a missing or None field counts as wrong. Returns ``{"<field>": acc, ...,
+    "all_fields": fraction with every categorical field right, "risk_level_within_one": fraction within one
+    ordinal level, "count": n}``. Records whose truth action is ``none`` are excluded from the ``action`` score.
+    """
+    if len(predicted) != len(truth):
+        raise ValueError(f"label_accuracy: {len(predicted)} predictions for {len(truth)} labels")
+    n = len(truth)
+    out: dict[str, float] = {"count": float(n)}
+    if n == 0:
+        return out
+    all_right = np.ones(n, dtype=bool)
+    for name in CATEGORICAL_FIELDS:
+        hits = []
+        for k, (p, g) in enumerate(zip(predicted, truth)):
+            if name == "action" and g.get(name) == NO_ACTION:
+                continue
+            ok = p.get(name) is not None and p.get(name) == g.get(name)
+            hits.append(ok)
+            all_right[k] &= ok
+        out[name] = float(np.mean(hits)) if hits else float("nan")
+    out["all_fields"] = float(np.mean(all_right))
+    order = {r: i for i, r in enumerate(RISK_LEVELS)}
+    within = [
+        p.get("risk_level") in order and abs(order[p["risk_level"]] - order[g["risk_level"]]) <= 1
+        for p, g in zip(predicted, truth)
+    ]
+    out["risk_level_within_one"] = float(np.mean(within))
+    return out

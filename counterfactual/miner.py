@@ -1,0 +1,241 @@
+"""Scene -> anchor pairs: risky moments, the driven negative, the searched positive (one scorer call), the label.
+
+For every risky moment (:func:`counterfactual.mining.find_risk_moments`) and each of its decision frames ``t``:
+
+1. **negative** = the trajectory actually driven from ``t`` (:func:`envs.scoring.trajectory_from_log`);
+2. **candidates** = the negative (index 0), the search families (:func:`counterfactual.search.generate_candidates`)
+   and, for scenes with a map, the PDM-Closed-like reference trajectory (:func:`rewards.pdm.reference_for`);
+3. all of them are scored in **one** :func:`rewards.pdm.score_group` call from the logged state at ``t``;
+4. a negative that the scorer itself verifies safe (NC = TTC = DAC = 1 and no contact) is no negative: the decision
+   frame is skipped and counted (``negative_verified_safe``);
+5. the positive is chosen by :func:`counterfactual.search.choose_positive`, or the pair records why none exists
+   (never an invented positive);
+6. the label is derived by :func:`counterfactual.labels.derive_label`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from counterfactual.dataset import AnchorPair
+from counterfactual.labels import LabelConfig, derive_label
+from counterfactual.mining import MomentConfig, RiskMoment, find_risk_moments, observation_ref
+from counterfactual.search import (
+    CandidateSpec,
+    SearchConfig,
+    choose_positive,
+    generate_candidates,
+    result_arrays,
+    score_dict,
+    verified_safe,
+)
+from envs.scene import Scene
+from envs.scoring import problem_from_scene, trajectory_from_log
+from rewards.config import PDMConfig
+
+
+@dataclass(frozen=True)
+class MinerConfig:
+    """Everything the miner needs; every part is documented in its own module."""
+
+    moments: MomentConfig = field(default_factory=MomentConfig)
+    """Risk detection and lead times (:mod:`counterfactual.mining`)."""
+    search: SearchConfig = field(default_factory=SearchConfig)
+    """Candidate families and the positive's selection (:mod:`counterfactual.search`)."""
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    """Label derivation thresholds (:mod:`counterfactual.labels`)."""
+    pdm: PDMConfig = field(default_factory=PDMConfig)
+    """Scorer configuration."""
+    use_reference: bool = True
+    """Add the reference planner's trajectory as a candidate (scenes with a map)."""
+    reference: str = "auto"
+    """EP normalisation reference passed to ``score_group``."""
+    seed: int = 0
+    """Base seed of the explanation templates (each record mixes in its scene id, frame and agent)."""
+
+
+@dataclass
+class SceneMining:
+    """What mining one scene produced.
+
+    Attributes:
+        scene_id: the scene.
+        scenario_type: its type.
+        moments: every risky moment found (also those without a usable decision frame).
+        pairs: one pair per mined decision frame (with a positive or a no-safe reason).
+        skipped: ``(moment, frame, reason_code)`` for decision frames not turned into pairs.
+    """
+
+    scene_id: str
+    scenario_type: str
+    moments: list[RiskMoment] = field(default_factory=list)
+    pairs: list[AnchorPair] = field(default_factory=list)
+    skipped: list[tuple[RiskMoment, int, str]] = field(default_factory=list)
+
+
+def record_seed(base_seed: int, scene_id: str, frame: int, agent_id: int) -> int:
+    """Deterministic per-record explanation seed (32 bit)."""
+    return (int(base_seed) * 1_000_003 + zlib.crc32(f"{scene_id}|{frame}|{agent_id}".encode())) % (2**32)
+
+
+def _reference_candidate(problem: Any, config: PDMConfig) -> tuple[np.ndarray, CandidateSpec] | None:
+    """The reference planner's trajectory (planned once per problem and cached by the scorer), None without map."""
+    from rewards.pdm import reference_for
+
+    ref = reference_for(problem, config)
+    return None if ref is None else (np.asarray(ref.trajectory, dtype=np.float64), CandidateSpec("reference"))
+
+
+def mine_moment(
+    scene: Scene,
+    moment: RiskMoment,
+    t: int,
+    lead: float,
+    config: MinerConfig = MinerConfig(),
+    origin: Mapping[str, Any] | None = None,
+) -> AnchorPair | str:
+    """One decision frame of a moment -> an :class:`AnchorPair`, or the code of why it was skipped."""
+    from rewards.pdm import score_group
+
+    problem = problem_from_scene(scene, t, config.pdm)
+    negative = trajectory_from_log(scene, t, config.pdm)
+    extra = []
+    if config.use_reference and scene.map is not None:
+        ref = _reference_candidate(problem, config.pdm)
+        if ref is not None:
+            extra.append(ref)
+    cands = generate_candidates(negative, float(problem.ego.velocity[0]), config.pdm, config.search, extra)
+    result = score_group(problem, cands.trajectories, config.pdm, reference=config.reference)
+    arrays = result_arrays(result)
+    has_map = scene.map is not None
+    if verified_safe(arrays, has_map, config.search.require_no_contact)[0]:
+        return "negative_verified_safe"
+    sel = choose_positive(cands, arrays, has_map, config.pdm, config.search)
+    positive = None if sel.index is None else cands.trajectories[sel.index]
+    seed = record_seed(config.seed, scene.scene_id, t, moment.agent_id)
+    label = derive_label(scene, t, moment.agent_id, moment.contact_frame, negative, positive, seed, config.labels)
+    return AnchorPair(
+        pair_id=f"{scene.scene_id}@{t}#{moment.agent_id}",
+        scene_id=scene.scene_id,
+        source=scene.meta.source,
+        scenario_type=scene.meta.scenario_type,
+        moment_kind=moment.kind,
+        contact_frame=int(moment.contact_frame),
+        lead_time_s=float(lead),
+        decision_frame=int(t),
+        decision_time_s=float(t * scene.dt),
+        observation_ref=observation_ref(scene, t, origin),
+        negative=negative,
+        positive=positive,
+        positive_spec=None if sel.index is None else cands.specs[sel.index].to_dict(),
+        negative_scores=score_dict(arrays, 0),
+        positive_scores=None if sel.index is None else score_dict(arrays, sel.index),
+        positive_aggregate=float("nan") if sel.index is None else float(sel.aggregate[sel.index]),
+        dac_checked=sel.dac_checked,
+        num_candidates=len(cands) - 1,
+        num_safe=int(sel.safe.sum()),
+        no_safe_reason_code=sel.reason_code,
+        no_safe_reason=sel.reason,
+        label=label,
+    )
+
+
+def mine_scene(scene: Scene, config: MinerConfig = MinerConfig(), origin: Mapping[str, Any] | None = None) -> SceneMining:
+    """All anchor pairs of one scene (see the module docstring)."""
+    out = SceneMining(scene.scene_id, scene.meta.scenario_type)
+    out.moments = find_risk_moments(scene, config.moments)
+    for moment in out.moments:
+        for t, lead in zip(moment.decision_frames, moment.lead_times):
+            pair = mine_moment(scene, moment, t, lead, config, origin)
+            if isinstance(pair, str):
+                out.skipped.append((moment, t, pair))
+            else:
+                out.pairs.append(pair)
+    return out
+
+
+@dataclass
+class MiningStats:
+    """Running totals over scenes, per scenario type (for the CLI's summary table)."""
+
+    scenes: Counter = field(default_factory=Counter)
+    accident_scenes: Counter = field(default_factory=Counter)
+    moments: Counter = field(default_factory=Counter)
+    near_misses: Counter = field(default_factory=Counter)
+    moments_without_frame: Counter = field(default_factory=Counter)
+    pairs: Counter = field(default_factory=Counter)
+    with_positive: Counter = field(default_factory=Counter)
+    negative_collides: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
+    no_safe: Counter = field(default_factory=Counter)
+    """``(scenario_type, reason_code)`` -> count."""
+    scenes_with_verified_pair: Counter = field(default_factory=Counter)
+    """Accident scenes with at least one pair whose negative collides and whose positive is verified safe."""
+    scenes_accounted: Counter = field(default_factory=Counter)
+    """Accident scenes with such a pair, or with every mined frame counted as no-safe-counterfactual."""
+
+    def add(self, mined: SceneMining, is_accident: bool) -> None:
+        """Add one scene's outcome."""
+        k = mined.scenario_type
+        self.scenes[k] += 1
+        self.accident_scenes[k] += int(is_accident)
+        self.moments[k] += len(mined.moments)
+        self.near_misses[k] += sum(m.kind == "near_miss" for m in mined.moments)
+        self.moments_without_frame[k] += sum(not m.decision_frames for m in mined.moments)
+        self.pairs[k] += len(mined.pairs)
+        self.with_positive[k] += sum(p.has_positive for p in mined.pairs)
+        self.negative_collides[k] += sum(bool(p.negative_scores.get("collision")) for p in mined.pairs)
+        for _, _, code in mined.skipped:
+            self.skipped[(k, code)] += 1
+        for p in mined.pairs:
+            if not p.has_positive:
+                self.no_safe[(k, p.no_safe_reason_code)] += 1
+        if is_accident:
+            good = any(p.has_positive and p.negative_scores.get("collision") for p in mined.pairs)
+            self.scenes_with_verified_pair[k] += int(good)
+            collision_pairs = [p for p in mined.pairs if p.moment_kind == "collision"]
+            accounted = good or (bool(collision_pairs) and all(not p.has_positive for p in collision_pairs))
+            self.scenes_accounted[k] += int(accounted)
+
+    def table(self) -> str:
+        """A fixed-width summary table, one row per scenario type plus a total."""
+        head = ("type", "scenes", "acc", "moments", "near", "no_frame", "pairs", "pos", "neg_coll", "yield", "no_safe")
+        rows = []
+        for k in sorted(self.scenes) + ["TOTAL"]:
+            pick = (lambda c: sum(c.values())) if k == "TOTAL" else (lambda c: c[k])
+            no_safe = Counter()
+            for (kk, code), n in self.no_safe.items():
+                if k in ("TOTAL", kk):
+                    no_safe[code] += n
+            acc = pick(self.accident_scenes)
+            yld = f"{pick(self.scenes_with_verified_pair)}/{acc}" if acc else "-"
+            rows.append(
+                (
+                    k,
+                    pick(self.scenes),
+                    acc,
+                    pick(self.moments),
+                    pick(self.near_misses),
+                    pick(self.moments_without_frame),
+                    pick(self.pairs),
+                    pick(self.with_positive),
+                    pick(self.negative_collides),
+                    yld,
+                    ", ".join(f"{c}:{n}" for c, n in sorted(no_safe.items())) or "-",
+                )
+            )
+        widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+        lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
+        lines += [fmt.format(*(str(v) for v in r)) for r in rows]
+        skipped = Counter()
+        for (_, code), n in self.skipped.items():
+            skipped[code] += n
+        if skipped:
+            lines.append("skipped decision frames: " + ", ".join(f"{c}: {n}" for c, n in sorted(skipped.items())))
+        return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""Box overlap and constant-velocity (CV) time-to-collision, pure numpy, vectorized.
+
+The miner uses these to find risky moments in a log independently of the scorer: a *collision* is an overlap of
+the ego box with an agent box at a logged frame; a *near-miss* is a short CV time-to-collision with a positive
+closing speed.
+
+CV projection (documented here once, referenced by the label schema)
+--------------------------------------------------------------------
+Both boxes keep their current heading and move with their current world-frame velocity:
+``p(tau) = p(0) + v * tau``. The time-to-collision is the smallest ``tau`` in ``{0, step, 2 step, ..., horizon}``
+at which the two oriented boxes overlap (separating-axis test), or ``inf`` when they never do within the horizon.
+The ego box is the box-centre pose (rear axle + ``rear_axle_to_center`` along the heading) with the ego's length and
+width; the ego velocity is the logged rear-axle velocity (no yaw rate, so the two coincide under CV motion).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rewards.geometry import box_corners
+
+
+def boxes_overlap(corners_a: np.ndarray, corners_b: np.ndarray, margin: float = 0.0) -> np.ndarray:
+    """Separating-axis overlap test of convex quadrilaterals (oriented boxes).
+
+    Args:
+        corners_a: ``(..., 4, 2)`` corners [m] in order around the box (as :func:`rewards.geometry.box_corners`).
+        corners_b: ``(..., 4, 2)`` corners [m], broadcastable against ``corners_a``.
+        margin: boxes count as overlapping when their projections overlap by more than ``margin`` [m] on every
+            axis (0: any positive overlap; touching edges do not count).
+
+    Returns:
+        ``(...)`` bool, True where the boxes overlap.
+    """
+    a = np.asarray(corners_a, dtype=np.float64)
+    b = np.asarray(corners_b, dtype=np.float64)
+    a, b = np.broadcast_arrays(a, b)
+    overlap = np.ones(a.shape[:-2], dtype=bool)
+    for poly in (a, b):
+        for k in range(2):  # two edge directions per rectangle suffice
+            edge = poly[..., k + 1, :] - poly[..., k, :]
+            axis = np.stack([-edge[..., 1], edge[..., 0]], axis=-1)
+            norm = np.linalg.norm(axis, axis=-1, keepdims=True)
+            axis = axis / np.where(norm > 0, norm, 1.0)
+            pa = np.einsum("...kd,...d->...k", a, axis)
+            pb = np.einsum("...kd,...d->...k", b, axis)
+            sep = np.minimum(pa.max(-1), pb.max(-1)) - np.maximum(pa.min(-1), pb.min(-1))
+            overlap &= sep > margin
+    return overlap
+
+
+def closing_speed(rel_position: np.ndarray, rel_velocity: np.ndarray) -> np.ndarray:
+    """Rate at which the centre distance shrinks [m/s] (positive: approaching).
+
+    Args:
+        rel_position: ``(..., 2)`` agent centre minus ego centre [m].
+        rel_velocity: ``(..., 2)`` agent velocity minus ego velocity [m/s].
+
+    Returns:
+        ``(...)`` ``-d|rel_position|/dt`` [m/s]; 0 where the centres coincide.
+    """
+    p = np.asarray(rel_position, dtype=np.float64)
+    v = np.asarray(rel_velocity, dtype=np.float64)
+    dist = np.linalg.norm(p, axis=-1)
+    return np.where(dist > 1e-9, -np.sum(p * v, axis=-1) / np.maximum(dist, 1e-9), 0.0)
+
+
+def cv_time_to_collision(
+    ego_center: np.ndarray,
+    ego_velocity: np.ndarray,
+    ego_size: tuple[float, float],
+    agent_centers: np.ndarray,
+    agent_velocities: np.ndarray,
+    agent_sizes: np.ndarray,
+    horizon: float = 5.0,
+    step: float = 0.1,
+) -> np.ndarray:
+    """Constant-velocity time-to-collision of the ego against each agent [s].
+
+    Args:
+        ego_center: ``(3,)`` ego box-centre pose, world frame [m, m, rad].
+        ego_velocity: ``(2,)`` ego world-frame velocity [m/s].
+        ego_size: ego box (length, width) [m].
+        agent_centers: ``(N, 3)`` agent box-centre poses, world frame.
+        agent_velocities: ``(N, 2)`` world-frame velocities [m/s].
+        agent_sizes: ``(N, 2)`` box (length, width) [m].
+        horizon: projection horizon [s].
+        step: projection step [s].
+
+    Returns:
+        ``(N,)`` first projected overlap time in ``[0, horizon]`` [s], ``inf`` where none (0 when overlapping now).
+    """
+    if horizon < 0 or step <= 0:
+        raise ValueError(f"cv_time_to_collision: need horizon >= 0 and step > 0, got {horizon}, {step}")
+    agent_centers = np.asarray(agent_centers, dtype=np.float64).reshape(-1, 3)
+    n = len(agent_centers)
+    if n == 0:
+        return np.zeros(0)
+    taus = np.arange(int(np.floor(horizon / step + 1e-9)) + 1) * step  # (K,)
+    ego_center = np.asarray(ego_center, dtype=np.float64)
+    ego_velocity = np.asarray(ego_velocity, dtype=np.float64)
+    ego_poses = np.repeat(ego_center[None], len(taus), axis=0)
+    ego_poses[:, :2] += taus[:, None] * ego_velocity[None]
+    ego_c = box_corners(ego_poses, ego_size[0], ego_size[1])  # (K, 4, 2)
+    ag = np.repeat(agent_centers[:, None], len(taus), axis=1)  # (N, K, 3)
+    ag[..., :2] += taus[None, :, None] * np.asarray(agent_velocities, dtype=np.float64).reshape(n, 1, 2)
+    sizes = np.asarray(agent_sizes, dtype=np.float64).reshape(n, 2)
+    ag_c = box_corners(ag, sizes[:, None, 0], sizes[:, None, 1])  # (N, K, 4, 2)
+    hit = boxes_overlap(ego_c[None], ag_c)  # (N, K)
+    first = np.argmax(hit, axis=1)
+    return np.where(hit.any(axis=1), taus[first], np.inf)

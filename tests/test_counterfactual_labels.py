@@ -1,0 +1,288 @@
+"""Safety labels, the template grammar and risk detection on hand-built straight-road scenes."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from counterfactual.labels import (
+    ACTIONS,
+    AGENT_CLASSES,
+    CONFLICT_TYPES,
+    NO_ACTION,
+    RISK_LEVELS,
+    SECTORS,
+    LabelConfig,
+    SafetyLabel,
+    classify_conflict,
+    corrective_action,
+    derive_label,
+    label_accuracy,
+    relate_agent,
+    risk_level_of,
+    sector_of,
+)
+from counterfactual.language import VOCABULARY, explain, parse_explanation
+from counterfactual.mining import MomentConfig, find_collisions, find_risk_moments, rollout_to_scene
+from counterfactual.projection import boxes_overlap, cv_time_to_collision
+from envs.scene import AgentClass, Lane, Scene, SceneMap, SceneMeta
+from rewards.geometry import box_corners
+
+DT = 0.1
+T = 100
+TIMES = np.arange(T) * DT
+
+
+def straight_map(length: float = 400.0, lane_width: float = 3.5) -> SceneMap:
+    """One lane along +x (y = 0); the drivable area is that lane only (so swerving leaves the road)."""
+    cl = np.array([[-50.0, 0.0], [length, 0.0]])
+    lane = Lane(0, cl, width=lane_width)
+    return SceneMap(drivable_areas=(lane.polygon,), lanes=(lane,), route_lane_ids=(0,), route=cl)
+
+
+def make_scene(
+    scene_id: str,
+    ego_speed: float,
+    agents: list[dict],
+    scenario_type: str = "normal",
+    with_map: bool = True,
+    ego_y: float = 0.0,
+) -> Scene:
+    """A straight-road scene: ego at constant speed along +x from x=0; agents at constant velocity.
+
+    Each agent: ``{"id", "cls", "xy" (start), "v" (vx, vy), "size" (l, w)}``; heading along its velocity (or 0);
+    optional ``"brake": (start time [s], deceleration [m/s^2])`` slows it down along its direction to a stop.
+    """
+    ego = np.stack([ego_speed * TIMES, np.full(T, ego_y), np.zeros(T)], axis=1)
+    ego_v = np.tile([ego_speed, 0.0], (T, 1))
+    n = len(agents)
+    poses = np.zeros((n, T, 3))
+    vels = np.zeros((n, T, 2))
+    for i, a in enumerate(agents):
+        v = np.asarray(a["v"], dtype=float)
+        speed = float(np.hypot(*v))
+        direction = v / speed if speed > 0 else np.zeros(2)
+        tb, decel = a.get("brake", (np.inf, 0.0))
+        sp = np.clip(speed - decel * np.maximum(TIMES - tb, 0.0), 0.0, None)  # (T,) speed profile
+        dist = np.concatenate([[0.0], np.cumsum(0.5 * (sp[1:] + sp[:-1]) * DT)])
+        poses[i, :, :2] = np.asarray(a["xy"], dtype=float) + dist[:, None] * direction
+        poses[i, :, 2] = a.get("yaw", math.atan2(v[1], v[0]) if speed > 0 else 0.0)
+        vels[i] = sp[:, None] * direction
+    return Scene(
+        scene_id=scene_id,
+        dt=DT,
+        ego_poses=ego,
+        ego_velocities=ego_v,
+        agent_ids=np.array([a["id"] for a in agents], dtype=np.int64),
+        agent_classes=np.array([int(AgentClass.parse(a["cls"])) for a in agents], dtype=np.int8),
+        agent_sizes=np.array([a.get("size", (4.5, 1.9)) for a in agents], dtype=float).reshape(n, 2),
+        agent_poses=poses,
+        agent_velocities=vels,
+        agent_valid=np.ones((n, T), dtype=bool),
+        map=straight_map() if with_map else None,
+        meta=SceneMeta(source="synthetic", scenario_type=scenario_type, extra={"seed": 7}),
+    )
+
+
+def rear_end_scene(with_map: bool = True) -> Scene:
+    """Ego 12 m/s; lead car in the lane 40 m ahead at 5 m/s (closing 7 m/s): contact at ~frame 48."""
+    return make_scene("hand/rear_end", 12.0, [{"id": 7, "cls": "vehicle", "xy": (40.0, 0.0), "v": (5.0, 0.0)}],
+                      "rear_end", with_map)
+
+
+def pedestrian_scene(with_map: bool = True) -> Scene:
+    """Ego 10 m/s; a pedestrian crossing from the right at 1.5 m/s reaches the ego's path ~3 s in."""
+    return make_scene("hand/pedestrian", 10.0,
+                      [{"id": 3, "cls": "pedestrian", "xy": (35.0, -5.0), "v": (0.0, 1.5), "size": (0.6, 0.6)}],
+                      "pedestrian_occluded", with_map)
+
+
+# ------------------------------------------------------------------------------------------------ projection
+def test_boxes_overlap_and_cv_ttc():
+    a = box_corners(np.array([0.0, 0.0, 0.0]), 4.0, 2.0)
+    assert boxes_overlap(a, box_corners(np.array([3.9, 0.0, 0.3]), 4.0, 2.0))
+    assert not boxes_overlap(a, box_corners(np.array([4.1, 0.0, 0.0]), 4.0, 2.0))
+    assert not boxes_overlap(a, box_corners(np.array([0.0, 2.5, np.pi / 2]), 1.0, 1.0))
+    # closing at 5 m/s from a 10 m gap (centres 14 m apart, boxes 4 m long): contact after 2.0 s
+    ttc = cv_time_to_collision([0, 0, 0], [10, 0], (4.0, 2.0), [[14.0, 0, 0], [14.0, 5.0, 0]], [[5, 0], [5, 0]],
+                               [[4.0, 2.0], [4.0, 2.0]], horizon=5.0, step=0.1)
+    assert ttc[0] == pytest.approx(2.1, abs=0.11) and np.isinf(ttc[1])
+
+
+# ------------------------------------------------------------------------------------------------ rules
+def test_sector_and_risk_level_rules():
+    assert [sector_of(b) for b in (0, 44, 46, -46, 134, 136, -170, 180)] == [
+        "front", "front", "left", "right", "left", "rear", "rear", "rear"]
+    assert risk_level_of(math.inf, 20.0) == "none"
+    assert risk_level_of(1.0, 0.5) == "high"
+    assert risk_level_of(2.0, 3.0) == "medium" and risk_level_of(2.0, 9.0) == "high"
+    assert risk_level_of(4.0, 3.0) == "low" and risk_level_of(4.0, 9.0) == "medium"
+
+
+def test_conflict_classification():
+    c = LabelConfig()
+    assert classify_conflict("pedestrian", 90, "front", -3, 0, 0, 0) == ("pedestrian", "geometry")
+    assert classify_conflict("vehicle", 2, "front", 0.2, 0.1, 0, 0)[0] == "rear_end"
+    assert classify_conflict("vehicle", 10, "front", 3.5, 0.5, 0.0, 0)[0] == "cut_in"
+    assert classify_conflict("vehicle", 5, "left", 3.5, 3.4, 3.0, 0)[0] == "merge"
+    assert classify_conflict("vehicle", 90, "right", -10, -2, 0, 0)[0] == "crossing"
+    assert classify_conflict("vehicle", 178, "front", 1, 0, 0.5, 5)[0] == "head_on"
+    assert classify_conflict("vehicle", 178, "front", 1, 0, 5, 60)[0] == "left_turn"
+    # ambiguous heading (near 45 deg): the scenario hint breaks the tie, and says so
+    assert classify_conflict("vehicle", 47, "front", 3.0, 0.5, 0.0, 0, "cut_in", c) == ("cut_in", "scenario_hint")
+    assert classify_conflict("vehicle", 47, "front", 3.0, 0.5, 0.0, 0, None, c) == ("crossing", "geometry")
+    # unambiguous geometry ignores the hint
+    assert classify_conflict("vehicle", 90, "front", 3.0, 0.5, 0.0, 0, "cut_in", c) == ("crossing", "geometry")
+
+
+def test_corrective_action_rules():
+    t = np.arange(1, 9)[:, None] * 0.5
+    neg = np.concatenate([10 * t, 0 * t, 0 * t], axis=1)
+    brake = np.concatenate([np.minimum(10 * t - 2 * t**2, 12.5), 0 * t, 0 * t], axis=1)
+    left = neg.copy()
+    left[:, 1] = np.linspace(0.2, 3.0, 8)
+    assert corrective_action(neg, None, "rear_end") == (NO_ACTION, pytest.approx(math.nan, nan_ok=True),
+                                                         pytest.approx(math.nan, nan_ok=True))
+    assert corrective_action(neg, brake, "rear_end")[0] == "brake"
+    assert corrective_action(neg, brake, "pedestrian")[0] == "yield"
+    action, lat, _ = corrective_action(neg, left, "rear_end")
+    assert action == "swerve_left" and lat == pytest.approx(3.0)
+    assert corrective_action(neg, neg * [1.5, 1, 1], "crossing")[0] == "accelerate"
+    assert corrective_action(neg, neg + [0.5, 0.3, 0], "crossing")[0] == "keep_lane"
+
+
+# ------------------------------------------------------------------------------------------------ hand-built scenes
+def test_rear_end_scene_label_fields():
+    scene = rear_end_scene()
+    (agent, frame), = find_collisions(scene)
+    assert agent == 7 and 45 <= frame <= 50
+    t = frame - 20  # 2 s before contact
+    rel = relate_agent(scene, t, 7)
+    neg = np.stack([12.0 * np.arange(1, 9) * 0.5, np.zeros(8), np.zeros(8)], axis=1)
+    brake = np.stack([np.minimum(12 * np.arange(1, 9) * 0.5 - 3 * (np.arange(1, 9) * 0.5) ** 2, 24.0),
+                      np.zeros(8), np.zeros(8)], axis=1)
+    label = derive_label(scene, t, 7, frame, neg, brake, seed=3)
+    assert label.risk_agent_class == "vehicle" and label.sector == "front"
+    ego_front_gap = 40 + 5 * t * DT - (12 * t * DT + 1.461)
+    assert label.distance_m == pytest.approx(ego_front_gap, abs=1e-6)
+    assert label.bearing_deg == pytest.approx(0.0, abs=1e-6)
+    assert label.closing_speed_mps == pytest.approx(7.0, abs=1e-6)
+    assert label.ttc_s == pytest.approx(2.0, abs=0.1) and label.risk_level == "medium"
+    assert label.conflict_type == "rear_end" and label.conflict_source == "geometry"
+    assert label.action == "brake" and label.progress_change_m < -2
+    parsed = parse_explanation(label.explanation)
+    for name in ("risk_agent_class", "sector", "risk_level", "action", "conflict_type"):
+        assert parsed[name] == getattr(label, name), (name, label.explanation)
+
+
+def test_pedestrian_scene_label_fields():
+    scene = pedestrian_scene()
+    (agent, frame), = find_collisions(scene)
+    assert agent == 3
+    t = frame - 10  # 1 s before contact
+    neg = np.stack([10.0 * np.arange(1, 9) * 0.5, np.zeros(8), np.zeros(8)], axis=1)
+    stop = np.stack([np.minimum(10 * np.arange(1, 9) * 0.5 - 3 * (np.arange(1, 9) * 0.5) ** 2, 10.0),
+                     np.zeros(8), np.zeros(8)], axis=1)
+    label = derive_label(scene, t, 3, frame, neg, stop, seed=0)
+    assert label.risk_agent_class == "pedestrian" and label.conflict_type == "pedestrian"
+    assert label.sector == "front" and label.bearing_deg < 0  # ahead, to the right of the heading
+    assert label.relative_heading_deg == pytest.approx(90.0)
+    assert label.ttc_s <= 1.5 and label.risk_level == "high"
+    assert label.action == "yield"
+    assert "pedestrian" in label.explanation or "person on foot" in label.explanation
+    # a pedestrian still beside the road, far off: right sector at close range
+    early = derive_label(scene, frame - 29, 3, frame, neg, None)
+    assert early.action == NO_ACTION and early.risk_level in ("low", "medium", "high")
+
+
+def test_moments_on_hand_built_scenes():
+    cfg = MomentConfig(lead_times=(1.0, 2.0, 3.0))
+    (m,) = find_risk_moments(rear_end_scene(), cfg)
+    assert m.kind == "collision" and m.agent_id == 7 and m.detected_by == "geometry"
+    assert m.decision_frames == tuple(m.contact_frame - k for k in (30, 20, 10)) and m.lead_times == (3.0, 2.0, 1.0)
+    # following at the same speed 20 m behind a car, a parked car on a parallel road: no moment
+    calm = make_scene("hand/calm", 10.0, [{"id": 1, "cls": "vehicle", "xy": (25.0, 0.0), "v": (10.0, 0.0)},
+                                          {"id": 2, "cls": "vehicle", "xy": (30.0, 8.0), "v": (0.0, 0.0)}])
+    assert find_risk_moments(calm, cfg) == []
+    # a crossing car that brakes hard and stops 1.1 m short of the ego's path: near-miss, not a collision
+    near = make_scene("hand/near", 10.0, [{"id": 5, "cls": "vehicle", "xy": (40.0, -31.5), "v": (0.0, 10.0),
+                                           "brake": (1.7, 5.0)}])
+    moments = find_risk_moments(near, cfg)
+    assert find_collisions(near) == [] and [m.kind for m in moments] == ["near_miss"]
+    assert moments[0].min_ttc < 1.5 and moments[0].agent_id == 5
+
+
+def test_meta_only_collision_is_mined_and_marked():
+    s = make_scene("hand/meta", 10.0, [{"id": 4, "cls": "vehicle", "xy": (30.0, 6.0), "v": (10.0, 0.0)}])
+    from dataclasses import replace
+
+    s = replace(s, meta=SceneMeta("synthetic", "cut_in", colliding_agent_id=4, collision_frame=50))
+    (m,) = find_risk_moments(s, MomentConfig())
+    assert m.detected_by == "meta" and m.contact_frame == 50
+    assert find_risk_moments(s, MomentConfig(use_meta=False)) == []
+
+
+def test_decision_frames_respect_log_bounds():
+    scene = rear_end_scene()
+    (m,) = find_risk_moments(scene, MomentConfig(lead_times=(1.0, 6.0), min_history=0.5))
+    assert m.lead_times == (1.0,) and 6.0 in m.dropped_leads
+
+
+def test_rollout_scene_detects_collision_and_extrapolates():
+    base = rear_end_scene()
+    (_, base_contact), = find_collisions(base)
+    start, R = 20, 35
+    poses = base.ego_poses[start : start + R]
+    roll = rollout_to_scene(base, start, poses, base.ego_velocities[start : start + R], origin={"kind": "bank"})
+    assert roll.meta.source == "rollout" and roll.num_frames == T - start
+    assert roll.meta.colliding_agent_id == 7 and roll.meta.collision_frame == base_contact - start
+    assert roll.meta.extra["recorded_frames"] == R and roll.meta.extra["base_scene_id"] == base.scene_id
+    # a recording that stops (and is extrapolated at constant velocity) before the contact records no collision
+    short = rollout_to_scene(base, start, base.ego_poses[start : start + 10], base.ego_velocities[start : start + 10])
+    assert short.meta.collision_frame is None and short.meta.extra["ego_extrapolated"]
+    np.testing.assert_allclose(short.ego_poses[10:, 0], base.ego_poses[start + 9, 0] + 1.2 * np.arange(1, T - start - 9))
+    with pytest.raises(ValueError, match="start_frame"):
+        rollout_to_scene(base, T, poses, base.ego_velocities[:R])
+
+
+# ------------------------------------------------------------------------------------------------ grammar
+def _fields(cls, sec, risk, conflict, action):
+    return dict(risk_agent_class=cls, sector=sec, risk_level=risk, conflict_type=conflict, action=action,
+                distance_m=12.3, ttc_s=math.inf if risk == "none" else 1.4)
+
+
+def test_explanation_mentions_and_parses_every_combination():
+    combos = list(itertools.product(AGENT_CLASSES, SECTORS, RISK_LEVELS, CONFLICT_TYPES, ACTIONS + (NO_ACTION,)))
+    for k, combo in enumerate(combos):
+        f = _fields(*combo)
+        text = explain(f, seed=k)
+        parsed = parse_explanation(text)
+        assert {n: parsed[n] for n in VOCABULARY} == {n: f[n] for n in VOCABULARY}, text
+
+
+def test_explanation_is_deterministic_per_seed_and_varies_across_seeds():
+    f = _fields("cyclist", "right", "high", "cyclist", "yield")
+    assert explain(f, 11) == explain(f, 11)
+    assert len({explain(f, s) for s in range(40)}) >= 10
+
+
+def test_explain_rejects_unknown_values_and_label_validation():
+    with pytest.raises(ValueError, match="sector"):
+        explain(_fields("vehicle", "above", "high", "rear_end", "brake"))
+    with pytest.raises(ValueError, match="risk_level"):
+        SafetyLabel(1, "vehicle", "front", 1.0, 0.0, 0.0, 1.0, 1.0, "extreme", "rear_end", "geometry", "brake",
+                    0.0, -3.0)
+
+
+def test_label_accuracy():
+    truth = [_fields("vehicle", "front", "high", "rear_end", "brake"), _fields("pedestrian", "right", "low",
+                                                                               "pedestrian", NO_ACTION)]
+    pred = [parse_explanation(explain(truth[0], 1)), {"risk_agent_class": "pedestrian", "sector": "left",
+                                                      "risk_level": "medium", "conflict_type": "pedestrian"}]
+    acc = label_accuracy(pred, truth)
+    assert acc["risk_agent_class"] == 1.0 and acc["sector"] == 0.5 and acc["risk_level"] == 0.5
+    assert acc["action"] == 1.0  # the no-action record is not scored for the action
+    assert acc["all_fields"] == 0.5 and acc["risk_level_within_one"] == 1.0
