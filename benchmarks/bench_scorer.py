@@ -1,0 +1,187 @@
+"""PDM scorer throughput: ``python -m benchmarks.bench_scorer [--groups 5] [--seconds 2.0]``.
+
+Prints candidates scored per second by the vectorized scorer (``rewards.pdm.score_states``) and by the shapely
+oracle (``rewards.reference.score_states_reference``) on the same inputs, and their ratio, with tracking on and off.
+
+Workload (one decision time, NAVSIM sizes): G = 16 candidates of 8 poses at 0.5 s (4 s; 41 states at 10 Hz), 20
+objects (14 vehicles both ways, 3 pedestrians, 3 cones) observed for 50 steps, a 4-lane road crossing a junction.
+The PDM-Closed-like reference planner runs once per problem before timing (cached, as in training) and its masked
+progress is passed to both scorers. Each timed call = ``simulate_candidates`` (tracking on or off) + scoring. Two
+vectorized figures: ``warm`` re-scores the same ``ScoringProblem`` (its object boxes are cached, as for several
+groups at one decision time) and ``cold`` builds a fresh ``ScoringProblem`` per call (object boxes rebuilt; the map
+index stays cached per map, as across decision times of one scene). Single process, BLAS/OpenMP pinned to 1 thread.
+Goal: vectorized >= 100x the oracle and >= 20k candidates/s on one core.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from rewards.config import PDMConfig  # noqa: E402
+from rewards.pdm import reference_for, score_states  # noqa: E402
+from rewards.reference import score_states_reference  # noqa: E402
+from rewards.tracking import simulate_candidates  # noqa: E402
+from rewards.types import AgentsFuture, EgoState, MapGeometry, ScoringProblem  # noqa: E402
+
+NUM_CANDIDATES = 16
+NUM_AGENTS = 20
+
+
+def _rect(x0: float, x1: float, y0: float, y1: float) -> np.ndarray:
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+
+
+def benchmark_problem(seed: int, config: PDMConfig) -> ScoringProblem:
+    """A synthetic decision time: ego eastbound at 8-12 m/s in lane 1 of a 4-lane road (2 lanes each way) that
+    crosses a junction at x in [40, 60] m; 20 objects placed around it (deterministic for ``seed``)."""
+    rng = np.random.default_rng(seed)
+    lane_y = {1: -1.75, 2: -5.25, 3: 1.75, 4: 5.25}  # 1, 2 eastbound (on route); 3, 4 westbound
+    geometry = MapGeometry(
+        drivable_areas=(_rect(-200, 300, -7.0, 7.0), _rect(40, 60, -150, 150)),
+        lane_polygons=tuple(_rect(-200, 300, y - 1.75, y + 1.75) for y in lane_y.values()),
+        lane_ids=np.array(list(lane_y)),
+        route_lane_ids=(1, 2),
+        route=np.array([[-200.0, -1.75], [300.0, -1.75]]),
+        intersections=(_rect(40, 60, -7.0, 7.0),),
+        speed_limit=13.89,
+    )
+    speed = rng.uniform(8.0, 12.0)
+    ego = EgoState(pose=np.array([0.0, -1.75, 0.0]), velocity=np.array([speed, 0.0]))
+    steps = config.num_observation_steps
+    time_s = np.arange(steps) * config.sim_dt
+    kinds = ["vehicle"] * 14 + ["pedestrian"] * 3 + ["cone"] * 3
+    poses = np.zeros((NUM_AGENTS, steps, 3))
+    vels = np.zeros((NUM_AGENTS, steps, 2))
+    sizes = np.zeros((NUM_AGENTS, 2))
+    for n, kind in enumerate(kinds):
+        if kind == "vehicle":
+            lane = int(rng.integers(1, 5))
+            direction = 1.0 if lane in (1, 2) else -1.0
+            if lane == 1:  # the ego's lane: a lead or a follower with a plausible gap and speed
+                x0 = rng.choice([-1.0, 1.0]) * rng.uniform(15.0, 60.0)
+                v = rng.uniform(6.0, 13.0)
+            else:
+                x0 = rng.uniform(-40.0, 100.0)
+                v = direction * rng.uniform(0.0, 13.0)
+            vy = rng.normal(0.0, 0.2)
+            start = np.array([x0, lane_y[lane] + rng.normal(0.0, 0.2)])
+            yaw = 0.0 if direction > 0 else np.pi
+            sizes[n] = (rng.uniform(4.2, 5.2), rng.uniform(1.8, 2.1))
+        elif kind == "pedestrian":
+            start = np.array([rng.uniform(42.0, 58.0), rng.uniform(-9.0, 9.0)])
+            v, vy, yaw = 0.0, rng.choice([-1.3, 1.3]), np.pi / 2
+            sizes[n] = (0.6, 0.6)
+        else:
+            start = np.array([rng.uniform(10.0, 80.0), rng.choice([-1.0, 1.0]) * rng.uniform(3.6, 6.8)])
+            v = vy = yaw = 0.0
+            sizes[n] = (0.5, 0.5)
+        poses[n, :, 0] = start[0] + v * time_s
+        poses[n, :, 1] = start[1] + vy * time_s
+        poses[n, :, 2] = yaw
+        vels[n] = (v, vy)
+    agents = AgentsFuture(
+        ids=np.arange(1, NUM_AGENTS + 1),
+        is_static=np.array([k == "cone" for k in kinds]),
+        sizes=sizes,
+        poses=poses,
+        velocities=vels,
+        valid=np.ones((NUM_AGENTS, steps), dtype=bool),
+    )
+    return ScoringProblem(ego=ego, agents=agents, map=geometry, scene_id=f"bench/{seed}")
+
+
+def benchmark_candidates(problem: ScoringProblem, seed: int, config: PDMConfig) -> np.ndarray:
+    """``(16, 8, 3)`` ego-frame candidates: accelerating, braking and lane-changing profiles with noise."""
+    rng = np.random.default_rng(seed + 1000)
+    t = np.arange(1, config.num_poses + 1) * config.pose_interval
+    v0 = float(problem.ego.velocity[0])
+    out = np.zeros((NUM_CANDIDATES, config.num_poses, 3))
+    for g in range(NUM_CANDIDATES):
+        accel = rng.uniform(-3.0, 2.0)
+        x = np.maximum(v0 * t + 0.5 * accel * t**2, 0.0)
+        x = np.maximum.accumulate(x)
+        lateral = rng.choice([0.0, 0.0, 3.5, -3.5, 1.5]) * np.clip(t / 3.0, 0.0, 1.0) ** 2 + rng.normal(0.0, 0.1, t.shape)
+        out[g, :, 0] = x
+        out[g, :, 1] = lateral
+        out[g, :, 2] = np.arctan2(np.gradient(lateral), np.maximum(np.gradient(x), 1e-3))
+    return out
+
+
+def _rate(fn, seconds: float, min_calls: int = 1) -> float:
+    """Calls per second of ``fn`` over at least ``seconds`` [s] and ``min_calls`` calls (one warm-up first)."""
+    fn()
+    calls, start = 0, time.perf_counter()
+    while calls < min_calls or time.perf_counter() - start < seconds:
+        fn()
+        calls += 1
+    return calls / (time.perf_counter() - start)
+
+
+def run(num_groups: int, seconds: float) -> list[dict[str, float]]:
+    """Benchmark rows (one per tracking setting), averaged over ``num_groups`` problems."""
+    rows = []
+    for tracking in (True, False):
+        config = PDMConfig(tracking=tracking)
+        warm, cold, oracle = [], [], []
+        for seed in range(num_groups):
+            problem = benchmark_problem(seed, config)
+            candidates = benchmark_candidates(problem, seed, config)
+            ref = reference_for(problem, config)
+            ref_progress = None if ref is None else ref.masked_progress
+
+            def vectorized_warm():
+                states = simulate_candidates(problem.ego, candidates, config)
+                return score_states(problem, states, config, ref_progress)
+
+            def vectorized_cold():
+                fresh = replace(problem)  # new ScoringProblem: per-problem caches miss
+                states = simulate_candidates(fresh.ego, candidates, config)
+                return score_states(fresh, states, config, ref_progress)
+
+            def reference():
+                states = simulate_candidates(problem.ego, candidates, config)
+                return score_states_reference(problem, states, config, ref_progress)
+
+            warm.append(_rate(vectorized_warm, seconds) * NUM_CANDIDATES)
+            cold.append(_rate(vectorized_cold, seconds) * NUM_CANDIDATES)
+            oracle.append(_rate(reference, 0.0, min_calls=1) * NUM_CANDIDATES)
+        rows.append(
+            {
+                "tracking": tracking,
+                "warm": float(np.mean(warm)),
+                "cold": float(np.mean(cold)),
+                "reference": float(np.mean(oracle)),
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", type=int, default=5, help="problems (decision times) to average over")
+    parser.add_argument("--seconds", type=float, default=2.0, help="minimum timing window per measurement [s]")
+    args = parser.parse_args(argv)
+    rows = run(args.groups, args.seconds)
+    print(f"PDM scorer, G={NUM_CANDIDATES}, {NUM_AGENTS} objects, 4 s at 10 Hz, 1 thread, {args.groups} problems")
+    header = f"{'tracking':>8} | {'vectorized warm':>16} | {'vectorized cold':>16} | {'reference':>10} | {'ratio warm':>10} | {'ratio cold':>10}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{'on' if r['tracking'] else 'off':>8} | {r['warm']:>12.0f} c/s | {r['cold']:>12.0f} c/s | "
+            f"{r['reference']:>6.0f} c/s | {r['warm'] / r['reference']:>9.0f}x | {r['cold'] / r['reference']:>9.0f}x"
+        )
+    print("goal: >= 20000 candidates/s (vectorized) and >= 100x the reference")
+
+
+if __name__ == "__main__":
+    main()
