@@ -7,6 +7,7 @@ with y and yaw negated.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import pickle
@@ -181,7 +182,9 @@ def test_accident_scenario_poses_classes_velocities(root):
 
     ped = scene.agent_index(777)
     assert scene.agent_valid[ped].tolist() == [2 <= t <= 6 for t in range(11)]
-    t = 4  # frame 7: CARLA (100, 57) + (3, 5), heading CARLA 180 deg -> right-handed (103, -62), yaw pi, walking (-1.5, 0)
+    # frame 7 (t = 4): CARLA (100, 57) + (3, 5), heading CARLA 180 deg -> right-handed (103, -62), yaw pi,
+    # walking (-1.5, 0)
+    t = 4
     np.testing.assert_allclose(scene.agent_poses[ped, t, :2], [103.0, -62.0], atol=1e-9)
     assert abs(math.remainder(scene.agent_poses[ped, t, 2] - math.pi, 2 * math.pi)) < 1e-9
     np.testing.assert_allclose(scene.agent_velocities[ped, t], [-1.5, 0.0], atol=1e-9)
@@ -205,6 +208,7 @@ def test_accident_meta_and_collision(root):
     assert x["scenario_length"] == 13 and x["frames"] == tuple(range(3, 14))
     assert x["ego_box_size"] == (4.0, 1.8) and x["unidentified_rows"] == 1
     assert x["skipped_frames"] == 0 and x["skipped_lines"] == 0
+    assert json.loads(json.dumps(dict(x)))["town"] == "Town03"  # extra stays plain, serialisable data
 
 
 def test_normal_scenario(root):

@@ -22,7 +22,9 @@ from envs.deepaccident.errors import DeepAccidentFormatError
 AGENTS = ("ego_vehicle", "ego_vehicle_behind", "other_vehicle", "other_vehicle_behind", "infrastructure")
 """The five V2X agents of a scenario; the order of the first four is the order of the meta ``agents id:`` line."""
 
-CAMERAS = ("Camera_Front", "Camera_FrontLeft", "Camera_FrontRight", "Camera_Back", "Camera_BackLeft", "Camera_BackRight")
+CAMERAS = (
+    "Camera_Front", "Camera_FrontLeft", "Camera_FrontRight", "Camera_Back", "Camera_BackLeft", "Camera_BackRight",
+)
 """Camera names used as calib keys ``lidar_to_<camera>`` / ``intrinsic_<camera>``."""
 
 SPLITS = ("train", "val", "test")

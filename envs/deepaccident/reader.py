@@ -37,17 +37,9 @@ from envs.deepaccident.layout import (
     read_split_file,
     sensor_dir,
 )
-from envs.deepaccident.parsing import (
-    CLASS_MAP,
-    EGO_ROW_ID,
-    STATIC_DECORATION_MIN_ID,
-    LabelRow,
-    MetaInfo,
-    agent_full_name,
-    load_calib,
-    parse_label_file,
-    parse_meta,
-)
+from envs.deepaccident.calib import load_calib
+from envs.deepaccident.labels import CLASS_MAP, EGO_ROW_ID, STATIC_DECORATION_MIN_ID, LabelRow, parse_label_file
+from envs.deepaccident.meta import MetaInfo, agent_full_name, parse_meta
 from envs.deepaccident.transforms import ego_center_pose, ego_velocity_to_world, labels_to_world
 from envs.scene import Scene, SceneMeta
 from rewards.geometry import NAVSIM_EGO, VehicleParameters, center_to_rear_axle

@@ -47,7 +47,7 @@ from envs.deepaccident.layout import (
     meta_path,
     sensor_dir,
 )
-from envs.deepaccident.parsing import EGO_ROW_ID, UNIDENTIFIED_ID
+from envs.deepaccident.labels import EGO_ROW_ID, UNIDENTIFIED_ID
 from envs.deepaccident.transforms import planar_ego_to_world, world_to_labels, world_velocity_to_ego_raw
 from envs.scene import AgentClass, Scene
 from rewards.geometry import rear_axle_to_center
@@ -218,7 +218,9 @@ def write_scenario(
     ids = scene.agent_ids.tolist()
     reserved = sorted({EGO_ROW_ID, UNIDENTIFIED_ID} & set(ids))
     if reserved:
-        raise ValueError(f"scene {scene.scene_id}: agent ids {reserved} are reserved by DeepAccident (ego row, unknown)")
+        raise ValueError(
+            f"scene {scene.scene_id}: agent ids {reserved} are reserved by DeepAccident (ego row, unknown)"
+        )
     label_dir = sensor_dir(root, stype, "ego_vehicle", "label", sname)
     calib_dir = sensor_dir(root, stype, "ego_vehicle", "calib", sname)
     mpath = meta_path(root, stype, sname)
