@@ -13,10 +13,12 @@ candidates; ``scipy.signal.savgol_filter`` with its default ``mode="interp"``:
 | yaw acceleration | unwrapped heading | d2/dt2, window 5, order 3 |
 
 Every value is rounded to 8 decimals before the strict bound test; ``delta`` is the mean step of
-``arange(T) * dt`` as in NAVSIM.
+``arange(T) * dt`` as in NAVSIM. Each filter is applied as a precomputed linear operator (:func:`savgol_matrix`).
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 from scipy.signal import savgol_filter
@@ -26,6 +28,19 @@ from rewards.tracking import SAX, SAY, SYAW
 
 COMFORT_NAMES = ("lon_accel", "lat_accel", "jerk", "lon_jerk", "yaw_accel", "yaw_rate")
 """Order of the columns of :func:`comfort_checks` (NAVSIM's ``ego_is_comfortable`` order)."""
+
+
+@lru_cache(maxsize=64)
+def savgol_matrix(n_time: int, window: int, order: int, deriv: int, delta: float) -> np.ndarray:
+    """``(T, T)`` matrix ``W`` with ``savgol_filter(x, ...) == x @ W`` for ``x (..., T)`` (mode ``"interp"``).
+
+    The filter is linear in its input, so applying it to the identity gives its matrix once; scoring then costs one
+    matrix product per quantity (equal to scipy's output up to floating-point rounding).
+    """
+    eye = np.eye(n_time)
+    w = savgol_filter(eye, window_length=window, polyorder=order, deriv=deriv, delta=delta, axis=-1)
+    w.setflags(write=False)
+    return np.ascontiguousarray(w)
 
 
 def _phase_unwrap(headings: np.ndarray) -> np.ndarray:
@@ -49,15 +64,16 @@ def comfort_checks(states: np.ndarray, dt: float, bounds: ComfortBounds = Comfor
     ax = states[..., SAX]
     ay = states[..., SAY]
     mag = np.hypot(ax, ay)
-    both = np.stack([ax, ay], axis=0)
-    acc = np.round(savgol_filter(both, window_length=n_time, polyorder=2, axis=-1), 8)
-    short = np.round(savgol_filter(np.stack([mag, ax], axis=0), window_length=min(8, n_time), polyorder=2,
-                                   axis=-1), 8)
-    jerks = np.round(savgol_filter(short, window_length=n_time, polyorder=2, deriv=1, delta=delta, axis=-1), 8)
-    heading = _phase_unwrap(states[..., SYAW])
+    smooth_all = savgol_matrix(n_time, n_time, 2, 0, 1.0)
+    smooth_8 = savgol_matrix(n_time, min(8, n_time), 2, 0, 1.0)
+    d1_all = savgol_matrix(n_time, n_time, 2, 1, delta)
     win = min(5, n_time)
-    yaw_rate = np.round(savgol_filter(heading, window_length=win, polyorder=2, deriv=1, delta=delta, axis=-1), 8)
-    yaw_acc = np.round(savgol_filter(heading, window_length=win, polyorder=3, deriv=2, delta=delta, axis=-1), 8)
+    acc = np.round(np.stack([ax, ay]) @ smooth_all, 8)
+    short = np.round(np.stack([mag, ax]) @ smooth_8, 8)
+    jerks = np.round(short @ d1_all, 8)
+    heading = _phase_unwrap(states[..., SYAW])
+    yaw_rate = np.round(heading @ savgol_matrix(n_time, win, 2, 1, delta), 8)
+    yaw_acc = np.round(heading @ savgol_matrix(n_time, win, 3, 2, delta), 8)
     b = bounds
     return np.stack([
         _within(acc[0], b.min_lon_accel, b.max_lon_accel),

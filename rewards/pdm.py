@@ -33,7 +33,7 @@ import numpy as np
 
 from rewards.comfort import comfort_score
 from rewards.config import PDMConfig
-from rewards.geometry import boxes_overlap, relative_angle, segment_intersects_box, box_corners
+from rewards.geometry import box_corners, oriented_boxes_overlap, relative_angle, segment_intersects_box
 from rewards.map_index import MapIndex, map_index_for
 from rewards.tracking import NUM_STATE_COLUMNS, SAX, SVX, SVY, SX, SY, SYAW, simulate_candidates
 from rewards.types import ScoringProblem
@@ -126,7 +126,10 @@ class _ProblemData:
     corners: np.ndarray  # (N, S, 4, 2)
     centers: np.ndarray  # (N, S, 2)
     valid: np.ndarray  # (N, S)
+    yaw: np.ndarray  # (N, S)
+    half: np.ndarray  # (N, 2) half length, half width [m]
     radius: np.ndarray  # (N,) half diagonal [m]
+    drift: np.ndarray  # (N, S) how far the centre moves within the next max-TTC-offset steps [m] (inf if invalid)
     lo: np.ndarray  # (N, 2) AABB over valid steps
     hi: np.ndarray  # (N, 2)
     stopped: np.ndarray  # (N,) object "stopped" as first seen (static objects always)
@@ -136,13 +139,30 @@ class _ProblemData:
     references: dict
 
 
-_PROBLEMS: "weakref.WeakKeyDictionary[ScoringProblem, _ProblemData]" = weakref.WeakKeyDictionary()
+_PROBLEMS: "weakref.WeakKeyDictionary[ScoringProblem, dict]" = weakref.WeakKeyDictionary()
+"""Per problem object: ``{(collision_stopped_speed, max TTC offset): _ProblemData}``."""
 
 
-def _problem_data(problem: ScoringProblem, stopped_speed: float) -> _ProblemData:
-    data = _PROBLEMS.get(problem)
-    if data is not None:
-        return data
+def _drift(centers: np.ndarray, valid: np.ndarray, horizon: int) -> np.ndarray:
+    """``(N, S)``: max distance from the centre at step s to the valid centres at steps s..s+horizon (inf where
+    step s is invalid)."""
+    n, s = valid.shape
+    out = np.zeros((n, s))
+    for k in range(1, horizon + 1):
+        if k >= s:
+            break
+        d = np.linalg.norm(centers[:, k:] - centers[:, :-k], axis=-1)
+        d = np.where(valid[:, k:], d, 0.0)
+        out[:, :-k] = np.maximum(out[:, :-k], d)
+    out[~valid] = np.inf
+    return out
+
+
+def _problem_data(problem: ScoringProblem, stopped_speed: float, horizon: int) -> _ProblemData:
+    per_problem = _PROBLEMS.setdefault(problem, {})
+    key = (float(stopped_speed), int(horizon))
+    if key in per_problem:
+        return per_problem[key]
     ag = problem.agents
     n, s = ag.num_agents, ag.num_steps
     corners = box_corners(ag.poses, ag.sizes[:, 0, None], ag.sizes[:, 1, None]) if n else np.zeros((0, s, 4, 2))
@@ -162,7 +182,10 @@ def _problem_data(problem: ScoringProblem, stopped_speed: float) -> _ProblemData
         corners=corners,
         centers=ag.poses[..., :2].copy(),
         valid=valid,
+        yaw=ag.poses[..., 2].copy(),
+        half=0.5 * ag.sizes,
         radius=0.5 * np.hypot(ag.sizes[:, 0], ag.sizes[:, 1]),
+        drift=_drift(ag.poses[..., :2], valid, horizon),
         lo=lo,
         hi=hi,
         stopped=stopped,
@@ -171,7 +194,7 @@ def _problem_data(problem: ScoringProblem, stopped_speed: float) -> _ProblemData
         map_index=map_index_for(problem.map) if problem.map is not None else None,
         references={},
     )
-    _PROBLEMS[problem] = data
+    per_problem[key] = data
     return data
 
 
@@ -216,50 +239,54 @@ def _ego_areas(index: MapIndex, corners: np.ndarray, centers: np.ndarray, states
     return multiple_lanes, non_drivable, oncoming, in_intersection
 
 
-def _contacts(data: _ProblemData, corners: np.ndarray, centers: np.ndarray, states: np.ndarray,
-              offsets: tuple[int, ...], dt: float, ego_radius: float):
+def _contacts(data: _ProblemData, centers: np.ndarray, states: np.ndarray, offsets: tuple[int, ...], dt: float,
+              params):
     """Sparse ego-object contacts for every TTC offset.
 
     Returns ``(g, n, t, k)`` int arrays of the overlapping (candidate, object, step, offset index) quadruples:
     the ego box at ``t`` moved by ``speed * offsets[k] * dt`` along its heading overlaps the object's logged box at
-    ``t + offsets[k]`` (valid steps only). Offset 0 is the plain collision test.
+    ``t + offsets[k]`` (valid steps only). Offset 0 is the plain collision test. Three stages: (g, n) bounding
+    boxes of the whole sweep, (g, n, t) bounding circles grown by the largest shift of either box over the offsets,
+    then the exact separating-axis test per (g, n, t, k).
     """
     g_count, t_count = states.shape[:2]
     n_count, s_count = data.valid.shape
     empty = (np.zeros(0, dtype=np.int64),) * 4
     if n_count == 0 or s_count == 0:
         return empty
+    ego_radius = 0.5 * float(np.hypot(params.length, params.width))
+    max_off = max(offsets)
     speed = np.hypot(states[..., SVX], states[..., SVY])  # (G, T)
-    c, s = np.cos(states[..., SYAW]), np.sin(states[..., SYAW])
-    max_shift = max(offsets) * dt * speed.max(axis=1)  # (G,)
-    flat = corners.reshape(g_count, -1, 2)
-    elo = flat.min(axis=1) - max_shift[:, None]
-    ehi = flat.max(axis=1) + max_shift[:, None]
+    shift_max = max_off * dt * speed  # (G, T)
+    reach = ego_radius + shift_max.max(axis=1)
+    elo = centers.min(axis=1) - reach[:, None]
+    ehi = centers.max(axis=1) + reach[:, None]
     pair = np.all((elo[:, None] <= data.hi[None]) & (data.lo[None] <= ehi[:, None]), axis=-1)  # (G, N)
     pg, pn = np.nonzero(pair)
     if len(pg) == 0:
         return empty
-    off = np.asarray(offsets, dtype=np.int64)
-    tt = np.arange(t_count)
-    at = tt[:, None] + off[None, :]  # (T, K) object step
-    in_range = at < s_count
-    at_c = np.minimum(at, s_count - 1)
-    shift = (off * dt)[None, None, :] * speed[..., None]  # (G, T, K)
-    # Level 2: bounding circles per (pair, t, k).
-    ecx = centers[pg, :, None, 0] + shift[pg] * c[pg, :, None]  # (P, T, K)
-    ecy = centers[pg, :, None, 1] + shift[pg] * s[pg, :, None]
-    ocx = data.centers[pn][:, at_c, 0]  # (P, T, K)
-    ocy = data.centers[pn][:, at_c, 1]
-    reach = ego_radius + data.radius[pn] + 1e-6
-    near = ((ecx - ocx) ** 2 + (ecy - ocy) ** 2 <= (reach**2)[:, None, None]) & in_range[None]
-    near &= data.valid[pn][:, at_c]
-    p_i, t_i, k_i = np.nonzero(near)
+    tt = min(t_count, s_count)
+    d2 = ((centers[pg, :tt] - data.centers[pn, :tt]) ** 2).sum(axis=-1)  # (P, tt)
+    lim = ego_radius + data.radius[pn, None] + shift_max[pg, :tt] + data.drift[pn, :tt] + 1e-6
+    p_i, t_i = np.nonzero(d2 <= lim * lim)
     if len(p_i) == 0:
         return empty
-    g_i, n_i = pg[p_i], pn[p_i]
-    sh = shift[g_i, t_i, k_i]
-    ego_box = corners[g_i, t_i] + (sh[:, None] * np.stack([c[g_i, t_i], s[g_i, t_i]], axis=-1))[:, None, :]
-    hit = boxes_overlap(ego_box, data.corners[n_i, at[t_i, k_i]])
+    off = np.asarray(offsets, dtype=np.int64)
+    k_count = len(off)
+    g_i = np.repeat(pg[p_i], k_count)
+    n_i = np.repeat(pn[p_i], k_count)
+    t_i = np.repeat(t_i, k_count)
+    k_i = np.tile(np.arange(k_count), len(p_i))
+    s_i = t_i + off[k_i]
+    ok = s_i < s_count
+    g_i, n_i, t_i, k_i, s_i = g_i[ok], n_i[ok], t_i[ok], k_i[ok], s_i[ok]
+    ok = data.valid[n_i, s_i]
+    g_i, n_i, t_i, k_i, s_i = g_i[ok], n_i[ok], t_i[ok], k_i[ok], s_i[ok]
+    yaw = states[g_i, t_i, SYAW]
+    sh = (off[k_i] * dt) * speed[g_i, t_i]
+    ego_c = centers[g_i, t_i] + sh[:, None] * np.stack([np.cos(yaw), np.sin(yaw)], axis=-1)
+    half_e = np.array([0.5 * params.length, 0.5 * params.width])
+    hit = oriented_boxes_overlap(ego_c, yaw, half_e, data.centers[n_i, s_i], data.yaw[n_i, s_i], data.half[n_i])
     return g_i[hit], n_i[hit], t_i[hit], k_i[hit]
 
 
@@ -324,7 +351,7 @@ def score_states(
         :class:`PDMResult`.
     """
     states = _validate_states(states, config)
-    data = _problem_data(problem, config.collision_stopped_speed)
+    data = _problem_data(problem, config.collision_stopped_speed, max(config.ttc_offsets))
     params = problem.ego.params
     g_count, t_count = states.shape[:2]
     dt = config.sim_dt
@@ -343,8 +370,7 @@ def score_states(
     if 0 not in offsets:
         offsets = (0,) + offsets
     zero_k = offsets.index(0)
-    ego_radius = 0.5 * float(np.hypot(params.length, params.width))
-    cg, cn, ct, ck = _contacts(data, corners, centers, states, offsets, dt, ego_radius)
+    cg, cn, ct, ck = _contacts(data, centers, states, offsets, dt, params)
     n_count = data.valid.shape[0]
     behind_rad = np.deg2rad(config.behind_angle_deg)
     ahead_rad = np.deg2rad(config.ttc_ahead_angle_deg)
@@ -446,7 +472,7 @@ def reference_for(problem: ScoringProblem, config: PDMConfig = PDMConfig()) -> "
     problem object and config; None without map."""
     from rewards.reference_planner import plan_reference
 
-    data = _problem_data(problem, config.collision_stopped_speed)
+    data = _problem_data(problem, config.collision_stopped_speed, max(config.ttc_offsets))
     if config not in data.references:
         data.references[config] = plan_reference(problem, config)
     return data.references[config]

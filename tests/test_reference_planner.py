@@ -1,0 +1,43 @@
+"""Tests of rewards.reference_planner (PDM-Closed-like reference for EP normalisation)."""
+
+import numpy as np
+
+from rewards.config import PDMConfig
+from rewards.pdm import reference_for, score_states
+from rewards.reference_planner import ReferenceResult, constant_velocity_agents, plan_reference
+from rewards.tracking import SVX, SX
+from tests.test_pdm import RA, _problem
+
+
+def test_free_road_reference_drives_on_and_scores_its_progress():
+    p = _problem(v=8.0)
+    ref = plan_reference(p, PDMConfig())
+    assert isinstance(ref, ReferenceResult)
+    assert ref.trajectory.shape == (8, 3) and ref.states.shape == (41, 7) and ref.proposal_scores.shape == (15,)
+    # best proposal: centreline (offset index 1) with a target speed near the 15 m/s limit
+    assert ref.index % 3 == 1 and ref.index // 3 >= 3
+    assert ref.masked_progress > 32.0
+    again = score_states(p, ref.states[None])
+    assert again.masked_progress[0] == ref.masked_progress
+    assert np.all(np.abs(ref.trajectory[:, 1]) < 0.05)
+
+
+def test_reference_stops_behind_a_parked_car():
+    p = _problem(v=8.0, agents=[(RA + 30.0, -1.75, 0.0, 4.5, 2.0, 0)])
+    ref = plan_reference(p, PDMConfig())
+    assert score_states(p, ref.states[None]).nc[0] == 1.0
+    assert ref.states[-1, SX] < RA + 30.0 - 2.25 - 2.588
+    assert ref.states[-1, SVX] < 4.0
+
+
+def test_no_map_gives_none_and_cache_is_per_problem():
+    assert plan_reference(_problem(with_map=False), PDMConfig()) is None
+    p = _problem()
+    assert reference_for(p) is reference_for(p)
+
+
+def test_constant_velocity_forecast():
+    p = _problem(agents=[(20.0, -1.75, 5.0, 4.5, 2.0, 0)])
+    fc = constant_velocity_agents(p.agents, 0.1)
+    np.testing.assert_allclose(fc.poses[0, 10, :2], [25.0, -1.75])
+    assert fc.valid.all()
