@@ -172,36 +172,6 @@ def offset_polyline(points: np.ndarray, offset: float) -> np.ndarray:
     return points + offset * normals
 
 
-def boxes_overlap(corners_a: np.ndarray, corners_b: np.ndarray, eps: float = 1e-9) -> np.ndarray:
-    """Strict overlap test of oriented boxes by the separating axis theorem (vectorized, broadcasting).
-
-    Args:
-        corners_a: ``(..., 4, 2)`` box corners [m] in :func:`box_corners` order (FL, RL, RR, FR).
-        corners_b: ``(..., 4, 2)`` box corners [m]; leading dims broadcast against ``corners_a``.
-        eps: penetration depth [m] that must be exceeded on every axis; boxes that only touch (edges or corners
-            in contact, penetration <= ``eps``) do not overlap.
-
-    Returns:
-        ``(...)`` bool, True where the two boxes' interiors intersect.
-    """
-    a = np.asarray(corners_a, dtype=np.float64)
-    b = np.asarray(corners_b, dtype=np.float64)
-    if a.shape[-2:] != (4, 2) or b.shape[-2:] != (4, 2):
-        raise ValueError(f"boxes_overlap: corners must have shape (..., 4, 2), got {a.shape} and {b.shape}")
-    a, b = np.broadcast_arrays(a, b)
-    # Candidate separating axes: the two edge directions of each box, (..., 4, 2), unit length.
-    axes = np.stack(
-        [a[..., 0, :] - a[..., 1, :], a[..., 0, :] - a[..., 3, :], b[..., 0, :] - b[..., 1, :], b[..., 0, :] - b[..., 3, :]],
-        axis=-2,
-    )
-    axes = axes / np.maximum(np.linalg.norm(axes, axis=-1, keepdims=True), 1e-12)
-    # Projections of every corner on every axis: (..., 4 axes, 4 corners).
-    pa = axes[..., :, None, 0] * a[..., None, :, 0] + axes[..., :, None, 1] * a[..., None, :, 1]
-    pb = axes[..., :, None, 0] * b[..., None, :, 0] + axes[..., :, None, 1] * b[..., None, :, 1]
-    penetration = np.minimum(pa.max(-1) - pb.min(-1), pb.max(-1) - pa.min(-1))  # (..., 4)
-    return np.all(penetration > eps, axis=-1)
-
-
 def boxes_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Closed overlap test of oriented rectangles by the separating-axis theorem (touching counts as overlap).
 
