@@ -7,7 +7,9 @@ point exactly on a polygon boundary is outside). This module reproduces that wit
 
 * every polygon is triangulated once (``shapely.constrained_delaunay_triangles``; no Steiner points, so triangle
   edges used by one triangle only are exactly the polygon's boundary edges);
-* triangles are bucketed into a uniform grid (CSR layout: per cell, the triangles whose bounding box overlaps it);
+* a uniform grid (CSR layout) lists per cell the polygons whose interior strictly contains the whole closed cell
+  (membership known without a test) and the triangles of the other polygons that intersect the cell (exact
+  shapely test at build time);
 * a point is strictly inside polygon ``p`` iff it lies in some *closed* triangle of ``p`` and on no boundary edge of
   ``p`` (a closed triangle holding the point, with the point on one of its boundary edges). Signs come from cross
   products relative to a triangle vertex, so axis-aligned boundaries are decided exactly; for points within about

@@ -246,8 +246,8 @@ def _contacts(data: _ProblemData, centers: np.ndarray, states: np.ndarray, offse
     Returns ``(g, n, t, k)`` int arrays of the overlapping (candidate, object, step, offset index) quadruples:
     the ego box at ``t`` moved by ``speed * offsets[k] * dt`` along its heading overlaps the object's logged box at
     ``t + offsets[k]`` (valid steps only). Offset 0 is the plain collision test. Three stages: (g, n) bounding
-    boxes of the whole sweep, (g, n, t) bounding circles grown by the largest shift of either box over the offsets,
-    then the exact separating-axis test per (g, n, t, k).
+    boxes of the whole sweep, (g, n, t, k) bounding circles (broadcast over the objects that survive the first
+    stage), then the exact separating-axis test on the remaining quadruples.
     """
     g_count, t_count = states.shape[:2]
     n_count, s_count = data.valid.shape
@@ -265,26 +265,30 @@ def _contacts(data: _ProblemData, centers: np.ndarray, states: np.ndarray, offse
     pg, pn = np.nonzero(pair)
     if len(pg) == 0:
         return empty
-    tt = min(t_count, s_count)
-    d2 = ((centers[pg, :tt] - data.centers[pn, :tt]) ** 2).sum(axis=-1)  # (P, tt)
-    lim = ego_radius + data.radius[pn, None] + shift_max[pg, :tt] + data.drift[pn, :tt] + 1e-6
-    p_i, t_i = np.nonzero(d2 <= lim * lim)
-    if len(p_i) == 0:
-        return empty
+    # Level 2: bounding circles per (g, n, t, k) for the objects that survive level 1 for some candidate.
+    keep_n = np.flatnonzero(pair.any(axis=0))
     off = np.asarray(offsets, dtype=np.int64)
-    k_count = len(off)
-    g_i = np.repeat(pg[p_i], k_count)
-    n_i = np.repeat(pn[p_i], k_count)
-    t_i = np.repeat(t_i, k_count)
-    k_i = np.tile(np.arange(k_count), len(p_i))
-    s_i = t_i + off[k_i]
-    ok = s_i < s_count
-    g_i, n_i, t_i, k_i, s_i = g_i[ok], n_i[ok], t_i[ok], k_i[ok], s_i[ok]
-    ok = data.valid[n_i, s_i]
-    g_i, n_i, t_i, k_i, s_i = g_i[ok], n_i[ok], t_i[ok], k_i[ok], s_i[ok]
-    yaw = states[g_i, t_i, SYAW]
-    sh = (off[k_i] * dt) * speed[g_i, t_i]
-    ego_c = centers[g_i, t_i] + sh[:, None] * np.stack([np.cos(yaw), np.sin(yaw)], axis=-1)
+    obj_step = np.arange(t_count)[:, None] + off[None, :]  # (T, K)
+    in_range = obj_step < s_count
+    obj_step = np.minimum(obj_step, s_count - 1)
+    yaw_e = states[..., SYAW]
+    shift = speed[..., None] * (off * dt)  # (G, T, K)
+    ecx = centers[..., 0, None] + shift * np.cos(yaw_e)[..., None]
+    ecy = centers[..., 1, None] + shift * np.sin(yaw_e)[..., None]
+    ocx = data.centers[keep_n][:, obj_step, 0]  # (N', T, K)
+    ocy = data.centers[keep_n][:, obj_step, 1]
+    ok_obj = data.valid[keep_n][:, obj_step] & in_range  # (N', T, K)
+    lim = (ego_radius + data.radius[keep_n] + 1e-6) ** 2
+    d2 = (ecx[:, None] - ocx[None]) ** 2
+    d2 += (ecy[:, None] - ocy[None]) ** 2
+    near = (d2 <= lim[None, :, None, None]) & ok_obj[None] & pair[:, keep_n, None, None]
+    g_i, n_j, t_i, k_i = np.nonzero(near)
+    if len(g_i) == 0:
+        return empty
+    n_i = keep_n[n_j]
+    s_i = obj_step[t_i, k_i]
+    yaw = yaw_e[g_i, t_i]
+    ego_c = np.stack([ecx[g_i, t_i, k_i], ecy[g_i, t_i, k_i]], axis=-1)
     half_e = np.array([0.5 * params.length, 0.5 * params.width])
     hit = oriented_boxes_overlap(ego_c, yaw, half_e, data.centers[n_i, s_i], data.yaw[n_i, s_i], data.half[n_i])
     return g_i[hit], n_i[hit], t_i[hit], k_i[hit]

@@ -23,8 +23,9 @@ Same maths as NAVSIM, reorganised for speed (results equal up to floating-point 
 
 * the velocity least-squares normal matrix does not depend on the poses (the displacement direction is a unit
   vector), so its regularised inverse is precomputed once; NAVSIM builds and ``pinv``-s it per proposal;
-* the curvature fit uses ``np.linalg.solve`` on the (positive definite) regularised normal matrix instead of
-  ``pinv``;
+* the curvature fit is solved for the curvature profile itself (a one-to-one reparametrisation of NAVSIM's
+  unknowns, so the same minimiser), which makes the normal matrix tridiagonal: one banded solve for all candidates
+  instead of a ``pinv`` per proposal;
 * the 10-step lateral LQR prediction is written with cumulative sums instead of 10 chained 3x3 matrix products.
 
 Known differences from NAVSIM: the ego's tire steering angle at t=0 is not part of :class:`~rewards.types.EgoState`,
@@ -43,6 +44,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from scipy.linalg import solve_banded
 
 from rewards.config import PDMConfig
 from rewards.geometry import VehicleParameters, wrap_angle
@@ -160,19 +162,6 @@ def _velocity_fit_operator(num_poses: int, dt: float) -> np.ndarray:
     return op
 
 
-@lru_cache(maxsize=8)
-def _curvature_fit_parts(num_poses: int, dt: float) -> tuple[np.ndarray, np.ndarray]:
-    """Pose-independent parts of the curvature fit: ``(tri (M, M), Q (M, M))`` (see ``batch_lqr_utils.py``)."""
-    m = num_poses
-    tri = np.tri(m) * dt * dt
-    tri[:, 0] = dt
-    q = CURVATURE_RATE_PENALTY * np.eye(m)
-    q[0, 0] = INITIAL_CURVATURE_PENALTY
-    tri.setflags(write=False)
-    q.setflags(write=False)
-    return tri, q
-
-
 def fit_velocity_curvature(poses: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
     """Velocity and curvature profiles ``(G, M)`` fitted to poses ``(G, M + 1, 3)`` sampled every ``dt`` [s].
 
@@ -188,16 +177,23 @@ def fit_velocity_curvature(poses: np.ndarray, dt: float) -> tuple[np.ndarray, np
     velocity = np.empty_like(x)
     velocity[:, 0] = x[:, 0]
     velocity[:, 1:] = x[:, :1] + np.cumsum(x[:, 1:] * dt, axis=1)
-    tri, q = _curvature_fit_parts(m, dt)
-    # A[k, 0] = v_k dt, A[k, c] = v_k dt^2 for 1 <= c <= k  (rows scaled by v_k).
-    a = velocity[:, :, None] * tri[None]
-    at = a.transpose(0, 2, 1)
-    normal = at @ a + q
-    rhs = np.einsum("gck,gk->gc", at, heading_disp)
-    sol = np.linalg.solve(normal, rhs[..., None])[..., 0]
-    curvature = np.empty_like(sol)
-    curvature[:, 0] = sol[:, 0]
-    curvature[:, 1:] = sol[:, :1] + np.cumsum(sol[:, 1:] * dt, axis=1)
+    # Curvature fit in terms of the curvature profile itself (same minimiser as NAVSIM's [k0, rates] least squares,
+    # whose unknowns map one-to-one onto it): minimise sum_k (hd_k - v_k dt kappa_k)^2
+    # + (curvature_rate_penalty / dt^2) sum_k (kappa_{k+1} - kappa_k)^2 + initial_penalty kappa_0^2, a tridiagonal
+    # system; all G systems are solved as one block-diagonal banded system.
+    g = poses.shape[0]
+    lam = CURVATURE_RATE_PENALTY / (dt * dt)
+    vd = velocity * dt
+    diag = vd * vd + 2.0 * lam
+    diag[:, 0] += INITIAL_CURVATURE_PENALTY - lam
+    diag[:, -1] -= lam
+    ab = np.zeros((3, g * m))
+    ab[1] = diag.ravel()
+    off = np.full((g, m), -lam)
+    off[:, -1] = 0.0  # no coupling between consecutive candidates
+    ab[0, 1:] = off.ravel()[:-1]
+    ab[2, :-1] = off.ravel()[:-1]
+    curvature = solve_banded((1, 1), ab, (vd * heading_disp).ravel(), check_finite=False).reshape(g, m)
     return velocity, curvature
 
 
@@ -234,76 +230,95 @@ def track_poses(
     # Reference velocity / curvature windows for every step, precomputed (batch_lqr.py
     # _compute_reference_velocity_and_curvature_profile): ref index = min(t + N, M - 1); curvature window
     # curv[t : ref] padded with curv[ref].
-    steps = np.arange(t_len - 1)
-    ref_idx = np.minimum(steps + TRACKING_HORIZON, m - 1)
-    win = steps[:, None] + np.arange(TRACKING_HORIZON)[None, :]
-    win = np.minimum(win, ref_idx[:, None])
-    v_ref_all = velocity_profile[:, ref_idx]  # (G, T-1)
-    kappa_all = curvature_profile[:, win]  # (G, T-1, N)
-
-    href = poses[..., 2]
-    sin_ref, cos_ref = np.sin(href), np.cos(href)
-
-    # Constant pieces of the 10-step lateral prediction (see module docstring).
     n = TRACKING_HORIZON
+    steps = np.arange(t_len - 1)
+    ref_idx = np.minimum(steps + n, m - 1)
+    win = np.minimum(steps[:, None] + np.arange(n)[None, :], ref_idx[:, None])  # (T-1, N)
+    kappa = curvature_profile[:, win]  # (G, T-1, N)
+
+    # Lateral LQR prediction in closed form. Over the horizon the velocity is v_k = alpha + beta k (alpha: current
+    # speed, beta = accel * dt), p_k = v_k dt, q_k = p_k / L. Chaining NAVSIM's 10 matrices
+    # [[1, p_k, 0], [0, 1, q_k], [0, 0, 1]] (+ input dt on the steering row, affine -p_k kappa_k on the heading row)
+    # gives polynomials in (alpha, beta) with constant coefficients and curvature-weighted sums:
     k_idx = np.arange(n, dtype=np.float64)
+    n_after = n - 1 - k_idx  # number of j > i
+    m_after = np.array([k_idx[i + 1:].sum() for i in range(n)])  # sum of j > i
+    t1 = np.array([k_idx[:j].sum() for j in range(n)])  # sum of i < j
+    t2 = np.array([(k_idx[:j] ** 2).sum() for j in range(n)])  # sum of i^2, i < j
+    w_kappa = np.stack([np.ones(n), k_idx, n_after, m_after + k_idx * n_after, k_idx * m_after], axis=1)  # (N, 5)
+    kf = np.moveaxis(kappa @ w_kappa, -1, 0)  # (5, G, T-1): sum k, sum k i, sum k n_i, sum k (m_i + i n_i), ...
+    kf = np.ascontiguousarray(np.moveaxis(kf, -1, 0))  # (T-1, 5, G)
+    c_sp = (dt * n, dt * k_idx.sum())  # sum p = c0 alpha + c1 beta
+    c_pp = dt * dt * np.array([n_after.sum(), (m_after + k_idx * n_after).sum(), (k_idx * m_after).sum()])
+    c_b1 = (dt * dt / wheelbase) * np.array([k_idx.sum(), (k_idx**2).sum()])
+    c_b0 = (dt**3 / wheelbase) * np.array([t1.sum(), (t2 + k_idx * t1).sum(), (k_idx * t2).sum()])
+
+    # Per-step reference values as (T, G) rows.
+    ref_x = np.ascontiguousarray(poses[..., 0].T)
+    ref_y = np.ascontiguousarray(poses[..., 1].T)
+    ref_h = np.ascontiguousarray(poses[..., 2].T)
+    sin_ref, cos_ref = np.sin(ref_h), np.cos(ref_h)
+    v_ref_all = np.ascontiguousarray(velocity_profile[:, ref_idx].T)  # (T-1, G)
+    stop_ref = v_ref_all <= STOPPING_VELOCITY
+    any_stop_ref = stop_ref.any(axis=1).tolist()
+
     long_gain = -Q_LONGITUDINAL * (n * dt) / ((n * dt) ** 2 * Q_LONGITUDINAL + R_LONGITUDINAL)
     q_lat0, q_lat1, _ = Q_LATERAL
     accel_lag = dt / (dt + ACCEL_TIME_CONSTANT)
-    steer_lag = dt / (dt + STEERING_ANGLE_TIME_CONSTANT)
+    steer_gain = dt / (dt + STEERING_ANGLE_TIME_CONSTANT) * dt
+    two_pi = 2.0 * np.pi
+    dt2 = dt * dt
 
-    out = np.empty((g, t_len, NUM_STATE_COLUMNS))
-    out[:, 0] = _initial_state(ego)
-    x = np.full(g, ego.pose[0])
-    y = np.full(g, ego.pose[1])
-    h = np.full(g, ego.pose[2])
-    v = np.full(g, ego.velocity[0])
-    ax = np.full(g, ego.acceleration[0])
+    xs = np.empty((t_len, g))
+    ys = np.empty((t_len, g))
+    hs = np.empty((t_len, g))
+    vs = np.empty((t_len, g))
+    axs = np.empty((t_len, g))
+    x = xs[0] = np.full(g, ego.pose[0])
+    y = ys[0] = np.full(g, ego.pose[1])
+    h = hs[0] = np.full(g, ego.pose[2])
+    v = vs[0] = np.full(g, ego.velocity[0])
+    ax = axs[0] = np.full(g, ego.acceleration[0])
     steer = np.zeros(g)
 
     for t in range(t_len - 1):
         # --- tracker (batch_lqr.py track_trajectory)
-        dx = x - poses[:, t, 0]
-        dy = y - poses[:, t, 1]
-        e_lat = -dx * sin_ref[:, t] + dy * cos_ref[:, t]
-        e_head = wrap_angle(h - href[:, t])
-        v_ref = v_ref_all[:, t]
-        stop = (v_ref <= STOPPING_VELOCITY) & (v <= STOPPING_VELOCITY)
-        accel_lqr = long_gain * (v - v_ref)
-        accel_cmd = np.where(stop, -STOPPING_PROPORTIONAL_GAIN * (v - v_ref), accel_lqr)
-        # Lateral LQR over the horizon with velocity v_k = v + accel * dt * k (zero-order hold).
-        vk = v[:, None] + (accel_lqr * dt)[:, None] * k_idx  # (G, N)
-        p = vk * dt
-        qk = p / wheelbase
-        inc1 = qk * steer[:, None] - p * kappa_all[:, t]  # heading-error increments
-        e1_before = e_head[:, None] + np.cumsum(inc1, axis=1) - inc1
-        e0 = e_lat + np.sum(p * e1_before, axis=1)
-        e1 = wrap_angle(e_head + np.sum(inc1, axis=1))
-        qb = qk * (k_idx * dt)
-        b1_before = np.cumsum(qb, axis=1) - qb
-        b1 = np.sum(qb, axis=1)
-        b0 = np.sum(p * b1_before, axis=1)
-        steer_rate_lqr = -(q_lat0 * b0 * e0 + q_lat1 * b1 * e1) / (q_lat0 * b0 * b0 + q_lat1 * b1 * b1 + R_LATERAL)
-        steer_rate_cmd = np.where(stop, 0.0, steer_rate_lqr)
+        e_lat = (y - ref_y[t]) * cos_ref[t] - (x - ref_x[t]) * sin_ref[t]
+        e_head = (h - ref_h[t] + np.pi) % two_pi - np.pi
+        dv = v - v_ref_all[t]
+        accel_lqr = long_gain * dv
+        stop = (stop_ref[t] & (v <= STOPPING_VELOCITY)) if any_stop_ref[t] else None
+        accel_cmd = accel_lqr if stop is None else np.where(stop, -STOPPING_PROPORTIONAL_GAIN * dv, accel_lqr)
+        beta = accel_lqr * dt
+        aa, ab, bb = v * v, v * beta, beta * beta
+        k0, k1, kn, kw, kim = kf[t]
+        sum_p = c_sp[0] * v + c_sp[1] * beta
+        d_l = steer / wheelbase
+        e0 = (e_lat + e_head * sum_p
+              + d_l * (c_pp[0] * aa + c_pp[1] * ab + c_pp[2] * bb) - dt2 * (aa * kn + ab * kw + bb * kim))
+        e1 = e_head + d_l * sum_p - dt * (v * k0 + beta * k1)
+        e1 = (e1 + np.pi) % two_pi - np.pi
+        b1 = c_b1[0] * v + c_b1[1] * beta
+        b0 = c_b0[0] * aa + c_b0[1] * ab + c_b0[2] * bb
+        rate = (q_lat0 * b0 * e0 + q_lat1 * b1 * e1) / (q_lat0 * b0 * b0 + q_lat1 * b1 * b1 + R_LATERAL)
+        if stop is not None:
+            rate = np.where(stop, 0.0, rate)
 
         # --- motion model (batch_kinematic_bicycle.py propagate_state)
-        ax_new = accel_lag * (accel_cmd - ax) + ax
-        steer_target = steer + steer_lag * dt * steer_rate_cmd
-        yaw_rate = v * np.tan(steer) / wheelbase
-        x = x + v * np.cos(h) * dt
-        y = y + v * np.sin(h) * dt
-        h = wrap_angle(h + yaw_rate * dt)
-        v = v + ax_new * dt
-        steer = np.clip(steer_target, -MAX_STEERING_ANGLE, MAX_STEERING_ANGLE)
-        ax = ax_new
-        row = out[:, t + 1]
-        row[:, SX] = x
-        row[:, SY] = y
-        row[:, SYAW] = h
-        row[:, SVX] = v
-        row[:, SAX] = ax
-    out[:, 1:, SVY] = 0.0
-    out[:, 1:, SAY] = 0.0
+        ax = axs[t + 1] = ax + accel_lag * (accel_cmd - ax)
+        x = xs[t + 1] = x + v * np.cos(h) * dt
+        y = ys[t + 1] = y + v * np.sin(h) * dt
+        h = hs[t + 1] = (h + v * np.tan(steer) * (dt / wheelbase) + np.pi) % two_pi - np.pi
+        v = vs[t + 1] = v + ax * dt
+        steer = np.minimum(np.maximum(steer - steer_gain * rate, -MAX_STEERING_ANGLE), MAX_STEERING_ANGLE)
+
+    out = np.zeros((g, t_len, NUM_STATE_COLUMNS))
+    out[..., SX] = xs.T
+    out[..., SY] = ys.T
+    out[..., SYAW] = hs.T
+    out[..., SVX] = vs.T
+    out[..., SAX] = axs.T
+    out[:, 0] = _initial_state(ego)
     return out
 
 
