@@ -344,6 +344,8 @@ class BEVRenderer:
         x_min, x_max, y_min, y_max = config.view_extent
         self._view = (x_min, x_max, y_min, y_max)
         self._channel = {name: i for i, name in enumerate(config.semantic_layers)} if self._semantic else {}
+        self._background = np.empty((config.height, config.width, 3), dtype=np.uint8)
+        self._background[...] = np.array(config.background_color, dtype=np.uint8)
 
     # ------------------------------------------------------------------ coordinates
     def ego_to_pixel(self, points: np.ndarray) -> np.ndarray:
@@ -477,8 +479,7 @@ class BEVRenderer:
         if self._semantic:
             canvas = np.zeros((len(cfg.semantic_layers), H, W), dtype=np.uint8)
         else:
-            canvas = np.empty((H, W, 3), dtype=np.uint8)
-            canvas[...] = cfg.background_color
+            canvas = self._background.copy()
         origin = scene.ego_poses[t]
 
         if scene.map is not None:
@@ -600,8 +601,8 @@ class BEVRenderer:
                         cv2.fillConvexPoly(img, corners[n, s], c, lt, _SHIFT)
 
         # Agents valid at t.
-        ticks: list[np.ndarray] = []
-        for n in np.flatnonzero(valid[:, -1]):
+        now = np.flatnonzero(valid[:, -1])
+        for n in now:
             cls = int(scene.agent_classes[n])
             if self._semantic:
                 name = {AgentClass.VEHICLE: "vehicles", AgentClass.STATIC: "static"}.get(cls, "pedestrians_cyclists")
@@ -611,24 +612,24 @@ class BEVRenderer:
             else:
                 img, color = canvas, self._agent_color(scene, n)
             cv2.fillConvexPoly(img, corners[n, -1], color, lt, _SHIFT)
-            if cfg.draw_headings and not self._semantic:
-                ticks.append(self._heading_tick(poses[n, -1], sizes[n, 0]))
 
         # Ego.
+        center = np.array([scene.ego_params.rear_axle_to_center, 0.0, 0.0])  # box-centre pose in the ego frame
         img, color = self._layer(canvas, "ego")
         if img is not None:
-            center = np.array([scene.ego_params.rear_axle_to_center, 0.0, 0.0])
             cv2.fillConvexPoly(img, self._fixed(box_corners(center, ego_len, ego_wid)),
                                cfg.ego_color if color is None else color, lt, _SHIFT)
-            if cfg.draw_headings and not self._semantic:
-                ticks.append(self._heading_tick(center, ego_len))
-        if ticks:
-            cv2.polylines(canvas, ticks, False, cfg.heading_color, 1, lt, _SHIFT)
+        if cfg.draw_headings and not self._semantic:
+            centers = np.concatenate([poses[now, -1], center[None]]) if len(now) else center[None]
+            lengths = np.append(sizes[now, 0], ego_len) if len(now) else np.array([ego_len])
+            cv2.polylines(canvas, list(self._heading_ticks(centers, lengths)), False, cfg.heading_color, 1, lt, _SHIFT)
 
-    def _heading_tick(self, pose: np.ndarray, length: float) -> np.ndarray:
-        """``(2, 2)`` fixed-point segment from a box centre ``pose (3,)`` (ego frame) to its front edge's middle."""
-        front = pose[:2] + 0.5 * length * np.array([np.cos(pose[2]), np.sin(pose[2])])
-        return self._fixed(np.stack([pose[:2], front]))
+    def _heading_ticks(self, poses: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """``(M, 2, 2)`` fixed-point segments from box centres ``poses (M, 3)`` (ego frame) to the middles of their
+        front edges (boxes ``lengths (M,)`` [m] long)."""
+        half = 0.5 * lengths
+        front = poses[:, :2] + np.stack([half * np.cos(poses[:, 2]), half * np.sin(poses[:, 2])], axis=1)
+        return self._fixed(np.stack([poses[:, :2], front], axis=1))
 
     def _agent_color(self, scene: Scene, n: int) -> RGB:
         cfg = self.config
@@ -679,32 +680,67 @@ def logged_future(scene: Scene, t: int, num_poses: int = 8, interval: float = 0.
     return scene.world_to_ego(scene.ego_poses[frames], t)
 
 
-def caption(image_rgb: np.ndarray, lines: Sequence[str], bar_height: int = 16) -> np.ndarray:
-    """A copy of ``image_rgb (H, W, 3)`` with a dark caption bar above it, one text line per ``bar_height`` px."""
+def _wrap(text: str, max_width: int, scale: float) -> list[str]:
+    """Greedy wrap of ``text`` into lines at most ``max_width`` px wide (breaks after spaces or slashes if possible)."""
+    lines: list[str] = []
+    while text:
+        if cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] <= max_width:
+            lines.append(text)
+            break
+        cut = len(text) - 1
+        while cut > 1 and cv2.getTextSize(text[:cut], cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > max_width:
+            cut -= 1
+        soft = max(text.rfind(" ", 0, cut), text.rfind("/", 0, cut))
+        cut = soft + 1 if soft > 0 else cut
+        lines.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    return lines
+
+
+def caption(image_rgb: np.ndarray, lines: Sequence[str], line_height: int = 16, scale: float = 0.36) -> np.ndarray:
+    """A copy of ``image_rgb (H, W, 3)`` with a dark caption bar above it: ``lines`` of text, wrapped to the width,
+    ``line_height`` px each."""
     h, w = image_rgb.shape[:2]
-    bar = np.full((bar_height * len(lines), w, 3), 12, dtype=np.uint8)
-    for i, text in enumerate(lines):
-        cv2.putText(bar, text, (3, bar_height * (i + 1) - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.36, (235, 235, 235), 1,
+    wrapped = [part for text in lines for part in _wrap(text, w - 6, scale)]
+    bar = np.full((line_height * len(wrapped), w, 3), 12, dtype=np.uint8)
+    for i, text in enumerate(wrapped):
+        cv2.putText(bar, text, (3, line_height * (i + 1) - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (235, 235, 235), 1,
                     cv2.LINE_AA)
     return np.concatenate([bar, image_rgb], axis=0)
 
 
-def contact_sheet(tiles: Sequence[np.ndarray], columns: int, pad: int = 4) -> np.ndarray:
-    """Grid of equally sized RGB tiles ``(h, w, 3)``, ``columns`` per row, ``pad`` px apart."""
+def semantic_grid(image: np.ndarray, layers: Sequence[str], columns: int = 3) -> np.ndarray:
+    """RGB grid ``(rows * (H + 1), columns * (W + 1), 3)`` of a semantic image's channels ``(H, W, C)``, each
+    labelled with its layer name (for people; white = 255)."""
+    if image.ndim != 3 or image.shape[-1] != len(layers):
+        raise ValueError(f"image: expected (H, W, {len(layers)}) for layers {tuple(layers)}, got {image.shape}")
+    tiles = []
+    for c, name in enumerate(layers):
+        tile = np.repeat(image[..., c, None], 3, axis=2)
+        cv2.putText(tile, name, (2, 10), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 120, 0), 1, cv2.LINE_AA)
+        tiles.append(tile)
+    return contact_sheet(tiles, columns, pad=1, fill=90)
+
+
+def contact_sheet(tiles: Sequence[np.ndarray], columns: int, pad: int = 4, fill: int = 255) -> np.ndarray:
+    """Grid of RGB tiles ``(h_i, w_i, 3)``, ``columns`` per row, ``pad`` px apart on a ``fill`` grey; each cell is as
+    large as the largest tile (smaller tiles sit in its top-left corner)."""
     if not tiles:
         raise ValueError("tiles: need at least one tile")
     if columns < 1:
         raise ValueError(f"columns: expected >= 1, got {columns}")
-    h, w = tiles[0].shape[:2]
+    for i, tile in enumerate(tiles):
+        if tile.ndim != 3 or tile.shape[2] != 3 or tile.dtype != np.uint8:
+            raise ValueError(f"tiles[{i}]: expected uint8 (h, w, 3), got {tile.dtype} {tile.shape}")
+    h = max(tile.shape[0] for tile in tiles)
+    w = max(tile.shape[1] for tile in tiles)
     rows = math.ceil(len(tiles) / columns)
     cols = min(columns, len(tiles))
-    sheet = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, dtype=np.uint8)
+    sheet = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), fill, dtype=np.uint8)
     for i, tile in enumerate(tiles):
-        if tile.shape[:2] != (h, w):
-            raise ValueError(f"tiles[{i}]: shape {tile.shape} differs from tiles[0] {tiles[0].shape}")
         r, c = divmod(i, columns)
         y, x = pad + r * (h + pad), pad + c * (w + pad)
-        sheet[y:y + h, x:x + w] = tile
+        sheet[y:y + tile.shape[0], x:x + tile.shape[1]] = tile
     return sheet
 
 
@@ -743,7 +779,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256, help="image height and width [px]")
     parser.add_argument("--mpp", type=float, default=0.25, help="meters per pixel")
     parser.add_argument("--mode", choices=("rgb", "semantic"), default="rgb",
-                        help="semantic: writes each frame's channels side by side as a grey strip")
+                        help="semantic: writes each frame's channels as a labelled grid")
     parser.add_argument("--no-future", action="store_true", help="do not draw the ego's logged future (yellow)")
     parser.add_argument("--no-sheet", action="store_true", help="skip the contact sheet")
     parser.add_argument("--columns", type=int, default=0, help="contact sheet columns (default: frames per scene)")
@@ -756,7 +792,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from envs.bank import ScenarioBank  # the synthetic bank; imported here so rendering never needs it
 
     types = [s.strip() for s in args.types.split(",") if s.strip()] if args.types else None
-    bank = ScenarioBank(args.num_scenes, seed=args.seed, scenario_types=types)
+    try:
+        bank = ScenarioBank(args.num_scenes, seed=args.seed, scenario_types=types)
+    except ValueError as exc:
+        parser.error(f"--types: {exc}")
     config = BEVConfig(height=args.size, width=args.size, meters_per_pixel=args.mpp, mode=args.mode,
                        colliding_agent_color=(255, 40, 40))
     renderer = BEVRenderer(config)
@@ -773,15 +812,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 image = renderer.render(scene, t, future if future is not None and len(future) else None,
                                         [(255, 235, 60)] if future is not None and len(future) else None)
             else:
-                sem = renderer.render(scene, t)
-                strip = np.concatenate([sem[..., c] for c in range(sem.shape[-1])], axis=1)
-                image = np.repeat(strip[..., None], 3, axis=2)
+                image = semantic_grid(renderer.render(scene, t), config.semantic_layers)
             contact = scene.meta.collision_frame
             rel = "" if contact is None else f" ({(t - contact) * scene.dt:+.1f} s to contact)"
-            lines = [
-                f"{scene.scene_id}  [synthetic]" if scene.meta.source == "synthetic" else scene.scene_id,
-                f"type={scene.meta.scenario_type} t={t}{rel}",
-            ]
+            lines = [scene.scene_id, f"type={scene.meta.scenario_type}", f"t={t}{rel} {scene.meta.source}"]
             tile = caption(image, lines)
             safe_id = scene.scene_id.replace("/", "_")
             path = os.path.join(args.out, f"{safe_id}_t{t:03d}.png")

@@ -463,5 +463,38 @@ def test_png_writing_caption_and_contact_sheet(tmp_path):
     back = cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(back, sheet)
     assert os.listdir(tmp_path) == ["x.png"]  # no temp file left behind
+    # Tiles of different sizes share the largest cell, top-left aligned.
+    mixed = contact_sheet([tile, img], columns=2, pad=0, fill=7)
+    assert mixed.shape == (160, 256, 3)
+    np.testing.assert_array_equal(mixed[:128, 128:], img)
+    assert (mixed[128:, 128:] == 7).all()
     with pytest.raises(ValueError, match=r"tiles\[1\]"):
-        contact_sheet([tile, img], columns=2)
+        contact_sheet([tile, img[..., 0]], columns=2)
+    # Captions wrap to the image width instead of running off it.
+    narrow = caption(img[:, :64], ["synthetic/red_light_runner_left/000002"])
+    assert narrow.shape[0] - 128 >= 2 * 16
+
+
+def test_cli_writes_pngs_of_synthetic_scenes(tmp_path, capsys):
+    from envs.bank import ScenarioBank
+    from envs.render import main
+
+    out = tmp_path / "render"
+    assert main(["--out", str(out), "--num-scenes", "2", "--seed", "3", "--types", "rear_end", "--size", "64",
+                 "--mpp", "1.0"]) == 0
+    printed = capsys.readouterr().out.split()
+    bank = ScenarioBank(2, seed=3, scenario_types=["rear_end"])
+    expected = []
+    for i in range(2):
+        scene = bank[i]
+        # 2 s (20 frames at 10 Hz) before contact and at contact; the middle of the log for a scene without one.
+        key = scene.meta.collision_frame if scene.meta.is_accident else scene.num_frames // 2
+        for t in sorted({max(0, key - int(round(2.0 / scene.dt))), key}):
+            expected.append(str(out / f"{scene.scene_id.replace('/', '_')}_t{t:03d}.png"))
+    assert printed == expected + [str(out / "contact_sheet.png")]
+    for path in printed:
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        assert image is not None and image.shape[1] >= 64
+    assert sorted(os.listdir(out)) == sorted(os.path.basename(p) for p in printed)  # no temp files
+    with pytest.raises(SystemExit):
+        main(["--out", str(out), "--types", "no_such_type"])
