@@ -146,6 +146,9 @@ def test_determinism(scenario_type):
     assert a.meta.collision_frame == b.meta.collision_frame and dict(a.meta.extra) == dict(b.meta.extra)
     c = generate_scene(scenario_type, 124)
     assert not np.array_equal(a.ego_poses, c.ego_poses)
+    # re-creating from meta.extra (seed and variant) gives the same scene
+    d = generate_scene(scenario_type, a.meta.extra["seed"], variant=a.meta.extra["variant"])
+    assert all(np.array_equal(x, y) for x, y in zip(_arrays(a), _arrays(d)))
 
 
 @pytest.mark.parametrize("scenario_type", ACCIDENT_TYPES)

@@ -10,7 +10,7 @@ import numpy as np
 from envs.bank.motion import DT, brake_after, smoothstep, track_poses
 from envs.layouts import Path
 from envs.scene import AgentClass
-from rewards.geometry import NAVSIM_EGO, VehicleParameters, box_corners, boxes_overlap, rear_axle_to_center
+from rewards.geometry import NAVSIM_EGO, VehicleParameters, boxes_overlap, rear_axle_to_center
 
 VEHICLE_KINDS = {
     # kind: ((length range), (width range)) [m]
@@ -20,7 +20,8 @@ VEHICLE_KINDS = {
     "truck": ((7.0, 9.5), (2.4, 2.6)),
 }
 """Synthetic vehicle size ranges per kind."""
-_VEHICLE_P = (0.5, 0.25, 0.15, 0.10)
+_KIND_NAMES = tuple(VEHICLE_KINDS)
+_VEHICLE_CDF = np.cumsum([0.5, 0.25, 0.15])  # car, suv, van; the rest truck
 _CLASS_SIZES = {
     AgentClass.PEDESTRIAN: ((0.5, 0.8), (0.5, 0.8)),
     AgentClass.CYCLIST: ((1.6, 1.9), (0.6, 0.8)),
@@ -28,10 +29,22 @@ _CLASS_SIZES = {
 }
 
 
+def corners_of(poses: np.ndarray, length: float, width: float) -> np.ndarray:
+    """``(T, 4, 2)`` corners [m] (FL, RL, RR, FR, as :func:`rewards.geometry.box_corners`) of one box of scalar
+    ``length`` x ``width`` [m] at box-centre poses ``(T, 3)`` (a faster special case for scalar sizes)."""
+    c, s = np.cos(poses[:, 2])[:, None], np.sin(poses[:, 2])[:, None]
+    dl = np.array([0.5, -0.5, -0.5, 0.5]) * length
+    dw = np.array([0.5, 0.5, -0.5, -0.5]) * width
+    out = np.empty((len(poses), 4, 2))
+    out[..., 0] = poses[:, 0, None] + c * dl - s * dw
+    out[..., 1] = poses[:, 1, None] + s * dl + c * dw
+    return out
+
+
 def sample_size(rng: np.random.Generator, cls: AgentClass, kind: str | None = None) -> tuple[float, float]:
     """Random box (length, width) [m] for an agent class (vehicles: ``kind`` from :data:`VEHICLE_KINDS` or random)."""
     if cls == AgentClass.VEHICLE:
-        kind = kind or str(rng.choice(list(VEHICLE_KINDS), p=_VEHICLE_P))
+        kind = kind or _KIND_NAMES[int(np.searchsorted(_VEHICLE_CDF, rng.random(), side="right"))]
         (l0, l1), (w0, w1) = VEHICLE_KINDS[kind]
     else:
         (l0, l1), (w0, w1) = _CLASS_SIZES[AgentClass(cls)]
@@ -67,7 +80,7 @@ class Actor:
 
     def corners(self, margin: float = 0.0) -> np.ndarray:
         """``(T, 4, 2)`` box corners [m], each side pushed out by ``margin`` [m]."""
-        return box_corners(self.poses, self.length + 2 * margin, self.width + 2 * margin)
+        return corners_of(self.poses, self.length + 2 * margin, self.width + 2 * margin)
 
     def braked_after(self, frame: int, decel: float) -> "Actor":
         """The same agent braking at ``decel`` [m/s^2] to a stop after ``frame`` (see :func:`brake_after`)."""
@@ -95,7 +108,7 @@ class EgoTrack:
 
     def corners(self, margin: float = 0.0) -> np.ndarray:
         """``(T, 4, 2)`` ego box corners [m], each side pushed out by ``margin`` [m]."""
-        return box_corners(self.centres, self.params.length + 2 * margin, self.params.width + 2 * margin)
+        return corners_of(self.centres, self.params.length + 2 * margin, self.params.width + 2 * margin)
 
     def braked_after(self, frame: int, decel: float) -> "EgoTrack":
         """The ego braking at ``decel`` [m/s^2] to a stop after ``frame``, on the same path."""
@@ -117,30 +130,34 @@ def first_overlap(corners_a: np.ndarray, corners_b: np.ndarray) -> int | None:
 
 
 class Occupancy:
-    """Box tracks ``(T, 4, 2)`` already placed in a scene, to keep new agents clear of them."""
+    """Box tracks already placed in a scene, to keep new agents clear of them."""
 
     def __init__(self) -> None:
         self._corners: list[np.ndarray] = []
-        self._stack: np.ndarray | None = None
+        self._centres: list[np.ndarray] = []
+        self._radii: list[float] = []
+        self._stacked: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def add(self, corners: np.ndarray) -> None:
         """Add an (inflated) box track ``(T, 4, 2)`` [m]."""
-        self._corners.append(np.asarray(corners, dtype=np.float64))
-        self._stack = None
+        corners = np.asarray(corners, dtype=np.float64)
+        centre = 0.5 * (corners[:, 0] + corners[:, 2])  # midpoint of a diagonal
+        self._corners.append(corners)
+        self._centres.append(centre)
+        self._radii.append(float(np.linalg.norm(corners[0, 0] - centre[0])))
+        self._stacked = None
 
     def collides(self, corners: np.ndarray) -> bool:
         """True if the box track ``(T, 4, 2)`` overlaps any stored track at the same frame."""
         if not self._corners:
             return False
-        if self._stack is None:
-            stack = np.stack(self._corners)  # (M, T, 4, 2)
-            centre = stack.mean(axis=2)
-            radius = np.linalg.norm(stack[:, :, 0] - centre, axis=-1)
-            self._stack = (stack, centre, radius)
-        stack, centre, radius = self._stack
-        c = corners.mean(axis=1)  # (T, 2)
-        r = np.linalg.norm(corners[:, 0] - c, axis=-1)
-        near = np.linalg.norm(centre - c[None], axis=-1) < radius + r[None]  # (M, T)
+        if self._stacked is None:
+            self._stacked = (np.stack(self._corners), np.stack(self._centres), np.array(self._radii))
+        stack, centres, radii = self._stacked
+        centre = 0.5 * (corners[:, 0] + corners[:, 2])
+        radius = float(np.linalg.norm(corners[0, 0] - centre[0]))
+        diff = centres - centre[None]
+        near = diff[..., 0] ** 2 + diff[..., 1] ** 2 < ((radii + radius) ** 2)[:, None]  # (M, T) bounding circles
         if not near.any():
             return False
         m, t = np.nonzero(near)

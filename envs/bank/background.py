@@ -32,7 +32,7 @@ def _polyline_path(layout_name: str, kind: str, index: int, reverse: bool) -> Pa
 
 def _near(path: Path, focus: np.ndarray, rng: np.random.Generator, behind: float, ahead: float) -> float:
     """Random arc length [m] on ``path`` from ``behind`` before to ``ahead`` after the projection of ``focus``."""
-    s_f = float(path.project(focus[None])[0][0])
+    s_f = float(path.s[np.argmin(np.sum((path.points - focus) ** 2, axis=1))])  # nearest vertex (~1 m spacing)
     return s_f + rng.uniform(-behind, ahead)
 
 

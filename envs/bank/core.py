@@ -18,9 +18,9 @@ from envs.bank.motion import DT, NUM_FRAMES, crossing_time, speed_plan
 from envs.layouts import Path
 from envs.scene import AgentClass
 
-COLLISION_WINDOW = (50, 65)
-"""Allowed collision frames (inclusive): >= 1 s of history before a decision 1-3 s ahead of contact, and >= 4.9 s
-of log after such a decision."""
+COLLISION_WINDOW = (50, 61)
+"""Allowed collision frames (inclusive) of the 101-frame logs: every decision time 1-3 s before contact has >= 2 s
+of history before it and >= 4.9 s of log after it (frame k - 10 + 49 <= 100)."""
 CHECK_LEAD_FRAMES = 20
 """The avoidability check starts this many frames (2 s) before contact."""
 CHECK_DECEL = 6.0
@@ -64,7 +64,7 @@ class Core:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def target_frame(rng: np.random.Generator, lo: int = 54, hi: int = 64) -> int:
+def target_frame(rng: np.random.Generator, lo: int = 54, hi: int = 61) -> int:
     """Random frame in ``[lo, hi]`` at which the scenario aims its nominal contact."""
     return int(rng.integers(lo, hi + 1))
 

@@ -2,7 +2,8 @@
 
 Scenario types follow DeepAccident's accident typologies (themselves built on NHTSA pre-crash scenario types):
 in every accident type the ego "expert" log collides with the scenario's risk agent at ``meta.collision_frame``
-(first strict box overlap, frame 50-65 of 101 at 10 Hz) and touches nobody before; the accident is avoidable
+(first frame whose oriented ego and agent boxes overlap, by :func:`rewards.geometry.boxes_overlap`; frame 50-61 of
+101 at 10 Hz) and touches nobody before; the accident is avoidable
 (braking at 6 m/s^2 from 2 s before contact, or for ``head_on_drift`` steering back into the lane, is
 collision-free). ``normal`` scenes have no overlap at all. All data is SYNTHETIC (``meta.source == "synthetic"``).
 """
@@ -65,7 +66,8 @@ def generate_scene(scenario_type: str, seed: int, *, variant: str | None = None,
 
     Args:
         scenario_type: one of :data:`SCENARIO_TYPES`.
-        seed: non-negative integer; the same (type, seed, variant) gives identical scenes.
+        seed: non-negative integer; the same (type, seed, variant) gives identical scenes, and passing the
+            variant a seed draws by itself (``meta.extra["variant"]``) gives the same scene as passing None.
         variant: one of ``VARIANTS[scenario_type]``; drawn from the seed when None.
         scene_id: defaults to ``"synthetic/<type>/seed<seed>"``.
 
@@ -79,8 +81,8 @@ def generate_scene(scenario_type: str, seed: int, *, variant: str | None = None,
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     rng = np.random.default_rng(int(seed))
-    if variant is None:
-        variant = str(rng.choice(VARIANTS[scenario_type]))
+    drawn = str(rng.choice(VARIANTS[scenario_type]))  # always drawn, so an explicit variant keeps the stream
+    variant = drawn if variant is None else variant
     for _ in range(MAX_ATTEMPTS):
         try:
             core = _BUILDERS[scenario_type](rng, variant)

@@ -38,7 +38,7 @@ def _ego_through(
     v = rng.uniform(v_lo, v_hi)
     a_down = rng.uniform(1.8, 2.8)
     caps = speed_caps(path, v, a_lat=rng.uniform(2.5, 3.2), a_down=0.9 * a_down)
-    ego, t_c = cropped_ego(path, caps, v, gate, target_frame(rng, 55, 64), rng.uniform(0.8, 1.5), a_down)
+    ego, t_c = cropped_ego(path, caps, v, gate, target_frame(rng, 55, 61), rng.uniform(0.8, 1.5), a_down)
     return ego, t_c, interp_frame(ego.centres[:, :2], t_c), v
 
 

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from envs.bank.actors import Actor, EgoTrack, sample_size
+from envs.bank.actors import Actor, EgoTrack, first_overlap, sample_size
 from envs.bank.core import Core, Retry, finish_accident, target_frame
 from envs.bank.motion import DT, frame_times, ped_start_time, ramp_profile, smoothstep, solve_time
 from envs.layouts import LANE_WIDTH, Path, get_layout
@@ -52,7 +52,7 @@ def rear_end(rng: np.random.Generator, variant: str) -> Core:
     v_end = 0.0 if rng.random() < 0.6 else rng.uniform(0.0, 0.4 * v_l0)
     gap = max(4.0, rng.uniform(0.9, 1.8) * v_e)  # bumper gap when the lead starts braking [m]
     tau = _following_gap_time(v_e, v_l0, a_l, v_end, gap)
-    t_c = (target_frame(rng, 51, 64) - rng.uniform(0.0, 1.0)) * DT
+    t_c = (target_frame(rng, 51, 61) - rng.uniform(0.0, 1.0)) * DT
     t_b = t_c - tau
     if t_b < 1.0:
         raise Retry
@@ -83,7 +83,7 @@ def cut_in(rng: np.random.Generator, variant: str) -> Core:
     duration = rng.uniform(2.0, 3.5)  # lane change [s]
     gap_end = rng.uniform(1.0, 7.0)  # bumper gap when the lane change ends [m]
     tau = _following_gap_time(v_e, v_c, a_c, v_c_end, gap_end)
-    t_c = (target_frame(rng, 51, 64) - rng.uniform(0.0, 1.0)) * DT
+    t_c = (target_frame(rng, 51, 61) - rng.uniform(0.0, 1.0)) * DT
     t_end = t_c - tau
     t_start = t_end - duration
     if t_start < 1.0:
@@ -114,7 +114,7 @@ def pedestrian_occluded(rng: np.random.Generator, variant: str) -> Core:
     y_lane = -(1.5 if ego_lane == "E1" else 0.5) * LANE_WIDTH
     v_e = rng.uniform(8.0, 13.0)
     x_p = rng.uniform(-40.0, 40.0)
-    t_c = (target_frame(rng, 54, 64) - rng.uniform(0.0, 1.0)) * DT
+    t_c = (target_frame(rng, 54, 61) - rng.uniform(0.0, 1.0)) * DT
     ego = EgoTrack(get_layout("straight").path([ego_lane]), x_p + HALF_ROAD - NAVSIM_EGO.rear_axle_to_center + v_e * (t - t_c))
     child = rng.random() < 0.25
     p_len, p_wid = sample_size(rng, AgentClass.PEDESTRIAN)
@@ -145,7 +145,7 @@ def head_on_drift(rng: np.random.Generator, variant: str) -> Core:
     t = frame_times()
     layout = get_layout("straight")
     v_e, v_o = rng.uniform(8.0, 13.0), rng.uniform(8.0, 13.0)
-    k_meet = target_frame(rng, 52, 64)
+    k_meet = target_frame(rng, 52, 61)
     t_meet = k_meet * DT
     full = rng.uniform(2.8, 3.6)  # final drift [m]
     d_meet = rng.uniform(1.9, min(full, 3.0))  # drift at contact [m]
@@ -174,7 +174,7 @@ def merge_conflict(rng: np.random.Generator, variant: str) -> Core:
     t = frame_times()
     layout = get_layout("merge")
     length, width = sample_size(rng, AgentClass.VEHICLE)
-    t_c = (target_frame(rng, 54, 64) - rng.uniform(0.0, 1.0)) * DT
+    t_c = (target_frame(rng, 54, 61) - rng.uniform(0.0, 1.0)) * DT
     if variant == "ego_merges":
         route, other = ("ramp", "E1_down"), ("E1_up", "E1_down")
         v_e = rng.uniform(10.0, 13.5)
@@ -185,6 +185,14 @@ def merge_conflict(rng: np.random.Generator, variant: str) -> Core:
         v_m = rng.uniform(v_e - 0.5, v_e + 2.0)
         x_m = x_star + rng.uniform(-0.5, 3.0)
         risk = Actor(AgentClass.VEHICLE, length, width, layout.path(other), x_m + HALF_ROAD + v_m * (t - t_c), role="risk")
+        # The side-swipe starts a variable time before the centres align: shift both (constant-speed) motions in
+        # time so that the first contact lands on a target frame.
+        k0 = first_overlap(ego.corners(), risk.corners())
+        if k0 is None:
+            raise Retry
+        shift = (target_frame(rng, 52, 60) - k0) * DT
+        ego = EgoTrack(path, ego.s - v_e * shift)
+        risk = Actor(AgentClass.VEHICLE, length, width, risk.path, risk.s - v_m * shift, role="risk")
         conflict = "merge_conflict: ego merges from the ramp into a main-road vehicle"
     else:
         route, other = ("E1_up", "E1_down"), ("ramp", "E1_down")

@@ -1,0 +1,48 @@
+"""Throughput of the SYNTHETIC scenario bank: scenes generated per second (all types mixed, and per type).
+
+Run: ``python -m benchmarks.bench_bank [--num-scenes 1000] [--per-type 100] [--seed 0]``. Prints numbers only;
+no assertions (timing is machine dependent). Both wall-clock and process CPU time are reported, since on a shared
+machine the wall clock includes time spent waiting for a core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from envs.bank import SCENARIO_TYPES, ScenarioBank, generate_scene
+from envs.layouts import LAYOUT_NAMES, get_layout
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num-scenes", type=int, default=1000, help="scenes in the mixed-bank run")
+    parser.add_argument("--per-type", type=int, default=100, help="scenes per type in the per-type runs")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    t0 = time.perf_counter()
+    for name in LAYOUT_NAMES:
+        get_layout(name)
+    print(f"layouts built and cached: {len(LAYOUT_NAMES)} in {time.perf_counter() - t0:.3f} s")
+
+    bank = ScenarioBank(args.num_scenes, seed=args.seed)
+    t0, c0 = time.perf_counter(), time.process_time()
+    agents = sum(scene.num_agents for scene in bank)
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    print(
+        f"synthetic bank: {args.num_scenes} scenes in {dt:.2f} s wall / {dc:.2f} s cpu -> "
+        f"{args.num_scenes / dt:.0f} scenes/s wall, {args.num_scenes / dc:.0f} scenes/s cpu "
+        f"({1e3 * dc / args.num_scenes:.2f} ms cpu/scene, {agents / args.num_scenes:.1f} agents/scene)"
+    )
+    print("per type (scenes/s, wall | cpu):")
+    for scenario_type in SCENARIO_TYPES:
+        t0, c0 = time.perf_counter(), time.process_time()
+        for seed in range(args.per_type):
+            generate_scene(scenario_type, args.seed * 100_003 + seed)
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+        print(f"  {scenario_type:24s} {args.per_type / dt:7.0f} | {args.per_type / dc:7.0f}")
+
+
+if __name__ == "__main__":
+    main()
