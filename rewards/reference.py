@@ -165,15 +165,9 @@ def _build_objects(problem: ScoringProblem, num_steps: int) -> _Objects:
     objects = _Objects(
         ids=[int(i) for i in a.ids], is_static=[bool(s) for s in a.is_static], first_speed=first_speed
     )
+    corners = box_corners(a.poses, a.sizes[:, None, 0], a.sizes[:, None, 1])  # (N, S, 4, 2)
     for s in range(num_steps):
-        row: list[Polygon | None] = []
-        for n in range(a.num_agents):
-            if a.valid[n, s]:
-                corners = box_corners(a.poses[n, s], a.sizes[n, 0], a.sizes[n, 1])
-                row.append(Polygon(corners))
-            else:
-                row.append(None)
-        objects.polygons.append(row)
+        objects.polygons.append([Polygon(corners[n, s]) if a.valid[n, s] else None for n in range(a.num_agents)])
     return objects
 
 
@@ -191,11 +185,9 @@ class _EgoStep:
     rear_axle_in_intersection: bool
 
 
-def _ego_step(state: np.ndarray, problem: ScoringProblem, shapes: _Map | None) -> _EgoStep:
-    """Ego box and the ego-area flags (NAVSIM ``_calculate_ego_area``) for one state ``(7,)``."""
-    params = problem.ego.params
-    center_pose = rear_axle_to_center(state[:3], params)
-    corners = box_corners(center_pose, params.length, params.width)
+def _ego_step(state: np.ndarray, center_pose: np.ndarray, corners: np.ndarray, shapes: _Map | None) -> _EgoStep:
+    """Ego box and the ego-area flags (NAVSIM ``_calculate_ego_area``) for one state ``(7,)``, given its box-centre
+    pose ``(3,)`` and corners ``(4, 2)``."""
     polygon = Polygon(corners)
     if shapes is None:
         return _EgoStep(corners, center_pose[:2], polygon, False, False, False, False)
@@ -426,7 +418,10 @@ def score_states_reference(
     at_fault_time = np.full(num_candidates, np.nan)
 
     for g in range(num_candidates):
-        ego_steps = [_ego_step(state, problem, shapes) for state in states[g]]
+        params = problem.ego.params
+        center_poses = rear_axle_to_center(states[g, :, :3], params)  # (T, 3)
+        corners = box_corners(center_poses, params.length, params.width)  # (T, 4, 2)
+        ego_steps = [_ego_step(states[g, t], center_poses[t], corners[t], shapes) for t in range(len(states[g]))]
         hits = _no_at_fault_collision(states[g], ego_steps, objects, config)
         nc[g] = hits.nc
         collision[g] = hits.first_contact_step is not None

@@ -8,11 +8,7 @@ import numpy as np
 import pytest
 
 from envs.scene import AgentClass, Lane, Scene, SceneMap, SceneMeta
-from envs.scoring import (
-    map_geometry_from_scene_map,
-    problem_from_scene,
-    trajectory_from_log,
-)
+from envs.scoring import problem_from_scene, trajectory_from_log
 from rewards.config import PDMConfig
 
 CONFIG = PDMConfig()
