@@ -196,6 +196,7 @@ def _arrow_schema():
         "relative_heading_deg",
         "closing_speed_mps",
         "ttc_s",
+        "time_to_contact_s",
         "lateral_offset_m",
         "progress_change_m",
     }

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from counterfactual.projection import closing_speed, cv_time_to_collision
+from counterfactual.projection import closing_speed, cv_time_to_collision, ego_yaw_rates
 from envs.scene import AgentClass, Scene
 from rewards.geometry import polyline_arclength, rear_axle_to_center, wrap_angle
 
@@ -79,12 +79,18 @@ class LabelConfig:
     """|relative heading| at or above this [deg]: opposite direction (head_on / left_turn)."""
     ambiguity_deg: float = 10.0
     """Relative headings within this of a boundary [deg] are ambiguous (scenario hint may decide)."""
-    lane_half_width: float = 1.75
-    """An agent with |lateral| below this [m] at the decision time is in the ego's lane."""
+    lane_change_min: float = 1.0
+    """A lateral excursion (see :func:`lateral_excursion`) of at least this [m] counts as a lane change."""
     lateral_ambiguity: float = 0.5
-    """cut_in vs merge is ambiguous when the two lateral closures differ by less than this [m]."""
+    """cut_in vs merge is ambiguous when the two lateral excursions differ by less than this [m]."""
+    lookback: float = 3.0
+    """Window before the decision time over which lane changes and turns are judged [s] (covers the observation
+    history length)."""
     left_turn_yaw_deg: float = 30.0
-    """Ego heading change to the left of at least this [deg] before contact marks an ego left turn."""
+    """Ego heading change to the left of at least this [deg] from ``t - lookback`` to ``t + horizon`` (its driven
+    path) marks an ego left turn."""
+    horizon: float = 4.0
+    """Future of the driven path used for the ego's turn [s]."""
     swerve_threshold: float = 1.0
     """|lateral offset| of the positive from the negative path at or above this [m] -> swerve."""
     progress_abs: float = 2.0
@@ -107,7 +113,9 @@ class SafetyLabel:
         relative_heading_deg: agent heading minus ego heading, in ``[-180, 180)`` [deg].
         closing_speed_mps: rate at which the centre distance shrinks [m/s] (positive: approaching).
         ttc_s: constant-velocity time to collision [s], ``inf`` when none within ``LabelConfig.cv_horizon``.
-        risk_level: one of :data:`RISK_LEVELS`.
+        time_to_contact_s: time until the driven trajectory (the negative) touches the risk agent [s] (hindsight,
+            from the scorer's simulation of the negative; ``inf`` when it does not within the horizon).
+        risk_level: one of :data:`RISK_LEVELS`, from ``min(ttc_s, time_to_contact_s)`` and the closing speed.
         conflict_type: one of :data:`CONFLICT_TYPES`.
         conflict_source: ``"geometry"`` or ``"scenario_hint"`` (the scenario type broke a geometric tie).
         action: one of :data:`ACTIONS`, or :data:`NO_ACTION` when no verified-safe positive exists.
@@ -128,6 +136,7 @@ class SafetyLabel:
     relative_heading_deg: float
     closing_speed_mps: float
     ttc_s: float
+    time_to_contact_s: float
     risk_level: str
     conflict_type: str
     conflict_source: str
@@ -153,8 +162,9 @@ class SafetyLabel:
         for name in ("distance_m", "bearing_deg", "relative_heading_deg", "closing_speed_mps"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"SafetyLabel.{name}: must be finite, got {getattr(self, name)!r}")
-        if not (self.ttc_s >= 0):
-            raise ValueError(f"SafetyLabel.ttc_s: must be >= 0 or inf, got {self.ttc_s!r}")
+        for name in ("ttc_s", "time_to_contact_s"):
+            if not (getattr(self, name) >= 0):
+                raise ValueError(f"SafetyLabel.{name}: must be >= 0 or inf, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of all fields."""
@@ -178,7 +188,7 @@ def sector_of(bearing_deg: float, config: LabelConfig = LabelConfig()) -> str:
 
 
 def risk_level_of(ttc_s: float, closing_speed_mps: float, config: LabelConfig = LabelConfig()) -> str:
-    """Risk level from the CV TTC [s] and the closing speed [m/s].
+    """Risk level from a time to collision [s] and the closing speed [m/s].
 
     ``inf`` TTC -> ``none``; TTC < ``ttc_high`` -> ``high``; < ``ttc_medium`` -> ``medium``; else ``low``; a closing
     speed >= ``fast_closing_speed`` raises ``low`` / ``medium`` by one level.
@@ -193,13 +203,35 @@ def risk_level_of(ttc_s: float, closing_speed_mps: float, config: LabelConfig = 
     return level
 
 
+def lateral_excursion(poses: np.ndarray) -> float:
+    """Sideways displacement of a track beyond what its own turning explains [m].
+
+    In the frame of the first pose, the end point lies ``y_end`` to the side and ``c`` (chord) away; a
+    constant-curvature arc with the track's net heading change ``dpsi`` would put it at ``c * sin(dpsi / 2)``. The
+    excursion is ``|y_end - c * sin(dpsi / 2)|``: ~0 for driving straight or along any arc, about the lateral shift
+    for a completed lane change (which turns out and back, net ``dpsi`` ~ 0). Map-free, so it works for
+    DeepAccident too; a lane change still in progress at the end of the window is under-estimated.
+
+    Args:
+        poses: ``(K, 3)`` poses [m, m, rad] (any frame), K >= 1.
+    """
+    poses = np.asarray(poses, dtype=np.float64)
+    if len(poses) < 2:
+        return 0.0
+    x0, y0, h0 = poses[0]
+    dx, dy = poses[-1, 0] - x0, poses[-1, 1] - y0
+    y_end = -math.sin(h0) * dx + math.cos(h0) * dy
+    chord = math.hypot(dx, dy)
+    dpsi = float(wrap_angle(poses[-1, 2] - h0))
+    return abs(y_end - chord * math.sin(0.5 * dpsi))
+
+
 def classify_conflict(
     agent_class: str,
     relative_heading_deg: float,
     sector: str,
-    agent_lateral_start: float,
-    agent_lateral_end: float,
-    ego_lateral_end: float,
+    agent_excursion: float,
+    ego_excursion: float,
     ego_yaw_change_deg: float,
     scenario_type: str | None = None,
     config: LabelConfig = LabelConfig(),
@@ -210,10 +242,9 @@ def classify_conflict(
         agent_class: one of :data:`AGENT_CLASSES`.
         relative_heading_deg: agent minus ego heading at the decision time [deg].
         sector: agent sector at the decision time.
-        agent_lateral_start: agent centre's lateral position in the ego frame at the decision time [m].
-        agent_lateral_end: the same at the contact frame (same ego frame) [m].
-        ego_lateral_end: ego rear axle's lateral position at the contact frame (ego frame at the decision time) [m].
-        ego_yaw_change_deg: ego heading change from the decision time to contact [deg] (left > 0).
+        agent_excursion: the agent's :func:`lateral_excursion` from ``t - lookback`` to the contact [m].
+        ego_excursion: the ego's, over the same window [m].
+        ego_yaw_change_deg: ego heading change from ``t - lookback`` to ``t + horizon`` [deg] (left > 0).
         scenario_type: the scene's scenario type (hint).
         config: thresholds.
 
@@ -229,6 +260,11 @@ def classify_conflict(
     rel = abs(float(relative_heading_deg))
     turning_left = ego_yaw_change_deg >= config.left_turn_yaw_deg
 
+    def same_direction() -> str:
+        if sector == "rear" or max(agent_excursion, ego_excursion) < config.lane_change_min:
+            return "rear_end"
+        return "cut_in" if agent_excursion >= ego_excursion else "merge"
+
     def by_heading(r: float) -> str:
         if r >= config.opposite_direction_deg:
             return "left_turn" if turning_left else "head_on"
@@ -236,24 +272,13 @@ def classify_conflict(
             return "crossing"
         return same_direction()
 
-    def same_direction() -> str:
-        if sector == "rear" or abs(agent_lateral_start) < config.lane_half_width:
-            return "rear_end"
-        side = math.copysign(1.0, agent_lateral_start)
-        agent_closure = abs(agent_lateral_start) - abs(agent_lateral_end)  # agent moving towards ego's line
-        ego_closure = side * ego_lateral_end  # ego moving towards the agent's side
-        return "cut_in" if agent_closure >= ego_closure else "merge"
-
     geometric = by_heading(rel)
     alternatives = {geometric}
     for boundary in (config.same_direction_deg, config.opposite_direction_deg):
         if abs(rel - boundary) < config.ambiguity_deg:
             alternatives |= {by_heading(boundary - config.ambiguity_deg), by_heading(boundary + config.ambiguity_deg)}
-    if geometric in ("cut_in", "merge"):
-        side = math.copysign(1.0, agent_lateral_start)
-        diff = (abs(agent_lateral_start) - abs(agent_lateral_end)) - side * ego_lateral_end
-        if abs(diff) < config.lateral_ambiguity:
-            alternatives |= {"cut_in", "merge"}
+    if geometric in ("cut_in", "merge") and abs(agent_excursion - ego_excursion) < config.lateral_ambiguity:
+        alternatives |= {"cut_in", "merge"}
     hint = SCENARIO_HINTS.get(scenario_type or "")
     if len(alternatives) > 1 and hint in alternatives and hint != geometric:
         return hint, "scenario_hint"
@@ -374,14 +399,15 @@ def relate_agent(scene: Scene, t: int, agent_id: int, config: LabelConfig = Labe
     pos = np.array([c * dx + s * dy, -s * dx + c * dy])
     rel_v = scene.agent_velocities[i, t] - scene.ego_velocities[t]
     ttc = cv_time_to_collision(
-        ego_c,
+        scene.ego_poses[t],
         scene.ego_velocities[t],
-        (scene.ego_params.length, scene.ego_params.width),
+        scene.ego_params,
         a_pose[None],
         scene.agent_velocities[i, t][None],
         scene.agent_sizes[i][None],
         horizon=config.cv_horizon,
         step=config.cv_step,
+        ego_yaw_rate=float(ego_yaw_rates(scene.ego_poses, scene.dt)[t]),
     )[0]
     bearing = math.degrees(math.atan2(pos[1], pos[0]))
     if bearing == -180.0:
@@ -407,6 +433,7 @@ def derive_label(
     positive: np.ndarray | None,
     seed: int = 0,
     config: LabelConfig = LabelConfig(),
+    time_to_contact_s: float = math.inf,
 ) -> SafetyLabel:
     """Derive the full label of a risky moment at decision frame ``t``.
 
@@ -414,36 +441,39 @@ def derive_label(
         scene: the scene (log or rollout).
         t: decision frame.
         agent_id: risk agent.
-        contact_frame: frame of (projected) contact, ``> t``; clipped to the log, and to the agent's last valid
-            frame for its lateral position.
+        contact_frame: frame of (projected) contact, ``> t``; the window for lane changes ends there (clipped to
+            the log and to the agent's last valid frame).
         negative: ``(8, 3)`` driven trajectory, ego frame at ``t``.
         positive: ``(8, 3)`` verified-safe counterfactual, or None.
         seed: explanation seed.
         config: thresholds.
+        time_to_contact_s: when the negative touches the agent [s] (the scorer's ``collision_time``), inf if not.
     """
     from counterfactual.language import explain  # local import: language depends on this module's constants
 
     rel = relate_agent(scene, t, agent_id, config)
     sector = sector_of(rel.bearing_deg, config)
     i = scene.agent_index(agent_id)
-    end = int(min(max(contact_frame, t), scene.num_frames - 1))
-    valid_frames = np.flatnonzero(scene.agent_valid[i, t : end + 1]) + t
-    a_end = int(valid_frames[-1]) if len(valid_frames) else t
-    ego_c_t = rear_axle_to_center(scene.ego_poses[t], scene.ego_params)
-    agent_end_local = _to_frame(scene.agent_poses[i, a_end, :2], ego_c_t)
-    ego_end_local = scene.world_to_ego(scene.ego_poses[end], t)
+    last = scene.num_frames - 1
+    end = int(min(max(contact_frame, t), last))
+    t0 = max(t - int(round(config.lookback / scene.dt)), 0)
+    agent_frames = np.flatnonzero(scene.agent_valid[i, t0 : end + 1]) + t0
+    agent_exc = lateral_excursion(scene.agent_poses[i, agent_frames]) if len(agent_frames) else 0.0
+    ego_exc = lateral_excursion(scene.ego_poses[t0 : end + 1])
+    t_future = min(t + int(round(config.horizon / scene.dt)), last)
+    ego_yaws = np.unwrap(scene.ego_poses[t0 : t_future + 1, 2])
     conflict, source = classify_conflict(
         rel.agent_class,
         rel.relative_heading_deg,
         sector,
-        float(rel.position[1]),
-        float(agent_end_local[1]),
-        float(ego_end_local[1]),
-        float(np.degrees(ego_end_local[2])),
+        agent_exc,
+        ego_exc,
+        float(np.degrees(ego_yaws[-1] - ego_yaws[0])),
         scene.meta.scenario_type,
         config,
     )
     action, lateral, progress = corrective_action(negative, positive, conflict, config)
+    contact = float(time_to_contact_s) if time_to_contact_s is not None and not math.isnan(time_to_contact_s) else math.inf
     label = SafetyLabel(
         risk_agent_id=rel.agent_id,
         risk_agent_class=rel.agent_class,
@@ -453,7 +483,8 @@ def derive_label(
         relative_heading_deg=rel.relative_heading_deg,
         closing_speed_mps=rel.closing_speed_mps,
         ttc_s=rel.ttc_s,
-        risk_level=risk_level_of(rel.ttc_s, rel.closing_speed_mps, config),
+        time_to_contact_s=contact,
+        risk_level=risk_level_of(min(rel.ttc_s, contact), rel.closing_speed_mps, config),
         conflict_type=conflict,
         conflict_source=source,
         action=action,
@@ -462,12 +493,6 @@ def derive_label(
         explanation_seed=int(seed),
     )
     return _with_explanation(label, explain(label, seed))
-
-
-def _to_frame(points: np.ndarray, origin: np.ndarray) -> np.ndarray:
-    c, s = math.cos(origin[2]), math.sin(origin[2])
-    dx, dy = points[0] - origin[0], points[1] - origin[1]
-    return np.array([c * dx + s * dy, -s * dx + c * dy])
 
 
 def _with_explanation(label: SafetyLabel, text: str) -> SafetyLabel:

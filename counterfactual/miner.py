@@ -118,7 +118,13 @@ def mine_moment(
     sel = choose_positive(cands, arrays, has_map, config.pdm, config.search)
     positive = None if sel.index is None else cands.trajectories[sel.index]
     seed = record_seed(config.seed, scene.scene_id, t, moment.agent_id)
-    label = derive_label(scene, t, moment.agent_id, moment.contact_frame, negative, positive, seed, config.labels)
+    neg_scores = score_dict(arrays, 0)
+    touches_agent = neg_scores.get("collision") and neg_scores.get("colliding_agent_id") == moment.agent_id
+    contact_s = neg_scores["collision_time"] if touches_agent and neg_scores.get("collision_time") is not None else None
+    label = derive_label(
+        scene, t, moment.agent_id, moment.contact_frame, negative, positive, seed, config.labels,
+        time_to_contact_s=float("inf") if contact_s is None else float(contact_s),
+    )
     return AnchorPair(
         pair_id=f"{scene.scene_id}@{t}#{moment.agent_id}",
         scene_id=scene.scene_id,
@@ -133,7 +139,7 @@ def mine_moment(
         negative=negative,
         positive=positive,
         positive_spec=None if sel.index is None else cands.specs[sel.index].to_dict(),
-        negative_scores=score_dict(arrays, 0),
+        negative_scores=neg_scores,
         positive_scores=None if sel.index is None else score_dict(arrays, sel.index),
         positive_aggregate=float("nan") if sel.index is None else float(sel.aggregate[sel.index]),
         dac_checked=sel.dac_checked,

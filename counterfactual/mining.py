@@ -11,10 +11,11 @@ Detection is independent of the scene's meta data and of the scorer:
   has a constant-velocity time to collision (:func:`counterfactual.projection.cv_time_to_collision`) below
   ``near_miss_ttc`` with a closing speed above ``near_miss_closing_speed``; agents behind the ego (bearing beyond
   ``rear_exclusion_deg``) are skipped unless ``include_rear`` (the ego cannot be blamed for a car approaching from
-  behind). Consecutive such frames of one agent form one event; its *projected contact* is ``frame + TTC`` at the
+  behind). Consecutive such frames of one agent form one event (kept when it lasts ``near_miss_min_duration``); its *projected contact* is ``frame + TTC`` at the
   frame of the smallest TTC.
 
-Decision frames are ``contact_frame - round(lead / dt)`` for each lead time, kept when ``t >= min_history / dt``,
+Decision frames are ``contact_frame - round(lead / dt)`` for each lead time, kept when ``t >= min_history / dt``
+(for rollouts also ``t >=`` the rollout's first recorded frame),
 ``t + horizon / dt`` lies inside the log (the negative, :func:`envs.scoring.trajectory_from_log`, needs 4 s of
 logged future) and ``t`` comes before the scene's first contact (after a crash the log is no longer a decision).
 """
@@ -22,12 +23,12 @@ logged future) and ``t`` comes before the scene's first contact (after a crash t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 import numpy as np
 
-from counterfactual.projection import boxes_overlap, closing_speed
+from counterfactual.projection import boxes_overlap, closing_speed, ego_turning_poses, ego_yaw_rates
 from envs.scene import Scene, SceneMeta
 from rewards.geometry import box_corners, rear_axle_to_center
 
@@ -48,6 +49,9 @@ class MomentConfig:
     """Also report near-misses with agents behind the ego."""
     rear_exclusion_deg: float = 120.0
     """|bearing| above this [deg] counts as behind (for ``include_rear=False``)."""
+    near_miss_min_duration: float = 0.3
+    """The near-miss condition must hold this long without a break [s] (filters one-frame CV artefacts, e.g. a
+    turning ego projected straight across oncoming traffic)."""
     cv_step: float = 0.1
     """CV projection step [s]."""
     min_history: float = 0.0
@@ -126,7 +130,8 @@ def find_collisions(scene: Scene) -> list[tuple[int, int]]:
 
 
 def cv_ttc_matrix(scene: Scene, horizon: float, step: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
-    """CV time to collision and closing speed of every agent at every frame.
+    """Time to collision (ego: constant speed and yaw rate; agents: constant velocity, see
+    :mod:`counterfactual.projection`) and closing speed of every agent at every frame.
 
     Returns:
         ``(ttc (N, T) [s], inf where none within horizon or invalid; closing (N, T) [m/s])``.
@@ -136,8 +141,11 @@ def cv_ttc_matrix(scene: Scene, horizon: float, step: float = 0.1) -> tuple[np.n
         return np.zeros((0, T)), np.zeros((0, T))
     taus = np.arange(int(np.floor(horizon / step + 1e-9)) + 1) * step  # (K,)
     ego_c = rear_axle_to_center(scene.ego_poses, scene.ego_params)  # (T, 3)
-    ego_p = np.repeat(ego_c[:, None], len(taus), axis=1)  # (T, K, 3)
-    ego_p[..., :2] += taus[None, :, None] * scene.ego_velocities[:, None]
+    yaw = scene.ego_poses[:, 2]
+    speed = scene.ego_velocities[:, 0] * np.cos(yaw) + scene.ego_velocities[:, 1] * np.sin(yaw)
+    ego_p = rear_axle_to_center(
+        ego_turning_poses(scene.ego_poses, speed, ego_yaw_rates(scene.ego_poses, scene.dt), taus), scene.ego_params
+    )  # (T, K, 3)
     ego_box = box_corners(ego_p, scene.ego_params.length, scene.ego_params.width)  # (T, K, 4, 2)
     ag = np.repeat(scene.agent_poses[:, :, None], len(taus), axis=2)  # (N, T, K, 3)
     ag[..., :2] += taus[None, None, :, None] * scene.agent_velocities[:, :, None]
@@ -157,6 +165,15 @@ def _bearing_deg(scene: Scene) -> np.ndarray:
     return np.degrees((ang + np.pi) % (2 * np.pi) - np.pi)
 
 
+def earliest_decision_frame(scene: Scene, config: MomentConfig) -> int:
+    """First frame a decision may be mined at: ``min_history`` into the log, and for rollouts not before the
+    rollout's first recorded frame (``meta.extra["start_frame"]``; earlier frames replay the log)."""
+    t_min = int(math.ceil(config.min_history / scene.dt - 1e-9))
+    if scene.meta.source == "rollout":
+        t_min = max(t_min, int(scene.meta.extra.get("start_frame", 0)))
+    return t_min
+
+
 def decision_frames(
     scene: Scene, contact_frame: int, first_contact: int | None, config: MomentConfig
 ) -> tuple[tuple[int, ...], tuple[float, ...], dict[float, str]]:
@@ -164,12 +181,12 @@ def decision_frames(
     frames: list[int] = []
     leads: list[float] = []
     dropped: dict[float, str] = {}
-    t_min = int(math.ceil(config.min_history / scene.dt - 1e-9))
+    t_min = earliest_decision_frame(scene, config)
     t_max = scene.num_frames - 1 - int(math.ceil(config.horizon / scene.dt - 1e-9))
     for lead in sorted(config.lead_times):
         t = int(contact_frame - round(lead / scene.dt))
         if t < t_min:
-            dropped[lead] = f"needs frame {t}, but the log history starts allowing decisions at frame {t_min}"
+            dropped[lead] = f"needs frame {t}, but decisions are possible from frame {t_min} (history / rollout start)"
         elif t > t_max:
             dropped[lead] = f"frame {t} leaves less than {config.horizon} s of logged future (last usable {t_max})"
         elif first_contact is not None and t >= first_contact:
@@ -237,6 +254,8 @@ def find_risk_moments(scene: Scene, config: MomentConfig = MomentConfig()) -> li
         idx = np.flatnonzero(cond[n])
         runs = np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1)
         for run in runs:
+            if len(run) * scene.dt < config.near_miss_min_duration - 1e-9:
+                continue
             ev = int(run[np.argmin(ttc[n, run])])
             contact = int(ev + round(ttc[n, ev] / scene.dt))
             frames, leads, dropped = decision_frames(scene, contact, first_contact, config)
@@ -269,14 +288,15 @@ def rollout_to_scene(
     origin: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Scene:
-    """A recorded closed-loop rollout as a :class:`Scene` (``meta.source="rollout"``).
+    """A recorded closed-loop rollout as a :class:`Scene` (``meta.source="rollout"``) on the base scene's frames.
 
-    The rollout scene starts at the base scene's ``start_frame``; the other agents replay the base log from there to
-    its end. The ego follows the recorded states for the ``R`` recorded frames and, after them, is extrapolated at
-    constant velocity (heading kept) to the end of the base log, so that a decision frame shortly before the
-    rollout's end still has a 4 s "driven" future (``meta.extra["recorded_frames"]`` = R marks where the recording
-    stops). Collisions are detected on the new scene's boxes (first contact: ``meta.collision_frame`` /
-    ``colliding_agent_id``).
+    Frames are the base scene's (frame ``k`` of the rollout scene is frame ``k`` of the base log): the ego follows
+    the base log before ``start_frame`` (the history the policy observed), the ``R`` recorded states from
+    ``start_frame``, and after them is extrapolated at constant velocity (heading kept) to the end of the log, so
+    that a decision frame shortly before the rollout's end still has a 4 s "driven" future. The other agents replay
+    the base log. ``meta.extra`` records ``start_frame`` (decision frames of a rollout are taken from there on),
+    ``recorded_frames`` = R, the base scene and the recorded states (to re-create the scene). The first contact
+    while recorded (box overlap, :func:`find_collisions`) sets ``meta.collision_frame`` / ``colliding_agent_id``.
 
     Args:
         base: the logged scene the rollout was driven in.
@@ -285,41 +305,33 @@ def rollout_to_scene(
         ego_velocities: ``(R, 2)`` recorded world-frame velocities [m/s].
         scene_id: defaults to ``"rollout/<base id>@<start_frame>"``.
         origin: how to re-create ``base`` (see :func:`observation_ref`), stored in ``meta.extra["base_origin"]``.
-        extra: further facts (policy name, episode seed, ...), stored in ``meta.extra``.
+        extra: further facts (policy name, episode index, ...), stored in ``meta.extra``.
     """
     poses = np.asarray(ego_poses, dtype=np.float64)
     vels = np.asarray(ego_velocities, dtype=np.float64)
     R = len(poses)
-    if poses.shape != (R, 3) or vels.shape != (R, 2) or R == 0:
+    if R == 0 or poses.shape != (R, 3) or vels.shape != (R, 2):
         raise ValueError(f"rollout_to_scene: need ego poses (R, 3) and velocities (R, 2), got {poses.shape}, {vels.shape}")
-    if not 0 <= start_frame < base.num_frames:
-        raise ValueError(f"rollout_to_scene: start_frame {start_frame} outside [0, {base.num_frames}) of {base.scene_id}")
-    T = base.num_frames - start_frame
-    if R > T:
-        raise ValueError(f"rollout_to_scene: {R} recorded frames exceed the {T} base frames from {start_frame}")
-    ego_p = np.empty((T, 3))
-    ego_v = np.empty((T, 2))
-    ego_p[:R], ego_v[:R] = poses, vels
-    if T > R:
-        k = np.arange(1, T - R + 1)[:, None] * base.dt
-        ego_p[R:, :2] = poses[-1, :2] + k * vels[-1]
-        ego_p[R:, 2] = poses[-1, 2]
-        ego_v[R:] = vels[-1]
-    sl = slice(start_frame, None)
-    scene_map = base.map
-    if scene_map is not None and scene_map.traffic_lights:
-        from dataclasses import replace
-
-        from envs.scene import TrafficLight
-
-        lights = tuple(TrafficLight(l.lane_id, l.stop_point, l.states[sl]) for l in scene_map.traffic_lights)
-        scene_map = replace(scene_map, traffic_lights=lights)
+    T = base.num_frames
+    if not 0 <= start_frame < T:
+        raise ValueError(f"rollout_to_scene: start_frame {start_frame} outside [0, {T}) of {base.scene_id}")
+    end = start_frame + R
+    if end > T:
+        raise ValueError(f"rollout_to_scene: {R} recorded frames from {start_frame} exceed the {T} base frames")
+    ego_p = base.ego_poses.copy()
+    ego_v = base.ego_velocities.copy()
+    ego_p[start_frame:end], ego_v[start_frame:end] = poses, vels
+    if T > end:
+        k = np.arange(1, T - end + 1)[:, None] * base.dt
+        ego_p[end:, :2] = poses[-1, :2] + k * vels[-1]
+        ego_p[end:, 2] = poses[-1, 2]
+        ego_v[end:] = vels[-1]
     facts = {
         "base_scene_id": base.scene_id,
         "base_scenario_type": base.meta.scenario_type,
         "start_frame": int(start_frame),
         "recorded_frames": int(R),
-        "ego_extrapolated": bool(T > R),
+        "ego_extrapolated": bool(T > end),
         "base_origin": dict(origin or {}),
         "rollout_ego_poses": poses.tolist(),
         "rollout_ego_velocities": vels.tolist(),
@@ -333,14 +345,14 @@ def rollout_to_scene(
         agent_ids=base.agent_ids,
         agent_classes=base.agent_classes,
         agent_sizes=base.agent_sizes,
-        agent_poses=base.agent_poses[:, sl],
-        agent_velocities=base.agent_velocities[:, sl],
-        agent_valid=base.agent_valid[:, sl],
-        map=scene_map,
+        agent_poses=base.agent_poses,
+        agent_velocities=base.agent_velocities,
+        agent_valid=base.agent_valid,
+        map=base.map,
         meta=SceneMeta(source="rollout", scenario_type=base.meta.scenario_type, extra=facts),
         ego_params=base.ego_params,
     )
-    hits = [(a, f) for a, f in find_collisions(draft) if f < R]  # contacts while recorded
+    hits = [(a, f) for a, f in find_collisions(draft) if start_frame <= f < end]  # contacts while recorded
     if not hits:
         return draft
     agent, frame = hits[0]
@@ -348,8 +360,6 @@ def rollout_to_scene(
         source="rollout", scenario_type=base.meta.scenario_type, colliding_agent_id=agent, collision_frame=frame,
         extra=facts,
     )
-    from dataclasses import replace
-
     return replace(draft, meta=meta)
 
 
@@ -382,11 +392,59 @@ def observation_ref(scene: Scene, t: int, origin: Mapping[str, Any] | None = Non
         }
     elif origin is not None:
         ref["origin"] = dict(origin)
-    elif scene.meta.source == "synthetic" and "seed" in extra:
-        ref["origin"] = {"kind": "bank", "scenario_type": scene.meta.scenario_type, "seed": _plain(extra["seed"])}
     else:
-        ref["origin"] = {"kind": scene.meta.source}
+        ref["origin"] = scene_origin(scene)
     return ref
+
+
+def scene_origin(scene: Scene) -> dict[str, Any]:
+    """How to re-create a scene from its meta data: bank scenes ``{"kind": "bank", "scenario_type", "seed",
+    "variant"}``; other sources ``{"kind": <source>, "scene_id"}`` (the caller should pass a fuller origin)."""
+    extra = scene.meta.extra
+    if scene.meta.source == "synthetic" and "seed" in extra:
+        origin = {"kind": "bank", "scenario_type": scene.meta.scenario_type, "seed": _plain(extra["seed"])}
+        if extra.get("variant") is not None:
+            origin["variant"] = _plain(extra["variant"])
+        return origin
+    return {"kind": scene.meta.source, "scene_id": scene.scene_id}
+
+
+def resolve_scene(ref_or_origin: Mapping[str, Any]) -> Scene:
+    """Re-create the scene of an observation reference (or of its ``origin``).
+
+    Supports ``bank`` (:func:`envs.bank.generate_scene`), ``bank_index`` (``ScenarioBank(num_scenes, seed,
+    scenario_types)[index]``), ``deepaccident`` (``root``, ``split``, ``index``) and
+    ``rollout`` (the base scene, then :func:`rollout_to_scene` with the recorded ego states). Raises ``ValueError``
+    naming the kind for anything else.
+    """
+    origin = ref_or_origin.get("origin", ref_or_origin)
+    kind = origin.get("kind")
+    if kind == "bank":
+        from envs.bank import generate_scene
+
+        kwargs = {"variant": origin["variant"]} if origin.get("variant") is not None else {}
+        return generate_scene(origin["scenario_type"], int(origin["seed"]), **kwargs)
+    if kind == "bank_index":
+        from envs.bank import ScenarioBank
+
+        types = origin.get("scenario_types")
+        bank = ScenarioBank(int(origin["num_scenes"]), seed=int(origin["seed"]), scenario_types=types)
+        return bank[int(origin["index"])]
+    if kind == "deepaccident":
+        from envs.deepaccident import DeepAccidentDataset
+
+        return DeepAccidentDataset(origin["root"], split=origin.get("split", "train"), strict=False)[int(origin["index"])]
+    if kind == "rollout":
+        base = resolve_scene(origin["base"])
+        return rollout_to_scene(
+            base,
+            int(origin["start_frame"]),
+            np.asarray(origin["ego_poses"], dtype=np.float64),
+            np.asarray(origin["ego_velocities"], dtype=np.float64),
+            scene_id=ref_or_origin.get("scene_id"),
+            origin=origin["base"],
+        )
+    raise ValueError(f"resolve_scene: cannot re-create a scene of origin kind {kind!r} ({dict(origin)})")
 
 
 def _plain(value: Any) -> Any:

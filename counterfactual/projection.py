@@ -6,18 +6,43 @@ closing speed.
 
 CV projection (documented here once, referenced by the label schema)
 --------------------------------------------------------------------
-Both boxes keep their current heading and move with their current world-frame velocity:
-``p(tau) = p(0) + v * tau``. The time-to-collision is the smallest ``tau`` in ``{0, step, 2 step, ..., horizon}``
+Agents keep their current heading and move with their current world-frame velocity: ``p(tau) = p(0) + v * tau``.
+The ego keeps its current speed and **yaw rate** (constant turn rate; with zero yaw rate this is the same straight
+line), so a turning ego is not projected straight across the oncoming lanes. The time-to-collision is the smallest ``tau`` in ``{0, step, 2 step, ..., horizon}``
 at which the two oriented boxes overlap (separating-axis test), or ``inf`` when they never do within the horizon.
 The ego box is the box-centre pose (rear axle + ``rear_axle_to_center`` along the heading) with the ego's length and
-width; the ego velocity is the logged rear-axle velocity (no yaw rate, so the two coincide under CV motion).
+width, moved along the rear axle's arc.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from rewards.geometry import box_corners
+from rewards.geometry import box_corners, rear_axle_to_center
+
+
+def ego_turning_poses(rear_pose: np.ndarray, speed: np.ndarray, yaw_rate: np.ndarray, taus: np.ndarray) -> np.ndarray:
+    """Rear-axle poses at constant speed and yaw rate.
+
+    Args:
+        rear_pose: ``(..., 3)`` rear-axle poses [m, m, rad].
+        speed: ``(...)`` signed speed along the heading [m/s].
+        yaw_rate: ``(...)`` [rad/s].
+        taus: ``(K,)`` times ahead [s].
+
+    Returns:
+        ``(..., K, 3)`` poses.
+    """
+    p = np.asarray(rear_pose, dtype=np.float64)[..., None, :]
+    v = np.asarray(speed, dtype=np.float64)[..., None]
+    w = np.asarray(yaw_rate, dtype=np.float64)[..., None]
+    yaw0 = p[..., 2]
+    yaw = yaw0 + w * taus
+    small = np.abs(w) < 1e-6
+    w_safe = np.where(small, 1.0, w)
+    dx = np.where(small, v * taus * np.cos(yaw0), v / w_safe * (np.sin(yaw) - np.sin(yaw0)))
+    dy = np.where(small, v * taus * np.sin(yaw0), -v / w_safe * (np.cos(yaw) - np.cos(yaw0)))
+    return np.stack([p[..., 0] + dx, p[..., 1] + dy, yaw], axis=-1)
 
 
 def boxes_overlap(corners_a: np.ndarray, corners_b: np.ndarray, margin: float = 0.0) -> np.ndarray:
@@ -66,26 +91,28 @@ def closing_speed(rel_position: np.ndarray, rel_velocity: np.ndarray) -> np.ndar
 
 
 def cv_time_to_collision(
-    ego_center: np.ndarray,
+    ego_pose: np.ndarray,
     ego_velocity: np.ndarray,
-    ego_size: tuple[float, float],
+    ego_params,
     agent_centers: np.ndarray,
     agent_velocities: np.ndarray,
     agent_sizes: np.ndarray,
     horizon: float = 5.0,
     step: float = 0.1,
+    ego_yaw_rate: float = 0.0,
 ) -> np.ndarray:
-    """Constant-velocity time-to-collision of the ego against each agent [s].
+    """Time to collision of the ego (constant speed and yaw rate) against agents (constant velocity) [s].
 
     Args:
-        ego_center: ``(3,)`` ego box-centre pose, world frame [m, m, rad].
-        ego_velocity: ``(2,)`` ego world-frame velocity [m/s].
-        ego_size: ego box (length, width) [m].
+        ego_pose: ``(3,)`` ego **rear-axle** pose, world frame [m, m, rad].
+        ego_velocity: ``(2,)`` ego world-frame velocity [m/s] (its projection on the heading is the speed).
+        ego_params: :class:`rewards.geometry.VehicleParameters` (box size, rear axle to centre).
         agent_centers: ``(N, 3)`` agent box-centre poses, world frame.
         agent_velocities: ``(N, 2)`` world-frame velocities [m/s].
         agent_sizes: ``(N, 2)`` box (length, width) [m].
         horizon: projection horizon [s].
         step: projection step [s].
+        ego_yaw_rate: [rad/s].
 
     Returns:
         ``(N,)`` first projected overlap time in ``[0, horizon]`` [s], ``inf`` where none (0 when overlapping now).
@@ -97,11 +124,11 @@ def cv_time_to_collision(
     if n == 0:
         return np.zeros(0)
     taus = np.arange(int(np.floor(horizon / step + 1e-9)) + 1) * step  # (K,)
-    ego_center = np.asarray(ego_center, dtype=np.float64)
-    ego_velocity = np.asarray(ego_velocity, dtype=np.float64)
-    ego_poses = np.repeat(ego_center[None], len(taus), axis=0)
-    ego_poses[:, :2] += taus[:, None] * ego_velocity[None]
-    ego_c = box_corners(ego_poses, ego_size[0], ego_size[1])  # (K, 4, 2)
+    ego_pose = np.asarray(ego_pose, dtype=np.float64)
+    v = np.asarray(ego_velocity, dtype=np.float64)
+    speed = v[0] * np.cos(ego_pose[2]) + v[1] * np.sin(ego_pose[2])
+    ego_poses = rear_axle_to_center(ego_turning_poses(ego_pose, speed, ego_yaw_rate, taus), ego_params)
+    ego_c = box_corners(ego_poses, ego_params.length, ego_params.width)  # (K, 4, 2)
     ag = np.repeat(agent_centers[:, None], len(taus), axis=1)  # (N, K, 3)
     ag[..., :2] += taus[None, :, None] * np.asarray(agent_velocities, dtype=np.float64).reshape(n, 1, 2)
     sizes = np.asarray(agent_sizes, dtype=np.float64).reshape(n, 2)
@@ -109,3 +136,11 @@ def cv_time_to_collision(
     hit = boxes_overlap(ego_c[None], ag_c)  # (N, K)
     first = np.argmax(hit, axis=1)
     return np.where(hit.any(axis=1), taus[first], np.inf)
+
+
+def ego_yaw_rates(poses: np.ndarray, dt: float) -> np.ndarray:
+    """``(T,)`` ego yaw rate [rad/s] from logged headings ``(T, 3)`` (central differences, one-sided at the ends)."""
+    poses = np.asarray(poses, dtype=np.float64)
+    if len(poses) < 2:
+        return np.zeros(len(poses))
+    return np.gradient(np.unwrap(poses[:, 2]), dt)

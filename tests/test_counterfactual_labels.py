@@ -21,6 +21,7 @@ from counterfactual.labels import (
     corrective_action,
     derive_label,
     label_accuracy,
+    lateral_excursion,
     relate_agent,
     risk_level_of,
     sector_of,
@@ -29,7 +30,7 @@ from counterfactual.language import VOCABULARY, explain, parse_explanation
 from counterfactual.mining import MomentConfig, find_collisions, find_risk_moments, rollout_to_scene
 from counterfactual.projection import boxes_overlap, cv_time_to_collision
 from envs.scene import AgentClass, Lane, Scene, SceneMap, SceneMeta
-from rewards.geometry import box_corners
+from rewards.geometry import VehicleParameters, box_corners
 
 DT = 0.1
 T = 100
@@ -107,9 +108,14 @@ def test_boxes_overlap_and_cv_ttc():
     assert not boxes_overlap(a, box_corners(np.array([4.1, 0.0, 0.0]), 4.0, 2.0))
     assert not boxes_overlap(a, box_corners(np.array([0.0, 2.5, np.pi / 2]), 1.0, 1.0))
     # closing at 5 m/s from a 10 m gap (centres 14 m apart, boxes 4 m long): contact after 2.0 s
-    ttc = cv_time_to_collision([0, 0, 0], [10, 0], (4.0, 2.0), [[14.0, 0, 0], [14.0, 5.0, 0]], [[5, 0], [5, 0]],
+    box = VehicleParameters(length=4.0, width=2.0, wheelbase=2.5, rear_axle_to_center=0.0)
+    ttc = cv_time_to_collision([0, 0, 0], [10, 0], box, [[14.0, 0, 0], [14.0, 5.0, 0]], [[5, 0], [5, 0]],
                                [[4.0, 2.0], [4.0, 2.0]], horizon=5.0, step=0.1)
     assert ttc[0] == pytest.approx(2.1, abs=0.11) and np.isinf(ttc[1])
+    # an ego turning left at 0.5 rad/s curves away from a car straight ahead that it would hit driving straight
+    far = ([[30.0, 0, 0]], [[0, 0]], [[4.0, 2.0]])
+    assert cv_time_to_collision([0, 0, 0], [10, 0], box, *far)[0] == pytest.approx(2.6, abs=0.11)
+    assert np.isinf(cv_time_to_collision([0, 0, 0], [10, 0], box, *far, ego_yaw_rate=0.5)[0])
 
 
 # ------------------------------------------------------------------------------------------------ rules
@@ -122,20 +128,36 @@ def test_sector_and_risk_level_rules():
     assert risk_level_of(4.0, 3.0) == "low" and risk_level_of(4.0, 9.0) == "medium"
 
 
+def test_lateral_excursion_separates_lane_changes_from_curves():
+    s = np.linspace(0, 30, 31)
+    straight = np.stack([s, 0 * s, 0 * s], axis=1)
+    assert lateral_excursion(straight) == pytest.approx(0.0)
+    yaw = s / 50.0  # arc of radius 50 m: 9 m of sideways drift, all explained by turning
+    arc = np.stack([50 * np.sin(yaw), 50 * (1 - np.cos(yaw)), yaw], axis=1)
+    assert lateral_excursion(arc) < 0.05
+    lat = 3.5 * (1 - np.cos(np.pi * s / 30)) / 2  # a full lane change to the left
+    change = np.stack([s, lat, np.arctan(np.gradient(lat, s))], axis=1)
+    assert lateral_excursion(change) == pytest.approx(3.5, abs=0.3)
+
+
 def test_conflict_classification():
     c = LabelConfig()
-    assert classify_conflict("pedestrian", 90, "front", -3, 0, 0, 0) == ("pedestrian", "geometry")
-    assert classify_conflict("vehicle", 2, "front", 0.2, 0.1, 0, 0)[0] == "rear_end"
-    assert classify_conflict("vehicle", 10, "front", 3.5, 0.5, 0.0, 0)[0] == "cut_in"
-    assert classify_conflict("vehicle", 5, "left", 3.5, 3.4, 3.0, 0)[0] == "merge"
-    assert classify_conflict("vehicle", 90, "right", -10, -2, 0, 0)[0] == "crossing"
-    assert classify_conflict("vehicle", 178, "front", 1, 0, 0.5, 5)[0] == "head_on"
-    assert classify_conflict("vehicle", 178, "front", 1, 0, 5, 60)[0] == "left_turn"
+    assert classify_conflict("pedestrian", 90, "front", 0, 0, 0) == ("pedestrian", "geometry")
+    assert classify_conflict("static", 0, "front", 0, 0, 0) == ("static_obstacle", "geometry")
+    assert classify_conflict("vehicle", 2, "front", 0.2, 0.1, 0)[0] == "rear_end"
+    assert classify_conflict("vehicle", 10, "front", 3.2, 0.2, 0)[0] == "cut_in"
+    assert classify_conflict("vehicle", 5, "left", 0.1, 3.0, 0)[0] == "merge"
+    assert classify_conflict("vehicle", 5, "rear", 3.0, 0.0, 0)[0] == "rear_end"
+    assert classify_conflict("vehicle", 90, "right", 0, 0, 0)[0] == "crossing"
+    assert classify_conflict("vehicle", 178, "front", 0, 0.5, 5)[0] == "head_on"
+    assert classify_conflict("vehicle", 178, "front", 0, 5, 60)[0] == "left_turn"
     # ambiguous heading (near 45 deg): the scenario hint breaks the tie, and says so
-    assert classify_conflict("vehicle", 47, "front", 3.0, 0.5, 0.0, 0, "cut_in", c) == ("cut_in", "scenario_hint")
-    assert classify_conflict("vehicle", 47, "front", 3.0, 0.5, 0.0, 0, None, c) == ("crossing", "geometry")
+    assert classify_conflict("vehicle", 47, "front", 3.0, 0.0, 0, "cut_in", c) == ("cut_in", "scenario_hint")
+    assert classify_conflict("vehicle", 47, "front", 3.0, 0.0, 0, None, c) == ("crossing", "geometry")
+    assert classify_conflict("vehicle", 5, "front", 2.0, 1.8, 0, "merge_conflict", c) == ("merge", "scenario_hint")
     # unambiguous geometry ignores the hint
-    assert classify_conflict("vehicle", 90, "front", 3.0, 0.5, 0.0, 0, "cut_in", c) == ("crossing", "geometry")
+    assert classify_conflict("vehicle", 90, "front", 3.0, 0.0, 0, "cut_in", c) == ("crossing", "geometry")
+    assert classify_conflict("vehicle", 5, "front", 3.0, 0.0, 0, "merge_conflict", c) == ("cut_in", "geometry")
 
 
 def test_corrective_action_rules():
@@ -164,13 +186,14 @@ def test_rear_end_scene_label_fields():
     neg = np.stack([12.0 * np.arange(1, 9) * 0.5, np.zeros(8), np.zeros(8)], axis=1)
     brake = np.stack([np.minimum(12 * np.arange(1, 9) * 0.5 - 3 * (np.arange(1, 9) * 0.5) ** 2, 24.0),
                       np.zeros(8), np.zeros(8)], axis=1)
-    label = derive_label(scene, t, 7, frame, neg, brake, seed=3)
+    label = derive_label(scene, t, 7, frame, neg, brake, seed=3, time_to_contact_s=2.0)
     assert label.risk_agent_class == "vehicle" and label.sector == "front"
     ego_front_gap = 40 + 5 * t * DT - (12 * t * DT + 1.461)
     assert label.distance_m == pytest.approx(ego_front_gap, abs=1e-6)
     assert label.bearing_deg == pytest.approx(0.0, abs=1e-6)
     assert label.closing_speed_mps == pytest.approx(7.0, abs=1e-6)
     assert label.ttc_s == pytest.approx(2.0, abs=0.1) and label.risk_level == "medium"
+    assert label.time_to_contact_s == 2.0
     assert label.conflict_type == "rear_end" and label.conflict_source == "geometry"
     assert label.action == "brake" and label.progress_change_m < -2
     parsed = parse_explanation(label.explanation)
@@ -196,6 +219,8 @@ def test_pedestrian_scene_label_fields():
     # a pedestrian still beside the road, far off: right sector at close range
     early = derive_label(scene, frame - 29, 3, frame, neg, None)
     assert early.action == NO_ACTION and early.risk_level in ("low", "medium", "high")
+    # hindsight contact time raises the level when the CV projection sees nothing
+    assert risk_level_of(min(math.inf, 1.0), 0.0) == "high"
 
 
 def test_moments_on_hand_built_scenes():
@@ -237,13 +262,17 @@ def test_rollout_scene_detects_collision_and_extrapolates():
     start, R = 20, 35
     poses = base.ego_poses[start : start + R]
     roll = rollout_to_scene(base, start, poses, base.ego_velocities[start : start + R], origin={"kind": "bank"})
-    assert roll.meta.source == "rollout" and roll.num_frames == T - start
-    assert roll.meta.colliding_agent_id == 7 and roll.meta.collision_frame == base_contact - start
+    assert roll.meta.source == "rollout" and roll.num_frames == T
+    assert roll.meta.colliding_agent_id == 7 and roll.meta.collision_frame == base_contact
     assert roll.meta.extra["recorded_frames"] == R and roll.meta.extra["base_scene_id"] == base.scene_id
+    # decisions are mined only from the rollout's start on (the 3 s lead would need frame base_contact - 30 < 20)
+    (m,) = find_risk_moments(roll, MomentConfig(lead_times=(1.0, 3.0)))
+    assert m.lead_times == (1.0,) and 3.0 in m.dropped_leads
     # a recording that stops (and is extrapolated at constant velocity) before the contact records no collision
     short = rollout_to_scene(base, start, base.ego_poses[start : start + 10], base.ego_velocities[start : start + 10])
     assert short.meta.collision_frame is None and short.meta.extra["ego_extrapolated"]
-    np.testing.assert_allclose(short.ego_poses[10:, 0], base.ego_poses[start + 9, 0] + 1.2 * np.arange(1, T - start - 9))
+    np.testing.assert_allclose(short.ego_poses[30:, 0], base.ego_poses[29, 0] + 1.2 * np.arange(1, T - 29))
+    np.testing.assert_array_equal(short.ego_poses[:start], base.ego_poses[:start])
     with pytest.raises(ValueError, match="start_frame"):
         rollout_to_scene(base, T, poses, base.ego_velocities[:R])
 
@@ -273,8 +302,8 @@ def test_explain_rejects_unknown_values_and_label_validation():
     with pytest.raises(ValueError, match="sector"):
         explain(_fields("vehicle", "above", "high", "rear_end", "brake"))
     with pytest.raises(ValueError, match="risk_level"):
-        SafetyLabel(1, "vehicle", "front", 1.0, 0.0, 0.0, 1.0, 1.0, "extreme", "rear_end", "geometry", "brake",
-                    0.0, -3.0)
+        SafetyLabel(1, "vehicle", "front", 1.0, 0.0, 0.0, 1.0, 1.0, math.inf, "extreme", "rear_end", "geometry",
+                    "brake", 0.0, -3.0)
 
 
 def test_label_accuracy():
