@@ -47,7 +47,7 @@ class Core:
         ego: the ego log.
         actors: scripted agents (the risk agent first in accident scenes, then props / leads).
         variant: scenario variant name.
-        conflict: short description of the conflict.
+        conflict: ``"<scenario type>: <description>"`` (the description goes to ``meta.extra["description"]``).
         collision_frame: first contact frame (accident scenes) or None.
         avoid: extra ego tracks (avoidability counterfactuals) that background traffic must also stay clear of.
         extra: more facts for ``meta.extra``.

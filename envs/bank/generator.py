@@ -48,6 +48,19 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "normal": NORMAL_VARIANTS,
 }
 """Variants per scenario type (drawn uniformly from the seed unless given)."""
+CONFLICT_LABELS = {
+    "rear_end": "lead_vehicle_decelerating",
+    "cut_in": "vehicle_changing_lanes_same_direction",
+    "red_light_runner_left": "straight_crossing_paths",
+    "red_light_runner_right": "straight_crossing_paths",
+    "unprotected_left_turn": "left_turn_across_path_opposite_direction",
+    "right_turn_vru": "right_turn_vs_vulnerable_road_user",
+    "pedestrian_occluded": "pedestrian_crossing_from_behind_obstruction",
+    "head_on_drift": "opposite_direction_drifting",
+    "merge_conflict": "vehicle_merging",
+    "normal": "none",
+}
+"""``meta.extra["conflict"]`` per scenario type: the NHTSA-style pre-crash scenario label (``"none"`` for normal)."""
 MAX_ATTEMPTS = 200
 """Parameter draws per scene before giving up (a failed draw is retried from the same random stream)."""
 BACKGROUND_RANGE = (3, 12)
@@ -114,7 +127,8 @@ def _assemble(
         "seed": seed,
         "layout": core.layout,
         "variant": core.variant,
-        "conflict": core.conflict,
+        "conflict": CONFLICT_LABELS[scenario_type],
+        "description": core.conflict.split(": ", 1)[-1],
         "ego_route": core.route,
         "num_background": len(background),
         **core.extra,

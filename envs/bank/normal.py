@@ -53,7 +53,7 @@ def normal(rng: np.random.Generator, variant: str) -> Core:
             route = (f"S_in{n_ns - 1}", f"S_in{n_ns - 1}>E_out{n_ew - 1}", f"E_out{n_ew - 1}")
         entry = layout.lane(route[0]).centerline
         in_len = float(np.linalg.norm(entry[-1] - entry[0]))
-        ego = _planned_ego(rng, layout.name, route, in_len - rng.uniform(20.0, 90.0), 13.0)
+        ego = _planned_ego(rng, layout.name, route, in_len - rng.uniform(15.0, 70.0), 13.0)
         return Core(layout.name, route, ego, [], variant, f"none: {variant.replace('_', ' ')} on green")
     if variant == "merge":
         route = (("ramp", "E1_down"), ("E1_up", "E1_down"), ("E0",))[int(rng.integers(3))]
