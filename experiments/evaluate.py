@@ -1,0 +1,164 @@
+"""Evaluate policies on the replay environment and format the paper-style results table.
+
+Open loop (NAVSIM-style): one decision per scene, the action scored by the PDM scorer; reported as means over
+scenes of PDMS (or the map-free score where a scene has no map), its sub-scores, and the **collision rate** (share of
+decisions whose trajectory collides with any agent within the 4 s horizon, at fault or not).
+Closed loop: one episode per scene, re-planning every 0.5 s; the collision rate is the share of episodes that end
+in an actual collision of the simulated ego.
+
+Language accuracy and risk-prediction accuracy need a policy that states a safety label (the VLA of the learning
+stages); for policies that do not, they are reported as ``n/a``, never as a number.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from envs.replay_env import ReplayEnv
+
+SUB_SCORES = ("nc", "dac", "ddc", "ttc", "ep", "comfort")
+
+
+@dataclass
+class EvalResult:
+    """Aggregated metrics of one policy (means over scenes / episodes; NaN where unavailable)."""
+
+    policy: str
+    mode: str
+    num_scenes: int
+    score: float
+    """Mean PDMS (mean map-free score where the scenes have no map) [0, 1]."""
+    score_kind: str
+    """``"pdms"``, ``"map_free"`` or ``"mixed"``."""
+    collision_rate: float
+    """Share of decisions (open loop) / episodes (closed loop) with a collision."""
+    sub_scores: dict[str, float] = field(default_factory=dict)
+    """Mean NC, DAC, DDC, TTC, EP, C (open loop)."""
+    mean_return: float = math.nan
+    """Closed loop: mean episode return."""
+    language_accuracy: float | None = None
+    """Share of correct safety-label fields in the policy's text (None: the policy states no label)."""
+    risk_accuracy: float | None = None
+    """Share of correct risk-level predictions (None: the policy predicts none)."""
+    per_type: dict[str, dict[str, float]] = field(default_factory=dict)
+    """``{scenario_type: {"score": ..., "collision_rate": ..., "n": ...}}``."""
+
+
+def _mean(values: Sequence[float]) -> float:
+    arr = np.asarray(values, dtype=np.float64)
+    arr = arr[~np.isnan(arr)]
+    return float(arr.mean()) if len(arr) else math.nan
+
+
+def _per_type(types: list[str], scores: list[float], collisions: list[bool]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for name in sorted(set(types)):
+        idx = [i for i, t in enumerate(types) if t == name]
+        out[name] = {
+            "score": _mean([scores[i] for i in idx]),
+            "collision_rate": float(np.mean([collisions[i] for i in idx])),
+            "n": float(len(idx)),
+        }
+    return out
+
+
+def evaluate_open_loop(policy: Any, env: ReplayEnv, progress: bool = True,
+                       on_scene: Callable[[int, dict[str, Any]], None] | None = None) -> EvalResult:
+    """One decision per scene of ``env.source`` (in index order), scored by the environment's reward terms.
+
+    Args:
+        policy: has ``name`` and ``act(obs, env) -> (8, 3)``.
+        env: an open-loop :class:`ReplayEnv`.
+        on_scene: called with ``(index, info)`` after each scene (e.g. to log curves).
+    """
+    if env.mode != "open_loop":
+        raise ValueError(f"evaluate_open_loop: env.mode is {env.mode!r}, expected 'open_loop'")
+    n = len(env.source)
+    rows: dict[str, list[float]] = {k: [] for k in (*SUB_SCORES, "score")}
+    collisions: list[bool] = []
+    types: list[str] = []
+    kinds: set[str] = set()
+    for i in tqdm(range(n), desc=f"open loop: {policy.name}", disable=not progress, leave=False):
+        obs, _ = env.reset(seed=i, options={"scene_index": i})
+        _, _, _, _, info = env.step(policy.act(obs, env))
+        for k in rows:
+            rows[k].append(float(info["rewards"][k]))
+        collisions.append(bool(info["collision"]))
+        types.append(info["scenario_type"])
+        kinds.add(info["score_kind"])
+        if on_scene is not None:
+            on_scene(i, info)
+    return EvalResult(
+        policy=policy.name,
+        mode="open_loop",
+        num_scenes=n,
+        score=_mean(rows["score"]),
+        score_kind=kinds.pop() if len(kinds) == 1 else "mixed",
+        collision_rate=float(np.mean(collisions)) if collisions else math.nan,
+        sub_scores={k: _mean(rows[k]) for k in SUB_SCORES},
+        per_type=_per_type(types, rows["score"], collisions),
+    )
+
+
+def evaluate_closed_loop(policy: Any, env: ReplayEnv, progress: bool = True, max_steps: int = 200) -> EvalResult:
+    """One closed-loop episode per scene of ``env.source``; collision rate = episodes ending in a collision."""
+    if env.mode != "closed_loop":
+        raise ValueError(f"evaluate_closed_loop: env.mode is {env.mode!r}, expected 'closed_loop'")
+    n = len(env.source)
+    returns, scores, collisions, types = [], [], [], []
+    kinds: set[str] = set()
+    for i in tqdm(range(n), desc=f"closed loop: {policy.name}", disable=not progress, leave=False):
+        obs, info = env.reset(seed=i, options={"scene_index": i})
+        total, step_scores, collided = 0.0, [], False
+        for _ in range(max_steps):
+            obs, reward, terminated, truncated, info = env.step(policy.act(obs, env))
+            total += float(reward)
+            step_scores.append(float(info["rewards"]["score"]))
+            kinds.add(info["score_kind"])
+            if terminated or truncated:
+                collided = info.get("termination_reason") == "collision"
+                break
+        returns.append(total)
+        scores.append(_mean(step_scores))
+        collisions.append(collided)
+        types.append(info["scenario_type"])
+    return EvalResult(
+        policy=policy.name,
+        mode="closed_loop",
+        num_scenes=n,
+        score=_mean(scores),
+        score_kind=kinds.pop() if len(kinds) == 1 else "mixed",
+        collision_rate=float(np.mean(collisions)) if collisions else math.nan,
+        mean_return=_mean(returns),
+        per_type=_per_type(types, scores, collisions),
+    )
+
+
+def _pct(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return "nan" if math.isnan(value) else f"{100.0 * value:.1f}"
+
+
+def results_table(results: Sequence[EvalResult]) -> str:
+    """The paper-style table: PDMS, collision rate, language accuracy, risk prediction accuracy (all in %),
+    then the open-loop sub-scores."""
+    head = ["method", "mode", "scenes", "PDMS", "collision %", "lang acc %", "risk acc %", *[s.upper() for s in SUB_SCORES]]
+    lines = []
+    for r in results:
+        score_name = "" if r.score_kind == "pdms" else f" ({r.score_kind})"
+        lines.append([
+            r.policy, r.mode, str(r.num_scenes), _pct(r.score) + score_name, _pct(r.collision_rate),
+            _pct(r.language_accuracy), _pct(r.risk_accuracy),
+            *[_pct(r.sub_scores.get(s)) if s in r.sub_scores else "-" for s in SUB_SCORES],
+        ])
+    widths = [max(len(h), *(len(row[i]) for row in lines)) for i, h in enumerate(head)] if lines else [len(h) for h in head]
+    fmt = "  ".join("{:<%d}" % w for w in widths)
+    out = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*row) for row in lines]
+    return "\n".join(out)
