@@ -61,7 +61,7 @@ _NUM_COLUMNS = 7
 
 # ----------------------------------------------------------------------------------------------------------- inputs
 def _validate_states(states: np.ndarray, config: PDMConfig) -> np.ndarray:
-    """``states`` as float64 ``(G, T, 7)`` with ``G >= 1`` and ``T = config.num_sim_steps``; ``ValueError`` otherwise."""
+    """``states`` as float64 ``(G, T, 7)``, ``G >= 1``, ``T = config.num_sim_steps``; ``ValueError`` otherwise."""
     try:
         arr = np.asarray(states, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -452,9 +452,11 @@ def score_states_reference(
         else:
             largest = np.maximum(masked, float(reference_progress))
         ep = _ego_progress(masked, multiplier, largest, config)
+        # EPDMS-like preset: DDC multiplies *instead of* being averaged (PDMConfig.ddc_multiplicative), so its weight
+        # leaves the weighted average; it also masks progress, as NAVSIM v2 masks EP with every multiplicative metric.
         ddc_weight = 0.0 if config.ddc_multiplicative else config.ddc_weight
         weights = config.ep_weight + config.ttc_weight + config.comfort_weight + ddc_weight
-        weighted = (config.ep_weight * ep + config.ttc_weight * ttc + config.comfort_weight * comfort + ddc_weight * ddc)
+        weighted = config.ep_weight * ep + config.ttc_weight * ttc + config.comfort_weight * comfort + ddc_weight * ddc
         pdms = multiplier * weighted / weights
 
     return PDMResult(
