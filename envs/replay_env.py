@@ -67,11 +67,10 @@ from envs.render import BEVConfig, BEVRenderer
 from envs.reward import REWARD_TERMS, reward_terms
 from envs.scene import Scene
 from envs.scoring import map_geometry_from_scene_map, problem_from_scene
-from envs.simulation import EgoTrack, check_frames, simulate_prefix
+from envs.simulation import DrivableArea, EgoTrack, check_frames, simulate_prefix
 from envs.sources import SceneSource, make_source
 from rewards.config import PDMConfig
 from rewards.geometry import world_to_local
-from rewards.map_index import MapIndex, map_index_for
 from rewards.pdm import reference_for, score_states
 from rewards.tracking import simulate_candidates
 from rewards.types import EgoState, ScoringProblem
@@ -212,10 +211,10 @@ class _SceneContext:
     """Per-scene precomputations, cached with the scene."""
 
     route: Route
-    map_index: MapIndex | None
-    """The scorer's map index (off-road checks), None without a map."""
+    drivable: DrivableArea | None
+    """Drivable area for the off-road checks, None without a map."""
     t_max: int
-    """Last valid decision / start frame (the scoring horizon fits inside the log)."""
+    """Latest decision / start frame (``log_end_margin`` before the log's end)."""
 
 
 class ReplayEnv(gym.Env):
@@ -285,7 +284,8 @@ class ReplayEnv(gym.Env):
         self._scene: Scene | None = None
         self._track: EgoTrack | None = None
         self._done = False
-        self._pending: list[tuple[int, EgoState, np.ndarray]] = []  # lazy mode: (frame, ego state, action)
+        self._pending: list[tuple[Scene, int, EgoState, np.ndarray, int]] = []  # lazy: (scene, frame, ego, action, episode)
+        self._episode = -1
         self._last_action: np.ndarray | None = None
         self._command = 1
         self._route_s = 0.0
@@ -346,7 +346,7 @@ class ReplayEnv(gym.Env):
         self._track = EgoTrack(scene, t0, self._log_problem(scene, t0).ego)
         self._current = None
         self._done = False
-        self._pending = []
+        self._episode += 1
         self._last_action = None
         obs = self._observation()
         return obs, self._info({}, False, -1)
@@ -371,11 +371,11 @@ class ReplayEnv(gym.Env):
         terms: dict[str, float] = {}
         if cfg.reward_mode == "eager":
             problem = self._problem()
-            scored = self._score(problem, simulate_candidates(problem.ego, traj[None], cfg.pdm))
+            scored = self._score(scene, problem, simulate_candidates(problem.ego, traj[None], cfg.pdm))
             terms = {name: float(scored[name][0]) for name in REWARD_TERMS}
             collision, agent = bool(scored["is_collision"][0]), int(scored["colliding_agent_id"][0])
         else:  # the scoring problem is built at flush time
-            self._pending.append((track.frame, track.ego_state, traj))
+            self._pending.append((scene, track.frame, track.ego_state, traj, self._episode))
             terms["reward"], collision, agent = 0.0, False, -1
 
         if self.mode == "open_loop":
@@ -387,7 +387,7 @@ class ReplayEnv(gym.Env):
         ctx = self._context(scene)
         # The scorer's simulation starts each candidate with straight wheels; the closed loop keeps the steering.
         states, steering = simulate_prefix(track.ego_state, traj, cfg.pdm, k, track.steering)
-        colliding, offroad_at = check_frames(scene, states[:, :3], track.frame + 1 + np.arange(k), ctx.map_index)
+        colliding, offroad_at = check_frames(scene, states[:, :3], track.frame + 1 + np.arange(k), ctx.drivable)
         events = np.flatnonzero((colliding >= 0) | offroad_at)
         n = int(events[0]) + 1 if len(events) else k  # frames actually driven (up to the first event)
         track.advance(states[:n], float(steering[n - 1]))
@@ -418,27 +418,32 @@ class ReplayEnv(gym.Env):
         cfg = self.config
         traj = validate_trajectories(trajectories, "trajectories", group=True)
         problem = self._problem()
-        return self._score(problem, simulate_candidates(problem.ego, traj, cfg.pdm))
+        return self._score(self.scene, problem, simulate_candidates(problem.ego, traj, cfg.pdm))
 
     def flush_rewards(self) -> dict[str, np.ndarray]:
-        """Lazy mode: score the decisions stored since the last flush, in order, and forget them.
+        """Lazy mode: score the decisions stored since the last flush (across resets), in order, and forget them.
+
+        Call it regularly (e.g. after each rollout): decisions are kept until then.
 
         Returns:
-            ``{name: (K,) array}`` as :meth:`score_group`, one entry per stored step (``K`` may be 0). The
+            ``{name: (K,) array}`` as :meth:`score_group`, one entry per stored step (``K`` may be 0: empty dict),
+            plus ``episode`` (int64, counting resets of this env from 0) and ``t`` (the decision frame). The
             per-step reward is ``reward`` (plus the terminal terms already returned by ``step``).
         """
         pending, self._pending = self._pending, []
         if not pending:
             return {}
         cfg = self.config
-        assert self._scene is not None
         rows = []
-        for frame, ego, traj in pending:
-            problem = self._log_problem(self._scene, frame)
+        for scene, frame, ego, traj, _ in pending:
+            problem = self._log_problem(scene, frame)
             if problem.ego is not ego:
                 problem = dataclasses.replace(problem, ego=ego)
-            rows.append(self._score(problem, simulate_candidates(ego, traj[None], cfg.pdm)))
-        return {name: np.concatenate([r[name] for r in rows]) for name in rows[0]}
+            rows.append(self._score(scene, problem, simulate_candidates(ego, traj[None], cfg.pdm)))
+        out = {name: np.concatenate([r[name] for r in rows]) for name in rows[0]}
+        out["episode"] = np.array([p[4] for p in pending], dtype=np.int64)
+        out["t"] = np.array([p[1] for p in pending], dtype=np.int64)
+        return out
 
     def logged_action(self) -> np.ndarray:
         """The ego's logged future as an action from the current (possibly simulated) state: ``(8, 3)`` float32.
@@ -505,8 +510,8 @@ class ReplayEnv(gym.Env):
                 f"scene {scene.scene_id}: {scene.num_frames} frames at dt={scene.dt} s are shorter than "
                 f"EnvConfig.log_end_margin={self.config.log_end_margin} s"
             )
-        index = None if scene.map is None else map_index_for(map_geometry_from_scene_map(scene.map))
-        ctx = _SceneContext(route=Route.from_scene(scene), map_index=index, t_max=t_max)
+        drivable = None if scene.map is None else DrivableArea(map_geometry_from_scene_map(scene.map))
+        ctx = _SceneContext(route=Route.from_scene(scene), drivable=drivable, t_max=t_max)
         self._contexts[scene.scene_id] = ctx
         if len(self._contexts) > self.config.scene_cache_size:
             self._contexts.popitem(last=False)
@@ -546,16 +551,13 @@ class ReplayEnv(gym.Env):
         self._current = (track.frame, problem)
         return problem
 
-    def _score(self, problem: ScoringProblem, states: np.ndarray) -> dict[str, np.ndarray]:
-        """Reward terms of simulated states ``(G, 41, 7)`` at ``problem`` (EP normaliser per ``config.reference``)."""
+    def _score(self, scene: Scene, problem: ScoringProblem, states: np.ndarray) -> dict[str, np.ndarray]:
+        """Reward terms of simulated states ``(G, 41, 7)`` at ``problem`` of ``scene`` (EP normaliser per
+        ``config.reference``)."""
         cfg = self.config
         ref_progress = None
         if problem.map is not None and cfg.reference is not None:
-            if cfg.reference == "log":
-                assert self._scene is not None
-                base = self._log_problem(self._scene, problem.time_index)
-            else:
-                base = problem
+            base = self._log_problem(scene, problem.time_index) if cfg.reference == "log" else problem
             ref_progress = reference_for(base, cfg.pdm).masked_progress
         result = score_states(problem, states, cfg.pdm, reference_progress=ref_progress)
         return reward_terms(result, cfg.pdm, cfg.w_score, cfg.w_collision)

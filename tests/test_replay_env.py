@@ -147,8 +147,24 @@ def test_check_frames_finds_overlap_and_offroad():
     env = ReplayEnv([scene], "closed_loop", FAST)
     env.reset(seed=0)
     far = scene.ego_poses[[f - 20]] + [0.0, 500.0, 0.0]
-    _, off = check_frames(scene, far, np.array([f - 20]), env._context(scene).map_index)
+    _, off = check_frames(scene, far, np.array([f - 20]), env._context(scene).drivable)
     assert off.tolist() == [True]
+
+
+def test_drivable_area_fast_path_equals_the_exact_index():
+    from envs.scoring import map_geometry_from_scene_map
+    from envs.simulation import DrivableArea
+
+    rng = np.random.default_rng(0)
+    for scenario_type in ("cut_in", "unprotected_left_turn", "merge_conflict"):
+        geometry = map_geometry_from_scene_map(generate_scene(scenario_type, seed=0).map)
+        area = DrivableArea(geometry)
+        lo = np.min([p.min(axis=0) for p in geometry.drivable_areas], axis=0)
+        hi = np.max([p.max(axis=0) for p in geometry.drivable_areas], axis=0)
+        pts = rng.uniform(lo - 5.0, hi + 5.0, size=(4000, 2))
+        exact = area.index.contains(pts)[:, area.index.drivable_columns].any(axis=-1)
+        assert 0.05 < exact.mean() < 0.95
+        np.testing.assert_array_equal(area.contains(pts), exact)
 
 
 # -------------------------------------------------------------------------------------------- scoring API
@@ -196,7 +212,11 @@ def test_lazy_rewards_equal_eager_rewards():
         rewards.append(info["rewards"]["reward"] - info["rewards"]["terminal_collision"])
         if te or tr:
             break
-    np.testing.assert_allclose(lazy.flush_rewards()["reward"], rewards)
+    lazy.reset()
+    lazy.step(lazy.logged_action())  # decisions survive resets until flushed
+    flushed = lazy.flush_rewards()
+    np.testing.assert_allclose(flushed["reward"][:-1], rewards)
+    assert flushed["episode"].tolist() == [0] * len(rewards) + [1]
     assert lazy.flush_rewards() == {}
 
 
