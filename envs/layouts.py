@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping, Sequence
@@ -447,13 +448,26 @@ def _cached_path(layout_name: str, names: tuple[str, ...]) -> Path:
     return Path.from_points(polyline_of_lanes([layout.lane(n) for n in names]))
 
 
+def _roadblock(lane_name: str) -> str:
+    """Road segment ("roadblock") of a lane name: the name without lane indices and taper suffixes, per side of a
+    connector (``"E1_up"`` -> ``"E"``, ``"S_in1"`` -> ``"S_in"``, ``"S_in0>W_out0"`` -> ``"S_in>W_out"``)."""
+    return ">".join(re.sub(r"\d.*$", "", part) for part in lane_name.split(">"))
+
+
+def on_route_lane_ids(layout: "Layout", route_names: Sequence[str]) -> tuple[int, ...]:
+    """Ids of every lane in the road segments the route passes (NAVSIM's on-route lanes: all lanes of the route's
+    roadblocks, so a lane change into a parallel same-direction lane stays on route), in id order."""
+    blocks = {_roadblock(name) for name in route_names}
+    return tuple(sorted(lane_id for name, lane_id in layout.lane_ids.items() if _roadblock(name) in blocks))
+
+
 @functools.lru_cache(maxsize=512)
 def _cached_scene_map(layout_name: str, route_names: tuple[str, ...], num_frames: int) -> SceneMap:
     layout = get_layout(layout_name)
     return SceneMap(
         drivable_areas=layout.drivable_areas,
         lanes=layout.lanes,
-        route_lane_ids=layout.route_ids(route_names),
+        route_lane_ids=on_route_lane_ids(layout, route_names),
         route=layout.path(route_names).points,
         intersections=layout.intersections,
         traffic_lights=layout.lights(num_frames),

@@ -152,7 +152,9 @@ class SceneMap:
     Attributes:
         drivable_areas: polygons ``(P_i, 2)`` [m] whose union is the drivable area (roads, junctions).
         lanes: lanes and lane connectors.
-        route_lane_ids: ids of the lanes the ego route follows, in order.
+        route_lane_ids: ids of the on-route lanes: every lane of the road segments the route passes (NAVSIM's
+            definition: all lanes of the route's roadblocks, parallel same-direction lanes included; the scorer's
+            DDC / ``oncoming`` test uses them).
         route: ``(R, 2)`` [m] the ego route centreline, in driving order (used for progress and commands).
         intersections: polygons ``(P_i, 2)`` [m] of junction areas.
         traffic_lights: signals, where known.

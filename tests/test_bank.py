@@ -16,7 +16,15 @@ import shapely
 
 from envs.bank import ACCIDENT_TYPES, COLLISION_WINDOW, SCENARIO_TYPES, VARIANTS, ScenarioBank, generate_scene
 from envs.bank.motion import brake_after, smoothstep, track_poses
-from envs.layouts import LAYOUT_NAMES, Path, get_layout, polyline_of_lanes, pose_at, route_polyline
+from envs.layouts import (
+    LAYOUT_NAMES,
+    Path,
+    get_layout,
+    on_route_lane_ids,
+    polyline_of_lanes,
+    pose_at,
+    route_polyline,
+)
 from envs.scene import AgentClass, Scene
 from rewards.geometry import box_corners, boxes_overlap
 
@@ -99,8 +107,11 @@ def test_junction_connectors_and_lights():
     states = {light.lane_id: int(light.states[0]) for light in scene_map.traffic_lights}
     assert states[layout.lane_ids["S_in0>W_out0"]] == 1 and states[layout.lane_ids["E_in0>W_out0"]] == 3
     assert len(scene_map.traffic_lights) == sum(">" in n for n in layout.lane_ids)
-    route = route_polyline(scene_map, scene_map.route_lane_ids)
+    route = route_polyline(scene_map, layout.route_ids(["S_in0", "S_in0>W_out0", "W_out0"]))
     assert np.array_equal(route, scene_map.route)
+    # on-route lanes are NAVSIM's: every lane of the route's road segments (parallel same-direction lanes too)
+    on_route = {name for name, i in layout.lane_ids.items() if i in scene_map.route_lane_ids}
+    assert on_route == {"S_in0", "S_in1", "S_in0>W_out0", "W_out0", "W_out1"}
     with pytest.raises(ValueError, match="not connected"):
         polyline_of_lanes([layout.lane("S_in0"), layout.lane("N_out1")])
     with pytest.raises(ValueError, match="unknown layout"):
@@ -220,7 +231,9 @@ def test_meta_and_map(scenario_type):
         extra = scene.meta.extra
         assert extra["layout"] in LAYOUT_NAMES and extra["variant"] in VARIANTS[scenario_type] and extra["conflict"]
         assert 3 <= scene.num_agents <= 16 and scene.agent_valid.all()
-        assert scene.map.route_lane_ids == get_layout(extra["layout"]).route_ids(extra["ego_route"])
+        layout = get_layout(extra["layout"])
+        assert set(layout.route_ids(extra["ego_route"])) <= set(scene.map.route_lane_ids)
+        assert scene.map.route_lane_ids == on_route_lane_ids(layout, extra["ego_route"])
         assert scene.map is get_layout(extra["layout"]).scene_map(extra["ego_route"], 101)
 
 
