@@ -7,12 +7,13 @@ Detection is independent of the scene's meta data and of the scorer:
   is the first overlapping frame per agent. Where the meta data also names a collision (``collision_frame``,
   ``colliding_agent_id``) the two are compared and both kept (``detected_by``); a meta-only collision (boxes never
   overlap, e.g. noisy DeepAccident boxes) is still mined, marked ``detected_by="meta"``.
-* **near-miss**: at a frame where the ego moves (speed >= ``min_ego_speed``), an agent not in front of a collision
-  has a constant-velocity time to collision (:func:`counterfactual.projection.cv_time_to_collision`) below
-  ``near_miss_ttc`` with a closing speed above ``near_miss_closing_speed``; agents behind the ego (bearing beyond
-  ``rear_exclusion_deg``) are skipped unless ``include_rear`` (the ego cannot be blamed for a car approaching from
-  behind). Consecutive such frames of one agent form one event (kept when it lasts ``near_miss_min_duration``); its *projected contact* is ``frame + TTC`` at the
-  frame of the smallest TTC.
+* **near-miss**: at a frame where the ego moves (speed >= ``min_ego_speed``), an agent that never collides has a
+  projected time to collision (ego: constant speed and yaw rate; agents: constant velocity;
+  :func:`counterfactual.projection.cv_time_to_collision`) below ``near_miss_ttc`` with a closing speed above
+  ``near_miss_closing_speed``; agents behind the ego (bearing beyond ``rear_exclusion_deg``) are skipped unless
+  ``include_rear`` (the ego cannot be blamed for a car approaching from behind). Consecutive such frames of one
+  agent form one event, kept when it lasts ``near_miss_min_duration``; its *projected contact* is ``frame + TTC``
+  at the frame of the smallest TTC.
 
 Decision frames are ``contact_frame - round(lead / dt)`` for each lead time, kept when ``t >= min_history / dt``
 (for rollouts also ``t >=`` the rollout's first recorded frame),
@@ -399,10 +400,11 @@ def observation_ref(scene: Scene, t: int, origin: Mapping[str, Any] | None = Non
 
 def scene_origin(scene: Scene) -> dict[str, Any]:
     """How to re-create a scene from its meta data: bank scenes ``{"kind": "bank", "scenario_type", "seed",
-    "variant"}``; other sources ``{"kind": <source>, "scene_id"}`` (the caller should pass a fuller origin)."""
+    "scene_id", "variant"}``; other sources ``{"kind": <source>, "scene_id"}`` (the caller should pass a fuller origin)."""
     extra = scene.meta.extra
     if scene.meta.source == "synthetic" and "seed" in extra:
-        origin = {"kind": "bank", "scenario_type": scene.meta.scenario_type, "seed": _plain(extra["seed"])}
+        origin = {"kind": "bank", "scenario_type": scene.meta.scenario_type, "seed": _plain(extra["seed"]),
+                  "scene_id": scene.scene_id}
         if extra.get("variant") is not None:
             origin["variant"] = _plain(extra["variant"])
         return origin
@@ -423,6 +425,8 @@ def resolve_scene(ref_or_origin: Mapping[str, Any]) -> Scene:
         from envs.bank import generate_scene
 
         kwargs = {"variant": origin["variant"]} if origin.get("variant") is not None else {}
+        if origin.get("scene_id"):
+            kwargs["scene_id"] = origin["scene_id"]
         return generate_scene(origin["scenario_type"], int(origin["seed"]), **kwargs)
     if kind == "bank_index":
         from envs.bank import ScenarioBank

@@ -69,7 +69,8 @@ def test_round_trip_and_errors(mined, tmp_path):
             assert da[name] == db[name] or (math.isnan(da[name]) and math.isnan(db[name])), name
         assert a.negative_scores == b.negative_scores and a.positive_scores == b.positive_scores
         assert a.observation_ref == b.observation_ref and a.positive_spec == b.positive_spec
-    assert back[0].observation_ref["origin"] == {"kind": "bank", "scenario_type": "rear_end", "seed": 7}
+    assert back[0].observation_ref["origin"] == {"kind": "bank", "scenario_type": "rear_end", "seed": 7,
+                                                 "scene_id": "hand/rear_end"}
 
     table = pq.read_table(path)
     old = table.replace_schema_metadata({**table.schema.metadata, METADATA_KEY: b"0.9"})
