@@ -102,13 +102,14 @@ class EnvConfig:
     observation (state-only policies; the BEV render is the largest cost of a lazy closed-loop step)."""
     pdm: PDMConfig = field(default_factory=PDMConfig)
     """Scorer configuration (NAVSIM v1.1 defaults); its ``sim_dt`` must equal the scenes' ``dt``."""
-    reference: str | None = "auto"
-    """EP normaliser (see :data:`REFERENCES`): ``"auto"`` plans the PDM-Closed-like reference from the current
-    (possibly simulated) ego state, exact and costly (~30 ms per state; cached per state, so ``score_group`` after
-    ``step`` at the same state reuses it); ``"log"`` plans it from the *logged* ego state at the same frame, cached
-    per (scene, frame) (identical in open loop; an approximation in closed loop once the ego leaves the log); None
-    normalises among the scored trajectories only (for a single action EP is then 1 unless it progresses < 5 m with
-    NC x DAC = 0)."""
+    reference: str | None = "log"
+    """EP normaliser (see :data:`REFERENCES`): ``"log"`` plans the PDM-Closed-like reference
+    (:func:`rewards.pdm.reference_for`) from the *logged* ego state at the decision frame and caches it per
+    (scene, frame): exact in open loop, an approximation in closed loop once the ego leaves the log (the reference
+    then starts from the logged, not the simulated, state). ``"auto"`` plans it from the current (possibly
+    simulated) state: exact, but planning costs tens of ms per new state (cached per state, so ``score_group`` after
+    ``step`` at the same state reuses it). None normalises among the scored trajectories only (for a single action
+    EP is then 1 unless it progresses < 5 m with NC x DAC = 0)."""
     lead_time: float = 2.0
     """Open loop: decision time before ``meta.collision_frame`` in accident scenes [s]."""
     closed_loop_lead_time: float = 3.0
@@ -146,8 +147,10 @@ class EnvConfig:
     """``"shuffle"``: a seeded permutation per pass over the source; ``"sequential"``: index order."""
     scene_cache_size: int = 16
     """Loaded scenes (and their per-scene precomputations) kept in memory."""
-    problem_cache_size: int = 64
-    """Scoring problems (agents' windows per (scene, frame)) kept in memory."""
+    problem_cache_size: int = 256
+    """Scoring problems of the log per (scene, frame) kept in memory, with the scorer's per-problem caches (object
+    boxes, the ``"log"`` reference); size it to the decision frames of the scenes in use (~7 per closed-loop
+    episode)."""
 
     def __post_init__(self) -> None:
         if self.reference not in REFERENCES:
@@ -168,7 +171,9 @@ class EnvConfig:
         if self.history_poses < 1:
             raise ValueError(f"EnvConfig.history_poses: expected >= 1, got {self.history_poses}")
         if self.pdm.num_poses != NUM_POSES:
-            raise ValueError(f"EnvConfig.pdm.num_poses: the action space has {NUM_POSES} poses, got {self.pdm.num_poses}")
+            raise ValueError(
+                f"EnvConfig.pdm.num_poses: the action space has {NUM_POSES} poses, got {self.pdm.num_poses}"
+            )
 
 
 def validate_trajectories(trajectories: Any, name: str = "action", group: bool = False) -> np.ndarray:
@@ -249,7 +254,9 @@ class ReplayEnv(gym.Env):
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode: expected None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode: expected None or one of {self.metadata['render_modes']}, got {render_mode!r}"
+            )
         self.mode = mode
         self.config = config if config is not None else EnvConfig()
         self.render_mode = render_mode
@@ -284,7 +291,8 @@ class ReplayEnv(gym.Env):
         self._scene: Scene | None = None
         self._track: EgoTrack | None = None
         self._done = False
-        self._pending: list[tuple[Scene, int, EgoState, np.ndarray, int]] = []  # lazy: (scene, frame, ego, action, episode)
+        # Lazy mode: (scene, frame, ego state, action, episode) per step, until flush_rewards.
+        self._pending: list[tuple[Scene, int, EgoState, np.ndarray, int]] = []
         self._episode = -1
         self._last_action: np.ndarray | None = None
         self._command = 1

@@ -135,8 +135,7 @@ def make_source(
             if not isinstance(s, Scene):
                 raise TypeError(f"scene source: item {i} is a {type(s).__name__}, not a Scene")
         return SceneSource(tuple(source), f"{len(source)} given scenes", cache_size)
-    return SceneSource(source, f"{type(source).__name__} ({len(source) if hasattr(source, '__len__') else '?'} "
-                       "scenes)", cache_size)
+    return SceneSource(source, repr(source)[:200], cache_size)  # e.g. DeepAccidentDataset(root='...', ...)
 
 
 def _deepaccident(root: str | os.PathLike, split: str | None, strict: bool, cache_size: int) -> SceneSource:

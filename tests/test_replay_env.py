@@ -21,8 +21,8 @@ from rewards.types import EgoState
 
 SMALL_BEV = BEVConfig(height=48, width=48, meters_per_pixel=1.0)
 """A small BEV keeps the tests fast; 48 px is above NatureCNN's 36 px minimum."""
-FAST = EnvConfig(bev=SMALL_BEV, reference="log")
-"""Small BEV and the per-(scene, frame) cached reference."""
+FAST = EnvConfig(bev=SMALL_BEV)
+"""Small BEV (the default reference, "log", is cached per (scene, frame))."""
 REPLAN = 5
 """Frames per closed-loop step (0.5 s at 10 Hz)."""
 
@@ -220,6 +220,19 @@ def test_lazy_rewards_equal_eager_rewards():
     assert lazy.flush_rewards() == {}
 
 
+def test_reference_log_equals_auto_in_open_loop():
+    """Open loop scores the logged state, where "log" and "auto" plan the same reference."""
+    out = {}
+    for reference in ("log", "auto", None):
+        env = _env("open_loop", dataclasses.replace(FAST, reference=reference), num_scenes=2)
+        env.reset(seed=0)
+        slow = env.logged_action() * np.array([0.3, 0.3, 1.0], dtype=np.float32)  # 30 % of the logged progress
+        out[reference] = env.score_group(np.stack([slow, env.logged_action()]))["ep"]
+    np.testing.assert_array_equal(out["log"], out["auto"])
+    assert out["log"][0] < 0.5 and out[None][0] < 0.5  # slow candidate: low EP either way
+    assert out[None][1] == 1.0  # without a reference the best of the group gets EP 1
+
+
 def test_map_free_scenes_report_the_map_free_score_not_pdms():
     scene = dataclasses.replace(generate_scene("cut_in", seed=1), map=None)
     env = ReplayEnv([scene], "open_loop", FAST)
@@ -227,7 +240,8 @@ def test_map_free_scenes_report_the_map_free_score_not_pdms():
     _, reward, _, _, info = env.step(env.logged_action())
     terms = info["rewards"]
     assert info["score_kind"] == "map_free" and np.isnan(terms["pdms"]) and np.isnan(terms["ep"])
-    assert terms["score"] == terms["map_free_score"] == pytest.approx(terms["nc"] * (5 * terms["ttc"] + 2 * terms["comfort"]) / 7)
+    expected = terms["nc"] * (5 * terms["ttc"] + 2 * terms["comfort"]) / 7
+    assert terms["score"] == terms["map_free_score"] == pytest.approx(expected)
     assert reward == pytest.approx(terms["score"] + terms["collision"])
 
 
@@ -366,6 +380,12 @@ def test_observation_contents_and_prompt():
     assert obs["ego_state"][0] == pytest.approx(np.linalg.norm(scene.ego_velocities[t]), rel=1e-5)
     np.testing.assert_allclose(obs["history"][-1], scene.world_to_ego(scene.ego_poses[t - 5], t), atol=1e-4)
     assert f"{obs['ego_state'][0]:.1f} m/s" in info["prompt"] and "command" in info["prompt"]
+    viewer = _env("closed_loop", render_mode="rgb_array")
+    viewer.reset(seed=0)
+    before = viewer.render()
+    viewer.step(viewer.logged_action())
+    after = viewer.render()  # now with the action drawn, from the new frame
+    assert before.shape == after.shape == (256, 256, 3) and not np.array_equal(before, after)
     state_only = _env("closed_loop", dataclasses.replace(FAST, bev=None))
     obs, _ = state_only.reset(seed=0)
     assert "bev" not in obs and state_only.observation_space.contains(obs)
