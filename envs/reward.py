@@ -21,8 +21,6 @@ from rewards.config import PDMConfig
 
 REWARD_TERMS = ("nc", "dac", "ddc", "ttc", "ep", "comfort", "pdms", "collision", "map_free_score", "score", "reward")
 """The float terms a step reports in ``info["rewards"]`` (map-dependent ones are NaN without a map)."""
-SCORE_KINDS = ("pdms", "map_free")
-"""``score`` is PDMS (scene with a map) or the map-free score (no map)."""
 
 
 def map_free_score(nc: np.ndarray, ttc: np.ndarray, comfort: np.ndarray, config: PDMConfig) -> np.ndarray:
