@@ -428,6 +428,12 @@ class ReplayEnv(gym.Env):
         problem = self._problem()
         return self._score(self.scene, problem, simulate_candidates(problem.ego, traj, cfg.pdm))
 
+    def current_problem(self) -> ScoringProblem:
+        """The scorer's view of the current state: the log's agents and map with the (possibly simulated) ego state.
+        For privileged planners and analysis; treat it as read-only (the scorer caches per problem object)."""
+        self._require_reset()
+        return self._problem()
+
     def flush_rewards(self) -> dict[str, np.ndarray]:
         """Lazy mode: score the decisions stored since the last flush (across resets), in order, and forget them.
 
