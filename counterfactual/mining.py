@@ -3,7 +3,7 @@
 Detection is independent of the scene's meta data and of the scorer:
 
 * **collision**: the ego box (box centre = rear axle + ``rear_axle_to_center``, ego length x width) overlaps an agent
-  box valid at that frame (separating-axis test, :func:`counterfactual.projection.boxes_overlap`). The contact frame
+  box valid at that frame (separating-axis test, :func:`rewards.geometry.boxes_overlap`, the scorer's test). The contact frame
   is the first overlapping frame per agent. Where the meta data also names a collision (``collision_frame``,
   ``colliding_agent_id``) the two are compared and both kept (``detected_by``); a meta-only collision (boxes never
   overlap, e.g. noisy DeepAccident boxes) is still mined, marked ``detected_by="meta"``.
@@ -29,9 +29,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from counterfactual.projection import boxes_overlap, closing_speed, ego_turning_poses, ego_yaw_rates
+from counterfactual.projection import closing_speed, ego_turning_poses, ego_yaw_rates
 from envs.scene import Scene, SceneMeta
-from rewards.geometry import box_corners, rear_axle_to_center
+from rewards.geometry import box_corners, boxes_overlap, rear_axle_to_center
 
 
 @dataclass(frozen=True)

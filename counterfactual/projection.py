@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rewards.geometry import box_corners, rear_axle_to_center
+from rewards.geometry import box_corners, boxes_overlap, rear_axle_to_center
 
 
 def ego_turning_poses(rear_pose: np.ndarray, speed: np.ndarray, yaw_rate: np.ndarray, taus: np.ndarray) -> np.ndarray:
@@ -43,35 +43,6 @@ def ego_turning_poses(rear_pose: np.ndarray, speed: np.ndarray, yaw_rate: np.nda
     dx = np.where(small, v * taus * np.cos(yaw0), v / w_safe * (np.sin(yaw) - np.sin(yaw0)))
     dy = np.where(small, v * taus * np.sin(yaw0), -v / w_safe * (np.cos(yaw) - np.cos(yaw0)))
     return np.stack([p[..., 0] + dx, p[..., 1] + dy, yaw], axis=-1)
-
-
-def boxes_overlap(corners_a: np.ndarray, corners_b: np.ndarray, margin: float = 0.0) -> np.ndarray:
-    """Separating-axis overlap test of convex quadrilaterals (oriented boxes).
-
-    Args:
-        corners_a: ``(..., 4, 2)`` corners [m] in order around the box (as :func:`rewards.geometry.box_corners`).
-        corners_b: ``(..., 4, 2)`` corners [m], broadcastable against ``corners_a``.
-        margin: boxes count as overlapping when their projections overlap by more than ``margin`` [m] on every
-            axis (0: any positive overlap; touching edges do not count).
-
-    Returns:
-        ``(...)`` bool, True where the boxes overlap.
-    """
-    a = np.asarray(corners_a, dtype=np.float64)
-    b = np.asarray(corners_b, dtype=np.float64)
-    a, b = np.broadcast_arrays(a, b)
-    overlap = np.ones(a.shape[:-2], dtype=bool)
-    for poly in (a, b):
-        for k in range(2):  # two edge directions per rectangle suffice
-            edge = poly[..., k + 1, :] - poly[..., k, :]
-            axis = np.stack([-edge[..., 1], edge[..., 0]], axis=-1)
-            norm = np.linalg.norm(axis, axis=-1, keepdims=True)
-            axis = axis / np.where(norm > 0, norm, 1.0)
-            pa = np.einsum("...kd,...d->...k", a, axis)
-            pb = np.einsum("...kd,...d->...k", b, axis)
-            sep = np.minimum(pa.max(-1), pb.max(-1)) - np.maximum(pa.min(-1), pb.min(-1))
-            overlap &= sep > margin
-    return overlap
 
 
 def closing_speed(rel_position: np.ndarray, rel_velocity: np.ndarray) -> np.ndarray:

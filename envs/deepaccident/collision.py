@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rewards.geometry import box_corners
+from rewards.geometry import box_corners, boxes_overlap
 
 
 def penetration_depth(pose_a: np.ndarray, size_a: np.ndarray, pose_b: np.ndarray, size_b: np.ndarray) -> float:
@@ -49,19 +49,18 @@ def first_overlap(
     Returns:
         ``(agent_row, frame)`` of the earliest overlap (deepest overlap among agents at that frame), or None.
     """
-    rows = range(len(agent_poses)) if candidates is None else candidates
-    for t in range(len(ego_centers)):
-        best: tuple[float, int] | None = None
-        for n in rows:
-            if not agent_valid[n, t]:
-                continue
-            # cheap reject: centres further apart than the sum of half diagonals
-            reach = 0.5 * (np.hypot(*ego_size) + np.hypot(*agent_sizes[n]))
-            if np.hypot(*(agent_poses[n, t, :2] - ego_centers[t, :2])) > reach:
-                continue
-            d = penetration_depth(ego_centers[t], ego_size, agent_poses[n, t], agent_sizes[n])
-            if d > 0 and (best is None or d > best[0]):
-                best = (d, n)
-        if best is not None:
-            return best[1], t
-    return None
+    rows = np.arange(len(agent_poses)) if candidates is None else np.asarray(candidates, dtype=np.int64)
+    if len(rows) == 0:
+        return None
+    # Detection with the scorer's own overlap test (one definition of "collision" across the project).
+    ego = box_corners(np.asarray(ego_centers, dtype=np.float64), ego_size[0], ego_size[1])  # (T, 4, 2)
+    sizes = np.asarray(agent_sizes, dtype=np.float64)[rows]
+    agents = box_corners(np.asarray(agent_poses, dtype=np.float64)[rows], sizes[:, None, 0], sizes[:, None, 1])
+    hit = boxes_overlap(ego[None], agents) & np.asarray(agent_valid, dtype=bool)[rows]  # (R, T)
+    frames = np.flatnonzero(hit.any(axis=0))
+    if len(frames) == 0:
+        return None
+    t = int(frames[0])
+    hits = [int(n) for n in rows[hit[:, t]]]
+    best = max(hits, key=lambda n: penetration_depth(ego_centers[t], ego_size, agent_poses[n, t], agent_sizes[n]))
+    return best, t
