@@ -23,6 +23,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.signal import savgol_filter
 
+from rewards import kernels
 from rewards.config import ComfortBounds
 from rewards.tracking import SAX, SAY, SYAW
 
@@ -57,34 +58,51 @@ def _within(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.all((values > lo) & (values < hi), axis=-1)
 
 
+@lru_cache(maxsize=64)
+def _bounds_table(bounds: ComfortBounds) -> np.ndarray:
+    """``(6, 2)`` open intervals in :data:`COMFORT_NAMES` order (a bound of exactly 0 is absent, as ``_within``)."""
+    b = bounds
+    rows = [(b.min_lon_accel, b.max_lon_accel), (-b.max_abs_lat_accel, b.max_abs_lat_accel),
+            (-b.max_abs_jerk, b.max_abs_jerk), (-b.max_abs_lon_jerk, b.max_abs_lon_jerk),
+            (-b.max_abs_yaw_accel, b.max_abs_yaw_accel), (-b.max_abs_yaw_rate, b.max_abs_yaw_rate)]
+    table = np.array([(lo if lo else -np.inf, hi if hi else np.inf) for lo, hi in rows], dtype=np.float64)
+    table.setflags(write=False)
+    return table
+
+
+@lru_cache(maxsize=64)
+def _filters(n_time: int, dt: float) -> tuple[np.ndarray, ...]:
+    """The five Savitzky-Golay operators of the comfort metrics for ``n_time`` samples every ``dt`` [s]:
+    smooth (window T), smooth (window 8), d/dt (window T), yaw rate (d/dt, window 5, order 2), yaw acceleration
+    (d2/dt2, window 5, order 3). ``delta`` is the mean step of ``arange(T) * dt`` as in NAVSIM."""
+    delta = float(np.diff(np.arange(n_time, dtype=np.float64) * dt).mean())
+    win = min(5, n_time)
+    return (savgol_matrix(n_time, n_time, 2, 0, 1.0), savgol_matrix(n_time, min(8, n_time), 2, 0, 1.0),
+            savgol_matrix(n_time, n_time, 2, 1, delta), savgol_matrix(n_time, win, 2, 1, delta),
+            savgol_matrix(n_time, win, 3, 2, delta))
+
+
+def _comfort(states: np.ndarray, dt: float, bounds: ComfortBounds) -> tuple[np.ndarray, np.ndarray]:
+    """``(checks (G, 6) bool, score (G,) float64)`` of states ``(G, T, 7)``.
+
+    The five filter products stay numpy matrix products on arrays of the same shapes as before (so BLAS sums them
+    in the same order); stacking, unwrapping, rounding to 8 decimals and the bound tests are compiled
+    (:mod:`rewards.kernels`).
+    """
+    states = np.ascontiguousarray(states, dtype=np.float64)
+    smooth_all, smooth_8, d1_all, d_yaw1, d_yaw2 = _filters(states.shape[1], float(dt))
+    magnitude = np.hypot(states[..., SAX], states[..., SAY])
+    accel, short, heading = kernels.comfort_inputs(states, magnitude)
+    jerks = kernels.round8(short @ smooth_8) @ d1_all
+    return kernels.comfort_bounds(accel @ smooth_all, jerks, heading @ d_yaw1, heading @ d_yaw2,
+                                  _bounds_table(bounds))
+
+
 def comfort_checks(states: np.ndarray, dt: float, bounds: ComfortBounds = ComfortBounds()) -> np.ndarray:
     """Per-candidate comfort checks ``(G, 6)`` bool (columns :data:`COMFORT_NAMES`) of states ``(G, T, 7)``."""
-    n_time = states.shape[1]
-    delta = float(np.diff(np.arange(n_time, dtype=np.float64) * dt).mean())
-    ax = states[..., SAX]
-    ay = states[..., SAY]
-    mag = np.hypot(ax, ay)
-    smooth_all = savgol_matrix(n_time, n_time, 2, 0, 1.0)
-    smooth_8 = savgol_matrix(n_time, min(8, n_time), 2, 0, 1.0)
-    d1_all = savgol_matrix(n_time, n_time, 2, 1, delta)
-    win = min(5, n_time)
-    acc = np.round(np.stack([ax, ay]) @ smooth_all, 8)
-    short = np.round(np.stack([mag, ax]) @ smooth_8, 8)
-    jerks = np.round(short @ d1_all, 8)
-    heading = _phase_unwrap(states[..., SYAW])
-    yaw_rate = np.round(heading @ savgol_matrix(n_time, win, 2, 1, delta), 8)
-    yaw_acc = np.round(heading @ savgol_matrix(n_time, win, 3, 2, delta), 8)
-    b = bounds
-    return np.stack([
-        _within(acc[0], b.min_lon_accel, b.max_lon_accel),
-        _within(acc[1], -b.max_abs_lat_accel, b.max_abs_lat_accel),
-        _within(jerks[0], -b.max_abs_jerk, b.max_abs_jerk),
-        _within(jerks[1], -b.max_abs_lon_jerk, b.max_abs_lon_jerk),
-        _within(yaw_acc, -b.max_abs_yaw_accel, b.max_abs_yaw_accel),
-        _within(yaw_rate, -b.max_abs_yaw_rate, b.max_abs_yaw_rate),
-    ], axis=-1)
+    return _comfort(states, dt, bounds)[0]
 
 
 def comfort_score(states: np.ndarray, dt: float, bounds: ComfortBounds = ComfortBounds()) -> np.ndarray:
     """NAVSIM comfort term ``(G,)`` float64: 1.0 if all six checks hold at every step, else 0.0."""
-    return np.all(comfort_checks(states, dt, bounds), axis=-1).astype(np.float64)
+    return _comfort(states, dt, bounds)[1]

@@ -27,11 +27,12 @@ first segment on ties, clamped to the ends.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import shapely
 
+from rewards import kernels
 from rewards.types import MapGeometry
 
 _CACHE: "weakref.WeakKeyDictionary[MapGeometry, MapIndex]" = weakref.WeakKeyDictionary()
@@ -112,6 +113,36 @@ class MapIndex:
     _cell_tris: np.ndarray  # triangle indices (only polygons whose boundary may cross the cell)
     _full_start: np.ndarray  # (nx * ny + 1,) CSR offsets into _full_polys
     _full_polys: np.ndarray  # polygon columns whose interior strictly contains the whole (closed) cell
+    _kernel_args: tuple = field(init=False, repr=False, compare=False)  # see kernel_arrays()
+    _kernel_route: np.ndarray = field(init=False, repr=False, compare=False)  # route, C-contiguous float64
+    _kernel_route_s: np.ndarray = field(init=False, repr=False, compare=False)  # route_s, C-contiguous float64
+
+    def __post_init__(self) -> None:
+        nx, ny = self._shape
+        args = (
+            np.ascontiguousarray(self.lane_on_route, dtype=np.bool_),
+            np.ascontiguousarray(self._origin, dtype=np.float64),
+            float(self._cell),
+            int(nx),
+            int(ny),
+            np.ascontiguousarray(self._cell_start, dtype=np.int64),
+            np.ascontiguousarray(self._cell_tris, dtype=np.int64),
+            np.ascontiguousarray(self._full_start, dtype=np.int64),
+            np.ascontiguousarray(self._full_polys, dtype=np.int64),
+            np.ascontiguousarray(self._tri_v, dtype=np.float64).reshape(-1, 3, 2),
+            np.ascontiguousarray(self._tri_e, dtype=np.float64).reshape(-1, 3, 2),
+            np.ascontiguousarray(self._tri_boundary, dtype=np.bool_).reshape(-1, 3),
+            np.ascontiguousarray(self._tri_poly, dtype=np.int64),
+        )
+        object.__setattr__(self, "_kernel_args", args)
+        object.__setattr__(self, "_kernel_route", np.ascontiguousarray(self.route, dtype=np.float64))
+        object.__setattr__(self, "_kernel_route_s", np.ascontiguousarray(self.route_s, dtype=np.float64))
+
+    def kernel_arrays(self) -> tuple:
+        """Arguments of the compiled lookups (:mod:`rewards.kernels`) after the layer counts: ``lane_on_route``,
+        grid origin [m], cell size [m], ``nx``, ``ny``, the two CSR cell lists and the triangle arrays (vertices,
+        edge vectors, boundary flags, polygon column), all C-contiguous."""
+        return self._kernel_args
 
     @property
     def num_polygons(self) -> int:
@@ -226,50 +257,26 @@ class MapIndex:
         )
 
     def contains(self, points: np.ndarray) -> np.ndarray:
-        """Strict containment of points ``(..., 2)`` [m] in every polygon: ``(..., num_polygons)`` bool."""
+        """Strict containment of points ``(..., 2)`` [m] in every polygon: ``(..., num_polygons)`` bool.
+
+        Per point: the polygons whose interior holds the point's whole grid cell, then the strict test against the
+        triangles listed for the cell (compiled: :func:`rewards.kernels.contains_points`).
+        """
         pts = np.asarray(points, dtype=np.float64)
         lead = pts.shape[:-1]
-        flat = pts.reshape(-1, 2)
-        n = flat.shape[0]
+        flat = np.ascontiguousarray(pts.reshape(-1, 2))
         npoly = self.num_polygons
-        if n == 0 or npoly == 0:
+        if flat.shape[0] == 0 or npoly == 0:
             return np.zeros(lead + (npoly,), dtype=bool)
-        nx, ny = self._shape
-        ij = np.floor((flat - self._origin) / self._cell).astype(np.int64)
-        ok = (ij[:, 0] >= 0) & (ij[:, 0] < nx) & (ij[:, 1] >= 0) & (ij[:, 1] < ny)
-        cell = np.where(ok, ij[:, 0] * ny + ij[:, 1], 0)
-        inside = np.zeros(n * npoly, dtype=bool)
-        # 1. cells entirely inside a polygon: no test needed.
-        fbegin = self._full_start[cell]
-        fcount = np.where(ok, self._full_start[cell + 1] - fbegin, 0)
-        ftotal = int(fcount.sum())
-        if ftotal:
-            fpt = np.repeat(np.arange(n), fcount)
-            foffs = np.arange(ftotal) - np.repeat(np.cumsum(fcount) - fcount, fcount)
-            inside[fpt * npoly + self._full_polys[np.repeat(fbegin, fcount) + foffs]] = True
-        # 2. boundary cells: strict test against the triangles touching the cell.
-        begin = self._cell_start[cell]
-        count = np.where(ok, self._cell_start[cell + 1] - begin, 0)
-        total = int(count.sum())
-        if total:
-            pt_idx = np.repeat(np.arange(n), count)
-            offs = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
-            tri_idx = self._cell_tris[np.repeat(begin, count) + offs]
-            px = flat[pt_idx, 0, None]
-            py = flat[pt_idx, 1, None]
-            v = self._tri_v[tri_idx]  # (M, 3, 2)
-            e = self._tri_e[tri_idx]
-            cross = e[..., 0] * (py - v[..., 1]) - e[..., 1] * (px - v[..., 0])  # (M, 3), >= 0 inside (CCW)
-            in_tri = np.all(cross >= 0.0, axis=1)
-            on_boundary = in_tri & np.any((cross == 0.0) & self._tri_boundary[tri_idx], axis=1)
-            key = pt_idx * npoly + self._tri_poly[tri_idx]
-            inside[key[in_tri]] = True
-            inside[key[on_boundary]] = False
-        return inside.reshape(lead + (npoly,))
+        out = kernels.contains_points(flat, npoly, *self._kernel_args[1:])
+        return out.reshape(lead + (npoly,))
 
     def project_route(self, points: np.ndarray) -> np.ndarray:
         """Arc length [m] of the closest route point for points ``(..., 2)`` (shapely ``LineString.project``)."""
         pts = np.asarray(points, dtype=np.float64)
+        if len(self.route) >= 2 and pts.shape[-1:] == (2,):
+            flat = np.ascontiguousarray(pts.reshape(-1, 2))
+            return kernels.project_points(flat, self._kernel_route, self._kernel_route_s).reshape(pts.shape[:-1])
         a = self.route[:-1]
         ab = self.route[1:] - a
         len2 = np.sum(ab * ab, axis=1)

@@ -27,15 +27,17 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, fields
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rewards import kernels
 from rewards.comfort import comfort_score
 from rewards.config import PDMConfig
-from rewards.geometry import box_corners, oriented_boxes_overlap, relative_angle, segment_intersects_box
+from rewards.geometry import box_corners
 from rewards.map_index import MapIndex, map_index_for
-from rewards.tracking import NUM_STATE_COLUMNS, SAX, SVX, SVY, SX, SY, SYAW, simulate_candidates
+from rewards.tracking import NUM_STATE_COLUMNS, SVX, SVY, SYAW, simulate_candidates
 from rewards.types import ScoringProblem
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -127,9 +129,11 @@ class _ProblemData:
     centers: np.ndarray  # (N, S, 2)
     valid: np.ndarray  # (N, S)
     yaw: np.ndarray  # (N, S)
+    drift: np.ndarray  # (N, S) how far the centre moves within the next max-TTC-offset steps [m] (inf if invalid)
+    cos_yaw: np.ndarray  # (N, S)
+    sin_yaw: np.ndarray  # (N, S)
     half: np.ndarray  # (N, 2) half length, half width [m]
     radius: np.ndarray  # (N,) half diagonal [m]
-    drift: np.ndarray  # (N, S) how far the centre moves within the next max-TTC-offset steps [m] (inf if invalid)
     lo: np.ndarray  # (N, 2) AABB over valid steps
     hi: np.ndarray  # (N, 2)
     stopped: np.ndarray  # (N,) object "stopped" as first seen (static objects always)
@@ -143,21 +147,6 @@ _PROBLEMS: "weakref.WeakKeyDictionary[ScoringProblem, dict]" = weakref.WeakKeyDi
 """Per problem object: ``{(collision_stopped_speed, max TTC offset): _ProblemData}``."""
 
 
-def _drift(centers: np.ndarray, valid: np.ndarray, horizon: int) -> np.ndarray:
-    """``(N, S)``: max distance from the centre at step s to the valid centres at steps s..s+horizon (inf where
-    step s is invalid)."""
-    n, s = valid.shape
-    out = np.zeros((n, s))
-    for k in range(1, horizon + 1):
-        if k >= s:
-            break
-        d = np.linalg.norm(centers[:, k:] - centers[:, :-k], axis=-1)
-        d = np.where(valid[:, k:], d, 0.0)
-        out[:, :-k] = np.maximum(out[:, :-k], d)
-    out[~valid] = np.inf
-    return out
-
-
 def _problem_data(problem: ScoringProblem, stopped_speed: float, horizon: int) -> _ProblemData:
     per_problem = _PROBLEMS.setdefault(problem, {})
     key = (float(stopped_speed), int(horizon))
@@ -166,7 +155,8 @@ def _problem_data(problem: ScoringProblem, stopped_speed: float, horizon: int) -
     ag = problem.agents
     n, s = ag.num_agents, ag.num_steps
     corners = box_corners(ag.poses, ag.sizes[:, 0, None], ag.sizes[:, 1, None]) if n else np.zeros((0, s, 4, 2))
-    valid = ag.valid.copy()
+    corners = np.ascontiguousarray(corners)
+    valid = np.ascontiguousarray(ag.valid)
     big = np.where(valid[..., None, None], corners, np.nan)
     with np.errstate(invalid="ignore"):
         lo = np.nanmin(big.reshape(n, -1, 2), axis=1) if n and s else np.zeros((n, 2))
@@ -180,14 +170,16 @@ def _problem_data(problem: ScoringProblem, stopped_speed: float, horizon: int) -
     stopped = ag.is_static | (np.hypot(v_first[:, 0], v_first[:, 1]) <= stopped_speed)
     data = _ProblemData(
         corners=corners,
-        centers=ag.poses[..., :2].copy(),
+        centers=np.ascontiguousarray(ag.poses[..., :2]),
         valid=valid,
         yaw=ag.poses[..., 2].copy(),
-        half=0.5 * ag.sizes,
+        drift=kernels.object_drift(np.ascontiguousarray(ag.poses[..., :2]), valid, int(horizon)),
+        cos_yaw=np.cos(ag.poses[..., 2]),
+        sin_yaw=np.sin(ag.poses[..., 2]),
+        half=np.ascontiguousarray(0.5 * ag.sizes),
         radius=0.5 * np.hypot(ag.sizes[:, 0], ag.sizes[:, 1]),
-        drift=_drift(ag.poses[..., :2], valid, horizon),
-        lo=lo,
-        hi=hi,
+        lo=np.ascontiguousarray(lo),
+        hi=np.ascontiguousarray(hi),
         stopped=stopped,
         is_static=ag.is_static.copy(),
         ids=ag.ids.copy(),
@@ -200,22 +192,13 @@ def _problem_data(problem: ScoringProblem, stopped_speed: float, horizon: int) -
 
 def ego_corners(states: np.ndarray, params) -> tuple[np.ndarray, np.ndarray]:
     """Ego box corners ``(..., 4, 2)`` (FL, RL, RR, FR) and centres ``(..., 2)`` [m] from states ``(..., 7)``."""
-    c, s = np.cos(states[..., SYAW]), np.sin(states[..., SYAW])
-    cx = states[..., SX] + params.rear_axle_to_center * c
-    cy = states[..., SY] + params.rear_axle_to_center * s
-    hl, hw = 0.5 * params.length, 0.5 * params.width
-    lx, ly = hl * c, hl * s  # half length along heading
-    wx, wy = -hw * s, hw * c  # half width to the left
-    corners = np.empty(states.shape[:-1] + (4, 2))
-    corners[..., 0, 0] = cx + lx + wx
-    corners[..., 0, 1] = cy + ly + wy
-    corners[..., 1, 0] = cx - lx + wx
-    corners[..., 1, 1] = cy - ly + wy
-    corners[..., 2, 0] = cx - lx - wx
-    corners[..., 2, 1] = cy - ly - wy
-    corners[..., 3, 0] = cx + lx - wx
-    corners[..., 3, 1] = cy + ly - wy
-    return corners, np.stack([cx, cy], axis=-1)
+    states = np.asarray(states, dtype=np.float64)
+    lead = states.shape[:-1]
+    flat = np.ascontiguousarray(states.reshape(1, -1, states.shape[-1]))
+    yaw = flat[..., SYAW]
+    corners, centers = kernels.ego_boxes(flat, np.cos(yaw), np.sin(yaw), float(params.rear_axle_to_center),
+                                         0.5 * float(params.length), 0.5 * float(params.width))
+    return corners.reshape(lead + (4, 2)), centers.reshape(lead + (2,))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -224,97 +207,32 @@ def ego_corners(states: np.ndarray, params) -> tuple[np.ndarray, np.ndarray]:
 
 def _ego_areas(index: MapIndex, corners: np.ndarray, centers: np.ndarray, states: np.ndarray):
     """``multiple_lanes, non_drivable, oncoming, in_intersection`` each ``(G, T)`` bool (pdm_scorer.py
-    ``_calculate_ego_area``; intersection: ``PDMDrivableMap.is_in_layer`` of the rear axle)."""
-    pts = np.concatenate([corners, centers[..., None, :], states[..., None, SX:SY + 1]], axis=-2)  # (G, T, 6, 2)
-    inside = index.contains(pts)  # (G, T, 6, P)
-    corner_drv = inside[..., :4, index.drivable_columns].any(axis=-1)  # (G, T, 4)
-    non_drivable = ~corner_drv.all(axis=-1)
-    lane_counts = inside[..., :4, index.lane_columns].sum(axis=-2)  # (G, T, L)
-    multiple = (lane_counts > 0).sum(axis=-1) > 1
-    not_single = np.all(lane_counts != 4, axis=-1)
-    multiple_lanes = multiple & not_single
-    center_lanes = inside[..., 4, index.lane_columns]
-    oncoming = ~(center_lanes & index.lane_on_route).any(axis=-1)
-    in_intersection = inside[..., 5, index.intersection_columns].any(axis=-1)
-    return multiple_lanes, non_drivable, oncoming, in_intersection
+    ``_calculate_ego_area``; intersection: ``PDMDrivableMap.is_in_layer`` of the rear axle). Compiled:
+    :func:`rewards.kernels.ego_areas` (corners tested against the drivable and lane layers only, the centre against
+    the lanes, the rear axle against the intersections)."""
+    return kernels.ego_areas(corners, centers, states, index.num_drivable, index.num_lanes, index.num_intersections,
+                             *index.kernel_arrays())
 
 
-def _contacts(data: _ProblemData, centers: np.ndarray, states: np.ndarray, offsets: tuple[int, ...], dt: float,
-              params):
-    """Sparse ego-object contacts for every TTC offset.
-
-    Returns ``(g, n, t, k)`` int arrays of the overlapping (candidate, object, step, offset index) quadruples:
-    the ego box at ``t`` moved by ``speed * offsets[k] * dt`` along its heading overlaps the object's logged box at
-    ``t + offsets[k]`` (valid steps only). Offset 0 is the plain collision test. Three stages: (g, n) bounding
-    boxes of the whole sweep, (g, n, t, k) bounding circles (broadcast over the objects that survive the first
-    stage), then the exact separating-axis test on the remaining quadruples.
-    """
-    g_count, t_count = states.shape[:2]
-    n_count, s_count = data.valid.shape
-    empty = (np.zeros(0, dtype=np.int64),) * 4
-    if n_count == 0 or s_count == 0:
-        return empty
-    ego_radius = 0.5 * float(np.hypot(params.length, params.width))
-    max_off = max(offsets)
-    speed = np.hypot(states[..., SVX], states[..., SVY])  # (G, T)
-    shift_max = max_off * dt * speed  # (G, T)
-    reach = ego_radius + shift_max.max(axis=1)
-    elo = centers.min(axis=1) - reach[:, None]
-    ehi = centers.max(axis=1) + reach[:, None]
-    pair = np.all((elo[:, None] <= data.hi[None]) & (data.lo[None] <= ehi[:, None]), axis=-1)  # (G, N)
-    pg, pn = np.nonzero(pair)
-    if len(pg) == 0:
-        return empty
-    # Level 2: bounding circles per (g, n, t, k) for the objects that survive level 1 for some candidate.
-    keep_n = np.flatnonzero(pair.any(axis=0))
+@lru_cache(maxsize=32)
+def _offset_table(ttc_offsets: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(offsets (K,) int64, ttc_checked (K,) bool, zero_k)``: the TTC offsets with 0 prepended if missing (offset 0
+    is the collision test of NC), which of them TTC checks, and the index of offset 0. Read-only."""
+    offsets = tuple(int(k) for k in ttc_offsets)
+    if 0 not in offsets:
+        offsets = (0,) + offsets
+    checked = np.isin(np.arange(len(offsets)), [offsets.index(int(k)) for k in ttc_offsets])
     off = np.asarray(offsets, dtype=np.int64)
-    obj_step = np.arange(t_count)[:, None] + off[None, :]  # (T, K)
-    in_range = obj_step < s_count
-    obj_step = np.minimum(obj_step, s_count - 1)
-    yaw_e = states[..., SYAW]
-    shift = speed[..., None] * (off * dt)  # (G, T, K)
-    ecx = centers[..., 0, None] + shift * np.cos(yaw_e)[..., None]
-    ecy = centers[..., 1, None] + shift * np.sin(yaw_e)[..., None]
-    ocx = data.centers[keep_n][:, obj_step, 0]  # (N', T, K)
-    ocy = data.centers[keep_n][:, obj_step, 1]
-    ok_obj = data.valid[keep_n][:, obj_step] & in_range  # (N', T, K)
-    lim = (ego_radius + data.radius[keep_n] + 1e-6) ** 2
-    d2 = (ecx[:, None] - ocx[None]) ** 2
-    d2 += (ecy[:, None] - ocy[None]) ** 2
-    near = (d2 <= lim[None, :, None, None]) & ok_obj[None] & pair[:, keep_n, None, None]
-    g_i, n_j, t_i, k_i = np.nonzero(near)
-    if len(g_i) == 0:
-        return empty
-    n_i = keep_n[n_j]
-    s_i = obj_step[t_i, k_i]
-    yaw = yaw_e[g_i, t_i]
-    ego_c = np.stack([ecx[g_i, t_i, k_i], ecy[g_i, t_i, k_i]], axis=-1)
-    half_e = np.array([0.5 * params.length, 0.5 * params.width])
-    hit = oriented_boxes_overlap(ego_c, yaw, half_e, data.centers[n_i, s_i], data.yaw[n_i, s_i], data.half[n_i])
-    return g_i[hit], n_i[hit], t_i[hit], k_i[hit]
-
-
-def _first_per_pair(g: np.ndarray, n: np.ndarray, order_key: np.ndarray, n_count: int):
-    """Index (into the sparse arrays) of the smallest ``order_key`` per distinct (g, n); stable on ties."""
-    if len(g) == 0:
-        return np.zeros(0, dtype=np.int64)
-    pair = g * n_count + n
-    idx = np.lexsort((order_key, pair))
-    first = np.ones(len(idx), dtype=bool)
-    first[1:] = pair[idx[1:]] != pair[idx[:-1]]
-    return idx[first]
+    off.setflags(write=False)
+    checked.setflags(write=False)
+    return off, checked, offsets.index(0)
 
 
 def _ddc(centers: np.ndarray, oncoming: np.ndarray, config: PDMConfig) -> np.ndarray:
-    """Driving direction compliance ``(G,)`` (pdm_scorer.py ``_calculate_driving_direction_compliance``)."""
-    step = np.zeros(oncoming.shape)
-    step[:, 1:] = np.linalg.norm(centers[:, 1:] - centers[:, :-1], axis=-1)
-    step[~oncoming] = 0.0
+    """Driving direction compliance ``(G,)`` (pdm_scorer.py ``_calculate_driving_direction_compliance``): the largest
+    oncoming progress over windows of steps ``max(0, t - h) .. t`` (:func:`rewards.kernels.ddc_worst`)."""
     horizon = int(config.ddc_horizon / config.sim_dt)
-    csum = np.concatenate([np.zeros((step.shape[0], 1)), np.cumsum(step, axis=1)], axis=1)
-    t = np.arange(step.shape[1])
-    window = csum[:, t + 1] - csum[:, np.maximum(0, t - horizon)]  # steps max(0, t-h) .. t inclusive
-    worst = window.max(axis=1)
+    worst = kernels.ddc_worst(centers, oncoming, horizon)
     return np.where(worst < config.ddc_compliance_threshold, 1.0,
                     np.where(worst < config.ddc_violation_threshold, 0.5, 0.0))
 
@@ -329,9 +247,9 @@ def _validate_states(states: np.ndarray, config: PDMConfig) -> np.ndarray:
         raise ValueError(f"states: expected shape (G, {want_t}, {NUM_STATE_COLUMNS}), got {arr.shape}")
     if arr.shape[0] == 0:
         raise ValueError(f"states: G must be >= 1, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise ValueError(f"states: contains NaN or inf (shape {arr.shape})")
-    return arr
+    return np.ascontiguousarray(arr)
 
 
 def score_states(
@@ -359,77 +277,48 @@ def score_states(
     params = problem.ego.params
     g_count, t_count = states.shape[:2]
     dt = config.sim_dt
-    corners, centers = ego_corners(states, params)
+    half_length, half_width = 0.5 * float(params.length), 0.5 * float(params.width)
+    yaw = states[..., SYAW]
+    cos_yaw, sin_yaw = np.cos(yaw), np.sin(yaw)
+    corners, centers = kernels.ego_boxes(states, cos_yaw, sin_yaw, float(params.rear_axle_to_center), half_length,
+                                         half_width)
     speed = np.hypot(states[..., SVX], states[..., SVY])
     has_map = data.map_index is not None
 
     if has_map:
         multiple_lanes, non_drivable, oncoming, in_intersection = _ego_areas(data.map_index, corners, centers, states)
+        lane_or_offroad = multiple_lanes | non_drivable
     else:
-        multiple_lanes = non_drivable = in_intersection = np.zeros((g_count, t_count), dtype=bool)
+        lane_or_offroad = in_intersection = np.zeros((g_count, t_count), dtype=bool)
         oncoming = None
-    lane_or_offroad = multiple_lanes | non_drivable
 
-    offsets = tuple(int(k) for k in config.ttc_offsets)
-    if 0 not in offsets:
-        offsets = (0,) + offsets
-    zero_k = offsets.index(0)
-    cg, cn, ct, ck = _contacts(data, centers, states, offsets, dt, params)
-    n_count = data.valid.shape[0]
-    behind_rad = np.deg2rad(config.behind_angle_deg)
-    ahead_rad = np.deg2rad(config.ttc_ahead_angle_deg)
-
-    # --- NC (pdm_scorer.py _calculate_no_at_fault_collision, pdm_scorer_utils.get_collision_type)
-    nc = np.ones(g_count)
-    collision = np.zeros(g_count, dtype=bool)
-    collision_time = np.full(g_count, np.nan)
-    colliding_id = np.full(g_count, -1, dtype=np.int64)
-    at_fault_time = np.full(g_count, np.nan)
-    m0 = ck == zero_k
-    g0, n0, t0 = cg[m0], cn[m0], ct[m0]
-    if len(g0):
-        # First contact overall per candidate (flag, time, id): earliest t, then lowest object index.
-        order = np.lexsort((n0, t0, g0))
-        firsts = order[np.r_[True, g0[order[1:]] != g0[order[:-1]]]]
-        collision[g0[firsts]] = True
-        collision_time[g0[firsts]] = t0[firsts] * dt
-        colliding_id[g0[firsts]] = data.ids[n0[firsts]]
-        sel = _first_per_pair(g0, n0, t0, n_count)
-        g1, n1, t1 = g0[sel], n0[sel], t0[sel]
-        ego_stopped = speed[g1, t1] <= config.collision_stopped_speed
-        track_stopped = data.stopped[n1]
-        obj_center = data.centers[n1, t1]
-        behind = relative_angle(states[g1, t1, :3], obj_center) > behind_rad
-        front = segment_intersects_box(corners[g1, t1, 0], corners[g1, t1, 3], data.corners[n1, t1])
-        lateral_fault = lane_or_offroad[g1, t1]
-        at_fault = ~ego_stopped & (track_stopped | (~behind & (front | lateral_fault)))
-        value = np.where(data.is_static[n1], config.static_collision_score, 0.0)
-        np.minimum.at(nc, g1[at_fault], value[at_fault])
-        tmin = np.full(g_count, np.inf)
-        np.minimum.at(tmin, g1[at_fault], t1[at_fault].astype(np.float64))
-        at_fault_time = np.where(np.isfinite(tmin), tmin * dt, np.nan)
-
-    # --- TTC (pdm_scorer.py _calculate_ttc)
-    ttc = np.ones(g_count)
-    ttc_time = np.full(g_count, np.nan)
-    k_sel = np.isin(np.arange(len(offsets)), [offsets.index(k) for k in config.ttc_offsets])
-    checked = k_sel[ck] & (speed[cg, ct] >= config.ttc_stopped_speed)
-    if np.any(checked):
-        gh, nh, th, kh = cg[checked], cn[checked], ct[checked], ck[checked]
-        sel = _first_per_pair(gh, nh, th * len(offsets) + kh, n_count)
-        gh, nh, th, kh = gh[sel], nh[sel], th[sel], kh[sel]
-        obj_step = th + np.asarray(offsets)[kh]
-        angle = relative_angle(states[gh, th, :3], data.centers[nh, obj_step])
-        cond = lane_or_offroad[gh, th] | in_intersection[gh, th]
-        fail = (angle < ahead_rad) | (cond & ~(angle > behind_rad))
-        ttc[gh[fail]] = 0.0
-        tmin = np.full(g_count, np.inf)
-        np.minimum.at(tmin, gh[fail], th[fail].astype(np.float64))
-        ttc_time = np.where(np.isfinite(tmin), tmin * dt, np.nan)
+    # --- NC (pdm_scorer.py _calculate_no_at_fault_collision, pdm_scorer_utils.get_collision_type) and TTC
+    # (pdm_scorer.py _calculate_ttc) from the ego-object contacts; see rewards.kernels.collisions_and_ttc.
+    offsets, ttc_checked, zero_k = _offset_table(tuple(config.ttc_offsets))
+    nc, ttc, collision, collision_time, colliding_id, at_fault_time, ttc_time = kernels.collisions_and_ttc(
+        states, cos_yaw, sin_yaw, centers, corners, speed, lane_or_offroad, in_intersection, offsets, ttc_checked,
+        zero_k, float(dt), 0.5 * float(np.hypot(params.length, params.width)), half_length, half_width,
+        data.centers, data.cos_yaw, data.sin_yaw, data.valid, data.half, data.radius, data.lo, data.hi, data.corners,
+        data.stopped, data.is_static, data.drift, data.ids, float(config.collision_stopped_speed),
+        float(config.ttc_stopped_speed), float(np.deg2rad(config.behind_angle_deg)),
+        float(np.deg2rad(config.ttc_ahead_angle_deg)), float(config.static_collision_score),
+    )
 
     comfort = comfort_score(states, dt, config.comfort)
 
-    if has_map:
+    if has_map and len(data.map_index.route) >= 2:
+        # DAC, DDC (pdm_scorer.py _calculate_driving_direction_compliance), EP (progress of the box centre along the
+        # route, masked by NC x DAC and normalised by the largest masked progress of the pair / group), PDMS.
+        index = data.map_index
+        ref = float(reference_progress) if reference_progress is not None else np.nan
+        dac, ddc, progress, masked, ep, pdms = kernels.aggregate(
+            nc, ttc, comfort, non_drivable, oncoming, centers, index._kernel_route, index._kernel_route_s,
+            int(config.ddc_horizon / config.sim_dt), float(config.ddc_compliance_threshold),
+            float(config.ddc_violation_threshold), bool(config.ddc_multiplicative),
+            ref if np.isfinite(ref) else np.nan, float(config.progress_threshold), float(config.ep_weight),
+            float(config.ttc_weight), float(config.comfort_weight), float(config.ddc_weight),
+        )
+    elif has_map:  # degenerate route (fewer than 2 points): numpy path
         dac = np.where(non_drivable.any(axis=1), 0.0, 1.0)
         ddc = _ddc(centers, oncoming, config)
         s0 = data.map_index.project_route(centers[:, 0])

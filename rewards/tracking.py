@@ -44,10 +44,10 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.linalg import solve_banded
 
+from rewards import kernels
 from rewards.config import PDMConfig
-from rewards.geometry import VehicleParameters, wrap_angle
+from rewards.geometry import VehicleParameters
 from rewards.types import EgoState
 
 SX, SY, SYAW, SVX, SVY, SAX, SAY = range(7)
@@ -114,26 +114,19 @@ def interpolation_weights(num_poses: int, pose_interval: float, sim_dt: float) -
 def interpolate_candidates(ego: EgoState, candidates: np.ndarray, config: PDMConfig) -> np.ndarray:
     """World-frame rear-axle poses ``(G, T, 3)`` [m, m, rad] at ``sim_dt``: the current pose, then the candidates.
 
+    Knots ``[ego, pose_1..pose_n]`` are placed at ``k * pose_interval``; x, y are interpolated linearly with the
+    weights of :func:`interpolation_weights`, the heading after ``np.unwrap`` over the knots, then wrapped
+    (compiled loop :func:`rewards.kernels.interpolate`, bit-identical to the weight-matrix form).
+
     Args:
         ego: current ego state (its pose is the frame of ``candidates``).
         candidates: ``(G, num_poses, 3)`` ego-frame rear-axle poses [m, m, rad] at ``pose_interval``.
         config: sampling parameters.
     """
     cand = _validate_candidates(candidates, config)
-    g = cand.shape[0]
-    x0, y0, h0 = ego.pose
-    c, s = np.cos(h0), np.sin(h0)
-    knots = np.empty((g, config.num_poses + 1, 3))
-    knots[:, 0] = ego.pose
-    knots[:, 1:, 0] = x0 + c * cand[..., 0] - s * cand[..., 1]
-    knots[:, 1:, 1] = y0 + s * cand[..., 0] + c * cand[..., 1]
-    # nuPlan's AngularInterpolator: np.unwrap over the knots, linear interpolation, wrap back (principal_value).
-    knots[:, 1:, 2] = h0 + cand[..., 2]
-    knots[..., 2] = np.unwrap(knots[..., 2], axis=1)
-    w = interpolation_weights(config.num_poses, config.pose_interval, config.sim_dt)
-    out = np.einsum("tk,gkc->gtc", w, knots)
-    out[..., 2] = wrap_angle(out[..., 2])
-    return out
+    ratio = int(round(config.pose_interval / config.sim_dt))
+    h0 = ego.pose[2]
+    return kernels.interpolate(np.ascontiguousarray(cand), ego.pose, float(np.cos(h0)), float(np.sin(h0)), ratio)
 
 
 @lru_cache(maxsize=8)
@@ -167,34 +160,32 @@ def fit_velocity_curvature(poses: np.ndarray, dt: float) -> tuple[np.ndarray, np
 
     Returns ``(velocity [m/s], curvature [1/m])`` at the first ``M`` poses, as NAVSIM's
     ``get_velocity_curvature_profiles_with_derivatives_from_poses``.
+
+    Velocity: ``x = op @ p`` with the precomputed operator of :func:`_velocity_fit_operator` and the displacements
+    projected on the heading; ``v_0 = x_0``, ``v_k = x_0 + dt * sum_{j<k} x_{j+1}``. Curvature: the fit is solved for
+    the curvature profile itself (same minimiser as NAVSIM's ``[k0, rates]`` least squares, whose unknowns map
+    one-to-one onto it): minimise ``sum_k (hd_k - v_k dt kappa_k)^2 + (curvature_rate_penalty / dt^2)
+    sum_k (kappa_{k+1} - kappa_k)^2 + initial_penalty kappa_0^2``, a tridiagonal system per candidate (compiled:
+    :func:`rewards.kernels.fit_profiles`).
     """
-    m = poses.shape[1] - 1
-    diff = np.diff(poses, axis=1)
-    heading_disp = wrap_angle(diff[..., 2])
-    h = poses[:, :-1, 2]
-    proj = diff[..., 0] * np.cos(h) + diff[..., 1] * np.sin(h)  # (G, M)
-    x = proj @ _velocity_fit_operator(m, dt).T  # (G, M): v0, a_0..a_{M-2}
-    velocity = np.empty_like(x)
-    velocity[:, 0] = x[:, 0]
-    velocity[:, 1:] = x[:, :1] + np.cumsum(x[:, 1:] * dt, axis=1)
-    # Curvature fit in terms of the curvature profile itself (same minimiser as NAVSIM's [k0, rates] least squares,
-    # whose unknowns map one-to-one onto it): minimise sum_k (hd_k - v_k dt kappa_k)^2
-    # + (curvature_rate_penalty / dt^2) sum_k (kappa_{k+1} - kappa_k)^2 + initial_penalty kappa_0^2, a tridiagonal
-    # system; all G systems are solved as one block-diagonal banded system.
-    g = poses.shape[0]
-    lam = CURVATURE_RATE_PENALTY / (dt * dt)
-    vd = velocity * dt
-    diag = vd * vd + 2.0 * lam
-    diag[:, 0] += INITIAL_CURVATURE_PENALTY - lam
-    diag[:, -1] -= lam
-    ab = np.zeros((3, g * m))
-    ab[1] = diag.ravel()
-    off = np.full((g, m), -lam)
-    off[:, -1] = 0.0  # no coupling between consecutive candidates
-    ab[0, 1:] = off.ravel()[:-1]
-    ab[2, :-1] = off.ravel()[:-1]
-    curvature = solve_banded((1, 1), ab, (vd * heading_disp).ravel(), check_finite=False).reshape(g, m)
-    return velocity, curvature
+    poses = np.ascontiguousarray(poses, dtype=np.float64)
+    h = poses[..., 2]
+    return _fit(poses, np.cos(h), np.sin(h), dt)
+
+
+def _fit(poses: np.ndarray, cos_h: np.ndarray, sin_h: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fit_velocity_curvature` with the heading's cosine and sine ``(G, M + 1)`` given."""
+    op_t = _velocity_fit_operator_t(poses.shape[1] - 1, float(dt))
+    return kernels.fit_profiles(poses, cos_h, sin_h, op_t, float(dt), CURVATURE_RATE_PENALTY,
+                                INITIAL_CURVATURE_PENALTY)
+
+
+@lru_cache(maxsize=8)
+def _velocity_fit_operator_t(num_poses: int, dt: float) -> np.ndarray:
+    """C-contiguous transpose of :func:`_velocity_fit_operator` (the kernels read it row by row). Read-only."""
+    op_t = np.ascontiguousarray(_velocity_fit_operator(num_poses, dt).T)
+    op_t.setflags(write=False)
+    return op_t
 
 
 def _initial_state(ego: EgoState) -> np.ndarray:
@@ -222,104 +213,49 @@ def track_poses(
         ``(G, T, 7)`` simulated states (columns ``SX..SAY``).
     """
     params = ego.params if params is None else params
-    wheelbase = params.wheelbase
-    g, t_len, _ = poses.shape
-    velocity_profile, curvature_profile = fit_velocity_curvature(poses, dt)
-    m = velocity_profile.shape[1]  # = T - 1
-
-    # Reference velocity / curvature windows for every step, precomputed (batch_lqr.py
-    # _compute_reference_velocity_and_curvature_profile): ref index = min(t + N, M - 1); curvature window
-    # curv[t : ref] padded with curv[ref].
+    poses = np.ascontiguousarray(poses, dtype=np.float64)
+    dt = float(dt)
+    wheelbase = float(params.wheelbase)
+    w_kappa, coef = _lateral_prediction_coefficients(TRACKING_HORIZON, dt, wheelbase)
     n = TRACKING_HORIZON
-    steps = np.arange(t_len - 1)
-    ref_idx = np.minimum(steps + n, m - 1)
-    win = np.minimum(steps[:, None] + np.arange(n)[None, :], ref_idx[:, None])  # (T-1, N)
-    kappa = curvature_profile[:, win]  # (G, T-1, N)
+    long_gain = -Q_LONGITUDINAL * (n * dt) / ((n * dt) ** 2 * Q_LONGITUDINAL + R_LONGITUDINAL)
+    q_lat0, q_lat1, _ = Q_LATERAL
+    accel_lag = dt / (dt + ACCEL_TIME_CONSTANT)
+    steer_gain = dt / (dt + STEERING_ANGLE_TIME_CONSTANT) * dt
+    return kernels.simulate_tracked(
+        poses, _initial_state(ego), _velocity_fit_operator_t(poses.shape[1] - 1, dt), w_kappa, coef, dt,
+        CURVATURE_RATE_PENALTY, INITIAL_CURVATURE_PENALTY, wheelbase, float(long_gain), float(q_lat0), float(q_lat1),
+        float(R_LATERAL), float(accel_lag), float(steer_gain), float(STOPPING_VELOCITY),
+        float(STOPPING_PROPORTIONAL_GAIN), float(MAX_STEERING_ANGLE),
+    )
 
-    # Lateral LQR prediction in closed form. Over the horizon the velocity is v_k = alpha + beta k (alpha: current
-    # speed, beta = accel * dt), p_k = v_k dt, q_k = p_k / L. Chaining NAVSIM's 10 matrices
-    # [[1, p_k, 0], [0, 1, q_k], [0, 0, 1]] (+ input dt on the steering row, affine -p_k kappa_k on the heading row)
-    # gives polynomials in (alpha, beta) with constant coefficients and curvature-weighted sums:
+
+@lru_cache(maxsize=8)
+def _lateral_prediction_coefficients(n: int, dt: float, wheelbase: float) -> tuple[np.ndarray, np.ndarray]:
+    """Constants of the closed-form lateral LQR prediction over ``n`` steps: ``w_kappa (n, 5)`` and ``coef (10,)``.
+
+    Over the horizon the velocity is ``v_k = alpha + beta k`` (alpha: current speed, beta = accel * dt),
+    ``p_k = v_k dt``, ``q_k = p_k / L``. Chaining NAVSIM's ``n`` matrices ``[[1, p_k, 0], [0, 1, q_k], [0, 0, 1]]``
+    (+ input ``dt`` on the steering row, affine ``-p_k kappa_k`` on the heading row) gives polynomials in
+    ``(alpha, beta)`` with constant coefficients (``coef``: ``c_sp`` (sum p = c0 alpha + c1 beta), ``c_pp``,
+    ``c_b1``, ``c_b0``) and curvature-weighted sums ``kappa_window @ w_kappa``: sum k, sum k i, sum k n_i,
+    sum k (m_i + i n_i), sum k i m_i. Read-only.
+    """
     k_idx = np.arange(n, dtype=np.float64)
     n_after = n - 1 - k_idx  # number of j > i
     m_after = np.array([k_idx[i + 1:].sum() for i in range(n)])  # sum of j > i
     t1 = np.array([k_idx[:j].sum() for j in range(n)])  # sum of i < j
     t2 = np.array([(k_idx[:j] ** 2).sum() for j in range(n)])  # sum of i^2, i < j
     w_kappa = np.stack([np.ones(n), k_idx, n_after, m_after + k_idx * n_after, k_idx * m_after], axis=1)  # (N, 5)
-    kf = np.moveaxis(kappa @ w_kappa, -1, 0)  # (5, G, T-1): sum k, sum k i, sum k n_i, sum k (m_i + i n_i), ...
-    kf = np.ascontiguousarray(np.moveaxis(kf, -1, 0))  # (T-1, 5, G)
-    c_sp = (dt * n, dt * k_idx.sum())  # sum p = c0 alpha + c1 beta
+    c_sp = (dt * n, dt * k_idx.sum())
     c_pp = dt * dt * np.array([n_after.sum(), (m_after + k_idx * n_after).sum(), (k_idx * m_after).sum()])
     c_b1 = (dt * dt / wheelbase) * np.array([k_idx.sum(), (k_idx**2).sum()])
     c_b0 = (dt**3 / wheelbase) * np.array([t1.sum(), (t2 + k_idx * t1).sum(), (k_idx * t2).sum()])
-
-    # Per-step reference values as (T, G) rows.
-    ref_x = np.ascontiguousarray(poses[..., 0].T)
-    ref_y = np.ascontiguousarray(poses[..., 1].T)
-    ref_h = np.ascontiguousarray(poses[..., 2].T)
-    sin_ref, cos_ref = np.sin(ref_h), np.cos(ref_h)
-    v_ref_all = np.ascontiguousarray(velocity_profile[:, ref_idx].T)  # (T-1, G)
-    stop_ref = v_ref_all <= STOPPING_VELOCITY
-    any_stop_ref = stop_ref.any(axis=1).tolist()
-
-    long_gain = -Q_LONGITUDINAL * (n * dt) / ((n * dt) ** 2 * Q_LONGITUDINAL + R_LONGITUDINAL)
-    q_lat0, q_lat1, _ = Q_LATERAL
-    accel_lag = dt / (dt + ACCEL_TIME_CONSTANT)
-    steer_gain = dt / (dt + STEERING_ANGLE_TIME_CONSTANT) * dt
-    two_pi = 2.0 * np.pi
-    dt2 = dt * dt
-
-    xs = np.empty((t_len, g))
-    ys = np.empty((t_len, g))
-    hs = np.empty((t_len, g))
-    vs = np.empty((t_len, g))
-    axs = np.empty((t_len, g))
-    x = xs[0] = np.full(g, ego.pose[0])
-    y = ys[0] = np.full(g, ego.pose[1])
-    h = hs[0] = np.full(g, ego.pose[2])
-    v = vs[0] = np.full(g, ego.velocity[0])
-    ax = axs[0] = np.full(g, ego.acceleration[0])
-    steer = np.zeros(g)
-
-    for t in range(t_len - 1):
-        # --- tracker (batch_lqr.py track_trajectory)
-        e_lat = (y - ref_y[t]) * cos_ref[t] - (x - ref_x[t]) * sin_ref[t]
-        e_head = (h - ref_h[t] + np.pi) % two_pi - np.pi
-        dv = v - v_ref_all[t]
-        accel_lqr = long_gain * dv
-        stop = (stop_ref[t] & (v <= STOPPING_VELOCITY)) if any_stop_ref[t] else None
-        accel_cmd = accel_lqr if stop is None else np.where(stop, -STOPPING_PROPORTIONAL_GAIN * dv, accel_lqr)
-        beta = accel_lqr * dt
-        aa, ab, bb = v * v, v * beta, beta * beta
-        k0, k1, kn, kw, kim = kf[t]
-        sum_p = c_sp[0] * v + c_sp[1] * beta
-        d_l = steer / wheelbase
-        e0 = (e_lat + e_head * sum_p
-              + d_l * (c_pp[0] * aa + c_pp[1] * ab + c_pp[2] * bb) - dt2 * (aa * kn + ab * kw + bb * kim))
-        e1 = e_head + d_l * sum_p - dt * (v * k0 + beta * k1)
-        e1 = (e1 + np.pi) % two_pi - np.pi
-        b1 = c_b1[0] * v + c_b1[1] * beta
-        b0 = c_b0[0] * aa + c_b0[1] * ab + c_b0[2] * bb
-        rate = (q_lat0 * b0 * e0 + q_lat1 * b1 * e1) / (q_lat0 * b0 * b0 + q_lat1 * b1 * b1 + R_LATERAL)
-        if stop is not None:
-            rate = np.where(stop, 0.0, rate)
-
-        # --- motion model (batch_kinematic_bicycle.py propagate_state)
-        ax = axs[t + 1] = ax + accel_lag * (accel_cmd - ax)
-        x = xs[t + 1] = x + v * np.cos(h) * dt
-        y = ys[t + 1] = y + v * np.sin(h) * dt
-        h = hs[t + 1] = (h + v * np.tan(steer) * (dt / wheelbase) + np.pi) % two_pi - np.pi
-        v = vs[t + 1] = v + ax * dt
-        steer = np.minimum(np.maximum(steer - steer_gain * rate, -MAX_STEERING_ANGLE), MAX_STEERING_ANGLE)
-
-    out = np.zeros((g, t_len, NUM_STATE_COLUMNS))
-    out[..., SX] = xs.T
-    out[..., SY] = ys.T
-    out[..., SYAW] = hs.T
-    out[..., SVX] = vs.T
-    out[..., SAX] = axs.T
-    out[:, 0] = _initial_state(ego)
-    return out
+    coef = np.concatenate([np.asarray(c_sp), c_pp, c_b1, c_b0])
+    w_kappa = np.ascontiguousarray(w_kappa)
+    w_kappa.setflags(write=False)
+    coef.setflags(write=False)
+    return w_kappa, coef
 
 
 def finite_difference_states(ego: EgoState, poses: np.ndarray, dt: float) -> np.ndarray:
