@@ -135,7 +135,8 @@ def fit_profiles(poses: np.ndarray, cos_h: np.ndarray, sin_h: np.ndarray, veloci
     b = np.empty(m)
     for g in range(g_count):
         for k in range(m):
-            proj[k] = (poses[g, k + 1, 0] - poses[g, k, 0]) * cos_h[g, k] + (poses[g, k + 1, 1] - poses[g, k, 1]) * sin_h[g, k]
+            proj[k] = ((poses[g, k + 1, 0] - poses[g, k, 0]) * cos_h[g, k]
+                       + (poses[g, k + 1, 1] - poses[g, k, 1]) * sin_h[g, k])
         for i in range(m):
             coef[i] = 0.0
         for k in range(m):  # coef[i] = sum_k proj[k] op[i, k], summed over k in order (vectorised over i)
@@ -282,6 +283,60 @@ def simulate_tracked(ref: np.ndarray, init: np.ndarray, velocity_op_t: np.ndarra
                  q_lat1, r_lat, accel_lag, steer_gain, stop_velocity, stop_gain, max_steer)
 
 
+@njit(cache=True, inline="always")
+def _gradient(f: np.ndarray, t: int, dt: float) -> float:
+    """``np.gradient(f, dt)[t]`` for a 1-D ``f`` (uniform spacing, ``edge_order=1``): central differences inside,
+    one-sided at both ends."""
+    n = f.shape[0]
+    if t == 0:
+        return (f[1] - f[0]) / dt
+    if t == n - 1:
+        return (f[n - 1] - f[n - 2]) / dt
+    return (f[t + 1] - f[t - 1]) / (2.0 * dt)
+
+
+@njit(cache=True)
+def finite_differences(poses: np.ndarray, cos_h: np.ndarray, sin_h: np.ndarray, velocity0: np.ndarray,
+                       acceleration0: np.ndarray, dt: float) -> np.ndarray:
+    """States ``(G, T, 7)`` of poses ``(G, T, 3)`` [m, m, rad] without tracking (``finite_difference_states``).
+
+    World velocity = ``np.gradient`` of the rear-axle positions, world acceleration = ``np.gradient`` of that
+    velocity (both with spacing ``dt`` [s]), rotated into the body frame with ``cos_h``, ``sin_h`` ``(G, T)`` of the
+    headings; state 0 gets ``velocity0`` ``(2,)`` and ``acceleration0`` ``(2,)`` (body frame). Same operations as
+    the numpy version.
+    """
+    g_count, t_count, _ = poses.shape
+    out = np.empty((g_count, t_count, 7))
+    px = np.empty(t_count)
+    py = np.empty(t_count)
+    vx = np.empty(t_count)
+    vy = np.empty(t_count)
+    for g in range(g_count):
+        for t in range(t_count):
+            px[t] = poses[g, t, 0]
+            py[t] = poses[g, t, 1]
+        for t in range(t_count):
+            vx[t] = _gradient(px, t, dt)
+            vy[t] = _gradient(py, t, dt)
+        for t in range(t_count):
+            ax = _gradient(vx, t, dt)
+            ay = _gradient(vy, t, dt)
+            c = cos_h[g, t]
+            s = sin_h[g, t]
+            out[g, t, 0] = px[t]
+            out[g, t, 1] = py[t]
+            out[g, t, 2] = poses[g, t, 2]
+            out[g, t, 3] = c * vx[t] + s * vy[t]
+            out[g, t, 4] = -s * vx[t] + c * vy[t]
+            out[g, t, 5] = c * ax + s * ay
+            out[g, t, 6] = -s * ax + c * ay
+        out[g, 0, 3] = velocity0[0]
+        out[g, 0, 4] = velocity0[1]
+        out[g, 0, 5] = acceleration0[0]
+        out[g, 0, 6] = acceleration0[1]
+    return out
+
+
 # ------------------------------------------------------------------------------------------------------- scoring
 
 
@@ -328,9 +383,102 @@ def _cell_of(px: float, py: float, origin: np.ndarray, cell_size: float, nx: int
     return np.int64(fx) * ny + np.int64(fy)
 
 
+@njit(cache=True)
+def entry_boxes(cell_start: np.ndarray, cell_tris: np.ndarray, tri_v: np.ndarray, origin: np.ndarray,
+                cell_size: float, ny: int, pad: float) -> np.ndarray:
+    """``(E, 4)`` box ``(xmin, ymin, xmax, ymax)`` [m] per (cell, triangle) entry of the grid: the bounding box of the
+    part of the triangle inside the cell, grown by ``pad`` [m]; a conservative prefilter (a point of the cell outside
+    it is outside the triangle) that lets long sliver triangles be skipped cheaply.
+
+    The part is computed by clipping the triangle to the four half-planes of the closed cell box
+    ``[x0, x0 + cell] x [y0, y0 + cell]`` (``x0 = origin_x + ix * cell`` as in ``MapIndex.build``); ``pad`` covers the
+    clipping's rounding and points placed in the cell by ``floor`` at its border. If the clip comes out empty in
+    floating point (the triangle only touches the cell), the box is the triangle's own bounding box, clamped to the
+    padded cell.
+    """
+    n_cells = cell_start.shape[0] - 1
+    out = np.empty((cell_tris.shape[0], 4))
+    buf_x = np.empty(16)
+    buf_y = np.empty(16)
+    nxt_x = np.empty(16)
+    nxt_y = np.empty(16)
+    for c in range(n_cells):
+        ix = c // ny
+        iy = c - ix * ny
+        x0 = origin[0] + ix * cell_size
+        y0 = origin[1] + iy * cell_size
+        x1 = x0 + cell_size
+        y1 = y0 + cell_size
+        for j in range(cell_start[c], cell_start[c + 1]):
+            k = cell_tris[j]
+            n = 3
+            for i in range(3):
+                buf_x[i] = tri_v[k, i, 0]
+                buf_y[i] = tri_v[k, i, 1]
+            for plane in range(4):  # Sutherland-Hodgman: x >= x0, x <= x1, y >= y0, y <= y1
+                m = 0
+                for i in range(n):
+                    ax = buf_x[i]
+                    ay = buf_y[i]
+                    bx = buf_x[(i + 1) % n]
+                    by = buf_y[(i + 1) % n]
+                    if plane == 0:
+                        da = ax - x0
+                        db = bx - x0
+                    elif plane == 1:
+                        da = x1 - ax
+                        db = x1 - bx
+                    elif plane == 2:
+                        da = ay - y0
+                        db = by - y0
+                    else:
+                        da = y1 - ay
+                        db = y1 - by
+                    if da >= 0.0:
+                        nxt_x[m] = ax
+                        nxt_y[m] = ay
+                        m += 1
+                    if (da >= 0.0) != (db >= 0.0):
+                        f = da / (da - db)
+                        nxt_x[m] = ax + f * (bx - ax)
+                        nxt_y[m] = ay + f * (by - ay)
+                        m += 1
+                n = m
+                for i in range(n):
+                    buf_x[i] = nxt_x[i]
+                    buf_y[i] = nxt_y[i]
+                if n == 0:
+                    break
+            if n == 0:
+                lo_x = min(tri_v[k, 0, 0], tri_v[k, 1, 0], tri_v[k, 2, 0])
+                lo_y = min(tri_v[k, 0, 1], tri_v[k, 1, 1], tri_v[k, 2, 1])
+                hi_x = max(tri_v[k, 0, 0], tri_v[k, 1, 0], tri_v[k, 2, 0])
+                hi_y = max(tri_v[k, 0, 1], tri_v[k, 1, 1], tri_v[k, 2, 1])
+                out[j, 0] = max(lo_x, x0) - pad
+                out[j, 1] = max(lo_y, y0) - pad
+                out[j, 2] = min(hi_x, x1) + pad
+                out[j, 3] = min(hi_y, y1) + pad
+                continue
+            lo_x = np.inf
+            lo_y = np.inf
+            hi_x = -np.inf
+            hi_y = -np.inf
+            for i in range(n):
+                lo_x = min(lo_x, buf_x[i])
+                lo_y = min(lo_y, buf_y[i])
+                hi_x = max(hi_x, buf_x[i])
+                hi_y = max(hi_y, buf_y[i])
+            out[j, 0] = lo_x - pad
+            out[j, 1] = lo_y - pad
+            out[j, 2] = hi_x + pad
+            out[j, 3] = hi_y + pad
+    return out
+
+
 @njit(cache=True, inline="always")
 def _mark_point(px: float, py: float, cell: int, col_lo: int, col_hi: int, cell_start: np.ndarray,
-                cell_tris: np.ndarray, full_start: np.ndarray, full_polys: np.ndarray, tri_v: np.ndarray,
+                cell_tris: np.ndarray, cell_boxes: np.ndarray, full_start: np.ndarray, full_polys: np.ndarray,
+                tri_v: np.ndarray,
                 tri_e: np.ndarray, tri_boundary: np.ndarray, tri_poly: np.ndarray, flags: np.ndarray,
                 touched: np.ndarray, num_touched: int) -> int:
     """Strict point-in-polygon of one point against the polygon columns ``[col_lo, col_hi)`` of its grid cell.
@@ -338,7 +486,8 @@ def _mark_point(px: float, py: float, cell: int, col_lo: int, col_hi: int, cell_
     Sets ``flags[col]``: bit 1 inside a closed triangle of ``col`` (or the cell lies strictly inside ``col``), bit 2
     on a boundary edge of ``col``; the point is strictly inside ``col`` iff ``flags[col] == 1``. Columns whose flags
     went from 0 to non-zero are appended to ``touched`` (the caller resets them). Returns the new ``num_touched``.
-    The triangle test is ``MapIndex.contains``'s: CCW edge cross products relative to the edge start, ``>= 0``.
+    The triangle test is ``MapIndex.contains``'s: CCW edge cross products relative to the edge start, ``>= 0``;
+    ``cell_boxes`` ``(E, 4)`` (:func:`entry_boxes`) first skips entries whose clipped box misses the point.
     """
     for j in range(full_start[cell], full_start[cell + 1]):
         col = full_polys[j]
@@ -348,6 +497,8 @@ def _mark_point(px: float, py: float, cell: int, col_lo: int, col_hi: int, cell_
                 num_touched += 1
             flags[col] |= 1
     for j in range(cell_start[cell], cell_start[cell + 1]):
+        if px < cell_boxes[j, 0] or py < cell_boxes[j, 1] or px > cell_boxes[j, 2] or py > cell_boxes[j, 3]:
+            continue
         k = cell_tris[j]
         col = tri_poly[k]
         if col < col_lo or col >= col_hi:
@@ -373,8 +524,8 @@ def _mark_point(px: float, py: float, cell: int, col_lo: int, col_hi: int, cell_
 
 @njit(cache=True)
 def contains_points(points: np.ndarray, num_polygons: int, origin: np.ndarray, cell_size: float, nx: int, ny: int,
-                    cell_start: np.ndarray, cell_tris: np.ndarray, full_start: np.ndarray, full_polys: np.ndarray,
-                    tri_v: np.ndarray, tri_e: np.ndarray, tri_boundary: np.ndarray,
+                    cell_start: np.ndarray, cell_tris: np.ndarray, cell_boxes: np.ndarray, full_start: np.ndarray,
+                    full_polys: np.ndarray, tri_v: np.ndarray, tri_e: np.ndarray, tri_boundary: np.ndarray,
                     tri_poly: np.ndarray) -> np.ndarray:
     """``(P, num_polygons)`` bool: strict containment of points ``(P, 2)`` [m] in every map polygon
     (``MapIndex.contains``; the grid / triangle arrays are the index's)."""
@@ -388,8 +539,8 @@ def contains_points(points: np.ndarray, num_polygons: int, origin: np.ndarray, c
         cell = _cell_of(px, py, origin, cell_size, nx, ny)
         if cell < 0:
             continue
-        nt = _mark_point(px, py, cell, 0, num_polygons, cell_start, cell_tris, full_start, full_polys, tri_v, tri_e,
-                         tri_boundary, tri_poly, flags, touched, 0)
+        nt = _mark_point(px, py, cell, 0, num_polygons, cell_start, cell_tris, cell_boxes, full_start, full_polys,
+                         tri_v, tri_e, tri_boundary, tri_poly, flags, touched, 0)
         for j in range(nt):
             col = touched[j]
             out[p, col] = flags[col] == 1
@@ -400,8 +551,9 @@ def contains_points(points: np.ndarray, num_polygons: int, origin: np.ndarray, c
 @njit(cache=True)
 def ego_areas(corners: np.ndarray, centers: np.ndarray, states: np.ndarray, num_drivable: int, num_lanes: int,
               num_intersections: int, lane_on_route: np.ndarray, origin: np.ndarray, cell_size: float, nx: int, ny: int,
-              cell_start: np.ndarray, cell_tris: np.ndarray, full_start: np.ndarray, full_polys: np.ndarray,
-              tri_v: np.ndarray, tri_e: np.ndarray, tri_boundary: np.ndarray, tri_poly: np.ndarray):
+              cell_start: np.ndarray, cell_tris: np.ndarray, cell_boxes: np.ndarray, full_start: np.ndarray,
+              full_polys: np.ndarray, tri_v: np.ndarray, tri_e: np.ndarray, tri_boundary: np.ndarray,
+              tri_poly: np.ndarray):
     """Ego areas per (candidate, step) from strict point-in-polygon tests (pdm_scorer.py ``_calculate_ego_area``).
 
     Args:
@@ -409,7 +561,7 @@ def ego_areas(corners: np.ndarray, centers: np.ndarray, states: np.ndarray, num_
             rear axle, columns 0-1, is tested against intersections).
         num_drivable, num_lanes, num_intersections: polygon columns of the index, in that order.
         lane_on_route: ``(num_lanes,)`` bool.
-        the rest: the ``MapIndex`` grid and triangles.
+        the rest: the ``MapIndex`` grid and triangles (:meth:`MapIndex.kernel_arrays`).
 
     Returns:
         ``(multiple_lanes, non_drivable, oncoming, in_intersection)``, each ``(G, T)`` bool: more than one lane holds a
@@ -440,8 +592,8 @@ def ego_areas(corners: np.ndarray, centers: np.ndarray, states: np.ndarray, num_
                 cell = _cell_of(px, py, origin, cell_size, nx, ny)
                 drivable = False
                 if cell >= 0:
-                    nt = _mark_point(px, py, cell, 0, lane_hi, cell_start, cell_tris, full_start, full_polys, tri_v,
-                                     tri_e, tri_boundary, tri_poly, flags, touched, 0)
+                    nt = _mark_point(px, py, cell, 0, lane_hi, cell_start, cell_tris, cell_boxes, full_start,
+                                     full_polys, tri_v, tri_e, tri_boundary, tri_poly, flags, touched, 0)
                     for j in range(nt):
                         col = touched[j]
                         if flags[col] == 1:
@@ -470,8 +622,8 @@ def ego_areas(corners: np.ndarray, centers: np.ndarray, states: np.ndarray, num_
             cell = _cell_of(px, py, origin, cell_size, nx, ny)
             on_route = False
             if cell >= 0 and num_lanes > 0:
-                nt = _mark_point(px, py, cell, lane_lo, lane_hi, cell_start, cell_tris, full_start, full_polys,
-                                 tri_v, tri_e, tri_boundary, tri_poly, flags, touched, 0)
+                nt = _mark_point(px, py, cell, lane_lo, lane_hi, cell_start, cell_tris, cell_boxes, full_start,
+                                 full_polys, tri_v, tri_e, tri_boundary, tri_poly, flags, touched, 0)
                 for j in range(nt):
                     col = touched[j]
                     if flags[col] == 1 and lane_on_route[col - lane_lo]:
@@ -485,8 +637,8 @@ def ego_areas(corners: np.ndarray, centers: np.ndarray, states: np.ndarray, num_
                 cell = _cell_of(px, py, origin, cell_size, nx, ny)
                 inside = False
                 if cell >= 0:
-                    nt = _mark_point(px, py, cell, lane_hi, npoly, cell_start, cell_tris, full_start, full_polys,
-                                     tri_v, tri_e, tri_boundary, tri_poly, flags, touched, 0)
+                    nt = _mark_point(px, py, cell, lane_hi, npoly, cell_start, cell_tris, cell_boxes, full_start,
+                                     full_polys, tri_v, tri_e, tri_boundary, tri_poly, flags, touched, 0)
                     for j in range(nt):
                         col = touched[j]
                         if flags[col] == 1:

@@ -119,20 +119,29 @@ class MapIndex:
 
     def __post_init__(self) -> None:
         nx, ny = self._shape
+        cell_start = np.ascontiguousarray(self._cell_start, dtype=np.int64)
+        cell_tris = np.ascontiguousarray(self._cell_tris, dtype=np.int64)
+        tri_v = np.ascontiguousarray(self._tri_v, dtype=np.float64).reshape(-1, 3, 2)
+        tri_poly = np.ascontiguousarray(self._tri_poly, dtype=np.int64)
+        origin = np.ascontiguousarray(self._origin, dtype=np.float64)
+        extent = float(np.max(np.abs(tri_v))) if len(tri_v) else 1.0
+        pad = 1e-6 + 1e-12 * extent  # >> rounding of the clip and of floor((p - origin) / cell) at cell borders
+        boxes = kernels.entry_boxes(cell_start, cell_tris, tri_v, origin, float(self._cell), int(ny), pad)
         args = (
             np.ascontiguousarray(self.lane_on_route, dtype=np.bool_),
-            np.ascontiguousarray(self._origin, dtype=np.float64),
+            origin,
             float(self._cell),
             int(nx),
             int(ny),
-            np.ascontiguousarray(self._cell_start, dtype=np.int64),
-            np.ascontiguousarray(self._cell_tris, dtype=np.int64),
+            cell_start,
+            cell_tris,
+            boxes,
             np.ascontiguousarray(self._full_start, dtype=np.int64),
             np.ascontiguousarray(self._full_polys, dtype=np.int64),
-            np.ascontiguousarray(self._tri_v, dtype=np.float64).reshape(-1, 3, 2),
+            tri_v,
             np.ascontiguousarray(self._tri_e, dtype=np.float64).reshape(-1, 3, 2),
             np.ascontiguousarray(self._tri_boundary, dtype=np.bool_).reshape(-1, 3),
-            np.ascontiguousarray(self._tri_poly, dtype=np.int64),
+            tri_poly,
         )
         object.__setattr__(self, "_kernel_args", args)
         object.__setattr__(self, "_kernel_route", np.ascontiguousarray(self.route, dtype=np.float64))
@@ -140,8 +149,10 @@ class MapIndex:
 
     def kernel_arrays(self) -> tuple:
         """Arguments of the compiled lookups (:mod:`rewards.kernels`) after the layer counts: ``lane_on_route``,
-        grid origin [m], cell size [m], ``nx``, ``ny``, the two CSR cell lists and the triangle arrays (vertices,
-        edge vectors, boundary flags, polygon column), all C-contiguous."""
+        grid origin [m], cell size [m], ``nx``, ``ny``, the triangle CSR list (offsets, triangle indices,
+        per-entry prefilter boxes of :func:`rewards.kernels.entry_boxes`), the
+        "full" CSR list and the triangle arrays (vertices, edge vectors, boundary flags, polygon column), all
+        C-contiguous."""
         return self._kernel_args
 
     @property

@@ -1,4 +1,4 @@
-"""NAVSIM v1.1 PDM score of a group of candidate trajectories, vectorized over candidates, objects and time.
+"""NAVSIM v1.1 PDM score of a group of candidate trajectories (numpy glue around compiled kernels).
 
 Rules: ``../shared/specs/navsim-pdm.md``; source: ``navsim/planning/simulation/planner/pdm_planner/scoring/
 pdm_scorer.py`` (metrics, aggregation), ``.../scoring/pdm_scorer_utils.py`` (collision classification),
@@ -6,16 +6,21 @@ pdm_scorer.py`` (metrics, aggregation), ``.../scoring/pdm_scorer_utils.py`` (col
 pairing with the PDM-Closed reference), nuPlan ``planning/simulation/observation/idm/utils.py`` (ahead / behind
 angles, stopped tracks).
 
-Pipeline of :func:`score_states` (``G`` candidates, ``T`` = 41 states, ``N`` objects, ``S`` logged steps):
+Pipeline of :func:`score_states` (``G`` candidates, ``T`` = 41 states, ``N`` objects, ``S`` logged steps); the loops
+are numba kernels (:mod:`rewards.kernels`), transcriptions of the former vectorized numpy code with the same
+arithmetic, so every decision is taken on the same floating-point values (sines / cosines of inputs still come from
+numpy):
 
 1. ego boxes ``(G, T, 4, 2)`` from the rear-axle states (centre = rear axle + ``rear_axle_to_center``);
-2. ego areas per (g, t) from one strict point-in-polygon query (:mod:`rewards.map_index`): ``multiple_lanes``,
-   ``non_drivable``, ``oncoming`` (centre in no on-route lane), rear axle in an intersection;
+2. ego areas per (g, t) from strict point-in-polygon tests (:mod:`rewards.map_index`), each point against the layers
+   it needs: ``multiple_lanes``, ``non_drivable`` (corners), ``oncoming`` (centre in no on-route lane), rear axle in
+   an intersection;
 3. ego-object contacts for the TTC offsets ``k`` in (0, 3, 6, 9) (k = 0 is the collision test of NC): a (g, n)
-   bounding-box prefilter, a (g, n, t, k) bounding-circle prefilter, then an exact separating-axis test;
+   bounding-box prefilter, a (g, n, t) early-out (centres too far apart for any offset), a (g, n, t, k)
+   bounding-circle prefilter, then an exact separating-axis test;
 4. NC: only the first contact of each (g, n) is classified (a not-at-fault contact makes NAVSIM ignore the object for
    the rest of the candidate; an at-fault one already sets NC and the time), TTC: only the first *checked* hit of
-   each (g, n) in (t, k) order matters for the same reason;
+   each (g, n) in (t, k) order matters for the same reason; a pair's loop stops once both are decided;
 5. DAC, DDC (window sums by cumulative sums), EP (route arc-length projection), comfort, PDMS.
 
 Without a map (``problem.map is None``): DAC, DDC, EP, progress and PDMS are NaN ("unavailable"); NC and TTC are

@@ -1,8 +1,8 @@
 """Ego simulation of candidate trajectories: interpolation to the scoring step, LQR tracking, kinematic bicycle.
 
 NAVSIM v1.1 (``navsim/evaluate/pdm_score.py``) turns a planner output of 8 ego-frame rear-axle poses at 0.5 s into
-41 world-frame states at 0.1 s in three stages, all reproduced here, vectorized over the G candidates (time is the
-only Python loop):
+41 world-frame states at 0.1 s in three stages, all reproduced here (the loops are compiled with numba, see
+:mod:`rewards.kernels`):
 
 1. **Interpolation** (``transform_trajectory`` / ``get_trajectory_as_array``): the current ego state is prepended and
    the 9 poses are interpolated linearly in time (x, y) with the heading unwrapped first and wrapped back to
@@ -26,14 +26,19 @@ Same maths as NAVSIM, reorganised for speed (results equal up to floating-point 
 * the curvature fit is solved for the curvature profile itself (a one-to-one reparametrisation of NAVSIM's
   unknowns, so the same minimiser), which makes the normal matrix tridiagonal: one banded solve for all candidates
   instead of a ``pinv`` per proposal;
-* the 10-step lateral LQR prediction is written with cumulative sums instead of 10 chained 3x3 matrix products.
+* the 10-step lateral LQR prediction is written with cumulative sums instead of 10 chained 3x3 matrix products;
+* the time loop runs per candidate in compiled code (:func:`rewards.kernels.simulate_tracked`), the tridiagonal
+  solve in ``dgtsv``'s operation order. Against the former numpy loop the states differ only in the last bits
+  (compiled ``cos / sin / tan`` are the C library's, numpy's may be vectorised ones; the velocity operator product is
+  summed in a fixed order): the tests keep the 1e-7 agreement with the direct NAVSIM transcription.
 
 Known differences from NAVSIM: the ego's tire steering angle at t=0 is not part of :class:`~rewards.types.EgoState`,
 so the simulation starts with steering angle 0 (NAVSIM uses the logged one).
 
 With ``PDMConfig.tracking == False`` the interpolated poses are returned directly; velocities and accelerations then
 come from finite differences (``np.gradient``, central inside, one-sided at the end) of the rear-axle positions,
-rotated into each state's body frame; state 0 keeps the ego's own velocity and acceleration.
+rotated into each state's body frame; state 0 keeps the ego's own velocity and acceleration. Interpolation and
+finite differences are compiled too and bit-identical to their numpy forms (checked in ``tests/test_tracking.py``).
 
 State columns (:data:`SX` ... :data:`SAY`) follow NAVSIM's ``StateIndex`` (``pdm_enums.py``): rear-axle x, y, heading
 in the world frame, then velocity and acceleration in the body frame (x longitudinal, y lateral).
@@ -264,19 +269,9 @@ def finite_difference_states(ego: EgoState, poses: np.ndarray, dt: float) -> np.
     Velocity: ``np.gradient`` of the rear-axle positions; acceleration: ``np.gradient`` of that world velocity; both
     rotated into the body frame of each state. State 0 keeps the ego's own velocity and acceleration.
     """
-    g, t_len, _ = poses.shape
-    out = np.empty((g, t_len, NUM_STATE_COLUMNS))
-    out[..., :3] = poses
-    vel = np.gradient(poses[..., :2], dt, axis=1)
-    acc = np.gradient(vel, dt, axis=1)
-    c, s = np.cos(poses[..., 2]), np.sin(poses[..., 2])
-    out[..., SVX] = c * vel[..., 0] + s * vel[..., 1]
-    out[..., SVY] = -s * vel[..., 0] + c * vel[..., 1]
-    out[..., SAX] = c * acc[..., 0] + s * acc[..., 1]
-    out[..., SAY] = -s * acc[..., 0] + c * acc[..., 1]
-    out[:, 0, SVX:SVY + 1] = ego.velocity
-    out[:, 0, SAX:SAY + 1] = ego.acceleration
-    return out
+    poses = np.ascontiguousarray(poses, dtype=np.float64)
+    h = poses[..., 2]
+    return kernels.finite_differences(poses, np.cos(h), np.sin(h), ego.velocity, ego.acceleration, float(dt))
 
 
 def simulate_poses(ego: EgoState, poses: np.ndarray, config: PDMConfig) -> np.ndarray:

@@ -98,3 +98,21 @@ def test_on_route_flags_and_cache():
     assert index is map_index_for(geom)
     assert index.lane_on_route.tolist() == [True, False, True]
     assert (index.num_drivable, index.num_lanes, index.num_intersections) == (4, 3, 1)
+
+
+def test_contains_on_sliver_triangulations_agrees_with_shapely():
+    """A long strip with a vertex every metre on both sides triangulates into slivers hundreds of metres long that
+    cross many grid cells (the index's per-cell clipped boxes skip them); results stay exact."""
+    xs = np.arange(-150.0, 151.0)
+    strip = np.concatenate([np.stack([xs, np.full_like(xs, -1.75)], 1), np.stack([xs[::-1], np.full_like(xs, 1.75)], 1)])
+    geom = MapGeometry(drivable_areas=(strip,), lane_polygons=(strip,), lane_ids=np.array([1]), route_lane_ids=(1,),
+                       route=np.array([[-150.0, 0.0], [150.0, 0.0]]))
+    index = MapIndex.build(geom)
+    rng = np.random.default_rng(11)
+    on_edges = np.stack([rng.uniform(-150, 150, 2000), rng.choice([-1.75, 1.75], 2000)], 1)
+    pts = np.concatenate([rng.uniform([-155, -3], [155, 3], size=(20000, 2)), strip, on_edges,
+                          on_edges + rng.normal(scale=1e-7, size=on_edges.shape),
+                          index._tri_v.mean(axis=1), 0.5 * (index._tri_v[:, 0] + index._tri_v[:, 1])])
+    want = shapely.contains_xy(shapely.Polygon(strip), pts[:, 0], pts[:, 1])
+    got = index.contains(pts)
+    assert np.array_equal(got[:, 0], want) and np.array_equal(got[:, 1], want)

@@ -205,3 +205,43 @@ def test_input_errors_name_the_argument(bad, match):
     with pytest.raises(ValueError, match="candidates") as err:
         simulate_candidates(_ego(), bad)
     assert err.match(match)
+
+
+def test_interpolation_and_finite_differences_equal_their_numpy_forms_bit_for_bit():
+    """The compiled interpolation / finite differences keep the numpy arithmetic exactly (knots, np.unwrap, weights
+    1 - r/5 and r/5, wrap; np.gradient, rotation into the body frame)."""
+    ego = _ego(v=7.0, yaw=3.05)
+    rng = np.random.default_rng(4)
+    cands = np.stack([_turn(), _straight(), _turn(4.0, -20.0)]) + rng.normal(scale=0.3, size=(3, 8, 3))
+    cfg = PDMConfig(tracking=False)
+    x0, y0, h0 = ego.pose
+    c, s = np.cos(h0), np.sin(h0)
+    knots = np.empty((3, 9, 3))
+    knots[:, 0] = ego.pose
+    knots[:, 1:, 0] = x0 + c * cands[..., 0] - s * cands[..., 1]
+    knots[:, 1:, 1] = y0 + s * cands[..., 0] + c * cands[..., 1]
+    knots[:, 1:, 2] = h0 + cands[..., 2]
+    knots[..., 2] = np.unwrap(knots[..., 2], axis=1)
+    want = np.empty((3, 41, 3))
+    for i in range(41):
+        k, r = divmod(i, 5)
+        if k >= 8:
+            want[:, i] = knots[:, 8]
+        else:
+            want[:, i] = (1.0 - r / 5) * knots[:, k] + (r / 5) * knots[:, k + 1]
+    want[..., 2] = wrap_angle(want[..., 2])
+    poses = interpolate_candidates(ego, cands, cfg)
+    np.testing.assert_array_equal(poses, want)
+
+    vel = np.gradient(want[..., :2], 0.1, axis=1)
+    acc = np.gradient(vel, 0.1, axis=1)
+    c, s = np.cos(want[..., 2]), np.sin(want[..., 2])
+    expected = np.empty((3, 41, 7))
+    expected[..., :3] = want
+    expected[..., SVX] = c * vel[..., 0] + s * vel[..., 1]
+    expected[..., SVY] = -s * vel[..., 0] + c * vel[..., 1]
+    expected[..., SAX] = c * acc[..., 0] + s * acc[..., 1]
+    expected[..., SAY] = -s * acc[..., 0] + c * acc[..., 1]
+    expected[:, 0, SVX:SVY + 1] = ego.velocity
+    expected[:, 0, SAX:SAY + 1] = ego.acceleration
+    np.testing.assert_array_equal(simulate_candidates(ego, cands, cfg), expected)
