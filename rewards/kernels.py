@@ -690,6 +690,46 @@ def _segment_hits_box(p0x: float, p0y: float, p1x: float, p1y: float, box: np.nd
 
 
 @njit(cache=True)
+def object_boxes(centers: np.ndarray, cos_yaw: np.ndarray, sin_yaw: np.ndarray, half: np.ndarray,
+                 valid: np.ndarray):
+    """Object box corners and bounding boxes (``rewards.geometry.box_corners`` arithmetic).
+
+    Args:
+        centers: ``(N, S, 2)`` box centres [m]; cos_yaw, sin_yaw: ``(N, S)`` of the headings; half: ``(N, 2)`` half
+            length, half width [m]; valid: ``(N, S)`` bool.
+
+    Returns:
+        ``(corners (N, S, 4, 2) FL, RL, RR, FR; lo (N, 2); hi (N, 2))``: ``lo`` / ``hi`` bound the corners of the
+        valid steps (``inf`` / ``-inf`` for an object never valid).
+    """
+    n_count, s_count = valid.shape
+    corners = np.empty((n_count, s_count, 4, 2))
+    lo = np.full((n_count, 2), np.inf)
+    hi = np.full((n_count, 2), -np.inf)
+    for n in range(n_count):
+        hl = half[n, 0]
+        hw = half[n, 1]
+        for s in range(s_count):
+            c = cos_yaw[n, s]
+            sn = sin_yaw[n, s]
+            cx = centers[n, s, 0]
+            cy = centers[n, s, 1]
+            for i in range(4):
+                dl = hl if (i == 0 or i == 3) else -hl
+                dw = hw if i < 2 else -hw
+                x = cx + c * dl - sn * dw
+                y = cy + sn * dl + c * dw
+                corners[n, s, i, 0] = x
+                corners[n, s, i, 1] = y
+                if valid[n, s]:
+                    lo[n, 0] = min(lo[n, 0], x)
+                    lo[n, 1] = min(lo[n, 1], y)
+                    hi[n, 0] = max(hi[n, 0], x)
+                    hi[n, 1] = max(hi[n, 1], y)
+    return corners, lo, hi
+
+
+@njit(cache=True)
 def object_drift(centers: np.ndarray, valid: np.ndarray, horizon: int) -> np.ndarray:
     """``(N, S)`` largest distance [m] from an object's centre at step s to its valid centres at steps
     ``s + 1 .. s + horizon`` (inf where step s is invalid); from centres ``(N, S, 2)`` [m] and ``valid`` ``(N, S)``.

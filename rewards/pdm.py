@@ -40,7 +40,6 @@ import numpy as np
 from rewards import kernels
 from rewards.comfort import comfort_score
 from rewards.config import PDMConfig
-from rewards.geometry import box_corners
 from rewards.map_index import MapIndex, map_index_for
 from rewards.tracking import NUM_STATE_COLUMNS, SVX, SVY, SYAW, simulate_candidates
 from rewards.types import ScoringProblem
@@ -159,32 +158,27 @@ def _problem_data(problem: ScoringProblem, stopped_speed: float, horizon: int) -
         return per_problem[key]
     ag = problem.agents
     n, s = ag.num_agents, ag.num_steps
-    corners = box_corners(ag.poses, ag.sizes[:, 0, None], ag.sizes[:, 1, None]) if n else np.zeros((0, s, 4, 2))
-    corners = np.ascontiguousarray(corners)
+    centers = np.ascontiguousarray(ag.poses[..., :2])
     valid = np.ascontiguousarray(ag.valid)
-    big = np.where(valid[..., None, None], corners, np.nan)
-    with np.errstate(invalid="ignore"):
-        lo = np.nanmin(big.reshape(n, -1, 2), axis=1) if n and s else np.zeros((n, 2))
-        hi = np.nanmax(big.reshape(n, -1, 2), axis=1) if n and s else np.zeros((n, 2))
-    never = ~valid.any(axis=1) if s else np.ones(n, dtype=bool)
-    lo[never] = np.inf
-    hi[never] = -np.inf
+    cos_yaw, sin_yaw = np.cos(ag.poses[..., 2]), np.sin(ag.poses[..., 2])
+    half = np.ascontiguousarray(0.5 * ag.sizes)
+    corners, lo, hi = kernels.object_boxes(centers, cos_yaw, sin_yaw, half, valid)  # box_corners + AABB
     # nuPlan is_track_stopped on PDMObservation.unique_objects: the object as first seen in the observation.
     first = np.argmax(valid, axis=1) if s else np.zeros(n, dtype=int)
     v_first = ag.velocities[np.arange(n), first] if s else np.zeros((n, 2))
     stopped = ag.is_static | (np.hypot(v_first[:, 0], v_first[:, 1]) <= stopped_speed)
     data = _ProblemData(
         corners=corners,
-        centers=np.ascontiguousarray(ag.poses[..., :2]),
+        centers=centers,
         valid=valid,
         yaw=ag.poses[..., 2].copy(),
-        drift=kernels.object_drift(np.ascontiguousarray(ag.poses[..., :2]), valid, int(horizon)),
-        cos_yaw=np.cos(ag.poses[..., 2]),
-        sin_yaw=np.sin(ag.poses[..., 2]),
-        half=np.ascontiguousarray(0.5 * ag.sizes),
+        drift=kernels.object_drift(centers, valid, int(horizon)),
+        cos_yaw=cos_yaw,
+        sin_yaw=sin_yaw,
+        half=half,
         radius=0.5 * np.hypot(ag.sizes[:, 0], ag.sizes[:, 1]),
-        lo=np.ascontiguousarray(lo),
-        hi=np.ascontiguousarray(hi),
+        lo=lo,
+        hi=hi,
         stopped=stopped,
         is_static=ag.is_static.copy(),
         ids=ag.ids.copy(),
