@@ -12,6 +12,10 @@ groups at one decision time) and ``cold`` builds a fresh ``ScoringProblem`` per 
 index stays cached per map, as across decision times of one scene). Single process, BLAS/OpenMP pinned to 1 thread;
 rates are per CPU second of the process.
 Goal: vectorized >= 100x the oracle and >= 20k candidates/s on one core.
+
+``--stages`` also prints a per-stage breakdown (CPU time per G=16 group, best of several rounds) of the compiled
+pipeline on the first problem: simulation, per-problem setup, ego boxes, map areas, contacts (NC + TTC), comfort
+and the DAC/DDC/EP/PDMS aggregation.
 """
 
 from __future__ import annotations
@@ -169,10 +173,67 @@ def run(num_groups: int, seconds: float) -> list[dict[str, float]]:
     return rows
 
 
+def _cpu_us(fn, reps: int = 200, rounds: int = 5) -> float:
+    """Best-of-``rounds`` CPU time of one ``fn()`` call [us] (one warm-up call first)."""
+    fn()
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.process_time()
+        for _ in range(reps):
+            fn()
+        best = min(best, (time.process_time() - start) / reps)
+    return best * 1e6
+
+
+def stages() -> list[tuple[str, float]]:
+    """``(stage, CPU us per G=16 group)`` of the scorer's stages on benchmark problem 0 (tracking on)."""
+    from rewards import kernels, pdm
+    from rewards.comfort import comfort_score
+
+    config = PDMConfig(tracking=True)
+    problem = benchmark_problem(0, config)
+    candidates = benchmark_candidates(problem, 0, config)
+    states = simulate_candidates(problem.ego, candidates, config)
+    data = pdm._problem_data(problem, config.collision_stopped_speed, max(config.ttc_offsets))
+    params = problem.ego.params
+    yaw = states[..., 2]
+    cos_yaw, sin_yaw = np.cos(yaw), np.sin(yaw)
+    boxes = (states, cos_yaw, sin_yaw, params.rear_axle_to_center, 0.5 * params.length, 0.5 * params.width)
+    corners, centers = kernels.ego_boxes(*boxes)
+    speed = np.hypot(states[..., 3], states[..., 4])
+    areas = pdm._ego_areas(data.map_index, corners, centers, states)
+    offsets, checked, zero_k = pdm._offset_table(tuple(config.ttc_offsets))
+    contact_args = (
+        states, cos_yaw, sin_yaw, centers, corners, speed, areas[0] | areas[1], areas[3], offsets, checked, zero_k,
+        config.sim_dt, 0.5 * float(np.hypot(params.length, params.width)), 0.5 * params.length, 0.5 * params.width,
+        data.centers, data.cos_yaw, data.sin_yaw, data.valid, data.half, data.radius, data.lo, data.hi, data.corners,
+        data.stopped, data.is_static, data.drift, data.ids, config.collision_stopped_speed, config.ttc_stopped_speed,
+        float(np.deg2rad(config.behind_angle_deg)), float(np.deg2rad(config.ttc_ahead_angle_deg)),
+        config.static_collision_score,
+    )
+    ones = np.ones(NUM_CANDIDATES)
+    index = data.map_index
+    aggregate_args = (ones, ones, ones, areas[1], areas[2], centers, index._kernel_route, index._kernel_route_s, 10,
+                      2.0, 6.0, False, np.nan, 5.0, 5.0, 5.0, 2.0, 0.0)
+    no_track = PDMConfig(tracking=False)
+    return [
+        ("simulate (tracking on)", _cpu_us(lambda: simulate_candidates(problem.ego, candidates, config))),
+        ("simulate (tracking off)", _cpu_us(lambda: simulate_candidates(problem.ego, candidates, no_track))),
+        ("score_states (warm problem)", _cpu_us(lambda: score_states(problem, states, config))),
+        ("  per-problem setup (cold)", _cpu_us(lambda: pdm._problem_data(replace(problem), 0.05, 9))),
+        ("  ego boxes + cos/sin", _cpu_us(lambda: kernels.ego_boxes(states, np.cos(yaw), np.sin(yaw), *boxes[3:]))),
+        ("  map areas", _cpu_us(lambda: pdm._ego_areas(index, corners, centers, states))),
+        ("  contacts, NC, TTC", _cpu_us(lambda: kernels.collisions_and_ttc(*contact_args))),
+        ("  comfort", _cpu_us(lambda: comfort_score(states, config.sim_dt, config.comfort))),
+        ("  DAC, DDC, EP, PDMS", _cpu_us(lambda: kernels.aggregate(*aggregate_args))),
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, default=5, help="problems (decision times) to average over")
     parser.add_argument("--seconds", type=float, default=2.0, help="minimum timing window per measurement [s]")
+    parser.add_argument("--stages", action="store_true", help="also print a per-stage CPU-time breakdown")
     args = parser.parse_args(argv)
     rows = run(args.groups, args.seconds)
     print(f"PDM scorer, G={NUM_CANDIDATES}, {NUM_AGENTS} objects, 4 s at 10 Hz, 1 thread, {args.groups} problems")
@@ -187,6 +248,10 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['reference']:>6.0f} c/s | {r['warm'] / r['reference']:>9.0f}x | {r['cold'] / r['reference']:>9.0f}x"
         )
     print("goal: >= 20000 candidates/s (vectorized) and >= 100x the reference")
+    if args.stages:
+        print(f"\nper-stage CPU time per group of {NUM_CANDIDATES} (problem 0, best of 5 rounds):")
+        for name, us in stages():
+            print(f"  {name:<28} {us:8.1f} us")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from scipy.signal import savgol_filter
 
 from rewards import kernels
 from rewards.config import ComfortBounds
-from rewards.tracking import SAX, SAY, SYAW
+from rewards.tracking import SAX, SAY
 
 COMFORT_NAMES = ("lon_accel", "lat_accel", "jerk", "lon_jerk", "yaw_accel", "yaw_rate")
 """Order of the columns of :func:`comfort_checks` (NAVSIM's ``ego_is_comfortable`` order)."""
