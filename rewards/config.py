@@ -37,7 +37,8 @@ class PDMConfig:
     """Weights and thresholds of the PDM score; every default equals NAVSIM v1.1.
 
     ``PDMS = NC * DAC * (w_ep EP + w_ttc TTC + w_c C + w_ddc DDC) / (w_ep + w_ttc + w_c + w_ddc)``;
-    with ``ddc_multiplicative`` DDC instead multiplies like NC and DAC (an EPDMS-style preset, off by default).
+    with ``ddc_multiplicative`` DDC instead multiplies like NC and DAC (an EPDMS-style preset, off by default):
+    ``PDMS = NC * DAC * DDC * (w_ep EP + w_ttc TTC + w_c C) / (w_ep + w_ttc + w_c)`` (``ddc_weight`` is then unused).
     """
 
     # --- trajectory sampling / simulation
@@ -59,9 +60,10 @@ class PDMConfig:
     comfort_weight: float = 2.0
     """Weight of comfort."""
     ddc_weight: float = 0.0
-    """Weight of driving-direction compliance (0 in v1.1: computed and reported only)."""
+    """Weight of driving-direction compliance (0 in v1.1: computed and reported only); unused when
+    ``ddc_multiplicative``."""
     ddc_multiplicative: bool = False
-    """EPDMS-style preset: DDC multiplies the score like NC and DAC (off in v1.1)."""
+    """EPDMS-style preset: DDC multiplies the score like NC and DAC instead of being averaged (off in v1.1)."""
 
     # --- thresholds
     progress_threshold: float = 5.0
@@ -101,13 +103,22 @@ class PDMConfig:
         for name in ("ep_weight", "ttc_weight", "comfort_weight", "ddc_weight", "collision_penalty"):
             if getattr(self, name) < 0:
                 raise ValueError(f"PDMConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if self.ep_weight + self.ttc_weight + self.comfort_weight + self.ddc_weight <= 0:
-            raise ValueError("PDMConfig: the weighted terms' weights sum to 0")
+        if self.ep_weight + self.ttc_weight + self.comfort_weight + self.averaged_ddc_weight <= 0:
+            raise ValueError(
+                "PDMConfig: the weighted terms' weights sum to 0 (ep_weight + ttc_weight + comfort_weight"
+                + ("; ddc_weight does not count with ddc_multiplicative=True)" if self.ddc_multiplicative
+                   else " + ddc_weight)")
+            )
         if self.num_poses < 1 or self.pose_interval <= 0 or self.sim_dt <= 0:
             raise ValueError("PDMConfig: num_poses, pose_interval and sim_dt must be positive")
         ratio = self.pose_interval / self.sim_dt
         if abs(ratio - round(ratio)) > 1e-9:
             raise ValueError(f"PDMConfig: pose_interval {self.pose_interval} must be a multiple of sim_dt {self.sim_dt}")
+
+    @property
+    def averaged_ddc_weight(self) -> float:
+        """Weight of DDC inside the weighted average: ``ddc_weight``, or 0 when DDC multiplies instead."""
+        return 0.0 if self.ddc_multiplicative else float(self.ddc_weight)
 
     @property
     def horizon(self) -> float:

@@ -1018,7 +1018,8 @@ def aggregate(nc: np.ndarray, ttc: np.ndarray, comfort: np.ndarray, non_drivable
         nc, ttc, comfort: ``(G,)`` sub-scores; non_drivable, oncoming: ``(G, T)`` bool; centers: ``(G, T, 2)`` [m].
         route ``(R >= 2, 2)``, route_s ``(R,)``: route polyline and its cumulative arc length [m].
         ddc_horizon [steps], ddc_compliance / ddc_violation [m]: DDC window and thresholds.
-        ddc_multiplicative: DDC multiplies like NC and DAC (EPDMS-style preset).
+        ddc_multiplicative: DDC multiplies like NC and DAC (EPDMS-style preset) *instead of* being averaged: its
+            weight ``w_ddc`` then leaves the weighted average (``rewards.reference`` does the same).
         reference_progress: masked progress [m] of the reference (NaN: normalise within the group).
         progress_threshold [m]; w_*: weights of EP, TTC, comfort, DDC.
 
@@ -1046,14 +1047,15 @@ def aggregate(nc: np.ndarray, ttc: np.ndarray, comfort: np.ndarray, non_drivable
     group_max = masked.max()
     ep = np.empty(g_count)
     pdms = np.empty(g_count)
-    weights = w_ep + w_ttc + w_comfort + w_ddc
+    w_ddc_avg = 0.0 if ddc_multiplicative else w_ddc
+    weights = w_ep + w_ttc + w_comfort + w_ddc_avg
     for g in range(g_count):
         norm = group_max if np.isnan(reference_progress) else max(reference_progress, masked[g])
         if norm > progress_threshold:
             ep[g] = masked[g] / (norm if norm > 0 else 1.0)
         else:
             ep[g] = 0.0 if mult[g] == 0.0 else 1.0
-        weighted = (w_ep * ep[g] + w_ttc * ttc[g] + w_comfort * comfort[g] + w_ddc * ddc[g]) / weights
+        weighted = (w_ep * ep[g] + w_ttc * ttc[g] + w_comfort * comfort[g] + w_ddc_avg * ddc[g]) / weights
         pdms[g] = mult[g] * weighted
     return dac, ddc, progress, masked, ep, pdms
 

@@ -251,6 +251,18 @@ def _validate_states(states: np.ndarray, config: PDMConfig) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _validate_agents_window(problem: ScoringProblem, config: PDMConfig) -> None:
+    """``ValueError`` unless ``problem.agents`` covers ``config.num_observation_steps`` steps (the horizon plus the
+    largest TTC offset; 50 by default), as :func:`rewards.reference.score_states_reference` requires."""
+    need = config.num_observation_steps
+    agents = problem.agents
+    if agents.num_steps < need:
+        raise ValueError(
+            f"problem.agents: expected at least {need} steps (poses shape (N, >={need}, 3)), "
+            f"got poses shape {agents.poses.shape} (scene {problem.scene_id!r}, frame {problem.time_index})"
+        )
+
+
 def score_states(
     problem: ScoringProblem,
     states: np.ndarray,
@@ -270,8 +282,13 @@ def score_states(
 
     Returns:
         :class:`PDMResult`.
+
+    Raises:
+        ValueError: on a wrong ``states`` shape, an empty group, NaN/inf, or an agents window shorter than
+            ``config.num_observation_steps``.
     """
     states = _validate_states(states, config)
+    _validate_agents_window(problem, config)
     data = _problem_data(problem, config.collision_stopped_speed, max(config.ttc_offsets))
     params = problem.ego.params
     g_count, t_count = states.shape[:2]
@@ -332,9 +349,10 @@ def score_states(
         with np.errstate(invalid="ignore", divide="ignore"):
             ep = np.where(norm > config.progress_threshold, masked / np.where(norm > 0, norm, 1.0),
                           np.where(mult == 0.0, 0.0, 1.0))
-        weights = config.ep_weight + config.ttc_weight + config.comfort_weight + config.ddc_weight
+        w_ddc = config.averaged_ddc_weight  # 0 when DDC multiplies (EPDMS-style preset)
+        weights = config.ep_weight + config.ttc_weight + config.comfort_weight + w_ddc
         weighted = (config.ep_weight * ep + config.ttc_weight * ttc + config.comfort_weight * comfort
-                    + config.ddc_weight * ddc) / weights
+                    + w_ddc * ddc) / weights
         pdms = mult * weighted
     else:
         dac = ddc = ep = progress = pdms = masked = np.full(g_count, np.nan)

@@ -454,7 +454,7 @@ def score_states_reference(
         ep = _ego_progress(masked, multiplier, largest, config)
         # EPDMS-like preset: DDC multiplies *instead of* being averaged (PDMConfig.ddc_multiplicative), so its weight
         # leaves the weighted average; it also masks progress, as NAVSIM v2 masks EP with every multiplicative metric.
-        ddc_weight = 0.0 if config.ddc_multiplicative else config.ddc_weight
+        ddc_weight = config.averaged_ddc_weight
         weights = config.ep_weight + config.ttc_weight + config.comfort_weight + ddc_weight
         weighted = config.ep_weight * ep + config.ttc_weight * ttc + config.comfort_weight * comfort + ddc_weight * ddc
         pdms = multiplier * weighted / weights

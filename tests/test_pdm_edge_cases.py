@@ -407,3 +407,60 @@ def test_without_a_map_nc_ttc_and_comfort_still_work(impl):
 def test_bad_states_raise_value_error_naming_the_argument_and_shape(impl, states, pattern):
     with pytest.raises(ValueError, match=pattern):
         impl(problem(), states, CONFIG)
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_short_agents_window_raises_value_error_naming_problem_agents(impl):
+    # The window must cover the 41 states plus the largest TTC offset (9 steps): 50 steps; 49 is one short.
+    full = problem(Agent(7, x=30.0, y=LANE1_Y, vx=5.0))
+    ag = full.agents
+    short = ScoringProblem(
+        ego=full.ego,
+        agents=AgentsFuture(ids=ag.ids, is_static=ag.is_static, sizes=ag.sizes, poses=ag.poses[:, : S - 1],
+                            velocities=ag.velocities[:, : S - 1], valid=ag.valid[:, : S - 1]),
+        map=full.map,
+    )
+    with pytest.raises(ValueError, match=rf"problem\.agents.*{S}.*\(1, {S - 1}, 3\)"):
+        impl(short, ego_states()[None], CONFIG)
+
+
+# ------------------------------------------------------------------------------------------------- EPDMS preset
+def _stopped_car_ahead_in_lane_2(speed: float) -> ScoringProblem:
+    """A stopped car in the oncoming lane whose rear is ``4.1 * speed`` metres ahead of the ego's front bumper."""
+    return problem(Agent(7, x=FRONT + 4.1 * speed + 2.0, y=LANE2_Y))
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@pytest.mark.parametrize("speed, ddc", [(0.9, 1.0), (3.6, 0.5), (9.0, 0.0)])
+def test_epdms_preset_ddc_multiplies_instead_of_being_averaged(impl, speed, ddc):
+    # EPDMS = NC x DAC x DDC x (5 EP + 5 TTC + 2 C) / 12: a DDC weight does not enter the average when DDC
+    # multiplies. A stopped car ahead in the oncoming lane, 4.1 s of travel away, is never hit (NC 1) but enters the
+    # 0.9 s TTC projection near the end of the horizon (TTC 0), so the weighted terms differ from 1.
+    preset = PDMConfig.epdms_like(ddc_weight=2.0)
+    prob = _stopped_car_ahead_in_lane_2(speed)
+    r = score(impl, prob, ego_states(y0=LANE2_Y, speed=speed), ego_states(y0=LANE1_Y, speed=speed), config=preset)
+    assert list(r.ddc) == [ddc, 1.0] and list(r.nc) == [1.0, 1.0] and list(r.ttc) == [0.0, 1.0]
+    expected = r.nc * r.dac * r.ddc * (5.0 * r.ep + 5.0 * r.ttc + 2.0 * r.comfort) / 12.0
+    np.testing.assert_allclose(r.pdms, expected, rtol=0, atol=1e-12)
+    # The DDC weight changes nothing in the preset.
+    plain = score(impl, prob, ego_states(y0=LANE2_Y, speed=speed), ego_states(y0=LANE1_Y, speed=speed),
+                  config=PDMConfig.epdms_like())
+    np.testing.assert_allclose(r.pdms, plain.pdms, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("speed", [0.9, 3.6, 9.0])
+def test_epdms_preset_vectorized_and_reference_agree(speed):
+    preset = PDMConfig.epdms_like(ddc_weight=2.0)
+    prob = _stopped_car_ahead_in_lane_2(speed)
+    states = [ego_states(y0=LANE2_Y, speed=speed), ego_states(y0=LANE1_Y, speed=speed),
+              ego_states(y0=LANE2_Y, speed=speed, accel=-3.0 * speed / 4.0)]
+    fast = score(score_states, prob, *states, config=preset)
+    slow = score(score_states_reference, prob, *states, config=preset)
+    for name in ("nc", "dac", "ddc", "ttc", "ep", "comfort", "pdms"):
+        np.testing.assert_allclose(getattr(fast, name), getattr(slow, name), rtol=0, atol=1e-12, err_msg=name)
+
+
+def test_config_rejects_a_preset_whose_averaged_weights_sum_to_zero():
+    with pytest.raises(ValueError, match="ddc_weight does not count"):
+        PDMConfig.epdms_like(ep_weight=0.0, ttc_weight=0.0, comfort_weight=0.0, ddc_weight=1.0)
+    assert PDMConfig(ep_weight=0.0, ttc_weight=0.0, comfort_weight=0.0, ddc_weight=1.0).averaged_ddc_weight == 1.0
