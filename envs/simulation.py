@@ -11,7 +11,7 @@ Frames: everything here is in the **world frame** unless a name says otherwise; 
 from __future__ import annotations
 
 import copy
-import math
+import dataclasses
 
 import cv2
 import numpy as np
@@ -28,26 +28,16 @@ from rewards.geometry import (
 from rewards.config import PDMConfig
 from rewards.map_index import map_index_for
 from rewards.tracking import (
-    ACCEL_TIME_CONSTANT,
-    MAX_STEERING_ANGLE,
-    Q_LATERAL,
-    Q_LONGITUDINAL,
-    R_LATERAL,
-    R_LONGITUDINAL,
     SAX,
     SAY,
-    STEERING_ANGLE_TIME_CONSTANT,
-    STOPPING_PROPORTIONAL_GAIN,
-    STOPPING_VELOCITY,
     SVX,
     SVY,
     SX,
     SY,
     SYAW,
-    TRACKING_HORIZON,
-    fit_velocity_curvature,
     interpolate_candidates,
     simulate_candidates,
+    track_poses_with_steering,
 )
 from rewards.types import EgoState, MapGeometry
 
@@ -239,36 +229,27 @@ def check_frames(
     return colliding, offroad
 
 
-def _wrap(angle: float) -> float:
-    """Scalar :func:`rewards.geometry.wrap_angle` (same float modulo, so bit-identical)."""
-    return (angle + math.pi) % (2.0 * math.pi) - math.pi
-
-
 def simulate_prefix(
-    ego: EgoState, trajectory: np.ndarray, config: PDMConfig, num_steps: int, steering: float = 0.0
-) -> tuple[np.ndarray, float]:
+    ego: EgoState, trajectory: np.ndarray, config: PDMConfig, num_steps: int, steering: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The first ``num_steps`` simulated states of one trajectory, as :func:`rewards.tracking.simulate_candidates`,
-    optionally starting from a non-zero steering angle.
+    starting from a given steering angle.
 
-    With ``steering=0`` this equals ``simulate_candidates(ego, trajectory[None], config)[0, 1 : num_steps + 1]`` (to
-    floating-point rounding, checked in the tests): the same interpolation and velocity/curvature fit over the
-    **whole** 4 s trajectory (so the tracker's 1 s look-ahead sees the same references), then only ``num_steps``
-    iterations of the tracker + bicycle loop, in scalar Python. For one trajectory and 5 steps this is ~15x faster
-    than the batch loop over all 40 steps with numpy arrays of size 1, which dominated the closed-loop step time.
-    The loop mirrors ``rewards.tracking.track_poses`` line by line (``batch_lqr.py`` / ``batch_kinematic_bicycle.py``);
-    keep the two in step (``max_steps`` and ``steering`` arguments on ``track_poses`` would make this copy
-    unnecessary).
+    A thin call into the scorer's tracker (:func:`rewards.tracking.track_poses_with_steering`): the same
+    interpolation and velocity/curvature fit over the **whole** 4 s trajectory (so the tracker's 1 s look-ahead sees
+    the same references), then only ``num_steps`` iterations of the compiled tracker + bicycle loop. With the same
+    initial steering the states equal ``simulate_candidates(ego, trajectory[None], config)[0, 1 : num_steps + 1]``.
 
-    ``steering`` is the tire steering angle at t=0 [rad]. The scorer's :class:`EgoState` has none (it starts every
-    candidate at 0, a documented deviation from NAVSIM); a closed loop that re-plans every 0.5 s must carry it over,
-    or each re-plan straightens the wheels mid-turn (log replay then drifts up to ~4 m off a junction turn).
+    ``steering`` is the tire steering angle at t=0 [rad]; a closed loop that re-plans every 0.5 s must carry it over,
+    or each re-plan straightens the wheels mid-turn (log replay then drifts up to ~4 m off a junction turn). The
+    scorer's candidates start from ``ego.steering_angle`` (0 for our sources, a documented deviation from NAVSIM).
 
     Args:
         ego: current ego state (its pose is the frame of ``trajectory``).
         trajectory: ``(num_poses, 3)`` ego-frame rear-axle poses [m, m, rad] at ``config.pose_interval``.
         config: the scorer configuration (sampling, ``tracking`` switch).
         num_steps: states wanted after the current one, ``1 <= num_steps < config.num_sim_steps``.
-        steering: initial steering angle [rad].
+        steering: initial steering angle [rad]; None: ``ego.steering_angle``.
 
     Returns:
         ``(states (num_steps, 7), steering (num_steps,))``: world-frame states (columns of :mod:`rewards.tracking`)
@@ -278,57 +259,8 @@ def simulate_prefix(
         raise ValueError(f"num_steps: expected an int in [1, {config.num_sim_steps - 1}], got {num_steps}")
     if not config.tracking:
         return simulate_candidates(ego, trajectory[None], config)[0, 1 : num_steps + 1], np.zeros(num_steps)
-    dt = config.sim_dt
+    if steering is not None:
+        ego = dataclasses.replace(ego, steering_angle=float(steering))
     poses = interpolate_candidates(ego, trajectory[None], config)  # (1, T, 3)
-    velocity, curvature = fit_velocity_curvature(poses, dt)
-    v_prof, c_prof = velocity[0].tolist(), curvature[0].tolist()
-    m = len(v_prof)
-    px, py, ph = poses[0, :, 0].tolist(), poses[0, :, 1].tolist(), poses[0, :, 2].tolist()
-    n = TRACKING_HORIZON
-    wheelbase = ego.params.wheelbase
-    long_gain = -Q_LONGITUDINAL * (n * dt) / ((n * dt) ** 2 * Q_LONGITUDINAL + R_LONGITUDINAL)
-    q_lat0, q_lat1, _ = Q_LATERAL
-    accel_lag = dt / (dt + ACCEL_TIME_CONSTANT)
-    steer_lag = dt / (dt + STEERING_ANGLE_TIME_CONSTANT)
-
-    x, y, h = (float(c) for c in ego.pose)
-    v, ax, steer = float(ego.velocity[0]), float(ego.acceleration[0]), float(steering)
-    out = np.zeros((num_steps, 7))
-    steers = np.zeros(num_steps)
-    for t in range(num_steps):
-        # --- tracker (batch_lqr.py track_trajectory)
-        ref = min(t + n, m - 1)
-        v_ref = v_prof[ref]
-        sin_r, cos_r = math.sin(ph[t]), math.cos(ph[t])
-        e_lat = -(x - px[t]) * sin_r + (y - py[t]) * cos_r
-        e_head = _wrap(h - ph[t])
-        stop = v_ref <= STOPPING_VELOCITY and v <= STOPPING_VELOCITY
-        accel_lqr = long_gain * (v - v_ref)
-        accel_cmd = -STOPPING_PROPORTIONAL_GAIN * (v - v_ref) if stop else accel_lqr
-        # Lateral LQR over the horizon (running sums replace the cumulative sums of track_poses).
-        e0, inc_sum, b0, qb_sum = e_lat, 0.0, 0.0, 0.0
-        for i in range(n):
-            p = (v + accel_lqr * dt * i) * dt
-            qk = p / wheelbase
-            e0 += p * (e_head + inc_sum)
-            inc_sum += qk * steer - p * c_prof[min(t + i, ref)]
-            b0 += p * qb_sum
-            qb_sum += qk * (i * dt)
-        e1 = _wrap(e_head + inc_sum)
-        b1 = qb_sum
-        steer_rate = 0.0 if stop else -(q_lat0 * b0 * e0 + q_lat1 * b1 * e1) / (
-            q_lat0 * b0 * b0 + q_lat1 * b1 * b1 + R_LATERAL
-        )
-        # --- motion model (batch_kinematic_bicycle.py propagate_state)
-        ax_new = accel_lag * (accel_cmd - ax) + ax
-        steer_target = steer + steer_lag * dt * steer_rate
-        yaw_rate = v * math.tan(steer) / wheelbase
-        x += v * math.cos(h) * dt
-        y += v * math.sin(h) * dt
-        h = _wrap(h + yaw_rate * dt)
-        v += ax_new * dt
-        steer = min(max(steer_target, -MAX_STEERING_ANGLE), MAX_STEERING_ANGLE)
-        ax = ax_new
-        out[t, SX], out[t, SY], out[t, SYAW], out[t, SVX], out[t, SAX] = x, y, h, v, ax
-        steers[t] = steer
-    return out, steers
+    states, steers = track_poses_with_steering(ego, poses, config.sim_dt, num_steps=int(num_steps))
+    return states[0, 1:], steers[0, 1:]

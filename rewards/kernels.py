@@ -169,15 +169,19 @@ def fit_profiles(poses: np.ndarray, cos_h: np.ndarray, sin_h: np.ndarray, veloci
 
 @njit(cache=True)
 def track(ref: np.ndarray, cos_ref: np.ndarray, sin_ref: np.ndarray, velocity: np.ndarray, curvature: np.ndarray,
-          init: np.ndarray, w_kappa: np.ndarray, coef: np.ndarray, dt: float, wheelbase: float, long_gain: float,
-          q_lat0: float, q_lat1: float, r_lat: float, accel_lag: float, steer_gain: float, stop_velocity: float,
-          stop_gain: float, max_steer: float) -> np.ndarray:
+          init: np.ndarray, init_steer: float, num_steps: int, w_kappa: np.ndarray, coef: np.ndarray, dt: float,
+          wheelbase: float, long_gain: float, q_lat0: float, q_lat1: float, r_lat: float, accel_lag: float,
+          steer_gain: float, stop_velocity: float, stop_gain: float, max_steer: float):
     """NAVSIM's batch LQR tracker + kinematic bicycle, one candidate at a time (the time loop of ``track_poses``).
 
     Args:
         ref: ``(G, T, 3)`` reference rear-axle poses [m, m, rad]; ``cos_ref``, ``sin_ref``: ``(G, T)`` of its heading.
         velocity, curvature: ``(G, M)`` fitted profiles [m/s], [1/m] (``M = T - 1``).
-        init: ``(7,)`` state at t=0 (x, y, yaw, vx, vy, ax, ay); the steering angle starts at 0.
+        init: ``(7,)`` state at t=0 (x, y, yaw, vx, vy, ax, ay).
+        init_steer: tire steering angle at t=0 [rad] (NAVSIM: the logged one).
+        num_steps: tracker steps to run, ``0 <= num_steps <= T - 1`` (``T - 1``: the whole reference); the
+            references and profiles are those of the whole trajectory either way, so the first states do not depend
+            on it.
         w_kappa: ``(N, 5)`` weights of the curvature window sums (``N``: LQR horizon [steps], 10).
         coef: ``(10,)`` constant coefficients of the closed-form lateral prediction: ``c_sp`` (2), ``c_pp`` (3),
             ``c_b1`` (2), ``c_b0`` (3) of ``rewards.tracking.track_poses``.
@@ -186,7 +190,8 @@ def track(ref: np.ndarray, cos_ref: np.ndarray, sin_ref: np.ndarray, velocity: n
             stop_velocity [m/s], stop_gain [1/s]: stopping P controller; max_steer [rad]: steering clip.
 
     Returns:
-        ``(G, T, 7)`` states (columns x, y, yaw, vx, vy, ax, ay; vy = ay = 0 after t=0).
+        ``(states (G, num_steps + 1, 7), steering (G, num_steps + 1))``: states (columns x, y, yaw, vx, vy, ax, ay;
+        vy = ay = 0 after t=0) and the steering angle [rad] at each of them.
 
     Same formulas and operation order as the numpy loop it replaces; the motion model's ``cos(yaw)``, ``sin(yaw)``,
     ``tan(steer)`` use the C library (numpy's vectorized versions may differ in the last bit).
@@ -201,7 +206,8 @@ def track(ref: np.ndarray, cos_ref: np.ndarray, sin_ref: np.ndarray, velocity: n
     c_b10, c_b11 = coef[5], coef[6]
     c_b00, c_b01, c_b02 = coef[7], coef[8], coef[9]
     dt_wb = dt / wheelbase
-    out = np.zeros((g_count, t_count, 7))
+    out = np.zeros((g_count, num_steps + 1, 7))
+    steering = np.empty((g_count, num_steps + 1))
     for g in range(g_count):
         for c in range(7):
             out[g, 0, c] = init[c]
@@ -210,8 +216,9 @@ def track(ref: np.ndarray, cos_ref: np.ndarray, sin_ref: np.ndarray, velocity: n
         h = init[2]
         v = init[3]
         ax = init[5]
-        steer = 0.0
-        for t in range(t_count - 1):
+        steer = init_steer
+        steering[g, 0] = steer
+        for t in range(num_steps):
             ref_i = min(t + n, m - 1)
             # curvature window curv[t : ref_i] padded with curv[ref_i], weighted (kappa @ w_kappa)
             k0 = 0.0
@@ -263,16 +270,19 @@ def track(ref: np.ndarray, cos_ref: np.ndarray, sin_ref: np.ndarray, velocity: n
             out[g, t + 1, 2] = h
             out[g, t + 1, 3] = v
             out[g, t + 1, 5] = ax
-    return out
+            steering[g, t + 1] = steer
+    return out, steering
 
 
 @njit(cache=True)
-def simulate_tracked(ref: np.ndarray, init: np.ndarray, velocity_op_t: np.ndarray, w_kappa: np.ndarray,
-                     coef: np.ndarray, dt: float, rate_penalty: float, initial_penalty: float, wheelbase: float,
-                     long_gain: float, q_lat0: float, q_lat1: float, r_lat: float, accel_lag: float, steer_gain: float,
-                     stop_velocity: float, stop_gain: float, max_steer: float) -> np.ndarray:
-    """:func:`fit_profiles` then :func:`track` in one call (``rewards.tracking.track_poses``): states ``(G, T, 7)``
-    for reference poses ``ref (G, T, 3)``; the reference headings' cosine and sine come from the C library."""
+def simulate_tracked(ref: np.ndarray, init: np.ndarray, init_steer: float, num_steps: int,
+                     velocity_op_t: np.ndarray, w_kappa: np.ndarray, coef: np.ndarray, dt: float, rate_penalty: float,
+                     initial_penalty: float, wheelbase: float, long_gain: float, q_lat0: float, q_lat1: float,
+                     r_lat: float, accel_lag: float, steer_gain: float, stop_velocity: float, stop_gain: float,
+                     max_steer: float):
+    """:func:`fit_profiles` over the whole reference ``ref (G, T, 3)`` then ``num_steps`` steps of :func:`track` in
+    one call (``rewards.tracking.track_poses_with_steering``): ``(states (G, num_steps + 1, 7), steering
+    (G, num_steps + 1) [rad])``; the reference headings' cosine and sine come from the C library."""
     g_count, t_count, _ = ref.shape
     cos_ref = np.empty((g_count, t_count))
     sin_ref = np.empty((g_count, t_count))
@@ -281,8 +291,9 @@ def simulate_tracked(ref: np.ndarray, init: np.ndarray, velocity_op_t: np.ndarra
             cos_ref[g, t] = math.cos(ref[g, t, 2])
             sin_ref[g, t] = math.sin(ref[g, t, 2])
     velocity, curvature = fit_profiles(ref, cos_ref, sin_ref, velocity_op_t, dt, rate_penalty, initial_penalty)
-    return track(ref, cos_ref, sin_ref, velocity, curvature, init, w_kappa, coef, dt, wheelbase, long_gain, q_lat0,
-                 q_lat1, r_lat, accel_lag, steer_gain, stop_velocity, stop_gain, max_steer)
+    return track(ref, cos_ref, sin_ref, velocity, curvature, init, init_steer, num_steps, w_kappa, coef, dt,
+                 wheelbase, long_gain, q_lat0, q_lat1, r_lat, accel_lag, steer_gain, stop_velocity, stop_gain,
+                 max_steer)
 
 
 @njit(cache=True, inline="always")

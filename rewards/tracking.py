@@ -32,8 +32,9 @@ Same maths as NAVSIM, reorganised for speed (results equal up to floating-point 
   (compiled ``cos / sin / tan`` are the C library's, numpy's may be vectorised ones; the velocity operator product is
   summed in a fixed order): the tests keep the 1e-7 agreement with the direct NAVSIM transcription.
 
-Known differences from NAVSIM: the ego's tire steering angle at t=0 is not part of :class:`~rewards.types.EgoState`,
-so the simulation starts with steering angle 0 (NAVSIM uses the logged one).
+The tracker starts from :attr:`rewards.types.EgoState.steering_angle` (NAVSIM: the logged tire steering angle). Known
+difference from NAVSIM: our scene sources log no steering angle, so it is 0 (straight wheels) unless a caller sets it
+(the closed loop of :mod:`envs.simulation` carries it across re-plans).
 
 With ``PDMConfig.tracking == False`` the interpolated poses are returned directly; velocities and accelerations then
 come from finite differences (``np.gradient``, central inside, one-sided at the end) of the rear-axle positions,
@@ -208,7 +209,7 @@ def track_poses(
     """Track reference poses with NAVSIM's batch LQR tracker and kinematic bicycle model.
 
     Args:
-        ego: current ego state (state 0 of the output; steering angle assumed 0).
+        ego: current ego state (state 0 of the output; the tracker starts from ``ego.steering_angle``).
         poses: ``(G, T, 3)`` world-frame rear-axle reference poses [m, m, rad] every ``dt`` [s]; pose 0 is the
             current pose.
         dt: step [s].
@@ -217,9 +218,36 @@ def track_poses(
     Returns:
         ``(G, T, 7)`` simulated states (columns ``SX..SAY``).
     """
+    return track_poses_with_steering(ego, poses, dt, params)[0]
+
+
+def track_poses_with_steering(
+    ego: EgoState, poses: np.ndarray, dt: float, params: VehicleParameters | None = None,
+    num_steps: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`track_poses`, optionally for the first ``num_steps`` steps only, with the steering angle per state.
+
+    The velocity / curvature profiles are always fitted to the **whole** reference (so the tracker's 1 s look-ahead
+    sees the same references): the states of a prefix equal the first states of the full run bit for bit.
+
+    Args:
+        ego: current ego state (state 0; the tracker starts from ``ego.steering_angle`` [rad]).
+        poses: ``(G, T, 3)`` world-frame rear-axle reference poses [m, m, rad] every ``dt`` [s]; pose 0 = now.
+        dt: step [s].
+        params: vehicle geometry (wheelbase); default ``ego.params``.
+        num_steps: tracker steps to run, ``0 <= num_steps <= T - 1``; None: ``T - 1`` (the whole reference).
+
+    Returns:
+        ``(states (G, k + 1, 7), steering (G, k + 1))`` with ``k = num_steps``: simulated states (columns
+        ``SX..SAY``, state 0 = ``ego``) and the tire steering angle [rad] at each of them.
+    """
     params = ego.params if params is None else params
     poses = np.ascontiguousarray(poses, dtype=np.float64)
     dt = float(dt)
+    last = poses.shape[1] - 1
+    k = last if num_steps is None else num_steps
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= last:
+        raise ValueError(f"num_steps: expected an int in [0, {last}] (poses shape {poses.shape}), got {num_steps!r}")
     wheelbase = float(params.wheelbase)
     w_kappa, coef = _lateral_prediction_coefficients(TRACKING_HORIZON, dt, wheelbase)
     n = TRACKING_HORIZON
@@ -228,9 +256,9 @@ def track_poses(
     accel_lag = dt / (dt + ACCEL_TIME_CONSTANT)
     steer_gain = dt / (dt + STEERING_ANGLE_TIME_CONSTANT) * dt
     return kernels.simulate_tracked(
-        poses, _initial_state(ego), _velocity_fit_operator_t(poses.shape[1] - 1, dt), w_kappa, coef, dt,
-        CURVATURE_RATE_PENALTY, INITIAL_CURVATURE_PENALTY, wheelbase, float(long_gain), float(q_lat0), float(q_lat1),
-        float(R_LATERAL), float(accel_lag), float(steer_gain), float(STOPPING_VELOCITY),
+        poses, _initial_state(ego), float(ego.steering_angle), int(k), _velocity_fit_operator_t(last, dt), w_kappa,
+        coef, dt, CURVATURE_RATE_PENALTY, INITIAL_CURVATURE_PENALTY, wheelbase, float(long_gain), float(q_lat0),
+        float(q_lat1), float(R_LATERAL), float(accel_lag), float(steer_gain), float(STOPPING_VELOCITY),
         float(STOPPING_PROPORTIONAL_GAIN), float(MAX_STEERING_ANGLE),
     )
 

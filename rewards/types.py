@@ -34,17 +34,22 @@ class EgoState:
         velocity: ``(2,)`` rear-axle velocity in the ego body frame (longitudinal, lateral) [m/s].
         acceleration: ``(2,)`` acceleration in the body frame [m/s^2].
         params: ego geometry.
+        steering_angle: tire steering angle [rad] the tracker starts from (:mod:`rewards.tracking`). NAVSIM starts
+            from the logged tire steering angle; our sources have none, so it defaults to 0 (straight wheels). A
+            closed loop that re-plans carries it across re-plans (:func:`envs.simulation.simulate_prefix`).
     """
 
     pose: np.ndarray
     velocity: np.ndarray
     acceleration: np.ndarray = field(default_factory=lambda: np.zeros(2))
     params: VehicleParameters = NAVSIM_EGO
+    steering_angle: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pose", _checked("EgoState.pose", self.pose, (3,)))
         object.__setattr__(self, "velocity", _checked("EgoState.velocity", self.velocity, (2,)))
         object.__setattr__(self, "acceleration", _checked("EgoState.acceleration", self.acceleration, (2,)))
+        object.__setattr__(self, "steering_angle", float(_checked("EgoState.steering_angle", self.steering_angle, ())))
 
 
 @dataclass(frozen=True, eq=False)

@@ -16,7 +16,7 @@ from envs.render import BEVConfig
 from envs.replay_env import ACTION_HIGH, ACTION_LOW, EnvConfig, ReplayEnv, validate_trajectories
 from envs.simulation import check_frames, simulate_prefix
 from rewards.config import PDMConfig
-from rewards.tracking import simulate_candidates
+from rewards.tracking import interpolate_candidates, simulate_candidates, track_poses_with_steering
 from rewards.types import EgoState
 
 SMALL_BEV = BEVConfig(height=48, width=48, meters_per_pixel=1.0)
@@ -137,6 +137,27 @@ def test_simulate_prefix_equals_the_batch_tracker():
                          np.cumsum(rng.normal(0, 0.1, 8))], axis=1)
         expected = simulate_candidates(ego, traj[None], cfg)[0, 1:6]
         np.testing.assert_allclose(simulate_prefix(ego, traj, cfg, 5)[0], expected, atol=1e-9)
+
+
+@pytest.mark.parametrize("steering", [0.0, 0.08, -0.3])
+def test_simulate_prefix_is_the_start_of_the_scorer_simulation_with_the_same_initial_steering(steering):
+    rng = np.random.default_rng(1)
+    cfg = PDMConfig()
+    for k in (1, 5, 40):
+        ego = EgoState(rng.normal(size=3) * [10, 10, 3], np.array([rng.uniform(0, 15), 0.0]),
+                       np.array([rng.normal(), 0.0]))
+        traj = np.stack([np.cumsum(rng.uniform(0, 4, 8)), np.cumsum(rng.normal(0, 0.5, 8)),
+                         np.cumsum(rng.normal(0, 0.1, 8))], axis=1)
+        states, steer = simulate_prefix(ego, traj, cfg, k, steering)
+        steered = dataclasses.replace(ego, steering_angle=steering)
+        full = simulate_candidates(steered, traj[None], cfg)[0]
+        np.testing.assert_array_equal(states, full[1 : k + 1])
+        # Same thing with the angle carried on the EgoState (steering=None reads it).
+        np.testing.assert_array_equal(simulate_prefix(steered, traj, cfg, k)[0], states)
+        # The returned angles are the tracker's, state by state.
+        poses = interpolate_candidates(steered, traj[None], cfg)
+        np.testing.assert_array_equal(steer, track_poses_with_steering(steered, poses, cfg.sim_dt)[1][0, 1 : k + 1])
+        assert steer.shape == (k,) and np.all(np.abs(steer) <= np.pi / 3)
 
 
 def test_check_frames_finds_overlap_and_offroad():

@@ -7,7 +7,7 @@ from rewards.config import PDMConfig
 from rewards.geometry import wrap_angle
 from rewards.tracking import (
     SAX, SAY, SVX, SVY, SX, SY, SYAW,
-    fit_velocity_curvature, interpolate_candidates, simulate_candidates, track_poses,
+    fit_velocity_curvature, interpolate_candidates, simulate_candidates, track_poses, track_poses_with_steering,
 )
 from rewards.types import EgoState
 
@@ -59,14 +59,16 @@ def _navsim_fit(poses, dt=0.1):
     return vel, curv
 
 
-def _navsim_track(ego, poses, dt=0.1, wheelbase=3.089):
-    """Matrix-chain transcription of NAVSIM's BatchLQRTracker + BatchKinematicBicycleModel (steering 0 at t=0)."""
+def _navsim_track(ego, poses, dt=0.1, wheelbase=3.089, steer0=0.0):
+    """Matrix-chain transcription of NAVSIM's BatchLQRTracker + BatchKinematicBicycleModel (steering ``steer0`` at
+    t=0)."""
     vel_p, curv_p = _navsim_fit(poses, dt)
     g, t_len, _ = poses.shape
     st = np.zeros((g, 11))
     st[:, :3] = ego.pose
     st[:, 3:5] = ego.velocity
     st[:, 5:7] = ego.acceleration
+    st[:, 7] = steer0
     out = [st.copy()]
     for t in range(t_len - 1):
         ref = poses[:, t]
@@ -135,6 +137,44 @@ def test_tracker_matches_matrix_chain_transcription():
     cands = np.stack([_straight(), _turn(), _turn(4.0, -20.0), _straight(0.0)]) + rng.normal(scale=0.05, size=(4, 8, 3))
     poses = interpolate_candidates(ego, cands, PDMConfig())
     np.testing.assert_allclose(track_poses(ego, poses, 0.1), _navsim_track(ego, poses), atol=1e-7)
+
+
+@pytest.mark.parametrize("steer0", [0.05, -0.2])
+def test_tracker_from_an_initial_steering_angle_matches_the_transcription(steer0):
+    ego = EgoState(pose=np.array([10.0, 5.0, 0.3]), velocity=np.array([8.0, 0.0]), steering_angle=steer0)
+    rng = np.random.default_rng(3)
+    cands = np.stack([_straight(), _turn(), _turn(4.0, -20.0), _straight(0.0)]) + rng.normal(scale=0.05, size=(4, 8, 3))
+    poses = interpolate_candidates(ego, cands, PDMConfig())
+    np.testing.assert_allclose(track_poses(ego, poses, 0.1), _navsim_track(ego, poses, steer0=steer0), atol=1e-7)
+    # The initial steering matters: straight wheels give another track.
+    straight_wheels = EgoState(pose=ego.pose, velocity=ego.velocity)
+    assert np.abs(track_poses(straight_wheels, poses, 0.1) - track_poses(ego, poses, 0.1)).max() > 1e-2
+
+
+@pytest.mark.parametrize("num_steps", [0, 1, 5, 40])
+def test_tracking_a_prefix_equals_the_first_states_of_the_whole_run(num_steps):
+    ego = EgoState(pose=np.array([10.0, 5.0, 0.3]), velocity=np.array([8.0, 0.0]), steering_angle=0.1)
+    poses = interpolate_candidates(ego, np.stack([_turn(), _straight()]), PDMConfig())
+    full_states, full_steer = track_poses_with_steering(ego, poses, 0.1)
+    states, steer = track_poses_with_steering(ego, poses, 0.1, num_steps=num_steps)
+    assert states.shape == (2, num_steps + 1, 7) and steer.shape == (2, num_steps + 1)
+    np.testing.assert_array_equal(states, full_states[:, : num_steps + 1])
+    np.testing.assert_array_equal(steer, full_steer[:, : num_steps + 1])
+    assert np.all(steer[:, 0] == 0.1) and np.all(np.abs(full_steer) <= np.pi / 3)
+    np.testing.assert_array_equal(full_states, track_poses(ego, poses, 0.1))
+
+
+@pytest.mark.parametrize("num_steps", [-1, 41, 2.0, True])
+def test_tracking_rejects_a_bad_number_of_steps(num_steps):
+    ego = _ego()
+    poses = interpolate_candidates(ego, _straight()[None], PDMConfig())
+    with pytest.raises(ValueError, match=r"num_steps.*\[0, 40\].*\(1, 41, 3\)"):
+        track_poses_with_steering(ego, poses, 0.1, num_steps=num_steps)
+
+
+def test_ego_state_rejects_a_non_finite_steering_angle():
+    with pytest.raises(ValueError, match="EgoState.steering_angle"):
+        EgoState(pose=np.zeros(3), velocity=np.zeros(2), steering_angle=np.nan)
 
 
 def test_straight_constant_speed_is_tracked_closely():
