@@ -31,7 +31,7 @@ import numpy as np
 
 from counterfactual.projection import closing_speed, ego_turning_poses, ego_yaw_rates
 from envs.scene import Scene, SceneMeta
-from rewards.geometry import box_corners, boxes_overlap, rear_axle_to_center
+from rewards.geometry import box_corners, boxes_overlap, rear_axle_to_center, vehicle_corners
 
 
 @dataclass(frozen=True)
@@ -108,17 +108,11 @@ class RiskMoment:
 
 
 # ------------------------------------------------------------------------------------------------------ detection
-def ego_corners(scene: Scene) -> np.ndarray:
-    """``(T, 4, 2)`` ego box corners [m], world frame."""
-    centers = rear_axle_to_center(scene.ego_poses, scene.ego_params)
-    return box_corners(centers, scene.ego_params.length, scene.ego_params.width)
-
-
 def contact_matrix(scene: Scene) -> np.ndarray:
     """``(N, T)`` bool: the ego box overlaps agent ``n``'s box at frame ``t`` (only where the agent is valid)."""
     if scene.num_agents == 0:
         return np.zeros((0, scene.num_frames), dtype=bool)
-    ego = ego_corners(scene)
+    ego = vehicle_corners(scene.ego_poses, scene.ego_params)  # (T, 4, 2)
     agents = box_corners(scene.agent_poses, scene.agent_sizes[:, None, 0], scene.agent_sizes[:, None, 1])
     return boxes_overlap(ego[None], agents) & scene.agent_valid
 
@@ -144,10 +138,8 @@ def cv_ttc_matrix(scene: Scene, horizon: float, step: float = 0.1) -> tuple[np.n
     ego_c = rear_axle_to_center(scene.ego_poses, scene.ego_params)  # (T, 3)
     yaw = scene.ego_poses[:, 2]
     speed = scene.ego_velocities[:, 0] * np.cos(yaw) + scene.ego_velocities[:, 1] * np.sin(yaw)
-    ego_p = rear_axle_to_center(
-        ego_turning_poses(scene.ego_poses, speed, ego_yaw_rates(scene.ego_poses, scene.dt), taus), scene.ego_params
-    )  # (T, K, 3)
-    ego_box = box_corners(ego_p, scene.ego_params.length, scene.ego_params.width)  # (T, K, 4, 2)
+    ego_p = ego_turning_poses(scene.ego_poses, speed, ego_yaw_rates(scene.ego_poses, scene.dt), taus)  # (T, K, 3)
+    ego_box = vehicle_corners(ego_p, scene.ego_params)  # (T, K, 4, 2)
     ag = np.repeat(scene.agent_poses[:, :, None], len(taus), axis=2)  # (N, T, K, 3)
     ag[..., :2] += taus[None, None, :, None] * scene.agent_velocities[:, :, None]
     ag_box = box_corners(ag, scene.agent_sizes[:, None, None, 0], scene.agent_sizes[:, None, None, 1])

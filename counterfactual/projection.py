@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rewards.geometry import box_corners, boxes_overlap, rear_axle_to_center
+from rewards.geometry import box_corners, boxes_overlap, vehicle_corners
 
 
 def ego_turning_poses(rear_pose: np.ndarray, speed: np.ndarray, yaw_rate: np.ndarray, taus: np.ndarray) -> np.ndarray:
@@ -98,8 +98,7 @@ def cv_time_to_collision(
     ego_pose = np.asarray(ego_pose, dtype=np.float64)
     v = np.asarray(ego_velocity, dtype=np.float64)
     speed = v[0] * np.cos(ego_pose[2]) + v[1] * np.sin(ego_pose[2])
-    ego_poses = rear_axle_to_center(ego_turning_poses(ego_pose, speed, ego_yaw_rate, taus), ego_params)
-    ego_c = box_corners(ego_poses, ego_params.length, ego_params.width)  # (K, 4, 2)
+    ego_c = vehicle_corners(ego_turning_poses(ego_pose, speed, ego_yaw_rate, taus), ego_params)  # (K, 4, 2)
     ag = np.repeat(agent_centers[:, None], len(taus), axis=1)  # (N, K, 3)
     ag[..., :2] += taus[None, :, None] * np.asarray(agent_velocities, dtype=np.float64).reshape(n, 1, 2)
     sizes = np.asarray(agent_sizes, dtype=np.float64).reshape(n, 2)

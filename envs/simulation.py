@@ -17,14 +17,7 @@ import cv2
 import numpy as np
 
 from envs.scene import Scene
-from rewards.geometry import (
-    VehicleParameters,
-    box_corners,
-    boxes_overlap,
-    rear_axle_to_center,
-    rotate_vectors,
-    wrap_angle,
-)
+from rewards.geometry import box_corners, boxes_overlap, rotate_vectors, vehicle_corners, wrap_angle
 from rewards.config import PDMConfig
 from rewards.map_index import map_index_for
 from rewards.tracking import (
@@ -139,11 +132,6 @@ class EgoTrack:
         )
 
 
-def ego_corners(poses: np.ndarray, params: VehicleParameters) -> np.ndarray:
-    """``(..., 4, 2)`` ego box corners [m] (FL, RL, RR, FR) for rear-axle poses ``(..., 3)`` [m, m, rad]."""
-    return box_corners(rear_axle_to_center(poses, params), params.length, params.width)
-
-
 class DrivableArea:
     """Which points lie in the drivable area: a raster answers "surely inside" fast, the scorer's exact index the rest.
 
@@ -205,7 +193,7 @@ def check_frames(
         polygon (strict, as the scorer's DAC).
     """
     params = scene.ego_params
-    corners = ego_corners(poses, params)  # (k, 4, 2)
+    corners = vehicle_corners(poses, params)  # (k, 4, 2)
     colliding = np.full(len(frames), -1, dtype=np.int64)
     if scene.num_agents:
         # Bounding-circle prefilter: only agents whose centre is within the two half diagonals of the ego centre.

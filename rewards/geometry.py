@@ -125,6 +125,18 @@ def rear_axle_to_center(poses: np.ndarray, params: VehicleParameters = NAVSIM_EG
     return out
 
 
+def vehicle_corners(rear_axle_poses: np.ndarray, params: VehicleParameters = NAVSIM_EGO) -> np.ndarray:
+    """Box corners ``(..., 4, 2)`` [m] (front-left, rear-left, rear-right, front-right) of a vehicle at rear-axle
+    poses ``(..., 3)`` [m, m, rad]: the box of ``params.length x params.width`` centred ``params.rear_axle_to_center``
+    ahead of the rear axle (:func:`rear_axle_to_center` then :func:`box_corners`).
+
+    The one definition of the ego box outside compiled code: closed-loop checks (:mod:`envs.simulation`), the miner
+    (:mod:`counterfactual`); the scorer's compiled twin ``rewards.kernels.ego_boxes`` uses the same arithmetic (equal
+    bit for bit, checked in ``tests/test_pdm.py``).
+    """
+    return box_corners(rear_axle_to_center(rear_axle_poses, params), params.length, params.width)
+
+
 def center_to_rear_axle(poses: np.ndarray, params: VehicleParameters = NAVSIM_EGO) -> np.ndarray:
     """Inverse of :func:`rear_axle_to_center`: box-centre poses ``(..., 3)`` to rear-axle poses."""
     poses = np.asarray(poses, dtype=np.float64)

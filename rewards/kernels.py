@@ -358,7 +358,8 @@ def ego_boxes(states: np.ndarray, cos_yaw: np.ndarray, sin_yaw: np.ndarray, rear
               half_length: float, half_width: float):
     """Ego box corners ``(G, T, 4, 2)`` (FL, RL, RR, FR) and centres ``(G, T, 2)`` [m] from states ``(G, T, 7)``.
 
-    ``cos_yaw``, ``sin_yaw``: ``(G, T)`` of the state heading. Same arithmetic as ``rewards.pdm.ego_corners``.
+    ``cos_yaw``, ``sin_yaw``: ``(G, T)`` of the state heading. Same arithmetic as ``rewards.geometry.vehicle_corners``
+    (numba cannot call it).
     """
     g_count, t_count, _ = states.shape
     corners = np.empty((g_count, t_count, 4, 2))

@@ -189,17 +189,6 @@ def _problem_data(problem: ScoringProblem, stopped_speed: float, horizon: int) -
     return data
 
 
-def ego_corners(states: np.ndarray, params) -> tuple[np.ndarray, np.ndarray]:
-    """Ego box corners ``(..., 4, 2)`` (FL, RL, RR, FR) and centres ``(..., 2)`` [m] from states ``(..., 7)``."""
-    states = np.asarray(states, dtype=np.float64)
-    lead = states.shape[:-1]
-    flat = np.ascontiguousarray(states.reshape(1, -1, states.shape[-1]))
-    yaw = flat[..., SYAW]
-    corners, centers = kernels.ego_boxes(flat, np.cos(yaw), np.sin(yaw), float(params.rear_axle_to_center),
-                                         0.5 * float(params.length), 0.5 * float(params.width))
-    return corners.reshape(lead + (4, 2)), centers.reshape(lead + (2,))
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Metric pieces.
 

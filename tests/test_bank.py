@@ -26,7 +26,7 @@ from envs.layouts import (
     route_polyline,
 )
 from envs.scene import AgentClass, Scene
-from rewards.geometry import box_corners, boxes_overlap
+from rewards.geometry import box_corners, boxes_overlap, vehicle_corners
 
 SEEDS = range(20)
 
@@ -38,11 +38,7 @@ def scenes_of(scenario_type: str) -> tuple[Scene, ...]:
 
 def ego_corners(scene: Scene, poses: np.ndarray | None = None) -> np.ndarray:
     """(T, 4, 2) ego box corners for rear-axle ``poses`` (default: the log)."""
-    poses = scene.ego_poses if poses is None else poses
-    centres = poses.copy()
-    centres[:, 0] += scene.ego_params.rear_axle_to_center * np.cos(poses[:, 2])
-    centres[:, 1] += scene.ego_params.rear_axle_to_center * np.sin(poses[:, 2])
-    return box_corners(centres, scene.ego_params.length, scene.ego_params.width)
+    return vehicle_corners(scene.ego_poses if poses is None else poses, scene.ego_params)
 
 
 def agent_corners(scene: Scene) -> np.ndarray:

@@ -191,3 +191,22 @@ def test_score_states_input_errors():
         score_states(p, np.full((1, 41, 7), np.nan))
     with pytest.raises(ValueError, match="reference"):
         score_group(p, _straight(8.0), reference="closest")
+
+
+def test_compiled_ego_boxes_equal_vehicle_corners_bit_for_bit():
+    from rewards import kernels
+    from rewards.geometry import VehicleParameters, rear_axle_to_center, vehicle_corners
+
+    rng = np.random.default_rng(4)
+    states = np.zeros((3, 41, 7))
+    states[..., :2] = rng.normal(scale=50.0, size=(3, 41, 2))
+    states[..., 2] = rng.uniform(-np.pi, np.pi, size=(3, 41))
+    params = VehicleParameters(length=4.5, width=1.9, wheelbase=2.8, rear_axle_to_center=1.3)
+    yaw = states[..., 2]
+    corners, centers = kernels.ego_boxes(states, np.cos(yaw), np.sin(yaw), params.rear_axle_to_center,
+                                         0.5 * params.length, 0.5 * params.width)
+    np.testing.assert_array_equal(corners, vehicle_corners(states[..., :3], params))
+    np.testing.assert_array_equal(centers, rear_axle_to_center(states[..., :3], params)[..., :2])
+    # Corner order FL, RL, RR, FR at heading 0: front = +x, left = +y.
+    box = vehicle_corners(np.zeros(3), params)
+    np.testing.assert_allclose(box, [[3.55, 0.95], [-0.95, 0.95], [-0.95, -0.95], [3.55, -0.95]], atol=1e-12)
