@@ -180,6 +180,24 @@ def test_normal_scenes_never_overlap(variant):
 
 
 @pytest.mark.parametrize("scenario_type", SCENARIO_TYPES)
+def test_expert_log_stays_on_the_drivable_area_until_contact(scenario_type):
+    """DAC of the logged ego: every box corner inside the drivable area (the scorer's map lookup) at every frame
+    before the contact (after it the log has no physics)."""
+    from envs.scoring import map_geometry_from_scene_map
+    from rewards.map_index import map_index_for
+
+    scenes = list(scenes_of(scenario_type))
+    if scenario_type == "normal":  # every normal variant, junction turns on every layout included
+        scenes += [generate_scene("normal", seed, variant=v) for v in VARIANTS["normal"] for seed in range(8)]
+    for scene in scenes:
+        index = map_index_for(map_geometry_from_scene_map(scene.map))
+        end = scene.meta.collision_frame if scene.meta.is_accident else scene.num_frames
+        corners = vehicle_corners(scene.ego_poses[:end], scene.ego_params)
+        inside = index.contains(corners.reshape(-1, 2))[:, index.drivable_columns].any(axis=1)
+        assert inside.all(), f"{scene.scene_id}: ego corner off the drivable area at frame {np.argmin(inside) // 4}"
+
+
+@pytest.mark.parametrize("scenario_type", SCENARIO_TYPES)
 def test_agents_do_not_overlap_each_other_and_stay_plausible(scenario_type):
     for scene in scenes_of(scenario_type):
         c = agent_corners(scene)

@@ -42,7 +42,11 @@ def normal(rng: np.random.Generator, variant: str) -> Core:
     if variant == "follow":
         return _follow(rng, variant)
     if variant.startswith("junction_"):
-        layout = get_layout(str(rng.choice(JUNCTIONS)))
+        # A Pacifica whose rear axle follows the 1x1 junction's left-turn connector swings its front-left corner a
+        # few cm past the curb of the one-lane exit, so the expert's normal left turns use the wider junctions
+        # (the invariant "a normal expert log never leaves the drivable area" is tested).
+        choices = JUNCTIONS if variant != "junction_left" else tuple(j for j in JUNCTIONS if j != "junction_1x1")
+        layout = get_layout(str(rng.choice(choices)))
         n_ns, n_ew = _lanes(layout)
         if variant == "junction_straight":
             i = int(rng.integers(n_ns))
