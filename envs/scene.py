@@ -25,6 +25,7 @@ import numpy as np
 from rewards.geometry import (
     NAVSIM_EGO,
     VehicleParameters,
+    drop_collinear_vertices,
     local_to_world,
     offset_polyline,
     rear_axle_to_center,
@@ -92,7 +93,9 @@ class Lane:
         in_intersection: True for lane connectors inside a junction.
         speed_limit: [m/s].
         polygon: ``(P, 2)`` [m], left boundary then the right boundary reversed; derived from centerline and width
-            when not given.
+            when not given (then without exactly collinear vertices, see
+            :func:`rewards.geometry.drop_collinear_vertices`: a straight lane sampled every metre gives a 4-vertex
+            polygon, which keeps map triangulations free of needle triangles; the centerline keeps every point).
     """
 
     lane_id: int
@@ -117,7 +120,7 @@ class Lane:
         if self.polygon is None:
             left = offset_polyline(cl, 0.5 * self.width)
             right = offset_polyline(cl, -0.5 * self.width)
-            poly = np.concatenate([left, right[::-1]], axis=0)
+            poly = drop_collinear_vertices(np.concatenate([left, right[::-1]], axis=0))
         else:
             poly = self.polygon
         object.__setattr__(self, "polygon", _array(f"{name}.polygon", poly, np.float64, (None, 2)))

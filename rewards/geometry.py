@@ -11,6 +11,7 @@ Conventions
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -182,6 +183,44 @@ def offset_polyline(points: np.ndarray, offset: float) -> np.ndarray:
         cos_half = np.sum(m * n[1:], axis=1, keepdims=True)
         normals[1:-1] = m / np.clip(cos_half, 0.25, None)
     return points + offset * normals
+
+
+def _strictly_between_exact(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> bool:
+    """Exact (rational) test that point ``b (2,)`` lies on the open segment ``a c`` (points ``(2,)`` [m])."""
+    ax, ay, bx, by, cx, cy = (Fraction(float(v)) for v in (*a, *b, *c))
+    d1x, d1y, d2x, d2y = bx - ax, by - ay, cx - bx, cy - by
+    return d1x * d2y == d1y * d2x and d1x * d2x + d1y * d2y > 0
+
+
+def drop_collinear_vertices(polygon: np.ndarray) -> np.ndarray:
+    """The polygon ``(P, 2)`` [m] without the vertices that lie exactly on the open segment between their two
+    (cyclic) neighbours: the same boundary and point set with fewer vertices (``(P', 2)``, ``3 <= P' <= P``, the
+    kept vertices in their original order).
+
+    A vertex every metre along a 500 m straight lane edge otherwise makes the map triangulation a fan of needle
+    triangles, which slows :class:`rewards.map_index.MapIndex` build and lookups. Only *exactly* collinear vertices
+    go: a float pre-filter (cross product 0, positive dot product) picks candidates, which are kept unless three
+    consecutive points share an x or a y coordinate (exact in floating point) or rational arithmetic confirms it.
+    A run of such vertices between two kept ones lies on one segment, so dropping them all at once is exact.
+    Polygons that would keep fewer than 3 vertices (degenerate input) are returned unchanged.
+    """
+    poly = np.asarray(polygon, dtype=np.float64)
+    if poly.ndim != 2 or poly.shape[1] != 2:
+        raise ValueError(f"drop_collinear_vertices: expected a polygon of shape (P, 2), got {poly.shape}")
+    if len(poly) <= 3:
+        return poly.copy()
+    prev, nxt = np.roll(poly, 1, axis=0), np.roll(poly, -1, axis=0)
+    d1, d2 = poly - prev, nxt - poly
+    cand = (d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0] == 0.0) & ((d1 * d2).sum(axis=1) > 0.0)
+    axis_aligned = ((prev[:, 0] == poly[:, 0]) & (poly[:, 0] == nxt[:, 0])) | (
+        (prev[:, 1] == poly[:, 1]) & (poly[:, 1] == nxt[:, 1])
+    )
+    drop = cand & axis_aligned
+    for i in np.flatnonzero(cand & ~axis_aligned):
+        drop[i] = _strictly_between_exact(prev[i], poly[i], nxt[i])
+    if len(poly) - int(drop.sum()) < 3:
+        return poly.copy()
+    return poly[~drop]
 
 
 def boxes_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:

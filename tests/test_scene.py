@@ -14,7 +14,14 @@ from envs.scene import (
     SceneValidationError,
     TrafficLight,
 )
-from rewards.geometry import box_corners, local_to_world, rear_axle_to_center, world_to_local
+from rewards.geometry import (
+    box_corners,
+    drop_collinear_vertices,
+    local_to_world,
+    offset_polyline,
+    rear_axle_to_center,
+    world_to_local,
+)
 
 T, N = 12, 2
 
@@ -112,6 +119,48 @@ def test_lane_polygon_derived_from_width():
     xs, ys = lane.polygon[:, 0], lane.polygon[:, 1]
     assert xs.min() == pytest.approx(0.0) and xs.max() == pytest.approx(10.0)
     assert ys.min() == pytest.approx(-2.0) and ys.max() == pytest.approx(2.0)
+
+
+def test_straight_lane_polygon_keeps_only_its_four_corners_and_the_centerline_every_point():
+    centerline = np.stack([np.linspace(-250.0, 250.0, 501), np.full(501, -1.75)], axis=1)
+    lane = Lane(1, centerline, width=3.5)
+    np.testing.assert_array_equal(lane.polygon, [[-250.0, 0.0], [250.0, 0.0], [250.0, -3.5], [-250.0, -3.5]])
+    np.testing.assert_array_equal(lane.centerline, centerline)
+
+
+def test_curved_lane_polygon_is_the_same_point_set_with_fewer_vertices():
+    shapely = pytest.importorskip("shapely")
+    ang = np.linspace(0.0, 0.5 * np.pi, 30)
+    arc = np.stack([20.0 * np.sin(ang), 20.0 * (1.0 - np.cos(ang))], axis=1)
+    centerline = np.concatenate([np.stack([np.linspace(-50.0, -1.0, 50), np.zeros(50)], axis=1), arc])
+    lane = Lane(1, centerline, width=3.5)
+    full = np.concatenate([offset_polyline(centerline, 1.75), offset_polyline(centerline, -1.75)[::-1]])
+    # The straight part's interior vertices (x = -49 .. -1, the last one before the arc included) on both edges.
+    assert len(lane.polygon) == len(full) - 2 * 49
+    # Every kept vertex is an original one, in order; the boundary covers the same points.
+    rows = [int(np.flatnonzero((full == v).all(axis=1))[0]) for v in lane.polygon]
+    assert rows == sorted(rows)
+    a, b = shapely.Polygon(full), shapely.Polygon(lane.polygon)
+    assert a.equals(b) and a.area == pytest.approx(b.area, rel=1e-15)
+
+
+def test_drop_collinear_vertices_drops_only_exactly_collinear_ones():
+    # Diagonal points on y = x exactly (rational check), a vertex 1e-12 m off the line (kept), a back-tracking
+    # spike (kept), and a degenerate all-collinear polygon (unchanged).
+    square = np.array([[0.0, 0.0], [0.5, 0.5], [1.0, 1.0], [1.0, 2.0], [0.0, 2.0]])
+    np.testing.assert_array_equal(drop_collinear_vertices(square), square[[0, 2, 3, 4]])
+    off = square.copy()
+    off[1, 1] += 1e-12
+    np.testing.assert_array_equal(drop_collinear_vertices(off), off)
+    thirds = np.array([[0.0, 0.0], [0.1, 0.3], [0.2, 0.6], [0.3, 0.9], [-1.0, 1.0]])  # 0.1 * k is not exact in binary
+    kept = drop_collinear_vertices(thirds)
+    assert len(kept) >= 3 and all(any((v == w).all() for w in thirds) for v in kept)
+    spike = np.array([[0.0, 0.0], [2.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    np.testing.assert_array_equal(drop_collinear_vertices(spike), spike)
+    line = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0]])
+    np.testing.assert_array_equal(drop_collinear_vertices(line), line)
+    with pytest.raises(ValueError, match=r"drop_collinear_vertices.*\(4, 3\)"):
+        drop_collinear_vertices(np.zeros((4, 3)))
 
 
 def test_frame_conversions_roundtrip_and_known_values():
