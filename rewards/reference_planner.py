@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from rewards.config import PDMConfig
 from rewards.geometry import offset_polyline, polyline_arclength, wrap_angle, world_to_local
@@ -64,8 +65,40 @@ class ReferenceResult:
     proposal_scores: np.ndarray
 
 
+@njit(cache=True)
+def _project_kernel(points: np.ndarray, path: np.ndarray, path_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Compiled :func:`_project` (same arithmetic, same first-minimum tie-break, no ``(M, R)`` temporaries)."""
+    m, r = points.shape[0], path.shape[0] - 1
+    s = np.empty(m)
+    lat = np.empty(m)
+    for i in range(m):
+        px, py = points[i, 0], points[i, 1]
+        best, best_j, best_f, best_cross = np.inf, 0, 0.0, 0.0
+        for j in range(r):
+            ax, ay = path[j, 0], path[j, 1]
+            bx, by = path[j + 1, 0] - ax, path[j + 1, 1] - ay
+            len2 = max(bx * bx + by * by, 1e-12)
+            apx, apy = px - ax, py - ay
+            f = min(max((apx * bx + apy * by) / len2, 0.0), 1.0)
+            dx, dy = px - (ax + f * bx), py - (ay + f * by)
+            d2 = dx * dx + dy * dy
+            if d2 < best:
+                best, best_j, best_f, best_cross = d2, j, f, bx * apy - by * apx
+        bx, by = path[best_j + 1, 0] - path[best_j, 0], path[best_j + 1, 1] - path[best_j, 1]
+        s[i] = path_s[best_j] + best_f * np.sqrt(max(bx * bx + by * by, 1e-12))
+        lat[i] = np.sign(best_cross) * np.sqrt(best)
+    return s, lat
+
+
 def _project(points: np.ndarray, path: np.ndarray, path_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Arc length [m] and signed lateral offset [m] (left positive) of points ``(M, 2)`` on a polyline."""
+    """Arc length [m] and signed lateral offset [m] (left positive) of points ``(M, 2)`` on a polyline ``(R, 2)``
+    with cumulative arc length ``path_s (R,)``: the closest point over all segments (first one on ties)."""
+    return _project_kernel(np.ascontiguousarray(points, dtype=np.float64), np.ascontiguousarray(path, dtype=np.float64),
+                           np.ascontiguousarray(path_s, dtype=np.float64))
+
+
+def _project_numpy(points: np.ndarray, path: np.ndarray, path_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Numpy form of :func:`_project` (kept for tests: the compiled kernel must agree with it)."""
     a = path[:-1]
     ab = path[1:] - a
     len2 = np.maximum(np.sum(ab * ab, axis=1), 1e-12)

@@ -1,6 +1,7 @@
 """Tests of rewards.reference_planner (PDM-Closed-like reference for EP normalisation)."""
 
 import numpy as np
+import pytest
 
 from rewards.config import PDMConfig
 from rewards.pdm import reference_for, score_states
@@ -41,3 +42,21 @@ def test_constant_velocity_forecast():
     fc = constant_velocity_agents(p.agents, 0.1)
     np.testing.assert_allclose(fc.poses[0, 10, :2], [25.0, -1.75])
     assert fc.valid.all()
+
+
+def test_compiled_route_projection_equals_the_numpy_form():
+    from rewards.geometry import polyline_arclength
+    from rewards.reference_planner import _project, _project_numpy
+
+    rng = np.random.default_rng(3)
+    t = np.linspace(0.0, np.pi, 60)
+    path = np.stack([20.0 * np.cos(t), 20.0 * np.sin(t)], axis=1)  # a half circle
+    path_s = polyline_arclength(path)
+    points = np.concatenate([rng.uniform(-30, 30, size=(500, 2)), path, 0.5 * (path[1:] + path[:-1])])
+    s, lat = _project(points, path, path_s)
+    s_ref, lat_ref = _project_numpy(points, path, path_s)
+    np.testing.assert_array_equal(s, s_ref)
+    np.testing.assert_array_equal(lat, lat_ref)
+    # the centre of the half circle lies left of the counter-clockwise path, 20 m away
+    _, lat0 = _project(np.zeros((1, 2)), path, path_s)
+    assert lat0[0] == pytest.approx(20.0, abs=0.05)
