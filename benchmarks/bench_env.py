@@ -8,7 +8,8 @@ rates (episodes are 6-8 steps on the synthetic bank).
 
 Configurations (closed loop, ``--scenes`` bank scenes):
 
-* ``default``: eager reward, reference planned from the logged state and cached per (scene, frame), 128 px RGB BEV;
+* ``default``: eager reward, reference planned from the logged state and cached per (scene, frame), 128 px RGB BEV
+  (the env default: no anti-aliasing);
 * ``ref-auto``: eager, reference planned from the current (simulated) state at every step (exact, slow);
 * ``ref-none``: eager, EP normalised without a reference (no planning at all);
 * ``lazy``: ``reward_mode="lazy"`` (scorer deferred to ``flush_rewards``), 128 px RGB BEV;

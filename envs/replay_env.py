@@ -5,7 +5,7 @@ Spaces
 * **Observation** (``Dict``):
 
   - ``"bev"``: ``uint8 (H, W, C)`` bird's-eye view of the ego frame (:class:`~envs.render.BEVRenderer`, shape from
-    ``EnvConfig.bev``; default RGB 128 x 128 px at 0.5 m/px);
+    ``EnvConfig.bev``; default RGB 128 x 128 px at 0.5 m/px, no anti-aliasing);
   - ``"ego_state"``: ``float32 (3,)`` speed [m/s], longitudinal acceleration [m/s^2], yaw rate [rad/s], clipped to
     :data:`EGO_STATE_LOW` / :data:`EGO_STATE_HIGH`;
   - ``"command"``: ``Discrete(3)`` left / straight / right from the route ahead (:mod:`envs.observation`);
@@ -97,9 +97,10 @@ HISTORY_RANGE = 200.0
 class EnvConfig:
     """Configuration of :class:`ReplayEnv`; every field is documented, units in brackets."""
 
-    bev: BEVConfig | None = field(default_factory=BEVConfig)
+    bev: BEVConfig | None = field(default_factory=lambda: BEVConfig(antialias=False))
     """BEV observation raster (size, resolution, RGB or semantic channels); None drops ``"bev"`` from the
-    observation (state-only policies; the BEV render is the largest cost of a lazy closed-loop step)."""
+    observation (state-only policies; the BEV render is the largest cost of a closed-loop step). Default: 128 px RGB
+    without anti-aliasing (a policy needs no smoothed edges; about 1.3x faster to render)."""
     pdm: PDMConfig = field(default_factory=PDMConfig)
     """Scorer configuration (NAVSIM v1.1 defaults); its ``sim_dt`` must equal the scenes' ``dt``."""
     reference: str | None = "log"
