@@ -42,7 +42,7 @@ from rewards.comfort import comfort_score
 from rewards.config import PDMConfig
 from rewards.map_index import MapIndex, map_index_for
 from rewards.tracking import NUM_STATE_COLUMNS, SVX, SVY, SYAW, simulate_candidates
-from rewards.types import ScoringProblem
+from rewards.types import ScoringProblem, checked_group
 
 if TYPE_CHECKING:  # pragma: no cover
     from rewards.reference_planner import ReferenceResult
@@ -226,19 +226,8 @@ def _ddc(centers: np.ndarray, oncoming: np.ndarray, config: PDMConfig) -> np.nda
 
 
 def _validate_states(states: np.ndarray, config: PDMConfig) -> np.ndarray:
-    try:
-        arr = np.asarray(states, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"states: cannot convert to a float array ({exc})") from None
-    want_t = config.num_sim_steps
-    if arr.ndim != 3 or arr.shape[1] != want_t or arr.shape[2] != NUM_STATE_COLUMNS:
-        raise ValueError(f"states: expected shape (G, {want_t}, {NUM_STATE_COLUMNS}), got {arr.shape}")
-    if arr.shape[0] == 0:
-        raise ValueError(f"states: G must be >= 1, got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"states: contains NaN or inf (shape {arr.shape})")
-    return np.ascontiguousarray(arr)
-
+    """``states`` as C-contiguous float64 ``(G, num_sim_steps, 7)``; ``ValueError`` naming the argument otherwise."""
+    return np.ascontiguousarray(checked_group("states", states, (config.num_sim_steps, NUM_STATE_COLUMNS)))
 
 def _validate_agents_window(problem: ScoringProblem, config: PDMConfig) -> None:
     """``ValueError`` unless ``problem.agents`` covers ``config.num_observation_steps`` steps (the horizon plus the

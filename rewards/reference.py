@@ -52,7 +52,7 @@ from shapely.geometry import LineString, Point, Polygon
 from rewards.config import PDMConfig
 from rewards.geometry import box_corners, rear_axle_to_center
 from rewards.pdm import PDMResult
-from rewards.types import ScoringProblem
+from rewards.types import ScoringProblem, checked_group
 
 # State columns (NAVSIM ``StateIndex``): rear-axle x, y, heading (world), vx, vy, ax, ay (body frame).
 _X, _Y, _YAW, _VX, _VY, _AX, _AY = range(7)
@@ -62,20 +62,7 @@ _NUM_COLUMNS = 7
 # ----------------------------------------------------------------------------------------------------------- inputs
 def _validate_states(states: np.ndarray, config: PDMConfig) -> np.ndarray:
     """``states`` as float64 ``(G, T, 7)``, ``G >= 1``, ``T = config.num_sim_steps``; ``ValueError`` otherwise."""
-    try:
-        arr = np.asarray(states, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"states: cannot convert to a float array ({exc})") from None
-    want = f"(G, {config.num_sim_steps}, {_NUM_COLUMNS})"
-    if arr.ndim != 3 or arr.shape[1:] != (config.num_sim_steps, _NUM_COLUMNS):
-        raise ValueError(f"states: expected shape {want}, got {arr.shape}")
-    if arr.shape[0] == 0:
-        raise ValueError(f"states: the group is empty (G must be >= 1), got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
-        raise ValueError(f"states: contains NaN or inf (shape {arr.shape}, first at index {bad})")
-    return arr
-
+    return checked_group("states", states, (config.num_sim_steps, _NUM_COLUMNS))
 
 def _validate_problem(problem: ScoringProblem, config: PDMConfig) -> None:
     """The agents' window must cover the horizon plus the largest TTC offset."""

@@ -54,7 +54,7 @@ import numpy as np
 from rewards import kernels
 from rewards.config import PDMConfig
 from rewards.geometry import VehicleParameters
-from rewards.types import EgoState
+from rewards.types import EgoState, checked_group
 
 SX, SY, SYAW, SVX, SVY, SAX, SAY = range(7)
 """Columns of a simulated state ``(..., 7)``: x, y, yaw [m, m, rad] of the rear axle (world frame), vx, vy [m/s],
@@ -80,20 +80,7 @@ STEERING_ANGLE_TIME_CONSTANT = 0.05  # [s]
 
 def _validate_candidates(candidates: np.ndarray, config: PDMConfig) -> np.ndarray:
     """Return ``candidates`` as float64 ``(G, num_poses, 3)``; ``ValueError`` naming the argument otherwise."""
-    try:
-        arr = np.asarray(candidates, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"candidates: cannot convert to a float array ({exc})") from None
-    want = (config.num_poses, 3)
-    if arr.ndim != 3 or arr.shape[1:] != want:
-        raise ValueError(f"candidates: expected shape (G, {want[0]}, {want[1]}), got {arr.shape}")
-    if arr.shape[0] == 0:
-        raise ValueError(f"candidates: G must be >= 1, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
-        raise ValueError(f"candidates: contains NaN or inf (shape {arr.shape}, first at index {bad})")
-    return arr
-
+    return checked_group("candidates", candidates, (config.num_poses, 3))
 
 @lru_cache(maxsize=8)
 def interpolation_weights(num_poses: int, pose_interval: float, sim_dt: float) -> np.ndarray:

@@ -25,6 +25,25 @@ def _checked(name: str, value: Any, shape: tuple[int | None, ...], dtype: Any = 
     return arr
 
 
+def checked_group(name: str, value: Any, tail: tuple[int, ...]) -> np.ndarray:
+    """A candidate group as float64 ``(G, *tail)`` with ``G >= 1`` and finite values; otherwise a ``ValueError``
+    naming ``name`` and the shape (and the first non-finite index). Shared by the tracker (candidates
+    ``(G, 8, 3)``) and both scorers (simulated states ``(G, 41, 7)``)."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: cannot convert to a float array ({exc})") from None
+    if arr.ndim != 1 + len(tail) or arr.shape[1:] != tuple(tail):
+        want = "(G, " + ", ".join(str(n) for n in tail) + ")"
+        raise ValueError(f"{name}: expected shape {want}, got {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name}: G must be >= 1 (the group is empty), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise ValueError(f"{name}: contains NaN or inf (shape {arr.shape}, first at index {bad})")
+    return arr
+
+
 @dataclass(frozen=True, eq=False)
 class EgoState:
     """Ego state at the decision time.
