@@ -10,7 +10,6 @@ metadata (``safealign.anchor_pairs.schema_version``) and in a ``schema_version``
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from counterfactual.labels import LABEL_SCHEMA_VERSION, SafetyLabel
+from counterfactual.schema import LABEL_SCHEMA_VERSION, SafetyLabel
 
 ANCHOR_SCHEMA_VERSION = "1.0"
 """Version of the anchor-pair table (columns and their meaning); bump on any change."""

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from counterfactual.labels import ACTIONS, AGENT_CLASSES, CONFLICT_TYPES, NO_ACTION, RISK_LEVELS, SECTORS
+from counterfactual.schema import ACTIONS, AGENT_CLASSES, CONFLICT_TYPES, NO_ACTION, RISK_LEVELS, SECTORS
 
 VOCABULARY: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "risk_agent_class": {
@@ -87,7 +87,7 @@ def _fmt(value: float) -> str:
 
 
 def explain(label: Any, seed: int = 0) -> str:
-    """Explanation sentence for a label (a :class:`~counterfactual.labels.SafetyLabel` or a mapping of its fields).
+    """Explanation sentence for a label (a :class:`~counterfactual.schema.SafetyLabel` or a mapping of its fields).
 
     Uses ``risk_agent_class``, ``sector``, ``distance_m``, ``conflict_type``, ``risk_level``, ``ttc_s`` and
     ``action``. Deterministic in (fields, ``seed``).

@@ -8,15 +8,9 @@ import math
 import numpy as np
 import pytest
 
+from counterfactual.schema import ACTIONS, AGENT_CLASSES, CONFLICT_TYPES, NO_ACTION, RISK_LEVELS, SECTORS, SafetyLabel
 from counterfactual.labels import (
-    ACTIONS,
-    AGENT_CLASSES,
-    CONFLICT_TYPES,
-    NO_ACTION,
-    RISK_LEVELS,
-    SECTORS,
     LabelConfig,
-    SafetyLabel,
     classify_conflict,
     corrective_action,
     derive_label,

@@ -1,0 +1,111 @@
+"""The safety-label schema: :class:`SafetyLabel`, its closed vocabularies and :data:`LABEL_SCHEMA_VERSION`.
+
+Importable without the derivation rules (:mod:`counterfactual.labels`) or the explanation grammar
+(:mod:`counterfactual.language`), both of which build on it; agents (tokenizers, evaluation) import the schema from
+here. Documented field by field in ``docs/safety_labels.md``. Bump :data:`LABEL_SCHEMA_VERSION` on any change of a
+field, an allowed value or a derivation rule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+LABEL_SCHEMA_VERSION = "1.0"
+"""Version of the label schema (fields, allowed values, derivation rules)."""
+
+AGENT_CLASSES = ("vehicle", "pedestrian", "cyclist", "static")
+SECTORS = ("front", "left", "right", "rear")
+RISK_LEVELS = ("none", "low", "medium", "high")
+CONFLICT_TYPES = (
+    "rear_end",
+    "cut_in",
+    "merge",
+    "crossing",
+    "left_turn",
+    "head_on",
+    "pedestrian",
+    "cyclist",
+    "static_obstacle",
+)
+ACTIONS = ("brake", "yield", "swerve_left", "swerve_right", "keep_lane", "accelerate")
+NO_ACTION = "none"
+"""Action value of a record without a verified-safe positive (no action is claimed)."""
+
+
+@dataclass(frozen=True)
+class SafetyLabel:
+    """One structured safety label (schema :data:`LABEL_SCHEMA_VERSION`; see ``docs/safety_labels.md``).
+
+    Attributes:
+        risk_agent_id: id of the agent the risk comes from.
+        risk_agent_class: one of :data:`AGENT_CLASSES`.
+        sector: one of :data:`SECTORS`, from ``bearing_deg``.
+        distance_m: distance ego box centre -> agent box centre [m].
+        bearing_deg: direction of the agent centre seen from the ego box centre, 0 = straight ahead, positive to
+            the left, in ``(-180, 180]`` [deg].
+        relative_heading_deg: agent heading minus ego heading, in ``[-180, 180)`` [deg].
+        closing_speed_mps: rate at which the centre distance shrinks [m/s] (positive: approaching).
+        ttc_s: constant-velocity time to collision [s], ``inf`` when none within ``LabelConfig.cv_horizon``.
+        time_to_contact_s: time until the driven trajectory (the negative) touches the risk agent [s] (hindsight,
+            from the scorer's simulation of the negative; ``inf`` when it does not within the horizon).
+        risk_level: one of :data:`RISK_LEVELS`, from ``min(ttc_s, time_to_contact_s)`` and the closing speed.
+        conflict_type: one of :data:`CONFLICT_TYPES`.
+        conflict_source: ``"geometry"`` or ``"scenario_hint"`` (the scenario type broke a geometric tie).
+        action: one of :data:`ACTIONS`, or :data:`NO_ACTION` when no verified-safe positive exists.
+        lateral_offset_m: signed largest lateral offset of the positive from the negative's path [m] (left > 0);
+            NaN without a positive.
+        progress_change_m: positive's progress minus the negative's along the negative's path over the horizon
+            [m]; NaN without a positive.
+        explanation: sentence generated from the fields by :func:`counterfactual.language.explain`.
+        explanation_seed: seed of the template choice (same fields + seed -> same sentence).
+        schema_version: :data:`LABEL_SCHEMA_VERSION`.
+    """
+
+    risk_agent_id: int
+    risk_agent_class: str
+    sector: str
+    distance_m: float
+    bearing_deg: float
+    relative_heading_deg: float
+    closing_speed_mps: float
+    ttc_s: float
+    time_to_contact_s: float
+    risk_level: str
+    conflict_type: str
+    conflict_source: str
+    action: str
+    lateral_offset_m: float
+    progress_change_m: float
+    explanation: str = ""
+    explanation_seed: int = 0
+    schema_version: str = LABEL_SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("risk_agent_class", AGENT_CLASSES),
+            ("sector", SECTORS),
+            ("risk_level", RISK_LEVELS),
+            ("conflict_type", CONFLICT_TYPES),
+            ("conflict_source", ("geometry", "scenario_hint")),
+            ("action", ACTIONS + (NO_ACTION,)),
+        ):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"SafetyLabel.{name}: {value!r} is not one of {allowed}")
+        for name in ("distance_m", "bearing_deg", "relative_heading_deg", "closing_speed_mps"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"SafetyLabel.{name}: must be finite, got {getattr(self, name)!r}")
+        for name in ("ttc_s", "time_to_contact_s"):
+            if not (getattr(self, name) >= 0):
+                raise ValueError(f"SafetyLabel.{name}: must be >= 0 or inf, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of all fields."""
+        return asdict(self)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """Names of all fields, in schema order."""
+        return tuple(f.name for f in fields(cls))
