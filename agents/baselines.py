@@ -1,77 +1,87 @@
-"""Simple reference policies for the replay environment (NAVSIM's classic baselines).
-
-A policy maps the current observation (and, for *privileged* baselines, the environment's logged state) to a
-trajectory action ``(8, 3)`` float32 [m, m, rad] in the ego frame (rear-axle poses at 0.5 s over 4 s).
+"""Simple reference policies (NAVSIM's classic baselines) on the :class:`~agents.base.Policy` interface.
 
 * :class:`ConstantVelocityPolicy`: keeps the current speed straight ahead (observation only).
 * :class:`LogReplayPolicy`: replays the ego's logged future (privileged). In the synthetic bank's accident scenes
   the log is the **negative** data: it drives into the collision.
 * :class:`ReferencePlannerPolicy`: the PDM-Closed-like reference planner of :mod:`rewards.reference_planner`
   (privileged: it reads the route and the other agents from the scene).
+* :class:`StandStillPolicy`: stays where it is (all-zeros trajectory): the degenerate policy every reward is
+  checked against.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
 import numpy as np
 
-from envs.replay_env import ACTION_HIGH, ACTION_LOW, NUM_POSES, ReplayEnv
+from agents.base import Policy, PolicyInput
+from envs.scoring import log_as_action
+from envs.spaces import NUM_POSES, POSE_INTERVAL, clip_trajectories
+from rewards.config import PDMConfig
 from rewards.pdm import reference_for
 
 
-class Policy(Protocol):
-    """``act(obs, env) -> (8, 3) float32`` trajectory in the ego frame; ``name`` labels results."""
-
-    name: str
-
-    def act(self, obs: dict[str, Any], env: ReplayEnv) -> np.ndarray: ...
-
-
-class ConstantVelocityPolicy:
-    """Straight ahead at the current speed ``obs["ego_state"][0]`` [m/s] (NAVSIM's constant-velocity agent)."""
+class ConstantVelocityPolicy(Policy):
+    """Straight ahead at the current speed ``observation["ego_state"][0]`` [m/s] (NAVSIM's constant-velocity
+    agent)."""
 
     name = "constant_velocity"
 
-    def __init__(self, pose_interval: float = 0.5) -> None:
+    def __init__(self, pose_interval: float = POSE_INTERVAL) -> None:
         self.pose_interval = pose_interval
 
-    def act(self, obs: dict[str, Any], env: ReplayEnv) -> np.ndarray:
-        speed = float(obs["ego_state"][0])
+    def act(self, inp: PolicyInput) -> np.ndarray:
+        speed = float(inp.observation["ego_state"][0])
         traj = np.zeros((NUM_POSES, 3), dtype=np.float32)
         traj[:, 0] = speed * self.pose_interval * np.arange(1, NUM_POSES + 1)
-        return np.clip(traj, ACTION_LOW, ACTION_HIGH)
+        return clip_trajectories(traj)
 
 
-class LogReplayPolicy:
-    """The ego's logged future (privileged; the expert log, which collides in accident scenes)."""
+class StandStillPolicy(Policy):
+    """Every pose at the origin: brake to a stop and stay (the degenerate "do nothing" policy)."""
+
+    name = "stand_still"
+
+    def act(self, inp: PolicyInput) -> np.ndarray:
+        return np.zeros((NUM_POSES, 3), dtype=np.float32)
+
+
+class LogReplayPolicy(Policy):
+    """The ego's logged future from the current pose (privileged; the expert log, which collides in accident
+    scenes)."""
 
     name = "log_replay"
+    requires_privileged = True
 
-    def act(self, obs: dict[str, Any], env: ReplayEnv) -> np.ndarray:
-        return env.logged_action()
+    def __init__(self, config: PDMConfig = PDMConfig()) -> None:
+        self.config = config
+
+    def act(self, inp: PolicyInput) -> np.ndarray:
+        problem, scene, t = inp.require_privileged(self.name)
+        return log_as_action(scene, t, problem.ego.pose, self.config)
 
 
-class ReferencePlannerPolicy:
+class ReferencePlannerPolicy(Policy):
     """PDM-Closed-like planner: best of 15 IDM proposals along the route (privileged; needs a map).
 
     Falls back to :class:`ConstantVelocityPolicy` on scenes without a map (no route to follow).
     """
 
     name = "pdm_closed_like"
+    requires_privileged = True
 
-    def __init__(self) -> None:
+    def __init__(self, config: PDMConfig = PDMConfig()) -> None:
+        self.config = config
         self._fallback = ConstantVelocityPolicy()
 
-    def act(self, obs: dict[str, Any], env: ReplayEnv) -> np.ndarray:
-        problem = env.current_problem()
-        ref = reference_for(problem, env.config.pdm)
+    def act(self, inp: PolicyInput) -> np.ndarray:
+        problem, _, _ = inp.require_privileged(self.name)
+        ref = reference_for(problem, self.config)
         if ref is None:
-            return self._fallback.act(obs, env)
-        return np.clip(ref.trajectory, ACTION_LOW, ACTION_HIGH).astype(np.float32)
+            return self._fallback.act(inp)
+        return clip_trajectories(ref.trajectory)
 
 
-BASELINES = {p.name: p for p in (ConstantVelocityPolicy, LogReplayPolicy, ReferencePlannerPolicy)}
+BASELINES = {p.name: p for p in (ConstantVelocityPolicy, LogReplayPolicy, ReferencePlannerPolicy, StandStillPolicy)}
 """Baseline classes by name."""
 
 

@@ -21,8 +21,8 @@ from typing import Any, Iterator, Sequence
 
 from counterfactual.dataset import write_anchor_pairs
 from counterfactual.miner import MinerConfig, MiningStats, mine_scene
-from counterfactual.mining import scene_origin
 from envs.scene import Scene
+from envs.sources import Origin, SourceError, open_source
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -50,35 +50,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def iter_scenes(args: argparse.Namespace) -> tuple[int, Iterator[tuple[Scene, dict[str, Any]]]]:
-    """``(count, iterator of (scene, origin))`` for the chosen source."""
+def iter_scenes(args: argparse.Namespace) -> tuple[int, Iterator[tuple[Scene, Origin]]]:
+    """``(count, iterator of (scene, origin))`` for the chosen source (:func:`envs.sources.open_source`)."""
     if args.source == "bank":
-        from envs.bank import ScenarioBank
-
         types = None if args.scenario_types is None else tuple(t.strip() for t in args.scenario_types.split(","))
-        bank = ScenarioBank(args.num_scenes, seed=args.seed, scenario_types=types)
+        options: dict[str, Any] = {"num_scenes": args.num_scenes, "seed": args.seed, "scenario_types": types}
+    else:
+        if not args.deepaccident_root:
+            raise SystemExit("--source deepaccident needs --deepaccident-root PATH")
+        options = {"root": args.deepaccident_root, "split": args.split, "strict": False}
+    try:
+        source = open_source(args.source, **options)
+    except SourceError as exc:
+        raise SystemExit(str(exc)) from None
 
-        def gen() -> Iterator[tuple[Scene, dict[str, Any]]]:
-            for i in range(len(bank)):
-                scene = bank[i]
-                origin = scene_origin(scene)
-                if origin.get("kind") != "bank":  # no seed in the meta data: fall back to the bank index
-                    origin = {"kind": "bank_index", "num_scenes": args.num_scenes, "seed": args.seed,
-                              "scenario_types": list(types) if types else None, "index": i}
-                yield scene, origin
+    def gen() -> Iterator[tuple[Scene, Origin]]:
+        for i in range(len(source)):
+            yield source[i], source.origin(i)
 
-        return len(bank), gen()
-    if not args.deepaccident_root:
-        raise SystemExit("--source deepaccident needs --deepaccident-root PATH")
-    from envs.deepaccident import DeepAccidentDataset
-
-    ds = DeepAccidentDataset(args.deepaccident_root, split=args.split, strict=False)
-
-    def gen_da() -> Iterator[tuple[Scene, dict[str, Any]]]:
-        for i in range(len(ds)):
-            yield ds[i], {"kind": "deepaccident", "root": str(args.deepaccident_root), "split": args.split, "index": i}
-
-    return len(ds), gen_da()
+    return len(source), gen()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

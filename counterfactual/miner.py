@@ -35,6 +35,7 @@ from counterfactual.search import (
     verified_safe,
 )
 from envs.scene import Scene
+from envs.sources import Origin
 from envs.scoring import problem_from_scene, trajectory_from_log
 from rewards.config import PDMConfig
 
@@ -97,7 +98,7 @@ def mine_moment(
     t: int,
     lead: float,
     config: MinerConfig = MinerConfig(),
-    origin: Mapping[str, Any] | None = None,
+    origin: "Origin | Mapping[str, Any] | None" = None,
 ) -> AnchorPair | str:
     """One decision frame of a moment -> an :class:`AnchorPair`, or the code of why it was skipped."""
     from rewards.pdm import score_group
@@ -151,7 +152,8 @@ def mine_moment(
     )
 
 
-def mine_scene(scene: Scene, config: MinerConfig = MinerConfig(), origin: Mapping[str, Any] | None = None) -> SceneMining:
+def mine_scene(scene: Scene, config: MinerConfig = MinerConfig(),
+               origin: "Origin | Mapping[str, Any] | None" = None) -> SceneMining:
     """All anchor pairs of one scene (see the module docstring)."""
     out = SceneMining(scene.scene_id, scene.meta.scenario_type)
     out.moments = find_risk_moments(scene, config.moments)

@@ -24,13 +24,15 @@ logged future) and ``t`` comes before the scene's first contact (after a crash t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 
 from counterfactual.projection import closing_speed, ego_turning_poses, ego_yaw_rates
-from envs.scene import Scene, SceneMeta
+from envs.rollout import find_collisions
+from envs.scene import Scene
+from envs.sources import Origin, origin_from_dict, scene_origin
 from rewards.geometry import box_corners, boxes_overlap, rear_axle_to_center, vehicle_corners
 
 
@@ -108,22 +110,6 @@ class RiskMoment:
 
 
 # ------------------------------------------------------------------------------------------------------ detection
-def contact_matrix(scene: Scene) -> np.ndarray:
-    """``(N, T)`` bool: the ego box overlaps agent ``n``'s box at frame ``t`` (only where the agent is valid)."""
-    if scene.num_agents == 0:
-        return np.zeros((0, scene.num_frames), dtype=bool)
-    ego = vehicle_corners(scene.ego_poses, scene.ego_params)  # (T, 4, 2)
-    agents = box_corners(scene.agent_poses, scene.agent_sizes[:, None, 0], scene.agent_sizes[:, None, 1])
-    return boxes_overlap(ego[None], agents) & scene.agent_valid
-
-
-def find_collisions(scene: Scene) -> list[tuple[int, int]]:
-    """``[(agent_id, first_contact_frame), ...]`` sorted by frame then id, from box overlap alone."""
-    hit = contact_matrix(scene)
-    out = [(int(scene.agent_ids[n]), int(np.argmax(hit[n]))) for n in range(scene.num_agents) if hit[n].any()]
-    return sorted(out, key=lambda x: (x[1], x[0]))
-
-
 def cv_ttc_matrix(scene: Scene, horizon: float, step: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """Time to collision (ego: constant speed and yaw rate; agents: constant velocity, see
     :mod:`counterfactual.projection`) and closing speed of every agent at every frame.
@@ -271,177 +257,24 @@ def find_risk_moments(scene: Scene, config: MomentConfig = MomentConfig()) -> li
     return moments
 
 
-# ------------------------------------------------------------------------------------------------------- rollouts
-def rollout_to_scene(
-    base: Scene,
-    start_frame: int,
-    ego_poses: np.ndarray,
-    ego_velocities: np.ndarray,
-    scene_id: str | None = None,
-    origin: Mapping[str, Any] | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> Scene:
-    """A recorded closed-loop rollout as a :class:`Scene` (``meta.source="rollout"``) on the base scene's frames.
-
-    Frames are the base scene's (frame ``k`` of the rollout scene is frame ``k`` of the base log): the ego follows
-    the base log before ``start_frame`` (the history the policy observed), the ``R`` recorded states from
-    ``start_frame``, and after them is extrapolated at constant velocity (heading kept) to the end of the log, so
-    that a decision frame shortly before the rollout's end still has a 4 s "driven" future. The other agents replay
-    the base log. ``meta.extra`` records ``start_frame`` (decision frames of a rollout are taken from there on),
-    ``recorded_frames`` = R, the base scene and the recorded states (to re-create the scene). The first contact
-    while recorded (box overlap, :func:`find_collisions`) sets ``meta.collision_frame`` / ``colliding_agent_id``.
-
-    Args:
-        base: the logged scene the rollout was driven in.
-        start_frame: base frame of the rollout's first recorded state.
-        ego_poses: ``(R, 3)`` recorded rear-axle poses, world frame [m, m, rad].
-        ego_velocities: ``(R, 2)`` recorded world-frame velocities [m/s].
-        scene_id: defaults to ``"rollout/<base id>@<start_frame>"``.
-        origin: how to re-create ``base`` (see :func:`observation_ref`), stored in ``meta.extra["base_origin"]``.
-        extra: further facts (policy name, episode index, ...), stored in ``meta.extra``.
-    """
-    poses = np.asarray(ego_poses, dtype=np.float64)
-    vels = np.asarray(ego_velocities, dtype=np.float64)
-    R = len(poses)
-    if R == 0 or poses.shape != (R, 3) or vels.shape != (R, 2):
-        raise ValueError(f"rollout_to_scene: need ego poses (R, 3) and velocities (R, 2), got {poses.shape}, {vels.shape}")
-    T = base.num_frames
-    if not 0 <= start_frame < T:
-        raise ValueError(f"rollout_to_scene: start_frame {start_frame} outside [0, {T}) of {base.scene_id}")
-    end = start_frame + R
-    if end > T:
-        raise ValueError(f"rollout_to_scene: {R} recorded frames from {start_frame} exceed the {T} base frames")
-    ego_p = base.ego_poses.copy()
-    ego_v = base.ego_velocities.copy()
-    ego_p[start_frame:end], ego_v[start_frame:end] = poses, vels
-    if T > end:
-        k = np.arange(1, T - end + 1)[:, None] * base.dt
-        ego_p[end:, :2] = poses[-1, :2] + k * vels[-1]
-        ego_p[end:, 2] = poses[-1, 2]
-        ego_v[end:] = vels[-1]
-    facts = {
-        "base_scene_id": base.scene_id,
-        "base_scenario_type": base.meta.scenario_type,
-        "start_frame": int(start_frame),
-        "recorded_frames": int(R),
-        "ego_extrapolated": bool(T > end),
-        "base_origin": dict(origin or {}),
-        "rollout_ego_poses": poses.tolist(),
-        "rollout_ego_velocities": vels.tolist(),
-    }
-    facts.update(extra or {})
-    draft = Scene(
-        scene_id=scene_id or f"rollout/{base.scene_id}@{start_frame}",
-        dt=base.dt,
-        ego_poses=ego_p,
-        ego_velocities=ego_v,
-        agent_ids=base.agent_ids,
-        agent_classes=base.agent_classes,
-        agent_sizes=base.agent_sizes,
-        agent_poses=base.agent_poses,
-        agent_velocities=base.agent_velocities,
-        agent_valid=base.agent_valid,
-        map=base.map,
-        meta=SceneMeta(source="rollout", scenario_type=base.meta.scenario_type, extra=facts),
-        ego_params=base.ego_params,
-    )
-    hits = [(a, f) for a, f in find_collisions(draft) if start_frame <= f < end]  # contacts while recorded
-    if not hits:
-        return draft
-    agent, frame = hits[0]
-    meta = SceneMeta(
-        source="rollout", scenario_type=base.meta.scenario_type, colliding_agent_id=agent, collision_frame=frame,
-        extra=facts,
-    )
-    return replace(draft, meta=meta)
-
-
-def observation_ref(scene: Scene, t: int, origin: Mapping[str, Any] | None = None) -> dict[str, Any]:
+# ------------------------------------------------------------------------------------------- observation refs
+def observation_ref(scene: Scene, t: int, origin: Origin | Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What is needed to re-create the observation at frame ``t`` of ``scene``.
 
-    ``{"scene_id", "frame", "time_s", "source", "scenario_type", "origin": {...}}`` where ``origin`` says how to
-    re-create the scene: ``{"kind": "bank", "scenario_type", "seed"}`` (``envs.bank.generate_scene``),
-    ``{"kind": "deepaccident", "root", "split"}`` or, for rollouts, ``{"kind": "rollout", "base": <origin of the
-    base scene>, "base_scene_id", "start_frame", "ego_poses", "ego_velocities"}`` (rebuild with
-    :func:`rollout_to_scene`). ``origin`` given by the caller wins; else it is filled from ``scene.meta.extra``
-    (``seed`` for synthetic scenes).
+    ``{"scene_id", "frame", "time_s", "source", "scenario_type", "origin": {...}}`` where ``origin`` is the dict of
+    an :class:`envs.sources.Origin` (re-create the scene with :func:`envs.sources.resolve`). Rollout scenes always
+    use their own :class:`~envs.sources.RolloutOrigin` (base origin + recorded ego states); otherwise an ``origin``
+    given by the caller wins, else it comes from the scene's meta data (:func:`envs.sources.scene_origin`).
     """
-    ref: dict[str, Any] = {
+    if scene.meta.source == "rollout" or origin is None:
+        typed = scene_origin(scene)
+    else:
+        typed = origin if isinstance(origin, Origin) else origin_from_dict(origin)
+    return {
         "scene_id": scene.scene_id,
         "frame": int(t),
         "time_s": float(t * scene.dt),
         "source": scene.meta.source,
         "scenario_type": scene.meta.scenario_type,
+        "origin": typed.to_dict(),
     }
-    extra = scene.meta.extra
-    if scene.meta.source == "rollout":
-        ref["origin"] = {
-            "kind": "rollout",
-            "base": dict(extra.get("base_origin", {})),
-            "base_scene_id": extra.get("base_scene_id"),
-            "start_frame": extra.get("start_frame"),
-            "ego_poses": extra.get("rollout_ego_poses"),
-            "ego_velocities": extra.get("rollout_ego_velocities"),
-        }
-    elif origin is not None:
-        ref["origin"] = dict(origin)
-    else:
-        ref["origin"] = scene_origin(scene)
-    return ref
-
-
-def scene_origin(scene: Scene) -> dict[str, Any]:
-    """How to re-create a scene from its meta data: bank scenes ``{"kind": "bank", "scenario_type", "seed",
-    "scene_id", "variant"}``; other sources ``{"kind": <source>, "scene_id"}`` (the caller should pass a fuller origin)."""
-    extra = scene.meta.extra
-    if scene.meta.source == "synthetic" and "seed" in extra:
-        origin = {"kind": "bank", "scenario_type": scene.meta.scenario_type, "seed": _plain(extra["seed"]),
-                  "scene_id": scene.scene_id}
-        if extra.get("variant") is not None:
-            origin["variant"] = _plain(extra["variant"])
-        return origin
-    return {"kind": scene.meta.source, "scene_id": scene.scene_id}
-
-
-def resolve_scene(ref_or_origin: Mapping[str, Any]) -> Scene:
-    """Re-create the scene of an observation reference (or of its ``origin``).
-
-    Supports ``bank`` (:func:`envs.bank.generate_scene`), ``bank_index`` (``ScenarioBank(num_scenes, seed,
-    scenario_types)[index]``), ``deepaccident`` (``root``, ``split``, ``index``) and
-    ``rollout`` (the base scene, then :func:`rollout_to_scene` with the recorded ego states). Raises ``ValueError``
-    naming the kind for anything else.
-    """
-    origin = ref_or_origin.get("origin", ref_or_origin)
-    kind = origin.get("kind")
-    if kind == "bank":
-        from envs.bank import generate_scene
-
-        kwargs = {"variant": origin["variant"]} if origin.get("variant") is not None else {}
-        if origin.get("scene_id"):
-            kwargs["scene_id"] = origin["scene_id"]
-        return generate_scene(origin["scenario_type"], int(origin["seed"]), **kwargs)
-    if kind == "bank_index":
-        from envs.bank import ScenarioBank
-
-        types = origin.get("scenario_types")
-        bank = ScenarioBank(int(origin["num_scenes"]), seed=int(origin["seed"]), scenario_types=types)
-        return bank[int(origin["index"])]
-    if kind == "deepaccident":
-        from envs.deepaccident import DeepAccidentDataset
-
-        return DeepAccidentDataset(origin["root"], split=origin.get("split", "train"), strict=False)[int(origin["index"])]
-    if kind == "rollout":
-        base = resolve_scene(origin["base"])
-        return rollout_to_scene(
-            base,
-            int(origin["start_frame"]),
-            np.asarray(origin["ego_poses"], dtype=np.float64),
-            np.asarray(origin["ego_velocities"], dtype=np.float64),
-            scene_id=ref_or_origin.get("scene_id"),
-            origin=origin["base"],
-        )
-    raise ValueError(f"resolve_scene: cannot re-create a scene of origin kind {kind!r} ({dict(origin)})")
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value

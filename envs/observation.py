@@ -1,4 +1,18 @@
-"""Observation pieces of the replay environments that do not need rendering: route, command, ego status, history.
+"""The observation of any ``(scene, t)``: a pure builder shared by the environments and the SFT data builder.
+
+:func:`build_observation` maps a scene (a logged scene, a closed-loop scene view whose ego is simulated, a rollout
+scene, a CARLA recording) at frame ``t`` to the observation dict of :func:`envs.spaces.observation_space`; it reads
+nothing but its arguments (no environment). :func:`text_prompt` turns an observation into the VLA's text prompt.
+
+Observation (see :mod:`envs.spaces` for bounds)
+----------------------------------------------
+* ``"bev"``: ``uint8 (H, W, C)`` bird's-eye view of the ego frame at ``t`` (:class:`~envs.render.BEVRenderer`,
+  shape from :attr:`ObservationConfig.bev`; absent when it is None). Only frames ``<= t`` are drawn.
+* ``"ego_state"``: ``float32 (3,)`` speed [m/s], longitudinal acceleration [m/s^2], yaw rate [rad/s] at ``t``
+  (:class:`EgoKinematics`), clipped to the space bounds.
+* ``"command"``: ``int64`` 0 left, 1 straight, 2 right, from the route ahead (below).
+* ``"history"``: ``float32 (history_poses, 3)`` past rear-axle poses in the ego frame at ``t``, oldest first, every
+  ``history_interval`` (default 4 poses at 0.5 s: -2.0 .. -0.5 s), x/y clipped to +-200 m.
 
 Driving command
 ---------------
@@ -16,12 +30,16 @@ ego's **logged** path, which is what a navigation system would have planned for 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import numpy as np
 
+from envs.render import BEVConfig, BEVRenderer
 from envs.scene import Scene
-from rewards.geometry import polyline_arclength, world_to_local
+from envs.spaces import EGO_STATE_HIGH, EGO_STATE_LOW, HISTORY_RANGE
+from rewards.geometry import polyline_arclength, rotate_vectors, world_to_local
 
 COMMANDS = ("left", "straight", "right")
 """Names of the ``command`` observation values, by index."""
@@ -130,11 +148,147 @@ def ego_status(body_velocity: np.ndarray, body_acceleration: np.ndarray, yaw_rat
     return np.array([np.hypot(*body_velocity), body_acceleration[0], yaw_rate], dtype=np.float32)
 
 
-def text_prompt(command: int, speed: float) -> str:
-    """A short instruction for a vision-language-action policy, e.g. for ``info["prompt"]``.
+@dataclass(frozen=True)
+class ObservationConfig:
+    """What the observation holds; every field is documented, units in brackets."""
 
-    Example: ``"You are driving at 8.3 m/s. Navigation command: go straight. Plan the next 4 s as 8 waypoints."``
+    bev: BEVConfig | None = field(default_factory=lambda: BEVConfig(antialias=False))
+    """BEV raster (size, resolution, RGB or semantic channels); None drops ``"bev"`` (state-only policies).
+    Default: 128 px RGB at 0.5 m/px without anti-aliasing (a policy needs no smoothed edges)."""
+    history_poses: int = 4
+    """Past poses in ``history``."""
+    history_interval: float = 0.5
+    """Time between ``history`` poses [s] (a multiple of the scene step)."""
+    command_lookahead: float = 30.0
+    """Route length ahead used for the command [m]."""
+    command_threshold_deg: float = 15.0
+    """Route heading change above which the command is a turn [deg]."""
+
+    def __post_init__(self) -> None:
+        if self.bev is not None and not isinstance(self.bev, BEVConfig):
+            raise ValueError(f"ObservationConfig.bev: expected a BEVConfig or None, got {type(self.bev).__name__}")
+        if isinstance(self.history_poses, bool) or not isinstance(self.history_poses, (int, np.integer)) \
+                or self.history_poses < 1:
+            raise ValueError(f"ObservationConfig.history_poses: expected an int >= 1, got {self.history_poses!r}")
+        for name in ("history_interval", "command_lookahead", "command_threshold_deg"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float, np.floating)) and np.isfinite(value) and value > 0):
+                raise ValueError(f"ObservationConfig.{name}: expected a positive number, got {value!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class EgoKinematics:
+    """The ego's motion per frame, the ego-state part of the observation (arrays may be updated in place by a
+    closed loop, e.g. :class:`envs.simulation.EgoTrack`).
+
+    Attributes:
+        poses: ``(T, 3)`` rear-axle poses, world frame [m, m, rad].
+        body_velocities: ``(T, 2)`` (longitudinal, lateral) velocity in the ego body frame [m/s].
+        body_accelerations: ``(T, 2)`` (longitudinal, lateral) acceleration in the body frame [m/s^2].
+        yaw_rates: ``(T,)`` [rad/s].
     """
-    words = {LEFT: "turn left", STRAIGHT: "go straight", RIGHT: "turn right"}[int(command)]
-    return f"You are driving at {speed:.1f} m/s. Navigation command: {words}. Plan the next 4 s as 8 waypoints."
 
+    poses: np.ndarray
+    body_velocities: np.ndarray
+    body_accelerations: np.ndarray
+    yaw_rates: np.ndarray
+
+    @classmethod
+    def from_log(cls, poses: np.ndarray, velocities: np.ndarray, dt: float) -> "EgoKinematics":
+        """Kinematics of a logged ego: ``poses (T, 3)`` [m, m, rad], world-frame ``velocities (T, 2)`` [m/s] every
+        ``dt`` [s]. Accelerations are central differences of the velocities, **zero at the first and last frame**
+        (the scorer's convention, :func:`envs.scoring.ego_state_from_scene`, so an episode's first observation
+        equals the one built from the log); yaw rates are ``numpy.gradient`` of the unwrapped yaw."""
+        poses = np.array(poses, dtype=np.float64)
+        velocities = np.array(velocities, dtype=np.float64)
+        T = len(poses)
+        acc = np.zeros((T, 2))
+        if T > 2:
+            acc[1:-1] = (velocities[2:] - velocities[:-2]) / (2.0 * dt)
+        yaw_rates = np.gradient(np.unwrap(poses[:, 2]), dt) if T > 1 else np.zeros(T)
+        return cls(
+            poses=poses,
+            body_velocities=rotate_vectors(velocities, -poses[:, 2]),
+            body_accelerations=rotate_vectors(acc, -poses[:, 2]),
+            yaw_rates=yaw_rates,
+        )
+
+    @classmethod
+    def from_scene(cls, scene: Scene) -> "EgoKinematics":
+        """:meth:`from_log` of ``scene``'s ego."""
+        return cls.from_log(scene.ego_poses, scene.ego_velocities, scene.dt)
+
+
+@functools.lru_cache(maxsize=8)
+def renderer_for(config: BEVConfig) -> BEVRenderer:
+    """A shared :class:`BEVRenderer` per (frozen, hashable) :class:`BEVConfig` (renderers cache map geometry)."""
+    return BEVRenderer(config)
+
+
+def build_observation(
+    scene: Scene,
+    t: int,
+    ego: EgoKinematics | None = None,
+    config: ObservationConfig = ObservationConfig(),
+    route: Route | None = None,
+    renderer: BEVRenderer | None = None,
+) -> dict[str, Any]:
+    """The observation at frame ``t`` of ``scene`` (see the module docstring; pure: reads only its arguments).
+
+    Args:
+        scene: the scene to draw; for a closed loop, a view whose ego arrays hold the simulated ego up to ``t``.
+        t: frame index.
+        ego: the ego's kinematics (default: :meth:`EgoKinematics.from_scene`, i.e. the logged ego).
+        config: what the observation holds.
+        route: the route for the command (default: :meth:`Route.from_scene`; pass a cached one in loops).
+        renderer: BEV renderer (default: :func:`renderer_for` ``(config.bev)``).
+
+    Returns:
+        ``{"bev"?: uint8 (H, W, C), "ego_state": float32 (3,), "command": int64, "history": float32 (H_hist, 3)}``.
+    """
+    if not 0 <= int(t) < scene.num_frames:
+        raise ValueError(f"t: frame {t} is outside [0, {scene.num_frames}) of scene {scene.scene_id}")
+    t = int(t)
+    ego = EgoKinematics.from_scene(scene) if ego is None else ego
+    route = Route.from_scene(scene) if route is None else route
+    step = int(round(config.history_interval / scene.dt))
+    if step < 1 or abs(step * scene.dt - config.history_interval) > 1e-6:
+        raise ValueError(f"ObservationConfig.history_interval={config.history_interval} s is not a multiple of the "
+                         f"step dt={scene.dt} s of scene {scene.scene_id}")
+    history = pose_history(ego.poses, t, config.history_poses, step)
+    np.clip(history[:, :2], -HISTORY_RANGE, HISTORY_RANGE, out=history[:, :2])
+    status = ego_status(ego.body_velocities[t], ego.body_accelerations[t], float(ego.yaw_rates[t]))
+    command = route_command(route, route.project(ego.poses[t, :2]), config.command_lookahead,
+                            np.radians(config.command_threshold_deg))
+    obs: dict[str, Any] = {}
+    if config.bev is not None:
+        obs["bev"] = (renderer if renderer is not None else renderer_for(config.bev)).render(scene, t)
+    obs["ego_state"] = np.clip(status, EGO_STATE_LOW, EGO_STATE_HIGH)
+    obs["command"] = np.int64(command)
+    obs["history"] = history
+    return obs
+
+
+COMMAND_WORDS = {LEFT: "turn left", STRAIGHT: "go straight", RIGHT: "turn right"}
+"""Prompt words of each command."""
+
+
+def text_prompt(observation: Mapping[str, Any], history_interval: float = 0.5) -> str:
+    """The text instruction of an observation for a vision-language-action policy: navigation command, ego state
+    and a summary of the pose history (distance travelled and heading change over it). Deterministic.
+
+    Example: ``"Navigation command: go straight. Speed 8.3 m/s, acceleration -0.4 m/s2, yaw rate +0.00 rad/s. Past 2.0 s:
+    16.9 m travelled, heading change +0 deg. Plan the next 4 s as 8 waypoints."``
+
+    Args:
+        observation: a dict from :func:`build_observation` (``"command"``, ``"ego_state"``, ``"history"``).
+        history_interval: time between history poses [s] (:attr:`ObservationConfig.history_interval`).
+    """
+    speed, accel, yaw_rate = (float(v) for v in observation["ego_state"])
+    history = np.asarray(observation["history"], dtype=np.float64)
+    travelled = float(np.hypot(*history[0, :2]))
+    heading = float(np.degrees(-history[0, 2]))
+    span = history_interval * len(history)
+    return (f"Navigation command: {COMMAND_WORDS[int(observation['command'])]}. Speed {speed:.1f} m/s, acceleration "
+            f"{accel:+.1f} m/s2, yaw rate {yaw_rate:+.2f} rad/s. Past {span:.1f} s: {travelled:.1f} m travelled, "
+            f"heading change {heading:+.0f} deg. Plan the next 4 s as 8 waypoints.")

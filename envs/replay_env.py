@@ -2,23 +2,17 @@
 
 Spaces
 ------
-* **Observation** (``Dict``):
+Observation and action spaces are those of :mod:`envs.spaces` (shared with ``CarlaEnv`` and every policy); the
+observation of a state is built by :func:`envs.observation.build_observation` (a pure function of the scene view,
+the frame and the ego's kinematics, also used by the SFT data builder):
 
-  - ``"bev"``: ``uint8 (H, W, C)`` bird's-eye view of the ego frame (:class:`~envs.render.BEVRenderer`, shape from
-    ``EnvConfig.bev``; default RGB 128 x 128 px at 0.5 m/px, no anti-aliasing);
-  - ``"ego_state"``: ``float32 (3,)`` speed [m/s], longitudinal acceleration [m/s^2], yaw rate [rad/s], clipped to
-    :data:`EGO_STATE_LOW` / :data:`EGO_STATE_HIGH`;
-  - ``"command"``: ``Discrete(3)`` left / straight / right from the route ahead (:mod:`envs.observation`);
-  - ``"history"``: ``float32 (H_hist, 3)`` past rear-axle poses in the current ego frame, oldest first, every
-    ``history_interval`` (default 4 poses at 0.5 s: -2.0 .. -0.5 s), clipped to +-200 m.
-
-  With ``EnvConfig.text_prompt`` a text instruction (command and speed) is added to ``info["prompt"]``; it is not
-  part of the observation space (SB3 policies cannot take text).
-* **Action**: ``Box (8, 3) float32``, a trajectory in the NAVSIM convention: 8 rear-axle poses ``(x, y, yaw)`` at
-  0.5 s over 4 s in the ego frame at the decision time, bounds :data:`ACTION_LOW` / :data:`ACTION_HIGH`
-  (x in [-10, 80] m, y in [-40, 40] m, yaw in [-pi, pi] rad). An action of another shape, with NaN/inf, or with a
-  value outside the bounds raises ``ValueError`` naming the offending index and value; actions are never clipped
-  silently (SB3 clips its Gaussian samples to the bounds itself before calling ``step``).
+* **Observation** (``Dict``): ``"bev"`` (optional, ``EnvConfig.bev``), ``"ego_state"``, ``"command"``, ``"history"``.
+  With ``EnvConfig.text_prompt`` the VLA's text prompt (:func:`envs.observation.text_prompt`) is added to
+  ``info["prompt"]``; it is not part of the observation space (SB3 policies cannot take text).
+* **Action**: ``Box (8, 3) float32``, a NAVSIM trajectory (8 ego-frame rear-axle poses at 0.5 s). An action of
+  another shape, with NaN/inf, or outside the bounds raises ``ValueError`` naming the offending index and value;
+  actions are never clipped silently. SB3 users should wrap the env in
+  :class:`envs.wrappers.NormalizedTrajectoryAction` (actions in ``[-1, 1]``; see its docstring).
 
 Modes
 -----
@@ -56,21 +50,20 @@ from __future__ import annotations
 import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
-from envs.observation import COMMANDS, Route, ego_status, pose_history, route_command, text_prompt
+from envs.observation import ObservationConfig, Route, build_observation, text_prompt
 from envs.render import BEVConfig, BEVRenderer
 from envs.reward import REWARD_TERMS, reward_terms
 from envs.scene import Scene
-from envs.scoring import map_geometry_from_scene_map, problem_from_scene
-from envs.simulation import DrivableArea, EgoTrack, check_frames, simulate_prefix
-from envs.sources import SceneSource, make_source
+from envs.scoring import log_as_action, map_geometry_from_scene_map, problem_from_scene
+from envs.simulation import DrivableArea, EgoTrack, check_frames, simulate_prefix, simulate_with_steering
+from envs.sources import Origin, SceneSource, make_source
+from envs.spaces import NUM_POSES, action_space, observation_space, validate_trajectories
 from rewards.config import PDMConfig
-from rewards.geometry import world_to_local
 from rewards.pdm import reference_for, score_states
 from rewards.tracking import simulate_candidates
 from rewards.types import EgoState, ScoringProblem
@@ -78,19 +71,13 @@ from rewards.types import EgoState, ScoringProblem
 MODES = ("open_loop", "closed_loop")
 REWARD_MODES = ("eager", "lazy")
 REFERENCES = ("auto", "log", None)
-
-NUM_POSES = 8
-"""Poses per action trajectory (NAVSIM: 8 at 0.5 s)."""
-ACTION_LOW = np.tile(np.array([-10.0, -40.0, -np.pi], dtype=np.float32), (NUM_POSES, 1))
-"""``(8, 3)`` lower action bounds: x [m], y [m], yaw [rad] in the ego frame."""
-ACTION_HIGH = np.tile(np.array([80.0, 40.0, np.pi], dtype=np.float32), (NUM_POSES, 1))
-"""``(8, 3)`` upper action bounds."""
-EGO_STATE_LOW = np.array([0.0, -20.0, -4.0], dtype=np.float32)
-"""Lower bounds of ``ego_state``: speed [m/s], longitudinal acceleration [m/s^2], yaw rate [rad/s]."""
-EGO_STATE_HIGH = np.array([60.0, 20.0, 4.0], dtype=np.float32)
-"""Upper bounds of ``ego_state``."""
-HISTORY_RANGE = 200.0
-"""History x, y bound [m] (values are clipped to +-200 m)."""
+STEP_TERMS = {"open_loop": REWARD_TERMS, "closed_loop": REWARD_TERMS + ("terminal_collision",)}
+"""Keys of ``info["rewards"]`` per mode: the same keys in every info of the mode, ``reset`` included; a term that
+was not computed is NaN (every term after ``reset``, which scores nothing; the scorer's terms in lazy mode until
+:meth:`ReplayEnv.flush_rewards`)."""
+_PERMUTE_MAX = 1 << 20
+"""Sources up to this size are shuffled with a full permutation per pass; larger ones with a seeded affine
+bijection ``i -> (a i + b) mod n`` (no index list is materialised, so a bank of 10**9 scenes resets at once)."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +92,7 @@ class EnvConfig:
     """Scorer configuration (NAVSIM v1.1 defaults); its ``sim_dt`` must equal the scenes' ``dt``."""
     reference: str | None = "log"
     """EP normaliser (see :data:`REFERENCES`): ``"log"`` plans the PDM-Closed-like reference
-    (:func:`rewards.pdm.reference_for`) from the *logged* ego state at the decision frame and caches it per
+    (:func:`rewards.scorer.reference_for`) from the *logged* ego state at the decision frame and caches it per
     (scene, frame): exact in open loop, an approximation in closed loop once the ego leaves the log (the reference
     then starts from the logged, not the simulated, state). ``"auto"`` plans it from the current (possibly
     simulated) state: exact, but planning costs tens of ms per new state (cached per state, so ``score_group`` after
@@ -154,6 +141,19 @@ class EnvConfig:
     episode)."""
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("float", float) and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
+                                               or not np.isfinite(value)):
+                raise ValueError(f"EnvConfig.{f.name}: expected a finite number, got {value!r}")
+        for name in ("history_poses", "scene_cache_size", "problem_cache_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"EnvConfig.{name}: expected an int >= 1, got {value!r}")
+        if self.bev is not None and not isinstance(self.bev, BEVConfig):
+            raise ValueError(f"EnvConfig.bev: expected a BEVConfig or None, got {type(self.bev).__name__}")
+        if not isinstance(self.pdm, PDMConfig):
+            raise ValueError(f"EnvConfig.pdm: expected a PDMConfig, got {type(self.pdm).__name__}")
         if self.reference not in REFERENCES:
             raise ValueError(f"EnvConfig.reference: expected one of {REFERENCES}, got {self.reference!r}")
         if self.reward_mode not in REWARD_MODES:
@@ -169,47 +169,34 @@ class EnvConfig:
         for name in ("replan_interval", "history_interval", "command_lookahead"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"EnvConfig.{name}: expected > 0, got {getattr(self, name)!r}")
-        if self.history_poses < 1:
-            raise ValueError(f"EnvConfig.history_poses: expected >= 1, got {self.history_poses}")
         if self.pdm.num_poses != NUM_POSES:
             raise ValueError(
                 f"EnvConfig.pdm.num_poses: the action space has {NUM_POSES} poses, got {self.pdm.num_poses}"
             )
 
+    @property
+    def observation(self) -> ObservationConfig:
+        """The observation part of this configuration (:func:`envs.observation.build_observation`)."""
+        return ObservationConfig(bev=self.bev, history_poses=self.history_poses,
+                                 history_interval=self.history_interval, command_lookahead=self.command_lookahead,
+                                 command_threshold_deg=self.command_threshold_deg)
 
-def validate_trajectories(trajectories: Any, name: str = "action", group: bool = False) -> np.ndarray:
-    """Check trajectories against the action space: shape, finiteness and bounds (no clipping).
+    @classmethod
+    def coerce(cls, config: "EnvConfig | Mapping[str, Any] | None") -> "EnvConfig":
+        """``config`` as an :class:`EnvConfig`: None -> defaults, a mapping -> ``EnvConfig(**mapping)`` (e.g.
+        ``gymnasium.make(id, config={"bev": None})``); ``ValueError`` naming unknown keys or other types."""
+        if config is None:
+            return cls()
+        if isinstance(config, cls):
+            return config
+        if isinstance(config, Mapping):
+            names = {f.name for f in dataclasses.fields(cls)}
+            unknown = sorted(set(config) - names)
+            if unknown:
+                raise ValueError(f"config: unknown EnvConfig fields {unknown}; known: {sorted(names)}")
+            return cls(**config)
+        raise ValueError(f"config: expected an EnvConfig, a mapping of its fields or None, got {type(config).__name__}")
 
-    Args:
-        trajectories: ``(8, 3)`` (``group=False``) or ``(G, 8, 3)`` (``group=True``) ego-frame poses.
-        name: what to call it in error messages.
-        group: expect a leading group axis.
-
-    Returns:
-        float64 array of the same shape.
-
-    Raises:
-        ValueError: wrong shape, NaN/inf, or a value outside :data:`ACTION_LOW` / :data:`ACTION_HIGH` (the message
-            names the first offending index and value).
-    """
-    try:
-        arr = np.asarray(trajectories, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name}: cannot convert to a float array ({exc})") from None
-    want = ("(G, 8, 3)" if group else "(8, 3)")
-    if arr.shape[-2:] != (NUM_POSES, 3) or arr.ndim != (3 if group else 2) or (group and arr.shape[0] == 0):
-        raise ValueError(f"{name}: expected shape {want}, got {arr.shape}")
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        i = tuple(int(k) for k in np.argwhere(bad)[0])
-        raise ValueError(f"{name}: NaN or inf at index {i} (shape {arr.shape}): {arr[i]}")
-    tol = 1e-5
-    out = (arr < ACTION_LOW - tol) | (arr > ACTION_HIGH + tol)
-    if out.any():
-        i = tuple(int(k) for k in np.argwhere(out)[0])
-        lo, hi = ACTION_LOW[i[-2:]], ACTION_HIGH[i[-2:]]
-        raise ValueError(f"{name}: value {arr[i]:.6g} at index {i} is outside the action bounds [{lo:.6g}, {hi:.6g}]")
-    return arr
 
 
 @dataclass
@@ -223,72 +210,73 @@ class _SceneContext:
     """Latest decision / start frame (``log_end_margin`` before the log's end)."""
 
 
+def _nan_terms(mode: str) -> dict[str, float]:
+    return {name: float("nan") for name in STEP_TERMS[mode]}
+
+
+def _check_int(name: str, value: Any) -> int:
+    """``value`` as an int if it is an integer (Python or numpy, not bool); ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"reset options: {name} must be an integer, got {value!r} ({type(value).__name__})")
+    return int(value)
+
+
 class ReplayEnv(gym.Env):
     """Replay environment over a source of scenes (see the module docstring for spaces, modes and reward).
 
     Args:
-        source: ``"bank"`` (default), ``"deepaccident"`` (with ``root``), a folder path, a sequence of scenes, or any
-            indexable collection of scenes (e.g. a ``ScenarioBank``); see :func:`envs.sources.make_source`.
+        source: ``"bank"`` (default), ``"deepaccident"`` (with ``root``), a registered source name, a folder path, a
+            sequence of scenes, or any indexable collection of scenes; see :func:`envs.sources.make_source`.
         mode: ``"open_loop"`` or ``"closed_loop"``.
-        config: :class:`EnvConfig`.
+        config: :class:`EnvConfig` (or a mapping of its fields).
         num_scenes, seed, scenario_types: for ``source="bank"`` (``seed`` fixes the bank's scenes; episode randomness
             comes from ``reset(seed=...)``).
         root, split: for DeepAccident.
-        render_mode: None or ``"rgb_array"`` (a 256 px RGB view with the last action drawn).
+        render_mode: None or ``"rgb_array"`` (a 256 px RGB view with the last action drawn). ``"human"`` is refused
+            with a clear error (no window on headless machines; use ``"rgb_array"`` and show the frames).
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 2}
+    # "human" is listed only so that gymnasium.make passes it through to __init__, which explains the alternative,
+    # instead of wrapping the env in HumanRendering (which fails later with "pygame is not installed").
 
     def __init__(
         self,
         source: Any = "bank",
         mode: str = "open_loop",
-        config: EnvConfig | None = None,
-        *,
+        config: EnvConfig | Mapping[str, Any] | None = None,
         num_scenes: int = 16,
         seed: int = 0,
-        scenario_types: tuple[str, ...] | list[str] | None = None,
-        root: str | None = None,
+        scenario_types: Any = None,
+        root: Any = None,
         split: str | None = None,
         render_mode: str | None = None,
     ) -> None:
+        super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode: expected None or one of {self.metadata['render_modes']}, got {render_mode!r}"
-            )
+        if render_mode == "human":
+            raise ValueError("render_mode='human' is not supported by ReplayEnv (no window on headless machines): use "
+                             "render_mode='rgb_array' and save or show env.render() frames yourself")
+        if render_mode is not None and render_mode != "rgb_array":
+            raise ValueError(f"render_mode: expected None or 'rgb_array', got {render_mode!r}")
         self.mode = mode
-        self.config = config if config is not None else EnvConfig()
+        self.config = EnvConfig.coerce(config)
         self.render_mode = render_mode
         self.source: SceneSource = make_source(
             source, num_scenes=num_scenes, seed=seed, scenario_types=scenario_types, root=root, split=split,
             cache_size=self.config.scene_cache_size,
         )
+        self._obs_config = self.config.observation
         self._renderer = None if self.config.bev is None else BEVRenderer(self.config.bev)
         self._view_renderer: BEVRenderer | None = None
-        obs_spaces: dict[str, spaces.Space] = {}
-        if self.config.bev is not None:
-            obs_spaces["bev"] = spaces.Box(0, 255, self.config.bev.shape, dtype=np.uint8)
-        self.observation_space = spaces.Dict(
-            {
-                **obs_spaces,
-                "ego_state": spaces.Box(EGO_STATE_LOW, EGO_STATE_HIGH, dtype=np.float32),
-                "command": spaces.Discrete(len(COMMANDS)),
-                "history": spaces.Box(
-                    low=np.tile(np.array([-HISTORY_RANGE, -HISTORY_RANGE, -np.pi], dtype=np.float32),
-                                (self.config.history_poses, 1)),
-                    high=np.tile(np.array([HISTORY_RANGE, HISTORY_RANGE, np.pi], dtype=np.float32),
-                                 (self.config.history_poses, 1)),
-                    dtype=np.float32,
-                ),
-            }
-        )
-        self.action_space = spaces.Box(ACTION_LOW, ACTION_HIGH, dtype=np.float32)
+        self.observation_space = observation_space(self._obs_config)
+        self.action_space = action_space()
         self._contexts: OrderedDict[str, _SceneContext] = OrderedDict()
         self._problems: OrderedDict[tuple[str, int], ScoringProblem] = OrderedDict()
-        self._order: np.ndarray | None = None
+        self._order: tuple[int, int] | np.ndarray | None = None
         self._cursor = 0
+        self._index = -1
         self._scene: Scene | None = None
         self._track: EgoTrack | None = None
         self._done = False
@@ -296,8 +284,6 @@ class ReplayEnv(gym.Env):
         self._pending: list[tuple[Scene, int, EgoState, np.ndarray, int]] = []
         self._episode = -1
         self._last_action: np.ndarray | None = None
-        self._command = 1
-        self._route_s = 0.0
         self._current: tuple[int, ScoringProblem] | None = None
 
     # ------------------------------------------------------------------ public API
@@ -306,6 +292,18 @@ class ReplayEnv(gym.Env):
         """The current episode's (logged) scene."""
         self._require_reset()
         return self._scene  # type: ignore[return-value]
+
+    @property
+    def scene_index(self) -> int:
+        """Index of the current episode's scene in :attr:`source`."""
+        self._require_reset()
+        return self._index
+
+    @property
+    def origin(self) -> Origin:
+        """How to re-create the current scene (:meth:`envs.sources.SceneSource.origin`)."""
+        self._require_reset()
+        return self.source.origin(self._index)
 
     @property
     def t(self) -> int:
@@ -320,25 +318,39 @@ class ReplayEnv(gym.Env):
         self._require_reset()
         return self._track.scene_view.ego_poses  # type: ignore[union-attr]
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    @property
+    def scene_view(self) -> Scene:
+        """The current scene as the policy sees it: the log with the ego replaced by this episode's (simulated)
+        ego up to :attr:`t` (frames after :attr:`t` are stale; renderers read frames ``<= t`` only)."""
+        self._require_reset()
+        return self._track.scene_view  # type: ignore[union-attr]
+
+    def reset(self, *, seed: int | None = None, options: Mapping[str, Any] | None = None):
         """Start an episode on the next scene of the seeded order.
 
         Args:
             seed: reseeds the episode generator (scene order and random decision frames).
             options: ``{"scene_id": str}`` or ``{"scene_index": int}`` picks the scene; ``{"t": int}`` sets the
-                decision / start frame (``0 <= t <= t_max``).
+                decision / start frame (``0 <= t <= t_max``). Values are not converted: ``2.7`` or ``"3"`` are
+                errors.
         """
         super().reset(seed=seed)
         if seed is not None:
             self._order, self._cursor = None, 0
-        options = dict(options or {})
+        if options is None:
+            options = {}
+        if not isinstance(options, Mapping):
+            raise ValueError(f"reset options: expected a dict (keys scene_id, scene_index, t) or None, got "
+                             f"{options!r} ({type(options).__name__})")
         unknown = set(options) - {"scene_id", "scene_index", "t"}
         if unknown:
             raise ValueError(f"reset options: unknown keys {sorted(unknown)}; known: scene_id, scene_index, t")
         if "scene_id" in options:
+            if not isinstance(options["scene_id"], str):
+                raise ValueError(f"reset options: scene_id must be a string, got {options['scene_id']!r}")
             index = self.source.index_of(options["scene_id"])
         elif "scene_index" in options:
-            index = int(options["scene_index"])
+            index = _check_int("scene_index", options["scene_index"])
             if not 0 <= index < len(self.source):
                 raise ValueError(f"reset options: scene_index {index} outside [0, {len(self.source)})")
         else:
@@ -346,11 +358,12 @@ class ReplayEnv(gym.Env):
         scene = self.source[index]
         ctx = self._context(scene)
         if "t" in options:
-            t0 = int(options["t"])
+            t0 = _check_int("t", options["t"])
             if not 0 <= t0 <= ctx.t_max:
                 raise ValueError(f"reset options: t={t0} outside [0, {ctx.t_max}] for scene {scene.scene_id}")
         else:
             t0 = self._start_frame(scene, ctx)
+        self._index = index
         self._scene = scene
         self._track = EgoTrack(scene, t0, self._log_problem(scene, t0).ego)
         self._current = None
@@ -358,7 +371,7 @@ class ReplayEnv(gym.Env):
         self._episode += 1
         self._last_action = None
         obs = self._observation()
-        return obs, self._info({}, False, -1)
+        return obs, self._info(obs, _nan_terms(self.mode), False, -1)
 
     def step(self, action: Any):
         """Apply a trajectory action; see the module docstring for what happens per mode.
@@ -377,11 +390,14 @@ class ReplayEnv(gym.Env):
         scene, track = self._scene, self._track
         assert scene is not None and track is not None
         k = self._replan_frames(scene)
-        terms: dict[str, float] = {}
+        terms = _nan_terms(self.mode)
+        states = steering = None
         if cfg.reward_mode == "eager":
             problem = self._problem()
-            scored = self._score(scene, problem, simulate_candidates(problem.ego, traj[None], cfg.pdm))
-            terms = {name: float(scored[name][0]) for name in REWARD_TERMS}
+            # One simulation serves the score (41 states) and, in closed loop, the driven prefix (first k states).
+            states, steering = simulate_with_steering(problem.ego, traj[None], cfg.pdm)
+            scored = self._score(scene, problem, states)
+            terms.update({name: float(scored[name][0]) for name in REWARD_TERMS})
             collision, agent = bool(scored["is_collision"][0]), int(scored["colliding_agent_id"][0])
         else:  # the scoring problem is built at flush time
             self._pending.append((scene, track.frame, track.ego_state, traj, self._episode))
@@ -390,32 +406,37 @@ class ReplayEnv(gym.Env):
         if self.mode == "open_loop":
             self._done = True
             obs = self._observation()
-            return obs, terms["reward"], True, False, self._info(terms, collision, agent)
+            return obs, terms["reward"], True, False, self._info(obs, terms, collision, agent)
 
-        # ---- closed loop: track the first re-planning interval of the action, check every simulated frame.
+        # ---- closed loop: drive the first re-planning interval of the action, check every simulated frame.
         ctx = self._context(scene)
-        # The scorer's simulation starts each candidate with straight wheels; the closed loop keeps the steering.
-        states, steering = simulate_prefix(track.ego_state, traj, cfg.pdm, k, track.steering)
-        colliding, offroad_at = check_frames(scene, states[:, :3], track.frame + 1 + np.arange(k), ctx.drivable)
+        if states is None:
+            prefix, prefix_steering = simulate_prefix(track.ego_state, traj, cfg.pdm, k)
+        else:
+            prefix, prefix_steering = states[0, 1 : k + 1], steering[0, 1 : k + 1]
+        colliding, offroad_at = check_frames(scene, prefix[:, :3], track.frame + 1 + np.arange(k), ctx.drivable)
         events = np.flatnonzero((colliding >= 0) | offroad_at)
         n = int(events[0]) + 1 if len(events) else k  # frames actually driven (up to the first event)
-        track.advance(states[:n], float(steering[n - 1]))
+        track.advance(prefix[:n], float(prefix_steering[n - 1]))
         collision, agent = bool(colliding[n - 1] >= 0), int(colliding[n - 1])
         offroad = bool(offroad_at[n - 1]) and not collision
         terms["terminal_collision"] = -1.0 if collision else 0.0
         terms["reward"] += cfg.w_terminal_collision * terms["terminal_collision"]
         obs = self._observation()
-        route_end = self._route_s >= ctx.route.length - cfg.route_end_margin
+        route_end = ctx.route.project(track.poses[track.frame, :2]) >= ctx.route.length - cfg.route_end_margin
         terminated = collision or offroad or route_end
         truncated = not terminated and track.frame > ctx.t_max
         self._done = terminated or truncated
-        info = self._info(terms, collision, agent)
+        info = self._info(obs, terms, collision, agent)
         info["termination_reason"] = ("collision" if collision else "offroad" if offroad else
                                       "route_end" if route_end else "time_limit" if truncated else "")
         return obs, terms["reward"], terminated, truncated, info
 
     def score_group(self, trajectories: Any) -> dict[str, np.ndarray]:
         """Score candidate trajectories ``(G, 8, 3)`` from the current state, without changing the env's state.
+
+        The candidates start from the same ego state (steering included) as the next ``step``'s action, so a group
+        member scores exactly as it would when stepped.
 
         Returns:
             ``{name: (G,) array}``: every reward term (see :func:`envs.reward.reward_terms`), the aggregated
@@ -431,7 +452,7 @@ class ReplayEnv(gym.Env):
 
     def current_problem(self) -> ScoringProblem:
         """The scorer's view of the current state: the log's agents and map with the (possibly simulated) ego state.
-        For privileged planners and analysis; treat it as read-only (the scorer caches per problem object)."""
+        For privileged planners and analysis (its arrays are read-only; the scorer caches per problem object)."""
         self._require_reset()
         return self._problem()
 
@@ -461,18 +482,12 @@ class ReplayEnv(gym.Env):
         return out
 
     def logged_action(self) -> np.ndarray:
-        """The ego's logged future as an action from the current (possibly simulated) state: ``(8, 3)`` float32.
-
-        The logged rear-axle poses at ``t + 0.5 s, ..., t + 4 s`` (frames past the log's end repeat its last pose),
-        expressed in the current ego frame and clipped to the action bounds. Replaying it closed loop follows the log.
-        """
+        """The ego's logged future as an action from the current (possibly simulated) state: ``(8, 3)`` float32
+        (:func:`envs.scoring.log_as_action`). Replaying it closed loop follows the log."""
         self._require_reset()
-        scene, track = self._scene, self._track
-        assert scene is not None and track is not None
-        step = self._replan_frames(scene)
-        frames = np.minimum(track.frame + step * np.arange(1, NUM_POSES + 1), scene.num_frames - 1)
-        local = world_to_local(scene.ego_poses[frames], track.poses[track.frame])
-        return np.clip(local, ACTION_LOW, ACTION_HIGH).astype(np.float32)
+        track = self._track
+        assert track is not None
+        return log_as_action(self.scene, track.frame, track.poses[track.frame], self.config.pdm)
 
     def render(self) -> np.ndarray | None:
         """``rgb_array``: ``uint8 (256, 256, 3)`` RGB view of the current frame with the last action drawn."""
@@ -494,11 +509,23 @@ class ReplayEnv(gym.Env):
     def _next_index(self) -> int:
         n = len(self.source)
         if self._order is None or self._cursor >= n:
-            self._order = (self.np_random.permutation(n) if self.config.scene_order == "shuffle" else np.arange(n))
             self._cursor = 0
-        index = int(self._order[self._cursor])
+            if self.config.scene_order == "sequential":
+                self._order = (1, 0)
+            elif n <= _PERMUTE_MAX:
+                self._order = self.np_random.permutation(n)
+            else:  # seeded affine bijection of [0, n): a multiplier coprime with n
+                while True:
+                    a = int(self.np_random.integers(1, n))
+                    if np.gcd(a, n) == 1:
+                        break
+                self._order = (a, int(self.np_random.integers(0, n)))
+        i = self._cursor
         self._cursor += 1
-        return index
+        if isinstance(self._order, tuple):
+            a, b = self._order
+            return (a * i + b) % n
+        return int(self._order[i])
 
     def _replan_frames(self, scene: Scene) -> int:
         """Frames per re-planning step; ``ValueError`` if the scene's step does not fit the scorer's."""
@@ -580,26 +607,12 @@ class ReplayEnv(gym.Env):
     def _observation(self) -> dict[str, Any]:
         track = self._track
         assert track is not None
-        cfg = self.config
-        f = track.frame
-        ctx = self._context(track.scene)
-        step = int(round(cfg.history_interval / track.scene.dt))
-        history = pose_history(track.poses, f, cfg.history_poses, step)
-        np.clip(history[:, :2], -HISTORY_RANGE, HISTORY_RANGE, out=history[:, :2])
-        status = ego_status(track.body_velocities[f], track.body_accelerations[f], track.yaw_rates[f])
-        self._route_s = ctx.route.project(track.poses[f, :2])
-        self._command = route_command(ctx.route, self._route_s, cfg.command_lookahead,
-                                      np.radians(cfg.command_threshold_deg))
-        obs: dict[str, Any] = {}
-        if self._renderer is not None:
-            obs["bev"] = self._renderer.render(track.scene_view, f)
-        obs["ego_state"] = np.clip(status, EGO_STATE_LOW, EGO_STATE_HIGH)
-        obs["command"] = np.int64(self._command)
-        obs["history"] = history
-        return obs
+        return build_observation(track.scene_view, track.frame, track.kinematics, self._obs_config,
+                                 self._context(track.scene).route, self._renderer)
 
-    def _info(self, rewards: dict[str, float], collision: bool, colliding_agent: int) -> dict[str, Any]:
-        """The step/reset info (call after :meth:`_observation`, whose command it reuses)."""
+    def _info(self, obs: Mapping[str, Any], rewards: dict[str, float], collision: bool,
+              colliding_agent: int) -> dict[str, Any]:
+        """The step/reset info of the observation ``obs``."""
         scene, track = self._scene, self._track
         assert scene is not None and track is not None
         info: dict[str, Any] = {
@@ -613,5 +626,5 @@ class ReplayEnv(gym.Env):
             "score_kind": "pdms" if scene.map is not None else "map_free",
         }
         if self.config.text_prompt:
-            info["prompt"] = text_prompt(self._command, float(np.hypot(*track.body_velocities[track.frame])))
+            info["prompt"] = text_prompt(obs, self.config.history_interval)
         return info

@@ -36,6 +36,7 @@ import weakref
 import numpy as np
 
 from envs.scene import AgentClass, Scene, SceneMap
+from envs.spaces import clip_trajectories
 from rewards.config import PDMConfig
 from rewards.geometry import rotate_vectors, wrap_angle, world_to_local
 from rewards.types import AgentsFuture, EgoState, MapGeometry, ScoringProblem
@@ -221,3 +222,19 @@ def trajectory_from_log(scene: Scene, t: int, config: PDMConfig = PDMConfig()) -
     world[:, :2] = p_lo[:, :2] + frac[:, None] * (p_hi[:, :2] - p_lo[:, :2])
     world[:, 2] = p_lo[:, 2] + frac * wrap_angle(p_hi[:, 2] - p_lo[:, 2])
     return world_to_local(world, scene.ego_poses[t])
+
+
+def log_as_action(scene: Scene, t: int, pose: np.ndarray, config: PDMConfig = PDMConfig()) -> np.ndarray:
+    """The ego's logged future from frame ``t`` as an action seen from ``pose`` (the current, possibly simulated,
+    rear-axle pose): ``(num_poses, 3)`` float32 [m, m, rad].
+
+    The logged rear-axle poses at ``t + pose_interval, ..., t + horizon`` (frames past the log's end repeat its last
+    pose; the scene step must divide the pose interval) expressed in the frame of ``pose`` and clipped to the
+    action bounds (:func:`envs.spaces.clip_trajectories`). Replaying it closed loop follows the log; with ``pose``
+    the logged pose at ``t`` it equals :func:`trajectory_from_log` wherever that is defined.
+    """
+    t = _check_frame(scene, t)
+    _check_config(config)
+    step = int(round(config.pose_interval / scene.dt))
+    frames = np.minimum(t + step * np.arange(1, config.num_poses + 1), scene.num_frames - 1)
+    return clip_trajectories(world_to_local(scene.ego_poses[frames], np.asarray(pose, dtype=np.float64)))

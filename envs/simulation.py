@@ -16,6 +16,7 @@ import dataclasses
 import cv2
 import numpy as np
 
+from envs.observation import EgoKinematics
 from envs.scene import Scene
 from rewards.geometry import box_corners, boxes_overlap, rotate_vectors, vehicle_corners, wrap_angle
 from rewards.config import PDMConfig
@@ -70,26 +71,27 @@ class EgoTrack:
         body_velocities: ``(T, 2)`` (longitudinal, lateral) velocities in the ego body frame [m/s].
         body_accelerations: ``(T, 2)`` (longitudinal, lateral) accelerations [m/s^2].
         yaw_rates: ``(T,)`` [rad/s].
-        steering: tire steering angle at :attr:`frame` [rad] (0 at the start: the log has none).
+        steering: tire steering angle at :attr:`frame` [rad] (the start state's, 0 for logs: they have none).
+        kinematics: :class:`~envs.observation.EgoKinematics` over the same arrays (what the observation reads).
         frame: the current frame (the last frame that holds the ego's real, possibly simulated, state).
     """
 
     def __init__(self, scene: Scene, start: int, ego: EgoState) -> None:
-        T, dt = scene.num_frames, scene.dt
         self.scene = scene
-        self.poses = scene.ego_poses.copy()
+        log = EgoKinematics.from_scene(scene)  # fresh arrays, updated in place below and by advance()
+        self.kinematics = log
+        self.poses = log.poses
         self.velocities = scene.ego_velocities.copy()
-        self.body_velocities = rotate_vectors(self.velocities, -self.poses[:, 2])
-        acc = np.gradient(self.velocities, dt, axis=0) if T > 1 else np.zeros((T, 2))
-        self.body_accelerations = rotate_vectors(acc, -self.poses[:, 2])
-        self.yaw_rates = np.gradient(np.unwrap(self.poses[:, 2]), dt) if T > 1 else np.zeros(T)
+        self.body_velocities = log.body_velocities
+        self.body_accelerations = log.body_accelerations
+        self.yaw_rates = log.yaw_rates
         # The decision-time state is the scorer's (so open and closed loop start from the same EgoState).
         self.poses[start] = ego.pose
         self.body_velocities[start] = ego.velocity
         self.velocities[start] = rotate_vectors(ego.velocity, ego.pose[2])
         self.body_accelerations[start] = ego.acceleration
         self.frame = int(start)
-        self.steering = 0.0
+        self.steering = float(ego.steering_angle)
         self._ego = ego
         pv, vv = self.poses.view(), self.velocities.view()
         pv.setflags(write=False)
@@ -129,6 +131,7 @@ class EgoTrack:
             velocity=self.body_velocities[self.frame].copy(),
             acceleration=self.body_accelerations[self.frame].copy(),
             params=self._ego.params,
+            steering_angle=self.steering,
         )
 
 
@@ -252,3 +255,23 @@ def simulate_prefix(
     poses = interpolate_candidates(ego, trajectory[None], config)  # (1, T, 3)
     states, steers = track_poses_with_steering(ego, poses, config.sim_dt, num_steps=int(num_steps))
     return states[0, 1:], steers[0, 1:]
+
+
+def simulate_with_steering(ego: EgoState, trajectories: np.ndarray, config: PDMConfig) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rewards.tracking.simulate_candidates` with the tire steering angle per state, so one simulation serves
+    both the score of a trajectory and the closed loop that drives its first states (and carries the steering).
+
+    Args:
+        ego: current ego state (the tracker starts from ``ego.steering_angle``).
+        trajectories: ``(G, num_poses, 3)`` ego-frame rear-axle poses [m, m, rad] at ``config.pose_interval``.
+        config: the scorer configuration.
+
+    Returns:
+        ``(states (G, num_sim_steps, 7), steering (G, num_sim_steps))``: the states equal
+        ``simulate_candidates(ego, trajectories, config)`` bit for bit; steering [rad] (0 without tracking).
+    """
+    if not config.tracking:
+        states = simulate_candidates(ego, trajectories, config)
+        return states, np.zeros(states.shape[:2])
+    poses = interpolate_candidates(ego, trajectories, config)
+    return track_poses_with_steering(ego, poses, config.sim_dt)

@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from agents.base import Policy, policy_input
 from envs.replay_env import ReplayEnv
 
 SUB_SCORES = ("nc", "dac", "ddc", "ttc", "ep", "comfort")
@@ -67,12 +68,12 @@ def _per_type(types: list[str], scores: list[float], collisions: list[bool]) -> 
     return out
 
 
-def evaluate_open_loop(policy: Any, env: ReplayEnv, progress: bool = True,
+def evaluate_open_loop(policy: Policy, env: ReplayEnv, progress: bool = True,
                        on_scene: Callable[[int, dict[str, Any]], None] | None = None) -> EvalResult:
     """One decision per scene of ``env.source`` (in index order), scored by the environment's reward terms.
 
     Args:
-        policy: has ``name`` and ``act(obs, env) -> (8, 3)``.
+        policy: a :class:`~agents.base.Policy` (privileged inputs only when it declares ``requires_privileged``).
         env: an open-loop :class:`ReplayEnv`.
         on_scene: called with ``(index, info)`` after each scene (e.g. to log curves).
     """
@@ -84,8 +85,9 @@ def evaluate_open_loop(policy: Any, env: ReplayEnv, progress: bool = True,
     types: list[str] = []
     kinds: set[str] = set()
     for i in tqdm(range(n), desc=f"open loop: {policy.name}", disable=not progress, leave=False):
-        obs, _ = env.reset(seed=i, options={"scene_index": i})
-        _, _, _, _, info = env.step(policy.act(obs, env))
+        obs, info = env.reset(seed=i, options={"scene_index": i})
+        policy.reset()
+        _, _, _, _, info = env.step(policy.act(policy_input(env, obs, info, policy.requires_privileged)))
         for k in rows:
             rows[k].append(float(info["rewards"][k]))
         collisions.append(bool(info["collision"]))
@@ -105,7 +107,7 @@ def evaluate_open_loop(policy: Any, env: ReplayEnv, progress: bool = True,
     )
 
 
-def evaluate_closed_loop(policy: Any, env: ReplayEnv, progress: bool = True, max_steps: int = 200) -> EvalResult:
+def evaluate_closed_loop(policy: Policy, env: ReplayEnv, progress: bool = True, max_steps: int = 200) -> EvalResult:
     """One closed-loop episode per scene of ``env.source``; collision rate = episodes ending in a collision."""
     if env.mode != "closed_loop":
         raise ValueError(f"evaluate_closed_loop: env.mode is {env.mode!r}, expected 'closed_loop'")
@@ -114,9 +116,11 @@ def evaluate_closed_loop(policy: Any, env: ReplayEnv, progress: bool = True, max
     kinds: set[str] = set()
     for i in tqdm(range(n), desc=f"closed loop: {policy.name}", disable=not progress, leave=False):
         obs, info = env.reset(seed=i, options={"scene_index": i})
+        policy.reset()
         total, step_scores, collided = 0.0, [], False
         for _ in range(max_steps):
-            obs, reward, terminated, truncated, info = env.step(policy.act(obs, env))
+            action = policy.act(policy_input(env, obs, info, policy.requires_privileged))
+            obs, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
             step_scores.append(float(info["rewards"]["score"]))
             kinds.add(info["score_kind"])

@@ -34,20 +34,20 @@ register_configs()
 
 
 def build_source(cfg: DictConfig):
-    """The scene collection for ``cfg.env`` (indexable, ``len``); errors name the offending field."""
+    """The :class:`envs.sources.SceneSource` of ``cfg.env`` (any registered source; its fields are the source's
+    options); errors name the offending field."""
+    from envs.sources import SourceError, open_source
+
     env = cfg.env
-    if env.name == "bank":
-        from envs.bank import ScenarioBank
-
-        types = list(env.scenario_types) if env.scenario_types else None
-        return ScenarioBank(int(env.num_scenes), seed=int(env.seed), scenario_types=types)
-    if env.name == "deepaccident":
-        from envs.deepaccident import DeepAccidentDataset
-
-        if not env.root:
-            raise SystemExit("env.root: set it to your DeepAccident folder, e.g. env=deepaccident env.root=/data/DA")
-        return DeepAccidentDataset(env.root, split=env.split, strict=False)
-    raise SystemExit(f"env.name: unknown scene source {env.name!r} (known: bank, deepaccident)")
+    if env.name == "deepaccident" and not env.root:
+        raise SystemExit("env.root: set it to your DeepAccident folder, e.g. env=deepaccident env.root=/data/DA")
+    options: dict[str, Any] = {"bank": {"num_scenes": int(env.num_scenes), "seed": int(env.seed),
+                                        "scenario_types": list(env.scenario_types) if env.scenario_types else None},
+                               "deepaccident": {"root": env.root, "split": env.split, "strict": False}}.get(env.name, {})
+    try:
+        return open_source(env.name, **options)
+    except SourceError as exc:
+        raise SystemExit(f"env: {exc}") from None
 
 
 def summarize_scenes(scenes) -> str:
@@ -102,7 +102,6 @@ def mine_stage(scenes, cfg: DictConfig, out: Path) -> tuple[str, Path, int]:
 
     from counterfactual.dataset import write_anchor_pairs
     from counterfactual.miner import MinerConfig, MiningStats, mine_scene
-    from counterfactual.mining import scene_origin
 
     config = MinerConfig(seed=int(cfg.env.get("seed", 0) or 0))
     config = dataclasses.replace(config, moments=dataclasses.replace(
@@ -111,7 +110,7 @@ def mine_stage(scenes, cfg: DictConfig, out: Path) -> tuple[str, Path, int]:
     start = time.perf_counter()
     for i in tqdm(range(len(scenes)), desc="mining", unit="scene", disable=not cfg.progress):
         scene = scenes[i]
-        mined = mine_scene(scene, config, scene_origin(scene))
+        mined = mine_scene(scene, config, scenes.origin(i))
         stats.add(mined, scene.meta.is_accident)
         pairs.extend(mined.pairs)
     elapsed = time.perf_counter() - start

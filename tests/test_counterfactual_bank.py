@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from counterfactual.miner import MinerConfig, MiningStats, mine_scene
-from counterfactual.mining import MomentConfig, find_collisions, find_risk_moments, resolve_scene
+from counterfactual.mining import MomentConfig, find_risk_moments
+from envs.rollout import find_collisions
+from envs.sources import resolve as resolve_scene
 from counterfactual.search import result_arrays
 from envs.bank import ACCIDENT_TYPES, generate_scene
 from envs.scoring import problem_from_scene

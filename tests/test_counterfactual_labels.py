@@ -21,7 +21,8 @@ from counterfactual.labels import (
     sector_of,
 )
 from counterfactual.language import VOCABULARY, explain, parse_explanation
-from counterfactual.mining import MomentConfig, find_collisions, find_risk_moments, rollout_to_scene
+from counterfactual.mining import MomentConfig, find_risk_moments
+from envs.rollout import find_collisions, rollout_to_scene
 from counterfactual.projection import boxes_overlap, cv_time_to_collision
 from envs.scene import AgentClass, Lane, Scene, SceneMap, SceneMeta
 from rewards.geometry import VehicleParameters, box_corners

@@ -7,7 +7,8 @@ import pytest
 
 from counterfactual.dataset import load_anchor_pairs
 from counterfactual.miner import MinerConfig
-from counterfactual.mining import MomentConfig, resolve_scene
+from counterfactual.mining import MomentConfig
+from envs.sources import resolve as resolve_scene
 from counterfactual.online import CollisionMiningWrapper, OnlineMiningCallback
 from envs.bank import ScenarioBank
 from envs.replay_env import ReplayEnv

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from hydra import compose, initialize
 
-from agents.baselines import ConstantVelocityPolicy, LogReplayPolicy, ReferencePlannerPolicy, make_baseline
+from agents.base import policy_input
+from agents.baselines import (
+    ConstantVelocityPolicy,
+    LogReplayPolicy,
+    ReferencePlannerPolicy,
+    StandStillPolicy,
+    make_baseline,
+)
 from counterfactual.dataset import load_anchor_pairs
 from envs.bank import ScenarioBank
 from envs.replay_env import EnvConfig, ReplayEnv
@@ -63,12 +70,16 @@ def test_pipeline_runs_and_writes_outputs(tmp_path, capsys):
 
 def test_baselines_produce_valid_actions():
     env = ReplayEnv("bank", mode="open_loop", config=EnvConfig(bev=None), num_scenes=3, seed=1)
-    obs, _ = env.reset(seed=0, options={"scene_index": 0})
-    for policy in (ConstantVelocityPolicy(), LogReplayPolicy(), ReferencePlannerPolicy()):
-        action = policy.act(obs, env)
+    obs, info = env.reset(seed=0, options={"scene_index": 0})
+    for policy in (ConstantVelocityPolicy(), LogReplayPolicy(), ReferencePlannerPolicy(), StandStillPolicy()):
+        action = policy.act(policy_input(env, obs, info, privileged=policy.requires_privileged))
         assert action.shape == (8, 3) and action.dtype == np.float32
         assert env.action_space.contains(action)
-    cv = ConstantVelocityPolicy().act(obs, env)
+    np.testing.assert_array_equal(LogReplayPolicy().act(policy_input(env, obs, info, True)), env.logged_action())
+    for policy in (LogReplayPolicy(), ReferencePlannerPolicy()):  # privileged policies refuse a plain input
+        with pytest.raises(ValueError, match="privileged PolicyInput"):
+            policy.act(policy_input(env, obs, info))
+    cv = ConstantVelocityPolicy().act(policy_input(env, obs))
     np.testing.assert_allclose(np.diff(cv[:, 0]), 0.5 * obs["ego_state"][0], rtol=1e-5)
     assert np.all(cv[:, 1:] == 0)
     with pytest.raises(ValueError, match="unknown baseline 'x'"):

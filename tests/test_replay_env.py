@@ -13,7 +13,8 @@ from envs import REPLAY_ENV_IDS
 from envs.bank import ACCIDENT_TYPES, generate_scene
 from envs.observation import LEFT, RIGHT, STRAIGHT, Route, pose_history, route_command
 from envs.render import BEVConfig
-from envs.replay_env import ACTION_HIGH, ACTION_LOW, EnvConfig, ReplayEnv, validate_trajectories
+from envs.replay_env import EnvConfig, ReplayEnv
+from envs.spaces import ACTION_HIGH, ACTION_LOW, validate_trajectories
 from envs.simulation import check_frames, simulate_prefix
 from rewards.config import PDMConfig
 from rewards.tracking import interpolate_candidates, simulate_candidates, track_poses_with_steering

@@ -96,6 +96,16 @@ class ScenarioBank(Sequence[Scene]):
         i = self._index(i)
         return f"synthetic/{self.scenario_type(i)}/{i:06d}"
 
+    def index_of(self, scene_id: str) -> int:
+        """Index of ``scene_id`` (``"synthetic/<type>/<index>"``) without generating any scene; ``KeyError`` when
+        it names no scene of this bank."""
+        parts = scene_id.split("/") if isinstance(scene_id, str) else []
+        if len(parts) == 3 and parts[0] == "synthetic" and parts[2].isdigit():
+            i = int(parts[2])
+            if i < self.num_scenes and self.scenario_type(i) == parts[1]:
+                return i
+        raise KeyError(f"{self!r}: no scene with id {scene_id!r} (ids look like 'synthetic/<type>/<index>')")
+
     def __getitem__(self, i: int) -> Scene:  # type: ignore[override]
         i = self._index(i)
         scene_type = self.scenario_type(i)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from envs.bank.actors import Actor, EgoTrack, sample_size
-from envs.bank.core import Core, Retry, cropped_ego, finish_accident, interp_frame, target_frame
+from envs.bank.core import Core, cropped_ego, finish_accident, interp_frame, target_frame
 from envs.bank.motion import frame_times, ped_start_time, ramp_profile, speed_caps
 from envs.layouts import Layout, Path, get_layout
 from envs.scene import AgentClass
