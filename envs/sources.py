@@ -92,8 +92,8 @@ class DeepAccidentOrigin(Origin):
 
     kind: ClassVar[str] = "deepaccident"
     root: str
-    split: str | None
     index: int
+    split: str | None = None
     scene_id: str | None = None
 
 
