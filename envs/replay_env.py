@@ -26,10 +26,21 @@ Modes
   other agents replay their logs (non-reactive). After every simulated frame the episode **terminates** on a
   collision (ego box overlapping any agent valid at that frame) or off-road (an ego corner outside every drivable
   polygon; skipped without a map); after the step it terminates at the route's end (within ``route_end_margin``)
-  and is **truncated** at the time limit, the first frame after ``t_max = T - 1 - log_end_margin / dt`` (default
-  margin: the 4 s scoring horizon, so every scored decision has the logged agents over its whole horizon).
-  Replaying the log (:meth:`ReplayEnv.logged_action` every step) collides with the logged agent within one
-  re-planning interval (+-5 frames) of ``meta.collision_frame`` (tested over the bank's accident types).
+  and is **truncated** when less than ``episode_end_margin`` (one re-planning interval) of log remains, so episodes
+  run to the log's end and reach logged collisions late in short logs (DeepAccident scenarios end a few seconds
+  after the crash). Replaying the log (:meth:`ReplayEnv.logged_action` every step) collides with the logged agent
+  within one re-planning interval (+-5 frames) of ``meta.collision_frame`` (tested over the bank's accident types
+  and on short DeepAccident-layout logs).
+
+Decisions near the end of the log
+---------------------------------
+A decision less than the 4 s horizon before the log's end is scored with the horizon the log allows:
+``info["logged_horizon"]`` [s] says how much logged future the decision had (``< 4``: shortened). The scorer still
+simulates the ego over 4 s; what adapts is what it compares against: NC and TTC see the other agents only while
+they are logged (absent afterwards: never an invented collision, possibly a missed one), the EP reference (PDM-
+Closed-like) plans against the same truncated agents, and DAC, DDC and comfort depend on the ego and the map only
+(unchanged). Random start / decision frames stay ``log_end_margin`` (4 s) before the end, so only episodes that run
+on, and open-loop decisions pinned to a collision, see shortened horizons.
 
 Reward (:mod:`envs.reward`)
 ---------------------------
@@ -115,10 +126,12 @@ class EnvConfig:
     command_threshold_deg: float = 15.0
     """Route heading change above which the command is a turn [deg]."""
     log_end_margin: float = 4.0
-    """Closed loop: episodes are truncated after the frame ``T - 1 - log_end_margin / dt`` (``t_max``, also the
-    latest start / decision frame) [s]. The default, the 4 s scoring horizon, keeps every scored decision inside
-    the logged agents' window; smaller values (>= ``replan_interval``) let episodes run closer to the log's end,
-    where the scorer sees agents beyond the log as absent (lenient)."""
+    """Latest random start / decision frame: ``t_max = T - 1 - log_end_margin / dt`` [s] (the default, the 4 s
+    scoring horizon, keeps such decisions inside the logged agents' window)."""
+    episode_end_margin: float = 0.5
+    """Closed loop: the episode is truncated once less than this much log remains after the current frame [s]
+    (>= ``replan_interval``; the default, one re-planning interval, lets episodes run to the log's end; decisions in
+    the last 4 s are scored with a shortened logged horizon, see the module docstring)."""
     route_end_margin: float = 2.0
     """Closed loop: the episode terminates when the ego is within this distance of the route's end [m]."""
     w_score: float = 1.0
@@ -163,9 +176,10 @@ class EnvConfig:
         for name in ("lead_time", "closed_loop_lead_time", "history_time", "route_end_margin"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"EnvConfig.{name}: expected >= 0, got {getattr(self, name)!r}")
-        if self.log_end_margin < self.replan_interval:
-            raise ValueError(f"EnvConfig.log_end_margin: expected >= replan_interval ({self.replan_interval} s), "
-                             f"got {self.log_end_margin!r}")
+        for name in ("log_end_margin", "episode_end_margin"):
+            if getattr(self, name) < self.replan_interval:
+                raise ValueError(f"EnvConfig.{name}: expected >= replan_interval ({self.replan_interval} s), "
+                                 f"got {getattr(self, name)!r}")
         for name in ("replan_interval", "history_interval", "command_lookahead"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"EnvConfig.{name}: expected > 0, got {getattr(self, name)!r}")
@@ -207,7 +221,9 @@ class _SceneContext:
     drivable: DrivableArea | None
     """Drivable area for the off-road checks, None without a map."""
     t_max: int
-    """Latest decision / start frame (``log_end_margin`` before the log's end)."""
+    """Latest random decision / start frame (``log_end_margin`` before the log's end)."""
+    t_end: int
+    """Closed loop: the last frame from which a step may start (``episode_end_margin`` before the log's end)."""
 
 
 def _nan_terms(mode: str) -> dict[str, float]:
@@ -425,7 +441,7 @@ class ReplayEnv(gym.Env):
         obs = self._observation()
         route_end = ctx.route.project(track.poses[track.frame, :2]) >= ctx.route.length - cfg.route_end_margin
         terminated = collision or offroad or route_end
-        truncated = not terminated and track.frame > ctx.t_max
+        truncated = not terminated and track.frame > ctx.t_end
         self._done = terminated or truncated
         info = self._info(obs, terms, collision, agent)
         info["termination_reason"] = ("collision" if collision else "offroad" if offroad else
@@ -553,7 +569,8 @@ class ReplayEnv(gym.Env):
                 f"EnvConfig.log_end_margin={self.config.log_end_margin} s"
             )
         drivable = None if scene.map is None else DrivableArea(map_geometry_from_scene_map(scene.map))
-        ctx = _SceneContext(route=Route.from_scene(scene), drivable=drivable, t_max=t_max)
+        t_end = scene.num_frames - 1 - int(round(self.config.episode_end_margin / scene.dt))
+        ctx = _SceneContext(route=Route.from_scene(scene), drivable=drivable, t_max=t_max, t_end=max(t_end, t_max))
         self._contexts[scene.scene_id] = ctx
         if len(self._contexts) > self.config.scene_cache_size:
             self._contexts.popitem(last=False)
@@ -624,6 +641,7 @@ class ReplayEnv(gym.Env):
             "source": scene.meta.source,
             "t": track.frame,
             "score_kind": "pdms" if scene.map is not None else "map_free",
+            "logged_horizon": min(self.config.pdm.horizon, (scene.num_frames - 1 - track.frame) * scene.dt),
         }
         if self.config.text_prompt:
             info["prompt"] = text_prompt(obs, self.config.history_interval)

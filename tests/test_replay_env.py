@@ -114,9 +114,9 @@ def test_replaying_the_log_collides_at_the_logged_frame(scenario_type):
     """Closed-loop replay of the logged trajectory (re-expressed from the simulated state every 0.5 s) first overlaps
     the logged colliding agent at a frame f with |f - meta.collision_frame| <= 5 (one re-planning interval).
 
-    ``log_end_margin=0.5`` lets the episode run to the log's end: the bank puts contacts up to frame 65, after the
-    default time limit (frame 60), and the tracker may reach a grazing contact a frame or two late."""
-    config = dataclasses.replace(FAST, reward_mode="lazy", log_end_margin=0.5, bev=None)
+    Episodes run to the log's end by default (``episode_end_margin`` 0.5 s): the bank puts contacts up to frame 65,
+    and the tracker may reach a grazing contact a frame or two late."""
+    config = dataclasses.replace(FAST, reward_mode="lazy", bev=None)
     for seed in (0, 1):
         scene = generate_scene(scenario_type, seed=seed)
         env = ReplayEnv([scene], "closed_loop", config)
@@ -473,3 +473,32 @@ def test_gymnasium_vector_envs():
         scores = vec.call("score_group", np.stack([_straight(5.0)]))
         assert len(scores) == 2 and scores[0]["reward"].shape == (1,)
         vec.close()
+
+
+def _crop(scene, end: int):
+    """``scene`` cut after frame ``end`` (a short log, as DeepAccident's, that ends soon after the crash)."""
+    T = end + 1
+    lights = tuple(dataclasses.replace(tl, states=tl.states[:T]) for tl in scene.map.traffic_lights)
+    return dataclasses.replace(
+        scene, ego_poses=scene.ego_poses[:T], ego_velocities=scene.ego_velocities[:T],
+        agent_poses=scene.agent_poses[:, :T], agent_velocities=scene.agent_velocities[:, :T],
+        agent_valid=scene.agent_valid[:, :T], map=dataclasses.replace(scene.map, traffic_lights=lights))
+
+
+def test_closed_loop_reaches_the_crash_of_a_short_log():
+    """A log that ends 2 s after its collision (shorter than the 4 s start margin after it): the episode runs to the
+    log's end, log replay collides there, and decisions within 4 s of the end say their logged horizon."""
+    full = generate_scene("rear_end", seed=3)
+    cf = full.meta.collision_frame
+    scene = _crop(full, cf + 20)
+    env = ReplayEnv([scene], "closed_loop", dataclasses.replace(FAST, bev=None))
+    _, info = env.reset(seed=0)
+    assert info["t"] == cf - 30 and info["logged_horizon"] == pytest.approx(4.0)
+    horizons = []
+    done = False
+    while not done:
+        _, _, terminated, truncated, info = env.step(env.logged_action())
+        horizons.append(info["logged_horizon"])
+        done = terminated or truncated
+    assert info["termination_reason"] == "collision" and abs(info["t"] - cf) <= REPLAN
+    assert min(horizons) < 4.0 and np.isfinite(info["rewards"]["reward"])
