@@ -1,0 +1,186 @@
+"""Closed-loop driving metrics of an episode (CARLA leaderboard convention, ``../shared/specs/driving-score.md``).
+
+Per episode (one stretch of a logged route, driven from a start frame until a collision, off-road, the route's end
+or the log's end):
+
+* **Route completion RC** = ``min(1, ego progress / reference progress)`` minus the share of the reference distance
+  driven off-road or the wrong way (leaderboard 1.0 / 2.0 ``outside_route_lanes``), floored at 0. Progress is the
+  arc length of the rear axle's projection on the route (:class:`envs.observation.Route`) from the start frame.
+  The **reference** is what a safe driver completes over the same episode window: the expert log when it stays
+  collision-free over the window, else the careful safe-progress planner driven closed loop from the same start
+  (:func:`rewards.safe_progress.safe_progress_reference`, re-planned every 0.5 s; see :mod:`envs.replay_env`).
+  ``reference_kind`` says which. A reference that progresses less than ``min_reference_progress`` (e.g. waiting at
+  a red light) makes RC 1 (nothing was there to complete).
+* **Infraction penalty IP** = product of one coefficient per infraction instance: collision with a vehicle 0.60, a
+  pedestrian 0.50, a cyclist 0.60 (CARLA counts bicycles as vehicles), a static object 0.65 (leaderboard values).
+  Off-road and wrong-way driving reduce RC as above (an off-road excursion also ends the episode). Red lights are
+  not counted (the synthetic bank's ego always has green; say so where results are reported).
+* **Driving score DS** = RC x IP per episode; averages over episodes are means of per-episode DS.
+* **Stopped share**: share of the episode's driven frames with speed below ``stopped_speed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from envs.observation import Route
+from envs.scene import AgentClass, Scene
+from rewards.map_index import map_index_for
+from rewards.types import MapGeometry
+
+
+@dataclass(frozen=True)
+class DrivingMetricsConfig:
+    """Coefficients and thresholds of the closed-loop driving metrics (leaderboard values where they exist)."""
+
+    vehicle_collision: float = 0.60
+    """IP coefficient of a collision with a vehicle."""
+    pedestrian_collision: float = 0.50
+    """IP coefficient of a collision with a pedestrian."""
+    cyclist_collision: float = 0.60
+    """IP coefficient of a collision with a cyclist (a vehicle in CARLA's leaderboard)."""
+    static_collision: float = 0.65
+    """IP coefficient of a collision with a static object (CARLA: layout / other objects)."""
+    stopped_speed: float = 0.1
+    """Speed below which a frame counts as stopped [m/s]."""
+    min_reference_progress: float = 1.0
+    """Reference progress below which RC is 1 (nothing to complete) [m]."""
+
+    def coefficient(self, agent_class: int) -> float:
+        """IP coefficient of a collision with an agent of :class:`~envs.scene.AgentClass` ``agent_class``."""
+        return {AgentClass.VEHICLE: self.vehicle_collision, AgentClass.PEDESTRIAN: self.pedestrian_collision,
+                AgentClass.CYCLIST: self.cyclist_collision, AgentClass.STATIC: self.static_collision}[
+                    AgentClass(int(agent_class))]
+
+
+@dataclass
+class DrivingMetrics:
+    """One episode's closed-loop metrics (see the module docstring); plain values (``to_dict`` for ``info``)."""
+
+    route_completion: float
+    """RC in [0, 1]."""
+    infraction_penalty: float
+    """IP in (0, 1]."""
+    driving_score: float
+    """DS = RC x IP."""
+    ego_progress_m: float
+    """Ego progress along the route over the episode [m] (may be negative when reversing)."""
+    reference_progress_m: float
+    """The reference's progress over the episode window [m]."""
+    reference_kind: str
+    """``"log"`` (collision-free expert log) or ``"safe_planner"`` (careful planner closed loop)."""
+    collisions: dict[str, int] = field(default_factory=dict)
+    """Collision instances by agent class name."""
+    offroad_m: float = 0.0
+    """Distance driven with an ego corner off the drivable area [m]."""
+    wrong_way_m: float = 0.0
+    """Distance driven with the ego centre in a lane of the opposite direction [m]."""
+    stopped_share: float = 0.0
+    """Share of driven frames below ``stopped_speed``."""
+    frames: int = 0
+    """Driven frames."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (picklable for vector envs)."""
+        return asdict(self)
+
+
+class EpisodeMetrics:
+    """Accumulates one closed-loop episode's frames and computes :class:`DrivingMetrics` at its end.
+
+    Args:
+        scene: the logged scene.
+        route: the route progress is measured along.
+        start_pose: ``(3,)`` world rear-axle pose at the start frame [m, m, rad].
+        geometry: the scorer's map geometry (None without a map: no wrong-way distance); lanes that are not
+            on-route (``geometry.route_lane_ids``) count as the wrong way.
+        config: coefficients.
+    """
+
+    def __init__(self, scene: Scene, route: Route, start_pose: np.ndarray, geometry: MapGeometry | None,
+                 config: DrivingMetricsConfig = DrivingMetricsConfig()) -> None:
+        self.scene = scene
+        self.route = route
+        self.config = config
+        self._map = None if geometry is None else map_index_for(geometry)
+        self._s0 = route.project(np.asarray(start_pose, dtype=np.float64)[:2])
+        self._last_xy = np.asarray(start_pose, dtype=np.float64)[:2].copy()
+        self._last_s = self._s0
+        self._collisions: dict[str, int] = {}
+        self._offroad = 0.0
+        self._wrong_way = 0.0
+        self._stopped = 0
+        self._frames = 0
+        self._on_route = (np.zeros(0, dtype=bool) if geometry is None
+                          else np.isin(geometry.lane_ids, np.asarray(geometry.route_lane_ids, dtype=np.int64)))
+
+    def add(self, centers: np.ndarray, rear_axles: np.ndarray, speeds: np.ndarray, offroad: np.ndarray,
+            colliding_agent: int = -1) -> None:
+        """Add driven frames.
+
+        Args:
+            centers: ``(k, 2)`` ego box centres, world frame [m].
+            rear_axles: ``(k, 2)`` ego rear-axle positions [m].
+            speeds: ``(k,)`` [m/s].
+            offroad: ``(k,)`` bool, an ego corner off the drivable area.
+            colliding_agent: id of the agent the ego collided with in the last of these frames (-1: none).
+        """
+        rear_axles = np.asarray(rear_axles, dtype=np.float64)
+        k = len(rear_axles)
+        if k == 0:
+            return
+        steps = np.hypot(*np.diff(np.vstack([self._last_xy, rear_axles]), axis=0).T)  # (k,) [m]
+        wrong = self._wrong_way_frames(np.asarray(centers, dtype=np.float64))
+        self._offroad += float(steps[np.asarray(offroad, dtype=bool)].sum())
+        self._wrong_way += float(steps[wrong & ~np.asarray(offroad, dtype=bool)].sum())
+        self._stopped += int(np.sum(np.asarray(speeds) < self.config.stopped_speed))
+        self._frames += k
+        self._last_xy = rear_axles[-1].copy()
+        self._last_s = self.route.project(self._last_xy)
+        if colliding_agent >= 0:
+            cls = AgentClass(int(self.scene.agent_classes[self.scene.agent_index(int(colliding_agent))]))
+            self._collisions[cls.name.lower()] = self._collisions.get(cls.name.lower(), 0) + 1
+
+    def _wrong_way_frames(self, centers: np.ndarray) -> np.ndarray:
+        """``(k,)`` bool: the centre is in some lane, in no on-route lane and in no intersection."""
+        if self._map is None or not len(self._on_route):
+            return np.zeros(len(centers), dtype=bool)
+        inside = self._map.contains(centers)  # (k, P)
+        lanes = inside[:, self._map.lane_columns]
+        in_junction = inside[:, self._map.intersection_columns].any(axis=1)
+        return lanes.any(axis=1) & ~lanes[:, self._on_route].any(axis=1) & ~in_junction
+
+    @property
+    def ego_progress(self) -> float:
+        """Progress along the route since the start [m]."""
+        return float(self._last_s - self._s0)
+
+    def finish(self, reference_progress: float, reference_kind: str) -> DrivingMetrics:
+        """The episode's metrics against a reference progress [m] over the same window."""
+        cfg = self.config
+        ref = float(reference_progress)
+        progress = self.ego_progress
+        if ref < cfg.min_reference_progress:
+            rc = 1.0
+        else:
+            rc = min(1.0, max(0.0, progress) / ref) - (self._offroad + self._wrong_way) / ref
+        rc = float(np.clip(rc, 0.0, 1.0))
+        ip = 1.0
+        for name, count in self._collisions.items():
+            ip *= cfg.coefficient(AgentClass[name.upper()]) ** count
+        return DrivingMetrics(
+            route_completion=rc,
+            infraction_penalty=float(ip),
+            driving_score=float(rc * ip),
+            ego_progress_m=progress,
+            reference_progress_m=ref,
+            reference_kind=reference_kind,
+            collisions=dict(self._collisions),
+            offroad_m=self._offroad,
+            wrong_way_m=self._wrong_way,
+            stopped_share=self._stopped / self._frames if self._frames else 0.0,
+            frames=self._frames,
+        )
