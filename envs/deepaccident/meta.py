@@ -106,14 +106,16 @@ line 1 tokens 1-4 as ints); ``other_files/DeepAccident_create_mini_data.py`` lin
 ``colliding agents: a b``, line 5)."""
 
 
-def _require(path: Path, lines: list[str], index: int, field: str, what: str) -> str:
-    """Line ``index`` (0-based) of the meta file, or an error naming the missing 1-based line."""
-    if index >= len(lines):
-        raise DeepAccidentFormatError(
-            path, index + 1, field, f"missing line: expected {what} (the file has {len(lines)} line(s); a meta file "
-            f"has {META_LINES})"
-        )
-    return lines[index]
+META_FIELDS = (
+    ("collision_status", "'<WeatherTime> <7 collision tokens> <length>'"),
+    ("colliding_agents", "'colliding agents: <a> <b>'"),
+    ("agents_id", "'agents id: <ego> <ego_behind> <other> <other_behind>'"),
+    ("road_type", "'road_type: <junction>'"),
+    ("spawn_side", "'another_vehicle_spawn_side: <side>'"),
+    ("ego_direction", "'ego_vehicle_direction: <direction>'"),
+    ("other_direction", "'other_vehicle_direction: <direction>'"),
+)
+"""Field name and expected content of each meta line, in order."""
 
 
 def _key_value(path: Path, line_no: int, text: str, field: str) -> str:
@@ -142,7 +144,11 @@ def parse_meta(path: Path) -> MetaInfo:
         raise DeepAccidentFormatError(path, None, "meta", f"not UTF-8 text ({exc.reason})") from None
     while lines and not lines[-1].strip():
         lines.pop()
-    tokens = _require(path, lines, 0, "collision_status", "'<WeatherTime> <7 collision tokens> <length>'").split()
+    if len(lines) < META_LINES:
+        field, what = META_FIELDS[len(lines)]
+        raise DeepAccidentFormatError(path, len(lines) + 1, field, f"missing line: expected {what} (the file has "
+                                      f"{len(lines)} line(s); a meta file has {META_LINES})")
+    tokens = lines[0].split()
     if len(tokens) < 8:
         raise DeepAccidentFormatError(
             path, 1, "collision_status", f"expected '<WeatherTime>' and 7 collision tokens, got {len(tokens)} tokens"
@@ -174,11 +180,11 @@ def parse_meta(path: Path) -> MetaInfo:
         notes.append("line 1: collision tokens are not all -1 but an actor kind is -1")
     scenario_length = _maybe_int(tokens[-1])
 
-    line2 = _require(path, lines, 1, "colliding_agents", "'colliding agents: <a> <b>'")
+    line2 = lines[1]
     names = line2.split(":", 1)[1].split() if line2.startswith("colliding agents:") else []
     if len(names) < 2:
         raise DeepAccidentFormatError(path, 2, "colliding_agents", f"expected 'colliding agents: <a> <b>', got {line2!r}")
-    ids_line = _require(path, lines, 2, "agents_id", "'agents id: <ego> <ego_behind> <other> <other_behind>'")
+    ids_line = lines[2]
     parsed = [_maybe_int(t) for t in ids_line.split("id: ")[-1].split()] if "id: " in ids_line else []
     if len(parsed) < len(AGENT_ORDER) or any(p is None for p in parsed):
         raise DeepAccidentFormatError(
@@ -186,9 +192,8 @@ def parse_meta(path: Path) -> MetaInfo:
             f"got {ids_line!r}"
         )
     agent_ids = {name: int(p) for name, p in zip(AGENT_ORDER, parsed)}
-    junction = _key_value(path, 4, _require(path, lines, 3, "road_type", "'road_type: <junction>'"), "road_type")
-    spawn = _key_value(path, 5, _require(path, lines, 4, "spawn_side", "'<key>: <spawn side>'"), "spawn_side")
-    _require(path, lines, META_LINES - 1, "other_direction", "the two direction lines")
+    junction = _key_value(path, 4, lines[3], "road_type")
+    spawn = _key_value(path, 5, lines[4], "spawn_side")
     ego_dir = _key_value(path, len(lines) - 1, lines[-2], "ego_direction")
     other_dir = _key_value(path, len(lines), lines[-1], "other_direction")
     fields: dict[str, str] = {}
