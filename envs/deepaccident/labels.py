@@ -46,7 +46,8 @@ LABEL_FIELDS = ("class", "x", "y", "z", "l", "w", "h", "yaw", "vx", "vy", "id", 
 
 @dataclass(frozen=True)
 class LabelRow:
-    """One object row of a label file, as written (observing agent's lidar frame, CARLA left-handed).
+    """One object row of a label file, as written (observing agent's lidar frame; x, y right-handed, yaw and vy with
+    CARLA's left-handed sign: :mod:`envs.deepaccident.transforms`).
 
     Attributes:
         cls: class name as written (a key of :data:`CLASS_MAP`, or an unknown name: see :data:`UNKNOWN_CLASS`).
@@ -72,7 +73,7 @@ class LabelFile:
     """A parsed label file.
 
     Attributes:
-        ego_velocity: ``(2,)`` line 1 ``<vx> <vy>`` [m/s] as written (observing agent's frame, left-handed).
+        ego_velocity: ``(2,)`` line 1 ``<vx> <vy>`` [m/s] as written (read with the rows' convention).
         rows: valid object rows (the -100 row included).
         skipped: one ``"<path>, line <n>, field ...: ..."`` reason per skipped row (``strict=False`` only).
         unidentified: rows with id -1 (skipped, counted).

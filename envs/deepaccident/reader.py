@@ -61,7 +61,7 @@ from envs.deepaccident.layout import (
     sibling_file,
 )
 from envs.deepaccident.meta import parse_meta
-from envs.deepaccident.transforms import ego_velocity_to_world, labels_to_world, lidar_origin_pose
+from envs.deepaccident.transforms import labels_to_world
 from envs.scene import Scene, SceneMeta
 from rewards.geometry import NAVSIM_EGO, VehicleParameters, center_to_rear_axle, wrap_angle
 
@@ -160,15 +160,17 @@ def _parse_frame(number: int, label_path: Path, calib_dir: Path, strict: bool, s
     e2w, l2e = calib["ego_to_world"], calib["lidar_to_ego"]
     ego_rows = [r for r in label.rows if r.obj_id == EGO_ROW_ID]
     rows = [r for r in label.rows if r.obj_id != EGO_ROW_ID]
-    if len(ego_rows) == 1:  # DeepAccident_dataset.py lines 844-848: the annotated ego box when there is exactly one
-        ego_pose = labels_to_world(np.array([ego_rows[0].box]), np.zeros((1, 2)), e2w, l2e)[0][0]
-        ego_size = (ego_rows[0].box[3], ego_rows[0].box[4])
-    else:  # lines 849-851: the default box at the lidar origin
-        ego_pose, ego_size = lidar_origin_pose(e2w, l2e), None
-    poses, vels = (labels_to_world(np.array([r.box for r in rows]), np.array([r.velocity for r in rows]), e2w, l2e)
-                   if rows else (np.zeros((0, 3)), np.zeros((0, 2))))
-    return _Frame(number, ego_pose, ego_velocity_to_world(label.ego_velocity, e2w, l2e), ego_size, rows, poses, vels,
-                  label.unidentified)
+    # One conversion for the object rows, the ego box and the line-1 velocity (a zero box carrying it). The ego box
+    # is the -100 row when there is exactly one (DeepAccident_dataset.py lines 844-848), else the default box at the
+    # lidar origin with yaw 0 (lines 849-851).
+    ego_box = ego_rows[0].box if len(ego_rows) == 1 else (0.0,) * 7
+    boxes = np.array([*(r.box for r in rows), ego_box, (0.0,) * 7]).reshape(-1, 7)
+    vels = np.array([*(r.velocity for r in rows), (0.0, 0.0), label.ego_velocity]).reshape(-1, 2)
+    poses, velocities = labels_to_world(boxes, vels, e2w, l2e)
+    ego_size = (ego_rows[0].box[3], ego_rows[0].box[4]) if len(ego_rows) == 1 else None
+    ego_pose, ego_velocity = poses[-2], velocities[-1]
+    poses, vels = poses[:-2], velocities[:-2]
+    return _Frame(number, ego_pose, ego_velocity, ego_size, rows, poses, vels, label.unidentified)
 
 
 def _fill_gaps(

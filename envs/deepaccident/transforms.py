@@ -96,20 +96,6 @@ def labels_to_world(
     return _to_world(rh_matrix(ego_to_world, lidar_to_ego), xyz, yaw, vel)
 
 
-def lidar_origin_pose(ego_to_world: np.ndarray, lidar_to_ego: np.ndarray) -> np.ndarray:
-    """``(3,)`` right-handed world pose of the lidar origin with yaw 0 (the public default ego box, used when a frame
-    has no -100 row)."""
-    poses, _ = _to_world(rh_matrix(ego_to_world, lidar_to_ego), np.zeros((1, 3)), np.zeros(1), np.zeros((1, 2)))
-    return poses[0]
-
-
-def ego_velocity_to_world(v_raw: np.ndarray, ego_to_world: np.ndarray, lidar_to_ego: np.ndarray) -> np.ndarray:
-    """``(2,)`` right-handed world velocity [m/s] from a label line-1 velocity ``(2,)`` (rows' convention)."""
-    _, v = labels_to_world(np.zeros((1, 7)), np.asarray(v_raw, dtype=np.float64).reshape(1, 2), ego_to_world,
-                           lidar_to_ego)
-    return v[0]
-
-
 def planar_ego_to_world(center_pose: np.ndarray, z: float = 0.0) -> np.ndarray:
     """A CARLA (left-handed) 4x4 ``ego_to_world`` whose right-handed counterpart is the planar pose ``(3,)`` at
     height ``z``: ``F @ [[R(yaw), (x, y, z)], [0, 1]] @ F``."""
@@ -148,7 +134,7 @@ def world_to_labels(
 
 
 def world_velocity_to_label(v_world: np.ndarray, ego_to_world: np.ndarray, lidar_to_ego: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`ego_velocity_to_world`: ``(2,)`` label line-1 velocity."""
+    """``(2,)`` label line-1 velocity (the rows' convention) of a right-handed world velocity ``(2,)`` [m/s]."""
     _, _, v = world_to_labels(np.zeros((1, 3)), np.asarray(v_world, dtype=np.float64).reshape(1, 2), np.zeros(1),
                               ego_to_world, lidar_to_ego)
     return v[0]
