@@ -27,7 +27,7 @@ CLASS_MAP: dict[str, AgentClass] = {
 UNKNOWN_CLASS = AgentClass.VEHICLE
 """SafeAlign class of a row whose class is not in :data:`CLASS_MAP` (e.g. a CARLA blueprint the collection script
 did not categorise). The public dataset class keeps such boxes with label -1 (``DeepAccident_dataset.py`` lines
-561-566); here they are kept too, as VEHICLE: labelled objects are CARLA actors, which move, so they stay obstacles
+563-568); here they are kept too, as VEHICLE: labelled objects are CARLA actors, which move, so they stay obstacles
 the scorer counts in full (NC 0 when hit at fault; STATIC would give 0.5 and is reserved for objects known not to
 move, which the writer cannot export) and the renderer draws in the vehicles channel. The raw class name is kept
 (``meta.extra["unknown_classes"]``, id -> name), written back by the writer, and warned about."""

@@ -42,7 +42,7 @@ class MetaInfo:
     collision from the kinds, tokens 3 and 5); the meaning of tokens 6..8 is not documented and they are kept raw.
     ``other_files/DeepAccident_split_data.py`` reads the last token of line 1 as the scenario length. Whether a
     collision happened, and between which actors, is taken from this file (the mini-set builder,
-    ``DeepAccident_create_mini_data.py`` lines 113-131, filters ``*_accident`` folders on it), never from the
+    ``DeepAccident_create_mini_data.py`` lines 108-131, filters ``*_accident`` folders on it), never from the
     folder name.
 
     Attributes:
@@ -60,7 +60,7 @@ class MetaInfo:
         colliding_agents: names on line 2 after ``colliding agents:`` (e.g. ``("ego", "other")``).
         colliding_agents_line: line 2 raw.
         agent_actor_ids: V2X agent name -> CARLA actor id from ``agents id:`` (ego, ego_behind, other,
-            other_behind order, ``DeepAccident_dataset.py`` lines 647-657).
+            other_behind order, ``DeepAccident_dataset.py`` lines 645-659).
         fields: every ``key: value`` line, by key.
         junction_type: value of line 4 (e.g. ``four-way junction``).
         spawn_side: value of line 5.
@@ -102,7 +102,7 @@ def _maybe_int(token: str) -> int | None:
 META_LINES = 7
 """Lines a meta file must have. The public code reads lines 1-5 and the last two: ``DeepAccident_dataset.py``
 lines 359-396 (line 1 tokens 0, 2, 4; line 4 ``split(': ')[1]``; lines -2, -1) and 642-662 (line 3 ``agents id``;
-line 1 tokens 1-4 as ints); ``other_files/DeepAccident_create_mini_data.py`` lines 113-119 and 157-158 (line 2
+line 1 tokens 1-4 as ints); ``other_files/DeepAccident_create_mini_data.py`` lines 114-117 and 158-159 (line 2
 ``colliding agents: a b``, line 5)."""
 
 

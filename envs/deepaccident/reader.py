@@ -73,7 +73,7 @@ MAX_INTERPOLATED_GAP = 0.5
 
 PUBLIC_DEFAULT_EGO_BOX = (3.99, 1.85)
 """Ego box length, width [m] the public dataset class uses when a frame has no -100 row
-(``DeepAccident_dataset.py`` lines 591 and 851)."""
+(``DeepAccident_dataset.py`` lines 594 and 850)."""
 
 
 def ego_params_for_box(length: float, width: float) -> VehicleParameters:
@@ -162,7 +162,7 @@ def _parse_frame(number: int, label_path: Path, calib_dir: Path, strict: bool, s
     rows = [r for r in label.rows if r.obj_id != EGO_ROW_ID]
     # One conversion for the object rows, the ego box and the line-1 velocity (a zero box carrying it). The ego box
     # is the -100 row when there is exactly one (DeepAccident_dataset.py lines 844-848), else the default box at the
-    # lidar origin with yaw 0 (lines 849-851).
+    # lidar origin with yaw 0 (lines 849-850).
     ego_box = ego_rows[0].box if len(ego_rows) == 1 else (0.0,) * 7
     boxes = np.array([*(r.box for r in rows), ego_box, (0.0,) * 7]).reshape(-1, 7)
     vels = np.array([*(r.velocity for r in rows), (0.0, 0.0), label.ego_velocity]).reshape(-1, 2)

@@ -28,7 +28,7 @@ What the files hold (derived from the public code of tianqi-wang1996/DeepAcciden
   a wrong guess shows up in the kinematic checks as heading / finite-difference disagreements of agents that move
   sideways relative to a turning ego).
 * **The ego box** is the label row with id -100 when a frame has exactly one, else a box at the lidar origin with
-  yaw 0 (``DeepAccident_dataset.py`` lines 844-851 and 589-596); both go through the same conversion as every row.
+  yaw 0 (``DeepAccident_dataset.py`` lines 844-850 and 592-594); both go through the same conversion as every row.
 
 What SafeAlign computes
 -----------------------
