@@ -42,7 +42,11 @@ def main() -> None:
     args = p.parse_args()
 
     from envs.bank import ACCIDENT_TYPES, ScenarioBank
-    from envs.deepaccident import DeepAccidentDataset, DeepAccidentWarning, write_scenario
+    from envs.deepaccident import (
+        DeepAccidentDataset,
+        DeepAccidentWarning,
+        write_scenario,
+    )
     from envs.replay_env import EnvConfig, ReplayEnv
 
     root = Path(args.keep or tempfile.mkdtemp(prefix="da-short-"))
@@ -51,7 +55,7 @@ def main() -> None:
         warnings.simplefilter("ignore", DeepAccidentWarning)
         for i in range(len(bank)):
             s = bank[i]
-            write_scenario(_cut(s, s.meta.collision_frame + 1 + int(round(args.after / s.dt))), root, split="val",
+            write_scenario(_cut(s, s.meta.collision_frame + 1 + round(args.after / s.dt)), root, split="val",
                            overwrite=True)
     scenes = DeepAccidentDataset(root, "val")
     cfg = EnvConfig(bev=None) if args.log_end_margin is None else EnvConfig(bev=None,
@@ -77,8 +81,9 @@ def main() -> None:
             hits.append(collided)
             scene = env.scene
             t_max = env._context(scene).t_max if mode == "closed_loop" else None
-            rows.append((mode, scene.scene_id, f"T={scene.num_frames} collision_frame={scene.meta.collision_frame} "
-                                               f"start={start} t_max={t_max} end={env.t} collided={collided}"))
+            facts = (f"T={scene.num_frames} collision_frame={scene.meta.collision_frame} start={start} t_max={t_max} "
+                     f"end={env.t} collided={collided}")
+            rows.append((mode, scene.scene_id, facts))
         rates[mode] = float(np.mean(hits))
     for row in rows:
         print(f"{row[0]:<12} {row[1]:<72} {row[2]}")

@@ -102,14 +102,14 @@ def write(root: Path, sc: Scenario, *, padded: bool = True, split: str | None = 
         inv = np.linalg.inv(lidar)
         lidar_yaw = eyaw  # the lidar is mounted without rotation
 
-        def local_of(x, y, z, yaw_deg, vx, vy):
+        def local_of(x, y, z, yaw_deg, vx, vy, inv=inv, lidar_yaw=lidar_yaw):
             p = inv @ np.array([x, y, z, 1.0])
             v = inv[:3, :3] @ np.array([vx, vy, 0.0])
             yaw = math.remainder(math.radians(yaw_deg - lidar_yaw), 2 * math.pi)
             return p[:3], yaw, v[:2]
 
         p, yaw, v = local_of(ex, ey, 0.5 * sc.ego.size[2], eyaw, evx, evy)
-        lines = [f"{repr(float(v[0]))} {repr(float(v[1]))}", _row("car", p, sc.ego.size, yaw, v, -100, flip_y)]
+        lines = [f"{float(v[0])!r} {float(v[1])!r}", _row("car", p, sc.ego.size, yaw, v, -100, flip_y)]
         for tr in sc.others:
             if tr.visible is not None and not tr.visible[t]:
                 continue

@@ -84,7 +84,7 @@ def test_public_fixture_matches_the_public_pipeline(tmp_path):
         if actor == -100:
             continue
         tr = next(t for t in sc.others if t.actor_id == actor)
-        x, y, yaw_deg, vx, vy = fx.to_carla(tr.poses[9], tr.velocities[9])
+        x, y, *_ = fx.to_carla(tr.poses[9], tr.velocities[9])
         point = np.linalg.inv(lidar) @ np.array([x, y, 0.5 * tr.size[2], 1.0])  # a CARLA lidar return at the centre
         point[1] = -point[1]  # loading.py line 332
         np.testing.assert_allclose(bbox[:2], point[:2], atol=1e-9)
@@ -247,7 +247,7 @@ def test_meta_names_the_colliding_agent_by_v2x_name(tmp_path):
     """Collision ids that do not include the observer's id, but line 2 names ``ego`` and ``other``: the other
     actor is the ``other_vehicle`` id of the ``agents id`` line."""
     sc = fx.crossing_accident()
-    sc.meta_lines[0] = f"ClearNoon 9001 car 9002 car 3.2 same rear_side 40"
+    sc.meta_lines[0] = "ClearNoon 9001 car 9002 car 3.2 same rear_side 40"
     fx.write(tmp_path, sc)
     scene = _read(tmp_path, sc)
     assert scene.meta.colliding_agent_id == fx.OTHER_ID and scene.meta.collision_frame is not None

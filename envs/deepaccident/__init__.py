@@ -13,14 +13,27 @@ Modules: :mod:`~envs.deepaccident.layout` (paths, split files, atomic writes); :
 DeepAccident folder (:mod:`envs.deepaccident.__main__`).
 """
 
-from envs.deepaccident.errors import DeepAccidentFormatError, DeepAccidentWarning
-from envs.deepaccident.layout import AGENTS, CAMERAS, SPLITS
-from envs.deepaccident.calib import load_calib
-from envs.deepaccident.labels import CLASS_MAP, EGO_ROW_ID, UNKNOWN_CLASS, parse_label_file
-from envs.deepaccident.meta import parse_meta
 from envs.deepaccident.accident import CollisionFacts, locate_collision
-from envs.deepaccident.checks import KinematicsCheck, KinematicsCheckConfig, check_kinematics
-from envs.deepaccident.reader import DeepAccidentDataset, ego_params_for_box, read_scenario
+from envs.deepaccident.calib import load_calib
+from envs.deepaccident.checks import (
+    KinematicsCheck,
+    KinematicsCheckConfig,
+    check_kinematics,
+)
+from envs.deepaccident.errors import DeepAccidentFormatError, DeepAccidentWarning
+from envs.deepaccident.labels import (
+    CLASS_MAP,
+    EGO_ROW_ID,
+    UNKNOWN_CLASS,
+    parse_label_file,
+)
+from envs.deepaccident.layout import AGENTS, CAMERAS, SPLITS
+from envs.deepaccident.meta import parse_meta
+from envs.deepaccident.reader import (
+    DeepAccidentDataset,
+    ego_params_for_box,
+    read_scenario,
+)
 from envs.deepaccident.writer import WriteResult, write_scenario
 
 __all__ = [

@@ -125,8 +125,8 @@ def locate_collision(
     tracked = [c for c in candidates if c in ids]
     actor = tracked[0] if tracked else (candidates[0] if candidates else None)
     disagreements: list[str] = []
-    common = dict(meta_collision=meta.collision, observer_collides=involved, meta_actor_id=actor,
-                  first_overlap_any=any_overlap)
+    common = {"meta_collision": meta.collision, "observer_collides": involved, "meta_actor_id": actor,
+              "first_overlap_any": any_overlap}
 
     if not involved:
         note = ("meta reports no collision (all 7 collision tokens are -1)" if not meta.collision else

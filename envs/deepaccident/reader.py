@@ -63,13 +63,21 @@ from envs.deepaccident.layout import (
 from envs.deepaccident.meta import parse_meta
 from envs.deepaccident.transforms import labels_to_world
 from envs.scene import Scene, SceneMeta
-from rewards.geometry import NAVSIM_EGO, VehicleParameters, center_to_rear_axle, wrap_angle
+from rewards.geometry import (
+    NAVSIM_EGO,
+    VehicleParameters,
+    center_to_rear_axle,
+    wrap_angle,
+)
 
 MAX_SKIP_REASONS = 50
 """At most this many skip reasons are kept in ``meta.extra["skip_reasons"]`` (the counts are always complete)."""
 
 MAX_INTERPOLATED_GAP = 0.5
 """Lenient mode: longest interior run of unusable frames filled by interpolation [s] (5 raw frames, 1 key frame)."""
+
+DEFAULT_CHECK = KinematicsCheckConfig()
+"""Thresholds of the kinematic checks :func:`read_scenario` runs by default."""
 
 PUBLIC_DEFAULT_EGO_BOX = (3.99, 1.85)
 """Ego box length, width [m] the public dataset class uses when a frame has no -100 row
@@ -191,7 +199,7 @@ def _fill_gaps(
         raise DeepAccidentFormatError(label_dir, None, "frame",
                                       f"no usable frame ({skips.frames} skipped); first reason: {first}")
     grid = grid[usable[0]:usable[-1] + 1]
-    max_run = int(round(MAX_INTERPOLATED_GAP / dt))
+    max_run = round(MAX_INTERPOLATED_GAP / dt)
     interpolated: list[int] = []
     weights: list[tuple[int, int, int, float]] = []
     i = 0
@@ -291,7 +299,7 @@ def read_scenario(
     key_frames_only: bool = False,
     agent: str = "ego_vehicle",
     ego_params: VehicleParameters | None = None,
-    check: KinematicsCheckConfig | None = KinematicsCheckConfig(),
+    check: KinematicsCheckConfig | None = DEFAULT_CHECK,
 ) -> Scene:
     """Read one scenario as seen by ``agent`` (see the module docstring for paths, frames, accidents, leniency).
 

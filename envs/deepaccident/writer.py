@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from envs.deepaccident.errors import DeepAccidentWarning
+from envs.deepaccident.labels import EGO_ROW_ID, UNIDENTIFIED_ID
 from envs.deepaccident.layout import (
     CAMERAS,
     RAW_DT,
@@ -53,8 +54,11 @@ from envs.deepaccident.layout import (
     meta_path,
     sensor_dir,
 )
-from envs.deepaccident.labels import EGO_ROW_ID, UNIDENTIFIED_ID
-from envs.deepaccident.transforms import planar_ego_to_world, world_to_labels, world_velocity_to_label
+from envs.deepaccident.transforms import (
+    planar_ego_to_world,
+    world_to_labels,
+    world_velocity_to_label,
+)
 from envs.scene import AgentClass, Scene
 from rewards.geometry import rear_axle_to_center
 
