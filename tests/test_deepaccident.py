@@ -1,8 +1,10 @@
 """DeepAccident reader/writer on synthetic fixtures written by the tests in the exact on-disk layout.
 
-No real DeepAccident data is used: every folder below is synthetic, written into ``tmp_path``. The expected world
-values are worked out by hand from the CARLA (left-handed) numbers written to disk: right-handed world = CARLA world
-with y and yaw negated.
+No real DeepAccident data is used: every folder below is synthetic, written into ``tmp_path``, here with unpadded
+frame names (``<name>_7.txt``; padded names and crossing traffic are in ``test_deepaccident_public.py``). The
+expected world values are worked out by hand from the numbers written to disk with the public converter's
+convention: label x, y right-handed (y left), yaw and vy with CARLA's sign (negated by the converter); calib
+matrices CARLA-native; right-handed world = CARLA world with y and yaw negated.
 """
 
 from __future__ import annotations
@@ -81,10 +83,11 @@ def write_synthetic_root(root: Path) -> None:
     """Two synthetic scenarios in the DeepAccident layout, plus train.txt / val.txt.
 
     Accident scenario (frames 3..13): the ego drives along CARLA +y (CARLA yaw 90 deg) at 1 m per frame from
-    (100, 50 + k). Object 501 (car 4.5 x 2.0) stands still at CARLA (99.5, 65): in the lidar frame it sits at
-    (15 - k, 0.5), so with the ego row's 4.0 m length the boxes first overlap at frame 11. Pedestrian 777 is seen on
-    frames 5..9 only, 3 m to the ego's left, facing the ego's right and walking right at 1.5 m/s. Motorcycle 42
-    follows 8 m behind at the ego's speed. One id -1 row on frame 4.
+    (100, 50 + k). Object 501 (car 4.5 x 2.0) stands still at CARLA (100.5, 65), 0.5 m to the ego's left (label y
+    +0.5): in the lidar frame it sits at (15 - k, 0.5), so with the ego row's 4.0 m length the boxes first overlap at
+    frame 11. Pedestrian 777 is seen on frames 5..9 only, to the ego's right (label y < 0), facing away to the right
+    and walking that way at 1.5 m/s (label yaw +pi/2 and vy +1.5: CARLA's clockwise sign). Motorcycle 42 follows 8 m
+    behind at the ego's speed. One id -1 row on frame 4. Every object moves consistently with its velocity.
     """
     a_type, a_name = ACC
     for k in ACC_FRAMES:
@@ -95,7 +98,8 @@ def write_synthetic_root(root: Path) -> None:
             _row("motorcycle", -8.0, 0.0, 2.0, 0.8, 0.0, 10.0, 0.0, 42),
         ]
         if 5 <= k <= 9:
-            rows.append(_row("pedestrian", 5.0, -3.0, 0.6, 0.6, math.pi / 2, 0.0, 1.5, 777, vis="False"))
+            rows.append(_row("pedestrian", 12.0 - k, -3.0 - 0.15 * (k - 7), 0.6, 0.6, math.pi / 2, 0.0, 1.5, 777,
+                             vis="False"))
         if k == 4:
             rows.append(_row("car", 30.0, 0.0, 4.0, 2.0, 0.0, 0.0, 0.0, -1))
         _write(_label_path(root, ACC, k), "\n".join(rows) + "\n")
@@ -115,8 +119,9 @@ def write_synthetic_root(root: Path) -> None:
     for k in NORM_FRAMES:
         rows = [
             "5.0 0.0",
-            _row("van", 20.0, -4.0, 5.0, 2.1, 0.5, 3 * math.cos(0.5), 3 * math.sin(0.5), 8),
-            _row("truck", -30.0, 4.0, 8.0, 2.6, 0.0, 0.0, 0.0, 20045),
+            _row("van", 20.0 + 0.3 * math.cos(0.5) * (k - 1) - 0.5 * (k - 1), -4.0 - 0.3 * math.sin(0.5) * (k - 1),
+                 5.0, 2.1, 0.5, 3 * math.cos(0.5), 3 * math.sin(0.5), 8),
+            _row("truck", -30.0 - 0.5 * (k - 1), 4.0, 8.0, 2.6, 0.0, 0.0, 0.0, 20045),
             "",
         ]
         _write(_label_path(root, NORM, k), "\n".join(rows))
@@ -165,8 +170,12 @@ def test_accident_scenario_poses_classes_velocities(root):
     assert scene.meta.source == "deepaccident" and scene.meta.scenario_type == ACC[0]
     assert scene.dt == pytest.approx(0.1) and scene.num_frames == 11
     k = np.arange(3, 14)
-    # ego centre (CARLA (100, 50 + k), yaw 90 deg) -> right-handed (100, -50 - k), yaw -90 deg; rear axle R behind
-    expected_ego = np.stack([np.full(11, 100.0), -50.0 - k + R, np.full(11, -math.pi / 2)], axis=1)
+    # the ego geometry is the labelled -100 box (4.0 x 1.8), NAVSIM's proportions scaled to its length
+    assert (scene.ego_params.length, scene.ego_params.width) == (4.0, 1.8)
+    r = scene.ego_params.rear_axle_to_center
+    assert r == pytest.approx(R * 4.0 / NAVSIM_EGO.length)
+    # ego centre (CARLA (100, 50 + k), yaw 90 deg) -> right-handed (100, -50 - k), yaw -90 deg; rear axle r behind
+    expected_ego = np.stack([np.full(11, 100.0), -50.0 - k + r, np.full(11, -math.pi / 2)], axis=1)
     np.testing.assert_allclose(scene.ego_poses, expected_ego, atol=1e-9)
     np.testing.assert_allclose(scene.ego_velocities, np.tile([0.0, -10.0], (11, 1)), atol=1e-9)
 
@@ -174,7 +183,7 @@ def test_accident_scenario_poses_classes_velocities(root):
     assert scene.agent_classes.tolist() == [AgentClass.CYCLIST, AgentClass.VEHICLE, AgentClass.PEDESTRIAN]
     np.testing.assert_allclose(scene.agent_sizes, [[2.0, 0.8], [4.5, 2.0], [0.6, 0.6]])
     car = scene.agent_index(501)
-    np.testing.assert_allclose(scene.agent_poses[car], np.tile([99.5, -65.0, -math.pi / 2], (11, 1)), atol=1e-9)
+    np.testing.assert_allclose(scene.agent_poses[car], np.tile([100.5, -65.0, -math.pi / 2], (11, 1)), atol=1e-9)
     np.testing.assert_allclose(scene.agent_velocities[car], 0.0, atol=1e-9)
     moto = scene.agent_index(42)
     np.testing.assert_allclose(scene.agent_poses[moto, :, 1], -42.0 - k, atol=1e-9)
@@ -182,10 +191,10 @@ def test_accident_scenario_poses_classes_velocities(root):
 
     ped = scene.agent_index(777)
     assert scene.agent_valid[ped].tolist() == [2 <= t <= 6 for t in range(11)]
-    # frame 7 (t = 4): CARLA (100, 57) + (3, 5), heading CARLA 180 deg -> right-handed (103, -62), yaw pi,
-    # walking (-1.5, 0)
+    # frame 7 (t = 4): label (5, -3) = CARLA lidar (5, 3), i.e. CARLA (100, 57) + (-3, 5); heading CARLA 180 deg
+    # -> right-handed (97, -62), yaw pi, walking (-1.5, 0) (west, the way it faces)
     t = 4
-    np.testing.assert_allclose(scene.agent_poses[ped, t, :2], [103.0, -62.0], atol=1e-9)
+    np.testing.assert_allclose(scene.agent_poses[ped, t, :2], [97.0, -62.0], atol=1e-9)
     assert abs(math.remainder(scene.agent_poses[ped, t, 2] - math.pi, 2 * math.pi)) < 1e-9
     np.testing.assert_allclose(scene.agent_velocities[ped, t], [-1.5, 0.0], atol=1e-9)
     # padding: finite poses equal to the first / last seen ones, zero velocity
@@ -208,6 +217,8 @@ def test_accident_meta_and_collision(root):
     assert x["scenario_length"] == 13 and x["frames"] == tuple(range(3, 14))
     assert x["ego_box_size"] == (4.0, 1.8) and x["unidentified_rows"] == 1
     assert x["skipped_frames"] == 0 and x["skipped_lines"] == 0
+    assert x["collision_frame_source"] == "overlap" and x["collision_frame_overlap"] == 8
+    assert x["collision_disagreements"] == () and x["kinematics_check"]["passed"]
     assert json.loads(json.dumps(dict(x)))["town"] == "Town03"  # extra stays plain, serialisable data
 
 
@@ -220,38 +231,48 @@ def test_normal_scenario(root):
     assert scene.agent_ids.tolist() == [8, 20045]
     assert scene.agent_classes.tolist() == [AgentClass.VEHICLE, AgentClass.VEHICLE]
     assert x["static_decoration_ids"] == (20045,)
-    # ego yaw 0, van at lidar (20, -4) yaw 0.5, 3 m/s along its heading -> right-handed (0.5 k + 20, 4), yaw -0.5
-    np.testing.assert_allclose(scene.agent_poses[0, 0], [20.5, 4.0, -0.5], atol=1e-9)
+    # ego yaw 0 at (0.5, 0), no -100 row: the ego box is the public default at the lidar origin
+    assert x["ego_box_source"].startswith("public default") and scene.ego_params.length == 3.99
+    np.testing.assert_allclose(scene.ego_box_centers()[0], [0.5, 0.0, 0.0], atol=1e-9)
+    # van at label (20, -4) (4 m to the right), label yaw 0.5 and vy > 0 (CARLA's clockwise sign): right-handed
+    # (20.5, -4), yaw -0.5, moving along its heading
+    np.testing.assert_allclose(scene.agent_poses[0, 0], [20.5, -4.0, -0.5], atol=1e-9)
     np.testing.assert_allclose(scene.agent_velocities[0, 0], [3 * math.cos(0.5), -3 * math.sin(0.5)], atol=1e-9)
 
 
 def test_accident_folder_without_collision_in_meta(root):
     _replace_line(_meta_path(root, ACC), 1, "ClearNight -1 -1 -1 -1 -1 -1 -1 13")
     _replace_line(_meta_path(root, ACC), 2, "colliding agents: none none")
-    scene = read_scenario(root, *ACC)
+    with pytest.warns(DeepAccidentWarning, match=f"{ACC[1]}: meta and boxes disagree: agent 501's box overlaps"):
+        scene = read_scenario(root, *ACC)
     assert scene.meta.collision_frame is None and scene.meta.colliding_agent_id is None
     assert scene.meta.extra["collision"] is False and scene.meta.extra["time_of_day"] == "Night"
+    assert scene.meta.extra["first_overlap_any"] == [501, 8]  # the boxes' view is kept beside meta's
 
 
 def test_collision_not_involving_the_ego(root):
     _replace_line(_meta_path(root, ACC), 1, "ClearNoon 2690 car 2691 car 12.5 same rear_side 13")
     _replace_line(_meta_path(root, ACC), 2, "colliding agents: ego_behind other_behind")
-    scene = read_scenario(root, *ACC)
+    with pytest.warns(DeepAccidentWarning, match="no collision of ego_vehicle"):
+        scene = read_scenario(root, *ACC)
     assert scene.meta.collision_frame is None and scene.meta.colliding_agent_id is None
     assert "does not involve ego_vehicle" in scene.meta.extra["collision_note"]
 
 
 def test_collision_found_by_overlap_when_meta_id_unknown(root):
     _replace_line(_meta_path(root, ACC), 1, "ClearNoon 2675 car 999 car 12.5 same rear_side 13")
-    scene = read_scenario(root, *ACC)
+    with pytest.warns(DeepAccidentWarning, match="colliding actor 999 has no label track"):
+        scene = read_scenario(root, *ACC)
     assert (scene.meta.colliding_agent_id, scene.meta.collision_frame) == (501, 8)
     assert "overlap" in scene.meta.extra["collision_note"]
+    assert scene.meta.extra["collision_frame_source"] == "overlap_any_agent"
 
 
 def test_key_frames_only_aligned_to_last_frame(root):
     scene = read_scenario(root, *ACC, key_frames_only=True)
     assert scene.dt == pytest.approx(0.5) and scene.meta.extra["frames"] == (3, 8, 13)
-    np.testing.assert_allclose(scene.ego_poses[:, 1], [-53.0 + R, -58.0 + R, -63.0 + R], atol=1e-9)
+    r = scene.ego_params.rear_axle_to_center
+    np.testing.assert_allclose(scene.ego_poses[:, 1], [-53.0 + r, -58.0 + r, -63.0 + r], atol=1e-9)
     assert scene.meta.collision_frame == 2  # first key frame with overlap: 13
 
 
@@ -297,7 +318,7 @@ def test_meta_line_too_few_tokens(root):
         (_row("car", 5.0, 0.5, -4.5, 2.0, 0.0, 0.0, 0.0, 501), "l"),
         (_row("car", 5.0, 0.5, 4.5, 2.0, 0.0, 0.0, 0.0, 501, h=-1.0), "h"),
         (_row("car", 5.0, 0.5, 4.5, 2.0, 0.0, 0.0, 0.0, "5x1"), "id"),
-        (_row("tram", 5.0, 0.5, 4.5, 2.0, 0.0, 0.0, 0.0, 501), "class"),
+        (_row("3.5", 5.0, 0.5, 4.5, 2.0, 0.0, 0.0, 0.0, 501), "class"),
     ],
 )
 def test_bad_label_row(root, new_row, field):
@@ -397,27 +418,36 @@ def test_calib_loader_keeps_camera_matrices_and_reads_old_protocols(root):
 
 
 def test_lenient_skips_and_counts(root):
-    _replace_line(_label_path(root, ACC, 10), 4, _row("tram", 1, 1, 4, 2, 0, 0, 0, 42))
+    # behaviour changed on purpose (issue 17): one bad calib no longer drops the frames before it; the frame is
+    # interpolated from its neighbours
+    _replace_line(_label_path(root, ACC, 10), 4, _row("car", 1, 1, 4, 2, 0, 0, 0, 42, vis="maybe"))
     _replace_line(_label_path(root, ACC, 11), 3, _row("car", "x", 0.5, 4.5, 2.0, 0.0, 0.0, 0.0, 501))
     _calib_path(root, ACC, 5).write_bytes(b"\x80\x04trunc")
     with pytest.raises(DeepAccidentFormatError):
         read_scenario(root, *ACC)
-    with pytest.warns(DeepAccidentWarning, match="skipped 3 frame"):
+    with pytest.warns(DeepAccidentWarning, match="skipped 1 frame"):
         scene = read_scenario(root, *ACC, strict=False)
     x = scene.meta.extra
-    # frame 5 unusable -> frames 3, 4 dropped to keep one contiguous run 6..13
-    assert x["frames"] == tuple(range(6, 14)) and x["skipped_frames"] == 3 and x["skipped_lines"] == 2
-    assert any("'class'" in r for r in x["skip_reasons"]) and any("'x'" in r for r in x["skip_reasons"])
+    assert x["frames"] == tuple(range(3, 14)) and x["interpolated_frames"] == (5,)
+    assert x["skipped_frames"] == 1 and x["skipped_lines"] == 2
+    assert any("'camera_visible'" in r for r in x["skip_reasons"]) and any("'x'" in r for r in x["skip_reasons"])
+    assert any("pickle" in r and "_5.pkl" in r for r in x["skip_reasons"])
     moto, car = scene.agent_index(42), scene.agent_index(501)
-    assert not scene.agent_valid[moto, 10 - 6] and not scene.agent_valid[car, 11 - 6]
-    assert scene.agent_valid[moto].sum() == 7
+    assert not scene.agent_valid[moto, 10 - 3] and not scene.agent_valid[car, 11 - 3]
+    assert scene.agent_valid[moto].sum() == 10
+    # frame 5 (t = 2) is the mean of frames 4 and 6 for the ego and the agents seen on both sides
+    np.testing.assert_allclose(scene.ego_poses[2], 0.5 * (scene.ego_poses[1] + scene.ego_poses[3]), atol=1e-9)
+    np.testing.assert_allclose(scene.agent_poses[moto, 2], 0.5 * (scene.agent_poses[moto, 1] +
+                                                                  scene.agent_poses[moto, 3]), atol=1e-9)
+    # car 501's row on frame 11 (index 8) was skipped: its first overlap with the ego is now frame 12
+    assert scene.agent_valid[moto, 2] and scene.meta.collision_frame == 9
 
 
-def test_lenient_gap_keeps_longest_run(root):
+def test_lenient_missing_label_is_interpolated(root):
     os.remove(_label_path(root, ACC, 10))
-    with pytest.warns(DeepAccidentWarning):
+    with pytest.warns(DeepAccidentWarning, match="interpolated frames \\[10\\]"):
         scene = read_scenario(root, *ACC, strict=False)
-    assert scene.meta.extra["frames"] == tuple(range(3, 10)) and scene.meta.extra["skipped_frames"] == 3
+    assert scene.meta.extra["frames"] == tuple(range(3, 14)) and scene.meta.extra["skipped_frames"] == 1
 
 
 # ------------------------------------------------------------------------------------------------- writing
@@ -441,7 +471,7 @@ def _hand_built_scene(T: int = 30) -> Scene:
     car_yaw = math.atan2(-n20[1], -n20[0])
     car = np.column_stack([car_xy, np.full(T, car_yaw)])
     ped = np.column_stack([40 - 0.1 * np.arange(T), 12 + 0.05 * np.arange(T), np.full(T, -2.0)])
-    cyc = np.column_stack([np.linspace(-20, 10, T), np.full(T, 30.0), np.full(T, 3.0)])
+    cyc = np.column_stack([np.linspace(-20, 10, T), np.full(T, 30.0), np.full(T, 0.0)])  # rides east, facing east
     cone = np.tile([5.0, 5.0, 0.0], (T, 1))
     poses = np.stack([car, ped, cyc, cone])
     vels = np.zeros((4, T, 2))

@@ -6,16 +6,34 @@ HD map) and writes Scenes back in the same layout. Only read calibration pickles
 
 Modules: :mod:`~envs.deepaccident.layout` (paths, split files, atomic writes); :mod:`~envs.deepaccident.labels`,
 :mod:`~envs.deepaccident.meta`, :mod:`~envs.deepaccident.calib` (file parsers); :mod:`~envs.deepaccident.transforms`
-(CARLA left-handed <-> right-handed frames); :mod:`~envs.deepaccident.collision` (box overlap);
-:mod:`~envs.deepaccident.reader`; :mod:`~envs.deepaccident.writer`.
+(the one frame convention of the files, derived from the public converter); :mod:`~envs.deepaccident.collision`
+(box overlap and distance); :mod:`~envs.deepaccident.accident` (accident truth from meta, frame from the boxes);
+:mod:`~envs.deepaccident.checks` (kinematic invariants of any scene); :mod:`~envs.deepaccident.reader`;
+:mod:`~envs.deepaccident.writer`. ``python -m envs.deepaccident --out DIR --num-scenes N`` writes bank scenes as a
+DeepAccident folder (:mod:`envs.deepaccident.__main__`).
 """
 
-from envs.deepaccident.errors import DeepAccidentFormatError, DeepAccidentWarning
-from envs.deepaccident.layout import AGENTS, CAMERAS, SPLITS
+from envs.deepaccident.accident import CollisionFacts, locate_collision
 from envs.deepaccident.calib import load_calib
-from envs.deepaccident.labels import CLASS_MAP, EGO_ROW_ID, parse_label_file
+from envs.deepaccident.checks import (
+    KinematicsCheck,
+    KinematicsCheckConfig,
+    check_kinematics,
+)
+from envs.deepaccident.errors import DeepAccidentFormatError, DeepAccidentWarning
+from envs.deepaccident.labels import (
+    CLASS_MAP,
+    EGO_ROW_ID,
+    UNKNOWN_CLASS,
+    parse_label_file,
+)
+from envs.deepaccident.layout import AGENTS, CAMERAS, SPLITS
 from envs.deepaccident.meta import parse_meta
-from envs.deepaccident.reader import DeepAccidentDataset, read_scenario
+from envs.deepaccident.reader import (
+    DeepAccidentDataset,
+    ego_params_for_box,
+    read_scenario,
+)
 from envs.deepaccident.writer import WriteResult, write_scenario
 
 __all__ = [
@@ -24,11 +42,18 @@ __all__ = [
     "CLASS_MAP",
     "EGO_ROW_ID",
     "SPLITS",
+    "UNKNOWN_CLASS",
+    "CollisionFacts",
     "DeepAccidentDataset",
     "DeepAccidentFormatError",
     "DeepAccidentWarning",
+    "KinematicsCheck",
+    "KinematicsCheckConfig",
     "WriteResult",
+    "check_kinematics",
+    "ego_params_for_box",
     "load_calib",
+    "locate_collision",
     "parse_label_file",
     "parse_meta",
     "read_scenario",

@@ -64,3 +64,46 @@ def first_overlap(
     hits = [int(n) for n in rows[hit[:, t]]]
     best = max(hits, key=lambda n: penetration_depth(ego_centers[t], ego_size, agent_poses[n, t], agent_sizes[n]))
     return best, t
+
+
+def _point_segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distances ``(...)`` from points ``p (..., 2)`` to segments ``a -> b (..., 2)``."""
+    ab = b - a
+    denom = np.maximum(np.einsum("...i,...i->...", ab, ab), 1e-18)
+    s = np.clip(np.einsum("...i,...i->...", p - a, ab) / denom, 0.0, 1.0)
+    return np.linalg.norm(p - (a + s[..., None] * ab), axis=-1)
+
+
+def box_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distance between oriented rectangles (0 where they overlap or touch).
+
+    Args:
+        a, b: ``(..., 4, 2)`` corners [m] in cyclic order, broadcastable.
+
+    Returns:
+        ``(...)`` [m]: for separated convex polygons the distance is reached at a vertex of one and an edge of the
+        other, so it is the minimum over the 2 x 16 vertex-edge distances.
+    """
+    a, b = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+
+    def one_way(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+        q0, q1 = q, np.roll(q, -1, axis=-2)  # (..., 4, 2) edges of q
+        d = _point_segment_distance(p[..., :, None, :], q0[..., None, :, :], q1[..., None, :, :])  # (..., 4, 4)
+        return d.min(axis=(-1, -2))
+
+    dist = np.minimum(one_way(a, b), one_way(b, a))
+    return np.where(boxes_overlap(a, b), 0.0, dist)
+
+
+def ego_agent_distances(
+    ego_centers: np.ndarray, ego_size: np.ndarray, agent_poses: np.ndarray, agent_size: np.ndarray
+) -> np.ndarray:
+    """``(T,)`` distance [m] between the ego box and one agent's box per frame (0: overlap or contact).
+
+    Args:
+        ego_centers: ``(T, 3)`` ego box-centre poses; ego_size: ``(2,)`` length, width [m].
+        agent_poses: ``(T, 3)`` the agent's box-centre poses; agent_size: ``(2,)`` [m].
+    """
+    ego = box_corners(np.asarray(ego_centers, dtype=np.float64), ego_size[0], ego_size[1])
+    other = box_corners(np.asarray(agent_poses, dtype=np.float64), agent_size[0], agent_size[1])
+    return box_distances(ego, other)

@@ -1,7 +1,8 @@
 """Label files ``<agent>/label/<name>/<name>_<frame>.txt``: rows as written, with errors naming file, line, field.
 
-Values are returned **as written** (the observing agent's lidar frame, CARLA left-handed); conversion to SafeAlign's
-right-handed world frame lives in :mod:`envs.deepaccident.transforms`.
+Values are returned **as written**; what they mean (position in the right-handed lidar frame, yaw and vy with
+CARLA's left-handed sign) and the conversion to SafeAlign's right-handed world frame live in
+:mod:`envs.deepaccident.transforms`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ CLASS_MAP: dict[str, AgentClass] = {
     "motorcycle": AgentClass.CYCLIST,
     "pedestrian": AgentClass.PEDESTRIAN,
 }
-"""DeepAccident label classes (``carla_categories`` in ``carla_converter.py``) to SafeAlign classes."""
+"""DeepAccident label classes (``carla_categories``, ``carla_converter.py`` line 19) to SafeAlign classes."""
+
+UNKNOWN_CLASS = AgentClass.VEHICLE
+"""SafeAlign class of a row whose class is not in :data:`CLASS_MAP` (e.g. a CARLA blueprint the collection script
+did not categorise). The public dataset class keeps such boxes with label -1 (``DeepAccident_dataset.py`` lines
+563-568); here they are kept too, as VEHICLE: labelled objects are CARLA actors, which move, so they stay obstacles
+the scorer counts in full (NC 0 when hit at fault; STATIC would give 0.5 and is reserved for objects known not to
+move, which the writer cannot export) and the renderer draws in the vehicles channel. The raw class name is kept
+(``meta.extra["unknown_classes"]``, id -> name), written back by the writer, and warned about."""
 
 EGO_ROW_ID = -100
 """Id of the observing agent's own row (``DeepAccident_dataset.py``: "ego vehicle are marked as -100")."""
@@ -37,10 +46,11 @@ LABEL_FIELDS = ("class", "x", "y", "z", "l", "w", "h", "yaw", "vx", "vy", "id", 
 
 @dataclass(frozen=True)
 class LabelRow:
-    """One object row of a label file, as written (observing agent's lidar frame, CARLA left-handed).
+    """One object row of a label file, as written (observing agent's lidar frame; x, y right-handed, yaw and vy with
+    CARLA's left-handed sign: :mod:`envs.deepaccident.transforms`).
 
     Attributes:
-        cls: class name, a key of :data:`CLASS_MAP`.
+        cls: class name as written (a key of :data:`CLASS_MAP`, or an unknown name: see :data:`UNKNOWN_CLASS`).
         box: ``(7,)`` x, y, z [m], length, width, height [m], yaw [rad].
         velocity: ``(2,)`` vx, vy [m/s].
         obj_id: CARLA actor id (-100: the observing agent itself).
@@ -63,7 +73,7 @@ class LabelFile:
     """A parsed label file.
 
     Attributes:
-        ego_velocity: ``(2,)`` line 1 ``<vx> <vy>`` [m/s] as written (observing agent's frame, left-handed).
+        ego_velocity: ``(2,)`` line 1 ``<vx> <vy>`` [m/s] as written (read with the rows' convention).
         rows: valid object rows (the -100 row included).
         skipped: one ``"<path>, line <n>, field ...: ..."`` reason per skipped row (``strict=False`` only).
         unidentified: rows with id -1 (skipped, counted).
@@ -85,6 +95,19 @@ def _float(path: Path, line: int, name: str, token: str) -> float:
     return value
 
 
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def agent_class(cls: str) -> AgentClass:
+    """SafeAlign class of a label class name (:data:`UNKNOWN_CLASS` for names outside :data:`CLASS_MAP`)."""
+    return CLASS_MAP.get(cls, UNKNOWN_CLASS)
+
+
 def _int(path: Path, line: int, name: str, token: str) -> int:
     try:
         return int(token)
@@ -96,15 +119,16 @@ def parse_label_row(path: Path, line: int, text: str) -> LabelRow:
     """Parse one object row ``<class> <x> <y> <z> <l> <w> <h> <yaw> <vx> <vy> <id> <num_lidar_pts> <camera_visible>``.
 
     Raises:
-        DeepAccidentFormatError: wrong token count, unknown class, non-numeric or non-finite number, size not
-            positive (length, width) or negative (height), bad id, camera_visible not ``True``/``False``.
+        DeepAccidentFormatError: wrong token count, a class token that is a number, non-numeric or non-finite
+            number, size not positive (length, width) or negative (height), bad id, camera_visible not
+            ``True``/``False``. An unknown class name is kept (:data:`UNKNOWN_CLASS`).
     """
     tokens = text.split()
     if len(tokens) != len(LABEL_FIELDS):
         raise DeepAccidentFormatError(path, line, "tokens", f"expected {len(LABEL_FIELDS)} tokens, got {len(tokens)}")
     cls = tokens[0]
-    if cls not in CLASS_MAP:
-        raise DeepAccidentFormatError(path, line, "class", f"unknown class {cls!r}; known: {sorted(CLASS_MAP)}")
+    if _is_number(cls):
+        raise DeepAccidentFormatError(path, line, "class", f"expected a class name, got the number {cls!r}")
     nums = [_float(path, line, name, tok) for name, tok in zip(LABEL_FIELDS[1:10], tokens[1:10])]
     for name, value in zip(("l", "w"), nums[3:5]):
         if value <= 0:

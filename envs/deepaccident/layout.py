@@ -35,6 +35,13 @@ RAW_DT = 0.1
 KEY_FRAME_STRIDE = 5
 """The official converter keeps frames with ``(last_frame - frame) % 5 == 0`` (2 Hz)."""
 
+FRAME_DIGITS = 3
+"""Frame numbers in real file names are zero-padded to 3 digits: ``<scenario_name>_024`` (the names quoted in
+``projects/mmdet3d_plugin/datasets/DeepAccident_dataset.py`` lines 202-206 and 1609-1613, e.g.
+``..._Town04_type001_subtype0002_scenario00021_024``). The reader accepts any number of digits (the converter parses
+``int(frame_name.split('_')[-1])``, ``carla_converter.py`` lines 144-147 and 165) and never rebuilds a name from an
+int; the writer pads."""
+
 _NAME_RE = re.compile(r"^[^\s/\\]+$")
 
 
@@ -55,9 +62,21 @@ def sensor_dir(root: Path, scenario_type: str, agent: str, sensor: str, scenario
     return Path(root) / scenario_type / agent / sensor / scenario_name
 
 
+def frame_stem(scenario_name: str, frame: int) -> str:
+    """The file stem the dataset uses for a frame: ``<name>_<frame zero-padded to FRAME_DIGITS>`` (writer side)."""
+    return f"{scenario_name}_{int(frame):0{FRAME_DIGITS}d}"
+
+
 def frame_file(folder: Path, scenario_name: str, frame: int, ext: str) -> Path:
-    """``<folder>/<name>_<frame>.<ext>``."""
-    return Path(folder) / f"{scenario_name}_{int(frame)}.{ext}"
+    """``<folder>/<name>_<frame, padded>.<ext>`` (used by the writer; the reader derives every per-frame path from
+    the label file's own stem with :func:`sibling_file`)."""
+    return Path(folder) / f"{frame_stem(scenario_name, frame)}.{ext}"
+
+
+def sibling_file(folder: Path, stem: str, ext: str) -> Path:
+    """``<folder>/<stem>.<ext>``: a per-frame file of another sensor, named from the label file's stem exactly as the
+    converter does (``frame_name + '.pkl'``, ``carla_converter.py`` lines 156-160, 203, 225)."""
+    return Path(folder) / f"{stem}.{ext}"
 
 
 def list_frames(label_dir: Path, scenario_name: str) -> list[tuple[int, Path]]:
@@ -91,8 +110,13 @@ def list_frames(label_dir: Path, scenario_name: str) -> list[tuple[int, Path]]:
 def read_split_file(path: Path) -> list[tuple[int, str, str]]:
     """Entries ``(line_number, scenario_type, scenario_name)`` of a split file; blank lines are ignored.
 
+    The converter reads ``line.rstrip().split(' ')[0]`` and ``[1]`` (``carla_converter.py`` lines 41-50) and joins
+    them into paths unchecked; here each token must be one path component (no ``/`` or ``\\``, not ``.`` or
+    ``..``), so a split file cannot point outside the data root.
+
     Raises:
-        DeepAccidentFormatError: missing file, or a line that is not exactly two space-separated tokens.
+        DeepAccidentFormatError: missing file; a line that is not exactly two space-separated tokens (field
+            ``scenario``); a token that is a path (field ``scenario_type`` or ``scenario_name``), naming the line.
     """
     path = Path(path)
     if not path.is_file():
@@ -107,6 +131,12 @@ def read_split_file(path: Path) -> list[tuple[int, str, str]]:
                 raise DeepAccidentFormatError(
                     path, i, "scenario", f"expected '<scenario_type> <scenario_name>', got {line.rstrip()!r}"
                 )
+            for kind, token in zip(("scenario_type", "scenario_name"), tokens):
+                try:
+                    check_name(kind, token)
+                except ValueError as exc:
+                    raise DeepAccidentFormatError(path, i, kind, f"{exc} (split entries are names, not paths)") \
+                        from None
             entries.append((i, tokens[0], tokens[1]))
     return entries
 

@@ -5,17 +5,30 @@ and BEV files are ignored; the other V2X agents' folders are optional). DeepAcci
 ``Scene.map`` is None: map-based scores (drivable area, driving direction, lanes, route progress) are unavailable
 for these scenes unless the user supplies a map.
 
+* **Paths.** Frames are listed from the label files; every other per-frame file is named from the label file's
+  own stem (``<stem>.pkl``), as the converter does (``carla_converter.py`` lines 139-160), so zero-padded
+  (``..._scenario00021_024``) and unpadded names both load.
+* **Frames.** One convention, :mod:`envs.deepaccident.transforms`. The ego box is the label row -100 (else the
+  public default box at the lidar origin); ``Scene.ego_params`` takes that box's length and width (see
+  :func:`ego_params_for_box`), so the reader's collision search, the scorer and the renderer all use one ego box.
+  The kinematic invariants (:mod:`envs.deepaccident.checks`) run on every scene read; a failure is warned about,
+  naming the scenario, and kept in ``meta.extra["kinematics_check"]``.
+* **Accidents.** Whether and with whom from the meta file; the frame from box overlap, else minimum distance
+  (:mod:`envs.deepaccident.accident`); disagreements warned and kept in ``meta.extra``.
+* **Lenient mode** (``strict=False``): a bad label line is skipped; a frame whose label or calib file is missing or
+  unreadable is skipped alone. Skipped frames at the start or end shorten the scene. An interior run of skipped
+  frames spanning at most :data:`MAX_INTERPOLATED_GAP` seconds is filled by linear interpolation (ego; agents seen
+  on both sides, others invalid there) and listed in ``meta.extra["interpolated_frames"]``; a longer interior run
+  **refuses** the scene (``DeepAccidentFormatError`` naming the frames and the first reason), rather than splitting
+  it into scenes whose collision facts no longer match the meta file.
+
 Calibration pickles are loaded with a restricted unpickler that only accepts numpy arrays/dtypes/scalars and
 builtin containers; unpickling still deserves caution: **read only from a data root you trust**.
-
-Frame and pose conventions are those of :mod:`envs.deepaccident.transforms` (CARLA's left-handed frames become
-right-handed by negating world y and yaw, as the official converter negates label yaw and vy). The ego pose stored
-in the scene is the **rear-axle** pose: the ``ego_to_world`` origin is taken as the ego box centre and moved back by
-``ego_params.rear_axle_to_center`` (:func:`rewards.geometry.center_to_rear_axle`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections import Counter
@@ -25,128 +38,216 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.deepaccident.collision import first_overlap
+from envs.deepaccident.accident import locate_collision
+from envs.deepaccident.calib import load_calib
+from envs.deepaccident.checks import KinematicsCheckConfig, check_kinematics
 from envs.deepaccident.errors import DeepAccidentFormatError, DeepAccidentWarning
+from envs.deepaccident.labels import (
+    CLASS_MAP,
+    EGO_ROW_ID,
+    STATIC_DECORATION_MIN_ID,
+    LabelRow,
+    agent_class,
+    parse_label_file,
+)
 from envs.deepaccident.layout import (
     KEY_FRAME_STRIDE,
     RAW_DT,
     check_name,
-    frame_file,
     list_frames,
     meta_path,
     read_split_file,
     sensor_dir,
+    sibling_file,
 )
-from envs.deepaccident.calib import load_calib
-from envs.deepaccident.labels import CLASS_MAP, EGO_ROW_ID, STATIC_DECORATION_MIN_ID, LabelRow, parse_label_file
-from envs.deepaccident.meta import MetaInfo, agent_full_name, parse_meta
-from envs.deepaccident.transforms import ego_center_pose, ego_velocity_to_world, labels_to_world
+from envs.deepaccident.meta import parse_meta
+from envs.deepaccident.transforms import labels_to_world
 from envs.scene import Scene, SceneMeta
-from rewards.geometry import NAVSIM_EGO, VehicleParameters, center_to_rear_axle
+from rewards.geometry import (
+    NAVSIM_EGO,
+    VehicleParameters,
+    center_to_rear_axle,
+    wrap_angle,
+)
 
 MAX_SKIP_REASONS = 50
 """At most this many skip reasons are kept in ``meta.extra["skip_reasons"]`` (the counts are always complete)."""
 
+MAX_INTERPOLATED_GAP = 0.5
+"""Lenient mode: longest interior run of unusable frames filled by interpolation [s] (5 raw frames, 1 key frame)."""
+
+DEFAULT_CHECK = KinematicsCheckConfig()
+"""Thresholds of the kinematic checks :func:`read_scenario` runs by default."""
+
+PUBLIC_DEFAULT_EGO_BOX = (3.99, 1.85)
+"""Ego box length, width [m] the public dataset class uses when a frame has no -100 row
+(``DeepAccident_dataset.py`` lines 594 and 850)."""
+
+
+def ego_params_for_box(length: float, width: float) -> VehicleParameters:
+    """Ego geometry for a labelled ego box: NAVSIM's Pacifica (:data:`~rewards.geometry.NAVSIM_EGO`) when the box
+    has its size (within 1 mm), else that size with the wheelbase and rear-axle offset scaled by the length ratio."""
+    if abs(length - NAVSIM_EGO.length) < 1e-3 and abs(width - NAVSIM_EGO.width) < 1e-3:
+        return NAVSIM_EGO
+    ratio = length / NAVSIM_EGO.length
+    return VehicleParameters(length=float(length), width=float(width), wheelbase=NAVSIM_EGO.wheelbase * ratio,
+                             rear_axle_to_center=NAVSIM_EGO.rear_axle_to_center * ratio)
+
 
 @dataclass
 class _Frame:
-    """One parsed frame: its number, the observer's line-1 velocity, object rows and CARLA matrices."""
+    """One parsed frame: its number, the ego box pose and velocity, other rows in the world frame."""
 
     number: int
-    ego_velocity: tuple[float, float]
-    rows: list[LabelRow]
-    ego_to_world: np.ndarray
-    lidar_to_ego: np.ndarray
+    ego_center: np.ndarray  # (3,) right-handed world box-centre pose
+    ego_velocity: np.ndarray  # (2,) right-handed world velocity
+    ego_size: tuple[float, float] | None  # the -100 row's length, width (None: no single -100 row)
+    rows: list[LabelRow]  # object rows (no -100)
+    poses: np.ndarray  # (K, 3) world box-centre poses of ``rows``
+    velocities: np.ndarray  # (K, 2)
+    unidentified: int  # rows with id -1 (skipped)
 
 
 class _Skips:
-    """Counts and reasons of what ``strict=False`` skipped."""
+    """Counts and reasons of what ``strict=False`` skipped (``bad``: frame number -> reason, per skipped frame)."""
 
     def __init__(self) -> None:
         self.frames = 0
         self.lines = 0
         self.reasons: list[str] = []
+        self.bad: dict[int, str] = {}
 
-    def add(self, reason: str, *, frames: int = 0, lines: int = 0) -> None:
+    def add(self, reason: str, *, frames: int = 0, lines: int = 0, frame: int | None = None) -> None:
         self.frames += frames
         self.lines += lines
         self.reasons.append(reason)
-
-
-def _longest_run(numbers: list[int], step: int) -> tuple[int, int]:
-    """``[start, stop)`` indices of the longest run of ``numbers`` increasing by exactly ``step`` (ties: latest)."""
-    best = (0, 1)
-    start = 0
-    for i in range(1, len(numbers) + 1):
-        if i == len(numbers) or numbers[i] != numbers[i - 1] + step:
-            if i - start >= best[1] - best[0]:
-                best = (start, i)
-            start = i
-    return best
+        if frame is not None:
+            self.bad.setdefault(frame, reason)
 
 
 def _select_frames(
     label_dir: Path, scenario_name: str, strict: bool, key_frames_only: bool, skips: _Skips
-) -> list[tuple[int, Path]]:
-    """Frame numbers to read: duplicates and gaps are errors (``strict``) or skipped (later trimmed to one run)."""
-    frames = list_frames(label_dir, scenario_name)
+) -> tuple[list[tuple[int, Path]], list[int]]:
+    """Label files to read and the frame-number grid of the scene.
+
+    Duplicated frame numbers (``_7`` and ``_007``) and gaps are errors (``strict``); otherwise a duplicate is
+    skipped and a missing number is a skipped frame (the gap logic of :func:`read_scenario` applies). Key frames are
+    those with ``(last - frame) % 5 == 0``, ``last`` being the largest label frame (``carla_converter.py`` lines
+    144-150).
+    """
     unique: list[tuple[int, Path]] = []
-    for number, path in frames:
+    for number, path in list_frames(label_dir, scenario_name):
         if unique and unique[-1][0] == number:
             err = DeepAccidentFormatError(path, None, "frame", f"duplicate frame {number} (also {unique[-1][1].name})")
             if strict:
                 raise err
-            skips.add(str(err), frames=1)
+            skips.add(str(err))
             continue
         if strict and unique and number != unique[-1][0] + 1:
             raise DeepAccidentFormatError(
                 label_dir, None, "frame", f"frame numbers have a gap: {unique[-1][0]} is followed by {number}"
             )
         unique.append((number, path))
-    if not key_frames_only:
-        return unique
+    step = KEY_FRAME_STRIDE if key_frames_only else 1
     last = unique[-1][0]
-    return [(n, p) for n, p in unique if (last - n) % KEY_FRAME_STRIDE == 0]
+    selected = [(n, p) for n, p in unique if (last - n) % step == 0]
+    present = {n for n, _ in selected}
+    grid = list(range(selected[0][0], last + 1, step))
+    for n in grid:
+        if n not in present:
+            skips.add(f"{label_dir}, line -, field 'frame': no label file for frame {n}", frames=1, frame=n)
+    return selected, grid
 
 
-def _read_frames(
-    root: Path, scenario_type: str, scenario_name: str, agent: str, selected: list[tuple[int, Path]], strict: bool,
-    skips: _Skips,
-) -> tuple[list[_Frame], int]:
-    """Parse label and calib files of the selected frames; returns the frames and the count of id -1 rows."""
-    calib_dir = sensor_dir(root, scenario_type, agent, "calib", scenario_name)
-    frames: list[_Frame] = []
-    unidentified = 0
-    for number, label_path in selected:
-        try:
-            label = parse_label_file(label_path, strict=strict)
-            calib = load_calib(frame_file(calib_dir, scenario_name, number, "pkl"))
-        except DeepAccidentFormatError as exc:
-            if strict:
-                raise
-            skips.add(str(exc), frames=1)
+def _parse_frame(number: int, label_path: Path, calib_dir: Path, strict: bool, skips: _Skips) -> _Frame:
+    """Label and calib of one frame (the calib path from the label file's stem), moved to the world frame."""
+    label = parse_label_file(label_path, strict=strict)
+    calib = load_calib(sibling_file(calib_dir, label_path.stem, "pkl"))
+    for reason in label.skipped:
+        skips.add(reason, lines=1)
+    e2w, l2e = calib["ego_to_world"], calib["lidar_to_ego"]
+    ego_rows = [r for r in label.rows if r.obj_id == EGO_ROW_ID]
+    rows = [r for r in label.rows if r.obj_id != EGO_ROW_ID]
+    # One conversion for the object rows, the ego box and the line-1 velocity (a zero box carrying it). The ego box
+    # is the -100 row when there is exactly one (DeepAccident_dataset.py lines 844-848), else the default box at the
+    # lidar origin with yaw 0 (lines 849-850).
+    ego_box = ego_rows[0].box if len(ego_rows) == 1 else (0.0,) * 7
+    boxes = np.array([*(r.box for r in rows), ego_box, (0.0,) * 7]).reshape(-1, 7)
+    vels = np.array([*(r.velocity for r in rows), (0.0, 0.0), label.ego_velocity]).reshape(-1, 2)
+    poses, velocities = labels_to_world(boxes, vels, e2w, l2e)
+    ego_size = (ego_rows[0].box[3], ego_rows[0].box[4]) if len(ego_rows) == 1 else None
+    ego_pose, ego_velocity = poses[-2], velocities[-1]
+    poses, vels = poses[:-2], velocities[:-2]
+    return _Frame(number, ego_pose, ego_velocity, ego_size, rows, poses, vels, label.unidentified)
+
+
+def _fill_gaps(
+    grid: list[int], frames: dict[int, _Frame], label_dir: Path, dt: float, skips: _Skips
+) -> tuple[list[int], list[int], list[tuple[int, int, int, float]]]:
+    """Trim unusable frames at both ends; check interior runs.
+
+    Returns:
+        the trimmed grid, the interpolated frame numbers, and per interpolated frame ``(t, a, b, w)``: its index in
+        the trimmed grid, the indices of its usable neighbours and the weight of ``b``.
+
+    Raises:
+        DeepAccidentFormatError: no usable frame, or an interior run longer than :data:`MAX_INTERPOLATED_GAP`.
+    """
+    usable = [i for i, n in enumerate(grid) if n in frames]
+    if not usable:
+        first = skips.reasons[0] if skips.reasons else "-"
+        raise DeepAccidentFormatError(label_dir, None, "frame",
+                                      f"no usable frame ({skips.frames} skipped); first reason: {first}")
+    grid = grid[usable[0]:usable[-1] + 1]
+    max_run = round(MAX_INTERPOLATED_GAP / dt)
+    interpolated: list[int] = []
+    weights: list[tuple[int, int, int, float]] = []
+    i = 0
+    while i < len(grid):
+        if grid[i] in frames:
+            i += 1
             continue
-        for reason in label.skipped:
-            skips.add(reason, lines=1)
-        unidentified += label.unidentified
-        frames.append(_Frame(number, label.ego_velocity, label.rows, calib["ego_to_world"], calib["lidar_to_ego"]))
-    return frames, unidentified
+        j = i
+        while grid[j] not in frames:
+            j += 1
+        run = grid[i:j]
+        if len(run) > max_run:
+            first = skips.bad.get(run[0], "-")
+            raise DeepAccidentFormatError(
+                label_dir, None, "frame",
+                f"frames {run[0]}..{run[-1]} are unusable: {len(run)} consecutive frames > {max_run} "
+                f"({MAX_INTERPOLATED_GAP} s), too long to interpolate; the scene is refused (first reason: {first})"
+            )
+        for k, n in enumerate(run, start=1):
+            interpolated.append(n)
+            weights.append((i + k - 1, i - 1, j, k / (len(run) + 1)))
+        i = j
+    return grid, interpolated, weights
 
 
-def _tracks(frames: list[_Frame]) -> dict:
-    """Join rows by id across frames and move them to the right-handed world frame."""
-    T = len(frames)
+def _lerp_pose(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
+    """Poses ``(..., 3)`` interpolated linearly in position and along the shorter arc in yaw."""
+    out = a + w * (b - a)
+    out[..., 2] = wrap_angle(a[..., 2] + w * wrap_angle(b[..., 2] - a[..., 2]))
+    return out
+
+
+def _assemble(grid: list[int], frames: dict[int, _Frame], weights: list[tuple[int, int, int, float]]) -> dict:
+    """Ego arrays and agent tracks (joined by id) on ``grid``; interpolated frames filled from their neighbours."""
+    T = len(grid)
+    index = {n: t for t, n in enumerate(grid)}
+    centers = np.zeros((T, 3))
+    ego_vel = np.zeros((T, 2))
     obs: dict[int, list[tuple[int, np.ndarray, np.ndarray, float, float, str]]] = {}
     ego_sizes: list[tuple[float, float]] = []
-    for t, fr in enumerate(frames):
-        rows = [r for r in fr.rows if r.obj_id != EGO_ROW_ID]
-        ego_sizes += [(r.box[3], r.box[4]) for r in fr.rows if r.obj_id == EGO_ROW_ID]
-        if not rows:
+    for n, fr in frames.items():
+        t = index.get(n)
+        if t is None:
             continue
-        poses, vels = labels_to_world(
-            np.array([r.box for r in rows]), np.array([r.velocity for r in rows]), fr.ego_to_world, fr.lidar_to_ego
-        )
-        for r, p, v in zip(rows, poses, vels):
+        centers[t], ego_vel[t] = fr.ego_center, fr.ego_velocity
+        if fr.ego_size is not None:
+            ego_sizes.append(fr.ego_size)
+        for r, p, v in zip(fr.rows, fr.poses, fr.velocities):
             obs.setdefault(r.obj_id, []).append((t, p, v, r.box[3], r.box[4], r.cls))
     ids = sorted(obs)
     N = len(ids)
@@ -155,6 +256,7 @@ def _tracks(frames: list[_Frame]) -> dict:
     valid = np.zeros((N, T), dtype=bool)
     sizes = np.zeros((N, 2))
     classes = np.zeros(N, dtype=np.int8)
+    raw_classes: dict[int, str] = {}
     class_conflicts = []
     for n, obj_id in enumerate(ids):
         seen = obs[obj_id]
@@ -162,54 +264,30 @@ def _tracks(frames: list[_Frame]) -> dict:
         poses[n, ts] = np.array([s[1] for s in seen])
         vels[n, ts] = np.array([s[2] for s in seen])
         valid[n, ts] = True
-        # Pad unobserved frames with the nearest earlier observation (the first one before the first sighting).
-        idx = np.maximum.accumulate(np.where(valid[n], np.arange(T), -1))
-        idx[idx < 0] = ts[0]
-        poses[n] = poses[n, idx]
         sizes[n] = np.median([[s[3], s[4]] for s in seen], axis=0)
-        mapped = Counter(int(CLASS_MAP[s[5]]) for s in seen)
-        classes[n] = mapped.most_common(1)[0][0]
-        if len(mapped) > 1:
+        names = Counter(s[5] for s in seen)
+        raw = names.most_common(1)[0][0]
+        classes[n] = int(agent_class(raw))
+        if raw not in CLASS_MAP:
+            raw_classes[obj_id] = raw
+        if len({int(agent_class(c)) for c in names}) > 1:
             class_conflicts.append(obj_id)
+    for t, a, b, w in weights:  # interior gaps: interpolate the ego, and agents seen on both sides
+        centers[t] = _lerp_pose(centers[a], centers[b], w)
+        ego_vel[t] = ego_vel[a] + w * (ego_vel[b] - ego_vel[a])
+        both = valid[:, a] & valid[:, b]
+        poses[both, t] = _lerp_pose(poses[both, a], poses[both, b], w)
+        vels[both, t] = vels[both, a] + w * (vels[both, b] - vels[both, a])
+        valid[both, t] = True
+    for n in range(N):  # pad unobserved frames with the nearest earlier observation (the first one before)
+        idx = np.maximum.accumulate(np.where(valid[n], np.arange(T), -1))
+        idx[idx < 0] = np.flatnonzero(valid[n])[0]
+        poses[n] = poses[n, idx]
     return dict(
-        ids=np.array(ids, dtype=np.int64), classes=classes, sizes=sizes, poses=poses, velocities=vels, valid=valid,
-        ego_sizes=ego_sizes, class_conflicts=class_conflicts,
+        centers=centers, ego_velocities=ego_vel, ego_sizes=ego_sizes, ids=np.array(ids, dtype=np.int64),
+        classes=classes, sizes=sizes, poses=poses, velocities=vels, valid=valid, raw_classes=raw_classes,
+        class_conflicts=class_conflicts,
     )
-
-
-def _collision(
-    meta: MetaInfo, agent: str, tracks: dict, ego_centers: np.ndarray, ego_size: np.ndarray
-) -> tuple[int | None, int | None, str]:
-    """``(colliding_agent_id, collision_frame index, note)`` from meta plus a box-overlap search."""
-    if not meta.collision:
-        return None, None, "meta reports no collision (all 7 collision tokens are -1)"
-    observer_id = meta.agent_actor_ids.get(agent)
-    names = [agent_full_name(n) for n in (meta.colliding_agents or ())]
-    by_id = observer_id is not None and observer_id in meta.collision_actor_ids
-    if not (by_id or agent in names):
-        return None, None, (
-            f"the collision in meta does not involve {agent} (actor ids {meta.collision_actor_ids}, "
-            f"colliding agents {meta.colliding_agents})"
-        )
-    ids = tracks["ids"].tolist()
-    others = [i for i in meta.collision_actor_ids if i is not None and i != observer_id and i in ids]
-    args = (ego_centers, ego_size, tracks["poses"], tracks["sizes"], tracks["valid"])
-    if by_id and len(others) == 1:
-        row = ids.index(others[0])
-        hit = first_overlap(*args, candidates=[row])
-        if hit is None:
-            return others[0], None, (
-                f"meta names actor {others[0]} as the colliding object but its box never overlaps the ego box in the "
-                "frames read"
-            )
-        return others[0], hit[1], f"colliding actor {others[0]} from meta; frame of first box overlap"
-    hit = first_overlap(*args)
-    if hit is None:
-        return None, None, (
-            f"{agent} collides per meta but the other actor ({meta.collision_actor_ids}) is not among the label tracks "
-            "and no box overlaps the ego box"
-        )
-    return int(ids[hit[0]]), hit[1], "colliding object and frame found by first box overlap with the ego box"
 
 
 def read_scenario(
@@ -220,21 +298,24 @@ def read_scenario(
     strict: bool = True,
     key_frames_only: bool = False,
     agent: str = "ego_vehicle",
-    ego_params: VehicleParameters = NAVSIM_EGO,
+    ego_params: VehicleParameters | None = None,
+    check: KinematicsCheckConfig | None = DEFAULT_CHECK,
 ) -> Scene:
-    """Read one scenario as seen by ``agent``.
+    """Read one scenario as seen by ``agent`` (see the module docstring for paths, frames, accidents, leniency).
 
     Args:
         root: the DeepAccident data root (holding ``train.txt`` and the ``<scenario_type>/`` folders).
         scenario_type: folder name, e.g. ``type1_subtype1_accident`` (stored as ``meta.scenario_type``).
         scenario_name: e.g. ``Town03_type001_subtype0001_scenario00030``; its first ``_`` token is the town.
-        strict: raise :class:`DeepAccidentFormatError` on any bad frame or line; otherwise skip and count it in
-            ``meta.extra["skipped_frames"]`` / ``["skipped_lines"]`` (with a :class:`DeepAccidentWarning`) and keep
-            the longest contiguous run of usable frames. A missing meta file or an empty scenario raise in both modes.
+        strict: raise :class:`DeepAccidentFormatError` on any bad frame or line; otherwise skip it (counted in
+            ``meta.extra["skipped_frames"]`` / ``["skipped_lines"]``, with a :class:`DeepAccidentWarning`). A
+            missing or malformed meta file or an empty scenario raise in both modes.
         key_frames_only: keep frames with ``(last - frame) % 5 == 0`` (2 Hz, aligned to the last frame as the
             official converter does); ``dt`` is then 0.5 s instead of 0.1 s.
         agent: the observing V2X agent whose labels and calib are read.
-        ego_params: ego geometry used for the rear-axle conversion.
+        ego_params: ego geometry; None (default): from the labelled ego box (:func:`ego_params_for_box`; the public
+            default box when no frame has a -100 row).
+        check: thresholds of the kinematic invariant checks, or None to skip them.
 
     Returns:
         a :class:`Scene` with ``map=None``, ``meta.source="deepaccident"``; agents are the label tracks joined by
@@ -246,33 +327,43 @@ def read_scenario(
         check_name(kind, value)
     meta = parse_meta(meta_path(root, scenario_type, scenario_name))
     label_dir = sensor_dir(root, scenario_type, agent, "label", scenario_name)
+    calib_dir = sensor_dir(root, scenario_type, agent, "calib", scenario_name)
+    dt = RAW_DT * (KEY_FRAME_STRIDE if key_frames_only else 1)
     skips = _Skips()
-    selected = _select_frames(label_dir, scenario_name, strict, key_frames_only, skips)
-    frames, unidentified = _read_frames(root, scenario_type, scenario_name, agent, selected, strict, skips)
-    step = KEY_FRAME_STRIDE if key_frames_only else 1
-    if not frames:
-        raise DeepAccidentFormatError(label_dir, None, "frame", f"no usable frame ({skips.frames} skipped)")
-    start, stop = _longest_run([f.number for f in frames], step)
-    if stop - start < len(frames):
-        dropped = [f.number for f in frames[:start] + frames[stop:]]
-        skips.add(f"{label_dir}, line -, field 'frame': frames {dropped} dropped to keep one contiguous run",
-                  frames=len(dropped))
-        frames = frames[start:stop]
+    selected, grid = _select_frames(label_dir, scenario_name, strict, key_frames_only, skips)
+    frames: dict[int, _Frame] = {}
+    for number, label_path in selected:
+        try:
+            frames[number] = _parse_frame(number, label_path, calib_dir, strict, skips)
+        except DeepAccidentFormatError as exc:
+            if strict:
+                raise
+            skips.add(str(exc), frames=1, frame=number)
+    grid, interpolated, weights = _fill_gaps(grid, frames, label_dir, dt, skips)
+    tracks = _assemble(grid, frames, weights)
+    unidentified = sum(frames[n].unidentified for n in grid if n in frames)
 
-    centers = np.array([ego_center_pose(f.ego_to_world) for f in frames])
-    ego_vel = np.array([ego_velocity_to_world(f.ego_velocity, f.ego_to_world) for f in frames])
-    tracks = _tracks(frames)
-    ego_size = (np.median(tracks["ego_sizes"], axis=0) if tracks["ego_sizes"]
-                else np.array([ego_params.length, ego_params.width]))
-    colliding_id, collision_frame, note = _collision(meta, agent, tracks, centers, ego_size)
-
+    if ego_params is None:
+        box = np.median(tracks["ego_sizes"], axis=0) if tracks["ego_sizes"] else PUBLIC_DEFAULT_EGO_BOX
+        ego_params = ego_params_for_box(float(box[0]), float(box[1]))
+    ego_size = np.array([ego_params.length, ego_params.width])
+    centers = tracks["centers"]
+    facts = locate_collision(meta, agent, tracks["ids"], tracks["poses"], tracks["sizes"], tracks["valid"], centers,
+                             ego_size)
+    name = f"{scenario_type}/{scenario_name}"
     if skips.frames or skips.lines:
         warnings.warn(
-            f"{scenario_type}/{scenario_name}: skipped {skips.frames} frame(s) and {skips.lines} line(s); "
-            f"first: {skips.reasons[0]}",
-            DeepAccidentWarning,
-            stacklevel=2,
+            f"{name}: skipped {skips.frames} frame(s) and {skips.lines} line(s)"
+            + (f", interpolated frames {interpolated}" if interpolated else "") + f"; first: {skips.reasons[0]}",
+            DeepAccidentWarning, stacklevel=2,
         )
+    if facts.disagreements:
+        warnings.warn(f"{name}: meta and boxes disagree: " + "; ".join(facts.disagreements), DeepAccidentWarning,
+                      stacklevel=2)
+    if tracks["raw_classes"]:
+        warnings.warn(f"{name}: unknown object class(es) {sorted(set(tracks['raw_classes'].values()))} (ids "
+                      f"{sorted(tracks['raw_classes'])}) kept as {agent_class('?').name}", DeepAccidentWarning,
+                      stacklevel=2)
     ids = tracks["ids"]
     extra = {
         "scenario_name": scenario_name,
@@ -297,13 +388,15 @@ def read_scenario(
         "scenario_length": meta.scenario_length,
         "meta_fields": dict(meta.fields),
         "meta_notes": meta.notes,
-        "collision_note": note,
-        "collision_raw_frame": None if collision_frame is None else frames[collision_frame].number,
-        "frames": tuple(f.number for f in frames),
+        **facts.as_extra(),
+        "collision_raw_frame": None if facts.frame is None else grid[facts.frame],
+        "frames": tuple(grid),
+        "interpolated_frames": tuple(interpolated),
         "key_frames_only": key_frames_only,
         "ego_box_size": tuple(float(v) for v in ego_size),
-        "ego_box_size_source": "label row -100" if tracks["ego_sizes"] else "ego_params",
+        "ego_box_source": "label row -100" if tracks["ego_sizes"] else "public default box at the lidar origin",
         "static_decoration_ids": tuple(int(i) for i in ids if i > STATIC_DECORATION_MIN_ID),
+        "unknown_classes": {int(k): v for k, v in tracks["raw_classes"].items()},
         "class_conflict_ids": tuple(tracks["class_conflicts"]),
         "unidentified_rows": unidentified,
         "skipped_frames": skips.frames,
@@ -312,11 +405,11 @@ def read_scenario(
         "map_note": "DeepAccident has no HD map: map=None, map-based scores are unavailable",
     }
     suffix = "" if agent == "ego_vehicle" else f"/{agent}"
-    return Scene(
+    scene = Scene(
         scene_id=f"deepaccident/{scenario_type}/{scenario_name}{suffix}" + ("@2Hz" if key_frames_only else ""),
-        dt=RAW_DT * step,
+        dt=dt,
         ego_poses=center_to_rear_axle(centers, ego_params),
-        ego_velocities=ego_vel,
+        ego_velocities=tracks["ego_velocities"],
         agent_ids=ids,
         agent_classes=tracks["classes"],
         agent_sizes=tracks["sizes"],
@@ -327,12 +420,20 @@ def read_scenario(
         meta=SceneMeta(
             source="deepaccident",
             scenario_type=scenario_type,
-            colliding_agent_id=colliding_id,
-            collision_frame=collision_frame,
+            colliding_agent_id=facts.colliding_agent_id,
+            collision_frame=facts.frame,
             extra=extra,
         ),
         ego_params=ego_params,
     )
+    if check is None:
+        return scene
+    result = check_kinematics(scene, check)
+    if not result.passed:
+        warnings.warn(f"{name}: kinematic check failed (frame convention?): {result.summary()}; worst: "
+                      + "; ".join(result.worst), DeepAccidentWarning, stacklevel=2)
+    return dataclasses.replace(scene, meta=dataclasses.replace(
+        scene.meta, extra={**scene.meta.extra, "kinematics_check": result.as_dict()}))
 
 
 class DeepAccidentDataset(Sequence):
@@ -343,7 +444,8 @@ class DeepAccidentDataset(Sequence):
         split: ``"train"``, ``"val"``, ``"test"`` (any ``<root>/<split>.txt``, e.g. ``"train_mini"``), or None for
             every ``<root>/<type>/<agent>/label/<name>/`` folder, sorted (hidden folders excluded).
         strict: passed to :func:`read_scenario`; also, a split line naming an absent scenario raises
-            (``strict``) or is skipped, counted in :attr:`skipped_entries` and warned about.
+            (``strict``) or is skipped, counted in :attr:`skipped_entries` and warned about. A split line whose
+            names are paths (``../x``) always raises, naming the split file and line.
         key_frames_only, agent, ego_params: passed to :func:`read_scenario`.
 
     Attributes:
@@ -359,7 +461,7 @@ class DeepAccidentDataset(Sequence):
         *,
         key_frames_only: bool = False,
         agent: str = "ego_vehicle",
-        ego_params: VehicleParameters = NAVSIM_EGO,
+        ego_params: VehicleParameters | None = None,
     ) -> None:
         self.root = Path(root)
         self.split = split

@@ -2,19 +2,25 @@
 
 What is written for ``<root>/<type>/.../<name>`` (frames ``first_frame .. first_frame + T - 1``):
 
-* ``ego_vehicle/label/<name>/<name>_<frame>.txt``: line 1 the ego velocity in its own frame; the ego's own row
-  (id -100, box = ``scene.ego_params`` length/width at the ego box centre); one row per valid, non-static agent with
-  the exact 13-token format, ``num_lidar_pts`` (default 100) and ``camera_visible``.
-* ``ego_vehicle/calib/<name>/<name>_<frame>.pkl``: ``ego_to_world`` (planar, CARLA left-handed), ``lidar_to_ego``
-  (identity rotation, lidar :data:`LIDAR_HEIGHT` above the ego origin) and plausible synthetic
-  ``lidar_to_<Camera_X>`` / ``intrinsic_<Camera_X>`` for the six cameras (1600x900, 70 degree field of view).
+* ``ego_vehicle/label/<name>/<name>_<frame:03d>.txt`` (frame numbers zero-padded as in the real data,
+  :data:`~envs.deepaccident.layout.FRAME_DIGITS`): line 1 the ego velocity; the ego's own row (id -100, box =
+  ``scene.ego_params`` length/width at the ego box centre); one row per valid, non-static agent with the exact
+  13-token format, ``num_lidar_pts`` (default 100) and ``camera_visible``. Values follow the dataset's convention
+  (:mod:`envs.deepaccident.transforms`: lidar frame, x/y right-handed, yaw and vy with CARLA's sign).
+* ``ego_vehicle/calib/<name>/<name>_<frame:03d>.pkl`` (the label file's stem): ``ego_to_world`` (planar, CARLA
+  left-handed), ``lidar_to_ego`` (identity rotation, lidar :data:`LIDAR_HEIGHT` above the ego origin) and plausible
+  synthetic ``lidar_to_<Camera_X>`` / ``intrinsic_<Camera_X>`` for the six cameras (1600x900, 70 degree field of
+  view).
 * ``meta/<name>.txt``: weather token, 7 collision tokens (all -1 without a collision), the scenario length,
-  ``colliding agents:``, ``agents id:`` (the ego's actor id, -1 for the absent V2X vehicles), junction type,
-  spawn side and the two directions (``unknown`` unless the scene's ``meta.extra`` has them).
+  ``colliding agents:`` (``ego other`` when the ego hits a vehicle, which then takes the ``other_vehicle`` slot of
+  ``agents id:``; ``ego none`` for a pedestrian or cyclist; ``none none`` without a collision), ``agents id:`` (the
+  ego's actor id, -1 for absent V2X vehicles), junction type, spawn side and the two directions (``unknown`` unless
+  the scene's ``meta.extra`` has them).
 * ``<split>.txt``: the ``<type> <name>`` line, added once (the file is rewritten atomically).
 
 Not written: images, lidar sweeps, BEV masks, and the other V2X agents' folders. Agents of class ``STATIC`` have no
-DeepAccident class: they are skipped, counted in :attr:`WriteResult.skipped_static_ids` and warned about. Frames
+DeepAccident class: they are skipped, counted in :attr:`WriteResult.skipped_static_ids` and warned about. Agents a
+reader kept with an unknown class name (``meta.extra["unknown_classes"]``) are written with that name. Frames
 use 10 Hz numbering, so only scenes with ``dt == 0.1`` can be written. Collision tokens are synthesised from
 ``meta.colliding_agent_id`` / ``collision_frame`` (token 6 holds the collision time [s]; tokens 7-8, undocumented
 upstream, are written ``unknown``); raw tokens of a scene read from DeepAccident are not copied back.
@@ -37,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from envs.deepaccident.errors import DeepAccidentWarning
+from envs.deepaccident.labels import EGO_ROW_ID, UNIDENTIFIED_ID
 from envs.deepaccident.layout import (
     CAMERAS,
     RAW_DT,
@@ -47,8 +54,11 @@ from envs.deepaccident.layout import (
     meta_path,
     sensor_dir,
 )
-from envs.deepaccident.labels import EGO_ROW_ID, UNIDENTIFIED_ID
-from envs.deepaccident.transforms import planar_ego_to_world, world_to_labels, world_velocity_to_ego_raw
+from envs.deepaccident.transforms import (
+    planar_ego_to_world,
+    world_to_labels,
+    world_velocity_to_label,
+)
 from envs.scene import AgentClass, Scene
 from rewards.geometry import rear_axle_to_center
 
@@ -121,7 +131,8 @@ def _default_names(scene: Scene) -> tuple[str, str]:
     return f"{_token(m.source)}_{_token(m.scenario_type)}_{outcome}", f"Synthetic_{_token(scene.scene_id)}"
 
 
-def _meta_text(scene: Scene, ego_actor_id: int, last_frame: int, kinds: dict[int, str]) -> str:
+def _meta_text(scene: Scene, ego_actor_id: int, last_frame: int, kinds: dict[int, str],
+               classes: dict[int, AgentClass]) -> str:
     m, extra = scene.meta, scene.meta.extra
 
     def word(key: str, default: str) -> str:
@@ -131,6 +142,7 @@ def _meta_text(scene: Scene, ego_actor_id: int, last_frame: int, kinds: dict[int
     weather = word("weather_time", "ClearNoon")
     if len(weather.split()) != 1:
         weather = "ClearNoon"
+    other_vehicle_id = -1
     if m.collision_frame is None:
         tokens = ["-1"] * 7
         colliding = "none none"
@@ -139,11 +151,14 @@ def _meta_text(scene: Scene, ego_actor_id: int, last_frame: int, kinds: dict[int
         tokens = [str(ego_actor_id), "car", "-1" if other is None else str(other),
                   "unknown" if other is None else kinds.get(other, "unknown"),
                   _fmt(m.collision_frame * scene.dt), "unknown", "unknown"]
-        colliding = "ego none"
+        if other is not None and classes.get(other) == AgentClass.VEHICLE:
+            colliding, other_vehicle_id = "ego other", other
+        else:
+            colliding = "ego none"
     return "\n".join([
         " ".join([weather, *tokens, str(last_frame)]),
         f"colliding agents: {colliding}",
-        f"agents id: {ego_actor_id} -1 -1 -1",
+        f"agents id: {ego_actor_id} -1 {other_vehicle_id} -1",
         f"road_type: {word('junction_type', 'unknown')}",
         f"another_vehicle_spawn_side: {word('spawn_side', 'unknown')}",
         f"ego_vehicle_direction: {word('ego_direction', 'unknown')}",
@@ -230,6 +245,9 @@ def write_scenario(
     classes = [AgentClass(int(c)) for c in scene.agent_classes]
     export = [n for n, c in enumerate(classes) if c in EXPORT_CLASS]
     static_ids = tuple(int(ids[n]) for n, c in enumerate(classes) if c not in EXPORT_CLASS)
+    raw = scene.meta.extra.get("unknown_classes") if scene.meta.source == "deepaccident" else None
+    raw_names = {int(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+    names = {n: raw_names.get(int(ids[n]), EXPORT_CLASS.get(c, "")) for n, c in enumerate(classes)}
     if static_ids:
         warnings.warn(f"scene {scene.scene_id}: {len(static_ids)} STATIC agent(s) {list(static_ids)} have no "
                       "DeepAccident class and are not written", DeepAccidentWarning, stacklevel=2)
@@ -252,7 +270,7 @@ def write_scenario(
     try:
         for t, number in enumerate(frames):
             e2w = planar_ego_to_world(centers[t])
-            v_ego = world_velocity_to_ego_raw(scene.ego_velocities[t], e2w)
+            v_ego = world_velocity_to_label(scene.ego_velocities[t], e2w, lidar_to_ego)
             lines = [f"{_fmt(v_ego[0])} {_fmt(v_ego[1])}"]
             xyz, yaw, vel = world_to_labels(centers[t:t + 1], scene.ego_velocities[t:t + 1], [0.5 * EGO_HEIGHT],
                                             e2w, lidar_to_ego)
@@ -262,7 +280,7 @@ def write_scenario(
                 xyz, yaw, vel = world_to_labels(scene.agent_poses[rows, t], scene.agent_velocities[rows, t],
                                                 heights[[export.index(n) for n in rows]] * 0.5, e2w, lidar_to_ego)
                 for k, n in enumerate(rows):
-                    lines.append(_row(EXPORT_CLASS[classes[n]], xyz[k], scene.agent_sizes[n],
+                    lines.append(_row(names[n], xyz[k], scene.agent_sizes[n],
                                       BOX_HEIGHT[classes[n]], yaw[k], vel[k], ids[n], num_lidar_pts, vis))
             atomic_write_text(frame_file(stage_label, sname, number, "txt"), "\n".join(lines) + "\n")
             calib = {"ego_to_world": e2w, "lidar_to_ego": lidar_to_ego.copy(), **cameras}
@@ -273,8 +291,8 @@ def write_scenario(
         for stage in (stage_label, stage_calib):
             if stage.exists():
                 shutil.rmtree(stage)
-    kinds = {ids[n]: EXPORT_CLASS[classes[n]] for n in export}
-    atomic_write_text(mpath, _meta_text(scene, ego_actor_id, frames[-1], kinds))
+    kinds = {ids[n]: names[n] for n in export}
+    atomic_write_text(mpath, _meta_text(scene, ego_actor_id, frames[-1], kinds, {ids[n]: classes[n] for n in export}))
     if split is not None:
         _add_to_split(root, split, f"{stype} {sname}")
     return WriteResult(root, stype, sname, frames, ego_actor_id, static_ids)
