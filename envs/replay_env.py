@@ -561,16 +561,15 @@ class ReplayEnv(gym.Env):
         if ctx is not None:
             self._contexts.move_to_end(scene.scene_id)
             return ctx
-        self._replan_frames(scene)
-        t_max = scene.num_frames - 1 - int(round(self.config.log_end_margin / scene.dt))
-        if t_max < 0:
-            raise ValueError(
-                f"scene {scene.scene_id}: {scene.num_frames} frames at dt={scene.dt} s are shorter than "
-                f"EnvConfig.log_end_margin={self.config.log_end_margin} s"
-            )
+        k = self._replan_frames(scene)
+        if scene.num_frames - 1 < k:
+            raise ValueError(f"scene {scene.scene_id}: {scene.num_frames} frames at dt={scene.dt} s are shorter than "
+                             f"one re-planning interval ({self.config.replan_interval} s)")
+        # Logs shorter than the start margin (DeepAccident: a few seconds around the crash) start at frame 0.
+        t_max = max(0, scene.num_frames - 1 - int(round(self.config.log_end_margin / scene.dt)))
         drivable = None if scene.map is None else DrivableArea(map_geometry_from_scene_map(scene.map))
-        t_end = scene.num_frames - 1 - int(round(self.config.episode_end_margin / scene.dt))
-        ctx = _SceneContext(route=Route.from_scene(scene), drivable=drivable, t_max=t_max, t_end=max(t_end, t_max))
+        t_end = max(0, scene.num_frames - 1 - int(round(self.config.episode_end_margin / scene.dt)))
+        ctx = _SceneContext(route=Route.from_scene(scene), drivable=drivable, t_max=min(t_max, t_end), t_end=t_end)
         self._contexts[scene.scene_id] = ctx
         if len(self._contexts) > self.config.scene_cache_size:
             self._contexts.popitem(last=False)

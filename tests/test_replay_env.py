@@ -475,14 +475,16 @@ def test_gymnasium_vector_envs():
         vec.close()
 
 
-def _crop(scene, end: int):
-    """``scene`` cut after frame ``end`` (a short log, as DeepAccident's, that ends soon after the crash)."""
-    T = end + 1
-    lights = tuple(dataclasses.replace(tl, states=tl.states[:T]) for tl in scene.map.traffic_lights)
+def _crop(scene, end: int, start: int = 0):
+    """``scene`` cut to frames ``start .. end`` (a short log, as DeepAccident's, that ends soon after the crash)."""
+    f = slice(start, end + 1)
+    lights = tuple(dataclasses.replace(tl, states=tl.states[f]) for tl in scene.map.traffic_lights)
+    cf = scene.meta.collision_frame
+    meta = dataclasses.replace(scene.meta, collision_frame=None if cf is None else cf - start)
     return dataclasses.replace(
-        scene, ego_poses=scene.ego_poses[:T], ego_velocities=scene.ego_velocities[:T],
-        agent_poses=scene.agent_poses[:, :T], agent_velocities=scene.agent_velocities[:, :T],
-        agent_valid=scene.agent_valid[:, :T], map=dataclasses.replace(scene.map, traffic_lights=lights))
+        scene, ego_poses=scene.ego_poses[f], ego_velocities=scene.ego_velocities[f],
+        agent_poses=scene.agent_poses[:, f], agent_velocities=scene.agent_velocities[:, f],
+        agent_valid=scene.agent_valid[:, f], map=dataclasses.replace(scene.map, traffic_lights=lights), meta=meta)
 
 
 def test_closed_loop_reaches_the_crash_of_a_short_log():
@@ -502,3 +504,17 @@ def test_closed_loop_reaches_the_crash_of_a_short_log():
         done = terminated or truncated
     assert info["termination_reason"] == "collision" and abs(info["t"] - cf) <= REPLAN
     assert min(horizons) < 4.0 and np.isfinite(info["rewards"]["reward"])
+
+
+def test_a_log_shorter_than_the_start_margin_starts_at_frame_0_and_reaches_the_crash():
+    full = generate_scene("rear_end", seed=3)
+    cf = full.meta.collision_frame
+    scene = _crop(full, cf + 14, start=cf - 25)  # 40 frames (4 s), the crash at frame 25
+    env = ReplayEnv([scene], "closed_loop", dataclasses.replace(FAST, bev=None))
+    _, info = env.reset(seed=0)
+    assert info["t"] == 0
+    done = False
+    while not done:
+        _, _, terminated, truncated, info = env.step(env.logged_action())
+        done = terminated or truncated
+    assert info["termination_reason"] == "collision" and abs(info["t"] - 25) <= REPLAN
