@@ -1,0 +1,94 @@
+"""Degenerate-policy check of the reward and the closed-loop metrics (a benchmark: prints a table, asserts nothing).
+
+Every reward change is checked against trivial policies: stand still (all-zeros trajectory), constant velocity,
+random (uniform normalised actions, :class:`envs.wrappers.NormalizedTrajectoryAction`), log replay and the
+PDM-Closed-like planner. Closed loop, state-only, on bank scenes (SYNTHETIC), split into accident and normal scenes::
+
+    python -m benchmarks.bench_degenerate --num-scenes 32 --seed 1000
+
+Columns: mean reward per step (the env's default reward), mean PDMS (NAVSIM-faithful EP) and SP-PDMS (EP against
+the safe-progress reference, the RL reward's score) per step, share of steps with EP == 1, mean collision term,
+and per episode the route completion RC, driving score DS, collision rate and stopped share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+from typing import Sequence
+
+import numpy as np
+
+from agents.base import Policy, PolicyInput, policy_input
+from agents.baselines import make_baseline
+from envs.replay_env import EnvConfig, ReplayEnv
+from envs.wrappers import kinematic_trajectories
+
+
+class RandomPolicy(Policy):
+    """Uniform random normalised actions (speed and yaw rate per 0.5 s) mapped to trajectories (seeded)."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, inp: PolicyInput) -> np.ndarray:
+        return kinematic_trajectories(self.rng.uniform(-1, 1, (8, 2)), 20.0, 0.6).astype(np.float32)
+
+
+def run(policy: Policy, env: ReplayEnv, seeds: Sequence[int]) -> dict[str, dict[str, list[float]]]:
+    """Per scene group (``accident`` / ``normal``): lists of per-step and per-episode values."""
+    out: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for i, seed in enumerate(seeds):
+        obs, info = env.reset(seed=int(seed), options={"scene_index": i})
+        policy.reset()
+        group = out["accident" if env.scene.meta.is_accident else "normal"]
+        done = False
+        while not done:
+            action = policy.act(policy_input(env, obs, info, policy.requires_privileged))
+            obs, reward, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+            r = info["rewards"]
+            group["reward"].append(float(reward))
+            for key in ("pdms", "sp_pdms", "collision"):
+                if key in r:
+                    group[key].append(float(r[key]))
+            group["ep_is_1"].append(float(r.get("ep", np.nan) == 1.0))
+        group["collided"].append(float(info["termination_reason"] == "collision"))
+        metrics = info.get("driving_metrics")
+        if metrics is not None:
+            for key in ("route_completion", "driving_score", "stopped_share"):
+                group[key].append(float(metrics[key]))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--num-scenes", type=int, default=32)
+    p.add_argument("--seed", type=int, default=1000, help="bank seed")
+    p.add_argument("--reset-seed", type=int, default=4242, help="reset seeds are reset_seed + i")
+    p.add_argument("--policies", default="stand_still,constant_velocity,random,log_replay,pdm_closed_like")
+    args = p.parse_args(argv)
+    env = ReplayEnv("bank", "closed_loop", EnvConfig(bev=None), num_scenes=args.num_scenes, seed=args.seed)
+    seeds = [args.reset_seed + i for i in range(args.num_scenes)]
+    cols = ["reward/step", "PDMS", "SP-PDMS", "EP==1", "coll term", "RC", "DS", "coll rate", "stopped"]
+    keys = ["reward", "pdms", "sp_pdms", "ep_is_1", "collision", "route_completion", "driving_score", "collided",
+            "stopped_share"]
+    print(f"closed loop, {args.num_scenes} SYNTHETIC bank scenes (seed {args.seed}), state-only, default reward")
+    print(f"{'policy':<18} {'scenes':<9} " + " ".join(f"{c:>11}" for c in cols))
+    for name in args.policies.split(","):
+        policy = RandomPolicy(0) if name == "random" else make_baseline(name)
+        start = time.perf_counter()
+        result = run(policy, env, seeds)
+        for group in ("accident", "normal"):
+            values = result.get(group, {})
+            cells = [f"{np.nanmean(values[k]):>11.3f}" if values.get(k) else f"{'-':>11}" for k in keys]
+            print(f"{name:<18} {group:<9} " + " ".join(cells))
+        print(f"{'':<18} ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
