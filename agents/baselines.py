@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from envs.replay_env import ACTION_HIGH, ACTION_LOW, NUM_POSES, ReplayEnv
-from rewards.pdm import reference_for
+from rewards.scorer import reference_for
 
 
 class Policy(Protocol):

@@ -71,7 +71,8 @@ from envs.simulation import DrivableArea, EgoTrack, check_frames, simulate_prefi
 from envs.sources import SceneSource, make_source
 from rewards.config import PDMConfig
 from rewards.geometry import world_to_local
-from rewards.pdm import reference_for, score_states
+from rewards.pdm import score_states
+from rewards.scorer import reference_for
 from rewards.tracking import simulate_candidates
 from rewards.types import EgoState, ScoringProblem
 
@@ -105,7 +106,7 @@ class EnvConfig:
     """Scorer configuration (NAVSIM v1.1 defaults); its ``sim_dt`` must equal the scenes' ``dt``."""
     reference: str | None = "log"
     """EP normaliser (see :data:`REFERENCES`): ``"log"`` plans the PDM-Closed-like reference
-    (:func:`rewards.pdm.reference_for`) from the *logged* ego state at the decision frame and caches it per
+    (:func:`rewards.scorer.reference_for`) from the *logged* ego state at the decision frame and caches it per
     (scene, frame): exact in open loop, an approximation in closed loop once the ego leaves the log (the reference
     then starts from the logged, not the simulated, state). ``"auto"`` plans it from the current (possibly
     simulated) state: exact, but planning costs tens of ms per new state (cached per state, so ``score_group`` after

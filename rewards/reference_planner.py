@@ -1,5 +1,6 @@
 """PDM-Closed-like reference planner: the trajectory EP is normalised against (NAVSIM v1.1 scores every prediction
-paired with PDM-Closed, ``navsim/evaluate/pdm_score.py``).
+paired with PDM-Closed, ``navsim/evaluate/pdm_score.py``). It builds on :mod:`rewards.pdm` (its proposals are scored
+with :func:`rewards.pdm.score_states`); :mod:`rewards.scorer` composes the two and caches the reference per problem.
 
 What it does (after ``navsim/planning/simulation/planner/pdm_planner/abstract_pdm_closed_planner.py``,
 ``.../proposal/pdm_generator.py``, ``.../proposal/batch_idm_policy.py`` and the parameters NAVSIM's metric caching
@@ -34,6 +35,7 @@ from numba import njit
 
 from rewards.config import PDMConfig
 from rewards.geometry import offset_polyline, polyline_arclength, wrap_angle, world_to_local
+from rewards.pdm import score_states
 from rewards.tracking import SX, SY, SYAW, simulate_poses
 from rewards.types import AgentsFuture, ScoringProblem
 
@@ -187,8 +189,6 @@ def _idm_progress(problem: ScoringProblem, forecast: AgentsFuture, path: np.ndar
 
 def plan_reference(problem: ScoringProblem, config: PDMConfig = PDMConfig()) -> ReferenceResult | None:
     """Plan the PDM-Closed-like reference for ``problem`` (None without map). See the module docstring."""
-    from rewards.pdm import score_states  # local import: pdm imports this module lazily too
-
     geometry = problem.map
     if geometry is None or len(geometry.route) < 2:
         return None

@@ -28,9 +28,8 @@ Same maths as NAVSIM, reorganised for speed (results equal up to floating-point 
   instead of a ``pinv`` per proposal;
 * the 10-step lateral LQR prediction is written with cumulative sums instead of 10 chained 3x3 matrix products;
 * the time loop runs per candidate in compiled code (:func:`rewards.kernels.simulate_tracked`), the tridiagonal
-  solve in ``dgtsv``'s operation order. Against the former numpy loop the states differ only in the last bits
-  (compiled ``cos / sin / tan`` are the C library's, numpy's may be vectorised ones; the velocity operator product is
-  summed in a fixed order): the tests keep the 1e-7 agreement with the direct NAVSIM transcription.
+  solve in ``dgtsv``'s operation order, the velocity operator product summed in a fixed order, ``cos / sin / tan``
+  from the C library: the tests hold the states to 1e-7 of a direct matrix-chain transcription of NAVSIM.
 
 The tracker starts from :attr:`rewards.types.EgoState.steering_angle` (NAVSIM: the logged tire steering angle). Known
 difference from NAVSIM: our scene sources log no steering angle, so it is 0 (straight wheels) unless a caller sets it

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from rewards.config import PDMConfig
-from rewards.pdm import PDMResult, PDMScorer, score_group, score_states
+from rewards.pdm import PDMResult, score_states
+from rewards.scorer import PDMScorer, score_group
 from rewards.tracking import simulate_candidates
 from rewards.types import AgentsFuture, EgoState, MapGeometry, ScoringProblem
 
