@@ -95,8 +95,15 @@ def _project_kernel(points: np.ndarray, path: np.ndarray, path_s: np.ndarray) ->
 def _project(points: np.ndarray, path: np.ndarray, path_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Arc length [m] and signed lateral offset [m] (left positive) of points ``(M, 2)`` on a polyline ``(R, 2)``
     with cumulative arc length ``path_s (R,)``: the closest point over all segments (first one on ties)."""
-    return _project_kernel(np.ascontiguousarray(points, dtype=np.float64), np.ascontiguousarray(path, dtype=np.float64),
-                           np.ascontiguousarray(path_s, dtype=np.float64))
+    return _project_kernel(_kernel_view(points), _kernel_view(path), _kernel_view(path_s))
+
+
+def _kernel_view(a: np.ndarray) -> np.ndarray:
+    """``a`` as a C-contiguous float64 read-only view (or copy): the kernel then compiles once, whether the caller's
+    array is writeable (an offset path) or not (a problem's frozen route or pose)."""
+    out = np.ascontiguousarray(a, dtype=np.float64).view()
+    out.setflags(write=False)
+    return out
 
 
 def _project_numpy(points: np.ndarray, path: np.ndarray, path_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
