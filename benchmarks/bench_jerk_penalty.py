@@ -1,4 +1,4 @@
-"""How much the tracker's velocity-fit regulariser matters: ``python -m benchmarks.bench_jerk_penalty [--num-scenes 60]``.
+"""How much the tracker's velocity-fit regulariser matters: ``python -m benchmarks.bench_jerk_penalty``.
 
 NAVSIM v1.1's ``_make_banded_difference_matrix`` executes ``[-I | e_n]`` instead of the jerk (difference) matrix its
 docstring describes (:func:`rewards.tracking.banded_difference_matrix`). This script simulates and scores the same
@@ -64,13 +64,15 @@ def measure(num_scenes: int, seed: int) -> dict[str, dict[str, list]]:
                 rec["pos"].append(pos[g])
                 rec["progress"].append(abs(a.progress[g] - b.progress[g]))
                 rec["pdms"].append(abs(a.pdms[g] - b.pdms[g]))
-                rec["flips"].append(sum(int(getattr(a, k)[g] != getattr(b, k)[g]) for k in ("nc", "dac", "ttc", "comfort")))
+                rec["flips"].append(sum(int(getattr(a, k)[g] != getattr(b, k)[g])
+                                        for k in ("nc", "dac", "ttc", "comfort")))
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the comparison and print its table."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_jerk_penalty", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_jerk_penalty",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--num-scenes", type=int, default=60, help="bank scenes")
     parser.add_argument("--seed", type=int, default=0, help="bank seed")
     args = parser.parse_args(argv)

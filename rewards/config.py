@@ -115,7 +115,8 @@ class PDMConfig:
                    else " + ddc_weight)")
             )
         if self.jerk_penalty_form not in ("navsim", "jerk"):
-            raise ValueError(f"PDMConfig.jerk_penalty_form: expected 'navsim' or 'jerk', got {self.jerk_penalty_form!r}")
+            raise ValueError(
+                f"PDMConfig.jerk_penalty_form: expected 'navsim' or 'jerk', got {self.jerk_penalty_form!r}")
         if self.num_poses < 1 or self.pose_interval <= 0 or self.sim_dt <= 0:
             raise ValueError("PDMConfig: num_poses, pose_interval and sim_dt must be positive")
         ratio = self.pose_interval / self.sim_dt

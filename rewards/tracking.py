@@ -10,10 +10,10 @@ NAVSIM v1.1 (``navsim/evaluate/pdm_score.py``) turns a planner output of 8 ego-f
    ``nuplan/common/geometry/compute.py``). Interpolation is a fixed ``(41, 9)`` weight matrix.
 2. **Tracking** (``navsim/.../pdm_planner/simulation/batch_lqr.py``, ``batch_lqr_utils.py``, after nuPlan's
    ``nuplan/planning/simulation/controller/tracker/lqr.py``): velocity and curvature profiles are fitted to the
-   interpolated poses by regularised least squares (jerk penalty 1e-4, curvature-rate penalty 1e-2, initial
-   curvature penalty 1e-10; see "Jerk penalty" below); each step a one-step longitudinal LQR (q=10, r=1, horizon 10 steps) gives the
-   acceleration and a one-step lateral LQR on (lateral error, heading error, steering angle) with Q=diag(1, 10, 0),
-   R=1 gives the steering rate; below 0.2 m/s (reference and current) a P stopping controller (gain 0.5) is used.
+   interpolated poses by regularised least squares (jerk penalty 1e-4, see "Jerk penalty" below; curvature-rate
+   penalty 1e-2, initial curvature penalty 1e-10); each step a one-step longitudinal LQR (q=10, r=1, horizon
+   10 steps) gives the acceleration and a one-step lateral LQR on (lateral error, heading error, steering angle)
+   with Q=diag(1, 10, 0), R=1 gives the steering rate; below 0.2 m/s (reference and current) a P stopping controller (gain 0.5) is used.
 3. **Motion model** (``navsim/.../simulation/batch_kinematic_bicycle.py``, after nuPlan's
    ``nuplan/planning/simulation/controller/motion_model/kinematic_bicycle.py``): first-order lags on acceleration
    (0.2 s) and steering angle (0.05 s), forward Euler integration, steering clipped to +-pi/3, lateral velocity and
@@ -271,8 +271,9 @@ def track_poses_with_steering(
     return kernels.simulate_tracked(
         poses, _initial_state(ego), float(ego.steering_angle), int(k),
         _velocity_fit_operator_t(last, dt, jerk_penalty_form), w_kappa, coef, dt, CURVATURE_RATE_PENALTY,
-        INITIAL_CURVATURE_PENALTY, wheelbase, float(long_gain), float(q_lat0), float(q_lat1), float(R_LATERAL), float(accel_lag), float(steer_gain), float(STOPPING_VELOCITY),
-        float(STOPPING_PROPORTIONAL_GAIN), float(MAX_STEERING_ANGLE),
+        INITIAL_CURVATURE_PENALTY, wheelbase, float(long_gain), float(q_lat0), float(q_lat1), float(R_LATERAL),
+        float(accel_lag), float(steer_gain), float(STOPPING_VELOCITY), float(STOPPING_PROPORTIONAL_GAIN),
+        float(MAX_STEERING_ANGLE),
     )
 
 

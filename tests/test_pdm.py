@@ -310,8 +310,9 @@ def test_pdm_does_not_import_the_reference_planner_and_the_scorer_caches_referen
     import subprocess
     import sys
 
-    code = ("import sys, rewards.pdm; print('rewards.reference_planner' in sys.modules, 'rewards.scorer' in sys.modules,"
-            " hasattr(rewards.pdm, 'reference_for'), hasattr(rewards.pdm, 'score_group'))")
+    code = ("import sys, rewards.pdm; print('rewards.reference_planner' in sys.modules,"
+            " 'rewards.scorer' in sys.modules, hasattr(rewards.pdm, 'reference_for'),"
+            " hasattr(rewards.pdm, 'score_group'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False", "False", "False"]
     from rewards import scorer
