@@ -13,7 +13,8 @@ NAVSIM v1.1 (``navsim/evaluate/pdm_score.py``) turns a planner output of 8 ego-f
    interpolated poses by regularised least squares (jerk penalty 1e-4, see "Jerk penalty" below; curvature-rate
    penalty 1e-2, initial curvature penalty 1e-10); each step a one-step longitudinal LQR (q=10, r=1, horizon
    10 steps) gives the acceleration and a one-step lateral LQR on (lateral error, heading error, steering angle)
-   with Q=diag(1, 10, 0), R=1 gives the steering rate; below 0.2 m/s (reference and current) a P stopping controller (gain 0.5) is used.
+   with Q=diag(1, 10, 0), R=1 gives the steering rate; below 0.2 m/s (reference and current) a P stopping
+   controller (gain 0.5) is used.
 3. **Motion model** (``navsim/.../simulation/batch_kinematic_bicycle.py``, after nuPlan's
    ``nuplan/planning/simulation/controller/motion_model/kinematic_bicycle.py``): first-order lags on acceleration
    (0.2 s) and steering angle (0.05 s), forward Euler integration, steering clipped to +-pi/3, lateral velocity and
