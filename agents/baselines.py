@@ -17,7 +17,7 @@ from agents.base import Policy, PolicyInput
 from envs.scoring import log_as_action
 from envs.spaces import NUM_POSES, POSE_INTERVAL, clip_trajectories
 from rewards.config import PDMConfig
-from rewards.pdm import reference_for
+from rewards.scorer import reference_for
 
 
 class ConstantVelocityPolicy(Policy):

@@ -32,7 +32,8 @@ from dataclasses import replace  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rewards.config import PDMConfig  # noqa: E402
-from rewards.pdm import reference_for, score_states  # noqa: E402
+from rewards.pdm import score_states  # noqa: E402
+from rewards.scorer import reference_for  # noqa: E402
 from rewards.reference import score_states_reference  # noqa: E402
 from rewards.tracking import simulate_candidates  # noqa: E402
 from rewards.types import AgentsFuture, EgoState, MapGeometry, ScoringProblem  # noqa: E402
@@ -202,19 +203,13 @@ def stages() -> list[tuple[str, float]]:
     corners, centers = kernels.ego_boxes(*boxes)
     speed = np.hypot(states[..., 3], states[..., 4])
     areas = pdm._ego_areas(data.map_index, corners, centers, states)
-    offsets, checked, zero_k = pdm._offset_table(tuple(config.ttc_offsets))
-    contact_args = (
-        states, cos_yaw, sin_yaw, centers, corners, speed, areas[0] | areas[1], areas[3], offsets, checked, zero_k,
-        config.sim_dt, 0.5 * float(np.hypot(params.length, params.width)), 0.5 * params.length, 0.5 * params.width,
-        data.centers, data.cos_yaw, data.sin_yaw, data.valid, data.half, data.radius, data.lo, data.hi, data.corners,
-        data.stopped, data.is_static, data.drift, data.ids, config.collision_stopped_speed, config.ttc_stopped_speed,
-        float(np.deg2rad(config.behind_angle_deg)), float(np.deg2rad(config.ttc_ahead_angle_deg)),
-        config.static_collision_score,
-    )
+    ego = kernels.EgoSweep(states, cos_yaw, sin_yaw, centers, corners, speed, areas[0] | areas[1], areas[3],
+                           0.5 * float(np.hypot(params.length, params.width)), 0.5 * params.length, 0.5 * params.width)
+    contact_args = (ego, data.objects, pdm._contact_rules(config))
     ones = np.ones(NUM_CANDIDATES)
     index = data.map_index
-    aggregate_args = (ones, ones, ones, areas[1], areas[2], centers, index._kernel_route, index._kernel_route_s, 10,
-                      2.0, 6.0, False, np.nan, 5.0, 5.0, 5.0, 2.0, 0.0)
+    aggregate_args = (ones, ones, ones, areas[1], areas[2], centers, index._kernel_route, index._kernel_route_s, np.nan,
+                      pdm._aggregate_rules(config))
     no_track = PDMConfig(tracking=False)
     return [
         ("simulate (tracking on)", _cpu_us(lambda: simulate_candidates(problem.ego, candidates, config))),

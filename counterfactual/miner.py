@@ -4,8 +4,8 @@ For every risky moment (:func:`counterfactual.mining.find_risk_moments`) and eac
 
 1. **negative** = the trajectory actually driven from ``t`` (:func:`envs.scoring.trajectory_from_log`);
 2. **candidates** = the negative (index 0), the search families (:func:`counterfactual.search.generate_candidates`)
-   and, for scenes with a map, the PDM-Closed-like reference trajectory (:func:`rewards.pdm.reference_for`);
-3. all of them are scored in **one** :func:`rewards.pdm.score_group` call from the logged state at ``t``;
+   and, for scenes with a map, the PDM-Closed-like reference trajectory (:func:`rewards.scorer.reference_for`);
+3. all of them are scored in **one** :func:`rewards.scorer.score_group` call from the logged state at ``t``;
 4. a negative that the scorer itself verifies safe (NC = TTC = DAC = 1 and no contact) is no negative: the decision
    frame is skipped and counted (``negative_verified_safe``);
 5. the positive is chosen by :func:`counterfactual.search.choose_positive`, or the pair records why none exists
@@ -86,7 +86,7 @@ def record_seed(base_seed: int, scene_id: str, frame: int, agent_id: int) -> int
 
 def _reference_candidate(problem: Any, config: PDMConfig) -> tuple[np.ndarray, CandidateSpec] | None:
     """The reference planner's trajectory (planned once per problem and cached by the scorer), None without map."""
-    from rewards.pdm import reference_for
+    from rewards.scorer import reference_for
 
     ref = reference_for(problem, config)
     return None if ref is None else (np.asarray(ref.trajectory, dtype=np.float64), CandidateSpec("reference"))
@@ -101,7 +101,7 @@ def mine_moment(
     origin: "Origin | Mapping[str, Any] | None" = None,
 ) -> AnchorPair | str:
     """One decision frame of a moment -> an :class:`AnchorPair`, or the code of why it was skipped."""
-    from rewards.pdm import score_group
+    from rewards.scorer import score_group
 
     problem = problem_from_scene(scene, t, config.pdm)
     negative = trajectory_from_log(scene, t, config.pdm)

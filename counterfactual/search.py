@@ -18,8 +18,9 @@ intent (the same turn, the same lane) unless they deliberately leave it:
 Choice (:func:`choose_positive`): candidates are *verified safe* when the scorer gives NC == 1, TTC == 1, DAC == 1
 (DAC only where a map exists; map-less scenes require NC and TTC and the record says ``dac_checked=False``) and, with
 ``require_no_contact``, no contact at all (also not-at-fault contacts). Among them the positive is the one with
-the highest PDMS (map-less: :func:`map_free_aggregate`), where scores within ``score_tolerance`` of the best count
-as tied and the tie goes to the smallest mean L2 distance to the negative (closest to the original intent).
+the highest PDMS (map-less: :func:`rewards.pdm.map_free_score` with EP along the negative's path), where scores
+within ``score_tolerance`` of the best count as tied and the tie goes to the smallest mean L2 distance to the
+negative (closest to the original intent).
 """
 
 from __future__ import annotations
@@ -298,20 +299,6 @@ def score_dict(arrays: dict[str, np.ndarray], i: int) -> dict[str, Any]:
     return out
 
 
-def map_free_aggregate(arrays: dict[str, np.ndarray], progress: np.ndarray, config: PDMConfig = PDMConfig()) -> np.ndarray:
-    """PDMS-like aggregate for scenes without a map [0, 1].
-
-    ``NC * (w_ep EP' + w_ttc TTC + w_c C) / (w_ep + w_ttc + w_c)`` with ``EP'`` the candidate's progress along
-    the negative's path (``progress``, clipped >= 0) divided by the group's largest (1 for all when that is below
-    ``config.progress_threshold``). DAC and DDC are unavailable and left out.
-    """
-    prog = np.maximum(np.asarray(progress, dtype=np.float64), 0.0) * arrays["nc"]
-    best = prog.max() if len(prog) else 0.0
-    ep = prog / best if best > config.progress_threshold else np.ones_like(prog)
-    w = config.ep_weight + config.ttc_weight + config.comfort_weight
-    return arrays["nc"] * (config.ep_weight * ep + config.ttc_weight * arrays["ttc"] + config.comfort_weight * arrays["comfort"]) / w
-
-
 @dataclass(frozen=True)
 class Selection:
     """Outcome of :func:`choose_positive`.
@@ -354,6 +341,8 @@ def choose_positive(
     search: SearchConfig = SearchConfig(),
 ) -> Selection:
     """Pick the verified-safe positive (never index 0, the negative) or explain why there is none."""
+    from rewards.pdm import map_free_score  # local: keeps this module's import free of the compiled scorer
+
     trajs = candidates.trajectories
     neg = trajs[0]
     deviation = np.linalg.norm(trajs[:, :, :2] - neg[None, :, :2], axis=-1).mean(axis=1)
@@ -362,9 +351,12 @@ def choose_positive(
     if has_map:
         agg = np.nan_to_num(arrays["pdms"].astype(np.float64), nan=0.0)
     else:
+        # Without a map there is no route EP; the search ranks with EP measured along the negative's own path (the
+        # driven intent), so that, as PDMS does where a map exists, a verified-safe candidate that keeps going ranks
+        # above one that stops. Safety is decided by verified_safe above, not by this ranking.
         path, _ = negative_path(neg)
         prog = project_onto_path(trajs[:, -1, :2], path.xy)[0]
-        agg = map_free_aggregate(arrays, prog, config)
+        agg = map_free_score(arrays["nc"], arrays["ttc"], arrays["comfort"], config, progress=prog)
     others = np.arange(len(trajs)) != 0
     collide = (arrays["nc"] < 1.0) | (arrays["collision"].astype(bool) if search.require_no_contact else False)
     ttc_fail = arrays["ttc"] < 1.0

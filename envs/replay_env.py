@@ -75,7 +75,8 @@ from envs.simulation import DrivableArea, EgoTrack, check_frames, simulate_prefi
 from envs.sources import Origin, SceneSource, make_source
 from envs.spaces import NUM_POSES, action_space, observation_space, validate_trajectories
 from rewards.config import PDMConfig
-from rewards.pdm import reference_for, score_states
+from rewards.pdm import score_states
+from rewards.scorer import reference_for
 from rewards.tracking import simulate_candidates
 from rewards.types import EgoState, ScoringProblem
 

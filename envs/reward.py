@@ -3,9 +3,9 @@
 ``reward = w_score * score + w_collision * collision`` where
 
 * ``score`` is the PDM score (``pdms``) when the scene has a map; without a map (DeepAccident) PDMS, DAC, DDC and EP
-  are unavailable (NaN), and ``score`` is the **map-free score** ``NC * (w_ttc TTC + w_c C) / (w_ttc + w_c)``
-  (NAVSIM's weights, 5 and 2: ``NC * (5 TTC + 2 C) / 7``), reported under its own name ``map_free_score``, never as
-  ``pdms``;
+  are unavailable (NaN), and ``score`` is the **map-free score** (:func:`rewards.pdm.map_free_score` without a
+  progress measure: ``NC * (w_ttc TTC + w_c C) / (w_ttc + w_c)``, with NAVSIM's weights 5 and 2
+  ``NC * (5 TTC + 2 C) / 7``), reported under its own name ``map_free_score``, never as ``pdms``;
 * ``collision`` is the scorer's collision term (``-PDMConfig.collision_penalty`` for a candidate with any ego
   collision in its 4 s horizon, at fault or not, else 0).
 
@@ -18,20 +18,10 @@ from __future__ import annotations
 import numpy as np
 
 from rewards.config import PDMConfig
+from rewards.pdm import map_free_score
 
 REWARD_TERMS = ("nc", "dac", "ddc", "ttc", "ep", "comfort", "pdms", "collision", "map_free_score", "score", "reward")
 """The float terms a step reports in ``info["rewards"]`` (map-dependent ones are NaN without a map)."""
-
-
-def map_free_score(nc: np.ndarray, ttc: np.ndarray, comfort: np.ndarray, config: PDMConfig) -> np.ndarray:
-    """``NC * (w_ttc TTC + w_c C) / (w_ttc + w_c)`` ``(G,)``: PDMS without its map-dependent terms (DAC, EP, DDC).
-
-    Raises ``ValueError`` when both weights are 0.
-    """
-    w = config.ttc_weight + config.comfort_weight
-    if w <= 0:
-        raise ValueError("map_free_score: PDMConfig.ttc_weight + comfort_weight must be > 0")
-    return nc * (config.ttc_weight * ttc + config.comfort_weight * comfort) / w
 
 
 def reward_terms(result, pdm_config: PDMConfig, w_score: float, w_collision: float) -> dict[str, np.ndarray]:

@@ -253,7 +253,8 @@ def simulate_prefix(
     if steering is not None:
         ego = dataclasses.replace(ego, steering_angle=float(steering))
     poses = interpolate_candidates(ego, trajectory[None], config)  # (1, T, 3)
-    states, steers = track_poses_with_steering(ego, poses, config.sim_dt, num_steps=int(num_steps))
+    states, steers = track_poses_with_steering(ego, poses, config.sim_dt, num_steps=int(num_steps),
+                                               jerk_penalty_form=config.jerk_penalty_form)
     return states[0, 1:], steers[0, 1:]
 
 
@@ -274,4 +275,4 @@ def simulate_with_steering(ego: EgoState, trajectories: np.ndarray, config: PDMC
         states = simulate_candidates(ego, trajectories, config)
         return states, np.zeros(states.shape[:2])
     poses = interpolate_candidates(ego, trajectories, config)
-    return track_poses_with_steering(ego, poses, config.sim_dt)
+    return track_poses_with_steering(ego, poses, config.sim_dt, jerk_penalty_form=config.jerk_penalty_form)

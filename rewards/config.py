@@ -1,4 +1,4 @@
-"""Scorer configuration. Defaults equal NAVSIM v1.1 (see ``../shared/specs/navsim-pdm.md``).
+"""Scorer configuration. Defaults equal NAVSIM v1.1 (see ``docs/navsim-pdm.md``).
 
 Sources of the defaults (public NAVSIM v1.1 / nuPlan files):
 * weights, thresholds, horizons: ``navsim/planning/simulation/planner/pdm_planner/scoring/pdm_scorer.py``
@@ -51,6 +51,11 @@ class PDMConfig:
     tracking: bool = True
     """Track the interpolated trajectory with a controller + kinematic bicycle model before scoring (as NAVSIM
     does). False scores the interpolated poses directly (faster; velocities then come from finite differences)."""
+    jerk_penalty_form: str = "navsim"
+    """Regulariser of the tracker's velocity fit (``rewards.tracking.JERK_PENALTY_FORMS``): ``"navsim"`` is what
+    NAVSIM v1.1 executes (its ``_make_banded_difference_matrix`` overwrites its own +1 band, so the penalty acts on
+    the accelerations themselves, not on their differences); ``"jerk"`` is the penalty its docstring describes
+    (differences of consecutive accelerations)."""
 
     # --- weighted terms
     ep_weight: float = 5.0
@@ -109,6 +114,9 @@ class PDMConfig:
                 + ("; ddc_weight does not count with ddc_multiplicative=True)" if self.ddc_multiplicative
                    else " + ddc_weight)")
             )
+        if self.jerk_penalty_form not in ("navsim", "jerk"):
+            raise ValueError(
+                f"PDMConfig.jerk_penalty_form: expected 'navsim' or 'jerk', got {self.jerk_penalty_form!r}")
         if self.num_poses < 1 or self.pose_interval <= 0 or self.sim_dt <= 0:
             raise ValueError("PDMConfig: num_poses, pose_interval and sim_dt must be positive")
         ratio = self.pose_interval / self.sim_dt

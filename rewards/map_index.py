@@ -283,23 +283,13 @@ class MapIndex:
         return out.reshape(lead + (npoly,))
 
     def project_route(self, points: np.ndarray) -> np.ndarray:
-        """Arc length [m] of the closest route point for points ``(..., 2)`` (shapely ``LineString.project``)."""
+        """Arc length [m] of the closest route point for points ``(..., 2)`` (shapely ``LineString.project``; 0 for a
+        route of fewer than 2 points). Compiled: :func:`rewards.kernels.project_points`."""
         pts = np.asarray(points, dtype=np.float64)
-        if len(self.route) >= 2 and pts.shape[-1:] == (2,):
-            flat = np.ascontiguousarray(pts.reshape(-1, 2))
-            return kernels.project_points(flat, self._kernel_route, self._kernel_route_s).reshape(pts.shape[:-1])
-        a = self.route[:-1]
-        ab = self.route[1:] - a
-        len2 = np.sum(ab * ab, axis=1)
-        ap = pts[..., None, :] - a  # (..., S, 2)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            frac = np.where(len2 > 0, np.sum(ap * ab, axis=-1) / len2, 0.0)
-        frac = np.clip(frac, 0.0, 1.0)
-        closest = a + frac[..., None] * ab
-        dist2 = np.sum((pts[..., None, :] - closest) ** 2, axis=-1)
-        seg = np.argmin(dist2, axis=-1)  # first minimum, as GEOS
-        seg_len = np.sqrt(len2)
-        return self.route_s[seg] + np.take_along_axis(frac, seg[..., None], axis=-1)[..., 0] * seg_len[seg]
+        if pts.ndim < 1 or pts.shape[-1] != 2:
+            raise ValueError(f"points: expected shape (..., 2), got {pts.shape}")
+        flat = np.ascontiguousarray(pts.reshape(-1, 2))
+        return kernels.project_points(flat, self._kernel_route, self._kernel_route_s).reshape(pts.shape[:-1])
 
 
 def map_index_for(geometry: MapGeometry) -> MapIndex:

@@ -1,31 +1,34 @@
-"""NAVSIM v1.1 PDM score of a group of candidate trajectories (numpy glue around compiled kernels).
+"""NAVSIM v1.1 PDM score of a group of simulated candidates: :func:`score_states` and its result :class:`PDMResult`.
 
-Rules: ``../shared/specs/navsim-pdm.md``; source: ``navsim/planning/simulation/planner/pdm_planner/scoring/
-pdm_scorer.py`` (metrics, aggregation), ``.../scoring/pdm_scorer_utils.py`` (collision classification),
-``.../scoring/pdm_comfort_metrics.py`` (see :mod:`rewards.comfort`), ``navsim/evaluate/pdm_score.py`` (simulation +
-pairing with the PDM-Closed reference), nuPlan ``planning/simulation/observation/idm/utils.py`` (ahead / behind
-angles, stopped tracks).
+Rules: ``docs/navsim-pdm.md``; source: ``navsim/planning/simulation/planner/pdm_planner/scoring/pdm_scorer.py``
+(metrics, aggregation), ``.../scoring/pdm_scorer_utils.py`` (collision classification), ``.../scoring/
+pdm_comfort_metrics.py`` (see :mod:`rewards.comfort`), nuPlan ``planning/simulation/observation/idm/utils.py``
+(ahead / behind angles, stopped tracks). Simulating candidates and pairing them with the PDM-Closed-like reference
+(``navsim/evaluate/pdm_score.py``) is :mod:`rewards.scorer`'s job; this module knows nothing of the reference planner.
 
-Pipeline of :func:`score_states` (``G`` candidates, ``T`` = 41 states, ``N`` objects, ``S`` logged steps); the loops
-are numba kernels (:mod:`rewards.kernels`), transcriptions of the former vectorized numpy code with the same
-arithmetic, so every decision is taken on the same floating-point values (sines / cosines of inputs still come from
-numpy):
+Pipeline of :func:`score_states` (``G`` candidates, ``T`` = 41 states, ``N`` objects, ``S`` logged steps); numpy
+computes the sines / cosines of the inputs and the per-problem data, the loops are compiled kernels
+(:mod:`rewards.kernels`):
 
-1. ego boxes ``(G, T, 4, 2)`` from the rear-axle states (centre = rear axle + ``rear_axle_to_center``);
+1. ego boxes ``(G, T, 4, 2)`` from the rear-axle states (centre = rear axle + ``rear_axle_to_center``)
+   (:func:`rewards.kernels.ego_boxes`);
 2. ego areas per (g, t) from strict point-in-polygon tests (:mod:`rewards.map_index`), each point against the layers
    it needs: ``multiple_lanes``, ``non_drivable`` (corners), ``oncoming`` (centre in no on-route lane), rear axle in
-   an intersection;
+   an intersection (:func:`rewards.kernels.ego_areas`);
 3. ego-object contacts for the TTC offsets ``k`` in (0, 3, 6, 9) (k = 0 is the collision test of NC): a (g, n)
    bounding-box prefilter, a (g, n, t) early-out (centres too far apart for any offset), a (g, n, t, k)
-   bounding-circle prefilter, then an exact separating-axis test;
+   bounding-circle prefilter, then an exact separating-axis test (:func:`rewards.kernels.collisions_and_ttc`);
 4. NC: only the first contact of each (g, n) is classified (a not-at-fault contact makes NAVSIM ignore the object for
    the rest of the candidate; an at-fault one already sets NC and the time), TTC: only the first *checked* hit of
    each (g, n) in (t, k) order matters for the same reason; a pair's loop stops once both are decided;
-5. DAC, DDC (window sums by cumulative sums), EP (route arc-length projection), comfort, PDMS.
+5. comfort (:func:`rewards.comfort.comfort_score`); DAC, DDC (window sums by cumulative sums), EP (route arc-length
+   projection; a route of fewer than 2 points gives progress 0) and the PDMS aggregation
+   (:func:`rewards.kernels.aggregate`, the only implementation of the weighted aggregation).
 
 Without a map (``problem.map is None``): DAC, DDC, EP, progress and PDMS are NaN ("unavailable"); NC and TTC are
 computed with ``multiple_lanes``, ``non_drivable`` and "in intersection" all False (so a lateral contact is never at
-fault and TTC only fails for objects ahead); comfort and the collision flags are unaffected.
+fault and TTC only fails for objects ahead); comfort and the collision flags are unaffected. Such scenes are ranked
+by :func:`map_free_score` instead.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from __future__ import annotations
 import weakref
 from dataclasses import dataclass, fields
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -41,13 +44,8 @@ from rewards import kernels
 from rewards.comfort import comfort_score
 from rewards.config import PDMConfig
 from rewards.map_index import MapIndex, map_index_for
-from rewards.tracking import NUM_STATE_COLUMNS, SVX, SVY, SYAW, simulate_candidates
+from rewards.tracking import NUM_STATE_COLUMNS, SVX, SVY, SYAW
 from rewards.types import ScoringProblem, checked_group
-
-if TYPE_CHECKING:  # pragma: no cover
-    from rewards.reference_planner import ReferenceResult
-
-_EPS = 1e-9
 
 
 @dataclass
@@ -121,34 +119,63 @@ class PDMResult:
         return out
 
 
+def map_free_score(
+    nc: np.ndarray,
+    ttc: np.ndarray,
+    comfort: np.ndarray,
+    config: PDMConfig = PDMConfig(),
+    progress: np.ndarray | None = None,
+) -> np.ndarray:
+    """The map-free score ``(G,)`` in [0, 1]: PDMS without its map-dependent terms (DAC, DDC, route EP).
+
+    ``NC * (w_ep EP + w_ttc TTC + w_c C) / (w_ep + w_ttc + w_c)`` with NAVSIM's weights, where ``EP`` exists only
+    when the caller has a progress measure:
+
+    * ``progress`` None (no path to measure progress along; the envs' reward on scenes without a map): the EP term
+      and its weight drop out, ``NC * (w_ttc TTC + w_c C) / (w_ttc + w_c)`` = ``NC * (5 TTC + 2 C) / 7``;
+    * ``progress (G,)`` [m] along some path (the counterfactual search: along the negative's own path): EP as
+      NAVSIM normalises it within a group, ``max(progress, 0) * NC`` divided by the group's largest (EP = 1 for all
+      when that is not above ``config.progress_threshold``).
+
+    Args:
+        nc, ttc, comfort: ``(G,)`` sub-scores of a :class:`PDMResult`.
+        config: weights and ``progress_threshold``.
+        progress: optional ``(G,)`` progress [m].
+
+    Raises:
+        ValueError: when the weights in use sum to 0.
+    """
+    nc = np.asarray(nc, dtype=np.float64)
+    w_ep = 0.0
+    ep = 0.0
+    if progress is not None:
+        w_ep = float(config.ep_weight)
+        masked = np.maximum(np.asarray(progress, dtype=np.float64), 0.0) * nc
+        best = masked.max() if len(masked) else 0.0
+        ep = masked / best if best > config.progress_threshold else np.ones_like(masked)
+    weights = w_ep + config.ttc_weight + config.comfort_weight
+    if weights <= 0:
+        raise ValueError("map_free_score: PDMConfig weights of the terms in use (ttc_weight + comfort_weight"
+                         + (" + ep_weight" if progress is not None else "") + ") must sum to > 0")
+    return nc * (w_ep * ep + config.ttc_weight * np.asarray(ttc, dtype=np.float64)
+                 + config.comfort_weight * np.asarray(comfort, dtype=np.float64)) / weights
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Candidate-independent data per problem (cached on a weak-key dictionary).
 
 
 @dataclass(eq=False)
 class _ProblemData:
-    """Precomputed per :class:`ScoringProblem`: object boxes, prefilter bounds, map index, reference cache."""
+    """Precomputed per :class:`ScoringProblem`: the objects as the contact kernel reads them, and the map index."""
 
-    corners: np.ndarray  # (N, S, 4, 2)
-    centers: np.ndarray  # (N, S, 2)
-    valid: np.ndarray  # (N, S)
-    yaw: np.ndarray  # (N, S)
-    drift: np.ndarray  # (N, S) how far the centre moves within the next max-TTC-offset steps [m] (inf if invalid)
-    cos_yaw: np.ndarray  # (N, S)
-    sin_yaw: np.ndarray  # (N, S)
-    half: np.ndarray  # (N, 2) half length, half width [m]
-    radius: np.ndarray  # (N,) half diagonal [m]
-    lo: np.ndarray  # (N, 2) AABB over valid steps
-    hi: np.ndarray  # (N, 2)
-    stopped: np.ndarray  # (N,) object "stopped" as first seen (static objects always)
-    is_static: np.ndarray  # (N,)
-    ids: np.ndarray  # (N,)
+    objects: kernels.ObjectTracks
     map_index: MapIndex | None
-    references: dict
 
 
 _PROBLEMS: "weakref.WeakKeyDictionary[ScoringProblem, dict]" = weakref.WeakKeyDictionary()
-"""Per problem object: ``{(collision_stopped_speed, max TTC offset): _ProblemData}``."""
+"""Per problem object: ``{(collision_stopped_speed, max TTC offset): _ProblemData}``. Keyed by identity: sound
+because a problem's arrays are read-only copies (:mod:`rewards.types`)."""
 
 
 def _problem_data(problem: ScoringProblem, stopped_speed: float, horizon: int) -> _ProblemData:
@@ -167,24 +194,22 @@ def _problem_data(problem: ScoringProblem, stopped_speed: float, horizon: int) -
     first = np.argmax(valid, axis=1) if s else np.zeros(n, dtype=int)
     v_first = ag.velocities[np.arange(n), first] if s else np.zeros((n, 2))
     stopped = ag.is_static | (np.hypot(v_first[:, 0], v_first[:, 1]) <= stopped_speed)
-    data = _ProblemData(
-        corners=corners,
+    objects = kernels.ObjectTracks(
         centers=centers,
-        valid=valid,
-        yaw=ag.poses[..., 2].copy(),
-        drift=kernels.object_drift(centers, valid, int(horizon)),
         cos_yaw=cos_yaw,
         sin_yaw=sin_yaw,
+        valid=valid,
         half=half,
         radius=0.5 * np.hypot(ag.sizes[:, 0], ag.sizes[:, 1]),
         lo=lo,
         hi=hi,
+        corners=corners,
         stopped=stopped,
         is_static=ag.is_static.copy(),
+        drift=kernels.object_drift(centers, valid, int(horizon)),
         ids=ag.ids.copy(),
-        map_index=map_index_for(problem.map) if problem.map is not None else None,
-        references={},
     )
+    data = _ProblemData(objects=objects, map_index=map_index_for(problem.map) if problem.map is not None else None)
     per_problem[key] = data
     return data
 
@@ -216,13 +241,37 @@ def _offset_table(ttc_offsets: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray,
     return off, checked, offsets.index(0)
 
 
-def _ddc(centers: np.ndarray, oncoming: np.ndarray, config: PDMConfig) -> np.ndarray:
-    """Driving direction compliance ``(G,)`` (pdm_scorer.py ``_calculate_driving_direction_compliance``): the largest
-    oncoming progress over windows of steps ``max(0, t - h) .. t`` (:func:`rewards.kernels.ddc_worst`)."""
-    horizon = int(config.ddc_horizon / config.sim_dt)
-    worst = kernels.ddc_worst(centers, oncoming, horizon)
-    return np.where(worst < config.ddc_compliance_threshold, 1.0,
-                    np.where(worst < config.ddc_violation_threshold, 0.5, 0.0))
+@lru_cache(maxsize=32)
+def _contact_rules(config: PDMConfig) -> kernels.ContactRules:
+    """Offsets and thresholds of :func:`rewards.kernels.collisions_and_ttc` for ``config``."""
+    offsets, ttc_checked, zero_k = _offset_table(tuple(config.ttc_offsets))
+    return kernels.ContactRules(
+        offsets=offsets,
+        ttc_checked=ttc_checked,
+        zero_k=int(zero_k),
+        dt=float(config.sim_dt),
+        collision_stopped_speed=float(config.collision_stopped_speed),
+        ttc_stopped_speed=float(config.ttc_stopped_speed),
+        behind_rad=float(np.deg2rad(config.behind_angle_deg)),
+        ahead_rad=float(np.deg2rad(config.ttc_ahead_angle_deg)),
+        static_score=float(config.static_collision_score),
+    )
+
+
+@lru_cache(maxsize=32)
+def _aggregate_rules(config: PDMConfig) -> kernels.AggregateRules:
+    """Weights and thresholds of :func:`rewards.kernels.aggregate` for ``config``."""
+    return kernels.AggregateRules(
+        ddc_horizon=int(config.ddc_horizon / config.sim_dt),
+        ddc_compliance=float(config.ddc_compliance_threshold),
+        ddc_violation=float(config.ddc_violation_threshold),
+        ddc_multiplicative=bool(config.ddc_multiplicative),
+        progress_threshold=float(config.progress_threshold),
+        w_ep=float(config.ep_weight),
+        w_ttc=float(config.ttc_weight),
+        w_comfort=float(config.comfort_weight),
+        w_ddc=float(config.ddc_weight),
+    )
 
 
 def _validate_states(states: np.ndarray, config: PDMConfig) -> np.ndarray:
@@ -270,7 +319,6 @@ def score_states(
     data = _problem_data(problem, config.collision_stopped_speed, max(config.ttc_offsets))
     params = problem.ego.params
     g_count, t_count = states.shape[:2]
-    dt = config.sim_dt
     half_length, half_width = 0.5 * float(params.length), 0.5 * float(params.width)
     yaw = states[..., SYAW]
     cos_yaw, sin_yaw = np.cos(yaw), np.sin(yaw)
@@ -288,50 +336,32 @@ def score_states(
 
     # --- NC (pdm_scorer.py _calculate_no_at_fault_collision, pdm_scorer_utils.get_collision_type) and TTC
     # (pdm_scorer.py _calculate_ttc) from the ego-object contacts; see rewards.kernels.collisions_and_ttc.
-    offsets, ttc_checked, zero_k = _offset_table(tuple(config.ttc_offsets))
-    nc, ttc, collision, collision_time, colliding_id, at_fault_time, ttc_time = kernels.collisions_and_ttc(
-        states, cos_yaw, sin_yaw, centers, corners, speed, lane_or_offroad, in_intersection, offsets, ttc_checked,
-        zero_k, float(dt), 0.5 * float(np.hypot(params.length, params.width)), half_length, half_width,
-        data.centers, data.cos_yaw, data.sin_yaw, data.valid, data.half, data.radius, data.lo, data.hi, data.corners,
-        data.stopped, data.is_static, data.drift, data.ids, float(config.collision_stopped_speed),
-        float(config.ttc_stopped_speed), float(np.deg2rad(config.behind_angle_deg)),
-        float(np.deg2rad(config.ttc_ahead_angle_deg)), float(config.static_collision_score),
+    ego = kernels.EgoSweep(
+        states=states,
+        cos_yaw=cos_yaw,
+        sin_yaw=sin_yaw,
+        centers=centers,
+        corners=corners,
+        speed=speed,
+        lane_or_offroad=lane_or_offroad,
+        in_intersection=in_intersection,
+        radius=0.5 * float(np.hypot(params.length, params.width)),
+        half_length=half_length,
+        half_width=half_width,
     )
+    nc, ttc, collision, collision_time, colliding_id, at_fault_time, ttc_time = kernels.collisions_and_ttc(
+        ego, data.objects, _contact_rules(config))
 
-    comfort = comfort_score(states, dt, config.comfort)
+    comfort = comfort_score(states, config.sim_dt, config.comfort)
 
-    if has_map and len(data.map_index.route) >= 2:
-        # DAC, DDC (pdm_scorer.py _calculate_driving_direction_compliance), EP (progress of the box centre along the
-        # route, masked by NC x DAC and normalised by the largest masked progress of the pair / group), PDMS.
+    if has_map:
+        # DAC, DDC, EP (progress of the box centre along the route, masked by NC x DAC and normalised by the largest
+        # masked progress of the pair / group) and PDMS: rewards.kernels.aggregate.
         index = data.map_index
         ref = float(reference_progress) if reference_progress is not None else np.nan
         dac, ddc, progress, masked, ep, pdms = kernels.aggregate(
             nc, ttc, comfort, non_drivable, oncoming, centers, index._kernel_route, index._kernel_route_s,
-            int(config.ddc_horizon / config.sim_dt), float(config.ddc_compliance_threshold),
-            float(config.ddc_violation_threshold), bool(config.ddc_multiplicative),
-            ref if np.isfinite(ref) else np.nan, float(config.progress_threshold), float(config.ep_weight),
-            float(config.ttc_weight), float(config.comfort_weight), float(config.ddc_weight),
-        )
-    elif has_map:  # degenerate route (fewer than 2 points): numpy path
-        dac = np.where(non_drivable.any(axis=1), 0.0, 1.0)
-        ddc = _ddc(centers, oncoming, config)
-        s0 = data.map_index.project_route(centers[:, 0])
-        s1 = data.map_index.project_route(centers[:, -1])
-        progress = np.clip(s1 - s0, 0.0, None)
-        mult = nc * dac * (ddc if config.ddc_multiplicative else 1.0)
-        masked = progress * mult
-        if reference_progress is None or not np.isfinite(reference_progress):
-            norm = np.full(g_count, masked.max())
-        else:
-            norm = np.maximum(float(reference_progress), masked)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ep = np.where(norm > config.progress_threshold, masked / np.where(norm > 0, norm, 1.0),
-                          np.where(mult == 0.0, 0.0, 1.0))
-        w_ddc = config.averaged_ddc_weight  # 0 when DDC multiplies (EPDMS-style preset)
-        weights = config.ep_weight + config.ttc_weight + config.comfort_weight + w_ddc
-        weighted = (config.ep_weight * ep + config.ttc_weight * ttc + config.comfort_weight * comfort
-                    + w_ddc * ddc) / weights
-        pdms = mult * weighted
+            ref if np.isfinite(ref) else np.nan, _aggregate_rules(config))
     else:
         dac = ddc = ep = progress = pdms = masked = np.full(g_count, np.nan)
 
@@ -353,60 +383,3 @@ def score_states(
         ttc_time=ttc_time,
         masked_progress=masked,
     )
-
-
-def reference_for(problem: ScoringProblem, config: PDMConfig = PDMConfig()) -> "ReferenceResult | None":
-    """The PDM-Closed-like reference of ``problem`` (:func:`rewards.reference_planner.plan_reference`), cached per
-    problem object and config; None without map."""
-    from rewards.reference_planner import plan_reference
-
-    data = _problem_data(problem, config.collision_stopped_speed, max(config.ttc_offsets))
-    if config not in data.references:
-        data.references[config] = plan_reference(problem, config)
-    return data.references[config]
-
-
-def score_group(
-    problem: ScoringProblem,
-    candidates: np.ndarray,
-    config: PDMConfig = PDMConfig(),
-    reference: "None | str | ReferenceResult" = "auto",
-) -> PDMResult:
-    """Simulate and score a group of candidates (``simulate_candidates`` + ``score_states``).
-
-    Args:
-        problem: the decision time.
-        candidates: ``(G, 8, 3)`` ego-frame rear-axle poses [m, m, rad] at 0.5 s.
-        config: scorer configuration.
-        reference: ``"auto"``: EP is normalised against the PDM-Closed-like reference (planned once per problem and
-            cached); a :class:`~rewards.reference_planner.ReferenceResult`: against that one; ``None``: among the
-            candidates of the group only.
-    """
-    states = simulate_candidates(problem.ego, candidates, config)
-    ref_progress = None
-    if isinstance(reference, str):
-        if reference != "auto":
-            raise ValueError(f"reference: expected None, 'auto' or a ReferenceResult, got {reference!r}")
-        ref = reference_for(problem, config) if problem.map is not None else None
-        ref_progress = None if ref is None else ref.masked_progress
-    elif reference is not None:
-        ref_progress = float(reference.masked_progress)
-    return score_states(problem, states, config, reference_progress=ref_progress)
-
-
-class PDMScorer:
-    """Configured scorer: ``PDMScorer(config).score_group(problem, candidates)``."""
-
-    def __init__(self, config: PDMConfig = PDMConfig(), reference: "None | str" = "auto"):
-        self.config = config
-        self.reference = reference
-
-    def score_group(self, problem: ScoringProblem, candidates: np.ndarray, reference: Any = "default") -> PDMResult:
-        """See :func:`score_group`; ``reference`` defaults to the scorer's setting."""
-        ref = self.reference if isinstance(reference, str) and reference == "default" else reference
-        return score_group(problem, candidates, self.config, reference=ref)
-
-    def score_states(self, problem: ScoringProblem, states: np.ndarray,
-                     reference_progress: float | None = None) -> PDMResult:
-        """See :func:`score_states`."""
-        return score_states(problem, states, self.config, reference_progress)

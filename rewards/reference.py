@@ -1,7 +1,7 @@
 """Reference (oracle) PDM scorer: NAVSIM v1.1's rules, one candidate and one time step at a time, with shapely.
 
 This module is the *slow, obvious* twin of :func:`rewards.pdm.score_states`. It is written directly from
-``shared/specs/navsim-pdm.md`` and the public NAVSIM v1.1 source it summarises, and is used only by the tests (as the
+``docs/navsim-pdm.md`` and the public NAVSIM v1.1 source it summarises, and is used only by the tests (as the
 oracle the vectorized scorer must agree with) and by ``benchmarks/bench_scorer.py``. Readability beats speed here:
 every rule is a plain loop over candidates, time steps and objects, and every geometric test is a shapely predicate
 on a ``Polygon`` / ``LineString`` / ``Point``.

@@ -1,5 +1,6 @@
 """PDM-Closed-like reference planner: the trajectory EP is normalised against (NAVSIM v1.1 scores every prediction
-paired with PDM-Closed, ``navsim/evaluate/pdm_score.py``).
+paired with PDM-Closed, ``navsim/evaluate/pdm_score.py``). It builds on :mod:`rewards.pdm` (its proposals are scored
+with :func:`rewards.pdm.score_states`); :mod:`rewards.scorer` composes the two and caches the reference per problem.
 
 What it does (after ``navsim/planning/simulation/planner/pdm_planner/abstract_pdm_closed_planner.py``,
 ``.../proposal/pdm_generator.py``, ``.../proposal/batch_idm_policy.py`` and the parameters NAVSIM's metric caching
@@ -34,7 +35,8 @@ from numba import njit
 
 from rewards.config import PDMConfig
 from rewards.geometry import offset_polyline, polyline_arclength, wrap_angle, world_to_local
-from rewards.tracking import SX, SY, SYAW, simulate_poses
+from rewards.pdm import score_states
+from rewards.tracking import SX, SYAW, simulate_poses
 from rewards.types import AgentsFuture, ScoringProblem
 
 # batch_idm_policy.py / metric_cache_processor.py (NAVSIM v1.1)
@@ -93,8 +95,15 @@ def _project_kernel(points: np.ndarray, path: np.ndarray, path_s: np.ndarray) ->
 def _project(points: np.ndarray, path: np.ndarray, path_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Arc length [m] and signed lateral offset [m] (left positive) of points ``(M, 2)`` on a polyline ``(R, 2)``
     with cumulative arc length ``path_s (R,)``: the closest point over all segments (first one on ties)."""
-    return _project_kernel(np.ascontiguousarray(points, dtype=np.float64), np.ascontiguousarray(path, dtype=np.float64),
-                           np.ascontiguousarray(path_s, dtype=np.float64))
+    return _project_kernel(_kernel_view(points), _kernel_view(path), _kernel_view(path_s))
+
+
+def _kernel_view(a: np.ndarray) -> np.ndarray:
+    """``a`` as a C-contiguous float64 read-only view (or copy): the kernel then compiles once, whether the caller's
+    array is writeable (an offset path) or not (a problem's frozen route or pose)."""
+    out = np.ascontiguousarray(a, dtype=np.float64).view()
+    out.setflags(write=False)
+    return out
 
 
 def _project_numpy(points: np.ndarray, path: np.ndarray, path_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -187,8 +196,6 @@ def _idm_progress(problem: ScoringProblem, forecast: AgentsFuture, path: np.ndar
 
 def plan_reference(problem: ScoringProblem, config: PDMConfig = PDMConfig()) -> ReferenceResult | None:
     """Plan the PDM-Closed-like reference for ``problem`` (None without map). See the module docstring."""
-    from rewards.pdm import score_states  # local import: pdm imports this module lazily too
-
     geometry = problem.map
     if geometry is None or len(geometry.route) < 2:
         return None

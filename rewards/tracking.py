@@ -10,10 +10,11 @@ NAVSIM v1.1 (``navsim/evaluate/pdm_score.py``) turns a planner output of 8 ego-f
    ``nuplan/common/geometry/compute.py``). Interpolation is a fixed ``(41, 9)`` weight matrix.
 2. **Tracking** (``navsim/.../pdm_planner/simulation/batch_lqr.py``, ``batch_lqr_utils.py``, after nuPlan's
    ``nuplan/planning/simulation/controller/tracker/lqr.py``): velocity and curvature profiles are fitted to the
-   interpolated poses by regularised least squares (jerk penalty 1e-4, curvature-rate penalty 1e-2, initial
-   curvature penalty 1e-10); each step a one-step longitudinal LQR (q=10, r=1, horizon 10 steps) gives the
-   acceleration and a one-step lateral LQR on (lateral error, heading error, steering angle) with Q=diag(1, 10, 0),
-   R=1 gives the steering rate; below 0.2 m/s (reference and current) a P stopping controller (gain 0.5) is used.
+   interpolated poses by regularised least squares (jerk penalty 1e-4, see "Jerk penalty" below; curvature-rate
+   penalty 1e-2, initial curvature penalty 1e-10); each step a one-step longitudinal LQR (q=10, r=1, horizon
+   10 steps) gives the acceleration and a one-step lateral LQR on (lateral error, heading error, steering angle)
+   with Q=diag(1, 10, 0), R=1 gives the steering rate; below 0.2 m/s (reference and current) a P stopping
+   controller (gain 0.5) is used.
 3. **Motion model** (``navsim/.../simulation/batch_kinematic_bicycle.py``, after nuPlan's
    ``nuplan/planning/simulation/controller/motion_model/kinematic_bicycle.py``): first-order lags on acceleration
    (0.2 s) and steering angle (0.05 s), forward Euler integration, steering clipped to +-pi/3, lateral velocity and
@@ -28,9 +29,16 @@ Same maths as NAVSIM, reorganised for speed (results equal up to floating-point 
   instead of a ``pinv`` per proposal;
 * the 10-step lateral LQR prediction is written with cumulative sums instead of 10 chained 3x3 matrix products;
 * the time loop runs per candidate in compiled code (:func:`rewards.kernels.simulate_tracked`), the tridiagonal
-  solve in ``dgtsv``'s operation order. Against the former numpy loop the states differ only in the last bits
-  (compiled ``cos / sin / tan`` are the C library's, numpy's may be vectorised ones; the velocity operator product is
-  summed in a fixed order): the tests keep the 1e-7 agreement with the direct NAVSIM transcription.
+  solve in ``dgtsv``'s operation order, the velocity operator product summed in a fixed order, ``cos / sin / tan``
+  from the C library: the tests hold the states to 1e-7 of a direct matrix-chain transcription of NAVSIM.
+
+**Jerk penalty** (``JERK_PENALTY_FORMS``, ``PDMConfig.jerk_penalty_form``). NAVSIM v1.1's
+``batch_lqr_utils._make_banded_difference_matrix(n)`` is documented to return the difference matrix
+``[x_2 - x_1, ..., x_N - x_{N-1}]`` but executes ``banded[:, 1:] = eye`` then ``banded[:, :-1] = -eye``: the second
+assignment overwrites the first everywhere except the last column, so the matrix is ``[-I | e_n]`` and the
+"jerk" penalty acts on ``-a_0 .. -a_{M-4}`` and ``a_{M-2} - a_{M-3}`` (mostly an acceleration-magnitude penalty).
+``"navsim"`` (default) reproduces what NAVSIM executes; ``"jerk"`` is the documented intent. On bank scenes the two
+give states that differ by centimetres (``python -m benchmarks.bench_jerk_penalty``).
 
 The tracker starts from :attr:`rewards.types.EgoState.steering_angle` (NAVSIM: the logged tire steering angle). Known
 difference from NAVSIM: our scene sources log no steering angle, so it is 0 (straight wheels) unless a caller sets it
@@ -69,6 +77,8 @@ Q_LATERAL = (1.0, 10.0, 0.0)  # lateral error, heading error, steering angle
 R_LATERAL = 1.0
 TRACKING_HORIZON = 10  # steps
 JERK_PENALTY = 1e-4
+JERK_PENALTY_FORMS = ("navsim", "jerk")
+"""Forms of the velocity fit's regulariser: what NAVSIM v1.1 executes, and the jerk penalty it documents."""
 CURVATURE_RATE_PENALTY = 1e-2
 INITIAL_CURVATURE_PENALTY = 1e-10  # batch_lqr_utils.py
 STOPPING_PROPORTIONAL_GAIN = 0.5
@@ -122,33 +132,52 @@ def interpolate_candidates(ego: EgoState, candidates: np.ndarray, config: PDMCon
     return kernels.interpolate(np.ascontiguousarray(cand), ego.pose, float(np.cos(h0)), float(np.sin(h0)), ratio)
 
 
+def banded_difference_matrix(number_rows: int, form: str = "navsim") -> np.ndarray:
+    """``(n, n + 1)`` regulariser of the accelerations in the velocity fit (``n = number_rows``).
+
+    ``"navsim"``: NAVSIM v1.1 ``batch_lqr_utils._make_banded_difference_matrix`` as executed, ``[-I_n | e_n]``
+    (its ``banded[:, 1:] = eye`` is overwritten by ``banded[:, :-1] = -eye`` except in the last column);
+    ``"jerk"``: the difference matrix its docstring describes, row i = ``x_{i+1} - x_i``.
+    """
+    if form not in JERK_PENALTY_FORMS:
+        raise ValueError(f"jerk_penalty_form: expected one of {JERK_PENALTY_FORMS}, got {form!r}")
+    banded = np.zeros((number_rows, number_rows + 1))
+    idx = np.arange(number_rows)
+    if form == "jerk":
+        banded[idx, idx + 1] = 1.0
+        banded[idx, idx] = -1.0
+    else:
+        banded[idx, idx] = -1.0
+        if number_rows:
+            banded[number_rows - 1, number_rows] = 1.0
+    return banded
+
+
 @lru_cache(maxsize=8)
-def _velocity_fit_operator(num_poses: int, dt: float) -> np.ndarray:
+def _velocity_fit_operator(num_poses: int, dt: float, form: str = "navsim") -> np.ndarray:
     """``(M, M)`` operator mapping projected displacements ``(..., M)`` to ``[v_0, a_0 .. a_{M-2}]``.
 
     ``batch_lqr_utils._fit_initial_velocity_and_acceleration_profile`` solves
     ``min ||y - A x||^2 + jerk_penalty ||R x||^2`` where displacement ``k`` is modelled as
-    ``dt * v_k * (cos h_k, sin h_k)`` with ``v_k = v_0 + dt * sum_{j<k} a_j``. Because ``(cos, sin)`` is a unit
-    vector, ``A^T A = L^T L`` with the pose-independent ``L`` (speed-per-step map) and ``A^T y = L^T p`` with
+    ``dt * v_k * (cos h_k, sin h_k)`` with ``v_k = v_0 + dt * sum_{j<k} a_j`` and ``R = [0 | B]`` with ``B`` the
+    ``(M - 2, M - 1)`` :func:`banded_difference_matrix` of ``form``. Because ``(cos, sin)`` is a unit vector,
+    ``A^T A = L^T L`` with the pose-independent ``L`` (speed-per-step map) and ``A^T y = L^T p`` with
     ``p_k = d_k . (cos h_k, sin h_k)``; so ``x = (L^T L + jerk R^T R)^-1 L^T p`` (same ``pinv`` as NAVSIM).
-    ``M = num_poses`` (number of displacements).
+    ``M = num_poses`` (number of displacements). Read-only.
     """
     m = num_poses
     lower = np.zeros((m, m))
     lower[:, 0] = dt
     for k in range(m):
         lower[k, 1 : k + 1] = dt * dt
-    band = np.zeros((m - 2, m - 1))
-    idx = np.arange(m - 2)
-    band[idx, idx + 1] = 1.0
-    band[idx, idx] = -1.0
-    reg = np.concatenate([np.zeros((m - 2, 1)), band], axis=1)
+    reg = np.concatenate([np.zeros((m - 2, 1)), banded_difference_matrix(m - 2, form)], axis=1)
     op = np.linalg.pinv(lower.T @ lower + JERK_PENALTY * reg.T @ reg) @ lower.T
     op.setflags(write=False)
     return op
 
 
-def fit_velocity_curvature(poses: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
+def fit_velocity_curvature(poses: np.ndarray, dt: float, jerk_penalty_form: str = "navsim"
+                           ) -> tuple[np.ndarray, np.ndarray]:
     """Velocity and curvature profiles ``(G, M)`` fitted to poses ``(G, M + 1, 3)`` sampled every ``dt`` [s].
 
     Returns ``(velocity [m/s], curvature [1/m])`` at the first ``M`` poses, as NAVSIM's
@@ -159,24 +188,19 @@ def fit_velocity_curvature(poses: np.ndarray, dt: float) -> tuple[np.ndarray, np
     the curvature profile itself (same minimiser as NAVSIM's ``[k0, rates]`` least squares, whose unknowns map
     one-to-one onto it): minimise ``sum_k (hd_k - v_k dt kappa_k)^2 + (curvature_rate_penalty / dt^2)
     sum_k (kappa_{k+1} - kappa_k)^2 + initial_penalty kappa_0^2``, a tridiagonal system per candidate (compiled:
-    :func:`rewards.kernels.fit_profiles`).
+    :func:`rewards.kernels.fit_profiles`). ``jerk_penalty_form``: see :func:`banded_difference_matrix`.
     """
     poses = np.ascontiguousarray(poses, dtype=np.float64)
     h = poses[..., 2]
-    return _fit(poses, np.cos(h), np.sin(h), dt)
-
-
-def _fit(poses: np.ndarray, cos_h: np.ndarray, sin_h: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`fit_velocity_curvature` with the heading's cosine and sine ``(G, M + 1)`` given."""
-    op_t = _velocity_fit_operator_t(poses.shape[1] - 1, float(dt))
-    return kernels.fit_profiles(poses, cos_h, sin_h, op_t, float(dt), CURVATURE_RATE_PENALTY,
+    op_t = _velocity_fit_operator_t(poses.shape[1] - 1, float(dt), jerk_penalty_form)
+    return kernels.fit_profiles(poses, np.cos(h), np.sin(h), op_t, float(dt), CURVATURE_RATE_PENALTY,
                                 INITIAL_CURVATURE_PENALTY)
 
 
 @lru_cache(maxsize=8)
-def _velocity_fit_operator_t(num_poses: int, dt: float) -> np.ndarray:
+def _velocity_fit_operator_t(num_poses: int, dt: float, form: str = "navsim") -> np.ndarray:
     """C-contiguous transpose of :func:`_velocity_fit_operator` (the kernels read it row by row). Read-only."""
-    op_t = np.ascontiguousarray(_velocity_fit_operator(num_poses, dt).T)
+    op_t = np.ascontiguousarray(_velocity_fit_operator(num_poses, dt, form).T)
     op_t.setflags(write=False)
     return op_t
 
@@ -191,7 +215,8 @@ def _initial_state(ego: EgoState) -> np.ndarray:
 
 
 def track_poses(
-    ego: EgoState, poses: np.ndarray, dt: float, params: VehicleParameters | None = None
+    ego: EgoState, poses: np.ndarray, dt: float, params: VehicleParameters | None = None,
+    jerk_penalty_form: str = "navsim",
 ) -> np.ndarray:
     """Track reference poses with NAVSIM's batch LQR tracker and kinematic bicycle model.
 
@@ -201,16 +226,17 @@ def track_poses(
             current pose.
         dt: step [s].
         params: vehicle geometry (wheelbase); default ``ego.params``.
+        jerk_penalty_form: regulariser of the velocity fit (:func:`banded_difference_matrix`).
 
     Returns:
         ``(G, T, 7)`` simulated states (columns ``SX..SAY``).
     """
-    return track_poses_with_steering(ego, poses, dt, params)[0]
+    return track_poses_with_steering(ego, poses, dt, params, jerk_penalty_form=jerk_penalty_form)[0]
 
 
 def track_poses_with_steering(
     ego: EgoState, poses: np.ndarray, dt: float, params: VehicleParameters | None = None,
-    num_steps: int | None = None,
+    num_steps: int | None = None, jerk_penalty_form: str = "navsim",
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`track_poses`, optionally for the first ``num_steps`` steps only, with the steering angle per state.
 
@@ -223,6 +249,7 @@ def track_poses_with_steering(
         dt: step [s].
         params: vehicle geometry (wheelbase); default ``ego.params``.
         num_steps: tracker steps to run, ``0 <= num_steps <= T - 1``; None: ``T - 1`` (the whole reference).
+        jerk_penalty_form: regulariser of the velocity fit (:func:`banded_difference_matrix`).
 
     Returns:
         ``(states (G, k + 1, 7), steering (G, k + 1))`` with ``k = num_steps``: simulated states (columns
@@ -243,10 +270,11 @@ def track_poses_with_steering(
     accel_lag = dt / (dt + ACCEL_TIME_CONSTANT)
     steer_gain = dt / (dt + STEERING_ANGLE_TIME_CONSTANT) * dt
     return kernels.simulate_tracked(
-        poses, _initial_state(ego), float(ego.steering_angle), int(k), _velocity_fit_operator_t(last, dt), w_kappa,
-        coef, dt, CURVATURE_RATE_PENALTY, INITIAL_CURVATURE_PENALTY, wheelbase, float(long_gain), float(q_lat0),
-        float(q_lat1), float(R_LATERAL), float(accel_lag), float(steer_gain), float(STOPPING_VELOCITY),
-        float(STOPPING_PROPORTIONAL_GAIN), float(MAX_STEERING_ANGLE),
+        poses, _initial_state(ego), float(ego.steering_angle), int(k),
+        _velocity_fit_operator_t(last, dt, jerk_penalty_form), w_kappa, coef, dt, CURVATURE_RATE_PENALTY,
+        INITIAL_CURVATURE_PENALTY, wheelbase, float(long_gain), float(q_lat0), float(q_lat1), float(R_LATERAL),
+        float(accel_lag), float(steer_gain), float(STOPPING_VELOCITY), float(STOPPING_PROPORTIONAL_GAIN),
+        float(MAX_STEERING_ANGLE),
     )
 
 
@@ -301,7 +329,7 @@ def simulate_poses(ego: EgoState, poses: np.ndarray, config: PDMConfig) -> np.nd
     if not np.all(np.isfinite(poses)):
         raise ValueError(f"poses: contains NaN or inf (shape {poses.shape})")
     if config.tracking:
-        return track_poses(ego, poses, config.sim_dt)
+        return track_poses(ego, poses, config.sim_dt, jerk_penalty_form=config.jerk_penalty_form)
     return finite_difference_states(ego, poses, config.sim_dt)
 
 
@@ -322,5 +350,5 @@ def simulate_candidates(ego: EgoState, candidates: np.ndarray, config: PDMConfig
     """
     poses = interpolate_candidates(ego, candidates, config)
     if config.tracking:
-        return track_poses(ego, poses, config.sim_dt)
+        return track_poses(ego, poses, config.sim_dt, jerk_penalty_form=config.jerk_penalty_form)
     return finite_difference_states(ego, poses, config.sim_dt)

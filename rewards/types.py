@@ -2,6 +2,13 @@
 
 ``envs.scoring.problem_from_scene(scene, t)`` builds a :class:`ScoringProblem` from a scene; anything else that can
 fill these arrays (a CARLA world, a test) can call the scorer directly.
+
+**Frozen inputs.** :class:`EgoState`, :class:`AgentsFuture` and :class:`MapGeometry` keep read-only arrays that they
+own: an array given to them is copied (after the dtype / shape / finiteness checks) and its copy made read-only, so
+the caller can edit or reuse its own array afterwards without changing a problem the scorer has seen (the scorer
+caches per problem object: object boxes, map index, reference). An array that is already read-only and not a view
+of a writeable array is kept as is (no copy), so ``dataclasses.replace(problem, ego=...)`` and rebuilding from
+frozen parts stay cheap.
 """
 
 from __future__ import annotations
@@ -14,15 +21,39 @@ import numpy as np
 from rewards.geometry import NAVSIM_EGO, VehicleParameters
 
 
+def _is_frozen(arr: np.ndarray) -> bool:
+    """True when nobody can write ``arr``'s data through numpy: ``arr`` and every array it is a view of are
+    read-only, and the chain ends in no buffer or in an immutable one (``bytes``)."""
+    base: Any = arr
+    while isinstance(base, np.ndarray):
+        if base.flags.writeable:
+            return False
+        base = base.base
+    return base is None or isinstance(base, bytes)
+
+
+def _freeze(arr: np.ndarray, value: Any) -> np.ndarray:
+    """``arr`` (= ``np.asarray(value, ...)``) as a read-only array no other array can write: ``arr`` itself when it
+    already is one (:func:`_is_frozen`); a fresh array from a conversion (owning its data, not ``value``) made
+    read-only in place; otherwise a read-only copy."""
+    if _is_frozen(arr):
+        return arr
+    if arr is value or not arr.flags.owndata:
+        arr = arr.copy()
+    arr.setflags(write=False)
+    return arr
+
+
 def _checked(name: str, value: Any, shape: tuple[int | None, ...], dtype: Any = np.float64) -> np.ndarray:
-    """Array of ``dtype`` with ``shape`` (``None``: any), finite if floating; ``ValueError`` naming ``name``."""
+    """Read-only array (:func:`_freeze`) of ``dtype`` with ``shape`` (``None``: any), finite if floating;
+    ``ValueError`` naming ``name``."""
     arr = np.asarray(value, dtype=dtype)
     if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
         want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
         raise ValueError(f"{name}: expected shape {want}, got {arr.shape}")
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise ValueError(f"{name}: contains NaN or inf (shape {arr.shape})")
-    return arr
+    return _freeze(arr, value)
 
 
 def checked_group(name: str, value: Any, tail: tuple[int, ...]) -> np.ndarray:

@@ -14,7 +14,7 @@ from envs.sources import resolve as resolve_scene
 from counterfactual.search import result_arrays
 from envs.bank import ACCIDENT_TYPES, generate_scene
 from envs.scoring import problem_from_scene
-from rewards.pdm import score_group
+from rewards.scorer import score_group
 
 SEEDS = (0, 1, 2)
 CONFIG = MinerConfig(moments=MomentConfig(lead_times=(2.0, 3.0)))

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from rewards.config import PDMConfig
-from rewards.pdm import PDMResult, PDMScorer, score_group, score_states
+from rewards.pdm import PDMResult, score_states
+from rewards.scorer import PDMScorer, score_group
 from rewards.tracking import simulate_candidates
 from rewards.types import AgentsFuture, EgoState, MapGeometry, ScoringProblem
 
@@ -210,3 +211,132 @@ def test_compiled_ego_boxes_equal_vehicle_corners_bit_for_bit():
     # Corner order FL, RL, RR, FR at heading 0: front = +x, left = +y.
     box = vehicle_corners(np.zeros(3), params)
     np.testing.assert_allclose(box, [[3.55, 0.95], [-0.95, 0.95], [-0.95, -0.95], [3.55, -0.95]], atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------- seams (issue 15)
+def test_problem_arrays_are_frozen_copies_so_editing_the_callers_arrays_cannot_stale_the_cache():
+    ahead = [(RA + 12.0, -1.75, 3.0, 4.5, 2.0, 0)]
+    p = _problem(agents=ahead)
+    poses, pose, route = p.agents.poses.copy(), np.array([0.0, -1.75, 0.0]), p.map.route.copy()
+    agents = AgentsFuture(ids=p.agents.ids, is_static=p.agents.is_static, sizes=p.agents.sizes, poses=poses,
+                          velocities=p.agents.velocities, valid=p.agents.valid)
+    geometry = MapGeometry(drivable_areas=(ROAD,), lane_polygons=(LANE1, LANE2), lane_ids=np.array([1, 2]),
+                           route_lane_ids=(1,), route=route)
+    problem = ScoringProblem(ego=EgoState(pose=pose, velocity=np.array([8.0, 0.0])), agents=agents, map=geometry)
+    first = _score(problem, _straight(8.0))
+    assert first.collision[0] and first.nc[0] == 0.0
+    # The caller edits its own arrays after scoring: the object leaves, the ego and the route move.
+    poses[..., 1] += 50.0
+    pose[:] = [5.0, 3.0, 1.0]
+    route[:] = 0.0
+    assert problem.agents.poses[0, 0, 1] == -1.75 and problem.ego.pose.tolist() == [0.0, -1.75, 0.0]
+    again = _score(problem, _straight(8.0))
+    for name in ("nc", "ttc", "collision", "colliding_agent_id", "pdms", "progress"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(first, name), err_msg=name)
+    # ... and nobody writes the problem's arrays in place.
+    arrays = [problem.ego.pose, problem.ego.velocity, problem.ego.acceleration, problem.agents.ids,
+              problem.agents.is_static, problem.agents.sizes, problem.agents.poses, problem.agents.velocities,
+              problem.agents.valid, problem.map.route, problem.map.lane_ids, *problem.map.drivable_areas,
+              *problem.map.lane_polygons]
+    for arr in arrays:
+        with pytest.raises(ValueError, match="read-only"):
+            arr[...] = 0
+
+
+def test_frozen_arrays_are_not_copied_again_but_read_only_views_of_writeable_arrays_are():
+    import dataclasses
+
+    p = _problem(agents=[(RA + 12.0, -1.75, 3.0, 4.5, 2.0, 0)])
+    # Rebuilding from frozen parts (dataclasses.replace per env step) copies nothing.
+    ego = dataclasses.replace(p.ego, steering_angle=0.1)
+    agents = dataclasses.replace(p.agents)
+    assert ego.pose is p.ego.pose and ego.velocity is p.ego.velocity
+    assert all(getattr(agents, f) is getattr(p.agents, f) for f in ("ids", "sizes", "poses", "velocities", "valid"))
+    # A read-only view of a writeable array is not frozen: its base can still change, so it is copied.
+    base = np.array([1.0, 2.0, 0.5])
+    view = base.view()
+    view.setflags(write=False)
+    ego = EgoState(pose=view, velocity=np.array([8.0, 0.0]))
+    base[0] = 99.0
+    assert ego.pose.tolist() == [1.0, 2.0, 0.5] and not ego.pose.flags.writeable
+    # A converted input (list, other dtype) is owned already: made read-only without a second copy.
+    ids = np.array([7, 8], dtype=np.int32)
+    agents = AgentsFuture(ids=ids, is_static=[False, True], sizes=np.ones((2, 2)), poses=np.zeros((2, S, 3)),
+                          velocities=np.zeros((2, S, 2)), valid=np.ones((2, S), bool))
+    assert agents.ids.dtype == np.int64 and agents.ids.flags.owndata and not agents.ids.flags.writeable
+
+
+def test_a_route_of_fewer_than_two_points_scores_through_the_one_aggregation_with_progress_zero():
+    import dataclasses
+
+    p = _problem(agents=[(RA + 12.0, -1.75, 3.0, 4.5, 2.0, 0)])
+    cands = np.concatenate([_straight(8.0), _straight(2.0)])
+    states = simulate_candidates(p.ego, cands)
+    full = score_states(p, states)
+    for route in (np.array([[0.0, -1.75]]), np.zeros((0, 2))):
+        q = dataclasses.replace(p, map=dataclasses.replace(p.map, route=route))
+        r = score_states(q, states)  # raised "attempt to get argmin of an empty sequence" before
+        assert r.map_available and np.all(r.progress == 0.0) and np.all(r.masked_progress == 0.0)
+        # EP: the normaliser (0) is below the progress threshold: 1 unless masked (candidate 0 collides: NC = 0).
+        assert r.ep.tolist() == [0.0, 1.0]
+        for name in ("nc", "dac", "ddc", "ttc", "comfort"):
+            np.testing.assert_array_equal(getattr(r, name), getattr(full, name), err_msg=name)
+        expected = r.nc * r.dac * (5 * r.ep + 5 * r.ttc + 2 * r.comfort) / 12
+        np.testing.assert_allclose(r.pdms, expected, rtol=0, atol=1e-15)
+        assert score_group(q, cands).pdms.tolist() == r.pdms.tolist()  # no reference without a route: group EP
+
+
+def test_map_free_score_is_one_function_for_the_env_reward_and_the_search():
+    from counterfactual import search
+    from envs import reward
+    from rewards.pdm import map_free_score
+
+    nc, ttc, comfort = np.array([1.0, 0.5, 1.0, 0.0]), np.array([1.0, 1.0, 0.0, 1.0]), np.array([1.0, 0.0, 1.0, 1.0])
+    np.testing.assert_array_equal(map_free_score(nc, ttc, comfort), nc * (5 * ttc + 2 * comfort) / 7)
+    progress = np.array([20.0, 10.0, -3.0, 30.0])
+    ep = np.array([1.0, 0.25, 0.0, 0.0])  # max(progress, 0) * NC over the group's largest (20)
+    np.testing.assert_allclose(map_free_score(nc, ttc, comfort, progress=progress),
+                               nc * (5 * ep + 5 * ttc + 2 * comfort) / 12, rtol=0, atol=1e-15)
+    short = map_free_score(nc, ttc, comfort, progress=np.full(4, 2.0))  # below the 5 m threshold: EP = 1
+    np.testing.assert_allclose(short, nc * (5 + 5 * ttc + 2 * comfort) / 12, rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match="map_free_score"):
+        map_free_score(nc, ttc, comfort, PDMConfig(ttc_weight=0.0, comfort_weight=0.0))
+    assert reward.map_free_score is map_free_score
+    assert not hasattr(search, "map_free_aggregate")
+
+
+def test_pdm_does_not_import_the_reference_planner_and_the_scorer_caches_references_per_problem():
+    import gc
+    import subprocess
+    import sys
+
+    code = ("import sys, rewards.pdm; print('rewards.reference_planner' in sys.modules,"
+            " 'rewards.scorer' in sys.modules, hasattr(rewards.pdm, 'reference_for'),"
+            " hasattr(rewards.pdm, 'score_group'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False", "False", "False"]
+    from rewards import scorer
+
+    p = _problem(agents=[(RA + 30.0, -1.75, 3.0, 4.5, 2.0, 0)])
+    ref = scorer.reference_for(p)
+    assert ref is not None and scorer.reference_for(p) is ref
+    assert scorer.reference_for(p, PDMConfig(tracking=False)) is not ref
+    assert scorer.reference_for(_problem(with_map=False)) is None
+    count = len(scorer._REFERENCES)
+    del p
+    gc.collect()
+    assert len(scorer._REFERENCES) == count - 1
+
+
+def test_kernels_are_split_by_subject_and_the_contact_kernel_takes_three_named_groups():
+    import inspect
+
+    from rewards import kernels
+
+    where = {"interpolate": "tracking", "simulate_tracked": "tracking", "ego_areas": "map_areas",
+             "contains_points": "map_areas", "collisions_and_ttc": "contacts", "object_boxes": "contacts",
+             "aggregate": "aggregate", "project_points": "aggregate", "comfort_bounds": "comfort"}
+    for name, module in where.items():
+        assert getattr(kernels, name).py_func.__module__ == f"rewards.kernels.{module}", name
+    assert list(inspect.signature(kernels.collisions_and_ttc.py_func).parameters) == ["ego", "objects", "rules"]
+    assert kernels.ContactRules._fields[:3] == ("offsets", "ttc_checked", "zero_k")

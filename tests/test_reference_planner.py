@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from rewards.config import PDMConfig
-from rewards.pdm import reference_for, score_states
+from rewards.pdm import score_states
+from rewards.scorer import reference_for
 from rewards.reference_planner import ReferenceResult, constant_velocity_agents, plan_reference
 from rewards.tracking import SVX, SX
 from tests.test_pdm import RA, _problem

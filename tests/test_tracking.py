@@ -7,7 +7,8 @@ from rewards.config import PDMConfig
 from rewards.geometry import wrap_angle
 from rewards.tracking import (
     SAX, SAY, SVX, SVY, SX, SY, SYAW,
-    fit_velocity_curvature, interpolate_candidates, simulate_candidates, track_poses, track_poses_with_steering,
+    banded_difference_matrix, fit_velocity_curvature, interpolate_candidates, simulate_candidates, track_poses,
+    track_poses_with_steering,
 )
 from rewards.types import EgoState
 
@@ -28,7 +29,27 @@ def _turn(v=8.0, radius=60.0):
 
 
 # ---------------------------------------------------------------- NAVSIM reference (batch_lqr_utils.py, pinv form)
-def _navsim_fit(poses, dt=0.1):
+def _make_banded_difference_matrix(number_rows):
+    """NAVSIM v1.1 ``batch_lqr_utils._make_banded_difference_matrix``, verbatim (autonomousvision/navsim, tag v1.1,
+    navsim/planning/simulation/planner/pdm_planner/simulation/batch_lqr_utils.py). The second assignment overwrites
+    the first one's band except in the last column: this is what NAVSIM executes."""
+    banded_matrix = np.zeros((number_rows, number_rows + 1), dtype=np.float64)
+    eye = np.eye(number_rows, dtype=np.float64)
+    banded_matrix[:, 1:] = eye
+    banded_matrix[:, :-1] = -eye
+    return banded_matrix
+
+
+def _intended_difference_matrix(number_rows):
+    """The matrix NAVSIM's docstring describes: applied to ``[x_1, ..., x_N]`` it returns
+    ``[x_2 - x_1, ..., x_N - x_{N-1}]`` (a jerk penalty on the accelerations)."""
+    banded_matrix = np.zeros((number_rows, number_rows + 1), dtype=np.float64)
+    banded_matrix[:, 1:] += np.eye(number_rows)
+    banded_matrix[:, :-1] -= np.eye(number_rows)
+    return banded_matrix
+
+
+def _navsim_fit(poses, dt=0.1, banded=_make_banded_difference_matrix):
     """Straight transcription of NAVSIM's least-squares velocity / curvature fit (pinv of the full matrices)."""
     diff = np.diff(poses, axis=1)
     xy, hd = diff[..., :2], np.arctan2(np.sin(diff[..., 2]), np.cos(diff[..., 2]))
@@ -41,10 +62,8 @@ def _navsim_fit(poses, dt=0.1):
     a[..., 0] = col * dt
     mask = np.repeat(np.triu(np.ones((m, m), bool), k=1), 2, axis=0)
     a[:, mask] = 0.0
-    band = np.zeros((m - 2, m - 1))
-    band[:, 1:] += np.eye(m - 2)
-    band[:, :-1] -= np.eye(m - 2)
-    r = np.block([np.zeros((m - 2, 1)), band])
+    band = banded(m - 2)
+    r = np.block([np.zeros((len(band), 1)), band])
     at = a.transpose(0, 2, 1)
     x = np.einsum("bij,bj->bi", np.linalg.pinv(at @ a + 1e-4 * r.T @ r) @ at, y)
     vel = x[:, :1] + np.pad(np.cumsum(x[:, 1:] * dt, axis=1), [(0, 0), (1, 0)])
@@ -129,6 +148,36 @@ def test_fit_matches_navsim_pinv_form():
     v_ref, k_ref = _navsim_fit(poses)
     np.testing.assert_allclose(v, v_ref, atol=1e-8)
     np.testing.assert_allclose(k, k_ref, atol=1e-7)
+
+
+def test_jerk_penalty_forms_are_navsims_executed_matrix_and_its_documented_intent():
+    for n in (1, 2, 3, 5, 38):
+        np.testing.assert_array_equal(banded_difference_matrix(n), _make_banded_difference_matrix(n))
+        np.testing.assert_array_equal(banded_difference_matrix(n, "navsim"), _make_banded_difference_matrix(n))
+        np.testing.assert_array_equal(banded_difference_matrix(n, "jerk"), _intended_difference_matrix(n))
+    x = np.array([1.0, 4.0, 9.0, 16.0])
+    assert (banded_difference_matrix(3, "jerk") @ x).tolist() == [3.0, 5.0, 7.0]  # differences
+    assert (banded_difference_matrix(3, "navsim") @ x).tolist() == [-1.0, -4.0, 7.0]  # mostly -x_i
+    with pytest.raises(ValueError, match="jerk_penalty_form"):
+        banded_difference_matrix(3, "smooth")
+    with pytest.raises(ValueError, match="jerk_penalty_form"):
+        PDMConfig(jerk_penalty_form="smooth")
+
+
+def test_fit_and_tracker_follow_the_configured_jerk_penalty_form():
+    ego = _ego()
+    rng = np.random.default_rng(2)
+    cands = np.stack([_straight(), _turn(), _straight(2.0)]) + rng.normal(scale=0.05, size=(3, 8, 3))
+    poses = interpolate_candidates(ego, cands, PDMConfig())
+    v, _ = fit_velocity_curvature(poses, 0.1, "jerk")
+    np.testing.assert_allclose(v, _navsim_fit(poses, banded=_intended_difference_matrix)[0], atol=1e-8)
+    navsim = simulate_candidates(ego, cands)
+    np.testing.assert_array_equal(navsim, simulate_candidates(ego, cands, PDMConfig(jerk_penalty_form="navsim")))
+    np.testing.assert_allclose(navsim, _navsim_track(ego, poses), atol=1e-7)
+    jerk = simulate_candidates(ego, cands, PDMConfig(jerk_penalty_form="jerk"))
+    np.testing.assert_array_equal(jerk, track_poses(ego, poses, 0.1, jerk_penalty_form="jerk"))
+    gap = np.abs(jerk[..., :2] - navsim[..., :2]).max()
+    assert 1e-4 < gap < 0.2, gap  # centimetres, not identical
 
 
 def test_tracker_matches_matrix_chain_transcription():
@@ -285,3 +334,13 @@ def test_interpolation_and_finite_differences_equal_their_numpy_forms_bit_for_bi
     expected[:, 0, SVX:SVY + 1] = ego.velocity
     expected[:, 0, SAX:SAY + 1] = ego.acceleration
     np.testing.assert_array_equal(simulate_candidates(ego, cands, cfg), expected)
+
+
+def test_closed_loop_prefix_uses_the_configured_jerk_penalty_form():
+    from envs.simulation import simulate_prefix
+
+    ego, traj = _ego(), _turn()
+    for form in ("navsim", "jerk"):
+        cfg = PDMConfig(jerk_penalty_form=form)
+        states, _ = simulate_prefix(ego, traj, cfg, 5)
+        np.testing.assert_array_equal(states, simulate_candidates(ego, traj[None], cfg)[0, 1:6])

@@ -1,0 +1,90 @@
+"""The PDM scorer as NAVSIM's ``pdm_score`` runs it: simulate a group of candidates, plan the PDM-Closed-like
+reference once per problem, and score the candidates with EP normalised against it.
+
+NAVSIM keeps the scorer (``pdm_scorer.py``) apart from the PDM-Closed planner and composes them in
+``navsim/evaluate/pdm_score.py``; so does this package: :mod:`rewards.pdm` scores simulated states,
+:mod:`rewards.reference_planner` plans the reference (and scores its proposals with :mod:`rewards.pdm`), and this
+module composes the two. Import order: ``pdm`` <- ``reference_planner`` <- ``scorer``; no import circle.
+
+* :func:`reference_for`: the reference of a problem, cached per problem object and configuration;
+* :func:`score_group`: ``simulate_candidates`` + ``score_states`` with the reference's masked progress;
+* :class:`PDMScorer`: a configured scorer object with both.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import numpy as np
+
+from rewards.config import PDMConfig
+from rewards.pdm import PDMResult, score_states
+from rewards.reference_planner import ReferenceResult, plan_reference
+from rewards.tracking import simulate_candidates
+from rewards.types import ScoringProblem
+
+_REFERENCES: "weakref.WeakKeyDictionary[ScoringProblem, dict[PDMConfig, ReferenceResult | None]]" = (
+    weakref.WeakKeyDictionary()
+)
+"""Per problem object (released with it): ``{config: reference or None}``. Keyed by identity: sound because a
+problem's arrays are read-only copies (:mod:`rewards.types`)."""
+
+
+def reference_for(problem: ScoringProblem, config: PDMConfig = PDMConfig()) -> ReferenceResult | None:
+    """The PDM-Closed-like reference of ``problem`` (:func:`rewards.reference_planner.plan_reference`), planned once
+    per problem object and config and cached; None without a map (or with a route of fewer than 2 points)."""
+    per_problem = _REFERENCES.setdefault(problem, {})
+    if config not in per_problem:
+        per_problem[config] = plan_reference(problem, config)
+    return per_problem[config]
+
+
+def score_group(
+    problem: ScoringProblem,
+    candidates: np.ndarray,
+    config: PDMConfig = PDMConfig(),
+    reference: "None | str | ReferenceResult" = "auto",
+) -> PDMResult:
+    """Simulate and score a group of candidates (``simulate_candidates`` + ``score_states``).
+
+    Args:
+        problem: the decision time.
+        candidates: ``(G, 8, 3)`` ego-frame rear-axle poses [m, m, rad] at 0.5 s.
+        config: scorer configuration.
+        reference: ``"auto"``: EP is normalised against the PDM-Closed-like reference (planned once per problem and
+            cached, :func:`reference_for`); a :class:`~rewards.reference_planner.ReferenceResult`: against that one;
+            ``None``: among the candidates of the group only.
+
+    Raises:
+        ValueError: ``reference`` is another string; and as :func:`rewards.tracking.simulate_candidates` and
+            :func:`rewards.pdm.score_states`.
+    """
+    states = simulate_candidates(problem.ego, candidates, config)
+    ref_progress = None
+    if isinstance(reference, str):
+        if reference != "auto":
+            raise ValueError(f"reference: expected None, 'auto' or a ReferenceResult, got {reference!r}")
+        ref = reference_for(problem, config) if problem.map is not None else None
+        ref_progress = None if ref is None else ref.masked_progress
+    elif reference is not None:
+        ref_progress = float(reference.masked_progress)
+    return score_states(problem, states, config, reference_progress=ref_progress)
+
+
+class PDMScorer:
+    """Configured scorer: ``PDMScorer(config).score_group(problem, candidates)``."""
+
+    def __init__(self, config: PDMConfig = PDMConfig(), reference: "None | str" = "auto"):
+        self.config = config
+        self.reference = reference
+
+    def score_group(self, problem: ScoringProblem, candidates: np.ndarray, reference: Any = "default") -> PDMResult:
+        """See :func:`score_group`; ``reference`` defaults to the scorer's setting."""
+        ref = self.reference if isinstance(reference, str) and reference == "default" else reference
+        return score_group(problem, candidates, self.config, reference=ref)
+
+    def score_states(self, problem: ScoringProblem, states: np.ndarray,
+                     reference_progress: float | None = None) -> PDMResult:
+        """See :func:`rewards.pdm.score_states`."""
+        return score_states(problem, states, self.config, reference_progress)
