@@ -69,13 +69,13 @@ def parse_host(spec: str, default_port: int = 2000) -> tuple[str, int]:
     """``"host:port"`` (or ``"host"``) -> ``(host, port)``; ``ValueError`` naming the bad entry."""
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"hosts: expected 'host:port' strings, got {spec!r}")
-    m = re.fullmatch(r"\s*\[?([^\[\]]+?)\]?(?::(\d+))?\s*", spec)
+    m = re.fullmatch(r"\s*(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(\d+))?\s*", spec)
     if m is None:
         raise ValueError(f"hosts: cannot parse {spec!r}; expected 'host:port', e.g. 'localhost:2000'")
     port = int(m.group(2)) if m.group(2) else default_port
     if not 0 < port < 65536:
         raise ValueError(f"hosts: port {port} of {spec!r} is outside 1..65535")
-    return m.group(1), port
+    return m.group(1).strip("[]"), port
 
 
 def _versions_match(a: str, b: str) -> bool:
@@ -250,8 +250,14 @@ class CarlaConnection:
         self.client.apply_batch_sync([self.carla.command.DestroyActor(i) for i in sensors + others], False)
 
     def close(self) -> None:
-        """Destroy everything, then synchronous mode off (world and Traffic Manager); quiet on a dead server."""
+        """Destroy everything, then synchronous mode off (world and Traffic Manager); quiet on a dead server (one
+        reconnection attempt when actors of a lost connection are still to be destroyed)."""
         self.destroy_all()
+        if not self.connected and self._orphans:
+            try:
+                self.connect()
+            except CarlaError:
+                return
         if not self.connected:
             return
         try:

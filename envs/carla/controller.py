@@ -81,6 +81,11 @@ class TimedPath:
         object.__setattr__(self, "points", pts)
         object.__setattr__(self, "times", times)
         object.__setattr__(self, "_s", np.concatenate([[0.0], np.cumsum(seg)]))
+        ok = seg > 1e-6  # non-degenerate segments, for projections
+        object.__setattr__(self, "_a", pts[:-1][ok])
+        object.__setattr__(self, "_ab", np.diff(pts, axis=0)[ok])
+        object.__setattr__(self, "_len", seg[ok])
+        object.__setattr__(self, "_s0", self._s[:-1][ok])
 
     @classmethod
     def from_trajectory(cls, pose: np.ndarray, trajectory: np.ndarray, interval: float = 0.5) -> "TimedPath":
@@ -103,7 +108,7 @@ class TimedPath:
 
     def speed_at(self, t: float) -> float:
         """Reference speed at ``t`` [m/s] (piecewise constant between the timed points)."""
-        k = int(np.clip(np.searchsorted(self.times, t, side="right") - 1, 0, len(self.times) - 2))
+        k = min(max(int(np.searchsorted(self.times, t, side="right")) - 1, 0), len(self.times) - 2)
         return float((self._s[k + 1] - self._s[k]) / (self.times[k + 1] - self.times[k]))
 
     def point_at_s(self, s: float) -> np.ndarray:
@@ -115,21 +120,15 @@ class TimedPath:
 
     def project(self, xy: np.ndarray) -> float:
         """Arc length of the path point closest to ``xy (2,)`` [m] (the last segment extended)."""
-        a, b = self.points[:-1], self.points[1:]
-        ab = b - a
-        L2 = np.sum(ab * ab, axis=1)
-        ok = L2 > 1e-12
-        if not ok.any():
+        if len(self._len) == 0:
             return 0.0
-        a, ab, L2 = a[ok], ab[ok], L2[ok]
-        s0 = self._s[:-1][ok]
-        u = np.sum((xy - a) * ab, axis=1) / L2
-        hi = np.ones(len(u))
-        hi[-1] = np.inf
-        u = np.clip(u, 0.0, hi)
-        d2 = np.sum((a + u[:, None] * ab - xy) ** 2, axis=1)
-        i = int(np.argmin(d2))
-        return float(s0[i] + u[i] * math.sqrt(L2[i]))
+        a, ab, length = self._a, self._ab, self._len
+        u = ((xy[0] - a[:, 0]) * ab[:, 0] + (xy[1] - a[:, 1]) * ab[:, 1]) / (length * length)
+        u = np.maximum(u, 0.0)
+        u[:-1] = np.minimum(u[:-1], 1.0)
+        dx, dy = a[:, 0] + u * ab[:, 0] - xy[0], a[:, 1] + u * ab[:, 1] - xy[1]
+        i = int(np.argmin(dx * dx + dy * dy))
+        return float(self._s0[i] + u[i] * length[i])
 
     def end_direction(self) -> np.ndarray:
         """``(2,)`` unit direction of the last non-degenerate segment (zeros for a point path)."""
@@ -184,12 +183,12 @@ class TrajectoryController:
         alpha = math.atan2(y_local, x_local) if dist > 1e-6 else 0.0
         kappa = 2.0 * math.sin(alpha) / max(dist, 1e-6)
         delta = math.atan(kappa * self.wheelbase)
-        steer = float(np.clip(-delta / math.radians(cfg.max_steer_deg), -1.0, 1.0))
+        steer = min(max(-delta / math.radians(cfg.max_steer_deg), -1.0), 1.0)
         # Speed: PID + position lag.
         err = v_ref - speed
-        self._integral = float(np.clip(self._integral + err * dt, -cfg.integral_limit, cfg.integral_limit))
-        lag = path.arclength_at(t) - s_now
-        a = cfg.kp * err + cfg.ki * self._integral + cfg.kpos * float(np.clip(lag, -5.0, 5.0))
+        self._integral = min(max(self._integral + err * dt, -cfg.integral_limit), cfg.integral_limit)
+        lag = min(max(path.arclength_at(t) - s_now, -5.0), 5.0)
+        a = cfg.kp * err + cfg.ki * self._integral + cfg.kpos * lag
         if a >= 0.0:
             return float(min(a / cfg.accel_max, 1.0)), steer, 0.0
         return 0.0, steer, float(min(-a / cfg.brake_max, 1.0))

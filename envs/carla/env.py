@@ -51,7 +51,14 @@ from envs.carla.frames import box_pose, box_size, transform_from_pose, vector_to
 from envs.carla.metrics import collision_kind, driving_metrics
 from envs.carla.recording import CarlaRecordingOrigin, EpisodeRecorder, recording_name, write_recording
 from envs.carla.roadmap import TownLanes, waypoint_key
-from envs.carla.scenarios import SCENARIO_TYPES, ScenarioPlan, nominal_poses, plan_scenario, route_keys
+from envs.carla.scenarios import (
+    SCENARIO_TYPES,
+    ScenarioPlacementError,
+    ScenarioPlan,
+    nominal_poses,
+    plan_scenario,
+    route_keys,
+)
 from envs.observation import EgoKinematics, ObservationConfig, Route, build_observation, renderer_for, text_prompt
 from envs.render import BEVConfig, BEVRenderer
 from envs.reward import REWARD_TERMS, reward_terms
@@ -177,6 +184,10 @@ class CarlaEnvConfig:
     """Trajectory tracking gains (:mod:`envs.carla.controller`)."""
     record_dir: str | None = None
     """Folder for the episodes' recordings (None: kept in memory only, ``CarlaEnv.last_recording``)."""
+    record_after_end: float = 4.0
+    """After a collision or off-road end, the world keeps running this long (the ego on its last action) and the
+    recording with it [s], so that decisions shortly before the end have their driven 4 s future (the miner's
+    negative), as the bank's logs continue after contact. The returned observation and info are those of the end."""
     text_prompt: bool = False
     """Add ``info["prompt"]`` (the VLA's text prompt)."""
 
@@ -202,7 +213,8 @@ class CarlaEnvConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (np.isfinite(value) and value > 0):
                 raise ValueError(f"CarlaEnvConfig.{name}: expected a positive number, got {value!r}")
-        for name in ("warmup_time", "lead_time", "reconnect_wait", "background_clearance", "route_end_margin"):
+        for name in ("warmup_time", "lead_time", "reconnect_wait", "background_clearance", "route_end_margin",
+                     "record_after_end"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
                 raise ValueError(f"CarlaEnvConfig.{name}: expected a number >= 0, got {value!r}")
@@ -357,6 +369,10 @@ class _Episode:
     """Tire angle of the last ego control, right-handed [rad]."""
     done: bool = False
     index: int = 0
+    steps: int = 0
+    """Policy steps taken."""
+    end_frame: int | None = None
+    """The frame the episode ended at (frames after it are the post-end recording)."""
 
 
 class CarlaEnv(gym.Env):
@@ -391,6 +407,7 @@ class CarlaEnv(gym.Env):
         self._renderer: BEVRenderer | None = None if cfg.bev is None else renderer_for(cfg.bev)
         self._view_renderer: BEVRenderer | None = None
         self._towns: dict[str, TownLanes] = {}
+        self._route_maps: dict[tuple, tuple[Any, Any, DrivableArea]] = {}
         self._episode: _Episode | None = None
         self._episodes = 0
         self._problem_cache: tuple[int, ScoringProblem] | None = None
@@ -414,7 +431,8 @@ class CarlaEnv(gym.Env):
 
     @property
     def t(self) -> int:
-        """The current (last recorded) frame."""
+        """The current (last recorded) frame (after a collision / off-road end: the last frame of the post-end
+        recording, ``CarlaEnvConfig.record_after_end``)."""
         return self._require().recorder.t
 
     def current_problem(self) -> ScoringProblem:
@@ -458,32 +476,31 @@ class CarlaEnv(gym.Env):
         cfg = self.config
         self._clear()
         self._connect()
-        scenario_type = options.get("scenario_type") or str(self.np_random.choice(list(cfg.scenario_types)))
-        if scenario_type not in SCENARIO_TYPES:
-            raise ValueError(f"reset options: unknown scenario_type {scenario_type!r}; known: {SCENARIO_TYPES}")
-        last: Exception | None = None
-        for _ in range(3):
-            rng = np.random.default_rng(int(self.np_random.integers(0, 2**63 - 1)))
+        requested = options.get("scenario_type")
+        if requested is not None and requested not in SCENARIO_TYPES:
+            raise ValueError(f"reset options: unknown scenario_type {requested!r}; known: {SCENARIO_TYPES}")
+        # A randomly drawn type that this town cannot host (e.g. a junction typology on a town without junctions)
+        # gives way to the next one; a requested type cannot.
+        order = [requested] if requested else [str(x) for x in self.np_random.permutation(list(cfg.scenario_types))]
+        placement_errors = []
+        for scenario_type in order:
             try:
-                self._episode = self._stage(scenario_type, rng)
+                self._episode = self._stage_with_retries(scenario_type)
                 break
-            except CarlaSpawnError as exc:
-                last = exc
-                self._clear()
-            except RuntimeError as exc:
-                self._clear()
-                self.connection.mark_broken()
-                raise CarlaError(f"CARLA server at {self.connection.address} failed while staging the episode "
-                                 f"({exc}); reset again to reconnect") from None
+            except ScenarioPlacementError as exc:
+                if requested:
+                    raise
+                placement_errors.append(str(exc))
         else:
-            raise CarlaSpawnError(f"{scenario_type}: {last}; tried 3 placements") from None
+            raise ScenarioPlacementError("; ".join(placement_errors))
         self._episodes += 1
         try:
             self._warmup()
             obs = self._observation()
         except (RuntimeError, _EpisodeError) as exc:
+            if not isinstance(exc, _EpisodeError):
+                self.connection.mark_broken()
             self._clear()
-            self.connection.mark_broken()
             raise CarlaError(f"CARLA server at {self.connection.address} failed during the warm-up ({exc}); "
                              "reset again to reconnect") from None
         info = self._info(obs, {name: float("nan") for name in STEP_TERMS}, False, -1)
@@ -516,8 +533,9 @@ class CarlaEnv(gym.Env):
                         break
             obs = self._observation()
         except (RuntimeError, _EpisodeError) as exc:
-            error = f"{type(exc).__name__}: {exc}" if isinstance(exc, _EpisodeError) else str(exc)
-            self.connection.mark_broken()
+            error = f"sensor failure: {exc}" if isinstance(exc, _EpisodeError) else str(exc)
+            if not isinstance(exc, _EpisodeError):  # the server stopped answering (a sensor failure leaves it up)
+                self.connection.mark_broken()
             obs = self._last_obs if self._last_obs is not None else self._observation(cameras=False)
             reason = "carla_error"
         collision = ep.collision is not None and len(ep.sensors.collisions) > n_collisions and reason == "collision"
@@ -534,10 +552,26 @@ class CarlaEnv(gym.Env):
         info["lane_invasions"] = len(ep.sensors.invasions) - n_invasions
         if error is not None:
             info["carla_error"] = error
+        ep.steps += 1
         if terminated or truncated:
             ep.done = True
+            ep.end_frame = ep.recorder.t
+            if terminated:
+                self._record_after_end()
             info.update(self._finish(reason, error))
         return obs, terms["reward"], terminated, truncated, info
+
+    def _record_after_end(self) -> None:
+        """Keep the world running for ``record_after_end`` seconds into the recording (stops quietly on errors)."""
+        ep = self._require()
+        ticks = int(round(self.config.record_after_end / self.config.fixed_delta_seconds))
+        try:
+            for _ in range(ticks):
+                if ep.recorder.frames >= ep.recorder.capacity:
+                    break
+                self._tick()
+        except RuntimeError:
+            self.connection.mark_broken()
 
     def render(self) -> np.ndarray | None:
         """``rgb_array``: ``uint8 (256, 256, 3)`` BEV of the current frame with the last action."""
@@ -556,6 +590,23 @@ class CarlaEnv(gym.Env):
         super().close()
 
     # ------------------------------------------------------------------ staging
+    def _stage_with_retries(self, scenario_type: str, attempts: int = 3) -> _Episode:
+        """Stage ``scenario_type``, trying new placements when a spawn fails (everything spawned is destroyed)."""
+        last: Exception | None = None
+        for _ in range(attempts):
+            rng = np.random.default_rng(int(self.np_random.integers(0, 2**63 - 1)))
+            try:
+                return self._stage(scenario_type, rng)
+            except CarlaSpawnError as exc:
+                last = exc
+                self._clear()
+            except RuntimeError as exc:
+                self._clear()
+                self.connection.mark_broken()
+                raise CarlaError(f"CARLA server at {self.connection.address} failed while staging the episode "
+                                 f"({exc}); reset again to reconnect") from None
+        raise CarlaSpawnError(f"{scenario_type}: {last}; tried {attempts} placements")
+
     def _connect(self) -> None:
         cfg = self.config
         for attempt in range(max(1, cfg.reconnect_attempts)):
@@ -629,12 +680,12 @@ class CarlaEnv(gym.Env):
         agents = [a for a in agents if np.min(np.linalg.norm(plan.route_xy - box_pose(a)[:2], axis=1))
                   <= cfg.map_radius + 50.0]
         lights, scene_lights = self._map_lights(town, plan)
-        base_map = town.scene_map(plan.route_xy, route_keys(plan), cfg.map_radius)
+        base_map, geometry, drivable = self._route_map(town, plan)
         live_map = base_map if not scene_lights else dataclasses.replace(base_map, traffic_lights=tuple(scene_lights))
-        geometry = map_geometry_from_scene_map(base_map)
         times = cfg.pdm.sim_dt * np.arange(self.view_frames)
         nominal = nominal_poses(plan, times)
-        scene_id = f"carla/{plan.scenario_type}/{self._episodes:06d}-w{cfg.worker_index}"
+        # Deterministic per reset seed (same seed, same id: the recording is overwritten), distinct otherwise.
+        scene_id = f"carla/{plan.scenario_type}/w{cfg.worker_index}-{int(rng.integers(0, 2**48)):012x}"
         meta = SceneMeta(source="carla", scenario_type=plan.scenario_type, extra=self._extra(plan))
         recorder = EpisodeRecorder(
             scene_id, cfg.pdm.sim_dt, self.view_frames, np.array([a.id for a in agents], dtype=np.int64),
@@ -645,9 +696,23 @@ class CarlaEnv(gym.Env):
                             body_accelerations=np.zeros((self.view_frames, 2)), yaw_rates=np.zeros(self.view_frames))
         return _Episode(plan=plan, ego=ego, params=params, adversaries=adversaries, agents=agents, lights=lights,
                         frozen=frozen, recorder=recorder, kinematics=kin, route=Route.from_points(plan.route_xy),
-                        geometry=geometry, drivable=DrivableArea(geometry), sensors=sensors, cameras=cameras,
+                        geometry=geometry, drivable=drivable, sensors=sensors, cameras=cameras,
                         controller=TrajectoryController(cfg.controller, wheelbase), spawn_failures=failures,
                         index=self._episodes)
+
+    def _route_map(self, town: TownLanes, plan: ScenarioPlan) -> tuple[Any, Any, DrivableArea]:
+        """The route's scene map, its scorer geometry and drivable area (the last few cached: building the map
+        index costs ~0.1 s, and seeded resets repeat routes)."""
+        key = (town.name, plan.route_xy.tobytes(), tuple(route_keys(plan)), self.config.map_radius)
+        hit = self._route_maps.get(key)
+        if hit is None:
+            base_map = town.scene_map(plan.route_xy, route_keys(plan), self.config.map_radius)
+            geometry = map_geometry_from_scene_map(base_map)
+            hit = (base_map, geometry, DrivableArea(geometry))
+            self._route_maps[key] = hit
+            while len(self._route_maps) > 8:
+                self._route_maps.pop(next(iter(self._route_maps)))
+        return hit
 
     def _z(self, pose: np.ndarray) -> float:
         wp = self.connection.map.get_waypoint(self.carla.Location(float(pose[0]), float(-pose[1]), 0.0))
@@ -828,7 +893,7 @@ class CarlaEnv(gym.Env):
         ep = self._episode
         assert ep is not None
         scene_map = ep.recorder.view.map
-        if k == 0 or scene_map is None or not scene_map.traffic_lights:
+        if k == 0 or ep.end_frame is not None or scene_map is None or not scene_map.traffic_lights:
             return
         p0, p1 = ep.kinematics.poses[k - 1, :2], ep.kinematics.poses[k, :2]
         for tl in scene_map.traffic_lights:
@@ -838,7 +903,8 @@ class CarlaEnv(gym.Env):
             d = lane.centerline[-1] - lane.centerline[-2]
             d = d / np.linalg.norm(d)
             a0, a1 = float(np.dot(p0 - tl.stop_point, d)), float(np.dot(p1 - tl.stop_point, d))
-            lateral = abs(float(np.cross(d, p1 - tl.stop_point)))
+            rel = p1 - tl.stop_point
+            lateral = abs(float(d[0] * rel[1] - d[1] * rel[0]))
             if a0 < 0.0 <= a1 and lateral < 0.5 * lane.width:
                 ep.infractions.append("red_light")
 
@@ -902,7 +968,7 @@ class CarlaEnv(gym.Env):
             "rewards": rewards, "collision": collision, "colliding_agent": agent,
             "scene_id": ep.recorder.view.scene_id, "scenario_type": ep.plan.scenario_type, "source": "carla",
             "t": ep.recorder.t, "score_kind": "pdms" if ep.geometry is not None else "map_free",
-            "server": self.connection.address, "frame": ep.frame0 + ep.ticks,
+            "server": self.connection.address,
         }
         if self.config.text_prompt:
             info["prompt"] = text_prompt(obs, self.config.history_interval)
@@ -913,14 +979,15 @@ class CarlaEnv(gym.Env):
         """The recording (saved when ``record_dir`` is set) and the episode's metrics."""
         ep = self._require()
         rec = ep.recorder
+        end = rec.t if ep.end_frame is None else ep.end_frame
         collision_frame = agent_id = None
         if ep.collision is not None:
             frame = ep.collision[0]
-            collision_frame = int(min(rec.t, max(0, math.ceil((frame - ep.frame0) / self.record_every))))
+            collision_frame = int(min(end, max(0, math.ceil((frame - ep.frame0) / self.record_every))))
             if ep.collision[1] in set(rec.view.agent_ids.tolist()):
                 agent_id = int(ep.collision[1])
         extra = dict(rec.view.meta.extra)
-        extra.update({"termination_reason": reason, "recorded_frames": rec.frames,
+        extra.update({"termination_reason": reason, "recorded_frames": rec.frames, "end_frame": end,
                       "lane_invasions": len(ep.sensors.invasions), "spawn_failures": ep.spawn_failures})
         if error is not None:
             extra["carla_error"] = error
@@ -938,7 +1005,7 @@ class CarlaEnv(gym.Env):
         else:
             out["origin"] = UnresolvableOrigin(source="carla", scene_id=scene.scene_id).to_dict()
         start = ep.route.project(ep.kinematics.poses[0, :2])
-        progress = ep.route.project(ep.kinematics.poses[rec.t, :2]) - start
+        progress = ep.route.project(ep.kinematics.poses[end, :2]) - start
         target = ep.plan.ego_plan.arclength_at(self.config.episode_time) - ep.plan.ego_plan.arclength_at(0.0)
         out["metrics"] = driving_metrics(progress, max(target, 1e-3), ep.infractions)
         return out
@@ -946,7 +1013,7 @@ class CarlaEnv(gym.Env):
     def _clear(self) -> None:
         """End the current episode's actors: unfreeze lights, stop sensors, destroy everything in one batch."""
         ep = self._episode
-        if ep is not None and not ep.done and ep.recorder.frames > 0:
+        if ep is not None and not ep.done and ep.steps > 0:  # cut short by reset / close: record what was driven
             ep.done = True
             self._finish("interrupted", None)
         self._episode = None

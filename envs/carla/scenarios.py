@@ -54,6 +54,10 @@ class NoPlace(Exception):
     """The drawn parameters do not fit at the candidate place; the planner tries another place / draw."""
 
 
+class ScenarioPlacementError(ValueError):
+    """No place on the map fits a scenario type (the message names the map and the type)."""
+
+
 @dataclass
 class Adversary:
     """A scripted actor of a plan (right-handed world frame).
@@ -134,7 +138,8 @@ def plan_scenario(carla: Any, carla_map: Any, scenario_type: str, rng: np.random
         max_places: candidate places / draws tried before giving up.
 
     Raises:
-        ValueError: unknown type, or no place on this map fits (the message names the map and type).
+        ValueError: unknown type.
+        ScenarioPlacementError: no place on this map fits (the message names the map and type).
     """
     if scenario_type not in SCENARIO_TYPES:
         raise ValueError(f"scenario_type: unknown {scenario_type!r}; CARLA scenarios: {', '.join(SCENARIO_TYPES)} "
@@ -144,7 +149,8 @@ def plan_scenario(carla: Any, carla_map: Any, scenario_type: str, rng: np.random
                                  "right_turn_vru")
     candidates = _junction_entries(carla_map) if junction else _road_starts(carla_map)
     if not candidates:
-        raise ValueError(f"{carla_map.name}: no {'junction' if junction else 'road'} to place {scenario_type!r}")
+        raise ScenarioPlacementError(f"{carla_map.name}: no {'junction' if junction else 'road'} to place "
+                                     f"{scenario_type!r}")
     order = rng.permutation(len(candidates))
     for k in range(max_places):
         cand = candidates[int(order[k % len(order)])]
@@ -154,7 +160,7 @@ def plan_scenario(carla: Any, carla_map: Any, scenario_type: str, rng: np.random
             return _ROAD_BUILDERS[scenario_type](carla, cand, rng, t_c, duration)
         except NoPlace:
             continue
-    raise ValueError(f"{carla_map.name}: found no place for {scenario_type!r} in {max_places} tries")
+    raise ScenarioPlacementError(f"{carla_map.name}: found no place for {scenario_type!r} in {max_places} tries")
 
 
 # ------------------------------------------------------------------------------------------------------ places

@@ -187,14 +187,17 @@ class Client:
         return self.load_world(server.town, reset_settings)
 
     def get_trafficmanager(self, client_connection: int = 8000) -> TrafficManager:
-        """The process-wide Traffic Manager on ``client_connection``, created bound to this client's episode when
-        there is none (an existing one stays bound to whichever episode created it)."""
+        """The process-wide Traffic Manager on ``client_connection``, created bound to this client's server when
+        there is none; an existing one stays bound to whichever server created it (it follows that server's new
+        episodes)."""
         link = self._link()
         link.check("get_trafficmanager")
         tm = _TRAFFIC_MANAGERS.get(int(client_connection))
         if tm is None or not tm._server.up:
             tm = TrafficManager(link, int(client_connection))
             _TRAFFIC_MANAGERS[int(client_connection)] = tm
+        elif tm._server is link.server and tm._episode != link.episode:
+            tm._rebind(link)  # same simulator, new episode (load_world / restart): the TM follows it
         return tm
 
     def apply_batch(self, commands: Sequence[_Command], do_tick: bool = False) -> None:

@@ -256,7 +256,9 @@ class Waypoint:
         right = np.array([-math.sin(yaw), math.cos(yaw)])
         probe = np.array([x, y]) + side * lane.width * right
         best = None
-        for other in self._town._lanes:
+        town = self._town
+        near = np.all((town._lo - lane.width <= probe) & (probe <= town._hi + lane.width), axis=1)
+        for other in (town._lanes[i] for i in np.flatnonzero(near)):
             if other.index == lane.index or other.in_junction:
                 continue
             s, d = other.project(probe)
@@ -303,6 +305,8 @@ class Map:
                 speed_limit=float(lane.speed_limit),
             ))
         self._junction_lanes = [lane.index for lane in self._lanes if lane.in_junction]
+        self._lo = np.array([lane.points.min(axis=0) for lane in self._lanes])
+        self._hi = np.array([lane.points.max(axis=0) for lane in self._lanes])
         self._link()
         self._number_roads()
         self._junction_cache: Junction | None = None
@@ -326,13 +330,8 @@ class Map:
         on a lane, or when ``lane_type`` excludes driving lanes."""
         if not (int(lane_type) & int(LaneType.Driving)) and lane_type != LaneType.Any:
             return None
-        xy = np.array([location.x, location.y])
-        best = None
-        for lane in self._lanes:
-            s, d = lane.project(xy)
-            if best is None or d < best[2] - 1e-9:
-                best = (lane, s, d)
-        lane, s, d = best  # type: ignore[misc]
+        index, s, d = self.lane_of(np.array([location.x, location.y]))
+        lane = self._lanes[index]
         if not project_to_road and d > 0.5 * lane.width:
             return None
         return Waypoint(self, lane.index, s)
@@ -369,12 +368,17 @@ class Map:
 
     # ------------------------------------------------------------------ helpers for the stand-in world
     def lane_of(self, xy: np.ndarray) -> tuple[int, float, float]:
-        """``(lane index, s, distance)`` of the closest lane centre to ``xy (2,)`` [m, left-handed]."""
+        """``(lane index, s, distance)`` of the closest lane centre to ``xy (2,)`` [m, left-handed] (lanes whose
+        bounding box is farther than the best distance so far are skipped)."""
+        gap = np.maximum(np.maximum(self._lo - xy, xy - self._hi), 0.0)
+        box_d = np.hypot(gap[:, 0], gap[:, 1])
         best = None
-        for lane in self._lanes:
-            s, d = lane.project(xy)
+        for i in np.argsort(box_d):
+            if best is not None and box_d[i] > best[2]:
+                break
+            s, d = self._lanes[i].project(xy)
             if best is None or d < best[2]:
-                best = (lane.index, s, d)
+                best = (int(i), s, d)
         return best  # type: ignore[return-value]
 
     def _junction(self) -> Junction:

@@ -423,7 +423,7 @@ class StandinServer:
         self._spawn_faults += int(n)
 
     def mute_sensors(self, pattern: str = "sensor.*") -> None:
-        """Sensors whose type id matches ``pattern`` never call their listener again."""
+        """From now on, sensors whose type id matches ``pattern`` stay listening but never deliver data."""
         self._muted.append(pattern)
 
     @property
@@ -572,7 +572,7 @@ class StandinServer:
         events = self._collisions() + self._lane_invasions() + self._images()
         snapshot = WorldSnapshot(self.episode, self.frame, self._timestamp(), set(self.actors))
         for rec, data in events:
-            if rec.listener is not None and rec.id in self.actors:
+            if rec.listener is not None and rec.id in self.actors and not self._muted_type(rec.type_id):
                 try:
                     rec.listener(data)
                 except Exception as exc:  # CARLA prints callback errors and keeps ticking
@@ -995,11 +995,7 @@ class Sensor(Actor):
         rec = self._live()
         if rec is None:
             raise RuntimeError(f"sensor {self.id} is not alive")
-        server = self._link.server
-        if server._muted_type(rec.type_id):
-            rec.listener = lambda data: None  # registered, but the stream never delivers
-        else:
-            rec.listener = callback
+        rec.listener = callback
 
     def is_listening(self) -> bool:
         rec = self._live()
@@ -1105,6 +1101,9 @@ class TrafficManager:
 
     def get_port(self) -> int:
         return self._port
+
+    def _rebind(self, link: _Link) -> None:
+        self._link, self._episode = link, link.episode
 
     def set_synchronous_mode(self, mode_switch: bool = True) -> None:
         self._link.check("tm.set_synchronous_mode")
