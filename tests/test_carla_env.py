@@ -69,8 +69,8 @@ def test_registered_id_passes_gymnasium_and_sb3_check_env(world):
     from stable_baselines3.common.env_checker import check_env as sb3_check
 
     _, cfg = world()
-    env = gymnasium.make(CARLA_ENV_ID, config=dataclasses.replace(
-        cfg, bev=SMALL_BEV, scenario_types=("rear_end",), warmup_time=0.5, num_background=0, map_radius=20.0))
+    env = gymnasium.make(CARLA_ENV_ID, config=dataclasses.replace(  # (a minimal episode: the checkers reset 18 times)
+        cfg, bev=SMALL_BEV, scenario_types=("rear_end",), warmup_time=0.0, num_background=0, map_radius=20.0))
     allowed = ("Your observation history has an unconventional shape",
                "We recommend you to use a symmetric and normalized Box action space")
     with warnings.catch_warnings(record=True) as caught:
@@ -87,7 +87,7 @@ def test_every_typology_collides_with_the_non_reacting_expert_near_the_nominal_c
     for town, types in (("Standin_straight", ("rear_end", "cut_in", "pedestrian_occluded", "head_on_drift")),
                         ("Standin_junction_2x2", ("red_light_runner_left", "red_light_runner_right",
                                                   "unprotected_left_turn", "right_turn_vru"))):
-        server, cfg = world(town, num_background=0)
+        server, cfg = world(town, num_background=0, map_radius=20.0)
         env = CarlaEnv(cfg)
         for st in types:
             _, info, _ = _run(env, options={"scenario_type": st})

@@ -408,6 +408,7 @@ class CarlaEnv(gym.Env):
         self._view_renderer: BEVRenderer | None = None
         self._towns: dict[str, TownLanes] = {}
         self._route_maps: dict[tuple, tuple[Any, Any, DrivableArea]] = {}
+        self._places: dict[str, dict[str, list[Any]]] = {}
         self._episode: _Episode | None = None
         self._episodes = 0
         self._problem_cache: tuple[int, ScoringProblem] | None = None
@@ -627,7 +628,8 @@ class CarlaEnv(gym.Env):
     def _stage(self, scenario_type: str, rng: np.random.Generator) -> _Episode:
         cfg, conn, carla = self.config, self.connection, self.carla
         plan = plan_scenario(carla, conn.map, scenario_type, rng, cfg.warmup_time, cfg.lead_time,
-                             cfg.episode_time + cfg.pdm.horizon + 1.0)
+                             cfg.episode_time + cfg.pdm.horizon + 1.0,
+                             places=self._places.setdefault(str(conn.map.name), {}))
         library = conn.world.get_blueprint_library()
         failures: list[str] = []
         bp = library.find(cfg.ego_blueprint)

@@ -124,7 +124,8 @@ class ScenarioPlan:
 
 
 def plan_scenario(carla: Any, carla_map: Any, scenario_type: str, rng: np.random.Generator, warmup: float,
-                  lead: float, duration: float, max_places: int = 60) -> ScenarioPlan:
+                  lead: float, duration: float, max_places: int = 60,
+                  places: dict[str, list[Any]] | None = None) -> ScenarioPlan:
     """Draw parameters and place ``scenario_type`` on ``carla_map`` (see the module docstring).
 
     Args:
@@ -136,6 +137,8 @@ def plan_scenario(carla: Any, carla_map: Any, scenario_type: str, rng: np.random
         lead: nominal time from the policy's first decision to contact [s].
         duration: episode length the route must cover [s].
         max_places: candidate places / draws tried before giving up.
+        places: a per-map cache of the candidate places (``{"road": [...], "junction": [...]}``, filled on first
+            use; pass the same dict for every episode on the same map).
 
     Raises:
         ValueError: unknown type.
@@ -147,7 +150,11 @@ def plan_scenario(carla: Any, carla_map: Any, scenario_type: str, rng: np.random
     t_c = warmup + lead
     junction = scenario_type in ("red_light_runner_left", "red_light_runner_right", "unprotected_left_turn",
                                  "right_turn_vru")
-    candidates = _junction_entries(carla_map) if junction else _road_starts(carla_map)
+    places = {} if places is None else places
+    kind = "junction" if junction else "road"
+    if kind not in places:
+        places[kind] = _junction_entries(carla_map) if junction else _road_starts(carla_map)
+    candidates = places[kind]
     if not candidates:
         raise ScenarioPlacementError(f"{carla_map.name}: no {'junction' if junction else 'road'} to place "
                                      f"{scenario_type!r}")
