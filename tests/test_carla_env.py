@@ -18,7 +18,6 @@ from envs.carla import standin
 from envs.carla.connection import CarlaConnectionError, CarlaError, CarlaSpawnError, CarlaVersionError
 from envs.carla.env import CameraConfig, CarlaEnv, CarlaEnvConfig, carla_env_fns
 from envs.carla.recording import read_recording
-from envs.carla.scenarios import SCENARIO_TYPES
 from envs.layouts import get_layout
 from envs.render import BEVConfig
 from envs.reward import REWARD_TERMS

@@ -99,7 +99,12 @@ def check_server(host: str, port: int, timeout: float = 3.0, backend: str = "car
         except OSError as exc:
             raise CarlaConnectionError(f"no CARLA server answers at {host}:{port} ({exc.strerror or exc}); "
                                        f"{START_HINT}") from None
-    carla = carla_module(backend)
+    return open_client(carla_module(backend), host, port, timeout)[1]
+
+
+def open_client(carla: ModuleType, host: str, port: int, timeout: float) -> tuple[Any, str]:
+    """``(client, server version)``: a ``carla.Client`` with ``timeout`` whose server answered with the client's
+    version; :class:`CarlaConnectionError` / :class:`CarlaVersionError` otherwise."""
     client = carla.Client(host, port)
     client.set_timeout(timeout)
     try:
@@ -108,13 +113,10 @@ def check_server(host: str, port: int, timeout: float = 3.0, backend: str = "car
         raise CarlaConnectionError(f"no CARLA server answers at {host}:{port} ({exc}); {START_HINT}") from None
     client_version = client.get_client_version()
     if not _versions_match(server_version, client_version):
-        raise CarlaVersionError(_version_message(host, port, server_version, client_version))
-    return server_version
-
-
-def _version_message(host: str, port: int, server: str, client: str) -> str:
-    return (f"CARLA server at {host}:{port} runs {server} but the client library is {client}; they must match: run "
-            f"carlasim/carla:{client} (docker compose up carla) or install carla=={server}")
+        raise CarlaVersionError(f"CARLA server at {host}:{port} runs {server_version} but the client library is "
+                                f"{client_version}; they must match: run carlasim/carla:{client_version} (docker "
+                                f"compose up carla) or install carla=={server_version}")
+    return client, server_version
 
 
 class CarlaConnection:
@@ -158,17 +160,8 @@ class CarlaConnection:
     # ------------------------------------------------------------------ connect
     def connect(self) -> None:
         """(Re)connect: version check, town, synchronous settings, Traffic Manager, leftover cleanup."""
-        carla = self.carla
         self.connected = False
-        client = carla.Client(self.host, self.port)
-        client.set_timeout(self.client_timeout)
-        try:
-            server_version = client.get_server_version()
-        except RuntimeError as exc:
-            raise CarlaConnectionError(f"no CARLA server answers at {self.address} ({exc}); {START_HINT}") from None
-        client_version = client.get_client_version()
-        if not _versions_match(server_version, client_version):
-            raise CarlaVersionError(_version_message(self.host, self.port, server_version, client_version))
+        client, server_version = open_client(self.carla, self.host, self.port, self.client_timeout)
         try:
             world = client.get_world()
             if self.town and world.get_map().name.split("/")[-1] != self.town.split("/")[-1]:

@@ -79,7 +79,7 @@ try:  # the reference moves to rewards.scorer on another branch
 except ImportError:  # pragma: no cover - depends on the branch
     from rewards.pdm import reference_for
 
-from envs import CARLA_ENV_ID as ENV_ID  # noqa: E402  (registered in envs/__init__.py)
+from envs import CARLA_ENV_ID as ENV_ID  # noqa: E402, F401  (registered in envs/__init__.py)
 STEP_TERMS = REWARD_TERMS + ("terminal_collision",)
 """Keys of ``info["rewards"]`` (NaN where not computed, e.g. after ``reset``)."""
 TERMINATIONS = ("collision", "offroad", "route_end", "time_limit", "carla_error", "")

@@ -434,9 +434,10 @@ def _crossing(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     return None
 
 
-def _junction_setup(carla: Any, entry_end: Any, rng: np.random.Generator, turn: str, v_lo: float, v_hi: float,
-                    t_c: float, duration: float, conflict_points=None):
-    """Ego approach ``entry_end`` -> connector of ``turn``: returns ``(connector entry, v_e, ego route builder)``."""
+def _junction_setup(entry_end: Any, rng: np.random.Generator, turn: str, v_lo: float,
+                    v_hi: float) -> tuple[Any, float]:
+    """The ego's connector of ``turn`` after its approach lane's end ``entry_end`` (NoPlace if the junction has none
+    turning that way) and its cruise speed drawn from ``[v_lo, v_hi]`` [m/s]."""
     branches = [w for w in entry_end.next(2.0) if w.is_junction]
     if not branches:
         raise NoPlace
@@ -446,6 +447,26 @@ def _junction_setup(carla: Any, entry_end: Any, rng: np.random.Generator, turn: 
     if not want[0] <= change <= want[1]:
         raise NoPlace
     return conn, float(rng.uniform(v_lo, v_hi))
+
+
+def _straight_crossing(carla: Any, entry_end: Any, conn: Any, relative_heading: float,
+                       rng: np.random.Generator) -> tuple[Any, np.ndarray]:
+    """A straight connector of the ego connector ``conn``'s junction entering at ``relative_heading`` [rad] to the
+    ego's approach heading (right-handed) that crosses the ego's connector: ``(its entry waypoint, crossing point)``,
+    drawn among the fitting ones; NoPlace if none."""
+    ego_pts = _connector_points(conn)
+    h_ego = waypoint_pose(entry_end)[2]
+    options = []
+    for a, b in conn.get_junction().get_waypoints(carla.LaneType.Driving):
+        ha, hb = waypoint_pose(a)[2], waypoint_pose(b)[2]
+        if abs(float(wrap_angle(hb - ha))) > 0.35 or abs(float(wrap_angle(ha - h_ego - relative_heading))) > 0.4:
+            continue
+        p = _crossing(ego_pts, _connector_points(a))
+        if p is not None:
+            options.append((a, p))
+    if not options:
+        raise NoPlace
+    return options[int(rng.integers(len(options)))]
 
 
 def _ego_to_conflict(entry_end: Any, conn: Any, turn: str, point: np.ndarray, v_e: float,
@@ -502,22 +523,9 @@ def _timed_through(carla: Any, entry: Any, point: np.ndarray, v: float, t_arrive
 def _red_light_runner(carla: Any, entry_end: Any, rng: np.random.Generator, t_c: float, duration: float,
                       side: str) -> ScenarioPlan:
     """Bank ``red_light_runner_<side>``: the ego crosses on green; a vehicle from ``side`` runs its red light."""
-    conn, v_e = _junction_setup(carla, entry_end, rng, "straight", 8.0, 13.5, t_c, duration)
-    ego_pts = _connector_points(conn)
-    h_ego = waypoint_pose(entry_end)[2]
+    conn, v_e = _junction_setup(entry_end, rng, "straight", 8.0, 13.5)
     want = -0.5 * math.pi if side == "left" else 0.5 * math.pi  # from the left it drives towards the ego's right
-    junction = conn.get_junction()
-    options = []
-    for a, b in junction.get_waypoints(carla.LaneType.Driving):
-        ha, hb = waypoint_pose(a)[2], waypoint_pose(b)[2]
-        if abs(float(wrap_angle(hb - ha))) > 0.35 or abs(float(wrap_angle(ha - h_ego - want))) > 0.4:
-            continue
-        p = _crossing(ego_pts, _connector_points(a))
-        if p is not None:
-            options.append((a, p))
-    if not options:
-        raise NoPlace
-    other, point = options[int(rng.integers(len(options)))]
+    other, point = _straight_crossing(carla, entry_end, conn, want, rng)
     route, path, s_ego = _ego_to_conflict(entry_end, conn, "straight", point, v_e, rng, t_c, duration)
     v_x = float(rng.uniform(9.0, 14.0))
     t_arrive = t_c + float(rng.uniform(-0.25, 0.25))
@@ -537,20 +545,8 @@ def _red_light_runner(carla: Any, entry_end: Any, rng: np.random.Generator, t_c:
 def _unprotected_left(carla: Any, entry_end: Any, rng: np.random.Generator, t_c: float,
                       duration: float) -> ScenarioPlan:
     """Bank ``unprotected_left_turn``: the ego turns left on a permissive green across an oncoming vehicle."""
-    conn, v_e = _junction_setup(carla, entry_end, rng, "left", 6.0, 9.0, t_c, duration)
-    ego_pts = _connector_points(conn)
-    h_ego = waypoint_pose(entry_end)[2]
-    options = []
-    for a, b in conn.get_junction().get_waypoints(carla.LaneType.Driving):
-        ha, hb = waypoint_pose(a)[2], waypoint_pose(b)[2]
-        if abs(float(wrap_angle(hb - ha))) > 0.35 or abs(float(wrap_angle(ha - h_ego - math.pi))) > 0.4:
-            continue
-        p = _crossing(ego_pts, _connector_points(a))
-        if p is not None:
-            options.append((a, p))
-    if not options:
-        raise NoPlace
-    other, point = options[int(rng.integers(len(options)))]
+    conn, v_e = _junction_setup(entry_end, rng, "left", 6.0, 9.0)
+    other, point = _straight_crossing(carla, entry_end, conn, math.pi, rng)  # the oncoming straight connector
     route, path, s_ego = _ego_to_conflict(entry_end, conn, "left", point, v_e, rng, t_c, duration)
     v_o = float(rng.uniform(8.0, 13.0))
     t_arrive = t_c + float(rng.uniform(-0.2, 0.2))
@@ -568,7 +564,7 @@ def _unprotected_left(carla: Any, entry_end: Any, rng: np.random.Generator, t_c:
 
 def _right_turn_vru(carla: Any, entry_end: Any, rng: np.random.Generator, t_c: float, duration: float) -> ScenarioPlan:
     """Bank ``right_turn_vru`` (pedestrian variant): a pedestrian crosses the ego's exit lane after its right turn."""
-    conn, v_e = _junction_setup(carla, entry_end, rng, "right", 6.0, 9.0, t_c, duration)
+    conn, v_e = _junction_setup(entry_end, rng, "right", 6.0, 9.0)
     exit_wp = conn.next_until_lane_end(2.0)[-1]
     after = exit_wp.next(float(rng.uniform(3.0, 6.0)))
     if not after:

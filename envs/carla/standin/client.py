@@ -9,7 +9,6 @@ address nobody serves waits the client's timeout (``set_timeout``, default 5 s) 
 from __future__ import annotations
 
 import re
-import time
 from types import SimpleNamespace
 from typing import Any, Sequence
 
