@@ -523,7 +523,7 @@ class CarlaEnv(gym.Env):
         t = ep.recorder.t
         ep.controller.set_path(TimedPath.from_trajectory(ep.kinematics.poses[t], traj, POSE_INTERVAL))
         ep.path_t0 = ep.ticks * cfg.fixed_delta_seconds
-        n_collisions, n_invasions = len(ep.sensors.collisions), len(ep.sensors.invasions)
+        n_invasions = len(ep.sensors.invasions)
         error, reason = None, ""
         try:
             for _ in range(self.ticks_per_step):
@@ -539,7 +539,7 @@ class CarlaEnv(gym.Env):
                 self.connection.mark_broken()
             obs = self._last_obs if self._last_obs is not None else self._observation(cameras=False)
             reason = "carla_error"
-        collision = ep.collision is not None and len(ep.sensors.collisions) > n_collisions and reason == "collision"
+        collision = reason == "collision"
         if collision:
             terms["terminal_collision"] = -1.0
             terms["reward"] += cfg.w_terminal_collision * terms["terminal_collision"]
