@@ -1,7 +1,7 @@
 """Typed Hydra configuration of the pipeline (the only place besides ``run.py`` that knows about Hydra).
 
 Groups: ``env`` (the scene source: ``bank`` = built-in synthetic scenario bank, ``deepaccident`` = a local
-DeepAccident folder). Every field has a one-line docstring; override any of them on the command line, e.g.
+DeepAccident folder, ``carla`` = episodes recorded on live CARLA 0.9.16 servers, see :mod:`experiments.carla`). Every field has a one-line docstring; override any of them on the command line, e.g.
 ``python -m experiments.run env.num_scenes=200 evaluate.closed_loop=false``.
 """
 
@@ -39,6 +39,29 @@ class DeepAccidentSourceConfig(SourceConfig):
     name: str = "deepaccident"
     root: Optional[str] = MISSING
     split: Optional[str] = "val"
+
+
+@dataclass
+class CarlaSourceConfig(SourceConfig):
+    """Episodes driven on CARLA 0.9.16 servers (``docker compose up carla``) and recorded (:mod:`experiments.carla`)."""
+
+    name: str = "carla"
+    hosts: List[str] = field(default_factory=lambda: ["localhost:2000"])
+    """CARLA servers ``host:port``, one per environment worker (each gets its own Traffic Manager port)."""
+    backend: str = "carla"
+    """``carla`` (the client library, the ``[carla]`` extra) or ``standin`` (the in-process stand-in, for tests)."""
+    town: Optional[str] = "Town03"
+    """Town to load (null: keep the server's)."""
+    num_episodes: int = 4
+    """Episodes to drive and record."""
+    episode_time: float = 15.0
+    """Episode length including the 2 s warm-up [s]."""
+    num_background: int = 8
+    """Background vehicles on the Traffic Manager."""
+    policy: str = "pdm_closed_like"
+    """Baseline that drives the episodes (``agents.baselines.BASELINES``)."""
+    connect_timeout: float = 3.0
+    """Start-up check: TCP probe and version query timeout per server [s]."""
 
 
 @dataclass
@@ -85,7 +108,7 @@ class RunConfig:
 
     defaults: List[Any] = field(default_factory=lambda: ["_self_", {"env": "bank"}])
     env: SourceConfig = MISSING
-    """Scene source (group ``env``: ``bank`` or ``deepaccident``)."""
+    """Scene source (group ``env``: ``bank``, ``deepaccident`` or ``carla``)."""
     out_dir: Optional[str] = None
     """Output folder (default: Hydra's run folder, ``outputs/<date>/<time>``)."""
     progress: bool = True
@@ -103,3 +126,4 @@ def register_configs() -> None:
     cs.store(name="config", node=RunConfig)
     cs.store(group="env", name="bank", node=SourceConfig)
     cs.store(group="env", name="deepaccident", node=DeepAccidentSourceConfig)
+    cs.store(group="env", name="carla", node=CarlaSourceConfig)

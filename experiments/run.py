@@ -33,12 +33,17 @@ from experiments.config import register_configs
 register_configs()
 
 
-def build_source(cfg: DictConfig):
+def build_source(cfg: DictConfig, out: Path | None = None):
     """The :class:`envs.sources.SceneSource` of ``cfg.env`` (any registered source; its fields are the source's
-    options); errors name the offending field."""
+    options); errors name the offending field. ``env=carla`` first checks the servers and records episodes into
+    ``out`` (:mod:`experiments.carla`)."""
     from envs.sources import SourceError, open_source
 
     env = cfg.env
+    if env.name == "carla":
+        from experiments.carla import carla_source
+
+        return carla_source(cfg, out)
     if env.name == "deepaccident" and not env.root:
         raise SystemExit("env.root: set it to your DeepAccident folder, e.g. env=deepaccident env.root=/data/DA")
     options: dict[str, Any] = {"bank": {"num_scenes": int(env.num_scenes), "seed": int(env.seed),
@@ -157,7 +162,7 @@ def _write_text(path: Path, text: str) -> None:
 def run(cfg: DictConfig, out: Path) -> dict[str, Any]:
     """Run the pipeline stages into ``out``; returns a summary dict (also written to ``results.json``)."""
     out.mkdir(parents=True, exist_ok=True)
-    scenes = build_source(cfg)
+    scenes = build_source(cfg, out)
     if len(scenes) == 0:
         raise SystemExit(f"env: the source {cfg.env.name} has no scenes")
     summary: dict[str, Any] = {"config": OmegaConf.to_container(cfg, resolve=True)}
@@ -180,7 +185,8 @@ def run(cfg: DictConfig, out: Path) -> dict[str, Any]:
 
             results = evaluate_stage(scenes, cfg, writer)
             table = results_table(results)
-            source = "synthetic scenario bank" if cfg.env.name == "bank" else f"DeepAccident ({cfg.env.split})"
+            source = {"bank": "synthetic scenario bank", "carla": "CARLA recordings (replayed)"}.get(
+                cfg.env.name, f"DeepAccident ({cfg.env.split})")
             print(f"== results: baselines on the {source} ==\n{table}")
             print("lang/risk acc: n/a = the policy states no safety label (the VLA of the learning stages does)")
             _write_text(out / "results.md", f"# Results on the {source}\n\n```\n{table}\n```\n")

@@ -117,7 +117,7 @@ def test_policy_input_is_privileged_only_on_request():
 def test_registry_opens_sources_and_names_unknown_ones():
     src = open_source("bank", num_scenes=5, seed=2)
     assert len(src) == 5 and src[0].meta.source == "synthetic"
-    with pytest.raises(SourceError, match=r"unknown scene source 'Bank'; registered: \['bank', 'deepaccident'"):
+    with pytest.raises(SourceError, match=r"unknown scene source 'Bank'; registered: \['bank', 'carla', 'deepaccident'"):
         make_source("Bank")
     with pytest.raises(SourceError, match="unknown scene source 'nope'"):
         open_source("nope")

@@ -1,0 +1,324 @@
+"""CarlaEnv on the in-process stand-in: Gymnasium/SB3 contracts, scripted typologies, scoring, recordings, the
+"carla" source and origin, fault injection with zero leaked actors, cameras, workers, and env=carla in the pipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+
+import gymnasium
+import numpy as np
+import pytest
+
+from agents.base import policy_input
+from agents.baselines import StandStillPolicy
+from envs import CARLA_ENV_ID
+from envs.carla import standin
+from envs.carla.connection import CarlaConnectionError, CarlaError, CarlaSpawnError, CarlaVersionError
+from envs.carla.env import CameraConfig, CarlaEnv, CarlaEnvConfig, carla_env_fns
+from envs.carla.recording import read_recording
+from envs.layouts import get_layout
+from envs.render import BEVConfig
+from envs.reward import REWARD_TERMS
+from envs.sources import open_source, resolve
+
+SMALL_BEV = BEVConfig(height=48, width=48, meters_per_pixel=1.0)
+"""48 px keeps the tests fast (above NatureCNN's 36 px minimum)."""
+PORTS = iter(range(2400, 2600))
+
+
+def _config(port: int, town: str = "Standin_straight", **kw) -> CarlaEnvConfig:
+    """A fast stand-in configuration: short episodes (contact at 5 s), no reference planning, short timeouts."""
+    base = dict(backend="standin", hosts=(f"127.0.0.1:{port}",), town=town, bev=None, reference=None,
+                num_background=2, episode_time=7.0, map_radius=40.0, record_after_end=0.0, client_timeout=0.05, tick_timeout=0.05, sensor_timeout=0.05,
+                reconnect_attempts=1, reconnect_wait=0.0, traffic_manager_port=8000 + port)
+    base.update(kw)
+    return CarlaEnvConfig(**base)
+
+
+@pytest.fixture
+def world():
+    """``(server, config)`` of a fresh stand-in server on its own port (shut down after the test)."""
+    def make(town: str = "Standin_straight", **kw):
+        port = next(PORTS)
+        server = standin.serve("127.0.0.1", port, town=town, **{k: kw.pop(k) for k in ("version", "nullrhi")
+                                                                if k in kw})
+        return server, _config(port, town, **kw)
+
+    yield make
+    standin.shutdown_all()
+
+
+def _run(env: CarlaEnv, policy=None, seed: int = 0, options=None):
+    """One episode; returns the last ``(obs, info)`` and the number of steps."""
+    obs, info = env.reset(seed=seed, options=options)
+    steps, done = 0, False
+    while not done:
+        action = env.logged_action() if policy is None else policy.act(policy_input(env, obs, info, True))
+        obs, _, terminated, truncated, info = env.step(action)
+        steps += 1
+        done = terminated or truncated
+    return obs, info, steps
+
+
+# ----------------------------------------------------------------------------------------------------- contracts
+def test_registered_id_passes_gymnasium_and_sb3_check_env(world):
+    from gymnasium.utils.env_checker import check_env as gym_check
+    from stable_baselines3.common.env_checker import check_env as sb3_check
+
+    _, cfg = world()
+    env = gymnasium.make(CARLA_ENV_ID, config=dataclasses.replace(  # (a minimal episode: the checkers reset 18 times)
+        cfg, bev=SMALL_BEV, scenario_types=("rear_end",), warmup_time=0.0, num_background=0, map_radius=20.0))
+    allowed = ("Your observation history has an unconventional shape",
+               "We recommend you to use a symmetric and normalized Box action space")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gym_check(env.unwrapped, skip_render_check=True)
+        sb3_check(env.unwrapped, warn=True)
+    assert not [str(w.message) for w in caught if not str(w.message).startswith(allowed)]
+    env.close()
+
+
+def test_every_typology_collides_with_the_non_reacting_expert_near_the_nominal_contact(world):
+    """The bank's typologies placed on CARLA waypoints: following the scenario's nominal plan (the expert that does
+    not react) hits the risk agent within 0.6 s of the nominal contact (5 s: 2 s warm-up + 3 s lead)."""
+    for town, types in (("Standin_straight", ("rear_end", "cut_in", "pedestrian_occluded", "head_on_drift")),
+                        ("Standin_junction_2x2", ("red_light_runner_left", "red_light_runner_right",
+                                                  "unprotected_left_turn", "right_turn_vru"))):
+        server, cfg = world(town, num_background=0, map_radius=20.0)
+        env = CarlaEnv(cfg)
+        for st in types:
+            _, info, _ = _run(env, options={"scenario_type": st})
+            scene = env.last_recording
+            risk = env._episode.adversaries[0][1].id  # noqa: SLF001  (the plan's risk actor)
+            assert info["termination_reason"] == "collision" and info["collision"], st
+            assert abs(scene.meta.collision_frame - 50) <= 6, (st, scene.meta.collision_frame)
+            assert scene.meta.colliding_agent_id == info["colliding_agent"] == risk, st
+            assert info["rewards"]["terminal_collision"] == -1.0
+            assert info["metrics"]["infraction_penalty"] < 1.0
+        env.close()
+        assert server.user_actors() == []
+
+
+def test_normal_driving_runs_to_the_time_limit_with_full_route_completion(world):
+    _, cfg = world()
+    env = CarlaEnv(cfg)
+    _, info, steps = _run(env, options={"scenario_type": "normal"})
+    assert info["termination_reason"] == "time_limit" and steps == 10  # (7 s - 2 s warm-up) / 0.5 s
+    assert info["metrics"]["route_completion"] > 95.0 and info["metrics"]["driving_score"] > 95.0
+    env.close()
+
+
+def test_a_braking_policy_avoids_the_rear_end(world):
+    _, cfg = world()
+    env = CarlaEnv(dataclasses.replace(cfg, scenario_types=("rear_end",)))
+    _, info, _ = _run(env, StandStillPolicy())
+    assert info["termination_reason"] == "time_limit" and not info["collision"]
+    assert env.last_recording.meta.collision_frame is None
+    env.close()
+
+
+def test_score_group_matches_the_step_reward_and_never_touches_the_server(world):
+    server, cfg = world()
+    env = CarlaEnv(dataclasses.replace(cfg, reference="auto", scenario_types=("rear_end",)))
+    obs, info = env.reset(seed=3)
+    assert set(info["rewards"]) == set(REWARD_TERMS) | {"terminal_collision"}
+    action = env.logged_action()
+    frame = server.frame
+    group = env.score_group(np.stack([action, np.zeros_like(action)]))
+    assert server.frame == frame and group["reward"].shape == (2,)
+    inp = policy_input(env, obs, info, privileged=True)
+    assert inp.t == env.t == 20 and inp.scene.meta.source == "carla"
+    assert inp.problem.agents.valid.all()  # constant-velocity forecasts over the whole scoring window
+    _, reward, _, _, info = env.step(action)
+    for name in REWARD_TERMS:
+        assert np.isclose(info["rewards"][name], group[name][0], equal_nan=True), name
+    assert reward == pytest.approx(group["reward"][0])
+    env.close()
+
+
+# -------------------------------------------------------------------------------------------------- recordings
+def test_recordings_reload_through_the_carla_origin_and_source(world, tmp_path):
+    from counterfactual.miner import MinerConfig, mine_scene
+    from envs.replay_env import EnvConfig, ReplayEnv
+
+    _, cfg = world()
+    env = CarlaEnv(dataclasses.replace(cfg, record_dir=str(tmp_path), scenario_types=("cut_in",), record_after_end=4.0))
+    _, info, _ = _run(env)
+    env.close()
+    scene = env.last_recording
+    assert scene.meta.source == "carla" and info["origin"]["kind"] == "carla"
+    again = resolve(info["origin"])
+    for name in ("ego_poses", "ego_velocities", "agent_ids", "agent_poses", "agent_valid", "agent_sizes"):
+        assert np.array_equal(getattr(again, name), getattr(scene, name)), name
+    assert again.meta.collision_frame == scene.meta.collision_frame and again.map.route_lane_ids
+    assert np.array_equal(read_recording(info["recording"]).map.route, scene.map.route)
+    # CARLA's left-handed frame is mirrored back: during the warm-up the ego drives on a lane of the right-handed
+    # layout in that lane's direction, and every map lane lies on a layout lane.
+    layout = get_layout("straight")
+    for pose in scene.ego_poses[:20]:
+        lane = min(layout.lanes, key=lambda ln: np.min(np.linalg.norm(ln.centerline - pose[:2], axis=1)))
+        d = lane.centerline[-1] - lane.centerline[0]
+        assert np.min(np.linalg.norm(lane.centerline - pose[:2], axis=1)) < 0.6
+        assert abs(np.angle(np.exp(1j * (pose[2] - np.arctan2(d[1], d[0]))))) < 0.02
+    for lane in scene.map.lanes:
+        assert min(np.min(np.linalg.norm(lane.centerline[:, None] - ref.centerline[None], axis=-1), axis=1).max()
+                   for ref in layout.lanes) < 0.05
+    source = open_source("carla", root=str(tmp_path))
+    assert len(source) == 1 and source.scene_ids == [scene.scene_id]
+    assert resolve(source.origin(0)).scene_id == scene.scene_id
+    replay = ReplayEnv(source, "closed_loop", EnvConfig(bev=None, reference=None))
+    replay.reset(seed=0)
+    replay.step(replay.logged_action())
+    mined = mine_scene(scene, MinerConfig(), source.origin(0))
+    assert mined.pairs and all(p.observation_ref["origin"]["kind"] == "carla" for p in mined.pairs)
+
+
+# ------------------------------------------------------------------------------------------------------ faults
+def test_tick_timeout_ends_the_episode_cleanly_and_the_next_reset_reconnects(world):
+    server, cfg = world()
+    env = CarlaEnv(cfg)
+    env.reset(seed=0, options={"scenario_type": "rear_end"})
+    spawned = len(server.user_actors())
+    server.fail_ticks(1)
+    obs, reward, terminated, truncated, info = env.step(env.logged_action())
+    assert truncated and not terminated and info["termination_reason"] == "carla_error"
+    assert "time-out of 50ms" in info["carla_error"] and env.observation_space.contains(obs)
+    assert env.last_recording.meta.extra["termination_reason"] == "carla_error"
+    env.reset(seed=1, options={"scenario_type": "rear_end"})
+    assert env.connection.connections == 2
+    assert len(server.user_actors()) == spawned  # the aborted episode's actors were destroyed on reconnect
+    assert set(server.tick_timeouts) == {cfg.tick_timeout}  # every tick had the configured timeout
+    env.close()
+    assert server.user_actors() == [] and server.settings.synchronous_mode is False
+    assert server.destroyed_while_listening == 0  # sensors were stopped before their destruction
+
+
+def test_server_loss_mid_episode_then_restart(world):
+    server, cfg = world()
+    env = CarlaEnv(cfg)
+    env.reset(seed=0)
+    server.crash()
+    _, _, terminated, truncated, info = env.step(env.logged_action())
+    assert truncated and "carla_error" in info
+    start = time.perf_counter()
+    with pytest.raises(CarlaConnectionError, match=r"127\.0\.0\.1:\d+.*docker compose up carla"):
+        env.reset(seed=1)
+    assert time.perf_counter() - start < 2.0
+    server.restart()  # a fresh server process: default (asynchronous) settings, no actors
+    env.reset(seed=1)
+    assert server.settings.synchronous_mode is True  # re-applied after the restart
+    env.step(env.logged_action())
+    env.close()
+    assert server.user_actors() == []
+
+
+def test_hung_then_resumed_server_has_its_orphans_destroyed(world):
+    server, cfg = world()
+    env = CarlaEnv(cfg)
+    env.reset(seed=0)
+    server.hang()
+    assert env.step(env.logged_action())[3]
+    server.resume()
+    env.reset(seed=1)
+    env.close()
+    assert server.user_actors() == []
+
+
+def test_spawn_failures_retry_then_fail_without_leaks(world):
+    server, cfg = world()
+    env = CarlaEnv(cfg)
+    server.fail_spawns(1)  # the first placement's ego spawn fails; the next placement works
+    env.reset(seed=0, options={"scenario_type": "rear_end"})
+    env.close()
+    server.fail_spawns(10_000)
+    env = CarlaEnv(cfg)
+    with pytest.raises(CarlaSpawnError, match="could not be spawned"):
+        env.reset(seed=0, options={"scenario_type": "rear_end"})
+    env.close()
+    assert server.user_actors() == []
+
+
+def test_a_camera_that_never_reports_ends_the_episode(world):
+    server, cfg = world()
+    env = CarlaEnv(dataclasses.replace(cfg, cameras=(CameraConfig(width=32, height=16),)))
+    obs, _ = env.reset(seed=0)
+    assert obs["camera_front"].shape == (16, 32, 3) and env.observation_space.contains(obs)
+    assert server.settings.no_rendering_mode is False  # cameras need rendering
+    server.mute_sensors("sensor.camera.rgb")
+    _, _, _, truncated, info = env.step(env.logged_action())
+    assert truncated and "camera.rgb 'front'" in info["carla_error"] and "nullrhi" in info["carla_error"]
+    env.close()
+    assert server.user_actors() == []
+
+
+def test_cameras_on_a_nullrhi_server_are_a_clear_error(world):
+    server, cfg = world(nullrhi=True)
+    env = CarlaEnv(dataclasses.replace(cfg, cameras=(CameraConfig(width=32, height=16),)))
+    with pytest.raises(CarlaError, match="sent no image"):
+        env.reset(seed=0)
+    env.close()
+    assert server.user_actors() == []
+
+
+def test_version_mismatch_is_a_clear_error(world):
+    _, cfg = world(version="0.9.15")
+    env = CarlaEnv(cfg)
+    with pytest.raises(CarlaVersionError, match=r"runs 0\.9\.15 but the client library is 0\.9\.16"):
+        env.reset(seed=0)
+    env.close()
+
+
+def test_no_server_fails_fast_naming_host_and_compose():
+    env = CarlaEnv(_config(2999))
+    with pytest.raises(CarlaConnectionError, match=r"127\.0\.0\.1:2999.*docker compose up carla"):
+        env.reset(seed=0)
+
+
+# ----------------------------------------------------------------------------------------------------- workers
+def test_config_checks_and_one_server_and_tm_port_per_worker(world):
+    with pytest.raises(ValueError, match="worker_index=1: hosts lists 1"):
+        CarlaEnvConfig(backend="standin", worker_index=1)
+    with pytest.raises(ValueError, match="cannot parse"):
+        CarlaEnvConfig(hosts=("a:b:c",))
+    with pytest.raises(ValueError, match="must divide"):
+        CarlaEnvConfig(fixed_delta_seconds=0.03)
+    with pytest.raises(ValueError, match="unknown"):
+        CarlaEnvConfig(scenario_types=("merge_conflict",))
+    (s0, c0), (s1, c1) = world(), world()
+    cfg = dataclasses.replace(c0, hosts=c0.hosts + c1.hosts, num_background=3)
+    envs = [fn() for fn in carla_env_fns(cfg)]
+    assert [e.connection.tm_port for e in envs] == [cfg.traffic_manager_port, cfg.traffic_manager_port + 1]
+    for e in envs:
+        e.reset(seed=0, options={"scenario_type": "normal"})
+        e.step(e.logged_action())
+    for server in (s0, s1):  # each server's background traffic is driven by its own worker's Traffic Manager
+        moving = [r for r in server.actors.values() if r.autopilot_port is not None and r.speed > 0.5]
+        assert moving
+    for e in envs:
+        e.close()
+
+
+# ---------------------------------------------------------------------------------------------------- pipeline
+def test_experiments_run_env_carla(tmp_path, world):
+    from hydra import compose, initialize
+
+    from experiments.run import run
+
+    def cfg(*overrides):
+        with initialize(version_base=None, config_path=None):
+            return compose(config_name="config", overrides=["env=carla", "progress=false", "tensorboard=false",
+                                                            f"out_dir={tmp_path}", *overrides])
+
+    start = time.perf_counter()
+    with pytest.raises(SystemExit, match=r"localhost:1.*docker compose up carla"):
+        run(cfg("env.hosts=[localhost:1]"), tmp_path)  # nothing listens: the TCP probe fails at once
+    assert time.perf_counter() - start < 3.0
+    server, c = world()
+    summary = run(cfg(f"env.hosts=[{c.hosts[0]}]", "env.backend=standin", "env.town=Standin_straight",
+                      "env.num_episodes=1", "env.episode_time=7.0", "env.scenario_types=[rear_end]",
+                      "env.policy=constant_velocity", "render.enabled=false", "evaluate.enabled=false",
+                      "mine.lead_times=[2.0]"), tmp_path)
+    assert summary["pairs"]["count"] >= 1 and len(list((tmp_path / "carla").glob("*.npz"))) == 1
+    assert server.user_actors() == [] and server.settings.synchronous_mode is False
