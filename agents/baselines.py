@@ -61,7 +61,10 @@ class LogReplayPolicy(Policy):
 
 
 class ReferencePlannerPolicy(Policy):
-    """PDM-Closed-like planner: best of 15 IDM proposals along the route (privileged; needs a map).
+    """PDM-Closed-like planner (privileged: it reads the route and the other agents' current states; needs a map):
+    the best proposal scored against constant-velocity forecasts of every agent. ``proposal_set="careful"`` (the
+    default) adds braking and yield proposals to PDM-Closed's 15 IDM proposals; ``"navsim"`` is PDM-Closed's set
+    (see :mod:`rewards.reference_planner`).
 
     Falls back to :class:`ConstantVelocityPolicy` on scenes without a map (no route to follow).
     """
@@ -69,13 +72,14 @@ class ReferencePlannerPolicy(Policy):
     name = "pdm_closed_like"
     requires_privileged = True
 
-    def __init__(self, config: PDMConfig = PDMConfig()) -> None:
+    def __init__(self, config: PDMConfig = PDMConfig(), proposal_set: str = "careful") -> None:
         self.config = config
+        self.proposal_set = proposal_set
         self._fallback = ConstantVelocityPolicy()
 
     def act(self, inp: PolicyInput) -> np.ndarray:
         problem, _, _ = inp.require_privileged(self.name)
-        ref = reference_for(problem, self.config)
+        ref = reference_for(problem, self.config, self.proposal_set)
         if ref is None:
             return self._fallback.act(inp)
         return clip_trajectories(ref.trajectory)

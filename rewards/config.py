@@ -104,6 +104,14 @@ class PDMConfig:
     reference_lateral_offsets: tuple[float, ...] = (-1.0, 0.0, 1.0)
     """Lateral centreline offsets of the reference proposals [m] (NAVSIM PDM-Closed: -1, 0, 1)."""
 
+    # --- careful planner and safe-progress reference (not part of NAVSIM; rewards.reference_planner)
+    careful_brake_decels: tuple[float, ...] = (1.5, 3.0, 4.5, 6.0, 8.0)
+    """Braking proposals of the careful planner: constant decelerations to a stop along the route [m/s^2]."""
+    careful_hold_fractions: tuple[float, ...] = (0.3, 0.6)
+    """Yield proposals: slow to this fraction of the current speed at ``careful_hold_decel``, then hold it [-]."""
+    careful_hold_decel: float = 2.0
+    """Deceleration of the yield proposals [m/s^2]."""
+
     def __post_init__(self) -> None:
         for name in ("ep_weight", "ttc_weight", "comfort_weight", "ddc_weight", "collision_penalty"):
             if getattr(self, name) < 0:

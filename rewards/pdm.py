@@ -34,7 +34,7 @@ by :func:`map_free_score` instead.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
 
@@ -104,6 +104,21 @@ class PDMResult:
             "pdms": self.pdms.copy(),
             "collision": np.where(self.collision, -float(config.collision_penalty), 0.0),
         }
+
+    def renormalized(self, reference_progress: float | None, config: PDMConfig = PDMConfig()) -> "PDMResult":
+        """This result with EP and PDMS normalised against another reference's masked progress [m] (None / NaN:
+        among the group), through the same aggregation (:func:`rewards.kernels.ep_and_pdms`); every other field
+        is shared. Without a map the result is returned unchanged (EP and PDMS are unavailable)."""
+        if not self.map_available:
+            return self
+        masked = np.ascontiguousarray(self.masked_progress, dtype=np.float64)
+        mult = self.nc * self.dac * (self.ddc if config.ddc_multiplicative else 1.0)
+        ref = np.nan if reference_progress is None or not np.isfinite(reference_progress) else float(reference_progress)
+        ep, pdms = kernels.ep_and_pdms(masked, np.ascontiguousarray(mult, dtype=np.float64),
+                                       np.ascontiguousarray(self.ttc, dtype=np.float64),
+                                       np.ascontiguousarray(self.comfort, dtype=np.float64),
+                                       np.ascontiguousarray(self.ddc, dtype=np.float64), ref, _aggregate_rules(config))
+        return replace(self, ep=ep, pdms=pdms)
 
     def select(self, i: int) -> dict[str, Any]:
         """Python scalars of candidate ``i`` (every field; ``map_available`` as is)."""

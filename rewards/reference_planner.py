@@ -20,6 +20,21 @@ uses, ``navsim/planning/metric_caching/metric_cache_processor.py``):
   trajectory in ``pdm_score``) and scored against the *logged* objects: its ``progress * NC * DAC`` is the
   ``masked_progress`` used for EP normalisation.
 
+Proposal sets (``proposal_set``):
+
+* ``"navsim"``: the 15 IDM proposals above, exactly PDM-Closed's set: the reference of the NAVSIM-faithful EP.
+* ``"careful"``: those 15 plus **braking** (constant decelerations ``PDMConfig.careful_brake_decels`` to a stop) and
+  **yield** proposals (slow to ``careful_hold_fractions`` of the current speed, then hold) along the route. PDM-
+  Closed's IDM only brakes for an object already ahead on its path, so when a crossing or cutting-in agent makes
+  every IDM proposal collide under the forecast, it still drives on (the best of 15 zero scores); the careful set
+  then has a proposal that stops short. Used by the ``pdm_closed_like`` baseline and the safe-progress reference.
+
+Safe progress (:func:`plan_safe_progress`, the RL reward's EP reference): every proposal of the careful set is
+scored against the **logged** objects; the reference progress is the largest progress of a proposal that is safe
+there (no contact at all, NC = DAC = DDC = TTC = 1), i.e. what a careful driver who knew the next 4 s could safely
+achieve. Standing still then earns EP 0 wherever moving safely was possible. When no proposal is safe the largest
+``progress * NC * DAC`` is used (``fallback="nc_dac"``), and 0 when none moves without an at-fault collision.
+
 Simplifications (documented deviations from PDM-Closed): the route polyline replaces PDM's lane-graph centreline
 search; the leading object is the closest forecast object whose centre lies within (ego half width + object half
 width) of the path, ahead of the ego front (PDM intersects the path corridor with the occupancy map); no emergency
@@ -194,17 +209,35 @@ def _idm_progress(problem: ScoringProblem, forecast: AgentsFuture, path: np.ndar
     return out
 
 
-def plan_reference(problem: ScoringProblem, config: PDMConfig = PDMConfig()) -> ReferenceResult | None:
-    """Plan the PDM-Closed-like reference for ``problem`` (None without map). See the module docstring."""
+PROPOSAL_SETS = ("navsim", "careful")
+"""Proposal sets of :func:`proposal_poses` (see the module docstring)."""
+
+
+def _stopping_progress(v0: float, decel: float, hold_speed: float, t: np.ndarray) -> np.ndarray:
+    """Distance [m] travelled at times ``t`` [s] from speed ``v0`` [m/s] decelerating at ``decel`` [m/s^2] down to
+    ``hold_speed`` [m/s], then holding it."""
+    t_brake = max(v0 - hold_speed, 0.0) / decel
+    tb = np.minimum(t, t_brake)
+    return v0 * tb - 0.5 * decel * tb**2 + hold_speed * np.maximum(t - t_brake, 0.0)
+
+
+def proposal_poses(problem: ScoringProblem, config: PDMConfig = PDMConfig(), proposal_set: str = "navsim") -> np.ndarray:
+    """World-frame rear-axle poses ``(P, num_sim_steps, 3)`` [m, m, rad] of the planner's proposals (pose 0 = the
+    ego's), in index order: IDM ``speed_index * n_offsets + offset_index`` (15), then for ``"careful"`` the braking
+    proposals (one per ``careful_brake_decels``) and the yield proposals (one per ``careful_hold_fractions``).
+
+    Raises:
+        ValueError: unknown ``proposal_set``, or a problem without a map / route (nothing to follow).
+    """
+    if proposal_set not in PROPOSAL_SETS:
+        raise ValueError(f"proposal_set: expected one of {PROPOSAL_SETS}, got {proposal_set!r}")
     geometry = problem.map
     if geometry is None or len(geometry.route) < 2:
-        return None
+        raise ValueError(f"proposal_poses: problem {problem.scene_id!r} has no map route to follow")
     ego = problem.ego
     speed_limit = geometry.speed_limit if geometry.speed_limit > 0 else FALLBACK_TARGET_VELOCITY
     targets = np.maximum(np.asarray(config.reference_speed_fractions, dtype=np.float64) * speed_limit, 1e-3)
     forecast = constant_velocity_agents(problem.agents, config.sim_dt)
-    cv_problem = ScoringProblem(ego=ego, agents=forecast, map=geometry, scene_id=problem.scene_id,
-                                time_index=problem.time_index)
     proposals = []
     for offset in config.reference_lateral_offsets:
         path = geometry.route if offset == 0 else offset_polyline(geometry.route, float(offset))
@@ -214,21 +247,90 @@ def plan_reference(problem: ScoringProblem, config: PDMConfig = PDMConfig()) -> 
         proposals.append(_path_poses(path, path_s, prog))
     # (offsets, V, T, 3) -> proposal index = speed_index * n_offsets + offset_index
     poses = np.stack(proposals, axis=1).reshape(-1, config.num_sim_steps, 3)
+    if proposal_set == "careful":
+        path = geometry.route
+        path_s = polyline_arclength(path)
+        s0 = float(_project(ego.pose[None, :2], path, path_s)[0][0])
+        v0 = max(float(ego.velocity[0]), 0.0)
+        t = np.arange(config.num_sim_steps) * config.sim_dt
+        profiles = [_stopping_progress(v0, float(a), 0.0, t) for a in config.careful_brake_decels]
+        profiles += [_stopping_progress(v0, float(config.careful_hold_decel), float(f) * v0, t)
+                     for f in config.careful_hold_fractions]
+        if profiles:
+            extra = _path_poses(path, path_s, s0 + np.stack(profiles))
+            poses = np.concatenate([poses, extra], axis=0)
     poses[:, 0] = ego.pose
     poses[..., 2] = np.unwrap(poses[..., 2], axis=1)
     poses[..., 2] = wrap_angle(poses[..., 2])
-    sim = simulate_poses(ego, poses, config)
+    return poses
+
+
+def _ego_frame_trajectory(states: np.ndarray, ego_pose: np.ndarray, config: PDMConfig) -> np.ndarray:
+    """``(num_poses, 3)`` ego-frame poses at the pose interval of simulated world states ``(T, >=3)``."""
+    ratio = int(round(config.pose_interval / config.sim_dt))
+    return world_to_local(states[ratio::ratio, SX:SYAW + 1][: config.num_poses], ego_pose)
+
+
+def plan_reference(problem: ScoringProblem, config: PDMConfig = PDMConfig(),
+                   proposal_set: str = "navsim") -> ReferenceResult | None:
+    """Plan the PDM-Closed-like reference for ``problem`` (None without map). See the module docstring."""
+    geometry = problem.map
+    if geometry is None or len(geometry.route) < 2:
+        return None
+    ego = problem.ego
+    forecast = constant_velocity_agents(problem.agents, config.sim_dt)
+    cv_problem = ScoringProblem(ego=ego, agents=forecast, map=geometry, scene_id=problem.scene_id,
+                                time_index=problem.time_index)
+    sim = simulate_poses(ego, proposal_poses(problem, config, proposal_set), config)
     scores = score_states(cv_problem, sim, config, reference_progress=None).pdms
     best = int(np.argmax(scores))
     chosen = sim[best, :, SX:SYAW + 1]
     states = simulate_poses(ego, chosen[None], config)
     logged = score_states(problem, states, config, reference_progress=None)
-    ratio = int(round(config.pose_interval / config.sim_dt))
-    trajectory = world_to_local(chosen[ratio::ratio][: config.num_poses], ego.pose)
     return ReferenceResult(
-        trajectory=trajectory,
+        trajectory=_ego_frame_trajectory(chosen, ego.pose, config),
         states=states[0],
         masked_progress=float(logged.masked_progress[0]),
         index=best,
         proposal_scores=scores,
     )
+
+
+@dataclass(frozen=True)
+class SafeProgressResult:
+    """The safe-progress reference of a problem (see the module docstring).
+
+    Attributes:
+        progress: the EP normaliser [m]: the largest progress of a safe careful proposal against the logged objects.
+        index: that proposal's index in :func:`proposal_poses` ``(..., "careful")`` (-1 when none moves).
+        trajectory: its ``(num_poses, 3)`` ego-frame poses [m, m, rad], or None.
+        num_safe: how many proposals are safe.
+        fallback: ``"safe"``, ``"nc_dac"`` (no proposal safe; largest ``progress * NC * DAC``) or ``"none"``.
+    """
+
+    progress: float
+    index: int
+    trajectory: np.ndarray | None
+    num_safe: int
+    fallback: str
+
+
+def plan_safe_progress(problem: ScoringProblem, config: PDMConfig = PDMConfig()) -> SafeProgressResult | None:
+    """The safe-progress reference of ``problem`` (None without a map). See the module docstring."""
+    geometry = problem.map
+    if geometry is None or len(geometry.route) < 2:
+        return None
+    ego = problem.ego
+    sim = simulate_poses(ego, proposal_poses(problem, config, "careful"), config)
+    r = score_states(problem, sim, config, reference_progress=None)
+    safe = (r.nc == 1.0) & (r.dac == 1.0) & (r.ddc == 1.0) & (r.ttc == 1.0) & ~r.collision
+    if safe.any():
+        pool, fallback = np.where(safe, r.progress, -np.inf), "safe"
+    else:
+        pool, fallback = np.where(r.masked_progress > 0, r.masked_progress, -np.inf), "nc_dac"
+    if not np.isfinite(pool).any():
+        return SafeProgressResult(progress=0.0, index=-1, trajectory=None, num_safe=0, fallback="none")
+    best = int(np.argmax(pool))
+    return SafeProgressResult(progress=float(pool[best]), index=best,
+                              trajectory=_ego_frame_trajectory(sim[best], ego.pose, config),
+                              num_safe=int(safe.sum()), fallback=fallback)

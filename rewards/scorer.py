@@ -6,7 +6,11 @@ NAVSIM keeps the scorer (``pdm_scorer.py``) apart from the PDM-Closed planner an
 :mod:`rewards.reference_planner` plans the reference (and scores its proposals with :mod:`rewards.pdm`), and this
 module composes the two. Import order: ``pdm`` <- ``reference_planner`` <- ``scorer``; no import circle.
 
-* :func:`reference_for`: the reference of a problem, cached per problem object and configuration;
+* :func:`reference_for`: the reference of a problem, cached per problem object, configuration and proposal set
+  (``"navsim"``: PDM-Closed's 15 proposals, the EP reference of PDMS; ``"careful"``: with braking / yield
+  proposals, the ``pdm_closed_like`` baseline);
+* :func:`safe_progress_for`: the safe-progress reference of a problem (the RL reward's EP normaliser, reported as
+  SP-PDMS beside PDMS; :func:`rewards.reference_planner.plan_safe_progress`), cached the same way;
 * :func:`score_group`: ``simulate_candidates`` + ``score_states`` with the reference's masked progress;
 * :class:`PDMScorer`: a configured scorer object with both.
 """
@@ -20,24 +24,35 @@ import numpy as np
 
 from rewards.config import PDMConfig
 from rewards.pdm import PDMResult, score_states
-from rewards.reference_planner import ReferenceResult, plan_reference
+from rewards.reference_planner import ReferenceResult, SafeProgressResult, plan_reference, plan_safe_progress
 from rewards.tracking import simulate_candidates
 from rewards.types import ScoringProblem
 
-_REFERENCES: "weakref.WeakKeyDictionary[ScoringProblem, dict[PDMConfig, ReferenceResult | None]]" = (
-    weakref.WeakKeyDictionary()
-)
-"""Per problem object (released with it): ``{config: reference or None}``. Keyed by identity: sound because a
+_REFERENCES: "weakref.WeakKeyDictionary[ScoringProblem, dict[tuple, Any]]" = weakref.WeakKeyDictionary()
+"""Per problem object (released with it): ``{(kind, config): reference or None}``. Keyed by identity: sound because a
 problem's arrays are read-only copies (:mod:`rewards.types`)."""
 
 
-def reference_for(problem: ScoringProblem, config: PDMConfig = PDMConfig()) -> ReferenceResult | None:
+def reference_for(problem: ScoringProblem, config: PDMConfig = PDMConfig(),
+                  proposal_set: str = "navsim") -> ReferenceResult | None:
     """The PDM-Closed-like reference of ``problem`` (:func:`rewards.reference_planner.plan_reference`), planned once
-    per problem object and config and cached; None without a map (or with a route of fewer than 2 points)."""
+    per problem object, config and proposal set and cached; None without a map (or with a route of fewer than 2
+    points)."""
     per_problem = _REFERENCES.setdefault(problem, {})
-    if config not in per_problem:
-        per_problem[config] = plan_reference(problem, config)
-    return per_problem[config]
+    key = (proposal_set, config)
+    if key not in per_problem:
+        per_problem[key] = plan_reference(problem, config, proposal_set)
+    return per_problem[key]
+
+
+def safe_progress_for(problem: ScoringProblem, config: PDMConfig = PDMConfig()) -> SafeProgressResult | None:
+    """The safe-progress reference of ``problem`` (:func:`rewards.reference_planner.plan_safe_progress`), planned
+    once per problem object and config and cached; None without a map."""
+    per_problem = _REFERENCES.setdefault(problem, {})
+    key = ("safe_progress", config)
+    if key not in per_problem:
+        per_problem[key] = plan_safe_progress(problem, config)
+    return per_problem[key]
 
 
 def score_group(

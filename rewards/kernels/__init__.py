@@ -26,7 +26,7 @@ with an empty cache the first scored group costs about 11 s of compilation (trac
 tracking-off group); with the cache written, loading every kernel costs about 0.2 s per process.
 """
 
-from rewards.kernels.aggregate import AggregateRules, aggregate, ddc_worst, project_points
+from rewards.kernels.aggregate import AggregateRules, aggregate, ddc_worst, ep_and_pdms, project_points
 from rewards.kernels.comfort import comfort_bounds, comfort_inputs, round8
 from rewards.kernels.contacts import (
     ContactRules,
@@ -53,6 +53,7 @@ __all__ = [
     "ddc_worst",
     "ego_areas",
     "ego_boxes",
+    "ep_and_pdms",
     "entry_boxes",
     "finite_differences",
     "fit_profiles",

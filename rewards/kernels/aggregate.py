@@ -132,8 +132,7 @@ def aggregate(nc: np.ndarray, ttc: np.ndarray, comfort: np.ndarray, non_drivable
         ``(dac, ddc, progress, masked, ep, pdms)``, each ``(G,)``.
     """
     ddc_horizon, ddc_compliance, ddc_violation = rules.ddc_horizon, rules.ddc_compliance, rules.ddc_violation
-    ddc_multiplicative, progress_threshold = rules.ddc_multiplicative, rules.progress_threshold
-    w_ep, w_ttc, w_comfort, w_ddc = rules.w_ep, rules.w_ttc, rules.w_comfort, rules.w_ddc
+    ddc_multiplicative = rules.ddc_multiplicative
     g_count, t_count = non_drivable.shape
     worst = ddc_worst(centers, oncoming, ddc_horizon)
     dac = np.empty(g_count)
@@ -152,6 +151,29 @@ def aggregate(nc: np.ndarray, ttc: np.ndarray, comfort: np.ndarray, non_drivable
         progress[g] = max(s1 - s0, 0.0)
         mult[g] = nc[g] * dac[g] * (ddc[g] if ddc_multiplicative else 1.0)
         masked[g] = progress[g] * mult[g]
+    ep, pdms = ep_and_pdms(masked, mult, ttc, comfort, ddc, reference_progress, rules)
+    return dac, ddc, progress, masked, ep, pdms
+
+
+@njit(cache=True)
+def ep_and_pdms(masked: np.ndarray, mult: np.ndarray, ttc: np.ndarray, comfort: np.ndarray, ddc: np.ndarray,
+                reference_progress: float, rules: AggregateRules):
+    """EP and PDMS of a group from its masked progress: the one weighted aggregation (:func:`aggregate` ends with
+    it; :meth:`rewards.pdm.PDMResult.renormalized` re-runs it against another EP reference).
+
+    Args:
+        masked: ``(G,)`` masked progress ``progress * mult`` [m]; mult: ``(G,)`` ``NC * DAC`` (``* DDC`` with
+            ``ddc_multiplicative``); ttc, comfort, ddc: ``(G,)`` sub-scores.
+        reference_progress: the reference's masked progress [m]; the normaliser of candidate g is
+            ``max(reference_progress, masked_g)``, or the group's largest masked progress when NaN.
+        rules: weights and thresholds.
+
+    Returns:
+        ``(ep, pdms)``, each ``(G,)``.
+    """
+    ddc_multiplicative, progress_threshold = rules.ddc_multiplicative, rules.progress_threshold
+    w_ep, w_ttc, w_comfort, w_ddc = rules.w_ep, rules.w_ttc, rules.w_comfort, rules.w_ddc
+    g_count = masked.shape[0]
     group_max = masked.max()
     ep = np.empty(g_count)
     pdms = np.empty(g_count)
@@ -165,4 +187,4 @@ def aggregate(nc: np.ndarray, ttc: np.ndarray, comfort: np.ndarray, non_drivable
             ep[g] = 0.0 if mult[g] == 0.0 else 1.0
         weighted = (w_ep * ep[g] + w_ttc * ttc[g] + w_comfort * comfort[g] + w_ddc_avg * ddc[g]) / weights
         pdms[g] = mult[g] * weighted
-    return dac, ddc, progress, masked, ep, pdms
+    return ep, pdms
