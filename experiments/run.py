@@ -100,7 +100,7 @@ def mine_stage(scenes, cfg: DictConfig, out: Path) -> tuple[str, Path, int]:
     """Mine anchor pairs from every scene; returns (summary table, parquet path, number of pairs)."""
     from tqdm import tqdm
 
-    from counterfactual.dataset import write_anchor_pairs
+    from counterfactual.dataset import collect_provenance, write_anchor_pairs
     from counterfactual.miner import MinerConfig, MiningStats, mine_scene
 
     config = MinerConfig(seed=int(cfg.env.get("seed", 0) or 0))
@@ -114,7 +114,7 @@ def mine_stage(scenes, cfg: DictConfig, out: Path) -> tuple[str, Path, int]:
         stats.add(mined, scene.meta.is_accident)
         pairs.extend(mined.pairs)
     elapsed = time.perf_counter() - start
-    path = write_anchor_pairs(pairs, out / "pairs.parquet")
+    path = write_anchor_pairs(pairs, out / "pairs.parquet", collect_provenance(config, source=getattr(scenes, "description", None)))
     table = stats.table() + f"\n{len(pairs)} pairs in {elapsed:.1f} s ({len(pairs) / max(elapsed, 1e-9):.1f} pairs/s)"
     return table, path, len(pairs)
 
