@@ -42,9 +42,9 @@ BASELINES = ("majority", "type_lead_lookup")
 
 
 def _fields(record: Any) -> Mapping[str, Any]:
-    """Label fields of an :class:`~counterfactual.dataset.AnchorPair`, a :class:`~counterfactual.schema.SafetyLabel`
-    or a mapping of label fields."""
-    label = getattr(record, "label", record)
+    """Label fields of an :class:`~counterfactual.dataset.AnchorPair` (or a mapping with a ``"label"``), a
+    :class:`~counterfactual.schema.SafetyLabel` or a mapping of label fields."""
+    label = record["label"] if isinstance(record, Mapping) and "label" in record else getattr(record, "label", record)
     return label if isinstance(label, Mapping) else label.to_dict()
 
 

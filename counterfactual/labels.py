@@ -72,6 +72,9 @@ class LabelConfig:
     lookback: float = 3.0
     """Window before the decision time over which lane changes and turns are judged [s] (covers the observation
     history length)."""
+    moment_lookback: float = 8.0
+    """Window before a moment's earliest decision frame over which its lane changes are judged [s]
+    (:func:`moment_conflict`; hindsight: a ramp vehicle that merged 5 s before the crash still made a merge)."""
     left_turn_yaw_deg: float = 30.0
     """Ego heading change to the left of at least this [deg] from ``t - lookback`` to ``t + horizon`` (its driven
     path) marks an ego left turn."""
@@ -79,7 +82,7 @@ class LabelConfig:
     """Future of the driven path used for the ego's turn [s]."""
     swerve_threshold: float = 1.0
     """|lateral offset| of the positive from the negative path at or above this [m] -> swerve."""
-    progress_abs: float = 2.0
+    progress_abs: float = 1.0
     """Progress difference [m] (and ...)"""
     progress_rel: float = 0.15
     """... fraction of the negative's progress, whichever is larger, that counts as slower / faster."""
@@ -87,8 +90,9 @@ class LabelConfig:
     """A positive whose speed (pose to pose) falls at least this far below the negative's at some pose [m/s] brakes
     (or yields), also when its progress differs by less than the progress margin (short, hard braking)."""
     merge_point_tolerance: float = 0.5
-    """Road lanes whose centrelines end within this of each other [m] converge: a lane change out of such a lane is
-    a ``merge`` (an on-ramp), not a ``cut_in``."""
+    """Road lanes whose centrelines end within this of each other [m] converge; the one that is not the straight
+    continuation of the merged lane is an on-ramp, and a same-direction conflict with a road user coming from it is
+    a ``merge`` (:func:`lanes_merge`)."""
 
 
 # ---------------------------------------------------------------------------------------------------- rules
@@ -163,9 +167,9 @@ def classify_conflict(
         ego_yaw_change_deg: ego heading change from ``t - lookback`` to ``t + horizon`` [deg] (left > 0).
         scenario_type: the scene's scenario type (hint).
         config: thresholds.
-        lanes_merge: whether the road user that changed lanes started in a lane that converges with another
-            (:func:`lane_changer_merges`): then the lane change is a ``merge`` (a ramp merge is a merge, whoever
-            merges); None (no map) leaves it to the excursions.
+        lanes_merge: whether the two came from converging lanes (:func:`lanes_merge`: one of them on an on-ramp):
+            then a same-direction conflict is a ``merge`` (a ramp merge is a merge, whoever merges, however far
+            the merge had progressed); None (no map) leaves it to the excursions.
 
     Returns:
         ``(conflict_type, source)`` with ``source`` ``"geometry"`` or ``"scenario_hint"``.
@@ -180,10 +184,12 @@ def classify_conflict(
     turning_left = ego_yaw_change_deg >= config.left_turn_yaw_deg
 
     def same_direction() -> str:
-        if sector == "rear" or max(agent_excursion, ego_excursion) < config.lane_change_min:
-            return "rear_end"
         if lanes_merge:
             return "merge"
+        if max(agent_excursion, ego_excursion) < config.lane_change_min:
+            return "rear_end"
+        if sector == "rear" and agent_excursion >= ego_excursion:
+            return "rear_end"
         return "cut_in" if agent_excursion >= ego_excursion else "merge"
 
     def by_heading(r: float) -> str:
@@ -370,45 +376,53 @@ def relate_agent(scene: Scene, t: int, agent_id: int, config: LabelConfig = Labe
 _LANE_SHAPES: "weakref.WeakKeyDictionary[SceneMap, tuple]" = weakref.WeakKeyDictionary()
 
 
-def _lane_shapes(scene_map: SceneMap, tolerance: float) -> tuple[list, frozenset[int]]:
-    """Per map (cached): shapely polygons of the lanes, and the indices of *converging* road lanes: lanes outside
-    junctions whose centreline ends within ``tolerance`` [m] of another such lane's end (an on-ramp and the lane it
-    joins both end where the merged lane begins)."""
+def _lane_shapes(scene_map: SceneMap, config: LabelConfig) -> tuple[list, frozenset[int]]:
+    """Per map (cached): shapely polygons of the lanes, and the indices of **merging** lanes (on-ramps).
+
+    Road lanes (outside junctions) whose centrelines end within ``merge_point_tolerance`` of each other converge.
+    Where a road lane starts at that point (the merged lane), the converging lane that is its straight
+    continuation backwards (its centreline ``merge_lookback_m`` before its end lies within ``lane_change_min`` of
+    the merged lane's extended centreline) is the through lane; the others merge into it. Without a merged lane
+    every converging lane counts as merging.
+    """
+    key = (config.merge_point_tolerance, config.lane_change_min)
     cached = _LANE_SHAPES.get(scene_map)
-    if cached is not None and cached[0] == tolerance:
+    if cached is not None and cached[0] == key:
         return cached[1], cached[2]
     import shapely
 
-    polys = [shapely.Polygon(lane.polygon) for lane in scene_map.lanes]
-    road = [k for k, lane in enumerate(scene_map.lanes) if not lane.in_intersection]
-    ends = np.array([scene_map.lanes[k].centerline[-1] for k in road]).reshape(-1, 2)
-    close = np.linalg.norm(ends[:, None] - ends[None], axis=-1) <= tolerance
-    np.fill_diagonal(close, False)
-    merging = frozenset(road[k] for k in np.flatnonzero(close.any(axis=1)))
-    _LANE_SHAPES[scene_map] = (tolerance, polys, merging)
-    return polys, merging
+    lanes = scene_map.lanes
+    polys = [shapely.Polygon(lane.polygon) for lane in lanes]
+    road = [k for k, lane in enumerate(lanes) if not lane.in_intersection]
+    tol = config.merge_point_tolerance
+    merging: set[int] = set()
+    for k in road:
+        end = lanes[k].centerline[-1]
+        group = [j for j in road if np.linalg.norm(lanes[j].centerline[-1] - end) <= tol]
+        if len(group) < 2:
+            continue
+        merged = [j for j in road if np.linalg.norm(lanes[j].centerline[0] - end) <= tol]
+        if not merged:
+            merging.add(k)
+            continue
+        cl = lanes[k].centerline
+        s = polyline_arclength(cl)
+        back = np.array([np.interp(s[-1] - 30.0, s, cl[:, 0]), np.interp(s[-1] - 30.0, s, cl[:, 1])])
+        _, d = project_onto_path(back[None], lanes[merged[0]].centerline)
+        if abs(d[0]) >= config.lane_change_min:
+            merging.add(k)
+    _LANE_SHAPES[scene_map] = (key, polys, frozenset(merging))
+    return polys, frozenset(merging)
 
 
-def lane_changer_merges(scene: Scene, agent_index: int, frame: int, agent_moves: bool,
-                        config: LabelConfig = LabelConfig()) -> bool | None:
-    """Whether the road user that changed lanes (the agent if ``agent_moves``, else the ego) was, at ``frame``, in a
-    converging road lane (:func:`_lane_shapes`): its lane change is then a merge. None without a map.
-
-    The lane is the one whose polygon contains the road user's box centre with a driving direction within 90 deg
-    of its heading, nearest centreline first; a road user in no lane is not merging (False).
-    """
-    if scene.map is None:
-        return None
+def _lane_at(scene_map: SceneMap, polys: list, pose: np.ndarray) -> int | None:
+    """Index of the lane holding a box-centre pose ``(3,)``: its polygon contains the point and its driving
+    direction (at the nearest centreline vertex) is within 90 deg of the heading; nearest centreline first."""
     import shapely
 
-    if agent_moves:
-        pose = scene.agent_poses[agent_index, frame]
-    else:
-        pose = rear_axle_to_center(scene.ego_poses[frame], scene.ego_params)
-    polys, merging = _lane_shapes(scene.map, config.merge_point_tolerance)
     point = shapely.Point(float(pose[0]), float(pose[1]))
     best, best_d = None, math.inf
-    for k, (lane, poly) in enumerate(zip(scene.map.lanes, polys)):
+    for k, (lane, poly) in enumerate(zip(scene_map.lanes, polys)):
         if not poly.contains(point):
             continue
         cl = lane.centerline
@@ -419,28 +433,45 @@ def lane_changer_merges(scene: Scene, agent_index: int, frame: int, agent_moves:
         d = float(np.linalg.norm(cl[j] - pose[:2]))
         if d < best_d:
             best, best_d = k, d
-    return best in merging if best is not None else False
+    return best
+
+
+def lanes_merge(scene: Scene, agent_index: int, start: int, config: LabelConfig = LabelConfig()) -> bool | None:
+    """Whether the agent and the ego come from converging lanes: at ``start`` (or the agent's first valid frame
+    after it) they drive in different lanes and one of them is a merging lane (an on-ramp, :func:`_lane_shapes`).
+    A same-direction conflict between them is then a ``merge``, whoever merges. None without a map."""
+    if scene.map is None:
+        return None
+    polys, merging = _lane_shapes(scene.map, config)
+    valid = np.flatnonzero(scene.agent_valid[agent_index, start:]) + start
+    if not len(valid):
+        return False
+    agent_lane = _lane_at(scene.map, polys, scene.agent_poses[agent_index, valid[0]])
+    ego_lane = _lane_at(scene.map, polys, rear_axle_to_center(scene.ego_poses[start], scene.ego_params))
+    if agent_lane is None or ego_lane is None or agent_lane == ego_lane:
+        return False
+    return agent_lane in merging or ego_lane in merging
 
 
 def classify_at(scene: Scene, t: int, agent_id: int, contact_frame: int,
-                config: LabelConfig = LabelConfig()) -> tuple[str, str]:
+                config: LabelConfig = LabelConfig(), lookback: float | None = None) -> tuple[str, str]:
     """Conflict type of ``agent_id`` judged at frame ``t`` (:func:`classify_conflict`): class, relative heading and
-    sector at ``t``; lateral excursions from ``t - lookback`` to the contact; the ego's heading change from
-    ``t - lookback`` to ``t + horizon``; whether the lane changer left a converging lane (with a map)."""
+    sector at ``t``; lateral excursions from ``t - lookback`` (default ``config.lookback``) to the contact; the
+    ego's heading change from ``t - config.lookback`` to ``t + horizon``; whether the two came from converging
+    lanes at ``t - lookback`` (:func:`lanes_merge`, with a map)."""
     rel = relate_agent(scene, t, agent_id, config)
     sector = sector_of(rel.bearing_deg, config)
     i = scene.agent_index(agent_id)
     last = scene.num_frames - 1
     end = int(min(max(contact_frame, t), last))
-    t0 = max(t - int(round(config.lookback / scene.dt)), 0)
+    t0 = max(t - int(round((config.lookback if lookback is None else lookback) / scene.dt)), 0)
     agent_frames = np.flatnonzero(scene.agent_valid[i, t0 : end + 1]) + t0
     agent_exc = lateral_excursion(scene.agent_poses[i, agent_frames]) if len(agent_frames) else 0.0
     ego_exc = lateral_excursion(scene.ego_poses[t0 : end + 1])
+    merges = lanes_merge(scene, i, t0, config)
     t_future = min(t + int(round(config.horizon / scene.dt)), last)
-    ego_yaws = np.unwrap(scene.ego_poses[t0 : t_future + 1, 2])
-    agent_moves = agent_exc >= ego_exc
-    first = int(agent_frames[0]) if (agent_moves and len(agent_frames)) else t0
-    merges = lane_changer_merges(scene, i, first, agent_moves, config)
+    t_turn = max(t - int(round(config.lookback / scene.dt)), 0)
+    ego_yaws = np.unwrap(scene.ego_poses[t_turn : t_future + 1, 2])
     return classify_conflict(
         rel.agent_class,
         rel.relative_heading_deg,
@@ -456,12 +487,14 @@ def classify_at(scene: Scene, t: int, agent_id: int, contact_frame: int,
 
 def moment_conflict(scene: Scene, moment: "RiskMoment", config: LabelConfig = LabelConfig()) -> tuple[str, str]:
     """One conflict type per risky moment, shared by all its lead times: :func:`classify_at` at the moment's
-    earliest decision frame (before the manoeuvre that makes the conflict, e.g. a lane change, is under way).
+    earliest decision frame, with lane changes judged over ``moment_lookback`` before it (so a merge or cut-in that
+    happened before the first decision still names the conflict).
 
     Raises ``ValueError`` for a moment without decision frames."""
     if not moment.decision_frames:
         raise ValueError(f"moment_conflict: moment of agent {moment.agent_id} in {scene.scene_id} has no decision frame")
-    return classify_at(scene, int(moment.decision_frames[0]), moment.agent_id, moment.contact_frame, config)
+    return classify_at(scene, int(moment.decision_frames[0]), moment.agent_id, moment.contact_frame, config,
+                       lookback=config.moment_lookback)
 
 
 def risk_level_for(kind: str, ttc_s: float, time_to_contact_s: float, closing_speed_mps: float,

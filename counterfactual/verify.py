@@ -16,8 +16,8 @@ below passes (each is stored per pair, ``docs/safety_labels.md``):
     the horizon (states 1..40; the present state is shared by all candidates and not judged). ``clearance_over``
     can extend the margin to the raw poses and the closed-loop following (stricter; the checks are then no longer
     independent: an overlap fails the margin too).
-(e) ``no_oncoming``: its tracked rollout never puts the ego box centre into a lane of the opposite direction
-    without also being in a lane of its own direction (a lateral evasion goes to a same-direction lane or the
+(e) ``no_oncoming``: neither its tracked rollout nor its raw poses put the ego box centre into a lane of the
+    opposite direction without also being in a lane of its own direction (a lateral evasion goes to a same-direction lane or the
     shoulder, never into oncoming traffic); map-less scenes cannot check it (True).
 
 The four execution checks (b)-(e) are independent of each other by construction: each looks at another
@@ -38,7 +38,8 @@ import numpy as np
 from envs.scene import Scene, SceneMap
 from envs.simulation import follow_trajectories
 from rewards.config import PDMConfig
-from rewards.geometry import box_corners, box_distance, rear_axle_to_center, vehicle_corners, wrap_angle
+from rewards import kernels
+from rewards.geometry import box_corners, rear_axle_to_center, vehicle_corners, wrap_angle
 from rewards.map_index import map_index_for
 from rewards.tracking import interpolate_candidates, simulate_candidates
 from rewards.types import ScoringProblem
@@ -137,36 +138,25 @@ def min_gaps(
         reach: gaps larger than this are not resolved [m].
 
     Returns:
-        ``(G,)`` gap [m]: 0 where some box overlaps, ``inf`` where no agent comes within ``reach``.
+        ``(G,)`` gap [m]: 0 where some box overlaps, ``inf`` where no agent comes within ``reach``
+        (compiled: :func:`rewards.kernels.min_box_gaps`, the exact gap of :func:`rewards.geometry.box_distance`).
     """
     poses = np.asarray(ego_poses, dtype=np.float64)
     G, K = poses.shape[:2]
-    out = np.full(G, np.inf)
     agents = problem.agents
     if agents.num_agents == 0 or K == 0:
-        return out
+        return np.full(G, np.inf)
     params = problem.ego.params
     ego_c = rear_axle_to_center(poses, params)  # (G, K, 3)
+    ego_box = box_corners(ego_c, params.length, params.width)  # (G, K, 4, 2)
     ag = agents.poses[:, steps]  # (N, K, 3)
-    valid = agents.valid[:, steps]  # (N, K)
-    # Bounds from circles around the box centres: the gap is at least d - (half diagonals) and at most
-    # d - (half widths) (each box contains the disc of its half width). Only pairs whose lower bound is below the
-    # candidate's best upper bound can hold its smallest gap; the exact test runs on those alone.
-    r_ego = 0.5 * math.hypot(params.length, params.width)
-    r_ag = 0.5 * np.hypot(agents.sizes[:, 0], agents.sizes[:, 1])  # (N,)
-    d = np.sqrt(np.sum((ego_c[:, None, :, :2] - ag[None, :, :, :2]) ** 2, axis=-1))  # (G, N, K)
-    lower = np.where(valid[None], d - (r_ego + r_ag)[None, :, None], np.inf)
-    upper = np.where(valid[None], np.maximum(d - 0.5 * (params.width + agents.sizes[:, 1])[None, :, None], 0.0), np.inf)
-    best = np.minimum(upper.min(axis=(1, 2)), reach)  # (G,)
-    g, n, k = np.nonzero(lower <= best[:, None, None])
-    if len(g) == 0:
-        return out
-    ego_box = box_corners(ego_c[g, k], params.length, params.width)
-    ag_box = box_corners(ag[n, k], agents.sizes[n, 0], agents.sizes[n, 1])
-    gap = box_distance(ego_box, ag_box)
-    gap = np.where(gap <= reach, gap, np.inf)
-    np.minimum.at(out, g, gap)
-    return out
+    ag_box = box_corners(ag, agents.sizes[:, 0, None], agents.sizes[:, 1, None])  # (N, K, 4, 2)
+    return kernels.min_box_gaps(
+        np.ascontiguousarray(ego_box), np.ascontiguousarray(ego_c[..., :2]), 0.5 * math.hypot(params.length, params.width),
+        np.ascontiguousarray(ag_box), np.ascontiguousarray(ag[..., :2]),
+        np.ascontiguousarray(0.5 * np.hypot(agents.sizes[:, 0], agents.sizes[:, 1])),
+        np.ascontiguousarray(agents.valid[:, steps]), float(reach),
+    )
 
 
 _LANE_TREES: "weakref.WeakKeyDictionary[SceneMap, list]" = weakref.WeakKeyDictionary()
@@ -207,13 +197,17 @@ def oncoming_mask(scene_map: SceneMap, problem: ScoringProblem, rear_axle_poses:
     poses = np.asarray(rear_axle_poses, dtype=np.float64)
     centers = rear_axle_to_center(poses, problem.ego.params).reshape(-1, 3)
     index = map_index_for(problem.map)
-    inside = index.contains(centers[:, :2])[:, index.lane_columns]  # (P, L)
+    point, lane = np.nonzero(index.contains(centers[:, :2])[:, index.lane_columns])  # (point, lane) inside pairs
     against = np.zeros(len(centers), dtype=bool)
     along = np.zeros(len(centers), dtype=bool)
     trees = _lane_trees(scene_map)
-    for lane in np.flatnonzero(inside.any(axis=0)):
-        pts = np.flatnonzero(inside[:, lane])
-        tree, heading = trees[lane]
+    order = np.argsort(lane, kind="stable")
+    point, lane = point[order], lane[order]
+    bounds = np.flatnonzero(np.diff(lane)) + 1
+    for pts, ln in zip(np.split(point, bounds), np.split(lane, bounds)):
+        if not len(pts):
+            continue
+        tree, heading = trees[int(ln[0])]
         _, vertex = tree.query(centers[pts, :2])
         opposite = np.abs(wrap_angle(heading[vertex] - centers[pts, 2])) > 0.5 * np.pi
         against[pts[opposite]] = True
@@ -275,7 +269,8 @@ def verify_candidates(
     else:
         offroad = np.zeros(len(trajs), dtype=bool)
     if has_map and scene.map is not None:
-        no_oncoming = ~oncoming_mask(scene.map, problem, tracked).any(axis=-1)
+        both = np.concatenate([tracked, raw], axis=1)  # where it drives and what a policy would imitate
+        no_oncoming = ~oncoming_mask(scene.map, problem, both).any(axis=-1)
     else:
         no_oncoming = np.ones(len(trajs), dtype=bool)
     gaps = {"tracked": clearance_m, "raw_poses": raw_clearance_m, "closed_loop": closed_clearance_m}

@@ -343,7 +343,7 @@ def follow_trajectories(
         # heading, then unwrapped over the knots (rewards.kernels.interpolate)
         knots[:, 1:, 2] = knots[:, 0:1, 2] + wrap_angle(knots[:, 1:, 2] - knots[:, 0:1, 2])
         knots[..., 2] = np.unwrap(knots[..., 2], axis=1)
-        ref = np.einsum("tk,gkc->gtc", weights, knots)
+        ref = weights @ knots  # (T, P + 1) @ (G, P + 1, 3) -> (G, T, 3)
         ref[..., 2] = wrap_angle(ref[..., 2])
         a, b = r * replan_steps + 1, (r + 1) * replan_steps + 1
         if config.tracking:
