@@ -33,7 +33,7 @@ from counterfactual.projection import closing_speed, path_poses, projection_time
 from envs.rollout import find_collisions
 from envs.scene import Scene
 from envs.sources import Origin, origin_from_dict, scene_origin
-from rewards.geometry import box_corners, boxes_overlap, rear_axle_to_center, vehicle_corners
+from rewards.geometry import rear_axle_to_center
 
 
 @dataclass(frozen=True)

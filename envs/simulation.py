@@ -314,7 +314,6 @@ def follow_trajectories(
             or total % replan_steps:
         raise ValueError(f"replan_steps: expected a positive int dividing {total}, got {replan_steps!r}")
     G, P = trajs.shape[:2]
-    ratio = int(round(config.pose_interval / config.sim_dt))
     # Knots of the fixed world-frame plan: the start pose, the poses, then P constant-velocity continuation poses.
     world = local_to_world(trajs, ego.pose)  # (G, P, 3)
     start = np.broadcast_to(np.asarray(ego.pose, dtype=np.float64), (G, 1, 3))

@@ -201,8 +201,6 @@ def test_stale_temp_files_of_the_target_are_cleaned(mined, tmp_path):
 
 
 def test_provenance_in_the_metadata(mined, tmp_path):
-    from counterfactual.miner import MinerConfig
-
     config = MinerConfig(seed=3)
     prov = collect_provenance(config, argv=["mine", "--seed", "3"], source="hand")
     path = write_anchor_pairs(mined[0].pairs, tmp_path / "pairs.parquet", prov)
