@@ -125,3 +125,19 @@ def test_normal_scenes_have_no_risk_moments():
     assert len(found) <= 1
     loose = replace(MomentConfig(), near_miss_ttc=2.0, include_rear=True)
     assert all(m.kind == "near_miss" for m in find_risk_moments(generate_scene("normal", 3), loose))
+
+
+def test_short_lead_vru_labels_say_what_the_positive_does():
+    # at a 1 s lead the right-turn positives slow down for the cyclist / pedestrian: the label yields
+    from envs.bank import ScenarioBank
+
+    config = MinerConfig(moments=MomentConfig(lead_times=(1.0,)))
+    # bank(200, seed 7) #113: a slow right turn whose positive brakes gently, 1.8 m less progress (schema 1.0: keep_lane)
+    for scene in (generate_scene("right_turn_vru", 0), ScenarioBank(200, seed=7)[113]):
+        mined = mine_scene(scene, config)
+        positives = [p for p in mined.pairs if p.has_positive]
+        assert positives, mined.pairs
+        for p in positives:
+            slows = p.positive_spec["family"] in ("brake", "brake_hold", "lateral_brake") or (
+                p.positive_spec["family"] == "speed_scale" and p.positive_spec["speed_scale"] < 1)
+            assert not slows or p.label.action in ("brake", "yield"), (p.pair_id, p.positive_spec, p.label.action)
