@@ -3,15 +3,28 @@
 One row per (risky moment, decision time). Trajectories are stored flattened (``num_poses * 3`` float64, ego frame
 at the decision time, rear axle, [m, m, rad]); score dicts, the positive's generation spec and the observation
 reference are JSON strings (``NaN`` / ``Infinity`` allowed); the safety label is flattened into its own columns
-(see ``docs/safety_labels.md``). The file carries :data:`ANCHOR_SCHEMA_VERSION` both in the parquet key-value
-metadata (``safealign.anchor_pairs.schema_version``) and in a ``schema_version`` column.
+(see ``docs/safety_labels.md``); the positive's execution checks (:mod:`counterfactual.verify`) are flattened into
+``check_<name>`` and clearance columns. The file carries :data:`ANCHOR_SCHEMA_VERSION` both in the parquet key-value
+metadata (``safealign.anchor_pairs.schema_version``) and in a ``schema_version`` column, and its provenance (miner
+configuration as JSON, command line, package version, git commit when known; :func:`collect_provenance`,
+:func:`read_provenance`) under ``safealign.provenance``.
+
+Writes are atomic and durable: a temp file in the target's folder (named after the target and the writing process),
+flushed and fsync-ed, renamed into place, the folder fsync-ed; the file gets the mode a plain ``open`` would give
+(``0666`` minus the umask), and temp files of the same target left by writers that no longer run are removed.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import json
 import os
+import re
+import subprocess
+import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -20,11 +33,19 @@ import numpy as np
 
 from counterfactual.schema import LABEL_SCHEMA_VERSION, SafetyLabel
 
-ANCHOR_SCHEMA_VERSION = "1.0"
+ANCHOR_SCHEMA_VERSION = "2.0"
 """Version of the anchor-pair table (columns and their meaning); bump on any change."""
 
 METADATA_KEY = b"safealign.anchor_pairs.schema_version"
 LABEL_METADATA_KEY = b"safealign.safety_label.schema_version"
+PROVENANCE_KEY = b"safealign.provenance"
+"""Parquet key-value metadata key of the provenance JSON (:func:`collect_provenance`)."""
+CHECK_NAMES = ("scorer", "raw_poses", "closed_loop", "clearance", "no_oncoming")
+"""The positive's execution checks (:data:`counterfactual.verify.CHECKS`), stored as ``check_<name>`` columns."""
+CLEARANCE_FIELDS = ("clearance_m", "raw_clearance_m", "closed_loop_clearance_m")
+"""The positive's clearances [m], stored as ``positive_<field>`` columns."""
+STALE_TEMP_AGE_S = 600.0
+"""A temp file of the target whose writer cannot be identified counts as stale after this long [s]."""
 
 LABEL_PREFIX = "label_"
 """Safety-label fields are stored as ``label_<field>`` columns."""
@@ -66,6 +87,12 @@ class AnchorPair:
             ``mixed``.
         no_safe_reason: a sentence with the counts behind the code.
         label: the structured safety label.
+        clearance_margin_m: the clearance margin the positive was verified with [m] (NaN: not verified).
+        verification: the positive's execution checks (:meth:`counterfactual.verify.Verification.record`:
+            ``scorer, raw_poses, closed_loop, clearance, no_oncoming`` booleans and the clearances
+            ``clearance_m, raw_clearance_m, closed_loop_clearance_m`` [m]), None without a positive (or not verified).
+        candidate_failures: how many candidates (without the negative) failed each check (``collide``,
+            ``ttc_violation``, ``offroad``, ``wrong_way``, ``fails_<check>``, ...).
     """
 
     pair_id: str
@@ -90,6 +117,9 @@ class AnchorPair:
     no_safe_reason_code: str
     no_safe_reason: str
     label: SafetyLabel = field(repr=False)
+    clearance_margin_m: float = float("nan")
+    verification: Mapping[str, Any] | None = None
+    candidate_failures: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         neg = np.asarray(self.negative, dtype=np.float64)
@@ -107,6 +137,12 @@ class AnchorPair:
             )
         if self.moment_kind not in ("collision", "near_miss"):
             raise ValueError(f"AnchorPair {self.pair_id}: moment_kind {self.moment_kind!r} is not collision/near_miss")
+        if self.verification is not None:
+            if self.positive is None:
+                raise ValueError(f"AnchorPair {self.pair_id}: execution checks without a positive")
+            failed = [name for name in CHECK_NAMES if not self.verification.get(name)]
+            if failed:
+                raise ValueError(f"AnchorPair {self.pair_id}: the positive fails the checks {failed}")
 
     @property
     def has_positive(self) -> bool:
@@ -131,11 +167,16 @@ _SCALARS = (
     "no_safe_reason_code",
     "no_safe_reason",
 )
-_JSON = ("observation_ref", "positive_spec", "negative_scores", "positive_scores")
+_JSON = ("observation_ref", "positive_spec", "negative_scores", "positive_scores", "candidate_failures")
 _TRAJ = ("negative", "positive")
+_CHECK_COLUMNS = tuple(f"check_{name}" for name in CHECK_NAMES)
+_CLEARANCE_COLUMNS = tuple(f"positive_{name}" for name in CLEARANCE_FIELDS)
 REQUIRED_COLUMNS = (
     ("schema_version",)
     + _SCALARS
+    + ("clearance_margin_m",)
+    + _CHECK_COLUMNS
+    + _CLEARANCE_COLUMNS
     + _JSON
     + _TRAJ
     + tuple(LABEL_PREFIX + name for name in SafetyLabel.field_names())
@@ -160,6 +201,12 @@ def pair_to_row(pair: AnchorPair) -> dict[str, Any]:
     row: dict[str, Any] = {"schema_version": ANCHOR_SCHEMA_VERSION}
     for name in _SCALARS:
         row[name] = getattr(pair, name)
+    row["clearance_margin_m"] = float(pair.clearance_margin_m)
+    ver = pair.verification
+    for name, col in zip(CHECK_NAMES, _CHECK_COLUMNS):
+        row[col] = None if ver is None else bool(ver[name])
+    for name, col in zip(CLEARANCE_FIELDS, _CLEARANCE_COLUMNS):
+        row[col] = float("nan") if ver is None else float(ver[name])
     for name in _JSON:
         row[name] = _dumps(None if getattr(pair, name) is None else dict(getattr(pair, name)))
     row["negative"] = pair.negative.reshape(-1).tolist()
@@ -182,6 +229,9 @@ def _arrow_schema():
         "decision_time_s": pa.float64(),
         "positive_aggregate": pa.float64(),
         "dac_checked": pa.bool_(),
+        "clearance_margin_m": pa.float64(),
+        **{col: pa.bool_() for col in _CHECK_COLUMNS},
+        **{col: pa.float64() for col in _CLEARANCE_COLUMNS},
         "negative": pa.list_(pa.float64()),
         "positive": pa.list_(pa.float64()),
     }
@@ -214,29 +264,171 @@ def _arrow_schema():
     )
 
 
-def write_anchor_pairs(pairs: Sequence[AnchorPair], path: str | os.PathLike) -> Path:
-    """Write pairs to a parquet file atomically (temp file in the same folder, then ``os.replace``).
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
 
-    Returns the final path. Parent folders are created.
+
+def _writer_alive(pid: int) -> bool:
+    """Whether a process with this id runs (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temp_files(path: str | os.PathLike) -> list[Path]:
+    """Remove temp files of ``path`` (``.<name>.<pid>.<random>.tmp`` beside it) whose writing process no longer
+    runs, and unidentifiable ones older than :data:`STALE_TEMP_AGE_S`; returns the removed paths. Temp files of
+    live writers (also this process's) are kept."""
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    pattern = re.compile(re.escape(_temp_prefix(path)) + r"(?:(\d+)\.)?[^/]*\.tmp$")
+    now = time.time()
+    for candidate in path.parent.iterdir():
+        m = pattern.fullmatch(candidate.name)
+        if not m or not candidate.is_file():
+            continue
+        pid = int(m.group(1)) if m.group(1) else None
+        if pid == os.getpid():
+            continue
+        try:
+            stale = (not _writer_alive(pid)) if pid is not None else (now - candidate.stat().st_mtime > STALE_TEMP_AGE_S)
+            if stale:
+                candidate.unlink()
+                removed.append(candidate)
+        except FileNotFoundError:  # another cleaner was faster
+            continue
+    return removed
+
+
+def _default_file_mode() -> int:
+    """``0o666`` minus the process umask (what ``open(path, "w")`` creates)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _git_commit(folder: Path) -> str | None:
+    """HEAD commit of the git checkout holding ``folder``, or None (no git, not a checkout)."""
+    try:
+        out = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", commit) else None
+
+
+def _jsonable(value: Any) -> Any:
+    """Dataclasses (e.g. a ``MinerConfig``) as nested dicts; tuples as lists; other values as they are."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def collect_provenance(config: Any = None, argv: Sequence[str] | None = None, **extra: Any) -> dict[str, Any]:
+    """Where a dataset comes from: ``{"miner_config": config as JSON-able dict (or None), "command_line": argv
+    (default ``sys.argv``), "package": "safealign", "package_version", "git_commit" (None when unknown),
+    "python", "created_utc", **extra}``."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        pkg_version = version("safealign")
+    except (ImportError, PackageNotFoundError):  # running from a checkout that is not installed
+        pkg_version = None
+    return {
+        "miner_config": None if config is None else _jsonable(config),
+        "command_line": list(sys.argv if argv is None else argv),
+        "package": "safealign",
+        "package_version": pkg_version,
+        "git_commit": _git_commit(Path(__file__).resolve().parent),
+        "python": sys.version.split()[0],
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **{k: _jsonable(v) for k, v in extra.items()},
+    }
+
+
+def write_anchor_pairs(pairs: Sequence[AnchorPair], path: str | os.PathLike,
+                       provenance: Mapping[str, Any] | None = None) -> Path:
+    """Write pairs to a parquet file atomically and durably (see the module docstring).
+
+    Args:
+        pairs: the records.
+        path: target file; parent folders are created.
+        provenance: stored as JSON in the metadata (``safealign.provenance``); None stores
+            :func:`collect_provenance` without a miner configuration.
+
+    Returns:
+        The final path.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temp_files(path)
+    prov = collect_provenance() if provenance is None else dict(provenance)
     schema = _arrow_schema()
+    schema = schema.with_metadata({**schema.metadata, PROVENANCE_KEY: json.dumps(_jsonable(prov), sort_keys=True,
+                                                                                  default=_json_default).encode()})
     rows = [pair_to_row(p) for p in pairs]
     table = pa.Table.from_pylist(rows, schema=schema) if rows else schema.empty_table()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
-        pq.write_table(table, tmp)
+        with os.fdopen(fd, "wb") as f:
+            pq.write_table(table, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return path
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
     return path
+
+
+def read_provenance(path: str | os.PathLike) -> dict[str, Any]:
+    """The provenance dict of an anchor-pair file (``{}`` for files written without one).
+
+    Raises:
+        AnchorDatasetError: the file is missing or unreadable, or its provenance is not valid JSON.
+    """
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise AnchorDatasetError(f"{path}: no such anchor-pair file")
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise AnchorDatasetError(f"{path}: cannot read as parquet ({type(exc).__name__}: {exc})") from None
+    raw = meta.get(PROVENANCE_KEY)
+    if raw is None:
+        return {}
+    try:
+        return json.loads(raw.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AnchorDatasetError(f"{path}: provenance metadata ({PROVENANCE_KEY.decode()}) is not JSON: {exc}") from None
 
 
 def read_anchor_table(path: str | os.PathLike):
@@ -289,8 +481,15 @@ def row_to_pair(row: Mapping[str, Any], source: str = "<row>") -> AnchorPair:
         label = SafetyLabel(**{name: row[LABEL_PREFIX + name] for name in SafetyLabel.field_names()})
         kwargs = {name: row[name] for name in _SCALARS}
         kwargs.update({name: _loads(row[name]) for name in _JSON})
+        kwargs["candidate_failures"] = kwargs["candidate_failures"] or {}
         for name in ("contact_frame", "decision_frame", "num_candidates", "num_safe"):
             kwargs[name] = int(kwargs[name])
+        kwargs["clearance_margin_m"] = float(row["clearance_margin_m"])
+        if row[_CHECK_COLUMNS[0]] is not None:
+            ver: dict[str, Any] = {name: bool(row[col]) for name, col in zip(CHECK_NAMES, _CHECK_COLUMNS)}
+            ver.update({name: float(row[col]) for name, col in zip(CLEARANCE_FIELDS, _CLEARANCE_COLUMNS)})
+            ver["clearance_margin_m"] = kwargs["clearance_margin_m"]
+            kwargs["verification"] = ver
         return AnchorPair(negative=neg, positive=pos, label=label, **kwargs)
     except (ValueError, TypeError, KeyError) as exc:
         raise AnchorDatasetError(f"{source}: bad row {row.get('pair_id', '?')!r}: {exc}") from None

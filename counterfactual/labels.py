@@ -1,5 +1,5 @@
-"""Structured safety labels: derivation from a scene, and label accuracy (the schema itself,
-:class:`SafetyLabel` and its vocabularies, lives in :mod:`counterfactual.schema`).
+"""Structured safety labels: derivation from a scene (the schema itself, :class:`SafetyLabel` and its vocabularies,
+lives in :mod:`counterfactual.schema`; accuracy against the labels in :mod:`counterfactual.accuracy`).
 
 The schema is what the VLA learns to say and what "risk prediction accuracy" and "language accuracy" measure; it
 is documented field by field in ``docs/safety_labels.md``.
@@ -10,16 +10,20 @@ All geometry is taken at the *decision frame* ``t`` in the ego frame at ``t`` (x
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
 from counterfactual.language import explain
-from counterfactual.projection import closing_speed, cv_time_to_collision, ego_yaw_rates
-from counterfactual.schema import NO_ACTION, RISK_LEVELS, SafetyLabel
-from envs.scene import AgentClass, Scene
+from counterfactual.projection import closing_speed, path_poses, projection_times, time_to_collision
+from counterfactual.schema import NO_ACTION, SafetyLabel
+from envs.scene import AgentClass, Scene, SceneMap
 from rewards.geometry import polyline_arclength, rear_axle_to_center, wrap_angle
+
+if TYPE_CHECKING:  # pragma: no cover
+    from counterfactual.mining import RiskMoment
 
 SCENARIO_HINTS: Mapping[str, str] = {
     "rear_end": "rear_end",
@@ -38,16 +42,17 @@ _YIELD_CONFLICTS = frozenset({"crossing", "left_turn", "merge", "pedestrian", "c
 
 @dataclass(frozen=True)
 class LabelConfig:
-    """Thresholds of the label derivation (defaults are the documented schema v1.0 values)."""
+    """Thresholds of the label derivation (defaults are the documented schema v2.0 values)."""
 
     front_half_angle_deg: float = 45.0
     """|bearing| <= this -> sector ``front`` [deg]."""
     rear_half_angle_deg: float = 45.0
     """|bearing| >= 180 - this -> sector ``rear`` [deg]; between the two: ``left`` (bearing > 0) / ``right``."""
     cv_horizon: float = 5.0
-    """CV time-to-collision projection horizon [s]; beyond it TTC is ``inf``."""
+    """Time-to-collision projection horizon [s] (ego along its path, agents constant velocity); beyond it TTC is
+    ``inf``."""
     cv_step: float = 0.1
-    """CV projection step [s]."""
+    """Projection step [s]."""
     ttc_high: float = 1.5
     """TTC below this [s] -> risk ``high``."""
     ttc_medium: float = 3.0
@@ -67,6 +72,9 @@ class LabelConfig:
     lookback: float = 3.0
     """Window before the decision time over which lane changes and turns are judged [s] (covers the observation
     history length)."""
+    moment_lookback: float = 8.0
+    """Window before a moment's earliest decision frame over which its lane changes are judged [s]
+    (:func:`moment_conflict`; hindsight: a ramp vehicle that merged 5 s before the crash still made a merge)."""
     left_turn_yaw_deg: float = 30.0
     """Ego heading change to the left of at least this [deg] from ``t - lookback`` to ``t + horizon`` (its driven
     path) marks an ego left turn."""
@@ -74,10 +82,17 @@ class LabelConfig:
     """Future of the driven path used for the ego's turn [s]."""
     swerve_threshold: float = 1.0
     """|lateral offset| of the positive from the negative path at or above this [m] -> swerve."""
-    progress_abs: float = 2.0
+    progress_abs: float = 1.0
     """Progress difference [m] (and ...)"""
     progress_rel: float = 0.15
     """... fraction of the negative's progress, whichever is larger, that counts as slower / faster."""
+    brake_speed_drop: float = 2.0
+    """A positive whose speed (pose to pose) falls at least this far below the negative's at some pose [m/s] brakes
+    (or yields), also when its progress differs by less than the progress margin (short, hard braking)."""
+    merge_point_tolerance: float = 0.5
+    """Road lanes whose centrelines end within this of each other [m] converge; the one that is not the straight
+    continuation of the merged lane is an on-ramp, and a same-direction conflict with a road user coming from it is
+    a ``merge`` (:func:`lanes_merge`)."""
 
 
 # ---------------------------------------------------------------------------------------------------- rules
@@ -139,6 +154,7 @@ def classify_conflict(
     ego_yaw_change_deg: float,
     scenario_type: str | None = None,
     config: LabelConfig = LabelConfig(),
+    lanes_merge: bool | None = None,
 ) -> tuple[str, str]:
     """Conflict type from geometry, with the scenario type as a tie-breaker only.
 
@@ -151,6 +167,9 @@ def classify_conflict(
         ego_yaw_change_deg: ego heading change from ``t - lookback`` to ``t + horizon`` [deg] (left > 0).
         scenario_type: the scene's scenario type (hint).
         config: thresholds.
+        lanes_merge: whether the two came from converging lanes (:func:`lanes_merge`: one of them on an on-ramp):
+            then a same-direction conflict is a ``merge`` (a ramp merge is a merge, whoever merges, however far
+            the merge had progressed); None (no map) leaves it to the excursions.
 
     Returns:
         ``(conflict_type, source)`` with ``source`` ``"geometry"`` or ``"scenario_hint"``.
@@ -165,7 +184,11 @@ def classify_conflict(
     turning_left = ego_yaw_change_deg >= config.left_turn_yaw_deg
 
     def same_direction() -> str:
-        if sector == "rear" or max(agent_excursion, ego_excursion) < config.lane_change_min:
+        if lanes_merge:
+            return "merge"
+        if max(agent_excursion, ego_excursion) < config.lane_change_min:
+            return "rear_end"
+        if sector == "rear" and agent_excursion >= ego_excursion:
             return "rear_end"
         return "cut_in" if agent_excursion >= ego_excursion else "merge"
 
@@ -181,7 +204,8 @@ def classify_conflict(
     for boundary in (config.same_direction_deg, config.opposite_direction_deg):
         if abs(rel - boundary) < config.ambiguity_deg:
             alternatives |= {by_heading(boundary - config.ambiguity_deg), by_heading(boundary + config.ambiguity_deg)}
-    if geometric in ("cut_in", "merge") and abs(agent_excursion - ego_excursion) < config.lateral_ambiguity:
+    if (geometric in ("cut_in", "merge") and lanes_merge is None
+            and abs(agent_excursion - ego_excursion) < config.lateral_ambiguity):
         alternatives |= {"cut_in", "merge"}
     hint = SCENARIO_HINTS.get(scenario_type or "")
     if len(alternatives) > 1 and hint in alternatives and hint != geometric:
@@ -231,18 +255,42 @@ def project_onto_path(points: np.ndarray, path: np.ndarray) -> tuple[np.ndarray,
     return s, d
 
 
+def lateral_offsets(negative: np.ndarray, trajectories: np.ndarray) -> np.ndarray:
+    """Signed lateral offsets of trajectories' poses from the negative's path [m] (left > 0).
+
+    Args:
+        negative: ``(P, 3)`` ego-frame poses; its path is the ego-frame origin then its points, extended straight.
+        trajectories: ``(..., K, 3)`` ego-frame poses.
+
+    Returns:
+        ``(..., K)`` offsets [m].
+    """
+    pts = np.asarray(trajectories, dtype=np.float64)[..., :2]
+    _, d = project_onto_path(pts.reshape(-1, 2), _path_with_origin(negative))
+    return d.reshape(pts.shape[:-1])
+
+
+def _pose_speeds(trajectory: np.ndarray, interval: float) -> np.ndarray:
+    """``(P,)`` mean speed [m/s] between consecutive poses (the ego-frame origin first) ``interval`` [s] apart."""
+    pts = np.concatenate([np.zeros((1, 2)), np.asarray(trajectory, dtype=np.float64)[:, :2]], axis=0)
+    return np.linalg.norm(np.diff(pts, axis=0), axis=1) / interval
+
+
 def corrective_action(
     negative: np.ndarray,
     positive: np.ndarray | None,
     conflict_type: str,
     config: LabelConfig = LabelConfig(),
+    pose_interval: float = 0.5,
 ) -> tuple[str, float, float]:
-    """Corrective action that turns the negative into the positive (both ``(8, 3)`` ego frame).
+    """Corrective action that turns the negative into the positive (both ``(8, 3)`` ego frame, poses every
+    ``pose_interval`` [s]).
 
     Rules (in order): no positive -> ``none``; |lateral offset| >= ``swerve_threshold`` -> ``swerve_left`` /
     ``swerve_right`` by its sign; progress shorter by more than ``max(progress_abs, progress_rel * negative's
-    progress)`` -> ``yield`` for crossing-path conflicts (crossing, left_turn, merge, pedestrian, cyclist) else
-    ``brake``; longer by that much -> ``accelerate``; else ``keep_lane``.
+    progress)``, or a pose-to-pose speed at least ``brake_speed_drop`` below the negative's -> ``yield`` for
+    crossing-path conflicts (crossing, left_turn, merge, pedestrian, cyclist) else ``brake``; longer by that much
+    -> ``accelerate``; else ``keep_lane``.
 
     Returns:
         ``(action, lateral_offset_m, progress_change_m)``; the two numbers are NaN without a positive.
@@ -255,9 +303,10 @@ def corrective_action(
     lateral = float(d_pos[np.argmax(np.abs(d_pos))])
     progress_change = float(s_pos[-1] - s_neg[0])
     margin = max(config.progress_abs, config.progress_rel * max(float(s_neg[0]), 0.0))
+    slower = np.max(_pose_speeds(negative, pose_interval) - _pose_speeds(positive, pose_interval))
     if abs(lateral) >= config.swerve_threshold:
         action = "swerve_left" if lateral > 0 else "swerve_right"
-    elif progress_change < -margin:
+    elif progress_change < -margin or slower >= config.brake_speed_drop:
         action = "yield" if conflict_type in _YIELD_CONFLICTS else "brake"
     elif progress_change > margin:
         action = "accelerate"
@@ -288,7 +337,8 @@ class AgentRelation:
 
 
 def relate_agent(scene: Scene, t: int, agent_id: int, config: LabelConfig = LabelConfig()) -> AgentRelation:
-    """Geometry of ``agent_id`` relative to the ego at frame ``t`` (CV TTC as in :mod:`counterfactual.projection`).
+    """Geometry of ``agent_id`` relative to the ego at frame ``t`` (TTC projected along the ego's own path,
+    :mod:`counterfactual.projection`).
 
     Raises ``ValueError`` when the agent is not observed at ``t``.
     """
@@ -302,17 +352,12 @@ def relate_agent(scene: Scene, t: int, agent_id: int, config: LabelConfig = Labe
     dx, dy = a_pose[0] - ego_c[0], a_pose[1] - ego_c[1]
     pos = np.array([c * dx + s * dy, -s * dx + c * dy])
     rel_v = scene.agent_velocities[i, t] - scene.ego_velocities[t]
-    ttc = cv_time_to_collision(
-        scene.ego_poses[t],
-        scene.ego_velocities[t],
-        scene.ego_params,
-        a_pose[None],
-        scene.agent_velocities[i, t][None],
-        scene.agent_sizes[i][None],
-        horizon=config.cv_horizon,
-        step=config.cv_step,
-        ego_yaw_rate=float(ego_yaw_rates(scene.ego_poses, scene.dt)[t]),
-    )[0]
+    taus = projection_times(config.cv_horizon, config.cv_step)
+    v = scene.ego_velocities[t]
+    speed = v[0] * math.cos(scene.ego_poses[t, 2]) + v[1] * math.sin(scene.ego_poses[t, 2])
+    track = path_poses(scene.ego_poses, np.array([t]), np.array([speed]), taus)[0]  # (K, 3)
+    ttc = time_to_collision(track, scene.ego_params, a_pose[None], scene.agent_velocities[i, t][None],
+                            scene.agent_sizes[i][None], taus)[0]
     bearing = math.degrees(math.atan2(pos[1], pos[0]))
     if bearing == -180.0:
         bearing = 180.0
@@ -328,6 +373,142 @@ def relate_agent(scene: Scene, t: int, agent_id: int, config: LabelConfig = Labe
     )
 
 
+_LANE_SHAPES: "weakref.WeakKeyDictionary[SceneMap, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _lane_shapes(scene_map: SceneMap, config: LabelConfig) -> tuple[list, frozenset[int]]:
+    """Per map (cached): shapely polygons of the lanes, and the indices of **merging** lanes (on-ramps).
+
+    Road lanes (outside junctions) whose centrelines end within ``merge_point_tolerance`` of each other converge.
+    Where a road lane starts at that point (the merged lane), the converging lane that is its straight
+    continuation backwards (its centreline ``merge_lookback_m`` before its end lies within ``lane_change_min`` of
+    the merged lane's extended centreline) is the through lane; the others merge into it. Without a merged lane
+    every converging lane counts as merging.
+    """
+    key = (config.merge_point_tolerance, config.lane_change_min)
+    cached = _LANE_SHAPES.get(scene_map)
+    if cached is not None and cached[0] == key:
+        return cached[1], cached[2]
+    import shapely
+
+    lanes = scene_map.lanes
+    polys = [shapely.Polygon(lane.polygon) for lane in lanes]
+    road = [k for k, lane in enumerate(lanes) if not lane.in_intersection]
+    tol = config.merge_point_tolerance
+    merging: set[int] = set()
+    for k in road:
+        end = lanes[k].centerline[-1]
+        group = [j for j in road if np.linalg.norm(lanes[j].centerline[-1] - end) <= tol]
+        if len(group) < 2:
+            continue
+        merged = [j for j in road if np.linalg.norm(lanes[j].centerline[0] - end) <= tol]
+        if not merged:
+            merging.add(k)
+            continue
+        cl = lanes[k].centerline
+        s = polyline_arclength(cl)
+        back = np.array([np.interp(s[-1] - 30.0, s, cl[:, 0]), np.interp(s[-1] - 30.0, s, cl[:, 1])])
+        _, d = project_onto_path(back[None], lanes[merged[0]].centerline)
+        if abs(d[0]) >= config.lane_change_min:
+            merging.add(k)
+    _LANE_SHAPES[scene_map] = (key, polys, frozenset(merging))
+    return polys, frozenset(merging)
+
+
+def _lane_at(scene_map: SceneMap, polys: list, pose: np.ndarray) -> int | None:
+    """Index of the lane holding a box-centre pose ``(3,)``: its polygon contains the point and its driving
+    direction (at the nearest centreline vertex) is within 90 deg of the heading; nearest centreline first."""
+    import shapely
+
+    point = shapely.Point(float(pose[0]), float(pose[1]))
+    best, best_d = None, math.inf
+    for k, (lane, poly) in enumerate(zip(scene_map.lanes, polys)):
+        if not poly.contains(point):
+            continue
+        cl = lane.centerline
+        j = int(np.argmin(np.linalg.norm(cl - pose[:2], axis=1)))
+        a, b = cl[max(j - 1, 0)], cl[min(j + 1, len(cl) - 1)]
+        if abs(wrap_angle(math.atan2(b[1] - a[1], b[0] - a[0]) - pose[2])) > 0.5 * math.pi:
+            continue
+        d = float(np.linalg.norm(cl[j] - pose[:2]))
+        if d < best_d:
+            best, best_d = k, d
+    return best
+
+
+def lanes_merge(scene: Scene, agent_index: int, start: int, config: LabelConfig = LabelConfig()) -> bool | None:
+    """Whether the agent and the ego come from converging lanes: at ``start`` (or the agent's first valid frame
+    after it) they drive in different lanes and one of them is a merging lane (an on-ramp, :func:`_lane_shapes`).
+    A same-direction conflict between them is then a ``merge``, whoever merges. None without a map."""
+    if scene.map is None:
+        return None
+    polys, merging = _lane_shapes(scene.map, config)
+    valid = np.flatnonzero(scene.agent_valid[agent_index, start:]) + start
+    if not len(valid):
+        return False
+    agent_lane = _lane_at(scene.map, polys, scene.agent_poses[agent_index, valid[0]])
+    ego_lane = _lane_at(scene.map, polys, rear_axle_to_center(scene.ego_poses[start], scene.ego_params))
+    if agent_lane is None or ego_lane is None or agent_lane == ego_lane:
+        return False
+    return agent_lane in merging or ego_lane in merging
+
+
+def classify_at(scene: Scene, t: int, agent_id: int, contact_frame: int,
+                config: LabelConfig = LabelConfig(), lookback: float | None = None) -> tuple[str, str]:
+    """Conflict type of ``agent_id`` judged at frame ``t`` (:func:`classify_conflict`): class, relative heading and
+    sector at ``t``; lateral excursions from ``t - lookback`` (default ``config.lookback``) to the contact; the
+    ego's heading change from ``t - config.lookback`` to ``t + horizon``; whether the two came from converging
+    lanes at ``t - lookback`` (:func:`lanes_merge`, with a map)."""
+    rel = relate_agent(scene, t, agent_id, config)
+    sector = sector_of(rel.bearing_deg, config)
+    i = scene.agent_index(agent_id)
+    last = scene.num_frames - 1
+    end = int(min(max(contact_frame, t), last))
+    t0 = max(t - int(round((config.lookback if lookback is None else lookback) / scene.dt)), 0)
+    agent_frames = np.flatnonzero(scene.agent_valid[i, t0 : end + 1]) + t0
+    agent_exc = lateral_excursion(scene.agent_poses[i, agent_frames]) if len(agent_frames) else 0.0
+    ego_exc = lateral_excursion(scene.ego_poses[t0 : end + 1])
+    merges = lanes_merge(scene, i, t0, config)
+    t_future = min(t + int(round(config.horizon / scene.dt)), last)
+    t_turn = max(t - int(round(config.lookback / scene.dt)), 0)
+    ego_yaws = np.unwrap(scene.ego_poses[t_turn : t_future + 1, 2])
+    return classify_conflict(
+        rel.agent_class,
+        rel.relative_heading_deg,
+        sector,
+        agent_exc,
+        ego_exc,
+        float(np.degrees(ego_yaws[-1] - ego_yaws[0])),
+        scene.meta.scenario_type,
+        config,
+        merges,
+    )
+
+
+def moment_conflict(scene: Scene, moment: "RiskMoment", config: LabelConfig = LabelConfig()) -> tuple[str, str]:
+    """One conflict type per risky moment, shared by all its lead times: :func:`classify_at` at the moment's
+    earliest decision frame, with lane changes judged over ``moment_lookback`` before it (so a merge or cut-in that
+    happened before the first decision still names the conflict).
+
+    Raises ``ValueError`` for a moment without decision frames."""
+    if not moment.decision_frames:
+        raise ValueError(f"moment_conflict: moment of agent {moment.agent_id} in {scene.scene_id} has no decision frame")
+    return classify_at(scene, int(moment.decision_frames[0]), moment.agent_id, moment.contact_frame, config,
+                       lookback=config.moment_lookback)
+
+
+def risk_level_for(kind: str, ttc_s: float, time_to_contact_s: float, closing_speed_mps: float,
+                   config: LabelConfig = LabelConfig()) -> str:
+    """Risk level of a mined moment: collisions from ``min(ttc_s, time_to_contact_s)`` (:func:`risk_level_of`);
+    near-misses from ``ttc_s``, at least ``low`` (a mined near-miss is a risky moment by definition)."""
+    if kind == "collision":
+        return risk_level_of(min(ttc_s, time_to_contact_s), closing_speed_mps, config)
+    if kind == "near_miss":
+        level = risk_level_of(ttc_s, closing_speed_mps, config)
+        return "low" if level == "none" else level
+    raise ValueError(f"risk_level_for: kind must be 'collision' or 'near_miss', got {kind!r}")
+
+
 def derive_label(
     scene: Scene,
     t: int,
@@ -337,7 +518,8 @@ def derive_label(
     positive: np.ndarray | None,
     seed: int = 0,
     config: LabelConfig = LabelConfig(),
-    time_to_contact_s: float = math.inf,
+    kind: str = "collision",
+    conflict: tuple[str, str] | None = None,
 ) -> SafetyLabel:
     """Derive the full label of a risky moment at decision frame ``t``.
 
@@ -345,38 +527,28 @@ def derive_label(
         scene: the scene (log or rollout).
         t: decision frame.
         agent_id: risk agent.
-        contact_frame: frame of (projected) contact, ``> t``; the window for lane changes ends there (clipped to
-            the log and to the agent's last valid frame).
-        negative: ``(8, 3)`` driven trajectory, ego frame at ``t``.
+        contact_frame: frame of the logged (collision) or projected (near-miss) contact, ``> t``.
+        negative: ``(8, 3)`` driven trajectory, ego frame at ``t`` (poses every 0.5 s).
         positive: ``(8, 3)`` verified-safe counterfactual, or None.
         seed: explanation seed.
         config: thresholds.
-        time_to_contact_s: when the negative touches the agent [s] (the scorer's ``collision_time``), inf if not.
+        kind: ``"collision"`` (``time_to_contact_s`` = the logged contact, ``(contact_frame - t) dt``; the
+            explanation states it) or ``"near_miss"`` (no contact: ``inf``; the explanation states the projected TTC).
+        conflict: the moment's ``(conflict_type, source)`` (:func:`moment_conflict`, shared by its lead times);
+            None classifies at ``t`` (:func:`classify_at`).
     """
-
+    if kind not in ("collision", "near_miss"):
+        raise ValueError(f"derive_label: kind must be 'collision' or 'near_miss', got {kind!r}")
     rel = relate_agent(scene, t, agent_id, config)
     sector = sector_of(rel.bearing_deg, config)
-    i = scene.agent_index(agent_id)
-    last = scene.num_frames - 1
-    end = int(min(max(contact_frame, t), last))
-    t0 = max(t - int(round(config.lookback / scene.dt)), 0)
-    agent_frames = np.flatnonzero(scene.agent_valid[i, t0 : end + 1]) + t0
-    agent_exc = lateral_excursion(scene.agent_poses[i, agent_frames]) if len(agent_frames) else 0.0
-    ego_exc = lateral_excursion(scene.ego_poses[t0 : end + 1])
-    t_future = min(t + int(round(config.horizon / scene.dt)), last)
-    ego_yaws = np.unwrap(scene.ego_poses[t0 : t_future + 1, 2])
-    conflict, source = classify_conflict(
-        rel.agent_class,
-        rel.relative_heading_deg,
-        sector,
-        agent_exc,
-        ego_exc,
-        float(np.degrees(ego_yaws[-1] - ego_yaws[0])),
-        scene.meta.scenario_type,
-        config,
-    )
-    action, lateral, progress = corrective_action(negative, positive, conflict, config)
-    contact = float(time_to_contact_s) if time_to_contact_s is not None and not math.isnan(time_to_contact_s) else math.inf
+    conflict_type, source = classify_at(scene, t, agent_id, contact_frame, config) if conflict is None else conflict
+    action, lateral, progress = corrective_action(negative, positive, conflict_type, config)
+    contact = (contact_frame - t) * scene.dt if kind == "collision" else math.inf
+    risk = risk_level_for(kind, rel.ttc_s, contact, rel.closing_speed_mps, config)
+    if kind == "collision":
+        time_kind = "contact"
+    else:
+        time_kind = "projected_ttc" if math.isfinite(rel.ttc_s) and risk != "none" else "none"
     label = SafetyLabel(
         risk_agent_id=rel.agent_id,
         risk_agent_class=rel.agent_class,
@@ -387,12 +559,13 @@ def derive_label(
         closing_speed_mps=rel.closing_speed_mps,
         ttc_s=rel.ttc_s,
         time_to_contact_s=contact,
-        risk_level=risk_level_of(min(rel.ttc_s, contact), rel.closing_speed_mps, config),
-        conflict_type=conflict,
+        risk_level=risk,
+        conflict_type=conflict_type,
         conflict_source=source,
         action=action,
         lateral_offset_m=lateral,
         progress_change_m=progress,
+        time_kind=time_kind,
         explanation_seed=int(seed),
     )
     return _with_explanation(label, explain(label, seed))
@@ -402,44 +575,3 @@ def _with_explanation(label: SafetyLabel, text: str) -> SafetyLabel:
     d = label.to_dict()
     d["explanation"] = text
     return SafetyLabel(**d)
-
-
-# ---------------------------------------------------------------------------------------------------- accuracy
-CATEGORICAL_FIELDS = ("risk_agent_class", "sector", "risk_level", "conflict_type", "action")
-"""Fields scored by exact match in :func:`label_accuracy`."""
-
-
-def label_accuracy(
-    predicted: Sequence[Mapping[str, Any]], truth: Sequence[Mapping[str, Any]]
-) -> dict[str, float]:
-    """Per-field exact-match accuracy of predicted label fields against the mined labels.
-
-    ``predicted[i]`` may come from a structured head or from :func:`counterfactual.language.parse_explanation` of
-    a generated sentence; a missing or None field counts as wrong. Returns ``{"<field>": acc, ...,
-    "all_fields": fraction with every categorical field right, "risk_level_within_one": fraction within one
-    ordinal level, "count": n}``. Records whose truth action is ``none`` are excluded from the ``action`` score.
-    """
-    if len(predicted) != len(truth):
-        raise ValueError(f"label_accuracy: {len(predicted)} predictions for {len(truth)} labels")
-    n = len(truth)
-    out: dict[str, float] = {"count": float(n)}
-    if n == 0:
-        return out
-    all_right = np.ones(n, dtype=bool)
-    for name in CATEGORICAL_FIELDS:
-        hits = []
-        for k, (p, g) in enumerate(zip(predicted, truth)):
-            if name == "action" and g.get(name) == NO_ACTION:
-                continue
-            ok = p.get(name) is not None and p.get(name) == g.get(name)
-            hits.append(ok)
-            all_right[k] &= ok
-        out[name] = float(np.mean(hits)) if hits else float("nan")
-    out["all_fields"] = float(np.mean(all_right))
-    order = {r: i for i, r in enumerate(RISK_LEVELS)}
-    within = [
-        p.get("risk_level") in order and abs(order[p["risk_level"]] - order[g["risk_level"]]) <= 1
-        for p, g in zip(predicted, truth)
-    ]
-    out["risk_level_within_one"] = float(np.mean(within))
-    return out

@@ -4,8 +4,12 @@ A sentence is four clauses, each drawn from several templates with synonyms:
 
     HAZARD   (agent class + sector + distance)      "A pedestrian on the left, 6.2 m away"
     CONFLICT (conflict type)                         "in a crossing conflict"
-    RISK     (risk level + CV time to collision)     "with high collision risk (1.1 s to contact)"
+    RISK     (risk level + the stated time)          "with high collision risk (contact in 1.1 s)"
     ACTION   (corrective action)                     "so the ego should brake"
+
+The RISK clause says which time it states (``SafetyLabel.time_kind``): a collision's hindsight contact time
+("contact in 1.1 s", "contact 1.1 s ahead") or a near-miss's projected time to collision ("projected time to
+collision 1.1 s", "projected to collide in 1.1 s"); :func:`parse_explanation` recovers the kind and the number.
 
 Every sentence mentions the agent class, its sector, the risk level and the action, each with a phrase from a
 closed vocabulary (:data:`VOCABULARY`) in which no phrase of one category contains a phrase of another; so
@@ -72,8 +76,17 @@ _HAZARD = (
     "{Det} {cls} is {pos}, about {dist} m from the ego",
 )
 _CONFLICT = ("in {a} {conflict}", "forming {a} {conflict}", "amid {a} {conflict}")
-_RISK_TTC = ("with {risk} ({ttc} s to contact)", "with {risk}, time to collision {ttc} s", "posing {risk} in {ttc} s")
+_RISK_TIME = {
+    "contact": ("with {risk} (contact in {time} s)", "with {risk}, contact {time} s ahead", "posing {risk}, contact in {time} s"),
+    "projected_ttc": ("with {risk} (projected time to collision {time} s)", "with {risk}, projected to collide in {time} s",
+                      "posing {risk}, projected time to collision {time} s"),
+}
 _RISK_INF = ("with {risk}", "posing {risk}")
+_TIME_PATTERNS = {
+    "contact": re.compile(r"\bcontact (?:in )?(\d+(?:\.\d+)?) s\b"),
+    "projected_ttc": re.compile(r"\bprojected (?:time to collision|to collide in) (\d+(?:\.\d+)?) s\b"),
+}
+"""Time phrases of the RISK clause, per ``time_kind`` (group 1: the number [s])."""
 _ACTION = (", so the ego should {act}", "; the safe response is to {act}", "; best action: {act}")
 _ACTION_NONE = ("; {act}", ", and {act}")
 
@@ -89,8 +102,10 @@ def _fmt(value: float) -> str:
 def explain(label: Any, seed: int = 0) -> str:
     """Explanation sentence for a label (a :class:`~counterfactual.schema.SafetyLabel` or a mapping of its fields).
 
-    Uses ``risk_agent_class``, ``sector``, ``distance_m``, ``conflict_type``, ``risk_level``, ``ttc_s`` and
-    ``action``. Deterministic in (fields, ``seed``).
+    Uses ``risk_agent_class``, ``sector``, ``distance_m``, ``conflict_type``, ``risk_level``, ``action`` and the
+    time named by ``time_kind`` (``contact``: ``time_to_contact_s``, ``projected_ttc``: ``ttc_s``; a mapping
+    without ``time_kind`` states a finite ``time_to_contact_s`` as contact, else a finite ``ttc_s`` as projected).
+    No time is stated with risk ``none``. Deterministic in (fields, ``seed``).
     """
     f = label if isinstance(label, Mapping) else label.to_dict()
     for name, allowed in (
@@ -115,15 +130,30 @@ def explain(label: Any, seed: int = 0) -> str:
     conflict_phrase = pick(VOCABULARY["conflict_type"][f["conflict_type"]])
     conflict = pick(_CONFLICT).format(a=_article(conflict_phrase), conflict=conflict_phrase)
     risk_phrase = pick(VOCABULARY["risk_level"][f["risk_level"]])
-    ttc = float(f["ttc_s"])
-    if math.isfinite(ttc) and f["risk_level"] != "none":
-        risk = pick(_RISK_TTC).format(risk=risk_phrase, ttc=f"{ttc:.1f}")
+    kind = stated_time(f)
+    if kind is not None and f["risk_level"] != "none":
+        time = float(f["time_to_contact_s"] if kind == "contact" else f["ttc_s"])
+        risk = pick(_RISK_TIME[kind]).format(risk=risk_phrase, time=f"{time:.1f}")
     else:
         risk = pick(_RISK_INF).format(risk=risk_phrase)
     act = pick(VOCABULARY["action"][f["action"]])
     action = pick(_ACTION_NONE if f["action"] == NO_ACTION else _ACTION).format(act=act)
     sentence = f"{hazard}, {conflict} {risk}{action}."
     return re.sub(r"\s+", " ", sentence)
+
+
+def stated_time(fields: Mapping[str, Any]) -> str | None:
+    """Which time a label's explanation states: ``"contact"``, ``"projected_ttc"`` or None (see :func:`explain`)."""
+    kind = fields.get("time_kind")
+    if kind is None:
+        if math.isfinite(float(fields.get("time_to_contact_s", math.inf))):
+            return "contact"
+        return "projected_ttc" if math.isfinite(float(fields.get("ttc_s", math.inf))) else None
+    if kind == "contact" and math.isfinite(float(fields.get("time_to_contact_s", math.inf))):
+        return "contact"
+    if kind == "projected_ttc" and math.isfinite(float(fields.get("ttc_s", math.inf))):
+        return "projected_ttc"
+    return None
 
 
 def _pattern(phrase: str) -> re.Pattern[str]:
@@ -136,15 +166,23 @@ _PATTERNS = {
 }
 
 
-def parse_explanation(text: str) -> dict[str, str | None]:
-    """Recover the categorical fields from a sentence using :data:`VOCABULARY` (case-insensitive, whole phrases).
+def parse_explanation(text: str) -> dict[str, Any]:
+    """Recover the categorical fields and the stated time from a sentence (case-insensitive, whole phrases).
 
-    Returns ``{field: value or None}`` for every field of :data:`VOCABULARY`; None when no value's phrase occurs
-    or when phrases of two different values occur (ambiguous).
+    Returns ``{field: value or None}`` for every field of :data:`VOCABULARY` (None when no value's phrase occurs or
+    when phrases of two different values occur: ambiguous), plus ``"time_kind"`` (``"contact"``,
+    ``"projected_ttc"`` or ``"none"`` when no time is stated; None when both kinds are) and ``"time_s"`` (the stated
+    number [s], NaN when none or ambiguous).
     """
     low = text.lower()
-    out: dict[str, str | None] = {}
+    out: dict[str, Any] = {}
     for name, values in _PATTERNS.items():
         found = {value for value, pats in values.items() if any(p.search(low) for p in pats)}
         out[name] = found.pop() if len(found) == 1 else None
+    times = {kind: m for kind, pat in _TIME_PATTERNS.items() if (m := pat.search(low))}
+    if len(times) == 1:
+        (kind, match), = times.items()
+        out["time_kind"], out["time_s"] = kind, float(match.group(1))
+    else:
+        out["time_kind"], out["time_s"] = ("none" if not times else None), math.nan
     return out

@@ -19,7 +19,7 @@ import time
 from dataclasses import replace
 from typing import Any, Iterator, Sequence
 
-from counterfactual.dataset import write_anchor_pairs
+from counterfactual.dataset import collect_provenance, write_anchor_pairs
 from counterfactual.miner import MinerConfig, MiningStats, mine_scene
 from envs.scene import Scene
 from envs.sources import Origin, SourceError, open_source
@@ -87,7 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stats.add(mined, scene.meta.is_accident)
         pairs.extend(mined.pairs)
     elapsed = time.perf_counter() - start
-    path = write_anchor_pairs(pairs, args.out)
+    path = write_anchor_pairs(pairs, args.out, collect_provenance(config, argv=sys.argv if argv is None else
+                                                                   [sys.argv[0], *argv]))
     print(stats.table())
     print(f"{len(pairs)} pairs from {count} scenes in {elapsed:.1f} s ({len(pairs) / max(elapsed, 1e-9):.2f} pairs/s) "
           f"-> {path}")

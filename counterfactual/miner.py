@@ -6,11 +6,14 @@ For every risky moment (:func:`counterfactual.mining.find_risk_moments`) and eac
 2. **candidates** = the negative (index 0), the search families (:func:`counterfactual.search.generate_candidates`)
    and, for scenes with a map, the PDM-Closed-like reference trajectory (:func:`rewards.scorer.reference_for`);
 3. all of them are scored in **one** :func:`rewards.scorer.score_group` call from the logged state at ``t``;
-4. a negative that the scorer itself verifies safe (NC = TTC = DAC = 1 and no contact) is no negative: the decision
+4. a negative that passes the scorer check (NC = TTC = DAC = DDC = 1 and no contact) is no negative: the decision
    frame is skipped and counted (``negative_verified_safe``);
-5. the positive is chosen by :func:`counterfactual.search.choose_positive`, or the pair records why none exists
-   (never an invented positive);
-6. the label is derived by :func:`counterfactual.labels.derive_label`.
+5. every candidate is verified as it will be executed (:func:`counterfactual.verify.verify_candidates`: raw poses,
+   closed-loop following, clearance margin, no oncoming lane; one batch per decision frame);
+6. the positive is chosen by :func:`counterfactual.search.choose_positive` (least intervention first), or the pair
+   records why none exists (never an invented positive);
+7. the label is derived by :func:`counterfactual.labels.derive_label`, with one conflict type per moment
+   (:func:`counterfactual.labels.moment_conflict`, classified once for all its lead times).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from counterfactual.dataset import AnchorPair
-from counterfactual.labels import LabelConfig, derive_label
+from counterfactual.labels import LabelConfig, derive_label, moment_conflict
 from counterfactual.mining import MomentConfig, RiskMoment, find_risk_moments, observation_ref
 from counterfactual.search import (
     CandidateSpec,
@@ -32,8 +35,8 @@ from counterfactual.search import (
     generate_candidates,
     result_arrays,
     score_dict,
-    verified_safe,
 )
+from counterfactual.verify import VerifyConfig, scorer_check, verify_candidates
 from envs.scene import Scene
 from envs.sources import Origin
 from envs.scoring import problem_from_scene, trajectory_from_log
@@ -50,6 +53,8 @@ class MinerConfig:
     """Candidate families and the positive's selection (:mod:`counterfactual.search`)."""
     labels: LabelConfig = field(default_factory=LabelConfig)
     """Label derivation thresholds (:mod:`counterfactual.labels`)."""
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    """Execution checks of the candidates (:mod:`counterfactual.verify`): clearance margin, closed-loop re-planning."""
     pdm: PDMConfig = field(default_factory=PDMConfig)
     """Scorer configuration."""
     use_reference: bool = True
@@ -58,6 +63,13 @@ class MinerConfig:
     """EP normalisation reference passed to ``score_group``."""
     seed: int = 0
     """Base seed of the explanation templates (each record mixes in its scene id, frame and agent)."""
+
+    def __post_init__(self) -> None:
+        if self.search.keep_lane_tolerance != self.labels.swerve_threshold:
+            raise ValueError(
+                f"MinerConfig: search.keep_lane_tolerance ({self.search.keep_lane_tolerance} m) must equal "
+                f"labels.swerve_threshold ({self.labels.swerve_threshold} m), or a keep-lane positive could be "
+                f"labelled a swerve")
 
 
 @dataclass
@@ -99,12 +111,18 @@ def mine_moment(
     lead: float,
     config: MinerConfig = MinerConfig(),
     origin: "Origin | Mapping[str, Any] | None" = None,
+    conflict: tuple[str, str] | None = None,
 ) -> AnchorPair | str:
-    """One decision frame of a moment -> an :class:`AnchorPair`, or the code of why it was skipped."""
+    """One decision frame of a moment -> an :class:`AnchorPair`, or the code of why it was skipped.
+
+    ``conflict``: the moment's ``(conflict_type, source)`` (:func:`counterfactual.labels.moment_conflict`); None
+    classifies it for this moment here (the same result for every decision frame of the moment)."""
     from rewards.scorer import score_group
 
     problem = problem_from_scene(scene, t, config.pdm)
     negative = trajectory_from_log(scene, t, config.pdm)
+    if conflict is None:
+        conflict = moment_conflict(scene, moment, config.labels)
     extra = []
     if config.use_reference and scene.map is not None:
         ref = _reference_candidate(problem, config.pdm)
@@ -114,17 +132,16 @@ def mine_moment(
     result = score_group(problem, cands.trajectories, config.pdm, reference=config.reference)
     arrays = result_arrays(result)
     has_map = scene.map is not None
-    if verified_safe(arrays, has_map, config.search.require_no_contact)[0]:
+    if scorer_check(arrays, has_map, config.search.require_no_contact)[0]:
         return "negative_verified_safe"
-    sel = choose_positive(cands, arrays, has_map, config.pdm, config.search)
+    verification = verify_candidates(scene, problem, cands.trajectories, arrays, config.pdm, config.verify)
+    sel = choose_positive(cands, arrays, has_map, config.pdm, config.search, verification)
     positive = None if sel.index is None else cands.trajectories[sel.index]
     seed = record_seed(config.seed, scene.scene_id, t, moment.agent_id)
     neg_scores = score_dict(arrays, 0)
-    touches_agent = neg_scores.get("collision") and neg_scores.get("colliding_agent_id") == moment.agent_id
-    contact_s = neg_scores["collision_time"] if touches_agent and neg_scores.get("collision_time") is not None else None
     label = derive_label(
         scene, t, moment.agent_id, moment.contact_frame, negative, positive, seed, config.labels,
-        time_to_contact_s=float("inf") if contact_s is None else float(contact_s),
+        kind=moment.kind, conflict=conflict,
     )
     return AnchorPair(
         pair_id=f"{scene.scene_id}@{t}#{moment.agent_id}",
@@ -149,6 +166,9 @@ def mine_moment(
         no_safe_reason_code=sel.reason_code,
         no_safe_reason=sel.reason,
         label=label,
+        clearance_margin_m=float(config.verify.clearance_margin),
+        verification=None if sel.index is None else verification.record(sel.index),
+        candidate_failures=sel.failure_counts,
     )
 
 
@@ -158,8 +178,11 @@ def mine_scene(scene: Scene, config: MinerConfig = MinerConfig(),
     out = SceneMining(scene.scene_id, scene.meta.scenario_type)
     out.moments = find_risk_moments(scene, config.moments)
     for moment in out.moments:
+        if not moment.decision_frames:
+            continue
+        conflict = moment_conflict(scene, moment, config.labels)
         for t, lead in zip(moment.decision_frames, moment.lead_times):
-            pair = mine_moment(scene, moment, t, lead, config, origin)
+            pair = mine_moment(scene, moment, t, lead, config, origin, conflict)
             if isinstance(pair, str):
                 out.skipped.append((moment, t, pair))
             else:

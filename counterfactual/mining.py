@@ -8,8 +8,8 @@ Detection is independent of the scene's meta data and of the scorer:
   ``colliding_agent_id``) the two are compared and both kept (``detected_by``); a meta-only collision (boxes never
   overlap, e.g. noisy DeepAccident boxes) is still mined, marked ``detected_by="meta"``.
 * **near-miss**: at a frame where the ego moves (speed >= ``min_ego_speed``), an agent that never collides has a
-  projected time to collision (ego: constant speed and yaw rate; agents: constant velocity;
-  :func:`counterfactual.projection.cv_time_to_collision`) below ``near_miss_ttc`` with a closing speed above
+  projected time to collision (ego: its current speed along its own logged path; agents: constant velocity;
+  :func:`path_ttc_matrix`, :mod:`counterfactual.projection`) below ``near_miss_ttc`` with a closing speed above
   ``near_miss_closing_speed``; agents behind the ego (bearing beyond ``rear_exclusion_deg``) are skipped unless
   ``include_rear`` (the ego cannot be blamed for a car approaching from behind). Consecutive such frames of one
   agent form one event, kept when it lasts ``near_miss_min_duration``; its *projected contact* is ``frame + TTC``
@@ -29,11 +29,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from counterfactual.projection import closing_speed, ego_turning_poses, ego_yaw_rates
+from counterfactual.projection import closing_speed, path_poses, projection_times, time_to_collision
 from envs.rollout import find_collisions
 from envs.scene import Scene
 from envs.sources import Origin, origin_from_dict, scene_origin
-from rewards.geometry import box_corners, boxes_overlap, rear_axle_to_center, vehicle_corners
+from rewards.geometry import rear_axle_to_center
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class MomentConfig:
     lead_times: tuple[float, ...] = (1.0, 2.0, 3.0)
     """Decision times before the (projected) contact [s]."""
     near_miss_ttc: float = 1.5
-    """CV time to collision below this [s] makes a near-miss."""
+    """Projected time to collision (along the ego's path) below this [s] makes a near-miss."""
     near_miss_closing_speed: float = 2.0
     """... together with a closing speed above this [m/s]."""
     min_ego_speed: float = 1.0
@@ -53,10 +53,9 @@ class MomentConfig:
     rear_exclusion_deg: float = 120.0
     """|bearing| above this [deg] counts as behind (for ``include_rear=False``)."""
     near_miss_min_duration: float = 0.3
-    """The near-miss condition must hold this long without a break [s] (filters one-frame CV artefacts, e.g. a
-    turning ego projected straight across oncoming traffic)."""
+    """The near-miss condition must hold this long without a break [s] (filters one-frame projection artefacts)."""
     cv_step: float = 0.1
-    """CV projection step [s]."""
+    """Projection step [s]."""
     min_history: float = 0.0
     """Log time needed before a decision frame [s]."""
     horizon: float = 4.0
@@ -86,9 +85,9 @@ class RiskMoment:
         agent_id: the risk agent.
         contact_frame: first overlapping frame (collision) or projected contact frame (near-miss).
         event_frame: frame the event was seen at (= contact frame for collisions; the min-TTC frame for near-misses).
-        min_ttc: 0 for collisions, the smallest CV TTC [s] for near-misses.
+        min_ttc: 0 for collisions, the smallest projected TTC [s] for near-misses.
         closing_speed: closing speed at the event frame [m/s].
-        detected_by: ``"geometry"``, ``"meta"`` or ``"geometry+meta"`` (collisions); ``"cv_ttc"`` (near-misses).
+        detected_by: ``"geometry"``, ``"meta"`` or ``"geometry+meta"`` (collisions); ``"path_ttc"`` (near-misses).
         meta_collision_frame: the meta data's collision frame, if any.
         decision_frames: kept decision frames, one per usable lead time (ascending).
         lead_times: the lead time [s] of each decision frame.
@@ -110,9 +109,9 @@ class RiskMoment:
 
 
 # ------------------------------------------------------------------------------------------------------ detection
-def cv_ttc_matrix(scene: Scene, horizon: float, step: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
-    """Time to collision (ego: constant speed and yaw rate; agents: constant velocity, see
-    :mod:`counterfactual.projection`) and closing speed of every agent at every frame.
+def path_ttc_matrix(scene: Scene, horizon: float, step: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Projected time to collision (ego: its current speed along its own logged path; agents: constant velocity;
+    see :mod:`counterfactual.projection`) and closing speed of every agent at every frame.
 
     Returns:
         ``(ttc (N, T) [s], inf where none within horizon or invalid; closing (N, T) [m/s])``.
@@ -120,17 +119,14 @@ def cv_ttc_matrix(scene: Scene, horizon: float, step: float = 0.1) -> tuple[np.n
     N, T = scene.num_agents, scene.num_frames
     if N == 0:
         return np.zeros((0, T)), np.zeros((0, T))
-    taus = np.arange(int(np.floor(horizon / step + 1e-9)) + 1) * step  # (K,)
+    taus = projection_times(horizon, step)  # (K,)
     ego_c = rear_axle_to_center(scene.ego_poses, scene.ego_params)  # (T, 3)
     yaw = scene.ego_poses[:, 2]
     speed = scene.ego_velocities[:, 0] * np.cos(yaw) + scene.ego_velocities[:, 1] * np.sin(yaw)
-    ego_p = ego_turning_poses(scene.ego_poses, speed, ego_yaw_rates(scene.ego_poses, scene.dt), taus)  # (T, K, 3)
-    ego_box = vehicle_corners(ego_p, scene.ego_params)  # (T, K, 4, 2)
-    ag = np.repeat(scene.agent_poses[:, :, None], len(taus), axis=2)  # (N, T, K, 3)
-    ag[..., :2] += taus[None, None, :, None] * scene.agent_velocities[:, :, None]
-    ag_box = box_corners(ag, scene.agent_sizes[:, None, None, 0], scene.agent_sizes[:, None, None, 1])
-    hit = boxes_overlap(ego_box[None], ag_box) & scene.agent_valid[..., None]  # (N, T, K)
-    ttc = np.where(hit.any(-1), taus[np.argmax(hit, axis=-1)], np.inf)
+    ego_p = path_poses(scene.ego_poses, np.arange(T), speed, taus)  # (T, K, 3)
+    ttc = time_to_collision(ego_p, scene.ego_params, np.swapaxes(scene.agent_poses, 0, 1),
+                            np.swapaxes(scene.agent_velocities, 0, 1), scene.agent_sizes, taus).T  # (N, T)
+    ttc = np.where(scene.agent_valid, ttc, np.inf)
     rel_p = scene.agent_poses[..., :2] - ego_c[None, :, :2]
     rel_v = scene.agent_velocities - scene.ego_velocities[None]
     return ttc, closing_speed(rel_p, rel_v)
@@ -197,7 +193,7 @@ def find_risk_moments(scene: Scene, config: MomentConfig = MomentConfig()) -> li
     if config.first_collision_only and events:
         events = events[:1]
     first_contact = min((f for _, f, _ in events), default=None)
-    ttc, closing = cv_ttc_matrix(scene, config.near_miss_ttc, config.cv_step)
+    ttc, closing = path_ttc_matrix(scene, config.near_miss_ttc, config.cv_step)
     moments: list[RiskMoment] = []
     for agent, frame, how in events:
         i = scene.agent_index(agent)
@@ -247,7 +243,7 @@ def find_risk_moments(scene: Scene, config: MomentConfig = MomentConfig()) -> li
                     event_frame=ev,
                     min_ttc=float(ttc[n, ev]),
                     closing_speed=float(closing[n, ev]),
-                    detected_by="cv_ttc",
+                    detected_by="path_ttc",
                     meta_collision_frame=meta_frame,
                     decision_frames=frames,
                     lead_times=leads,

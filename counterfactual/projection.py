@@ -1,17 +1,20 @@
-"""Box overlap and constant-velocity (CV) time-to-collision, pure numpy, vectorized.
+"""Projected time-to-collision along the ego's own path, and closing speed; pure numpy, vectorized.
 
-The miner uses these to find risky moments in a log independently of the scorer: a *collision* is an overlap of
-the ego box with an agent box at a logged frame; a *near-miss* is a short CV time-to-collision with a positive
-closing speed.
+The miner uses these to find near-misses in a log independently of the scorer, and the labels to state the
+projected time to collision (TTC).
 
-CV projection (documented here once, referenced by the label schema)
---------------------------------------------------------------------
-Agents keep their current heading and move with their current world-frame velocity: ``p(tau) = p(0) + v * tau``.
-The ego keeps its current speed and **yaw rate** (constant turn rate; with zero yaw rate this is the same straight
-line), so a turning ego is not projected straight across the oncoming lanes. The time-to-collision is the smallest ``tau`` in ``{0, step, 2 step, ..., horizon}``
-at which the two oriented boxes overlap (separating-axis test), or ``inf`` when they never do within the horizon.
-The ego box is the box-centre pose (rear axle + ``rear_axle_to_center`` along the heading) with the ego's length and
-width, moved along the rear axle's arc.
+Path projection (documented here once, referenced by the label schema)
+---------------------------------------------------------------------
+Agents keep their current heading and move with their current world-frame velocity: ``p(tau) = p(0) + v * tau``
+(constant velocity). The ego keeps its current speed but follows **its own future path**: the rear-axle path of the
+log from the current frame on (the route it actually drives; for rollouts the recorded states, then their
+constant-velocity continuation), extended straight along the last logged heading past the end of the log. At time
+``tau`` the ego is at arc length ``|v| * tau`` along that path, with the path's heading there (linear in arc
+length between logged frames). A turning ego is therefore projected through its turn, not straight across the
+oncoming lanes (a constant-velocity projection) nor around a circle that the road does not follow (a constant
+yaw rate). The TTC is the smallest ``tau`` in ``{0, step, 2 step, ..., horizon}`` at which the ego box (box centre =
+rear axle + ``rear_axle_to_center``, ego length x width) and an agent box overlap (separating-axis test), or
+``inf`` when they never do within the horizon.
 """
 
 from __future__ import annotations
@@ -21,28 +24,74 @@ import numpy as np
 from rewards.geometry import box_corners, boxes_overlap, vehicle_corners
 
 
-def ego_turning_poses(rear_pose: np.ndarray, speed: np.ndarray, yaw_rate: np.ndarray, taus: np.ndarray) -> np.ndarray:
-    """Rear-axle poses at constant speed and yaw rate.
+def projection_times(horizon: float, step: float) -> np.ndarray:
+    """``(K,)`` projection times ``0, step, ..., <= horizon`` [s]."""
+    if horizon < 0 or step <= 0:
+        raise ValueError(f"projection times: need horizon >= 0 and step > 0, got {horizon}, {step}")
+    return np.arange(int(np.floor(horizon / step + 1e-9)) + 1) * step
+
+
+def path_poses(ego_poses: np.ndarray, frames: np.ndarray, speeds: np.ndarray, taus: np.ndarray) -> np.ndarray:
+    """Rear-axle poses of the ego moving along its own logged path at a constant speed (module docstring).
 
     Args:
-        rear_pose: ``(..., 3)`` rear-axle poses [m, m, rad].
-        speed: ``(...)`` signed speed along the heading [m/s].
-        yaw_rate: ``(...)`` [rad/s].
+        ego_poses: ``(T, 3)`` logged rear-axle poses, world frame [m, m, rad].
+        frames: ``(F,)`` start frames.
+        speeds: ``(F,)`` speed at each start frame [m/s] (its magnitude is used).
         taus: ``(K,)`` times ahead [s].
 
     Returns:
-        ``(..., K, 3)`` poses.
+        ``(F, K, 3)`` world-frame rear-axle poses.
     """
-    p = np.asarray(rear_pose, dtype=np.float64)[..., None, :]
-    v = np.asarray(speed, dtype=np.float64)[..., None]
-    w = np.asarray(yaw_rate, dtype=np.float64)[..., None]
-    yaw0 = p[..., 2]
-    yaw = yaw0 + w * taus
-    small = np.abs(w) < 1e-6
-    w_safe = np.where(small, 1.0, w)
-    dx = np.where(small, v * taus * np.cos(yaw0), v / w_safe * (np.sin(yaw) - np.sin(yaw0)))
-    dy = np.where(small, v * taus * np.sin(yaw0), -v / w_safe * (np.cos(yaw) - np.cos(yaw0)))
-    return np.stack([p[..., 0] + dx, p[..., 1] + dy, yaw], axis=-1)
+    poses = np.asarray(ego_poses, dtype=np.float64)
+    frames = np.asarray(frames, dtype=np.int64).reshape(-1)
+    seg = np.linalg.norm(np.diff(poses[:, :2], axis=0), axis=1)
+    s = np.concatenate([[0.0], np.cumsum(seg)])  # (T,) arc length of each frame
+    s_key = s + 1e-9 * np.arange(len(s))  # strictly increasing for np.interp (standing frames keep their pose)
+    yaw = np.unwrap(poses[:, 2])
+    target = s[frames, None] + np.abs(np.asarray(speeds, dtype=np.float64)).reshape(-1, 1) * taus[None]  # (F, K)
+    target_key = target + 1e-9 * frames[:, None]
+    out = np.empty(target.shape + (3,))
+    out[..., 0] = np.interp(target_key, s_key, poses[:, 0])
+    out[..., 1] = np.interp(target_key, s_key, poses[:, 1])
+    out[..., 2] = np.interp(target_key, s_key, yaw)
+    beyond = np.maximum(target - s[-1], 0.0)  # straight continuation past the log's end
+    out[..., 0] += beyond * np.cos(yaw[-1])
+    out[..., 1] += beyond * np.sin(yaw[-1])
+    return out
+
+
+def time_to_collision(
+    ego_track: np.ndarray,
+    ego_params,
+    agent_centers: np.ndarray,
+    agent_velocities: np.ndarray,
+    agent_sizes: np.ndarray,
+    taus: np.ndarray,
+) -> np.ndarray:
+    """First projected overlap of the ego (given track) with constant-velocity agents [s].
+
+    Args:
+        ego_track: ``(..., K, 3)`` ego **rear-axle** poses at the times ``taus`` (e.g. :func:`path_poses`).
+        ego_params: :class:`rewards.geometry.VehicleParameters` (box size, rear axle to centre).
+        agent_centers: ``(..., N, 3)`` agent box-centre poses at ``tau = 0``, world frame.
+        agent_velocities: ``(..., N, 2)`` world-frame velocities [m/s].
+        agent_sizes: ``(N, 2)`` box (length, width) [m].
+        taus: ``(K,)`` times [s], ascending.
+
+    Returns:
+        ``(..., N)`` first ``tau`` with an overlap, ``inf`` where none (0 when overlapping now).
+    """
+    centers = np.asarray(agent_centers, dtype=np.float64)
+    if centers.shape[-2] == 0:
+        return np.zeros(centers.shape[:-1])
+    ego = vehicle_corners(np.asarray(ego_track, dtype=np.float64), ego_params)[..., None, :, :, :]  # (..., 1, K, 4, 2)
+    ag = np.repeat(centers[..., None, :], len(taus), axis=-2)  # (..., N, K, 3)
+    ag[..., :2] += taus[:, None] * np.asarray(agent_velocities, dtype=np.float64)[..., None, :]
+    sizes = np.asarray(agent_sizes, dtype=np.float64)
+    ag_box = box_corners(ag, sizes[:, 0, None], sizes[:, 1, None])  # (..., N, K, 4, 2)
+    hit = boxes_overlap(ego, ag_box)  # (..., N, K)
+    return np.where(hit.any(axis=-1), taus[np.argmax(hit, axis=-1)], np.inf)
 
 
 def closing_speed(rel_position: np.ndarray, rel_velocity: np.ndarray) -> np.ndarray:
@@ -59,58 +108,3 @@ def closing_speed(rel_position: np.ndarray, rel_velocity: np.ndarray) -> np.ndar
     v = np.asarray(rel_velocity, dtype=np.float64)
     dist = np.linalg.norm(p, axis=-1)
     return np.where(dist > 1e-9, -np.sum(p * v, axis=-1) / np.maximum(dist, 1e-9), 0.0)
-
-
-def cv_time_to_collision(
-    ego_pose: np.ndarray,
-    ego_velocity: np.ndarray,
-    ego_params,
-    agent_centers: np.ndarray,
-    agent_velocities: np.ndarray,
-    agent_sizes: np.ndarray,
-    horizon: float = 5.0,
-    step: float = 0.1,
-    ego_yaw_rate: float = 0.0,
-) -> np.ndarray:
-    """Time to collision of the ego (constant speed and yaw rate) against agents (constant velocity) [s].
-
-    Args:
-        ego_pose: ``(3,)`` ego **rear-axle** pose, world frame [m, m, rad].
-        ego_velocity: ``(2,)`` ego world-frame velocity [m/s] (its projection on the heading is the speed).
-        ego_params: :class:`rewards.geometry.VehicleParameters` (box size, rear axle to centre).
-        agent_centers: ``(N, 3)`` agent box-centre poses, world frame.
-        agent_velocities: ``(N, 2)`` world-frame velocities [m/s].
-        agent_sizes: ``(N, 2)`` box (length, width) [m].
-        horizon: projection horizon [s].
-        step: projection step [s].
-        ego_yaw_rate: [rad/s].
-
-    Returns:
-        ``(N,)`` first projected overlap time in ``[0, horizon]`` [s], ``inf`` where none (0 when overlapping now).
-    """
-    if horizon < 0 or step <= 0:
-        raise ValueError(f"cv_time_to_collision: need horizon >= 0 and step > 0, got {horizon}, {step}")
-    agent_centers = np.asarray(agent_centers, dtype=np.float64).reshape(-1, 3)
-    n = len(agent_centers)
-    if n == 0:
-        return np.zeros(0)
-    taus = np.arange(int(np.floor(horizon / step + 1e-9)) + 1) * step  # (K,)
-    ego_pose = np.asarray(ego_pose, dtype=np.float64)
-    v = np.asarray(ego_velocity, dtype=np.float64)
-    speed = v[0] * np.cos(ego_pose[2]) + v[1] * np.sin(ego_pose[2])
-    ego_c = vehicle_corners(ego_turning_poses(ego_pose, speed, ego_yaw_rate, taus), ego_params)  # (K, 4, 2)
-    ag = np.repeat(agent_centers[:, None], len(taus), axis=1)  # (N, K, 3)
-    ag[..., :2] += taus[None, :, None] * np.asarray(agent_velocities, dtype=np.float64).reshape(n, 1, 2)
-    sizes = np.asarray(agent_sizes, dtype=np.float64).reshape(n, 2)
-    ag_c = box_corners(ag, sizes[:, None, 0], sizes[:, None, 1])  # (N, K, 4, 2)
-    hit = boxes_overlap(ego_c[None], ag_c)  # (N, K)
-    first = np.argmax(hit, axis=1)
-    return np.where(hit.any(axis=1), taus[first], np.inf)
-
-
-def ego_yaw_rates(poses: np.ndarray, dt: float) -> np.ndarray:
-    """``(T,)`` ego yaw rate [rad/s] from logged headings ``(T, 3)`` (central differences, one-sided at the ends)."""
-    poses = np.asarray(poses, dtype=np.float64)
-    if len(poses) < 2:
-        return np.zeros(len(poses))
-    return np.gradient(np.unwrap(poses[:, 2]), dt)

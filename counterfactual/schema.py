@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-LABEL_SCHEMA_VERSION = "1.0"
+LABEL_SCHEMA_VERSION = "2.0"
 """Version of the label schema (fields, allowed values, derivation rules)."""
 
 AGENT_CLASSES = ("vehicle", "pedestrian", "cyclist", "static")
@@ -32,6 +32,11 @@ CONFLICT_TYPES = (
 ACTIONS = ("brake", "yield", "swerve_left", "swerve_right", "keep_lane", "accelerate")
 NO_ACTION = "none"
 """Action value of a record without a verified-safe positive (no action is claimed)."""
+PASSIVE_ACTIONS = ("keep_lane", NO_ACTION)
+"""Actions allowed with risk level ``none`` (nothing to evade: every other action is an evasive one)."""
+TIME_KINDS = ("contact", "projected_ttc", "none")
+"""Which time the explanation states: the hindsight contact time of a collision, the projected time to collision
+of a near-miss, or none."""
 
 
 @dataclass(frozen=True)
@@ -47,10 +52,12 @@ class SafetyLabel:
             the left, in ``(-180, 180]`` [deg].
         relative_heading_deg: agent heading minus ego heading, in ``[-180, 180)`` [deg].
         closing_speed_mps: rate at which the centre distance shrinks [m/s] (positive: approaching).
-        ttc_s: constant-velocity time to collision [s], ``inf`` when none within ``LabelConfig.cv_horizon``.
-        time_to_contact_s: time until the driven trajectory (the negative) touches the risk agent [s] (hindsight,
-            from the scorer's simulation of the negative; ``inf`` when it does not within the horizon).
-        risk_level: one of :data:`RISK_LEVELS`, from ``min(ttc_s, time_to_contact_s)`` and the closing speed.
+        ttc_s: projected time to collision [s] (ego along its own path, agents at constant velocity;
+            :mod:`counterfactual.projection`), ``inf`` when none within ``LabelConfig.cv_horizon``.
+        time_to_contact_s: collisions: time until the logged contact (hindsight, ``contact_frame - t``) [s];
+            near-misses: ``inf`` (no contact happened).
+        risk_level: one of :data:`RISK_LEVELS`: collisions from ``min(ttc_s, time_to_contact_s)``, near-misses from
+            ``ttc_s`` and at least ``low``; never ``none`` with an evasive action.
         conflict_type: one of :data:`CONFLICT_TYPES`.
         conflict_source: ``"geometry"`` or ``"scenario_hint"`` (the scenario type broke a geometric tie).
         action: one of :data:`ACTIONS`, or :data:`NO_ACTION` when no verified-safe positive exists.
@@ -58,6 +65,8 @@ class SafetyLabel:
             NaN without a positive.
         progress_change_m: positive's progress minus the negative's along the negative's path over the horizon
             [m]; NaN without a positive.
+        time_kind: one of :data:`TIME_KINDS`: the time the explanation states (``contact``:
+            ``time_to_contact_s``; ``projected_ttc``: ``ttc_s``).
         explanation: sentence generated from the fields by :func:`counterfactual.language.explain`.
         explanation_seed: seed of the template choice (same fields + seed -> same sentence).
         schema_version: :data:`LABEL_SCHEMA_VERSION`.
@@ -78,6 +87,7 @@ class SafetyLabel:
     action: str
     lateral_offset_m: float
     progress_change_m: float
+    time_kind: str = "none"
     explanation: str = ""
     explanation_seed: int = 0
     schema_version: str = LABEL_SCHEMA_VERSION
@@ -90,6 +100,7 @@ class SafetyLabel:
             ("conflict_type", CONFLICT_TYPES),
             ("conflict_source", ("geometry", "scenario_hint")),
             ("action", ACTIONS + (NO_ACTION,)),
+            ("time_kind", TIME_KINDS),
         ):
             value = getattr(self, name)
             if value not in allowed:
@@ -100,6 +111,12 @@ class SafetyLabel:
         for name in ("ttc_s", "time_to_contact_s"):
             if not (getattr(self, name) >= 0):
                 raise ValueError(f"SafetyLabel.{name}: must be >= 0 or inf, got {getattr(self, name)!r}")
+        if self.risk_level == "none" and self.action not in PASSIVE_ACTIONS:
+            raise ValueError(f"SafetyLabel: risk_level 'none' with the evasive action {self.action!r} (allowed with no "
+                             f"risk: {PASSIVE_ACTIONS})")
+        stated = {"contact": "time_to_contact_s", "projected_ttc": "ttc_s"}.get(self.time_kind)
+        if stated is not None and not math.isfinite(getattr(self, stated)):
+            raise ValueError(f"SafetyLabel.time_kind: {self.time_kind!r} states {stated}, which is {getattr(self, stated)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of all fields."""

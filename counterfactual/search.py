@@ -15,24 +15,30 @@ intent (the same turn, the same lane) unless they deliberately leave it:
 * ``lateral_brake``: lateral offset combined with a constant deceleration;
 * ``reference``: the PDM-Closed-like reference planner's trajectory (added by the caller).
 
-Choice (:func:`choose_positive`): candidates are *verified safe* when the scorer gives NC == 1, TTC == 1, DAC == 1
-(DAC only where a map exists; map-less scenes require NC and TTC and the record says ``dac_checked=False``) and, with
-``require_no_contact``, no contact at all (also not-at-fault contacts). Among them the positive is the one with
-the highest PDMS (map-less: :func:`rewards.pdm.map_free_score` with EP along the negative's path), where scores
-within ``score_tolerance`` of the best count as tied and the tie goes to the smallest mean L2 distance to the
-negative (closest to the original intent).
+Choice (:func:`choose_positive`): candidates are *verified safe* when every check of :mod:`counterfactual.verify`
+passes (the scorer's NC = TTC = DAC = DDC = 1 and no contact; no overlap of the raw poses; no collision when
+followed in the closed loop; a clearance margin to every agent; never into an oncoming lane). Among them the
+**least intervention that keeps progress** wins: candidates that keep the lane (every pose within
+``keep_lane_tolerance`` of the negative's path: braking, yielding, re-timing) come before any lateral evasion;
+within that tier the highest PDMS (map-less: :func:`rewards.pdm.map_free_score` with EP along the negative's path) wins, scores within ``score_tolerance``
+of the best count as tied, and the tie goes to the smallest mean L2 distance to the negative (closest to the
+original intent). A lateral evasion is chosen only when no keep-lane candidate is safe.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from counterfactual.labels import project_onto_path
+from counterfactual.labels import lateral_offsets, project_onto_path
+from counterfactual.verify import scorer_check
 from rewards.config import PDMConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from counterfactual.verify import Verification
 
 RESULT_FIELDS = (
     "nc",
@@ -75,6 +81,10 @@ class SearchConfig:
     """Also reject positives with any contact (e.g. being hit from behind), not only at-fault ones."""
     score_tolerance: float = 0.02
     """Scores within this of the best are tied; ties go to the smallest deviation from the negative."""
+    keep_lane_tolerance: float = 1.0
+    """A candidate whose poses all stay within this of the negative's path [m] keeps the lane (preferred over any
+    lateral evasion); equal to ``LabelConfig.swerve_threshold`` so that a keep-lane positive is never labelled a
+    swerve (checked by ``MinerConfig``)."""
 
     def __post_init__(self) -> None:
         for name in ("brake_decels", "accelerations", "lateral_offsets", "lateral_durations", "combo_decels"):
@@ -82,6 +92,8 @@ class SearchConfig:
                 raise ValueError(f"SearchConfig.{name}: values must be positive, got {getattr(self, name)}")
         if any(k <= 0 for k in self.speed_scales):
             raise ValueError(f"SearchConfig.speed_scales: values must be positive, got {self.speed_scales}")
+        if not self.keep_lane_tolerance > 0:
+            raise ValueError(f"SearchConfig.keep_lane_tolerance: must be > 0 [m], got {self.keep_lane_tolerance!r}")
         if any(a <= 0 or not 0 <= f < 1 for a, f in self.brake_hold):
             raise ValueError(f"SearchConfig.brake_hold: need decel > 0 and 0 <= fraction < 1, got {self.brake_hold}")
 
@@ -311,6 +323,7 @@ class Selection:
         dac_checked: False for map-less scenes.
         reason_code / reason: why no positive (empty when one was found).
         failure_counts: how many candidates (excluding the negative) failed each check.
+        keep_lane: ``(G,)`` bool, every pose within ``keep_lane_tolerance`` of the negative's path.
     """
 
     index: int | None
@@ -321,16 +334,7 @@ class Selection:
     reason_code: str = ""
     reason: str = ""
     failure_counts: dict[str, int] = field(default_factory=dict)
-
-
-def verified_safe(arrays: dict[str, np.ndarray], has_map: bool, require_no_contact: bool = True) -> np.ndarray:
-    """``(G,)`` bool: NC == 1, TTC == 1, DAC == 1 (if ``has_map``) and, optionally, no contact at all."""
-    ok = (arrays["nc"] == 1.0) & (arrays["ttc"] == 1.0)
-    if has_map:
-        ok &= arrays["dac"] == 1.0
-    if require_no_contact and "collision" in arrays:
-        ok &= ~arrays["collision"].astype(bool)
-    return ok
+    keep_lane: np.ndarray | None = None
 
 
 def choose_positive(
@@ -339,15 +343,28 @@ def choose_positive(
     has_map: bool,
     config: PDMConfig = PDMConfig(),
     search: SearchConfig = SearchConfig(),
+    verification: "Verification | None" = None,
 ) -> Selection:
-    """Pick the verified-safe positive (never index 0, the negative) or explain why there is none."""
+    """Pick the verified-safe positive (never index 0, the negative) or explain why there is none.
+
+    Args:
+        candidates: the group (index 0: the negative).
+        arrays: the scorer's per-candidate arrays (:func:`result_arrays`).
+        has_map: whether the scene has a map (DAC / DDC / PDMS available).
+        config: scorer configuration (map-free aggregate weights).
+        search: selection knobs.
+        verification: the execution checks of :func:`counterfactual.verify.verify_candidates`; None checks the
+            scorer's arrays only (check (a)), e.g. for a quick look without the closed loop.
+    """
     from rewards.pdm import map_free_score  # local: keeps this module's import free of the compiled scorer
 
     trajs = candidates.trajectories
     neg = trajs[0]
     deviation = np.linalg.norm(trajs[:, :, :2] - neg[None, :, :2], axis=-1).mean(axis=1)
-    safe = verified_safe(arrays, has_map, search.require_no_contact)
+    scorer_ok = scorer_check(arrays, has_map, search.require_no_contact)
+    safe = (scorer_ok if verification is None else verification.safe).copy()
     safe[0] = False
+    keep_lane = np.abs(lateral_offsets(neg, trajs)).max(axis=1) < search.keep_lane_tolerance
     if has_map:
         agg = np.nan_to_num(arrays["pdms"].astype(np.float64), nan=0.0)
     else:
@@ -367,20 +384,34 @@ def choose_positive(
         "ttc_violation": int((ttc_fail & others).sum()),
         "offroad": int((dac_fail & others).sum()),
     }
+    if has_map:
+        counts["wrong_way"] = int(((arrays["ddc"] < 1.0) & others).sum())
+    if verification is not None:
+        counts.update({f"fails_{k}": v for k, v in verification.failure_counts(others).items()})
     if safe.any():
-        best = agg[safe].max()
-        tied = np.flatnonzero(safe & (agg >= best - search.score_tolerance))
+        pool = safe & keep_lane if (safe & keep_lane).any() else safe
+        best = agg[pool].max()
+        tied = np.flatnonzero(pool & (agg >= best - search.score_tolerance))
         idx = int(tied[np.argmin(deviation[tied])])
-        return Selection(idx, safe, agg, deviation, has_map, failure_counts=counts)
-    code, reason = _no_safe_reason(candidates, collide, ttc_fail, dac_fail, others)
-    return Selection(None, safe, agg, deviation, has_map, code, reason, counts)
+        return Selection(idx, safe, agg, deviation, has_map, failure_counts=counts, keep_lane=keep_lane)
+    ddc_fail = (arrays["ddc"] < 1.0) if has_map else np.zeros(len(trajs), dtype=bool)
+    code, reason = _no_safe_reason(candidates, collide, ttc_fail, dac_fail, others, ddc_fail)
+    if verification is not None and (scorer_ok & others).any():
+        passed = scorer_ok & others
+        fails = verification.failure_counts(passed)
+        code = "execution"
+        reason = (f"{int(passed.sum())}/{int(others.sum())} candidates pass the scorer, but none survives execution: "
+                  + ", ".join(f"{fails[k]} fail {k}" for k in ("raw_poses", "closed_loop", "clearance", "no_oncoming")))
+    return Selection(None, safe, agg, deviation, has_map, code, reason, counts, keep_lane)
 
 
 def _no_safe_reason(
-    candidates: CandidateSet, collide: np.ndarray, ttc_fail: np.ndarray, dac_fail: np.ndarray, others: np.ndarray
+    candidates: CandidateSet, collide: np.ndarray, ttc_fail: np.ndarray, dac_fail: np.ndarray, others: np.ndarray,
+    ddc_fail: np.ndarray | None = None,
 ) -> tuple[str, str]:
-    """``(reason_code, sentence)`` for a group without a verified-safe candidate."""
+    """``(reason_code, sentence)`` for a group without a candidate passing the scorer check."""
     n = int(others.sum())
+    ddc_fail = np.zeros_like(collide) if ddc_fail is None else ddc_fail
     families = np.array([s.family for s in candidates.specs])
     braking = others & np.isin(families, ("brake", "brake_hold"))
     if np.all(collide[others]):
@@ -395,7 +426,14 @@ def _no_safe_reason(
             f"every collision- and TTC-free candidate leaves the drivable area "
             f"({int((dac_fail & ~collide & ~ttc_fail & others).sum())}/{n})"
         )
+    rest = ~collide & ~ttc_fail & ~dac_fail
+    if np.all((~rest | ddc_fail)[others]) and np.any((rest & ddc_fail)[others]):
+        return "wrong_way", (
+            f"every collision-, TTC- and off-road-free candidate drives against the traffic direction (DDC < 1, "
+            f"{int((rest & ddc_fail & others).sum())}/{n})"
+        )
     return "mixed", (
         f"no candidate passes all checks: {int((collide & others).sum())}/{n} collide, "
-        f"{int((ttc_fail & others).sum())}/{n} violate TTC, {int((dac_fail & others).sum())}/{n} leave the drivable area"
+        f"{int((ttc_fail & others).sum())}/{n} violate TTC, {int((dac_fail & others).sum())}/{n} leave the drivable area, "
+        f"{int((ddc_fail & others).sum())}/{n} drive against the traffic direction"
     )

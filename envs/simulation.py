@@ -18,10 +18,11 @@ import numpy as np
 
 from envs.observation import EgoKinematics
 from envs.scene import Scene
-from rewards.geometry import box_corners, boxes_overlap, rotate_vectors, vehicle_corners, wrap_angle
+from rewards.geometry import box_corners, boxes_overlap, local_to_world, rotate_vectors, vehicle_corners, wrap_angle
 from rewards.config import PDMConfig
 from rewards.map_index import map_index_for
 from rewards.tracking import (
+    NUM_STATE_COLUMNS,
     SAX,
     SAY,
     SVX,
@@ -29,8 +30,11 @@ from rewards.tracking import (
     SX,
     SY,
     SYAW,
+    finite_difference_states,
     interpolate_candidates,
+    interpolation_weights,
     simulate_candidates,
+    track_poses_each,
     track_poses_with_steering,
 )
 from rewards.types import EgoState, MapGeometry
@@ -276,3 +280,79 @@ def simulate_with_steering(ego: EgoState, trajectories: np.ndarray, config: PDMC
         return states, np.zeros(states.shape[:2])
     poses = interpolate_candidates(ego, trajectories, config)
     return track_poses_with_steering(ego, poses, config.sim_dt, jerk_penalty_form=config.jerk_penalty_form)
+
+
+def follow_trajectories(
+    ego: EgoState, trajectories: np.ndarray, config: PDMConfig, replan_steps: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Follow each trajectory in the closed loop, as :class:`~envs.replay_env.ReplayEnv` would drive it when a policy
+    re-plans every ``replan_steps`` with the **remainder** of that trajectory; all candidates in one batch.
+
+    At re-plan ``r`` (time ``tau = r * replan_steps * sim_dt``) the action is the trajectory's own poses at
+    ``tau + pose_interval, ..., tau + horizon`` (world frame, fixed at the start; linear in time between its poses,
+    heading unwrapped), seen from the ego's current simulated pose. Past the trajectory's end it continues at
+    constant velocity: the last displacement repeated per pose interval, heading kept (a stop stays a stop). The
+    ego tracks it with the scorer's tracker for ``replan_steps`` steps, carrying the steering angle across re-plans
+    (:func:`simulate_prefix`; one compiled call per re-plan for the whole batch,
+    :func:`rewards.tracking.track_poses_each`). Without ``config.tracking`` the interpolated poses are driven
+    directly, so following reproduces the trajectory.
+
+    Args:
+        ego: start state (world frame; its pose is the frame of ``trajectories``; its steering angle is the start's).
+        trajectories: ``(G, num_poses, 3)`` ego-frame rear-axle poses [m, m, rad] at ``config.pose_interval``.
+        config: the scorer configuration (sampling, tracking).
+        replan_steps: simulation steps between re-plans (5 = 0.5 s at 0.1 s), dividing ``num_sim_steps - 1``.
+
+    Returns:
+        ``(states (G, num_sim_steps, 7), steering (G, num_sim_steps))``: the driven world-frame states (state 0 =
+        ``ego``; columns of :mod:`rewards.tracking`) and the tire steering angle [rad] at each.
+    """
+    trajs = np.asarray(trajectories, dtype=np.float64)
+    if trajs.ndim != 3 or trajs.shape[1:] != (config.num_poses, 3) or not np.all(np.isfinite(trajs)):
+        raise ValueError(f"trajectories: expected finite (G, {config.num_poses}, 3) poses, got shape {trajs.shape}")
+    total = config.num_sim_steps - 1
+    if isinstance(replan_steps, bool) or not isinstance(replan_steps, (int, np.integer)) or replan_steps < 1 \
+            or total % replan_steps:
+        raise ValueError(f"replan_steps: expected a positive int dividing {total}, got {replan_steps!r}")
+    G, P = trajs.shape[:2]
+    # Knots of the fixed world-frame plan: the start pose, the poses, then P constant-velocity continuation poses.
+    world = local_to_world(trajs, ego.pose)  # (G, P, 3)
+    start = np.broadcast_to(np.asarray(ego.pose, dtype=np.float64), (G, 1, 3))
+    plan = np.concatenate([start, world], axis=1)  # (G, P + 1, 3)
+    plan[..., 2] = np.unwrap(plan[..., 2], axis=1)
+    step = plan[:, -1:, :2] - plan[:, -2:-1, :2]
+    ext_xy = plan[:, -1:, :2] + step * np.arange(1, P + 1)[None, :, None]
+    ext = np.concatenate([ext_xy, np.repeat(plan[:, -1:, 2:], P, axis=1)], axis=2)
+    plan = np.concatenate([plan, ext], axis=1)  # (G, 2P + 1, 3) at 0, dT, ..., 2P dT
+    weights = interpolation_weights(P, config.pose_interval, config.sim_dt)  # (T, P + 1)
+
+    states = np.empty((G, total + 1, NUM_STATE_COLUMNS))
+    steers = np.empty((G, total + 1))
+    state = np.broadcast_to(np.concatenate([ego.pose, ego.velocity, ego.acceleration]), (G, NUM_STATE_COLUMNS)).copy()
+    steer = np.full(G, float(ego.steering_angle))
+    states[:, 0], steers[:, 0] = state, steer
+    for r in range(total // replan_steps):
+        # the remainder: the plan at tau + pose_interval, ..., tau + horizon (linear in time between plan knots)
+        pos = r * replan_steps * config.sim_dt / config.pose_interval + np.arange(1, P + 1)
+        lo = np.minimum(np.floor(pos).astype(int), 2 * P - 1)
+        frac = (pos - lo)[None, :, None]
+        knots = np.empty((G, P + 1, 3))
+        knots[:, 0] = state[:, :3]
+        knots[:, 1:] = (1.0 - frac) * plan[:, lo] + frac * plan[:, lo + 1]
+        # heading knots as the tracker's interpolation sees an ego-frame action: current heading + wrapped relative
+        # heading, then unwrapped over the knots (rewards.kernels.interpolate)
+        knots[:, 1:, 2] = knots[:, 0:1, 2] + wrap_angle(knots[:, 1:, 2] - knots[:, 0:1, 2])
+        knots[..., 2] = np.unwrap(knots[..., 2], axis=1)
+        ref = weights @ knots  # (T, P + 1) @ (G, P + 1, 3) -> (G, T, 3)
+        ref[..., 2] = wrap_angle(ref[..., 2])
+        a, b = r * replan_steps + 1, (r + 1) * replan_steps + 1
+        if config.tracking:
+            out, out_steer = track_poses_each(state, steer, ref, config.sim_dt, ego.params, replan_steps,
+                                              config.jerk_penalty_form)
+            states[:, a:b], steers[:, a:b] = out[:, 1:], out_steer[:, 1:]
+        else:  # poses driven as planned; velocities and accelerations below
+            states[:, a:b, :3], steers[:, a:b] = ref[:, 1 : replan_steps + 1], 0.0
+        state, steer = states[:, b - 1].copy(), steers[:, b - 1].copy()
+    if not config.tracking:
+        states = finite_difference_states(ego, np.ascontiguousarray(states[..., :3]), config.sim_dt)
+    return states, steers

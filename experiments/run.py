@@ -105,7 +105,8 @@ def mine_stage(scenes, cfg: DictConfig, out: Path) -> tuple[str, Path, int]:
     """Mine anchor pairs from every scene; returns (summary table, parquet path, number of pairs)."""
     from tqdm import tqdm
 
-    from counterfactual.dataset import write_anchor_pairs
+    from counterfactual.accuracy import baseline_accuracies, format_accuracy_table, split_by_scene
+    from counterfactual.dataset import collect_provenance, write_anchor_pairs
     from counterfactual.miner import MinerConfig, MiningStats, mine_scene
 
     config = MinerConfig(seed=int(cfg.env.get("seed", 0) or 0))
@@ -119,8 +120,13 @@ def mine_stage(scenes, cfg: DictConfig, out: Path) -> tuple[str, Path, int]:
         stats.add(mined, scene.meta.is_accident)
         pairs.extend(mined.pairs)
     elapsed = time.perf_counter() - start
-    path = write_anchor_pairs(pairs, out / "pairs.parquet")
+    path = write_anchor_pairs(pairs, out / "pairs.parquet", collect_provenance(config, source=getattr(scenes, "description", None)))
     table = stats.table() + f"\n{len(pairs)} pairs in {elapsed:.1f} s ({len(pairs) / max(elapsed, 1e-9):.1f} pairs/s)"
+    train, test = split_by_scene(pairs, 0.5, seed=config.seed)
+    if train and test:  # what a label-stating policy's language / risk accuracy must beat
+        table += "\n" + format_accuracy_table(
+            baseline_accuracies(train, test),
+            f"label baselines (accuracy on {len(test)} held-out pairs, fitted on {len(train)}, split by scene):")
     return table, path, len(pairs)
 
 
@@ -188,7 +194,8 @@ def run(cfg: DictConfig, out: Path) -> dict[str, Any]:
             source = {"bank": "synthetic scenario bank", "carla": "CARLA recordings (replayed)"}.get(
                 cfg.env.name, f"DeepAccident ({cfg.env.split})")
             print(f"== results: baselines on the {source} ==\n{table}")
-            print("lang/risk acc: n/a = the policy states no safety label (the VLA of the learning stages does)")
+            print("lang/risk acc: n/a = the policy states no safety label (the VLA of the learning stages does); a label-"
+                  "stating policy is compared with the label baselines printed with the anchor pairs")
             _write_text(out / "results.md", f"# Results on the {source}\n\n```\n{table}\n```\n")
             summary["results"] = [dataclasses.asdict(r) for r in results]
     finally:

@@ -243,6 +243,32 @@ def boxes_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.all(np.maximum(pa.min(-1), pb.min(-1)) <= np.minimum(pa.max(-1), pb.max(-1)), axis=-1)
 
 
+def box_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean gap between convex quadrilaterals (e.g. oriented boxes) [m]; 0 where they overlap or touch.
+
+    For disjoint convex polygons the gap is the smallest distance from a vertex of one to an edge of the other
+    (16 point-segment distances each way); overlap is decided by :func:`boxes_overlap` (closed).
+
+    Args:
+        a: ``(..., 4, 2)`` corners [m] in cyclic order.
+        b: ``(..., 4, 2)`` corners, broadcastable against ``a``.
+
+    Returns:
+        ``(...)`` float64 gap [m].
+    """
+    a, b = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+
+    def vertex_to_edges(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+        s0 = q[..., None, :, :]  # (..., 1, 4, 2) edge starts of q
+        d = np.roll(q, -1, axis=-2)[..., None, :, :] - s0  # edge vectors
+        rel = p[..., :, None, :] - s0  # (..., 4, 4, 2): vertex i of p against edge j of q
+        u = np.clip(np.sum(rel * d, axis=-1) / np.maximum(np.sum(d * d, axis=-1), 1e-300), 0.0, 1.0)
+        return np.hypot(*np.moveaxis(rel - u[..., None] * d, -1, 0)).min(axis=(-2, -1))
+
+    gap = np.minimum(vertex_to_edges(a, b), vertex_to_edges(b, a))
+    return np.where(boxes_overlap(a, b), 0.0, gap)
+
+
 def segment_intersects_box(p0: np.ndarray, p1: np.ndarray, box: np.ndarray) -> np.ndarray:
     """Closed intersection test of segments ``p0 -> p1`` ``(..., 2)`` with rectangles ``box`` ``(..., 4, 2)``.
 

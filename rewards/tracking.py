@@ -262,20 +262,58 @@ def track_poses_with_steering(
     k = last if num_steps is None else num_steps
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= last:
         raise ValueError(f"num_steps: expected an int in [0, {last}] (poses shape {poses.shape}), got {num_steps!r}")
-    wheelbase = float(params.wheelbase)
+    return kernels.simulate_tracked(poses, _initial_state(ego), float(ego.steering_angle), int(k),
+                                    *_tracker_arguments(last, dt, float(params.wheelbase), jerk_penalty_form))
+
+
+def _tracker_arguments(num_intervals: int, dt: float, wheelbase: float, jerk_penalty_form: str = "navsim") -> tuple:
+    """The kernels' tracker arguments after ``num_steps``: velocity-fit operator of ``num_intervals`` reference
+    intervals (regulariser ``jerk_penalty_form``), lateral prediction constants, step [s], penalties, wheelbase [m],
+    gains, lags and limits."""
     w_kappa, coef = _lateral_prediction_coefficients(TRACKING_HORIZON, dt, wheelbase)
     n = TRACKING_HORIZON
     long_gain = -Q_LONGITUDINAL * (n * dt) / ((n * dt) ** 2 * Q_LONGITUDINAL + R_LONGITUDINAL)
     q_lat0, q_lat1, _ = Q_LATERAL
     accel_lag = dt / (dt + ACCEL_TIME_CONSTANT)
     steer_gain = dt / (dt + STEERING_ANGLE_TIME_CONSTANT) * dt
-    return kernels.simulate_tracked(
-        poses, _initial_state(ego), float(ego.steering_angle), int(k),
-        _velocity_fit_operator_t(last, dt, jerk_penalty_form), w_kappa, coef, dt, CURVATURE_RATE_PENALTY,
-        INITIAL_CURVATURE_PENALTY, wheelbase, float(long_gain), float(q_lat0), float(q_lat1), float(R_LATERAL),
-        float(accel_lag), float(steer_gain), float(STOPPING_VELOCITY), float(STOPPING_PROPORTIONAL_GAIN),
-        float(MAX_STEERING_ANGLE),
-    )
+    return (_velocity_fit_operator_t(num_intervals, dt, jerk_penalty_form), w_kappa, coef, dt, CURVATURE_RATE_PENALTY,
+            INITIAL_CURVATURE_PENALTY, wheelbase, float(long_gain), float(q_lat0), float(q_lat1), float(R_LATERAL),
+            float(accel_lag), float(steer_gain), float(STOPPING_VELOCITY), float(STOPPING_PROPORTIONAL_GAIN),
+            float(MAX_STEERING_ANGLE))
+
+
+def track_poses_each(
+    states: np.ndarray, steering: np.ndarray, poses: np.ndarray, dt: float, params: VehicleParameters, num_steps: int,
+    jerk_penalty_form: str = "navsim",
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`track_poses_with_steering` for a batch of egos in different states (one compiled call).
+
+    Args:
+        states: ``(G, 7)`` start state of each ego (columns ``SX..SAY``: world-frame rear-axle pose, body-frame
+            velocity and acceleration).
+        steering: ``(G,)`` tire steering angle of each at the start [rad].
+        poses: ``(G, T, 3)`` world-frame rear-axle reference poses [m, m, rad] every ``dt`` [s]; pose 0 = the start.
+        dt: step [s].
+        params: vehicle geometry (wheelbase).
+        num_steps: tracker steps to run, ``0 <= num_steps <= T - 1``.
+        jerk_penalty_form: regulariser of the velocity fit (:func:`banded_difference_matrix`).
+
+    Returns:
+        ``(states (G, num_steps + 1, 7), steering (G, num_steps + 1))``; row ``g`` equals
+        ``track_poses_with_steering`` of reference ``g`` alone from ``states[g]`` and ``steering[g]``.
+    """
+    poses = np.ascontiguousarray(poses, dtype=np.float64)
+    init = np.ascontiguousarray(states, dtype=np.float64)
+    steer = np.ascontiguousarray(steering, dtype=np.float64)
+    g_count, t_count = poses.shape[:2]
+    if init.shape != (g_count, NUM_STATE_COLUMNS) or steer.shape != (g_count,):
+        raise ValueError(f"track_poses_each: expected states ({g_count}, 7) and steering ({g_count},) for poses "
+                         f"{poses.shape}, got {init.shape} and {steer.shape}")
+    if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or not 0 <= num_steps < t_count:
+        raise ValueError(f"num_steps: expected an int in [0, {t_count - 1}], got {num_steps!r}")
+    return kernels.simulate_tracked_each(poses, init, steer, int(num_steps),
+                                         *_tracker_arguments(t_count - 1, float(dt), float(params.wheelbase),
+                                                             jerk_penalty_form))
 
 
 @lru_cache(maxsize=8)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -12,8 +15,14 @@ import pytest
 from counterfactual.dataset import (
     ANCHOR_SCHEMA_VERSION,
     METADATA_KEY,
+    PROVENANCE_KEY,
     AnchorDatasetError,
+    AnchorPair,
+    clean_stale_temp_files,
+    collect_provenance,
     load_anchor_pairs,
+    read_anchor_table,
+    read_provenance,
     write_anchor_pairs,
 )
 from counterfactual.miner import MinerConfig, MiningStats, mine_scene
@@ -41,7 +50,8 @@ def test_mined_pairs_are_verified(mined):
                 assert p.label.action != "none" and p.no_safe_reason == ""
                 assert not np.allclose(p.positive, p.negative)
             else:
-                assert p.no_safe_reason_code in ("all_collide", "ttc_violation", "offroad", "mixed")
+                assert p.no_safe_reason_code in ("all_collide", "ttc_violation", "offroad", "wrong_way", "execution",
+                                                 "mixed")
                 assert p.label.action == "none" and p.positive_scores is None
     rear, ped = mined
     assert all(p.dac_checked for p in rear.pairs) and all(p.positive_scores is None or p.positive_scores["dac"] == 1.0
@@ -69,6 +79,9 @@ def test_round_trip_and_errors(mined, tmp_path):
             assert da[name] == db[name] or (math.isnan(da[name]) and math.isnan(db[name])), name
         assert a.negative_scores == b.negative_scores and a.positive_scores == b.positive_scores
         assert a.observation_ref == b.observation_ref and a.positive_spec == b.positive_spec
+        assert a.verification == b.verification and dict(a.candidate_failures) == b.candidate_failures
+        assert a.clearance_margin_m == b.clearance_margin_m == 0.5
+        assert (a.verification is None) == (a.positive is None)
     assert back[0].observation_ref["origin"] == {"kind": "bank", "scenario_type": "rear_end", "seed": 7,
                                                  "scene_id": "hand/rear_end"}
 
@@ -135,3 +148,85 @@ def test_candidates_follow_a_curved_path_and_a_standstill():
         if s.family in ("brake", "brake_hold", "speed_scale"):
             np.testing.assert_allclose(traj, 0.0, atol=1e-9)
     assert np.all(np.isfinite(still.trajectories))
+
+
+# ------------------------------------------------------------------------------------------------ file hygiene
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_file_mode_follows_the_umask(mined, tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        path = write_anchor_pairs(mined[0].pairs[:1], tmp_path / "pairs.parquet")
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == mode
+
+
+def test_write_fsyncs_the_data_before_the_rename(mined, tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        target = os.readlink(f"/proc/self/fd/{fd}") if os.path.exists(f"/proc/self/fd/{fd}") else str(fd)
+        events.append(("fsync", os.path.basename(target)))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.path.basename(str(src))))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    write_anchor_pairs(mined[0].pairs, tmp_path / "pairs.parquet")
+    kinds = [k for k, _ in events]
+    assert kinds.index("fsync") < kinds.index("replace")
+    tmp_name = events[kinds.index("replace")][1]
+    assert ("fsync", tmp_name) in events and tmp_name.startswith(".pairs.parquet.") and tmp_name.endswith(".tmp")
+
+
+def test_stale_temp_files_of_the_target_are_cleaned(mined, tmp_path):
+    target = tmp_path / "pairs.parquet"
+    dead = tmp_path / ".pairs.parquet.999999999.abcd.tmp"  # a writer that no longer runs
+    mine = tmp_path / f".pairs.parquet.{os.getpid()}.efgh.tmp"  # this process: kept
+    old_anon = tmp_path / ".pairs.parquet.xyz.tmp"  # unidentifiable, old: removed
+    new_anon = tmp_path / ".pairs.parquet.uvw.tmp"  # unidentifiable, fresh: kept (a writer may be busy)
+    other = tmp_path / ".other.parquet.999999999.abcd.tmp"  # another target: kept
+    for f in (dead, mine, old_anon, new_anon, other):
+        f.write_bytes(b"partial")
+    an_hour_ago = time.time() - 3600
+    os.utime(old_anon, (an_hour_ago, an_hour_ago))
+    write_anchor_pairs(mined[0].pairs[:1], target)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["pairs.parquet", mine.name, new_anon.name, other.name])
+    assert clean_stale_temp_files(tmp_path / "absent" / "x.parquet") == []
+
+
+def test_provenance_in_the_metadata(mined, tmp_path):
+    config = MinerConfig(seed=3)
+    prov = collect_provenance(config, argv=["mine", "--seed", "3"], source="hand")
+    path = write_anchor_pairs(mined[0].pairs, tmp_path / "pairs.parquet", prov)
+    back = read_provenance(path)
+    assert back["command_line"] == ["mine", "--seed", "3"] and back["source"] == "hand"
+    assert back["miner_config"]["seed"] == 3
+    assert back["miner_config"]["verify"]["clearance_margin"] == config.verify.clearance_margin
+    assert back["miner_config"]["moments"]["lead_times"] == list(config.moments.lead_times)
+    assert back["package"] == "safealign" and "package_version" in back and back["created_utc"]
+    assert back["git_commit"] is None or len(back["git_commit"]) == 40
+    assert read_anchor_table(path).num_rows == len(mined[0].pairs)  # the provenance does not disturb reading
+    # default provenance: command line and versions, no miner configuration
+    default = read_provenance(write_anchor_pairs([], tmp_path / "empty.parquet"))
+    assert default["miner_config"] is None and default["command_line"]
+    # files without provenance read as {}, broken provenance is an error naming the file
+    table = pq.read_table(path)
+    meta = {k: v for k, v in table.schema.metadata.items() if k != PROVENANCE_KEY}
+    pq.write_table(table.replace_schema_metadata(meta), tmp_path / "bare.parquet")
+    assert read_provenance(tmp_path / "bare.parquet") == {}
+    pq.write_table(table.replace_schema_metadata({**meta, PROVENANCE_KEY: b"{oops"}), tmp_path / "bad.parquet")
+    with pytest.raises(AnchorDatasetError, match="bad.parquet: provenance"):
+        read_provenance(tmp_path / "bad.parquet")
+
+
+def test_a_pair_cannot_claim_a_failed_check(mined):
+    pair = next(p for p in mined[0].pairs if p.has_positive)
+    failed = {**pair.verification, "closed_loop": False}
+    with pytest.raises(ValueError, match="closed_loop"):
+        AnchorPair(**{**{f.name: getattr(pair, f.name) for f in dataclasses.fields(pair)}, "verification": failed})

@@ -9,23 +9,23 @@ import numpy as np
 import pytest
 
 from counterfactual.schema import ACTIONS, AGENT_CLASSES, CONFLICT_TYPES, NO_ACTION, RISK_LEVELS, SECTORS, SafetyLabel
+from counterfactual.accuracy import label_accuracy
 from counterfactual.labels import (
     LabelConfig,
     classify_conflict,
     corrective_action,
     derive_label,
-    label_accuracy,
     lateral_excursion,
     relate_agent,
     risk_level_of,
     sector_of,
 )
 from counterfactual.language import VOCABULARY, explain, parse_explanation
-from counterfactual.mining import MomentConfig, find_risk_moments
+from counterfactual.mining import MomentConfig, find_risk_moments, path_ttc_matrix
 from envs.rollout import find_collisions, rollout_to_scene
-from counterfactual.projection import boxes_overlap, cv_time_to_collision
+from counterfactual.projection import path_poses, projection_times, time_to_collision
 from envs.scene import AgentClass, Lane, Scene, SceneMap, SceneMeta
-from rewards.geometry import VehicleParameters, box_corners
+from rewards.geometry import NAVSIM_EGO, VehicleParameters, box_corners, boxes_overlap
 
 DT = 0.1
 T = 100
@@ -97,20 +97,60 @@ def pedestrian_scene(with_map: bool = True) -> Scene:
 
 
 # ------------------------------------------------------------------------------------------------ projection
-def test_boxes_overlap_and_cv_ttc():
+def test_boxes_overlap_and_projected_ttc():
     a = box_corners(np.array([0.0, 0.0, 0.0]), 4.0, 2.0)
     assert boxes_overlap(a, box_corners(np.array([3.9, 0.0, 0.3]), 4.0, 2.0))
     assert not boxes_overlap(a, box_corners(np.array([4.1, 0.0, 0.0]), 4.0, 2.0))
     assert not boxes_overlap(a, box_corners(np.array([0.0, 2.5, np.pi / 2]), 1.0, 1.0))
     # closing at 5 m/s from a 10 m gap (centres 14 m apart, boxes 4 m long): contact after 2.0 s
     box = VehicleParameters(length=4.0, width=2.0, wheelbase=2.5, rear_axle_to_center=0.0)
-    ttc = cv_time_to_collision([0, 0, 0], [10, 0], box, [[14.0, 0, 0], [14.0, 5.0, 0]], [[5, 0], [5, 0]],
-                               [[4.0, 2.0], [4.0, 2.0]], horizon=5.0, step=0.1)
+    taus = projection_times(5.0, 0.1)
+    log = np.stack([np.arange(100.0) * 1.0, np.zeros(100), np.zeros(100)], axis=1)  # a straight path, 1 m per frame
+    track = path_poses(log, np.array([0]), np.array([10.0]), taus)[0]
+    ttc = time_to_collision(track, box, [[14.0, 0, 0], [14.0, 5.0, 0]], [[5, 0], [5, 0]], [[4.0, 2.0], [4.0, 2.0]], taus)
     assert ttc[0] == pytest.approx(2.1, abs=0.11) and np.isinf(ttc[1])
-    # an ego turning left at 0.5 rad/s curves away from a car straight ahead that it would hit driving straight
-    far = ([[30.0, 0, 0]], [[0, 0]], [[4.0, 2.0]])
-    assert cv_time_to_collision([0, 0, 0], [10, 0], box, *far)[0] == pytest.approx(2.6, abs=0.11)
-    assert np.isinf(cv_time_to_collision([0, 0, 0], [10, 0], box, *far, ego_yaw_rate=0.5)[0])
+
+
+def turning_scene(oncoming_start_y: float) -> Scene:
+    """The ego turns left at 10 m/s on a 15 m radius (frames 20-43), then drives north along x ~ 35; a car drives
+    south at 10 m/s in the oncoming lane of the new road (x = 31.4), starting at ``oncoming_start_y``."""
+    x = y = h = 0.0
+    poses = []
+    w, t_end = 10.0 / 15.0, 2.0 + (math.pi / 2) / (10.0 / 15.0)
+    for k in range(T):
+        poses.append((x, y, h))
+        for j in range(10):  # 0.01 s integration
+            om = w if 2.0 <= k * DT + j * DT / 10 < t_end else 0.0
+            x, y, h = x + 10.0 * math.cos(h) * DT / 10, y + 10.0 * math.sin(h) * DT / 10, h + om * DT / 10
+    poses = np.array(poses)
+    ego_v = 10.0 * np.stack([np.cos(poses[:, 2]), np.sin(poses[:, 2])], axis=1)
+    agent = np.stack([np.full(T, poses[-1, 0] - 3.5), oncoming_start_y - 10.0 * TIMES, np.full(T, -np.pi / 2)], axis=1)
+    return Scene(
+        scene_id="hand/turn", dt=DT, ego_poses=poses, ego_velocities=ego_v, agent_ids=np.array([9]),
+        agent_classes=np.array([int(AgentClass.VEHICLE)], dtype=np.int8), agent_sizes=np.array([[4.5, 1.9]]),
+        agent_poses=agent[None], agent_velocities=np.tile([0.0, -10.0], (1, T, 1)), agent_valid=np.ones((1, T), bool),
+        map=None, meta=SceneMeta(source="synthetic", scenario_type="normal"),
+    )
+
+
+def test_path_projection_follows_the_turn_and_finds_no_false_near_miss():
+    scene = turning_scene(70.0)
+    taus = projection_times(1.5, 0.1)
+    # at constant speed along its own log, the projection is the log itself
+    track = path_poses(scene.ego_poses, np.array([30]), np.array([10.0]), taus)[0]
+    np.testing.assert_allclose(track[::5], scene.ego_poses[30:46:5], atol=5e-3)  # chords vs the arc
+    # a constant-yaw-rate projection keeps turning into the oncoming lane and "sees" the car there ...
+    t, v, w = 36, 10.0, np.gradient(np.unwrap(scene.ego_poses[:, 2]), DT)[36]
+    x0, y0, h0 = scene.ego_poses[t]
+    cyr = np.stack([x0 + v / w * (np.sin(h0 + w * taus) - np.sin(h0)), y0 - v / w * (np.cos(h0 + w * taus) - np.cos(h0)),
+                    h0 + w * taus], axis=1)
+    agent = (scene.agent_poses[:, t], scene.agent_velocities[:, t], scene.agent_sizes)
+    assert time_to_collision(cyr, NAVSIM_EGO, *agent, taus)[0] < 1.5
+    # ... the ego's own path does not: no near-miss in this normal scene
+    ttc, _ = path_ttc_matrix(scene, 1.5)
+    assert np.all(np.isinf(ttc)) and find_risk_moments(scene, MomentConfig()) == []
+    # the same car 30 m earlier does meet the turning ego: a collision, found
+    assert [m.kind for m in find_risk_moments(turning_scene(40.0), MomentConfig())] == ["collision"]
 
 
 # ------------------------------------------------------------------------------------------------ rules
@@ -181,19 +221,20 @@ def test_rear_end_scene_label_fields():
     neg = np.stack([12.0 * np.arange(1, 9) * 0.5, np.zeros(8), np.zeros(8)], axis=1)
     brake = np.stack([np.minimum(12 * np.arange(1, 9) * 0.5 - 3 * (np.arange(1, 9) * 0.5) ** 2, 24.0),
                       np.zeros(8), np.zeros(8)], axis=1)
-    label = derive_label(scene, t, 7, frame, neg, brake, seed=3, time_to_contact_s=2.0)
+    label = derive_label(scene, t, 7, frame, neg, brake, seed=3)
     assert label.risk_agent_class == "vehicle" and label.sector == "front"
     ego_front_gap = 40 + 5 * t * DT - (12 * t * DT + 1.461)
     assert label.distance_m == pytest.approx(ego_front_gap, abs=1e-6)
     assert label.bearing_deg == pytest.approx(0.0, abs=1e-6)
     assert label.closing_speed_mps == pytest.approx(7.0, abs=1e-6)
     assert label.ttc_s == pytest.approx(2.0, abs=0.1) and label.risk_level == "medium"
-    assert label.time_to_contact_s == 2.0
+    assert label.time_to_contact_s == pytest.approx(2.0) and label.time_kind == "contact"
     assert label.conflict_type == "rear_end" and label.conflict_source == "geometry"
     assert label.action == "brake" and label.progress_change_m < -2
     parsed = parse_explanation(label.explanation)
     for name in ("risk_agent_class", "sector", "risk_level", "action", "conflict_type"):
         assert parsed[name] == getattr(label, name), (name, label.explanation)
+    assert parsed["time_kind"] == "contact" and parsed["time_s"] == pytest.approx(2.0)
 
 
 def test_pedestrian_scene_label_fields():
@@ -310,3 +351,60 @@ def test_label_accuracy():
     assert acc["risk_agent_class"] == 1.0 and acc["sector"] == 0.5 and acc["risk_level"] == 0.5
     assert acc["action"] == 1.0  # the no-action record is not scored for the action
     assert acc["all_fields"] == 0.5 and acc["risk_level_within_one"] == 1.0
+
+
+# ------------------------------------------------------------------------------------------------ honest labels
+def test_risk_none_never_comes_with_an_evasive_action():
+    with pytest.raises(ValueError, match="evasive"):
+        SafetyLabel(1, "vehicle", "front", 10.0, 0.0, 0.0, 1.0, math.inf, math.inf, "none", "rear_end", "geometry",
+                    "brake", 0.0, -3.0)
+    SafetyLabel(1, "vehicle", "front", 10.0, 0.0, 0.0, 1.0, math.inf, math.inf, "none", "rear_end", "geometry",
+                "keep_lane", 0.0, 0.0)  # nothing to evade: fine
+    # a collision 3 s ahead that the projection cannot see yet (lead car far, same speed now) is still a risk
+    scene = rear_end_scene()
+    (_, frame), = find_collisions(scene)
+    neg = np.stack([12.0 * np.arange(1, 9) * 0.5, np.zeros(8), np.zeros(8)], axis=1)
+    brake = neg * [0.5, 1, 1]
+    label = derive_label(scene, frame - 30, 7, frame, neg, brake)
+    assert label.risk_level != "none" and label.action == "brake"
+    # a near-miss moment is never "no risk" either, even where the projection from t sees nothing
+    near = derive_label(scene, 5, 7, frame, neg, brake, config=LabelConfig(cv_horizon=2.0), kind="near_miss")
+    assert math.isinf(near.ttc_s) and near.risk_level == "low" and near.time_kind == "none"
+
+
+def test_explanation_says_which_time_it_states():
+    # the lead car drives at the ego's speed, then brakes hard: the projection from 3 s before the crash sees nothing
+    braking = make_scene("hand/braking", 12.0, [{"id": 7, "cls": "vehicle", "xy": (20.0, 0.0), "v": (12.0, 0.0),
+                                                  "brake": (2.0, 6.0)}], "rear_end")
+    (_, crash), = find_collisions(braking)
+    neg = np.stack([12.0 * np.arange(1, 9) * 0.5, np.zeros(8), np.zeros(8)], axis=1)
+    collision = derive_label(braking, crash - 30, 7, crash, neg, None, seed=4)
+    parsed = parse_explanation(collision.explanation)
+    assert parsed["time_kind"] == "contact" and parsed["time_s"] == pytest.approx(3.0)  # hindsight contact
+    assert not abs(collision.ttc_s - 3.0) <= 0.25  # the projection from t says otherwise; it is not what is stated
+    scene = rear_end_scene()
+    (_, frame), = find_collisions(scene)
+    near = derive_label(scene, frame - 10, 7, frame, neg, None, seed=4, kind="near_miss")
+    parsed = parse_explanation(near.explanation)
+    assert near.time_kind == "projected_ttc" and parsed["time_kind"] == "projected_ttc"
+    assert parsed["time_s"] == pytest.approx(round(near.ttc_s, 1)) and math.isinf(near.time_to_contact_s)
+    assert parse_explanation("A car ahead, 3 m away, in a rear-end conflict with a high risk; brake.")["time_kind"] == "none"
+    with pytest.raises(ValueError, match="time_kind"):
+        SafetyLabel(1, "vehicle", "front", 10.0, 0.0, 0.0, 1.0, math.inf, 2.0, "high", "rear_end", "geometry",
+                    "brake", 0.0, -3.0, time_kind="projected_ttc")
+
+
+def test_short_hard_braking_is_labelled_brake_or_yield():
+    # a slow ego (4 m/s, a right turn at a 1 s lead) that halves its speed for a moment to let a cyclist pass: its
+    # progress shrinks by less than the progress margin (max(2 m, 15 %)), but the speed drops by 2 m/s: it yields
+    t = np.arange(1, 9) * 0.5
+    neg = np.stack([4.0 * t, 0 * t, 0 * t], axis=1)
+    speeds = np.array([2.0, 2.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0])
+    dip = np.stack([np.cumsum(speeds * 0.5), 0 * t, 0 * t], axis=1)
+    action, _, progress_change = corrective_action(neg, dip, "cyclist")
+    assert action == "yield" and -2.4 < progress_change < 0
+    assert corrective_action(neg, dip, "pedestrian")[0] == "yield"
+    assert corrective_action(neg, dip, "rear_end")[0] == "brake"
+    # without the speed rule it would have been "keep_lane"
+    assert corrective_action(neg, dip, "cyclist", LabelConfig(brake_speed_drop=np.inf))[0] == "keep_lane"
+    assert corrective_action(neg, neg * [0.97, 1, 1], "pedestrian")[0] == "keep_lane"

@@ -16,7 +16,7 @@ from agents.baselines import (
     StandStillPolicy,
     make_baseline,
 )
-from counterfactual.dataset import load_anchor_pairs
+from counterfactual.dataset import load_anchor_pairs, read_provenance
 from envs.bank import ScenarioBank
 from envs.replay_env import EnvConfig, ReplayEnv
 from experiments.evaluate import evaluate_open_loop, results_table
@@ -55,6 +55,8 @@ def test_pipeline_runs_and_writes_outputs(tmp_path, capsys):
     pairs = load_anchor_pairs(tmp_path / "pairs.parquet")
     assert len(pairs) == summary["pairs"]["count"] >= 2  # two rear-end scenes, one lead time each
     assert all(p.negative_scores["collision"] for p in pairs)
+    prov = read_provenance(tmp_path / "pairs.parquet")
+    assert prov["miner_config"]["moments"]["lead_times"] == [2.0] and prov["source"].startswith("bank")
     saved = json.loads((tmp_path / "results.json").read_text())
     by_policy = {r["policy"]: r for r in saved["results"]}
     # The log drives into the rear-end in every accident scene (decision 2 s before contact, 4 s horizon) and into

@@ -3,7 +3,6 @@ and origins, the normalised-action wrapper, and the env's input checks."""
 
 from __future__ import annotations
 
-import dataclasses
 import tracemalloc
 
 import gymnasium
@@ -13,7 +12,7 @@ import pytest
 import envs  # noqa: F401  (registers the env ids)
 from agents.base import PolicyInput, policy_input
 from agents.baselines import LogReplayPolicy, StandStillPolicy
-from envs.bank import ScenarioBank, generate_scene
+from envs.bank import generate_scene
 from envs.observation import EgoKinematics, ObservationConfig, build_observation, text_prompt
 from envs.render import BEVConfig
 from envs.replay_env import EnvConfig, ReplayEnv

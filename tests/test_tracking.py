@@ -6,7 +6,7 @@ import pytest
 from rewards.config import PDMConfig
 from rewards.geometry import wrap_angle
 from rewards.tracking import (
-    SAX, SAY, SVX, SVY, SX, SY, SYAW,
+    SAX, SAY, SVX, SVY, SX, SYAW,
     banded_difference_matrix, fit_velocity_curvature, interpolate_candidates, simulate_candidates, track_poses,
     track_poses_with_steering,
 )

@@ -74,10 +74,7 @@ from rewards.reference_planner import constant_velocity_agents
 from rewards.tracking import simulate_candidates
 from rewards.types import EgoState, ScoringProblem
 
-try:  # the reference moves to rewards.scorer on another branch
-    from rewards.scorer import reference_for  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - depends on the branch
-    from rewards.pdm import reference_for
+from rewards.scorer import reference_for
 
 from envs import CARLA_ENV_ID as ENV_ID  # noqa: E402, F401  (registered in envs/__init__.py)
 STEP_TERMS = REWARD_TERMS + ("terminal_collision",)

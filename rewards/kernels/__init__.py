@@ -34,11 +34,19 @@ from rewards.kernels.contacts import (
     ObjectTracks,
     collisions_and_ttc,
     ego_boxes,
+    min_box_gaps,
     object_boxes,
     object_drift,
 )
 from rewards.kernels.map_areas import contains_points, ego_areas, entry_boxes
-from rewards.kernels.tracking import finite_differences, fit_profiles, interpolate, simulate_tracked, track
+from rewards.kernels.tracking import (
+    finite_differences,
+    fit_profiles,
+    interpolate,
+    simulate_tracked,
+    simulate_tracked_each,
+    track,
+)
 
 __all__ = [
     "AggregateRules",
@@ -58,10 +66,12 @@ __all__ = [
     "finite_differences",
     "fit_profiles",
     "interpolate",
+    "min_box_gaps",
     "object_boxes",
     "object_drift",
     "project_points",
     "round8",
     "simulate_tracked",
+    "simulate_tracked_each",
     "track",
 ]

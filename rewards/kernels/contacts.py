@@ -417,3 +417,86 @@ def _contact_outputs(nc, ttc, collision_t, collision_n, at_fault_t, ttc_t, obj_i
         if ttc_t[g] >= 0:
             ttc_time[g] = ttc_t[g] * dt
     return nc, ttc, collision, collision_time, colliding_id, at_fault_time, ttc_time
+
+
+# ------------------------------------------------------------------------------------------------------ clearance
+
+
+@njit(cache=True, inline="always")
+def _quad_gap(a: np.ndarray, b: np.ndarray) -> float:
+    """Gap [m] between convex quadrilaterals ``a``, ``b`` ``(4, 2)`` (cyclic corners): 0 when they overlap or touch
+    (closed separating-axis test, as ``rewards.geometry.boxes_overlap``), else the smallest vertex-to-edge
+    distance either way (``rewards.geometry.box_distance``)."""
+    separated = False
+    for shape in range(2):
+        p = a if shape == 0 else b
+        for e in range(2):
+            ax = p[e + 1, 0] - p[e, 0]
+            ay = p[e + 1, 1] - p[e, 1]
+            amin = bmin = np.inf
+            amax = bmax = -np.inf
+            for i in range(4):
+                pa = ax * a[i, 0] + ay * a[i, 1]
+                pb = ax * b[i, 0] + ay * b[i, 1]
+                amin = min(amin, pa)
+                amax = max(amax, pa)
+                bmin = min(bmin, pb)
+                bmax = max(bmax, pb)
+            if max(amin, bmin) > min(amax, bmax):
+                separated = True
+    if not separated:
+        return 0.0
+    best = np.inf
+    for shape in range(2):
+        p = a if shape == 0 else b
+        q = b if shape == 0 else a
+        for i in range(4):
+            for j in range(4):
+                sx = q[j, 0]
+                sy = q[j, 1]
+                dx = q[(j + 1) % 4, 0] - sx
+                dy = q[(j + 1) % 4, 1] - sy
+                rx = p[i, 0] - sx
+                ry = p[i, 1] - sy
+                den = dx * dx + dy * dy
+                u = (rx * dx + ry * dy) / den if den > 0.0 else 0.0
+                u = min(max(u, 0.0), 1.0)
+                ex = rx - u * dx
+                ey = ry - u * dy
+                best = min(best, math.sqrt(ex * ex + ey * ey))
+    return best
+
+
+@njit(cache=True)
+def min_box_gaps(ego: np.ndarray, ego_centers: np.ndarray, ego_radius: float, agents: np.ndarray,
+                 agent_centers: np.ndarray, agent_radius: np.ndarray, valid: np.ndarray, reach: float) -> np.ndarray:
+    """Smallest gap [m] of each ego track to any valid agent box (``counterfactual.verify.min_gaps``).
+
+    Args:
+        ego: ``(G, K, 4, 2)`` ego box corners; ``ego_centers`` ``(G, K, 2)``; ``ego_radius``: half diagonal [m].
+        agents: ``(N, K, 4, 2)`` agent box corners at the same steps; ``agent_centers`` ``(N, K, 2)``;
+            ``agent_radius`` ``(N,)`` half diagonals [m]; ``valid`` ``(N, K)``.
+        reach: gaps of at least this are not resolved [m].
+
+    Returns:
+        ``(G,)`` gap (0: overlap; ``inf``: nothing closer than ``reach``). Pairs whose bounding circles are
+        further apart than the best gap so far are skipped (the result does not depend on it).
+    """
+    g_count, k_count = ego.shape[:2]
+    n_count = agents.shape[0]
+    out = np.empty(g_count)
+    for g in range(g_count):
+        best = reach
+        for k in range(k_count):
+            for n in range(n_count):
+                if not valid[n, k]:
+                    continue
+                dx = ego_centers[g, k, 0] - agent_centers[n, k, 0]
+                dy = ego_centers[g, k, 1] - agent_centers[n, k, 1]
+                if math.sqrt(dx * dx + dy * dy) - ego_radius - agent_radius[n] >= best:
+                    continue
+                best = min(best, _quad_gap(ego[g, k], agents[n, k]))
+            if best == 0.0:
+                break
+        out[g] = best if best < reach else np.inf
+    return out

@@ -339,3 +339,32 @@ def finite_differences(poses: np.ndarray, cos_h: np.ndarray, sin_h: np.ndarray, 
         out[g, 0, 5] = acceleration0[0]
         out[g, 0, 6] = acceleration0[1]
     return out
+
+
+@njit(cache=True)
+def simulate_tracked_each(ref: np.ndarray, init: np.ndarray, init_steer: np.ndarray, num_steps: int,
+                          velocity_op_t: np.ndarray, w_kappa: np.ndarray, coef: np.ndarray, dt: float,
+                          rate_penalty: float, initial_penalty: float, wheelbase: float, long_gain: float,
+                          q_lat0: float, q_lat1: float, r_lat: float, accel_lag: float, steer_gain: float,
+                          stop_velocity: float, stop_gain: float, max_steer: float):
+    """:func:`simulate_tracked` with one start state per reference: ``init (G, 7)``, ``init_steer (G,)`` [rad]
+    (a batch of closed loops that have drifted apart, ``envs.simulation.follow_trajectories``). Each candidate's
+    states equal :func:`simulate_tracked` of that candidate alone from its own start state."""
+    g_count, t_count, _ = ref.shape
+    cos_ref = np.empty((g_count, t_count))
+    sin_ref = np.empty((g_count, t_count))
+    for g in range(g_count):
+        for t in range(t_count):
+            cos_ref[g, t] = math.cos(ref[g, t, 2])
+            sin_ref[g, t] = math.sin(ref[g, t, 2])
+    velocity, curvature = fit_profiles(ref, cos_ref, sin_ref, velocity_op_t, dt, rate_penalty, initial_penalty)
+    out = np.empty((g_count, num_steps + 1, 7))
+    steering = np.empty((g_count, num_steps + 1))
+    for g in range(g_count):
+        states, steer = track(ref[g:g + 1], cos_ref[g:g + 1], sin_ref[g:g + 1], velocity[g:g + 1],
+                              curvature[g:g + 1], init[g], init_steer[g], num_steps, w_kappa, coef, dt, wheelbase,
+                              long_gain, q_lat0, q_lat1, r_lat, accel_lag, steer_gain, stop_velocity, stop_gain,
+                              max_steer)
+        out[g] = states[0]
+        steering[g] = steer[0]
+    return out, steering

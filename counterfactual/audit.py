@@ -1,0 +1,334 @@
+"""Audit of mined anchor pairs: are the positives safe as executed, and are the labels honest?
+
+``python -m counterfactual.audit [--num-scenes 200] [--seed 7]`` mines the built-in **synthetic** bank
+(``ScenarioBank(num_scenes, seed)``, default :class:`~counterfactual.miner.MinerConfig` with ``seed``) and
+re-checks every pair with tools that do not share code with the miner's own verification
+(:mod:`counterfactual.verify`), so a bug there shows up here:
+
+* **raw overlap**: the positive's 8 poses interpolated at 0.1 s from the logged state
+  (:func:`rewards.tracking.interpolate_candidates`), ego box against every agent of the log
+  (:func:`envs.simulation.check_frames`): any agent, and the risk agent;
+* **closed loop**: the positive followed in a real closed-loop :class:`~envs.replay_env.ReplayEnv` (reset at the
+  decision frame with ``{"scene_id", "t"}``, re-planning every 0.5 s with the remainder of the positive seen from the
+  simulated pose, constant-velocity continuation past its end; the env's tracker carries the steering): collision
+  or off-road termination within the 4 s;
+* **clearance**: smallest box-to-box gap to any agent of the tracked rollout, of the raw poses and of the closed
+  loop (:func:`rewards.geometry.box_distance` over every valid agent, no pruning);
+* **DDC < 1** of the positive, **swerves** (lateral evasion) and swerves chosen although a keep-lane braking
+  candidate (``brake``, ``brake_hold``, ``speed_scale < 1``) passes every check of the miner;
+* **labels**: near-misses in normal scenes, risk ``none`` with an evasive action, moments with more than one
+  conflict type across lead times, collision explanations whose stated time is not the logged contact time (more
+  than 0.25 s off), the actions at lead 1 s of ``right_turn_vru`` / ``pedestrian_occluded``, and how well the two
+  trivial baselines of :mod:`counterfactual.accuracy` predict the labels (scene-level split).
+
+Prints one row per scenario type (and a total) plus the label findings. Synthetic data: numbers describe the bank,
+not real traffic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from counterfactual.accuracy import LANGUAGE_FIELDS, baseline_accuracies, format_accuracy_table, split_by_scene
+from counterfactual.dataset import AnchorPair
+from counterfactual.language import parse_explanation
+from counterfactual.miner import MinerConfig, SceneMining, mine_scene
+from envs.scene import Scene
+from envs.scoring import problem_from_scene
+from envs.simulation import check_frames
+from rewards.geometry import box_corners, box_distance, local_to_world, vehicle_corners, world_to_local
+from rewards.tracking import interpolate_candidates, simulate_candidates
+
+BRAKING_FAMILIES = ("brake", "brake_hold")
+"""Candidate families that slow down in the lane (with ``speed_scale < 1``)."""
+
+
+@dataclass
+class PairAudit:
+    """Independent checks of one pair with a positive (see the module docstring)."""
+
+    scenario_type: str
+    lead_time_s: float
+    raw_overlap_any: bool
+    raw_overlap_risk: bool
+    closed_loop_collision: bool
+    closed_loop_offroad: bool
+    clearance_tracked_m: float
+    clearance_raw_m: float
+    clearance_closed_loop_m: float
+    ddc_below_one: bool
+    swerve: bool
+    swerve_over_safe_braking: bool
+
+
+def _clearance(scene: Scene, poses: np.ndarray, frames: np.ndarray) -> float:
+    """Smallest gap [m] of ego rear-axle poses ``(k, 3)`` at scene ``frames`` to every valid agent box."""
+    if len(frames) == 0 or scene.num_agents == 0:
+        return math.inf
+    ego = vehicle_corners(poses, scene.ego_params)  # (k, 4, 2)
+    valid = scene.agent_valid[:, frames]
+    n, k = np.nonzero(valid)
+    if len(n) == 0:
+        return math.inf
+    boxes = box_corners(scene.agent_poses[n, frames[k]], scene.agent_sizes[n, 0], scene.agent_sizes[n, 1])
+    return float(box_distance(ego[k], boxes).min())
+
+
+def follow_in_env(env: Any, scene: Scene, pair: AnchorPair) -> tuple[bool, bool, np.ndarray, np.ndarray]:
+    """Follow the pair's positive in a closed-loop :class:`~envs.replay_env.ReplayEnv` (module docstring).
+
+    Returns ``(collided, offroad, driven poses (k, 3), their frames (k,))``.
+    """
+    t = int(pair.decision_frame)
+    env.reset(options={"scene_id": scene.scene_id, "t": t})
+    base = env.unwrapped
+    world = local_to_world(pair.positive, scene.ego_poses[t])  # (8, 3), fixed plan
+    step = world[-1, :2] - world[-2, :2]
+    ext = np.concatenate([world[-1, :2] + step * np.arange(1, 9)[:, None], np.full((8, 1), world[-1, 2])], axis=1)
+    plan = np.concatenate([world, ext])
+    collided = offroad = False
+    for k in range(len(pair.positive)):
+        pose = base.ego_poses[base.t]
+        _, _, terminated, truncated, info = env.step(world_to_local(plan[k : k + 8], pose))
+        collided |= bool(info["collision"])
+        offroad |= info.get("termination_reason") == "offroad"
+        if terminated or truncated:
+            break
+    frames = np.arange(t + 1, base.t + 1)
+    return collided, offroad, base.ego_poses[frames].copy(), frames
+
+
+def _braking_safe(scene: Scene, pair: AnchorPair, config: MinerConfig) -> bool:
+    """Whether a keep-lane braking candidate of the pair's decision frame passes every check of the miner."""
+    from counterfactual.miner import _reference_candidate
+    from counterfactual.search import generate_candidates, result_arrays
+    from counterfactual.verify import verify_candidates
+    from envs.scoring import trajectory_from_log
+    from rewards.scorer import score_group
+
+    t = int(pair.decision_frame)
+    problem = problem_from_scene(scene, t, config.pdm)
+    negative = trajectory_from_log(scene, t, config.pdm)
+    extra = []
+    if config.use_reference and scene.map is not None:
+        ref = _reference_candidate(problem, config.pdm)
+        if ref is not None:
+            extra.append(ref)
+    cands = generate_candidates(negative, float(problem.ego.velocity[0]), config.pdm, config.search, extra)
+    arrays = result_arrays(score_group(problem, cands.trajectories, config.pdm, reference=config.reference))
+    safe = verify_candidates(scene, problem, cands.trajectories, arrays, config.pdm, _verify_config(config)).safe
+    braking = np.array([s.family in BRAKING_FAMILIES or (s.family == "speed_scale" and s.speed_scale < 1)
+                        for s in cands.specs])
+    return bool((safe & braking).any())
+
+
+def _verify_config(config: MinerConfig) -> Any:
+    """The miner's execution checks (defaults for a configuration without them, e.g. an older miner)."""
+    from counterfactual.verify import VerifyConfig
+
+    return getattr(config, "verify", None) or VerifyConfig()
+
+
+def audit_pair(env: Any, scene: Scene, pair: AnchorPair, config: MinerConfig) -> PairAudit:
+    """Independent checks of one pair with a positive."""
+    t = int(pair.decision_frame)
+    problem = problem_from_scene(scene, t, config.pdm)
+    steps = config.pdm.num_sim_steps - 1
+    frames = t + 1 + np.arange(steps)
+    raw = interpolate_candidates(problem.ego, pair.positive[None], config.pdm)[0, 1:]
+    hit, _ = check_frames(scene, raw, frames, None)
+    tracked = simulate_candidates(problem.ego, pair.positive[None], config.pdm)[0, 1:, :3]
+    collided, offroad, driven, driven_frames = follow_in_env(env, scene, pair)
+    swerve = pair.label.action in ("swerve_left", "swerve_right")
+    return PairAudit(
+        scenario_type=pair.scenario_type,
+        lead_time_s=pair.lead_time_s,
+        raw_overlap_any=bool((hit >= 0).any()),
+        raw_overlap_risk=bool((hit == pair.label.risk_agent_id).any()),
+        closed_loop_collision=collided,
+        closed_loop_offroad=offroad,
+        clearance_tracked_m=_clearance(scene, tracked, frames),
+        clearance_raw_m=_clearance(scene, raw, frames),
+        clearance_closed_loop_m=_clearance(scene, driven, driven_frames),
+        ddc_below_one=pair.positive_scores.get("ddc") is not None and pair.positive_scores["ddc"] < 1.0,
+        swerve=swerve,
+        swerve_over_safe_braking=swerve and _braking_safe(scene, pair, config),
+    )
+
+
+@dataclass
+class AuditReport:
+    """Everything the audit found (see :func:`run_audit`)."""
+
+    mined: list[SceneMining]
+    scenes: dict[str, Scene]
+    audits: list[PairAudit]
+    accident: dict[str, bool]
+    seconds_mining: float
+    seconds_audit: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def pairs(self) -> list[AnchorPair]:
+        return [p for m in self.mined for p in m.pairs]
+
+
+def run_audit(scenes: Sequence[Scene], config: MinerConfig, progress: bool = False) -> AuditReport:
+    """Mine ``scenes`` and audit every pair with a positive."""
+    from tqdm import tqdm
+
+    from envs.replay_env import EnvConfig, ReplayEnv
+
+    start = time.perf_counter()
+    mined = [mine_scene(s, config) for s in tqdm(scenes, desc="mining", disable=not progress)]
+    t_mine = time.perf_counter() - start
+    by_id = {s.scene_id: s for s in scenes}
+    env = ReplayEnv(list(scenes), mode="closed_loop",
+                    config=EnvConfig(bev=None, reward_mode="lazy", log_end_margin=_verify_config(config).replan_interval,
+                                     pdm=config.pdm))
+    start = time.perf_counter()
+    audits = [audit_pair(env, by_id[p.scene_id], p, config)
+              for m in tqdm(mined, desc="auditing", disable=not progress) for p in m.pairs if p.has_positive]
+    return AuditReport(mined, by_id, audits, {s.scene_id: s.meta.is_accident for s in scenes}, t_mine,
+                       time.perf_counter() - start)
+
+
+def _table(rows: list[list[Any]], head: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths))] + [fmt.format(*map(str, r)) for r in rows])
+
+
+def type_table(report: AuditReport) -> str:
+    """Per scenario type: scenes, accident scenes with a verified pair, pairs, positives, and the positives' raw
+    overlaps, closed-loop collisions / survival, clearances (``trk``: of the tracked rollout; ``any``: the smallest of
+    the tracked rollout, the raw poses and the closed loop), DDC < 1 and swerves."""
+    by_type: dict[str, list[PairAudit]] = defaultdict(list)
+    for a in report.audits:
+        by_type[a.scenario_type].append(a)
+    scenes_by_type: Counter = Counter()
+    acc_by_type: Counter = Counter()
+    kept_by_type: Counter = Counter()
+    pairs_by_type: Counter = Counter()
+    for m in report.mined:
+        scenes_by_type[m.scenario_type] += 1
+        pairs_by_type[m.scenario_type] += len(m.pairs)
+        if report.accident[m.scene_id]:
+            acc_by_type[m.scenario_type] += 1
+            kept_by_type[m.scenario_type] += int(any(p.has_positive and p.negative_scores.get("collision")
+                                                     for p in m.pairs))
+    head = ["type", "scenes", "acc_kept", "pairs", "pos", "raw_ovl", "raw_ovl_risk", "cl_coll", "cl_survive%",
+            "trk<0.1", "trk<0.25", "trk<0.5", "any<0.1", "any<0.25", "min_any", "ddc<1", "swerve", "swerve|brake_ok"]
+    rows = []
+    for k in sorted(scenes_by_type) + ["TOTAL"]:
+        group = report.audits if k == "TOTAL" else by_type.get(k, [])
+        pick = (lambda c: sum(c.values())) if k == "TOTAL" else (lambda c: c[k])
+        n = len(group)
+        clr = [min(a.clearance_tracked_m, a.clearance_raw_m, a.clearance_closed_loop_m) for a in group]
+        trk = [a.clearance_tracked_m for a in group]
+        survive = sum(not (a.closed_loop_collision or a.closed_loop_offroad) for a in group)
+        acc = pick(acc_by_type)
+        rows.append([
+            k, pick(scenes_by_type), f"{pick(kept_by_type)}/{acc}" if acc else "-", pick(pairs_by_type), n,
+            sum(a.raw_overlap_any for a in group), sum(a.raw_overlap_risk for a in group),
+            sum(a.closed_loop_collision for a in group), f"{100 * survive / n:.1f}" if n else "-",
+            sum(c < 0.1 for c in trk), sum(c < 0.25 for c in trk), sum(c < 0.5 for c in trk),
+            sum(c < 0.1 for c in clr), sum(c < 0.25 for c in clr), f"{min(clr):.2f}" if clr else "-", sum(a.ddc_below_one for a in group), sum(a.swerve for a in group),
+            sum(a.swerve_over_safe_braking for a in group),
+        ])
+    return _table(rows, head)
+
+
+def label_findings(report: AuditReport) -> str:
+    """The label checks of the module docstring, one line each, plus the trivial baselines' accuracy."""
+    pairs = report.pairs
+    lines = []
+    normal = [m for m in report.mined if m.scenario_type == "normal"]
+    with_nm = [m.scene_id for m in normal if any(x.kind == "near_miss" for x in m.moments)]
+    lines.append(f"normal scenes with a near-miss moment: {len(with_nm)}/{len(normal)} {with_nm[:6]}")
+    bad_none = sum(p.label.risk_level == "none" and p.label.action not in ("none", "keep_lane") for p in pairs)
+    lines.append(f"risk 'none' with an evasive action: {bad_none}/{len(pairs)} pairs "
+                 f"(risk 'none' at all: {sum(p.label.risk_level == 'none' for p in pairs)})")
+    kinds: dict[tuple, set] = defaultdict(set)
+    for p in pairs:
+        kinds[(p.scene_id, p.label.risk_agent_id, p.contact_frame)].add(p.label.conflict_type)
+    mixed = {k: v for k, v in kinds.items() if len(v) > 1}
+    merge = Counter(p.label.conflict_type for p in pairs if p.scenario_type == "merge_conflict")
+    lines.append(f"moments with more than one conflict type across lead times: {len(mixed)}/{len(kinds)}; "
+                 f"merge_conflict pairs by type: {dict(merge)}")
+    off = stated = 0
+    for p in pairs:
+        if p.moment_kind != "collision":
+            continue
+        parsed = parse_explanation(p.label.explanation)
+        if math.isnan(parsed.get("time_s", math.nan)):
+            continue
+        stated += 1
+        actual = (p.contact_frame - p.decision_frame) * report.scenes[p.scene_id].dt
+        off += abs(parsed["time_s"] - actual) > 0.25 or parsed.get("time_kind") not in (None, "contact")
+    lines.append(f"collision explanations stating a time: {stated}; not the logged contact time (> 0.25 s off or "
+                 f"not said to be the contact): {off}")
+    for typ in ("right_turn_vru", "pedestrian_occluded"):
+        acts = Counter(p.label.action for p in pairs if p.scenario_type == typ and p.lead_time_s == 1.0)
+        lines.append(f"{typ} actions at lead 1 s: {dict(acts)}")
+    train, test = split_by_scene(pairs, 0.5, seed=0)
+    if train and test:
+        table = format_accuracy_table(baseline_accuracies(train, test),
+                                      f"trivial baselines on the mined labels ({len(train)} train / {len(test)} "
+                                      f"eval pairs, split by scene); fields: {', '.join(LANGUAGE_FIELDS)}")
+        lines.append(table)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the audit on the bank and print the tables."""
+    parser = argparse.ArgumentParser(prog="python -m counterfactual.audit", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--num-scenes", type=int, default=200, help="bank scenes to mine and audit")
+    parser.add_argument("--seed", type=int, default=7, help="bank seed (also the explanation seed)")
+    parser.add_argument("--margin", type=float, default=None, help="clearance margin [m] (default: VerifyConfig's)")
+    parser.add_argument("--clearance-over", default=None,
+                        help="comma-separated realisations the margin applies to (tracked,raw_poses,closed_loop)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+
+    from dataclasses import replace
+
+    from envs.bank import ScenarioBank
+
+    config = MinerConfig(seed=args.seed)
+    if args.margin is not None:
+        config = replace(config, verify=replace(config.verify, clearance_margin=args.margin))
+    if args.clearance_over:
+        config = replace(config, verify=replace(config.verify, clearance_over=tuple(args.clearance_over.split(","))))
+    bank = ScenarioBank(args.num_scenes, seed=args.seed)
+    scenes = [bank[i] for i in range(len(bank))]
+    report = run_audit(scenes, config, progress=not args.no_progress)
+    pairs = report.pairs
+    print(f"SYNTHETIC bank: {len(scenes)} scenes (seed {args.seed}), {len(pairs)} pairs, "
+          f"{sum(p.has_positive for p in pairs)} with a positive; mining {report.seconds_mining:.1f} s, "
+          f"audit {report.seconds_audit:.1f} s; clearance margin {_verify_config(config).clearance_margin} m over "
+          f"{', '.join(_verify_config(config).clearance_over)}")
+    print(type_table(report))
+    acc = [m for m in report.mined if report.accident[m.scene_id]]
+    kept = sum(any(p.has_positive and p.negative_scores.get("collision") for p in m.pairs) for m in acc)
+    n = len(report.audits)
+    survive = sum(not (a.closed_loop_collision or a.closed_loop_offroad) for a in report.audits)
+    print(f"\ntargets: DDC<1 {sum(a.ddc_below_one for a in report.audits)} (0), raw overlap "
+          f"{sum(a.raw_overlap_any for a in report.audits)} (0), closed-loop survival "
+          f"{100 * survive / max(n, 1):.1f}% (>= 95%), accident scenes with a verified pair "
+          f"{100 * kept / max(len(acc), 1):.1f}% (>= 90%)")
+    print()
+    print(label_findings(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
