@@ -365,6 +365,20 @@ def _scaled_thickness(thickness: int, scale: int) -> int:
     return width - 1 if width % 2 else width
 
 
+def _four_connect(mask: np.ndarray) -> None:
+    """Make the 1 px lines of a 0/1 ``uint8 (H, W)`` mask 4-connected, in place: where two lit pixels touch only at a
+    corner, light the pixel beside the upper one (toward the lower one's column).
+
+    An 8-connected 1 px line is only ``cos(angle)`` px thick across its direction (0.71 px at 45 deg); resampled
+    on a rotated grid (the raster warp) it breaks into dashes. A 4-connected line is at least 1 px thick in every
+    direction, so its nearest-neighbour resampling stays connected.
+    """
+    upper_left, lower_right = mask[:-1, :-1], mask[1:, 1:]
+    upper_right, lower_left = mask[:-1, 1:], mask[1:, :-1]
+    upper_right |= upper_left & lower_right & ~(upper_right | lower_left) & 1  # down-right diagonal steps
+    upper_left |= upper_right & lower_left & ~(upper_left | lower_right) & 1  # down-left diagonal steps
+
+
 def _concat(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     if not parts:
         return np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
@@ -799,11 +813,12 @@ class BEVRenderer:
                 canvas = self._background.copy()
             target = canvas
             self._draw_static(lambda name: self._layer(target, name), geo,
-                              lambda world: self._fixed(world_to_local(world, origin)), 1, (cfg.width, cfg.height))
+                              lambda world: self._fixed(world_to_local(world, origin)), None, (cfg.width, cfg.height))
         self._draw_lights(canvas, geo, origin, t)
         return canvas
 
-    def _draw_static(self, layer: Any, geo: _MapGeometry, to_fixed: Any, scale: int, size: tuple[int, int]) -> None:
+    def _draw_static(self, layer: Any, geo: _MapGeometry, to_fixed: Any, raster_scale: int | None,
+                     size: tuple[int, int]) -> None:
         """Draw the static map layers (drivable area, route, lanes with chevrons, in that order).
 
         Args:
@@ -811,11 +826,30 @@ class BEVRenderer:
                 (None: the config's RGB colour).
             geo: the flattened map.
             to_fixed: world points ``(P, 2)`` [m] -> int32 fixed-point pixel coordinates ``(P, 2)`` of the target.
-            scale: line-thickness multiplier (the raster's :attr:`BEVConfig.map_raster_scale`, 1 in the view).
+            raster_scale: None when drawing the view itself; when drawing a map raster, its
+                :attr:`BEVConfig.map_raster_scale`: line widths are scaled by it, and 1 px lines are drawn
+                4-connected (an 8-connected 1 px line is only ``cos(45 deg)`` px thick across a diagonal and can
+                break into dashes once warped; a 4-connected one is at least 1 px thick in every direction).
             size: ``(width, height)`` of the target [px], for culling.
         """
         cfg = self.config
         lt = self._line_type
+
+        def polylines(img: np.ndarray, lines: list[np.ndarray], color: Any, thickness: int) -> None:
+            """Draw lines ``thickness`` px thick in the view (scaled in a raster; 4-connected if 1 px there)."""
+            if raster_scale is None:
+                cv2.polylines(img, lines, False, color, thickness, lt, _SHIFT)
+                return
+            scaled = _scaled_thickness(thickness, raster_scale)
+            if scaled > 1 or lt != cv2.LINE_8:
+                cv2.polylines(img, lines, False, color, scaled, lt, _SHIFT)
+                return
+            # OpenCV draws fractional-coordinate lines 8-connected whatever the line type; make them 4-connected.
+            mask = np.zeros(img.shape[:2], dtype=np.uint8)
+            cv2.polylines(mask, lines, False, 1, 1, cv2.LINE_8, _SHIFT)
+            _four_connect(mask)
+            img[mask.view(bool)] = color
+
         img, color = layer("drivable")
         if img is not None:
             color = cfg.drivable_color if color is None else color
@@ -825,16 +859,15 @@ class BEVRenderer:
         if cfg.draw_route:
             img, color = layer("route")
             if img is not None:
-                cv2.polylines(img, [to_fixed(geo.route_points)], False, cfg.route_color if color is None else color,
-                              _scaled_thickness(cfg.route_thickness, scale), lt, _SHIFT)
+                polylines(img, [to_fixed(geo.route_points)], cfg.route_color if color is None else color,
+                          cfg.route_thickness)
 
         if cfg.draw_lanes and len(geo.lane_points):
             img, color = layer("lanes")
             if img is not None:
                 lines = self._visible(to_fixed(geo.lane_points), geo.lane_splits, 2, size)
                 if lines:
-                    cv2.polylines(img, lines, False, cfg.lane_color if color is None else color,
-                                  _scaled_thickness(cfg.lane_thickness, scale), lt, _SHIFT)
+                    polylines(img, lines, cfg.lane_color if color is None else color, cfg.lane_thickness)
 
     def _warp_static(self, canvas: np.ndarray | None, raster: _MapRaster, origin: np.ndarray) -> np.ndarray:
         """Warp the map raster into the view of the ego rear-axle pose ``origin (3,)`` (world frame): RGB returns a
