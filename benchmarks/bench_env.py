@@ -1,7 +1,7 @@
 """Closed-loop ReplayEnv throughput, what dominates a step, and highway-env measured alternately in the same run.
 
 Run: ``python -m benchmarks.bench_env [--seconds 5] [--scenes 16] [--rounds 5] [--round-seconds 2] [--profile]
-[--skip-highway]``.
+[--compare-only | --skip-highway]``.
 
 Single process, single core: the BLAS / OpenMP / OpenCV thread counts are pinned to 1 before numpy is imported.
 The policy replays the log (:meth:`envs.replay_env.ReplayEnv.logged_action` each step); resets are included in the
@@ -30,10 +30,12 @@ Python that has it, e.g.::
 process in that Python keeps ``highway-fast-v0`` and ``merge-v0`` (their default configs: Kinematics observation,
 1 Hz policy; highway-fast: 5 Hz simulation, 20 vehicles, 30 s episodes; merge: 15 Hz simulation) and steps them
 with the IDLE action, single-threaded, resets included, when asked. The comparison runs ``--rounds`` rounds; each
-round times ``default``, ``state-only`` and ``vector-map`` here and both highway envs in the worker, ``--round-seconds``
-each, in alternating order (reversed every other round). The ratio of a configuration to a highway env is taken
-within each round (so both saw the same machine load) and the table prints the median over rounds, by CPU time
-(by wall clock in brackets). If that Python is missing, the script prints how to create it and skips the comparison.
+round times the :data:`COMPARED` configurations here (freshly built and warmed up; each runs the same episodes:
+as many steps as ``default`` makes in ``--round-seconds``, from the same seed, so the scorer's per-frame caches
+hit and miss alike) and both highway envs in the worker (``--round-seconds`` each), in
+alternating order (reversed every other round). The ratio of a configuration to a highway env is taken within
+each round (so both saw the same machine load) and the table prints the median over rounds, by CPU time (by wall
+clock in brackets). If that Python is missing, the script prints how to create it and skips the comparison.
 """
 
 from __future__ import annotations
@@ -75,8 +77,20 @@ CONFIGS: dict[str, EnvConfig] = {
     "lazy-state": EnvConfig(reward_mode="lazy", bev=None),
 }
 
-COMPARED = ("default", "state-only", "vector-map")
-"""Configurations timed against highway-env in the alternating rounds."""
+WARM_CACHE = 4096
+"""``problem_cache_size`` of the ``*, log cached`` rows: room for every (scene, frame) of the bank scenes."""
+
+COMPARED: dict[str, tuple[EnvConfig, bool]] = {
+    "default": (CONFIGS["default"], False),
+    "state-only": (CONFIGS["state-only"], False),
+    "vector-map": (CONFIGS["vector-map"], False),
+    "default, log cached": (EnvConfig(problem_cache_size=WARM_CACHE), True),
+    "state-only, log cached": (EnvConfig(bev=None, problem_cache_size=WARM_CACHE), True),
+}
+"""Configurations timed against highway-env in the alternating rounds: ``(config, warm)``; a warm one runs each
+round's episodes once untimed first, so the scorer's per-(scene, frame) problems and references are all cached
+(the steady state of training on a fixed set of scenes; the plain rows pay for first visits, ~12 ms per
+reference, as training on new scenes does)."""
 
 HIGHWAY_ENVS = ("highway-fast-v0", "merge-v0")
 
@@ -136,6 +150,19 @@ def run_env(env: ReplayEnv, seconds: float, seed: int = 0) -> tuple[float, float
     # Lazy mode: the deferred scoring (flush_rewards) happens outside the stepping loop and is not measured here.
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     return steps / wall, steps / max(cpu, 1e-9), episodes
+
+
+def run_steps(env: ReplayEnv, steps: int, seed: int) -> tuple[float, float]:
+    """Steps per second by wall clock and by process CPU time over exactly ``steps`` closed-loop steps from
+    ``reset(seed=seed)`` (log-replay policy, resets included): the same episodes for every configuration."""
+    env.reset(seed=seed)
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(env.logged_action())
+        if terminated or truncated:
+            env.reset()
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return steps / wall, steps / max(cpu, 1e-9)
 
 
 def breakdown(env: ReplayEnv, seconds: float) -> dict[str, float]:
@@ -246,8 +273,11 @@ def start_highway(python: str) -> HighwayWorker | None:
         return None
 
 
-def compare(envs: dict[str, ReplayEnv], worker: HighwayWorker, rounds: int, seconds: float) -> None:
-    """Alternating rounds of ReplayEnv configurations and highway envs; prints the table of median ratios."""
+def compare(envs: dict[str, tuple[ReplayEnv, bool]], worker: HighwayWorker, rounds: int, seconds: float,
+            steps: int) -> None:
+    """Alternating rounds of ReplayEnv configurations (``steps`` steps each, the same episodes for every
+    configuration: round r starts from ``reset(seed=1000 + r)``) and highway envs (``seconds`` each); prints the
+    table of median ratios. ``envs`` should be freshly warmed up, so their caches have seen the same episodes."""
     for name in HIGHWAY_ENVS:  # build and warm the highway envs once
         worker.run(name, min(seconds, 1.0))
     rates: dict[str, list[tuple[float, float]]] = defaultdict(list)  # name -> per-round (wall, cpu)
@@ -257,13 +287,17 @@ def compare(envs: dict[str, ReplayEnv], worker: HighwayWorker, rounds: int, seco
     for r in range(rounds):
         for kind, name in order if r % 2 == 0 else order[::-1]:
             if kind == "replay":
-                wall, cpu, _ = run_env(envs[name], seconds, seed=r)
+                env, warm = envs[name]
+                if warm:
+                    run_steps(env, steps, seed=1000 + r)
+                wall, cpu = run_steps(env, steps, seed=1000 + r)
             else:
                 wall, cpu = worker.run(name, seconds)
             rates[name].append((wall, cpu))
-    print(f"\nReplayEnv vs highway-env, {rounds} alternating rounds of {seconds:.1f} s per run (1 thread each); ratios "
-          "are taken within each round, medians over rounds; by CPU time [by wall clock]:")
-    header = f"{'config':<28} {'steps/s':>16} " + " ".join(f"{'x ' + h:>22}" for h in HIGHWAY_ENVS)
+    print(f"\nReplayEnv vs highway-env, {rounds} alternating rounds ({steps} ReplayEnv steps, {seconds:.1f} s of each "
+          "highway env per run; 1 thread each); ratios are taken within each round, medians over rounds; by CPU "
+          "time [by wall clock]:")
+    header = f"{'config':<34} {'steps/s':>16} " + " ".join(f"{'x ' + h:>22}" for h in HIGHWAY_ENVS)
     print(header)
     print("-" * len(header))
     for name in list(envs) + list(HIGHWAY_ENVS):
@@ -275,7 +309,7 @@ def compare(envs: dict[str, ReplayEnv], worker: HighwayWorker, rounds: int, seco
             hw_cpu = np.array([c for _, c in rates[h]])
             cells.append(f"{np.median(cpu / hw_cpu):>9.1f}x [{np.median(wall / hw_wall):6.1f}x]")
         label = name if name in HIGHWAY_ENVS else f"ReplayEnv {name}"
-        print(f"{label:<28} {np.median(cpu):>6.0f} [{np.median(wall):>6.0f}] " + " ".join(f"{c:>22}" for c in cells))
+        print(f"{label:<34} {np.median(cpu):>6.0f} [{np.median(wall):>6.0f}] " + " ".join(f"{c:>22}" for c in cells))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds against highway-env")
     parser.add_argument("--round-seconds", type=float, default=2.0, help="measuring time per run in a round [s]")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of the default config")
+    parser.add_argument("--compare-only", action="store_true",
+                        help="only the alternating comparison with highway-env (no table, no breakdown)")
     parser.add_argument("--skip-highway", action="store_true", help="do not run highway-env")
     parser.add_argument("--highway-python", default=os.environ.get("HIGHWAY_PYTHON", "/tmp/highway-venv/bin/python"))
     args = parser.parse_args(argv)
@@ -298,16 +334,18 @@ def main(argv: list[str] | None = None) -> int:
           f"log-replay policy, 1 thread, {args.seconds:.0f} s per configuration")
     print("Each configuration first runs one episode per scene (warm-up: scene generation, map index, raster, "
           "log problems, cached references), then is timed in steady state.")
-    print(f"{'config':<12} {'steps/s':>9} {'CPU steps/s':>12} {'episodes':>9} {'warm-up s/scene':>16}")
-    warm = {}
-    for name, config in CONFIGS.items():
+    warm, rates = {}, {}
+    if not args.compare_only:
+        print(f"{'config':<12} {'steps/s':>9} {'CPU steps/s':>12} {'episodes':>9} {'warm-up s/scene':>16}")
+    for name, config in {} if args.compare_only else CONFIGS.items():
         env = ReplayEnv("bank", "closed_loop", config, num_scenes=args.scenes)
         warm[name] = env
         per_scene = warm_up(env)
         rate, cpu_rate, episodes = run_env(env, args.seconds)
+        rates[name] = rate
         print(f"{name:<12} {rate:>9.0f} {cpu_rate:>12.0f} {episodes:>9d} {per_scene:>16.2f}")
 
-    for name in ("ref-auto", "default", "vector-map", "state-only", "lazy", "lazy-state"):
+    for name in () if args.compare_only else ("ref-auto", "default", "vector-map", "state-only", "lazy", "lazy-state"):
         parts = breakdown(warm[name], min(args.seconds, 3.0))
         total = parts.pop("step (total)")
         print(f"\nwhere a step's time goes, config {name!r} ({total:.0f} us per step, warm; parts include reset work):")
@@ -316,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         rest = total - sum(parts.values())
         print(f"  {'rest (observation but BEV, info, step logic)':<46} {rest:>8.0f} us  {100 * rest / total:5.1f} %")
 
-    if args.profile:
+    if args.profile and not args.compare_only:
         print("\ncProfile of config 'default' (top functions by own time):")
         profile(warm["default"], min(args.seconds, 3.0))
 
@@ -324,7 +362,14 @@ def main(argv: list[str] | None = None) -> int:
         worker = start_highway(args.highway_python)
         if worker is not None:
             try:
-                compare({name: warm[name] for name in COMPARED}, worker, args.rounds, args.round_seconds)
+                fresh = {name: (ReplayEnv("bank", "closed_loop", config, num_scenes=args.scenes), warm)
+                         for name, (config, warm) in COMPARED.items()}
+                for env, _ in fresh.values():
+                    warm_up(env)
+                if "default" not in rates:
+                    rates["default"] = run_env(fresh["default"][0], 1.0, seed=999)[0]
+                steps = max(50, int(args.round_seconds * rates["default"]))
+                compare(fresh, worker, args.rounds, args.round_seconds, steps)
             finally:
                 worker.close()
     return 0
