@@ -302,6 +302,8 @@ class _MapGeometry:
     """``(L * 2, 2)`` stop-line end points, two per light."""
     light_states: np.ndarray
     """``(L, T)`` uint8 state codes."""
+    light_groups: dict[int, list[tuple[Any, np.ndarray]]] = field(default_factory=dict)
+    """Frame t -> ``[(colour, light indices)]``: the stop lines to draw at t grouped by colour (filled on use)."""
 
 
 def _chevrons(centerline: np.ndarray, spacing: float, size: float) -> list[np.ndarray]:
@@ -571,10 +573,11 @@ class BEVRenderer:
         """``(A (2, 2), b (2,))``: world points ``p (..., 2)`` [m] map to fixed-point pixel coordinates
         ``p @ A.T + b`` (float, ``_SHIFT`` fractional bits) in the image of the ego rear-axle pose ``origin (3,)``
         (world frame): :meth:`ego_to_pixel` after ``world_to_local``, as one affine map."""
-        c, s = math.cos(origin[2]), math.sin(origin[2])
+        x, y, yaw = origin.tolist()
+        c, s = math.cos(yaw), math.sin(yaw)
         g = _ONE * self._inv_mpp
         A = np.array([[g * s, -g * c], [-g * c, -g * s]])
-        b = np.array([_ONE * self._u0, _ONE * self._v0]) - A @ origin[:2]
+        b = np.array([_ONE * self._u0 - g * (s * x - c * y), _ONE * self._v0 + g * (c * x + s * y)])
         return A, b
 
     # ------------------------------------------------------------------ checks
@@ -915,16 +918,22 @@ class BEVRenderer:
         img, _ = self._layer(canvas, "red_lights")
         if img is None:
             return
-        states = geo.light_states[:, t]
-        pix = self._fixed(world_to_local(geo.light_points, origin)).reshape(-1, 2, 2)
-        if self._semantic:
-            red = (states == TrafficLightState.RED) | (states == TrafficLightState.YELLOW)
-            if red.any():
-                cv2.polylines(img, list(pix[red]), False, 255, cfg.light_thickness, self._line_type, _SHIFT)
+        groups = geo.light_groups.get(t)
+        if groups is None:
+            states = geo.light_states[:, t]
+            if self._semantic:
+                red = np.flatnonzero((states == TrafficLightState.RED) | (states == TrafficLightState.YELLOW))
+                groups = [(255, red)] if len(red) else []
+            else:
+                groups = [(cfg.light_colors[state], np.flatnonzero(states == state))
+                          for state in np.unique(states).tolist()]
+            geo.light_groups[t] = groups
+        if not groups:
             return
-        for state in np.unique(states).tolist():
-            cv2.polylines(img, list(pix[states == state]), False, cfg.light_colors[state], cfg.light_thickness,
-                          self._line_type, _SHIFT)
+        A, b = self._world_to_fixed(origin)
+        pix = _to_int32(geo.light_points @ A.T + b).reshape(-1, 2, 2)
+        for color, lights in groups:
+            cv2.polylines(img, list(pix[lights]), False, color, cfg.light_thickness, self._line_type, _SHIFT)
 
     def _history_frames(self, t: int) -> list[int]:
         """Past frames to draw, oldest first."""
