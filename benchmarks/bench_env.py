@@ -51,6 +51,7 @@ import itertools  # noqa: E402
 import json  # noqa: E402
 import pstats  # noqa: E402
 import subprocess  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections import defaultdict  # noqa: E402
 from typing import Callable  # noqa: E402
@@ -231,16 +232,18 @@ class HighwayWorker:
     """highway-env stepped in a subprocess of its own Python (see the module docstring)."""
 
     def __init__(self, python: str) -> None:
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a full pipe would block the worker
         self.proc = subprocess.Popen([python, "-c", HIGHWAY_WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True,
-                                     env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
+                                     stderr=self._stderr, text=True, env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
         self._read()  # the ready line
 
     def _read(self) -> dict:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
-            err = self.proc.stderr.read().strip().splitlines() if self.proc.stderr else []
+            self.proc.wait(timeout=30)
+            self._stderr.seek(0)
+            err = self._stderr.read().strip().splitlines()
             raise RuntimeError(f"highway-env worker exited: {err[-1:] or 'no output'}")
         return json.loads(line)
 
@@ -256,6 +259,7 @@ class HighwayWorker:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         self.proc.wait(timeout=30)
+        self._stderr.close()
 
 
 def start_highway(python: str) -> HighwayWorker | None:
