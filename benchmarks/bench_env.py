@@ -1,19 +1,24 @@
-"""Closed-loop ReplayEnv throughput, what dominates a step, and highway-env on a comparable setup.
+"""Closed-loop ReplayEnv throughput, what dominates a step, and highway-env measured alternately in the same run.
 
-Run: ``python -m benchmarks.bench_env [--seconds 5] [--scenes 16] [--skip-highway]``.
+Run: ``python -m benchmarks.bench_env [--seconds 5] [--scenes 16] [--rounds 5] [--round-seconds 2] [--profile]
+[--compare-only | --skip-highway]``.
 
 Single process, single core: the BLAS / OpenMP / OpenCV thread counts are pinned to 1 before numpy is imported.
 The policy replays the log (:meth:`envs.replay_env.ReplayEnv.logged_action` each step); resets are included in the
-rates (episodes are 6-8 steps on the synthetic bank).
+rates (episodes are 6-8 steps on the synthetic bank). Rates are given by wall clock and by process CPU time; on a
+shared machine the CPU-time rate is the steadier one (time spent descheduled does not count).
 
 Configurations (closed loop, ``--scenes`` bank scenes):
 
-* ``default``: eager reward, reference planned from the logged state and cached per (scene, frame), 128 px RGB BEV
-  (the env default: no anti-aliasing);
+* ``default``: ``EnvConfig()``: eager reward, reference planned from the logged state and cached per (scene,
+  frame), 128 px RGB BEV (the env default: no anti-aliasing, map layers warped from a per-map raster);
+* ``vector-map``: the default with the map drawn as vectors every frame (``BEVConfig(map_raster=False)``, the
+  renderer before the map raster);
 * ``ref-auto``: eager, reference planned from the current (simulated) state at every step (exact, slow);
 * ``ref-none``: eager, EP normalised without a reference (no planning at all);
+* ``state-only``: eager, no BEV (``EnvConfig(bev=None)``);
 * ``lazy``: ``reward_mode="lazy"`` (scorer deferred to ``flush_rewards``), 128 px RGB BEV;
-* ``lazy-64``: lazy, 64 px RGB BEV at 1 m/px without anti-aliasing, heading ticks or box history;
+* ``lazy-64``: lazy, 64 px RGB BEV at 1 m/px without heading ticks or box history;
 * ``lazy-state``: lazy, no BEV (state-only observation).
 
 highway-env (Farama-Foundation/HighwayEnv) is never installed in the project environment. Give the benchmark a
@@ -21,12 +26,16 @@ Python that has it, e.g.::
 
     python -m venv /tmp/highway-venv && /tmp/highway-venv/bin/pip install highway-env==1.12.1
 
-(``HIGHWAY_PYTHON`` or ``--highway-python`` overrides the default ``/tmp/highway-venv/bin/python``). It runs
-``highway-v0`` in a subprocess, also single-threaded, with the IDLE action and resets included, in two setups:
-its default config (15 Hz simulation, 1 Hz policy, 50 vehicles, 40 s episodes) and a setup comparable to ours
-(10 Hz simulation, 2 Hz policy so a step is 0.5 s of 10 Hz simulation, as here; ``vehicles_count`` = the bank's
-mean agent count; 4 s episodes, about our episode length). If that Python is missing, the script prints how to
-create it and skips the comparison.
+(``HIGHWAY_PYTHON`` or ``--highway-python`` overrides the default ``/tmp/highway-venv/bin/python``). A worker
+process in that Python keeps ``highway-fast-v0`` and ``merge-v0`` (their default configs: Kinematics observation,
+1 Hz policy; highway-fast: 5 Hz simulation, 20 vehicles, 30 s episodes; merge: 15 Hz simulation) and steps them
+with the IDLE action, single-threaded, resets included, when asked. The comparison runs ``--rounds`` rounds; each
+round times the :data:`COMPARED` configurations here (freshly built and warmed up; each runs the same episodes:
+as many steps as ``default`` makes in ``--round-seconds``, from the same seed, so the scorer's per-frame caches
+hit and miss alike) and both highway envs in the worker (``--round-seconds`` each), in
+alternating order (reversed every other round). The ratio of a configuration to a highway env is taken within
+each round (so both saw the same machine load) and the table prints the median over rounds, by CPU time (by wall
+clock in brackets). If that Python is missing, the script prints how to create it and skips the comparison.
 """
 
 from __future__ import annotations
@@ -37,8 +46,12 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import cProfile  # noqa: E402
+import itertools  # noqa: E402
 import json  # noqa: E402
+import pstats  # noqa: E402
 import subprocess  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections import defaultdict  # noqa: E402
 from typing import Callable  # noqa: E402
@@ -56,38 +69,57 @@ FAST_BEV = BEVConfig(height=64, width=64, meters_per_pixel=1.0, antialias=False,
 
 CONFIGS: dict[str, EnvConfig] = {
     "default": EnvConfig(),
+    "vector-map": EnvConfig(bev=BEVConfig(antialias=False, map_raster=False)),
     "ref-auto": EnvConfig(reference="auto"),
     "ref-none": EnvConfig(reference=None),
+    "state-only": EnvConfig(bev=None),
     "lazy": EnvConfig(reward_mode="lazy"),
     "lazy-64": EnvConfig(reward_mode="lazy", bev=FAST_BEV),
     "lazy-state": EnvConfig(reward_mode="lazy", bev=None),
 }
 
-HIGHWAY_SCRIPT = r"""
+WARM_CACHE = 4096
+"""``problem_cache_size`` of the ``*, log cached`` rows: room for every (scene, frame) of the bank scenes."""
+
+COMPARED: dict[str, tuple[EnvConfig, bool]] = {
+    "default": (CONFIGS["default"], False),
+    "state-only": (CONFIGS["state-only"], False),
+    "vector-map": (CONFIGS["vector-map"], False),
+    "default, log cached": (EnvConfig(problem_cache_size=WARM_CACHE), True),
+    "state-only, log cached": (EnvConfig(bev=None, problem_cache_size=WARM_CACHE), True),
+}
+"""Configurations timed against highway-env in the alternating rounds: ``(config, warm)``; a warm one runs each
+round's episodes once untimed first, so the scorer's per-(scene, frame) problems and references are all cached
+(the steady state of training on a fixed set of scenes; the plain rows pay for first visits, ~12 ms per
+reference, as training on new scenes does)."""
+
+HIGHWAY_ENVS = ("highway-fast-v0", "merge-v0")
+
+HIGHWAY_WORKER = r"""
 import json, os, sys, time
 for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[v] = "1"
+import warnings
+warnings.filterwarnings("ignore")
 import gymnasium, highway_env
-seconds, vehicles = float(sys.argv[1]), int(sys.argv[2])
-setups = {
-    "highway-v0 default": {},
-    "highway-v0 comparable": {"simulation_frequency": 10, "policy_frequency": 2, "vehicles_count": vehicles,
-                              "duration": 4},
-}
-out = {}
-for name, config in setups.items():
-    env = gymnasium.make("highway-v0", config=config)
-    env.reset(seed=0)
+envs = {}
+print(json.dumps({"ready": highway_env.__name__}), flush=True)
+for line in sys.stdin:
+    name, seconds = line.split()
+    env = envs.get(name)
+    if env is None:
+        env = envs[name] = gymnasium.make(name)
+        env.reset(seed=0)
     steps = episodes = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    wall, cpu = time.perf_counter(), time.process_time()
+    while time.perf_counter() - wall < float(seconds):
         _, _, terminated, truncated, _ = env.step(1)  # IDLE
         steps += 1
         if terminated or truncated:
             env.reset()
             episodes += 1
-    out[name] = {"steps_per_s": steps / (time.perf_counter() - start), "episodes": episodes}
-print(json.dumps(out))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    print(json.dumps({"wall": steps / wall, "cpu": steps / max(cpu, 1e-9), "episodes": episodes}), flush=True)
 """
 
 
@@ -104,11 +136,12 @@ def warm_up(env: ReplayEnv, seed: int = 0) -> float:
     return (time.perf_counter() - start) / len(env.source)
 
 
-def run_env(env: ReplayEnv, seconds: float, seed: int = 0) -> tuple[float, int]:
-    """Closed-loop steps per second (log-replay policy, resets included) and the number of episodes finished."""
+def run_env(env: ReplayEnv, seconds: float, seed: int = 0) -> tuple[float, float, int]:
+    """Closed-loop steps per second by wall clock and by process CPU time (log-replay policy, resets included) and
+    the number of episodes finished."""
     env.reset(seed=seed)
     steps = episodes = 0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
         _, _, terminated, truncated, _ = env.step(env.logged_action())
         steps += 1
@@ -116,7 +149,21 @@ def run_env(env: ReplayEnv, seconds: float, seed: int = 0) -> tuple[float, int]:
             env.reset()
             episodes += 1
     # Lazy mode: the deferred scoring (flush_rewards) happens outside the stepping loop and is not measured here.
-    return steps / (time.perf_counter() - start), episodes
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return steps / wall, steps / max(cpu, 1e-9), episodes
+
+
+def run_steps(env: ReplayEnv, steps: int, seed: int) -> tuple[float, float]:
+    """Steps per second by wall clock and by process CPU time over exactly ``steps`` closed-loop steps from
+    ``reset(seed=seed)`` (log-replay policy, resets included): the same episodes for every configuration."""
+    env.reset(seed=seed)
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(env.logged_action())
+        if terminated or truncated:
+            env.reset()
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return steps / wall, steps / max(cpu, 1e-9)
 
 
 def breakdown(env: ReplayEnv, seconds: float) -> dict[str, float]:
@@ -166,65 +213,169 @@ def breakdown(env: ReplayEnv, seconds: float) -> dict[str, float]:
     return {name: 1e6 * total / steps for name, total in totals.items()}
 
 
-def highway(python: str, seconds: float, vehicles: int) -> dict | None:
-    """highway-env rates from ``python`` (None, with instructions printed, when it cannot run highway-env)."""
+def profile(env: ReplayEnv, seconds: float, top: int = 25) -> None:
+    """Print the ``top`` functions by own time (cProfile) over ``seconds`` of steady-state stepping, resets
+    included; cProfile's per-call overhead inflates small Python functions."""
+    env.reset(seed=0)
+    prof = cProfile.Profile()
+    start = time.perf_counter()
+    prof.enable()
+    while time.perf_counter() - start < seconds:
+        _, _, terminated, truncated, _ = env.step(env.logged_action())
+        if terminated or truncated:
+            env.reset()
+    prof.disable()
+    pstats.Stats(prof).sort_stats("tottime").print_stats(top)
+
+
+class HighwayWorker:
+    """highway-env stepped in a subprocess of its own Python (see the module docstring)."""
+
+    def __init__(self, python: str) -> None:
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a full pipe would block the worker
+        self.proc = subprocess.Popen([python, "-c", HIGHWAY_WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._stderr, text=True, env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
+        self._read()  # the ready line
+
+    def _read(self) -> dict:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait(timeout=30)
+            self._stderr.seek(0)
+            err = self._stderr.read().strip().splitlines()
+            raise RuntimeError(f"highway-env worker exited: {err[-1:] or 'no output'}")
+        return json.loads(line)
+
+    def run(self, name: str, seconds: float) -> tuple[float, float]:
+        """``(wall, cpu)`` steps per second of ``name`` over ``seconds``."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{name} {seconds}\n")
+        self.proc.stdin.flush()
+        out = self._read()
+        return out["wall"], out["cpu"]
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+        self._stderr.close()
+
+
+def start_highway(python: str) -> HighwayWorker | None:
+    """A highway-env worker, or None (with instructions printed) when ``python`` cannot run highway-env."""
     if not os.path.exists(python):
         print(f"\nhighway-env: no Python at {python}; to compare, create its own venv:\n"
               f"  python -m venv /tmp/highway-venv && /tmp/highway-venv/bin/pip install highway-env==1.12.1\n"
               f"(or set HIGHWAY_PYTHON). Skipping the comparison.")
         return None
-    proc = subprocess.run([python, "-c", HIGHWAY_SCRIPT, str(seconds), str(vehicles)], capture_output=True,
-                          text=True, env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
-    if proc.returncode != 0:
-        print(f"\nhighway-env: {python} cannot run highway-v0 ({proc.stderr.strip().splitlines()[-1:]}); install it "
-              f"with `{python} -m pip install highway-env==1.12.1`. Skipping the comparison.")
+    try:
+        return HighwayWorker(python)
+    except (RuntimeError, json.JSONDecodeError) as exc:
+        print(f"\nhighway-env: {python} cannot run highway-env ({exc}); install it with "
+              f"`{python} -m pip install highway-env==1.12.1`. Skipping the comparison.")
         return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def compare(envs: dict[str, tuple[ReplayEnv, bool]], worker: HighwayWorker, rounds: int, seconds: float,
+            steps: int) -> None:
+    """Alternating rounds of ReplayEnv configurations (``steps`` steps each, the same episodes for every
+    configuration: round r starts from ``reset(seed=1000 + r)``) and highway envs (``seconds`` each); prints the
+    table of median ratios. ``envs`` should be freshly warmed up, so their caches have seen the same episodes."""
+    for name in HIGHWAY_ENVS:  # build and warm the highway envs once
+        worker.run(name, min(seconds, 1.0))
+    rates: dict[str, list[tuple[float, float]]] = defaultdict(list)  # name -> per-round (wall, cpu)
+    # Interleaved (replay, highway, replay, highway, replay, ...): every ReplayEnv run sits next to a highway run.
+    pairs = itertools.zip_longest([("replay", n) for n in envs], [("highway", n) for n in HIGHWAY_ENVS])
+    order = [job for pair in pairs for job in pair if job is not None]
+    for r in range(rounds):
+        for kind, name in order if r % 2 == 0 else order[::-1]:
+            if kind == "replay":
+                env, warm = envs[name]
+                if warm:
+                    run_steps(env, steps, seed=1000 + r)
+                wall, cpu = run_steps(env, steps, seed=1000 + r)
+            else:
+                wall, cpu = worker.run(name, seconds)
+            rates[name].append((wall, cpu))
+    print(f"\nReplayEnv vs highway-env, {rounds} alternating rounds ({steps} ReplayEnv steps, {seconds:.1f} s of each "
+          "highway env per run; 1 thread each); ratios are taken within each round, medians over rounds; by CPU "
+          "time [by wall clock]:")
+    header = f"{'config':<34} {'steps/s':>16} " + " ".join(f"{'x ' + h:>22}" for h in HIGHWAY_ENVS)
+    print(header)
+    print("-" * len(header))
+    for name in list(envs) + list(HIGHWAY_ENVS):
+        wall = np.array([w for w, _ in rates[name]])
+        cpu = np.array([c for _, c in rates[name]])
+        cells = []
+        for h in HIGHWAY_ENVS:
+            hw_wall = np.array([w for w, _ in rates[h]])
+            hw_cpu = np.array([c for _, c in rates[h]])
+            cells.append(f"{np.median(cpu / hw_cpu):>9.1f}x [{np.median(wall / hw_wall):6.1f}x]")
+        label = name if name in HIGHWAY_ENVS else f"ReplayEnv {name}"
+        print(f"{label:<34} {np.median(cpu):>6.0f} [{np.median(wall):>6.0f}] " + " ".join(f"{c:>22}" for c in cells))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_env", description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per configuration [s]")
     parser.add_argument("--scenes", type=int, default=16, help="bank scenes")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds against highway-env")
+    parser.add_argument("--round-seconds", type=float, default=2.0, help="measuring time per run in a round [s]")
+    parser.add_argument("--profile", action="store_true", help="also print a cProfile of the default config")
+    parser.add_argument("--compare-only", action="store_true",
+                        help="only the alternating comparison with highway-env (no table, no breakdown)")
     parser.add_argument("--skip-highway", action="store_true", help="do not run highway-env")
     parser.add_argument("--highway-python", default=os.environ.get("HIGHWAY_PYTHON", "/tmp/highway-venv/bin/python"))
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.seconds <= 0 or args.round_seconds <= 0:
+        parser.error("--rounds, --seconds and --round-seconds must be positive")
     cv2.setNumThreads(1)
 
     base = ReplayEnv("bank", "closed_loop", CONFIGS["lazy-state"], num_scenes=args.scenes)
     mean_agents = float(np.mean([base.source[i].num_agents for i in range(len(base.source))]))
     print(f"ReplayEnv closed loop, {args.scenes} synthetic bank scenes (mean {mean_agents:.1f} agents), "
           f"log-replay policy, 1 thread, {args.seconds:.0f} s per configuration")
-    rates: dict[str, float] = {}
     print("Each configuration first runs one episode per scene (warm-up: scene generation, map index, raster, "
           "log problems, cached references), then is timed in steady state.")
-    print(f"{'config':<12} {'steps/s':>9} {'episodes':>9} {'warm-up s/scene':>16}")
-    warm = {}
-    for name, config in CONFIGS.items():
+    warm, rates = {}, {}
+    if not args.compare_only:
+        print(f"{'config':<12} {'steps/s':>9} {'CPU steps/s':>12} {'episodes':>9} {'warm-up s/scene':>16}")
+    for name, config in {} if args.compare_only else CONFIGS.items():
         env = ReplayEnv("bank", "closed_loop", config, num_scenes=args.scenes)
         warm[name] = env
         per_scene = warm_up(env)
-        rate, episodes = run_env(env, args.seconds)
+        rate, cpu_rate, episodes = run_env(env, args.seconds)
         rates[name] = rate
-        print(f"{name:<12} {rate:>9.0f} {episodes:>9d} {per_scene:>16.2f}")
+        print(f"{name:<12} {rate:>9.0f} {cpu_rate:>12.0f} {episodes:>9d} {per_scene:>16.2f}")
 
-    for name in ("ref-auto", "default", "lazy", "lazy-state"):
+    for name in () if args.compare_only else ("ref-auto", "default", "vector-map", "state-only", "lazy", "lazy-state"):
         parts = breakdown(warm[name], min(args.seconds, 3.0))
         total = parts.pop("step (total)")
         print(f"\nwhere a step's time goes, config {name!r} ({total:.0f} us per step, warm; parts include reset work):")
         for label, us in sorted(parts.items(), key=lambda kv: -kv[1]):
-            print(f"  {label:<42} {us:>8.0f} us  {100 * us / total:5.1f} %")
+            print(f"  {label:<46} {us:>8.0f} us  {100 * us / total:5.1f} %")
+        rest = total - sum(parts.values())
+        print(f"  {'rest (observation but BEV, info, step logic)':<46} {rest:>8.0f} us  {100 * rest / total:5.1f} %")
+
+    if args.profile and not args.compare_only:
+        print("\ncProfile of config 'default' (top functions by own time):")
+        profile(warm["default"], min(args.seconds, 3.0))
 
     if not args.skip_highway:
-        hw = highway(args.highway_python, args.seconds, int(round(mean_agents)))
-        if hw is not None:
-            print("\nhighway-env (own venv, 1 thread, IDLE action, resets included):")
-            for name, res in hw.items():
-                print(f"  {name:<24} {res['steps_per_s']:>8.0f} steps/s ({res['episodes']} episodes)")
-            comparable = hw["highway-v0 comparable"]["steps_per_s"]
-            print("ratio ReplayEnv / highway-v0 comparable:")
-            for name, rate in rates.items():
-                print(f"  {name:<12} {rate / comparable:6.1f}x")
+        worker = start_highway(args.highway_python)
+        if worker is not None:
+            try:
+                fresh = {name: (ReplayEnv("bank", "closed_loop", config, num_scenes=args.scenes), warm)
+                         for name, (config, warm) in COMPARED.items()}
+                for env, _ in fresh.values():
+                    warm_up(env)
+                if "default" not in rates:
+                    rates["default"] = run_env(fresh["default"][0], 1.0, seed=999)[0]
+                steps = max(50, int(args.round_seconds * rates["default"]))
+                compare(fresh, worker, args.rounds, args.round_seconds, steps)
+            finally:
+                worker.close()
     return 0
 
 

@@ -2,13 +2,16 @@
 
 Prints frames rendered per second for the ``rgb`` and ``semantic`` modes (and ``rgb`` with 16 candidate
 trajectories), over every frame of several scenes: the synthetic bank (``envs.bank``) when it is importable, and
-hand-built scenes with 15 agents on two crossing 4-lane roads. Single process, single thread (OpenCV threads
-pinned to 1).
+hand-built scenes with 15 agents on two crossing 4-lane roads. Each mode runs with the map warped from its raster
+(``BEVConfig.map_raster``, the default) and drawn as vectors every frame (``map_raster=False``, the exact drawing),
+the two alternating within each repeat; the ratio is taken on CPU time. Then the one-off cost of the map rasters
+(build time and size per map). Single process, single thread (OpenCV threads pinned to 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import cv2
@@ -92,20 +95,42 @@ def scene_sets(count: int) -> list[tuple[str, list[Scene]]]:
     return sets
 
 
-def bench(renderer: BEVRenderer, scenes: list[Scene], repeats: int, trajectories: np.ndarray | None):
-    """Best-of-``repeats`` (wall, CPU) frames per second over every frame of ``scenes``."""
-    for scene in scenes:  # warm the map cache
-        renderer.render(scene, 0)
+def bench(renderers: dict[str, BEVRenderer], scenes: list[Scene], repeats: int, trajectories: np.ndarray | None):
+    """``{name: (wall, CPU) frames per second}``, best of ``repeats`` over every frame of ``scenes``; the renderers
+    alternate within each repeat (so each saw the same machine load)."""
+    for renderer in renderers.values():
+        for scene in scenes:  # warm the map caches (geometry, raster)
+            renderer.render(scene, 0)
     frames = sum(s.num_frames for s in scenes)
-    best_wall = best_cpu = float("inf")
+    best = {name: [float("inf"), float("inf")] for name in renderers}
     for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        for scene in scenes:
-            for t in range(scene.num_frames):
-                renderer.render(scene, t, trajectories)
-        best_wall = min(best_wall, time.perf_counter() - wall)
-        best_cpu = min(best_cpu, time.process_time() - cpu)
-    return frames / best_wall, frames / max(best_cpu, 1e-9)
+        for name, renderer in renderers.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            for scene in scenes:
+                for t in range(scene.num_frames):
+                    renderer.render(scene, t, trajectories)
+            best[name][0] = min(best[name][0], time.perf_counter() - wall)
+            best[name][1] = min(best[name][1], time.process_time() - cpu)
+    return {name: (frames / wall, frames / max(cpu, 1e-9)) for name, (wall, cpu) in best.items()}
+
+
+def raster_cost(config: BEVConfig, scenes: list[Scene]) -> tuple[float, float, float]:
+    """Mean one-off cost of a map [ms] (its first render minus a warm render of the same frame: flattening the map
+    geometry and building the raster), mean and largest raster size [Mpx] over the maps of ``scenes``."""
+    builds, sizes = [], []
+    for scene in scenes:
+        if scene.map is None:
+            continue
+        renderer = BEVRenderer(config)
+        t0 = time.perf_counter()
+        renderer.render(scene, 0)
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        renderer.render(scene, 0)
+        builds.append(first - (time.perf_counter() - t0))
+        raster = renderer._rasters.get(scene.map)
+        sizes.append(raster.pixels if raster is not None and hasattr(raster, "pixels") else 0)
+    return 1e3 * float(np.mean(builds)), 1e-6 * float(np.mean(sizes)), 1e-6 * float(np.max(sizes))
 
 
 def main() -> None:
@@ -121,19 +146,30 @@ def main() -> None:
     common = dict(height=args.size, width=args.size, meters_per_pixel=args.mpp)
     runs = [
         ("rgb", BEVConfig(**common), None),
-        ("rgb, no anti-aliasing", BEVConfig(antialias=False, **common), None),
+        ("rgb, no anti-aliasing (env)", BEVConfig(antialias=False, **common), None),
         ("semantic (9 channels)", BEVConfig(mode="semantic", **common), None),
         ("rgb + 16 trajectories", BEVConfig(**common), group),
     ]
     print(f"image {args.size}x{args.size} px at {args.mpp} m/px; best of {args.repeats}; 1 thread")
-    print("frames/s by wall clock and by process CPU time (the latter is steadier on a shared machine)")
+    print("frames/s by wall clock and by process CPU time (the latter is steadier on a shared machine); map from "
+          "its raster (default) and drawn as vectors (map_raster=False), alternating")
     for source, scenes in scene_sets(args.scenes):
         agents = np.mean([s.num_agents for s in scenes])
         frames = sum(s.num_frames for s in scenes)
         print(f"\n{source}: {len(scenes)} scenes, {frames} frames, mean {agents:.1f} agents")
+        print(f"  {'mode':<30} {'raster: wall':>12} {'CPU':>7} {'ms CPU':>7}   {'vector: wall':>12} {'CPU':>7} "
+              f"{'ms CPU':>7}   {'speed-up (CPU)':>14}")
         for name, cfg, traj in runs:
-            wall, cpu = bench(BEVRenderer(cfg), scenes, args.repeats, traj)
-            print(f"  {name:24s} {wall:7.0f} frames/s wall  {cpu:7.0f} frames/s CPU  ({1e3 / cpu:.2f} ms CPU/frame)")
+            rates = bench({"raster": BEVRenderer(cfg),
+                           "vector": BEVRenderer(dataclasses.replace(cfg, map_raster=False))}, scenes, args.repeats,
+                          traj)
+            (rw, rc), (vw, vc) = rates["raster"], rates["vector"]
+            print(f"  {name:<30} {rw:>12.0f} {rc:>7.0f} {1e3 / rc:>7.3f}   {vw:>12.0f} {vc:>7.0f} {1e3 / vc:>7.3f}   "
+                  f"{rc / vc:>13.1f}x")
+        for name, cfg in (("rgb", runs[1][1]), ("semantic", runs[2][1])):
+            build, mean_px, max_px = raster_cost(cfg, scenes)
+            print(f"  map raster, {name}: first render of a map +{build:.1f} ms on average (geometry and raster); "
+                  f"{mean_px:.2f} Mpx per map on average, largest {max_px:.2f} Mpx ({3 if name == 'rgb' else 1} B/px)")
 
 
 if __name__ == "__main__":
