@@ -5,6 +5,8 @@
   the log is the **negative** data: it drives into the collision.
 * :class:`ReferencePlannerPolicy`: the PDM-Closed-like reference planner of :mod:`rewards.reference_planner`
   (privileged: it reads the route and the other agents from the scene).
+* :class:`SafeOraclePolicy`: the careful planner with oracle knowledge of the other agents' logged future
+  (privileged; an upper bound and the route-completion reference).
 * :class:`StandStillPolicy`: stays where it is (all-zeros trajectory): the degenerate policy every reward is
   checked against.
 """
@@ -17,7 +19,7 @@ from agents.base import Policy, PolicyInput
 from envs.scoring import log_as_action
 from envs.spaces import NUM_POSES, POSE_INTERVAL, clip_trajectories
 from rewards.config import PDMConfig
-from rewards.scorer import reference_for
+from rewards.scorer import reference_for, safe_planner_trajectory
 
 
 class ConstantVelocityPolicy(Policy):
@@ -62,9 +64,10 @@ class LogReplayPolicy(Policy):
 
 class ReferencePlannerPolicy(Policy):
     """PDM-Closed-like planner (privileged: it reads the route and the other agents' current states; needs a map):
-    the best proposal scored against constant-velocity forecasts of every agent. ``proposal_set="careful"`` (the
-    default) adds braking and yield proposals to PDM-Closed's 15 IDM proposals; ``"navsim"`` is PDM-Closed's set
-    (see :mod:`rewards.reference_planner`).
+    the best proposal scored against constant-velocity forecasts of every agent. ``proposal_set="navsim"`` (the
+    default) is PDM-Closed's 15 IDM proposals; ``"careful"`` adds braking and yield proposals (see
+    :mod:`rewards.reference_planner`; on the bank it changes nothing measurable: the constant-velocity forecasts, not
+    the proposals, are why it meets braking leads, runners and cut-ins too late).
 
     Falls back to :class:`ConstantVelocityPolicy` on scenes without a map (no route to follow).
     """
@@ -72,7 +75,7 @@ class ReferencePlannerPolicy(Policy):
     name = "pdm_closed_like"
     requires_privileged = True
 
-    def __init__(self, config: PDMConfig = PDMConfig(), proposal_set: str = "careful") -> None:
+    def __init__(self, config: PDMConfig = PDMConfig(), proposal_set: str = "navsim") -> None:
         self.config = config
         self.proposal_set = proposal_set
         self._fallback = ConstantVelocityPolicy()
@@ -85,7 +88,26 @@ class ReferencePlannerPolicy(Policy):
         return clip_trajectories(ref.trajectory)
 
 
-BASELINES = {p.name: p for p in (ConstantVelocityPolicy, LogReplayPolicy, ReferencePlannerPolicy, StandStillPolicy)}
+class SafeOraclePolicy(Policy):
+    """The safe oracle planner (:func:`rewards.scorer.safe_planner_trajectory`): the careful planner's proposal with
+    the largest progress that is safe against the agents' **logged future** (privileged beyond any real sensor: an
+    upper bound, and the reference driver of the closed-loop route completion). Constant velocity without a map."""
+
+    name = "safe_oracle"
+    requires_privileged = True
+
+    def __init__(self, config: PDMConfig = PDMConfig()) -> None:
+        self.config = config
+        self._fallback = ConstantVelocityPolicy()
+
+    def act(self, inp: PolicyInput) -> np.ndarray:
+        problem, _, _ = inp.require_privileged(self.name)
+        traj = safe_planner_trajectory(problem, self.config)
+        return self._fallback.act(inp) if traj is None else clip_trajectories(traj)
+
+
+BASELINES = {p.name: p for p in (ConstantVelocityPolicy, LogReplayPolicy, ReferencePlannerPolicy, SafeOraclePolicy,
+                                 StandStillPolicy)}
 """Baseline classes by name."""
 
 

@@ -21,15 +21,19 @@ or the log's end):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from envs.observation import Route
+from envs.simulation import DrivableArea, EgoTrack, check_frames, simulate_prefix
 from envs.scene import AgentClass, Scene
+from rewards.config import PDMConfig
 from rewards.map_index import map_index_for
-from rewards.types import MapGeometry
+from rewards.scorer import safe_planner_trajectory
+from rewards.types import MapGeometry, ScoringProblem
 
 
 @dataclass(frozen=True)
@@ -184,3 +188,50 @@ class EpisodeMetrics:
             stopped_share=self._stopped / self._frames if self._frames else 0.0,
             frames=self._frames,
         )
+
+
+def reference_progress(
+    scene: Scene,
+    route: Route,
+    start: int,
+    end: int,
+    replan: int,
+    drivable: DrivableArea | None,
+    log_problem: Callable[[int], ScoringProblem],
+    config: PDMConfig = PDMConfig(),
+) -> tuple[float, str]:
+    """What a safe driver completes from frame ``start`` to ``end`` of ``scene``: ``(progress [m], kind)``.
+
+    * ``"log"``: the expert log when it stays collision-free (and on the road) over frames ``start + 1 .. end``;
+    * ``"safe_planner"``: else the safe oracle planner (:func:`rewards.scorer.safe_planner_trajectory`) driven in
+      the closed loop from the logged state at ``start``, re-planning every ``replan`` frames with the env's tracker,
+      until ``end`` or its own collision / off-road;
+    * ``"log_until_contact"``: without a map (no planner): the log up to the frame before its first contact.
+
+    Args:
+        log_problem: ``frame -> ScoringProblem`` of the log (the env's cache), whose ego is replaced by the
+            simulated one.
+    """
+    frames = np.arange(start + 1, end + 1)
+    s0 = route.project(scene.ego_poses[start, :2])
+    if len(frames) == 0:
+        return 0.0, "log"
+    colliding, offroad = check_frames(scene, scene.ego_poses[frames], frames, drivable)
+    bad = np.flatnonzero((colliding >= 0) | offroad)
+    if not len(bad):
+        return route.project(scene.ego_poses[end, :2]) - s0, "log"
+    if scene.map is None:
+        last = int(frames[bad[0]]) - 1
+        return route.project(scene.ego_poses[last, :2]) - s0, "log_until_contact"
+    track = EgoTrack(scene, start, log_problem(start).ego)
+    while track.frame + replan <= end:
+        problem = dataclasses.replace(log_problem(track.frame), ego=track.ego_state)
+        traj = safe_planner_trajectory(problem, config)
+        states, steering = simulate_prefix(track.ego_state, traj, config, replan)
+        hit, off = check_frames(scene, states[:, :3], track.frame + 1 + np.arange(replan), drivable)
+        events = np.flatnonzero((hit >= 0) | off)
+        n = int(events[0]) + 1 if len(events) else replan
+        track.advance(states[:n], float(steering[n - 1]))
+        if len(events):
+            break
+    return route.project(track.poses[track.frame, :2]) - s0, "safe_planner"

@@ -68,7 +68,8 @@ import numpy as np
 
 from envs.observation import ObservationConfig, Route, build_observation, text_prompt
 from envs.render import BEVConfig, BEVRenderer
-from envs.reward import REWARD_TERMS, reward_terms
+from envs.metrics import DrivingMetricsConfig, EpisodeMetrics, reference_progress
+from envs.reward import REWARD_SCORES, REWARD_TERMS, reward_terms
 from envs.scene import Scene
 from envs.scoring import log_as_action, map_geometry_from_scene_map, problem_from_scene
 from envs.simulation import DrivableArea, EgoTrack, check_frames, simulate_prefix, simulate_with_steering
@@ -76,7 +77,8 @@ from envs.sources import Origin, SceneSource, make_source
 from envs.spaces import NUM_POSES, action_space, observation_space, validate_trajectories
 from rewards.config import PDMConfig
 from rewards.pdm import score_states
-from rewards.scorer import reference_for
+from rewards.geometry import rear_axle_to_center
+from rewards.scorer import reference_for, safe_progress_for
 from rewards.tracking import simulate_candidates
 from rewards.types import EgoState, ScoringProblem
 
@@ -102,14 +104,24 @@ class EnvConfig:
     without anti-aliasing (a policy needs no smoothed edges; about 1.3x faster to render)."""
     pdm: PDMConfig = field(default_factory=PDMConfig)
     """Scorer configuration (NAVSIM v1.1 defaults); its ``sim_dt`` must equal the scenes' ``dt``."""
+    reward_score: str = "sp_pdms"
+    """Score in the reward where the scene has a map (:data:`envs.reward.REWARD_SCORES`): ``"sp_pdms"`` (EP against
+    the safe-progress reference: stopping earns EP 0 where moving safely was possible) or ``"pdms"`` (NAVSIM's EP,
+    against the PDM-Closed-like reference). Both are always reported in ``info["rewards"]``."""
+    driving_metrics: DrivingMetricsConfig = field(default_factory=DrivingMetricsConfig)
+    """Closed loop: coefficients of the driving metrics reported at episode end (``info["driving_metrics"]``)."""
     reference: str | None = "log"
-    """EP normaliser (see :data:`REFERENCES`): ``"log"`` plans the PDM-Closed-like reference
-    (:func:`rewards.scorer.reference_for`) from the *logged* ego state at the decision frame and caches it per
-    (scene, frame): exact in open loop, an approximation in closed loop once the ego leaves the log (the reference
-    then starts from the logged, not the simulated, state). ``"auto"`` plans it from the current (possibly
-    simulated) state: exact, but planning costs tens of ms per new state (cached per state, so ``score_group`` after
-    ``step`` at the same state reuses it). None normalises among the scored trajectories only (for a single action
-    EP is then 1 unless it progresses < 5 m with NC x DAC = 0)."""
+    """EP normalisers (see :data:`REFERENCES`; the PDM-Closed-like reference of PDMS and the safe-progress reference
+    of SP-PDMS alike): ``"log"`` plans them from the *logged* ego state at the decision frame while the ego is within
+    ``reference_log_tolerance`` of it (cached per (scene, frame): exact in open loop) and from the current simulated
+    state once it has left the log (a reference planned from where the log is, e.g. after the log's own crash,
+    would say nothing about what the ego can achieve); ``"auto"`` always plans from the current state (exact; about
+    9 ms of planning per new state, cached per state so ``score_group`` after ``step`` reuses it). None normalises
+    among the scored trajectories only (for a single action EP is then 1 unless it progresses < 5 m with
+    NC x DAC = 0)."""
+    reference_log_tolerance: float = 1.0
+    """``reference="log"``: the ego is "on the log" while its position is within this of the logged rear axle [m]
+    and its speed within this of the logged speed [m/s]."""
     lead_time: float = 2.0
     """Open loop: decision time before ``meta.collision_frame`` in accident scenes [s]."""
     closed_loop_lead_time: float = 3.0
@@ -149,7 +161,7 @@ class EnvConfig:
     """``"shuffle"``: a seeded permutation per pass over the source; ``"sequential"``: index order."""
     scene_cache_size: int = 16
     """Loaded scenes (and their per-scene precomputations) kept in memory."""
-    problem_cache_size: int = 256
+    problem_cache_size: int = 2048
     """Scoring problems of the log per (scene, frame) kept in memory, with the scorer's per-problem caches (object
     boxes, the ``"log"`` reference); size it to the decision frames of the scenes in use (~7 per closed-loop
     episode)."""
@@ -170,6 +182,8 @@ class EnvConfig:
             raise ValueError(f"EnvConfig.pdm: expected a PDMConfig, got {type(self.pdm).__name__}")
         if self.reference not in REFERENCES:
             raise ValueError(f"EnvConfig.reference: expected one of {REFERENCES}, got {self.reference!r}")
+        if self.reward_score not in REWARD_SCORES:
+            raise ValueError(f"EnvConfig.reward_score: expected one of {REWARD_SCORES}, got {self.reward_score!r}")
         if self.reward_mode not in REWARD_MODES:
             raise ValueError(f"EnvConfig.reward_mode: expected one of {REWARD_MODES}, got {self.reward_mode!r}")
         if self.scene_order not in ("shuffle", "sequential"):
@@ -302,6 +316,9 @@ class ReplayEnv(gym.Env):
         self._episode = -1
         self._last_action: np.ndarray | None = None
         self._current: tuple[int, ScoringProblem] | None = None
+        self._metrics: EpisodeMetrics | None = None
+        self._start = 0
+        self._rc_references: OrderedDict[tuple[str, int], tuple[float, str]] = OrderedDict()
 
     # ------------------------------------------------------------------ public API
     @property
@@ -381,8 +398,12 @@ class ReplayEnv(gym.Env):
         else:
             t0 = self._start_frame(scene, ctx)
         self._index = index
+        self._start = t0
         self._scene = scene
         self._track = EgoTrack(scene, t0, self._log_problem(scene, t0).ego)
+        self._metrics = None if self.mode == "open_loop" else EpisodeMetrics(
+            scene, ctx.route, self._track.poses[t0], None if scene.map is None else self._log_problem(scene, t0).map,
+            self.config.driving_metrics)
         self._current = None
         self._done = False
         self._episode += 1
@@ -436,6 +457,9 @@ class ReplayEnv(gym.Env):
         n = int(events[0]) + 1 if len(events) else k  # frames actually driven (up to the first event)
         track.advance(prefix[:n], float(prefix_steering[n - 1]))
         collision, agent = bool(colliding[n - 1] >= 0), int(colliding[n - 1])
+        assert self._metrics is not None
+        self._metrics.add(rear_axle_to_center(prefix[:n, :3], scene.ego_params)[:, :2], prefix[:n, :2],
+                          np.hypot(prefix[:n, 3], prefix[:n, 4]), offroad_at[:n], agent if collision else -1)
         offroad = bool(offroad_at[n - 1]) and not collision
         terms["terminal_collision"] = -1.0 if collision else 0.0
         terms["reward"] += cfg.w_terminal_collision * terms["terminal_collision"]
@@ -447,6 +471,8 @@ class ReplayEnv(gym.Env):
         info = self._info(obs, terms, collision, agent)
         info["termination_reason"] = ("collision" if collision else "offroad" if offroad else
                                       "route_end" if route_end else "time_limit" if truncated else "")
+        if self._done:
+            info["driving_metrics"] = self._metrics.finish(*self._reference_progress(scene, ctx)).to_dict()
         return obs, terms["reward"], terminated, truncated, info
 
     def score_group(self, trajectories: Any) -> dict[str, np.ndarray]:
@@ -576,6 +602,21 @@ class ReplayEnv(gym.Env):
             self._contexts.popitem(last=False)
         return ctx
 
+    def _reference_progress(self, scene: Scene, ctx: _SceneContext) -> tuple[float, str]:
+        """The driving metrics' reference over this episode's window (:func:`envs.metrics.reference_progress`), cached
+        per (scene, start frame)."""
+        key = (scene.scene_id, self._start)
+        cached = self._rc_references.get(key)
+        if cached is None:
+            k = self._replan_frames(scene)
+            end = min(scene.num_frames - 1, ctx.t_end + k)
+            cached = reference_progress(scene, ctx.route, self._start, end, k, ctx.drivable,
+                                        lambda t: self._log_problem(scene, t), self.config.pdm)
+            self._rc_references[key] = cached
+            if len(self._rc_references) > self.config.problem_cache_size:
+                self._rc_references.popitem(last=False)
+        return cached
+
     def _start_frame(self, scene: Scene, ctx: _SceneContext) -> int:
         """Decision frame (open loop) or start frame (closed loop) of an episode on ``scene``."""
         cfg = self.config
@@ -614,12 +655,23 @@ class ReplayEnv(gym.Env):
         """Reward terms of simulated states ``(G, 41, 7)`` at ``problem`` of ``scene`` (EP normaliser per
         ``config.reference``)."""
         cfg = self.config
-        ref_progress = None
+        ref_progress = safe = None
         if problem.map is not None and cfg.reference is not None:
-            base = self._log_problem(scene, problem.time_index) if cfg.reference == "log" else problem
+            base = problem
+            if cfg.reference == "log":
+                logged = self._log_problem(scene, problem.time_index)
+                if self._on_log(logged.ego, problem.ego):
+                    base = logged
             ref_progress = reference_for(base, cfg.pdm).masked_progress
+            safe = safe_progress_for(base, cfg.pdm).progress
         result = score_states(problem, states, cfg.pdm, reference_progress=ref_progress)
-        return reward_terms(result, cfg.pdm, cfg.w_score, cfg.w_collision)
+        return reward_terms(result, cfg.pdm, cfg.w_score, cfg.w_collision, safe, cfg.reward_score)
+
+    def _on_log(self, logged: EgoState, current: EgoState) -> bool:
+        """Whether ``current`` is within ``reference_log_tolerance`` of the logged ego state (position, speed)."""
+        tol = self.config.reference_log_tolerance
+        return (current is logged or (float(np.hypot(*(current.pose[:2] - logged.pose[:2]))) <= tol
+                                      and abs(float(current.velocity[0] - logged.velocity[0])) <= tol))
 
     def _observation(self) -> dict[str, Any]:
         track = self._track

@@ -111,6 +111,9 @@ class PDMConfig:
     """Yield proposals: slow to this fraction of the current speed at ``careful_hold_decel``, then hold it [-]."""
     careful_hold_decel: float = 2.0
     """Deceleration of the yield proposals [m/s^2]."""
+    safe_progress_margin: float = 0.5
+    """Safe-progress reference: a proposal counts as safe only with at least this gap to every agent box over its
+    horizon [m] (as the anchor positives' clearance margin), so tracking drift in the closed loop keeps it safe."""
 
     def __post_init__(self) -> None:
         for name in ("ep_weight", "ttc_weight", "comfort_weight", "ddc_weight", "collision_penalty"):

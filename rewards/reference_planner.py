@@ -51,7 +51,8 @@ from numba import njit
 from rewards.config import PDMConfig
 from rewards.geometry import offset_polyline, polyline_arclength, wrap_angle, world_to_local
 from rewards.pdm import score_states
-from rewards.tracking import SX, SYAW, simulate_poses
+from rewards.clearance import min_gaps
+from rewards.tracking import SX, SYAW, simulate_candidates, simulate_poses
 from rewards.types import AgentsFuture, ScoringProblem
 
 # batch_idm_policy.py / metric_cache_processor.py (NAVSIM v1.1)
@@ -180,9 +181,9 @@ def _idm_progress(problem: ScoringProblem, forecast: AgentsFuture, path: np.ndar
     lead_s = np.full(steps, np.inf)
     lead_v = np.zeros(steps)
     if n:
-        s_obj, lat = _project(forecast.poses[..., :2].reshape(-1, 2), path, path_s)
-        s_obj = s_obj.reshape(n, -1)[:, :steps]
-        lat = lat.reshape(n, -1)[:, :steps]
+        s_obj, lat = _project(forecast.poses[:, :steps, :2].reshape(-1, 2), path, path_s)
+        s_obj = s_obj.reshape(n, steps)
+        lat = lat.reshape(n, steps)
         heading = _path_poses(path, path_s, s_obj)[..., 2]
         v_along = (forecast.velocities[:, :steps, 0] * np.cos(heading)
                    + forecast.velocities[:, :steps, 1] * np.sin(heading))
@@ -193,21 +194,32 @@ def _idm_progress(problem: ScoringProblem, forecast: AgentsFuture, path: np.ndar
         j = np.argmin(cand, axis=0)
         lead_s = cand[j, np.arange(steps)]
         lead_v = np.where(np.isfinite(lead_s), v_along[j, np.arange(steps)], 0.0)
-    v = np.full(len(targets), max(float(problem.ego.velocity[0]), 0.0))
-    x = np.full(len(targets), s0)
-    out = np.empty((len(targets), steps))
-    out[:, 0] = s0
-    root = 2.0 * np.sqrt(IDM_ACCEL_MAX * IDM_DECEL_MAX)
-    for t in range(steps - 1):
-        s_star = IDM_MIN_GAP + v * IDM_HEADWAY + v * (v - lead_v[t]) / root
-        gap = np.maximum(lead_s[t] - (x + front), IDM_MIN_GAP)
-        acc = IDM_ACCEL_MAX * (1.0 - (v / targets) ** IDM_EXPONENT - (s_star / gap) ** 2)
-        acc = np.clip(acc, -IDM_DECEL_MAX, IDM_ACCEL_MAX)
-        x = x + dt * v
-        v = np.maximum(v + dt * acc, 0.0)
-        out[:, t + 1] = x
-    return out
+    return _idm_rollout(max(float(problem.ego.velocity[0]), 0.0), float(s0), np.ascontiguousarray(targets, np.float64),
+                        np.ascontiguousarray(lead_s), np.ascontiguousarray(lead_v), float(front), float(dt), int(steps))
 
+
+@njit(cache=True)
+def _idm_rollout(v0: float, s0: float, targets: np.ndarray, lead_s: np.ndarray, lead_v: np.ndarray, front: float,
+                 dt: float, steps: int) -> np.ndarray:
+    """IDM forward-Euler rollout ``(V, steps)`` [m] of rear-axle progress for target speeds ``targets (V,)`` [m/s]
+    behind a lead at progress ``lead_s (steps,)`` [m] (inf: none) with speed ``lead_v`` [m/s] (``batch_idm_policy.py``;
+    the accelerations are clipped to ``[-IDM_DECEL_MAX, IDM_ACCEL_MAX]``, speeds at 0)."""
+    root = 2.0 * np.sqrt(IDM_ACCEL_MAX * IDM_DECEL_MAX)
+    n = targets.shape[0]
+    out = np.empty((n, steps))
+    for i in range(n):
+        v = v0
+        x = s0
+        out[i, 0] = s0
+        for t in range(steps - 1):
+            s_star = IDM_MIN_GAP + v * IDM_HEADWAY + v * (v - lead_v[t]) / root
+            gap = max(lead_s[t] - (x + front), IDM_MIN_GAP)
+            acc = IDM_ACCEL_MAX * (1.0 - (v / targets[i]) ** IDM_EXPONENT - (s_star / gap) ** 2)
+            acc = min(max(acc, -IDM_DECEL_MAX), IDM_ACCEL_MAX)
+            x = x + dt * v
+            v = max(v + dt * acc, 0.0)
+            out[i, t + 1] = x
+    return out
 
 PROPOSAL_SETS = ("navsim", "careful")
 """Proposal sets of :func:`proposal_poses` (see the module docstring)."""
@@ -271,9 +283,20 @@ def _ego_frame_trajectory(states: np.ndarray, ego_pose: np.ndarray, config: PDMC
     return world_to_local(states[ratio::ratio, SX:SYAW + 1][: config.num_poses], ego_pose)
 
 
-def plan_reference(problem: ScoringProblem, config: PDMConfig = PDMConfig(),
-                   proposal_set: str = "navsim") -> ReferenceResult | None:
-    """Plan the PDM-Closed-like reference for ``problem`` (None without map). See the module docstring."""
+def num_proposals(config: PDMConfig, proposal_set: str) -> int:
+    """How many proposals :func:`proposal_poses` makes (the ``"navsim"`` set is a prefix of the ``"careful"`` one)."""
+    n = len(config.reference_speed_fractions) * len(config.reference_lateral_offsets)
+    if proposal_set == "careful":
+        n += len(config.careful_brake_decels) + len(config.careful_hold_fractions)
+    return n
+
+
+def plan_reference(problem: ScoringProblem, config: PDMConfig = PDMConfig(), proposal_set: str = "navsim",
+                   proposal_states: np.ndarray | None = None) -> ReferenceResult | None:
+    """Plan the PDM-Closed-like reference for ``problem`` (None without map). See the module docstring.
+
+    ``proposal_states``: the simulated proposals of this problem (``simulate_poses`` of :func:`proposal_poses`,
+    at least the set's proposals, in order), when already computed (:mod:`rewards.scorer` shares them)."""
     geometry = problem.map
     if geometry is None or len(geometry.route) < 2:
         return None
@@ -281,7 +304,10 @@ def plan_reference(problem: ScoringProblem, config: PDMConfig = PDMConfig(),
     forecast = constant_velocity_agents(problem.agents, config.sim_dt)
     cv_problem = ScoringProblem(ego=ego, agents=forecast, map=geometry, scene_id=problem.scene_id,
                                 time_index=problem.time_index)
-    sim = simulate_poses(ego, proposal_poses(problem, config, proposal_set), config)
+    if proposal_states is None:
+        sim = simulate_poses(ego, proposal_poses(problem, config, proposal_set), config)
+    else:
+        sim = proposal_states[: num_proposals(config, proposal_set)]
     scores = score_states(cv_problem, sim, config, reference_progress=None).pdms
     best = int(np.argmax(scores))
     chosen = sim[best, :, SX:SYAW + 1]
@@ -316,14 +342,24 @@ class SafeProgressResult:
 
 
 def plan_safe_progress(problem: ScoringProblem, config: PDMConfig = PDMConfig()) -> SafeProgressResult | None:
-    """The safe-progress reference of ``problem`` (None without a map). See the module docstring."""
+    """The safe-progress reference of ``problem`` (None without a map). See the module docstring.
+
+    Each careful proposal is turned into the 8-pose action a policy would output (:func:`_ego_frame_trajectory`) and
+    simulated as the env executes actions (:func:`rewards.tracking.simulate_candidates`), so the reference is
+    achievable through the action space; "safe" also requires ``config.safe_progress_margin`` of clearance."""
     geometry = problem.map
     if geometry is None or len(geometry.route) < 2:
         return None
     ego = problem.ego
-    sim = simulate_poses(ego, proposal_poses(problem, config, "careful"), config)
+    poses = proposal_poses(problem, config, "careful")
+    ratio = int(round(config.pose_interval / config.sim_dt))
+    trajs = world_to_local(poses[:, ratio::ratio][:, : config.num_poses], ego.pose)  # (P, 8, 3)
+    sim = simulate_candidates(ego, trajs, config)
     r = score_states(problem, sim, config, reference_progress=None)
     safe = (r.nc == 1.0) & (r.dac == 1.0) & (r.ddc == 1.0) & (r.ttc == 1.0) & ~r.collision
+    if safe.any() and config.safe_progress_margin > 0:
+        gaps = min_gaps(sim[:, :, :3], problem, np.arange(sim.shape[1]), float(config.safe_progress_margin))
+        safe &= gaps >= config.safe_progress_margin
     if safe.any():
         pool, fallback = np.where(safe, r.progress, -np.inf), "safe"
     else:
@@ -331,6 +367,5 @@ def plan_safe_progress(problem: ScoringProblem, config: PDMConfig = PDMConfig())
     if not np.isfinite(pool).any():
         return SafeProgressResult(progress=0.0, index=-1, trajectory=None, num_safe=0, fallback="none")
     best = int(np.argmax(pool))
-    return SafeProgressResult(progress=float(pool[best]), index=best,
-                              trajectory=_ego_frame_trajectory(sim[best], ego.pose, config),
+    return SafeProgressResult(progress=float(pool[best]), index=best, trajectory=trajs[best],
                               num_safe=int(safe.sum()), fallback=fallback)

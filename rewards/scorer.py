@@ -11,6 +11,7 @@ module composes the two. Import order: ``pdm`` <- ``reference_planner`` <- ``sco
   proposals, the ``pdm_closed_like`` baseline);
 * :func:`safe_progress_for`: the safe-progress reference of a problem (the RL reward's EP normaliser, reported as
   SP-PDMS beside PDMS; :func:`rewards.reference_planner.plan_safe_progress`), cached the same way;
+  :func:`safe_planner_trajectory` drives it (the privileged safe oracle planner);
 * :func:`score_group`: ``simulate_candidates`` + ``score_states`` with the reference's masked progress;
 * :class:`PDMScorer`: a configured scorer object with both.
 """
@@ -24,7 +25,14 @@ import numpy as np
 
 from rewards.config import PDMConfig
 from rewards.pdm import PDMResult, score_states
-from rewards.reference_planner import ReferenceResult, SafeProgressResult, plan_reference, plan_safe_progress
+from rewards.reference_planner import (
+    ReferenceResult,
+    SafeProgressResult,
+    plan_reference,
+    plan_safe_progress,
+    proposal_poses,
+)
+from rewards.tracking import simulate_poses
 from rewards.tracking import simulate_candidates
 from rewards.types import ScoringProblem
 
@@ -41,7 +49,20 @@ def reference_for(problem: ScoringProblem, config: PDMConfig = PDMConfig(),
     per_problem = _REFERENCES.setdefault(problem, {})
     key = (proposal_set, config)
     if key not in per_problem:
-        per_problem[key] = plan_reference(problem, config, proposal_set)
+        per_problem[key] = plan_reference(problem, config, proposal_set, _proposal_states(problem, config))
+    return per_problem[key]
+
+
+def _proposal_states(problem: ScoringProblem, config: PDMConfig) -> np.ndarray | None:
+    """The simulated ``"careful"`` proposals of ``problem`` (the ``"navsim"`` ones are its first 15), computed once
+    per problem and config for every reference; None without a map route."""
+    per_problem = _REFERENCES.setdefault(problem, {})
+    key = ("proposal_states", config)
+    if key not in per_problem:
+        if problem.map is None or len(problem.map.route) < 2:
+            per_problem[key] = None
+        else:
+            per_problem[key] = simulate_poses(problem.ego, proposal_poses(problem, config, "careful"), config)
     return per_problem[key]
 
 
@@ -53,6 +74,21 @@ def safe_progress_for(problem: ScoringProblem, config: PDMConfig = PDMConfig()) 
     if key not in per_problem:
         per_problem[key] = plan_safe_progress(problem, config)
     return per_problem[key]
+
+
+def safe_planner_trajectory(problem: ScoringProblem, config: PDMConfig = PDMConfig()) -> np.ndarray | None:
+    """The trajectory of the **safe oracle planner** ``(num_poses, 3)`` [m, m, rad] (ego frame): the careful proposal
+    with the largest safe progress against the logged agents (:func:`safe_progress_for`), or, when none is safe, the
+    careful planner's choice under constant-velocity forecasts (:func:`reference_for` with ``"careful"``). It reads
+    the agents' logged future (privileged): the reference driver of the closed-loop route completion and an upper
+    bound in results tables. None without a map."""
+    sp = safe_progress_for(problem, config)
+    if sp is None:
+        return None
+    if sp.trajectory is not None and sp.fallback == "safe":
+        return sp.trajectory
+    ref = reference_for(problem, config, "careful")
+    return None if ref is None else ref.trajectory
 
 
 def score_group(

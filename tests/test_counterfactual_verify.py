@@ -207,7 +207,7 @@ def test_box_distance():
 
 def test_compiled_gaps_equal_the_geometry():
     # min_gaps (compiled, pruned by bounding circles) against box_distance over every pair
-    from counterfactual.verify import min_gaps
+    from rewards.clearance import min_gaps
 
     rng = np.random.default_rng(0)
     scene = road_scene(10.0, [{"xy": tuple(rng.uniform([0, -6], [60, 6])), "yaw": float(rng.uniform(-3, 3)),

@@ -470,7 +470,7 @@ def _quad_gap(a: np.ndarray, b: np.ndarray) -> float:
 @njit(cache=True)
 def min_box_gaps(ego: np.ndarray, ego_centers: np.ndarray, ego_radius: float, agents: np.ndarray,
                  agent_centers: np.ndarray, agent_radius: np.ndarray, valid: np.ndarray, reach: float) -> np.ndarray:
-    """Smallest gap [m] of each ego track to any valid agent box (``counterfactual.verify.min_gaps``).
+    """Smallest gap [m] of each ego track to any valid agent box (``rewards.clearance.min_gaps``).
 
     Args:
         ego: ``(G, K, 4, 2)`` ego box corners; ``ego_centers`` ``(G, K, 2)``; ``ego_radius``: half diagonal [m].
