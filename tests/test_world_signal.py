@@ -1,0 +1,168 @@
+"""The world signal: SP-PDMS does not reward standing still, the safe-progress reference is achievable and safe,
+PDMS stays NAVSIM's, and the closed-loop driving metrics follow the leaderboard's arithmetic."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from agents.base import policy_input
+from agents.baselines import make_baseline
+from envs.bank import ScenarioBank, generate_scene
+from envs.metrics import DrivingMetricsConfig, EpisodeMetrics
+from envs.observation import Route
+from envs.replay_env import EnvConfig, ReplayEnv
+from envs.scene import AgentClass
+from envs.scoring import problem_from_scene, trajectory_from_log
+from rewards.clearance import min_gaps
+from rewards.pdm import score_states
+from rewards.scorer import reference_for, safe_progress_for
+from rewards.tracking import simulate_candidates
+
+STATE_ONLY = EnvConfig(bev=None)
+
+
+def _mean_step_reward(policy_name: str, env: ReplayEnv, indices) -> float:
+    policy = make_baseline(policy_name)
+    rewards = []
+    for i in indices:
+        obs, info = env.reset(seed=4242 + i, options={"scene_index": int(i)})
+        done = False
+        while not done:
+            action = policy.act(policy_input(env, obs, info, policy.requires_privileged))
+            obs, reward, terminated, truncated, info = env.step(action)
+            rewards.append(reward)
+            done = terminated or truncated
+    return float(np.mean(rewards))
+
+
+def test_standing_still_earns_less_than_driving_safely_on_accident_and_normal_scenes():
+    """Fixed sample, default reward (SP-PDMS + collision terms), closed loop. The safe oracle drives the reference
+    it is measured against; pdm_closed_like (constant-velocity forecasts) crashes in most accident episodes, so it
+    is compared on normal scenes only (ranking a crash above waiting would teach the wrong thing)."""
+    bank = ScenarioBank(12, seed=1000)
+    env = ReplayEnv(bank, "closed_loop", STATE_ONLY)
+    accident = [i for i in range(len(bank)) if bank.scenario_type(i) != "normal"][:5]
+    normal = [i for i in range(len(bank)) if bank.scenario_type(i) == "normal"][:2]
+    assert len(accident) == 5 and len(normal) == 2
+    for group in (accident, normal):
+        still = _mean_step_reward("stand_still", env, group)
+        assert still < _mean_step_reward("safe_oracle", env, group) - 0.2, group
+    assert _mean_step_reward("stand_still", env, normal) < _mean_step_reward("pdm_closed_like", env, normal) - 0.2
+
+
+def test_sp_pdms_takes_ep_from_standing_still_where_pdms_gives_it_away():
+    scene = generate_scene("rear_end", seed=3)
+    t = scene.meta.collision_frame - 20
+    problem = problem_from_scene(scene, t)
+    still = np.zeros((1, 8, 3))
+    states = simulate_candidates(problem.ego, still)
+    faithful = reference_for(problem)
+    assert faithful.masked_progress == 0.0  # PDM-Closed-like collides here: NAVSIM's EP is free to give up
+    pdms = score_states(problem, states, reference_progress=faithful.masked_progress)
+    assert pdms.ep[0] == 1.0
+    safe = safe_progress_for(problem)
+    assert safe.fallback == "safe" and safe.progress > 10.0
+    sp = pdms.renormalized(safe.progress)
+    # the all-zeros action brakes to a stop (the tracker still rolls a few metres): it keeps that share of EP only
+    assert sp.ep[0] == pytest.approx(pdms.progress[0] / safe.progress) and sp.ep[0] < 0.7
+    assert sp.pdms[0] < pdms.pdms[0] - 0.1
+    # renormalized == scoring with that reference directly (one aggregation)
+    direct = score_states(problem, states, reference_progress=safe.progress)
+    np.testing.assert_array_equal(direct.pdms, sp.pdms)
+    np.testing.assert_array_equal(direct.ep, sp.ep)
+
+
+@pytest.mark.parametrize("scenario_type", ["rear_end", "cut_in", "pedestrian_occluded", "normal"])
+def test_the_safe_progress_trajectory_is_safe_as_an_action(scenario_type):
+    scene = generate_scene(scenario_type, seed=5)
+    cf = scene.meta.collision_frame
+    problem = problem_from_scene(scene, (cf - 20) if cf is not None else 40)
+    safe = safe_progress_for(problem)
+    assert safe.fallback == "safe" and safe.trajectory.shape == (8, 3)
+    states = simulate_candidates(problem.ego, safe.trajectory[None])
+    result = score_states(problem, states)
+    assert not result.collision[0] and result.nc[0] == result.ttc[0] == result.dac[0] == result.ddc[0] == 1.0
+    assert min_gaps(states[:, :, :3], problem, np.arange(states.shape[1]), 1.0)[0] >= 0.5
+    assert result.progress[0] == pytest.approx(safe.progress)
+
+
+def test_reference_follows_the_ego_once_it_leaves_the_log():
+    scene = generate_scene("rear_end", seed=3)
+    env = ReplayEnv([scene], "closed_loop", STATE_ONLY)
+    env.reset(seed=0)
+    logged = env._log_problem(scene, env.t)
+    assert env._on_log(logged.ego, env.current_problem().ego)
+    for _ in range(3):
+        env.step(np.zeros((8, 3), np.float32))  # brake to a stop: the ego leaves the log
+    assert not env._on_log(env._log_problem(scene, env.t).ego, env.current_problem().ego)
+
+
+# --------------------------------------------------------------------------------------------- driving metrics
+def test_episode_metrics_arithmetic():
+    scene = generate_scene("rear_end", seed=3)
+    route = Route.from_scene(scene)
+    m = EpisodeMetrics(scene, route, scene.ego_poses[20], None, DrivingMetricsConfig())
+    ego = scene.ego_poses[21:41]
+    agent = int(scene.agent_ids[scene.agent_classes == AgentClass.VEHICLE][0])
+    m.add(ego[:, :2], ego[:, :2], np.zeros(20), np.zeros(20, bool), colliding_agent=agent)
+    progress = route.project(ego[-1, :2]) - route.project(scene.ego_poses[20, :2])
+    out = m.finish(2 * progress, "log")
+    assert out.route_completion == pytest.approx(0.5) and out.infraction_penalty == pytest.approx(0.6)
+    assert out.driving_score == pytest.approx(0.3) and out.stopped_share == 1.0 and out.collisions == {"vehicle": 1}
+    assert m.finish(0.5, "log").route_completion == 1.0  # nothing to complete
+    m.add(ego[-1:, :2], ego[-1:, :2], np.ones(1), np.zeros(1, bool), colliding_agent=agent)
+    assert m.finish(2 * progress, "log").infraction_penalty == pytest.approx(0.36)  # two instances: 0.6 x 0.6
+
+
+def test_driving_metrics_at_episode_end():
+    scene = generate_scene("normal", seed=4)
+    env = ReplayEnv([scene], "closed_loop", STATE_ONLY)
+    for name, check in (("safe_oracle", lambda m: m["route_completion"] > 0.9 and m["reference_kind"] == "log"),
+                        ("stand_still", lambda m: m["route_completion"] < 0.2 and m["stopped_share"] > 0.5)):
+        policy = make_baseline(name)
+        obs, info = env.reset(seed=0)
+        assert "driving_metrics" not in info
+        done = False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(policy.act(policy_input(env, obs, info, True)))
+            done = terminated or truncated
+            assert done or "driving_metrics" not in info
+        m = info["driving_metrics"]
+        assert check(m), (name, m)
+        assert m["driving_score"] == pytest.approx(m["route_completion"] * m["infraction_penalty"])
+
+
+def test_an_accident_log_is_measured_against_the_safe_planner():
+    scene = generate_scene("rear_end", seed=3)
+    env = ReplayEnv([scene], "closed_loop", dataclasses.replace(STATE_ONLY, reward_mode="lazy"))
+    env.reset(seed=0)
+    done = False
+    while not done:
+        _, _, terminated, truncated, info = env.step(env.logged_action())
+        done = terminated or truncated
+    m = info["driving_metrics"]
+    assert info["termination_reason"] == "collision"
+    assert m["reference_kind"] == "safe_planner" and m["collisions"] == {"vehicle": 1}
+    assert m["infraction_penalty"] == pytest.approx(0.6) and m["reference_progress_m"] > 5.0
+
+
+def test_pdms_stays_navsim_faithful():
+    """The reward's score changed, NAVSIM's PDMS did not: with the faithful reference the env's pdms term equals
+    score_states against reference_for."""
+    scene = generate_scene("cut_in", seed=2)
+    env = ReplayEnv([scene], "open_loop", STATE_ONLY)
+    env.reset(seed=0)
+    action = trajectory_from_log(scene, env.t)
+    scored = env.score_group(action[None])
+    problem = env.current_problem()
+    direct = score_states(problem, simulate_candidates(problem.ego, action[None]),
+                          reference_progress=reference_for(problem).masked_progress)
+    assert scored["pdms"][0] == direct.pdms[0] and scored["score"][0] == scored["sp_pdms"][0]
+    pdms_env = ReplayEnv([scene], "open_loop", dataclasses.replace(STATE_ONLY, reward_score="pdms"))
+    pdms_env.reset(seed=0)
+    assert pdms_env.score_group(action[None])["score"][0] == direct.pdms[0]
+    with pytest.raises(ValueError, match="reward_score"):
+        EnvConfig(reward_score="progress")
