@@ -48,8 +48,9 @@ class DrivingMetricsConfig:
     """IP coefficient of a collision with a cyclist (a vehicle in CARLA's leaderboard)."""
     static_collision: float = 0.65
     """IP coefficient of a collision with a static object (CARLA: layout / other objects)."""
-    stopped_speed: float = 0.1
-    """Speed below which a frame counts as stopped [m/s]."""
+    stopped_speed: float = 0.5
+    """Speed below which a frame counts as stopped [m/s] (the tracker's stopping controller decays the last
+    fraction of a metre per second slowly, so a lower bound would count a stopped ego as moving)."""
     min_reference_progress: float = 1.0
     """Reference progress below which RC is 1 (nothing to complete) [m]."""
 
