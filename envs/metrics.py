@@ -12,7 +12,8 @@ or the log's end):
   ``reference_kind`` says which. A reference that progresses less than ``min_reference_progress`` (e.g. waiting at
   a red light) makes RC 1 (nothing was there to complete).
 * **Infraction penalty IP** = product of one coefficient per infraction instance: collision with a vehicle 0.60, a
-  pedestrian 0.50, a cyclist 0.60 (CARLA counts bicycles as vehicles), a static object 0.65 (leaderboard values).
+  pedestrian 0.50, a cyclist 0.60 (CARLA counts bicycles as vehicles), a static object 0.65, a red light 0.70
+  (leaderboard values; red lights are detected in ``CarlaEnv`` only).
   Off-road and wrong-way driving reduce RC as above (an off-road excursion also ends the episode). Red lights are
   not counted (the synthetic bank's ego always has green; say so where results are reported).
 * **Driving score DS** = RC x IP per episode; averages over episodes are means of per-episode DS.
@@ -48,17 +49,27 @@ class DrivingMetricsConfig:
     """IP coefficient of a collision with a cyclist (a vehicle in CARLA's leaderboard)."""
     static_collision: float = 0.65
     """IP coefficient of a collision with a static object (CARLA: layout / other objects)."""
+    red_light: float = 0.70
+    """IP coefficient of running a red light (detected by ``CarlaEnv``; the replay env's bank ego always has
+    green)."""
     stopped_speed: float = 0.5
     """Speed below which a frame counts as stopped [m/s] (the tracker's stopping controller decays the last
     fraction of a metre per second slowly, so a lower bound would count a stopped ego as moving)."""
     min_reference_progress: float = 1.0
     """Reference progress below which RC is 1 (nothing to complete) [m]."""
 
-    def coefficient(self, agent_class: int) -> float:
-        """IP coefficient of a collision with an agent of :class:`~envs.scene.AgentClass` ``agent_class``."""
-        return {AgentClass.VEHICLE: self.vehicle_collision, AgentClass.PEDESTRIAN: self.pedestrian_collision,
-                AgentClass.CYCLIST: self.cyclist_collision, AgentClass.STATIC: self.static_collision}[
-                    AgentClass(int(agent_class))]
+    def coefficient(self, infraction: str) -> float:
+        """IP coefficient of an infraction: a collision with an agent class (``"vehicle"``, ``"pedestrian"``,
+        ``"cyclist"``, ``"static"``) or ``"red_light"``."""
+        table = {"vehicle": self.vehicle_collision, "pedestrian": self.pedestrian_collision,
+                 "cyclist": self.cyclist_collision, "static": self.static_collision, "red_light": self.red_light}
+        if infraction not in table:
+            raise ValueError(f"unknown infraction {infraction!r}; known: {sorted(table)}")
+        return table[infraction]
+
+
+INFRACTIONS = ("vehicle", "pedestrian", "cyclist", "static", "red_light")
+"""Infraction names counted in :attr:`DrivingMetrics.infractions` (collisions by agent class, red lights)."""
 
 
 @dataclass
@@ -77,8 +88,8 @@ class DrivingMetrics:
     """The reference's progress over the episode window [m]."""
     reference_kind: str
     """``"log"`` (collision-free expert log) or ``"safe_planner"`` (careful planner closed loop)."""
-    collisions: dict[str, int] = field(default_factory=dict)
-    """Collision instances by agent class name."""
+    infractions: dict[str, int] = field(default_factory=dict)
+    """Infraction instances by name (:data:`INFRACTIONS`: collisions by agent class, red lights)."""
     offroad_m: float = 0.0
     """Distance driven with an ego corner off the drivable area [m]."""
     wrong_way_m: float = 0.0
@@ -114,7 +125,7 @@ class EpisodeMetrics:
         self._s0 = route.project(np.asarray(start_pose, dtype=np.float64)[:2])
         self._last_xy = np.asarray(start_pose, dtype=np.float64)[:2].copy()
         self._last_s = self._s0
-        self._collisions: dict[str, int] = {}
+        self._infractions: dict[str, int] = {}
         self._offroad = 0.0
         self._wrong_way = 0.0
         self._stopped = 0
@@ -147,7 +158,7 @@ class EpisodeMetrics:
         self._last_s = self.route.project(self._last_xy)
         if colliding_agent >= 0:
             cls = AgentClass(int(self.scene.agent_classes[self.scene.agent_index(int(colliding_agent))]))
-            self._collisions[cls.name.lower()] = self._collisions.get(cls.name.lower(), 0) + 1
+            self._infractions[cls.name.lower()] = self._infractions.get(cls.name.lower(), 0) + 1
 
     def _wrong_way_frames(self, centers: np.ndarray) -> np.ndarray:
         """``(k,)`` bool: the centre is in some lane, in no on-route lane and in no intersection."""
@@ -165,31 +176,36 @@ class EpisodeMetrics:
 
     def finish(self, reference_progress: float, reference_kind: str) -> DrivingMetrics:
         """The episode's metrics against a reference progress [m] over the same window."""
-        cfg = self.config
-        ref = float(reference_progress)
-        progress = self.ego_progress
-        if ref < cfg.min_reference_progress:
-            rc = 1.0
-        else:
-            rc = min(1.0, max(0.0, progress) / ref) - (self._offroad + self._wrong_way) / ref
-        rc = float(np.clip(rc, 0.0, 1.0))
-        ip = 1.0
-        for name, count in self._collisions.items():
-            ip *= cfg.coefficient(AgentClass[name.upper()]) ** count
-        return DrivingMetrics(
-            route_completion=rc,
-            infraction_penalty=float(ip),
-            driving_score=float(rc * ip),
-            ego_progress_m=progress,
-            reference_progress_m=ref,
-            reference_kind=reference_kind,
-            collisions=dict(self._collisions),
-            offroad_m=self._offroad,
-            wrong_way_m=self._wrong_way,
-            stopped_share=self._stopped / self._frames if self._frames else 0.0,
-            frames=self._frames,
-        )
+        return driving_metrics(self.ego_progress, reference_progress, reference_kind, self._infractions,
+                               offroad_m=self._offroad, wrong_way_m=self._wrong_way,
+                               stopped_share=self._stopped / self._frames if self._frames else 0.0,
+                               frames=self._frames, config=self.config)
 
+
+def driving_metrics(progress: float, reference_progress: float, reference_kind: str, infractions: dict[str, int],
+                    offroad_m: float = 0.0, wrong_way_m: float = 0.0, stopped_share: float = 0.0, frames: int = 0,
+                    config: DrivingMetricsConfig = DrivingMetricsConfig()) -> DrivingMetrics:
+    """RC, IP and DS of one episode (module docstring); shared by the replay env and ``CarlaEnv``.
+
+    Args:
+        progress: ego progress along the route [m]; reference_progress: the reference's over the window [m].
+        reference_kind: what the reference is (reported).
+        infractions: instances by name (:data:`INFRACTIONS`).
+        offroad_m, wrong_way_m: distances driven off-road / the wrong way [m] (deducted from RC).
+    """
+    ref = float(reference_progress)
+    if ref < config.min_reference_progress:
+        rc = 1.0
+    else:
+        rc = min(1.0, max(0.0, float(progress)) / ref) - (offroad_m + wrong_way_m) / ref
+    rc = float(np.clip(rc, 0.0, 1.0))
+    ip = 1.0
+    for name, count in infractions.items():
+        ip *= config.coefficient(name) ** int(count)
+    return DrivingMetrics(route_completion=rc, infraction_penalty=float(ip), driving_score=float(rc * ip),
+                          ego_progress_m=float(progress), reference_progress_m=ref, reference_kind=reference_kind,
+                          infractions=dict(infractions), offroad_m=float(offroad_m), wrong_way_m=float(wrong_way_m),
+                          stopped_share=float(stopped_share), frames=int(frames))
 
 def reference_progress(
     scene: Scene,

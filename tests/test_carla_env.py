@@ -96,7 +96,7 @@ def test_every_typology_collides_with_the_non_reacting_expert_near_the_nominal_c
             assert abs(scene.meta.collision_frame - 50) <= 6, (st, scene.meta.collision_frame)
             assert scene.meta.colliding_agent_id == info["colliding_agent"] == risk, st
             assert info["rewards"]["terminal_collision"] == -1.0
-            assert info["metrics"]["infraction_penalty"] < 1.0
+            assert info["driving_metrics"]["infraction_penalty"] < 1.0
         env.close()
         assert server.user_actors() == []
 
@@ -106,7 +106,7 @@ def test_normal_driving_runs_to_the_time_limit_with_full_route_completion(world)
     env = CarlaEnv(cfg)
     _, info, steps = _run(env, options={"scenario_type": "normal"})
     assert info["termination_reason"] == "time_limit" and steps == 10  # (7 s - 2 s warm-up) / 0.5 s
-    assert info["metrics"]["route_completion"] > 95.0 and info["metrics"]["driving_score"] > 95.0
+    assert info["driving_metrics"]["route_completion"] > 0.95 and info["driving_metrics"]["driving_score"] > 0.95
     env.close()
 
 

@@ -111,7 +111,7 @@ def test_episode_metrics_arithmetic():
     progress = route.project(ego[-1, :2]) - route.project(scene.ego_poses[20, :2])
     out = m.finish(2 * progress, "log")
     assert out.route_completion == pytest.approx(0.5) and out.infraction_penalty == pytest.approx(0.6)
-    assert out.driving_score == pytest.approx(0.3) and out.stopped_share == 1.0 and out.collisions == {"vehicle": 1}
+    assert out.driving_score == pytest.approx(0.3) and out.stopped_share == 1.0 and out.infractions == {"vehicle": 1}
     assert m.finish(0.5, "log").route_completion == 1.0  # nothing to complete
     m.add(ego[-1:, :2], ego[-1:, :2], np.ones(1), np.zeros(1, bool), colliding_agent=agent)
     assert m.finish(2 * progress, "log").infraction_penalty == pytest.approx(0.36)  # two instances: 0.6 x 0.6
@@ -145,7 +145,7 @@ def test_an_accident_log_is_measured_against_the_safe_planner():
         done = terminated or truncated
     m = info["driving_metrics"]
     assert info["termination_reason"] == "collision"
-    assert m["reference_kind"] == "safe_planner" and m["collisions"] == {"vehicle": 1}
+    assert m["reference_kind"] == "safe_planner" and m["infractions"] == {"vehicle": 1}
     assert m["infraction_penalty"] == pytest.approx(0.6) and m["reference_progress_m"] > 5.0
 
 

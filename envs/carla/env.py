@@ -23,7 +23,7 @@ The same contract as :class:`envs.replay_env.ReplayEnv` (closed loop):
   server fails (``info["carla_error"]``; the next ``reset`` reconnects).
 * **Recording**: every episode becomes a :class:`~envs.scene.Scene` with ``meta.source == "carla"``
   (:mod:`envs.carla.recording`), written to ``record_dir`` when set (``info["recording"]``, ``info["origin"]``);
-  the final info carries the leaderboard metrics (``info["metrics"]``, :mod:`envs.carla.metrics`).
+  the final info carries the leaderboard metrics (``info["driving_metrics"]``, :func:`envs.metrics.driving_metrics`).
 
 Reliability (:mod:`envs.carla.connection`): connect with a timeout and a version check, synchronous mode with a
 fixed delta and the Traffic Manager on this worker's port (``traffic_manager_port + worker_index``), every tick with
@@ -48,7 +48,8 @@ from gymnasium import spaces
 from envs.carla.connection import BACKENDS, CarlaConnection, CarlaError, CarlaSpawnError, carla_module, parse_host
 from envs.carla.controller import ControllerConfig, TimedPath, TrajectoryController
 from envs.carla.frames import box_pose, box_size, transform_from_pose, vector_to_world
-from envs.carla.metrics import collision_kind, driving_metrics
+from envs.carla.metrics import collision_kind
+from envs.metrics import driving_metrics
 from envs.carla.recording import CarlaRecordingOrigin, EpisodeRecorder, recording_name, write_recording
 from envs.carla.roadmap import TownLanes, waypoint_key
 from envs.carla.scenarios import (
@@ -1006,7 +1007,11 @@ class CarlaEnv(gym.Env):
         start = ep.route.project(ep.kinematics.poses[0, :2])
         progress = ep.route.project(ep.kinematics.poses[end, :2]) - start
         target = ep.plan.ego_plan.arclength_at(self.config.episode_time) - ep.plan.ego_plan.arclength_at(0.0)
-        out["metrics"] = driving_metrics(progress, max(target, 1e-3), ep.infractions)
+        counts: dict[str, int] = {}
+        for name in ep.infractions:
+            counts[name] = counts.get(name, 0) + 1
+        out["driving_metrics"] = driving_metrics(progress, target, "scenario_plan", counts,
+                                                 frames=int(end)).to_dict()
         return out
 
     def _clear(self) -> None:

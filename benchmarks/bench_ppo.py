@@ -1,0 +1,113 @@
+"""Does default SB3 PPO learn to drive, or to stand still? (a benchmark: trains, prints a table, asserts nothing)
+
+Trains SB3 PPO with default hyperparameters (``MultiInputPolicy``) for a fixed wall-clock budget on the closed-loop
+replay env (state-only observation, the default SP-PDMS reward, actions normalised by
+:class:`envs.wrappers.NormalizedTrajectoryAction`) over SYNTHETIC bank scenes, then evaluates it closed loop on
+held-out scenes (another bank seed) beside the trivial and reference policies::
+
+    python -m benchmarks.bench_ppo --minutes 5                      # the default reward (SP-PDMS)
+    python -m benchmarks.bench_ppo --minutes 5 --reward-score pdms  # NAVSIM's EP: the stand-still exploit
+
+Columns: route completion RC, collision rate, driving score DS (means over episodes), mean speed [m/s] over driven
+frames, share of stopped frames, and the mean return.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from typing import Sequence
+
+import numpy as np
+
+from agents.base import Policy, PolicyInput, policy_input
+from agents.baselines import make_baseline
+from envs.bank import ScenarioBank
+from envs.replay_env import EnvConfig, ReplayEnv
+from envs.wrappers import NormalizedTrajectoryAction, kinematic_trajectories
+
+
+class SB3Policy(Policy):
+    """A trained SB3 model on normalised actions, as a :class:`~agents.base.Policy` (deterministic)."""
+
+    def __init__(self, model, wrapper: NormalizedTrajectoryAction, name: str = "ppo") -> None:
+        self.model, self.wrapper, self.name = model, wrapper, name
+
+    def act(self, inp: PolicyInput) -> np.ndarray:
+        action, _ = self.model.predict(dict(inp.observation), deterministic=True)
+        return kinematic_trajectories(action, self.wrapper.max_speed, self.wrapper.max_yaw_rate).astype(np.float32)
+
+
+def evaluate(policy: Policy, env: ReplayEnv, seed: int = 0) -> dict[str, float]:
+    """Closed-loop means over one episode per scene of ``env.source``."""
+    rows: dict[str, list[float]] = {k: [] for k in ("rc", "collided", "ds", "speed", "stopped", "return")}
+    for i in range(len(env.source)):
+        obs, info = env.reset(seed=seed + i, options={"scene_index": i})
+        done, total, speeds = False, 0.0, []
+        while not done:
+            obs, reward, terminated, truncated, info = env.step(
+                policy.act(policy_input(env, obs, info, policy.requires_privileged)))
+            total += float(reward)
+            speeds.append(float(obs["ego_state"][0]))
+            done = terminated or truncated
+        m = info["driving_metrics"]
+        rows["rc"].append(m["route_completion"])
+        rows["ds"].append(m["driving_score"])
+        rows["stopped"].append(m["stopped_share"])
+        rows["collided"].append(float(info["termination_reason"] == "collision"))
+        rows["speed"].append(float(np.mean(speeds)))
+        rows["return"].append(total)
+    return {k: float(np.mean(v)) for k, v in rows.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--minutes", type=float, default=5.0, help="training wall-clock budget [min]")
+    p.add_argument("--train-scenes", type=int, default=64)
+    p.add_argument("--train-seed", type=int, default=1000, help="bank seed of the training scenes")
+    p.add_argument("--eval-scenes", type=int, default=24)
+    p.add_argument("--eval-seed", type=int, default=2000, help="bank seed of the held-out scenes (never trained on)")
+    p.add_argument("--reward-score", default="sp_pdms", choices=("sp_pdms", "pdms"))
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    torch.set_num_threads(1)
+    config = EnvConfig(bev=None, reward_score=args.reward_score)
+    train_env = NormalizedTrajectoryAction(
+        ReplayEnv(ScenarioBank(args.train_scenes, seed=args.train_seed), "closed_loop", config))
+
+    class Budget(BaseCallback):
+        def __init__(self, seconds: float) -> None:
+            super().__init__()
+            self.deadline = time.monotonic() + seconds
+
+        def _on_step(self) -> bool:
+            return time.monotonic() < self.deadline
+
+    model = PPO("MultiInputPolicy", train_env, seed=args.seed, device="cpu", verbose=0)
+    start = time.perf_counter()
+    model.learn(total_timesteps=10**9, callback=Budget(60.0 * args.minutes), progress_bar=False)
+    wall = time.perf_counter() - start
+    print(f"PPO (SB3 defaults, MultiInputPolicy): {model.num_timesteps} env steps in {wall:.0f} s, reward "
+          f"{args.reward_score}, {args.train_scenes} SYNTHETIC training scenes (bank seed {args.train_seed})")
+
+    eval_env = ReplayEnv(ScenarioBank(args.eval_scenes, seed=args.eval_seed), "closed_loop",
+                         dataclasses.replace(config))
+    policies = [SB3Policy(model, train_env)] + [make_baseline(n) for n in
+                                                ("stand_still", "constant_velocity", "pdm_closed_like", "safe_oracle")]
+    print(f"closed loop on {args.eval_scenes} held-out SYNTHETIC scenes (bank seed {args.eval_seed})")
+    print(f"{'policy':<18} {'RC':>6} {'coll %':>7} {'DS':>6} {'speed':>6} {'stopped':>8} {'return':>8}")
+    for policy in policies:
+        r = evaluate(policy, eval_env)
+        print(f"{policy.name:<18} {r['rc']:>6.3f} {100 * r['collided']:>7.1f} {r['ds']:>6.3f} {r['speed']:>6.2f} "
+              f"{r['stopped']:>8.3f} {r['return']:>8.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
