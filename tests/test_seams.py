@@ -236,3 +236,14 @@ def test_normalised_actions_map_to_valid_trajectories_and_back():
     assert np.isfinite(reward)
     with pytest.raises(ValueError, match="max_speed"):
         NormalizedTrajectoryAction(env.unwrapped, max_speed=30.0)
+
+
+def test_a_cold_numba_cache_is_announced(tmp_path):
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    out = subprocess.run([sys.executable, "-c", "import rewards.kernels"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "compiling" in out.stderr and str(tmp_path / "numba") in out.stderr and "NUMBA_CACHE_DIR" in out.stderr

@@ -23,8 +23,13 @@ each kernel compiles to one specialisation per array writability (the scorer's i
 Compilation is lazy (first call) and cached on disk (``cache=True``: ``__pycache__`` beside each module, or numba's
 user-wide cache directory when that is not writable; ``NUMBA_CACHE_DIR`` moves it). Measured on a 2-core x86-64 VM:
 with an empty cache the first scored group costs about 11 s of compilation (tracking on; 0.6 s more for the first
-tracking-off group); with the cache written, loading every kernel costs about 0.2 s per process.
+tracking-off group; up to 90 s on a loaded machine); with the cache written, loading every kernel costs about 0.2 s
+per process. When a kernel's cache index is missing, importing this package prints one line to stderr saying so and
+where the cache goes (:func:`announce_compilation`). ``NUMBA_CACHE_DIR=/some/dir`` keeps the cache out of the source
+tree (e.g. for a read-only install or a shared cache on a cluster).
 """
+
+import os
 
 from rewards.kernels.aggregate import AggregateRules, aggregate, ddc_worst, ep_and_pdms, project_points
 from rewards.kernels.comfort import comfort_bounds, comfort_inputs, round8
@@ -75,3 +80,30 @@ __all__ = [
     "simulate_tracked_each",
     "track",
 ]
+
+
+def announce_compilation(stream=None) -> bool:
+    """Print one line to ``stream`` (stderr) when some kernel has no on-disk cache yet, i.e. the first scored group of
+    this process will compile it (about 10 s, up to 90 s under load). Returns whether it printed. Uses numba's cache
+    locator (private attributes, so any failure to inspect it prints nothing)."""
+    import sys
+
+    missing, where = 0, None
+    for name in __all__:
+        dispatcher = globals().get(name)
+        cache = getattr(dispatcher, "_cache", None)
+        try:
+            index = cache._cache_file._index_path  # type: ignore[union-attr]
+            where = cache._cache_path  # type: ignore[union-attr]
+        except AttributeError:
+            continue
+        if not os.path.exists(index):
+            missing += 1
+    if not missing:
+        return False
+    print(f"safealign: compiling {missing} numba kernel(s) of the scorer on first use (about 10 s, up to 90 s on a "
+          f"loaded machine; once): cache in {where} (set NUMBA_CACHE_DIR to move it)", file=stream or sys.stderr)
+    return True
+
+
+announce_compilation()
