@@ -37,7 +37,10 @@ achieve. Standing still then earns EP 0 wherever moving safely was possible. Whe
 
 Simplifications (documented deviations from PDM-Closed): the route polyline replaces PDM's lane-graph centreline
 search; the leading object is the closest forecast object whose centre lies within (ego half width + object half
-width) of the path, ahead of the ego front (PDM intersects the path corridor with the occupancy map); no emergency
+width) of the path, ahead of the ego front (PDM intersects the path corridor with the occupancy map), searched on the
+stretch of path the ego can reach within the horizon plus 20 m (``LEAD_SEARCH_MARGIN``; an object beyond it would
+change the IDM acceleration by under 2 %: on 240 bank states the reference's masked progress moved by at most
+0.2 m); no emergency
 brake fallback; beyond the end of the route the path is extended straight along its last segment.
 """
 
@@ -61,6 +64,7 @@ IDM_HEADWAY = 1.5  # [s]
 IDM_ACCEL_MAX = 1.5  # [m/s^2]
 IDM_DECEL_MAX = 3.0  # [m/s^2]
 IDM_EXPONENT = 10
+LEAD_SEARCH_MARGIN = 20.0  # [m] path kept behind the ego and beyond its reach when searching the lead object
 FALLBACK_TARGET_VELOCITY = 15.0  # [m/s] when the speed limit is unknown (<= 0)
 
 
@@ -181,7 +185,14 @@ def _idm_progress(problem: ScoringProblem, forecast: AgentsFuture, path: np.ndar
     lead_s = np.full(steps, np.inf)
     lead_v = np.zeros(steps)
     if n:
-        s_obj, lat = _project(forecast.poses[:, :steps, :2].reshape(-1, 2), path, path_s)
+        # Only the stretch of the path the ego can reach matters for the lead: project onto it (objects beyond its
+        # ends clamp there, far from the path laterally, so they are never "near"); it spares most of the work on
+        # long routes. Reach: the horizon at the highest target or current speed, plus a margin.
+        reach = (max(float(targets.max()), float(problem.ego.velocity[0])) * (steps - 1) * dt
+                 + params.length + LEAD_SEARCH_MARGIN)
+        lo = max(int(np.searchsorted(path_s, s0 - LEAD_SEARCH_MARGIN, side="right")) - 1, 0)
+        hi = min(int(np.searchsorted(path_s, s0 + reach, side="left")) + 1, len(path) - 1)
+        s_obj, lat = _project(forecast.poses[:, :steps, :2].reshape(-1, 2), path[lo:hi + 1], path_s[lo:hi + 1])
         s_obj = s_obj.reshape(n, steps)
         lat = lat.reshape(n, steps)
         heading = _path_poses(path, path_s, s_obj)[..., 2]
@@ -341,17 +352,20 @@ class SafeProgressResult:
     fallback: str
 
 
-def plan_safe_progress(problem: ScoringProblem, config: PDMConfig = PDMConfig()) -> SafeProgressResult | None:
+def plan_safe_progress(problem: ScoringProblem, config: PDMConfig = PDMConfig(),
+                       poses: np.ndarray | None = None) -> SafeProgressResult | None:
     """The safe-progress reference of ``problem`` (None without a map). See the module docstring.
 
     Each careful proposal is turned into the 8-pose action a policy would output (:func:`_ego_frame_trajectory`) and
     simulated as the env executes actions (:func:`rewards.tracking.simulate_candidates`), so the reference is
-    achievable through the action space; "safe" also requires ``config.safe_progress_margin`` of clearance."""
+    achievable through the action space; "safe" also requires ``config.safe_progress_margin`` of clearance.
+    ``poses``: the problem's careful :func:`proposal_poses` when already computed."""
     geometry = problem.map
     if geometry is None or len(geometry.route) < 2:
         return None
     ego = problem.ego
-    poses = proposal_poses(problem, config, "careful")
+    if poses is None:
+        poses = proposal_poses(problem, config, "careful")
     ratio = int(round(config.pose_interval / config.sim_dt))
     trajs = world_to_local(poses[:, ratio::ratio][:, : config.num_poses], ego.pose)  # (P, 8, 3)
     sim = simulate_candidates(ego, trajs, config)

@@ -53,17 +53,28 @@ def reference_for(problem: ScoringProblem, config: PDMConfig = PDMConfig(),
     return per_problem[key]
 
 
-def _proposal_states(problem: ScoringProblem, config: PDMConfig) -> np.ndarray | None:
-    """The simulated ``"careful"`` proposals of ``problem`` (the ``"navsim"`` ones are its first 15), computed once
-    per problem and config for every reference; None without a map route."""
+def _cached(problem: ScoringProblem, key: tuple, make: Any) -> Any:
+    """``make()`` once per problem object and key."""
     per_problem = _REFERENCES.setdefault(problem, {})
-    key = ("proposal_states", config)
     if key not in per_problem:
-        if problem.map is None or len(problem.map.route) < 2:
-            per_problem[key] = None
-        else:
-            per_problem[key] = simulate_poses(problem.ego, proposal_poses(problem, config, "careful"), config)
+        per_problem[key] = make()
     return per_problem[key]
+
+
+def _proposal_poses(problem: ScoringProblem, config: PDMConfig) -> np.ndarray | None:
+    """The ``"careful"`` proposal poses of ``problem`` (the ``"navsim"`` ones are the first 15), computed once per
+    problem and config for every reference; None without a map route."""
+    if problem.map is None or len(problem.map.route) < 2:
+        return None
+    return _cached(problem, ("proposal_poses", config), lambda: proposal_poses(problem, config, "careful"))
+
+
+def _proposal_states(problem: ScoringProblem, config: PDMConfig) -> np.ndarray | None:
+    """The proposals of :func:`_proposal_poses` simulated at 0.1 s (PDM-Closed's way), once per problem and config."""
+    poses = _proposal_poses(problem, config)
+    if poses is None:
+        return None
+    return _cached(problem, ("proposal_states", config), lambda: simulate_poses(problem.ego, poses, config))
 
 
 def safe_progress_for(problem: ScoringProblem, config: PDMConfig = PDMConfig()) -> SafeProgressResult | None:
@@ -72,7 +83,7 @@ def safe_progress_for(problem: ScoringProblem, config: PDMConfig = PDMConfig()) 
     per_problem = _REFERENCES.setdefault(problem, {})
     key = ("safe_progress", config)
     if key not in per_problem:
-        per_problem[key] = plan_safe_progress(problem, config)
+        per_problem[key] = plan_safe_progress(problem, config, _proposal_poses(problem, config))
     return per_problem[key]
 
 
