@@ -188,10 +188,20 @@ class AnchorBank:
                 pair_id=pair.pair_id,
                 positive=None if pair.positive is None else to_current_frame(pair.positive, origin, pose),
                 negative=to_current_frame(pair.negative, origin, pose),
-                explanation=pair.label.explanation,
+                explanation=_explanation(pair),
                 online=e.online,
             )
         return None
+
+
+def _explanation(pair: AnchorPair) -> str:
+    """The pair's explanation text (re-generated from the label fields when the file stored none)."""
+    label = pair.label
+    if label.explanation:
+        return label.explanation
+    from counterfactual.language import explain
+
+    return explain(label, label.explanation_seed)
 
 
 def to_current_frame(trajectory: np.ndarray, decision_pose: np.ndarray, current_pose: np.ndarray) -> np.ndarray:

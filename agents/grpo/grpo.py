@@ -275,7 +275,8 @@ class GRPO(OnPolicyAlgorithm):
             for i, s in enumerate(scored):
                 rewards[i, valid[i]] = self.group_reward(s)
                 for k in SCORED_TERMS:
-                    terms[k][i, valid[i]] = s[k]
+                    if k in s:
+                        terms[k][i, valid[i]] = s[k]
             if cfg.step_with == "sample":
                 actions = sample.env_actions[:, 0]
             elif cfg.step_with == "greedy":
