@@ -210,7 +210,7 @@ def test_anchor_lookup_needs_the_decision_state(rear_end):
     t = pair.decision_frame
     logged = scene.ego_poses[t]
     speed = float(np.hypot(*scene.ego_velocities[t]))
-    ctx = DecisionContext(scene.scene_id, t, logged.copy(), speed, logged.copy(), speed)
+    ctx = DecisionContext(scene.scene_id, t, logged.copy(), speed, logged.copy(), speed, scene.dt)
     a = bank.lookup(ctx)
     assert a is not None and a.pair_id == pair.pair_id
     np.testing.assert_allclose(a.positive, pair.positive, atol=1e-9)  # on the log: unchanged
@@ -418,3 +418,24 @@ def test_vla_policy_group_and_anchor_learning(tiny_vla, rear_end, tmp_path):
     np.testing.assert_array_equal(a0, a1)
     for p, q in zip(loaded.ref_policy.parameters(), model.ref_policy.parameters()):
         assert torch.equal(p, q)  # the reference is rebuilt from the SFT folder
+
+
+def test_online_mined_pairs_become_anchors(rear_end):
+    scene, _ = rear_end
+    env = make_group_vec_env(GroupEnvConfig(source=[scene], online_mining=True), n_envs=1, seed=0)
+    cfg = GRPOConfig(n_steps=8, batch_size=8, n_epochs=1, group_size=4, anchor_source="online")
+    model = GRPO("MultiInputPolicy", env, cfg, seed=0)  # no dataset pairs: anchors only from this run's crashes
+    model.learn(48, progress_bar=True)
+    assert model._online_pairs, "the untrained policy should crash into the braking lead at least once"
+    assert len(model.anchor_bank) == len({p.pair_id for p in model._online_pairs})
+    assert model.anchor_states_seen > 0  # a later episode passed the crash's decision state and used its pair
+
+
+def test_shift_in_time_resamples_along_the_plan():
+    from agents.grpo.anchors import shift_in_time
+
+    straight = np.array([[5.0 * (k + 1), 0.0, 0.0] for k in range(8)])  # 10 m/s straight
+    np.testing.assert_allclose(shift_in_time(straight, 0.2)[:, 0], straight[:, 0] + 2.0)  # extrapolated at the end
+    np.testing.assert_allclose(shift_in_time(straight, -0.2)[:, 0], straight[:, 0] - 2.0)
+    turn = kinematic_trajectories(np.tile([0.0, 0.5], (8, 1)), 20.0, 0.6)  # constant yaw rate 0.3 rad/s
+    np.testing.assert_allclose(shift_in_time(turn, 0.1)[:, 2], turn[:, 2] + 0.03, atol=1e-9)

@@ -11,12 +11,19 @@ verified-safe counterfactual) are ``(8, 3)`` rear-axle poses in the **ego frame 
   ``observation_ref["origin"]``: base scene id, start frame, recorded world poses and velocities).
 
 **When a pair applies.** In closed loop the ego drifts from the state a pair was mined at, so a pair joins the group
-of a state only when (a) it belongs to the same base scene and the same frame (``decision_frame == t``; the replay
-env re-plans every 0.5 s from its start 3 s before the logged collision, i.e. on the miner's lead times 1, 2, 3 s),
-and (b) the current ego is still near the pair's decision state: rear axle within
-:attr:`AnchorTolerance.position` [m], speed within :attr:`AnchorTolerance.speed` [m/s] and heading within
-:attr:`AnchorTolerance.heading` [rad]. The episode's first decision in an accident scene starts exactly on the log,
-so logged pairs of lead time 3 s always apply there; later ones apply while the policy stays near the log.
+of a state only when (a) it belongs to the same base scene at the same time, and (b) the current ego is still near
+the pair's ego state at that time: rear axle within :attr:`AnchorTolerance.position` [m], speed within
+:attr:`AnchorTolerance.speed` [m/s] and heading within :attr:`AnchorTolerance.heading` [rad].
+
+* Logged pairs match at ``decision_frame == t`` exactly, compared with the logged ego at ``t``. The replay env starts
+  an accident episode 3 s before the logged collision and re-plans every 0.5 s, i.e. on the miner's decision frames
+  (lead times 1, 2, 3 s), so a logged pair of lead 3 s always applies at the episode's first decision (the ego starts
+  on the log) and later ones while the policy stays near the log.
+* Online pairs were mined at decision frames ``t'`` counted back from a contact at any simulated frame, generally off
+  the episode's 0.5 s grid: one matches when ``|t - t'| <= frame_tolerance`` (half a re-planning interval), compared
+  with the rollout's recorded ego at ``t``, and its trajectories are first **aligned in time**: re-sampled at
+  ``(t - t') dt + 0.5 k`` s along the plan (linear in x, y, unwrapped yaw; the decision pose as the plan's time 0;
+  linear extrapolation beyond its last 0.5 s interval, at most 0.2 s).
 
 **Frame change.** Poses go world <- decision ego frame -> current ego frame:
 ``p_world = local_to_world(p, decision_pose)``, ``p_current = world_to_local(p_world, current_pose)``
@@ -51,6 +58,7 @@ class DecisionContext:
         speed: current speed [m/s].
         logged_pose: ``(3,)`` the log's ego pose at ``t``, world frame.
         logged_speed: the log's ego speed at ``t`` [m/s].
+        dt: the scene's frame step [s].
     """
 
     scene_id: str
@@ -59,6 +67,7 @@ class DecisionContext:
     speed: float
     logged_pose: np.ndarray
     logged_speed: float
+    dt: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,8 @@ class AnchorTolerance:
     """Speed difference [m/s]."""
     heading: float = 0.35
     """Heading difference [rad]."""
+    frames: int = 2
+    """Online pairs: largest ``|t - decision_frame|`` [frames] (half a 0.5 s re-planning interval at 10 Hz)."""
 
 
 @dataclass(frozen=True)
@@ -95,14 +106,17 @@ class Anchor:
 @dataclass(frozen=True)
 class _Entry:
     pair: AnchorPair
-    pose: np.ndarray | None
-    """Decision pose (world); None: the logged ego pose at the frame."""
-    speed: float | None
+    start: int | None
+    """Online pairs: first recorded frame; None: a logged pair (its decision state is the logged ego)."""
+    poses: np.ndarray | None
+    """Online pairs: ``(R, 3)`` recorded rear-axle poses from ``start``, world frame."""
+    speeds: np.ndarray | None
+    """Online pairs: ``(R,)`` recorded speeds [m/s]."""
     online: bool
 
 
-def _rollout_state(pair: AnchorPair) -> tuple[str, np.ndarray, float]:
-    """Base scene id and the recorded (world pose, speed) at the decision frame of a rollout pair."""
+def _rollout_record(pair: AnchorPair) -> tuple[str, int, np.ndarray, np.ndarray]:
+    """Base scene id, start frame, recorded world poses ``(R, 3)`` and speeds ``(R,)`` of a rollout pair."""
     ref = pair.observation_ref or {}
     origin = ref.get("origin") or {}
     if origin.get("kind") != "rollout":
@@ -110,13 +124,31 @@ def _rollout_state(pair: AnchorPair) -> tuple[str, np.ndarray, float]:
     base = origin.get("base_scene_id") or (origin.get("base") or {}).get("scene_id")
     if not base:
         base = str(pair.scene_id).split("/", 1)[-1].split("@", 1)[0]
-    k = int(pair.decision_frame) - int(origin["start_frame"])
-    poses = np.asarray(origin["ego_poses"], dtype=np.float64)
-    vels = np.asarray(origin["ego_velocities"], dtype=np.float64)
-    if not 0 <= k < len(poses):
+    start = int(origin["start_frame"])
+    poses = np.asarray(origin["ego_poses"], dtype=np.float64).reshape(-1, 3)
+    speeds = np.hypot(*np.asarray(origin["ego_velocities"], dtype=np.float64).reshape(-1, 2).T)
+    if not 0 <= int(pair.decision_frame) - start < len(poses):
         raise ValueError(f"anchor pair {pair.pair_id}: decision frame {pair.decision_frame} outside the recorded "
-                         f"frames [{origin['start_frame']}, {int(origin['start_frame']) + len(poses)})")
-    return str(base), poses[k], float(np.hypot(*vels[k]))
+                         f"frames [{start}, {start + len(poses)})")
+    return str(base), start, poses, speeds
+
+
+def shift_in_time(trajectory: np.ndarray, shift_s: float, interval: float = 0.5) -> np.ndarray:
+    """A plan ``(K, 3)`` (poses at ``interval * (1..K)`` s in its own decision frame) re-sampled at
+    ``shift_s + interval * (1..K)`` s: linear in x, y and the unwrapped yaw, the decision pose ``(0, 0, 0)`` as time 0,
+    linear extrapolation before 0 and after the last pose."""
+    traj = np.asarray(trajectory, dtype=np.float64)
+    if shift_s == 0:
+        return traj.copy()
+    poses = np.concatenate([np.zeros((1, 3)), traj])
+    poses[:, 2] = np.unwrap(poses[:, 2])
+    times = interval * np.arange(len(poses))
+    new = shift_s + times[1:]
+    i = np.clip(np.searchsorted(times, new, side="right") - 1, 0, len(poses) - 2)
+    w = ((new - times[i]) / interval)[:, None]
+    out = poses[i] + w * (poses[i + 1] - poses[i])
+    out[:, 2] = wrap_angle(out[:, 2])
+    return out
 
 
 class AnchorBank:
@@ -151,10 +183,10 @@ class AnchorBank:
             if pair.pair_id in self._ids or (pair.positive is None and not self.negative_only):
                 continue
             if pair.source == "rollout":
-                scene_id, pose, speed = _rollout_state(pair)
-                entry = _Entry(pair, pose, speed, online)
+                scene_id, start, poses, speeds = _rollout_record(pair)
+                entry = _Entry(pair, start, poses, speeds, online)
             else:
-                scene_id, entry = pair.scene_id, _Entry(pair, None, None, online)
+                scene_id, entry = pair.scene_id, _Entry(pair, None, None, None, online)
             self._index.setdefault((scene_id, int(pair.decision_frame)), []).append(entry)
             self._ids.add(pair.pair_id)
             added += 1
@@ -168,29 +200,38 @@ class AnchorBank:
         return [e.pair for e in self._index.get((scene_id, int(frame)), [])]
 
     def lookup(self, context: DecisionContext | Mapping[str, Any]) -> Anchor | None:
-        """The first pair at ``(context.scene_id, context.frame)`` whose decision state is within the tolerance of
-        the current ego, mapped into the current ego frame; None when none applies."""
+        """The first pair (preference order; logged pairs at the exact frame first, then online pairs by frame
+        distance) that applies to the current state, mapped into the current ego frame; None when none applies."""
         if isinstance(context, Mapping):
             context = DecisionContext(**context)
-        entries = self._index.get((context.scene_id, int(context.frame)))
-        if not entries:
-            return None
         tol = self.tolerance
+        t = int(context.frame)
         pose = np.asarray(context.pose, dtype=np.float64)
-        for e in entries:
-            origin = np.asarray(context.logged_pose if e.pose is None else e.pose, dtype=np.float64)
-            speed = float(context.logged_speed if e.speed is None else e.speed)
-            if (np.hypot(*(pose[:2] - origin[:2])) > tol.position or abs(context.speed - speed) > tol.speed
-                    or abs(float(wrap_angle(pose[2] - origin[2]))) > tol.heading):
-                continue
-            pair = e.pair
-            return Anchor(
-                pair_id=pair.pair_id,
-                positive=None if pair.positive is None else to_current_frame(pair.positive, origin, pose),
-                negative=to_current_frame(pair.negative, origin, pose),
-                explanation=_explanation(pair),
-                online=e.online,
-            )
+        for offset in sorted(range(-tol.frames, tol.frames + 1), key=abs):
+            for e in self._index.get((context.scene_id, t + offset), ()):
+                pair = e.pair
+                if e.start is None:  # logged pair: its decision state is the logged ego at t
+                    if offset:
+                        continue
+                    reference, decision, ref_speed, shift = context.logged_pose, context.logged_pose, \
+                        context.logged_speed, 0.0
+                else:  # online pair: the rollout's recorded ego at t and at its decision frame
+                    k, k0 = t - e.start, int(pair.decision_frame) - e.start
+                    if not 0 <= k < len(e.poses):
+                        continue
+                    reference, decision, ref_speed = e.poses[k], e.poses[k0], float(e.speeds[k])
+                    shift = (t - int(pair.decision_frame)) * float(context.dt)
+                reference = np.asarray(reference, dtype=np.float64)
+                if (np.hypot(*(pose[:2] - reference[:2])) > tol.position or abs(context.speed - ref_speed) > tol.speed
+                        or abs(float(wrap_angle(pose[2] - reference[2]))) > tol.heading):
+                    continue
+
+                def here(traj: np.ndarray) -> np.ndarray:
+                    return to_current_frame(shift_in_time(traj, shift), np.asarray(decision, dtype=np.float64),
+                                            pose)
+
+                return Anchor(pair_id=pair.pair_id, positive=None if pair.positive is None else here(pair.positive),
+                              negative=here(pair.negative), explanation=_explanation(pair), online=e.online)
         return None
 
 

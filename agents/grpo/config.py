@@ -84,6 +84,9 @@ class GRPOConfig:
     """... and its speed within this of the decision speed [m/s]."""
     anchor_heading_tol: float = 0.35
     """... and its heading within this of the decision heading [rad]."""
+    anchor_frame_tol: int = 2
+    """Online pairs (off the 0.5 s grid) match within this many frames of their decision frame, time-aligned
+    (:mod:`agents.grpo.anchors`)."""
     # ---- logging
     log_images_every: int = 0
     """Log a BEV image of a group (anchors drawn) every this many updates (0: never)."""
@@ -97,7 +100,8 @@ class GRPOConfig:
                                                or not math.isfinite(value)):
                 raise ValueError(f"GRPOConfig.{f.name}: expected a finite number, got {value!r}")
         for name, low in (("n_steps", 1), ("batch_size", 1), ("n_epochs", 1), ("group_size", 2),
-                          ("log_images_every", 0), ("metrics_window", 1)):
+                          ("log_images_every", 0), ("metrics_window", 1),
+                          ("anchor_frame_tol", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"GRPOConfig.{name}: expected an int >= {low}, got {value!r}")

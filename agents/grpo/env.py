@@ -51,7 +51,7 @@ class GroupEnvWrapper(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
     def decision_context(self) -> dict[str, Any]:
-        """``{scene_id, frame, pose (3,), speed, logged_pose (3,), logged_speed}`` of the current state (plain
+        """``{scene_id, frame, pose (3,), speed, logged_pose (3,), logged_speed, dt}`` of the current state (plain
         values; :class:`agents.grpo.anchors.DecisionContext` fields): pose = current rear axle, world frame."""
         base = self.env.unwrapped
         t = int(base.t)
@@ -59,7 +59,7 @@ class GroupEnvWrapper(gym.Wrapper):
         logged = ego_state_from_scene(base.scene, t)
         return {"scene_id": base.scene.scene_id, "frame": t, "pose": np.asarray(ego.pose, dtype=np.float64).copy(),
                 "speed": float(np.hypot(*ego.velocity)), "logged_pose": logged.pose.copy(),
-                "logged_speed": float(np.hypot(*logged.velocity))}
+                "logged_speed": float(np.hypot(*logged.velocity)), "dt": float(base.scene.dt)}
 
     def render_group(self, trajectories: np.ndarray, colors: Sequence[tuple[int, int, int]]) -> np.ndarray:
         """``uint8 (256, 256, 3)`` RGB view of the current state with trajectories ``(K, 8, 3)`` (current ego

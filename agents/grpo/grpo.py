@@ -126,7 +126,8 @@ class GRPO(OnPolicyAlgorithm):
     # ------------------------------------------------------------------ setup
     def _tolerance(self) -> AnchorTolerance:
         cfg = self.config
-        return AnchorTolerance(cfg.anchor_position_tol, cfg.anchor_speed_tol, cfg.anchor_heading_tol)
+        return AnchorTolerance(cfg.anchor_position_tol, cfg.anchor_speed_tol, cfg.anchor_heading_tol,
+                               cfg.anchor_frame_tol)
 
     def set_anchor_pairs(self, pairs: Iterable[AnchorPair] | str | Path) -> int:
         """Replace the dataset anchors (records or a parquet path); online pairs already mined are kept. Returns the
@@ -175,6 +176,8 @@ class GRPO(OnPolicyAlgorithm):
                                                    ("collision", "route_completion", "driving_score", "stopped_share")}
         self._step_metrics: dict[str, deque] = {k: deque(maxlen=1000) for k in ("pdms", "sp_pdms", "collision_term")}
         self._n_rollouts = 0
+        self.anchor_states_seen = getattr(self, "anchor_states_seen", 0)
+        """States whose group had anchors, over the model's life."""
 
     def reset_reference(self) -> None:
         """Freeze the current policy as the KL reference (e.g. after loading behaviour-cloned weights)."""
@@ -261,6 +264,7 @@ class GRPO(OnPolicyAlgorithm):
                 loss_mask[i, slots], valid[i, slots] = enc.loss_mask, True
             anchor_valid = valid.copy()
             anchor_valid[:, :G] = False
+            self.anchor_states_seen += int(anchor_valid.any(axis=1).sum())
             with torch.no_grad():
                 if anchor_valid.any():  # pi_old of the anchors by teacher forcing
                     lp, _ = policy.member_log_prob(obs, members, anchor_valid, cfg.temperature)
@@ -347,6 +351,7 @@ class GRPO(OnPolicyAlgorithm):
             self.logger.record(k, v)
         self.logger.record("anchors/bank_pairs", len(self.anchor_bank))
         self.logger.record("anchors/online_pairs", len(self._online_pairs))
+        self.logger.record("anchors/states_seen", self.anchor_states_seen)
         for k, d in self._step_metrics.items():
             if d:
                 self.logger.record(f"rollout/{k}", float(np.mean(d)))

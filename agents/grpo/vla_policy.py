@@ -134,20 +134,20 @@ class VLAGroupPolicy(GroupPolicy):
         members = self._pad(out.sequences, self.vla.tokens.pad).reshape(B, G, self.max_len)
         logp = self._pad(out.token_logprobs.float(), 0.0).astype(np.float32).reshape(B, G, self.max_len)
         mask = self._pad(out.mask, False).reshape(B, G, self.max_len)
-        traj = np.asarray(out.trajectories, dtype=np.float64).reshape(B, G, NUM_POSES, 3)
-        return GroupSample(members=members, trajectories=traj, env_actions=clip_trajectories(traj), logp=logp,
-                           loss_mask=mask)
+        env_actions = clip_trajectories(np.asarray(out.trajectories).reshape(B, G, NUM_POSES, 3))
+        return GroupSample(members=members, trajectories=env_actions.astype(np.float64), env_actions=env_actions,
+                           logp=logp, loss_mask=mask)
 
     def greedy(self, obs: Any) -> tuple[np.ndarray, np.ndarray]:
-        out = self.vla.predict(self.inputs(obs))
-        traj = np.asarray(out.trajectories, dtype=np.float64)
-        return clip_trajectories(traj), traj
+        actions = clip_trajectories(self.vla.predict(self.inputs(obs)).trajectories)
+        return actions, actions.astype(np.float64)
 
     def encode_trajectories(self, trajectories: np.ndarray, explanations: list[str]) -> MemberEncoding:
         traj = np.asarray(trajectories, dtype=np.float64).reshape(-1, NUM_POSES, 3)
         seqs = self._pad(self.vla.target_sequences(list(explanations), traj), self.vla.tokens.pad)
         book = self.vla.codebook
-        projected = np.asarray(book.decode(book.encode(traj)), dtype=np.float64).reshape(-1, NUM_POSES, 3)
+        projected = clip_trajectories(np.asarray(book.decode(book.encode(traj))).reshape(-1, NUM_POSES, 3))
+        projected = projected.astype(np.float64)
         return MemberEncoding(members=seqs, trajectories=projected, loss_mask=np.isin(seqs, self._code_ids))
 
     def member_log_prob(self, obs: Any, members: np.ndarray, valid: np.ndarray | None = None,

@@ -41,7 +41,7 @@ import numpy as np
 
 from agents.vla.format import NO_HAZARD_EXPLANATION, NO_HAZARD_FIELDS
 from counterfactual.dataset import AnchorPair, pair_to_row
-from counterfactual.labels import CATEGORICAL_FIELDS
+from counterfactual.accuracy import CATEGORICAL_FIELDS  # moved from counterfactual.labels on main (grpo merge fix)
 from envs.observation import ObservationConfig, Route, build_observation, text_prompt
 from envs.scene import Scene
 from envs.spaces import NUM_POSES
