@@ -12,7 +12,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from agents.grpo import GRPO, AnchorBank, GRPOConfig, GroupEnvConfig, make_group_vec_env
+from agents.grpo import GRPO, AnchorBank, GroupEnvConfig, GRPOConfig, make_group_vec_env
 from agents.grpo.anchors import DecisionContext, to_current_frame
 from agents.grpo.buffer import NEGATIVE, POSITIVE
 from agents.grpo.env import call_each, make_group_env
@@ -366,7 +366,7 @@ def tiny_vla(tmp_path_factory, rear_end):
     from agents.vla.policy import VLAPolicy
     from agents.vla.tokenizer import TokenizerConfig
 
-    scene, pairs = rear_end
+    _, pairs = rear_end
     bank = ScenarioBank(6, seed=0)
     logs = log_trajectories([bank[i] for i in range(len(bank))], stride=2)
     positives = np.stack([p.positive for p in pairs if p.positive is not None])

@@ -18,7 +18,12 @@ Modules: :mod:`~agents.grpo.config` (GRPOConfig), :mod:`~agents.grpo.loss` (adva
 
 from agents.grpo.anchors import Anchor, AnchorBank, AnchorTolerance, DecisionContext
 from agents.grpo.config import GRPOConfig
-from agents.grpo.env import GroupEnvConfig, GroupEnvWrapper, make_group_env, make_group_vec_env
+from agents.grpo.env import (
+           GroupEnvConfig,
+           GroupEnvWrapper,
+           make_group_env,
+           make_group_vec_env,
+)
 from agents.grpo.grpo import GRPO
 from agents.grpo.policies import GroupPolicy, TrajectoryGaussianPolicy
 

@@ -226,7 +226,7 @@ class AnchorBank:
                         or abs(float(wrap_angle(pose[2] - reference[2]))) > tol.heading):
                     continue
 
-                def here(traj: np.ndarray) -> np.ndarray:
+                def here(traj: np.ndarray, shift: float = shift, decision: np.ndarray = decision) -> np.ndarray:
                     return to_current_frame(shift_in_time(traj, shift), np.asarray(decision, dtype=np.float64),
                                             pose)
 

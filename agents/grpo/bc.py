@@ -114,9 +114,11 @@ def build_bc_data(scenes: Iterable[Scene], pairs: Sequence[AnchorPair], observat
     return BCData(observations, norm(targets), norm(negatives), kinds)
 
 
-def train_bc(policy: TrajectoryGaussianPolicy, data: BCData, mode: str, config: BCConfig = BCConfig(),
+def train_bc(policy: TrajectoryGaussianPolicy, data: BCData, mode: str, config: BCConfig | None = None,
              seed: int = 0) -> list[float]:
-    """Fit the policy's mean (module docstring); returns the loss per step. The log-std is not trained."""
+    """Fit the policy's mean (module docstring; ``config`` default :class:`BCConfig()`); returns the loss per step.
+    The log-std is not trained."""
+    config = BCConfig() if config is None else config
     if mode not in BC_MODES:
         raise ValueError(f"train_bc: mode must be one of {BC_MODES}, got {mode!r}")
     rng = np.random.default_rng(seed)

@@ -153,8 +153,12 @@ class GroupRolloutBuffer(BaseBuffer):
         for start in range(0, total, batch_size):
             yield self._get_samples(order[start : start + batch_size])
 
-    def _get_samples(self, batch_inds: np.ndarray, env: Any = None) -> GroupBatch:  # noqa: ARG002 (SB3 signature)
-        t = lambda a, dtype=None: torch.as_tensor(self._flat(a)[batch_inds], device=self.device, dtype=dtype)  # noqa: E731
+    def _get_samples(self, batch_inds: np.ndarray, env: Any = None) -> GroupBatch:
+        """The groups ``batch_inds`` (SB3's signature; ``env`` is unused: no observation normalisation)."""
+
+        def t(a: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(self._flat(a)[batch_inds], device=self.device)
+
         return GroupBatch(
             observations=self._obs(batch_inds),
             members=self._flat(self.members)[batch_inds],

@@ -98,8 +98,10 @@ class GroupEnvConfig:
     """:class:`counterfactual.miner.MinerConfig` for online mining (None: defaults)."""
 
 
-def make_group_env(config: GroupEnvConfig = GroupEnvConfig(), base_env: gym.Env | None = None) -> gym.Env:
-    """The closed-loop env of ``config`` (or around ``base_env``), wrapped as described in the module docstring."""
+def make_group_env(config: GroupEnvConfig | None = None, base_env: gym.Env | None = None) -> gym.Env:
+    """The closed-loop env of ``config`` (default: :class:`GroupEnvConfig()`; or around ``base_env``), wrapped as
+    described in the module docstring."""
+    config = GroupEnvConfig() if config is None else config
     env = base_env if base_env is not None else ReplayEnv(
         config.source, "closed_loop", config.env, num_scenes=config.num_scenes, seed=config.seed,
         scenario_types=None if config.scenario_types is None else list(config.scenario_types))
@@ -126,13 +128,14 @@ def _env_fn(config: GroupEnvConfig) -> Callable[[], gym.Env]:
     return make
 
 
-def make_group_vec_env(config: GroupEnvConfig = GroupEnvConfig(), n_envs: int = 1, seed: int | None = None,
+def make_group_vec_env(config: GroupEnvConfig | None = None, n_envs: int = 1, seed: int | None = None,
                        subprocess: bool = False, start_method: str | None = None):
     """``n_envs`` envs of ``config`` in a ``SubprocVecEnv`` (``subprocess=True``) or ``DummyVecEnv``, each in a
     ``Monitor`` (SB3's ``make_vec_env``; env ``i`` is seeded ``seed + i``)."""
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
+    config = GroupEnvConfig() if config is None else config
     kwargs: dict[str, Any] = {}
     if subprocess:
         kwargs = {"vec_env_cls": SubprocVecEnv, "vec_env_kwargs": {"start_method": start_method or "forkserver"}}

@@ -37,7 +37,11 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor, create_mlp
+from stable_baselines3.common.torch_layers import (
+    CombinedExtractor,
+    FlattenExtractor,
+    create_mlp,
+)
 from torch import nn
 
 from envs.spaces import NUM_POSES, clip_trajectories

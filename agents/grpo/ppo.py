@@ -38,12 +38,13 @@ class PPOBaselineConfig:
     """Initial log-std (as the GRPO Gaussian policy)."""
 
 
-def make_ppo(env: Any, config: PPOBaselineConfig = PPOBaselineConfig(), seed: int | None = None,
+def make_ppo(env: Any, config: PPOBaselineConfig | None = None, seed: int | None = None,
              tensorboard_log: str | None = None, verbose: int = 0, policy_kwargs: dict[str, Any] | None = None):
-    """An SB3 ``PPO("MultiInputPolicy", env, ...)`` of ``config`` on a GRPO env
+    """An SB3 ``PPO("MultiInputPolicy", env, ...)`` of ``config`` (default :class:`PPOBaselineConfig()`) on a GRPO env
     (:func:`agents.grpo.env.make_group_vec_env` with normalised actions)."""
     from stable_baselines3 import PPO
 
+    config = PPOBaselineConfig() if config is None else config
     kwargs = {"log_std_init": config.log_std_init, **(policy_kwargs or {})}
     policy = "MultiInputPolicy" if hasattr(env.observation_space, "spaces") else "MlpPolicy"
     return PPO(policy, env, learning_rate=config.learning_rate, n_steps=config.n_steps,
