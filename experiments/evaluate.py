@@ -23,6 +23,8 @@ from agents.base import Policy, policy_input
 from envs.replay_env import ReplayEnv
 
 SUB_SCORES = ("nc", "dac", "ddc", "ttc", "ep", "comfort")
+DRIVING_KEYS = ("pdms", "sp_pdms", "route_completion", "infraction_penalty", "driving_score", "stopped_share")
+"""Keys of :attr:`EvalResult.driving` (closed loop)."""
 
 
 @dataclass
@@ -48,6 +50,10 @@ class EvalResult:
     """Share of correct risk-level predictions (None: the policy predicts none)."""
     per_type: dict[str, dict[str, float]] = field(default_factory=dict)
     """``{scenario_type: {"score": ..., "collision_rate": ..., "n": ...}}``."""
+    driving: dict[str, float] = field(default_factory=dict)
+    """Closed loop: means over episodes of the per-step ``pdms`` and ``sp_pdms`` (each episode's mean over its
+    steps) and of the episode-end driving metrics ``route_completion``, ``infraction_penalty``,
+    ``driving_score``, ``stopped_share`` (:mod:`envs.metrics`)."""
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -108,27 +114,37 @@ def evaluate_open_loop(policy: Policy, env: ReplayEnv, progress: bool = True,
 
 
 def evaluate_closed_loop(policy: Policy, env: ReplayEnv, progress: bool = True, max_steps: int = 200) -> EvalResult:
-    """One closed-loop episode per scene of ``env.source``; collision rate = episodes ending in a collision."""
+    """One closed-loop episode per scene of ``env.source``; collision rate = episodes ending in a collision;
+    :attr:`EvalResult.driving` holds the per-episode means of PDMS, SP-PDMS and the driving metrics."""
     if env.mode != "closed_loop":
         raise ValueError(f"evaluate_closed_loop: env.mode is {env.mode!r}, expected 'closed_loop'")
     n = len(env.source)
     returns, scores, collisions, types = [], [], [], []
+    driving: dict[str, list[float]] = {k: [] for k in DRIVING_KEYS}
     kinds: set[str] = set()
     for i in tqdm(range(n), desc=f"closed loop: {policy.name}", disable=not progress, leave=False):
         obs, info = env.reset(seed=i, options={"scene_index": i})
         policy.reset()
         total, step_scores, collided = 0.0, [], False
+        step_terms: dict[str, list[float]] = {"pdms": [], "sp_pdms": []}
         for _ in range(max_steps):
             action = policy.act(policy_input(env, obs, info, policy.requires_privileged))
             obs, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
             step_scores.append(float(info["rewards"]["score"]))
+            for k, values in step_terms.items():
+                values.append(float(info["rewards"].get(k, math.nan)))
             kinds.add(info["score_kind"])
             if terminated or truncated:
                 collided = info.get("termination_reason") == "collision"
                 break
         returns.append(total)
         scores.append(_mean(step_scores))
+        for k, values in step_terms.items():
+            driving[k].append(_mean(values))
+        metrics = info.get("driving_metrics") or {}
+        for k in DRIVING_KEYS[2:]:
+            driving[k].append(float(metrics.get(k, math.nan)))
         collisions.append(collided)
         types.append(info["scenario_type"])
     return EvalResult(
@@ -140,6 +156,7 @@ def evaluate_closed_loop(policy: Policy, env: ReplayEnv, progress: bool = True, 
         collision_rate=float(np.mean(collisions)) if collisions else math.nan,
         mean_return=_mean(returns),
         per_type=_per_type(types, scores, collisions),
+        driving={k: _mean(v) for k, v in driving.items()},
     )
 
 

@@ -1,0 +1,294 @@
+"""Evaluate a VLA policy on held-out scenes: driving (through ``experiments.evaluate``) and its safety language.
+
+``python -m agents.vla.evaluate --model DIR [--num-scenes 40 --seed 1000] [--pairs heldout.parquet]
+[--train-pairs train.parquet --train-num-scenes 100 --train-seed 0] [--out results.json]``
+
+* **Open loop** (:func:`experiments.evaluate.evaluate_open_loop`): one decision per scene, PDMS (NAVSIM v1.1) and
+  collision rate; **closed loop** (:func:`experiments.evaluate.evaluate_closed_loop`): collision rate and mean
+  per-step PDMS. Both on a held-out bank (a seed never used for training) or a DeepAccident-layout folder.
+* **Language accuracy**: greedy generations on the held-out anchor pairs' decisions (mined with the default miner
+  when no ``--pairs`` file is given), parsed with :func:`counterfactual.language.parse_explanation` and compared
+  with the mined labels field by field (:func:`counterfactual.labels.label_accuracy`; the mean over agent class,
+  sector, risk level, conflict type and action).
+* **Risk accuracy**: the risk level parsed from the text against the truth on the pair decisions (mined label)
+  and on safe expert-log decisions of the held-out scenes (truth ``none``), all together.
+* **Trivial baselines** beside each accuracy, computed on the same rows: the majority value of each field over the
+  training rows, and a lookup on (scenario type, lead time) fitted on the training rows (it reads the scenario
+  type, which the policy cannot see).
+
+The held-out rows are rendered with the SFT data builder (:mod:`agents.sft.data`, cached on disk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from agents.base import PolicyInput
+from agents.sft.data import LABEL_COLUMNS
+from agents.vla.policy import VLAPolicy
+
+ACCURACY_FIELDS = LABEL_COLUMNS
+"""Label fields of the language accuracy."""
+
+
+@dataclass
+class AccuracyReport:
+    """Language and risk accuracy of one predictor on the held-out rows.
+
+    Attributes:
+        name: the predictor (policy name, ``majority``, ``type+lead lookup``).
+        language_accuracy: mean of the per-field accuracies on the pair rows.
+        fields: per-field accuracy on the pair rows (``counterfactual.labels.label_accuracy``).
+        risk_accuracy: risk-level accuracy on all rows (pairs + safe expert decisions).
+        risk_accuracy_pairs: on the pair rows only.
+        no_hazard_accuracy: risk ``none`` predicted on the safe expert rows.
+        pairs, experts: row counts.
+    """
+
+    name: str
+    language_accuracy: float
+    fields: dict[str, float]
+    risk_accuracy: float
+    risk_accuracy_pairs: float
+    no_hazard_accuracy: float
+    pairs: int
+    experts: int
+
+
+@dataclass
+class VLAEvalReport:
+    """Everything :func:`evaluate_vla` measured (means over scenes / rows; see the module docstring)."""
+
+    policy: str
+    open_loop: dict[str, Any] | None
+    closed_loop: dict[str, Any] | None
+    accuracy: list[AccuracyReport] = field(default_factory=list)
+    """The policy first, then the trivial baselines."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (for JSON)."""
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------------------------ accuracy
+def _rows(table: Any) -> list[dict[str, Any]]:
+    cols = ("kind", "scenario_type", "lead_time_s", "prompt", *LABEL_COLUMNS)
+    return [dict(zip(cols, values)) for values in zip(*(table[c] for c in cols))]
+
+
+def _truth(row: Mapping[str, Any]) -> dict[str, str | None]:
+    return {name: (row[name] or None) for name in LABEL_COLUMNS}
+
+
+def accuracy_report(name: str, predicted: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]
+                    ) -> AccuracyReport:
+    """Score predicted label fields (e.g. parsed from generated text) against the rows' labels."""
+    from counterfactual.labels import label_accuracy
+
+    pair_idx = [i for i, r in enumerate(rows) if r["kind"] == "pair"]
+    expert_idx = [i for i, r in enumerate(rows) if r["kind"] == "expert"]
+    acc = label_accuracy([predicted[i] for i in pair_idx], [_truth(rows[i]) for i in pair_idx]) if pair_idx else {}
+    fields = {f: float(acc.get(f, math.nan)) for f in ACCURACY_FIELDS}
+    risk_hits = [predicted[i].get("risk_level") == rows[i]["risk_level"] for i in range(len(rows))]
+
+    def mean(idx: Sequence[int]) -> float:
+        return float(np.mean([risk_hits[i] for i in idx])) if len(idx) else math.nan
+
+    return AccuracyReport(
+        name=name, language_accuracy=float(np.nanmean(list(fields.values()))) if pair_idx else math.nan,
+        fields=fields, risk_accuracy=mean(range(len(rows))), risk_accuracy_pairs=mean(pair_idx),
+        no_hazard_accuracy=mean(expert_idx), pairs=len(pair_idx), experts=len(expert_idx),
+    )
+
+
+def _lookup_key(row: Mapping[str, Any]) -> tuple[str, str]:
+    lead = row["lead_time_s"]
+    return row["scenario_type"], "expert" if row["kind"] == "expert" or not np.isfinite(lead) else f"{lead:.1f}"
+
+
+def trivial_baselines(train_rows: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]
+                      ) -> list[AccuracyReport]:
+    """The two trivial predictors (majority per field; (scenario type, lead time) lookup), fitted on
+    ``train_rows`` and scored on ``rows``."""
+    def majority(subset: Sequence[Mapping[str, Any]], name: str) -> str | None:
+        values = Counter(r[name] or None for r in subset)
+        return values.most_common(1)[0][0] if values else None
+
+    pairs_train = [r for r in train_rows if r["kind"] == "pair"] or list(train_rows)
+    global_major = {f: majority(pairs_train, f) for f in LABEL_COLUMNS}
+    global_major["risk_level"] = majority(train_rows, "risk_level")
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for r in train_rows:
+        groups.setdefault(_lookup_key(r), []).append(r)
+    table = {k: {f: majority(v, f) for f in LABEL_COLUMNS} for k, v in groups.items()}
+    major_pred = [dict(global_major) for _ in rows]
+    lookup_pred = [dict(table.get(_lookup_key(r), global_major)) for r in rows]
+    return [accuracy_report("majority (trivial)", major_pred, rows),
+            accuracy_report("type+lead lookup (trivial)", lookup_pred, rows)]
+
+
+def generate_texts(policy: VLAPolicy, table: Any, batch_size: int = 16, progress: bool = False) -> list[str]:
+    """Greedy label texts of the policy for every row of a rendered sample table (drive prompt)."""
+    from tqdm import tqdm
+
+    bev = np.asarray(table.with_format("numpy")["bev"], dtype=np.uint8)
+    prompts = list(table["prompt"])
+    texts: list[str] = []
+    for start in tqdm(range(0, len(prompts), batch_size), desc="language", disable=not progress, leave=False):
+        inputs = [PolicyInput(observation={"bev": bev[i]}, prompt=prompts[i])
+                  for i in range(start, min(start + batch_size, len(prompts)))]
+        texts += policy.predict(inputs).texts
+    return texts
+
+
+def language_accuracy(policy: VLAPolicy, table: Any, train_table: Any | None = None, batch_size: int = 16,
+                      progress: bool = False) -> list[AccuracyReport]:
+    """Accuracy reports of the policy on the rows of ``table`` (pairs and safe expert decisions), followed by the
+    trivial baselines fitted on ``train_table`` (when given)."""
+    from counterfactual.language import parse_explanation
+
+    rows = _rows(table)
+    texts = generate_texts(policy, table, batch_size, progress)
+    reports = [accuracy_report(policy.name, [parse_explanation(t) for t in texts], rows)]
+    if train_table is not None:
+        reports += trivial_baselines(_rows(train_table), rows)
+    return reports
+
+
+# --------------------------------------------------------------------------------------------------- driving
+def _eval_dict(result: Any) -> dict[str, Any]:
+    return {"score": result.score, "score_kind": result.score_kind, "collision_rate": result.collision_rate,
+            "sub_scores": dict(result.sub_scores), "mean_return": result.mean_return, "num_scenes": result.num_scenes}
+
+
+def evaluate_vla(policy: VLAPolicy, source: Any, table: Any | None = None, train_table: Any | None = None,
+                 open_loop: bool = True, closed_loop: bool = True, max_steps: int = 200,
+                 progress: bool = True) -> VLAEvalReport:
+    """Driving metrics on ``source`` (held-out scenes) and, with ``table`` (their rendered rows), the language and
+    risk accuracies beside the trivial baselines (fitted on ``train_table``)."""
+    from envs.replay_env import EnvConfig, ReplayEnv
+    from experiments.evaluate import evaluate_closed_loop, evaluate_open_loop
+
+    report = VLAEvalReport(policy=policy.name, open_loop=None, closed_loop=None)
+    config = EnvConfig(text_prompt=True)
+    if open_loop:
+        env = ReplayEnv(source, mode="open_loop", config=config)
+        report.open_loop = _eval_dict(evaluate_open_loop(policy, env, progress=progress))
+    if closed_loop:
+        env = ReplayEnv(source, mode="closed_loop", config=config)
+        report.closed_loop = _eval_dict(evaluate_closed_loop(policy, env, progress=progress, max_steps=max_steps))
+    if table is not None:
+        report.accuracy = language_accuracy(policy, table, train_table, progress=progress)
+    return report
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
+
+
+def report_table(reports: Sequence[VLAEvalReport]) -> str:
+    """Plain-text table: open-loop PDMS and collision rate, closed-loop collision rate and PDMS, language and risk
+    accuracy (in %), trivial baselines as extra rows (their driving columns empty)."""
+    head = ("method", "OL PDMS", "OL coll", "CL coll", "CL PDMS", "lang acc", "risk acc", "risk acc pairs",
+            "no-hazard acc")
+    lines = []
+    baselines: dict[str, AccuracyReport] = {}
+    for r in reports:
+        acc = r.accuracy[0] if r.accuracy else None
+        ol, cl = r.open_loop or {}, r.closed_loop or {}
+        lines.append((r.policy, _pct(ol.get("score")), _pct(ol.get("collision_rate")), _pct(cl.get("collision_rate")),
+                      _pct(cl.get("score")), _pct(acc and acc.language_accuracy), _pct(acc and acc.risk_accuracy),
+                      _pct(acc and acc.risk_accuracy_pairs), _pct(acc and acc.no_hazard_accuracy)))
+        for b in r.accuracy[1:]:
+            baselines.setdefault(b.name, b)
+    for b in baselines.values():
+        lines.append((b.name, "", "", "", "", _pct(b.language_accuracy), _pct(b.risk_accuracy),
+                      _pct(b.risk_accuracy_pairs), _pct(b.no_hazard_accuracy)))
+    widths = [max(len(h), *(len(r[i]) for r in lines)) if lines else len(h) for i, h in enumerate(head)]
+    fmt = "  ".join("{:<%d}" % w for w in widths)
+    return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in lines)])
+
+
+# ------------------------------------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser."""
+    p = argparse.ArgumentParser(prog="python -m agents.vla.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="policy folder (e.g. <sft out>/final)")
+    p.add_argument("--source", choices=("bank", "deepaccident"), default="bank", help="held-out scene source")
+    p.add_argument("--num-scenes", type=int, default=40, help="bank: held-out scenes")
+    p.add_argument("--seed", type=int, default=1000, help="bank: held-out seed (never used for training)")
+    p.add_argument("--deepaccident-root", default=None, help="DeepAccident-layout folder (--source deepaccident)")
+    p.add_argument("--split", default="val", help="DeepAccident split")
+    p.add_argument("--pairs", default=None, help="held-out anchor pairs (default: mined now with the default miner)")
+    p.add_argument("--train-pairs", default=None, help="training pairs (fit the trivial baselines)")
+    p.add_argument("--train-num-scenes", type=int, default=100, help="bank scenes of the training rows (baselines)")
+    p.add_argument("--train-seed", type=int, default=0, help="bank seed of the training rows (baselines)")
+    p.add_argument("--cache-dir", default="outputs/sft_cache", help="rendered-sample cache folder")
+    p.add_argument("--no-open-loop", action="store_true", help="skip the open-loop evaluation")
+    p.add_argument("--no-closed-loop", action="store_true", help="skip the closed-loop evaluation")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--out", default=None, help="write the report as JSON here")
+    p.add_argument("--no-progress", action="store_true", help="disable progress bars")
+    return p
+
+
+def heldout_pairs(source: Any, pairs_path: str | None, progress: bool = True) -> list:
+    """Anchor pairs of the held-out scenes: from ``pairs_path``, or mined now (default miner, lead times 1/2/3 s)."""
+    from counterfactual.dataset import load_anchor_pairs
+
+    if pairs_path:
+        return load_anchor_pairs(pairs_path)
+    from tqdm import tqdm
+
+    from counterfactual.miner import mine_scene
+
+    pairs = []
+    for i in tqdm(range(len(source)), desc="mining held-out pairs", disable=not progress, leave=False):
+        pairs += mine_scene(source[i], origin=source.origin(i)).pairs
+    return pairs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    import json
+
+    import torch
+
+    from agents.sft.data import load_or_build_samples
+    from agents.vla.processor import write_json
+    from counterfactual.dataset import load_anchor_pairs
+    from envs.sources import open_source
+
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    progress = not args.no_progress
+    if args.source == "bank":
+        source = open_source("bank", num_scenes=args.num_scenes, seed=args.seed)
+    else:
+        source = open_source("deepaccident", root=args.deepaccident_root, split=args.split, strict=False)
+    policy = VLAPolicy.from_pretrained(args.model, name=Path(args.model).resolve().parent.name or "vla")
+    table = load_or_build_samples(source, heldout_pairs(source, args.pairs, progress), args.cache_dir,
+                                  progress=progress)
+    train_table = None
+    if args.train_pairs:
+        train_source = open_source("bank", num_scenes=args.train_num_scenes, seed=args.train_seed)
+        train_table = load_or_build_samples(train_source, load_anchor_pairs(args.train_pairs), args.cache_dir,
+                                            progress=progress)
+    report = evaluate_vla(policy, source, table, train_table, open_loop=not args.no_open_loop,
+                          closed_loop=not args.no_closed_loop, progress=progress)
+    print(report_table([report]))
+    if args.out:
+        write_json(Path(args.out), json.loads(json.dumps(report.to_dict(), default=float)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,152 @@
+"""The VLA network, assembled from ``transformers`` classes: a LLaVA model (CLIP vision tower + projector + Llama
+decoder), tiny and randomly initialised by default, or any image-text-to-text model loaded from a local folder.
+
+* :class:`VLAConfig` + :func:`build_model`: ``LlavaForConditionalGeneration`` with a small ``CLIPVisionConfig``
+  (the 128 px BEV as 64 patches of 16 px) and a small ``LlamaConfig`` (tied input/output embeddings). Nothing is
+  downloaded; sizes were chosen by measurement (``benchmarks/bench_vla.py``, numbers in the README).
+* :func:`load_model`: ``AutoModelForImageTextToText.from_pretrained`` of a local folder (ours, or a pretrained VLM
+  a user names), embeddings resized to the tokenizer (which may have gained the VLA tokens).
+* :func:`apply_lora`: LoRA adapters (``peft``) on the decoder's linear layers; the new tokens' embedding rows are
+  trained with ``trainable_token_indices`` and an untied LM head is trained in full (``modules_to_save``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from agents.vla.tokenizer import VLATokens
+
+
+@dataclass(frozen=True)
+class VLAConfig:
+    """Sizes of the default (tiny, random-init) VLA; every field is documented."""
+
+    image_size: int = 128
+    """Input image side [px]: the BEV of :class:`envs.render.BEVConfig` (128 px by default) is used as is."""
+    patch_size: int = 16
+    """Vision patch side [px] (128 / 16 = 64 image tokens)."""
+    vision_hidden_size: int = 64
+    """Width of the CLIP vision tower."""
+    vision_layers: int = 2
+    """Transformer layers of the vision tower."""
+    vision_heads: int = 2
+    """Attention heads of the vision tower."""
+    text_hidden_size: int = 128
+    """Width of the Llama decoder."""
+    text_layers: int = 2
+    """Decoder layers."""
+    text_heads: int = 4
+    """Decoder attention heads."""
+    text_kv_heads: int = 2
+    """Decoder key/value heads (grouped-query attention)."""
+    text_intermediate_size: int = 384
+    """Decoder MLP width."""
+    max_positions: int = 512
+    """Longest sequence (image tokens + prompt + output) [tokens]."""
+    seed: int = 0
+    """Seed of the random initialisation."""
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size:
+            raise ValueError(f"VLAConfig: image_size {self.image_size} is not a multiple of patch_size "
+                             f"{self.patch_size}")
+        if self.text_hidden_size % self.text_heads or self.text_heads % self.text_kv_heads:
+            raise ValueError("VLAConfig: text_hidden_size must divide by text_heads, text_heads by text_kv_heads")
+
+    @classmethod
+    def tiny(cls, image_size: int = 32, seed: int = 0) -> "VLAConfig":
+        """A minimal configuration for tests and smoke runs (~60k parameters; a 32 px image = 4 image tokens)."""
+        return cls(image_size=image_size, patch_size=16, vision_hidden_size=16, vision_layers=1, vision_heads=2,
+                   text_hidden_size=32, text_layers=1, text_heads=2, text_kv_heads=1, text_intermediate_size=64,
+                   max_positions=256, seed=seed)
+
+    @property
+    def image_tokens(self) -> int:
+        """Image tokens per image (patches; the CLS token is dropped)."""
+        return (self.image_size // self.patch_size) ** 2
+
+
+def build_model(config: VLAConfig, tokens: VLATokens):
+    """A randomly initialised ``LlavaForConditionalGeneration`` for ``tokens``' vocabulary (seeded by
+    ``config.seed``)."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    vision = CLIPVisionConfig(
+        image_size=config.image_size, patch_size=config.patch_size, hidden_size=config.vision_hidden_size,
+        intermediate_size=2 * config.vision_hidden_size, num_hidden_layers=config.vision_layers,
+        num_attention_heads=config.vision_heads, projection_dim=config.vision_hidden_size,
+    )
+    text = LlamaConfig(
+        vocab_size=tokens.vocab_size, hidden_size=config.text_hidden_size,
+        intermediate_size=config.text_intermediate_size, num_hidden_layers=config.text_layers,
+        num_attention_heads=config.text_heads, num_key_value_heads=config.text_kv_heads,
+        max_position_embeddings=config.max_positions, pad_token_id=tokens.pad, bos_token_id=tokens.bos,
+        eos_token_id=tokens.eos, tie_word_embeddings=True,
+    )
+    llava = LlavaConfig(
+        vision_config=vision, text_config=text, image_token_index=tokens.image, image_seq_length=config.image_tokens,
+        vision_feature_layer=-1, vision_feature_select_strategy="default", tie_word_embeddings=True,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = LlavaForConditionalGeneration(llava)
+    _sync_generation_config(model, tokens)
+    return model
+
+
+def _sync_generation_config(model: Any, tokens: VLATokens) -> None:
+    """Make the model's generation config name our pad / eos / bos ids (generate reads them from there)."""
+    gen = model.generation_config
+    gen.pad_token_id, gen.eos_token_id, gen.bos_token_id = tokens.pad, tokens.eos, tokens.bos
+
+
+def load_model(path: str | os.PathLike, tokens: VLATokens, dtype: torch.dtype | None = None):
+    """``AutoModelForImageTextToText.from_pretrained(path)`` (local files only) with the input/output embeddings
+    resized to ``tokens.vocab_size`` when the tokenizer gained tokens."""
+    from transformers import AutoModelForImageTextToText
+
+    kwargs: dict[str, Any] = {"local_files_only": True}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    model = AutoModelForImageTextToText.from_pretrained(str(path), **kwargs)
+    if model.get_input_embeddings().weight.shape[0] < tokens.vocab_size:
+        model.resize_token_embeddings(tokens.vocab_size, mean_resizing=False)
+    _sync_generation_config(model, tokens)
+    return model
+
+
+DEFAULT_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+"""Default LoRA targets: every linear layer of the language model (the vision tower stays frozen)."""
+
+
+def apply_lora(model: Any, new_token_ids: Sequence[int] = (), r: int = 16, alpha: int = 32, dropout: float = 0.0,
+               target_modules: str | Sequence[str] = DEFAULT_LORA_TARGETS, lora_config: Any = None):
+    """Wrap ``model`` with LoRA adapters (``peft.get_peft_model``).
+
+    Args:
+        model: the base model (frozen by peft except the adapters and the modules below).
+        new_token_ids: ids of tokens added to a pretrained tokenizer: their input-embedding rows are trained
+            (``trainable_token_indices``); if the LM head is not tied to the input embeddings it is trained in full
+            (``modules_to_save``), so the new tokens can be emitted.
+        r, alpha, dropout, target_modules: LoRA rank, scaling, dropout and target layers.
+        lora_config: a ready ``peft.LoraConfig`` (overrides the other arguments).
+    """
+    from peft import LoraConfig, get_peft_model
+
+    if lora_config is None:
+        tied = bool(getattr(model.config, "tie_word_embeddings", False))
+        lora_config = LoraConfig(
+            r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
+            trainable_token_indices={"embed_tokens": [int(i) for i in new_token_ids]} if len(new_token_ids) else None,
+            modules_to_save=None if tied or not len(new_token_ids) else ["lm_head"],
+        )
+    return get_peft_model(model, lora_config)
+
+
+def count_parameters(model: Any, trainable_only: bool = False) -> int:
+    """Number of (trainable) parameters."""
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only))

@@ -1,0 +1,342 @@
+"""The VLA policy: observation (BEV + text prompt) -> safety-label text -> action tokens -> trajectory.
+
+:class:`VLAPolicy` is a :class:`agents.base.Policy` (``requires_privileged = False``: it sees the observation and the
+prompt only) around a ``transformers`` image-text model and a :class:`~agents.vla.processor.VLAProcessor`. The
+methods GRPO builds on:
+
+* :meth:`VLAPolicy.act` ``(PolicyInput) -> (8, 3) float32``: greedy decision (the last output is kept in
+  :attr:`VLAPolicy.last_output`, e.g. for language accuracy);
+* :meth:`VLAPolicy.predict` ``(inputs) -> VLAOutput``: greedy, batched;
+* :meth:`VLAPolicy.sample` ``(inputs, G, temperature) -> VLAOutput``: ``G`` sampled outputs per input, rows grouped
+  by input (row ``i * G + g``), with trajectories ``(B * G, 8, 3)``, texts, generated token ids and their
+  sampling-time log-probabilities;
+* :meth:`VLAPolicy.log_prob` ``(inputs, sequences) -> LogProbs``: teacher-forced log-probabilities with gradients,
+  per token (``tokens (N, S)``) and per sequence (``sequence (N,)`` = the sum over the sequence's tokens);
+* :meth:`VLAPolicy.target_sequences` ``(explanations, trajectories) -> (N, S)`` token ids of given outputs (e.g.
+  GRPO's anchor positive and negative with their labels), to score with :meth:`log_prob`.
+
+Every generation follows the output grammar (:mod:`agents.vla.decoding`), and :meth:`log_prob` applies the same
+grammar and temperature, so the log-probability of a sampled sequence equals the sum of the log-probabilities of
+its tokens at sampling time (tested).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from agents.base import Policy, PolicyInput
+from agents.vla.codebook import TrajectoryCodebook
+from agents.vla.decoding import ActionGrammar, GrammarLogitsProcessor
+from agents.vla.format import parse_output, target_text
+from agents.vla.model import VLAConfig, apply_lora, build_model, load_model
+from agents.vla.processor import VLAProcessor, image_of
+from agents.vla.tokenizer import TokenizerConfig, build_tokenizer
+from envs.observation import text_prompt
+from envs.spaces import NUM_POSES
+
+
+@dataclass
+class VLAOutput:
+    """Generated outputs of a batch (``N`` rows = inputs x samples per input).
+
+    Attributes:
+        trajectories: ``(N, 8, 3)`` float32 ego-frame trajectories [m, m, rad] decoded from the action tokens.
+        texts: ``N`` label texts (before ``<action>``).
+        codes: ``(N, L)`` int64 codeword indices.
+        sequences: ``(N, S)`` generated token ids (after the prompt), padded with the pad id after EOS.
+        mask: ``(N, S)`` bool, True on generated tokens up to and including EOS.
+        token_logprobs: ``(N, S)`` log-probabilities of the generated tokens at generation time (grammar and
+            temperature applied; greedy: at temperature 1), 0 on padding.
+        input_index: ``(N,)`` index of the input each row belongs to.
+    """
+
+    trajectories: np.ndarray
+    texts: list[str]
+    codes: np.ndarray
+    sequences: torch.Tensor
+    mask: torch.Tensor
+    token_logprobs: torch.Tensor
+    input_index: np.ndarray
+
+    @property
+    def logprobs(self) -> torch.Tensor:
+        """``(N,)`` sequence log-probabilities at generation time."""
+        return self.token_logprobs.sum(dim=1)
+
+
+@dataclass
+class LogProbs:
+    """Teacher-forced log-probabilities of given sequences (with gradients).
+
+    Attributes:
+        sequence: ``(N,)`` sum of the token log-probabilities.
+        tokens: ``(N, S)`` per-token log-probabilities, 0 where ``mask`` is False.
+        mask: ``(N, S)`` bool, the sequence's tokens (up to and including EOS).
+        action_mask: ``(N, S)`` bool, the action tokens.
+    """
+
+    sequence: torch.Tensor
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    action_mask: torch.Tensor
+
+
+def _sequence_mask(sequences: torch.Tensor, pad: int, eos: int) -> torch.Tensor:
+    """True on tokens up to and including the first EOS, and never on padding."""
+    is_eos = (sequences == eos).long()
+    after_eos = (torch.cumsum(is_eos, dim=1) - is_eos) > 0
+    return (sequences != pad) & ~after_eos
+
+
+class VLAPolicy(Policy):
+    """A vision-language-action driving policy (see the module docstring).
+
+    Args:
+        model: a ``transformers`` image-text-to-text model (``LlavaForConditionalGeneration`` by default), possibly
+            wrapped by ``peft``.
+        processor: the :class:`VLAProcessor` (tokenizer, image processor, codebook).
+        name: label in results tables.
+    """
+
+    requires_privileged = False
+
+    def __init__(self, model: Any, processor: VLAProcessor, name: str = "vla") -> None:
+        self.model = model
+        self.processor = processor
+        self.name = name
+        self.codebook: TrajectoryCodebook = processor.codebook
+        self.tokens = processor.tokens
+        logits_size = int(model.get_output_embeddings().weight.shape[0])
+        self.grammar = ActionGrammar(self.tokens, logits_size, self.codebook.tokens_per_trajectory,
+                                     processor.max_text_tokens, processor.tokenizer.all_special_ids)
+        self.last_output: VLAOutput | None = None
+        """The output of the latest :meth:`act` call."""
+
+    # ------------------------------------------------------------------ construction and files
+    @classmethod
+    def build(cls, codebook: TrajectoryCodebook, config: VLAConfig = VLAConfig(),
+              tokenizer_config: TokenizerConfig = TokenizerConfig(), max_text_tokens: int = 48,
+              name: str = "vla") -> "VLAPolicy":
+        """The default VLA: our tokenizer (trained offline) + a tiny random-init LLaVA of ``config``."""
+        from transformers import LlavaProcessor
+        from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
+
+        tokenizer = build_tokenizer(codebook.size, tokenizer_config)
+        size = config.image_size
+        image_processor = LlavaImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+        llava_processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                         patch_size=config.patch_size, vision_feature_select_strategy="default",
+                                         num_additional_image_tokens=1)
+        processor = VLAProcessor(llava_processor, codebook, max_text_tokens)
+        return cls(build_model(config, processor.tokens), processor, name)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, codebook: TrajectoryCodebook | None = None,
+                        lora: bool | Mapping[str, Any] | Any = False, dtype: torch.dtype | None = None,
+                        max_text_tokens: int | None = None, name: str = "vla") -> "VLAPolicy":
+        """Load a policy folder (:meth:`save_pretrained`) or a pretrained VLM from a local folder.
+
+        Args:
+            path: the folder. A pretrained VLM's folder (any ``AutoModelForImageTextToText`` with an
+                ``AutoProcessor``) needs ``codebook``; its tokenizer gains the VLA tokens and its embeddings are
+                resized. A LoRA policy folder (``adapter_config.json``) loads its base model from the path recorded
+                in the adapter config and the adapter on top.
+            codebook: action codebook for a pretrained VLM's folder (ignored when the folder has its own).
+            lora: add LoRA adapters: True (defaults of :func:`agents.vla.model.apply_lora`), a mapping of its
+                keyword arguments, or a ``peft.LoraConfig``.
+            dtype: model dtype (default: the checkpoint's).
+            max_text_tokens: override the label-text limit.
+            name: label in results tables.
+        """
+        path = Path(path)
+        processor = VLAProcessor.from_pretrained(path, codebook, max_text_tokens)
+        adapter = path / "adapter_config.json"
+        if adapter.is_file():
+            from peft import PeftModel
+
+            base_path = json.loads(adapter.read_text()).get("base_model_name_or_path")
+            if not base_path or not Path(base_path).is_dir():
+                raise ValueError(f"{adapter}: base model folder {base_path!r} not found (a LoRA policy folder needs "
+                                 "its base model)")
+            model = PeftModel.from_pretrained(load_model(base_path, processor.tokens, dtype), str(path),
+                                              is_trainable=True)
+        else:
+            model = load_model(path, processor.tokens, dtype)
+            if lora is not False and lora is not None:
+                new_ids = [processor.tokens.negative, processor.tokens.action, *processor.tokens.tasks.values(),
+                           *processor.tokens.codes.tolist()]
+                if lora is True:
+                    model = apply_lora(model, new_ids)
+                elif isinstance(lora, Mapping):
+                    model = apply_lora(model, new_ids, **lora)
+                else:
+                    model = apply_lora(model, new_ids, lora_config=lora)
+        return cls(model, processor, name)
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Write the model (or, for a LoRA model, its adapter), the processor and the codebook to folder ``path``;
+        :meth:`from_pretrained` reads it back."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(str(path))
+        self.processor.save_pretrained(path)
+        return path
+
+    # ------------------------------------------------------------------ inputs
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's parameters."""
+        return next(self.model.parameters()).device
+
+    def encode(self, inputs: Sequence[PolicyInput], task: str = "drive",
+               negatives: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+        """Model inputs of ``B`` policy inputs (left-padded), on the model's device; ``negatives (B, 8, 3)`` for the
+        ``critique`` / ``correct`` tasks."""
+        if len(inputs) == 0:
+            raise ValueError("inputs: expected at least one PolicyInput")
+        images, prompts = [], []
+        for i, inp in enumerate(inputs):
+            images.append(image_of(inp.observation))
+            prompt = inp.prompt or text_prompt(inp.observation)
+            prompts.append(self.processor.prompt(prompt, task, None if negatives is None else negatives[i]))
+        batch = self.processor.encode_prompts(images, prompts)
+        dtype = next(self.model.parameters()).dtype
+        return {k: v.to(self.device, dtype=dtype if k == "pixel_values" else v.dtype) for k, v in batch.items()}
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, inputs: Sequence[PolicyInput], num_samples: int = 1,
+                 temperature: float | None = None) -> VLAOutput:
+        """Generate ``num_samples`` outputs per input: greedy when ``temperature`` is None, else sampled at that
+        temperature (no top-k / top-p)."""
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        if temperature is not None and not temperature > 0:
+            raise ValueError(f"temperature: expected > 0 or None (greedy), got {temperature!r}")
+        if num_samples < 1 or (temperature is None and num_samples != 1):
+            raise ValueError(f"num_samples: expected 1 for greedy decoding and >= 1 for sampling, got {num_samples}")
+        batch = self.encode(inputs)
+        prompt_length = batch["input_ids"].shape[1]
+        tokens_per_traj = self.codebook.tokens_per_trajectory
+        sampling = temperature is not None
+        config = GenerationConfig(  # top_k=0 disables transformers' default top-k of 50 when sampling
+            do_sample=sampling, temperature=temperature, top_k=0 if sampling else None, top_p=1.0 if sampling else None,
+            num_return_sequences=num_samples, max_new_tokens=self.processor.max_text_tokens + tokens_per_traj + 2,
+            pad_token_id=self.tokens.pad, eos_token_id=self.tokens.eos, bos_token_id=self.tokens.bos,
+            output_scores=True, return_dict_in_generate=True,
+        )
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                out = self.model.generate(**batch, generation_config=config, logits_processor=LogitsProcessorList(
+                    [GrammarLogitsProcessor(self.grammar, prompt_length)]))
+        finally:
+            self.model.train(was_training)
+        sequences = out.sequences[:, prompt_length:].cpu()
+        scores = torch.stack(out.scores, dim=1).float().cpu()  # (N, S, V), grammar and temperature applied
+        mask = _sequence_mask(sequences, self.tokens.pad, self.tokens.eos)
+        token_lp = torch.log_softmax(scores, dim=-1).gather(-1, sequences.unsqueeze(-1)).squeeze(-1)
+        token_lp = token_lp.masked_fill(~mask, 0.0)
+        texts, codes = [], []
+        for row in sequences.numpy():
+            parsed = parse_output(row, self.processor.tokenizer, self.tokens, tokens_per_traj)
+            if not parsed.complete:  # cannot happen under the grammar with this max_new_tokens
+                raise RuntimeError(f"generation did not produce {tokens_per_traj} action token(s): {row.tolist()}")
+            texts.append(parsed.text)
+            codes.append(parsed.codes)
+        codes_arr = np.stack(codes).astype(np.int64)
+        return VLAOutput(
+            trajectories=self.codebook.decode(codes_arr), texts=texts, codes=codes_arr, sequences=sequences,
+            mask=mask, token_logprobs=token_lp, input_index=np.repeat(np.arange(len(inputs)), num_samples),
+        )
+
+    def predict(self, inputs: Sequence[PolicyInput]) -> VLAOutput:
+        """Greedy outputs of a batch of inputs."""
+        return self.generate(inputs)
+
+    def sample(self, inputs: Sequence[PolicyInput], G: int, temperature: float = 1.0) -> VLAOutput:
+        """``G`` sampled outputs per input (rows grouped by input: row ``i * G + g``); trajectories ``(B*G, 8, 3)``."""
+        return self.generate(inputs, num_samples=G, temperature=temperature)
+
+    def act(self, inp: PolicyInput) -> np.ndarray:
+        """Greedy trajectory ``(8, 3)`` float32 for one input; the full output is kept in :attr:`last_output`."""
+        self.last_output = self.generate([inp])
+        return self.last_output.trajectories[0]
+
+    # ------------------------------------------------------------------ teacher forcing
+    def target_sequences(self, explanations: Sequence[str], trajectories: np.ndarray) -> torch.Tensor:
+        """Token ids ``(N, S)`` (right-padded) of the outputs ``explanation<action><codes></s>`` for given label texts
+        and ``(N, 8, 3)`` trajectories (encoded with the codebook), e.g. GRPO's anchors.
+
+        Raises:
+            ValueError: an explanation longer than the grammar's ``max_text_tokens``.
+        """
+        trajectories = np.asarray(trajectories, dtype=np.float64).reshape(-1, NUM_POSES, 3)
+        if len(explanations) != len(trajectories):
+            raise ValueError(f"target_sequences: {len(explanations)} explanations for {len(trajectories)} "
+                             "trajectories")
+        codes = self.codebook.encode(trajectories)
+        ids = self.processor.encode_targets([target_text(e, c) for e, c in zip(explanations, codes)])
+        for e, row in zip(explanations, ids):
+            n_text = len(row) - self.codebook.tokens_per_trajectory - 2
+            if n_text > self.processor.max_text_tokens:
+                raise ValueError(f"explanation of {n_text} tokens exceeds max_text_tokens="
+                                 f"{self.processor.max_text_tokens}: {e!r}")
+        out = torch.full((len(ids), max(len(r) for r in ids)), self.tokens.pad, dtype=torch.long)
+        for i, row in enumerate(ids):
+            out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        return out
+
+    def log_prob(self, inputs: Sequence[PolicyInput], sequences: torch.Tensor, temperature: float = 1.0,
+                 input_index: Sequence[int] | np.ndarray | None = None) -> LogProbs:
+        """Teacher-forced log-probabilities of output sequences (gradients flow into the model).
+
+        Args:
+            inputs: ``B`` policy inputs.
+            sequences: ``(N, S)`` output token ids (as in :attr:`VLAOutput.sequences` or from
+                :meth:`target_sequences`), padded with the pad id after EOS.
+            temperature: the temperature the logits are divided by (use the sampling temperature to reproduce
+                :attr:`VLAOutput.token_logprobs`).
+            input_index: ``(N,)`` input of each row; default: ``N / B`` consecutive rows per input (the layout of
+                :meth:`sample`).
+
+        Returns:
+            :class:`LogProbs`; ``sequence[n] == tokens[n].sum()``.
+        """
+        sequences = torch.as_tensor(sequences, dtype=torch.long).cpu()
+        n_rows = sequences.shape[0]
+        if input_index is None:
+            if n_rows % len(inputs):
+                raise ValueError(f"log_prob: {n_rows} sequences are not a multiple of {len(inputs)} inputs; pass "
+                                 "input_index")
+            index = torch.arange(len(inputs)).repeat_interleave(n_rows // len(inputs))
+        else:
+            index = torch.as_tensor(np.asarray(input_index), dtype=torch.long)
+            if index.shape != (n_rows,) or index.min() < 0 or index.max() >= len(inputs):
+                raise ValueError(f"log_prob: input_index must be ({n_rows},) indices into {len(inputs)} inputs")
+        if not temperature > 0:
+            raise ValueError(f"temperature: expected > 0, got {temperature!r}")
+        batch = self.encode(inputs)
+        prompt_ids, prompt_mask = batch["input_ids"][index], batch["attention_mask"][index]
+        mask = _sequence_mask(sequences, self.tokens.pad, self.tokens.eos)
+        device = self.device
+        seq = sequences.masked_fill(~mask, self.tokens.pad).to(device)
+        attention = torch.cat([prompt_mask, mask.long().to(device)], dim=1)
+        positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
+        out = self.model(input_ids=torch.cat([prompt_ids, seq], dim=1), attention_mask=attention,
+                         pixel_values=batch["pixel_values"][index], position_ids=positions, use_cache=False)
+        start = prompt_ids.shape[1] - 1
+        logits = out.logits[:, start : start + seq.shape[1]].float() / temperature
+        logits = self.grammar.mask(logits, self.grammar.categories_for_sequences(seq))
+        token_lp = torch.log_softmax(logits, dim=-1).gather(-1, seq.unsqueeze(-1)).squeeze(-1)
+        mask = mask.to(device)
+        token_lp = token_lp.masked_fill(~mask, 0.0)
+        action_mask = mask & torch.isin(seq, torch.as_tensor(self.tokens.codes, device=device))
+        return LogProbs(sequence=token_lp.sum(dim=1), tokens=token_lp, mask=mask, action_mask=action_mask)

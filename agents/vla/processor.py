@@ -1,0 +1,166 @@
+"""Image + text processing of the VLA: a ``transformers`` ``LlavaProcessor`` (BEV image + prompt) plus the action
+codebook, saved and loaded together.
+
+:class:`VLAProcessor` turns observations into model inputs and (image, prompt, target) samples into training
+batches:
+
+* :meth:`VLAProcessor.encode_prompts`: ``input_ids`` / ``attention_mask`` ``(B, P)`` **left**-padded (so that
+  generation continues every row at the same position), ``pixel_values`` ``(B, 3, H, W)``;
+* :meth:`VLAProcessor.encode_training`: prompt + target per row, left-padded, with ``labels`` = the target ids and
+  ``-100`` on the prompt and the padding (the loss covers the label text, the action tokens and EOS).
+
+Files in a processor folder: what ``LlavaProcessor.save_pretrained`` writes (tokenizer, image processor,
+``processor_config.json``; reloaded by ``transformers.AutoProcessor``), the codebook (:data:`CODEBOOK_FILE`) and
+:data:`VLA_FILE` (format version and the generation limits).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from agents.vla.codebook import TrajectoryCodebook
+from agents.vla.format import prompt_text
+from agents.vla.tokenizer import VLATokens, add_vla_tokens
+
+CODEBOOK_FILE = "action_codebook.npz"
+"""Codebook file inside a model / processor folder."""
+VLA_FILE = "safealign_vla.json"
+"""VLA settings inside a model / processor folder."""
+VLA_FORMAT_VERSION = "1"
+"""Version of :data:`VLA_FILE` and of the sequence layout (:mod:`agents.vla.format`)."""
+IGNORE_INDEX = -100
+"""Label value ignored by the loss."""
+
+
+def image_of(observation: Mapping[str, Any]) -> np.ndarray:
+    """The ``uint8 (H, W, 3)`` BEV image of an observation (``ValueError`` when there is none or it is not RGB)."""
+    bev = observation.get("bev") if isinstance(observation, Mapping) else None
+    if bev is None:
+        raise ValueError("observation: the VLA needs a 'bev' image (EnvConfig.bev / ObservationConfig.bev must not be "
+                         "None)")
+    bev = np.asarray(bev)
+    if bev.ndim != 3 or bev.shape[2] != 3 or bev.dtype != np.uint8:
+        raise ValueError(f"observation['bev']: expected uint8 (H, W, 3) RGB, got {bev.dtype} {bev.shape} (a semantic "
+                         "BEV has other channels; use BEVConfig(mode='rgb'))")
+    return bev
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as JSON through a temp file in the same folder and a rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class VLAProcessor:
+    """``LlavaProcessor`` + action codebook + the VLA's token ids.
+
+    Args:
+        processor: a ``transformers`` image-text processor with ``tokenizer`` and ``image_processor`` (a
+            ``LlavaProcessor`` for our models; a pretrained VLM's own processor otherwise).
+        codebook: the action codebook.
+        max_text_tokens: longest label text before ``<action>`` is forced in generation [tokens].
+    """
+
+    def __init__(self, processor: Any, codebook: TrajectoryCodebook, max_text_tokens: int = 48) -> None:
+        self.processor = processor
+        self.codebook = codebook
+        self.max_text_tokens = int(max_text_tokens)
+        self.tokenizer = processor.tokenizer
+        self.tokenizer.padding_side = "left"
+        self.tokens = VLATokens.from_tokenizer(self.tokenizer, codebook.size)
+
+    # ------------------------------------------------------------------ text
+    def prompt(self, prompt: str, task: str = "drive", negative: np.ndarray | None = None) -> str:
+        """The input string of one sample (:func:`agents.vla.format.prompt_text`); ``negative`` ``(8, 3)`` is encoded
+        with the codebook."""
+        codes = None if negative is None else self.codebook.encode(negative)
+        return prompt_text(prompt, task, codes)
+
+    def encode_targets(self, targets: Sequence[str]) -> list[list[int]]:
+        """Token ids of target strings (no special tokens added; the targets carry their own ``</s>``)."""
+        return [self.tokenizer.encode(t, add_special_tokens=False) for t in targets]
+
+    # ------------------------------------------------------------------ batches
+    def encode_prompts(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Model inputs of ``B`` (image ``uint8 (H, W, 3)``, prompt string) pairs, left-padded."""
+        if len(images) != len(prompts):
+            raise ValueError(f"encode_prompts: {len(images)} images for {len(prompts)} prompts")
+        batch = self.processor(text=list(prompts), images=list(images), return_tensors="pt", padding=True,
+                               add_special_tokens=False)
+        return {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values")}
+
+    def encode_training(self, images: Sequence[np.ndarray], prompts: Sequence[str],
+                        targets: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Training batch: prompt + target ids per row (left-padded), ``labels`` = target ids, ``-100`` elsewhere."""
+        prompt_batch = self.processor(text=list(prompts), images=list(images), padding=False, add_special_tokens=False)
+        target_ids = self.encode_targets(targets)
+        rows = [list(p) + t for p, t in zip(prompt_batch["input_ids"], target_ids)]
+        width = max(len(r) for r in rows)
+        pad = self.tokens.pad
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (row, tgt) in enumerate(zip(rows, target_ids)):
+            start = width - len(row)
+            input_ids[i, start:] = torch.tensor(row, dtype=torch.long)
+            attention[i, start:] = 1
+            labels[i, width - len(tgt):] = torch.tensor(tgt, dtype=torch.long)
+        pixel_values = prompt_batch["pixel_values"]
+        if not isinstance(pixel_values, torch.Tensor):
+            pixel_values = torch.as_tensor(np.stack([np.asarray(v) for v in pixel_values]))
+        return {"input_ids": input_ids, "attention_mask": attention, "pixel_values": pixel_values, "labels": labels}
+
+    # ------------------------------------------------------------------ files
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Write the processor, the codebook and the VLA settings to folder ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.processor.save_pretrained(str(path))
+        self.codebook.save(path / CODEBOOK_FILE)
+        write_json(path / VLA_FILE, {"format_version": VLA_FORMAT_VERSION, "codebook": CODEBOOK_FILE,
+                                     "max_text_tokens": self.max_text_tokens})
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, codebook: TrajectoryCodebook | None = None,
+                        max_text_tokens: int | None = None) -> "VLAProcessor":
+        """Load a processor folder (``transformers.AutoProcessor``). A folder written by :meth:`save_pretrained`
+        brings its codebook; a pretrained VLM's folder needs ``codebook``, and the VLA tokens are then added to its
+        tokenizer (:func:`agents.vla.tokenizer.add_vla_tokens`)."""
+        from transformers import AutoProcessor
+
+        path = Path(path)
+        if not path.is_dir():
+            raise ValueError(f"{path}: no such model / processor folder")
+        settings: dict[str, Any] = {}
+        if (path / VLA_FILE).is_file():
+            settings = json.loads((path / VLA_FILE).read_text())
+            if settings.get("format_version") != VLA_FORMAT_VERSION:
+                raise ValueError(f"{path / VLA_FILE}: format_version {settings.get('format_version')!r}, this code "
+                                 f"reads {VLA_FORMAT_VERSION!r}")
+            if codebook is None:
+                codebook = TrajectoryCodebook.load(path / settings.get("codebook", CODEBOOK_FILE))
+        if codebook is None:
+            raise ValueError(f"{path}: not a SafeAlign VLA folder (no {VLA_FILE}); pass the action codebook to add "
+                             "its tokens to this pretrained model")
+        processor = AutoProcessor.from_pretrained(str(path))
+        if not hasattr(processor, "tokenizer") or not hasattr(processor, "image_processor"):
+            raise ValueError(f"{path}: AutoProcessor gave {type(processor).__name__}, which is not an image-text "
+                             "processor (needs .tokenizer and .image_processor)")
+        add_vla_tokens(processor.tokenizer, codebook.size)
+        limit = max_text_tokens if max_text_tokens is not None else settings.get("max_text_tokens", 48)
+        return cls(processor, codebook, int(limit))

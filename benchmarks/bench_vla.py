@@ -1,0 +1,104 @@
+"""VLA model cost by size: ``python -m benchmarks.bench_vla [--threads 1] [--configs tiny,small,base]``.
+
+For each candidate :class:`agents.vla.model.VLAConfig` (random init, 128 px BEV = 64 image tokens, our tokenizer,
+a segment codebook fitted on 200 synthetic bank scenes) prints the parameter count, the sequence length, the time
+of one forward + backward pass on a training batch of 16 (label text + action tokens as targets), the time to
+sample G = 8 outputs for one observation, and the greedy decision latency (``VLAPolicy.act``) [ms]. Inputs are
+real bank observations (synthetic scenes) with mined-label-like explanations; ``torch.set_num_threads(--threads)``.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+CONFIGS = {
+    "tiny": dict(vision_hidden_size=32, vision_layers=1, vision_heads=2, text_hidden_size=64, text_layers=1,
+                 text_heads=2, text_kv_heads=1, text_intermediate_size=192),
+    "small": dict(vision_hidden_size=64, vision_layers=2, vision_heads=2, text_hidden_size=128, text_layers=2,
+                  text_heads=4, text_kv_heads=2, text_intermediate_size=384),
+    "base": dict(vision_hidden_size=128, vision_layers=2, vision_heads=4, text_hidden_size=256, text_layers=4,
+                 text_heads=4, text_kv_heads=2, text_intermediate_size=768),
+}
+"""Candidate sizes (``small`` is :class:`agents.vla.model.VLAConfig`'s default)."""
+
+
+def _timed(fn, repeats: int) -> float:
+    fn()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) / repeats
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print its table."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_vla", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--configs", default="tiny,small,base", help=f"comma-separated, from {sorted(CONFIGS)}")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per measurement")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from agents.base import PolicyInput
+    from agents.vla.codebook import CodebookConfig, TrajectoryCodebook, log_trajectories
+    from agents.vla.format import target_text
+    from agents.vla.model import VLAConfig, count_parameters
+    from agents.vla.policy import VLAPolicy
+    from counterfactual.language import explain
+    from envs.bank import ScenarioBank
+    from envs.observation import build_observation, text_prompt
+    from envs.scoring import trajectory_from_log
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    bank = ScenarioBank(200, seed=0)
+    scenes = [bank[i] for i in range(len(bank))]
+    codebook = TrajectoryCodebook.fit(log_trajectories(scenes, stride=5), CodebookConfig(size=256, mode="segment"))
+    rng = np.random.default_rng(0)
+    obs = [build_observation(s, 30) for s in scenes[:16]]
+    inputs = [PolicyInput(observation=o, prompt=text_prompt(o)) for o in obs]
+    label = {"risk_agent_class": "pedestrian", "sector": "left", "distance_m": 12.3, "conflict_type": "crossing",
+             "risk_level": "high", "ttc_s": 1.4, "action": "brake"}
+    texts = [explain(label, seed=int(rng.integers(1000))) for _ in inputs]
+    targets = [target_text(t, codebook.encode(trajectory_from_log(s, 30))) for t, s in zip(texts, scenes)]
+    head = ("config", "params", "seq len", "fwd+bwd b16 ms", "sample G=8 ms", "greedy act ms")
+    rows = []
+    for name in args.configs.split(","):
+        policy = VLAPolicy.build(codebook, VLAConfig(**CONFIGS[name]))
+        model = policy.model
+        prompts = [policy.processor.prompt(i.prompt) for i in inputs]
+        batch = policy.processor.encode_training([o["bev"] for o in obs], prompts, targets)
+
+        def step() -> None:
+            model.zero_grad()
+            model(**batch).loss.backward()
+
+        model.train()
+        t_train = _timed(step, args.repeats)
+        model.eval()
+        t_sample = _timed(lambda: policy.sample(inputs[:1], G=8, temperature=1.0), args.repeats)
+        t_act = _timed(lambda: policy.act(inputs[0]), args.repeats)
+        rows.append((name, f"{count_parameters(model) / 1e6:.2f}M", str(batch["input_ids"].shape[1]),
+                     f"{1000 * t_train:.0f}", f"{1000 * t_sample:.0f}", f"{1000 * t_act:.0f}"))
+        print("  ".join(rows[-1]), flush=True)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    fmt = "  ".join("{:<%d}" % w for w in widths)
+    print(f"\nthreads={args.threads}; 128 px BEV (64 image tokens), segment codebook K=256 (8 action tokens), "
+          f"untrained weights (generations run to the text limit: an upper bound on latency)")
+    print(fmt.format(*head))
+    for r in rows:
+        print(fmt.format(*r))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
