@@ -39,6 +39,7 @@ import numpy as np
 from envs.render import BEVConfig, BEVRenderer
 from envs.scene import Scene
 from envs.spaces import EGO_STATE_HIGH, EGO_STATE_LOW, HISTORY_RANGE
+from rewards import kernels
 from rewards.geometry import polyline_arclength, rotate_vectors, world_to_local
 
 COMMANDS = ("left", "straight", "right")
@@ -72,7 +73,8 @@ class Route:
         if len(pts) < 2:
             raise ValueError(f"{name}: needs at least 2 distinct points, got {len(pts)}")
         d = np.diff(pts, axis=0)
-        return cls(points=pts, arclength=polyline_arclength(pts), headings=np.unwrap(np.arctan2(d[:, 1], d[:, 0])))
+        return cls(points=np.ascontiguousarray(pts), arclength=np.ascontiguousarray(polyline_arclength(pts)),
+                   headings=np.unwrap(np.arctan2(d[:, 1], d[:, 0])))
 
     @classmethod
     def from_scene(cls, scene: Scene) -> "Route":
@@ -91,13 +93,10 @@ class Route:
         return float(self.arclength[-1])
 
     def project(self, xy: np.ndarray) -> float:
-        """Arc length [m] of the point of the route closest to ``xy (2,)`` [m]."""
-        a, b = self.points[:-1], self.points[1:]
-        ab = b - a
-        u = np.clip(np.sum((xy - a) * ab, axis=1) / np.sum(ab * ab, axis=1), 0.0, 1.0)
-        dist2 = np.sum((a + u[:, None] * ab - xy) ** 2, axis=1)
-        i = int(np.argmin(dist2))
-        return float(self.arclength[i] + u[i] * (self.arclength[i + 1] - self.arclength[i]))
+        """Arc length [m] of the point of the route closest to ``xy (2,)`` [m] (first segment on ties; the scorer's
+        compiled projection, :func:`rewards.kernels.project_points`)."""
+        point = np.asarray(xy, dtype=np.float64).reshape(1, 2)
+        return float(kernels.project_points(point, self.points, self.arclength)[0])
 
     def heading_at(self, s: float) -> float:
         """Unwrapped heading [rad] of the segment at arc length ``s`` [m] (clamped to the route)."""
