@@ -217,6 +217,12 @@ def test_target_sequences_for_anchors(policy, inputs):
     assert not torch.allclose(lp.sequence[0], lp.sequence[1])
     with pytest.raises(ValueError, match="max_text_tokens"):
         policy.target_sequences([text * 4], trajs[:1])
+    # sampled outputs and anchors in one call (GRPO's group): same values as separately
+    sampled = policy.sample(inputs[:1], G=2)
+    both = policy.concat_sequences(sampled.sequences, seqs[:1])
+    joint = policy.log_prob(inputs[:1], both, input_index=[0, 0, 0]).sequence.detach()
+    torch.testing.assert_close(joint[:2], sampled.logprobs, atol=1e-3, rtol=0)
+    torch.testing.assert_close(joint[2], lp.sequence[0].detach(), atol=1e-4, rtol=0)
 
 
 def test_save_load_gives_identical_outputs(policy, inputs, tmp_path):

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora", action="store_true", help="with --init: train LoRA adapters (peft)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--cache-dir", default="outputs/sft_cache", help="rendered samples and codebooks")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 without CUDA)")
     p.add_argument("--prepare-only", action="store_true", help="render the cache and fit the codebook, then exit")
     p.add_argument("--eval", action="store_true", help="evaluate the final policy on held-out scenes")
     p.add_argument("--eval-num-scenes", type=int, default=40, help="held-out bank scenes")
@@ -89,7 +89,7 @@ def codebook_for(args: argparse.Namespace, pairs: Sequence[Any], progress: bool 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
-    import torch
+    from agents.sft.trainer import set_threads
 
     from agents.sft.data import SFTDataset, SampleConfig, load_or_build_samples
     from agents.sft.trainer import SFTConfig, latest_checkpoint, train_sft
@@ -99,8 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from envs.sources import open_source
 
     args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     progress = not args.no_progress
     pairs = load_anchor_pairs(args.pairs)
     source = open_source("bank", num_scenes=args.num_scenes, seed=args.scene_seed)

@@ -12,9 +12,9 @@
   sector, risk level, conflict type and action).
 * **Risk accuracy**: the risk level parsed from the text against the truth on the pair decisions (mined label)
   and on safe expert-log decisions of the held-out scenes (truth ``none``), all together.
-* **Trivial baselines** beside each accuracy, computed on the same rows: the majority value of each field over the
-  training rows, and a lookup on (scenario type, lead time) fitted on the training rows (it reads the scenario
-  type, which the policy cannot see).
+* **Trivial baselines** beside each accuracy, computed on the same rows (:func:`trivial_baselines`): the majority
+  value of each field over the training rows, and a lookup on (scenario type, lead time) fitted on the training
+  rows (it reads the scenario type, which the policy cannot see).
 
 The held-out rows are rendered with the SFT data builder (:mod:`agents.sft.data`, cached on disk).
 """
@@ -22,6 +22,7 @@ The held-out rows are rendered with the SFT data builder (:mod:`agents.sft.data`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -115,23 +116,31 @@ def _lookup_key(row: Mapping[str, Any]) -> tuple[str, str]:
 
 def trivial_baselines(train_rows: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]
                       ) -> list[AccuracyReport]:
-    """The two trivial predictors (majority per field; (scenario type, lead time) lookup), fitted on
-    ``train_rows`` and scored on ``rows``."""
+    """The two trivial predictors, fitted on ``train_rows`` and scored on ``rows``:
+
+    * majority: a constant per field, the most frequent training value among the rows the field is scored on
+      (pair rows for the language fields and the pair risk accuracy, all rows for the overall risk accuracy);
+    * lookup: the most frequent training value of each field per (scenario type, lead time or ``expert``), the
+      overall majority for unseen keys.
+    """
     def majority(subset: Sequence[Mapping[str, Any]], name: str) -> str | None:
         values = Counter(r[name] or None for r in subset)
         return values.most_common(1)[0][0] if values else None
 
     pairs_train = [r for r in train_rows if r["kind"] == "pair"] or list(train_rows)
-    global_major = {f: majority(pairs_train, f) for f in LABEL_COLUMNS}
-    global_major["risk_level"] = majority(train_rows, "risk_level")
+    on_pairs = accuracy_report("majority (trivial)", [{f: majority(pairs_train, f) for f in LABEL_COLUMNS}] * len(rows),
+                               rows)
+    on_all = accuracy_report("majority (trivial)", [{"risk_level": majority(train_rows, "risk_level")}] * len(rows),
+                             rows)
+    major = dataclasses.replace(on_pairs, risk_accuracy=on_all.risk_accuracy,
+                                no_hazard_accuracy=on_all.no_hazard_accuracy)
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for r in train_rows:
         groups.setdefault(_lookup_key(r), []).append(r)
+    overall = {f: majority(train_rows, f) for f in LABEL_COLUMNS}
     table = {k: {f: majority(v, f) for f in LABEL_COLUMNS} for k, v in groups.items()}
-    major_pred = [dict(global_major) for _ in rows]
-    lookup_pred = [dict(table.get(_lookup_key(r), global_major)) for r in rows]
-    return [accuracy_report("majority (trivial)", major_pred, rows),
-            accuracy_report("type+lead lookup (trivial)", lookup_pred, rows)]
+    lookup_pred = [dict(table.get(_lookup_key(r), overall)) for r in rows]
+    return [major, accuracy_report("type+lead lookup (trivial)", lookup_pred, rows)]
 
 
 def generate_texts(policy: VLAPolicy, table: Any, batch_size: int = 16, progress: bool = False) -> list[str]:
@@ -233,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default="outputs/sft_cache", help="rendered-sample cache folder")
     p.add_argument("--no-open-loop", action="store_true", help="skip the open-loop evaluation")
     p.add_argument("--no-closed-loop", action="store_true", help="skip the closed-loop evaluation")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 without CUDA)")
     p.add_argument("--out", default=None, help="write the report as JSON here")
     p.add_argument("--no-progress", action="store_true", help="disable progress bars")
     return p
@@ -259,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     import json
 
-    import torch
+    from agents.sft.trainer import set_threads
 
     from agents.sft.data import load_or_build_samples
     from agents.vla.processor import write_json
@@ -267,8 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from envs.sources import open_source
 
     args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     progress = not args.no_progress
     if args.source == "bank":
         source = open_source("bank", num_scenes=args.num_scenes, seed=args.seed)

@@ -13,7 +13,8 @@ methods GRPO builds on:
 * :meth:`VLAPolicy.log_prob` ``(inputs, sequences) -> LogProbs``: teacher-forced log-probabilities with gradients,
   per token (``tokens (N, S)``) and per sequence (``sequence (N,)`` = the sum over the sequence's tokens);
 * :meth:`VLAPolicy.target_sequences` ``(explanations, trajectories) -> (N, S)`` token ids of given outputs (e.g.
-  GRPO's anchor positive and negative with their labels), to score with :meth:`log_prob`.
+  GRPO's anchor positive and negative with their labels), to score with :meth:`log_prob`;
+  :meth:`VLAPolicy.concat_sequences` stacks sequences of different widths for one :meth:`log_prob` call.
 
 Every generation follows the output grammar (:mod:`agents.vla.decoding`), and :meth:`log_prob` applies the same
 grammar and temperature, so the log-probability of a sampled sequence equals the sum of the log-probabilities of
@@ -293,6 +294,14 @@ class VLAPolicy(Policy):
         for i, row in enumerate(ids):
             out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
         return out
+
+    def concat_sequences(self, *sequences: torch.Tensor) -> torch.Tensor:
+        """Stack ``(N_i, S_i)`` output sequences row-wise, right-padding with the pad id to the widest (e.g. sampled
+        outputs and anchor :meth:`target_sequences` into one :meth:`log_prob` call)."""
+        width = max(int(s.shape[1]) for s in sequences)
+        padded = [torch.nn.functional.pad(torch.as_tensor(s, dtype=torch.long).cpu(), (0, width - s.shape[1]),
+                                          value=self.tokens.pad) for s in sequences]
+        return torch.cat(padded, dim=0)
 
     def log_prob(self, inputs: Sequence[PolicyInput], sequences: torch.Tensor, temperature: float = 1.0,
                  input_index: Sequence[int] | np.ndarray | None = None) -> LogProbs:
