@@ -66,9 +66,9 @@ def policy(codebook):
 @pytest.fixture(scope="module")
 def inputs(scenes):
     out = []
-    for scene, t in zip(scenes[:3], (20, 31, 42)):
+    for scene, t, extra in zip(scenes[:3], (20, 31, 42), ("", " Drive safely.", "")):
         obs = build_observation(scene, t, config=OBS)
-        out.append(PolicyInput(observation=obs, prompt=text_prompt(obs)))
+        out.append(PolicyInput(observation=obs, prompt=text_prompt(obs) + extra))  # prompts of different lengths
     return out
 
 
@@ -154,10 +154,23 @@ def test_processor_round_trip(policy, inputs, tmp_path):
     assert np.array_equal(again.codebook.codewords, proc.codebook.codewords)
     for key, value in again.encode_prompts(images, prompts).items():
         assert torch.equal(value, batch[key]), key
-    train = again.encode_training(images, prompts, [target_text("No immediate risk.", [1] * 8)] * len(inputs))
+    texts = ["No immediate risk.", "A car ahead, 8.0 m away, in a rear-end conflict, so the ego should brake.", "Go."]
+    targets = [target_text(t, [1] * 8) for t in texts]
+    train = again.encode_training(images, prompts, targets)
     labelled = train["labels"] != -100
-    n_target = len(again.encode_targets([target_text("No immediate risk.", [1] * 8)])[0])
-    assert labelled.sum(dim=1).tolist() == [n_target] * len(inputs)
+    assert labelled.sum(dim=1).tolist() == [len(t) for t in again.encode_targets(targets)]
+    # right padding: every row starts at position 0, as its prompt does in generation
+    assert train["attention_mask"][:, 0].all() and not train["attention_mask"][:, -1].all()
+    # a row's loss does not depend on the rows it is batched with (no padding leak through positions)
+    model = policy.model
+    with torch.no_grad():
+        for i in range(len(texts)):
+            n = int(train["attention_mask"][i].sum())
+            alone = model(**{k: v[i : i + 1, :n] if v.ndim == 2 else v[i : i + 1] for k, v in train.items()}).loss
+            logits = model(**{k: v for k, v in train.items() if k != "labels"}).logits[i]
+            keep = train["labels"][i, 1:] != -100
+            manual = torch.nn.functional.cross_entropy(logits[:-1][keep], train["labels"][i, 1:][keep])
+            torch.testing.assert_close(manual, alone, atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="not a SafeAlign VLA folder"):
         (tmp_path / "safealign_vla.json").unlink()
         VLAProcessor.from_pretrained(tmp_path)
@@ -201,6 +214,12 @@ def test_log_prob_equals_sum_of_token_log_probs(policy, inputs, temperature):
     grads = [p.grad for p in policy.model.parameters() if p.grad is not None]
     assert grads and sum(float(g.abs().sum()) for g in grads) > 0
     policy.model.zero_grad()
+    # a row's value does not depend on the other inputs of the batch (left padding + position ids)
+    assert not policy.encode(inputs)["attention_mask"].all()
+    for i in range(len(inputs)):
+        rows = torch.as_tensor(out.input_index == i)
+        alone = policy.log_prob(inputs[i : i + 1], out.sequences[rows], temperature=temperature).sequence.detach()
+        torch.testing.assert_close(alone, lp.sequence.detach()[rows], atol=1e-3, rtol=0)
     # explicit input_index (rows in any order) gives the same values
     perm = torch.randperm(len(out.texts))
     lp2 = policy.log_prob(inputs, out.sequences[perm], temperature, input_index=out.input_index[perm.numpy()])

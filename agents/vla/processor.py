@@ -6,8 +6,11 @@ batches:
 
 * :meth:`VLAProcessor.encode_prompts`: ``input_ids`` / ``attention_mask`` ``(B, P)`` **left**-padded (so that
   generation continues every row at the same position), ``pixel_values`` ``(B, 3, H, W)``;
-* :meth:`VLAProcessor.encode_training`: prompt + target per row, left-padded, with ``labels`` = the target ids and
-  ``-100`` on the prompt and the padding (the loss covers the label text, the action tokens and EOS).
+* :meth:`VLAProcessor.encode_training`: prompt + target per row, **right**-padded, with ``labels`` = the target ids
+  and ``-100`` on the prompt and the padding (the loss covers the label text, the action tokens and EOS). Right
+  padding keeps every row's positions at ``0, 1, ...`` as in generation (whose position ids count only the
+  attended tokens); left padding without position ids would shift positions by the padding, which depends on the
+  target's length: a leak the model learns to read in training and cannot use at inference.
 
 Files in a processor folder: what ``LlavaProcessor.save_pretrained`` writes (tokenizer, image processor,
 ``processor_config.json``; reloaded by ``transformers.AutoProcessor``), the codebook (:data:`CODEBOOK_FILE`) and
@@ -99,7 +102,7 @@ class VLAProcessor:
 
     def encode_training(self, images: Sequence[np.ndarray], prompts: Sequence[str],
                         targets: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Training batch: prompt + target ids per row (left-padded), ``labels`` = target ids, ``-100`` elsewhere."""
+        """Training batch: prompt + target ids per row (right-padded), ``labels`` = target ids, ``-100`` elsewhere."""
         prompt_batch = self.processor(text=list(prompts), images=list(images), padding=False, add_special_tokens=False)
         target_ids = self.encode_targets(targets)
         rows = [list(p) + t for p, t in zip(prompt_batch["input_ids"], target_ids)]
@@ -109,10 +112,9 @@ class VLAProcessor:
         labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
         attention = torch.zeros((len(rows), width), dtype=torch.long)
         for i, (row, tgt) in enumerate(zip(rows, target_ids)):
-            start = width - len(row)
-            input_ids[i, start:] = torch.tensor(row, dtype=torch.long)
-            attention[i, start:] = 1
-            labels[i, width - len(tgt):] = torch.tensor(tgt, dtype=torch.long)
+            input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            attention[i, : len(row)] = 1
+            labels[i, len(row) - len(tgt) : len(row)] = torch.tensor(tgt, dtype=torch.long)
         pixel_values = prompt_batch["pixel_values"]
         if not isinstance(pixel_values, torch.Tensor):
             pixel_values = torch.as_tensor(np.stack([np.asarray(v) for v in pixel_values]))
