@@ -35,7 +35,7 @@ from agents.vla.processor import write_json
 class SFTConfig:
     """Optimisation settings; every field is documented."""
 
-    max_steps: int = 400
+    max_steps: int = 800
     """Optimizer steps (the same for both data views)."""
     batch_size: int = 16
     """Examples per step and device."""

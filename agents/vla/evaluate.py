@@ -1,7 +1,7 @@
 """Evaluate a VLA policy on held-out scenes: driving (through ``experiments.evaluate``) and its safety language.
 
 ``python -m agents.vla.evaluate --model DIR [--num-scenes 40 --seed 1000] [--pairs heldout.parquet]
-[--train-pairs train.parquet --train-num-scenes 100 --train-seed 0] [--out results.json]``
+[--train-pairs train.parquet --train-num-scenes 400 --train-seed 0] [--out results.json]``
 
 * **Open loop** (:func:`experiments.evaluate.evaluate_open_loop`): one decision per scene, PDMS (NAVSIM v1.1) and
   collision rate; **closed loop** (:func:`experiments.evaluate.evaluate_closed_loop`): collision rate and mean
@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="val", help="DeepAccident split")
     p.add_argument("--pairs", default=None, help="held-out anchor pairs (default: mined now with the default miner)")
     p.add_argument("--train-pairs", default=None, help="training pairs (fit the trivial baselines)")
-    p.add_argument("--train-num-scenes", type=int, default=100, help="bank scenes of the training rows (baselines)")
+    p.add_argument("--train-num-scenes", type=int, default=400, help="bank scenes of the training rows (baselines)")
     p.add_argument("--train-seed", type=int, default=0, help="bank seed of the training rows (baselines)")
     p.add_argument("--cache-dir", default="outputs/sft_cache", help="rendered-sample cache folder")
     p.add_argument("--no-open-loop", action="store_true", help="skip the open-loop evaluation")

@@ -36,7 +36,7 @@ from agents.base import Policy, PolicyInput
 from agents.vla.codebook import TrajectoryCodebook
 from agents.vla.decoding import ActionGrammar, GrammarLogitsProcessor
 from agents.vla.format import parse_output, target_text
-from agents.vla.model import VLAConfig, apply_lora, build_model, load_model
+from agents.vla.model import VISION_MODULES, VLAConfig, apply_lora, build_model, freeze_modules, load_model
 from agents.vla.processor import VLAProcessor, image_of
 from agents.vla.tokenizer import TokenizerConfig, build_tokenizer
 from envs.observation import text_prompt
@@ -112,6 +112,7 @@ class VLAPolicy(Policy):
         self.model = model
         self.processor = processor
         self.name = name
+        freeze_modules(model, processor.frozen_modules)
         self.codebook: TrajectoryCodebook = processor.codebook
         self.tokens = processor.tokens
         logits_size = int(model.get_output_embeddings().weight.shape[0])
@@ -135,7 +136,8 @@ class VLAPolicy(Policy):
         llava_processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer,
                                          patch_size=config.patch_size, vision_feature_select_strategy="default",
                                          num_additional_image_tokens=1)
-        processor = VLAProcessor(llava_processor, codebook, max_text_tokens)
+        processor = VLAProcessor(llava_processor, codebook, max_text_tokens,
+                                 frozen_modules=() if config.train_vision else VISION_MODULES)
         return cls(build_model(config, processor.tokens), processor, name)
 
     @classmethod

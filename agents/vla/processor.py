@@ -70,12 +70,16 @@ class VLAProcessor:
             ``LlavaProcessor`` for our models; a pretrained VLM's own processor otherwise).
         codebook: the action codebook.
         max_text_tokens: longest label text before ``<action>`` is forced in generation [tokens].
+        frozen_modules: names of model submodules that stay frozen in training (saved with the settings so a
+            reloaded policy trains the same parameters; see :attr:`agents.vla.model.VLAConfig.train_vision`).
     """
 
-    def __init__(self, processor: Any, codebook: TrajectoryCodebook, max_text_tokens: int = 48) -> None:
+    def __init__(self, processor: Any, codebook: TrajectoryCodebook, max_text_tokens: int = 48,
+                 frozen_modules: Sequence[str] = ()) -> None:
         self.processor = processor
         self.codebook = codebook
         self.max_text_tokens = int(max_text_tokens)
+        self.frozen_modules = tuple(str(m) for m in frozen_modules)
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"
         self.tokens = VLATokens.from_tokenizer(self.tokenizer, codebook.size)
@@ -128,7 +132,8 @@ class VLAProcessor:
         self.processor.save_pretrained(str(path))
         self.codebook.save(path / CODEBOOK_FILE)
         write_json(path / VLA_FILE, {"format_version": VLA_FORMAT_VERSION, "codebook": CODEBOOK_FILE,
-                                     "max_text_tokens": self.max_text_tokens})
+                                     "max_text_tokens": self.max_text_tokens,
+                                     "frozen_modules": list(self.frozen_modules)})
         return path
 
     @classmethod
@@ -159,4 +164,4 @@ class VLAProcessor:
                              "processor (needs .tokenizer and .image_processor)")
         add_vla_tokens(processor.tokenizer, codebook.size)
         limit = max_text_tokens if max_text_tokens is not None else settings.get("max_text_tokens", 48)
-        return cls(processor, codebook, int(limit))
+        return cls(processor, codebook, int(limit), settings.get("frozen_modules", ()))
