@@ -150,11 +150,16 @@ def test_accuracy_helpers_and_baselines():
 def test_evaluate_vla_smoke(table, codebook, source):
     policy = _policy(codebook)
     report = evaluate_vla(policy, source, table, table, closed_loop=False, progress=False)
-    assert 0.0 <= report.open_loop["collision_rate"] <= 1.0 and report.open_loop["num_scenes"] == len(source)
+    assert 0.0 <= report.open_loop.collision_rate <= 1.0 and report.open_loop.num_scenes == len(source)
+    assert report.open_loop.language_accuracy == report.accuracy[0].language_accuracy
     names = [a.name for a in report.accuracy]
     assert names[0] == policy.name and len(names) == 3
     assert 0.0 <= report.accuracy[0].risk_accuracy <= 1.0
     text = report_table([report])
     assert "majority (trivial)" in text and "type+lead lookup (trivial)" in text
+    from experiments.evaluate import results_table
+
+    assert policy.name in results_table([report.open_loop])
+    assert report.to_dict()["open_loop"]["score"] == report.open_loop.score or math.isnan(report.open_loop.score)
     # the untrained model states no parseable label: its accuracies are those of empty predictions
     assert language_accuracy(policy, table)[0].language_accuracy < 0.5

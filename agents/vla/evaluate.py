@@ -65,11 +65,15 @@ class AccuracyReport:
 
 @dataclass
 class VLAEvalReport:
-    """Everything :func:`evaluate_vla` measured (means over scenes / rows; see the module docstring)."""
+    """Everything :func:`evaluate_vla` measured (means over scenes / rows; see the module docstring).
+
+    ``open_loop`` / ``closed_loop`` are :class:`experiments.evaluate.EvalResult` with ``language_accuracy`` and
+    ``risk_accuracy`` filled in, so ``experiments.evaluate.results_table`` prints them in the project's table.
+    """
 
     policy: str
-    open_loop: dict[str, Any] | None
-    closed_loop: dict[str, Any] | None
+    open_loop: Any | None
+    closed_loop: Any | None
     accuracy: list[AccuracyReport] = field(default_factory=list)
     """The policy first, then the trivial baselines."""
 
@@ -172,11 +176,6 @@ def language_accuracy(policy: VLAPolicy, table: Any, train_table: Any | None = N
 
 
 # --------------------------------------------------------------------------------------------------- driving
-def _eval_dict(result: Any) -> dict[str, Any]:
-    return {"score": result.score, "score_kind": result.score_kind, "collision_rate": result.collision_rate,
-            "sub_scores": dict(result.sub_scores), "mean_return": result.mean_return, "num_scenes": result.num_scenes}
-
-
 def evaluate_vla(policy: VLAPolicy, source: Any, table: Any | None = None, train_table: Any | None = None,
                  open_loop: bool = True, closed_loop: bool = True, max_steps: int = 200,
                  progress: bool = True) -> VLAEvalReport:
@@ -189,12 +188,16 @@ def evaluate_vla(policy: VLAPolicy, source: Any, table: Any | None = None, train
     config = EnvConfig(text_prompt=True)
     if open_loop:
         env = ReplayEnv(source, mode="open_loop", config=config)
-        report.open_loop = _eval_dict(evaluate_open_loop(policy, env, progress=progress))
+        report.open_loop = evaluate_open_loop(policy, env, progress=progress)
     if closed_loop:
         env = ReplayEnv(source, mode="closed_loop", config=config)
-        report.closed_loop = _eval_dict(evaluate_closed_loop(policy, env, progress=progress, max_steps=max_steps))
+        report.closed_loop = evaluate_closed_loop(policy, env, progress=progress, max_steps=max_steps)
     if table is not None:
         report.accuracy = language_accuracy(policy, table, train_table, progress=progress)
+        for result in (report.open_loop, report.closed_loop):
+            if result is not None:
+                result.language_accuracy = report.accuracy[0].language_accuracy
+                result.risk_accuracy = report.accuracy[0].risk_accuracy
     return report
 
 
@@ -211,9 +214,9 @@ def report_table(reports: Sequence[VLAEvalReport]) -> str:
     baselines: dict[str, AccuracyReport] = {}
     for r in reports:
         acc = r.accuracy[0] if r.accuracy else None
-        ol, cl = r.open_loop or {}, r.closed_loop or {}
-        lines.append((r.policy, _pct(ol.get("score")), _pct(ol.get("collision_rate")), _pct(cl.get("collision_rate")),
-                      _pct(cl.get("score")), _pct(acc and acc.language_accuracy), _pct(acc and acc.risk_accuracy),
+        ol, cl = r.open_loop, r.closed_loop
+        lines.append((r.policy, _pct(ol and ol.score), _pct(ol and ol.collision_rate), _pct(cl and cl.collision_rate),
+                      _pct(cl and cl.score), _pct(acc and acc.language_accuracy), _pct(acc and acc.risk_accuracy),
                       _pct(acc and acc.risk_accuracy_pairs), _pct(acc and acc.no_hazard_accuracy)))
         for b in r.accuracy[1:]:
             baselines.setdefault(b.name, b)
