@@ -1,1 +1,2 @@
-"""VLA driving policies, negative-enhanced SFT and anchor-based GRPO (built in the learning-stage issues)."""
+"""Driving policies: the interface (:mod:`agents.base`), baselines, the VLA (:mod:`agents.vla`), its SFT
+(:mod:`agents.sft`); anchor-based GRPO comes with the next learning stage."""

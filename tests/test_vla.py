@@ -66,9 +66,9 @@ def policy(codebook):
 @pytest.fixture(scope="module")
 def inputs(scenes):
     out = []
-    for scene, t in zip(scenes[:3], (20, 31, 42)):
+    for scene, t, extra in zip(scenes[:3], (20, 31, 42), ("", " Drive safely.", "")):
         obs = build_observation(scene, t, config=OBS)
-        out.append(PolicyInput(observation=obs, prompt=text_prompt(obs)))
+        out.append(PolicyInput(observation=obs, prompt=text_prompt(obs) + extra))  # prompts of different lengths
     return out
 
 
@@ -154,10 +154,23 @@ def test_processor_round_trip(policy, inputs, tmp_path):
     assert np.array_equal(again.codebook.codewords, proc.codebook.codewords)
     for key, value in again.encode_prompts(images, prompts).items():
         assert torch.equal(value, batch[key]), key
-    train = again.encode_training(images, prompts, [target_text("No immediate risk.", [1] * 8)] * len(inputs))
+    texts = ["No immediate risk.", "A car ahead, 8.0 m away, in a rear-end conflict, so the ego should brake.", "Go."]
+    targets = [target_text(t, [1] * 8) for t in texts]
+    train = again.encode_training(images, prompts, targets)
     labelled = train["labels"] != -100
-    n_target = len(again.encode_targets([target_text("No immediate risk.", [1] * 8)])[0])
-    assert labelled.sum(dim=1).tolist() == [n_target] * len(inputs)
+    assert labelled.sum(dim=1).tolist() == [len(t) for t in again.encode_targets(targets)]
+    # right padding: every row starts at position 0, as its prompt does in generation
+    assert train["attention_mask"][:, 0].all() and not train["attention_mask"][:, -1].all()
+    # a row's loss does not depend on the rows it is batched with (no padding leak through positions)
+    model = policy.model
+    with torch.no_grad():
+        for i in range(len(texts)):
+            n = int(train["attention_mask"][i].sum())
+            alone = model(**{k: v[i : i + 1, :n] if v.ndim == 2 else v[i : i + 1] for k, v in train.items()}).loss
+            logits = model(**{k: v for k, v in train.items() if k != "labels"}).logits[i]
+            keep = train["labels"][i, 1:] != -100
+            manual = torch.nn.functional.cross_entropy(logits[:-1][keep], train["labels"][i, 1:][keep])
+            torch.testing.assert_close(manual, alone, atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="not a SafeAlign VLA folder"):
         (tmp_path / "safealign_vla.json").unlink()
         VLAProcessor.from_pretrained(tmp_path)
@@ -201,6 +214,12 @@ def test_log_prob_equals_sum_of_token_log_probs(policy, inputs, temperature):
     grads = [p.grad for p in policy.model.parameters() if p.grad is not None]
     assert grads and sum(float(g.abs().sum()) for g in grads) > 0
     policy.model.zero_grad()
+    # a row's value does not depend on the other inputs of the batch (left padding + position ids)
+    assert not policy.encode(inputs)["attention_mask"].all()
+    for i in range(len(inputs)):
+        rows = torch.as_tensor(out.input_index == i)
+        alone = policy.log_prob(inputs[i : i + 1], out.sequences[rows], temperature=temperature).sequence.detach()
+        torch.testing.assert_close(alone, lp.sequence.detach()[rows], atol=1e-3, rtol=0)
     # explicit input_index (rows in any order) gives the same values
     perm = torch.randperm(len(out.texts))
     lp2 = policy.log_prob(inputs, out.sequences[perm], temperature, input_index=out.input_index[perm.numpy()])
@@ -217,6 +236,12 @@ def test_target_sequences_for_anchors(policy, inputs):
     assert not torch.allclose(lp.sequence[0], lp.sequence[1])
     with pytest.raises(ValueError, match="max_text_tokens"):
         policy.target_sequences([text * 4], trajs[:1])
+    # sampled outputs and anchors in one call (GRPO's group): same values as separately
+    sampled = policy.sample(inputs[:1], G=2)
+    both = policy.concat_sequences(sampled.sequences, seqs[:1])
+    joint = policy.log_prob(inputs[:1], both, input_index=[0, 0, 0]).sequence.detach()
+    torch.testing.assert_close(joint[:2], sampled.logprobs, atol=1e-3, rtol=0)
+    torch.testing.assert_close(joint[2], lp.sequence[0].detach(), atol=1e-4, rtol=0)
 
 
 def test_save_load_gives_identical_outputs(policy, inputs, tmp_path):
@@ -277,3 +302,44 @@ def test_pretrained_vlm_folder_with_lora(codebook, inputs, tmp_path):
     again = VLAPolicy.from_pretrained(tmp_path / "lora_policy")
     a, b = policy.predict(inputs), again.predict(inputs)
     assert torch.equal(a.sequences, b.sequences)
+
+
+def test_default_vla_learns_to_read_its_image():
+    """A one-object image task the text cannot solve: the default (frozen random vision features) model learns it.
+    Guards against the collapse measured when the vision tower and projector are trained from scratch."""
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    book = TrajectoryCodebook(rng.normal(size=(16, 3)) * 0.1, "segment")
+    policy = VLAPolicy.build(book, VLAConfig.tiny(), TOK, max_text_tokens=40)
+    assert not any(p.requires_grad for p in policy.model.model.vision_tower.parameters())
+
+    def images(n):
+        out, labels = [], []
+        for _ in range(n):
+            img = np.full((32, 32, 3), (18, 18, 22), np.uint8)
+            label = int(rng.integers(2))
+            if label:  # a vehicle-sized box somewhere
+                r, c = rng.integers(0, 22, 2)
+                img[r : r + 10, c : c + 6] = (200, 60, 60)
+            out.append(img)
+            labels.append(label)
+        return out, labels
+
+    texts = [NO_HAZARD_EXPLANATION, "A car ahead, 8.0 m away, in a rear-end conflict with high collision risk, so "
+                                     "the ego should brake."]
+    train, labels = images(192)
+    prompt = policy.processor.prompt("Plan the next 4 s as 8 waypoints.")
+    batch = policy.processor.encode_training(train, [prompt] * len(train),
+                                             [target_text(texts[y], [1] * 8) for y in labels])
+    opt = torch.optim.Adam([p for p in policy.model.parameters() if p.requires_grad], lr=1e-3)
+    for _ in range(800):
+        idx = torch.as_tensor(rng.integers(0, len(train), 16))
+        loss = policy.model(**{k: v[idx] for k, v in batch.items()}).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    test, test_labels = images(48)
+    out = policy.predict([PolicyInput(observation={"bev": im}, prompt="Plan the next 4 s as 8 waypoints.")
+                          for im in test])
+    accuracy = np.mean([t.startswith("A car") == bool(y) for t, y in zip(out.texts, test_labels)])
+    assert accuracy >= 0.85, accuracy

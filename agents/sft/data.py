@@ -206,6 +206,20 @@ def cache_key(scene_origins: Sequence[Mapping[str, Any]], pairs: Sequence[Anchor
     return h.hexdigest()[:20]
 
 
+def _save_quietly(dataset: Any, path: Path, progress: bool) -> None:
+    """``dataset.save_to_disk(path)``, without ``datasets``' progress bar unless ``progress``."""
+    from datasets.utils import logging as ds_logging
+
+    enabled = ds_logging.is_progress_bar_enabled()
+    if not progress:
+        ds_logging.disable_progress_bar()
+    try:
+        dataset.save_to_disk(str(path))
+    finally:
+        if enabled:
+            ds_logging.enable_progress_bar()
+
+
 def load_or_build_samples(source: Any, pairs: Sequence[AnchorPair], cache_dir: str | os.PathLike,
                           config: SampleConfig = SampleConfig(), progress: bool = True):
     """The rendered rows as a ``datasets.Dataset``, from ``cache_dir/samples-<key>`` or rendered and saved there.
@@ -234,7 +248,7 @@ def load_or_build_samples(source: Any, pairs: Sequence[AnchorPair], cache_dir: s
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        dataset.save_to_disk(str(tmp))
+        _save_quietly(dataset, tmp, progress)
         os.replace(tmp, path)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)

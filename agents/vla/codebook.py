@@ -22,8 +22,8 @@ temp file and a rename; :meth:`TrajectoryCodebook.load` checks it.
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -261,20 +261,14 @@ class TrajectoryCodebook:
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the codebook to ``path`` (``.npz``; temp file + rename). Returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
-        os.close(fd)
-        try:
-            np.savez(tmp, codewords=self.codewords, mode=np.array(self.mode), yaw_weight=np.array(self.yaw_weight),
-                     version=np.array(CODEBOOK_FORMAT_VERSION))
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        """Write the codebook to ``path`` (``.npz``; temp file, fsync, rename). Returns the path."""
+        from envs.deepaccident.layout import atomic_write_bytes
+
+        buffer = io.BytesIO()
+        np.savez(buffer, codewords=self.codewords, mode=np.array(self.mode), yaw_weight=np.array(self.yaw_weight),
+                 version=np.array(CODEBOOK_FORMAT_VERSION))
+        atomic_write_bytes(Path(path), buffer.getvalue())
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "TrajectoryCodebook":

@@ -1,7 +1,7 @@
 """Evaluate a VLA policy on held-out scenes: driving (through ``experiments.evaluate``) and its safety language.
 
 ``python -m agents.vla.evaluate --model DIR [--num-scenes 40 --seed 1000] [--pairs heldout.parquet]
-[--train-pairs train.parquet --train-num-scenes 100 --train-seed 0] [--out results.json]``
+[--train-pairs train.parquet --train-num-scenes 400 --train-seed 0] [--out results.json]``
 
 * **Open loop** (:func:`experiments.evaluate.evaluate_open_loop`): one decision per scene, PDMS (NAVSIM v1.1) and
   collision rate; **closed loop** (:func:`experiments.evaluate.evaluate_closed_loop`): collision rate and mean
@@ -12,9 +12,9 @@
   sector, risk level, conflict type and action).
 * **Risk accuracy**: the risk level parsed from the text against the truth on the pair decisions (mined label)
   and on safe expert-log decisions of the held-out scenes (truth ``none``), all together.
-* **Trivial baselines** beside each accuracy, computed on the same rows: the majority value of each field over the
-  training rows, and a lookup on (scenario type, lead time) fitted on the training rows (it reads the scenario
-  type, which the policy cannot see).
+* **Trivial baselines** beside each accuracy, computed on the same rows (:func:`trivial_baselines`): the majority
+  value of each field over the training rows, and a lookup on (scenario type, lead time) fitted on the training
+  rows (it reads the scenario type, which the policy cannot see).
 
 The held-out rows are rendered with the SFT data builder (:mod:`agents.sft.data`, cached on disk).
 """
@@ -22,6 +22,7 @@ The held-out rows are rendered with the SFT data builder (:mod:`agents.sft.data`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -64,11 +65,15 @@ class AccuracyReport:
 
 @dataclass
 class VLAEvalReport:
-    """Everything :func:`evaluate_vla` measured (means over scenes / rows; see the module docstring)."""
+    """Everything :func:`evaluate_vla` measured (means over scenes / rows; see the module docstring).
+
+    ``open_loop`` / ``closed_loop`` are :class:`experiments.evaluate.EvalResult` with ``language_accuracy`` and
+    ``risk_accuracy`` filled in, so ``experiments.evaluate.results_table`` prints them in the project's table.
+    """
 
     policy: str
-    open_loop: dict[str, Any] | None
-    closed_loop: dict[str, Any] | None
+    open_loop: Any | None
+    closed_loop: Any | None
     accuracy: list[AccuracyReport] = field(default_factory=list)
     """The policy first, then the trivial baselines."""
 
@@ -115,23 +120,31 @@ def _lookup_key(row: Mapping[str, Any]) -> tuple[str, str]:
 
 def trivial_baselines(train_rows: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]
                       ) -> list[AccuracyReport]:
-    """The two trivial predictors (majority per field; (scenario type, lead time) lookup), fitted on
-    ``train_rows`` and scored on ``rows``."""
+    """The two trivial predictors, fitted on ``train_rows`` and scored on ``rows``:
+
+    * majority: a constant per field, the most frequent training value among the rows the field is scored on
+      (pair rows for the language fields and the pair risk accuracy, all rows for the overall risk accuracy);
+    * lookup: the most frequent training value of each field per (scenario type, lead time or ``expert``), the
+      overall majority for unseen keys.
+    """
     def majority(subset: Sequence[Mapping[str, Any]], name: str) -> str | None:
         values = Counter(r[name] or None for r in subset)
         return values.most_common(1)[0][0] if values else None
 
     pairs_train = [r for r in train_rows if r["kind"] == "pair"] or list(train_rows)
-    global_major = {f: majority(pairs_train, f) for f in LABEL_COLUMNS}
-    global_major["risk_level"] = majority(train_rows, "risk_level")
+    on_pairs = accuracy_report("majority (trivial)", [{f: majority(pairs_train, f) for f in LABEL_COLUMNS}] * len(rows),
+                               rows)
+    on_all = accuracy_report("majority (trivial)", [{"risk_level": majority(train_rows, "risk_level")}] * len(rows),
+                             rows)
+    major = dataclasses.replace(on_pairs, risk_accuracy=on_all.risk_accuracy,
+                                no_hazard_accuracy=on_all.no_hazard_accuracy)
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for r in train_rows:
         groups.setdefault(_lookup_key(r), []).append(r)
+    overall = {f: majority(train_rows, f) for f in LABEL_COLUMNS}
     table = {k: {f: majority(v, f) for f in LABEL_COLUMNS} for k, v in groups.items()}
-    major_pred = [dict(global_major) for _ in rows]
-    lookup_pred = [dict(table.get(_lookup_key(r), global_major)) for r in rows]
-    return [accuracy_report("majority (trivial)", major_pred, rows),
-            accuracy_report("type+lead lookup (trivial)", lookup_pred, rows)]
+    lookup_pred = [dict(table.get(_lookup_key(r), overall)) for r in rows]
+    return [major, accuracy_report("type+lead lookup (trivial)", lookup_pred, rows)]
 
 
 def generate_texts(policy: VLAPolicy, table: Any, batch_size: int = 16, progress: bool = False) -> list[str]:
@@ -163,11 +176,6 @@ def language_accuracy(policy: VLAPolicy, table: Any, train_table: Any | None = N
 
 
 # --------------------------------------------------------------------------------------------------- driving
-def _eval_dict(result: Any) -> dict[str, Any]:
-    return {"score": result.score, "score_kind": result.score_kind, "collision_rate": result.collision_rate,
-            "sub_scores": dict(result.sub_scores), "mean_return": result.mean_return, "num_scenes": result.num_scenes}
-
-
 def evaluate_vla(policy: VLAPolicy, source: Any, table: Any | None = None, train_table: Any | None = None,
                  open_loop: bool = True, closed_loop: bool = True, max_steps: int = 200,
                  progress: bool = True) -> VLAEvalReport:
@@ -180,12 +188,16 @@ def evaluate_vla(policy: VLAPolicy, source: Any, table: Any | None = None, train
     config = EnvConfig(text_prompt=True)
     if open_loop:
         env = ReplayEnv(source, mode="open_loop", config=config)
-        report.open_loop = _eval_dict(evaluate_open_loop(policy, env, progress=progress))
+        report.open_loop = evaluate_open_loop(policy, env, progress=progress)
     if closed_loop:
         env = ReplayEnv(source, mode="closed_loop", config=config)
-        report.closed_loop = _eval_dict(evaluate_closed_loop(policy, env, progress=progress, max_steps=max_steps))
+        report.closed_loop = evaluate_closed_loop(policy, env, progress=progress, max_steps=max_steps)
     if table is not None:
         report.accuracy = language_accuracy(policy, table, train_table, progress=progress)
+        for result in (report.open_loop, report.closed_loop):
+            if result is not None:
+                result.language_accuracy = report.accuracy[0].language_accuracy
+                result.risk_accuracy = report.accuracy[0].risk_accuracy
     return report
 
 
@@ -202,9 +214,9 @@ def report_table(reports: Sequence[VLAEvalReport]) -> str:
     baselines: dict[str, AccuracyReport] = {}
     for r in reports:
         acc = r.accuracy[0] if r.accuracy else None
-        ol, cl = r.open_loop or {}, r.closed_loop or {}
-        lines.append((r.policy, _pct(ol.get("score")), _pct(ol.get("collision_rate")), _pct(cl.get("collision_rate")),
-                      _pct(cl.get("score")), _pct(acc and acc.language_accuracy), _pct(acc and acc.risk_accuracy),
+        ol, cl = r.open_loop, r.closed_loop
+        lines.append((r.policy, _pct(ol and ol.score), _pct(ol and ol.collision_rate), _pct(cl and cl.collision_rate),
+                      _pct(cl and cl.score), _pct(acc and acc.language_accuracy), _pct(acc and acc.risk_accuracy),
                       _pct(acc and acc.risk_accuracy_pairs), _pct(acc and acc.no_hazard_accuracy)))
         for b in r.accuracy[1:]:
             baselines.setdefault(b.name, b)
@@ -228,12 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="val", help="DeepAccident split")
     p.add_argument("--pairs", default=None, help="held-out anchor pairs (default: mined now with the default miner)")
     p.add_argument("--train-pairs", default=None, help="training pairs (fit the trivial baselines)")
-    p.add_argument("--train-num-scenes", type=int, default=100, help="bank scenes of the training rows (baselines)")
+    p.add_argument("--train-num-scenes", type=int, default=400, help="bank scenes of the training rows (baselines)")
     p.add_argument("--train-seed", type=int, default=0, help="bank seed of the training rows (baselines)")
     p.add_argument("--cache-dir", default="outputs/sft_cache", help="rendered-sample cache folder")
     p.add_argument("--no-open-loop", action="store_true", help="skip the open-loop evaluation")
     p.add_argument("--no-closed-loop", action="store_true", help="skip the closed-loop evaluation")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 without CUDA)")
     p.add_argument("--out", default=None, help="write the report as JSON here")
     p.add_argument("--no-progress", action="store_true", help="disable progress bars")
     return p
@@ -259,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     import json
 
-    import torch
+    from agents.sft.trainer import set_threads
 
     from agents.sft.data import load_or_build_samples
     from agents.vla.processor import write_json
@@ -267,8 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from envs.sources import open_source
 
     args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     progress = not args.no_progress
     if args.source == "bank":
         source = open_source("bank", num_scenes=args.num_scenes, seed=args.seed)

@@ -47,6 +47,15 @@ class VLAConfig:
     """Decoder MLP width."""
     max_positions: int = 512
     """Longest sequence (image tokens + prompt + output) [tokens]."""
+    train_vision: bool = False
+    """Train the vision tower and the projector. Off by default for this random-init model: measured on a synthetic
+    one-object image task and on the bank's BEVs, training them jointly from scratch collapses every image token to
+    nearly the same vector within a few hundred steps and the decoder never reads its image (held-out accuracy at
+    chance), while frozen random features keep the image's content and the decoder learns to read them (100% held
+    out on the synthetic task); see docs/vla.md."""
+    projector_bias: bool = False
+    """Biases in the vision-to-text projector. Off by default (measured: with biases, SFT from scratch grows them
+    until every image token is the same vector after the decoder's RMSNorm, and the model never reads its image)."""
     seed: int = 0
     """Seed of the random initialisation."""
 
@@ -90,6 +99,7 @@ def build_model(config: VLAConfig, tokens: VLATokens):
     llava = LlavaConfig(
         vision_config=vision, text_config=text, image_token_index=tokens.image, image_seq_length=config.image_tokens,
         vision_feature_layer=-1, vision_feature_select_strategy="default", tie_word_embeddings=True,
+        multimodal_projector_bias=config.projector_bias,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -117,6 +127,19 @@ def load_model(path: str | os.PathLike, tokens: VLATokens, dtype: torch.dtype | 
         model.resize_token_embeddings(tokens.vocab_size, mean_resizing=False)
     _sync_generation_config(model, tokens)
     return model
+
+
+VISION_MODULES = ("model.vision_tower", "model.multi_modal_projector")
+"""Submodules of ``LlavaForConditionalGeneration`` kept frozen when :attr:`VLAConfig.train_vision` is False."""
+
+
+def freeze_modules(model: Any, names: Sequence[str]) -> None:
+    """``requires_grad = False`` on the parameters of the named submodules (a model wrapped by ``peft`` freezes
+    everything but its adapters already and is left alone)."""
+    if hasattr(model, "peft_config"):
+        return
+    for name in names:
+        model.get_submodule(name).requires_grad_(False)
 
 
 DEFAULT_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"

@@ -13,7 +13,8 @@ methods GRPO builds on:
 * :meth:`VLAPolicy.log_prob` ``(inputs, sequences) -> LogProbs``: teacher-forced log-probabilities with gradients,
   per token (``tokens (N, S)``) and per sequence (``sequence (N,)`` = the sum over the sequence's tokens);
 * :meth:`VLAPolicy.target_sequences` ``(explanations, trajectories) -> (N, S)`` token ids of given outputs (e.g.
-  GRPO's anchor positive and negative with their labels), to score with :meth:`log_prob`.
+  GRPO's anchor positive and negative with their labels), to score with :meth:`log_prob`;
+  :meth:`VLAPolicy.concat_sequences` stacks sequences of different widths for one :meth:`log_prob` call.
 
 Every generation follows the output grammar (:mod:`agents.vla.decoding`), and :meth:`log_prob` applies the same
 grammar and temperature, so the log-probability of a sampled sequence equals the sum of the log-probabilities of
@@ -35,7 +36,7 @@ from agents.base import Policy, PolicyInput
 from agents.vla.codebook import TrajectoryCodebook
 from agents.vla.decoding import ActionGrammar, GrammarLogitsProcessor
 from agents.vla.format import parse_output, target_text
-from agents.vla.model import VLAConfig, apply_lora, build_model, load_model
+from agents.vla.model import VISION_MODULES, VLAConfig, apply_lora, build_model, freeze_modules, load_model
 from agents.vla.processor import VLAProcessor, image_of
 from agents.vla.tokenizer import TokenizerConfig, build_tokenizer
 from envs.observation import text_prompt
@@ -111,6 +112,7 @@ class VLAPolicy(Policy):
         self.model = model
         self.processor = processor
         self.name = name
+        freeze_modules(model, processor.frozen_modules)
         self.codebook: TrajectoryCodebook = processor.codebook
         self.tokens = processor.tokens
         logits_size = int(model.get_output_embeddings().weight.shape[0])
@@ -134,7 +136,8 @@ class VLAPolicy(Policy):
         llava_processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer,
                                          patch_size=config.patch_size, vision_feature_select_strategy="default",
                                          num_additional_image_tokens=1)
-        processor = VLAProcessor(llava_processor, codebook, max_text_tokens)
+        processor = VLAProcessor(llava_processor, codebook, max_text_tokens,
+                                 frozen_modules=() if config.train_vision else VISION_MODULES)
         return cls(build_model(config, processor.tokens), processor, name)
 
     @classmethod
@@ -293,6 +296,14 @@ class VLAPolicy(Policy):
         for i, row in enumerate(ids):
             out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
         return out
+
+    def concat_sequences(self, *sequences: torch.Tensor) -> torch.Tensor:
+        """Stack ``(N_i, S_i)`` output sequences row-wise, right-padding with the pad id to the widest (e.g. sampled
+        outputs and anchor :meth:`target_sequences` into one :meth:`log_prob` call)."""
+        width = max(int(s.shape[1]) for s in sequences)
+        padded = [torch.nn.functional.pad(torch.as_tensor(s, dtype=torch.long).cpu(), (0, width - s.shape[1]),
+                                          value=self.tokens.pad) for s in sequences]
+        return torch.cat(padded, dim=0)
 
     def log_prob(self, inputs: Sequence[PolicyInput], sequences: torch.Tensor, temperature: float = 1.0,
                  input_index: Sequence[int] | np.ndarray | None = None) -> LogProbs:

@@ -6,8 +6,11 @@ batches:
 
 * :meth:`VLAProcessor.encode_prompts`: ``input_ids`` / ``attention_mask`` ``(B, P)`` **left**-padded (so that
   generation continues every row at the same position), ``pixel_values`` ``(B, 3, H, W)``;
-* :meth:`VLAProcessor.encode_training`: prompt + target per row, left-padded, with ``labels`` = the target ids and
-  ``-100`` on the prompt and the padding (the loss covers the label text, the action tokens and EOS).
+* :meth:`VLAProcessor.encode_training`: prompt + target per row, **right**-padded, with ``labels`` = the target ids
+  and ``-100`` on the prompt and the padding (the loss covers the label text, the action tokens and EOS). Right
+  padding keeps every row's positions at ``0, 1, ...`` as in generation (whose position ids count only the
+  attended tokens); left padding without position ids would shift positions by the padding, which depends on the
+  target's length: a leak the model learns to read in training and cannot use at inference.
 
 Files in a processor folder: what ``LlavaProcessor.save_pretrained`` writes (tokenizer, image processor,
 ``processor_config.json``; reloaded by ``transformers.AutoProcessor``), the codebook (:data:`CODEBOOK_FILE`) and
@@ -18,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -53,16 +55,11 @@ def image_of(observation: Mapping[str, Any]) -> np.ndarray:
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` as JSON through a temp file in the same folder and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` as JSON atomically (:func:`envs.deepaccident.layout.atomic_write_text`: temp file, fsync,
+    rename)."""
+    from envs.deepaccident.layout import atomic_write_text
+
+    atomic_write_text(Path(path), json.dumps(data, indent=2, sort_keys=True))
 
 
 class VLAProcessor:
@@ -73,12 +70,16 @@ class VLAProcessor:
             ``LlavaProcessor`` for our models; a pretrained VLM's own processor otherwise).
         codebook: the action codebook.
         max_text_tokens: longest label text before ``<action>`` is forced in generation [tokens].
+        frozen_modules: names of model submodules that stay frozen in training (saved with the settings so a
+            reloaded policy trains the same parameters; see :attr:`agents.vla.model.VLAConfig.train_vision`).
     """
 
-    def __init__(self, processor: Any, codebook: TrajectoryCodebook, max_text_tokens: int = 48) -> None:
+    def __init__(self, processor: Any, codebook: TrajectoryCodebook, max_text_tokens: int = 48,
+                 frozen_modules: Sequence[str] = ()) -> None:
         self.processor = processor
         self.codebook = codebook
         self.max_text_tokens = int(max_text_tokens)
+        self.frozen_modules = tuple(str(m) for m in frozen_modules)
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"
         self.tokens = VLATokens.from_tokenizer(self.tokenizer, codebook.size)
@@ -105,7 +106,7 @@ class VLAProcessor:
 
     def encode_training(self, images: Sequence[np.ndarray], prompts: Sequence[str],
                         targets: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Training batch: prompt + target ids per row (left-padded), ``labels`` = target ids, ``-100`` elsewhere."""
+        """Training batch: prompt + target ids per row (right-padded), ``labels`` = target ids, ``-100`` elsewhere."""
         prompt_batch = self.processor(text=list(prompts), images=list(images), padding=False, add_special_tokens=False)
         target_ids = self.encode_targets(targets)
         rows = [list(p) + t for p, t in zip(prompt_batch["input_ids"], target_ids)]
@@ -115,10 +116,9 @@ class VLAProcessor:
         labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
         attention = torch.zeros((len(rows), width), dtype=torch.long)
         for i, (row, tgt) in enumerate(zip(rows, target_ids)):
-            start = width - len(row)
-            input_ids[i, start:] = torch.tensor(row, dtype=torch.long)
-            attention[i, start:] = 1
-            labels[i, width - len(tgt):] = torch.tensor(tgt, dtype=torch.long)
+            input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            attention[i, : len(row)] = 1
+            labels[i, len(row) - len(tgt) : len(row)] = torch.tensor(tgt, dtype=torch.long)
         pixel_values = prompt_batch["pixel_values"]
         if not isinstance(pixel_values, torch.Tensor):
             pixel_values = torch.as_tensor(np.stack([np.asarray(v) for v in pixel_values]))
@@ -132,7 +132,8 @@ class VLAProcessor:
         self.processor.save_pretrained(str(path))
         self.codebook.save(path / CODEBOOK_FILE)
         write_json(path / VLA_FILE, {"format_version": VLA_FORMAT_VERSION, "codebook": CODEBOOK_FILE,
-                                     "max_text_tokens": self.max_text_tokens})
+                                     "max_text_tokens": self.max_text_tokens,
+                                     "frozen_modules": list(self.frozen_modules)})
         return path
 
     @classmethod
@@ -163,4 +164,4 @@ class VLAProcessor:
                              "processor (needs .tokenizer and .image_processor)")
         add_vla_tokens(processor.tokenizer, codebook.size)
         limit = max_text_tokens if max_text_tokens is not None else settings.get("max_text_tokens", 48)
-        return cls(processor, codebook, int(limit))
+        return cls(processor, codebook, int(limit), settings.get("frozen_modules", ()))
