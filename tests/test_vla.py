@@ -134,7 +134,9 @@ def test_tokenizer_round_trip(tmp_path):
 
 
 def test_no_hazard_sentence_parses():
-    assert parse_explanation(NO_HAZARD_EXPLANATION) == dict(NO_HAZARD_FIELDS)
+    parsed = parse_explanation(NO_HAZARD_EXPLANATION)
+    assert {k: parsed[k] for k in NO_HAZARD_FIELDS} == dict(NO_HAZARD_FIELDS)
+    assert parsed["time_kind"] == "none"  # no time is stated (label schema 2.0 says which time a sentence gives)
 
 
 def test_processor_round_trip(policy, inputs, tmp_path):

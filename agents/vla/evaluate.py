@@ -8,7 +8,7 @@
   per-step PDMS. Both on a held-out bank (a seed never used for training) or a DeepAccident-layout folder.
 * **Language accuracy**: greedy generations on the held-out anchor pairs' decisions (mined with the default miner
   when no ``--pairs`` file is given), parsed with :func:`counterfactual.language.parse_explanation` and compared
-  with the mined labels field by field (:func:`counterfactual.labels.label_accuracy`; the mean over agent class,
+  with the mined labels field by field (:func:`counterfactual.accuracy.label_accuracy`; the mean over agent class,
   sector, risk level, conflict type and action).
 * **Risk accuracy**: the risk level parsed from the text against the truth on the pair decisions (mined label)
   and on safe expert-log decisions of the held-out scenes (truth ``none``), all together.
@@ -46,7 +46,7 @@ class AccuracyReport:
     Attributes:
         name: the predictor (policy name, ``majority``, ``type+lead lookup``).
         language_accuracy: mean of the per-field accuracies on the pair rows.
-        fields: per-field accuracy on the pair rows (``counterfactual.labels.label_accuracy``).
+        fields: per-field accuracy on the pair rows (``counterfactual.accuracy.label_accuracy``).
         risk_accuracy: risk-level accuracy on all rows (pairs + safe expert decisions).
         risk_accuracy_pairs: on the pair rows only.
         no_hazard_accuracy: risk ``none`` predicted on the safe expert rows.
@@ -95,7 +95,7 @@ def _truth(row: Mapping[str, Any]) -> dict[str, str | None]:
 def accuracy_report(name: str, predicted: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]
                     ) -> AccuracyReport:
     """Score predicted label fields (e.g. parsed from generated text) against the rows' labels."""
-    from counterfactual.labels import label_accuracy
+    from counterfactual.accuracy import label_accuracy
 
     pair_idx = [i for i, r in enumerate(rows) if r["kind"] == "pair"]
     expert_idx = [i for i, r in enumerate(rows) if r["kind"] == "expert"]
