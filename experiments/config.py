@@ -1,8 +1,24 @@
-"""Typed Hydra configuration of the pipeline (the only place besides ``run.py`` that knows about Hydra).
+"""Typed Hydra configuration of the pipeline (with :mod:`experiments.run`, the only place that knows about Hydra).
 
-Groups: ``env`` (the scene source: ``bank`` = built-in synthetic scenario bank, ``deepaccident`` = a local
-DeepAccident folder, ``carla`` = episodes recorded on live CARLA 0.9.16 servers, see :mod:`experiments.carla`). Every field has a one-line docstring; override any of them on the command line, e.g.
-``python -m experiments.run env.num_scenes=200 evaluate.closed_loop=false``.
+Config groups (``python -m experiments.run <group>=<option> <field>=<value>``), each backed by a dataclass here;
+``_target_`` names the object a group builds (``hydra.utils.instantiate``):
+
+* ``env``: the scene source: ``bank`` (built-in **synthetic** scenario bank: training and held-out seeds),
+  ``deepaccident`` (a local DeepAccident folder: training and held-out splits), ``carla`` (episodes recorded on live
+  CARLA 0.9.16 servers, :mod:`experiments.carla`);
+* ``agent``: the learning policy: ``vla`` (the VLA of :mod:`agents.vla`, built from ``_target_``
+  :class:`agents.vla.model.VLAConfig`) or ``mlp`` (the Gaussian trajectory policy of :mod:`agents.grpo`);
+* ``algo``: which methods run: ``all`` (default: positive-only SFT, negative-enhanced SFT, SB3 PPO, vanilla GRPO,
+  anchor-GRPO), or one of ``sft_positive``, ``sft_negative``, ``ppo``, ``grpo``, ``anchor_grpo`` (with what it
+  needs);
+* ``reward``: the env reward (``_target_`` :class:`envs.replay_env.EnvConfig` fields): ``sp_pdms`` (default) or
+  ``pdms`` (NAVSIM's EP);
+* ``train``: budgets: ``default`` (the whole method in about 10 minutes on 2 CPU cores) or ``paper`` (the larger
+  documented configuration).
+
+Committed experiment files (``experiments/conf/experiment/*.yaml``, ``+experiment=<name>``) hold the paper's runs;
+``-m seed=0,1,2`` sweeps seeds and aggregates them into one table (:mod:`experiments.aggregate`). Every field has a
+one-line docstring.
 """
 
 from __future__ import annotations
@@ -19,17 +35,23 @@ class SourceConfig:
     """A scene source (the ``env`` group)."""
 
     name: str = "bank"
-    """``bank`` (built-in synthetic accident scenario bank) or ``deepaccident``."""
+    """``bank`` (built-in synthetic accident scenario bank), ``deepaccident`` or ``carla``."""
     num_scenes: int = 60
-    """bank: number of synthetic scenes (a balanced mix of every scenario type, some normal driving)."""
+    """bank: training scenes (a balanced mix of every scenario type, some normal driving)."""
     seed: int = 0
-    """bank: generator seed (same seed, same scenes)."""
+    """bank: training generator seed (same seed, same scenes)."""
+    eval_num_scenes: int = 12
+    """bank: held-out scenes for the evaluation."""
+    eval_seed: int = 1000
+    """bank: held-out generator seed (never trained on; must differ from ``seed``)."""
     scenario_types: Optional[List[str]] = None
     """bank: restrict to these scenario types (default: all)."""
     root: Optional[str] = None
     """deepaccident: the dataset root folder (with train.txt / val.txt / test.txt)."""
     split: Optional[str] = None
-    """deepaccident: ``train``, ``val``, ``test`` or null (every scenario folder)."""
+    """deepaccident: training split, ``train``, ``val``, ``test`` or null (every scenario folder)."""
+    eval_split: Optional[str] = None
+    """deepaccident: held-out split (null: the training split's scenes are evaluated too, and said so)."""
 
 
 @dataclass
@@ -38,7 +60,8 @@ class DeepAccidentSourceConfig(SourceConfig):
 
     name: str = "deepaccident"
     root: Optional[str] = MISSING
-    split: Optional[str] = "val"
+    split: Optional[str] = "train"
+    eval_split: Optional[str] = "val"
 
 
 @dataclass
@@ -65,8 +88,8 @@ class CarlaSourceConfig(SourceConfig):
 
 
 @dataclass
-class RenderStage:
-    """BEV images of a few scenes for a person to look at."""
+class RenderConfig:
+    """BEV images of a few training scenes for a person to look at (stage ``collect``)."""
 
     enabled: bool = True
     """Write PNGs and a contact sheet."""
@@ -79,51 +102,161 @@ class RenderStage:
 
 
 @dataclass
-class MineStage:
-    """Counterfactual anchor-pair mining (``counterfactual.miner``)."""
+class MineConfig:
+    """Counterfactual anchor-pair mining (stage ``mine``, :mod:`counterfactual.miner`)."""
 
-    enabled: bool = True
-    """Mine the source's scenes into anchor pairs (parquet)."""
     lead_times: List[float] = field(default_factory=lambda: [1.0, 2.0, 3.0])
     """Decision times before each risky moment [s]."""
 
 
 @dataclass
-class EvaluateStage:
-    """Baseline evaluation in the replay environment."""
+class AgentConfig:
+    """The learning policy (group ``agent``)."""
 
-    enabled: bool = True
-    """Evaluate the baselines and print the results table."""
-    baselines: List[str] = field(default_factory=lambda: ["constant_velocity", "log_replay", "pdm_closed_like"])
-    """Policies to evaluate (see ``agents.baselines.BASELINES``)."""
+    name: str = "vla"
+    """``vla`` or ``mlp``."""
+
+
+@dataclass
+class VLAAgentConfig(AgentConfig):
+    """The VLA (:mod:`agents.vla`): a tiny random-init LLaVA by default, or a pretrained VLM from a local folder."""
+
+    name: str = "vla"
+    model: Any = field(default_factory=lambda: {"_target_": "agents.vla.model.VLAConfig"})
+    """Model sizes (``_target_: agents.vla.model.VLAConfig``; override fields, e.g. ``agent.model.text_layers=4``)."""
+    init: Optional[str] = None
+    """A local folder with a pretrained VLM (``AutoModelForImageTextToText``) or a saved VLA policy to start from."""
+    lora: bool = False
+    """With ``init``: train LoRA adapters (``peft``) instead of every weight."""
+    codebook_size: int = 256
+    """Action codewords (k-means)."""
+    codebook_mode: str = "segment"
+    """``segment`` (one token per 0.5 s) or ``trajectory`` (one token per 4 s)."""
+    codebook_scenes: int = 100
+    """Bank scenes (training seed) whose expert logs the codebook is fitted on (plus the pairs' positives)."""
+
+
+@dataclass
+class MLPAgentConfig(AgentConfig):
+    """The Gaussian trajectory policy of :mod:`agents.grpo` (fast; SFT rows are behaviour cloning)."""
+
+    name: str = "mlp"
+    bev: str = "semantic64"
+    """Observation: ``semantic64`` (64 px semantic BEV, CNN features) or ``none`` (state only)."""
+    log_std_init: float = -1.0
+    """Initial log-std of the Gaussian (normalised action units)."""
+
+
+METHODS = ("sft_positive", "sft_negative", "ppo", "grpo", "anchor_grpo")
+"""Learned methods, in table order."""
+
+
+@dataclass
+class AlgoConfig:
+    """Which learned methods run (group ``algo``)."""
+
+    methods: List[str] = field(default_factory=lambda: list(METHODS))
+    """Learned methods (:data:`METHODS`); GRPO rows start from the negative-enhanced SFT policy."""
+
+
+@dataclass
+class RewardConfig:
+    """The env reward (group ``reward``; fields of :class:`envs.replay_env.EnvConfig`)."""
+
+    _target_: str = "envs.replay_env.EnvConfig"
+    reward_score: str = "sp_pdms"
+    """``sp_pdms`` (EP against the safe-progress reference) or ``pdms`` (NAVSIM's EP)."""
+    w_score: float = 1.0
+    """Weight of the score."""
+    w_collision: float = 1.0
+    """Weight of the scorer's collision term (any contact in the 4 s horizon)."""
+    w_terminal_collision: float = 1.0
+    """Closed loop: penalty when the simulated ego collides."""
+
+
+@dataclass
+class TrainConfig:
+    """Budgets of the learning stages (group ``train``)."""
+
+    sft_steps: int = 120
+    """SFT optimizer steps per mode (the same for both modes)."""
+    sft_batch_size: int = 16
+    """SFT examples per step."""
+    sft_lr: float = 1e-3
+    """SFT peak learning rate."""
+    expert_frames: int = 4
+    """Safe expert-log decisions per training scene in the SFT data."""
+    rl_budget: int = 32
+    """Environment steps per GRPO / PPO run (equal for every RL method)."""
+    rl_n_steps: int = 16
+    """Rollout length per env between updates (GRPO and PPO)."""
+    n_envs: int = 1
+    """Parallel training envs (``SubprocVecEnv`` when > 1)."""
+    group_size: int = 4
+    """GRPO's G: trajectories sampled per state."""
+    grpo_lr: float = 3e-5
+    """GRPO learning rate."""
+    beta: float = 0.04
+    """GRPO KL weight to the SFT reference."""
+    threads: int = 1
+    """Torch CPU threads per process (1: the measured best on shared CPUs)."""
+
+
+@dataclass
+class EvaluateConfig:
+    """The evaluation on held-out scenes (stage ``eval``)."""
+
+    planners: List[str] = field(default_factory=lambda: ["pdm_closed_like", "safe_oracle"])
+    """Reference planners in the table (``agents.baselines.BASELINES``; ``safe_oracle`` knows the logged future)."""
     open_loop: bool = True
-    """One scored decision per scene (NAVSIM-style)."""
+    """One scored decision per held-out scene (NAVSIM-style PDMS)."""
     closed_loop: bool = True
-    """One closed-loop episode per scene (re-planning every 0.5 s)."""
+    """One closed-loop episode per held-out scene (collision rate, route completion, driving score)."""
 
 
 @dataclass
 class RunConfig:
-    """The pipeline: scenes -> summary -> BEV renders -> anchor-pair mining -> baseline evaluation."""
+    """The pipeline ``collect -> mine -> sft -> grpo -> eval`` (:mod:`experiments.stages`)."""
 
-    defaults: List[Any] = field(default_factory=lambda: ["_self_", {"env": "bank"}])
     env: SourceConfig = MISSING
-    """Scene source (group ``env``: ``bank``, ``deepaccident`` or ``carla``)."""
+    """Scene source (group ``env``)."""
+    agent: AgentConfig = MISSING
+    """Learning policy (group ``agent``)."""
+    algo: AlgoConfig = MISSING
+    """Learned methods (group ``algo``)."""
+    reward: RewardConfig = MISSING
+    """Env reward (group ``reward``)."""
+    train: TrainConfig = MISSING
+    """Budgets (group ``train``)."""
+    stages: List[str] = field(default_factory=lambda: ["collect", "mine", "sft", "grpo", "eval"])
+    """Stages to run (a finished stage of the same run folder is skipped: rerun to resume)."""
+    seed: int = 0
+    """Run seed (model initialisation, data order, sampling); sweep with ``-m seed=0,1,2``."""
     out_dir: Optional[str] = None
-    """Output folder (default: Hydra's run folder, ``outputs/<date>/<time>``)."""
+    """Run folder (default: Hydra's, ``outputs/<date>/<time>``; reuse one to resume)."""
     progress: bool = True
     """Show progress bars."""
     tensorboard: bool = True
-    """Log metrics and per-scene reward curves to ``<out_dir>/tb`` (``tensorboard --logdir outputs``)."""
-    render: RenderStage = field(default_factory=RenderStage)
-    mine: MineStage = field(default_factory=MineStage)
-    evaluate: EvaluateStage = field(default_factory=EvaluateStage)
+    """Log every stage under ``<out_dir>/tb`` (``tensorboard --logdir outputs``)."""
+    render: RenderConfig = field(default_factory=RenderConfig)
+    mine: MineConfig = field(default_factory=MineConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
 def register_configs() -> None:
     """Register the structured configs with Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
-    cs.store(name="config", node=RunConfig)
+    cs.store(name="base_config", node=RunConfig)
     cs.store(group="env", name="bank", node=SourceConfig)
     cs.store(group="env", name="deepaccident", node=DeepAccidentSourceConfig)
     cs.store(group="env", name="carla", node=CarlaSourceConfig)
+    cs.store(group="agent", name="vla", node=VLAAgentConfig)
+    cs.store(group="agent", name="mlp", node=MLPAgentConfig)
+    cs.store(group="algo", name="all", node=AlgoConfig)
+    for method in METHODS:
+        cs.store(group="algo", name=method, node=AlgoConfig(methods=[method]))
+    cs.store(group="reward", name="sp_pdms", node=RewardConfig)
+    cs.store(group="reward", name="pdms", node=RewardConfig(reward_score="pdms"))
+    cs.store(group="train", name="default", node=TrainConfig)
+    cs.store(group="train", name="paper", node=TrainConfig(sft_steps=800, rl_budget=1024, rl_n_steps=64, n_envs=2,
+                                                           group_size=8))

@@ -1,0 +1,269 @@
+"""The evaluation stage's rows and the paper-style results table (markdown, CSV, JSON), one run or several seeds.
+
+Rows: the planners (``pdm_closed_like``; ``safe_oracle``, which knows the logged future: an upper bound), the learned
+methods (positive-only SFT, negative-enhanced SFT, SB3 PPO, vanilla GRPO, anchor-GRPO) and the two trivial label
+predictors (majority class; scenario-type + lead-time lookup fitted on the training pairs) as rows of their own.
+Columns (:data:`COLUMNS`): open-loop PDMS (NAVSIM v1.1, one decision per held-out scene), closed-loop collision rate,
+route completion and driving score (one episode per held-out scene, :mod:`envs.metrics`), language accuracy and
+risk-prediction accuracy (the label stated in the generated text against the mined label). A cell that does not
+apply is ``n/a`` with the reason in the row's note (a policy that states no label; a trivial predictor that does not
+drive); several seeds give ``mean +- std``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+COLUMNS = (
+    ("pdms", "PDMS (open loop)"),
+    ("collision_rate", "collision % (closed loop)"),
+    ("route_completion", "route completion"),
+    ("driving_score", "driving score"),
+    ("language_accuracy", "language acc"),
+    ("risk_accuracy", "risk acc"),
+)
+"""``(key, header)`` of the table's value columns (all in %)."""
+
+ROW_ORDER = ("pdm_closed_like", "safe_oracle", "sft_positive", "sft_negative", "ppo", "grpo", "anchor_grpo")
+NOTES = {
+    "pdm_closed_like": "planner (constant-velocity forecasts; privileged: reads the agents' current states)",
+    "safe_oracle": "upper bound: planner with oracle knowledge of the agents' logged future",
+    "sft_positive": "positive-only SFT (the no-negative baseline)",
+    "sft_negative": "negative-enhanced SFT (failure feedback + correction)",
+    "ppo": "SB3 PPO from scratch, same env, reward and env budget",
+    "grpo": "vanilla GRPO from the negative-enhanced SFT policy",
+    "anchor_grpo": "anchor-GRPO from the negative-enhanced SFT policy",
+}
+
+
+def _num(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def row_from_results(method: str, kind: str, open_loop: Any = None, closed_loop: Any = None,
+                     language: float | None = None, risk: float | None = None, note: str = "") -> dict[str, Any]:
+    """A table row from :class:`experiments.evaluate.EvalResult` s (``None`` where not measured)."""
+    row: dict[str, Any] = {"method": method, "kind": kind, "note": note or NOTES.get(method, "")}
+    row["pdms"] = _num(open_loop.score) if open_loop is not None else None
+    row["sp_pdms_closed_loop"] = _num(closed_loop.driving.get("sp_pdms")) if closed_loop is not None else None
+    row["collision_rate"] = _num(closed_loop.collision_rate) if closed_loop is not None else None
+    row["route_completion"] = _num(closed_loop.driving.get("route_completion")) if closed_loop is not None else None
+    row["driving_score"] = _num(closed_loop.driving.get("driving_score")) if closed_loop is not None else None
+    row["language_accuracy"] = language
+    row["risk_accuracy"] = risk
+    return row
+
+
+def _cell(values: Sequence[Any]) -> str:
+    finite = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not finite:
+        return "n/a"
+    arr = 100.0 * np.asarray(finite)
+    return f"{arr[0]:.1f}" if len(arr) == 1 else f"{arr.mean():.1f} +- {arr.std(ddof=1):.1f}"
+
+
+def _order(methods: Sequence[str]) -> list[str]:
+    known = [m for m in ROW_ORDER if m in methods]
+    return known + [m for m in methods if m not in known]
+
+
+def table_rows(runs: Sequence[Sequence[Mapping[str, Any]]]) -> list[list[str]]:
+    """Cells of the table over one or several runs (each a list of rows): ``[method, seeds, *values, note]``."""
+    by_method: dict[str, list[Mapping[str, Any]]] = {}
+    for rows in runs:
+        for row in rows:
+            by_method.setdefault(row["method"], []).append(row)
+    out = []
+    for method in _order(list(by_method)):
+        rows = by_method[method]
+        cells = [method, str(len(rows))] + [_cell([r.get(k) for r in rows]) for k, _ in COLUMNS]
+        out.append(cells + [rows[0].get("note", "")])
+    return out
+
+
+def markdown_table(runs: Sequence[Sequence[Mapping[str, Any]]], title: str = "") -> str:
+    """The results table in markdown (values in %, ``n/a`` explained in the note column)."""
+    head = ["method", "runs", *[h + " %" for _, h in COLUMNS], "note"]
+    lines = ([title, ""] if title else []) + ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(runs)]
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(runs: Sequence[Sequence[Mapping[str, Any]]]) -> str:
+    """The results table as CSV (same cells as :func:`markdown_table`)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["method", "runs", *[h + " %" for _, h in COLUMNS], "note"])
+    writer.writerows(table_rows(runs))
+    return buf.getvalue()
+
+
+def check_cells(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Problems of a run's rows: every value must be a finite number or ``None`` with a note saying why."""
+    problems = []
+    for row in rows:
+        for key, header in COLUMNS:
+            value = row.get(key)
+            if value is None:
+                if not row.get("note"):
+                    problems.append(f"{row['method']}: {header} is n/a without a note")
+            elif not math.isfinite(float(value)):
+                problems.append(f"{row['method']}: {header} is {value}")
+    return problems
+
+
+# --------------------------------------------------------------------------------------------------- evaluation
+def evaluate_methods(ctx: Any) -> list[dict[str, Any]]:
+    """Evaluate the planners and every selected method on the held-out scenes (see the module docstring)."""
+    from agents.baselines import make_baseline
+    from envs.replay_env import EnvConfig, ReplayEnv
+    from experiments.evaluate import evaluate_closed_loop, evaluate_open_loop
+    from experiments.stages import env_config, sources
+
+    cfg = ctx.cfg
+    ev = cfg["evaluate"]
+    progress = bool(cfg["progress"])
+    _, held, _ = sources(ctx)
+    rows: list[dict[str, Any]] = []
+
+    def drive(policy: Any, config: EnvConfig) -> tuple[Any, Any]:
+        ol = evaluate_open_loop(policy, ReplayEnv(held, "open_loop", config), progress=progress) \
+            if ev["open_loop"] else None
+        cl = evaluate_closed_loop(policy, ReplayEnv(held, "closed_loop", config), progress=progress) \
+            if ev["closed_loop"] else None
+        return ol, cl
+
+    reward = {k: v for k, v in cfg["reward"].items() if k != "_target_"}
+    for name in ev["planners"]:
+        ol, cl = drive(make_baseline(name), EnvConfig(bev=None, **reward))
+        rows.append(row_from_results(name, "planner", ol, cl, note=NOTES.get(name, "planner") +
+                                     "; states no safety label: language / risk acc n/a"))
+    methods = [m for m in cfg["algo"]["methods"]]
+    if cfg["agent"]["name"] == "vla":
+        rows += _evaluate_vla_methods(ctx, methods, held, drive)
+    else:
+        rows += _evaluate_mlp_methods(ctx, methods, drive, env_config(ctx))
+    return rows
+
+
+def _evaluate_vla_methods(ctx: Any, methods: Sequence[str], held: Any, drive: Any) -> list[dict[str, Any]]:
+    """VLA rows (language and risk accuracy from their generated text) and the trivial label predictors."""
+    from agents.grpo.evaluate import SB3Agent
+    from agents.sft.data import SampleConfig, load_or_build_samples
+    from agents.vla.evaluate import language_accuracy
+    from agents.vla.policy import VLAPolicy
+    from counterfactual.dataset import load_anchor_pairs
+    from experiments.stages import SFT_MODES, env_config, sources
+
+    cfg = ctx.cfg
+    progress = bool(cfg["progress"])
+    train, _, _ = sources(ctx)
+    samples = SampleConfig(expert_frames_per_scene=int(cfg["train"]["expert_frames"]),
+                           observation=env_config(ctx).observation)
+    cache = ctx.path("sft", "cache", ".keep").parent
+    train_table = load_or_build_samples(train, load_anchor_pairs(ctx.outputs["mine"]["pairs_train"]), cache,
+                                        samples, progress=progress)
+    held_table = load_or_build_samples(held, load_anchor_pairs(ctx.outputs["mine"]["pairs_eval"]), cache, samples,
+                                       progress=progress)
+    rows: list[dict[str, Any]] = []
+    trivial = None
+    for method in methods:
+        if method == "ppo":
+            from stable_baselines3 import PPO
+
+            model = PPO.load(ctx.outputs["grpo"]["ppo"], device="cpu")
+            ol, cl = drive(SB3Agent(model, "ppo"), env_config(ctx))
+            rows.append(row_from_results("ppo", "learned", ol, cl, note=NOTES["ppo"] +
+                                         "; states no safety label: language / risk acc n/a"))
+            continue
+        folder = ctx.outputs["sft"][SFT_MODES[method]] if method in SFT_MODES else ctx.outputs["grpo"][method]
+        policy = VLAPolicy.from_pretrained(folder, name=method)
+        ol, cl = drive(policy, env_config(ctx))
+        accuracy = language_accuracy(policy, held_table, train_table, progress=progress)
+        trivial = trivial or accuracy[1:]
+        rows.append(row_from_results(method, "learned", ol, cl, accuracy[0].language_accuracy,
+                                     accuracy[0].risk_accuracy))
+    for base in trivial or []:
+        how = "the scenario type and lead time (which the policy cannot see)" if "lookup" in base.name else \
+            "nothing: the most frequent training value of each field"
+        rows.append(row_from_results(base.name, "trivial", language=base.language_accuracy,
+                                     risk=base.risk_accuracy, note=f"trivial label predictor fitted on the training "
+                                     f"rows, reads {how}; does not drive: driving columns n/a"))
+    return rows
+
+
+def _evaluate_mlp_methods(ctx: Any, methods: Sequence[str], drive: Any, config: Any) -> list[dict[str, Any]]:
+    """MLP rows (behaviour-cloned starts, GRPO, PPO): driving only (the Gaussian policy states no label)."""
+    from agents.grpo import GRPO
+    from agents.grpo.evaluate import SB3Agent
+    from experiments.stages import SFT_MODES, _grpo_model
+
+    rows = []
+    for method in methods:
+        if method in SFT_MODES:
+            model = _grpo_model(ctx, anchors=False, start=ctx.outputs["sft"][SFT_MODES[method]])
+            agent = SB3Agent(model, method)
+            note = NOTES[method].replace("SFT", "behaviour cloning (MLP analogue of SFT)")
+        elif method == "ppo":
+            from stable_baselines3 import PPO
+
+            agent = SB3Agent(PPO.load(ctx.outputs["grpo"]["ppo"], device="cpu"), "ppo")
+            note = NOTES["ppo"]
+        else:
+            agent = SB3Agent(GRPO.load(ctx.outputs["grpo"][method], device="cpu"), method)
+            note = NOTES[method]
+        ol, cl = drive(agent, config)
+        rows.append(row_from_results(method, "learned", ol, cl, note=note +
+                                     "; the Gaussian policy states no safety label: language / risk acc n/a"))
+    return rows
+
+
+def write_results(ctx: Any, rows: Sequence[Mapping[str, Any]]) -> dict[str, Path]:
+    """``results.md`` / ``results.csv`` / ``results.json`` in the run folder and TensorBoard scalars."""
+    from envs.deepaccident.layout import atomic_write_text
+    from experiments.stages import sources
+
+    _, _, description = sources(ctx)
+    title = (f"Results on held-out scenes: {description}. Seed {ctx.cfg['seed']}, agent {ctx.cfg['agent']['name']}, "
+             f"reward {ctx.cfg['reward']['reward_score']}. All values in %.")
+    paths = {"table": ctx.path("results.md"), "csv": ctx.path("results.csv"), "json": ctx.path("results.json")}
+    atomic_write_text(paths["table"], markdown_table([rows], title))
+    atomic_write_text(paths["csv"], csv_table([rows]))
+    atomic_write_text(paths["json"], json.dumps({"title": title, "seed": ctx.cfg["seed"], "rows": list(rows),
+                                                 "config": ctx.cfg}, indent=2, default=str))
+    if ctx.cfg.get("tensorboard", True):
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(ctx.path("tb", "eval", ".keep").parent))
+        for row in rows:
+            for key, _ in COLUMNS:
+                if row.get(key) is not None:
+                    writer.add_scalar(f"eval/{row['method']}/{key}", float(row[key]), 0)
+        writer.close()
+    return paths
+
+
+def aggregate(run_dirs: Sequence[Path]) -> tuple[str, str, dict[str, Any]]:
+    """``(markdown, csv, json)`` of the mean +- std table over several runs' ``results.json``."""
+    runs, seeds, missing = [], [], []
+    for d in run_dirs:
+        path = Path(d) / "results.json"
+        if not path.is_file():
+            missing.append(str(d))
+            continue
+        data = json.loads(path.read_text())
+        runs.append(data["rows"])
+        seeds.append(data.get("seed"))
+    if not runs:
+        raise ValueError(f"aggregate: no results.json in {[str(d) for d in run_dirs]}")
+    title = f"Mean +- std over {len(runs)} runs (seeds {seeds}); values in %."
+    if missing:
+        title += f" Runs without results (not counted): {missing}."
+    return markdown_table(runs, title), csv_table(runs), {"seeds": seeds, "runs": runs, "missing": missing}
