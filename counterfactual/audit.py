@@ -108,22 +108,12 @@ def follow_in_env(env: Any, scene: Scene, pair: AnchorPair) -> tuple[bool, bool,
 
 def _braking_safe(scene: Scene, pair: AnchorPair, config: MinerConfig) -> bool:
     """Whether a keep-lane braking candidate of the pair's decision frame passes every check of the miner."""
-    from counterfactual.miner import _reference_candidate
-    from counterfactual.search import generate_candidates, result_arrays
+    from counterfactual.miner import score_candidates
+    from counterfactual.search import result_arrays
     from counterfactual.verify import verify_candidates
-    from envs.scoring import trajectory_from_log
-    from rewards.scorer import score_group
 
-    t = int(pair.decision_frame)
-    problem = problem_from_scene(scene, t, config.pdm)
-    negative = trajectory_from_log(scene, t, config.pdm)
-    extra = []
-    if config.use_reference and scene.map is not None:
-        ref = _reference_candidate(problem, config.pdm)
-        if ref is not None:
-            extra.append(ref)
-    cands = generate_candidates(negative, float(problem.ego.velocity[0]), config.pdm, config.search, extra)
-    arrays = result_arrays(score_group(problem, cands.trajectories, config.pdm, reference=config.reference))
+    problem, cands, result = score_candidates(scene, int(pair.decision_frame), config)
+    arrays = result_arrays(result)
     safe = verify_candidates(scene, problem, cands.trajectories, arrays, config.pdm, _verify_config(config)).safe
     braking = np.array([s.family in BRAKING_FAMILIES or (s.family == "speed_scale" and s.speed_scale < 1)
                         for s in cands.specs])

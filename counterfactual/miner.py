@@ -104,6 +104,23 @@ def _reference_candidate(problem: Any, config: PDMConfig) -> tuple[np.ndarray, C
     return None if ref is None else (np.asarray(ref.trajectory, dtype=np.float64), CandidateSpec("reference"))
 
 
+def score_candidates(scene: Scene, t: int, config: MinerConfig) -> tuple[Any, Any, Any]:
+    """The scored candidate group of decision frame ``t``: ``(problem, candidates, result)`` where the candidates are
+    the driven negative (index 0), the search families and, with a map, the reference planner's trajectory, all
+    scored in one :func:`rewards.scorer.score_group` call from the logged state (steps 1-3 of the module docstring)."""
+    from rewards.scorer import score_group
+
+    problem = problem_from_scene(scene, t, config.pdm)
+    negative = trajectory_from_log(scene, t, config.pdm)
+    extra = []
+    if config.use_reference and scene.map is not None:
+        ref = _reference_candidate(problem, config.pdm)
+        if ref is not None:
+            extra.append(ref)
+    cands = generate_candidates(negative, float(problem.ego.velocity[0]), config.pdm, config.search, extra)
+    return problem, cands, score_group(problem, cands.trajectories, config.pdm, reference=config.reference)
+
+
 def mine_moment(
     scene: Scene,
     moment: RiskMoment,
@@ -117,19 +134,10 @@ def mine_moment(
 
     ``conflict``: the moment's ``(conflict_type, source)`` (:func:`counterfactual.labels.moment_conflict`); None
     classifies it for this moment here (the same result for every decision frame of the moment)."""
-    from rewards.scorer import score_group
-
-    problem = problem_from_scene(scene, t, config.pdm)
-    negative = trajectory_from_log(scene, t, config.pdm)
     if conflict is None:
         conflict = moment_conflict(scene, moment, config.labels)
-    extra = []
-    if config.use_reference and scene.map is not None:
-        ref = _reference_candidate(problem, config.pdm)
-        if ref is not None:
-            extra.append(ref)
-    cands = generate_candidates(negative, float(problem.ego.velocity[0]), config.pdm, config.search, extra)
-    result = score_group(problem, cands.trajectories, config.pdm, reference=config.reference)
+    problem, cands, result = score_candidates(scene, t, config)
+    negative = cands.trajectories[0]
     arrays = result_arrays(result)
     has_map = scene.map is not None
     if scorer_check(arrays, has_map, config.search.require_no_contact)[0]:

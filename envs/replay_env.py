@@ -68,6 +68,7 @@ import numpy as np
 
 from envs.observation import ObservationConfig, Route, build_observation, text_prompt
 from envs.render import BEVConfig, BEVRenderer
+from envs.configuration import coerce_config
 from envs.metrics import DrivingMetricsConfig, EpisodeMetrics, reference_progress
 from envs.reward import REWARD_SCORES, REWARD_TERMS, reward_terms
 from envs.scene import Scene
@@ -213,18 +214,9 @@ class EnvConfig:
     @classmethod
     def coerce(cls, config: "EnvConfig | Mapping[str, Any] | None") -> "EnvConfig":
         """``config`` as an :class:`EnvConfig`: None -> defaults, a mapping -> ``EnvConfig(**mapping)`` (e.g.
-        ``gymnasium.make(id, config={"bev": None})``); ``ValueError`` naming unknown keys or other types."""
-        if config is None:
-            return cls()
-        if isinstance(config, cls):
-            return config
-        if isinstance(config, Mapping):
-            names = {f.name for f in dataclasses.fields(cls)}
-            unknown = sorted(set(config) - names)
-            if unknown:
-                raise ValueError(f"config: unknown EnvConfig fields {unknown}; known: {sorted(names)}")
-            return cls(**config)
-        raise ValueError(f"config: expected an EnvConfig, a mapping of its fields or None, got {type(config).__name__}")
+        ``gymnasium.make(id, config={"bev": None})``); ``ValueError`` naming unknown keys or other types
+        (:func:`envs.configuration.coerce_config`)."""
+        return coerce_config(cls, config)
 
 
 

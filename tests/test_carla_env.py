@@ -302,12 +302,12 @@ def test_config_checks_and_one_server_and_tm_port_per_worker(world):
 
 # ---------------------------------------------------------------------------------------------------- pipeline
 def test_experiments_run_env_carla(tmp_path, world):
-    from hydra import compose, initialize
+    from hydra import compose, initialize_config_module
 
     from experiments.run import run
 
     def cfg(*overrides):
-        with initialize(version_base=None, config_path=None):
+        with initialize_config_module(config_module="experiments.conf", version_base=None):
             return compose(config_name="config", overrides=["env=carla", "progress=false", "tensorboard=false",
                                                             f"out_dir={tmp_path}", *overrides])
 
@@ -316,9 +316,9 @@ def test_experiments_run_env_carla(tmp_path, world):
         run(cfg("env.hosts=[localhost:1]"), tmp_path)  # nothing listens: the TCP probe fails at once
     assert time.perf_counter() - start < 3.0
     server, c = world()
-    summary = run(cfg(f"env.hosts=[{c.hosts[0]}]", "env.backend=standin", "env.town=Standin_straight",
-                      "env.num_episodes=1", "env.episode_time=7.0", "env.scenario_types=[rear_end]",
-                      "env.policy=constant_velocity", "render.enabled=false", "evaluate.enabled=false",
-                      "mine.lead_times=[2.0]"), tmp_path)
-    assert summary["pairs"]["count"] >= 1 and len(list((tmp_path / "carla").glob("*.npz"))) == 1
+    ctx = run(cfg(f"env.hosts=[{c.hosts[0]}]", "env.backend=standin", "env.town=Standin_straight",
+                  "env.num_episodes=1", "env.episode_time=7.0", "env.scenario_types=[rear_end]",
+                  "env.policy=constant_velocity", "render.enabled=false", "mine.lead_times=[2.0]",
+                  "stages=[collect,mine]"), tmp_path)
+    assert ctx.outputs["mine"]["num_pairs_train"] >= 1 and len(list((tmp_path / "carla").glob("*.npz"))) == 1
     assert server.user_actors() == [] and server.settings.synchronous_mode is False

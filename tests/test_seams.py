@@ -198,7 +198,7 @@ def test_config_checks_and_mappings():
     env = gymnasium.make("SafeAlign/Replay-ClosedLoop-v0", config={"bev": None}, num_scenes=2)
     obs, _ = env.reset(seed=0)
     assert "bev" not in obs
-    with pytest.raises(ValueError, match=r"unknown EnvConfig fields \['bevv'\]"):
+    with pytest.raises(ValueError, match=r"EnvConfig: unknown fields \['bevv'\]"):
         ReplayEnv("bank", "open_loop", {"bevv": None})
     with pytest.raises(ValueError, match="render_mode='human' is not supported"):
         gymnasium.make("SafeAlign/Replay-OpenLoop-v0", render_mode="human")

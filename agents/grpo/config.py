@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from envs.reward import REWARD_TERMS
+from envs.configuration import coerce_config
 
 STEP_WITH = ("sample", "greedy", "best")
 """Which action advances the env (:attr:`GRPOConfig.step_with`)."""
@@ -132,16 +133,6 @@ class GRPOConfig:
 
     @classmethod
     def coerce(cls, config: "GRPOConfig | Mapping[str, Any] | None") -> "GRPOConfig":
-        """None -> defaults, a mapping -> ``GRPOConfig(**mapping)`` (unknown keys named), a config -> itself."""
-        if config is None:
-            return cls()
-        if isinstance(config, cls):
-            return config
-        if isinstance(config, Mapping):
-            names = {f.name for f in dataclasses.fields(cls)}
-            unknown = sorted(set(config) - names)
-            if unknown:
-                raise ValueError(f"GRPOConfig: unknown fields {unknown}; known: {sorted(names)}")
-            return cls(**dict(config))
-        raise ValueError(f"GRPOConfig: expected a GRPOConfig, a mapping of its fields or None, got "
-                         f"{type(config).__name__}")
+        """None -> defaults, a mapping -> ``GRPOConfig(**mapping)`` (unknown keys named), a config -> itself
+        (:func:`envs.configuration.coerce_config`)."""
+        return coerce_config(cls, config)

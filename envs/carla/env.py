@@ -65,6 +65,7 @@ from envs.render import BEVConfig, BEVRenderer
 from envs.reward import REWARD_TERMS, reward_terms
 from envs.scene import AgentClass, SceneMeta, TrafficLight, TrafficLightState
 from envs.scoring import agents_future_from_scene, log_as_action, map_geometry_from_scene_map
+from envs.configuration import coerce_config
 from envs.simulation import DrivableArea
 from envs.sources import UnresolvableOrigin
 from envs.spaces import NUM_POSES, POSE_INTERVAL, action_space, observation_space, validate_trajectories
@@ -257,20 +258,9 @@ class CarlaEnvConfig:
 
     @classmethod
     def coerce(cls, config: "CarlaEnvConfig | Mapping[str, Any] | None", **overrides: Any) -> "CarlaEnvConfig":
-        """``config`` (None, an instance or a mapping of fields) with ``overrides``; unknown keys are a ValueError."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        base: dict[str, Any] = {}
-        if isinstance(config, cls):
-            base = {f.name: getattr(config, f.name) for f in dataclasses.fields(cls)}
-        elif isinstance(config, Mapping):
-            base = dict(config)
-        elif config is not None:
-            raise ValueError(f"config: expected a CarlaEnvConfig, a mapping or None, got {type(config).__name__}")
-        base.update(overrides)
-        unknown = sorted(set(base) - names)
-        if unknown:
-            raise ValueError(f"config: unknown CarlaEnvConfig fields {unknown}; known: {sorted(names)}")
-        return cls(**base)
+        """``config`` (None, an instance or a mapping of fields) with ``overrides``; unknown keys are a ValueError
+        (:func:`envs.configuration.coerce_config`)."""
+        return coerce_config(cls, config, **overrides)
 
 
 def carla_env_fns(config: CarlaEnvConfig | Mapping[str, Any] | None = None,
