@@ -40,7 +40,7 @@ class SourceConfig:
     """bank: training scenes (a balanced mix of every scenario type, some normal driving)."""
     seed: int = 0
     """bank: training generator seed (same seed, same scenes)."""
-    eval_num_scenes: int = 12
+    eval_num_scenes: int = 16
     """bank: held-out scenes for the evaluation."""
     eval_seed: int = 1000
     """bank: held-out generator seed (never trained on; must differ from ``seed``)."""
@@ -178,7 +178,7 @@ class RewardConfig:
 class TrainConfig:
     """Budgets of the learning stages (group ``train``)."""
 
-    sft_steps: int = 120
+    sft_steps: int = 250
     """SFT optimizer steps per mode (the same for both modes)."""
     sft_batch_size: int = 16
     """SFT examples per step."""
@@ -186,7 +186,7 @@ class TrainConfig:
     """SFT peak learning rate."""
     expert_frames: int = 4
     """Safe expert-log decisions per training scene in the SFT data."""
-    rl_budget: int = 32
+    rl_budget: int = 64
     """Environment steps per GRPO / PPO run (equal for every RL method)."""
     rl_n_steps: int = 16
     """Rollout length per env between updates (GRPO and PPO)."""
@@ -194,7 +194,7 @@ class TrainConfig:
     """Parallel training envs (``SubprocVecEnv`` when > 1)."""
     group_size: int = 4
     """GRPO's G: trajectories sampled per state."""
-    grpo_lr: float = 3e-5
+    grpo_lr: float = 1e-4
     """GRPO learning rate."""
     beta: float = 0.04
     """GRPO KL weight to the SFT reference."""
