@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench_bank", "bench_render", "bench_scorer", "bench_env", "bench_mining")
+BENCHMARKS = ("bench_bank", "bench_render", "bench_scorer", "bench_env", "bench_mining", "bench_codebook", "bench_vla")
 """Module names under ``benchmarks/``, in the order they run."""
 
 
