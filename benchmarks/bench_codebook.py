@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-seed", type=int, default=1000, help="held-out bank seed")
     parser.add_argument("--pairs", default=None, help="training anchor pairs (positives join the fit)")
     parser.add_argument("--test-pairs", default=None, help="held-out anchor pairs (positives and negatives measured)")
-    parser.add_argument("--sizes", default="256,1024,2048", help="codebook sizes, comma-separated")
+    parser.add_argument("--sizes", default="256,1024", help="codebook sizes, comma-separated (docs/vla.md adds 2048)")
     args = parser.parse_args(argv)
 
     from agents.vla.codebook import CodebookConfig, TrajectoryCodebook, log_trajectories

@@ -5,6 +5,8 @@ a segment codebook fitted on 200 synthetic bank scenes) prints the parameter cou
 of one forward + backward pass on a training batch of 16 (label text + action tokens as targets), the time to
 sample G = 8 outputs for one observation, and the greedy decision latency (``VLAPolicy.act``) [ms]. Inputs are
 real bank observations (synthetic scenes) with mined-label-like explanations; ``torch.set_num_threads(--threads)``.
+``--model DIR`` adds a row for a trained policy folder (its generations stop at their own length). Vision tower and
+projector are frozen as in :class:`agents.vla.model.VLAConfig`'s default (no gradients computed for them).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--configs", default="tiny,small,base", help=f"comma-separated, from {sorted(CONFIGS)}")
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per measurement")
+    parser.add_argument("--model", default=None, help="also time a trained policy folder (e.g. <sft out>/final)")
     args = parser.parse_args(argv)
 
     import torch
@@ -90,6 +93,19 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((name, f"{count_parameters(model) / 1e6:.2f}M", str(batch["input_ids"].shape[1]),
                      f"{1000 * t_train:.0f}", f"{1000 * t_sample:.0f}", f"{1000 * t_act:.0f}"))
         print("  ".join(rows[-1]), flush=True)
+    if args.model:
+        policy = VLAPolicy.from_pretrained(args.model)
+        prompts = [policy.processor.prompt(i.prompt) for i in inputs]
+        batch = policy.processor.encode_training([o["bev"] for o in obs], prompts, targets)
+        policy.model.train()
+        t_train = _timed(lambda: (policy.model.zero_grad(), policy.model(**batch).loss.backward()), args.repeats)
+        policy.model.eval()
+        t_sample = _timed(lambda: policy.sample(inputs[:1], G=8, temperature=1.0), args.repeats)
+        t_act = _timed(lambda: policy.act(inputs[0]), args.repeats)
+        out_len = float(policy.predict(inputs).mask.sum(dim=1).float().mean())
+        rows.append((f"trained ({out_len:.0f} output tokens)", f"{count_parameters(policy.model) / 1e6:.2f}M",
+                     str(batch["input_ids"].shape[1]), f"{1000 * t_train:.0f}", f"{1000 * t_sample:.0f}",
+                     f"{1000 * t_act:.0f}"))
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     fmt = "  ".join("{:<%d}" % w for w in widths)
     print(f"\nthreads={args.threads}; 128 px BEV (64 image tokens), segment codebook K=256 (8 action tokens), "

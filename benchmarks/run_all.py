@@ -9,7 +9,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench_bank", "bench_render", "bench_scorer", "bench_env", "bench_mining", "bench_jerk_penalty")
+BENCHMARKS = ("bench_bank", "bench_render", "bench_scorer", "bench_env", "bench_mining", "bench_jerk_penalty",
+              "bench_degenerate", "bench_codebook", "bench_vla", "bench_ppo")
 """Module names under ``benchmarks/``, in the order they run."""
 
 
