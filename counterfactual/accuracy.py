@@ -48,11 +48,14 @@ def _fields(record: Any) -> Mapping[str, Any]:
     return label if isinstance(label, Mapping) else label.to_dict()
 
 
-def _key(record: Any) -> tuple[str, float]:
-    """(scenario type, lead time [s]) of a pair (or a mapping with those keys)."""
+def _key(record: Any) -> tuple[str, float | str]:
+    """(scenario type, lead time [s]) of a pair (or a mapping with those keys); a record without a finite lead time
+    (a safe expert-log decision of the agents' evaluation rows) keys as ``(scenario type, "expert")``."""
     if isinstance(record, Mapping):
-        return str(record["scenario_type"]), float(record["lead_time_s"])
-    return str(record.scenario_type), float(record.lead_time_s)
+        typ, lead = str(record["scenario_type"]), float(record["lead_time_s"])
+    else:
+        typ, lead = str(record.scenario_type), float(record.lead_time_s)
+    return (typ, lead) if np.isfinite(lead) else (typ, "expert")
 
 
 def label_accuracy(predicted: Sequence[Mapping[str, Any]], truth: Sequence[Any]) -> dict[str, float]:
@@ -146,9 +149,9 @@ class LabelBaseline:
         for r in train:
             f = _fields(r)
             for name in LANGUAGE_FIELDS:
-                overall[name][f[name]] += 1
+                overall[name][f.get(name)] += 1
                 if self.name == "type_lead_lookup":
-                    counts[_key(r)][name][f[name]] += 1
+                    counts[_key(r)][name][f.get(name)] += 1
         self._majority = {name: _most_common(c) for name, c in overall.items()}
         self._table = {k: {name: _most_common(c) for name, c in v.items()} for k, v in counts.items()}
         return self
@@ -160,10 +163,14 @@ class LabelBaseline:
         return [dict(self._table.get(_key(r), self._majority)) for r in records]
 
 
-def _most_common(counter: Counter) -> str:
-    """Most frequent value; ties go to the alphabetically first (deterministic)."""
-    top = max(counter.values())
-    return min(v for v, c in counter.items() if c == top)
+def _most_common(counter: Counter) -> str | None:
+    """Most frequent value; ties go to the alphabetically first (deterministic). Empty values (None or ``""``: a
+    field a no-hazard label does not name) count only where nothing else was seen (then None)."""
+    named = Counter({v: c for v, c in counter.items() if v not in (None, "")})
+    if not named:
+        return None
+    top = max(named.values())
+    return min(v for v, c in named.items() if c == top)
 
 
 def baseline_accuracies(train: Sequence[Any], evaluation: Sequence[Any]) -> dict[str, dict[str, float]]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -33,6 +32,7 @@ import numpy as np
 
 from agents.base import PolicyInput
 from agents.sft.data import LABEL_COLUMNS
+from counterfactual.accuracy import LabelBaseline
 from agents.vla.policy import VLAPolicy
 
 ACCURACY_FIELDS = LABEL_COLUMNS
@@ -113,38 +113,23 @@ def accuracy_report(name: str, predicted: Sequence[Mapping[str, Any]], rows: Seq
     )
 
 
-def _lookup_key(row: Mapping[str, Any]) -> tuple[str, str]:
-    lead = row["lead_time_s"]
-    return row["scenario_type"], "expert" if row["kind"] == "expert" or not np.isfinite(lead) else f"{lead:.1f}"
-
-
 def trivial_baselines(train_rows: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]
                       ) -> list[AccuracyReport]:
-    """The two trivial predictors, fitted on ``train_rows`` and scored on ``rows``:
+    """The two trivial predictors of :class:`counterfactual.accuracy.LabelBaseline`, fitted on ``train_rows`` and
+    scored on ``rows``:
 
     * majority: a constant per field, the most frequent training value among the rows the field is scored on
       (pair rows for the language fields and the pair risk accuracy, all rows for the overall risk accuracy);
     * lookup: the most frequent training value of each field per (scenario type, lead time or ``expert``), the
       overall majority for unseen keys.
     """
-    def majority(subset: Sequence[Mapping[str, Any]], name: str) -> str | None:
-        values = Counter(r[name] or None for r in subset)
-        return values.most_common(1)[0][0] if values else None
-
     pairs_train = [r for r in train_rows if r["kind"] == "pair"] or list(train_rows)
-    on_pairs = accuracy_report("majority (trivial)", [{f: majority(pairs_train, f) for f in LABEL_COLUMNS}] * len(rows),
-                               rows)
-    on_all = accuracy_report("majority (trivial)", [{"risk_level": majority(train_rows, "risk_level")}] * len(rows),
-                             rows)
+    on_pairs = accuracy_report("majority (trivial)", LabelBaseline("majority").fit(pairs_train).predict(rows), rows)
+    on_all = accuracy_report("majority (trivial)", LabelBaseline("majority").fit(train_rows).predict(rows), rows)
     major = dataclasses.replace(on_pairs, risk_accuracy=on_all.risk_accuracy,
                                 no_hazard_accuracy=on_all.no_hazard_accuracy)
-    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    for r in train_rows:
-        groups.setdefault(_lookup_key(r), []).append(r)
-    overall = {f: majority(train_rows, f) for f in LABEL_COLUMNS}
-    table = {k: {f: majority(v, f) for f in LABEL_COLUMNS} for k, v in groups.items()}
-    lookup_pred = [dict(table.get(_lookup_key(r), overall)) for r in rows]
-    return [major, accuracy_report("type+lead lookup (trivial)", lookup_pred, rows)]
+    lookup = LabelBaseline("type_lead_lookup").fit(train_rows).predict(rows)
+    return [major, accuracy_report("type+lead lookup (trivial)", lookup, rows)]
 
 
 def generate_texts(policy: VLAPolicy, table: Any, batch_size: int = 16, progress: bool = False) -> list[str]:
