@@ -23,14 +23,13 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from envs.atomic import STALE_TEMP_AGE_S, atomic_writer, clean_stale_temp_files  # noqa: F401 (re-exported)
 from counterfactual.schema import LABEL_SCHEMA_VERSION, SafetyLabel
 
 ANCHOR_SCHEMA_VERSION = "2.0"
@@ -44,8 +43,6 @@ CHECK_NAMES = ("scorer", "raw_poses", "closed_loop", "clearance", "no_oncoming")
 """The positive's execution checks (:data:`counterfactual.verify.CHECKS`), stored as ``check_<name>`` columns."""
 CLEARANCE_FIELDS = ("clearance_m", "raw_clearance_m", "closed_loop_clearance_m")
 """The positive's clearances [m], stored as ``positive_<field>`` columns."""
-STALE_TEMP_AGE_S = 600.0
-"""A temp file of the target whose writer cannot be identified counts as stale after this long [s]."""
 
 LABEL_PREFIX = "label_"
 """Safety-label fields are stored as ``label_<field>`` columns."""
@@ -264,55 +261,6 @@ def _arrow_schema():
     )
 
 
-def _temp_prefix(path: Path) -> str:
-    return f".{path.name}."
-
-
-def _writer_alive(pid: int) -> bool:
-    """Whether a process with this id runs (on this machine)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def clean_stale_temp_files(path: str | os.PathLike) -> list[Path]:
-    """Remove temp files of ``path`` (``.<name>.<pid>.<random>.tmp`` beside it) whose writing process no longer
-    runs, and unidentifiable ones older than :data:`STALE_TEMP_AGE_S`; returns the removed paths. Temp files of
-    live writers (also this process's) are kept."""
-    path = Path(path)
-    removed = []
-    if not path.parent.is_dir():
-        return removed
-    pattern = re.compile(re.escape(_temp_prefix(path)) + r"(?:(\d+)\.)?[^/]*\.tmp$")
-    now = time.time()
-    for candidate in path.parent.iterdir():
-        m = pattern.fullmatch(candidate.name)
-        if not m or not candidate.is_file():
-            continue
-        pid = int(m.group(1)) if m.group(1) else None
-        if pid == os.getpid():
-            continue
-        try:
-            stale = (not _writer_alive(pid)) if pid is not None else (now - candidate.stat().st_mtime > STALE_TEMP_AGE_S)
-            if stale:
-                candidate.unlink()
-                removed.append(candidate)
-        except FileNotFoundError:  # another cleaner was faster
-            continue
-    return removed
-
-
-def _default_file_mode() -> int:
-    """``0o666`` minus the process umask (what ``open(path, "w")`` creates)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def _git_commit(folder: Path) -> str | None:
     """HEAD commit of the git checkout holding ``folder``, or None (no git, not a checkout)."""
     try:
@@ -374,36 +322,14 @@ def write_anchor_pairs(pairs: Sequence[AnchorPair], path: str | os.PathLike,
     import pyarrow.parquet as pq
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_temp_files(path)
     prov = collect_provenance() if provenance is None else dict(provenance)
     schema = _arrow_schema()
     schema = schema.with_metadata({**schema.metadata, PROVENANCE_KEY: json.dumps(_jsonable(prov), sort_keys=True,
                                                                                   default=_json_default).encode()})
     rows = [pair_to_row(p) for p in pairs]
     table = pa.Table.from_pylist(rows, schema=schema) if rows else schema.empty_table()
-    fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pq.write_table(table, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return path
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    with atomic_writer(path, "wb") as f:
+        pq.write_table(table, f)
     return path
 
 

@@ -40,6 +40,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from envs.atomic import atomic_write_bytes
 from envs.scene import AgentClass, Scene, SceneMap, TrafficLightState
 from rewards.geometry import box_corners, polyline_arclength, vehicle_corners, world_to_local
 
@@ -1122,14 +1123,11 @@ def contact_sheet(tiles: Sequence[np.ndarray], columns: int, pad: int = 4, fill:
 
 
 def write_png(path: str, image_rgb: np.ndarray) -> None:
-    """Write an RGB image as PNG atomically (encode, write a temp file in the same folder, rename)."""
+    """Write an RGB image as PNG atomically (:func:`envs.atomic.atomic_write_bytes`)."""
     ok, buf = cv2.imencode(".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RuntimeError(f"{path}: PNG encoding failed")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(buf.tobytes())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def _frames_to_draw(scene: Scene, which: str, stride: int, lead: float) -> list[int]:

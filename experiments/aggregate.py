@@ -17,7 +17,7 @@ from hydra.experimental.callback import Callback
 
 def write_aggregate(run_dirs: Sequence[Path], out: Path) -> Path:
     """Write the aggregate table of ``run_dirs`` into ``out``; returns the markdown path."""
-    from envs.deepaccident.layout import atomic_write_text
+    from envs.atomic import atomic_write_text
     from experiments.results import aggregate
 
     md, csv_text, data = aggregate(run_dirs)

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,18 +113,10 @@ def load_state(out: Path) -> dict[str, Any]:
 
 
 def save_state(out: Path, state: Mapping[str, Any]) -> None:
-    """Write the state atomically (temp file in the same folder, fsync, rename)."""
-    out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{STATE_FILE}.", suffix=".tmp", dir=out)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(state, f, indent=2, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out / STATE_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write the state atomically (:func:`envs.atomic.atomic_write_text`)."""
+    from envs.atomic import atomic_write_text
+
+    atomic_write_text(out / STATE_FILE, json.dumps(state, indent=2, default=str))
 
 
 def _relative(out: Path, value: Any) -> Any:

@@ -227,7 +227,7 @@ def _evaluate_mlp_methods(ctx: Any, methods: Sequence[str], drive: Any, config: 
 
 def write_results(ctx: Any, rows: Sequence[Mapping[str, Any]]) -> dict[str, Path]:
     """``results.md`` / ``results.csv`` / ``results.json`` in the run folder and TensorBoard scalars."""
-    from envs.deepaccident.layout import atomic_write_text
+    from envs.atomic import atomic_write_text
     from experiments.stages import sources
 
     _, _, description = sources(ctx)

@@ -420,7 +420,7 @@ def evaluate(ctx: Context) -> dict[str, Any]:
 
 def _write_text(path: Path, text: str) -> None:
     """Write ``text`` atomically (temp file + rename)."""
-    from envs.deepaccident.layout import atomic_write_text
+    from envs.atomic import atomic_write_text
 
     atomic_write_text(path, text)
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
@@ -201,10 +200,10 @@ def _bc_checkpoint(cfg: CompareConfig, seed: int, mode: str, pairs_path: str) ->
     torch.manual_seed(seed)
     train_bc(model.policy, data, mode, BCConfig(steps=cfg.bc_steps), seed=seed)
     elapsed = time.perf_counter() - start
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(model.policy.state_dict(), tmp)
-    os.replace(tmp, path)
+    from envs.atomic import atomic_writer
+
+    with atomic_writer(path) as f:
+        torch.save(model.policy.state_dict(), f)
     meta.write_text(json.dumps({"train_s": elapsed, "samples": len(data)}))
     return str(path), elapsed
 

@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agents.vla.policy import VLAPolicy
     from agents.vla.processor import write_json
     from counterfactual.dataset import load_anchor_pairs
-    from envs.deepaccident.layout import atomic_write_text
+    from envs.atomic import atomic_write_text
     from envs.sources import open_source
 
     args = build_parser().parse_args(argv)

@@ -262,7 +262,7 @@ class TrajectoryCodebook:
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike) -> Path:
         """Write the codebook to ``path`` (``.npz``; temp file, fsync, rename). Returns the path."""
-        from envs.deepaccident.layout import atomic_write_bytes
+        from envs.atomic import atomic_write_bytes
 
         buffer = io.BytesIO()
         np.savez(buffer, codewords=self.codewords, mode=np.array(self.mode), yaw_weight=np.array(self.yaw_weight),

@@ -55,9 +55,9 @@ def image_of(observation: Mapping[str, Any]) -> np.ndarray:
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` as JSON atomically (:func:`envs.deepaccident.layout.atomic_write_text`: temp file, fsync,
+    """Write ``data`` as JSON atomically (:func:`envs.atomic.atomic_write_text`: temp file, fsync,
     rename)."""
-    from envs.deepaccident.layout import atomic_write_text
+    from envs.atomic import atomic_write_text
 
     atomic_write_text(Path(path), json.dumps(data, indent=2, sort_keys=True))
 

@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
+from envs.atomic import atomic_write_bytes
 from envs.scene import Lane, Scene, SceneMap, SceneMeta, TrafficLight
 from envs.sources import Origin, SourceError, register_origin, register_source
 from rewards.geometry import VehicleParameters
@@ -162,9 +163,7 @@ def write_recording(scene: Scene, path: str | os.PathLike) -> Path:
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 

@@ -44,11 +44,10 @@ import numpy as np
 
 from envs.deepaccident.errors import DeepAccidentWarning
 from envs.deepaccident.labels import EGO_ROW_ID, UNIDENTIFIED_ID
+from envs.atomic import atomic_write_bytes, atomic_write_text
 from envs.deepaccident.layout import (
     CAMERAS,
     RAW_DT,
-    atomic_write_bytes,
-    atomic_write_text,
     check_name,
     frame_file,
     meta_path,
