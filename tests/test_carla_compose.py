@@ -79,7 +79,7 @@ def test_nullrhi_variant_and_multi_server_profile(compose):
 
 def test_trainer_runs_the_carla_pipeline_against_the_carla_service(compose):
     from hydra import compose as hydra_compose
-    from hydra import initialize
+    from hydra import initialize_config_module
 
     from experiments.config import register_configs
 
@@ -91,7 +91,7 @@ def test_trainer_runs_the_carla_pipeline_against_the_carla_service(compose):
     script = trainer["command"][-1].replace("$${CARLA_HOSTS}", default_hosts)  # what the container's shell runs
     argv = shlex.split(script)
     assert argv[:4] == ["python", "-m", "experiments.run", "env=carla"]
-    with initialize(version_base=None, config_path=None):
+    with initialize_config_module(config_module="experiments.conf", version_base=None):
         cfg = hydra_compose(config_name="config", overrides=argv[3:])
     for host in cfg.env.hosts:
         name, port = host.split(":")

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from hydra import compose, initialize
+from hydra import compose, initialize_config_module
 
 from agents.base import policy_input
 from agents.baselines import (
@@ -24,49 +24,54 @@ from experiments.run import run
 
 
 def _cfg(*overrides: str):
-    with initialize(version_base=None, config_path=None):
+    with initialize_config_module(config_module="experiments.conf", version_base=None):
         return compose(config_name="config", overrides=list(overrides))
 
 
 def test_default_config_is_embedded():
     cfg = _cfg()
-    assert cfg.env.name == "bank" and cfg.env.num_scenes > 0
-    assert list(cfg.evaluate.baselines) == ["constant_velocity", "log_replay", "pdm_closed_like"]
+    assert cfg.env.name == "bank" and cfg.env.num_scenes > 0 and cfg.env.eval_seed != cfg.env.seed
+    assert cfg.agent.name == "vla" and list(cfg.algo.methods) == ["sft_positive", "sft_negative", "ppo", "grpo",
+                                                                     "anchor_grpo"]
+    assert list(cfg.stages) == ["collect", "mine", "sft", "grpo", "eval"] and cfg.reward.reward_score == "sp_pdms"
+    assert list(cfg.evaluate.planners) == ["pdm_closed_like", "safe_oracle"]
     with pytest.raises(Exception, match="carla|env"):
         _cfg("env=not_a_source")
 
 
-def test_pipeline_runs_and_writes_outputs(tmp_path, capsys):
+def test_baseline_only_pipeline_writes_outputs(tmp_path, capsys):
+    """No learned method (``algo.methods=[]``): scenes, renders, pairs and the planners' table."""
     cfg = _cfg(
         "env.num_scenes=4",
+        "env.eval_num_scenes=4",
         "env.scenario_types=[rear_end,normal]",
         "render.num_scenes=2",
         "render.size=96",
         "mine.lead_times=[2.0]",
-        "evaluate.baselines=[log_replay,pdm_closed_like]",
-        "evaluate.closed_loop=false",
+        "algo.methods=[]",
+        "evaluate.planners=[log_replay,pdm_closed_like]",
         "progress=false",
         f"out_dir={tmp_path}",
     )
-    summary = run(cfg, tmp_path)
+    ctx = run(cfg, tmp_path)
     out = capsys.readouterr().out
-    assert "synthetic" in out and "PDMS" in out and "collision %" in out
+    assert "SYNTHETIC" in out and "PDMS (open loop)" in out and "collision %" in out
     assert (tmp_path / "render" / "contact_sheet.png").stat().st_size > 0
-    pairs = load_anchor_pairs(tmp_path / "pairs.parquet")
-    assert len(pairs) == summary["pairs"]["count"] >= 2  # two rear-end scenes, one lead time each
+    pairs = load_anchor_pairs(tmp_path / "pairs_train.parquet")
+    assert len(pairs) == ctx.outputs["mine"]["num_pairs_train"] >= 2  # rear-end scenes, one lead time each
     assert all(p.negative_scores["collision"] for p in pairs)
-    prov = read_provenance(tmp_path / "pairs.parquet")
+    prov = read_provenance(tmp_path / "pairs_train.parquet")
     assert prov["miner_config"]["moments"]["lead_times"] == [2.0] and prov["source"].startswith("bank")
     saved = json.loads((tmp_path / "results.json").read_text())
-    by_policy = {r["policy"]: r for r in saved["results"]}
-    # The log drives into the rear-end in every accident scene (decision 2 s before contact, 4 s horizon) and into
-    # nothing in normal scenes.
-    bank = ScenarioBank(4, seed=0, scenario_types=["rear_end", "normal"])
-    accident_share = np.mean([bank[i].meta.is_accident for i in range(len(bank))])
+    by_policy = {r["method"]: r for r in saved["rows"]}
+    assert set(by_policy) == {"log_replay", "pdm_closed_like"}
+    # The log drives into the rear-end in every accident scene and into nothing in normal scenes (closed loop).
+    held = ScenarioBank(4, seed=1000, scenario_types=["rear_end", "normal"])
+    accident_share = np.mean([held[i].meta.is_accident for i in range(len(held))])
     assert 0 < accident_share < 1
     assert by_policy["log_replay"]["collision_rate"] == pytest.approx(accident_share)
     for r in by_policy.values():
-        assert 0.0 <= r["score"] <= 1.0 and r["num_scenes"] == 4 and r["language_accuracy"] is None
+        assert 0.0 <= r["pdms"] <= 1.0 and r["language_accuracy"] is None and "n/a" in r["note"]
     assert list((tmp_path / "tb").iterdir())
 
 
