@@ -59,7 +59,8 @@ def sources(ctx: Context) -> tuple[Any, Any, str]:
             held = open_source("deepaccident", root=env["root"], split=held_split, strict=False)
             same = " (the training split: not held out)" if held_split == env.get("split") else ""
             text = (f"DeepAccident {env['root']}: {len(train)} training scenarios ({env.get('split')}), "
-                    f"{len(held)} evaluation scenarios ({held_split}){same}")
+                    f"{len(held)} evaluation scenarios ({held_split}){same}; no HD map, so the PDMS column holds "
+                    "the map-free score NC (5 TTC + 2 C) / 7")
         elif name == "carla":
             from experiments.carla import carla_source
 

@@ -75,6 +75,26 @@ def test_baseline_only_pipeline_writes_outputs(tmp_path, capsys):
     assert list((tmp_path / "tb").iterdir())
 
 
+def test_deepaccident_folder_pipeline_replays_the_crashes(tmp_path):
+    """A DeepAccident-layout folder (bank scenes written by ``python -m envs.deepaccident``, train and val splits):
+    the pipeline runs on it, and the closed-loop log replay collides in the held-out accident scenes."""
+    from envs.deepaccident.__main__ import main as write_folder
+
+    root = tmp_path / "da"
+    assert write_folder(["--out", str(root), "--num-scenes", "4", "--seed", "0", "--split", "train",
+                         "--scenario-types", "rear_end,normal"]) == 0
+    assert write_folder(["--out", str(root), "--num-scenes", "4", "--seed", "1000", "--split", "val",
+                         "--scenario-types", "rear_end,normal"]) == 0
+    out = tmp_path / "run"
+    run(_cfg("env=deepaccident", f"env.root={root}", "algo.methods=[]", "evaluate.planners=[log_replay]",
+             "render.num_scenes=1", "mine.lead_times=[2.0]", "progress=false", f"out_dir={out}"), out)
+    row = json.loads((out / "results.json").read_text())["rows"][0]
+    held = ScenarioBank(4, seed=1000, scenario_types=["rear_end", "normal"])
+    accident_share = np.mean([held[i].meta.is_accident for i in range(len(held))])
+    assert row["method"] == "log_replay" and row["collision_rate"] == pytest.approx(accident_share)
+    assert "map-free" in (out / "results.md").read_text()
+
+
 def test_baselines_produce_valid_actions():
     env = ReplayEnv("bank", mode="open_loop", config=EnvConfig(bev=None), num_scenes=3, seed=1)
     obs, info = env.reset(seed=0, options={"scene_index": 0})

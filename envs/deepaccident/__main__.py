@@ -2,12 +2,14 @@
 
 Usage::
 
-    python -m envs.deepaccident --out /tmp/da --num-scenes 12 [--seed 0] [--split val] [--scenario-types a,b]
-    python -m experiments.run env=deepaccident env.root=/tmp/da        # env.split defaults to val
+    python -m envs.deepaccident --out /tmp/da --num-scenes 24 --seed 0 --split train
+    python -m envs.deepaccident --out /tmp/da --num-scenes 8 --seed 1000 --split val
+    python -m experiments.run env=deepaccident env.root=/tmp/da     # trains on train, evaluates on val
 
 Each scene goes through :func:`envs.deepaccident.write_scenario` (padded frame names, the dataset's frame
 convention, meta with the accident facts) and is listed in ``<out>/<split>.txt``. The data are synthetic: scenario
-folders are named ``synthetic_<type>_<accident|normal>`` and scenarios ``Synthetic_<scene id>``.
+folders are named ``synthetic_<type>_<accident|normal>`` and scenarios ``Synthetic_s<seed>-<scene id>`` (bank scene
+ids repeat across seeds, so the seed keeps the splits of different seeds apart in one folder).
 """
 
 from __future__ import annotations
@@ -42,12 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         scene = bank[i]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeepAccidentWarning)  # STATIC agents: counted below
-            result = write_scenario(scene, out, split=args.split, overwrite=args.overwrite)
+            name = f"Synthetic_s{args.seed}-{scene.scene_id.replace('/', '-').replace('_', '-')}"
+            result = write_scenario(scene, out, scenario_name=name, split=args.split, overwrite=args.overwrite)
         accidents += int(scene.meta.is_accident)
         skipped += len(result.skipped_static_ids)
     print(f"wrote {len(bank)} scenes ({accidents} accidents; {skipped} STATIC agents not exportable) to {out} "
           f"(split {args.split}, SYNTHETIC bank seed {args.seed})")
-    print(f"try: python -m experiments.run env=deepaccident env.root={out} env.split={args.split}")
+    print(f"try: python -m experiments.run env=deepaccident env.root={out}  (trains on train.txt, evaluates on "
+          "val.txt; env.split / env.eval_split choose others)")
     return 0
 
 
