@@ -267,14 +267,11 @@ def track(ref: np.ndarray, cos_ref: np.ndarray, sin_ref: np.ndarray, velocity: n
 
 
 @njit(cache=True)
-def simulate_tracked(ref: np.ndarray, init: np.ndarray, init_steer: float, num_steps: int,
-                     velocity_op_t: np.ndarray, w_kappa: np.ndarray, coef: np.ndarray, dt: float, rate_penalty: float,
-                     initial_penalty: float, wheelbase: float, long_gain: float, q_lat0: float, q_lat1: float,
-                     r_lat: float, accel_lag: float, steer_gain: float, stop_velocity: float, stop_gain: float,
-                     max_steer: float):
-    """:func:`fit_profiles` over the whole reference ``ref (G, T, 3)`` then ``num_steps`` steps of :func:`track` in
-    one call (``rewards.tracking.track_poses_with_steering``): ``(states (G, num_steps + 1, 7), steering
-    (G, num_steps + 1) [rad])``; the reference headings' cosine and sine come from the C library."""
+def reference_profiles(ref: np.ndarray, velocity_op_t: np.ndarray, dt: float, rate_penalty: float,
+                       initial_penalty: float):
+    """The tracker's inputs of references ``ref (G, T, 3)``: their headings' cosine and sine (C library) and the
+    velocity / curvature profiles fitted to the whole reference (:func:`fit_profiles`): ``(cos_ref, sin_ref
+    (G, T), velocity, curvature (G, T - 1))``."""
     g_count, t_count, _ = ref.shape
     cos_ref = np.empty((g_count, t_count))
     sin_ref = np.empty((g_count, t_count))
@@ -283,6 +280,19 @@ def simulate_tracked(ref: np.ndarray, init: np.ndarray, init_steer: float, num_s
             cos_ref[g, t] = math.cos(ref[g, t, 2])
             sin_ref[g, t] = math.sin(ref[g, t, 2])
     velocity, curvature = fit_profiles(ref, cos_ref, sin_ref, velocity_op_t, dt, rate_penalty, initial_penalty)
+    return cos_ref, sin_ref, velocity, curvature
+
+
+@njit(cache=True)
+def simulate_tracked(ref: np.ndarray, init: np.ndarray, init_steer: float, num_steps: int,
+                     velocity_op_t: np.ndarray, w_kappa: np.ndarray, coef: np.ndarray, dt: float, rate_penalty: float,
+                     initial_penalty: float, wheelbase: float, long_gain: float, q_lat0: float, q_lat1: float,
+                     r_lat: float, accel_lag: float, steer_gain: float, stop_velocity: float, stop_gain: float,
+                     max_steer: float):
+    """:func:`fit_profiles` over the whole reference ``ref (G, T, 3)`` then ``num_steps`` steps of :func:`track` in
+    one call (``rewards.tracking.track_poses_with_steering``): ``(states (G, num_steps + 1, 7), steering
+    (G, num_steps + 1) [rad])``; the reference headings' cosine and sine come from the C library."""
+    cos_ref, sin_ref, velocity, curvature = reference_profiles(ref, velocity_op_t, dt, rate_penalty, initial_penalty)
     return track(ref, cos_ref, sin_ref, velocity, curvature, init, init_steer, num_steps, w_kappa, coef, dt,
                  wheelbase, long_gain, q_lat0, q_lat1, r_lat, accel_lag, steer_gain, stop_velocity, stop_gain,
                  max_steer)
@@ -350,14 +360,8 @@ def simulate_tracked_each(ref: np.ndarray, init: np.ndarray, init_steer: np.ndar
     """:func:`simulate_tracked` with one start state per reference: ``init (G, 7)``, ``init_steer (G,)`` [rad]
     (a batch of closed loops that have drifted apart, ``envs.simulation.follow_trajectories``). Each candidate's
     states equal :func:`simulate_tracked` of that candidate alone from its own start state."""
-    g_count, t_count, _ = ref.shape
-    cos_ref = np.empty((g_count, t_count))
-    sin_ref = np.empty((g_count, t_count))
-    for g in range(g_count):
-        for t in range(t_count):
-            cos_ref[g, t] = math.cos(ref[g, t, 2])
-            sin_ref[g, t] = math.sin(ref[g, t, 2])
-    velocity, curvature = fit_profiles(ref, cos_ref, sin_ref, velocity_op_t, dt, rate_penalty, initial_penalty)
+    g_count = ref.shape[0]
+    cos_ref, sin_ref, velocity, curvature = reference_profiles(ref, velocity_op_t, dt, rate_penalty, initial_penalty)
     out = np.empty((g_count, num_steps + 1, 7))
     steering = np.empty((g_count, num_steps + 1))
     for g in range(g_count):
