@@ -333,6 +333,66 @@ def plan_reference(problem: ScoringProblem, config: PDMConfig = PDMConfig(), pro
     )
 
 
+def proposal_actions(problem: ScoringProblem, poses: np.ndarray, config: PDMConfig = PDMConfig()
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Proposals as a policy outputs and the env executes them.
+
+    Args:
+        problem: the decision time (its ego state is the frame of the actions).
+        poses: ``(P, T, 3)`` world-frame proposal poses at ``sim_dt`` (:func:`proposal_poses`).
+        config: scorer configuration.
+
+    Returns:
+        ``(actions (P, num_poses, 3), states (P, T, 7))``: the ego-frame 8-pose actions [m, m, rad] (every
+        ``pose_interval``) and their simulation as the env executes an action
+        (:func:`rewards.tracking.simulate_candidates`: interpolation of the 8 poses, LQR tracker, bicycle).
+    """
+    ratio = int(round(config.pose_interval / config.sim_dt))
+    trajs = world_to_local(poses[:, ratio::ratio][:, : config.num_poses], problem.ego.pose)  # (P, 8, 3)
+    return trajs, simulate_candidates(problem.ego, trajs, config)
+
+
+@dataclass(frozen=True)
+class ActionPlan:
+    """The planner's choice among its proposals as actions (:func:`plan_action`).
+
+    Attributes:
+        trajectory: ``(num_poses, 3)`` ego-frame rear-axle poses [m, m, rad] (8 at 0.5 s): the action.
+        index: the chosen proposal in :func:`proposal_poses` order.
+        proposal_scores: ``(P,)`` PDMS of the proposals' actions against the constant-velocity forecasts.
+    """
+
+    trajectory: np.ndarray
+    index: int
+    proposal_scores: np.ndarray
+
+
+def plan_action(problem: ScoringProblem, config: PDMConfig = PDMConfig(), proposal_set: str = "navsim",
+                poses: np.ndarray | None = None) -> ActionPlan | None:
+    """PDM-Closed's choice made as a policy that outputs 8 poses must make it (None without a map).
+
+    :func:`plan_reference` scores the proposals' 0.1 s states, as PDM-Closed does; the env then executes the
+    chosen proposal from its 8 poses at 0.5 s (re-interpolated and re-tracked), and on a tight junction turn that
+    execution cuts the corner (off road, DAC 0) although the 0.1 s proposal stayed on the road. Here every proposal
+    is scored as the action it becomes (:func:`proposal_actions`) against constant-velocity forecasts of every
+    agent, and the best PDMS wins (first on ties). Measured closed loop on 32 bank scenes (seed 1000): normal scenes'
+    off-road endings 12.5 % -> 0 %, accident scenes' collisions 67 % -> 58 %.
+
+    ``poses``: the problem's :func:`proposal_poses` of ``proposal_set`` (or a longer set whose prefix it is)."""
+    geometry = problem.map
+    if geometry is None or len(geometry.route) < 2:
+        return None
+    n = num_proposals(config, proposal_set)
+    poses = proposal_poses(problem, config, proposal_set) if poses is None else poses[:n]
+    trajs, sim = proposal_actions(problem, poses, config)
+    forecast = constant_velocity_agents(problem.agents, config.sim_dt)
+    cv_problem = ScoringProblem(ego=problem.ego, agents=forecast, map=geometry, scene_id=problem.scene_id,
+                                time_index=problem.time_index)
+    scores = score_states(cv_problem, sim, config, reference_progress=None).pdms
+    best = int(np.argmax(scores))
+    return ActionPlan(trajectory=trajs[best], index=best, proposal_scores=scores)
+
+
 @dataclass(frozen=True)
 class SafeProgressResult:
     """The safe-progress reference of a problem (see the module docstring).
@@ -366,9 +426,7 @@ def plan_safe_progress(problem: ScoringProblem, config: PDMConfig = PDMConfig(),
     ego = problem.ego
     if poses is None:
         poses = proposal_poses(problem, config, "careful")
-    ratio = int(round(config.pose_interval / config.sim_dt))
-    trajs = world_to_local(poses[:, ratio::ratio][:, : config.num_poses], ego.pose)  # (P, 8, 3)
-    sim = simulate_candidates(ego, trajs, config)
+    trajs, sim = proposal_actions(problem, poses, config)
     r = score_states(problem, sim, config, reference_progress=None)
     safe = (r.nc == 1.0) & (r.dac == 1.0) & (r.ddc == 1.0) & (r.ttc == 1.0) & ~r.collision
     if safe.any() and config.safe_progress_margin > 0:

@@ -8,7 +8,9 @@ module composes the two. Import order: ``pdm`` <- ``reference_planner`` <- ``sco
 
 * :func:`reference_for`: the reference of a problem, cached per problem object, configuration and proposal set
   (``"navsim"``: PDM-Closed's 15 proposals, the EP reference of PDMS; ``"careful"``: with braking / yield
-  proposals, the ``pdm_closed_like`` baseline);
+  proposals, the safe oracle's fallback);
+* :func:`planner_action_for`: the same planner choosing among its proposals scored as the 8-pose actions the env
+  executes (the ``pdm_closed_like`` baseline policy);
 * :func:`safe_progress_for`: the safe-progress reference of a problem (the RL reward's EP normaliser, reported as
   SP-PDMS beside PDMS; :func:`rewards.reference_planner.plan_safe_progress`), cached the same way;
   :func:`safe_planner_trajectory` drives it (the privileged safe oracle planner);
@@ -26,8 +28,10 @@ import numpy as np
 from rewards.config import PDMConfig
 from rewards.pdm import PDMResult, score_states
 from rewards.reference_planner import (
+    ActionPlan,
     ReferenceResult,
     SafeProgressResult,
+    plan_action,
     plan_reference,
     plan_safe_progress,
     proposal_poses,
@@ -51,6 +55,15 @@ def reference_for(problem: ScoringProblem, config: PDMConfig = PDMConfig(),
     if key not in per_problem:
         per_problem[key] = plan_reference(problem, config, proposal_set, _proposal_states(problem, config))
     return per_problem[key]
+
+
+def planner_action_for(problem: ScoringProblem, config: PDMConfig = PDMConfig(),
+                       proposal_set: str = "navsim") -> ActionPlan | None:
+    """The PDM-Closed-like planner's choice among its proposals scored as the actions the env executes
+    (:func:`rewards.reference_planner.plan_action`; the ``pdm_closed_like`` policy), cached like
+    :func:`reference_for`; None without a map."""
+    return _cached(problem, ("action", proposal_set, config),
+                   lambda: plan_action(problem, config, proposal_set, _proposal_poses(problem, config)))
 
 
 def _cached(problem: ScoringProblem, key: tuple, make: Any) -> Any:

@@ -166,3 +166,29 @@ def test_pdms_stays_navsim_faithful():
     assert pdms_env.score_group(action[None])["score"][0] == direct.pdms[0]
     with pytest.raises(ValueError, match="reward_score"):
         EnvConfig(reward_score="progress")
+
+
+def test_pdm_closed_like_chooses_among_proposals_as_they_will_be_executed():
+    """A right turn at a junction (bank seed 1000, scene 5): PDM-Closed's choice from the proposals' 0.1 s states
+    cuts the corner once executed from 8 poses (off road); scoring each proposal as its 8-pose action stays on the
+    road. Both select against constant-velocity forecasts only (no logged future)."""
+    from agents.baselines import ReferencePlannerPolicy
+
+    bank = ScenarioBank(6, seed=1000)
+    assert bank.scenario_type(5) == "normal"
+    env = ReplayEnv(bank, "closed_loop", STATE_ONLY)
+    endings, dac = {}, {}
+    for selection in ("navsim", "action"):
+        policy = ReferencePlannerPolicy(selection=selection)
+        obs, info = env.reset(seed=4247, options={"scene_index": 5})
+        assert env.scene.meta.extra["variant"] == "junction_right"
+        done, dacs = False, []
+        while not done:
+            obs, _, terminated, truncated, info = env.step(policy.act(policy_input(env, obs, info, True)))
+            dacs.append(info["rewards"]["dac"])
+            done = terminated or truncated
+        endings[selection], dac[selection] = info["termination_reason"], float(np.mean(dacs))
+    assert endings["navsim"] == "offroad" and dac["navsim"] < 0.8, (endings, dac)
+    assert endings["action"] == "time_limit" and dac["action"] == 1.0, (endings, dac)
+    with pytest.raises(ValueError, match="selection"):
+        ReferencePlannerPolicy(selection="best")
