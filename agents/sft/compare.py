@@ -30,19 +30,24 @@ METRICS = (
     ("OL coll", ("open_loop", "collision_rate")),
     ("CL coll", ("closed_loop", "collision_rate")),
     ("CL PDMS", ("closed_loop", "score")),
+    ("CL RC", ("closed_loop", "driving", "route_completion")),
+    ("CL DS", ("closed_loop", "driving", "driving_score")),
     ("lang acc", ("accuracy", "language_accuracy")),
     ("risk acc", ("accuracy", "risk_accuracy")),
     ("risk acc pairs", ("accuracy", "risk_accuracy_pairs")),
     ("no-hazard acc", ("accuracy", "no_hazard_accuracy")),
 )
-"""Table columns: (header, where in the evaluation report), all in %."""
+"""Table columns: (header, where in the evaluation report: section, then keys), all in %. CL RC / CL DS: closed-loop
+route completion and driving score (:mod:`envs.metrics`), means over episodes."""
 
 
-def _value(report: dict[str, Any], where: tuple[str, str], index: int = 0) -> float:
+def _value(report: dict[str, Any], where: tuple[str, ...], index: int = 0) -> float:
     part = report.get(where[0])
     if where[0] == "accuracy":
         part = part[index] if part and len(part) > index else None
-    return math.nan if not part else float(part.get(where[1], math.nan))
+    for key in where[1:-1]:
+        part = part.get(key) if part else None
+    return math.nan if not part else float(part.get(where[-1], math.nan))
 
 
 def _cell(values: Sequence[float]) -> str:
