@@ -27,7 +27,11 @@ Proposal sets (``proposal_set``):
   **yield** proposals (slow to ``careful_hold_fractions`` of the current speed, then hold) along the route. PDM-
   Closed's IDM only brakes for an object already ahead on its path, so when a crossing or cutting-in agent makes
   every IDM proposal collide under the forecast, it still drives on (the best of 15 zero scores); the careful set
-  then has a proposal that stops short. Used by the ``pdm_closed_like`` baseline and the safe-progress reference.
+  then has a proposal that stops short. Used by the safe-progress reference and the safe oracle's fallback (and
+  by the ``pdm_closed_like`` baseline with ``proposal_set="careful"``).
+
+:func:`plan_action`: the same choice as :func:`plan_reference`, but among the proposals as the 8-pose actions the
+env executes (:func:`proposal_actions`); the ``pdm_closed_like`` policy uses it.
 
 Safe progress (:func:`plan_safe_progress`, the RL reward's EP reference): every proposal of the careful set is
 scored against the **logged** objects; the reference progress is the largest progress of a proposal that is safe
