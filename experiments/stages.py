@@ -242,11 +242,10 @@ def sft(ctx: Context) -> dict[str, Any]:
         return _bc(ctx, modes)
     from agents.sft.data import SampleConfig, SFTDataset, load_or_build_samples
     from agents.sft.trainer import SFTConfig, latest_checkpoint, train_sft
-    from agents.vla.codebook import CodebookConfig, TrajectoryCodebook, log_trajectories
+    from agents.vla.codebook import CodebookConfig, TrajectoryCodebook, fit_on_logs_and_positives
     from agents.vla.model import VLAConfig
     from agents.vla.policy import VLAPolicy
     from counterfactual.dataset import load_anchor_pairs
-    from envs.bank import ScenarioBank
 
     cfg, agent, train_cfg = ctx.cfg, ctx.cfg["agent"], ctx.cfg["train"]
     progress = bool(cfg["progress"])
@@ -260,11 +259,9 @@ def sft(ctx: Context) -> dict[str, Any]:
     if book_path.is_file():
         codebook = TrajectoryCodebook.load(book_path)
     else:
-        positives = np.asarray([p.positive for p in pairs if p.positive is not None]).reshape(-1, 8, 3)
-        seed = int(cfg["env"].get("seed", 0) or 0)
-        logs = log_trajectories(ScenarioBank(int(agent["codebook_scenes"]), seed=seed), stride=2)
-        codebook = TrajectoryCodebook.fit(np.concatenate([logs, positives]),
-                                          CodebookConfig(size=int(agent["codebook_size"]), mode=agent["codebook_mode"]))
+        codebook = fit_on_logs_and_positives(
+            pairs, CodebookConfig(size=int(agent["codebook_size"]), mode=agent["codebook_mode"]),
+            int(agent["codebook_scenes"]), int(cfg["env"].get("seed", 0) or 0))
         codebook.save(book_path)
     outputs: dict[str, Any] = {"codebook": book_path, "samples": len(table)}
     model_config = _instantiate(agent["model"], seed=int(cfg["seed"]))

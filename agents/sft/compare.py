@@ -124,8 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pairs = load_anchor_pairs(args.pairs)
     source = open_source("bank", num_scenes=args.num_scenes, seed=args.scene_seed)
     table = load_or_build_samples(source, pairs, args.cache_dir, SampleConfig(), progress=progress)
-    args.codebook, args.codebook_size, args.codebook_mode, args.codebook_scenes = None, 256, "segment", 1000
-    codebook = codebook_for(args, pairs, progress)
+    codebook = codebook_for(pairs, args.cache_dir, scene_seed=args.scene_seed, progress=progress)
     held = open_source("bank", num_scenes=args.eval_num_scenes, seed=args.eval_seed)
     held_table = load_or_build_samples(held, heldout_pairs(held, args.eval_pairs, progress), args.cache_dir,
                                        progress=progress)

@@ -62,28 +62,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def codebook_for(args: argparse.Namespace, pairs: Sequence[Any], progress: bool = True):
-    """The run's codebook: ``--codebook``, or fitted on bank logs + the pairs' positives and cached by content."""
-    import numpy as np
+def codebook_for(pairs: Sequence[Any], cache_dir: str | Path, *, path: str | Path | None = None, size: int = 256,
+                 mode: str = "segment", scenes: int = 1000, scene_seed: int = 0, progress: bool = True):
+    """The run's codebook: the one at ``path``, or fitted on ``scenes`` bank logs of ``scene_seed`` + the pairs'
+    positives (:func:`agents.vla.codebook.fit_on_logs_and_positives`) and cached in ``cache_dir`` by content."""
+    from agents.vla.codebook import CodebookConfig, TrajectoryCodebook, fit_on_logs_and_positives, pair_positives
 
-    from agents.vla.codebook import CodebookConfig, TrajectoryCodebook, log_trajectories
-    from envs.bank import ScenarioBank
-
-    if args.codebook:
-        return TrajectoryCodebook.load(args.codebook)
-    config = CodebookConfig(size=args.codebook_size, mode=args.codebook_mode)
-    positives = np.asarray([p.positive for p in pairs if p.positive is not None]).reshape(-1, 8, 3)
-    key = hashlib.sha256(repr((config, args.codebook_scenes, args.scene_seed, positives.round(6).tobytes()))
-                         .encode()).hexdigest()[:16]
-    path = Path(args.cache_dir) / f"codebook-{key}.npz"
-    if path.is_file():
+    if path:
         return TrajectoryCodebook.load(path)
+    config = CodebookConfig(size=size, mode=mode)
+    positives = pair_positives(pairs)
+    key = hashlib.sha256(repr((config, scenes, scene_seed, positives.round(6).tobytes())).encode()).hexdigest()[:16]
+    cached = Path(cache_dir) / f"codebook-{key}.npz"
+    if cached.is_file():
+        return TrajectoryCodebook.load(cached)
     if progress:
-        print(f"fitting the action codebook ({config.mode}, K={config.size}) on {args.codebook_scenes} bank scenes "
-              f"(seed {args.scene_seed}) + {len(positives)} positives ...", flush=True)
-    logs = log_trajectories(ScenarioBank(args.codebook_scenes, seed=args.scene_seed), stride=2)
-    book = TrajectoryCodebook.fit(np.concatenate([logs, positives]), config)
-    book.save(path)
+        print(f"fitting the action codebook ({config.mode}, K={config.size}) on {scenes} bank scenes "
+              f"(seed {scene_seed}) + {len(positives)} positives ...", flush=True)
+    book = fit_on_logs_and_positives(pairs, config, scenes, scene_seed)
+    book.save(cached)
     return book
 
 
@@ -105,7 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = open_source("bank", num_scenes=args.num_scenes, seed=args.scene_seed)
     table = load_or_build_samples(source, pairs, args.cache_dir, SampleConfig(expert_frames_per_scene=args.expert_frames),
                                   progress=progress)
-    codebook = codebook_for(args, pairs, progress)
+    codebook = codebook_for(pairs, args.cache_dir, path=args.codebook, size=args.codebook_size,
+                            mode=args.codebook_mode, scenes=args.codebook_scenes, scene_seed=args.scene_seed,
+                            progress=progress)
     if args.prepare_only:
         print(f"prepared: {len(table)} rendered rows, codebook {codebook}")
         return 0

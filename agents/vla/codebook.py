@@ -303,3 +303,19 @@ def log_trajectories(scenes: Iterable, stride: int = 5) -> np.ndarray:
         for t in range(0, scene.num_frames - horizon, stride):
             out.append(trajectory_from_log(scene, t, config))
     return np.asarray(out, dtype=np.float64).reshape(-1, NUM_POSES, 3)
+
+
+def fit_on_logs_and_positives(pairs: Iterable, config: CodebookConfig, num_scenes: int,
+                              seed: int) -> "TrajectoryCodebook":
+    """The action codebook of a training run: k-means over the expert logs of ``num_scenes`` **synthetic** bank
+    scenes of ``seed`` (every 2nd frame, :func:`log_trajectories`) and the verified positives ``(8, 3)`` of the
+    anchor ``pairs`` (pairs without a positive contribute nothing)."""
+    from envs.bank import ScenarioBank
+
+    logs = log_trajectories(ScenarioBank(num_scenes, seed=seed), stride=2)
+    return TrajectoryCodebook.fit(np.concatenate([logs, pair_positives(pairs)]), config)
+
+
+def pair_positives(pairs: Iterable) -> np.ndarray:
+    """The verified positives of anchor ``pairs`` as ``(P, 8, 3)`` ego-frame trajectories [m, m, rad]."""
+    return np.asarray([p.positive for p in pairs if p.positive is not None]).reshape(-1, NUM_POSES, 3)
