@@ -22,11 +22,8 @@ from envs.wrappers import kinematic_trajectories
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(threads)
     gc.collect()  # SB3 models hold reference cycles; free them (and their scoring problems) before the next test
 
 

@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from agents.sft.data import SampleConfig, SFTDataset, VLACollator, load_or_build_samples
 from agents.sft.trainer import SFTConfig, latest_checkpoint, train_sft
@@ -27,12 +26,7 @@ SAMPLES = SampleConfig(expert_frames_per_scene=2,
                                                                    antialias=False)))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

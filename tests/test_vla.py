@@ -34,12 +34,7 @@ TOK = TokenizerConfig(corpus_size=300)
 OBS = ObservationConfig(bev=BEVConfig(height=32, width=32, meters_per_pixel=2.0, antialias=False))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
