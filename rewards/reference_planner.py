@@ -306,6 +306,13 @@ def num_proposals(config: PDMConfig, proposal_set: str) -> int:
     return n
 
 
+def forecast_problem(problem: ScoringProblem, config: PDMConfig = PDMConfig()) -> ScoringProblem:
+    """``problem`` with every agent forecast at constant velocity from its current state
+    (:func:`constant_velocity_agents`): what PDM-Closed scores its proposals against."""
+    return ScoringProblem(ego=problem.ego, agents=constant_velocity_agents(problem.agents, config.sim_dt),
+                          map=problem.map, scene_id=problem.scene_id, time_index=problem.time_index)
+
+
 def plan_reference(problem: ScoringProblem, config: PDMConfig = PDMConfig(), proposal_set: str = "navsim",
                    proposal_states: np.ndarray | None = None) -> ReferenceResult | None:
     """Plan the PDM-Closed-like reference for ``problem`` (None without map). See the module docstring.
@@ -316,9 +323,7 @@ def plan_reference(problem: ScoringProblem, config: PDMConfig = PDMConfig(), pro
     if geometry is None or len(geometry.route) < 2:
         return None
     ego = problem.ego
-    forecast = constant_velocity_agents(problem.agents, config.sim_dt)
-    cv_problem = ScoringProblem(ego=ego, agents=forecast, map=geometry, scene_id=problem.scene_id,
-                                time_index=problem.time_index)
+    cv_problem = forecast_problem(problem, config)
     if proposal_states is None:
         sim = simulate_poses(ego, proposal_poses(problem, config, proposal_set), config)
     else:
@@ -389,10 +394,7 @@ def plan_action(problem: ScoringProblem, config: PDMConfig = PDMConfig(), propos
     n = num_proposals(config, proposal_set)
     poses = proposal_poses(problem, config, proposal_set) if poses is None else poses[:n]
     trajs, sim = proposal_actions(problem, poses, config)
-    forecast = constant_velocity_agents(problem.agents, config.sim_dt)
-    cv_problem = ScoringProblem(ego=problem.ego, agents=forecast, map=geometry, scene_id=problem.scene_id,
-                                time_index=problem.time_index)
-    scores = score_states(cv_problem, sim, config, reference_progress=None).pdms
+    scores = score_states(forecast_problem(problem, config), sim, config, reference_progress=None).pdms
     best = int(np.argmax(scores))
     return ActionPlan(trajectory=trajs[best], index=best, proposal_scores=scores)
 
@@ -427,7 +429,6 @@ def plan_safe_progress(problem: ScoringProblem, config: PDMConfig = PDMConfig(),
     geometry = problem.map
     if geometry is None or len(geometry.route) < 2:
         return None
-    ego = problem.ego
     if poses is None:
         poses = proposal_poses(problem, config, "careful")
     trajs, sim = proposal_actions(problem, poses, config)

@@ -50,11 +50,8 @@ def reference_for(problem: ScoringProblem, config: PDMConfig = PDMConfig(),
     """The PDM-Closed-like reference of ``problem`` (:func:`rewards.reference_planner.plan_reference`), planned once
     per problem object, config and proposal set and cached; None without a map (or with a route of fewer than 2
     points)."""
-    per_problem = _REFERENCES.setdefault(problem, {})
-    key = (proposal_set, config)
-    if key not in per_problem:
-        per_problem[key] = plan_reference(problem, config, proposal_set, _proposal_states(problem, config))
-    return per_problem[key]
+    return _cached(problem, (proposal_set, config),
+                   lambda: plan_reference(problem, config, proposal_set, _proposal_states(problem, config)))
 
 
 def planner_action_for(problem: ScoringProblem, config: PDMConfig = PDMConfig(),
@@ -93,11 +90,8 @@ def _proposal_states(problem: ScoringProblem, config: PDMConfig) -> np.ndarray |
 def safe_progress_for(problem: ScoringProblem, config: PDMConfig = PDMConfig()) -> SafeProgressResult | None:
     """The safe-progress reference of ``problem`` (:func:`rewards.reference_planner.plan_safe_progress`), planned
     once per problem object and config and cached; None without a map."""
-    per_problem = _REFERENCES.setdefault(problem, {})
-    key = ("safe_progress", config)
-    if key not in per_problem:
-        per_problem[key] = plan_safe_progress(problem, config, _proposal_poses(problem, config))
-    return per_problem[key]
+    return _cached(problem, ("safe_progress", config),
+                   lambda: plan_safe_progress(problem, config, _proposal_poses(problem, config)))
 
 
 def safe_planner_trajectory(problem: ScoringProblem, config: PDMConfig = PDMConfig()) -> np.ndarray | None:
