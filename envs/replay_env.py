@@ -256,12 +256,14 @@ class ReplayEnv(gym.Env):
             comes from ``reset(seed=...)``).
         root, split: for DeepAccident.
         render_mode: None or ``"rgb_array"`` (a 256 px RGB view with the last action drawn). ``"human"`` is refused
-            with a clear error (no window on headless machines; use ``"rgb_array"`` and show the frames).
+            with a clear error (``gymnasium.make(id, render_mode="human")`` wraps the ``rgb_array`` env in
+            gymnasium's ``HumanRendering``, which needs pygame and a display).
     """
 
-    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 2}
-    # "human" is listed only so that gymnasium.make passes it through to __init__, which explains the alternative,
-    # instead of wrapping the env in HumanRendering (which fails later with "pygame is not installed").
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
+    # Only the modes that work are listed (gymnasium's check_env makes the env once per listed mode).
+    # ``gymnasium.make(id, render_mode="human")`` wraps the rgb_array env in gymnasium's HumanRendering (a pygame
+    # window, where pygame and a display exist); constructing ReplayEnv(render_mode="human") directly is refused.
 
     def __init__(
         self,
@@ -279,8 +281,9 @@ class ReplayEnv(gym.Env):
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
         if render_mode == "human":
-            raise ValueError("render_mode='human' is not supported by ReplayEnv (no window on headless machines): use "
-                             "render_mode='rgb_array' and save or show env.render() frames yourself")
+            raise ValueError("render_mode='human' is not supported by ReplayEnv itself: use render_mode='rgb_array' "
+                             "and save or show env.render() frames, or gymnasium.make(id, render_mode='human'), which "
+                             "wraps the rgb_array env in gymnasium's HumanRendering (needs pygame and a display)")
         if render_mode is not None and render_mode != "rgb_array":
             raise ValueError(f"render_mode: expected None or 'rgb_array', got {render_mode!r}")
         self.mode = mode

@@ -74,7 +74,7 @@ def test_registered_id_passes_gymnasium_and_sb3_check_env(world):
                "We recommend you to use a symmetric and normalized Box action space")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        gym_check(env.unwrapped, skip_render_check=True)
+        gym_check(env.unwrapped)  # with the render check: one more env per listed render mode (rgb_array)
         sb3_check(env.unwrapped, warn=True)
     assert not [str(w.message) for w in caught if not str(w.message).startswith(allowed)]
     env.close()

@@ -201,7 +201,28 @@ def test_config_checks_and_mappings():
     with pytest.raises(ValueError, match=r"EnvConfig: unknown fields \['bevv'\]"):
         ReplayEnv("bank", "open_loop", {"bevv": None})
     with pytest.raises(ValueError, match="render_mode='human' is not supported"):
-        gymnasium.make("SafeAlign/Replay-OpenLoop-v0", render_mode="human")
+        ReplayEnv("bank", "open_loop", {"bev": None}, num_scenes=2, render_mode="human")
+
+
+def test_render_modes_lists_only_the_modes_that_work():
+    """Every mode in ``metadata["render_modes"]`` constructs and renders (gymnasium's check_env makes the env once
+    per listed mode); ``"human"`` is left to gymnasium.make, which wraps the ``rgb_array`` env in HumanRendering."""
+    from envs import CARLA_ENV_ID, REPLAY_ENV_IDS
+    from envs.carla.env import CarlaEnv
+
+    assert ReplayEnv.metadata["render_modes"] == ["rgb_array"]
+    assert CarlaEnv.metadata["render_modes"] == ["rgb_array"]
+    for env_id in REPLAY_ENV_IDS:
+        for mode in gymnasium.spec(env_id).make(num_scenes=1, config={"bev": None}).metadata["render_modes"]:
+            env = gymnasium.make(env_id, render_mode=mode, num_scenes=1, config={"bev": None})
+            env.reset(seed=0)
+            frame = env.render()
+            assert frame.dtype == np.uint8 and frame.shape == (256, 256, 3)
+            env.close()
+    with pytest.warns(UserWarning, match="HumanRendering"):
+        human = gymnasium.make(REPLAY_ENV_IDS[0], render_mode="human", num_scenes=1, config={"bev": None})
+    assert human.unwrapped.render_mode == "rgb_array"
+    assert CARLA_ENV_ID in gymnasium.registry
 
 
 @pytest.mark.parametrize("mode", ["open_loop", "closed_loop"])
