@@ -24,12 +24,13 @@ Compilation is lazy (first call) and cached on disk (``cache=True``: ``__pycache
 user-wide cache directory when that is not writable; ``NUMBA_CACHE_DIR`` moves it). Measured on a 2-core x86-64 VM:
 with an empty cache the first scored group costs about 11 s of compilation (tracking on; 0.6 s more for the first
 tracking-off group; up to 90 s on a loaded machine); with the cache written, loading every kernel costs about 0.2 s
-per process. When a kernel's cache index is missing, importing this package prints one line to stderr saying so and
-where the cache goes (:func:`announce_compilation`). ``NUMBA_CACHE_DIR=/some/dir`` keeps the cache out of the source
-tree (e.g. for a read-only install or a shared cache on a cluster).
+per process. When numba really compiles a kernel (no usable cache for it), one line on stderr names it; the first
+such line of a process also says where the cache goes (:data:`compilation_notice`); a warm cache prints nothing.
+``NUMBA_CACHE_DIR=/some/dir`` keeps the cache out of the source tree (e.g. for a read-only install or a shared cache
+on a cluster).
 """
 
-import os
+from numba.core import event as _event
 
 from rewards.kernels.aggregate import AggregateRules, aggregate, ddc_worst, ep_and_pdms, project_points
 from rewards.kernels.comfort import comfort_bounds, comfort_inputs, round8
@@ -82,28 +83,41 @@ __all__ = [
 ]
 
 
-def announce_compilation(stream=None) -> bool:
-    """Print one line to ``stream`` (stderr) when some kernel has no on-disk cache yet, i.e. the first scored group of
-    this process will compile it (about 10 s, up to 90 s under load). Returns whether it printed. Uses numba's cache
-    locator (private attributes, so any failure to inspect it prints nothing)."""
-    import sys
+class _CompilationNotice(_event.Listener):
+    """Prints one line to stderr when numba really compiles a kernel of this package (no usable on-disk cache for
+    that signature), naming the kernel; nothing when the kernels load from the cache. numba broadcasts
+    ``"numba:compile"`` only around an actual compilation, after its cache lookup failed
+    (``numba.core.dispatcher.Dispatcher.compile``), so the line is true by construction. The first line of a process
+    also says what it costs and where the cache goes; the ones after it name the kernel only."""
 
-    missing, where = 0, None
-    for name in __all__:
-        dispatcher = globals().get(name)
-        cache = getattr(dispatcher, "_cache", None)
-        try:
-            index = cache._cache_file._index_path  # type: ignore[union-attr]
-            where = cache._cache_path  # type: ignore[union-attr]
-        except AttributeError:
-            continue
-        if not os.path.exists(index):
-            missing += 1
-    if not missing:
-        return False
-    print(f"safealign: compiling {missing} numba kernel(s) of the scorer on first use (about 10 s, up to 90 s on a "
-          f"loaded machine; once): cache in {where} (set NUMBA_CACHE_DIR to move it)", file=stream or sys.stderr)
-    return True
+    def __init__(self, stream=None) -> None:
+        self.stream = stream
+        self.compiled: list[str] = []
+        """Qualified names of the kernels compiled in this process, in order."""
+
+    def on_start(self, event) -> None:
+        import sys
+
+        dispatcher = event.data.get("dispatcher") if isinstance(event.data, dict) else None
+        func = getattr(dispatcher, "py_func", None)
+        module = getattr(func, "__module__", "") or ""
+        if not module.startswith(__name__ + "."):
+            return
+        name = f"{module}.{func.__name__}"
+        stream = self.stream or sys.stderr
+        if not self.compiled:
+            where = getattr(getattr(dispatcher, "_cache", None), "_cache_path", None)
+            print(f"safealign: compiling numba kernel {name} of the scorer: no on-disk cache for it yet (all kernels: "
+                  f"about 10 s, up to 90 s on a loaded machine; once): cache in {where} (set NUMBA_CACHE_DIR to move "
+                  f"it)", file=stream)
+        else:
+            print(f"safealign: compiling numba kernel {name}", file=stream)
+        self.compiled.append(name)
+
+    def on_end(self, event) -> None:
+        pass
 
 
-announce_compilation()
+compilation_notice = _CompilationNotice()
+"""The listener that announces real compilations (``compilation_notice.compiled`` lists them)."""
+_event.register("numba:compile", compilation_notice)
