@@ -186,3 +186,13 @@ def parse_explanation(text: str) -> dict[str, Any]:
     else:
         out["time_kind"], out["time_s"] = ("none" if not times else None), math.nan
     return out
+
+
+NO_HAZARD_EXPLANATION = "The road is clear with no immediate risk, so the ego should keep the lane."
+"""The sentence of a state without risk (normal driving, safe stretches of expert logs: the VLA's target there),
+built from the closed vocabulary: it parses as risk ``none`` and action ``keep_lane`` and names no agent class,
+sector or conflict type (:data:`NO_HAZARD_FIELDS`)."""
+NO_HAZARD_FIELDS: Mapping[str, str | None] = {
+    "risk_agent_class": None, "sector": None, "risk_level": "none", "conflict_type": None, "action": "keep_lane",
+}
+"""What :func:`parse_explanation` reads from :data:`NO_HAZARD_EXPLANATION`."""

@@ -13,13 +13,10 @@ Agents, the VLA and the environments import these from here (not from an environ
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-
-if TYPE_CHECKING:  # pragma: no cover
-    from envs.observation import ObservationConfig
 
 NUM_POSES = 8
 """Poses per action trajectory (NAVSIM: 8 at 0.5 s)."""
@@ -44,7 +41,7 @@ def action_space() -> spaces.Box:
     return spaces.Box(ACTION_LOW, ACTION_HIGH, dtype=np.float32)
 
 
-def observation_space(config: "ObservationConfig") -> spaces.Dict:
+def observation_space(config: Any) -> spaces.Dict:
     """The observation space for an :class:`~envs.observation.ObservationConfig` (``"bev"`` only when
     ``config.bev`` is set; ``"history"`` has ``config.history_poses`` rows)."""
     obs: dict[str, spaces.Space] = {}

@@ -49,7 +49,7 @@ def _num(value: Any) -> float:
 
 def row_from_results(method: str, kind: str, open_loop: Any = None, closed_loop: Any = None,
                      language: float | None = None, risk: float | None = None, note: str = "") -> dict[str, Any]:
-    """A table row from :class:`experiments.evaluate.EvalResult` s (``None`` where not measured)."""
+    """A table row from :class:`agents.evaluation.EvalResult` s (``None`` where not measured)."""
     row: dict[str, Any] = {"method": method, "kind": kind, "note": note or NOTES.get(method, "")}
     row["pdms"] = _num(open_loop.score) if open_loop is not None else None
     row["sp_pdms_closed_loop"] = _num(closed_loop.driving.get("sp_pdms")) if closed_loop is not None else None
@@ -124,8 +124,8 @@ def evaluate_methods(ctx: Any) -> list[dict[str, Any]]:
     """Evaluate the planners and every selected method on the held-out scenes (see the module docstring)."""
     from agents.baselines import make_baseline
     from envs.replay_env import EnvConfig, ReplayEnv
-    from experiments.evaluate import evaluate_closed_loop, evaluate_open_loop
-    from experiments.stages import env_config, sources
+    from agents.evaluation import evaluate_closed_loop, evaluate_open_loop
+    from experiments.builders import env_config, sources
 
     cfg = ctx.cfg
     ev = cfg["evaluate"]
@@ -160,7 +160,7 @@ def _evaluate_vla_methods(ctx: Any, methods: Sequence[str], held: Any, drive: An
     from agents.vla.evaluate import language_accuracy
     from agents.vla.policy import VLAPolicy
     from counterfactual.dataset import load_anchor_pairs
-    from experiments.stages import SFT_MODES, env_config, sources
+    from experiments.builders import SFT_MODES, env_config, sources
 
     cfg = ctx.cfg
     progress = bool(cfg["progress"])
@@ -203,12 +203,12 @@ def _evaluate_mlp_methods(ctx: Any, methods: Sequence[str], drive: Any, config: 
     """MLP rows (behaviour-cloned starts, GRPO, PPO): driving only (the Gaussian policy states no label)."""
     from agents.grpo import GRPO
     from agents.grpo.evaluate import SB3Agent
-    from experiments.stages import SFT_MODES, _grpo_model
+    from experiments.builders import SFT_MODES, grpo_model
 
     rows = []
     for method in methods:
         if method in SFT_MODES:
-            model = _grpo_model(ctx, anchors=False, start=ctx.outputs["sft"][SFT_MODES[method]])
+            model = grpo_model(ctx, anchors=False, start=ctx.outputs["sft"][SFT_MODES[method]])
             agent = SB3Agent(model, method)
             note = NOTES[method].replace("SFT", "behaviour cloning (MLP analogue of SFT)")
         elif method == "ppo":
@@ -228,7 +228,7 @@ def _evaluate_mlp_methods(ctx: Any, methods: Sequence[str], drive: Any, config: 
 def write_results(ctx: Any, rows: Sequence[Mapping[str, Any]]) -> dict[str, Path]:
     """``results.md`` / ``results.csv`` / ``results.json`` in the run folder and TensorBoard scalars."""
     from envs.atomic import atomic_write_text
-    from experiments.stages import sources
+    from experiments.builders import sources
 
     _, _, description = sources(ctx)
     title = (f"Results on held-out scenes: {description}. Seed {ctx.cfg['seed']}, agent {ctx.cfg['agent']['name']}, "

@@ -19,7 +19,7 @@ from agents.baselines import (
 from counterfactual.dataset import load_anchor_pairs, read_provenance
 from envs.bank import ScenarioBank
 from envs.replay_env import EnvConfig, ReplayEnv
-from experiments.evaluate import evaluate_open_loop, results_table
+from agents.evaluation import evaluate_open_loop, results_table
 from experiments.run import run
 
 

@@ -339,7 +339,7 @@ def test_ppo_baseline_and_evaluation_adapter(rear_end):
     from agents.grpo.evaluate import SB3Agent
     from agents.grpo.ppo import PPOBaselineConfig, make_ppo
     from envs.replay_env import EnvConfig, ReplayEnv
-    from experiments.evaluate import evaluate_closed_loop
+    from agents.evaluation import evaluate_closed_loop
 
     scene, _ = rear_end
     env = make_group_vec_env(GroupEnvConfig(source=[scene]), n_envs=1, seed=0)

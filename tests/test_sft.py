@@ -12,7 +12,7 @@ from agents.sft.data import SampleConfig, SFTDataset, VLACollator, load_or_build
 from agents.sft.trainer import SFTConfig, latest_checkpoint, train_sft
 from agents.vla.codebook import CodebookConfig, TrajectoryCodebook, log_trajectories
 from agents.vla.evaluate import accuracy_report, evaluate_vla, language_accuracy, report_table, trivial_baselines
-from agents.vla.format import NO_HAZARD_EXPLANATION
+from counterfactual.language import NO_HAZARD_EXPLANATION
 from agents.vla.model import VLAConfig
 from agents.vla.policy import VLAPolicy
 from agents.vla.tokenizer import TokenizerConfig
@@ -151,7 +151,7 @@ def test_evaluate_vla_smoke(table, codebook, source):
     assert 0.0 <= report.accuracy[0].risk_accuracy <= 1.0
     text = report_table([report])
     assert "majority (trivial)" in text and "type+lead lookup (trivial)" in text
-    from experiments.evaluate import results_table
+    from agents.evaluation import results_table
 
     assert policy.name in results_table([report.open_loop])
     assert report.to_dict()["open_loop"]["score"] == report.open_loop.score or math.isnan(report.open_loop.score)

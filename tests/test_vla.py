@@ -11,7 +11,8 @@ import torch
 
 from agents.base import PolicyInput
 from agents.vla.codebook import CodebookConfig, TrajectoryCodebook, chain_segments, kmeans, log_trajectories, segments_of
-from agents.vla.format import NO_HAZARD_EXPLANATION, NO_HAZARD_FIELDS, parse_output, prompt_text, target_text
+from agents.vla.format import parse_output, prompt_text, target_text
+from counterfactual.language import NO_HAZARD_EXPLANATION, NO_HAZARD_FIELDS
 from agents.vla.model import VLAConfig, build_model, count_parameters
 from agents.vla.policy import VLAPolicy
 from agents.vla.processor import VLAProcessor

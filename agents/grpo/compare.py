@@ -49,8 +49,6 @@ PLANNERS = ("pdm_closed_like", "safe_oracle")
 COLUMNS = (("pdms", "PDMS"), ("sp_pdms", "SP-PDMS"), ("collision_rate", "collision %"),
            ("route_completion", "RC"), ("driving_score", "DS"), ("train_s", "train [s]"), ("eval_s", "eval [s]"))
 PERCENT = {"pdms", "sp_pdms", "collision_rate", "route_completion", "driving_score"}
-MLP_LAYERS = ("drivable", "route", "vehicles", "pedestrians_cyclists", "static", "history")
-"""Semantic BEV channels of the Gaussian policy's observation (``--bev semantic64``)."""
 
 
 @dataclass
@@ -106,6 +104,7 @@ class CompareConfig:
 
 def env_config(cfg: CompareConfig):
     """The replay env configuration of the learned policies (and of the evaluation)."""
+    from agents.grpo.policies import MLP_LAYERS
     from envs.render import BEVConfig
     from envs.replay_env import EnvConfig
 
@@ -146,7 +145,7 @@ def train_pairs(cfg: CompareConfig) -> str:
 def evaluate(agent: Any, cfg: CompareConfig) -> dict[str, float]:
     """Closed-loop metrics of a :class:`agents.base.Policy` on the held-out bank."""
     from envs.replay_env import ReplayEnv
-    from experiments.evaluate import evaluate_closed_loop
+    from agents.evaluation import evaluate_closed_loop
 
     env = ReplayEnv("bank", "closed_loop", env_config(cfg), num_scenes=cfg.eval_scenes, seed=cfg.eval_seed)
     start = time.perf_counter()

@@ -3,7 +3,7 @@
 :class:`SB3Agent` wraps a model: a GRPO policy (:class:`~agents.grpo.policies.GroupPolicy`) acts with its mode
 (:meth:`GroupPolicy.greedy`); any other SB3 policy (PPO) with ``predict(deterministic=True)``, its normalised action
 mapped to a trajectory with :func:`envs.wrappers.kinematic_trajectories`. Observation only
-(``requires_privileged = False``), so :func:`experiments.evaluate.evaluate_closed_loop` can run it on a raw
+(``requires_privileged = False``), so :func:`agents.evaluation.evaluate_closed_loop` can run it on a raw
 ``ReplayEnv`` (trajectory actions), as every other policy of the results table.
 """
 

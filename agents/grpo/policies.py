@@ -47,6 +47,9 @@ from torch import nn
 from envs.spaces import NUM_POSES, clip_trajectories
 from envs.wrappers import kinematic_trajectories, normalize_trajectories
 
+MLP_LAYERS = ("drivable", "route", "vehicles", "pedestrians_cyclists", "static", "history")
+"""Semantic BEV channels of the Gaussian policy's observation (the 64 px semantic BEV of the ``mlp`` agent)."""
+
 
 @dataclass
 class GroupSample:

@@ -6,7 +6,7 @@ Rendering (:func:`build_sample_table`, once per (scenes, pairs, settings); cache
 * ``kind="expert"``: an expert-log decision where the log is **safe**: frames every ``expert_stride_s`` from
   ``min_history_s`` on (the 4 s future logged) whose logged trajectory the scorer finds without contact and with
   NC = TTC = 1 (and DAC = 1 where there is a map); up to ``expert_frames_per_scene`` per scene, evenly spread.
-  Target: :data:`agents.vla.format.NO_HAZARD_EXPLANATION` + the logged trajectory.
+  Target: :data:`counterfactual.language.NO_HAZARD_EXPLANATION` + the logged trajectory.
 * ``kind="pair"``: an anchor pair's decision (``pair.observation_ref`` re-creates the scene,
   :func:`envs.sources.resolve`): the mined label's explanation, the verified positive (or none), the negative.
 
@@ -39,7 +39,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from agents.vla.format import NO_HAZARD_EXPLANATION, NO_HAZARD_FIELDS
+from counterfactual.language import NO_HAZARD_EXPLANATION, NO_HAZARD_FIELDS
 from counterfactual.dataset import AnchorPair, pair_to_row
 from counterfactual.accuracy import CATEGORICAL_FIELDS  # moved from counterfactual.labels on main (grpo merge fix)
 from envs.observation import ObservationConfig, Route, build_observation, text_prompt

@@ -1,10 +1,10 @@
-"""Evaluate a VLA policy on held-out scenes: driving (through ``experiments.evaluate``) and its safety language.
+"""Evaluate a VLA policy on held-out scenes: driving (through ``agents.evaluation``) and its safety language.
 
 ``python -m agents.vla.evaluate --model DIR [--num-scenes 40 --seed 1000] [--pairs heldout.parquet]
 [--train-pairs train.parquet --train-num-scenes 400 --train-seed 0] [--out results.json]``
 
-* **Open loop** (:func:`experiments.evaluate.evaluate_open_loop`): one decision per scene, PDMS (NAVSIM v1.1) and
-  collision rate; **closed loop** (:func:`experiments.evaluate.evaluate_closed_loop`): collision rate and mean
+* **Open loop** (:func:`agents.evaluation.evaluate_open_loop`): one decision per scene, PDMS (NAVSIM v1.1) and
+  collision rate; **closed loop** (:func:`agents.evaluation.evaluate_closed_loop`): collision rate and mean
   per-step PDMS. Both on a held-out bank (a seed never used for training) or a DeepAccident-layout folder.
 * **Language accuracy**: greedy generations on the held-out anchor pairs' decisions (mined with the default miner
   when no ``--pairs`` file is given), parsed with :func:`counterfactual.language.parse_explanation` and compared
@@ -67,8 +67,8 @@ class AccuracyReport:
 class VLAEvalReport:
     """Everything :func:`evaluate_vla` measured (means over scenes / rows; see the module docstring).
 
-    ``open_loop`` / ``closed_loop`` are :class:`experiments.evaluate.EvalResult` with ``language_accuracy`` and
-    ``risk_accuracy`` filled in, so ``experiments.evaluate.results_table`` prints them in the project's table.
+    ``open_loop`` / ``closed_loop`` are :class:`agents.evaluation.EvalResult` with ``language_accuracy`` and
+    ``risk_accuracy`` filled in, so ``agents.evaluation.results_table`` prints them in the project's table.
     """
 
     policy: str
@@ -167,7 +167,7 @@ def evaluate_vla(policy: VLAPolicy, source: Any, table: Any | None = None, train
     """Driving metrics on ``source`` (held-out scenes) and, with ``table`` (their rendered rows), the language and
     risk accuracies beside the trivial baselines (fitted on ``train_table``)."""
     from envs.replay_env import EnvConfig, ReplayEnv
-    from experiments.evaluate import evaluate_closed_loop, evaluate_open_loop
+    from agents.evaluation import evaluate_closed_loop, evaluate_open_loop
 
     report = VLAEvalReport(policy=policy.name, open_loop=None, closed_loop=None)
     config = EnvConfig(text_prompt=True)

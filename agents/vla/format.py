@@ -10,7 +10,7 @@ Prompt (input) and target (output) of one sample, as text with special tokens (:
 processor to one token per image patch; the optional ``<negative>`` part gives a negative trajectory as action
 tokens (failure feedback and correction samples of negative-enhanced SFT). ``{explanation}`` is a sentence of the
 explanation grammar (:mod:`counterfactual.language`): the mined label's explanation in risky moments, else
-:data:`NO_HAZARD_EXPLANATION`.
+:data:`counterfactual.language.NO_HAZARD_EXPLANATION`.
 
 No-hazard target: states without risk (normal driving, safe stretches of expert logs) get one fixed sentence built
 from the closed vocabulary, so :func:`counterfactual.language.parse_explanation` reads risk level ``none`` and
@@ -20,18 +20,12 @@ action ``keep_lane`` from it, and no agent class, sector or conflict type (it na
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from agents.vla.tokenizer import ACTION, BOS, EOS, IMAGE, NEGATIVE, TASKS, action_token
 
-NO_HAZARD_EXPLANATION = "The road is clear with no immediate risk, so the ego should keep the lane."
-"""Target sentence of a state without risk (parses as risk ``none``, action ``keep_lane``)."""
-NO_HAZARD_FIELDS: Mapping[str, str | None] = {
-    "risk_agent_class": None, "sector": None, "risk_level": "none", "conflict_type": None, "action": "keep_lane",
-}
-"""What :func:`counterfactual.language.parse_explanation` reads from :data:`NO_HAZARD_EXPLANATION`."""
 
 
 def action_text(codes: Sequence[int] | np.ndarray) -> str:

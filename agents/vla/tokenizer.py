@@ -86,8 +86,7 @@ def _random_label_fields(rng: np.random.Generator) -> dict[str, Any]:
 
 def grammar_corpus(size: int = 2000, seed: int = 0) -> Iterator[str]:
     """``size`` prompts and ``size`` explanations (interleaved) plus the no-hazard sentence; deterministic."""
-    from agents.vla.format import NO_HAZARD_EXPLANATION
-    from counterfactual.language import explain
+    from counterfactual.language import NO_HAZARD_EXPLANATION, explain
     from envs.observation import text_prompt
 
     rng = np.random.default_rng(seed)

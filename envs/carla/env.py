@@ -62,6 +62,7 @@ from envs.carla.scenarios import (
 )
 from envs.observation import EgoKinematics, ObservationConfig, Route, build_observation, renderer_for, text_prompt
 from envs.render import BEVConfig, BEVRenderer
+from envs.registration import CARLA_ENV_ID as ENV_ID  # noqa: F401  (registered by envs on import)
 from envs.reward import REWARD_TERMS, reward_terms
 from envs.scene import AgentClass, SceneMeta, TrafficLight, TrafficLightState
 from envs.scoring import agents_future_from_scene, log_as_action, map_geometry_from_scene_map
@@ -78,7 +79,6 @@ from rewards.types import EgoState, ScoringProblem
 
 from rewards.scorer import reference_for
 
-from envs import CARLA_ENV_ID as ENV_ID  # noqa: E402, F401  (registered in envs/__init__.py)
 STEP_TERMS = REWARD_TERMS + ("terminal_collision",)
 """Keys of ``info["rewards"]`` (NaN where not computed, e.g. after ``reset``)."""
 TERMINATIONS = ("collision", "offroad", "route_end", "time_limit", "carla_error", "")
