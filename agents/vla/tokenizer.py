@@ -11,7 +11,10 @@ Pre-tokenization isolates every phrase of the closed vocabulary (:data:`counterf
 command words, and every digit, before the byte-level step; BPE may then merge *within* a piece (the template glue
 between two vocabulary phrases becomes one token, each phrase one token), never across a phrase or a digit. So the
 tokens stay compositional (an unseen class + sector combination is still two known tokens) and short (measured
-with the default corpus: ~34 tokens per prompt, ~16 per explanation).
+with the default corpus: ~34 tokens per prompt, ~16 per explanation). A compound action (label schema 2.1, e.g.
+``brake_swerve_left``) is said with two vocabulary phrases ("slow down and steer left",
+:data:`counterfactual.language.COMPOUND_PHRASES`), so it needs no phrase of its own; the corpus samples every value
+of :data:`counterfactual.schema.ACTIONS`, compound ones included.
 
 Special tokens (:data:`BASE_SPECIAL_TOKENS` in the BPE vocabulary, :func:`add_vla_tokens` adds the rest to any
 tokenizer, ours or a pretrained VLM's): ``<image>`` (expanded by the processor to one token per image patch),
