@@ -40,7 +40,9 @@ LATERAL_ACTIONS = ("swerve_left", "swerve_right")
 lane."""
 COMPOUND_ACTIONS = tuple(f"{lon}_{lat}" for lon in LONGITUDINAL_ACTIONS for lat in LATERAL_ACTIONS)
 """``<longitudinal>_<lateral>``: a lateral evasion that also changes speed, e.g. ``brake_swerve_left``."""
-ACTIONS = ("brake", "yield", "swerve_left", "swerve_right", KEEP_LANE, "accelerate") + COMPOUND_ACTIONS
+ATOMIC_ACTIONS = ("brake", "yield", "swerve_left", "swerve_right", KEEP_LANE, "accelerate")
+"""Actions with at most one part (schema 2.0's whole action vocabulary)."""
+ACTIONS = ATOMIC_ACTIONS + COMPOUND_ACTIONS
 """Every action of a record with a positive: the atomic ones (one part or none) and the compound ones (both)."""
 NO_ACTION = "none"
 """Action value of a record without a verified-safe positive (no action is claimed)."""
