@@ -14,8 +14,9 @@ re-checks every pair with tools that do not share code with the miner's own veri
   or off-road termination within the 4 s;
 * **clearance**: smallest box-to-box gap to any agent of the tracked rollout, of the raw poses and of the closed
   loop (:func:`rewards.geometry.box_distance` over every valid agent, no pruning);
-* **DDC < 1** of the positive, **swerves** (lateral evasion) and swerves chosen although a keep-lane braking
-  candidate (``brake``, ``brake_hold``, ``speed_scale < 1``) passes every check of the miner;
+* **DDC < 1** of the positive, **swerves** (an action with a lateral part, alone or compound) and swerves chosen
+  although a keep-lane braking candidate (``brake``, ``brake_hold``, ``speed_scale < 1``) passes every check of the
+  miner;
 * **labels**: near-misses in normal scenes, risk ``none`` with an evasive action, moments with more than one
   conflict type across lead times, collision explanations whose stated time is not the logged contact time (more
   than 0.25 s off), the actions at lead 1 s of ``right_turn_vru`` / ``pedestrian_occluded``, and how well the two
@@ -41,6 +42,7 @@ from counterfactual.accuracy import LANGUAGE_FIELDS, baseline_accuracies, format
 from counterfactual.dataset import AnchorPair
 from counterfactual.language import parse_explanation
 from counterfactual.miner import MinerConfig, SceneMining, mine_scene
+from counterfactual.schema import split_action
 from envs.scene import Scene
 from envs.scoring import problem_from_scene
 from envs.simulation import check_frames
@@ -137,7 +139,7 @@ def audit_pair(env: Any, scene: Scene, pair: AnchorPair, config: MinerConfig) ->
     hit, _ = check_frames(scene, raw, frames, None)
     tracked = simulate_candidates(problem.ego, pair.positive[None], config.pdm)[0, 1:, :3]
     collided, offroad, driven, driven_frames = follow_in_env(env, scene, pair)
-    swerve = pair.label.action in ("swerve_left", "swerve_right")
+    swerve = split_action(pair.label.action)[1] is not None  # a lateral part, alone or compound
     return PairAudit(
         scenario_type=pair.scenario_type,
         lead_time_s=pair.lead_time_s,

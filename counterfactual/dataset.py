@@ -32,8 +32,10 @@ import numpy as np
 from envs.atomic import STALE_TEMP_AGE_S, atomic_writer, clean_stale_temp_files  # noqa: F401 (re-exported)
 from counterfactual.schema import LABEL_SCHEMA_VERSION, SafetyLabel
 
-ANCHOR_SCHEMA_VERSION = "2.0"
-"""Version of the anchor-pair table (columns and their meaning); bump on any change."""
+ANCHOR_SCHEMA_VERSION = "2.1"
+"""Version of the anchor-pair table (columns and their meaning); bump on any change. 2.1: label schema 2.1 in the
+``label_*`` columns (compound actions) and the positive chosen with the 0.25 m keep-lane tolerance
+(``SearchConfig.keep_lane_tolerance``; 2.0: 1 m, so 0.5 m shifts were keep-lane candidates)."""
 
 METADATA_KEY = b"safealign.anchor_pairs.schema_version"
 LABEL_METADATA_KEY = b"safealign.safety_label.schema_version"

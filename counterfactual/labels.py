@@ -18,7 +18,7 @@ import numpy as np
 
 from counterfactual.language import explain
 from counterfactual.projection import closing_speed, path_poses, projection_times, time_to_collision
-from counterfactual.schema import NO_ACTION, SafetyLabel
+from counterfactual.schema import NO_ACTION, SafetyLabel, join_action
 from envs.scene import AgentClass, Scene, SceneMap
 from rewards.geometry import polyline_arclength, rear_axle_to_center, wrap_angle
 
@@ -42,7 +42,7 @@ _YIELD_CONFLICTS = frozenset({"crossing", "left_turn", "merge", "pedestrian", "c
 
 @dataclass(frozen=True)
 class LabelConfig:
-    """Thresholds of the label derivation (defaults are the documented schema v2.0 values)."""
+    """Thresholds of the label derivation (defaults are the documented schema v2.1 values)."""
 
     front_half_angle_deg: float = 45.0
     """|bearing| <= this -> sector ``front`` [deg]."""
@@ -54,9 +54,13 @@ class LabelConfig:
     cv_step: float = 0.1
     """Projection step [s]."""
     ttc_high: float = 1.5
-    """TTC below this [s] -> risk ``high``."""
+    """TTC at or below this [s] (within ``time_tolerance``) -> risk ``high``."""
     ttc_medium: float = 3.0
-    """TTC below this [s] -> at least ``medium``."""
+    """TTC at or below this [s] (within ``time_tolerance``) -> at least ``medium``: a contact within the medium
+    window, its end included, is at least a medium risk."""
+    time_tolerance: float = 1e-6
+    """Float tolerance of the risk boundaries [s]: a time ``T <= boundary + time_tolerance`` is inside the window, so
+    30 frames * 0.1 s (``3.0000000000000004``) counts as 3.0 s. Far below the 0.1 s frame step."""
     fast_closing_speed: float = 8.0
     """Closing speed at or above this [m/s] raises ``low``/``medium`` risk one level."""
     same_direction_deg: float = 45.0
@@ -80,8 +84,13 @@ class LabelConfig:
     path) marks an ego left turn."""
     horizon: float = 4.0
     """Future of the driven path used for the ego's turn [s]."""
-    swerve_threshold: float = 1.0
-    """|lateral offset| of the positive from the negative path at or above this [m] -> swerve."""
+    swerve_threshold: float = 0.25
+    """|lateral offset| of the positive from the negative's path at or above this [m] -> the action has a lateral
+    part (``swerve_left`` / ``swerve_right``, alone or compound). 0.25 m separates the candidates that follow the
+    negative's path (re-timed: offset ~0) from the smallest lateral family of the search (0.5 m,
+    ``SearchConfig.lateral_offsets``), so every lateral evasion is named as one; equal to
+    ``SearchConfig.keep_lane_tolerance`` (checked by ``MinerConfig``), so the search's keep-lane tier is exactly the
+    positives without a lateral part."""
     progress_abs: float = 1.0
     """Progress difference [m] (and ...)"""
     progress_rel: float = 0.15
@@ -109,14 +118,15 @@ def sector_of(bearing_deg: float, config: LabelConfig = LabelConfig()) -> str:
 def risk_level_of(ttc_s: float, closing_speed_mps: float, config: LabelConfig = LabelConfig()) -> str:
     """Risk level from a time to collision [s] and the closing speed [m/s].
 
-    ``inf`` TTC -> ``none``; TTC < ``ttc_high`` -> ``high``; < ``ttc_medium`` -> ``medium``; else ``low``; a closing
-    speed >= ``fast_closing_speed`` raises ``low`` / ``medium`` by one level.
+    Closed windows: ``inf`` TTC -> ``none``; TTC <= ``ttc_high`` -> ``high``; <= ``ttc_medium`` -> ``medium``; else
+    ``low`` (each boundary widened by ``time_tolerance`` [s] against float error: 30 frames of 0.1 s are 3.0 s); a
+    closing speed >= ``fast_closing_speed`` raises ``low`` / ``medium`` by one level.
     """
     if not math.isfinite(ttc_s):
         return "none"
-    if ttc_s < config.ttc_high:
+    if ttc_s <= config.ttc_high + config.time_tolerance:
         return "high"
-    level = "medium" if ttc_s < config.ttc_medium else "low"
+    level = "medium" if ttc_s <= config.ttc_medium + config.time_tolerance else "low"
     if closing_speed_mps >= config.fast_closing_speed:
         level = {"low": "medium", "medium": "high"}[level]
     return level
@@ -213,15 +223,23 @@ def classify_conflict(
     return geometric, "geometry"
 
 
+_PATH_EXTENSION = 1000.0
+"""Length of the straight extension past the last pose along its heading [m] (as the search's ``negative_path``)."""
+
+
 def _path_with_origin(trajectory: np.ndarray) -> np.ndarray:
-    """``(K, 2)`` polyline: ego-frame origin then the trajectory points, repeated points dropped, >= 2 points."""
-    pts = np.concatenate([np.zeros((1, 2)), np.asarray(trajectory, dtype=np.float64)[:, :2]], axis=0)
+    """``(K, 2)`` polyline: ego-frame origin then the trajectory points, repeated points dropped, then a straight
+    extension of :data:`_PATH_EXTENSION` along the last pose's heading (the search's ``negative_path``: a candidate
+    re-timed past the negative's end stays on the path, offset 0, also on a curve; the last chord's direction would
+    put it ~0.4 m off after 10 m on a 60 m radius). >= 2 points."""
+    traj = np.asarray(trajectory, dtype=np.float64)
+    pts = np.concatenate([np.zeros((1, 2)), traj[:, :2]], axis=0)
     keep = np.concatenate([[True], np.linalg.norm(np.diff(pts, axis=0), axis=1) > 1e-6])
     pts = pts[keep]
+    yaw = float(traj[-1, 2])
     if len(pts) < 2:  # stationary trajectory: a unit segment along the last heading
-        yaw = float(np.asarray(trajectory)[-1, 2])
-        pts = np.array([pts[0], pts[0] + [math.cos(yaw), math.sin(yaw)]])
-    return pts
+        return np.array([pts[0], pts[0] + [math.cos(yaw), math.sin(yaw)]])
+    return np.concatenate([pts, pts[-1:] + _PATH_EXTENSION * np.array([[math.cos(yaw), math.sin(yaw)]])], axis=0)
 
 
 def project_onto_path(points: np.ndarray, path: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -286,11 +304,18 @@ def corrective_action(
     """Corrective action that turns the negative into the positive (both ``(8, 3)`` ego frame, poses every
     ``pose_interval`` [s]).
 
-    Rules (in order): no positive -> ``none``; |lateral offset| >= ``swerve_threshold`` -> ``swerve_left`` /
-    ``swerve_right`` by its sign; progress shorter by more than ``max(progress_abs, progress_rel * negative's
-    progress)``, or a pose-to-pose speed at least ``brake_speed_drop`` below the negative's -> ``yield`` for
-    crossing-path conflicts (crossing, left_turn, merge, pedestrian, cyclist) else ``brake``; longer by that much
-    -> ``accelerate``; else ``keep_lane``.
+    No positive -> ``none``. Otherwise two independent parts, joined by
+    :func:`counterfactual.schema.join_action`:
+
+    * lateral: |lateral offset| >= ``swerve_threshold`` [m] -> ``swerve_left`` / ``swerve_right`` by its sign, else
+      none (keeps the lane);
+    * longitudinal: progress shorter by more than ``max(progress_abs, progress_rel * negative's progress)`` [m], or
+      a pose-to-pose speed at least ``brake_speed_drop`` [m/s] below the negative's -> ``yield`` for crossing-path
+      conflicts (crossing, left_turn, merge, pedestrian, cyclist) else ``brake``; longer by that margin ->
+      ``accelerate``; else none (keeps speed).
+
+    Neither part -> ``keep_lane``; one -> that part (``brake``, ``swerve_left``, ...); both -> the compound
+    ``<longitudinal>_<lateral>`` (``brake_swerve_left``, ``yield_swerve_right``, ``accelerate_swerve_left``, ...).
 
     Returns:
         ``(action, lateral_offset_m, progress_change_m)``; the two numbers are NaN without a positive.
@@ -304,15 +329,15 @@ def corrective_action(
     progress_change = float(s_pos[-1] - s_neg[0])
     margin = max(config.progress_abs, config.progress_rel * max(float(s_neg[0]), 0.0))
     slower = np.max(_pose_speeds(negative, pose_interval) - _pose_speeds(positive, pose_interval))
+    lat_part = None
     if abs(lateral) >= config.swerve_threshold:
-        action = "swerve_left" if lateral > 0 else "swerve_right"
-    elif progress_change < -margin or slower >= config.brake_speed_drop:
-        action = "yield" if conflict_type in _YIELD_CONFLICTS else "brake"
+        lat_part = "swerve_left" if lateral > 0 else "swerve_right"
+    lon_part = None
+    if progress_change < -margin or slower >= config.brake_speed_drop:
+        lon_part = "yield" if conflict_type in _YIELD_CONFLICTS else "brake"
     elif progress_change > margin:
-        action = "accelerate"
-    else:
-        action = "keep_lane"
-    return action, lateral, progress_change
+        lon_part = "accelerate"
+    return join_action(lon_part, lat_part), lateral, progress_change
 
 
 # ---------------------------------------------------------------------------------------------------- scene

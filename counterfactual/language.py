@@ -6,6 +6,7 @@ A sentence is four clauses, each drawn from several templates with synonyms:
     CONFLICT (conflict type)                         "in a crossing conflict"
     RISK     (risk level + the stated time)          "with high collision risk (contact in 1.1 s)"
     ACTION   (corrective action)                     "so the ego should brake"
+                                                     "so the ego should slow down and steer left" (compound)
 
 The RISK clause says which time it states (``SafetyLabel.time_kind``): a collision's hindsight contact time
 ("contact in 1.1 s", "contact 1.1 s ahead") or a near-miss's projected time to collision ("projected time to
@@ -26,7 +27,20 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from counterfactual.schema import ACTIONS, AGENT_CLASSES, CONFLICT_TYPES, NO_ACTION, RISK_LEVELS, SECTORS
+from counterfactual.schema import (
+    ACTIONS,
+    AGENT_CLASSES,
+    COMPOUND_ACTIONS,
+    CONFLICT_TYPES,
+    KEEP_LANE,
+    LATERAL_ACTIONS,
+    LONGITUDINAL_ACTIONS,
+    NO_ACTION,
+    RISK_LEVELS,
+    SECTORS,
+    join_action,
+    split_action,
+)
 
 VOCABULARY: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "risk_agent_class": {
@@ -68,7 +82,25 @@ VOCABULARY: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         NO_ACTION: ("no verified-safe maneuver was found", "no safe alternative is known"),
     },
 }
-"""Closed vocabulary: field -> value -> synonyms. Covers every allowed value of the schema."""
+"""Closed vocabulary: field -> value -> synonyms. Covers every allowed value of the schema except the compound
+actions, which are said with their parts' phrases (:data:`COMPOUND_PHRASES`)."""
+
+ACTION_JOINER = " and "
+"""Between the two parts of a compound action: "<longitudinal phrase> and <lateral phrase>"."""
+
+COMPOUND_PHRASES: Mapping[str, tuple[str, ...]] = {
+    action: tuple(lon + ACTION_JOINER + lat for lon in VOCABULARY["action"][split_action(action)[0]]
+                  for lat in VOCABULARY["action"][split_action(action)[1]])
+    for action in COMPOUND_ACTIONS
+}
+"""Compound action -> synonyms, "<longitudinal phrase> and <lateral phrase>" (e.g. ``brake_swerve_left``: "slow down
+and steer left"). Composed of :data:`VOCABULARY` phrases, so the tokenizer's isolated phrases and the parser's
+patterns stay the atomic ones."""
+
+
+def action_phrases(action: str) -> tuple[str, ...]:
+    """Synonyms of any action value (atomic: :data:`VOCABULARY`; compound: :data:`COMPOUND_PHRASES`)."""
+    return COMPOUND_PHRASES[action] if action in COMPOUND_PHRASES else VOCABULARY["action"][action]
 
 _HAZARD = (
     "{Det} {cls} {pos}, {dist} m away",
@@ -136,7 +168,7 @@ def explain(label: Any, seed: int = 0) -> str:
         risk = pick(_RISK_TIME[kind]).format(risk=risk_phrase, time=f"{time:.1f}")
     else:
         risk = pick(_RISK_INF).format(risk=risk_phrase)
-    act = pick(VOCABULARY["action"][f["action"]])
+    act = pick(action_phrases(f["action"]))
     action = pick(_ACTION_NONE if f["action"] == NO_ACTION else _ACTION).format(act=act)
     sentence = f"{hazard}, {conflict} {risk}{action}."
     return re.sub(r"\s+", " ", sentence)
@@ -166,6 +198,20 @@ _PATTERNS = {
 }
 
 
+def _parse_action(found: set[str]) -> str | None:
+    """The action from the set of atomic action values whose phrases occur in a sentence (see
+    :func:`parse_explanation`): the longitudinal and the lateral parts are read separately and joined."""
+    if NO_ACTION in found:
+        return NO_ACTION if found == {NO_ACTION} else None
+    lon = found & set(LONGITUDINAL_ACTIONS)
+    lat = found & set(LATERAL_ACTIONS)
+    if len(lon) > 1 or len(lat) > 1 or (KEEP_LANE in found and lat):
+        return None  # ambiguous within one part ("brake ... accelerate", "steer left ... keep the lane")
+    if not found:
+        return None
+    return join_action(next(iter(lon), None), next(iter(lat), None))
+
+
 def parse_explanation(text: str) -> dict[str, Any]:
     """Recover the categorical fields and the stated time from a sentence (case-insensitive, whole phrases).
 
@@ -173,12 +219,22 @@ def parse_explanation(text: str) -> dict[str, Any]:
     when phrases of two different values occur: ambiguous), plus ``"time_kind"`` (``"contact"``,
     ``"projected_ttc"`` or ``"none"`` when no time is stated; None when both kinds are) and ``"time_s"`` (the stated
     number [s], NaN when none or ambiguous).
+
+    The action is read in two parts: at most one longitudinal value (brake / yield / accelerate) and at most one
+    lateral value (swerve left / right), joined (:func:`counterfactual.schema.join_action`: "slow down and steer
+    left" -> ``brake_swerve_left``; a lone part -> that part). A keep-lane phrase is the absence of a lateral part
+    (alone: ``keep_lane``; with a longitudinal phrase: that phrase's value). None when no action phrase occurs, when
+    one part is ambiguous (two longitudinal or two lateral values, keep-lane with a lateral phrase) or when the
+    no-action phrase occurs with any other.
     """
     low = text.lower()
     out: dict[str, Any] = {}
     for name, values in _PATTERNS.items():
         found = {value for value, pats in values.items() if any(p.search(low) for p in pats)}
-        out[name] = found.pop() if len(found) == 1 else None
+        if name == "action":
+            out[name] = _parse_action(found)
+        else:
+            out[name] = found.pop() if len(found) == 1 else None
     times = {kind: m for kind, pat in _TIME_PATTERNS.items() if (m := pat.search(low))}
     if len(times) == 1:
         (kind, match), = times.items()

@@ -12,8 +12,9 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-LABEL_SCHEMA_VERSION = "2.0"
-"""Version of the label schema (fields, allowed values, derivation rules)."""
+LABEL_SCHEMA_VERSION = "2.1"
+"""Version of the label schema (fields, allowed values, derivation rules). 2.1: compound actions (a lateral evasion
+that also changes speed names both parts), swerve threshold 0.25 m, closed risk-level boundaries."""
 
 AGENT_CLASSES = ("vehicle", "pedestrian", "cyclist", "static")
 SECTORS = ("front", "left", "right", "rear")
@@ -29,14 +30,62 @@ CONFLICT_TYPES = (
     "cyclist",
     "static_obstacle",
 )
-ACTIONS = ("brake", "yield", "swerve_left", "swerve_right", "keep_lane", "accelerate")
+KEEP_LANE = "keep_lane"
+"""Action of a positive that neither changes speed nor leaves the negative's path (no longitudinal, no lateral part)."""
+LONGITUDINAL_ACTIONS = ("brake", "yield", "accelerate")
+"""Longitudinal parts of an action: slower (``brake``; ``yield`` in crossing-path conflicts) or faster; absent: the
+positive keeps the negative's speed."""
+LATERAL_ACTIONS = ("swerve_left", "swerve_right")
+"""Lateral parts of an action: the positive leaves the negative's path to the left / right; absent: it keeps the
+lane."""
+COMPOUND_ACTIONS = tuple(f"{lon}_{lat}" for lon in LONGITUDINAL_ACTIONS for lat in LATERAL_ACTIONS)
+"""``<longitudinal>_<lateral>``: a lateral evasion that also changes speed, e.g. ``brake_swerve_left``."""
+ATOMIC_ACTIONS = ("brake", "yield", "swerve_left", "swerve_right", KEEP_LANE, "accelerate")
+"""Actions with at most one part (schema 2.0's whole action vocabulary)."""
+ACTIONS = ATOMIC_ACTIONS + COMPOUND_ACTIONS
+"""Every action of a record with a positive: the atomic ones (one part or none) and the compound ones (both)."""
 NO_ACTION = "none"
 """Action value of a record without a verified-safe positive (no action is claimed)."""
-PASSIVE_ACTIONS = ("keep_lane", NO_ACTION)
+PASSIVE_ACTIONS = (KEEP_LANE, NO_ACTION)
 """Actions allowed with risk level ``none`` (nothing to evade: every other action is an evasive one)."""
 TIME_KINDS = ("contact", "projected_ttc", "none")
 """Which time the explanation states: the hindsight contact time of a collision, the projected time to collision
 of a near-miss, or none."""
+
+
+def split_action(action: str) -> tuple[str | None, str | None]:
+    """``(longitudinal, lateral)`` parts of an action of :data:`ACTIONS`: ``longitudinal`` one of
+    :data:`LONGITUDINAL_ACTIONS` or None (keeps speed), ``lateral`` one of :data:`LATERAL_ACTIONS` or None (keeps
+    the lane). ``keep_lane`` -> ``(None, None)``, ``brake`` -> ``("brake", None)``, ``swerve_left`` ->
+    ``(None, "swerve_left")``, ``yield_swerve_right`` -> ``("yield", "swerve_right")``.
+
+    Raises ``ValueError`` for :data:`NO_ACTION` (no positive, no action claimed) and unknown values.
+    """
+    if action == KEEP_LANE:
+        return None, None
+    if action in LONGITUDINAL_ACTIONS:
+        return action, None
+    if action in LATERAL_ACTIONS:
+        return None, action
+    if action in COMPOUND_ACTIONS:
+        lon, lat = action.split("_", 1)
+        return lon, lat
+    raise ValueError(f"split_action: {action!r} is not one of {ACTIONS}")
+
+
+def join_action(longitudinal: str | None, lateral: str | None) -> str:
+    """The action of :data:`ACTIONS` with these parts (inverse of :func:`split_action`): both None -> ``keep_lane``,
+    one part -> that part, both -> ``<longitudinal>_<lateral>``.
+
+    Raises ``ValueError`` for a part outside :data:`LONGITUDINAL_ACTIONS` / :data:`LATERAL_ACTIONS`.
+    """
+    if longitudinal is not None and longitudinal not in LONGITUDINAL_ACTIONS:
+        raise ValueError(f"join_action: longitudinal part {longitudinal!r} is not one of {LONGITUDINAL_ACTIONS}")
+    if lateral is not None and lateral not in LATERAL_ACTIONS:
+        raise ValueError(f"join_action: lateral part {lateral!r} is not one of {LATERAL_ACTIONS}")
+    if longitudinal is None:
+        return KEEP_LANE if lateral is None else lateral
+    return longitudinal if lateral is None else f"{longitudinal}_{lateral}"
 
 
 @dataclass(frozen=True)
@@ -60,7 +109,9 @@ class SafetyLabel:
             ``ttc_s`` and at least ``low``; never ``none`` with an evasive action.
         conflict_type: one of :data:`CONFLICT_TYPES`.
         conflict_source: ``"geometry"`` or ``"scenario_hint"`` (the scenario type broke a geometric tie).
-        action: one of :data:`ACTIONS`, or :data:`NO_ACTION` when no verified-safe positive exists.
+        action: one of :data:`ACTIONS` (atomic, or compound ``<longitudinal>_<lateral>`` when the positive both
+            changes speed and leaves the lane; :func:`split_action`), or :data:`NO_ACTION` when no verified-safe
+            positive exists.
         lateral_offset_m: signed largest lateral offset of the positive from the negative's path [m] (left > 0);
             NaN without a positive.
         progress_change_m: positive's progress minus the negative's along the negative's path over the horizon

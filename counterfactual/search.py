@@ -19,7 +19,8 @@ Choice (:func:`choose_positive`): candidates are *verified safe* when every chec
 passes (the scorer's NC = TTC = DAC = DDC = 1 and no contact; no overlap of the raw poses; no collision when
 followed in the closed loop; a clearance margin to every agent; never into an oncoming lane). Among them the
 **least intervention that keeps progress** wins: candidates that keep the lane (every pose within
-``keep_lane_tolerance`` of the negative's path: braking, yielding, re-timing) come before any lateral evasion;
+``keep_lane_tolerance`` of the negative's path, 0.25 m: braking, yielding, re-timing) come before any lateral
+evasion (every lateral family, 0.5 m shifts included);
 within that tier the highest PDMS (map-less: :func:`rewards.pdm.map_free_score` with EP along the negative's path) wins, scores within ``score_tolerance``
 of the best count as tied, and the tie goes to the smallest mean L2 distance to the negative (closest to the
 original intent). A lateral evasion is chosen only when no keep-lane candidate is safe.
@@ -81,10 +82,12 @@ class SearchConfig:
     """Also reject positives with any contact (e.g. being hit from behind), not only at-fault ones."""
     score_tolerance: float = 0.02
     """Scores within this of the best are tied; ties go to the smallest deviation from the negative."""
-    keep_lane_tolerance: float = 1.0
+    keep_lane_tolerance: float = 0.25
     """A candidate whose poses all stay within this of the negative's path [m] keeps the lane (preferred over any
-    lateral evasion); equal to ``LabelConfig.swerve_threshold`` so that a keep-lane positive is never labelled a
-    swerve (checked by ``MinerConfig``)."""
+    lateral evasion). 0.25 m: half the smallest lateral offset (0.5 m), so the re-timed families (offset ~0) keep
+    the lane and every lateral family, 0.5 m shifts included, is a lateral evasion (must be below
+    ``min(lateral_offsets)``, checked). Equal to ``LabelConfig.swerve_threshold`` so that the keep-lane tier is
+    exactly the positives whose action has no lateral part (checked by ``MinerConfig``)."""
 
     def __post_init__(self) -> None:
         for name in ("brake_decels", "accelerations", "lateral_offsets", "lateral_durations", "combo_decels"):
@@ -94,6 +97,10 @@ class SearchConfig:
             raise ValueError(f"SearchConfig.speed_scales: values must be positive, got {self.speed_scales}")
         if not self.keep_lane_tolerance > 0:
             raise ValueError(f"SearchConfig.keep_lane_tolerance: must be > 0 [m], got {self.keep_lane_tolerance!r}")
+        if self.lateral_offsets and not self.keep_lane_tolerance < min(self.lateral_offsets):
+            raise ValueError(f"SearchConfig.keep_lane_tolerance ({self.keep_lane_tolerance} m) must be below the "
+                             f"smallest lateral offset ({min(self.lateral_offsets)} m), or that lateral family would "
+                             f"count as keeping the lane")
         if any(a <= 0 or not 0 <= f < 1 for a, f in self.brake_hold):
             raise ValueError(f"SearchConfig.brake_hold: need decel > 0 and 0 <= fraction < 1, got {self.brake_hold}")
 

@@ -8,7 +8,20 @@ import math
 import numpy as np
 import pytest
 
-from counterfactual.schema import ACTIONS, AGENT_CLASSES, CONFLICT_TYPES, NO_ACTION, RISK_LEVELS, SECTORS, SafetyLabel
+from counterfactual.schema import (
+    ACTIONS,
+    AGENT_CLASSES,
+    COMPOUND_ACTIONS,
+    CONFLICT_TYPES,
+    LATERAL_ACTIONS,
+    LONGITUDINAL_ACTIONS,
+    NO_ACTION,
+    RISK_LEVELS,
+    SECTORS,
+    SafetyLabel,
+    join_action,
+    split_action,
+)
 from counterfactual.accuracy import label_accuracy
 from counterfactual.labels import (
     LabelConfig,
@@ -163,6 +176,38 @@ def test_sector_and_risk_level_rules():
     assert risk_level_of(4.0, 3.0) == "low" and risk_level_of(4.0, 9.0) == "medium"
 
 
+
+def test_risk_level_boundaries_are_closed_with_a_float_tolerance():
+    # issue #25: a contact in exactly 3.0 s was "low" (strict < 3.0; and times summed from 0.1 s steps carry float
+    # error, 3 * 0.1 * 10 = 3.0000000000000004). Schema 2.1: closed windows, T <= 1.5 s high, T <= 3.0 s medium,
+    # each within LabelConfig.time_tolerance (1e-6 s)
+    assert 3 * 0.1 * 10 == 3.0000000000000004 and LabelConfig().time_tolerance == 1e-6
+    cases = {  # T [s]: (level at 3 m/s closing, level at 8 m/s closing: the fast-closing raise)
+        1.4: ("high", "high"),
+        1.5: ("high", "high"),
+        15 * 0.1: ("high", "high"),
+        1.5000001: ("high", "high"),
+        1.51: ("medium", "high"),
+        2.9999999: ("medium", "high"),
+        3.0: ("medium", "high"),
+        3.0000000000000004: ("medium", "high"),
+        3.0000001: ("medium", "high"),
+        3.01: ("low", "medium"),
+        4.9: ("low", "medium"),
+    }
+    for ttc, (slow, fast) in cases.items():
+        assert (risk_level_of(ttc, 3.0), risk_level_of(ttc, 8.0)) == (slow, fast), ttc
+    assert risk_level_of(3.00001, 3.0) == "low"  # the tolerance is for float error only (1e-6 s), not 0.1 s
+    # the logged contact 3 s ahead of a collision the projection cannot see yet (the lead car brakes later)
+    braking = make_scene("hand/braking", 12.0, [{"id": 7, "cls": "vehicle", "xy": (20.0, 0.0), "v": (12.0, 0.0),
+                                                  "brake": (2.0, 6.0)}], "rear_end")
+    (_, crash), = find_collisions(braking)
+    neg = np.stack([12.0 * np.arange(1, 9) * 0.5, np.zeros(8), np.zeros(8)], axis=1)
+    label = derive_label(braking, crash - 30, 7, crash, neg, None)
+    assert label.ttc_s > 3.0 and label.time_to_contact_s == pytest.approx(3.0)
+    assert label.risk_level == "medium"  # schema 2.0: "low"
+
+
 def test_lateral_excursion_separates_lane_changes_from_curves():
     s = np.linspace(0, 30, 31)
     straight = np.stack([s, 0 * s, 0 * s], axis=1)
@@ -208,7 +253,9 @@ def test_corrective_action_rules():
     action, lat, _ = corrective_action(neg, left, "rear_end")
     assert action == "swerve_left" and lat == pytest.approx(3.0)
     assert corrective_action(neg, neg * [1.5, 1, 1], "crossing")[0] == "accelerate"
-    assert corrective_action(neg, neg + [0.5, 0.3, 0], "crossing")[0] == "keep_lane"
+    assert corrective_action(neg, neg + [0.5, 0.1, 0], "crossing")[0] == "keep_lane"
+    # schema 2.1: 0.3 m sideways is past the 0.25 m swerve threshold (schema 2.0, 1 m: keep_lane)
+    assert corrective_action(neg, neg + [0.5, 0.3, 0], "crossing")[0] == "swerve_left"
 
 
 # ------------------------------------------------------------------------------------------------ hand-built scenes
@@ -408,3 +455,121 @@ def test_short_hard_braking_is_labelled_brake_or_yield():
     # without the speed rule it would have been "keep_lane"
     assert corrective_action(neg, dip, "cyclist", LabelConfig(brake_speed_drop=np.inf))[0] == "keep_lane"
     assert corrective_action(neg, neg * [0.97, 1, 1], "pedestrian")[0] == "keep_lane"
+
+
+# ------------------------------------------------------------------------------------------------ compound actions
+def test_split_and_join_action_cover_the_action_vocabulary():
+    assert set(ACTIONS) == set(LONGITUDINAL_ACTIONS) | set(LATERAL_ACTIONS) | {"keep_lane"} | set(COMPOUND_ACTIONS)
+    assert len(COMPOUND_ACTIONS) == 6 and "brake_swerve_left" in ACTIONS and "accelerate_swerve_right" in ACTIONS
+    for action in ACTIONS:
+        assert join_action(*split_action(action)) == action
+    assert split_action("keep_lane") == (None, None) and split_action("yield") == ("yield", None)
+    assert split_action("swerve_right") == (None, "swerve_right")
+    assert split_action("yield_swerve_left") == ("yield", "swerve_left")
+    for bad in (NO_ACTION, "swerve_left_brake", "brake_keep_lane"):
+        with pytest.raises(ValueError):
+            split_action(bad)
+    with pytest.raises(ValueError, match="lateral"):
+        join_action("brake", "keep_lane")
+    # risk "none" still only with a passive action: a compound action is an evasive one
+    with pytest.raises(ValueError, match="evasive"):
+        SafetyLabel(1, "vehicle", "front", 10.0, 0.0, 0.0, 1.0, math.inf, math.inf, "none", "rear_end", "geometry",
+                    "brake_swerve_left", 0.5, -3.0)
+
+
+def _arc(radius: float, speed: float = 10.0) -> np.ndarray:
+    """``(8, 3)`` ego-frame poses every 0.5 s on a left arc of ``radius`` [m] (inf: straight) at ``speed`` [m/s]."""
+    s = speed * np.arange(1, 9) * 0.5
+    if math.isinf(radius):
+        return np.stack([s, 0 * s, 0 * s], axis=1)
+    a = s / radius
+    return np.stack([radius * np.sin(a), radius * (1 - np.cos(a)), a], axis=1)
+
+
+@pytest.mark.parametrize("radius", [math.inf, 60.0, -60.0])
+def test_lateral_evasions_name_the_shift_and_the_speed_change(radius):
+    # issue #25: with a 1 m swerve threshold, the search's 0.5 m shifts and the braking shifts (lateral_brake) were
+    # labelled yield / brake / keep_lane. The search's own candidates, on a straight and a curved negative: the
+    # action names the lateral part (from the offset's sign) and the longitudinal one (from the speed change)
+    from counterfactual.search import generate_candidates
+
+    neg = _arc(radius)
+    if radius < 0:  # a right curve
+        neg = neg * [1, -1, -1]
+    cands = generate_candidates(neg, 10.0)
+    seen = set()
+    for traj, spec in zip(cands.trajectories[1:], cands.specs[1:]):
+        for conflict, slow in (("rear_end", "brake"), ("pedestrian", "yield")):
+            action, lateral, _ = corrective_action(neg, traj, conflict)
+            lon, lat = split_action(action)
+            if spec.family in ("lateral", "lateral_brake"):
+                assert lateral == pytest.approx(spec.lateral_offset, abs=0.02), spec
+                assert lat == ("swerve_left" if spec.lateral_offset > 0 else "swerve_right"), (spec, action)
+                assert lon == (slow if spec.family == "lateral_brake" else None), (spec, action)
+                seen.add((abs(spec.lateral_offset), spec.family, action))
+            else:  # re-timed along the negative's path: no lateral part, every one of them changes speed
+                assert abs(lateral) < 1e-6 and lat is None and lon is not None, (spec, action)
+    for mag in (0.5, 1.0, 1.5):
+        assert {a for m, f, a in seen if m == mag and f == "lateral"} == {"swerve_left", "swerve_right"}
+        assert {a for m, f, a in seen if m == mag and f == "lateral_brake"} == {
+            "brake_swerve_left", "brake_swerve_right", "yield_swerve_left", "yield_swerve_right"}
+
+
+def test_compound_actions_from_hand_built_positives():
+    t = np.arange(1, 9)[:, None] * 0.5
+    neg = np.concatenate([10 * t, 0 * t, 0 * t], axis=1)
+    brake_x = np.minimum(10 * t - 2 * t**2, 12.5)
+    shift = 0.5 * np.minimum(t / 1.5, 1.0)  # 0.5 m to the side within 1.5 s
+    for sign, side in ((1.0, "left"), (-1.0, "right")):
+        slow_shift = np.concatenate([brake_x, sign * shift, 0 * t], axis=1)
+        assert corrective_action(neg, slow_shift, "rear_end")[0] == f"brake_swerve_{side}"
+        assert corrective_action(neg, slow_shift, "crossing")[0] == f"yield_swerve_{side}"
+        fast_shift = np.concatenate([15 * t, sign * shift, 0 * t], axis=1)
+        assert corrective_action(neg, fast_shift, "crossing")[0] == f"accelerate_swerve_{side}"
+        pure_shift = np.concatenate([10 * t, sign * shift, 0 * t], axis=1)
+        assert corrective_action(neg, pure_shift, "crossing")[0] == f"swerve_{side}"
+    pure_brake = np.concatenate([brake_x, 0 * t, 0 * t], axis=1)
+    assert corrective_action(neg, pure_brake, "rear_end")[0] == "brake"
+    assert corrective_action(neg, pure_brake, "merge")[0] == "yield"
+    # under the threshold (0.25 m, equal to the search's keep-lane tolerance) a lateral wobble is no swerve
+    assert LabelConfig().swerve_threshold == 0.25
+    wobble = np.concatenate([brake_x, 0.2 * np.ones_like(t), 0 * t], axis=1)
+    assert corrective_action(neg, wobble, "rear_end")[0] == "brake"
+
+
+def test_every_action_round_trips_through_the_explanation():
+    for action in ACTIONS + (NO_ACTION,):
+        f = _fields("vehicle", "left", "high", "crossing", action)
+        texts = {explain(f, seed) for seed in range(60)}
+        assert len(texts) > 10
+        for text in texts:
+            assert parse_explanation(text)["action"] == action, text
+    # a compound action is said as "<longitudinal phrase> and <lateral phrase>", any synonym of each
+    for f in ({"action": "brake_swerve_left"}, {"action": "yield_swerve_right"}):
+        said = {explain(_fields("vehicle", "front", "medium", "crossing", f["action"]), s) for s in range(80)}
+        assert any("slow down and steer left" in t or "give way and swerve right" in t for t in said)
+
+    def action_of(clause: str) -> str | None:
+        return parse_explanation(f"A car ahead, 9 m away, in a crossing conflict with a high risk; best action: {clause}.")["action"]
+
+    assert action_of("slow down and steer left") == "brake_swerve_left"
+    assert action_of("give way and swerve right") == "yield_swerve_right"
+    assert action_of("speed up and steer right") == "accelerate_swerve_right"
+    assert action_of("steer left") == "swerve_left" and action_of("brake") == "brake"
+    assert action_of("stay in lane and slow down") == "brake"  # keeping the lane is the absence of a lateral part
+    assert action_of("keep the lane") == "keep_lane"
+    # ambiguous within one part -> None
+    for clause in ("brake and accelerate", "steer left and steer right", "keep the lane and swerve left",
+                   "slow down and give way and steer left", "no safe alternative is known, so brake", "wait"):
+        assert action_of(clause) is None, clause
+
+
+def test_no_vocabulary_phrase_occurs_inside_another_category():
+    from counterfactual.language import COMPOUND_PHRASES, _pattern
+
+    phrases = {(name, p) for name, values in VOCABULARY.items() for syn in values.values() for p in syn}
+    phrases |= {("action", p) for syn in COMPOUND_PHRASES.values() for p in syn}
+    for name, phrase in phrases:
+        for other, text in phrases:
+            if other != name:
+                assert not _pattern(phrase).search(text), (phrase, text)

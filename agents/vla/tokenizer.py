@@ -11,7 +11,10 @@ Pre-tokenization isolates every phrase of the closed vocabulary (:data:`counterf
 command words, and every digit, before the byte-level step; BPE may then merge *within* a piece (the template glue
 between two vocabulary phrases becomes one token, each phrase one token), never across a phrase or a digit. So the
 tokens stay compositional (an unseen class + sector combination is still two known tokens) and short (measured
-with the default corpus: ~34 tokens per prompt, ~16 per explanation).
+with the default corpus: ~34 tokens per prompt, ~16 per explanation). A compound action (label schema 2.1, e.g.
+``brake_swerve_left``) is said with two vocabulary phrases ("slow down and steer left",
+:data:`counterfactual.language.COMPOUND_PHRASES`), so it needs no phrase of its own; the corpus samples every value
+of :data:`counterfactual.schema.ACTIONS`, compound ones included (:data:`COMPOUND_SENTENCES` each).
 
 Special tokens (:data:`BASE_SPECIAL_TOKENS` in the BPE vocabulary, :func:`add_vla_tokens` adds the rest to any
 tokenizer, ours or a pretrained VLM's): ``<image>`` (expanded by the processor to one token per image patch),
@@ -70,8 +73,11 @@ def _random_observation(rng: np.random.Generator) -> dict[str, Any]:
     }
 
 
-def _random_label_fields(rng: np.random.Generator) -> dict[str, Any]:
-    from counterfactual.schema import ACTIONS, AGENT_CLASSES, CONFLICT_TYPES, NO_ACTION, RISK_LEVELS, SECTORS
+def _random_label_fields(rng: np.random.Generator, actions: Sequence[str] | None = None) -> dict[str, Any]:
+    """Random label fields; the action drawn from ``actions`` (default: the atomic actions and ``none``)."""
+    from counterfactual.schema import ATOMIC_ACTIONS, AGENT_CLASSES, CONFLICT_TYPES, NO_ACTION, RISK_LEVELS, SECTORS
+
+    actions = tuple(ATOMIC_ACTIONS + (NO_ACTION,)) if actions is None else tuple(actions)
 
     return {
         "risk_agent_class": str(rng.choice(AGENT_CLASSES)),
@@ -80,12 +86,18 @@ def _random_label_fields(rng: np.random.Generator) -> dict[str, Any]:
         "conflict_type": str(rng.choice(CONFLICT_TYPES)),
         "risk_level": str(rng.choice(RISK_LEVELS)),
         "ttc_s": float("inf") if rng.random() < 0.3 else float(rng.uniform(0.0, 9.9)),
-        "action": str(rng.choice(ACTIONS + (NO_ACTION,))),
+        "action": str(rng.choice(actions)),
     }
 
 
+COMPOUND_SENTENCES = 8
+"""Explanations per compound action in :func:`grammar_corpus` (each phrase pair of the 2 x 2 synonyms ~twice)."""
+
+
 def grammar_corpus(size: int = 2000, seed: int = 0) -> Iterator[str]:
-    """``size`` prompts and ``size`` explanations (interleaved) plus the no-hazard sentence; deterministic."""
+    """``size`` prompts and ``size`` explanations (interleaved, atomic actions), the no-hazard sentence, then
+    :data:`COMPOUND_SENTENCES` explanations of each compound action (label schema 2.1; their own generator, so the
+    rest of the corpus is the schema-2.0 one); deterministic."""
     from counterfactual.language import NO_HAZARD_EXPLANATION, explain
     from envs.observation import text_prompt
 
@@ -94,6 +106,12 @@ def grammar_corpus(size: int = 2000, seed: int = 0) -> Iterator[str]:
     for i in range(size):
         yield text_prompt(_random_observation(rng))
         yield explain(_random_label_fields(rng), seed=int(rng.integers(2**31)))
+    from counterfactual.schema import COMPOUND_ACTIONS
+
+    rng = np.random.default_rng([seed, 1])
+    for action in COMPOUND_ACTIONS:
+        for _ in range(COMPOUND_SENTENCES):
+            yield explain(_random_label_fields(rng, (action,)), seed=int(rng.integers(2**31)))
 
 
 def isolated_phrases() -> tuple[str, ...]:
