@@ -6,7 +6,8 @@
 * :class:`ReferencePlannerPolicy`: the PDM-Closed-like reference planner of :mod:`rewards.reference_planner`
   (privileged: it reads the route and the other agents from the scene).
 * :class:`SafeOraclePolicy`: the careful planner with oracle knowledge of the other agents' logged future
-  (privileged; an upper bound and the route-completion reference).
+  (privileged; the route-completion reference, a strong privileged reference but not an upper bound: see its
+  docstring).
 * :class:`StandStillPolicy`: stays where it is (all-zeros trajectory): the degenerate policy every reward is
   checked against.
 """
@@ -103,8 +104,14 @@ class ReferencePlannerPolicy(Policy):
 
 class SafeOraclePolicy(Policy):
     """The safe oracle planner (:func:`rewards.scorer.safe_planner_trajectory`): the careful planner's proposal with
-    the largest progress that is safe against the agents' **logged future** (privileged beyond any real sensor: an
-    upper bound, and the reference driver of the closed-loop route completion). Constant velocity without a map."""
+    the largest progress that is safe against the agents' **logged future**, judged as the 8-pose action the env
+    executes; when none is safe, the least unsafe one against the same logged future (no contact first). Privileged
+    beyond any real sensor and the reference driver of the closed-loop route completion, but **not an upper bound**:
+    its proposals follow the route (lateral offsets of 1 m at most, speeds up to the limit), so it can be hit from
+    behind where every proposal is, and it re-plans every 0.5 s over a 4 s horizon, so a turn can still end off the
+    road. Measured closed loop (``python -m benchmarks.bench_oracle --num-scenes 200 --seeds
+    3000,4000,1000,2000,5000``, 1000 synthetic episodes): 0 at-fault collisions, 1 rear collision where every
+    proposal is hit, 2 off-road endings in normal scenes, RC 99.1-99.6 %. Constant velocity without a map."""
 
     name = "safe_oracle"
     requires_privileged = True

@@ -9,7 +9,15 @@ held-out scenes (another bank seed) beside the trivial and reference policies::
     python -m benchmarks.bench_ppo --minutes 5 --reward-score pdms  # NAVSIM's EP: the stand-still exploit
 
 Columns: route completion RC, collision rate, driving score DS (means over episodes), mean speed [m/s] over driven
-frames, share of stopped frames, and the mean return.
+frames, share of stopped frames, the mean return, and how the episodes ended (counts of the env's
+``info["termination_reason"]``: ``collision``, ``offroad``, ``time_limit`` = the log ran out, ``route_end``): a
+policy that stands still ends every episode at the time limit, so its RC next to a driving policy's says whether
+that one completes more of the route or only ends the same way.
+
+Seeds (defaults: the values the README's runs used): ``--train-bank-seed`` (the training scenes),
+``--eval-bank-seed`` (the held-out scenes, never trained on), ``--rl-seed`` (PPO's seed: network initialisation,
+action sampling, the env's reset seeds during training), ``--eval-reset-seed`` (reset seeds ``reset seed + i`` of the
+evaluation episodes: the start frames of normal scenes).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from collections import Counter
 from typing import Sequence
 
 import numpy as np
@@ -39,9 +48,15 @@ class SB3Policy(Policy):
         return kinematic_trajectories(action, self.wrapper.max_speed, self.wrapper.max_yaw_rate).astype(np.float32)
 
 
-def evaluate(policy: Policy, env: ReplayEnv, seed: int = 0) -> dict[str, float]:
-    """Closed-loop means over one episode per scene of ``env.source``."""
+TERMINATION_REASONS = ("collision", "offroad", "time_limit", "route_end")
+"""The closed-loop :class:`~envs.replay_env.ReplayEnv`'s ``info["termination_reason"]`` values of an ended episode."""
+
+
+def evaluate(policy: Policy, env: ReplayEnv, seed: int = 0) -> tuple[dict[str, float], Counter]:
+    """Closed-loop means over one episode per scene of ``env.source`` (reset seed ``seed + i``), and the episodes'
+    termination reasons as counts."""
     rows: dict[str, list[float]] = {k: [] for k in ("rc", "collided", "ds", "speed", "stopped", "return")}
+    reasons: Counter = Counter()
     for i in range(len(env.source)):
         obs, info = env.reset(seed=seed + i, options={"scene_index": i})
         done, total, speeds = False, 0.0, []
@@ -58,18 +73,23 @@ def evaluate(policy: Policy, env: ReplayEnv, seed: int = 0) -> dict[str, float]:
         rows["collided"].append(float(info["termination_reason"] == "collision"))
         rows["speed"].append(float(np.mean(speeds)))
         rows["return"].append(total)
-    return {k: float(np.mean(v)) for k, v in rows.items()}
+        reasons[info["termination_reason"]] += 1
+    return {k: float(np.mean(v)) for k, v in rows.items()}, reasons
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=5.0, help="training wall-clock budget [min]")
     p.add_argument("--train-scenes", type=int, default=64)
-    p.add_argument("--train-seed", type=int, default=1000, help="bank seed of the training scenes")
+    p.add_argument("--train-bank-seed", "--train-seed", dest="train_seed", type=int, default=1000,
+                   help="bank seed of the training scenes")
     p.add_argument("--eval-scenes", type=int, default=24)
-    p.add_argument("--eval-seed", type=int, default=2000, help="bank seed of the held-out scenes (never trained on)")
+    p.add_argument("--eval-bank-seed", "--eval-seed", dest="eval_seed", type=int, default=2000,
+                   help="bank seed of the held-out scenes (never trained on)")
     p.add_argument("--reward-score", default="sp_pdms", choices=("sp_pdms", "pdms"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rl-seed", "--seed", dest="seed", type=int, default=0,
+                   help="PPO's seed (initialisation, action sampling, training resets)")
+    p.add_argument("--eval-reset-seed", type=int, default=0, help="evaluation episodes reset with seed + scene index")
     args = p.parse_args(argv)
 
     import torch
@@ -93,19 +113,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     model.learn(total_timesteps=10**9, callback=Budget(60.0 * args.minutes), progress_bar=False)
     wall = time.perf_counter() - start
-    print(f"PPO (SB3 defaults, MultiInputPolicy): {model.num_timesteps} env steps in {wall:.0f} s, reward "
-          f"{args.reward_score}, {args.train_scenes} SYNTHETIC training scenes (bank seed {args.train_seed})")
+    print(f"PPO (SB3 defaults, MultiInputPolicy, RL seed {args.seed}): {model.num_timesteps} env steps in "
+          f"{wall:.0f} s, reward {args.reward_score}, {args.train_scenes} SYNTHETIC training scenes (bank seed {args.train_seed})")
 
     eval_env = ReplayEnv(ScenarioBank(args.eval_scenes, seed=args.eval_seed), "closed_loop",
                          dataclasses.replace(config))
     policies = [SB3Policy(model, train_env)] + [make_baseline(n) for n in
                                                 ("stand_still", "constant_velocity", "pdm_closed_like", "safe_oracle")]
-    print(f"closed loop on {args.eval_scenes} held-out SYNTHETIC scenes (bank seed {args.eval_seed})")
-    print(f"{'policy':<18} {'RC':>6} {'coll %':>7} {'DS':>6} {'speed':>6} {'stopped':>8} {'return':>8}")
+    print(f"closed loop on {args.eval_scenes} held-out SYNTHETIC scenes (bank seed {args.eval_seed}, reset seeds "
+          f"{args.eval_reset_seed} + i); ended by: episodes per termination reason")
+    print(f"{'policy':<18} {'RC':>6} {'coll %':>7} {'DS':>6} {'speed':>6} {'stopped':>8} {'return':>8}  "
+          + " ".join(f"{r:>10}" for r in TERMINATION_REASONS))
     for policy in policies:
-        r = evaluate(policy, eval_env)
+        r, reasons = evaluate(policy, eval_env, args.eval_reset_seed)
+        other = sum(reasons.values()) - sum(reasons[k] for k in TERMINATION_REASONS)
         print(f"{policy.name:<18} {r['rc']:>6.3f} {100 * r['collided']:>7.1f} {r['ds']:>6.3f} {r['speed']:>6.2f} "
-              f"{r['stopped']:>8.3f} {r['return']:>8.2f}")
+              f"{r['stopped']:>8.3f} {r['return']:>8.2f}  " + " ".join(f"{reasons[k]:>10}" for k in TERMINATION_REASONS)
+              + (f"  (other {other})" if other else ""))
     return 0
 
 

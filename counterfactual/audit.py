@@ -10,8 +10,8 @@ re-checks every pair with tools that do not share code with the miner's own veri
   (:func:`envs.simulation.check_frames`): any agent, and the risk agent;
 * **closed loop**: the positive followed in a real closed-loop :class:`~envs.replay_env.ReplayEnv` (reset at the
   decision frame with ``{"scene_id", "t"}``, re-planning every 0.5 s with the remainder of the positive seen from the
-  simulated pose, constant-velocity continuation past its end; the env's tracker carries the steering): collision
-  or off-road termination within the 4 s;
+  simulated pose, constant-velocity continuation past its end, clipped to the action bounds as a policy's output
+  is; the env's tracker carries the steering): collision or off-road termination within the 4 s;
 * **clearance**: smallest box-to-box gap to any agent of the tracked rollout, of the raw poses and of the closed
   loop (:func:`rewards.geometry.box_distance` over every valid agent, no pruning);
 * **DDC < 1** of the positive, **swerves** (an action with a lateral part, alone or compound) and swerves chosen
@@ -46,6 +46,7 @@ from counterfactual.schema import split_action
 from envs.scene import Scene
 from envs.scoring import problem_from_scene
 from envs.simulation import check_frames
+from envs.spaces import clip_trajectories
 from rewards.geometry import box_corners, box_distance, local_to_world, vehicle_corners, world_to_local
 from rewards.tracking import interpolate_candidates, simulate_candidates
 
@@ -99,7 +100,8 @@ def follow_in_env(env: Any, scene: Scene, pair: AnchorPair) -> tuple[bool, bool,
     collided = offroad = False
     for k in range(len(pair.positive)):
         pose = base.ego_poses[base.t]
-        _, _, terminated, truncated, info = env.step(world_to_local(plan[k : k + 8], pose))
+        # the continuation of a fast positive can end past the 80 m action bound: clipped, as a policy's output is
+        _, _, terminated, truncated, info = env.step(clip_trajectories(world_to_local(plan[k : k + 8], pose)))
         collided |= bool(info["collision"])
         offroad |= info.get("termination_reason") == "offroad"
         if terminated or truncated:
@@ -239,6 +241,25 @@ def type_table(report: AuditReport) -> str:
     return _table(rows, head)
 
 
+REALISATIONS = (("tracked", "clearance_tracked_m"), ("raw_poses", "clearance_raw_m"),
+                 ("closed_loop", "clearance_closed_loop_m"))
+"""The positive's three realisations (``VerifyConfig.clearance_over`` names) and their :class:`PairAudit` field."""
+
+
+def clearance_lines(report: AuditReport) -> str:
+    """Per realisation of the positives (and the smallest of the three): the smallest gap to any agent box [m] and
+    how many positives come within 0.1 / 0.25 / 0.5 m."""
+    lines = ["positives' clearance per realisation (box to box, every valid agent) [m]:"]
+    columns = [(name, [getattr(a, field) for a in report.audits]) for name, field in REALISATIONS]
+    columns.append(("any", [min(getattr(a, field) for _, field in REALISATIONS) for a in report.audits]))
+    for name, gaps in columns:
+        low = min(gaps) if gaps else math.inf
+        lines.append(f"  {name:<12} min {low:5.2f}  <0.1: {sum(g < 0.1 for g in gaps):>3}  "
+                     f"<0.25: {sum(g < 0.25 for g in gaps):>3}  <0.5: {sum(g < 0.5 for g in gaps):>3}  "
+                     f"of {len(gaps)}")
+    return "\n".join(lines)
+
+
 def label_findings(report: AuditReport) -> str:
     """The label checks of the module docstring, one line each, plus the trivial baselines' accuracy."""
     pairs = report.pairs
@@ -309,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
           f"audit {report.seconds_audit:.1f} s; clearance margin {_verify_config(config).clearance_margin} m over "
           f"{', '.join(_verify_config(config).clearance_over)}")
     print(type_table(report))
+    print(clearance_lines(report))
     acc = [m for m in report.mined if report.accident[m.scene_id]]
     kept = sum(any(p.has_positive and p.negative_scores.get("collision") for p in m.pairs) for m in acc)
     n = len(report.audits)

@@ -12,16 +12,19 @@ below passes (each is stored per pair, ``docs/safety_labels.md``):
 (c) ``closed_loop``: followed in the closed loop (:func:`envs.simulation.follow_trajectories`: re-planning every
     ``replan_interval`` with its remainder, the env's tracker carrying the steering) the ego collides with no agent
     and keeps every corner in the drivable area (the replay env's two terminations; off-road only with a map).
-(d) ``clearance``: its tracked rollout keeps at least ``clearance_margin`` [m] (box to box) from every agent over
-    the horizon (states 1..40; the present state is shared by all candidates and not judged). ``clearance_over``
-    can extend the margin to the raw poses and the closed-loop following (stricter; the checks are then no longer
-    independent: an overlap fails the margin too).
+(d) ``clearance``: each realisation named in ``clearance_over`` keeps at least ``clearance_margin`` [m] (box to
+    box) from every agent over the horizon (states 1..40; the present state is shared by all candidates and not
+    judged). By default that is all three (``("tracked", "raw_poses", "closed_loop")``): the margin holds for what
+    the scorer simulates, for the poses a policy imitates and for the closed loop that executes them (with the
+    tracked rollout alone, 13 of 221 positives of a held-out bank seed passed 2-16 cm from an agent as executed).
 (e) ``no_oncoming``: neither its tracked rollout nor its raw poses put the ego box centre into a lane of the
     opposite direction without also being in a lane of its own direction (a lateral evasion goes to a same-direction lane or the
     shoulder, never into oncoming traffic); map-less scenes cannot check it (True).
 
-The four execution checks (b)-(e) are independent of each other by construction: each looks at another
-realisation of the candidate or at another property, so a candidate can fail one alone (tested).
+Checks (b), (c) and (e) are independent of each other: each looks at another realisation of the candidate or at
+another property, so a candidate can fail one alone (tested). With the default ``clearance_over`` an overlap of
+the raw poses or a closed-loop collision also fails (d) (a gap of 0 m is below the margin); with
+``clearance_over=("tracked",)`` (the margin on the scorer's rollout only) (d) is independent of (b) and (c) too.
 
 Frames: candidates are ego-frame at the decision time; everything computed here is world frame.
 """
@@ -53,16 +56,17 @@ class VerifyConfig:
     """Execution checks of a candidate (see the module docstring); every field is a documented knob."""
 
     clearance_margin: float = 0.5
-    """(d) smallest box-to-box gap to any agent over the tracked rollout [m]."""
+    """(d) smallest box-to-box gap to any agent over each realisation of ``clearance_over`` [m]."""
     replan_interval: float = 0.5
     """(c) re-planning interval of the closed-loop following [s] (the replay env's default)."""
     require_no_contact: bool = True
     """(a) also reject any contact (e.g. being hit from behind), not only at-fault ones."""
     report_radius: float = 1.0
     """Gaps beyond ``clearance_margin + report_radius`` [m] are not resolved (reported as ``inf``)."""
-    clearance_over: tuple[str, ...] = ("tracked",)
-    """(d) realisations the margin applies to: ``"tracked"`` (the scorer's rollout), ``"raw_poses"``,
-    ``"closed_loop"``."""
+    clearance_over: tuple[str, ...] = ("tracked", "raw_poses", "closed_loop")
+    """(d) realisations the margin applies to (default: all three): ``"tracked"`` (the scorer's rollout),
+    ``"raw_poses"`` (the 8 poses interpolated at 0.1 s), ``"closed_loop"`` (the closed-loop following); a non-empty
+    subset. ``("tracked",)`` is the older, weaker rule."""
 
     def __post_init__(self) -> None:
         for name in ("clearance_margin", "report_radius"):

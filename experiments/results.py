@@ -1,6 +1,7 @@
 """The evaluation stage's rows and the paper-style results table (markdown, CSV, JSON), one run or several seeds.
 
-Rows: the planners (``pdm_closed_like``; ``safe_oracle``, which knows the logged future: an upper bound), the learned
+Rows: the planners (``pdm_closed_like``; ``safe_oracle``, which knows the logged future: a privileged reference, not an
+upper bound: it can still be hit or leave the road, ``benchmarks/bench_oracle.py``), the learned
 methods (positive-only SFT, negative-enhanced SFT, SB3 PPO, vanilla GRPO, anchor-GRPO) and the two trivial label
 predictors (majority class; scenario-type + lead-time lookup fitted on the training pairs) as rows of their own.
 Columns (:data:`COLUMNS`): open-loop PDMS (NAVSIM v1.1, one decision per held-out scene), closed-loop collision rate,
@@ -34,7 +35,8 @@ COLUMNS = (
 ROW_ORDER = ("pdm_closed_like", "safe_oracle", "sft_positive", "sft_negative", "ppo", "grpo", "anchor_grpo")
 NOTES = {
     "pdm_closed_like": "planner (constant-velocity forecasts; privileged: reads the agents' current states)",
-    "safe_oracle": "upper bound: planner with oracle knowledge of the agents' logged future",
+    "safe_oracle": "privileged reference, not an upper bound: planner with oracle knowledge of the agents' logged "
+                   "future",
     "sft_positive": "positive-only SFT (the no-negative baseline)",
     "sft_negative": "negative-enhanced SFT (failure feedback + correction)",
     "ppo": "SB3 PPO from scratch, same env, reward and env budget",

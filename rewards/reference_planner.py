@@ -446,3 +446,66 @@ def plan_safe_progress(problem: ScoringProblem, config: PDMConfig = PDMConfig(),
     best = int(np.argmax(pool))
     return SafeProgressResult(progress=float(pool[best]), index=best, trajectory=trajs[best],
                               num_safe=int(safe.sum()), fallback=fallback)
+
+
+@dataclass(frozen=True)
+class FallbackAction:
+    """The safe oracle's choice when no careful proposal is safe (:func:`plan_fallback_action`).
+
+    Attributes:
+        trajectory: ``(num_poses, 3)`` ego-frame rear-axle poses [m, m, rad] (8 at 0.5 s): the action.
+        index: the chosen proposal in :func:`proposal_poses` ``(..., "careful")`` order (then the ``extra`` actions).
+        tier: 3 no contact and NC = DAC = DDC = 1 (only TTC or the margin fail), 2 no contact and DAC = 1, 1 no
+            contact, 0 every proposal touches an agent within the horizon.
+        gap_m: its smallest box-to-box gap to any agent over states 1..40 [m] (0: contact; ``inf``: none within
+            ``safe_progress_margin + 5`` m).
+    """
+
+    trajectory: np.ndarray
+    index: int
+    tier: int
+    gap_m: float
+
+
+def plan_fallback_action(problem: ScoringProblem, config: PDMConfig = PDMConfig(),
+                         poses: np.ndarray | None = None, extra: np.ndarray | None = None) -> FallbackAction | None:
+    """The least unsafe careful proposal against the **logged** agents, as the action the env executes: what the
+    safe oracle drives when :func:`plan_safe_progress` finds no safe proposal (None without a map).
+
+    Every careful proposal is scored as its 8-pose action (:func:`proposal_actions`) against the logged objects and
+    ranked lexicographically: the highest tier (see :class:`FallbackAction`: avoiding any contact first, then the
+    map), then the largest gap up to ``config.safe_progress_margin`` [m] over states 1..40 (the present state is
+    shared by every proposal), then the largest progress [m]; in tier 0 (every proposal touches an agent) the latest
+    first contact [s], then no at-fault contact, then the smallest progress (the hardest stop). Unlike the careful
+    planner's choice under constant-velocity forecasts (the oracle's fallback before), it never prefers a proposal
+    that touches a logged agent over one that does not, nor one that leaves the road as executed.
+
+    ``poses``: the problem's careful :func:`proposal_poses` when already computed. ``extra``: ``(K, num_poses, 3)``
+    further ego-frame actions [m, m, rad] ranked with them (indices ``P ..``; :func:`rewards.scorer.fallback_action_for`
+    adds the careful planner's choice under constant-velocity forecasts, the oracle's fallback before, so the new
+    one is never ranked below it)."""
+    geometry = problem.map
+    if geometry is None or len(geometry.route) < 2:
+        return None
+    if poses is None:
+        poses = proposal_poses(problem, config, "careful")
+    trajs, sim = proposal_actions(problem, poses, config)
+    if extra is not None and len(extra):
+        extra = np.asarray(extra, dtype=np.float64).reshape(-1, config.num_poses, 3)
+        trajs = np.concatenate([trajs, extra])
+        sim = np.concatenate([sim, simulate_candidates(problem.ego, extra, config)])
+    r = score_states(problem, sim, config, reference_progress=None)
+    margin = float(config.safe_progress_margin)
+    steps = np.arange(1, sim.shape[1])
+    gaps = min_gaps(sim[:, 1:, :3], problem, steps, margin + 5.0)
+    free = ~r.collision.astype(bool)
+    dac_ok = r.dac == 1.0
+    tier = np.where(free & (r.nc == 1.0) & dac_ok & (r.ddc == 1.0), 3, np.where(free & dac_ok, 2, free.astype(int)))
+    progress = np.nan_to_num(r.progress, nan=0.0)
+    if tier.max() > 0:
+        keys = (progress, np.minimum(gaps, margin), tier)  # np.lexsort: the last key is the primary one
+    else:
+        first = np.nan_to_num(r.collision_time, nan=np.inf)
+        keys = (-progress, (r.nc == 1.0).astype(int), first)
+    best = int(np.lexsort(keys)[-1])
+    return FallbackAction(trajectory=trajs[best], index=best, tier=int(tier[best]), gap_m=float(gaps[best]))

@@ -8,12 +8,13 @@ module composes the two. Import order: ``pdm`` <- ``reference_planner`` <- ``sco
 
 * :func:`reference_for`: the reference of a problem, cached per problem object, configuration and proposal set
   (``"navsim"``: PDM-Closed's 15 proposals, the EP reference of PDMS; ``"careful"``: with braking / yield
-  proposals, the safe oracle's fallback);
+  proposals, one of the safe oracle's fallback candidates);
 * :func:`planner_action_for`: the same planner choosing among its proposals scored as the 8-pose actions the env
   executes (the ``pdm_closed_like`` baseline policy);
 * :func:`safe_progress_for`: the safe-progress reference of a problem (the RL reward's EP normaliser, reported as
   SP-PDMS beside PDMS; :func:`rewards.reference_planner.plan_safe_progress`), cached the same way;
-  :func:`safe_planner_trajectory` drives it (the privileged safe oracle planner);
+  :func:`safe_planner_trajectory` drives it (the privileged safe oracle planner), with :func:`fallback_action_for`
+  where no proposal is safe;
 * :func:`score_group`: ``simulate_candidates`` + ``score_states`` with the reference's masked progress;
 * :class:`PDMScorer`: a configured scorer object with both.
 """
@@ -29,9 +30,11 @@ from rewards.config import PDMConfig
 from rewards.pdm import PDMResult, score_states
 from rewards.reference_planner import (
     ActionPlan,
+    FallbackAction,
     ReferenceResult,
     SafeProgressResult,
     plan_action,
+    plan_fallback_action,
     plan_reference,
     plan_safe_progress,
     proposal_poses,
@@ -94,19 +97,34 @@ def safe_progress_for(problem: ScoringProblem, config: PDMConfig = PDMConfig()) 
                    lambda: plan_safe_progress(problem, config, _proposal_poses(problem, config)))
 
 
+def fallback_action_for(problem: ScoringProblem, config: PDMConfig = PDMConfig()) -> FallbackAction | None:
+    """The safe oracle's least unsafe action (:func:`rewards.reference_planner.plan_fallback_action`) among the
+    careful proposals and the careful planner's choice under constant-velocity forecasts (:func:`reference_for`),
+    planned once per problem object and config and cached; None without a map."""
+    def make() -> FallbackAction | None:
+        ref = reference_for(problem, config, "careful")
+        extra = None if ref is None else ref.trajectory[None]
+        return plan_fallback_action(problem, config, _proposal_poses(problem, config), extra)
+
+    return _cached(problem, ("fallback_action", config), make)
+
+
 def safe_planner_trajectory(problem: ScoringProblem, config: PDMConfig = PDMConfig()) -> np.ndarray | None:
     """The trajectory of the **safe oracle planner** ``(num_poses, 3)`` [m, m, rad] (ego frame): the careful proposal
     with the largest safe progress against the logged agents (:func:`safe_progress_for`), or, when none is safe, the
-    careful planner's choice under constant-velocity forecasts (:func:`reference_for` with ``"careful"``). It reads
-    the agents' logged future (privileged): the reference driver of the closed-loop route completion and an upper
-    bound in results tables. None without a map."""
+    least unsafe one against the same logged agents (:func:`fallback_action_for`: no contact first, then the largest
+    gap up to the margin, then progress). Both are judged as the 8-pose action the env executes with its tracker.
+    It reads the agents' logged future (privileged): the reference driver of the closed-loop route completion. Not
+    an upper bound on safety: re-planning every 0.5 s over a 4 s horizon of fixed proposals, it can meet a state
+    where every proposal touches an agent (measured with ``python -m benchmarks.bench_oracle``). None without a
+    map."""
     sp = safe_progress_for(problem, config)
     if sp is None:
         return None
     if sp.trajectory is not None and sp.fallback == "safe":
         return sp.trajectory
-    ref = reference_for(problem, config, "careful")
-    return None if ref is None else ref.trajectory
+    fallback = fallback_action_for(problem, config)
+    return None if fallback is None else fallback.trajectory
 
 
 def score_group(

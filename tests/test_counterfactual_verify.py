@@ -1,5 +1,6 @@
-"""Positives verified as executed: each check (a)-(d) alone rejects a hand-built candidate, no oncoming lane,
-braking before swerving, the batched closed-loop following equals the replay env, box gaps."""
+"""Positives verified as executed: each check (a)-(d) alone rejects a hand-built candidate, the clearance margin holds
+for every realisation by default, no oncoming lane, braking before swerving, the batched closed-loop following equals
+the replay env, box gaps."""
 
 from __future__ import annotations
 
@@ -90,16 +91,21 @@ def test_raw_pose_check_alone_rejects_what_the_tracker_smooths_away():
     jump = straight(10.0)
     jump[0, 1] = -2.0
     scene = road_scene(10.0, [{"xy": (16.46, -2.5), "cls": "static", "size": (0.6, 0.6)}])
-    result = verify(scene, jump)
+    result = verify(scene, jump, VerifyConfig(clearance_over=("tracked",)))  # the margin on the scorer's rollout only
     assert only_fails(result, "raw_poses"), result
+    # by default the margin also holds for the raw poses: an overlap (a gap of 0 m) fails it too
+    result = verify(scene, jump)
+    assert not result["raw_poses"] and not result["clearance"] and result["scorer"] and result["closed_loop"], result
 
 
 def test_closed_loop_check_alone_rejects_what_only_replanning_hits():
     # a fast lane change to the right: the tracked rollout clears a cone in the old lane by 1.2 m, the raw poses by
     # 0.8 m, but re-planning every 0.5 s with the remainder lags further behind and hits it
     scene = road_scene(10.0, [{"xy": (41.5, -1.2), "cls": "static", "size": (0.6, 0.6)}])
-    result = verify(scene, lateral(10.0, -3.5, 1.0))
+    result = verify(scene, lateral(10.0, -3.5, 1.0), VerifyConfig(clearance_over=("tracked",)))
     assert only_fails(result, "closed_loop"), result
+    result = verify(scene, lateral(10.0, -3.5, 1.0))  # default: the closed loop's contact fails the margin too
+    assert not result["closed_loop"] and not result["clearance"] and result["raw_poses"], result
 
 
 def test_clearance_check_alone_rejects_a_close_pass():
@@ -108,6 +114,24 @@ def test_clearance_check_alone_rejects_a_close_pass():
     result = verify(scene, straight(10.0))
     assert only_fails(result, "clearance"), result
     assert verify(scene, straight(10.0), VerifyConfig(clearance_margin=0.2))["clearance"]
+
+
+def test_clearance_margin_holds_as_executed_by_default():
+    # the 2 m jump of the raw-pose test with the cone 0.2 m beside the raw poses (no overlap) and > 2 m from the
+    # tracked rollout and the closed loop: the default margin (every realisation) rejects it, the tracked-only
+    # margin (the old default) let it pass
+    jump = straight(10.0)
+    jump[0, 1] = -2.0
+    scene = road_scene(10.0, [{"xy": (16.46, -3.65), "cls": "static", "size": (0.6, 0.6)}])
+    problem = problem_from_scene(scene, T0)
+    arrays = result_arrays(score_group(problem, jump[None]))
+    v = verify_candidates(scene, problem, jump[None], arrays)
+    assert VerifyConfig().clearance_over == ("tracked", "raw_poses", "closed_loop")
+    assert 0.15 < v.raw_clearance_m[0] < 0.25 and v.clearance_m[0] > 0.5 and v.closed_loop_clearance_m[0] > 0.5
+    assert only_fails({name: bool(getattr(v, name)[0]) for name in CHECKS}, "clearance")
+    assert verify(scene, jump, VerifyConfig(clearance_over=("tracked",)))["clearance"]
+    assert not verify(scene, jump, VerifyConfig(clearance_over=("raw_poses",)))["clearance"]
+    assert verify(scene, jump, VerifyConfig(clearance_margin=0.15))["clearance"]
 
 
 def test_no_oncoming_rejects_a_slow_swerve_that_ddc_allows():

@@ -8,8 +8,8 @@ Rows (3 seeds by default; mean +- std over seeds; every learned row sees the sam
 * ``grpo_vanilla`` / ``grpo_anchor``: GRPO from the ``negative_sft`` policy (its KL reference), without / with
   anchors (the mined training pairs; ``--online-mining`` adds pairs mined from this run's crashes);
 * ``ppo``: SB3 PPO from scratch on the same env, reward and normalised actions (:mod:`agents.grpo.ppo`);
-* ``pdm_closed_like`` (and ``safe_oracle``, an upper bound with oracle knowledge of the logged future): planners,
-  deterministic (one evaluation; std 0).
+* ``pdm_closed_like`` (and ``safe_oracle``, a privileged reference, not an upper bound, with oracle knowledge of the
+  logged future): planners, deterministic (one evaluation; std 0).
 
 Equal environment budget: GRPO and PPO rows train for ``--budget`` env steps (GRPO also makes ``G + 2`` scorer calls
 per step; the SFT rows make none). Evaluation: closed loop, one episode per held-out scene (bank seed
