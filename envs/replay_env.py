@@ -44,7 +44,7 @@ on, and open-loop decisions pinned to a collision, see shortened horizons.
 
 Reward (:mod:`envs.reward`)
 ---------------------------
-``w_score * score + w_collision * collision`` for the action scored by the PDM scorer (:mod:`rewards.pdm`) from the
+``w_score * score + w_collision * collision`` (``EnvConfig.reward``, :class:`envs.reward.RewardConfig`) for the action scored by the PDM scorer (:mod:`rewards.pdm`) from the
 current state (non-reactive, as NAVSIM), where ``score`` is PDMS, or the map-free score ``NC (5 TTC + 2 C) / 7``
 when the scene has no map. Closed loop adds ``-w_terminal_collision`` on the step in which the simulated ego
 collides. ``info["rewards"]`` holds every term. With ``reward_mode="lazy"`` the per-step scorer call is skipped
@@ -70,7 +70,7 @@ from envs.observation import ObservationConfig, Route, build_observation, text_p
 from envs.render import BEVConfig, BEVRenderer
 from envs.configuration import coerce_config
 from envs.metrics import DrivingMetricsConfig, EpisodeMetrics, reference_progress
-from envs.reward import REWARD_SCORES, REWARD_TERMS, reward_terms
+from envs.reward import REWARD_TERMS, RewardConfig, reward_terms
 from envs.scene import Scene
 from envs.scoring import log_as_action, map_geometry_from_scene_map, problem_from_scene
 from envs.simulation import DrivableArea, EgoTrack, check_frames, simulate_prefix, simulate_with_steering
@@ -105,10 +105,9 @@ class EnvConfig:
     without anti-aliasing (a policy needs no smoothed edges; about 1.3x faster to render)."""
     pdm: PDMConfig = field(default_factory=PDMConfig)
     """Scorer configuration (NAVSIM v1.1 defaults); its ``sim_dt`` must equal the scenes' ``dt``."""
-    reward_score: str = "sp_pdms"
-    """Score in the reward where the scene has a map (:data:`envs.reward.REWARD_SCORES`): ``"sp_pdms"`` (EP against
-    the safe-progress reference: stopping earns EP 0 where moving safely was possible) or ``"pdms"`` (NAVSIM's EP,
-    against the PDM-Closed-like reference). Both are always reported in ``info["rewards"]``."""
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    """The reward's score and weights (:class:`envs.reward.RewardConfig`, a mapping of its fields is accepted):
+    ``sp_pdms`` (default) or ``pdms``, ``w_score``, ``w_collision``, ``w_terminal_collision``."""
     driving_metrics: DrivingMetricsConfig = field(default_factory=DrivingMetricsConfig)
     """Closed loop: coefficients of the driving metrics reported at episode end (``info["driving_metrics"]``)."""
     reference: str | None = "log"
@@ -148,12 +147,6 @@ class EnvConfig:
     the last 4 s are scored with a shortened logged horizon, see the module docstring)."""
     route_end_margin: float = 2.0
     """Closed loop: the episode terminates when the ego is within this distance of the route's end [m]."""
-    w_score: float = 1.0
-    """Weight of ``score`` (PDMS, or the map-free score without a map) in the reward."""
-    w_collision: float = 1.0
-    """Weight of the scorer's collision term (``-PDMConfig.collision_penalty`` for a colliding action)."""
-    w_terminal_collision: float = 1.0
-    """Closed loop: penalty magnitude added once when the simulated ego collides."""
     reward_mode: str = "eager"
     """``"eager"``: score every action in ``step``; ``"lazy"``: defer to :meth:`ReplayEnv.flush_rewards`."""
     text_prompt: bool = False
@@ -168,6 +161,8 @@ class EnvConfig:
     episode)."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.reward, RewardConfig):
+            object.__setattr__(self, "reward", RewardConfig.coerce(self.reward))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.type in ("float", float) and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
@@ -183,8 +178,6 @@ class EnvConfig:
             raise ValueError(f"EnvConfig.pdm: expected a PDMConfig, got {type(self.pdm).__name__}")
         if self.reference not in REFERENCES:
             raise ValueError(f"EnvConfig.reference: expected one of {REFERENCES}, got {self.reference!r}")
-        if self.reward_score not in REWARD_SCORES:
-            raise ValueError(f"EnvConfig.reward_score: expected one of {REWARD_SCORES}, got {self.reward_score!r}")
         if self.reward_mode not in REWARD_MODES:
             raise ValueError(f"EnvConfig.reward_mode: expected one of {REWARD_MODES}, got {self.reward_mode!r}")
         if self.scene_order not in ("shuffle", "sequential"):
@@ -457,7 +450,7 @@ class ReplayEnv(gym.Env):
                           np.hypot(prefix[:n, 3], prefix[:n, 4]), offroad_at[:n], agent if collision else -1)
         offroad = bool(offroad_at[n - 1]) and not collision
         terms["terminal_collision"] = -1.0 if collision else 0.0
-        terms["reward"] += cfg.w_terminal_collision * terms["terminal_collision"]
+        terms["reward"] += cfg.reward.w_terminal_collision * terms["terminal_collision"]
         obs = self._observation()
         route_end = ctx.route.project(track.poses[track.frame, :2]) >= ctx.route.length - cfg.route_end_margin
         terminated = collision or offroad or route_end
@@ -660,7 +653,7 @@ class ReplayEnv(gym.Env):
             ref_progress = reference_for(base, cfg.pdm).masked_progress
             safe = safe_progress_for(base, cfg.pdm).progress
         result = score_states(problem, states, cfg.pdm, reference_progress=ref_progress)
-        return reward_terms(result, cfg.pdm, cfg.w_score, cfg.w_collision, safe, cfg.reward_score)
+        return reward_terms(result, cfg.pdm, cfg.reward, safe)
 
     def _on_log(self, logged: EgoState, current: EgoState) -> bool:
         """Whether ``current`` is within ``reference_log_tolerance`` of the logged ego state (position, speed)."""

@@ -21,28 +21,28 @@ def sources(ctx: Context) -> tuple[Any, Any, str]:
         return ctx.cache["sources"]
     from envs.sources import SourceError, open_source
 
-    env = ctx.cfg["env"]
-    name = env["name"]
+    env = ctx.cfg.env
+    name = env.name
     try:
         if name == "bank":
-            types = list(env["scenario_types"]) if env.get("scenario_types") else None
-            train = open_source("bank", num_scenes=int(env["num_scenes"]), seed=int(env["seed"]), scenario_types=types)
-            held = open_source("bank", num_scenes=int(env["eval_num_scenes"]), seed=int(env["eval_seed"]),
+            types = list(env.scenario_types) if env.scenario_types else None
+            train = open_source("bank", num_scenes=int(env.num_scenes), seed=int(env.seed), scenario_types=types)
+            held = open_source("bank", num_scenes=int(env.eval_num_scenes), seed=int(env.eval_seed),
                                scenario_types=types)
-            text = (f"SYNTHETIC bank: {len(train)} training scenes (seed {env['seed']}), {len(held)} held-out scenes "
-                    f"(seed {env['eval_seed']}, never trained on)")
+            text = (f"SYNTHETIC bank: {len(train)} training scenes (seed {env.seed}), {len(held)} held-out scenes "
+                    f"(seed {env.eval_seed}, never trained on)")
         elif name == "deepaccident":
-            train = open_source("deepaccident", root=env["root"], split=env.get("split"), strict=False)
-            held_split = env.get("eval_split") or env.get("split")
-            held = open_source("deepaccident", root=env["root"], split=held_split, strict=False)
-            same = " (the training split: not held out)" if held_split == env.get("split") else ""
-            text = (f"DeepAccident {env['root']}: {len(train)} training scenarios ({env.get('split')}), "
+            train = open_source("deepaccident", root=env.root, split=env.split, strict=False)
+            held_split = env.eval_split or env.split
+            held = open_source("deepaccident", root=env.root, split=held_split, strict=False)
+            same = " (the training split: not held out)" if held_split == env.split else ""
+            text = (f"DeepAccident {env.root}: {len(train)} training scenarios ({env.split}), "
                     f"{len(held)} evaluation scenarios ({held_split}){same}; no HD map, so the PDMS column holds "
                     "the map-free score NC (5 TTC + 2 C) / 7")
         elif name == "carla":
             from experiments.carla import carla_source
 
-            train = carla_source(_DictConfig(ctx.cfg), ctx.out)
+            train = carla_source(ctx.cfg, ctx.out)
             held = train
             text = f"CARLA recordings: {len(train)} episodes (evaluated on the same recordings, replayed)"
         else:
@@ -53,32 +53,20 @@ def sources(ctx: Context) -> tuple[Any, Any, str]:
     return ctx.cache["sources"]
 
 
-class _DictConfig(dict):
-    """Attribute access over a plain config dict (for helpers written against ``DictConfig``)."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            value = self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-        return _DictConfig(value) if isinstance(value, dict) else value
-
-
 def env_config(ctx: Context):
     """The replay env configuration of the learning agent and the evaluation (reward group + the agent's view)."""
     from envs.render import BEVConfig
     from envs.replay_env import EnvConfig
 
-    reward = {k: v for k, v in ctx.cfg["reward"].items() if k != "_target_"}
-    agent = ctx.cfg["agent"]
-    if agent["name"] == "vla":
-        return EnvConfig(text_prompt=True, **reward)  # the VLA's 128 px RGB BEV and its prompt
-    if agent.get("bev", "semantic64") == "none":
-        return EnvConfig(bev=None, **reward)
+    reward, agent = ctx.cfg.reward, ctx.cfg.agent
+    if agent.name == "vla":
+        return EnvConfig(text_prompt=True, reward=reward)  # the VLA's 128 px RGB BEV and its prompt
+    if agent.bev == "none":
+        return EnvConfig(bev=None, reward=reward)
     from agents.grpo.policies import MLP_LAYERS
 
     return EnvConfig(bev=BEVConfig(height=64, width=64, meters_per_pixel=1.0, mode="semantic",
-                                   semantic_layers=MLP_LAYERS), **reward)
+                                   semantic_layers=MLP_LAYERS), reward=reward)
 
 
 def group_env(ctx: Context, normalized: bool, online_mining: bool = False):
@@ -86,38 +74,37 @@ def group_env(ctx: Context, normalized: bool, online_mining: bool = False):
     ``SubprocVecEnv`` when > 1), with the run's env config."""
     from agents.grpo.env import GroupEnvConfig, make_group_vec_env
 
-    env = ctx.cfg["env"]
-    if env["name"] != "bank":
+    env = ctx.cfg.env
+    if env.name != "bank":
         source_kwargs = {"source": sources(ctx)[0]}
     else:
-        source_kwargs = {"num_scenes": int(env["num_scenes"]), "seed": int(env["seed"])}
+        source_kwargs = {"num_scenes": int(env.num_scenes), "seed": int(env.seed)}
     config = GroupEnvConfig(env=env_config(ctx), normalized_actions=normalized, online_mining=online_mining,
                             **source_kwargs)
-    n_envs = int(ctx.cfg["train"]["n_envs"])
-    return make_group_vec_env(config, n_envs, seed=int(ctx.cfg["seed"]), subprocess=n_envs > 1)
+    n_envs = int(ctx.cfg.train.n_envs)
+    return make_group_vec_env(config, n_envs, seed=int(ctx.cfg.seed), subprocess=n_envs > 1)
 
 
 def grpo_model(ctx: Context, anchors: bool, start: Any):
     """A GRPO model of the configured agent (VLA from the SFT folder ``start``; MLP from the BC state dict)."""
+    import dataclasses
+
     import torch
 
-    from agents.grpo import GRPO, GRPOConfig
+    from agents.grpo import GRPO
 
-    t = ctx.cfg["train"]
-    config = GRPOConfig(n_steps=int(t["rl_n_steps"]), batch_size=min(32, int(t["rl_n_steps"]) * int(t["n_envs"])),
-                        n_epochs=4, group_size=int(t["group_size"]), learning_rate=float(t["grpo_lr"]),
-                        beta=float(t["beta"]), anchors=anchors, log_images_every=4)
+    config = dataclasses.replace(ctx.cfg.train.grpo, anchors=anchors)
     pairs = str(ctx.outputs["mine"]["pairs_train"])
-    tb = str(ctx.path("tb", "rl", ".keep").parent) if ctx.cfg["tensorboard"] else None
-    seed = int(ctx.cfg["seed"])
-    if ctx.cfg["agent"]["name"] == "vla":
+    tb = str(ctx.path("tb", "rl", ".keep").parent) if ctx.cfg.tensorboard else None
+    seed = int(ctx.cfg.seed)
+    if ctx.cfg.agent.name == "vla":
         return GRPO("VLAPolicy", group_env(ctx, normalized=False), config, anchor_pairs=pairs,
                     policy_kwargs={"path": str(start)}, seed=seed, tensorboard_log=tb)
-    agent = ctx.cfg["agent"]
-    kwargs: dict[str, Any] = {"log_std_init": float(agent["log_std_init"])}
-    if agent.get("bev", "semantic64") != "none":
+    agent = ctx.cfg.agent
+    kwargs: dict[str, Any] = {"log_std_init": float(agent.log_std_init)}
+    if agent.bev != "none":
         kwargs["features_extractor_kwargs"] = {"cnn_output_dim": 64}
-    model = GRPO("MultiInputPolicy" if agent.get("bev", "semantic64") != "none" else "MlpPolicy",
+    model = GRPO("MultiInputPolicy",  # the observation is a dict with or without the BEV (agent.bev=none)
                  group_env(ctx, normalized=True), config, anchor_pairs=pairs, seed=seed, tensorboard_log=tb,
                  policy_kwargs=kwargs)
     if start is not None:

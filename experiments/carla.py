@@ -13,11 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
-
-def carla_config(env: DictConfig, record_dir: Path):
-    """The :class:`~envs.carla.CarlaEnvConfig` of the ``env`` group (worker 0)."""
+def carla_config(env: Any, record_dir: Path, reward: Any = None):
+    """The :class:`~envs.carla.CarlaEnvConfig` of the ``env`` group (worker 0) with the run's one reward
+    (:class:`envs.reward.RewardConfig`; None: its defaults)."""
     from envs.carla.env import CarlaEnvConfig
     from envs.carla.scenarios import SCENARIO_TYPES
 
@@ -25,10 +23,10 @@ def carla_config(env: DictConfig, record_dir: Path):
     return CarlaEnvConfig(hosts=tuple(env.hosts), backend=str(env.backend), town=env.town or None, seed=int(env.seed),
                           scenario_types=types, episode_time=float(env.episode_time),
                           num_background=int(env.num_background), bev=None, record_dir=str(record_dir),
-                          client_timeout=float(env.connect_timeout) * 3.0)
+                          client_timeout=float(env.connect_timeout) * 3.0, reward=reward)
 
 
-def check_servers(env: DictConfig) -> None:
+def check_servers(env: Any) -> None:
     """``SystemExit`` naming ``host:port`` and how to start a server unless every host answers with CARLA 0.9.16."""
     from envs.carla.connection import CarlaError, check_server, parse_host
 
@@ -40,8 +38,9 @@ def check_servers(env: DictConfig) -> None:
             raise SystemExit(f"env=carla: {exc}") from None
 
 
-def carla_source(cfg: DictConfig, out: Path | None) -> Any:
-    """Check the servers, collect ``env.num_episodes`` recorded episodes, return their :class:`SceneSource`."""
+def carla_source(cfg: Any, out: Path | None) -> Any:
+    """Check the servers, collect ``env.num_episodes`` recorded episodes, return their :class:`SceneSource`
+    (``cfg``: the typed run configuration, :func:`experiments.run.typed_config`)."""
     import dataclasses
 
     from tqdm import tqdm
@@ -54,7 +53,7 @@ def carla_source(cfg: DictConfig, out: Path | None) -> Any:
     env = cfg.env
     check_servers(env)
     folder = Path(env.root) if env.root else Path(out or ".") / "carla"
-    config = carla_config(env, folder)
+    config = carla_config(env, folder, cfg.reward)
     policy = make_baseline(str(env.policy))
     workers = [CarlaEnv(dataclasses.replace(config, worker_index=i)) for i in range(len(config.hosts))]
     try:

@@ -11,10 +11,17 @@ Config groups (``python -m experiments.run <group>=<option> <field>=<value>``), 
 * ``algo``: which methods run: ``all`` (default: positive-only SFT, negative-enhanced SFT, SB3 PPO, vanilla GRPO,
   anchor-GRPO), or one of ``sft_positive``, ``sft_negative``, ``ppo``, ``grpo``, ``anchor_grpo`` (with what it
   needs);
-* ``reward``: the env reward (``_target_`` :class:`envs.replay_env.EnvConfig` fields): ``sp_pdms`` (default) or
-  ``pdms`` (NAVSIM's EP);
-* ``train``: budgets: ``default`` (the whole method in about 10 minutes on 2 CPU cores) or ``paper`` (the larger
-  documented configuration).
+* ``reward``: the one reward (``_target_`` :class:`envs.reward.RewardConfig`, instantiated once and used by the replay
+  env, the CARLA env and GRPO's group score): ``sp_pdms`` (default) or ``pdms`` (NAVSIM's EP);
+* ``train``: the learning stages' settings, nested and typed: ``train.sft`` (:class:`agents.sft.trainer.SFTConfig`),
+  ``train.bc`` (:class:`agents.grpo.bc.BCConfig`, the MLP agent's SFT analogue), ``train.grpo``
+  (:class:`agents.grpo.config.GRPOConfig`), ``train.ppo`` (:class:`agents.grpo.ppo.PPOBaselineConfig`), each with
+  ``_target_`` and every field of its class on the command line (``train.grpo.clip_range=0.1``), plus the budgets;
+  presets ``default`` (the whole method in about 10 minutes on 2 CPU cores) or ``paper``.
+
+The nested nodes are generated from the library dataclasses (:func:`schema`): their fields, types and defaults are
+defined once, in the library; a preset states only what it changes. :func:`build` turns a node into the library
+object, whose own checks validate every field before any stage starts (:mod:`experiments.run`).
 
 Committed experiment files (``experiments/conf/experiment/*.yaml``, ``+experiment=<name>``) hold the paper's runs;
 ``-m seed=0,1,2`` sweeps seeds and aggregates them into one table (:mod:`experiments.aggregate`). Every field has a
@@ -23,11 +30,106 @@ one-line docstring.
 
 from __future__ import annotations
 
+import collections.abc
+import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
+
+from agents.grpo.bc import BCConfig
+from agents.grpo.config import GRPOConfig
+from agents.grpo.ppo import PPOBaselineConfig
+from agents.sft.trainer import SFTConfig
+from envs.reward import RewardConfig as _RewardConfig
+
+
+# ------------------------------------------------------------------------------------------- library dataclasses
+def _schema_type(tp: Any) -> Any:
+    """An OmegaConf-typed annotation for a library field's type (containers become lists / dicts; other types Any)."""
+    if tp in (int, float, str, bool):
+        return tp
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        inner = _schema_type(rest[0]) if len(rest) == 1 else Any
+        return Optional[inner] if len(rest) < len(args) else inner
+    if origin in (tuple, list, collections.abc.Sequence):
+        return List[_schema_type(args[0]) if args and args[-1] is not Ellipsis or len(args) == 2 else Any]
+    if origin in (dict, collections.abc.Mapping):
+        return Dict[str, _schema_type(args[1]) if len(args) == 2 else Any]
+    return Any
+
+
+def _plain_default(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain_default(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain_default(v) for k, v in value.items()}
+    return value
+
+
+_SCHEMAS: dict[type, type] = {}
+
+
+def schema(cls: type) -> type:
+    """The Hydra structured-config class of the library dataclass ``cls``: ``_target_`` naming ``cls`` and every field
+    of ``cls`` with an OmegaConf type and ``cls``'s default (tuples as lists), so Hydra type-checks command-line
+    overrides and the defaults stay defined once, in the library. ``schema(cls)(field=value)`` is a node with some
+    fields changed (a preset). Cached per class."""
+    if cls in _SCHEMAS:
+        return _SCHEMAS[cls]
+    hints = typing.get_type_hints(cls)
+    fields: list[tuple[str, Any, Any]] = [("_target_", str, field(default=f"{cls.__module__}.{cls.__qualname__}"))]
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = _plain_default(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = _plain_default(f.default_factory())
+        else:
+            default = MISSING
+        spec = field(default_factory=lambda d=default: _plain_default(d)) if isinstance(default, (list, dict)) \
+            else field(default=default)
+        fields.append((f.name, _schema_type(hints[f.name]), spec))
+    node = dataclasses.make_dataclass(f"{cls.__name__}Node", fields)
+    node.__doc__ = f"Structured config of :class:`{cls.__module__}.{cls.__qualname__}` (``_target_``)."
+    node.__module__ = __name__
+    _SCHEMAS[cls] = node
+    return node
+
+
+def build(node: Any, where: str, **overrides: Any) -> Any:
+    """The library object of a ``_target_`` node (a DictConfig, a :func:`schema` instance or a mapping), with
+    ``overrides`` for run-level fields; lists become tuples where the library field is a tuple. The library class
+    validates every field: ``SystemExit`` naming ``where`` (the config path) and the field when one is wrong."""
+    from hydra.utils import get_class
+
+    from envs.configuration import coerce_config
+
+    if OmegaConf.is_config(node):
+        data = OmegaConf.to_container(node, resolve=True)
+    elif dataclasses.is_dataclass(node):
+        data = {f.name: getattr(node, f.name) for f in dataclasses.fields(node)}
+    else:
+        data = dict(node)
+    target = data.pop("_target_", None)
+    if target is None:
+        raise SystemExit(f"{where}: no _target_")
+    cls = get_class(target)
+    data.update(overrides)
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        if isinstance(value, list) and typing.get_origin(hints.get(name)) in (tuple, collections.abc.Sequence):
+            data[name] = tuple(value)
+    try:
+        return coerce_config(cls, data)
+    except (ValueError, TypeError) as exc:
+        raise SystemExit(f"{where}: {exc}") from None
 
 
 @dataclass
@@ -159,47 +261,40 @@ class AlgoConfig:
     """Learned methods (:data:`METHODS`); GRPO rows start from the negative-enhanced SFT policy."""
 
 
-@dataclass
-class RewardConfig:
-    """The env reward (group ``reward``; fields of :class:`envs.replay_env.EnvConfig`)."""
-
-    _target_: str = "envs.replay_env.EnvConfig"
-    reward_score: str = "sp_pdms"
-    """``sp_pdms`` (EP against the safe-progress reference) or ``pdms`` (NAVSIM's EP)."""
-    w_score: float = 1.0
-    """Weight of the score."""
-    w_collision: float = 1.0
-    """Weight of the scorer's collision term (any contact in the 4 s horizon)."""
-    w_terminal_collision: float = 1.0
-    """Closed loop: penalty when the simulated ego collides."""
+RewardConfig = schema(_RewardConfig)
+"""The ``reward`` group's node (``_target_: envs.reward.RewardConfig``; its fields and defaults are the library's)."""
+SFTNode, BCNode, GRPONode, PPONode = (schema(c) for c in (SFTConfig, BCConfig, GRPOConfig, PPOBaselineConfig))
 
 
 @dataclass
 class TrainConfig:
-    """Budgets of the learning stages (group ``train``)."""
+    """The learning stages (group ``train``): the nested library configs and the budgets shared by the RL rows."""
 
-    sft_steps: int = 250
-    """SFT optimizer steps per mode (the same for both modes)."""
-    sft_batch_size: int = 16
-    """SFT examples per step."""
-    sft_lr: float = 1e-3
-    """SFT peak learning rate."""
+    sft: SFTNode = field(default_factory=lambda: SFTNode(max_steps=250))
+    """VLA SFT (:class:`agents.sft.trainer.SFTConfig`; ``seed``, ``progress`` and ``tensorboard`` are set from the
+    run's ``seed`` / ``progress`` / ``tensorboard``), the same for both data views."""
+    bc: BCNode = field(default_factory=lambda: BCNode(steps=250))
+    """MLP agent: behaviour cloning, the SFT analogue (:class:`agents.grpo.bc.BCConfig`)."""
+    grpo: GRPONode = field(default_factory=lambda: GRPONode(learning_rate=1e-4, n_steps=16, batch_size=16,
+                                                           group_size=4, log_images_every=4))
+    """Vanilla GRPO and anchor-GRPO (:class:`agents.grpo.config.GRPOConfig`; ``anchors`` is set by the method:
+    off for ``grpo``, on for ``anchor_grpo``)."""
+    ppo: PPONode = field(default_factory=lambda: PPONode(n_steps=16, batch_size=16))
+    """The SB3 PPO baseline (:class:`agents.grpo.ppo.PPOBaselineConfig`)."""
     expert_frames: int = 4
     """Safe expert-log decisions per training scene in the SFT data."""
     rl_budget: int = 64
     """Environment steps per GRPO / PPO run (equal for every RL method)."""
-    rl_n_steps: int = 16
-    """Rollout length per env between updates (GRPO and PPO)."""
     n_envs: int = 1
     """Parallel training envs (``SubprocVecEnv`` when > 1)."""
-    group_size: int = 4
-    """GRPO's G: trajectories sampled per state."""
-    grpo_lr: float = 1e-4
-    """GRPO learning rate."""
-    beta: float = 0.04
-    """GRPO KL weight to the SFT reference."""
     threads: int = 1
     """Torch CPU threads per process (1: the measured best on shared CPUs)."""
+
+    def __post_init__(self) -> None:
+        for name in ("expert_frames", "rl_budget", "n_envs", "threads"):
+            value = getattr(self, name)
+            if isinstance(value, int) and value < 1:
+                raise ValueError(f"train.{name}: expected >= 1, got {value}")
 
 
 @dataclass
@@ -225,9 +320,9 @@ class RunConfig:
     algo: AlgoConfig = MISSING
     """Learned methods (group ``algo``)."""
     reward: RewardConfig = MISSING
-    """Env reward (group ``reward``)."""
+    """The reward (group ``reward``, ``_target_: envs.reward.RewardConfig``)."""
     train: TrainConfig = MISSING
-    """Budgets (group ``train``)."""
+    """Learning-stage configs and budgets (group ``train``)."""
     stages: List[str] = field(default_factory=lambda: ["collect", "mine", "sft", "grpo", "eval"])
     """Stages to run (a finished stage of the same run folder is skipped: rerun to resume)."""
     seed: int = 0
@@ -258,5 +353,7 @@ def register_configs() -> None:
     cs.store(group="reward", name="sp_pdms", node=RewardConfig)
     cs.store(group="reward", name="pdms", node=RewardConfig(reward_score="pdms"))
     cs.store(group="train", name="default", node=TrainConfig)
-    cs.store(group="train", name="paper", node=TrainConfig(sft_steps=800, rl_budget=1024, rl_n_steps=64, n_envs=2,
-                                                           group_size=8))
+    cs.store(group="train", name="paper", node=TrainConfig(
+        sft=SFTNode(max_steps=800), bc=BCNode(steps=800),
+        grpo=GRPONode(learning_rate=1e-4, n_steps=64, batch_size=32, group_size=8, log_images_every=4),
+        ppo=PPONode(n_steps=64, batch_size=64), rl_budget=1024, n_envs=2))

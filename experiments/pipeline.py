@@ -19,6 +19,7 @@ selected nor done in the run directory, fail at once with a message naming them.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -42,7 +43,7 @@ class Stage:
         name: registry key (``stages=[...]`` on the command line).
         run: ``run(ctx) -> outputs`` (a dict; values that are paths are stored relative to the run directory).
         requires: stages whose outputs this one reads (they must be selected or already done).
-        config_keys: config sections (dotted, e.g. ``"env"``, ``"train.sft_steps"``) whose values decide this
+        config_keys: config sections (dotted, e.g. ``"env"``, ``"train.sft"``) whose values decide this
             stage's outputs: a change reruns it.
         description: one line for ``--help`` style listings and logs.
     """
@@ -60,13 +61,15 @@ class Context:
 
     Attributes:
         out: the run directory.
-        cfg: the resolved configuration (a plain nested dict).
+        cfg: the resolved configuration: the typed :class:`experiments.config.RunConfig` with the library configs
+            built (``cfg.reward`` a :class:`envs.reward.RewardConfig`, ``cfg.train.grpo`` a ``GRPOConfig``, ...;
+            :func:`experiments.run.typed_config`); tests of the registry alone may pass a nested mapping.
         outputs: ``{stage: outputs}`` of the stages done so far (paths absolute).
         cache: objects shared within one process (scene sources, a TensorBoard writer), never persisted.
     """
 
     out: Path
-    cfg: Mapping[str, Any]
+    cfg: Any
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
 
@@ -87,14 +90,25 @@ def register_stage(stage: Stage) -> Stage:
     return stage
 
 
-def _digest(cfg: Mapping[str, Any], keys: Sequence[str]) -> str:
-    """A short hash of the config values at dotted ``keys``."""
+def plain(value: Any) -> Any:
+    """``value`` with dataclasses (the typed run configuration and the library configs in it) as dicts, for JSON."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def _digest(cfg: Any, keys: Sequence[str]) -> str:
+    """A short hash of the config values at dotted ``keys`` (``cfg``: a typed configuration or a nested mapping)."""
     picked = {}
     for key in keys:
         node: Any = cfg
         for part in key.split("."):
-            node = node.get(part) if isinstance(node, Mapping) else None
-        picked[key] = node
+            node = node.get(part) if isinstance(node, Mapping) else getattr(node, part, None)
+        picked[key] = plain(node)
     return hashlib.sha256(json.dumps(picked, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -153,7 +167,7 @@ def _paths(value: Any) -> list[Path]:
     return []
 
 
-def done_outputs(out: Path, state: Mapping[str, Any], stage: Stage, cfg: Mapping[str, Any]) -> dict[str, Any] | None:
+def done_outputs(out: Path, state: Mapping[str, Any], stage: Stage, cfg: Any) -> dict[str, Any] | None:
     """The outputs of ``stage`` when it is done in ``state`` with the same configuration and its files exist."""
     entry = state.get("stages", {}).get(stage.name)
     if not entry or entry.get("status") != "done" or entry.get("config") != _digest(cfg, stage.config_keys):
@@ -164,7 +178,7 @@ def done_outputs(out: Path, state: Mapping[str, Any], stage: Stage, cfg: Mapping
     return outputs
 
 
-def plan(selected: Sequence[str], out: Path, cfg: Mapping[str, Any],
+def plan(selected: Sequence[str], out: Path, cfg: Any,
          registry: Mapping[str, Stage] = REGISTRY) -> list[Stage]:
     """The stages to consider, in registry order, after checking the selection (see the module docstring).
 
@@ -187,7 +201,7 @@ def plan(selected: Sequence[str], out: Path, cfg: Mapping[str, Any],
     return chosen
 
 
-def run_stages(selected: Sequence[str], out: Path, cfg: Mapping[str, Any], cache: dict[str, Any] | None = None,
+def run_stages(selected: Sequence[str], out: Path, cfg: Any, cache: dict[str, Any] | None = None,
                log: Callable[[str], None] = print, registry: Mapping[str, Stage] = REGISTRY) -> Context:
     """Run the selected stages in registry order, skipping done ones, recording each in ``state.json``.
 

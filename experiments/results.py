@@ -130,25 +130,24 @@ def evaluate_methods(ctx: Any) -> list[dict[str, Any]]:
     from experiments.builders import env_config, sources
 
     cfg = ctx.cfg
-    ev = cfg["evaluate"]
-    progress = bool(cfg["progress"])
+    ev = cfg.evaluate
+    progress = bool(cfg.progress)
     _, held, _ = sources(ctx)
     rows: list[dict[str, Any]] = []
 
     def drive(policy: Any, config: EnvConfig) -> tuple[Any, Any]:
         ol = evaluate_open_loop(policy, ReplayEnv(held, "open_loop", config), progress=progress) \
-            if ev["open_loop"] else None
+            if ev.open_loop else None
         cl = evaluate_closed_loop(policy, ReplayEnv(held, "closed_loop", config), progress=progress) \
-            if ev["closed_loop"] else None
+            if ev.closed_loop else None
         return ol, cl
 
-    reward = {k: v for k, v in cfg["reward"].items() if k != "_target_"}
-    for name in ev["planners"]:
-        ol, cl = drive(make_baseline(name), EnvConfig(bev=None, **reward))
+    for name in ev.planners:
+        ol, cl = drive(make_baseline(name), EnvConfig(bev=None, reward=cfg.reward))
         rows.append(row_from_results(name, "planner", ol, cl, note=NOTES.get(name, "planner") +
                                      "; states no safety label: language / risk acc n/a"))
-    methods = [m for m in cfg["algo"]["methods"]]
-    if cfg["agent"]["name"] == "vla":
+    methods = [m for m in cfg.algo.methods]
+    if cfg.agent.name == "vla":
         rows += _evaluate_vla_methods(ctx, methods, held, drive)
     else:
         rows += _evaluate_mlp_methods(ctx, methods, drive, env_config(ctx))
@@ -165,9 +164,9 @@ def _evaluate_vla_methods(ctx: Any, methods: Sequence[str], held: Any, drive: An
     from experiments.builders import SFT_MODES, env_config, sources
 
     cfg = ctx.cfg
-    progress = bool(cfg["progress"])
+    progress = bool(cfg.progress)
     train, _, _ = sources(ctx)
-    samples = SampleConfig(expert_frames_per_scene=int(cfg["train"]["expert_frames"]),
+    samples = SampleConfig(expert_frames_per_scene=int(cfg.train.expert_frames),
                            observation=env_config(ctx).observation)
     cache = ctx.path("sft", "cache", ".keep").parent
     train_table = load_or_build_samples(train, load_anchor_pairs(ctx.outputs["mine"]["pairs_train"]), cache,
@@ -231,16 +230,17 @@ def write_results(ctx: Any, rows: Sequence[Mapping[str, Any]]) -> dict[str, Path
     """``results.md`` / ``results.csv`` / ``results.json`` in the run folder and TensorBoard scalars."""
     from envs.atomic import atomic_write_text
     from experiments.builders import sources
+    from experiments.pipeline import plain
 
     _, _, description = sources(ctx)
-    title = (f"Results on held-out scenes: {description}. Seed {ctx.cfg['seed']}, agent {ctx.cfg['agent']['name']}, "
-             f"reward {ctx.cfg['reward']['reward_score']}. All values in %.")
+    title = (f"Results on held-out scenes: {description}. Seed {ctx.cfg.seed}, agent {ctx.cfg.agent.name}, "
+             f"reward {ctx.cfg.reward.reward_score}. All values in %.")
     paths = {"table": ctx.path("results.md"), "csv": ctx.path("results.csv"), "json": ctx.path("results.json")}
     atomic_write_text(paths["table"], markdown_table([rows], title))
     atomic_write_text(paths["csv"], csv_table([rows]))
-    atomic_write_text(paths["json"], json.dumps({"title": title, "seed": ctx.cfg["seed"], "rows": list(rows),
-                                                 "config": ctx.cfg}, indent=2, default=str))
-    if ctx.cfg.get("tensorboard", True):
+    atomic_write_text(paths["json"], json.dumps({"title": title, "seed": ctx.cfg.seed, "rows": list(rows),
+                                                 "config": plain(ctx.cfg)}, indent=2, default=str))
+    if ctx.cfg.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(ctx.path("tb", "eval", ".keep").parent))

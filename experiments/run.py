@@ -15,9 +15,10 @@ Examples::
     python -m experiments.run +experiment=paper -m seed=0,1,2   # paper-scale, 3 seeds, one aggregated table
     python -m experiments.run --cfg job                         # print the full configuration
 
-A bad override (unknown key or wrong type: Hydra's structured configs; unknown stage; a stage whose inputs are
-neither selected nor done; a missing DeepAccident folder; held-out seed equal to the training seed) stops before any
-stage runs, with a message naming it.
+A bad override (unknown key or wrong type: Hydra's structured configs; a value the library config refuses, e.g.
+``train.grpo.group_size=1``, checked where the field is defined when :func:`typed_config` builds it; unknown stage; a
+stage whose inputs are neither selected nor done; a missing DeepAccident folder; held-out seed equal to the training
+seed) stops before any stage runs, with a message naming it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any, Mapping
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config import METHODS, register_configs
+from experiments.config import METHODS, RunConfig, build, register_configs
 
 register_configs()
 
@@ -50,29 +51,42 @@ def validate(cfg: Mapping[str, Any]) -> None:
         raise SystemExit(f"algo.methods: unknown {unknown}; known: {list(METHODS)}")
     if cfg["agent"]["name"] not in ("vla", "mlp"):
         raise SystemExit(f"agent.name: expected vla or mlp, got {cfg['agent']['name']!r}")
-    for key in ("sft_steps", "sft_batch_size", "rl_budget", "rl_n_steps", "n_envs", "group_size", "threads"):
-        if int(cfg["train"][key]) < 1:
-            raise SystemExit(f"train.{key}: expected >= 1, got {cfg['train'][key]}")
-    from envs.replay_env import EnvConfig
 
+
+def typed_config(cfg: DictConfig) -> RunConfig:
+    """The run configuration as typed objects, what the stages receive: ``OmegaConf.to_object`` (the schema
+    dataclasses of :mod:`experiments.config`, whose own checks run, e.g. ``train.n_envs >= 1``), then every
+    ``_target_`` node built into its library object (:func:`experiments.config.build`), which validates its fields:
+    ``cfg.reward`` is the one :class:`envs.reward.RewardConfig`; ``cfg.train.sft`` / ``bc`` / ``grpo`` / ``ppo`` the
+    library configs (SFT's ``seed``, ``progress`` and ``tensorboard`` from the run's). ``SystemExit`` naming the field
+    of the first value that cannot run."""
     try:
-        EnvConfig(**{k: v for k, v in cfg["reward"].items() if k != "_target_"})
-    except ValueError as exc:
-        raise SystemExit(f"reward: {exc}") from None
+        typed = OmegaConf.to_object(cfg)
+    except Exception as exc:  # noqa: BLE001  (OmegaConf wraps the schema's ValueError in its own errors)
+        raise SystemExit(f"configuration: {exc}") from None
+    typed.reward = build(typed.reward, "reward")
+    train = typed.train
+    train.sft = build(train.sft, "train.sft", seed=int(typed.seed), progress=bool(typed.progress),
+                      tensorboard=bool(typed.tensorboard))
+    train.bc = build(train.bc, "train.bc")
+    train.grpo = build(train.grpo, "train.grpo")
+    train.ppo = build(train.ppo, "train.ppo")
+    return typed
 
 
-def run(cfg: DictConfig | Mapping[str, Any], out: Path):
+def run(cfg: DictConfig, out: Path):
     """Check the configuration and the stage selection, then run the stages into ``out``; returns the pipeline's
-    :class:`~experiments.pipeline.Context` (``ctx.outputs``: every stage's outputs)."""
+    :class:`~experiments.pipeline.Context` (``ctx.outputs``: every stage's outputs; ``ctx.cfg``: the typed
+    configuration of :func:`typed_config`)."""
     import experiments.stages  # noqa: F401  (registers the stages)
     from experiments.pipeline import PipelineError, plan, run_stages
 
-    container = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    validate(container)
+    validate(OmegaConf.to_container(cfg, resolve=True))
+    typed = typed_config(cfg)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        plan(container["stages"], out, container)
-        ctx = run_stages(container["stages"], out, container)
+        plan(typed.stages, out, typed)
+        ctx = run_stages(typed.stages, out, typed)
     except PipelineError as exc:
         raise SystemExit(str(exc)) from None
     print(f"outputs in {out} (tensorboard --logdir {out})")

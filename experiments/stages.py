@@ -61,14 +61,14 @@ def _threads(ctx: Context) -> None:
     import torch
     from transformers.utils import logging as hf_logging
 
-    torch.set_num_threads(max(1, int(ctx.cfg["train"]["threads"])))
-    torch.manual_seed(int(ctx.cfg["seed"]))
+    torch.set_num_threads(max(1, int(ctx.cfg.train.threads)))
+    torch.manual_seed(int(ctx.cfg.seed))
     hf_logging.disable_progress_bar()
 
 
 def _writer(ctx: Context, name: str):
     """A TensorBoard writer under ``<run>/tb/<name>`` (None with ``tensorboard=false``)."""
-    if not ctx.cfg.get("tensorboard", True):
+    if not ctx.cfg.tensorboard:
         return None
     from torch.utils.tensorboard import SummaryWriter
 
@@ -82,8 +82,8 @@ def collect(ctx: Context) -> dict[str, Any]:
     print(text)
     print(f"training scenes: {summarize_scenes(train)}")
     outputs: dict[str, Any] = {"train_scenes": len(train), "eval_scenes": len(held), "description": text}
-    render = ctx.cfg["render"]
-    if render["enabled"]:
+    render = ctx.cfg.render
+    if render.enabled:
         outputs["contact_sheet"] = render_scenes(train, render, ctx.path("render", "contact_sheet.png"))
         print(f"BEV renders: {outputs['contact_sheet']}")
     manifest = {"description": text,
@@ -99,11 +99,11 @@ def render_scenes(scenes: Any, render: Mapping[str, Any], sheet: Path) -> Path:
     """BEV PNGs 2 s before contact / mid-log for the first scenes, and a contact sheet; returns the sheet path."""
     from envs.render import BEVConfig, BEVRenderer, caption, contact_sheet, logged_future, write_png
 
-    renderer = BEVRenderer(BEVConfig(height=int(render["size"]), width=int(render["size"]),
-                                     meters_per_pixel=float(render["meters_per_pixel"]),
+    renderer = BEVRenderer(BEVConfig(height=int(render.size), width=int(render.size),
+                                     meters_per_pixel=float(render.meters_per_pixel),
                                      colliding_agent_color=(255, 40, 40)))
     tiles = []
-    for i in range(min(int(render["num_scenes"]), len(scenes))):
+    for i in range(min(int(render.num_scenes), len(scenes))):
         scene = scenes[i]
         cf = scene.meta.collision_frame
         t = max(0, cf - int(round(2.0 / scene.dt))) if cf is not None else scene.num_frames // 2
@@ -127,15 +127,15 @@ def mine(ctx: Context) -> dict[str, Any]:
     from counterfactual.miner import MinerConfig, MiningStats, mine_scene
 
     train, held, _ = sources(ctx)
-    config = MinerConfig(seed=int(ctx.cfg["seed"]))
+    config = MinerConfig(seed=int(ctx.cfg.seed))
     config = dataclasses.replace(config, moments=dataclasses.replace(
-        config.moments, lead_times=tuple(float(x) for x in ctx.cfg["mine"]["lead_times"])))
+        config.moments, lead_times=tuple(float(x) for x in ctx.cfg.mine.lead_times)))
     outputs: dict[str, Any] = {}
     mined: dict[str, list] = {}
     for split, scenes in (("train", train), ("eval", held)):
         stats, pairs = MiningStats(), []
         start = time.perf_counter()
-        for i in tqdm(range(len(scenes)), desc=f"mining {split}", unit="scene", disable=not ctx.cfg["progress"]):
+        for i in tqdm(range(len(scenes)), desc=f"mining {split}", unit="scene", disable=not ctx.cfg.progress):
             result = mine_scene(scenes[i], config, scenes.origin(i))
             stats.add(result, scenes[i].meta.is_accident)
             pairs.extend(result.pairs)
@@ -155,7 +155,7 @@ def mine(ctx: Context) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------- sft
 def _needed_sft_modes(ctx: Context) -> list[str]:
     """SFT views to train: the selected SFT rows, plus the negative-enhanced start of any GRPO row."""
-    methods = list(ctx.cfg["algo"]["methods"])
+    methods = list(ctx.cfg.algo.methods)
     modes = [SFT_MODES[m] for m in methods if m in SFT_MODES]
     if any(m in ("grpo", "anchor_grpo") for m in methods) and "negative" not in modes:
         modes.append("negative")
@@ -169,48 +169,46 @@ def sft(ctx: Context) -> dict[str, Any]:
     if not modes:
         print("no SFT row selected (algo.methods); nothing to train")
         return {}
-    if ctx.cfg["agent"]["name"] == "mlp":
+    if ctx.cfg.agent.name == "mlp":
         return _bc(ctx, modes)
     from agents.sft.data import SampleConfig, SFTDataset, load_or_build_samples
-    from agents.sft.trainer import SFTConfig, latest_checkpoint, train_sft
+    from agents.sft.trainer import latest_checkpoint, train_sft
     from agents.vla.codebook import CodebookConfig, TrajectoryCodebook, fit_on_logs_and_positives
     from agents.vla.model import VLAConfig
     from agents.vla.policy import VLAPolicy
     from counterfactual.dataset import load_anchor_pairs
 
-    cfg, agent, train_cfg = ctx.cfg, ctx.cfg["agent"], ctx.cfg["train"]
-    progress = bool(cfg["progress"])
+    cfg, agent, train_cfg = ctx.cfg, ctx.cfg.agent, ctx.cfg.train
+    progress = bool(cfg.progress)
     train, _, _ = sources(ctx)
     pairs = load_anchor_pairs(ctx.outputs["mine"]["pairs_train"])
     cache = ctx.path("sft", "cache", ".keep").parent
     table = load_or_build_samples(train, pairs, cache, SampleConfig(
-        expert_frames_per_scene=int(train_cfg["expert_frames"]), observation=env_config(ctx).observation),
+        expert_frames_per_scene=int(train_cfg.expert_frames), observation=env_config(ctx).observation),
         progress=progress)
     book_path = ctx.path("sft", "codebook.npz")
     if book_path.is_file():
         codebook = TrajectoryCodebook.load(book_path)
     else:
         codebook = fit_on_logs_and_positives(
-            pairs, CodebookConfig(size=int(agent["codebook_size"]), mode=agent["codebook_mode"]),
-            int(agent["codebook_scenes"]), int(cfg["env"].get("seed", 0) or 0))
+            pairs, CodebookConfig(size=int(agent.codebook_size), mode=agent.codebook_mode),
+            int(agent.codebook_scenes), int(getattr(cfg.env, "seed", 0) or 0))
         codebook.save(book_path)
     outputs: dict[str, Any] = {"codebook": book_path, "samples": len(table)}
-    model_config = _instantiate(agent["model"], seed=int(cfg["seed"]))
+    model_config = _instantiate(agent.model, seed=int(cfg.seed))
     for mode in modes:
         run = ctx.path("sft", mode, ".keep").parent
         name = f"vla_sft_{mode}"
         last = latest_checkpoint(run)
         if last is not None:
             policy = VLAPolicy.from_pretrained(last, name=name)
-        elif agent.get("init"):
-            policy = VLAPolicy.from_pretrained(agent["init"], codebook=codebook, lora=bool(agent["lora"]), name=name)
+        elif agent.init:
+            policy = VLAPolicy.from_pretrained(agent.init, codebook=codebook, lora=bool(agent.lora), name=name)
         else:
             policy = VLAPolicy.build(codebook, model_config if isinstance(model_config, VLAConfig) else VLAConfig(),
                                      name=name)
-        config = SFTConfig(max_steps=int(train_cfg["sft_steps"]), batch_size=int(train_cfg["sft_batch_size"]),
-                           learning_rate=float(train_cfg["sft_lr"]), seed=int(cfg["seed"]), progress=progress,
-                           tensorboard=bool(cfg["tensorboard"]))
-        result = train_sft(policy, SFTDataset(table, mode), run, config, resume=last if last is not None else False)
+        result = train_sft(policy, SFTDataset(table, mode), run, train_cfg.sft,
+                           resume=last if last is not None else False)
         print(f"SFT {mode}: loss {result.losses[0][1]:.3f} -> {result.losses[-1][1]:.3f} in {result.train_seconds:.0f} s"
               f" -> {result.final_dir}")
         outputs[mode] = result.final_dir
@@ -233,7 +231,7 @@ def _bc(ctx: Context, modes: list[str]) -> dict[str, Any]:
     """The MLP agent's SFT analogue: behaviour cloning of the Gaussian trajectory policy in both views."""
     import torch
 
-    from agents.grpo.bc import BCConfig, build_bc_data, train_bc
+    from agents.grpo.bc import build_bc_data, train_bc
     from counterfactual.dataset import load_anchor_pairs
 
     train, _, _ = sources(ctx)
@@ -244,8 +242,7 @@ def _bc(ctx: Context, modes: list[str]) -> dict[str, Any]:
         data = build_bc_data([train[i] for i in range(len(train))],
                              load_anchor_pairs(ctx.outputs["mine"]["pairs_train"]), env_config(ctx).observation,
                              model.policy.max_speed, model.policy.max_yaw_rate)
-        train_bc(model.policy, data, mode, BCConfig(steps=max(50, int(ctx.cfg["train"]["sft_steps"]))),
-                 seed=int(ctx.cfg["seed"]))
+        train_bc(model.policy, data, mode, ctx.cfg.train.bc, seed=int(ctx.cfg.seed))
         path = ctx.path("sft", f"{mode}.pt")
         torch.save(model.policy.state_dict(), path)
         outputs[mode] = path
@@ -258,29 +255,25 @@ def _bc(ctx: Context, modes: list[str]) -> dict[str, Any]:
 def grpo(ctx: Context) -> dict[str, Any]:
     """SB3 PPO, vanilla GRPO and anchor-GRPO for the same env budget."""
     _threads(ctx)
-    methods = [m for m in ctx.cfg["algo"]["methods"] if m in RL_METHODS]
-    budget = int(ctx.cfg["train"]["rl_budget"])
+    methods = [m for m in ctx.cfg.algo.methods if m in RL_METHODS]
+    budget = int(ctx.cfg.train.rl_budget)
     outputs: dict[str, Any] = {}
     for method in methods:
         path = ctx.path("rl", f"{method}.zip")
         start = time.perf_counter()
         if method == "ppo":
-            from agents.grpo.ppo import PPOBaselineConfig, make_ppo
+            from agents.grpo.ppo import make_ppo
 
-            env = group_env(ctx, normalized=True)
-            n_steps = int(ctx.cfg["train"]["rl_n_steps"])
-            batch = n_steps * int(ctx.cfg["train"]["n_envs"])
-            model = make_ppo(env, PPOBaselineConfig(n_steps=n_steps, batch_size=min(64, batch)),
-                             seed=int(ctx.cfg["seed"]),
-                             tensorboard_log=str(ctx.path("tb", "rl", ".keep").parent) if ctx.cfg["tensorboard"] else None)
+            model = make_ppo(group_env(ctx, normalized=True), ctx.cfg.train.ppo, seed=int(ctx.cfg.seed),
+                             tensorboard_log=str(ctx.path("tb", "rl", ".keep").parent) if ctx.cfg.tensorboard else None)
         else:
             sft_out = ctx.outputs.get("sft", {})
             if "negative" not in sft_out:
                 raise SystemExit(f"{method}: needs the negative-enhanced SFT policy (stage sft with algo.methods "
                                  "including sft_negative or a GRPO row)")
             model = grpo_model(ctx, anchors=method == "anchor_grpo", start=sft_out["negative"])
-        model.learn(budget, progress_bar=bool(ctx.cfg["progress"]), tb_log_name=method)
-        if method != "ppo" and ctx.cfg["agent"]["name"] == "vla":  # the trained VLA as a policy folder
+        model.learn(budget, progress_bar=bool(ctx.cfg.progress), tb_log_name=method)
+        if method != "ppo" and ctx.cfg.agent.name == "vla":  # the trained VLA as a policy folder
             path = model.policy.vla.save_pretrained(ctx.path("rl", method, ".keep").parent)
         else:
             model.save(path)
@@ -313,8 +306,8 @@ def _write_text(path: Path, text: str) -> None:
 
 register_stage(Stage("collect", collect, (), ("env", "render"), "scene sources, summary, BEV renders"))
 register_stage(Stage("mine", mine, ("collect",), ("env", "mine", "seed"), "counterfactual anchor pairs"))
-register_stage(Stage("sft", sft, ("mine",), ("env", "agent", "algo", "train.sft_steps", "train.sft_batch_size",
-                                             "train.sft_lr", "train.expert_frames", "seed"),
+register_stage(Stage("sft", sft, ("mine",), ("env", "agent", "algo", "train.sft", "train.bc", "train.expert_frames",
+                                             "seed"),
                      "positive-only and negative-enhanced SFT"))
 register_stage(Stage("grpo", grpo, ("mine", "sft"), ("env", "agent", "algo", "train", "reward", "seed"),
                      "SB3 PPO, vanilla GRPO and anchor-GRPO"))

@@ -119,3 +119,54 @@ def test_results_table_marks_missing_language_metrics():
     table = results_table([result])
     assert "n/a" in table and "constant_velocity" in table
     assert 0.0 <= result.score <= 1.0 and result.num_scenes == 2
+
+
+def test_nested_typed_configs_reach_the_stages_and_one_reward_reaches_grpo(tmp_path):
+    """``train.sft`` / ``train.grpo`` / ``train.ppo`` are the library configs (``_target_``, every field on the command
+    line); ``reward.w_collision=2`` changes the env's reward, which is also GRPO's group score (one weighting), and
+    ``train.grpo.clip_range=0.1`` reaches the GRPO model the pipeline builds."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from agents.grpo.config import GRPOConfig
+    from agents.grpo.ppo import PPOBaselineConfig
+    from agents.sft.trainer import SFTConfig
+    from envs.reward import RewardConfig
+    from experiments.builders import env_config, grpo_model
+    from experiments.pipeline import Context
+    from experiments.run import typed_config
+
+    job = subprocess.run([sys.executable, "-m", "experiments.run", "--cfg", "job", "train.grpo.clip_range=0.1"],
+                         capture_output=True, text=True, timeout=120)
+    assert job.returncode == 0, job.stderr
+    for node in ("  sft:\n    _target_: agents.sft.trainer.SFTConfig", "  grpo:\n    _target_: agents.grpo.config",
+                 "  ppo:\n    _target_: agents.grpo.ppo.PPOBaselineConfig", "reward:\n  _target_: envs.reward"):
+        assert node in job.stdout, job.stdout
+    assert "clip_range: 0.1" in job.stdout
+
+    typed = typed_config(_cfg("agent=mlp", "agent.bev=none", "env.num_scenes=2", "train.grpo.clip_range=0.1",
+                              "train.grpo.n_steps=2", "train.grpo.batch_size=2", "reward.w_collision=2", "reward.w_score=0.5",
+                              "seed=3", "tensorboard=false"))
+    assert isinstance(typed.reward, RewardConfig) and typed.reward.w_collision == 2.0
+    assert isinstance(typed.train.grpo, GRPOConfig) and typed.train.grpo.clip_range == 0.1
+    assert isinstance(typed.train.ppo, PPOBaselineConfig)
+    assert isinstance(typed.train.sft, SFTConfig) and typed.train.sft.seed == 3  # run-level fields set from the run
+    assert env_config(Context(tmp_path, typed)).reward is typed.reward  # instantiated once, shared
+    from counterfactual.dataset import write_anchor_pairs
+
+    ctx = Context(tmp_path, typed, outputs={"mine": {"pairs_train": write_anchor_pairs([], tmp_path / "p.parquet")}})
+    model = grpo_model(ctx, anchors=False, start=None)
+    assert model.config.clip_range == 0.1
+    env = model.get_env()
+    env.reset()
+    assert env.get_attr("config")[0].reward is typed.reward  # the replay env under GRPO holds the run's one reward
+    terms = env.env_method("score_group", np.zeros((2, 8, 3)))[0]
+    assert np.all(terms["score"] > 0)
+    np.testing.assert_allclose(model.group_reward(terms), 0.5 * terms["score"] + 2.0 * terms["collision"])
+    env.close()
+    with pytest.raises(SystemExit, match=r"train\.grpo: GRPOConfig\.group_size"):
+        typed_config(_cfg("train.grpo.group_size=1"))
+    with pytest.raises(SystemExit, match=r"reward: RewardConfig\.reward_score"):
+        typed_config(_cfg("reward.reward_score=progress"))

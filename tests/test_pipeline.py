@@ -12,8 +12,9 @@ import experiments.stages  # noqa: F401  (registers the stages)
 from experiments.results import check_cells
 from experiments.run import run
 
-TINY = ["env.num_scenes=6", "env.eval_num_scenes=2", "train.sft_steps=4", "train.sft_batch_size=4",
-        "train.rl_budget=4", "train.rl_n_steps=4", "train.group_size=2", "agent.codebook_scenes=4",
+TINY = ["env.num_scenes=6", "env.eval_num_scenes=2", "train.sft.max_steps=4", "train.sft.batch_size=4",
+        "train.bc.steps=50", "train.rl_budget=4", "train.grpo.n_steps=4", "train.grpo.batch_size=4",
+        "train.grpo.group_size=2", "train.ppo.n_steps=4", "train.ppo.batch_size=4", "agent.codebook_scenes=4",
         "agent.codebook_size=16", "render.num_scenes=2", "progress=false", "mine.lead_times=[2.0]"]
 
 

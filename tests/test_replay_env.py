@@ -129,7 +129,7 @@ def test_replaying_the_log_collides_at_the_logged_frame(scenario_type):
         assert info["termination_reason"] == "collision", (seed, info)
         assert info["colliding_agent"] == scene.meta.colliding_agent_id
         assert abs(info["t"] - scene.meta.collision_frame) <= REPLAN, (seed, info["t"], scene.meta.collision_frame)
-        assert info["rewards"]["terminal_collision"] == -1.0 and reward == -config.w_terminal_collision
+        assert info["rewards"]["terminal_collision"] == -1.0 and reward == -config.reward.w_terminal_collision
 
 
 def test_full_brake_avoids_the_rear_end_collision():

@@ -191,8 +191,8 @@ def test_reset_options_are_checked_not_converted(options, match):
 
 
 def test_config_checks_and_mappings():
-    with pytest.raises(ValueError, match="EnvConfig.w_score: expected a finite number, got nan"):
-        EnvConfig(w_score=float("nan"))
+    with pytest.raises(ValueError, match="RewardConfig.w_score: expected a finite number, got nan"):
+        EnvConfig(reward={"w_score": float("nan")})
     with pytest.raises(ValueError, match="EnvConfig.replan_interval: expected a finite number"):
         EnvConfig(replan_interval=float("inf"))
     env = gymnasium.make("SafeAlign/Replay-ClosedLoop-v0", config={"bev": None}, num_scenes=2)

@@ -161,11 +161,11 @@ def test_pdms_stays_navsim_faithful():
     direct = score_states(problem, simulate_candidates(problem.ego, action[None]),
                           reference_progress=reference_for(problem).masked_progress)
     assert scored["pdms"][0] == direct.pdms[0] and scored["score"][0] == scored["sp_pdms"][0]
-    pdms_env = ReplayEnv([scene], "open_loop", dataclasses.replace(STATE_ONLY, reward_score="pdms"))
+    pdms_env = ReplayEnv([scene], "open_loop", dataclasses.replace(STATE_ONLY, reward={"reward_score": "pdms"}))
     pdms_env.reset(seed=0)
     assert pdms_env.score_group(action[None])["score"][0] == direct.pdms[0]
     with pytest.raises(ValueError, match="reward_score"):
-        EnvConfig(reward_score="progress")
+        EnvConfig(reward={"reward_score": "progress"})
 
 
 def test_pdm_closed_like_chooses_among_proposals_as_they_will_be_executed():

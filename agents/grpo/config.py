@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
-from envs.reward import REWARD_TERMS
 from envs.configuration import coerce_config
 
 STEP_WITH = ("sample", "greedy", "best")
@@ -48,10 +47,6 @@ class GRPOConfig:
     """Action that advances the env: ``"sample"`` (the first sampled member: on-policy states), ``"greedy"`` (the
     policy's mode / greedy decode, not a group member) or ``"best"`` (the sampled member with the highest group
     reward: privileged states, for ablations)."""
-    reward_weights: Mapping[str, float] = field(default_factory=lambda: {"score": 1.0, "collision": 1.0})
-    """Group reward = sum of ``weight * term`` over the :meth:`ReplayEnv.score_group` terms (keys from
-    :data:`envs.reward.REWARD_TERMS`; ``score`` is SP-PDMS by default, or the map-free score without a map;
-    ``collision`` is ``-1`` for a member that collides within its 4 s horizon). A NaN term counts as 0."""
     # ---- advantages
     scale_rewards: bool = True
     """Divide ``r - mean`` by the group's std + ``advantage_eps`` (GRPO); False: do not (Dr. GRPO)."""
@@ -120,16 +115,6 @@ class GRPOConfig:
                              f"{self.loss_aggregation!r}")
         if self.anchor_source not in ANCHOR_SOURCES:
             raise ValueError(f"GRPOConfig.anchor_source: expected one of {ANCHOR_SOURCES}, got {self.anchor_source!r}")
-        if not isinstance(self.reward_weights, Mapping) or not self.reward_weights:
-            raise ValueError(f"GRPOConfig.reward_weights: expected a non-empty mapping term -> weight, got "
-                             f"{self.reward_weights!r}")
-        unknown = sorted(set(self.reward_weights) - set(REWARD_TERMS))
-        if unknown:
-            raise ValueError(f"GRPOConfig.reward_weights: unknown terms {unknown}; known: {list(REWARD_TERMS)}")
-        for k, w in self.reward_weights.items():
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
-                raise ValueError(f"GRPOConfig.reward_weights[{k!r}]: expected a finite number, got {w!r}")
-        self.reward_weights = {str(k): float(w) for k, w in self.reward_weights.items()}
 
     @classmethod
     def coerce(cls, config: "GRPOConfig | Mapping[str, Any] | None") -> "GRPOConfig":

@@ -15,7 +15,9 @@ One collection step, per env (all envs batched through the policy, the scorer ca
    brought into the current ego frame, encoded as policy members (their log-probabilities under pi_old by teacher
    forcing), in slots ``G`` (positive) and ``G + 1`` (negative);
 3. score every member from the current state without changing it (:meth:`envs.replay_env.ReplayEnv.score_group`);
-   reward = ``sum_k reward_weights[k] * term_k`` (default: SP-PDMS + the collision term);
+   the group reward is the env's ``reward`` term, ``w_score * score + w_collision * collision`` with the env's
+   :class:`envs.reward.RewardConfig` (default: SP-PDMS + the collision term), so GRPO's group score and the env's
+   step reward (PPO's) are one weighting;
 4. step the env with the first sampled member (``step_with="sample"``), the policy's mode (``"greedy"``) or the
    best-scored sampled member (``"best"``).
 
@@ -72,7 +74,7 @@ SelfGRPO = TypeVar("SelfGRPO", bound="GRPO")
 
 SCORED_TERMS = ("score", "pdms", "sp_pdms", "collision", "nc", "dac", "ddc", "ttc", "ep", "sp_ep", "comfort")
 """Scorer terms stored per member and logged as ``group/<term>`` (means over sampled members); the group reward
-(:meth:`GRPO.group_reward`, logged as ``group/reward``) is their weighted sum."""
+(:meth:`GRPO.group_reward`, logged as ``group/reward``) is the env's ``reward`` term (its RewardConfig)."""
 POSITIVE_COLOR, NEGATIVE_COLOR = (0, 160, 255), (255, 0, 255)
 """Colours of the anchors in the group images (sampled members go from red, worst, to green, best)."""
 
@@ -204,14 +206,11 @@ class GRPO(OnPolicyAlgorithm):
         return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
 
     # ------------------------------------------------------------------ rewards
-    def group_reward(self, terms: Mapping[str, np.ndarray]) -> np.ndarray:
-        """``(K,)`` group rewards ``sum_k w_k * term_k`` of scored terms (NaN terms count as 0)."""
-        total = None
-        for name, w in self.config.reward_weights.items():
-            v = np.nan_to_num(np.asarray(terms[name], dtype=np.float64), nan=0.0)
-            total = w * v if total is None else total + w * v
-        assert total is not None
-        return total
+    @staticmethod
+    def group_reward(terms: Mapping[str, np.ndarray]) -> np.ndarray:
+        """``(K,)`` group rewards: the ``reward`` term of the scored members (the env's
+        :class:`envs.reward.RewardConfig` weighting; NaN counts as 0)."""
+        return np.nan_to_num(np.asarray(terms["reward"], dtype=np.float64), nan=0.0)
 
     # ------------------------------------------------------------------ collection
     def _anchors_for(self, contexts: list[dict]) -> list[Any]:

@@ -1,9 +1,10 @@
 """The SB3 PPO baseline on GRPO's env: same closed-loop replay env, same reward, same normalised actions, same
 environment budget (``total_timesteps`` = env steps, as GRPO counts them).
 
-PPO sees the env's own step reward (``EnvConfig.w_score * score + w_collision * collision`` of the stepped action,
-plus the closed-loop terminal collision penalty), i.e. the reward GRPO's group reward is built from with its default
-weights; it does not get GRPO's G extra scorer calls per state (report scorer calls beside env steps when comparing).
+PPO sees the env's own step reward (``w_score * score + w_collision * collision`` of the stepped action, plus the
+closed-loop terminal collision penalty; weights from the env's :class:`envs.reward.RewardConfig`), i.e. the same
+weighting GRPO's group reward uses (the ``reward`` term of ``score_group``); it does not get GRPO's G extra scorer
+calls per state (report scorer calls beside env steps when comparing).
 Defaults are SB3's PPO defaults except ``n_steps`` (sized to small budgets) and ``MultiInputPolicy`` (dict
 observations; NatureCNN on the BEV when the env has one).
 """

@@ -10,7 +10,7 @@ The same contract as :class:`envs.replay_env.ReplayEnv` (closed loop):
   :func:`envs.spaces.validate_trajectories`, tracked for ``replan_interval`` (0.5 s = 10 ticks at 20 Hz) by
   :class:`~envs.carla.controller.TrajectoryController` (pure pursuit + PID -> ``carla.VehicleControl``).
 * **Reward** (:func:`envs.reward.reward_terms`): the action scored by the PDM scorer from the current state, plus
-  ``-w_terminal_collision`` on the step in which CARLA's collision sensor reports an ego collision. CARLA has no
+  ``-reward.w_terminal_collision`` on the step in which CARLA's collision sensor reports an ego collision. CARLA has no
   save/restore, so the scorer's view (:meth:`CarlaEnv.current_problem`) is the recording up to now with the other
   agents **forecast at constant velocity** (:func:`rewards.reference_planner.constant_velocity_agents`): the true
   future is unknown at decision time. :meth:`CarlaEnv.score_group` scores candidates on that view, never touching
@@ -63,7 +63,7 @@ from envs.carla.scenarios import (
 from envs.observation import EgoKinematics, ObservationConfig, Route, build_observation, renderer_for, text_prompt
 from envs.render import BEVConfig, BEVRenderer
 from envs.registration import CARLA_ENV_ID as ENV_ID  # noqa: F401  (registered by envs on import)
-from envs.reward import REWARD_TERMS, reward_terms
+from envs.reward import REWARD_TERMS, RewardConfig, reward_terms
 from envs.scene import AgentClass, SceneMeta, TrafficLight, TrafficLightState
 from envs.scoring import agents_future_from_scene, log_as_action, map_geometry_from_scene_map
 from envs.configuration import coerce_config
@@ -173,12 +173,9 @@ class CarlaEnvConfig:
     reference: str | None = "auto"
     """EP normaliser: ``"auto"`` plans the PDM-Closed-like reference from the current state; None normalises among
     the scored trajectories."""
-    w_score: float = 1.0
-    """Weight of ``score`` in the reward."""
-    w_collision: float = 1.0
-    """Weight of the scorer's collision term."""
-    w_terminal_collision: float = 1.0
-    """Penalty added once when the ego collides in CARLA."""
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    """The reward's score and weights (:class:`envs.reward.RewardConfig`, the same object as the replay env's;
+    ``w_terminal_collision`` is added once when CARLA's collision sensor reports an ego collision)."""
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     """Trajectory tracking gains (:mod:`envs.carla.controller`)."""
     record_dir: str | None = None
@@ -195,6 +192,8 @@ class CarlaEnvConfig:
         object.__setattr__(self, "hosts", hosts)
         object.__setattr__(self, "scenario_types", tuple(self.scenario_types))
         object.__setattr__(self, "cameras", tuple(self.cameras))
+        if not isinstance(self.reward, RewardConfig):
+            object.__setattr__(self, "reward", RewardConfig.coerce(self.reward))
         if not hosts:
             raise ValueError("CarlaEnvConfig.hosts: at least one 'host:port' is required")
         for h in hosts:
@@ -530,7 +529,7 @@ class CarlaEnv(gym.Env):
         collision = reason == "collision"
         if collision:
             terms["terminal_collision"] = -1.0
-            terms["reward"] += cfg.w_terminal_collision * terms["terminal_collision"]
+            terms["reward"] += cfg.reward.w_terminal_collision * terms["terminal_collision"]
         if not reason and ep.recorder.frames >= self.capacity:
             reason = "time_limit"
         terminated = reason in ("collision", "offroad", "route_end")
@@ -950,7 +949,7 @@ class CarlaEnv(gym.Env):
         if problem.map is not None and cfg.reference == "auto":
             ref = reference_for(problem, cfg.pdm).masked_progress
         result = score_states(problem, states, cfg.pdm, reference_progress=ref)
-        return reward_terms(result, cfg.pdm, cfg.w_score, cfg.w_collision)
+        return reward_terms(result, cfg.pdm, cfg.reward)
 
     def _info(self, obs: Mapping[str, Any], rewards: dict[str, float], collision: bool, agent: int) -> dict[str, Any]:
         ep = self._require()
