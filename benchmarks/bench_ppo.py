@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from stable_baselines3.common.callbacks import BaseCallback
 
     torch.set_num_threads(1)
-    config = EnvConfig(bev=None, reward_score=args.reward_score)
+    config = EnvConfig(bev=None, reward={"reward_score": args.reward_score})
     train_env = NormalizedTrajectoryAction(
         ReplayEnv(ScenarioBank(args.train_scenes, seed=args.train_seed), "closed_loop", config))
 
