@@ -250,12 +250,16 @@ def test_anchors_in_the_batch_with_the_right_advantage_signs(rear_end, tmp_path)
     assert not vanilla.rollout_buffer.valid[0, 0, G:].any()  # vanilla GRPO: sampled members only
 
 
-def test_anchor_grpo_pulls_toward_the_positive(rear_end):
+def test_anchor_grpo_pulls_toward_the_positive(rear_end, learning_seed, record_property):
+    """log pi(positive) - log pi(negative) grows by more than 2.0 nats in 48 env steps (24 updates).
+
+    Swept over seeds 0-19 (``pytest tests/test_grpo.py -m learning --learning-seeds 0-19``): gains 4.40 (seed 1) to
+    13.26 nats, so the margin is 2.2x at the weakest seed."""
     scene, pairs = rear_end
     pair = next(p for p in pairs if p.positive is not None and p.decision_frame == min(q.decision_frame for q in pairs))
-    env = make_group_vec_env(GroupEnvConfig(source=[scene]), n_envs=1, seed=0)
-    cfg = GRPOConfig(n_steps=2, batch_size=2, n_epochs=4, group_size=6, learning_rate=3e-3, beta=0.0)
-    model = GRPO("MultiInputPolicy", env, cfg, anchor_pairs=pairs, seed=0)
+    env = make_group_vec_env(GroupEnvConfig(source=[scene]), n_envs=1, seed=learning_seed)
+    cfg = GRPOConfig(n_steps=2, batch_size=2, n_epochs=4, group_size=6, learning_rate=1e-3, beta=0.0)
+    model = GRPO("MultiInputPolicy", env, cfg, anchor_pairs=pairs, seed=learning_seed)
     raw = make_group_env(GroupEnvConfig(source=[scene]))
     obs, _ = raw.reset(seed=0)
     enc = model.policy.encode_trajectories(np.stack([pair.positive, pair.negative]), ["", ""])
@@ -267,18 +271,24 @@ def test_anchor_grpo_pulls_toward_the_positive(rear_end):
         return float(lp[0, 0, 0] - lp[0, 1, 0])
 
     before = margin()
-    model.learn(16)
-    assert margin() > before + 1.0  # log pi(positive) - log pi(negative) grew
+    model.learn(48)
+    record_property("gain", float(margin() - before))
+    assert margin() >= before + 2.0, (before, margin())  # log pi(positive) - log pi(negative) grew
 
 
 # ------------------------------------------------------------------------------------------------ learning, save/load
-def test_smoke_learning_toy_target():
-    env = toy_vec_env(2)
-    model = GRPO("MlpPolicy", env, GRPOConfig(**TOY), seed=0)
+def test_smoke_learning_toy_target(learning_seed, record_property):
+    """The greedy toy score gains at least 0.25 in 2,048 env steps (a relative claim: the start differs by seed).
+
+    Swept over seeds 0-19 (``pytest tests/test_grpo.py -m learning --learning-seeds 0-19``): gains 0.492 (seed 7)
+    to 0.581; at 1,024 steps with an absolute cut at 0.6 the test failed on some machines."""
+    env = toy_vec_env(2, seed=learning_seed)
+    model = GRPO("MlpPolicy", env, GRPOConfig(**TOY), seed=learning_seed)
     before = toy_greedy_score(model)
-    model.learn(1024)
+    model.learn(2048)
     after = toy_greedy_score(model)
-    assert after > before + 0.2 and after > 0.6, (before, after)
+    record_property("gain", float(after - before))
+    assert after >= before + 0.25, (before, after)
 
 
 def test_determinism_with_a_fixed_seed():
@@ -382,11 +392,16 @@ def vla_env(scene):
                               n_envs=1, seed=0)
 
 
-def test_vla_policy_group_and_anchor_learning(tiny_vla, rear_end, tmp_path):
+def test_vla_policy_group_and_anchor_learning(tiny_vla, rear_end, tmp_path, learning_seed, record_property):
+    """Group sampling and teacher forcing agree; one anchor update raises the positive's action tokens over the
+    negative's by at least 2.5 nats; save / load round trip.
+
+    Swept over seeds 0-19 (the seed of the RL model's sampling; the VLA's initialisation is the fixture's): gains
+    5.99 (seed 17) to 7.72 nats."""
     scene, pairs = rear_end
     env = vla_env(scene)
     cfg = GRPOConfig(n_steps=2, batch_size=2, n_epochs=6, group_size=4, learning_rate=3e-3, beta=0.04)
-    model = GRPO("VLAPolicy", env, cfg, anchor_pairs=pairs, policy_kwargs={"path": str(tiny_vla)}, seed=0)
+    model = GRPO("VLAPolicy", env, cfg, anchor_pairs=pairs, policy_kwargs={"path": str(tiny_vla)}, seed=learning_seed)
     policy = model.policy
     obs = model.env.reset()
     sample = policy.sample_group(obs, 4)
@@ -407,7 +422,8 @@ def test_vla_policy_group_and_anchor_learning(tiny_vla, rear_end, tmp_path):
     before = margin()
     model.learn(2)  # one update on the episode's first two states; the first one has the anchors
     assert model.rollout_buffer.valid[0, 0, 4:].all()
-    assert margin() > before + 0.5  # the positive's action tokens gained on the negative's
+    record_property("gain", float(margin() - before))
+    assert margin() >= before + 2.5, (before, margin())  # the positive's action tokens gained on the negative's
     path = tmp_path / "vla_grpo.zip"
     model.save(path)
     loaded = GRPO.load(path, env=env)

@@ -102,13 +102,18 @@ def test_collator_masks_the_prompt(table, codebook):
         assert (tokens.negative in ids.tolist()) == (task != "drive")
 
 
-def test_short_sft_run_lowers_the_loss(table, codebook, tmp_path):
-    policy = _policy(codebook)
+def test_short_sft_run_lowers_the_loss(table, codebook, tmp_path, learning_seed, record_property):
+    """24 steps bring the logged loss below 0.75x its first value; checkpoints, TensorBoard, resume.
+
+    Swept over seeds 0-19 (model initialisation and data order; ``pytest tests/test_sft.py -m learning
+    --learning-seeds 0-19``): ratios 0.455 to 0.494 (seed 7)."""
+    policy = _policy(codebook, seed=learning_seed)
     config = SFTConfig(max_steps=24, batch_size=8, learning_rate=1e-2, warmup_steps=2, logging_steps=4, save_steps=12,
-                       progress=False)
+                       progress=False, seed=learning_seed)
     result = train_sft(policy, SFTDataset(table, "negative"), tmp_path / "run", config)
     first, last = result.losses[0][1], result.losses[-1][1]
-    assert last < 0.8 * first, result.losses
+    record_property("ratio", float(last / first))
+    assert last <= 0.75 * first, result.losses
     assert (result.final_dir / "action_codebook.npz").is_file()
     assert any((tmp_path / "run" / "runs").rglob("events.out.tfevents.*"))  # TensorBoard
     ckpt = latest_checkpoint(tmp_path / "run")

@@ -302,13 +302,18 @@ def test_pretrained_vlm_folder_with_lora(codebook, inputs, tmp_path):
     assert torch.equal(a.sequences, b.sequences)
 
 
-def test_default_vla_learns_to_read_its_image():
+def test_default_vla_learns_to_read_its_image(learning_seed, record_property):
     """A one-object image task the text cannot solve: the default (frozen random vision features) model learns it.
-    Guards against the collapse measured when the vision tower and projector are trained from scratch."""
-    rng = np.random.default_rng(0)
-    torch.manual_seed(0)
+    Guards against the collapse measured when the vision tower and projector are trained from scratch.
+
+    The claim is relative: held-out accuracy gains at least 0.2 over the better of the untrained model and the
+    majority answer. Swept over seeds 0-19 (model initialisation, data, order; ``pytest tests/test_vla.py -m learning
+    --learning-seeds 0-19``): gains 0.365 (seed 2) to 0.500; held-out accuracy 0.958-1.000. At a constant learning
+    rate of 1e-3, seed 4 ended at the majority answer."""
+    rng = np.random.default_rng(learning_seed)
+    torch.manual_seed(learning_seed)
     book = TrajectoryCodebook(rng.normal(size=(16, 3)) * 0.1, "segment")
-    policy = VLAPolicy.build(book, VLAConfig.tiny(), TOK, max_text_tokens=40)
+    policy = VLAPolicy.build(book, VLAConfig.tiny(seed=learning_seed), TOK, max_text_tokens=40)
     assert not any(p.requires_grad for p in policy.model.model.vision_tower.parameters())
 
     def images(n):
@@ -326,18 +331,28 @@ def test_default_vla_learns_to_read_its_image():
     texts = [NO_HAZARD_EXPLANATION, "A car ahead, 8.0 m away, in a rear-end conflict with high collision risk, so "
                                      "the ego should brake."]
     train, labels = images(192)
-    prompt = policy.processor.prompt("Plan the next 4 s as 8 waypoints.")
-    batch = policy.processor.encode_training(train, [prompt] * len(train),
+    test, test_labels = images(96)
+    prompt = "Plan the next 4 s as 8 waypoints."
+
+    def accuracy() -> float:
+        out = policy.predict([PolicyInput(observation={"bev": im}, prompt=prompt) for im in test])
+        return float(np.mean([t.startswith("A car") == bool(y) for t, y in zip(out.texts, test_labels)]))
+
+    before = accuracy()
+    majority = max(np.mean(test_labels), 1.0 - np.mean(test_labels))
+    batch = policy.processor.encode_training(train, [policy.processor.prompt(prompt)] * len(train),
                                              [target_text(texts[y], [1] * 8) for y in labels])
-    opt = torch.optim.Adam([p for p in policy.model.parameters() if p.requires_grad], lr=1e-3)
-    for _ in range(800):
+    opt = torch.optim.Adam([p for p in policy.model.parameters() if p.requires_grad], lr=2e-3)
+    steps = 800  # linear decay to 0 (as SFT's Trainer): at a constant rate the held-out accuracy swings 0.5-0.95
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 - i / steps)
+    for _ in range(steps):
         idx = torch.as_tensor(rng.integers(0, len(train), 16))
         loss = policy.model(**{k: v[idx] for k, v in batch.items()}).loss
         opt.zero_grad()
         loss.backward()
         opt.step()
-    test, test_labels = images(48)
-    out = policy.predict([PolicyInput(observation={"bev": im}, prompt="Plan the next 4 s as 8 waypoints.")
-                          for im in test])
-    accuracy = np.mean([t.startswith("A car") == bool(y) for t, y in zip(out.texts, test_labels)])
-    assert accuracy >= 0.85, accuracy
+        schedule.step()
+    after = accuracy()
+    record_property("gain", float(after - max(before, majority)))
+    record_property("accuracy", float(after))
+    assert after >= max(before, majority) + 0.2, (before, majority, after)
