@@ -22,7 +22,7 @@ def pytest_addoption(parser):
         "--learning-seeds", default="0",
         help="seeds for the tests that assert learning (those taking the `learning_seed` fixture): a list "
              "'0,3,7' or a range '0-9'. The suite runs seed 0; each such test's docstring gives the seeds it was "
-             "swept over and the margin it keeps, e.g. `pytest -m learning --learning-seeds 0-9 -p no:xdist`.")
+             "swept over and the margin it keeps, e.g. `pytest -m learning --learning-seeds 0-19 -n 2`.")
 
 
 def _seeds(text: str) -> list[int]:

@@ -20,6 +20,7 @@ import sys
 
 import numpy as np
 import torch
+from torch.nn.utils import parameters_to_vector
 
 from agents.grpo import GRPO, GRPOConfig
 from tests.test_grpo import TOY, toy_vec_env
@@ -27,21 +28,21 @@ from tests.test_grpo import TOY, toy_vec_env
 TORCH_THREAD_ATOL = 1e-5  # on parameters after a short run (README, "Determinism")
 
 
-def _toy_parameters(threads: int) -> torch.Tensor:
+def _toy_parameters(threads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The toy GRPO policy's parameters ``(P,)`` before and after a 64-step run on ``threads`` torch threads."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         model = GRPO("MlpPolicy", toy_vec_env(2, seed=5), GRPOConfig(**TOY), seed=5)
+        start = parameters_to_vector(model.policy.parameters()).detach().clone()
         model.learn(64)
-        return torch.cat([p.detach().flatten() for p in model.policy.parameters()])
+        return start, parameters_to_vector(model.policy.parameters()).detach()
     finally:
         torch.set_num_threads(previous)
 
 
 def test_torch_thread_count_changes_training_within_tolerance():
-    one, two = _toy_parameters(1), _toy_parameters(2)
-    start = torch.cat([p.detach().flatten() for p in
-                       GRPO("MlpPolicy", toy_vec_env(2, seed=5), GRPOConfig(**TOY), seed=5).policy.parameters()])
+    (start, one), (_, two) = _toy_parameters(1), _toy_parameters(2)
     assert not torch.allclose(one, start, atol=1e-3)  # the run trained: the comparison is not between two inits
     torch.testing.assert_close(one, two, atol=TORCH_THREAD_ATOL, rtol=0.0)
 

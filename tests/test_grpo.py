@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from torch.nn.utils import parameters_to_vector
 
 from agents.grpo import GRPO, AnchorBank, GroupEnvConfig, GRPOConfig, make_group_vec_env
 from agents.grpo.anchors import DecisionContext, to_current_frame
@@ -251,7 +252,7 @@ def test_anchors_in_the_batch_with_the_right_advantage_signs(rear_end, tmp_path)
 
 
 def test_anchor_grpo_pulls_toward_the_positive(rear_end, learning_seed, record_property):
-    """log pi(positive) - log pi(negative) grows by more than 2.0 nats in 48 env steps (24 updates).
+    """log pi(positive) - log pi(negative) grows by at least 2.0 nats in 48 env steps (24 updates).
 
     Swept over seeds 0-19 (``pytest tests/test_grpo.py -m learning --learning-seeds 0-19``): gains 4.40 (seed 1) to
     13.26 nats, so the margin is 2.2x at the weakest seed."""
@@ -272,8 +273,9 @@ def test_anchor_grpo_pulls_toward_the_positive(rear_end, learning_seed, record_p
 
     before = margin()
     model.learn(48)
-    record_property("gain", float(margin() - before))
-    assert margin() >= before + 2.0, (before, margin())  # log pi(positive) - log pi(negative) grew
+    after = margin()
+    record_property("gain", after - before)
+    assert after >= before + 2.0, (before, after)  # log pi(positive) - log pi(negative) grew
 
 
 # ------------------------------------------------------------------------------------------------ learning, save/load
@@ -287,7 +289,7 @@ def test_smoke_learning_toy_target(learning_seed, record_property):
     before = toy_greedy_score(model)
     model.learn(2048)
     after = toy_greedy_score(model)
-    record_property("gain", float(after - before))
+    record_property("gain", after - before)
     assert after >= before + 0.25, (before, after)
 
 
@@ -296,11 +298,11 @@ def test_determinism_with_a_fixed_seed():
     for _ in range(2):
         model = GRPO("MlpPolicy", toy_vec_env(2, seed=3), GRPOConfig(**TOY), seed=3)
         model.learn(64)
-        params.append(torch.cat([p.detach().flatten() for p in model.policy.parameters()]))
+        params.append(parameters_to_vector(model.policy.parameters()).detach())
     assert torch.equal(params[0], params[1])
     model = GRPO("MlpPolicy", toy_vec_env(2, seed=4), GRPOConfig(**TOY), seed=4)
     model.learn(64)
-    assert not torch.equal(params[0], torch.cat([p.detach().flatten() for p in model.policy.parameters()]))
+    assert not torch.equal(params[0], parameters_to_vector(model.policy.parameters()).detach())
 
 
 def test_save_load_identical_predictions(tmp_path, rear_end):
@@ -422,8 +424,9 @@ def test_vla_policy_group_and_anchor_learning(tiny_vla, rear_end, tmp_path, lear
     before = margin()
     model.learn(2)  # one update on the episode's first two states; the first one has the anchors
     assert model.rollout_buffer.valid[0, 0, 4:].all()
-    record_property("gain", float(margin() - before))
-    assert margin() >= before + 2.5, (before, margin())  # the positive's action tokens gained on the negative's
+    after = margin()
+    record_property("gain", after - before)
+    assert after >= before + 2.5, (before, after)  # the positive's action tokens gained on the negative's
     path = tmp_path / "vla_grpo.zip"
     model.save(path)
     loaded = GRPO.load(path, env=env)
