@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from envs.observation import text_prompt
-from envs.scene import Scene
+from envs.scenes.scene import Scene
 from rewards.types import ScoringProblem
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.base import Policy, PolicyInput
-from envs.scoring import log_as_action
+from envs.sim.scoring import log_as_action
 from envs.spaces import NUM_POSES, POSE_INTERVAL, clip_trajectories
 from rewards.config import PDMConfig
 from rewards.scorer import planner_action_for, reference_for, safe_planner_trajectory

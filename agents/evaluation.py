@@ -53,7 +53,7 @@ class EvalResult:
     driving: dict[str, float] = field(default_factory=dict)
     """Closed loop: means over episodes of the per-step ``pdms`` and ``sp_pdms`` (each episode's mean over its
     steps) and of the episode-end driving metrics ``route_completion``, ``infraction_penalty``,
-    ``driving_score``, ``stopped_share`` (:mod:`envs.metrics`)."""
+    ``driving_score``, ``stopped_share`` (:mod:`envs.sim.metrics`)."""
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from envs.bank import SCENARIO_TYPES, ScenarioBank, generate_scene
-from envs.layouts import LAYOUT_NAMES, get_layout
+from envs.scenes.bank import SCENARIO_TYPES, ScenarioBank, generate_scene
+from envs.scenes.layouts import LAYOUT_NAMES, get_layout
 
 
 def main(argv: list[str] | None = None) -> None:

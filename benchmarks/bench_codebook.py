@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from agents.vla.codebook import CodebookConfig, TrajectoryCodebook, log_trajectories
-    from envs.bank import ScenarioBank
-    from envs.scoring import problem_from_scene, trajectory_from_log
+    from envs.scenes.bank import ScenarioBank
+    from envs.sim.scoring import problem_from_scene, trajectory_from_log
     from rewards.config import PDMConfig
     from rewards.pdm import score_states
     from rewards.tracking import simulate_candidates

@@ -5,7 +5,7 @@ Run: ``python -m benchmarks.bench_deepaccident_short_logs [--scenes 9] [--after 
 
 Real DeepAccident scenarios end a few seconds after the crash. This script takes SYNTHETIC bank accident scenes,
 cuts each log ``--after`` seconds after its logged collision, writes them in the DeepAccident layout
-(:func:`envs.deepaccident.write_scenario`), reads them back (:class:`envs.deepaccident.DeepAccidentDataset`) and
+(:func:`envs.scenes.deepaccident.write_scenario`), reads them back (:class:`envs.scenes.deepaccident.DeepAccidentDataset`) and
 replays the log with :class:`envs.replay_env.ReplayEnv` in both modes. It prints, per scene, the collision frame,
 the closed-loop truncation frame ``t_max`` and the start frame, then the collision rates. Log replay should collide
 in closed loop wherever it does in open loop; while ``t_max`` falls before the collision frame it cannot.
@@ -41,8 +41,8 @@ def main() -> None:
     p.add_argument("--log-end-margin", type=float, default=None, help="EnvConfig.log_end_margin [s] (default: env's)")
     args = p.parse_args()
 
-    from envs.bank import ACCIDENT_TYPES, ScenarioBank
-    from envs.deepaccident import (
+    from envs.scenes.bank import ACCIDENT_TYPES, ScenarioBank
+    from envs.scenes.deepaccident import (
         DeepAccidentDataset,
         DeepAccidentWarning,
         write_scenario,

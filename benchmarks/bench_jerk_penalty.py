@@ -30,8 +30,8 @@ FORMS = ("navsim", "jerk")
 def measure(num_scenes: int, seed: int) -> dict[str, dict[str, list]]:
     """Per family: lists of per-candidate differences (``pos``, ``progress``, ``pdms``) and sub-score flips."""
     from counterfactual.search import generate_candidates
-    from envs.bank import ScenarioBank
-    from envs.scoring import problem_from_scene, trajectory_from_log
+    from envs.scenes.bank import ScenarioBank
+    from envs.sim.scoring import problem_from_scene, trajectory_from_log
     from rewards.config import PDMConfig
     from rewards.scorer import reference_for, score_group
     from rewards.tracking import simulate_candidates

@@ -1,6 +1,6 @@
 """Anchor-pair mining throughput: ``python -m benchmarks.bench_mining [--num-scenes 30] [--seed 0]``.
 
-Mines the built-in synthetic bank (``envs.bank.ScenarioBank``, all scenario types) with the default miner
+Mines the built-in synthetic bank (``envs.scenes.bank.ScenarioBank``, all scenario types) with the default miner
 (lead times 1, 2, 3 s; ~75 candidates per decision frame, one ``score_group`` call each, then the execution checks
 of :mod:`counterfactual.verify` for the whole group: raw poses, batched closed-loop following, clearance, oncoming
 lanes) and prints pairs mined per second, decision frames scored per second and scenes per second, and the time the
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return audit_main(["--num-scenes", str(args.num_scenes), "--seed", str(args.seed), "--no-progress"])
 
-    from envs.bank import ScenarioBank
+    from envs.scenes.bank import ScenarioBank
 
     t0 = time.perf_counter()
     bank = ScenarioBank(args.num_scenes, seed=args.seed)
@@ -80,7 +80,7 @@ def _execution_check_time(scenes: list, config: MinerConfig) -> tuple[float, int
     from counterfactual.mining import find_risk_moments
     from counterfactual.search import generate_candidates, result_arrays
     from counterfactual.verify import verify_candidates
-    from envs.scoring import problem_from_scene, trajectory_from_log
+    from envs.sim.scoring import problem_from_scene, trajectory_from_log
     from rewards.scorer import score_group
 
     total, frames = 0.0, 0

@@ -32,7 +32,7 @@ import numpy as np
 
 from agents.base import Policy, PolicyInput, policy_input
 from agents.baselines import make_baseline
-from envs.bank import ScenarioBank
+from envs.scenes.bank import ScenarioBank
 from envs.replay_env import EnvConfig, ReplayEnv
 from envs.wrappers import NormalizedTrajectoryAction, kinematic_trajectories
 

@@ -1,7 +1,7 @@
 """BEV rendering throughput: ``python -m benchmarks.bench_render [--size 128] [--scenes 6] [--repeats 3]``.
 
 Prints frames rendered per second for the ``rgb`` and ``semantic`` modes (and ``rgb`` with 16 candidate
-trajectories), over every frame of several scenes: the synthetic bank (``envs.bank``) when it is importable, and
+trajectories), over every frame of several scenes: the synthetic bank (``envs.scenes.bank``) when it is importable, and
 hand-built scenes with 15 agents on two crossing 4-lane roads. Each mode runs with the map warped from its raster
 (``BEVConfig.map_raster``, the default) and drawn as vectors every frame (``map_raster=False``, the exact drawing),
 the two alternating within each repeat; the ratio is taken on CPU time. Then the one-off cost of the map rasters
@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from envs.render import BEVConfig, BEVRenderer
-from envs.scene import AgentClass, Lane, Scene, SceneMap, SceneMeta, TrafficLight
+from envs.scenes.scene import AgentClass, Lane, Scene, SceneMap, SceneMeta, TrafficLight
 
 
 def hand_built_scene(seed: int, num_agents: int = 15, num_frames: int = 100) -> Scene:
@@ -81,13 +81,13 @@ def hand_built_scene(seed: int, num_agents: int = 15, num_frames: int = 100) -> 
 
 
 def scene_sets(count: int) -> list[tuple[str, list[Scene]]]:
-    """Benchmark scene sets: ``count`` scenes of the synthetic bank (when ``envs.bank`` is importable) and
+    """Benchmark scene sets: ``count`` scenes of the synthetic bank (when ``envs.scenes.bank`` is importable) and
     ``count`` hand-built scenes with 15 agents each."""
     sets = []
     try:
-        from envs.bank import ScenarioBank
+        from envs.scenes.bank import ScenarioBank
     except ImportError:
-        print("envs.bank not available: hand-built scenes only")
+        print("envs.scenes.bank not available: hand-built scenes only")
     else:
         bank = ScenarioBank(count, seed=0)
         sets.append(("ScenarioBank(seed=0)", [bank[i] for i in range(count)]))

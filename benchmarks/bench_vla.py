@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     from agents.vla.model import VLAConfig, count_parameters
     from agents.vla.policy import VLAPolicy
     from counterfactual.language import explain
-    from envs.bank import ScenarioBank
+    from envs.scenes.bank import ScenarioBank
     from envs.observation import build_observation, text_prompt
-    from envs.scoring import trajectory_from_log
+    from envs.sim.scoring import trajectory_from_log
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -7,7 +7,7 @@ re-checks every pair with tools that do not share code with the miner's own veri
 
 * **raw overlap**: the positive's 8 poses interpolated at 0.1 s from the logged state
   (:func:`rewards.tracking.interpolate_candidates`), ego box against every agent of the log
-  (:func:`envs.simulation.check_frames`): any agent, and the risk agent;
+  (:func:`envs.sim.simulation.check_frames`): any agent, and the risk agent;
 * **closed loop**: the positive followed in a real closed-loop :class:`~envs.replay_env.ReplayEnv` (reset at the
   decision frame with ``{"scene_id", "t"}``, re-planning every 0.5 s with the remainder of the positive seen from the
   simulated pose, constant-velocity continuation past its end, clipped to the action bounds as a policy's output
@@ -43,9 +43,9 @@ from counterfactual.dataset import AnchorPair
 from counterfactual.language import parse_explanation
 from counterfactual.miner import MinerConfig, SceneMining, mine_scene
 from counterfactual.schema import split_action
-from envs.scene import Scene
-from envs.scoring import problem_from_scene
-from envs.simulation import check_frames
+from envs.scenes.scene import Scene
+from envs.sim.scoring import problem_from_scene
+from envs.sim.simulation import check_frames
 from envs.spaces import clip_trajectories
 from rewards.geometry import box_corners, box_distance, local_to_world, vehicle_corners, world_to_local
 from rewards.tracking import interpolate_candidates, simulate_candidates
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from dataclasses import replace
 
-    from envs.bank import ScenarioBank
+    from envs.scenes.bank import ScenarioBank
 
     config = MinerConfig(seed=args.seed)
     if args.margin is not None:

@@ -19,7 +19,7 @@ import numpy as np
 from counterfactual.language import explain
 from counterfactual.projection import closing_speed, path_poses, projection_times, time_to_collision
 from counterfactual.schema import NO_ACTION, SafetyLabel, join_action
-from envs.scene import AgentClass, Scene, SceneMap
+from envs.scenes.scene import AgentClass, Scene, SceneMap
 from rewards.geometry import polyline_arclength, rear_axle_to_center, wrap_angle
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -21,8 +21,8 @@ from typing import Any, Iterator, Sequence
 
 from counterfactual.dataset import collect_provenance, write_anchor_pairs
 from counterfactual.miner import MinerConfig, MiningStats, mine_scene
-from envs.scene import Scene
-from envs.sources import Origin, SourceError, open_source
+from envs.scenes.scene import Scene
+from envs.scenes.sources import Origin, SourceError, open_source
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def iter_scenes(args: argparse.Namespace) -> tuple[int, Iterator[tuple[Scene, Origin]]]:
-    """``(count, iterator of (scene, origin))`` for the chosen source (:func:`envs.sources.open_source`)."""
+    """``(count, iterator of (scene, origin))`` for the chosen source (:func:`envs.scenes.sources.open_source`)."""
     if args.source == "bank":
         types = None if args.scenario_types is None else tuple(t.strip() for t in args.scenario_types.split(","))
         options: dict[str, Any] = {"num_scenes": args.num_scenes, "seed": args.seed, "scenario_types": types}

@@ -2,7 +2,7 @@
 
 For every risky moment (:func:`counterfactual.mining.find_risk_moments`) and each of its decision frames ``t``:
 
-1. **negative** = the trajectory actually driven from ``t`` (:func:`envs.scoring.trajectory_from_log`);
+1. **negative** = the trajectory actually driven from ``t`` (:func:`envs.sim.scoring.trajectory_from_log`);
 2. **candidates** = the negative (index 0), the search families (:func:`counterfactual.search.generate_candidates`)
    and, for scenes with a map, the PDM-Closed-like reference trajectory (:func:`rewards.scorer.reference_for`);
 3. all of them are scored in **one** :func:`rewards.scorer.score_group` call from the logged state at ``t``;
@@ -37,9 +37,9 @@ from counterfactual.search import (
     score_dict,
 )
 from counterfactual.verify import VerifyConfig, scorer_check, verify_candidates
-from envs.scene import Scene
-from envs.sources import Origin
-from envs.scoring import problem_from_scene, trajectory_from_log
+from envs.scenes.scene import Scene
+from envs.scenes.sources import Origin
+from envs.sim.scoring import problem_from_scene, trajectory_from_log
 from rewards.config import PDMConfig
 
 

@@ -17,7 +17,7 @@ Detection is independent of the scene's meta data and of the scorer:
 
 Decision frames are ``contact_frame - round(lead / dt)`` for each lead time, kept when ``t >= min_history / dt``
 (for rollouts also ``t >=`` the rollout's first recorded frame),
-``t + horizon / dt`` lies inside the log (the negative, :func:`envs.scoring.trajectory_from_log`, needs 4 s of
+``t + horizon / dt`` lies inside the log (the negative, :func:`envs.sim.scoring.trajectory_from_log`, needs 4 s of
 logged future) and ``t`` comes before the scene's first contact (after a crash the log is no longer a decision).
 """
 
@@ -30,9 +30,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from counterfactual.projection import closing_speed, path_poses, projection_times, time_to_collision
-from envs.rollout import find_collisions
-from envs.scene import Scene
-from envs.sources import Origin, origin_from_dict, scene_origin
+from envs.scenes.rollout import find_collisions
+from envs.scenes.scene import Scene
+from envs.scenes.sources import Origin, origin_from_dict, scene_origin
 from rewards.geometry import rear_axle_to_center
 
 
@@ -258,9 +258,9 @@ def observation_ref(scene: Scene, t: int, origin: Origin | Mapping[str, Any] | N
     """What is needed to re-create the observation at frame ``t`` of ``scene``.
 
     ``{"scene_id", "frame", "time_s", "source", "scenario_type", "origin": {...}}`` where ``origin`` is the dict of
-    an :class:`envs.sources.Origin` (re-create the scene with :func:`envs.sources.resolve`). Rollout scenes always
-    use their own :class:`~envs.sources.RolloutOrigin` (base origin + recorded ego states); otherwise an ``origin``
-    given by the caller wins, else it comes from the scene's meta data (:func:`envs.sources.scene_origin`).
+    an :class:`envs.scenes.sources.Origin` (re-create the scene with :func:`envs.scenes.sources.resolve`). Rollout scenes always
+    use their own :class:`~envs.scenes.sources.RolloutOrigin` (base origin + recorded ego states); otherwise an ``origin``
+    given by the caller wins, else it comes from the scene's meta data (:func:`envs.scenes.sources.scene_origin`).
     """
     if scene.meta.source == "rollout" or origin is None:
         typed = scene_origin(scene)

@@ -2,7 +2,7 @@
 
 * :class:`CollisionMiningWrapper` (a ``gymnasium.Wrapper``) records the ego's simulated states of every episode;
   when an episode ends with ``info["collision"]``, it turns the episode into a rollout scene
-  (:func:`envs.rollout.rollout_to_scene`), mines it (:func:`counterfactual.miner.mine_scene`), keeps the
+  (:func:`envs.scenes.rollout.rollout_to_scene`), mines it (:func:`counterfactual.miner.mine_scene`), keeps the
   pairs in :attr:`CollisionMiningWrapper.pairs` and returns them in the final step's ``info["anchor_pairs"]`` (so
   they travel through SB3 vector envs, also sub-process ones: pairs are plain picklable records).
 * :class:`OnlineMiningCallback` (a stable-baselines3 ``BaseCallback``) gathers ``info["anchor_pairs"]`` from every
@@ -24,9 +24,9 @@ import numpy as np
 
 from counterfactual.dataset import AnchorPair, write_anchor_pairs
 from counterfactual.miner import MinerConfig, SceneMining, mine_scene
-from envs.rollout import rollout_to_scene
-from envs.sources import scene_origin
-from envs.scene import Scene
+from envs.scenes.rollout import rollout_to_scene
+from envs.scenes.sources import scene_origin
+from envs.scenes.scene import Scene
 
 
 class CollisionMiningWrapper(gym.Wrapper):

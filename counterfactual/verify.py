@@ -9,7 +9,7 @@ below passes (each is stored per pair, ``docs/safety_labels.md``):
     from behind included). Map-less scenes check NC, TTC and contact only.
 (b) ``raw_poses``: its 8 poses interpolated at 0.1 s (:func:`rewards.tracking.interpolate_candidates`, the
     trajectory a policy imitates, without the tracker) overlap no agent box.
-(c) ``closed_loop``: followed in the closed loop (:func:`envs.simulation.follow_trajectories`: re-planning every
+(c) ``closed_loop``: followed in the closed loop (:func:`envs.sim.simulation.follow_trajectories`: re-planning every
     ``replan_interval`` with its remainder, the env's tracker carrying the steering) the ego collides with no agent
     and keeps every corner in the drivable area (the replay env's two terminations; off-road only with a map).
 (d) ``clearance``: each realisation named in ``clearance_over`` keeps at least ``clearance_margin`` [m] (box to
@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from envs.scene import Scene, SceneMap
-from envs.simulation import follow_trajectories
+from envs.scenes.scene import Scene, SceneMap
+from envs.sim.simulation import follow_trajectories
 from rewards.config import PDMConfig
 from rewards.geometry import rear_axle_to_center, vehicle_corners, wrap_angle
 from rewards.map_index import map_index_for

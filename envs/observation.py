@@ -37,7 +37,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from envs.render import BEVConfig, BEVRenderer
-from envs.scene import Scene
+from envs.scenes.scene import Scene
 from envs.spaces import EGO_STATE_HIGH, EGO_STATE_LOW, HISTORY_RANGE
 from rewards import kernels
 from rewards.geometry import polyline_arclength, rotate_vectors, world_to_local
@@ -178,7 +178,7 @@ class ObservationConfig:
 @dataclass(frozen=True, eq=False)
 class EgoKinematics:
     """The ego's motion per frame, the ego-state part of the observation (arrays may be updated in place by a
-    closed loop, e.g. :class:`envs.simulation.EgoTrack`).
+    closed loop, e.g. :class:`envs.sim.simulation.EgoTrack`).
 
     Attributes:
         poses: ``(T, 3)`` rear-axle poses, world frame [m, m, rad].
@@ -196,7 +196,7 @@ class EgoKinematics:
     def from_log(cls, poses: np.ndarray, velocities: np.ndarray, dt: float) -> "EgoKinematics":
         """Kinematics of a logged ego: ``poses (T, 3)`` [m, m, rad], world-frame ``velocities (T, 2)`` [m/s] every
         ``dt`` [s]. Accelerations are central differences of the velocities, **zero at the first and last frame**
-        (the scorer's convention, :func:`envs.scoring.ego_state_from_scene`, so an episode's first observation
+        (the scorer's convention, :func:`envs.sim.scoring.ego_state_from_scene`, so an episode's first observation
         equals the one built from the log); yaw rates are ``numpy.gradient`` of the unwrapped yaw."""
         poses = np.array(poses, dtype=np.float64)
         velocities = np.array(velocities, dtype=np.float64)

@@ -1,4 +1,4 @@
-"""Bird's-eye-view (BEV) rasteriser of a :class:`~envs.scene.Scene` in the ego frame (OpenCV, pure numpy inputs).
+"""Bird's-eye-view (BEV) rasteriser of a :class:`~envs.scenes.scene.Scene` in the ego frame (OpenCV, pure numpy inputs).
 
 Image conventions
 -----------------
@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 
 from envs.atomic import atomic_write_bytes
-from envs.scene import AgentClass, Scene, SceneMap, TrafficLightState
+from envs.scenes.scene import AgentClass, Scene, SceneMap, TrafficLightState
 from rewards.geometry import box_corners, polyline_arclength, vehicle_corners, world_to_local
 
 RGB = tuple[int, int, int]
@@ -120,7 +120,7 @@ class BEVConfig:
     """RGB only: anti-aliased lines and edges (``cv2.LINE_AA``); semantic output never uses it."""
     map_raster: bool = True
     """Draw the static map layers (drivable area, route, lanes and their chevrons) by warping a world-frame raster
-    of the map, drawn once per :class:`~envs.scene.SceneMap`, into the ego frame (one ``cv2.warpAffine`` per
+    of the map, drawn once per :class:`~envs.scenes.scene.SceneMap`, into the ego frame (one ``cv2.warpAffine`` per
     frame: nearest neighbour, or bilinear with ``antialias``) instead of drawing the map's polygons every frame
     (the default because it is several times faster and the images are equivalent: they differ from the exact
     drawing only by sub-pixel shifts of edges and 1 px lines; bounds measured and pinned in
@@ -161,11 +161,11 @@ class BEVConfig:
     route_color: RGB = (40, 100, 120)
     """Ego route."""
     light_colors: tuple[RGB, RGB, RGB, RGB] = ((150, 150, 150), (0, 220, 60), (255, 210, 0), (255, 30, 30))
-    """Stop-line colours indexed by :class:`~envs.scene.TrafficLightState` (UNKNOWN, GREEN, YELLOW, RED)."""
+    """Stop-line colours indexed by :class:`~envs.scenes.scene.TrafficLightState` (UNKNOWN, GREEN, YELLOW, RED)."""
     ego_color: RGB = (40, 220, 110)
     """Ego box."""
     class_colors: tuple[RGB, RGB, RGB, RGB] = ((80, 140, 255), (255, 150, 30), (230, 70, 230), (170, 130, 90))
-    """Agent box colours indexed by :class:`~envs.scene.AgentClass` (VEHICLE, PEDESTRIAN, CYCLIST, STATIC)."""
+    """Agent box colours indexed by :class:`~envs.scenes.scene.AgentClass` (VEHICLE, PEDESTRIAN, CYCLIST, STATIC)."""
     heading_color: RGB = (255, 255, 255)
     """Heading ticks (RGB only)."""
     colliding_agent_color: RGB | None = None
@@ -496,7 +496,7 @@ class BEVRenderer:
 
     Per-map and per-scene work is cached, weakly keyed (an entry goes when its map or scene does):
 
-    * map geometry flattened into point arrays, once per :class:`~envs.scene.SceneMap`;
+    * map geometry flattened into point arrays, once per :class:`~envs.scenes.scene.SceneMap`;
     * with :attr:`BEVConfig.map_raster`, the static map layers drawn once per map in a world-aligned raster of
       ``meters_per_pixel / map_raster_scale`` [m/px] covering the map's bounding box; each frame warps it into
       the ego frame (nearest neighbour, or bilinear for anti-aliased RGB). A map whose raster would exceed
@@ -912,7 +912,7 @@ class BEVRenderer:
     def _draw_lights(self, canvas: np.ndarray, geo: _MapGeometry, origin: np.ndarray, t: int) -> None:
         """Traffic-light stop lines coloured by their state at ``t`` (semantic: RED and YELLOW ones only), one
         ``cv2.polylines`` call per state; where stop lines of different states overlap, the later state in
-        :class:`~envs.scene.TrafficLightState` (RED last) is on top."""
+        :class:`~envs.scenes.scene.TrafficLightState` (RED last) is on top."""
         cfg = self.config
         if not (cfg.draw_traffic_lights and len(geo.light_points)):
             return
@@ -1164,7 +1164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.stride < 1:
         parser.error(f"--stride: expected >= 1, got {args.stride}")
 
-    from envs.bank import ScenarioBank  # the synthetic bank; imported here so rendering never needs it
+    from envs.scenes.bank import ScenarioBank  # the synthetic bank; imported here so rendering never needs it
 
     types = [s.strip() for s in args.types.split(",") if s.strip()] if args.types else None
     try:

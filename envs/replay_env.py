@@ -22,7 +22,7 @@ Modes
 * ``"closed_loop"``: starts ``closed_loop_lead_time`` (3 s) before the logged collision (accident scenes) or at a
   seeded random frame, then re-plans every ``replan_interval`` (0.5 s = 5 frames). The ego tracks the action with
   the scorer's LQR tracker + kinematic bicycle (the first 5 states of :func:`rewards.tracking.simulate_candidates`,
-  computed by :func:`envs.simulation.simulate_prefix`, which also carries the steering angle across re-plans);
+  computed by :func:`envs.sim.simulation.simulate_prefix`, which also carries the steering angle across re-plans);
   other agents replay their logs (non-reactive). After every simulated frame the episode **terminates** on a
   collision (ego box overlapping any agent valid at that frame) or off-road (an ego corner outside every drivable
   polygon; skipped without a map); after the step it terminates at the route's end (within ``route_end_margin``)
@@ -42,16 +42,16 @@ Closed-like) plans against the same truncated agents, and DAC, DDC and comfort d
 (unchanged). Random start / decision frames stay ``log_end_margin`` (4 s) before the end, so only episodes that run
 on, and open-loop decisions pinned to a collision, see shortened horizons.
 
-Reward (:mod:`envs.reward`)
+Reward (:mod:`envs.sim.reward`)
 ---------------------------
-``w_score * score + w_collision * collision`` (``EnvConfig.reward``, :class:`envs.reward.RewardConfig`) for the action scored by the PDM scorer (:mod:`rewards.pdm`) from the
+``w_score * score + w_collision * collision`` (``EnvConfig.reward``, :class:`envs.sim.reward.RewardConfig`) for the action scored by the PDM scorer (:mod:`rewards.pdm`) from the
 current state (non-reactive, as NAVSIM), where ``score`` is PDMS, or the map-free score ``NC (5 TTC + 2 C) / 7``
 when the scene has no map. Closed loop adds ``-w_terminal_collision`` on the step in which the simulated ego
 collides. ``info["rewards"]`` holds every term. With ``reward_mode="lazy"`` the per-step scorer call is skipped
 (reward = terminal terms only) and :meth:`ReplayEnv.flush_rewards` scores the stored decisions later (e.g. at the
 end of an episode, off the stepping loop).
 
-The closed-loop ego state lives in an :class:`~envs.simulation.EgoTrack` (arrays updated in place); the renderer sees
+The closed-loop ego state lives in an :class:`~envs.sim.simulation.EgoTrack` (arrays updated in place); the renderer sees
 it through one shallow scene view per episode, and the scorer gets ``ScoringProblem``s built from the log's agents and
 map (cached per frame) with the simulated :class:`~rewards.types.EgoState` swapped in. No scene is copied per step.
 """
@@ -69,12 +69,12 @@ import numpy as np
 from envs.observation import ObservationConfig, Route, build_observation, text_prompt
 from envs.render import BEVConfig, BEVRenderer
 from envs.configuration import coerce_config
-from envs.metrics import DrivingMetricsConfig, EpisodeMetrics, reference_progress
-from envs.reward import REWARD_TERMS, RewardConfig, reward_terms
-from envs.scene import Scene
-from envs.scoring import log_as_action, map_geometry_from_scene_map, problem_from_scene
-from envs.simulation import DrivableArea, EgoTrack, check_frames, simulate_prefix, simulate_with_steering
-from envs.sources import Origin, SceneSource, make_source
+from envs.sim.metrics import DrivingMetricsConfig, EpisodeMetrics, reference_progress
+from envs.sim.reward import REWARD_TERMS, RewardConfig, reward_terms
+from envs.scenes.scene import Scene
+from envs.sim.scoring import log_as_action, map_geometry_from_scene_map, problem_from_scene
+from envs.sim.simulation import DrivableArea, EgoTrack, check_frames, simulate_prefix, simulate_with_steering
+from envs.scenes.sources import Origin, SceneSource, make_source
 from envs.spaces import NUM_POSES, action_space, observation_space, validate_trajectories
 from rewards.config import PDMConfig
 from rewards.pdm import score_states
@@ -106,7 +106,7 @@ class EnvConfig:
     pdm: PDMConfig = field(default_factory=PDMConfig)
     """Scorer configuration (NAVSIM v1.1 defaults); its ``sim_dt`` must equal the scenes' ``dt``."""
     reward: RewardConfig = field(default_factory=RewardConfig)
-    """The reward's score and weights (:class:`envs.reward.RewardConfig`, a mapping of its fields is accepted):
+    """The reward's score and weights (:class:`envs.sim.reward.RewardConfig`, a mapping of its fields is accepted):
     ``sp_pdms`` (default) or ``pdms``, ``w_score``, ``w_collision``, ``w_terminal_collision``."""
     driving_metrics: DrivingMetricsConfig = field(default_factory=DrivingMetricsConfig)
     """Closed loop: coefficients of the driving metrics reported at episode end (``info["driving_metrics"]``)."""
@@ -242,7 +242,7 @@ class ReplayEnv(gym.Env):
 
     Args:
         source: ``"bank"`` (default), ``"deepaccident"`` (with ``root``), a registered source name, a folder path, a
-            sequence of scenes, or any indexable collection of scenes; see :func:`envs.sources.make_source`.
+            sequence of scenes, or any indexable collection of scenes; see :func:`envs.scenes.sources.make_source`.
         mode: ``"open_loop"`` or ``"closed_loop"``.
         config: :class:`EnvConfig` (or a mapping of its fields).
         num_scenes, seed, scenario_types: for ``source="bank"`` (``seed`` fixes the bank's scenes; episode randomness
@@ -323,7 +323,7 @@ class ReplayEnv(gym.Env):
 
     @property
     def origin(self) -> Origin:
-        """How to re-create the current scene (:meth:`envs.sources.SceneSource.origin`)."""
+        """How to re-create the current scene (:meth:`envs.scenes.sources.SceneSource.origin`)."""
         self._require_reset()
         return self.source.origin(self._index)
 
@@ -470,7 +470,7 @@ class ReplayEnv(gym.Env):
         member scores exactly as it would when stepped.
 
         Returns:
-            ``{name: (G,) array}``: every reward term (see :func:`envs.reward.reward_terms`), the aggregated
+            ``{name: (G,) array}``: every reward term (see :func:`envs.sim.reward.reward_terms`), the aggregated
             ``score`` and ``reward``, and the collision flags ``is_collision``, ``at_fault_collision``,
             ``collision_time`` [s], ``colliding_agent_id`` (-1: none). Plain numpy (picklable, for
             ``VecEnv.env_method``).
@@ -514,7 +514,7 @@ class ReplayEnv(gym.Env):
 
     def logged_action(self) -> np.ndarray:
         """The ego's logged future as an action from the current (possibly simulated) state: ``(8, 3)`` float32
-        (:func:`envs.scoring.log_as_action`). Replaying it closed loop follows the log."""
+        (:func:`envs.sim.scoring.log_as_action`). Replaying it closed loop follows the log."""
         self._require_reset()
         track = self._track
         assert track is not None
@@ -591,7 +591,7 @@ class ReplayEnv(gym.Env):
         return ctx
 
     def _reference_progress(self, scene: Scene, ctx: _SceneContext) -> tuple[float, str]:
-        """The driving metrics' reference over this episode's window (:func:`envs.metrics.reference_progress`), cached
+        """The driving metrics' reference over this episode's window (:func:`envs.sim.metrics.reference_progress`), cached
         per (scene, start frame)."""
         key = (scene.scene_id, self._start)
         cached = self._rc_references.get(key)

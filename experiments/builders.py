@@ -19,7 +19,7 @@ def sources(ctx: Context) -> tuple[Any, Any, str]:
     """``(train, held_out, description)`` scene sources of ``cfg.env`` (cached for the process)."""
     if "sources" in ctx.cache:
         return ctx.cache["sources"]
-    from envs.sources import SourceError, open_source
+    from envs.scenes.sources import SourceError, open_source
 
     env = ctx.cfg.env
     name = env.name
@@ -63,7 +63,7 @@ def env_config(ctx: Context):
         return EnvConfig(text_prompt=True, reward=reward)  # the VLA's 128 px RGB BEV and its prompt
     if agent.bev == "none":
         return EnvConfig(bev=None, reward=reward)
-    from agents.grpo.policies import MLP_LAYERS
+    from agents.rl.grpo.policies import MLP_LAYERS
 
     return EnvConfig(bev=BEVConfig(height=64, width=64, meters_per_pixel=1.0, mode="semantic",
                                    semantic_layers=MLP_LAYERS), reward=reward)
@@ -72,7 +72,7 @@ def env_config(ctx: Context):
 def group_env(ctx: Context, normalized: bool, online_mining: bool = False):
     """The GRPO / PPO training env of the run: the group env over the training scenes (``train.n_envs`` of them,
     ``SubprocVecEnv`` when > 1), with the run's env config."""
-    from agents.grpo.env import GroupEnvConfig, make_group_vec_env
+    from agents.rl.env import GroupEnvConfig, make_group_vec_env
 
     env = ctx.cfg.env
     if env.name != "bank":
@@ -91,7 +91,7 @@ def grpo_model(ctx: Context, anchors: bool, start: Any):
 
     import torch
 
-    from agents.grpo import GRPO
+    from agents.rl.grpo import GRPO
 
     config = dataclasses.replace(ctx.cfg.train.grpo, anchors=anchors)
     pairs = str(ctx.outputs["mine"]["pairs_train"])

@@ -15,7 +15,7 @@ from typing import Any
 
 def carla_config(env: Any, record_dir: Path, reward: Any = None):
     """The :class:`~envs.carla.CarlaEnvConfig` of the ``env`` group (worker 0) with the run's one reward
-    (:class:`envs.reward.RewardConfig`; None: its defaults)."""
+    (:class:`envs.sim.reward.RewardConfig`; None: its defaults)."""
     from envs.carla.env import CarlaEnvConfig
     from envs.carla.scenarios import SCENARIO_TYPES
 
@@ -48,7 +48,7 @@ def carla_source(cfg: Any, out: Path | None) -> Any:
     from agents.base import policy_input
     from agents.baselines import make_baseline
     from envs.carla.env import CarlaEnv
-    from envs.sources import open_source
+    from envs.scenes.sources import open_source
 
     env = cfg.env
     check_servers(env)

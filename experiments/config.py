@@ -7,15 +7,15 @@ Config groups (``python -m experiments.run <group>=<option> <field>=<value>``), 
   ``deepaccident`` (a local DeepAccident folder: training and held-out splits), ``carla`` (episodes recorded on live
   CARLA 0.9.16 servers, :mod:`experiments.carla`);
 * ``agent``: the learning policy: ``vla`` (the VLA of :mod:`agents.vla`, built from ``_target_``
-  :class:`agents.vla.model.VLAConfig`) or ``mlp`` (the Gaussian trajectory policy of :mod:`agents.grpo`);
+  :class:`agents.vla.model.VLAConfig`) or ``mlp`` (the Gaussian trajectory policy of :mod:`agents.rl.grpo`);
 * ``algo``: which methods run: ``all`` (default: positive-only SFT, negative-enhanced SFT, SB3 PPO, vanilla GRPO,
   anchor-GRPO), or one of ``sft_positive``, ``sft_negative``, ``ppo``, ``grpo``, ``anchor_grpo`` (with what it
   needs);
-* ``reward``: the one reward (``_target_`` :class:`envs.reward.RewardConfig`, instantiated once and used by the replay
+* ``reward``: the one reward (``_target_`` :class:`envs.sim.reward.RewardConfig`, instantiated once and used by the replay
   env, the CARLA env and GRPO's group score): ``sp_pdms`` (default) or ``pdms`` (NAVSIM's EP);
 * ``train``: the learning stages' settings, nested and typed: ``train.sft`` (:class:`agents.sft.trainer.SFTConfig`),
-  ``train.bc`` (:class:`agents.grpo.bc.BCConfig`, the MLP agent's SFT analogue), ``train.grpo``
-  (:class:`agents.grpo.config.GRPOConfig`), ``train.ppo`` (:class:`agents.grpo.ppo.PPOBaselineConfig`), each with
+  ``train.bc`` (:class:`agents.rl.bc.BCConfig`, the MLP agent's SFT analogue), ``train.grpo``
+  (:class:`agents.rl.grpo.config.GRPOConfig`), ``train.ppo`` (:class:`agents.rl.ppo.PPOBaselineConfig`), each with
   ``_target_`` and every field of its class on the command line (``train.grpo.clip_range=0.1``), plus the budgets;
   presets ``default`` (the whole method in about 10 minutes on 2 CPU cores) or ``paper``.
 
@@ -40,11 +40,11 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from agents.grpo.bc import BCConfig
-from agents.grpo.config import GRPOConfig
-from agents.grpo.ppo import PPOBaselineConfig
+from agents.rl.bc import BCConfig
+from agents.rl.grpo.config import GRPOConfig
+from agents.rl.ppo import PPOBaselineConfig
 from agents.sft.trainer import SFTConfig
-from envs.reward import RewardConfig as _RewardConfig
+from envs.sim.reward import RewardConfig as _RewardConfig
 
 
 # ------------------------------------------------------------------------------------------- library dataclasses
@@ -240,7 +240,7 @@ class VLAAgentConfig(AgentConfig):
 
 @dataclass
 class MLPAgentConfig(AgentConfig):
-    """The Gaussian trajectory policy of :mod:`agents.grpo` (fast; SFT rows are behaviour cloning)."""
+    """The Gaussian trajectory policy of :mod:`agents.rl.grpo` (fast; SFT rows are behaviour cloning)."""
 
     name: str = "mlp"
     bev: str = "semantic64"
@@ -262,7 +262,7 @@ class AlgoConfig:
 
 
 RewardConfig = schema(_RewardConfig)
-"""The ``reward`` group's node (``_target_: envs.reward.RewardConfig``; its fields and defaults are the library's)."""
+"""The ``reward`` group's node (``_target_: envs.sim.reward.RewardConfig``; its fields and defaults are the library's)."""
 SFTNode, BCNode, GRPONode, PPONode = (schema(c) for c in (SFTConfig, BCConfig, GRPOConfig, PPOBaselineConfig))
 
 
@@ -274,13 +274,13 @@ class TrainConfig:
     """VLA SFT (:class:`agents.sft.trainer.SFTConfig`; ``seed``, ``progress`` and ``tensorboard`` are set from the
     run's ``seed`` / ``progress`` / ``tensorboard``), the same for both data views."""
     bc: BCNode = field(default_factory=lambda: BCNode(steps=250))
-    """MLP agent: behaviour cloning, the SFT analogue (:class:`agents.grpo.bc.BCConfig`)."""
+    """MLP agent: behaviour cloning, the SFT analogue (:class:`agents.rl.bc.BCConfig`)."""
     grpo: GRPONode = field(default_factory=lambda: GRPONode(learning_rate=1e-4, n_steps=16, batch_size=16,
                                                            group_size=4, log_images_every=4))
-    """Vanilla GRPO and anchor-GRPO (:class:`agents.grpo.config.GRPOConfig`; ``anchors`` is set by the method:
+    """Vanilla GRPO and anchor-GRPO (:class:`agents.rl.grpo.config.GRPOConfig`; ``anchors`` is set by the method:
     off for ``grpo``, on for ``anchor_grpo``)."""
     ppo: PPONode = field(default_factory=lambda: PPONode(n_steps=16, batch_size=16))
-    """The SB3 PPO baseline (:class:`agents.grpo.ppo.PPOBaselineConfig`)."""
+    """The SB3 PPO baseline (:class:`agents.rl.ppo.PPOBaselineConfig`)."""
     expert_frames: int = 4
     """Safe expert-log decisions per training scene in the SFT data."""
     rl_budget: int = 64
@@ -320,7 +320,7 @@ class RunConfig:
     algo: AlgoConfig = MISSING
     """Learned methods (group ``algo``)."""
     reward: RewardConfig = MISSING
-    """The reward (group ``reward``, ``_target_: envs.reward.RewardConfig``)."""
+    """The reward (group ``reward``, ``_target_: envs.sim.reward.RewardConfig``)."""
     train: TrainConfig = MISSING
     """Learning-stage configs and budgets (group ``train``)."""
     stages: List[str] = field(default_factory=lambda: ["collect", "mine", "sft", "grpo", "eval"])

@@ -62,7 +62,7 @@ class Context:
     Attributes:
         out: the run directory.
         cfg: the resolved configuration: the typed :class:`experiments.config.RunConfig` with the library configs
-            built (``cfg.reward`` a :class:`envs.reward.RewardConfig`, ``cfg.train.grpo`` a ``GRPOConfig``, ...;
+            built (``cfg.reward`` a :class:`envs.sim.reward.RewardConfig`, ``cfg.train.grpo`` a ``GRPOConfig``, ...;
             :func:`experiments.run.typed_config`); tests of the registry alone may pass a nested mapping.
         outputs: ``{stage: outputs}`` of the stages done so far (paths absolute).
         cache: objects shared within one process (scene sources, a TensorBoard writer), never persisted.

@@ -5,7 +5,7 @@ upper bound: it can still be hit or leave the road, ``benchmarks/bench_oracle.py
 methods (positive-only SFT, negative-enhanced SFT, SB3 PPO, vanilla GRPO, anchor-GRPO) and the two trivial label
 predictors (majority class; scenario-type + lead-time lookup fitted on the training pairs) as rows of their own.
 Columns (:data:`COLUMNS`): open-loop PDMS (NAVSIM v1.1, one decision per held-out scene), closed-loop collision rate,
-route completion and driving score (one episode per held-out scene, :mod:`envs.metrics`), language accuracy and
+route completion and driving score (one episode per held-out scene, :mod:`envs.sim.metrics`), language accuracy and
 risk-prediction accuracy (the label stated in the generated text against the mined label). A cell that does not
 apply is ``n/a`` with the reason in the row's note (a policy that states no label; a trivial predictor that does not
 drive); several seeds give ``mean +- std``.
@@ -156,7 +156,7 @@ def evaluate_methods(ctx: Any) -> list[dict[str, Any]]:
 
 def _evaluate_vla_methods(ctx: Any, methods: Sequence[str], held: Any, drive: Any) -> list[dict[str, Any]]:
     """VLA rows (language and risk accuracy from their generated text) and the trivial label predictors."""
-    from agents.grpo.evaluate import SB3Agent
+    from agents.rl.sb3_agent import SB3Agent
     from agents.sft.data import SampleConfig, load_or_build_samples
     from agents.vla.evaluate import language_accuracy
     from agents.vla.policy import VLAPolicy
@@ -202,8 +202,8 @@ def _evaluate_vla_methods(ctx: Any, methods: Sequence[str], held: Any, drive: An
 
 def _evaluate_mlp_methods(ctx: Any, methods: Sequence[str], drive: Any, config: Any) -> list[dict[str, Any]]:
     """MLP rows (behaviour-cloned starts, GRPO, PPO): driving only (the Gaussian policy states no label)."""
-    from agents.grpo import GRPO
-    from agents.grpo.evaluate import SB3Agent
+    from agents.rl.grpo import GRPO
+    from agents.rl.sb3_agent import SB3Agent
     from experiments.builders import SFT_MODES, grpo_model
 
     rows = []

@@ -57,7 +57,7 @@ def typed_config(cfg: DictConfig) -> RunConfig:
     """The run configuration as typed objects, what the stages receive: ``OmegaConf.to_object`` (the schema
     dataclasses of :mod:`experiments.config`, whose own checks run, e.g. ``train.n_envs >= 1``), then every
     ``_target_`` node built into its library object (:func:`experiments.config.build`), which validates its fields:
-    ``cfg.reward`` is the one :class:`envs.reward.RewardConfig`; ``cfg.train.sft`` / ``bc`` / ``grpo`` / ``ppo`` the
+    ``cfg.reward`` is the one :class:`envs.sim.reward.RewardConfig`; ``cfg.train.sft`` / ``bc`` / ``grpo`` / ``ppo`` the
     library configs (SFT's ``seed``, ``progress`` and ``tensorboard`` from the run's). ``SystemExit`` naming the field
     of the first value that cannot run."""
     try:

@@ -231,7 +231,7 @@ def _bc(ctx: Context, modes: list[str]) -> dict[str, Any]:
     """The MLP agent's SFT analogue: behaviour cloning of the Gaussian trajectory policy in both views."""
     import torch
 
-    from agents.grpo.bc import build_bc_data, train_bc
+    from agents.rl.bc import build_bc_data, train_bc
     from counterfactual.dataset import load_anchor_pairs
 
     train, _, _ = sources(ctx)
@@ -262,7 +262,7 @@ def grpo(ctx: Context) -> dict[str, Any]:
         path = ctx.path("rl", f"{method}.zip")
         start = time.perf_counter()
         if method == "ppo":
-            from agents.grpo.ppo import make_ppo
+            from agents.rl.ppo import make_ppo
 
             model = make_ppo(group_env(ctx, normalized=True), ctx.cfg.train.ppo, seed=int(ctx.cfg.seed),
                              tensorboard_log=str(ctx.path("tb", "rl", ".keep").parent) if ctx.cfg.tensorboard else None)

@@ -21,7 +21,7 @@ class VehicleParameters:
     """Ego vehicle geometry [m]. Defaults: nuPlan's Chrysler Pacifica, as used by NAVSIM v1.1.
 
     Source: ``nuplan/common/actor_state/vehicle_parameters.py`` (``get_pacifica_parameters``).
-    Poses of the ego in a :class:`~envs.scene.Scene` and in trajectories are **rear-axle** poses; the box
+    Poses of the ego in a :class:`~envs.scenes.scene.Scene` and in trajectories are **rear-axle** poses; the box
     centre lies ``rear_axle_to_center`` ahead of the rear axle along the heading.
     """
 
@@ -131,7 +131,7 @@ def vehicle_corners(rear_axle_poses: np.ndarray, params: VehicleParameters = NAV
     poses ``(..., 3)`` [m, m, rad]: the box of ``params.length x params.width`` centred ``params.rear_axle_to_center``
     ahead of the rear axle (:func:`rear_axle_to_center` then :func:`box_corners`).
 
-    The one definition of the ego box outside compiled code: closed-loop checks (:mod:`envs.simulation`), the miner
+    The one definition of the ego box outside compiled code: closed-loop checks (:mod:`envs.sim.simulation`), the miner
     (:mod:`counterfactual`); the scorer's compiled twin ``rewards.kernels.ego_boxes`` uses the same arithmetic (equal
     bit for bit, checked in ``tests/test_pdm.py``).
     """

@@ -1,6 +1,6 @@
 """Inputs and outputs of the scorer: arrays and geometry only (no Scene, no env, no torch).
 
-``envs.scoring.problem_from_scene(scene, t)`` builds a :class:`ScoringProblem` from a scene; anything else that can
+``envs.sim.scoring.problem_from_scene(scene, t)`` builds a :class:`ScoringProblem` from a scene; anything else that can
 fill these arrays (a CARLA world, a test) can call the scorer directly.
 
 **Frozen inputs.** :class:`EgoState`, :class:`AgentsFuture` and :class:`MapGeometry` keep read-only arrays that they
@@ -86,7 +86,7 @@ class EgoState:
         params: ego geometry.
         steering_angle: tire steering angle [rad] the tracker starts from (:mod:`rewards.tracking`). NAVSIM starts
             from the logged tire steering angle; our sources have none, so it defaults to 0 (straight wheels). A
-            closed loop that re-plans carries it across re-plans (:func:`envs.simulation.simulate_prefix`).
+            closed loop that re-plans carries it across re-plans (:func:`envs.sim.simulation.simulate_prefix`).
     """
 
     pose: np.ndarray

@@ -1,6 +1,6 @@
 """A small, independent writer of SYNTHETIC DeepAccident folders for tests, in the public layout.
 
-It shares nothing with ``envs.deepaccident`` (no import of it): the point is that the project's writer and reader
+It shares nothing with ``envs.scenes.deepaccident`` (no import of it): the point is that the project's writer and reader
 shared their assumptions, so a round trip through them could not show a wrong convention. This writer is phrased
 the way a CARLA collection script would be, and its output is checked against the public code itself
 (``test_public_fixture_matches_the_public_pipeline``):

@@ -1,6 +1,6 @@
-"""Tests of the synthetic scenario bank (envs.bank), its road layouts (envs.layouts) and rewards.geometry.boxes_overlap.
+"""Tests of the synthetic scenario bank (envs.scenes.bank), its road layouts (envs.scenes.layouts) and rewards.geometry.boxes_overlap.
 
-Avoidability check (documented in envs.bank.core): from 2 s before contact, braking at a constant 6 m/s^2 along the
+Avoidability check (documented in envs.scenes.bank.core): from 2 s before contact, braking at a constant 6 m/s^2 along the
 ego's logged path must be collision-free against every agent's log; for ``head_on_drift`` the check is steering
 back to the route centreline over 1.5 s at the logged speed instead (braking alone leaves the ego in the
 oncoming lane).
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import shapely
 
-from envs.bank import ACCIDENT_TYPES, COLLISION_WINDOW, SCENARIO_TYPES, VARIANTS, ScenarioBank, generate_scene
-from envs.bank.motion import brake_after, smoothstep, track_poses
-from envs.layouts import (
+from envs.scenes.bank import ACCIDENT_TYPES, COLLISION_WINDOW, SCENARIO_TYPES, VARIANTS, ScenarioBank, generate_scene
+from envs.scenes.bank.motion import brake_after, smoothstep, track_poses
+from envs.scenes.layouts import (
     LAYOUT_NAMES,
     Path,
     get_layout,
@@ -25,7 +25,7 @@ from envs.layouts import (
     pose_at,
     route_polyline,
 )
-from envs.scene import AgentClass, Scene
+from envs.scenes.scene import AgentClass, Scene
 from rewards.geometry import box_corners, boxes_overlap, vehicle_corners
 
 SEEDS = range(20)
@@ -183,7 +183,7 @@ def test_normal_scenes_never_overlap(variant):
 def test_expert_log_stays_on_the_drivable_area_until_contact(scenario_type):
     """DAC of the logged ego: every box corner inside the drivable area (the scorer's map lookup) at every frame
     before the contact (after it the log has no physics)."""
-    from envs.scoring import map_geometry_from_scene_map
+    from envs.sim.scoring import map_geometry_from_scene_map
     from rewards.map_index import map_index_for
 
     scenes = list(scenes_of(scenario_type))

@@ -18,10 +18,10 @@ from envs.carla import standin
 from envs.carla.connection import CarlaConnectionError, CarlaError, CarlaSpawnError, CarlaVersionError
 from envs.carla.env import CameraConfig, CarlaEnv, CarlaEnvConfig, carla_env_fns
 from envs.carla.recording import read_recording
-from envs.layouts import get_layout
+from envs.scenes.layouts import get_layout
 from envs.render import BEVConfig
-from envs.reward import REWARD_TERMS
-from envs.sources import open_source, resolve
+from envs.sim.reward import REWARD_TERMS
+from envs.scenes.sources import open_source, resolve
 
 SMALL_BEV = BEVConfig(height=48, width=48, meters_per_pixel=1.0)
 """48 px keeps the tests fast (above NatureCNN's 36 px minimum)."""

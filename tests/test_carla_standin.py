@@ -12,7 +12,7 @@ import pytest
 from envs.carla import standin
 from envs.carla.frames import pose_from_transform
 from envs.carla.standin import values
-from envs.layouts import get_layout
+from envs.scenes.layouts import get_layout
 
 REAL = values.real_carla()
 

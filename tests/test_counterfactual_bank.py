@@ -10,13 +10,13 @@ import pytest
 from counterfactual.miner import MinerConfig, MiningStats, mine_scene
 from counterfactual.verify import CHECKS, VerifyConfig
 from counterfactual.mining import MomentConfig, find_risk_moments
-from envs.rollout import find_collisions
-from envs.sources import resolve as resolve_scene
+from envs.scenes.rollout import find_collisions
+from envs.scenes.sources import resolve as resolve_scene
 from counterfactual.labels import LabelConfig
 from counterfactual.schema import LABEL_SCHEMA_VERSION, split_action
 from counterfactual.search import result_arrays
-from envs.bank import ACCIDENT_TYPES, generate_scene
-from envs.scoring import problem_from_scene
+from envs.scenes.bank import ACCIDENT_TYPES, generate_scene
+from envs.sim.scoring import problem_from_scene
 from rewards.scorer import score_group
 
 SEEDS = (0, 1, 2)
@@ -146,7 +146,7 @@ def test_normal_scenes_have_no_risk_moments():
 
 def test_short_lead_vru_labels_say_what_the_positive_does():
     # at a 1 s lead the right-turn positives slow down for the cyclist / pedestrian: the label yields
-    from envs.bank import ScenarioBank
+    from envs.scenes.bank import ScenarioBank
 
     config = MinerConfig(moments=MomentConfig(lead_times=(1.0,)))
     # bank(200, seed 7) #113: a slow right turn whose positive brakes gently, 1.8 m less progress (schema 1.0: keep_lane)

@@ -35,9 +35,9 @@ from counterfactual.labels import (
 )
 from counterfactual.language import VOCABULARY, explain, parse_explanation
 from counterfactual.mining import MomentConfig, find_risk_moments, path_ttc_matrix
-from envs.rollout import find_collisions, rollout_to_scene
+from envs.scenes.rollout import find_collisions, rollout_to_scene
 from counterfactual.projection import path_poses, projection_times, time_to_collision
-from envs.scene import AgentClass, Lane, Scene, SceneMap, SceneMeta
+from envs.scenes.scene import AgentClass, Lane, Scene, SceneMap, SceneMeta
 from rewards.geometry import NAVSIM_EGO, VehicleParameters, box_corners, boxes_overlap
 
 DT = 0.1

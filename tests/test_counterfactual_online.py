@@ -8,9 +8,9 @@ import pytest
 from counterfactual.dataset import load_anchor_pairs
 from counterfactual.miner import MinerConfig
 from counterfactual.mining import MomentConfig
-from envs.sources import resolve as resolve_scene
+from envs.scenes.sources import resolve as resolve_scene
 from counterfactual.online import CollisionMiningWrapper, OnlineMiningCallback
-from envs.bank import ScenarioBank
+from envs.scenes.bank import ScenarioBank
 from envs.replay_env import ReplayEnv
 
 CONFIG = MinerConfig(moments=MomentConfig(lead_times=(1.0, 2.0)))

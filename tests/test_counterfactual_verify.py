@@ -12,9 +12,9 @@ import pytest
 from counterfactual.search import CandidateSet, CandidateSpec, SearchConfig, _quintic, choose_positive, result_arrays
 from counterfactual.verify import CHECKS, VerifyConfig, verify_candidates
 from envs.replay_env import EnvConfig, ReplayEnv
-from envs.scene import AgentClass, Lane, Scene, SceneMap, SceneMeta
-from envs.scoring import problem_from_scene
-from envs.simulation import follow_trajectories
+from envs.scenes.scene import AgentClass, Lane, Scene, SceneMap, SceneMeta
+from envs.sim.scoring import problem_from_scene
+from envs.sim.simulation import follow_trajectories
 from rewards.config import PDMConfig
 from rewards.geometry import box_corners, box_distance, local_to_world, world_to_local
 from rewards.scorer import score_group

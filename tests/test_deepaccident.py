@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from envs.deepaccident import (
+from envs.scenes.deepaccident import (
     DeepAccidentDataset,
     DeepAccidentFormatError,
     DeepAccidentWarning,
@@ -27,7 +27,7 @@ from envs.deepaccident import (
     read_scenario,
     write_scenario,
 )
-from envs.scene import AgentClass, Scene, SceneMeta
+from envs.scenes.scene import AgentClass, Scene, SceneMeta
 from rewards.geometry import NAVSIM_EGO, box_corners
 
 ACC = ("type1_subtype1_accident", "Town03_type001_subtype0001_scenario00001")
@@ -588,7 +588,7 @@ def test_bank_scenes_round_trip_through_the_layout(tmp_path, scenario_type):
     representable and are skipped with a warning) and collision."""
     import warnings
 
-    from envs.bank import generate_scene
+    from envs.scenes.bank import generate_scene
 
     scene = generate_scene(scenario_type, seed=3)
     with warnings.catch_warnings():

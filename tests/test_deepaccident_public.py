@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from shapely.geometry import Polygon
 
-from envs.deepaccident import (
+from envs.scenes.deepaccident import (
     DeepAccidentDataset,
     DeepAccidentFormatError,
     DeepAccidentWarning,
@@ -23,8 +23,8 @@ from envs.deepaccident import (
     read_scenario,
     write_scenario,
 )
-from envs.deepaccident.__main__ import main as export_main
-from envs.scene import AgentClass
+from envs.scenes.deepaccident.__main__ import main as export_main
+from envs.scenes.scene import AgentClass
 from rewards.geometry import box_corners, wrap_angle
 from tests import deepaccident_public_fixture as fx
 
@@ -177,7 +177,7 @@ def test_kinematic_check_on_parallel_traffic_alone_cannot_see_it(tmp_path):
 @pytest.mark.parametrize("scenario_type", ["unprotected_left_turn", "red_light_runner_left", "right_turn_vru",
                                            "pedestrian_occluded", "cut_in", "head_on_drift", "normal"])
 def test_bank_written_and_read_back_passes_the_invariants(tmp_path, scenario_type):
-    from envs.bank import generate_scene
+    from envs.scenes.bank import generate_scene
 
     scene = generate_scene(scenario_type, seed=5)
     assert check_kinematics(scene).passed

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.nn.utils import parameters_to_vector
 
-from agents.grpo import GRPO, GRPOConfig
+from agents.rl.grpo import GRPO, GRPOConfig
 from tests.test_grpo import TOY, toy_vec_env
 
 TORCH_THREAD_ATOL = 1e-5  # on parameters after a short run (README, "Determinism")
@@ -50,8 +50,8 @@ def test_torch_thread_count_changes_training_within_tolerance():
 SCORE = """
 import json, sys
 import numpy as np
-from envs.bank import ScenarioBank
-from envs.scoring import problem_from_scene
+from envs.scenes.bank import ScenarioBank
+from envs.sim.scoring import problem_from_scene
 from rewards.scorer import score_group
 
 bank = ScenarioBank(4, seed=11)

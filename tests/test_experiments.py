@@ -17,7 +17,7 @@ from agents.baselines import (
     make_baseline,
 )
 from counterfactual.dataset import load_anchor_pairs, read_provenance
-from envs.bank import ScenarioBank
+from envs.scenes.bank import ScenarioBank
 from envs.replay_env import EnvConfig, ReplayEnv
 from agents.evaluation import evaluate_open_loop, results_table
 from experiments.run import run
@@ -76,9 +76,9 @@ def test_baseline_only_pipeline_writes_outputs(tmp_path, capsys):
 
 
 def test_deepaccident_folder_pipeline_replays_the_crashes(tmp_path):
-    """A DeepAccident-layout folder (bank scenes written by ``python -m envs.deepaccident``, train and val splits):
+    """A DeepAccident-layout folder (bank scenes written by ``python -m envs.scenes.deepaccident``, train and val splits):
     the pipeline runs on it, and the closed-loop log replay collides in the held-out accident scenes."""
-    from envs.deepaccident.__main__ import main as write_folder
+    from envs.scenes.deepaccident.__main__ import main as write_folder
 
     root = tmp_path / "da"
     assert write_folder(["--out", str(root), "--num-scenes", "4", "--seed", "0", "--split", "train",
@@ -130,10 +130,10 @@ def test_nested_typed_configs_reach_the_stages_and_one_reward_reaches_grpo(tmp_p
 
     import numpy as np
 
-    from agents.grpo.config import GRPOConfig
-    from agents.grpo.ppo import PPOBaselineConfig
+    from agents.rl.grpo.config import GRPOConfig
+    from agents.rl.ppo import PPOBaselineConfig
     from agents.sft.trainer import SFTConfig
-    from envs.reward import RewardConfig
+    from envs.sim.reward import RewardConfig
     from experiments.builders import env_config, grpo_model
     from experiments.pipeline import Context
     from experiments.run import typed_config
@@ -141,8 +141,8 @@ def test_nested_typed_configs_reach_the_stages_and_one_reward_reaches_grpo(tmp_p
     job = subprocess.run([sys.executable, "-m", "experiments.run", "--cfg", "job", "train.grpo.clip_range=0.1"],
                          capture_output=True, text=True, timeout=120)
     assert job.returncode == 0, job.stderr
-    for node in ("  sft:\n    _target_: agents.sft.trainer.SFTConfig", "  grpo:\n    _target_: agents.grpo.config",
-                 "  ppo:\n    _target_: agents.grpo.ppo.PPOBaselineConfig", "reward:\n  _target_: envs.reward"):
+    for node in ("  sft:\n    _target_: agents.sft.trainer.SFTConfig", "  grpo:\n    _target_: agents.rl.grpo.config",
+                 "  ppo:\n    _target_: agents.rl.ppo.PPOBaselineConfig", "reward:\n  _target_: envs.sim.reward"):
         assert node in job.stdout, job.stdout
     assert "clip_range: 0.1" in job.stdout
 

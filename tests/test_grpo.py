@@ -1,4 +1,4 @@
-"""agents.grpo: advantages, the loss against a hand computation, the k3 KL, anchors in closed loop, smoke learning,
+"""agents.rl.grpo: advantages, the loss against a hand computation, the k3 KL, anchors in closed loop, smoke learning,
 save/load, determinism, vector envs, the PPO baseline and evaluation adapters. Small sizes (seconds)."""
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ import torch
 from gymnasium import spaces
 from torch.nn.utils import parameters_to_vector
 
-from agents.grpo import GRPO, AnchorBank, GroupEnvConfig, GRPOConfig, make_group_vec_env
-from agents.grpo.anchors import DecisionContext, to_current_frame
-from agents.grpo.buffer import NEGATIVE, POSITIVE
-from agents.grpo.env import call_each, make_group_env
-from agents.grpo.loss import group_advantages, grpo_loss, k3_kl
-from envs.bank import ScenarioBank
+from agents.rl.env import GroupEnvConfig, make_group_vec_env
+from agents.rl.grpo import GRPO, AnchorBank, GRPOConfig
+from agents.rl.grpo.anchors import DecisionContext, to_current_frame
+from agents.rl.grpo.buffer import NEGATIVE, POSITIVE
+from agents.rl.env import call_each, make_group_env
+from agents.rl.grpo.loss import group_advantages, grpo_loss, k3_kl
+from envs.scenes.bank import ScenarioBank
 from envs.wrappers import kinematic_trajectories
 
 
@@ -347,8 +348,8 @@ def test_subproc_vec_env_matches_dummy(rear_end):
 
 # ------------------------------------------------------------------------------------------------ baselines
 def test_ppo_baseline_and_evaluation_adapter(rear_end):
-    from agents.grpo.evaluate import SB3Agent
-    from agents.grpo.ppo import PPOBaselineConfig, make_ppo
+    from agents.rl.sb3_agent import SB3Agent
+    from agents.rl.ppo import PPOBaselineConfig, make_ppo
     from envs.replay_env import EnvConfig, ReplayEnv
     from agents.evaluation import evaluate_closed_loop
 
@@ -450,7 +451,7 @@ def test_online_mined_pairs_become_anchors(rear_end):
 
 
 def test_shift_in_time_resamples_along_the_plan():
-    from agents.grpo.anchors import shift_in_time
+    from agents.rl.grpo.anchors import shift_in_time
 
     straight = np.array([[5.0 * (k + 1), 0.0, 0.0] for k in range(8)])  # 10 m/s straight
     np.testing.assert_allclose(shift_in_time(straight, 0.2)[:, 0], straight[:, 0] + 2.0)  # extrapolated at the end

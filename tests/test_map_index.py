@@ -119,13 +119,13 @@ def test_contains_on_sliver_triangulations_agrees_with_shapely():
 
 
 def test_bank_lane_polygons_without_collinear_vertices_give_the_same_lookups():
-    """envs.scene.Lane drops exactly collinear polygon vertices (rewards.geometry.drop_collinear_vertices): on a
+    """envs.scenes.scene.Lane drops exactly collinear polygon vertices (rewards.geometry.drop_collinear_vertices): on a
     bank junction map the index answers exactly as with the full 1 m-sampled polygons, on random points, on every
     original vertex and on every original edge midpoint, with a far smaller triangulation."""
     import dataclasses
 
-    from envs.layouts import get_layout
-    from envs.scoring import map_geometry_from_scene_map
+    from envs.scenes.layouts import get_layout
+    from envs.sim.scoring import map_geometry_from_scene_map
     from rewards.geometry import offset_polyline
 
     layout = get_layout("junction_2x1")

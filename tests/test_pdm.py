@@ -288,7 +288,7 @@ def test_a_route_of_fewer_than_two_points_scores_through_the_one_aggregation_wit
 
 def test_map_free_score_is_one_function_for_the_env_reward_and_the_search():
     from counterfactual import search
-    from envs import reward
+    from envs.sim import reward
     from rewards.pdm import map_free_score
 
     nc, ttc, comfort = np.array([1.0, 0.5, 1.0, 0.0]), np.array([1.0, 1.0, 0.0, 1.0]), np.array([1.0, 0.0, 1.0, 1.0])

@@ -1,6 +1,6 @@
 """Randomized agreement of the vectorized scorer with the shapely oracle on the built-in synthetic scenes.
 
-Over 1,000+ small candidate groups (G = 1..2, to keep the shapely oracle fast) drawn from ``envs.bank`` scenes at
+Over 1,000+ small candidate groups (G = 1..2, to keep the shapely oracle fast) drawn from ``envs.scenes.bank`` scenes at
 random decision times, :func:`rewards.pdm.score_states` and :func:`rewards.reference.score_states_reference` must
 give the same sub-scores (within 1e-6, NaN == NaN), the same collision flags, first-contact times and object ids, and
 the same at-fault / TTC times. Candidates mix noisy log trajectories, braking, stopping, swerves and random
@@ -17,14 +17,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from envs.scoring import problem_from_scene, trajectory_from_log
+from envs.sim.scoring import problem_from_scene, trajectory_from_log
 from rewards.config import PDMConfig
 from rewards.pdm import PDMResult, score_states
 from rewards.reference import score_states_reference
 from rewards.tracking import SX, SY, SYAW, simulate_candidates
 from rewards.types import AgentsFuture, ScoringProblem
 
-bank_module = pytest.importorskip("envs.bank", reason="envs.bank (synthetic scenario bank) is not available")
+bank_module = pytest.importorskip("envs.scenes.bank", reason="envs.scenes.bank (synthetic scenario bank) is not available")
 
 NUM_SCENES = 24
 NUM_GROUPS = 1050

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from envs.render import SEMANTIC_LAYERS, BEVConfig, BEVRenderer, caption, contact_sheet, logged_future, write_png
-from envs.scene import AgentClass, Lane, Scene, SceneMap, SceneMeta, TrafficLight, TrafficLightState
+from envs.scenes.scene import AgentClass, Lane, Scene, SceneMap, SceneMeta, TrafficLight, TrafficLightState
 from rewards.geometry import local_to_world
 
 EGO_POSE = np.array([120.0, -40.0, 0.7])  # stationary ego, a non-trivial world pose so the transform matters
@@ -476,7 +476,7 @@ def test_png_writing_caption_and_contact_sheet(tmp_path):
 
 
 def test_cli_writes_pngs_of_synthetic_scenes(tmp_path, capsys):
-    from envs.bank import ScenarioBank
+    from envs.scenes.bank import ScenarioBank
     from envs.render import main
 
     out = tmp_path / "render"

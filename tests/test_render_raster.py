@@ -26,9 +26,9 @@ import cv2
 import numpy as np
 import pytest
 
-from envs.bank import ScenarioBank
+from envs.scenes.bank import ScenarioBank
 from envs.render import _NO_RASTER, BEVConfig, BEVRenderer
-from envs.scene import Lane, Scene, SceneMap, TrafficLight
+from envs.scenes.scene import Lane, Scene, SceneMap, TrafficLight
 from rewards.geometry import local_to_world
 from tests.test_render import EGO_POSE, make_scene
 

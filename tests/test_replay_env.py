@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from envs import REPLAY_ENV_IDS
-from envs.bank import ACCIDENT_TYPES, generate_scene
+from envs.scenes.bank import ACCIDENT_TYPES, generate_scene
 from envs.observation import LEFT, RIGHT, STRAIGHT, Route, pose_history, route_command
 from envs.render import BEVConfig
 from envs.replay_env import EnvConfig, ReplayEnv
 from envs.spaces import ACTION_HIGH, ACTION_LOW, validate_trajectories
-from envs.simulation import check_frames, simulate_prefix
+from envs.sim.simulation import check_frames, simulate_prefix
 from rewards.config import PDMConfig
 from rewards.tracking import interpolate_candidates, simulate_candidates, track_poses_with_steering
 from rewards.types import EgoState
@@ -201,8 +201,8 @@ def test_check_frames_finds_overlap_and_offroad():
 
 
 def test_drivable_area_fast_path_equals_the_exact_index():
-    from envs.scoring import map_geometry_from_scene_map
-    from envs.simulation import DrivableArea
+    from envs.sim.scoring import map_geometry_from_scene_map
+    from envs.sim.simulation import DrivableArea
 
     rng = np.random.default_rng(0)
     for scenario_type in ("cut_in", "unprotected_left_turn", "merge_conflict"):
@@ -295,7 +295,7 @@ def test_map_free_scenes_report_the_map_free_score_not_pdms():
 
 
 def test_deepaccident_folder_source(tmp_path):
-    from envs.deepaccident import write_scenario
+    from envs.scenes.deepaccident import write_scenario
 
     for i in range(2):
         write_scenario(generate_scene("rear_end", seed=i), tmp_path)

@@ -10,9 +10,9 @@ import numpy as np
 
 from agents.base import policy_input
 from agents.baselines import make_baseline
-from envs.bank import ScenarioBank
+from envs.scenes.bank import ScenarioBank
 from envs.replay_env import EnvConfig, ReplayEnv
-from envs.scoring import problem_from_scene
+from envs.sim.scoring import problem_from_scene
 from rewards.pdm import score_states
 from rewards.reference_planner import plan_fallback_action, proposal_actions, proposal_poses
 from rewards.scorer import reference_for, safe_planner_trajectory, safe_progress_for

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs.scene import (
+from envs.scenes.scene import (
     AgentClass,
     Lane,
     Scene,

@@ -1,4 +1,4 @@
-"""Tests of ``envs.scoring``: Scene -> ScoringProblem adapter and the logged (human) trajectory."""
+"""Tests of ``envs.sim.scoring``: Scene -> ScoringProblem adapter and the logged (human) trajectory."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import gc
 import numpy as np
 import pytest
 
-from envs.scene import AgentClass, Lane, Scene, SceneMap, SceneMeta
-from envs.scoring import problem_from_scene, trajectory_from_log
+from envs.scenes.scene import AgentClass, Lane, Scene, SceneMap, SceneMeta
+from envs.sim.scoring import problem_from_scene, trajectory_from_log
 from rewards.config import PDMConfig
 
 CONFIG = PDMConfig()
@@ -177,7 +177,7 @@ def test_map_geometry_is_cached_per_scene_map_and_released_with_it():
     assert first is second
     other = problem_from_scene(_scene(scene_map=_road_map()), 0).map
     assert other is not first
-    from envs import scoring
+    from envs.sim import scoring
 
     before = len(scoring._MAP_CACHE)
     del scene_map, first, second, other

@@ -12,12 +12,12 @@ import pytest
 import envs  # noqa: F401  (registers the env ids)
 from agents.base import PolicyInput, policy_input
 from agents.baselines import LogReplayPolicy, StandStillPolicy
-from envs.bank import generate_scene
+from envs.scenes.bank import generate_scene
 from envs.observation import EgoKinematics, ObservationConfig, build_observation, text_prompt
 from envs.render import BEVConfig
 from envs.replay_env import EnvConfig, ReplayEnv
-from envs.rollout import rollout_to_scene
-from envs.sources import (
+from envs.scenes.rollout import rollout_to_scene
+from envs.scenes.sources import (
     BankIndexOrigin,
     BankOrigin,
     DeepAccidentOrigin,
@@ -79,7 +79,7 @@ def test_builder_works_on_any_scene_without_an_env():
 
 
 def test_kinematics_from_the_log_match_the_scorer_state():
-    from envs.scoring import ego_state_from_scene
+    from envs.sim.scoring import ego_state_from_scene
 
     scene = generate_scene("rear_end", seed=2)
     kin = EgoKinematics.from_scene(scene)
@@ -149,7 +149,7 @@ def test_origins_round_trip_and_resolve(tmp_path):
 
 
 def test_deepaccident_source_origin(tmp_path):
-    from envs.deepaccident import write_scenario
+    from envs.scenes.deepaccident import write_scenario
 
     write_scenario(generate_scene("rear_end", seed=3), tmp_path, "type1_subtype1_accident", "Town01_type001_subtype0001_scenario00001")
     src = make_source(str(tmp_path), split=None, strict=False)

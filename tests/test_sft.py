@@ -19,7 +19,7 @@ from agents.vla.tokenizer import TokenizerConfig
 from counterfactual.miner import mine_scene
 from envs.observation import ObservationConfig
 from envs.render import BEVConfig
-from envs.sources import open_source
+from envs.scenes.sources import open_source
 
 SAMPLES = SampleConfig(expert_frames_per_scene=2,
                        observation=ObservationConfig(bev=BEVConfig(height=32, width=32, meters_per_pixel=2.0,

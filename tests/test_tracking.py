@@ -337,7 +337,7 @@ def test_interpolation_and_finite_differences_equal_their_numpy_forms_bit_for_bi
 
 
 def test_closed_loop_prefix_uses_the_configured_jerk_penalty_form():
-    from envs.simulation import simulate_prefix
+    from envs.sim.simulation import simulate_prefix
 
     ego, traj = _ego(), _turn()
     for form in ("navsim", "jerk"):

@@ -27,7 +27,7 @@ from agents.vla.tokenizer import (
     isolated_phrases,
 )
 from counterfactual.language import parse_explanation
-from envs.bank import ScenarioBank
+from envs.scenes.bank import ScenarioBank
 from envs.observation import ObservationConfig, build_observation, text_prompt
 from envs.render import BEVConfig
 from envs.spaces import ACTION_HIGH, ACTION_LOW

@@ -10,12 +10,12 @@ import pytest
 
 from agents.base import policy_input
 from agents.baselines import make_baseline
-from envs.bank import ScenarioBank, generate_scene
-from envs.metrics import DrivingMetricsConfig, EpisodeMetrics
+from envs.scenes.bank import ScenarioBank, generate_scene
+from envs.sim.metrics import DrivingMetricsConfig, EpisodeMetrics
 from envs.observation import Route
 from envs.replay_env import EnvConfig, ReplayEnv
-from envs.scene import AgentClass
-from envs.scoring import problem_from_scene, trajectory_from_log
+from envs.scenes.scene import AgentClass
+from envs.sim.scoring import problem_from_scene, trajectory_from_log
 from rewards.clearance import min_gaps
 from rewards.pdm import score_states
 from rewards.scorer import reference_for, safe_progress_for

@@ -38,7 +38,7 @@ METRICS = (
     ("no-hazard acc", ("accuracy", "no_hazard_accuracy")),
 )
 """Table columns: (header, where in the evaluation report: section, then keys), all in %. CL RC / CL DS: closed-loop
-route completion and driving score (:mod:`envs.metrics`), means over episodes."""
+route completion and driving score (:mod:`envs.sim.metrics`), means over episodes."""
 
 
 def _value(report: dict[str, Any], where: tuple[str, ...], index: int = 0) -> float:
@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agents.vla.processor import write_json
     from counterfactual.dataset import load_anchor_pairs
     from envs.atomic import atomic_write_text
-    from envs.sources import open_source
+    from envs.scenes.sources import open_source
 
     args = build_parser().parse_args(argv)
     set_threads(args.threads)

@@ -8,7 +8,7 @@ Rendering (:func:`build_sample_table`, once per (scenes, pairs, settings); cache
   NC = TTC = 1 (and DAC = 1 where there is a map); up to ``expert_frames_per_scene`` per scene, evenly spread.
   Target: :data:`counterfactual.language.NO_HAZARD_EXPLANATION` + the logged trajectory.
 * ``kind="pair"``: an anchor pair's decision (``pair.observation_ref`` re-creates the scene,
-  :func:`envs.sources.resolve`): the mined label's explanation, the verified positive (or none), the negative.
+  :func:`envs.scenes.sources.resolve`): the mined label's explanation, the verified positive (or none), the negative.
 
 Every observation is built by :func:`envs.observation.build_observation` from the logged ego at the decision frame
 (the same function the environments use). The table stores trajectories (ego frame [m, m, rad], flattened) and text,
@@ -43,7 +43,7 @@ from counterfactual.language import NO_HAZARD_EXPLANATION, NO_HAZARD_FIELDS
 from counterfactual.dataset import AnchorPair, pair_to_row
 from counterfactual.accuracy import CATEGORICAL_FIELDS  # moved from counterfactual.labels on main (grpo merge fix)
 from envs.observation import ObservationConfig, Route, build_observation, text_prompt
-from envs.scene import Scene
+from envs.scenes.scene import Scene
 from envs.spaces import NUM_POSES
 
 SAMPLES_FORMAT_VERSION = "1"
@@ -79,7 +79,7 @@ class SampleConfig:
 # ---------------------------------------------------------------------------------------------------- rendering
 def safe_log_frames(scene: Scene, frames: Sequence[int]) -> list[int]:
     """The frames whose logged 4 s trajectory is safe: no contact, NC = TTC = 1, DAC = 1 (with a map)."""
-    from envs.scoring import problem_from_scene, trajectory_from_log
+    from envs.sim.scoring import problem_from_scene, trajectory_from_log
     from rewards.config import PDMConfig
     from rewards.pdm import score_states
     from rewards.tracking import simulate_candidates
@@ -137,8 +137,8 @@ def build_sample_table(scenes: Iterable[Scene], pairs: Sequence[AnchorPair], con
     scenes are re-created from ``pair.observation_ref``). Deterministic."""
     from tqdm import tqdm
 
-    from envs.scoring import trajectory_from_log
-    from envs.sources import resolve
+    from envs.sim.scoring import trajectory_from_log
+    from envs.scenes.sources import resolve
 
     rows: list[dict[str, Any]] = []
     scenes = list(scenes)
@@ -225,7 +225,7 @@ def load_or_build_samples(source: Any, pairs: Sequence[AnchorPair], cache_dir: s
     """The rendered rows as a ``datasets.Dataset``, from ``cache_dir/samples-<key>`` or rendered and saved there.
 
     Args:
-        source: a :class:`envs.sources.SceneSource` (or anything :func:`envs.sources.make_source` accepts) whose
+        source: a :class:`envs.scenes.sources.SceneSource` (or anything :func:`envs.scenes.sources.make_source` accepts) whose
             scenes give the expert rows.
         pairs: anchor pairs (their scenes are re-created from their observation references).
         cache_dir: folder of cached sample tables (written via a temp folder + rename).
@@ -233,7 +233,7 @@ def load_or_build_samples(source: Any, pairs: Sequence[AnchorPair], cache_dir: s
     """
     from datasets import Dataset, load_from_disk
 
-    from envs.sources import make_source
+    from envs.scenes.sources import make_source
 
     source = make_source(source)
     origins = [source.origin(i).to_dict() for i in range(len(source))]

@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agents.vla.model import VLAConfig
     from agents.vla.policy import VLAPolicy
     from counterfactual.dataset import load_anchor_pairs
-    from envs.sources import open_source
+    from envs.scenes.sources import open_source
 
     args = build_parser().parse_args(argv)
     set_threads(args.threads)

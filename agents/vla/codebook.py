@@ -291,9 +291,9 @@ class TrajectoryCodebook:
 
 # -------------------------------------------------------------------------------------------------- training data
 def log_trajectories(scenes: Iterable, stride: int = 5) -> np.ndarray:
-    """Expert-log trajectories ``(N, 8, 3)`` (ego frame, :func:`envs.scoring.trajectory_from_log`) of every
+    """Expert-log trajectories ``(N, 8, 3)`` (ego frame, :func:`envs.sim.scoring.trajectory_from_log`) of every
     ``stride``-th frame of each scene whose 4 s future is logged."""
-    from envs.scoring import trajectory_from_log
+    from envs.sim.scoring import trajectory_from_log
     from rewards.config import PDMConfig
 
     config = PDMConfig()
@@ -310,7 +310,7 @@ def fit_on_logs_and_positives(pairs: Iterable, config: CodebookConfig, num_scene
     """The action codebook of a training run: k-means over the expert logs of ``num_scenes`` **synthetic** bank
     scenes of ``seed`` (every 2nd frame, :func:`log_trajectories`) and the verified positives ``(8, 3)`` of the
     anchor ``pairs`` (pairs without a positive contribute nothing)."""
-    from envs.bank import ScenarioBank
+    from envs.scenes.bank import ScenarioBank
 
     logs = log_trajectories(ScenarioBank(num_scenes, seed=seed), stride=2)
     return TrajectoryCodebook.fit(np.concatenate([logs, pair_positives(pairs)]), config)

@@ -261,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agents.sft.data import load_or_build_samples
     from agents.vla.processor import write_json
     from counterfactual.dataset import load_anchor_pairs
-    from envs.sources import open_source
+    from envs.scenes.sources import open_source
 
     args = build_parser().parse_args(argv)
     set_threads(args.threads)

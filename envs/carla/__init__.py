@@ -5,7 +5,7 @@ Modules: :mod:`~envs.carla.env` (the environment and its config), :mod:`~envs.ca
 synchronous mode, Traffic Manager, batch destroy, reconnect; ``check_server``), :mod:`~envs.carla.controller` (pure
 pursuit + PID), :mod:`~envs.carla.scenarios` (the bank's typologies on CARLA waypoints), :mod:`~envs.carla.roadmap`
 (CARLA map -> SceneMap), :mod:`~envs.carla.recording` (episodes as ``Scene(source="carla")``, files, the ``"carla"``
-source and origin kinds), :mod:`~envs.carla.metrics` (collision events to the shared driving metrics of :mod:`envs.metrics`),
+source and origin kinds), :mod:`~envs.carla.metrics` (collision events to the shared driving metrics of :mod:`envs.sim.metrics`),
 :mod:`~envs.carla.frames` (left-handed CARLA <-> right-handed SafeAlign frames), :mod:`~envs.carla.standin`.
 
 Importing this package (done by ``import envs``) only registers the source and origin kinds; the environment

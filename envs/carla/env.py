@@ -9,7 +9,7 @@ The same contract as :class:`envs.replay_env.ReplayEnv` (closed loop):
 * **Action**: the ``(8, 3)`` ego-frame trajectory of :func:`envs.spaces.action_space`, validated by
   :func:`envs.spaces.validate_trajectories`, tracked for ``replan_interval`` (0.5 s = 10 ticks at 20 Hz) by
   :class:`~envs.carla.controller.TrajectoryController` (pure pursuit + PID -> ``carla.VehicleControl``).
-* **Reward** (:func:`envs.reward.reward_terms`): the action scored by the PDM scorer from the current state, plus
+* **Reward** (:func:`envs.sim.reward.reward_terms`): the action scored by the PDM scorer from the current state, plus
   ``-reward.w_terminal_collision`` on the step in which CARLA's collision sensor reports an ego collision. CARLA has no
   save/restore, so the scorer's view (:meth:`CarlaEnv.current_problem`) is the recording up to now with the other
   agents **forecast at constant velocity** (:func:`rewards.reference_planner.constant_velocity_agents`): the true
@@ -21,9 +21,9 @@ The same contract as :class:`envs.replay_env.ReplayEnv` (closed loop):
   (collision sensor), off-road (an ego corner outside the map's drivable area; maps come from the CARLA map's
   waypoints, :mod:`envs.carla.roadmap`) or at the route's end, and is **truncated** at ``episode_time`` or when the
   server fails (``info["carla_error"]``; the next ``reset`` reconnects).
-* **Recording**: every episode becomes a :class:`~envs.scene.Scene` with ``meta.source == "carla"``
+* **Recording**: every episode becomes a :class:`~envs.scenes.scene.Scene` with ``meta.source == "carla"``
   (:mod:`envs.carla.recording`), written to ``record_dir`` when set (``info["recording"]``, ``info["origin"]``);
-  the final info carries the leaderboard metrics (``info["driving_metrics"]``, :func:`envs.metrics.driving_metrics`).
+  the final info carries the leaderboard metrics (``info["driving_metrics"]``, :func:`envs.sim.metrics.driving_metrics`).
 
 Reliability (:mod:`envs.carla.connection`): connect with a timeout and a version check, synchronous mode with a
 fixed delta and the Traffic Manager on this worker's port (``traffic_manager_port + worker_index``), every tick with
@@ -49,7 +49,7 @@ from envs.carla.connection import BACKENDS, CarlaConnection, CarlaError, CarlaSp
 from envs.carla.controller import ControllerConfig, TimedPath, TrajectoryController
 from envs.carla.frames import box_pose, box_size, transform_from_pose, vector_to_world
 from envs.carla.metrics import collision_kind
-from envs.metrics import driving_metrics
+from envs.sim.metrics import driving_metrics
 from envs.carla.recording import CarlaRecordingOrigin, EpisodeRecorder, recording_name, write_recording
 from envs.carla.roadmap import TownLanes, waypoint_key
 from envs.carla.scenarios import (
@@ -63,12 +63,12 @@ from envs.carla.scenarios import (
 from envs.observation import EgoKinematics, ObservationConfig, Route, build_observation, renderer_for, text_prompt
 from envs.render import BEVConfig, BEVRenderer
 from envs.registration import CARLA_ENV_ID as ENV_ID  # noqa: F401  (registered by envs on import)
-from envs.reward import REWARD_TERMS, RewardConfig, reward_terms
-from envs.scene import AgentClass, SceneMeta, TrafficLight, TrafficLightState
-from envs.scoring import agents_future_from_scene, log_as_action, map_geometry_from_scene_map
+from envs.sim.reward import REWARD_TERMS, RewardConfig, reward_terms
+from envs.scenes.scene import AgentClass, SceneMeta, TrafficLight, TrafficLightState
+from envs.sim.scoring import agents_future_from_scene, log_as_action, map_geometry_from_scene_map
 from envs.configuration import coerce_config
-from envs.simulation import DrivableArea
-from envs.sources import UnresolvableOrigin
+from envs.sim.simulation import DrivableArea
+from envs.scenes.sources import UnresolvableOrigin
 from envs.spaces import NUM_POSES, POSE_INTERVAL, action_space, observation_space, validate_trajectories
 from rewards.config import PDMConfig
 from rewards.geometry import VehicleParameters, rotate_vectors, vehicle_corners, wrap_angle
@@ -174,7 +174,7 @@ class CarlaEnvConfig:
     """EP normaliser: ``"auto"`` plans the PDM-Closed-like reference from the current state; None normalises among
     the scored trajectories."""
     reward: RewardConfig = field(default_factory=RewardConfig)
-    """The reward's score and weights (:class:`envs.reward.RewardConfig`, the same object as the replay env's;
+    """The reward's score and weights (:class:`envs.sim.reward.RewardConfig`, the same object as the replay env's;
     ``w_terminal_collision`` is added once when CARLA's collision sensor reports an ego collision)."""
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     """Trajectory tracking gains (:mod:`envs.carla.controller`)."""
@@ -409,7 +409,7 @@ class CarlaEnv(gym.Env):
         """Frames of the live view: the episode plus one scoring horizon of nominal future (so ``logged_action``
         never runs off the plan's end)."""
         self.last_recording = None
-        """The :class:`~envs.scene.Scene` of the last finished episode."""
+        """The :class:`~envs.scenes.scene.Scene` of the last finished episode."""
 
     # ------------------------------------------------------------------ accessors (agents.base.policy_input)
     @property

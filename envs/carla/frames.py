@@ -1,8 +1,8 @@
 """CARLA (left-handed) <-> SafeAlign (right-handed) frame conversions.
 
 CARLA's world frame is left-handed: x forward/east, **y right/south**, z up, yaw in **degrees** from +x towards +y
-(clockwise seen from above). :mod:`envs.scene` is right-handed (x east, y north, yaw counter-clockwise, radians).
-Mirroring y (``y -> -y``) maps one onto the other, so (the same reflection as :mod:`envs.deepaccident.transforms`):
+(clockwise seen from above). :mod:`envs.scenes.scene` is right-handed (x east, y north, yaw counter-clockwise, radians).
+Mirroring y (``y -> -y``) maps one onto the other, so (the same reflection as :mod:`envs.scenes.deepaccident.transforms`):
 
 * positions ``(x, y) -> (x, -y)``, velocities ``(vx, vy) -> (vx, -vy)``;
 * yaw ``-> -radians(yaw)`` (a CARLA heading vector ``(cos, sin)`` mirrored is ``(cos, -sin)``);

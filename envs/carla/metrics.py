@@ -1,7 +1,7 @@
-"""CARLA collision events to the shared closed-loop driving metrics (:mod:`envs.metrics`).
+"""CARLA collision events to the shared closed-loop driving metrics (:mod:`envs.sim.metrics`).
 
 ``CarlaEnv`` counts infractions per instance (collision with a walker, a vehicle, anything else; red lights) and
-reports :func:`envs.metrics.driving_metrics` at episode end, with route completion against the distance the
+reports :func:`envs.sim.metrics.driving_metrics` at episode end, with route completion against the distance the
 scenario's nominal plan (the non-reacting expert, :mod:`envs.carla.scenarios`) covers in the episode time.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 
 def collision_kind(type_id: str) -> str:
-    """Infraction name (:data:`envs.metrics.INFRACTIONS`) of a collision with an actor of CARLA type ``type_id``."""
+    """Infraction name (:data:`envs.sim.metrics.INFRACTIONS`) of a collision with an actor of CARLA type ``type_id``."""
     if type_id.startswith("walker."):
         return "pedestrian"
     if type_id.startswith("vehicle."):

@@ -1,15 +1,15 @@
 """CARLA episodes as scenes: the live recorder, recording files, the ``"carla"`` source and origin kinds.
 
 * :class:`EpisodeRecorder` keeps an episode's states in preallocated arrays and a **live scene view** over them
-  (one :class:`~envs.scene.Scene` per episode whose arrays are updated in place, as
-  :class:`envs.simulation.EgoTrack` does), which the observation builder and the scorer read; frames after the
+  (one :class:`~envs.scenes.scene.Scene` per episode whose arrays are updated in place, as
+  :class:`envs.sim.simulation.EgoTrack` does), which the observation builder and the scorer read; frames after the
   current one hold the ego's nominal plan (the non-reacting "expert" future: ``logged_action``) and invalid agents.
   :meth:`EpisodeRecorder.finish` returns the validated :class:`Scene` of the recorded frames
   (``meta.source == "carla"``).
 * :func:`write_recording` / :func:`read_recording`: one ``.npz`` per scene (schema :data:`RECORDING_SCHEMA`; arrays
   plus a JSON header with the meta data and the map), written to a temp file and renamed into place.
 * :class:`CarlaRecordingOrigin` (kind ``"carla"``, the recording's path) re-creates a scene with
-  :func:`envs.sources.resolve`; the source kind ``"carla"`` opens a folder of recordings
+  :func:`envs.scenes.sources.resolve`; the source kind ``"carla"`` opens a folder of recordings
   (``open_source("carla", root=folder)``). Both are registered when :mod:`envs` is imported.
 """
 
@@ -26,8 +26,8 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from envs.atomic import atomic_write_bytes
-from envs.scene import Lane, Scene, SceneMap, SceneMeta, TrafficLight
-from envs.sources import Origin, SourceError, register_origin, register_source
+from envs.scenes.scene import Lane, Scene, SceneMap, SceneMeta, TrafficLight
+from envs.scenes.sources import Origin, SourceError, register_origin, register_source
 from rewards.geometry import VehicleParameters
 
 RECORDING_SCHEMA = "safealign.carla_recording/1"

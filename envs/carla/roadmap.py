@@ -5,7 +5,7 @@
   to its end (the approach of CARLA's ``GlobalRoutePlanner``), mirrored into the right-handed frame
   (:mod:`envs.carla.frames`), with its OpenDRIVE key ``(road_id, section_id, lane_id)``, width and junction id;
   junction areas are the junctions' bounding boxes.
-* :meth:`TownLanes.scene_map` gives the :class:`~envs.scene.SceneMap` of one episode: the lanes within ``radius`` of
+* :meth:`TownLanes.scene_map` gives the :class:`~envs.scenes.scene.SceneMap` of one episode: the lanes within ``radius`` of
   the route (a lane's polygon is its centreline widened to its width; the drivable area is the union of these lane
   polygons and the junction boxes: shoulders, parking lanes and sidewalks are not drivable), the route polyline, and
   as on-route lanes every lane of the road sections the route passes in its driving direction (NAVSIM's roadblocks:
@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from envs.carla.frames import location_xy, pose_from_transform
-from envs.scene import Lane, SceneMap, TrafficLight
+from envs.scenes.scene import Lane, SceneMap, TrafficLight
 from rewards.geometry import wrap_angle
 
 TURNS = ("straight", "left", "right")

@@ -1,12 +1,12 @@
-"""Scripted accident scenarios on a CARLA map: the bank's typologies (:mod:`envs.bank`) placed on real waypoints.
+"""Scripted accident scenarios on a CARLA map: the bank's typologies (:mod:`envs.scenes.bank`) placed on real waypoints.
 
 :func:`plan_scenario` draws a scenario's parameters from ``rng`` over the **same ranges as the synthetic bank's
-builders** (:mod:`envs.bank.road_accidents`, :mod:`envs.bank.junction_accidents`: speeds, decelerations, gaps,
+builders** (:mod:`envs.scenes.bank.road_accidents`, :mod:`envs.scenes.bank.junction_accidents`: speeds, decelerations, gaps,
 timings), searches the map for a place that fits (a straight stretch, a parallel lane, a junction with the right
 crossing connector), and returns a :class:`ScenarioPlan` in the right-handed world frame:
 
 * the **ego's nominal plan**: a route through the map and a speed plan along it (cruise at ``v_e``, slowing for
-  turns with the bank's lateral-acceleration cap, :func:`envs.bank.motion.speed_plan`); the ego is spawned on it
+  turns with the bank's lateral-acceleration cap, :func:`envs.scenes.bank.motion.speed_plan`); the ego is spawned on it
   and drives it during the warm-up, and it is what the non-reacting "expert" would drive afterwards
   (``CarlaEnv.logged_action``);
 * **adversaries** (vehicles on timed paths tracked by :class:`~envs.carla.controller.TrajectoryController`,
@@ -15,7 +15,7 @@ crossing connector), and returns a :class:`ScenarioPlan` in the right-handed wor
   default, as ``ReplayEnv``'s closed-loop start);
 * traffic-light settings (frozen states) for the junction typologies.
 
-Typologies (:data:`SCENARIO_TYPES`; the NHTSA-style labels are the bank's :data:`envs.bank.generator.CONFLICT_LABELS`):
+Typologies (:data:`SCENARIO_TYPES`; the NHTSA-style labels are the bank's :data:`envs.scenes.bank.generator.CONFLICT_LABELS`):
 ``rear_end`` (braking lead), ``cut_in``, ``pedestrian_occluded`` (a pedestrian steps out from behind a parked van),
 ``red_light_runner_left`` / ``_right`` (a crossing vehicle runs its red light), ``unprotected_left_turn`` (oncoming
 vehicle while the ego turns left on a green), ``right_turn_vru`` (pedestrian crossing the ego's exit lane after a
@@ -32,11 +32,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from envs.bank.generator import CONFLICT_LABELS
-from envs.bank.motion import ped_start_time, ramp_profile, smoothstep, solve_time, speed_caps, speed_plan
+from envs.scenes.bank.generator import CONFLICT_LABELS
+from envs.scenes.bank.motion import ped_start_time, ramp_profile, smoothstep, solve_time, speed_caps, speed_plan
 from envs.carla.controller import TimedPath
 from envs.carla.roadmap import choose_branch, plan_route, route_polyline, waypoint_key, waypoint_pose
-from envs.layouts import Path
+from envs.scenes.layouts import Path
 from rewards.geometry import wrap_angle
 
 SCENARIO_TYPES = ("rear_end", "cut_in", "pedestrian_occluded", "red_light_runner_left", "red_light_runner_right",

@@ -358,7 +358,7 @@ def simulate_tracked_each(ref: np.ndarray, init: np.ndarray, init_steer: np.ndar
                           q_lat0: float, q_lat1: float, r_lat: float, accel_lag: float, steer_gain: float,
                           stop_velocity: float, stop_gain: float, max_steer: float):
     """:func:`simulate_tracked` with one start state per reference: ``init (G, 7)``, ``init_steer (G,)`` [rad]
-    (a batch of closed loops that have drifted apart, ``envs.simulation.follow_trajectories``). Each candidate's
+    (a batch of closed loops that have drifted apart, ``envs.sim.simulation.follow_trajectories``). Each candidate's
     states equal :func:`simulate_tracked` of that candidate alone from its own start state."""
     g_count = ref.shape[0]
     cos_ref, sin_ref, velocity, curvature = reference_profiles(ref, velocity_op_t, dt, rate_penalty, initial_penalty)

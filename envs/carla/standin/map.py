@@ -1,6 +1,6 @@
 """The stand-in's road maps: ``carla.Map`` / ``Waypoint`` / ``Junction`` built from the synthetic bank layouts.
 
-A stand-in town is one layout of :mod:`envs.layouts` (``"Standin_<layout>"``, e.g. ``"Standin_junction_2x2"``),
+A stand-in town is one layout of :mod:`envs.scenes.layouts` (``"Standin_<layout>"``, e.g. ``"Standin_junction_2x2"``),
 converted into CARLA's **left-handed** frame (``y -> -y``, yaw ``-> -yaw``, yaw in degrees), so the code under test
 reads it exactly as it reads a real town and must mirror it back. OpenDRIVE-like ids are derived from the geometry:
 parallel lanes (either direction) form one road (``road_id``), lanes driving along the road's first lane have
@@ -24,7 +24,7 @@ import numpy as np
 
 from envs.carla.standin.enums import LaneChange, LaneMarkingColor, LaneMarkingType, LaneType
 from envs.carla.standin.values import value_types
-from envs.layouts import LAYOUT_NAMES, get_layout
+from envs.scenes.layouts import LAYOUT_NAMES, get_layout
 
 TOWN_PREFIX = "Standin_"
 """Stand-in town names are ``TOWN_PREFIX + layout name``."""
@@ -364,7 +364,7 @@ class Map:
         return []
 
     def to_opendrive(self) -> str:
-        raise RuntimeError("the stand-in maps have no OpenDRIVE source (they are built from envs.layouts)")
+        raise RuntimeError("the stand-in maps have no OpenDRIVE source (they are built from envs.scenes.layouts)")
 
     # ------------------------------------------------------------------ helpers for the stand-in world
     def lane_of(self, xy: np.ndarray) -> tuple[int, float, float]:

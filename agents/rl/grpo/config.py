@@ -1,0 +1,123 @@
+"""Typed configuration of :class:`agents.rl.grpo.GRPO` (one documented field per option; Hydra-friendly dataclass).
+
+Variants chosen (see ``../shared/specs/grpo.md``): group-relative advantages over the union of the sampled members
+and the anchors (LUFFY), divided by the group's std unless ``scale_rewards=False`` (Dr. GRPO); PPO-style clipped
+ratio; k3 KL to a frozen reference on the sampled members; loss averaged per sequence then over sequences
+(DeepSeekMath) by default, ``"token_mean"`` (DAPO / TRL) or ``"constant"`` (Dr. GRPO) on request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from envs.configuration import coerce_config
+
+STEP_WITH = ("sample", "greedy", "best")
+"""Which action advances the env (:attr:`GRPOConfig.step_with`)."""
+LOSS_AGGREGATIONS = ("sequence_mean", "token_mean", "constant")
+"""How token losses are averaged (:attr:`GRPOConfig.loss_aggregation`)."""
+ANCHOR_SOURCES = ("dataset", "online", "both")
+"""Where anchors come from (:attr:`GRPOConfig.anchor_source`)."""
+
+
+@dataclass
+class GRPOConfig:
+    """Hyperparameters of :class:`agents.rl.grpo.GRPO` (units in brackets)."""
+
+    # ---- optimisation
+    learning_rate: float = 3e-4
+    """Adam learning rate (constant)."""
+    n_steps: int = 64
+    """Env steps per environment per rollout (states collected before each update = ``n_steps * n_envs``)."""
+    batch_size: int = 32
+    """States per minibatch (each with its whole group)."""
+    n_epochs: int = 4
+    """Passes over the rollout per update."""
+    max_grad_norm: float = 0.5
+    """Gradient-norm clip."""
+    # ---- groups
+    group_size: int = 8
+    """G: trajectories sampled from the policy per state (>= 2)."""
+    temperature: float = 1.0
+    """Sampling temperature (token policies; the Gaussian policy samples at its own std)."""
+    step_with: str = "sample"
+    """Action that advances the env: ``"sample"`` (the first sampled member: on-policy states), ``"greedy"`` (the
+    policy's mode / greedy decode, not a group member) or ``"best"`` (the sampled member with the highest group
+    reward: privileged states, for ablations)."""
+    # ---- advantages
+    scale_rewards: bool = True
+    """Divide ``r - mean`` by the group's std + ``advantage_eps`` (GRPO); False: do not (Dr. GRPO)."""
+    advantage_eps: float = 1e-4
+    """Added to the group std in the division."""
+    zero_std_tol: float = 1e-6
+    """A group whose reward std is below this is a zero-std group: advantages 0, counted and logged."""
+    # ---- loss
+    clip_range: float = 0.2
+    """PPO clip epsilon of the ratio ``pi_theta / pi_old``."""
+    beta: float = 0.04
+    """Weight of the k3 KL to the reference policy (DeepSeekMath / AutoVLA: 0.04; 0 disables it)."""
+    loss_aggregation: str = "sequence_mean"
+    """``"sequence_mean"``: mean over a member's tokens, then over members (DeepSeekMath); ``"token_mean"``: mean
+    over all tokens of the minibatch (DAPO / TRL); ``"constant"``: sum over tokens / the policy's maximum length,
+    mean over members (Dr. GRPO). Identical for the Gaussian policy (one "token" per trajectory)."""
+    kl_log_ratio_clip: float = 10.0
+    """|log(pi_ref / pi_theta)| is clamped to this in the k3 estimator (numerical guard for Gaussian densities; it
+    never binds near the reference)."""
+    # ---- anchors
+    anchors: bool = True
+    """Add anchor pairs (positive + negative) to the group where available; False: vanilla GRPO."""
+    anchor_source: str = "both"
+    """``"dataset"`` (pairs given to GRPO), ``"online"`` (pairs mined from this run's closed-loop crashes, received
+    in ``info["anchor_pairs"]``) or ``"both"``."""
+    anchor_negative_only: bool = True
+    """Use pairs without a verified positive too (only their negative joins the group)."""
+    anchor_position_tol: float = 2.0
+    """An anchor applies while the ego's rear axle is within this of the pair's decision pose [m]."""
+    anchor_speed_tol: float = 2.0
+    """... and its speed within this of the decision speed [m/s]."""
+    anchor_heading_tol: float = 0.35
+    """... and its heading within this of the decision heading [rad]."""
+    anchor_frame_tol: int = 2
+    """Online pairs (off the 0.5 s grid) match within this many frames of their decision frame, time-aligned
+    (:mod:`agents.rl.grpo.anchors`)."""
+    # ---- logging
+    log_images_every: int = 0
+    """Log a BEV image of a group (anchors drawn) every this many updates (0: never)."""
+    metrics_window: int = 100
+    """Finished episodes in the rolling driving-metric means (route completion, collision rate ...)."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("float", float) and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                               or not math.isfinite(value)):
+                raise ValueError(f"GRPOConfig.{f.name}: expected a finite number, got {value!r}")
+        for name, low in (("n_steps", 1), ("batch_size", 1), ("n_epochs", 1), ("group_size", 2),
+                          ("log_images_every", 0), ("metrics_window", 1),
+                          ("anchor_frame_tol", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"GRPOConfig.{name}: expected an int >= {low}, got {value!r}")
+        for name in ("learning_rate", "temperature", "clip_range", "advantage_eps"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"GRPOConfig.{name}: expected > 0, got {getattr(self, name)!r}")
+        for name in ("beta", "max_grad_norm", "zero_std_tol", "anchor_position_tol", "anchor_speed_tol",
+                     "anchor_heading_tol", "kl_log_ratio_clip"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"GRPOConfig.{name}: expected >= 0, got {getattr(self, name)!r}")
+        if self.step_with not in STEP_WITH:
+            raise ValueError(f"GRPOConfig.step_with: expected one of {STEP_WITH}, got {self.step_with!r}")
+        if self.loss_aggregation not in LOSS_AGGREGATIONS:
+            raise ValueError(f"GRPOConfig.loss_aggregation: expected one of {LOSS_AGGREGATIONS}, got "
+                             f"{self.loss_aggregation!r}")
+        if self.anchor_source not in ANCHOR_SOURCES:
+            raise ValueError(f"GRPOConfig.anchor_source: expected one of {ANCHOR_SOURCES}, got {self.anchor_source!r}")
+
+    @classmethod
+    def coerce(cls, config: "GRPOConfig | Mapping[str, Any] | None") -> "GRPOConfig":
+        """None -> defaults, a mapping -> ``GRPOConfig(**mapping)`` (unknown keys named), a config -> itself
+        (:func:`envs.configuration.coerce_config`)."""
+        return coerce_config(cls, config)

@@ -1,0 +1,118 @@
+"""Accident builders at the signalized 4-way junction (synthetic; NHTSA pre-crash typologies as used by
+DeepAccident): red-light runner from the left / right, unprotected left turn, right turn across a crossing VRU.
+
+The ego always approaches from the southern arm (green); the east-west road is red. The ego log is a speed plan
+that slows for turns (lateral acceleration cap) and is cropped so that its box centre crosses the conflicting
+agent's path at the target frame; the agent is timed to arrive at that point within a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envs.scenes.bank.actors import Actor, EgoTrack, sample_size
+from envs.scenes.bank.core import Core, cropped_ego, finish_accident, interp_frame, target_frame
+from envs.scenes.bank.motion import frame_times, ped_start_time, ramp_profile, speed_caps
+from envs.scenes.layouts import Layout, Path, get_layout
+from envs.scenes.scene import AgentClass
+
+JUNCTIONS = ("junction_1x1", "junction_2x2", "junction_2x1", "junction_1x2")
+"""Junction layout variants used by the bank."""
+
+
+def _lanes(layout: Layout) -> tuple[int, int]:
+    """Lanes per direction of the north-south and east-west roads."""
+    n_ns, n_ew = (int(v) for v in layout.name.split("_")[1].split("x"))
+    return n_ns, n_ew
+
+
+def _ego_through(
+    rng: np.random.Generator, layout: Layout, route: tuple[str, ...], gate: Path, v_lo: float, v_hi: float
+) -> tuple[EgoTrack, float, np.ndarray, float]:
+    """Ego along ``route`` crossing ``gate`` near a target frame.
+
+    Returns:
+        ``(ego, t_c, point, v_cruise)``: the ego, crossing time [s], its box centre ``(2,)`` [m] then, cruise speed.
+    """
+    path = layout.path(route)
+    v = rng.uniform(v_lo, v_hi)
+    a_down = rng.uniform(1.8, 2.8)
+    caps = speed_caps(path, v, a_lat=rng.uniform(2.5, 3.2), a_down=0.9 * a_down)
+    ego, t_c = cropped_ego(path, caps, v, gate, target_frame(rng, 55, 61), rng.uniform(0.8, 1.5), a_down)
+    return ego, t_c, interp_frame(ego.centres[:, :2], t_c), v
+
+
+def _timed_vehicle(rng: np.random.Generator, path: Path, point: np.ndarray, t_arrive: float, v: float) -> Actor:
+    """A vehicle at constant speed ``v`` [m/s] along ``path`` whose box centre passes ``point`` at ``t_arrive``."""
+    s_conf = float(path.project(point[None])[0][0])
+    length, width = sample_size(rng, AgentClass.VEHICLE)
+    return Actor(AgentClass.VEHICLE, length, width, path, s_conf + v * (frame_times() - t_arrive), role="risk")
+
+
+def red_light_runner(rng: np.random.Generator, variant: str, side: str) -> Core:
+    """The ego crosses on green; a vehicle from the ``side`` ("left": west arm, "right": east arm) runs the red."""
+    layout = get_layout(str(rng.choice(JUNCTIONS)))
+    n_ns, n_ew = _lanes(layout)
+    i, j = int(rng.integers(n_ns)), int(rng.integers(n_ew))
+    route = (f"S_in{i}", f"S_in{i}>N_out{i}", f"N_out{i}")
+    arm, dest = ("W", "E") if side == "left" else ("E", "W")
+    other = (f"{arm}_in{j}", f"{arm}_in{j}>{dest}_out{j}", f"{dest}_out{j}")
+    ego, t_c, point, _ = _ego_through(rng, layout, route, layout.path(other[1:2]), 8.0, 13.5)
+    v_x = rng.uniform(9.0, 14.0)
+    risk = _timed_vehicle(rng, layout.path(other), point, t_c + rng.uniform(-0.25, 0.25), v_x)
+    ego, risk, k, avoid = finish_accident(ego, risk, [])
+    return Core(
+        layout.name, route, ego, [risk], variant,
+        f"red_light_runner_{side}: crossing vehicle from the {side} runs the red light at {v_x:.1f} m/s", k, avoid,
+    )
+
+
+def red_light_runner_left(rng: np.random.Generator, variant: str) -> Core:
+    """Red-light runner crossing from the ego's left."""
+    return red_light_runner(rng, variant, "left")
+
+
+def red_light_runner_right(rng: np.random.Generator, variant: str) -> Core:
+    """Red-light runner crossing from the ego's right."""
+    return red_light_runner(rng, variant, "right")
+
+
+def unprotected_left_turn(rng: np.random.Generator, variant: str) -> Core:
+    """The ego turns left on a permissive green across an oncoming vehicle going straight."""
+    layout = get_layout(str(rng.choice(JUNCTIONS)))
+    n_ns, _ = _lanes(layout)
+    j = int(rng.integers(n_ns))
+    route = ("S_in0", "S_in0>W_out0", "W_out0")
+    other = (f"N_in{j}", f"N_in{j}>S_out{j}", f"S_out{j}")
+    ego, t_c, point, _ = _ego_through(rng, layout, route, layout.path(other[1:2]), 8.0, 12.0)
+    v_o = rng.uniform(8.0, 13.0)
+    risk = _timed_vehicle(rng, layout.path(other), point, t_c + rng.uniform(-0.2, 0.2), v_o)
+    ego, risk, k, avoid = finish_accident(ego, risk, [])
+    return Core(
+        layout.name, route, ego, [risk], variant,
+        f"unprotected_left_turn: oncoming vehicle in lane {j} at {v_o:.1f} m/s", k, avoid,
+    )
+
+
+def right_turn_vru(rng: np.random.Generator, variant: str) -> Core:
+    """The ego turns right across a pedestrian or cyclist (``variant``) on the crosswalk of the destination arm."""
+    layout = get_layout(str(rng.choice(JUNCTIONS)))
+    n_ns, n_ew = _lanes(layout)
+    route = (f"S_in{n_ns - 1}", f"S_in{n_ns - 1}>E_out{n_ew - 1}", f"E_out{n_ew - 1}")
+    crosswalk = layout.crosswalks["E"]  # south corner -> north corner
+    from_south = rng.random() < (0.75 if variant == "pedestrian" else 0.5)
+    gate = Path.from_points(crosswalk if from_south else crosswalk[::-1])
+    ego, t_c, point, _ = _ego_through(rng, layout, route, gate, 8.0, 12.0)
+    s_conf = float(gate.project(point[None])[0][0])
+    if variant == "pedestrian":
+        cls, v, accel = AgentClass.PEDESTRIAN, rng.uniform(1.2, 2.0), rng.uniform(1.5, 3.0)
+    else:
+        cls, v, accel = AgentClass.CYCLIST, rng.uniform(3.0, 5.5), rng.uniform(1.0, 2.0)
+    t_start = ped_start_time(s_conf, v, accel, t_c + rng.uniform(-0.3, 0.2))
+    length, width = sample_size(rng, cls)
+    vru = Actor(cls, length, width, gate, ramp_profile(frame_times(), 0.0, 0.0, t_start, accel, v), role="risk")
+    ego, vru, k, avoid = finish_accident(ego, vru, [])
+    return Core(
+        layout.name, route, ego, [vru], variant,
+        f"right_turn_vru: {variant} crossing from the {'south' if from_south else 'north'} corner", k, avoid,
+    )

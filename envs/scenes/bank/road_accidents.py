@@ -1,0 +1,210 @@
+"""Accident builders on the straight road and the merge layout (synthetic; NHTSA pre-crash typologies as used by
+DeepAccident): rear-end, cut-in, occluded pedestrian, head-on drift and merge conflict.
+
+Each builder draws its parameters from ``rng`` and returns a :class:`~envs.scenes.bank.core.Core`, or raises
+:class:`~envs.scenes.bank.core.Retry` when a draw fails a check (see :func:`~envs.scenes.bank.core.finish_accident`).
+Arc lengths along the straight road's lanes equal ``x + 250`` for eastbound and ``250 - x`` for westbound lanes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from envs.scenes.bank.actors import Actor, EgoTrack, first_overlap, sample_size
+from envs.scenes.bank.core import Core, Retry, finish_accident, target_frame
+from envs.scenes.bank.motion import DT, frame_times, ped_start_time, ramp_profile, smoothstep, solve_time
+from envs.scenes.layouts import LANE_WIDTH, Path, get_layout
+from envs.scenes.scene import AgentClass
+from rewards.geometry import NAVSIM_EGO
+
+EGO_FRONT = NAVSIM_EGO.rear_axle_to_center + 0.5 * NAVSIM_EGO.length
+"""Rear axle to front bumper of the ego [m]."""
+HALF_ROAD = 250.0
+"""Half length of the straight road and the merge layout [m]."""
+
+
+def _static(cls: AgentClass, size: tuple[float, float], x: float, y: float, heading: float, role: str) -> Actor:
+    """A stationary agent with its box centre at ``(x, y)`` [m] facing ``heading`` [rad]."""
+    d = np.array([math.cos(heading), math.sin(heading)])
+    path = Path.from_points(np.array([[x, y] - d, [x, y] + d]))
+    return Actor(cls, size[0], size[1], path, np.full(len(frame_times()), 1.0), role=role)
+
+
+def _following_gap_time(v_ego: float, v0: float, accel: float, v_end: float, gap: float) -> float:
+    """Time [s] for an ego at constant ``v_ego`` to close a bumper ``gap`` [m] on a leader that changes speed
+    from ``v0`` to ``v_end`` at ``accel`` [m/s^2] from time 0 (Retry if it never closes within 15 s)."""
+    tau = solve_time(lambda t: v_ego * t - ramp_profile(t, 0.0, v0, 0.0, accel, v_end), gap)
+    if tau is None:
+        raise Retry
+    return tau
+
+
+def rear_end(rng: np.random.Generator, variant: str) -> Core:
+    """The ego keeps its speed while the lead ahead in its lane brakes hard (to a stop or a crawl)."""
+    t = frame_times()
+    lane = str(rng.choice(["E0", "E1"]))
+    path = get_layout("straight").path([lane])
+    v_e = rng.uniform(9.0, 13.5)
+    v_l0 = v_e - rng.uniform(0.0, 1.0)
+    a_l = rng.uniform(4.5, 7.5)
+    v_end = 0.0 if rng.random() < 0.6 else rng.uniform(0.0, 0.4 * v_l0)
+    gap = max(4.0, rng.uniform(0.9, 1.8) * v_e)  # bumper gap when the lead starts braking [m]
+    tau = _following_gap_time(v_e, v_l0, a_l, v_end, gap)
+    t_c = (target_frame(rng, 51, 61) - rng.uniform(0.0, 1.0)) * DT
+    t_b = t_c - tau
+    if t_b < 1.0:
+        raise Retry
+    s0 = rng.uniform(80.0, 140.0)
+    ego = EgoTrack(path, s0 + v_e * t)
+    length, width = sample_size(rng, AgentClass.VEHICLE)
+    s_lead_tb = s0 + v_e * t_b + EGO_FRONT + gap + 0.5 * length
+    lead = Actor(
+        AgentClass.VEHICLE, length, width, path, ramp_profile(t, s_lead_tb - v_l0 * t_b, v_l0, t_b, a_l, v_end), role="risk"
+    )
+    ego, lead, k, avoid = finish_accident(ego, lead, [])
+    return Core(
+        "straight", (lane,), ego, [lead], variant, f"rear_end: lead brakes at {a_l:.1f} m/s^2 to {v_end:.1f} m/s",
+        k, avoid, {"lead_brake_frame": int(round(t_b / DT))},
+    )
+
+
+def cut_in(rng: np.random.Generator, variant: str) -> Core:
+    """A slower vehicle changes into the ego lane just ahead (optionally braking after it); the ego keeps its speed."""
+    t = frame_times()
+    ego_lane, cut_lane = ("E1", "E0") if rng.random() < 0.5 else ("E0", "E1")
+    layout = get_layout("straight")
+    v_e = rng.uniform(9.0, 13.5)
+    v_c = max(v_e - rng.uniform(2.0, 5.0), 4.0)
+    brake = rng.random() < 0.5
+    a_c = rng.uniform(1.0, 3.0) if brake else 0.0
+    v_c_end = max(v_c - 4.0, 2.0) if brake else v_c
+    duration = rng.uniform(2.0, 3.5)  # lane change [s]
+    gap_end = rng.uniform(1.0, 7.0)  # bumper gap when the lane change ends [m]
+    tau = _following_gap_time(v_e, v_c, a_c, v_c_end, gap_end)
+    t_c = (target_frame(rng, 51, 61) - rng.uniform(0.0, 1.0)) * DT
+    t_end = t_c - tau
+    t_start = t_end - duration
+    if t_start < 1.0:
+        raise Retry
+    s0 = rng.uniform(80.0, 140.0)
+    ego = EgoTrack(layout.path([ego_lane]), s0 + v_e * t)
+    length, width = sample_size(rng, AgentClass.VEHICLE)
+    s_end = s0 + v_e * t_end + EGO_FRONT + gap_end + 0.5 * length
+    shift = -LANE_WIDTH if cut_lane == "E0" else LANE_WIDTH  # towards the ego lane (left positive)
+    cutter = Actor(
+        AgentClass.VEHICLE, length, width, layout.path([cut_lane]),
+        ramp_profile(t, s_end - v_c * t_end, v_c, t_end, a_c, v_c_end),
+        lateral=shift * smoothstep((t - t_start) / duration), role="risk",
+    )
+    ego, cutter, k, avoid = finish_accident(ego, cutter, [])
+    side = "left" if cut_lane == "E0" else "right"
+    return Core(
+        "straight", (ego_lane,), ego, [cutter], variant,
+        f"cut_in: vehicle from the {side} lane cuts in {gap_end:.1f} m ahead at {v_c:.1f} m/s", k, avoid,
+        {"cut_in_side": side},
+    )
+
+
+def pedestrian_occluded(rng: np.random.Generator, variant: str) -> Core:
+    """A pedestrian steps onto the road from behind a parked vehicle; the ego keeps its speed."""
+    t = frame_times()
+    ego_lane = "E1" if rng.random() < 0.75 else "E0"
+    y_lane = -(1.5 if ego_lane == "E1" else 0.5) * LANE_WIDTH
+    v_e = rng.uniform(8.0, 13.0)
+    x_p = rng.uniform(-40.0, 40.0)
+    t_c = (target_frame(rng, 54, 61) - rng.uniform(0.0, 1.0)) * DT
+    ego = EgoTrack(get_layout("straight").path([ego_lane]), x_p + HALF_ROAD - NAVSIM_EGO.rear_axle_to_center + v_e * (t - t_c))
+    child = rng.random() < 0.25
+    p_len, p_wid = sample_size(rng, AgentClass.PEDESTRIAN)
+    v_p = rng.uniform(2.2, 3.0) if child else rng.uniform(1.2, 2.0)
+    a_p = rng.uniform(1.5, 3.0)
+    x_ped = x_p + rng.uniform(-0.5, 0.5)
+    y0 = -(2 * LANE_WIDTH + 3.0)  # kerb between parking strip and sidewalk
+    t_start = ped_start_time(y_lane - y0, v_p, a_p, t_c + rng.uniform(-0.2, 0.25))
+    if t_start < 0.5:
+        raise Retry
+    ped = Actor(
+        AgentClass.PEDESTRIAN, p_len, p_wid, Path.from_points(np.array([[x_ped, y0], [x_ped, -y0]])),
+        ramp_profile(t, 0.0, 0.0, t_start, a_p, v_p), role="risk",
+    )
+    occ_size = sample_size(rng, AgentClass.VEHICLE, str(rng.choice(["suv", "van", "truck"])))
+    x_occ = x_ped - 0.5 * p_wid - rng.uniform(0.4, 1.5) - 0.5 * occ_size[0]
+    occluder = _static(AgentClass.VEHICLE, occ_size, x_occ, -2 * LANE_WIDTH - 0.15 - 0.5 * occ_size[1], 0.0, "prop")
+    ego, ped, k, avoid = finish_accident(ego, ped, [occluder])
+    return Core(
+        "straight", (ego_lane,), ego, [ped, occluder], variant,
+        f"pedestrian_occluded: {'child runs' if child else 'pedestrian walks'} out from behind a parked vehicle",
+        k, avoid, {"pedestrian_start_frame": int(round(t_start / DT))},
+    )
+
+
+def head_on_drift(rng: np.random.Generator, variant: str) -> Core:
+    """The ego drifts left out of its lane into an oncoming vehicle (its route stays in its own lane)."""
+    t = frame_times()
+    layout = get_layout("straight")
+    v_e, v_o = rng.uniform(8.0, 13.0), rng.uniform(8.0, 13.0)
+    k_meet = target_frame(rng, 52, 61)
+    t_meet = k_meet * DT
+    full = rng.uniform(2.8, 3.6)  # final drift [m]
+    d_meet = rng.uniform(1.9, min(full, 3.0))  # drift at contact [m]
+    tau_d = rng.uniform(3.0, 5.0)  # drift duration [s]
+    t_d0 = t_meet - math.acos(1.0 - 2.0 * d_meet / full) / math.pi * tau_d
+    if t_d0 < 1.0:
+        raise Retry
+    ego = EgoTrack(layout.path(["E0"]), rng.uniform(80.0, 140.0) + v_e * t, lateral=full * smoothstep((t - t_d0) / tau_d))
+    length, width = sample_size(rng, AgentClass.VEHICLE)
+    front_x = ego.corners()[k_meet, :, 0].max()
+    x_meet = front_x + 0.5 * length - rng.uniform(0.2, 1.0)
+    oncoming = Actor(
+        AgentClass.VEHICLE, length, width, layout.path(["W0"]), (HALF_ROAD - x_meet) + v_o * (t - t_meet), role="risk"
+    )
+    ego, oncoming, k, avoid = finish_accident(ego, oncoming, [], check="steer_back")
+    return Core(
+        "straight", ("E0",), ego, [oncoming], variant,
+        f"head_on_drift: ego drifts {d_meet:.1f} m into the oncoming lane", k, avoid,
+        {"drift_start_frame": int(round(t_d0 / DT))},
+    )
+
+
+def merge_conflict(rng: np.random.Generator, variant: str) -> Core:
+    """At the on-ramp: ``ego_merges`` (the ego merges into a main-road vehicle beside it) or
+    ``ramp_vehicle_merges`` (a slower ramp vehicle merges just ahead of the ego on the main road)."""
+    t = frame_times()
+    layout = get_layout("merge")
+    length, width = sample_size(rng, AgentClass.VEHICLE)
+    t_c = (target_frame(rng, 54, 61) - rng.uniform(0.0, 1.0)) * DT
+    if variant == "ego_merges":
+        route, other = ("ramp", "E1_down"), ("E1_up", "E1_down")
+        v_e = rng.uniform(10.0, 13.5)
+        path = layout.path(route)
+        x_star = rng.uniform(0.0, 15.0)  # ego box centre x at t_c [m]
+        s_star = float(np.interp(x_star - NAVSIM_EGO.rear_axle_to_center, path.points[:, 0], path.s))
+        ego = EgoTrack(path, s_star + v_e * (t - t_c))
+        v_m = rng.uniform(v_e - 0.5, v_e + 2.0)
+        x_m = x_star + rng.uniform(-0.5, 3.0)
+        risk = Actor(AgentClass.VEHICLE, length, width, layout.path(other), x_m + HALF_ROAD + v_m * (t - t_c), role="risk")
+        # The side-swipe starts a variable time before the centres align: shift both (constant-speed) motions in
+        # time so that the first contact lands on a target frame.
+        k0 = first_overlap(ego.corners(), risk.corners())
+        if k0 is None:
+            raise Retry
+        shift = (target_frame(rng, 52, 60) - k0) * DT
+        ego = EgoTrack(path, ego.s - v_e * shift)
+        risk = Actor(AgentClass.VEHICLE, length, width, risk.path, risk.s - v_m * shift, role="risk")
+        conflict = "merge_conflict: ego merges from the ramp into a main-road vehicle"
+    else:
+        route, other = ("E1_up", "E1_down"), ("ramp", "E1_down")
+        v_e = rng.uniform(10.0, 13.5)
+        path = layout.path(route)
+        x_front = rng.uniform(8.0, 30.0)  # ego front x at t_c [m]
+        ego = EgoTrack(path, x_front - EGO_FRONT + HALF_ROAD + v_e * (t - t_c))
+        v_r = v_e - rng.uniform(2.0, 5.0)
+        r_path = layout.path(other)
+        x_r = x_front + 0.5 * length - rng.uniform(0.1, 0.6)
+        s_r = float(np.interp(x_r, r_path.points[:, 0], r_path.s))
+        risk = Actor(AgentClass.VEHICLE, length, width, r_path, s_r + v_r * (t - t_c), role="risk")
+        conflict = "merge_conflict: a slower ramp vehicle merges just ahead of the ego"
+    ego, risk, k, avoid = finish_accident(ego, risk, [])
+    return Core("merge", route, ego, [risk], variant, conflict, k, avoid)

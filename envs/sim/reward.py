@@ -1,0 +1,105 @@
+"""The environments' reward: a linear combination of named scorer terms (HighwayEnv / Waymax style).
+
+``reward = w_score * score + w_collision * collision`` (weights and score choice: one :class:`RewardConfig`, the same
+object for the replay env, the CARLA env and GRPO's group score, which sums the ``reward`` term) where
+
+* ``score`` is, when the scene has a map, **SP-PDMS** (default, ``RewardConfig.reward_score="sp_pdms"``): the PDM score
+  with EP normalised against the **safe-progress reference** (the largest progress a careful proposal achieves
+  safely against the logged agents, :func:`rewards.scorer.safe_progress_for`), so standing still earns EP 0 wherever
+  moving safely was possible; or the NAVSIM-faithful ``pdms`` (``reward_score="pdms"``), whose EP reference is the
+  PDM-Closed-like planner: on accident-heavy data that reference often collides, its masked progress is 0 and EP is
+  1 for any candidate, which makes stopping free (measured: ``benchmarks/bench_degenerate.py``). Both are always
+  reported (``pdms``, ``ep`` and ``sp_pdms``, ``sp_ep``). Without a map (DeepAccident) PDMS, DAC, DDC and EP
+  are unavailable (NaN), and ``score`` is the **map-free score** (:func:`rewards.pdm.map_free_score` without a
+  progress measure: ``NC * (w_ttc TTC + w_c C) / (w_ttc + w_c)``, with NAVSIM's weights 5 and 2
+  ``NC * (5 TTC + 2 C) / 7``), reported under its own name ``map_free_score``, never as ``pdms``;
+* ``collision`` is the scorer's collision term (``-PDMConfig.collision_penalty`` for a candidate with any ego
+  collision in its 4 s horizon, at fault or not, else 0).
+
+Closed loop adds ``w_terminal_collision * terminal_collision`` where ``terminal_collision`` is ``-1`` on the step in
+which the simulated ego actually collides (see :mod:`envs.replay_env`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from rewards.config import PDMConfig
+from rewards.pdm import map_free_score
+
+REWARD_TERMS = ("nc", "dac", "ddc", "ttc", "ep", "comfort", "pdms", "sp_ep", "sp_pdms", "collision", "map_free_score",
+                "score", "reward")
+"""The float terms a step reports in ``info["rewards"]`` (map-dependent ones are NaN without a map)."""
+REWARD_SCORES = ("sp_pdms", "pdms")
+"""Scores the reward can use where the scene has a map (see the module docstring)."""
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """The reward: which score and the weights of its terms. One object serves every consumer: the replay env
+    (``EnvConfig.reward``), the CARLA env (``CarlaEnvConfig.reward``) and GRPO's group score (the ``reward`` term
+    of ``score_group``); the pipeline's ``reward`` group instantiates it once (``_target_: envs.sim.reward.RewardConfig``)."""
+
+    reward_score: str = "sp_pdms"
+    """Score in the reward where the scene has a map (:data:`REWARD_SCORES`): ``"sp_pdms"`` (EP against the
+    safe-progress reference: stopping earns EP 0 where moving safely was possible) or ``"pdms"`` (NAVSIM's EP, against
+    the PDM-Closed-like reference). Both are always reported in ``info["rewards"]``."""
+    w_score: float = 1.0
+    """Weight of ``score`` (SP-PDMS or PDMS, or the map-free score without a map)."""
+    w_collision: float = 1.0
+    """Weight of the scorer's collision term (``-PDMConfig.collision_penalty`` for a candidate that collides within
+    its 4 s horizon)."""
+    w_terminal_collision: float = 1.0
+    """Closed loop: penalty magnitude added once when the simulated (or CARLA) ego collides."""
+
+    def __post_init__(self) -> None:
+        if self.reward_score not in REWARD_SCORES:
+            raise ValueError(f"RewardConfig.reward_score: expected one of {REWARD_SCORES}, got {self.reward_score!r}")
+        for name in ("w_score", "w_collision", "w_terminal_collision"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
+                raise ValueError(f"RewardConfig.{name}: expected a finite number, got {value!r}")
+
+    @classmethod
+    def coerce(cls, config: "RewardConfig | dict | None") -> "RewardConfig":
+        """``config`` as a :class:`RewardConfig` (None: defaults; a mapping of its fields)."""
+        from envs.configuration import coerce_config
+
+        return coerce_config(cls, config)
+
+
+def reward_terms(result, pdm_config: PDMConfig, reward: RewardConfig = RewardConfig(),
+                 safe_progress: float | None = None) -> dict[str, np.ndarray]:
+    """Every named term of a scored group and the resulting reward.
+
+    Args:
+        result: a ``rewards.pdm.PDMResult`` for G candidates (EP normalised against the NAVSIM-faithful reference).
+        pdm_config: the scorer configuration used.
+        reward: the score choice and weights (:class:`RewardConfig`).
+        safe_progress: the safe-progress reference [m] (None: SP-PDMS normalises EP among the group).
+
+    Returns:
+        ``{name: (G,) float64}`` with the scorer's terms (``nc, dac, ddc, ttc, ep, comfort, pdms, collision`` ...),
+        ``map_free_score``, ``score``, ``reward``, and ``(G,)`` arrays ``is_collision`` (bool),
+        ``at_fault_collision`` (bool), ``collision_time`` [s] (NaN without a collision) and ``colliding_agent_id``
+        (int64, -1 without a collision). Plain numpy, picklable.
+    """
+    terms = {name: np.asarray(value, dtype=np.float64) for name, value in result.terms(pdm_config).items()}
+    sp = result.renormalized(safe_progress, pdm_config)
+    terms["sp_ep"] = np.asarray(sp.ep, dtype=np.float64)
+    terms["sp_pdms"] = np.asarray(sp.pdms, dtype=np.float64)
+    mfs = map_free_score(terms["nc"], terms["ttc"], terms["comfort"], pdm_config)
+    chosen = terms[reward.reward_score]
+    score = np.where(np.isnan(chosen), mfs, chosen)
+    out = dict(terms)
+    out["map_free_score"] = mfs
+    out["score"] = score
+    out["reward"] = reward.w_score * score + reward.w_collision * terms["collision"]
+    out["is_collision"] = np.asarray(result.collision, dtype=bool)
+    out["at_fault_collision"] = np.asarray(result.at_fault_collision, dtype=bool)
+    out["collision_time"] = np.asarray(result.collision_time, dtype=np.float64)
+    out["colliding_agent_id"] = np.asarray(result.colliding_agent_id, dtype=np.int64)
+    return out
