@@ -1,18 +1,11 @@
-"""How the pipeline's stages build what they share from the run configuration: the scene sources, the replay env
-configuration (reward group + the agent's view), the group env and the GRPO model of the configured agent, and the
-method names (:mod:`experiments.stages` runs the stages, :mod:`experiments.results` evaluates their outputs; both
-build through here)."""
+"""What the stages, agents and methods share, built from the run configuration: the scene sources, the replay env
+configuration of the run's agent (its view + the one reward config) and the GRPO / PPO training env."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from experiments.pipeline import Context
-
-SFT_MODES = {"sft_positive": "positive", "sft_negative": "negative"}
-"""SFT methods -> the SFT data view they train on."""
-RL_METHODS = ("ppo", "grpo", "anchor_grpo")
-"""Methods trained by the ``grpo`` stage."""
 
 
 def sources(ctx: Context) -> tuple[Any, Any, str]:
@@ -54,19 +47,11 @@ def sources(ctx: Context) -> tuple[Any, Any, str]:
 
 
 def env_config(ctx: Context):
-    """The replay env configuration of the learning agent and the evaluation (reward group + the agent's view)."""
-    from envs.render import BEVConfig
-    from envs.replay_env import EnvConfig
+    """The replay env configuration of the run's agent (its view, the run's one reward): what it trains on and what
+    the learned rows are evaluated on (:attr:`experiments.registry.Agent.env_config`)."""
+    from experiments.registry import get_agent
 
-    reward, agent = ctx.cfg.reward, ctx.cfg.agent
-    if agent.name == "vla":
-        return EnvConfig(text_prompt=True, reward=reward)  # the VLA's 128 px RGB BEV and its prompt
-    if agent.bev == "none":
-        return EnvConfig(bev=None, reward=reward)
-    from agents.rl.grpo.policies import MLP_LAYERS
-
-    return EnvConfig(bev=BEVConfig(height=64, width=64, meters_per_pixel=1.0, mode="semantic",
-                                   semantic_layers=MLP_LAYERS), reward=reward)
+    return get_agent(ctx.cfg.agent.name).env_config(ctx.cfg.agent, ctx.cfg.reward)
 
 
 def group_env(ctx: Context, normalized: bool, online_mining: bool = False):
@@ -83,31 +68,3 @@ def group_env(ctx: Context, normalized: bool, online_mining: bool = False):
                             **source_kwargs)
     n_envs = int(ctx.cfg.train.n_envs)
     return make_group_vec_env(config, n_envs, seed=int(ctx.cfg.seed), subprocess=n_envs > 1)
-
-
-def grpo_model(ctx: Context, anchors: bool, start: Any):
-    """A GRPO model of the configured agent (VLA from the SFT folder ``start``; MLP from the BC state dict)."""
-    import dataclasses
-
-    import torch
-
-    from agents.rl.grpo import GRPO
-
-    config = dataclasses.replace(ctx.cfg.train.grpo, anchors=anchors)
-    pairs = str(ctx.outputs["mine"]["pairs_train"])
-    tb = str(ctx.path("tb", "rl", ".keep").parent) if ctx.cfg.tensorboard else None
-    seed = int(ctx.cfg.seed)
-    if ctx.cfg.agent.name == "vla":
-        return GRPO("VLAPolicy", group_env(ctx, normalized=False), config, anchor_pairs=pairs,
-                    policy_kwargs={"path": str(start)}, seed=seed, tensorboard_log=tb)
-    agent = ctx.cfg.agent
-    kwargs: dict[str, Any] = {"log_std_init": float(agent.log_std_init)}
-    if agent.bev != "none":
-        kwargs["features_extractor_kwargs"] = {"cnn_output_dim": 64}
-    model = GRPO("MultiInputPolicy",  # the observation is a dict with or without the BEV (agent.bev=none)
-                 group_env(ctx, normalized=True), config, anchor_pairs=pairs, seed=seed, tensorboard_log=tb,
-                 policy_kwargs=kwargs)
-    if start is not None:
-        model.policy.load_state_dict(torch.load(start))
-        model.reset_reference()
-    return model

@@ -40,11 +40,13 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+import experiments  # noqa: F401  (registers the built-in agents and methods)
 from agents.rl.bc import BCConfig
 from agents.rl.grpo.config import GRPOConfig
 from agents.rl.ppo import PPOBaselineConfig
 from agents.sft.trainer import SFTConfig
 from envs.sim.reward import RewardConfig as _RewardConfig
+from experiments.registry import AgentConfig, agent_names, get_agent, method_names
 
 
 # ------------------------------------------------------------------------------------------- library dataclasses
@@ -212,53 +214,12 @@ class MineConfig:
 
 
 @dataclass
-class AgentConfig:
-    """The learning policy (group ``agent``)."""
-
-    name: str = "vla"
-    """``vla`` or ``mlp``."""
-
-
-@dataclass
-class VLAAgentConfig(AgentConfig):
-    """The VLA (:mod:`agents.vla`): a tiny random-init LLaVA by default, or a pretrained VLM from a local folder."""
-
-    name: str = "vla"
-    model: Any = field(default_factory=lambda: {"_target_": "agents.vla.model.VLAConfig"})
-    """Model sizes (``_target_: agents.vla.model.VLAConfig``; override fields, e.g. ``agent.model.text_layers=4``)."""
-    init: Optional[str] = None
-    """A local folder with a pretrained VLM (``AutoModelForImageTextToText``) or a saved VLA policy to start from."""
-    lora: bool = False
-    """With ``init``: train LoRA adapters (``peft``) instead of every weight."""
-    codebook_size: int = 256
-    """Action codewords (k-means)."""
-    codebook_mode: str = "segment"
-    """``segment`` (one token per 0.5 s) or ``trajectory`` (one token per 4 s)."""
-    codebook_scenes: int = 100
-    """Bank scenes (training seed) whose expert logs the codebook is fitted on (plus the pairs' positives)."""
-
-
-@dataclass
-class MLPAgentConfig(AgentConfig):
-    """The Gaussian trajectory policy of :mod:`agents.rl.grpo` (fast; SFT rows are behaviour cloning)."""
-
-    name: str = "mlp"
-    bev: str = "semantic64"
-    """Observation: ``semantic64`` (64 px semantic BEV, CNN features) or ``none`` (state only)."""
-    log_std_init: float = -1.0
-    """Initial log-std of the Gaussian (normalised action units)."""
-
-
-METHODS = ("sft_positive", "sft_negative", "ppo", "grpo", "anchor_grpo")
-"""Learned methods, in table order."""
-
-
-@dataclass
 class AlgoConfig:
     """Which learned methods run (group ``algo``)."""
 
-    methods: List[str] = field(default_factory=lambda: list(METHODS))
-    """Learned methods (:data:`METHODS`); GRPO rows start from the negative-enhanced SFT policy."""
+    methods: List[str] = field(default_factory=lambda: method_names("learned"))
+    """Learned methods (registered in :mod:`experiments.registry`; default: every one, in table order); GRPO rows
+    start from the negative-enhanced SFT policy."""
 
 
 RewardConfig = schema(_RewardConfig)
@@ -289,6 +250,9 @@ class TrainConfig:
     """Parallel training envs (``SubprocVecEnv`` when > 1)."""
     threads: int = 1
     """Torch CPU threads per process (1: the measured best on shared CPUs)."""
+    online_mining: bool = False
+    """anchor-GRPO also mines anchor pairs from its own closed-loop crashes during training
+    (:class:`counterfactual.online.CollisionMiningWrapper`)."""
 
     def __post_init__(self) -> None:
         for name in ("expert_frames", "rl_budget", "n_envs", "threads"):
@@ -345,10 +309,10 @@ def register_configs() -> None:
     cs.store(group="env", name="bank", node=SourceConfig)
     cs.store(group="env", name="deepaccident", node=DeepAccidentSourceConfig)
     cs.store(group="env", name="carla", node=CarlaSourceConfig)
-    cs.store(group="agent", name="vla", node=VLAAgentConfig)
-    cs.store(group="agent", name="mlp", node=MLPAgentConfig)
+    for name in agent_names():
+        cs.store(group="agent", name=name, node=get_agent(name).config)
     cs.store(group="algo", name="all", node=AlgoConfig)
-    for method in METHODS:
+    for method in method_names("learned"):
         cs.store(group="algo", name=method, node=AlgoConfig(methods=[method]))
     cs.store(group="reward", name="sp_pdms", node=RewardConfig)
     cs.store(group="reward", name="pdms", node=RewardConfig(reward_score="pdms"))

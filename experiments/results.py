@@ -32,19 +32,6 @@ COLUMNS = (
 )
 """``(key, header)`` of the table's value columns (all in %)."""
 
-ROW_ORDER = ("pdm_closed_like", "safe_oracle", "sft_positive", "sft_negative", "ppo", "grpo", "anchor_grpo")
-NOTES = {
-    "pdm_closed_like": "planner (constant-velocity forecasts; privileged: reads the agents' current states)",
-    "safe_oracle": "privileged reference, not an upper bound: planner with oracle knowledge of the agents' logged "
-                   "future",
-    "sft_positive": "positive-only SFT (the no-negative baseline)",
-    "sft_negative": "negative-enhanced SFT (failure feedback + correction)",
-    "ppo": "SB3 PPO from scratch, same env, reward and env budget",
-    "grpo": "vanilla GRPO from the negative-enhanced SFT policy",
-    "anchor_grpo": "anchor-GRPO from the negative-enhanced SFT policy",
-}
-
-
 def _num(value: Any) -> float:
     return math.nan if value is None else float(value)
 
@@ -52,7 +39,7 @@ def _num(value: Any) -> float:
 def row_from_results(method: str, kind: str, open_loop: Any = None, closed_loop: Any = None,
                      language: float | None = None, risk: float | None = None, note: str = "") -> dict[str, Any]:
     """A table row from :class:`agents.evaluation.EvalResult` s (``None`` where not measured)."""
-    row: dict[str, Any] = {"method": method, "kind": kind, "note": note or NOTES.get(method, "")}
+    row: dict[str, Any] = {"method": method, "kind": kind, "note": note}
     row["pdms"] = _num(open_loop.score) if open_loop is not None else None
     row["sp_pdms_closed_loop"] = _num(closed_loop.driving.get("sp_pdms")) if closed_loop is not None else None
     row["collision_rate"] = _num(closed_loop.collision_rate) if closed_loop is not None else None
@@ -72,7 +59,9 @@ def _cell(values: Sequence[Any]) -> str:
 
 
 def _order(methods: Sequence[str]) -> list[str]:
-    known = [m for m in ROW_ORDER if m in methods]
+    from experiments.registry import row_order
+
+    known = [m for m in row_order() if m in methods]
     return known + [m for m in methods if m not in known]
 
 
@@ -123,106 +112,48 @@ def check_cells(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 
 # --------------------------------------------------------------------------------------------------- evaluation
 def evaluate_methods(ctx: Any) -> list[dict[str, Any]]:
-    """Evaluate the planners and every selected method on the held-out scenes (see the module docstring)."""
-    from agents.baselines import make_baseline
-    from envs.replay_env import EnvConfig, ReplayEnv
+    """Evaluate the planners (``evaluate.planners``) and every selected method (``algo.methods``) on the held-out
+    scenes, each as its :class:`~experiments.registry.Method` loads it; a row whose policy writes the safety label gets
+    its language / risk accuracy (the agent's :attr:`~experiments.registry.Agent.label_accuracy`), and the first such
+    row brings the trivial label predictors as rows of their own."""
     from agents.evaluation import evaluate_closed_loop, evaluate_open_loop
+    from envs.replay_env import EnvConfig, ReplayEnv
     from experiments.builders import env_config, sources
+    from experiments.registry import NO_LABEL_NOTE, get_agent, get_method
 
     cfg = ctx.cfg
     ev = cfg.evaluate
     progress = bool(cfg.progress)
     _, held, _ = sources(ctx)
+    agent = get_agent(cfg.agent.name)
     rows: list[dict[str, Any]] = []
-
-    def drive(policy: Any, config: EnvConfig) -> tuple[Any, Any]:
+    trivial = None
+    for name in [*ev.planners, *cfg.algo.methods]:
+        method = get_method(name)
+        policy = method.load(ctx)
+        config = EnvConfig(bev=None, reward=cfg.reward) if method.privileged_view else env_config(ctx)
         ol = evaluate_open_loop(policy, ReplayEnv(held, "open_loop", config), progress=progress) \
             if ev.open_loop else None
         cl = evaluate_closed_loop(policy, ReplayEnv(held, "closed_loop", config), progress=progress) \
             if ev.closed_loop else None
-        return ol, cl
-
-    for name in ev.planners:
-        ol, cl = drive(make_baseline(name), EnvConfig(bev=None, reward=cfg.reward))
-        rows.append(row_from_results(name, "planner", ol, cl, note=NOTES.get(name, "planner") +
-                                     "; states no safety label: language / risk acc n/a"))
-    methods = [m for m in cfg.algo.methods]
-    if cfg.agent.name == "vla":
-        rows += _evaluate_vla_methods(ctx, methods, held, drive)
-    else:
-        rows += _evaluate_mlp_methods(ctx, methods, drive, env_config(ctx))
-    return rows
-
-
-def _evaluate_vla_methods(ctx: Any, methods: Sequence[str], held: Any, drive: Any) -> list[dict[str, Any]]:
-    """VLA rows (language and risk accuracy from their generated text) and the trivial label predictors."""
-    from agents.rl.sb3_agent import SB3Agent
-    from agents.sft.data import SampleConfig, load_or_build_samples
-    from agents.vla.evaluate import language_accuracy
-    from agents.vla.policy import VLAPolicy
-    from counterfactual.dataset import load_anchor_pairs
-    from experiments.builders import SFT_MODES, env_config, sources
-
-    cfg = ctx.cfg
-    progress = bool(cfg.progress)
-    train, _, _ = sources(ctx)
-    samples = SampleConfig(expert_frames_per_scene=int(cfg.train.expert_frames),
-                           observation=env_config(ctx).observation)
-    cache = ctx.path("sft", "cache", ".keep").parent
-    train_table = load_or_build_samples(train, load_anchor_pairs(ctx.outputs["mine"]["pairs_train"]), cache,
-                                        samples, progress=progress)
-    held_table = load_or_build_samples(held, load_anchor_pairs(ctx.outputs["mine"]["pairs_eval"]), cache, samples,
-                                       progress=progress)
-    rows: list[dict[str, Any]] = []
-    trivial = None
-    for method in methods:
-        if method == "ppo":
-            from stable_baselines3 import PPO
-
-            model = PPO.load(ctx.outputs["grpo"]["ppo"], device="cpu")
-            ol, cl = drive(SB3Agent(model, "ppo"), env_config(ctx))
-            rows.append(row_from_results("ppo", "learned", ol, cl, note=NOTES["ppo"] +
-                                         "; states no safety label: language / risk acc n/a"))
+        note = agent.notes.get(name, method.note) if method.kind == "learned" else method.note
+        if method.kind == "learned" and method.states_label and agent.label_accuracy is not None:
+            accuracy = agent.label_accuracy(ctx, policy)
+            trivial = trivial or accuracy[1:]
+            rows.append(row_from_results(name, "learned", ol, cl, accuracy[0].language_accuracy,
+                                         accuracy[0].risk_accuracy, note=note))
             continue
-        folder = ctx.outputs["sft"][SFT_MODES[method]] if method in SFT_MODES else ctx.outputs["grpo"][method]
-        policy = VLAPolicy.from_pretrained(folder, name=method)
-        ol, cl = drive(policy, env_config(ctx))
-        accuracy = language_accuracy(policy, held_table, train_table, progress=progress)
-        trivial = trivial or accuracy[1:]
-        rows.append(row_from_results(method, "learned", ol, cl, accuracy[0].language_accuracy,
-                                     accuracy[0].risk_accuracy))
+        if method.kind == "learned" and agent.label_accuracy is None:
+            note += agent.no_label_note
+        else:
+            note += NO_LABEL_NOTE
+        rows.append(row_from_results(name, method.kind, ol, cl, note=note))
     for base in trivial or []:
         how = "the scenario type and lead time (which the policy cannot see)" if "lookup" in base.name else \
             "nothing: the most frequent training value of each field"
         rows.append(row_from_results(base.name, "trivial", language=base.language_accuracy,
                                      risk=base.risk_accuracy, note=f"trivial label predictor fitted on the training "
                                      f"rows, reads {how}; does not drive: driving columns n/a"))
-    return rows
-
-
-def _evaluate_mlp_methods(ctx: Any, methods: Sequence[str], drive: Any, config: Any) -> list[dict[str, Any]]:
-    """MLP rows (behaviour-cloned starts, GRPO, PPO): driving only (the Gaussian policy states no label)."""
-    from agents.rl.grpo import GRPO
-    from agents.rl.sb3_agent import SB3Agent
-    from experiments.builders import SFT_MODES, grpo_model
-
-    rows = []
-    for method in methods:
-        if method in SFT_MODES:
-            model = grpo_model(ctx, anchors=False, start=ctx.outputs["sft"][SFT_MODES[method]])
-            agent = SB3Agent(model, method)
-            note = NOTES[method].replace("SFT", "behaviour cloning (MLP analogue of SFT)")
-        elif method == "ppo":
-            from stable_baselines3 import PPO
-
-            agent = SB3Agent(PPO.load(ctx.outputs["grpo"]["ppo"], device="cpu"), "ppo")
-            note = NOTES["ppo"]
-        else:
-            agent = SB3Agent(GRPO.load(ctx.outputs["grpo"][method], device="cpu"), method)
-            note = NOTES[method]
-        ol, cl = drive(agent, config)
-        rows.append(row_from_results(method, "learned", ol, cl, note=note +
-                                     "; the Gaussian policy states no safety label: language / risk acc n/a"))
     return rows
 
 

@@ -30,7 +30,8 @@ from typing import Any, Mapping
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config import METHODS, RunConfig, build, register_configs
+from experiments.config import RunConfig, build, register_configs
+from experiments.registry import agent_names, method_names
 
 register_configs()
 
@@ -46,11 +47,13 @@ def validate(cfg: Mapping[str, Any]) -> None:
             raise SystemExit("env.root: set it to your DeepAccident folder, e.g. env=deepaccident env.root=/data/DA")
         if not Path(env["root"]).is_dir():
             raise SystemExit(f"env.root: {env['root']!r} is not a folder")
-    unknown = [m for m in cfg["algo"]["methods"] if m not in METHODS]
-    if unknown:
-        raise SystemExit(f"algo.methods: unknown {unknown}; known: {list(METHODS)}")
-    if cfg["agent"]["name"] not in ("vla", "mlp"):
-        raise SystemExit(f"agent.name: expected vla or mlp, got {cfg['agent']['name']!r}")
+    for field, kind, names in (("algo.methods", "learned", cfg["algo"]["methods"]),
+                               ("evaluate.planners", "planner", cfg["evaluate"]["planners"])):
+        unknown = [m for m in names if m not in method_names(kind)]
+        if unknown:
+            raise SystemExit(f"{field}: unknown {unknown}; known: {method_names(kind)}")
+    if cfg["agent"]["name"] not in agent_names():
+        raise SystemExit(f"agent.name: expected one of {agent_names()}, got {cfg['agent']['name']!r}")
 
 
 def typed_config(cfg: DictConfig) -> RunConfig:

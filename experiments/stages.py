@@ -26,12 +26,13 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from experiments.pipeline import Context, Stage, register_stage
-from experiments.builders import RL_METHODS, SFT_MODES, env_config, grpo_model, group_env, sources
+from experiments.builders import sources
+from experiments.registry import get_agent, get_method
 
 
 def summarize_scenes(scenes: Any) -> str:
@@ -153,135 +154,33 @@ def mine(ctx: Context) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------------------- sft
-def _needed_sft_modes(ctx: Context) -> list[str]:
-    """SFT views to train: the selected SFT rows, plus the negative-enhanced start of any GRPO row."""
-    methods = list(ctx.cfg.algo.methods)
-    modes = [SFT_MODES[m] for m in methods if m in SFT_MODES]
-    if any(m in ("grpo", "anchor_grpo") for m in methods) and "negative" not in modes:
-        modes.append("negative")
-    return modes
+def needed_sft_views(methods: Sequence[str]) -> list[str]:
+    """SFT data views the selected methods need (their :attr:`~experiments.registry.Method.sft_views`, in order)."""
+    views: list[str] = []
+    for name in methods:
+        views += [v for v in get_method(name).sft_views if v not in views]
+    return views
 
 
 def sft(ctx: Context) -> dict[str, Any]:
-    """Positive-only and negative-enhanced SFT (VLA) or behaviour cloning (MLP)."""
+    """The agent's SFT (VLA) or behaviour cloning (MLP) on every data view a selected method needs."""
     _threads(ctx)
-    modes = _needed_sft_modes(ctx)
-    if not modes:
+    views = needed_sft_views(ctx.cfg.algo.methods)
+    if not views:
         print("no SFT row selected (algo.methods); nothing to train")
         return {}
-    if ctx.cfg.agent.name == "mlp":
-        return _bc(ctx, modes)
-    from agents.sft.data import SampleConfig, SFTDataset, load_or_build_samples
-    from agents.sft.trainer import latest_checkpoint, train_sft
-    from agents.vla.codebook import CodebookConfig, TrajectoryCodebook, fit_on_logs_and_positives
-    from agents.vla.model import VLAConfig
-    from agents.vla.policy import VLAPolicy
-    from counterfactual.dataset import load_anchor_pairs
-
-    cfg, agent, train_cfg = ctx.cfg, ctx.cfg.agent, ctx.cfg.train
-    progress = bool(cfg.progress)
-    train, _, _ = sources(ctx)
-    pairs = load_anchor_pairs(ctx.outputs["mine"]["pairs_train"])
-    cache = ctx.path("sft", "cache", ".keep").parent
-    table = load_or_build_samples(train, pairs, cache, SampleConfig(
-        expert_frames_per_scene=int(train_cfg.expert_frames), observation=env_config(ctx).observation),
-        progress=progress)
-    book_path = ctx.path("sft", "codebook.npz")
-    if book_path.is_file():
-        codebook = TrajectoryCodebook.load(book_path)
-    else:
-        codebook = fit_on_logs_and_positives(
-            pairs, CodebookConfig(size=int(agent.codebook_size), mode=agent.codebook_mode),
-            int(agent.codebook_scenes), int(getattr(cfg.env, "seed", 0) or 0))
-        codebook.save(book_path)
-    outputs: dict[str, Any] = {"codebook": book_path, "samples": len(table)}
-    model_config = _instantiate(agent.model, seed=int(cfg.seed))
-    for mode in modes:
-        run = ctx.path("sft", mode, ".keep").parent
-        name = f"vla_sft_{mode}"
-        last = latest_checkpoint(run)
-        if last is not None:
-            policy = VLAPolicy.from_pretrained(last, name=name)
-        elif agent.init:
-            policy = VLAPolicy.from_pretrained(agent.init, codebook=codebook, lora=bool(agent.lora), name=name)
-        else:
-            policy = VLAPolicy.build(codebook, model_config if isinstance(model_config, VLAConfig) else VLAConfig(),
-                                     name=name)
-        result = train_sft(policy, SFTDataset(table, mode), run, train_cfg.sft,
-                           resume=last if last is not None else False)
-        print(f"SFT {mode}: loss {result.losses[0][1]:.3f} -> {result.losses[-1][1]:.3f} in {result.train_seconds:.0f} s"
-              f" -> {result.final_dir}")
-        outputs[mode] = result.final_dir
-        outputs[f"{mode}_seconds"] = result.train_seconds
-    return outputs
-
-
-def _instantiate(node: Mapping[str, Any], **overrides: Any) -> Any:
-    """``hydra.utils.instantiate`` of a ``_target_`` node with overrides for fields it has."""
-    from hydra.utils import get_class, instantiate
-
-    node = dict(node)
-    cls = get_class(node["_target_"])
-    fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
-    node.update({k: v for k, v in overrides.items() if k in fields and k not in node})
-    return instantiate(node)
-
-
-def _bc(ctx: Context, modes: list[str]) -> dict[str, Any]:
-    """The MLP agent's SFT analogue: behaviour cloning of the Gaussian trajectory policy in both views."""
-    import torch
-
-    from agents.rl.bc import build_bc_data, train_bc
-    from counterfactual.dataset import load_anchor_pairs
-
-    train, _, _ = sources(ctx)
-    outputs: dict[str, Any] = {}
-    for mode in modes:
-        start = time.perf_counter()
-        model = grpo_model(ctx, anchors=False, start=None)
-        data = build_bc_data([train[i] for i in range(len(train))],
-                             load_anchor_pairs(ctx.outputs["mine"]["pairs_train"]), env_config(ctx).observation,
-                             model.policy.max_speed, model.policy.max_yaw_rate)
-        train_bc(model.policy, data, mode, ctx.cfg.train.bc, seed=int(ctx.cfg.seed))
-        path = ctx.path("sft", f"{mode}.pt")
-        torch.save(model.policy.state_dict(), path)
-        outputs[mode] = path
-        outputs[f"{mode}_seconds"] = time.perf_counter() - start
-        print(f"BC {mode}: {len(data)} samples in {outputs[f'{mode}_seconds']:.0f} s -> {path}")
-    return outputs
+    return get_agent(ctx.cfg.agent.name).train_sft(ctx, views)
 
 
 # --------------------------------------------------------------------------------------------------------- grpo
 def grpo(ctx: Context) -> dict[str, Any]:
-    """SB3 PPO, vanilla GRPO and anchor-GRPO for the same env budget."""
+    """Every selected method with an RL training function (SB3 PPO, vanilla GRPO, anchor-GRPO), same env budget."""
     _threads(ctx)
-    methods = [m for m in ctx.cfg.algo.methods if m in RL_METHODS]
-    budget = int(ctx.cfg.train.rl_budget)
     outputs: dict[str, Any] = {}
-    for method in methods:
-        path = ctx.path("rl", f"{method}.zip")
-        start = time.perf_counter()
-        if method == "ppo":
-            from agents.rl.ppo import make_ppo
-
-            model = make_ppo(group_env(ctx, normalized=True), ctx.cfg.train.ppo, seed=int(ctx.cfg.seed),
-                             tensorboard_log=str(ctx.path("tb", "rl", ".keep").parent) if ctx.cfg.tensorboard else None)
-        else:
-            sft_out = ctx.outputs.get("sft", {})
-            if "negative" not in sft_out:
-                raise SystemExit(f"{method}: needs the negative-enhanced SFT policy (stage sft with algo.methods "
-                                 "including sft_negative or a GRPO row)")
-            model = grpo_model(ctx, anchors=method == "anchor_grpo", start=sft_out["negative"])
-        model.learn(budget, progress_bar=bool(ctx.cfg.progress), tb_log_name=method)
-        if method != "ppo" and ctx.cfg.agent.name == "vla":  # the trained VLA as a policy folder
-            path = model.policy.vla.save_pretrained(ctx.path("rl", method, ".keep").parent)
-        else:
-            model.save(path)
-        outputs[method] = path
-        outputs[f"{method}_seconds"] = time.perf_counter() - start
-        outputs[f"{method}_anchor_states"] = int(getattr(model, "anchor_states_seen", 0))
-        print(f"{method}: {budget} env steps in {outputs[f'{method}_seconds']:.0f} s -> {path}")
-        model.get_env().close()
+    for name in ctx.cfg.algo.methods:
+        method = get_method(name)
+        if method.train is not None:
+            outputs.update(method.train(ctx))
     return outputs
 
 

@@ -134,8 +134,9 @@ def test_nested_typed_configs_reach_the_stages_and_one_reward_reaches_grpo(tmp_p
     from agents.rl.ppo import PPOBaselineConfig
     from agents.sft.trainer import SFTConfig
     from envs.sim.reward import RewardConfig
-    from experiments.builders import env_config, grpo_model
+    from experiments.builders import env_config
     from experiments.pipeline import Context
+    from experiments.registry import get_agent
     from experiments.run import typed_config
 
     job = subprocess.run([sys.executable, "-m", "experiments.run", "--cfg", "job", "train.grpo.clip_range=0.1"],
@@ -157,7 +158,7 @@ def test_nested_typed_configs_reach_the_stages_and_one_reward_reaches_grpo(tmp_p
     from counterfactual.dataset import write_anchor_pairs
 
     ctx = Context(tmp_path, typed, outputs={"mine": {"pairs_train": write_anchor_pairs([], tmp_path / "p.parquet")}})
-    model = grpo_model(ctx, anchors=False, start=None)
+    model = get_agent("mlp").rl_model(ctx, False, None)
     assert model.config.clip_range == 0.1
     env = model.get_env()
     env.reset()

@@ -1,0 +1,258 @@
+"""The built-in agents (:mod:`experiments.registry`): ``vla`` (the vision-language-action policy of :mod:`agents.vla`:
+SFT with the ``transformers`` Trainer, GRPO through ``VLAGroupPolicy``) and ``mlp`` (the Gaussian trajectory policy
+of :mod:`agents.rl.grpo.policies`: behaviour cloning as its SFT analogue, :mod:`agents.rl.bc`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Sequence
+
+from experiments.builders import env_config, group_env, sources
+from experiments.pipeline import Context
+from experiments.registry import Agent, AgentConfig, register_agent
+
+
+# ------------------------------------------------------------------------------------------------------------ vla
+@dataclass
+class VLAAgentConfig(AgentConfig):
+    """The VLA (:mod:`agents.vla`): a tiny random-init LLaVA by default, or a pretrained VLM from a local folder."""
+
+    name: str = "vla"
+    model: Any = field(default_factory=lambda: {"_target_": "agents.vla.model.VLAConfig"})
+    """Model sizes (``_target_: agents.vla.model.VLAConfig``; override fields, e.g. ``agent.model.text_layers=4``)."""
+    init: Optional[str] = None
+    """A local folder with a pretrained VLM (``AutoModelForImageTextToText``) or a saved VLA policy to start from."""
+    lora: bool = False
+    """With ``init``: train LoRA adapters (``peft``) instead of every weight."""
+    codebook_size: int = 256
+    """Action codewords (k-means)."""
+    codebook_mode: str = "segment"
+    """``segment`` (one token per 0.5 s) or ``trajectory`` (one token per 4 s)."""
+    codebook_scenes: int = 100
+    """Bank scenes (training seed) whose expert logs the codebook is fitted on (plus the pairs' positives)."""
+
+
+def _vla_env_config(agent: Any, reward: Any) -> Any:
+    from envs.replay_env import EnvConfig
+
+    return EnvConfig(text_prompt=True, reward=reward)  # the VLA's 128 px RGB BEV and its prompt
+
+
+def _instantiate(node: Mapping[str, Any], **overrides: Any) -> Any:
+    """``hydra.utils.instantiate`` of a ``_target_`` node with overrides for fields it has."""
+    from hydra.utils import get_class, instantiate
+
+    node = dict(node)
+    cls = get_class(node["_target_"])
+    fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+    node.update({k: v for k, v in overrides.items() if k in fields and k not in node})
+    return instantiate(node)
+
+
+def _sample_tables(ctx: Context) -> tuple[Any, Any]:
+    """``(train, held-out)`` rendered SFT sample tables of the run (built once, cached in ``<run>/sft/cache``)."""
+    if "sample_tables" in ctx.cache:
+        return ctx.cache["sample_tables"]
+    from agents.sft.data import SampleConfig, load_or_build_samples
+    from counterfactual.dataset import load_anchor_pairs
+
+    cfg = ctx.cfg
+    train, held, _ = sources(ctx)
+    samples = SampleConfig(expert_frames_per_scene=int(cfg.train.expert_frames),
+                           observation=env_config(ctx).observation)
+    cache = ctx.path("sft", "cache", ".keep").parent
+    tables = tuple(load_or_build_samples(scenes, load_anchor_pairs(ctx.outputs["mine"][f"pairs_{split}"]), cache,
+                                         samples, progress=bool(cfg.progress))
+                   for split, scenes in (("train", train), ("eval", held)))
+    ctx.cache["sample_tables"] = tables
+    return tables
+
+
+def _vla_train_sft(ctx: Context, views: Sequence[str]) -> dict[str, Any]:
+    """SFT of the VLA on each data view (the Trainer's checkpoints let an interrupted stage resume)."""
+    from agents.sft.data import SampleConfig, SFTDataset, load_or_build_samples
+    from agents.sft.trainer import latest_checkpoint, train_sft
+    from agents.vla.codebook import CodebookConfig, TrajectoryCodebook, fit_on_logs_and_positives
+    from agents.vla.model import VLAConfig
+    from agents.vla.policy import VLAPolicy
+    from counterfactual.dataset import load_anchor_pairs
+
+    cfg, agent, train_cfg = ctx.cfg, ctx.cfg.agent, ctx.cfg.train
+    train, _, _ = sources(ctx)
+    pairs = load_anchor_pairs(ctx.outputs["mine"]["pairs_train"])
+    cache = ctx.path("sft", "cache", ".keep").parent
+    table = load_or_build_samples(train, pairs, cache, SampleConfig(
+        expert_frames_per_scene=int(train_cfg.expert_frames), observation=env_config(ctx).observation),
+        progress=bool(cfg.progress))
+    book_path = ctx.path("sft", "codebook.npz")
+    if book_path.is_file():
+        codebook = TrajectoryCodebook.load(book_path)
+    else:
+        codebook = fit_on_logs_and_positives(
+            pairs, CodebookConfig(size=int(agent.codebook_size), mode=agent.codebook_mode),
+            int(agent.codebook_scenes), int(getattr(cfg.env, "seed", 0) or 0))
+        codebook.save(book_path)
+    outputs: dict[str, Any] = {"codebook": book_path, "samples": len(table)}
+    model_config = _instantiate(agent.model, seed=int(cfg.seed))
+    for view in views:
+        run = ctx.path("sft", view, ".keep").parent
+        name = f"vla_sft_{view}"
+        last = latest_checkpoint(run)
+        if last is not None:
+            policy = VLAPolicy.from_pretrained(last, name=name)
+        elif agent.init:
+            policy = VLAPolicy.from_pretrained(agent.init, codebook=codebook, lora=bool(agent.lora), name=name)
+        else:
+            policy = VLAPolicy.build(codebook, model_config if isinstance(model_config, VLAConfig) else VLAConfig(),
+                                     name=name)
+        result = train_sft(policy, SFTDataset(table, view), run, train_cfg.sft,
+                           resume=last if last is not None else False)
+        print(f"SFT {view}: loss {result.losses[0][1]:.3f} -> {result.losses[-1][1]:.3f} in {result.train_seconds:.0f} s"
+              f" -> {result.final_dir}")
+        outputs[view] = result.final_dir
+        outputs[f"{view}_seconds"] = result.train_seconds
+    return outputs
+
+
+def _vla_folder_policy(folder: Any, name: str) -> Any:
+    from agents.vla.policy import VLAPolicy
+
+    return VLAPolicy.from_pretrained(folder, name=name)
+
+
+def _vla_rl_model(ctx: Context, anchors: bool, start: Any) -> Any:
+    from agents.rl.grpo import GRPO
+
+    return GRPO("VLAPolicy", group_env(ctx, normalized=False, online_mining=_online(ctx, anchors)),
+                _grpo_config(ctx, anchors), anchor_pairs=str(ctx.outputs["mine"]["pairs_train"]),
+                policy_kwargs={"path": str(start)}, seed=int(ctx.cfg.seed), tensorboard_log=_tb(ctx))
+
+
+def _vla_label_accuracy(ctx: Context, policy: Any) -> Sequence[Any]:
+    from agents.vla.evaluate import language_accuracy
+
+    train_table, held_table = _sample_tables(ctx)
+    return language_accuracy(policy, held_table, train_table, progress=bool(ctx.cfg.progress))
+
+
+# ------------------------------------------------------------------------------------------------------------ mlp
+@dataclass
+class MLPAgentConfig(AgentConfig):
+    """The Gaussian trajectory policy of :mod:`agents.rl.grpo` (fast; SFT rows are behaviour cloning)."""
+
+    name: str = "mlp"
+    bev: str = "semantic64"
+    """Observation: ``semantic64`` (64 px semantic BEV, CNN features) or ``none`` (state only)."""
+    log_std_init: float = -1.0
+    """Initial log-std of the Gaussian (normalised action units)."""
+
+    def __post_init__(self) -> None:
+        if self.bev not in ("semantic64", "none"):
+            raise ValueError(f"agent.bev: expected 'semantic64' or 'none', got {self.bev!r}")
+
+
+def _mlp_env_config(agent: Any, reward: Any) -> Any:
+    from envs.render import BEVConfig
+    from envs.replay_env import EnvConfig
+
+    if agent.bev == "none":
+        return EnvConfig(bev=None, reward=reward)
+    from agents.rl.grpo.policies import MLP_LAYERS
+
+    return EnvConfig(bev=BEVConfig(height=64, width=64, meters_per_pixel=1.0, mode="semantic",
+                                   semantic_layers=MLP_LAYERS), reward=reward)
+
+
+def _mlp_rl_model(ctx: Context, anchors: bool, start: Any) -> Any:
+    """A GRPO model of the Gaussian policy, its weights from the BC state dict ``start`` (when given)."""
+    import torch
+
+    from agents.rl.grpo import GRPO
+
+    agent = ctx.cfg.agent
+    kwargs: dict[str, Any] = {"log_std_init": float(agent.log_std_init)}
+    if agent.bev != "none":
+        kwargs["features_extractor_kwargs"] = {"cnn_output_dim": 64}
+    model = GRPO("MultiInputPolicy",  # the observation is a dict with or without the BEV (agent.bev=none)
+                 group_env(ctx, normalized=True, online_mining=_online(ctx, anchors)), _grpo_config(ctx, anchors),
+                 anchor_pairs=str(ctx.outputs["mine"]["pairs_train"]), seed=int(ctx.cfg.seed),
+                 tensorboard_log=_tb(ctx), policy_kwargs=kwargs)
+    if start is not None:
+        model.policy.load_state_dict(torch.load(start))
+        model.reset_reference()
+    return model
+
+
+def _mlp_train_sft(ctx: Context, views: Sequence[str]) -> dict[str, Any]:
+    """The MLP agent's SFT analogue: behaviour cloning of the Gaussian trajectory policy in each view."""
+    import torch
+
+    from agents.rl.bc import build_bc_data, train_bc
+    from counterfactual.dataset import load_anchor_pairs
+
+    train, _, _ = sources(ctx)
+    outputs: dict[str, Any] = {}
+    for view in views:
+        start = time.perf_counter()
+        model = _mlp_rl_model(ctx, anchors=False, start=None)
+        data = build_bc_data([train[i] for i in range(len(train))],
+                             load_anchor_pairs(ctx.outputs["mine"]["pairs_train"]), env_config(ctx).observation,
+                             model.policy.max_speed, model.policy.max_yaw_rate)
+        train_bc(model.policy, data, view, ctx.cfg.train.bc, seed=int(ctx.cfg.seed))
+        path = ctx.path("sft", f"{view}.pt")
+        torch.save(model.policy.state_dict(), path)
+        outputs[view] = path
+        outputs[f"{view}_seconds"] = time.perf_counter() - start
+        print(f"BC {view}: {len(data)} samples in {outputs[f'{view}_seconds']:.0f} s -> {path}")
+    return outputs
+
+
+def _mlp_sft_policy(ctx: Context, view: str, name: str) -> Any:
+    from agents.rl.sb3_agent import SB3Agent
+
+    return SB3Agent(_mlp_rl_model(ctx, anchors=False, start=ctx.outputs["sft"][view]), name)
+
+
+def _mlp_save_rl(ctx: Context, model: Any, method: str) -> Any:
+    path = ctx.path("rl", f"{method}.zip")
+    model.save(path)
+    return path
+
+
+def _mlp_rl_policy(ctx: Context, method: str) -> Any:
+    from agents.rl.grpo import GRPO
+    from agents.rl.sb3_agent import SB3Agent
+
+    return SB3Agent(GRPO.load(ctx.outputs["grpo"][method], device="cpu"), method)
+
+
+# ---------------------------------------------------------------------------------------------------- shared
+def _grpo_config(ctx: Context, anchors: bool) -> Any:
+    return dataclasses.replace(ctx.cfg.train.grpo, anchors=anchors)
+
+
+def _online(ctx: Context, anchors: bool) -> bool:
+    """Online mining (``train.online_mining``) applies to anchor-GRPO's env only."""
+    return bool(anchors and getattr(ctx.cfg.train, "online_mining", False))
+
+
+def _tb(ctx: Context) -> str | None:
+    return str(ctx.path("tb", "rl", ".keep").parent) if ctx.cfg.tensorboard else None
+
+
+register_agent(Agent(
+    name="vla", config=VLAAgentConfig, env_config=_vla_env_config, train_sft=_vla_train_sft,
+    sft_policy=lambda ctx, view, name: _vla_folder_policy(ctx.outputs["sft"][view], name),
+    rl_model=_vla_rl_model,
+    save_rl=lambda ctx, model, method: model.policy.vla.save_pretrained(ctx.path("rl", method, ".keep").parent),
+    rl_policy=lambda ctx, method: _vla_folder_policy(ctx.outputs["grpo"][method], method),
+    label_accuracy=_vla_label_accuracy))
+
+register_agent(Agent(
+    name="mlp", config=MLPAgentConfig, env_config=_mlp_env_config, train_sft=_mlp_train_sft,
+    sft_policy=_mlp_sft_policy, rl_model=_mlp_rl_model, save_rl=_mlp_save_rl, rl_policy=_mlp_rl_policy,
+    no_label_note="; the Gaussian policy states no safety label: language / risk acc n/a",
+    notes={"sft_positive": "positive-only behaviour cloning (MLP analogue of SFT) (the no-negative baseline)",
+           "sft_negative": "negative-enhanced behaviour cloning (MLP analogue of SFT) (failure feedback + correction)"}))
