@@ -171,3 +171,69 @@ def test_nested_typed_configs_reach_the_stages_and_one_reward_reaches_grpo(tmp_p
         typed_config(_cfg("train.grpo.group_size=1"))
     with pytest.raises(SystemExit, match=r"reward: RewardConfig\.reward_score"):
         typed_config(_cfg("reward.reward_score=progress"))
+
+
+def test_a_method_registered_in_a_test_trains_and_appears_in_the_results_table(tmp_path):
+    """Adding a method is one registration: no stage, config or results code knows ``test_dummy``; the ``grpo`` stage
+    runs its training function, the ``eval`` stage loads and drives it, and the table has its row."""
+    from experiments.registry import Method, register_method, unregister_method
+
+    def train(ctx):
+        path = ctx.path("rl", "test_dummy.json")
+        path.write_text(json.dumps({"speed": "constant"}))
+        return {"test_dummy": path}
+
+    def load(ctx):
+        assert json.loads(ctx.outputs["grpo"]["test_dummy"].read_text()) == {"speed": "constant"}
+        return ConstantVelocityPolicy()
+
+    register_method(Method("test_dummy", "learned", load, train=train, states_label=False,
+                           note="a method registered by a test"))
+    try:
+        cfg = _cfg("env.num_scenes=2", "env.eval_num_scenes=2", "env.scenario_types=[rear_end]",
+                   "render.enabled=false", "mine.lead_times=[2.0]", "algo.methods=[test_dummy]",
+                   "evaluate.planners=[stand_still]", "progress=false", "tensorboard=false", f"out_dir={tmp_path}")
+        run(cfg, tmp_path)
+    finally:
+        unregister_method("test_dummy")
+    table = (tmp_path / "results.md").read_text()
+    assert "| test_dummy | 1 |" in table and "a method registered by a test; states no safety label" in table
+    rows = {r["method"]: r for r in json.loads((tmp_path / "results.json").read_text())["rows"]}
+    assert set(rows) == {"stand_still", "test_dummy"}
+    assert rows["test_dummy"]["kind"] == "learned" and 0.0 <= rows["test_dummy"]["route_completion"] <= 1.0
+    assert rows["test_dummy"]["route_completion"] > rows["stand_still"]["route_completion"]
+    with pytest.raises(SystemExit, match=r"algo\.methods: unknown \['test_dummy'\]"):
+        run(cfg, tmp_path)  # unregistered: refused before any stage runs
+
+
+@pytest.mark.parametrize("experiment", ["paper", "ablation_mlp", "grpo_vla", "sft_compare"])
+def test_every_experiment_file_builds_a_typed_configuration(experiment):
+    """The comparison studies are experiment files of the one pipeline: each composes and validates."""
+    from experiments.run import typed_config, validate
+    from omegaconf import OmegaConf
+
+    cfg = _cfg(f"+experiment={experiment}")
+    validate(OmegaConf.to_container(cfg, resolve=True))
+    typed = typed_config(cfg)
+    assert typed.train.rl_budget >= 1 and typed.env.num_scenes >= 32
+
+
+def test_seed_sweep_aggregates_into_mean_and_std(tmp_path):
+    """``-m seed=0,1,2`` runs the same pipeline per seed; :func:`experiments.results.aggregate` makes one table."""
+    from experiments.results import aggregate
+
+    for seed, rate in ((0, 0.2), (1, 0.4)):
+        run_dir = tmp_path / f"s{seed}"
+        run_dir.mkdir()
+        rows = [{"method": "anchor_grpo", "kind": "learned", "note": "n", "pdms": 0.5, "collision_rate": rate,
+                 "route_completion": 0.7, "driving_score": 0.6, "language_accuracy": None, "risk_accuracy": None},
+                {"method": "safe_oracle", "kind": "planner", "note": "p", "pdms": 0.9, "collision_rate": 0.0,
+                 "route_completion": 1.0, "driving_score": 1.0, "language_accuracy": None, "risk_accuracy": None}]
+        (run_dir / "results.json").write_text(json.dumps({"seed": seed, "rows": rows}))
+    md, csv_text, data = aggregate([tmp_path / "s0", tmp_path / "s1", tmp_path / "missing"])
+    lines = md.splitlines()
+    assert data["seeds"] == [0, 1] and data["missing"] == [str(tmp_path / "missing")]
+    oracle, anchor = (i for i, line in enumerate(lines) if line.startswith(("| safe_oracle", "| anchor_grpo")))
+    assert oracle < anchor  # planners first, then the learned rows (registry order)
+    assert "| anchor_grpo | 2 | 50.0 +- 0.0 | 30.0 +- 14.1 |" in md and "n/a" in lines[anchor]
+    assert csv_text.splitlines()[0].startswith("method,runs,")

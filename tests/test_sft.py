@@ -162,25 +162,3 @@ def test_evaluate_vla_smoke(table, codebook, source):
     assert report.to_dict()["open_loop"]["score"] == report.open_loop.score or math.isnan(report.open_loop.score)
     # the untrained model states no parseable label: its accuracies are those of empty predictions
     assert language_accuracy(policy, table)[0].language_accuracy < 0.5
-
-
-def test_compare_table_means_over_seeds_with_driving_columns():
-    from agents.sft.compare import summary_table
-
-    def report(cl_coll, rc, ds, lang):
-        return {"open_loop": {"score": 0.5, "collision_rate": 0.25},
-                "closed_loop": {"score": 0.4, "collision_rate": cl_coll,
-                                "driving": {"route_completion": rc, "driving_score": ds}},
-                "accuracy": [{"language_accuracy": lang, "risk_accuracy": 0.3},
-                             {"name": "majority (trivial)", "language_accuracy": 0.6, "risk_accuracy": 0.4}]}
-
-    table = summary_table({"negative": [report(0.2, 0.5, 0.4, 0.5), report(0.4, 0.7, 0.6, 0.3)]})
-    lines = table.splitlines()
-    head = [c.strip() for c in lines[0].strip("|").split("|")]
-    row = [c.strip() for c in lines[2].strip("|").split("|")]
-    cell = dict(zip(head, row))
-    assert cell["CL coll %"] == "30.0 +- 14.1" and cell["CL RC %"] == "60.0 +- 14.1"
-    assert cell["CL DS %"] == "50.0 +- 14.1"
-    assert cell["lang acc %"] == "40.0 +- 14.1" and cell["OL PDMS %"] == "50.0 +- 0.0"
-    baseline = dict(zip(head, [c.strip() for c in lines[3].strip("|").split("|")]))
-    assert baseline["method"] == "majority (trivial)" and baseline["lang acc %"] == "60.0" and baseline["CL RC %"] == ""
