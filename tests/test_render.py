@@ -1,4 +1,4 @@
-"""Tests of the BEV renderer (envs/render.py) on small hand-built scenes."""
+"""Tests of the BEV renderer (the envs/render/ package) on small hand-built scenes."""
 
 from __future__ import annotations
 

@@ -27,7 +27,8 @@ import numpy as np
 import pytest
 
 from envs.scenes.bank import ScenarioBank
-from envs.render import _NO_RASTER, BEVConfig, BEVRenderer
+from envs.render import BEVConfig, BEVRenderer
+from envs.render.raster import _NO_RASTER
 from envs.scenes.scene import Lane, Scene, SceneMap, TrafficLight
 from rewards.geometry import local_to_world
 from tests.test_render import EGO_POSE, make_scene
