@@ -7,10 +7,11 @@ Config groups (``python -m experiments.run <group>=<option> <field>=<value>``), 
   ``deepaccident`` (a local DeepAccident folder: training and held-out splits), ``carla`` (episodes recorded on live
   CARLA 0.9.16 servers, :mod:`experiments.carla`);
 * ``agent``: the learning policy: ``vla`` (the VLA of :mod:`agents.vla`, built from ``_target_``
-  :class:`agents.vla.model.VLAConfig`) or ``mlp`` (the Gaussian trajectory policy of :mod:`agents.rl.grpo`);
+  :class:`agents.vla.model.VLAConfig`) or ``mlp`` (the Gaussian trajectory policy of :mod:`agents.rl.grpo`): one
+  option per agent of :mod:`experiments.registry` (each agent's node is defined with it, :mod:`experiments.agents`);
 * ``algo``: which methods run: ``all`` (default: positive-only SFT, negative-enhanced SFT, SB3 PPO, vanilla GRPO,
   anchor-GRPO), or one of ``sft_positive``, ``sft_negative``, ``ppo``, ``grpo``, ``anchor_grpo`` (with what it
-  needs);
+  needs): one option per learned method of the registry (:mod:`experiments.methods`);
 * ``reward``: the one reward (``_target_`` :class:`envs.sim.reward.RewardConfig`, instantiated once and used by the replay
   env, the CARLA env and GRPO's group score): ``sp_pdms`` (default) or ``pdms`` (NAVSIM's EP);
 * ``train``: the learning stages' settings, nested and typed: ``train.sft`` (:class:`agents.sft.trainer.SFTConfig`),
@@ -287,6 +288,9 @@ class RunConfig:
     """The reward (group ``reward``, ``_target_: envs.sim.reward.RewardConfig``)."""
     train: TrainConfig = MISSING
     """Learning-stage configs and budgets (group ``train``)."""
+    imports: List[str] = field(default_factory=list)
+    """Python modules imported before the run, e.g. ``imports=[mypkg.my_method]``: each may register methods or agents
+    (:mod:`experiments.registry`) that ``algo.methods`` / ``evaluate.planners`` then name."""
     stages: List[str] = field(default_factory=lambda: ["collect", "mine", "sft", "grpo", "eval"])
     """Stages to run (a finished stage of the same run folder is skipped: rerun to resume)."""
     seed: int = 0

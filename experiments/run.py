@@ -56,6 +56,17 @@ def validate(cfg: Mapping[str, Any]) -> None:
         raise SystemExit(f"agent.name: expected one of {agent_names()}, got {cfg['agent']['name']!r}")
 
 
+def import_plugins(modules: Any) -> None:
+    """Import the ``imports`` modules (their registrations run); ``SystemExit`` naming one that fails to import."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(str(name))
+        except Exception as exc:  # noqa: BLE001  (any failure of a user module is reported by name)
+            raise SystemExit(f"imports: cannot import {name!r}: {type(exc).__name__}: {exc}") from None
+
+
 def typed_config(cfg: DictConfig) -> RunConfig:
     """The run configuration as typed objects, what the stages receive: ``OmegaConf.to_object`` (the schema
     dataclasses of :mod:`experiments.config`, whose own checks run, e.g. ``train.n_envs >= 1``), then every
@@ -84,6 +95,7 @@ def run(cfg: DictConfig, out: Path):
     import experiments.stages  # noqa: F401  (registers the stages)
     from experiments.pipeline import PipelineError, plan, run_stages
 
+    import_plugins(cfg.get("imports") or [])
     validate(OmegaConf.to_container(cfg, resolve=True))
     typed = typed_config(cfg)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,14 +7,17 @@ folder, and writes its own there:
   summary and BEV renders (``render/``), ``scenes.json`` (how to re-create every scene: origins);
 * ``mine``: anchor pairs of the training scenes (``pairs_train.parquet``) and of the held-out scenes
   (``pairs_eval.parquet``, for language / risk accuracy), the mining table and the label baselines;
-* ``sft``: agent ``vla``: the rendered SFT samples (``sft/cache``), the action codebook, positive-only and
-  negative-enhanced SFT (``sft/<mode>/final``; the Trainer checkpoints in ``sft/<mode>`` let an interrupted stage
-  resume); agent ``mlp``: behaviour cloning of the Gaussian policy in the same two views (``sft/<mode>.pt``);
-* ``grpo``: SB3 PPO (from scratch), vanilla GRPO and anchor-GRPO (both from the negative-enhanced SFT policy, its
-  KL reference) for ``train.rl_budget`` env steps each (``rl/<method>.zip``);
-* ``eval``: every method and the planners on the held-out scenes: open-loop PDMS (NAVSIM), closed-loop collision
-  rate, route completion, driving score, language and risk accuracy with the trivial baselines as rows
-  (``results.md`` / ``results.csv`` / ``results.json``, :mod:`experiments.results`).
+* ``sft``: the agent's SFT (:attr:`experiments.registry.Agent.train_sft`) on every data view a selected method
+  needs (:attr:`~experiments.registry.Method.sft_views`). Agent ``vla``: the rendered SFT samples (``sft/cache``),
+  the action codebook, positive-only and negative-enhanced SFT (``sft/<view>/final``; the Trainer checkpoints in
+  ``sft/<view>`` let an interrupted stage resume); agent ``mlp``: behaviour cloning of the Gaussian policy in the same
+  two views (``sft/<view>.pt``);
+* ``grpo``: every selected method with a training function (:attr:`~experiments.registry.Method.train`): SB3 PPO
+  (from scratch), vanilla GRPO and anchor-GRPO (both from the negative-enhanced SFT policy, its KL reference) for
+  ``train.rl_budget`` env steps each (``rl/<method>.zip``, or a policy folder for the VLA);
+* ``eval``: every selected method and the planners on the held-out scenes, each loaded by its registry entry:
+  open-loop PDMS (NAVSIM), closed-loop collision rate, route completion, driving score, language and risk accuracy
+  with the trivial baselines as rows (``results.md`` / ``results.csv`` / ``results.json``, :mod:`experiments.results`).
 
 TensorBoard: everything under ``<run>/tb`` (SFT under ``<run>/sft/<mode>/runs``): ``tensorboard --logdir <run>``.
 """
