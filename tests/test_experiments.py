@@ -173,37 +173,60 @@ def test_nested_typed_configs_reach_the_stages_and_one_reward_reaches_grpo(tmp_p
         typed_config(_cfg("reward.reward_score=progress"))
 
 
-def test_a_method_registered_in_a_test_trains_and_appears_in_the_results_table(tmp_path):
-    """Adding a method is one registration: no stage, config or results code knows ``test_dummy``; the ``grpo`` stage
-    runs its training function, the ``eval`` stage loads and drives it, and the table has its row."""
-    from experiments.registry import Method, register_method, unregister_method
+PLUGIN = """
+import json
 
-    def train(ctx):
-        path = ctx.path("rl", "test_dummy.json")
-        path.write_text(json.dumps({"speed": "constant"}))
-        return {"test_dummy": path}
+from agents.baselines import ConstantVelocityPolicy
+from experiments.registry import Method, register_method
 
-    def load(ctx):
-        assert json.loads(ctx.outputs["grpo"]["test_dummy"].read_text()) == {"speed": "constant"}
-        return ConstantVelocityPolicy()
 
-    register_method(Method("test_dummy", "learned", load, train=train, states_label=False,
-                           note="a method registered by a test"))
+def train(ctx):
+    path = ctx.path("rl", "test_dummy.json")
+    path.write_text(json.dumps({"speed": "constant"}))
+    return {"test_dummy": path}
+
+
+def load(ctx):
+    assert json.loads(ctx.outputs["grpo"]["test_dummy"].read_text()) == {"speed": "constant"}
+    return ConstantVelocityPolicy()
+
+
+register_method(Method("test_dummy", "learned", load, train=train, states_label=False,
+                       note="a method registered by a test"))
+"""
+
+
+def test_a_method_registered_in_a_test_trains_and_appears_in_the_results_table(tmp_path, monkeypatch):
+    """Adding a method is one module with one registration (here a user module named by ``imports=[...]``): no stage,
+    config or results code knows ``test_dummy``; the ``grpo`` stage runs its training function, the ``eval`` stage
+    loads and drives it, and the table has its row."""
+    import sys
+
+    from experiments.registry import method_names, unregister_method
+
+    (tmp_path / "plugin").mkdir()
+    (tmp_path / "plugin" / "safealign_test_plugin.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path / "plugin"))
+    out = tmp_path / "run"
+    overrides = ["env.num_scenes=2", "env.eval_num_scenes=2", "env.scenario_types=[rear_end]", "render.enabled=false",
+                 "mine.lead_times=[2.0]", "algo.methods=[test_dummy]", "evaluate.planners=[stand_still]",
+                 "progress=false", "tensorboard=false", f"out_dir={out}"]
+    with pytest.raises(SystemExit, match=r"algo\.methods: unknown \['test_dummy'\]"):
+        run(_cfg(*overrides), out)  # not registered: refused before any stage runs
+    with pytest.raises(SystemExit, match=r"imports: cannot import 'no_such_module_x'"):
+        run(_cfg(*overrides, "imports=[no_such_module_x]"), out)
     try:
-        cfg = _cfg("env.num_scenes=2", "env.eval_num_scenes=2", "env.scenario_types=[rear_end]",
-                   "render.enabled=false", "mine.lead_times=[2.0]", "algo.methods=[test_dummy]",
-                   "evaluate.planners=[stand_still]", "progress=false", "tensorboard=false", f"out_dir={tmp_path}")
-        run(cfg, tmp_path)
+        run(_cfg(*overrides, "imports=[safealign_test_plugin]"), out)
+        assert "test_dummy" in method_names("learned")
     finally:
         unregister_method("test_dummy")
-    table = (tmp_path / "results.md").read_text()
+        sys.modules.pop("safealign_test_plugin", None)
+    table = (out / "results.md").read_text()
     assert "| test_dummy | 1 |" in table and "a method registered by a test; states no safety label" in table
-    rows = {r["method"]: r for r in json.loads((tmp_path / "results.json").read_text())["rows"]}
+    rows = {r["method"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
     assert set(rows) == {"stand_still", "test_dummy"}
     assert rows["test_dummy"]["kind"] == "learned" and 0.0 <= rows["test_dummy"]["route_completion"] <= 1.0
     assert rows["test_dummy"]["route_completion"] > rows["stand_still"]["route_completion"]
-    with pytest.raises(SystemExit, match=r"algo\.methods: unknown \['test_dummy'\]"):
-        run(cfg, tmp_path)  # unregistered: refused before any stage runs
 
 
 @pytest.mark.parametrize("experiment", ["paper", "ablation_mlp", "grpo_vla", "sft_compare"])
