@@ -260,3 +260,21 @@ def test_seed_sweep_aggregates_into_mean_and_std(tmp_path):
     assert oracle < anchor  # planners first, then the learned rows (registry order)
     assert "| anchor_grpo | 2 | 50.0 +- 0.0 | 30.0 +- 14.1 |" in md and "n/a" in lines[anchor]
     assert csv_text.splitlines()[0].startswith("method,runs,")
+
+
+def test_online_mining_reaches_anchor_grpo_only(tmp_path):
+    """``train.online_mining=true`` wraps anchor-GRPO's training env in the online miner, not vanilla GRPO's."""
+    from counterfactual.dataset import write_anchor_pairs
+    from counterfactual.online import CollisionMiningWrapper
+    from experiments.pipeline import Context
+    from experiments.registry import get_agent
+    from experiments.run import typed_config
+
+    typed = typed_config(_cfg("agent=mlp", "agent.bev=none", "env.num_scenes=2", "train.online_mining=true",
+                              "tensorboard=false"))
+    ctx = Context(tmp_path, typed, outputs={"mine": {"pairs_train": write_anchor_pairs([], tmp_path / "p.parquet")}})
+    for anchors in (True, False):
+        model = get_agent("mlp").rl_model(ctx, anchors, None)
+        env = model.get_env()
+        assert env.env_is_wrapped(CollisionMiningWrapper)[0] is anchors
+        env.close()
