@@ -17,7 +17,7 @@ The environment's action is a NAVSIM trajectory (8 rear-axle poses at 0.5 s, ego
   ``stop_speed`` with a stopping reference the brake holds the car (``brake = 1``).
 
 The same controller drives the scripted adversaries along their timed lane paths (:mod:`envs.carla.scenarios`).
-Gains are tuned on the stand-in's vehicle model (:mod:`envs.carla.standin.world`: 4 m/s^2 at full throttle,
+Gains are tuned on the stand-in's vehicle model (:mod:`envs.carla.standin.server`: 4 m/s^2 at full throttle,
 8 m/s^2 at full brake, 70 deg full steer); they have not been tuned on a real CARLA server, whose throttle-to-
 acceleration map is nonlinear (gears, engine torque curve): set ``ControllerConfig.accel_max`` / ``brake_max`` for the
 ego blueprint in use.

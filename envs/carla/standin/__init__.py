@@ -3,9 +3,10 @@ and development without a server (precedent: scenario_runner's ``srunner/tests/c
 
 Import it where ``carla`` would be imported (``envs.carla.connection.carla_module("standin")``); start a server with
 :func:`serve` (``serve("127.0.0.1", 2000, town="Standin_straight")``), which returns a
-:class:`~envs.carla.standin.world.StandinServer` for fault injection. Value types are the real ``carla`` ones when
+:class:`~envs.carla.standin.server.StandinServer` for fault injection. Value types are the real ``carla`` ones when
 the wheel is importable (:mod:`envs.carla.standin.values`). Semantics kept and stand-in-only behaviour:
-:mod:`envs.carla.standin.world` and :mod:`envs.carla.standin.map`.
+:mod:`envs.carla.standin.world` (the client API), :mod:`envs.carla.standin.server` (the simulation) and
+:mod:`envs.carla.standin.map`.
 """
 
 from envs.carla.standin.client import (
@@ -33,8 +34,9 @@ from envs.carla.standin.enums import (
 )
 from envs.carla.standin.map import STANDIN_TOWNS, Junction, LaneMarking, Map, Waypoint
 from envs.carla.standin.values import value_types
+from envs.carla.standin.messages import Timestamp, VehicleControl, WalkerControl, WorldSettings, WorldSnapshot
+from envs.carla.standin.server import CARLA_VERSION, StandinServer
 from envs.carla.standin.world import (
-    CARLA_VERSION,
     Actor,
     ActorAttribute,
     ActorBlueprint,
@@ -45,17 +47,11 @@ from envs.carla.standin.world import (
     LaneInvasionEvent,
     Sensor,
     SensorData,
-    StandinServer,
-    Timestamp,
     TrafficLight,
     TrafficManager,
     Vehicle,
-    VehicleControl,
     Walker,
-    WalkerControl,
     World,
-    WorldSettings,
-    WorldSnapshot,
 )
 
 _values = value_types()

@@ -1,6 +1,6 @@
 """``carla.Client``, the ``carla.command`` batch commands, and the registry of in-process stand-in servers.
 
-``serve(host, port, ...)`` starts a :class:`~envs.carla.standin.world.StandinServer` that ``Client(host, port)``
+``serve(host, port, ...)`` starts a :class:`~envs.carla.standin.server.StandinServer` that ``Client(host, port)``
 reaches; like CARLA's client, ``Client`` connects lazily, so constructing one never fails, and the first call to an
 address nobody serves waits the client's timeout (``set_timeout``, default 5 s) and raises CARLA's time-out error.
 ``localhost`` and ``127.0.0.1`` are the same address.
@@ -13,18 +13,15 @@ from types import SimpleNamespace
 from typing import Any, Sequence
 
 from envs.carla.standin.map import STANDIN_TOWNS
-from envs.carla.standin.world import (
-    _TRAFFIC_MANAGERS,
+from envs.carla.standin.messages import WorldSettings
+from envs.carla.standin.server import (
     CARLA_VERSION,
-    Actor,
-    ActorBlueprint,
+    TRAFFIC_MANAGERS,
     StandinServer,
-    TrafficManager,
-    World,
-    WorldSettings,
-    _Link,
+    TrafficManagerState,
     map_names,
 )
+from envs.carla.standin.world import Actor, ActorBlueprint, TrafficManager, World, _Link
 
 _SERVERS: dict[tuple[str, int], StandinServer] = {}
 
@@ -52,16 +49,16 @@ def shutdown(server: StandinServer) -> None:
         if s is server:
             del _SERVERS[key]
     server.crash()
-    for port, tm in list(_TRAFFIC_MANAGERS.items()):
-        if tm._server is server:
-            del _TRAFFIC_MANAGERS[port]
+    for port, tm in list(TRAFFIC_MANAGERS.items()):
+        if tm.server is server:
+            del TRAFFIC_MANAGERS[port]
 
 
 def shutdown_all() -> None:
     """Stop every stand-in server (tests call it in teardown)."""
     for server in list(_SERVERS.values()):
         shutdown(server)
-    _TRAFFIC_MANAGERS.clear()
+    TRAFFIC_MANAGERS.clear()
 
 
 class _Unreachable(StandinServer):
@@ -178,7 +175,7 @@ class Client:
         town = re.sub(r"^.*/", "", map_name)
         if town not in STANDIN_TOWNS:
             raise RuntimeError(f"map '{map_name}' not found; available stand-in maps: {', '.join(STANDIN_TOWNS)}")
-        server._new_episode(town, WorldSettings() if reset_settings else server.settings)
+        server.new_episode(town, WorldSettings() if reset_settings else server.settings)
         return self.get_world()
 
     def reload_world(self, reset_settings: bool = True) -> World:
@@ -186,18 +183,19 @@ class Client:
         return self.load_world(server.town, reset_settings)
 
     def get_trafficmanager(self, client_connection: int = 8000) -> TrafficManager:
-        """The process-wide Traffic Manager on ``client_connection``, created bound to this client's server when
-        there is none; an existing one stays bound to whichever server created it (it follows that server's new
+        """A handle on the process-wide Traffic Manager on ``client_connection``, created bound to this client's server
+        when there is none; an existing one stays bound to whichever server created it (it follows that server's new
         episodes)."""
         link = self._link()
         link.check("get_trafficmanager")
-        tm = _TRAFFIC_MANAGERS.get(int(client_connection))
-        if tm is None or not tm._server.up:
-            tm = TrafficManager(link, int(client_connection))
-            _TRAFFIC_MANAGERS[int(client_connection)] = tm
-        elif tm._server is link.server and tm._episode != link.episode:
-            tm._rebind(link)  # same simulator, new episode (load_world / restart): the TM follows it
-        return tm
+        tm = TRAFFIC_MANAGERS.get(int(client_connection))
+        if tm is None or not tm.server.up:
+            tm = TrafficManagerState(link.server, link.episode, int(client_connection), link.timeout)
+            TRAFFIC_MANAGERS[int(client_connection)] = tm
+        elif tm.server is link.server and tm.episode != link.episode:
+            # same simulator, new episode (load_world / restart): the TM follows it
+            tm.episode, tm.timeout = link.episode, link.timeout
+        return TrafficManager(tm)
 
     def apply_batch(self, commands: Sequence[_Command], do_tick: bool = False) -> None:
         self.apply_batch_sync(commands, do_tick)
