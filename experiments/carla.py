@@ -16,7 +16,7 @@ from typing import Any
 def carla_config(env: Any, record_dir: Path, reward: Any = None):
     """The :class:`~envs.carla.CarlaEnvConfig` of the ``env`` group (worker 0) with the run's one reward
     (:class:`envs.sim.reward.RewardConfig`; None: its defaults)."""
-    from envs.carla.env import CarlaEnvConfig
+    from envs.carla.config import CarlaEnvConfig
     from envs.carla.scenarios import SCENARIO_TYPES
 
     types = tuple(env.scenario_types) if env.scenario_types else SCENARIO_TYPES

@@ -1,7 +1,9 @@
 """CARLA 0.9.16: the Gymnasium environment (:class:`~envs.carla.env.CarlaEnv`, ``SafeAlign/Carla-v0``), its
 connection, controller, scripted scenarios, recorder, and an in-process stand-in of the CARLA API for tests.
 
-Modules: :mod:`~envs.carla.env` (the environment and its config), :mod:`~envs.carla.connection` (connect, versions,
+Modules: :mod:`~envs.carla.env` (the environment), :mod:`~envs.carla.config` (its configuration),
+:mod:`~envs.carla.staging` (an episode's actors, sensors, map and recorder at ``reset``), :mod:`~envs.carla.ticking`
+(controls, ticks, recorded frames, end checks), :mod:`~envs.carla.connection` (connect, versions,
 synchronous mode, Traffic Manager, batch destroy, reconnect; ``check_server``), :mod:`~envs.carla.controller` (pure
 pursuit + PID), :mod:`~envs.carla.scenarios` (the bank's typologies on CARLA waypoints), :mod:`~envs.carla.roadmap`
 (CARLA map -> SceneMap), :mod:`~envs.carla.recording` (episodes as ``Scene(source="carla")``, files, the ``"carla"``
@@ -18,6 +20,10 @@ __all__ = ["CarlaEnv", "CarlaEnvConfig", "CameraConfig", "ENV_ID", "carla_env_fn
 
 
 def __getattr__(name: str):
+    if name in ("CarlaEnvConfig", "CameraConfig"):
+        from envs.carla import config  # noqa: PLC0415
+
+        return getattr(config, name)
     if name in __all__:
         from envs.carla import env  # noqa: PLC0415
 

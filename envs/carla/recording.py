@@ -8,6 +8,8 @@
   (``meta.source == "carla"``).
 * :func:`write_recording` / :func:`read_recording`: one ``.npz`` per scene (schema :data:`RECORDING_SCHEMA`; arrays
   plus a JSON header with the meta data and the map), written to a temp file and renamed into place.
+* :func:`store_recording`: a finished episode's scene into the env's ``record_dir`` (or memory only) and its origin
+  (the final ``info["recording"]`` / ``info["origin"]``).
 * :class:`CarlaRecordingOrigin` (kind ``"carla"``, the recording's path) re-creates a scene with
   :func:`envs.scenes.sources.resolve`; the source kind ``"carla"`` opens a folder of recordings
   (``open_source("carla", root=folder)``). Both are registered when :mod:`envs` is imported.
@@ -27,7 +29,7 @@ import numpy as np
 
 from envs.atomic import atomic_write_bytes
 from envs.scenes.scene import Lane, Scene, SceneMap, SceneMeta, TrafficLight
-from envs.scenes.sources import Origin, SourceError, register_origin, register_source
+from envs.scenes.sources import Origin, SourceError, UnresolvableOrigin, register_origin, register_source
 from rewards.geometry import VehicleParameters
 
 RECORDING_SCHEMA = "safealign.carla_recording/1"
@@ -235,6 +237,20 @@ class CarlaRecordingOrigin(Origin):
     kind: ClassVar[str] = "carla"
     path: str
     scene_id: str | None = None
+
+
+def store_recording(scene: Scene, record_dir: str | os.PathLike | None) -> dict[str, Any]:
+    """Write a finished episode's ``scene`` into ``record_dir`` (:func:`recording_name`; None: keep it in memory
+    only) and say where it lives: ``{"recording": path, "origin": CarlaRecordingOrigin dict}``, or
+    ``{"origin": UnresolvableOrigin dict}`` without a folder (the env's final ``info`` entries)."""
+    out: dict[str, Any] = {}
+    if record_dir:
+        path = write_recording(scene, Path(record_dir) / recording_name(scene.scene_id))
+        out["recording"] = str(path)
+        out["origin"] = CarlaRecordingOrigin(path=str(path.resolve()), scene_id=scene.scene_id).to_dict()
+    else:
+        out["origin"] = UnresolvableOrigin(source="carla", scene_id=scene.scene_id).to_dict()
+    return out
 
 
 class RecordingFolder:

@@ -1,8 +1,9 @@
 """Scripted accident scenarios on a CARLA map: the bank's typologies (:mod:`envs.scenes.bank`) placed on real waypoints.
 
-:func:`plan_scenario` draws a scenario's parameters from ``rng`` over the **same ranges as the synthetic bank's
-builders** (:mod:`envs.scenes.bank.road_accidents`, :mod:`envs.scenes.bank.junction_accidents`: speeds, decelerations, gaps,
-timings), searches the map for a place that fits (a straight stretch, a parallel lane, a junction with the right
+:func:`plan_scenario` draws a scenario's parameters from ``rng`` over the **synthetic bank's ranges**, the very
+objects its builders draw from (:mod:`envs.scenes.bank.ranges`: speeds, decelerations, gaps, timings; only the
+turning ego's speed, :data:`TURN_EGO_SPEED`, and the ``normal`` cruise, :data:`NORMAL_EGO_SPEED`, are CARLA's own),
+searches the map for a place that fits (a straight stretch, a parallel lane, a junction with the right
 crossing connector), and returns a :class:`ScenarioPlan` in the right-handed world frame:
 
 * the **ego's nominal plan**: a route through the map and a speed plan along it (cruise at ``v_e``, slowing for
@@ -34,6 +35,17 @@ import numpy as np
 
 from envs.scenes.bank.generator import CONFLICT_LABELS
 from envs.scenes.bank.motion import ped_start_time, ramp_profile, smoothstep, solve_time, speed_caps, speed_plan
+from envs.scenes.bank.ranges import (
+    CUT_IN,
+    EGO_SPEED_PLAN,
+    HEAD_ON_DRIFT,
+    PEDESTRIAN_OCCLUDED,
+    REAR_END,
+    RED_LIGHT_RUNNER,
+    RIGHT_TURN_VRU,
+    UNPROTECTED_LEFT_TURN,
+    Range,
+)
 from envs.carla.controller import TimedPath
 from envs.carla.roadmap import choose_branch, plan_route, route_polyline, waypoint_key, waypoint_pose
 from envs.scenes.layouts import Path
@@ -48,6 +60,11 @@ VEHICLE_LENGTH = 4.9
 """Nominal vehicle length used for planning gaps [m] (the spawned blueprint's box may differ slightly)."""
 EGO_LENGTH = 4.9
 """Nominal ego length used for planning [m]."""
+TURN_EGO_SPEED = Range(6.0, 9.0)
+"""The ego's cruise speed in ``unprotected_left_turn`` and ``right_turn_vru`` [m/s] (CARLA's own: the bank's turning
+ego cruises at 8-12 m/s, ``UNPROTECTED_LEFT_TURN.v_ego`` / ``RIGHT_TURN_VRU.v_ego``)."""
+NORMAL_EGO_SPEED = Range(8.0, 12.0)
+"""The ego's cruise speed in ``normal`` episodes [m/s] (CARLA's own; the bank's normal scenes have their variants')."""
 
 
 class NoPlace(Exception):
@@ -201,13 +218,15 @@ def _walk_back(wp: Any, distance: float, step: float = 2.0) -> Any:
 
 
 def _ego_nominal(route: list[Any], v_e: float, rng: np.random.Generator, horizon: float) -> tuple[Path, np.ndarray]:
-    """Route path and the nominal rear-axle arc length ``(N,)`` every :data:`PLAN_DT` over ``horizon`` seconds
-    (bank speed plan: cruise ``v_e``, lateral acceleration cap 2.5-3.2 m/s^2)."""
+    """Route path and the nominal rear-axle arc length ``(N,)`` [m] every :data:`PLAN_DT` over ``horizon`` seconds
+    (the bank's speed plan, :data:`~envs.scenes.bank.ranges.EGO_SPEED_PLAN`: cruise ``v_e`` [m/s], slowing for
+    curves)."""
+    plan = EGO_SPEED_PLAN
     path = Path.from_points(route_polyline(route))
-    a_down = float(rng.uniform(1.8, 2.8))
-    caps = speed_caps(path, v_e, a_lat=float(rng.uniform(2.5, 3.2)), a_down=0.9 * a_down)
+    a_down = float(plan.a_down.draw(rng))
+    caps = speed_caps(path, v_e, a_lat=float(plan.a_lat.draw(rng)), a_down=plan.caps_brake_fraction * a_down)
     n = int(round(horizon / PLAN_DT)) + 1
-    return path, speed_plan(caps, v_e, 0.0, v_e, n, float(rng.uniform(0.8, 1.5)), a_down, dt=PLAN_DT)
+    return path, speed_plan(caps, v_e, 0.0, v_e, n, float(plan.a_up.draw(rng)), a_down, dt=PLAN_DT)
 
 
 def _timed(path: Path, s: np.ndarray, lateral: np.ndarray | None = None) -> TimedPath:
@@ -270,11 +289,12 @@ def _plain(v: Any) -> Any:
 # ------------------------------------------------------------------------------------------------ road builders
 def _rear_end(carla: Any, start: Any, rng: np.random.Generator, t_c: float, duration: float) -> ScenarioPlan:
     """Bank ``rear_end``: the lead ahead in the ego lane brakes hard (to a stop or a crawl)."""
-    v_e = float(rng.uniform(9.0, 13.5))
-    v_l0 = v_e - float(rng.uniform(0.0, 1.0))
-    a_l = float(rng.uniform(4.5, 7.5))
-    v_end = 0.0 if rng.random() < 0.6 else float(rng.uniform(0.0, 0.4 * v_l0))
-    gap = max(4.0, float(rng.uniform(0.9, 1.8)) * v_e)
+    r = REAR_END
+    v_e = float(r.v_ego.draw(rng))
+    v_l0 = v_e - float(r.lead_slower.draw(rng))
+    a_l = float(r.lead_decel.draw(rng))
+    v_end = 0.0 if rng.random() < r.p_stop else float(r.crawl_fraction.draw(rng, v_l0))
+    gap = max(r.min_gap, float(r.gap_headway.draw(rng)) * v_e)
     tau = solve_time(lambda t: v_e * t - ramp_profile(t, 0.0, v_l0, 0.0, a_l, v_end), gap)
     if tau is None or t_c - tau < 0.5:
         raise NoPlace
@@ -296,14 +316,15 @@ def _rear_end(carla: Any, start: Any, rng: np.random.Generator, t_c: float, dura
 
 def _cut_in(carla: Any, start: Any, rng: np.random.Generator, t_c: float, duration: float) -> ScenarioPlan:
     """Bank ``cut_in``: a slower vehicle changes into the ego lane just ahead (braking after it half the time)."""
-    side = "left" if rng.random() < 0.5 else "right"
-    v_e = float(rng.uniform(9.0, 13.5))
-    v_c = max(v_e - float(rng.uniform(2.0, 5.0)), 4.0)
-    brake = rng.random() < 0.5
-    a_c = float(rng.uniform(1.0, 3.0)) if brake else 0.0
-    v_c_end = max(v_c - 4.0, 2.0) if brake else v_c
-    change = float(rng.uniform(2.0, 3.5))
-    gap_end = float(rng.uniform(1.0, 7.0))
+    r = CUT_IN
+    side = "left" if rng.random() < r.p_from_left else "right"
+    v_e = float(r.v_ego.draw(rng))
+    v_c = max(v_e - float(r.cutter_slower.draw(rng)), r.min_cutter_speed)
+    brake = rng.random() < r.p_brake
+    a_c = float(r.cutter_decel.draw(rng)) if brake else 0.0
+    v_c_end = max(v_c - r.brake_speed_drop, r.min_end_speed) if brake else v_c
+    change = float(r.lane_change_time.draw(rng))
+    gap_end = float(r.gap_end.draw(rng))
     tau = solve_time(lambda t: v_e * t - ramp_profile(t, 0.0, v_c, 0.0, a_c, v_c_end), gap_end)
     if tau is None:
         raise NoPlace
@@ -333,10 +354,11 @@ def _cut_in(carla: Any, start: Any, rng: np.random.Generator, t_c: float, durati
 
 def _pedestrian(carla: Any, start: Any, rng: np.random.Generator, t_c: float, duration: float) -> ScenarioPlan:
     """Bank ``pedestrian_occluded``: a pedestrian steps onto the road from behind a parked van."""
-    v_e = float(rng.uniform(8.0, 13.0))
-    child = rng.random() < 0.25
-    v_p = float(rng.uniform(2.2, 3.0)) if child else float(rng.uniform(1.2, 2.0))
-    a_p = float(rng.uniform(1.5, 3.0))
+    r = PEDESTRIAN_OCCLUDED
+    v_e = float(r.v_ego.draw(rng))
+    child = rng.random() < r.p_child
+    v_p = float(r.v_child.draw(rng)) if child else float(r.v_adult.draw(rng))
+    a_p = float(r.accel.draw(rng))
     route = _straight_route(start, v_e * duration + 60.0)
     path, s_ego = _ego_nominal(route, v_e, rng, duration)
     times = PLAN_DT * np.arange(len(s_ego))
@@ -347,7 +369,7 @@ def _pedestrian(carla: Any, start: Any, rng: np.random.Generator, t_c: float, du
     right = np.array([math.sin(h), -math.cos(h)])
     offset = 0.5 * width + float(rng.uniform(2.5, 3.5))
     p0 = np.array([x, y]) + offset * right
-    t_start = ped_start_time(offset, v_p, a_p, t_c + float(rng.uniform(-0.2, 0.25)))
+    t_start = ped_start_time(offset, v_p, a_p, t_c + float(r.arrival_jitter.draw(rng)))
     if t_start < 0.5:
         raise NoPlace
     plan = _base("pedestrian_occluded", route, path, s_ego, v_e,
@@ -358,7 +380,7 @@ def _pedestrian(carla: Any, start: Any, rng: np.random.Generator, t_c: float, du
     plan.adversaries.append(Adversary("risk", "walker.pedestrian.0001", "walker", np.array([*p0, heading]),
                                       walk=(-right, t_start, a_p, v_p)))
     occ_len, occ_w = 5.9, 2.0
-    s_occ = s_p - float(rng.uniform(0.4, 1.5)) - 0.5 * occ_len - 0.4
+    s_occ = s_p - float(r.occluder_gap.draw(rng)) - 0.5 * occ_len - 0.4
     ox, oy, oh = path.poses(s_occ)
     occ = np.array([ox, oy]) + (0.5 * width + 0.3 + 0.5 * occ_w) * right
     plan.adversaries.append(Adversary("prop", "vehicle.mercedes.sprinter", "static", np.array([*occ, oh])))
@@ -367,10 +389,11 @@ def _pedestrian(carla: Any, start: Any, rng: np.random.Generator, t_c: float, du
 
 def _head_on(carla: Any, start: Any, rng: np.random.Generator, t_c: float, duration: float) -> ScenarioPlan:
     """Bank ``head_on_drift`` with the roles swapped: the oncoming vehicle drifts into the ego lane."""
-    v_e, v_o = float(rng.uniform(8.0, 13.0)), float(rng.uniform(8.0, 13.0))
-    full = float(rng.uniform(2.8, 3.6))
-    d_meet = float(rng.uniform(1.9, min(full, 3.0)))
-    tau_d = float(rng.uniform(3.0, 5.0))
+    r = HEAD_ON_DRIFT
+    v_e, v_o = float(r.v_ego.draw(rng)), float(r.v_oncoming.draw(rng))
+    full = float(r.final_drift.draw(rng))
+    d_meet = float(rng.uniform(r.contact_drift.lo, min(full, r.contact_drift.hi)))
+    tau_d = float(r.drift_time.draw(rng))
     t_d0 = t_c - math.acos(1.0 - 2.0 * d_meet / full) / math.pi * tau_d
     if t_d0 < 0.5:
         raise NoPlace
@@ -380,7 +403,7 @@ def _head_on(carla: Any, start: Any, rng: np.random.Generator, t_c: float, durat
     times = PLAN_DT * np.arange(len(s_ego))
     rac = 0.3 * EGO_LENGTH
     s_meet = float(np.interp(t_c, times, s_ego)) + rac + 0.5 * EGO_LENGTH + 0.5 * VEHICLE_LENGTH \
-        - float(rng.uniform(0.2, 1.0))
+        - float(r.overlap.draw(rng))
     s_o = s_meet + v_o * (t_c - times)  # its position in the ego route's arc length, moving backwards
     if s_o[0] > path.length - 5.0:
         raise NoPlace
@@ -403,7 +426,7 @@ def _head_on(carla: Any, start: Any, rng: np.random.Generator, t_c: float, durat
 
 def _normal(carla: Any, start: Any, rng: np.random.Generator, t_c: float, duration: float) -> ScenarioPlan:
     """Background traffic only: the ego cruises along a route."""
-    v_e = float(rng.uniform(8.0, 12.0))
+    v_e = float(NORMAL_EGO_SPEED.draw(rng))
     if start.is_junction:
         raise NoPlace
     route = plan_route(start, v_e * duration + 60.0, turn=str(rng.choice(["straight", "left", "right"])))
@@ -434,10 +457,9 @@ def _crossing(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     return None
 
 
-def _junction_setup(entry_end: Any, rng: np.random.Generator, turn: str, v_lo: float,
-                    v_hi: float) -> tuple[Any, float]:
+def _junction_setup(entry_end: Any, rng: np.random.Generator, turn: str, v_ego: Range) -> tuple[Any, float]:
     """The ego's connector of ``turn`` after its approach lane's end ``entry_end`` (NoPlace if the junction has none
-    turning that way) and its cruise speed drawn from ``[v_lo, v_hi]`` [m/s]."""
+    turning that way) and its cruise speed drawn from ``v_ego`` [m/s]."""
     branches = [w for w in entry_end.next(2.0) if w.is_junction]
     if not branches:
         raise NoPlace
@@ -446,7 +468,7 @@ def _junction_setup(entry_end: Any, rng: np.random.Generator, turn: str, v_lo: f
     want = {"straight": (-0.35, 0.35), "left": (0.9, 2.2), "right": (-2.2, -0.9)}[turn]
     if not want[0] <= change <= want[1]:
         raise NoPlace
-    return conn, float(rng.uniform(v_lo, v_hi))
+    return conn, float(v_ego.draw(rng))
 
 
 def _straight_crossing(carla: Any, entry_end: Any, conn: Any, relative_heading: float,
@@ -523,12 +545,13 @@ def _timed_through(carla: Any, entry: Any, point: np.ndarray, v: float, t_arrive
 def _red_light_runner(carla: Any, entry_end: Any, rng: np.random.Generator, t_c: float, duration: float,
                       side: str) -> ScenarioPlan:
     """Bank ``red_light_runner_<side>``: the ego crosses on green; a vehicle from ``side`` runs its red light."""
-    conn, v_e = _junction_setup(entry_end, rng, "straight", 8.0, 13.5)
+    r = RED_LIGHT_RUNNER
+    conn, v_e = _junction_setup(entry_end, rng, "straight", r.v_ego)
     want = -0.5 * math.pi if side == "left" else 0.5 * math.pi  # from the left it drives towards the ego's right
     other, point = _straight_crossing(carla, entry_end, conn, want, rng)
     route, path, s_ego = _ego_to_conflict(entry_end, conn, "straight", point, v_e, rng, t_c, duration)
-    v_x = float(rng.uniform(9.0, 14.0))
-    t_arrive = t_c + float(rng.uniform(-0.25, 0.25))
+    v_x = float(r.v_runner.draw(rng))
+    t_arrive = t_c + float(r.arrival_jitter.draw(rng))
     r_path, s_r = _timed_through(carla, other, point, v_x, t_arrive, duration)
     plan = _base(f"red_light_runner_{side}", route, path, s_ego, v_e,
                  {"v_ego": v_e, "v_runner": v_x, "runner_arrival": t_arrive},
@@ -545,11 +568,12 @@ def _red_light_runner(carla: Any, entry_end: Any, rng: np.random.Generator, t_c:
 def _unprotected_left(carla: Any, entry_end: Any, rng: np.random.Generator, t_c: float,
                       duration: float) -> ScenarioPlan:
     """Bank ``unprotected_left_turn``: the ego turns left on a permissive green across an oncoming vehicle."""
-    conn, v_e = _junction_setup(entry_end, rng, "left", 6.0, 9.0)
+    r = UNPROTECTED_LEFT_TURN
+    conn, v_e = _junction_setup(entry_end, rng, "left", TURN_EGO_SPEED)
     other, point = _straight_crossing(carla, entry_end, conn, math.pi, rng)  # the oncoming straight connector
     route, path, s_ego = _ego_to_conflict(entry_end, conn, "left", point, v_e, rng, t_c, duration)
-    v_o = float(rng.uniform(8.0, 13.0))
-    t_arrive = t_c + float(rng.uniform(-0.2, 0.2))
+    v_o = float(r.v_oncoming.draw(rng))
+    t_arrive = t_c + float(r.arrival_jitter.draw(rng))
     o_path, s_o = _timed_through(carla, other, point, v_o, t_arrive, duration)
     plan = _base("unprotected_left_turn", route, path, s_ego, v_e, {"v_ego": v_e, "v_oncoming": v_o},
                  f"oncoming vehicle at {v_o:.1f} m/s while the ego turns left", t_c)
@@ -564,7 +588,8 @@ def _unprotected_left(carla: Any, entry_end: Any, rng: np.random.Generator, t_c:
 
 def _right_turn_vru(carla: Any, entry_end: Any, rng: np.random.Generator, t_c: float, duration: float) -> ScenarioPlan:
     """Bank ``right_turn_vru`` (pedestrian variant): a pedestrian crosses the ego's exit lane after its right turn."""
-    conn, v_e = _junction_setup(entry_end, rng, "right", 6.0, 9.0)
+    r = RIGHT_TURN_VRU
+    conn, v_e = _junction_setup(entry_end, rng, "right", TURN_EGO_SPEED)
     exit_wp = conn.next_until_lane_end(2.0)[-1]
     after = exit_wp.next(float(rng.uniform(3.0, 6.0)))
     if not after:
@@ -572,10 +597,10 @@ def _right_turn_vru(carla: Any, entry_end: Any, rng: np.random.Generator, t_c: f
     x, y, h = waypoint_pose(after[0])
     point = np.array([x, y])
     route, path, s_ego = _ego_to_conflict(entry_end, conn, "right", point, v_e, rng, t_c, duration)
-    v_p, a_p = float(rng.uniform(1.2, 2.0)), float(rng.uniform(1.5, 3.0))
+    v_p, a_p = float(r.v_pedestrian.draw(rng)), float(r.pedestrian_accel.draw(rng))
     right = np.array([math.sin(h), -math.cos(h)])
     offset = 0.5 * float(after[0].lane_width) + float(rng.uniform(2.0, 3.0))
-    t_start = ped_start_time(offset, v_p, a_p, t_c + float(rng.uniform(-0.3, 0.2)))
+    t_start = ped_start_time(offset, v_p, a_p, t_c + float(r.arrival_jitter.draw(rng)))
     if t_start < 0.5:
         raise NoPlace
     plan = _base("right_turn_vru", route, path, s_ego, v_e,

@@ -8,7 +8,8 @@ Public API:
 * :class:`ScenarioBank` ``(num_scenes, seed=0, scenario_types=None, normal_fraction=0.25)``
 
 Modules: ``motion`` (profiles, poses), ``actors`` (agents, sizes, overlap bookkeeping), ``core`` (contact and
-avoidability checks), ``road_accidents`` / ``junction_accidents`` / ``normal`` (scenario builders),
+avoidability checks), ``ranges`` (the accident typologies' parameter ranges, shared with the CARLA scenarios),
+``road_accidents`` / ``junction_accidents`` / ``normal`` (scenario builders),
 ``background`` (traffic), ``generator`` and ``collection``. Road geometry lives in :mod:`envs.scenes.layouts`.
 """
 

@@ -4,6 +4,7 @@ DeepAccident): red-light runner from the left / right, unprotected left turn, ri
 The ego always approaches from the southern arm (green); the east-west road is red. The ego log is a speed plan
 that slows for turns (lateral acceleration cap) and is cropped so that its box centre crosses the conflicting
 agent's path at the target frame; the agent is timed to arrive at that point within a fraction of a second.
+Parameter ranges: :mod:`envs.scenes.bank.ranges` (shared with the CARLA scenarios).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 from envs.scenes.bank.actors import Actor, EgoTrack, sample_size
 from envs.scenes.bank.core import Core, cropped_ego, finish_accident, interp_frame, target_frame
 from envs.scenes.bank.motion import frame_times, ped_start_time, ramp_profile, speed_caps
+from envs.scenes.bank.ranges import EGO_SPEED_PLAN, RED_LIGHT_RUNNER, RIGHT_TURN_VRU, UNPROTECTED_LEFT_TURN, Range
 from envs.scenes.layouts import Layout, Path, get_layout
 from envs.scenes.scene import AgentClass
 
@@ -27,18 +29,20 @@ def _lanes(layout: Layout) -> tuple[int, int]:
 
 
 def _ego_through(
-    rng: np.random.Generator, layout: Layout, route: tuple[str, ...], gate: Path, v_lo: float, v_hi: float
+    rng: np.random.Generator, layout: Layout, route: tuple[str, ...], gate: Path, v_ego: Range
 ) -> tuple[EgoTrack, float, np.ndarray, float]:
-    """Ego along ``route`` crossing ``gate`` near a target frame.
+    """Ego along ``route`` crossing ``gate`` near a target frame, cruising at a speed drawn from ``v_ego`` [m/s]
+    with the :data:`~envs.scenes.bank.ranges.EGO_SPEED_PLAN` speed plan.
 
     Returns:
         ``(ego, t_c, point, v_cruise)``: the ego, crossing time [s], its box centre ``(2,)`` [m] then, cruise speed.
     """
     path = layout.path(route)
-    v = rng.uniform(v_lo, v_hi)
-    a_down = rng.uniform(1.8, 2.8)
-    caps = speed_caps(path, v, a_lat=rng.uniform(2.5, 3.2), a_down=0.9 * a_down)
-    ego, t_c = cropped_ego(path, caps, v, gate, target_frame(rng, 55, 61), rng.uniform(0.8, 1.5), a_down)
+    plan = EGO_SPEED_PLAN
+    v = v_ego.draw(rng)
+    a_down = plan.a_down.draw(rng)
+    caps = speed_caps(path, v, a_lat=plan.a_lat.draw(rng), a_down=plan.caps_brake_fraction * a_down)
+    ego, t_c = cropped_ego(path, caps, v, gate, target_frame(rng, 55, 61), plan.a_up.draw(rng), a_down)
     return ego, t_c, interp_frame(ego.centres[:, :2], t_c), v
 
 
@@ -57,9 +61,10 @@ def red_light_runner(rng: np.random.Generator, variant: str, side: str) -> Core:
     route = (f"S_in{i}", f"S_in{i}>N_out{i}", f"N_out{i}")
     arm, dest = ("W", "E") if side == "left" else ("E", "W")
     other = (f"{arm}_in{j}", f"{arm}_in{j}>{dest}_out{j}", f"{dest}_out{j}")
-    ego, t_c, point, _ = _ego_through(rng, layout, route, layout.path(other[1:2]), 8.0, 13.5)
-    v_x = rng.uniform(9.0, 14.0)
-    risk = _timed_vehicle(rng, layout.path(other), point, t_c + rng.uniform(-0.25, 0.25), v_x)
+    r = RED_LIGHT_RUNNER
+    ego, t_c, point, _ = _ego_through(rng, layout, route, layout.path(other[1:2]), r.v_ego)
+    v_x = r.v_runner.draw(rng)
+    risk = _timed_vehicle(rng, layout.path(other), point, t_c + r.arrival_jitter.draw(rng), v_x)
     ego, risk, k, avoid = finish_accident(ego, risk, [])
     return Core(
         layout.name, route, ego, [risk], variant,
@@ -84,9 +89,10 @@ def unprotected_left_turn(rng: np.random.Generator, variant: str) -> Core:
     j = int(rng.integers(n_ns))
     route = ("S_in0", "S_in0>W_out0", "W_out0")
     other = (f"N_in{j}", f"N_in{j}>S_out{j}", f"S_out{j}")
-    ego, t_c, point, _ = _ego_through(rng, layout, route, layout.path(other[1:2]), 8.0, 12.0)
-    v_o = rng.uniform(8.0, 13.0)
-    risk = _timed_vehicle(rng, layout.path(other), point, t_c + rng.uniform(-0.2, 0.2), v_o)
+    r = UNPROTECTED_LEFT_TURN
+    ego, t_c, point, _ = _ego_through(rng, layout, route, layout.path(other[1:2]), r.v_ego)
+    v_o = r.v_oncoming.draw(rng)
+    risk = _timed_vehicle(rng, layout.path(other), point, t_c + r.arrival_jitter.draw(rng), v_o)
     ego, risk, k, avoid = finish_accident(ego, risk, [])
     return Core(
         layout.name, route, ego, [risk], variant,
@@ -102,13 +108,14 @@ def right_turn_vru(rng: np.random.Generator, variant: str) -> Core:
     crosswalk = layout.crosswalks["E"]  # south corner -> north corner
     from_south = rng.random() < (0.75 if variant == "pedestrian" else 0.5)
     gate = Path.from_points(crosswalk if from_south else crosswalk[::-1])
-    ego, t_c, point, _ = _ego_through(rng, layout, route, gate, 8.0, 12.0)
+    r = RIGHT_TURN_VRU
+    ego, t_c, point, _ = _ego_through(rng, layout, route, gate, r.v_ego)
     s_conf = float(gate.project(point[None])[0][0])
     if variant == "pedestrian":
-        cls, v, accel = AgentClass.PEDESTRIAN, rng.uniform(1.2, 2.0), rng.uniform(1.5, 3.0)
+        cls, v, accel = AgentClass.PEDESTRIAN, r.v_pedestrian.draw(rng), r.pedestrian_accel.draw(rng)
     else:
-        cls, v, accel = AgentClass.CYCLIST, rng.uniform(3.0, 5.5), rng.uniform(1.0, 2.0)
-    t_start = ped_start_time(s_conf, v, accel, t_c + rng.uniform(-0.3, 0.2))
+        cls, v, accel = AgentClass.CYCLIST, r.v_cyclist.draw(rng), r.cyclist_accel.draw(rng)
+    t_start = ped_start_time(s_conf, v, accel, t_c + r.arrival_jitter.draw(rng))
     length, width = sample_size(rng, cls)
     vru = Actor(cls, length, width, gate, ramp_profile(frame_times(), 0.0, 0.0, t_start, accel, v), role="risk")
     ego, vru, k, avoid = finish_accident(ego, vru, [])

@@ -1,7 +1,8 @@
 """Accident builders on the straight road and the merge layout (synthetic; NHTSA pre-crash typologies as used by
 DeepAccident): rear-end, cut-in, occluded pedestrian, head-on drift and merge conflict.
 
-Each builder draws its parameters from ``rng`` and returns a :class:`~envs.scenes.bank.core.Core`, or raises
+Each builder draws its parameters from ``rng`` over its typology's ranges (:mod:`envs.scenes.bank.ranges`, shared
+with the CARLA scenarios) and returns a :class:`~envs.scenes.bank.core.Core`, or raises
 :class:`~envs.scenes.bank.core.Retry` when a draw fails a check (see :func:`~envs.scenes.bank.core.finish_accident`).
 Arc lengths along the straight road's lanes equal ``x + 250`` for eastbound and ``250 - x`` for westbound lanes.
 """
@@ -15,6 +16,7 @@ import numpy as np
 from envs.scenes.bank.actors import Actor, EgoTrack, first_overlap, sample_size
 from envs.scenes.bank.core import Core, Retry, finish_accident, target_frame
 from envs.scenes.bank.motion import DT, frame_times, ped_start_time, ramp_profile, smoothstep, solve_time
+from envs.scenes.bank.ranges import CUT_IN, HEAD_ON_DRIFT, MERGE_CONFLICT, PEDESTRIAN_OCCLUDED, REAR_END
 from envs.scenes.layouts import LANE_WIDTH, Path, get_layout
 from envs.scenes.scene import AgentClass
 from rewards.geometry import NAVSIM_EGO
@@ -46,11 +48,12 @@ def rear_end(rng: np.random.Generator, variant: str) -> Core:
     t = frame_times()
     lane = str(rng.choice(["E0", "E1"]))
     path = get_layout("straight").path([lane])
-    v_e = rng.uniform(9.0, 13.5)
-    v_l0 = v_e - rng.uniform(0.0, 1.0)
-    a_l = rng.uniform(4.5, 7.5)
-    v_end = 0.0 if rng.random() < 0.6 else rng.uniform(0.0, 0.4 * v_l0)
-    gap = max(4.0, rng.uniform(0.9, 1.8) * v_e)  # bumper gap when the lead starts braking [m]
+    r = REAR_END
+    v_e = r.v_ego.draw(rng)
+    v_l0 = v_e - r.lead_slower.draw(rng)
+    a_l = r.lead_decel.draw(rng)
+    v_end = 0.0 if rng.random() < r.p_stop else r.crawl_fraction.draw(rng, v_l0)
+    gap = max(r.min_gap, r.gap_headway.draw(rng) * v_e)  # bumper gap when the lead starts braking [m]
     tau = _following_gap_time(v_e, v_l0, a_l, v_end, gap)
     t_c = (target_frame(rng, 51, 61) - rng.uniform(0.0, 1.0)) * DT
     t_b = t_c - tau
@@ -73,15 +76,16 @@ def rear_end(rng: np.random.Generator, variant: str) -> Core:
 def cut_in(rng: np.random.Generator, variant: str) -> Core:
     """A slower vehicle changes into the ego lane just ahead (optionally braking after it); the ego keeps its speed."""
     t = frame_times()
-    ego_lane, cut_lane = ("E1", "E0") if rng.random() < 0.5 else ("E0", "E1")
+    r = CUT_IN
+    ego_lane, cut_lane = ("E1", "E0") if rng.random() < r.p_from_left else ("E0", "E1")
     layout = get_layout("straight")
-    v_e = rng.uniform(9.0, 13.5)
-    v_c = max(v_e - rng.uniform(2.0, 5.0), 4.0)
-    brake = rng.random() < 0.5
-    a_c = rng.uniform(1.0, 3.0) if brake else 0.0
-    v_c_end = max(v_c - 4.0, 2.0) if brake else v_c
-    duration = rng.uniform(2.0, 3.5)  # lane change [s]
-    gap_end = rng.uniform(1.0, 7.0)  # bumper gap when the lane change ends [m]
+    v_e = r.v_ego.draw(rng)
+    v_c = max(v_e - r.cutter_slower.draw(rng), r.min_cutter_speed)
+    brake = rng.random() < r.p_brake
+    a_c = r.cutter_decel.draw(rng) if brake else 0.0
+    v_c_end = max(v_c - r.brake_speed_drop, r.min_end_speed) if brake else v_c
+    duration = r.lane_change_time.draw(rng)  # lane change [s]
+    gap_end = r.gap_end.draw(rng)  # bumper gap when the lane change ends [m]
     tau = _following_gap_time(v_e, v_c, a_c, v_c_end, gap_end)
     t_c = (target_frame(rng, 51, 61) - rng.uniform(0.0, 1.0)) * DT
     t_end = t_c - tau
@@ -112,17 +116,18 @@ def pedestrian_occluded(rng: np.random.Generator, variant: str) -> Core:
     t = frame_times()
     ego_lane = "E1" if rng.random() < 0.75 else "E0"
     y_lane = -(1.5 if ego_lane == "E1" else 0.5) * LANE_WIDTH
-    v_e = rng.uniform(8.0, 13.0)
+    r = PEDESTRIAN_OCCLUDED
+    v_e = r.v_ego.draw(rng)
     x_p = rng.uniform(-40.0, 40.0)
     t_c = (target_frame(rng, 54, 61) - rng.uniform(0.0, 1.0)) * DT
     ego = EgoTrack(get_layout("straight").path([ego_lane]), x_p + HALF_ROAD - NAVSIM_EGO.rear_axle_to_center + v_e * (t - t_c))
-    child = rng.random() < 0.25
+    child = rng.random() < r.p_child
     p_len, p_wid = sample_size(rng, AgentClass.PEDESTRIAN)
-    v_p = rng.uniform(2.2, 3.0) if child else rng.uniform(1.2, 2.0)
-    a_p = rng.uniform(1.5, 3.0)
+    v_p = r.v_child.draw(rng) if child else r.v_adult.draw(rng)
+    a_p = r.accel.draw(rng)
     x_ped = x_p + rng.uniform(-0.5, 0.5)
     y0 = -(2 * LANE_WIDTH + 3.0)  # kerb between parking strip and sidewalk
-    t_start = ped_start_time(y_lane - y0, v_p, a_p, t_c + rng.uniform(-0.2, 0.25))
+    t_start = ped_start_time(y_lane - y0, v_p, a_p, t_c + r.arrival_jitter.draw(rng))
     if t_start < 0.5:
         raise Retry
     ped = Actor(
@@ -130,7 +135,7 @@ def pedestrian_occluded(rng: np.random.Generator, variant: str) -> Core:
         ramp_profile(t, 0.0, 0.0, t_start, a_p, v_p), role="risk",
     )
     occ_size = sample_size(rng, AgentClass.VEHICLE, str(rng.choice(["suv", "van", "truck"])))
-    x_occ = x_ped - 0.5 * p_wid - rng.uniform(0.4, 1.5) - 0.5 * occ_size[0]
+    x_occ = x_ped - 0.5 * p_wid - r.occluder_gap.draw(rng) - 0.5 * occ_size[0]
     occluder = _static(AgentClass.VEHICLE, occ_size, x_occ, -2 * LANE_WIDTH - 0.15 - 0.5 * occ_size[1], 0.0, "prop")
     ego, ped, k, avoid = finish_accident(ego, ped, [occluder])
     return Core(
@@ -144,19 +149,20 @@ def head_on_drift(rng: np.random.Generator, variant: str) -> Core:
     """The ego drifts left out of its lane into an oncoming vehicle (its route stays in its own lane)."""
     t = frame_times()
     layout = get_layout("straight")
-    v_e, v_o = rng.uniform(8.0, 13.0), rng.uniform(8.0, 13.0)
+    r = HEAD_ON_DRIFT
+    v_e, v_o = r.v_ego.draw(rng), r.v_oncoming.draw(rng)
     k_meet = target_frame(rng, 52, 61)
     t_meet = k_meet * DT
-    full = rng.uniform(2.8, 3.6)  # final drift [m]
-    d_meet = rng.uniform(1.9, min(full, 3.0))  # drift at contact [m]
-    tau_d = rng.uniform(3.0, 5.0)  # drift duration [s]
+    full = r.final_drift.draw(rng)  # final drift [m]
+    d_meet = rng.uniform(r.contact_drift.lo, min(full, r.contact_drift.hi))  # drift at contact [m]
+    tau_d = r.drift_time.draw(rng)  # drift duration [s]
     t_d0 = t_meet - math.acos(1.0 - 2.0 * d_meet / full) / math.pi * tau_d
     if t_d0 < 1.0:
         raise Retry
     ego = EgoTrack(layout.path(["E0"]), rng.uniform(80.0, 140.0) + v_e * t, lateral=full * smoothstep((t - t_d0) / tau_d))
     length, width = sample_size(rng, AgentClass.VEHICLE)
     front_x = ego.corners()[k_meet, :, 0].max()
-    x_meet = front_x + 0.5 * length - rng.uniform(0.2, 1.0)
+    x_meet = front_x + 0.5 * length - r.overlap.draw(rng)
     oncoming = Actor(
         AgentClass.VEHICLE, length, width, layout.path(["W0"]), (HALF_ROAD - x_meet) + v_o * (t - t_meet), role="risk"
     )
@@ -172,18 +178,19 @@ def merge_conflict(rng: np.random.Generator, variant: str) -> Core:
     """At the on-ramp: ``ego_merges`` (the ego merges into a main-road vehicle beside it) or
     ``ramp_vehicle_merges`` (a slower ramp vehicle merges just ahead of the ego on the main road)."""
     t = frame_times()
+    r = MERGE_CONFLICT
     layout = get_layout("merge")
     length, width = sample_size(rng, AgentClass.VEHICLE)
     t_c = (target_frame(rng, 54, 61) - rng.uniform(0.0, 1.0)) * DT
     if variant == "ego_merges":
         route, other = ("ramp", "E1_down"), ("E1_up", "E1_down")
-        v_e = rng.uniform(10.0, 13.5)
+        v_e = r.v_ego.draw(rng)
         path = layout.path(route)
         x_star = rng.uniform(0.0, 15.0)  # ego box centre x at t_c [m]
         s_star = float(np.interp(x_star - NAVSIM_EGO.rear_axle_to_center, path.points[:, 0], path.s))
         ego = EgoTrack(path, s_star + v_e * (t - t_c))
-        v_m = rng.uniform(v_e - 0.5, v_e + 2.0)
-        x_m = x_star + rng.uniform(-0.5, 3.0)
+        v_m = rng.uniform(v_e + r.main_speed_offset.lo, v_e + r.main_speed_offset.hi)
+        x_m = x_star + r.main_lead.draw(rng)
         risk = Actor(AgentClass.VEHICLE, length, width, layout.path(other), x_m + HALF_ROAD + v_m * (t - t_c), role="risk")
         # The side-swipe starts a variable time before the centres align: shift both (constant-speed) motions in
         # time so that the first contact lands on a target frame.
@@ -196,13 +203,13 @@ def merge_conflict(rng: np.random.Generator, variant: str) -> Core:
         conflict = "merge_conflict: ego merges from the ramp into a main-road vehicle"
     else:
         route, other = ("E1_up", "E1_down"), ("ramp", "E1_down")
-        v_e = rng.uniform(10.0, 13.5)
+        v_e = r.v_ego.draw(rng)
         path = layout.path(route)
         x_front = rng.uniform(8.0, 30.0)  # ego front x at t_c [m]
         ego = EgoTrack(path, x_front - EGO_FRONT + HALF_ROAD + v_e * (t - t_c))
-        v_r = v_e - rng.uniform(2.0, 5.0)
+        v_r = v_e - r.ramp_slower.draw(rng)
         r_path = layout.path(other)
-        x_r = x_front + 0.5 * length - rng.uniform(0.1, 0.6)
+        x_r = x_front + 0.5 * length - r.ramp_overlap.draw(rng)
         s_r = float(np.interp(x_r, r_path.points[:, 0], r_path.s))
         risk = Actor(AgentClass.VEHICLE, length, width, r_path, s_r + v_r * (t - t_c), role="risk")
         conflict = "merge_conflict: a slower ramp vehicle merges just ahead of the ego"
