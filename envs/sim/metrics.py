@@ -8,7 +8,7 @@ or the log's end):
   arc length of the rear axle's projection on the route (:class:`envs.observation.Route`) from the start frame.
   The **reference** is what a safe driver completes over the same episode window: the expert log when it stays
   collision-free over the window, else the careful safe-progress planner driven closed loop from the same start
-  (:func:`rewards.safe_progress.safe_progress_reference`, re-planned every 0.5 s; see :mod:`envs.replay_env`).
+  (:func:`rewards.scorer.safe_planner_trajectory`, re-planned every 0.5 s; see :func:`reference_progress`).
   ``reference_kind`` says which. A reference that progresses less than ``min_reference_progress`` (e.g. waiting at
   a red light) makes RC 1 (nothing was there to complete).
 * **Infraction penalty IP** = product of one coefficient per infraction instance: collision with a vehicle 0.60, a

@@ -16,7 +16,7 @@ sum over the 16 dimensions; the VLA: its generated tokens).
 * :meth:`GroupPolicy.member_log_prob` ``(obs, members, valid) -> (logp (B, M, S), loss_mask (B, M, S))``:
   teacher-forced log-probabilities with gradients.
 * :meth:`GroupPolicy.trajectories_of` ``(env actions) -> (8, 3) trajectories`` (evaluation through
-  :class:`agents.base.Policy`: :class:`agents.rl.sb3_agent.GRPOAgent`).
+  :class:`agents.base.Policy`: :class:`agents.rl.sb3_agent.SB3Agent`).
 
 :class:`TrajectoryGaussianPolicy`: a diagonal Gaussian over the normalised kinematic action of
 :class:`envs.wrappers.NormalizedTrajectoryAction` (speed and yaw rate per 0.5 s, ``[-1, 1]^(8, 2)``), mean from an
