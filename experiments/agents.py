@@ -7,11 +7,16 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
+from agents.vla.model import VLAConfig
 from experiments.builders import env_config, group_env, sources
 from experiments.pipeline import Context
 from experiments.registry import Agent, AgentConfig, register_agent
+from experiments.schema import schema
+
+VLAConfigNode = schema(VLAConfig)
+"""The ``agent.model`` node of the VLA (generated from :class:`agents.vla.model.VLAConfig`)."""
 
 
 # ------------------------------------------------------------------------------------------------------------ vla
@@ -20,8 +25,9 @@ class VLAAgentConfig(AgentConfig):
     """The VLA (:mod:`agents.vla`): a tiny random-init LLaVA by default, or a pretrained VLM from a local folder."""
 
     name: str = "vla"
-    model: Any = field(default_factory=lambda: {"_target_": "agents.vla.model.VLAConfig"})
-    """Model sizes (``_target_: agents.vla.model.VLAConfig``; override fields, e.g. ``agent.model.text_layers=4``)."""
+    model: VLAConfigNode = field(default_factory=VLAConfigNode)
+    """Model sizes (:class:`agents.vla.model.VLAConfig`, ``_target_``, every field, e.g. ``agent.model.text_layers=4``;
+    its ``seed`` is set from the run's ``seed``)."""
     init: Optional[str] = None
     """A local folder with a pretrained VLM (``AutoModelForImageTextToText``) or a saved VLA policy to start from."""
     lora: bool = False
@@ -38,17 +44,6 @@ def _vla_env_config(agent: Any, reward: Any) -> Any:
     from envs.replay_env import EnvConfig
 
     return EnvConfig(text_prompt=True, reward=reward)  # the VLA's 128 px RGB BEV and its prompt
-
-
-def _instantiate(node: Mapping[str, Any], **overrides: Any) -> Any:
-    """``hydra.utils.instantiate`` of a ``_target_`` node with overrides for fields it has."""
-    from hydra.utils import get_class, instantiate
-
-    node = dict(node)
-    cls = get_class(node["_target_"])
-    fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
-    node.update({k: v for k, v in overrides.items() if k in fields and k not in node})
-    return instantiate(node)
 
 
 def _sample_tables(ctx: Context) -> tuple[Any, Any]:
@@ -75,7 +70,6 @@ def _vla_train_sft(ctx: Context, views: Sequence[str]) -> dict[str, Any]:
     from agents.sft.data import SampleConfig, SFTDataset, load_or_build_samples
     from agents.sft.trainer import latest_checkpoint, train_sft
     from agents.vla.codebook import CodebookConfig, TrajectoryCodebook, fit_on_logs_and_positives
-    from agents.vla.model import VLAConfig
     from agents.vla.policy import VLAPolicy
     from counterfactual.dataset import load_anchor_pairs
 
@@ -95,7 +89,7 @@ def _vla_train_sft(ctx: Context, views: Sequence[str]) -> dict[str, Any]:
             int(agent.codebook_scenes), int(getattr(cfg.env, "seed", 0) or 0))
         codebook.save(book_path)
     outputs: dict[str, Any] = {"codebook": book_path, "samples": len(table)}
-    model_config = _instantiate(agent.model, seed=int(cfg.seed))
+    model_config = agent.model  # a VLAConfig, built by experiments.run.typed_config with the run's seed
     for view in views:
         run = ctx.path("sft", view, ".keep").parent
         name = f"vla_sft_{view}"
@@ -105,8 +99,7 @@ def _vla_train_sft(ctx: Context, views: Sequence[str]) -> dict[str, Any]:
         elif agent.init:
             policy = VLAPolicy.from_pretrained(agent.init, codebook=codebook, lora=bool(agent.lora), name=name)
         else:
-            policy = VLAPolicy.build(codebook, model_config if isinstance(model_config, VLAConfig) else VLAConfig(),
-                                     name=name)
+            policy = VLAPolicy.build(codebook, model_config, name=name)
         result = train_sft(policy, SFTDataset(table, view), run, train_cfg.sft,
                            resume=last if last is not None else False)
         print(f"SFT {view}: loss {result.losses[0][1]:.3f} -> {result.losses[-1][1]:.3f} in {result.train_seconds:.0f} s"

@@ -23,6 +23,7 @@ seed) stops before any stage runs, with a message naming it.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any, Mapping
@@ -30,7 +31,8 @@ from typing import Any, Mapping
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config import RunConfig, build, register_configs
+from experiments.config import RunConfig, register_configs
+from experiments.schema import build
 from experiments.registry import agent_names, method_names
 
 register_configs()
@@ -70,15 +72,22 @@ def import_plugins(modules: Any) -> None:
 def typed_config(cfg: DictConfig) -> RunConfig:
     """The run configuration as typed objects, what the stages receive: ``OmegaConf.to_object`` (the schema
     dataclasses of :mod:`experiments.config`, whose own checks run, e.g. ``train.n_envs >= 1``), then every
-    ``_target_`` node built into its library object (:func:`experiments.config.build`), which validates its fields:
+    ``_target_`` node built into its library object (:func:`experiments.schema.build`), which validates its fields:
     ``cfg.reward`` is the one :class:`envs.sim.reward.RewardConfig`; ``cfg.train.sft`` / ``bc`` / ``grpo`` / ``ppo`` the
-    library configs (SFT's ``seed``, ``progress`` and ``tensorboard`` from the run's). ``SystemExit`` naming the field
-    of the first value that cannot run."""
+    library configs (SFT's ``seed``, ``progress`` and ``tensorboard`` from the run's); the agent's library nodes
+    (the VLA's ``agent.model``, a :class:`agents.vla.model.VLAConfig`, its ``seed`` the run's). ``SystemExit`` naming
+    the field of the first value that cannot run."""
     try:
         typed = OmegaConf.to_object(cfg)
     except Exception as exc:  # noqa: BLE001  (OmegaConf wraps the schema's ValueError in its own errors)
         raise SystemExit(f"configuration: {exc}") from None
     typed.reward = build(typed.reward, "reward")
+    agent = typed.agent
+    for f in dataclasses.fields(agent):  # library nodes of the agent (the VLA's agent.model), seeded by the run
+        value = getattr(agent, f.name)
+        if dataclasses.is_dataclass(value) and hasattr(value, "_target_"):
+            seed = {"seed": int(typed.seed)} if any(g.name == "seed" for g in dataclasses.fields(value)) else {}
+            setattr(agent, f.name, build(value, f"agent.{f.name}", **seed))
     train = typed.train
     train.sft = build(train.sft, "train.sft", seed=int(typed.seed), progress=bool(typed.progress),
                       tensorboard=bool(typed.tensorboard))

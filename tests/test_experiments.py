@@ -278,3 +278,18 @@ def test_online_mining_reaches_anchor_grpo_only(tmp_path):
         env = model.get_env()
         assert env.env_is_wrapped(CollisionMiningWrapper)[0] is anchors
         env.close()
+
+
+def test_the_vla_model_node_has_every_field_and_the_run_seed():
+    """``agent.model`` is generated from :class:`agents.vla.model.VLAConfig`: every field on the command line, built
+    into the library object with the run's seed, its own checks naming the field's path."""
+    from agents.vla.model import VLAConfig
+    from experiments.run import typed_config
+
+    typed = typed_config(_cfg("agent.model.text_layers=4", "seed=5"))
+    assert isinstance(typed.agent.model, VLAConfig)
+    assert typed.agent.model.text_layers == 4 and typed.agent.model.seed == 5
+    with pytest.raises(SystemExit, match=r"agent\.model: VLAConfig: text_hidden_size must divide by text_heads"):
+        typed_config(_cfg("agent.model.text_heads=3"))
+    with pytest.raises(SystemExit, match=r"agent\.bev: expected 'semantic64' or 'none'"):
+        typed_config(_cfg("agent=mlp", "agent.bev=semantic32"))
