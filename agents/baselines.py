@@ -8,6 +8,7 @@
 * :class:`SafeOraclePolicy`: the careful planner with oracle knowledge of the other agents' logged future
   (privileged; the route-completion reference, a strong privileged reference but not an upper bound: see its
   docstring).
+* :class:`BrakeToStopPolicy`: brakes straight ahead at 3 m/s^2 to a stop (observation only).
 * :class:`StandStillPolicy`: stays where it is (all-zeros trajectory): the degenerate policy every reward is
   checked against.
 """
@@ -46,6 +47,28 @@ class StandStillPolicy(Policy):
 
     def act(self, inp: PolicyInput) -> np.ndarray:
         return np.zeros((NUM_POSES, 3), dtype=np.float32)
+
+
+class BrakeToStopPolicy(Policy):
+    """Straight ahead, braking from the current speed at ``deceleration`` [m/s^2] to a stop and staying there (the
+    degenerate "stop safely" policy a reward must rank below driving, and above any crash)."""
+
+    name = "brake_to_stop"
+
+    def __init__(self, deceleration: float = 3.0, pose_interval: float = POSE_INTERVAL) -> None:
+        if not deceleration > 0:
+            raise ValueError(f"BrakeToStopPolicy.deceleration: expected > 0 m/s^2, got {deceleration!r}")
+        self.deceleration = float(deceleration)
+        self.pose_interval = pose_interval
+
+    def act(self, inp: PolicyInput) -> np.ndarray:
+        speed = max(0.0, float(inp.observation["ego_state"][0]))
+        t = self.pose_interval * np.arange(1, NUM_POSES + 1)
+        t_stop = speed / self.deceleration
+        traveled = np.where(t < t_stop, speed * t - 0.5 * self.deceleration * t ** 2, 0.5 * speed * t_stop)
+        traj = np.zeros((NUM_POSES, 3), dtype=np.float32)
+        traj[:, 0] = traveled
+        return clip_trajectories(traj)
 
 
 class LogReplayPolicy(Policy):
@@ -126,8 +149,8 @@ class SafeOraclePolicy(Policy):
         return self._fallback.act(inp) if traj is None else clip_trajectories(traj)
 
 
-BASELINES = {p.name: p for p in (ConstantVelocityPolicy, LogReplayPolicy, ReferencePlannerPolicy, SafeOraclePolicy,
-                                 StandStillPolicy)}
+BASELINES = {p.name: p for p in (BrakeToStopPolicy, ConstantVelocityPolicy, LogReplayPolicy, ReferencePlannerPolicy,
+                                 SafeOraclePolicy, StandStillPolicy)}
 """Baseline classes by name."""
 
 

@@ -1,12 +1,13 @@
 """Degenerate-policy check of the reward and the closed-loop metrics (a benchmark: prints a table, asserts nothing).
 
-Every reward change is checked against trivial policies: stand still (all-zeros trajectory), constant velocity,
-random (uniform normalised actions, :class:`envs.wrappers.NormalizedTrajectoryAction`), log replay and the
-PDM-Closed-like planner. Closed loop, state-only, on bank scenes (SYNTHETIC), split into accident and normal scenes::
+Every reward change is checked against trivial policies: stand still (all-zeros trajectory), brake to a stop
+(3 m/s^2 straight ahead), constant velocity, random (uniform normalised actions,
+:class:`envs.wrappers.NormalizedTrajectoryAction`), log replay, the PDM-Closed-like planner and the safe oracle.
+Closed loop, state-only, on bank scenes (SYNTHETIC), split into accident and normal scenes::
 
-    python -m benchmarks.bench_degenerate --num-scenes 32 --seed 1000
+    python -m benchmarks.bench_degenerate --num-scenes 32 --seed 1000 [--reward-kind progress]
 
-Columns: mean reward per step (the env's default reward), mean PDMS (NAVSIM-faithful EP) and SP-PDMS (EP against
+Columns: mean episode return, mean reward per step (the env's default reward), mean PDMS (NAVSIM-faithful EP) and SP-PDMS (EP against
 the safe-progress reference, the RL reward's score) per step, share of steps with EP == 1, mean collision term,
 and per episode the route completion RC, driving score DS, collision rate and stopped share.
 """
@@ -23,6 +24,7 @@ import numpy as np
 from agents.base import Policy, PolicyInput, policy_input
 from agents.baselines import make_baseline
 from envs.replay_env import EnvConfig, ReplayEnv
+from envs.sim.reward import REWARD_KINDS, RewardConfig
 from envs.wrappers import kinematic_trajectories
 
 
@@ -45,7 +47,7 @@ def run(policy: Policy, env: ReplayEnv, seeds: Sequence[int]) -> dict[str, dict[
         obs, info = env.reset(seed=int(seed), options={"scene_index": i})
         policy.reset()
         group = out["accident" if env.scene.meta.is_accident else "normal"]
-        done = False
+        done, episode_return = False, 0.0
         while not done:
             action = policy.act(policy_input(env, obs, info, policy.requires_privileged))
             obs, reward, terminated, truncated, info = env.step(action)
@@ -56,6 +58,8 @@ def run(policy: Policy, env: ReplayEnv, seeds: Sequence[int]) -> dict[str, dict[
                 if key in r:
                     group[key].append(float(r[key]))
             group["ep_is_1"].append(float(r.get("ep", np.nan) == 1.0))
+            episode_return += float(reward)
+        group["return"].append(episode_return)
         group["collided"].append(float(info["termination_reason"] == "collision"))
         metrics = info.get("driving_metrics")
         if metrics is not None:
@@ -69,14 +73,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--num-scenes", type=int, default=32)
     p.add_argument("--seed", type=int, default=1000, help="bank seed")
     p.add_argument("--reset-seed", type=int, default=4242, help="reset seeds are reset_seed + i")
-    p.add_argument("--policies", default="stand_still,constant_velocity,random,log_replay,pdm_closed_like")
+    p.add_argument("--policies",
+                   default="stand_still,brake_to_stop,constant_velocity,random,log_replay,pdm_closed_like,safe_oracle")
+    p.add_argument("--reward-kind", choices=REWARD_KINDS, default=RewardConfig().kind,
+                   help="the closed-loop step reward (envs.sim.reward.RewardConfig.kind)")
     args = p.parse_args(argv)
-    env = ReplayEnv("bank", "closed_loop", EnvConfig(bev=None), num_scenes=args.num_scenes, seed=args.seed)
+    env = ReplayEnv("bank", "closed_loop", EnvConfig(bev=None, reward=RewardConfig(kind=args.reward_kind)),
+                    num_scenes=args.num_scenes, seed=args.seed)
     seeds = [args.reset_seed + i for i in range(args.num_scenes)]
-    cols = ["reward/step", "PDMS", "SP-PDMS", "EP==1", "coll term", "RC", "DS", "coll rate", "stopped"]
-    keys = ["reward", "pdms", "sp_pdms", "ep_is_1", "collision", "route_completion", "driving_score", "collided",
+    cols = ["return", "reward/step", "PDMS", "SP-PDMS", "EP==1", "coll term", "RC", "DS", "coll rate", "stopped"]
+    keys = ["return", "reward", "pdms", "sp_pdms", "ep_is_1", "collision", "route_completion", "driving_score", "collided",
             "stopped_share"]
-    print(f"closed loop, {args.num_scenes} SYNTHETIC bank scenes (seed {args.seed}), state-only, default reward")
+    print(f"closed loop, {args.num_scenes} SYNTHETIC bank scenes (seed {args.seed}), state-only, reward kind "
+          f"{args.reward_kind!r}")
     print(f"{'policy':<18} {'scenes':<9} " + " ".join(f"{c:>11}" for c in cols))
     for name in args.policies.split(","):
         policy = RandomPolicy(0) if name == "random" else make_baseline(name)

@@ -47,7 +47,12 @@ Reward (:mod:`envs.sim.reward`)
 ``w_score * score + w_collision * collision`` (``EnvConfig.reward``, :class:`envs.sim.reward.RewardConfig`) for the action scored by the PDM scorer (:mod:`rewards.pdm`) from the
 current state (non-reactive, as NAVSIM), where ``score`` is PDMS, or the map-free score ``NC (5 TTC + 2 C) / 7``
 when the scene has no map. Closed loop adds ``-w_terminal_collision`` on the step in which the simulated ego
-collides. ``info["rewards"]`` holds every term. With ``reward_mode="lazy"`` the per-step scorer call is skipped
+collides. ``RewardConfig.kind="progress"`` makes the closed-loop step reward **route progress first** instead: the
+step's route progress as a fraction of the episode's reference progress (the driving score's route-completion
+reference), scaled down by the action's soft infractions (TTC, comfort, driving direction), and a collision or
+leaving the road ends the episode with a penalty that takes back the episode's progress rewards and costs
+``w_terminal_collision`` more (:func:`envs.sim.reward.progress_reward`); both kinds report ``route_progress`` and
+``soft_factor``. ``info["rewards"]`` holds every term. With ``reward_mode="lazy"`` the per-step scorer call is skipped
 (reward = terminal terms only) and :meth:`ReplayEnv.flush_rewards` scores the stored decisions later (e.g. at the
 end of an episode, off the stepping loop).
 
@@ -70,7 +75,7 @@ from envs.observation import ObservationConfig, Route, build_observation, text_p
 from envs.render import BEVConfig, BEVRenderer
 from envs.configuration import coerce_config
 from envs.sim.metrics import DrivingMetricsConfig, EpisodeMetrics, reference_progress
-from envs.sim.reward import REWARD_TERMS, RewardConfig, reward_terms
+from envs.sim.reward import PROGRESS_TERMS, REWARD_TERMS, RewardConfig, progress_reward, reward_terms, soft_factor
 from envs.scenes.scene import Scene
 from envs.sim.scoring import log_as_action, map_geometry_from_scene_map, problem_from_scene
 from envs.sim.simulation import DrivableArea, EgoTrack, check_frames, simulate_prefix, simulate_with_steering
@@ -86,7 +91,7 @@ from rewards.types import EgoState, ScoringProblem
 MODES = ("open_loop", "closed_loop")
 REWARD_MODES = ("eager", "lazy")
 REFERENCES = ("auto", "log", None)
-STEP_TERMS = {"open_loop": REWARD_TERMS, "closed_loop": REWARD_TERMS + ("terminal_collision",)}
+STEP_TERMS = {"open_loop": REWARD_TERMS, "closed_loop": REWARD_TERMS + ("terminal_collision",) + PROGRESS_TERMS}
 """Keys of ``info["rewards"]`` per mode: the same keys in every info of the mode, ``reset`` included; a term that
 was not computed is NaN (every term after ``reset``, which scores nothing; the scorer's terms in lazy mode until
 :meth:`ReplayEnv.flush_rewards`)."""
@@ -148,7 +153,8 @@ class EnvConfig:
     route_end_margin: float = 2.0
     """Closed loop: the episode terminates when the ego is within this distance of the route's end [m]."""
     reward_mode: str = "eager"
-    """``"eager"``: score every action in ``step``; ``"lazy"``: defer to :meth:`ReplayEnv.flush_rewards`."""
+    """``"eager"``: score every action in ``step``; ``"lazy"``: defer to :meth:`ReplayEnv.flush_rewards` (with
+    ``reward.kind="progress"`` a lazy step's progress term is not scaled by soft infractions: they need the score)."""
     text_prompt: bool = False
     """Add ``info["prompt"]``, a text instruction with command and speed (for VLA policies)."""
     scene_order: str = "shuffle"
@@ -394,6 +400,8 @@ class ReplayEnv(gym.Env):
             self.config.driving_metrics)
         self._current = None
         self._done = False
+        self._earned = 0.0  # progress rewards of the episode so far (RewardConfig.kind="progress")
+        self._last_progress = 0.0  # route progress at the last step [m]
         self._episode += 1
         self._last_action = None
         obs = self._observation()
@@ -450,7 +458,18 @@ class ReplayEnv(gym.Env):
                           np.hypot(prefix[:n, 3], prefix[:n, 4]), offroad_at[:n], agent if collision else -1)
         offroad = bool(offroad_at[n - 1]) and not collision
         terms["terminal_collision"] = -1.0 if collision else 0.0
-        terms["reward"] += cfg.reward.w_terminal_collision * terms["terminal_collision"]
+        progress = self._metrics.ego_progress - self._last_progress
+        self._last_progress = self._metrics.ego_progress
+        factor = soft_factor(terms["ttc"], terms["comfort"], terms["ddc"], cfg.reward)
+        reference = max(self._reference_progress(scene, ctx)[0], cfg.driving_metrics.min_reference_progress)
+        term, terminal = progress_reward(progress, reference, factor, collision or offroad, self._earned, cfg.reward,
+                                         cfg.driving_metrics.min_reference_progress)
+        terms["route_progress"], terms["soft_factor"] = progress / reference, factor
+        if cfg.reward.kind == "progress":
+            self._earned += term
+            terms["reward"] = term + terminal
+        else:
+            terms["reward"] += cfg.reward.w_terminal_collision * terms["terminal_collision"]
         obs = self._observation()
         route_end = ctx.route.project(track.poses[track.frame, :2]) >= ctx.route.length - cfg.route_end_margin
         terminated = collision or offroad or route_end

@@ -3,7 +3,7 @@
 * planners (``evaluate.planners``), every policy of :mod:`agents.baselines`: ``pdm_closed_like`` (constant-velocity
   forecasts, reads the agents' current states) and ``safe_oracle`` (oracle knowledge of the agents' logged future: a
   privileged reference, not an upper bound; see ``benchmarks/bench_oracle.py``) first, then the degenerate
-  references ``constant_velocity``, ``log_replay``, ``stand_still``;
+  references ``brake_to_stop``, ``constant_velocity``, ``log_replay``, ``stand_still``;
 * learned: ``sft_positive`` (positive-only SFT, the no-negative baseline), ``sft_negative`` (negative-enhanced SFT),
   ``ppo`` (SB3 PPO from scratch, :mod:`agents.rl.ppo`), ``grpo`` (vanilla GRPO) and ``anchor_grpo`` (anchor-GRPO),
   both from the negative-enhanced SFT policy (their KL reference), for ``train.rl_budget`` env steps each.
@@ -45,6 +45,7 @@ _PLANNER_NOTES = {
     "constant_velocity": "degenerate reference: keeps its current speed straight ahead",
     "log_replay": "privileged reference: replays the ego's logged future (into the crash on accident scenes)",
     "stand_still": "degenerate reference: stays where it is",
+    "brake_to_stop": "degenerate reference: brakes straight ahead to a stop",
 }
 
 

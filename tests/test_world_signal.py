@@ -192,3 +192,72 @@ def test_pdm_closed_like_chooses_among_proposals_as_they_will_be_executed():
     assert endings["action"] == "time_limit" and dac["action"] == 1.0, (endings, dac)
     with pytest.raises(ValueError, match="selection"):
         ReferencePlannerPolicy(selection="best")
+
+
+# --------------------------------------------------------------------------------------- progress-first reward
+def _returns(policy_name: str, env: ReplayEnv, indices) -> dict[int, tuple[float, str]]:
+    """Episode return and termination reason per scene index."""
+    policy = make_baseline(policy_name)
+    out = {}
+    for i in indices:
+        obs, info = env.reset(seed=4242 + int(i), options={"scene_index": int(i)})
+        policy.reset()
+        done, total = False, 0.0
+        while not done:
+            action = policy.act(policy_input(env, obs, info, policy.requires_privileged))
+            obs, reward, terminated, truncated, info = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        out[int(i)] = (total, info["termination_reason"])
+    return out
+
+
+def test_progress_reward_arithmetic():
+    from envs.sim.reward import RewardConfig, progress_reward, soft_factor
+
+    cfg = RewardConfig(kind="progress", w_terminal_collision=1.5)
+    assert soft_factor(1.0, 1.0, 1.0, cfg) == 1.0 and soft_factor(np.nan, np.nan, np.nan, cfg) == 1.0
+    assert soft_factor(0.0, 0.0, 0.5, cfg) == pytest.approx(0.5 * 0.8 * 0.75)
+    assert progress_reward(4.0, 40.0, 0.5, False, 0.3, cfg) == (pytest.approx(0.05), 0.0)
+    assert progress_reward(4.0, 0.2, 1.0, False, 0.0, cfg, min_reference=1.0)[0] == pytest.approx(4.0)
+    for earned in (-0.2, 0.0, 0.4, 3.0):  # a crash returns at most -w_terminal_collision, whatever came before
+        term, terminal = progress_reward(2.0, 20.0, 1.0, True, earned, cfg)
+        assert earned + term + terminal <= -1.5 + 1e-12
+    with pytest.raises(ValueError, match=r"RewardConfig\.kind: expected one of \('score', 'progress'\)"):
+        RewardConfig(kind="carl")
+    with pytest.raises(ValueError, match=r"RewardConfig\.ttc_penalty: expected a number in \[0, 1\]"):
+        RewardConfig(ttc_penalty=2.0)
+
+
+def test_progress_reward_orders_driving_safely_over_stopping_over_crashing():
+    """``RewardConfig(kind="progress")``, closed loop, a fixed sample of held-out bank scenes: on normal scenes the
+    safe oracle and the PDM-Closed-like planner (both about the whole route: on 32 scenes the oracle leads,
+    ``benchmarks/bench_degenerate.py --reward-kind progress``) earn far more than braking to a stop, which earns at
+    least standing still; on accident scenes every episode that crashes returns less than braking to a stop on the
+    same scene (when braking does not crash), and the safe oracle leads on average."""
+    from envs.sim.reward import RewardConfig
+
+    bank = ScenarioBank(12, seed=1000)
+    env = ReplayEnv(bank, "closed_loop", dataclasses.replace(STATE_ONLY, reward=RewardConfig(kind="progress")))
+    accident = [i for i in range(len(bank)) if bank.scenario_type(i) != "normal"][:5]
+    normal = [i for i in range(len(bank)) if bank.scenario_type(i) == "normal"][:2]
+    runs = {name: _returns(name, env, accident + normal)
+            for name in ("safe_oracle", "pdm_closed_like", "brake_to_stop", "stand_still", "log_replay",
+                         "constant_velocity")}
+
+    def mean(name, group):
+        return float(np.mean([runs[name][i][0] for i in group]))
+
+    assert min(mean("safe_oracle", normal), mean("pdm_closed_like", normal)) > mean("brake_to_stop", normal) + 0.5
+    assert mean("safe_oracle", normal) > mean("pdm_closed_like", normal) - 0.05  # both drive the whole route here
+    assert mean("brake_to_stop", normal) >= mean("stand_still", normal) - 1e-9
+    crashes = 0
+    for i in accident:
+        brake, reason = runs["brake_to_stop"][i]
+        for name in ("safe_oracle", "pdm_closed_like", "log_replay", "constant_velocity"):
+            ret, why = runs[name][i]
+            if why == "collision" and reason != "collision":
+                crashes += 1
+                assert ret < brake, (name, i, ret, brake)
+    assert crashes >= 5  # the log crashes in every accident scene
+    assert mean("safe_oracle", accident) > max(mean(n, accident) for n in runs if n != "safe_oracle")

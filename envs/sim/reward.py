@@ -18,6 +18,11 @@ object for the replay env, the CARLA env and GRPO's group score, which sums the 
 
 Closed loop adds ``w_terminal_collision * terminal_collision`` where ``terminal_collision`` is ``-1`` on the step in
 which the simulated ego actually collides (see :mod:`envs.replay_env`).
+
+``RewardConfig.kind="progress"`` replaces the closed-loop step reward by **route progress first** (the CaRL reward's
+shape: route completion as the single term, soft infractions multiply it down, a crash or leaving the road ends the
+episode with a penalty that makes it worth less than stopping safely; :func:`progress_reward`). The group score of
+GRPO and the open-loop reward stay the score above.
 """
 
 from __future__ import annotations
@@ -35,6 +40,11 @@ REWARD_TERMS = ("nc", "dac", "ddc", "ttc", "ep", "comfort", "pdms", "sp_ep", "sp
 """The float terms a step reports in ``info["rewards"]`` (map-dependent ones are NaN without a map)."""
 REWARD_SCORES = ("sp_pdms", "pdms")
 """Scores the reward can use where the scene has a map (see the module docstring)."""
+REWARD_KINDS = ("score", "progress")
+"""Closed-loop step rewards: the scored action (``score``) or route progress first (``progress``, see
+:func:`progress_reward`)."""
+PROGRESS_TERMS = ("route_progress", "soft_factor")
+"""Closed-loop terms of the progress-first reward reported in ``info["rewards"]`` (both kinds report them)."""
 
 
 @dataclass(frozen=True)
@@ -53,11 +63,32 @@ class RewardConfig:
     """Weight of the scorer's collision term (``-PDMConfig.collision_penalty`` for a candidate that collides within
     its 4 s horizon)."""
     w_terminal_collision: float = 1.0
-    """Closed loop: penalty magnitude added once when the simulated (or CARLA) ego collides."""
+    """Closed loop: penalty magnitude added once when the simulated (or CARLA) ego collides (``kind="score"``); with
+    ``kind="progress"`` the penalty of a collision or leaving the road is ``w_terminal_collision * (1 + the episode's
+    progress reward so far)`` (see :func:`progress_reward`)."""
+    kind: str = "score"
+    """The closed-loop step reward (:data:`REWARD_KINDS`): ``"score"``, the weighted score of the action above (every
+    step pays ``w_score * score``, also for standing still: measured in ``benchmarks/bench_degenerate.py``), or
+    ``"progress"``, route progress first (the CaRL reward's shape, Jaeger et al. 2025; :func:`progress_reward`). Open
+    loop and GRPO's group score always use the score (PDMS stays the method's group score)."""
+    ttc_penalty: float = 0.5
+    """``kind="progress"``: a step's progress is scaled by ``1 - ttc_penalty`` when the action's plan violates the
+    time-to-collision bound (TTC = 0)."""
+    comfort_penalty: float = 0.2
+    """``kind="progress"``: scale-down when the action's plan is uncomfortable (C = 0)."""
+    lane_penalty: float = 0.5
+    """``kind="progress"``: scale-down when the action's plan leaves the driving direction's lanes (DDC < 1:
+    ``1 - lane_penalty * (1 - DDC)``)."""
 
     def __post_init__(self) -> None:
         if self.reward_score not in REWARD_SCORES:
             raise ValueError(f"RewardConfig.reward_score: expected one of {REWARD_SCORES}, got {self.reward_score!r}")
+        if self.kind not in REWARD_KINDS:
+            raise ValueError(f"RewardConfig.kind: expected one of {REWARD_KINDS}, got {self.kind!r}")
+        for name in ("ttc_penalty", "comfort_penalty", "lane_penalty"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"RewardConfig.{name}: expected a number in [0, 1], got {value!r}")
         for name in ("w_score", "w_collision", "w_terminal_collision"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
@@ -103,3 +134,41 @@ def reward_terms(result, pdm_config: PDMConfig, reward: RewardConfig = RewardCon
     out["collision_time"] = np.asarray(result.collision_time, dtype=np.float64)
     out["colliding_agent_id"] = np.asarray(result.colliding_agent_id, dtype=np.int64)
     return out
+
+
+def soft_factor(ttc: float, comfort: float, ddc: float, reward: RewardConfig) -> float:
+    """The progress scale-down of soft infractions of the chosen action's 4 s plan, in ``[0, 1]``:
+    ``(1 - ttc_penalty (1 - TTC)) (1 - comfort_penalty (1 - C)) (1 - lane_penalty (1 - DDC))``; a NaN term (no map:
+    DDC; lazily scored steps: all) counts as no infraction."""
+    def keep(value: float, penalty: float) -> float:
+        return 1.0 if math.isnan(value) else 1.0 - penalty * (1.0 - float(value))
+
+    return keep(ttc, reward.ttc_penalty) * keep(comfort, reward.comfort_penalty) * keep(ddc, reward.lane_penalty)
+
+
+def progress_reward(progress: float, reference: float, factor: float, ended_badly: bool, earned: float,
+                    reward: RewardConfig, min_reference: float = 1.0) -> tuple[float, float]:
+    """One closed-loop step of the progress-first reward (``RewardConfig.kind="progress"``).
+
+    ``r = factor * progress / max(reference, min_reference)``: the route progress made this step as a fraction of
+    the episode's reference progress (what the driving score's route completion divides by, so an episode's
+    progress rewards sum to about its route completion), scaled down by soft infractions (:func:`soft_factor`).
+    A step that ends the episode in a collision or off the road adds ``-w_terminal_collision * (1 + max(0, earned +
+    r))``: the crash takes back every progress reward of the episode and costs ``w_terminal_collision`` more, so
+    an episode that crashes returns at most ``-w_terminal_collision`` and any episode that stops safely (return
+    >= 0) is worth more, whatever the crash's progress before it. Standing still earns 0 per step.
+
+    Args:
+        progress: route progress this step [m] (signed: backwards is negative).
+        reference: the episode's reference progress [m] (:func:`envs.sim.metrics.reference_progress`).
+        factor: :func:`soft_factor` of the chosen action.
+        ended_badly: this step ended the episode in a collision or off the road.
+        earned: the episode's progress rewards before this step.
+        min_reference: the smallest reference divided by [m] (the driving metrics' ``min_reference_progress``).
+
+    Returns:
+        ``(progress_term, terminal_term)``: the step's reward is their sum.
+    """
+    term = float(factor) * float(progress) / max(float(reference), float(min_reference))
+    terminal = -reward.w_terminal_collision * (1.0 + max(0.0, earned + term)) if ended_badly else 0.0
+    return term, terminal
