@@ -294,14 +294,19 @@ def test_bank_is_deterministic_balanced_and_indexable():
     accident_counts = [counts[t] for t in ACCIDENT_TYPES]
     assert max(accident_counts) - min(accident_counts) <= 1
     scene = bank[17]
-    assert scene.scene_id == f"synthetic/{types[17]}/000017" == bank.scene_id(17)
+    assert scene.scene_id == f"synthetic/{types[17]}/s5-000017" == bank.scene_id(17)
+    assert bank.index_of(scene.scene_id) == 17
+    other = ScenarioBank(60, seed=6, normal_fraction=0.3)  # ids are unique across bank seeds
+    assert not {bank.scene_id(i) for i in range(60)} & {other.scene_id(i) for i in range(60)}
+    with pytest.raises(KeyError, match="s5-<index>"):
+        bank.index_of(other.scene_id(17))
     same = generate_scene(types[17], bank.scene_seed(17))
     assert np.array_equal(scene.agent_poses, same.agent_poses)
     # index i depends on (seed, i) only, not on the bank size; another seed gives other scenes
     assert ScenarioBank(20, seed=5, normal_fraction=0.3).scenario_type(17) == types[17]
     assert np.array_equal(ScenarioBank(20, seed=5, normal_fraction=0.3)[17].ego_poses, scene.ego_poses)
     assert not np.array_equal(ScenarioBank(60, seed=6)[17].ego_poses, scene.ego_poses)
-    assert bank[-1].scene_id.endswith("/000059") and len(bank) == 60
+    assert bank[-1].scene_id.endswith("/s5-000059") and len(bank) == 60
     with pytest.raises(IndexError):
         bank[60]
     small = ScenarioBank(3, seed=1, scenario_types=["cut_in"])

@@ -172,7 +172,7 @@ def test_huge_bank_resets_without_materialising_an_index_list():
     seen = {unwrapped._next_index() for _ in range(50)}
     assert len(seen) == 50 and all(0 <= i < 10**9 for i in seen)
     assert unwrapped.source.index_of("synthetic/" + unwrapped.source.collection.scenario_type(123456789)
-                                     + "/123456789") == 123456789
+                                     + "/s0-123456789") == 123456789
 
 
 # ------------------------------------------------------------------------------------------------- env input

@@ -251,7 +251,7 @@ class Scene:
     """A time-indexed scene of ``T`` frames with ``N`` other agents (arrays are validated and read-only).
 
     Attributes:
-        scene_id: unique id, e.g. ``"synthetic/rear_end/000017"``.
+        scene_id: unique id, e.g. ``"synthetic/rear_end/s0-000017"``.
         dt: log step [s].
         ego_poses: ``(T, 3)`` rear-axle poses, world frame [m, m, rad].
         ego_velocities: ``(T, 2)`` world-frame velocity [m/s].

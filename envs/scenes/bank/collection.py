@@ -18,7 +18,8 @@ class ScenarioBank(Sequence[Scene]):
     the bank holds ``normal_fraction`` of normal scenes up to one scene), the others cycle through the accident
     types in a fresh seeded order per round, so every prefix is balanced across types up to one round. The type
     and scene of index ``i`` depend only on ``(seed, i, scenario_types, normal_fraction)``, not on
-    ``num_scenes``. Scene ids look like ``"synthetic/rear_end/000017"``.
+    ``num_scenes``. Scene ids look like ``"synthetic/rear_end/s0-000017"`` (the bank seed in the id: unique across
+    seeds).
 
     Args:
         num_scenes: number of scenes (>= 0).
@@ -92,24 +93,26 @@ class ScenarioBank(Sequence[Scene]):
         return int(np.random.SeedSequence([self.seed, 0, i]).generate_state(1)[0])
 
     def scene_id(self, i: int) -> str:
-        """Id of scene ``i``, e.g. ``"synthetic/rear_end/000017"``."""
+        """Id of scene ``i``, e.g. ``"synthetic/rear_end/s0-000017"`` (type, bank seed, index: unique across seeds)."""
         i = self._index(i)
-        return f"synthetic/{self.scenario_type(i)}/{i:06d}"
+        return f"synthetic/{self.scenario_type(i)}/s{self.seed}-{i:06d}"
 
     def index_of(self, scene_id: str) -> int:
-        """Index of ``scene_id`` (``"synthetic/<type>/<index>"``) without generating any scene; ``KeyError`` when
-        it names no scene of this bank."""
+        """Index of ``scene_id`` (``"synthetic/<type>/s<seed>-<index>"``) without generating any scene; ``KeyError``
+        when it names no scene of this bank (another seed's scene included)."""
         parts = scene_id.split("/") if isinstance(scene_id, str) else []
-        if len(parts) == 3 and parts[0] == "synthetic" and parts[2].isdigit():
-            i = int(parts[2])
-            if i < self.num_scenes and self.scenario_type(i) == parts[1]:
-                return i
-        raise KeyError(f"{self!r}: no scene with id {scene_id!r} (ids look like 'synthetic/<type>/<index>')")
+        if len(parts) == 3 and parts[0] == "synthetic":
+            seed, _, index = parts[2].partition("-")
+            if seed == f"s{self.seed}" and index.isdigit():
+                i = int(index)
+                if i < self.num_scenes and self.scenario_type(i) == parts[1]:
+                    return i
+        raise KeyError(f"{self!r}: no scene with id {scene_id!r} (ids look like 'synthetic/<type>/s{self.seed}-<index>')")
 
     def __getitem__(self, i: int) -> Scene:  # type: ignore[override]
         i = self._index(i)
         scene_type = self.scenario_type(i)
-        return generate_scene(scene_type, self.scene_seed(i), scene_id=f"synthetic/{scene_type}/{i:06d}")
+        return generate_scene(scene_type, self.scene_seed(i), scene_id=self.scene_id(i))
 
     def __iter__(self) -> Iterator[Scene]:
         for i in range(self.num_scenes):
