@@ -33,11 +33,9 @@ def sources(ctx: Context) -> tuple[Any, Any, str]:
                     f"{len(held)} evaluation scenarios ({held_split}){same}; no HD map, so the PDMS column holds "
                     "the map-free score NC (5 TTC + 2 C) / 7")
         elif name == "carla":
-            from experiments.carla import carla_source
+            from experiments.carla import carla_sources
 
-            train = carla_source(ctx.cfg, ctx.out)
-            held = train
-            text = f"CARLA recordings: {len(train)} episodes (evaluated on the same recordings, replayed)"
+            train, held, text = carla_sources(ctx.cfg, ctx.out)
         else:
             raise SystemExit(f"env.name: unknown scene source {name!r}")
     except SourceError as exc:

@@ -56,15 +56,17 @@ class SourceConfig:
     num_scenes: int = 60
     """bank: training scenes (a balanced mix of every scenario type, some normal driving)."""
     seed: int = 0
-    """bank: training generator seed (same seed, same scenes)."""
+    """bank: training generator seed (same seed, same scenes); carla: first training episode's reset seed."""
     eval_num_scenes: int = 16
     """bank: held-out scenes for the evaluation."""
     eval_seed: int = 1000
-    """bank: held-out generator seed (never trained on; must differ from ``seed``)."""
+    """bank: held-out generator seed (never trained on; must differ from ``seed``); carla: first held-out episode's
+    reset seed (the held-out seed range may not overlap the training one)."""
     scenario_types: Optional[List[str]] = None
     """bank: restrict to these scenario types (default: all)."""
     root: Optional[str] = None
-    """deepaccident: the dataset root folder (with train.txt / val.txt / test.txt)."""
+    """deepaccident: the dataset root folder (with train.txt / val.txt / test.txt); carla: the recordings folder
+    (``train/`` and ``eval/``; default ``<out>/carla``)."""
     split: Optional[str] = None
     """deepaccident: training split, ``train``, ``val``, ``test`` or null (every scenario folder)."""
     eval_split: Optional[str] = None
@@ -83,25 +85,42 @@ class DeepAccidentSourceConfig(SourceConfig):
 
 @dataclass
 class CarlaSourceConfig(SourceConfig):
-    """Episodes driven on CARLA 0.9.16 servers (``docker compose up carla``) and recorded (:mod:`experiments.carla`)."""
+    """Episodes driven on CARLA 0.9.16 servers (``docker compose up carla``) and recorded (:mod:`experiments.carla`):
+    training episodes with reset seeds ``seed, seed + 1, ...``, held-out ones with ``eval_seed, ...``; every field is
+    checked before anything runs (:func:`experiments.carla.validate_carla`)."""
 
     name: str = "carla"
     hosts: List[str] = field(default_factory=lambda: ["localhost:2000"])
-    """CARLA servers ``host:port``, one per environment worker (each gets its own Traffic Manager port)."""
+    """CARLA servers ``host:port`` (ports 1..65535), one worker each, recording in parallel (worker ``i`` uses
+    ``hosts[i]`` and Traffic Manager port ``traffic_manager_port + i``)."""
     backend: str = "carla"
     """``carla`` (the client library, the ``[carla]`` extra) or ``standin`` (the in-process stand-in, for tests)."""
     town: Optional[str] = "Town03"
     """Town to load (null: keep the server's)."""
     num_episodes: int = 4
-    """Episodes to drive and record."""
+    """Training episodes to drive and record (>= 1; into ``<root>/train``)."""
+    eval_num_episodes: int = 2
+    """Held-out episodes (>= 1; reset seeds from ``eval_seed``, into ``<root>/eval``), evaluated as replays."""
     episode_time: float = 15.0
-    """Episode length including the 2 s warm-up [s]."""
+    """Episode length including the 2 s warm-up [s] (>= 2.5: the warm-up plus one 0.5 s decision)."""
     num_background: int = 8
     """Background vehicles on the Traffic Manager."""
     policy: str = "pdm_closed_like"
     """Baseline that drives the episodes (``agents.baselines.BASELINES``)."""
     connect_timeout: float = 3.0
-    """Start-up check: TCP probe and version query timeout per server [s]."""
+    """Start-up check: TCP probe and version query timeout per server [s]; every other RPC is bounded by three
+    times it (``CarlaEnvConfig.client_timeout``)."""
+    tick_timeout: float = 5.0
+    """Bound of every ``world.tick`` [s] (``CarlaEnvConfig.tick_timeout``)."""
+    sensor_timeout: float = 2.0
+    """Wait for the current frame's sensor data [s] (``CarlaEnvConfig.sensor_timeout``)."""
+    load_world_timeout: float = 120.0
+    """Bound of loading ``town`` [s] (``CarlaEnvConfig.load_world_timeout``; a first load often takes a minute)."""
+    traffic_manager_port: int = 8000
+    """Base Traffic Manager port (worker ``i`` uses ``traffic_manager_port + i``; all within 1..65535)."""
+    episode_retries: int = 2
+    """Retries of an episode that failed on a server error or time-out (same seed) before it is skipped with a
+    warning (>= 0; the number skipped is in the collect summary)."""
 
 
 @dataclass

@@ -18,7 +18,8 @@ Examples::
 A bad override (unknown key or wrong type: Hydra's structured configs; a value the library config refuses, e.g.
 ``train.grpo.group_size=1``, checked where the field is defined when :func:`typed_config` builds it; unknown stage; a
 stage whose inputs are neither selected nor done; a missing DeepAccident folder; held-out seed equal to the training
-seed) stops before any stage runs, with a message naming it.
+seed; any ``env=carla`` field that cannot run, :func:`experiments.carla.validate_carla`) stops before any stage runs,
+with a message naming it.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def validate(cfg: Mapping[str, Any]) -> None:
             raise SystemExit("env.root: set it to your DeepAccident folder, e.g. env=deepaccident env.root=/data/DA")
         if not Path(env["root"]).is_dir():
             raise SystemExit(f"env.root: {env['root']!r} is not a folder")
+    if env["name"] == "carla":
+        from experiments.carla import validate_carla
+
+        validate_carla(env)
     for field, kind, names in (("algo.methods", "learned", cfg["algo"]["methods"]),
                                ("evaluate.planners", "planner", cfg["evaluate"]["planners"])):
         unknown = [m for m in names if m not in method_names(kind)]

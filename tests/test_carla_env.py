@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 import warnings
 
@@ -15,7 +16,8 @@ from agents.base import policy_input
 from agents.baselines import StandStillPolicy
 from envs import CARLA_ENV_ID
 from envs.carla import standin
-from envs.carla.connection import CarlaConnectionError, CarlaError, CarlaSpawnError, CarlaVersionError
+from envs.carla.connection import (CarlaConnection, CarlaConnectionError, CarlaError, CarlaMapError, CarlaSpawnError,
+                                   CarlaVersionError)
 from envs.carla.env import CameraConfig, CarlaEnv, CarlaEnvConfig, carla_env_fns
 from envs.carla.recording import read_recording
 from envs.scenes.layouts import get_layout
@@ -195,6 +197,46 @@ def test_tick_timeout_ends_the_episode_cleanly_and_the_next_reset_reconnects(wor
     assert server.destroyed_while_listening == 0  # sensors were stopped before their destruction
 
 
+def test_late_sensor_events_land_on_the_step_of_the_collision(world):
+    """CARLA's streaming thread may call the sensor listeners after ``tick()`` returned the frame: with the stand-in
+    delivering every sensor datum 50 ms late (from a thread), the rear-end collision still ends the same step at the
+    same frame as with immediate delivery (reading the events right after the tick finds none yet)."""
+    def episode(late: float | None):
+        server, cfg = world()
+        if late is not None:
+            server.deliver_late(late)
+        env = CarlaEnv(dataclasses.replace(cfg, sensor_timeout=2.0))
+        env.reset(seed=0, options={"scenario_type": "rear_end"})
+        steps, done = 0, False
+        while not done:
+            _, _, terminated, truncated, info = env.step(env.logged_action())
+            steps, done = steps + 1, terminated or truncated
+        meta = env.last_recording.meta
+        env.close()
+        assert server.user_actors() == []
+        return (steps, info["termination_reason"], info["collision"], meta.extra["end_frame"], meta.collision_frame,
+                meta.extra["lane_invasions"])
+
+    on_time = episode(None)
+    assert on_time[1] == "collision" and on_time[2] is True
+    assert episode(0.05) == on_time
+
+
+def test_a_frame_whose_sensor_data_never_arrive_ends_the_episode(world):
+    server, cfg = world()
+    env = CarlaEnv(cfg)
+    env.reset(seed=0, options={"scenario_type": "rear_end"})
+    server.mute_sensors("sensor.other.imu")
+    _, _, terminated, truncated, info = env.step(env.logged_action())
+    assert truncated and not terminated and info["termination_reason"] == "carla_error"
+    assert re.fullmatch(r"sensor failure: sensor\.other\.imu \(actor \d+\) sent no data for frame \d+ within "
+                        r"sensor_timeout=0\.05 s, so the frame's collision and lane-invasion events may be missing "
+                        r"\(latest frame received: \d+\); is the server overloaded, or its streaming port \(RPC port "
+                        r"\+ 1\) unreachable\?", info["carla_error"])
+    env.close()
+    assert server.user_actors() == []
+
+
 def test_server_loss_mid_episode_then_restart(world):
     server, cfg = world()
     env = CarlaEnv(cfg)
@@ -270,6 +312,42 @@ def test_version_mismatch_is_a_clear_error(world):
     env.close()
 
 
+def test_a_slow_first_town_load_runs_under_its_own_timeout(world):
+    server, cfg = world()  # serves Standin_straight; the env asks for another town, whose load takes 0.3 s
+    server.slow_load(0.3)
+    cfg = dataclasses.replace(cfg, town="Standin_junction_1x1", scenario_types=("normal",), load_world_timeout=2.0)
+    env = CarlaEnv(cfg)
+    env.reset(seed=0)  # 0.3 s > client_timeout (0.05 s): only the load's own timeout lets it through
+    assert server.town == "Standin_junction_1x1" and env.connection.client._timeout == cfg.client_timeout  # restored
+    env.close()
+    server, cfg = world()
+    server.slow_load(0.3)
+    env = CarlaEnv(dataclasses.replace(cfg, town="Standin_junction_1x1", load_world_timeout=0.1))
+    with pytest.raises(CarlaConnectionError, match=r"CARLA server at 127\.0\.0\.1:\d+ did not finish loading town "
+                       r"'Standin_junction_1x1' within load_world_timeout=0\.1 s \(failed to connect to newly created "
+                       r"map\); a first town load can take minutes: raise CarlaEnvConfig\.load_world_timeout "
+                       r"\(env\.load_world_timeout\)"):
+        env.reset(seed=0)
+    env.close()
+
+
+def test_an_unknown_town_is_a_configuration_error_listing_the_maps_never_retried(world, monkeypatch):
+    _, cfg = world()
+    env = CarlaEnv(dataclasses.replace(cfg, town="Town99", reconnect_attempts=3, reconnect_wait=1.0))
+    start = time.perf_counter()
+    with pytest.raises(CarlaMapError, match=r"^town 'Town99' \(CarlaEnvConfig\.town / env\.town\): map not found on "
+                       r"the CARLA server at 127\.0\.0\.1:\d+; available maps: /Game/Carla/Maps/Standin_junction_1x1, "
+                       r".*/Game/Carla/Maps/Standin_straight \(a configuration error, not retried\)$"):
+        env.reset(seed=0)
+    assert time.perf_counter() - start < 0.9  # not retried (3 attempts would wait 2 x 1 s)
+    env.close()
+    # a server that lists the town but answers load_world with its "map not found" error: the same error
+    monkeypatch.setattr(standin.client, "map_names", lambda: ["/Game/Carla/Maps/Town99"])
+    conn = CarlaConnection(standin, *cfg.address, client_timeout=0.05, town="Town99")
+    with pytest.raises(CarlaMapError, match=r"available maps: /Game/Carla/Maps/Town99 \(a configuration error"):
+        conn.connect()
+
+
 def test_no_server_fails_fast_naming_host_and_compose():
     env = CarlaEnv(_config(2999))
     with pytest.raises(CarlaConnectionError, match=r"127\.0\.0\.1:2999.*docker compose up carla"):
@@ -301,24 +379,150 @@ def test_config_checks_and_one_server_and_tm_port_per_worker(world):
 
 
 # ---------------------------------------------------------------------------------------------------- pipeline
-def test_experiments_run_env_carla(tmp_path, world):
+def _compose(tmp_path, *overrides):
     from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="experiments.conf", version_base=None):
+        return compose(config_name="config", overrides=["env=carla", "progress=false", "tensorboard=false",
+                                                        f"out_dir={tmp_path}", *overrides])
+
+
+def test_experiments_run_env_carla(tmp_path, world):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from experiments.run import run
 
-    def cfg(*overrides):
-        with initialize_config_module(config_module="experiments.conf", version_base=None):
-            return compose(config_name="config", overrides=["env=carla", "progress=false", "tensorboard=false",
-                                                            f"out_dir={tmp_path}", *overrides])
-
     start = time.perf_counter()
     with pytest.raises(SystemExit, match=r"localhost:1.*docker compose up carla"):
-        run(cfg("env.hosts=[localhost:1]"), tmp_path)  # nothing listens: the TCP probe fails at once
+        run(_compose(tmp_path, "env.hosts=[localhost:1]"), tmp_path)  # nothing listens: the TCP probe fails at once
     assert time.perf_counter() - start < 3.0
     server, c = world()
-    ctx = run(cfg(f"env.hosts=[{c.hosts[0]}]", "env.backend=standin", "env.town=Standin_straight",
-                  "env.num_episodes=1", "env.episode_time=7.0", "env.scenario_types=[rear_end]",
-                  "env.policy=constant_velocity", "render.enabled=false", "mine.lead_times=[2.0]",
-                  "stages=[collect,mine]"), tmp_path)
-    assert ctx.outputs["mine"]["num_pairs_train"] >= 1 and len(list((tmp_path / "carla").glob("*.npz"))) == 1
+    ctx = run(_compose(tmp_path, f"env.hosts=[{c.hosts[0]}]", "env.backend=standin", "env.town=Standin_straight",
+                       "env.num_episodes=1", "env.eval_num_episodes=1", "env.episode_time=7.0",
+                       "env.scenario_types=[rear_end]", "env.policy=constant_velocity", "env.tick_timeout=0.5",
+                       f"env.traffic_manager_port={c.traffic_manager_port}", "render.enabled=false",
+                       "mine.lead_times=[2.0]", "stages=[collect,mine]", "tensorboard=true"), tmp_path)
+    assert ctx.outputs["mine"]["num_pairs_train"] >= 1
+    train, held = (sorted((tmp_path / "carla" / split).glob("*.npz")) for split in ("train", "eval"))
+    assert len(train) == len(held) == 1 and train[0].name != held[0].name  # held out: another seed, another scene
+    text = ctx.outputs["collect"]["description"]
+    assert "1 training episodes (seeds 0..0), 1 held-out episodes (seeds 1000..1000" in text
+    assert "0 episode(s) skipped after failures" in text
     assert server.user_actors() == [] and server.settings.synchronous_mode is False
+    assert set(server.tick_timeouts) == {0.5}  # env.tick_timeout reached the env
+    events = EventAccumulator(str(tmp_path / "tb" / "carla"))
+    events.Reload()
+    for split in ("train", "eval"):
+        value = {tag: [e.value for e in events.Scalars(f"carla/{split}/{tag}")]
+                 for tag in ("episode_return", "route_completion", "infractions", "infractions/vehicle", "collision",
+                             "skipped")}
+        assert value["collision"] == [1.0] and value["infractions"] == [1.0] == value["infractions/vehicle"]
+        assert 0.0 < value["route_completion"][0] < 1.0 and value["skipped"] == [0.0]
+        assert np.isfinite(value["episode_return"][0]) and value["episode_return"][0] != 0.0
+
+
+@pytest.mark.parametrize("override, message", [
+    ("env.episode_time=2.0", r"env\.episode_time: expected >= 2\.5 s \(the 2 s warm-up plus one 0\.5 s decision\), "
+                             r"got 2\.0"),
+    ("env.scenario_types=[merge_conflict]", r"env\.scenario_types: unknown \['merge_conflict'\]; known: \['rear_end'"),
+    ("env.num_episodes=0", r"env\.num_episodes: expected an int >= 1, got 0"),
+    ("env.eval_num_episodes=0", r"env\.eval_num_episodes: expected an int >= 1, got 0"),
+    ("env.eval_seed=2", r"env\.eval_seed=2: the held-out episodes' seeds 2\.\.3 overlap the training seeds 0\.\.3"),
+    ("env.tick_timeout=0", r"env\.tick_timeout: expected a positive number of seconds, got 0\.0"),
+    ("env.load_world_timeout=-5", r"env\.load_world_timeout: expected a positive number of seconds, got -5\.0"),
+    ("env.connect_timeout=0", r"env\.connect_timeout: expected a positive number of seconds"),
+    ("env.sensor_timeout=0", r"env\.sensor_timeout: expected a positive number of seconds"),
+    ("env.traffic_manager_port=0", r"env\.traffic_manager_port: expected an int >= 1, got 0"),
+    ("env.traffic_manager_port=65535", r"env\.traffic_manager_port: the 2 workers use ports traffic_manager_port\.\."
+                                       r"traffic_manager_port\+1, which must be <= 65535, got 65535"),
+    ("env.hosts=[localhost:2000,localhost:70000]", r"env\.hosts: port 70000 of 'localhost:70000' is outside 1\.\.65535"),
+    ("env.hosts=[]", r"env\.hosts: expected a non-empty list of 'host:port', got \[\]"),
+    ("env.policy=nope", r"env\.policy: expected one of \["),
+    ("env.episode_retries=-1", r"env\.episode_retries: expected an int >= 0, got -1"),
+    ("env.num_background=-1", r"env\.num_background: expected an int >= 0, got -1"),
+    ("env.backend=mock", r"env\.backend: expected one of \['carla', 'standin'\], got 'mock'"),
+])
+def test_env_carla_fields_are_checked_before_anything_runs(tmp_path, override, message):
+    from experiments.run import run
+
+    hosts = "env.hosts=[localhost:1,localhost:2]" if "traffic_manager_port=65535" in override else "env.hosts=[localhost:1]"
+    start = time.perf_counter()
+    with pytest.raises(SystemExit, match=message):
+        run(_compose(tmp_path, hosts, override), tmp_path)  # before the server check (nothing listens at :1)
+    assert time.perf_counter() - start < 2.0 and not (tmp_path / "carla").exists()
+
+
+def test_traffic_manager_port_and_tick_timeout_come_from_the_command_line(tmp_path):
+    from experiments.carla import carla_config
+    from experiments.run import typed_config
+
+    typed = typed_config(_compose(tmp_path, "env.traffic_manager_port=9100", "env.tick_timeout=7.5",
+                                  "env.load_world_timeout=300", "env.sensor_timeout=0.5"))
+    config = carla_config(typed.env, tmp_path)
+    assert (config.traffic_manager_port, config.tick_timeout, config.load_world_timeout, config.sensor_timeout) == \
+        (9100, 7.5, 300.0, 0.5)
+
+
+def test_a_failing_episode_is_retried_then_skipped_with_a_warning_not_the_end_of_the_run(world, tmp_path):
+    from experiments.carla import record_episodes
+
+    server, cfg = world()
+    cfg = dataclasses.replace(cfg, record_dir=str(tmp_path / "a"), scenario_types=("rear_end",), episode_time=3.0)
+    server.fail_ticks(1)  # the first episode's warm-up tick times out: retried on the same seed
+    with pytest.warns(RuntimeWarning, match=r"env=carla: episode 0 \(seed 0\) on 127\.0\.0\.1:\d+ failed \(try 1 of 3\): "
+                      r"CARLA server at 127\.0\.0\.1:\d+ failed during the warm-up \(time-out of 50ms.*; retrying \(2 more\)"):
+        results = record_episodes(cfg, [0, 1], "constant_velocity", retries=2)
+    assert [(r.seed, r.attempts, r.skipped) for r in results] == [(0, 2, False), (1, 1, False)]
+    assert len(list((tmp_path / "a").glob("*.npz"))) == 2
+    assert server.user_actors() == []
+    (s2, c2) = world()
+    c2 = dataclasses.replace(c2, record_dir=str(tmp_path / "b"), scenario_types=("rear_end",), episode_time=3.0)
+    c2 = dataclasses.replace(c2, hosts=(c2.hosts[0], cfg.hosts[0]))
+    standin.shutdown(s2)  # worker 0's server is gone for good: its episodes are skipped, worker 1 records its own
+    with pytest.warns(RuntimeWarning) as caught:
+        results = record_episodes(c2, [5, 6], "constant_velocity", retries=1)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2 and "failed (try 1 of 2): no CARLA server answers" in messages[0]
+    assert re.search(r"episode 0 \(seed 5\) .*failed \(try 2 of 2\): no CARLA server answers at 127\.0\.0\.1:\d+.*; "
+                     r"skipping it$", messages[1])
+    assert [(r.seed, r.attempts, r.skipped) for r in results] == [(5, 2, True), (6, 1, False)]
+    assert len(list((tmp_path / "b").glob("*.npz"))) == 1
+
+
+def test_two_servers_record_in_parallel_the_recordings_of_the_serial_run(tmp_path):
+    import threading
+
+    from experiments.carla import record_episodes
+
+    ports = (next(PORTS), next(PORTS))
+    cfg = dataclasses.replace(_config(ports[0]), hosts=tuple(f"127.0.0.1:{p}" for p in ports),
+                              scenario_types=("rear_end", "normal"), episode_time=4.0)
+
+    def record(parallel: bool) -> tuple[dict, set]:
+        folder = tmp_path / ("parallel" if parallel else "serial")
+        for p in ports:  # fresh servers: same actor ids and frames in both runs
+            standin.serve("127.0.0.1", p, town="Standin_straight")
+        threads = set()
+        try:
+            results = record_episodes(dataclasses.replace(cfg, record_dir=str(folder)), [0, 1, 2, 3],
+                                      "constant_velocity", parallel=parallel,
+                                      on_episode=lambda r: threads.add((r.worker, threading.current_thread().name)))
+        finally:
+            standin.shutdown_all()
+        assert [r.worker for r in results] == [0, 1, 0, 1] and not any(r.skipped for r in results)
+        files = {}
+        for f in sorted(folder.glob("*.npz")):
+            with np.load(f) as data:
+                files[f.name] = {k: data[k].copy() for k in data.files}
+        return files, threads
+
+    serial, serial_threads = record(False)
+    parallel, parallel_threads = record(True)
+    assert parallel_threads == {(0, "carla-worker-0"), (1, "carla-worker-1")}  # one thread per server
+    assert serial_threads == {(0, "MainThread"), (1, "MainThread")}
+    assert len(serial) == 4 and sorted(serial) == sorted(parallel)
+    assert {name.split("__")[2][:2] for name in serial} == {"w0", "w1"}  # both servers recorded
+    for name, arrays in serial.items():
+        assert sorted(arrays) == sorted(parallel[name])
+        for key, value in arrays.items():
+            assert np.array_equal(value, parallel[name][key]), (name, key)

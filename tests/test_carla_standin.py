@@ -124,6 +124,56 @@ def test_synchronous_ticks_settings_reset_and_expired_episodes(serve):
         client.load_world("Town99")
 
 
+def test_unknown_town_and_slow_town_loads(serve):
+    server = serve("127.0.0.1", 2110, town="Standin_straight")
+    client = standin.Client("127.0.0.1", 2110)
+    client.set_timeout(0.05)
+    assert "/Game/Carla/Maps/Standin_junction_1x1" in client.get_available_maps()
+    with pytest.raises(RuntimeError, match=r"^map not found$"):  # the server's RPC error, as CARLA's
+        client.load_world("Town99")
+    server.slow_load(0.2)
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match=r"^failed to connect to newly created map$"):
+        client.load_world("Standin_junction_1x1")  # longer than the client's 50 ms timeout
+    assert 0.05 <= time.perf_counter() - start < 0.2
+    assert server.town == "Standin_junction_1x1"  # the server finished the load by itself
+    client.set_timeout(1.0)
+    start = time.perf_counter()
+    world = client.load_world("Standin_straight")
+    assert time.perf_counter() - start >= 0.2 and world.get_map().name.endswith("Standin_straight")
+
+
+def test_late_delivery_calls_the_listeners_after_tick_returns_in_order(serve):
+    server = serve("127.0.0.1", 2111, town="Standin_straight")
+    client = standin.Client("127.0.0.1", 2111)
+    client.set_timeout(0.5)
+    world = client.get_world()
+    _sync(world)
+    lib = world.get_blueprint_library()
+    spot = world.get_map().get_spawn_points()[0]
+    ego = world.spawn_actor(lib.find("vehicle.lincoln.mkz_2020"), spot)
+    ahead = standin.Transform(standin.Location(spot.location.x + 5.2, spot.location.y, 0.5), spot.rotation)
+    world.spawn_actor(lib.find("vehicle.tesla.model3"), ahead)  # 0.36 m gap: contact within 20 ticks
+    got = []
+    for type_id in ("sensor.other.imu", "sensor.other.collision"):
+        sensor = world.spawn_actor(lib.find(type_id), standin.Transform(), attach_to=ego)
+        sensor.listen(lambda data, t=type_id: got.append((t, data.frame)))
+    ego.apply_control(standin.VehicleControl(throttle=1.0))
+    frame = world.tick(0.5)
+    assert got == [("sensor.other.imu", frame)]  # immediate delivery: the IMU reports every tick
+    imu = got[0]
+    server.deliver_late(0.5)
+    frames = [world.tick(0.5) for _ in range(20)]
+    assert got == [imu]  # nothing of the ticked frames arrived before tick returned
+    time.sleep(1.0)
+    hit = [f for t, f in got if t == "sensor.other.collision"]
+    assert len(hit) == 1 and hit[0] in frames
+    imus = [f for t, f in got[1:] if t == "sensor.other.imu"]
+    assert imus == frames  # every frame, in order
+    assert got.index(("sensor.other.collision", hit[0])) < got.index(("sensor.other.imu", hit[0]))
+    assert isinstance(standin.IMUMeasurement, type)
+
+
 def test_hung_server_times_out_every_rpc_until_it_resumes(serve):
     server = serve("127.0.0.1", 2101, town="Standin_straight")
     client = standin.Client("127.0.0.1", 2101)

@@ -56,11 +56,17 @@ class CarlaEnvConfig:
     town: str | None = "Town03"
     """Town to load when the server has another one loaded (None: keep the server's)."""
     client_timeout: float = 10.0
-    """Bound of every RPC call [s] (``client.set_timeout``)."""
+    """Bound of every RPC call [s] (``client.set_timeout``) but ``load_world``."""
+    load_world_timeout: float = 120.0
+    """Bound of ``client.load_world`` [s] (set around the call, ``client_timeout`` restored after): a first town load
+    often takes longer than ``client_timeout``. An unknown town is a :class:`~envs.carla.connection.CarlaMapError`
+    listing the server's maps, never retried."""
     tick_timeout: float = 5.0
     """Bound of every ``world.tick`` [s]."""
     sensor_timeout: float = 2.0
-    """How long to wait for a camera image of the current frame [s]."""
+    """How long to wait for the current frame's sensor data [s]: the IMU heartbeat before the frame's collision and
+    lane-invasion events are read, a camera image of the frame (CARLA's streaming thread may deliver them after
+    ``tick`` returns); none within it ends the episode (``info["carla_error"]``)."""
     reconnect_attempts: int = 2
     """Connection attempts per ``reset`` before giving up with :class:`~envs.carla.connection.CarlaConnectionError`."""
     reconnect_wait: float = 2.0
@@ -68,7 +74,7 @@ class CarlaEnvConfig:
     fixed_delta_seconds: float = 0.05
     """Synchronous simulation step [s] (20 Hz); must divide the scene step ``pdm.sim_dt``."""
     traffic_manager_port: int = 8000
-    """Base Traffic Manager port; this worker uses ``traffic_manager_port + worker_index``."""
+    """Base Traffic Manager port (1..65535); this worker uses ``traffic_manager_port + worker_index``."""
     seed: int = 0
     """Traffic Manager seed (scenarios are seeded by ``reset(seed=...)``)."""
     scenario_types: tuple[str, ...] = SCENARIO_TYPES
@@ -141,7 +147,7 @@ class CarlaEnvConfig:
         if self.worker_index >= len(hosts):
             raise ValueError(f"CarlaEnvConfig.worker_index={self.worker_index}: hosts lists {len(hosts)} server(s); "
                              "give every worker its own server (one synchronous client per server)")
-        for name in ("client_timeout", "tick_timeout", "sensor_timeout", "fixed_delta_seconds", "replan_interval",
+        for name in ("client_timeout", "load_world_timeout", "tick_timeout", "sensor_timeout", "fixed_delta_seconds", "replan_interval",
                      "episode_time", "map_radius", "history_interval"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (np.isfinite(value) and value > 0):
@@ -151,6 +157,15 @@ class CarlaEnvConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
                 raise ValueError(f"CarlaEnvConfig.{name}: expected a number >= 0, got {value!r}")
+        port = self.traffic_manager_port
+        if isinstance(port, bool) or not isinstance(port, (int, np.integer)) or not 0 < port \
+                or port + len(hosts) - 1 > 65535:
+            raise ValueError(f"CarlaEnvConfig.traffic_manager_port: expected an int with traffic_manager_port + "
+                             f"worker index in 1..65535 for {len(hosts)} host(s), got {port!r}")
+        for name in ("reconnect_attempts", "num_background"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"CarlaEnvConfig.{name}: expected an int >= 0, got {value!r}")
         unknown = sorted(set(self.scenario_types) - set(SCENARIO_TYPES))
         if unknown or not self.scenario_types:
             raise ValueError(f"CarlaEnvConfig.scenario_types: unknown {unknown or '(empty)'}; known: {SCENARIO_TYPES}")

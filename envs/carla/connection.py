@@ -8,6 +8,12 @@ Reliability rules (``../shared/specs/carla-0916.md``):
   :class:`CarlaConnectionError` naming ``host:port`` and how to start one (``docker compose up carla``);
 * **versions**: ``get_server_version()`` must equal ``get_client_version()`` (major.minor.patch), else
   :class:`CarlaVersionError`;
+* **town**: ``load_world`` runs under its own timeout ``load_world_timeout`` (``client.set_timeout`` around the call,
+  restored after: a first town load often takes longer than the client timeout; LibCarla waits at most the client
+  timeout for the new episode, then raises ``failed to connect to newly created map``, a
+  :class:`CarlaConnectionError` that the reconnection retries); a town the server does not have (not in
+  ``client.get_available_maps()``, or the server's ``map not found``) is a :class:`CarlaMapError` listing the
+  available maps, a configuration error that is never retried;
 * **synchronous mode** with ``fixed_delta_seconds``; the Traffic Manager on this worker's own port is switched to
   synchronous mode too (the TM port binds on the client side: workers in one process or machine need distinct ports);
   ``load_world`` resets settings, so they are applied after it; ``tick`` always passes a timeout;
@@ -46,6 +52,18 @@ class CarlaConnectionError(CarlaError):
 
 class CarlaVersionError(CarlaError):
     """Client library and server versions differ."""
+
+
+class CarlaSensorError(CarlaError):
+    """A sensor sent no data for the current frame within ``sensor_timeout`` (ends the episode; the server is up)."""
+
+
+class CarlaMapError(CarlaError):
+    """The configured town is not on the server (a configuration error: the message lists the available maps)."""
+
+
+NOT_RETRIED = (CarlaVersionError, CarlaMapError)
+"""Configuration errors that a reconnection cannot fix (the reconnect loop raises them at once)."""
 
 
 class CarlaSpawnError(CarlaError):
@@ -130,14 +148,17 @@ class CarlaConnection:
         tm_port: this worker's Traffic Manager port.
         fixed_delta_seconds: synchronous step [s].
         town: map to load when another one is loaded (None: keep the server's).
+        load_world_timeout: bound of ``load_world`` [s] (the client timeout is restored after it).
         no_rendering_mode: ``WorldSettings.no_rendering_mode`` (True only without cameras).
         seed: Traffic Manager seed.
     """
 
     def __init__(self, carla: ModuleType, host: str, port: int, client_timeout: float = 10.0,
                  tick_timeout: float = 5.0, tm_port: int = 8000, fixed_delta_seconds: float = 0.05,
-                 town: str | None = None, no_rendering_mode: bool = False, seed: int = 0) -> None:
+                 town: str | None = None, no_rendering_mode: bool = False, seed: int = 0,
+                 load_world_timeout: float = 120.0) -> None:
         self.carla, self.host, self.port = carla, host, int(port)
+        self.load_world_timeout = float(load_world_timeout)
         self.client_timeout, self.tick_timeout = float(client_timeout), float(tick_timeout)
         self.tm_port, self.fixed_delta_seconds, self.town = int(tm_port), float(fixed_delta_seconds), town
         self.no_rendering_mode, self.seed = bool(no_rendering_mode), int(seed)
@@ -165,7 +186,7 @@ class CarlaConnection:
         try:
             world = client.get_world()
             if self.town and world.get_map().name.split("/")[-1] != self.town.split("/")[-1]:
-                world = client.load_world(self.town)
+                world = self._load_town(client)
             settings = world.get_settings()
             settings.synchronous_mode = True
             settings.fixed_delta_seconds = self.fixed_delta_seconds
@@ -175,6 +196,8 @@ class CarlaConnection:
             tm.set_synchronous_mode(True)
             tm.set_random_device_seed(self.seed)
             carla_map = world.get_map()
+        except CarlaError:
+            raise
         except RuntimeError as exc:
             raise CarlaConnectionError(f"CARLA server at {self.address} stopped answering while connecting ({exc}); "
                                        f"{START_HINT}") from None
@@ -185,6 +208,31 @@ class CarlaConnection:
         if self._orphans:
             self._destroy(self._orphans)
             self._orphans = []
+
+    def _load_town(self, client: Any) -> Any:
+        """``client.load_world(town)`` under ``load_world_timeout`` (the client timeout restored after); see the
+        module docstring for its errors."""
+        town = str(self.town)
+        available = sorted(str(m) for m in client.get_available_maps())
+        if town.split("/")[-1] not in {m.split("/")[-1] for m in available}:
+            raise self._map_error(available)
+        client.set_timeout(self.load_world_timeout)
+        try:
+            return client.load_world(town)
+        except RuntimeError as exc:
+            if "map not found" in str(exc):
+                raise self._map_error(available) from None
+            raise CarlaConnectionError(
+                f"CARLA server at {self.address} did not finish loading town {town!r} within load_world_timeout="
+                f"{self.load_world_timeout:g} s ({exc}); a first town load can take minutes: raise "
+                "CarlaEnvConfig.load_world_timeout (env.load_world_timeout)") from None
+        finally:
+            client.set_timeout(self.client_timeout)
+
+    def _map_error(self, available: list[str]) -> CarlaMapError:
+        return CarlaMapError(f"town {self.town!r} (CarlaEnvConfig.town / env.town): map not found on the CARLA server "
+                             f"at {self.address}; available maps: {', '.join(available) or '(none)'} (a "
+                             "configuration error, not retried)")
 
     def ensure(self) -> None:
         """Connect if not connected (first use, or after :meth:`mark_broken`)."""

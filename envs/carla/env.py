@@ -16,16 +16,20 @@ The same contract as :class:`envs.replay_env.ReplayEnv` (closed loop):
   future is unknown at decision time. :meth:`CarlaEnv.score_group` scores candidates on that view, never touching
   the server.
 * **Episode**: a scripted scenario (:mod:`envs.carla.scenarios`) is staged: the ego, its sensors (collision, lane
-  invasion, cameras), the adversaries, background traffic on the Traffic Manager; the ego drives its nominal plan
+  invasion, an IMU as the per-frame heartbeat, cameras), the adversaries, background traffic on the Traffic Manager; the ego drives its nominal plan
   for ``warmup_time`` (the observation's history), then the policy takes over. It **terminates** on a collision
-  (collision sensor), off-road (an ego corner outside the map's drivable area; maps come from the CARLA map's
+  (collision sensor; its events are kept by frame id and read once the frame's data arrived, at most
+  ``sensor_timeout`` after the tick, so the collision ends the step it happened in), off-road (an ego corner outside
+  the map's drivable area; maps come from the CARLA map's
   waypoints, :mod:`envs.carla.roadmap`) or at the route's end, and is **truncated** at ``episode_time`` or when the
   server fails (``info["carla_error"]``; the next ``reset`` reconnects).
 * **Recording**: every episode becomes a :class:`~envs.scenes.scene.Scene` with ``meta.source == "carla"``
   (:mod:`envs.carla.recording`), written to ``record_dir`` when set (``info["recording"]``, ``info["origin"]``);
   the final info carries the leaderboard metrics (``info["driving_metrics"]``, :func:`envs.sim.metrics.driving_metrics`).
 
-Reliability (:mod:`envs.carla.connection`): connect with a timeout and a version check, synchronous mode with a
+Reliability (:mod:`envs.carla.connection`): connect with a timeout and a version check, the town loaded under its
+own ``load_world_timeout`` (an unknown town is a :class:`~envs.carla.connection.CarlaMapError`, not retried),
+synchronous mode with a
 fixed delta and the Traffic Manager on this worker's port (``traffic_manager_port + worker_index``), every tick with
 a timeout, every spawned actor destroyed in one batch on ``reset`` and ``close``, synchronous mode switched off on
 ``close``. ``hosts`` lists the servers, one per worker (``worker_index``): :func:`carla_env_fns` builds the
@@ -41,7 +45,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import time
 from typing import Any, Callable, Mapping
 
 import gymnasium as gym
@@ -49,7 +52,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.carla.config import CameraConfig, CarlaEnvConfig
-from envs.carla.connection import CarlaConnection, CarlaError, carla_module
+from envs.carla.connection import CarlaConnection, CarlaError, CarlaSensorError, carla_module
 from envs.carla.controller import TimedPath
 from envs.carla.recording import store_recording
 from envs.carla.scenarios import SCENARIO_TYPES, ScenarioPlacementError
@@ -90,8 +93,8 @@ def carla_env_fns(config: CarlaEnvConfig | Mapping[str, Any] | None = None,
     return [functools.partial(CarlaEnv, dataclasses.replace(cfg, worker_index=i)) for i in range(n)]
 
 
-class _EpisodeError(Exception):
-    """A CARLA failure that ends the episode (``info["carla_error"]``)."""
+_EpisodeError = CarlaSensorError
+"""A sensor failure that ends the episode (``info["carla_error"]``) while the server is up."""
 
 
 class CarlaEnv(gym.Env):
@@ -117,7 +120,7 @@ class CarlaEnv(gym.Env):
         self.connection = CarlaConnection(
             self.carla, host, port, client_timeout=cfg.client_timeout, tick_timeout=cfg.tick_timeout,
             tm_port=cfg.tm_port, fixed_delta_seconds=cfg.fixed_delta_seconds, town=cfg.town,
-            no_rendering_mode=not cfg.cameras, seed=cfg.seed)
+            no_rendering_mode=not cfg.cameras, seed=cfg.seed, load_world_timeout=cfg.load_world_timeout)
         self._obs_config = cfg.observation
         obs_space = observation_space(self._obs_config)
         extra = {f"camera_{c.name}": spaces.Box(0, 255, (c.height, c.width, 3), dtype=np.uint8) for c in cfg.cameras}
@@ -215,7 +218,7 @@ class CarlaEnv(gym.Env):
         try:
             self._ticker.warmup(self._episode)
             obs = self._observation()
-        except (RuntimeError, _EpisodeError) as exc:
+        except RuntimeError as exc:
             if not isinstance(exc, _EpisodeError):
                 self.connection.mark_broken()
             self._clear()
@@ -240,7 +243,7 @@ class CarlaEnv(gym.Env):
         t = ep.recorder.t
         ep.controller.set_path(TimedPath.from_trajectory(ep.kinematics.poses[t], traj, POSE_INTERVAL))
         ep.path_t0 = ep.ticks * cfg.fixed_delta_seconds
-        n_invasions = len(ep.sensors.invasions)
+        first_frame = ep.frame0 + ep.ticks
         error, reason = None, ""
         try:
             for _ in range(self.ticks_per_step):
@@ -250,7 +253,7 @@ class CarlaEnv(gym.Env):
                     if reason or ep.recorder.frames >= self.capacity:
                         break
             obs = self._observation()
-        except (RuntimeError, _EpisodeError) as exc:
+        except RuntimeError as exc:
             error = f"sensor failure: {exc}" if isinstance(exc, _EpisodeError) else str(exc)
             if not isinstance(exc, _EpisodeError):  # the server stopped answering (a sensor failure leaves it up)
                 self.connection.mark_broken()
@@ -267,7 +270,7 @@ class CarlaEnv(gym.Env):
         agent = ep.collision[1] if collision and ep.collision is not None else -1
         info = self._info(obs, terms, collision, agent)
         info["termination_reason"] = reason
-        info["lane_invasions"] = len(ep.sensors.invasions) - n_invasions
+        info["lane_invasions"] = ep.sensors.invasions_between(first_frame, ep.frame0 + ep.ticks)
         if error is not None:
             info["carla_error"] = error
         ep.steps += 1
@@ -311,18 +314,14 @@ class CarlaEnv(gym.Env):
     def _image(self, cam: CameraConfig, frame: int) -> np.ndarray:
         """The camera's image of ``frame`` (waits up to ``sensor_timeout``; _EpisodeError if none comes)."""
         ep = self._require()
-        deadline = time.monotonic() + self.config.sensor_timeout
-        while True:
-            got = ep.sensors.images.get(cam.name)
-            if got is not None and got[0] >= frame:
-                return got[1]
-            if time.monotonic() >= deadline:
-                actor = ep.cameras.get(cam.name)
-                raise _EpisodeError(
-                    f"sensor.camera.rgb {cam.name!r} (actor {getattr(actor, 'id', '?')}) sent no image for frame "
-                    f"{frame} within {self.config.sensor_timeout} s (a -nullrhi server or no_rendering_mode renders "
-                    "no camera images)")
-            time.sleep(0.001)
+        image = ep.sensors.wait_image(cam.name, frame, self.config.sensor_timeout)
+        if image is None:
+            actor = ep.cameras.get(cam.name)
+            raise _EpisodeError(
+                f"sensor.camera.rgb {cam.name!r} (actor {getattr(actor, 'id', '?')}) sent no image for frame "
+                f"{frame} within {self.config.sensor_timeout} s (a -nullrhi server or no_rendering_mode renders "
+                "no camera images)")
+        return image
 
     def _score(self, problem: ScoringProblem, states: np.ndarray) -> dict[str, np.ndarray]:
         cfg = self.config
@@ -358,7 +357,8 @@ class CarlaEnv(gym.Env):
                 agent_id = int(ep.collision[1])
         extra = dict(rec.view.meta.extra)
         extra.update({"termination_reason": reason, "recorded_frames": rec.frames, "end_frame": end,
-                      "lane_invasions": len(ep.sensors.invasions), "spawn_failures": ep.spawn_failures})
+                      "lane_invasions": ep.sensors.invasions_between(-1, ep.frame0 + ep.ticks),
+                      "spawn_failures": ep.spawn_failures})
         if error is not None:
             extra["carla_error"] = error
         meta = SceneMeta(source="carla", scenario_type=ep.plan.scenario_type, colliding_agent_id=agent_id,

@@ -1,8 +1,8 @@
 """Episode staging for :class:`~envs.carla.env.CarlaEnv`: from a connected server to a ready :class:`Episode`.
 
 :meth:`EpisodeStager.stage` plans a scripted scenario on the town (:func:`envs.carla.scenarios.plan_scenario`) and
-spawns it: the ego (role_name ``hero``) with its sensors (collision, lane invasion, the configured RGB cameras,
-listened to by :class:`Sensors`), the adversaries (vehicles with their own
+spawns it: the ego (role_name ``hero``) with its sensors (collision, lane invasion, an IMU as the per-frame
+heartbeat, the configured RGB cameras, listened to by :class:`Sensors`, which keeps their data by frame id), the adversaries (vehicles with their own
 :class:`~envs.carla.controller.TrajectoryController`, walkers, static props), background vehicles on this worker's
 Traffic Manager (autopilot), the plan's frozen traffic lights; then it builds the episode's map (lanes near the
 route, :mod:`envs.carla.roadmap`; scorer geometry and drivable area), the recorded agents and the
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from envs.carla.config import CarlaEnvConfig
-from envs.carla.connection import CarlaConnection, CarlaError, CarlaSpawnError
+from envs.carla.connection import NOT_RETRIED, CarlaConnection, CarlaError, CarlaSpawnError
 from envs.carla.controller import TrajectoryController
 from envs.carla.frames import box_pose, box_size, transform_from_pose
 from envs.carla.recording import EpisodeRecorder
@@ -69,27 +70,72 @@ def light_code(state: Any) -> int:
 
 
 class Sensors:
-    """Listener state of the ego's sensors: collision and lane-invasion events, camera images by frame."""
+    """Listener state of the ego's sensors, kept by CARLA frame id: collision and lane-invasion events, camera images,
+    and the heartbeat (``sensor.other.imu``, which reports every tick).
+
+    CARLA calls the listeners from its streaming thread, possibly after ``world.tick()`` has returned the frame they
+    belong to; every datum carries its ``frame``. The server sends a frame's collision events during the frame's
+    physics and its IMU measurement at the frame's end, so :meth:`wait_frame` (the IMU of a frame arrived, bounded by
+    a timeout) is when that frame's events are in: :meth:`collisions_until` / :meth:`invasions_between` then read
+    them by frame. Thread-safe (one condition variable)."""
 
     def __init__(self) -> None:
+        self._cond = threading.Condition()
         self.collisions: list[tuple[int, int, str]] = []
-        """``(frame, other actor id, other type id)``."""
+        """``(frame, other actor id, other type id)`` in arrival order."""
         self.invasions: list[int] = []
         """Frames of lane-invasion events."""
         self.images: dict[str, tuple[int, np.ndarray]] = {}
         """Camera name -> ``(frame, uint8 (H, W, 3) RGB image)`` of its latest image."""
+        self.frame = -1
+        """The latest frame whose heartbeat (IMU measurement) arrived."""
+        self.heartbeat_id = -1
+        """Actor id of the heartbeat sensor (for messages)."""
 
     def on_collision(self, event: Any) -> None:
         other = event.other_actor
-        self.collisions.append((int(event.frame), int(other.id) if other is not None else -1,
-                                str(getattr(other, "type_id", ""))))
+        item = (int(event.frame), int(other.id) if other is not None else -1, str(getattr(other, "type_id", "")))
+        with self._cond:
+            self.collisions.append(item)
+            self._cond.notify_all()
 
     def on_invasion(self, event: Any) -> None:
-        self.invasions.append(int(event.frame))
+        with self._cond:
+            self.invasions.append(int(event.frame))
+            self._cond.notify_all()
+
+    def on_heartbeat(self, event: Any) -> None:
+        with self._cond:
+            self.frame = max(self.frame, int(event.frame))
+            self._cond.notify_all()
 
     def on_image(self, name: str, image: Any) -> None:
         bgra = np.frombuffer(bytes(image.raw_data), dtype=np.uint8).reshape(image.height, image.width, 4)
-        self.images[name] = (int(image.frame), np.ascontiguousarray(bgra[:, :, 2::-1]))
+        rgb = np.ascontiguousarray(bgra[:, :, 2::-1])
+        with self._cond:
+            self.images[name] = (int(image.frame), rgb)
+            self._cond.notify_all()
+
+    def wait_frame(self, frame: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` [s] for the heartbeat of ``frame``; whether it arrived."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.frame >= frame, timeout)
+
+    def wait_image(self, name: str, frame: int, timeout: float) -> np.ndarray | None:
+        """Camera ``name``'s image of ``frame`` or later, waiting up to ``timeout`` [s] (None if none came)."""
+        with self._cond:
+            ok = self._cond.wait_for(lambda: name in self.images and self.images[name][0] >= frame, timeout)
+            return self.images[name][1] if ok else None
+
+    def collisions_until(self, frame: int) -> list[tuple[int, int, str]]:
+        """Collision events of frames ``<= frame``, earliest frame first."""
+        with self._cond:
+            return sorted((c for c in self.collisions if c[0] <= frame), key=lambda c: c[0])
+
+    def invasions_between(self, first: int, last: int) -> int:
+        """Lane-invasion events of frames ``first < frame <= last``."""
+        with self._cond:
+            return sum(first < f <= last for f in self.invasions)
 
 
 @dataclass
@@ -159,15 +205,15 @@ class EpisodeStager:
         self._places: dict[str, dict[str, list[Any]]] = {}
 
     def connect(self) -> None:
-        """Ensure a live connection: ``reconnect_attempts`` tries ``reconnect_wait`` seconds apart (a version
-        mismatch fails at once)."""
+        """Ensure a live connection: ``reconnect_attempts`` tries ``reconnect_wait`` seconds apart (configuration
+        errors, :data:`~envs.carla.connection.NOT_RETRIED`: a version mismatch, an unknown town, fail at once)."""
         cfg = self.config
         for attempt in range(max(1, cfg.reconnect_attempts)):
             try:
                 self.connection.ensure()
                 return
             except CarlaError as exc:
-                if attempt + 1 >= max(1, cfg.reconnect_attempts) or type(exc).__name__ == "CarlaVersionError":
+                if attempt + 1 >= max(1, cfg.reconnect_attempts) or isinstance(exc, NOT_RETRIED):
                     raise
                 time.sleep(cfg.reconnect_wait)
 
@@ -230,11 +276,14 @@ class EpisodeStager:
         params = VehicleParameters(length=length, width=width, wheelbase=wheelbase, rear_axle_to_center=0.5 * wheelbase)
         sensors = Sensors()
         for type_id, cb in (("sensor.other.collision", sensors.on_collision),
-                            ("sensor.other.lane_invasion", sensors.on_invasion)):
+                            ("sensor.other.lane_invasion", sensors.on_invasion),
+                            ("sensor.other.imu", sensors.on_heartbeat)):
             s = conn.spawn(library.find(type_id), carla.Transform(), ego)
             if s is None:
                 raise CarlaSpawnError(f"{type_id} could not be attached to the ego")
             s.listen(cb)
+            if type_id == "sensor.other.imu":
+                sensors.heartbeat_id = int(s.id)
         cameras = {}
         for cam in cfg.cameras:
             cbp = library.find("sensor.camera.rgb")

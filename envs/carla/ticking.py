@@ -7,8 +7,11 @@ vehicle adversary's controller on its timed path, walkers' scripted speeds), tic
 records a frame: the actors' box-centre poses and world velocities and the traffic-light states into the
 :class:`~envs.carla.recording.EpisodeRecorder`, the ego's rear-axle pose, body-frame velocity and acceleration and
 yaw rate into the episode's :class:`~envs.observation.EgoKinematics`, and red-light crossings into its infractions.
-After a recorded frame :meth:`~EpisodeTicker.check` reads the collision sensor and the ego's corners against the
-drivable area and the route's end.
+After a recorded frame :meth:`~EpisodeTicker.check` waits (at most ``sensor_timeout``) until the sensor data of the
+current frame (the id ``world.tick()`` returned) have arrived, which CARLA's streaming thread may deliver after
+``tick`` returns (:class:`~envs.carla.staging.Sensors`: the IMU heartbeat of the frame), then reads the collision
+events of frames up to the current one and checks the ego's corners against the drivable area and the route's end;
+so a collision ends the step in which it happened.
 
 Frames: recorded poses are right-handed ``(x, y, heading)`` [m, m, rad], velocities ``(vx, vy)`` [m/s] in the world
 frame (:mod:`envs.carla.frames` converts CARLA's left-handed vectors).
@@ -22,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from envs.carla.config import CarlaEnvConfig
-from envs.carla.connection import CarlaConnection
+from envs.carla.connection import CarlaConnection, CarlaSensorError
 from envs.carla.frames import box_pose, vector_to_world
 from envs.carla.metrics import collision_kind
 from envs.carla.staging import Episode, light_code
@@ -146,13 +149,26 @@ class EpisodeTicker:
                 ep.infractions.append("red_light")
 
     def check(self, ep: Episode) -> str:
-        """Termination after a recorded frame: ``"collision"``, ``"offroad"``, ``"route_end"`` or ``""``."""
+        """Termination after a recorded frame: ``"collision"``, ``"offroad"``, ``"route_end"`` or ``""``.
+
+        Raises:
+            CarlaSensorError: the current frame's sensor data did not arrive within ``sensor_timeout``.
+        """
         cfg = self.config
         k = ep.recorder.t
-        if ep.sensors.collisions and ep.collision is None:
-            ep.collision = ep.sensors.collisions[0]
-            ep.infractions.append(collision_kind(ep.collision[2]))
-            return "collision"
+        frame = ep.frame0 + ep.ticks
+        if not ep.sensors.wait_frame(frame, cfg.sensor_timeout):
+            raise CarlaSensorError(
+                f"sensor.other.imu (actor {ep.sensors.heartbeat_id}) sent no data for frame {frame} within "
+                f"sensor_timeout={cfg.sensor_timeout:g} s, so the frame's collision and lane-invasion events may be "
+                f"missing (latest frame received: {ep.sensors.frame}); is the server overloaded, or its streaming "
+                "port (RPC port + 1) unreachable?")
+        if ep.collision is None:
+            hits = ep.sensors.collisions_until(frame)
+            if hits:
+                ep.collision = hits[0]
+                ep.infractions.append(collision_kind(ep.collision[2]))
+                return "collision"
         pose = ep.kinematics.poses[k]
         if ep.drivable is not None and not ep.drivable.contains(vehicle_corners(pose, ep.params)).all():
             return "offroad"

@@ -43,6 +43,7 @@ from envs.carla.standin.world import (
     ActorList,
     BlueprintLibrary,
     CollisionEvent,
+    IMUMeasurement,
     Image,
     LaneInvasionEvent,
     Sensor,

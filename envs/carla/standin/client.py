@@ -9,6 +9,7 @@ address nobody serves waits the client's timeout (``set_timeout``, default 5 s) 
 from __future__ import annotations
 
 import re
+import time
 from types import SimpleNamespace
 from typing import Any, Sequence
 
@@ -33,6 +34,9 @@ def _key(host: str, port: int) -> tuple[str, int]:
 def serve(host: str = "127.0.0.1", port: int = 2000, town: str = "Standin_junction_2x2",
           version: str = CARLA_VERSION, nullrhi: bool = False) -> StandinServer:
     """Start a stand-in server at ``host:port`` (replacing any other there) and return it for fault injection."""
+    old = _SERVERS.get(_key(host, port))
+    if old is not None:
+        old.stop_streaming()
     server = StandinServer(host, port, town=town, version=version, nullrhi=nullrhi)
     _SERVERS[_key(host, port)] = server
     return server
@@ -49,6 +53,7 @@ def shutdown(server: StandinServer) -> None:
         if s is server:
             del _SERVERS[key]
     server.crash()
+    server.stop_streaming()
     for port, tm in list(TRAFFIC_MANAGERS.items()):
         if tm.server is server:
             del TRAFFIC_MANAGERS[port]
@@ -169,13 +174,22 @@ class Client:
 
     def load_world(self, map_name: str, reset_settings: bool = True, map_layers: Any = None) -> World:
         """Load a town (``"Standin_straight"`` or ``"/Game/Carla/Maps/Standin_straight"``): a new episode without
-        actors, default settings unless ``reset_settings`` is False."""
+        actors, default settings unless ``reset_settings`` is False. An unknown town is the server's RPC error
+        ``RuntimeError("map not found")``; a load longer than the client's timeout (``server.slow_load``) waits the
+        timeout and raises LibCarla's ``RuntimeError("failed to connect to newly created map")`` while the server
+        completes the load."""
         link = self._link()
         server = link.check("load_world")
         town = re.sub(r"^.*/", "", map_name)
         if town not in STANDIN_TOWNS:
-            raise RuntimeError(f"map '{map_name}' not found; available stand-in maps: {', '.join(STANDIN_TOWNS)}")
-        server.new_episode(town, WorldSettings() if reset_settings else server.settings)
+            raise RuntimeError("map not found")
+        settings = WorldSettings() if reset_settings else server.settings
+        if server.load_seconds > self._timeout:
+            time.sleep(self._timeout)
+            server.new_episode(town, settings)
+            raise RuntimeError("failed to connect to newly created map")
+        time.sleep(server.load_seconds)
+        server.new_episode(town, settings)
         return self.get_world()
 
     def reload_world(self, reset_settings: bool = True) -> World:

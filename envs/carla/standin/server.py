@@ -11,19 +11,29 @@ Semantics kept from CARLA (each one has a test in ``tests/test_carla_standin.py`
 * the Traffic Manager (:class:`TrafficManagerState`, process-wide per port in :data:`TRAFFIC_MANAGERS`) drives its
   vehicles only while it is bound to this server's current episode and its synchronous mode matches the world's;
 * sensors report to their listeners after each step: collision readings when two boxes start to overlap,
-  lane-invasion readings when a vehicle's centre moves into a parallel lane, a BGRA image per step from each
-  listening camera, none under ``no_rendering_mode`` or on a ``-nullrhi`` server.
+  lane-invasion readings when a vehicle's centre moves into a parallel lane, an IMU measurement per step from each
+  listening ``sensor.other.imu`` (after the step's collision and lane-invasion readings, as CARLA sends collisions
+  during the frame's physics and IMU data at its end), a BGRA image per step from each listening camera, none under
+  ``no_rendering_mode`` or on a ``-nullrhi`` server;
+* unknown town: ``load_world`` fails with the server's RPC error ``RuntimeError("map not found")``; a town load
+  longer than the client's timeout fails with ``RuntimeError("failed to connect to newly created map")`` (LibCarla's
+  ``Simulator::LoadEpisode`` waits at most the client timeout for the new episode) while the server finishes the
+  load by itself.
 
 Stand-in only (documented, not CARLA): vehicles are kinematic bicycles (throttle up to ``ACCEL_MAX``, brake up to
 ``BRAKE_MAX``, steer 1 = ``MAX_STEER_DEG`` at the front wheels, wheelbase 0.6 x length) that stop dead on contact;
 autopilot vehicles follow lane centres at the speed limit minus the TM's percentage, keep a gap and stop at red
 lights; walkers move at ``WalkerControl.speed`` along ``direction``; camera images are flat placeholders (sky / road,
 no renderer); traffic lights cycle on a fixed 26 s plan (north-south green first). Sensor listeners run on the
-ticking thread, inside :meth:`StandinServer.step` (CARLA delivers them from a streaming thread).
+ticking thread, inside :meth:`StandinServer.step`, unless :meth:`~StandinServer.deliver_late` is set: then a
+delivery thread calls them ``delay`` seconds after the step, i.e. after ``world.tick()`` has returned (CARLA delivers
+them from a streaming thread, with no guarantee that they arrive before ``tick`` returns); IMU values are the
+actor's kinematics (no noise, no gravity).
 
 Fault injection on :class:`StandinServer`: :meth:`~StandinServer.hang` / :meth:`~StandinServer.resume`,
 :meth:`~StandinServer.fail_ticks`, :meth:`~StandinServer.crash` / :meth:`~StandinServer.restart`,
-:meth:`~StandinServer.fail_spawns`, :meth:`~StandinServer.mute_sensors`.
+:meth:`~StandinServer.fail_spawns`, :meth:`~StandinServer.mute_sensors`, :meth:`~StandinServer.deliver_late`
+(sensor data after ``tick`` returns), :meth:`~StandinServer.slow_load` (town loads that take this long).
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import math
+import queue
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -76,6 +88,7 @@ _STATIC = {"static.prop.streetbarrier": (1.0, 0.3, 0.5), "static.prop.trafficcon
 _SENSORS = {
     "sensor.other.collision": {},
     "sensor.other.lane_invasion": {},
+    "sensor.other.imu": {"sensor_tick": "0.0"},
     "sensor.camera.rgb": {"image_size_x": "800", "image_size_y": "600", "fov": "90", "sensor_tick": "0.0"},
 }
 
@@ -169,6 +182,10 @@ class SensorReading:
     """Collision [N s]."""
     crossed_lane_markings: list = field(default_factory=list)
     """Lane invasion."""
+    accelerometer: Any = None
+    """IMU: linear acceleration [m/s^2], angular velocity [rad/s] and compass [rad] (sensor frame)."""
+    gyroscope: Any = None
+    compass: float = 0.0
     width: int = 0
     """Camera image width, height [px], field of view [deg] and BGRA bytes (row-major)."""
     height: int = 0
@@ -228,6 +245,11 @@ class StandinServer:
         self.tick_timeouts: list[float] = []
         self.destroyed_while_listening = 0
         self.callback_errors: list[BaseException] = []
+        self.load_seconds = 0.0
+        """How long a town load takes [s] (:meth:`slow_load`)."""
+        self.delivery_delay: float | None = None
+        """Sensor data delay after the step [s] (:meth:`deliver_late`; None: inside the step)."""
+        self._late: queue.Queue | None = None
         self.new_episode(town, WorldSettings())
 
     # ------------------------------------------------------------------ faults
@@ -262,6 +284,27 @@ class StandinServer:
     def mute_sensors(self, pattern: str = "sensor.*") -> None:
         """From now on, sensors whose type id matches ``pattern`` stay listening but never deliver data."""
         self._muted.append(pattern)
+
+    def deliver_late(self, delay: float | None = 0.05) -> None:
+        """From now on, sensor data reach the listeners ``delay`` seconds after the step that measured them, from a
+        delivery thread, in measurement order: after ``world.tick()`` has returned (None: inside the step again)."""
+        self.delivery_delay = None if delay is None else float(delay)
+        if delay is not None and self._late is None:
+            self._late = queue.Queue()
+            threading.Thread(target=self._deliver_loop, args=(self._late,), daemon=True,
+                             name=f"standin-stream-{self.port}").start()
+
+    def slow_load(self, seconds: float) -> None:
+        """From now on, ``load_world`` takes ``seconds`` [s]: a client whose timeout is shorter gets
+        ``RuntimeError("failed to connect to newly created map")`` after its timeout (the load completes anyway)."""
+        self.load_seconds = float(seconds)
+
+    def stop_streaming(self) -> None:
+        """End the delivery thread of :meth:`deliver_late` (undelivered data are dropped)."""
+        if self._late is not None:
+            self._late.put(None)
+            self._late = None
+        self.delivery_delay = None
 
     @property
     def up(self) -> bool:
@@ -431,18 +474,37 @@ class StandinServer:
         for rec in self.actors.values():
             if rec.parent is not None and rec.parent in self.actors:
                 self._follow_parent(rec)
-        readings = self._collisions() + self._lane_invasions() + self._images()
+        readings = self._collisions() + self._lane_invasions() + self._imus() + self._images()
         snapshot = self.snapshot()
-        for rec, reading in readings:
-            if rec.listener is not None and rec.id in self.actors and not self._muted_type(rec.type_id):
-                try:
-                    rec.listener(reading)
-                except Exception as exc:  # CARLA prints callback errors and keeps ticking
-                    self.callback_errors.append(exc)
-                    warnings.warn(f"stand-in: sensor {rec.id} callback raised {exc!r}", RuntimeWarning, stacklevel=2)
+        if self.delivery_delay is not None and self._late is not None:
+            self._late.put((time.monotonic() + self.delivery_delay, self.episode, readings))
+        else:
+            self._deliver(readings)
         for cb in list(self._on_tick.values()):
             cb(snapshot)
         return self.frame
+
+    def _deliver(self, readings: list[tuple[ActorRecord, SensorReading]]) -> None:
+        for rec, reading in readings:
+            listener = rec.listener
+            if listener is not None and rec.id in self.actors and not self._muted_type(rec.type_id):
+                try:
+                    listener(reading)
+                except Exception as exc:  # CARLA prints callback errors and keeps ticking
+                    self.callback_errors.append(exc)
+                    warnings.warn(f"stand-in: sensor {rec.id} callback raised {exc!r}", RuntimeWarning, stacklevel=2)
+
+    def _deliver_loop(self, late: queue.Queue) -> None:
+        """The delivery thread of :meth:`deliver_late`: each step's readings at their due time, in order (dropped
+        when the server died or started another episode meanwhile)."""
+        while True:
+            item = late.get()
+            if item is None:
+                return
+            due, episode, readings = item
+            time.sleep(max(0.0, due - time.monotonic()))
+            if self.alive and self.episode == episode:
+                self._deliver(readings)
 
     def timestamp(self) -> Timestamp:
         return Timestamp(self.frame, self.elapsed, self.dt(), time.time())
@@ -603,6 +665,20 @@ class StandinServer:
                 wp.get_left_lane()._lane == lane else wp.right_lane_marking
             events.append((sensor, SensorReading(sensor.type_id, self.frame, self.elapsed, self.transform(sensor),
                                                  actor=parent, crossed_lane_markings=[side])))
+        return events
+
+    def _imus(self) -> list[tuple[ActorRecord, SensorReading]]:
+        V = value_types()
+        events = []
+        for rec in self.actors.values():
+            if rec.type_id != "sensor.other.imu" or rec.listener is None:
+                continue
+            parent = self.actors.get(rec.parent) if rec.parent is not None else None
+            accel, yaw_rate = (parent.accel, parent.yaw_rate) if parent is not None else (0.0, 0.0)
+            events.append((rec, SensorReading(rec.type_id, self.frame, self.elapsed, self.transform(rec),
+                                              accelerometer=V["Vector3D"](accel, 0.0, 0.0),
+                                              gyroscope=V["Vector3D"](0.0, 0.0, yaw_rate),
+                                              compass=float((math.pi / 2 + rec.yaw) % (2 * math.pi)))))
         return events
 
     def _images(self) -> list[tuple[ActorRecord, SensorReading]]:

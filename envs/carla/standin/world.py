@@ -20,8 +20,9 @@ Semantics kept from CARLA (each one has a test in ``tests/test_carla_standin.py`
 * sensors report through ``listen`` callbacks after each tick (the server's readings, turned into
   ``carla.CollisionEvent`` / ``LaneInvasionEvent`` / ``Image`` with actor handles); ``stop`` ends it.
 
-Stand-in only: sensor callbacks run on the ticking thread, before ``tick`` returns (CARLA delivers them from a
-streaming thread).
+Stand-in only: sensor callbacks run on the ticking thread, before ``tick`` returns, unless the server delivers late
+(:meth:`~envs.carla.standin.server.StandinServer.deliver_late`: a delivery thread, after ``tick`` returns, as CARLA's
+streaming thread may).
 """
 
 from __future__ import annotations
@@ -196,6 +197,16 @@ class Image(SensorData):
         return self.width * self.height
 
 
+class IMUMeasurement(SensorData):
+    """``carla.IMUMeasurement``: ``accelerometer`` [m/s^2], ``gyroscope`` [rad/s] (``Vector3D``), ``compass``
+    [rad] (0 = north)."""
+
+    def __init__(self, frame: int, timestamp: float, transform: Any, accelerometer: Any, gyroscope: Any,
+                 compass: float) -> None:
+        super().__init__(frame, timestamp, transform)
+        self.accelerometer, self.gyroscope, self.compass = accelerometer, gyroscope, compass
+
+
 def _sensor_data(server: StandinServer, reading: SensorReading) -> SensorData:
     """The ``carla.SensorData`` a sensor's callback receives for ``reading`` (actor handles on ``server``)."""
     r = reading
@@ -205,6 +216,8 @@ def _sensor_data(server: StandinServer, reading: SensorReading) -> SensorData:
     if r.type_id == "sensor.other.lane_invasion":
         return LaneInvasionEvent(r.frame, r.timestamp, r.transform, _handle(server, r.actor),  # type: ignore[arg-type]
                                  r.crossed_lane_markings)
+    if r.type_id == "sensor.other.imu":
+        return IMUMeasurement(r.frame, r.timestamp, r.transform, r.accelerometer, r.gyroscope, r.compass)
     return Image(r.frame, r.timestamp, r.transform, r.width, r.height, r.fov, r.raw_data)
 
 
