@@ -253,7 +253,7 @@ class ReplayEnv(gym.Env):
         config: :class:`EnvConfig` (or a mapping of its fields).
         num_scenes, seed, scenario_types: for ``source="bank"`` (``seed`` fixes the bank's scenes; episode randomness
             comes from ``reset(seed=...)``).
-        root, split: for DeepAccident.
+        root, split: for DeepAccident (``split``: ``"train"`` by default, None for every scenario folder).
         render_mode: None or ``"rgb_array"`` (a 256 px RGB view with the last action drawn). ``"human"`` is refused
             with a clear error (``gymnasium.make(id, render_mode="human")`` wraps the ``rgb_array`` env in
             gymnasium's ``HumanRendering``, which needs pygame and a display).
@@ -273,7 +273,7 @@ class ReplayEnv(gym.Env):
         seed: int = 0,
         scenario_types: Any = None,
         root: Any = None,
-        split: str | None = None,
+        split: str | None = "train",
         render_mode: str | None = None,
     ) -> None:
         super().__init__()

@@ -25,12 +25,21 @@ def sources(ctx: Context) -> tuple[Any, Any, str]:
             text = (f"SYNTHETIC bank: {len(train)} training scenes (seed {env.seed}), {len(held)} held-out scenes "
                     f"(seed {env.eval_seed}, never trained on)")
         elif name == "deepaccident":
-            train = open_source("deepaccident", root=env.root, split=env.split, strict=False)
+            convention = str(getattr(env, "frame_convention", "auto"))
+            train = open_source("deepaccident", root=env.root, split=env.split, strict=False,
+                                frame_convention=convention)
             held_split = env.eval_split or env.split
-            held = open_source("deepaccident", root=env.root, split=held_split, strict=False)
+            held = open_source("deepaccident", root=env.root, split=held_split, strict=False,
+                               frame_convention=convention)
             same = " (the training split: not held out)" if held_split == env.split else ""
-            text = (f"DeepAccident {env.root}: {len(train)} training scenarios ({env.split}), "
-                    f"{len(held)} evaluation scenarios ({held_split}){same}; no HD map, so the PDMS column holds "
+
+            def named(split: str | None) -> str:
+                return "every scenario folder" if split is None else split
+
+            reading, why, _ = train.collection.convention
+            text = (f"DeepAccident {env.root}: {len(train)} training scenarios ({named(env.split)}), "
+                    f"{len(held)} evaluation scenarios ({named(held_split)}){same}; frame convention {reading!r} "
+                    f"({why}); no HD map, so the PDMS column holds "
                     "the map-free score NC (5 TTC + 2 C) / 7")
         elif name == "carla":
             from experiments.carla import carla_sources

@@ -81,6 +81,9 @@ class DeepAccidentSourceConfig(SourceConfig):
     root: Optional[str] = MISSING
     split: Optional[str] = "train"
     eval_split: Optional[str] = "val"
+    frame_convention: str = "auto"
+    """deepaccident: ``auto`` (the scenarios' V2X views decide, ``docs/deepaccident.md``), ``one_frame`` or ``mixed``
+    (forced: a scenario whose views disagree under it is refused)."""
 
 
 @dataclass

@@ -8,10 +8,16 @@ the way a CARLA collection script would be, and its output is checked against th
 * truth is given in a right-handed world (x east, y north, yaw counter-clockwise) and mirrored into CARLA's
   left-handed world (``y -> -y``, ``yaw -> -yaw``, ``vy -> -vy``);
 * ``ego_to_world`` / ``lidar_to_ego`` are ``carla.Transform.get_matrix()`` matrices (location, yaw in degrees);
-* a label row holds the object in the lidar frame: ``x`` and ``y`` as mmdet3d's right-handed LiDAR frame (the
-  CARLA-local y negated, so that the converter, which leaves y alone, ``carla_converter.py`` line 253, matches the
-  points the loader flips, ``loading.py`` lines 330-332), ``yaw`` and ``vy`` with CARLA's sign (the converter negates
-  both, lines 252 and 268); line 1 is the ego's velocity with the same convention;
+* a label row holds the object in the observer's lidar frame, written under one of the two readings of issue 27:
+  ``"one_frame"`` (default): every value CARLA-local, like the calib (``x, y, z``, ``yaw`` and ``vx, vy``, all
+  left-handed; the camera model lifts images with the unflipped calib, ``projects/mmdet3d_plugin/datasets/pipelines/
+  loading.py`` line 531); ``"mixed"``: the same with ``y`` negated (right-handed position, CARLA's yaw and vy: what
+  SafeAlign read before issue 27). The converter negates yaw and vy (``carla_converter.py`` lines 252 and 268) and
+  leaves y (line 253); line 1 is the observer's velocity;
+* several V2X observers (``ego_vehicle`` plus :attr:`Scenario.observers`: ``other_vehicle``, ``*_behind``,
+  ``infrastructure``), each with its own label and calib folders; a vehicle observer writes its own box as the
+  ``-100`` row and appears in the other observers' labels under its actor id (``agents id:`` of the meta file);
+  the roadside unit has no box;
 * file names: ``<scenario_name>_<frame:03d>`` (``..._scenario00021_024`` in ``DeepAccident_dataset.py``), calib
   named from the same stem; the meta file has the 7 lines of the real example (DeepAccident issue #29).
 """
@@ -62,6 +68,10 @@ class Scenario:
     meta_lines: list[str]
     lidar_offset: tuple[float, float, float] = (0.3, 0.0, 1.9)
     extra_rows: dict[int, list[str]] = field(default_factory=dict)
+    observers: dict[str, Track] = field(default_factory=dict)
+    """Further V2X observers: agent folder name -> its truth (``actor_id``: its CARLA id, for vehicles)."""
+    ego_actor_id: int = 2675
+    """The ego's actor id (its rows in the other observers' labels)."""
 
 
 def carla_matrix(x: float, y: float, z: float, yaw_deg: float) -> np.ndarray:
@@ -81,22 +91,40 @@ def _row(cls: str, local: np.ndarray, size, yaw: float, v: np.ndarray, actor_id:
     return " ".join([cls, *(repr(float(n)) for n in nums), str(actor_id), "250", "True"])
 
 
-def write(root: Path, sc: Scenario, *, padded: bool = True, split: str | None = "val",
-          convention: str = "public") -> None:
-    """Write ``sc`` under ``root`` (ego_vehicle's label and calib folders, meta, split line).
+CONVENTIONS = ("one_frame", "mixed")
 
-    ``convention="public"``: as described in the module docstring. ``"all_left_handed"``: every value CARLA-local,
-    y not negated (what SafeAlign's writer produced before issue 17): a deliberately wrong file for the checks.
+
+def write(root: Path, sc: Scenario, *, padded: bool = True, split: str | None = "val",
+          convention: str = "one_frame") -> None:
+    """Write ``sc`` under ``root`` (each observer's label and calib folders, meta, split line).
+
+    ``convention``: ``"one_frame"`` or ``"mixed"`` (module docstring); ``"mixed"`` rows are the ``"one_frame"`` rows
+    with ``y`` negated.
     """
-    flip_y = {"public": True, "all_left_handed": False}[convention]
+    flip_y = {"one_frame": False, "mixed": True}[convention]
     base = Path(root) / sc.scenario_type
-    label_dir = base / "ego_vehicle" / "label" / sc.scenario_name
-    calib_dir = base / "ego_vehicle" / "calib" / sc.scenario_name
+    ego = Track(sc.ego_actor_id, sc.ego.cls, sc.ego.size, sc.ego.poses, sc.ego.velocities)
+    observers = {"ego_vehicle": ego, **sc.observers}
+    for agent, obs in observers.items():
+        _write_view(base, sc, agent, obs, observers, padded, flip_y)
+    meta = base / "meta" / f"{sc.scenario_name}.txt"
+    meta.parent.mkdir(parents=True, exist_ok=True)
+    meta.write_text("\n".join(sc.meta_lines) + "\n")
+    if split is not None:
+        with open(Path(root) / f"{split}.txt", "a") as f:
+            f.write(f"{sc.scenario_type} {sc.scenario_name}\n")
+
+
+def _write_view(base: Path, sc: Scenario, agent: str, obs: Track, observers: dict[str, Track], padded: bool,
+                flip_y: bool) -> None:
+    label_dir = base / agent / "label" / sc.scenario_name
+    calib_dir = base / agent / "calib" / sc.scenario_name
     label_dir.mkdir(parents=True, exist_ok=True)
     calib_dir.mkdir(parents=True, exist_ok=True)
     l2e = carla_matrix(*sc.lidar_offset, 0.0)
+    seen_tracks = [*sc.others, *(tr for name, tr in observers.items() if name not in (agent, "infrastructure"))]
     for t, number in enumerate(sc.frames):
-        ex, ey, eyaw, evx, evy = to_carla(sc.ego.poses[t], sc.ego.velocities[t])
+        ex, ey, eyaw, evx, evy = to_carla(obs.poses[t], obs.velocities[t])
         e2w = carla_matrix(ex, ey, 0.0, eyaw)
         lidar = e2w @ l2e
         inv = np.linalg.inv(lidar)
@@ -108,15 +136,18 @@ def write(root: Path, sc: Scenario, *, padded: bool = True, split: str | None = 
             yaw = math.remainder(math.radians(yaw_deg - lidar_yaw), 2 * math.pi)
             return p[:3], yaw, v[:2]
 
-        p, yaw, v = local_of(ex, ey, 0.5 * sc.ego.size[2], eyaw, evx, evy)
-        lines = [f"{float(v[0])!r} {float(v[1])!r}", _row("car", p, sc.ego.size, yaw, v, -100, flip_y)]
-        for tr in sc.others:
+        p, yaw, v = local_of(ex, ey, 0.5 * obs.size[2], eyaw, evx, evy)
+        lines = [f"{float(v[0])!r} {float(v[1])!r}"]
+        if agent != "infrastructure":
+            lines.append(_row("car", p, obs.size, yaw, v, -100, flip_y))
+        for tr in seen_tracks:
             if tr.visible is not None and not tr.visible[t]:
                 continue
             x, y, yaw_deg, vx, vy = to_carla(tr.poses[t], tr.velocities[t])
             p, yaw, v = local_of(x, y, 0.5 * tr.size[2], yaw_deg, vx, vy)
             lines.append(_row(tr.cls, p, tr.size, yaw, v, tr.actor_id, flip_y))
-        lines += sc.extra_rows.get(number, [])
+        if agent == "ego_vehicle":
+            lines += sc.extra_rows.get(number, [])
         stem = f"{sc.scenario_name}_{number:03d}" if padded else f"{sc.scenario_name}_{number}"
         (label_dir / f"{stem}.txt").write_text("\n".join(lines) + "\n")
         calib = {"ego_to_world": e2w, "lidar_to_ego": l2e}
@@ -125,12 +156,6 @@ def write(root: Path, sc: Scenario, *, padded: bool = True, split: str | None = 
             calib[f"lidar_to_{cam}"] = np.eye(4)
             calib[f"intrinsic_{cam}"] = np.eye(3)
         (calib_dir / f"{stem}.pkl").write_bytes(pickle.dumps(calib))
-    meta = base / "meta" / f"{sc.scenario_name}.txt"
-    meta.parent.mkdir(parents=True, exist_ok=True)
-    meta.write_text("\n".join(sc.meta_lines) + "\n")
-    if split is not None:
-        with open(Path(root) / f"{split}.txt", "a") as f:
-            f.write(f"{sc.scenario_type} {sc.scenario_name}\n")
 
 
 # ------------------------------------------------------------------------------------------------- scenarios
@@ -203,4 +228,25 @@ def turning_normal(name: str = "Town03_type001_subtype0001_scenario00007") -> Sc
     return Scenario(
         "type1_subtype1_normal", name, frames, ego, [cross, oncoming, cyclist],
         meta_lines("ClearNoon", None, frames[-1], "none none", (EGO_ID, 2690, OTHER_ID, 2691)),
+    )
+
+
+def v2x_turning(name: str = "Town05_type001_subtype0003_scenario00042") -> Scenario:
+    """Four observers: the ego turning left (0.25 rad/s), ``other_vehicle`` (id 2671) turning right across the
+    junction (-0.3 rad/s: a non-zero, changing yaw), ``ego_vehicle_behind`` (2690) following the ego, and an
+    ``infrastructure`` unit facing 0.6 rad; shared objects: a pedestrian, a crossing car, a parked car. No collision.
+    Frames 1..30."""
+    T = 30
+    frames = list(range(1, T + 1))
+    ego = Track(-100, "car", (4.8, 2.1, 1.6), *arc(0.0, 0.0, 0.2, 8.0, 0.25, T))
+    other = Track(OTHER_ID, "car", (4.5, 2.0, 1.5), *arc(45.0, 30.0, -2.4, 7.0, -0.3, T))
+    behind = Track(2690, "car", (4.6, 1.9, 1.5), *arc(-12.0, -2.5, 0.2, 8.0, 0.25, T))
+    infra = Track(-1, "car", (0.5, 0.5, 5.0), *straight(20.0, -15.0, 0.6, 0.0, T))
+    ped = Track(512, "pedestrian", (0.6, 0.6, 1.8), *straight(18.0, 9.0, -math.pi / 2, 1.5, T))
+    car = Track(301, "car", (4.5, 2.0, 1.5), *straight(40.0, -30.0, math.pi / 2, 9.0, T))
+    parked = Track(20031, "car", (4.4, 1.9, 1.5), *straight(5.0, -10.0, 0.3, 0.0, T))
+    return Scenario(
+        "type1_subtype3_normal", name, frames, ego, [ped, car, parked],
+        meta_lines("ClearNoon", None, frames[-1], "none none", (EGO_ID, 2690, OTHER_ID, 2691)),
+        observers={"other_vehicle": other, "ego_vehicle_behind": behind, "infrastructure": infra},
     )

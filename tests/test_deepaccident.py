@@ -2,9 +2,10 @@
 
 No real DeepAccident data is used: every folder below is synthetic, written into ``tmp_path``, here with unpadded
 frame names (``<name>_7.txt``; padded names and crossing traffic are in ``test_deepaccident_public.py``). The
-expected world values are worked out by hand from the numbers written to disk with the public converter's
-convention: label x, y right-handed (y left), yaw and vy with CARLA's sign (negated by the converter); calib
-matrices CARLA-native; right-handed world = CARLA world with y and yaw negated.
+expected world values are worked out by hand from the numbers written to disk under the ``"one_frame"`` reading
+(the default for a scenario with one view, :mod:`envs.scenes.deepaccident.transforms`): label rows and calib
+matrices both CARLA-native (left-handed lidar frame: x forward, y right); right-handed world = CARLA world with y and
+yaw negated.
 """
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ def write_synthetic_root(root: Path) -> None:
 
     Accident scenario (frames 3..13): the ego drives along CARLA +y (CARLA yaw 90 deg) at 1 m per frame from
     (100, 50 + k). Object 501 (car 4.5 x 2.0) stands still at CARLA (100.5, 65), 0.5 m to the ego's left (label y
-    +0.5): in the lidar frame it sits at (15 - k, 0.5), so with the ego row's 4.0 m length the boxes first overlap at
-    frame 11. Pedestrian 777 is seen on frames 5..9 only, to the ego's right (label y < 0), facing away to the right
+    -0.5: CARLA's y points right): in the lidar frame it sits at (15 - k, 0.5), so with the ego row's 4.0 m length the boxes first overlap at
+    frame 11. Pedestrian 777 is seen on frames 5..9 only, to the ego's right (label y > 0), facing away to the right
     and walking that way at 1.5 m/s (label yaw +pi/2 and vy +1.5: CARLA's clockwise sign). Motorcycle 42 follows 8 m
     behind at the ego's speed. One id -1 row on frame 4. Every object moves consistently with its velocity.
     """
@@ -94,11 +95,11 @@ def write_synthetic_root(root: Path) -> None:
         rows = [
             "10.0 0.0",
             _row("car", 0.0, 0.0, 4.0, 1.8, 0.0, 10.0, 0.0, -100),
-            _row("car", 15 - k, 0.5, 4.5, 2.0, 0.0, 0.0, 0.0, 501),
+            _row("car", 15 - k, -0.5, 4.5, 2.0, 0.0, 0.0, 0.0, 501),
             _row("motorcycle", -8.0, 0.0, 2.0, 0.8, 0.0, 10.0, 0.0, 42),
         ]
         if 5 <= k <= 9:
-            rows.append(_row("pedestrian", 12.0 - k, -3.0 - 0.15 * (k - 7), 0.6, 0.6, math.pi / 2, 0.0, 1.5, 777,
+            rows.append(_row("pedestrian", 12.0 - k, 3.0 + 0.15 * (k - 7), 0.6, 0.6, math.pi / 2, 0.0, 1.5, 777,
                              vis="False"))
         if k == 4:
             rows.append(_row("car", 30.0, 0.0, 4.0, 2.0, 0.0, 0.0, 0.0, -1))
@@ -119,9 +120,9 @@ def write_synthetic_root(root: Path) -> None:
     for k in NORM_FRAMES:
         rows = [
             "5.0 0.0",
-            _row("van", 20.0 + 0.3 * math.cos(0.5) * (k - 1) - 0.5 * (k - 1), -4.0 - 0.3 * math.sin(0.5) * (k - 1),
+            _row("van", 20.0 + 0.3 * math.cos(0.5) * (k - 1) - 0.5 * (k - 1), 4.0 + 0.3 * math.sin(0.5) * (k - 1),
                  5.0, 2.1, 0.5, 3 * math.cos(0.5), 3 * math.sin(0.5), 8),
-            _row("truck", -30.0 - 0.5 * (k - 1), 4.0, 8.0, 2.6, 0.0, 0.0, 0.0, 20045),
+            _row("truck", -30.0 - 0.5 * (k - 1), -4.0, 8.0, 2.6, 0.0, 0.0, 0.0, 20045),
             "",
         ]
         _write(_label_path(root, NORM, k), "\n".join(rows))

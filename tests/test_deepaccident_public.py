@@ -63,9 +63,13 @@ def _assert_truth(scene, sc: fx.Scenario) -> None:
 
 
 def test_public_fixture_matches_the_public_pipeline(tmp_path):
-    """Apply the public converter's literal steps to the fixture's rows and check they agree with the lidar points
-    the public loader would produce: the converted box centre is the y-flipped CARLA-local centre
-    (``loading.py`` 330-332) and, in that right-handed frame, heading and velocity point the same way."""
+    """Apply the public converter's literal steps to the fixture's ``"one_frame"`` rows and check them against
+    what the public camera model needs: it lifts images into the lidar frame with the unflipped calib
+    (``projects/mmdet3d_plugin/datasets/pipelines/loading.py`` line 531, ``inv(lidar_to_camera_matrix)``), so the
+    converted box centre must be the CARLA-local centre ``inv(ego_to_world @ lidar_to_ego) @ world``; its mmdet3d
+    rotates corners by ``-yaw`` (``mmdet3d/core/bbox/structures/utils.py`` lines 48-53, 63), so after the
+    converter's negation (line 252) the box's long axis points along ``(cos, sin)`` of the yaw as written, which
+    must be the direction of the velocity as written."""
     sc = fx.crossing_accident()
     fx.write(tmp_path, sc)
     label, calib_path = _paths(tmp_path, sc, 10)
@@ -77,19 +81,19 @@ def test_public_fixture_matches_the_public_pipeline(tmp_path):
         if len(line.split(" ")) <= 1:  # carla_converter.py line 235
             continue
         bbox = list(map(float, line.split(" ")[1:8]))  # lines 240-242
+        written_vel = list(map(float, line.split(" ")[8:10]))
         bbox[6] = -bbox[6]  # line 252
-        vel = list(map(float, line.split(" ")[8:10]))
-        vel = [vel[0], -vel[1]]  # line 268
         actor = int(line.split(" ")[-3])
         if actor == -100:
             continue
         tr = next(t for t in sc.others if t.actor_id == actor)
         x, y, *_ = fx.to_carla(tr.poses[9], tr.velocities[9])
-        point = np.linalg.inv(lidar) @ np.array([x, y, 0.5 * tr.size[2], 1.0])  # a CARLA lidar return at the centre
-        point[1] = -point[1]  # loading.py line 332
-        np.testing.assert_allclose(bbox[:2], point[:2], atol=1e-9)
-        if math.hypot(*vel) > 0.5:
-            assert abs(wrap_angle(bbox[6] - math.atan2(vel[1], vel[0]))) < 1e-9
+        point = np.linalg.inv(lidar) @ np.array([x, y, 0.5 * tr.size[2], 1.0])  # CARLA-local centre, unflipped
+        np.testing.assert_allclose(bbox[:3], point[:3], atol=1e-9)
+        corner_axis = np.array([[1.0, 0.0]]) @ np.array([[math.cos(bbox[6]), -math.sin(bbox[6])],
+                                                          [math.sin(bbox[6]), math.cos(bbox[6])]])  # utils.py 48-63
+        if math.hypot(*written_vel) > 0.5:
+            np.testing.assert_allclose(corner_axis[0], np.array(written_vel) / math.hypot(*written_vel), atol=1e-9)
         checked += 1
     assert checked == 4
 
@@ -151,10 +155,11 @@ def test_crossing_and_turning_traffic_read_as_the_truth(tmp_path, builder):
 
 
 def test_kinematic_check_flags_a_mirrored_convention(tmp_path):
-    """The same traffic written with y left-handed too (the old writer's files): positions are mirrored against
-    yaw and velocity; the reader warns, naming the scenario."""
+    """The same traffic written under the ``"mixed"`` reading, one view (nothing to decide by), read under the
+    default ``"one_frame"``: positions are mirrored against yaw and velocity; the reader warns, naming the
+    scenario."""
     sc = fx.crossing_accident()
-    fx.write(tmp_path, sc, convention="all_left_handed")
+    fx.write(tmp_path, sc, convention="mixed")
     with pytest.warns(DeepAccidentWarning, match=f"{sc.scenario_name}: kinematic check failed") as rec:
         scene = read_scenario(tmp_path, sc.scenario_type, sc.scenario_name)
     check = scene.meta.extra["kinematics_check"]
@@ -163,12 +168,12 @@ def test_kinematic_check_flags_a_mirrored_convention(tmp_path):
 
 
 def test_kinematic_check_on_parallel_traffic_alone_cannot_see_it(tmp_path):
-    """Why crossing traffic is needed: an agent driving parallel to a straight ego reads consistently under both
-    conventions (only its lateral offset is mirrored)."""
+    """Why crossing traffic (or a second view) is needed: an agent driving parallel to a straight ego reads
+    consistently under both readings (only its lateral offset is mirrored)."""
     sc = fx.crossing_accident()
     sc.others = [fx.Track(5, "car", (4.5, 2.0, 1.5), *fx.straight(-15.0, 3.5, 0.0, 12.0, 40))]
     sc.meta_lines = fx.meta_lines("ClearNoon", None, 40, "none none", (fx.EGO_ID, 2690, fx.OTHER_ID, 2691))
-    fx.write(tmp_path, sc, convention="all_left_handed")
+    fx.write(tmp_path, sc, convention="mixed")
     scene = _read(tmp_path, sc)  # no warning: the check passes
     assert scene.meta.extra["kinematics_check"]["passed"]
     assert scene.agent_poses[0, 0, 1] == pytest.approx(-3.5)  # but the agent is on the wrong side
@@ -381,5 +386,71 @@ def test_export_command_writes_a_readable_folder(tmp_path, capsys):
         scenes = list(ds)
     assert any(s.meta.is_accident for s in scenes)
     assert all(s.meta.extra["kinematics_check"]["passed"] for s in scenes)
+    # the writer writes ego_vehicle only, under the reading the reader falls back to: it round-trips under it
+    assert all((s.meta.extra["frame_convention"], s.meta.extra["frame_convention_source"]) ==
+               ("one_frame", "default: no scenario with two views") for s in scenes)
     names = os.listdir(out / ds.entries[0][0] / "ego_vehicle" / "label" / ds.entries[0][1])
     assert all(n.rsplit("_", 1)[1] == f"{int(n.rsplit('_', 1)[1][:-4]):03d}.txt" for n in names)
+
+
+# ------------------------------------------------------------------------ issue 27: warnings, split=None, origins
+
+
+def test_a_single_row_absorbed_by_its_tracks_majority_class_is_warned_naming_file_and_line(tmp_path):
+    sc = fx.crossing_accident()
+    fx.write(tmp_path, sc)
+    label, _ = _paths(tmp_path, sc, 12)
+    lines = label.read_text().splitlines()
+    n = next(i for i, ln in enumerate(lines) if ln.split(" ")[-3:-2] == ["512"])  # the pedestrian's row
+    lines[n] = "bus " + lines[n].split(" ", 1)[1]
+    label.write_text("\n".join(lines) + "\n")
+    for strict in (True, False):
+        with pytest.warns(DeepAccidentWarning) as rec:
+            scene = read_scenario(tmp_path, sc.scenario_type, sc.scenario_name, strict=strict)
+        hits = [str(w.message) for w in rec if "majority class" in str(w.message)]
+        assert len(hits) == 1 and f"{label}, line {n + 1}, field 'class': 'bus' of id 512" in hits[0]
+        assert scene.agent_classes[scene.agent_index(512)] == AgentClass.PEDESTRIAN
+
+
+def test_a_lenient_duplicate_frame_is_warned_naming_the_file(tmp_path):
+    sc = fx.crossing_accident()
+    fx.write(tmp_path, sc)
+    label, _ = _paths(tmp_path, sc, 7)
+    dup = label.with_name(f"{sc.scenario_name}_7.txt")
+    dup.write_text(label.read_text())
+    with pytest.warns(DeepAccidentWarning, match=rf"{dup}, line -, field 'frame': duplicate frame 7.*skipped"):
+        scene = read_scenario(tmp_path, sc.scenario_type, sc.scenario_name, strict=False)
+    assert scene.meta.extra["frames"] == tuple(sc.frames)
+
+
+def test_split_none_means_every_scenario_folder(tmp_path):
+    from envs.scenes.sources import make_source, open_source
+
+    a, b = fx.crossing_accident(), fx.turning_normal()
+    fx.write(tmp_path, a, split="train")
+    fx.write(tmp_path, b, split="val")
+    every = {(a.scenario_type, a.scenario_name), (b.scenario_type, b.scenario_name)}
+    assert set(open_source("deepaccident", root=tmp_path, split=None).collection.entries) == every
+    assert set(make_source(str(tmp_path), split=None).collection.entries) == every
+    assert open_source("deepaccident", root=tmp_path).collection.entries == ((a.scenario_type, a.scenario_name),)
+    assert len(make_source(str(tmp_path))) == 1  # the default stays train.txt
+
+
+def test_origin_records_the_scenario_folder_and_survives_a_changed_split_file(tmp_path):
+    from envs.scenes.sources import DeepAccidentOrigin, open_source, resolve
+
+    a, b = fx.crossing_accident(), fx.turning_normal()
+    fx.write(tmp_path, a)
+    fx.write(tmp_path, b)
+    src = open_source("deepaccident", root=tmp_path, split="val", strict=False)
+    origin = src.origin(1).to_dict()
+    assert (origin["scenario_type"], origin["scenario_name"], origin["index"]) == (b.scenario_type, b.scenario_name, 1)
+    old = {k: v for k, v in origin.items() if k not in ("scenario_type", "scenario_name")}  # before issue 27
+    (tmp_path / "val.txt").write_text(f"{b.scenario_type} {b.scenario_name}\n{a.scenario_type} {a.scenario_name}\n")
+    assert resolve(origin).meta.extra["scenario_name"] == b.scenario_name  # by name: not shifted
+    assert resolve(old).meta.extra["scenario_name"] == a.scenario_name  # old origins still resolve, by index
+    (tmp_path / "val.txt").write_text(f"{a.scenario_type} {a.scenario_name}\n")  # dropped from the split
+    assert resolve(origin).meta.extra["scenario_name"] == b.scenario_name
+    with pytest.raises(Exception, match="Town99"):
+        resolve(DeepAccidentOrigin(root=str(tmp_path), index=0, split="val", scenario_type=b.scenario_type,
+                                   scenario_name="Town99_x"))

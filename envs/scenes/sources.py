@@ -6,7 +6,8 @@ A *source* is an indexable collection of :class:`~envs.scenes.scene.Scene` (``le
 name (:func:`register_source`) and opened with :func:`open_source`:
 
 * ``"bank"``: the built-in **synthetic** scenario bank, ``ScenarioBank(num_scenes, seed, scenario_types)``;
-* ``"deepaccident"``: a local DeepAccident folder (``root``, ``split``, ``strict``);
+* ``"deepaccident"``: a local DeepAccident folder (``root``, ``split`` = ``"train"`` by default, None for every
+  scenario folder, ``strict``, ``frame_convention``);
 * further kinds register themselves (``"carla"`` recordings: :mod:`envs.carla`).
 
 :func:`make_source` wraps anything an environment accepts (a registered name, a folder path, a scene, a sequence
@@ -20,7 +21,9 @@ An origin is a small frozen record that re-creates one scene with :func:`resolve
 
 * :class:`BankOrigin` ``(scenario_type, seed, variant, scene_id)``: :func:`envs.scenes.bank.generate_scene`;
 * :class:`BankIndexOrigin` ``(num_scenes, seed, index, scenario_types)``: ``ScenarioBank(...)[index]``;
-* :class:`DeepAccidentOrigin` ``(root, split, index)``: ``DeepAccidentDataset(root, split)[index]``;
+* :class:`DeepAccidentOrigin` ``(root, split, index, scenario_type, scenario_name)``: the scenario folder
+  ``scenario_type/scenario_name`` of ``root`` (by name, so a changed split file does not shift it; origins written
+  before the name was recorded resolve by ``DeepAccidentDataset(root, split)[index]``);
 * :class:`RolloutOrigin` ``(base, start_frame, ego_poses, ego_velocities, scene_id)``: the base scene's origin plus
   the recorded ego states (:func:`envs.scenes.rollout.rollout_to_scene`);
 * :class:`UnresolvableOrigin` ``(source, scene_id)``: a scene handed over in memory; :func:`resolve` raises.
@@ -88,13 +91,19 @@ class BankIndexOrigin(Origin):
 
 @dataclass(frozen=True)
 class DeepAccidentOrigin(Origin):
-    """Scenario ``index`` of ``DeepAccidentDataset(root, split)`` (lenient reading)."""
+    """Scenario folder ``scenario_type/scenario_name`` of ``root``, entry ``index`` of ``DeepAccidentDataset(root,
+    split)`` when recorded (lenient reading). Resolved by name when the name is recorded (found in ``split``, else
+    among every scenario folder of ``root``), by ``index`` otherwise (origins written before the name was)."""
 
     kind: ClassVar[str] = "deepaccident"
     root: str
     index: int
     split: str | None = None
     scene_id: str | None = None
+    scenario_type: str | None = None
+    scenario_name: str | None = None
+    frame_convention: str | None = None
+    """The reading the source was opened with (None: ``"auto"``)."""
 
 
 @dataclass(frozen=True)
@@ -201,7 +210,20 @@ def _resolve_bank_index(o: BankIndexOrigin) -> Scene:
 
 
 def _resolve_deepaccident(o: DeepAccidentOrigin) -> Scene:
-    return open_source("deepaccident", root=o.root, split=o.split, strict=False)[int(o.index)]
+    options: dict[str, Any] = {"root": o.root, "split": o.split, "strict": False}
+    if o.frame_convention is not None:
+        options["frame_convention"] = o.frame_convention
+    source = open_source("deepaccident", **options)
+    if o.scenario_name is None:
+        return source[int(o.index)]
+    for opts in (options, {**options, "split": None}):  # the split first, then every scenario folder
+        src = source if opts is options else open_source("deepaccident", **opts)
+        try:
+            return src[src.collection.index_of_entry(o.scenario_type, o.scenario_name)]
+        except KeyError:
+            continue
+    raise SourceError(f"resolve: DeepAccident scenario {o.scenario_type}/{o.scenario_name} is not under {o.root!r} "
+                      f"(origin index {o.index} of split {o.split!r})")
 
 
 def _resolve_rollout(o: RolloutOrigin) -> Scene:
@@ -251,21 +273,24 @@ class SourceKind:
     """``open(**options) -> collection`` (``len`` + ``[i] -> Scene``; optionally ``origin(i)``, ``index_of(id)``,
     ``scene_ids``)."""
     description: str
-    origin: Callable[[Mapping[str, Any], int], Origin] | None = None
+    origin: Callable[..., Origin] | None = None
     """``origin(options, index)``: how to re-create scene ``index`` of a source opened with ``options`` (None:
-    from the scene's meta data, :func:`scene_origin`)."""
+    from the scene's meta data, :func:`scene_origin`); ``origin(options, index, collection)`` when
+    :attr:`origin_uses_collection`."""
+    origin_uses_collection: bool = False
 
 
 _SOURCES: dict[str, SourceKind] = {}
 
 
 def register_source(name: str, open_fn: Callable[..., Any], description: str = "",
-                    origin: Callable[[Mapping[str, Any], int], Origin] | None = None) -> None:
+                    origin: Callable[..., Origin] | None = None, *, origin_uses_collection: bool = False) -> None:
     """Register a source kind under ``name`` (lower case): ``open_fn(**options)`` returns the collection;
-    ``origin(options, index)`` (optional) the origin of one of its scenes."""
+    ``origin(options, index)`` (optional) the origin of one of its scenes (``origin(options, index, collection)``
+    with ``origin_uses_collection``: the opened collection is passed too)."""
     if not isinstance(name, str) or not name or name != name.lower():
         raise ValueError(f"register_source: expected a lower-case name, got {name!r}")
-    _SOURCES[name] = SourceKind(name, open_fn, description, origin)
+    _SOURCES[name] = SourceKind(name, open_fn, description, origin, origin_uses_collection)
 
 
 def registered_sources() -> dict[str, str]:
@@ -281,8 +306,9 @@ def _open_bank(num_scenes: int = 16, seed: int = 0, scenario_types: Sequence[str
     return ScenarioBank(num_scenes, seed=seed, scenario_types=types, normal_fraction=normal_fraction)
 
 
-def _open_deepaccident(root: str | os.PathLike | None = None, split: str | None = None, strict: bool = True,
+def _open_deepaccident(root: str | os.PathLike | None = None, split: str | None = "train", strict: bool = True,
                        **kwargs: Any) -> Any:
+    """``DeepAccidentDataset(root, split, strict, **kwargs)``; ``split=None``: every scenario folder."""
     from envs.scenes.deepaccident import DeepAccidentDataset
 
     if root is None:
@@ -290,21 +316,27 @@ def _open_deepaccident(root: str | os.PathLike | None = None, split: str | None 
     path = Path(root)
     if not path.is_dir():
         raise SourceError(f"DeepAccident source {str(path)!r}: not a folder")
-    if split is not None:
-        kwargs["split"] = split
     try:
-        return DeepAccidentDataset(path, strict=strict, **kwargs)
+        return DeepAccidentDataset(path, split=split, strict=strict, **kwargs)
     except Exception as exc:
         raise SourceError(f"DeepAccident source {str(path)!r}: cannot be read ({type(exc).__name__}: {exc})") from exc
 
 
-def _deepaccident_origin(options: Mapping[str, Any], index: int) -> Origin:
-    return DeepAccidentOrigin(root=str(options["root"]), split=options.get("split"), index=int(index))
+def _deepaccident_origin(options: Mapping[str, Any], index: int, collection: Any = None) -> Origin:
+    split = options.get("split", "train")
+    convention = options.get("frame_convention")
+    stype = sname = None
+    entries = getattr(collection, "entries", None)
+    if entries is not None:
+        stype, sname = entries[int(index)]
+    return DeepAccidentOrigin(root=str(options["root"]), split=split, index=int(index), scenario_type=stype,
+                              scenario_name=sname, frame_convention=None if convention == "auto" else convention)
 
 
 register_source("bank", _open_bank, "built-in SYNTHETIC accident scenario bank (num_scenes, seed, scenario_types)")
-register_source("deepaccident", _open_deepaccident, "a local DeepAccident folder (root, split, strict)",
-                origin=_deepaccident_origin)
+register_source("deepaccident", _open_deepaccident,
+                "a local DeepAccident folder (root, split: train by default, null for every scenario folder, strict, "
+                "frame_convention)", origin=_deepaccident_origin, origin_uses_collection=True)
 
 
 def open_source(name: str, cache_size: int = 16, **options: Any) -> "SceneSource":
@@ -390,6 +422,8 @@ class SceneSource:
         generator seed)."""
         kind = _SOURCES.get(self.source_name) if self.source_name else None
         if kind is not None and kind.origin is not None:
+            if kind.origin_uses_collection:
+                return kind.origin(self.options, int(index), self._scenes)
             return kind.origin(self.options, int(index))
         return scene_origin(self[index])
 
@@ -432,7 +466,7 @@ def make_source(
     seed: int = 0,
     scenario_types: Sequence[str] | None = None,
     root: str | os.PathLike | None = None,
-    split: str | None = None,
+    split: str | None = "train",
     strict: bool = True,
     cache_size: int = 16,
 ) -> SceneSource:
@@ -442,7 +476,8 @@ def make_source(
         source: a registered name (``"bank"``, ``"deepaccident"``, ...), a DeepAccident folder path, a scene, a
             sequence of scenes or an indexable collection.
         num_scenes, seed, scenario_types: for ``"bank"``.
-        root, split, strict: for ``"deepaccident"`` (``split`` None: the reader's default).
+        root, split, strict: for ``"deepaccident"`` (``split``: ``"train"`` by default; None: every scenario
+            folder).
         cache_size: loaded scenes kept in memory.
     """
     if isinstance(source, SceneSource):

@@ -6,7 +6,8 @@ HD map) and writes Scenes back in the same layout. Only read calibration pickles
 
 Modules: :mod:`~envs.scenes.deepaccident.layout` (paths, split files, atomic writes); :mod:`~envs.scenes.deepaccident.labels`,
 :mod:`~envs.scenes.deepaccident.meta`, :mod:`~envs.scenes.deepaccident.calib` (file parsers); :mod:`~envs.scenes.deepaccident.transforms`
-(the one frame convention of the files, derived from the public converter); :mod:`~envs.scenes.deepaccident.collision`
+(the two readings of the files' frames); :mod:`~envs.scenes.deepaccident.views` (the cross-view check that decides
+between them); :mod:`~envs.scenes.deepaccident.collision`
 (box overlap and distance); :mod:`~envs.scenes.deepaccident.accident` (accident truth from meta, frame from the boxes);
 :mod:`~envs.scenes.deepaccident.checks` (kinematic invariants of any scene); :mod:`~envs.scenes.deepaccident.reader`;
 :mod:`~envs.scenes.deepaccident.writer`. ``python -m envs.scenes.deepaccident --out DIR --num-scenes N`` writes bank scenes as a

@@ -1,8 +1,7 @@
 """Label files ``<agent>/label/<name>/<name>_<frame>.txt``: rows as written, with errors naming file, line, field.
 
-Values are returned **as written**; what they mean (position in the right-handed lidar frame, yaw and vy with
-CARLA's left-handed sign) and the conversion to SafeAlign's right-handed world frame live in
-:mod:`envs.scenes.deepaccident.transforms`.
+Values are returned **as written**; what they mean (the two readings of the row's y) and the conversion to
+SafeAlign's right-handed world frame live in :mod:`envs.scenes.deepaccident.transforms`.
 """
 
 from __future__ import annotations
@@ -46,8 +45,8 @@ LABEL_FIELDS = ("class", "x", "y", "z", "l", "w", "h", "yaw", "vx", "vy", "id", 
 
 @dataclass(frozen=True)
 class LabelRow:
-    """One object row of a label file, as written (observing agent's lidar frame; x, y right-handed, yaw and vy with
-    CARLA's left-handed sign: :mod:`envs.scenes.deepaccident.transforms`).
+    """One object row of a label file, as written (observing agent's lidar frame; yaw and vy with CARLA's
+    left-handed sign, y under one of two readings: :mod:`envs.scenes.deepaccident.transforms`).
 
     Attributes:
         cls: class name as written (a key of :data:`CLASS_MAP`, or an unknown name: see :data:`UNKNOWN_CLASS`).

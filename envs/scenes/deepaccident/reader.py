@@ -8,7 +8,13 @@ for these scenes unless the user supplies a map.
 * **Paths.** Frames are listed from the label files; every other per-frame file is named from the label file's
   own stem (``<stem>.pkl``), as the converter does (``carla_converter.py`` lines 139-160), so zero-padded
   (``..._scenario00021_024``) and unpadded names both load.
-* **Frames.** One convention, :mod:`envs.scenes.deepaccident.transforms`. The ego box is the label row -100 (else the
+* **Frames.** Two readings of a label row, :mod:`envs.scenes.deepaccident.transforms`; the data decides between
+  them (``frame_convention="auto"``, :mod:`envs.scenes.deepaccident.views`): on a scenario with two views or more,
+  the reading under which every object seen by two observers lands on one world pose; otherwise the reading the
+  dataset decided from its other scenarios, else :data:`~envs.scenes.deepaccident.transforms.DEFAULT_CONVENTION`.
+  A forced reading (``"one_frame"`` / ``"mixed"``) that makes the views disagree is an error naming the scenario
+  and the residual. The reading, why, and the residuals are in ``meta.extra["frame_convention"]``,
+  ``["frame_convention_source"]``, ``["frame_residual_m"]`` and ``["frame_check"]``. The ego box is the label row -100 (else the
   public default box at the lidar origin); ``Scene.ego_params`` takes that box's length and width (see
   :func:`ego_params_for_box`), so the reader's collision search, the scorer and the renderer all use one ego box.
   The kinematic invariants (:mod:`envs.scenes.deepaccident.checks`) run on every scene read; a failure is warned about,
@@ -29,6 +35,7 @@ builtin containers; unpickling still deserves caution: **read only from a data r
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import warnings
 from collections import Counter
@@ -61,7 +68,15 @@ from envs.scenes.deepaccident.layout import (
     sibling_file,
 )
 from envs.scenes.deepaccident.meta import parse_meta
-from envs.scenes.deepaccident.transforms import labels_to_world
+from envs.scenes.deepaccident.transforms import CONVENTIONS, DEFAULT_CONVENTION, check_convention, labels_to_world
+from envs.scenes.deepaccident.views import (
+    AUTO,
+    VIEW_TOLERANCE,
+    ViewCheck,
+    available_views,
+    check_views,
+    choose_convention,
+)
 from envs.scenes.scene import Scene, SceneMeta
 from rewards.geometry import (
     NAVSIM_EGO,
@@ -69,6 +84,14 @@ from rewards.geometry import (
     center_to_rear_axle,
     wrap_angle,
 )
+
+LOG = logging.getLogger("envs.scenes.deepaccident")
+
+MAX_CLASS_WARNINGS = 20
+"""At most this many rows absorbed by their track's majority class are warned about one by one per scene."""
+
+DATASET_SCAN_LIMIT = 10
+"""A dataset in ``auto`` mode decides its reading from at most this many scenarios with two views or more."""
 
 MAX_SKIP_REASONS = 50
 """At most this many skip reasons are kept in ``meta.extra["skip_reasons"]`` (the counts are always complete)."""
@@ -106,6 +129,7 @@ class _Frame:
     poses: np.ndarray  # (K, 3) world box-centre poses of ``rows``
     velocities: np.ndarray  # (K, 2)
     unidentified: int  # rows with id -1 (skipped)
+    path: Path  # the label file
 
 
 class _Skips:
@@ -142,6 +166,8 @@ def _select_frames(
             if strict:
                 raise err
             skips.add(str(err))
+            warnings.warn(f"{err} (skipped: the first file of frame {number} is read)", DeepAccidentWarning,
+                          stacklevel=3)
             continue
         if strict and unique and number != unique[-1][0] + 1:
             raise DeepAccidentFormatError(
@@ -159,7 +185,8 @@ def _select_frames(
     return selected, grid
 
 
-def _parse_frame(number: int, label_path: Path, calib_dir: Path, strict: bool, skips: _Skips) -> _Frame:
+def _parse_frame(number: int, label_path: Path, calib_dir: Path, strict: bool, skips: _Skips,
+                 convention: str) -> _Frame:
     """Label and calib of one frame (the calib path from the label file's stem), moved to the world frame."""
     label = parse_label_file(label_path, strict=strict)
     calib = load_calib(sibling_file(calib_dir, label_path.stem, "pkl"))
@@ -174,11 +201,11 @@ def _parse_frame(number: int, label_path: Path, calib_dir: Path, strict: bool, s
     ego_box = ego_rows[0].box if len(ego_rows) == 1 else (0.0,) * 7
     boxes = np.array([*(r.box for r in rows), ego_box, (0.0,) * 7]).reshape(-1, 7)
     vels = np.array([*(r.velocity for r in rows), (0.0, 0.0), label.ego_velocity]).reshape(-1, 2)
-    poses, velocities = labels_to_world(boxes, vels, e2w, l2e)
+    poses, velocities = labels_to_world(boxes, vels, e2w, l2e, convention)
     ego_size = (ego_rows[0].box[3], ego_rows[0].box[4]) if len(ego_rows) == 1 else None
     ego_pose, ego_velocity = poses[-2], velocities[-1]
     poses, vels = poses[:-2], velocities[:-2]
-    return _Frame(number, ego_pose, ego_velocity, ego_size, rows, poses, vels, label.unidentified)
+    return _Frame(number, ego_pose, ego_velocity, ego_size, rows, poses, vels, label.unidentified, label_path)
 
 
 def _fill_gaps(
@@ -238,7 +265,7 @@ def _assemble(grid: list[int], frames: dict[int, _Frame], weights: list[tuple[in
     index = {n: t for t, n in enumerate(grid)}
     centers = np.zeros((T, 3))
     ego_vel = np.zeros((T, 2))
-    obs: dict[int, list[tuple[int, np.ndarray, np.ndarray, float, float, str]]] = {}
+    obs: dict[int, list[tuple[int, np.ndarray, np.ndarray, float, float, str, str]]] = {}
     ego_sizes: list[tuple[float, float]] = []
     for n, fr in frames.items():
         t = index.get(n)
@@ -248,7 +275,7 @@ def _assemble(grid: list[int], frames: dict[int, _Frame], weights: list[tuple[in
         if fr.ego_size is not None:
             ego_sizes.append(fr.ego_size)
         for r, p, v in zip(fr.rows, fr.poses, fr.velocities):
-            obs.setdefault(r.obj_id, []).append((t, p, v, r.box[3], r.box[4], r.cls))
+            obs.setdefault(r.obj_id, []).append((t, p, v, r.box[3], r.box[4], r.cls, f"{fr.path}, line {r.line}"))
     ids = sorted(obs)
     N = len(ids)
     poses = np.zeros((N, T, 3))
@@ -258,6 +285,7 @@ def _assemble(grid: list[int], frames: dict[int, _Frame], weights: list[tuple[in
     classes = np.zeros(N, dtype=np.int8)
     raw_classes: dict[int, str] = {}
     class_conflicts = []
+    absorbed: list[str] = []
     for n, obj_id in enumerate(ids):
         seen = obs[obj_id]
         ts = np.array([s[0] for s in seen])
@@ -272,6 +300,10 @@ def _assemble(grid: list[int], frames: dict[int, _Frame], weights: list[tuple[in
             raw_classes[obj_id] = raw
         if len({int(agent_class(c)) for c in names}) > 1:
             class_conflicts.append(obj_id)
+        for s in sorted(seen, key=lambda s: s[0]):  # rows whose class the majority overrides, by file and line
+            if s[5] != raw and (s[5] not in CLASS_MAP or agent_class(s[5]) != agent_class(raw)):
+                absorbed.append(f"{s[6]}, field 'class': {s[5]!r} of id {obj_id} differs from the track's majority "
+                                f"class {raw!r} ({names[raw]} of {len(seen)} rows); the track keeps {raw!r}")
     for t, a, b, w in weights:  # interior gaps: interpolate the ego, and agents seen on both sides
         centers[t] = _lerp_pose(centers[a], centers[b], w)
         ego_vel[t] = ego_vel[a] + w * (ego_vel[b] - ego_vel[a])
@@ -286,7 +318,7 @@ def _assemble(grid: list[int], frames: dict[int, _Frame], weights: list[tuple[in
     return dict(
         centers=centers, ego_velocities=ego_vel, ego_sizes=ego_sizes, ids=np.array(ids, dtype=np.int64),
         classes=classes, sizes=sizes, poses=poses, velocities=vels, valid=valid, raw_classes=raw_classes,
-        class_conflicts=class_conflicts,
+        class_conflicts=class_conflicts, absorbed=absorbed,
     )
 
 
@@ -300,6 +332,10 @@ def read_scenario(
     agent: str = "ego_vehicle",
     ego_params: VehicleParameters | None = None,
     check: KinematicsCheckConfig | None = DEFAULT_CHECK,
+    frame_convention: str = AUTO,
+    undecided_convention: str = DEFAULT_CONVENTION,
+    undecided_source: str = "default: no second view decides",
+    view_tolerance: float = VIEW_TOLERANCE,
 ) -> Scene:
     """Read one scenario as seen by ``agent`` (see the module docstring for paths, frames, accidents, leniency).
 
@@ -316,6 +352,13 @@ def read_scenario(
         ego_params: ego geometry; None (default): from the labelled ego box (:func:`ego_params_for_box`; the public
             default box when no frame has a -100 row).
         check: thresholds of the kinematic invariant checks, or None to skip them.
+        frame_convention: ``"auto"`` (the scenario's views decide, :func:`~envs.scenes.deepaccident.views.
+            choose_convention`), or a reading of :data:`~envs.scenes.deepaccident.transforms.CONVENTIONS` forced
+            (checked against the views all the same: a disagreement raises, naming the scenario and the residual).
+        undecided_convention, undecided_source: ``auto`` only: the reading (and the reason recorded) when the views
+            cannot decide (one view, no shared object, or both readings agree); :class:`DeepAccidentDataset` passes
+            the reading its other scenarios decided.
+        view_tolerance: largest cross-view residual [m] that still agrees.
 
     Returns:
         a :class:`Scene` with ``map=None``, ``meta.source="deepaccident"``; agents are the label tracks joined by
@@ -325,8 +368,14 @@ def read_scenario(
     root = Path(root)
     for kind, value in (("scenario_type", scenario_type), ("scenario_name", scenario_name), ("agent", agent)):
         check_name(kind, value)
+    if frame_convention != AUTO:
+        check_convention(frame_convention)
     meta = parse_meta(meta_path(root, scenario_type, scenario_name))
     label_dir = sensor_dir(root, scenario_type, agent, "label", scenario_name)
+    views = check_views(root, scenario_type, scenario_name, meta, strict=strict)
+    convention, convention_source = choose_convention(
+        frame_convention, views, label_dir, fallback=undecided_convention, fallback_source=undecided_source,
+        strict=strict, tolerance=view_tolerance)
     calib_dir = sensor_dir(root, scenario_type, agent, "calib", scenario_name)
     dt = RAW_DT * (KEY_FRAME_STRIDE if key_frames_only else 1)
     skips = _Skips()
@@ -334,7 +383,7 @@ def read_scenario(
     frames: dict[int, _Frame] = {}
     for number, label_path in selected:
         try:
-            frames[number] = _parse_frame(number, label_path, calib_dir, strict, skips)
+            frames[number] = _parse_frame(number, label_path, calib_dir, strict, skips, convention)
         except DeepAccidentFormatError as exc:
             if strict:
                 raise
@@ -360,6 +409,11 @@ def read_scenario(
     if facts.disagreements:
         warnings.warn(f"{name}: meta and boxes disagree: " + "; ".join(facts.disagreements), DeepAccidentWarning,
                       stacklevel=2)
+    for text in tracks["absorbed"][:MAX_CLASS_WARNINGS]:
+        warnings.warn(f"{name}: {text}", DeepAccidentWarning, stacklevel=2)
+    if len(tracks["absorbed"]) > MAX_CLASS_WARNINGS:
+        warnings.warn(f"{name}: {len(tracks['absorbed']) - MAX_CLASS_WARNINGS} more row(s) absorbed by their track's "
+                      "majority class", DeepAccidentWarning, stacklevel=2)
     if tracks["raw_classes"]:
         warnings.warn(f"{name}: unknown object class(es) {sorted(set(tracks['raw_classes'].values()))} (ids "
                       f"{sorted(tracks['raw_classes'])}) kept as {agent_class('?').name}", DeepAccidentWarning,
@@ -398,6 +452,11 @@ def read_scenario(
         "static_decoration_ids": tuple(int(i) for i in ids if i > STATIC_DECORATION_MIN_ID),
         "unknown_classes": {int(k): v for k, v in tracks["raw_classes"].items()},
         "class_conflict_ids": tuple(tracks["class_conflicts"]),
+        "class_absorbed_rows": tuple(tracks["absorbed"][:MAX_SKIP_REASONS]),
+        "frame_convention": convention,
+        "frame_convention_source": convention_source,
+        "frame_residual_m": views.residual_m.get(convention) if views.comparisons else None,
+        "frame_check": {**views.as_dict(), "tolerance_m": float(view_tolerance)},
         "unidentified_rows": unidentified,
         "skipped_frames": skips.frames,
         "skipped_lines": skips.lines,
@@ -447,6 +506,11 @@ class DeepAccidentDataset(Sequence):
             (``strict``) or is skipped, counted in :attr:`skipped_entries` and warned about. A split line whose
             names are paths (``../x``) always raises, naming the split file and line.
         key_frames_only, agent, ego_params: passed to :func:`read_scenario`.
+        frame_convention: ``"auto"`` (default) or a forced reading, passed to :func:`read_scenario`. In ``auto`` the
+            dataset also decides one reading for scenarios whose own views cannot (:attr:`convention`): from the
+            first of its scenarios (at most :data:`DATASET_SCAN_LIMIT` with two views or more, in entry order)
+            whose views decide, else :data:`~envs.scenes.deepaccident.transforms.DEFAULT_CONVENTION`. The choice
+            is logged once per dataset (logger ``envs.scenes.deepaccident``), when the first scene is read.
 
     Attributes:
         entries: ``(scenario_type, scenario_name)`` pairs, in split-file order.
@@ -462,7 +526,12 @@ class DeepAccidentDataset(Sequence):
         key_frames_only: bool = False,
         agent: str = "ego_vehicle",
         ego_params: VehicleParameters | None = None,
+        frame_convention: str = AUTO,
     ) -> None:
+        if frame_convention != AUTO:
+            check_convention(frame_convention)
+        self.frame_convention = frame_convention
+        self._convention: tuple[str, str, dict | None] | None = None
         self.root = Path(root)
         self.split = split
         self.strict = strict
@@ -503,14 +572,59 @@ class DeepAccidentDataset(Sequence):
     def __len__(self) -> int:
         return len(self.entries)
 
+    @property
+    def convention(self) -> tuple[str, str, dict | None]:
+        """The dataset's reading ``(reading, source, frame_check of the deciding scenario or None)``, decided once
+        (class docstring) and logged once."""
+        if self._convention is None:
+            self._convention = self._decide_convention()
+            reading, source, found = self._convention
+            detail = "" if found is None else f"; residual_m {found['residual_m']} over {found['comparisons']} " \
+                                               f"shared (frame, object) views {list(found['views'])}"
+            LOG.log(logging.WARNING if source.startswith("default") else logging.INFO,
+                    "DeepAccident %s (split %s): frame convention %r (%s%s)", self.root, self.split, reading, source,
+                    detail)
+        return self._convention
+
+    def _decide_convention(self) -> tuple[str, str, dict | None]:
+        if self.frame_convention != AUTO:
+            return self.frame_convention, "forced", None
+        tried = 0
+        for stype, sname in self.entries:
+            if tried >= DATASET_SCAN_LIMIT:
+                break
+            if len(available_views(self.root, stype, sname)) < 2:
+                continue
+            tried += 1
+            try:
+                meta = parse_meta(meta_path(self.root, stype, sname))
+                found = check_views(self.root, stype, sname, meta, strict=False)
+            except DeepAccidentFormatError:
+                continue
+            decided = found.decided()
+            if decided is not None:
+                return decided, f"dataset: cross-view check of {stype}/{sname}", found.as_dict()
+        why = "no scenario with two views" if not tried else f"no view check of {tried} scenario(s) decides"
+        return DEFAULT_CONVENTION, f"default: {why}", None
+
     def __getitem__(self, index: int) -> Scene:  # type: ignore[override]
         if not isinstance(index, (int, np.integer)):
             raise TypeError(f"DeepAccidentDataset indices must be integers, got {type(index).__name__}")
         scenario_type, scenario_name = self.entries[index]
+        reading, source, _ = self.convention
         return read_scenario(
             self.root, scenario_type, scenario_name, strict=self.strict, key_frames_only=self.key_frames_only,
-            agent=self.agent, ego_params=self.ego_params,
+            agent=self.agent, ego_params=self.ego_params, frame_convention=self.frame_convention,
+            undecided_convention=reading, undecided_source=source,
         )
+
+    def index_of_entry(self, scenario_type: str | None, scenario_name: str) -> int:
+        """Index of the scenario folder ``scenario_name`` (of ``scenario_type`` when given); ``KeyError`` naming it
+        when the dataset does not list it."""
+        for i, (stype, sname) in enumerate(self.entries):
+            if sname == scenario_name and (scenario_type is None or stype == scenario_type):
+                return i
+        raise KeyError(f"{self!r}: no scenario {scenario_type}/{scenario_name}")
 
     def __iter__(self) -> Iterator[Scene]:
         for i in range(len(self)):

@@ -5,8 +5,10 @@ What is written for ``<root>/<type>/.../<name>`` (frames ``first_frame .. first_
 * ``ego_vehicle/label/<name>/<name>_<frame:03d>.txt`` (frame numbers zero-padded as in the real data,
   :data:`~envs.scenes.deepaccident.layout.FRAME_DIGITS`): line 1 the ego velocity; the ego's own row (id -100, box =
   ``scene.ego_params`` length/width at the ego box centre); one row per valid, non-static agent with the exact
-  13-token format, ``num_lidar_pts`` (default 100) and ``camera_visible``. Values follow the dataset's convention
-  (:mod:`envs.scenes.deepaccident.transforms`: lidar frame, x/y right-handed, yaw and vy with CARLA's sign).
+  13-token format, ``num_lidar_pts`` (default 100) and ``camera_visible``. Values are written under the
+  ``"one_frame"`` reading (:data:`~envs.scenes.deepaccident.transforms.DEFAULT_CONVENTION`: rows in the calib's
+  CARLA lidar frame). Only ``ego_vehicle`` is written, so no second view decides: the reader falls back to that same
+  reading (``meta.extra["frame_convention_source"]`` says so), and the files round-trip.
 * ``ego_vehicle/calib/<name>/<name>_<frame:03d>.pkl`` (the label file's stem): ``ego_to_world`` (planar, CARLA
   left-handed), ``lidar_to_ego`` (identity rotation, lidar :data:`LIDAR_HEIGHT` above the ego origin) and plausible
   synthetic ``lidar_to_<Camera_X>`` / ``intrinsic_<Camera_X>`` for the six cameras (1600x900, 70 degree field of
