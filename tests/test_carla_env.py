@@ -121,11 +121,39 @@ def test_a_braking_policy_avoids_the_rear_end(world):
     env.close()
 
 
+def _episode_return(env: CarlaEnv, policy=None, options=None) -> tuple[float, dict]:
+    obs, info = env.reset(seed=0, options=options)
+    total, done = 0.0, False
+    while not done:
+        action = env.logged_action() if policy is None else policy.act(policy_input(env, obs, info, True))
+        obs, reward, terminated, truncated, info = env.step(action)
+        total += float(reward)
+        done = terminated or truncated
+    return total, info
+
+
+def test_progress_reward_in_carla_pays_the_route_and_makes_a_crash_worth_less_than_stopping(world):
+    """``reward.kind="progress"`` (as the replay env): following the plan on a normal scene earns about its route
+    completion; the expert that rear-ends returns at most ``-w_terminal_collision``; braking to a stop earns >= 0."""
+    from envs.sim.reward import RewardConfig
+
+    _, cfg = world()
+    env = CarlaEnv(dataclasses.replace(cfg, reward=RewardConfig(kind="progress", w_terminal_collision=1.0)))
+    ret, info = _episode_return(env, options={"scenario_type": "normal"})
+    assert info["termination_reason"] == "time_limit"
+    assert ret == pytest.approx(info["driving_metrics"]["route_completion"], abs=0.1) and ret > 0.9
+    crash, info = _episode_return(env, options={"scenario_type": "rear_end"})
+    assert info["termination_reason"] == "collision" and crash <= -1.0
+    stop, info = _episode_return(env, StandStillPolicy(), options={"scenario_type": "rear_end"})
+    assert info["termination_reason"] == "time_limit" and 0.0 <= stop < ret
+    env.close()
+
+
 def test_score_group_matches_the_step_reward_and_never_touches_the_server(world):
     server, cfg = world()
     env = CarlaEnv(dataclasses.replace(cfg, reference="auto", scenario_types=("rear_end",)))
     obs, info = env.reset(seed=3)
-    assert set(info["rewards"]) == set(REWARD_TERMS) | {"terminal_collision"}
+    assert set(info["rewards"]) == set(REWARD_TERMS) | {"terminal_collision", "route_progress", "soft_factor"}
     action = env.logged_action()
     frame = server.frame
     group = env.score_group(np.stack([action, np.zeros_like(action)]))

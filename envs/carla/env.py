@@ -10,7 +10,9 @@ The same contract as :class:`envs.replay_env.ReplayEnv` (closed loop):
   :func:`envs.spaces.validate_trajectories`, tracked for ``replan_interval`` (0.5 s = 10 ticks at 20 Hz) by
   :class:`~envs.carla.controller.TrajectoryController` (pure pursuit + PID -> ``carla.VehicleControl``).
 * **Reward** (:func:`envs.sim.reward.reward_terms`): the action scored by the PDM scorer from the current state, plus
-  ``-reward.w_terminal_collision`` on the step in which CARLA's collision sensor reports an ego collision. CARLA has no
+  ``-reward.w_terminal_collision`` on the step in which CARLA's collision sensor reports an ego collision; with
+  ``reward.kind="progress"`` route progress first instead (:func:`envs.sim.reward.progress_reward`, against the
+  scenario plan's progress, the driving metrics' reference), as the replay env. CARLA has no
   save/restore, so the scorer's view (:meth:`CarlaEnv.current_problem`) is the recording up to now with the other
   agents **forecast at constant velocity** (:func:`rewards.reference_planner.constant_velocity_agents`): the true
   future is unknown at decision time. :meth:`CarlaEnv.score_group` scores candidates on that view, never touching
@@ -62,8 +64,8 @@ from envs.observation import build_observation, renderer_for, text_prompt
 from envs.registration import CARLA_ENV_ID as ENV_ID  # noqa: F401  (registered by envs on import)
 from envs.render import BEVConfig, BEVRenderer
 from envs.scenes.scene import SceneMeta
-from envs.sim.metrics import driving_metrics
-from envs.sim.reward import REWARD_TERMS, reward_terms
+from envs.sim.metrics import DrivingMetricsConfig, driving_metrics
+from envs.sim.reward import PROGRESS_TERMS, REWARD_TERMS, progress_reward, reward_terms, soft_factor
 from envs.sim.scoring import agents_future_from_scene, log_as_action
 from envs.spaces import POSE_INTERVAL, action_space, observation_space, validate_trajectories
 from rewards.pdm import score_states
@@ -74,7 +76,7 @@ from rewards.types import EgoState, ScoringProblem
 
 __all__ = ["CameraConfig", "CarlaEnv", "CarlaEnvConfig", "ENV_ID", "STEP_TERMS", "TERMINATIONS", "carla_env_fns"]
 
-STEP_TERMS = REWARD_TERMS + ("terminal_collision",)
+STEP_TERMS = REWARD_TERMS + ("terminal_collision",) + PROGRESS_TERMS
 """Keys of ``info["rewards"]`` (NaN where not computed, e.g. after ``reset``)."""
 TERMINATIONS = ("collision", "offroad", "route_end", "time_limit", "carla_error", "")
 """Values of ``info["termination_reason"]`` (a recording of an episode cut short by ``reset`` / ``close`` says
@@ -262,7 +264,7 @@ class CarlaEnv(gym.Env):
         collision = reason == "collision"
         if collision:
             terms["terminal_collision"] = -1.0
-            terms["reward"] += cfg.reward.w_terminal_collision * terms["terminal_collision"]
+        self._progress_terms(ep, terms, reason in ("collision", "offroad"))
         if not reason and ep.recorder.frames >= self.capacity:
             reason = "time_limit"
         terminated = reason in ("collision", "offroad", "route_end")
@@ -281,6 +283,32 @@ class CarlaEnv(gym.Env):
                 self._ticker.record_after_end(ep)
             info.update(self._finish(reason, error))
         return obs, terms["reward"], terminated, truncated, info
+
+    def _progress_terms(self, ep: Any, terms: dict[str, float], ended_badly: bool) -> None:
+        """Route progress of this step against the episode's target (the scenario plan's arc length over
+        ``episode_time``, what the driving metrics divide by), the soft factor, and the step reward of the configured
+        kind (:func:`envs.sim.reward.progress_reward` for ``"progress"``; else the score plus the terminal
+        collision term)."""
+        cfg = self.config
+        s_now = ep.route.project(ep.kinematics.poses[ep.recorder.t, :2])
+        if ep.route_s is None:
+            ep.route_s = ep.route.project(ep.kinematics.poses[0, :2])
+        progress, ep.route_s = s_now - ep.route_s, s_now
+        minimum = DrivingMetricsConfig().min_reference_progress
+        reference = max(self._route_target(ep), minimum)
+        factor = soft_factor(terms["ttc"], terms["comfort"], terms["ddc"], cfg.reward)
+        term, terminal = progress_reward(progress, reference, factor, ended_badly, ep.earned, cfg.reward, minimum)
+        terms["route_progress"], terms["soft_factor"] = progress / reference, factor
+        if cfg.reward.kind == "progress":
+            ep.earned += term
+            terms["reward"] = term + terminal
+        else:
+            terms["reward"] += cfg.reward.w_terminal_collision * terms["terminal_collision"]
+
+    def _route_target(self, ep: Any) -> float:
+        """The driving metrics' reference progress of the episode [m]: the scenario plan over ``episode_time``."""
+        plan = ep.plan.ego_plan
+        return float(plan.arclength_at(self.config.episode_time) - plan.arclength_at(0.0))
 
     def render(self) -> np.ndarray | None:
         """``rgb_array``: ``uint8 (256, 256, 3)`` BEV of the current frame with the last action."""
@@ -368,7 +396,7 @@ class CarlaEnv(gym.Env):
         out = store_recording(scene, self.config.record_dir)
         start = ep.route.project(ep.kinematics.poses[0, :2])
         progress = ep.route.project(ep.kinematics.poses[end, :2]) - start
-        target = ep.plan.ego_plan.arclength_at(self.config.episode_time) - ep.plan.ego_plan.arclength_at(0.0)
+        target = self._route_target(ep)
         counts: dict[str, int] = {}
         for name in ep.infractions:
             counts[name] = counts.get(name, 0) + 1

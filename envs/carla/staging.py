@@ -182,6 +182,10 @@ class Episode:
     problem_cache: tuple[int, Any] | None = None
     """``(frame, ScoringProblem)`` of :meth:`~envs.carla.env.CarlaEnv.current_problem`; dropped when a frame is
     recorded."""
+    route_s: float | None = None
+    """Route arc length of the ego at the last step [m] (None before the first step)."""
+    earned: float = 0.0
+    """Progress rewards of the episode so far (``RewardConfig.kind="progress"``)."""
 
 
 class EpisodeStager:
