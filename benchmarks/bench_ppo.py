@@ -7,6 +7,7 @@ held-out scenes (another bank seed) beside the trivial and reference policies::
 
     python -m benchmarks.bench_ppo --minutes 5                      # the default reward (SP-PDMS)
     python -m benchmarks.bench_ppo --minutes 5 --reward-score pdms  # NAVSIM's EP: the stand-still exploit
+    python -m benchmarks.bench_ppo --minutes 5 --reward-kind progress  # the progress-first reward
 
 Columns: route completion RC, collision rate, driving score DS (means over episodes), mean speed [m/s] over driven
 frames, share of stopped frames, the mean return, and how the episodes ended (counts of the env's
@@ -87,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--eval-bank-seed", "--eval-seed", dest="eval_seed", type=int, default=2000,
                    help="bank seed of the held-out scenes (never trained on)")
     p.add_argument("--reward-score", default="sp_pdms", choices=("sp_pdms", "pdms"))
+    p.add_argument("--reward-kind", default="score", choices=("score", "progress"),
+                   help="closed-loop step reward (envs.sim.reward.RewardConfig.kind): the score, or progress first")
     p.add_argument("--rl-seed", "--seed", dest="seed", type=int, default=0,
                    help="PPO's seed (initialisation, action sampling, training resets)")
     p.add_argument("--eval-reset-seed", type=int, default=0, help="evaluation episodes reset with seed + scene index")
@@ -97,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from stable_baselines3.common.callbacks import BaseCallback
 
     torch.set_num_threads(1)
-    config = EnvConfig(bev=None, reward={"reward_score": args.reward_score})
+    config = EnvConfig(bev=None, reward={"reward_score": args.reward_score, "kind": args.reward_kind})
     train_env = NormalizedTrajectoryAction(
         ReplayEnv(ScenarioBank(args.train_scenes, seed=args.train_seed), "closed_loop", config))
 
@@ -114,12 +117,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     model.learn(total_timesteps=10**9, callback=Budget(60.0 * args.minutes), progress_bar=False)
     wall = time.perf_counter() - start
     print(f"PPO (SB3 defaults, MultiInputPolicy, RL seed {args.seed}): {model.num_timesteps} env steps in "
-          f"{wall:.0f} s, reward {args.reward_score}, {args.train_scenes} SYNTHETIC training scenes (bank seed {args.train_seed})")
+          f"{wall:.0f} s, reward {args.reward_kind} ({args.reward_score}), {args.train_scenes} SYNTHETIC training scenes (bank seed {args.train_seed})")
 
     eval_env = ReplayEnv(ScenarioBank(args.eval_scenes, seed=args.eval_seed), "closed_loop",
                          dataclasses.replace(config))
     policies = [SB3Policy(model, train_env)] + [make_baseline(n) for n in
-                                                ("stand_still", "constant_velocity", "pdm_closed_like", "safe_oracle")]
+                                                ("stand_still", "brake_to_stop", "constant_velocity",
+                                                 "pdm_closed_like", "safe_oracle")]
     print(f"closed loop on {args.eval_scenes} held-out SYNTHETIC scenes (bank seed {args.eval_seed}, reset seeds "
           f"{args.eval_reset_seed} + i); ended by: episodes per termination reason")
     print(f"{'policy':<18} {'RC':>6} {'coll %':>7} {'DS':>6} {'speed':>6} {'stopped':>8} {'return':>8}  "
