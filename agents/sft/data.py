@@ -220,6 +220,17 @@ def _save_quietly(dataset: Any, path: Path, progress: bool) -> None:
             ds_logging.enable_progress_bar()
 
 
+def sample_cache_path(source: Any, pairs: Sequence[AnchorPair], cache_dir: str | os.PathLike,
+                      config: SampleConfig = SampleConfig()) -> Path:
+    """The folder :func:`load_or_build_samples` reads or writes for these inputs (``cache_dir/samples-<key>``; it
+    may not exist yet)."""
+    from envs.scenes.sources import make_source
+
+    source = make_source(source)
+    origins = [source.origin(i).to_dict() for i in range(len(source))]
+    return Path(cache_dir) / f"samples-{cache_key(origins, pairs, config)}"
+
+
 def load_or_build_samples(source: Any, pairs: Sequence[AnchorPair], cache_dir: str | os.PathLike,
                           config: SampleConfig = SampleConfig(), progress: bool = True):
     """The rendered rows as a ``datasets.Dataset``, from ``cache_dir/samples-<key>`` or rendered and saved there.
@@ -236,8 +247,7 @@ def load_or_build_samples(source: Any, pairs: Sequence[AnchorPair], cache_dir: s
     from envs.scenes.sources import make_source
 
     source = make_source(source)
-    origins = [source.origin(i).to_dict() for i in range(len(source))]
-    path = Path(cache_dir) / f"samples-{cache_key(origins, pairs, config)}"
+    path = sample_cache_path(source, pairs, cache_dir, config)
     if path.is_dir():
         return load_from_disk(str(path))
     rows = build_sample_table((source[i] for i in range(len(source))), pairs, config, progress)

@@ -7,13 +7,26 @@ on 2 CPU cores, evaluation included)::
     python -m agents.sft.train --mode negative --pairs outputs/pairs.parquet --out outputs/sft/negative
     python -m agents.sft.train --mode positive --pairs outputs/pairs.parquet --out outputs/sft/positive
 
-Options: ``--max-steps`` / ``--batch-size`` / ``--lr`` (optimisation, :class:`agents.sft.trainer.SFTConfig`),
+Options: ``--max-steps`` / ``--batch-size`` (per process) / ``--global-batch-size`` (over all processes) / ``--lr``
+/ ``--warmup-steps`` / ``--logging-steps`` (optimisation, :class:`agents.sft.trainer.SFTConfig`),
 ``--seed`` (data order and model initialisation), ``--codebook PATH`` (else one is fitted on the expert logs of
 ``--codebook-scenes`` bank scenes of the training seed + the pairs' positives and cached), ``--init DIR`` (start from
 a policy folder or a pretrained VLM in a local folder) with ``--lora`` (LoRA adapters via ``peft``), ``--resume``
 (continue from the latest checkpoint in ``--out``), ``--prepare-only`` (render the sample cache and fit the codebook,
-then exit: run it once before ``torchrun`` / ``accelerate launch``), ``--eval`` (evaluate the final policy on
-held-out scenes, :mod:`agents.vla.evaluate`). TensorBoard: ``tensorboard --logdir <out>/runs``.
+then exit), ``--eval`` (evaluate the final policy on held-out scenes, :mod:`agents.vla.evaluate`). TensorBoard:
+``tensorboard --logdir <out>/runs``.
+
+Data-parallel on N GPUs (or N CPU processes; see :mod:`agents.sft.trainer`): render the cache once, then launch
+with the global batch of the 1-process recipe (``--global-batch-size 16``, or ``--batch-size`` = global / N)::
+
+    python -m agents.sft.train --mode negative --pairs outputs/pairs.parquet --out outputs/sft/negative --prepare-only
+    torchrun --nproc_per_node N -m agents.sft.train --mode negative --pairs outputs/pairs.parquet \
+        --out outputs/sft/negative --global-batch-size 16
+    accelerate launch --num_processes N -m agents.sft.train ... --global-batch-size 16   # on CPUs: add --multi_gpu
+
+A multi-process launch whose sample cache or codebook is not there yet stops with an error naming them (the ranks
+would each render it); only the main process writes the final policy, ``sft_result.json`` and ``eval.json`` and
+runs ``--eval``.
 
 The two modes see the same scenes and pairs (one rendered cache), the same model and the same number of steps;
 only the training view differs (:mod:`agents.sft.data`).
@@ -40,8 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scene-seed", type=int, default=0, help="bank: training seed (the pairs' bank)")
     p.add_argument("--seed", type=int, default=0, help="run seed: model initialisation and data order")
     p.add_argument("--max-steps", type=int, default=800, help="optimizer steps (same for both modes)")
-    p.add_argument("--batch-size", type=int, default=16, help="examples per step (per device)")
+    p.add_argument("--batch-size", type=int, default=16, help="examples per step and process (device)")
+    p.add_argument("--global-batch-size", type=int, default=None,
+                   help="examples per step over all processes (each takes global / N; overrides --batch-size)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    p.add_argument("--warmup-steps", type=int, default=20, help="linear warm-up steps")
+    p.add_argument("--logging-steps", type=int, default=10, help="steps between logged losses")
     p.add_argument("--expert-frames", type=int, default=4, help="safe expert-log decisions per scene")
     p.add_argument("--codebook", default=None, help="action codebook .npz (default: fit and cache one)")
     p.add_argument("--codebook-size", type=int, default=256, help="codewords when fitting")
@@ -62,6 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def codebook_cache_path(pairs: Sequence[Any], cache_dir: str | Path, *, size: int = 256, mode: str = "segment",
+                        scenes: int = 1000, scene_seed: int = 0) -> Path:
+    """The file :func:`codebook_for` caches a fitted codebook in (``cache_dir/codebook-<key>.npz``, keyed by the
+    settings and the pairs' positives; it may not exist yet)."""
+    from agents.vla.codebook import CodebookConfig, pair_positives
+
+    config = CodebookConfig(size=size, mode=mode)
+    positives = pair_positives(pairs)
+    key = hashlib.sha256(repr((config, scenes, scene_seed, positives.round(6).tobytes())).encode()).hexdigest()[:16]
+    return Path(cache_dir) / f"codebook-{key}.npz"
+
+
 def codebook_for(pairs: Sequence[Any], cache_dir: str | Path, *, path: str | Path | None = None, size: int = 256,
                  mode: str = "segment", scenes: int = 1000, scene_seed: int = 0, progress: bool = True):
     """The run's codebook: the one at ``path``, or fitted on ``scenes`` bank logs of ``scene_seed`` + the pairs'
@@ -72,8 +101,7 @@ def codebook_for(pairs: Sequence[Any], cache_dir: str | Path, *, path: str | Pat
         return TrajectoryCodebook.load(path)
     config = CodebookConfig(size=size, mode=mode)
     positives = pair_positives(pairs)
-    key = hashlib.sha256(repr((config, scenes, scene_seed, positives.round(6).tobytes())).encode()).hexdigest()[:16]
-    cached = Path(cache_dir) / f"codebook-{key}.npz"
+    cached = codebook_cache_path(pairs, cache_dir, size=size, mode=mode, scenes=scenes, scene_seed=scene_seed)
     if cached.is_file():
         return TrajectoryCodebook.load(cached)
     if progress:
@@ -88,8 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     from agents.sft.trainer import set_threads
 
-    from agents.sft.data import SFTDataset, SampleConfig, load_or_build_samples
-    from agents.sft.trainer import SFTConfig, latest_checkpoint, train_sft
+    from agents.sft.data import SFTDataset, SampleConfig, load_or_build_samples, sample_cache_path
+    from agents.sft.trainer import SFTConfig, latest_checkpoint, launched_processes, train_sft
     from agents.vla.model import VLAConfig
     from agents.vla.policy import VLAPolicy
     from counterfactual.dataset import load_anchor_pairs
@@ -100,8 +128,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = not args.no_progress
     pairs = load_anchor_pairs(args.pairs)
     source = open_source("bank", num_scenes=args.num_scenes, seed=args.scene_seed)
-    table = load_or_build_samples(source, pairs, args.cache_dir, SampleConfig(expert_frames_per_scene=args.expert_frames),
-                                  progress=progress)
+    samples = SampleConfig(expert_frames_per_scene=args.expert_frames)
+    processes = launched_processes()
+    if processes > 1 and not args.prepare_only:
+        missing = [p for p in (sample_cache_path(source, pairs, args.cache_dir, samples),) if not p.is_dir()]
+        if not args.codebook:
+            book = codebook_cache_path(pairs, args.cache_dir, size=args.codebook_size, mode=args.codebook_mode,
+                                       scenes=args.codebook_scenes, scene_seed=args.scene_seed)
+            missing += [] if book.is_file() else [book]
+        if missing:
+            raise SystemExit(f"agents.sft.train: a {processes}-process launch needs the prepared cache, missing "
+                             f"{', '.join(map(str, missing))}: run the same command with --prepare-only in one "
+                             "process first (on every machine, unless --cache-dir is shared)")
+    table = load_or_build_samples(source, pairs, args.cache_dir, samples, progress=progress)
     codebook = codebook_for(pairs, args.cache_dir, path=args.codebook, size=args.codebook_size,
                             mode=args.codebook_mode, scenes=args.codebook_scenes, scene_seed=args.scene_seed,
                             progress=progress)
@@ -118,13 +157,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         policy = VLAPolicy.build(codebook, VLAConfig(seed=args.seed), name=name)
     dataset = SFTDataset(table, args.mode)
+    config = SFTConfig(max_steps=args.max_steps, batch_size=args.batch_size, global_batch_size=args.global_batch_size,
+                       learning_rate=args.lr, warmup_steps=args.warmup_steps, logging_steps=args.logging_steps,
+                       seed=args.seed, progress=progress)
+    per_device = config.per_device_batch_size(processes)
     if progress:
         print(f"{args.mode}: {len(dataset)} examples {dataset.counts()} from {args.num_scenes} scenes and "
-              f"{len(pairs)} pairs; {args.max_steps} steps of {args.batch_size}", flush=True)
-    config = SFTConfig(max_steps=args.max_steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
-                       progress=progress)
+              f"{len(pairs)} pairs; {args.max_steps} steps of {per_device} x {processes} process(es) = "
+              f"{per_device * processes}", flush=True)
     result = train_sft(policy, dataset, out, config, resume=last if last is not None else False)
-    print(f"trained in {result.train_seconds:.0f} s; loss {result.losses[0][1]:.3f} -> {result.losses[-1][1]:.3f}; "
+    if not result.is_main_process:
+        return 0
+    print(f"trained in {result.train_seconds:.0f} s on {result.processes} process(es), global batch "
+          f"{result.global_batch_size}; loss {result.losses[0][1]:.3f} -> {result.losses[-1][1]:.3f}; "
           f"policy saved to {result.final_dir}")
     if args.eval:
         from agents.vla.evaluate import evaluate_vla, heldout_pairs, report_table

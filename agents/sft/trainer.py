@@ -7,14 +7,29 @@ budget (so the positive-only and negative-enhanced views get the same number of 
 ``<output_dir>/runs``, checkpoints ``<output_dir>/checkpoint-<step>`` (each a loadable policy folder: weights,
 processor, codebook, optimizer and scheduler state), resume from the latest checkpoint, and a progress bar.
 
-Multi-GPU / multi-node: the Trainer runs under ``torchrun`` and ``accelerate launch`` as is (data-parallel; the
-batch size is per device)::
+Multi-GPU / multi-node (data-parallel, DDP): the Trainer runs under ``torchrun`` and ``accelerate launch`` as is.
+:attr:`SFTConfig.batch_size` is per process, so N processes train on N x ``batch_size`` examples per step; set
+:attr:`SFTConfig.global_batch_size` (CLI ``--global-batch-size``) or ``batch_size = global / N`` to keep the
+1-process recipe::
 
-    torchrun --nproc_per_node 4 -m agents.sft.train --mode negative --pairs pairs.parquet --out outputs/sft
-    accelerate launch --num_processes 4 -m agents.sft.train --mode negative --pairs pairs.parquet --out outputs/sft
+    python -m agents.sft.train --prepare-only --mode negative --pairs pairs.parquet --out outputs/sft  # cache once
+    torchrun --nproc_per_node 4 -m agents.sft.train --mode negative --pairs pairs.parquet --out outputs/sft \
+        --global-batch-size 16
+    accelerate launch --num_processes 4 -m agents.sft.train ... --global-batch-size 16
 
-Render the sample cache once before a multi-process run (``--prepare-only``), so that the ranks do not render it
-concurrently.
+On CPUs (gloo): ``torchrun --nproc_per_node 2 ...``, or ``accelerate launch --multi_gpu --num_processes 2 ...``
+(which runs torch's launcher; the Trainer still takes the CPU when there is no CUDA); ``accelerate launch --cpu
+--num_processes 2`` starts one process unless MPI is set up (``--mpirun_hostfile``).
+
+What makes an N-process run the 1-process run (checked by ``tests/test_sft_distributed.py``: 2 CPU processes vs 1,
+same global batch, same per-step losses to float precision): every process draws the same seeded permutation
+(``data_seed``; accelerate's seedable sampler) and takes every N-th per-device batch of it, so a step's global batch
+is the same examples as the 1-process batch; the last incomplete global batch of each epoch is dropped (so no
+process pads its batch with repeated examples, and every step averages exactly the global batch; a view shorter than
+one global batch keeps it, and then N processes no longer see what one sees); the loss is
+normalised by the label tokens of the whole global batch (``average_tokens_across_devices``), not averaged per
+process; the CPU backend is gloo; only the main process writes the final policy and ``sft_result.json`` (the
+Trainer writes checkpoints and TensorBoard logs from the main process too).
 """
 
 from __future__ import annotations
@@ -38,7 +53,12 @@ class SFTConfig:
     max_steps: int = 800
     """Optimizer steps (the same for both data views)."""
     batch_size: int = 16
-    """Examples per step and device."""
+    """Examples per step and process (device); the global batch of a data-parallel run of N processes is N x this,
+    unless :attr:`global_batch_size` is set."""
+    global_batch_size: int | None = None
+    """Examples per optimizer step over all processes, or None (``batch_size`` per process). When set, each of the N
+    processes takes ``global_batch_size / N`` (a ValueError when N does not divide it) and ``batch_size`` is not used,
+    so one config trains the same recipe on any number of processes."""
     learning_rate: float = 1e-3
     """Peak AdamW learning rate (1e-3 suits the tiny model from scratch; use ~1e-4 for LoRA on a pretrained VLM)."""
     warmup_steps: int = 20
@@ -67,6 +87,21 @@ class SFTConfig:
                 raise ValueError(f"SFTConfig.{name}: expected an int >= 1, got {value!r}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ValueError(f"SFTConfig.learning_rate: expected > 0, got {self.learning_rate!r}")
+        g = self.global_batch_size
+        if g is not None and (isinstance(g, bool) or not isinstance(g, int) or g < 1):
+            raise ValueError(f"SFTConfig.global_batch_size: expected None or an int >= 1, got {g!r}")
+
+    def per_device_batch_size(self, processes: int) -> int:
+        """Examples per step and process for a run of ``processes`` data-parallel processes (see
+        :attr:`global_batch_size`)."""
+        if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+            raise ValueError(f"processes: expected an int >= 1, got {processes!r}")
+        if self.global_batch_size is None:
+            return self.batch_size
+        if self.global_batch_size % processes:
+            raise ValueError(f"SFTConfig.global_batch_size: {self.global_batch_size} examples do not split evenly over "
+                             f"{processes} processes; use a multiple of {processes}")
+        return self.global_batch_size // processes
 
 
 @dataclass
@@ -77,8 +112,11 @@ class SFTResult:
         output_dir: the run folder.
         final_dir: the trained policy folder (``<output_dir>/final``).
         losses: ``(step, loss)`` of every logged training step.
-        train_seconds: wall time of ``Trainer.train``.
+        train_seconds: wall time of ``Trainer.train`` [s].
         examples: examples per task in the training view.
+        processes: data-parallel processes of the run (1 without ``torchrun`` / ``accelerate launch``).
+        global_batch_size: examples per optimizer step over all processes.
+        is_main_process: whether this process wrote ``final_dir`` and ``sft_result.json`` (the others only train).
     """
 
     output_dir: Path
@@ -86,6 +124,9 @@ class SFTResult:
     losses: list[tuple[int, float]]
     train_seconds: float
     examples: dict[str, int]
+    processes: int = 1
+    global_batch_size: int = 0
+    is_main_process: bool = True
 
 
 def set_threads(threads: int | None) -> int:
@@ -108,26 +149,57 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return None if last is None else Path(last)
 
 
-def training_arguments(output_dir: str | Path, config: SFTConfig):
-    """The ``transformers.TrainingArguments`` of a run."""
+def launched_processes() -> int:
+    """Processes of this launch: ``WORLD_SIZE`` (set by ``torchrun`` and ``accelerate launch``), 1 when unset."""
+    import os
+
+    text = os.environ.get("WORLD_SIZE", "1")
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"WORLD_SIZE: expected an int >= 1, got {text!r}")
+    return n
+
+
+def data_parallel_devices(args: Any) -> int:
+    """Devices that split a step's batch in a run with these ``TrainingArguments``: the processes (``WORLD_SIZE``
+    under ``torchrun`` / ``accelerate launch``) times the GPUs each drives (1 on CPU or with one GPU per process)."""
+    return int(args.world_size) * max(1, int(args.n_gpu))
+
+
+def training_arguments(output_dir: str | Path, config: SFTConfig, examples: int | None = None):
+    """The ``transformers.TrainingArguments`` of a run (see the module docstring): the per-device batch from
+    :meth:`SFTConfig.per_device_batch_size` over :func:`data_parallel_devices`, the last incomplete global batch of
+    each epoch dropped unless the training view (``examples`` long; None: unknown) is shorter than one global batch,
+    gloo as the distributed backend of a multi-process launch without CUDA (accelerate would take MPI where torch has
+    it), the loss normalised over the label tokens of all processes."""
     from transformers import TrainingArguments
 
-    return TrainingArguments(
+    cuda = torch.cuda.is_available()
+    args = TrainingArguments(
         output_dir=str(output_dir), max_steps=config.max_steps, per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate, lr_scheduler_type="cosine", warmup_steps=config.warmup_steps,
         weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm, logging_steps=config.logging_steps,
         logging_first_step=True, save_strategy="steps", save_steps=config.save_steps,
         save_total_limit=config.save_total_limit, report_to=["tensorboard"] if config.tensorboard else "none",
-        seed=config.seed, data_seed=config.seed, use_cpu=not torch.cuda.is_available(),
-        remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=not config.progress,
-        label_names=["labels"], save_only_model=False,
+        seed=config.seed, data_seed=config.seed, use_cpu=not cuda,
+        ddp_backend="gloo" if not cuda and launched_processes() > 1 else None,
+        average_tokens_across_devices=True, remove_unused_columns=False, dataloader_num_workers=0,
+        disable_tqdm=not config.progress, label_names=["labels"], save_only_model=False,
     )
+    devices = data_parallel_devices(args)
+    args.per_device_train_batch_size = config.per_device_batch_size(devices)
+    args.dataloader_drop_last = examples is None or examples >= args.per_device_train_batch_size * devices
+    return args
 
 
 def train_sft(policy: VLAPolicy, dataset: SFTDataset, output_dir: str | Path, config: SFTConfig = SFTConfig(),
               resume: bool | str | Path = False, callbacks: Sequence[Any] = ()) -> SFTResult:
     """Fine-tune ``policy.model`` on ``dataset`` (see the module docstring) and save the policy to
-    ``<output_dir>/final``.
+    ``<output_dir>/final`` (the main process of a multi-process launch writes it and ``sft_result.json``; every
+    process returns after they are written).
 
     Args:
         policy: the policy to train (its model is updated in place).
@@ -145,8 +217,9 @@ def train_sft(policy: VLAPolicy, dataset: SFTDataset, output_dir: str | Path, co
     output_dir = Path(output_dir)
     if len(dataset) == 0:
         raise ValueError(f"train_sft: the {dataset.mode!r} training view is empty")
+    args = training_arguments(output_dir, config, examples=len(dataset))
     trainer = Trainer(
-        model=policy.model, args=training_arguments(output_dir, config), train_dataset=dataset,
+        model=policy.model, args=args, train_dataset=dataset,
         data_collator=VLACollator(policy.processor), processing_class=policy.processor, callbacks=list(callbacks),
     )
     resume_from: str | bool | None = None
@@ -159,11 +232,18 @@ def train_sft(policy: VLAPolicy, dataset: SFTDataset, output_dir: str | Path, co
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - t0
-    final = policy.save_pretrained(output_dir / "final")
+    final = output_dir / "final"
+    devices = data_parallel_devices(args)
     losses = [(int(e["step"]), float(e["loss"])) for e in trainer.state.log_history if "loss" in e]
     result = SFTResult(output_dir=output_dir, final_dir=final, losses=losses, train_seconds=seconds,
-                       examples=dataset.counts())
-    summary = {"mode": dataset.mode, "config": asdict(config), "losses": losses, "train_seconds": seconds,
-               "examples": result.examples, "final_dir": str(final)}
-    write_json(output_dir / "sft_result.json", summary)
+                       examples=dataset.counts(), processes=devices,
+                       global_batch_size=args.per_device_train_batch_size * devices,
+                       is_main_process=trainer.is_world_process_zero())
+    if result.is_main_process:  # one writer; the other processes wait below until the files are there
+        policy.save_pretrained(final)
+        summary = {"mode": dataset.mode, "config": asdict(config), "losses": losses, "train_seconds": seconds,
+                   "examples": result.examples, "final_dir": str(final), "processes": devices,
+                   "global_batch_size": result.global_batch_size}
+        write_json(output_dir / "sft_result.json", summary)
+    trainer.accelerator.wait_for_everyone()
     return result
