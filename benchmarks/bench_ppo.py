@@ -1,13 +1,14 @@
 """Does default SB3 PPO learn to drive, or to stand still? (a benchmark: trains, prints a table, asserts nothing)
 
 Trains SB3 PPO with default hyperparameters (``MultiInputPolicy``) for a fixed wall-clock budget on the closed-loop
-replay env (state-only observation, the default SP-PDMS reward, actions normalised by
+replay env (state-only observation, the default reward: progress first, ``--reward-kind score`` for the SP-PDMS
+score; actions normalised by
 :class:`envs.wrappers.NormalizedTrajectoryAction`) over SYNTHETIC bank scenes, then evaluates it closed loop on
 held-out scenes (another bank seed) beside the trivial and reference policies::
 
-    python -m benchmarks.bench_ppo --minutes 5                      # the default reward (SP-PDMS)
-    python -m benchmarks.bench_ppo --minutes 5 --reward-score pdms  # NAVSIM's EP: the stand-still exploit
-    python -m benchmarks.bench_ppo --minutes 5 --reward-kind progress  # the progress-first reward
+    python -m benchmarks.bench_ppo --minutes 5                                        # progress first (default)
+    python -m benchmarks.bench_ppo --minutes 5 --reward-kind score                    # the SP-PDMS score per step
+    python -m benchmarks.bench_ppo --minutes 5 --reward-kind score --reward-score pdms  # NAVSIM's EP: stand still
 
 Columns: route completion RC, collision rate, driving score DS (means over episodes), mean speed [m/s] over driven
 frames, share of stopped frames, the mean return, and how the episodes ended (counts of the env's
@@ -35,6 +36,7 @@ from agents.base import Policy, PolicyInput, policy_input
 from agents.baselines import make_baseline
 from envs.scenes.bank import ScenarioBank
 from envs.replay_env import EnvConfig, ReplayEnv
+from envs.sim.reward import REWARD_KINDS, RewardConfig
 from envs.wrappers import NormalizedTrajectoryAction, kinematic_trajectories
 
 
@@ -88,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--eval-bank-seed", "--eval-seed", dest="eval_seed", type=int, default=2000,
                    help="bank seed of the held-out scenes (never trained on)")
     p.add_argument("--reward-score", default="sp_pdms", choices=("sp_pdms", "pdms"))
-    p.add_argument("--reward-kind", default="score", choices=("score", "progress"),
+    p.add_argument("--reward-kind", default=RewardConfig().kind, choices=REWARD_KINDS,
                    help="closed-loop step reward (envs.sim.reward.RewardConfig.kind): the score, or progress first")
     p.add_argument("--rl-seed", "--seed", dest="seed", type=int, default=0,
                    help="PPO's seed (initialisation, action sampling, training resets)")

@@ -44,14 +44,16 @@ on, and open-loop decisions pinned to a collision, see shortened horizons.
 
 Reward (:mod:`envs.sim.reward`)
 ---------------------------
-``w_score * score + w_collision * collision`` (``EnvConfig.reward``, :class:`envs.sim.reward.RewardConfig`) for the action scored by the PDM scorer (:mod:`rewards.pdm`) from the
-current state (non-reactive, as NAVSIM), where ``score`` is PDMS, or the map-free score ``NC (5 TTC + 2 C) / 7``
-when the scene has no map. Closed loop adds ``-w_terminal_collision`` on the step in which the simulated ego
-collides. ``RewardConfig.kind="progress"`` makes the closed-loop step reward **route progress first** instead: the
-step's route progress as a fraction of the episode's reference progress (the driving score's route-completion
-reference), scaled down by the action's soft infractions (TTC, comfort, driving direction), and a collision or
-leaving the road ends the episode with a penalty that takes back the episode's progress rewards and costs
-``w_terminal_collision`` more (:func:`envs.sim.reward.progress_reward`); both kinds report ``route_progress`` and
+Open loop (and ``score_group``, GRPO's group score): ``w_score * score + w_collision * collision``
+(``EnvConfig.reward``, :class:`envs.sim.reward.RewardConfig`) for the action scored by the PDM scorer
+(:mod:`rewards.pdm`) from the current state (non-reactive, as NAVSIM), where ``score`` is SP-PDMS (or PDMS), or the
+map-free score ``NC (5 TTC + 2 C) / 7`` when the scene has no map. Closed loop, by default
+(``RewardConfig.kind="progress"``), the step reward is **route progress first**: the step's route progress as a
+fraction of the episode's reference progress (the driving score's route-completion reference), scaled down by the
+action's soft infractions (TTC, comfort, driving direction), and a collision or leaving the road ends the episode
+with a penalty that takes back the episode's progress rewards and costs ``w_terminal_collision`` more
+(:func:`envs.sim.reward.progress_reward`); with ``kind="score"`` it is the open-loop reward plus
+``-w_terminal_collision`` on the step in which the simulated ego collides. Both kinds report ``route_progress`` and
 ``soft_factor``. ``info["rewards"]`` holds every term. With ``reward_mode="lazy"`` the per-step scorer call is skipped
 (reward = terminal terms only) and :meth:`ReplayEnv.flush_rewards` scores the stored decisions later (e.g. at the
 end of an episode, off the stepping loop).
@@ -111,8 +113,9 @@ class EnvConfig:
     pdm: PDMConfig = field(default_factory=PDMConfig)
     """Scorer configuration (NAVSIM v1.1 defaults); its ``sim_dt`` must equal the scenes' ``dt``."""
     reward: RewardConfig = field(default_factory=RewardConfig)
-    """The reward's score and weights (:class:`envs.sim.reward.RewardConfig`, a mapping of its fields is accepted):
-    ``sp_pdms`` (default) or ``pdms``, ``w_score``, ``w_collision``, ``w_terminal_collision``."""
+    """The reward (:class:`envs.sim.reward.RewardConfig`, a mapping of its fields is accepted): the closed-loop kind
+    (``progress`` by default, or ``score``), the score (``sp_pdms`` by default, or ``pdms``), ``w_score``,
+    ``w_collision``, ``w_terminal_collision`` and the soft-infraction penalties."""
     driving_metrics: DrivingMetricsConfig = field(default_factory=DrivingMetricsConfig)
     """Closed loop: coefficients of the driving metrics reported at episode end (``info["driving_metrics"]``)."""
     reference: str | None = "log"

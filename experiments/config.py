@@ -13,7 +13,9 @@ Config groups (``python -m experiments.run <group>=<option> <field>=<value>``), 
   anchor-GRPO), or one of ``sft_positive``, ``sft_negative``, ``ppo``, ``grpo``, ``anchor_grpo`` (with what it
   needs): one option per learned method of the registry (:mod:`experiments.methods`);
 * ``reward``: the one reward (``_target_`` :class:`envs.sim.reward.RewardConfig`, instantiated once and used by the replay
-  env, the CARLA env and GRPO's group score): ``sp_pdms`` (default) or ``pdms`` (NAVSIM's EP);
+  env, the CARLA env and GRPO's group score): ``progress`` (default: the closed-loop step reward is route progress
+  first; SP-PDMS in open loop and GRPO's group score), ``sp_pdms`` (the step reward is the SP-PDMS score) or ``pdms``
+  (NAVSIM's EP);
 * ``train``: the learning stages' settings, nested and typed: ``train.sft`` (:class:`agents.sft.trainer.SFTConfig`),
   ``train.bc`` (:class:`agents.rl.bc.BCConfig`, the MLP agent's SFT analogue), ``train.grpo``
   (:class:`agents.rl.grpo.config.GRPOConfig`), ``train.ppo`` (:class:`agents.rl.ppo.PPOBaselineConfig`), each with
@@ -252,8 +254,9 @@ def register_configs() -> None:
     cs.store(group="algo", name="all", node=AlgoConfig)
     for method in method_names("learned"):
         cs.store(group="algo", name=method, node=AlgoConfig(methods=[method]))
-    cs.store(group="reward", name="sp_pdms", node=RewardConfig)
-    cs.store(group="reward", name="pdms", node=RewardConfig(reward_score="pdms"))
+    cs.store(group="reward", name="progress", node=RewardConfig)
+    cs.store(group="reward", name="sp_pdms", node=RewardConfig(kind="score"))
+    cs.store(group="reward", name="pdms", node=RewardConfig(kind="score", reward_score="pdms"))
     cs.store(group="train", name="default", node=TrainConfig)
     cs.store(group="train", name="paper", node=TrainConfig(
         sft=SFTNode(max_steps=800), bc=BCNode(steps=800),

@@ -165,7 +165,7 @@ def write_results(ctx: Any, rows: Sequence[Mapping[str, Any]]) -> dict[str, Path
 
     _, _, description = sources(ctx)
     title = (f"Results on held-out scenes: {description}. Seed {ctx.cfg.seed}, agent {ctx.cfg.agent.name}, "
-             f"reward {ctx.cfg.reward.reward_score}. All values in %.")
+             f"reward {ctx.cfg.reward.kind} ({ctx.cfg.reward.reward_score}). All values in %.")
     paths = {"table": ctx.path("results.md"), "csv": ctx.path("results.csv"), "json": ctx.path("results.json")}
     atomic_write_text(paths["table"], markdown_table([rows], title))
     atomic_write_text(paths["csv"], csv_table([rows]))

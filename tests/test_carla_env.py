@@ -150,8 +150,11 @@ def test_progress_reward_in_carla_pays_the_route_and_makes_a_crash_worth_less_th
 
 
 def test_score_group_matches_the_step_reward_and_never_touches_the_server(world):
-    server, cfg = world()
-    env = CarlaEnv(dataclasses.replace(cfg, reference="auto", scenario_types=("rear_end",)))
+    from envs.sim.reward import RewardConfig
+
+    server, cfg = world()  # the score as the step reward, so that it equals the group's reward term
+    env = CarlaEnv(dataclasses.replace(cfg, reference="auto", scenario_types=("rear_end",),
+                                       reward=RewardConfig(kind="score")))
     obs, info = env.reset(seed=3)
     assert set(info["rewards"]) == set(REWARD_TERMS) | {"terminal_collision", "route_progress", "soft_factor"}
     action = env.logged_action()

@@ -13,6 +13,7 @@ from envs import REPLAY_ENV_IDS
 from envs.scenes.bank import ACCIDENT_TYPES, generate_scene
 from envs.observation import LEFT, RIGHT, STRAIGHT, Route, pose_history, route_command
 from envs.render import BEVConfig
+from envs.sim.reward import RewardConfig
 from envs.replay_env import EnvConfig, ReplayEnv
 from envs.spaces import ACTION_HIGH, ACTION_LOW, validate_trajectories
 from envs.sim.simulation import check_frames, simulate_prefix
@@ -22,8 +23,9 @@ from rewards.types import EgoState
 
 SMALL_BEV = BEVConfig(height=48, width=48, meters_per_pixel=1.0)
 """A small BEV keeps the tests fast; 48 px is above NatureCNN's 36 px minimum."""
-FAST = EnvConfig(bev=SMALL_BEV)
-"""Small BEV (the default reference, "log", is cached per (scene, frame))."""
+FAST = EnvConfig(bev=SMALL_BEV, reward=RewardConfig(kind="score"))
+"""Small BEV (the default reference, "log", is cached per (scene, frame)); the score as the step reward (these tests
+check its terms; the progress-first default is tested in tests/test_world_signal.py)."""
 REPLAN = 5
 """Frames per closed-loop step (0.5 s at 10 Hz)."""
 

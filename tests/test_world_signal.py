@@ -12,6 +12,7 @@ from agents.base import policy_input
 from agents.baselines import make_baseline
 from envs.scenes.bank import ScenarioBank, generate_scene
 from envs.sim.metrics import DrivingMetricsConfig, EpisodeMetrics
+from envs.sim.reward import RewardConfig
 from envs.observation import Route
 from envs.replay_env import EnvConfig, ReplayEnv
 from envs.scenes.scene import AgentClass
@@ -21,7 +22,8 @@ from rewards.pdm import score_states
 from rewards.scorer import reference_for, safe_progress_for
 from rewards.tracking import simulate_candidates
 
-STATE_ONLY = EnvConfig(bev=None)
+STATE_ONLY = EnvConfig(bev=None, reward=RewardConfig(kind="score"))
+"""The SP-PDMS score as the step reward (the progress-first default is tested below)."""
 
 
 def _mean_step_reward(policy_name: str, env: ReplayEnv, indices) -> float:
@@ -39,7 +41,7 @@ def _mean_step_reward(policy_name: str, env: ReplayEnv, indices) -> float:
 
 
 def test_standing_still_earns_less_than_driving_safely_on_accident_and_normal_scenes():
-    """Fixed sample, default reward (SP-PDMS + collision terms), closed loop. The safe oracle drives the reference
+    """Fixed sample, the score reward (SP-PDMS + collision terms), closed loop. The safe oracle drives the reference
     it is measured against; pdm_closed_like (constant-velocity forecasts) crashes in most accident episodes, so it
     is compared on normal scenes only (ranking a crash above waiting would teach the wrong thing)."""
     bank = ScenarioBank(12, seed=1000)
