@@ -1,10 +1,12 @@
 """The SB3 PPO baseline on GRPO's env: same closed-loop replay env, same reward, same normalised actions, same
 environment budget (``total_timesteps`` = env steps, as GRPO counts them).
 
-PPO sees the env's own step reward (``w_score * score + w_collision * collision`` of the stepped action, plus the
-closed-loop terminal collision penalty; weights from the env's :class:`envs.sim.reward.RewardConfig`), i.e. the same
-weighting GRPO's group reward uses (the ``reward`` term of ``score_group``); it does not get GRPO's G extra scorer
-calls per state (report scorer calls beside env steps when comparing).
+PPO sees the env's own closed-loop step reward (the env's :class:`envs.sim.reward.RewardConfig`): by default route
+progress first (``kind="progress"``: the step's share of the route-completion reference scaled down by soft
+infractions, a crash worth less than any stop); with ``kind="score"`` the stepped action's ``w_score * score +
+w_collision * collision`` plus the terminal collision penalty, the same weighting as GRPO's group reward (the
+``reward`` term of ``score_group``, which always scores). It does not get GRPO's G extra scorer calls per state
+(report scorer calls beside env steps when comparing).
 Defaults are SB3's PPO defaults except ``n_steps`` (sized to small budgets) and ``MultiInputPolicy`` (dict
 observations; NatureCNN on the BEV when the env has one).
 """
