@@ -77,7 +77,7 @@ from envs.observation import ObservationConfig, Route, build_observation, text_p
 from envs.render import BEVConfig, BEVRenderer
 from envs.configuration import coerce_config
 from envs.sim.metrics import DrivingMetricsConfig, EpisodeMetrics, reference_progress
-from envs.sim.reward import PROGRESS_TERMS, REWARD_TERMS, RewardConfig, progress_reward, reward_terms, soft_factor
+from envs.sim.reward import PROGRESS_TERMS, REWARD_TERMS, RewardConfig, closed_loop_reward, reward_terms
 from envs.scenes.scene import Scene
 from envs.sim.scoring import log_as_action, map_geometry_from_scene_map, problem_from_scene
 from envs.sim.simulation import DrivableArea, EgoTrack, check_frames, simulate_prefix, simulate_with_steering
@@ -463,16 +463,8 @@ class ReplayEnv(gym.Env):
         terms["terminal_collision"] = -1.0 if collision else 0.0
         progress = self._metrics.ego_progress - self._last_progress
         self._last_progress = self._metrics.ego_progress
-        factor = soft_factor(terms["ttc"], terms["comfort"], terms["ddc"], cfg.reward)
-        reference = max(self._reference_progress(scene, ctx)[0], cfg.driving_metrics.min_reference_progress)
-        term, terminal = progress_reward(progress, reference, factor, collision or offroad, self._earned, cfg.reward,
-                                         cfg.driving_metrics.min_reference_progress)
-        terms["route_progress"], terms["soft_factor"] = progress / reference, factor
-        if cfg.reward.kind == "progress":
-            self._earned += term
-            terms["reward"] = term + terminal
-        else:
-            terms["reward"] += cfg.reward.w_terminal_collision * terms["terminal_collision"]
+        self._earned = closed_loop_reward(terms, progress, self._reference_progress(scene, ctx)[0], collision or offroad,
+                                          self._earned, cfg.reward, cfg.driving_metrics.min_reference_progress)
         obs = self._observation()
         route_end = ctx.route.project(track.poses[track.frame, :2]) >= ctx.route.length - cfg.route_end_margin
         terminated = collision or offroad or route_end

@@ -65,7 +65,7 @@ from envs.registration import CARLA_ENV_ID as ENV_ID  # noqa: F401  (registered 
 from envs.render import BEVConfig, BEVRenderer
 from envs.scenes.scene import SceneMeta
 from envs.sim.metrics import DrivingMetricsConfig, driving_metrics
-from envs.sim.reward import PROGRESS_TERMS, REWARD_TERMS, progress_reward, reward_terms, soft_factor
+from envs.sim.reward import PROGRESS_TERMS, REWARD_TERMS, closed_loop_reward, reward_terms
 from envs.sim.scoring import agents_future_from_scene, log_as_action
 from envs.spaces import POSE_INTERVAL, action_space, observation_space, validate_trajectories
 from rewards.pdm import score_states
@@ -287,23 +287,13 @@ class CarlaEnv(gym.Env):
     def _progress_terms(self, ep: Any, terms: dict[str, float], ended_badly: bool) -> None:
         """Route progress of this step against the episode's target (the scenario plan's arc length over
         ``episode_time``, what the driving metrics divide by), the soft factor, and the step reward of the configured
-        kind (:func:`envs.sim.reward.progress_reward` for ``"progress"``; else the score plus the terminal
-        collision term)."""
-        cfg = self.config
+        kind (:func:`envs.sim.reward.closed_loop_reward`)."""
         s_now = ep.route.project(ep.kinematics.poses[ep.recorder.t, :2])
         if ep.route_s is None:
             ep.route_s = ep.route.project(ep.kinematics.poses[0, :2])
         progress, ep.route_s = s_now - ep.route_s, s_now
-        minimum = DrivingMetricsConfig().min_reference_progress
-        reference = max(self._route_target(ep), minimum)
-        factor = soft_factor(terms["ttc"], terms["comfort"], terms["ddc"], cfg.reward)
-        term, terminal = progress_reward(progress, reference, factor, ended_badly, ep.earned, cfg.reward, minimum)
-        terms["route_progress"], terms["soft_factor"] = progress / reference, factor
-        if cfg.reward.kind == "progress":
-            ep.earned += term
-            terms["reward"] = term + terminal
-        else:
-            terms["reward"] += cfg.reward.w_terminal_collision * terms["terminal_collision"]
+        ep.earned = closed_loop_reward(terms, progress, self._route_target(ep), ended_badly, ep.earned,
+                                       self.config.reward, DrivingMetricsConfig().min_reference_progress)
 
     def _route_target(self, ep: Any) -> float:
         """The driving metrics' reference progress of the episode [m]: the scenario plan over ``episode_time``."""

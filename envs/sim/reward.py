@@ -174,3 +174,31 @@ def progress_reward(progress: float, reference: float, factor: float, ended_badl
     term = float(factor) * float(progress) / max(float(reference), float(min_reference))
     terminal = -reward.w_terminal_collision * (1.0 + max(0.0, earned + term)) if ended_badly else 0.0
     return term, terminal
+
+
+def closed_loop_reward(terms: dict[str, float], progress: float, reference: float, ended_badly: bool, earned: float,
+                       reward: RewardConfig, min_reference: float = 1.0) -> float:
+    """The step reward of a closed-loop env (replay or CARLA), in place: sets ``terms["route_progress"]`` (the step's
+    progress as a fraction of the reference), ``terms["soft_factor"]`` and ``terms["reward"]`` of the configured kind
+    (``"progress"``: :func:`progress_reward`; ``"score"``: the scored action's reward already in ``terms`` plus
+    ``w_terminal_collision * terms["terminal_collision"]``).
+
+    Args:
+        terms: the step's terms (the scored action's ``ttc``, ``comfort``, ``ddc``, ``reward`` and
+            ``terminal_collision``: -1 on a collision, else 0).
+        progress: route progress this step [m]; reference: the episode's reference progress [m].
+        ended_badly: the step ended the episode in a collision or off the road.
+        earned: the episode's progress rewards before this step.
+
+    Returns:
+        The episode's progress rewards after this step (unchanged for ``kind="score"``).
+    """
+    reference = max(float(reference), float(min_reference))
+    factor = soft_factor(terms["ttc"], terms["comfort"], terms["ddc"], reward)
+    term, terminal = progress_reward(progress, reference, factor, ended_badly, earned, reward, min_reference)
+    terms["route_progress"], terms["soft_factor"] = float(progress) / reference, factor
+    if reward.kind == "progress":
+        terms["reward"] = term + terminal
+        return earned + term
+    terms["reward"] += reward.w_terminal_collision * terms["terminal_collision"]
+    return earned
