@@ -463,8 +463,9 @@ class ReplayEnv(gym.Env):
         terms["terminal_collision"] = -1.0 if collision else 0.0
         progress = self._metrics.ego_progress - self._last_progress
         self._last_progress = self._metrics.ego_progress
-        self._earned = closed_loop_reward(terms, progress, self._reference_progress(scene, ctx)[0], collision or offroad,
-                                          self._earned, cfg.reward, cfg.driving_metrics.min_reference_progress)
+        reference = self._reference_progress(scene, ctx)[0]
+        self._earned = closed_loop_reward(terms, progress, reference, collision or offroad, self._earned, cfg.reward,
+                                          cfg.driving_metrics.min_reference_progress)
         obs = self._observation()
         route_end = ctx.route.project(track.poses[track.frame, :2]) >= ctx.route.length - cfg.route_end_margin
         terminated = collision or offroad or route_end

@@ -248,4 +248,5 @@ register_agent(Agent(
     sft_policy=_mlp_sft_policy, rl_model=_mlp_rl_model, save_rl=_mlp_save_rl, rl_policy=_mlp_rl_policy,
     no_label_note="; the Gaussian policy states no safety label: language / risk acc n/a",
     notes={"sft_positive": "positive-only behaviour cloning (MLP analogue of SFT) (the no-negative baseline)",
-           "sft_negative": "negative-enhanced behaviour cloning (MLP analogue of SFT) (failure feedback + correction)"}))
+           "sft_negative": "negative-enhanced behaviour cloning (MLP analogue of SFT) "
+                           "(failure feedback + correction)"}))

@@ -21,9 +21,9 @@ Closed loop adds ``w_terminal_collision * terminal_collision`` where ``terminal_
 which the simulated ego actually collides (see :mod:`envs.replay_env`).
 
 ``RewardConfig.kind="progress"`` (the default) replaces the closed-loop step reward by **route progress first** (the
-CaRL reward's shape: route completion as the single term, soft infractions multiply it down, a crash or leaving the road ends the
-episode with a penalty that makes it worth less than stopping safely; :func:`progress_reward`). The group score of
-GRPO and the open-loop reward stay the score above.
+CaRL reward's shape: route completion as the single term, soft infractions multiply it down, a crash or leaving the
+road ends the episode with a penalty that makes it worth less than stopping safely; :func:`progress_reward`). The
+group score of GRPO and the open-loop reward stay the score above.
 """
 
 from __future__ import annotations
