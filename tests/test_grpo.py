@@ -241,8 +241,8 @@ def test_anchors_in_the_batch_with_the_right_advantage_signs(rear_end, tmp_path)
     scalars = set(events.Tags()["scalars"])
     for tag in ("group/reward", "group/sp_pdms", "group/pdms", "group/collision", "group/zero_std_share",
                 "anchors/positive_advantage", "anchors/negative_advantage", "train/kl", "train/clip_fraction",
-                "rollout/pdms", "rollout/sp_pdms", "rollout/collision_rate", "rollout/route_completion",
-                "rollout/driving_score"):
+                "rollout/pdms", "rollout/sp_pdms", "rollout/collision_term", "rollout/route_progress",
+                "rollout/collision_rate", "rollout/route_completion", "rollout/driving_score"):
         assert tag in scalars, tag
     assert "group/bev" in events.Tags()["images"]
 
@@ -347,7 +347,10 @@ def test_subproc_vec_env_matches_dummy(rear_end):
 
 
 # ------------------------------------------------------------------------------------------------ baselines
-def test_ppo_baseline_and_evaluation_adapter(rear_end):
+def test_ppo_baseline_and_evaluation_adapter(rear_end, tmp_path):
+    """PPO trains on the group env, logs the same driving metrics as GRPO, and both evaluate through SB3Agent."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     from agents.rl.sb3_agent import SB3Agent
     from agents.rl.ppo import PPOBaselineConfig, make_ppo
     from envs.replay_env import EnvConfig, ReplayEnv
@@ -355,8 +358,14 @@ def test_ppo_baseline_and_evaluation_adapter(rear_end):
 
     scene, _ = rear_end
     env = make_group_vec_env(GroupEnvConfig(source=[scene]), n_envs=1, seed=0)
-    ppo = make_ppo(env, PPOBaselineConfig(n_steps=8, batch_size=8, n_epochs=1), seed=0)
-    ppo.learn(8)
+    ppo = make_ppo(env, PPOBaselineConfig(n_steps=8, batch_size=8, n_epochs=1), seed=0,
+                   tensorboard_log=str(tmp_path))
+    ppo.learn(16)  # two rollouts: the episode (at most 8 steps on this scene) ends in the first
+    scalars = set(EventAccumulator(str(next(tmp_path.glob("PPO_*")))).Reload().Tags()["scalars"])
+    for tag in ("rollout/pdms", "rollout/sp_pdms", "rollout/collision_term", "rollout/route_progress",
+                "rollout/soft_factor", "rollout/collision_rate", "rollout/route_completion",
+                "rollout/driving_score", "rollout/stopped_share"):
+        assert tag in scalars, tag
     grpo = GRPO("MultiInputPolicy", env, GRPOConfig(n_steps=2, batch_size=2, n_epochs=1), seed=0)
     ev = ReplayEnv([scene], "closed_loop", EnvConfig(bev=None))
     for agent in (SB3Agent(ppo, "ppo"), SB3Agent(grpo, "grpo")):

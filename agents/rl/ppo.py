@@ -16,6 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from stable_baselines3 import PPO
+
+from agents.rl.metrics import DrivingMetrics
+
 
 @dataclass
 class PPOBaselineConfig:
@@ -41,16 +45,36 @@ class PPOBaselineConfig:
     """Initial log-std (as the GRPO Gaussian policy)."""
 
 
+class PPOBaseline(PPO):
+    """SB3's PPO, logging the same driving metrics as GRPO (:class:`agents.rl.metrics.DrivingMetrics`: per-step
+    scorer and progress terms, per-episode collision rate, route completion, driving score)."""
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        self._metrics = DrivingMetrics()
+
+    def _update_info_buffer(self, infos: list[dict[str, Any]], dones: Any = None) -> None:
+        super()._update_info_buffer(infos, dones)
+        if dones is not None:
+            self._metrics.update(infos, dones)
+
+    def dump_logs(self, iteration: int = 0) -> None:
+        self._metrics.record(self.logger)
+        super().dump_logs(iteration)
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_metrics"]
+
+
 def make_ppo(env: Any, config: PPOBaselineConfig | None = None, seed: int | None = None,
              tensorboard_log: str | None = None, verbose: int = 0, policy_kwargs: dict[str, Any] | None = None):
-    """An SB3 ``PPO("MultiInputPolicy", env, ...)`` of ``config`` (default :class:`PPOBaselineConfig()`) on a GRPO env
-    (:func:`agents.rl.env.make_group_vec_env` with normalised actions)."""
-    from stable_baselines3 import PPO
-
+    """A :class:`PPOBaseline` (SB3's ``PPO("MultiInputPolicy", env, ...)`` logging GRPO's driving metrics too) of
+    ``config`` (default :class:`PPOBaselineConfig()`) on a GRPO env (:func:`agents.rl.env.make_group_vec_env` with
+    normalised actions)."""
     config = PPOBaselineConfig() if config is None else config
     kwargs = {"log_std_init": config.log_std_init, **(policy_kwargs or {})}
     policy = "MultiInputPolicy" if hasattr(env.observation_space, "spaces") else "MlpPolicy"
-    return PPO(policy, env, learning_rate=config.learning_rate, n_steps=config.n_steps,
-               batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma,
-               gae_lambda=config.gae_lambda, clip_range=config.clip_range, ent_coef=config.ent_coef,
-               policy_kwargs=kwargs, seed=seed, tensorboard_log=tensorboard_log, verbose=verbose, device="cpu")
+    return PPOBaseline(policy, env, learning_rate=config.learning_rate, n_steps=config.n_steps,
+                       batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma,
+                       gae_lambda=config.gae_lambda, clip_range=config.clip_range, ent_coef=config.ent_coef,
+                       policy_kwargs=kwargs, seed=seed, tensorboard_log=tensorboard_log, verbose=verbose, device="cpu")

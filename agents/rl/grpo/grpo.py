@@ -49,7 +49,6 @@ clip fraction, approx. KL to pi_old, std), and ``group/bev`` images every ``log_
 
 from __future__ import annotations
 
-from collections import deque
 from pathlib import Path
 from typing import Any, Iterable, Mapping, TypeVar
 
@@ -68,6 +67,7 @@ from agents.rl.grpo.config import GRPOConfig
 from agents.rl.env import call_each, decision_contexts
 from agents.rl.grpo.loss import grpo_loss
 from agents.rl.grpo.policies import GroupPolicy, TrajectoryGaussianPolicy
+from agents.rl.metrics import DrivingMetrics
 from counterfactual.dataset import AnchorPair, load_anchor_pairs
 
 SelfGRPO = TypeVar("SelfGRPO", bound="GRPO")
@@ -174,9 +174,7 @@ class GRPO(OnPolicyAlgorithm):
             self.policy.member_dtype, self.policy.max_len, SCORED_TERMS, device=self.device, n_envs=self.n_envs)
         self._last_infos: list[dict] | None = None
         self._last_dones: np.ndarray | None = None
-        self._episode_metrics: dict[str, deque] = {k: deque(maxlen=cfg.metrics_window) for k in
-                                                   ("collision", "route_completion", "driving_score", "stopped_share")}
-        self._step_metrics: dict[str, deque] = {k: deque(maxlen=1000) for k in ("pdms", "sp_pdms", "collision_term")}
+        self._metrics = DrivingMetrics(episode_window=cfg.metrics_window)
         self._n_rollouts = 0
         self.anchor_states_seen = getattr(self, "anchor_states_seen", 0)
         """States whose group had anchors, over the model's life."""
@@ -197,7 +195,7 @@ class GRPO(OnPolicyAlgorithm):
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "ref_policy", "anchor_bank", "_online_pairs", "_last_infos",
-                "_last_dones", "_episode_metrics", "_step_metrics"]
+                "_last_dones", "_metrics"]
 
     def _setup_learn(self, total_timesteps: int, callback: MaybeCallback = None, reset_num_timesteps: bool = True,
                      tb_log_name: str = "run", progress_bar: bool = False) -> tuple[int, BaseCallback]:
@@ -328,22 +326,14 @@ class GRPO(OnPolicyAlgorithm):
         return np.asarray(img), bool(has.any())
 
     def _track(self, infos: Iterable[Mapping[str, Any]], dones: np.ndarray) -> None:
-        """Per-step and per-episode driving metrics of the stepped actions; online-mined pairs into the bank."""
-        for info, done in zip(infos, dones):
-            r = info.get("rewards", {})
-            for key, name in (("pdms", "pdms"), ("sp_pdms", "sp_pdms"), ("collision", "collision_term")):
-                if key in r and np.isfinite(r[key]):
-                    self._step_metrics[name].append(float(r[key]))
+        """Per-step and per-episode driving metrics of the stepped actions (:class:`agents.rl.metrics.DrivingMetrics`);
+        online-mined pairs into the bank."""
+        self._metrics.update(infos, dones)
+        for info in infos:
             pairs = info.get("anchor_pairs")
             if pairs:
                 self._online_pairs.extend(pairs)
                 self.anchor_bank.add(pairs, online=True)
-            if done:
-                self._episode_metrics["collision"].append(float(info.get("termination_reason") == "collision"))
-                dm = info.get("driving_metrics")
-                if dm:
-                    for k in ("route_completion", "driving_score", "stopped_share"):
-                        self._episode_metrics[k].append(float(dm[k]))
 
     def _log_rollout(self, buffer: GroupRolloutBuffer, image: tuple[np.ndarray, bool] | None) -> None:
         for k, v in buffer.stats().items():
@@ -351,13 +341,7 @@ class GRPO(OnPolicyAlgorithm):
         self.logger.record("anchors/bank_pairs", len(self.anchor_bank))
         self.logger.record("anchors/online_pairs", len(self._online_pairs))
         self.logger.record("anchors/states_seen", self.anchor_states_seen)
-        for k, d in self._step_metrics.items():
-            if d:
-                self.logger.record(f"rollout/{k}", float(np.mean(d)))
-        names = {"collision": "collision_rate"}
-        for k, d in self._episode_metrics.items():
-            if d:
-                self.logger.record(f"rollout/{names.get(k, k)}", float(np.mean(d)))
+        self._metrics.record(self.logger)
         if image is not None:
             self.logger.record("group/bev", Image(image[0], "HWC"), exclude=("stdout", "log", "json", "csv"))
 

@@ -1,0 +1,53 @@
+"""The driving metrics an RL run logs to TensorBoard, the same for GRPO and the PPO baseline.
+
+:class:`DrivingMetrics` reads the closed-loop env's ``info`` of every stepped action: per step the scorer terms
+(``rollout/pdms``, ``rollout/sp_pdms``, ``rollout/collision_term``) and the progress-first reward's terms
+(``rollout/route_progress``: the step's share of the route-completion reference, ``rollout/soft_factor``), per
+finished episode ``rollout/collision_rate`` (episodes ending in a collision), ``rollout/route_completion``,
+``rollout/driving_score`` and ``rollout/stopped_share`` (from ``info["driving_metrics"]``, :mod:`envs.sim.metrics`);
+means over rolling windows.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+STEP_TERMS = (("pdms", "pdms"), ("sp_pdms", "sp_pdms"), ("collision", "collision_term"),
+              ("route_progress", "route_progress"), ("soft_factor", "soft_factor"))
+"""``(key in info["rewards"], logged name)`` of the per-step terms."""
+EPISODE_TERMS = ("collision_rate", "route_completion", "driving_score", "stopped_share")
+"""Per-episode metrics (logged as ``rollout/<name>``)."""
+
+
+class DrivingMetrics:
+    """Rolling means of the per-step terms (last ``step_window`` steps) and the per-episode metrics (last
+    ``episode_window`` episodes) of the stepped actions."""
+
+    def __init__(self, episode_window: int = 100, step_window: int = 1000) -> None:
+        self.steps: dict[str, deque] = {name: deque(maxlen=step_window) for _, name in STEP_TERMS}
+        self.episodes: dict[str, deque] = {name: deque(maxlen=episode_window) for name in EPISODE_TERMS}
+
+    def update(self, infos: Iterable[Mapping[str, Any]], dones: Iterable[bool]) -> None:
+        """Add one vector-env step (``infos`` and ``dones`` of every env)."""
+        for info, done in zip(infos, dones):
+            rewards = info.get("rewards", {})
+            for key, name in STEP_TERMS:
+                value = rewards.get(key)
+                if value is not None and np.isfinite(value):
+                    self.steps[name].append(float(value))
+            if done:
+                self.episodes["collision_rate"].append(float(info.get("termination_reason") == "collision"))
+                metrics = info.get("driving_metrics")
+                if metrics:
+                    for name in ("route_completion", "driving_score", "stopped_share"):
+                        self.episodes[name].append(float(metrics[name]))
+
+    def record(self, logger: Any) -> None:
+        """Record every non-empty mean on an SB3 logger as ``rollout/<name>``."""
+        for values in (self.steps, self.episodes):
+            for name, window in values.items():
+                if window:
+                    logger.record(f"rollout/{name}", float(np.mean(window)))
