@@ -1,7 +1,8 @@
 """``generate_scene``: one synthetic scene of a given scenario type from a seed.
 
 Scenario types follow DeepAccident's accident typologies (themselves built on NHTSA pre-crash scenario types):
-in every accident type the ego "expert" log collides with the scenario's risk agent at ``meta.collision_frame``
+by default (``outcome=None``; :mod:`envs.scenes.bank.outcomes` for the outcome-varied mode) in every accident type
+the ego "expert" log collides with the scenario's risk agent at ``meta.collision_frame``
 (first frame whose oriented ego and agent boxes overlap, by :func:`rewards.geometry.boxes_overlap`; frame 50-61 of
 101 at 10 Hz) and touches nobody before; the accident is avoidable
 (braking at 6 m/s^2 from 2 s before contact, or for ``head_on_drift`` steering back into the lane, is
