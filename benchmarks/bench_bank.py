@@ -1,6 +1,7 @@
 """Throughput of the SYNTHETIC scenario bank: scenes generated per second (all types mixed, and per type).
 
-Run: ``python -m benchmarks.bench_bank [--num-scenes 1000] [--per-type 100] [--seed 0]``. Prints numbers only;
+Run: ``python -m benchmarks.bench_bank [--num-scenes 1000] [--per-type 100] [--seed 0] [--outcomes varied]``
+(``varied``: the outcome-varied bank; the outcome shares per type are printed too). Prints numbers only;
 no assertions (timing is machine dependent). Both wall-clock and process CPU time are reported, since on a shared
 machine the wall clock includes time spent waiting for a core.
 """
@@ -11,6 +12,7 @@ import argparse
 import time
 
 from envs.scenes.bank import SCENARIO_TYPES, ScenarioBank, generate_scene
+from envs.scenes.bank.outcomes import OUTCOMES
 from envs.scenes.layouts import LAYOUT_NAMES, get_layout
 
 
@@ -19,6 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-scenes", type=int, default=1000, help="scenes in the mixed-bank run")
     parser.add_argument("--per-type", type=int, default=100, help="scenes per type in the per-type runs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--outcomes", choices=("collision", "varied"), default="collision")
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -26,20 +29,32 @@ def main(argv: list[str] | None = None) -> None:
         get_layout(name)
     print(f"layouts built and cached: {len(LAYOUT_NAMES)} in {time.perf_counter() - t0:.3f} s")
 
-    bank = ScenarioBank(args.num_scenes, seed=args.seed)
+    bank = ScenarioBank(args.num_scenes, seed=args.seed, outcomes=args.outcomes)
     t0, c0 = time.perf_counter(), time.process_time()
-    agents = sum(scene.num_agents for scene in bank)
+    scenes = list(bank)
     dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    agents = sum(scene.num_agents for scene in scenes)
     print(
         f"synthetic bank: {args.num_scenes} scenes in {dt:.2f} s wall / {dc:.2f} s cpu -> "
         f"{args.num_scenes / dt:.0f} scenes/s wall, {args.num_scenes / dc:.0f} scenes/s cpu "
         f"({1e3 * dc / args.num_scenes:.2f} ms cpu/scene, {agents / args.num_scenes:.1f} agents/scene)"
     )
+    if args.outcomes == "varied":
+        print("outcome shares per type (benign / near_miss / collision, of n scenes):")
+        for scenario_type in SCENARIO_TYPES[:-1]:
+            got = [s.meta.extra["outcome"] for s in scenes if s.meta.scenario_type == scenario_type]
+            if got:
+                print(f"  {scenario_type:24s} " + " / ".join(f"{got.count(o) / len(got):.2f}" for o in OUTCOMES)
+                      + f"  (n={len(got)})")
+        got = [s.meta.extra["outcome"] for s in scenes if s.meta.scenario_type != "normal"]
+        print(f"  {'all accident types':24s} " + " / ".join(f"{got.count(o) / len(got):.2f}" for o in OUTCOMES)
+              + f"  (n={len(got)})")
     print("per type (scenes/s, wall | cpu):")
     for scenario_type in SCENARIO_TYPES:
         t0, c0 = time.perf_counter(), time.process_time()
         for seed in range(args.per_type):
-            generate_scene(scenario_type, args.seed * 100_003 + seed)
+            outcome = None if args.outcomes == "collision" else OUTCOMES[seed % 3]
+            generate_scene(scenario_type, args.seed * 100_003 + seed, outcome=outcome)
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
         print(f"  {scenario_type:24s} {args.per_type / dt:7.0f} | {args.per_type / dc:7.0f}")
 

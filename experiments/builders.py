@@ -19,11 +19,25 @@ def sources(ctx: Context) -> tuple[Any, Any, str]:
     try:
         if name == "bank":
             types = list(env.scenario_types) if env.scenario_types else None
-            train = open_source("bank", num_scenes=int(env.num_scenes), seed=int(env.seed), scenario_types=types)
-            held = open_source("bank", num_scenes=int(env.eval_num_scenes), seed=int(env.eval_seed),
-                               scenario_types=types)
+            outcomes = str(getattr(env, "outcomes", "collision"))
+            varied: dict[str, Any] = {}
+            if outcomes != "collision":
+                mix = getattr(env, "outcome_mix", None)
+                varied = {"outcome_mix": None if mix is None else [float(v) for v in mix],
+                          "difficulty": float(getattr(env, "difficulty", 0.5))}
+            try:
+                train = open_source("bank", num_scenes=int(env.num_scenes), seed=int(env.seed), scenario_types=types,
+                                    outcomes=outcomes, **varied)
+                held = open_source("bank", num_scenes=int(env.eval_num_scenes), seed=int(env.eval_seed),
+                                   scenario_types=types, outcomes=outcomes, **varied)
+            except ValueError as exc:
+                raise SystemExit(f"env: {exc}") from None
             text = (f"SYNTHETIC bank: {len(train)} training scenes (seed {env.seed}), {len(held)} held-out scenes "
                     f"(seed {env.eval_seed}, never trained on)")
+            if outcomes != "collision":
+                bank = train.collection
+                text += (f"; outcome-varied typologies (benign / near-miss / collision mix {bank.outcome_mix}, "
+                         f"difficulty {bank.difficulty})")
         elif name == "deepaccident":
             convention = str(getattr(env, "frame_convention", "auto"))
             train = open_source("deepaccident", root=env.root, split=env.split, strict=False,

@@ -66,6 +66,14 @@ class SourceConfig:
     reset seed (the held-out seed range may not overlap the training one)."""
     scenario_types: Optional[List[str]] = None
     """bank: restrict to these scenario types (default: all)."""
+    outcomes: str = "collision"
+    """bank: ``collision`` (every accident scene's log collides) or ``varied`` (outcome-varied typologies: benign /
+    near-miss / collision decided by the geometry, ``envs.scenes.bank.outcomes``)."""
+    outcome_mix: Optional[List[float]] = None
+    """bank, ``outcomes=varied``: wanted (benign, near_miss, collision) shares (null: 0.35 / 0.30 / 0.35)."""
+    difficulty: float = 0.5
+    """bank, ``outcomes=varied``: hazard difficulty in [0, 1] (0.5: the mix as given; higher: more collisions,
+    closer near-misses)."""
     root: Optional[str] = None
     """deepaccident: the dataset root folder (with train.txt / val.txt / test.txt); carla: the recordings folder
     (``train/`` and ``eval/``; default ``<out>/carla``)."""

@@ -32,8 +32,13 @@ SEEDS = range(20)
 
 
 @functools.lru_cache(maxsize=None)
-def scenes_of(scenario_type: str) -> tuple[Scene, ...]:
-    return tuple(generate_scene(scenario_type, seed) for seed in SEEDS)
+def scenes_of(scenario_type: str, outcome: str | None = None) -> tuple[Scene, ...]:
+    """The type's scenes of :data:`SEEDS` (``outcome``: the outcome-varied mode's wanted outcome)."""
+    return tuple(generate_scene(scenario_type, seed, outcome=outcome) for seed in SEEDS)
+
+
+OUTCOME_MODES = [None, "near_miss", "benign"]
+"""The validity checks run over the default scenes and over the varied mode's near-miss and benign draws."""
 
 
 def ego_corners(scene: Scene, poses: np.ndarray | None = None) -> np.ndarray:
@@ -179,15 +184,16 @@ def test_normal_scenes_never_overlap(variant):
         assert not ego_overlaps(scene).any(), scene.scene_id
 
 
+@pytest.mark.parametrize("outcome", OUTCOME_MODES)
 @pytest.mark.parametrize("scenario_type", SCENARIO_TYPES)
-def test_expert_log_stays_on_the_drivable_area_until_contact(scenario_type):
+def test_expert_log_stays_on_the_drivable_area_until_contact(scenario_type, outcome):
     """DAC of the logged ego: every box corner inside the drivable area (the scorer's map lookup) at every frame
     before the contact (after it the log has no physics)."""
     from envs.sim.scoring import map_geometry_from_scene_map
     from rewards.map_index import map_index_for
 
-    scenes = list(scenes_of(scenario_type))
-    if scenario_type == "normal":  # every normal variant, junction turns on every layout included
+    scenes = list(scenes_of(scenario_type, outcome))
+    if scenario_type == "normal" and outcome is None:  # every normal variant, junction turns on every layout included
         scenes += [generate_scene("normal", seed, variant=v) for v in VARIANTS["normal"] for seed in range(8)]
     for scene in scenes:
         index = map_index_for(map_geometry_from_scene_map(scene.map))
@@ -197,9 +203,10 @@ def test_expert_log_stays_on_the_drivable_area_until_contact(scenario_type):
         assert inside.all(), f"{scene.scene_id}: ego corner off the drivable area at frame {np.argmin(inside) // 4}"
 
 
+@pytest.mark.parametrize("outcome", OUTCOME_MODES)
 @pytest.mark.parametrize("scenario_type", SCENARIO_TYPES)
-def test_agents_do_not_overlap_each_other_and_stay_plausible(scenario_type):
-    for scene in scenes_of(scenario_type):
+def test_agents_do_not_overlap_each_other_and_stay_plausible(scenario_type, outcome):
+    for scene in scenes_of(scenario_type, outcome):
         c = agent_corners(scene)
         pair = boxes_overlap(c[:, None], c[None, :]).any(axis=-1)
         np.fill_diagonal(pair, False)
@@ -207,6 +214,10 @@ def test_agents_do_not_overlap_each_other_and_stay_plausible(scenario_type):
         area = drivable(scene)
         for n in range(scene.num_agents):
             if scene.agent_ids[n] == scene.meta.colliding_agent_id:
+                continue
+            if scene.agent_ids[n] == scene.meta.extra.get("hazard_agent_id") and scene.agent_classes[n] in (
+                AgentClass.PEDESTRIAN, AgentClass.CYCLIST
+            ):  # a near-miss / benign scene's crossing VRU walks / rides the crosswalk or kerb to kerb, as a colliding one
                 continue
             xy = scene.agent_poses[n, :, :2]
             inside = shapely.contains_xy(area, xy[:, 0], xy[:, 1])
@@ -218,9 +229,10 @@ def test_agents_do_not_overlap_each_other_and_stay_plausible(scenario_type):
         assert speeds.max() < 17.0
 
 
+@pytest.mark.parametrize("outcome", OUTCOME_MODES)
 @pytest.mark.parametrize("scenario_type", SCENARIO_TYPES)
-def test_ego_kinematics_and_route(scenario_type):
-    for scene in scenes_of(scenario_type):
+def test_ego_kinematics_and_route(scenario_type, outcome):
+    for scene in scenes_of(scenario_type, outcome):
         speed = scene.ego_speeds
         accel = np.diff(speed) / scene.dt
         yaw_rate = np.diff(np.unwrap(scene.ego_poses[:, 2])) / scene.dt
@@ -236,9 +248,10 @@ def test_ego_kinematics_and_route(scenario_type):
         assert np.abs(d[:end]).max() < 0.3, scene.scene_id
 
 
+@pytest.mark.parametrize("outcome", OUTCOME_MODES)
 @pytest.mark.parametrize("scenario_type", SCENARIO_TYPES)
-def test_meta_and_map(scenario_type):
-    for scene in scenes_of(scenario_type)[:5]:
+def test_meta_and_map(scenario_type, outcome):
+    for scene in scenes_of(scenario_type, outcome)[:5]:
         assert scene.meta.source == "synthetic" and scene.meta.scenario_type == scenario_type
         assert scene.scene_id.startswith(f"synthetic/{scenario_type}/")
         assert scene.num_frames == 101 and scene.dt == pytest.approx(0.1)

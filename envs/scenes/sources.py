@@ -5,7 +5,8 @@ Sources
 A *source* is an indexable collection of :class:`~envs.scenes.scene.Scene` (``len`` + ``[i]``). Sources are registered by
 name (:func:`register_source`) and opened with :func:`open_source`:
 
-* ``"bank"``: the built-in **synthetic** scenario bank, ``ScenarioBank(num_scenes, seed, scenario_types)``;
+* ``"bank"``: the built-in **synthetic** scenario bank, ``ScenarioBank(num_scenes, seed, scenario_types,
+  normal_fraction, outcomes, outcome_mix, difficulty)`` (``outcomes="varied"``: outcome-varied typologies);
 * ``"deepaccident"``: a local DeepAccident folder (``root``, ``split`` = ``"train"`` by default, None for every
   scenario folder, ``strict``, ``frame_convention``);
 * further kinds register themselves (``"carla"`` recordings: :mod:`envs.carla`).
@@ -19,8 +20,10 @@ Origins
 An origin is a small frozen record that re-creates one scene with :func:`resolve` (stored as a plain dict with a
 ``"kind"`` key in anchor-pair datasets, :meth:`Origin.to_dict` / :func:`origin_from_dict`):
 
-* :class:`BankOrigin` ``(scenario_type, seed, variant, scene_id)``: :func:`envs.scenes.bank.generate_scene`;
-* :class:`BankIndexOrigin` ``(num_scenes, seed, index, scenario_types)``: ``ScenarioBank(...)[index]``;
+* :class:`BankOrigin` ``(scenario_type, seed, variant, scene_id, outcome, difficulty)``:
+  :func:`envs.scenes.bank.generate_scene`;
+* :class:`BankIndexOrigin` ``(num_scenes, seed, index, scenario_types, outcomes, outcome_mix, difficulty)``:
+  ``ScenarioBank(...)[index]``;
 * :class:`DeepAccidentOrigin` ``(root, split, index, scenario_type, scenario_name)``: the scenario folder
   ``scenario_type/scenario_name`` of ``root`` (by name, so a changed split file does not shift it; origins written
   before the name was recorded resolve by ``DeepAccidentDataset(root, split)[index]``);
@@ -69,24 +72,32 @@ class Origin:
 
 @dataclass(frozen=True)
 class BankOrigin(Origin):
-    """A built-in synthetic scene: ``generate_scene(scenario_type, seed, variant=..., scene_id=...)``."""
+    """A built-in synthetic scene: ``generate_scene(scenario_type, seed, variant=..., scene_id=..., outcome=...,
+    difficulty=...)`` (``outcome`` / ``difficulty``: the outcome-varied bank's wanted outcome and hazard difficulty;
+    None for the default bank)."""
 
     kind: ClassVar[str] = "bank"
     scenario_type: str
     seed: int
     variant: str | None = None
     scene_id: str | None = None
+    outcome: str | None = None
+    difficulty: float | None = None
 
 
 @dataclass(frozen=True)
 class BankIndexOrigin(Origin):
-    """Scene ``index`` of ``ScenarioBank(num_scenes, seed, scenario_types)``."""
+    """Scene ``index`` of ``ScenarioBank(num_scenes, seed, scenario_types, outcomes=..., outcome_mix=...,
+    difficulty=...)`` (the outcome fields None: the default bank)."""
 
     kind: ClassVar[str] = "bank_index"
     num_scenes: int
     seed: int
     index: int
     scenario_types: tuple[str, ...] | None = None
+    outcomes: str | None = None
+    outcome_mix: tuple[float, ...] | None = None
+    difficulty: float | None = None
 
 
 @dataclass(frozen=True)
@@ -167,8 +178,10 @@ def origin_from_dict(data: Mapping[str, Any]) -> Origin:
         for name in ("ego_poses", "ego_velocities"):
             if name in kwargs:
                 kwargs[name] = _nested_tuple(kwargs[name])
-    if kind == "bank_index" and kwargs.get("scenario_types") is not None:
-        kwargs["scenario_types"] = tuple(kwargs["scenario_types"])
+    if kind == "bank_index":
+        for name in ("scenario_types", "outcome_mix"):
+            if kwargs.get(name) is not None:
+                kwargs[name] = tuple(kwargs[name])
     try:
         return cls(**kwargs)
     except TypeError as exc:
@@ -199,6 +212,10 @@ def _resolve_bank(o: BankOrigin) -> Scene:
         kwargs["variant"] = o.variant
     if o.scene_id:
         kwargs["scene_id"] = o.scene_id
+    if o.outcome is not None:
+        kwargs["outcome"] = o.outcome
+    if o.difficulty is not None:
+        kwargs["difficulty"] = float(o.difficulty)
     return generate_scene(o.scenario_type, int(o.seed), **kwargs)
 
 
@@ -206,7 +223,14 @@ def _resolve_bank_index(o: BankIndexOrigin) -> Scene:
     from envs.scenes.bank import ScenarioBank
 
     types = list(o.scenario_types) if o.scenario_types else None
-    return ScenarioBank(int(o.num_scenes), seed=int(o.seed), scenario_types=types)[int(o.index)]
+    kwargs: dict[str, Any] = {}
+    if o.outcomes is not None:
+        kwargs["outcomes"] = o.outcomes
+    if o.outcome_mix is not None:
+        kwargs["outcome_mix"] = tuple(o.outcome_mix)
+    if o.difficulty is not None:
+        kwargs["difficulty"] = float(o.difficulty)
+    return ScenarioBank(int(o.num_scenes), seed=int(o.seed), scenario_types=types, **kwargs)[int(o.index)]
 
 
 def _resolve_deepaccident(o: DeepAccidentOrigin) -> Scene:
@@ -251,8 +275,11 @@ def scene_origin(scene: Scene) -> Origin:
     extra = scene.meta.extra
     if scene.meta.source == "synthetic" and "seed" in extra:
         variant = extra.get("variant")
+        outcome = extra.get("outcome_wanted", extra.get("outcome"))  # outcome-varied bank (normal: "benign")
         return BankOrigin(scenario_type=scene.meta.scenario_type, seed=int(extra["seed"]),
-                          variant=None if variant is None else str(variant), scene_id=scene.scene_id)
+                          variant=None if variant is None else str(variant), scene_id=scene.scene_id,
+                          outcome=None if outcome is None else str(outcome),
+                          difficulty=None if outcome is None else float(extra["difficulty"]))
     if scene.meta.source == "rollout" and extra.get("base_origin"):
         return RolloutOrigin(
             base=origin_from_dict(extra["base_origin"]), start_frame=int(extra["start_frame"]),
@@ -299,11 +326,14 @@ def registered_sources() -> dict[str, str]:
 
 
 def _open_bank(num_scenes: int = 16, seed: int = 0, scenario_types: Sequence[str] | None = None,
-               normal_fraction: float = 0.25) -> Any:
+               normal_fraction: float = 0.25, outcomes: str = "collision",
+               outcome_mix: Sequence[float] | None = None, difficulty: float | None = None) -> Any:
     from envs.scenes.bank import ScenarioBank
 
     types = None if scenario_types is None else list(scenario_types)
-    return ScenarioBank(num_scenes, seed=seed, scenario_types=types, normal_fraction=normal_fraction)
+    extra: dict[str, Any] = {} if difficulty is None else {"difficulty": difficulty}
+    return ScenarioBank(num_scenes, seed=seed, scenario_types=types, normal_fraction=normal_fraction,
+                        outcomes=outcomes, outcome_mix=outcome_mix, **extra)
 
 
 def _open_deepaccident(root: str | os.PathLike | None = None, split: str | None = "train", strict: bool = True,
@@ -333,7 +363,8 @@ def _deepaccident_origin(options: Mapping[str, Any], index: int, collection: Any
                               scenario_name=sname, frame_convention=None if convention == "auto" else convention)
 
 
-register_source("bank", _open_bank, "built-in SYNTHETIC accident scenario bank (num_scenes, seed, scenario_types)")
+register_source("bank", _open_bank, "built-in SYNTHETIC accident scenario bank (num_scenes, seed, scenario_types, "
+                "normal_fraction, outcomes: collision | varied, outcome_mix, difficulty)")
 register_source("deepaccident", _open_deepaccident,
                 "a local DeepAccident folder (root, split: train by default, null for every scenario folder, strict, "
                 "frame_convention)", origin=_deepaccident_origin, origin_uses_collection=True)

@@ -5,11 +5,13 @@ Public API:
 
 * :data:`SCENARIO_TYPES`, :data:`ACCIDENT_TYPES`, :data:`VARIANTS`
 * :func:`generate_scene` ``(scenario_type, seed, *, variant=None, scene_id=None) -> Scene``
-* :class:`ScenarioBank` ``(num_scenes, seed=0, scenario_types=None, normal_fraction=0.25)``
+* :class:`ScenarioBank` ``(num_scenes, seed=0, scenario_types=None, normal_fraction=0.25, outcomes="collision",
+  outcome_mix=None, difficulty=0.5)`` (``outcomes="varied"``: benign / near-miss / collision variants of every
+  accident typology, decided by the geometry, :mod:`envs.scenes.bank.outcomes`)
 
 Modules: ``motion`` (profiles, poses), ``actors`` (agents, sizes, overlap bookkeeping), ``core`` (contact and
 avoidability checks), ``ranges`` (the accident typologies' parameter ranges, shared with the CARLA scenarios),
-``road_accidents`` / ``junction_accidents`` / ``normal`` (scenario builders),
+``road_accidents`` / ``junction_accidents`` / ``normal`` (scenario builders), ``outcomes`` (outcome-varied mode),
 ``background`` (traffic), ``generator`` and ``collection``. Road geometry lives in :mod:`envs.scenes.layouts`.
 """
 

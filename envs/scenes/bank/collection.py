@@ -8,6 +8,15 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from envs.scenes.bank.generator import SCENARIO_TYPES, check_scenario_type, generate_scene
+from envs.scenes.bank.outcomes import (
+    DEFAULT_DIFFICULTY,
+    DEFAULT_OUTCOME_MIX,
+    OUTCOME_MODES,
+    OUTCOMES,
+    check_difficulty,
+    check_outcome_mix,
+    tilted_mix,
+)
 from envs.scenes.scene import Scene
 
 
@@ -21,12 +30,23 @@ class ScenarioBank(Sequence[Scene]):
     ``num_scenes``. Scene ids look like ``"synthetic/rear_end/s0-000017"`` (the bank seed in the id: unique across
     seeds).
 
+    Outcomes (:mod:`envs.scenes.bank.outcomes`): with ``outcomes="collision"`` (default) every accident scene's log
+    collides (the scenes of earlier releases, bit-identical). With ``outcomes="varied"`` each accident scene wants
+    an outcome (benign / near-miss / collision) drawn per type from ``outcome_mix`` tilted by ``difficulty``
+    (:func:`~envs.scenes.bank.outcomes.tilted_mix`), low-discrepancy over the type's rounds so every type's shares
+    follow the mix up to about one scene; the geometry verifies it and ``meta.extra["outcome"]`` says what it is.
+
     Args:
         num_scenes: number of scenes (>= 0).
         seed: non-negative base seed.
         scenario_types: types to include (default: all of :data:`SCENARIO_TYPES`).
         normal_fraction: share of ``"normal"`` scenes in [0, 1] when ``"normal"`` is included and other types are
             too (ignored otherwise: all normal, or none).
+        outcomes: ``"collision"`` or ``"varied"`` (:data:`~envs.scenes.bank.outcomes.OUTCOME_MODES`).
+        outcome_mix: wanted (benign, near_miss, collision) shares of the varied mode (default
+            :data:`~envs.scenes.bank.outcomes.DEFAULT_OUTCOME_MIX`, normalised); only with ``outcomes="varied"``.
+        difficulty: hazard difficulty in [0, 1] of the varied mode (0.5: the mix as given; higher: more
+            collisions, fewer benign scenes, closer near-misses); only with ``outcomes="varied"``.
     """
 
     def __init__(
@@ -35,6 +55,9 @@ class ScenarioBank(Sequence[Scene]):
         seed: int = 0,
         scenario_types: Sequence[str] | None = None,
         normal_fraction: float = 0.25,
+        outcomes: str = "collision",
+        outcome_mix: Sequence[float] | None = None,
+        difficulty: float = DEFAULT_DIFFICULTY,
     ) -> None:
         if isinstance(num_scenes, bool) or not isinstance(num_scenes, (int, np.integer)) or num_scenes < 0:
             raise ValueError(f"num_scenes must be a non-negative integer, got {num_scenes!r}")
@@ -49,6 +72,14 @@ class ScenarioBank(Sequence[Scene]):
             raise ValueError(f"scenario_types has duplicates: {types}")
         if not (0.0 <= normal_fraction <= 1.0):
             raise ValueError(f"normal_fraction must be in [0, 1], got {normal_fraction!r}")
+        if outcomes not in OUTCOME_MODES:
+            raise ValueError(f"outcomes must be one of {OUTCOME_MODES}, got {outcomes!r}")
+        if outcomes == "collision" and (outcome_mix is not None or difficulty != DEFAULT_DIFFICULTY):
+            raise ValueError(f"outcome_mix={outcome_mix!r} / difficulty={difficulty!r} need outcomes='varied'")
+        self.outcomes = outcomes
+        self.outcome_mix = check_outcome_mix(DEFAULT_OUTCOME_MIX if outcome_mix is None else outcome_mix)
+        self.difficulty = check_difficulty(difficulty)
+        self._outcome_cdf = np.cumsum(tilted_mix(self.outcome_mix, self.difficulty))
         self.num_scenes = int(num_scenes)
         self.seed = int(seed)
         self.scenario_types = types
@@ -87,6 +118,20 @@ class ScenarioBank(Sequence[Scene]):
         order = np.random.default_rng(np.random.SeedSequence([self.seed, 2, j // n])).permutation(n)
         return self._accidents[int(order[j % n])]
 
+    def wanted_outcome(self, i: int) -> str | None:
+        """Outcome scene ``i`` is built for (varied mode, accident types), else None. The ``r``-th scene of a type
+        (counted over the type's rounds of the accident cycle) takes ``frac(phase_type + r * 0.618...)`` through the
+        tilted mix's cumulative shares."""
+        i = self._index(i)
+        scene_type = self.scenario_type(i)
+        if self.outcomes != "varied" or scene_type == "normal":
+            return None
+        j = i - self._normals_before(i)
+        r = j // len(self._accidents)  # this scene is the type's r-th (one per round)
+        phase = np.random.default_rng(np.random.SeedSequence([self.seed, 3, self._accidents.index(scene_type)])).random()
+        u = (phase + r * 0.6180339887498949) % 1.0
+        return OUTCOMES[min(int(np.searchsorted(self._outcome_cdf, u, side="right")), len(OUTCOMES) - 1)]
+
     def scene_seed(self, i: int) -> int:
         """Seed passed to :func:`generate_scene` for scene ``i`` (derived from ``(seed, i)``)."""
         i = self._index(i)
@@ -112,7 +157,12 @@ class ScenarioBank(Sequence[Scene]):
     def __getitem__(self, i: int) -> Scene:  # type: ignore[override]
         i = self._index(i)
         scene_type = self.scenario_type(i)
-        return generate_scene(scene_type, self.scene_seed(i), scene_id=self.scene_id(i))
+        if self.outcomes == "collision":
+            return generate_scene(scene_type, self.scene_seed(i), scene_id=self.scene_id(i))
+        return generate_scene(
+            scene_type, self.scene_seed(i), scene_id=self.scene_id(i),
+            outcome=self.wanted_outcome(i) or "benign", difficulty=self.difficulty,
+        )
 
     def __iter__(self) -> Iterator[Scene]:
         for i in range(self.num_scenes):
@@ -121,5 +171,8 @@ class ScenarioBank(Sequence[Scene]):
     def __repr__(self) -> str:
         return (
             f"ScenarioBank(num_scenes={self.num_scenes}, seed={self.seed}, types={len(self.scenario_types)}, "
-            f"normal_fraction={self.normal_fraction}, source='synthetic')"
+            f"normal_fraction={self.normal_fraction}, "
+            + (f"outcomes='varied', outcome_mix={self.outcome_mix}, difficulty={self.difficulty}, "
+               if self.outcomes == "varied" else "")
+            + "source='synthetic')"
         )

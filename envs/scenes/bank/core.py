@@ -8,8 +8,8 @@ after contact both keep following their paths while braking to a stop (ego at
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
 import numpy as np
 
@@ -33,6 +33,48 @@ POST_CONTACT_DECEL = {AgentClass.VEHICLE: 5.0, AgentClass.CYCLIST: 4.0, AgentCla
 """Risk-agent deceleration after contact, per class [m/s^2]."""
 
 
+@dataclass(frozen=True)
+class OutcomeFamily:
+    """A typology's outcome-controlling parameter (used by the outcome-varied bank, :mod:`envs.scenes.bank.outcomes`).
+
+    ``hazard(rng)`` returns ``make``, with ``make(p)`` the hazard agent for the offset ``p`` from the colliding draw
+    (``make(0)`` reproduces the colliding hazard for time-shift families); it may draw extra parameters from ``rng``
+    (only the varied mode calls it, so the default bank's random stream is untouched).
+
+    Attributes:
+        name: meta key of the parameter, unit suffixed (e.g. ``"arrival_offset_s"``: the hazard reaches the conflict
+            point this long after the ego [s]); the value reported is ``base + p``.
+        base: the parameter's value in the colliding draw.
+        ego: the ego log without post-contact braking (what the ego does when nothing is hit).
+        hazard: ``rng -> (p -> Actor)``.
+        spans: search intervals ``(p_collide, p_far)`` of ``p``, from a colliding end to a far (clear) end; the
+            varied bank picks one at random (e.g. the hazard arriving earlier or later than the ego).
+    """
+
+    name: str
+    base: float
+    ego: EgoTrack
+    hazard: Callable[[np.random.Generator], Callable[[float], Actor]]
+    spans: tuple[tuple[float, float], ...]
+
+
+def time_shift_family(name: str, base: float, ego: EgoTrack, risk: Actor, spans: tuple[tuple[float, float], ...]) -> OutcomeFamily:
+    """Family moving the (uncrashed) ``risk`` agent's whole motion later by ``p`` [s] (earlier for ``p < 0``)."""
+    return OutcomeFamily(name, base, ego, lambda rng: (lambda p: time_shifted(risk, p)), spans)
+
+
+def time_shifted(actor: Actor, shift: float) -> Actor:
+    """``actor`` with its motion delayed by ``shift`` [s]: ``s'(t) = s(t - shift)`` (linear extrapolation at the
+    log's ends with the end speeds; the lateral offset is held at its end values)."""
+    t = np.arange(len(actor.s)) * DT
+    tq = t - shift
+    s = np.interp(tq, t, actor.s)
+    v0, v1 = (actor.s[1] - actor.s[0]) / DT, (actor.s[-1] - actor.s[-2]) / DT
+    s = np.where(tq < 0.0, actor.s[0] + v0 * tq, np.where(tq > t[-1], actor.s[-1] + v1 * (tq - t[-1]), s))
+    lateral = None if actor.lateral is None else np.interp(tq, t, actor.lateral)
+    return replace(actor, s=s, lateral=lateral)
+
+
 class Retry(Exception):
     """The sampled parameters failed a check; the generator draws new ones from the same random stream."""
 
@@ -51,6 +93,7 @@ class Core:
         collision_frame: first contact frame (accident scenes) or None.
         avoid: extra ego tracks (avoidability counterfactuals) that background traffic must also stay clear of.
         extra: more facts for ``meta.extra``.
+        family: the outcome-controlling parameter (accident types), for the outcome-varied bank.
     """
 
     layout: str
@@ -62,6 +105,7 @@ class Core:
     collision_frame: int | None = None
     avoid: list[EgoTrack] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    family: OutcomeFamily | None = None
 
 
 def target_frame(rng: np.random.Generator, lo: int = 54, hi: int = 61) -> int:

@@ -1,7 +1,8 @@
 """``generate_scene``: one synthetic scene of a given scenario type from a seed.
 
 Scenario types follow DeepAccident's accident typologies (themselves built on NHTSA pre-crash scenario types):
-in every accident type the ego "expert" log collides with the scenario's risk agent at ``meta.collision_frame``
+by default (``outcome=None``; :mod:`envs.scenes.bank.outcomes` for the outcome-varied mode) in every accident type
+the ego "expert" log collides with the scenario's risk agent at ``meta.collision_frame``
 (first frame whose oriented ego and agent boxes overlap, by :func:`rewards.geometry.boxes_overlap`; frame 50-61 of
 101 at 10 Hz) and touches nobody before; the accident is avoidable
 (braking at 6 m/s^2 from 2 s before contact, or for ``head_on_drift`` steering back into the lane, is
@@ -21,6 +22,7 @@ from envs.scenes.bank.background import add_background
 from envs.scenes.bank.core import Core, Retry
 from envs.scenes.bank.motion import DT, NUM_FRAMES, velocities
 from envs.scenes.bank.normal import NORMAL_VARIANTS, normal
+from envs.scenes.bank.outcomes import DEFAULT_DIFFICULTY, OUTCOMES, check_difficulty, vary
 from envs.scenes.layouts import get_layout
 from envs.scenes.scene import AgentClass, Scene, SceneMeta
 
@@ -74,7 +76,15 @@ def check_scenario_type(scenario_type: str) -> str:
     return scenario_type
 
 
-def generate_scene(scenario_type: str, seed: int, *, variant: str | None = None, scene_id: str | None = None) -> Scene:
+def generate_scene(
+    scenario_type: str,
+    seed: int,
+    *,
+    variant: str | None = None,
+    scene_id: str | None = None,
+    outcome: str | None = None,
+    difficulty: float = DEFAULT_DIFFICULTY,
+) -> Scene:
     """Generate one SYNTHETIC scene (10 s at 10 Hz, 101 frames) of ``scenario_type`` from ``seed``.
 
     Args:
@@ -83,36 +93,60 @@ def generate_scene(scenario_type: str, seed: int, *, variant: str | None = None,
             variant a seed draws by itself (``meta.extra["variant"]``) gives the same scene as passing None.
         variant: one of ``VARIANTS[scenario_type]``; drawn from the seed when None.
         scene_id: defaults to ``"synthetic/<type>/seed<seed>"``.
+        outcome: None (default: accident types always collide, the scene is that of the default bank) or the
+            wanted outcome of the outcome-varied mode, one of :data:`~envs.scenes.bank.outcomes.OUTCOMES`
+            (:func:`envs.scenes.bank.outcomes.vary`; the geometry decides and ``meta.extra["outcome"]`` says what it
+            is; ``normal`` scenes just get ``outcome == "benign"``).
+        difficulty: hazard difficulty in [0, 1] of the varied mode (how close a near-miss / benign hazard passes).
 
     Returns:
-        A validated :class:`~envs.scenes.scene.Scene` with ``meta.source == "synthetic"``; accident types set
-        ``meta.colliding_agent_id`` and ``meta.collision_frame``.
+        A validated :class:`~envs.scenes.scene.Scene` with ``meta.source == "synthetic"``; scenes whose log collides
+        set ``meta.colliding_agent_id`` and ``meta.collision_frame`` (every accident type unless ``outcome`` is
+        given). With ``outcome`` given, ``meta.extra`` also holds ``outcome``, ``outcome_wanted``,
+        ``outcome_redraws``, ``min_gap_m`` [m], ``outcome_params``, ``difficulty``, ``hazard_agent_id`` and
+        ``hazard_agent_class`` (accident types).
     """
     check_scenario_type(scenario_type)
     if variant is not None and variant not in VARIANTS[scenario_type]:
         raise ValueError(f"unknown variant {variant!r} of {scenario_type!r}; known: {VARIANTS[scenario_type]}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if outcome is not None and outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be None or one of {OUTCOMES}, got {outcome!r}")
+    difficulty = check_difficulty(difficulty)
     rng = np.random.default_rng(int(seed))
     drawn = str(rng.choice(VARIANTS[scenario_type]))  # always drawn, so an explicit variant keeps the stream
     variant = drawn if variant is None else variant
     for _ in range(MAX_ATTEMPTS):
         try:
             core = _BUILDERS[scenario_type](rng, variant)
-            break
         except Retry:
             continue
+        if outcome in (None, "collision") or scenario_type == "normal" or core.family is not None:
+            break  # (a draw with no uncrashed variant is redrawn when a near-miss / benign scene is wanted)
     else:  # pragma: no cover - the builders' parameter ranges make this practically unreachable
         raise RuntimeError(f"{scenario_type} (seed {seed}): no valid parameters in {MAX_ATTEMPTS} draws")
+    facts: dict = {}
+    if outcome is not None and scenario_type == "normal":
+        facts = {"outcome": "benign", "difficulty": difficulty}
+    elif outcome is not None:
+        core, facts = vary(core, outcome, rng, difficulty)
+        facts["difficulty"] = difficulty
     layout = get_layout(core.layout)
     num_bg = int(rng.integers(BACKGROUND_RANGE[0], BACKGROUND_RANGE[1] + 1))
     background = add_background(rng, layout, [core.ego, *core.avoid], core.actors, num_bg)
     scene_id = scene_id or f"synthetic/{scenario_type}/seed{int(seed)}"
-    return _assemble(scene_id, scenario_type, int(seed), core, background, rng)
+    return _assemble(scene_id, scenario_type, int(seed), core, background, rng, facts)
 
 
 def _assemble(
-    scene_id: str, scenario_type: str, seed: int, core: Core, background: list[Actor], rng: np.random.Generator
+    scene_id: str,
+    scenario_type: str,
+    seed: int,
+    core: Core,
+    background: list[Actor],
+    rng: np.random.Generator,
+    facts: dict | None = None,
 ) -> Scene:
     """Stack the agents (ids drawn at random from 1..999, rows sorted by id) and build the scene."""
     actors = [*core.actors, *background]
@@ -132,7 +166,11 @@ def _assemble(
         "ego_route": core.route,
         "num_background": len(background),
         **core.extra,
+        **(facts or {}),
     }
+    if facts and scenario_type != "normal":  # outcome-varied mode: the hazard is present whatever the outcome
+        extra["hazard_agent_id"] = int(ids[0])
+        extra["hazard_agent_class"] = AgentClass(actors[0].cls).name.lower()
     if risk is not None:
         extra["risk_agent_class"] = AgentClass(risk.cls).name.lower()
         extra["ego_speed_at_contact"] = round(float(np.hypot(*velocities(core.ego.poses)[core.collision_frame])), 3)

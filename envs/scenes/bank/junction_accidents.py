@@ -12,12 +12,15 @@ from __future__ import annotations
 import numpy as np
 
 from envs.scenes.bank.actors import Actor, EgoTrack, sample_size
-from envs.scenes.bank.core import Core, cropped_ego, finish_accident, interp_frame, target_frame
+from envs.scenes.bank.core import Core, cropped_ego, finish_accident, interp_frame, target_frame, time_shift_family
 from envs.scenes.bank.motion import frame_times, ped_start_time, ramp_profile, speed_caps
 from envs.scenes.bank.ranges import EGO_SPEED_PLAN, RED_LIGHT_RUNNER, RIGHT_TURN_VRU, UNPROTECTED_LEFT_TURN, Range
 from envs.scenes.layouts import Layout, Path, get_layout
 from envs.scenes.scene import AgentClass
 
+SHIFT_SPANS = ((0.0, 2.5), (0.0, -2.5))
+"""Outcome-varied bank: the crossing vehicles arrive up to 2.5 s later or earlier than in their colliding draw [s]
+(the VRUs up to 4 s)."""
 JUNCTIONS = ("junction_1x1", "junction_2x2", "junction_2x1", "junction_1x2")
 """Junction layout variants used by the bank."""
 
@@ -64,11 +67,14 @@ def red_light_runner(rng: np.random.Generator, variant: str, side: str) -> Core:
     r = RED_LIGHT_RUNNER
     ego, t_c, point, _ = _ego_through(rng, layout, route, layout.path(other[1:2]), r.v_ego)
     v_x = r.v_runner.draw(rng)
-    risk = _timed_vehicle(rng, layout.path(other), point, t_c + r.arrival_jitter.draw(rng), v_x)
+    jitter = r.arrival_jitter.draw(rng)
+    risk = _timed_vehicle(rng, layout.path(other), point, t_c + jitter, v_x)
+    family = time_shift_family("arrival_offset_s", jitter, ego, risk, SHIFT_SPANS)
     ego, risk, k, avoid = finish_accident(ego, risk, [])
     return Core(
         layout.name, route, ego, [risk], variant,
         f"red_light_runner_{side}: crossing vehicle from the {side} runs the red light at {v_x:.1f} m/s", k, avoid,
+        family=family,
     )
 
 
@@ -92,11 +98,17 @@ def unprotected_left_turn(rng: np.random.Generator, variant: str) -> Core:
     r = UNPROTECTED_LEFT_TURN
     ego, t_c, point, _ = _ego_through(rng, layout, route, layout.path(other[1:2]), r.v_ego)
     v_o = r.v_oncoming.draw(rng)
-    risk = _timed_vehicle(rng, layout.path(other), point, t_c + r.arrival_jitter.draw(rng), v_o)
+    jitter = r.arrival_jitter.draw(rng)
+    risk = _timed_vehicle(rng, layout.path(other), point, t_c + jitter, v_o)
+    # no uncrashed variant on the 1x1 junction: a left-turning ego swings a corner a few cm past the one-lane
+    # exit's curb after the conflict point (as in envs.scenes.bank.normal), which only the crash hides
+    family = None if layout.name == "junction_1x1" else time_shift_family(
+        "arrival_offset_s", jitter, ego, risk, SHIFT_SPANS
+    )
     ego, risk, k, avoid = finish_accident(ego, risk, [])
     return Core(
         layout.name, route, ego, [risk], variant,
-        f"unprotected_left_turn: oncoming vehicle in lane {j} at {v_o:.1f} m/s", k, avoid,
+        f"unprotected_left_turn: oncoming vehicle in lane {j} at {v_o:.1f} m/s", k, avoid, family=family,
     )
 
 
@@ -115,11 +127,14 @@ def right_turn_vru(rng: np.random.Generator, variant: str) -> Core:
         cls, v, accel = AgentClass.PEDESTRIAN, r.v_pedestrian.draw(rng), r.pedestrian_accel.draw(rng)
     else:
         cls, v, accel = AgentClass.CYCLIST, r.v_cyclist.draw(rng), r.cyclist_accel.draw(rng)
-    t_start = ped_start_time(s_conf, v, accel, t_c + r.arrival_jitter.draw(rng))
+    jitter = r.arrival_jitter.draw(rng)
+    t_start = ped_start_time(s_conf, v, accel, t_c + jitter)
     length, width = sample_size(rng, cls)
     vru = Actor(cls, length, width, gate, ramp_profile(frame_times(), 0.0, 0.0, t_start, accel, v), role="risk")
+    family = time_shift_family("arrival_offset_s", jitter, ego, vru, ((0.0, 4.0), (0.0, -4.0)))
     ego, vru, k, avoid = finish_accident(ego, vru, [])
     return Core(
         layout.name, route, ego, [vru], variant,
         f"right_turn_vru: {variant} crossing from the {'south' if from_south else 'north'} corner", k, avoid,
+        family=family,
     )

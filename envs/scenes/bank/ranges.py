@@ -65,6 +65,13 @@ class RearEnd:
     """Bumper gap when the lead starts braking, as time at the ego speed [s] (at least ``min_gap``)."""
     min_gap: float = 4.0
     """Smallest bumper gap when the lead starts braking [m]."""
+    release_floor: Range = Range(0.3, 0.7)
+    """Outcome-varied bank, near-miss / benign draws: the lead brakes (at ``lead_decel``) to this fraction of its
+    speed (bank only) ..."""
+    release_accel: Range = Range(2.0, 3.5)
+    """... then drives on at this acceleration [m/s^2] (bank only) ..."""
+    release_speed_gain: Range = Range(0.5, 2.0)
+    """... up to the ego speed plus this much [m/s] (bank only)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,11 @@ class CutIn:
     """Duration of the lane change [s]."""
     gap_end: Range = Range(1.0, 7.0)
     """Bumper gap when the lane change ends [m]."""
+    release_accel: Range = Range(2.0, 3.5)
+    """Outcome-varied bank, near-miss / benign draws: the cutter speeds up from the end of its lane change at this
+    acceleration [m/s^2] (bank only) ..."""
+    release_speed_gain: Range = Range(0.5, 2.0)
+    """... to the ego speed plus this much [m/s] (bank only)."""
 
 
 @dataclass(frozen=True)

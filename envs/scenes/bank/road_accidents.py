@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from envs.scenes.bank.actors import Actor, EgoTrack, first_overlap, sample_size
-from envs.scenes.bank.core import Core, Retry, finish_accident, target_frame
+from envs.scenes.bank.core import Core, OutcomeFamily, Retry, finish_accident, target_frame, time_shift_family
 from envs.scenes.bank.motion import DT, frame_times, ped_start_time, ramp_profile, smoothstep, solve_time
 from envs.scenes.bank.ranges import CUT_IN, HEAD_ON_DRIFT, MERGE_CONFLICT, PEDESTRIAN_OCCLUDED, REAR_END
 from envs.scenes.layouts import LANE_WIDTH, Path, get_layout
@@ -66,10 +66,21 @@ def rear_end(rng: np.random.Generator, variant: str) -> Core:
     lead = Actor(
         AgentClass.VEHICLE, length, width, path, ramp_profile(t, s_lead_tb - v_l0 * t_b, v_l0, t_b, a_l, v_end), role="risk"
     )
+    s_tb = s_lead_tb - v_l0 * t_b
+
+    def released(rng: np.random.Generator):
+        """The lead brakes to a floor speed and drives on (from ``t_1``), ``p`` [m] further ahead."""
+        v_low = r.release_floor.draw(rng, v_l0)
+        a_up, v_rel = r.release_accel.draw(rng), v_e + r.release_speed_gain.draw(rng)
+        t_1 = t_b + (v_l0 - v_low) / a_l
+        s = ramp_profile(t, s_tb, v_l0, t_b, a_l, v_low) + ramp_profile(t, 0.0, 0.0, t_1, a_up, v_rel - v_low)
+        return lambda p: Actor(AgentClass.VEHICLE, length, width, path, s + p, role="risk")
+
+    family = OutcomeFamily("brake_gap_m", gap, ego, released, ((0.5 - gap, 45.0),))
     ego, lead, k, avoid = finish_accident(ego, lead, [])
     return Core(
         "straight", (lane,), ego, [lead], variant, f"rear_end: lead brakes at {a_l:.1f} m/s^2 to {v_end:.1f} m/s",
-        k, avoid, {"lead_brake_frame": int(round(t_b / DT))},
+        k, avoid, {"lead_brake_frame": int(round(t_b / DT))}, family,
     )
 
 
@@ -102,12 +113,22 @@ def cut_in(rng: np.random.Generator, variant: str) -> Core:
         ramp_profile(t, s_end - v_c * t_end, v_c, t_end, a_c, v_c_end),
         lateral=shift * smoothstep((t - t_start) / duration), role="risk",
     )
+
+    c_path, c_lateral = cutter.path, cutter.lateral
+
+    def released(rng: np.random.Generator):
+        """The cutter speeds up (no braking) from the end of its lane change, ``p`` [m] further ahead."""
+        a_up, v_rel = r.release_accel.draw(rng), v_e + r.release_speed_gain.draw(rng)
+        s = ramp_profile(t, s_end - v_c * t_end, v_c, t_end, a_up, v_rel)
+        return lambda p: Actor(AgentClass.VEHICLE, length, width, c_path, s + p, c_lateral, role="risk")
+
+    family = OutcomeFamily("cut_in_gap_m", gap_end, ego, released, ((0.3 - gap_end, 30.0),))
     ego, cutter, k, avoid = finish_accident(ego, cutter, [])
     side = "left" if cut_lane == "E0" else "right"
     return Core(
         "straight", (ego_lane,), ego, [cutter], variant,
         f"cut_in: vehicle from the {side} lane cuts in {gap_end:.1f} m ahead at {v_c:.1f} m/s", k, avoid,
-        {"cut_in_side": side},
+        {"cut_in_side": side}, family,
     )
 
 
@@ -127,7 +148,8 @@ def pedestrian_occluded(rng: np.random.Generator, variant: str) -> Core:
     a_p = r.accel.draw(rng)
     x_ped = x_p + rng.uniform(-0.5, 0.5)
     y0 = -(2 * LANE_WIDTH + 3.0)  # kerb between parking strip and sidewalk
-    t_start = ped_start_time(y_lane - y0, v_p, a_p, t_c + r.arrival_jitter.draw(rng))
+    jitter = r.arrival_jitter.draw(rng)
+    t_start = ped_start_time(y_lane - y0, v_p, a_p, t_c + jitter)
     if t_start < 0.5:
         raise Retry
     ped = Actor(
@@ -137,11 +159,12 @@ def pedestrian_occluded(rng: np.random.Generator, variant: str) -> Core:
     occ_size = sample_size(rng, AgentClass.VEHICLE, str(rng.choice(["suv", "van", "truck"])))
     x_occ = x_ped - 0.5 * p_wid - r.occluder_gap.draw(rng) - 0.5 * occ_size[0]
     occluder = _static(AgentClass.VEHICLE, occ_size, x_occ, -2 * LANE_WIDTH - 0.15 - 0.5 * occ_size[1], 0.0, "prop")
+    family = time_shift_family("arrival_offset_s", jitter, ego, ped, ((0.0, 4.0), (0.0, -4.0)))
     ego, ped, k, avoid = finish_accident(ego, ped, [occluder])
     return Core(
         "straight", (ego_lane,), ego, [ped, occluder], variant,
         f"pedestrian_occluded: {'child runs' if child else 'pedestrian walks'} out from behind a parked vehicle",
-        k, avoid, {"pedestrian_start_frame": int(round(t_start / DT))},
+        k, avoid, {"pedestrian_start_frame": int(round(t_start / DT))}, family,
     )
 
 
@@ -166,11 +189,13 @@ def head_on_drift(rng: np.random.Generator, variant: str) -> Core:
     oncoming = Actor(
         AgentClass.VEHICLE, length, width, layout.path(["W0"]), (HALF_ROAD - x_meet) + v_o * (t - t_meet), role="risk"
     )
+    # outcome-varied bank: the oncoming vehicle passes earlier, while the ego has drifted less
+    family = time_shift_family("oncoming_time_shift_s", 0.0, ego, oncoming, ((0.0, -5.0),))
     ego, oncoming, k, avoid = finish_accident(ego, oncoming, [], check="steer_back")
     return Core(
         "straight", ("E0",), ego, [oncoming], variant,
         f"head_on_drift: ego drifts {d_meet:.1f} m into the oncoming lane", k, avoid,
-        {"drift_start_frame": int(round(t_d0 / DT))},
+        {"drift_start_frame": int(round(t_d0 / DT))}, family,
     )
 
 
@@ -201,6 +226,7 @@ def merge_conflict(rng: np.random.Generator, variant: str) -> Core:
         ego = EgoTrack(path, ego.s - v_e * shift)
         risk = Actor(AgentClass.VEHICLE, length, width, risk.path, risk.s - v_m * shift, role="risk")
         conflict = "merge_conflict: ego merges from the ramp into a main-road vehicle"
+        family = time_shift_family("main_vehicle_time_shift_s", 0.0, ego, risk, ((0.0, 4.0), (0.0, -4.0)))
     else:
         route, other = ("E1_up", "E1_down"), ("ramp", "E1_down")
         v_e = r.v_ego.draw(rng)
@@ -213,5 +239,7 @@ def merge_conflict(rng: np.random.Generator, variant: str) -> Core:
         s_r = float(np.interp(x_r, r_path.points[:, 0], r_path.s))
         risk = Actor(AgentClass.VEHICLE, length, width, r_path, s_r + v_r * (t - t_c), role="risk")
         conflict = "merge_conflict: a slower ramp vehicle merges just ahead of the ego"
+        # outcome-varied bank: the ramp vehicle arrives later and merges behind the ego
+        family = time_shift_family("ramp_vehicle_time_shift_s", 0.0, ego, risk, ((0.0, 4.0),))
     ego, risk, k, avoid = finish_accident(ego, risk, [])
-    return Core("merge", route, ego, [risk], variant, conflict, k, avoid)
+    return Core("merge", route, ego, [risk], variant, conflict, k, avoid, family=family)

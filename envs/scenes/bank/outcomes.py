@@ -1,0 +1,174 @@
+"""Outcome-varied accident typologies (opt-in: ``ScenarioBank(..., outcomes="varied")``), SYNTHETIC.
+
+In the default bank every accident typology ends in a crash if the ego follows its log. In the varied mode each
+accident scene gets a wanted outcome (``benign``, ``near_miss`` or ``collision``, drawn from a configurable mix),
+reached through the typology's outcome-controlling parameter (:class:`~envs.scenes.bank.core.OutcomeFamily`):
+
+* junction typologies, ``pedestrian_occluded``: ``arrival_offset_s``, when the hazard reaches the conflict point
+  relative to the ego [s] (the colliding draw's arrival jitter, moved up to 2.5 s earlier or later);
+* ``head_on_drift``: ``oncoming_time_shift_s``, the oncoming vehicle passes earlier, while the ego has drifted less;
+* ``merge_conflict``: ``main_vehicle_time_shift_s`` / ``ramp_vehicle_time_shift_s``, the other vehicle's timing;
+* ``rear_end``: ``brake_gap_m``, the bumper gap when the lead starts braking (the lead drives on after it);
+* ``cut_in``: ``cut_in_gap_m``, the bumper gap when the lane change ends (the cutter speeds up after it).
+
+A collision is the typology's own colliding draw (contact frame, avoidability and post-contact motion as in the
+default bank). For a near-miss or benign outcome a target minimum gap is drawn from :data:`TARGET_GAP` and the
+parameter solved for it (regula falsi on the geometry); the outcome is then VERIFIED by the geometry (the ego's log
+against the hazard's, oriented boxes at every frame, :func:`classify`): a mismatch redraws (at most
+:data:`MAX_OUTCOME_DRAWS` times) and, failing that, the scene keeps its colliding draw and says so in meta
+(``outcome`` the geometry's, ``outcome_wanted``). The hazard agent is present in every outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from envs.scenes.bank.actors import Actor
+from envs.scenes.bank.core import Core
+from envs.scenes.bank.ranges import Range
+from rewards.geometry import box_distance
+
+OUTCOMES = ("benign", "near_miss", "collision")
+"""Outcomes of an accident typology's log, from the hazard's minimum gap to the ego (:func:`classify`)."""
+OUTCOME_MODES = ("collision", "varied")
+"""``ScenarioBank(outcomes=...)``: ``"collision"`` (default: every accident scene collides) or ``"varied"``."""
+DEFAULT_OUTCOME_MIX = (0.35, 0.30, 0.35)
+"""Default wanted shares of (benign, near_miss, collision) in the varied mode."""
+DEFAULT_DIFFICULTY = 0.5
+"""Hazard difficulty that leaves the mix as configured (:func:`tilted_mix`)."""
+NEAR_MISS_GAP = 1.0
+"""A log whose minimum ego-hazard box gap is below this [m] without contact is a near-miss; at or above, benign."""
+TARGET_GAP = {"near_miss": Range(0.15, 0.85), "benign": Range(1.5, 6.0)}
+"""Target minimum gaps [m] the outcome parameter is solved for (kept clear of :data:`NEAR_MISS_GAP`)."""
+MAX_OUTCOME_DRAWS = 4
+"""Target-gap draws per scene before it keeps its colliding draw."""
+GAP_TOLERANCE = 0.05
+"""Solver tolerance on the minimum gap [m]."""
+END_FRAMES = 5
+"""A near-miss / benign draw whose minimum gap falls in the log's last frames is redrawn (the hazard might still be
+closing in after the log ends)."""
+
+
+def check_outcome_mix(mix: Sequence[float]) -> tuple[float, float, float]:
+    """``mix`` (benign, near_miss, collision) normalised to sum 1; ``ValueError`` naming it when malformed."""
+    try:
+        values = tuple(float(v) for v in mix)
+    except (TypeError, ValueError):
+        raise ValueError(f"outcome_mix must be three non-negative numbers (benign, near_miss, collision), got {mix!r}")
+    if len(values) != 3 or any(not np.isfinite(v) or v < 0 for v in values) or sum(values) <= 0:
+        raise ValueError(f"outcome_mix must be three non-negative numbers (benign, near_miss, collision) with a "
+                         f"positive sum, got {mix!r}")
+    total = sum(values)
+    if abs(total - 1.0) < 1e-12:
+        return values  # type: ignore[return-value]
+    return (values[0] / total, values[1] / total, values[2] / total)
+
+
+def check_difficulty(difficulty: float) -> float:
+    """``difficulty`` as a float in [0, 1]; ``ValueError`` naming it otherwise."""
+    if isinstance(difficulty, bool) or not isinstance(difficulty, (int, float, np.floating)) or not 0 <= difficulty <= 1:
+        raise ValueError(f"difficulty must be a number in [0, 1], got {difficulty!r}")
+    return float(difficulty)
+
+
+def tilted_mix(mix: Sequence[float], difficulty: float = DEFAULT_DIFFICULTY) -> np.ndarray:
+    """Wanted outcome shares ``(3,)`` at ``difficulty`` in [0, 1]: benign weighted by ``2 (1 - d)``, collision by
+    ``2 d``, near-miss by 1, renormalised (``d = 0.5`` gives ``mix`` itself; collisions rise and benign scenes fall
+    monotonically with ``d``; ``d = 0``: no collision, ``d = 1``: no benign scene, where the others have weight)."""
+    d = check_difficulty(difficulty)
+    w = np.asarray(check_outcome_mix(mix)) * np.array([2.0 * (1.0 - d), 1.0, 2.0 * d])
+    if w.sum() <= 0:  # e.g. an all-collision mix at difficulty 0: keep the mix
+        w = np.asarray(check_outcome_mix(mix))
+    return w / w.sum()
+
+
+def classify(min_gap: float) -> str:
+    """Outcome of a log whose ego-hazard minimum box gap is ``min_gap`` [m] (0: contact)."""
+    if min_gap <= 0.0:
+        return "collision"
+    return "near_miss" if min_gap < NEAR_MISS_GAP else "benign"
+
+
+def min_gap(ego_corners: np.ndarray, agent_corners: np.ndarray) -> float:
+    """Smallest gap [m] between two box tracks ``(T, 4, 2)`` over the frames (0 when they overlap at any frame)."""
+    return float(box_distance(ego_corners, agent_corners).min())
+
+
+def _solve(gap_of: Callable[[float], float], p0: float, p1: float, target: float, iters: int = 14) -> float | None:
+    """``p`` between ``p0`` (gap below ``target``) and ``p1`` (gap above) with ``gap_of(p)`` within
+    :data:`GAP_TOLERANCE` of ``target`` (Illinois regula falsi), or None when ``p0`` does not collide. A target
+    beyond the gap at ``p1`` is lowered to that gap less ``2 GAP_TOLERANCE`` (the caller verifies the outcome)."""
+    g0, far = gap_of(p0), gap_of(p1)
+    if g0 > 0.0:
+        return None
+    target = min(target, far - 2.0 * GAP_TOLERANCE)
+    if target <= 0.0:
+        return None
+    g0, g1 = g0 - target, far - target
+    side = 0
+    p = p1
+    for _ in range(iters):
+        p = p1 - g1 * (p1 - p0) / (g1 - g0)
+        g = gap_of(p) - target
+        if abs(g) < GAP_TOLERANCE:
+            return p
+        if g < 0.0:
+            p0, g0 = p, g
+            if side == -1:
+                g1 *= 0.5
+            side = -1
+        else:
+            p1, g1 = p, g
+            if side == 1:
+                g0 *= 0.5
+            side = 1
+    return p
+
+
+def vary(core: Core, wanted: str, rng: np.random.Generator, difficulty: float = DEFAULT_DIFFICULTY) -> tuple[Core, dict[str, Any]]:
+    """The scene core for the ``wanted`` outcome and its meta facts (see the module docstring).
+
+    Args:
+        core: an accident typology's colliding draw (with ``core.family``).
+        wanted: one of :data:`OUTCOMES`.
+        rng: the scene's generator (target gaps, spans and the family's own draws come from it).
+        difficulty: in [0, 1]; target gaps are drawn as ``lo + (hi - lo) u^(2^(2 d - 1))`` for ``u`` uniform, so a
+            harder scene's hazard passes closer (``d = 0.5``: uniform over :data:`TARGET_GAP`).
+
+    Returns:
+        ``(core, facts)``: ``facts`` holds ``outcome`` (the geometry's), ``outcome_wanted``, ``outcome_redraws``,
+        ``min_gap_m`` and ``outcome_params`` (``{family.name: value}``).
+    """
+    if wanted not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {OUTCOMES}, got {wanted!r}")
+    family = core.family
+    facts: dict[str, Any] = {"outcome_wanted": wanted, "outcome_redraws": 0}
+    if family is None:  # a colliding draw with no uncrashed variant (the generator redraws those for other outcomes)
+        facts.update(outcome="collision", min_gap_m=0.0, outcome_params={})
+        return core, facts
+    if wanted != "collision":
+        ego_corners = family.ego.corners()
+        make = family.hazard(rng)
+        exponent = 2.0 ** (2.0 * check_difficulty(difficulty) - 1.0)
+        lo, hi = TARGET_GAP[wanted]
+        for draw in range(MAX_OUTCOME_DRAWS):
+            target = lo + (hi - lo) * float(rng.random()) ** exponent
+            p0, p1 = family.spans[int(rng.integers(len(family.spans)))]
+            p = _solve(lambda q: min_gap(ego_corners, make(q).corners()), p0, p1, target)
+            if p is None:
+                continue
+            hazard: Actor = make(p)
+            gaps = box_distance(ego_corners, hazard.corners())
+            gap = float(gaps.min())
+            if classify(gap) != wanted or int(np.argmin(gaps)) >= len(gaps) - END_FRAMES:
+                continue  # wrong outcome, or the gap may keep closing after the log
+            facts.update(outcome=wanted, outcome_redraws=draw, min_gap_m=round(gap, 3),
+                         outcome_params={family.name: round(family.base + p, 3)})
+            varied = replace(core, ego=family.ego, actors=[hazard, *core.actors[1:]], collision_frame=None)
+            return varied, facts
+        facts["outcome_redraws"] = MAX_OUTCOME_DRAWS
+    facts.update(outcome="collision", min_gap_m=0.0, outcome_params={family.name: round(family.base, 3)})
+    return core, facts
