@@ -1,11 +1,15 @@
 """Closed-loop ReplayEnv throughput, what dominates a step, and highway-env measured alternately in the same run.
 
 Run: ``python -m benchmarks.bench_env [--seconds 5] [--scenes 16] [--rounds 5] [--round-seconds 2] [--profile]
-[--compare-only | --skip-highway]``.
+[--policy log|random] [--compare-only | --skip-highway]``.
 
 Single process, single core: the BLAS / OpenMP / OpenCV thread counts are pinned to 1 before numpy is imported.
-The policy replays the log (:meth:`envs.replay_env.ReplayEnv.logged_action` each step); resets are included in the
-rates (episodes are 6-8 steps on the synthetic bank). Rates are given by wall clock and by process CPU time; on a
+With ``--policy log`` (default) the policy replays the log (:meth:`envs.replay_env.ReplayEnv.logged_action` each step);
+with ``--policy random`` it draws uniform normalised actions ``(8, 2)`` in ``[-1, 1]`` from a seeded generator and maps
+them to trajectories as :class:`envs.wrappers.NormalizedTrajectoryAction` does (its default ``max_speed`` 20 m/s,
+``max_yaw_rate`` 0.6 rad/s; :func:`envs.wrappers.kinematic_trajectories`): random actions crash or leave the road
+within a step or two, so episodes are short and ``reset`` dominates. Resets are included in the rates (log-replay
+episodes are 6-8 steps on the synthetic bank). Rates are given by wall clock and by process CPU time; on a
 shared machine the CPU-time rate is the steadier one (time spent descheduled does not count).
 
 Configurations (closed loop, ``--scenes`` bank scenes):
@@ -36,6 +40,22 @@ hit and miss alike) and both highway envs in the worker (``--round-seconds`` eac
 alternating order (reversed every other round). The ratio of a configuration to a highway env is taken within
 each round (so both saw the same machine load) and the table prints the median over rounds, by CPU time (by wall
 clock in brackets). If that Python is missing, the script prints how to create it and skips the comparison.
+
+Measured (``--compare-only --rounds 5``, shared 2-core machine, highway-env 1.12.1; median ratio to highway-fast-v0 by
+CPU time [wall clock]; 2026-12-06), ``default`` row:
+
+===================  ============================  =============================
+policy               before (6fde919)              after (compiled frame checks)
+===================  ============================  =============================
+``--policy log``     1053 steps/s, 16.0x [15.1x]   1364 steps/s, 20.8x [21.6x]
+``--policy random``  392 steps/s, 6.5x [6.5x]      406 steps/s, 6.7x [6.6x]
+===================  ============================  =============================
+
+Neither reaches issue 31's targets (30x log, 15x random). With random actions the ego leaves the log within a
+step, so the ``"log"`` reference is planned from the simulated state at every step (``rewards.scorer.reference_for``
+and ``safe_progress_for``: about two thirds of a random-action step in the cProfile); ``reset`` is ~0.1 ms per step
+amortised, and the episode's route-completion reference (``ReplayEnv._reference_progress``, ~22 ms on a miss) hits
+its per-(scene, start frame) cache after the warm-up.
 """
 
 from __future__ import annotations
@@ -62,6 +82,8 @@ import numpy as np  # noqa: E402
 import envs.replay_env as replay_env  # noqa: E402
 from envs.render import BEVConfig  # noqa: E402
 from envs.replay_env import EnvConfig, ReplayEnv  # noqa: E402
+from envs.spaces import NUM_POSES, clip_trajectories  # noqa: E402
+from envs.wrappers import kinematic_trajectories  # noqa: E402
 
 FAST_BEV = BEVConfig(height=64, width=64, meters_per_pixel=1.0, antialias=False, draw_headings=False,
                      history_length=0)
@@ -123,27 +145,58 @@ for line in sys.stdin:
 """
 
 
+POLICIES = ("log", "random")
+"""``--policy`` choices: log replay, or uniform random normalised actions (see the module docstring)."""
+RANDOM_MAX_SPEED, RANDOM_MAX_YAW_RATE = 20.0, 0.6
+"""The random policy's action scaling [m/s], [rad/s] (:class:`envs.wrappers.NormalizedTrajectoryAction`'s defaults)."""
+
+Policy = Callable[[ReplayEnv], np.ndarray]
+
+
+def make_policy(name: str, seed: int = 0) -> Policy:
+    """``env -> (8, 3) float32`` trajectory action: ``"log"`` replays the log from the current state; ``"random"``
+    maps uniform ``(8, 2)`` actions in ``[-1, 1]`` (generator seeded with ``seed``) through
+    :func:`envs.wrappers.kinematic_trajectories`."""
+    if name == "log":
+        return lambda env: env.logged_action()
+    if name != "random":
+        raise ValueError(f"policy: expected one of {POLICIES}, got {name!r}")
+    rng = np.random.default_rng(seed)
+
+    def random_action(env: ReplayEnv) -> np.ndarray:
+        a = rng.uniform(-1.0, 1.0, size=(NUM_POSES, 2))
+        return clip_trajectories(kinematic_trajectories(a, RANDOM_MAX_SPEED, RANDOM_MAX_YAW_RATE))
+
+    return random_action
+
+
+POLICY = "log"
+"""The policy of this run (set by ``main`` from ``--policy``)."""
+
+
 def warm_up(env: ReplayEnv, seed: int = 0) -> float:
     """Visit every scene once (one full episode each): scene generation, map index, raster, scoring problems and
     the cached references are built here, as in the first epoch of training. Returns seconds per scene."""
+    policy = make_policy(POLICY, seed)
     start = time.perf_counter()
     for index in range(len(env.source)):
         env.reset(seed=seed, options={"scene_index": index})
         done = False
         while not done:
-            _, _, terminated, truncated, _ = env.step(env.logged_action())
+            _, _, terminated, truncated, _ = env.step(policy(env))
             done = terminated or truncated
     return (time.perf_counter() - start) / len(env.source)
 
 
 def run_env(env: ReplayEnv, seconds: float, seed: int = 0) -> tuple[float, float, int]:
-    """Closed-loop steps per second by wall clock and by process CPU time (log-replay policy, resets included) and
+    """Closed-loop steps per second by wall clock and by process CPU time (the run's policy, resets included) and
     the number of episodes finished."""
+    policy = make_policy(POLICY, seed)
     env.reset(seed=seed)
     steps = episodes = 0
     start, cpu = time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
-        _, _, terminated, truncated, _ = env.step(env.logged_action())
+        _, _, terminated, truncated, _ = env.step(policy(env))
         steps += 1
         if terminated or truncated:
             env.reset()
@@ -155,11 +208,13 @@ def run_env(env: ReplayEnv, seconds: float, seed: int = 0) -> tuple[float, float
 
 def run_steps(env: ReplayEnv, steps: int, seed: int) -> tuple[float, float]:
     """Steps per second by wall clock and by process CPU time over exactly ``steps`` closed-loop steps from
-    ``reset(seed=seed)`` (log-replay policy, resets included): the same episodes for every configuration."""
+    ``reset(seed=seed)`` (the run's policy seeded with ``seed``, resets included): the same episodes for every
+    configuration."""
+    policy = make_policy(POLICY, seed)
     env.reset(seed=seed)
     start, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
-        _, _, terminated, truncated, _ = env.step(env.logged_action())
+        _, _, terminated, truncated, _ = env.step(policy(env))
         if terminated or truncated:
             env.reset()
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -194,13 +249,14 @@ def breakdown(env: ReplayEnv, seconds: float) -> dict[str, float]:
     renderer = env._renderer
     if renderer is not None:
         renderer.render = timed("BEV render", renderer.render)  # instance attribute shadowing the method
+    policy = make_policy(POLICY, 0)
     env.reset(seed=0)
     steps = 0
     start = time.perf_counter()
     try:
         while time.perf_counter() - start < seconds:
             t0 = time.perf_counter()
-            _, _, terminated, truncated, _ = env.step(env.logged_action())
+            _, _, terminated, truncated, _ = env.step(policy(env))
             totals["step (total)"] += time.perf_counter() - t0
             steps += 1
             if terminated or truncated:
@@ -216,12 +272,13 @@ def breakdown(env: ReplayEnv, seconds: float) -> dict[str, float]:
 def profile(env: ReplayEnv, seconds: float, top: int = 25) -> None:
     """Print the ``top`` functions by own time (cProfile) over ``seconds`` of steady-state stepping, resets
     included; cProfile's per-call overhead inflates small Python functions."""
+    policy = make_policy(POLICY, 0)
     env.reset(seed=0)
     prof = cProfile.Profile()
     start = time.perf_counter()
     prof.enable()
     while time.perf_counter() - start < seconds:
-        _, _, terminated, truncated, _ = env.step(env.logged_action())
+        _, _, terminated, truncated, _ = env.step(policy(env))
         if terminated or truncated:
             env.reset()
     prof.disable()
@@ -323,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds against highway-env")
     parser.add_argument("--round-seconds", type=float, default=2.0, help="measuring time per run in a round [s]")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of the default config")
+    parser.add_argument("--policy", choices=POLICIES, default="log",
+                        help="log-replay actions (default) or seeded uniform random normalised actions")
     parser.add_argument("--compare-only", action="store_true",
                         help="only the alternating comparison with highway-env (no table, no breakdown)")
     parser.add_argument("--skip-highway", action="store_true", help="do not run highway-env")
@@ -331,11 +390,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds < 1 or args.seconds <= 0 or args.round_seconds <= 0:
         parser.error("--rounds, --seconds and --round-seconds must be positive")
     cv2.setNumThreads(1)
+    global POLICY
+    POLICY = args.policy
 
     base = ReplayEnv("bank", "closed_loop", CONFIGS["lazy-state"], num_scenes=args.scenes)
     mean_agents = float(np.mean([base.source[i].num_agents for i in range(len(base.source))]))
     print(f"ReplayEnv closed loop, {args.scenes} synthetic bank scenes (mean {mean_agents:.1f} agents), "
-          f"log-replay policy, 1 thread, {args.seconds:.0f} s per configuration")
+          f"{'log-replay' if POLICY == 'log' else 'random'} policy, 1 thread, {args.seconds:.0f} s per configuration")
     print("Each configuration first runs one episode per scene (warm-up: scene generation, map index, raster, "
           "log problems, cached references), then is timed in steady state.")
     warm, rates = {}, {}

@@ -18,6 +18,7 @@ import numpy as np
 
 from envs.observation import EgoKinematics
 from envs.scenes.scene import Scene
+from envs.sim.kernels import frame_collisions, raster_inside
 from rewards.geometry import box_corners, boxes_overlap, local_to_world, rotate_vectors, vehicle_corners, wrap_angle
 from rewards.config import PDMConfig
 from rewards.map_index import map_index_for
@@ -168,8 +169,9 @@ class DrivableArea:
         self._mask = cv2.erode(mask, np.ones((5, 5), np.uint8)).astype(bool)
         self._resolution = resolution
 
-    def contains(self, points: np.ndarray) -> np.ndarray:
-        """``(...,)`` bool: which points ``(..., 2)`` [m] lie in the drivable area."""
+    def contains_numpy(self, points: np.ndarray) -> np.ndarray:
+        """``(...,)`` bool: which points ``(..., 2)`` [m] lie in the drivable area (numpy reference of
+        :meth:`contains`)."""
         pts = np.asarray(points, dtype=np.float64)
         flat = pts.reshape(-1, 2)
         ij = np.floor((flat - self._origin) / self._resolution).astype(np.int64)
@@ -177,6 +179,18 @@ class DrivableArea:
         ok = (ij[:, 0] >= 0) & (ij[:, 0] < w) & (ij[:, 1] >= 0) & (ij[:, 1] < h)
         inside = np.zeros(len(flat), dtype=bool)
         inside[ok] = self._mask[ij[ok, 1], ij[ok, 0]]
+        rest = ~inside
+        if rest.any():
+            inside[rest] = self.index.contains(flat[rest])[:, self.index.drivable_columns].any(axis=-1)
+        return inside.reshape(pts.shape[:-1])
+
+    def contains(self, points: np.ndarray) -> np.ndarray:
+        """``(...,)`` bool: which points ``(..., 2)`` [m] lie in the drivable area (the raster lookup compiled,
+        :func:`envs.sim.kernels.raster_inside`; equal to :meth:`contains_numpy`)."""
+        pts = np.asarray(points, dtype=np.float64)
+        flat = np.ascontiguousarray(pts.reshape(-1, 2))
+        inside = raster_inside(flat, float(self._origin[0]), float(self._origin[1]), float(self._resolution),
+                               self._mask)
         rest = ~inside
         if rest.any():
             inside[rest] = self.index.contains(flat[rest])[:, self.index.drivable_columns].any(axis=-1)
@@ -198,6 +212,45 @@ def check_frames(
         ``(colliding_id (k,) int64, offroad (k,) bool)``: per frame, the id of an agent valid at that frame whose box
         overlaps the ego box (the lowest agent row; -1: none), and whether an ego corner lies outside every drivable
         polygon (strict, as the scorer's DAC).
+
+    One compiled pass (:func:`envs.sim.kernels.frame_collisions`): the results equal :func:`check_frames_numpy`'s
+    bit for bit (tested).
+    """
+    params = scene.ego_params
+    poses = np.ascontiguousarray(poses, dtype=np.float64)
+    frames = np.asarray(frames, dtype=np.int64)
+    yaw = poses[:, 2]
+    agents = np.ascontiguousarray(scene.agent_poses[:, frames])  # (N, k, 3)
+    reach = 0.5 * (np.hypot(params.length, params.width) + np.hypot(*scene.agent_sizes.T))  # (N,)
+    corners, colliding = frame_collisions(
+        poses, np.cos(yaw), np.sin(yaw), float(params.rear_axle_to_center), float(0.5 * params.length),
+        float(0.5 * params.width), agents, np.cos(agents[..., 2]), np.sin(agents[..., 2]),
+        np.ascontiguousarray(scene.agent_valid[:, frames]), 0.5 * scene.agent_sizes[:, 0],
+        0.5 * scene.agent_sizes[:, 1], reach ** 2, np.asarray(scene.agent_ids, dtype=np.int64))
+    if drivable is None:
+        offroad = np.zeros(len(frames), dtype=bool)
+    else:
+        offroad = ~drivable.contains(corners).all(axis=-1)  # (k,)
+    return colliding, offroad
+
+
+def check_frames_numpy(
+    scene: Scene, poses: np.ndarray, frames: np.ndarray, drivable: DrivableArea | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Collision and off-road checks of simulated ego poses against the log, one frame each.
+
+    Args:
+        scene: the logged scene (agents replay their logs).
+        poses: ``(k, 3)`` simulated ego rear-axle poses, world frame [m, m, rad].
+        frames: ``(k,)`` the scene frames of ``poses``.
+        drivable: the scene's drivable area, or None to skip the off-road check (no map).
+
+    Returns:
+        ``(colliding_id (k,) int64, offroad (k,) bool)``: per frame, the id of an agent valid at that frame whose box
+        overlaps the ego box (the lowest agent row; -1: none), and whether an ego corner lies outside every drivable
+        polygon (strict, as the scorer's DAC).
+
+    The numpy formulation of :func:`check_frames` (kept as its reference in the tests).
     """
     params = scene.ego_params
     corners = vehicle_corners(poses, params)  # (k, 4, 2)
