@@ -237,21 +237,8 @@ def check_frames(
 def check_frames_numpy(
     scene: Scene, poses: np.ndarray, frames: np.ndarray, drivable: DrivableArea | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Collision and off-road checks of simulated ego poses against the log, one frame each.
-
-    Args:
-        scene: the logged scene (agents replay their logs).
-        poses: ``(k, 3)`` simulated ego rear-axle poses, world frame [m, m, rad].
-        frames: ``(k,)`` the scene frames of ``poses``.
-        drivable: the scene's drivable area, or None to skip the off-road check (no map).
-
-    Returns:
-        ``(colliding_id (k,) int64, offroad (k,) bool)``: per frame, the id of an agent valid at that frame whose box
-        overlaps the ego box (the lowest agent row; -1: none), and whether an ego corner lies outside every drivable
-        polygon (strict, as the scorer's DAC).
-
-    The numpy formulation of :func:`check_frames` (kept as its reference in the tests).
-    """
+    """The numpy formulation of :func:`check_frames` (same arguments and results; kept as its reference in the
+    tests)."""
     params = scene.ego_params
     corners = vehicle_corners(poses, params)  # (k, 4, 2)
     colliding = np.full(len(frames), -1, dtype=np.int64)
