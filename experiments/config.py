@@ -39,7 +39,6 @@ from typing import List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-import experiments  # noqa: F401  (registers the built-in agents and methods)
 from agents.rl.bc import BCConfig
 from agents.rl.grpo.config import GRPOConfig
 from agents.rl.ppo import PPOBaselineConfig

@@ -68,11 +68,10 @@ from envs.scenes.deepaccident.layout import (
     sibling_file,
 )
 from envs.scenes.deepaccident.meta import parse_meta
-from envs.scenes.deepaccident.transforms import CONVENTIONS, DEFAULT_CONVENTION, check_convention, labels_to_world
+from envs.scenes.deepaccident.transforms import DEFAULT_CONVENTION, check_convention, labels_to_world
 from envs.scenes.deepaccident.views import (
     AUTO,
     VIEW_TOLERANCE,
-    ViewCheck,
     available_views,
     check_views,
     choose_convention,
