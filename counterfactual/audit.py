@@ -20,7 +20,15 @@ re-checks every pair with tools that do not share code with the miner's own veri
 * **labels**: near-misses in normal scenes, risk ``none`` with an evasive action, moments with more than one
   conflict type across lead times, collision explanations whose stated time is not the logged contact time (more
   than 0.25 s off), the actions at lead 1 s of ``right_turn_vru`` / ``pedestrian_occluded``, and how well the two
-  trivial baselines of :mod:`counterfactual.accuracy` predict the labels (scene-level split).
+  trivial baselines of :mod:`counterfactual.accuracy` predict the labels (scene-level split);
+* **label honesty** (:mod:`counterfactual.honesty`) on the records the VLA is scored on: the pairs **and** the sampled
+  decisions of every scene (benign ones included; :func:`counterfactual.frame_labels.sample_frames`, labelled from the
+  geometry at their frame), split by scene (half fits the lookups, half is scored): the (type, lead) lookup's
+  language and risk accuracy, the per-type majority risk accuracy, the share of the risk-level and action entropy
+  the scenario type explains, and the geometry oracle's risk accuracy, each beside issue #28's target.
+
+``--outcomes varied [--outcome-mix 0.35,0.30,0.35] [--difficulty 0.5]`` audits the outcome-varied bank;
+``--labels-only`` mines and prints the label honesty alone (no positive audit: minutes faster).
 
 Prints one row per scenario type (and a total) plus the label findings. Synthetic data: numbers describe the bank,
 not real traffic.
@@ -301,6 +309,43 @@ def label_findings(report: AuditReport) -> str:
     return "\n".join(lines)
 
 
+def honesty_records(scenes: Sequence[Scene], mined: Sequence[SceneMining], frames_per_scene: int = 4,
+                    seed: int = 0, progress: bool = False) -> list[dict[str, Any]]:
+    """The label records of every scene (:func:`counterfactual.honesty.decision_records`): its sampled decisions
+    (up to ``frames_per_scene``, as the SFT data samples them) and its mined pairs, with the geometry oracle."""
+    from tqdm import tqdm
+
+    from counterfactual.frame_labels import sample_frames
+    from counterfactual.honesty import decision_records
+
+    pairs = {m.scene_id: m.pairs for m in mined}
+    return [r for s in tqdm(scenes, desc="decision labels", disable=not progress)
+            for r in decision_records(s, sample_frames(s, per_scene=frames_per_scene), pairs.get(s.scene_id, ()),
+                                      seed=seed)]
+
+
+def honesty_findings(records: Sequence[dict[str, Any]], split_seed: int = 0) -> str:
+    """The label-honesty lines (:func:`counterfactual.honesty.format_honesty`) on a scene-level half split of the
+    records (the lookups fitted on one half, scored on the other)."""
+    from counterfactual.honesty import format_honesty, label_honesty
+
+    train, test = split_by_scene(records, 0.5, seed=split_seed)
+    if not train or not test:
+        return f"label honesty: too few scenes to split ({len(records)} records)"
+    by_kind = Counter((r["kind"], r["risk_level"]) for r in test)
+    return (format_honesty(label_honesty(train, test), f"label honesty (scored on {len({r['scene_id'] for r in test})}"
+                           f" scenes, lookups fitted on {len({r['scene_id'] for r in train})} others):")
+            + "\n  scored records by (kind, risk): " + ", ".join(f"{k}/{v}: {c}" for (k, v), c in sorted(by_kind.items())))
+
+
+def _mix(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--outcome-mix: expected three comma-separated numbers (benign, near_miss, "
+                                         f"collision), got {text!r}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the audit on the bank and print the tables."""
     parser = argparse.ArgumentParser(prog="python -m counterfactual.audit", description=__doc__.split("\n\n")[0])
@@ -309,8 +354,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--margin", type=float, default=None, help="clearance margin [m] (default: VerifyConfig's)")
     parser.add_argument("--clearance-over", default=None,
                         help="comma-separated realisations the margin applies to (tracked,raw_poses,closed_loop)")
+    parser.add_argument("--outcomes", choices=("collision", "varied"), default="collision",
+                        help="bank outcomes: every accident collides (default) or outcome-varied typologies")
+    parser.add_argument("--outcome-mix", type=_mix, default=None,
+                        help="varied bank: wanted benign,near_miss,collision shares (default 0.35,0.30,0.35)")
+    parser.add_argument("--difficulty", type=float, default=None, help="varied bank: hazard difficulty in [0, 1]")
+    parser.add_argument("--frames-per-scene", type=int, default=4,
+                        help="sampled decisions per scene in the label honesty (the SFT data's default)")
+    parser.add_argument("--labels-only", action="store_true",
+                        help="mine and print the label honesty only (skip the positives' audit)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    if args.outcomes == "collision" and (args.outcome_mix is not None or args.difficulty is not None):
+        parser.error("--outcome-mix / --difficulty need --outcomes varied")
 
     from dataclasses import replace
 
@@ -321,11 +377,28 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, verify=replace(config.verify, clearance_margin=args.margin))
     if args.clearance_over:
         config = replace(config, verify=replace(config.verify, clearance_over=tuple(args.clearance_over.split(","))))
-    bank = ScenarioBank(args.num_scenes, seed=args.seed)
+    varied = {}
+    if args.outcomes == "varied":
+        varied = {"outcomes": "varied", "outcome_mix": args.outcome_mix}
+        if args.difficulty is not None:
+            varied["difficulty"] = args.difficulty
+    bank = ScenarioBank(args.num_scenes, seed=args.seed, **varied)
     scenes = [bank[i] for i in range(len(bank))]
+    name = "outcome-varied " if varied else ""
+    if args.labels_only:
+        from tqdm import tqdm
+
+        start = time.perf_counter()
+        mined = [mine_scene(s, config) for s in tqdm(scenes, desc="mining", disable=args.no_progress)]
+        records = honesty_records(scenes, mined, args.frames_per_scene, args.seed, not args.no_progress)
+        print(f"SYNTHETIC {name}bank: {len(scenes)} scenes (seed {args.seed}), "
+              f"{sum(len(m.pairs) for m in mined)} pairs, {len(records)} label records; "
+              f"{time.perf_counter() - start:.1f} s")
+        print(honesty_findings(records))
+        return 0
     report = run_audit(scenes, config, progress=not args.no_progress)
     pairs = report.pairs
-    print(f"SYNTHETIC bank: {len(scenes)} scenes (seed {args.seed}), {len(pairs)} pairs, "
+    print(f"SYNTHETIC {name}bank: {len(scenes)} scenes (seed {args.seed}), {len(pairs)} pairs, "
           f"{sum(p.has_positive for p in pairs)} with a positive; mining {report.seconds_mining:.1f} s, "
           f"audit {report.seconds_audit:.1f} s; clearance margin {_verify_config(config).clearance_margin} m over "
           f"{', '.join(_verify_config(config).clearance_over)}")
@@ -341,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{100 * kept / max(len(acc), 1):.1f}% (>= 90%)")
     print()
     print(label_findings(report))
+    print(honesty_findings(honesty_records(scenes, report.mined, args.frames_per_scene, args.seed,
+                                           not args.no_progress)))
     return 0
 
 
