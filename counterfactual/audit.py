@@ -28,7 +28,10 @@ re-checks every pair with tools that do not share code with the miner's own veri
   the scenario type explains, and the geometry oracle's risk accuracy, each beside issue #28's target.
 
 ``--outcomes varied [--outcome-mix 0.35,0.30,0.35] [--difficulty 0.5]`` audits the outcome-varied bank;
-``--labels-only`` mines and prints the label honesty alone (no positive audit: minutes faster).
+``--labels-only`` mines and prints the label honesty alone (no positive audit: minutes faster); ``--fit-seed S`` fits
+the honesty's lookups on bank seed ``S`` (same size and options) and scores every scene of ``--seed`` (default: a
+half split of ``--seed``'s scenes); ``--decision-labels no_hazard`` labels the sampled decisions no-hazard, as the
+SFT data did before sample format 2 (for comparison).
 
 Prints one row per scenario type (and a total) plus the label findings. Synthetic data: numbers describe the bank,
 not real traffic.
@@ -310,9 +313,10 @@ def label_findings(report: AuditReport) -> str:
 
 
 def honesty_records(scenes: Sequence[Scene], mined: Sequence[SceneMining], frames_per_scene: int = 4,
-                    seed: int = 0, progress: bool = False) -> list[dict[str, Any]]:
+                    seed: int = 0, progress: bool = False, decision_labels: str = "geometry") -> list[dict[str, Any]]:
     """The label records of every scene (:func:`counterfactual.honesty.decision_records`): its sampled decisions
-    (up to ``frames_per_scene``, as the SFT data samples them) and its mined pairs, with the geometry oracle."""
+    (up to ``frames_per_scene``, as the SFT data samples them; labelled by ``decision_labels``) and its mined pairs,
+    with the geometry oracle."""
     from tqdm import tqdm
 
     from counterfactual.frame_labels import sample_frames
@@ -321,20 +325,26 @@ def honesty_records(scenes: Sequence[Scene], mined: Sequence[SceneMining], frame
     pairs = {m.scene_id: m.pairs for m in mined}
     return [r for s in tqdm(scenes, desc="decision labels", disable=not progress)
             for r in decision_records(s, sample_frames(s, per_scene=frames_per_scene), pairs.get(s.scene_id, ()),
-                                      seed=seed)]
+                                      seed=seed, decision_labels=decision_labels)]
 
 
-def honesty_findings(records: Sequence[dict[str, Any]], split_seed: int = 0) -> str:
-    """The label-honesty lines (:func:`counterfactual.honesty.format_honesty`) on a scene-level half split of the
-    records (the lookups fitted on one half, scored on the other)."""
+def honesty_findings(records: Sequence[dict[str, Any]], split_seed: int = 0,
+                     fit_records: Sequence[dict[str, Any]] | None = None) -> str:
+    """The label-honesty lines (:func:`counterfactual.honesty.format_honesty`): the lookups fitted on
+    ``fit_records`` (another bank seed's) and scored on every record, or, without them, on a scene-level half split
+    of the records (fitted on one half, scored on the other)."""
     from counterfactual.honesty import format_honesty, label_honesty
 
-    train, test = split_by_scene(records, 0.5, seed=split_seed)
+    if fit_records is None:
+        train, test = split_by_scene(records, 0.5, seed=split_seed)
+    else:
+        train, test = list(fit_records), list(records)
     if not train or not test:
         return f"label honesty: too few scenes to split ({len(records)} records)"
     by_kind = Counter((r["kind"], r["risk_level"]) for r in test)
+    fitted = "scenes of the --fit-seed bank" if fit_records is not None else "other scenes"
     return (format_honesty(label_honesty(train, test), f"label honesty (scored on {len({r['scene_id'] for r in test})}"
-                           f" scenes, lookups fitted on {len({r['scene_id'] for r in train})} others):")
+                           f" scenes, lookups fitted on {len({r['scene_id'] for r in train})} {fitted}):")
             + "\n  scored records by (kind, risk): " + ", ".join(f"{k}/{v}: {c}" for (k, v), c in sorted(by_kind.items())))
 
 
@@ -361,6 +371,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--difficulty", type=float, default=None, help="varied bank: hazard difficulty in [0, 1]")
     parser.add_argument("--frames-per-scene", type=int, default=4,
                         help="sampled decisions per scene in the label honesty (the SFT data's default)")
+    parser.add_argument("--fit-seed", type=int, default=None,
+                        help="fit the honesty lookups on this bank seed's scenes (same size and options) and score "
+                             "every scene of --seed (default: a half split of --seed's scenes)")
+    parser.add_argument("--decision-labels", choices=("geometry", "no_hazard"), default="geometry",
+                        help="label of the sampled decisions in the honesty: from the geometry (the SFT data's) or "
+                             "always no-hazard (the SFT data's before sample format 2; for comparison)")
     parser.add_argument("--labels-only", action="store_true",
                         help="mine and print the label honesty only (skip the positives' audit)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -385,16 +401,28 @@ def main(argv: list[str] | None = None) -> int:
     bank = ScenarioBank(args.num_scenes, seed=args.seed, **varied)
     scenes = [bank[i] for i in range(len(bank))]
     name = "outcome-varied " if varied else ""
-    if args.labels_only:
-        from tqdm import tqdm
 
+    def records_of(bank_scenes: Sequence[Scene], mined: Sequence[SceneMining] | None = None) -> list[dict[str, Any]]:
+        if mined is None:
+            from tqdm import tqdm
+
+            mined = [mine_scene(s, config) for s in tqdm(bank_scenes, desc="mining", disable=args.no_progress)]
+        return honesty_records(bank_scenes, mined, args.frames_per_scene, args.seed, not args.no_progress,
+                               args.decision_labels)
+
+    def fit_records() -> list[dict[str, Any]] | None:
+        if args.fit_seed is None:
+            return None
+        other = ScenarioBank(args.num_scenes, seed=args.fit_seed, **varied)
+        return records_of([other[i] for i in range(len(other))])
+
+    if args.labels_only:
         start = time.perf_counter()
-        mined = [mine_scene(s, config) for s in tqdm(scenes, desc="mining", disable=args.no_progress)]
-        records = honesty_records(scenes, mined, args.frames_per_scene, args.seed, not args.no_progress)
+        records = records_of(scenes)
         print(f"SYNTHETIC {name}bank: {len(scenes)} scenes (seed {args.seed}), "
-              f"{sum(len(m.pairs) for m in mined)} pairs, {len(records)} label records; "
-              f"{time.perf_counter() - start:.1f} s")
-        print(honesty_findings(records))
+              f"{sum(r['kind'] == 'pair' for r in records)} pairs, {len(records)} label records "
+              f"(sampled decisions labelled: {args.decision_labels}); {time.perf_counter() - start:.1f} s")
+        print(honesty_findings(records, fit_records=fit_records()))
         return 0
     report = run_audit(scenes, config, progress=not args.no_progress)
     pairs = report.pairs
@@ -414,8 +442,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{100 * kept / max(len(acc), 1):.1f}% (>= 90%)")
     print()
     print(label_findings(report))
-    print(honesty_findings(honesty_records(scenes, report.mined, args.frames_per_scene, args.seed,
-                                           not args.no_progress)))
+    print(honesty_findings(records_of(scenes, report.mined), fit_records=fit_records()))
     return 0
 
 

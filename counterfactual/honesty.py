@@ -49,24 +49,33 @@ def record_fields(record: Mapping[str, Any]) -> dict[str, Any]:
     return {name: (record.get(name) or None) for name in LANGUAGE_FIELDS}
 
 
+DECISION_LABELS = ("geometry", "no_hazard")
+"""How :func:`decision_records` labels sampled decisions: from the geometry at the frame (the SFT data's rule since
+sample format 2) or always the no-hazard label (format 1's rule; for comparison)."""
+
+
 def decision_records(scene: Any, frames: Sequence[int], pairs: Iterable[Any] = (), seed: int = 0,
-                     oracle: bool = True) -> list[dict[str, Any]]:
+                     oracle: bool = True, decision_labels: str = "geometry") -> list[dict[str, Any]]:
     """The label records of one scene the VLA is scored on: one per sampled decision frame (``kind="expert"``,
-    labelled by :func:`counterfactual.frame_labels.frame_label`) and one per anchor pair of the scene
-    (``kind="pair"``, its mined label).
+    labelled by :func:`counterfactual.frame_labels.frame_label`, or the no-hazard label with
+    ``decision_labels="no_hazard"``) and one per anchor pair of the scene (``kind="pair"``, its mined label).
 
     Each record: ``scene_id``, ``scenario_type``, ``outcome`` (``meta.extra["outcome"]`` or ``""``), ``kind``,
     ``frame``, ``lead_time_s`` (NaN for sampled decisions), the five label fields (None where not named) and, with
     ``oracle``, ``oracle_risk`` (:func:`frame_label`'s risk level at the record's frame).
     """
     from counterfactual.frame_labels import frame_label
+    from counterfactual.language import NO_HAZARD_FIELDS
 
+    if decision_labels not in DECISION_LABELS:
+        raise ValueError(f"decision_labels: expected one of {DECISION_LABELS}, got {decision_labels!r}")
     outcome = str(scene.meta.extra.get("outcome", "")) if scene.meta.extra else ""
     base = {"scene_id": scene.scene_id, "scenario_type": scene.meta.scenario_type, "outcome": outcome}
     out = []
     for t in frames:
         label = frame_label(scene, int(t), seed=seed)
-        rec = {**base, "kind": "expert", "frame": int(t), "lead_time_s": math.nan, **label.fields()}
+        fields = label.fields() if decision_labels == "geometry" else {k: NO_HAZARD_FIELDS.get(k) for k in LANGUAGE_FIELDS}
+        rec = {**base, "kind": "expert", "frame": int(t), "lead_time_s": math.nan, **fields}
         if oracle:
             rec["oracle_risk"] = label.risk_level
         out.append(rec)
