@@ -115,3 +115,15 @@ def test_lookup_is_fitted_on_the_training_records_only(records):
     handed = label_honesty(test, test)  # a lookup handed the answer reads better: the audit is not it
     assert handed["lookup_risk"] >= metrics["lookup_risk"] and handed["lookup_language"] > metrics["lookup_language"]
     assert 0.0 <= metrics["risk_entropy_share"] <= 1.0 and 0.0 <= metrics["oracle_risk"] <= 1.0
+
+
+def test_no_hazard_decision_labels_for_comparison(records):
+    bank, _ = records
+    scene = next(bank[i] for i in range(len(bank)) if bank[i].meta.extra.get("outcome") == "near_miss")
+    frames = sample_frames(scene, per_scene=4)
+    geometry = decision_records(scene, frames)
+    legacy = decision_records(scene, frames, decision_labels="no_hazard")
+    assert all(r["risk_level"] == "none" and r["action"] == "keep_lane" for r in legacy)
+    assert [r["oracle_risk"] for r in legacy] == [r["oracle_risk"] for r in geometry]  # the oracle stays geometric
+    with pytest.raises(ValueError, match="decision_labels"):
+        decision_records(scene, frames, decision_labels="lookup")
