@@ -39,9 +39,10 @@ CATEGORICAL_FIELDS = LANGUAGE_FIELDS
 """Alias of :data:`LANGUAGE_FIELDS`."""
 BASELINES = ("majority", "type_lead_lookup")
 """Names of the trivial baselines, in table order."""
-KEYED_BASELINES = BASELINES + ("type_majority",)
-"""Every :class:`LabelBaseline`: the two of :data:`BASELINES` and ``type_majority`` (most frequent value per scenario
-type alone, the label-honesty audit's, :mod:`counterfactual.honesty`)."""
+KEYED_BASELINES = BASELINES + ("type_majority", "kind_majority")
+"""Every :class:`LabelBaseline`: the two of :data:`BASELINES`, ``type_majority`` (most frequent value per scenario
+type alone) and ``kind_majority`` (per record kind alone: a pair, with a lead time, or a sampled decision, without);
+the last two are the label-honesty audit's (:mod:`counterfactual.honesty`)."""
 
 
 def _named(value: Any) -> Any:
@@ -139,8 +140,8 @@ class LabelBaseline:
 
     Args:
         name: ``"majority"`` (one key for all), ``"type_lead_lookup"`` (key = scenario type and lead time) or
-            ``"type_majority"`` (key = scenario type alone); keyed ones fall back to the majority for keys unseen in
-            training.
+            ``"type_majority"`` (key = scenario type alone) or ``"kind_majority"`` (key = pair or sampled decision:
+            whether the lead time is finite); keyed ones fall back to the majority for keys unseen in training.
     """
 
     def __init__(self, name: str) -> None:
@@ -175,6 +176,8 @@ class LabelBaseline:
     def _key(self, record: Any) -> Any:
         if self.name == "type_majority":
             return _key(record)[0]
+        if self.name == "kind_majority":
+            return _key(record)[1] == "expert"
         return _key(record)
 
 

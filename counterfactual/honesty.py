@@ -10,6 +10,8 @@ VLA is scored on (the anchor pairs **and** the sampled decisions of every scene,
   **every** evaluation record (a no-hazard record's unnamed agent class, sector and conflict type are right when
   predicted unnamed);
 * ``type_majority_risk``: the most frequent training risk level per scenario type alone;
+* ``kind_majority_risk`` (reference, no target): the most frequent training risk level per record kind alone (pair or
+  sampled decision), the part of the lookup's score its key gives without the scenario type;
 * ``risk_entropy_share`` / ``action_entropy_share``: the share of the label's entropy the scenario type explains,
   ``I(type; Y) / H(Y)`` with plug-in (frequency) estimates on the evaluation records (0: the type says nothing
   about ``Y``, 1: the type decides it; records without a verified action (``none``) are left out of the action's);
@@ -131,6 +133,7 @@ def label_honesty(train: Sequence[Mapping[str, Any]], evaluation: Sequence[Mappi
     truth = [record_fields(r) for r in evaluation]
     lookup = label_accuracy(LabelBaseline("type_lead_lookup").fit(train).predict(evaluation), truth)
     by_type = label_accuracy(LabelBaseline("type_majority").fit(train).predict(evaluation), truth)
+    by_kind = label_accuracy(LabelBaseline("kind_majority").fit(train).predict(evaluation), truth)
     types = [str(r["scenario_type"]) for r in evaluation]
     acted = [i for i, f in enumerate(truth) if f["action"] != NO_ACTION]
     out = {
@@ -141,6 +144,7 @@ def label_honesty(train: Sequence[Mapping[str, Any]], evaluation: Sequence[Mappi
         "lookup_language": lookup["language"],
         "lookup_risk": lookup["risk_level"],
         "type_majority_risk": by_type["risk_level"],
+        "kind_majority_risk": by_kind["risk_level"],
         "risk_entropy_share": explained_share(types, [f["risk_level"] for f in truth]),
         "action_entropy_share": explained_share([types[i] for i in acted], [truth[i]["action"] for i in acted]),
     }
@@ -164,4 +168,7 @@ def format_honesty(metrics: Mapping[str, float], title: str = "") -> str:
         target = f"{op} {bound:.2f}" if share else f"{op} {100 * bound:.0f}%"
         met = "n/a" if math.isnan(value) else ("met" if (value <= bound if op == "<=" else value >= bound) else "NOT met")
         lines.append(f"  {name:<22} {shown:>7}   target {target:<8} {met}")
+        if name == "type_majority_risk" and "kind_majority_risk" in metrics:
+            lines.append(f"  {'kind_majority_risk':<22} {100 * metrics['kind_majority_risk']:>6.1f}%   (reference: "
+                         "per record kind alone, no type)")
     return "\n".join(lines)

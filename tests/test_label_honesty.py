@@ -59,6 +59,7 @@ def test_metrics_follow_the_records():
     assert lookup["risk_entropy_share"] == pytest.approx(1.0) and lookup["lookup_risk"] == 1.0
     assert lookup["lookup_language"] == 1.0  # unnamed fields of no-hazard records are right when predicted unnamed
     assert lookup["type_majority_risk"] == 1.0
+    assert lookup["kind_majority_risk"] == pytest.approx(0.5, abs=0.15)  # all sampled decisions: the type decides
     text = format_honesty(honest, "demo")
     assert text.splitlines()[0] == "demo" and "oracle_risk" in text and "NOT met" not in text.split("oracle")[1]
     with pytest.raises(ValueError, match="training and evaluation"):
