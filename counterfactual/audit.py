@@ -383,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.outcomes == "collision" and (args.outcome_mix is not None or args.difficulty is not None):
         parser.error("--outcome-mix / --difficulty need --outcomes varied")
+    if args.fit_seed is not None and args.fit_seed == args.seed:
+        parser.error(f"--fit-seed {args.fit_seed} is the scored --seed: the lookups would be fitted on the answer")
 
     from dataclasses import replace
 

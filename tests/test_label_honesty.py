@@ -128,3 +128,18 @@ def test_no_hazard_decision_labels_for_comparison(records):
     assert [r["oracle_risk"] for r in legacy] == [r["oracle_risk"] for r in geometry]  # the oracle stays geometric
     with pytest.raises(ValueError, match="decision_labels"):
         decision_records(scene, frames, decision_labels="lookup")
+
+
+def test_audit_cli_prints_the_label_honesty(capsys):
+    from counterfactual import audit
+
+    assert audit.main(["--num-scenes", "6", "--seed", "31", "--outcomes", "varied", "--labels-only",
+                       "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("SYNTHETIC outcome-varied bank: 6 scenes (seed 31)")
+    for name in ("lookup_language", "lookup_risk", "type_majority_risk", "risk_entropy_share",
+                 "action_entropy_share", "oracle_risk"):
+        assert any(line.split()[:1] == [name] and "target" in line for line in out.splitlines()), name
+    for bad in (["--fit-seed", "31"], ["--difficulty", "0.2"]):  # fitted on the answer; varied-only option
+        with pytest.raises(SystemExit):
+            audit.main(["--num-scenes", "6", "--seed", "31", "--labels-only", *bad])
