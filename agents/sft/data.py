@@ -46,7 +46,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from counterfactual.dataset import AnchorPair, pair_to_row
-from counterfactual.frame_labels import frame_label, sample_frames
+from counterfactual.frame_labels import frame_label, safe_log_frames, sample_frames  # noqa: F401 (re-exported)
 from counterfactual.accuracy import CATEGORICAL_FIELDS  # moved from counterfactual.labels on main (grpo merge fix)
 from envs.observation import ObservationConfig, Route, build_observation, text_prompt
 from envs.scenes.scene import Scene
@@ -84,14 +84,6 @@ class SampleConfig:
 
 
 # ---------------------------------------------------------------------------------------------------- rendering
-def safe_log_frames(scene: Scene, frames: Sequence[int]) -> list[int]:
-    """The frames whose logged 4 s trajectory is safe: no contact, NC = TTC = 1, DAC = 1 (with a map)
-    (:func:`counterfactual.frame_labels.safe_log_frames`)."""
-    from counterfactual.frame_labels import safe_log_frames as _safe
-
-    return _safe(scene, frames)
-
-
 def expert_frames(scene: Scene, config: SampleConfig) -> list[int]:
     """Up to ``expert_frames_per_scene`` safe expert frames of ``scene``
     (:func:`counterfactual.frame_labels.sample_frames`)."""
