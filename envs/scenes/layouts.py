@@ -28,7 +28,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -239,6 +239,12 @@ class Layout:
         parking: parking-strip centre polylines ``(K, 2)`` [m], in the adjacent lanes' driving direction.
         green_arms: arms whose lane connectors show green (all others red); empty for unsignalized layouts.
         connector_arm: connector lane id -> arm it enters from (signalized layouts only).
+        family: road-geometry family of a parametric layout (:mod:`envs.scenes.road_families`), "" for the classic
+            layouts of :data:`LAYOUT_NAMES`.
+        params: the family's parameters (lane counts, radius [m], angles [deg], ...), empty for classic layouts.
+        centre: ``(K, 2)`` reference centreline [m] of a two-way road family (the road frame: station along it,
+            lateral offset left positive), None when the road runs along the x axis from x = -250 m or for junctions.
+        through_routes: lane-name routes background traffic may drive (road families; empty otherwise).
     """
 
     name: str
@@ -251,6 +257,10 @@ class Layout:
     parking: tuple[np.ndarray, ...] = ()
     green_arms: tuple[str, ...] = ()
     connector_arm: Mapping[int, str] = field(default_factory=dict)
+    family: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    centre: np.ndarray | None = None
+    through_routes: tuple[tuple[str, ...], ...] = ()
 
     def lane(self, name: str) -> Lane:
         """The lane called ``name`` (``KeyError`` listing the known names if absent)."""
@@ -429,9 +439,14 @@ def _build_merge(half_length: float = 250.0) -> Layout:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=2048)
 def get_layout(name: str) -> Layout:
-    """The (cached, immutable) layout called ``name``; ``ValueError`` listing :data:`LAYOUT_NAMES` if unknown."""
+    """The (cached, immutable) layout called ``name``: one of :data:`LAYOUT_NAMES`, or a parametric family layout
+    ``"<family>[k=v,...]"`` (:func:`envs.scenes.road_families.family_layout_name`); ``ValueError`` if unknown."""
+    if "[" in name:
+        from envs.scenes.road_families import build_family_layout
+
+        return build_family_layout(name)
     if name == "straight":
         return _build_straight()
     if name == "merge":
@@ -442,7 +457,7 @@ def get_layout(name: str) -> Layout:
     raise ValueError(f"unknown layout {name!r}; known layouts: {LAYOUT_NAMES}")
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=4096)
 def _cached_path(layout_name: str, names: tuple[str, ...]) -> Path:
     layout = get_layout(layout_name)
     return Path.from_points(polyline_of_lanes([layout.lane(n) for n in names]))
@@ -461,7 +476,7 @@ def on_route_lane_ids(layout: "Layout", route_names: Sequence[str]) -> tuple[int
     return tuple(sorted(lane_id for name, lane_id in layout.lane_ids.items() if _roadblock(name) in blocks))
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=4096)
 def _cached_scene_map(layout_name: str, route_names: tuple[str, ...], num_frames: int) -> SceneMap:
     layout = get_layout(layout_name)
     return SceneMap(
