@@ -38,6 +38,8 @@ def resolve_road_families(road_families: Sequence[str] | str | None) -> tuple[st
     ``ValueError`` naming the value when unknown."""
     if road_families is None:
         return TRAIN_FAMILIES
+    if not isinstance(road_families, str) and len(road_families) == 1 and road_families[0] in FAMILY_SPLITS:
+        road_families = road_families[0]  # a one-item list naming a split (Hydra lists: [held_out])
     if isinstance(road_families, str):
         if road_families not in FAMILY_SPLITS:
             raise ValueError(f"road_families: unknown split {road_families!r}; use one of {tuple(FAMILY_SPLITS)} "

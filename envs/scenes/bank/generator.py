@@ -129,9 +129,11 @@ def generate_scene(
         difficulty: hazard difficulty in [0, 1] of the varied mode (how close a near-miss / benign hazard passes).
         road_families: None (default: the classic layouts) or the parametric road families
             (:data:`envs.scenes.road_families.FAMILIES`) the scene may be built on; the family and its parameters
-            are drawn from the seed (``meta.extra["road_family"]``, ``["road_params"]``). A ``normal`` scene's
-            variant is then drawn among the variants that run on these families.
-        background_density: scale of the number of background agents wanted (1.0: the default 3-12 per scene).
+            are drawn from the seed (``meta.extra["road_family"]``, ``["road_params"]``; the allowed list in
+            ``["road_families"]``). A ``normal`` scene's variant is then drawn among the variants that run on these
+            families.
+        background_density: scale of the number of background agents wanted (1.0: the default 3-12 per scene;
+            other values are recorded in ``meta.extra["background_density"]``).
 
     Returns:
         A validated :class:`~envs.scenes.scene.Scene` with ``meta.source == "synthetic"``; scenes whose log collides
@@ -156,6 +158,11 @@ def generate_scene(
     rng = np.random.default_rng(int(seed))
     drawn = str(rng.choice(feasible_variants(scenario_type, roads)))  # always drawn: an explicit variant keeps the stream
     variant = drawn if variant is None else variant
+    road_facts: dict = {}
+    if roads is not None:
+        road_facts["road_families"] = list(roads.families)
+    if background_density != 1.0:
+        road_facts["background_density"] = background_density
     if roads is not None:  # one family per scene, uniform over the allowed ones (its parameters: per draw)
         fams = roads.allowed(NORMAL_VARIANT_FAMILIES[variant] if scenario_type == "normal"
                              else TYPOLOGY_FAMILIES[scenario_type])
@@ -182,7 +189,7 @@ def generate_scene(
         num_bg = int(round(num_bg * background_density))
     background = add_background(rng, layout, [core.ego, *core.avoid], core.actors, num_bg)
     scene_id = scene_id or f"synthetic/{scenario_type}/seed{int(seed)}"
-    return _assemble(scene_id, scenario_type, int(seed), core, background, rng, facts)
+    return _assemble(scene_id, scenario_type, int(seed), core, background, rng, {**facts, **road_facts})
 
 
 def _assemble(
