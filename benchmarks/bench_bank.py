@@ -50,6 +50,12 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.num_scenes / dt:.0f} scenes/s wall, {args.num_scenes / dc:.0f} scenes/s cpu "
         f"({1e3 * dc / args.num_scenes:.2f} ms cpu/scene, {agents / args.num_scenes:.1f} agents/scene)"
     )
+    if args.roads == "families":  # the same bank again: every layout, path and scene map cached
+        t0, c0 = time.perf_counter(), time.process_time()
+        list(bank)
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+        print(f"  second pass (layouts cached): {args.num_scenes / dt:.0f} scenes/s wall, {args.num_scenes / dc:.0f} "
+              f"scenes/s cpu; distinct layouts: {len({s.meta.extra['layout'] for s in scenes})}")
     if args.outcomes == "varied":
         print("outcome shares per type (benign / near_miss / collision, of n scenes):")
         for scenario_type in SCENARIO_TYPES[:-1]:
@@ -67,9 +73,12 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {scenario_type:24s} " + ", ".join(f"{f} {got.count(f) / len(got):.2f}" for f in sorted(set(got)))
                   + f"  (n={len(got)})")
         classic = ScenarioBank(args.num_scenes, seed=args.seed, outcomes=args.outcomes)
-        print(f"road-only readability (type from the road alone, accident scenes): families {_readability(scenes, 'road_family'):.2f}"
-              f" vs classic layouts {_readability(list(classic), 'layout'):.2f}; chance (majority type) "
-              f"{_majority(scenes):.2f}")
+        classic_scenes = list(classic)
+        print(f"road-only readability (type from the road alone, accident scenes): lookup accuracy families "
+              f"{_readability(scenes, 'road_family'):.2f} vs classic layouts {_readability(classic_scenes, 'layout'):.2f}"
+              f" (majority type {_majority(scenes):.2f}); H(type | road kind) families "
+              f"{_entropy(scenes, lambda s: s.meta.extra['road_family']):.2f} bits vs classic "
+              f"{_entropy(classic_scenes, lambda s: s.meta.extra['layout'].split('_')[0]):.2f} bits")
     gen_kwargs = {} if args.roads == "classic" else {"road_families": bank.road_families}
     print("per type (scenes/s, wall | cpu):")
     for scenario_type in bank.scenario_types:
@@ -91,6 +100,19 @@ def _readability(scenes: list, key: str) -> float:
     vote = {road: max(sorted(set(ts)), key=ts.count) for road, ts in table.items()}
     test = pairs[1::2]
     return sum(vote.get(road) == t for road, t in test) / max(len(test), 1)
+
+
+def _entropy(scenes: list, road) -> float:
+    """H(scenario type | road(scene)) [bits] over the accident scenes (plug-in estimate)."""
+    from collections import Counter
+    import math
+
+    pairs = Counter((road(s), s.meta.scenario_type) for s in scenes if s.meta.scenario_type != "normal")
+    per_road: Counter = Counter()
+    for (r, _), n in pairs.items():
+        per_road[r] += n
+    total = sum(pairs.values())
+    return -sum(n / total * math.log2(n / per_road[r]) for (r, _), n in pairs.items())
 
 
 def _majority(scenes: list) -> float:

@@ -299,9 +299,13 @@ class _Builder:
         self.lanes: list[Lane] = []
         self.ids: dict[str, int] = {}
 
-    def add(self, name: str, centerline: np.ndarray, speed_limit: float, in_intersection: bool = False) -> int:
+    def add(
+        self, name: str, centerline: np.ndarray, speed_limit: float, in_intersection: bool = False,
+        polygon: np.ndarray | None = None,
+    ) -> int:
+        """Add a lane (``polygon``: its outline, when known; default: derived by :class:`Lane`)."""
         lane_id = len(self.lanes) + 1
-        self.lanes.append(Lane(lane_id, centerline, LANE_WIDTH, in_intersection, speed_limit))
+        self.lanes.append(Lane(lane_id, centerline, LANE_WIDTH, in_intersection, speed_limit, polygon))
         self.ids[name] = lane_id
         return lane_id
 

@@ -1,8 +1,9 @@
 """Parametric road-geometry families of the SYNTHETIC scenario bank (opt-in: ``ScenarioBank(..., roads="families")``).
 
 Each family builds a :class:`~envs.scenes.layouts.Layout` from a few parameters, drawn per scene from the scene's
-random generator (:func:`draw_params`) on a grid (so that layouts, paths and scene maps are cached and shared across
-scenes). A family layout is named ``"<family>[k=v,...]"`` (:func:`family_layout_name`) and rebuilt from its name by
+random generator (:func:`draw_params`) on a coarse grid (so that layouts, paths, scene maps and the scorer's map
+indices are cached and shared across scenes: about 1,700 distinct layouts in all, 800 of them curves; a finer grid
+is a one-line change in :func:`draw_params`, paid for with a layout build, 2-40 ms, per new variant). A family layout is named ``"<family>[k=v,...]"`` (:func:`family_layout_name`) and rebuilt from its name by
 :func:`envs.scenes.layouts.get_layout`. All right-hand traffic, lanes 3.5 m wide, world frame x east / y north; all
 geometry SYNTHETIC.
 
@@ -11,21 +12,24 @@ Families (:data:`FAMILIES`); ``L`` lanes per direction, ``P`` a 2.5 m drivable p
 * ``straight`` ``(L 1-4, P)``: a straight two-way road along x in [-250, 250] m (lanes ``E<i>`` eastbound,
   ``W<i>`` westbound, index 0 next to the centre line).
 * ``curve`` ``(L 1-3, P, S, R, A, D)``: a two-way road whose centreline runs east from (-250, 0), straight for ``S``
-  [m], then a circular arc of radius ``R`` [m] over ``A`` [deg] turning left (``D=1``) or right (``D=-1``), then
-  straight again (500 m in all). Lanes are offsets of the centreline (``Layout.centre``).
+  (150 or 190) [m], then a circular arc of radius ``R`` (60-240, step 30) [m] over ``A`` (30-120, step 15, arc at
+  most ~260 m) [deg] turning left (``D=1``) or right (``D=-1``), then straight again (500 m in all). Lanes are
+  offsets of the centreline (``Layout.centre``).
 * ``merge`` ``(L 1-3, X, T, C, Y)``: the straight road (no parking before the merge) with a parallel on-ramp
-  ``ramp``: a lateral approach from ``Y`` [m] south of the acceleration lane, an acceleration lane ``C`` [m] long
-  and a ``T`` [m] taper ending at ``x = X`` on the outer eastbound lane (``E<L-1>_up`` ends, ``E<L-1>_down`` starts
-  there).
+  ``ramp``: a lateral approach from ``Y`` (20-50, step 15) [m] south of the acceleration lane, an acceleration lane
+  ``C`` (30-90, step 30) [m] long and a ``T`` (30-60, step 15) [m] taper ending at ``x = X`` (0 or 40) [m] on the
+  outer eastbound lane (``E<L-1>_up`` ends, ``E<L-1>_down`` starts there).
 * ``ramp`` ``(L 1-3, X, T, C, H, R)``: the same main road with an angled on-ramp: a straight approach at heading
-  ``H`` [deg], a circular arc of radius ``R`` [m] onto a short acceleration lane, then the taper.
+  ``H`` (20-40, step 10) [deg], a circular arc of radius ``R`` (60-150, step 45) [m] onto a short acceleration lane
+  (``C`` 10-40, step 15 [m]), then the taper.
 * ``lane_drop`` ``(L 1-3, X, T)``: the outer eastbound lane ``drop`` ends, tapering over ``T`` [m] into the next
   lane at ``x = X``.
 * ``junction_x`` ``(N, E)``: an orthogonal 4-way signalized junction, ``N`` / ``E`` lanes per direction on the
   north-south / east-west road (1-3 each).
-* ``junction_skew`` ``(N, E, A)``: a 4-way junction whose east-west road crosses at ``A`` [deg] (55-80 or 100-125).
+* ``junction_skew`` ``(N, E, A)``: a 4-way junction whose east-west road crosses at ``A`` (55, 65, 75, 105, 115 or
+  125) [deg].
 * ``junction_t`` ``(N, E, A, M)``: a 3-way junction: the north-south road with one side arm (``M``: the missing arm,
-  ``E`` or ``W``) at angle ``A`` [deg] (60-120).
+  ``E`` or ``W``) at angle ``A`` (60-120, step 15) [deg].
 
 The merge families (``merge``, ``ramp``, ``lane_drop``) have drivable parking strips on the north side and, past the
 merge, on the south side. Junction families: arms 150 m long, the north-south road green for the whole scene, lane
@@ -84,6 +88,17 @@ _PARAM_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _straight_lane(b: _Builder, name: str, p0, p1, speed_limit: float, in_intersection: bool = False) -> int:
+    """Add a straight lane from ``p0`` to ``p1`` [m] (centreline sampled every metre) with its 4-corner outline
+    (what :class:`~envs.scenes.scene.Lane` derives after dropping collinear vertices, without the exact-arithmetic
+    pass over every sample: the expensive part of building a layout)."""
+    p0, p1 = np.asarray(p0, dtype=np.float64), np.asarray(p1, dtype=np.float64)
+    d = (p1 - p0) / np.linalg.norm(p1 - p0)
+    n = 0.5 * LANE_WIDTH * np.array([-d[1], d[0]])
+    polygon = np.array([p0 + n, p1 + n, p1 - n, p0 - n])
+    return b.add(name, _segment(p0, p1), speed_limit, in_intersection, polygon)
+
+
 def check_family(family: str) -> str:
     """``family`` if known, else ``ValueError`` listing :data:`FAMILIES`."""
     if family not in _PARAM_KEYS:
@@ -137,24 +152,24 @@ def draw_params(
         p: dict[str, Any] = {"L": int(rng.integers(min_lanes, 5 if family == "straight" else 4)),
                              "P": 1 if parking or rng.random() < 0.6 else 0}
         if family == "curve":
-            r = _grid(rng, 60, 250, 10)
-            arc_deg_max = min(120, int(math.degrees(260.0 / r)) // 5 * 5)
-            p.update(S=_grid(rng, 140, 220, 10), R=r, A=_grid(rng, 30, max(30, arc_deg_max), 5),
+            r = _grid(rng, 60, 240, 30)
+            arc_deg_max = min(120, int(math.degrees(260.0 / r)) // 15 * 15)
+            p.update(S=_grid(rng, 150, 190, 40), R=r, A=_grid(rng, 30, max(30, arc_deg_max), 15),
                      D=1 if rng.random() < 0.5 else -1)
         return p
     if family in MERGE_FAMILIES:
-        p = {"L": int(rng.integers(min_lanes, 4)), "X": _grid(rng, -20, 60, 5), "T": _grid(rng, 30, 60, 10)}
+        p = {"L": int(rng.integers(min_lanes, 4)), "X": _grid(rng, 0, 40, 40), "T": _grid(rng, 30, 60, 15)}
         if family == "merge":
-            p.update(C=_grid(rng, 30, 90, 10), Y=_grid(rng, 20, 50, 5))
+            p.update(C=_grid(rng, 30, 90, 30), Y=_grid(rng, 20, 50, 15))
         elif family == "ramp":
-            p.update(C=_grid(rng, 10, 40, 10), H=_grid(rng, 20, 45, 5), R=_grid(rng, 60, 150, 10))
+            p.update(C=_grid(rng, 10, 40, 15), H=_grid(rng, 20, 40, 10), R=_grid(rng, 60, 150, 45))
         return p
     p = {"N": int(rng.integers(min_ns, 4)), "E": int(rng.integers(1, 4))}
     if family == "junction_skew":
-        a = _grid(rng, 55, 80, 5)
+        a = _grid(rng, 55, 75, 10)
         p["A"] = a if rng.random() < 0.5 else 180 - a
     elif family == "junction_t":
-        p["A"] = _grid(rng, 60, 120, 5)
+        p["A"] = _grid(rng, 60, 120, 15)
         p["M"] = missing if missing is not None else ("E" if rng.random() < 0.5 else "W")
     return p
 
@@ -198,10 +213,17 @@ def _two_way_road(name: str, family: str, p: Mapping[str, Any], centre: Path) ->
     w, b, n = LANE_WIDTH, _Builder(), int(p["L"])
     if not 1 <= n <= 4:
         raise ValueError(f"layout {name!r}: L (lanes per direction) must be 1-4, got {n}")
+    h = HALF_LENGTH
     for i in range(n):
-        b.add(f"E{i}", _offset(centre, -(i + 0.5) * w), URBAN_SPEED_LIMIT)
+        if family == "straight":
+            _straight_lane(b, f"E{i}", [-h, -(i + 0.5) * w], [h, -(i + 0.5) * w], URBAN_SPEED_LIMIT)
+        else:
+            b.add(f"E{i}", _offset(centre, -(i + 0.5) * w), URBAN_SPEED_LIMIT)
     for i in range(n):
-        b.add(f"W{i}", _offset(centre, (i + 0.5) * w)[::-1], URBAN_SPEED_LIMIT)
+        if family == "straight":
+            _straight_lane(b, f"W{i}", [h, (i + 0.5) * w], [-h, (i + 0.5) * w], URBAN_SPEED_LIMIT)
+        else:
+            b.add(f"W{i}", _offset(centre, (i + 0.5) * w)[::-1], URBAN_SPEED_LIMIT)
     parking = bool(p["P"])
     edge = n * w + (2.5 if parking else 0.0)
     area = np.concatenate([_offset(centre, -edge), _offset(centre, edge)[::-1]])
@@ -223,11 +245,11 @@ def _merge_road(name: str, family: str, p: Mapping[str, Any]) -> Layout:
     k = n - 1
     y_k, y_acc = -(k + 0.5) * w, -(n + 0.5) * w
     for i in range(k):
-        b.add(f"E{i}", _segment([-h, -(i + 0.5) * w], [h, -(i + 0.5) * w]), MERGE_SPEED_LIMIT)
-    b.add(f"E{k}_up", _segment([-h, y_k], [x_end, y_k]), MERGE_SPEED_LIMIT)
-    b.add(f"E{k}_down", _segment([x_end, y_k], [h, y_k]), MERGE_SPEED_LIMIT)
+        _straight_lane(b, f"E{i}", [-h, -(i + 0.5) * w], [h, -(i + 0.5) * w], MERGE_SPEED_LIMIT)
+    _straight_lane(b, f"E{k}_up", [-h, y_k], [x_end, y_k], MERGE_SPEED_LIMIT)
+    _straight_lane(b, f"E{k}_down", [x_end, y_k], [h, y_k], MERGE_SPEED_LIMIT)
     for i in range(n):
-        b.add(f"W{i}", _segment([h, (i + 0.5) * w], [-h, (i + 0.5) * w]), MERGE_SPEED_LIMIT)
+        _straight_lane(b, f"W{i}", [h, (i + 0.5) * w], [-h, (i + 0.5) * w], MERGE_SPEED_LIMIT)
     x_taper = x_end - taper
     tail = _cosine_shift(x_taper, x_end, y_acc, y_k)
     if family == "lane_drop":
@@ -321,12 +343,12 @@ def _junction(name: str, family: str, p: Mapping[str, Any]) -> Layout:
     for a in arms:
         for i in range(nl[a]):
             off = (i + 0.5) * w * left[a]
-            in_lane[a, i] = b.add(f"{a}_in{i}", _segment(u[a] * (edge[a] + ARM_LENGTH) + off, u[a] * edge[a] + off),
-                                  URBAN_SPEED_LIMIT)
+            in_lane[a, i] = _straight_lane(b, f"{a}_in{i}", u[a] * (edge[a] + ARM_LENGTH) + off, u[a] * edge[a] + off,
+                                           URBAN_SPEED_LIMIT)
         for j in range(nl[a]):
             off = -(j + 0.5) * w * left[a]
-            out_lane[a, j] = b.add(f"{a}_out{j}", _segment(u[a] * edge[a] + off, u[a] * (edge[a] + ARM_LENGTH) + off),
-                                   URBAN_SPEED_LIMIT)
+            out_lane[a, j] = _straight_lane(b, f"{a}_out{j}", u[a] * edge[a] + off, u[a] * (edge[a] + ARM_LENGTH) + off,
+                                            URBAN_SPEED_LIMIT)
     connector_arm = {}
     for a in arms:
         d_in = -u[a]
@@ -349,8 +371,11 @@ def _junction(name: str, family: str, p: Mapping[str, Any]) -> Layout:
                     js = [{"left": 0, "right": nl[dest] - 1, "straight": min(i, nl[dest] - 1)}[move]]
                 for j in js:
                     p1 = b.lanes[out_lane[dest, j] - 1].centerline[0]
-                    pts = _segment(p0, p1) if move == "straight" else arc_turn(p0, d_in, p1, u[dest])
-                    cid = b.add(f"{a}_in{i}>{dest}_out{j}", pts, URBAN_SPEED_LIMIT, in_intersection=True)
+                    cname = f"{a}_in{i}>{dest}_out{j}"
+                    if move == "straight":
+                        cid = _straight_lane(b, cname, p0, p1, URBAN_SPEED_LIMIT, in_intersection=True)
+                    else:
+                        cid = b.add(cname, arc_turn(p0, d_in, p1, u[dest]), URBAN_SPEED_LIMIT, in_intersection=True)
                     connector_arm[cid] = a
     ordered = sorted(arms, key=lambda a: angles[a] % (2 * math.pi))
     box = np.array([c for a in ordered for c in (u[a] * edge[a] - hw[a] * left[a], u[a] * edge[a] + hw[a] * left[a])])
