@@ -18,6 +18,10 @@ Layouts (:data:`LAYOUT_NAMES`), all right-hand traffic, lanes 3.5 m wide, world 
 * ``merge``: the straight two-way road without parking strips plus an on-ramp from the south-west joining the
   outer eastbound lane through a 40 m taper at x in [-20, 20] m (``E1_up`` ends and ``E1_down`` starts at x = 20).
 
+Parametric road-geometry families (opt-in, ``ScenarioBank(..., roads="families")``) live in
+:mod:`envs.scenes.road_families`; :func:`get_layout` also builds (and caches) their layouts by name
+(``"<family>[k=v,...]"``).
+
 All geometry is synthetic (procedurally generated), not taken from any real map.
 """
 
