@@ -182,3 +182,20 @@ def test_many_family_scenes_stay_on_the_road_and_clear_of_each_other():
         pair = checks.boxes_overlap(c[:, None], c[None, :]).any(axis=-1)
         np.fill_diagonal(pair, False)
         assert not pair.any(), scene.scene_id
+
+
+def test_render_cli_writes_one_contact_sheet_per_family(tmp_path, capsys):
+    import cv2
+
+    from envs.render import main
+
+    out = tmp_path / "sheets"
+    assert main(["--family-sheets", "--families", "curve,junction_t", "--out", str(out), "--num-scenes", "3",
+                 "--size", "64", "--mpp", "1.0", "--columns", "3"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(out / "family_curve.png"), str(out / "family_junction_t.png")]
+    for path in printed:
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        assert image is not None and image.shape[1] >= 3 * 64  # three tiles in a row
+    with pytest.raises(SystemExit):
+        main(["--family-sheets", "--families", "hexagon", "--out", str(out)])
