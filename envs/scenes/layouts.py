@@ -32,7 +32,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -447,14 +447,25 @@ def _build_merge(half_length: float = 250.0) -> Layout:
     )
 
 
+_FAMILY_BUILDER: list[Callable[[str], Layout]] = []
+"""The builder of parametric family layouts (registered by :mod:`envs.scenes.road_families` on import, which the
+``envs.scenes`` package does)."""
+
+
+def register_family_builder(builder: Callable[[str], Layout]) -> None:
+    """Let :func:`get_layout` build ``"<family>[k=v,...]"`` names with ``builder(name) -> Layout``."""
+    _FAMILY_BUILDER[:] = [builder]
+    get_layout.cache_clear()
+
+
 @functools.lru_cache(maxsize=2048)
 def get_layout(name: str) -> Layout:
     """The (cached, immutable) layout called ``name``: one of :data:`LAYOUT_NAMES`, or a parametric family layout
     ``"<family>[k=v,...]"`` (:func:`envs.scenes.road_families.family_layout_name`); ``ValueError`` if unknown."""
     if "[" in name:
-        from envs.scenes.road_families import build_family_layout
-
-        return build_family_layout(name)
+        if not _FAMILY_BUILDER:
+            raise ValueError(f"layout {name!r}: no road-family builder registered (import envs.scenes.road_families)")
+        return _FAMILY_BUILDER[0](name)
     if name == "straight":
         return _build_straight()
     if name == "merge":

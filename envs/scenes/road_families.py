@@ -58,6 +58,7 @@ from envs.scenes.layouts import (
     _rect,
     _rot90,
     _segment,
+    register_family_builder,
 )
 
 HALF_LENGTH = 250.0
@@ -396,3 +397,6 @@ def _junction(name: str, family: str, p: Mapping[str, Any]) -> Layout:
         green_arms=tuple(a for a in ("S", "N") if a in arms), connector_arm=MappingProxyType(connector_arm),
         family=family, params=MappingProxyType(dict(p)),
     )
+
+
+register_family_builder(build_family_layout)
