@@ -76,7 +76,7 @@ def red_light_runner(rng: np.random.Generator, variant: str, side: str, roads: R
     On a ``junction_t`` (no arm opposite the runner's) the runner turns across the ego's path instead: from the
     left into the outer northbound exit lane (the ego in an inner lane), from the right into a southbound exit."""
     typology = f"red_light_runner_{side}"
-    layout = junction_layout(rng, roads, typology, min_ns=2 if side == "left" and roads is not None else 1)
+    layout = junction_layout(rng, roads, typology, min_ns=2 if side == "left" else 1)  # (T only: 2 lanes to cross)
     n_ns, n_ew = _lanes(layout)
     arm, dest = ("W", "E") if side == "left" else ("E", "W")
     turning = layout.family == "junction_t"

@@ -83,15 +83,15 @@ class Roads:
 
     def pick(self, rng: np.random.Generator, candidates: Sequence[str], **needs) -> Layout:
         """A layout of one allowed family of ``candidates`` (uniform), parameters drawn from ``rng`` (``needs``:
-        :func:`~envs.scenes.road_families.draw_params` keywords; ``missing`` may map typology -> arm via
-        :data:`T_MISSING` beforehand)."""
+        :func:`~envs.scenes.road_families.draw_params` keywords, each applied where it means something: ``missing``
+        and ``min_ns`` to ``junction_t`` only, ``min_lanes`` to the two-way road and merge families, ``parking`` to
+        ``straight`` / ``curve``)."""
         allowed = self.allowed(candidates)
         if not allowed:
             raise ValueError(f"none of the families {tuple(candidates)} is allowed (road_families={self.families})")
         family = allowed[int(rng.integers(len(allowed)))]
-        if family != "junction_t":
+        if family != "junction_t":  # (the T-specific needs: which arm it lacks, lanes on its through road)
             needs.pop("missing", None)
-        if family not in JUNCTION_FAMILIES:
             needs.pop("min_ns", None)
         if family in JUNCTION_FAMILIES:
             needs.pop("min_lanes", None)
