@@ -458,7 +458,7 @@ def register_family_builder(builder: Callable[[str], Layout]) -> None:
     get_layout.cache_clear()
 
 
-@functools.lru_cache(maxsize=2048)
+@functools.lru_cache(maxsize=512)  # ~0.3 MB per family layout with its paths and maps: bounded at ~150 MB
 def get_layout(name: str) -> Layout:
     """The (cached, immutable) layout called ``name``: one of :data:`LAYOUT_NAMES`, or a parametric family layout
     ``"<family>[k=v,...]"`` (:func:`envs.scenes.road_families.family_layout_name`); ``ValueError`` if unknown."""
@@ -495,7 +495,7 @@ def on_route_lane_ids(layout: "Layout", route_names: Sequence[str]) -> tuple[int
     return tuple(sorted(lane_id for name, lane_id in layout.lane_ids.items() if _roadblock(name) in blocks))
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=512)
 def _cached_scene_map(layout_name: str, route_names: tuple[str, ...], num_frames: int) -> SceneMap:
     layout = get_layout(layout_name)
     return SceneMap(
