@@ -272,7 +272,7 @@ def _merge_road(name: str, family: str, p: Mapping[str, Any]) -> Layout:
         pts = np.concatenate([approach[:-1], _segment([x_acc, y_acc], [x_taper, y_acc])[:-1], tail])
         strip = _rect(x_acc, x_end, y_acc - 0.5 * w, -n * w + 0.5)
     merge_id = b.add(merging, pts, URBAN_SPEED_LIMIT)
-    areas = [_rect(-h, h, -n * w, n * w + 2.5), strip, _rect(x_end + 5.0, h, -n * w - 2.5, -n * w + 0.5)]
+    areas = [_rect(-h, h, -n * w, n * w + 2.5), strip, _rect(x_end, h, -n * w - 2.5, -n * w + 0.5)]
     if merging == "ramp":
         areas.append(b.lanes[merge_id - 1].polygon)
     walk_n, walk_s = n * w + 4.0, -(n * w + 4.0)
@@ -280,8 +280,8 @@ def _merge_road(name: str, family: str, p: Mapping[str, Any]) -> Layout:
               *((f"W{i}",) for i in range(n)))
     return Layout(
         name=name, lanes=tuple(b.lanes), lane_ids=MappingProxyType(b.ids), drivable_areas=tuple(areas),
-        walkways=(_segment([x_end + 5.0, walk_s], [h, walk_s]), _segment([h, walk_n], [-h, walk_n])),
-        parking=(_segment([x_end + 5.0, -(n * w + 1.25)], [h, -(n * w + 1.25)]),
+        walkways=(_segment([x_end, walk_s], [h, walk_s]), _segment([h, walk_n], [-h, walk_n])),
+        parking=(_segment([x_end, -(n * w + 1.25)], [h, -(n * w + 1.25)]),
                  _segment([h, n * w + 1.25], [-h, n * w + 1.25])),
         family=family, params=MappingProxyType(dict(p)), through_routes=routes,
     )
