@@ -13,7 +13,10 @@ read), ``python -m benchmarks.bench_bank --num-scenes 1000 --per-type 30 --roads
 ``--roads``: families 180 scenes/s cpu on the first pass (1,000 scenes, 377 distinct layouts built on first use),
 242 scenes/s cpu on a second pass over the same bank (layouts cached), per type 166-357 scenes/s cpu; classic 270
 scenes/s cpu in the same conditions. Road-only readability on that bank: 'road -> type' lookup accuracy 0.24
-(families) vs 0.27 (classic layouts), H(type | road kind) 2.12 vs 1.78 bits. Prints numbers only;
+(families) vs 0.27 (classic layouts), H(type | road kind) 2.12 vs 1.78 bits.
+Under the lock (other processes still running, load ~8.5), ``--num-scenes 600 --per-type 40 --roads families``
+then without ``--roads``: families 117 scenes/s wall / 165 cpu cold (280 layouts built), 220 wall / 238 cpu on the
+second pass; classic 175 wall / 263 cpu. Prints numbers only;
 no assertions (timing is machine dependent). Both wall-clock and process CPU time are reported, since on a shared
 machine the wall clock includes time spent waiting for a core.
 """
