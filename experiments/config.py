@@ -73,6 +73,17 @@ class SourceConfig:
     difficulty: float = 0.5
     """bank, ``outcomes=varied``: hazard difficulty in [0, 1] (0.5: the mix as given; higher: more collisions,
     closer near-misses)."""
+    roads: str = "classic"
+    """bank: ``classic`` (the six fixed layouts) or ``families`` (parametric road-geometry families,
+    ``envs.scenes.road_families``; docs/scenes.md)."""
+    road_families: Optional[List[str]] = None
+    """bank, ``roads=families``: training families, names or one split ``[train]`` / ``[held_out]`` / ``[all]``
+    (null: ``train``, every family but the held-out ``curve``)."""
+    eval_road_families: Optional[List[str]] = None
+    """bank, ``roads=families``: held-out evaluation families (null: as ``road_families``; ``[held_out]``: the
+    family never trained on, to measure generalisation to unseen road geometry)."""
+    background_density: float = 1.0
+    """bank: scale of the background traffic per scene (1.0: 3-12 agents wanted; 0: none)."""
     root: Optional[str] = None
     """deepaccident: the dataset root folder (with train.txt / val.txt / test.txt); carla: the recordings folder
     (``train/`` and ``eval/``; default ``<out>/carla``)."""
