@@ -45,7 +45,7 @@ from rewards.comfort import comfort_score
 from rewards.config import PDMConfig
 from rewards.map_index import MapIndex, map_index_for
 from rewards.tracking import NUM_STATE_COLUMNS, SVX, SVY, SYAW
-from rewards.types import ScoringProblem, checked_group
+from rewards.types import AgentsFuture, ScoringProblem, checked_group
 
 
 @dataclass
@@ -192,13 +192,28 @@ _PROBLEMS: "weakref.WeakKeyDictionary[ScoringProblem, dict]" = weakref.WeakKeyDi
 """Per problem object: ``{(collision_stopped_speed, max TTC offset): _ProblemData}``. Keyed by identity: sound
 because a problem's arrays are read-only copies (:mod:`rewards.types`)."""
 
+_OBJECTS: "weakref.WeakKeyDictionary[AgentsFuture, dict]" = weakref.WeakKeyDictionary()
+"""Per agents object: ``{(collision_stopped_speed, max TTC offset): ObjectTracks}``. The objects depend on
+``problem.agents`` only, so problems that share it (the closed loop's ``dataclasses.replace(problem, ego=...)`` per
+simulated state) share them; keyed by identity like :data:`_PROBLEMS`."""
+
 
 def _problem_data(problem: ScoringProblem, stopped_speed: float, horizon: int) -> _ProblemData:
     per_problem = _PROBLEMS.setdefault(problem, {})
     key = (float(stopped_speed), int(horizon))
     if key in per_problem:
         return per_problem[key]
-    ag = problem.agents
+    per_agents = _OBJECTS.setdefault(problem.agents, {})
+    objects = per_agents.get(key)
+    if objects is None:
+        objects = per_agents[key] = _object_tracks(problem.agents, float(stopped_speed), int(horizon))
+    data = _ProblemData(objects=objects, map_index=map_index_for(problem.map) if problem.map is not None else None)
+    per_problem[key] = data
+    return data
+
+
+def _object_tracks(ag: AgentsFuture, stopped_speed: float, horizon: int) -> kernels.ObjectTracks:
+    """The objects of ``ag`` as the contact kernel reads them (read-only by convention: shared between problems)."""
     n, s = ag.num_agents, ag.num_steps
     centers = np.ascontiguousarray(ag.poses[..., :2])
     valid = np.ascontiguousarray(ag.valid)
@@ -209,7 +224,7 @@ def _problem_data(problem: ScoringProblem, stopped_speed: float, horizon: int) -
     first = np.argmax(valid, axis=1) if s else np.zeros(n, dtype=int)
     v_first = ag.velocities[np.arange(n), first] if s else np.zeros((n, 2))
     stopped = ag.is_static | (np.hypot(v_first[:, 0], v_first[:, 1]) <= stopped_speed)
-    objects = kernels.ObjectTracks(
+    return kernels.ObjectTracks(
         centers=centers,
         cos_yaw=cos_yaw,
         sin_yaw=sin_yaw,
@@ -224,9 +239,6 @@ def _problem_data(problem: ScoringProblem, stopped_speed: float, horizon: int) -
         drift=kernels.object_drift(centers, valid, int(horizon)),
         ids=ag.ids.copy(),
     )
-    data = _ProblemData(objects=objects, map_index=map_index_for(problem.map) if problem.map is not None else None)
-    per_problem[key] = data
-    return data
 
 
 # ----------------------------------------------------------------------------------------------------------------
