@@ -19,7 +19,9 @@ Configurations (closed loop, ``--scenes`` bank scenes):
 * ``vector-map``: the default with the map drawn as vectors every frame (``BEVConfig(map_raster=False)``, the
   renderer before the map raster);
 * ``ref-auto``: eager, reference planned from the current (simulated) state at every step (exact, slow);
-* ``ref-none``: eager, EP normalised without a reference (no planning at all);
+* ``ref-none``: eager, EP normalised without a reference (no planning at all); with the default progress-first
+  reward its rewards, terminations and observations equal ``default``'s (only the reported EP / PDMS / SP-PDMS
+  terms differ; pinned in ``tests/test_env_pinned.py``), so it is the fast setting for training on that reward;
 * ``state-only``: eager, no BEV (``EnvConfig(bev=None)``);
 * ``lazy``: ``reward_mode="lazy"`` (scorer deferred to ``flush_rewards``), 128 px RGB BEV;
 * ``lazy-64``: lazy, 64 px RGB BEV at 1 m/px without heading ticks or box history;
@@ -107,6 +109,7 @@ COMPARED: dict[str, tuple[EnvConfig, bool]] = {
     "default": (CONFIGS["default"], False),
     "state-only": (CONFIGS["state-only"], False),
     "vector-map": (CONFIGS["vector-map"], False),
+    "ref-none": (CONFIGS["ref-none"], False),
     "default, log cached": (EnvConfig(problem_cache_size=WARM_CACHE), True),
     "state-only, log cached": (EnvConfig(bev=None, problem_cache_size=WARM_CACHE), True),
 }

@@ -31,9 +31,9 @@ def _obs(obs) -> dict:
     return out
 
 
-def record(steps: int = 80) -> list[dict]:
+def record(steps: int = 80, config: EnvConfig | None = None) -> list[dict]:
     """The pinned sequence: default config, 6 bank scenes, every third action the log, else seeded random."""
-    env = ReplayEnv("bank", "closed_loop", EnvConfig(), num_scenes=6)
+    env = ReplayEnv("bank", "closed_loop", EnvConfig() if config is None else config, num_scenes=6)
     rng = np.random.default_rng(1)
     obs, info = env.reset(seed=2)
     rows = [{"reset": True, "scene_id": info["scene_id"], "t": info["t"], "obs": _obs(obs)}]
@@ -77,6 +77,28 @@ def test_default_env_episodes_are_pinned():
     assert len(rows) == len(golden)
     for i, (got, want) in enumerate(zip(rows, golden)):
         _close(want, got, f"row {i}")
+
+
+EP_TERMS = ("ep", "pdms", "sp_ep", "sp_pdms", "score")
+"""The terms that depend on the EP reference (``score``: SP-PDMS, the map-free score without a map)."""
+
+
+def test_without_a_reference_the_progress_reward_is_unchanged():
+    """``EnvConfig(reference=None)`` plans no EP reference (the largest cost of a step that leaves the log,
+    ``benchmarks/bench_env.py``): with the default progress-first reward, rewards, terminations, observations and
+    every term but EP, PDMS, SP-EP, SP-PDMS and the score equal the pinned default's (only those are normalised
+    among the scored trajectory instead)."""
+    golden = json.loads(GOLDEN.read_text())
+    rows = json.loads(json.dumps(record(config=EnvConfig(reference=None)), allow_nan=True))
+    assert len(rows) == len(golden)
+    changed = 0
+    for i, (got, want) in enumerate(zip(rows, golden)):
+        for name in EP_TERMS:
+            if "rewards" in want:
+                a, b = want["rewards"].pop(name), got["rewards"].pop(name)
+                changed += not (a == b or (math.isnan(a) and math.isnan(b)))
+        _close(want, got, f"row {i}")
+    assert changed > 10  # the EP terms do change: the comparison is not vacuous
 
 
 if __name__ == "__main__":
