@@ -92,25 +92,71 @@ class ReferenceResult:
     proposal_scores: np.ndarray
 
 
+_CHUNK = 16
+"""Segments per chunk of :func:`_project_kernel`'s pruning."""
+
+
+@njit(cache=True, inline="always")
+def _segment_d2(px: float, py: float, path: np.ndarray, j: int) -> tuple[float, float, float]:
+    """``(d2, f, cross)`` of point ``(px, py)`` and segment ``j`` of ``path``: squared distance to its closest point,
+    that point's fraction along the segment, and the cross product giving the side (the arithmetic of
+    :func:`_project_numpy`)."""
+    ax, ay = path[j, 0], path[j, 1]
+    bx, by = path[j + 1, 0] - ax, path[j + 1, 1] - ay
+    len2 = max(bx * bx + by * by, 1e-12)
+    apx, apy = px - ax, py - ay
+    f = min(max((apx * bx + apy * by) / len2, 0.0), 1.0)
+    dx, dy = px - (ax + f * bx), py - (ay + f * by)
+    return dx * dx + dy * dy, f, bx * apy - by * apx
+
+
 @njit(cache=True)
 def _project_kernel(points: np.ndarray, path: np.ndarray, path_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Compiled :func:`_project` (same arithmetic, same first-minimum tie-break, no ``(M, R)`` temporaries)."""
+    """Compiled :func:`_project` (same arithmetic, same first-minimum tie-break, no ``(M, R)`` temporaries).
+
+    Pruned exactly: the segments are grouped in chunks of :data:`_CHUNK` with a bounding circle each; per point, the
+    chunk nearest by its circle gives an upper bound ``ub`` of the smallest squared distance, and the ordered scan
+    skips every chunk whose circle is farther than ``sqrt(ub)`` (by a margin far above rounding): such segments are
+    strictly farther than the minimum, so the first segment reaching the minimum, and every output, is unchanged.
+    """
     m, r = points.shape[0], path.shape[0] - 1
     s = np.empty(m)
     lat = np.empty(m)
+    n_chunks = (r + _CHUNK - 1) // _CHUNK
+    cx = np.empty(n_chunks)
+    cy = np.empty(n_chunks)
+    cr = np.empty(n_chunks)
+    for c in range(n_chunks):
+        j0, j1 = c * _CHUNK, min((c + 1) * _CHUNK, r)  # segments j0 .. j1 - 1: vertices j0 .. j1
+        lox, loy, hix, hiy = np.inf, np.inf, -np.inf, -np.inf
+        for v in range(j0, j1 + 1):
+            lox, hix = min(lox, path[v, 0]), max(hix, path[v, 0])
+            loy, hiy = min(loy, path[v, 1]), max(hiy, path[v, 1])
+        cx[c], cy[c] = 0.5 * (lox + hix), 0.5 * (loy + hiy)
+        rad = 0.0
+        for v in range(j0, j1 + 1):
+            rad = max(rad, np.sqrt((path[v, 0] - cx[c]) ** 2 + (path[v, 1] - cy[c]) ** 2))
+        cr[c] = rad
+    lower = np.empty(n_chunks)
     for i in range(m):
         px, py = points[i, 0], points[i, 1]
+        nearest = 0
+        for c in range(n_chunks):
+            lower[c] = max(np.sqrt((px - cx[c]) ** 2 + (py - cy[c]) ** 2) - cr[c], 0.0)
+            if lower[c] < lower[nearest]:
+                nearest = c
+        ub = np.inf
+        for j in range(nearest * _CHUNK, min((nearest + 1) * _CHUNK, r)):
+            ub = min(ub, _segment_d2(px, py, path, j)[0])
+        limit = np.sqrt(ub) * (1.0 + 1e-9) + 1e-6  # [m]; a chunk whose circle is farther cannot hold the minimum
         best, best_j, best_f, best_cross = np.inf, 0, 0.0, 0.0
-        for j in range(r):
-            ax, ay = path[j, 0], path[j, 1]
-            bx, by = path[j + 1, 0] - ax, path[j + 1, 1] - ay
-            len2 = max(bx * bx + by * by, 1e-12)
-            apx, apy = px - ax, py - ay
-            f = min(max((apx * bx + apy * by) / len2, 0.0), 1.0)
-            dx, dy = px - (ax + f * bx), py - (ay + f * by)
-            d2 = dx * dx + dy * dy
-            if d2 < best:
-                best, best_j, best_f, best_cross = d2, j, f, bx * apy - by * apx
+        for c in range(n_chunks):
+            if lower[c] > limit:
+                continue
+            for j in range(c * _CHUNK, min((c + 1) * _CHUNK, r)):
+                d2, f, cross = _segment_d2(px, py, path, j)
+                if d2 < best:
+                    best, best_j, best_f, best_cross = d2, j, f, cross
         bx, by = path[best_j + 1, 0] - path[best_j, 0], path[best_j + 1, 1] - path[best_j, 1]
         s[i] = path_s[best_j] + best_f * np.sqrt(max(bx * bx + by * by, 1e-12))
         lat[i] = np.sign(best_cross) * np.sqrt(best)
@@ -174,6 +220,15 @@ class _RoutePath:
 
 _PATHS: "weakref.WeakKeyDictionary[MapGeometry, dict[float, _RoutePath]]" = weakref.WeakKeyDictionary()
 """Per map geometry object (released with it): ``{lateral offset: _RoutePath}``."""
+
+
+def _path_headings(path: np.ndarray, path_s: np.ndarray, s: np.ndarray, heading: np.ndarray | None = None
+                   ) -> np.ndarray:
+    """The heading column of :func:`_path_poses` alone (same segment choice, no positions computed)."""
+    if heading is None:
+        d = np.diff(path, axis=0)
+        heading = np.arctan2(d[:, 1], d[:, 0])
+    return heading[np.clip(np.searchsorted(path_s, s, side="right") - 1, 0, len(heading) - 1)]
 
 
 def _route_paths(geometry: MapGeometry, offset: float) -> _RoutePath:
@@ -248,7 +303,7 @@ def _idm_progress(problem: ScoringProblem, forecast: AgentsFuture, path: np.ndar
         s_obj, lat = _project(forecast.poses[:, :steps, :2].reshape(-1, 2), path[lo:hi + 1], path_s[lo:hi + 1])
         s_obj = s_obj.reshape(n, steps)
         lat = lat.reshape(n, steps)
-        heading = _path_poses(path, path_s, s_obj, heading)[..., 2]
+        heading = _path_headings(path, path_s, s_obj, heading)
         v_along = (forecast.velocities[:, :steps, 0] * np.cos(heading)
                    + forecast.velocities[:, :steps, 1] * np.sin(heading))
         near = np.abs(lat) < 0.5 * params.width + 0.5 * forecast.sizes[:, 1, None]
