@@ -3,7 +3,8 @@
 The ego tracks an action trajectory with the scorer's own controller + kinematic bicycle model
 (:func:`rewards.tracking.simulate_candidates`); other agents replay their logs (non-reactive). This module keeps the
 ego's state per frame and answers the termination questions (collision, off-road) with the scorer's geometry
-(:func:`rewards.geometry.boxes_overlap`, :class:`rewards.map_index.MapIndex` behind a raster fast path).
+(:func:`rewards.geometry.boxes_overlap`, :class:`rewards.map_index.MapIndex` behind a raster fast path) and, for
+contacts, the scorer's at-fault classification (:func:`first_event`, :func:`rewards.pdm.contacts_at_fault`).
 
 Frames: everything here is in the **world frame** unless a name says otherwise; ego poses are rear-axle poses.
 """
