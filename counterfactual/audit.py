@@ -27,7 +27,8 @@ re-checks every pair with tools that do not share code with the miner's own veri
   language and risk accuracy, the per-type majority risk accuracy, the share of the risk-level and action entropy
   the scenario type explains, and the geometry oracle's risk accuracy, each beside issue #28's target.
 
-``--outcomes varied [--outcome-mix 0.35,0.30,0.35] [--difficulty 0.5]`` audits the outcome-varied bank;
+``--outcomes varied [--outcome-mix 0.35,0.30,0.35] [--difficulty 0.5]`` audits the outcome-varied bank, ``--roads
+families [--road-families train|held_out|all|a,b]`` the bank on parametric road families (``docs/scenes.md``);
 ``--labels-only`` mines and prints the label honesty alone (no positive audit: minutes faster); ``--fit-seed S`` fits
 the honesty's lookups on bank seed ``S`` (same size and options) and scores every scene of ``--seed`` (default: a
 half split of ``--seed``'s scenes); ``--decision-labels no_hazard`` labels the sampled decisions no-hazard, as the
@@ -369,6 +370,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outcome-mix", type=_mix, default=None,
                         help="varied bank: wanted benign,near_miss,collision shares (default 0.35,0.30,0.35)")
     parser.add_argument("--difficulty", type=float, default=None, help="varied bank: hazard difficulty in [0, 1]")
+    parser.add_argument("--roads", choices=("classic", "families"), default="classic",
+                        help="bank roads: the six fixed layouts (default) or the parametric road families")
+    parser.add_argument("--road-families", default=None,
+                        help="families mode: 'train' (default), 'held_out', 'all' or comma-separated family names")
     parser.add_argument("--frames-per-scene", type=int, default=4,
                         help="sampled decisions per scene in the label honesty (the SFT data's default)")
     parser.add_argument("--fit-seed", type=int, default=None,
@@ -383,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.outcomes == "collision" and (args.outcome_mix is not None or args.difficulty is not None):
         parser.error("--outcome-mix / --difficulty need --outcomes varied")
+    if args.roads == "classic" and args.road_families is not None:
+        parser.error("--road-families needs --roads families")
     if args.fit_seed is not None and args.fit_seed == args.seed:
         parser.error(f"--fit-seed {args.fit_seed} is the scored --seed: the lookups would be fitted on the answer")
 
@@ -400,9 +407,14 @@ def main(argv: list[str] | None = None) -> int:
         varied = {"outcomes": "varied", "outcome_mix": args.outcome_mix}
         if args.difficulty is not None:
             varied["difficulty"] = args.difficulty
+    if args.roads == "families":
+        families = args.road_families or "train"
+        varied.update(roads="families",
+                      road_families=families if families in ("train", "held_out", "all") else tuple(families.split(",")))
     bank = ScenarioBank(args.num_scenes, seed=args.seed, **varied)
     scenes = [bank[i] for i in range(len(bank))]
-    name = "outcome-varied " if varied else ""
+    name = ("outcome-varied " if args.outcomes == "varied" else "") + \
+        (f"road-families ({args.road_families or 'train'}) " if args.roads == "families" else "")
 
     def records_of(bank_scenes: Sequence[Scene], mined: Sequence[SceneMining] | None = None) -> list[dict[str, Any]]:
         if mined is None:

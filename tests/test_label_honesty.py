@@ -140,6 +140,10 @@ def test_audit_cli_prints_the_label_honesty(capsys):
     for name in ("lookup_language", "lookup_risk", "type_majority_risk", "risk_entropy_share",
                  "action_entropy_share", "oracle_risk"):
         assert any(line.split()[:1] == [name] and "target" in line for line in out.splitlines()), name
-    for bad in (["--fit-seed", "31"], ["--difficulty", "0.2"]):  # fitted on the answer; varied-only option
+    assert audit.main(["--num-scenes", "4", "--seed", "31", "--roads", "families", "--road-families", "curve,ramp",
+                       "--labels-only", "--no-progress"]) == 0
+    assert capsys.readouterr().out.startswith("SYNTHETIC road-families (curve,ramp) bank: 4 scenes")
+    for bad in (["--fit-seed", "31"], ["--difficulty", "0.2"],  # fitted on the answer; varied-only option
+                ["--road-families", "curve"]):  # families-only option
         with pytest.raises(SystemExit):
             audit.main(["--num-scenes", "6", "--seed", "31", "--labels-only", *bad])
