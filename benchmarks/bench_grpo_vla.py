@@ -6,8 +6,8 @@ Runs :class:`agents.rl.grpo.grpo.GRPO` with ``"VLAPolicy"`` on the closed-loop r
 (60 scenes of seed 0, the default run's training scenes; the VLA's 128 px RGB BEV and text prompt; one env,
 ``DummyVecEnv``) for ``--steps`` env steps (one rollout of ``n_steps = --steps``, then one update of ``n_epochs``
 passes), ``torch.set_num_threads(--threads)``, and prints per decoder (:attr:`agents.vla.policy.VLAPolicy.decoder`,
-the policy's and the KL reference's) the env steps per second of the whole ``learn`` and its breakdown [ms per env
-step]:
+the policy's and the KL reference's) the env steps per second of the whole ``learn`` (wall clock, and per second of
+this thread's CPU time: the rate on a free core of a shared machine) and its breakdown [CPU ms per env step]:
 
 * ``sample``: :meth:`VLAGroupPolicy.sample_group` (G outputs per state, with their log-probabilities);
 * ``anchor logp``: pi_old of the anchors by teacher forcing (only states with an anchor pair; needs ``--pairs``);
@@ -40,7 +40,9 @@ PARTS = ("sample", "anchor logp", "ref logp", "score", "env step", "update fwd",
 
 
 class _Clock:
-    """Accumulates wall time per part; ``phase`` tells collection from update for the shared log-prob method."""
+    """Accumulates CPU time of this thread per part (on a shared machine, what the part costs on a free core; the
+    env and the scorer run in this thread, ``DummyVecEnv``); ``phase`` tells collection from update for the shared
+    log-prob method."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
@@ -48,11 +50,11 @@ class _Clock:
 
     def wrap(self, fn: Callable, part: str | Callable[[], str]) -> Callable:
         def timed(*args: Any, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.seconds[part() if callable(part) else part] += time.perf_counter() - t0
+                self.seconds[part() if callable(part) else part] += time.thread_time() - t0
         return timed
 
 
@@ -91,26 +93,27 @@ def run_grpo(model_dir: str, pairs: str | None, decoder: str, steps: int, group_
 
     def timed_train() -> None:
         clock.phase = "update"
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         try:
             train()
         finally:
-            clock.seconds["update total"] += time.perf_counter() - t0
+            clock.seconds["update total"] += time.thread_time() - t0
             clock.phase = "collect"
 
     model.train = timed_train
     grpo_module.call_each = timed_call_each
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         model.learn(steps)
-        total = time.perf_counter() - t0
+        total, cpu = time.perf_counter() - t0, time.thread_time() - c0
     finally:
         grpo_module.call_each = call_each
         env.close()
     s = clock.seconds
     s["update bwd+opt"] = s.pop("update total", 0.0) - s["update fwd"]
-    s["other"] = total - sum(s[p] for p in PARTS if p != "other")
-    return {"steps_per_s": steps / total, "total_s": total, "ms": {p: 1000 * s[p] / steps for p in PARTS},
+    s["other"] = cpu - sum(s[p] for p in PARTS if p != "other")
+    return {"steps_per_s": steps / total, "cpu_steps_per_s": steps / cpu, "total_s": total,
+            "ms": {p: 1000 * s[p] / steps for p in PARTS},
             "anchor_states": int(model.anchor_states_seen)}
 
 
@@ -146,14 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     for decoder in args.decoders.split(","):
         r = run_grpo(str(model_dir), args.pairs, decoder, args.steps, args.group_size, args.seed)
         rows.append((decoder, r))
-        print(f"{decoder}: {r['steps_per_s']:.2f} env steps/s ({r['total_s']:.1f} s for {args.steps} steps, "
+        print(f"{decoder}: {r['steps_per_s']:.2f} env steps/s wall, {r['cpu_steps_per_s']:.2f} per CPU second "
+              f"({r['total_s']:.1f} s for {args.steps} steps, "
               f"{r['anchor_states']} states with anchors)", flush=True)
-    head = ("decoder", "env steps/s", *(f"{p} ms" for p in PARTS))
-    table = [(d, f"{r['steps_per_s']:.2f}", *(f"{r['ms'][p]:.0f}" for p in PARTS)) for d, r in rows]
+    head = ("decoder", "env steps/s", "per cpu s", *(f"{p} ms" for p in PARTS))
+    table = [(d, f"{r['steps_per_s']:.2f}", f"{r['cpu_steps_per_s']:.2f}", *(f"{r['ms'][p]:.0f}" for p in PARTS))
+             for d, r in rows]
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(head)]
     fmt = "  ".join("{:<%d}" % w for w in widths)
     print(f"\nthreads={args.threads}; G={args.group_size}; {args.steps} env steps (1 rollout + 1 update of "
-          f"4 epochs); model: {args.model or 'untrained default VLAConfig'}; ms per env step")
+          f"4 epochs); model: {args.model or 'untrained default VLAConfig'}; env steps/s: wall clock, and per second "
+          f"of CPU time (one thread); parts: CPU ms per env step")
     print(fmt.format(*head))
     for t in table:
         print(fmt.format(*t))

@@ -47,10 +47,12 @@ def _timed(fn, repeats: int) -> float:
     return (time.perf_counter() - t0) / repeats
 
 
-def _once(fn) -> float:
-    t0 = time.perf_counter()
+def _once(fn) -> tuple[float, float]:
+    """``(wall, CPU)`` seconds of one call (CPU: this process's time on one thread, what the call costs on a free
+    core; wall time includes the waits of a loaded machine)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     texts = [explain(label, seed=int(rng.integers(1000))) for _ in inputs]
     targets = [target_text(t, codebook.encode(trajectory_from_log(s, 30))) for t, s in zip(texts, scenes)]
     head = ("config", "decoder", "params", "seq len", "out tokens", "fwd+bwd b16 ms", "sample G=8 ms",
-            "greedy act ms")
+            "G=8 cpu ms", "greedy act ms", "act cpu ms")
     rows = []
     decoders = args.decoders.split(",")
 
@@ -113,9 +115,10 @@ def main(argv: list[str] | None = None) -> int:
                 timings[d][1].append(_once(lambda: policy.act(inputs[0])))
         out_len = float(policy.predict(inputs).mask.sum(dim=1).float().mean())
         for d in decoders:
-            t_sample, t_act = (float(np.median(t[1:])) for t in timings[d])  # first call: warm-up
+            (s_wall, s_cpu), (a_wall, a_cpu) = (np.median(np.asarray(t[1:]), axis=0) for t in timings[d])  # t[0]: warm-up
             rows.append((label, d, f"{count_parameters(model) / 1e6:.2f}M", str(batch["input_ids"].shape[1]),
-                         f"{out_len:.0f}", f"{1000 * t_train:.0f}", f"{1000 * t_sample:.0f}", f"{1000 * t_act:.0f}"))
+                         f"{out_len:.0f}", f"{1000 * t_train:.0f}", f"{1000 * s_wall:.0f}", f"{1000 * s_cpu:.0f}",
+                         f"{1000 * a_wall:.0f}", f"{1000 * a_cpu:.0f}"))
             print("  ".join(rows[-1]), flush=True)
 
     for name in [c for c in args.configs.split(",") if c]:
@@ -126,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     fmt = "  ".join("{:<%d}" % w for w in widths)
     print(f"\nthreads={args.threads}; 128 px BEV (64 image tokens), segment codebook K=256 (8 action tokens); "
           f"untrained configs generate to the text limit (out tokens = mean greedy output length over 16 inputs); "
-          f"medians of {args.repeats} calls, decoders interleaved")
+          f"medians of {args.repeats} calls, decoders interleaved; ms = wall time, cpu ms = the process's CPU time "
+          f"(one thread: the cost on a free core)")
     print(fmt.format(*head))
     for r in rows:
         print(fmt.format(*r))

@@ -112,7 +112,8 @@ class GrammarState:
         self.n_codes = torch.zeros(n_rows, dtype=torch.long, device=device)
         self.n_tokens = 0
         self._table = grammar.table.to(device)
-        self._codes = grammar._codes.to(device)
+        self._is_code = torch.zeros(grammar.table.shape[1], dtype=torch.long, device=device)
+        self._is_code[grammar._codes.to(device)] = 1
 
     def categories(self) -> torch.Tensor:
         """``(N,)`` category of each row's next token."""
@@ -126,5 +127,5 @@ class GrammarState:
     def advance(self, tokens: torch.Tensor) -> None:
         """Record the generated ``tokens (N,)``."""
         self.has_action |= tokens == self.grammar.tokens.action
-        self.n_codes += torch.isin(tokens, self._codes).long()
+        self.n_codes += self._is_code[tokens]
         self.n_tokens += 1

@@ -147,6 +147,11 @@ def decode(model: Any, batch: dict[str, torch.Tensor], grammar: ActionGrammar, m
     n_kv = attn0.config.num_key_value_heads
     head_dim, scale, n_rep = attn0.head_dim, attn0.scaling, n_heads // n_kv
     rope = _rotary_fn(attn0)
+    steps = [_LayerStep(layer) for layer in layers]
+    embed, final_norm, head_fn = _call(lm.embed_tokens), _call(lm.norm), _call(head)
+    # rotary cos / sin of every position to come, in one call (elementwise: the values of one call per step)
+    positions = position + torch.arange(max_new_tokens, device=device)[None]  # (N, max_new)
+    cos_all, sin_all = lm.rotary_emb(_dtype_probe(out.logits, model), positions)
     logits = out.logits[:, -1].float().index_select(0, index)
     state = GrammarState(grammar, N, device)
     finished = torch.zeros(N, dtype=torch.bool, device=device)
@@ -167,24 +172,54 @@ def decode(model: Any, batch: dict[str, torch.Tensor], grammar: ActionGrammar, m
             break
         # ---- one decoder step on the new tokens (column P + step of the buffers)
         col = P + step
-        hidden = lm.embed_tokens(next_tokens[:, None])
-        cos, sin = lm.rotary_emb(hidden, position)
-        for i, layer in enumerate(layers):
-            attn = layer.self_attn
-            h = layer.input_layernorm(hidden)
-            q = attn.q_proj(h).view(N, 1, n_heads, head_dim).transpose(1, 2)
-            k = attn.k_proj(h).view(N, 1, n_kv, head_dim).transpose(1, 2)
-            v = attn.v_proj(h).view(N, 1, n_kv, head_dim).transpose(1, 2)
+        hidden = embed(next_tokens[:, None])
+        cos, sin = cos_all[:, step : step + 1], sin_all[:, step : step + 1]
+        mask = None if key_mask is None else key_mask[:, : col + 1]
+        for i, f in enumerate(steps):
+            h = f.ln1(hidden)
+            q = f.q(h).view(N, 1, n_heads, head_dim).transpose(1, 2)
+            k = f.k(h).view(N, 1, n_kv, head_dim).transpose(1, 2)
+            v = f.v(h).view(N, 1, n_kv, head_dim).transpose(1, 2)
             q, k = rope(q, k, cos, sin)
             kv.keys[i][:, :, col] = k[:, :, 0]
             kv.values[i][:, :, col] = v[:, :, 0]
-            a = _attention(q, kv.keys[i][:, :, : col + 1], kv.values[i][:, :, : col + 1],
-                           None if key_mask is None else key_mask[:, : col + 1], n_rep, scale)
-            hidden = hidden + attn.o_proj(a)
-            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
-        logits = head(lm.norm(hidden)[:, -1]).float()
-        position = position + 1
+            a = _attention(q, kv.keys[i][:, :, : col + 1], kv.values[i][:, :, : col + 1], mask, n_rep, scale)
+            hidden = hidden + f.o(a)
+            hidden = hidden + f.mlp(f.ln2(hidden))
+        logits = head_fn(final_norm(hidden)[:, -1]).float()
     return Decoded(sequences=torch.stack(tokens_out, dim=1), token_logprobs=torch.stack(logps, dim=1).float())
+
+
+def _dtype_probe(logits: torch.Tensor, model: Any) -> torch.Tensor:
+    """An empty tensor of the decoder's dtype (the rotary embedding casts cos / sin to its input's dtype)."""
+    dtype = next(_parts(model)[0].parameters()).dtype
+    return logits.new_empty((0,), dtype=dtype)
+
+
+def _call(module: Any) -> Any:
+    """``module.forward`` when the module has no hooks (skips ``nn.Module.__call__``'s bookkeeping, ~5 us a call),
+    else the module itself."""
+    hooks = (module._forward_hooks, module._forward_pre_hooks, torch.nn.modules.module._global_forward_hooks,
+             torch.nn.modules.module._global_forward_pre_hooks)
+    return module if any(hooks) else module.forward
+
+
+class _LayerStep:
+    """The submodules of one ``LlamaDecoderLayer`` a decoding step calls, bound once."""
+
+    def __init__(self, layer: Any) -> None:
+        from transformers.models.llama.modeling_llama import LlamaMLP
+
+        attn = layer.self_attn
+        self.ln1, self.ln2 = _call(layer.input_layernorm), _call(layer.post_attention_layernorm)
+        self.q, self.k, self.v, self.o = (_call(attn.q_proj), _call(attn.k_proj), _call(attn.v_proj),
+                                          _call(attn.o_proj))
+        mlp = layer.mlp
+        if type(mlp) is LlamaMLP:  # its forward, with the linear layers called without __call__ too
+            gate, up, down, act = _call(mlp.gate_proj), _call(mlp.up_proj), _call(mlp.down_proj), mlp.act_fn
+            self.mlp = lambda x: down(act(gate(x)) * up(x))
+        else:
+            self.mlp = _call(mlp)
 
 
 def _rotary_fn(attn: Any) -> Any:
