@@ -114,7 +114,8 @@ def run_grpo(model_dir: str, pairs: str | None, decoder: str, steps: int, group_
     s["other"] = cpu - sum(s[p] for p in PARTS if p != "other")
     return {"steps_per_s": steps / total, "cpu_steps_per_s": steps / cpu, "total_s": total,
             "ms": {p: 1000 * s[p] / steps for p in PARTS},
-            "anchor_states": int(model.anchor_states_seen)}
+            "anchor_states": int(model.anchor_states_seen),
+            "rollout_rewards": model.rollout_buffer.rewards.round(6).tolist()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,8 @@ writes its label text before its action tokens, so this is the honest latency). 
 frozen as in :class:`agents.vla.model.VLAConfig`'s default (no gradients computed for them). Each row is timed with
 both decoders of :attr:`agents.vla.policy.VLAPolicy.decoder` (``--decoders``): ``fast``
 (:mod:`agents.vla.fast_decoding`, the default) and ``transformers`` (``model.generate``, the reference), interleaved
-call by call; the same outputs (``tests/test_vla_decoding_pinned.py``). GRPO's throughput: ``benchmarks/bench_grpo_vla.py``.
+call by call; the same outputs (``tests/test_vla_decoding_pinned.py``). GRPO's throughput:
+``benchmarks/bench_grpo_vla.py``.
 
 Measured (one core of the shared 2-core machine, other engineers' jobs running, under
 ``flock /tmp/safealign-bench.lock``; medians of 5 calls): see the throughput table in docs/vla.md.
@@ -115,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                 timings[d][1].append(_once(lambda: policy.act(inputs[0])))
         out_len = float(policy.predict(inputs).mask.sum(dim=1).float().mean())
         for d in decoders:
-            (s_wall, s_cpu), (a_wall, a_cpu) = (np.median(np.asarray(t[1:]), axis=0) for t in timings[d])  # t[0]: warm-up
+            # medians over the calls after the first (warm-up), of (wall, CPU) seconds
+            (s_wall, s_cpu), (a_wall, a_cpu) = (np.median(np.asarray(t[1:]), axis=0) for t in timings[d])
             rows.append((label, d, f"{count_parameters(model) / 1e6:.2f}M", str(batch["input_ids"].shape[1]),
                          f"{out_len:.0f}", f"{1000 * t_train:.0f}", f"{1000 * s_wall:.0f}", f"{1000 * s_cpu:.0f}",
                          f"{1000 * a_wall:.0f}", f"{1000 * a_cpu:.0f}"))

@@ -1,5 +1,5 @@
 """A lean KV-cached decoding loop for the VLA (LLaVA-style model, Llama decoder), used by
-:meth:`agents.vla.policy.VLAPolicy.generate` in place of ``transformers``' ``generate``; same outputs, a third of
+:meth:`agents.vla.policy.VLAPolicy.generate` in place of ``transformers``' ``generate``; same outputs, about half
 the time (measured in ``benchmarks/bench_vla.py``, table in docs/vla.md).
 
 Where ``generate`` spends the time on one CPU core, for a decoder this small (profiled: 2 layers of width 128, ~0.3 ms

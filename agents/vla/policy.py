@@ -19,6 +19,12 @@ methods GRPO builds on:
 Every generation follows the output grammar (:mod:`agents.vla.decoding`), and :meth:`log_prob` applies the same
 grammar and temperature, so the log-probability of a sampled sequence equals the sum of the log-probabilities of
 its tokens at sampling time (tested).
+
+Speed (:attr:`VLAPolicy.decoder`): ``"fast"`` (the default where supported: LLaVA with a Llama decoder, LoRA
+included) decodes with :func:`agents.vla.fast_decoding.decode` (each input prefilled once, G samples from its
+cache) and teacher-forces with each input's image and prompt run once per call (:meth:`log_prob`); ``"transformers"``
+uses ``model.generate`` and one full forward pass per row. Same tokens, log-probabilities within 1e-5 (tested);
+measured in docs/vla.md (decision throughput).
 """
 
 from __future__ import annotations
