@@ -126,3 +126,16 @@ def test_grammar_state_matches_the_categories_of_the_tokens_so_far(setup):
     for j in range(width):
         assert torch.equal(state.categories(), grammar.categories(seqs[:, :j])), j
         state.advance(seqs[:, j])
+
+
+def test_unsupported_model_falls_back_to_generate(setup):
+    """Eager attention (not the SDPA kernel the fast step uses): the policy decodes with ``generate``."""
+    policy, inputs = setup
+    from agents.vla.policy import VLAPolicy
+
+    model = copy.deepcopy(policy.model)
+    model.set_attn_implementation("eager")
+    eager = VLAPolicy(model, policy.processor)
+    assert "eager" in unsupported_reason(model) and eager.decoder == "transformers"
+    out = eager.predict(inputs)
+    assert out.trajectories.shape == (3, 8, 3) and out.mask.any(dim=1).all()

@@ -19,8 +19,8 @@ tokens so far), and, for ``G`` samples, the vision tower and the prompt prefill 
    grammar-masked logits divided by the temperature, one call on all rows per step (rows already finished included),
    so the random stream, and hence a seeded group, is the one ``generate`` draws.
 
-Only models whose decoder layers are ``LlamaDecoderLayer`` with ``sdpa`` or ``eager`` attention are supported
-(:func:`unsupported_reason`); :class:`~agents.vla.policy.VLAPolicy` falls back to ``generate`` for any other
+Only models whose decoder layers are ``LlamaDecoderLayer`` with ``sdpa`` attention are supported, with
+``transformers`` >= 5 (:func:`unsupported_reason`); :class:`~agents.vla.policy.VLAPolicy` falls back to ``generate`` for any other
 (e.g. a pretrained VLM with another decoder). Outputs equal ``generate``'s: the same tokens (tested on greedy and
 seeded groups against a golden file written by ``generate``, ``tests/test_vla_decoding_pinned.py``) and
 log-probabilities within 1e-5 (float reassociation: the prefill runs on ``B`` rows rather than ``B * G``).
@@ -49,8 +49,11 @@ def _parts(model: Any) -> tuple[Any, Any]:
 
 def unsupported_reason(model: Any) -> str | None:
     """None when :func:`decode` supports ``model``, else why not (the caller then uses ``generate``)."""
+    import transformers
     from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
+    if int(transformers.__version__.split(".")[0]) < 5:  # the cache API used here (``cache=``, ``Cache.layers``)
+        return f"transformers {transformers.__version__} < 5"
     try:
         lm, head = _parts(model)
         layers = list(lm.layers)
@@ -59,8 +62,8 @@ def unsupported_reason(model: Any) -> str | None:
     if head is None or not layers or not all(isinstance(layer, LlamaDecoderLayer) for layer in layers):
         return "decoder layers are not LlamaDecoderLayer"
     impl = getattr(lm.config, "_attn_implementation", None)
-    if impl not in ("sdpa", "eager", None):
-        return f"attention implementation {impl!r} (supported: sdpa, eager)"
+    if impl != "sdpa":  # the step attends with SDPA: the same kernel as the model's own layers
+        return f"attention implementation {impl!r} (supported: sdpa)"
     if getattr(lm.config, "sliding_window", None):
         return "sliding-window attention"
     return None
