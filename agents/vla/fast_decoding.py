@@ -20,9 +20,9 @@ tokens so far), and, for ``G`` samples, the vision tower and the prompt prefill 
    so the random stream, and hence a seeded group, is the one ``generate`` draws.
 
 Only models whose decoder layers are ``LlamaDecoderLayer`` with ``sdpa`` attention are supported, with
-``transformers`` >= 5 (:func:`unsupported_reason`); :class:`~agents.vla.policy.VLAPolicy` falls back to ``generate`` for any other
-(e.g. a pretrained VLM with another decoder). Outputs equal ``generate``'s: the same tokens (tested on greedy and
-seeded groups against a golden file written by ``generate``, ``tests/test_vla_decoding_pinned.py``) and
+``transformers`` >= 5 (:func:`unsupported_reason`); :class:`~agents.vla.policy.VLAPolicy` falls back to ``generate``
+for any other (e.g. a pretrained VLM with another decoder). Outputs equal ``generate``'s: the same tokens (tested on
+greedy and seeded groups against a golden file written by ``generate``, ``tests/test_vla_decoding_pinned.py``) and
 log-probabilities within 1e-5 (float reassociation: the prefill runs on ``B`` rows rather than ``B * G``).
 """
 
