@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     decoders = args.decoders.split(",")
 
-    def time_policy(label: str, policy) -> None:
+    def time_policy(row_name: str, policy) -> None:
         model = policy.model
         prompts = [policy.processor.prompt(i.prompt) for i in inputs]
         batch = policy.processor.encode_training([o["bev"] for o in obs], prompts, targets)
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         for d in decoders:
             # medians over the calls after the first (warm-up), of (wall, CPU) seconds
             (s_wall, s_cpu), (a_wall, a_cpu) = (np.median(np.asarray(t[1:]), axis=0) for t in timings[d])
-            rows.append((label, d, f"{count_parameters(model) / 1e6:.2f}M", str(batch["input_ids"].shape[1]),
+            rows.append((row_name, d, f"{count_parameters(model) / 1e6:.2f}M", str(batch["input_ids"].shape[1]),
                          f"{out_len:.0f}", f"{1000 * t_train:.0f}", f"{1000 * s_wall:.0f}", f"{1000 * s_cpu:.0f}",
                          f"{1000 * a_wall:.0f}", f"{1000 * a_cpu:.0f}"))
             print("  ".join(rows[-1]), flush=True)

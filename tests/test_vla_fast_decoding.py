@@ -137,5 +137,9 @@ def test_unsupported_model_falls_back_to_generate(setup):
     model.set_attn_implementation("eager")
     eager = VLAPolicy(model, policy.processor)
     assert "eager" in unsupported_reason(model) and eager.decoder == "transformers"
+    with pytest.raises(ValueError, match="not available for this model: attention implementation 'eager'"):
+        eager.decoder = "fast"
+    with pytest.raises(ValueError, match="expected one of"):
+        policy.decoder = "hf"
     out = eager.predict(inputs)
     assert out.trajectories.shape == (3, 8, 3) and out.mask.any(dim=1).all()

@@ -127,10 +127,27 @@ class VLAPolicy(Policy):
                                      processor.max_text_tokens, processor.tokenizer.all_special_ids)
         self.last_output: VLAOutput | None = None
         """The output of the latest :meth:`act` call."""
-        self.decoder = "transformers" if unsupported_reason(model) else "fast"
-        """How :meth:`generate` decodes: ``"fast"`` (:func:`agents.vla.fast_decoding.decode`, for LLaVA models with
-        a Llama decoder) or ``"transformers"`` (``model.generate``; any model). Both give the same outputs; set it to
-        ``"transformers"`` to compare."""
+        self._decoder = "transformers" if unsupported_reason(model) else "fast"
+
+    DECODERS = ("fast", "transformers")
+
+    @property
+    def decoder(self) -> str:
+        """How :meth:`generate` decodes and :meth:`log_prob` teacher-forces: ``"fast"``
+        (:func:`agents.vla.fast_decoding.decode` and the shared-prompt pass; the default for LLaVA models with a Llama
+        decoder) or ``"transformers"`` (``model.generate`` and one full pass per row; any model). Both give the same
+        outputs; set it to ``"transformers"`` to compare (``ValueError`` for another value, or ``"fast"`` on a model
+        the fast decoder does not support)."""
+        return self._decoder
+
+    @decoder.setter
+    def decoder(self, value: str) -> None:
+        if value not in self.DECODERS:
+            raise ValueError(f"VLAPolicy.decoder: expected one of {self.DECODERS}, got {value!r}")
+        reason = unsupported_reason(self.model) if value == "fast" else None
+        if reason:
+            raise ValueError(f"VLAPolicy.decoder='fast' is not available for this model: {reason}")
+        self._decoder = value
 
     # ------------------------------------------------------------------ construction and files
     @classmethod
