@@ -13,6 +13,8 @@ Disallowed logits are set to ``-inf`` before the softmax, so every generation pa
 forced token has log-probability 0. :meth:`ActionGrammar.categories_for_sequences` gives the category of every
 position of given sequences (teacher forcing), :class:`GrammarLogitsProcessor` applies the same rule inside
 ``transformers``' ``generate``: a sequence's probability under sampling equals the one :meth:`log_prob` computes.
+:class:`GrammarState` is the incremental form the fast decoder (:mod:`agents.vla.fast_decoding`) advances token by
+token (same categories, tested).
 """
 
 from __future__ import annotations
