@@ -147,3 +147,14 @@ def test_blank_bev_changes_the_inputs(table, codebook, monkeypatch):
     assert all(b.shape == r.shape and b.dtype == np.uint8 and not b.any() for b, r in zip(seen, real))
     assert any(r.any() for r in real)
     assert reports[0].name.endswith("(blank BEV)")
+
+
+def test_pipeline_sft_node_takes_the_aux_weight():
+    from hydra import compose, initialize_config_module
+
+    from experiments.run import typed_config
+
+    with initialize_config_module(config_module="experiments.conf", version_base=None):
+        cfg = compose(config_name="config", overrides=["train.sft.aux_label_weight=0.5", "tensorboard=false"])
+    typed = typed_config(cfg)
+    assert isinstance(typed.train.sft, SFTConfig) and typed.train.sft.aux_label_weight == 0.5
