@@ -1,7 +1,8 @@
 """Does the VLA's decoder read its image? Label accuracy of SFT levers on a held-out bank seed (issue #29).
 
 ``python -m benchmarks.bench_decoder [--train-scenes 120 --train-seed 0] [--eval-scenes 48 --eval-seed 3737]
-[--seeds 0,1] [--mode positive] [--max-steps 800] [--lr 1e-3] [--aux-weight 0] [--expert-frames 4] [--ceiling]
+[--seeds 0,1] [--mode positive] [--max-steps 800] [--lr 1e-3] [--aux-weight 0 --aux-position image]
+[--expert-frames 4 --expert-stride 1] [--ceiling]
 [--out result.json] [--threads 1] [--cache-dir outputs/sft_cache]``
 
 One lever setting per call, trained once per ``--seeds`` entry (model initialisation and data order) with the
@@ -55,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16, help="examples per step")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     p.add_argument("--aux-weight", type=float, default=0.0, help="auxiliary per-field label loss weight (0: off)")
+    p.add_argument("--aux-position", choices=("image", "prompt"), default="image",
+                   help="what the auxiliary head reads (agents.sft.label_head)")
     p.add_argument("--expert-frames", type=int, default=4, help="safe expert decisions per training scene")
     p.add_argument("--expert-stride", type=float, default=1.0, help="time between candidate expert frames [s]")
     p.add_argument("--codebook-scenes", type=int, default=120, help="bank scenes (training seed) for the codebook")
@@ -107,7 +110,7 @@ def train_and_score(args: argparse.Namespace, seed: int, train: Any, held: Any, 
     policy = VLAPolicy.build(codebook, VLAConfig(seed=seed), name=f"sft seed {seed}")
     config = SFTConfig(max_steps=args.max_steps, batch_size=args.batch_size, learning_rate=args.lr, seed=seed,
                        progress=False, tensorboard=False, save_steps=args.max_steps,
-                       aux_label_weight=args.aux_weight)
+                       aux_label_weight=args.aux_weight, aux_label_position=args.aux_position)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_decoder_") as tmp:
         result = train_sft(policy, SFTDataset(train, args.mode), tmp, config)
@@ -148,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"train {args.train_scenes} scenes seed {args.train_seed} ({kinds.count('pair')} pair + "
           f"{kinds.count('expert')} expert rows, {args.mode} view), held out {args.eval_scenes} scenes seed "
           f"{args.eval_seed} ({list(held['kind']).count('pair')} pair + {list(held['kind']).count('expert')} expert "
-          f"rows); lever: steps {args.max_steps} lr {args.lr:g} aux {args.aux_weight:g} expert frames "
+          f"rows); lever: steps {args.max_steps} lr {args.lr:g} aux {args.aux_weight:g} ({args.aux_position}) expert frames "
           f"{args.expert_frames} (stride {args.expert_stride:g} s)", flush=True)
     out: dict[str, Any] = {"args": vars(args), "runs": []}
     head = f"{'row':<22} {'language':>8} {'risk':>6} {'blank lang':>10} {'blank risk':>10} " + " ".join(

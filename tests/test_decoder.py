@@ -105,6 +105,23 @@ def test_aux_label_loss_trains_saves_and_resumes(table, codebook, tmp_path):
                            head.heads["risk_level"].weight)
 
 
+def test_aux_label_loss_at_the_prompt_end_trains(table, codebook, tmp_path):
+    """The ``prompt`` read-out (the last prompt token's state): the head's loss falls (0.8x margin) and it saves
+    and reloads with its read-out."""
+    config = SFTConfig(max_steps=20, batch_size=8, learning_rate=3e-2, warmup_steps=2, logging_steps=5,
+                       save_steps=100, progress=False, tensorboard=False, aux_label_weight=3.0,
+                       aux_label_position="prompt")
+    result = train_sft(_policy(codebook), SFTDataset(table, "positive"), tmp_path / "run", config)
+    import json
+
+    history = json.loads((tmp_path / "run" / "checkpoint-20" / "trainer_state.json").read_text())["log_history"]
+    aux = [e["aux_label_loss"] for e in history if "aux_label_loss" in e]
+    assert aux[-1] < 0.8 * aux[0], aux
+    head = load_label_head(result.final_dir)
+    assert head.config.position == "prompt" and head.config.hidden_layer == -1
+    assert head.heads["sector"].in_features == head.config.hidden_size
+
+
 def test_aux_weight_zero_keeps_the_plain_trainer(table, codebook, tmp_path):
     result = train_sft(_policy(codebook), SFTDataset(table, "positive"), tmp_path / "run",
                        SFTConfig(max_steps=2, batch_size=4, progress=False, tensorboard=False))

@@ -4,12 +4,17 @@ The VLA states its safety label as text, and the text loss alone leaves it below
 probe on the same frozen vision tower reads much more of the label (``benchmarks/bench_readability.py``). This
 module adds a second training signal, on by :attr:`agents.sft.trainer.SFTConfig.aux_label_weight` > 0:
 
-* :class:`LabelHead`: one linear classifier per label field (:data:`agents.sft.data.LABEL_COLUMNS`) over the
-  decoder's hidden states at the image-token positions, flattened (so the position of a patch, e.g. the sector, is
-  kept): ``(B, image_tokens, hidden) -> {field: (B, classes) logits}``. By default it reads the output of the
-  **second-to-last** decoder layer (``hidden_states[-2]``), which the last layer's attention reads at the text
-  positions; the last layer's output at the image positions is read by no other token, so a head there would train
-  nothing the label text uses.
+* :class:`LabelHead`: one linear classifier per label field (:data:`agents.sft.data.LABEL_COLUMNS`) over one of
+  two read-outs (:attr:`LabelHeadConfig.position`):
+
+  - ``"image"``: the decoder's hidden states at the image-token positions, flattened (so the position of a patch,
+    e.g. the sector, is kept): ``(B, image_tokens * hidden)``. It reads the output of the **second-to-last** decoder
+    layer (``hidden_states[-2]``), which the last layer's attention reads at the text positions; the last layer's
+    output at the image positions is read by no other token, so a head there would train nothing the label text
+    uses.
+  - ``"prompt"``: the last layer's state at the last prompt token (the position that predicts the first word of
+    the label sentence), ``(B, hidden)``: the classifier asks that position to hold the whole label before the
+    sentence starts, and its gradient reaches the attention from the text to the image tokens.
 * :class:`LabeledCollator`: the SFT collator plus ``label_targets (B, F)`` int64 class indices, read from each
   example's target sentence with :func:`counterfactual.language.parse_explanation` (the parser the evaluation
   scores generated text with; the no-hazard sentence names no agent class, sector or conflict: class ``""``).
@@ -39,6 +44,8 @@ HEAD_WEIGHTS = "label_head.safetensors"
 """Weights file of the head inside a policy / checkpoint folder."""
 HEAD_CONFIG = "label_head.json"
 """Settings file of the head inside a policy / checkpoint folder."""
+POSITIONS = ("image", "prompt")
+"""Read-outs of :class:`LabelHead` (see the module docstring)."""
 NONE_CLASS = ""
 """Class of a field the sentence does not name (the no-hazard sentence's agent class, sector, conflict type; a
 field the parser finds ambiguous)."""
@@ -60,17 +67,34 @@ class LabelHeadConfig:
     """Image tokens per example (:attr:`agents.vla.model.VLAConfig.image_tokens`)."""
     hidden_size: int
     """Width of the decoder's hidden states."""
-    layer: int = -2
+    layer: int | None = None
     """Index into the decoder's ``hidden_states`` tuple (0: the embeddings, i.e. the projector output; -1: the last
-    layer's normed output). Default -2: the input of the last decoder layer (see the module docstring)."""
+    layer's normed output). None: -2 (the input of the last layer) for ``image``, -1 for ``prompt``."""
+    position: str = "image"
+    """Read-out: ``image`` (flattened image-token states) or ``prompt`` (the last prompt token's state); see the
+    module docstring."""
 
     def __post_init__(self) -> None:
         for name in ("image_tokens", "hidden_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"LabelHeadConfig.{name}: expected an int >= 1, got {value!r}")
-        if isinstance(self.layer, bool) or not isinstance(self.layer, int):
-            raise ValueError(f"LabelHeadConfig.layer: expected an int, got {self.layer!r}")
+        if self.layer is not None and (isinstance(self.layer, bool) or not isinstance(self.layer, int)):
+            raise ValueError(f"LabelHeadConfig.layer: expected an int or None, got {self.layer!r}")
+        if self.position not in POSITIONS:
+            raise ValueError(f"LabelHeadConfig.position: expected one of {POSITIONS}, got {self.position!r}")
+
+    @property
+    def hidden_layer(self) -> int:
+        """The ``hidden_states`` index read (:attr:`layer`, or the position's default)."""
+        if self.layer is not None:
+            return self.layer
+        return -2 if self.position == "image" else -1
+
+    @property
+    def features(self) -> int:
+        """Input width of the classifiers."""
+        return self.image_tokens * self.hidden_size if self.position == "image" else self.hidden_size
 
 
 class LabelHead(torch.nn.Module):
@@ -83,15 +107,17 @@ class LabelHead(torch.nn.Module):
     def __init__(self, config: LabelHeadConfig) -> None:
         super().__init__()
         self.config = config
-        width = config.image_tokens * config.hidden_size
-        self.heads = torch.nn.ModuleDict({f: torch.nn.Linear(width, len(FIELD_CLASSES[f])) for f in LABEL_COLUMNS})
+        self.heads = torch.nn.ModuleDict({f: torch.nn.Linear(config.features, len(FIELD_CLASSES[f]))
+                                          for f in LABEL_COLUMNS})
 
     @classmethod
-    def for_model(cls, model: Any, image_tokens: int, layer: int = -2) -> "LabelHead":
+    def for_model(cls, model: Any, image_tokens: int, layer: int | None = None,
+                  position: str = "image") -> "LabelHead":
         """A head sized for ``model``'s decoder (its ``text_config.hidden_size``) and ``image_tokens`` per example,
         on the model's device."""
         cfg = getattr(model.config, "text_config", model.config)
-        head = cls(LabelHeadConfig(image_tokens=int(image_tokens), hidden_size=int(cfg.hidden_size), layer=layer))
+        head = cls(LabelHeadConfig(image_tokens=int(image_tokens), hidden_size=int(cfg.hidden_size), layer=layer,
+                                   position=position))
         return head.to(next(model.parameters()).device)
 
     def image_states(self, hidden_states: Sequence[torch.Tensor], input_ids: torch.Tensor,
@@ -103,7 +129,7 @@ class LabelHead(torch.nn.Module):
             input_ids: ``(B, S)`` token ids (the image positions hold ``image_token``).
             image_token: id of the image placeholder token.
         """
-        states = hidden_states[self.config.layer]
+        states = hidden_states[self.config.hidden_layer]
         mask = input_ids == image_token
         counts = mask.sum(dim=1)
         if not bool((counts == self.config.image_tokens).all()):
@@ -115,11 +141,28 @@ class LabelHead(torch.nn.Module):
         """``{field: (B, classes) logits}`` of ``(B, image_tokens * hidden)`` features."""
         return {f: head(features) for f, head in self.heads.items()}
 
+    def prompt_states(self, hidden_states: Sequence[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        """``(B, hidden)`` the chosen layer's state at each row's last prompt token: the position before the first
+        target token (``labels (B, S)``, -100 on the prompt)."""
+        states = hidden_states[self.config.hidden_layer]
+        is_target = labels != -100
+        if not bool(is_target.any(dim=1).all()):
+            raise ValueError("LabelHead: a training row has no target token")
+        last_prompt = is_target.float().argmax(dim=1) - 1
+        return states[torch.arange(states.shape[0], device=states.device), last_prompt]
+
     def loss(self, hidden_states: Sequence[torch.Tensor], input_ids: torch.Tensor, image_token: int,
-             targets: torch.Tensor) -> torch.Tensor:
+             targets: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Mean over the fields of the cross-entropy of ``targets (B, F)`` class indices (field order
-        :data:`agents.sft.data.LABEL_COLUMNS`)."""
-        logits = self(self.image_states(hidden_states, input_ids, image_token).float())
+        :data:`agents.sft.data.LABEL_COLUMNS`); ``labels (B, S)`` (the LM labels) locate the prompt's end for the
+        ``prompt`` read-out."""
+        if self.config.position == "prompt":
+            if labels is None:
+                raise ValueError("LabelHead: the prompt read-out needs the LM labels")
+            features = self.prompt_states(hidden_states, labels)
+        else:
+            features = self.image_states(hidden_states, input_ids, image_token)
+        logits = self(features.float())
         terms = [torch.nn.functional.cross_entropy(logits[f], targets[:, i]) for i, f in enumerate(LABEL_COLUMNS)]
         return torch.stack(terms).mean()
 
@@ -232,7 +275,8 @@ class AuxLabelTrainer(Trainer):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
                                              num_items_in_batch=num_items_in_batch)
         self.label_head.train(model.training)
-        aux = self.label_head.loss(outputs.hidden_states, inputs["input_ids"], self.image_token, targets)
+        aux = self.label_head.loss(outputs.hidden_states, inputs["input_ids"], self.image_token, targets,
+                                   inputs.get("labels"))
         if model.training:
             self._aux_losses.append(float(aux.detach()))
         loss = loss + self.aux_weight * aux

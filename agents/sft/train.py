@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aux-label-weight", type=float, default=0.0,
                    help="weight of the auxiliary per-field label loss on the image tokens (0: off; "
                         "agents.sft.label_head)")
+    p.add_argument("--aux-label-position", choices=("image", "prompt"), default="image",
+                   help="what the auxiliary label head reads: the image tokens or the last prompt token")
     p.add_argument("--label-monitor-steps", type=int, default=0,
                    help="every N steps, log per-field label accuracy on held-out rows to TensorBoard (0: off)")
     p.add_argument("--label-monitor-rows", type=int, default=48, help="held-out rows the label monitor generates on")
@@ -169,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     dataset = SFTDataset(table, args.mode)
     config = SFTConfig(max_steps=args.max_steps, batch_size=args.batch_size, global_batch_size=args.global_batch_size,
                        learning_rate=args.lr, warmup_steps=args.warmup_steps, logging_steps=args.logging_steps,
-                       seed=args.seed, progress=progress, aux_label_weight=args.aux_label_weight)
+                       seed=args.seed, progress=progress, aux_label_weight=args.aux_label_weight,
+                       aux_label_position=args.aux_label_position)
     callbacks = []
     if args.label_monitor_steps > 0:
         from agents.sft.label_monitor import LabelAccuracyCallback, monitor_subset

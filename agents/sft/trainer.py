@@ -83,9 +83,12 @@ class SFTConfig:
     """Weight ``w`` of the auxiliary per-field label classification loss (``L = L_text + w * mean_f CE_f``; a
     :class:`agents.sft.label_head.LabelHead` on the decoder's image-token states, trained jointly and saved beside
     the model). 0 (default): text loss only, as before. Single-process runs only."""
-    aux_label_layer: int = -2
-    """Decoder ``hidden_states`` index the auxiliary head reads (-2: the input of the last layer; see
-    :mod:`agents.sft.label_head`)."""
+    aux_label_position: str = "image"
+    """What the auxiliary head reads: ``image`` (the image tokens' states at the input of the last decoder layer)
+    or ``prompt`` (the last prompt token's final state, which predicts the label sentence's first word); see
+    :mod:`agents.sft.label_head`."""
+    aux_label_layer: int | None = None
+    """Decoder ``hidden_states`` index the auxiliary head reads (None: -2 for ``image``, -1 for ``prompt``)."""
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "logging_steps", "save_steps", "save_total_limit"):
@@ -96,6 +99,9 @@ class SFTConfig:
             raise ValueError(f"SFTConfig.learning_rate: expected > 0, got {self.learning_rate!r}")
         if not (self.aux_label_weight >= 0 and math.isfinite(self.aux_label_weight)):
             raise ValueError(f"SFTConfig.aux_label_weight: expected a finite value >= 0, got {self.aux_label_weight!r}")
+        if self.aux_label_position not in ("image", "prompt"):
+            raise ValueError(f"SFTConfig.aux_label_position: expected 'image' or 'prompt', got "
+                             f"{self.aux_label_position!r}")
         g = self.global_batch_size
         if g is not None and (isinstance(g, bool) or not isinstance(g, int) or g < 1):
             raise ValueError(f"SFTConfig.global_batch_size: expected None or an int >= 1, got {g!r}")
@@ -247,7 +253,8 @@ def train_sft(policy: VLAPolicy, dataset: SFTDataset, output_dir: str | Path, co
         if head is None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(config.seed)
-                head = LabelHead.for_model(policy.model, image_tokens, config.aux_label_layer)
+                head = LabelHead.for_model(policy.model, image_tokens, config.aux_label_layer,
+                                           config.aux_label_position)
         trainer = AuxLabelTrainer(**common, data_collator=LabeledCollator(policy.processor),
                                   label_head=head.to(args.device), aux_weight=config.aux_label_weight,
                                   image_token=policy.tokens.image)
