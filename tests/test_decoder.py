@@ -175,3 +175,19 @@ def test_pipeline_sft_node_takes_the_aux_weight():
         cfg = compose(config_name="config", overrides=["train.sft.aux_label_weight=0.5", "tensorboard=false"])
     typed = typed_config(cfg)
     assert isinstance(typed.train.sft, SFTConfig) and typed.train.sft.aux_label_weight == 0.5
+
+
+def test_bench_decoder_smoke(tmp_path, capsys):
+    """The benchmark runs end to end on a tiny split (2 steps) and writes real and blank-BEV accuracies."""
+    import json
+
+    from benchmarks.bench_decoder import main
+
+    out = tmp_path / "r.json"
+    assert main(["--train-scenes", "4", "--eval-scenes", "2", "--max-steps", "2", "--batch-size", "4",
+                 "--codebook-scenes", "4", "--aux-weight", "1", "--aux-position", "prompt",
+                 "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    (run,) = result["runs"]
+    assert set(run) >= {"real", "blank", "train_seconds"} and set(run["real"]["fields"]) == set(LABEL_COLUMNS)
+    assert "seed 0" in capsys.readouterr().out
