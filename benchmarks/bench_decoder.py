@@ -151,8 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"train {args.train_scenes} scenes seed {args.train_seed} ({kinds.count('pair')} pair + "
           f"{kinds.count('expert')} expert rows, {args.mode} view), held out {args.eval_scenes} scenes seed "
           f"{args.eval_seed} ({list(held['kind']).count('pair')} pair + {list(held['kind']).count('expert')} expert "
-          f"rows); lever: steps {args.max_steps} lr {args.lr:g} aux {args.aux_weight:g} ({args.aux_position}) expert frames "
-          f"{args.expert_frames} (stride {args.expert_stride:g} s)", flush=True)
+          f"rows); lever: steps {args.max_steps} lr {args.lr:g} aux {args.aux_weight:g} ({args.aux_position}) "
+          f"expert frames {args.expert_frames} (stride {args.expert_stride:g} s)", flush=True)
     out: dict[str, Any] = {"args": vars(args), "runs": []}
     head = f"{'row':<22} {'language':>8} {'risk':>6} {'blank lang':>10} {'blank risk':>10} " + " ".join(
         f"{f[:10]:>10}" for f in LABEL_COLUMNS)

@@ -79,9 +79,9 @@ def test_labeled_collator_adds_targets(table, codebook):
 
 
 def test_aux_label_loss_trains_saves_and_resumes(table, codebook, tmp_path):
-    """With a weight, the head's loss falls (first logged value vs last, 0.8x margin; measured 0.67x on seed 0), the head is
-    written into the checkpoints and the final folder and reloads equal, and the final folder is still a policy
-    folder; a resumed run continues from the checkpoint's head."""
+    """With a weight, the head's loss falls (first logged value vs last, 0.8x margin; measured 0.67x on seed 0),
+    the head is written into the checkpoints and the final folder and reloads equal, and the final folder is still
+    a policy folder; a resumed run continues from the checkpoint's head."""
     policy = _policy(codebook)
     config = SFTConfig(max_steps=30, batch_size=8, learning_rate=3e-2, warmup_steps=2, logging_steps=5,
                        save_steps=15, progress=False, tensorboard=False, aux_label_weight=3.0)

@@ -11,8 +11,8 @@ Options: ``--max-steps`` / ``--batch-size`` (per process) / ``--global-batch-siz
 / ``--warmup-steps`` / ``--logging-steps`` (optimisation, :class:`agents.sft.trainer.SFTConfig`),
 ``--seed`` (data order and model initialisation), ``--aux-label-weight W`` (auxiliary per-field label loss on
 the image tokens, :mod:`agents.sft.label_head`), ``--label-monitor-steps N`` / ``--label-monitor-rows R``
-(per-field label accuracy on R held-out rows every N steps in TensorBoard, :mod:`agents.sft.label_monitor`), ``--codebook PATH`` (else one is fitted on the expert logs of
-``--codebook-scenes`` bank scenes of the training seed + the pairs' positives and cached), ``--init DIR`` (start from
+(per-field label accuracy on R held-out rows every N steps in TensorBoard, :mod:`agents.sft.label_monitor`),
+``--codebook PATH`` (else one is fitted on the expert logs of ``--codebook-scenes`` bank scenes of the training seed + the pairs' positives and cached), ``--init DIR`` (start from
 a policy folder or a pretrained VLM in a local folder) with ``--lora`` (LoRA adapters via ``peft``), ``--resume``
 (continue from the latest checkpoint in ``--out``), ``--prepare-only`` (render the sample cache and fit the codebook,
 then exit), ``--eval`` (evaluate the final policy on held-out scenes, :mod:`agents.vla.evaluate`; with
