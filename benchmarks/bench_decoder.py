@@ -26,8 +26,9 @@ Measured (SYNTHETIC scenario bank; train 120 scenes seed 0, held out 48 scenes s
 read its image"), language / risk in %: majority 60.0 / 50.0, tower probe (ceiling) 76.8 / 63.9; baseline (250
 steps) 55.2 / 45.6 and 34.1 / 39.2, with a blank BEV 55.2 / 45.6 and 58.4 / 50.0 (it does not read its image
 usefully); ``--aux-weight 1 --aux-position prompt`` 38.1 / 44.3 and 37.6 / 43.0, blank 11.4 / 37.3 and 19.7 / 36.1
-(it reads its image, still under the majority); 500 steps 52.5 / 45.6 and 47.6 / 39.2; 500 steps with the prompt aux 49.3 / 46.2 and
-47.9 / 47.5 (blank 21.1 / 39.2 and 30.4 / 43.7). No lever reaches the majority; none is a default.
+(it reads its image, still under the majority); 500 steps 52.5 / 45.6 and 47.6 / 39.2; 500 steps with the prompt
+aux 49.3 / 46.2 and 47.9 / 47.5 (blank 21.1 / 39.2 and 30.4 / 43.7). No lever reaches the majority; none is a
+default.
 """
 
 from __future__ import annotations
