@@ -260,11 +260,18 @@ class RunConfig:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
+WORLD_V2 = SourceConfig(outcomes="varied", roads="families", eval_road_families=["all"])
+"""``env=world_v2``: the bank of issue #28's world v2 (SYNTHETIC): outcome-varied typologies (benign / near-miss /
+collision decided by the geometry, a minority of collisions) on parametric road families; training on every family
+but the held-out ``curve``, evaluation on scenes of every family (the held-out one included)."""
+
+
 def register_configs() -> None:
     """Register the structured configs with Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=RunConfig)
     cs.store(group="env", name="bank", node=SourceConfig)
+    cs.store(group="env", name="world_v2", node=WORLD_V2)
     cs.store(group="env", name="deepaccident", node=DeepAccidentSourceConfig)
     cs.store(group="env", name="carla", node=CarlaSourceConfig)
     for name in agent_names():

@@ -325,3 +325,19 @@ def test_road_families_reach_the_pipeline_with_a_held_out_family(tmp_path):
     assert "parametric road families" in text and "held-out ['curve']" in text and "background density 0.5" in text
     manifest = json.loads((tmp_path / "scenes.json").read_text())
     assert manifest["eval"] and all(o.get("road_families") == ["curve"] for o in manifest["eval"]), manifest["eval"]
+
+
+def test_world_v2_preset_is_the_varied_bank_on_road_families():
+    """``env=world_v2`` composes to the bank with outcome-varied typologies on the road families (training without the
+    held-out family, evaluation on every family) and the scene sources built from it say so."""
+    from pathlib import Path
+
+    from experiments.builders import sources
+    from experiments.pipeline import Context
+
+    cfg = _cfg("env=world_v2", "env.num_scenes=4", "env.eval_num_scenes=4")
+    assert cfg.env.name == "bank" and cfg.env.outcomes == "varied" and cfg.env.roads == "families"
+    assert list(cfg.env.eval_road_families) == ["all"] and cfg.env.road_families is None
+    train, held, text = sources(Context(out=Path("."), cfg=cfg))
+    assert "outcome-varied" in text and "parametric road families" in text
+    assert "curve" not in train.collection.road_families and "curve" in held.collection.road_families
