@@ -62,6 +62,7 @@ if __name__ == "__main__":  # one core per process, set before numpy / torch loa
         os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -84,15 +85,43 @@ PROBE_L2 = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
 
 # ------------------------------------------------------------------------------------------------------ data
-def split_table(num_scenes: int, seed: int, cache_dir: str, progress: bool = False) -> Any:
-    """The rendered sample rows (``datasets.Dataset``) of ``num_scenes`` bank scenes of ``seed``: their safe expert
-    decisions and their anchor pairs, mined now with the default miner (cached in ``cache_dir``)."""
+def split_table(num_scenes: int, seed: int, cache_dir: str, progress: bool = False, motion: str = "none",
+                outcomes: str | None = None, pairs: list | None = None) -> Any:
+    """The rendered sample rows (``datasets.Dataset``) of ``num_scenes`` bank scenes of ``seed`` (``outcomes``: the
+    bank's ``outcomes`` option, None for its default): their safe expert decisions and their anchor pairs (``pairs``,
+    or mined now with the default miner), drawn with the BEV motion preset ``motion``
+    (:data:`envs.render.MOTION_PRESETS`; cached in ``cache_dir``)."""
     from agents.sft.data import load_or_build_samples
     from agents.vla.evaluate import heldout_pairs
     from envs.scenes.sources import open_source
 
-    source = open_source("bank", num_scenes=num_scenes, seed=seed)
-    return load_or_build_samples(source, heldout_pairs(source, None, progress), cache_dir, progress=progress)
+    source = open_source("bank", num_scenes=num_scenes, seed=seed, **({"outcomes": outcomes} if outcomes else {}))
+    pairs = heldout_pairs(source, None, progress) if pairs is None else pairs
+    return load_or_build_samples(source, pairs, cache_dir, sample_config(motion), progress=progress)
+
+
+def sample_config(motion: str = "none") -> Any:
+    """The SFT sample settings whose BEV carries the motion preset ``motion`` (``"none"``: the default settings,
+    the VLA's observation today)."""
+    from agents.sft.data import SampleConfig
+    from envs.observation import ObservationConfig
+    from envs.render import with_motion
+
+    default = SampleConfig()
+    if motion == "none":
+        return default
+    assert default.observation.bev is not None
+    return dataclasses.replace(default, observation=dataclasses.replace(
+        default.observation, bev=with_motion(default.observation.bev, motion)))
+
+
+def split_pairs(num_scenes: int, seed: int, outcomes: str | None = None, progress: bool = False) -> list:
+    """The anchor pairs the default miner finds in the split (mined once, shared by every motion preset)."""
+    from agents.vla.evaluate import heldout_pairs
+    from envs.scenes.sources import open_source
+
+    source = open_source("bank", num_scenes=num_scenes, seed=seed, **({"outcomes": outcomes} if outcomes else {}))
+    return heldout_pairs(source, None, progress)
 
 
 def label_rows(table: Any) -> list[dict[str, Any]]:
@@ -344,54 +373,104 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--cache-dir", default="outputs/sft_cache", help="rendered-sample cache folder (SFT format)")
     p.add_argument("--no-progress", action="store_true", help="disable progress bars")
+    p.add_argument("--motion", default="none",
+                   help="comma-separated BEV motion presets to measure, each on the same rows (envs.render."
+                        "MOTION_PRESETS: none, velocity, velocity3, trails, velocity+trails)")
+    p.add_argument("--outcomes", default=None, help="the bank's outcomes option (e.g. varied; default: the bank's)")
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark and print its table."""
+def observation_line(motion: str) -> str:
+    """Which observation a table was measured on: the motion preset and its BEV settings."""
+    from envs.render import MOTION_PRESETS
+
+    bev = sample_config(motion).observation.bev
+    overrides = ", ".join(f"{k}={v}" for k, v in MOTION_PRESETS[motion].items()) or "the default BEV"
+    return (f"observation: motion={motion} ({overrides}; {bev.height}x{bev.width} px {bev.mode} at "
+            f"{bev.meters_per_pixel} m/px, history trail {bev.history_length} boxes every {bev.history_step} frames, "
+            f"velocity marks {list(bev.motion_horizons) or 'none'} s)")
+
+
+def measure(args: argparse.Namespace, motion: str, pairs: Mapping[str, list], progress: bool) -> dict[str, Any]:
+    """Fit and score the four predictors on the rows drawn with ``motion``; print its table. Returns
+    ``{"results": {predictor: scores}, ...}``."""
     from agents.vla.evaluate import accuracy_report, trivial_baselines
 
+    t0 = time.perf_counter()
+    train_table = split_table(args.train_scenes, args.train_seed, args.cache_dir, progress, motion, args.outcomes,
+                              pairs["train"])
+    eval_table = split_table(args.eval_scenes, args.eval_seed, args.cache_dir, progress, motion, args.outcomes,
+                             pairs["eval"])
+    train_rows, eval_rows = label_rows(train_table), label_rows(eval_table)
+    train_bev, eval_bev = images(train_table), images(eval_table)
+    labels = Labels.fit(train_rows)
+    t_data = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    features = tower_features(np.concatenate([train_bev, eval_bev]), seed=args.seed)
+    probe_pred, l2 = fit_probe(features[: len(train_bev)], labels, [r["scene_id"] for r in train_rows],
+                               features[len(train_bev):], seed=args.seed, steps=args.probe_steps)
+    t_probe = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    cnn_pred, cnn_steps = train_cnn(train_bev, labels, eval_bev, seconds=args.cnn_seconds, steps=args.cnn_steps,
+                                    seed=args.seed)
+    t_cnn = time.perf_counter() - t0
+
+    majority, lookup = trivial_baselines(train_rows, eval_rows)
+    results = {
+        "majority": scores(majority),
+        "probe": scores(accuracy_report("probe", labels.decode(probe_pred), eval_rows)),
+        "cnn": scores(accuracy_report("cnn", labels.decode(cnn_pred), eval_rows)),
+        "lookup": scores(lookup),
+    }
+    count = {k: sum(r["kind"] == k for r in train_rows) for k in ("pair", "expert")}
+    held = {k: sum(r["kind"] == k for r in eval_rows) for k in ("pair", "expert")}
+    bank = "SYNTHETIC bank" + (f", outcomes={args.outcomes}" if args.outcomes else "")
+    title = (f"readability of the safety label ({bank}): train {args.train_scenes} scenes seed "
+             f"{args.train_seed} ({count['pair']} pair + {count['expert']} expert rows), held out "
+             f"{args.eval_scenes} scenes seed {args.eval_seed} ({held['pair']} pair + {held['expert']} expert "
+             f"rows)\n{observation_line(motion)}")
+    print(format_table(results, title))
+    print(f"probe: tower features {features.shape[1]} per image (seed {args.seed}), L2 per field "
+          + ", ".join(f"{f} {v:g}" for f, v in l2.items()) + f"; {t_probe:.0f} s")
+    print(f"cnn: {cnn_steps} steps of 32 ({t_cnn:.0f} s, {args.threads} thread(s)); data {t_data:.0f} s", flush=True)
+    return {"results": results, "cnn_steps": cnn_steps}
+
+
+def format_motion_summary(measured: Mapping[str, Mapping[str, Any]]) -> str:
+    """One row per motion preset: risk and language of the probe and the CNN (the readability ceiling), in %."""
+    head = ["motion", "probe risk", "probe language", "cnn risk", "cnn language", "cnn steps"]
+    rows = [[m, *(f"{100 * r['results'][p][k]:.1f}" for p in ("probe", "cnn") for k in ("risk", "language")),
+             str(r["cnn_steps"])] for m, r in measured.items()]
+    widths = [max(len(x[i]) for x in rows + [head]) for i in range(len(head))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths))] + [fmt.format(*r) for r in rows])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and print its table (one per motion preset, then a summary when there are several)."""
+    from envs.render import MOTION_PRESETS
+
     args = build_parser().parse_args(argv)
+    motions = [m.strip() for m in args.motion.split(",") if m.strip()]
+    unknown = [m for m in motions if m not in MOTION_PRESETS]
+    if unknown or not motions:
+        raise SystemExit(f"--motion: expected comma-separated names from {tuple(MOTION_PRESETS)}, got "
+                         f"{args.motion!r}")
     progress = not args.no_progress
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        t0 = time.perf_counter()
-        train_table = split_table(args.train_scenes, args.train_seed, args.cache_dir, progress)
-        eval_table = split_table(args.eval_scenes, args.eval_seed, args.cache_dir, progress)
-        train_rows, eval_rows = label_rows(train_table), label_rows(eval_table)
-        train_bev, eval_bev = images(train_table), images(eval_table)
-        labels = Labels.fit(train_rows)
-        t_data = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        features = tower_features(np.concatenate([train_bev, eval_bev]), seed=args.seed)
-        probe_pred, l2 = fit_probe(features[: len(train_bev)], labels, [r["scene_id"] for r in train_rows],
-                                   features[len(train_bev):], seed=args.seed, steps=args.probe_steps)
-        t_probe = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        cnn_pred, cnn_steps = train_cnn(train_bev, labels, eval_bev, seconds=args.cnn_seconds, steps=args.cnn_steps,
-                                        seed=args.seed)
-        t_cnn = time.perf_counter() - t0
-
-        majority, lookup = trivial_baselines(train_rows, eval_rows)
-        results = {
-            "majority": scores(majority),
-            "probe": scores(accuracy_report("probe", labels.decode(probe_pred), eval_rows)),
-            "cnn": scores(accuracy_report("cnn", labels.decode(cnn_pred), eval_rows)),
-            "lookup": scores(lookup),
-        }
-        count = {k: sum(r["kind"] == k for r in train_rows) for k in ("pair", "expert")}
-        held = {k: sum(r["kind"] == k for r in eval_rows) for k in ("pair", "expert")}
-        title = (f"readability of the safety label (SYNTHETIC bank): train {args.train_scenes} scenes seed "
-                 f"{args.train_seed} ({count['pair']} pair + {count['expert']} expert rows), held out "
-                 f"{args.eval_scenes} scenes seed {args.eval_seed} ({held['pair']} pair + {held['expert']} expert "
-                 f"rows)")
-        print(format_table(results, title))
-        print(f"probe: tower features {features.shape[1]} per image (seed {args.seed}), L2 per field "
-              + ", ".join(f"{f} {v:g}" for f, v in l2.items()) + f"; {t_probe:.0f} s")
-        print(f"cnn: {cnn_steps} steps of 32 ({t_cnn:.0f} s, {args.threads} thread(s)); data {t_data:.0f} s")
+        pairs = {"train": split_pairs(args.train_scenes, args.train_seed, args.outcomes, progress),
+                 "eval": split_pairs(args.eval_scenes, args.eval_seed, args.outcomes, progress)}
+        measured = {}
+        for motion in motions:
+            measured[motion] = measure(args, motion, pairs, progress)
+            print()
+        if len(motions) > 1:
+            print("readability ceiling per motion preset (accuracy %, same rows):")
+            print(format_motion_summary(measured))
     finally:
         torch.set_num_threads(threads)
     return 0
