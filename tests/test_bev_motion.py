@@ -171,3 +171,21 @@ def test_readability_benchmark_says_which_observation_it_measured():
     assert "motion=velocity" in observation_line("velocity") and "[1.0, 2.0] s" in observation_line("velocity")
     assert "motion=none" in observation_line("none")
     assert build_parser().parse_args(["--motion", "none,velocity"]).motion == "none,velocity"
+
+
+def test_filled_marks_are_drawn_under_the_boxes_in_a_faded_colour():
+    scene = _moving_scene()
+    cfg = BEVConfig(antialias=False, draw_ego_motion=False)
+    outline = BEVRenderer(dataclasses.replace(cfg, motion_horizons=(1.0, 2.0))).render(scene, 5)
+    filled = BEVRenderer(dataclasses.replace(cfg, motion_horizons=(1.0, 2.0), motion_fill=0.35)).render(scene, 5)
+    shade = BEVRenderer(cfg)._blend(cfg.class_colors[AgentClass.VEHICLE], 0.35)
+    inside = np.all(filled == shade, axis=-1)
+    assert inside.sum() > 2 * np.all(outline == shade, axis=-1).sum() + 20  # areas, not 1 px outlines
+    renderer = BEVRenderer(cfg)
+    xy = renderer.pixel_to_ego(np.argwhere(inside)[:, ::-1].astype(float))
+    assert np.all(xy[:, 0] > 10.0 + 2.5)  # ahead of the moving vehicle's centre at t = 5 (12.5 m)
+    plain = renderer.render(scene, 5)
+    box = np.all(plain == cfg.class_colors[AgentClass.VEHICLE], axis=-1)
+    assert np.array_equal(np.all(filled == cfg.class_colors[AgentClass.VEHICLE], axis=-1) & box, box)  # boxes on top
+    with pytest.raises(ValueError, match="BEVConfig.motion_fill"):
+        BEVConfig(motion_fill=1.5)

@@ -154,6 +154,9 @@ class BEVConfig:
     (constant velocity: ``centre + horizon * velocity``), plus a line from the box centre to the farthest outline's
     centre. Drawn on top of the boxes, in the agent's colour (RGB) or the ``"motion"`` channel (semantic). Empty
     (the default): nothing drawn, the image is unchanged. Reads frame t only (no future)."""
+    motion_fill: float = 0.0
+    """With ``motion_horizons``: RGB blend weight of the agent's colour over the drivable colour filling its marked
+    boxes, drawn under the current boxes (0: outlines only; semantic output fills the ``"motion"`` channel when > 0)."""
     motion_min_speed: float = 0.5
     """Agents (and the ego) slower than this get no velocity mark [m/s]."""
     draw_ego_motion: bool = True
@@ -241,6 +244,8 @@ class BEVConfig:
         if not ok:
             raise ValueError(f"BEVConfig.motion_horizons: expected a sequence of times in (0, 10] s, got {horizons!r}")
         object.__setattr__(self, "motion_horizons", tuple(sorted(float(h) for h in horizons)))
+        if not (isinstance(self.motion_fill, (int, float, np.number)) and 0.0 <= self.motion_fill <= 1.0):
+            raise ValueError(f"BEVConfig.motion_fill: expected a blend weight in [0, 1], got {self.motion_fill!r}")
         speed = self.motion_min_speed
         if not (isinstance(speed, (int, float, np.number)) and math.isfinite(speed) and speed >= 0):
             raise ValueError(f"BEVConfig.motion_min_speed: expected a number >= 0 [m/s], got {speed!r}")
@@ -287,6 +292,7 @@ MOTION_PRESETS: dict[str, dict[str, Any]] = {
     "none": {},
     "velocity": {"motion_horizons": (1.0, 2.0)},
     "velocity3": {"motion_horizons": (1.0, 2.0, 3.0)},
+    "velocity_filled": {"motion_horizons": (1.0, 2.0, 3.0), "motion_fill": 0.35},
     "trails": {"history_length": 8, "history_step": 2},
     "velocity+trails": {"motion_horizons": (1.0, 2.0), "history_length": 8, "history_step": 2},
 }
@@ -295,6 +301,8 @@ MOTION_PRESETS: dict[str, dict[str, Any]] = {
 * ``none``: the default image: the past boxes of the history trail (4 every 0.5 s) and nothing else;
 * ``velocity``: velocity marks at +1 s and +2 s (:attr:`BEVConfig.motion_horizons`);
 * ``velocity3``: velocity marks at +1, +2 and +3 s;
+* ``velocity_filled``: velocity marks at +1, +2 and +3 s, their boxes filled (a faded future trail,
+  :attr:`BEVConfig.motion_fill`);
 * ``trails``: a denser, longer past (8 past boxes every 0.2 s: the BEV's analogue of a stack of past frames);
 * ``velocity+trails``: both.
 

@@ -529,6 +529,8 @@ class BEVRenderer:
         if scene.map is not None:
             canvas = self._draw_map(canvas, scene.map, origin, t)
         assert canvas is not None
+        if cfg.motion_horizons and cfg.motion_fill > 0:
+            self._draw_motion(canvas, scene, t, origin, fill=True)
         self._draw_boxes(canvas, scene, t, origin)
         if cfg.motion_horizons:
             self._draw_motion(canvas, scene, t, origin)
@@ -760,11 +762,12 @@ class BEVRenderer:
             ticks.append(ego_tick)
             cv2.polylines(canvas, ticks, False, cfg.heading_color, 1, lt, _SHIFT)
 
-    def _draw_motion(self, canvas: np.ndarray, scene: Scene, t: int, origin: np.ndarray) -> None:
+    def _draw_motion(self, canvas: np.ndarray, scene: Scene, t: int, origin: np.ndarray, fill: bool = False) -> None:
         """Velocity marks (:attr:`BEVConfig.motion_horizons`): for every agent valid at ``t`` and the ego (with
         ``draw_ego_motion``) moving at least ``motion_min_speed``, the outline of its box shifted by ``horizon *
-        velocity`` for each horizon, and a line from the box centre to the last outline's centre. Reads frame ``t``
-        only (world-frame velocities ``scene.agent_velocities[:, t]`` / ``scene.ego_velocities[t]`` [m/s])."""
+        velocity`` for each horizon, and a line from the box centre to the last outline's centre (``fill``: the
+        shifted boxes filled with :attr:`BEVConfig.motion_fill` of the colour instead, farthest first). Reads frame
+        ``t`` only (world-frame velocities ``scene.agent_velocities[:, t]`` / ``scene.ego_velocities[t]`` [m/s])."""
         cfg = self.config
         img, sem_color = self._layer(canvas, "motion")
         if img is None:
@@ -789,6 +792,11 @@ class BEVRenderer:
         for points, velocity, color in marks:
             ghosts = points[None] + horizons * velocity  # (K, 5, 2) world [m]
             pix = _to_int32(ghosts.reshape(-1, 2) @ A.T + b).reshape(ghosts.shape)
+            if fill:
+                shade = color if self._semantic else self._blend(color, cfg.motion_fill)
+                for corners in pix[::-1, :4]:
+                    cv2.fillConvexPoly(img, corners, shade, lt, _SHIFT)
+                continue
             centre = _to_int32(points[4] @ A.T + b)
             cv2.polylines(img, list(pix[:, :4]), True, color, 1, lt, _SHIFT)
             cv2.polylines(img, [np.stack([centre, pix[-1, 4]])], False, color, 1, lt, _SHIFT)
