@@ -1,7 +1,13 @@
 """Readability ceiling of the safety label: how much of it a predictor can read from the VLA's BEV image.
 
 ``python -m benchmarks.bench_readability [--train-scenes 120 --train-seed 0] [--eval-scenes 48 --eval-seed 4242]
-[--cnn-seconds 120] [--cnn-steps N] [--seed 0] [--threads 1] [--cache-dir outputs/sft_cache]``
+[--cnn-seconds 120] [--cnn-steps N] [--seed 0] [--threads 1] [--cache-dir outputs/sft_cache]
+[--motion none,velocity,...] [--outcomes varied]``
+
+``--motion`` measures each named BEV motion preset (:data:`envs.render.MOTION_PRESETS`: velocity marks, denser
+history trails) on the same rows (pairs mined once, rows re-rendered per preset), prints one table per preset
+headed by the observation it used, then a summary of the probe's and the CNN's risk and language per preset
+(measured: ``docs/vla.md``, "Motion in the observation"). ``--outcomes`` is the bank's ``outcomes`` option.
 
 Rows: the SFT sample rows (:func:`agents.sft.data.load_or_build_samples`, cached there) of a training bank split and
 of a held-out split (a bank seed never trained on), each rendered from its scenes' safe expert-log decisions
