@@ -394,7 +394,7 @@ def observation_line(motion: str) -> str:
     overrides = ", ".join(f"{k}={v}" for k, v in MOTION_PRESETS[motion].items()) or "the default BEV"
     return (f"observation: motion={motion} ({overrides}; {bev.height}x{bev.width} px {bev.mode} at "
             f"{bev.meters_per_pixel} m/px, history trail {bev.history_length} boxes every {bev.history_step} frames, "
-            f"velocity marks {list(bev.motion_horizons) or 'none'} s)")
+            "velocity marks " + (f"{list(bev.motion_horizons)} s" if bev.motion_horizons else "none") + ")")
 
 
 def measure(args: argparse.Namespace, motion: str, pairs: Mapping[str, list], progress: bool) -> dict[str, Any]:
