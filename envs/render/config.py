@@ -160,8 +160,7 @@ class BEVConfig:
     motion_min_speed: float = 0.5
     """Agents (and the ego) slower than this get no velocity mark [m/s]."""
     draw_ego_motion: bool = True
-    """With ``motion_horizons``: also mark the ego's own velocity (its closing speed is half of a time to
-    contact)."""
+    """With ``motion_horizons``: also mark the ego's own velocity (a time to contact depends on both speeds)."""
     trajectory_colors: tuple[RGB, ...] = (
         (255, 235, 60),
         (0, 230, 230),
