@@ -57,6 +57,20 @@ probe 18 s, CNN 120 s), ``python -m benchmarks.bench_readability --train-scenes 
 The probe is deterministic; the CNN at this size is not a stable number: an earlier run of the same command (3,420
 steps in its 120 s, probe grid without the 1 and 10 penalties) gave the CNN language 69.5 / risk 70.8, 8 and 6
 points above this one (the last iterate of ~280 epochs over 399 images). Read the probe as the ceiling here.
+
+Motion presets (SYNTHETIC bank; same machine under load, 34 min), ``python -m benchmarks.bench_readability
+--train-scenes 120 --train-seed 0 --eval-scenes 48 --eval-seed 777 --cnn-steps 3000 --motion
+none,velocity,velocity3,trails,velocity+trails`` (held out: 111 pair + 48 expert rows)::
+
+    motion           probe risk  probe language  cnn risk  cnn language  cnn steps
+    ---------------  ----------  --------------  --------  ------------  ---------
+    none             69.2        75.2            67.9      75.1          3000
+    velocity         65.4        75.3            71.7      79.2          3000
+    velocity3        66.7        75.2            73.0      80.9          3000
+    trails           63.5        75.2            68.6      71.4          3000
+    velocity+trails  65.4        75.0            71.7      79.3          3000
+
+Per-field tables, the outcome-varied bank and the reading: ``docs/vla.md``, "Motion in the observation".
 """
 
 from __future__ import annotations
