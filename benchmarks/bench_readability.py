@@ -2,12 +2,17 @@
 
 ``python -m benchmarks.bench_readability [--train-scenes 120 --train-seed 0] [--eval-scenes 48 --eval-seed 4242]
 [--cnn-seconds 120] [--cnn-steps N] [--seed 0] [--threads 1] [--cache-dir outputs/sft_cache]
-[--outcomes varied [--outcome-mix 0.35,0.30,0.35] [--difficulty 0.5]]``
+[--motion none,velocity,...] [--outcomes varied [--outcome-mix 0.35,0.30,0.35] [--difficulty 0.5]]``
 
-After the table it prints the **label honesty** of the held-out rows (:mod:`counterfactual.honesty`: the (type, lead)
+After each table it prints the **label honesty** of the held-out rows (:mod:`counterfactual.honesty`: the (type, lead)
 lookup's language and risk accuracy on every row, the per-type majority risk accuracy, the share of the risk and
 action entropy the scenario type explains, and the geometry oracle's risk accuracy, each beside issue #28's target);
 ``--outcomes varied`` renders the outcome-varied bank (measured table in ``docs/safety_labels.md``).
+
+``--motion`` measures each named BEV motion preset (:data:`envs.render.MOTION_PRESETS`: velocity marks, denser
+history trails) on the same rows (pairs mined once, rows re-rendered per preset), prints one table per preset
+headed by the observation it used, then a summary of the probe's and the CNN's risk and language per preset
+(measured: ``docs/vla.md``, "Motion in the observation").
 
 Rows: the SFT sample rows (:func:`agents.sft.data.load_or_build_samples`, cached there) of a training bank split and
 of a held-out split (a bank seed never trained on), each rendered from its scenes' safe expert-log decisions
@@ -57,6 +62,20 @@ probe 18 s, CNN 120 s), ``python -m benchmarks.bench_readability --train-scenes 
 The probe is deterministic; the CNN at this size is not a stable number: an earlier run of the same command (3,420
 steps in its 120 s, probe grid without the 1 and 10 penalties) gave the CNN language 69.5 / risk 70.8, 8 and 6
 points above this one (the last iterate of ~280 epochs over 399 images). Read the probe as the ceiling here.
+
+Motion presets (SYNTHETIC bank; same machine under load, 34 min), ``python -m benchmarks.bench_readability
+--train-scenes 120 --train-seed 0 --eval-scenes 48 --eval-seed 777 --cnn-steps 3000 --motion
+none,velocity,velocity3,trails,velocity+trails`` (held out: 111 pair + 48 expert rows)::
+
+    motion           probe risk  probe language  cnn risk  cnn language  cnn steps
+    ---------------  ----------  --------------  --------  ------------  ---------
+    none             69.2        75.2            67.9      75.1          3000
+    velocity         65.4        75.3            71.7      79.2          3000
+    velocity3        66.7        75.2            73.0      80.9          3000
+    trails           63.5        75.2            68.6      71.4          3000
+    velocity+trails  65.4        75.0            71.7      79.3          3000
+
+Per-field tables, the outcome-varied bank and the reading: ``docs/vla.md``, "Motion in the observation".
 """
 
 from __future__ import annotations
@@ -68,6 +87,7 @@ if __name__ == "__main__":  # one core per process, set before numpy / torch loa
         os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -99,16 +119,41 @@ def bank_source(num_scenes: int, seed: int, bank: Mapping[str, Any] | None = Non
                                                                      if v is not None})
 
 
-def split_table(num_scenes: int, seed: int, cache_dir: str, progress: bool = False,
-                bank: Mapping[str, Any] | None = None) -> Any:
+def split_table(num_scenes: int, seed: int, cache_dir: str, progress: bool = False, motion: str = "none",
+                bank: Mapping[str, Any] | None = None, pairs: list | None = None) -> Any:
     """The rendered sample rows (``datasets.Dataset``) of ``num_scenes`` bank scenes of ``seed`` (bank options
-    ``bank``, :func:`bank_source`): their safe expert decisions and their anchor pairs, mined now with the default
-    miner (cached in ``cache_dir``)."""
+    ``bank``, :func:`bank_source`): their sampled decisions and their anchor pairs (``pairs``,
+    or mined now with the default miner), drawn with the BEV motion preset ``motion``
+    (:data:`envs.render.MOTION_PRESETS`; cached in ``cache_dir``)."""
     from agents.sft.data import load_or_build_samples
     from agents.vla.evaluate import heldout_pairs
 
     source = bank_source(num_scenes, seed, bank)
-    return load_or_build_samples(source, heldout_pairs(source, None, progress), cache_dir, progress=progress)
+    pairs = heldout_pairs(source, None, progress) if pairs is None else pairs
+    return load_or_build_samples(source, pairs, cache_dir, sample_config(motion), progress=progress)
+
+
+def sample_config(motion: str = "none") -> Any:
+    """The SFT sample settings whose BEV carries the motion preset ``motion`` (``"none"``: the default settings,
+    the VLA's observation today)."""
+    from agents.sft.data import SampleConfig
+    from envs.observation import ObservationConfig
+    from envs.render import with_motion
+
+    default = SampleConfig()
+    if motion == "none":
+        return default
+    assert default.observation.bev is not None
+    return dataclasses.replace(default, observation=dataclasses.replace(
+        default.observation, bev=with_motion(default.observation.bev, motion)))
+
+
+def split_pairs(num_scenes: int, seed: int, bank: Mapping[str, Any] | None = None, progress: bool = False) -> list:
+    """The anchor pairs the default miner finds in the split (mined once, shared by every motion preset)."""
+    from agents.vla.evaluate import heldout_pairs
+
+    source = bank_source(num_scenes, seed, bank)
+    return heldout_pairs(source, None, progress)
 
 
 def label_rows(table: Any) -> list[dict[str, Any]]:
@@ -377,60 +422,113 @@ def build_parser() -> argparse.ArgumentParser:
                    help="varied bank: wanted benign,near_miss,collision shares")
     p.add_argument("--difficulty", type=float, default=None, help="varied bank: hazard difficulty in [0, 1]")
     p.add_argument("--no-progress", action="store_true", help="disable progress bars")
+    p.add_argument("--motion", default="none",
+                   help="comma-separated BEV motion presets to measure, each on the same rows (envs.render."
+                        "MOTION_PRESETS: none, velocity, velocity3, trails, velocity+trails)")
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark and print its table."""
+def observation_line(motion: str) -> str:
+    """Which observation a table was measured on: the motion preset and its BEV settings."""
+    from envs.render import MOTION_PRESETS
+
+    bev = sample_config(motion).observation.bev
+    overrides = ", ".join(f"{k}={v}" for k, v in MOTION_PRESETS[motion].items()) or "the default BEV"
+    return (f"observation: motion={motion} ({overrides}; {bev.height}x{bev.width} px {bev.mode} at "
+            f"{bev.meters_per_pixel} m/px, history trail {bev.history_length} boxes every {bev.history_step} frames, "
+            "velocity marks " + (f"{list(bev.motion_horizons)} s" if bev.motion_horizons else "none") + ")")
+
+
+def bank_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The CLI's bank options (:func:`bank_source`)."""
+    return {"outcomes": args.outcomes, "outcome_mix": args.outcome_mix, "difficulty": args.difficulty}
+
+
+def measure(args: argparse.Namespace, motion: str, pairs: Mapping[str, list], progress: bool) -> dict[str, Any]:
+    """Fit and score the four predictors on the rows drawn with ``motion``; print its table. Returns
+    ``{"results": {predictor: scores}, ...}``."""
     from agents.vla.evaluate import accuracy_report, trivial_baselines
 
+    t0 = time.perf_counter()
+    train_table = split_table(args.train_scenes, args.train_seed, args.cache_dir, progress, motion, bank_options(args),
+                              pairs["train"])
+    eval_table = split_table(args.eval_scenes, args.eval_seed, args.cache_dir, progress, motion, bank_options(args),
+                             pairs["eval"])
+    train_rows, eval_rows = label_rows(train_table), label_rows(eval_table)
+    train_bev, eval_bev = images(train_table), images(eval_table)
+    labels = Labels.fit(train_rows)
+    t_data = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    features = tower_features(np.concatenate([train_bev, eval_bev]), seed=args.seed)
+    probe_pred, l2 = fit_probe(features[: len(train_bev)], labels, [r["scene_id"] for r in train_rows],
+                               features[len(train_bev):], seed=args.seed, steps=args.probe_steps)
+    t_probe = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    cnn_pred, cnn_steps = train_cnn(train_bev, labels, eval_bev, seconds=args.cnn_seconds, steps=args.cnn_steps,
+                                    seed=args.seed)
+    t_cnn = time.perf_counter() - t0
+
+    majority, lookup = trivial_baselines(train_rows, eval_rows)
+    results = {
+        "majority": scores(majority),
+        "probe": scores(accuracy_report("probe", labels.decode(probe_pred), eval_rows)),
+        "cnn": scores(accuracy_report("cnn", labels.decode(cnn_pred), eval_rows)),
+        "lookup": scores(lookup),
+    }
+    count = {k: sum(r["kind"] == k for r in train_rows) for k in ("pair", "expert")}
+    held = {k: sum(r["kind"] == k for r in eval_rows) for k in ("pair", "expert")}
+    bank = "SYNTHETIC bank" + (f", outcomes={args.outcomes}" if args.outcomes else "")
+    title = (f"readability of the safety label ({bank}): train {args.train_scenes} scenes seed "
+             f"{args.train_seed} ({count['pair']} pair + {count['expert']} expert rows), held out "
+             f"{args.eval_scenes} scenes seed {args.eval_seed} ({held['pair']} pair + {held['expert']} expert "
+             f"rows)\n{observation_line(motion)}")
+    print(format_table(results, title))
+    from counterfactual.honesty import format_honesty
+
+    print(format_honesty(honesty(train_rows, eval_rows, bank_source(args.eval_scenes, args.eval_seed,
+                                                                     bank_options(args))),
+                         "label honesty of the held-out rows (lookups fitted on the training rows):"))
+    print(f"probe: tower features {features.shape[1]} per image (seed {args.seed}), L2 per field "
+          + ", ".join(f"{f} {v:g}" for f, v in l2.items()) + f"; {t_probe:.0f} s")
+    print(f"cnn: {cnn_steps} steps of 32 ({t_cnn:.0f} s, {args.threads} thread(s)); data {t_data:.0f} s", flush=True)
+    return {"results": results, "cnn_steps": cnn_steps}
+
+
+def format_motion_summary(measured: Mapping[str, Mapping[str, Any]]) -> str:
+    """One row per motion preset: risk and language of the probe and the CNN (the readability ceiling), in %."""
+    head = ["motion", "probe risk", "probe language", "cnn risk", "cnn language", "cnn steps"]
+    rows = [[m, *(f"{100 * r['results'][p][k]:.1f}" for p in ("probe", "cnn") for k in ("risk", "language")),
+             str(r["cnn_steps"])] for m, r in measured.items()]
+    widths = [max(len(x[i]) for x in rows + [head]) for i in range(len(head))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths))] + [fmt.format(*r) for r in rows])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and print its table (one per motion preset, then a summary when there are several)."""
+    from envs.render import MOTION_PRESETS
+
     args = build_parser().parse_args(argv)
+    motions = [m.strip() for m in args.motion.split(",") if m.strip()]
+    unknown = [m for m in motions if m not in MOTION_PRESETS]
+    if unknown or not motions:
+        raise SystemExit(f"--motion: expected comma-separated names from {tuple(MOTION_PRESETS)}, got "
+                         f"{args.motion!r}")
     progress = not args.no_progress
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        t0 = time.perf_counter()
-        bank = {"outcomes": args.outcomes, "outcome_mix": args.outcome_mix, "difficulty": args.difficulty}
-        train_table = split_table(args.train_scenes, args.train_seed, args.cache_dir, progress, bank)
-        eval_table = split_table(args.eval_scenes, args.eval_seed, args.cache_dir, progress, bank)
-        train_rows, eval_rows = label_rows(train_table), label_rows(eval_table)
-        train_bev, eval_bev = images(train_table), images(eval_table)
-        labels = Labels.fit(train_rows)
-        t_data = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        features = tower_features(np.concatenate([train_bev, eval_bev]), seed=args.seed)
-        probe_pred, l2 = fit_probe(features[: len(train_bev)], labels, [r["scene_id"] for r in train_rows],
-                                   features[len(train_bev):], seed=args.seed, steps=args.probe_steps)
-        t_probe = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        cnn_pred, cnn_steps = train_cnn(train_bev, labels, eval_bev, seconds=args.cnn_seconds, steps=args.cnn_steps,
-                                        seed=args.seed)
-        t_cnn = time.perf_counter() - t0
-
-        majority, lookup = trivial_baselines(train_rows, eval_rows)
-        results = {
-            "majority": scores(majority),
-            "probe": scores(accuracy_report("probe", labels.decode(probe_pred), eval_rows)),
-            "cnn": scores(accuracy_report("cnn", labels.decode(cnn_pred), eval_rows)),
-            "lookup": scores(lookup),
-        }
-        count = {k: sum(r["kind"] == k for r in train_rows) for k in ("pair", "expert")}
-        held = {k: sum(r["kind"] == k for r in eval_rows) for k in ("pair", "expert")}
-        title = (f"readability of the safety label (SYNTHETIC {'outcome-varied ' if args.outcomes == 'varied' else ''}"
-                 f"bank): train {args.train_scenes} scenes seed "
-                 f"{args.train_seed} ({count['pair']} pair + {count['expert']} expert rows), held out "
-                 f"{args.eval_scenes} scenes seed {args.eval_seed} ({held['pair']} pair + {held['expert']} expert "
-                 f"rows)")
-        print(format_table(results, title))
-        from counterfactual.honesty import format_honesty
-
-        print(format_honesty(honesty(train_rows, eval_rows, bank_source(args.eval_scenes, args.eval_seed, bank)),
-                             "label honesty of the held-out rows (lookups fitted on the training rows):"))
-        print(f"probe: tower features {features.shape[1]} per image (seed {args.seed}), L2 per field "
-              + ", ".join(f"{f} {v:g}" for f, v in l2.items()) + f"; {t_probe:.0f} s")
-        print(f"cnn: {cnn_steps} steps of 32 ({t_cnn:.0f} s, {args.threads} thread(s)); data {t_data:.0f} s")
+        pairs = {"train": split_pairs(args.train_scenes, args.train_seed, bank_options(args), progress),
+                 "eval": split_pairs(args.eval_scenes, args.eval_seed, bank_options(args), progress)}
+        measured = {}
+        for motion in motions:
+            measured[motion] = measure(args, motion, pairs, progress)
+            print()
+        if len(motions) > 1:
+            print("readability ceiling per motion preset (accuracy %, same rows):")
+            print(format_motion_summary(measured))
     finally:
         torch.set_num_threads(threads)
     return 0

@@ -7,7 +7,10 @@ nothing but its arguments (no environment). :func:`text_prompt` turns an observa
 Observation (see :mod:`envs.spaces` for bounds)
 ----------------------------------------------
 * ``"bev"``: ``uint8 (H, W, C)`` bird's-eye view of the ego frame at ``t`` (:class:`~envs.render.BEVRenderer`,
-  shape from :attr:`ObservationConfig.bev`; absent when it is None). Only frames ``<= t`` are drawn.
+  shape from :attr:`ObservationConfig.bev`; absent when it is None). Only frames ``<= t`` are drawn. Motion is in
+  the image as the agents' and the ego's past boxes (:attr:`~envs.render.BEVConfig.history_length` every
+  ``history_step`` frames) and, on request, as velocity marks (:attr:`~envs.render.BEVConfig.motion_horizons`;
+  named presets :data:`envs.render.MOTION_PRESETS`, ``agent.motion=...`` in the pipeline; off by default).
 * ``"ego_state"``: ``float32 (3,)`` speed [m/s], longitudinal acceleration [m/s^2], yaw rate [rad/s] at ``t``
   (:class:`EgoKinematics`), clipped to the space bounds.
 * ``"command"``: ``int64`` 0 left, 1 straight, 2 right, from the route ahead (below).

@@ -38,12 +38,25 @@ class VLAAgentConfig(AgentConfig):
     """``segment`` (one token per 0.5 s) or ``trajectory`` (one token per 4 s)."""
     codebook_scenes: int = 100
     """Bank scenes (training seed) whose expert logs the codebook is fitted on (plus the pairs' positives)."""
+    motion: str = "none"
+    """Motion drawn in the BEV the VLA sees (env observation and SFT rows alike): a name of
+    :data:`envs.render.MOTION_PRESETS` (``none``: today's image; ``velocity``: velocity marks at +1 / +2 s; see
+    docs/vla.md, "Motion in the observation")."""
+
+    def __post_init__(self) -> None:
+        from envs.render import MOTION_PRESETS
+
+        if self.motion not in MOTION_PRESETS:
+            raise ValueError(f"agent.motion: expected one of {tuple(MOTION_PRESETS)}, got {self.motion!r}")
 
 
 def _vla_env_config(agent: Any, reward: Any) -> Any:
+    from envs.render import BEVConfig, with_motion
     from envs.replay_env import EnvConfig
 
-    return EnvConfig(text_prompt=True, reward=reward)  # the VLA's 128 px RGB BEV and its prompt
+    # the VLA's 128 px RGB BEV (the EnvConfig default, with the agent's motion marks) and its prompt
+    bev = with_motion(BEVConfig(antialias=False), str(getattr(agent, "motion", "none")))
+    return EnvConfig(bev=bev, text_prompt=True, reward=reward)
 
 
 def _sample_tables(ctx: Context) -> tuple[Any, Any]:

@@ -4,7 +4,8 @@ inputs).
 Modules (each imports only the ones listed before it):
 
 * :mod:`envs.render.config`: the configuration: :class:`BEVConfig` (raster geometry, content and colours, checked
-  on construction) and :data:`SEMANTIC_LAYERS` (the semantic channel names).
+  on construction), :data:`SEMANTIC_LAYERS` (the semantic channel names) and :data:`MOTION_PRESETS` /
+  :func:`with_motion` (named ways to draw motion: velocity marks, denser history trails).
 * :mod:`envs.render.raster`: the rasteriser: :class:`BEVRenderer` and its per-map and per-scene caches (map raster,
   agent corners).
 * :mod:`envs.render.images`: small image helpers: :func:`logged_future`, :func:`caption`, :func:`semantic_grid`,
@@ -30,11 +31,12 @@ Image conventions
 """
 
 from envs.render.cli import main
-from envs.render.config import RGB, SEMANTIC_LAYERS, BEVConfig
+from envs.render.config import MOTION_PRESETS, RGB, SEMANTIC_LAYERS, BEVConfig, with_motion
 from envs.render.images import caption, contact_sheet, logged_future, semantic_grid, write_png
 from envs.render.raster import BEVRenderer
 
 __all__ = [
+    "MOTION_PRESETS",
     "RGB",
     "SEMANTIC_LAYERS",
     "BEVConfig",
@@ -44,5 +46,6 @@ __all__ = [
     "logged_future",
     "main",
     "semantic_grid",
+    "with_motion",
     "write_png",
 ]

@@ -8,6 +8,7 @@ Geometry: an ``H x W`` [px] image at ``meters_per_pixel`` [m/px] with the ego re
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ SEMANTIC_LAYERS = (
     "static",
     "history",
     "trajectories",
+    "motion",
 )
 """All semantic layer names, in their default channel order.
 
@@ -42,11 +44,16 @@ SEMANTIC_LAYERS = (
 * ``static``: boxes of STATIC objects valid at t.
 * ``history``: past boxes of agents (and of the ego when ``draw_ego_history``), valid frames only.
 * ``trajectories``: candidate trajectory polylines (only when trajectories are passed to ``render``).
+* ``motion``: velocity marks of moving agents and the ego (only with :attr:`BEVConfig.motion_horizons`): the box
+  outlines at their constant-velocity positions and the line from each box centre to the farthest one.
 """
+
+OPTIONAL_LAYERS = ("trajectories", "motion")
+"""Layers left out of the default :attr:`BEVConfig.semantic_layers` (drawn only on request)."""
 
 
 def _default_layers() -> tuple[str, ...]:
-    return tuple(name for name in SEMANTIC_LAYERS if name != "trajectories")
+    return tuple(name for name in SEMANTIC_LAYERS if name not in OPTIONAL_LAYERS)
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,7 @@ class BEVConfig:
     (uint8 (H, W, C), one 0/255 channel per entry of ``semantic_layers``)."""
     semantic_layers: tuple[str, ...] = field(default_factory=_default_layers)
     """Channels of the semantic output, in order; names from :data:`SEMANTIC_LAYERS` (default: all but
-    ``"trajectories"``, 9 channels)."""
+    ``"trajectories"`` and ``"motion"``, 9 channels)."""
     history_length: int = 4
     """Number of past samples drawn per agent [frames sampled] (0 disables history)."""
     history_step: int = 5
@@ -141,6 +148,19 @@ class BEVConfig:
     accidents; leave None for policy observations, it reveals the future)."""
     history_fade: tuple[float, float] = (0.55, 0.15)
     """RGB only: blend weight of the class colour over the drivable colour for the newest and the oldest past box."""
+    motion_horizons: tuple[float, ...] = ()
+    """Velocity marks (motion in a single image; issue #29): for each horizon [s], the outline of every moving
+    agent's box (and the ego's, with ``draw_ego_motion``) where its velocity at t would take it, heading kept
+    (constant velocity: ``centre + horizon * velocity``), plus a line from the box centre to the farthest outline's
+    centre. Drawn on top of the boxes, in the agent's colour (RGB) or the ``"motion"`` channel (semantic). Empty
+    (the default): nothing drawn, the image is unchanged. Reads frame t only (no future)."""
+    motion_fill: float = 0.0
+    """With ``motion_horizons``: RGB blend weight of the agent's colour over the drivable colour filling its marked
+    boxes, drawn under the current boxes (0: outlines only; semantic output fills the ``"motion"`` channel when > 0)."""
+    motion_min_speed: float = 0.5
+    """Agents (and the ego) slower than this get no velocity mark [m/s]."""
+    draw_ego_motion: bool = True
+    """With ``motion_horizons``: also mark the ego's own velocity (a time to contact depends on both speeds)."""
     trajectory_colors: tuple[RGB, ...] = (
         (255, 235, 60),
         (0, 230, 230),
@@ -214,6 +234,20 @@ class BEVConfig:
         fade = self.history_fade
         if len(fade) != 2 or not all(0.0 <= f <= 1.0 for f in fade):
             raise ValueError(f"BEVConfig.history_fade: expected two weights in [0, 1], got {fade!r}")
+        horizons = self.motion_horizons
+        try:
+            ok = all(isinstance(h, (int, float, np.number)) and not isinstance(h, bool) and math.isfinite(h)
+                     and 0.0 < h <= 10.0 for h in horizons)
+        except TypeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"BEVConfig.motion_horizons: expected a sequence of times in (0, 10] s, got {horizons!r}")
+        object.__setattr__(self, "motion_horizons", tuple(sorted(float(h) for h in horizons)))
+        if not (isinstance(self.motion_fill, (int, float, np.number)) and 0.0 <= self.motion_fill <= 1.0):
+            raise ValueError(f"BEVConfig.motion_fill: expected a blend weight in [0, 1], got {self.motion_fill!r}")
+        speed = self.motion_min_speed
+        if not (isinstance(speed, (int, float, np.number)) and math.isfinite(speed) and speed >= 0):
+            raise ValueError(f"BEVConfig.motion_min_speed: expected a number >= 0 [m/s], got {speed!r}")
 
     @property
     def num_channels(self) -> int:
@@ -251,3 +285,32 @@ def _check_color(name: str, value: Any) -> RGB:
     if not ok:
         raise ValueError(f"{name}: expected an RGB triple of ints in [0, 255], got {value!r}")
     return (int(value[0]), int(value[1]), int(value[2]))
+
+
+MOTION_PRESETS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "velocity": {"motion_horizons": (1.0, 2.0)},
+    "velocity3": {"motion_horizons": (1.0, 2.0, 3.0)},
+    "velocity_filled": {"motion_horizons": (1.0, 2.0, 3.0), "motion_fill": 0.35},
+    "trails": {"history_length": 8, "history_step": 2},
+    "velocity+trails": {"motion_horizons": (1.0, 2.0), "history_length": 8, "history_step": 2},
+}
+"""Named ways to put motion in the BEV (issue #29), as :class:`BEVConfig` field overrides:
+
+* ``none``: the default image: the past boxes of the history trail (4 every 0.5 s) and nothing else;
+* ``velocity``: velocity marks at +1 s and +2 s (:attr:`BEVConfig.motion_horizons`);
+* ``velocity3``: velocity marks at +1, +2 and +3 s;
+* ``velocity_filled``: velocity marks at +1, +2 and +3 s, their boxes filled (a faded future trail,
+  :attr:`BEVConfig.motion_fill`);
+* ``trails``: a denser, longer past (8 past boxes every 0.2 s: the BEV's analogue of a stack of past frames);
+* ``velocity+trails``: both.
+
+Measured readability of each: ``docs/vla.md`` ("Motion in the observation")."""
+
+
+def with_motion(config: BEVConfig, motion: str) -> BEVConfig:
+    """``config`` with the :data:`MOTION_PRESETS` entry ``motion`` applied (``"none"``: ``config`` itself)."""
+    if motion not in MOTION_PRESETS:
+        raise ValueError(f"motion: expected one of {tuple(MOTION_PRESETS)}, got {motion!r}")
+    overrides = MOTION_PRESETS[motion]
+    return dataclasses.replace(config, **overrides) if overrides else config

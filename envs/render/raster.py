@@ -25,7 +25,8 @@ import numpy as np
 
 from envs.render.config import RGB, BEVConfig, _check_color
 from envs.scenes.scene import AgentClass, Scene, SceneMap, TrafficLightState
-from rewards.geometry import box_corners, polyline_arclength, vehicle_corners, world_to_local
+from rewards.geometry import (box_corners, polyline_arclength, rear_axle_to_center, vehicle_corners,
+                              world_to_local)
 
 _SHIFT = 4
 """Fractional bits of the fixed-point pixel coordinates handed to OpenCV (1/16 px precision)."""
@@ -528,7 +529,11 @@ class BEVRenderer:
         if scene.map is not None:
             canvas = self._draw_map(canvas, scene.map, origin, t)
         assert canvas is not None
+        if cfg.motion_horizons and cfg.motion_fill > 0:
+            self._draw_motion(canvas, scene, t, origin, fill=True)
         self._draw_boxes(canvas, scene, t, origin)
+        if cfg.motion_horizons:
+            self._draw_motion(canvas, scene, t, origin)
         if traj is not None:
             self._draw_trajectories(canvas, *traj)
 
@@ -756,6 +761,45 @@ class BEVRenderer:
             ticks = list(fixed[now, -1, 4:]) if now else []
             ticks.append(ego_tick)
             cv2.polylines(canvas, ticks, False, cfg.heading_color, 1, lt, _SHIFT)
+
+    def _draw_motion(self, canvas: np.ndarray, scene: Scene, t: int, origin: np.ndarray, fill: bool = False) -> None:
+        """Velocity marks (:attr:`BEVConfig.motion_horizons`): for every agent valid at ``t`` and the ego (with
+        ``draw_ego_motion``) moving at least ``motion_min_speed``, the outline of its box shifted by ``horizon *
+        velocity`` for each horizon, and a line from the box centre to the last outline's centre (``fill``: the
+        shifted boxes filled with :attr:`BEVConfig.motion_fill` of the colour instead, farthest first). Reads frame
+        ``t`` only (world-frame velocities ``scene.agent_velocities[:, t]`` / ``scene.ego_velocities[t]`` [m/s])."""
+        cfg = self.config
+        img, sem_color = self._layer(canvas, "motion")
+        if img is None:
+            return
+        lt = self._line_type
+        horizons = np.asarray(cfg.motion_horizons)[:, None, None]  # (K, 1, 1) [s]
+        A, b = self._world_to_fixed(origin)
+        marks: list[tuple[np.ndarray, Any]] = []  # (world points (5, 2): box corners + centre, velocity, colour)
+        if scene.num_agents:
+            agents = self._agents(scene)
+            velocity = scene.agent_velocities[:, t]  # (N, 2) world frame [m/s]
+            moving = scene.agent_valid[:, t] & (np.hypot(velocity[:, 0], velocity[:, 1]) >= cfg.motion_min_speed)
+            for n in np.flatnonzero(moving).tolist():
+                marks.append((agents.points[n, t, :5], velocity[n],
+                               sem_color if self._semantic else agents.colors[n]))
+        if cfg.draw_ego_motion:
+            velocity = scene.ego_velocities[t]
+            if math.hypot(velocity[0], velocity[1]) >= cfg.motion_min_speed:
+                params = scene.ego_params
+                world = np.vstack([vehicle_corners(origin, params), rear_axle_to_center(origin, params)[None, :2]])
+                marks.append((world, velocity, sem_color if self._semantic else cfg.ego_color))
+        for points, velocity, color in marks:
+            ghosts = points[None] + horizons * velocity  # (K, 5, 2) world [m]
+            pix = _to_int32(ghosts.reshape(-1, 2) @ A.T + b).reshape(ghosts.shape)
+            if fill:
+                shade = color if self._semantic else self._blend(color, cfg.motion_fill)
+                for corners in pix[::-1, :4]:
+                    cv2.fillConvexPoly(img, corners, shade, lt, _SHIFT)
+                continue
+            centre = _to_int32(points[4] @ A.T + b)
+            cv2.polylines(img, list(pix[:, :4]), True, color, 1, lt, _SHIFT)
+            cv2.polylines(img, [np.stack([centre, pix[-1, 4]])], False, color, 1, lt, _SHIFT)
 
     def _agent_color(self, scene: Scene, n: int) -> RGB:
         cfg = self.config
