@@ -243,6 +243,10 @@ class RayVecEnv(VecEnv):
         """Send ``submit(actor, k)`` to the ``k``-th target env, all at once, then gather in order."""
         targets = list(self._get_indices(indices))
         refs = [submit(self.actors[i], k) for k, i in enumerate(targets)]
+        try:  # one gather for all (the common case: no worker died)
+            return list(self._ray.get(refs, timeout=self.step_timeout))
+        except self._dead_errors():
+            pass  # find which one and restart it, below
         return [self._get(i, lambda a, k=k: submit(a, k), ref=ref) for k, (i, ref) in enumerate(zip(targets, refs))]
 
     # ------------------------------------------------------------------------------------------------ stepping
@@ -254,20 +258,28 @@ class RayVecEnv(VecEnv):
         self.waiting = True
 
     def step_wait(self) -> VecEnvStepReturn:
-        results = []
-        for i in range(self.num_envs):
-            ref, self._pending[i] = self._pending[i], None
-            if ref is not None:
-                try:
-                    results.append(self._ray.get(ref, timeout=self.step_timeout))
-                    self._last_obs[i] = results[-1][0]
-                    continue
-                except self._dead_errors() as exc:
-                    self._restart_notes[i] = self._truncate(i, _short(exc))
-            results.append(self._restart_step(i))
+        refs, self._pending = self._pending, [None] * self.num_envs
+        results = None
+        if all(ref is not None for ref in refs):
+            try:  # one gather for all: the common case, no worker died
+                results = list(self._ray.get(refs, timeout=self.step_timeout))
+            except self._dead_errors():
+                pass  # which one: below
+        if results is None:
+            results = [self._step_result(i, ref) for i, ref in enumerate(refs)]
+        self._last_obs = [r[0] for r in results]
         self.waiting = False
         obs, rews, dones, infos, self.reset_infos = zip(*results, strict=True)  # type: ignore[assignment]
         return _stack_obs(obs, self.observation_space), np.stack(rews), np.stack(dones), infos  # type: ignore[return-value]
+
+    def _step_result(self, i: int, ref: Any) -> tuple[Any, float, bool, dict, dict]:
+        """Env ``i``'s step result: its worker's, or a truncation when the worker died (or had died already)."""
+        if ref is not None:
+            try:
+                return self._ray.get(ref, timeout=self.step_timeout)
+            except self._dead_errors() as exc:
+                self._restart_notes[i] = self._truncate(i, _short(exc))
+        return self._restart_step(i)
 
     def _restart_step(self, i: int) -> tuple[Any, float, bool, dict, dict]:
         """Env ``i``'s step result for an episode cut by a worker restart (module docstring)."""

@@ -1,0 +1,203 @@
+"""Ray scaling on this machine: env steps/s on 1 vs 2 Ray workers, mined scenes/s serial vs 2 Ray workers (issue #31).
+
+Run (on a shared machine, under the benchmark lock)::
+
+    flock /tmp/safealign-bench.lock python -m benchmarks.bench_scale [--seconds 10] [--scenes 16] \\
+        [--mine-scenes 24] [--workers 2] [--address ADDRESS]
+
+* **rollouts**: the GRPO / PPO training env (:func:`agents.rl.env.make_group_vec_env`: closed-loop replay env on
+  the **SYNTHETIC** bank, ``--scenes`` scenes, ``--view`` observation, normalised actions, ``Monitor``) on a
+  :class:`envs.vec.RayVecEnv` with 1 worker, then with ``--workers`` workers (one actor and one CPU each), stepped
+  with seeded random actions (small, so episodes run several steps; resets included) for ``--seconds`` after a
+  warm-up; env steps/s = envs x vector steps / wall time. The in-process ``DummyVecEnv`` with one env is timed too
+  (the cost of the actor round trip). Before timing, ``--workers`` Ray workers and a ``DummyVecEnv`` are stepped
+  with the same seeds and actions and their observations, rewards and dones compared (printed check).
+* **mining**: ``counterfactual.mine``'s work (:func:`counterfactual.distributed.mine_source`, default miner, lead
+  times 1, 2, 3 s) on ``--mine-scenes`` SYNTHETIC bank scenes (seed 0), serially in this process, then on
+  ``--workers`` Ray tasks (the workers warmed up on other scenes first: worker start-up is reported apart); the two
+  pair lists are compared row for row (printed check).
+
+A local Ray with ``--workers`` CPUs is started (``--address`` joins a cluster instead). Targets (2 workers on 2
+cores): >= 1.7x for both.
+
+Measured (2 CPU cores, shared with other engineers' processes: load average about 10 during the run; Ray 2.60,
+CPU torch):
+
+    flock /tmp/safealign-bench.lock python -m benchmarks.bench_scale
+
+    (see docs/scale.md for the table of the last run)
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+
+def _actions(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``(n, 8, 2)`` normalised kinematic actions in [-0.3, 0.3] (mostly gentle: episodes last several steps)."""
+    return rng.uniform(-0.3, 0.3, (n, 8, 2)).astype(np.float32)
+
+
+VIEW = {"view": "state"}
+"""The observation of the rollout env (``--view``): ``bev`` (the replay env's default 128 px RGB BEV + state, what the
+VLA sees) or ``state`` (state only, the MLP agent's env)."""
+
+
+def _venv(backend: str, n_envs: int, scenes: int, address: str | None) -> Any:
+    from agents.rl.env import GroupEnvConfig, make_group_vec_env
+    from envs.replay_env import EnvConfig
+
+    options = {"address": address, "num_cpus_per_worker": 1.0} if backend == "ray" else None
+    env = EnvConfig() if VIEW["view"] == "bev" else EnvConfig(bev=None)
+    return make_group_vec_env(GroupEnvConfig(num_scenes=scenes, seed=0, env=env), n_envs=n_envs, seed=0,
+                              backend=backend, ray_options=options)
+
+
+def rollout_rate(backend: str, n_envs: int, scenes: int, seconds: float, address: str | None,
+                 group: int = 0) -> dict[str, float]:
+    """Env steps/s of ``n_envs`` envs on ``backend`` over ``seconds`` (after 10 warm-up vector steps). ``group`` > 0:
+    each step is GRPO's (``collect_rollouts``): first a group of ``group`` candidate trajectories per env scored by
+    the env (``call_each(venv, "score_group", ...)``, concurrent across workers), then the step."""
+    from agents.rl.env import call_each
+    from envs.wrappers import kinematic_trajectories
+
+    venv = _venv(backend, n_envs, scenes, address)
+    try:
+        rng = np.random.default_rng(0)
+
+        def one_step() -> np.ndarray:
+            if group:
+                trajs = kinematic_trajectories(_actions(rng, n_envs * group), 20.0, 0.6).reshape(n_envs, group, 8, 3)
+                call_each(venv, "score_group", [(t,) for t in trajs])
+            return venv.step(_actions(rng, n_envs))[2]
+
+        venv.reset()
+        for _ in range(10):
+            one_step()
+        steps, episodes, start = 0, 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            episodes += int(np.sum(one_step()))
+            steps += n_envs
+        elapsed = time.perf_counter() - start
+    finally:
+        venv.close()
+    return {"steps_per_s": steps / elapsed, "steps": steps, "episodes": episodes, "seconds": elapsed}
+
+
+def rollouts_equal(n_envs: int, scenes: int, address: str | None, steps: int = 40) -> bool:
+    """Ray workers and a ``DummyVecEnv``, same seeds and actions: equal observations, rewards and dones."""
+    ray_env, dummy = _venv("ray", n_envs, scenes, address), _venv("dummy", n_envs, scenes, None)
+    try:
+        rng = np.random.default_rng(1)
+        a, b = ray_env.reset(), dummy.reset()
+        same = all(np.array_equal(a[k], b[k]) for k in a)
+        for _ in range(steps):
+            actions = _actions(rng, n_envs)
+            (oa, ra, da, _), (ob, rb, db, _) = ray_env.step(actions), dummy.step(actions)
+            same &= all(np.array_equal(oa[k], ob[k]) for k in oa)
+            same &= np.array_equal(ra.astype(np.float32), rb) and np.array_equal(da, db)
+        return bool(same)
+    finally:
+        ray_env.close()
+        dummy.close()
+
+
+def _plain_rows(pairs: list) -> list:
+    from counterfactual.dataset import pair_to_row
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, float) and v != v:
+            return "NaN"
+        if isinstance(v, np.ndarray):
+            return plain(v.tolist())
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return [plain(pair_to_row(p)) for p in pairs]
+
+
+def mining_rates(num_scenes: int, workers: int, address: str | None) -> dict[str, Any]:
+    """Scenes/s serial and on ``workers`` Ray tasks, with the pairs compared."""
+    from counterfactual.distributed import mine_source, stats_and_pairs
+    from counterfactual.miner import MinerConfig
+    from envs.scenes.sources import open_source
+
+    config = MinerConfig(seed=0)
+    warm = open_source("bank", num_scenes=2 * workers, seed=99)
+    mine_source(warm, config)  # this process: imports, compiled kernels
+    start = time.perf_counter()
+    mine_source(warm, config, "ray", workers, address, shard_size=2)  # the workers: start-up, imports, kernels
+    startup = time.perf_counter() - start
+    source = open_source("bank", num_scenes=num_scenes, seed=0)
+    start = time.perf_counter()
+    serial = mine_source(source, config)
+    t_serial = time.perf_counter() - start
+    source = open_source("bank", num_scenes=num_scenes, seed=0)  # a fresh cache: no scene generated in advance
+    start = time.perf_counter()
+    distributed = mine_source(source, config, "ray", workers, address)
+    t_ray = time.perf_counter() - start
+    pairs_serial, pairs_ray = stats_and_pairs(serial)[1], stats_and_pairs(distributed)[1]
+    return {"serial_scenes_per_s": num_scenes / t_serial, "ray_scenes_per_s": num_scenes / t_ray,
+            "serial_s": t_serial, "ray_s": t_ray, "worker_startup_s": startup, "pairs": len(pairs_serial),
+            "equal": _plain_rows(pairs_serial) == _plain_rows(pairs_ray)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print its numbers."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_scale", description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=10.0, help="timed seconds per rollout configuration")
+    p.add_argument("--scenes", type=int, default=16, help="bank scenes of the rollout env")
+    p.add_argument("--mine-scenes", type=int, default=24, help="bank scenes to mine")
+    p.add_argument("--workers", type=int, default=2, help="Ray workers of the parallel runs")
+    p.add_argument("--address", default=None, help="Ray cluster to join (default: a local Ray with --workers CPUs)")
+    p.add_argument("--group", type=int, default=8, help="GRPO steps: candidates scored per env and step")
+    p.add_argument("--view", choices=("bev", "state"), default="state", help="rollout env observation (see VIEW)")
+    p.add_argument("--skip-rollouts", action="store_true")
+    p.add_argument("--skip-mining", action="store_true")
+    args = p.parse_args(argv)
+    VIEW["view"] = args.view
+    from envs.vec.cluster import init_ray
+
+    ray = init_ray(args.address, num_cpus=args.workers, object_store_memory=200 * 1024 ** 2, log_to_driver=False)
+    print(f"Ray {ray.__version__}: {ray.cluster_resources().get('CPU', 0):g} CPUs; os.cpu_count() = {os.cpu_count()}, "
+          f"load average {os.getloadavg()[0]:.1f} (other processes share this machine)")
+    if not args.skip_rollouts:
+        same = rollouts_equal(args.workers, args.scenes, args.address)
+        print(f"rollouts: {args.workers} Ray workers == DummyVecEnv (same seeds and actions, 40 steps): {same}")
+        for group, what in ((0, "plain env steps"), (args.group, f"GRPO steps (score a group of {args.group}, step)")):
+            dummy = rollout_rate("dummy", 1, args.scenes, args.seconds, None, group)
+            one = rollout_rate("ray", 1, args.scenes, args.seconds, args.address, group)
+            many = rollout_rate("ray", args.workers, args.scenes, args.seconds, args.address, group)
+            print(f"rollouts, {what}, SYNTHETIC bank, {args.view} view:")
+            print(f"  {'':34s} {'env steps/s':>12s} {'steps':>7s} {'episodes':>9s}")
+            for name, r in (("DummyVecEnv, 1 env (in process)", dummy), ("RayVecEnv, 1 worker", one),
+                            (f"RayVecEnv, {args.workers} workers", many)):
+                print(f"  {name:34s} {r['steps_per_s']:12.1f} {r['steps']:7d} {r['episodes']:9d}")
+            print(f"  speed-up {args.workers} workers / 1 worker: {many['steps_per_s'] / one['steps_per_s']:.2f}x "
+                  "(target >= 1.7x)", flush=True)
+    if not args.skip_mining:
+        m = mining_rates(args.mine_scenes, args.workers, args.address)
+        print(f"mining {args.mine_scenes} SYNTHETIC bank scenes ({m['pairs']} pairs): serial "
+              f"{m['serial_scenes_per_s']:.2f} scenes/s ({m['serial_s']:.1f} s), {args.workers} Ray workers "
+              f"{m['ray_scenes_per_s']:.2f} scenes/s ({m['ray_s']:.1f} s); worker start-up (not in the rate) "
+              f"{m['worker_startup_s']:.1f} s")
+        print(f"speed-up: {m['ray_scenes_per_s'] / m['serial_scenes_per_s']:.2f}x (target >= 1.7x); "
+              f"pairs equal to the serial run's, row for row: {m['equal']}")
+    ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
