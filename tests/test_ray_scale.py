@@ -254,6 +254,59 @@ def test_a_killed_worker_is_restarted_and_its_episode_truncated(ray_venv, scene)
         venv.step(np.zeros((2, 8, 2), np.float32))
 
 
+def test_the_pipeline_builds_its_training_env_on_ray_and_ppo_trains_on_it(local_ray, tmp_path):
+    """``env.vec_backend=ray``: the GRPO / PPO env of :func:`experiments.builders.group_env` is a RayVecEnv (one env:
+    a CPU of the test's Ray is held by the shared env above)."""
+    from hydra import compose, initialize_config_module
+
+    from agents.rl.ppo import make_ppo
+    from experiments.builders import group_env
+    from experiments.pipeline import Context
+    from experiments.run import typed_config, validate
+    from omegaconf import OmegaConf
+
+    with initialize_config_module(config_module="experiments.conf", version_base=None):
+        cfg = compose(config_name="config", overrides=["agent=mlp", "env.num_scenes=2", "env.vec_backend=ray",
+                                                       "train.n_envs=1", "train.ppo.n_steps=4",
+                                                       "train.ppo.batch_size=4"])
+    validate(OmegaConf.to_container(cfg, resolve=True))
+    typed = typed_config(cfg)
+    venv = group_env(Context(out=tmp_path, cfg=typed), normalized=True)
+    try:
+        assert isinstance(venv, RayVecEnv) and venv.num_envs == 1
+        ppo = make_ppo(venv, typed.train.ppo, seed=0)
+        ppo.learn(8)
+        assert ppo.num_timesteps == 8
+    finally:
+        venv.close()
+
+
+def test_compose_ray_profile_runs_a_head_and_scalable_workers():
+    """docker-compose.yml: the head listens where the workers join; the documented run composes as a Hydra config
+    with the Ray backend."""
+    from pathlib import Path
+
+    import yaml
+    from hydra import compose, initialize_config_module
+
+    root = Path(__file__).resolve().parents[1]
+    services = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]
+    head, worker = services["ray-head"], services["ray-worker"]
+    assert head["profiles"] == worker["profiles"] == ["ray"]
+    assert head["image"] == worker["image"] == services["trainer"]["image"]
+    assert head["command"][:3] == ["ray", "start", "--head"] and "--port=6379" in head["command"]
+    assert worker["command"][:2] == ["ray", "start"] and "--address=ray-head:6379" in worker["command"]
+    assert "--block" in head["command"] and "--block" in worker["command"] and "ray-head" in worker["depends_on"]
+    readme = (root / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if "docker compose exec" in x and "ray-head" in x)
+    run = line.split("experiments.run", 1)[1].replace("\\", " ").split()
+    rest = readme.split(line, 1)[1].split("```", 1)[0].replace("\\", " ").split()
+    with initialize_config_module(config_module="experiments.conf", version_base=None):
+        cfg = compose(config_name="config", overrides=[*run, *rest])
+    assert cfg.env.vec_backend == "ray" and cfg.env.ray_address == "auto" and list(cfg.env.hosts) == [
+        "carla:2000", "carla-2:2010"]
+
+
 def test_carla_envs_on_ray_workers_each_bound_to_their_server_and_traffic_manager_port(local_ray):
     """``carla_env_fns`` on Ray actors: worker ``i`` drives ``hosts[i]`` with Traffic Manager port base + i (here
     stand-in servers, started inside each actor: the stand-in lives in the client's process)."""
