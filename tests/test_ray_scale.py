@@ -353,6 +353,8 @@ def test_bad_backend_options_are_named():
         RayVecEnv([lambda: None], max_restarts=-1)
     with pytest.raises(ValueError, match="env_fns is empty"):
         RayVecEnv([])
+    with pytest.raises(ValueError, match="ray address: expected None, 'local', 'auto', 'HOST:PORT'.*got 6379"):
+        RayVecEnv([lambda: None], address=6379)
     source = open_source("bank", num_scenes=1, seed=0)
     with pytest.raises(ValueError, match="mining backend: expected one of"):
         mine_source(source, backend="dask")

@@ -2,10 +2,11 @@
 
 * :func:`require_ray`: ``import ray`` with an error that says how to install it (the optional ``[scale]`` extra,
   ``pip install -e '.[scale]'``);
-* :func:`init_ray`: ``ray.init`` once per process: ``address=None`` starts a local Ray on this machine (tests,
-  one-machine runs), ``"auto"`` joins the cluster this machine belongs to (started with ``ray start``), and
-  ``"HOST:PORT"`` / ``"ray://HOST:10001"`` joins a head node (``docker compose --profile ray``, README "Ray"). An
-  already initialised Ray is used as it is (the caller owns it: a test fixture, a notebook).
+* :func:`init_ray`: ``ray.init`` once per process: ``address=None`` is Ray's default (``RAY_ADDRESS`` if set, else a
+  cluster started with ``ray start`` on this machine, else a new local Ray: tests, one-machine runs), ``"local"``
+  always starts a new local Ray, ``"auto"`` joins the cluster this machine belongs to, and ``"HOST:PORT"`` /
+  ``"ray://HOST:10001"`` joins a head node (``docker compose --profile ray``, README "Ray"). An already initialised
+  Ray is used as it is (the caller owns it: a test fixture, a notebook).
 
 Code on the workers: a local Ray puts the driver's working directory on the workers' ``sys.path`` (run from the
 repository root, or install the project); on a cluster every node needs the project installed (the trainer image).
@@ -33,22 +34,28 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, object_sto
     """Initialise Ray once for this process and return the ``ray`` module (see the module docstring).
 
     Args:
-        address: None (start a local Ray), ``"auto"``, ``"HOST:PORT"`` of a head node or ``"ray://HOST:PORT"``.
-        num_cpus: CPUs a *local* Ray offers (None: every core); ignored when joining a cluster.
-        object_store_memory: bytes of a local Ray's object store (None: Ray's default, 30 % of RAM).
+        address: None (Ray's default), ``"local"``, ``"auto"``, ``"HOST:PORT"`` of a head node or
+            ``"ray://HOST:PORT"``.
+        num_cpus: CPUs a new local Ray offers (None: every core); only with ``address`` None or ``"local"`` (Ray
+            refuses it when it joins a running cluster).
+        object_store_memory: bytes of a new local Ray's object store (None: Ray's default, 30 % of RAM); as
+            ``num_cpus``.
         **kwargs: more ``ray.init`` arguments.
 
     Raises:
         ValueError: ``address`` is not a string (e.g. a port number given alone).
         ConnectionError: no Ray cluster answers at ``address`` (Ray's message, with the address).
     """
+    if address is not None and (not isinstance(address, str) or not address.strip()):
+        raise ValueError(f"ray address: expected None, 'local', 'auto', 'HOST:PORT' or 'ray://HOST:PORT', got "
+                         f"{address!r}")
     ray = require_ray()
     if ray.is_initialized():
         return ray
-    if address is not None and (not isinstance(address, str) or not address.strip()):
-        raise ValueError(f"ray address: expected None, 'auto', 'HOST:PORT' or 'ray://HOST:PORT', got {address!r}")
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, **kwargs}
-    if address is None:
+    if address in (None, "local"):
+        if address == "local":
+            options["address"] = "local"
         if num_cpus is not None:
             options["num_cpus"] = int(num_cpus)
         if object_store_memory is not None:
