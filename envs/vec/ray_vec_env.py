@@ -174,7 +174,12 @@ class RayVecEnv(VecEnv):
         self._last_obs: list[Any] = [None] * n
         self.actors = [self._spawn(i) for i in range(n)]
         """The Ray actor handle of each env (replaced on a restart)."""
-        observation_space, action_space = self._get(0, lambda a: a.spaces.remote(), retry=False)
+        try:
+            observation_space, action_space = self._get(0, lambda a: a.spaces.remote(), retry=False)
+        except BaseException:  # e.g. env 0's constructor failed (Ray's error carries its traceback)
+            for i in range(n):
+                self._kill(i)
+            raise
         super().__init__(n, observation_space, action_space)
 
     # ------------------------------------------------------------------------------------------------ workers
