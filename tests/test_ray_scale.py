@@ -372,3 +372,11 @@ def test_the_pipeline_names_a_bad_vec_backend():
     cfg["env"].update(vec_backend="local", ray_address="auto")
     with pytest.raises(SystemExit, match="env.ray_address='auto' needs env.vec_backend=ray"):
         validate(cfg)
+
+
+def test_an_env_that_cannot_be_built_is_an_error_naming_its_cause(local_ray):
+    def broken():
+        raise ValueError("CarlaEnvConfig.town: no such town 'Town99'")
+
+    with pytest.raises(ray.exceptions.RayActorError, match="no such town 'Town99'"):
+        RayVecEnv([broken], num_cpus_per_worker=0.5)
