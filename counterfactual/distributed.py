@@ -20,6 +20,8 @@ agent), so a scene gives the same pairs in any process.
 from __future__ import annotations
 
 import math
+import os
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -72,14 +74,18 @@ def _source_in_worker(spec: Any) -> SceneSource:
     return _OPENED[key]
 
 
-def _mine_shard(spec: Any, indices: Sequence[int], config: MinerConfig) -> list[MinedScene]:
-    """Ray task body: mine ``indices`` of the source ``spec`` (``(name, options)`` or the source itself)."""
-    return _mine_indices(_source_in_worker(spec), indices, config)
+def _mine_shard(spec: Any, indices: Sequence[int], config: MinerConfig) -> tuple[list[MinedScene], int, float]:
+    """Ray task body: mine ``indices`` of the source ``spec`` (``(name, options)`` or the source itself); returns
+    ``(results, worker pid, CPU seconds the shard took)``."""
+    start = time.process_time()
+    out = _mine_indices(_source_in_worker(spec), indices, config)
+    return out, os.getpid(), time.process_time() - start
 
 
 def mine_source(source: SceneSource, config: MinerConfig = MinerConfig(), backend: str = "serial",
                 workers: int = 1, address: str | None = None, shard_size: int | None = None,
-                on_scenes: Callable[[int], None] | None = None) -> list[MinedScene]:
+                on_scenes: Callable[[int], None] | None = None,
+                cpu_by_worker: dict[int, float] | None = None) -> list[MinedScene]:
     """Every scene of ``source`` mined, in scene order (see the module docstring).
 
     Args:
@@ -90,6 +96,7 @@ def mine_source(source: SceneSource, config: MinerConfig = MinerConfig(), backen
         address: Ray cluster (:func:`envs.vec.cluster.init_ray`; None: the running Ray, else a local one).
         shard_size: Ray: scenes per task (None: about four shards per worker).
         on_scenes: called with the number of scenes just finished (a progress bar's ``update``).
+        cpu_by_worker: Ray: filled with ``{worker pid: CPU seconds spent mining}`` (benchmarks).
     """
     if backend not in MINE_BACKENDS:
         raise ValueError(f"mining backend: expected one of {MINE_BACKENDS}, got {backend!r}")
@@ -117,7 +124,9 @@ def mine_source(source: SceneSource, config: MinerConfig = MinerConfig(), backen
             nxt += 1
         done, _ = ray.wait(list(pending), num_returns=1)
         k = pending.pop(done[0])
-        results[k] = ray.get(done[0])
+        results[k], pid, cpu = ray.get(done[0])
+        if cpu_by_worker is not None:
+            cpu_by_worker[pid] = cpu_by_worker.get(pid, 0.0) + cpu
         if on_scenes is not None:
             on_scenes(len(todo[k]))
     return [m for shard in results for m in shard or []]

@@ -38,6 +38,7 @@ started by :func:`envs.vec.cluster.init_ray` (``address``: None = a local Ray).
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -109,6 +110,10 @@ class _EnvWorker:
     def pid(self) -> int:
         """The worker's process id (tests, diagnostics)."""
         return os.getpid()
+
+    def cpu_time(self) -> float:
+        """CPU seconds the worker's process has used (``time.process_time``; benchmarks)."""
+        return time.process_time()
 
     def close(self) -> None:
         self.env.close()
@@ -364,6 +369,10 @@ class RayVecEnv(VecEnv):
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         return self._gather(indices, lambda a, k: a.is_wrapped.remote(wrapper_class))
+
+    def worker_cpu_times(self) -> list[float]:
+        """CPU seconds each env's worker process has used (benchmarks: the work a core would do per worker)."""
+        return self._gather(None, lambda a, k: a.cpu_time.remote())
 
     def worker_pids(self) -> list[int]:
         """Process id of each env's worker (diagnostics; tests check that the envs run in distinct processes)."""
