@@ -280,7 +280,8 @@ class RayVecEnv(VecEnv):
         self._last_obs = [r[0] for r in results]
         self.waiting = False
         obs, rews, dones, infos, self.reset_infos = zip(*results, strict=True)  # type: ignore[assignment]
-        return _stack_obs(obs, self.observation_space), np.stack(rews), np.stack(dones), infos  # type: ignore[return-value]
+        stacked = _stack_obs(obs, self.observation_space)
+        return stacked, np.stack(rews), np.stack(dones), infos  # type: ignore[return-value]
 
     def _step_result(self, i: int, ref: Any) -> tuple[Any, float, bool, dict, dict]:
         """Env ``i``'s step result: its worker's, or a truncation when the worker died (or had died already)."""
