@@ -265,6 +265,9 @@ def test_the_pipeline_builds_its_training_env_on_ray_and_ppo_trains_on_it(local_
     from experiments.run import typed_config, validate
     from omegaconf import OmegaConf
 
+    from experiments.config import register_configs
+
+    register_configs()
     with initialize_config_module(config_module="experiments.conf", version_base=None):
         cfg = compose(config_name="config", overrides=["agent=mlp", "env.num_scenes=2", "env.vec_backend=ray",
                                                        "train.n_envs=1", "train.ppo.n_steps=4",
@@ -289,6 +292,9 @@ def test_compose_ray_profile_runs_a_head_and_scalable_workers():
     import yaml
     from hydra import compose, initialize_config_module
 
+    from experiments.config import register_configs
+
+    register_configs()
     root = Path(__file__).resolve().parents[1]
     services = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]
     head, worker = services["ray-head"], services["ray-worker"]
