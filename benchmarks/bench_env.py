@@ -19,7 +19,9 @@ Configurations (closed loop, ``--scenes`` bank scenes):
 * ``vector-map``: the default with the map drawn as vectors every frame (``BEVConfig(map_raster=False)``, the
   renderer before the map raster);
 * ``ref-auto``: eager, reference planned from the current (simulated) state at every step (exact, slow);
-* ``ref-none``: eager, EP normalised without a reference (no planning at all);
+* ``ref-none``: eager, EP normalised without a reference (no planning at all); with the default progress-first
+  reward its rewards, terminations and observations equal ``default``'s (only the reported EP / PDMS / SP-PDMS
+  terms differ; pinned in ``tests/test_env_pinned.py``), so it is the fast setting for training on that reward;
 * ``state-only``: eager, no BEV (``EnvConfig(bev=None)``);
 * ``lazy``: ``reward_mode="lazy"`` (scorer deferred to ``flush_rewards``), 128 px RGB BEV;
 * ``lazy-64``: lazy, 64 px RGB BEV at 1 m/px without heading ticks or box history;
@@ -56,6 +58,31 @@ step, so the ``"log"`` reference is planned from the simulated state at every st
 and ``safe_progress_for``: about two thirds of a random-action step in the cProfile); ``reset`` is ~0.1 ms per step
 amortised, and the episode's route-completion reference (``ReplayEnv._reference_progress``, ~22 ms on a miss) hits
 its per-(scene, start frame) cache after the warm-up.
+
+Issue 31, second pass (branch envfast, 2026-12-06; one locked session, main 35dde30 then envfast 4480763 for each
+policy, the machine also loaded by unlocked jobs, load average 8-9 on 2 cores; ``--compare-only --rounds 5``, CPU
+time [wall clock]). Exact changes only (rewards and observations pinned by ``tests/test_env_pinned.py``): the
+scorer's object tracks cached per agents object (the closed loop's per-state problems share them), the planner's
+route paths (offsets, arc length, headings) per map and constant-velocity forecasts per agents object, the lead
+search's route projection pruned by chunks (same first minimum), headings without poses:
+
+===================  ====================  ====================  ======================================
+policy               main ``default``      envfast ``default``   envfast ``ref-none`` (no EP reference)
+===================  ====================  ====================  ======================================
+``--policy log``     676 steps/s, 18.3x    1110 steps/s, 19.9x   1309 steps/s, 22.7x [22.4x]
+``--policy random``  279 steps/s, 6.2x     386 steps/s, 6.5x     1374 steps/s, 24.0x [26.3x]
+===================  ====================  ====================  ======================================
+
+(steps/s swing with the load between runs; the ratios are within-round.) Per-step CPU time of the same code in the
+same session (``step`` only, resets amortised separately, 1500 steps after the warm-up): random actions 3.29 ->
+2.61 ms (EP reference planning 2.23 -> 1.59 ms of it; BEV observation 0.41-0.43 ms; reset 0.11 ms per step
+amortised), log replay 1.40 -> 1.33 ms (reference planning where the tracker drifts off the log 0.50 -> 0.44 ms,
+observation 0.33 ms, the per-step glue: frame checks 0.05-0.07, track advance 0.07, episode metrics 0.06, reward
+terms 0.04 ms). What is left is the EP reference itself: with the default progress-first reward the step reward
+does not use it (only the reported ``ep``, ``pdms``, ``sp_ep``, ``sp_pdms`` and ``score`` terms do), and
+``EnvConfig(reference=None)`` skips it with every reward, termination and observation unchanged (pinned): 24.0x
+with random actions, 22.7x with log replay. Making it the default would change those reported terms (and the
+closed-loop PDMS / SP-PDMS columns of ``agents.evaluation``), so it stays an option.
 """
 
 from __future__ import annotations
@@ -107,6 +134,7 @@ COMPARED: dict[str, tuple[EnvConfig, bool]] = {
     "default": (CONFIGS["default"], False),
     "state-only": (CONFIGS["state-only"], False),
     "vector-map": (CONFIGS["vector-map"], False),
+    "ref-none": (CONFIGS["ref-none"], False),
     "default, log cached": (EnvConfig(problem_cache_size=WARM_CACHE), True),
     "state-only, log cached": (EnvConfig(bev=None, problem_cache_size=WARM_CACHE), True),
 }

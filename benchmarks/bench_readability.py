@@ -1,7 +1,13 @@
 """Readability ceiling of the safety label: how much of it a predictor can read from the VLA's BEV image.
 
 ``python -m benchmarks.bench_readability [--train-scenes 120 --train-seed 0] [--eval-scenes 48 --eval-seed 4242]
-[--cnn-seconds 120] [--cnn-steps N] [--seed 0] [--threads 1] [--cache-dir outputs/sft_cache]``
+[--cnn-seconds 120] [--cnn-steps N] [--seed 0] [--threads 1] [--cache-dir outputs/sft_cache]
+[--outcomes varied [--outcome-mix 0.35,0.30,0.35] [--difficulty 0.5]]``
+
+After the table it prints the **label honesty** of the held-out rows (:mod:`counterfactual.honesty`: the (type, lead)
+lookup's language and risk accuracy on every row, the per-type majority risk accuracy, the share of the risk and
+action entropy the scenario type explains, and the geometry oracle's risk accuracy, each beside issue #28's target);
+``--outcomes varied`` renders the outcome-varied bank (measured table in ``docs/safety_labels.md``).
 
 Rows: the SFT sample rows (:func:`agents.sft.data.load_or_build_samples`, cached there) of a training bank split and
 of a held-out split (a bank seed never trained on), each rendered from its scenes' safe expert-log decisions
@@ -84,22 +90,44 @@ PROBE_L2 = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
 
 # ------------------------------------------------------------------------------------------------------ data
-def split_table(num_scenes: int, seed: int, cache_dir: str, progress: bool = False) -> Any:
-    """The rendered sample rows (``datasets.Dataset``) of ``num_scenes`` bank scenes of ``seed``: their safe expert
-    decisions and their anchor pairs, mined now with the default miner (cached in ``cache_dir``)."""
-    from agents.sft.data import load_or_build_samples
-    from agents.vla.evaluate import heldout_pairs
+def bank_source(num_scenes: int, seed: int, bank: Mapping[str, Any] | None = None) -> Any:
+    """``open_source("bank", ...)`` with the bank options of the CLI (``outcomes``, ``outcome_mix``,
+    ``difficulty``; none: the default bank)."""
     from envs.scenes.sources import open_source
 
-    source = open_source("bank", num_scenes=num_scenes, seed=seed)
+    return open_source("bank", num_scenes=num_scenes, seed=seed, **{k: v for k, v in (bank or {}).items()
+                                                                     if v is not None})
+
+
+def split_table(num_scenes: int, seed: int, cache_dir: str, progress: bool = False,
+                bank: Mapping[str, Any] | None = None) -> Any:
+    """The rendered sample rows (``datasets.Dataset``) of ``num_scenes`` bank scenes of ``seed`` (bank options
+    ``bank``, :func:`bank_source`): their safe expert decisions and their anchor pairs, mined now with the default
+    miner (cached in ``cache_dir``)."""
+    from agents.sft.data import load_or_build_samples
+    from agents.vla.evaluate import heldout_pairs
+
+    source = bank_source(num_scenes, seed, bank)
     return load_or_build_samples(source, heldout_pairs(source, None, progress), cache_dir, progress=progress)
 
 
 def label_rows(table: Any) -> list[dict[str, Any]]:
-    """Per row: ``kind``, ``scene_id``, ``scenario_type``, ``lead_time_s`` and the label columns (``""`` where the
-    label names none), the records :func:`agents.vla.evaluate.accuracy_report` scores against."""
-    cols = ("kind", "scene_id", "scenario_type", "lead_time_s", *FIELDS)
+    """Per row: ``kind``, ``scene_id``, ``scenario_type``, ``frame``, ``lead_time_s`` and the label columns (``""``
+    where the label names none), the records :func:`agents.vla.evaluate.accuracy_report` scores against."""
+    cols = ("kind", "scene_id", "scenario_type", "frame", "lead_time_s", *FIELDS)
     return [dict(zip(cols, values)) for values in zip(*(table[c] for c in cols))]
+
+
+def honesty(train_rows: Sequence[Mapping[str, Any]], eval_rows: Sequence[Mapping[str, Any]], eval_source: Any
+            ) -> dict[str, float]:
+    """:func:`counterfactual.honesty.label_honesty` of the held-out rows (lookups fitted on the training rows), with
+    the geometry oracle (:func:`counterfactual.frame_labels.frame_label` at each row's frame of its scene)."""
+    from counterfactual.frame_labels import frame_label
+    from counterfactual.honesty import label_honesty
+
+    scenes = {eval_source[i].scene_id: i for i in range(len(eval_source))}
+    oracle = [frame_label(eval_source[scenes[r["scene_id"]]], int(r["frame"])).risk_level for r in eval_rows]
+    return label_honesty(train_rows, [{**r, "oracle_risk": o} for r, o in zip(eval_rows, oracle)])
 
 
 def images(table: Any) -> np.ndarray:
@@ -343,6 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="VLA tower, probe split and CNN seed")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--cache-dir", default="outputs/sft_cache", help="rendered-sample cache folder (SFT format)")
+    p.add_argument("--outcomes", choices=("collision", "varied"), default=None,
+                   help="bank outcomes (default: the default bank, every accident collides)")
+    p.add_argument("--outcome-mix", type=lambda t: tuple(float(v) for v in t.split(",")), default=None,
+                   help="varied bank: wanted benign,near_miss,collision shares")
+    p.add_argument("--difficulty", type=float, default=None, help="varied bank: hazard difficulty in [0, 1]")
     p.add_argument("--no-progress", action="store_true", help="disable progress bars")
     return p
 
@@ -357,8 +390,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         t0 = time.perf_counter()
-        train_table = split_table(args.train_scenes, args.train_seed, args.cache_dir, progress)
-        eval_table = split_table(args.eval_scenes, args.eval_seed, args.cache_dir, progress)
+        bank = {"outcomes": args.outcomes, "outcome_mix": args.outcome_mix, "difficulty": args.difficulty}
+        train_table = split_table(args.train_scenes, args.train_seed, args.cache_dir, progress, bank)
+        eval_table = split_table(args.eval_scenes, args.eval_seed, args.cache_dir, progress, bank)
         train_rows, eval_rows = label_rows(train_table), label_rows(eval_table)
         train_bev, eval_bev = images(train_table), images(eval_table)
         labels = Labels.fit(train_rows)
@@ -384,11 +418,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         count = {k: sum(r["kind"] == k for r in train_rows) for k in ("pair", "expert")}
         held = {k: sum(r["kind"] == k for r in eval_rows) for k in ("pair", "expert")}
-        title = (f"readability of the safety label (SYNTHETIC bank): train {args.train_scenes} scenes seed "
+        title = (f"readability of the safety label (SYNTHETIC {'outcome-varied ' if args.outcomes == 'varied' else ''}"
+                 f"bank): train {args.train_scenes} scenes seed "
                  f"{args.train_seed} ({count['pair']} pair + {count['expert']} expert rows), held out "
                  f"{args.eval_scenes} scenes seed {args.eval_seed} ({held['pair']} pair + {held['expert']} expert "
                  f"rows)")
         print(format_table(results, title))
+        from counterfactual.honesty import format_honesty
+
+        print(format_honesty(honesty(train_rows, eval_rows, bank_source(args.eval_scenes, args.eval_seed, bank)),
+                             "label honesty of the held-out rows (lookups fitted on the training rows):"))
         print(f"probe: tower features {features.shape[1]} per image (seed {args.seed}), L2 per field "
               + ", ".join(f"{f} {v:g}" for f, v in l2.items()) + f"; {t_probe:.0f} s")
         print(f"cnn: {cnn_steps} steps of 32 ({t_cnn:.0f} s, {args.threads} thread(s)); data {t_data:.0f} s")

@@ -39,6 +39,15 @@ CATEGORICAL_FIELDS = LANGUAGE_FIELDS
 """Alias of :data:`LANGUAGE_FIELDS`."""
 BASELINES = ("majority", "type_lead_lookup")
 """Names of the trivial baselines, in table order."""
+KEYED_BASELINES = BASELINES + ("type_majority", "kind_majority")
+"""Every :class:`LabelBaseline`: the two of :data:`BASELINES`, ``type_majority`` (most frequent value per scenario
+type alone) and ``kind_majority`` (per record kind alone: a pair, with a lead time, or a sampled decision, without);
+the last two are the label-honesty audit's (:mod:`counterfactual.honesty`)."""
+
+
+def _named(value: Any) -> Any:
+    """A label value, with ``""`` (a field a no-hazard label does not name, as stored in tables) read as None."""
+    return None if value == "" else value
 
 
 def _fields(record: Any) -> Mapping[str, Any]:
@@ -62,7 +71,8 @@ def label_accuracy(predicted: Sequence[Mapping[str, Any]], truth: Sequence[Any])
     """Per-field exact-match accuracy of predicted label fields against the mined labels.
 
     ``predicted[i]`` may come from a structured head or from :func:`parse_explanation` of a generated sentence; a
-    missing or None field counts as wrong. ``truth[i]``: a pair, a label or a mapping of label fields. Returns
+    missing or None field counts as wrong, except where the truth names no value either (None or ``""``: the
+    agent class, sector and conflict type of a no-hazard label, which its sentence does not name). ``truth[i]``: a pair, a label or a mapping of label fields. Returns
     ``{"<field>": acc, ..., "language": mean of the field accuracies, "all_fields": fraction with every field
     right, "risk_level_within_one": fraction within one ordinal level, "count": n}``. Records whose truth action is
     ``none`` are excluded from the ``action`` score.
@@ -80,7 +90,7 @@ def label_accuracy(predicted: Sequence[Mapping[str, Any]], truth: Sequence[Any])
         for k, (p, g) in enumerate(zip(predicted, gold)):
             if name == "action" and g.get(name) == NO_ACTION:
                 continue
-            ok = p.get(name) is not None and p.get(name) == g.get(name)
+            ok = _named(p.get(name)) == _named(g.get(name))
             hits.append(ok)
             all_right[k] &= ok
         out[name] = float(np.mean(hits)) if hits else float("nan")
@@ -129,13 +139,14 @@ class LabelBaseline:
     """A trivial label predictor: the most frequent value of each field, per key (:data:`BASELINES`).
 
     Args:
-        name: ``"majority"`` (one key for all) or ``"type_lead_lookup"`` (key = scenario type and lead time, with
-            the majority as fallback for keys unseen in training).
+        name: ``"majority"`` (one key for all), ``"type_lead_lookup"`` (key = scenario type and lead time) or
+            ``"type_majority"`` (key = scenario type alone) or ``"kind_majority"`` (key = pair or sampled decision:
+            whether the lead time is finite); keyed ones fall back to the majority for keys unseen in training.
     """
 
     def __init__(self, name: str) -> None:
-        if name not in BASELINES:
-            raise ValueError(f"LabelBaseline: unknown baseline {name!r}; known: {BASELINES}")
+        if name not in KEYED_BASELINES:
+            raise ValueError(f"LabelBaseline: unknown baseline {name!r}; known: {KEYED_BASELINES}")
         self.name = name
         self._table: dict[Any, dict[str, str]] = {}
         self._majority: dict[str, str] = {}
@@ -150,8 +161,8 @@ class LabelBaseline:
             f = _fields(r)
             for name in LANGUAGE_FIELDS:
                 overall[name][f.get(name)] += 1
-                if self.name == "type_lead_lookup":
-                    counts[_key(r)][name][f.get(name)] += 1
+                if self.name != "majority":
+                    counts[self._key(r)][name][f.get(name)] += 1
         self._majority = {name: _most_common(c) for name, c in overall.items()}
         self._table = {k: {name: _most_common(c) for name, c in v.items()} for k, v in counts.items()}
         return self
@@ -160,17 +171,26 @@ class LabelBaseline:
         """Predicted label fields for each record."""
         if not self._majority:
             raise RuntimeError(f"LabelBaseline({self.name}): call fit() first")
-        return [dict(self._table.get(_key(r), self._majority)) for r in records]
+        return [dict(self._table.get(self._key(r), self._majority)) for r in records]
+
+    def _key(self, record: Any) -> Any:
+        if self.name == "type_majority":
+            return _key(record)[0]
+        if self.name == "kind_majority":
+            return _key(record)[1] == "expert"
+        return _key(record)
 
 
 def _most_common(counter: Counter) -> str | None:
-    """Most frequent value; ties go to the alphabetically first (deterministic). Empty values (None or ``""``: a
-    field a no-hazard label does not name) count only where nothing else was seen (then None)."""
-    named = Counter({v: c for v, c in counter.items() if v not in (None, "")})
-    if not named:
+    """Most frequent value; ties go to the alphabetically first, "not named" (None or ``""``: a field a no-hazard
+    label does not name, predicted as None) after every named value (deterministic)."""
+    merged: Counter = Counter()
+    for v, c in counter.items():
+        merged[_named(v)] += c
+    if not merged:
         return None
-    top = max(named.values())
-    return min(v for v, c in named.items() if c == top)
+    top = max(merged.values())
+    return min((v for v, c in merged.items() if c == top), key=lambda v: (v is None, str(v)))
 
 
 def baseline_accuracies(train: Sequence[Any], evaluation: Sequence[Any]) -> dict[str, dict[str, float]]:

@@ -20,7 +20,19 @@ re-checks every pair with tools that do not share code with the miner's own veri
 * **labels**: near-misses in normal scenes, risk ``none`` with an evasive action, moments with more than one
   conflict type across lead times, collision explanations whose stated time is not the logged contact time (more
   than 0.25 s off), the actions at lead 1 s of ``right_turn_vru`` / ``pedestrian_occluded``, and how well the two
-  trivial baselines of :mod:`counterfactual.accuracy` predict the labels (scene-level split).
+  trivial baselines of :mod:`counterfactual.accuracy` predict the labels (scene-level split);
+* **label honesty** (:mod:`counterfactual.honesty`) on the records the VLA is scored on: the pairs **and** the sampled
+  decisions of every scene (benign ones included; :func:`counterfactual.frame_labels.sample_frames`, labelled from the
+  geometry at their frame), split by scene (half fits the lookups, half is scored): the (type, lead) lookup's
+  language and risk accuracy, the per-type majority risk accuracy, the share of the risk-level and action entropy
+  the scenario type explains, and the geometry oracle's risk accuracy, each beside issue #28's target.
+
+``--outcomes varied [--outcome-mix 0.35,0.30,0.35] [--difficulty 0.5]`` audits the outcome-varied bank, ``--roads
+families [--road-families train|held_out|all|a,b]`` the bank on parametric road families (``docs/scenes.md``);
+``--labels-only`` mines and prints the label honesty alone (no positive audit: minutes faster); ``--fit-seed S`` fits
+the honesty's lookups on bank seed ``S`` (same size and options) and scores every scene of ``--seed`` (default: a
+half split of ``--seed``'s scenes); ``--decision-labels no_hazard`` labels the sampled decisions no-hazard, as the
+SFT data did before sample format 2 (for comparison).
 
 Prints one row per scenario type (and a total) plus the label findings. Synthetic data: numbers describe the bank,
 not real traffic.
@@ -301,6 +313,50 @@ def label_findings(report: AuditReport) -> str:
     return "\n".join(lines)
 
 
+def honesty_records(scenes: Sequence[Scene], mined: Sequence[SceneMining], frames_per_scene: int = 4,
+                    seed: int = 0, progress: bool = False, decision_labels: str = "geometry") -> list[dict[str, Any]]:
+    """The label records of every scene (:func:`counterfactual.honesty.decision_records`): its sampled decisions
+    (up to ``frames_per_scene``, as the SFT data samples them; labelled by ``decision_labels``) and its mined pairs,
+    with the geometry oracle."""
+    from tqdm import tqdm
+
+    from counterfactual.frame_labels import sample_frames
+    from counterfactual.honesty import decision_records
+
+    pairs = {m.scene_id: m.pairs for m in mined}
+    return [r for s in tqdm(scenes, desc="decision labels", disable=not progress)
+            for r in decision_records(s, sample_frames(s, per_scene=frames_per_scene), pairs.get(s.scene_id, ()),
+                                      seed=seed, decision_labels=decision_labels)]
+
+
+def honesty_findings(records: Sequence[dict[str, Any]], split_seed: int = 0,
+                     fit_records: Sequence[dict[str, Any]] | None = None) -> str:
+    """The label-honesty lines (:func:`counterfactual.honesty.format_honesty`): the lookups fitted on
+    ``fit_records`` (another bank seed's) and scored on every record, or, without them, on a scene-level half split
+    of the records (fitted on one half, scored on the other)."""
+    from counterfactual.honesty import format_honesty, label_honesty
+
+    if fit_records is None:
+        train, test = split_by_scene(records, 0.5, seed=split_seed)
+    else:
+        train, test = list(fit_records), list(records)
+    if not train or not test:
+        return f"label honesty: too few scenes to split ({len(records)} records)"
+    by_kind = Counter((r["kind"], r["risk_level"]) for r in test)
+    fitted = "scenes of the --fit-seed bank" if fit_records is not None else "other scenes"
+    return (format_honesty(label_honesty(train, test), f"label honesty (scored on {len({r['scene_id'] for r in test})}"
+                           f" scenes, lookups fitted on {len({r['scene_id'] for r in train})} {fitted}):")
+            + "\n  scored records by (kind, risk): " + ", ".join(f"{k}/{v}: {c}" for (k, v), c in sorted(by_kind.items())))
+
+
+def _mix(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--outcome-mix: expected three comma-separated numbers (benign, near_miss, "
+                                         f"collision), got {text!r}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the audit on the bank and print the tables."""
     parser = argparse.ArgumentParser(prog="python -m counterfactual.audit", description=__doc__.split("\n\n")[0])
@@ -309,8 +365,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--margin", type=float, default=None, help="clearance margin [m] (default: VerifyConfig's)")
     parser.add_argument("--clearance-over", default=None,
                         help="comma-separated realisations the margin applies to (tracked,raw_poses,closed_loop)")
+    parser.add_argument("--outcomes", choices=("collision", "varied"), default="collision",
+                        help="bank outcomes: every accident collides (default) or outcome-varied typologies")
+    parser.add_argument("--outcome-mix", type=_mix, default=None,
+                        help="varied bank: wanted benign,near_miss,collision shares (default 0.35,0.30,0.35)")
+    parser.add_argument("--difficulty", type=float, default=None, help="varied bank: hazard difficulty in [0, 1]")
+    parser.add_argument("--roads", choices=("classic", "families"), default="classic",
+                        help="bank roads: the six fixed layouts (default) or the parametric road families")
+    parser.add_argument("--road-families", default=None,
+                        help="families mode: 'train' (default), 'held_out', 'all' or comma-separated family names")
+    parser.add_argument("--frames-per-scene", type=int, default=4,
+                        help="sampled decisions per scene in the label honesty (the SFT data's default)")
+    parser.add_argument("--fit-seed", type=int, default=None,
+                        help="fit the honesty lookups on this bank seed's scenes (same size and options) and score "
+                             "every scene of --seed (default: a half split of --seed's scenes)")
+    parser.add_argument("--decision-labels", choices=("geometry", "no_hazard"), default="geometry",
+                        help="label of the sampled decisions in the honesty: from the geometry (the SFT data's) or "
+                             "always no-hazard (the SFT data's before sample format 2; for comparison)")
+    parser.add_argument("--labels-only", action="store_true",
+                        help="mine and print the label honesty only (skip the positives' audit)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    if args.outcomes == "collision" and (args.outcome_mix is not None or args.difficulty is not None):
+        parser.error("--outcome-mix / --difficulty need --outcomes varied")
+    if args.roads == "classic" and args.road_families is not None:
+        parser.error("--road-families needs --roads families")
+    if args.fit_seed is not None and args.fit_seed == args.seed:
+        parser.error(f"--fit-seed {args.fit_seed} is the scored --seed: the lookups would be fitted on the answer")
 
     from dataclasses import replace
 
@@ -321,11 +402,45 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, verify=replace(config.verify, clearance_margin=args.margin))
     if args.clearance_over:
         config = replace(config, verify=replace(config.verify, clearance_over=tuple(args.clearance_over.split(","))))
-    bank = ScenarioBank(args.num_scenes, seed=args.seed)
+    varied = {}
+    if args.outcomes == "varied":
+        varied = {"outcomes": "varied", "outcome_mix": args.outcome_mix}
+        if args.difficulty is not None:
+            varied["difficulty"] = args.difficulty
+    if args.roads == "families":
+        families = args.road_families or "train"
+        varied.update(roads="families",
+                      road_families=families if families in ("train", "held_out", "all") else tuple(families.split(",")))
+    bank = ScenarioBank(args.num_scenes, seed=args.seed, **varied)
     scenes = [bank[i] for i in range(len(bank))]
+    name = ("outcome-varied " if args.outcomes == "varied" else "") + \
+        (f"road-families ({args.road_families or 'train'}) " if args.roads == "families" else "")
+
+    def records_of(bank_scenes: Sequence[Scene], mined: Sequence[SceneMining] | None = None) -> list[dict[str, Any]]:
+        if mined is None:
+            from tqdm import tqdm
+
+            mined = [mine_scene(s, config) for s in tqdm(bank_scenes, desc="mining", disable=args.no_progress)]
+        return honesty_records(bank_scenes, mined, args.frames_per_scene, args.seed, not args.no_progress,
+                               args.decision_labels)
+
+    def fit_records() -> list[dict[str, Any]] | None:
+        if args.fit_seed is None:
+            return None
+        other = ScenarioBank(args.num_scenes, seed=args.fit_seed, **varied)
+        return records_of([other[i] for i in range(len(other))])
+
+    if args.labels_only:
+        start = time.perf_counter()
+        records = records_of(scenes)
+        print(f"SYNTHETIC {name}bank: {len(scenes)} scenes (seed {args.seed}), "
+              f"{sum(r['kind'] == 'pair' for r in records)} pairs, {len(records)} label records "
+              f"(sampled decisions labelled: {args.decision_labels}); {time.perf_counter() - start:.1f} s")
+        print(honesty_findings(records, fit_records=fit_records()))
+        return 0
     report = run_audit(scenes, config, progress=not args.no_progress)
     pairs = report.pairs
-    print(f"SYNTHETIC bank: {len(scenes)} scenes (seed {args.seed}), {len(pairs)} pairs, "
+    print(f"SYNTHETIC {name}bank: {len(scenes)} scenes (seed {args.seed}), {len(pairs)} pairs, "
           f"{sum(p.has_positive for p in pairs)} with a positive; mining {report.seconds_mining:.1f} s, "
           f"audit {report.seconds_audit:.1f} s; clearance margin {_verify_config(config).clearance_margin} m over "
           f"{', '.join(_verify_config(config).clearance_over)}")
@@ -341,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{100 * kept / max(len(acc), 1):.1f}% (>= 90%)")
     print()
     print(label_findings(report))
+    print(honesty_findings(records_of(scenes, report.mined), fit_records=fit_records()))
     return 0
 
 

@@ -23,9 +23,17 @@ Modes
   seeded random frame, then re-plans every ``replan_interval`` (0.5 s = 5 frames). The ego tracks the action with
   the scorer's LQR tracker + kinematic bicycle (the first 5 states of :func:`rewards.tracking.simulate_candidates`,
   computed by :func:`envs.sim.simulation.simulate_prefix`, which also carries the steering angle across re-plans);
-  other agents replay their logs (non-reactive). After every simulated frame the episode **terminates** on a
-  collision (ego box overlapping any agent valid at that frame) or off-road (an ego corner outside every drivable
-  polygon; skipped without a map); after the step it terminates at the route's end (within ``route_end_margin``)
+  other agents replay their logs (non-reactive). After every simulated frame the episode **terminates** on an
+  **at-fault collision** (ego box overlapping an agent valid at that frame, classified by the scorer's NC rule,
+  NAVSIM's ``get_collision_type``: :func:`rewards.pdm.contacts_at_fault`, via :func:`envs.sim.simulation.first_event`)
+  or off-road (an ego corner outside every drivable polygon; skipped without a map). A contact that is **not** the
+  ego's fault (the ego stopped, the agent behind it, or a side contact by the agent while the ego keeps to one lane
+  on the road) neither ends the episode nor costs anything: it is reported in ``info["contacts"]`` (agent ids, per
+  step) and ``driving_metrics["contacts_not_at_fault"]``, and that agent is **ignored for the rest of the episode**
+  (as NAVSIM ignores an object after a not-at-fault contact for the rest of a candidate: the non-reactive replay
+  leaves the boxes overlapping for a while, and one event is one contact). The 4 s plan the scorer rates each step
+  is unchanged (its ``collision`` term and NC see every agent). After the step the episode terminates at the
+  route's end (within ``route_end_margin``)
   and is **truncated** when less than ``episode_end_margin`` (one re-planning interval) of log remains, so episodes
   run to the log's end and reach logged collisions late in short logs (DeepAccident scenarios end a few seconds
   after the crash). Replaying the log (:meth:`ReplayEnv.logged_action` every step) collides with the logged agent
@@ -50,13 +58,13 @@ Open loop (and ``score_group``, GRPO's group score): ``w_score * score + w_colli
 map-free score ``NC (5 TTC + 2 C) / 7`` when the scene has no map. Closed loop, by default
 (``RewardConfig.kind="progress"``), the step reward is **route progress first**: the step's route progress as a
 fraction of the episode's reference progress (the driving score's route-completion reference), scaled down by the
-action's soft infractions (TTC, comfort, driving direction), and a collision or leaving the road ends the episode
-with a penalty that takes back the episode's progress rewards and costs ``w_terminal_collision`` more
+action's soft infractions (TTC, comfort, driving direction), and an at-fault collision or leaving the road ends the
+episode with a penalty that takes back the episode's progress rewards and costs ``w_terminal_collision`` more
 (:func:`envs.sim.reward.progress_reward`); with ``kind="score"`` it is the open-loop reward plus
-``-w_terminal_collision`` on the step in which the simulated ego collides. Both kinds report ``route_progress`` and
-``soft_factor``. ``info["rewards"]`` holds every term. With ``reward_mode="lazy"`` the per-step scorer call is skipped
-(reward = terminal terms only) and :meth:`ReplayEnv.flush_rewards` scores the stored decisions later (e.g. at the
-end of an episode, off the stepping loop).
+``-w_terminal_collision`` on the step in which the simulated ego collides at fault. Both kinds report
+``route_progress`` and ``soft_factor``. ``info["rewards"]`` holds every term. With ``reward_mode="lazy"`` the
+per-step scorer call is skipped (reward = terminal terms only) and :meth:`ReplayEnv.flush_rewards` scores the
+stored decisions later (e.g. at the end of an episode, off the stepping loop).
 
 The closed-loop ego state lives in an :class:`~envs.sim.simulation.EgoTrack` (arrays updated in place); the renderer sees
 it through one shallow scene view per episode, and the scorer gets ``ScoringProblem``s built from the log's agents and
@@ -80,7 +88,7 @@ from envs.sim.metrics import DrivingMetricsConfig, EpisodeMetrics, reference_pro
 from envs.sim.reward import PROGRESS_TERMS, REWARD_TERMS, RewardConfig, closed_loop_reward, reward_terms
 from envs.scenes.scene import Scene
 from envs.sim.scoring import log_as_action, map_geometry_from_scene_map, problem_from_scene
-from envs.sim.simulation import DrivableArea, EgoTrack, check_frames, simulate_prefix, simulate_with_steering
+from envs.sim.simulation import DrivableArea, EgoTrack, first_event, simulate_prefix, simulate_with_steering
 from envs.scenes.sources import Origin, SceneSource, make_source
 from envs.spaces import NUM_POSES, action_space, observation_space, validate_trajectories
 from rewards.config import PDMConfig
@@ -314,6 +322,7 @@ class ReplayEnv(gym.Env):
         self._last_action: np.ndarray | None = None
         self._current: tuple[int, ScoringProblem] | None = None
         self._metrics: EpisodeMetrics | None = None
+        self._ignored: np.ndarray | None = None
         self._start = 0
         self._rc_references: OrderedDict[tuple[str, int], tuple[float, str]] = OrderedDict()
 
@@ -402,6 +411,7 @@ class ReplayEnv(gym.Env):
             scene, ctx.route, self._track.poses[t0], None if scene.map is None else self._log_problem(scene, t0).map,
             self.config.driving_metrics)
         self._current = None
+        self._ignored = np.zeros(scene.num_agents, dtype=bool)  # agents touched without fault (closed loop)
         self._done = False
         self._earned = 0.0  # progress rewards of the episode so far (RewardConfig.kind="progress")
         self._last_progress = 0.0  # route progress at the last step [m]
@@ -415,8 +425,9 @@ class ReplayEnv(gym.Env):
 
         ``info["collision"]`` / ``info["colliding_agent"]``: in open loop, whether the scorer finds a collision of the
         action within its 4 s horizon (and the first agent hit, -1: none); in closed loop, whether the simulated ego
-        collided during this step. Closed loop adds ``info["termination_reason"]`` (``"collision"``,
-        ``"offroad"``, ``"route_end"``, ``"time_limit"`` or ``""``).
+        collided **at fault** during this step (the episode's end); ``info["contacts"]``: closed loop, the ids of
+        agents touched without fault during this step (empty otherwise). Closed loop adds
+        ``info["termination_reason"]`` (``"collision"``, ``"offroad"``, ``"route_end"``, ``"time_limit"`` or ``""``).
         """
         self._require_reset()
         if self._done:
@@ -451,15 +462,15 @@ class ReplayEnv(gym.Env):
             prefix, prefix_steering = simulate_prefix(track.ego_state, traj, cfg.pdm, k)
         else:
             prefix, prefix_steering = states[0, 1 : k + 1], steering[0, 1 : k + 1]
-        colliding, offroad_at = check_frames(scene, prefix[:, :3], track.frame + 1 + np.arange(k), ctx.drivable)
-        events = np.flatnonzero((colliding >= 0) | offroad_at)
-        n = int(events[0]) + 1 if len(events) else k  # frames actually driven (up to the first event)
+        assert self._ignored is not None
+        driven = first_event(scene, prefix, track.frame + 1 + np.arange(k), ctx.drivable,
+                             self._log_problem(scene, track.frame), cfg.pdm, self._ignored)
+        n = driven.driven  # frames actually driven (up to the first at-fault collision or off-road frame)
         track.advance(prefix[:n], float(prefix_steering[n - 1]))
-        collision, agent = bool(colliding[n - 1] >= 0), int(colliding[n - 1])
+        collision, agent, offroad = driven.collision_agent >= 0, driven.collision_agent, driven.offroad
         assert self._metrics is not None
         self._metrics.add(rear_axle_to_center(prefix[:n, :3], scene.ego_params)[:, :2], prefix[:n, :2],
-                          np.hypot(prefix[:n, 3], prefix[:n, 4]), offroad_at[:n], agent if collision else -1)
-        offroad = bool(offroad_at[n - 1]) and not collision
+                          np.hypot(prefix[:n, 3], prefix[:n, 4]), driven.offroad_at, agent, driven.contacts)
         terms["terminal_collision"] = -1.0 if collision else 0.0
         progress = self._metrics.ego_progress - self._last_progress
         self._last_progress = self._metrics.ego_progress
@@ -471,7 +482,7 @@ class ReplayEnv(gym.Env):
         terminated = collision or offroad or route_end
         truncated = not terminated and track.frame > ctx.t_end
         self._done = terminated or truncated
-        info = self._info(obs, terms, collision, agent)
+        info = self._info(obs, terms, collision, agent, list(driven.contacts))
         info["termination_reason"] = ("collision" if collision else "offroad" if offroad else
                                       "route_end" if route_end else "time_limit" if truncated else "")
         if self._done:
@@ -683,14 +694,16 @@ class ReplayEnv(gym.Env):
                                  self._context(track.scene).route, self._renderer)
 
     def _info(self, obs: Mapping[str, Any], rewards: dict[str, float], collision: bool,
-              colliding_agent: int) -> dict[str, Any]:
-        """The step/reset info of the observation ``obs``."""
+              colliding_agent: int, contacts: list[int] | None = None) -> dict[str, Any]:
+        """The step/reset info of the observation ``obs`` (``contacts``: the not-at-fault contacts of a closed-loop
+        step)."""
         scene, track = self._scene, self._track
         assert scene is not None and track is not None
         info: dict[str, Any] = {
             "rewards": rewards,
             "collision": collision,
             "colliding_agent": colliding_agent,
+            "contacts": [] if contacts is None else contacts,
             "scene_id": scene.scene_id,
             "scenario_type": scene.meta.scenario_type,
             "source": scene.meta.source,

@@ -25,11 +25,21 @@ def sources(ctx: Context) -> tuple[Any, Any, str]:
                 mix = getattr(env, "outcome_mix", None)
                 varied = {"outcome_mix": None if mix is None else [float(v) for v in mix],
                           "difficulty": float(getattr(env, "difficulty", 0.5))}
+            roads = str(getattr(env, "roads", "classic"))
+            density = float(getattr(env, "background_density", 1.0))
+            road: dict[str, Any] = {} if density == 1.0 else {"background_density": density}
+            held_road = dict(road)
+            if roads != "classic":
+                fams = getattr(env, "road_families", None)
+                eval_fams = getattr(env, "eval_road_families", None)
+                road.update(roads=roads, road_families=None if fams is None else [str(f) for f in fams])
+                held_road.update(roads=roads, road_families=road["road_families"] if eval_fams is None
+                                 else [str(f) for f in eval_fams])
             try:
                 train = open_source("bank", num_scenes=int(env.num_scenes), seed=int(env.seed), scenario_types=types,
-                                    outcomes=outcomes, **varied)
+                                    outcomes=outcomes, **varied, **road)
                 held = open_source("bank", num_scenes=int(env.eval_num_scenes), seed=int(env.eval_seed),
-                                   scenario_types=types, outcomes=outcomes, **varied)
+                                   scenario_types=types, outcomes=outcomes, **varied, **held_road)
             except ValueError as exc:
                 raise SystemExit(f"env: {exc}") from None
             text = (f"SYNTHETIC bank: {len(train)} training scenes (seed {env.seed}), {len(held)} held-out scenes "
@@ -38,6 +48,11 @@ def sources(ctx: Context) -> tuple[Any, Any, str]:
                 bank = train.collection
                 text += (f"; outcome-varied typologies (benign / near-miss / collision mix {bank.outcome_mix}, "
                          f"difficulty {bank.difficulty})")
+            if roads != "classic":
+                text += (f"; parametric road families: training {list(train.collection.road_families)}, held-out "
+                         f"{list(held.collection.road_families)}")
+            if density != 1.0:
+                text += f"; background density {density}"
         elif name == "deepaccident":
             convention = str(getattr(env, "frame_convention", "auto"))
             train = open_source("deepaccident", root=env.root, split=env.split, strict=False,

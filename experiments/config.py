@@ -73,6 +73,17 @@ class SourceConfig:
     difficulty: float = 0.5
     """bank, ``outcomes=varied``: hazard difficulty in [0, 1] (0.5: the mix as given; higher: more collisions,
     closer near-misses)."""
+    roads: str = "classic"
+    """bank: ``classic`` (the six fixed layouts) or ``families`` (parametric road-geometry families,
+    ``envs.scenes.road_families``; docs/scenes.md)."""
+    road_families: Optional[List[str]] = None
+    """bank, ``roads=families``: training families, names or one split ``[train]`` / ``[held_out]`` / ``[all]``
+    (null: ``train``, every family but the held-out ``curve``)."""
+    eval_road_families: Optional[List[str]] = None
+    """bank, ``roads=families``: held-out evaluation families (null: as ``road_families``; ``[held_out]``: the
+    family never trained on, to measure generalisation to unseen road geometry)."""
+    background_density: float = 1.0
+    """bank: scale of the background traffic per scene (1.0: 3-12 agents wanted; 0: none)."""
     root: Optional[str] = None
     """deepaccident: the dataset root folder (with train.txt / val.txt / test.txt); carla: the recordings folder
     (``train/`` and ``eval/``; default ``<out>/carla``)."""
@@ -256,11 +267,18 @@ class RunConfig:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
+WORLD_V2 = SourceConfig(outcomes="varied", roads="families", eval_road_families=["all"])
+"""``env=world_v2``: the bank of issue #28's world v2 (SYNTHETIC): outcome-varied typologies (benign / near-miss /
+collision decided by the geometry, a minority of collisions) on parametric road families; training on every family
+but the held-out ``curve``, evaluation on scenes of every family (the held-out one included)."""
+
+
 def register_configs() -> None:
     """Register the structured configs with Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=RunConfig)
     cs.store(group="env", name="bank", node=SourceConfig)
+    cs.store(group="env", name="world_v2", node=WORLD_V2)
     cs.store(group="env", name="deepaccident", node=DeepAccidentSourceConfig)
     cs.store(group="env", name="carla", node=CarlaSourceConfig)
     for name in agent_names():

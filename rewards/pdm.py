@@ -45,7 +45,7 @@ from rewards.comfort import comfort_score
 from rewards.config import PDMConfig
 from rewards.map_index import MapIndex, map_index_for
 from rewards.tracking import NUM_STATE_COLUMNS, SVX, SVY, SYAW
-from rewards.types import ScoringProblem, checked_group
+from rewards.types import AgentsFuture, ScoringProblem, checked_group
 
 
 @dataclass
@@ -192,13 +192,28 @@ _PROBLEMS: "weakref.WeakKeyDictionary[ScoringProblem, dict]" = weakref.WeakKeyDi
 """Per problem object: ``{(collision_stopped_speed, max TTC offset): _ProblemData}``. Keyed by identity: sound
 because a problem's arrays are read-only copies (:mod:`rewards.types`)."""
 
+_OBJECTS: "weakref.WeakKeyDictionary[AgentsFuture, dict]" = weakref.WeakKeyDictionary()
+"""Per agents object: ``{(collision_stopped_speed, max TTC offset): ObjectTracks}``. The objects depend on
+``problem.agents`` only, so problems that share it (the closed loop's ``dataclasses.replace(problem, ego=...)`` per
+simulated state) share them; keyed by identity like :data:`_PROBLEMS`."""
+
 
 def _problem_data(problem: ScoringProblem, stopped_speed: float, horizon: int) -> _ProblemData:
     per_problem = _PROBLEMS.setdefault(problem, {})
     key = (float(stopped_speed), int(horizon))
     if key in per_problem:
         return per_problem[key]
-    ag = problem.agents
+    per_agents = _OBJECTS.setdefault(problem.agents, {})
+    objects = per_agents.get(key)
+    if objects is None:
+        objects = per_agents[key] = _object_tracks(problem.agents, float(stopped_speed), int(horizon))
+    data = _ProblemData(objects=objects, map_index=map_index_for(problem.map) if problem.map is not None else None)
+    per_problem[key] = data
+    return data
+
+
+def _object_tracks(ag: AgentsFuture, stopped_speed: float, horizon: int) -> kernels.ObjectTracks:
+    """The objects of ``ag`` as the contact kernel reads them (read-only by convention: shared between problems)."""
     n, s = ag.num_agents, ag.num_steps
     centers = np.ascontiguousarray(ag.poses[..., :2])
     valid = np.ascontiguousarray(ag.valid)
@@ -209,7 +224,7 @@ def _problem_data(problem: ScoringProblem, stopped_speed: float, horizon: int) -
     first = np.argmax(valid, axis=1) if s else np.zeros(n, dtype=int)
     v_first = ag.velocities[np.arange(n), first] if s else np.zeros((n, 2))
     stopped = ag.is_static | (np.hypot(v_first[:, 0], v_first[:, 1]) <= stopped_speed)
-    objects = kernels.ObjectTracks(
+    return kernels.ObjectTracks(
         centers=centers,
         cos_yaw=cos_yaw,
         sin_yaw=sin_yaw,
@@ -224,9 +239,6 @@ def _problem_data(problem: ScoringProblem, stopped_speed: float, horizon: int) -
         drift=kernels.object_drift(centers, valid, int(horizon)),
         ids=ag.ids.copy(),
     )
-    data = _ProblemData(objects=objects, map_index=map_index_for(problem.map) if problem.map is not None else None)
-    per_problem[key] = data
-    return data
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -398,3 +410,65 @@ def score_states(
         ttc_time=ttc_time,
         masked_progress=masked,
     )
+
+
+def contacts_at_fault(problem: ScoringProblem, states: np.ndarray, steps: np.ndarray, object_ids: np.ndarray,
+                      config: PDMConfig = PDMConfig()) -> np.ndarray:
+    """Whether given ego-object contacts are the ego's fault, by the rule of :func:`score_states`' NC (NAVSIM's
+    ``get_collision_type``, the compiled :func:`rewards.kernels.contacts_at_fault`; one classification for the score
+    and the closed-loop envs' termination).
+
+    Not at fault: the ego is stopped (speed <= ``config.collision_stopped_speed``), or the object is behind the ego
+    (relative angle > ``config.behind_angle_deg``), or it touches the ego's side while the ego stays in one lane on
+    the drivable area. At fault: a stopped object (as first seen in ``problem``'s window; static objects always), a
+    front-bumper contact, or any not-from-behind contact while the ego spans several lanes or leaves the drivable
+    area (never without a map).
+
+    Args:
+        problem: the scoring problem the contacts are read against (objects' boxes over its window).
+        states: ``(M, 7)`` ego states at the contacts (rear-axle world pose, body-frame velocity and acceleration,
+            the columns of :mod:`rewards.tracking`).
+        steps: ``(M,)`` step of each contact in ``problem``'s window (``0 <= step < agents.num_steps``, at
+            ``config.sim_dt``).
+        object_ids: ``(M,)`` ids of the objects touched (``problem.agents.ids``).
+        config: ``collision_stopped_speed``, ``behind_angle_deg``.
+
+    Returns:
+        ``(M,)`` bool.
+
+    Raises:
+        ValueError: a wrong ``states`` shape, a step outside the window or an id not in ``problem.agents``.
+    """
+    states = np.ascontiguousarray(np.asarray(states, dtype=np.float64))
+    steps = np.ascontiguousarray(np.asarray(steps, dtype=np.int64))
+    object_ids = np.asarray(object_ids, dtype=np.int64)
+    m_count = len(steps)
+    if states.shape != (m_count, NUM_STATE_COLUMNS) or object_ids.shape != (m_count,):
+        raise ValueError(f"contacts_at_fault: expected states ({m_count}, {NUM_STATE_COLUMNS}) and object_ids "
+                         f"({m_count},) for {m_count} steps, got {states.shape} and {object_ids.shape}")
+    ag = problem.agents
+    if m_count and (steps.min() < 0 or steps.max() >= ag.num_steps):
+        raise ValueError(f"contacts_at_fault: steps {steps.tolist()} outside the window [0, {ag.num_steps}) of "
+                         f"scene {problem.scene_id!r}, frame {problem.time_index}")
+    order = np.argsort(ag.ids, kind="stable")
+    pos = np.searchsorted(ag.ids[order], object_ids)
+    rows = order[np.minimum(pos, max(len(order) - 1, 0))] if len(order) else pos
+    if m_count and (not len(order) or np.any(ag.ids[rows] != object_ids)):
+        raise ValueError(f"contacts_at_fault: object ids {object_ids.tolist()} not all in problem.agents.ids of "
+                         f"scene {problem.scene_id!r}, frame {problem.time_index}")
+    data = _problem_data(problem, config.collision_stopped_speed, max(config.ttc_offsets))
+    params = problem.ego.params
+    yaw = states[None, :, SYAW]
+    cos_yaw, sin_yaw = np.cos(yaw), np.sin(yaw)
+    corners, centers = kernels.ego_boxes(states[None], cos_yaw, sin_yaw, float(params.rear_axle_to_center),
+                                         0.5 * float(params.length), 0.5 * float(params.width))
+    if data.map_index is not None:
+        multiple_lanes, non_drivable, _, _ = _ego_areas(data.map_index, corners, centers, states[None])
+        lane_or_offroad = np.ascontiguousarray((multiple_lanes | non_drivable)[0])
+    else:
+        lane_or_offroad = np.zeros(m_count, dtype=bool)
+    objects = data.objects
+    return kernels.contacts_at_fault(
+        states, cos_yaw[0], sin_yaw[0], np.ascontiguousarray(corners[0]), np.hypot(states[:, SVX], states[:, SVY]),
+        lane_or_offroad, steps, np.ascontiguousarray(rows, dtype=np.int64), objects.centers, objects.stopped,
+        objects.corners, float(config.collision_stopped_speed), float(np.deg2rad(config.behind_angle_deg)))

@@ -50,6 +50,7 @@ brake fallback; beyond the end of the route the path is extended straight along 
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,7 +61,7 @@ from rewards.geometry import offset_polyline, polyline_arclength, wrap_angle, wo
 from rewards.pdm import score_states
 from rewards.clearance import min_gaps
 from rewards.tracking import SX, SYAW, simulate_candidates, simulate_poses
-from rewards.types import AgentsFuture, ScoringProblem
+from rewards.types import AgentsFuture, MapGeometry, ScoringProblem
 
 # batch_idm_policy.py / metric_cache_processor.py (NAVSIM v1.1)
 IDM_MIN_GAP = 1.0  # [m]
@@ -91,25 +92,71 @@ class ReferenceResult:
     proposal_scores: np.ndarray
 
 
+_CHUNK = 16
+"""Segments per chunk of :func:`_project_kernel`'s pruning."""
+
+
+@njit(cache=True, inline="always")
+def _segment_d2(px: float, py: float, path: np.ndarray, j: int) -> tuple[float, float, float]:
+    """``(d2, f, cross)`` of point ``(px, py)`` and segment ``j`` of ``path``: squared distance to its closest point,
+    that point's fraction along the segment, and the cross product giving the side (the arithmetic of
+    :func:`_project_numpy`)."""
+    ax, ay = path[j, 0], path[j, 1]
+    bx, by = path[j + 1, 0] - ax, path[j + 1, 1] - ay
+    len2 = max(bx * bx + by * by, 1e-12)
+    apx, apy = px - ax, py - ay
+    f = min(max((apx * bx + apy * by) / len2, 0.0), 1.0)
+    dx, dy = px - (ax + f * bx), py - (ay + f * by)
+    return dx * dx + dy * dy, f, bx * apy - by * apx
+
+
 @njit(cache=True)
 def _project_kernel(points: np.ndarray, path: np.ndarray, path_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Compiled :func:`_project` (same arithmetic, same first-minimum tie-break, no ``(M, R)`` temporaries)."""
+    """Compiled :func:`_project` (same arithmetic, same first-minimum tie-break, no ``(M, R)`` temporaries).
+
+    Pruned exactly: the segments are grouped in chunks of :data:`_CHUNK` with a bounding circle each; per point, the
+    chunk nearest by its circle gives an upper bound ``ub`` of the smallest squared distance, and the ordered scan
+    skips every chunk whose circle is farther than ``sqrt(ub)`` (by a margin far above rounding): such segments are
+    strictly farther than the minimum, so the first segment reaching the minimum, and every output, is unchanged.
+    """
     m, r = points.shape[0], path.shape[0] - 1
     s = np.empty(m)
     lat = np.empty(m)
+    n_chunks = (r + _CHUNK - 1) // _CHUNK
+    cx = np.empty(n_chunks)
+    cy = np.empty(n_chunks)
+    cr = np.empty(n_chunks)
+    for c in range(n_chunks):
+        j0, j1 = c * _CHUNK, min((c + 1) * _CHUNK, r)  # segments j0 .. j1 - 1: vertices j0 .. j1
+        lox, loy, hix, hiy = np.inf, np.inf, -np.inf, -np.inf
+        for v in range(j0, j1 + 1):
+            lox, hix = min(lox, path[v, 0]), max(hix, path[v, 0])
+            loy, hiy = min(loy, path[v, 1]), max(hiy, path[v, 1])
+        cx[c], cy[c] = 0.5 * (lox + hix), 0.5 * (loy + hiy)
+        rad = 0.0
+        for v in range(j0, j1 + 1):
+            rad = max(rad, np.sqrt((path[v, 0] - cx[c]) ** 2 + (path[v, 1] - cy[c]) ** 2))
+        cr[c] = rad
+    lower = np.empty(n_chunks)
     for i in range(m):
         px, py = points[i, 0], points[i, 1]
+        nearest = 0
+        for c in range(n_chunks):
+            lower[c] = max(np.sqrt((px - cx[c]) ** 2 + (py - cy[c]) ** 2) - cr[c], 0.0)
+            if lower[c] < lower[nearest]:
+                nearest = c
+        ub = np.inf
+        for j in range(nearest * _CHUNK, min((nearest + 1) * _CHUNK, r)):
+            ub = min(ub, _segment_d2(px, py, path, j)[0])
+        limit = np.sqrt(ub) * (1.0 + 1e-9) + 1e-6  # [m]; a chunk whose circle is farther cannot hold the minimum
         best, best_j, best_f, best_cross = np.inf, 0, 0.0, 0.0
-        for j in range(r):
-            ax, ay = path[j, 0], path[j, 1]
-            bx, by = path[j + 1, 0] - ax, path[j + 1, 1] - ay
-            len2 = max(bx * bx + by * by, 1e-12)
-            apx, apy = px - ax, py - ay
-            f = min(max((apx * bx + apy * by) / len2, 0.0), 1.0)
-            dx, dy = px - (ax + f * bx), py - (ay + f * by)
-            d2 = dx * dx + dy * dy
-            if d2 < best:
-                best, best_j, best_f, best_cross = d2, j, f, bx * apy - by * apx
+        for c in range(n_chunks):
+            if lower[c] > limit:
+                continue
+            for j in range(c * _CHUNK, min((c + 1) * _CHUNK, r)):
+                d2, f, cross = _segment_d2(px, py, path, j)
+                if d2 < best:
+                    best, best_j, best_f, best_cross = d2, j, f, cross
         bx, by = path[best_j + 1, 0] - path[best_j, 0], path[best_j + 1, 1] - path[best_j, 1]
         s[i] = path_s[best_j] + best_f * np.sqrt(max(bx * bx + by * by, 1e-12))
         lat[i] = np.sign(best_cross) * np.sqrt(best)
@@ -147,19 +194,75 @@ def _project_numpy(points: np.ndarray, path: np.ndarray, path_s: np.ndarray) -> 
     return s, lat
 
 
-def _path_poses(path: np.ndarray, path_s: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Poses ``(..., 3)`` on a polyline at arc lengths ``s`` (extended straight beyond both ends)."""
-    d = np.diff(path, axis=0)
-    heading = np.arctan2(d[:, 1], d[:, 0])
-    seg = np.clip(np.searchsorted(path_s, s, side="right") - 1, 0, len(d) - 1)
+def _path_poses(path: np.ndarray, path_s: np.ndarray, s: np.ndarray, heading: np.ndarray | None = None) -> np.ndarray:
+    """Poses ``(..., 3)`` on a polyline at arc lengths ``s`` (extended straight beyond both ends); ``heading``: the
+    path's segment headings ``(R - 1,)`` [rad] when already computed (:func:`_route_paths`)."""
+    if heading is None:
+        d = np.diff(path, axis=0)
+        heading = np.arctan2(d[:, 1], d[:, 0])
+    seg = np.clip(np.searchsorted(path_s, s, side="right") - 1, 0, len(heading) - 1)
     along = s - path_s[seg]
     h = heading[seg]
     return np.stack([path[seg, 0] + along * np.cos(h), path[seg, 1] + along * np.sin(h), h], axis=-1)
 
 
+@dataclass(frozen=True, eq=False)
+class _RoutePath:
+    """A planner path: the route offset laterally (read-only arrays, cached per map, :func:`_route_paths`)."""
+
+    path: np.ndarray
+    """``(R, 2)`` polyline [m]."""
+    path_s: np.ndarray
+    """``(R,)`` cumulative arc length [m]."""
+    heading: np.ndarray
+    """``(R - 1,)`` segment headings [rad]."""
+
+
+_PATHS: "weakref.WeakKeyDictionary[MapGeometry, dict[float, _RoutePath]]" = weakref.WeakKeyDictionary()
+"""Per map geometry object (released with it): ``{lateral offset: _RoutePath}``."""
+
+
+def _path_headings(path: np.ndarray, path_s: np.ndarray, s: np.ndarray, heading: np.ndarray | None = None
+                   ) -> np.ndarray:
+    """The heading column of :func:`_path_poses` alone (same segment choice, no positions computed)."""
+    if heading is None:
+        d = np.diff(path, axis=0)
+        heading = np.arctan2(d[:, 1], d[:, 0])
+    return heading[np.clip(np.searchsorted(path_s, s, side="right") - 1, 0, len(heading) - 1)]
+
+
+def _route_paths(geometry: MapGeometry, offset: float) -> _RoutePath:
+    """The route of ``geometry`` offset by ``offset`` [m] (left positive; 0: the route itself), with its arc length
+    and segment headings, computed once per map and offset (the same arithmetic as computing them per plan)."""
+    per_map = _PATHS.setdefault(geometry, {})
+    cached = per_map.get(float(offset))
+    if cached is None:
+        path = geometry.route if offset == 0 else offset_polyline(geometry.route, float(offset))
+        d = np.diff(path, axis=0)
+        arrays = [np.asarray(path), polyline_arclength(path), np.arctan2(d[:, 1], d[:, 0])]
+        for a in arrays:
+            a.setflags(write=False)
+        cached = per_map[float(offset)] = _RoutePath(*arrays)
+    return cached
+
+
+_FORECASTS: "weakref.WeakKeyDictionary[AgentsFuture, dict[float, AgentsFuture]]" = weakref.WeakKeyDictionary()
+"""Per agents object (released with it): ``{dt: constant-velocity forecast}`` (the proposals' lead search and the
+proposals' scoring read the same forecast)."""
+
+
 def constant_velocity_agents(agents: AgentsFuture, dt: float) -> AgentsFuture:
     """Objects forecast at constant velocity from step 0, every ``dt`` [s] (objects invalid at step 0 are dropped, as PDM-Closed only
-    sees the current detections)."""
+    sees the current detections). Computed once per agents object and ``dt`` (the result is immutable)."""
+    per_agents = _FORECASTS.setdefault(agents, {})
+    cached = per_agents.get(float(dt))
+    if cached is None:
+        cached = per_agents[float(dt)] = _constant_velocity_agents(agents, float(dt))
+    return cached
+
+
+def _constant_velocity_agents(agents: AgentsFuture, dt: float) -> AgentsFuture:
+    """:func:`constant_velocity_agents` computed."""
     keep = agents.valid[:, 0] if agents.num_steps else np.zeros(agents.num_agents, dtype=bool)
     s = agents.num_steps
     t = np.arange(s)
@@ -179,8 +282,9 @@ def constant_velocity_agents(agents: AgentsFuture, dt: float) -> AgentsFuture:
 
 
 def _idm_progress(problem: ScoringProblem, forecast: AgentsFuture, path: np.ndarray, path_s: np.ndarray,
-                  s0: float, targets: np.ndarray, config: PDMConfig) -> np.ndarray:
-    """IDM rear-axle progress ``(V, T)`` [m] along ``path`` for target speeds ``targets (V,)``."""
+                  s0: float, targets: np.ndarray, config: PDMConfig, heading: np.ndarray | None = None) -> np.ndarray:
+    """IDM rear-axle progress ``(V, T)`` [m] along ``path`` for target speeds ``targets (V,)`` (``heading``: the
+    path's segment headings, see :func:`_path_poses`)."""
     params = problem.ego.params
     dt = config.sim_dt
     steps = config.num_sim_steps
@@ -199,7 +303,7 @@ def _idm_progress(problem: ScoringProblem, forecast: AgentsFuture, path: np.ndar
         s_obj, lat = _project(forecast.poses[:, :steps, :2].reshape(-1, 2), path[lo:hi + 1], path_s[lo:hi + 1])
         s_obj = s_obj.reshape(n, steps)
         lat = lat.reshape(n, steps)
-        heading = _path_poses(path, path_s, s_obj)[..., 2]
+        heading = _path_headings(path, path_s, s_obj, heading)
         v_along = (forecast.velocities[:, :steps, 0] * np.cos(heading)
                    + forecast.velocities[:, :steps, 1] * np.sin(heading))
         near = np.abs(lat) < 0.5 * params.width + 0.5 * forecast.sizes[:, 1, None]
@@ -267,24 +371,22 @@ def proposal_poses(problem: ScoringProblem, config: PDMConfig = PDMConfig(), pro
     forecast = constant_velocity_agents(problem.agents, config.sim_dt)
     proposals = []
     for offset in config.reference_lateral_offsets:
-        path = geometry.route if offset == 0 else offset_polyline(geometry.route, float(offset))
-        path_s = polyline_arclength(path)
-        s0 = float(_project(ego.pose[None, :2], path, path_s)[0][0])
-        prog = _idm_progress(problem, forecast, path, path_s, s0, targets, config)  # (V, T)
-        proposals.append(_path_poses(path, path_s, prog))
+        rp = _route_paths(geometry, float(offset))
+        s0 = float(_project(ego.pose[None, :2], rp.path, rp.path_s)[0][0])
+        prog = _idm_progress(problem, forecast, rp.path, rp.path_s, s0, targets, config, rp.heading)  # (V, T)
+        proposals.append(_path_poses(rp.path, rp.path_s, prog, rp.heading))
     # (offsets, V, T, 3) -> proposal index = speed_index * n_offsets + offset_index
     poses = np.stack(proposals, axis=1).reshape(-1, config.num_sim_steps, 3)
     if proposal_set == "careful":
-        path = geometry.route
-        path_s = polyline_arclength(path)
-        s0 = float(_project(ego.pose[None, :2], path, path_s)[0][0])
+        rp = _route_paths(geometry, 0.0)
+        s0 = float(_project(ego.pose[None, :2], rp.path, rp.path_s)[0][0])
         v0 = max(float(ego.velocity[0]), 0.0)
         t = np.arange(config.num_sim_steps) * config.sim_dt
         profiles = [_stopping_progress(v0, float(a), 0.0, t) for a in config.careful_brake_decels]
         profiles += [_stopping_progress(v0, float(config.careful_hold_decel), float(f) * v0, t)
                      for f in config.careful_hold_fractions]
         if profiles:
-            extra = _path_poses(path, path_s, s0 + np.stack(profiles))
+            extra = _path_poses(rp.path, rp.path_s, s0 + np.stack(profiles), rp.heading)
             poses = np.concatenate([poses, extra], axis=0)
     poses[:, 0] = ego.pose
     poses[..., 2] = np.unwrap(poses[..., 2], axis=1)

@@ -256,7 +256,9 @@ def test_meta_and_map(scenario_type, outcome):
         assert scene.scene_id.startswith(f"synthetic/{scenario_type}/")
         assert scene.num_frames == 101 and scene.dt == pytest.approx(0.1)
         extra = scene.meta.extra
-        assert extra["layout"] in LAYOUT_NAMES and extra["variant"] in VARIANTS[scenario_type] and extra["conflict"]
+        # classic layouts, or a road-family layout whose family and parameters are recorded (tests/test_bank_roads.py)
+        known = extra["layout"] in LAYOUT_NAMES or extra["layout"].startswith(f"{extra.get('road_family')}[")
+        assert known and extra["variant"] in VARIANTS[scenario_type] and extra["conflict"]
         assert 3 <= scene.num_agents <= 16 and scene.agent_valid.all()
         layout = get_layout(extra["layout"])
         assert set(layout.route_ids(extra["ego_route"])) <= set(scene.map.route_lane_ids)

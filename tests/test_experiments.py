@@ -311,3 +311,33 @@ def test_outcome_varied_bank_runs_through_the_pipeline(tmp_path):
     manifest = json.loads((tmp_path / "scenes.json").read_text())
     stated = [o.get("outcome") for o in manifest["eval"] if o["scenario_type"] != "normal"]
     assert stated and all(o in ("benign", "near_miss", "collision") for o in stated), manifest["eval"]
+
+
+def test_road_families_reach_the_pipeline_with_a_held_out_family(tmp_path):
+    """``env.roads=families`` with ``env.eval_road_families=[held_out]``: training scenes on the training families
+    only, evaluation scenes on the held-out family only; the table says so."""
+    cfg = _cfg("env.roads=families", "env.eval_road_families=[held_out]", "env.background_density=0.5",
+               "env.num_scenes=6", "env.eval_num_scenes=6", "render.enabled=false",
+               "mine.lead_times=[2.0]", "algo.methods=[]", "evaluate.planners=[stand_still]", "evaluate.open_loop=false",
+               "progress=false", "tensorboard=false", f"out_dir={tmp_path}")
+    run(cfg, tmp_path)
+    text = (tmp_path / "results.md").read_text()
+    assert "parametric road families" in text and "held-out ['curve']" in text and "background density 0.5" in text
+    manifest = json.loads((tmp_path / "scenes.json").read_text())
+    assert manifest["eval"] and all(o.get("road_families") == ["curve"] for o in manifest["eval"]), manifest["eval"]
+
+
+def test_world_v2_preset_is_the_varied_bank_on_road_families():
+    """``env=world_v2`` composes to the bank with outcome-varied typologies on the road families (training without the
+    held-out family, evaluation on every family) and the scene sources built from it say so."""
+    from pathlib import Path
+
+    from experiments.builders import sources
+    from experiments.pipeline import Context
+
+    cfg = _cfg("env=world_v2", "env.num_scenes=4", "env.eval_num_scenes=4")
+    assert cfg.env.name == "bank" and cfg.env.outcomes == "varied" and cfg.env.roads == "families"
+    assert list(cfg.env.eval_road_families) == ["all"] and cfg.env.road_families is None
+    train, held, text = sources(Context(out=Path("."), cfg=cfg))
+    assert "outcome-varied" in text and "parametric road families" in text
+    assert "curve" not in train.collection.road_families and "curve" in held.collection.road_families

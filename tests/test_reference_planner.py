@@ -61,3 +61,18 @@ def test_compiled_route_projection_equals_the_numpy_form():
     # the centre of the half circle lies left of the counter-clockwise path, 20 m away
     _, lat0 = _project(np.zeros((1, 2)), path, path_s)
     assert lat0[0] == pytest.approx(20.0, abs=0.05)
+    # long paths (the kernel prunes chunks of segments): a 600-point wandering road, and one that runs out and back
+    # over the same points (exact ties: the first segment wins)
+    heading = np.cumsum(rng.normal(0.0, 0.08, 600))
+    road = np.cumsum(np.stack([np.cos(heading), np.sin(heading)], axis=1) * 0.7, axis=0)
+    line = np.linspace(0.0, 100.0, 201)
+    back = np.concatenate([np.stack([line, 0.0 * line], axis=1), np.stack([line[::-1][1:], 0.0 * line[1:]], axis=1)])
+    for path in (road, back):
+        path_s = polyline_arclength(path)
+        lo, hi = path.min(axis=0) - 40.0, path.max(axis=0) + 40.0
+        points = np.concatenate([rng.uniform(lo, hi, size=(2000, 2)), path,
+                                 path[::7] + rng.normal(0.0, 2.0, (len(path[::7]), 2))])
+        s, lat = _project(points, path, path_s)
+        s_ref, lat_ref = _project_numpy(points, path, path_s)
+        np.testing.assert_array_equal(s, s_ref)
+        np.testing.assert_array_equal(lat, lat_ref)

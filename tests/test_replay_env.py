@@ -229,8 +229,8 @@ def test_compiled_check_frames_equals_the_numpy_checks_bit_for_bit():
 def test_episodes_equal_those_with_the_numpy_frame_checks(monkeypatch):
     """A fixed sequence of closed-loop episodes (default reward, random and log actions) gives the same
     observations, rewards, terminations and infos with the compiled frame checks as with the numpy reference."""
-    import envs.replay_env as replay_env_module
     import envs.sim.metrics as metrics_module
+    import envs.sim.simulation as simulation_module
     from envs.wrappers import kinematic_trajectories
     from envs.spaces import clip_trajectories
 
@@ -261,7 +261,7 @@ def test_episodes_equal_those_with_the_numpy_frame_checks(monkeypatch):
         return x
 
     compiled = flat(record())
-    monkeypatch.setattr(replay_env_module, "check_frames", check_frames_numpy)
+    monkeypatch.setattr(simulation_module, "check_frames", check_frames_numpy)  # first_event's frame checks
     monkeypatch.setattr(metrics_module, "check_frames", check_frames_numpy)
     assert flat(record()) == compiled
 

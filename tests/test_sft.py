@@ -12,6 +12,7 @@ from agents.sft.data import SampleConfig, SFTDataset, VLACollator, load_or_build
 from agents.sft.trainer import SFTConfig, latest_checkpoint, train_sft
 from agents.vla.codebook import CodebookConfig, TrajectoryCodebook, log_trajectories
 from agents.vla.evaluate import accuracy_report, evaluate_vla, language_accuracy, report_table, trivial_baselines
+from counterfactual.frame_labels import frame_label
 from counterfactual.language import NO_HAZARD_EXPLANATION
 from agents.vla.model import VLAConfig
 from agents.vla.policy import VLAPolicy
@@ -63,8 +64,11 @@ def test_sample_table_and_views(table, pairs, source, tmp_path):
     kinds = list(table["kind"])
     assert kinds.count("pair") == len(pairs) and kinds.count("expert") >= 2
     for row in table:
-        if row["kind"] == "expert":
-            assert row["explanation"] == NO_HAZARD_EXPLANATION and row["risk_level"] == "none"
+        if row["kind"] == "expert":  # the decision label from the geometry at the frame (no-hazard where none)
+            scene = next(source[i] for i in range(len(source)) if source[i].scene_id == row["scene_id"])
+            label = frame_label(scene, row["frame"])
+            assert row["explanation"] == label.explanation and (row["risk_level"] or None) == label.risk_level
+            assert (row["explanation"] == NO_HAZARD_EXPLANATION) == (label.hazard is None)
             assert row["has_trajectory"] and not row["has_negative"]
         else:
             pair = next(p for p in pairs if p.pair_id == row["pair_id"])

@@ -3,10 +3,16 @@
 Rendering (:func:`build_sample_table`, once per (scenes, pairs, settings); cached as a ``datasets`` dataset on disk by
 :func:`load_or_build_samples`) gives one row per decision:
 
-* ``kind="expert"``: an expert-log decision where the log is **safe**: frames every ``expert_stride_s`` from
-  ``min_history_s`` on (the 4 s future logged) whose logged trajectory the scorer finds without contact and with
-  NC = TTC = 1 (and DAC = 1 where there is a map); up to ``expert_frames_per_scene`` per scene, evenly spread.
-  Target: :data:`counterfactual.language.NO_HAZARD_EXPLANATION` + the logged trajectory.
+* ``kind="expert"``: an expert-log decision where the logged **trajectory** is safe: frames every
+  ``expert_stride_s`` from ``min_history_s`` on (the 4 s future logged) whose logged trajectory the scorer finds
+  without contact and with NC = TTC = 1 (and DAC = 1 where there is a map); up to ``expert_frames_per_scene`` per
+  scene, evenly spread (:func:`counterfactual.frame_labels.sample_frames`). Target: the logged trajectory and the
+  **decision label from the geometry at that frame** (:func:`counterfactual.frame_labels.frame_label`): the
+  no-hazard sentence (:data:`counterfactual.language.NO_HAZARD_EXPLANATION`) only where the scene holds no
+  projected conflict there; a hazard in view (a near-miss in progress, the early frames of an accident, a benign
+  variant's close pass) gets its structured label, with the action that turns the keep-speed projection into the
+  logged trajectory. The safe-trajectory filter is unchanged, so frames of a near-miss whose logged trajectory
+  passes it are kept (the trajectory is safe as executed; the label is about the scene).
 * ``kind="pair"``: an anchor pair's decision (``pair.observation_ref`` re-creates the scene,
   :func:`envs.scenes.sources.resolve`): the mined label's explanation, the verified positive (or none), the negative.
 
@@ -39,15 +45,16 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from counterfactual.language import NO_HAZARD_EXPLANATION, NO_HAZARD_FIELDS
 from counterfactual.dataset import AnchorPair, pair_to_row
+from counterfactual.frame_labels import frame_label, safe_log_frames, sample_frames  # noqa: F401 (re-exported)
 from counterfactual.accuracy import CATEGORICAL_FIELDS  # moved from counterfactual.labels on main (grpo merge fix)
 from envs.observation import ObservationConfig, Route, build_observation, text_prompt
 from envs.scenes.scene import Scene
 from envs.spaces import NUM_POSES
 
-SAMPLES_FORMAT_VERSION = "1"
-"""Version of the rendered-sample table (columns, selection rules); part of the cache key."""
+SAMPLES_FORMAT_VERSION = "2"
+"""Version of the rendered-sample table (columns, selection rules, labels); part of the cache key. 2: expert rows
+carry the decision label from the geometry at their frame (1: always the no-hazard sentence)."""
 MODES = ("positive", "negative")
 """Training views: positive-only and negative-enhanced."""
 LABEL_COLUMNS = CATEGORICAL_FIELDS
@@ -77,40 +84,10 @@ class SampleConfig:
 
 
 # ---------------------------------------------------------------------------------------------------- rendering
-def safe_log_frames(scene: Scene, frames: Sequence[int]) -> list[int]:
-    """The frames whose logged 4 s trajectory is safe: no contact, NC = TTC = 1, DAC = 1 (with a map)."""
-    from envs.sim.scoring import problem_from_scene, trajectory_from_log
-    from rewards.config import PDMConfig
-    from rewards.pdm import score_states
-    from rewards.tracking import simulate_candidates
-
-    config = PDMConfig()
-    out = []
-    for t in frames:
-        problem = problem_from_scene(scene, t, config)
-        traj = trajectory_from_log(scene, t, config)
-        res = score_states(problem, simulate_candidates(problem.ego, traj[None], config), config)
-        dac_ok = scene.map is None or res.dac[0] == 1.0
-        if not res.collision[0] and res.nc[0] == 1.0 and res.ttc[0] == 1.0 and dac_ok:
-            out.append(int(t))
-    return out
-
-
 def expert_frames(scene: Scene, config: SampleConfig) -> list[int]:
-    """Up to ``expert_frames_per_scene`` safe expert frames of ``scene`` (see :func:`safe_log_frames`)."""
-    if config.expert_frames_per_scene == 0:
-        return []
-    from rewards.config import PDMConfig
-
-    horizon = int(round(PDMConfig().horizon / scene.dt))
-    stride = max(1, int(round(config.expert_stride_s / scene.dt)))
-    first = int(math.ceil(config.min_history_s / scene.dt))
-    candidates = list(range(first, scene.num_frames - horizon, stride))
-    safe = safe_log_frames(scene, candidates)
-    if len(safe) <= config.expert_frames_per_scene:
-        return safe
-    pick = np.linspace(0, len(safe) - 1, config.expert_frames_per_scene).round().astype(int)
-    return [safe[i] for i in pick]
+    """Up to ``expert_frames_per_scene`` safe expert frames of ``scene``
+    (:func:`counterfactual.frame_labels.sample_frames`)."""
+    return sample_frames(scene, config.expert_stride_s, config.expert_frames_per_scene, config.min_history_s)
 
 
 def _flat(traj: np.ndarray | None) -> list[float]:
@@ -146,11 +123,13 @@ def build_sample_table(scenes: Iterable[Scene], pairs: Sequence[AnchorPair], con
         route = Route.from_scene(scene)
         for t in expert_frames(scene, config):
             obs = build_observation(scene, t, config=config.observation, route=route)
+            target = trajectory_from_log(scene, t)
+            label = frame_label(scene, t, trajectory=target)
             rows.append(_row(
                 scene, t, obs, config, sample_id=f"{scene.scene_id}@{t}", kind="expert", pair_id="",
-                lead_time_s=math.nan, explanation=NO_HAZARD_EXPLANATION,
-                trajectory=_flat(trajectory_from_log(scene, t)), has_trajectory=True, negative=_flat(None),
-                has_negative=False, **_label_columns(NO_HAZARD_FIELDS),
+                lead_time_s=math.nan, explanation=label.explanation,
+                trajectory=_flat(target), has_trajectory=True, negative=_flat(None),
+                has_negative=False, **_label_columns(label.fields()),
             ))
     cache: dict[str, tuple[Scene, Route]] = {}
     for pair in tqdm(pairs, desc="anchor pairs", disable=not progress, leave=False):

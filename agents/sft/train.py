@@ -9,11 +9,14 @@ on 2 CPU cores, evaluation included)::
 
 Options: ``--max-steps`` / ``--batch-size`` (per process) / ``--global-batch-size`` (over all processes) / ``--lr``
 / ``--warmup-steps`` / ``--logging-steps`` (optimisation, :class:`agents.sft.trainer.SFTConfig`),
-``--seed`` (data order and model initialisation), ``--codebook PATH`` (else one is fitted on the expert logs of
-``--codebook-scenes`` bank scenes of the training seed + the pairs' positives and cached), ``--init DIR`` (start from
+``--seed`` (data order and model initialisation), ``--aux-label-weight W`` (auxiliary per-field label loss on
+the image tokens, :mod:`agents.sft.label_head`), ``--label-monitor-steps N`` / ``--label-monitor-rows R``
+(per-field label accuracy on R held-out rows every N steps in TensorBoard, :mod:`agents.sft.label_monitor`),
+``--codebook PATH`` (else one is fitted on the expert logs of ``--codebook-scenes`` bank scenes of the training seed + the pairs' positives and cached), ``--init DIR`` (start from
 a policy folder or a pretrained VLM in a local folder) with ``--lora`` (LoRA adapters via ``peft``), ``--resume``
 (continue from the latest checkpoint in ``--out``), ``--prepare-only`` (render the sample cache and fit the codebook,
-then exit), ``--eval`` (evaluate the final policy on held-out scenes, :mod:`agents.vla.evaluate`). TensorBoard:
+then exit), ``--eval`` (evaluate the final policy on held-out scenes, :mod:`agents.vla.evaluate`; with
+``--blank-bev`` the labels are also scored on a blank BEV). TensorBoard:
 ``tensorboard --logdir <out>/runs``.
 
 Data-parallel on N GPUs (or N CPU processes; see :mod:`agents.sft.trainer`): render the cache once, then launch
@@ -60,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-steps", type=int, default=20, help="linear warm-up steps")
     p.add_argument("--logging-steps", type=int, default=10, help="steps between logged losses")
     p.add_argument("--expert-frames", type=int, default=4, help="safe expert-log decisions per scene")
+    p.add_argument("--aux-label-weight", type=float, default=0.0,
+                   help="weight of the auxiliary per-field label loss on the image tokens (0: off; "
+                        "agents.sft.label_head)")
+    p.add_argument("--aux-label-position", choices=("image", "prompt"), default="image",
+                   help="what the auxiliary label head reads: the image tokens or the last prompt token")
+    p.add_argument("--label-monitor-steps", type=int, default=0,
+                   help="every N steps, log per-field label accuracy on held-out rows to TensorBoard (0: off)")
+    p.add_argument("--label-monitor-rows", type=int, default=48, help="held-out rows the label monitor generates on")
+    p.add_argument("--blank-bev", action="store_true", help="with --eval: also score the labels on a blank BEV")
     p.add_argument("--codebook", default=None, help="action codebook .npz (default: fit and cache one)")
     p.add_argument("--codebook-size", type=int, default=256, help="codewords when fitting")
     p.add_argument("--codebook-mode", choices=("segment", "trajectory"), default="segment",
@@ -159,13 +171,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     dataset = SFTDataset(table, args.mode)
     config = SFTConfig(max_steps=args.max_steps, batch_size=args.batch_size, global_batch_size=args.global_batch_size,
                        learning_rate=args.lr, warmup_steps=args.warmup_steps, logging_steps=args.logging_steps,
-                       seed=args.seed, progress=progress)
+                       seed=args.seed, progress=progress, aux_label_weight=args.aux_label_weight,
+                       aux_label_position=args.aux_label_position)
+    callbacks = []
+    if args.label_monitor_steps > 0:
+        from agents.sft.label_monitor import LabelAccuracyCallback, monitor_subset
+        from agents.vla.evaluate import heldout_pairs
+
+        held = open_source("bank", num_scenes=args.eval_num_scenes, seed=args.eval_seed)
+        held_table = load_or_build_samples(held, heldout_pairs(held, args.eval_pairs, progress), args.cache_dir,
+                                           progress=progress)
+        callbacks.append(LabelAccuracyCallback(policy, monitor_subset(held_table, args.label_monitor_rows),
+                                               args.label_monitor_steps))
     per_device = config.per_device_batch_size(processes)
     if progress:
         print(f"{args.mode}: {len(dataset)} examples {dataset.counts()} from {args.num_scenes} scenes and "
               f"{len(pairs)} pairs; {args.max_steps} steps of {per_device} x {processes} process(es) = "
               f"{per_device * processes}", flush=True)
-    result = train_sft(policy, dataset, out, config, resume=last if last is not None else False)
+    result = train_sft(policy, dataset, out, config, resume=last if last is not None else False,
+                       callbacks=callbacks)
     if not result.is_main_process:
         return 0
     print(f"trained in {result.train_seconds:.0f} s on {result.processes} process(es), global batch "
@@ -178,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         held = open_source("bank", num_scenes=args.eval_num_scenes, seed=args.eval_seed)
         held_table = load_or_build_samples(held, heldout_pairs(held, args.eval_pairs, progress), args.cache_dir,
                                            progress=progress)
-        report = evaluate_vla(policy, held, held_table, table, progress=progress)
+        report = evaluate_vla(policy, held, held_table, table, progress=progress, blank_bev=args.blank_bev)
         print(report_table([report]))
         write_json(out / "eval.json", json.loads(json.dumps(report.to_dict(), default=float)))
     return 0

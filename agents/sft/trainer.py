@@ -79,6 +79,16 @@ class SFTConfig:
     """Show the progress bar."""
     tensorboard: bool = True
     """Log to TensorBoard (``<output_dir>/runs``)."""
+    aux_label_weight: float = 0.0
+    """Weight ``w`` of the auxiliary per-field label classification loss (``L = L_text + w * mean_f CE_f``; a
+    :class:`agents.sft.label_head.LabelHead` on the decoder's image-token states, trained jointly and saved beside
+    the model). 0 (default): text loss only, as before. Single-process runs only."""
+    aux_label_position: str = "image"
+    """What the auxiliary head reads: ``image`` (the image tokens' states at the input of the last decoder layer)
+    or ``prompt`` (the last prompt token's final state, which predicts the label sentence's first word); see
+    :mod:`agents.sft.label_head`."""
+    aux_label_layer: int | None = None
+    """Decoder ``hidden_states`` index the auxiliary head reads (None: -2 for ``image``, -1 for ``prompt``)."""
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "logging_steps", "save_steps", "save_total_limit"):
@@ -87,6 +97,11 @@ class SFTConfig:
                 raise ValueError(f"SFTConfig.{name}: expected an int >= 1, got {value!r}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ValueError(f"SFTConfig.learning_rate: expected > 0, got {self.learning_rate!r}")
+        if not (self.aux_label_weight >= 0 and math.isfinite(self.aux_label_weight)):
+            raise ValueError(f"SFTConfig.aux_label_weight: expected a finite value >= 0, got {self.aux_label_weight!r}")
+        if self.aux_label_position not in ("image", "prompt"):
+            raise ValueError(f"SFTConfig.aux_label_position: expected 'image' or 'prompt', got "
+                             f"{self.aux_label_position!r}")
         g = self.global_batch_size
         if g is not None and (isinstance(g, bool) or not isinstance(g, int) or g < 1):
             raise ValueError(f"SFTConfig.global_batch_size: expected None or an int >= 1, got {g!r}")
@@ -218,10 +233,6 @@ def train_sft(policy: VLAPolicy, dataset: SFTDataset, output_dir: str | Path, co
     if len(dataset) == 0:
         raise ValueError(f"train_sft: the {dataset.mode!r} training view is empty")
     args = training_arguments(output_dir, config, examples=len(dataset))
-    trainer = Trainer(
-        model=policy.model, args=args, train_dataset=dataset,
-        data_collator=VLACollator(policy.processor), processing_class=policy.processor, callbacks=list(callbacks),
-    )
     resume_from: str | bool | None = None
     if resume:
         if resume is True:
@@ -229,6 +240,26 @@ def train_sft(policy: VLAPolicy, dataset: SFTDataset, output_dir: str | Path, co
             resume_from = None if last is None else str(last)
         else:
             resume_from = str(resume)
+    common = dict(model=policy.model, args=args, train_dataset=dataset, processing_class=policy.processor,
+                  callbacks=list(callbacks))
+    if config.aux_label_weight > 0:
+        from agents.sft.label_head import AuxLabelTrainer, LabeledCollator, LabelHead, load_label_head
+
+        head = load_label_head(resume_from) if resume_from else None
+        image_tokens = getattr(policy.model.config, "image_seq_length", None)
+        if not image_tokens:
+            raise ValueError("SFTConfig.aux_label_weight > 0: the model's config names no image_seq_length (image "
+                             "tokens per example), which the label head needs")
+        if head is None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.seed)
+                head = LabelHead.for_model(policy.model, image_tokens, config.aux_label_layer,
+                                           config.aux_label_position)
+        trainer = AuxLabelTrainer(**common, data_collator=LabeledCollator(policy.processor),
+                                  label_head=head.to(args.device), aux_weight=config.aux_label_weight,
+                                  image_token=policy.tokens.image)
+    else:
+        trainer = Trainer(**common, data_collator=VLACollator(policy.processor))
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - t0
@@ -241,6 +272,10 @@ def train_sft(policy: VLAPolicy, dataset: SFTDataset, output_dir: str | Path, co
                        is_main_process=trainer.is_world_process_zero())
     if result.is_main_process:  # one writer; the other processes wait below until the files are there
         policy.save_pretrained(final)
+        if config.aux_label_weight > 0:
+            from agents.sft.label_head import save_label_head
+
+            save_label_head(trainer.label_head, final)
         summary = {"mode": dataset.mode, "config": asdict(config), "losses": losses, "train_seconds": seconds,
                    "examples": result.examples, "final_dir": str(final), "processes": devices,
                    "global_batch_size": result.global_batch_size}

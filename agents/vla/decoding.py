@@ -13,6 +13,8 @@ Disallowed logits are set to ``-inf`` before the softmax, so every generation pa
 forced token has log-probability 0. :meth:`ActionGrammar.categories_for_sequences` gives the category of every
 position of given sequences (teacher forcing), :class:`GrammarLogitsProcessor` applies the same rule inside
 ``transformers``' ``generate``: a sequence's probability under sampling equals the one :meth:`log_prob` computes.
+:class:`GrammarState` is the incremental form the fast decoder (:mod:`agents.vla.fast_decoding`) advances token by
+token (same categories, tested).
 """
 
 from __future__ import annotations
@@ -94,3 +96,38 @@ class GrammarLogitsProcessor(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         return self.grammar.mask(scores, self.grammar.categories(input_ids[:, self.prompt_length :]))
+
+
+class GrammarState:
+    """The grammar state of ``N`` rows being generated, advanced one token at a time (the incremental form of
+    :meth:`ActionGrammar.categories`: same categories, without re-reading every token generated so far).
+
+    Args:
+        grammar: the output grammar.
+        n_rows: rows generated together.
+        device: where the state lives.
+    """
+
+    def __init__(self, grammar: ActionGrammar, n_rows: int, device: torch.device | str = "cpu") -> None:
+        self.grammar = grammar
+        self.has_action = torch.zeros(n_rows, dtype=torch.bool, device=device)
+        self.n_codes = torch.zeros(n_rows, dtype=torch.long, device=device)
+        self.n_tokens = 0
+        self._table = grammar.table.to(device)
+        self._is_code = torch.zeros(grammar.table.shape[1], dtype=torch.long, device=device)
+        self._is_code[grammar._codes.to(device)] = 1
+
+    def categories(self) -> torch.Tensor:
+        """``(N,)`` category of each row's next token."""
+        n_text = torch.full_like(self.n_codes, self.n_tokens)
+        return self.grammar._category(self.has_action, n_text, self.n_codes)
+
+    def mask(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits (N, V)`` with ``-inf`` on the tokens the grammar forbids next."""
+        return logits.masked_fill(~self._table[self.categories()], float("-inf"))
+
+    def advance(self, tokens: torch.Tensor) -> None:
+        """Record the generated ``tokens (N,)``."""
+        self.has_action |= tokens == self.grammar.tokens.action
+        self.n_codes += self._is_code[tokens]
+        self.n_tokens += 1

@@ -75,7 +75,8 @@ class VLAEvalReport:
     open_loop: Any | None
     closed_loop: Any | None
     accuracy: list[AccuracyReport] = field(default_factory=list)
-    """The policy first, then the trivial baselines."""
+    """The policy first, then its blank-BEV row (``evaluate_vla(..., blank_bev=True)``), then the trivial
+    baselines."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for JSON)."""
@@ -132,11 +133,16 @@ def trivial_baselines(train_rows: Sequence[Mapping[str, Any]], rows: Sequence[Ma
     return [major, accuracy_report("type+lead lookup (trivial)", lookup, rows)]
 
 
-def generate_texts(policy: VLAPolicy, table: Any, batch_size: int = 16, progress: bool = False) -> list[str]:
-    """Greedy label texts of the policy for every row of a rendered sample table (drive prompt)."""
+def generate_texts(policy: VLAPolicy, table: Any, batch_size: int = 16, progress: bool = False,
+                   blank_bev: bool = False) -> list[str]:
+    """Greedy label texts of the policy for every row of a rendered sample table (drive prompt); with
+    ``blank_bev`` every image is replaced by an all-zero (black) ``uint8 (H, W, 3)`` BEV of the same size, so the
+    policy sees the prompt only (the "does it read the scene" ablation)."""
     from tqdm import tqdm
 
     bev = np.asarray(table.with_format("numpy")["bev"], dtype=np.uint8)
+    if blank_bev:
+        bev = np.zeros_like(bev)
     prompts = list(table["prompt"])
     texts: list[str] = []
     for start in tqdm(range(0, len(prompts), batch_size), desc="language", disable=not progress, leave=False):
@@ -147,14 +153,16 @@ def generate_texts(policy: VLAPolicy, table: Any, batch_size: int = 16, progress
 
 
 def language_accuracy(policy: VLAPolicy, table: Any, train_table: Any | None = None, batch_size: int = 16,
-                      progress: bool = False) -> list[AccuracyReport]:
+                      progress: bool = False, blank_bev: bool = False) -> list[AccuracyReport]:
     """Accuracy reports of the policy on the rows of ``table`` (pairs and safe expert decisions), followed by the
-    trivial baselines fitted on ``train_table`` (when given)."""
+    trivial baselines fitted on ``train_table`` (when given). ``blank_bev``: the policy sees an all-zero BEV
+    (:func:`generate_texts`; its report is named ``<policy> (blank BEV)``)."""
     from counterfactual.language import parse_explanation
 
     rows = _rows(table)
-    texts = generate_texts(policy, table, batch_size, progress)
-    reports = [accuracy_report(policy.name, [parse_explanation(t) for t in texts], rows)]
+    texts = generate_texts(policy, table, batch_size, progress, blank_bev=blank_bev)
+    name = f"{policy.name} (blank BEV)" if blank_bev else policy.name
+    reports = [accuracy_report(name, [parse_explanation(t) for t in texts], rows)]
     if train_table is not None:
         reports += trivial_baselines(_rows(train_table), rows)
     return reports
@@ -163,9 +171,11 @@ def language_accuracy(policy: VLAPolicy, table: Any, train_table: Any | None = N
 # --------------------------------------------------------------------------------------------------- driving
 def evaluate_vla(policy: VLAPolicy, source: Any, table: Any | None = None, train_table: Any | None = None,
                  open_loop: bool = True, closed_loop: bool = True, max_steps: int = 200,
-                 progress: bool = True) -> VLAEvalReport:
+                 progress: bool = True, blank_bev: bool = False) -> VLAEvalReport:
     """Driving metrics on ``source`` (held-out scenes) and, with ``table`` (their rendered rows), the language and
-    risk accuracies beside the trivial baselines (fitted on ``train_table``)."""
+    risk accuracies beside the trivial baselines (fitted on ``train_table``). ``blank_bev``: the language and risk
+    accuracies are also measured with an all-zero BEV (:func:`generate_texts`), reported as an extra row
+    ``<policy> (blank BEV)`` after the policy's (the driving metrics always see the real BEV)."""
     from envs.replay_env import EnvConfig, ReplayEnv
     from agents.evaluation import evaluate_closed_loop, evaluate_open_loop
 
@@ -179,6 +189,8 @@ def evaluate_vla(policy: VLAPolicy, source: Any, table: Any | None = None, train
         report.closed_loop = evaluate_closed_loop(policy, env, progress=progress, max_steps=max_steps)
     if table is not None:
         report.accuracy = language_accuracy(policy, table, train_table, progress=progress)
+        if blank_bev:
+            report.accuracy.insert(1, language_accuracy(policy, table, progress=progress, blank_bev=True)[0])
         for result in (report.open_loop, report.closed_loop):
             if result is not None:
                 result.language_accuracy = report.accuracy[0].language_accuracy
@@ -230,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default="outputs/sft_cache", help="rendered-sample cache folder")
     p.add_argument("--no-open-loop", action="store_true", help="skip the open-loop evaluation")
     p.add_argument("--no-closed-loop", action="store_true", help="skip the closed-loop evaluation")
+    p.add_argument("--blank-bev", action="store_true",
+                   help="also measure language / risk accuracy with an all-zero BEV (does the policy read its image?)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 without CUDA)")
     p.add_argument("--out", default=None, help="write the report as JSON here")
     p.add_argument("--no-progress", action="store_true", help="disable progress bars")
@@ -279,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_table = load_or_build_samples(train_source, load_anchor_pairs(args.train_pairs), args.cache_dir,
                                             progress=progress)
     report = evaluate_vla(policy, source, table, train_table, open_loop=not args.no_open_loop,
-                          closed_loop=not args.no_closed_loop, progress=progress)
+                          closed_loop=not args.no_closed_loop, progress=progress, blank_bev=args.blank_bev)
     print(report_table([report]))
     if args.out:
         write_json(Path(args.out), json.loads(json.dumps(report.to_dict(), default=float)))

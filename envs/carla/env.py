@@ -19,12 +19,16 @@ The same contract as :class:`envs.replay_env.ReplayEnv` (closed loop):
   the server.
 * **Episode**: a scripted scenario (:mod:`envs.carla.scenarios`) is staged: the ego, its sensors (collision, lane
   invasion, an IMU as the per-frame heartbeat, cameras), the adversaries, background traffic on the Traffic Manager; the ego drives its nominal plan
-  for ``warmup_time`` (the observation's history), then the policy takes over. It **terminates** on a collision
+  for ``warmup_time`` (the observation's history), then the policy takes over. It **terminates** on any collision
   (collision sensor; its events are kept by frame id and read once the frame's data arrived, at most
-  ``sensor_timeout`` after the tick, so the collision ends the step it happened in), off-road (an ego corner outside
-  the map's drivable area; maps come from the CARLA map's
-  waypoints, :mod:`envs.carla.roadmap`) or at the route's end, and is **truncated** at ``episode_time`` or when the
-  server fails (``info["carla_error"]``; the next ``reset`` reconnects).
+  ``sensor_timeout`` after the tick, so the collision ends the step it happened in; unlike the replay env, which ends
+  only at-fault collisions, :func:`rewards.pdm.contacts_at_fault`: CARLA's contacts are physical, so the ego is
+  pushed and the scene after a contact is no longer the scenario, and the classifier would need the other actor's
+  box, first-seen speed and the lane areas at the contact frame from the recording, not wired here; so being
+  rear-ended ends a CARLA episode and counts as an infraction, as on the CARLA leaderboard), off-road (an ego
+  corner outside the map's drivable area; maps come from the CARLA map's waypoints, :mod:`envs.carla.roadmap`) or
+  at the route's end, and is **truncated** at ``episode_time`` or when the server fails (``info["carla_error"]``;
+  the next ``reset`` reconnects).
 * **Recording**: every episode becomes a :class:`~envs.scenes.scene.Scene` with ``meta.source == "carla"``
   (:mod:`envs.carla.recording`), written to ``record_dir`` when set (``info["recording"]``, ``info["origin"]``);
   the final info carries the leaderboard metrics (``info["driving_metrics"]``, :func:`envs.sim.metrics.driving_metrics`).

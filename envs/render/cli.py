@@ -1,5 +1,9 @@
 """CLI: ``python -m envs.render --out outputs/render --num-scenes 6`` renders built-in synthetic scenes to PNGs
 (one per frame, a caption above each, plus a contact sheet) and prints their paths (see :func:`main`).
+
+``python -m envs.render --family-sheets --out outputs/families [--num-scenes 12]`` writes one contact sheet per road
+family of the bank's families mode (``family_<name>.png``: ``--num-scenes`` SYNTHETIC scenes of that family, each
+at its key frame: contact, or mid-log for normal scenes), see :func:`family_sheets`.
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-future", action="store_true", help="do not draw the ego's logged future (yellow)")
     parser.add_argument("--no-sheet", action="store_true", help="skip the contact sheet")
     parser.add_argument("--columns", type=int, default=0, help="contact sheet columns (default: frames per scene)")
+    parser.add_argument("--family-sheets", action="store_true",
+                        help="one contact sheet per road family (families mode of the bank; --families to choose)")
+    parser.add_argument("--families", default=None, help="comma-separated road families for --family-sheets "
+                        "(default: all, the held-out one included)")
     args = parser.parse_args(argv)
     if args.num_scenes < 1:
         parser.error(f"--num-scenes: expected >= 1, got {args.num_scenes}")
@@ -53,6 +61,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from envs.scenes.bank import ScenarioBank  # the synthetic bank; imported here so rendering never needs it
 
     types = [s.strip() for s in args.types.split(",") if s.strip()] if args.types else None
+    if args.family_sheets:
+        families = [s.strip() for s in args.families.split(",") if s.strip()] if args.families else None
+        try:
+            paths = family_sheets(args.out, args.num_scenes, args.seed, families, types, args.size, args.mpp,
+                                  args.columns or 4)
+        except ValueError as exc:
+            parser.error(f"--family-sheets: {exc}")
+        for path in paths:
+            print(path)
+        return 0
     try:
         bank = ScenarioBank(args.num_scenes, seed=args.seed, scenario_types=types)
     except ValueError as exc:
@@ -89,3 +107,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_png(path, sheet)
         print(path)
     return 0
+
+
+def family_sheets(
+    out: str,
+    num_scenes: int,
+    seed: int = 0,
+    families: Sequence[str] | None = None,
+    scenario_types: Sequence[str] | None = None,
+    size: int = 256,
+    meters_per_pixel: float = 0.25,
+    columns: int = 4,
+) -> list[str]:
+    """Write ``<out>/family_<family>.png`` for each road family (default: every one of
+    :data:`envs.scenes.road_families.FAMILIES`): ``num_scenes`` scenes of ``ScenarioBank(num_scenes, seed,
+    roads="families", road_families=[family])`` at their key frame (contact, or the log's middle), captioned with
+    type, layout name and frame, ``columns`` per row. Returns the paths written."""
+    from envs.scenes.bank import ScenarioBank
+    from envs.scenes.road_families import FAMILIES
+
+    config = BEVConfig(height=size, width=size, meters_per_pixel=meters_per_pixel, colliding_agent_color=(255, 40, 40))
+    renderer = BEVRenderer(config)
+    os.makedirs(out, exist_ok=True)
+    paths = []
+    for family in families or FAMILIES:
+        bank = ScenarioBank(num_scenes, seed=seed, roads="families", road_families=[family],
+                            scenario_types=scenario_types)
+        tiles = []
+        for scene in bank:
+            t = _frames_to_draw(scene, "before_collision", 1, 0.0)[-1]
+            future = logged_future(scene, t)
+            image = renderer.render(scene, t, future if len(future) else None, [(255, 235, 60)] if len(future) else None)
+            lines = [f"SYNTHETIC {scene.meta.scenario_type}", scene.meta.extra["layout"], f"t={t}"]
+            tiles.append(caption(image, lines))
+        path = os.path.join(out, f"family_{family}.png")
+        write_png(path, contact_sheet(tiles, columns))
+        paths.append(path)
+    return paths

@@ -3,3 +3,5 @@ world frame), the one source registry and typed origins (:mod:`envs.scenes.sourc
 (:mod:`envs.scenes.layouts`), the built-in **synthetic** accident scenario bank (:mod:`envs.scenes.bank`), the
 DeepAccident reader / writer (:mod:`envs.scenes.deepaccident`), and closed-loop rollouts in scene form
 (:mod:`envs.scenes.rollout`)."""
+
+from envs.scenes import road_families as _road_families  # noqa: E402,F401  registers the family layouts with get_layout

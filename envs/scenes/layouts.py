@@ -18,6 +18,10 @@ Layouts (:data:`LAYOUT_NAMES`), all right-hand traffic, lanes 3.5 m wide, world 
 * ``merge``: the straight two-way road without parking strips plus an on-ramp from the south-west joining the
   outer eastbound lane through a 40 m taper at x in [-20, 20] m (``E1_up`` ends and ``E1_down`` starts at x = 20).
 
+Parametric road-geometry families (opt-in, ``ScenarioBank(..., roads="families")``) live in
+:mod:`envs.scenes.road_families`; :func:`get_layout` also builds (and caches) their layouts by name
+(``"<family>[k=v,...]"``).
+
 All geometry is synthetic (procedurally generated), not taken from any real map.
 """
 
@@ -28,7 +32,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -239,6 +243,12 @@ class Layout:
         parking: parking-strip centre polylines ``(K, 2)`` [m], in the adjacent lanes' driving direction.
         green_arms: arms whose lane connectors show green (all others red); empty for unsignalized layouts.
         connector_arm: connector lane id -> arm it enters from (signalized layouts only).
+        family: road-geometry family of a parametric layout (:mod:`envs.scenes.road_families`), "" for the classic
+            layouts of :data:`LAYOUT_NAMES`.
+        params: the family's parameters (lane counts, radius [m], angles [deg], ...), empty for classic layouts.
+        centre: ``(K, 2)`` reference centreline [m] of a two-way road family (the road frame: station along it,
+            lateral offset left positive), None when the road runs along the x axis from x = -250 m or for junctions.
+        through_routes: lane-name routes background traffic may drive (road families; empty otherwise).
     """
 
     name: str
@@ -251,6 +261,10 @@ class Layout:
     parking: tuple[np.ndarray, ...] = ()
     green_arms: tuple[str, ...] = ()
     connector_arm: Mapping[int, str] = field(default_factory=dict)
+    family: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    centre: np.ndarray | None = None
+    through_routes: tuple[tuple[str, ...], ...] = ()
 
     def lane(self, name: str) -> Lane:
         """The lane called ``name`` (``KeyError`` listing the known names if absent)."""
@@ -289,9 +303,13 @@ class _Builder:
         self.lanes: list[Lane] = []
         self.ids: dict[str, int] = {}
 
-    def add(self, name: str, centerline: np.ndarray, speed_limit: float, in_intersection: bool = False) -> int:
+    def add(
+        self, name: str, centerline: np.ndarray, speed_limit: float, in_intersection: bool = False,
+        polygon: np.ndarray | None = None,
+    ) -> int:
+        """Add a lane (``polygon``: its outline, when known; default: derived by :class:`Lane`)."""
         lane_id = len(self.lanes) + 1
-        self.lanes.append(Lane(lane_id, centerline, LANE_WIDTH, in_intersection, speed_limit))
+        self.lanes.append(Lane(lane_id, centerline, LANE_WIDTH, in_intersection, speed_limit, polygon))
         self.ids[name] = lane_id
         return lane_id
 
@@ -429,9 +447,25 @@ def _build_merge(half_length: float = 250.0) -> Layout:
     )
 
 
-@functools.lru_cache(maxsize=None)
+_FAMILY_BUILDER: list[Callable[[str], Layout]] = []
+"""The builder of parametric family layouts (registered by :mod:`envs.scenes.road_families` on import, which the
+``envs.scenes`` package does)."""
+
+
+def register_family_builder(builder: Callable[[str], Layout]) -> None:
+    """Let :func:`get_layout` build ``"<family>[k=v,...]"`` names with ``builder(name) -> Layout``."""
+    _FAMILY_BUILDER[:] = [builder]
+    get_layout.cache_clear()
+
+
+@functools.lru_cache(maxsize=512)  # ~0.3 MB per family layout with its paths and maps: bounded at ~150 MB
 def get_layout(name: str) -> Layout:
-    """The (cached, immutable) layout called ``name``; ``ValueError`` listing :data:`LAYOUT_NAMES` if unknown."""
+    """The (cached, immutable) layout called ``name``: one of :data:`LAYOUT_NAMES`, or a parametric family layout
+    ``"<family>[k=v,...]"`` (:func:`envs.scenes.road_families.family_layout_name`); ``ValueError`` if unknown."""
+    if "[" in name:
+        if not _FAMILY_BUILDER:
+            raise ValueError(f"layout {name!r}: no road-family builder registered (import envs.scenes.road_families)")
+        return _FAMILY_BUILDER[0](name)
     if name == "straight":
         return _build_straight()
     if name == "merge":
@@ -442,7 +476,7 @@ def get_layout(name: str) -> Layout:
     raise ValueError(f"unknown layout {name!r}; known layouts: {LAYOUT_NAMES}")
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=4096)
 def _cached_path(layout_name: str, names: tuple[str, ...]) -> Path:
     layout = get_layout(layout_name)
     return Path.from_points(polyline_of_lanes([layout.lane(n) for n in names]))

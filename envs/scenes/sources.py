@@ -6,7 +6,8 @@ A *source* is an indexable collection of :class:`~envs.scenes.scene.Scene` (``le
 name (:func:`register_source`) and opened with :func:`open_source`:
 
 * ``"bank"``: the built-in **synthetic** scenario bank, ``ScenarioBank(num_scenes, seed, scenario_types,
-  normal_fraction, outcomes, outcome_mix, difficulty)`` (``outcomes="varied"``: outcome-varied typologies);
+  normal_fraction, outcomes, outcome_mix, difficulty, roads, road_families, background_density)``
+  (``outcomes="varied"``: outcome-varied typologies; ``roads="families"``: parametric road families);
 * ``"deepaccident"``: a local DeepAccident folder (``root``, ``split`` = ``"train"`` by default, None for every
   scenario folder, ``strict``, ``frame_convention``);
 * further kinds register themselves (``"carla"`` recordings: :mod:`envs.carla`).
@@ -20,10 +21,10 @@ Origins
 An origin is a small frozen record that re-creates one scene with :func:`resolve` (stored as a plain dict with a
 ``"kind"`` key in anchor-pair datasets, :meth:`Origin.to_dict` / :func:`origin_from_dict`):
 
-* :class:`BankOrigin` ``(scenario_type, seed, variant, scene_id, outcome, difficulty)``:
-  :func:`envs.scenes.bank.generate_scene`;
-* :class:`BankIndexOrigin` ``(num_scenes, seed, index, scenario_types, outcomes, outcome_mix, difficulty)``:
-  ``ScenarioBank(...)[index]``;
+* :class:`BankOrigin` ``(scenario_type, seed, variant, scene_id, outcome, difficulty, road_families,
+  background_density)``: :func:`envs.scenes.bank.generate_scene`;
+* :class:`BankIndexOrigin` ``(num_scenes, seed, index, scenario_types, outcomes, outcome_mix, difficulty, roads,
+  road_families, background_density)``: ``ScenarioBank(...)[index]``;
 * :class:`DeepAccidentOrigin` ``(root, split, index, scenario_type, scenario_name)``: the scenario folder
   ``scenario_type/scenario_name`` of ``root`` (by name, so a changed split file does not shift it; origins written
   before the name was recorded resolve by ``DeepAccidentDataset(root, split)[index]``);
@@ -83,6 +84,8 @@ class BankOrigin(Origin):
     scene_id: str | None = None
     outcome: str | None = None
     difficulty: float | None = None
+    road_families: tuple[str, ...] | None = None
+    background_density: float | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,9 @@ class BankIndexOrigin(Origin):
     outcomes: str | None = None
     outcome_mix: tuple[float, ...] | None = None
     difficulty: float | None = None
+    roads: str | None = None
+    road_families: tuple[str, ...] | None = None
+    background_density: float | None = None
 
 
 @dataclass(frozen=True)
@@ -178,8 +184,8 @@ def origin_from_dict(data: Mapping[str, Any]) -> Origin:
         for name in ("ego_poses", "ego_velocities"):
             if name in kwargs:
                 kwargs[name] = _nested_tuple(kwargs[name])
-    if kind == "bank_index":
-        for name in ("scenario_types", "outcome_mix"):
+    if kind in ("bank_index", "bank"):
+        for name in ("scenario_types", "outcome_mix", "road_families"):
             if kwargs.get(name) is not None:
                 kwargs[name] = tuple(kwargs[name])
     try:
@@ -216,6 +222,10 @@ def _resolve_bank(o: BankOrigin) -> Scene:
         kwargs["outcome"] = o.outcome
     if o.difficulty is not None:
         kwargs["difficulty"] = float(o.difficulty)
+    if o.road_families is not None:
+        kwargs["road_families"] = tuple(o.road_families)
+    if o.background_density is not None:
+        kwargs["background_density"] = float(o.background_density)
     return generate_scene(o.scenario_type, int(o.seed), **kwargs)
 
 
@@ -230,6 +240,12 @@ def _resolve_bank_index(o: BankIndexOrigin) -> Scene:
         kwargs["outcome_mix"] = tuple(o.outcome_mix)
     if o.difficulty is not None:
         kwargs["difficulty"] = float(o.difficulty)
+    if o.roads is not None:
+        kwargs["roads"] = o.roads
+    if o.road_families is not None:
+        kwargs["road_families"] = list(o.road_families)
+    if o.background_density is not None:
+        kwargs["background_density"] = float(o.background_density)
     return ScenarioBank(int(o.num_scenes), seed=int(o.seed), scenario_types=types, **kwargs)[int(o.index)]
 
 
@@ -279,7 +295,10 @@ def scene_origin(scene: Scene) -> Origin:
         return BankOrigin(scenario_type=scene.meta.scenario_type, seed=int(extra["seed"]),
                           variant=None if variant is None else str(variant), scene_id=scene.scene_id,
                           outcome=None if outcome is None else str(outcome),
-                          difficulty=None if outcome is None else float(extra["difficulty"]))
+                          difficulty=None if outcome is None else float(extra["difficulty"]),
+                          road_families=tuple(extra["road_families"]) if "road_families" in extra else None,
+                          background_density=float(extra["background_density"]) if "background_density" in extra
+                          else None)
     if scene.meta.source == "rollout" and extra.get("base_origin"):
         return RolloutOrigin(
             base=origin_from_dict(extra["base_origin"]), start_frame=int(extra["start_frame"]),
@@ -327,11 +346,17 @@ def registered_sources() -> dict[str, str]:
 
 def _open_bank(num_scenes: int = 16, seed: int = 0, scenario_types: Sequence[str] | None = None,
                normal_fraction: float = 0.25, outcomes: str = "collision",
-               outcome_mix: Sequence[float] | None = None, difficulty: float | None = None) -> Any:
+               outcome_mix: Sequence[float] | None = None, difficulty: float | None = None,
+               roads: str = "classic", road_families: Sequence[str] | str | None = None,
+               background_density: float = 1.0) -> Any:
     from envs.scenes.bank import ScenarioBank
 
     types = None if scenario_types is None else list(scenario_types)
     extra: dict[str, Any] = {} if difficulty is None else {"difficulty": difficulty}
+    if roads != "classic" or road_families is not None:
+        extra.update(roads=roads, road_families=road_families)
+    if background_density != 1.0:
+        extra["background_density"] = background_density
     return ScenarioBank(num_scenes, seed=seed, scenario_types=types, normal_fraction=normal_fraction,
                         outcomes=outcomes, outcome_mix=outcome_mix, **extra)
 
@@ -364,7 +389,8 @@ def _deepaccident_origin(options: Mapping[str, Any], index: int, collection: Any
 
 
 register_source("bank", _open_bank, "built-in SYNTHETIC accident scenario bank (num_scenes, seed, scenario_types, "
-                "normal_fraction, outcomes: collision | varied, outcome_mix, difficulty)")
+                "normal_fraction, outcomes: collision | varied, outcome_mix, difficulty, roads: classic | families, "
+                "road_families: train | held_out | all | [names], background_density)")
 register_source("deepaccident", _open_deepaccident,
                 "a local DeepAccident folder (root, split: train by default, null for every scenario folder, strict, "
                 "frame_convention)", origin=_deepaccident_origin, origin_uses_collection=True)

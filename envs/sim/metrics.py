@@ -98,6 +98,10 @@ class DrivingMetrics:
     """Share of driven frames below ``stopped_speed``."""
     frames: int = 0
     """Driven frames."""
+    contacts_not_at_fault: int = 0
+    """Contacts that were not the ego's fault (NAVSIM's classification, :func:`rewards.pdm.contacts_at_fault`:
+    rear-ended, side-swiped, hit while stopped): reported, neither an infraction nor the episode's end (replay env;
+    CARLA counts every collision, see :mod:`envs.carla.env`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (picklable for vector envs)."""
@@ -130,11 +134,12 @@ class EpisodeMetrics:
         self._wrong_way = 0.0
         self._stopped = 0
         self._frames = 0
+        self._contacts = 0
         self._on_route = (np.zeros(0, dtype=bool) if geometry is None
                           else np.isin(geometry.lane_ids, np.asarray(geometry.route_lane_ids, dtype=np.int64)))
 
     def add(self, centers: np.ndarray, rear_axles: np.ndarray, speeds: np.ndarray, offroad: np.ndarray,
-            colliding_agent: int = -1) -> None:
+            colliding_agent: int = -1, contacts: tuple[int, ...] = ()) -> None:
         """Add driven frames.
 
         Args:
@@ -142,7 +147,10 @@ class EpisodeMetrics:
             rear_axles: ``(k, 2)`` ego rear-axle positions [m].
             speeds: ``(k,)`` [m/s].
             offroad: ``(k,)`` bool, an ego corner off the drivable area.
-            colliding_agent: id of the agent the ego collided with in the last of these frames (-1: none).
+            colliding_agent: id of the agent the ego collided with at fault in the last of these frames (-1:
+                none); an infraction.
+            contacts: ids of agents touched without fault in these frames (counted in
+                ``DrivingMetrics.contacts_not_at_fault``, not infractions).
         """
         rear_axles = np.asarray(rear_axles, dtype=np.float64)
         k = len(rear_axles)
@@ -156,6 +164,7 @@ class EpisodeMetrics:
         self._frames += k
         self._last_xy = rear_axles[-1].copy()
         self._last_s = self.route.project(self._last_xy)
+        self._contacts += len(contacts)
         if colliding_agent >= 0:
             cls = AgentClass(int(self.scene.agent_classes[self.scene.agent_index(int(colliding_agent))]))
             self._infractions[cls.name.lower()] = self._infractions.get(cls.name.lower(), 0) + 1
@@ -179,11 +188,12 @@ class EpisodeMetrics:
         return driving_metrics(self.ego_progress, reference_progress, reference_kind, self._infractions,
                                offroad_m=self._offroad, wrong_way_m=self._wrong_way,
                                stopped_share=self._stopped / self._frames if self._frames else 0.0,
-                               frames=self._frames, config=self.config)
+                               frames=self._frames, contacts_not_at_fault=self._contacts, config=self.config)
 
 
 def driving_metrics(progress: float, reference_progress: float, reference_kind: str, infractions: dict[str, int],
                     offroad_m: float = 0.0, wrong_way_m: float = 0.0, stopped_share: float = 0.0, frames: int = 0,
+                    contacts_not_at_fault: int = 0,
                     config: DrivingMetricsConfig = DrivingMetricsConfig()) -> DrivingMetrics:
     """RC, IP and DS of one episode (module docstring); shared by the replay env and ``CarlaEnv``.
 
@@ -192,6 +202,7 @@ def driving_metrics(progress: float, reference_progress: float, reference_kind: 
         reference_kind: what the reference is (reported).
         infractions: instances by name (:data:`INFRACTIONS`).
         offroad_m, wrong_way_m: distances driven off-road / the wrong way [m] (deducted from RC).
+        contacts_not_at_fault: contacts that were not the ego's fault (reported, no penalty).
     """
     ref = float(reference_progress)
     if ref < config.min_reference_progress:
@@ -205,7 +216,8 @@ def driving_metrics(progress: float, reference_progress: float, reference_kind: 
     return DrivingMetrics(route_completion=rc, infraction_penalty=float(ip), driving_score=float(rc * ip),
                           ego_progress_m=float(progress), reference_progress_m=ref, reference_kind=reference_kind,
                           infractions=dict(infractions), offroad_m=float(offroad_m), wrong_way_m=float(wrong_way_m),
-                          stopped_share=float(stopped_share), frames=int(frames))
+                          stopped_share=float(stopped_share), frames=int(frames),
+                          contacts_not_at_fault=int(contacts_not_at_fault))
 
 def reference_progress(
     scene: Scene,

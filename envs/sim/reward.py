@@ -18,7 +18,8 @@ object for the replay env, the CARLA env and GRPO's group score, which sums the 
   collision in its 4 s horizon, at fault or not, else 0).
 
 Closed loop adds ``w_terminal_collision * terminal_collision`` where ``terminal_collision`` is ``-1`` on the step in
-which the simulated ego actually collides (see :mod:`envs.replay_env`).
+which the simulated ego actually collides at fault (NAVSIM's classification; a contact that is not the ego's fault is
+reported, not penalised: see :mod:`envs.replay_env`).
 
 ``RewardConfig.kind="progress"`` (the default) replaces the closed-loop step reward by **route progress first** (the
 CaRL reward's shape: route completion as the single term, soft infractions multiply it down, a crash or leaving the
@@ -64,9 +65,9 @@ class RewardConfig:
     """Weight of the scorer's collision term (``-PDMConfig.collision_penalty`` for a candidate that collides within
     its 4 s horizon)."""
     w_terminal_collision: float = 1.0
-    """Closed loop: penalty magnitude added once when the simulated (or CARLA) ego collides (``kind="score"``); with
-    ``kind="progress"`` the penalty of a collision or leaving the road is ``w_terminal_collision * (1 + the episode's
-    progress reward so far)`` (see :func:`progress_reward`)."""
+    """Closed loop: penalty magnitude added once when the simulated ego collides at fault (the CARLA ego: on any
+    collision) (``kind="score"``); with ``kind="progress"`` the penalty of such a collision or leaving the road is
+    ``w_terminal_collision * (1 + the episode's progress reward so far)`` (see :func:`progress_reward`)."""
     kind: str = "progress"
     """The closed-loop step reward (:data:`REWARD_KINDS`): ``"progress"`` (default), route progress first (the CaRL
     reward's shape, Jaeger et al. 2025; :func:`progress_reward`), or ``"score"``, the weighted score of the action

@@ -3,7 +3,8 @@
 The ego tracks an action trajectory with the scorer's own controller + kinematic bicycle model
 (:func:`rewards.tracking.simulate_candidates`); other agents replay their logs (non-reactive). This module keeps the
 ego's state per frame and answers the termination questions (collision, off-road) with the scorer's geometry
-(:func:`rewards.geometry.boxes_overlap`, :class:`rewards.map_index.MapIndex` behind a raster fast path).
+(:func:`rewards.geometry.boxes_overlap`, :class:`rewards.map_index.MapIndex` behind a raster fast path) and, for
+contacts, the scorer's at-fault classification (:func:`first_event`, :func:`rewards.pdm.contacts_at_fault`).
 
 Frames: everything here is in the **world frame** unless a name says otherwise; ego poses are rear-axle poses.
 """
@@ -22,6 +23,7 @@ from envs.sim.kernels import frame_collisions, raster_inside
 from rewards.geometry import box_corners, boxes_overlap, local_to_world, rotate_vectors, vehicle_corners, wrap_angle
 from rewards.config import PDMConfig
 from rewards.map_index import map_index_for
+from rewards.pdm import contacts_at_fault
 from rewards.tracking import (
     NUM_STATE_COLUMNS,
     SAX,
@@ -38,7 +40,7 @@ from rewards.tracking import (
     track_poses_each,
     track_poses_with_steering,
 )
-from rewards.types import EgoState, MapGeometry
+from rewards.types import EgoState, MapGeometry, ScoringProblem
 
 
 def scene_with_ego(scene: Scene, ego_poses: np.ndarray, ego_velocities: np.ndarray) -> Scene:
@@ -198,7 +200,8 @@ class DrivableArea:
 
 
 def check_frames(
-    scene: Scene, poses: np.ndarray, frames: np.ndarray, drivable: DrivableArea | None
+    scene: Scene, poses: np.ndarray, frames: np.ndarray, drivable: DrivableArea | None,
+    ignore: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Collision and off-road checks of simulated ego poses against the log, one frame each.
 
@@ -207,6 +210,8 @@ def check_frames(
         poses: ``(k, 3)`` simulated ego rear-axle poses, world frame [m, m, rad].
         frames: ``(k,)`` the scene frames of ``poses``.
         drivable: the scene's drivable area, or None to skip the off-road check (no map).
+        ignore: optional ``(N,)`` bool over the scene's agent rows: agents never reported (the closed loop's
+            agents already touched without fault, see :mod:`envs.replay_env`).
 
     Returns:
         ``(colliding_id (k,) int64, offroad (k,) bool)``: per frame, the id of an agent valid at that frame whose box
@@ -222,10 +227,13 @@ def check_frames(
     yaw = poses[:, 2]
     agents = np.ascontiguousarray(scene.agent_poses[:, frames])  # (N, k, 3)
     reach = 0.5 * (np.hypot(params.length, params.width) + np.hypot(*scene.agent_sizes.T))  # (N,)
+    valid = scene.agent_valid[:, frames]
+    if ignore is not None:
+        valid &= ~np.asarray(ignore, dtype=bool)[:, None]
     corners, colliding = frame_collisions(
         poses, np.cos(yaw), np.sin(yaw), float(params.rear_axle_to_center), float(0.5 * params.length),
         float(0.5 * params.width), agents, np.cos(agents[..., 2]), np.sin(agents[..., 2]),
-        np.ascontiguousarray(scene.agent_valid[:, frames]), 0.5 * scene.agent_sizes[:, 0],
+        np.ascontiguousarray(valid), 0.5 * scene.agent_sizes[:, 0],
         0.5 * scene.agent_sizes[:, 1], reach ** 2, np.asarray(scene.agent_ids, dtype=np.int64))
     if drivable is None:
         offroad = np.zeros(len(frames), dtype=bool)
@@ -234,8 +242,62 @@ def check_frames(
     return colliding, offroad
 
 
+@dataclasses.dataclass(frozen=True)
+class DrivenFrames:
+    """What :func:`first_event` found over one re-planning interval of simulated frames."""
+
+    driven: int
+    """Frames driven: up to and including the first episode-ending event, else all of them."""
+    collision_agent: int
+    """Id of the agent of an at-fault collision in the last driven frame (-1: none)."""
+    offroad: bool
+    """The last driven frame ended the episode off the road (and not in an at-fault collision)."""
+    offroad_at: np.ndarray
+    """``(driven,)`` bool: an ego corner off the drivable area, per driven frame."""
+    contacts: tuple[int, ...]
+    """Ids of the agents touched without fault in the driven frames (in order; ignored from then on)."""
+
+
+def first_event(
+    scene: Scene, states: np.ndarray, frames: np.ndarray, drivable: DrivableArea | None, problem: ScoringProblem,
+    config: PDMConfig, ignore: np.ndarray,
+) -> DrivenFrames:
+    """The closed loop's termination rule over simulated frames: the first **at-fault** collision or off-road frame.
+
+    Contacts come from :func:`check_frames` (agents in ``ignore`` skipped); each is classified by the scorer's NC
+    rule (:func:`rewards.pdm.contacts_at_fault`: NAVSIM's ``get_collision_type``, the objects read from ``problem``,
+    "stopped" as first seen in its window). A contact that is not the ego's fault (rear-ended, side-swiped, hit
+    while stopped) does not end the episode: its agent is added to ``ignore`` **in place** (so it is not reported
+    again while the boxes still overlap, as NAVSIM ignores an object after a not-at-fault contact for the rest of a
+    candidate) and the frames are checked again.
+
+    Args:
+        scene: the logged scene; states: ``(k, 7)`` simulated tracker states (world rear-axle pose first);
+        frames: ``(k,)`` their scene frames, ``problem.time_index < frames``; drivable: as :func:`check_frames`.
+        problem: the log's scoring problem at the decision frame (its window covers ``frames``).
+        config: the scorer configuration (classification thresholds).
+        ignore: ``(N,)`` bool over the scene's agent rows, updated in place.
+    """
+    k = len(frames)
+    contacts: list[int] = []
+    while True:
+        colliding, offroad_at = check_frames(scene, states[:, :3], frames, drivable, ignore)
+        events = np.flatnonzero((colliding >= 0) | offroad_at)
+        if not len(events):
+            return DrivenFrames(k, -1, False, offroad_at, tuple(contacts))
+        i = int(events[0])
+        agent = int(colliding[i])
+        if agent >= 0 and not contacts_at_fault(problem, states[i : i + 1], [int(frames[i]) - problem.time_index],
+                                                [agent], config)[0]:
+            ignore[scene.agent_index(agent)] = True
+            contacts.append(agent)
+            continue
+        return DrivenFrames(i + 1, agent, agent < 0, offroad_at[: i + 1], tuple(contacts))
+
+
 def check_frames_numpy(
-    scene: Scene, poses: np.ndarray, frames: np.ndarray, drivable: DrivableArea | None
+    scene: Scene, poses: np.ndarray, frames: np.ndarray, drivable: DrivableArea | None,
+    ignore: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The numpy formulation of :func:`check_frames` (same arguments and results; kept as its reference in the
     tests)."""
@@ -249,6 +311,8 @@ def check_frames_numpy(
         reach = 0.5 * (np.hypot(params.length, params.width) + np.hypot(*scene.agent_sizes.T))  # (N,)
         dist2 = np.sum((agents[..., :2] - centers) ** 2, axis=-1)  # (N, k)
         near = (dist2 <= reach[:, None] ** 2) & scene.agent_valid[:, frames]
+        if ignore is not None:
+            near &= ~np.asarray(ignore, dtype=bool)[:, None]
         if near.any():
             n_idx, k_idx = np.nonzero(near)
             sizes = scene.agent_sizes[n_idx]

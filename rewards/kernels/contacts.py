@@ -240,6 +240,55 @@ def object_drift(centers: np.ndarray, valid: np.ndarray, horizon: int) -> np.nda
     return out
 
 
+@njit(cache=True, inline="always")
+def _at_fault(x: float, y: float, c: float, s: float, speed: float, lane_or_offroad: bool, ego_corners: np.ndarray,
+              ox: float, oy: float, obj_stopped: bool, obj_corners: np.ndarray, stopped_speed: float,
+              behind_rad: float) -> bool:
+    """Whether an ego-object contact is the ego's fault (pdm_scorer_utils.py ``get_collision_type``; the one
+    classification of the score's NC and of the closed-loop envs' termination, :func:`contacts_at_fault`).
+
+    Not at fault when the ego is stopped (``speed <= stopped_speed``); at fault when the object is stopped;
+    otherwise not at fault when the object's centre is behind the ego (relative angle from the rear axle ``(x, y)``
+    heading ``(c, s)`` above ``behind_rad``), else at fault when the ego spans several lanes or leaves the drivable
+    area (``lane_or_offroad``) or its front bumper (segment FL-FR of ``ego_corners (4, 2)``) touches the object's box
+    ``obj_corners (4, 2)`` (a lateral contact by the object is not at fault).
+    """
+    if speed <= stopped_speed:
+        return False
+    if obj_stopped:
+        return True
+    if _relative_angle(x, y, c, s, ox, oy) > behind_rad:
+        return False
+    return lane_or_offroad or _segment_hits_box(ego_corners[0, 0], ego_corners[0, 1], ego_corners[3, 0],
+                                                ego_corners[3, 1], obj_corners)
+
+
+@njit(cache=True)
+def contacts_at_fault(states: np.ndarray, cos_yaw: np.ndarray, sin_yaw: np.ndarray, corners: np.ndarray,
+                      speed: np.ndarray, lane_or_offroad: np.ndarray, steps: np.ndarray, objects: np.ndarray,
+                      obj_centers: np.ndarray, obj_stopped: np.ndarray, obj_corners: np.ndarray,
+                      stopped_speed: float, behind_rad: float) -> np.ndarray:
+    """``(M,)`` bool: whether each of M given ego-object contacts is the ego's fault (:func:`_at_fault`, the rule of
+    :func:`collisions_and_ttc`'s NC).
+
+    Args:
+        states: ``(M, 7)`` ego states at the contacts; cos_yaw, sin_yaw, speed: ``(M,)``; corners: ``(M, 4, 2)``
+            ego box corners (:func:`ego_boxes`); lane_or_offroad: ``(M,)`` bool.
+        steps: ``(M,)`` int64 object step of each contact; objects: ``(M,)`` int64 object index.
+        obj_centers: ``(N, S, 2)``; obj_stopped: ``(N,)`` bool; obj_corners: ``(N, S, 4, 2)``
+            (:class:`ObjectTracks`).
+    """
+    m_count = steps.shape[0]
+    out = np.zeros(m_count, dtype=np.bool_)
+    for m in range(m_count):
+        n = objects[m]
+        s = steps[m]
+        out[m] = _at_fault(states[m, 0], states[m, 1], cos_yaw[m], sin_yaw[m], speed[m], lane_or_offroad[m],
+                           corners[m], obj_centers[n, s, 0], obj_centers[n, s, 1], obj_stopped[n], obj_corners[n, s],
+                           stopped_speed, behind_rad)
+    return out
+
+
 @njit(cache=True)
 def collisions_and_ttc(ego: EgoSweep, objects: ObjectTracks, rules: ContactRules):
     """NC and TTC of every candidate from the ego-object contacts (pdm_scorer.py ``_calculate_no_at_fault_collision``,
@@ -368,17 +417,9 @@ def collisions_and_ttc(ego: EgoSweep, objects: ObjectTracks, rules: ContactRules
                         if collision_t[g] < 0 or t < collision_t[g]:
                             collision_t[g] = t
                             collision_n[g] = n
-                        ego_stopped = sp <= collision_stopped_speed
-                        behind = _relative_angle(states[g, t, 0], states[g, t, 1], ca, sa, obj_centers[n, t, 0],
-                                                 obj_centers[n, t, 1]) > behind_rad
-                        at_fault = False
-                        if not ego_stopped:
-                            if obj_stopped[n]:
-                                at_fault = True
-                            elif not behind:
-                                at_fault = lane_or_offroad[g, t] or _segment_hits_box(
-                                    corners[g, t, 0, 0], corners[g, t, 0, 1], corners[g, t, 3, 0],
-                                    corners[g, t, 3, 1], obj_corners[n, t])
+                        at_fault = _at_fault(states[g, t, 0], states[g, t, 1], ca, sa, sp, lane_or_offroad[g, t],
+                                             corners[g, t], obj_centers[n, t, 0], obj_centers[n, t, 1],
+                                             obj_stopped[n], obj_corners[n, t], collision_stopped_speed, behind_rad)
                         if at_fault:
                             value = static_score if obj_static[n] else 0.0
                             nc[g] = min(nc[g], value)

@@ -13,6 +13,11 @@
 * Observations: the env's dict observation (``"bev"`` RGB, HWC or CHW after SB3's ``VecTransposeImage``), turned
   into :class:`agents.base.PolicyInput` with :func:`envs.observation.text_prompt`. Env actions are trajectories
   ``(8, 3)`` (a raw replay env, ``GroupEnvConfig(normalized_actions=False)``).
+* Forward passes per collection step: sampling the G members of every state (one generation call, each state's
+  image and prompt prefilled once), pi_old of the anchors (one teacher-forced call over the anchor slots), the KL
+  reference over all G + 2 slots (one call); per update minibatch one call over every valid slot. Each call runs
+  every state's image and prompt once and the rows' outputs against its cache (:meth:`VLAPolicy.log_prob`);
+  ``python -m benchmarks.bench_grpo_vla`` times each part.
 * Reference (KL): rebuilt from the same folder (:meth:`make_reference`), never saved in GRPO's zip; loading a GRPO
   zip therefore needs the folder where it was at training time.
 """

@@ -110,6 +110,25 @@ def _merge_candidate(rng: np.random.Generator, layout: Layout, focus: np.ndarray
     return _parked(rng, AgentClass.STATIC, parking, _near(parking, focus, rng, 50.0, 80.0))
 
 
+def _family_road_candidate(rng: np.random.Generator, layout: Layout, focus: np.ndarray) -> Actor:
+    """Traffic on a two-way road / merge family layout: its through routes, parking strips and walkways."""
+    u = rng.random()
+    if u < 0.45 or not layout.parking:
+        if u >= 0.9 and layout.walkways:
+            return _pedestrian(rng, layout, focus)
+        route = layout.through_routes[int(rng.integers(len(layout.through_routes)))]
+        path = layout.path(route)
+        return _mover(rng, AgentClass.VEHICLE, path, _near(path, focus, rng, 80.0, 80.0), rng.uniform(7.0, 13.5))
+    parking = _polyline_path(layout.name, "park", int(rng.integers(len(layout.parking))), False)
+    if u < 0.65:
+        return _parked(rng, AgentClass.VEHICLE, parking, _near(parking, focus, rng, 60.0, 90.0))
+    if u < 0.75:
+        return _mover(rng, AgentClass.CYCLIST, parking, _near(parking, focus, rng, 60.0, 60.0), rng.uniform(3.0, 6.0))
+    if u < 0.95:
+        return _pedestrian(rng, layout, focus)
+    return _parked(rng, AgentClass.STATIC, parking, _near(parking, focus, rng, 30.0, 90.0))
+
+
 _SAMPLERS = {"straight": _straight_candidate, "merge": _merge_candidate}
 
 
@@ -121,7 +140,10 @@ def add_background(
     Returns:
         The accepted agents (fewer than wanted when draws keep colliding).
     """
-    sampler = _SAMPLERS.get(layout.name, _junction_candidate)
+    if layout.family:
+        sampler = _junction_candidate if layout.family.startswith("junction") else _family_road_candidate
+    else:
+        sampler = _SAMPLERS.get(layout.name, _junction_candidate)
     occupancy = Occupancy()
     for ego in ego_tracks:
         occupancy.add(ego.corners(EGO_MARGIN))

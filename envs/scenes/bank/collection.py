@@ -7,7 +7,13 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from envs.scenes.bank.generator import SCENARIO_TYPES, check_scenario_type, generate_scene
+from envs.scenes.bank.generator import (
+    SCENARIO_TYPES,
+    check_background_density,
+    check_roads_for,
+    check_scenario_type,
+    generate_scene,
+)
 from envs.scenes.bank.outcomes import (
     DEFAULT_DIFFICULTY,
     DEFAULT_OUTCOME_MIX,
@@ -17,7 +23,29 @@ from envs.scenes.bank.outcomes import (
     check_outcome_mix,
     tilted_mix,
 )
+from envs.scenes.bank.roads import Roads
+from envs.scenes.road_families import FAMILIES, HELD_OUT_FAMILIES, TRAIN_FAMILIES
 from envs.scenes.scene import Scene
+
+ROAD_MODES = ("classic", "families")
+"""``ScenarioBank(roads=...)``: ``"classic"`` (default: the six fixed layouts) or ``"families"`` (parametric)."""
+FAMILY_SPLITS = {"train": TRAIN_FAMILIES, "held_out": HELD_OUT_FAMILIES, "all": FAMILIES}
+"""Shorthands accepted for ``road_families``: the training families (default), the held-out ones, or all."""
+
+
+def resolve_road_families(road_families: Sequence[str] | str | None) -> tuple[str, ...]:
+    """Family names of ``road_families`` (a list of names, or a :data:`FAMILY_SPLITS` key; None: ``"train"``);
+    ``ValueError`` naming the value when unknown."""
+    if road_families is None:
+        return TRAIN_FAMILIES
+    if not isinstance(road_families, str) and len(road_families) == 1 and road_families[0] in FAMILY_SPLITS:
+        road_families = road_families[0]  # a one-item list naming a split (Hydra lists: [held_out])
+    if isinstance(road_families, str):
+        if road_families not in FAMILY_SPLITS:
+            raise ValueError(f"road_families: unknown split {road_families!r}; use one of {tuple(FAMILY_SPLITS)} "
+                             f"or a list of families from {FAMILIES}")
+        return FAMILY_SPLITS[road_families]
+    return Roads(tuple(str(f) for f in road_families)).families
 
 
 class ScenarioBank(Sequence[Scene]):
@@ -47,6 +75,15 @@ class ScenarioBank(Sequence[Scene]):
             :data:`~envs.scenes.bank.outcomes.DEFAULT_OUTCOME_MIX`, normalised); only with ``outcomes="varied"``.
         difficulty: hazard difficulty in [0, 1] of the varied mode (0.5: the mix as given; higher: more
             collisions, fewer benign scenes, closer near-misses); only with ``outcomes="varied"``.
+        roads: ``"classic"`` (default: the fixed layouts of :data:`envs.scenes.layouts.LAYOUT_NAMES`, scenes
+            bit-identical to earlier releases) or ``"families"`` (parametric road families,
+            :mod:`envs.scenes.road_families`; the family and its parameters are drawn per scene and recorded in
+            ``meta.extra["road_family"]`` / ``["road_params"]``).
+        road_families: families mode: the families scenes are built on, a list of names or ``"train"`` (default:
+            every family but the held-out :data:`~envs.scenes.road_families.HELD_OUT_FAMILIES`), ``"held_out"``
+            (the evaluation split) or ``"all"``. With ``scenario_types`` None, the types that run on none of them
+            are left out; an explicit type that runs on none of them is an error.
+        background_density: scale of the number of background agents wanted per scene (1.0: 3-12).
     """
 
     def __init__(
@@ -58,16 +95,32 @@ class ScenarioBank(Sequence[Scene]):
         outcomes: str = "collision",
         outcome_mix: Sequence[float] | None = None,
         difficulty: float = DEFAULT_DIFFICULTY,
+        roads: str = "classic",
+        road_families: Sequence[str] | str | None = None,
+        background_density: float = 1.0,
     ) -> None:
         if isinstance(num_scenes, bool) or not isinstance(num_scenes, (int, np.integer)) or num_scenes < 0:
             raise ValueError(f"num_scenes must be a non-negative integer, got {num_scenes!r}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        if roads not in ROAD_MODES:
+            raise ValueError(f"roads must be one of {ROAD_MODES}, got {roads!r}")
+        if roads == "classic" and road_families is not None:
+            raise ValueError(f"road_families={road_families!r} needs roads='families'")
+        self.roads = roads
+        self.road_families = resolve_road_families(road_families) if roads == "families" else None
+        self.background_density = check_background_density(background_density)
+        family_roads = None if self.road_families is None else Roads(self.road_families)
         types = tuple(SCENARIO_TYPES if scenario_types is None else scenario_types)
         if isinstance(scenario_types, str) or not types:
             raise ValueError(f"scenario_types must be a non-empty sequence of names, got {scenario_types!r}")
         for t in types:
             check_scenario_type(t)
+        if family_roads is not None:
+            if scenario_types is None:
+                types = tuple(t for t in types if _runs_on(t, family_roads))
+            for t in types:
+                check_roads_for(t, family_roads)
         if len(set(types)) != len(types):
             raise ValueError(f"scenario_types has duplicates: {types}")
         if not (0.0 <= normal_fraction <= 1.0):
@@ -157,11 +210,16 @@ class ScenarioBank(Sequence[Scene]):
     def __getitem__(self, i: int) -> Scene:  # type: ignore[override]
         i = self._index(i)
         scene_type = self.scenario_type(i)
+        extra: dict = {}
+        if self.road_families is not None:
+            extra["road_families"] = self.road_families
+        if self.background_density != 1.0:
+            extra["background_density"] = self.background_density
         if self.outcomes == "collision":
-            return generate_scene(scene_type, self.scene_seed(i), scene_id=self.scene_id(i))
+            return generate_scene(scene_type, self.scene_seed(i), scene_id=self.scene_id(i), **extra)
         return generate_scene(
             scene_type, self.scene_seed(i), scene_id=self.scene_id(i),
-            outcome=self.wanted_outcome(i) or "benign", difficulty=self.difficulty,
+            outcome=self.wanted_outcome(i) or "benign", difficulty=self.difficulty, **extra,
         )
 
     def __iter__(self) -> Iterator[Scene]:
@@ -174,5 +232,15 @@ class ScenarioBank(Sequence[Scene]):
             f"normal_fraction={self.normal_fraction}, "
             + (f"outcomes='varied', outcome_mix={self.outcome_mix}, difficulty={self.difficulty}, "
                if self.outcomes == "varied" else "")
+            + (f"roads='families', road_families={list(self.road_families)}, " if self.road_families else "")
+            + (f"background_density={self.background_density}, " if self.background_density != 1.0 else "")
             + "source='synthetic')"
         )
+
+
+def _runs_on(scenario_type: str, roads: Roads) -> bool:
+    try:
+        check_roads_for(scenario_type, roads)
+    except ValueError:
+        return False
+    return True

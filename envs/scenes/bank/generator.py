@@ -11,7 +11,7 @@ collision-free). ``normal`` scenes have no overlap at all. All data is SYNTHETIC
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -23,10 +23,11 @@ from envs.scenes.bank.core import Core, Retry
 from envs.scenes.bank.motion import DT, NUM_FRAMES, velocities
 from envs.scenes.bank.normal import NORMAL_VARIANTS, normal
 from envs.scenes.bank.outcomes import DEFAULT_DIFFICULTY, OUTCOMES, check_difficulty, vary
+from envs.scenes.bank.roads import NORMAL_VARIANT_FAMILIES, TYPOLOGY_FAMILIES, Roads
 from envs.scenes.layouts import get_layout
 from envs.scenes.scene import AgentClass, Scene, SceneMeta
 
-_BUILDERS: dict[str, Callable[[np.random.Generator, str], Core]] = {
+_BUILDERS: dict[str, Callable[..., Core]] = {
     "rear_end": road.rear_end,
     "cut_in": road.cut_in,
     "red_light_runner_left": junction.red_light_runner_left,
@@ -67,6 +68,32 @@ MAX_ATTEMPTS = 200
 """Parameter draws per scene before giving up (a failed draw is retried from the same random stream)."""
 BACKGROUND_RANGE = (3, 12)
 """Number of background agents wanted per scene (inclusive range; fewer when draws keep colliding)."""
+MAX_BACKGROUND_DENSITY = 3.0
+"""Largest ``background_density`` accepted (wanted agents scale with it; placement gets crowded beyond)."""
+
+
+def check_background_density(density: float) -> float:
+    """``density`` as a float in [0, :data:`MAX_BACKGROUND_DENSITY`]; ``ValueError`` naming it otherwise."""
+    if isinstance(density, bool) or not isinstance(density, (int, float, np.floating)) or not (
+        0.0 <= density <= MAX_BACKGROUND_DENSITY
+    ):
+        raise ValueError(f"background_density must be a number in [0, {MAX_BACKGROUND_DENSITY}], got {density!r}")
+    return float(density)
+
+
+def feasible_variants(scenario_type: str, roads: Roads | None) -> tuple[str, ...]:
+    """Variants of ``scenario_type`` that run on the allowed families (all of them in the classic mode)."""
+    if roads is None or scenario_type != "normal":
+        return VARIANTS[scenario_type]
+    return tuple(v for v in VARIANTS["normal"] if roads.allowed(NORMAL_VARIANT_FAMILIES[v]))
+
+
+def check_roads_for(scenario_type: str, roads: Roads | None) -> None:
+    """``ValueError`` naming the type and families when ``scenario_type`` runs on none of ``roads.families``."""
+    if roads is not None and not (roads.allowed(TYPOLOGY_FAMILIES[scenario_type])
+                                  and feasible_variants(scenario_type, roads)):
+        raise ValueError(f"scenario type {scenario_type!r} runs on none of road_families={roads.families} "
+                         f"(it runs on {TYPOLOGY_FAMILIES[scenario_type]})")
 
 
 def check_scenario_type(scenario_type: str) -> str:
@@ -84,6 +111,8 @@ def generate_scene(
     scene_id: str | None = None,
     outcome: str | None = None,
     difficulty: float = DEFAULT_DIFFICULTY,
+    road_families: Sequence[str] | None = None,
+    background_density: float = 1.0,
 ) -> Scene:
     """Generate one SYNTHETIC scene (10 s at 10 Hz, 101 frames) of ``scenario_type`` from ``seed``.
 
@@ -98,6 +127,13 @@ def generate_scene(
             (:func:`envs.scenes.bank.outcomes.vary`; the geometry decides and ``meta.extra["outcome"]`` says what it
             is; ``normal`` scenes just get ``outcome == "benign"``).
         difficulty: hazard difficulty in [0, 1] of the varied mode (how close a near-miss / benign hazard passes).
+        road_families: None (default: the classic layouts) or the parametric road families
+            (:data:`envs.scenes.road_families.FAMILIES`) the scene may be built on; the family and its parameters
+            are drawn from the seed (``meta.extra["road_family"]``, ``["road_params"]``; the allowed list in
+            ``["road_families"]``). A ``normal`` scene's variant is then drawn among the variants that run on these
+            families.
+        background_density: scale of the number of background agents wanted (1.0: the default 3-12 per scene;
+            other values are recorded in ``meta.extra["background_density"]``).
 
     Returns:
         A validated :class:`~envs.scenes.scene.Scene` with ``meta.source == "synthetic"``; scenes whose log collides
@@ -114,12 +150,27 @@ def generate_scene(
     if outcome is not None and outcome not in OUTCOMES:
         raise ValueError(f"outcome must be None or one of {OUTCOMES}, got {outcome!r}")
     difficulty = check_difficulty(difficulty)
+    background_density = check_background_density(background_density)
+    roads = None if road_families is None else Roads(tuple(road_families))
+    check_roads_for(scenario_type, roads)
+    if roads is not None and variant is not None and variant not in feasible_variants(scenario_type, roads):
+        raise ValueError(f"variant {variant!r} of {scenario_type!r} runs on none of road_families={roads.families}")
     rng = np.random.default_rng(int(seed))
-    drawn = str(rng.choice(VARIANTS[scenario_type]))  # always drawn, so an explicit variant keeps the stream
+    drawn = str(rng.choice(feasible_variants(scenario_type, roads)))  # always drawn: an explicit variant keeps the stream
     variant = drawn if variant is None else variant
+    road_facts: dict = {}
+    if roads is not None:
+        road_facts["road_families"] = list(roads.families)
+    if background_density != 1.0:
+        road_facts["background_density"] = background_density
+    if roads is not None:  # one family per scene, uniform over the allowed ones (its parameters: per draw)
+        fams = roads.allowed(NORMAL_VARIANT_FAMILIES[variant] if scenario_type == "normal"
+                             else TYPOLOGY_FAMILIES[scenario_type])
+        roads = Roads((fams[int(rng.integers(len(fams)))],))
+    builder = _BUILDERS[scenario_type]
     for _ in range(MAX_ATTEMPTS):
         try:
-            core = _BUILDERS[scenario_type](rng, variant)
+            core = builder(rng, variant) if roads is None else builder(rng, variant, roads)
         except Retry:
             continue
         if outcome in (None, "collision") or scenario_type == "normal" or core.family is not None:
@@ -134,9 +185,11 @@ def generate_scene(
         facts["difficulty"] = difficulty
     layout = get_layout(core.layout)
     num_bg = int(rng.integers(BACKGROUND_RANGE[0], BACKGROUND_RANGE[1] + 1))
+    if background_density != 1.0:
+        num_bg = int(round(num_bg * background_density))
     background = add_background(rng, layout, [core.ego, *core.avoid], core.actors, num_bg)
     scene_id = scene_id or f"synthetic/{scenario_type}/seed{int(seed)}"
-    return _assemble(scene_id, scenario_type, int(seed), core, background, rng, facts)
+    return _assemble(scene_id, scenario_type, int(seed), core, background, rng, {**facts, **road_facts})
 
 
 def _assemble(
@@ -149,6 +202,7 @@ def _assemble(
     facts: dict | None = None,
 ) -> Scene:
     """Stack the agents (ids drawn at random from 1..999, rows sorted by id) and build the scene."""
+    layout = get_layout(core.layout)
     actors = [*core.actors, *background]
     n = len(actors)
     ids = rng.choice(np.arange(1, 1000), size=n, replace=False)
@@ -165,6 +219,7 @@ def _assemble(
         "description": core.conflict.split(": ", 1)[-1],
         "ego_route": core.route,
         "num_background": len(background),
+        **({"road_family": layout.family, "road_params": dict(layout.params)} if layout.family else {}),
         **core.extra,
         **(facts or {}),
     }

@@ -15,6 +15,7 @@ from envs.scenes.bank.actors import Actor, EgoTrack, sample_size
 from envs.scenes.bank.core import Core, cropped_ego, finish_accident, interp_frame, target_frame, time_shift_family
 from envs.scenes.bank.motion import frame_times, ped_start_time, ramp_profile, speed_caps
 from envs.scenes.bank.ranges import EGO_SPEED_PLAN, RED_LIGHT_RUNNER, RIGHT_TURN_VRU, UNPROTECTED_LEFT_TURN, Range
+from envs.scenes.bank.roads import T_MISSING, TYPOLOGY_FAMILIES, Roads
 from envs.scenes.layouts import Layout, Path, get_layout
 from envs.scenes.scene import AgentClass
 
@@ -27,8 +28,21 @@ JUNCTIONS = ("junction_1x1", "junction_2x2", "junction_2x1", "junction_1x2")
 
 def _lanes(layout: Layout) -> tuple[int, int]:
     """Lanes per direction of the north-south and east-west roads."""
+    if layout.params:
+        return int(layout.params["N"]), int(layout.params["E"])
     n_ns, n_ew = (int(v) for v in layout.name.split("_")[1].split("x"))
     return n_ns, n_ew
+
+
+def junction_layout(
+    rng: np.random.Generator, roads: Roads | None, need: str, choices: tuple[str, ...] = JUNCTIONS, min_ns: int = 1
+) -> Layout:
+    """A classic junction of ``choices`` (``roads`` None) or a junction family layout for the typology / normal
+    variant ``need`` (a ``junction_t`` lacks the arm :data:`~envs.scenes.bank.roads.T_MISSING` names)."""
+    if roads is None:
+        return get_layout(str(rng.choice(choices)))
+    candidates = TYPOLOGY_FAMILIES.get(need, TYPOLOGY_FAMILIES["red_light_runner_left"])
+    return roads.pick(rng, candidates, missing=T_MISSING.get(need), min_ns=min_ns)
 
 
 def _ego_through(
@@ -56,14 +70,26 @@ def _timed_vehicle(rng: np.random.Generator, path: Path, point: np.ndarray, t_ar
     return Actor(AgentClass.VEHICLE, length, width, path, s_conf + v * (frame_times() - t_arrive), role="risk")
 
 
-def red_light_runner(rng: np.random.Generator, variant: str, side: str) -> Core:
-    """The ego crosses on green; a vehicle from the ``side`` ("left": west arm, "right": east arm) runs the red."""
-    layout = get_layout(str(rng.choice(JUNCTIONS)))
+def red_light_runner(rng: np.random.Generator, variant: str, side: str, roads: Roads | None = None) -> Core:
+    """The ego crosses on green; a vehicle from the ``side`` ("left": west arm, "right": east arm) runs the red.
+
+    On a ``junction_t`` (no arm opposite the runner's) the runner turns across the ego's path instead: from the
+    left into the outer northbound exit lane (the ego in an inner lane), from the right into a southbound exit."""
+    typology = f"red_light_runner_{side}"
+    layout = junction_layout(rng, roads, typology, min_ns=2 if side == "left" else 1)  # (T only: 2 lanes to cross)
     n_ns, n_ew = _lanes(layout)
-    i, j = int(rng.integers(n_ns)), int(rng.integers(n_ew))
-    route = (f"S_in{i}", f"S_in{i}>N_out{i}", f"N_out{i}")
     arm, dest = ("W", "E") if side == "left" else ("E", "W")
-    other = (f"{arm}_in{j}", f"{arm}_in{j}>{dest}_out{j}", f"{dest}_out{j}")
+    turning = layout.family == "junction_t"
+    if turning and side == "left":  # W_in0 turns left into N_out<n_ns - 1>, crossing the ego's inner lane
+        i, j = int(rng.integers(n_ns - 1)), n_ns - 1
+        other = ("W_in0", f"W_in0>N_out{j}", f"N_out{j}")
+    elif turning:  # E_in0 turns left into S_out<j>, crossing every northbound lane
+        i, j = int(rng.integers(n_ns)), int(rng.integers(n_ns))
+        other = ("E_in0", f"E_in0>S_out{j}", f"S_out{j}")
+    else:
+        i, j = int(rng.integers(n_ns)), int(rng.integers(n_ew))
+        other = (f"{arm}_in{j}", f"{arm}_in{j}>{dest}_out{j}", f"{dest}_out{j}")
+    route = (f"S_in{i}", f"S_in{i}>N_out{i}", f"N_out{i}")
     r = RED_LIGHT_RUNNER
     ego, t_c, point, _ = _ego_through(rng, layout, route, layout.path(other[1:2]), r.v_ego)
     v_x = r.v_runner.draw(rng)
@@ -73,24 +99,25 @@ def red_light_runner(rng: np.random.Generator, variant: str, side: str) -> Core:
     ego, risk, k, avoid = finish_accident(ego, risk, [])
     return Core(
         layout.name, route, ego, [risk], variant,
-        f"red_light_runner_{side}: crossing vehicle from the {side} runs the red light at {v_x:.1f} m/s", k, avoid,
+        f"red_light_runner_{side}: {'turning' if turning else 'crossing'} vehicle from the {side} runs the red "
+        f"light at {v_x:.1f} m/s", k, avoid,
         family=family,
     )
 
 
-def red_light_runner_left(rng: np.random.Generator, variant: str) -> Core:
+def red_light_runner_left(rng: np.random.Generator, variant: str, roads: Roads | None = None) -> Core:
     """Red-light runner crossing from the ego's left."""
-    return red_light_runner(rng, variant, "left")
+    return red_light_runner(rng, variant, "left", roads)
 
 
-def red_light_runner_right(rng: np.random.Generator, variant: str) -> Core:
+def red_light_runner_right(rng: np.random.Generator, variant: str, roads: Roads | None = None) -> Core:
     """Red-light runner crossing from the ego's right."""
-    return red_light_runner(rng, variant, "right")
+    return red_light_runner(rng, variant, "right", roads)
 
 
-def unprotected_left_turn(rng: np.random.Generator, variant: str) -> Core:
+def unprotected_left_turn(rng: np.random.Generator, variant: str, roads: Roads | None = None) -> Core:
     """The ego turns left on a permissive green across an oncoming vehicle going straight."""
-    layout = get_layout(str(rng.choice(JUNCTIONS)))
+    layout = junction_layout(rng, roads, "unprotected_left_turn")
     n_ns, _ = _lanes(layout)
     j = int(rng.integers(n_ns))
     route = ("S_in0", "S_in0>W_out0", "W_out0")
@@ -112,9 +139,9 @@ def unprotected_left_turn(rng: np.random.Generator, variant: str) -> Core:
     )
 
 
-def right_turn_vru(rng: np.random.Generator, variant: str) -> Core:
+def right_turn_vru(rng: np.random.Generator, variant: str, roads: Roads | None = None) -> Core:
     """The ego turns right across a pedestrian or cyclist (``variant``) on the crosswalk of the destination arm."""
-    layout = get_layout(str(rng.choice(JUNCTIONS)))
+    layout = junction_layout(rng, roads, "right_turn_vru")
     n_ns, n_ew = _lanes(layout)
     route = (f"S_in{n_ns - 1}", f"S_in{n_ns - 1}>E_out{n_ew - 1}", f"E_out{n_ew - 1}")
     crosswalk = layout.crosswalks["E"]  # south corner -> north corner

@@ -12,10 +12,11 @@ import numpy as np
 
 from envs.scenes.bank.actors import Actor, EgoTrack, sample_size
 from envs.scenes.bank.core import Core, Retry
-from envs.scenes.bank.junction_accidents import JUNCTIONS, _lanes
+from envs.scenes.bank.junction_accidents import JUNCTIONS, _lanes, junction_layout
 from envs.scenes.bank.motion import NUM_FRAMES, frame_times, ramp_profile, speed_caps, speed_plan
 from envs.scenes.bank.road_accidents import EGO_FRONT
-from envs.scenes.layouts import get_layout
+from envs.scenes.bank.roads import NORMAL_VARIANT_FAMILIES, Roads, eastbound_routes, merging_lane
+from envs.scenes.layouts import Layout, get_layout
 from envs.scenes.scene import AgentClass
 
 NORMAL_VARIANTS = ("cruise", "follow", "junction_straight", "junction_left", "junction_right", "merge")
@@ -33,20 +34,34 @@ def _planned_ego(rng: np.random.Generator, layout_name: str, route: tuple[str, .
     return EgoTrack(path, speed_plan(caps, v, s0, v0, NUM_FRAMES, rng.uniform(0.6, 1.5), a_down))
 
 
-def normal(rng: np.random.Generator, variant: str) -> Core:
+def _road(rng: np.random.Generator, roads: Roads | None, variant: str, classic: str) -> Layout:
+    """The classic layout (``roads`` None, no draw) or a family layout the normal ``variant`` runs on."""
+    return get_layout(classic) if roads is None else roads.pick(rng, NORMAL_VARIANT_FAMILIES[variant])
+
+
+def _lane_route(rng: np.random.Generator, roads: Roads | None, layout: Layout) -> tuple[str, ...]:
+    """A random eastbound lane of a two-way road (classic: E0 or E1)."""
+    if roads is None:
+        return (str(rng.choice(["E0", "E1"])),)
+    lanes = eastbound_routes(layout)
+    return lanes[int(rng.integers(len(lanes)))]
+
+
+def normal(rng: np.random.Generator, variant: str, roads: Roads | None = None) -> Core:
     """A collision-free scene of the given :data:`NORMAL_VARIANTS` variant."""
     if variant == "cruise":
-        route = (str(rng.choice(["E0", "E1"])),)
-        ego = _planned_ego(rng, "straight", route, rng.uniform(60.0, 150.0), 13.5)
-        return Core("straight", route, ego, [], variant, "none: cruising")
+        layout = _road(rng, roads, variant, "straight")
+        route = _lane_route(rng, roads, layout)
+        ego = _planned_ego(rng, layout.name, route, rng.uniform(60.0, 150.0), 13.5)
+        return Core(layout.name, route, ego, [], variant, "none: cruising")
     if variant == "follow":
-        return _follow(rng, variant)
+        return _follow(rng, variant, roads)
     if variant.startswith("junction_"):
         # A Pacifica whose rear axle follows the 1x1 junction's left-turn connector swings its front-left corner a
         # few cm past the curb of the one-lane exit, so the expert's normal left turns use the wider junctions
         # (the invariant "a normal expert log never leaves the drivable area" is tested).
         choices = JUNCTIONS if variant != "junction_left" else tuple(j for j in JUNCTIONS if j != "junction_1x1")
-        layout = get_layout(str(rng.choice(choices)))
+        layout = junction_layout(rng, roads, variant, choices)
         n_ns, n_ew = _lanes(layout)
         if variant == "junction_straight":
             i = int(rng.integers(n_ns))
@@ -60,18 +75,23 @@ def normal(rng: np.random.Generator, variant: str) -> Core:
         ego = _planned_ego(rng, layout.name, route, in_len - rng.uniform(15.0, 70.0), 13.0)
         return Core(layout.name, route, ego, [], variant, f"none: {variant.replace('_', ' ')} on green")
     if variant == "merge":
-        route = (("ramp", "E1_down"), ("E1_up", "E1_down"), ("E0",))[int(rng.integers(3))]
+        layout = _road(rng, roads, variant, "merge")
+        up, down = eastbound_routes(layout)[-1]
+        merging = merging_lane(layout)
+        inner = eastbound_routes(layout)[:-1] or [(up, down)]
+        route = ((merging, down), (up, down), inner[-1])[int(rng.integers(3))]
         s0 = rng.uniform(30.0, 120.0) if route[0] == "ramp" else rng.uniform(120.0, 220.0)
-        ego = _planned_ego(rng, "merge", route, s0, 13.5)
-        return Core("merge", route, ego, [], variant, "none: merge area")
+        ego = _planned_ego(rng, layout.name, route, s0, 13.5)
+        return Core(layout.name, route, ego, [], variant, "none: merge area")
     raise ValueError(f"unknown normal variant {variant!r}; known: {NORMAL_VARIANTS}")
 
 
-def _follow(rng: np.random.Generator, variant: str) -> Core:
+def _follow(rng: np.random.Generator, variant: str, roads: Roads | None = None) -> Core:
     """Car following: the lead slows down moderately; the ego replays the lead's motion ``headway`` seconds later."""
     t = frame_times()
-    route = (str(rng.choice(["E0", "E1"])),)
-    path = get_layout("straight").path(route)
+    layout = _road(rng, roads, variant, "straight")
+    route = _lane_route(rng, roads, layout)
+    path = layout.path(route)
     v0 = rng.uniform(8.0, 13.5)
     v1 = max(v0 - rng.uniform(2.0, 6.0), 2.0)
     t_brake, a = rng.uniform(1.0, 6.0), rng.uniform(1.0, 2.5)
@@ -83,4 +103,4 @@ def _follow(rng: np.random.Generator, variant: str) -> Core:
     if np.any(np.diff(ego_s) < 0):
         raise Retry
     lead = Actor(AgentClass.VEHICLE, length, width, path, lead_s, role="lead")
-    return Core("straight", route, EgoTrack(path, ego_s), [lead], variant, f"none: following at {headway:.1f} s headway")
+    return Core(layout.name, route, EgoTrack(path, ego_s), [lead], variant, f"none: following at {headway:.1f} s headway")

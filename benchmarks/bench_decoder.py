@@ -1,0 +1,187 @@
+"""Does the VLA's decoder read its image? Label accuracy of SFT levers on a held-out bank seed (issue #29).
+
+``python -m benchmarks.bench_decoder [--train-scenes 120 --train-seed 0] [--eval-scenes 48 --eval-seed 3737]
+[--seeds 0,1] [--mode positive] [--max-steps 800] [--lr 1e-3] [--aux-weight 0 --aux-position image]
+[--expert-frames 4 --expert-stride 1] [--ceiling]
+[--out result.json] [--threads 1] [--cache-dir outputs/sft_cache]``
+
+One lever setting per call, trained once per ``--seeds`` entry (model initialisation and data order) with the
+project's SFT (:func:`agents.sft.trainer.train_sft`, default :class:`agents.vla.model.VLAConfig` model, codebook
+fitted on the training split's expert logs + positives) on the SFT sample rows of a training bank split
+(:func:`benchmarks.bench_readability.split_table`: safe expert decisions + the default miner's anchor pairs), then
+scored with the project's evaluation (:func:`agents.vla.evaluate.language_accuracy`: greedy text parsed and compared
+field by field) on the rows of a held-out bank seed, once with the real BEV and once with a blank (all-zero) BEV.
+``language`` = mean of the five fields on the pair rows; ``risk`` = risk level on all rows (pairs + safe expert
+decisions). The held-out rows are always rendered with the default :class:`agents.sft.data.SampleConfig`
+(``--expert-frames`` changes the training rows only), so every lever is scored on the same rows.
+
+Levers: ``--aux-weight W`` (auxiliary per-field label loss on the decoder's image tokens,
+:mod:`agents.sft.label_head`), ``--expert-frames N`` (more safe expert decisions per scene in training; stride
+``--expert-stride`` [s]), ``--max-steps`` / ``--lr``. ``--ceiling`` adds the majority answer
+(:func:`agents.vla.evaluate.trivial_baselines`) and the logistic probe on the VLA's frozen tower
+(:func:`benchmarks.bench_readability.fit_probe`) on the same held-out rows.
+
+Measured (SYNTHETIC scenario bank; train 120 scenes seed 0, held out 48 scenes seed 3737, run seeds 0 and 1, shared
+2-core CPU machine under heavy load; full table and commands in ``docs/vla.md``, section "Decoder: does the VLA
+read its image"), language / risk in %: majority 60.0 / 50.0, tower probe (ceiling) 76.8 / 63.9; baseline (250
+steps) 55.2 / 45.6 and 34.1 / 39.2, with a blank BEV 55.2 / 45.6 and 58.4 / 50.0 (it does not read its image
+usefully); ``--aux-weight 1 --aux-position prompt`` 38.1 / 44.3 and 37.6 / 43.0, blank 11.4 / 37.3 and 19.7 / 36.1
+(it reads its image, still under the majority); 500 steps 52.5 / 45.6 and 47.6 / 39.2; 500 steps with the prompt
+aux 49.3 / 46.2 and 47.9 / 47.5 (blank 21.1 / 39.2 and 30.4 / 43.7). No lever reaches the majority; none is a
+default.
+"""
+
+from __future__ import annotations
+
+import os
+
+if __name__ == "__main__":  # one core per process, set before numpy / torch load their thread pools
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Sequence  # noqa: E402
+
+from agents.sft.data import LABEL_COLUMNS  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_decoder", description=__doc__.split("\n\n")[0])
+    p.add_argument("--train-scenes", type=int, default=120, help="bank scenes of the training split")
+    p.add_argument("--train-seed", type=int, default=0, help="bank seed of the training split")
+    p.add_argument("--eval-scenes", type=int, default=48, help="bank scenes of the held-out split")
+    p.add_argument("--eval-seed", type=int, default=3737, help="held-out bank seed (never trained on)")
+    p.add_argument("--seeds", default="0", help="run seeds, comma-separated (model initialisation, data order)")
+    p.add_argument("--mode", choices=("positive", "negative"), default="positive", help="SFT training view")
+    p.add_argument("--max-steps", type=int, default=800, help="optimizer steps")
+    p.add_argument("--batch-size", type=int, default=16, help="examples per step")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    p.add_argument("--aux-weight", type=float, default=0.0, help="auxiliary per-field label loss weight (0: off)")
+    p.add_argument("--aux-position", choices=("image", "prompt"), default="image",
+                   help="what the auxiliary head reads (agents.sft.label_head)")
+    p.add_argument("--expert-frames", type=int, default=4, help="safe expert decisions per training scene")
+    p.add_argument("--expert-stride", type=float, default=1.0, help="time between candidate expert frames [s]")
+    p.add_argument("--codebook-scenes", type=int, default=120, help="bank scenes (training seed) for the codebook")
+    p.add_argument("--ceiling", action="store_true", help="also score the majority answer and the tower probe")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--cache-dir", default="outputs/sft_cache", help="rendered samples and codebooks")
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    return p
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise SystemExit(f"--seeds: expected comma-separated ints, got {text!r}") from None
+
+
+def tables(args: argparse.Namespace) -> tuple[Any, Any, list]:
+    """``(training rows, held-out rows, training pairs)``: rendered sample tables (cached in ``--cache-dir``)."""
+    from agents.sft.data import SampleConfig, load_or_build_samples
+    from agents.vla.evaluate import heldout_pairs
+    from benchmarks.bench_readability import split_table
+    from envs.scenes.sources import open_source
+
+    train_source = open_source("bank", num_scenes=args.train_scenes, seed=args.train_seed)
+    pairs = heldout_pairs(train_source, None, progress=False)
+    samples = SampleConfig(expert_frames_per_scene=args.expert_frames, expert_stride_s=args.expert_stride)
+    train = load_or_build_samples(train_source, pairs, args.cache_dir, samples, progress=False)
+    held = split_table(args.eval_scenes, args.eval_seed, args.cache_dir)
+    return train, held, pairs
+
+
+def _summary(report: Any) -> dict[str, Any]:
+    return {"language": report.language_accuracy, "risk": report.risk_accuracy, "fields": dict(report.fields),
+            "no_hazard": report.no_hazard_accuracy}
+
+
+def train_and_score(args: argparse.Namespace, seed: int, train: Any, held: Any, pairs: Sequence[Any]
+                    ) -> dict[str, Any]:
+    """One SFT run of the lever setting; its held-out label accuracy with the real and with a blank BEV."""
+    from agents.sft.data import SFTDataset
+    from agents.sft.train import codebook_for
+    from agents.sft.trainer import SFTConfig, train_sft
+    from agents.vla.evaluate import language_accuracy
+    from agents.vla.model import VLAConfig
+    from agents.vla.policy import VLAPolicy
+
+    codebook = codebook_for(pairs, args.cache_dir, scenes=args.codebook_scenes, scene_seed=args.train_seed,
+                            progress=False)
+    policy = VLAPolicy.build(codebook, VLAConfig(seed=seed), name=f"sft seed {seed}")
+    config = SFTConfig(max_steps=args.max_steps, batch_size=args.batch_size, learning_rate=args.lr, seed=seed,
+                       progress=False, tensorboard=False, save_steps=args.max_steps,
+                       aux_label_weight=args.aux_weight, aux_label_position=args.aux_position)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench_decoder_") as tmp:
+        result = train_sft(policy, SFTDataset(train, args.mode), tmp, config)
+    seconds = time.perf_counter() - t0
+    real = language_accuracy(policy, held)[0]
+    blank = language_accuracy(policy, held, blank_bev=True)[0]
+    return {"seed": seed, "train_seconds": seconds, "examples": len(SFTDataset(train, args.mode)),
+            "final_loss": result.losses[-1][1], "real": _summary(real), "blank": _summary(blank)}
+
+
+def ceiling(train: Any, held: Any) -> dict[str, dict[str, Any]]:
+    """The majority answer and the logistic probe on the VLA's frozen random tower, on the held-out rows."""
+    from agents.vla.evaluate import _rows, accuracy_report, trivial_baselines
+    from benchmarks.bench_readability import Labels, fit_probe, images, label_rows, tower_features
+
+    majority = trivial_baselines(_rows(train), _rows(held))[0]
+    train_rows, held_rows = label_rows(train), label_rows(held)
+    labels = Labels.fit(train_rows)
+    predicted, _ = fit_probe(tower_features(images(train)), labels, [r["scene_id"] for r in train_rows],
+                             tower_features(images(held)))
+    probe = accuracy_report("probe", labels.decode(predicted), held_rows)
+    return {"majority": _summary(majority), "probe": _summary(probe)}
+
+
+def _pct(x: float) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; returns the exit code."""
+    import torch
+
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    train, held, pairs = tables(args)
+    kinds = list(train["kind"])
+    print(f"train {args.train_scenes} scenes seed {args.train_seed} ({kinds.count('pair')} pair + "
+          f"{kinds.count('expert')} expert rows, {args.mode} view), held out {args.eval_scenes} scenes seed "
+          f"{args.eval_seed} ({list(held['kind']).count('pair')} pair + {list(held['kind']).count('expert')} expert "
+          f"rows); lever: steps {args.max_steps} lr {args.lr:g} aux {args.aux_weight:g} ({args.aux_position}) "
+          f"expert frames {args.expert_frames} (stride {args.expert_stride:g} s)", flush=True)
+    out: dict[str, Any] = {"args": vars(args), "runs": []}
+    head = f"{'row':<22} {'language':>8} {'risk':>6} {'blank lang':>10} {'blank risk':>10} " + " ".join(
+        f"{f[:10]:>10}" for f in LABEL_COLUMNS)
+    print(head)
+    if args.ceiling:
+        out["ceiling"] = ceiling(train, held)
+        for name, s in out["ceiling"].items():
+            print(f"{name:<22} {_pct(s['language']):>8} {_pct(s['risk']):>6} {'':>10} {'':>10} "
+                  + " ".join(f"{_pct(s['fields'][f]):>10}" for f in LABEL_COLUMNS), flush=True)
+    for seed in _seeds(args.seeds):
+        run = train_and_score(args, seed, train, held, pairs)
+        out["runs"].append(run)
+        r, b = run["real"], run["blank"]
+        print(f"{'seed ' + str(seed):<22} {_pct(r['language']):>8} {_pct(r['risk']):>6} {_pct(b['language']):>10} "
+              f"{_pct(b['risk']):>10} " + " ".join(f"{_pct(r['fields'][f]):>10}" for f in LABEL_COLUMNS)
+              + f"   ({run['train_seconds']:.0f} s, loss {run['final_loss']:.3f})", flush=True)
+    print(f"total {time.perf_counter() - t0:.0f} s")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

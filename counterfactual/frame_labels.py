@@ -1,0 +1,267 @@
+"""Decision labels from the geometry at any frame: is there a projected conflict at ``t``, and which?
+
+The miner labels risky moments it found with hindsight (a logged collision, a near-miss), so its labels exist only
+where something went wrong. A sampled decision frame of an expert log (the SFT data's ``kind="expert"`` rows) needs a
+label too, and it must say what the scene holds **there**: a benign scene or an early frame of an accident scene is
+not hazard-free by definition, nor is it a hazard by its scenario type. :func:`frame_label` decides from the geometry
+visible at ``t`` only (no logged future of the other road users, no scenario type):
+
+* every agent observed at ``t`` is projected at constant velocity and the ego along its own path at its current
+  speed (:mod:`counterfactual.projection`, as the label's ``ttc_s``) over ``LabelConfig.cv_horizon`` (5 s);
+* per agent: the projected time to collision (first box overlap, ``inf`` when none) and the **projected closest
+  approach** (smallest box-to-box gap [m] over the projection and its time [s]);
+* an agent is a **projected conflict** when its boxes overlap within the horizon, or when it passes within
+  :attr:`FrameLabelConfig.conflict_gap_m` (1.0 m, the bank's near-miss gap, ``envs.scenes.bank.outcomes``) at a
+  time ``> 0`` (closing in; a pass already behind us is no conflict). A near-miss in progress is a conflict;
+* the risk agent is the conflict with the earliest **conflict time** (the TTC, else the time of the closest
+  approach), ties to the smaller gap; its risk level is :func:`counterfactual.labels.risk_level_of` of that time and
+  the closing speed (a projected pass within 1 m is treated as a contact at its time of closest approach);
+* the rest of the label is the miner's: agent class, sector, distances and closing speed
+  (:func:`~counterfactual.labels.relate_agent`), conflict type (:func:`~counterfactual.labels.classify_at` with
+  lane changes judged on the history ``[t - lookback, t]`` only), and the corrective action
+  (:func:`~counterfactual.labels.corrective_action`) that turns the **keep-speed projection** (the ego along its path
+  at its current speed: the negative the projection assumes) into the ego's **planned trajectory** (the logged
+  4 s future by default: in the SFT data it is the expert's target, verified safe). The explanation states the
+  projected TTC when one is projected, else no time.
+
+No projected conflict -> the no-hazard label (:data:`counterfactual.language.NO_HAZARD_EXPLANATION`, risk ``none``,
+action ``keep_lane``, no agent class, sector or conflict type).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from counterfactual.labels import (
+    LabelConfig,
+    classify_at,
+    corrective_action,
+    relate_agent,
+    risk_level_of,
+    sector_of,
+)
+from counterfactual.language import NO_HAZARD_EXPLANATION, NO_HAZARD_FIELDS, explain
+from counterfactual.projection import path_poses, projection_times, time_to_collision
+from counterfactual.schema import SafetyLabel
+from envs.scenes.scene import Scene
+from rewards.geometry import box_corners, box_distance, vehicle_corners, world_to_local
+
+FRAME_LABEL_FIELDS = ("risk_agent_class", "sector", "risk_level", "conflict_type", "action")
+"""The categorical fields :meth:`FrameLabel.fields` gives (those of ``counterfactual.accuracy.LANGUAGE_FIELDS``)."""
+
+
+@dataclass(frozen=True)
+class FrameLabelConfig:
+    """Settings of :func:`frame_label` (the label thresholds themselves are :class:`LabelConfig`'s)."""
+
+    conflict_gap_m: float = 1.0
+    """A projected closest approach below this box-to-box gap [m] at a time > 0 is a projected conflict (equal to
+    the bank's near-miss gap, ``envs.scenes.bank.outcomes.NEAR_MISS_GAP``)."""
+    pose_interval_s: float = 0.5
+    """Time between the poses of the planned trajectory and of the keep-speed projection [s]."""
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    """Thresholds of the label derivation (projection horizon and step, risk windows, sectors, conflict types)."""
+
+    def __post_init__(self) -> None:
+        if not (self.conflict_gap_m >= 0 and math.isfinite(self.conflict_gap_m)):
+            raise ValueError(f"FrameLabelConfig.conflict_gap_m: expected a finite value >= 0, got {self.conflict_gap_m!r}")
+        if not (self.pose_interval_s > 0):
+            raise ValueError(f"FrameLabelConfig.pose_interval_s: expected > 0, got {self.pose_interval_s!r}")
+
+
+@dataclass(frozen=True)
+class Projection:
+    """The projected conflicts of every agent observed at one frame (see the module docstring).
+
+    Attributes:
+        agent_ids: ``(N,)`` ids of the agents observed at ``t``.
+        ttc_s: ``(N,)`` projected time to collision [s], ``inf`` when the boxes never overlap within the horizon.
+        min_gap_m: ``(N,)`` smallest projected box-to-box gap [m] (0 on overlap).
+        min_gap_time_s: ``(N,)`` time of that gap [s].
+        conflict: ``(N,)`` bool, a projected conflict (overlap, or a gap below ``conflict_gap_m`` at a time > 0).
+        conflict_time_s: ``(N,)`` the TTC, else the time of the closest approach, ``inf`` where no conflict [s].
+    """
+
+    agent_ids: np.ndarray
+    ttc_s: np.ndarray
+    min_gap_m: np.ndarray
+    min_gap_time_s: np.ndarray
+    conflict: np.ndarray
+    conflict_time_s: np.ndarray
+
+    def risk_agent(self) -> int | None:
+        """Index of the risk agent: the earliest conflict time, ties to the smaller gap; None without conflict."""
+        idx = np.flatnonzero(self.conflict)
+        if not len(idx):
+            return None
+        return int(idx[np.lexsort((self.min_gap_m[idx], self.conflict_time_s[idx]))[0]])
+
+
+def _ego_speed(scene: Scene, t: int) -> float:
+    """Signed speed along the ego heading at ``t`` [m/s] (as :func:`~counterfactual.labels.relate_agent`)."""
+    v = scene.ego_velocities[t]
+    yaw = scene.ego_poses[t, 2]
+    return float(v[0] * math.cos(yaw) + v[1] * math.sin(yaw))
+
+
+def project_frame(scene: Scene, t: int, config: FrameLabelConfig = FrameLabelConfig()) -> Projection:
+    """Project every agent observed at ``t`` against the ego's path (module docstring); vectorised over agents."""
+    if not 0 <= int(t) < scene.num_frames:
+        raise ValueError(f"scene {scene.scene_id}: frame {t} outside the log (0 .. {scene.num_frames - 1})")
+    t = int(t)
+    idx = np.flatnonzero(scene.agent_valid[:, t])
+    ids = np.asarray(scene.agent_ids)[idx] if len(idx) else np.zeros(0, dtype=np.int64)
+    if not len(idx):
+        empty = np.zeros(0)
+        return Projection(ids, empty, empty, empty, np.zeros(0, dtype=bool), empty)
+    lc = config.labels
+    taus = projection_times(lc.cv_horizon, lc.cv_step)
+    track = path_poses(scene.ego_poses, np.array([t]), np.array([_ego_speed(scene, t)]), taus)[0]  # (K, 3)
+    centers = scene.agent_poses[idx, t]  # (N, 3) box centres
+    vels = scene.agent_velocities[idx, t]  # (N, 2)
+    sizes = scene.agent_sizes[idx]  # (N, 2)
+    ttc = time_to_collision(track, scene.ego_params, centers, vels, sizes, taus)  # (N,)
+    future = np.repeat(centers[:, None, :], len(taus), axis=1)  # (N, K, 3)
+    future[..., :2] += taus[None, :, None] * vels[:, None, :]
+    agent_boxes = box_corners(future, sizes[:, 0, None], sizes[:, 1, None])  # (N, K, 4, 2)
+    gaps = box_distance(vehicle_corners(track, scene.ego_params)[None], agent_boxes)  # (N, K)
+    k_min = np.argmin(gaps, axis=1)
+    min_gap = gaps[np.arange(len(idx)), k_min]
+    gap_time = taus[k_min]
+    near = (min_gap < config.conflict_gap_m) & (gap_time > 0)
+    conflict = np.isfinite(ttc) | near
+    conflict_time = np.where(np.isfinite(ttc), ttc, np.where(near, gap_time, np.inf))
+    return Projection(ids, ttc, min_gap, gap_time, conflict, conflict_time)
+
+
+def keep_speed_trajectory(scene: Scene, t: int, config: FrameLabelConfig = FrameLabelConfig(),
+                          num_poses: int = 8) -> np.ndarray:
+    """``(num_poses, 3)`` ego-frame rear-axle poses [m, m, rad] of the ego keeping its current speed along its own
+    path (the projection's ego), every ``config.pose_interval_s``."""
+    taus = np.arange(1, num_poses + 1) * config.pose_interval_s
+    world = path_poses(scene.ego_poses, np.array([t]), np.array([_ego_speed(scene, t)]), taus)[0]
+    return world_to_local(world, scene.ego_poses[t])
+
+
+def frame_seed(base_seed: int, scene_id: str, frame: int) -> int:
+    """Deterministic explanation seed of a frame label (32 bit)."""
+    return (int(base_seed) * 1_000_003 + zlib.crc32(f"{scene_id}|{frame}|frame".encode())) % (2**32)
+
+
+@dataclass(frozen=True)
+class FrameLabel:
+    """The decision label of one frame.
+
+    Attributes:
+        scene_id, frame: where.
+        hazard: the structured label of the risk agent, or None when the scene holds no projected conflict.
+        explanation: ``hazard.explanation``, or :data:`counterfactual.language.NO_HAZARD_EXPLANATION`.
+        projection: every agent's projection at the frame (diagnostics).
+    """
+
+    scene_id: str
+    frame: int
+    hazard: SafetyLabel | None
+    explanation: str
+    projection: Projection = field(repr=False)
+
+    @property
+    def risk_level(self) -> str:
+        return "none" if self.hazard is None else self.hazard.risk_level
+
+    def fields(self) -> dict[str, str | None]:
+        """``{field: value}`` of :data:`FRAME_LABEL_FIELDS`; None for a field the no-hazard label does not name
+        (exactly what :func:`counterfactual.language.parse_explanation` reads from :attr:`explanation`)."""
+        if self.hazard is None:
+            return {name: NO_HAZARD_FIELDS.get(name) for name in FRAME_LABEL_FIELDS}
+        d = self.hazard.to_dict()
+        return {name: d[name] for name in FRAME_LABEL_FIELDS}
+
+
+def frame_label(scene: Scene, t: int, trajectory: np.ndarray | None = None,
+                config: FrameLabelConfig = FrameLabelConfig(), seed: int = 0) -> FrameLabel:
+    """The decision label of ``scene`` at frame ``t`` from the geometry visible there (module docstring).
+
+    Args:
+        scene: the scene.
+        t: decision frame.
+        trajectory: ``(8, 3)`` the ego's planned trajectory, ego frame at ``t`` [m, m, rad] (poses every
+            ``config.pose_interval_s``); default: the logged future (:func:`envs.sim.scoring.trajectory_from_log`,
+            ``ValueError`` when the log ends within its horizon). It only sets the corrective action.
+        config: settings.
+        seed: base seed of the explanation (with the scene id and frame: :func:`frame_seed`).
+    """
+    projection = project_frame(scene, t, config)
+    k = projection.risk_agent()
+    if k is None:
+        return FrameLabel(scene.scene_id, int(t), None, NO_HAZARD_EXPLANATION, projection)
+    lc = config.labels
+    agent_id = int(projection.agent_ids[k])
+    rel = relate_agent(scene, t, agent_id, lc)
+    conflict, source = classify_at(scene, t, agent_id, int(t), lc)
+    if trajectory is None:
+        from envs.sim.scoring import trajectory_from_log
+
+        trajectory = trajectory_from_log(scene, t)
+    trajectory = np.asarray(trajectory, dtype=np.float64)
+    negative = keep_speed_trajectory(scene, t, config, num_poses=len(trajectory))
+    action, lateral, progress = corrective_action(negative, trajectory, conflict, lc, config.pose_interval_s)
+    risk = risk_level_of(float(projection.conflict_time_s[k]), rel.closing_speed_mps, lc)
+    ttc = float(projection.ttc_s[k])
+    label = SafetyLabel(
+        risk_agent_id=agent_id, risk_agent_class=rel.agent_class, sector=sector_of(rel.bearing_deg, lc),
+        distance_m=rel.distance_m, bearing_deg=rel.bearing_deg, relative_heading_deg=rel.relative_heading_deg,
+        closing_speed_mps=rel.closing_speed_mps, ttc_s=ttc, time_to_contact_s=math.inf, risk_level=risk,
+        conflict_type=conflict, conflict_source=source, action=action, lateral_offset_m=lateral,
+        progress_change_m=progress, time_kind="projected_ttc" if math.isfinite(ttc) else "none",
+        explanation_seed=frame_seed(seed, scene.scene_id, int(t)),
+    )
+    text = explain(label, label.explanation_seed)
+    d: dict[str, Any] = label.to_dict()
+    d["explanation"] = text
+    return FrameLabel(scene.scene_id, int(t), SafetyLabel(**d), text, projection)
+
+
+# ---------------------------------------------------------------------------------------------- sampled frames
+def safe_log_frames(scene: Scene, frames: Any) -> list[int]:
+    """The frames whose logged 4 s trajectory is safe as executed: no contact, NC = TTC = 1 and DAC = 1 (with a map)
+    under the PDM scorer (the tracked log)."""
+    from envs.sim.scoring import problem_from_scene, trajectory_from_log
+    from rewards.config import PDMConfig
+    from rewards.pdm import score_states
+    from rewards.tracking import simulate_candidates
+
+    pdm = PDMConfig()
+    out = []
+    for t in frames:
+        problem = problem_from_scene(scene, t, pdm)
+        traj = trajectory_from_log(scene, t, pdm)
+        res = score_states(problem, simulate_candidates(problem.ego, traj[None], pdm), pdm)
+        dac_ok = scene.map is None or res.dac[0] == 1.0
+        if not res.collision[0] and res.nc[0] == 1.0 and res.ttc[0] == 1.0 and dac_ok:
+            out.append(int(t))
+    return out
+
+
+def sample_frames(scene: Scene, stride_s: float = 1.0, per_scene: int = 4, min_history_s: float = 2.0) -> list[int]:
+    """The sampled decision frames of a scene: candidates every ``stride_s`` [s] from ``min_history_s`` [s] on
+    whose 4 s future is logged, kept where the logged trajectory is safe (:func:`safe_log_frames`: the target
+    trajectory of a sampled decision must be safe as executed; the scene around it may hold a hazard, which
+    :func:`frame_label` names), then up to ``per_scene`` of them evenly spread."""
+    if per_scene <= 0:
+        return []
+    from rewards.config import PDMConfig
+
+    horizon = int(round(PDMConfig().horizon / scene.dt))
+    stride = max(1, int(round(stride_s / scene.dt)))
+    first = int(math.ceil(min_history_s / scene.dt))
+    safe = safe_log_frames(scene, range(first, scene.num_frames - horizon, stride))
+    if len(safe) <= per_scene:
+        return safe
+    pick = np.linspace(0, len(safe) - 1, per_scene).round().astype(int)
+    return [safe[i] for i in pick]
