@@ -25,7 +25,7 @@ COPY counterfactual ./counterfactual
 COPY agents ./agents
 COPY experiments ./experiments
 COPY benchmarks ./benchmarks
-RUN pip install -e '.[carla]' && mkdir -p /work/outputs && chown -R safealign /work
+RUN pip install -e '.[carla,scale]' && mkdir -p /work/outputs && chown -R safealign /work
 # Creates and chowns /work/outputs (a root-owned ./outputs that Docker made for the bind mount) when started as root,
 # then drops to the host user (SAFEALIGN_UID/SAFEALIGN_GID) or safealign: docker/entrypoint.py.
 COPY docker/entrypoint.py /usr/local/bin/safealign-entrypoint

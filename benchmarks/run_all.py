@@ -11,7 +11,7 @@ import sys
 
 BENCHMARKS = ("bench_bank", "bench_render", "bench_scorer", "bench_env", "bench_mining", "bench_jerk_penalty",
               "bench_degenerate", "bench_codebook", "bench_vla", "bench_grpo_vla", "bench_readability",
-              "bench_sft_distributed", "bench_ppo")
+              "bench_sft_distributed", "bench_ppo", "bench_scale")
 """Module names under ``benchmarks/``, in the order they run."""
 
 

@@ -3,7 +3,11 @@
 Usage::
 
     python -m counterfactual.mine --source bank --num-scenes 100 --seed 0 --out outputs/pairs.parquet \\
-        [--lead-times 1,2,3] [--scenario-types rear_end,cut_in] [--deepaccident-root PATH --split train]
+        [--lead-times 1,2,3] [--scenario-types rear_end,cut_in] [--deepaccident-root PATH --split train] \\
+        [--backend serial|ray --workers N [--ray-address auto|HOST:PORT]]
+
+``--backend ray`` mines scene shards on Ray tasks, ``--workers`` at once, on a local Ray or the cluster at
+``--ray-address`` (:mod:`counterfactual.distributed`): the same pairs file, row for row, as the serial run.
 
 Prints a progress bar (tqdm) and a summary table per scenario type: scenes, accident scenes, risky moments (of
 which near-misses, and moments without a usable decision frame), pairs, pairs with a verified-safe positive, pairs
@@ -20,9 +24,10 @@ from dataclasses import replace
 from typing import Any, Iterator, Sequence
 
 from counterfactual.dataset import collect_provenance, write_anchor_pairs
-from counterfactual.miner import MinerConfig, MiningStats, mine_scene
+from counterfactual.distributed import MINE_BACKENDS, mine_source, stats_and_pairs
+from counterfactual.miner import MinerConfig
 from envs.scenes.scene import Scene
-from envs.scenes.sources import Origin, SourceError, open_source
+from envs.scenes.sources import Origin, SceneSource, SourceError, open_source
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -47,11 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lead-times", type=_floats, default=(1.0, 2.0, 3.0), help="seconds before contact, e.g. 1,2,3")
     p.add_argument("--out", default="outputs/pairs.parquet", help="output parquet file (written atomically)")
     p.add_argument("--no-progress", action="store_true", help="disable the progress bar")
+    p.add_argument("--backend", choices=MINE_BACKENDS, default="serial",
+                   help="serial (this process) or ray (scene shards on Ray tasks; same output)")
+    p.add_argument("--workers", type=int, default=1, help="ray: shards mined at once (1 CPU each)")
+    p.add_argument("--ray-address", default=None,
+                   help="ray: cluster to join ('auto', HOST:PORT, ray://HOST:10001; default: a local Ray)")
     return p
 
 
-def iter_scenes(args: argparse.Namespace) -> tuple[int, Iterator[tuple[Scene, Origin]]]:
-    """``(count, iterator of (scene, origin))`` for the chosen source (:func:`envs.scenes.sources.open_source`)."""
+def open_scenes(args: argparse.Namespace) -> SceneSource:
+    """The chosen source (:func:`envs.scenes.sources.open_source`)."""
     if args.source == "bank":
         types = None if args.scenario_types is None else tuple(t.strip() for t in args.scenario_types.split(","))
         options: dict[str, Any] = {"num_scenes": args.num_scenes, "seed": args.seed, "scenario_types": types}
@@ -60,9 +70,14 @@ def iter_scenes(args: argparse.Namespace) -> tuple[int, Iterator[tuple[Scene, Or
             raise SystemExit("--source deepaccident needs --deepaccident-root PATH")
         options = {"root": args.deepaccident_root, "split": args.split, "strict": False}
     try:
-        source = open_source(args.source, **options)
+        return open_source(args.source, **options)
     except SourceError as exc:
         raise SystemExit(str(exc)) from None
+
+
+def iter_scenes(args: argparse.Namespace) -> tuple[int, Iterator[tuple[Scene, Origin]]]:
+    """``(count, iterator of (scene, origin))`` for the chosen source (:func:`open_scenes`)."""
+    source = open_scenes(args)
 
     def gen() -> Iterator[tuple[Scene, Origin]]:
         for i in range(len(source)):
@@ -76,17 +91,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from tqdm import tqdm
 
+    if args.workers < 1:
+        raise SystemExit(f"--workers: expected >= 1, got {args.workers}")
+    if args.backend == "serial" and (args.workers != 1 or args.ray_address):
+        raise SystemExit("--workers / --ray-address need --backend ray")
     config = MinerConfig(seed=args.seed)
     config = replace(config, moments=replace(config.moments, lead_times=args.lead_times))
-    count, scenes = iter_scenes(args)
-    stats = MiningStats()
-    pairs = []
+    source = open_scenes(args)
     start = time.perf_counter()
-    for scene, origin in tqdm(scenes, total=count, desc="mining", unit="scene", disable=args.no_progress):
-        mined = mine_scene(scene, config, origin)
-        stats.add(mined, scene.meta.is_accident)
-        pairs.extend(mined.pairs)
+    with tqdm(total=len(source), desc="mining", unit="scene", disable=args.no_progress) as bar:
+        mined = mine_source(source, config, args.backend, args.workers, args.ray_address, on_scenes=bar.update)
     elapsed = time.perf_counter() - start
+    stats, pairs = stats_and_pairs(mined)
+    count = len(source)
     path = write_anchor_pairs(pairs, args.out, collect_provenance(config, argv=sys.argv if argv is None else
                                                                    [sys.argv[0], *argv]))
     print(stats.table())

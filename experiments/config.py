@@ -91,6 +91,13 @@ class SourceConfig:
     """deepaccident: training split, ``train``, ``val``, ``test`` or null (every scenario folder)."""
     eval_split: Optional[str] = None
     """deepaccident: held-out split (null: the training split's scenes are evaluated too, and said so)."""
+    vec_backend: str = "local"
+    """Where the GRPO / PPO training envs (``train.n_envs``) run: ``local`` (``DummyVecEnv`` for one,
+    ``SubprocVecEnv`` for more) or ``ray`` (one Ray actor each, :class:`envs.vec.RayVecEnv`, on this machine or the
+    cluster of ``env.ray_address``; a worker that dies is restarted and its episode truncated)."""
+    ray_address: Optional[str] = None
+    """``vec_backend=ray``: the Ray cluster to join (``auto``, ``HOST:PORT``, ``ray://HOST:10001``; null: start a
+    local Ray)."""
 
 
 @dataclass

@@ -50,6 +50,11 @@ def validate(cfg: Mapping[str, Any]) -> None:
             raise SystemExit("env.root: set it to your DeepAccident folder, e.g. env=deepaccident env.root=/data/DA")
         if not Path(env["root"]).is_dir():
             raise SystemExit(f"env.root: {env['root']!r} is not a folder")
+    backend = env.get("vec_backend", "local")
+    if backend not in ("local", "ray"):
+        raise SystemExit(f"env.vec_backend: expected 'local' or 'ray', got {backend!r}")
+    if env.get("ray_address") is not None and backend != "ray":
+        raise SystemExit(f"env.ray_address={env['ray_address']!r} needs env.vec_backend=ray")
     if env["name"] == "carla":
         from experiments.carla import validate_carla
 

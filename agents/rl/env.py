@@ -7,10 +7,11 @@
 * :class:`GroupEnvConfig` + :func:`make_group_env` / :func:`make_group_vec_env`: the closed-loop replay env on a
   bank (or any source), optionally wrapped for online mining (:class:`counterfactual.online.CollisionMiningWrapper`)
   and in normalised actions (:class:`envs.wrappers.NormalizedTrajectoryAction`, for the Gaussian policy and PPO);
-  ``SubprocVecEnv`` or ``DummyVecEnv`` (SB3's ``make_vec_env``, with ``Monitor``). Workers call
+  ``DummyVecEnv``, ``SubprocVecEnv`` or Ray actors (:class:`envs.vec.RayVecEnv`, ``backend="ray"``: on a cluster,
+  a dead worker restarted and its episode truncated) (SB3's ``make_vec_env``, with ``Monitor``). Workers call
   ``torch.set_num_threads(1)``.
-* :func:`call_each`: one env method per env with per-env arguments, run in parallel on a ``SubprocVecEnv`` (SB3's
-  ``env_method`` passes the same arguments to every env).
+* :func:`call_each`: one env method per env with per-env arguments, run in parallel on a ``SubprocVecEnv`` or a
+  ``RayVecEnv`` (SB3's ``env_method`` passes the same arguments to every env).
 """
 
 from __future__ import annotations
@@ -128,17 +129,33 @@ def _env_fn(config: GroupEnvConfig) -> Callable[[], gym.Env]:
     return make
 
 
+VEC_BACKENDS = ("dummy", "subprocess", "ray")
+"""Where :func:`make_group_vec_env` runs the envs: this process, one process each, one Ray actor each."""
+
+
 def make_group_vec_env(config: GroupEnvConfig | None = None, n_envs: int = 1, seed: int | None = None,
-                       subprocess: bool = False, start_method: str | None = None):
-    """``n_envs`` envs of ``config`` in a ``SubprocVecEnv`` (``subprocess=True``) or ``DummyVecEnv``, each in a
-    ``Monitor`` (SB3's ``make_vec_env``; env ``i`` is seeded ``seed + i``)."""
+                       subprocess: bool = False, start_method: str | None = None, backend: str | None = None,
+                       ray_options: Mapping[str, Any] | None = None):
+    """``n_envs`` envs of ``config``, each in a ``Monitor`` (SB3's ``make_vec_env``; env ``i`` is seeded
+    ``seed + i``), in a ``DummyVecEnv``, a ``SubprocVecEnv`` or a :class:`envs.vec.RayVecEnv` (Ray actors, on a
+    cluster; ``ray_options``: its keyword arguments, e.g. ``{"address": "auto"}``). ``backend`` (one of
+    :data:`VEC_BACKENDS`) wins over ``subprocess`` (the older switch: True = ``"subprocess"``)."""
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     config = GroupEnvConfig() if config is None else config
+    backend = backend or ("subprocess" if subprocess else "dummy")
+    if backend not in VEC_BACKENDS:
+        raise ValueError(f"make_group_vec_env: backend must be one of {VEC_BACKENDS}, got {backend!r}")
+    if ray_options and backend != "ray":
+        raise ValueError(f"make_group_vec_env: ray_options given for backend {backend!r} (only 'ray' takes them)")
     kwargs: dict[str, Any] = {}
-    if subprocess:
+    if backend == "subprocess":
         kwargs = {"vec_env_cls": SubprocVecEnv, "vec_env_kwargs": {"start_method": start_method or "forkserver"}}
+    elif backend == "ray":
+        from envs.vec import RayVecEnv
+
+        kwargs = {"vec_env_cls": RayVecEnv, "vec_env_kwargs": dict(ray_options or {})}
     else:
         kwargs = {"vec_env_cls": DummyVecEnv}
     return make_vec_env(_env_fn(config), n_envs=n_envs, seed=seed, **kwargs)
@@ -156,10 +173,15 @@ def base_vec_env(venv: Any) -> Any:
 def call_each(venv: Any, method: str, args: Sequence[tuple], kwargs: Sequence[Mapping[str, Any]] | None = None,
               indices: Sequence[int] | None = None) -> list[Any]:
     """``[env_i.method(*args[k], **kwargs[k]) for the k-th index i]``: the SB3 ``env_method`` protocol with per-env
-    arguments; the calls run concurrently on a ``SubprocVecEnv`` (all sent, then all received)."""
+    arguments; the calls run concurrently on a ``SubprocVecEnv`` or a :class:`envs.vec.RayVecEnv` (all sent, then all
+    received)."""
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
+    from envs.vec.ray_vec_env import RayVecEnv
+
     base = base_vec_env(venv)
+    if isinstance(base, RayVecEnv):
+        return base.call_each(method, args, kwargs, indices)
     indices = list(range(base.num_envs)) if indices is None else list(indices)
     if len(args) != len(indices):
         raise ValueError(f"call_each: {len(args)} argument tuples for {len(indices)} envs")
