@@ -14,7 +14,7 @@ import shapely
 
 from agents.sft.data import SampleConfig, build_sample_table, expert_frames
 from counterfactual.audit import honesty_records, main as audit_main
-from counterfactual.frame_labels import WindowConfig, closest_approach, hazard_window, sample_frames
+from counterfactual.frame_labels import WindowConfig, closest_approach, hazard_window, safe_log_frames, sample_frames
 from envs.observation import ObservationConfig
 from envs.render import BEVConfig
 from envs.scenes.bank import ScenarioBank
@@ -53,6 +53,17 @@ def test_even_rule_is_unchanged(bank):
     assert sample_frames(default[0]) == [20, 30, 50, 60]
 
 
+def test_hazard_window_runs_on_the_default_collision_bank():
+    default = ScenarioBank(3, seed=5)  # every accident collides; the hazard is meta.colliding_agent_id
+    for i in range(len(default)):
+        scene = default[i]
+        frames = sample_frames(scene, sampling="hazard_window")
+        assert frames == sorted(frames) and len(frames) >= len(sample_frames(scene))
+        assert safe_log_frames(scene, frames) == frames  # safe frames only
+        if scene.meta.is_accident:
+            assert closest_approach(scene) == (scene.meta.colliding_agent_id, scene.meta.collision_frame)
+
+
 def test_hazard_window_picks_frames_around_the_closest_approach(bank):
     window = WindowConfig()
     checked = 0
@@ -70,8 +81,10 @@ def test_hazard_window_picks_frames_around_the_closest_approach(bank):
         frames = sample_frames(scene, per_scene=4, sampling="hazard_window")
         assert frames == sorted(set(frames)) and len(frames) >= len(sample_frames(scene, per_scene=4))
         inside = [t for t in frames if first <= t <= last]
-        dense = sample_frames(scene, stride_s=window.stride_s, per_scene=100)  # every safe window candidate
-        n_inside_candidates = sum(first <= t <= last for t in dense)
+        start, end = round(2.0 / scene.dt), scene.num_frames - round(4.0 / scene.dt)  # history 2 s, future 4 s
+        grid = set(range(start, end, round(1.0 / scene.dt))) | set(
+            range(max(start, first), min(end, last + 1), round(window.stride_s / scene.dt)))
+        n_inside_candidates = len(safe_log_frames(scene, sorted(t for t in grid if first <= t <= last)))
         assert len(inside) >= min(3, n_inside_candidates)  # 4 - round(0.25 * 4) window places
         if n_inside_candidates >= 3:
             checked += 1
