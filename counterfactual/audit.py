@@ -32,7 +32,10 @@ families [--road-families train|held_out|all|a,b]`` the bank on parametric road 
 ``--labels-only`` mines and prints the label honesty alone (no positive audit: minutes faster); ``--fit-seed S`` fits
 the honesty's lookups on bank seed ``S`` (same size and options) and scores every scene of ``--seed`` (default: a
 half split of ``--seed``'s scenes); ``--decision-labels no_hazard`` labels the sampled decisions no-hazard, as the
-SFT data did before sample format 2 (for comparison).
+SFT data did before sample format 2 (for comparison); ``--frame-sampling hazard_window`` chooses the sampled
+decisions around the hazard's closest approach (:func:`counterfactual.frame_labels.sample_frames`; default ``even``);
+``--pair-risk projection`` gives the pairs the projection's risk level at their decision frame
+(:data:`counterfactual.honesty.PAIR_RISKS`; for comparison, default the mined label's).
 
 Prints one row per scenario type (and a total) plus the label findings. Synthetic data: numbers describe the bank,
 not real traffic.

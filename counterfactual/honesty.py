@@ -18,7 +18,8 @@ VLA is scored on (the anchor pairs **and** the sampled decisions of every scene,
 * ``oracle_risk``: a **geometry oracle**, the risk level :func:`counterfactual.frame_labels.frame_label` reads from the
   true agent states at the record's frame (privileged: it sees the states, not an image; no hindsight, no scenario
   type), against the record's label. Pair labels use the logged contact time (hindsight) and sampled decisions the
-  projection, so the oracle is not the label's own rule on pairs.
+  projection, so the oracle is not the label's own rule on pairs (with ``pair_risk="projection"``,
+  :data:`PAIR_RISKS`, it is, for comparison; measured in ``docs/safety_labels.md#frame-sampling-the-hazard-window``).
 
 The targets of issue #28 (:data:`TARGETS`) are printed beside the numbers by :func:`format_honesty`.
 """
