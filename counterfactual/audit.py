@@ -32,7 +32,10 @@ families [--road-families train|held_out|all|a,b]`` the bank on parametric road 
 ``--labels-only`` mines and prints the label honesty alone (no positive audit: minutes faster); ``--fit-seed S`` fits
 the honesty's lookups on bank seed ``S`` (same size and options) and scores every scene of ``--seed`` (default: a
 half split of ``--seed``'s scenes); ``--decision-labels no_hazard`` labels the sampled decisions no-hazard, as the
-SFT data did before sample format 2 (for comparison).
+SFT data did before sample format 2 (for comparison); ``--frame-sampling hazard_window`` chooses the sampled
+decisions around the hazard's closest approach (:func:`counterfactual.frame_labels.sample_frames`; default ``even``);
+``--pair-risk projection`` gives the pairs the projection's risk level at their decision frame
+(:data:`counterfactual.honesty.PAIR_RISKS`; for comparison, default the mined label's).
 
 Prints one row per scenario type (and a total) plus the label findings. Synthetic data: numbers describe the bank,
 not real traffic.
@@ -53,6 +56,7 @@ import numpy as np
 from counterfactual.accuracy import LANGUAGE_FIELDS, baseline_accuracies, format_accuracy_table, split_by_scene
 from counterfactual.dataset import AnchorPair
 from counterfactual.language import parse_explanation
+from counterfactual.frame_labels import FRAME_SAMPLING
 from counterfactual.miner import MinerConfig, SceneMining, mine_scene
 from counterfactual.schema import split_action
 from envs.scenes.scene import Scene
@@ -314,10 +318,12 @@ def label_findings(report: AuditReport) -> str:
 
 
 def honesty_records(scenes: Sequence[Scene], mined: Sequence[SceneMining], frames_per_scene: int = 4,
-                    seed: int = 0, progress: bool = False, decision_labels: str = "geometry") -> list[dict[str, Any]]:
+                    seed: int = 0, progress: bool = False, decision_labels: str = "geometry",
+                    frame_sampling: str = "even", pair_risk: str = "contact") -> list[dict[str, Any]]:
     """The label records of every scene (:func:`counterfactual.honesty.decision_records`): its sampled decisions
-    (up to ``frames_per_scene``, as the SFT data samples them; labelled by ``decision_labels``) and its mined pairs,
-    with the geometry oracle."""
+    (up to ``frames_per_scene`` chosen by ``frame_sampling``, as the SFT data samples them; labelled by
+    ``decision_labels``) and its mined pairs (risk level by ``pair_risk``,
+    :data:`counterfactual.honesty.PAIR_RISKS`), with the geometry oracle."""
     from tqdm import tqdm
 
     from counterfactual.frame_labels import sample_frames
@@ -325,8 +331,8 @@ def honesty_records(scenes: Sequence[Scene], mined: Sequence[SceneMining], frame
 
     pairs = {m.scene_id: m.pairs for m in mined}
     return [r for s in tqdm(scenes, desc="decision labels", disable=not progress)
-            for r in decision_records(s, sample_frames(s, per_scene=frames_per_scene), pairs.get(s.scene_id, ()),
-                                      seed=seed, decision_labels=decision_labels)]
+            for r in decision_records(s, sample_frames(s, per_scene=frames_per_scene, sampling=frame_sampling), pairs.get(s.scene_id, ()),
+                                      seed=seed, decision_labels=decision_labels, pair_risk=pair_risk)]
 
 
 def honesty_findings(records: Sequence[dict[str, Any]], split_seed: int = 0,
@@ -376,6 +382,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="families mode: 'train' (default), 'held_out', 'all' or comma-separated family names")
     parser.add_argument("--frames-per-scene", type=int, default=4,
                         help="sampled decisions per scene in the label honesty (the SFT data's default)")
+    parser.add_argument("--frame-sampling", choices=FRAME_SAMPLING, default="even",
+                        help="how the sampled decisions are chosen: evenly spread over the scene (default) or "
+                             "concentrated on the hazard window (counterfactual.frame_labels.sample_frames)")
+    parser.add_argument("--pair-risk", choices=("contact", "projection"), default="contact",
+                        help="risk level of the pairs in the label honesty: the mined label's, from the logged contact "
+                             "time (default, the published labels), or the projection's at the decision frame (for "
+                             "comparison; counterfactual.honesty.PAIR_RISKS)")
     parser.add_argument("--fit-seed", type=int, default=None,
                         help="fit the honesty lookups on this bank seed's scenes (same size and options) and score "
                              "every scene of --seed (default: a half split of --seed's scenes)")
@@ -422,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
 
             mined = [mine_scene(s, config) for s in tqdm(bank_scenes, desc="mining", disable=args.no_progress)]
         return honesty_records(bank_scenes, mined, args.frames_per_scene, args.seed, not args.no_progress,
-                               args.decision_labels)
+                               args.decision_labels, args.frame_sampling, args.pair_risk)
 
     def fit_records() -> list[dict[str, Any]] | None:
         if args.fit_seed is None:
@@ -435,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         records = records_of(scenes)
         print(f"SYNTHETIC {name}bank: {len(scenes)} scenes (seed {args.seed}), "
               f"{sum(r['kind'] == 'pair' for r in records)} pairs, {len(records)} label records "
-              f"(sampled decisions labelled: {args.decision_labels}); {time.perf_counter() - start:.1f} s")
+              f"(sampled decisions labelled: {args.decision_labels}, chosen: {args.frame_sampling}; pair risk: {args.pair_risk}); {time.perf_counter() - start:.1f} s")
         print(honesty_findings(records, fit_records=fit_records()))
         return 0
     report = run_audit(scenes, config, progress=not args.no_progress)

@@ -248,11 +248,97 @@ def safe_log_frames(scene: Scene, frames: Any) -> list[int]:
     return out
 
 
-def sample_frames(scene: Scene, stride_s: float = 1.0, per_scene: int = 4, min_history_s: float = 2.0) -> list[int]:
-    """The sampled decision frames of a scene: candidates every ``stride_s`` [s] from ``min_history_s`` [s] on
-    whose 4 s future is logged, kept where the logged trajectory is safe (:func:`safe_log_frames`: the target
+FRAME_SAMPLING = ("even", "hazard_window")
+"""Rules of :func:`sample_frames`: ``"even"`` (the default; up to ``per_scene`` safe frames evenly spread over the
+scene) or ``"hazard_window"`` (most of them spread over the hazard window, :func:`hazard_window`)."""
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """Settings of the ``"hazard_window"`` rule of :func:`sample_frames` (none of them looks at a label)."""
+
+    before_s: float = 4.0
+    """The window opens this long [s] before the closest approach (on the varied bank, SYNTHETIC, the projection
+    names a hazard at sampled frames 0-4 s before it and at none later or earlier; measured in
+    ``docs/safety_labels.md#label-honesty``)."""
+    after_s: float = 0.0
+    """... and closes this long [s] after it."""
+    stride_s: float = 0.5
+    """Time between candidate frames inside the window [s] (outside: ``sample_frames``' ``stride_s``)."""
+    outside_share: float = 0.25
+    """Share of ``per_scene`` (rounded) kept for frames outside the window, evenly spread, so that "no hazard" stays
+    a real answer; a side with too few safe candidates leaves its places to the other."""
+
+    def __post_init__(self) -> None:
+        for name in ("before_s", "after_s"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"WindowConfig.{name}: expected a finite value >= 0, got {value!r}")
+        if not (self.stride_s > 0 and math.isfinite(self.stride_s)):
+            raise ValueError(f"WindowConfig.stride_s: expected a finite value > 0, got {self.stride_s!r}")
+        if not 0 <= self.outside_share <= 1:
+            raise ValueError(f"WindowConfig.outside_share: expected a value in [0, 1], got {self.outside_share!r}")
+
+
+def closest_approach(scene: Scene) -> tuple[int | None, int | None]:
+    """``(agent_id, frame)`` of the scene's hazard closest approach to the ego's logged box: the designated hazard
+    agent's (``meta.extra["hazard_agent_id"]``, else ``meta.colliding_agent_id``) where the log holds it, else the
+    closest approach of any agent; ``(None, None)`` when no agent is ever observed. Box-to-box gaps of the logs at
+    every frame where the agent is observed (the first frame of the smallest gap, i.e. the first contact on a
+    collision); from the logged geometry only, never from a label."""
+    ids = np.asarray(scene.agent_ids)
+    if not len(ids) or not scene.agent_valid.any():
+        return None, None
+    extra = scene.meta.extra or {}
+    hazard = extra.get("hazard_agent_id", scene.meta.colliding_agent_id)
+    rows = np.flatnonzero(ids == hazard) if hazard is not None else np.zeros(0, dtype=np.int64)
+    if not len(rows) or not scene.agent_valid[rows[0]].any():
+        rows = np.arange(len(ids))
+    ego = vehicle_corners(scene.ego_poses, scene.ego_params)  # (T, 4, 2)
+    sizes = scene.agent_sizes[rows]  # (n, 2)
+    boxes = box_corners(scene.agent_poses[rows], sizes[:, 0, None], sizes[:, 1, None])  # (n, T, 4, 2)
+    gaps = np.where(scene.agent_valid[rows], box_distance(ego[None], boxes), np.inf)  # (n, T) [m]
+    k, frame = np.unravel_index(int(np.argmin(gaps)), gaps.shape)
+    return int(ids[rows[k]]), int(frame)
+
+
+def hazard_window(scene: Scene, window: WindowConfig = WindowConfig()) -> tuple[int, int] | None:
+    """``(first, last)`` frames (inclusive) of the hazard window: ``window.before_s`` before to ``window.after_s``
+    after the closest approach (:func:`closest_approach`), clipped to the log; None when the scene has no agent."""
+    _, frame = closest_approach(scene)
+    if frame is None:
+        return None
+    first = max(0, frame - int(round(window.before_s / scene.dt)))
+    last = min(scene.num_frames - 1, frame + int(round(window.after_s / scene.dt)))
+    return first, last
+
+
+def _spread(frames: list[int], n: int) -> list[int]:
+    """Up to ``n`` of ``frames`` evenly spread (all of them when there are no more than ``n``)."""
+    if n <= 0:
+        return []
+    if len(frames) <= n:
+        return list(frames)
+    pick = np.linspace(0, len(frames) - 1, n).round().astype(int)
+    return [frames[i] for i in pick]
+
+
+def sample_frames(scene: Scene, stride_s: float = 1.0, per_scene: int = 4, min_history_s: float = 2.0,
+                  sampling: str = "even", window: WindowConfig = WindowConfig()) -> list[int]:
+    """The sampled decision frames of a scene, sorted: candidates every ``stride_s`` [s] from ``min_history_s`` [s]
+    on whose 4 s future is logged, kept where the logged trajectory is safe (:func:`safe_log_frames`: the target
     trajectory of a sampled decision must be safe as executed; the scene around it may hold a hazard, which
-    :func:`frame_label` names), then up to ``per_scene`` of them evenly spread."""
+    :func:`frame_label` names), then up to ``per_scene`` of them chosen by ``sampling`` (:data:`FRAME_SAMPLING`):
+
+    * ``"even"``: evenly spread over the safe candidates;
+    * ``"hazard_window"``: the candidates inside the hazard window are every ``window.stride_s`` (denser);
+      ``per_scene - round(outside_share * per_scene)`` frames evenly spread over the safe candidates
+      inside the hazard window (:func:`hazard_window`: around the hazard's closest approach to the ego), the rest
+      evenly spread over those outside it; a side short of candidates leaves its places to the other, so a scene
+      gives at least as many decisions as under ``"even"`` (more where the window's denser candidates are safe). The window comes from the logged geometry, never from the label.
+    """
+    if sampling not in FRAME_SAMPLING:
+        raise ValueError(f"sampling: expected one of {FRAME_SAMPLING}, got {sampling!r}")
     if per_scene <= 0:
         return []
     from rewards.config import PDMConfig
@@ -260,8 +346,21 @@ def sample_frames(scene: Scene, stride_s: float = 1.0, per_scene: int = 4, min_h
     horizon = int(round(PDMConfig().horizon / scene.dt))
     stride = max(1, int(round(stride_s / scene.dt)))
     first = int(math.ceil(min_history_s / scene.dt))
-    safe = safe_log_frames(scene, range(first, scene.num_frames - horizon, stride))
-    if len(safe) <= per_scene:
-        return safe
-    pick = np.linspace(0, len(safe) - 1, per_scene).round().astype(int)
-    return [safe[i] for i in pick]
+    end = scene.num_frames - horizon
+    candidates = set(range(first, end, stride))
+    bounds = hazard_window(scene, window) if sampling == "hazard_window" else None
+    if bounds is not None:
+        dense = max(1, int(round(window.stride_s / scene.dt)))
+        candidates.update(range(max(first, bounds[0]), min(end, bounds[1] + 1), dense))
+    safe = safe_log_frames(scene, sorted(candidates))
+    if bounds is None or len(safe) <= per_scene:
+        return _spread(safe, per_scene)
+    inside = [t for t in safe if bounds[0] <= t <= bounds[1]]
+    outside = [t for t in safe if not bounds[0] <= t <= bounds[1]]
+    n_out = int(round(window.outside_share * per_scene))
+    n_in = per_scene - n_out
+    n_in, n_out = min(n_in, len(inside)), min(n_out, len(outside))
+    spare = per_scene - n_in - n_out
+    n_in += min(spare, len(inside) - n_in)
+    n_out = min(per_scene - n_in, len(outside))
+    return sorted(_spread(inside, n_in) + _spread(outside, n_out))

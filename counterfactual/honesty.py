@@ -18,7 +18,8 @@ VLA is scored on (the anchor pairs **and** the sampled decisions of every scene,
 * ``oracle_risk``: a **geometry oracle**, the risk level :func:`counterfactual.frame_labels.frame_label` reads from the
   true agent states at the record's frame (privileged: it sees the states, not an image; no hindsight, no scenario
   type), against the record's label. Pair labels use the logged contact time (hindsight) and sampled decisions the
-  projection, so the oracle is not the label's own rule on pairs.
+  projection, so the oracle is not the label's own rule on pairs (with ``pair_risk="projection"``,
+  :data:`PAIR_RISKS`, it is, for comparison; measured in ``docs/safety_labels.md#frame-sampling-the-hazard-window``).
 
 The targets of issue #28 (:data:`TARGETS`) are printed beside the numbers by :func:`format_honesty`.
 """
@@ -56,21 +57,31 @@ DECISION_LABELS = ("geometry", "no_hazard")
 sample format 2) or always the no-hazard label (format 1's rule; for comparison)."""
 
 
+PAIR_RISKS = ("contact", "projection")
+"""The risk level of a pair record in :func:`decision_records`: the mined label's (from the logged contact time,
+hindsight; the published labels) or, for comparison, the projection's at the decision frame (:func:`frame_label`'s
+rule with the pair's negative as the plan: what is visible there; the other fields stay the mined label's)."""
+
+
 def decision_records(scene: Any, frames: Sequence[int], pairs: Iterable[Any] = (), seed: int = 0,
-                     oracle: bool = True, decision_labels: str = "geometry") -> list[dict[str, Any]]:
+                     oracle: bool = True, decision_labels: str = "geometry",
+                     pair_risk: str = "contact") -> list[dict[str, Any]]:
     """The label records of one scene the VLA is scored on: one per sampled decision frame (``kind="expert"``,
     labelled by :func:`counterfactual.frame_labels.frame_label`, or the no-hazard label with
     ``decision_labels="no_hazard"``) and one per anchor pair of the scene (``kind="pair"``, its mined label).
 
     Each record: ``scene_id``, ``scenario_type``, ``outcome`` (``meta.extra["outcome"]`` or ``""``), ``kind``,
     ``frame``, ``lead_time_s`` (NaN for sampled decisions), the five label fields (None where not named) and, with
-    ``oracle``, ``oracle_risk`` (:func:`frame_label`'s risk level at the record's frame).
+    ``oracle``, ``oracle_risk`` (:func:`frame_label`'s risk level at the record's frame). ``pair_risk``
+    (:data:`PAIR_RISKS`) sets the pair records' risk level.
     """
     from counterfactual.frame_labels import frame_label
     from counterfactual.language import NO_HAZARD_FIELDS
 
     if decision_labels not in DECISION_LABELS:
         raise ValueError(f"decision_labels: expected one of {DECISION_LABELS}, got {decision_labels!r}")
+    if pair_risk not in PAIR_RISKS:
+        raise ValueError(f"pair_risk: expected one of {PAIR_RISKS}, got {pair_risk!r}")
     outcome = str(scene.meta.extra.get("outcome", "")) if scene.meta.extra else ""
     base = {"scene_id": scene.scene_id, "scenario_type": scene.meta.scenario_type, "outcome": outcome}
     out = []
@@ -86,8 +97,12 @@ def decision_records(scene: Any, frames: Sequence[int], pairs: Iterable[Any] = (
         d = pair.label.to_dict()
         rec = {**base, "kind": "pair", "frame": t, "lead_time_s": float(pair.lead_time_s),
                **{name: d[name] for name in LANGUAGE_FIELDS}}
-        if oracle:
-            rec["oracle_risk"] = frame_label(scene, t, trajectory=pair.negative, seed=seed).risk_level
+        if oracle or pair_risk == "projection":
+            projected = frame_label(scene, t, trajectory=pair.negative, seed=seed).risk_level
+            if oracle:
+                rec["oracle_risk"] = projected
+            if pair_risk == "projection":
+                rec["risk_level"] = projected
         out.append(rec)
     return out
 

@@ -147,3 +147,19 @@ def test_audit_cli_prints_the_label_honesty(capsys):
                 ["--road-families", "curve"]):  # families-only option
         with pytest.raises(SystemExit):
             audit.main(["--num-scenes", "6", "--seed", "31", "--labels-only", *bad])
+
+
+def test_pair_risk_from_the_projection_for_comparison(records):
+    bank, recs = records
+    scene_id = next(r["scene_id"] for r in recs if r["kind"] == "pair")
+    scene = next(bank[i] for i in range(len(bank)) if bank[i].scene_id == scene_id)
+    pairs = mine_scene(scene).pairs
+    contact = decision_records(scene, [], pairs)
+    projected = decision_records(scene, [], pairs, pair_risk="projection")
+    for c, p, pair in zip(contact, projected, pairs):
+        assert c["risk_level"] == pair.label.risk_level  # default: the mined label (logged contact time)
+        assert p["risk_level"] == frame_label(scene, pair.decision_frame, trajectory=pair.negative).risk_level
+        assert p["risk_level"] == c["oracle_risk"]  # the oracle's rule, so the oracle then agrees on every pair
+        assert {k: v for k, v in p.items() if k != "risk_level"} == {k: v for k, v in c.items() if k != "risk_level"}
+    with pytest.raises(ValueError, match="pair_risk"):
+        decision_records(scene, [], pairs, pair_risk="logged")

@@ -72,14 +72,16 @@ class BCData:
 
 
 def build_bc_data(scenes: Iterable[Scene], pairs: Sequence[AnchorPair], observation: ObservationConfig,
-                  max_speed: float, max_yaw_rate: float, expert_frames_per_scene: int = 4) -> BCData:
+                  max_speed: float, max_yaw_rate: float, expert_frames_per_scene: int = 4,
+                  frame_sampling: str = "even") -> BCData:
     """Samples of ``scenes`` (safe expert frames) and ``pairs`` (their decision frames; scenes re-created from
-    ``pair.observation_ref``). Deterministic."""
+    ``pair.observation_ref``); ``frame_sampling`` chooses the expert frames (``SampleConfig.frame_sampling``:
+    ``"even"`` or ``"hazard_window"``). Deterministic."""
     from agents.sft.data import SampleConfig, expert_frames
     from envs.sim.scoring import trajectory_from_log
     from envs.scenes.sources import resolve
 
-    select = SampleConfig(expert_frames_per_scene=expert_frames_per_scene)
+    select = SampleConfig(expert_frames_per_scene=expert_frames_per_scene, frame_sampling=frame_sampling)
     obs_rows: list[dict[str, Any]] = []
     targets, negatives, kinds = [], [], []
     nan = np.full((8, 3), np.nan)

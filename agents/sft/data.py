@@ -6,7 +6,8 @@ Rendering (:func:`build_sample_table`, once per (scenes, pairs, settings); cache
 * ``kind="expert"``: an expert-log decision where the logged **trajectory** is safe: frames every
   ``expert_stride_s`` from ``min_history_s`` on (the 4 s future logged) whose logged trajectory the scorer finds
   without contact and with NC = TTC = 1 (and DAC = 1 where there is a map); up to ``expert_frames_per_scene`` per
-  scene, evenly spread (:func:`counterfactual.frame_labels.sample_frames`). Target: the logged trajectory and the
+  scene, evenly spread, or with ``frame_sampling="hazard_window"`` mostly around the hazard's closest approach
+  (:func:`counterfactual.frame_labels.sample_frames`). Target: the logged trajectory and the
   **decision label from the geometry at that frame** (:func:`counterfactual.frame_labels.frame_label`): the
   no-hazard sentence (:data:`counterfactual.language.NO_HAZARD_EXPLANATION`) only where the scene holds no
   projected conflict there; a hazard in view (a near-miss in progress, the early frames of an accident, a benign
@@ -46,7 +47,12 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from counterfactual.dataset import AnchorPair, pair_to_row
-from counterfactual.frame_labels import frame_label, safe_log_frames, sample_frames  # noqa: F401 (re-exported)
+from counterfactual.frame_labels import (  # noqa: F401 (re-exported)
+    FRAME_SAMPLING,
+    frame_label,
+    safe_log_frames,
+    sample_frames,
+)
 from counterfactual.accuracy import CATEGORICAL_FIELDS  # moved from counterfactual.labels on main (grpo merge fix)
 from envs.observation import ObservationConfig, Route, build_observation, text_prompt
 from envs.scenes.scene import Scene
@@ -68,7 +74,11 @@ class SampleConfig:
     expert_stride_s: float = 1.0
     """Time between candidate expert-log decision frames [s]."""
     expert_frames_per_scene: int = 4
-    """Safe expert frames kept per scene (evenly spread over the safe candidates)."""
+    """Safe expert frames kept per scene (chosen by ``frame_sampling``)."""
+    frame_sampling: str = "even"
+    """How they are chosen (:data:`counterfactual.frame_labels.FRAME_SAMPLING`): ``"even"`` (evenly spread over the
+    safe candidates) or ``"hazard_window"`` (most of them around the hazard's closest approach to the ego;
+    :func:`counterfactual.frame_labels.sample_frames`)."""
     min_history_s: float = 2.0
     """Earliest expert decision time [s] (so the history is logged)."""
     observation: ObservationConfig = field(default_factory=ObservationConfig)
@@ -79,6 +89,9 @@ class SampleConfig:
             raise ValueError(f"SampleConfig.expert_stride_s: expected > 0, got {self.expert_stride_s!r}")
         if self.expert_frames_per_scene < 0:
             raise ValueError(f"SampleConfig.expert_frames_per_scene: expected >= 0, got {self.expert_frames_per_scene}")
+        if self.frame_sampling not in FRAME_SAMPLING:
+            raise ValueError(f"SampleConfig.frame_sampling: expected one of {FRAME_SAMPLING}, got "
+                             f"{self.frame_sampling!r}")
         if self.observation.bev is None:
             raise ValueError("SampleConfig.observation.bev: the VLA needs a BEV image")
 
@@ -87,7 +100,8 @@ class SampleConfig:
 def expert_frames(scene: Scene, config: SampleConfig) -> list[int]:
     """Up to ``expert_frames_per_scene`` safe expert frames of ``scene``
     (:func:`counterfactual.frame_labels.sample_frames`)."""
-    return sample_frames(scene, config.expert_stride_s, config.expert_frames_per_scene, config.min_history_s)
+    return sample_frames(scene, config.expert_stride_s, config.expert_frames_per_scene, config.min_history_s,
+                         sampling=config.frame_sampling)
 
 
 def _flat(traj: np.ndarray | None) -> list[float]:
