@@ -96,12 +96,10 @@ def group_env(ctx: Context, normalized: bool, online_mining: bool = False):
     from agents.rl.env import GroupEnvConfig, make_group_vec_env
 
     env = ctx.cfg.env
-    if env.name != "bank":
-        source_kwargs = {"source": sources(ctx)[0]}
-    else:
-        source_kwargs = {"num_scenes": int(env.num_scenes), "seed": int(env.seed)}
-    config = GroupEnvConfig(env=env_config(ctx), normalized_actions=normalized, online_mining=online_mining,
-                            **source_kwargs)
+    # The training source itself (every bank option: outcomes, roads, scenario types, density), so that the env
+    # trains on the scenes the miner mined and the SFT stage rendered (anchor pairs match by scene id and logged pose).
+    config = GroupEnvConfig(source=sources(ctx)[0], env=env_config(ctx), normalized_actions=normalized,
+                            online_mining=online_mining)
     n_envs = int(ctx.cfg.train.n_envs)
     if getattr(env, "vec_backend", "local") == "ray":
         return make_group_vec_env(config, n_envs, seed=int(ctx.cfg.seed), backend="ray",

@@ -341,3 +341,30 @@ def test_world_v2_preset_is_the_varied_bank_on_road_families():
     train, held, text = sources(Context(out=Path("."), cfg=cfg))
     assert "outcome-varied" in text and "parametric road families" in text
     assert "curve" not in train.collection.road_families and "curve" in held.collection.road_families
+
+
+@pytest.mark.parametrize("n_envs", [1, 2])
+def test_training_env_runs_on_the_runs_training_scenes(tmp_path, n_envs):
+    """The GRPO / PPO training env is built on the run's training source with every bank option (here outcome-varied
+    typologies on road families), in process and in ``SubprocVecEnv`` workers (the source pickles as how it was
+    opened): its scenes are the ones the miner mined, so logged anchor pairs can match (a regression: the bank was
+    re-opened from ``num_scenes`` / ``seed`` alone, the default bank under the same scene ids)."""
+    import numpy as np
+
+    from experiments.builders import group_env, sources
+    from experiments.pipeline import Context
+    from experiments.run import typed_config
+
+    typed = typed_config(_cfg("env=world_v2", "agent=mlp", "agent.bev=none", "env.num_scenes=3",
+                              "env.eval_num_scenes=2", f"train.n_envs={n_envs}"))
+    ctx = Context(out=tmp_path, cfg=typed)
+    train = sources(ctx)[0]
+    venv = group_env(ctx, normalized=True)
+    try:
+        for env_source in venv.env_method("get_wrapper_attr", "source"):
+            assert env_source.description == train.description
+            for i in range(len(train)):
+                assert env_source[i].scene_id == train[i].scene_id
+                assert np.array_equal(env_source[i].ego_poses, train[i].ego_poses)
+    finally:
+        venv.close()

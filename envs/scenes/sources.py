@@ -411,6 +411,11 @@ def open_source(name: str, cache_size: int = 16, **options: Any) -> "SceneSource
     return SceneSource(collection, f"{name}({shown})", cache_size, source_name=name, options=options)
 
 
+def _reopen(name: str, cache_size: int, options: Mapping[str, Any]) -> "SceneSource":
+    """:func:`open_source` again (how a pickled :class:`SceneSource` of a registered source is restored)."""
+    return open_source(name, cache_size, **options)
+
+
 class SceneSource:
     """Indexable scenes with a description (for error messages), an LRU cache of loaded scenes and origins.
 
@@ -443,6 +448,13 @@ class SceneSource:
             raise SourceError(f"scene source {description}: contains no scenes")
         self._len = n
         self[0]  # fail now on unreadable data
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickled as how it was opened (a registered source and its options: re-opened where it is unpickled, e.g.
+        in a ``SubprocVecEnv`` or Ray worker; its collection may hold unpicklable state); other sources as objects."""
+        if self.source_name is not None:
+            return _reopen, (self.source_name, self._cache_size, dict(self.options))
+        return super().__reduce_ex__(protocol)
 
     @property
     def collection(self) -> Any:
