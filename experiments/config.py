@@ -173,6 +173,19 @@ class MineConfig:
 
     lead_times: List[float] = field(default_factory=lambda: [1.0, 2.0, 3.0])
     """Decision times before each risky moment [s]."""
+    backend: str = "serial"
+    """``serial`` (in this process) or ``ray``: scene shards mined on Ray tasks (:mod:`counterfactual.distributed`;
+    the cluster of ``env.ray_address``, else a local Ray); the pairs are the serial run's, in the same order."""
+    workers: int = 2
+    """``backend=ray``: shards mined at once (one CPU each)."""
+
+    def __post_init__(self) -> None:
+        from counterfactual.distributed import MINE_BACKENDS
+
+        if self.backend not in MINE_BACKENDS:
+            raise ValueError(f"mine.backend: expected one of {list(MINE_BACKENDS)}, got {self.backend!r}")
+        if self.workers < 1:
+            raise ValueError(f"mine.workers: expected an int >= 1, got {self.workers}")
 
 
 @dataclass

@@ -128,25 +128,27 @@ def mine(ctx: Context) -> dict[str, Any]:
 
     from counterfactual.accuracy import baseline_accuracies, format_accuracy_table
     from counterfactual.dataset import collect_provenance, write_anchor_pairs
-    from counterfactual.miner import MinerConfig, MiningStats, mine_scene
+    from counterfactual.distributed import mine_source, stats_and_pairs
+    from counterfactual.miner import MinerConfig
 
     train, held, _ = sources(ctx)
+    backend, workers = str(ctx.cfg.mine.backend), int(ctx.cfg.mine.workers)
     config = MinerConfig(seed=int(ctx.cfg.seed))
     config = dataclasses.replace(config, moments=dataclasses.replace(
         config.moments, lead_times=tuple(float(x) for x in ctx.cfg.mine.lead_times)))
     outputs: dict[str, Any] = {}
     mined: dict[str, list] = {}
     for split, scenes in (("train", train), ("eval", held)):
-        stats, pairs = MiningStats(), []
         start = time.perf_counter()
-        for i in tqdm(range(len(scenes)), desc=f"mining {split}", unit="scene", disable=not ctx.cfg.progress):
-            result = mine_scene(scenes[i], config, scenes.origin(i))
-            stats.add(result, scenes[i].meta.is_accident)
-            pairs.extend(result.pairs)
+        with tqdm(total=len(scenes), desc=f"mining {split}", unit="scene", disable=not ctx.cfg.progress) as bar:
+            stats, pairs = stats_and_pairs(mine_source(scenes, config, backend, workers,
+                                                       getattr(ctx.cfg.env, "ray_address", None),
+                                                       on_scenes=bar.update))
         elapsed = time.perf_counter() - start
         path = write_anchor_pairs(pairs, ctx.path(f"pairs_{split}.parquet"),
                                   collect_provenance(config, source=getattr(scenes, "description", None)))
-        print(f"{split} scenes: {stats.table()}\n{len(pairs)} pairs in {elapsed:.1f} s -> {path}")
+        where = f" on {workers} Ray workers" if backend == "ray" else ""
+        print(f"{split} scenes: {stats.table()}\n{len(pairs)} pairs in {elapsed:.1f} s{where} -> {path}")
         outputs[f"pairs_{split}"] = path
         outputs[f"num_pairs_{split}"] = len(pairs)
         mined[split] = pairs

@@ -115,6 +115,31 @@ def test_mining_on_ray_writes_the_serial_pairs_file_row_for_row(local_ray, tmp_p
     assert serial_out.split("\n")[:-2] == ray_out.split("\n")[:-2]  # the same summary table
 
 
+def test_the_pipelines_mine_stage_on_ray_writes_the_serial_pairs(local_ray, tmp_path):
+    """``mine.backend=ray``: the pipeline's mine stage writes the serial stage's pairs files row for row."""
+    from hydra import compose, initialize_config_module
+
+    from counterfactual.dataset import read_anchor_table
+    from experiments.config import register_configs
+    from experiments.pipeline import Context
+    from experiments.run import typed_config
+    from experiments.stages import mine
+
+    register_configs()
+    files = {}
+    for backend in ("serial", "ray"):
+        with initialize_config_module(config_module="experiments.conf", version_base=None):
+            cfg = compose(config_name="config", overrides=["env.num_scenes=5", "env.eval_num_scenes=3",
+                                                           "mine.lead_times=[1.0,2.0]", f"mine.backend={backend}",
+                                                           "mine.workers=2", "progress=false"])
+        out = mine(Context(out=tmp_path / backend, cfg=typed_config(cfg)))
+        files[backend] = {split: _rows(read_anchor_table(out[f"pairs_{split}"])) for split in ("train", "eval")}
+    assert files["serial"]["train"] and files["serial"] == files["ray"]
+    with initialize_config_module(config_module="experiments.conf", version_base=None):
+        with pytest.raises(SystemExit, match="mine.backend: expected one of"):
+            typed_config(compose(config_name="config", overrides=["mine.backend=spark"]))
+
+
 def test_mining_shards_cover_every_scene_once():
     from counterfactual.distributed import shards
 
