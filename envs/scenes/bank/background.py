@@ -58,13 +58,9 @@ def _pedestrian(rng: np.random.Generator, layout: Layout, focus: np.ndarray) -> 
     return _mover(rng, AgentClass.PEDESTRIAN, path, _near(path, focus, rng, 50.0, 50.0), v)
 
 
-def _straight_candidate(rng: np.random.Generator, layout: Layout, focus: np.ndarray) -> Actor:
-    u = rng.random()
-    if u < 0.45:
-        path = layout.path([str(rng.choice(["E0", "E1", "W0", "W1"]))])
-        return _mover(rng, AgentClass.VEHICLE, path, _near(path, focus, rng, 80.0, 80.0), rng.uniform(7.0, 13.5))
-    side = int(rng.integers(2))
-    parking = _polyline_path(layout.name, "park", side, False)
+def _roadside(rng: np.random.Generator, layout: Layout, focus: np.ndarray, parking: Path, u: float) -> Actor:
+    """A roadside actor along the parking strip ``parking`` for the draw ``u`` in [0.45, 1): a parked vehicle, a
+    cyclist, a pedestrian or a static obstacle (the straight road's and the road families' shared mix)."""
     if u < 0.65:
         return _parked(rng, AgentClass.VEHICLE, parking, _near(parking, focus, rng, 60.0, 90.0))
     if u < 0.75:
@@ -72,6 +68,15 @@ def _straight_candidate(rng: np.random.Generator, layout: Layout, focus: np.ndar
     if u < 0.95:
         return _pedestrian(rng, layout, focus)
     return _parked(rng, AgentClass.STATIC, parking, _near(parking, focus, rng, 30.0, 90.0))
+
+
+def _straight_candidate(rng: np.random.Generator, layout: Layout, focus: np.ndarray) -> Actor:
+    u = rng.random()
+    if u < 0.45:
+        path = layout.path([str(rng.choice(["E0", "E1", "W0", "W1"]))])
+        return _mover(rng, AgentClass.VEHICLE, path, _near(path, focus, rng, 80.0, 80.0), rng.uniform(7.0, 13.5))
+    side = int(rng.integers(2))
+    return _roadside(rng, layout, focus, _polyline_path(layout.name, "park", side, False), u)
 
 
 def _junction_candidate(rng: np.random.Generator, layout: Layout, focus: np.ndarray) -> Actor:
@@ -120,13 +125,7 @@ def _family_road_candidate(rng: np.random.Generator, layout: Layout, focus: np.n
         path = layout.path(route)
         return _mover(rng, AgentClass.VEHICLE, path, _near(path, focus, rng, 80.0, 80.0), rng.uniform(7.0, 13.5))
     parking = _polyline_path(layout.name, "park", int(rng.integers(len(layout.parking))), False)
-    if u < 0.65:
-        return _parked(rng, AgentClass.VEHICLE, parking, _near(parking, focus, rng, 60.0, 90.0))
-    if u < 0.75:
-        return _mover(rng, AgentClass.CYCLIST, parking, _near(parking, focus, rng, 60.0, 60.0), rng.uniform(3.0, 6.0))
-    if u < 0.95:
-        return _pedestrian(rng, layout, focus)
-    return _parked(rng, AgentClass.STATIC, parking, _near(parking, focus, rng, 30.0, 90.0))
+    return _roadside(rng, layout, focus, parking, u)
 
 
 _SAMPLERS = {"straight": _straight_candidate, "merge": _merge_candidate}
