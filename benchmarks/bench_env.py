@@ -83,6 +83,12 @@ does not use it (only the reported ``ep``, ``pdms``, ``sp_ep``, ``sp_pdms`` and 
 ``EnvConfig(reference=None)`` skips it with every reward, termination and observation unchanged (pinned): 24.0x
 with random actions, 22.7x with log replay. Making it the default would change those reported terms (and the
 closed-loop PDMS / SP-PDMS columns of ``agents.evaluation``), so it stays an option.
+
+Quiet machine (2026-12-07 00:01 UTC, load average ~1, nothing else running; at 739c293, ``--compare-only --rounds 5``,
+CPU time [wall clock]): ``--policy log``: ``default`` 1218 steps/s, **21.6x** [21.6x] highway-fast-v0, ``ref-none``
+26.3x, ``state-only, log cached`` 29.8x; ``--policy random``: ``default`` 504 steps/s, **8.8x**, ``ref-none`` 27.9x.
+Issue 31's targets (30x log, 15x random with the default config) are not met; with ``reference=None`` random
+actions reach 27.9x.
 """
 
 from __future__ import annotations
