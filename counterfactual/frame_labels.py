@@ -46,7 +46,7 @@ from counterfactual.labels import (
     sector_of,
 )
 from counterfactual.language import NO_HAZARD_EXPLANATION, NO_HAZARD_FIELDS, explain
-from counterfactual.projection import path_poses, projection_times, time_to_collision
+from counterfactual.projection import own_path_track, projection_times, time_to_collision
 from counterfactual.schema import SafetyLabel
 from envs.scenes.scene import Scene
 from rewards.geometry import box_corners, box_distance, vehicle_corners, world_to_local
@@ -102,13 +102,6 @@ class Projection:
         return int(idx[np.lexsort((self.min_gap_m[idx], self.conflict_time_s[idx]))[0]])
 
 
-def _ego_speed(scene: Scene, t: int) -> float:
-    """Signed speed along the ego heading at ``t`` [m/s] (as :func:`~counterfactual.labels.relate_agent`)."""
-    v = scene.ego_velocities[t]
-    yaw = scene.ego_poses[t, 2]
-    return float(v[0] * math.cos(yaw) + v[1] * math.sin(yaw))
-
-
 def project_frame(scene: Scene, t: int, config: FrameLabelConfig = FrameLabelConfig()) -> Projection:
     """Project every agent observed at ``t`` against the ego's path (module docstring); vectorised over agents."""
     if not 0 <= int(t) < scene.num_frames:
@@ -121,7 +114,7 @@ def project_frame(scene: Scene, t: int, config: FrameLabelConfig = FrameLabelCon
         return Projection(ids, empty, empty, empty, np.zeros(0, dtype=bool), empty)
     lc = config.labels
     taus = projection_times(lc.cv_horizon, lc.cv_step)
-    track = path_poses(scene.ego_poses, np.array([t]), np.array([_ego_speed(scene, t)]), taus)[0]  # (K, 3)
+    track = own_path_track(scene.ego_poses, scene.ego_velocities, t, taus)  # (K, 3)
     centers = scene.agent_poses[idx, t]  # (N, 3) box centres
     vels = scene.agent_velocities[idx, t]  # (N, 2)
     sizes = scene.agent_sizes[idx]  # (N, 2)
@@ -144,7 +137,7 @@ def keep_speed_trajectory(scene: Scene, t: int, config: FrameLabelConfig = Frame
     """``(num_poses, 3)`` ego-frame rear-axle poses [m, m, rad] of the ego keeping its current speed along its own
     path (the projection's ego), every ``config.pose_interval_s``."""
     taus = np.arange(1, num_poses + 1) * config.pose_interval_s
-    world = path_poses(scene.ego_poses, np.array([t]), np.array([_ego_speed(scene, t)]), taus)[0]
+    world = own_path_track(scene.ego_poses, scene.ego_velocities, t, taus)
     return world_to_local(world, scene.ego_poses[t])
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 
 from counterfactual.language import explain
-from counterfactual.projection import closing_speed, path_poses, projection_times, time_to_collision
+from counterfactual.projection import closing_speed, own_path_track, projection_times, time_to_collision
 from counterfactual.schema import NO_ACTION, SafetyLabel, join_action
 from envs.scenes.scene import AgentClass, Scene, SceneMap
 from rewards.geometry import polyline_arclength, rear_axle_to_center, wrap_angle
@@ -378,9 +378,7 @@ def relate_agent(scene: Scene, t: int, agent_id: int, config: LabelConfig = Labe
     pos = np.array([c * dx + s * dy, -s * dx + c * dy])
     rel_v = scene.agent_velocities[i, t] - scene.ego_velocities[t]
     taus = projection_times(config.cv_horizon, config.cv_step)
-    v = scene.ego_velocities[t]
-    speed = v[0] * math.cos(scene.ego_poses[t, 2]) + v[1] * math.sin(scene.ego_poses[t, 2])
-    track = path_poses(scene.ego_poses, np.array([t]), np.array([speed]), taus)[0]  # (K, 3)
+    track = own_path_track(scene.ego_poses, scene.ego_velocities, t, taus)  # (K, 3)
     ttc = time_to_collision(track, scene.ego_params, a_pose[None], scene.agent_velocities[i, t][None],
                             scene.agent_sizes[i][None], taus)[0]
     bearing = math.degrees(math.atan2(pos[1], pos[0]))

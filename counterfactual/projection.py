@@ -19,6 +19,8 @@ rear axle + ``rear_axle_to_center``, ego length x width) and an agent box overla
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from rewards.geometry import box_corners, boxes_overlap, vehicle_corners
@@ -59,6 +61,15 @@ def path_poses(ego_poses: np.ndarray, frames: np.ndarray, speeds: np.ndarray, ta
     out[..., 0] += beyond * np.cos(yaw[-1])
     out[..., 1] += beyond * np.sin(yaw[-1])
     return out
+
+
+def own_path_track(ego_poses: np.ndarray, ego_velocities: np.ndarray, t: int, taus: np.ndarray) -> np.ndarray:
+    """``(K, 3)`` world-frame rear-axle poses of the ego at frame ``t`` keeping its current speed (its velocity
+    ``(T, 2)`` [m/s] along its heading) along its own logged path (:func:`path_poses`), at the times ``taus`` [s]."""
+    v = ego_velocities[t]
+    yaw = ego_poses[t, 2]
+    speed = v[0] * math.cos(yaw) + v[1] * math.sin(yaw)
+    return path_poses(ego_poses, np.array([t]), np.array([speed]), taus)[0]
 
 
 def time_to_collision(
