@@ -205,7 +205,8 @@ def _mlp_train_sft(ctx: Context, views: Sequence[str]) -> dict[str, Any]:
         model = _mlp_rl_model(ctx, anchors=False, start=None)
         data = build_bc_data([train[i] for i in range(len(train))],
                              load_anchor_pairs(ctx.outputs["mine"]["pairs_train"]), env_config(ctx).observation,
-                             model.policy.max_speed, model.policy.max_yaw_rate)
+                             model.policy.max_speed, model.policy.max_yaw_rate,
+                             expert_frames_per_scene=int(ctx.cfg.train.expert_frames))
         train_bc(model.policy, data, view, ctx.cfg.train.bc, seed=int(ctx.cfg.seed))
         path = ctx.path("sft", f"{view}.pt")
         torch.save(model.policy.state_dict(), path)

@@ -50,8 +50,6 @@ class BCConfig:
     """Weight of the negative hinge (``"negative"`` mode)."""
     negative_margin: float = 1.0
     """Margin of the negative hinge [normalised action units, L2 over 16 dims]."""
-    expert_frames_per_scene: int = 4
-    """Safe expert-log decisions per scene (:func:`agents.sft.data.expert_frames`)."""
 
 
 @dataclass
