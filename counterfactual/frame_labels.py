@@ -241,9 +241,12 @@ def safe_log_frames(scene: Scene, frames: Any) -> list[int]:
     return out
 
 
-FRAME_SAMPLING = ("even", "hazard_window")
+FRAME_SAMPLING = ("even", "hazard_window", "hazard_dense")
 """Rules of :func:`sample_frames`: ``"even"`` (the default; up to ``per_scene`` safe frames evenly spread over the
-scene) or ``"hazard_window"`` (most of them spread over the hazard window, :func:`hazard_window`)."""
+scene), ``"hazard_window"`` (most of them spread over the hazard window, :func:`hazard_window`) or
+``"hazard_dense"`` (every safe frame of a designated hazard's window plus one outside it; one frame in a scene
+without a designated hazard: the decisions per scene follow the length of its hazard window, ``env=world_v2``'s
+rule)."""
 
 
 @dataclass(frozen=True)
@@ -273,6 +276,18 @@ class WindowConfig:
             raise ValueError(f"WindowConfig.outside_share: expected a value in [0, 1], got {self.outside_share!r}")
 
 
+def designated_hazard(scene: Scene) -> int | None:
+    """Id of the scene's designated hazard agent (``meta.extra["hazard_agent_id"]`` of the outcome-varied bank, else
+    ``meta.colliding_agent_id``) where the log observes it at some frame; None otherwise (normal scenes, logs without
+    one). From the scene's meta data (its kind), never from a label."""
+    extra = scene.meta.extra or {}
+    hazard = extra.get("hazard_agent_id", scene.meta.colliding_agent_id)
+    if hazard is None:
+        return None
+    rows = np.flatnonzero(np.asarray(scene.agent_ids) == hazard)
+    return int(hazard) if len(rows) and scene.agent_valid[rows[0]].any() else None
+
+
 def closest_approach(scene: Scene) -> tuple[int | None, int | None]:
     """``(agent_id, frame)`` of the scene's hazard closest approach to the ego's logged box: the designated hazard
     agent's (``meta.extra["hazard_agent_id"]``, else ``meta.colliding_agent_id``) where the log holds it, else the
@@ -282,11 +297,8 @@ def closest_approach(scene: Scene) -> tuple[int | None, int | None]:
     ids = np.asarray(scene.agent_ids)
     if not len(ids) or not scene.agent_valid.any():
         return None, None
-    extra = scene.meta.extra or {}
-    hazard = extra.get("hazard_agent_id", scene.meta.colliding_agent_id)
-    rows = np.flatnonzero(ids == hazard) if hazard is not None else np.zeros(0, dtype=np.int64)
-    if not len(rows) or not scene.agent_valid[rows[0]].any():
-        rows = np.arange(len(ids))
+    hazard = designated_hazard(scene)
+    rows = np.arange(len(ids)) if hazard is None else np.flatnonzero(ids == hazard)
     ego = vehicle_corners(scene.ego_poses, scene.ego_params)  # (T, 4, 2)
     sizes = scene.agent_sizes[rows]  # (n, 2)
     boxes = box_corners(scene.agent_poses[rows], sizes[:, 0, None], sizes[:, 1, None])  # (n, T, 4, 2)
@@ -328,7 +340,14 @@ def sample_frames(scene: Scene, stride_s: float = 1.0, per_scene: int = 4, min_h
       ``per_scene - round(outside_share * per_scene)`` frames evenly spread over the safe candidates
       inside the hazard window (:func:`hazard_window`: around the hazard's closest approach to the ego), the rest
       evenly spread over those outside it; a side short of candidates leaves its places to the other, so a scene
-      gives at least as many decisions as under ``"even"`` (more where the window's denser candidates are safe). The window comes from the logged geometry, never from the label.
+      gives at least as many decisions as under ``"even"`` (more where the window's denser candidates are safe). The window comes from the logged geometry, never from the label;
+    * ``"hazard_dense"``: a scene with a designated hazard (:func:`designated_hazard`: the varied bank's hazard agent,
+      or the colliding agent) gives **every** safe candidate of its hazard window (every ``window.stride_s``) plus
+      ``max(1, round(outside_share * per_scene))`` frames evenly spread over the safe candidates outside it; a scene
+      without one (normal driving) gives that many frames evenly spread. No place moves from one side to the other:
+      the decisions per scene follow the safe length of the hazard window (a collision scene's window holds no safe
+      frame, its moments are its pairs), so ``per_scene`` caps nothing but sets the outside count. From the logged
+      geometry and the scene's kind only, never from a label.
     """
     if sampling not in FRAME_SAMPLING:
         raise ValueError(f"sampling: expected one of {FRAME_SAMPLING}, got {sampling!r}")
@@ -341,6 +360,8 @@ def sample_frames(scene: Scene, stride_s: float = 1.0, per_scene: int = 4, min_h
     first = int(math.ceil(min_history_s / scene.dt))
     end = scene.num_frames - horizon
     candidates = set(range(first, end, stride))
+    if sampling == "hazard_dense":
+        return _dense_frames(scene, candidates, first, end, per_scene, window)
     bounds = hazard_window(scene, window) if sampling == "hazard_window" else None
     if bounds is not None:
         dense = max(1, int(round(window.stride_s / scene.dt)))
@@ -357,3 +378,17 @@ def sample_frames(scene: Scene, stride_s: float = 1.0, per_scene: int = 4, min_h
     n_in += min(spare, len(inside) - n_in)
     n_out = min(per_scene - n_in, len(outside))
     return sorted(_spread(inside, n_in) + _spread(outside, n_out))
+
+
+def _dense_frames(scene: Scene, candidates: set[int], first: int, end: int, per_scene: int,
+                  window: WindowConfig) -> list[int]:
+    """The ``"hazard_dense"`` rule of :func:`sample_frames` (see there): ``candidates`` are the frames every
+    ``stride_s`` in ``[first, end)``."""
+    n_out = max(1, int(round(window.outside_share * per_scene)))
+    bounds = hazard_window(scene, window) if designated_hazard(scene) is not None else None
+    if bounds is None:
+        return _spread(safe_log_frames(scene, sorted(candidates)), n_out)
+    dense = max(1, int(round(window.stride_s / scene.dt)))
+    inside = range(max(first, bounds[0]), min(end, bounds[1] + 1), dense)
+    outside = [t for t in sorted(candidates) if not bounds[0] <= t <= bounds[1]]
+    return sorted(safe_log_frames(scene, list(inside)) + _spread(safe_log_frames(scene, outside), n_out))
