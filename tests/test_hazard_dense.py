@@ -129,3 +129,19 @@ def test_world_v2_preset_and_audit_default_to_the_rule(capsys):
     assert "chosen: hazard_dense" in capsys.readouterr().out
     assert audit_main(["--num-scenes", "3", "--seed", "3", "--labels-only", "--no-progress"]) == 0
     assert "chosen: even" in capsys.readouterr().out
+
+
+def test_rule_reaches_the_sft_rows(banks):
+    from agents.sft.data import SampleConfig, build_sample_table, expert_frames
+    from envs.observation import ObservationConfig
+    from envs.render import BEVConfig
+
+    _, scored = banks
+    scene = next(s for s in scored if s.meta.extra.get("outcome") == "near_miss")
+    config = SampleConfig(frame_sampling="hazard_dense", observation=ObservationConfig(
+        bev=BEVConfig(height=16, width=16, meters_per_pixel=4.0, antialias=False)))
+    want = sample_frames(scene, sampling="hazard_dense")
+    assert len(want) > len(sample_frames(scene))  # the window's frames: more decisions than under "even"
+    assert expert_frames(scene, config) == want
+    rows = build_sample_table([scene], [], config)
+    assert [r["frame"] for r in rows] == want and any(r["risk_level"] not in ("", "none") for r in rows)
