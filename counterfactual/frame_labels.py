@@ -268,8 +268,8 @@ class WindowConfig:
     one frame, and no place moves)."""
     dense_stride_s: float = 0.2
     """``"hazard_dense"`` rule: time between the window's candidate frames [s], every one of them kept where safe
-    (21 candidates over a 4 s window). Measured on the varied bank (SYNTHETIC, seed 29 scored, lookups fitted on 37):
-    0.5 s leaves the (type, lead) lookup at 70.6% language accuracy, 0.4 s 69.4%, 0.3 s 68.5%, 0.2 s 67.8%,
+    (21 candidates over a 4 s window). Measured on the varied bank (SYNTHETIC, the tuning seeds: 29 scored, lookups
+    fitted on 37; the selection replayed on cached frame labels, the 0.5 s figure confirmed by the audit): 0.5 s leaves the (type, lead) lookup at 70.6% language accuracy, 0.4 s 69.4%, 0.3 s 68.5%, 0.2 s 67.8%,
     0.1 s 67.1% (docs/safety_labels.md#decision-composition-the-hazard_dense-rule)."""
 
     def __post_init__(self) -> None:
