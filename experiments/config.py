@@ -84,6 +84,11 @@ class SourceConfig:
     family never trained on, to measure generalisation to unseen road geometry)."""
     background_density: float = 1.0
     """bank: scale of the background traffic per scene (1.0: 3-12 agents wanted; 0: none)."""
+    frame_sampling: str = "even"
+    """How the sampled decisions of every scene (the SFT data's expert rows, training and held-out) are chosen
+    (``counterfactual.frame_labels.FRAME_SAMPLING``): ``even`` (default: up to ``train.expert_frames`` safe frames
+    evenly spread), ``hazard_window`` or ``hazard_dense`` (every safe frame of the designated hazard's window plus one
+    outside it, one frame in a scene without a hazard; ``env=world_v2``'s, docs/safety_labels.md)."""
     root: Optional[str] = None
     """deepaccident: the dataset root folder (with train.txt / val.txt / test.txt); carla: the recordings folder
     (``train/`` and ``eval/``; default ``<out>/carla``)."""
@@ -98,6 +103,12 @@ class SourceConfig:
     ray_address: Optional[str] = None
     """``vec_backend=ray``: the Ray cluster to join (``auto``, ``HOST:PORT``, ``ray://HOST:10001``; null: start a
     local Ray)."""
+
+    def __post_init__(self) -> None:
+        from counterfactual.frame_labels import FRAME_SAMPLING
+
+        if self.frame_sampling not in FRAME_SAMPLING:
+            raise ValueError(f"env.frame_sampling: expected one of {list(FRAME_SAMPLING)}, got {self.frame_sampling!r}")
 
 
 @dataclass
@@ -280,10 +291,12 @@ class RunConfig:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
-WORLD_V2 = SourceConfig(outcomes="varied", roads="families", eval_road_families=["all"])
+WORLD_V2 = SourceConfig(outcomes="varied", roads="families", eval_road_families=["all"], frame_sampling="hazard_dense")
 """``env=world_v2``: the bank of issue #28's world v2 (SYNTHETIC): outcome-varied typologies (benign / near-miss /
 collision decided by the geometry, a minority of collisions) on parametric road families; training on every family
-but the held-out ``curve``, evaluation on scenes of every family (the held-out one included)."""
+but the held-out ``curve``, evaluation on scenes of every family (the held-out one included); sampled decisions by
+the ``hazard_dense`` rule (every safe frame of the hazard's window, one frame of a scene without a hazard: the label
+honesty of issue #28, docs/safety_labels.md#decision-composition-the-hazard_dense-rule)."""
 
 
 def register_configs() -> None:
