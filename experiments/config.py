@@ -246,6 +246,22 @@ class EvaluateConfig:
     """One scored decision per held-out scene (NAVSIM-style PDMS)."""
     closed_loop: bool = True
     """One closed-loop episode per held-out scene (collision rate, route completion, driving score)."""
+    blank_bev: bool = False
+    """Also a row ``<method> (blank BEV)`` per label-stating method: its language / risk accuracy with an all-zero
+    BEV (the "does it read the scene" ablation; one more greedy pass over the held-out decisions per row)."""
+    compare: List[List[str]] = field(default_factory=list)
+    """Pairs ``[a, b]`` of table rows (e.g. ``[[sft_positive, sft_negative]]``) whose paired difference ``b - a`` on
+    the same held-out scenes, with a bootstrap 95% interval per column, is printed after a multirun
+    (:mod:`experiments.compare`; any runs: ``python -m experiments.compare RUN_DIR... --a A --b B``)."""
+    bootstrap: int = 10000
+    """Bootstrap resamples of the ``compare`` intervals (>= 100)."""
+
+    def __post_init__(self) -> None:
+        for pair in self.compare:
+            if len(pair) != 2 or pair[0] == pair[1]:
+                raise ValueError(f"evaluate.compare: each entry must be two different rows [a, b], got {list(pair)}")
+        if self.bootstrap < 100:
+            raise ValueError(f"evaluate.bootstrap: expected >= 100 resamples, got {self.bootstrap}")
 
 
 @dataclass
