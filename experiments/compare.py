@@ -191,8 +191,9 @@ def compare(runs: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]
     """Paired ``b - a`` of every column both methods have, pooled over ``runs`` (``(header, records)`` each).
 
     Raises ``ValueError`` naming the run and method when a method is missing from a run, when the two methods were
-    not evaluated on the same scenes / decisions of a run, or for an unknown column. A column neither method has (a
-    label column of a planner) is left out; one only one of them has is an error naming it."""
+    not evaluated on the same scenes / decisions of a run, or for an unknown column. A column that one of the
+    methods has in no run (a label column of a planner, a driving column of a blank-BEV or trivial row) is left out;
+    one that a method has in some runs only is an error naming the runs."""
     unknown = [c for c in columns if c not in COLUMNS]
     if unknown:
         raise ValueError(f"--columns: unknown {unknown}; known: {list(COLUMNS)}")
@@ -209,7 +210,7 @@ def compare(runs: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]
     out = []
     for column in columns:
         has = [[bool(_units(run[m], column)) for run in by_method] for m in (a, b)]
-        if not any(has[0]) and not any(has[1]):
+        if not any(has[0]) or not any(has[1]):
             continue
         for m, flags in zip((a, b), has):
             if not all(flags):
@@ -229,7 +230,8 @@ def compare(runs: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]
     return out
 
 
-def markdown(results: Sequence[ColumnComparison], a: str, b: str, runs: int, resamples: int, scheme: str) -> str:
+def markdown(results: Sequence[ColumnComparison], a: str, b: str, runs: int, resamples: int, scheme: str,
+             skipped: Sequence[str] = ()) -> str:
     """The comparison as a markdown table (values in %, differences in percentage points)."""
     lines = [f"Paired difference {b} - {a} on the same held-out scenes, {runs} run(s), bootstrap 95% percentile "
              f"interval ({resamples} resamples of scenes{', and runs' if scheme == 'hierarchical' else ''}, "
@@ -240,6 +242,8 @@ def markdown(results: Sequence[ColumnComparison], a: str, b: str, runs: int, res
         per_run = ", ".join(f"{x:+.1f}" for x in r.per_run)
         lines.append(f"| {r.column} | {r.a:.1f} | {r.b:.1f} | {r.diff:+.1f} | [{r.low:+.1f}, {r.high:+.1f}] | "
                      f"{'yes' if r.excludes_zero else 'no'} | {per_run} | {r.scenes} | {r.units} |")
+    if skipped:
+        lines += ["", f"Not compared (n/a for {a} or {b}): {', '.join(skipped)}."]
     return "\n".join(lines) + "\n"
 
 
@@ -254,14 +258,15 @@ def write_comparison(run_dirs: Sequence[Path], a: str, b: str, out: Path, column
 
     runs = load_runs(run_dirs)
     results = compare(runs, a, b, columns, resamples, seed, scheme, names=[str(d) for d in run_dirs])
-    md = markdown(results, a, b, len(runs), resamples, scheme)
+    skipped = [c for c in columns if c not in {r.column for r in results}]
+    md = markdown(results, a, b, len(runs), resamples, scheme, skipped)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"compare_{_slug(a)}_vs_{_slug(b)}"
     atomic_write_text(stem.with_suffix(".md"), md)
     atomic_write_text(stem.with_suffix(".json"), json.dumps(
         {"a": a, "b": b, "runs": [str(d) for d in run_dirs], "seeds": [h.get("seed") for h, _ in runs],
          "resamples": resamples, "seed": seed, "scheme": scheme, "unit": "percentage points",
-         "columns": [asdict(r) for r in results]}, indent=2))
+         "columns": [asdict(r) for r in results], "skipped": skipped}, indent=2))
     print(md)
     return stem.with_suffix(".md")
 

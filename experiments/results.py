@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -124,6 +125,7 @@ def evaluate_methods(ctx: Any, records: list[dict[str, Any]] | None = None) -> l
     followed, after the trivial rows, by its blank-BEV row (accuracies only). ``records``: when given, the per-scene
     and per-decision records of every row (:mod:`experiments.per_scene`) are appended to it."""
     from experiments.per_scene import decision_records, scene_records
+    from experiments.pipeline import cpu_seconds
 
     from agents.evaluation import evaluate_closed_loop, evaluate_open_loop
     from envs.replay_env import EnvConfig, ReplayEnv
@@ -139,7 +141,9 @@ def evaluate_methods(ctx: Any, records: list[dict[str, Any]] | None = None) -> l
     trivial = None
     blank_rows: list[dict[str, Any]] = []
     out = records if records is not None else []
+    marks: list[tuple[str, float]] = []
     for name in [*ev.planners, *cfg.algo.methods]:
+        marks.append((name, time.perf_counter(), cpu_seconds()))
         method = get_method(name)
         policy = method.load(ctx)
         config = EnvConfig(bev=None, reward=cfg.reward) if method.privileged_view else env_config(ctx)
@@ -176,6 +180,9 @@ def evaluate_methods(ctx: Any, records: list[dict[str, Any]] | None = None) -> l
                                      risk=base.risk_accuracy, note=f"trivial label predictor fitted on the training "
                                      f"rows, reads {how}; does not drive: driving columns n/a"))
         out.extend(decision_records(base.name, base))
+    marks.append(("", time.perf_counter(), cpu_seconds()))
+    print("eval seconds per row, wall (CPU) (open + closed loop, label accuracy, blank BEV): " +
+          ", ".join(f"{n} {t1 - t0:.0f} ({c1 - c0:.0f})" for (n, t0, c0), (_, t1, c1) in zip(marks, marks[1:])))
     return rows + blank_rows
 
 

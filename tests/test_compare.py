@@ -117,6 +117,12 @@ def test_bad_per_scene_files_and_unpaired_records_are_named(tmp_path):
         compare([({}, rec)], "a", "c", ["pdms"], 100)
     with pytest.raises(ValueError, match="unknown"):
         compare([({}, rec)], "a", "b", ["speed"], 100)
+    # a label column only b states (a planner against a VLA row) is left out, not an error
+    ok = [r for r in rec if r["scene_id"] == "s1"] + [{"unit": "decision", "method": "b", "scene_id": "s1",
+                                                       "sample_id": "s1@0", "kind": "pair", "fields": {"sector": 1.0},
+                                                       "risk": 1.0}]
+    assert [c.column for c in compare([({}, ok)], "a", "b", resamples=100)] == [
+        "pdms", "collision_rate", "route_completion", "driving_score"]
 
 
 def test_cli_and_callback_on_two_tiny_run_folders(tmp_path, capsys):
