@@ -172,3 +172,38 @@ def test_the_powered_experiments_evaluate_96_scenes_and_name_their_comparisons(e
     assert typed.env.eval_num_scenes >= 96 and typed.evaluate.blank_bev
     assert ["sft_positive", "sft_negative"] in typed.evaluate.compare
     assert all(m in method_names() for pair in typed.evaluate.compare for m in pair)
+
+
+def test_tiny_vla_run_writes_label_records_and_the_blank_bev_row(tmp_path):
+    """The tiny pipeline (``tests/test_pipeline.py``'s budget) with ``evaluate.blank_bev=true``: the VLA row's records
+    give its table values exactly (language / risk accuracy included), the blank-BEV row has label records only, and
+    the trivial rows' label records compare against the VLA row on language and risk."""
+    from hydra import compose, initialize_config_module
+
+    from experiments.run import run
+    from tests.test_pipeline import TINY
+
+    with initialize_config_module(config_module="experiments.conf", version_base=None):
+        cfg = compose(config_name="config", overrides=[*TINY, "algo=sft_negative", "evaluate.planners=[]",
+                                                       "evaluate.blank_bev=true", "tensorboard=false",
+                                                       f"out_dir={tmp_path}"])
+    run(cfg, tmp_path)
+    rows = {r["method"]: r for r in json.loads((tmp_path / "results.json").read_text())["rows"]}
+    blank = rows["sft_negative (blank BEV)"]
+    assert blank["kind"] == "ablation" and blank["pdms"] is None and blank["language_accuracy"] is not None
+    _, records = read_per_scene(tmp_path / "per_scene.jsonl")
+    for method in ("sft_negative", "majority (trivial)", "sft_negative (blank BEV)"):
+        mine = [r for r in records if r["method"] == method]
+        for column in ("language_accuracy", "risk_accuracy", "pdms", "collision_rate"):
+            sums = _sums(mine, column)
+            if rows[method][column] is None:
+                assert not sums, (method, column)
+                continue
+            num = np.stack([n for n, _ in sums.values()])
+            den = np.stack([d for _, d in sums.values()])
+            assert _statistic(np.ones((1, len(sums))), num, den)[0] == pytest.approx(rows[method][column],
+                                                                                      abs=1e-12), (method, column)
+    result = compare([({}, records)], "sft_negative (blank BEV)", "sft_negative", resamples=200)
+    assert [c.column for c in result] == ["language_accuracy", "risk_accuracy"]
+    assert result[0].diff == pytest.approx(100 * (rows["sft_negative"]["language_accuracy"]
+                                                  - blank["language_accuracy"]), abs=1e-9)
