@@ -1,7 +1,7 @@
 """Paired differences between two methods on the same held-out scenes, with bootstrap 95% intervals.
 
 ``python -m experiments.compare RUN_DIR [RUN_DIR ...] --a sft_positive --b sft_negative [--columns pdms,...]
-[--bootstrap 10000] [--seed 0] [--scheme scenes|hierarchical] [--out DIR]`` reads each run's ``per_scene.jsonl``
+[--bootstrap 10000] [--seed 0] [--scheme hierarchical|scenes] [--out DIR]`` reads each run's ``per_scene.jsonl``
 (:mod:`experiments.per_scene`) and writes ``compare_<a>_vs_<b>.md`` / ``.json`` into ``--out`` (default: the first
 run's parent); after ``python -m experiments.run -m seed=0,1,2`` the Hydra callback :class:`ComparePairs` does the
 same in the sweep folder for every pair of ``evaluate.compare``.
@@ -16,16 +16,19 @@ difference is its mean over runs (seeds), in percentage points.
 resampled is a *scene* carrying several decisions and a ratio statistic, which it does not express). The resampled
 unit is the held-out scene: a replicate draws scenes with replacement and takes all of each drawn scene's decisions
 (a cluster bootstrap: the decisions of one scene are not independent). Both methods get the same draw, which is what
-makes it paired. Schemes:
+makes it paired. The runs of a seed sweep are evaluated on the *same* held-out scenes (the held-out bank seed is
+fixed), so one scene draw per replicate is shared by every run: drawing scenes independently per seed would count
+96 scenes x 3 seeds as 288 independent scenes and make the interval too narrow. Schemes:
 
-* ``scenes`` (default): one scene draw per replicate, applied to every run. The runs of a seed sweep are evaluated
-  on the *same* held-out scenes (the held-out bank seed is fixed), so the scene is the shared source of variance:
-  drawing scenes independently per seed would count 96 scenes x 3 seeds as 288 independent scenes and make the
-  interval too narrow. The seeds are held fixed: the interval answers "on scenes like these, do these trained
-  models differ", and the per-run differences are printed beside it so the seed spread is visible.
-* ``hierarchical``: each replicate also draws the runs with replacement (then the scenes, shared by the drawn
-  runs), which adds the training-seed variance. With 3 seeds there are only 10 distinct run multisets, so this
-  interval is coarse; use it when there are many seeds.
+* ``hierarchical`` (default): each replicate draws the runs (training seeds) with replacement, then the scenes
+  (shared by the drawn runs); the pooled difference is the drawn runs' mean. The claim compared is about a training
+  method, and its seeds are a sample of training outcomes: measured on the SFT comparison (README, "Comparing two
+  methods"), language accuracy differed by -8.5, +5.9 and +9.0 points in the three seeds, and an interval that
+  held the seeds fixed excluded 0 (+1.1 to +3.1) where this one does not (-8.0 to +9.3). With 3 seeds there are
+  only 10 distinct run draws, so the seed level is coarse (and, as any bootstrap of 3 values, somewhat narrow):
+  read the per-run column beside it, and use more seeds where a claim rests on it.
+* ``scenes``: one scene draw per replicate, the runs held fixed: "on scenes like these, do *these trained models*
+  differ" (the scene sampling error only).
 
 The interval "excludes 0" when both ends are on the same side of 0. Identical inputs give exactly 0 (the same
 arithmetic on the same numbers).
@@ -50,7 +53,7 @@ SCENE_COLUMN = {"pdms": "pdms", "collision_rate": "collision", "route_completion
 """Column -> the ``scene`` record key it averages."""
 LABEL_FIELDS = ("risk_agent_class", "sector", "risk_level", "conflict_type", "action")
 """Keys of a ``decision`` record's ``fields`` (:data:`counterfactual.accuracy.LANGUAGE_FIELDS`)."""
-SCHEMES = ("scenes", "hierarchical")
+SCHEMES = ("hierarchical", "scenes")
 
 
 @dataclass
@@ -126,7 +129,7 @@ def _statistic(weights: np.ndarray, num: np.ndarray, den: np.ndarray) -> np.ndar
 
 def paired_bootstrap(a: Sequence[Mapping[str, tuple[np.ndarray, np.ndarray]]],
                      b: Sequence[Mapping[str, tuple[np.ndarray, np.ndarray]]], resamples: int = 10000,
-                     seed: int = 0, scheme: str = "scenes") -> dict[str, Any]:
+                     seed: int = 0, scheme: str = "hierarchical") -> dict[str, Any]:
     """Paired bootstrap of ``b - a`` over runs.
 
     Args:
@@ -186,7 +189,7 @@ def load_runs(run_dirs: Sequence[Path]) -> list[tuple[dict[str, Any], list[dict[
 
 
 def compare(runs: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]], a: str, b: str,
-            columns: Sequence[str] = COLUMNS, resamples: int = 10000, seed: int = 0, scheme: str = "scenes",
+            columns: Sequence[str] = COLUMNS, resamples: int = 10000, seed: int = 0, scheme: str = "hierarchical",
             names: Sequence[str] | None = None) -> list[ColumnComparison]:
     """Paired ``b - a`` of every column both methods have, pooled over ``runs`` (``(header, records)`` each).
 
@@ -233,9 +236,10 @@ def compare(runs: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]
 def markdown(results: Sequence[ColumnComparison], a: str, b: str, runs: int, resamples: int, scheme: str,
              skipped: Sequence[str] = ()) -> str:
     """The comparison as a markdown table (values in %, differences in percentage points)."""
+    what = "runs (seeds), then scenes shared by them" if scheme == "hierarchical" else "scenes, the runs held fixed"
     lines = [f"Paired difference {b} - {a} on the same held-out scenes, {runs} run(s), bootstrap 95% percentile "
-             f"interval ({resamples} resamples of scenes{', and runs' if scheme == 'hierarchical' else ''}, "
-             f"scheme {scheme}); values in %, differences in percentage points.", "",
+             f"interval ({resamples} resamples of {what}; scheme {scheme}); values in %, differences in percentage "
+             "points; per run: each run's difference.", "",
              f"| column | {a} | {b} | {b} - {a} | 95% interval | excludes 0 | per run | scenes | units |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -252,7 +256,7 @@ def _slug(name: str) -> str:
 
 
 def write_comparison(run_dirs: Sequence[Path], a: str, b: str, out: Path, columns: Sequence[str] = COLUMNS,
-                     resamples: int = 10000, seed: int = 0, scheme: str = "scenes") -> Path:
+                     resamples: int = 10000, seed: int = 0, scheme: str = "hierarchical") -> Path:
     """Compare, print and write ``compare_<a>_vs_<b>.md`` / ``.json`` into ``out``; returns the markdown path."""
     from envs.atomic import atomic_write_text
 
@@ -301,7 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--columns", default=",".join(COLUMNS), help=f"comma-separated, of {','.join(COLUMNS)}")
     p.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples (>= 100)")
     p.add_argument("--seed", type=int, default=0, help="the bootstrap generator's seed")
-    p.add_argument("--scheme", choices=SCHEMES, default="scenes", help="what is resampled (module docstring)")
+    p.add_argument("--scheme", choices=SCHEMES, default="hierarchical",
+                   help="hierarchical: runs (seeds), then scenes; scenes: scenes only, the runs held fixed")
     p.add_argument("--out", default=None, help="output folder (default: the first run's parent)")
     args = p.parse_args(argv)
     if args.bootstrap < 100:

@@ -36,17 +36,19 @@ def test_paired_bootstrap_covers_a_known_difference_and_zero():
 
 
 def test_shared_scenes_are_resampled_once_across_seeds():
-    """Runs evaluated on the same scenes share one scene draw per replicate (scheme ``scenes``): three identical
-    runs give the one run's interval, not a narrower one (as if they were 3 x 96 independent scenes)."""
+    """Runs evaluated on the same scenes share one scene draw per replicate: three identical runs give the one
+    run's interval, not a narrower one (as if they were 3 x 96 independent scenes); the hierarchical scheme (the
+    default) adds the spread between runs."""
     rng = np.random.default_rng(3)
     a = rng.uniform(0, 1, 96)
     b = a + rng.normal(0.05, 0.2, 96)
-    one = paired_bootstrap([_scene_sums(a)], [_scene_sums(b)], 2000, seed=1)
-    three = paired_bootstrap([_scene_sums(a)] * 3, [_scene_sums(b)] * 3, 2000, seed=1)
+    one = paired_bootstrap([_scene_sums(a)], [_scene_sums(b)], 2000, seed=1, scheme="scenes")
+    three = paired_bootstrap([_scene_sums(a)] * 3, [_scene_sums(b)] * 3, 2000, seed=1, scheme="scenes")
     assert (three["low"], three["high"]) == pytest.approx((one["low"], one["high"]), abs=1e-12)
     hier = paired_bootstrap([_scene_sums(a), _scene_sums(a)], [_scene_sums(b), _scene_sums(b + 0.3)], 2000,
                             scheme="hierarchical")
-    flat = paired_bootstrap([_scene_sums(a), _scene_sums(a)], [_scene_sums(b), _scene_sums(b + 0.3)], 2000)
+    flat = paired_bootstrap([_scene_sums(a), _scene_sums(a)], [_scene_sums(b), _scene_sums(b + 0.3)], 2000,
+                            scheme="scenes")
     assert hier["high"] - hier["low"] > flat["high"] - flat["low"]  # the seed level adds its spread
     with pytest.raises(ValueError, match="scheme"):
         paired_bootstrap([_scene_sums(a)], [_scene_sums(b)], 100, scheme="seeds")
