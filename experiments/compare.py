@@ -12,8 +12,9 @@ fields of each field's mean over the pair decisions (language accuracy), the mea
 accuracy). The paired difference of a run is ``value(b) - value(a)`` on the same scenes / decisions; the pooled
 difference is its mean over runs (seeds), in percentage points.
 
-**The bootstrap** (percentile interval, vectorised numpy; ``scipy.stats.bootstrap`` is not used because the unit
-resampled is a *scene* carrying several decisions and a ratio statistic, which it does not express). The resampled
+**The bootstrap** (percentile interval, vectorised numpy: one ``(B, scenes)`` matrix of multinomial draw counts;
+``scipy.stats.bootstrap`` resamples observations of equal weight, while here the unit is a *scene* carrying several
+decisions, the statistic a ratio of weighted sums, and the draw shared by two methods and several runs). The resampled
 unit is the held-out scene: a replicate draws scenes with replacement and takes all of each drawn scene's decisions
 (a cluster bootstrap: the decisions of one scene are not independent). Both methods get the same draw, which is what
 makes it paired. The runs of a seed sweep are evaluated on the *same* held-out scenes (the held-out bank seed is
