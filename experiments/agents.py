@@ -141,11 +141,12 @@ def _vla_rl_model(ctx: Context, anchors: bool, start: Any) -> Any:
                 policy_kwargs={"path": str(start)}, seed=int(ctx.cfg.seed), tensorboard_log=_tb(ctx))
 
 
-def _vla_label_accuracy(ctx: Context, policy: Any) -> Sequence[Any]:
+def _vla_label_accuracy(ctx: Context, policy: Any, blank_bev: bool = False) -> Sequence[Any]:
     from agents.vla.evaluate import language_accuracy
 
     train_table, held_table = _sample_tables(ctx)
-    return language_accuracy(policy, held_table, train_table, progress=bool(ctx.cfg.progress))
+    return language_accuracy(policy, held_table, None if blank_bev else train_table, progress=bool(ctx.cfg.progress),
+                             blank_bev=blank_bev)
 
 
 # ------------------------------------------------------------------------------------------------------------ mlp

@@ -257,6 +257,22 @@ class EvaluateConfig:
     """One scored decision per held-out scene (NAVSIM-style PDMS)."""
     closed_loop: bool = True
     """One closed-loop episode per held-out scene (collision rate, route completion, driving score)."""
+    blank_bev: bool = False
+    """Also a row ``<method> (blank BEV)`` per label-stating method: its language / risk accuracy with an all-zero
+    BEV (the "does it read the scene" ablation; one more greedy pass over the held-out decisions per row)."""
+    compare: List[List[str]] = field(default_factory=list)
+    """Pairs ``[a, b]`` of table rows (e.g. ``[[sft_positive, sft_negative]]``) whose paired difference ``b - a`` on
+    the same held-out scenes, with a bootstrap 95% interval per column, is printed after a multirun
+    (:mod:`experiments.compare`; any runs: ``python -m experiments.compare RUN_DIR... --a A --b B``)."""
+    bootstrap: int = 10000
+    """Bootstrap resamples of the ``compare`` intervals (>= 100)."""
+
+    def __post_init__(self) -> None:
+        for pair in self.compare:
+            if len(pair) != 2 or pair[0] == pair[1]:
+                raise ValueError(f"evaluate.compare: each entry must be two different rows [a, b], got {list(pair)}")
+        if self.bootstrap < 100:
+            raise ValueError(f"evaluate.bootstrap: expected >= 100 resamples, got {self.bootstrap}")
 
 
 @dataclass
@@ -316,7 +332,9 @@ def register_configs() -> None:
     cs.store(group="reward", name="sp_pdms", node=RewardConfig(kind="score"))
     cs.store(group="reward", name="pdms", node=RewardConfig(kind="score", reward_score="pdms"))
     cs.store(group="train", name="default", node=TrainConfig)
+    # paper: about 1 hour of CPU per seed with +experiment=paper (README, "Paper preset": measured per stage at a
+    # smaller scale and extrapolated; GRPO's 2 x 4,096 VLA env steps are two thirds of it)
     cs.store(group="train", name="paper", node=TrainConfig(
-        sft=SFTNode(max_steps=800), bc=BCNode(steps=800),
+        sft=SFTNode(max_steps=1600), bc=BCNode(steps=800),
         grpo=GRPONode(learning_rate=1e-4, n_steps=64, batch_size=32, group_size=8, log_images_every=4),
-        ppo=PPONode(n_steps=64, batch_size=64), rl_budget=1024, n_envs=2))
+        ppo=PPONode(n_steps=64, batch_size=64), rl_budget=4096, n_envs=2))
