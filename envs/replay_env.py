@@ -74,6 +74,7 @@ map (cached per frame) with the simulated :class:`~rewards.types.EgoState` swapp
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -85,14 +86,15 @@ from envs.observation import ObservationConfig, Route, build_observation, text_p
 from envs.render import BEVConfig, BEVRenderer
 from envs.configuration import coerce_config
 from envs.sim.metrics import DrivingMetricsConfig, EpisodeMetrics, reference_progress
-from envs.sim.reward import PROGRESS_TERMS, REWARD_TERMS, RewardConfig, closed_loop_reward, reward_terms
+from envs.sim.reward import EP_TERMS, PROGRESS_TERMS, REWARD_TERMS, RewardConfig, closed_loop_reward, reward_terms
+from envs.sim.terms import DeferredTerms
 from envs.scenes.scene import Scene
 from envs.sim.scoring import log_as_action, map_geometry_from_scene_map, problem_from_scene
 from envs.sim.simulation import DrivableArea, EgoTrack, first_event, simulate_prefix, simulate_with_steering
 from envs.scenes.sources import Origin, SceneSource, make_source
 from envs.spaces import NUM_POSES, action_space, observation_space, validate_trajectories
 from rewards.config import PDMConfig
-from rewards.pdm import score_states
+from rewards.pdm import PDMResult, score_states
 from rewards.geometry import rear_axle_to_center
 from rewards.scorer import reference_for, safe_progress_for
 from rewards.tracking import simulate_candidates
@@ -241,6 +243,16 @@ class _SceneContext:
     """Latest random decision / start frame (``log_end_margin`` before the log's end)."""
     t_end: int
     """Closed loop: the last frame from which a step may start (``episode_end_margin`` before the log's end)."""
+
+
+def _ep_terms(result: PDMResult, base: ScoringProblem, pdm: PDMConfig, reward: RewardConfig) -> dict[str, float]:
+    """The :data:`envs.sim.reward.EP_TERMS` of a one-candidate ``result`` (scored without a reference) with EP
+    normalised against the references planned from ``base`` (as :meth:`ReplayEnv._score`: the same aggregation,
+    :meth:`rewards.pdm.PDMResult.renormalized`, so the values are bit-identical)."""
+    ref_progress = reference_for(base, pdm).masked_progress
+    safe = safe_progress_for(base, pdm).progress
+    scored = reward_terms(result.renormalized(ref_progress, pdm), pdm, reward, safe)
+    return {name: float(scored[name][0]) for name in EP_TERMS}
 
 
 def _nan_terms(mode: str) -> dict[str, float]:
@@ -439,12 +451,21 @@ class ReplayEnv(gym.Env):
         assert scene is not None and track is not None
         k = self._replan_frames(scene)
         terms = _nan_terms(self.mode)
-        states = steering = None
+        states = steering = deferred = None
         if cfg.reward_mode == "eager":
             problem = self._problem()
             # One simulation serves the score (41 states) and, in closed loop, the driven prefix (first k states).
             states, steering = simulate_with_steering(problem.ego, traj[None], cfg.pdm)
-            scored = self._score(scene, problem, states)
+            base = self._reference_base(scene, problem)
+            if (base is not None and self.mode == "closed_loop" and cfg.reward.kind == "progress"
+                    and len(base.map.route) >= 2):
+                # The progress-first reward reads no EP term: the references are planned when info["rewards"] is
+                # first read (the EP terms stored now, normalised among the action alone, are replaced then).
+                result = score_states(problem, states, cfg.pdm)
+                scored = reward_terms(result, cfg.pdm, cfg.reward)
+                deferred = functools.partial(_ep_terms, result, base, cfg.pdm, cfg.reward)
+            else:
+                scored = self._score(scene, problem, states)
             terms.update({name: float(scored[name][0]) for name in REWARD_TERMS})
             collision, agent = bool(scored["is_collision"][0]), int(scored["colliding_agent_id"][0])
         else:  # the scoring problem is built at flush time
@@ -482,7 +503,8 @@ class ReplayEnv(gym.Env):
         terminated = collision or offroad or route_end
         truncated = not terminated and track.frame > ctx.t_end
         self._done = terminated or truncated
-        info = self._info(obs, terms, collision, agent, list(driven.contacts))
+        info = self._info(obs, terms if deferred is None else DeferredTerms(terms, EP_TERMS, deferred), collision,
+                          agent, list(driven.contacts))
         info["termination_reason"] = ("collision" if collision else "offroad" if offroad else
                                       "route_end" if route_end else "time_limit" if truncated else "")
         if self._done:
@@ -670,16 +692,25 @@ class ReplayEnv(gym.Env):
         ``config.reference``)."""
         cfg = self.config
         ref_progress = safe = None
-        if problem.map is not None and cfg.reference is not None:
-            base = problem
-            if cfg.reference == "log":
-                logged = self._log_problem(scene, problem.time_index)
-                if self._on_log(logged.ego, problem.ego):
-                    base = logged
+        base = self._reference_base(scene, problem)
+        if base is not None:
             ref_progress = reference_for(base, cfg.pdm).masked_progress
             safe = safe_progress_for(base, cfg.pdm).progress
         result = score_states(problem, states, cfg.pdm, reference_progress=ref_progress)
         return reward_terms(result, cfg.pdm, cfg.reward, safe)
+
+    def _reference_base(self, scene: Scene, problem: ScoringProblem) -> ScoringProblem | None:
+        """The problem the EP references of ``problem`` are planned from (``config.reference``): the log's problem
+        at its frame while the ego is on the log (``"log"``), else ``problem`` itself; None without a map or with
+        ``reference=None``."""
+        cfg = self.config
+        if problem.map is None or cfg.reference is None:
+            return None
+        if cfg.reference == "log":
+            logged = self._log_problem(scene, problem.time_index)
+            if self._on_log(logged.ego, problem.ego):
+                return logged
+        return problem
 
     def _on_log(self, logged: EgoState, current: EgoState) -> bool:
         """Whether ``current`` is within ``reference_log_tolerance`` of the logged ego state (position, speed)."""

@@ -47,6 +47,10 @@ REWARD_KINDS = ("score", "progress")
 :func:`progress_reward`)."""
 PROGRESS_TERMS = ("route_progress", "soft_factor")
 """Closed-loop terms of the progress-first reward reported in ``info["rewards"]`` (both kinds report them)."""
+EP_TERMS = ("ep", "pdms", "sp_ep", "sp_pdms", "score")
+"""The terms of :data:`REWARD_TERMS` that depend on the EP references (``score``: SP-PDMS or PDMS; the map-free score
+without a map, where no reference exists); the progress-first step reward reads none of them, so the replay env
+computes them when ``info["rewards"]`` is first read (:class:`envs.sim.terms.DeferredTerms`)."""
 
 
 @dataclass(frozen=True)
