@@ -115,6 +115,8 @@ import numpy as np  # noqa: E402
 import envs.replay_env as replay_env  # noqa: E402
 from envs.render import BEVConfig  # noqa: E402
 from envs.replay_env import EnvConfig, ReplayEnv  # noqa: E402
+from envs.sim.metrics import EpisodeMetrics  # noqa: E402
+from envs.sim.simulation import EgoTrack  # noqa: E402
 from envs.spaces import NUM_POSES, clip_trajectories  # noqa: E402
 from envs.wrappers import kinematic_trajectories  # noqa: E402
 
@@ -256,51 +258,64 @@ def run_steps(env: ReplayEnv, steps: int, seed: int) -> tuple[float, float]:
 
 
 def breakdown(env: ReplayEnv, seconds: float) -> dict[str, float]:
-    """Mean time per ``step`` [us] spent in each costly part, by wrapping the functions ``step`` calls."""
+    """Mean process CPU time per ``step`` [us] (resets included) spent in each costly part, by wrapping the functions
+    ``step`` calls (CPU time: steadier than wall clock on a shared machine)."""
     totals: dict[str, float] = defaultdict(float)
 
     def timed(name: str, fn: Callable) -> Callable:
         def wrapper(*args, **kwargs):
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             try:
                 return fn(*args, **kwargs)
             finally:
-                totals[name] += time.perf_counter() - t0
+                totals[name] += time.process_time() - t0
 
         return wrapper
 
     patches = {
-        "simulate_prefix": "closed-loop tracking (5 frames)",
-        "check_frames": "collision / off-road checks",
-        "simulate_candidates": "scorer: simulate the action (41 states)",
+        "simulate_with_steering": "scorer: simulate the action (41 states)",
+        "simulate_prefix": "closed-loop tracking (lazy mode)",
+        "first_event": "collision / off-road checks",
         "score_states": "scorer: score_states",
-        "reference_for": "scorer: reference planning",
+        "reward_terms": "reward terms",
+        "reference_for": "scorer: EP reference planning",
+        "safe_progress_for": "scorer: safe-progress reference planning",
         "problem_from_scene": "scoring problem from the log",
     }
+    methods = {(EgoTrack, "advance"): "ego track advance", (EpisodeMetrics, "add"): "episode metrics"}
     saved = {name: getattr(replay_env, name) for name in patches}
+    saved_methods = {key: getattr(*key) for key in methods}
     for name, label in patches.items():
         setattr(replay_env, name, timed(label, saved[name]))
+    for (cls, name), label in methods.items():
+        setattr(cls, name, timed(label, saved_methods[(cls, name)]))
     renderer = env._renderer
     if renderer is not None:
         renderer.render = timed("BEV render", renderer.render)  # instance attribute shadowing the method
     policy = make_policy(POLICY, 0)
     env.reset(seed=0)
-    steps = 0
+    steps, resets = 0, 0.0
     start = time.perf_counter()
     try:
         while time.perf_counter() - start < seconds:
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             _, _, terminated, truncated, _ = env.step(policy(env))
-            totals["step (total)"] += time.perf_counter() - t0
             steps += 1
             if terminated or truncated:
-                env.reset()  # reset time is excluded from "step (total)" but its parts are counted above
+                t1 = time.process_time()
+                env.reset()
+                resets += time.process_time() - t1
+            totals["step (total)"] += time.process_time() - t0  # resets included (their parts are counted too)
     finally:
         for name, fn in saved.items():
             setattr(replay_env, name, fn)
+        for (cls, name), fn in saved_methods.items():
+            setattr(cls, name, fn)
         if renderer is not None:
             del renderer.render
-    return {name: 1e6 * total / steps for name, total in totals.items()}
+    out = {name: 1e6 * total / steps for name, total in totals.items()}
+    out["reset"] = 1e6 * resets / steps
+    return out
 
 
 def profile(env: ReplayEnv, seconds: float, top: int = 25) -> None:
@@ -419,10 +434,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-only", action="store_true",
                         help="only the alternating comparison with highway-env (no table, no breakdown)")
     parser.add_argument("--skip-highway", action="store_true", help="do not run highway-env")
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help="comma-separated configurations of the table and breakdowns (default: all)")
     parser.add_argument("--highway-python", default=os.environ.get("HIGHWAY_PYTHON", "/tmp/highway-venv/bin/python"))
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.seconds <= 0 or args.round_seconds <= 0:
         parser.error("--rounds, --seconds and --round-seconds must be positive")
+    configs = [c for c in args.configs.split(",") if c]
+    unknown = sorted(set(configs) - set(CONFIGS))
+    if unknown:
+        parser.error(f"--configs: unknown {unknown}; known: {', '.join(CONFIGS)}")
     cv2.setNumThreads(1)
     global POLICY
     POLICY = args.policy
@@ -436,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     warm, rates = {}, {}
     if not args.compare_only:
         print(f"{'config':<12} {'steps/s':>9} {'CPU steps/s':>12} {'episodes':>9} {'warm-up s/scene':>16}")
-    for name, config in {} if args.compare_only else CONFIGS.items():
+    for name, config in {} if args.compare_only else {c: CONFIGS[c] for c in configs}.items():
         env = ReplayEnv("bank", "closed_loop", config, num_scenes=args.scenes)
         warm[name] = env
         per_scene = warm_up(env)
@@ -444,16 +465,18 @@ def main(argv: list[str] | None = None) -> int:
         rates[name] = rate
         print(f"{name:<12} {rate:>9.0f} {cpu_rate:>12.0f} {episodes:>9d} {per_scene:>16.2f}")
 
-    for name in () if args.compare_only else ("ref-auto", "default", "vector-map", "state-only", "lazy", "lazy-state"):
+    shown = ("ref-auto", "default", "ref-none", "vector-map", "state-only", "lazy", "lazy-state")
+    for name in () if args.compare_only else [c for c in shown if c in warm]:
         parts = breakdown(warm[name], min(args.seconds, 3.0))
-        total = parts.pop("step (total)")
-        print(f"\nwhere a step's time goes, config {name!r} ({total:.0f} us per step, warm; parts include reset work):")
+        total, reset = parts.pop("step (total)"), parts.pop("reset")
+        print(f"\nwhere a step's time goes, config {name!r} ({total:.0f} us per step, warm, resets included: "
+              f"{reset:.0f} us per step, their parts counted below):")
         for label, us in sorted(parts.items(), key=lambda kv: -kv[1]):
             print(f"  {label:<46} {us:>8.0f} us  {100 * us / total:5.1f} %")
         rest = total - sum(parts.values())
-        print(f"  {'rest (observation but BEV, info, step logic)':<46} {rest:>8.0f} us  {100 * rest / total:5.1f} %")
+        print(f"  {'rest (observation but BEV, info, step / reset logic)':<46} {rest:>8.0f} us  {100 * rest / total:5.1f} %")
 
-    if args.profile and not args.compare_only:
+    if args.profile and not args.compare_only and "default" in warm:
         print("\ncProfile of config 'default' (top functions by own time):")
         profile(warm["default"], min(args.seconds, 3.0))
 
