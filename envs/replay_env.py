@@ -82,7 +82,7 @@ from typing import Any, Mapping
 import gymnasium as gym
 import numpy as np
 
-from envs.observation import ObservationConfig, Route, build_observation, text_prompt
+from envs.observation import EgoKinematics, ObservationConfig, Route, build_observation, text_prompt
 from envs.render import BEVConfig, BEVRenderer
 from envs.configuration import coerce_config
 from envs.sim.metrics import DrivingMetricsConfig, EpisodeMetrics, reference_progress
@@ -243,6 +243,9 @@ class _SceneContext:
     """Latest random decision / start frame (``log_end_margin`` before the log's end)."""
     t_end: int
     """Closed loop: the last frame from which a step may start (``episode_end_margin`` before the log's end)."""
+    log_kinematics: EgoKinematics
+    """The logged ego's kinematics (:meth:`EgoKinematics.from_scene`), copied into each episode's
+    :class:`~envs.sim.simulation.EgoTrack` (read-only here)."""
 
 
 def _ep_terms(result: PDMResult, base: ScoringProblem, pdm: PDMConfig, reward: RewardConfig) -> dict[str, float]:
@@ -418,7 +421,7 @@ class ReplayEnv(gym.Env):
         self._index = index
         self._start = t0
         self._scene = scene
-        self._track = EgoTrack(scene, t0, self._log_problem(scene, t0).ego)
+        self._track = EgoTrack(scene, t0, self._log_problem(scene, t0).ego, ctx.log_kinematics)
         self._metrics = None if self.mode == "open_loop" else EpisodeMetrics(
             scene, ctx.route, self._track.poses[t0], None if scene.map is None else self._log_problem(scene, t0).map,
             self.config.driving_metrics)
@@ -460,9 +463,9 @@ class ReplayEnv(gym.Env):
             if (base is not None and self.mode == "closed_loop" and cfg.reward.kind == "progress"
                     and len(base.map.route) >= 2):
                 # The progress-first reward reads no EP term: the references are planned when info["rewards"] is
-                # first read (the EP terms stored now, normalised among the action alone, are replaced then).
+                # first read (envs.sim.terms.DeferredTerms; the NaN EP terms and reward here are replaced).
                 result = score_states(problem, states, cfg.pdm)
-                scored = reward_terms(result, cfg.pdm, cfg.reward)
+                scored = reward_terms(result, cfg.pdm, cfg.reward, ep_terms=False)
                 deferred = functools.partial(_ep_terms, result, base, cfg.pdm, cfg.reward)
             else:
                 scored = self._score(scene, problem, states)
@@ -632,7 +635,8 @@ class ReplayEnv(gym.Env):
         t_max = max(0, scene.num_frames - 1 - int(round(self.config.log_end_margin / scene.dt)))
         drivable = None if scene.map is None else DrivableArea(map_geometry_from_scene_map(scene.map))
         t_end = max(0, scene.num_frames - 1 - int(round(self.config.episode_end_margin / scene.dt)))
-        ctx = _SceneContext(route=Route.from_scene(scene), drivable=drivable, t_max=min(t_max, t_end), t_end=t_end)
+        ctx = _SceneContext(route=Route.from_scene(scene), drivable=drivable, t_max=min(t_max, t_end), t_end=t_end,
+                            log_kinematics=EgoKinematics.from_scene(scene))
         self._contexts[scene.scene_id] = ctx
         if len(self._contexts) > self.config.scene_cache_size:
             self._contexts.popitem(last=False)
@@ -682,8 +686,9 @@ class ReplayEnv(gym.Env):
         if self._current is not None and self._current[0] == track.frame:
             return self._current[1]
         problem = self._log_problem(self._scene, track.frame)
-        if problem.ego is not track.ego_state:
-            problem = dataclasses.replace(problem, ego=track.ego_state)
+        if problem.ego is not track.ego_state:  # dataclasses.replace(problem, ego=...), without its introspection
+            problem = ScoringProblem(ego=track.ego_state, agents=problem.agents, map=problem.map,
+                                     scene_id=problem.scene_id, time_index=problem.time_index)
         self._current = (track.frame, problem)
         return problem
 

@@ -92,4 +92,5 @@ def validate_trajectories(trajectories: Any, name: str = "action", group: bool =
 def clip_trajectories(trajectories: np.ndarray) -> np.ndarray:
     """``(..., 8, 3)`` trajectories clipped to the action bounds, as float32 (for policies whose raw output may
     leave them, e.g. a decoded codeword or a planner's path)."""
-    return np.clip(np.asarray(trajectories, dtype=np.float64), ACTION_LOW, ACTION_HIGH).astype(np.float32)
+    # np.clip's value, without its Python-level dispatch
+    return np.minimum(np.maximum(np.asarray(trajectories, dtype=np.float64), ACTION_LOW), ACTION_HIGH).astype(np.float32)

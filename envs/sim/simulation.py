@@ -83,9 +83,15 @@ class EgoTrack:
         frame: the current frame (the last frame that holds the ego's real, possibly simulated, state).
     """
 
-    def __init__(self, scene: Scene, start: int, ego: EgoState) -> None:
+    def __init__(self, scene: Scene, start: int, ego: EgoState, log: EgoKinematics | None = None) -> None:
+        """``log``: ``EgoKinematics.from_scene(scene)`` if the caller keeps it per scene (it is copied, never
+        written); computed here otherwise."""
         self.scene = scene
-        log = EgoKinematics.from_scene(scene)  # fresh arrays, updated in place below and by advance()
+        if log is None:
+            log = EgoKinematics.from_scene(scene)  # fresh arrays, updated in place below and by advance()
+        else:
+            log = EgoKinematics(poses=log.poses.copy(), body_velocities=log.body_velocities.copy(),
+                                body_accelerations=log.body_accelerations.copy(), yaw_rates=log.yaw_rates.copy())
         self.kinematics = log
         self.poses = log.poses
         self.velocities = scene.ego_velocities.copy()
@@ -127,9 +133,9 @@ class EgoTrack:
         self.poses[a:b, 0] = states[:, SX]
         self.poses[a:b, 1] = states[:, SY]
         self.poses[a:b, 2] = wrap_angle(states[:, SYAW])
-        self.body_velocities[a:b] = states[:, [SVX, SVY]]
+        self.body_velocities[a:b] = states[:, SVX : SVY + 1]  # SVY = SVX + 1, SAY = SAX + 1 (rewards.tracking)
         self.velocities[a:b] = rotate_vectors(self.body_velocities[a:b], self.poses[a:b, 2])
-        self.body_accelerations[a:b] = states[:, [SAX, SAY]]
+        self.body_accelerations[a:b] = states[:, SAX : SAY + 1]
         self.yaw_rates[a:b] = wrap_angle(np.diff(self.poses[a - 1 : b, 2])) / dt
         self.frame = b - 1
         self.steering = float(steering)
