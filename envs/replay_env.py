@@ -720,8 +720,10 @@ class ReplayEnv(gym.Env):
     def _on_log(self, logged: EgoState, current: EgoState) -> bool:
         """Whether ``current`` is within ``reference_log_tolerance`` of the logged ego state (position, speed)."""
         tol = self.config.reference_log_tolerance
-        return (current is logged or (float(np.hypot(*(current.pose[:2] - logged.pose[:2]))) <= tol
-                                      and abs(float(current.velocity[0] - logged.velocity[0])) <= tol))
+        if current is logged:
+            return True
+        dx, dy = current.pose[:2] - logged.pose[:2]  # np.hypot of two float64 scalars (math.hypot may differ)
+        return float(np.hypot(dx, dy)) <= tol and abs(float(current.velocity[0] - logged.velocity[0])) <= tol
 
     def _observation(self) -> dict[str, Any]:
         track = self._track
