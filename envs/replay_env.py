@@ -286,6 +286,9 @@ class ReplayEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
+    _defer_ep_terms = True
+    """Closed loop, progress-first reward: plan the EP references when ``info["rewards"]`` is first read
+    (:class:`envs.sim.terms.DeferredTerms`); False plans them in ``step`` (the same values; the tests compare)."""
     # Only the modes that work are listed (gymnasium's check_env makes the env once per listed mode).
     # ``gymnasium.make(id, render_mode="human")`` wraps the rgb_array env in gymnasium's HumanRendering (a pygame
     # window, where pygame and a display exist); constructing ReplayEnv(render_mode="human") directly is refused.
@@ -460,8 +463,8 @@ class ReplayEnv(gym.Env):
             # One simulation serves the score (41 states) and, in closed loop, the driven prefix (first k states).
             states, steering = simulate_with_steering(problem.ego, traj[None], cfg.pdm)
             base = self._reference_base(scene, problem)
-            if (base is not None and self.mode == "closed_loop" and cfg.reward.kind == "progress"
-                    and len(base.map.route) >= 2):
+            if (self._defer_ep_terms and base is not None and self.mode == "closed_loop"
+                    and cfg.reward.kind == "progress" and len(base.map.route) >= 2):
                 # The progress-first reward reads no EP term: the references are planned when info["rewards"] is
                 # first read (envs.sim.terms.DeferredTerms; the NaN EP terms and reward here are replaced).
                 result = score_states(problem, states, cfg.pdm)
