@@ -62,7 +62,15 @@ action's soft infractions (TTC, comfort, driving direction), and an at-fault col
 episode with a penalty that takes back the episode's progress rewards and costs ``w_terminal_collision`` more
 (:func:`envs.sim.reward.progress_reward`); with ``kind="score"`` it is the open-loop reward plus
 ``-w_terminal_collision`` on the step in which the simulated ego collides at fault. Both kinds report
-``route_progress`` and ``soft_factor``. ``info["rewards"]`` holds every term. With ``reward_mode="lazy"`` the
+``route_progress`` and ``soft_factor``. ``info["rewards"]`` holds every term. A closed-loop step with the
+progress-first reward does not read the terms that depend on the EP references (``ep``, ``pdms``, ``sp_ep``,
+``sp_pdms``, ``score``), so they are computed when ``info["rewards"]`` is first read
+(:class:`envs.sim.terms.DeferredTerms`, a dict; the same values, bit for bit, as planning them in ``step``): a
+consumer that never reads them never pays for planning the references (most of a step that leaves the log); one
+that reads them (``agents.rl.metrics.DrivingMetrics``, ``agents.evaluation``) pays at that moment, and GRPO's
+``score_group`` at the same state has planned them already (cached per problem). An unread info keeps its step's
+scoring inputs alive until it is read or dropped; an info sent to another process (``SubprocVecEnv``, Ray
+workers) is pickled as a plain dict, so the worker computes them before sending. With ``reward_mode="lazy"`` the
 per-step scorer call is skipped (reward = terminal terms only) and :meth:`ReplayEnv.flush_rewards` scores the
 stored decisions later (e.g. at the end of an episode, off the stepping loop).
 
