@@ -1,7 +1,8 @@
 """Closed-loop ReplayEnv throughput, what dominates a step, and highway-env measured alternately in the same run.
 
 Run: ``python -m benchmarks.bench_env [--seconds 5] [--scenes 16] [--rounds 5] [--round-seconds 2] [--profile]
-[--policy log|random] [--compare-only | --skip-highway]``.
+[--policy log|random] [--configs default,ref-none,...] [--compare-only | --skip-highway]``
+(``--configs`` limits the table and the per-part breakdowns, which are by process CPU time, resets included).
 
 Single process, single core: the BLAS / OpenMP / OpenCV thread counts are pinned to 1 before numpy is imported.
 With ``--policy log`` (default) the policy replays the log (:meth:`envs.replay_env.ReplayEnv.logged_action` each step);
