@@ -99,11 +99,17 @@ class Route:
         """Arc length [m] of the point of the route closest to ``xy (2,)`` [m] (first segment on ties; the scorer's
         compiled projection, :func:`rewards.kernels.project_points`)."""
         point = np.asarray(xy, dtype=np.float64).reshape(1, 2)
-        return float(kernels.project_points(point, self.points, self.arclength)[0])
+        key = point.tobytes()
+        last = self.__dict__.get("_last_projection")
+        if last is not None and last[0] == key:  # the same point again (a step projects the ego's pose 3 times)
+            return last[1]
+        s = float(kernels.project_points(point, self.points, self.arclength)[0])
+        object.__setattr__(self, "_last_projection", (key, s))
+        return s
 
     def heading_at(self, s: float) -> float:
         """Unwrapped heading [rad] of the segment at arc length ``s`` [m] (clamped to the route)."""
-        i = int(np.clip(np.searchsorted(self.arclength, s, side="right") - 1, 0, len(self.headings) - 1))
+        i = min(max(int(np.searchsorted(self.arclength, s, side="right")) - 1, 0), len(self.headings) - 1)
         return float(self.headings[i])
 
 
@@ -141,7 +147,7 @@ def pose_history(poses: np.ndarray, frame: int, num: int, interval: int) -> np.n
         ``(num, 3)`` float32 poses at frames ``frame - num*interval, ..., frame - interval`` [m, m, rad]; frames
         before the log's start repeat frame 0.
     """
-    frames = np.clip(frame - interval * np.arange(num, 0, -1), 0, None)
+    frames = np.maximum(frame - interval * np.arange(num, 0, -1), 0)
     return world_to_local(poses[frames], poses[frame]).astype(np.float32)
 
 
@@ -258,14 +264,14 @@ def build_observation(
         raise ValueError(f"ObservationConfig.history_interval={config.history_interval} s is not a multiple of the "
                          f"step dt={scene.dt} s of scene {scene.scene_id}")
     history = pose_history(ego.poses, t, config.history_poses, step)
-    np.clip(history[:, :2], -HISTORY_RANGE, HISTORY_RANGE, out=history[:, :2])
+    np.minimum(np.maximum(history[:, :2], -HISTORY_RANGE), HISTORY_RANGE, out=history[:, :2])  # np.clip, cheaper
     status = ego_status(ego.body_velocities[t], ego.body_accelerations[t], float(ego.yaw_rates[t]))
     command = route_command(route, route.project(ego.poses[t, :2]), config.command_lookahead,
                             np.radians(config.command_threshold_deg))
     obs: dict[str, Any] = {}
     if config.bev is not None:
         obs["bev"] = (renderer if renderer is not None else renderer_for(config.bev)).render(scene, t)
-    obs["ego_state"] = np.clip(status, EGO_STATE_LOW, EGO_STATE_HIGH)
+    obs["ego_state"] = np.minimum(np.maximum(status, EGO_STATE_LOW), EGO_STATE_HIGH)  # np.clip, cheaper
     obs["command"] = np.int64(command)
     obs["history"] = history
     return obs

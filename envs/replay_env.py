@@ -62,7 +62,15 @@ action's soft infractions (TTC, comfort, driving direction), and an at-fault col
 episode with a penalty that takes back the episode's progress rewards and costs ``w_terminal_collision`` more
 (:func:`envs.sim.reward.progress_reward`); with ``kind="score"`` it is the open-loop reward plus
 ``-w_terminal_collision`` on the step in which the simulated ego collides at fault. Both kinds report
-``route_progress`` and ``soft_factor``. ``info["rewards"]`` holds every term. With ``reward_mode="lazy"`` the
+``route_progress`` and ``soft_factor``. ``info["rewards"]`` holds every term. A closed-loop step with the
+progress-first reward does not read the terms that depend on the EP references (``ep``, ``pdms``, ``sp_ep``,
+``sp_pdms``, ``score``), so they are computed when ``info["rewards"]`` is first read
+(:class:`envs.sim.terms.DeferredTerms`, a dict; the same values, bit for bit, as planning them in ``step``): a
+consumer that never reads them never pays for planning the references (most of a step that leaves the log); one
+that reads them (``agents.rl.metrics.DrivingMetrics``, ``agents.evaluation``) pays at that moment, and GRPO's
+``score_group`` at the same state has planned them already (cached per problem). An unread info keeps its step's
+scoring inputs alive until it is read or dropped; an info sent to another process (``SubprocVecEnv``, Ray
+workers) is pickled as a plain dict, so the worker computes them before sending. With ``reward_mode="lazy"`` the
 per-step scorer call is skipped (reward = terminal terms only) and :meth:`ReplayEnv.flush_rewards` scores the
 stored decisions later (e.g. at the end of an episode, off the stepping loop).
 
@@ -74,6 +82,7 @@ map (cached per frame) with the simulated :class:`~rewards.types.EgoState` swapp
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -81,18 +90,19 @@ from typing import Any, Mapping
 import gymnasium as gym
 import numpy as np
 
-from envs.observation import ObservationConfig, Route, build_observation, text_prompt
+from envs.observation import EgoKinematics, ObservationConfig, Route, build_observation, text_prompt
 from envs.render import BEVConfig, BEVRenderer
 from envs.configuration import coerce_config
 from envs.sim.metrics import DrivingMetricsConfig, EpisodeMetrics, reference_progress
-from envs.sim.reward import PROGRESS_TERMS, REWARD_TERMS, RewardConfig, closed_loop_reward, reward_terms
+from envs.sim.reward import EP_TERMS, PROGRESS_TERMS, REWARD_TERMS, RewardConfig, closed_loop_reward, reward_terms
+from envs.sim.terms import DeferredTerms
 from envs.scenes.scene import Scene
 from envs.sim.scoring import log_as_action, map_geometry_from_scene_map, problem_from_scene
 from envs.sim.simulation import DrivableArea, EgoTrack, first_event, simulate_prefix, simulate_with_steering
 from envs.scenes.sources import Origin, SceneSource, make_source
 from envs.spaces import NUM_POSES, action_space, observation_space, validate_trajectories
 from rewards.config import PDMConfig
-from rewards.pdm import score_states
+from rewards.pdm import PDMResult, score_states
 from rewards.geometry import rear_axle_to_center
 from rewards.scorer import reference_for, safe_progress_for
 from rewards.tracking import simulate_candidates
@@ -241,6 +251,19 @@ class _SceneContext:
     """Latest random decision / start frame (``log_end_margin`` before the log's end)."""
     t_end: int
     """Closed loop: the last frame from which a step may start (``episode_end_margin`` before the log's end)."""
+    log_kinematics: EgoKinematics
+    """The logged ego's kinematics (:meth:`EgoKinematics.from_scene`), copied into each episode's
+    :class:`~envs.sim.simulation.EgoTrack` (read-only here)."""
+
+
+def _ep_terms(result: PDMResult, base: ScoringProblem, pdm: PDMConfig, reward: RewardConfig) -> dict[str, float]:
+    """The :data:`envs.sim.reward.EP_TERMS` of a one-candidate ``result`` (scored without a reference) with EP
+    normalised against the references planned from ``base`` (as :meth:`ReplayEnv._score`: the same aggregation,
+    :meth:`rewards.pdm.PDMResult.renormalized`, so the values are bit-identical)."""
+    ref_progress = reference_for(base, pdm).masked_progress
+    safe = safe_progress_for(base, pdm).progress
+    scored = reward_terms(result.renormalized(ref_progress, pdm), pdm, reward, safe)
+    return {name: float(scored[name][0]) for name in EP_TERMS}
 
 
 def _nan_terms(mode: str) -> dict[str, float]:
@@ -271,6 +294,9 @@ class ReplayEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
+    _defer_ep_terms = True
+    """Closed loop, progress-first reward: plan the EP references when ``info["rewards"]`` is first read
+    (:class:`envs.sim.terms.DeferredTerms`); False plans them in ``step`` (the same values; the tests compare)."""
     # Only the modes that work are listed (gymnasium's check_env makes the env once per listed mode).
     # ``gymnasium.make(id, render_mode="human")`` wraps the rgb_array env in gymnasium's HumanRendering (a pygame
     # window, where pygame and a display exist); constructing ReplayEnv(render_mode="human") directly is refused.
@@ -406,7 +432,7 @@ class ReplayEnv(gym.Env):
         self._index = index
         self._start = t0
         self._scene = scene
-        self._track = EgoTrack(scene, t0, self._log_problem(scene, t0).ego)
+        self._track = EgoTrack(scene, t0, self._log_problem(scene, t0).ego, ctx.log_kinematics)
         self._metrics = None if self.mode == "open_loop" else EpisodeMetrics(
             scene, ctx.route, self._track.poses[t0], None if scene.map is None else self._log_problem(scene, t0).map,
             self.config.driving_metrics)
@@ -439,12 +465,21 @@ class ReplayEnv(gym.Env):
         assert scene is not None and track is not None
         k = self._replan_frames(scene)
         terms = _nan_terms(self.mode)
-        states = steering = None
+        states = steering = deferred = None
         if cfg.reward_mode == "eager":
             problem = self._problem()
             # One simulation serves the score (41 states) and, in closed loop, the driven prefix (first k states).
             states, steering = simulate_with_steering(problem.ego, traj[None], cfg.pdm)
-            scored = self._score(scene, problem, states)
+            base = self._reference_base(scene, problem)
+            if (self._defer_ep_terms and base is not None and self.mode == "closed_loop"
+                    and cfg.reward.kind == "progress" and len(base.map.route) >= 2):
+                # The progress-first reward reads no EP term: the references are planned when info["rewards"] is
+                # first read (envs.sim.terms.DeferredTerms; the NaN EP terms and reward here are replaced).
+                result = score_states(problem, states, cfg.pdm)
+                scored = reward_terms(result, cfg.pdm, cfg.reward, ep_terms=False)
+                deferred = functools.partial(_ep_terms, result, base, cfg.pdm, cfg.reward)
+            else:
+                scored = self._score(scene, problem, states)
             terms.update({name: float(scored[name][0]) for name in REWARD_TERMS})
             collision, agent = bool(scored["is_collision"][0]), int(scored["colliding_agent_id"][0])
         else:  # the scoring problem is built at flush time
@@ -482,7 +517,8 @@ class ReplayEnv(gym.Env):
         terminated = collision or offroad or route_end
         truncated = not terminated and track.frame > ctx.t_end
         self._done = terminated or truncated
-        info = self._info(obs, terms, collision, agent, list(driven.contacts))
+        info = self._info(obs, terms if deferred is None else DeferredTerms(terms, EP_TERMS, deferred), collision,
+                          agent, list(driven.contacts))
         info["termination_reason"] = ("collision" if collision else "offroad" if offroad else
                                       "route_end" if route_end else "time_limit" if truncated else "")
         if self._done:
@@ -610,7 +646,8 @@ class ReplayEnv(gym.Env):
         t_max = max(0, scene.num_frames - 1 - int(round(self.config.log_end_margin / scene.dt)))
         drivable = None if scene.map is None else DrivableArea(map_geometry_from_scene_map(scene.map))
         t_end = max(0, scene.num_frames - 1 - int(round(self.config.episode_end_margin / scene.dt)))
-        ctx = _SceneContext(route=Route.from_scene(scene), drivable=drivable, t_max=min(t_max, t_end), t_end=t_end)
+        ctx = _SceneContext(route=Route.from_scene(scene), drivable=drivable, t_max=min(t_max, t_end), t_end=t_end,
+                            log_kinematics=EgoKinematics.from_scene(scene))
         self._contexts[scene.scene_id] = ctx
         if len(self._contexts) > self.config.scene_cache_size:
             self._contexts.popitem(last=False)
@@ -660,8 +697,9 @@ class ReplayEnv(gym.Env):
         if self._current is not None and self._current[0] == track.frame:
             return self._current[1]
         problem = self._log_problem(self._scene, track.frame)
-        if problem.ego is not track.ego_state:
-            problem = dataclasses.replace(problem, ego=track.ego_state)
+        if problem.ego is not track.ego_state:  # dataclasses.replace(problem, ego=...), without its introspection
+            problem = ScoringProblem(ego=track.ego_state, agents=problem.agents, map=problem.map,
+                                     scene_id=problem.scene_id, time_index=problem.time_index)
         self._current = (track.frame, problem)
         return problem
 
@@ -670,22 +708,33 @@ class ReplayEnv(gym.Env):
         ``config.reference``)."""
         cfg = self.config
         ref_progress = safe = None
-        if problem.map is not None and cfg.reference is not None:
-            base = problem
-            if cfg.reference == "log":
-                logged = self._log_problem(scene, problem.time_index)
-                if self._on_log(logged.ego, problem.ego):
-                    base = logged
+        base = self._reference_base(scene, problem)
+        if base is not None:
             ref_progress = reference_for(base, cfg.pdm).masked_progress
             safe = safe_progress_for(base, cfg.pdm).progress
         result = score_states(problem, states, cfg.pdm, reference_progress=ref_progress)
         return reward_terms(result, cfg.pdm, cfg.reward, safe)
 
+    def _reference_base(self, scene: Scene, problem: ScoringProblem) -> ScoringProblem | None:
+        """The problem the EP references of ``problem`` are planned from (``config.reference``): the log's problem
+        at its frame while the ego is on the log (``"log"``), else ``problem`` itself; None without a map or with
+        ``reference=None``."""
+        cfg = self.config
+        if problem.map is None or cfg.reference is None:
+            return None
+        if cfg.reference == "log":
+            logged = self._log_problem(scene, problem.time_index)
+            if self._on_log(logged.ego, problem.ego):
+                return logged
+        return problem
+
     def _on_log(self, logged: EgoState, current: EgoState) -> bool:
         """Whether ``current`` is within ``reference_log_tolerance`` of the logged ego state (position, speed)."""
         tol = self.config.reference_log_tolerance
-        return (current is logged or (float(np.hypot(*(current.pose[:2] - logged.pose[:2]))) <= tol
-                                      and abs(float(current.velocity[0] - logged.velocity[0])) <= tol))
+        if current is logged:
+            return True
+        dx, dy = current.pose[:2] - logged.pose[:2]  # np.hypot of two float64 scalars (math.hypot may differ)
+        return float(np.hypot(dx, dy)) <= tol and abs(float(current.velocity[0] - logged.velocity[0])) <= tol
 
     def _observation(self) -> dict[str, Any]:
         track = self._track

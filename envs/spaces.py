@@ -54,6 +54,10 @@ def observation_space(config: Any) -> spaces.Dict:
     return spaces.Dict(obs)
 
 
+_ACTION_LOW_TOL, _ACTION_HIGH_TOL = ACTION_LOW - 1e-5, ACTION_HIGH + 1e-5
+"""The action bounds with :func:`validate_trajectories`' tolerance (1e-5)."""
+
+
 def validate_trajectories(trajectories: Any, name: str = "action", group: bool = False) -> np.ndarray:
     """Check trajectories against the action space: shape, finiteness and bounds (no clipping).
 
@@ -80,8 +84,7 @@ def validate_trajectories(trajectories: Any, name: str = "action", group: bool =
     if bad.any():
         i = tuple(int(k) for k in np.argwhere(bad)[0])
         raise ValueError(f"{name}: NaN or inf at index {i} (shape {arr.shape}): {arr[i]}")
-    tol = 1e-5
-    out = (arr < ACTION_LOW - tol) | (arr > ACTION_HIGH + tol)
+    out = (arr < _ACTION_LOW_TOL) | (arr > _ACTION_HIGH_TOL)
     if out.any():
         i = tuple(int(k) for k in np.argwhere(out)[0])
         lo, hi = ACTION_LOW[i[-2:]], ACTION_HIGH[i[-2:]]
@@ -92,4 +95,5 @@ def validate_trajectories(trajectories: Any, name: str = "action", group: bool =
 def clip_trajectories(trajectories: np.ndarray) -> np.ndarray:
     """``(..., 8, 3)`` trajectories clipped to the action bounds, as float32 (for policies whose raw output may
     leave them, e.g. a decoded codeword or a planner's path)."""
-    return np.clip(np.asarray(trajectories, dtype=np.float64), ACTION_LOW, ACTION_HIGH).astype(np.float32)
+    # np.clip's value, without its Python-level dispatch
+    return np.minimum(np.maximum(np.asarray(trajectories, dtype=np.float64), ACTION_LOW), ACTION_HIGH).astype(np.float32)

@@ -48,10 +48,11 @@ def _checked(name: str, value: Any, shape: tuple[int | None, ...], dtype: Any = 
     """Read-only array (:func:`_freeze`) of ``dtype`` with ``shape`` (``None``: any), finite if floating;
     ``ValueError`` naming ``name``."""
     arr = np.asarray(value, dtype=dtype)
-    if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
+    if arr.shape != shape and (arr.ndim != len(shape)
+                               or any(s is not None and s != a for s, a in zip(shape, arr.shape))):
         want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
         raise ValueError(f"{name}: expected shape {want}, got {arr.shape}")
-    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ValueError(f"{name}: contains NaN or inf (shape {arr.shape})")
     return _freeze(arr, value)
 

@@ -716,6 +716,8 @@ class BEVRenderer:
             # Culled boxes are never drawn, so their (possibly huge) coordinates need no clipping.
             fixed = np.rint(pix).astype(np.int32)
             corners = fixed[:, :, :4]  # (N, S, 4, 2)
+            # Which agents to draw per frame, as Python lists (one conversion instead of a search per frame).
+            drawn = [[n for n, ok in enumerate(row) if ok] for row in valid.T.tolist()]  # (S,) lists of rows
         ego_box, ego_tick, ego_offsets = self._ego_box(scene)
 
         # History, oldest first (newer boxes drawn on top).
@@ -737,11 +739,11 @@ class BEVRenderer:
                     if N:
                         colors = agents.history_colors[age]
                         at_s = corners[:, s_]
-                        for n in np.flatnonzero(valid[:, s_]).tolist():
+                        for n in drawn[s_]:
                             fill(img, at_s[n], colors[n], lt, _SHIFT)
 
         # Agents valid at t.
-        now = np.flatnonzero(valid[:, -1]).tolist() if N else []
+        now = drawn[-1] if N else []
         if now:
             at_t = corners[:, -1]
             for n in now:

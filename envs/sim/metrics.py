@@ -23,6 +23,7 @@ or the log's end):
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -108,6 +109,20 @@ class DrivingMetrics:
         return asdict(self)
 
 
+_ON_ROUTE: "weakref.WeakKeyDictionary[MapGeometry, np.ndarray]" = weakref.WeakKeyDictionary()
+
+
+def _on_route_lanes(geometry: MapGeometry) -> np.ndarray:
+    """``(L,)`` bool, read-only: which of ``geometry.lane_ids`` are on-route lanes (cached per geometry object,
+    released with it; geometries are immutable)."""
+    mask = _ON_ROUTE.get(geometry)
+    if mask is None:
+        mask = np.isin(geometry.lane_ids, np.asarray(geometry.route_lane_ids, dtype=np.int64))
+        mask.setflags(write=False)
+        _ON_ROUTE[geometry] = mask
+    return mask
+
+
 class EpisodeMetrics:
     """Accumulates one closed-loop episode's frames and computes :class:`DrivingMetrics` at its end.
 
@@ -135,8 +150,7 @@ class EpisodeMetrics:
         self._stopped = 0
         self._frames = 0
         self._contacts = 0
-        self._on_route = (np.zeros(0, dtype=bool) if geometry is None
-                          else np.isin(geometry.lane_ids, np.asarray(geometry.route_lane_ids, dtype=np.int64)))
+        self._on_route = np.zeros(0, dtype=bool) if geometry is None else _on_route_lanes(geometry)
 
     def add(self, centers: np.ndarray, rear_axles: np.ndarray, speeds: np.ndarray, offroad: np.ndarray,
             colliding_agent: int = -1, contacts: tuple[int, ...] = ()) -> None:

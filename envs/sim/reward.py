@@ -47,6 +47,10 @@ REWARD_KINDS = ("score", "progress")
 :func:`progress_reward`)."""
 PROGRESS_TERMS = ("route_progress", "soft_factor")
 """Closed-loop terms of the progress-first reward reported in ``info["rewards"]`` (both kinds report them)."""
+EP_TERMS = ("ep", "pdms", "sp_ep", "sp_pdms", "score")
+"""The terms of :data:`REWARD_TERMS` that depend on the EP references (``score``: SP-PDMS or PDMS; the map-free score
+without a map, where no reference exists); the progress-first step reward reads none of them, so the replay env
+computes them when ``info["rewards"]`` is first read (:class:`envs.sim.terms.DeferredTerms`)."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,7 @@ class RewardConfig:
 
 
 def reward_terms(result, pdm_config: PDMConfig, reward: RewardConfig = RewardConfig(),
-                 safe_progress: float | None = None) -> dict[str, np.ndarray]:
+                 safe_progress: float | None = None, ep_terms: bool = True) -> dict[str, np.ndarray]:
     """Every named term of a scored group and the resulting reward.
 
     Args:
@@ -114,6 +118,7 @@ def reward_terms(result, pdm_config: PDMConfig, reward: RewardConfig = RewardCon
         pdm_config: the scorer configuration used.
         reward: the score choice and weights (:class:`RewardConfig`).
         safe_progress: the safe-progress reference [m] (None: SP-PDMS normalises EP among the group).
+        ep_terms: False skips the :data:`EP_TERMS` and ``reward`` (NaN), for a caller that computes them later.
 
     Returns:
         ``{name: (G,) float64}`` with the scorer's terms (``nc, dac, ddc, ttc, ep, comfort, pdms, collision`` ...),
@@ -122,12 +127,15 @@ def reward_terms(result, pdm_config: PDMConfig, reward: RewardConfig = RewardCon
         (int64, -1 without a collision). Plain numpy, picklable.
     """
     terms = {name: np.asarray(value, dtype=np.float64) for name, value in result.terms(pdm_config).items()}
-    sp = result.renormalized(safe_progress, pdm_config)
-    terms["sp_ep"] = np.asarray(sp.ep, dtype=np.float64)
-    terms["sp_pdms"] = np.asarray(sp.pdms, dtype=np.float64)
     mfs = map_free_score(terms["nc"], terms["ttc"], terms["comfort"], pdm_config)
-    chosen = terms[reward.reward_score]
-    score = np.where(np.isnan(chosen), mfs, chosen)
+    if ep_terms:
+        sp = result.renormalized(safe_progress, pdm_config)
+        terms["sp_ep"] = np.asarray(sp.ep, dtype=np.float64)
+        terms["sp_pdms"] = np.asarray(sp.pdms, dtype=np.float64)
+        chosen = terms[reward.reward_score]
+        score = np.where(np.isnan(chosen), mfs, chosen)
+    else:
+        terms["ep"] = terms["pdms"] = terms["sp_ep"] = terms["sp_pdms"] = score = np.full(len(mfs), np.nan)
     out = dict(terms)
     out["map_free_score"] = mfs
     out["score"] = score

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import weakref
 
 import cv2
 import numpy as np
@@ -83,9 +84,15 @@ class EgoTrack:
         frame: the current frame (the last frame that holds the ego's real, possibly simulated, state).
     """
 
-    def __init__(self, scene: Scene, start: int, ego: EgoState) -> None:
+    def __init__(self, scene: Scene, start: int, ego: EgoState, log: EgoKinematics | None = None) -> None:
+        """``log``: ``EgoKinematics.from_scene(scene)`` if the caller keeps it per scene (it is copied, never
+        written); computed here otherwise."""
         self.scene = scene
-        log = EgoKinematics.from_scene(scene)  # fresh arrays, updated in place below and by advance()
+        if log is None:
+            log = EgoKinematics.from_scene(scene)  # fresh arrays, updated in place below and by advance()
+        else:
+            log = EgoKinematics(poses=log.poses.copy(), body_velocities=log.body_velocities.copy(),
+                                body_accelerations=log.body_accelerations.copy(), yaw_rates=log.yaw_rates.copy())
         self.kinematics = log
         self.poses = log.poses
         self.velocities = scene.ego_velocities.copy()
@@ -127,19 +134,19 @@ class EgoTrack:
         self.poses[a:b, 0] = states[:, SX]
         self.poses[a:b, 1] = states[:, SY]
         self.poses[a:b, 2] = wrap_angle(states[:, SYAW])
-        self.body_velocities[a:b] = states[:, [SVX, SVY]]
+        self.body_velocities[a:b] = states[:, SVX : SVY + 1]  # SVY = SVX + 1, SAY = SAX + 1 (rewards.tracking)
         self.velocities[a:b] = rotate_vectors(self.body_velocities[a:b], self.poses[a:b, 2])
-        self.body_accelerations[a:b] = states[:, [SAX, SAY]]
+        self.body_accelerations[a:b] = states[:, SAX : SAY + 1]
         self.yaw_rates[a:b] = wrap_angle(np.diff(self.poses[a - 1 : b, 2])) / dt
         self.frame = b - 1
         self.steering = float(steering)
-        self._ego = EgoState(
-            pose=self.poses[self.frame].copy(),
-            velocity=self.body_velocities[self.frame].copy(),
-            acceleration=self.body_accelerations[self.frame].copy(),
-            params=self._ego.params,
-            steering_angle=self.steering,
-        )
+        # Read-only copies: EgoState keeps a frozen array as it is (rewards.types), so they are not copied again.
+        pose, velocity = self.poses[self.frame].copy(), self.body_velocities[self.frame].copy()
+        acceleration = self.body_accelerations[self.frame].copy()
+        for arr in (pose, velocity, acceleration):
+            arr.setflags(write=False)
+        self._ego = EgoState(pose=pose, velocity=velocity, acceleration=acceleration, params=self._ego.params,
+                             steering_angle=self.steering)
 
 
 class DrivableArea:
@@ -226,20 +233,38 @@ def check_frames(
     frames = np.asarray(frames, dtype=np.int64)
     yaw = poses[:, 2]
     agents = np.ascontiguousarray(scene.agent_poses[:, frames])  # (N, k, 3)
-    reach = 0.5 * (np.hypot(params.length, params.width) + np.hypot(*scene.agent_sizes.T))  # (N,)
     valid = scene.agent_valid[:, frames]
     if ignore is not None:
         valid &= ~np.asarray(ignore, dtype=bool)[:, None]
+    half_length, half_width, reach2, ids = _agent_constants(scene)
     corners, colliding = frame_collisions(
         poses, np.cos(yaw), np.sin(yaw), float(params.rear_axle_to_center), float(0.5 * params.length),
         float(0.5 * params.width), agents, np.cos(agents[..., 2]), np.sin(agents[..., 2]),
-        np.ascontiguousarray(valid), 0.5 * scene.agent_sizes[:, 0],
-        0.5 * scene.agent_sizes[:, 1], reach ** 2, np.asarray(scene.agent_ids, dtype=np.int64))
+        np.ascontiguousarray(valid), half_length, half_width, reach2, ids)
     if drivable is None:
         offroad = np.zeros(len(frames), dtype=bool)
     else:
         offroad = ~drivable.contains(corners).all(axis=-1)  # (k,)
     return colliding, offroad
+
+
+_AGENT_CONSTANTS: "weakref.WeakKeyDictionary[Scene, tuple]" = weakref.WeakKeyDictionary()
+"""Per scene object (scenes are immutable; a closed-loop view has its own entry): :func:`_agent_constants`."""
+
+
+def _agent_constants(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`check_frames` reads of the agents beside their poses, once per scene: half lengths ``(N,)`` [m],
+    half widths ``(N,)`` [m], squared ego + agent half diagonals ``(N,)`` [m^2], ids ``(N,)`` int64."""
+    cached = _AGENT_CONSTANTS.get(scene)
+    if cached is None or scene.agent_sizes.flags.writeable:  # a writeable (unvalidated) scene: never cached
+        params = scene.ego_params
+        reach = 0.5 * (np.hypot(params.length, params.width) + np.hypot(*scene.agent_sizes.T))  # (N,)
+        cached = (0.5 * scene.agent_sizes[:, 0], 0.5 * scene.agent_sizes[:, 1], reach ** 2,
+                  np.array(scene.agent_ids, dtype=np.int64))
+        for arr in cached:
+            arr.setflags(write=False)
+        _AGENT_CONSTANTS[scene] = cached
+    return cached
 
 
 @dataclasses.dataclass(frozen=True)
