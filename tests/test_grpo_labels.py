@@ -164,3 +164,22 @@ def test_vla_rollout_label_term_and_kl_only(tiny_vla, rear_end):  # noqa: F811
     np.testing.assert_array_equal(kl_only.rollout_buffer.members, b.members)  # same samples, another update:
     moved = [not torch.equal(p, q) for p, q in zip(kl_only.policy.parameters(), base.policy.parameters())]
     assert any(moved)
+
+
+def test_hydra_options_reach_the_grpo_config():
+    """``train.grpo.label_term`` / ``train.grpo.text_credit`` on the command line become the typed GRPOConfig's; the
+    defaults are today's (0, ``advantage``)."""
+    from hydra import compose, initialize_config_module
+
+    from experiments.run import typed_config
+
+    def typed(*overrides: str):
+        with initialize_config_module(config_module="experiments.conf", version_base=None):
+            return typed_config(compose(config_name="config", overrides=list(overrides)))
+
+    default = typed().train.grpo
+    assert isinstance(default, GRPOConfig) and default.label_term == 0.0 and default.text_credit == "advantage"
+    chosen = typed("train.grpo.label_term=0.5", "train.grpo.text_credit=kl_only").train.grpo
+    assert chosen.label_term == 0.5 and chosen.text_credit == "kl_only"
+    with pytest.raises(SystemExit, match="GRPOConfig.text_credit: expected one of"):
+        typed("train.grpo.text_credit=words")

@@ -69,7 +69,7 @@ class GRPOConfig:
     """Token policies (the VLA) only: ``"advantage"`` (every generated token, the label text included, carries the
     member's advantage: today's behaviour) or ``"kl_only"`` (the label text tokens, everything before the action
     tokens, carry no advantage, only the KL to the reference; the action tokens as before). Issue 30; measured in
-    docs/grpo_labels.md."""
+    docs/vla.md ("The label text under GRPO")."""
     label_term: float = 0.0
     """Weight ``w`` of the label-consistency term: each member's group reward gains ``w * c``, ``c in [0, 1]`` the
     consistency of its stated safety label with the scorer's outcome and its own motion
