@@ -18,8 +18,8 @@ trajectory departs from keeping its speed and lane):
   escalation of the label rule is not applied (closing speed 0).
 * **risk part**, stated level ``s`` (ordinal none 0, low 1, medium 2, high 3; unparseable: 0 points):
 
-  - a *passive* statement (action ``keep_lane`` or ``none``: the member claims to keep going) is exact:
-    ``1 - |s - L| / 3``: its own outcome is the outcome of keeping going;
+  - a *passive* statement (action ``keep_lane`` or ``none``: the member claims to keep going; also an unparseable
+    action) is exact: ``1 - |s - L| / 3``: its own outcome is the outcome of keeping going;
   - an *evasive* statement (brake, yield, swerve, accelerate, compounds) is scored for understatement only:
     ``1 - max(0, L - s) / 3``, and 0 with ``s = none`` (the schema never pairs an evasive action with no risk). An
     evasion that avoids the conflict it names (a safe braking member saying "high risk, brake", the true label of
