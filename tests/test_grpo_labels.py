@@ -17,10 +17,12 @@ from agents.rl.grpo.loss import grpo_loss
 from tests.test_grpo import rear_end, tiny_vla, toy_vec_env, vla_env  # noqa: F401  (fixtures)
 
 NO_RISK = "The road is clear with no immediate risk, so the ego should keep the lane."
-HIGH_KEEP = "A vehicle ahead, 6.0 m away, in a rear-end conflict with high collision risk, so the ego should keep the lane."
+HIGH_KEEP = ("A vehicle ahead, 6.0 m away, in a rear-end conflict with high collision risk, so the ego should keep "
+             "the lane.")
 HIGH_BRAKE = "A vehicle ahead, 6.0 m away, in a rear-end conflict with high collision risk, so the ego should brake."
 NO_RISK_BRAKE = "A vehicle ahead, 6.0 m away, in a rear-end conflict with no immediate risk, so the ego should brake."
-LOW_KEEP = "A vehicle ahead, 30 m away, in a rear-end conflict with low collision risk, so the ego should keep the lane."
+LOW_KEEP = ("A vehicle ahead, 30 m away, in a rear-end conflict with low collision risk, so the ego should keep "
+            "the lane.")
 GIBBERISH = "vehicle vehicle ahead"
 
 V0 = 10.0

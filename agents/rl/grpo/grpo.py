@@ -46,9 +46,10 @@ Anchor pairs are not saved: pass them again (:meth:`GRPO.set_anchor_pairs`) afte
 
 TensorBoard (``tensorboard_log``): ``group/*`` (mean reward and every scorer term of the sampled members, reward
 std, zero-std share; for the VLA ``group/label_consistency``, and ``group/reward`` includes ``label_term * c``),
-``anchors/*`` (share of states with anchors, mean advantage and reward of positives and negatives, online pairs), ``rollout/*`` (stepped actions: PDMS, SP-PDMS, collision term per step; per finished
-episode: collision rate, route completion, driving score, stopped share), ``train/*`` (loss, policy loss, KL,
-clip fraction, approx. KL to pi_old, std), and ``group/bev`` images every ``log_images_every`` updates.
+``anchors/*`` (share of states with anchors, mean advantage and reward of positives and negatives, online pairs),
+``rollout/*`` (stepped actions: PDMS, SP-PDMS, collision term per step; per finished episode: collision rate, route
+completion, driving score, stopped share), ``train/*`` (loss, policy loss, KL, clip fraction, approx. KL to pi_old,
+std), and ``group/bev`` images every ``log_images_every`` updates.
 """
 
 from __future__ import annotations
