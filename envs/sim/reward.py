@@ -123,8 +123,9 @@ def reward_terms(result, pdm_config: PDMConfig, reward: RewardConfig = RewardCon
     Returns:
         ``{name: (G,) float64}`` with the scorer's terms (``nc, dac, ddc, ttc, ep, comfort, pdms, collision`` ...),
         ``map_free_score``, ``score``, ``reward``, and ``(G,)`` arrays ``is_collision`` (bool),
-        ``at_fault_collision`` (bool), ``collision_time`` [s] (NaN without a collision) and ``colliding_agent_id``
-        (int64, -1 without a collision). Plain numpy, picklable.
+        ``at_fault_collision`` (bool), ``collision_time`` [s] (NaN without a collision), ``colliding_agent_id``
+        (int64, -1 without a collision) and ``ttc_time`` [s] (time of the first TTC failure, NaN without one; GRPO's
+        label-consistency term reads it). Plain numpy, picklable.
     """
     terms = {name: np.asarray(value, dtype=np.float64) for name, value in result.terms(pdm_config).items()}
     mfs = map_free_score(terms["nc"], terms["ttc"], terms["comfort"], pdm_config)
@@ -144,6 +145,8 @@ def reward_terms(result, pdm_config: PDMConfig, reward: RewardConfig = RewardCon
     out["at_fault_collision"] = np.asarray(result.at_fault_collision, dtype=bool)
     out["collision_time"] = np.asarray(result.collision_time, dtype=np.float64)
     out["colliding_agent_id"] = np.asarray(result.colliding_agent_id, dtype=np.int64)
+    out["ttc_time"] = (np.full(len(out["score"]), np.nan) if result.ttc_time is None
+                       else np.asarray(result.ttc_time, dtype=np.float64))
     return out
 
 

@@ -21,6 +21,8 @@ LOSS_AGGREGATIONS = ("sequence_mean", "token_mean", "constant")
 """How token losses are averaged (:attr:`GRPOConfig.loss_aggregation`)."""
 ANCHOR_SOURCES = ("dataset", "online", "both")
 """Where anchors come from (:attr:`GRPOConfig.anchor_source`)."""
+TEXT_CREDITS = ("advantage", "kl_only")
+"""What the label-text tokens of a token policy learn from (:attr:`GRPOConfig.text_credit`)."""
 
 
 @dataclass
@@ -63,6 +65,16 @@ class GRPOConfig:
     """``"sequence_mean"``: mean over a member's tokens, then over members (DeepSeekMath); ``"token_mean"``: mean
     over all tokens of the minibatch (DAPO / TRL); ``"constant"``: sum over tokens / the policy's maximum length,
     mean over members (Dr. GRPO). Identical for the Gaussian policy (one "token" per trajectory)."""
+    text_credit: str = "advantage"
+    """Token policies (the VLA) only: ``"advantage"`` (every generated token, the label text included, carries the
+    member's advantage: today's behaviour) or ``"kl_only"`` (the label text tokens, everything before the action
+    tokens, carry no advantage, only the KL to the reference; the action tokens as before). Issue 30; measured in
+    docs/vla.md ("The label text under GRPO")."""
+    label_term: float = 0.0
+    """Weight ``w`` of the label-consistency term: each member's group reward gains ``w * c``, ``c in [0, 1]`` the
+    consistency of its stated safety label with the scorer's outcome and its own motion
+    (:mod:`agents.rl.grpo.label_consistency`), before the group-relative advantage. 0: off (today's rewards). Needs a
+    policy that states a label (the VLA)."""
     kl_log_ratio_clip: float = 10.0
     """|log(pi_ref / pi_theta)| is clamped to this in the k3 estimator (numerical guard for Gaussian densities; it
     never binds near the reference)."""
@@ -105,7 +117,7 @@ class GRPOConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"GRPOConfig.{name}: expected > 0, got {getattr(self, name)!r}")
         for name in ("beta", "max_grad_norm", "zero_std_tol", "anchor_position_tol", "anchor_speed_tol",
-                     "anchor_heading_tol", "kl_log_ratio_clip"):
+                     "anchor_heading_tol", "kl_log_ratio_clip", "label_term"):
             if getattr(self, name) < 0:
                 raise ValueError(f"GRPOConfig.{name}: expected >= 0, got {getattr(self, name)!r}")
         if self.step_with not in STEP_WITH:
@@ -113,6 +125,8 @@ class GRPOConfig:
         if self.loss_aggregation not in LOSS_AGGREGATIONS:
             raise ValueError(f"GRPOConfig.loss_aggregation: expected one of {LOSS_AGGREGATIONS}, got "
                              f"{self.loss_aggregation!r}")
+        if self.text_credit not in TEXT_CREDITS:
+            raise ValueError(f"GRPOConfig.text_credit: expected one of {TEXT_CREDITS}, got {self.text_credit!r}")
         if self.anchor_source not in ANCHOR_SOURCES:
             raise ValueError(f"GRPOConfig.anchor_source: expected one of {ANCHOR_SOURCES}, got {self.anchor_source!r}")
 

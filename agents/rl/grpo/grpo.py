@@ -19,12 +19,16 @@ One collection step, per env (all envs batched through the policy, the scorer ca
    :class:`envs.sim.reward.RewardConfig` (default: SP-PDMS + the collision term), so GRPO's group score and the env's
    step reward (PPO's) are one weighting;
 4. step the env with the first sampled member (``step_with="sample"``), the policy's mode (``"greedy"``) or the
-   best-scored sampled member (``"best"``).
+   best-scored sampled member (``"best"``);
+5. label consistency (a policy that states a label, the VLA): each member's sentence against its own scored outcome
+   and motion (:func:`agents.rl.grpo.label_consistency.label_consistency`, ``c in [0, 1]``), stored and logged as
+   ``group/label_consistency``; with ``label_term = w > 0`` the member's group reward is ``reward + w * c``.
 
 Update (:meth:`GRPO.train`): advantages per group over sampled members and anchors together
 (:func:`agents.rl.grpo.loss.group_advantages`; ``scale_rewards=False``: Dr. GRPO), then ``n_epochs`` passes of the
 clipped loss + beta x k3 KL to the frozen reference (:func:`agents.rl.grpo.loss.grpo_loss`, every term's equation
-there), minibatches of whole groups, gradient-norm clip.
+there), minibatches of whole groups, gradient-norm clip. ``text_credit="kl_only"``: the sampled members' label text
+tokens carry no advantage, only the KL (:meth:`GroupPolicy.action_token_mask` selects the advantage's tokens).
 
 **Anchors' ratio.** Anchors are not drawn from pi_old. They use the same clipped ratio ``pi_theta / pi_old`` as the
 sampled members, with pi_old their teacher-forced probability at collection time: each update can raise the
@@ -41,10 +45,11 @@ its SFT checkpoint folder (``policy_kwargs["path"]``), so the zip does not carry
 Anchor pairs are not saved: pass them again (:meth:`GRPO.set_anchor_pairs`) after ``load``.
 
 TensorBoard (``tensorboard_log``): ``group/*`` (mean reward and every scorer term of the sampled members, reward
-std, zero-std share), ``anchors/*`` (share of states with anchors, mean advantage and reward of positives and
-negatives, online pairs), ``rollout/*`` (stepped actions: PDMS, SP-PDMS, collision term per step; per finished
-episode: collision rate, route completion, driving score, stopped share), ``train/*`` (loss, policy loss, KL,
-clip fraction, approx. KL to pi_old, std), and ``group/bev`` images every ``log_images_every`` updates.
+std, zero-std share; for the VLA ``group/label_consistency``, and ``group/reward`` includes ``label_term * c``),
+``anchors/*`` (share of states with anchors, mean advantage and reward of positives and negatives, online pairs),
+``rollout/*`` (stepped actions: PDMS, SP-PDMS, collision term per step; per finished episode: collision rate, route
+completion, driving score, stopped share), ``train/*`` (loss, policy loss, KL, clip fraction, approx. KL to pi_old,
+std), and ``group/bev`` images every ``log_images_every`` updates.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ from agents.rl.grpo.anchors import AnchorBank, AnchorTolerance
 from agents.rl.grpo.buffer import GroupRolloutBuffer
 from agents.rl.grpo.config import GRPOConfig
 from agents.rl.env import call_each, decision_contexts
+from agents.rl.grpo.label_consistency import label_consistency
 from agents.rl.grpo.loss import grpo_loss
 from agents.rl.grpo.policies import GroupPolicy, TrajectoryGaussianPolicy
 from agents.rl.metrics import DrivingMetrics
@@ -75,6 +81,10 @@ SelfGRPO = TypeVar("SelfGRPO", bound="GRPO")
 SCORED_TERMS = ("score", "pdms", "sp_pdms", "collision", "nc", "dac", "ddc", "ttc", "ep", "sp_ep", "comfort")
 """Scorer terms stored per member and logged as ``group/<term>`` (means over sampled members); the group reward
 (:meth:`GRPO.group_reward`, logged as ``group/reward``) is the env's ``reward`` term (its RewardConfig)."""
+LABEL_TERM = "label_consistency"
+"""Stored and logged beside :data:`SCORED_TERMS` for a policy that states a label (the VLA): each member's
+label-consistency ``c in [0, 1]`` (:mod:`agents.rl.grpo.label_consistency`; in the group reward with weight
+``GRPOConfig.label_term``, logged also when that weight is 0)."""
 POSITIVE_COLOR, NEGATIVE_COLOR = (0, 160, 255), (255, 0, 255)
 """Colours of the anchors in the group images (sampled members go from red, worst, to green, best)."""
 
@@ -167,11 +177,15 @@ class GRPO(OnPolicyAlgorithm):
         self.policy = self.policy.to(self.device)
         if not isinstance(self.policy, GroupPolicy):
             raise ValueError(f"GRPO: the policy must be a GroupPolicy, got {type(self.policy).__name__}")
-        self.ref_policy = self.policy.make_reference()
         cfg = self.config
+        if cfg.label_term > 0 and not self.policy.states_label:
+            raise ValueError(f"GRPOConfig.label_term={cfg.label_term}: {type(self.policy).__name__} states no safety "
+                             "label (the label-consistency term needs a policy that writes one, the VLA)")
+        self.ref_policy = self.policy.make_reference()
+        terms = SCORED_TERMS + ((LABEL_TERM,) if self.policy.states_label else ())
         self.rollout_buffer = GroupRolloutBuffer(
             cfg.n_steps, self.observation_space, self.action_space, cfg.group_size, self.policy.member_shape,
-            self.policy.member_dtype, self.policy.max_len, SCORED_TERMS, device=self.device, n_envs=self.n_envs)
+            self.policy.member_dtype, self.policy.max_len, terms, device=self.device, n_envs=self.n_envs)
         self._last_infos: list[dict] | None = None
         self._last_dones: np.ndarray | None = None
         self._metrics = DrivingMetrics(episode_window=cfg.metrics_window)
@@ -272,12 +286,16 @@ class GRPO(OnPolicyAlgorithm):
                     ref_logp = lp.cpu().numpy().astype(np.float32)
             scored = call_each(env, "score_group", [(trajectories[i][valid[i]],) for i in range(n_envs)])
             rewards = np.zeros((n_envs, M))
-            terms = {k: np.full((n_envs, M), np.nan) for k in SCORED_TERMS}
+            terms = {k: np.full((n_envs, M), np.nan) for k in rollout_buffer.terms}
             for i, s in enumerate(scored):
                 rewards[i, valid[i]] = self.group_reward(s)
                 for k in SCORED_TERMS:
                     if k in s:
                         terms[k][i, valid[i]] = s[k]
+                if LABEL_TERM in terms:
+                    terms[LABEL_TERM][i, valid[i]] = label_consistency(
+                        policy.member_texts(members[i][valid[i]]), trajectories[i][valid[i]],
+                        float(contexts[i].get("speed", 0.0)), s)
             if cfg.step_with == "sample":
                 actions = sample.env_actions[:, 0]
             elif cfg.step_with == "greedy":
@@ -287,6 +305,8 @@ class GRPO(OnPolicyAlgorithm):
                 actions = sample.env_actions[np.arange(n_envs), best]
             if image_due and (image is None or (not image[1] and anchor_valid.any())):
                 image = self._group_image(env, trajectories, valid, rewards, G)
+            if cfg.label_term > 0:  # after the stepped member's choice: "best" is the best-driving member
+                rewards = rewards + cfg.label_term * np.where(valid, terms[LABEL_TERM], 0.0)
             new_obs, env_rewards, dones, infos = env.step(actions)
             self.num_timesteps += n_envs
             callback.update_locals(locals())
@@ -363,12 +383,16 @@ class GRPO(OnPolicyAlgorithm):
                                                  cfg.temperature)
                 rows = valid.reshape(-1)
                 S = logp.shape[-1]
+                advantage_mask = None
+                if cfg.text_credit == "kl_only":  # label text: KL only; action tokens: advantage as before
+                    members = np.asarray(batch.members).reshape(-1, *policy.member_shape)
+                    advantage_mask = torch.as_tensor(policy.action_token_mask(members), device=logp.device)[rows]
                 terms = grpo_loss(
                     logp.reshape(-1, S)[rows], batch.old_logp.reshape(-1, S)[rows],
                     batch.ref_logp.reshape(-1, S)[rows] if cfg.beta > 0 else None,
                     batch.advantages.reshape(-1)[rows], batch.loss_mask.reshape(-1, S)[rows],
                     (batch.kinds.reshape(-1) == 0)[rows], cfg.clip_range, cfg.beta, cfg.loss_aggregation,
-                    policy.max_len, cfg.kl_log_ratio_clip)
+                    policy.max_len, cfg.kl_log_ratio_clip, advantage_mask)
                 policy.optimizer.zero_grad()
                 terms.loss.backward()
                 torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)

@@ -97,7 +97,7 @@ def _aggregate(per_token: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor, 
 def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor | None, advantages: torch.Tensor,
               loss_mask: torch.Tensor, sampled: torch.Tensor, clip_range: float, beta: float,
               aggregation: str = "sequence_mean", max_len: int | None = None,
-              kl_log_ratio_clip: float | None = None) -> LossTerms:
+              kl_log_ratio_clip: float | None = None, advantage_mask: torch.Tensor | None = None) -> LossTerms:
     """The GRPO loss of ``N`` member rows.
 
     Per token ``t`` of member ``i`` (the same advantage ``A_i`` on every token):
@@ -106,7 +106,11 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
     * clipped surrogate ``l^clip_{i,t} = -min(rho A_i, clip(rho, 1 - eps, 1 + eps) A_i)`` (PPO);
     * KL ``l^KL_{i,t} = beta * k3(pi_theta, pi_ref)`` on sampled members only (the estimator assumes tokens drawn
       from the policy; anchors are not);
-    * ``L = agg_i,t(l^clip_{i,t}) + agg_{i sampled},t(l^KL_{i,t})`` with ``agg`` the chosen aggregation.
+    * ``L = agg_i,t(l^clip_{i,t}) + agg_{i sampled},t(l^KL_{i,t})`` with ``agg`` the chosen aggregation; the
+      clipped surrogate over the tokens of ``advantage_mask`` (default: ``loss_mask``), the KL over ``loss_mask``.
+
+    ``advantage_mask`` narrower than ``loss_mask`` (``GRPOConfig.text_credit="kl_only"``: the action tokens) leaves
+    the other tokens (the VLA's label text) with the KL to the reference only: their gradient carries no advantage.
 
     Anchors (``sampled=False``) use the same clipped ratio against their teacher-forced ``pi_old`` (see
     :mod:`agents.rl.grpo.grpo`: each update moves their probability by at most a factor ``1 +- eps``).
@@ -122,8 +126,11 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
         beta: KL weight.
         aggregation: ``"sequence_mean"``, ``"token_mean"`` or ``"constant"``.
         max_len: the constant of ``"constant"`` (default ``S``).
+        advantage_mask: ``(N, S)`` bool, the tokens that carry the clipped surrogate (None: ``loss_mask``; it is
+            intersected with ``loss_mask``).
     """
     loss_mask = loss_mask.bool()
+    adv_mask = loss_mask if advantage_mask is None else loss_mask & advantage_mask.bool()
     sampled = sampled.bool()
     every = torch.ones_like(sampled)
     S = logp.shape[1]
@@ -131,7 +138,7 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
     ratio = torch.exp(log_ratio)
     adv = advantages[:, None]
     surrogate = torch.min(ratio * adv, torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range) * adv)
-    policy_loss = _aggregate(-surrogate, loss_mask, every, aggregation, max_len or S)
+    policy_loss = _aggregate(-surrogate, adv_mask, every, aggregation, max_len or S)
     if beta > 0 and ref_logp is not None:
         kl_tok = k3_kl(logp, ref_logp, kl_log_ratio_clip)
         kl = _aggregate(kl_tok, loss_mask, sampled, aggregation, max_len or S)

@@ -123,6 +123,21 @@ class GroupPolicy(BasePolicy, abc.ABC):
     def trajectories_of(self, env_actions: np.ndarray) -> np.ndarray:
         """Trajectories ``(K, 8, 3)`` of env actions ``(K, ...)``."""
 
+    states_label: bool = False
+    """Whether members carry a label text before their action (token policies: :meth:`member_texts`,
+    :meth:`action_token_mask`)."""
+
+    def member_texts(self, members: np.ndarray) -> list[str]:
+        """The label sentences of members ``(K, *member_shape)`` (the text before the action tokens); only for
+        policies with :attr:`states_label`."""
+        raise ValueError(f"{type(self).__name__} states no safety label (GRPOConfig.label_term needs the VLA)")
+
+    def action_token_mask(self, members: np.ndarray) -> np.ndarray:
+        """``(K, S)`` bool, the log-probability positions of members ``(K, *member_shape)`` that are action tokens
+        (the rest of a member's tokens is its label text). Default: every position (a policy without text)."""
+        members = np.asarray(members)
+        return np.ones((len(members), self.max_len), dtype=bool)
+
     def make_reference(self) -> "GroupPolicy":
         """A frozen copy (the KL reference): by default a deep copy of this policy, gradients off, eval mode."""
         ref = copy.deepcopy(self)

@@ -6,8 +6,11 @@
   SB3's ``save`` / ``load`` and the optimizer see its parameters (for a LoRA folder: the adapters only).
 * A **member** is the generated token ids ``(max_len,)`` (label text, ``<action>``, action tokens, EOS; right-padded
   with the pad id), ``max_len = max_text_tokens + tokens_per_trajectory + 2``; its log-probability tokens are the
-  same positions (``S = max_len``). Sampled members carry the loss on every generated token; anchors on their action
-  tokens only (the pair's label text is the teacher-forced context; see :mod:`agents.rl.grpo.grpo`).
+  same positions (``S = max_len``). Sampled members carry the loss on every generated token (with
+  ``GRPOConfig.text_credit="kl_only"`` the advantage on their action tokens only, :meth:`action_token_mask`, and the
+  KL on every token); anchors on their action tokens only (the pair's label text is the teacher-forced context; see
+  :mod:`agents.rl.grpo.grpo`). :meth:`member_texts` reads a member's label sentence back (the label-consistency
+  term, :mod:`agents.rl.grpo.label_consistency`).
 * Anchors: :meth:`VLAPolicy.target_sequences` of ``(explanation, trajectory)``; the trajectory scored is the
   codebook's decoding of the encoded anchor (what the policy drives when it emits those tokens).
 * Observations: the env's dict observation (``"bev"`` RGB, HWC or CHW after SB3's ``VecTransposeImage``), turned
@@ -54,6 +57,7 @@ class VLAGroupPolicy(GroupPolicy):
 
     member_dtype = np.int64
     reference_in_checkpoint = False
+    states_label = True
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Box, lr_schedule: Any, path: str,
                  lora: Any = False, name: str = "vla",
@@ -154,6 +158,18 @@ class VLAGroupPolicy(GroupPolicy):
         projected = clip_trajectories(np.asarray(book.decode(book.encode(traj))).reshape(-1, NUM_POSES, 3))
         projected = projected.astype(np.float64)
         return MemberEncoding(members=seqs, trajectories=projected, loss_mask=np.isin(seqs, self._code_ids))
+
+    def member_texts(self, members: np.ndarray) -> list[str]:
+        """The label sentence of each member ``(K, max_len)`` (:func:`agents.vla.format.parse_output`)."""
+        from agents.vla.format import parse_output
+
+        tpt = self.vla.codebook.tokens_per_trajectory
+        return [parse_output(row, self.vla.processor.tokenizer, self.vla.tokens, tpt).text
+                for row in np.asarray(members).reshape(-1, self.max_len)]
+
+    def action_token_mask(self, members: np.ndarray) -> np.ndarray:
+        """``(K, max_len)`` bool: the action (codeword) tokens; the label text, ``<action>`` and EOS are not."""
+        return np.isin(np.asarray(members).reshape(-1, self.max_len), self._code_ids)
 
     def member_log_prob(self, obs: Any, members: np.ndarray, valid: np.ndarray | None = None,
                         temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
