@@ -1,5 +1,6 @@
 """Class-balanced SFT (``agents.sft.balance``, ``train.sft.label_balance``): the sampler gives every label class its
-exact share of an epoch, deterministically, and the Trainer's data loader draws from it."""
+exact share of an epoch, deterministically, and the Trainer's data loader draws from it; the label-first curriculum
+(``agents.sft.curriculum``, ``train.sft.label_first_steps``) masks exactly the action tokens and EOS."""
 
 from __future__ import annotations
 
@@ -28,12 +29,12 @@ KIND = ["expert"] * 10 + ["pair", "pair"]
 HAS_TRAJ = [True] * 11 + [False]
 
 
-def _table():
+def _table(size: int = 4):
     from datasets import Dataset
 
     n = len(RISK)
     cols = {
-        "kind": KIND, "bev": np.zeros((n, 4, 4, 3), np.uint8).tolist(), "prompt": [f"p{i}" for i in range(n)],
+        "kind": KIND, "bev": np.zeros((n, size, size, 3), np.uint8).tolist(), "prompt": [f"p{i}" for i in range(n)],
         "explanation": [NO_HAZARD_EXPLANATION if r == "none" else f"hazard {r} {i}" for i, r in enumerate(RISK)],
         "trajectory": [[0.0] * 24] * n, "negative": [[0.0] * 24] * n, "has_trajectory": HAS_TRAJ,
     }
@@ -104,3 +105,59 @@ def test_the_trainer_draws_its_batches_from_the_balanced_sampler(tmp_path):
         assert drawn == expected  # the sampler's indices, in its order, epoch by epoch
         hazard = sum(text != NO_HAZARD_EXPLANATION for text in drawn)
         assert (hazard, len(drawn) - hazard) == (6, 5)  # 11 slots: the odd one to "hazard" (first by name)
+
+
+def _tiny_policy():
+    from agents.vla.codebook import CodebookConfig, TrajectoryCodebook
+    from agents.vla.model import VLAConfig
+    from agents.vla.policy import VLAPolicy
+    from agents.vla.tokenizer import TokenizerConfig
+
+    trajs = np.cumsum(np.random.default_rng(0).normal(0.5, 0.2, (64, 8, 3)), axis=1)
+    policy = VLAPolicy.build(TrajectoryCodebook.fit(trajs, CodebookConfig(size=8, mode="segment")),
+                             VLAConfig.tiny(seed=0), TokenizerConfig(corpus_size=200), max_text_tokens=40)
+    return policy, trajs
+
+
+def test_label_first_steps_mask_the_action_tokens_and_eos_only():
+    from agents.sft.curriculum import action_token_ids, label_only
+    from agents.sft.data import Example, VLACollator
+
+    policy, trajs = _tiny_policy()
+    bev = np.zeros((32, 32, 3), np.uint8)  # VLAConfig.tiny's image size
+    examples = [Example(bev=bev, prompt="go straight", task="drive", explanation=NO_HAZARD_EXPLANATION,
+                        trajectory=trajs[0], negative=None),
+                Example(bev=bev, prompt="go straight", task="critique", explanation=NO_HAZARD_EXPLANATION,
+                        trajectory=None, negative=trajs[1])]
+    labels = VLACollator(policy.processor)(examples)["labels"]
+    kept = label_only(labels, action_token_ids(policy.tokens))
+    tokens = policy.tokens
+    for row, full in zip(kept, labels):
+        target = full[full != -100].tolist()
+        left = row[row != -100].tolist()
+        assert target[: len(left)] == left  # a prefix of the target: the sentence (and <action>), nothing else
+        assert tokens.eos not in left and not set(left) & set(tokens.codes.tolist())
+        assert set(target[len(left):]) <= set(tokens.codes.tolist()) | {tokens.eos}
+    assert kept[0][kept[0] != -100].tolist()[-1] == tokens.action  # drive: the sentence, then <action>
+    assert int((labels[1] != -100).sum() - (kept[1] != -100).sum()) == 1  # critique: only its EOS masked
+    with pytest.raises(ValueError, match="label_first_steps"):
+        SFTConfig(label_first_steps=-1)
+
+
+def test_train_sft_applies_the_curriculum_and_the_balance(tmp_path):
+    import json
+
+    from agents.sft.trainer import train_sft
+
+    dataset = SFTDataset(_table(32), "positive")
+    first = {}
+    for k in (0, 2):
+        config = SFTConfig(max_steps=2, batch_size=4, logging_steps=1, warmup_steps=0, progress=False,
+                           tensorboard=False, label_balance="hazard", label_first_steps=k)
+        result = train_sft(_tiny_policy()[0], dataset, tmp_path / f"k{k}", config)
+        first[k] = result.losses[0][1]
+        summary = json.loads((tmp_path / f"k{k}" / "sft_result.json").read_text())
+        assert summary["label_balance"] == {"counts": {"hazard": 2, "no_hazard": 9},
+                                            "shares": {"hazard": 0.5455, "no_hazard": 0.4545}}
+    # same model, data and order: the label-only loss of step 1 is not the full target's (action tokens masked)
+    assert abs(first[0] - first[2]) > 0.05, first

@@ -93,6 +93,10 @@ class SFTConfig:
     """Class balance of the training examples (:mod:`agents.sft.balance`): ``none`` (the shuffled view, every example
     once per epoch), ``hazard`` (no-hazard and hazard targets each fill half of every epoch) or ``risk`` (each risk
     level present fills an equal share); rare classes repeated, frequent ones subsampled, for both data views."""
+    label_first_steps: int = 0
+    """Label-first curriculum (:mod:`agents.sft.curriculum`): the first K steps train the label sentence only (action
+    tokens and EOS masked), then the full target. 0 (default): the full target from the start. Single-process runs
+    only."""
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "logging_steps", "save_steps", "save_total_limit"):
@@ -101,6 +105,9 @@ class SFTConfig:
                 raise ValueError(f"SFTConfig.{name}: expected an int >= 1, got {value!r}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ValueError(f"SFTConfig.learning_rate: expected > 0, got {self.learning_rate!r}")
+        if isinstance(self.label_first_steps, bool) or not isinstance(self.label_first_steps, int) \
+                or self.label_first_steps < 0:
+            raise ValueError(f"SFTConfig.label_first_steps: expected an int >= 0, got {self.label_first_steps!r}")
         if not (self.aux_label_weight >= 0 and math.isfinite(self.aux_label_weight)):
             raise ValueError(f"SFTConfig.aux_label_weight: expected a finite value >= 0, got {self.aux_label_weight!r}")
         from agents.sft.balance import LABEL_BALANCE
@@ -220,10 +227,12 @@ def training_arguments(output_dir: str | Path, config: SFTConfig, examples: int 
 
 def _balanced(trainer_class: type) -> type:
     """``trainer_class`` with :class:`agents.sft.balance.BalancedSamplerMixin` (its ``balanced_sampler``, when set,
-    replaces the random sampler of the training view)."""
+    replaces the random sampler of the training view) and :class:`agents.sft.curriculum.LabelFirstMixin` (its
+    ``label_first_steps``, when > 0, masks the action tokens of the first steps)."""
     from agents.sft.balance import BalancedSamplerMixin
+    from agents.sft.curriculum import LabelFirstMixin
 
-    return type(f"Balanced{trainer_class.__name__}", (BalancedSamplerMixin, trainer_class), {})
+    return type(f"Balanced{trainer_class.__name__}", (BalancedSamplerMixin, LabelFirstMixin, trainer_class), {})
 
 
 def train_sft(policy: VLAPolicy, dataset: SFTDataset, output_dir: str | Path, config: SFTConfig = SFTConfig(),
@@ -280,6 +289,11 @@ def train_sft(policy: VLAPolicy, dataset: SFTDataset, output_dir: str | Path, co
     else:
         trainer = _balanced(Trainer)(**common, data_collator=VLACollator(policy.processor))
     trainer.balanced_sampler = sampler
+    if config.label_first_steps > 0:
+        from agents.sft.curriculum import action_token_ids
+
+        trainer.label_first_steps = config.label_first_steps
+        trainer.label_first_ids = action_token_ids(policy.tokens)
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - t0
