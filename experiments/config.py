@@ -284,6 +284,12 @@ WORLD_V2 = SourceConfig(outcomes="varied", roads="families", eval_road_families=
 """``env=world_v2``: the bank of issue #28's world v2 (SYNTHETIC): outcome-varied typologies (benign / near-miss /
 collision decided by the geometry, a minority of collisions) on parametric road families; training on every family
 but the held-out ``curve``, evaluation on scenes of every family (the held-out one included)."""
+WORLD_V2_SFT = {"label_balance": "hazard", "aux_label_weight": 1.0, "aux_label_position": "prompt"}
+"""``train.sft`` fields the ``env=world_v2`` preset also sets (issue #29, measured in docs/vla.md "Class-balanced
+SFT"): no-hazard and hazard examples each half of every epoch, plus the auxiliary per-field label loss on the last
+prompt token; on this bank the VLA trained without them writes the no-hazard sentence for every held-out decision.
+The preset is stored at the global package, and the ``env`` group comes after ``train`` in ``conf/config.yaml``, so
+``train=paper`` keeps them and a command-line ``train.sft.label_balance=none`` still overrides them."""
 
 
 def register_configs() -> None:
@@ -291,7 +297,8 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=RunConfig)
     cs.store(group="env", name="bank", node=SourceConfig)
-    cs.store(group="env", name="world_v2", node=WORLD_V2)
+    cs.store(group="env", name="world_v2", package="_global_",
+             node={"env": WORLD_V2, "train": {"sft": dict(WORLD_V2_SFT)}})
     cs.store(group="env", name="deepaccident", node=DeepAccidentSourceConfig)
     cs.store(group="env", name="carla", node=CarlaSourceConfig)
     for name in agent_names():
