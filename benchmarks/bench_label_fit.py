@@ -15,7 +15,9 @@ Measured on ``env=world_v2`` seed 0 (SYNTHETIC; docs/vla.md, "Class-balanced SFT
 truth none 56 / high 32 / medium 16 / low 1. The plain SFT policies (both views), ``label_balance=hazard`` and
 ``hazard`` + ``label_first_steps=100`` state ``none`` on 105 of 105; ``risk`` balance states low / medium / high on
 every row (positive view: low 55, medium 45, high 5; accuracy 10.5%); the prompt aux loss states a hazard on 5-10
-rows (with ``hazard`` balance 1-4).
+rows (with ``hazard`` balance 1-4). At 800 steps (negative view) the policy fits them (46 hazards stated, risk
+accuracy 89.5% without balance, 88.6% with ``hazard`` + aux) and reaches 52.6 / 56.1% on the 57 held-out rows
+(majority 56.1): it memorises. Shared 2-core machine under load from other engineers' jobs (not a timing).
 """
 
 from __future__ import annotations
