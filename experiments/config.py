@@ -320,7 +320,8 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=RunConfig)
     cs.store(group="env", name="bank", node=SourceConfig)
-    cs.store(group="env", name="world_v2", node=WORLD_V2)
+    cs.store(group="env", name="world_v2", package="_global_",
+             node={"env": WORLD_V2})
     cs.store(group="env", name="deepaccident", node=DeepAccidentSourceConfig)
     cs.store(group="env", name="carla", node=CarlaSourceConfig)
     for name in agent_names():

@@ -337,6 +337,7 @@ def test_world_v2_preset_is_the_varied_bank_on_road_families():
 
     cfg = _cfg("env=world_v2", "env.num_scenes=4", "env.eval_num_scenes=4")
     assert cfg.env.name == "bank" and cfg.env.outcomes == "varied" and cfg.env.roads == "families"
+    assert _cfg("env=world_v2", "train.sft.label_balance=hazard").train.sft.label_balance == "hazard"
     assert list(cfg.env.eval_road_families) == ["all"] and cfg.env.road_families is None
     train, held, text = sources(Context(out=Path("."), cfg=cfg))
     assert "outcome-varied" in text and "parametric road families" in text

@@ -316,6 +316,17 @@ class SFTDataset:
             items += [(i, "critique") for i in range(len(kind)) if kind[i] == "pair"]
             items += [(i, "correct") for i in range(len(kind)) if kind[i] == "pair" and has_traj[i]]
         self.items = items
+        self.labels = {name: [str(v) for v in table[name]] for name in LABEL_COLUMNS}
+        """``{field: (rows,) value}`` of every row's label (:data:`LABEL_COLUMNS`; ``""`` where the target names
+        none)."""
+
+    def item_labels(self, name: str) -> list[str]:
+        """``(len(self),)`` the label field ``name`` (one of :data:`LABEL_COLUMNS`) of each example's row: the label
+        its target states (every task of a row states the row's label)."""
+        if name not in self.labels:
+            raise ValueError(f"item_labels: expected a field of {LABEL_COLUMNS}, got {name!r}")
+        values = self.labels[name]
+        return [values[row] for row, _ in self.items]
 
     def __len__(self) -> int:
         return len(self.items)

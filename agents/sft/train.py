@@ -9,7 +9,9 @@ on 2 CPU cores, evaluation included)::
 
 Options: ``--max-steps`` / ``--batch-size`` (per process) / ``--global-batch-size`` (over all processes) / ``--lr``
 / ``--warmup-steps`` / ``--logging-steps`` (optimisation, :class:`agents.sft.trainer.SFTConfig`),
-``--seed`` (data order and model initialisation), ``--aux-label-weight W`` (auxiliary per-field label loss on
+``--seed`` (data order and model initialisation), ``--label-balance none|hazard|risk`` (class-balanced examples,
+:mod:`agents.sft.balance`), ``--label-first-steps K`` (label sentence only for K steps, :mod:`agents.sft.curriculum`),
+``--aux-label-weight W`` (auxiliary per-field label loss on
 the image tokens, :mod:`agents.sft.label_head`), ``--label-monitor-steps N`` / ``--label-monitor-rows R``
 (per-field label accuracy on R held-out rows every N steps in TensorBoard, :mod:`agents.sft.label_monitor`),
 ``--codebook PATH`` (else one is fitted on the expert logs of ``--codebook-scenes`` bank scenes of the training seed + the pairs' positives and cached), ``--init DIR`` (start from
@@ -68,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "agents.sft.label_head)")
     p.add_argument("--aux-label-position", choices=("image", "prompt"), default="image",
                    help="what the auxiliary label head reads: the image tokens or the last prompt token")
+    p.add_argument("--label-balance", choices=("none", "hazard", "risk"), default="none",
+                   help="class balance of the training examples by their label (agents.sft.balance): none, "
+                        "hazard (no-hazard vs hazard targets) or risk (each risk level)")
+    p.add_argument("--label-first-steps", type=int, default=0,
+                   help="label-first curriculum: the first K steps train the label sentence only (0: off; "
+                        "agents.sft.curriculum)")
     p.add_argument("--label-monitor-steps", type=int, default=0,
                    help="every N steps, log per-field label accuracy on held-out rows to TensorBoard (0: off)")
     p.add_argument("--label-monitor-rows", type=int, default=48, help="held-out rows the label monitor generates on")
@@ -172,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = SFTConfig(max_steps=args.max_steps, batch_size=args.batch_size, global_batch_size=args.global_batch_size,
                        learning_rate=args.lr, warmup_steps=args.warmup_steps, logging_steps=args.logging_steps,
                        seed=args.seed, progress=progress, aux_label_weight=args.aux_label_weight,
-                       aux_label_position=args.aux_label_position)
+                       aux_label_position=args.aux_label_position, label_balance=args.label_balance,
+                       label_first_steps=args.label_first_steps)
     callbacks = []
     if args.label_monitor_steps > 0:
         from agents.sft.label_monitor import LabelAccuracyCallback, monitor_subset

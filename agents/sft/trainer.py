@@ -89,6 +89,14 @@ class SFTConfig:
     :mod:`agents.sft.label_head`."""
     aux_label_layer: int | None = None
     """Decoder ``hidden_states`` index the auxiliary head reads (None: -2 for ``image``, -1 for ``prompt``)."""
+    label_balance: str = "none"
+    """Class balance of the training examples (:mod:`agents.sft.balance`): ``none`` (the shuffled view, every example
+    once per epoch), ``hazard`` (no-hazard and hazard targets each fill half of every epoch) or ``risk`` (each risk
+    level present fills an equal share); rare classes repeated, frequent ones subsampled, for both data views."""
+    label_first_steps: int = 0
+    """Label-first curriculum (:mod:`agents.sft.curriculum`): the first K steps train the label sentence only (action
+    tokens and EOS masked), then the full target. 0 (default): the full target from the start. Single-process runs
+    only."""
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "logging_steps", "save_steps", "save_total_limit"):
@@ -97,8 +105,15 @@ class SFTConfig:
                 raise ValueError(f"SFTConfig.{name}: expected an int >= 1, got {value!r}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ValueError(f"SFTConfig.learning_rate: expected > 0, got {self.learning_rate!r}")
+        if isinstance(self.label_first_steps, bool) or not isinstance(self.label_first_steps, int) \
+                or self.label_first_steps < 0:
+            raise ValueError(f"SFTConfig.label_first_steps: expected an int >= 0, got {self.label_first_steps!r}")
         if not (self.aux_label_weight >= 0 and math.isfinite(self.aux_label_weight)):
             raise ValueError(f"SFTConfig.aux_label_weight: expected a finite value >= 0, got {self.aux_label_weight!r}")
+        from agents.sft.balance import LABEL_BALANCE
+
+        if self.label_balance not in LABEL_BALANCE:
+            raise ValueError(f"SFTConfig.label_balance: expected one of {LABEL_BALANCE}, got {self.label_balance!r}")
         if self.aux_label_position not in ("image", "prompt"):
             raise ValueError(f"SFTConfig.aux_label_position: expected 'image' or 'prompt', got "
                              f"{self.aux_label_position!r}")
@@ -210,6 +225,16 @@ def training_arguments(output_dir: str | Path, config: SFTConfig, examples: int 
     return args
 
 
+def _balanced(trainer_class: type) -> type:
+    """``trainer_class`` with :class:`agents.sft.balance.BalancedSamplerMixin` (its ``balanced_sampler``, when set,
+    replaces the random sampler of the training view) and :class:`agents.sft.curriculum.LabelFirstMixin` (its
+    ``label_first_steps``, when > 0, masks the action tokens of the first steps)."""
+    from agents.sft.balance import BalancedSamplerMixin
+    from agents.sft.curriculum import LabelFirstMixin
+
+    return type(f"Balanced{trainer_class.__name__}", (BalancedSamplerMixin, LabelFirstMixin, trainer_class), {})
+
+
 def train_sft(policy: VLAPolicy, dataset: SFTDataset, output_dir: str | Path, config: SFTConfig = SFTConfig(),
               resume: bool | str | Path = False, callbacks: Sequence[Any] = ()) -> SFTResult:
     """Fine-tune ``policy.model`` on ``dataset`` (see the module docstring) and save the policy to
@@ -240,6 +265,9 @@ def train_sft(policy: VLAPolicy, dataset: SFTDataset, output_dir: str | Path, co
             resume_from = None if last is None else str(last)
         else:
             resume_from = str(resume)
+    from agents.sft.balance import dataset_sampler, describe
+
+    sampler = dataset_sampler(dataset, config.label_balance, config.seed)
     common = dict(model=policy.model, args=args, train_dataset=dataset, processing_class=policy.processor,
                   callbacks=list(callbacks))
     if config.aux_label_weight > 0:
@@ -255,11 +283,17 @@ def train_sft(policy: VLAPolicy, dataset: SFTDataset, output_dir: str | Path, co
                 torch.manual_seed(config.seed)
                 head = LabelHead.for_model(policy.model, image_tokens, config.aux_label_layer,
                                            config.aux_label_position)
-        trainer = AuxLabelTrainer(**common, data_collator=LabeledCollator(policy.processor),
-                                  label_head=head.to(args.device), aux_weight=config.aux_label_weight,
-                                  image_token=policy.tokens.image)
+        trainer = _balanced(AuxLabelTrainer)(**common, data_collator=LabeledCollator(policy.processor),
+                                             label_head=head.to(args.device), aux_weight=config.aux_label_weight,
+                                             image_token=policy.tokens.image)
     else:
-        trainer = Trainer(**common, data_collator=VLACollator(policy.processor))
+        trainer = _balanced(Trainer)(**common, data_collator=VLACollator(policy.processor))
+    trainer.balanced_sampler = sampler
+    if config.label_first_steps > 0:
+        from agents.sft.curriculum import action_token_ids
+
+        trainer.label_first_steps = config.label_first_steps
+        trainer.label_first_ids = action_token_ids(policy.tokens)
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - t0
@@ -278,7 +312,8 @@ def train_sft(policy: VLAPolicy, dataset: SFTDataset, output_dir: str | Path, co
             save_label_head(trainer.label_head, final)
         summary = {"mode": dataset.mode, "config": asdict(config), "losses": losses, "train_seconds": seconds,
                    "examples": result.examples, "final_dir": str(final), "processes": devices,
-                   "global_batch_size": result.global_batch_size}
+                   "global_batch_size": result.global_batch_size,
+                   "label_balance": None if sampler is None else describe(sampler)}
         write_json(output_dir / "sft_result.json", summary)
     trainer.accelerator.wait_for_everyone()
     return result
