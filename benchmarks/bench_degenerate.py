@@ -77,15 +77,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                    default="stand_still,brake_to_stop,constant_velocity,random,log_replay,pdm_closed_like,safe_oracle")
     p.add_argument("--reward-kind", choices=REWARD_KINDS, default=RewardConfig().kind,
                    help="the closed-loop step reward (envs.sim.reward.RewardConfig.kind)")
+    p.add_argument("--min-speed-penalty", type=float, default=RewardConfig().min_speed_penalty,
+                   help="the progress reward's minimum-speed infraction (RewardConfig.min_speed_penalty; 0: off)")
     args = p.parse_args(argv)
-    env = ReplayEnv("bank", "closed_loop", EnvConfig(bev=None, reward=RewardConfig(kind=args.reward_kind)),
-                    num_scenes=args.num_scenes, seed=args.seed)
+    reward = RewardConfig(kind=args.reward_kind, min_speed_penalty=args.min_speed_penalty)
+    env = ReplayEnv("bank", "closed_loop", EnvConfig(bev=None, reward=reward), num_scenes=args.num_scenes,
+                    seed=args.seed)
     seeds = [args.reset_seed + i for i in range(args.num_scenes)]
     cols = ["return", "reward/step", "PDMS", "SP-PDMS", "EP==1", "coll term", "RC", "DS", "coll rate", "stopped"]
     keys = ["return", "reward", "pdms", "sp_pdms", "ep_is_1", "collision", "route_completion", "driving_score", "collided",
             "stopped_share"]
     print(f"closed loop, {args.num_scenes} SYNTHETIC bank scenes (seed {args.seed}), state-only, reward kind "
-          f"{args.reward_kind!r}")
+          f"{args.reward_kind!r}, min_speed_penalty {args.min_speed_penalty}")
     print(f"{'policy':<18} {'scenes':<9} " + " ".join(f"{c:>11}" for c in cols))
     for name in args.policies.split(","):
         policy = RandomPolicy(0) if name == "random" else make_baseline(name)

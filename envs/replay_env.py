@@ -85,7 +85,8 @@ from envs.observation import ObservationConfig, Route, build_observation, text_p
 from envs.render import BEVConfig, BEVRenderer
 from envs.configuration import coerce_config
 from envs.sim.metrics import DrivingMetricsConfig, EpisodeMetrics, reference_progress
-from envs.sim.reward import PROGRESS_TERMS, REWARD_TERMS, RewardConfig, closed_loop_reward, reward_terms
+from envs.sim.reward import (PROGRESS_TERMS, REWARD_TERMS, RewardConfig, closed_loop_reward, min_speed_ratio,
+                             reward_terms, traffic_speeds)
 from envs.scenes.scene import Scene
 from envs.sim.scoring import log_as_action, map_geometry_from_scene_map, problem_from_scene
 from envs.sim.simulation import DrivableArea, EgoTrack, first_event, simulate_prefix, simulate_with_steering
@@ -241,6 +242,9 @@ class _SceneContext:
     """Latest random decision / start frame (``log_end_margin`` before the log's end)."""
     t_end: int
     """Closed loop: the last frame from which a step may start (``episode_end_margin`` before the log's end)."""
+    traffic_speed: np.ndarray
+    """``(T,)`` the surrounding traffic's mean speed per frame [m/s], NaN without traffic
+    (:func:`envs.sim.reward.traffic_speeds`; the minimum-speed infraction of the progress reward)."""
 
 
 def _nan_terms(mode: str) -> dict[str, float]:
@@ -466,17 +470,19 @@ class ReplayEnv(gym.Env):
         driven = first_event(scene, prefix, track.frame + 1 + np.arange(k), ctx.drivable,
                              self._log_problem(scene, track.frame), cfg.pdm, self._ignored)
         n = driven.driven  # frames actually driven (up to the first at-fault collision or off-road frame)
+        speeds = np.hypot(prefix[:n, 3], prefix[:n, 4])  # (n,) [m/s]
+        speed_ratio = min_speed_ratio(speeds, ctx.traffic_speed[track.frame + 1 : track.frame + 1 + n])
         track.advance(prefix[:n], float(prefix_steering[n - 1]))
         collision, agent, offroad = driven.collision_agent >= 0, driven.collision_agent, driven.offroad
         assert self._metrics is not None
-        self._metrics.add(rear_axle_to_center(prefix[:n, :3], scene.ego_params)[:, :2], prefix[:n, :2],
-                          np.hypot(prefix[:n, 3], prefix[:n, 4]), driven.offroad_at, agent, driven.contacts)
+        self._metrics.add(rear_axle_to_center(prefix[:n, :3], scene.ego_params)[:, :2], prefix[:n, :2], speeds,
+                          driven.offroad_at, agent, driven.contacts)
         terms["terminal_collision"] = -1.0 if collision else 0.0
         progress = self._metrics.ego_progress - self._last_progress
         self._last_progress = self._metrics.ego_progress
         reference = self._reference_progress(scene, ctx)[0]
         self._earned = closed_loop_reward(terms, progress, reference, collision or offroad, self._earned, cfg.reward,
-                                          cfg.driving_metrics.min_reference_progress)
+                                          cfg.driving_metrics.min_reference_progress, speed_ratio)
         obs = self._observation()
         route_end = ctx.route.project(track.poses[track.frame, :2]) >= ctx.route.length - cfg.route_end_margin
         terminated = collision or offroad or route_end
@@ -610,7 +616,8 @@ class ReplayEnv(gym.Env):
         t_max = max(0, scene.num_frames - 1 - int(round(self.config.log_end_margin / scene.dt)))
         drivable = None if scene.map is None else DrivableArea(map_geometry_from_scene_map(scene.map))
         t_end = max(0, scene.num_frames - 1 - int(round(self.config.episode_end_margin / scene.dt)))
-        ctx = _SceneContext(route=Route.from_scene(scene), drivable=drivable, t_max=min(t_max, t_end), t_end=t_end)
+        ctx = _SceneContext(route=Route.from_scene(scene), drivable=drivable, t_max=min(t_max, t_end), t_end=t_end,
+                            traffic_speed=traffic_speeds(scene))
         self._contexts[scene.scene_id] = ctx
         if len(self._contexts) > self.config.scene_cache_size:
             self._contexts.popitem(last=False)
