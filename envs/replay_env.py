@@ -58,11 +58,14 @@ Open loop (and ``score_group``, GRPO's group score): ``w_score * score + w_colli
 map-free score ``NC (5 TTC + 2 C) / 7`` when the scene has no map. Closed loop, by default
 (``RewardConfig.kind="progress"``), the step reward is **route progress first**: the step's route progress as a
 fraction of the episode's reference progress (the driving score's route-completion reference), scaled down by the
-action's soft infractions (TTC, comfort, driving direction), and an at-fault collision or leaving the road ends the
+action's soft infractions (TTC, comfort, driving direction) and by the driven step's minimum-speed infraction (the
+ego's mean speed over the step as a fraction of the surrounding traffic's, leaderboard 2.0 / CaRL,
+``RewardConfig.min_speed_penalty``; the traffic's speed per frame is computed once per scene,
+:func:`envs.sim.reward.traffic_speeds`), and an at-fault collision or leaving the road ends the
 episode with a penalty that takes back the episode's progress rewards and costs ``w_terminal_collision`` more
 (:func:`envs.sim.reward.progress_reward`); with ``kind="score"`` it is the open-loop reward plus
 ``-w_terminal_collision`` on the step in which the simulated ego collides at fault. Both kinds report
-``route_progress`` and ``soft_factor``. ``info["rewards"]`` holds every term. With ``reward_mode="lazy"`` the
+``route_progress``, ``speed_ratio`` (NaN without traffic) and ``soft_factor``. ``info["rewards"]`` holds every term. With ``reward_mode="lazy"`` the
 per-step scorer call is skipped (reward = terminal terms only) and :meth:`ReplayEnv.flush_rewards` scores the
 stored decisions later (e.g. at the end of an episode, off the stepping loop).
 
@@ -166,7 +169,8 @@ class EnvConfig:
     """Closed loop: the episode terminates when the ego is within this distance of the route's end [m]."""
     reward_mode: str = "eager"
     """``"eager"``: score every action in ``step``; ``"lazy"``: defer to :meth:`ReplayEnv.flush_rewards` (with
-    ``reward.kind="progress"`` a lazy step's progress term is not scaled by soft infractions: they need the score)."""
+    ``reward.kind="progress"`` a lazy step's progress term is not scaled by the plan's soft infractions, which need
+    the score; the minimum-speed infraction, which needs none, still applies)."""
     text_prompt: bool = False
     """Add ``info["prompt"]``, a text instruction with command and speed (for VLA policies)."""
     scene_order: str = "shuffle"

@@ -12,7 +12,8 @@ The same contract as :class:`envs.replay_env.ReplayEnv` (closed loop):
 * **Reward** (:func:`envs.sim.reward.reward_terms`): the action scored by the PDM scorer from the current state, plus
   ``-reward.w_terminal_collision`` on the step in which CARLA's collision sensor reports an ego collision; with
   ``reward.kind="progress"`` route progress first instead (:func:`envs.sim.reward.progress_reward`, against the
-  scenario plan's progress, the driving metrics' reference), as the replay env. CARLA has no
+  scenario plan's progress, the driving metrics' reference), as the replay env (the minimum-speed infraction against
+  the recorded vehicles: Traffic Manager traffic and adversaries). CARLA has no
   save/restore, so the scorer's view (:meth:`CarlaEnv.current_problem`) is the recording up to now with the other
   agents **forecast at constant velocity** (:func:`rewards.reference_planner.constant_velocity_agents`): the true
   future is unknown at decision time. :meth:`CarlaEnv.score_group` scores candidates on that view, never touching
