@@ -66,8 +66,9 @@ episode with a penalty that takes back the episode's progress rewards and costs 
 (:func:`envs.sim.reward.progress_reward`); with ``kind="score"`` it is the open-loop reward plus
 ``-w_terminal_collision`` on the step in which the simulated ego collides at fault. Both kinds report
 ``route_progress``, ``speed_ratio`` (NaN without traffic) and ``soft_factor``. ``info["rewards"]`` holds every
-term. With ``reward_mode="lazy"`` the per-step scorer call is skipped (reward = terminal terms only) and :meth:`ReplayEnv.flush_rewards` scores the
-stored decisions later (e.g. at the end of an episode, off the stepping loop).
+term. With ``reward_mode="lazy"`` the per-step scorer call is skipped (reward = terminal terms only) and
+:meth:`ReplayEnv.flush_rewards` scores the stored decisions later (e.g. at the end of an episode, off the stepping
+loop).
 
 The closed-loop ego state lives in an :class:`~envs.sim.simulation.EgoTrack` (arrays updated in place); the renderer sees
 it through one shallow scene view per episode, and the scorer gets ``ScoringProblem``s built from the log's agents and
