@@ -92,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--reward-score", default="sp_pdms", choices=("sp_pdms", "pdms"))
     p.add_argument("--reward-kind", default=RewardConfig().kind, choices=REWARD_KINDS,
                    help="closed-loop step reward (envs.sim.reward.RewardConfig.kind): the score, or progress first")
+    p.add_argument("--min-speed-penalty", type=float, default=RewardConfig().min_speed_penalty,
+                   help="the progress reward's minimum-speed infraction (RewardConfig.min_speed_penalty; 0: off)")
     p.add_argument("--rl-seed", "--seed", dest="seed", type=int, default=0,
                    help="PPO's seed (initialisation, action sampling, training resets)")
     p.add_argument("--eval-reset-seed", type=int, default=0, help="evaluation episodes reset with seed + scene index")
@@ -102,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from stable_baselines3.common.callbacks import BaseCallback
 
     torch.set_num_threads(1)
-    config = EnvConfig(bev=None, reward={"reward_score": args.reward_score, "kind": args.reward_kind})
+    config = EnvConfig(bev=None, reward={"reward_score": args.reward_score, "kind": args.reward_kind,
+                                         "min_speed_penalty": args.min_speed_penalty})
     train_env = NormalizedTrajectoryAction(
         ReplayEnv(ScenarioBank(args.train_scenes, seed=args.train_seed), "closed_loop", config))
 
@@ -119,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     model.learn(total_timesteps=10**9, callback=Budget(60.0 * args.minutes), progress_bar=False)
     wall = time.perf_counter() - start
     print(f"PPO (SB3 defaults, MultiInputPolicy, RL seed {args.seed}): {model.num_timesteps} env steps in "
-          f"{wall:.0f} s, reward {args.reward_kind} ({args.reward_score}), {args.train_scenes} SYNTHETIC training scenes (bank seed {args.train_seed})")
+          f"{wall:.0f} s, reward {args.reward_kind} ({args.reward_score}, min_speed_penalty {args.min_speed_penalty}), "
+          f"{args.train_scenes} SYNTHETIC training scenes (bank seed {args.train_seed})")
 
     eval_env = ReplayEnv(ScenarioBank(args.eval_scenes, seed=args.eval_seed), "closed_loop",
                          dataclasses.replace(config))

@@ -58,11 +58,14 @@ Open loop (and ``score_group``, GRPO's group score): ``w_score * score + w_colli
 map-free score ``NC (5 TTC + 2 C) / 7`` when the scene has no map. Closed loop, by default
 (``RewardConfig.kind="progress"``), the step reward is **route progress first**: the step's route progress as a
 fraction of the episode's reference progress (the driving score's route-completion reference), scaled down by the
-action's soft infractions (TTC, comfort, driving direction), and an at-fault collision or leaving the road ends the
+action's soft infractions (TTC, comfort, driving direction) and by the driven step's minimum-speed infraction (the
+ego's mean speed over the step as a fraction of the surrounding traffic's, leaderboard 2.0 / CaRL,
+``RewardConfig.min_speed_penalty``; the traffic's speed per frame is computed once per scene,
+:func:`envs.sim.reward.traffic_speeds`), and an at-fault collision or leaving the road ends the
 episode with a penalty that takes back the episode's progress rewards and costs ``w_terminal_collision`` more
 (:func:`envs.sim.reward.progress_reward`); with ``kind="score"`` it is the open-loop reward plus
 ``-w_terminal_collision`` on the step in which the simulated ego collides at fault. Both kinds report
-``route_progress`` and ``soft_factor``. ``info["rewards"]`` holds every term. A closed-loop step with the
+``route_progress``, ``speed_ratio`` (NaN without traffic) and ``soft_factor``. ``info["rewards"]`` holds every term. A closed-loop step with the
 progress-first reward does not read the terms that depend on the EP references (``ep``, ``pdms``, ``sp_ep``,
 ``sp_pdms``, ``score``), so they are computed when ``info["rewards"]`` is first read
 (:class:`envs.sim.terms.DeferredTerms`, a dict; the same values, bit for bit, as planning them in ``step``): a
@@ -94,7 +97,8 @@ from envs.observation import EgoKinematics, ObservationConfig, Route, build_obse
 from envs.render import BEVConfig, BEVRenderer
 from envs.configuration import coerce_config
 from envs.sim.metrics import DrivingMetricsConfig, EpisodeMetrics, reference_progress
-from envs.sim.reward import EP_TERMS, PROGRESS_TERMS, REWARD_TERMS, RewardConfig, closed_loop_reward, reward_terms
+from envs.sim.reward import (EP_TERMS, PROGRESS_TERMS, REWARD_TERMS, RewardConfig, closed_loop_reward, min_speed_ratio,
+                              reward_terms, traffic_speeds)
 from envs.sim.terms import DeferredTerms
 from envs.scenes.scene import Scene
 from envs.sim.scoring import log_as_action, map_geometry_from_scene_map, problem_from_scene
@@ -175,7 +179,8 @@ class EnvConfig:
     """Closed loop: the episode terminates when the ego is within this distance of the route's end [m]."""
     reward_mode: str = "eager"
     """``"eager"``: score every action in ``step``; ``"lazy"``: defer to :meth:`ReplayEnv.flush_rewards` (with
-    ``reward.kind="progress"`` a lazy step's progress term is not scaled by soft infractions: they need the score)."""
+    ``reward.kind="progress"`` a lazy step's progress term is not scaled by the plan's soft infractions, which need
+    the score; the minimum-speed infraction, which needs none, still applies)."""
     text_prompt: bool = False
     """Add ``info["prompt"]``, a text instruction with command and speed (for VLA policies)."""
     scene_order: str = "shuffle"
@@ -254,6 +259,9 @@ class _SceneContext:
     log_kinematics: EgoKinematics
     """The logged ego's kinematics (:meth:`EgoKinematics.from_scene`), copied into each episode's
     :class:`~envs.sim.simulation.EgoTrack` (read-only here)."""
+    traffic_speed: np.ndarray
+    """``(T,)`` the surrounding traffic's mean speed per frame [m/s], NaN without traffic
+    (:func:`envs.sim.reward.traffic_speeds`; the minimum-speed infraction of the progress reward)."""
 
 
 def _ep_terms(result: PDMResult, base: ScoringProblem, pdm: PDMConfig, reward: RewardConfig) -> dict[str, float]:
@@ -501,17 +509,19 @@ class ReplayEnv(gym.Env):
         driven = first_event(scene, prefix, track.frame + 1 + np.arange(k), ctx.drivable,
                              self._log_problem(scene, track.frame), cfg.pdm, self._ignored)
         n = driven.driven  # frames actually driven (up to the first at-fault collision or off-road frame)
+        speeds = np.hypot(prefix[:n, 3], prefix[:n, 4])  # (n,) [m/s]
+        speed_ratio = min_speed_ratio(speeds, ctx.traffic_speed[track.frame + 1 : track.frame + 1 + n])
         track.advance(prefix[:n], float(prefix_steering[n - 1]))
         collision, agent, offroad = driven.collision_agent >= 0, driven.collision_agent, driven.offroad
         assert self._metrics is not None
-        self._metrics.add(rear_axle_to_center(prefix[:n, :3], scene.ego_params)[:, :2], prefix[:n, :2],
-                          np.hypot(prefix[:n, 3], prefix[:n, 4]), driven.offroad_at, agent, driven.contacts)
+        self._metrics.add(rear_axle_to_center(prefix[:n, :3], scene.ego_params)[:, :2], prefix[:n, :2], speeds,
+                          driven.offroad_at, agent, driven.contacts)
         terms["terminal_collision"] = -1.0 if collision else 0.0
         progress = self._metrics.ego_progress - self._last_progress
         self._last_progress = self._metrics.ego_progress
         reference = self._reference_progress(scene, ctx)[0]
         self._earned = closed_loop_reward(terms, progress, reference, collision or offroad, self._earned, cfg.reward,
-                                          cfg.driving_metrics.min_reference_progress)
+                                          cfg.driving_metrics.min_reference_progress, speed_ratio)
         obs = self._observation()
         route_end = ctx.route.project(track.poses[track.frame, :2]) >= ctx.route.length - cfg.route_end_margin
         terminated = collision or offroad or route_end
@@ -647,7 +657,7 @@ class ReplayEnv(gym.Env):
         drivable = None if scene.map is None else DrivableArea(map_geometry_from_scene_map(scene.map))
         t_end = max(0, scene.num_frames - 1 - int(round(self.config.episode_end_margin / scene.dt)))
         ctx = _SceneContext(route=Route.from_scene(scene), drivable=drivable, t_max=min(t_max, t_end), t_end=t_end,
-                            log_kinematics=EgoKinematics.from_scene(scene))
+                            log_kinematics=EgoKinematics.from_scene(scene), traffic_speed=traffic_speeds(scene))
         self._contexts[scene.scene_id] = ctx
         if len(self._contexts) > self.config.scene_cache_size:
             self._contexts.popitem(last=False)

@@ -156,7 +156,8 @@ def test_score_group_matches_the_step_reward_and_never_touches_the_server(world)
     env = CarlaEnv(dataclasses.replace(cfg, reference="auto", scenario_types=("rear_end",),
                                        reward=RewardConfig(kind="score")))
     obs, info = env.reset(seed=3)
-    assert set(info["rewards"]) == set(REWARD_TERMS) | {"terminal_collision", "route_progress", "soft_factor"}
+    assert set(info["rewards"]) == set(REWARD_TERMS) | {"terminal_collision", "route_progress", "soft_factor",
+                                                       "speed_ratio"}
     action = env.logged_action()
     frame = server.frame
     group = env.score_group(np.stack([action, np.zeros_like(action)]))

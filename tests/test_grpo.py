@@ -363,7 +363,7 @@ def test_ppo_baseline_and_evaluation_adapter(rear_end, tmp_path):
     ppo.learn(16)  # two rollouts: the episode (at most 8 steps on this scene) ends in the first
     scalars = set(EventAccumulator(str(next(tmp_path.glob("PPO_*")))).Reload().Tags()["scalars"])
     for tag in ("rollout/pdms", "rollout/sp_pdms", "rollout/collision_term", "rollout/route_progress",
-                "rollout/soft_factor", "rollout/collision_rate", "rollout/route_completion",
+                "rollout/soft_factor", "rollout/speed_ratio", "rollout/collision_rate", "rollout/route_completion",
                 "rollout/driving_score", "rollout/stopped_share"):
         assert tag in scalars, tag
     grpo = GRPO("MultiInputPolicy", env, GRPOConfig(n_steps=2, batch_size=2, n_epochs=1), seed=0)

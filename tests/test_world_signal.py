@@ -229,6 +229,40 @@ def test_progress_reward_arithmetic():
         RewardConfig(kind="carl")
     with pytest.raises(ValueError, match=r"RewardConfig\.ttc_penalty: expected a number in \[0, 1\]"):
         RewardConfig(ttc_penalty=2.0)
+    with pytest.raises(ValueError, match=r"RewardConfig\.min_speed_penalty: expected a number in \[0, 1\]"):
+        RewardConfig(min_speed_penalty=-0.1)
+
+
+def test_min_speed_infraction_arithmetic():
+    """The leaderboard 2.0 minimum-speed ratio over a window (ego mean speed / traffic mean speed over the frames
+    with traffic, capped at 1, NaN without moving traffic) and its soft factor ``1 - min_speed_penalty (1 - r)``."""
+    from envs.sim.reward import RewardConfig, min_speed_ratio, soft_factor, traffic_speeds
+
+    nan = np.nan
+    assert min_speed_ratio(np.array([2.0, 4.0, 9.0]), np.array([8.0, 8.0, nan])) == pytest.approx(3.0 / 8.0)
+    assert min_speed_ratio(np.array([12.0, 12.0]), np.array([8.0, 10.0])) == 1.0  # faster than traffic: no infraction
+    assert np.isnan(min_speed_ratio(np.zeros(3), np.full(3, nan)))  # no traffic: no infraction
+    assert np.isnan(min_speed_ratio(np.zeros(2), np.zeros(2)))  # traffic standing still: no infraction
+    assert np.isnan(min_speed_ratio(np.zeros(0), np.zeros(0)))
+    with pytest.raises(ValueError, match="min_speed_ratio: ego_speeds"):
+        min_speed_ratio(np.zeros(3), np.zeros(2))
+    carl, board, off = RewardConfig(), RewardConfig(min_speed_penalty=0.3), RewardConfig(min_speed_penalty=0.0)
+    assert carl.min_speed_penalty == 1.0  # the default: CaRL's soft penalty, progress x r
+    assert soft_factor(1.0, 1.0, 1.0, carl, 0.25) == pytest.approx(0.25)
+    assert soft_factor(1.0, 1.0, 1.0, board, 0.0) == pytest.approx(0.7)  # the leaderboard's coefficient
+    assert soft_factor(1.0, 1.0, 1.0, off, 0.0) == 1.0 and soft_factor(1.0, 1.0, 1.0, carl, nan) == 1.0
+    assert soft_factor(0.0, 1.0, 1.0, carl, 0.5) == pytest.approx(0.5 * 0.5)
+
+    # traffic: moving vehicles only (a parked car, a pedestrian and invalid frames do not count)
+    scene = generate_scene("normal", seed=4)
+    speeds = np.hypot(scene.agent_velocities[..., 0], scene.agent_velocities[..., 1])
+    moving = (scene.agent_classes == AgentClass.VEHICLE) & (np.where(scene.agent_valid, speeds, 0).max(axis=1) > 0.5)
+    assert moving.any()
+    t = int(np.flatnonzero(scene.agent_valid[moving].any(axis=0))[0])
+    rows = moving & scene.agent_valid[:, t]
+    assert traffic_speeds(scene)[t] == pytest.approx(speeds[rows, t].mean())
+    parked = dataclasses.replace(scene, agent_velocities=np.where(moving[:, None, None], 0.0, scene.agent_velocities))
+    assert np.isnan(traffic_speeds(parked)).all()
 
 
 def test_progress_reward_orders_driving_safely_over_stopping_over_crashing():
@@ -238,7 +272,9 @@ def test_progress_reward_orders_driving_safely_over_stopping_over_crashing():
     least standing still; on accident scenes every episode that crashes returns less than braking to a stop on the
     same scene (when braking does not crash), and the safe oracle leads on average. Stopping never ends in a
     collision: being run into while braking or stopped is not the ego's fault (issue 28; it ended 3 of 8 normal
-    stand-still episodes on 32 scenes before, ``benchmarks/bench_degenerate.py --reward-kind progress``)."""
+    stand-still episodes on 32 scenes before, ``benchmarks/bench_degenerate.py --reward-kind progress``). The
+    default reward includes the minimum-speed infraction (``RewardConfig.min_speed_penalty``), which also scales
+    down the safe oracle's progress while it waits for a hazard: the crash-below-stop ordering must survive it."""
     from envs.sim.reward import RewardConfig
 
     bank = ScenarioBank(12, seed=1000)
@@ -266,3 +302,23 @@ def test_progress_reward_orders_driving_safely_over_stopping_over_crashing():
                 assert ret < brake, (name, i, ret, brake)
     assert crashes >= 5  # the log crashes in every accident scene
     assert mean("safe_oracle", accident) > max(mean(n, accident) for n in runs if n != "safe_oracle")
+
+
+def test_braking_to_a_stop_on_a_clear_road_earns_at_most_035x_the_safe_driver():
+    """Issue 28's bound, closed loop, the default progress-first reward, 8 normal scenes of a bank seed used
+    nowhere else (6000, ``normal_fraction=1``): braking to a stop returns <= 0.35x the safe oracle (asserted with
+    margin: <= 0.32x; measured 0.28x). The minimum-speed infraction does it: with it off (``min_speed_penalty=0``,
+    the reward before) the same episodes give 0.37x (32-scene figures: ``benchmarks/bench_degenerate.py``)."""
+    from envs.sim.reward import RewardConfig
+
+    bank = ScenarioBank(8, seed=6000, normal_fraction=1.0)
+    scenes = list(range(len(bank)))
+    assert all(bank.scenario_type(i) == "normal" for i in scenes)
+    ratios = {}
+    for name, reward in (("default", RewardConfig()), ("off", RewardConfig(min_speed_penalty=0.0))):
+        env = ReplayEnv(bank, "closed_loop", EnvConfig(bev=None, reward=reward))
+        brake, oracle = _returns("brake_to_stop", env, scenes), _returns("safe_oracle", env, scenes)
+        assert all(brake[i][1] != "collision" and oracle[i][1] != "collision" for i in scenes)
+        ratios[name] = np.mean([brake[i][0] for i in scenes]) / np.mean([oracle[i][0] for i in scenes])
+    assert ratios["default"] <= 0.32, ratios
+    assert ratios["off"] > 0.35, ratios  # the bound is the minimum-speed infraction's doing

@@ -2,7 +2,8 @@
 
 :class:`DrivingMetrics` reads the closed-loop env's ``info`` of every stepped action: per step the scorer terms
 (``rollout/pdms``, ``rollout/sp_pdms``, ``rollout/collision_term``) and the progress-first reward's terms
-(``rollout/route_progress``: the step's share of the route-completion reference, ``rollout/soft_factor``), per
+(``rollout/route_progress``: the step's share of the route-completion reference, ``rollout/soft_factor``,
+``rollout/speed_ratio``: the minimum-speed infraction's ego / traffic speed ratio, steps with traffic only), per
 finished episode ``rollout/collision_rate`` (episodes ending in a collision), ``rollout/route_completion``,
 ``rollout/driving_score`` and ``rollout/stopped_share`` (from ``info["driving_metrics"]``, :mod:`envs.sim.metrics`);
 means over rolling windows. An episode cut short because its worker died (``termination_reason ==
@@ -20,7 +21,7 @@ import numpy as np
 from envs.vec.ray_vec_env import WORKER_RESTART
 
 STEP_TERMS = (("pdms", "pdms"), ("sp_pdms", "sp_pdms"), ("collision", "collision_term"),
-              ("route_progress", "route_progress"), ("soft_factor", "soft_factor"))
+              ("route_progress", "route_progress"), ("soft_factor", "soft_factor"), ("speed_ratio", "speed_ratio"))
 """``(key in info["rewards"], logged name)`` of the per-step terms."""
 EPISODE_TERMS = ("collision_rate", "route_completion", "driving_score", "stopped_share")
 """Per-episode metrics (logged as ``rollout/<name>``)."""

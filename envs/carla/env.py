@@ -12,7 +12,8 @@ The same contract as :class:`envs.replay_env.ReplayEnv` (closed loop):
 * **Reward** (:func:`envs.sim.reward.reward_terms`): the action scored by the PDM scorer from the current state, plus
   ``-reward.w_terminal_collision`` on the step in which CARLA's collision sensor reports an ego collision; with
   ``reward.kind="progress"`` route progress first instead (:func:`envs.sim.reward.progress_reward`, against the
-  scenario plan's progress, the driving metrics' reference), as the replay env. CARLA has no
+  scenario plan's progress, the driving metrics' reference), as the replay env (the minimum-speed infraction against
+  the recorded vehicles: Traffic Manager traffic and adversaries). CARLA has no
   save/restore, so the scorer's view (:meth:`CarlaEnv.current_problem`) is the recording up to now with the other
   agents **forecast at constant velocity** (:func:`rewards.reference_planner.constant_velocity_agents`): the true
   future is unknown at decision time. :meth:`CarlaEnv.score_group` scores candidates on that view, never touching
@@ -69,7 +70,8 @@ from envs.registration import CARLA_ENV_ID as ENV_ID  # noqa: F401  (registered 
 from envs.render import BEVConfig, BEVRenderer
 from envs.scenes.scene import SceneMeta
 from envs.sim.metrics import DrivingMetricsConfig, driving_metrics
-from envs.sim.reward import PROGRESS_TERMS, REWARD_TERMS, closed_loop_reward, reward_terms
+from envs.sim.reward import (PROGRESS_TERMS, REWARD_TERMS, closed_loop_reward, min_speed_ratio, reward_terms,
+                             traffic_speeds)
 from envs.sim.scoring import agents_future_from_scene, log_as_action
 from envs.spaces import POSE_INTERVAL, action_space, observation_space, validate_trajectories
 from rewards.pdm import score_states
@@ -268,7 +270,7 @@ class CarlaEnv(gym.Env):
         collision = reason == "collision"
         if collision:
             terms["terminal_collision"] = -1.0
-        self._progress_terms(ep, terms, reason in ("collision", "offroad"))
+        self._progress_terms(ep, terms, reason in ("collision", "offroad"), t)
         if not reason and ep.recorder.frames >= self.capacity:
             reason = "time_limit"
         terminated = reason in ("collision", "offroad", "route_end")
@@ -288,16 +290,20 @@ class CarlaEnv(gym.Env):
             info.update(self._finish(reason, error))
         return obs, terms["reward"], terminated, truncated, info
 
-    def _progress_terms(self, ep: Any, terms: dict[str, float], ended_badly: bool) -> None:
+    def _progress_terms(self, ep: Any, terms: dict[str, float], ended_badly: bool, t: int) -> None:
         """Route progress of this step against the episode's target (the scenario plan's arc length over
-        ``episode_time``, what the driving metrics divide by), the soft factor, and the step reward of the configured
-        kind (:func:`envs.sim.reward.closed_loop_reward`)."""
+        ``episode_time``, what the driving metrics divide by), the soft factor (with the minimum-speed ratio of the
+        frames recorded after frame ``t`` against the recorded traffic, :func:`envs.sim.reward.traffic_speeds`), and
+        the step reward of the configured kind (:func:`envs.sim.reward.closed_loop_reward`)."""
         s_now = ep.route.project(ep.kinematics.poses[ep.recorder.t, :2])
         if ep.route_s is None:
             ep.route_s = ep.route.project(ep.kinematics.poses[0, :2])
         progress, ep.route_s = s_now - ep.route_s, s_now
+        view, frames = ep.recorder.view, slice(t + 1, ep.recorder.t + 1)
+        speed_ratio = min_speed_ratio(np.hypot(view.ego_velocities[frames, 0], view.ego_velocities[frames, 1]),
+                                      traffic_speeds(view)[frames])
         ep.earned = closed_loop_reward(terms, progress, self._route_target(ep), ended_badly, ep.earned,
-                                       self.config.reward, DrivingMetricsConfig().min_reference_progress)
+                                       self.config.reward, DrivingMetricsConfig().min_reference_progress, speed_ratio)
 
     def _route_target(self, ep: Any) -> float:
         """The driving metrics' reference progress of the episode [m]: the scenario plan over ``episode_time``."""

@@ -25,6 +25,20 @@ reported, not penalised: see :mod:`envs.replay_env`).
 CaRL reward's shape: route completion as the single term, soft infractions multiply it down, a crash or leaving the
 road ends the episode with a penalty that makes it worth less than stopping safely; :func:`progress_reward`). The
 group score of GRPO and the open-loop reward stay the score above.
+
+One soft infraction of the progress reward is the **minimum-speed infraction** (CARLA leaderboard 2.0, spec
+``driving-score.md``, "Infraction penalty IP": "a minimum-speed infraction (driving much slower than surrounding
+traffic; coefficient scales with the speed ratio)"): over a window, the ratio ``r`` of the ego's mean speed to the
+mean speed of the surrounding traffic (scenario_runner's ``MinimumSpeedRouteTest``: ego and background-vehicle
+speeds averaged over the frames where traffic exists, ``r = 1`` without traffic, an infraction when ``r < 1``),
+here one window per step (:func:`min_speed_ratio`, traffic: :func:`traffic_speeds`). The leaderboard turns ``r``
+into an IP coefficient ``1 - (1 - 0.7)(1 - r)`` per route checkpoint; the CaRL reward (Jaeger et al. 2025, its
+``use_min_speed_infraction`` soft penalty) multiplies the step's route progress by ``clip(r, 0, 1)``. The step
+factor here is ``1 - min_speed_penalty (1 - r)``: the default ``min_speed_penalty = 1`` is CaRL's (``0.3`` would be
+the leaderboard's coefficient applied per step). Braking to a stop on a clear road drives its last metres far
+slower than the traffic and keeps less of its progress (measured: ``benchmarks/bench_degenerate.py``); a crash still
+returns at most ``-w_terminal_collision``, below any stop, so waiting for a real hazard is never worth less than
+crashing.
 """
 
 from __future__ import annotations
@@ -34,6 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from envs.scenes.scene import AgentClass, Scene
 from rewards.config import PDMConfig
 from rewards.pdm import map_free_score
 
@@ -45,12 +60,16 @@ REWARD_SCORES = ("sp_pdms", "pdms")
 REWARD_KINDS = ("score", "progress")
 """Closed-loop step rewards: the scored action (``score``) or route progress first (``progress``, see
 :func:`progress_reward`)."""
-PROGRESS_TERMS = ("route_progress", "soft_factor")
-"""Closed-loop terms of the progress-first reward reported in ``info["rewards"]`` (both kinds report them)."""
+PROGRESS_TERMS = ("route_progress", "soft_factor", "speed_ratio")
+"""Closed-loop terms of the progress-first reward reported in ``info["rewards"]`` (both kinds report them;
+``speed_ratio`` is NaN on a step without surrounding traffic)."""
 EP_TERMS = ("ep", "pdms", "sp_ep", "sp_pdms", "score")
 """The terms of :data:`REWARD_TERMS` that depend on the EP references (``score``: SP-PDMS or PDMS; the map-free score
 without a map, where no reference exists); the progress-first step reward reads none of them, so the replay env
 computes them when ``info["rewards"]`` is first read (:class:`envs.sim.terms.DeferredTerms`)."""
+PARKED_SPEED = 0.5
+"""A vehicle never faster than this over its log [m/s] is parked, not traffic (:func:`traffic_speeds`); the driving
+metrics' ``stopped_speed``."""
 
 
 @dataclass(frozen=True)
@@ -86,13 +105,18 @@ class RewardConfig:
     lane_penalty: float = 0.5
     """``kind="progress"``: scale-down when the action's plan leaves the driving direction's lanes (DDC < 1:
     ``1 - lane_penalty * (1 - DDC)``)."""
+    min_speed_penalty: float = 1.0
+    """``kind="progress"``: the minimum-speed infraction (leaderboard 2.0; module docstring): a step's progress is
+    scaled by ``1 - min_speed_penalty * (1 - r)``, ``r`` the ego's mean speed over the step as a fraction of the
+    surrounding traffic's, capped at 1 (:func:`min_speed_ratio`). 1 (default): CaRL's soft penalty (progress times
+    ``r``); 0.3: the leaderboard's coefficient 0.7 at ``r = 0``; 0: off (the reward before issue 28's bound)."""
 
     def __post_init__(self) -> None:
         if self.reward_score not in REWARD_SCORES:
             raise ValueError(f"RewardConfig.reward_score: expected one of {REWARD_SCORES}, got {self.reward_score!r}")
         if self.kind not in REWARD_KINDS:
             raise ValueError(f"RewardConfig.kind: expected one of {REWARD_KINDS}, got {self.kind!r}")
-        for name in ("ttc_penalty", "comfort_penalty", "lane_penalty"):
+        for name in ("ttc_penalty", "comfort_penalty", "lane_penalty", "min_speed_penalty"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"RewardConfig.{name}: expected a number in [0, 1], got {value!r}")
@@ -150,14 +174,51 @@ def reward_terms(result, pdm_config: PDMConfig, reward: RewardConfig = RewardCon
     return out
 
 
-def soft_factor(ttc: float, comfort: float, ddc: float, reward: RewardConfig) -> float:
-    """The progress scale-down of soft infractions of the chosen action's 4 s plan, in ``[0, 1]``:
-    ``(1 - ttc_penalty (1 - TTC)) (1 - comfort_penalty (1 - C)) (1 - lane_penalty (1 - DDC))``; a NaN term (no map:
-    DDC; lazily scored steps: all) counts as no infraction."""
+def soft_factor(ttc: float, comfort: float, ddc: float, reward: RewardConfig, speed_ratio: float = math.nan) -> float:
+    """The progress scale-down of soft infractions, in ``[0, 1]``: of the chosen action's 4 s plan
+    ``(1 - ttc_penalty (1 - TTC)) (1 - comfort_penalty (1 - C)) (1 - lane_penalty (1 - DDC))``, times
+    ``1 - min_speed_penalty (1 - speed_ratio)`` for the driven step (:func:`min_speed_ratio`); a NaN term (no map:
+    DDC; lazily scored steps: TTC, C, DDC; no surrounding traffic: the speed ratio) counts as no infraction."""
     def keep(value: float, penalty: float) -> float:
         return 1.0 if math.isnan(value) else 1.0 - penalty * (1.0 - float(value))
 
-    return keep(ttc, reward.ttc_penalty) * keep(comfort, reward.comfort_penalty) * keep(ddc, reward.lane_penalty)
+    return (keep(ttc, reward.ttc_penalty) * keep(comfort, reward.comfort_penalty) * keep(ddc, reward.lane_penalty)
+            * keep(speed_ratio, reward.min_speed_penalty))
+
+
+def traffic_speeds(scene: Scene, parked_speed: float = PARKED_SPEED) -> np.ndarray:
+    """The surrounding traffic's mean speed per frame ``(T,)`` [m/s]: the mean speed of the scene's vehicles
+    (``AgentClass.VEHICLE``: the leaderboard's test averages its background *vehicles*) valid at the frame, leaving
+    out parked ones (never faster than ``parked_speed`` [m/s] over their valid frames); NaN at a frame without such a
+    vehicle. Every vehicle of the scene counts, as the leaderboard counts every background vehicle of the town."""
+    speeds = np.hypot(scene.agent_velocities[..., 0], scene.agent_velocities[..., 1])  # (N, T) [m/s]
+    valid = np.asarray(scene.agent_valid, dtype=bool)
+    moving = np.where(valid, speeds, 0.0).max(axis=1, initial=0.0) > parked_speed  # (N,)
+    traffic = valid & ((scene.agent_classes == AgentClass.VEHICLE) & moving)[:, None]  # (N, T)
+    count = traffic.sum(axis=0)
+    total = np.where(traffic, speeds, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def min_speed_ratio(ego_speeds: np.ndarray, traffic: np.ndarray) -> float:
+    """The minimum-speed ratio of one window (scenario_runner's ``MinimumSpeedRouteTest._set_traffic_event``): the
+    ego's mean speed over the window's frames with traffic, divided by the traffic's mean speed over them, capped at
+    1; NaN (no infraction) when no frame has traffic or the traffic stands still.
+
+    Args:
+        ego_speeds: ``(k,)`` ego speed at the window's frames [m/s].
+        traffic: ``(k,)`` the traffic's mean speed at the same frames [m/s] (:func:`traffic_speeds`; NaN: none).
+    """
+    ego_speeds, traffic = np.asarray(ego_speeds, dtype=np.float64), np.asarray(traffic, dtype=np.float64)
+    if ego_speeds.shape != traffic.shape or ego_speeds.ndim != 1:
+        raise ValueError(f"min_speed_ratio: ego_speeds {ego_speeds.shape} and traffic {traffic.shape} must be the "
+                         "same (k,) window")
+    seen = ~np.isnan(traffic)
+    mean_traffic = float(traffic[seen].mean()) if seen.any() else 0.0
+    if mean_traffic <= 0.0:
+        return math.nan
+    return min(1.0, max(0.0, float(ego_speeds[seen].mean())) / mean_traffic)
 
 
 def progress_reward(progress: float, reference: float, factor: float, ended_badly: bool, earned: float,
@@ -189,11 +250,11 @@ def progress_reward(progress: float, reference: float, factor: float, ended_badl
 
 
 def closed_loop_reward(terms: dict[str, float], progress: float, reference: float, ended_badly: bool, earned: float,
-                       reward: RewardConfig, min_reference: float = 1.0) -> float:
+                       reward: RewardConfig, min_reference: float = 1.0, speed_ratio: float = math.nan) -> float:
     """The step reward of a closed-loop env (replay or CARLA), in place: sets ``terms["route_progress"]`` (the step's
-    progress as a fraction of the reference), ``terms["soft_factor"]`` and ``terms["reward"]`` of the configured kind
-    (``"progress"``: :func:`progress_reward`; ``"score"``: the scored action's reward already in ``terms`` plus
-    ``w_terminal_collision * terms["terminal_collision"]``).
+    progress as a fraction of the reference), ``terms["speed_ratio"]``, ``terms["soft_factor"]`` and
+    ``terms["reward"]`` of the configured kind (``"progress"``: :func:`progress_reward`; ``"score"``: the scored
+    action's reward already in ``terms`` plus ``w_terminal_collision * terms["terminal_collision"]``).
 
     Args:
         terms: the step's terms (the scored action's ``ttc``, ``comfort``, ``ddc``, ``reward`` and
@@ -201,14 +262,16 @@ def closed_loop_reward(terms: dict[str, float], progress: float, reference: floa
         progress: route progress this step [m]; reference: the episode's reference progress [m].
         ended_badly: the step ended the episode in a collision or off the road.
         earned: the episode's progress rewards before this step.
+        speed_ratio: the step's minimum-speed ratio (:func:`min_speed_ratio`; NaN: no traffic, no infraction).
 
     Returns:
         The episode's progress rewards after this step (unchanged for ``kind="score"``).
     """
     reference = max(float(reference), float(min_reference))
-    factor = soft_factor(terms["ttc"], terms["comfort"], terms["ddc"], reward)
+    factor = soft_factor(terms["ttc"], terms["comfort"], terms["ddc"], reward, speed_ratio)
     term, terminal = progress_reward(progress, reference, factor, ended_badly, earned, reward, min_reference)
     terms["route_progress"], terms["soft_factor"] = float(progress) / reference, factor
+    terms["speed_ratio"] = float(speed_ratio)
     if reward.kind == "progress":
         terms["reward"] = term + terminal
         return earned + term
