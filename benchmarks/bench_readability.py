@@ -102,6 +102,9 @@ FIELDS = LABEL_COLUMNS
 """Label fields, in table order (the five of the language accuracy)."""
 PREDICTORS = ("majority", "probe", "cnn", "lookup")
 """Table columns, in order."""
+STATE_PREDICTORS = ("state-lr", "state-mlp", "probe+state", "cnn+state")
+"""Columns added with ``--prompt-state ego|agents`` (predictors that also read the prompt's numbers,
+:func:`prompt_features`), after :data:`PREDICTORS`."""
 SUMMARY_ROWS = ("language", "risk", "no-hazard")
 """Table rows after the fields: mean over the fields (pair rows), risk level on all rows, risk level on expert
 rows."""
@@ -120,32 +123,35 @@ def bank_source(num_scenes: int, seed: int, bank: Mapping[str, Any] | None = Non
 
 
 def split_table(num_scenes: int, seed: int, cache_dir: str, progress: bool = False, motion: str = "none",
-                bank: Mapping[str, Any] | None = None, pairs: list | None = None) -> Any:
+                bank: Mapping[str, Any] | None = None, pairs: list | None = None, prompt_state: str = "none",
+                prompt_agents: int = 4) -> Any:
     """The rendered sample rows (``datasets.Dataset``) of ``num_scenes`` bank scenes of ``seed`` (bank options
     ``bank``, :func:`bank_source`): their sampled decisions and their anchor pairs (``pairs``,
     or mined now with the default miner), drawn with the BEV motion preset ``motion``
-    (:data:`envs.render.MOTION_PRESETS`; cached in ``cache_dir``)."""
+    (:data:`envs.render.MOTION_PRESETS`) and prompts with ``prompt_state`` (:mod:`envs.prompt_state`; cached in
+    ``cache_dir``)."""
     from agents.sft.data import load_or_build_samples
     from agents.vla.evaluate import heldout_pairs
 
     source = bank_source(num_scenes, seed, bank)
     pairs = heldout_pairs(source, None, progress) if pairs is None else pairs
-    return load_or_build_samples(source, pairs, cache_dir, sample_config(motion), progress=progress)
+    return load_or_build_samples(source, pairs, cache_dir, sample_config(motion, prompt_state, prompt_agents),
+                                 progress=progress)
 
 
-def sample_config(motion: str = "none") -> Any:
-    """The SFT sample settings whose BEV carries the motion preset ``motion`` (``"none"``: the default settings,
-    the VLA's observation today)."""
+def sample_config(motion: str = "none", prompt_state: str = "none", prompt_agents: int = 4) -> Any:
+    """The SFT sample settings whose BEV carries the motion preset ``motion`` and whose prompts state
+    ``prompt_state`` (``"none"`` for both: the default settings, the VLA's observation today)."""
     from agents.sft.data import SampleConfig
-    from envs.observation import ObservationConfig
     from envs.render import with_motion
 
     default = SampleConfig()
-    if motion == "none":
+    if motion == "none" and prompt_state == "none":
         return default
     assert default.observation.bev is not None
     return dataclasses.replace(default, observation=dataclasses.replace(
-        default.observation, bev=with_motion(default.observation.bev, motion)))
+        default.observation, bev=with_motion(default.observation.bev, motion), prompt_state=prompt_state,
+        prompt_agents=prompt_agents))
 
 
 def split_pairs(num_scenes: int, seed: int, bank: Mapping[str, Any] | None = None, progress: bool = False) -> list:
@@ -178,6 +184,94 @@ def honesty(train_rows: Sequence[Mapping[str, Any]], eval_rows: Sequence[Mapping
 def images(table: Any) -> np.ndarray:
     """``uint8 (N, H, W, 3)`` BEVs of the rows."""
     return np.asarray(table.with_format("numpy")["bev"], dtype=np.uint8)
+
+
+def prompts(table: Any) -> list[str]:
+    """The rows' text prompts (what the VLA reads beside the image)."""
+    return [str(p) for p in table["prompt"]]
+
+
+def prompt_features(texts: Sequence[str], k: int) -> np.ndarray:
+    """Numeric features of the prompts, read back from their text (so a predictor sees exactly what the VLA is
+    told, rounding included): ``float32 (N, 7 + 2 + 13 k)``.
+
+    Per prompt: the command (one-hot, 3), speed [m/s], acceleration [m/s^2], yaw rate [rad/s], heading change
+    [deg] of the prompt's first sentences; the state block's ego velocity ``vx, vy`` [m/s]
+    (:func:`envs.prompt_state.parse_state_text`; zeros without one); per agent slot ``j < k`` (nearest first, zeros
+    where fewer are stated): present, class one-hot (4), ``x, y`` [m], ``vx, vy`` [m/s] relative to the ego, and four
+    values **computed from those numbers** (constant relative velocity, points, no boxes): distance ``d`` [m],
+    closing speed ``-(p . v) / d`` [m/s], time of closest approach ``clip(-(p . v) / |v|^2, 0, 10)`` [s] and the
+    distance then [m]. A linear model needs the last four; an MLP could learn them.
+    """
+    import re
+
+    from envs.observation import COMMAND_WORDS
+    from envs.prompt_state import parse_state_text
+
+    ego_re = re.compile(r"command: (.+?)\. Speed ([\d.]+) m/s, acceleration ([+-][\d.]+) m/s2, yaw rate ([+-][\d.]+) "
+                        r"rad/s\. Past [\d.]+ s: [\d.]+ m travelled, heading change ([+-]\d+) deg\.")
+    commands = list(COMMAND_WORDS.values())
+    width = 9 + 13 * k
+    out = np.zeros((len(texts), width), dtype=np.float32)
+    for i, text in enumerate(texts):
+        m = ego_re.search(text)
+        if m is None:
+            raise ValueError(f"prompt {i}: not a text_prompt sentence: {text[:120]!r}")
+        out[i, commands.index(m.group(1))] = 1.0
+        out[i, 3:7] = [float(m.group(g)) for g in (2, 3, 4, 5)]
+        ego_v, agents = parse_state_text(text)
+        if ego_v is not None:
+            out[i, 7:9] = ego_v
+        for j, (_, cls, x, y, vx, vy) in enumerate(() if agents is None else agents[:k]):
+            d = math.hypot(x, y)
+            dot = x * vx + y * vy
+            tca = min(max(-dot / max(vx * vx + vy * vy, 1e-3), 0.0), 10.0)
+            slot = out[i, 9 + 13 * j: 9 + 13 * (j + 1)]
+            slot[0] = 1.0
+            slot[1 + int(cls)] = 1.0  # 4 classes: CLASS_WORDS
+            slot[5:9] = (x, y, vx, vy)
+            slot[9:13] = (d, -dot / max(d, 0.1), tca, math.hypot(x + tca * vx, y + tca * vy))
+    return out
+
+
+class FeatureMLP(torch.nn.Module):
+    """Two hidden layers (``hidden`` units, ReLU, dropout 0.2) over standardised features, one linear head per
+    field."""
+
+    def __init__(self, dim: int, classes: Mapping[str, int], hidden: int = 128) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(dim, hidden), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+                                        torch.nn.Linear(hidden, hidden), torch.nn.ReLU(), torch.nn.Dropout(0.2))
+        self.heads = torch.nn.ModuleDict({f: torch.nn.Linear(hidden, n) for f, n in classes.items()})
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{field: (B, classes) logits}``."""
+        h = self.body(x)
+        return {f: head(h) for f, head in self.heads.items()}
+
+
+def train_mlp(x_train: np.ndarray, labels: Labels, x_eval: np.ndarray, steps: int = 1500, lr: float = 3e-3,
+              weight_decay: float = 1e-2, seed: int = 0) -> dict[str, np.ndarray]:
+    """:class:`FeatureMLP` on standardised features (full batch, AdamW, summed cross-entropy of the heads, a fixed
+    number of steps); returns ``{field: int64 (M,) predicted class indices}``."""
+    torch.manual_seed(seed)
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
+    xt = torch.as_tensor((x_train - mean) / std, dtype=torch.float32)
+    xe = torch.as_tensor((x_eval - mean) / std, dtype=torch.float32)
+    model = FeatureMLP(xt.shape[1], {f: len(c) for f, c in labels.classes.items()})
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    y = {f: torch.as_tensor(t) for f, t in labels.targets.items()}
+    model.train()
+    for _ in range(steps):
+        out = model(xt)
+        loss = sum(torch.nn.functional.cross_entropy(out[f], y[f]) for f in out)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        out = model(xe)
+    return {f: out[f].argmax(dim=1).numpy() for f in FIELDS}
 
 
 @dataclass
@@ -314,12 +408,16 @@ class SmallCNN(torch.nn.Module):
     in [-0.5, 0.5] to ``(B, 64, 8, 8)``, a shared 128-unit layer over the flattened map (it keeps where things are:
     the sector is a position) and one linear head per field.
 
+    With ``extra`` > 0 (``cnn+state``) the forward pass also takes ``(B, extra)`` standardised prompt features
+    (:func:`prompt_features`), through a 64-unit ReLU layer concatenated with the image's 128 units before the heads.
+
     Args:
         classes: ``{field: number of classes}``.
         size: input side [px] (a multiple of 16).
+        extra: width of the extra feature vector (0: image only, the ``cnn`` column).
     """
 
-    def __init__(self, classes: Mapping[str, int], size: int = 128) -> None:
+    def __init__(self, classes: Mapping[str, int], size: int = 128, extra: int = 0) -> None:
         super().__init__()
         layers: list[torch.nn.Module] = []
         width_in = 3
@@ -330,11 +428,15 @@ class SmallCNN(torch.nn.Module):
         self.features = torch.nn.Sequential(*layers, torch.nn.Flatten(),
                                             torch.nn.Linear(64 * (size // 16) ** 2, 128), torch.nn.ReLU(),
                                             torch.nn.Dropout(0.3))
-        self.heads = torch.nn.ModuleDict({f: torch.nn.Linear(128, n) for f, n in classes.items()})
+        self.heads = torch.nn.ModuleDict({f: torch.nn.Linear(128 + (64 if extra else 0), n)
+                                          for f, n in classes.items()})
+        self.extra = torch.nn.Sequential(torch.nn.Linear(extra, 64), torch.nn.ReLU()) if extra else None
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``{field: (B, classes) logits}``."""
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``{field: (B, classes) logits}`` of images ``x`` (and extra features ``z (B, extra)``)."""
         h = self.features(x)
+        if self.extra is not None:
+            h = torch.cat([h, self.extra(z)], dim=1)
         return {f: head(h) for f, head in self.heads.items()}
 
 
@@ -344,20 +446,29 @@ def _to_input(bevs: np.ndarray) -> torch.Tensor:
 
 
 def train_cnn(bevs: np.ndarray, labels: Labels, eval_bevs: np.ndarray, seconds: float = 120.0,
-              steps: int | None = None, batch_size: int = 32, lr: float = 1e-3, seed: int = 0
+              steps: int | None = None, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
+              extra: np.ndarray | None = None, eval_extra: np.ndarray | None = None
               ) -> tuple[dict[str, np.ndarray], int]:
     """Train :class:`SmallCNN` on the training BEVs (AdamW, weight decay 1e-2, summed cross-entropy of the heads,
     shuffled minibatches) for ``steps`` steps, or until ``seconds`` of wall clock have passed when ``steps`` is
-    None; then predict the evaluation BEVs.
+    None; then predict the evaluation BEVs. ``extra`` / ``eval_extra`` ``(N, F)`` / ``(M, F)``: prompt features
+    read beside the image (standardised with the training rows' statistics; ``cnn+state``).
 
     Returns:
         ``({field: int64 (M,) predicted class indices}, steps taken)``.
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = SmallCNN({f: len(c) for f, c in labels.classes.items()}, size=bevs.shape[1])
+    model = SmallCNN({f: len(c) for f, c in labels.classes.items()}, size=bevs.shape[1],
+                     extra=0 if extra is None else extra.shape[1])
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     x = _to_input(bevs)
+    z = ze = None
+    if extra is not None:
+        assert eval_extra is not None
+        mean, std = extra.mean(axis=0), extra.std(axis=0) + 1e-6
+        z = torch.as_tensor((extra - mean) / std, dtype=torch.float32)
+        ze = torch.as_tensor((eval_extra - mean) / std, dtype=torch.float32)
     y = {f: torch.as_tensor(t) for f, t in labels.targets.items()}
     n = len(x)
     done, order, cursor = 0, torch.randperm(n, generator=gen), 0
@@ -370,7 +481,7 @@ def train_cnn(bevs: np.ndarray, labels: Labels, eval_bevs: np.ndarray, seconds: 
         cursor += batch_size
         if len(idx) < 2:  # batch norm needs two rows
             continue
-        out = model(x[idx])
+        out = model(x[idx], None if z is None else z[idx])
         loss = sum(torch.nn.functional.cross_entropy(out[f], y[f][idx]) for f in out)
         opt.zero_grad()
         loss.backward()
@@ -378,7 +489,8 @@ def train_cnn(bevs: np.ndarray, labels: Labels, eval_bevs: np.ndarray, seconds: 
         done += 1
     model.eval()
     with torch.no_grad():
-        outs = [model(_to_input(eval_bevs[i: i + 128])) for i in range(0, len(eval_bevs), 128)]
+        outs = [model(_to_input(eval_bevs[i: i + 128]), None if ze is None else ze[i: i + 128])
+                for i in range(0, len(eval_bevs), 128)]
     return {f: torch.cat([o[f] for o in outs]).argmax(dim=1).numpy() for f in FIELDS}, done
 
 
@@ -422,21 +534,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="varied bank: wanted benign,near_miss,collision shares")
     p.add_argument("--difficulty", type=float, default=None, help="varied bank: hazard difficulty in [0, 1]")
     p.add_argument("--no-progress", action="store_true", help="disable progress bars")
+    p.add_argument("--prompt-state", choices=("none", "ego", "agents"), default="none",
+                   help="render the prompts with this state block (envs.prompt_state) and add the predictors that "
+                        "read its numbers: " + ", ".join(STATE_PREDICTORS))
+    p.add_argument("--prompt-agents", type=int, default=4, help="agents stated with --prompt-state agents")
+    p.add_argument("--mlp-steps", type=int, default=1500, help="full-batch steps of the state-mlp predictor")
     p.add_argument("--motion", default="none",
                    help="comma-separated BEV motion presets to measure, each on the same rows (envs.render."
                         "MOTION_PRESETS: none, velocity, velocity3, trails, velocity+trails)")
     return p
 
 
-def observation_line(motion: str) -> str:
-    """Which observation a table was measured on: the motion preset and its BEV settings."""
+def observation_line(motion: str, prompt_state: str = "none", prompt_agents: int = 4) -> str:
+    """Which observation a table was measured on: the motion preset and its BEV settings, and the prompt state."""
     from envs.render import MOTION_PRESETS
 
     bev = sample_config(motion).observation.bev
     overrides = ", ".join(f"{k}={v}" for k, v in MOTION_PRESETS[motion].items()) or "the default BEV"
+    state = {"none": "none", "ego": "ego velocity",
+             "agents": f"ego velocity + {prompt_agents} nearest visible agents"}[prompt_state]
     return (f"observation: motion={motion} ({overrides}; {bev.height}x{bev.width} px {bev.mode} at "
             f"{bev.meters_per_pixel} m/px, history trail {bev.history_length} boxes every {bev.history_step} frames, "
-            "velocity marks " + (f"{list(bev.motion_horizons)} s" if bev.motion_horizons else "none") + ")")
+            "velocity marks " + (f"{list(bev.motion_horizons)} s" if bev.motion_horizons else "none") + ")"
+            f"; prompt_state={prompt_state} ({state})")
 
 
 def bank_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -450,10 +570,11 @@ def measure(args: argparse.Namespace, motion: str, pairs: Mapping[str, list], pr
     from agents.vla.evaluate import accuracy_report, trivial_baselines
 
     t0 = time.perf_counter()
+    state = (args.prompt_state, args.prompt_agents)
     train_table = split_table(args.train_scenes, args.train_seed, args.cache_dir, progress, motion, bank_options(args),
-                              pairs["train"])
+                              pairs["train"], *state)
     eval_table = split_table(args.eval_scenes, args.eval_seed, args.cache_dir, progress, motion, bank_options(args),
-                             pairs["eval"])
+                             pairs["eval"], *state)
     train_rows, eval_rows = label_rows(train_table), label_rows(eval_table)
     train_bev, eval_bev = images(train_table), images(eval_table)
     labels = Labels.fit(train_rows)
@@ -477,13 +598,32 @@ def measure(args: argparse.Namespace, motion: str, pairs: Mapping[str, list], pr
         "cnn": scores(accuracy_report("cnn", labels.decode(cnn_pred), eval_rows)),
         "lookup": scores(lookup),
     }
+    t_state = 0.0
+    if args.prompt_state != "none":
+        t0 = time.perf_counter()
+        scene_ids = [r["scene_id"] for r in train_rows]
+        z = prompt_features(prompts(train_table) + prompts(eval_table), args.prompt_agents)
+        zt, ze = z[: len(train_rows)], z[len(train_rows):]
+        tower_t, tower_e = features[: len(train_bev)], features[len(train_bev):]
+        predicted = {
+            "state-lr": fit_probe(zt, labels, scene_ids, ze, seed=args.seed, steps=args.probe_steps)[0],
+            "state-mlp": train_mlp(zt, labels, ze, steps=args.mlp_steps, seed=args.seed),
+            "probe+state": fit_probe(np.concatenate([tower_t, zt], axis=1), labels, scene_ids,
+                                     np.concatenate([tower_e, ze], axis=1), seed=args.seed,
+                                     steps=args.probe_steps)[0],
+            "cnn+state": train_cnn(train_bev, labels, eval_bev, seconds=args.cnn_seconds, steps=args.cnn_steps,
+                                   seed=args.seed, extra=zt, eval_extra=ze)[0],
+        }
+        for name in STATE_PREDICTORS:
+            results[name] = scores(accuracy_report(name, labels.decode(predicted[name]), eval_rows))
+        t_state = time.perf_counter() - t0
     count = {k: sum(r["kind"] == k for r in train_rows) for k in ("pair", "expert")}
     held = {k: sum(r["kind"] == k for r in eval_rows) for k in ("pair", "expert")}
     bank = "SYNTHETIC bank" + (f", outcomes={args.outcomes}" if args.outcomes else "")
     title = (f"readability of the safety label ({bank}): train {args.train_scenes} scenes seed "
              f"{args.train_seed} ({count['pair']} pair + {count['expert']} expert rows), held out "
              f"{args.eval_scenes} scenes seed {args.eval_seed} ({held['pair']} pair + {held['expert']} expert "
-             f"rows)\n{observation_line(motion)}")
+             f"rows)\n{observation_line(motion, args.prompt_state, args.prompt_agents)}")
     print(format_table(results, title))
     from counterfactual.honesty import format_honesty
 
@@ -493,7 +633,24 @@ def measure(args: argparse.Namespace, motion: str, pairs: Mapping[str, list], pr
     print(f"probe: tower features {features.shape[1]} per image (seed {args.seed}), L2 per field "
           + ", ".join(f"{f} {v:g}" for f, v in l2.items()) + f"; {t_probe:.0f} s")
     print(f"cnn: {cnn_steps} steps of 32 ({t_cnn:.0f} s, {args.threads} thread(s)); data {t_data:.0f} s", flush=True)
+    if args.prompt_state != "none":
+        print(f"state predictors: {z.shape[1]} prompt features per row (benchmarks.bench_readability.prompt_features, "
+              f"{args.prompt_agents} agent slots), mlp {args.mlp_steps} steps; {t_state:.0f} s")
+        print(format_ceiling(results), flush=True)
     return {"results": results, "cnn_steps": cnn_steps}
+
+
+def format_ceiling(results: Mapping[str, Mapping[str, float]]) -> str:
+    """The readability ceiling (best predictor, in %) of risk and language: image only (``probe``, ``cnn``) and with
+    the prompt's numbers (:data:`STATE_PREDICTORS`), beside the majority."""
+    lines = ["readability ceiling (best predictor, %):"]
+    for key in ("risk", "language"):
+        parts = [f"majority {100 * results['majority'][key]:.1f}"]
+        for title, names in (("image only", ("probe", "cnn")), ("with the prompt's numbers", STATE_PREDICTORS)):
+            best = max((n for n in names if n in results), key=lambda n: results[n][key])
+            parts.append(f"{title} {100 * results[best][key]:.1f} ({best})")
+        lines.append(f"  {key}: " + ", ".join(parts))
+    return "\n".join(lines)
 
 
 def format_motion_summary(measured: Mapping[str, Mapping[str, Any]]) -> str:
