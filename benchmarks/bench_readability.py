@@ -2,7 +2,8 @@
 
 ``python -m benchmarks.bench_readability [--train-scenes 120 --train-seed 0] [--eval-scenes 48 --eval-seed 4242]
 [--cnn-seconds 120] [--cnn-steps N] [--seed 0] [--threads 1] [--cache-dir outputs/sft_cache]
-[--motion none,velocity,...] [--outcomes varied [--outcome-mix 0.35,0.30,0.35] [--difficulty 0.5]]``
+[--motion none,velocity,...] [--outcomes varied [--outcome-mix 0.35,0.30,0.35] [--difficulty 0.5]]
+[--prompt-state ego|agents [--prompt-agents 4] [--mlp-steps 1500]] [--no-cnn]``
 
 After each table it prints the **label honesty** of the held-out rows (:mod:`counterfactual.honesty`: the (type, lead)
 lookup's language and risk accuracy on every row, the per-type majority risk accuracy, the share of the risk and
@@ -32,6 +33,16 @@ of a held-out split (a bank seed never trained on), each rendered from its scene
   notes the steps taken, so a run can be repeated exactly with ``--cnn-steps``);
 * ``lookup``: the most frequent training value per (scenario type, lead time); it is handed the scenario type,
   which no image predictor sees (reference only).
+
+With ``--prompt-state ego|agents`` the rows' prompts state the ego's and the nearest visible agents' motion
+(:mod:`envs.prompt_state`, the VLA's ``agent.prompt_state``) and four predictors read the prompt's numbers
+(:func:`prompt_features`, parsed back from the prompt text, so exactly what the VLA is told), printed beside the
+image-only columns, then the readability ceiling (best image-only vs best with the numbers):
+
+* ``state-lr``: the logistic probe (same L2 selection) on the prompt features alone;
+* ``state-mlp``: a two-layer MLP on the prompt features alone (:func:`train_mlp`);
+* ``probe+state``: the logistic probe on the tower features and the prompt features together;
+* ``cnn+state``: the small CNN with the prompt features joined before its heads (``--no-cnn`` skips both CNNs).
 
 Scoring is the project's (:func:`agents.vla.evaluate.accuracy_report`, as for the VLA's generated text): each field
 is scored on the **pair** rows (exact match; rows whose true action is ``none`` are left out of ``action``),
@@ -102,7 +113,7 @@ FIELDS = LABEL_COLUMNS
 """Label fields, in table order (the five of the language accuracy)."""
 PREDICTORS = ("majority", "probe", "cnn", "lookup")
 """Table columns, in order."""
-STATE_PREDICTORS = ("state-lr", "state-mlp", "probe+state", "cnn+state")
+STATE_PREDICTORS = ("state-rule", "state-lr", "state-mlp", "probe+state", "cnn+state")
 """Columns added with ``--prompt-state ego|agents`` (predictors that also read the prompt's numbers,
 :func:`prompt_features`), after :data:`PREDICTORS`."""
 SUMMARY_ROWS = ("language", "risk", "no-hazard")
@@ -191,9 +202,83 @@ def prompts(table: Any) -> list[str]:
     return [str(p) for p in table["prompt"]]
 
 
+CLASS_SIZES = {0: (5.0, 2.0), 1: (0.65, 0.65), 2: (1.75, 0.7), 3: (0.45, 0.45)}
+"""Box length, width [m] assumed per :class:`envs.scenes.scene.AgentClass` code by :func:`prompt_projection` (the
+prompt states no size; these are the SYNTHETIC bank's class means, rounded)."""
+@dataclass(frozen=True)
+class PromptProjection:
+    """The label rule's projection (:mod:`counterfactual.frame_labels`) redone from a prompt's numbers alone.
+
+    Attributes:
+        conflict_time_s: ``(M,)`` per stated agent: the first time [s] its box overlaps the ego's or passes within
+            1 m (closing, ``> 0``) within 5 s, ``inf`` when neither.
+        min_gap_m: ``(M,)`` smallest projected box-to-box gap [m].
+        closing_mps: ``(M,)`` closing speed ``-(p . v) / |p|`` [m/s].
+        risk_level: :func:`counterfactual.labels.risk_level_of` of the earliest conflict (``"none"`` without one).
+        risk_index: index of that agent among the stated ones, or -1.
+    """
+
+    conflict_time_s: np.ndarray
+    min_gap_m: np.ndarray
+    closing_mps: np.ndarray
+    risk_level: str
+    risk_index: int
+
+
+def prompt_projection(text: str, horizon_s: float = 5.0, step_s: float = 0.1, gap_m: float = 1.0
+                      ) -> PromptProjection:
+    """Project the agents a prompt states at constant velocity against the ego, as the label rule does but from the
+    prompt's (rounded) numbers only: the ego box (:func:`rewards.geometry.vehicle_corners`) on a constant speed and
+    yaw-rate arc from the prompt's ``Speed`` and ``yaw rate`` (the rule uses the ego's own path, which the prompt
+    does not state), each agent a box of :data:`CLASS_SIZES` heading along its absolute velocity (relative velocity
+    + the ego's; along the ego when slower than 0.5 m/s); gaps by :func:`rewards.geometry.box_distance`."""
+    import re
+
+    from counterfactual.labels import risk_level_of
+    from envs.prompt_state import parse_state_text
+    from rewards.geometry import box_corners, box_distance, vehicle_corners
+
+    m = re.search(r"Speed ([\d.]+) m/s, acceleration [+-][\d.]+ m/s2, yaw rate ([+-][\d.]+) rad/s", text)
+    ego_v, agents = parse_state_text(text)
+    agents = np.zeros((0, 6)) if agents is None else agents
+    none = PromptProjection(np.full(len(agents), np.inf), np.full(len(agents), np.inf), np.zeros(len(agents)),
+                            "none", -1)
+    if m is None or ego_v is None or not len(agents):
+        return none
+    taus = np.arange(0.0, horizon_s + 1e-9, step_s)
+    speed, yaw_rate = float(m.group(1)), float(m.group(2))
+    yaw = yaw_rate * taus
+    if abs(yaw_rate) > 1e-3:
+        track = np.stack([speed / yaw_rate * np.sin(yaw), speed / yaw_rate * (1 - np.cos(yaw)), yaw], axis=-1)
+    else:
+        track = np.stack([speed * taus, np.zeros_like(taus), yaw], axis=-1)
+    ego_boxes = vehicle_corners(track)  # (K, 4, 2)
+    x, y, vx, vy = (agents[:, i] for i in (2, 3, 4, 5))
+    ax, ay = vx + ego_v[0], vy + ego_v[1]
+    heading = np.where(np.hypot(ax, ay) > 0.5, np.arctan2(ay, ax), 0.0)
+    sizes = np.array([CLASS_SIZES[int(c)] for c in agents[:, 1]])
+    centres = np.stack([x[:, None] + ax[:, None] * taus, y[:, None] + ay[:, None] * taus,
+                        np.repeat(heading[:, None], len(taus), axis=1)], axis=-1)  # (M, K, 3)
+    gaps = box_distance(ego_boxes[None], box_corners(centres, sizes[:, 0, None], sizes[:, 1, None]))  # (M, K)
+    conflict = np.full(len(agents), np.inf)
+    for j in range(len(agents)):
+        hit = np.flatnonzero(gaps[j] <= 0.0)
+        near = np.flatnonzero((gaps[j] < gap_m) & (taus > 0))
+        if len(hit):
+            conflict[j] = taus[hit[0]]
+        elif len(near):
+            conflict[j] = taus[int(np.argmin(np.where(taus > 0, gaps[j], np.inf)))]
+    closing = -(x * vx + y * vy) / np.maximum(np.hypot(x, y), 0.1)
+    if not np.isfinite(conflict).any():
+        return dataclasses.replace(none, min_gap_m=gaps.min(axis=1), closing_mps=closing)
+    j = int(np.argmin(conflict))
+    return PromptProjection(conflict, gaps.min(axis=1), closing, risk_level_of(float(conflict[j]), float(closing[j])),
+                            j)
+
+
 def prompt_features(texts: Sequence[str], k: int) -> np.ndarray:
     """Numeric features of the prompts, read back from their text (so a predictor sees exactly what the VLA is
-    told, rounding included): ``float32 (N, 7 + 2 + 13 k)``.
+    told, rounding included): ``float32 (N, 9 + 16 k + 6)``.
 
     Per prompt: the command (one-hot, 3), speed [m/s], acceleration [m/s^2], yaw rate [rad/s], heading change
     [deg] of the prompt's first sentences; the state block's ego velocity ``vx, vy`` [m/s]
@@ -201,17 +286,22 @@ def prompt_features(texts: Sequence[str], k: int) -> np.ndarray:
     where fewer are stated): present, class one-hot (4), ``x, y`` [m], ``vx, vy`` [m/s] relative to the ego, and four
     values **computed from those numbers** (constant relative velocity, points, no boxes): distance ``d`` [m],
     closing speed ``-(p . v) / d`` [m/s], time of closest approach ``clip(-(p . v) / |v|^2, 0, 10)`` [s] and the
-    distance then [m]. A linear model needs the last four; an MLP could learn them.
+    distance then [m], and three of :func:`prompt_projection` (box projection of the label rule from the prompt's
+    numbers): conflict time [s] (6 where none), smallest gap [m] (clipped to 50) and a conflict flag; last, six
+    per prompt: the earliest conflict time, its closing speed and the projection's risk level one-hot (4). A
+    linear model needs these computed values; an MLP could learn some of them.
     """
     import re
 
+    from counterfactual.schema import RISK_LEVELS
     from envs.observation import COMMAND_WORDS
     from envs.prompt_state import parse_state_text
 
     ego_re = re.compile(r"command: (.+?)\. Speed ([\d.]+) m/s, acceleration ([+-][\d.]+) m/s2, yaw rate ([+-][\d.]+) "
                         r"rad/s\. Past [\d.]+ s: [\d.]+ m travelled, heading change ([+-]\d+) deg\.")
     commands = list(COMMAND_WORDS.values())
-    width = 9 + 13 * k
+    slot_width = 16
+    width = 9 + slot_width * k + 6
     out = np.zeros((len(texts), width), dtype=np.float32)
     for i, text in enumerate(texts):
         m = ego_re.search(text)
@@ -222,15 +312,24 @@ def prompt_features(texts: Sequence[str], k: int) -> np.ndarray:
         ego_v, agents = parse_state_text(text)
         if ego_v is not None:
             out[i, 7:9] = ego_v
+        projection = prompt_projection(text)
         for j, (_, cls, x, y, vx, vy) in enumerate(() if agents is None else agents[:k]):
             d = math.hypot(x, y)
             dot = x * vx + y * vy
             tca = min(max(-dot / max(vx * vx + vy * vy, 1e-3), 0.0), 10.0)
-            slot = out[i, 9 + 13 * j: 9 + 13 * (j + 1)]
+            slot = out[i, 9 + slot_width * j: 9 + slot_width * (j + 1)]
             slot[0] = 1.0
             slot[1 + int(cls)] = 1.0  # 4 classes: CLASS_WORDS
             slot[5:9] = (x, y, vx, vy)
             slot[9:13] = (d, -dot / max(d, 0.1), tca, math.hypot(x + tca * vx, y + tca * vy))
+            t_c = float(projection.conflict_time_s[j])
+            slot[13:16] = (min(t_c, 6.0), min(float(projection.min_gap_m[j]), 50.0), float(np.isfinite(t_c)))
+        tail = out[i, width - 6:]
+        tail[0] = 6.0
+        if projection.risk_index >= 0:
+            tail[0] = projection.conflict_time_s[projection.risk_index]
+            tail[1] = projection.closing_mps[projection.risk_index]
+        tail[2 + RISK_LEVELS.index(projection.risk_level)] = 1.0
     return out
 
 
@@ -524,6 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-seed", type=int, default=4242, help="bank seed of the held-out rows (never trained on)")
     p.add_argument("--cnn-seconds", type=float, default=120.0, help="CNN training budget [s of wall clock]")
     p.add_argument("--cnn-steps", type=int, default=None, help="exact CNN training steps (overrides --cnn-seconds)")
+    p.add_argument("--no-cnn", action="store_true", help="skip the two CNN predictors (cnn, cnn+state: n/a)")
     p.add_argument("--probe-steps", type=int, default=200, help="L-BFGS iterations per probe fit")
     p.add_argument("--seed", type=int, default=0, help="VLA tower, probe split and CNN seed")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -587,15 +687,18 @@ def measure(args: argparse.Namespace, motion: str, pairs: Mapping[str, list], pr
     t_probe = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    cnn_pred, cnn_steps = train_cnn(train_bev, labels, eval_bev, seconds=args.cnn_seconds, steps=args.cnn_steps,
-                                    seed=args.seed)
+    if args.no_cnn:  # the cnn columns read n/a
+        cnn_pred, cnn_steps = {f: np.full(len(eval_bev), -1) for f in FIELDS}, 0
+    else:
+        cnn_pred, cnn_steps = train_cnn(train_bev, labels, eval_bev, seconds=args.cnn_seconds, steps=args.cnn_steps,
+                                        seed=args.seed)
     t_cnn = time.perf_counter() - t0
 
     majority, lookup = trivial_baselines(train_rows, eval_rows)
     results = {
         "majority": scores(majority),
         "probe": scores(accuracy_report("probe", labels.decode(probe_pred), eval_rows)),
-        "cnn": scores(accuracy_report("cnn", labels.decode(cnn_pred), eval_rows)),
+        "cnn": _na() if args.no_cnn else scores(accuracy_report("cnn", labels.decode(cnn_pred), eval_rows)),
         "lookup": scores(lookup),
     }
     t_state = 0.0
@@ -611,11 +714,14 @@ def measure(args: argparse.Namespace, motion: str, pairs: Mapping[str, list], pr
             "probe+state": fit_probe(np.concatenate([tower_t, zt], axis=1), labels, scene_ids,
                                      np.concatenate([tower_e, ze], axis=1), seed=args.seed,
                                      steps=args.probe_steps)[0],
-            "cnn+state": train_cnn(train_bev, labels, eval_bev, seconds=args.cnn_seconds, steps=args.cnn_steps,
-                                   seed=args.seed, extra=zt, eval_extra=ze)[0],
         }
-        for name in STATE_PREDICTORS:
-            results[name] = scores(accuracy_report(name, labels.decode(predicted[name]), eval_rows))
+        if not args.no_cnn:
+            predicted["cnn+state"] = train_cnn(train_bev, labels, eval_bev, seconds=args.cnn_seconds,
+                                               steps=args.cnn_steps, seed=args.seed, extra=zt, eval_extra=ze)[0]
+        results["state-rule"] = rule_scores(prompts(eval_table), eval_rows)
+        for name in STATE_PREDICTORS[1:]:
+            results[name] = (scores(accuracy_report(name, labels.decode(predicted[name]), eval_rows))
+                             if name in predicted else _na())
         t_state = time.perf_counter() - t0
     count = {k: sum(r["kind"] == k for r in train_rows) for k in ("pair", "expert")}
     held = {k: sum(r["kind"] == k for r in eval_rows) for k in ("pair", "expert")}
@@ -640,6 +746,21 @@ def measure(args: argparse.Namespace, motion: str, pairs: Mapping[str, list], pr
     return {"results": results, "cnn_steps": cnn_steps}
 
 
+def rule_scores(texts: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Table values of ``state-rule``: the risk level of :func:`prompt_projection` of each prompt (no training);
+    it states no other field (their cells and language: n/a)."""
+    from agents.vla.evaluate import accuracy_report
+
+    predicted = [{"risk_level": prompt_projection(t).risk_level} for t in texts]
+    values = scores(accuracy_report("state-rule", predicted, rows))
+    return {k: (v if k in ("risk_level", "risk", "no-hazard") else math.nan) for k, v in values.items()}
+
+
+def _na() -> dict[str, float]:
+    """Table values of a predictor that was not run (``--no-cnn``): every cell n/a."""
+    return {k: math.nan for k in (*FIELDS, *SUMMARY_ROWS)}
+
+
 def format_ceiling(results: Mapping[str, Mapping[str, float]]) -> str:
     """The readability ceiling (best predictor, in %) of risk and language: image only (``probe``, ``cnn``) and with
     the prompt's numbers (:data:`STATE_PREDICTORS`), beside the majority."""
@@ -647,7 +768,11 @@ def format_ceiling(results: Mapping[str, Mapping[str, float]]) -> str:
     for key in ("risk", "language"):
         parts = [f"majority {100 * results['majority'][key]:.1f}"]
         for title, names in (("image only", ("probe", "cnn")), ("with the prompt's numbers", STATE_PREDICTORS)):
-            best = max((n for n in names if n in results), key=lambda n: results[n][key])
+            names = tuple(n for n in names if n != "state-rule" or key == "risk")
+            run = [n for n in names if n in results and not math.isnan(results[n][key])]
+            if not run:
+                continue
+            best = max(run, key=lambda n: results[n][key])
             parts.append(f"{title} {100 * results[best][key]:.1f} ({best})")
         lines.append(f"  {key}: " + ", ".join(parts))
     return "\n".join(lines)
