@@ -237,3 +237,22 @@ def test_readability_benchmark_reads_the_prompt_numbers(tmp_path, capsys):
     head = next(line for line in out.splitlines() if line.startswith("accuracy %"))
     assert head.split()[2:] == [*bench.PREDICTORS, *bench.STATE_PREDICTORS]
     assert "prompt_state=agents" in out and "with the prompt's numbers" in out
+
+
+def test_prompt_projection_times_contact_from_the_numbers():
+    from benchmarks.bench_readability import prompt_projection
+
+    def prompt(agents):
+        obs = {"command": 1, "ego_state": np.array([10.0, 0.0, 0.0]), "history": np.zeros((4, 3)),
+               "ego_velocity": np.array([10.0, 0.0]), "agents": np.array(agents, dtype=np.float32)}
+        return text_prompt(obs)
+
+    # a stopped car 20 m ahead in the lane: relative velocity -10 m/s; gap 20 - 1.461 - 2.588 - 2.5 ~ 13.5 m -> ~1.3 s
+    ahead = prompt_projection(prompt([[1, 0, 20, 0, -10, 0]]))
+    assert ahead.risk_level == "high" and 1.1 <= ahead.conflict_time_s[0] <= 1.5
+    farther = prompt_projection(prompt([[1, 0, 40, 0, -10, 0]]))  # ~3.3 s: low, closing at 10 m/s >= 8 -> medium
+    assert farther.risk_level == "medium" and 3.0 < farther.conflict_time_s[0] < 3.6
+    slow = prompt_projection(prompt([[1, 0, 40, 0, -6, 0]]))  # ~5.6 s: beyond the 5 s horizon
+    assert slow.risk_level == "none" and not np.isfinite(slow.conflict_time_s[0])
+    beside = prompt_projection(prompt([[1, 0, 5, 8, 0, 0], [1, 1, -10, 0, -1, 0]]))  # same speed beside, one behind
+    assert beside.risk_level == "none" and beside.risk_index == -1
