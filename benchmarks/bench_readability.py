@@ -192,6 +192,40 @@ def honesty(train_rows: Sequence[Mapping[str, Any]], eval_rows: Sequence[Mapping
     return label_honesty(train_rows, [{**r, "oracle_risk": o} for r, o in zip(eval_rows, oracle)])
 
 
+def risk_agent_coverage(eval_rows: Sequence[Mapping[str, Any]], eval_source: Any, texts: Sequence[str],
+                        bev_extent: tuple[float, float, float, float]) -> dict[str, int]:
+    """How often the prompt can name the hazard: per held-out row, the geometry oracle's risk agent
+    (:func:`counterfactual.frame_labels.project_frame` at the row's frame) and whether it is in the BEV's view and
+    stated in the prompt (an agent row at its rounded relative position).
+
+    Returns:
+        ``{"rows", "conflicts" (rows whose frame holds a projected conflict), "in_view", "stated",
+        "label_without_conflict" (rows labelled risky whose frame holds none: the miner's hindsight labels)}``.
+    """
+    from counterfactual.frame_labels import project_frame
+    from envs.prompt_state import parse_state_text
+    from rewards.geometry import world_to_local
+
+    scenes = {eval_source[i].scene_id: i for i in range(len(eval_source))}
+    out = {"rows": len(eval_rows), "conflicts": 0, "in_view": 0, "stated": 0, "label_without_conflict": 0}
+    for row, text in zip(eval_rows, texts):
+        scene, t = eval_source[scenes[row["scene_id"]]], int(row["frame"])
+        projection = project_frame(scene, t)
+        risk = projection.risk_agent()
+        if risk is None:
+            out["label_without_conflict"] += row["risk_level"] not in ("", "none")
+            continue
+        out["conflicts"] += 1
+        j = list(scene.agent_ids).index(int(projection.agent_ids[risk]))
+        x, y = world_to_local(scene.agent_poses[j, t, :2], scene.ego_poses[t])
+        x_min, x_max, y_min, y_max = bev_extent
+        out["in_view"] += bool(x_min <= x < x_max and y_min <= y < y_max)
+        agents = parse_state_text(text)[1]
+        if agents is not None and len(agents):
+            out["stated"] += bool(np.any(np.all(np.abs(agents[:, 2:4] - np.round([x, y])) < 0.01, axis=1)))
+    return out
+
+
 def images(table: Any) -> np.ndarray:
     """``uint8 (N, H, W, 3)`` BEVs of the rows."""
     return np.asarray(table.with_format("numpy")["bev"], dtype=np.uint8)
@@ -679,6 +713,13 @@ def measure(args: argparse.Namespace, motion: str, pairs: Mapping[str, list], pr
     train_bev, eval_bev = images(train_table), images(eval_table)
     labels = Labels.fit(train_rows)
     t_data = time.perf_counter() - t0
+    if args.prompt_state == "agents":
+        cover = risk_agent_coverage(eval_rows, bank_source(args.eval_scenes, args.eval_seed, bank_options(args)),
+                                    prompts(eval_table), sample_config().observation.bev.view_extent)
+        print(f"held-out rows {cover['rows']}: {cover['conflicts']} hold a projected conflict at their frame (geometry "
+              f"oracle), its risk agent in the BEV's view {cover['in_view']}, stated in the prompt "
+              f"({args.prompt_agents} nearest) {cover['stated']}; {cover['label_without_conflict']} rows labelled "
+              "risky without one (hindsight labels)", flush=True)
 
     t0 = time.perf_counter()
     features = tower_features(np.concatenate([train_bev, eval_bev]), seed=args.seed)
