@@ -30,7 +30,9 @@ steps) 55.2 / 45.6 and 34.1 / 39.2, with a blank BEV 55.2 / 45.6 and 58.4 / 50.0
 usefully); ``--aux-weight 1 --aux-position prompt`` 38.1 / 44.3 and 37.6 / 43.0, blank 11.4 / 37.3 and 19.7 / 36.1
 (it reads its image, still under the majority); 500 steps 52.5 / 45.6 and 47.6 / 39.2; 500 steps with the prompt
 aux 49.3 / 46.2 and 47.9 / 47.5 (blank 21.1 / 39.2 and 30.4 / 43.7). No lever reaches the majority; none is a
-default.
+default. With ``--prompt-state agents`` (2 seeds, 250 steps): language 49.0 / 49.2, risk 57.6 / 55.7 against 60.0 /
+54.1 and 50.6 / 46.8 without (``--prompt-state none``, same code), blank BEV equal to the real one: the decoder
+reads the agents' numbers for the risk level (``docs/vla.md``, "Agents' speeds in the prompt").
 """
 
 from __future__ import annotations

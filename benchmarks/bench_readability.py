@@ -87,6 +87,18 @@ none,velocity,velocity3,trails,velocity+trails`` (held out: 111 pair + 48 expert
     velocity+trails  65.4        75.0            71.7      79.3          3000
 
 Per-field tables, the outcome-varied bank and the reading: ``docs/vla.md``, "Motion in the observation".
+
+Agents' numbers in the prompt (SYNTHETIC bank; loaded shared 2-core machine, 12-17 min per run), ``python -m
+benchmarks.bench_readability --train-scenes 120 --train-seed 0 --eval-scenes 48 --eval-seed 5151 --no-cnn
+--prompt-state agents --prompt-agents K [--outcomes varied]``, risk / language in %::
+
+    bank     K  majority     probe (image)  state-rule  state-lr     state-mlp    probe+state
+    default  4  50.3 / 64.1  67.9 / 74.9    63.5        62.3 / 61.5  72.3 / 68.3  75.5 / 77.7
+    default  8  50.3 / 64.1  67.9 / 74.9    66.7        64.2 / 63.1  74.8 / 70.5  76.7 / 77.9
+    varied   4  59.5 / 64.2  57.7 / 27.5    79.1        77.9 / 33.3  75.5 / 46.1  61.3 / 38.2
+    varied   8  59.5 / 64.2  57.7 / 27.5    80.4        78.5 / 30.5  69.9 / 49.4  61.3 / 33.9
+
+Reading: ``docs/vla.md``, "Agents' speeds in the prompt".
 """
 
 from __future__ import annotations
