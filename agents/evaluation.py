@@ -54,6 +54,11 @@ class EvalResult:
     """Closed loop: means over episodes of the per-step ``pdms`` and ``sp_pdms`` (each episode's mean over its
     steps) and of the episode-end driving metrics ``route_completion``, ``infraction_penalty``,
     ``driving_score``, ``stopped_share`` (:mod:`envs.sim.metrics`)."""
+    per_scene: list[dict[str, Any]] = field(default_factory=list)
+    """One record per scene, in index order, the values the means above average: ``scene_id``, ``scenario_type``,
+    ``score`` [0, 1] and ``collision`` (bool); closed loop also ``route_completion`` and ``driving_score`` [0, 1]
+    (NaN where the episode has none). Paired comparisons between methods on the same scenes read them
+    (:mod:`experiments.compare`)."""
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -90,6 +95,7 @@ def evaluate_open_loop(policy: Policy, env: ReplayEnv, progress: bool = True,
     collisions: list[bool] = []
     types: list[str] = []
     kinds: set[str] = set()
+    per_scene: list[dict[str, Any]] = []
     for i in tqdm(range(n), desc=f"open loop: {policy.name}", disable=not progress, leave=False):
         obs, info = env.reset(seed=i, options={"scene_index": i})
         policy.reset()
@@ -99,6 +105,8 @@ def evaluate_open_loop(policy: Policy, env: ReplayEnv, progress: bool = True,
         collisions.append(bool(info["collision"]))
         types.append(info["scenario_type"])
         kinds.add(info["score_kind"])
+        per_scene.append({"scene_id": str(info["scene_id"]), "scenario_type": info["scenario_type"],
+                          "score": rows["score"][-1], "collision": collisions[-1]})
         if on_scene is not None:
             on_scene(i, info)
     return EvalResult(
@@ -110,6 +118,7 @@ def evaluate_open_loop(policy: Policy, env: ReplayEnv, progress: bool = True,
         collision_rate=float(np.mean(collisions)) if collisions else math.nan,
         sub_scores={k: _mean(rows[k]) for k in SUB_SCORES},
         per_type=_per_type(types, rows["score"], collisions),
+        per_scene=per_scene,
     )
 
 
@@ -122,6 +131,7 @@ def evaluate_closed_loop(policy: Policy, env: ReplayEnv, progress: bool = True, 
     returns, scores, collisions, types = [], [], [], []
     driving: dict[str, list[float]] = {k: [] for k in DRIVING_KEYS}
     kinds: set[str] = set()
+    per_scene: list[dict[str, Any]] = []
     for i in tqdm(range(n), desc=f"closed loop: {policy.name}", disable=not progress, leave=False):
         obs, info = env.reset(seed=i, options={"scene_index": i})
         policy.reset()
@@ -147,6 +157,10 @@ def evaluate_closed_loop(policy: Policy, env: ReplayEnv, progress: bool = True, 
             driving[k].append(float(metrics.get(k, math.nan)))
         collisions.append(collided)
         types.append(info["scenario_type"])
+        per_scene.append({"scene_id": str(info["scene_id"]), "scenario_type": info["scenario_type"],
+                          "score": scores[-1], "collision": collided,
+                          "route_completion": driving["route_completion"][-1],
+                          "driving_score": driving["driving_score"][-1]})
     return EvalResult(
         policy=policy.name,
         mode="closed_loop",
@@ -157,6 +171,7 @@ def evaluate_closed_loop(policy: Policy, env: ReplayEnv, progress: bool = True, 
         mean_return=_mean(returns),
         per_type=_per_type(types, scores, collisions),
         driving={k: _mean(v) for k, v in driving.items()},
+        per_scene=per_scene,
     )
 
 

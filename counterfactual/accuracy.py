@@ -67,6 +67,25 @@ def _key(record: Any) -> tuple[str, float | str]:
     return (typ, lead) if np.isfinite(lead) else (typ, "expert")
 
 
+def label_hits(predicted: Sequence[Mapping[str, Any]], truth: Sequence[Any]) -> np.ndarray:
+    """Per-record, per-field exact matches of predicted label fields against the mined labels, the units that
+    :func:`label_accuracy` averages (and a paired bootstrap resamples, :mod:`experiments.compare`).
+
+    Returns ``(n, len(LANGUAGE_FIELDS))`` float64: 1.0 right, 0.0 wrong, NaN not scored (the ``action`` field of a
+    record whose true action is ``none``). Matching rules as :func:`label_accuracy`.
+    """
+    if len(predicted) != len(truth):
+        raise ValueError(f"label_hits: {len(predicted)} predictions for {len(truth)} labels")
+    hits = np.full((len(truth), len(LANGUAGE_FIELDS)), np.nan)
+    for k, (p, record) in enumerate(zip(predicted, truth)):
+        g = _fields(record)
+        for j, name in enumerate(LANGUAGE_FIELDS):
+            if name == "action" and g.get(name) == NO_ACTION:
+                continue
+            hits[k, j] = float(_named(p.get(name)) == _named(g.get(name)))
+    return hits
+
+
 def label_accuracy(predicted: Sequence[Mapping[str, Any]], truth: Sequence[Any]) -> dict[str, float]:
     """Per-field exact-match accuracy of predicted label fields against the mined labels.
 
@@ -75,7 +94,7 @@ def label_accuracy(predicted: Sequence[Mapping[str, Any]], truth: Sequence[Any])
     agent class, sector and conflict type of a no-hazard label, which its sentence does not name). ``truth[i]``: a pair, a label or a mapping of label fields. Returns
     ``{"<field>": acc, ..., "language": mean of the field accuracies, "all_fields": fraction with every field
     right, "risk_level_within_one": fraction within one ordinal level, "count": n}``. Records whose truth action is
-    ``none`` are excluded from the ``action`` score.
+    ``none`` are excluded from the ``action`` score (:func:`label_hits` gives the per-record matches).
     """
     if len(predicted) != len(truth):
         raise ValueError(f"label_accuracy: {len(predicted)} predictions for {len(truth)} labels")
@@ -84,18 +103,12 @@ def label_accuracy(predicted: Sequence[Mapping[str, Any]], truth: Sequence[Any])
     if n == 0:
         return out
     gold = [_fields(g) for g in truth]
-    all_right = np.ones(n, dtype=bool)
-    for name in LANGUAGE_FIELDS:
-        hits = []
-        for k, (p, g) in enumerate(zip(predicted, gold)):
-            if name == "action" and g.get(name) == NO_ACTION:
-                continue
-            ok = _named(p.get(name)) == _named(g.get(name))
-            hits.append(ok)
-            all_right[k] &= ok
-        out[name] = float(np.mean(hits)) if hits else float("nan")
+    hits = label_hits(predicted, gold)
+    for j, name in enumerate(LANGUAGE_FIELDS):
+        scored = hits[:, j][~np.isnan(hits[:, j])]
+        out[name] = float(np.mean(scored)) if len(scored) else float("nan")
     out["language"] = float(np.nanmean([out[name] for name in LANGUAGE_FIELDS]))
-    out["all_fields"] = float(np.mean(all_right))
+    out["all_fields"] = float(np.mean(np.all(np.nan_to_num(hits, nan=1.0) == 1.0, axis=1)))
     order = {r: i for i, r in enumerate(RISK_LEVELS)}
     within = [
         p.get("risk_level") in order and abs(order[p["risk_level"]] - order[g["risk_level"]]) <= 1

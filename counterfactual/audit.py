@@ -33,7 +33,10 @@ families [--road-families train|held_out|all|a,b]`` the bank on parametric road 
 the honesty's lookups on bank seed ``S`` (same size and options) and scores every scene of ``--seed`` (default: a
 half split of ``--seed``'s scenes); ``--decision-labels no_hazard`` labels the sampled decisions no-hazard, as the
 SFT data did before sample format 2 (for comparison); ``--frame-sampling hazard_window`` chooses the sampled
-decisions around the hazard's closest approach (:func:`counterfactual.frame_labels.sample_frames`; default ``even``);
+decisions around the hazard's closest approach and ``--frame-sampling hazard_dense`` every safe frame of the
+designated hazard's window plus one outside it, one frame of a scene without a hazard
+(:func:`counterfactual.frame_labels.sample_frames`; default ``hazard_dense`` with ``--outcomes varied``, the
+``env=world_v2`` preset's rule, else ``even``; ``--frame-sampling even`` gives the varied bank's earlier numbers);
 ``--pair-risk projection`` gives the pairs the projection's risk level at their decision frame
 (:data:`counterfactual.honesty.PAIR_RISKS`; for comparison, default the mined label's).
 
@@ -66,6 +69,8 @@ from envs.spaces import clip_trajectories
 from rewards.geometry import box_corners, box_distance, local_to_world, vehicle_corners, world_to_local
 from rewards.tracking import interpolate_candidates, simulate_candidates
 
+VARIED_FRAME_SAMPLING = "hazard_dense"
+"""``--frame-sampling`` default with ``--outcomes varied`` (the ``env=world_v2`` preset's rule; ``even`` otherwise)."""
 BRAKING_FAMILIES = ("brake", "brake_hold")
 """Candidate families that slow down in the lane (with ``speed_scale < 1``)."""
 
@@ -382,9 +387,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="families mode: 'train' (default), 'held_out', 'all' or comma-separated family names")
     parser.add_argument("--frames-per-scene", type=int, default=4,
                         help="sampled decisions per scene in the label honesty (the SFT data's default)")
-    parser.add_argument("--frame-sampling", choices=FRAME_SAMPLING, default="even",
-                        help="how the sampled decisions are chosen: evenly spread over the scene (default) or "
-                             "concentrated on the hazard window (counterfactual.frame_labels.sample_frames)")
+    parser.add_argument("--frame-sampling", choices=FRAME_SAMPLING, default=None,
+                        help="how the sampled decisions are chosen (counterfactual.frame_labels.sample_frames): "
+                             "evenly spread over the scene (even; default of the default bank), concentrated on the "
+                             "hazard window (hazard_window) or every safe frame of the designated hazard's window "
+                             "plus one outside it (hazard_dense; default with --outcomes varied, env=world_v2's rule)")
     parser.add_argument("--pair-risk", choices=("contact", "projection"), default="contact",
                         help="risk level of the pairs in the label honesty: the mined label's, from the logged contact "
                              "time (default, the published labels), or the projection's at the decision frame (for "
@@ -403,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--outcome-mix / --difficulty need --outcomes varied")
     if args.roads == "classic" and args.road_families is not None:
         parser.error("--road-families needs --roads families")
+    if args.frame_sampling is None:
+        args.frame_sampling = VARIED_FRAME_SAMPLING if args.outcomes == "varied" else "even"
     if args.fit_seed is not None and args.fit_seed == args.seed:
         parser.error(f"--fit-seed {args.fit_seed} is the scored --seed: the lookups would be fitted on the answer")
 

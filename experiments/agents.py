@@ -82,6 +82,11 @@ def _vla_tokenizer_config(agent: Any) -> Any:
                            prompt_agents=int(getattr(agent, "prompt_agents", 4)))
 
 
+def _frame_sampling(cfg: Any) -> str:
+    """The run's rule for the sampled decisions (``env.frame_sampling``; ``even`` for sources without the key)."""
+    return str(getattr(cfg.env, "frame_sampling", "even") or "even")
+
+
 def _sample_tables(ctx: Context) -> tuple[Any, Any]:
     """``(train, held-out)`` rendered SFT sample tables of the run (built once, cached in ``<run>/sft/cache``)."""
     if "sample_tables" in ctx.cache:
@@ -92,7 +97,7 @@ def _sample_tables(ctx: Context) -> tuple[Any, Any]:
     cfg = ctx.cfg
     train, held, _ = sources(ctx)
     samples = SampleConfig(expert_frames_per_scene=int(cfg.train.expert_frames),
-                           observation=env_config(ctx).observation)
+                           frame_sampling=_frame_sampling(cfg), observation=env_config(ctx).observation)
     cache = ctx.path("sft", "cache", ".keep").parent
     tables = tuple(load_or_build_samples(scenes, load_anchor_pairs(ctx.outputs["mine"][f"pairs_{split}"]), cache,
                                          samples, progress=bool(cfg.progress))
@@ -114,8 +119,8 @@ def _vla_train_sft(ctx: Context, views: Sequence[str]) -> dict[str, Any]:
     pairs = load_anchor_pairs(ctx.outputs["mine"]["pairs_train"])
     cache = ctx.path("sft", "cache", ".keep").parent
     table = load_or_build_samples(train, pairs, cache, SampleConfig(
-        expert_frames_per_scene=int(train_cfg.expert_frames), observation=env_config(ctx).observation),
-        progress=bool(cfg.progress))
+        expert_frames_per_scene=int(train_cfg.expert_frames), frame_sampling=_frame_sampling(cfg),
+        observation=env_config(ctx).observation), progress=bool(cfg.progress))
     book_path = ctx.path("sft", "codebook.npz")
     if book_path.is_file():
         codebook = TrajectoryCodebook.load(book_path)
@@ -159,11 +164,12 @@ def _vla_rl_model(ctx: Context, anchors: bool, start: Any) -> Any:
                 policy_kwargs={"path": str(start)}, seed=int(ctx.cfg.seed), tensorboard_log=_tb(ctx))
 
 
-def _vla_label_accuracy(ctx: Context, policy: Any) -> Sequence[Any]:
+def _vla_label_accuracy(ctx: Context, policy: Any, blank_bev: bool = False) -> Sequence[Any]:
     from agents.vla.evaluate import language_accuracy
 
     train_table, held_table = _sample_tables(ctx)
-    return language_accuracy(policy, held_table, train_table, progress=bool(ctx.cfg.progress))
+    return language_accuracy(policy, held_table, None if blank_bev else train_table, progress=bool(ctx.cfg.progress),
+                             blank_bev=blank_bev)
 
 
 # ------------------------------------------------------------------------------------------------------------ mlp
@@ -228,7 +234,9 @@ def _mlp_train_sft(ctx: Context, views: Sequence[str]) -> dict[str, Any]:
         model = _mlp_rl_model(ctx, anchors=False, start=None)
         data = build_bc_data([train[i] for i in range(len(train))],
                              load_anchor_pairs(ctx.outputs["mine"]["pairs_train"]), env_config(ctx).observation,
-                             model.policy.max_speed, model.policy.max_yaw_rate)
+                             model.policy.max_speed, model.policy.max_yaw_rate,
+                             expert_frames_per_scene=int(ctx.cfg.train.expert_frames),
+                             frame_sampling=_frame_sampling(ctx.cfg))
         train_bc(model.policy, data, view, ctx.cfg.train.bc, seed=int(ctx.cfg.seed))
         path = ctx.path("sft", f"{view}.pt")
         torch.save(model.policy.state_dict(), path)

@@ -84,6 +84,11 @@ class SourceConfig:
     family never trained on, to measure generalisation to unseen road geometry)."""
     background_density: float = 1.0
     """bank: scale of the background traffic per scene (1.0: 3-12 agents wanted; 0: none)."""
+    frame_sampling: str = "even"
+    """How the sampled decisions of every scene (the SFT data's expert rows, training and held-out) are chosen
+    (``counterfactual.frame_labels.FRAME_SAMPLING``): ``even`` (default: up to ``train.expert_frames`` safe frames
+    evenly spread), ``hazard_window`` or ``hazard_dense`` (every safe frame of the designated hazard's window plus one
+    outside it, one frame in a scene without a hazard; ``env=world_v2``'s, docs/safety_labels.md)."""
     root: Optional[str] = None
     """deepaccident: the dataset root folder (with train.txt / val.txt / test.txt); carla: the recordings folder
     (``train/`` and ``eval/``; default ``<out>/carla``)."""
@@ -98,6 +103,12 @@ class SourceConfig:
     ray_address: Optional[str] = None
     """``vec_backend=ray``: the Ray cluster to join (``auto``, ``HOST:PORT``, ``ray://HOST:10001``; null: start a
     local Ray)."""
+
+    def __post_init__(self) -> None:
+        from counterfactual.frame_labels import FRAME_SAMPLING
+
+        if self.frame_sampling not in FRAME_SAMPLING:
+            raise ValueError(f"env.frame_sampling: expected one of {list(FRAME_SAMPLING)}, got {self.frame_sampling!r}")
 
 
 @dataclass
@@ -246,6 +257,22 @@ class EvaluateConfig:
     """One scored decision per held-out scene (NAVSIM-style PDMS)."""
     closed_loop: bool = True
     """One closed-loop episode per held-out scene (collision rate, route completion, driving score)."""
+    blank_bev: bool = False
+    """Also a row ``<method> (blank BEV)`` per label-stating method: its language / risk accuracy with an all-zero
+    BEV (the "does it read the scene" ablation; one more greedy pass over the held-out decisions per row)."""
+    compare: List[List[str]] = field(default_factory=list)
+    """Pairs ``[a, b]`` of table rows (e.g. ``[[sft_positive, sft_negative]]``) whose paired difference ``b - a`` on
+    the same held-out scenes, with a bootstrap 95% interval per column, is printed after a multirun
+    (:mod:`experiments.compare`; any runs: ``python -m experiments.compare RUN_DIR... --a A --b B``)."""
+    bootstrap: int = 10000
+    """Bootstrap resamples of the ``compare`` intervals (>= 100)."""
+
+    def __post_init__(self) -> None:
+        for pair in self.compare:
+            if len(pair) != 2 or pair[0] == pair[1]:
+                raise ValueError(f"evaluate.compare: each entry must be two different rows [a, b], got {list(pair)}")
+        if self.bootstrap < 100:
+            raise ValueError(f"evaluate.bootstrap: expected >= 100 resamples, got {self.bootstrap}")
 
 
 @dataclass
@@ -280,10 +307,12 @@ class RunConfig:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
-WORLD_V2 = SourceConfig(outcomes="varied", roads="families", eval_road_families=["all"])
+WORLD_V2 = SourceConfig(outcomes="varied", roads="families", eval_road_families=["all"], frame_sampling="hazard_dense")
 """``env=world_v2``: the bank of issue #28's world v2 (SYNTHETIC): outcome-varied typologies (benign / near-miss /
 collision decided by the geometry, a minority of collisions) on parametric road families; training on every family
-but the held-out ``curve``, evaluation on scenes of every family (the held-out one included)."""
+but the held-out ``curve``, evaluation on scenes of every family (the held-out one included); sampled decisions by
+the ``hazard_dense`` rule (every safe frame of the hazard's window, one frame of a scene without a hazard: the label
+honesty of issue #28, docs/safety_labels.md#decision-composition-the-hazard_dense-rule)."""
 
 
 def register_configs() -> None:
@@ -303,7 +332,9 @@ def register_configs() -> None:
     cs.store(group="reward", name="sp_pdms", node=RewardConfig(kind="score"))
     cs.store(group="reward", name="pdms", node=RewardConfig(kind="score", reward_score="pdms"))
     cs.store(group="train", name="default", node=TrainConfig)
+    # paper: about 1 hour of CPU per seed with +experiment=paper (README, "Paper preset": measured per stage at a
+    # smaller scale and extrapolated; GRPO's 2 x 4,096 VLA env steps are two thirds of it)
     cs.store(group="train", name="paper", node=TrainConfig(
-        sft=SFTNode(max_steps=800), bc=BCNode(steps=800),
+        sft=SFTNode(max_steps=1600), bc=BCNode(steps=800),
         grpo=GRPONode(learning_rate=1e-4, n_steps=64, batch_size=32, group_size=8, log_images_every=4),
-        ppo=PPONode(n_steps=64, batch_size=64), rl_budget=1024, n_envs=2))
+        ppo=PPONode(n_steps=64, batch_size=64), rl_budget=4096, n_envs=2))

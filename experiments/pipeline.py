@@ -5,7 +5,10 @@ A :class:`Stage` has a name, the names of the stages whose outputs it reads (``r
 ``run(ctx) -> dict`` returning its outputs (JSON-able: paths relative to the run directory, counts, timings). The
 run directory holds ``state.json``:
 
-``{"version": 1, "stages": {name: {"status": "done", "outputs": {...}, "seconds": float, "config": digest}}}``
+``{"version": 1, "stages": {name: {"status": "done", "outputs": {...}, "seconds": float, "cpu_seconds": float,
+"config": digest}}}`` (``seconds``: wall clock; ``cpu_seconds``: user + system CPU time of this process and its
+reaped children, e.g. ``SubprocVecEnv`` workers, during the stage: what the stage costs on a machine shared with
+other jobs, where the wall clock overstates it)
 
 written atomically after every stage. A stage is **done** when its entry says so, its configuration digest (the
 config sections it declares in ``config_keys``) is unchanged and every output path it listed still exists; a
@@ -201,6 +204,14 @@ def plan(selected: Sequence[str], out: Path, cfg: Any,
     return chosen
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time [s] of this process and its reaped child processes so far."""
+    import resource
+
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def run_stages(selected: Sequence[str], out: Path, cfg: Any, cache: dict[str, Any] | None = None,
                log: Callable[[str], None] = print, registry: Mapping[str, Stage] = REGISTRY) -> Context:
     """Run the selected stages in registry order, skipping done ones, recording each in ``state.json``.
@@ -224,13 +235,13 @@ def run_stages(selected: Sequence[str], out: Path, cfg: Any, cache: dict[str, An
         log(f"== {stage.name}: {stage.description}")
         state["stages"][stage.name] = {"status": "running", "config": _digest(cfg, stage.config_keys)}
         save_state(out, state)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), cpu_seconds()
         outputs = stage.run(ctx)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
         ctx.outputs[stage.name] = outputs
         state["stages"][stage.name] = {"status": "done", "outputs": _relative(out, outputs), "seconds": seconds,
-                                       "config": _digest(cfg, stage.config_keys)}
+                                       "cpu_seconds": cpu, "config": _digest(cfg, stage.config_keys)}
         save_state(out, state)
         rerun.add(stage.name)
-        log(f"   {stage.name} took {seconds:.1f} s")
+        log(f"   {stage.name} took {seconds:.1f} s ({cpu:.1f} s CPU)")
     return ctx

@@ -49,8 +49,9 @@ class Agent:
         rl_model: ``(ctx, anchors, start) -> GRPO``: a GRPO model of this agent (``start``: an SFT output or None).
         save_rl: ``(ctx, model, method) -> path``: where a trained GRPO row is saved.
         rl_policy: ``(ctx, method) -> Policy``: a trained GRPO row loaded for evaluation.
-        label_accuracy: ``(ctx, policy) -> [EvalAccuracy, ...]`` (the policy's, then the trivial predictors'), or
-            None when the policy writes no safety label.
+        label_accuracy: ``(ctx, policy, blank_bev=False) -> [AccuracyReport, ...]`` (the policy's, then the
+            trivial predictors'; with ``blank_bev=True`` the policy's alone, stating its label from an all-zero
+            image: the ``evaluate.blank_bev`` row), or None when the policy writes no safety label.
         no_label_note: appended to every row of an agent that writes no label.
         notes: row notes that differ for this agent (method name -> note).
     """

@@ -8,7 +8,12 @@ Columns (:data:`COLUMNS`): open-loop PDMS (NAVSIM v1.1, one decision per held-ou
 route completion and driving score (one episode per held-out scene, :mod:`envs.sim.metrics`), language accuracy and
 risk-prediction accuracy (the label stated in the generated text against the mined label). A cell that does not
 apply is ``n/a`` with the reason in the row's note (a policy that states no label; a trivial predictor that does not
-drive); several seeds give ``mean +- std``.
+drive); several seeds give ``mean +- std``. With ``evaluate.blank_bev`` every label-stating row also gets a row
+``<method> (blank BEV)``: its language / risk accuracy with an all-zero BEV (does it read the scene?).
+
+Besides the table, the ``eval`` stage writes every method's per-scene (and per-decision) values, the units these
+means average, to ``per_scene.jsonl`` (:mod:`experiments.per_scene`), which :mod:`experiments.compare` turns into
+paired differences with bootstrap intervals.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import csv
 import io
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -111,11 +117,16 @@ def check_cells(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------- evaluation
-def evaluate_methods(ctx: Any) -> list[dict[str, Any]]:
+def evaluate_methods(ctx: Any, records: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Evaluate the planners (``evaluate.planners``) and every selected method (``algo.methods``) on the held-out
     scenes, each as its :class:`~experiments.registry.Method` loads it; a row whose policy writes the safety label gets
     its language / risk accuracy (the agent's :attr:`~experiments.registry.Agent.label_accuracy`), and the first such
-    row brings the trivial label predictors as rows of their own."""
+    row brings the trivial label predictors as rows of their own. ``evaluate.blank_bev``: each label-stating row is
+    followed, after the trivial rows, by its blank-BEV row (accuracies only). ``records``: when given, the per-scene
+    and per-decision records of every row (:mod:`experiments.per_scene`) are appended to it."""
+    from experiments.per_scene import decision_records, scene_records
+    from experiments.pipeline import cpu_seconds
+
     from agents.evaluation import evaluate_closed_loop, evaluate_open_loop
     from envs.replay_env import EnvConfig, ReplayEnv
     from experiments.builders import env_config, sources
@@ -128,7 +139,11 @@ def evaluate_methods(ctx: Any) -> list[dict[str, Any]]:
     agent = get_agent(cfg.agent.name)
     rows: list[dict[str, Any]] = []
     trivial = None
+    blank_rows: list[dict[str, Any]] = []
+    out = records if records is not None else []
+    marks: list[tuple[str, float]] = []
     for name in [*ev.planners, *cfg.algo.methods]:
+        marks.append((name, time.perf_counter(), cpu_seconds()))
         method = get_method(name)
         policy = method.load(ctx)
         config = EnvConfig(bev=None, reward=cfg.reward) if method.privileged_view else env_config(ctx)
@@ -137,11 +152,21 @@ def evaluate_methods(ctx: Any) -> list[dict[str, Any]]:
         cl = evaluate_closed_loop(policy, ReplayEnv(held, "closed_loop", config), progress=progress) \
             if ev.closed_loop else None
         note = agent.notes.get(name, method.note) if method.kind == "learned" else method.note
+        out.extend(scene_records(name, ol, cl))
         if method.kind == "learned" and method.states_label and agent.label_accuracy is not None:
             accuracy = agent.label_accuracy(ctx, policy)
             trivial = trivial or accuracy[1:]
             rows.append(row_from_results(name, "learned", ol, cl, accuracy[0].language_accuracy,
                                          accuracy[0].risk_accuracy, note=note))
+            out.extend(decision_records(name, accuracy[0]))
+            if ev.blank_bev:
+                blank = agent.label_accuracy(ctx, policy, blank_bev=True)[0]
+                blank_name = f"{name} (blank BEV)"
+                blank_rows.append(row_from_results(
+                    blank_name, "ablation", language=blank.language_accuracy, risk=blank.risk_accuracy,
+                    note=f"{name} stating its label from an all-zero BEV (prompt only): does it read the scene? "
+                         "Label rows only: driving columns n/a"))
+                out.extend(decision_records(blank_name, blank))
             continue
         if method.kind == "learned" and agent.label_accuracy is None:
             note += agent.no_label_note
@@ -154,11 +179,17 @@ def evaluate_methods(ctx: Any) -> list[dict[str, Any]]:
         rows.append(row_from_results(base.name, "trivial", language=base.language_accuracy,
                                      risk=base.risk_accuracy, note=f"trivial label predictor fitted on the training "
                                      f"rows, reads {how}; does not drive: driving columns n/a"))
-    return rows
+        out.extend(decision_records(base.name, base))
+    marks.append(("", time.perf_counter(), cpu_seconds()))
+    print("eval seconds per row, wall (CPU) (open + closed loop, label accuracy, blank BEV): " +
+          ", ".join(f"{n} {t1 - t0:.0f} ({c1 - c0:.0f})" for (n, t0, c0), (_, t1, c1) in zip(marks, marks[1:])))
+    return rows + blank_rows
 
 
-def write_results(ctx: Any, rows: Sequence[Mapping[str, Any]]) -> dict[str, Path]:
-    """``results.md`` / ``results.csv`` / ``results.json`` in the run folder and TensorBoard scalars."""
+def write_results(ctx: Any, rows: Sequence[Mapping[str, Any]],
+                  records: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Path]:
+    """``results.md`` / ``results.csv`` / ``results.json`` in the run folder and TensorBoard scalars; with
+    ``records`` (:func:`evaluate_methods`'s) also ``per_scene.jsonl`` (:mod:`experiments.per_scene`)."""
     from envs.atomic import atomic_write_text
     from experiments.builders import sources
     from experiments.pipeline import plain
@@ -171,6 +202,11 @@ def write_results(ctx: Any, rows: Sequence[Mapping[str, Any]]) -> dict[str, Path
     atomic_write_text(paths["csv"], csv_table([rows]))
     atomic_write_text(paths["json"], json.dumps({"title": title, "seed": ctx.cfg.seed, "rows": list(rows),
                                                  "config": plain(ctx.cfg)}, indent=2, default=str))
+    if records is not None:
+        from experiments.per_scene import PER_SCENE_FILE, write_per_scene
+
+        paths["per_scene"] = write_per_scene(ctx.path(PER_SCENE_FILE), records, seed=ctx.cfg.seed,
+                                             description=description)
     if ctx.cfg.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
 

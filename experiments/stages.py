@@ -17,7 +17,9 @@ folder, and writes its own there:
   ``train.rl_budget`` env steps each (``rl/<method>.zip``, or a policy folder for the VLA);
 * ``eval``: every selected method and the planners on the held-out scenes, each loaded by its registry entry:
   open-loop PDMS (NAVSIM), closed-loop collision rate, route completion, driving score, language and risk accuracy
-  with the trivial baselines as rows (``results.md`` / ``results.csv`` / ``results.json``, :mod:`experiments.results`).
+  with the trivial baselines as rows (``results.md`` / ``results.csv`` / ``results.json``, :mod:`experiments.results`)
+  and every row's per-scene / per-decision values (``per_scene.jsonl``, :mod:`experiments.per_scene`; paired
+  comparisons: :mod:`experiments.compare`).
 
 TensorBoard: everything under ``<run>/tb`` (SFT under ``<run>/sft/<mode>/runs``): ``tensorboard --logdir <run>``.
 """
@@ -195,8 +197,9 @@ def evaluate(ctx: Context) -> dict[str, Any]:
     from experiments.results import evaluate_methods, write_results
 
     _threads(ctx)
-    rows = evaluate_methods(ctx)
-    paths = write_results(ctx, rows)
+    records: list[dict[str, Any]] = []
+    rows = evaluate_methods(ctx, records)
+    paths = write_results(ctx, rows, records)
     print(paths["table"].read_text())
     return {k: v for k, v in paths.items()}
 

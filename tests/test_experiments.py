@@ -368,3 +368,29 @@ def test_training_env_runs_on_the_runs_training_scenes(tmp_path, n_envs):
                 assert np.array_equal(env_source[i].ego_poses, train[i].ego_poses)
     finally:
         venv.close()
+
+
+def test_train_expert_frames_reaches_the_mlp_agents_behaviour_cloning(tmp_path, monkeypatch):
+    """``train.expert_frames`` is the one setting of expert decisions per scene: SFT rows and BC samples alike."""
+    import agents.rl.bc as bc
+    from counterfactual.dataset import write_anchor_pairs
+    from experiments.pipeline import Context
+    from experiments.registry import get_agent
+    from experiments.run import typed_config
+
+    seen: list[int] = []
+
+    class Stop(Exception):
+        pass
+
+    def spy(*args, expert_frames_per_scene=4, **kwargs):
+        seen.append(expert_frames_per_scene)
+        raise Stop
+
+    monkeypatch.setattr(bc, "build_bc_data", spy)
+    typed = typed_config(_cfg("agent=mlp", "agent.bev=none", "env.num_scenes=2", "train.expert_frames=1",
+                              "tensorboard=false"))
+    ctx = Context(tmp_path, typed, outputs={"mine": {"pairs_train": write_anchor_pairs([], tmp_path / "p.parquet")}})
+    with pytest.raises(Stop):
+        get_agent("mlp").train_sft(ctx, ["positive"])
+    assert seen == [1]

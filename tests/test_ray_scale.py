@@ -411,3 +411,24 @@ def test_an_env_that_cannot_be_built_is_an_error_naming_its_cause(local_ray):
 
     with pytest.raises(ray.exceptions.RayActorError, match="no such town 'Town99'"):
         RayVecEnv([broken], num_cpus_per_worker=0.5)
+
+
+def test_worker_restart_episodes_stay_out_of_the_driving_metrics():
+    """An episode cut by a worker's death says nothing about the policy: not a non-collision episode, counted apart."""
+    from agents.rl.metrics import DrivingMetrics
+
+    class Logger:
+        def __init__(self):
+            self.values = {}
+
+        def record(self, key, value):
+            self.values[key] = value
+
+    m = DrivingMetrics()
+    metrics = {"route_completion": 0.5, "driving_score": 0.5, "stopped_share": 0.0}
+    m.update([{"termination_reason": "collision", "driving_metrics": metrics},
+              {"termination_reason": "worker_restart", "TimeLimit.truncated": True},
+              {"termination_reason": "route_complete", "driving_metrics": metrics}], [True, True, True])
+    log = Logger()
+    m.record(log)
+    assert log.values["rollout/collision_rate"] == 0.5 and log.values["rollout/worker_restarts"] == 1

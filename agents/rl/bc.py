@@ -50,8 +50,6 @@ class BCConfig:
     """Weight of the negative hinge (``"negative"`` mode)."""
     negative_margin: float = 1.0
     """Margin of the negative hinge [normalised action units, L2 over 16 dims]."""
-    expert_frames_per_scene: int = 4
-    """Safe expert-log decisions per scene (:func:`agents.sft.data.expert_frames`)."""
 
 
 @dataclass
@@ -76,7 +74,7 @@ def build_bc_data(scenes: Iterable[Scene], pairs: Sequence[AnchorPair], observat
                   frame_sampling: str = "even") -> BCData:
     """Samples of ``scenes`` (safe expert frames) and ``pairs`` (their decision frames; scenes re-created from
     ``pair.observation_ref``); ``frame_sampling`` chooses the expert frames (``SampleConfig.frame_sampling``:
-    ``"even"`` or ``"hazard_window"``). Deterministic."""
+    ``"even"``, ``"hazard_window"`` or ``"hazard_dense"``). Deterministic."""
     from agents.sft.data import SampleConfig, expert_frames
     from envs.sim.scoring import trajectory_from_log
     from envs.scenes.sources import resolve

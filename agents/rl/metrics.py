@@ -5,7 +5,9 @@
 (``rollout/route_progress``: the step's share of the route-completion reference, ``rollout/soft_factor``), per
 finished episode ``rollout/collision_rate`` (episodes ending in a collision), ``rollout/route_completion``,
 ``rollout/driving_score`` and ``rollout/stopped_share`` (from ``info["driving_metrics"]``, :mod:`envs.sim.metrics`);
-means over rolling windows.
+means over rolling windows. An episode cut short because its worker died (``termination_reason ==
+"worker_restart"``, :mod:`envs.vec.ray_vec_env`) says nothing about the policy: it is left out of the episode means
+and counted in ``rollout/worker_restarts`` (total so far).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections import deque
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+
+from envs.vec.ray_vec_env import WORKER_RESTART
 
 STEP_TERMS = (("pdms", "pdms"), ("sp_pdms", "sp_pdms"), ("collision", "collision_term"),
               ("route_progress", "route_progress"), ("soft_factor", "soft_factor"))
@@ -29,6 +33,7 @@ class DrivingMetrics:
     def __init__(self, episode_window: int = 100, step_window: int = 1000) -> None:
         self.steps: dict[str, deque] = {name: deque(maxlen=step_window) for _, name in STEP_TERMS}
         self.episodes: dict[str, deque] = {name: deque(maxlen=episode_window) for name in EPISODE_TERMS}
+        self.worker_restarts = 0
 
     def update(self, infos: Iterable[Mapping[str, Any]], dones: Iterable[bool]) -> None:
         """Add one vector-env step (``infos`` and ``dones`` of every env)."""
@@ -38,7 +43,9 @@ class DrivingMetrics:
                 value = rewards.get(key)
                 if value is not None and np.isfinite(value):
                     self.steps[name].append(float(value))
-            if done:
+            if done and info.get("termination_reason") == WORKER_RESTART:
+                self.worker_restarts += 1
+            elif done:
                 self.episodes["collision_rate"].append(float(info.get("termination_reason") == "collision"))
                 metrics = info.get("driving_metrics")
                 if metrics:
@@ -51,3 +58,5 @@ class DrivingMetrics:
             for name, window in values.items():
                 if window:
                     logger.record(f"rollout/{name}", float(np.mean(window)))
+        if self.worker_restarts:
+            logger.record("rollout/worker_restarts", self.worker_restarts)

@@ -6,8 +6,10 @@ Rendering (:func:`build_sample_table`, once per (scenes, pairs, settings); cache
 * ``kind="expert"``: an expert-log decision where the logged **trajectory** is safe: frames every
   ``expert_stride_s`` from ``min_history_s`` on (the 4 s future logged) whose logged trajectory the scorer finds
   without contact and with NC = TTC = 1 (and DAC = 1 where there is a map); up to ``expert_frames_per_scene`` per
-  scene, evenly spread, or with ``frame_sampling="hazard_window"`` mostly around the hazard's closest approach
-  (:func:`counterfactual.frame_labels.sample_frames`). Target: the logged trajectory and the
+  scene, evenly spread, or with ``frame_sampling="hazard_window"`` mostly around the hazard's closest approach, or
+  with ``"hazard_dense"`` (``env=world_v2``) every safe frame of the designated hazard's window plus one outside it
+  and one frame of a scene without a hazard (:func:`counterfactual.frame_labels.sample_frames`). Target: the logged
+  trajectory and the
   **decision label from the geometry at that frame** (:func:`counterfactual.frame_labels.frame_label`): the
   no-hazard sentence (:data:`counterfactual.language.NO_HAZARD_EXPLANATION`) only where the scene holds no
   projected conflict there; a hazard in view (a near-miss in progress, the early frames of an accident, a benign
@@ -58,9 +60,11 @@ from envs.observation import ObservationConfig, Route, build_observation, text_p
 from envs.scenes.scene import Scene
 from envs.spaces import NUM_POSES
 
-SAMPLES_FORMAT_VERSION = "2"
-"""Version of the rendered-sample table (columns, selection rules, labels); part of the cache key. 2: expert rows
-carry the decision label from the geometry at their frame (1: always the no-hazard sentence)."""
+SAMPLES_FORMAT_VERSION = "3"
+"""Version of the rendered-sample table (columns, selection rules, labels); part of the cache key. 3: the
+``"hazard_dense"`` frame rule (``env=world_v2``'s expert rows change; rows of the ``"even"`` and ``"hazard_window"``
+rules are those of 2). 2: expert rows carry the decision label from the geometry at their frame (1: always the
+no-hazard sentence)."""
 MODES = ("positive", "negative")
 """Training views: positive-only and negative-enhanced."""
 LABEL_COLUMNS = CATEGORICAL_FIELDS
@@ -74,11 +78,13 @@ class SampleConfig:
     expert_stride_s: float = 1.0
     """Time between candidate expert-log decision frames [s]."""
     expert_frames_per_scene: int = 4
-    """Safe expert frames kept per scene (chosen by ``frame_sampling``)."""
+    """Safe expert frames kept per scene (chosen by ``frame_sampling``; under ``"hazard_dense"`` it only sets the
+    frames outside the hazard window, ``max(1, round(0.25 x it))``)."""
     frame_sampling: str = "even"
     """How they are chosen (:data:`counterfactual.frame_labels.FRAME_SAMPLING`): ``"even"`` (evenly spread over the
-    safe candidates) or ``"hazard_window"`` (most of them around the hazard's closest approach to the ego;
-    :func:`counterfactual.frame_labels.sample_frames`)."""
+    safe candidates), ``"hazard_window"`` (most of them around the hazard's closest approach to the ego) or
+    ``"hazard_dense"`` (every safe frame of the designated hazard's window plus one outside it, one frame of a scene
+    without a hazard; ``env=world_v2``'s rule); :func:`counterfactual.frame_labels.sample_frames`."""
     min_history_s: float = 2.0
     """Earliest expert decision time [s] (so the history is logged)."""
     observation: ObservationConfig = field(default_factory=ObservationConfig)

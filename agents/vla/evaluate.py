@@ -51,6 +51,10 @@ class AccuracyReport:
         risk_accuracy_pairs: on the pair rows only.
         no_hazard_accuracy: risk ``none`` predicted on the safe expert rows.
         pairs, experts: row counts.
+        per_row: one record per row, in row order, what the accuracies above average: ``sample_id``,
+            ``scene_id``, ``kind`` (``pair`` / ``expert``), ``fields`` (pair rows: ``{field: 1.0 right, 0.0 wrong,
+            None not scored}``, :func:`counterfactual.accuracy.label_hits`; expert rows: None) and ``risk`` (the risk
+            level right). Paired comparisons on the same rows read them (:mod:`experiments.compare`).
     """
 
     name: str
@@ -61,6 +65,7 @@ class AccuracyReport:
     no_hazard_accuracy: float
     pairs: int
     experts: int
+    per_row: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -85,7 +90,9 @@ class VLAEvalReport:
 
 # ------------------------------------------------------------------------------------------------ accuracy
 def _rows(table: Any) -> list[dict[str, Any]]:
-    cols = ("kind", "scenario_type", "lead_time_s", "prompt", *LABEL_COLUMNS)
+    names = set(getattr(table, "column_names", ()) or ())
+    cols = ("kind", "scenario_type", "lead_time_s", "prompt", *LABEL_COLUMNS,
+            *(c for c in ("sample_id", "scene_id") if c in names))
     return [dict(zip(cols, values)) for values in zip(*(table[c] for c in cols))]
 
 
@@ -96,7 +103,7 @@ def _truth(row: Mapping[str, Any]) -> dict[str, str | None]:
 def accuracy_report(name: str, predicted: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]
                     ) -> AccuracyReport:
     """Score predicted label fields (e.g. parsed from generated text) against the rows' labels."""
-    from counterfactual.accuracy import label_accuracy
+    from counterfactual.accuracy import label_accuracy, label_hits
 
     pair_idx = [i for i, r in enumerate(rows) if r["kind"] == "pair"]
     expert_idx = [i for i, r in enumerate(rows) if r["kind"] == "expert"]
@@ -107,10 +114,16 @@ def accuracy_report(name: str, predicted: Sequence[Mapping[str, Any]], rows: Seq
     def mean(idx: Sequence[int]) -> float:
         return float(np.mean([risk_hits[i] for i in idx])) if len(idx) else math.nan
 
+    hits = label_hits([predicted[i] for i in pair_idx], [_truth(rows[i]) for i in pair_idx])
+    field_hits: dict[int, dict[str, float | None]] = {
+        i: {f: (None if math.isnan(h) else float(h)) for f, h in zip(ACCURACY_FIELDS, hits[k])}
+        for k, i in enumerate(pair_idx)}
+    per_row = [{"sample_id": str(r.get("sample_id", i)), "scene_id": str(r.get("scene_id", "")), "kind": r["kind"],
+                "fields": field_hits.get(i), "risk": bool(risk_hits[i])} for i, r in enumerate(rows)]
     return AccuracyReport(
         name=name, language_accuracy=float(np.nanmean(list(fields.values()))) if pair_idx else math.nan,
         fields=fields, risk_accuracy=mean(range(len(rows))), risk_accuracy_pairs=mean(pair_idx),
-        no_hazard_accuracy=mean(expert_idx), pairs=len(pair_idx), experts=len(expert_idx),
+        no_hazard_accuracy=mean(expert_idx), pairs=len(pair_idx), experts=len(expert_idx), per_row=per_row,
     )
 
 
@@ -128,7 +141,8 @@ def trivial_baselines(train_rows: Sequence[Mapping[str, Any]], rows: Sequence[Ma
     on_pairs = accuracy_report("majority (trivial)", LabelBaseline("majority").fit(pairs_train).predict(rows), rows)
     on_all = accuracy_report("majority (trivial)", LabelBaseline("majority").fit(train_rows).predict(rows), rows)
     major = dataclasses.replace(on_pairs, risk_accuracy=on_all.risk_accuracy,
-                                no_hazard_accuracy=on_all.no_hazard_accuracy)
+                                no_hazard_accuracy=on_all.no_hazard_accuracy,
+                                per_row=[{**p, "risk": a["risk"]} for p, a in zip(on_pairs.per_row, on_all.per_row)])
     lookup = LabelBaseline("type_lead_lookup").fit(train_rows).predict(rows)
     return [major, accuracy_report("type+lead lookup (trivial)", lookup, rows)]
 
