@@ -97,6 +97,8 @@ benchmarks.bench_readability --train-scenes 120 --train-seed 0 --eval-scenes 48 
     default  8  50.3 / 64.1  67.9 / 74.9    66.7        64.2 / 63.1  74.8 / 70.5  76.7 / 77.9
     varied   4  59.5 / 64.2  57.7 / 27.5    79.1        77.9 / 33.3  75.5 / 46.1  61.3 / 38.2
     varied   8  59.5 / 64.2  57.7 / 27.5    80.4        78.5 / 30.5  69.9 / 49.4  61.3 / 33.9
+    (with the CNNs, K = 4, --cnn-steps 3000: default cnn 69.8 / 82.6, cnn+state 75.5 / 79.3; varied cnn
+    55.8 / 24.3, cnn+state 65.0 / 47.2)
     (--prompt-state ego, the control: default risk 52.8 / 49.7 / 67.3 for state-lr / state-mlp / probe+state,
     varied 59.5 / 47.2 / 57.7: the ego's numbers alone read no risk beyond the majority)
 
