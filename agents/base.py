@@ -29,7 +29,8 @@ class PolicyInput:
     """One decision's input.
 
     Attributes:
-        observation: the observation dict (``"bev"``?, ``"ego_state"``, ``"command"``, ``"history"``).
+        observation: the observation dict (``"bev"``?, ``"ego_state"``, ``"command"``, ``"history"``, and
+            ``"ego_velocity"`` / ``"agents"`` with ``EnvConfig.prompt_state``).
         prompt: the text prompt of the observation (:func:`envs.observation.text_prompt`).
         problem: privileged: the scorer's view (current ego state incl. its world pose, agents' logged future,
             map), or None.

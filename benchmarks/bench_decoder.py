@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.bench_decoder [--train-scenes 120 --train-seed 0] [--eval-scenes 48 --eval-seed 3737]
 [--seeds 0,1] [--mode positive] [--max-steps 800] [--lr 1e-3] [--aux-weight 0 --aux-position image]
-[--expert-frames 4 --expert-stride 1] [--ceiling]
+[--expert-frames 4 --expert-stride 1] [--prompt-state none|ego|agents [--prompt-agents 4]] [--ceiling]
 [--out result.json] [--threads 1] [--cache-dir outputs/sft_cache]``
 
 One lever setting per call, trained once per ``--seeds`` entry (model initialisation and data order) with the
@@ -17,7 +17,9 @@ decisions). The held-out rows are always rendered with the default :class:`agent
 
 Levers: ``--aux-weight W`` (auxiliary per-field label loss on the decoder's image tokens,
 :mod:`agents.sft.label_head`), ``--expert-frames N`` (more safe expert decisions per scene in training; stride
-``--expert-stride`` [s]), ``--max-steps`` / ``--lr``. ``--ceiling`` adds the majority answer
+``--expert-stride`` [s]), ``--max-steps`` / ``--lr``, ``--prompt-state`` (the ego's and the nearest visible agents'
+motion as numbers in the prompt, :mod:`envs.prompt_state`: training **and** held-out rows are rendered with it and
+the tokenizer's corpus holds such prompts; same rows and labels, other prompts). ``--ceiling`` adds the majority answer
 (:func:`agents.vla.evaluate.trivial_baselines`) and the logistic probe on the VLA's frozen tower
 (:func:`benchmarks.bench_readability.fit_probe`) on the same held-out rows.
 
@@ -28,7 +30,9 @@ steps) 55.2 / 45.6 and 34.1 / 39.2, with a blank BEV 55.2 / 45.6 and 58.4 / 50.0
 usefully); ``--aux-weight 1 --aux-position prompt`` 38.1 / 44.3 and 37.6 / 43.0, blank 11.4 / 37.3 and 19.7 / 36.1
 (it reads its image, still under the majority); 500 steps 52.5 / 45.6 and 47.6 / 39.2; 500 steps with the prompt
 aux 49.3 / 46.2 and 47.9 / 47.5 (blank 21.1 / 39.2 and 30.4 / 43.7). No lever reaches the majority; none is a
-default.
+default. With ``--prompt-state agents`` (2 seeds, 250 steps): language 49.0 / 49.2, risk 57.6 / 55.7 against 60.0 /
+54.1 and 50.6 / 46.8 without (``--prompt-state none``, same code), blank BEV equal to the real one: the decoder
+reads the agents' numbers for the risk level (``docs/vla.md``, "Agents' speeds in the prompt").
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ if __name__ == "__main__":  # one core per process, set before numpy / torch loa
         os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import tempfile  # noqa: E402
@@ -68,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expert-frames", type=int, default=4, help="safe expert decisions per training scene")
     p.add_argument("--expert-stride", type=float, default=1.0, help="time between candidate expert frames [s]")
     p.add_argument("--codebook-scenes", type=int, default=120, help="bank scenes (training seed) for the codebook")
+    p.add_argument("--prompt-state", choices=("none", "ego", "agents"), default="none",
+                   help="state block in the prompts of the training and held-out rows (envs.prompt_state)")
+    p.add_argument("--prompt-agents", type=int, default=4, help="agents stated with --prompt-state agents")
     p.add_argument("--ceiling", action="store_true", help="also score the majority answer and the tower probe")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--cache-dir", default="outputs/sft_cache", help="rendered samples and codebooks")
@@ -91,9 +99,13 @@ def tables(args: argparse.Namespace) -> tuple[Any, Any, list]:
 
     train_source = open_source("bank", num_scenes=args.train_scenes, seed=args.train_seed)
     pairs = heldout_pairs(train_source, None, progress=False)
-    samples = SampleConfig(expert_frames_per_scene=args.expert_frames, expert_stride_s=args.expert_stride)
+    state = (args.prompt_state, args.prompt_agents)
+    observation = dataclasses.replace(SampleConfig().observation, prompt_state=state[0], prompt_agents=state[1])
+    samples = SampleConfig(expert_frames_per_scene=args.expert_frames, expert_stride_s=args.expert_stride,
+                           observation=observation)
     train = load_or_build_samples(train_source, pairs, args.cache_dir, samples, progress=False)
-    held = split_table(args.eval_scenes, args.eval_seed, args.cache_dir)
+    held = split_table(args.eval_scenes, args.eval_seed, args.cache_dir, prompt_state=state[0],
+                       prompt_agents=state[1])
     return train, held, pairs
 
 
@@ -111,10 +123,12 @@ def train_and_score(args: argparse.Namespace, seed: int, train: Any, held: Any, 
     from agents.vla.evaluate import language_accuracy
     from agents.vla.model import VLAConfig
     from agents.vla.policy import VLAPolicy
+    from agents.vla.tokenizer import TokenizerConfig
 
     codebook = codebook_for(pairs, args.cache_dir, scenes=args.codebook_scenes, scene_seed=args.train_seed,
                             progress=False)
-    policy = VLAPolicy.build(codebook, VLAConfig(seed=seed), name=f"sft seed {seed}")
+    policy = VLAPolicy.build(codebook, VLAConfig(seed=seed), TokenizerConfig(
+        prompt_state=args.prompt_state, prompt_agents=args.prompt_agents), name=f"sft seed {seed}")
     config = SFTConfig(max_steps=args.max_steps, batch_size=args.batch_size, learning_rate=args.lr, seed=seed,
                        progress=False, tensorboard=False, save_steps=args.max_steps,
                        aux_label_weight=args.aux_weight, aux_label_position=args.aux_position)
@@ -159,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{kinds.count('expert')} expert rows, {args.mode} view), held out {args.eval_scenes} scenes seed "
           f"{args.eval_seed} ({list(held['kind']).count('pair')} pair + {list(held['kind']).count('expert')} expert "
           f"rows); lever: steps {args.max_steps} lr {args.lr:g} aux {args.aux_weight:g} ({args.aux_position}) "
-          f"expert frames {args.expert_frames} (stride {args.expert_stride:g} s)", flush=True)
+          f"expert frames {args.expert_frames} (stride {args.expert_stride:g} s) prompt state {args.prompt_state}",
+          flush=True)
     out: dict[str, Any] = {"args": vars(args), "runs": []}
     head = f"{'row':<22} {'language':>8} {'risk':>6} {'blank lang':>10} {'blank risk':>10} " + " ".join(
         f"{f[:10]:>10}" for f in LABEL_COLUMNS)

@@ -16,6 +16,10 @@ Observation (see :mod:`envs.spaces` for bounds)
 * ``"command"``: ``int64`` 0 left, 1 straight, 2 right, from the route ahead (below).
 * ``"history"``: ``float32 (history_poses, 3)`` past rear-axle poses in the ego frame at ``t``, oldest first, every
   ``history_interval`` (default 4 poses at 0.5 s: -2.0 .. -0.5 s), x/y clipped to +-200 m.
+* with :attr:`ObservationConfig.prompt_state` ``"ego"`` / ``"agents"`` (off by default): ``"ego_velocity"``
+  ``float32 (2,)`` [m/s] and, for ``"agents"``, ``"agents"`` ``float32 (prompt_agents, 6)``: the nearest agents
+  visible in the BEV at ``t`` with their relative positions [m] and velocities [m/s] (:mod:`envs.prompt_state`),
+  which :func:`text_prompt` states in a ``State (...)`` sentence.
 
 Driving command
 ---------------
@@ -39,6 +43,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from envs.prompt_state import PROMPT_STATES, ego_velocity, state_text, visible_agents
 from envs.render import BEVConfig, BEVRenderer
 from envs.scenes.scene import Scene
 from envs.spaces import EGO_STATE_HIGH, EGO_STATE_LOW, HISTORY_RANGE
@@ -171,10 +176,22 @@ class ObservationConfig:
     """Route length ahead used for the command [m]."""
     command_threshold_deg: float = 15.0
     """Route heading change above which the command is a turn [deg]."""
+    prompt_state: str = "none"
+    """Motion as numbers in the observation and the prompt (:mod:`envs.prompt_state`): ``"none"`` (default:
+    observation and prompt unchanged), ``"ego"`` (``"ego_velocity"``) or ``"agents"`` (``"ego_velocity"`` and the
+    ``prompt_agents`` nearest agents visible in the BEV, ``"agents"``)."""
+    prompt_agents: int = 4
+    """Rows of ``"agents"`` with ``prompt_state="agents"``: the nearest visible agents stated [agents]."""
 
     def __post_init__(self) -> None:
         if self.bev is not None and not isinstance(self.bev, BEVConfig):
             raise ValueError(f"ObservationConfig.bev: expected a BEVConfig or None, got {type(self.bev).__name__}")
+        if self.prompt_state not in PROMPT_STATES:
+            raise ValueError(f"ObservationConfig.prompt_state: expected one of {PROMPT_STATES}, got "
+                             f"{self.prompt_state!r}")
+        if isinstance(self.prompt_agents, bool) or not isinstance(self.prompt_agents, (int, np.integer)) \
+                or self.prompt_agents < 1:
+            raise ValueError(f"ObservationConfig.prompt_agents: expected an int >= 1, got {self.prompt_agents!r}")
         if isinstance(self.history_poses, bool) or not isinstance(self.history_poses, (int, np.integer)) \
                 or self.history_poses < 1:
             raise ValueError(f"ObservationConfig.history_poses: expected an int >= 1, got {self.history_poses!r}")
@@ -252,7 +269,8 @@ def build_observation(
         renderer: BEV renderer (default: :func:`renderer_for` ``(config.bev)``).
 
     Returns:
-        ``{"bev"?: uint8 (H, W, C), "ego_state": float32 (3,), "command": int64, "history": float32 (H_hist, 3)}``.
+        ``{"bev"?: uint8 (H, W, C), "ego_state": float32 (3,), "command": int64, "history": float32 (H_hist, 3)}``,
+        plus ``"ego_velocity": float32 (2,)`` and ``"agents": float32 (K, 6)`` as ``config.prompt_state`` asks.
     """
     if not 0 <= int(t) < scene.num_frames:
         raise ValueError(f"t: frame {t} is outside [0, {scene.num_frames}) of scene {scene.scene_id}")
@@ -274,6 +292,11 @@ def build_observation(
     obs["ego_state"] = np.minimum(np.maximum(status, EGO_STATE_LOW), EGO_STATE_HIGH)  # np.clip, cheaper
     obs["command"] = np.int64(command)
     obs["history"] = history
+    if config.prompt_state != "none":
+        obs["ego_velocity"] = ego_velocity(ego.body_velocities[t])
+    if config.prompt_state == "agents":
+        extent = (config.bev if config.bev is not None else BEVConfig()).view_extent
+        obs["agents"] = visible_agents(scene, t, ego.poses[t], ego.body_velocities[t], extent, config.prompt_agents)
     return obs
 
 
@@ -283,7 +306,9 @@ COMMAND_WORDS = {LEFT: "turn left", STRAIGHT: "go straight", RIGHT: "turn right"
 
 def text_prompt(observation: Mapping[str, Any], history_interval: float = 0.5) -> str:
     """The text instruction of an observation for a vision-language-action policy: navigation command, ego state
-    and a summary of the pose history (distance travelled and heading change over it). Deterministic.
+    and a summary of the pose history (distance travelled and heading change over it), and, when the observation
+    holds them (``ObservationConfig.prompt_state``), the ego's velocity and the nearest visible agents' relative
+    positions and velocities (:func:`envs.prompt_state.state_text`) before the last sentence. Deterministic.
 
     Example: ``"Navigation command: go straight. Speed 8.3 m/s, acceleration -0.4 m/s2, yaw rate +0.00 rad/s. Past 2.0 s:
     16.9 m travelled, heading change +0 deg. Plan the next 4 s as 8 waypoints."``
@@ -299,4 +324,4 @@ def text_prompt(observation: Mapping[str, Any], history_interval: float = 0.5) -
     span = history_interval * len(history)
     return (f"Navigation command: {COMMAND_WORDS[int(observation['command'])]}. Speed {speed:.1f} m/s, acceleration "
             f"{accel:+.1f} m/s2, yaw rate {yaw_rate:+.2f} rad/s. Past {span:.1f} s: {travelled:.1f} m travelled, "
-            f"heading change {heading:+.0f} deg. Plan the next 4 s as 8 waypoints.")
+            f"heading change {heading:+.0f} deg.{state_text(observation)} Plan the next 4 s as 8 waypoints.")

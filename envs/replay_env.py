@@ -94,6 +94,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs.observation import EgoKinematics, ObservationConfig, Route, build_observation, text_prompt
+from envs.prompt_state import PROMPT_STATES
 from envs.render import BEVConfig, BEVRenderer
 from envs.configuration import coerce_config
 from envs.sim.metrics import DrivingMetricsConfig, EpisodeMetrics, reference_progress
@@ -168,6 +169,12 @@ class EnvConfig:
     """Route length ahead used for the command [m]."""
     command_threshold_deg: float = 15.0
     """Route heading change above which the command is a turn [deg]."""
+    prompt_state: str = "none"
+    """Motion as numbers in the observation and the VLA's prompt (:mod:`envs.prompt_state`): ``"none"`` (default,
+    unchanged), ``"ego"`` (adds ``"ego_velocity"``) or ``"agents"`` (also ``"agents"``: the ``prompt_agents``
+    nearest agents visible in the BEV, relative position and velocity)."""
+    prompt_agents: int = 4
+    """Agents stated with ``prompt_state="agents"``."""
     log_end_margin: float = 4.0
     """Latest random start / decision frame: ``t_max = T - 1 - log_end_margin / dt`` [s] (the default, the 4 s
     scoring horizon, keeps such decisions inside the logged agents' window)."""
@@ -200,7 +207,7 @@ class EnvConfig:
             if f.type in ("float", float) and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
                                                or not np.isfinite(value)):
                 raise ValueError(f"EnvConfig.{f.name}: expected a finite number, got {value!r}")
-        for name in ("history_poses", "scene_cache_size", "problem_cache_size"):
+        for name in ("history_poses", "scene_cache_size", "problem_cache_size", "prompt_agents"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"EnvConfig.{name}: expected an int >= 1, got {value!r}")
@@ -228,13 +235,16 @@ class EnvConfig:
             raise ValueError(
                 f"EnvConfig.pdm.num_poses: the action space has {NUM_POSES} poses, got {self.pdm.num_poses}"
             )
+        if self.prompt_state not in PROMPT_STATES:
+            raise ValueError(f"EnvConfig.prompt_state: expected one of {PROMPT_STATES}, got {self.prompt_state!r}")
 
     @property
     def observation(self) -> ObservationConfig:
         """The observation part of this configuration (:func:`envs.observation.build_observation`)."""
         return ObservationConfig(bev=self.bev, history_poses=self.history_poses,
                                  history_interval=self.history_interval, command_lookahead=self.command_lookahead,
-                                 command_threshold_deg=self.command_threshold_deg)
+                                 command_threshold_deg=self.command_threshold_deg,
+                                 prompt_state=self.prompt_state, prompt_agents=self.prompt_agents)
 
     @classmethod
     def coerce(cls, config: "EnvConfig | Mapping[str, Any] | None") -> "EnvConfig":

@@ -6,7 +6,9 @@
 * **Observation** (``Dict``, :func:`observation_space`): ``"bev"`` ``uint8 (H, W, C)`` (optional), ``"ego_state"``
   ``float32 (3,)`` (speed [m/s], longitudinal acceleration [m/s^2], yaw rate [rad/s]), ``"command"``
   ``Discrete(3)`` (left / straight / right), ``"history"`` ``float32 (H_hist, 3)`` past rear-axle poses in the
-  current ego frame [m, m, rad]. Built by :func:`envs.observation.build_observation`.
+  current ego frame [m, m, rad]; with ``prompt_state`` ``"ego"`` / ``"agents"`` also ``"ego_velocity"`` ``float32
+  (2,)`` [m/s] and (``"agents"``) ``"agents"`` ``float32 (K, 6)`` (:mod:`envs.prompt_state`). Built by
+  :func:`envs.observation.build_observation`.
 
 Agents, the VLA and the environments import these from here (not from an environment class).
 """
@@ -43,7 +45,8 @@ def action_space() -> spaces.Box:
 
 def observation_space(config: Any) -> spaces.Dict:
     """The observation space for an :class:`~envs.observation.ObservationConfig` (``"bev"`` only when
-    ``config.bev`` is set; ``"history"`` has ``config.history_poses`` rows)."""
+    ``config.bev`` is set; ``"history"`` has ``config.history_poses`` rows; ``"ego_velocity"`` / ``"agents"`` as
+    ``config.prompt_state`` asks)."""
     obs: dict[str, spaces.Space] = {}
     if config.bev is not None:
         obs["bev"] = spaces.Box(0, 255, config.bev.shape, dtype=np.uint8)
@@ -51,6 +54,18 @@ def observation_space(config: Any) -> spaces.Dict:
     obs["ego_state"] = spaces.Box(EGO_STATE_LOW, EGO_STATE_HIGH, dtype=np.float32)
     obs["command"] = spaces.Discrete(NUM_COMMANDS)
     obs["history"] = spaces.Box(-hist_hi, hist_hi, dtype=np.float32)
+    state = getattr(config, "prompt_state", "none")
+    if state != "none":
+        from envs.prompt_state import AGENT_COLUMNS, CLASS_WORDS, POSITION_RANGE, VELOCITY_RANGE
+
+        obs["ego_velocity"] = spaces.Box(-VELOCITY_RANGE, VELOCITY_RANGE, (2,), dtype=np.float32)
+        if state == "agents":
+            hi = np.array([1.0, len(CLASS_WORDS) - 1, POSITION_RANGE, POSITION_RANGE, VELOCITY_RANGE,
+                           VELOCITY_RANGE], dtype=np.float32)
+            lo = np.concatenate([[0.0, 0.0], -hi[2:]]).astype(np.float32)
+            k = int(config.prompt_agents)
+            obs["agents"] = spaces.Box(np.tile(lo, (k, 1)), np.tile(hi, (k, 1)), dtype=np.float32)
+            assert len(hi) == len(AGENT_COLUMNS)
     return spaces.Dict(obs)
 
 

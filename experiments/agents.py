@@ -42,21 +42,44 @@ class VLAAgentConfig(AgentConfig):
     """Motion drawn in the BEV the VLA sees (env observation and SFT rows alike): a name of
     :data:`envs.render.MOTION_PRESETS` (``none``: today's image; ``velocity``: velocity marks at +1 / +2 s; see
     docs/vla.md, "Motion in the observation")."""
+    prompt_state: str = "none"
+    """Motion as numbers in the VLA's observation and prompt (:mod:`envs.prompt_state`; env observation, SFT rows,
+    GRPO sampling and evaluation alike): ``none`` (today's prompt, bit for bit), ``ego`` (the ego's velocity) or
+    ``agents`` (also the ``prompt_agents`` nearest agents visible in the BEV: class, relative position [m] and
+    velocity [m/s]); the tokenizer's corpus then holds such prompts too. See docs/vla.md, "Agents' speeds in the
+    prompt"."""
+    prompt_agents: int = 4
+    """Agents stated with ``prompt_state=agents``."""
 
     def __post_init__(self) -> None:
+        from envs.prompt_state import PROMPT_STATES
         from envs.render import MOTION_PRESETS
 
         if self.motion not in MOTION_PRESETS:
             raise ValueError(f"agent.motion: expected one of {tuple(MOTION_PRESETS)}, got {self.motion!r}")
+        if self.prompt_state not in PROMPT_STATES:
+            raise ValueError(f"agent.prompt_state: expected one of {PROMPT_STATES}, got {self.prompt_state!r}")
+        if isinstance(self.prompt_agents, bool) or not isinstance(self.prompt_agents, int) or self.prompt_agents < 1:
+            raise ValueError(f"agent.prompt_agents: expected an int >= 1, got {self.prompt_agents!r}")
 
 
 def _vla_env_config(agent: Any, reward: Any) -> Any:
     from envs.render import BEVConfig, with_motion
     from envs.replay_env import EnvConfig
 
-    # the VLA's 128 px RGB BEV (the EnvConfig default, with the agent's motion marks) and its prompt
+    # the VLA's 128 px RGB BEV (the EnvConfig default, with the agent's motion marks) and its prompt (with the
+    # agent's prompt state: the numbers go into the observation, so SFT rows, GRPO and evaluation all state them)
     bev = with_motion(BEVConfig(antialias=False), str(getattr(agent, "motion", "none")))
-    return EnvConfig(bev=bev, text_prompt=True, reward=reward)
+    return EnvConfig(bev=bev, text_prompt=True, reward=reward, prompt_state=str(getattr(agent, "prompt_state", "none")),
+                     prompt_agents=int(getattr(agent, "prompt_agents", 4)))
+
+
+def _vla_tokenizer_config(agent: Any) -> Any:
+    """The tokenizer settings of a new VLA: the default corpus, plus prompts with the agent's state block."""
+    from agents.vla.tokenizer import TokenizerConfig
+
+    return TokenizerConfig(prompt_state=str(getattr(agent, "prompt_state", "none")),
+                           prompt_agents=int(getattr(agent, "prompt_agents", 4)))
 
 
 def _frame_sampling(cfg: Any) -> str:
@@ -117,7 +140,7 @@ def _vla_train_sft(ctx: Context, views: Sequence[str]) -> dict[str, Any]:
         elif agent.init:
             policy = VLAPolicy.from_pretrained(agent.init, codebook=codebook, lora=bool(agent.lora), name=name)
         else:
-            policy = VLAPolicy.build(codebook, model_config, name=name)
+            policy = VLAPolicy.build(codebook, model_config, _vla_tokenizer_config(agent), name=name)
         result = train_sft(policy, SFTDataset(table, view), run, train_cfg.sft,
                            resume=last if last is not None else False)
         print(f"SFT {view}: loss {result.losses[0][1]:.3f} -> {result.losses[-1][1]:.3f} in {result.train_seconds:.0f} s"

@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-num-scenes", type=int, default=40, help="held-out bank scenes")
     p.add_argument("--eval-seed", type=int, default=1000, help="held-out bank seed")
     p.add_argument("--eval-pairs", default=None, help="held-out pairs (default: mined on the fly)")
+    p.add_argument("--prompt-state", choices=("none", "ego", "agents"), default="none",
+                   help="motion as numbers in the prompt (envs.prompt_state): training rows, tokenizer corpus and "
+                        "--eval alike")
+    p.add_argument("--prompt-agents", type=int, default=4, help="agents stated with --prompt-state agents")
     p.add_argument("--no-progress", action="store_true", help="disable progress bars")
     return p
 
@@ -136,10 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     from agents.sft.trainer import set_threads
 
-    from agents.sft.data import SFTDataset, SampleConfig, load_or_build_samples, sample_cache_path
+    from agents.sft.data import SFTDataset, load_or_build_samples, sample_cache_path
     from agents.sft.trainer import SFTConfig, latest_checkpoint, launched_processes, train_sft
     from agents.vla.model import VLAConfig
+    from agents.vla.evaluate import prompt_state_configs
     from agents.vla.policy import VLAPolicy
+    from agents.vla.tokenizer import TokenizerConfig
     from counterfactual.dataset import load_anchor_pairs
     from envs.scenes.sources import open_source
 
@@ -148,7 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = not args.no_progress
     pairs = load_anchor_pairs(args.pairs)
     source = open_source("bank", num_scenes=args.num_scenes, seed=args.scene_seed)
-    samples = SampleConfig(expert_frames_per_scene=args.expert_frames)
+    env_config, samples = prompt_state_configs(args.prompt_state, args.prompt_agents,
+                                               expert_frames_per_scene=args.expert_frames)
+    held_samples = prompt_state_configs(args.prompt_state, args.prompt_agents)[1]
     processes = launched_processes()
     if processes > 1 and not args.prepare_only:
         missing = [p for p in (sample_cache_path(source, pairs, args.cache_dir, samples),) if not p.is_dir()]
@@ -175,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.init:
         policy = VLAPolicy.from_pretrained(args.init, codebook=codebook, lora=args.lora, name=name)
     else:
-        policy = VLAPolicy.build(codebook, VLAConfig(seed=args.seed), name=name)
+        policy = VLAPolicy.build(codebook, VLAConfig(seed=args.seed), TokenizerConfig(
+            prompt_state=args.prompt_state, prompt_agents=args.prompt_agents), name=name)
     dataset = SFTDataset(table, args.mode)
     config = SFTConfig(max_steps=args.max_steps, batch_size=args.batch_size, global_batch_size=args.global_batch_size,
                        learning_rate=args.lr, warmup_steps=args.warmup_steps, logging_steps=args.logging_steps,
@@ -189,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         held = open_source("bank", num_scenes=args.eval_num_scenes, seed=args.eval_seed)
         held_table = load_or_build_samples(held, heldout_pairs(held, args.eval_pairs, progress), args.cache_dir,
-                                           progress=progress)
+                                           held_samples, progress=progress)
         callbacks.append(LabelAccuracyCallback(policy, monitor_subset(held_table, args.label_monitor_rows),
                                                args.label_monitor_steps))
     per_device = config.per_device_batch_size(processes)
@@ -210,8 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         held = open_source("bank", num_scenes=args.eval_num_scenes, seed=args.eval_seed)
         held_table = load_or_build_samples(held, heldout_pairs(held, args.eval_pairs, progress), args.cache_dir,
-                                           progress=progress)
-        report = evaluate_vla(policy, held, held_table, table, progress=progress, blank_bev=args.blank_bev)
+                                           held_samples, progress=progress)
+        report = evaluate_vla(policy, held, held_table, table, progress=progress, blank_bev=args.blank_bev,
+                              env_config=env_config)
         print(report_table([report]))
         write_json(out / "eval.json", json.loads(json.dumps(report.to_dict(), default=float)))
     return 0

@@ -185,16 +185,20 @@ def language_accuracy(policy: VLAPolicy, table: Any, train_table: Any | None = N
 # --------------------------------------------------------------------------------------------------- driving
 def evaluate_vla(policy: VLAPolicy, source: Any, table: Any | None = None, train_table: Any | None = None,
                  open_loop: bool = True, closed_loop: bool = True, max_steps: int = 200,
-                 progress: bool = True, blank_bev: bool = False) -> VLAEvalReport:
+                 progress: bool = True, blank_bev: bool = False, env_config: Any | None = None) -> VLAEvalReport:
     """Driving metrics on ``source`` (held-out scenes) and, with ``table`` (their rendered rows), the language and
     risk accuracies beside the trivial baselines (fitted on ``train_table``). ``blank_bev``: the language and risk
     accuracies are also measured with an all-zero BEV (:func:`generate_texts`), reported as an extra row
-    ``<policy> (blank BEV)`` after the policy's (the driving metrics always see the real BEV)."""
+    ``<policy> (blank BEV)`` after the policy's (the driving metrics always see the real BEV). ``env_config``: the
+    driving envs' :class:`envs.replay_env.EnvConfig` (default ``EnvConfig(text_prompt=True)``; pass the one the
+    policy was trained with, e.g. its ``prompt_state``; ``text_prompt`` is switched on)."""
+    import dataclasses
+
     from envs.replay_env import EnvConfig, ReplayEnv
     from agents.evaluation import evaluate_closed_loop, evaluate_open_loop
 
     report = VLAEvalReport(policy=policy.name, open_loop=None, closed_loop=None)
-    config = EnvConfig(text_prompt=True)
+    config = dataclasses.replace(env_config if env_config is not None else EnvConfig(), text_prompt=True)
     if open_loop:
         env = ReplayEnv(source, mode="open_loop", config=config)
         report.open_loop = evaluate_open_loop(policy, env, progress=progress)
@@ -258,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-closed-loop", action="store_true", help="skip the closed-loop evaluation")
     p.add_argument("--blank-bev", action="store_true",
                    help="also measure language / risk accuracy with an all-zero BEV (does the policy read its image?)")
+    p.add_argument("--prompt-state", choices=("none", "ego", "agents"), default="none",
+                   help="the prompt state the policy was trained with (envs.prompt_state): env observations and "
+                        "rendered rows state it")
+    p.add_argument("--prompt-agents", type=int, default=4, help="agents stated with --prompt-state agents")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 without CUDA)")
     p.add_argument("--out", default=None, help="write the report as JSON here")
     p.add_argument("--no-progress", action="store_true", help="disable progress bars")
@@ -280,6 +288,18 @@ def heldout_pairs(source: Any, pairs_path: str | None, progress: bool = True) ->
     return pairs
 
 
+def prompt_state_configs(prompt_state: str = "none", prompt_agents: int = 4, **samples: Any) -> tuple[Any, Any]:
+    """``(EnvConfig, SampleConfig)`` of the CLIs whose observation states ``prompt_state``
+    (:mod:`envs.prompt_state`; ``"none"``: the defaults) with the sample settings ``samples``."""
+    from agents.sft.data import SampleConfig
+    from envs.observation import ObservationConfig
+    from envs.replay_env import EnvConfig
+
+    env = EnvConfig(text_prompt=True, prompt_state=prompt_state, prompt_agents=prompt_agents)
+    return env, SampleConfig(**samples, observation=ObservationConfig(prompt_state=prompt_state,
+                                                                      prompt_agents=prompt_agents))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     import json
@@ -299,15 +319,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         source = open_source("deepaccident", root=args.deepaccident_root, split=args.split, strict=False)
     policy = VLAPolicy.from_pretrained(args.model, name=Path(args.model).resolve().parent.name or "vla")
-    table = load_or_build_samples(source, heldout_pairs(source, args.pairs, progress), args.cache_dir,
+    env_config, samples = prompt_state_configs(args.prompt_state, args.prompt_agents)
+    table = load_or_build_samples(source, heldout_pairs(source, args.pairs, progress), args.cache_dir, samples,
                                   progress=progress)
     train_table = None
     if args.train_pairs:
         train_source = open_source("bank", num_scenes=args.train_num_scenes, seed=args.train_seed)
         train_table = load_or_build_samples(train_source, load_anchor_pairs(args.train_pairs), args.cache_dir,
-                                            progress=progress)
+                                            samples, progress=progress)
     report = evaluate_vla(policy, source, table, train_table, open_loop=not args.no_open_loop,
-                          closed_loop=not args.no_closed_loop, progress=progress, blank_bev=args.blank_bev)
+                          closed_loop=not args.no_closed_loop, progress=progress, blank_bev=args.blank_bev,
+                          env_config=env_config)
     print(report_table([report]))
     if args.out:
         write_json(Path(args.out), json.loads(json.dumps(report.to_dict(), default=float)))

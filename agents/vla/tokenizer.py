@@ -3,7 +3,9 @@
 Text model: byte-level BPE (lossless: ``decode(encode(s)) == s`` for any string, no unknown token) trained on a
 corpus generated from the two grammars the model reads and writes:
 
-* prompts of :func:`envs.observation.text_prompt` over observations sampled across the observation space;
+* prompts of :func:`envs.observation.text_prompt` over observations sampled across the observation space (with
+  :attr:`TokenizerConfig.prompt_state` ``"ego"`` / ``"agents"`` also as many prompts with the state block of
+  :mod:`envs.prompt_state`, ego velocity and 0..K agents; the default corpus is unchanged);
 * explanations of :func:`counterfactual.language.explain` over random label fields and seeds (every template and
   synonym), plus the no-hazard sentence of :mod:`agents.vla.format`.
 
@@ -59,6 +61,20 @@ class TokenizerConfig:
     """Generated prompts and explanations each (4000 sentences by default; ~1 s to train)."""
     seed: int = 0
     """Seed of the corpus generator."""
+    prompt_state: str = "none"
+    """Prompts with the state block of :mod:`envs.prompt_state` in the corpus: ``"none"`` (default: the corpus
+    and hence the tokenizer unchanged), ``"ego"`` or ``"agents"`` (``corpus_size`` more prompts with the ego's
+    velocity and, for ``"agents"``, 0..``prompt_agents`` agents), so the state block's glue merges into few
+    tokens. Any string still tokenizes losslessly (byte-level) with any setting."""
+    prompt_agents: int = 4
+    """Most agents per generated state block."""
+
+    def __post_init__(self) -> None:
+        from envs.prompt_state import PROMPT_STATES
+
+        if self.prompt_state not in PROMPT_STATES:
+            raise ValueError(f"TokenizerConfig.prompt_state: expected one of {PROMPT_STATES}, got "
+                             f"{self.prompt_state!r}")
 
 
 # ------------------------------------------------------------------------------------------------------- corpus
@@ -71,6 +87,24 @@ def _random_observation(rng: np.random.Generator) -> dict[str, Any]:
         "ego_state": np.array([rng.uniform(0.0, 35.0), rng.uniform(-10.0, 5.0), rng.uniform(-1.5, 1.5)]),
         "history": history,
     }
+
+
+def _random_state(rng: np.random.Generator, prompt_state: str, max_agents: int) -> dict[str, Any]:
+    """The state entries of a synthetic observation (``"ego_velocity"`` and, for ``"agents"``, 0..``max_agents``
+    agents over the BEV's range and the velocity range), at the prompt's precision."""
+    from envs.prompt_state import AGENT_COLUMNS, CLASS_WORDS, ego_velocity
+
+    out: dict[str, Any] = {"ego_velocity": ego_velocity(np.array([rng.uniform(-2.0, 35.0), rng.normal(0.0, 0.5)]))}
+    if prompt_state == "agents":
+        rows = np.zeros((max_agents, len(AGENT_COLUMNS)), dtype=np.float32)
+        n = int(rng.integers(0, max_agents + 1))
+        rows[:n, 0] = 1.0
+        rows[:n, 1] = rng.integers(0, len(CLASS_WORDS), n)
+        rows[:n, 2] = np.round(rng.uniform(-16.0, 48.0, n))
+        rows[:n, 3] = np.round(rng.uniform(-32.0, 32.0, n))
+        rows[:n, 4:6] = np.round(rng.normal(0.0, 8.0, (n, 2)), 1)
+        out["agents"] = rows + 0.0
+    return out
 
 
 def _random_label_fields(rng: np.random.Generator, actions: Sequence[str] | None = None) -> dict[str, Any]:
@@ -94,10 +128,12 @@ COMPOUND_SENTENCES = 8
 """Explanations per compound action in :func:`grammar_corpus` (each phrase pair of the 2 x 2 synonyms ~twice)."""
 
 
-def grammar_corpus(size: int = 2000, seed: int = 0) -> Iterator[str]:
+def grammar_corpus(size: int = 2000, seed: int = 0, prompt_state: str = "none",
+                   prompt_agents: int = 4) -> Iterator[str]:
     """``size`` prompts and ``size`` explanations (interleaved, atomic actions), the no-hazard sentence, then
     :data:`COMPOUND_SENTENCES` explanations of each compound action (label schema 2.1; their own generator, so the
-    rest of the corpus is the schema-2.0 one); deterministic."""
+    rest of the corpus is the schema-2.0 one), then, unless ``prompt_state`` is ``"none"``, ``size`` prompts with
+    a state block (:func:`_random_state`, their own generator); deterministic."""
     from counterfactual.language import NO_HAZARD_EXPLANATION, explain
     from envs.observation import text_prompt
 
@@ -112,6 +148,10 @@ def grammar_corpus(size: int = 2000, seed: int = 0) -> Iterator[str]:
     for action in COMPOUND_ACTIONS:
         for _ in range(COMPOUND_SENTENCES):
             yield explain(_random_label_fields(rng, (action,)), seed=int(rng.integers(2**31)))
+    if prompt_state != "none":
+        rng = np.random.default_rng([seed, 2])
+        for _ in range(size):
+            yield text_prompt({**_random_observation(rng), **_random_state(rng, prompt_state, prompt_agents)})
 
 
 def isolated_phrases() -> tuple[str, ...]:
@@ -144,8 +184,9 @@ def train_text_tokenizer(config: TokenizerConfig = TokenizerConfig(), corpus: It
         vocab_size=config.vocab_size, special_tokens=list(BASE_SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
     )
-    tok.train_from_iterator(list(corpus if corpus is not None else grammar_corpus(config.corpus_size, config.seed)),
-                            trainer)
+    if corpus is None:
+        corpus = grammar_corpus(config.corpus_size, config.seed, config.prompt_state, config.prompt_agents)
+    tok.train_from_iterator(list(corpus), trainer)
     return tok
 
 

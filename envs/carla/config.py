@@ -103,6 +103,12 @@ class CarlaEnvConfig:
     """Route length ahead used for the command [m]."""
     command_threshold_deg: float = 15.0
     """Route heading change above which the command is a turn [deg]."""
+    prompt_state: str = "none"
+    """Motion as numbers in the observation and the VLA's prompt (:mod:`envs.prompt_state`): ``"none"`` (default,
+    unchanged), ``"ego"`` (adds ``"ego_velocity"``) or ``"agents"`` (also ``"agents"``: the ``prompt_agents``
+    nearest agents visible in the BEV, relative position and velocity)."""
+    prompt_agents: int = 4
+    """Agents stated with ``prompt_state="agents"``."""
     replan_interval: float = 0.5
     """Time between decisions [s] (a multiple of the scene step)."""
     map_radius: float = 80.0
@@ -187,13 +193,22 @@ class CarlaEnvConfig:
         names = [c.name for c in self.cameras]
         if len(set(names)) != len(names):
             raise ValueError(f"CarlaEnvConfig.cameras: duplicate names {names}")
+        from envs.prompt_state import PROMPT_STATES
+
+        if self.prompt_state not in PROMPT_STATES:
+            raise ValueError(f"CarlaEnvConfig.prompt_state: expected one of {PROMPT_STATES}, got "
+                             f"{self.prompt_state!r}")
+        if isinstance(self.prompt_agents, bool) or not isinstance(self.prompt_agents, (int, np.integer)) \
+                or self.prompt_agents < 1:
+            raise ValueError(f"CarlaEnvConfig.prompt_agents: expected an int >= 1, got {self.prompt_agents!r}")
 
     @property
     def observation(self) -> ObservationConfig:
         """The observation part (:func:`envs.observation.build_observation`)."""
         return ObservationConfig(bev=self.bev, history_poses=self.history_poses,
                                  history_interval=self.history_interval, command_lookahead=self.command_lookahead,
-                                 command_threshold_deg=self.command_threshold_deg)
+                                 command_threshold_deg=self.command_threshold_deg,
+                                 prompt_state=self.prompt_state, prompt_agents=self.prompt_agents)
 
     @property
     def address(self) -> tuple[str, int]:

@@ -14,7 +14,8 @@
 * Anchors: :meth:`VLAPolicy.target_sequences` of ``(explanation, trajectory)``; the trajectory scored is the
   codebook's decoding of the encoded anchor (what the policy drives when it emits those tokens).
 * Observations: the env's dict observation (``"bev"`` RGB, HWC or CHW after SB3's ``VecTransposeImage``), turned
-  into :class:`agents.base.PolicyInput` with :func:`envs.observation.text_prompt`. Env actions are trajectories
+  into :class:`agents.base.PolicyInput` with :func:`envs.observation.text_prompt` (with the ego's and agents'
+  numbers of ``EnvConfig.prompt_state`` when the observation holds them). Env actions are trajectories
   ``(8, 3)`` (a raw replay env, ``GroupEnvConfig(normalized_actions=False)``).
 * Forward passes per collection step: sampling the G members of every state (one generation call, each state's
   image and prompt prefilled once), pi_old of the anchors (one teacher-forced call over the anchor slots), the KL
@@ -36,6 +37,7 @@ from gymnasium import spaces
 from agents.base import PolicyInput
 from agents.rl.grpo.policies import GroupPolicy, GroupSample, MemberEncoding
 from envs.observation import text_prompt
+from envs.prompt_state import STATE_KEYS
 from envs.spaces import NUM_POSES, clip_trajectories
 
 
@@ -118,6 +120,7 @@ class VLAGroupPolicy(GroupPolicy):
         for i in range(len(bev)):
             o = {"bev": np.ascontiguousarray(bev[i]).astype(np.uint8), "ego_state": arrays["ego_state"][i],
                  "command": int(np.asarray(arrays["command"][i]).reshape(-1)[0]), "history": arrays["history"][i]}
+            o.update({k: arrays[k][i] for k in STATE_KEYS if k in arrays})  # EnvConfig.prompt_state's numbers
             out.append(PolicyInput(observation=o, prompt=text_prompt(o)))
         return out
 
