@@ -43,7 +43,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from envs.prompt_state import PROMPT_STATES, ego_velocity, state_text, visible_agents
+from envs.prompt_state import check_prompt_options, ego_velocity, state_text, visible_agents
 from envs.render import BEVConfig, BEVRenderer
 from envs.scenes.scene import Scene
 from envs.spaces import EGO_STATE_HIGH, EGO_STATE_LOW, HISTORY_RANGE
@@ -186,12 +186,7 @@ class ObservationConfig:
     def __post_init__(self) -> None:
         if self.bev is not None and not isinstance(self.bev, BEVConfig):
             raise ValueError(f"ObservationConfig.bev: expected a BEVConfig or None, got {type(self.bev).__name__}")
-        if self.prompt_state not in PROMPT_STATES:
-            raise ValueError(f"ObservationConfig.prompt_state: expected one of {PROMPT_STATES}, got "
-                             f"{self.prompt_state!r}")
-        if isinstance(self.prompt_agents, bool) or not isinstance(self.prompt_agents, (int, np.integer)) \
-                or self.prompt_agents < 1:
-            raise ValueError(f"ObservationConfig.prompt_agents: expected an int >= 1, got {self.prompt_agents!r}")
+        check_prompt_options("ObservationConfig", self.prompt_state, self.prompt_agents)
         if isinstance(self.history_poses, bool) or not isinstance(self.history_poses, (int, np.integer)) \
                 or self.history_poses < 1:
             raise ValueError(f"ObservationConfig.history_poses: expected an int >= 1, got {self.history_poses!r}")

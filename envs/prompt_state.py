@@ -59,6 +59,15 @@ NO_AGENTS = "no agents in view"
 """What the block says in ``"agents"`` mode when no agent is visible."""
 
 
+def check_prompt_options(owner: str, prompt_state: Any, prompt_agents: Any) -> None:
+    """``ValueError`` naming ``owner.prompt_state`` / ``owner.prompt_agents`` unless they are one of
+    :data:`PROMPT_STATES` and an int >= 1 (the observation's and the CARLA env's configs share the check)."""
+    if prompt_state not in PROMPT_STATES:
+        raise ValueError(f"{owner}.prompt_state: expected one of {PROMPT_STATES}, got {prompt_state!r}")
+    if isinstance(prompt_agents, bool) or not isinstance(prompt_agents, (int, np.integer)) or prompt_agents < 1:
+        raise ValueError(f"{owner}.prompt_agents: expected an int >= 1, got {prompt_agents!r}")
+
+
 def _round(values: np.ndarray, decimals: int, bound: float) -> np.ndarray:
     """Clip to ``+-bound``, round to ``decimals`` (half to even, numpy's rule) and drop negative zeros."""
     return np.round(np.clip(values, -bound, bound), decimals) + 0.0

@@ -193,14 +193,9 @@ class CarlaEnvConfig:
         names = [c.name for c in self.cameras]
         if len(set(names)) != len(names):
             raise ValueError(f"CarlaEnvConfig.cameras: duplicate names {names}")
-        from envs.prompt_state import PROMPT_STATES
+        from envs.prompt_state import check_prompt_options
 
-        if self.prompt_state not in PROMPT_STATES:
-            raise ValueError(f"CarlaEnvConfig.prompt_state: expected one of {PROMPT_STATES}, got "
-                             f"{self.prompt_state!r}")
-        if isinstance(self.prompt_agents, bool) or not isinstance(self.prompt_agents, (int, np.integer)) \
-                or self.prompt_agents < 1:
-            raise ValueError(f"CarlaEnvConfig.prompt_agents: expected an int >= 1, got {self.prompt_agents!r}")
+        check_prompt_options("CarlaEnvConfig", self.prompt_state, self.prompt_agents)
 
     @property
     def observation(self) -> ObservationConfig:
