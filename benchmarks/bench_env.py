@@ -119,7 +119,11 @@ policy, session            base ``default``            envspeed ``default``     
 within the noise of ``default``, as it should be: the two now do the same work per step. Session 2's ``default, log
 cached`` row, envspeed log: 30.6x.) The random-action target (15x) is met in both sessions; the log-replay target
 (30x) is not (25-26x; the same base code measured 21.6x on a quiet machine and 11.6-15.4x here, so load depresses
-our ratio more than highway-env's, and a quiet run may land nearer 30x; not measured). What a step costs now (``--configs default``
+our ratio more than highway-env's). **Quiet machine** (2026-12-07 02:48-02:51 UTC, load average 1.0, nothing
+else running, the same command at de7045e): ``default`` 1989 steps/s, **32.1x** [32.1x] with log replay, 1953
+steps/s, **32.9x** [32.9x] with random actions (``state-only`` 45.6x / 47.1x, ``vector-map`` 22.2x / 22.2x,
+``ref-none`` 31.3x / 31.1x): both of issue 31's targets (30x log, 15x random) are met with the default config on a
+quiet machine. What a step costs now (``--configs default``
 breakdown, CPU time, loaded): the BEV render about a quarter, the scorer's ``score_states`` about 15 %, then the
 frame checks, the track advance, the episode metrics and the tracker's simulation at 4-8 % each, and the
 observation's other parts, info and step logic spread over the rest. Where the EP terms are read every step

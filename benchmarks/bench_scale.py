@@ -23,6 +23,12 @@ depend on what else the machine runs: per vector step the driver's CPU time (sen
 worker's (``RayVecEnv.worker_cpu_times``); for mining the serial run's CPU time over the busiest worker's. It is the
 speed-up when each process has a core of its own.
 
+Measured 2026-12-07 02:51 UTC on a **quiet** machine (load average 1.0, nothing else running), same command:
+plain env steps DummyVecEnv 552.6 / Ray 1 worker 248.1 / 2 workers 325.7 env steps/s (wall 1.31x, CPU critical path
+1.63x); GRPO steps 438.4 / 162.7 / 222.8 (1.37x, 1.69x); mining 96 scenes serial 16.50 scenes/s, 2 workers 27.02
+(1.64x wall, 1.70x CPU critical path); outputs equal to the serial / DummyVecEnv runs. The env step got cheaper
+(``envs.sim.terms.DeferredTerms``), so the actor round trip now costs more than the step it carries.
+
 Measured 2026-12-06 23:28 UTC, 2 CPU cores **shared with other engineers' processes** (load average 7.9 at the start,
 6.7 at the end: our processes got a fraction of the two cores, so the wall-clock numbers say more about the load than
 about Ray), Ray 2.60, CPU torch::
