@@ -497,7 +497,7 @@ class ReplayEnv(gym.Env):
                 scored = reward_terms(result, cfg.pdm, cfg.reward, ep_terms=False)
                 deferred = functools.partial(_ep_terms, result, base, cfg.pdm, cfg.reward)
             else:
-                scored = self._score(scene, problem, states)
+                scored = self._score_from(problem, states, base)  # the base chosen above, once
             terms.update({name: float(scored[name][0]) for name in REWARD_TERMS})
             collision, agent = bool(scored["is_collision"][0]), int(scored["colliding_agent_id"][0])
         else:  # the scoring problem is built at flush time
@@ -726,9 +726,13 @@ class ReplayEnv(gym.Env):
     def _score(self, scene: Scene, problem: ScoringProblem, states: np.ndarray) -> dict[str, np.ndarray]:
         """Reward terms of simulated states ``(G, 41, 7)`` at ``problem`` of ``scene`` (EP normaliser per
         ``config.reference``)."""
+        return self._score_from(problem, states, self._reference_base(scene, problem))
+
+    def _score_from(self, problem: ScoringProblem, states: np.ndarray,
+                    base: ScoringProblem | None) -> dict[str, np.ndarray]:
+        """:meth:`_score` with the reference base already chosen (:meth:`_reference_base`)."""
         cfg = self.config
         ref_progress = safe = None
-        base = self._reference_base(scene, problem)
         if base is not None:
             ref_progress = reference_for(base, cfg.pdm).masked_progress
             safe = safe_progress_for(base, cfg.pdm).progress
