@@ -374,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-scenes", type=int, default=200, help="bank scenes to mine and audit")
     parser.add_argument("--seed", type=int, default=7, help="bank seed (also the explanation seed)")
     parser.add_argument("--margin", type=float, default=None, help="clearance margin [m] (default: VerifyConfig's)")
+    parser.add_argument("--near-miss-rule", choices=("ttc", "clearance"), default="ttc",
+                        help="which near-misses become pairs (MinerConfig.near_miss_rule; env=world_v2 mines with clearance)")
     parser.add_argument("--clearance-over", default=None,
                         help="comma-separated realisations the margin applies to (tracked,raw_poses,closed_loop)")
     parser.add_argument("--outcomes", choices=("collision", "varied"), default="collision",
@@ -419,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from envs.scenes.bank import ScenarioBank
 
-    config = MinerConfig(seed=args.seed)
+    config = MinerConfig(seed=args.seed, near_miss_rule=args.near_miss_rule)
     if args.margin is not None:
         config = replace(config, verify=replace(config.verify, clearance_margin=args.margin))
     if args.clearance_over:

@@ -4,7 +4,7 @@ Usage::
 
     python -m counterfactual.mine --source bank --num-scenes 100 --seed 0 --out outputs/pairs.parquet \\
         [--lead-times 1,2,3] [--scenario-types rear_end,cut_in] [--deepaccident-root PATH --split train] \\
-        [--backend serial|ray --workers N [--ray-address auto|HOST:PORT]]
+        [--near-miss-rule ttc|clearance] [--backend serial|ray --workers N [--ray-address auto|HOST:PORT]]
 
 ``--backend ray`` mines scene shards on Ray tasks, ``--workers`` at once, on a local Ray or the cluster at
 ``--ray-address`` (:mod:`counterfactual.distributed`): the same pairs file, row for row, as the serial run.
@@ -25,7 +25,7 @@ from typing import Any, Iterator, Sequence
 
 from counterfactual.dataset import collect_provenance, write_anchor_pairs
 from counterfactual.distributed import MINE_BACKENDS, mine_source, stats_and_pairs
-from counterfactual.miner import MinerConfig
+from counterfactual.miner import NEAR_MISS_RULES, MinerConfig
 from envs.scenes.scene import Scene
 from envs.scenes.sources import Origin, SceneSource, SourceError, open_source
 
@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deepaccident-root", default=None, help="DeepAccident root folder (for --source deepaccident)")
     p.add_argument("--split", default="train", help="DeepAccident split")
     p.add_argument("--lead-times", type=_floats, default=(1.0, 2.0, 3.0), help="seconds before contact, e.g. 1,2,3")
+    p.add_argument("--near-miss-rule", choices=NEAR_MISS_RULES, default="ttc",
+                   help="which near-misses become pairs (MinerConfig.near_miss_rule): ttc (default) or clearance (a pass "
+                        "closer than the clearance margin a positive must keep)")
     p.add_argument("--out", default="outputs/pairs.parquet", help="output parquet file (written atomically)")
     p.add_argument("--no-progress", action="store_true", help="disable the progress bar")
     p.add_argument("--backend", choices=MINE_BACKENDS, default="serial",
@@ -95,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"--workers: expected >= 1, got {args.workers}")
     if args.backend == "serial" and (args.workers != 1 or args.ray_address):
         raise SystemExit("--workers / --ray-address need --backend ray")
-    config = MinerConfig(seed=args.seed)
+    config = MinerConfig(seed=args.seed, near_miss_rule=args.near_miss_rule)
     config = replace(config, moments=replace(config.moments, lead_times=args.lead_times))
     source = open_scenes(args)
     start = time.perf_counter()

@@ -7,7 +7,11 @@ For every risky moment (:func:`counterfactual.mining.find_risk_moments`) and eac
    and, for scenes with a map, the PDM-Closed-like reference trajectory (:func:`rewards.scorer.reference_for`);
 3. all of them are scored in **one** :func:`rewards.scorer.score_group` call from the logged state at ``t``;
 4. a negative that passes the scorer check (NC = TTC = DAC = DDC = 1 and no contact) is no negative: the decision
-   frame is skipped and counted (``negative_verified_safe``);
+   frame is skipped and counted (``negative_verified_safe``); with ``MinerConfig.near_miss_rule="clearance"`` it is
+   still a negative when it keeps less than the verification's clearance margin to an agent (step 5's check (d), the
+   bar every positive must clear): a near-miss the scorer does not see (its TTC projects the ego only 1 s ahead at
+   constant velocity) but that no positive would be allowed to drive; the frame is skipped as
+   ``negative_verified_safe`` only when it clears the margin too;
 5. every candidate is verified as it will be executed (:func:`counterfactual.verify.verify_candidates`: raw poses,
    closed-loop following, clearance margin, no oncoming lane; one batch per decision frame);
 6. the positive is chosen by :func:`counterfactual.search.choose_positive` (least intervention first), or the pair
@@ -18,6 +22,7 @@ For every risky moment (:func:`counterfactual.mining.find_risk_moments`) and eac
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -43,6 +48,10 @@ from envs.sim.scoring import problem_from_scene, trajectory_from_log
 from rewards.config import PDMConfig
 
 
+NEAR_MISS_RULES = ("ttc", "clearance")
+"""Values of :attr:`MinerConfig.near_miss_rule`."""
+
+
 @dataclass(frozen=True)
 class MinerConfig:
     """Everything the miner needs; every part is documented in its own module."""
@@ -63,8 +72,19 @@ class MinerConfig:
     """EP normalisation reference passed to ``score_group``."""
     seed: int = 0
     """Base seed of the explanation templates (each record mixes in its scene id, frame and agent)."""
+    near_miss_rule: str = "ttc"
+    """Which near-misses become pairs. ``"ttc"`` (default): near-misses from the projected-TTC trigger
+    (:mod:`counterfactual.mining`), and only a driven trajectory that fails the scorer check is a negative; near-miss
+    moments then rarely yield a pair (the scorer's TTC looks 1 s ahead at constant velocity: a close pass usually
+    passes it). ``"clearance"``: the clearance margin a positive must keep (``verify.clearance_margin``) defines a
+    near-miss on both sides: the gap trigger (``MomentConfig.near_miss_gap`` = the margin, unless set) reports agents
+    that pass closer than it, and a driven trajectory that passes the scorer check but keeps less than the margin to
+    an agent (over ``verify.clearance_over``) is a negative too."""
 
     def __post_init__(self) -> None:
+        if self.near_miss_rule not in NEAR_MISS_RULES:
+            raise ValueError(f"MinerConfig.near_miss_rule: expected one of {list(NEAR_MISS_RULES)}, "
+                             f"got {self.near_miss_rule!r}")
         if self.search.keep_lane_tolerance != self.labels.swerve_threshold:
             raise ValueError(
                 f"MinerConfig: search.keep_lane_tolerance ({self.search.keep_lane_tolerance} m) must equal "
@@ -140,9 +160,12 @@ def mine_moment(
     negative = cands.trajectories[0]
     arrays = result_arrays(result)
     has_map = scene.map is not None
-    if scorer_check(arrays, has_map, config.search.require_no_contact)[0]:
+    passes_scorer = bool(scorer_check(arrays, has_map, config.search.require_no_contact)[0])
+    if passes_scorer and config.near_miss_rule != "clearance":
         return "negative_verified_safe"
     verification = verify_candidates(scene, problem, cands.trajectories, arrays, config.pdm, config.verify)
+    if passes_scorer and bool(verification.clearance[0]):
+        return "negative_verified_safe"  # it clears the margin a positive must keep: no negative
     sel = choose_positive(cands, arrays, has_map, config.pdm, config.search, verification)
     positive = None if sel.index is None else cands.trajectories[sel.index]
     seed = record_seed(config.seed, scene.scene_id, t, moment.agent_id)
@@ -180,11 +203,19 @@ def mine_moment(
     )
 
 
+def moment_config(config: MinerConfig) -> MomentConfig:
+    """The moment detection ``config`` implies: ``config.moments``, with the gap trigger at the clearance margin
+    under ``near_miss_rule="clearance"`` (unless ``moments.near_miss_gap`` is set)."""
+    if config.near_miss_rule == "clearance" and config.moments.near_miss_gap == 0:
+        return dataclasses.replace(config.moments, near_miss_gap=float(config.verify.clearance_margin))
+    return config.moments
+
+
 def mine_scene(scene: Scene, config: MinerConfig = MinerConfig(),
                origin: "Origin | Mapping[str, Any] | None" = None) -> SceneMining:
     """All anchor pairs of one scene (see the module docstring)."""
     out = SceneMining(scene.scene_id, scene.meta.scenario_type)
-    out.moments = find_risk_moments(scene, config.moments)
+    out.moments = find_risk_moments(scene, moment_config(config))
     for moment in out.moments:
         if not moment.decision_frames:
             continue

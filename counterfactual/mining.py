@@ -13,7 +13,12 @@ Detection is independent of the scene's meta data and of the scorer:
   ``near_miss_closing_speed``; agents behind the ego (bearing beyond ``rear_exclusion_deg``) are skipped unless
   ``include_rear`` (the ego cannot be blamed for a car approaching from behind). Consecutive such frames of one
   agent form one event, kept when it lasts ``near_miss_min_duration``; its *projected contact* is ``frame + TTC``
-  at the frame of the smallest TTC.
+  at the frame of the smallest TTC. With ``near_miss_gap > 0`` (opt-in) a second trigger: an agent whose box comes
+  closer to the ego box than ``near_miss_gap`` [m] without contact, while the ego moves and the agent is not behind
+  it (as above), is a near-miss too when the TTC trigger did not report that agent: its event and *contact* frame is
+  the frame of closest approach (``detected_by="gap"``; ``min_ttc`` the projected TTC there, ``inf`` when none). It
+  sees passing near-misses the TTC projection misses (an agent that crosses or brakes, closing slower than
+  ``near_miss_closing_speed``).
 
 Decision frames are ``contact_frame - round(lead / dt)`` for each lead time, kept when ``t >= min_history / dt``
 (for rollouts also ``t >=`` the rollout's first recorded frame),
@@ -33,7 +38,7 @@ from counterfactual.projection import closing_speed, path_poses, projection_time
 from envs.scenes.rollout import find_collisions
 from envs.scenes.scene import Scene
 from envs.scenes.sources import Origin, origin_from_dict, scene_origin
-from rewards.geometry import rear_axle_to_center
+from rewards.geometry import box_corners, box_distance, rear_axle_to_center, vehicle_corners
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,8 @@ class MomentConfig:
     """Mine only the scene's first collision (later contacts happen after a crash)."""
     use_meta: bool = True
     """Also mine a collision the meta data reports when the boxes never overlap."""
+    near_miss_gap: float = 0.0
+    """Box-to-box gap [m] below which a non-colliding agent makes a near-miss (the gap trigger above); 0: off."""
 
     def __post_init__(self) -> None:
         if not self.lead_times or any(not (lt > 0 and math.isfinite(lt)) for lt in self.lead_times):
@@ -71,6 +78,8 @@ class MomentConfig:
         for name in ("near_miss_ttc", "cv_step", "horizon"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"MomentConfig.{name}: must be > 0, got {getattr(self, name)!r}")
+        if not (math.isfinite(self.near_miss_gap) and self.near_miss_gap >= 0):
+            raise ValueError(f"MomentConfig.near_miss_gap: must be >= 0 [m] (0: off), got {self.near_miss_gap!r}")
         if self.min_history < 0:
             raise ValueError(f"MomentConfig.min_history: must be >= 0, got {self.min_history!r}")
 
@@ -87,7 +96,7 @@ class RiskMoment:
         event_frame: frame the event was seen at (= contact frame for collisions; the min-TTC frame for near-misses).
         min_ttc: 0 for collisions, the smallest projected TTC [s] for near-misses.
         closing_speed: closing speed at the event frame [m/s].
-        detected_by: ``"geometry"``, ``"meta"`` or ``"geometry+meta"`` (collisions); ``"path_ttc"`` (near-misses).
+        detected_by: ``"geometry"``, ``"meta"`` or ``"geometry+meta"`` (collisions); ``"path_ttc"`` or ``"gap"`` (near-misses).
         meta_collision_frame: the meta data's collision frame, if any.
         decision_frames: kept decision frames, one per usable lead time (ascending).
         lead_times: the lead time [s] of each decision frame.
@@ -222,10 +231,14 @@ def find_risk_moments(scene: Scene, config: MomentConfig = MomentConfig()) -> li
         cond &= np.abs(_bearing_deg(scene)) <= config.rear_exclusion_deg
     if first_contact is not None:
         cond[:, first_contact:] = False
+    behind_ok = np.ones(ttc.shape, dtype=bool) if config.include_rear else \
+        np.abs(_bearing_deg(scene)) <= config.rear_exclusion_deg
+    reported: set[int] = set()
     for n in range(scene.num_agents):
         agent = int(scene.agent_ids[n])
         if agent in colliding or not cond[n].any():
             continue
+        reported.add(agent)
         idx = np.flatnonzero(cond[n])
         runs = np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1)
         for run in runs:
@@ -250,7 +263,35 @@ def find_risk_moments(scene: Scene, config: MomentConfig = MomentConfig()) -> li
                     dropped_leads=dropped,
                 )
             )
+    if config.near_miss_gap > 0 and scene.num_agents:
+        moments += _gap_near_misses(scene, config, colliding | reported, moving[None] & behind_ok, first_contact,
+                                    ttc, closing, meta_frame)
     return moments
+
+
+def _gap_near_misses(scene: Scene, config: MomentConfig, skip: set[int], allowed: np.ndarray,
+                     first_contact: int | None, ttc: np.ndarray, closing: np.ndarray,
+                     meta_frame: int | None) -> list[RiskMoment]:
+    """The gap trigger (module docstring): one near-miss per agent not in ``skip`` whose smallest box gap to the ego
+    over the frames ``allowed`` ``(N, T)`` (ego moving, agent not behind, valid, before ``first_contact``) is in
+    ``(0, near_miss_gap)`` [m]; its contact frame is the frame of that gap."""
+    ego = vehicle_corners(scene.ego_poses, scene.ego_params)  # (T, 4, 2)
+    agents = box_corners(scene.agent_poses, scene.agent_sizes[:, None, 0], scene.agent_sizes[:, None, 1])
+    gaps = np.where(allowed & scene.agent_valid, box_distance(ego[None], agents), np.inf)  # (N, T) [m]
+    if first_contact is not None:
+        gaps[:, first_contact:] = np.inf
+    out = []
+    for n in range(scene.num_agents):
+        agent = int(scene.agent_ids[n])
+        ev = int(np.argmin(gaps[n]))
+        if agent in skip or not 0.0 < gaps[n, ev] < config.near_miss_gap:
+            continue
+        frames, leads, dropped = decision_frames(scene, ev, first_contact, config)
+        out.append(RiskMoment(
+            scene_id=scene.scene_id, kind="near_miss", agent_id=agent, contact_frame=ev, event_frame=ev,
+            min_ttc=float(ttc[n, ev]), closing_speed=float(closing[n, ev]), detected_by="gap",
+            meta_collision_frame=meta_frame, decision_frames=frames, lead_times=leads, dropped_leads=dropped))
+    return out
 
 
 # ------------------------------------------------------------------------------------------- observation refs

@@ -189,9 +189,18 @@ class MineConfig:
     the cluster of ``env.ray_address``, else a local Ray); the pairs are the serial run's, in the same order."""
     workers: int = 2
     """``backend=ray``: shards mined at once (one CPU each)."""
+    near_miss_rule: str = "ttc"
+    """Which near-misses become anchor pairs (:attr:`counterfactual.miner.MinerConfig.near_miss_rule`): ``ttc``
+    (default: only a scorer failure makes a negative; near-miss moments rarely yield a pair) or ``clearance`` (a
+    pass closer than the clearance margin every positive must keep is a near-miss and its driven trajectory a
+    negative; ``env=world_v2`` sets it)."""
 
     def __post_init__(self) -> None:
         from counterfactual.distributed import MINE_BACKENDS
+        from counterfactual.miner import NEAR_MISS_RULES
+
+        if self.near_miss_rule not in NEAR_MISS_RULES:
+            raise ValueError(f"mine.near_miss_rule: expected one of {list(NEAR_MISS_RULES)}, got {self.near_miss_rule!r}")
 
         if self.backend not in MINE_BACKENDS:
             raise ValueError(f"mine.backend: expected one of {list(MINE_BACKENDS)}, got {self.backend!r}")
@@ -321,7 +330,7 @@ def register_configs() -> None:
     cs.store(name="base_config", node=RunConfig)
     cs.store(group="env", name="bank", node=SourceConfig)
     cs.store(group="env", name="world_v2", package="_global_",
-             node={"env": WORLD_V2})
+             node={"env": WORLD_V2, "mine": {"near_miss_rule": "clearance"}})
     cs.store(group="env", name="deepaccident", node=DeepAccidentSourceConfig)
     cs.store(group="env", name="carla", node=CarlaSourceConfig)
     for name in agent_names():

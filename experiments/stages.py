@@ -135,7 +135,7 @@ def mine(ctx: Context) -> dict[str, Any]:
 
     train, held, _ = sources(ctx)
     backend, workers = str(ctx.cfg.mine.backend), int(ctx.cfg.mine.workers)
-    config = MinerConfig(seed=int(ctx.cfg.seed))
+    config = MinerConfig(seed=int(ctx.cfg.seed), near_miss_rule=str(ctx.cfg.mine.near_miss_rule))
     config = dataclasses.replace(config, moments=dataclasses.replace(
         config.moments, lead_times=tuple(float(x) for x in ctx.cfg.mine.lead_times)))
     outputs: dict[str, Any] = {}

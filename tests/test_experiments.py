@@ -334,11 +334,15 @@ def test_world_v2_preset_is_the_varied_bank_on_road_families():
 
     from experiments.builders import sources
     from experiments.pipeline import Context
+    from experiments.run import typed_config
 
     cfg = _cfg("env=world_v2", "env.num_scenes=4", "env.eval_num_scenes=4")
     assert cfg.env.name == "bank" and cfg.env.outcomes == "varied" and cfg.env.roads == "families"
     assert _cfg("env=world_v2", "train.sft.label_balance=hazard").train.sft.label_balance == "hazard"
     assert list(cfg.env.eval_road_families) == ["all"] and cfg.env.road_families is None
+    assert cfg.mine.near_miss_rule == "clearance" and _cfg().mine.near_miss_rule == "ttc"  # close passes mined
+    with pytest.raises(SystemExit, match="mine.near_miss_rule"):
+        typed_config(_cfg("mine.near_miss_rule=gap"))
     train, held, text = sources(Context(out=Path("."), cfg=cfg))
     assert "outcome-varied" in text and "parametric road families" in text
     assert "curve" not in train.collection.road_families and "curve" in held.collection.road_families
