@@ -35,6 +35,7 @@ import numpy as np
 from agents.base import Policy, PolicyInput, policy_input
 from agents.baselines import make_baseline
 from envs.scenes.bank import ScenarioBank
+from envs.prompt_state import PROMPT_STATES
 from envs.replay_env import EnvConfig, ReplayEnv
 from envs.sim.reward import REWARD_KINDS, RewardConfig
 from envs.wrappers import NormalizedTrajectoryAction, kinematic_trajectories
@@ -50,6 +51,9 @@ class SB3Policy(Policy):
         action, _ = self.model.predict(dict(inp.observation), deterministic=True)
         return kinematic_trajectories(action, self.wrapper.max_speed, self.wrapper.max_yaw_rate).astype(np.float32)
 
+
+DEFAULT_PROMPT_STATE = "none"
+"""``--prompt-state``'s default (module docstring, "What PPO sees")."""
 
 TERMINATION_REASONS = ("collision", "offroad", "time_limit", "route_end")
 """The closed-loop :class:`~envs.replay_env.ReplayEnv`'s ``info["termination_reason"]`` values of an ended episode."""
@@ -82,7 +86,18 @@ def evaluate(policy: Policy, env: ReplayEnv, seed: int = 0) -> tuple[dict[str, f
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--minutes", type=float, default=5.0, help="training wall-clock budget [min]")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, default=None,
+                        help="training wall-clock budget [min] (default 5 unless --steps is given)")
+    budget.add_argument("--steps", type=int, default=None,
+                        help="training budget in env steps instead of minutes (independent of the machine's load)")
+    p.add_argument("--n-steps", type=int, default=2048,
+                   help="PPO's rollout length per update (SB3's default 2048; smaller only for smoke tests)")
+    p.add_argument("--prompt-state", default=DEFAULT_PROMPT_STATE, choices=PROMPT_STATES,
+                   help="what PPO's state-only observation adds (EnvConfig.prompt_state, envs.prompt_state): none, "
+                        "the ego's velocity, or also the K nearest visible agents (K, 6)")
+    p.add_argument("--prompt-agents", type=int, default=EnvConfig().prompt_agents,
+                   help="K, the agents in the observation with --prompt-state agents (EnvConfig.prompt_agents)")
     p.add_argument("--train-scenes", type=int, default=64)
     p.add_argument("--train-bank-seed", "--train-seed", dest="train_seed", type=int, default=1000,
                    help="bank seed of the training scenes")
@@ -98,18 +113,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="PPO's seed (initialisation, action sampling, training resets)")
     p.add_argument("--eval-reset-seed", type=int, default=0, help="evaluation episodes reset with seed + scene index")
     args = p.parse_args(argv)
+    if args.steps is not None and args.steps < 1:
+        p.error(f"--steps: expected an int >= 1, got {args.steps}")
+    if args.minutes is not None and not args.minutes > 0:
+        p.error(f"--minutes: expected a positive number, got {args.minutes}")
+    if args.n_steps < 2:
+        p.error(f"--n-steps: expected an int >= 2, got {args.n_steps}")
 
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
 
     torch.set_num_threads(1)
-    config = EnvConfig(bev=None, reward={"reward_score": args.reward_score, "kind": args.reward_kind,
-                                         "min_speed_penalty": args.min_speed_penalty})
+    try:
+        config = EnvConfig(bev=None, reward={"reward_score": args.reward_score, "kind": args.reward_kind,
+                                             "min_speed_penalty": args.min_speed_penalty},
+                           prompt_state=args.prompt_state, prompt_agents=args.prompt_agents)
+    except ValueError as exc:
+        p.error(str(exc))
     train_env = NormalizedTrajectoryAction(
         ReplayEnv(ScenarioBank(args.train_scenes, seed=args.train_seed), "closed_loop", config))
 
-    class Budget(BaseCallback):
+    class Clock(BaseCallback):
+        """Stops training at the deadline (the rollout in progress then is not trained on)."""
+
         def __init__(self, seconds: float) -> None:
             super().__init__()
             self.deadline = time.monotonic() + seconds
@@ -117,12 +144,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         def _on_step(self) -> bool:
             return time.monotonic() < self.deadline
 
-    model = PPO("MultiInputPolicy", train_env, seed=args.seed, device="cpu", verbose=0)
+    model = PPO("MultiInputPolicy", train_env, n_steps=args.n_steps, seed=args.seed, device="cpu", verbose=0)
     start = time.perf_counter()
-    model.learn(total_timesteps=10**9, callback=Budget(60.0 * args.minutes), progress_bar=False)
+    if args.steps is not None:  # whole rollouts: the first multiple of n_steps >= --steps
+        model.learn(total_timesteps=args.steps, progress_bar=False)
+        budget = f"--steps {args.steps}"
+    else:
+        minutes = 5.0 if args.minutes is None else args.minutes
+        model.learn(total_timesteps=10**9, callback=Clock(60.0 * minutes), progress_bar=False)
+        budget = f"--minutes {minutes:g}"
     wall = time.perf_counter() - start
-    print(f"PPO (SB3 defaults, MultiInputPolicy, RL seed {args.seed}): {model.num_timesteps} env steps in "
-          f"{wall:.0f} s, reward {args.reward_kind} ({args.reward_score}, min_speed_penalty {args.min_speed_penalty}), "
+    observed = args.prompt_state + (f" (K = {args.prompt_agents})" if args.prompt_state == "agents" else "")
+    print(f"PPO (SB3 defaults, MultiInputPolicy, n_steps {args.n_steps}, RL seed {args.seed}): "
+          f"{model.num_timesteps} env steps in {wall:.0f} s ({budget}), prompt state {observed}, "
+          f"reward {args.reward_kind} ({args.reward_score}, min_speed_penalty {args.min_speed_penalty}), "
           f"{args.train_scenes} SYNTHETIC training scenes (bank seed {args.train_seed})")
 
     eval_env = ReplayEnv(ScenarioBank(args.eval_scenes, seed=args.eval_seed), "closed_loop",
