@@ -84,7 +84,16 @@ def evaluate(policy: Policy, env: ReplayEnv, seed: int = 0) -> tuple[dict[str, f
     return {k: float(np.mean(v)) for k, v in rows.items()}, reasons
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def env_config(args: argparse.Namespace) -> EnvConfig:
+    """The env PPO trains and is evaluated on: the state-only observation (``bev=None``) with ``--prompt-state`` /
+    ``--prompt-agents``, the run's reward; ``ValueError`` naming the ``EnvConfig`` field at fault."""
+    return EnvConfig(bev=None, reward={"reward_score": args.reward_score, "kind": args.reward_kind,
+                                       "min_speed_penalty": args.min_speed_penalty},
+                     prompt_state=args.prompt_state, prompt_agents=args.prompt_agents)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's command line (module docstring)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, default=None,
@@ -112,6 +121,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rl-seed", "--seed", dest="seed", type=int, default=0,
                    help="PPO's seed (initialisation, action sampling, training resets)")
     p.add_argument("--eval-reset-seed", type=int, default=0, help="evaluation episodes reset with seed + scene index")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         p.error(f"--steps: expected an int >= 1, got {args.steps}")
@@ -126,9 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     try:
-        config = EnvConfig(bev=None, reward={"reward_score": args.reward_score, "kind": args.reward_kind,
-                                             "min_speed_penalty": args.min_speed_penalty},
-                           prompt_state=args.prompt_state, prompt_agents=args.prompt_agents)
+        config = env_config(args)
     except ValueError as exc:
         p.error(str(exc))
     train_env = NormalizedTrajectoryAction(
