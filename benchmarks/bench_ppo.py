@@ -1,14 +1,27 @@
 """Does default SB3 PPO learn to drive, or to stand still? (a benchmark: trains, prints a table, asserts nothing)
 
-Trains SB3 PPO with default hyperparameters (``MultiInputPolicy``) for a fixed wall-clock budget on the closed-loop
-replay env (state-only observation, the default reward: progress first, ``--reward-kind score`` for the SP-PDMS
-score; actions normalised by
-:class:`envs.wrappers.NormalizedTrajectoryAction`) over SYNTHETIC bank scenes, then evaluates it closed loop on
-held-out scenes (another bank seed) beside the trivial and reference policies::
+Trains SB3 PPO with default hyperparameters (``MultiInputPolicy``) for a fixed wall-clock or env-step budget on the
+closed-loop replay env (state-only observation, the default reward: progress first, ``--reward-kind score`` for the
+SP-PDMS score; actions normalised by :class:`envs.wrappers.NormalizedTrajectoryAction`) over SYNTHETIC bank scenes,
+then evaluates it closed loop on held-out scenes (another bank seed) beside the trivial and reference policies::
 
     python -m benchmarks.bench_ppo --minutes 5                                        # progress first (default)
     python -m benchmarks.bench_ppo --minutes 5 --reward-kind score                    # the SP-PDMS score per step
     python -m benchmarks.bench_ppo --minutes 5 --reward-kind score --reward-score pdms  # NAVSIM's EP: stand still
+    python -m benchmarks.bench_ppo --steps 42000 --prompt-state agents                # the agents in its observation
+
+Budget: ``--minutes M`` (default 5) stops on the clock (the rollout in progress then is not trained on), so the env
+steps PPO gets depend on the machine's load; ``--steps N`` instead trains whole rollouts up to the first multiple of
+``--n-steps`` (SB3's 2048) >= N (``--steps 42000``: 43,008 env steps, 21 updates, about what 5 quiet minutes give),
+so runs compare at equal env steps on a shared machine.
+
+What PPO sees (``--prompt-state``, :attr:`envs.replay_env.EnvConfig.prompt_state`; no BEV): ``none`` (default):
+``ego_state`` (speed [m/s], longitudinal acceleration [m/s^2], yaw rate [rad/s]), the route ``command`` and the ego's
+past poses ``history`` (ego frame [m, m, rad]), no other agent, so it can avoid collisions only by driving slower
+everywhere; ``ego`` adds the ego's body-frame velocity; ``agents`` adds the ``--prompt-agents`` K (default 4) nearest
+agents visible in the default BEV's extent as a ``(K, 6)`` array (valid, class, ego-frame position [m], velocity
+relative to the ego [m/s]; :mod:`envs.prompt_state`), which SB3's ``CombinedExtractor`` flattens beside the other
+entries.
 
 Columns: route completion RC, collision rate, driving score DS (means over episodes), mean speed [m/s] over driven
 frames, share of stopped frames, the mean return, and how the episodes ended (counts of the env's
