@@ -136,3 +136,28 @@ def test_mlp_agent_prompt_state_errors_name_the_field():
         _mlp_cfg("agent.prompt_state=bev")
     with pytest.raises(SystemExit, match=r"agent\.prompt_agents"):
         _mlp_cfg("agent.prompt_state=agents", "agent.prompt_agents=0")
+
+
+def test_mlp_agents_behaviour_cloning_trains_on_the_agents(tmp_path, monkeypatch, one_torch_thread):
+    """BC (the MLP agent's SFT) renders its samples with the agent's prompt state, so the cloned policy reads them."""
+    import agents.rl.bc as bc
+    from counterfactual.dataset import write_anchor_pairs
+    from experiments.pipeline import Context
+    from experiments.registry import get_agent
+
+    seen: list[dict] = []
+    build = bc.build_bc_data
+
+    def spy(*args, **kwargs):
+        data = build(*args, **kwargs)
+        seen.append(data.observations)
+        return data
+
+    monkeypatch.setattr(bc, "build_bc_data", spy)
+    ctx = Context(tmp_path, _mlp_cfg("agent.prompt_state=agents", "agent.prompt_agents=2", "train.expert_frames=2",
+                                     "train.bc.steps=2", "train.bc.batch_size=4"),
+                  outputs={"mine": {"pairs_train": write_anchor_pairs([], tmp_path / "p.parquet")}})
+    out = get_agent("mlp").train_sft(ctx, ["positive"])
+    (observations,) = seen
+    assert observations["agents"].shape[1:] == (2, 6) and observations["agents"][:, :, 0].sum() >= 1
+    assert out["positive"].exists()
