@@ -1,14 +1,37 @@
 """Does default SB3 PPO learn to drive, or to stand still? (a benchmark: trains, prints a table, asserts nothing)
 
-Trains SB3 PPO with default hyperparameters (``MultiInputPolicy``) for a fixed wall-clock budget on the closed-loop
-replay env (state-only observation, the default reward: progress first, ``--reward-kind score`` for the SP-PDMS
-score; actions normalised by
-:class:`envs.wrappers.NormalizedTrajectoryAction`) over SYNTHETIC bank scenes, then evaluates it closed loop on
-held-out scenes (another bank seed) beside the trivial and reference policies::
+Trains SB3 PPO with default hyperparameters (``MultiInputPolicy``) for a fixed wall-clock or env-step budget on the
+closed-loop replay env (state-only observation, the default reward: progress first, ``--reward-kind score`` for the
+SP-PDMS score; actions normalised by :class:`envs.wrappers.NormalizedTrajectoryAction`) over SYNTHETIC bank scenes,
+then evaluates it closed loop on held-out scenes (another bank seed) beside the trivial and reference policies::
 
     python -m benchmarks.bench_ppo --minutes 5                                        # progress first (default)
     python -m benchmarks.bench_ppo --minutes 5 --reward-kind score                    # the SP-PDMS score per step
     python -m benchmarks.bench_ppo --minutes 5 --reward-kind score --reward-score pdms  # NAVSIM's EP: stand still
+    python -m benchmarks.bench_ppo --steps 42000 --prompt-state agents                # the agents in its observation
+
+Budget: ``--minutes M`` (default 5) stops on the clock (the rollout in progress then is not trained on), so the env
+steps PPO gets depend on the machine's load; ``--steps N`` instead trains whole rollouts up to the first multiple of
+``--n-steps`` (SB3's 2048) >= N (``--steps 42000``: 43,008 env steps, 21 updates, about what 5 quiet minutes give),
+so runs compare at equal env steps on a shared machine.
+
+What PPO sees (``--prompt-state``, :attr:`envs.replay_env.EnvConfig.prompt_state`; no BEV): ``none`` (default):
+``ego_state`` (speed [m/s], longitudinal acceleration [m/s^2], yaw rate [rad/s]), the route ``command`` and the ego's
+past poses ``history`` (ego frame [m, m, rad]), no other agent, so it can avoid collisions only by driving slower
+everywhere; ``ego`` adds the ego's body-frame velocity; ``agents`` adds the ``--prompt-agents`` K (default 4) nearest
+agents visible in the default BEV's extent as a ``(K, 6)`` array (valid, class, ego-frame position [m], velocity
+relative to the ego [m/s]; :mod:`envs.prompt_state`), which SB3's ``CombinedExtractor`` flattens beside the other
+entries.
+
+Measured (2026-12-07, fd640c9; ``--steps 42000 --prompt-state {none,agents}``, 43,008 env steps each, three runs in
+parallel on a 2-core machine at load average 14-19, 1,036-1,238 s of training; RC / collision %, episodes ending in
+collision / off road of 24): seeds ``--train-bank-seed 1000 --eval-bank-seed 2000 --rl-seed 0``: none 48.8 / 45.8
+(11 / 3), agents 56.4 / 41.7 (10 / 9); ``3000 / 4000 / 1``: none 54.2 / 37.5 (9 / 0), agents 47.4 / 20.8 (5 / 10);
+``5100 / 5200 / 2``: none 61.0 / 29.2 (7 / 1), agents 62.3 / 20.8 (5 / 9); stand still RC 28.2 / 28.1 / 28.7,
+constant velocity collisions 29.2 / 45.8 / 45.8%. The agents lower PPO's collisions on every seed set but send it off
+the road more often and lower its return; with either observation PPO beats standing still on route and constant
+velocity on collisions on the last two seed sets only, so the default stays ``none`` (README, "PPO with the agents in
+its observation").
 
 Columns: route completion RC, collision rate, driving score DS (means over episodes), mean speed [m/s] over driven
 frames, share of stopped frames, the mean return, and how the episodes ended (counts of the env's
@@ -35,6 +58,7 @@ import numpy as np
 from agents.base import Policy, PolicyInput, policy_input
 from agents.baselines import make_baseline
 from envs.scenes.bank import ScenarioBank
+from envs.prompt_state import PROMPT_STATES
 from envs.replay_env import EnvConfig, ReplayEnv
 from envs.sim.reward import REWARD_KINDS, RewardConfig
 from envs.wrappers import NormalizedTrajectoryAction, kinematic_trajectories
@@ -50,6 +74,9 @@ class SB3Policy(Policy):
         action, _ = self.model.predict(dict(inp.observation), deterministic=True)
         return kinematic_trajectories(action, self.wrapper.max_speed, self.wrapper.max_yaw_rate).astype(np.float32)
 
+
+DEFAULT_PROMPT_STATE = "none"
+"""``--prompt-state``'s default (module docstring, "What PPO sees")."""
 
 TERMINATION_REASONS = ("collision", "offroad", "time_limit", "route_end")
 """The closed-loop :class:`~envs.replay_env.ReplayEnv`'s ``info["termination_reason"]`` values of an ended episode."""
@@ -80,9 +107,29 @@ def evaluate(policy: Policy, env: ReplayEnv, seed: int = 0) -> tuple[dict[str, f
     return {k: float(np.mean(v)) for k, v in rows.items()}, reasons
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def env_config(args: argparse.Namespace) -> EnvConfig:
+    """The env PPO trains and is evaluated on: the state-only observation (``bev=None``) with ``--prompt-state`` /
+    ``--prompt-agents``, the run's reward; ``ValueError`` naming the ``EnvConfig`` field at fault."""
+    return EnvConfig(bev=None, reward={"reward_score": args.reward_score, "kind": args.reward_kind,
+                                       "min_speed_penalty": args.min_speed_penalty},
+                     prompt_state=args.prompt_state, prompt_agents=args.prompt_agents)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's command line (module docstring)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--minutes", type=float, default=5.0, help="training wall-clock budget [min]")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, default=None,
+                        help="training wall-clock budget [min] (default 5 unless --steps is given)")
+    budget.add_argument("--steps", type=int, default=None,
+                        help="training budget in env steps instead of minutes (independent of the machine's load)")
+    p.add_argument("--n-steps", type=int, default=2048,
+                   help="PPO's rollout length per update (SB3's default 2048; smaller only for smoke tests)")
+    p.add_argument("--prompt-state", default=DEFAULT_PROMPT_STATE, choices=PROMPT_STATES,
+                   help="what PPO's state-only observation adds (EnvConfig.prompt_state, envs.prompt_state): none, "
+                        "the ego's velocity, or also the K nearest visible agents (K, 6)")
+    p.add_argument("--prompt-agents", type=int, default=EnvConfig().prompt_agents,
+                   help="K, the agents in the observation with --prompt-state agents (EnvConfig.prompt_agents)")
     p.add_argument("--train-scenes", type=int, default=64)
     p.add_argument("--train-bank-seed", "--train-seed", dest="train_seed", type=int, default=1000,
                    help="bank seed of the training scenes")
@@ -97,19 +144,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rl-seed", "--seed", dest="seed", type=int, default=0,
                    help="PPO's seed (initialisation, action sampling, training resets)")
     p.add_argument("--eval-reset-seed", type=int, default=0, help="evaluation episodes reset with seed + scene index")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
+    if args.steps is not None and args.steps < 1:
+        p.error(f"--steps: expected an int >= 1, got {args.steps}")
+    if args.minutes is not None and not args.minutes > 0:
+        p.error(f"--minutes: expected a positive number, got {args.minutes}")
+    if args.n_steps < 2:
+        p.error(f"--n-steps: expected an int >= 2, got {args.n_steps}")
 
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
 
     torch.set_num_threads(1)
-    config = EnvConfig(bev=None, reward={"reward_score": args.reward_score, "kind": args.reward_kind,
-                                         "min_speed_penalty": args.min_speed_penalty})
+    try:
+        config = env_config(args)
+    except ValueError as exc:
+        p.error(str(exc))
     train_env = NormalizedTrajectoryAction(
         ReplayEnv(ScenarioBank(args.train_scenes, seed=args.train_seed), "closed_loop", config))
 
-    class Budget(BaseCallback):
+    class Clock(BaseCallback):
+        """Stops training at the deadline (the rollout in progress then is not trained on)."""
+
         def __init__(self, seconds: float) -> None:
             super().__init__()
             self.deadline = time.monotonic() + seconds
@@ -117,12 +179,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         def _on_step(self) -> bool:
             return time.monotonic() < self.deadline
 
-    model = PPO("MultiInputPolicy", train_env, seed=args.seed, device="cpu", verbose=0)
+    model = PPO("MultiInputPolicy", train_env, n_steps=args.n_steps, seed=args.seed, device="cpu", verbose=0)
     start = time.perf_counter()
-    model.learn(total_timesteps=10**9, callback=Budget(60.0 * args.minutes), progress_bar=False)
+    if args.steps is not None:  # whole rollouts: the first multiple of n_steps >= --steps
+        model.learn(total_timesteps=args.steps, progress_bar=False)
+        budget = f"--steps {args.steps}"
+    else:
+        minutes = 5.0 if args.minutes is None else args.minutes
+        model.learn(total_timesteps=10**9, callback=Clock(60.0 * minutes), progress_bar=False)
+        budget = f"--minutes {minutes:g}"
     wall = time.perf_counter() - start
-    print(f"PPO (SB3 defaults, MultiInputPolicy, RL seed {args.seed}): {model.num_timesteps} env steps in "
-          f"{wall:.0f} s, reward {args.reward_kind} ({args.reward_score}, min_speed_penalty {args.min_speed_penalty}), "
+    observed = args.prompt_state + (f" (K = {args.prompt_agents})" if args.prompt_state == "agents" else "")
+    print(f"PPO (SB3 defaults, MultiInputPolicy, n_steps {args.n_steps}, RL seed {args.seed}): "
+          f"{model.num_timesteps} env steps in {wall:.0f} s ({budget}), prompt state {observed}, "
+          f"reward {args.reward_kind} ({args.reward_score}, min_speed_penalty {args.min_speed_penalty}), "
           f"{args.train_scenes} SYNTHETIC training scenes (bank seed {args.train_seed})")
 
     eval_env = ReplayEnv(ScenarioBank(args.eval_scenes, seed=args.eval_seed), "closed_loop",

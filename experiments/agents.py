@@ -182,22 +182,35 @@ class MLPAgentConfig(AgentConfig):
     """Observation: ``semantic64`` (64 px semantic BEV, CNN features) or ``none`` (state only)."""
     log_std_init: float = -1.0
     """Initial log-std of the Gaussian (normalised action units)."""
+    prompt_state: str = "none"
+    """Motion as numbers in the observation (:mod:`envs.prompt_state`; behaviour cloning, GRPO, the SB3 PPO baseline
+    and evaluation alike): ``none`` (default, unchanged), ``ego`` (the ego's velocity, ``(2,)``) or ``agents`` (also
+    the ``prompt_agents`` nearest agents visible in the agent's BEV, the default BEV's extent with ``bev=none``,
+    ``(K, 6)``: class, relative position [m] and velocity [m/s]). With ``bev=none`` it gives the state-only
+    policies the other agents (``benchmarks.bench_ppo --prompt-state agents``)."""
+    prompt_agents: int = 4
+    """Agents in the observation with ``prompt_state=agents``."""
 
     def __post_init__(self) -> None:
+        from envs.prompt_state import check_prompt_options
+
         if self.bev not in ("semantic64", "none"):
             raise ValueError(f"agent.bev: expected 'semantic64' or 'none', got {self.bev!r}")
+        check_prompt_options("agent", self.prompt_state, self.prompt_agents)
 
 
 def _mlp_env_config(agent: Any, reward: Any) -> Any:
     from envs.render import BEVConfig
     from envs.replay_env import EnvConfig
 
+    state = {"prompt_state": str(getattr(agent, "prompt_state", "none")),
+             "prompt_agents": int(getattr(agent, "prompt_agents", 4))}
     if agent.bev == "none":
-        return EnvConfig(bev=None, reward=reward)
+        return EnvConfig(bev=None, reward=reward, **state)
     from agents.rl.grpo.policies import MLP_LAYERS
 
     return EnvConfig(bev=BEVConfig(height=64, width=64, meters_per_pixel=1.0, mode="semantic",
-                                   semantic_layers=MLP_LAYERS), reward=reward)
+                                   semantic_layers=MLP_LAYERS), reward=reward, **state)
 
 
 def _mlp_rl_model(ctx: Context, anchors: bool, start: Any) -> Any:
