@@ -12,8 +12,9 @@ fitted on the training split's expert logs + positives) on the SFT sample rows o
 scored with the project's evaluation (:func:`agents.vla.evaluate.language_accuracy`: greedy text parsed and compared
 field by field) on the rows of a held-out bank seed, once with the real BEV and once with a blank (all-zero) BEV.
 ``language`` = mean of the five fields, ``risk`` = risk level, both on all rows (pairs + safe expert decisions;
-the figures measured below predate this and score ``language`` on the pair rows only). The held-out rows are always rendered with the default :class:`agents.sft.data.SampleConfig`
-(``--expert-frames`` changes the training rows only), so every lever is scored on the same rows.
+the figures measured below predate this and score ``language`` on the pair rows only). The held-out rows are always
+rendered with the default :class:`agents.sft.data.SampleConfig` (``--expert-frames`` changes the training rows only),
+so every lever is scored on the same rows.
 
 Levers: ``--aux-weight W`` (auxiliary per-field label loss on the decoder's image tokens,
 :mod:`agents.sft.label_head`), ``--expert-frames N`` (more safe expert decisions per scene in training; stride
