@@ -204,6 +204,15 @@ def test_clis_default_to_the_recorded_prompt_state_and_refuse_another(tmp_path, 
     assert training_prompt_state(None, None, init=folder) == ("agents", 3)
     assert training_prompt_state("none", None, init=folder) == ("none", 3)
     assert training_prompt_state(None, None) == ("none", 4)
+    # the pipeline: a run whose agent.prompt_state differs from the folder it loads is refused, naming both
+    from types import SimpleNamespace
+
+    from experiments.agents import _check_prompt_state
+
+    _check_prompt_state(folder, SimpleNamespace(prompt_state="agents", prompt_agents=3))
+    with pytest.raises(ValueError, match=r"agent.prompt_state / agent.prompt_agents: .* prompt_state 'agents', got "
+                                         r"'none'"):
+        _check_prompt_state(folder, SimpleNamespace(prompt_state="none", prompt_agents=4))
 
 
 def test_grpo_refuses_an_env_that_states_another_prompt(tiny_policy, tmp_path):
