@@ -11,9 +11,10 @@ fitted on the training split's expert logs + positives) on the SFT sample rows o
 (:func:`benchmarks.bench_readability.split_table`: safe expert decisions + the default miner's anchor pairs), then
 scored with the project's evaluation (:func:`agents.vla.evaluate.language_accuracy`: greedy text parsed and compared
 field by field) on the rows of a held-out bank seed, once with the real BEV and once with a blank (all-zero) BEV.
-``language`` = mean of the five fields on the pair rows; ``risk`` = risk level on all rows (pairs + safe expert
-decisions). The held-out rows are always rendered with the default :class:`agents.sft.data.SampleConfig`
-(``--expert-frames`` changes the training rows only), so every lever is scored on the same rows.
+``language`` = mean of the five fields, ``risk`` = risk level, both on all rows (pairs + safe expert decisions;
+the figures measured below predate this and score ``language`` on the pair rows only). The held-out rows are always
+rendered with the default :class:`agents.sft.data.SampleConfig` (``--expert-frames`` changes the training rows only),
+so every lever is scored on the same rows.
 
 Levers: ``--aux-weight W`` (auxiliary per-field label loss on the decoder's image tokens,
 :mod:`agents.sft.label_head`), ``--expert-frames N`` (more safe expert decisions per scene in training; stride

@@ -45,10 +45,12 @@ image-only columns, then the readability ceiling (best image-only vs best with t
 * ``cnn+state``: the small CNN with the prompt features joined before its heads (``--no-cnn`` skips both CNNs).
 
 Scoring is the project's (:func:`agents.vla.evaluate.accuracy_report`, as for the VLA's generated text): each field
-is scored on the **pair** rows (exact match; rows whose true action is ``none`` are left out of ``action``),
-``language`` is the mean of the five fields (:data:`counterfactual.accuracy.LANGUAGE_FIELDS`), ``risk`` is the
-risk level on **all** held-out rows (pairs + safe expert decisions, whose truth is ``none``), and ``no-hazard`` is
-``risk`` on the expert rows alone. Expert rows store ``""`` for agent class, sector and conflict type (the no-hazard
+is scored on **every** held-out row, pairs and expert decisions alike (exact match; rows whose true action is
+``none`` are left out of ``action``), ``language`` is the mean of the five fields
+(:data:`counterfactual.accuracy.LANGUAGE_FIELDS`), ``risk`` is the risk level on all held-out rows, and
+``no-hazard`` is ``risk`` on the expert rows alone. The figures measured below predate that: their fields and
+``language`` were scored on the **pair** rows only (and the majority's language constants fitted on the training
+pair rows). Expert rows store ``""`` for agent class, sector and conflict type (the no-hazard
 label names none): the image predictors learn ``""`` as a class of its own and predicting it counts as the
 no-hazard answer (None), which is wrong on a pair row, exactly as the VLA's no-hazard sentence parses.
 

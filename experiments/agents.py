@@ -136,9 +136,11 @@ def _vla_train_sft(ctx: Context, views: Sequence[str]) -> dict[str, Any]:
         name = f"vla_sft_{view}"
         last = latest_checkpoint(run)
         if last is not None:
+            _check_prompt_state(last, agent)
             policy = VLAPolicy.from_pretrained(last, name=name)
         elif agent.init:
             policy = VLAPolicy.from_pretrained(agent.init, codebook=codebook, lora=bool(agent.lora), name=name)
+            policy.prompt_state = _prompt_state(agent)  # the rows it is fine-tuned on (recorded when saved)
         else:
             policy = VLAPolicy.build(codebook, model_config, _vla_tokenizer_config(agent), name=name)
         result = train_sft(policy, SFTDataset(table, view), run, train_cfg.sft,
@@ -150,9 +152,26 @@ def _vla_train_sft(ctx: Context, views: Sequence[str]) -> dict[str, Any]:
     return outputs
 
 
-def _vla_folder_policy(folder: Any, name: str) -> Any:
+def _prompt_state(agent: Any) -> tuple[str, int]:
+    """``(agent.prompt_state, agent.prompt_agents)`` (defaults for an agent config without them)."""
+    return str(getattr(agent, "prompt_state", "none")), int(getattr(agent, "prompt_agents", 4))
+
+
+def _check_prompt_state(folder: Any, agent: Any) -> None:
+    """``ValueError`` when the policy folder records another prompt state than ``agent.prompt_state`` (the run's
+    env observations and rows state the agent's: :func:`agents.vla.processor.resolve_prompt_state`)."""
+    from agents.vla.processor import resolve_prompt_state
+
+    try:
+        resolve_prompt_state(folder, *_prompt_state(agent))
+    except ValueError as exc:
+        raise ValueError(f"agent.prompt_state / agent.prompt_agents: {exc} (set them to the folder's)") from None
+
+
+def _vla_folder_policy(ctx: Context, folder: Any, name: str) -> Any:
     from agents.vla.policy import VLAPolicy
 
+    _check_prompt_state(folder, ctx.cfg.agent)
     return VLAPolicy.from_pretrained(folder, name=name)
 
 
@@ -294,10 +313,10 @@ def _tb(ctx: Context) -> str | None:
 
 register_agent(Agent(
     name="vla", config=VLAAgentConfig, env_config=_vla_env_config, train_sft=_vla_train_sft,
-    sft_policy=lambda ctx, view, name: _vla_folder_policy(ctx.outputs["sft"][view], name),
+    sft_policy=lambda ctx, view, name: _vla_folder_policy(ctx, ctx.outputs["sft"][view], name),
     rl_model=_vla_rl_model,
     save_rl=lambda ctx, model, method: model.policy.vla.save_pretrained(ctx.path("rl", method, ".keep").parent),
-    rl_policy=lambda ctx, method: _vla_folder_policy(ctx.outputs["grpo"][method], method),
+    rl_policy=lambda ctx, method: _vla_folder_policy(ctx, ctx.outputs["grpo"][method], method),
     label_accuracy=_vla_label_accuracy))
 
 register_agent(Agent(

@@ -8,9 +8,11 @@ same in the sweep folder for every pair of ``evaluate.compare``.
 
 **The statistic.** For each column (:data:`COLUMNS`), each run's value of a method is the results table's: the mean
 over its held-out scenes (PDMS, collision rate, route completion, driving score), the mean over the five label
-fields of each field's mean over the pair decisions (language accuracy), the mean over every decision (risk
-accuracy). The paired difference of a run is ``value(b) - value(a)`` on the same scenes / decisions; the pooled
-difference is its mean over runs (seeds), in percentage points.
+fields of each field's mean over the decisions (language accuracy: every decision row, pairs and expert decisions;
+the pair decisions alone in ``per_scene.jsonl`` files written before that, whose expert records carry no
+``fields``), the mean over every decision (risk accuracy). The paired difference of a run is
+``value(b) - value(a)`` on the same scenes / decisions; the pooled difference is its mean over runs (seeds), in
+percentage points.
 
 **The bootstrap** (percentile interval, vectorised numpy: one ``(B, scenes)`` matrix of multinomial draw counts;
 ``scipy.stats.bootstrap`` resamples observations of equal weight, while here the unit is a *scene* carrying several
@@ -103,7 +105,7 @@ def _sums(records: Sequence[Mapping[str, Any]], column: str) -> dict[str, tuple[
             add(sid, np.array([0.0 if v is None else float(v)]), np.array([0.0 if v is None else 1.0]))
         elif column == "risk_accuracy" and r["unit"] == "decision":
             add(sid, np.array([float(r["risk"])]), np.ones(1))
-        elif column == "language_accuracy" and r["unit"] == "decision" and r["kind"] == "pair" and r["fields"]:
+        elif column == "language_accuracy" and r["unit"] == "decision" and r["fields"]:
             hits = [r["fields"].get(f) for f in LABEL_FIELDS]
             add(sid, np.array([0.0 if h is None else float(h) for h in hits]),
                 np.array([0.0 if h is None else 1.0 for h in hits]))
@@ -115,7 +117,7 @@ def _units(records: Sequence[Mapping[str, Any]], column: str) -> set[str]:
     if column in SCENE_COLUMN:
         return {str(r["scene_id"]) for r in records if r["unit"] == "scene" and r[SCENE_COLUMN[column]] is not None}
     return {str(r["sample_id"]) for r in records if r["unit"] == "decision"
-            and (column == "risk_accuracy" or (r["kind"] == "pair" and r["fields"]))}
+            and (column == "risk_accuracy" or r["fields"])}
 
 
 def _statistic(weights: np.ndarray, num: np.ndarray, den: np.ndarray) -> np.ndarray:

@@ -13,12 +13,15 @@ then one record per line, of two units (values in [0, 1]; ``null`` where not mea
   collision), ``route_completion`` and ``driving_score`` (the episode's);
 * ``"unit": "decision"``: one per (label-stating method or trivial predictor, held-out decision row of
   :mod:`agents.sft.data`): ``method``, ``scene_id``, ``sample_id``, ``kind`` (``pair`` / ``expert``), ``fields``
-  (pair rows: ``{field: 1 right, 0 wrong, null not scored}`` over the five label fields; expert rows: null) and
-  ``risk`` (0 / 1: the stated risk level is right; every row).
+  (``{field: 1 right, 0 wrong, null not scored}`` over the five label fields, on every row: the pair rows against
+  their mined label, the expert rows against the geometry label of their frame; files written before language was
+  scored on every decision row have null here on expert rows, and their table's language accuracy is over the pair
+  rows alone, which the same reading reproduces) and ``risk`` (0 / 1: the stated risk level is right; every row).
 
 The results table's values are means of these records: PDMS, collision rate, route completion and driving score the
-means over scene records (NaN left out); language accuracy the mean over fields of each field's mean over pair rows;
-risk accuracy the mean over every decision row (``tests/test_compare.py`` checks the round trip).
+means over scene records (NaN left out); language accuracy the mean over fields of each field's mean over the
+decision rows that carry ``fields``; risk accuracy the mean over every decision row (``tests/test_compare.py``
+checks the round trip).
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ methods (positive-only SFT, negative-enhanced SFT, SB3 PPO, vanilla GRPO, anchor
 predictors (majority class; scenario-type + lead-time lookup fitted on the training pairs) as rows of their own.
 Columns (:data:`COLUMNS`): open-loop PDMS (NAVSIM v1.1, one decision per held-out scene), closed-loop collision rate,
 route completion and driving score (one episode per held-out scene, :mod:`envs.sim.metrics`), language accuracy and
-risk-prediction accuracy (the label stated in the generated text against the mined label). A cell that does not
+risk-prediction accuracy (the label stated in the generated text against the row's label, both on every held-out
+decision row: the pairs' mined labels and the sampled decisions' geometry labels; the trivial predictors on exactly
+the same rows, :mod:`agents.vla.evaluate`). A cell that does not
 apply is ``n/a`` with the reason in the row's note (a policy that states no label; a trivial predictor that does not
 drive); several seeds give ``mean +- std``. With ``evaluate.blank_bev`` every label-stating row also gets a row
 ``<method> (blank BEV)``: its language / risk accuracy with an all-zero BEV (does it read the scene?).

@@ -142,8 +142,9 @@ def test_accuracy_helpers_and_baselines():
     test = [row("pair", "rear_end", 1.0, "high"), row("pair", "rear_end", 3.0, "low"),
             row("expert", "normal", math.nan, "none")]
     majority, lookup = trivial_baselines(train, test)
-    assert majority.risk_accuracy == pytest.approx(1 / 3)  # "none" everywhere
-    assert majority.fields["risk_level"] == pytest.approx(0.5)  # "low" on pairs
+    assert majority.risk_accuracy == pytest.approx(1 / 3)  # "none" everywhere (3 of the 6 training rows)
+    assert majority.fields["risk_level"] == pytest.approx(1 / 3)  # language fields on every row, as risk
+    assert majority.risk_accuracy_pairs == 0.0
     assert lookup.risk_accuracy == 1.0 and lookup.language_accuracy == 1.0
     perfect = accuracy_report("p", [{k: (v or None) for k, v in r.items()} for r in test], test)
     assert perfect.language_accuracy == 1.0 and perfect.risk_accuracy == 1.0 and perfect.no_hazard_accuracy == 1.0

@@ -18,7 +18,9 @@ the image tokens, :mod:`agents.sft.label_head`), ``--label-monitor-steps N`` / `
 a policy folder or a pretrained VLM in a local folder) with ``--lora`` (LoRA adapters via ``peft``), ``--resume``
 (continue from the latest checkpoint in ``--out``), ``--prepare-only`` (render the sample cache and fit the codebook,
 then exit), ``--eval`` (evaluate the final policy on held-out scenes, :mod:`agents.vla.evaluate`; with
-``--blank-bev`` the labels are also scored on a blank BEV). TensorBoard:
+``--blank-bev`` the labels are also scored on a blank BEV), ``--prompt-state none|ego|agents`` / ``--prompt-agents``
+(motion as numbers in the prompt, :mod:`envs.prompt_state`; recorded in the saved policy folder, which
+``python -m agents.vla.evaluate`` then observes the same way; :func:`training_prompt_state`). TensorBoard:
 ``tensorboard --logdir <out>/runs``.
 
 Data-parallel on N GPUs (or N CPU processes; see :mod:`agents.sft.trainer`): render the cache once, then launch
@@ -95,10 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-num-scenes", type=int, default=40, help="held-out bank scenes")
     p.add_argument("--eval-seed", type=int, default=1000, help="held-out bank seed")
     p.add_argument("--eval-pairs", default=None, help="held-out pairs (default: mined on the fly)")
-    p.add_argument("--prompt-state", choices=("none", "ego", "agents"), default="none",
+    p.add_argument("--prompt-state", choices=("none", "ego", "agents"), default=None,
                    help="motion as numbers in the prompt (envs.prompt_state): training rows, tokenizer corpus and "
-                        "--eval alike")
-    p.add_argument("--prompt-agents", type=int, default=4, help="agents stated with --prompt-state agents")
+                        "--eval alike; recorded in the saved policy folder (default: none, or the state recorded "
+                        "in the --resume checkpoint / --init policy folder; --resume with another is an error)")
+    p.add_argument("--prompt-agents", type=int, default=None,
+                   help="agents stated with --prompt-state agents (default: 4, or the recorded number)")
     p.add_argument("--no-progress", action="store_true", help="disable progress bars")
     return p
 
@@ -136,6 +140,21 @@ def codebook_for(pairs: Sequence[Any], cache_dir: str | Path, *, path: str | Pat
     return book
 
 
+def training_prompt_state(prompt_state: str | None, prompt_agents: int | None, resume: Any = None,
+                          init: Any = None) -> tuple[str, int]:
+    """``(prompt_state, prompt_agents)`` of a training run: those of the checkpoint ``resume`` (a given value must
+    agree: :func:`agents.vla.processor.resolve_prompt_state`), else the given ones, else those recorded in ``init``
+    (a policy or pretrained folder; fine-tuning may change them), else ``("none", 4)``."""
+    from agents.vla.processor import DEFAULT_PROMPT_STATE, recorded_prompt_state, resolve_prompt_state
+
+    if resume is not None:
+        return resolve_prompt_state(resume, prompt_state, prompt_agents)
+    recorded = recorded_prompt_state(init) if init else DEFAULT_PROMPT_STATE
+    state = prompt_state if prompt_state is not None else recorded[0]
+    agents = prompt_agents if prompt_agents is not None else recorded[1]
+    return state, agents
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     from agents.sft.trainer import set_threads
@@ -149,7 +168,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from counterfactual.dataset import load_anchor_pairs
     from envs.scenes.sources import open_source
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    last = latest_checkpoint(out) if args.resume else None
+    try:
+        args.prompt_state, args.prompt_agents = training_prompt_state(args.prompt_state, args.prompt_agents, last,
+                                                                      args.init)
+    except ValueError as exc:
+        parser.error(str(exc))
     set_threads(args.threads)
     progress = not args.no_progress
     pairs = load_anchor_pairs(args.pairs)
@@ -175,13 +202,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.prepare_only:
         print(f"prepared: {len(table)} rendered rows, codebook {codebook}")
         return 0
-    out = Path(args.out)
     name = f"vla_sft_{args.mode}"
-    last = latest_checkpoint(out) if args.resume else None
     if last is not None:
         policy = VLAPolicy.from_pretrained(last, name=name)
     elif args.init:
         policy = VLAPolicy.from_pretrained(args.init, codebook=codebook, lora=args.lora, name=name)
+        policy.prompt_state = (args.prompt_state, args.prompt_agents)  # the rows it is trained on from here
     else:
         policy = VLAPolicy.build(codebook, VLAConfig(seed=args.seed), TokenizerConfig(
             prompt_state=args.prompt_state, prompt_agents=args.prompt_agents), name=name)

@@ -3,18 +3,25 @@
 ``python -m agents.vla.evaluate --model DIR [--num-scenes 40 --seed 1000] [--pairs heldout.parquet]
 [--train-pairs train.parquet --train-num-scenes 400 --train-seed 0] [--out results.json]``
 
+The policy is observed with the prompt state recorded in its folder (:func:`agents.vla.processor.resolve_prompt_state`;
+``--prompt-state`` / ``--prompt-agents`` may restate it, and a value that differs from the recorded one is an error).
+
 * **Open loop** (:func:`agents.evaluation.evaluate_open_loop`): one decision per scene, PDMS (NAVSIM v1.1) and
   collision rate; **closed loop** (:func:`agents.evaluation.evaluate_closed_loop`): collision rate and mean
   per-step PDMS. Both on a held-out bank (a seed never used for training) or a DeepAccident-layout folder.
-* **Language accuracy**: greedy generations on the held-out anchor pairs' decisions (mined with the default miner
-  when no ``--pairs`` file is given), parsed with :func:`counterfactual.language.parse_explanation` and compared
-  with the mined labels field by field (:func:`counterfactual.accuracy.label_accuracy`; the mean over agent class,
-  sector, risk level, conflict type and action).
-* **Risk accuracy**: the risk level parsed from the text against the truth on the pair decisions (mined label)
-  and on safe expert-log decisions of the held-out scenes (truth ``none``), all together.
-* **Trivial baselines** beside each accuracy, computed on the same rows (:func:`trivial_baselines`): the majority
-  value of each field over the training rows, and a lookup on (scenario type, lead time) fitted on the training
-  rows (it reads the scenario type, which the policy cannot see).
+* **Language accuracy**: greedy generations on **every held-out decision row**, parsed with
+  :func:`counterfactual.language.parse_explanation` and compared with the rows' labels field by field
+  (:func:`counterfactual.accuracy.label_accuracy`; the mean over agent class, sector, risk level, conflict type and
+  action): the held-out anchor pairs' decisions (mined with the default miner when no ``--pairs`` file is given;
+  truth: the mined label) and the sampled expert-log decisions of the held-out scenes (truth: the decision label
+  from the geometry at their frame, :func:`counterfactual.frame_labels.frame_label`; the no-hazard label where the
+  scene holds no projected conflict). ``language_accuracy_pairs`` keeps the score on the pair rows alone (the
+  headline before every sampled decision carried a geometry label).
+* **Risk accuracy**: the risk level parsed from the text against the truth, on the same rows (all together), on
+  the pair rows and on the expert rows (``no_hazard_accuracy``).
+* **Trivial baselines** beside each accuracy, computed on exactly the same rows (:func:`trivial_baselines`): the
+  majority value of each field over the training rows, and a lookup on (scenario type, lead time) fitted on the
+  training rows (it reads the scenario type, which the policy cannot see).
 
 The held-out rows are rendered with the SFT data builder (:mod:`agents.sft.data`, cached on disk).
 """
@@ -22,7 +29,6 @@ The held-out rows are rendered with the SFT data builder (:mod:`agents.sft.data`
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,20 +47,22 @@ ACCURACY_FIELDS = LABEL_COLUMNS
 
 @dataclass
 class AccuracyReport:
-    """Language and risk accuracy of one predictor on the held-out rows.
+    """Language and risk accuracy of one predictor on the held-out decision rows (pairs and expert decisions).
 
     Attributes:
         name: the predictor (policy name, ``majority``, ``type+lead lookup``).
-        language_accuracy: mean of the per-field accuracies on the pair rows.
-        fields: per-field accuracy on the pair rows (``counterfactual.accuracy.label_accuracy``).
-        risk_accuracy: risk-level accuracy on all rows (pairs + safe expert decisions).
+        language_accuracy: mean of the per-field accuracies on every row (pairs + expert decisions).
+        fields: per-field accuracy on every row (``counterfactual.accuracy.label_accuracy``).
+        risk_accuracy: risk-level accuracy on every row (pairs + expert decisions); equal to ``fields["risk_level"]``.
         risk_accuracy_pairs: on the pair rows only.
-        no_hazard_accuracy: risk ``none`` predicted on the safe expert rows.
+        no_hazard_accuracy: risk-level accuracy on the expert rows (named for their truth before expert rows carried
+            geometry labels: ``none`` everywhere; with geometry labels some of them state a hazard).
+        language_accuracy_pairs: mean of the per-field accuracies on the pair rows only.
         pairs, experts: row counts.
         per_row: one record per row, in row order, what the accuracies above average: ``sample_id``,
-            ``scene_id``, ``kind`` (``pair`` / ``expert``), ``fields`` (pair rows: ``{field: 1.0 right, 0.0 wrong,
-            None not scored}``, :func:`counterfactual.accuracy.label_hits`; expert rows: None) and ``risk`` (the risk
-            level right). Paired comparisons on the same rows read them (:mod:`experiments.compare`).
+            ``scene_id``, ``kind`` (``pair`` / ``expert``), ``fields`` (``{field: 1.0 right, 0.0 wrong, None not
+            scored}``, :func:`counterfactual.accuracy.label_hits`, on every row) and ``risk`` (the risk level
+            right). Paired comparisons on the same rows read them (:mod:`experiments.compare`).
     """
 
     name: str
@@ -66,6 +74,7 @@ class AccuracyReport:
     pairs: int
     experts: int
     per_row: list[dict[str, Any]] = field(default_factory=list)
+    language_accuracy_pairs: float = math.nan
 
 
 @dataclass
@@ -100,51 +109,70 @@ def _truth(row: Mapping[str, Any]) -> dict[str, str | None]:
     return {name: (row[name] or None) for name in LABEL_COLUMNS}
 
 
+def _language(hits: np.ndarray) -> tuple[dict[str, float], float]:
+    """``({field: mean over the rows that score it}, mean over the fields)`` of ``(n, fields)`` hits (NaN: not
+    scored); NaN where nothing is scored."""
+    means = {}
+    for j, name in enumerate(ACCURACY_FIELDS):
+        scored = hits[:, j][~np.isnan(hits[:, j])] if len(hits) else np.empty(0)
+        means[name] = float(np.mean(scored)) if len(scored) else math.nan
+    finite = [v for v in means.values() if not math.isnan(v)]
+    return means, float(np.mean(finite)) if finite else math.nan
+
+
 def accuracy_report(name: str, predicted: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]
                     ) -> AccuracyReport:
-    """Score predicted label fields (e.g. parsed from generated text) against the rows' labels."""
-    from counterfactual.accuracy import label_accuracy, label_hits
+    """Score predicted label fields (e.g. parsed from generated text) against the rows' labels: language and risk
+    on every row (pairs and expert decisions alike), and each also on the pair rows alone.
 
-    pair_idx = [i for i, r in enumerate(rows) if r["kind"] == "pair"]
-    expert_idx = [i for i, r in enumerate(rows) if r["kind"] == "expert"]
-    acc = label_accuracy([predicted[i] for i in pair_idx], [_truth(rows[i]) for i in pair_idx]) if pair_idx else {}
-    fields = {f: float(acc.get(f, math.nan)) for f in ACCURACY_FIELDS}
+    Args:
+        name: the predictor's name in tables.
+        predicted: ``(n,)`` mappings of label fields (``None`` or absent: not stated).
+        rows: ``(n,)`` decision rows (:func:`_rows`): ``kind`` (``pair`` / ``expert``) and the label columns
+            (``""`` where the label names none).
+    """
+    from counterfactual.accuracy import label_hits
+
+    if len(predicted) != len(rows):
+        raise ValueError(f"accuracy_report({name}): {len(predicted)} predictions for {len(rows)} rows")
+    kinds = [r["kind"] for r in rows]
+    unknown = sorted({str(k) for k in kinds} - {"pair", "expert"})
+    if unknown:
+        raise ValueError(f"accuracy_report({name}): row kind {unknown[0]!r}, expected 'pair' or 'expert'")
+    pair_idx = [i for i, k in enumerate(kinds) if k == "pair"]
+    expert_idx = [i for i, k in enumerate(kinds) if k == "expert"]
+    hits = label_hits(list(predicted), [_truth(r) for r in rows]) if rows else np.empty((0, len(ACCURACY_FIELDS)))
+    fields, language = _language(hits)
+    _, language_pairs = _language(hits[pair_idx])
     risk_hits = [predicted[i].get("risk_level") == rows[i]["risk_level"] for i in range(len(rows))]
 
     def mean(idx: Sequence[int]) -> float:
         return float(np.mean([risk_hits[i] for i in idx])) if len(idx) else math.nan
 
-    hits = label_hits([predicted[i] for i in pair_idx], [_truth(rows[i]) for i in pair_idx])
-    field_hits: dict[int, dict[str, float | None]] = {
-        i: {f: (None if math.isnan(h) else float(h)) for f, h in zip(ACCURACY_FIELDS, hits[k])}
-        for k, i in enumerate(pair_idx)}
     per_row = [{"sample_id": str(r.get("sample_id", i)), "scene_id": str(r.get("scene_id", "")), "kind": r["kind"],
-                "fields": field_hits.get(i), "risk": bool(risk_hits[i])} for i, r in enumerate(rows)]
+                "fields": {f: (None if math.isnan(h) else float(h)) for f, h in zip(ACCURACY_FIELDS, hits[i])},
+                "risk": bool(risk_hits[i])} for i, r in enumerate(rows)]
     return AccuracyReport(
-        name=name, language_accuracy=float(np.nanmean(list(fields.values()))) if pair_idx else math.nan,
-        fields=fields, risk_accuracy=mean(range(len(rows))), risk_accuracy_pairs=mean(pair_idx),
-        no_hazard_accuracy=mean(expert_idx), pairs=len(pair_idx), experts=len(expert_idx), per_row=per_row,
+        name=name, language_accuracy=language, fields=fields, risk_accuracy=mean(range(len(rows))),
+        risk_accuracy_pairs=mean(pair_idx), no_hazard_accuracy=mean(expert_idx), pairs=len(pair_idx),
+        experts=len(expert_idx), per_row=per_row, language_accuracy_pairs=language_pairs,
     )
 
 
 def trivial_baselines(train_rows: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]
                       ) -> list[AccuracyReport]:
-    """The two trivial predictors of :class:`counterfactual.accuracy.LabelBaseline`, fitted on ``train_rows`` and
-    scored on ``rows``:
+    """The two trivial predictors of :class:`counterfactual.accuracy.LabelBaseline`, fitted on ``train_rows`` (pairs
+    and expert decisions) and scored on exactly the rows the policy is scored on (``rows``, every field on every
+    row, :func:`accuracy_report`):
 
-    * majority: a constant per field, the most frequent training value among the rows the field is scored on
-      (pair rows for the language fields and the pair risk accuracy, all rows for the overall risk accuracy);
+    * majority: a constant per field, the most frequent value of that field over all training rows;
     * lookup: the most frequent training value of each field per (scenario type, lead time or ``expert``), the
       overall majority for unseen keys.
     """
-    pairs_train = [r for r in train_rows if r["kind"] == "pair"] or list(train_rows)
-    on_pairs = accuracy_report("majority (trivial)", LabelBaseline("majority").fit(pairs_train).predict(rows), rows)
-    on_all = accuracy_report("majority (trivial)", LabelBaseline("majority").fit(train_rows).predict(rows), rows)
-    major = dataclasses.replace(on_pairs, risk_accuracy=on_all.risk_accuracy,
-                                no_hazard_accuracy=on_all.no_hazard_accuracy,
-                                per_row=[{**p, "risk": a["risk"]} for p, a in zip(on_pairs.per_row, on_all.per_row)])
-    lookup = LabelBaseline("type_lead_lookup").fit(train_rows).predict(rows)
-    return [major, accuracy_report("type+lead lookup (trivial)", lookup, rows)]
+    majority = LabelBaseline("majority").fit(list(train_rows)).predict(rows)
+    lookup = LabelBaseline("type_lead_lookup").fit(list(train_rows)).predict(rows)
+    return [accuracy_report("majority (trivial)", majority, rows),
+            accuracy_report("type+lead lookup (trivial)", lookup, rows)]
 
 
 def generate_texts(policy: VLAPolicy, table: Any, batch_size: int = 16, progress: bool = False,
@@ -222,9 +250,10 @@ def _pct(value: float | None) -> str:
 
 def report_table(reports: Sequence[VLAEvalReport]) -> str:
     """Plain-text table: open-loop PDMS and collision rate, closed-loop collision rate and PDMS, language and risk
-    accuracy (in %), trivial baselines as extra rows (their driving columns empty)."""
-    head = ("method", "OL PDMS", "OL coll", "CL coll", "CL PDMS", "lang acc", "risk acc", "risk acc pairs",
-            "no-hazard acc")
+    accuracy on every decision row, then both on the pair rows alone and risk on the expert rows (in %), trivial
+    baselines as extra rows (their driving columns empty)."""
+    head = ("method", "OL PDMS", "OL coll", "CL coll", "CL PDMS", "lang acc", "risk acc", "lang acc pairs",
+            "risk acc pairs", "no-hazard acc")
     lines = []
     baselines: dict[str, AccuracyReport] = {}
     for r in reports:
@@ -232,12 +261,13 @@ def report_table(reports: Sequence[VLAEvalReport]) -> str:
         ol, cl = r.open_loop, r.closed_loop
         lines.append((r.policy, _pct(ol and ol.score), _pct(ol and ol.collision_rate), _pct(cl and cl.collision_rate),
                       _pct(cl and cl.score), _pct(acc and acc.language_accuracy), _pct(acc and acc.risk_accuracy),
-                      _pct(acc and acc.risk_accuracy_pairs), _pct(acc and acc.no_hazard_accuracy)))
+                      _pct(acc and acc.language_accuracy_pairs), _pct(acc and acc.risk_accuracy_pairs),
+                      _pct(acc and acc.no_hazard_accuracy)))
         for b in r.accuracy[1:]:
             baselines.setdefault(b.name, b)
     for b in baselines.values():
         lines.append((b.name, "", "", "", "", _pct(b.language_accuracy), _pct(b.risk_accuracy),
-                      _pct(b.risk_accuracy_pairs), _pct(b.no_hazard_accuracy)))
+                      _pct(b.language_accuracy_pairs), _pct(b.risk_accuracy_pairs), _pct(b.no_hazard_accuracy)))
     widths = [max(len(h), *(len(r[i]) for r in lines)) if lines else len(h) for i, h in enumerate(head)]
     fmt = "  ".join("{:<%d}" % w for w in widths)
     return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in lines)])
@@ -262,10 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-closed-loop", action="store_true", help="skip the closed-loop evaluation")
     p.add_argument("--blank-bev", action="store_true",
                    help="also measure language / risk accuracy with an all-zero BEV (does the policy read its image?)")
-    p.add_argument("--prompt-state", choices=("none", "ego", "agents"), default="none",
+    p.add_argument("--prompt-state", choices=("none", "ego", "agents"), default=None,
                    help="the prompt state the policy was trained with (envs.prompt_state): env observations and "
-                        "rendered rows state it")
-    p.add_argument("--prompt-agents", type=int, default=4, help="agents stated with --prompt-state agents")
+                        "rendered rows state it (default: the one recorded in --model; another value is an error)")
+    p.add_argument("--prompt-agents", type=int, default=None,
+                   help="agents stated with prompt state agents (default: recorded in --model)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 without CUDA)")
     p.add_argument("--out", default=None, help="write the report as JSON here")
     p.add_argument("--no-progress", action="store_true", help="disable progress bars")
@@ -307,11 +338,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agents.sft.trainer import set_threads
 
     from agents.sft.data import load_or_build_samples
-    from agents.vla.processor import write_json
+    from agents.vla.processor import resolve_prompt_state, write_json
     from counterfactual.dataset import load_anchor_pairs
     from envs.scenes.sources import open_source
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        prompt_state = resolve_prompt_state(args.model, args.prompt_state, args.prompt_agents)
+    except ValueError as exc:
+        parser.error(str(exc))
     set_threads(args.threads)
     progress = not args.no_progress
     if args.source == "bank":
@@ -319,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         source = open_source("deepaccident", root=args.deepaccident_root, split=args.split, strict=False)
     policy = VLAPolicy.from_pretrained(args.model, name=Path(args.model).resolve().parent.name or "vla")
-    env_config, samples = prompt_state_configs(args.prompt_state, args.prompt_agents)
+    env_config, samples = prompt_state_configs(*prompt_state)
     table = load_or_build_samples(source, heldout_pairs(source, args.pairs, progress), args.cache_dir, samples,
                                   progress=progress)
     train_table = None

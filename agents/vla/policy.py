@@ -44,7 +44,7 @@ from agents.vla.decoding import ActionGrammar, GrammarLogitsProcessor
 from agents.vla.fast_decoding import decode, unsupported_reason
 from agents.vla.format import parse_output, target_text
 from agents.vla.model import VISION_MODULES, VLAConfig, apply_lora, build_model, freeze_modules, load_model
-from agents.vla.processor import VLAProcessor, image_of
+from agents.vla.processor import VLAProcessor, check_prompt_state, image_of
 from agents.vla.tokenizer import TokenizerConfig, build_tokenizer
 from envs.observation import text_prompt
 from envs.spaces import NUM_POSES
@@ -154,7 +154,9 @@ class VLAPolicy(Policy):
     def build(cls, codebook: TrajectoryCodebook, config: VLAConfig = VLAConfig(),
               tokenizer_config: TokenizerConfig = TokenizerConfig(), max_text_tokens: int = 48,
               name: str = "vla") -> "VLAPolicy":
-        """The default VLA: our tokenizer (trained offline) + a tiny random-init LLaVA of ``config``."""
+        """The default VLA: our tokenizer (trained offline) + a tiny random-init LLaVA of ``config``; its prompt
+        state (:attr:`prompt_state`, recorded in the folder it is saved to) is the tokenizer's
+        (``tokenizer_config.prompt_state`` / ``prompt_agents``: the prompts it is built for)."""
         from transformers import LlavaProcessor
         from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
@@ -165,7 +167,9 @@ class VLAPolicy(Policy):
                                          patch_size=config.patch_size, vision_feature_select_strategy="default",
                                          num_additional_image_tokens=1)
         processor = VLAProcessor(llava_processor, codebook, max_text_tokens,
-                                 frozen_modules=() if config.train_vision else VISION_MODULES)
+                                 frozen_modules=() if config.train_vision else VISION_MODULES,
+                                 prompt_state=tokenizer_config.prompt_state,
+                                 prompt_agents=tokenizer_config.prompt_agents)
         return cls(build_model(config, processor.tokens), processor, name)
 
     @classmethod
@@ -211,9 +215,23 @@ class VLAPolicy(Policy):
                     model = apply_lora(model, new_ids, lora_config=lora)
         return cls(model, processor, name)
 
+    @property
+    def prompt_state(self) -> tuple[str, int]:
+        """``(prompt_state, prompt_agents)`` the policy is trained on and reads (:mod:`envs.prompt_state`): recorded
+        in its folder by :meth:`save_pretrained`, read back by :meth:`from_pretrained` (``("none", 4)`` for a folder
+        that records none). Set it to the training rows' state when training with another one (e.g. fine-tuning a
+        loaded folder); ``ValueError`` for an unknown state."""
+        return self.processor.prompt_state, self.processor.prompt_agents
+
+    @prompt_state.setter
+    def prompt_state(self, value: tuple[str, int]) -> None:
+        state, agents = value
+        self.processor.prompt_state, self.processor.prompt_agents = check_prompt_state(
+            state, agents, "VLAPolicy.prompt_state")
+
     def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write the model (or, for a LoRA model, its adapter), the processor and the codebook to folder ``path``;
-        :meth:`from_pretrained` reads it back."""
+        """Write the model (or, for a LoRA model, its adapter), the processor, the codebook and the prompt state
+        (:attr:`prompt_state`) to folder ``path``; :meth:`from_pretrained` reads it back."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(str(path))

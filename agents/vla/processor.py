@@ -14,7 +14,11 @@ batches:
 
 Files in a processor folder: what ``LlavaProcessor.save_pretrained`` writes (tokenizer, image processor,
 ``processor_config.json``; reloaded by ``transformers.AutoProcessor``), the codebook (:data:`CODEBOOK_FILE`) and
-:data:`VLA_FILE` (format version and the generation limits).
+:data:`VLA_FILE` (format version, the generation limits, the frozen modules and the **prompt state** the policy
+reads: ``prompt_state`` / ``prompt_agents``, :mod:`envs.prompt_state`; a folder written before they were recorded
+reads as ``"none"`` / 4, what every policy of that time was trained with unless told otherwise).
+:func:`recorded_prompt_state` reads them without loading the model; :func:`resolve_prompt_state` checks a
+user-given value against them.
 """
 
 from __future__ import annotations
@@ -39,6 +43,49 @@ VLA_FORMAT_VERSION = "1"
 """Version of :data:`VLA_FILE` and of the sequence layout (:mod:`agents.vla.format`)."""
 IGNORE_INDEX = -100
 """Label value ignored by the loss."""
+DEFAULT_PROMPT_STATE = ("none", 4)
+"""``(prompt_state, prompt_agents)`` of a folder that records none (written before they were recorded, or a
+pretrained VLM's folder): the defaults of :class:`envs.observation.ObservationConfig`."""
+
+
+def check_prompt_state(prompt_state: Any, prompt_agents: Any, where: str) -> tuple[str, int]:
+    """``(prompt_state, prompt_agents)`` validated (``ValueError`` naming ``where`` and the value at fault)."""
+    from envs.prompt_state import PROMPT_STATES
+
+    if prompt_state not in PROMPT_STATES:
+        raise ValueError(f"{where}: prompt_state {prompt_state!r}, expected one of {PROMPT_STATES}")
+    if isinstance(prompt_agents, bool) or not isinstance(prompt_agents, int) or prompt_agents < 1:
+        raise ValueError(f"{where}: prompt_agents {prompt_agents!r}, expected an int >= 1")
+    return str(prompt_state), int(prompt_agents)
+
+
+def recorded_prompt_state(path: str | os.PathLike) -> tuple[str, int]:
+    """``(prompt_state, prompt_agents)`` recorded in the policy folder ``path`` (its :data:`VLA_FILE`), without
+    loading the model; :data:`DEFAULT_PROMPT_STATE` where the folder records none. ``ValueError`` naming the file
+    for a folder that does not exist or a recorded value that is not valid."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ValueError(f"{path}: no such model / processor folder")
+    settings = json.loads((path / VLA_FILE).read_text()) if (path / VLA_FILE).is_file() else {}
+    return check_prompt_state(settings.get("prompt_state", DEFAULT_PROMPT_STATE[0]),
+                                 settings.get("prompt_agents", DEFAULT_PROMPT_STATE[1]), str(path / VLA_FILE))
+
+
+def resolve_prompt_state(path: str | os.PathLike, prompt_state: str | None = None,
+                         prompt_agents: int | None = None) -> tuple[str, int]:
+    """The prompt state to observe the policy folder ``path`` with: the recorded one
+    (:func:`recorded_prompt_state`) where ``prompt_state`` / ``prompt_agents`` are None (not given), else the given
+    values, which must agree with the recorded ones (``ValueError`` naming the folder, the recorded and the given
+    value: a policy observed with another prompt than it was trained on reads numbers it never saw, or misses
+    them). ``prompt_agents`` is compared only where the state is ``"agents"`` (the only state that uses it)."""
+    recorded, agents = recorded_prompt_state(path)
+    if prompt_state is not None and prompt_state != recorded:
+        raise ValueError(f"{Path(path) / VLA_FILE}: the policy was trained with prompt_state {recorded!r}, got "
+                         f"{prompt_state!r}; leave the prompt state out to use the recorded one")
+    if prompt_agents is not None and recorded == "agents" and prompt_agents != agents:
+        raise ValueError(f"{Path(path) / VLA_FILE}: the policy was trained with prompt_agents {agents}, got "
+                         f"{prompt_agents}; leave prompt_agents out to use the recorded one")
+    return recorded, agents
 
 
 def image_of(observation: Mapping[str, Any]) -> np.ndarray:
@@ -72,14 +119,19 @@ class VLAProcessor:
         max_text_tokens: longest label text before ``<action>`` is forced in generation [tokens].
         frozen_modules: names of model submodules that stay frozen in training (saved with the settings so a
             reloaded policy trains the same parameters; see :attr:`agents.vla.model.VLAConfig.train_vision`).
+        prompt_state, prompt_agents: the prompt state the policy is trained on and reads
+            (:mod:`envs.prompt_state`: ``"none"``, ``"ego"`` or ``"agents"`` with that many agents), saved with the
+            settings so that evaluation observes it the same way (:func:`resolve_prompt_state`).
     """
 
     def __init__(self, processor: Any, codebook: TrajectoryCodebook, max_text_tokens: int = 48,
-                 frozen_modules: Sequence[str] = ()) -> None:
+                 frozen_modules: Sequence[str] = (), prompt_state: str = DEFAULT_PROMPT_STATE[0],
+                 prompt_agents: int = DEFAULT_PROMPT_STATE[1]) -> None:
         self.processor = processor
         self.codebook = codebook
         self.max_text_tokens = int(max_text_tokens)
         self.frozen_modules = tuple(str(m) for m in frozen_modules)
+        self.prompt_state, self.prompt_agents = check_prompt_state(prompt_state, prompt_agents, "VLAProcessor")
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"
         self.tokens = VLATokens.from_tokenizer(self.tokenizer, codebook.size)
@@ -133,7 +185,8 @@ class VLAProcessor:
         self.codebook.save(path / CODEBOOK_FILE)
         write_json(path / VLA_FILE, {"format_version": VLA_FORMAT_VERSION, "codebook": CODEBOOK_FILE,
                                      "max_text_tokens": self.max_text_tokens,
-                                     "frozen_modules": list(self.frozen_modules)})
+                                     "frozen_modules": list(self.frozen_modules),
+                                     "prompt_state": self.prompt_state, "prompt_agents": self.prompt_agents})
         return path
 
     @classmethod
@@ -164,4 +217,6 @@ class VLAProcessor:
                              "processor (needs .tokenizer and .image_processor)")
         add_vla_tokens(processor.tokenizer, codebook.size)
         limit = max_text_tokens if max_text_tokens is not None else settings.get("max_text_tokens", 48)
-        return cls(processor, codebook, int(limit), settings.get("frozen_modules", ()))
+        state = check_prompt_state(settings.get("prompt_state", DEFAULT_PROMPT_STATE[0]),
+                                      settings.get("prompt_agents", DEFAULT_PROMPT_STATE[1]), str(path / VLA_FILE))
+        return cls(processor, codebook, int(limit), settings.get("frozen_modules", ()), *state)

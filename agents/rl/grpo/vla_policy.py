@@ -41,6 +41,16 @@ from envs.prompt_state import STATE_KEYS
 from envs.spaces import NUM_POSES, clip_trajectories
 
 
+def observed_prompt_state(observation_space: spaces.Dict) -> tuple[str, int]:
+    """``(prompt_state, prompt_agents)`` an env observation space states (:func:`envs.spaces.observation_space`:
+    ``"agents"`` ``(K, 6)`` -> ``("agents", K)``, ``"ego_velocity"`` alone -> ``("ego", 4)``, else ``("none", 4)``;
+    4 is the unused default)."""
+    names = observation_space.spaces
+    if "agents" in names:
+        return "agents", int(names["agents"].shape[0])
+    return ("ego" if "ego_velocity" in names else "none"), 4
+
+
 def _numpy(value: Any) -> np.ndarray:
     return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
 
@@ -78,6 +88,13 @@ class VLAGroupPolicy(GroupPolicy):
         self.lora = lora
         self.name = name
         self.vla = VLAPolicy.from_pretrained(self.path, lora=lora, name=name)
+        observed = observed_prompt_state(observation_space)
+        recorded = self.vla.prompt_state
+        if observed[0] != recorded[0] or (observed[0] == "agents" and observed[1] != recorded[1]):
+            raise ValueError(f"VLAGroupPolicy: {self.path} records prompt_state {recorded[0]!r} (prompt_agents "
+                             f"{recorded[1]}), the env observation states {observed[0]!r} (prompt_agents "
+                             f"{observed[1]}): set EnvConfig.prompt_state / prompt_agents (agent.prompt_state) to "
+                             "the policy's")
         self.model = self.vla.model  # registered: parameters, state_dict, train/eval
         tokens_per_traj = self.vla.codebook.tokens_per_trajectory
         self.max_len = int(self.vla.processor.max_text_tokens) + tokens_per_traj + 2
