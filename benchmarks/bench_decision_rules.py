@@ -160,6 +160,63 @@ RULES = (
 """The rules replayed (the first is ``env=world_v2``'s ``hazard_dense`` default)."""
 
 
+def slowed_ego(scene: Any, k0: int, decel: float = 2.0, keep: float = 0.5) -> np.ndarray:
+    """``(T, 3)`` world-frame rear-axle poses [m, m, rad] of the ego re-timed along its logged path: its logged speed
+    until frame ``k0``, then braking at ``decel`` [m/s^2] to ``keep`` x its speed at ``k0`` and holding it (never
+    faster than logged). A HYPOTHETICAL reaction, for :func:`react_probe` only."""
+    poses = scene.ego_poses
+    step = np.linalg.norm(np.diff(poses[:, :2], axis=0), axis=1)  # (T-1,) [m]
+    s = np.concatenate([[0.0], np.cumsum(step)])
+    v = step / scene.dt  # (T-1,) speed of each step [m/s]
+    tau = (np.arange(len(v)) - k0) * scene.dt
+    floor = np.maximum(keep * v[min(k0, len(v) - 1)], v[min(k0, len(v) - 1)] - decel * np.maximum(tau, 0.0))
+    v_new = np.where(tau < 0, v, np.minimum(v, floor))
+    s_new = np.concatenate([[0.0], np.cumsum(v_new * scene.dt)])
+    yaw = np.unwrap(poses[:, 2])
+    order = np.concatenate([[True], step > 1e-9])  # strictly increasing s for interpolation
+    out = np.stack([np.interp(s_new, s[order], poses[order, i]) for i in (0, 1)] + [np.interp(s_new, s[order], yaw[order])], axis=1)
+    return out
+
+
+def react_probe(num_scenes: int, seed: int, roads: str) -> None:
+    """HYPOTHETICAL: slow each benign / near-miss accident scene's logged ego at the first frame whose projection
+    (:func:`counterfactual.frame_labels.project_frame`, the decision labels' geometry) names a conflict, and count how
+    often that changes the scene's geometry-decided outcome (hazard gap, :func:`envs.scenes.bank.outcomes.classify`)
+    or makes another agent (background, props) touch the ego: what keeping the miner, labels and validity checks
+    consistent would take if the bank's ego reacted."""
+    from counterfactual.frame_labels import designated_hazard, project_frame
+    from envs.scenes.bank import ScenarioBank
+    from envs.scenes.bank.outcomes import classify
+    from rewards.geometry import box_corners, box_distance, vehicle_corners
+
+    kw: dict[str, Any] = {"outcomes": "varied"}
+    if roads == "families":
+        kw.update(roads="families", road_families="train")
+    bank = ScenarioBank(num_scenes, seed=seed, **kw)
+    moved: Counter = Counter()
+    for i in range(len(bank)):
+        scene = bank[i]
+        outcome = (scene.meta.extra or {}).get("outcome")
+        hazard = designated_hazard(scene)
+        if outcome not in ("benign", "near_miss") or hazard is None:
+            continue
+        k0 = next((t for t in range(scene.num_frames - 1) if project_frame(scene, t).conflict.any()), None)
+        if k0 is None:
+            moved[(outcome, "no conflict ever projected")] += 1
+            continue
+        ego = vehicle_corners(slowed_ego(scene, k0), scene.ego_params)  # (T, 4, 2)
+        boxes = box_corners(scene.agent_poses, scene.agent_sizes[:, 0, None], scene.agent_sizes[:, 1, None])
+        gaps = np.where(scene.agent_valid, box_distance(ego[None], boxes), np.inf)  # (N, T)
+        row = int(np.flatnonzero(np.asarray(scene.agent_ids) == hazard)[0])
+        others = np.delete(gaps, row, axis=0)
+        new = classify(float(gaps[row].min()))
+        moved[(outcome, f"-> {new}" + (", another agent touches the ego" if (others <= 0).any() else ""))] += 1
+    print(f"HYPOTHETICAL reacting ego, seed {seed} {roads} (slows at 2 m/s^2 to half speed from the first projected "
+          f"conflict): outcome after the reaction, per wanted outcome:")
+    for k, n in sorted(moved.items()):
+        print(f"  {k[0]:<10} {k[1]:<50} {n}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_decision_rules", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=29, help="scored bank seed (a TUNING seed)")
@@ -172,7 +229,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="assert the replay selects sample_frames(..., 'hazard_dense')'s frames (slow)")
     parser.add_argument("--what-if-react", action="store_true",
                         help="also print the HYPOTHETICAL row of an ego that slows at every projected conflict")
+    parser.add_argument("--react-probe", action="store_true",
+                        help="only print the HYPOTHETICAL reacting-ego outcome probe (react_probe) and exit")
     args = parser.parse_args(argv)
+    if args.react_probe:
+        react_probe(args.num_scenes, args.seed, args.roads)
+        return 0
     if args.seed == args.fit_seed:
         parser.error("--fit-seed equals --seed")
     from counterfactual.honesty import label_honesty

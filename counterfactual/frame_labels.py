@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -244,8 +244,8 @@ def safe_log_frames(scene: Scene, frames: Any) -> list[int]:
 FRAME_SAMPLING = ("even", "hazard_window", "hazard_dense")
 """Rules of :func:`sample_frames`: ``"even"`` (the default; up to ``per_scene`` safe frames evenly spread over the
 scene), ``"hazard_window"`` (most of them spread over the hazard window, :func:`hazard_window`) or
-``"hazard_dense"`` (every safe frame of a designated hazard's window plus one outside it; one frame in a scene
-without a designated hazard: the decisions per scene follow the length of its hazard window, ``env=world_v2``'s
+``"hazard_dense"`` (every safe 0.1 s frame of a designated hazard's 5 s window plus one outside it; one frame in a
+scene without a designated hazard: the decisions per scene follow the length of its hazard window, ``env=world_v2``'s
 rule)."""
 
 
@@ -266,14 +266,21 @@ class WindowConfig:
     """Share of ``per_scene`` (rounded) kept for frames outside the window, evenly spread, so that "no hazard" stays
     a real answer; a side with too few safe candidates leaves its places to the other (``"hazard_dense"``: at least
     one frame, and no place moves)."""
-    dense_stride_s: float = 0.2
+    dense_stride_s: float = 0.1
     """``"hazard_dense"`` rule: time between the window's candidate frames [s], every one of them kept where safe
-    (21 candidates over a 4 s window). Measured on the varied bank (SYNTHETIC, the tuning seeds: 29 scored, lookups
-    fitted on 37; the selection replayed on cached frame labels, the 0.5 s figure confirmed by the audit): 0.5 s leaves the (type, lead) lookup at 70.6% language accuracy, 0.4 s 69.4%, 0.3 s 68.5%, 0.2 s 67.8%,
-    0.1 s 67.1% (docs/safety_labels.md#decision-composition-the-hazard_dense-rule)."""
+    (every 0.1 s frame of the bank's logs, up to 51 over a 5 s window). Chosen with :attr:`dense_before_s` on the
+    TUNING seeds only (29 / 37 each scored with the lookups fitted on the other, classic and families roads;
+    ``python -m benchmarks.bench_decision_rules``) by a criterion written before any held-out number: lowest mean
+    (type, lead) lookup language accuracy, oracle >= 95%, the other targets met, at most 2x the decisions of the
+    previous rule (0.2 s, 4 s window): 0.2 s / 4 s 69.0% mean language (7.2 decisions per scene), 0.1 s / 4 s 67.6%
+    (13.5), **0.1 s / 5 s 67.2% (14.0)**, 0.1 s / 6 s 66.9% (14.1, a tie within 0.3 points: fewer rows win), 0.2 s
+    / 5 s 68.4% (7.4) (docs/safety_labels.md#decision-stride-and-window-tuning-seeds)."""
+    dense_before_s: float = 5.0
+    """``"hazard_dense"`` rule: its window opens this long [s] before the closest approach (``before_s`` is the
+    ``"hazard_window"`` rule's; 4 s before the tuning above)."""
 
     def __post_init__(self) -> None:
-        for name in ("before_s", "after_s"):
+        for name in ("before_s", "after_s", "dense_before_s"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"WindowConfig.{name}: expected a finite value >= 0, got {value!r}")
@@ -327,6 +334,12 @@ def hazard_window(scene: Scene, window: WindowConfig = WindowConfig()) -> tuple[
     return first, last
 
 
+def dense_window(scene: Scene, window: WindowConfig = WindowConfig()) -> tuple[int, int] | None:
+    """``(first, last)`` frames (inclusive) of the ``"hazard_dense"`` rule's window: :func:`hazard_window` opened
+    ``window.dense_before_s`` (5 s) before the closest approach; None when the scene has no agent."""
+    return hazard_window(scene, replace(window, before_s=window.dense_before_s))
+
+
 def _spread(frames: list[int], n: int) -> list[int]:
     """Up to ``n`` of ``frames`` evenly spread (all of them when there are no more than ``n``)."""
     if n <= 0:
@@ -351,8 +364,8 @@ def sample_frames(scene: Scene, stride_s: float = 1.0, per_scene: int = 4, min_h
       evenly spread over those outside it; a side short of candidates leaves its places to the other, so a scene
       gives at least as many decisions as under ``"even"`` (more where the window's denser candidates are safe). The window comes from the logged geometry, never from the label;
     * ``"hazard_dense"``: a scene with a designated hazard (:func:`designated_hazard`: the varied bank's hazard agent,
-      or the colliding agent) gives **every** safe candidate of its hazard window (every ``window.dense_stride_s``,
-      0.2 s) plus
+      or the colliding agent) gives **every** safe candidate of its hazard window (:func:`dense_window`: from
+      ``window.dense_before_s`` = 5 s before the closest approach to it; every ``window.dense_stride_s``, 0.1 s) plus
       ``max(1, round(outside_share * per_scene))`` frames evenly spread over the safe candidates outside it; a scene
       without one (normal driving) gives that many frames evenly spread. No place moves from one side to the other:
       the decisions per scene follow the safe length of the hazard window (a collision scene's window holds no safe
@@ -395,7 +408,7 @@ def _dense_frames(scene: Scene, candidates: set[int], first: int, end: int, per_
     """The ``"hazard_dense"`` rule of :func:`sample_frames` (see there): ``candidates`` are the frames every
     ``stride_s`` in ``[first, end)``."""
     n_out = max(1, int(round(window.outside_share * per_scene)))
-    bounds = hazard_window(scene, window) if designated_hazard(scene) is not None else None
+    bounds = dense_window(scene, window) if designated_hazard(scene) is not None else None
     if bounds is None:
         return _spread(safe_log_frames(scene, sorted(candidates)), n_out)
     dense = max(1, int(round(window.dense_stride_s / scene.dt)))
