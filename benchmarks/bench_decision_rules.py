@@ -5,10 +5,10 @@ time. This study labels every safe candidate frame of every scene once (every 0.
 frame with a 4 s logged future: :func:`counterfactual.frame_labels.frame_label`, the SFT data's decision labels,
 and :func:`counterfactual.frame_labels.safe_log_frames`), mines the pairs once, and then replays the frame selection
 of each rule on the cache (the ``hazard_dense`` selection of :func:`counterfactual.frame_labels.sample_frames`, with
-the window stride, the window's extent and the outside count varied): the lookups are fitted on the ``--fit-seed``
-bank's records and scored on every record of ``--seed``'s, as the audit does (:func:`counterfactual.honesty
-.label_honesty`). ``--check`` also runs the real ``sample_frames`` for the default rule and asserts the replay picks
-the same frames.
+the window stride, the window's extent and the outside count varied; :data:`CHOSEN` is ``sample_frames``' own): the
+lookups are fitted on the ``--fit-seed`` bank's records and scored on every record of ``--seed``'s, as the audit does
+(:func:`counterfactual.honesty.label_honesty`). ``--check`` also runs the real ``sample_frames`` and asserts the
+replay of :data:`CHOSEN` picks the same frames.
 
 Rules are chosen on TUNING seeds only (issue #28's tuning seeds are 29 / 37); the evaluation seeds are scored with the
 audit, once, after the choice.
@@ -96,16 +96,16 @@ def cache_bank(num_scenes: int, seed: int, roads: str, progress: bool = True) ->
 
 
 def cached(num_scenes: int, seed: int, roads: str, folder: str) -> list[SceneCache]:
-    """:func:`cache_bank`, pickled under ``folder`` (keyed by size, seed and roads)."""
-    path = os.path.join(folder, f"decision_rules_{roads}_{seed}_{num_scenes}.pkl")
+    """:func:`cache_bank`, pickled under ``folder`` (keyed by size, seed and roads; stored as plain dicts)."""
+    path = os.path.join(folder, f"decision_rules_v2_{roads}_{seed}_{num_scenes}.pkl")
     if os.path.exists(path):
         with open(path, "rb") as f:
-            return pickle.load(f)
+            return [SceneCache(**d) for d in pickle.load(f)]
     data = cache_bank(num_scenes, seed, roads)
     os.makedirs(folder, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "wb") as f:
-        pickle.dump(data, f)
+        pickle.dump([dict(vars(d)) for d in data], f)
     os.replace(tmp, path)
     return data
 
@@ -151,13 +151,17 @@ def records(scenes: Sequence[SceneCache], rule: Rule) -> list[dict[str, Any]]:
     return [r for s in scenes for r in [s.records[t] for t in select(s, rule)] + s.pairs]
 
 
+CHOSEN = Rule(0.1, before_s=5.0)
+"""The rule the criterion chose (``env=world_v2``'s ``hazard_dense`` since sample format 4: ``WindowConfig``'s
+``dense_stride_s`` / ``dense_before_s``)."""
 RULES = (
     Rule(0.2), Rule(0.1), Rule(0.3), Rule(0.5),
     Rule(0.2, before_s=3.0), Rule(0.2, before_s=5.0), Rule(0.1, before_s=5.0), Rule(0.2, before_s=6.0),
     Rule(0.1, before_s=6.0),
     Rule(0.2, n_out=2), Rule(0.1, n_out=2), Rule(0.2, after_s=0.5),
 )
-"""The rules replayed (the first is ``env=world_v2``'s ``hazard_dense`` default)."""
+"""The rules replayed (the first is the ``hazard_dense`` rule of sample format 3, 0.2 s over 4 s; :data:`CHOSEN`
+is among them)."""
 
 
 def slowed_ego(scene: Any, k0: int, decel: float = 2.0, keep: float = 0.5) -> np.ndarray:
@@ -226,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "safealign_rules"),
                         help="folder of the pickled frame-label caches")
     parser.add_argument("--check", action="store_true",
-                        help="assert the replay selects sample_frames(..., 'hazard_dense')'s frames (slow)")
+                        help="assert the replay of CHOSEN selects sample_frames(..., 'hazard_dense')'s frames (first 20 scenes)")
     parser.add_argument("--what-if-react", action="store_true",
                         help="also print the HYPOTHETICAL row of an ego that slows at every projected conflict")
     parser.add_argument("--react-probe", action="store_true",
@@ -253,18 +257,20 @@ def main(argv: list[str] | None = None) -> int:
             kw.update(roads="families", road_families="train")
         bank = ScenarioBank(args.num_scenes, seed=args.seed, **kw)
         for i in range(min(20, len(bank))):
-            assert select(scored[i], RULES[0]) == sample_frames(bank[i], sampling="hazard_dense"), scored[i].scene_id
-        print("check: the replay selects sample_frames' hazard_dense frames on the first 20 scenes")
+            assert select(scored[i], CHOSEN) == sample_frames(bank[i], sampling="hazard_dense"), scored[i].scene_id
+        print(f"check: the replay of {CHOSEN.name} selects sample_frames' hazard_dense frames on the first "
+              f"{min(20, len(bank))} scenes")
     head = (f"{'rule':<42} {'dec/scene':>9} {'haz%':>5} {'lang':>6} {'risk':>6} {'typeM':>6} {'kindM':>6} "
             f"{'Hrisk':>5} {'Hact':>5} {'oracle':>6} {'keep|haz':>8}")
     print(head)
     for rule in RULES:
+        mark = " (chosen)" if rule == CHOSEN else ""
         ev, tr = records(scored, rule), records(fit, rule)
         m = label_honesty(tr, ev)
         dec = [r for r in ev if r["kind"] == "expert"]
         haz = [r for r in dec if r["risk_level"] not in (None, "none")]
         keep = sum(r["action"] == "keep_lane" for r in haz) / max(len(haz), 1)
-        print(f"{rule.name:<42} {len(dec) / len(scored):>9.2f} {100 * len(haz) / max(len(dec), 1):>5.1f} "
+        print(f"{rule.name + mark:<42} {len(dec) / len(scored):>9.2f} {100 * len(haz) / max(len(dec), 1):>5.1f} "
               f"{100 * m['lookup_language']:>6.1f} {100 * m['lookup_risk']:>6.1f} {100 * m['type_majority_risk']:>6.1f} "
               f"{100 * m['kind_majority_risk']:>6.1f} {m['risk_entropy_share']:>5.2f} {m['action_entropy_share']:>5.2f} "
               f"{100 * m['oracle_risk']:>6.1f} {100 * keep:>7.1f}%")

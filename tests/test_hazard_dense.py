@@ -19,6 +19,8 @@ import pytest
 
 from counterfactual.frame_labels import (
     WindowConfig,
+    closest_approach,
+    dense_window,
     designated_hazard,
     hazard_window,
     safe_log_frames,
@@ -95,7 +97,7 @@ def test_frames_follow_the_hazard_window(banks):
             assert scene.meta.scenario_type == "normal" and len(frames) == 1
             seen.add("normal")
             continue
-        first, last = hazard_window(scene, window)
+        first, last = dense_window(scene, window)
         start, end = round(2.0 / scene.dt), scene.num_frames - round(4.0 / scene.dt)  # history 2 s, future 4 s
         grid = range(max(start, first), min(end, last + 1), round(window.dense_stride_s / scene.dt))
         inside = [t for t in frames if first <= t <= last]
@@ -107,6 +109,30 @@ def test_frames_follow_the_hazard_window(banks):
     assert seen == {"normal", "benign", "near_miss", "collision"}
     with pytest.raises(ValueError, match="WindowConfig.dense_stride_s"):
         WindowConfig(dense_stride_s=0.0)
+
+
+def test_rule_takes_every_frame_of_a_five_second_window(banks):
+    """The rule chosen on the tuning seeds (issue #28, ``benchmarks/bench_decision_rules.py``): every safe 0.1 s frame
+    from 5 s before the hazard's closest approach (the rule before it: every 0.2 s from 4 s before)."""
+    window = WindowConfig()
+    assert (window.dense_stride_s, window.dense_before_s, window.before_s) == (0.1, 5.0, 4.0)
+    _, scored = banks
+    early = adjacent = 0
+    for scene in scored:
+        if designated_hazard(scene) is None:
+            continue
+        _, approach = closest_approach(scene)
+        first, last = dense_window(scene, window)
+        assert (first, last) == (max(0, approach - 50), approach)  # 5 s at the bank's 10 Hz
+        assert hazard_window(scene, window) == (max(0, approach - 40), approach)  # the hazard_window rule keeps 4 s
+        inside = [t for t in sample_frames(scene, sampling="hazard_dense") if first <= t <= last]
+        early += sum(t < approach - 40 for t in inside)  # 4-5 s before the approach: outside the old window
+        adjacent += sum(b - a == 1 for a, b in zip(inside, inside[1:]))  # 0.1 s apart: off the old 0.2 s grid
+        old = sample_frames(scene, sampling="hazard_dense", window=WindowConfig(dense_stride_s=0.2, dense_before_s=4.0))
+        assert set(t for t in old if approach - 40 <= t <= approach) <= set(inside)  # the old window's frames stay
+    assert early > 0 and adjacent > 0
+    with pytest.raises(ValueError, match="WindowConfig.dense_before_s"):
+        WindowConfig(dense_before_s=-1.0)
 
 
 def _cfg(*overrides: str):
