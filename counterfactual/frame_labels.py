@@ -254,9 +254,9 @@ class WindowConfig:
     """Settings of the ``"hazard_window"`` rule of :func:`sample_frames` (none of them looks at a label)."""
 
     before_s: float = 4.0
-    """The window opens this long [s] before the closest approach (on the varied bank, SYNTHETIC, the projection
-    names a hazard at sampled frames 0-4 s before it and at none later or earlier; measured in
-    ``docs/safety_labels.md#label-honesty``)."""
+    """The ``"hazard_window"`` rule's window opens this long [s] before the closest approach (on the varied bank,
+    SYNTHETIC, the projection names a hazard at sampled frames 0-4 s before it and at none later or earlier; measured
+    in ``docs/safety_labels.md#label-honesty``); the ``"hazard_dense"`` rule's opens ``dense_before_s`` before it."""
     after_s: float = 0.0
     """... and closes this long [s] after it."""
     stride_s: float = 0.5
