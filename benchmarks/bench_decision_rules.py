@@ -7,8 +7,8 @@ and :func:`counterfactual.frame_labels.safe_log_frames`), mines the pairs once, 
 of each rule on the cache (the ``hazard_dense`` selection of :func:`counterfactual.frame_labels.sample_frames`, with
 the window stride, the window's extent and the outside count varied; :data:`CHOSEN` is ``sample_frames``' own): the
 lookups are fitted on the ``--fit-seed`` bank's records and scored on every record of ``--seed``'s, as the audit does
-(:func:`counterfactual.honesty.label_honesty`). ``--check`` also runs the real ``sample_frames`` and asserts the
-replay of :data:`CHOSEN` picks the same frames.
+(:func:`counterfactual.honesty.label_honesty`). ``--check`` also runs the real ``sample_frames`` (with the matching
+``WindowConfig``) and asserts the replays of the default rule and of :data:`CHOSEN` pick the same frames.
 
 Rules are chosen on TUNING seeds only (issue #28's tuning seeds are 29 / 37); the evaluation seeds are scored with the
 audit, once, after the choice.
@@ -152,16 +152,16 @@ def records(scenes: Sequence[SceneCache], rule: Rule) -> list[dict[str, Any]]:
 
 
 CHOSEN = Rule(0.1, before_s=5.0)
-"""The rule the criterion chose (``env=world_v2``'s ``hazard_dense`` since sample format 4: ``WindowConfig``'s
-``dense_stride_s`` / ``dense_before_s``)."""
+"""The rule the criterion chose on the tuning seeds (``WindowConfig(dense_stride_s=0.1, dense_before_s=5.0)``); not
+the default: on new held-out seeds it missed the lookup-language target on one cell of four (docs/safety_labels.md)."""
 RULES = (
     Rule(0.2), Rule(0.1), Rule(0.3), Rule(0.5),
     Rule(0.2, before_s=3.0), Rule(0.2, before_s=5.0), Rule(0.1, before_s=5.0), Rule(0.2, before_s=6.0),
     Rule(0.1, before_s=6.0),
     Rule(0.2, n_out=2), Rule(0.1, n_out=2), Rule(0.2, after_s=0.5),
 )
-"""The rules replayed (the first is the ``hazard_dense`` rule of sample format 3, 0.2 s over 4 s; :data:`CHOSEN`
-is among them)."""
+"""The rules replayed (the first is the default ``hazard_dense`` rule, 0.2 s over 4 s; :data:`CHOSEN` is among
+them)."""
 
 
 def slowed_ego(scene: Any, k0: int, decel: float = 2.0, keep: float = 0.5) -> np.ndarray:
@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "safealign_rules"),
                         help="folder of the pickled frame-label caches")
     parser.add_argument("--check", action="store_true",
-                        help="assert the replay of CHOSEN selects sample_frames(..., 'hazard_dense')'s frames (first 20 scenes)")
+                        help="assert the replays of the default rule and of CHOSEN select sample_frames(..., 'hazard_dense')'s "
+                             "frames (first 20 scenes)")
     parser.add_argument("--what-if-react", action="store_true",
                         help="also print the HYPOTHETICAL row of an ego that slows at every projected conflict")
     parser.add_argument("--react-probe", action="store_true",
@@ -256,10 +257,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.roads == "families":
             kw.update(roads="families", road_families="train")
         bank = ScenarioBank(args.num_scenes, seed=args.seed, **kw)
-        for i in range(min(20, len(bank))):
-            assert select(scored[i], CHOSEN) == sample_frames(bank[i], sampling="hazard_dense"), scored[i].scene_id
-        print(f"check: the replay of {CHOSEN.name} selects sample_frames' hazard_dense frames on the first "
-              f"{min(20, len(bank))} scenes")
+        from counterfactual.frame_labels import WindowConfig
+
+        for rule in (RULES[0], CHOSEN):
+            window = WindowConfig(dense_stride_s=rule.stride_s, dense_before_s=rule.before_s)
+            for i in range(min(20, len(bank))):
+                want = sample_frames(bank[i], sampling="hazard_dense", window=window)
+                assert select(scored[i], rule) == want, (rule, scored[i].scene_id)
+            print(f"check: the replay of {rule.name} selects sample_frames' hazard_dense frames on the first "
+                  f"{min(20, len(bank))} scenes")
     head = (f"{'rule':<42} {'dec/scene':>9} {'haz%':>5} {'lang':>6} {'risk':>6} {'typeM':>6} {'kindM':>6} "
             f"{'Hrisk':>5} {'Hact':>5} {'oracle':>6} {'keep|haz':>8}")
     print(head)

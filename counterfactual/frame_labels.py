@@ -244,8 +244,8 @@ def safe_log_frames(scene: Scene, frames: Any) -> list[int]:
 FRAME_SAMPLING = ("even", "hazard_window", "hazard_dense")
 """Rules of :func:`sample_frames`: ``"even"`` (the default; up to ``per_scene`` safe frames evenly spread over the
 scene), ``"hazard_window"`` (most of them spread over the hazard window, :func:`hazard_window`) or
-``"hazard_dense"`` (every safe 0.1 s frame of a designated hazard's 5 s window plus one outside it; one frame in a
-scene without a designated hazard: the decisions per scene follow the length of its hazard window, ``env=world_v2``'s
+``"hazard_dense"`` (every safe frame of a designated hazard's window, every 0.2 s over 4 s, plus one outside it; one
+frame in a scene without a designated hazard: the decisions per scene follow the length of its hazard window, ``env=world_v2``'s
 rule)."""
 
 
@@ -256,7 +256,8 @@ class WindowConfig:
     before_s: float = 4.0
     """The ``"hazard_window"`` rule's window opens this long [s] before the closest approach (on the varied bank,
     SYNTHETIC, the projection names a hazard at sampled frames 0-4 s before it and at none later or earlier; measured
-    in ``docs/safety_labels.md#label-honesty``); the ``"hazard_dense"`` rule's opens ``dense_before_s`` before it."""
+    in ``docs/safety_labels.md#label-honesty``); the ``"hazard_dense"`` rule's opens ``dense_before_s`` (also 4 s)
+    before it."""
     after_s: float = 0.0
     """... and closes this long [s] after it."""
     stride_s: float = 0.5
@@ -266,18 +267,18 @@ class WindowConfig:
     """Share of ``per_scene`` (rounded) kept for frames outside the window, evenly spread, so that "no hazard" stays
     a real answer; a side with too few safe candidates leaves its places to the other (``"hazard_dense"``: at least
     one frame, and no place moves)."""
-    dense_stride_s: float = 0.1
+    dense_stride_s: float = 0.2
     """``"hazard_dense"`` rule: time between the window's candidate frames [s], every one of them kept where safe
-    (every 0.1 s frame of the bank's logs, up to 51 over a 5 s window). Chosen with :attr:`dense_before_s` on the
-    TUNING seeds only (29 / 37 each scored with the lookups fitted on the other, classic and families roads;
-    ``python -m benchmarks.bench_decision_rules``) by a criterion written before any held-out number: lowest mean
-    (type, lead) lookup language accuracy, oracle >= 95%, the other targets met, at most 2x the decisions of the
-    previous rule (0.2 s, 4 s window): 0.2 s / 4 s 69.0% mean language (7.2 decisions per scene), 0.1 s / 4 s 67.6%
-    (13.5), **0.1 s / 5 s 67.2% (14.0)**, 0.1 s / 6 s 66.9% (14.1, a tie within 0.3 points: fewer rows win), 0.2 s
-    / 5 s 68.4% (7.4) (docs/safety_labels.md#decision-stride-and-window-tuning-seeds)."""
-    dense_before_s: float = 5.0
-    """``"hazard_dense"`` rule: its window opens this long [s] before the closest approach (``before_s`` is the
-    ``"hazard_window"`` rule's; 4 s before the tuning above)."""
+    (21 candidates over a 4 s window). Measured on the varied bank (SYNTHETIC, the tuning seeds: 29 scored, lookups
+    fitted on 37; the selection replayed on cached frame labels, the 0.5 s figure confirmed by the audit): 0.5 s
+    leaves the (type, lead) lookup at 70.6% language accuracy, 0.4 s 69.4%, 0.3 s 68.5%, 0.2 s 67.8%, 0.1 s 67.1%
+    (docs/safety_labels.md#decision-composition-the-hazard_dense-rule). ``dense_stride_s=0.1, dense_before_s=5.0`` is
+    the rule issue #28's tuning criterion chose on seeds 29 / 37 (``python -m benchmarks.bench_decision_rules``); on
+    new held-out seeds it met every target on three of four cells, not on road families 113 / 127 (lookup language
+    71.0%), so it is not the default (docs/safety_labels.md#decision-stride-and-window-tuning-seeds)."""
+    dense_before_s: float = 4.0
+    """``"hazard_dense"`` rule: its window opens this long [s] before the closest approach (:func:`dense_window`;
+    ``before_s`` is the ``"hazard_window"`` rule's, the same 4 s by default)."""
 
     def __post_init__(self) -> None:
         for name in ("before_s", "after_s", "dense_before_s"):
@@ -336,7 +337,7 @@ def hazard_window(scene: Scene, window: WindowConfig = WindowConfig()) -> tuple[
 
 def dense_window(scene: Scene, window: WindowConfig = WindowConfig()) -> tuple[int, int] | None:
     """``(first, last)`` frames (inclusive) of the ``"hazard_dense"`` rule's window: :func:`hazard_window` opened
-    ``window.dense_before_s`` (5 s) before the closest approach; None when the scene has no agent."""
+    ``window.dense_before_s`` (4 s) before the closest approach; None when the scene has no agent."""
     return hazard_window(scene, replace(window, before_s=window.dense_before_s))
 
 
@@ -365,7 +366,7 @@ def sample_frames(scene: Scene, stride_s: float = 1.0, per_scene: int = 4, min_h
       gives at least as many decisions as under ``"even"`` (more where the window's denser candidates are safe). The window comes from the logged geometry, never from the label;
     * ``"hazard_dense"``: a scene with a designated hazard (:func:`designated_hazard`: the varied bank's hazard agent,
       or the colliding agent) gives **every** safe candidate of its hazard window (:func:`dense_window`: from
-      ``window.dense_before_s`` = 5 s before the closest approach to it; every ``window.dense_stride_s``, 0.1 s) plus
+      ``window.dense_before_s`` = 4 s before the closest approach to it; every ``window.dense_stride_s``, 0.2 s) plus
       ``max(1, round(outside_share * per_scene))`` frames evenly spread over the safe candidates outside it; a scene
       without one (normal driving) gives that many frames evenly spread. No place moves from one side to the other:
       the decisions per scene follow the safe length of the hazard window (a collision scene's window holds no safe

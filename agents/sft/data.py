@@ -60,10 +60,8 @@ from envs.observation import ObservationConfig, Route, build_observation, text_p
 from envs.scenes.scene import Scene
 from envs.spaces import NUM_POSES
 
-SAMPLES_FORMAT_VERSION = "4"
-"""Version of the rendered-sample table (columns, selection rules, labels); part of the cache key. 4: the
-``"hazard_dense"`` rule takes every 0.1 s frame of a 5 s window (``WindowConfig.dense_stride_s`` /
-``dense_before_s``; 3: every 0.2 s of 4 s): ``env=world_v2``'s expert rows about double. 3: the
+SAMPLES_FORMAT_VERSION = "3"
+"""Version of the rendered-sample table (columns, selection rules, labels); part of the cache key. 3: the
 ``"hazard_dense"`` frame rule (``env=world_v2``'s expert rows change; rows of the ``"even"`` and ``"hazard_window"``
 rules are those of 2). 2: expert rows carry the decision label from the geometry at their frame (1: always the
 no-hazard sentence)."""
