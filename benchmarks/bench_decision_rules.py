@@ -178,8 +178,8 @@ def slowed_ego(scene: Any, k0: int, decel: float = 2.0, keep: float = 0.5) -> np
     s_new = np.concatenate([[0.0], np.cumsum(v_new * scene.dt)])
     yaw = np.unwrap(poses[:, 2])
     order = np.concatenate([[True], step > 1e-9])  # strictly increasing s for interpolation
-    out = np.stack([np.interp(s_new, s[order], poses[order, i]) for i in (0, 1)] + [np.interp(s_new, s[order], yaw[order])], axis=1)
-    return out
+    xy = [np.interp(s_new, s[order], poses[order, i]) for i in (0, 1)]
+    return np.stack(xy + [np.interp(s_new, s[order], yaw[order])], axis=1)
 
 
 def react_probe(num_scenes: int, seed: int, roads: str) -> None:
@@ -222,7 +222,8 @@ def react_probe(num_scenes: int, seed: int, roads: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_decision_rules", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_decision_rules",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=29, help="scored bank seed (a TUNING seed)")
     parser.add_argument("--fit-seed", type=int, default=37, help="bank seed the lookups are fitted on")
     parser.add_argument("--num-scenes", type=int, default=200)
@@ -230,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "safealign_rules"),
                         help="folder of the pickled frame-label caches")
     parser.add_argument("--check", action="store_true",
-                        help="assert the replays of the default rule and of CHOSEN select sample_frames(..., 'hazard_dense')'s "
-                             "frames (first 20 scenes)")
+                        help="assert the replays of the default rule and of CHOSEN select "
+                             "sample_frames(..., 'hazard_dense')'s frames (first 20 scenes)")
     parser.add_argument("--what-if-react", action="store_true",
                         help="also print the HYPOTHETICAL row of an ego that slows at every projected conflict")
     parser.add_argument("--react-probe", action="store_true",
@@ -277,8 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         haz = [r for r in dec if r["risk_level"] not in (None, "none")]
         keep = sum(r["action"] == "keep_lane" for r in haz) / max(len(haz), 1)
         print(f"{rule.name + mark:<42} {len(dec) / len(scored):>9.2f} {100 * len(haz) / max(len(dec), 1):>5.1f} "
-              f"{100 * m['lookup_language']:>6.1f} {100 * m['lookup_risk']:>6.1f} {100 * m['type_majority_risk']:>6.1f} "
-              f"{100 * m['kind_majority_risk']:>6.1f} {m['risk_entropy_share']:>5.2f} {m['action_entropy_share']:>5.2f} "
+              f"{100 * m['lookup_language']:>6.1f} {100 * m['lookup_risk']:>6.1f} "
+              f"{100 * m['type_majority_risk']:>6.1f} {100 * m['kind_majority_risk']:>6.1f} "
+              f"{m['risk_entropy_share']:>5.2f} {m['action_entropy_share']:>5.2f} "
               f"{100 * m['oracle_risk']:>6.1f} {100 * keep:>7.1f}%")
     if args.what_if_react:
         from counterfactual.labels import _YIELD_CONFLICTS
@@ -292,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{100 * m['lookup_language']:.1f}%, action entropy share {m['action_entropy_share']:.2f}")
     dec = [r for r in records(scored, RULES[0]) if r["kind"] == "expert"]
     print("default rule, decisions' actions:", dict(Counter(r["action"] for r in dec).most_common()))
-    print("  hazard decisions' actions:", dict(Counter(r["action"] for r in dec if r["risk_level"] != "none").most_common()))
+    hazard = Counter(r["action"] for r in dec if r["risk_level"] != "none")
+    print("  hazard decisions' actions:", dict(hazard.most_common()))
     return 0
 
 

@@ -245,13 +245,14 @@ FRAME_SAMPLING = ("even", "hazard_window", "hazard_dense")
 """Rules of :func:`sample_frames`: ``"even"`` (the default; up to ``per_scene`` safe frames evenly spread over the
 scene), ``"hazard_window"`` (most of them spread over the hazard window, :func:`hazard_window`) or
 ``"hazard_dense"`` (every safe frame of a designated hazard's window, every 0.2 s over 4 s, plus one outside it; one
-frame in a scene without a designated hazard: the decisions per scene follow the length of its hazard window, ``env=world_v2``'s
-rule)."""
+frame in a scene without a designated hazard: the decisions per scene follow the length of its hazard window,
+``env=world_v2``'s rule)."""
 
 
 @dataclass(frozen=True)
 class WindowConfig:
-    """Settings of the ``"hazard_window"`` rule of :func:`sample_frames` (none of them looks at a label)."""
+    """Settings of the ``"hazard_window"`` and ``"hazard_dense"`` rules of :func:`sample_frames` (none of them looks at
+    a label)."""
 
     before_s: float = 4.0
     """The ``"hazard_window"`` rule's window opens this long [s] before the closest approach (on the varied bank,
