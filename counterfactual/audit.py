@@ -33,10 +33,12 @@ families [--road-families train|held_out|all|a,b]`` the bank on parametric road 
 the honesty's lookups on bank seed ``S`` (same size and options) and scores every scene of ``--seed`` (default: a
 half split of ``--seed``'s scenes); ``--decision-labels no_hazard`` labels the sampled decisions no-hazard, as the
 SFT data did before sample format 2 (for comparison); ``--frame-sampling hazard_window`` chooses the sampled
-decisions around the hazard's closest approach and ``--frame-sampling hazard_dense`` every safe frame of the
-designated hazard's window plus one outside it, one frame of a scene without a hazard
-(:func:`counterfactual.frame_labels.sample_frames`; default ``hazard_dense`` with ``--outcomes varied``, the
-``env=world_v2`` preset's rule, else ``even``; ``--frame-sampling even`` gives the varied bank's earlier numbers);
+decisions around the hazard's closest approach and ``--frame-sampling hazard_dense`` every safe 0.2 s frame of the
+designated hazard's window (4 s before its closest approach to the ego) plus one outside it, one frame of a scene
+without a hazard (:func:`counterfactual.frame_labels.sample_frames`; default ``hazard_dense`` with ``--outcomes
+varied``, the ``env=world_v2`` preset's rule, else ``even``; ``--frame-sampling even`` gives the varied bank's earlier
+numbers; ``python -m benchmarks.bench_decision_rules`` replays other strides and windows of the rule on the tuning
+seeds 29 / 37, docs/safety_labels.md#decision-stride-and-window-tuning-seeds);
 ``--pair-risk projection`` gives the pairs the projection's risk level at their decision frame
 (:data:`counterfactual.honesty.PAIR_RISKS`; for comparison, default the mined label's).
 
@@ -392,8 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frame-sampling", choices=FRAME_SAMPLING, default=None,
                         help="how the sampled decisions are chosen (counterfactual.frame_labels.sample_frames): "
                              "evenly spread over the scene (even; default of the default bank), concentrated on the "
-                             "hazard window (hazard_window) or every safe frame of the designated hazard's window "
-                             "plus one outside it (hazard_dense; default with --outcomes varied, env=world_v2's rule)")
+                             "hazard window (hazard_window) or every safe 0.2 s frame of the designated hazard's 4 s "
+                             "window plus one outside it (hazard_dense; default with --outcomes varied, env=world_v2's rule)")
     parser.add_argument("--pair-risk", choices=("contact", "projection"), default="contact",
                         help="risk level of the pairs in the label honesty: the mined label's, from the logged contact "
                              "time (default, the published labels), or the projection's at the decision frame (for "

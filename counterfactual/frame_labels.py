@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -244,19 +244,21 @@ def safe_log_frames(scene: Scene, frames: Any) -> list[int]:
 FRAME_SAMPLING = ("even", "hazard_window", "hazard_dense")
 """Rules of :func:`sample_frames`: ``"even"`` (the default; up to ``per_scene`` safe frames evenly spread over the
 scene), ``"hazard_window"`` (most of them spread over the hazard window, :func:`hazard_window`) or
-``"hazard_dense"`` (every safe frame of a designated hazard's window plus one outside it; one frame in a scene
-without a designated hazard: the decisions per scene follow the length of its hazard window, ``env=world_v2``'s
-rule)."""
+``"hazard_dense"`` (every safe frame of a designated hazard's window, every 0.2 s over 4 s, plus one outside it; one
+frame in a scene without a designated hazard: the decisions per scene follow the length of its hazard window,
+``env=world_v2``'s rule)."""
 
 
 @dataclass(frozen=True)
 class WindowConfig:
-    """Settings of the ``"hazard_window"`` rule of :func:`sample_frames` (none of them looks at a label)."""
+    """Settings of the ``"hazard_window"`` and ``"hazard_dense"`` rules of :func:`sample_frames` (none of them looks at
+    a label)."""
 
     before_s: float = 4.0
-    """The window opens this long [s] before the closest approach (on the varied bank, SYNTHETIC, the projection
-    names a hazard at sampled frames 0-4 s before it and at none later or earlier; measured in
-    ``docs/safety_labels.md#label-honesty``)."""
+    """The ``"hazard_window"`` rule's window opens this long [s] before the closest approach (on the varied bank,
+    SYNTHETIC, the projection names a hazard at sampled frames 0-4 s before it and at none later or earlier; measured
+    in ``docs/safety_labels.md#label-honesty``); the ``"hazard_dense"`` rule's opens ``dense_before_s`` (also 4 s)
+    before it."""
     after_s: float = 0.0
     """... and closes this long [s] after it."""
     stride_s: float = 0.5
@@ -269,11 +271,18 @@ class WindowConfig:
     dense_stride_s: float = 0.2
     """``"hazard_dense"`` rule: time between the window's candidate frames [s], every one of them kept where safe
     (21 candidates over a 4 s window). Measured on the varied bank (SYNTHETIC, the tuning seeds: 29 scored, lookups
-    fitted on 37; the selection replayed on cached frame labels, the 0.5 s figure confirmed by the audit): 0.5 s leaves the (type, lead) lookup at 70.6% language accuracy, 0.4 s 69.4%, 0.3 s 68.5%, 0.2 s 67.8%,
-    0.1 s 67.1% (docs/safety_labels.md#decision-composition-the-hazard_dense-rule)."""
+    fitted on 37; the selection replayed on cached frame labels, the 0.5 s figure confirmed by the audit): 0.5 s
+    leaves the (type, lead) lookup at 70.6% language accuracy, 0.4 s 69.4%, 0.3 s 68.5%, 0.2 s 67.8%, 0.1 s 67.1%
+    (docs/safety_labels.md#decision-composition-the-hazard_dense-rule). ``dense_stride_s=0.1, dense_before_s=5.0`` is
+    the rule issue #28's tuning criterion chose on seeds 29 / 37 (``python -m benchmarks.bench_decision_rules``); on
+    new held-out seeds it met every target on three of four cells, not on road families 113 / 127 (lookup language
+    71.0%), so it is not the default (docs/safety_labels.md#decision-stride-and-window-tuning-seeds)."""
+    dense_before_s: float = 4.0
+    """``"hazard_dense"`` rule: its window opens this long [s] before the closest approach (:func:`dense_window`;
+    ``before_s`` is the ``"hazard_window"`` rule's, the same 4 s by default)."""
 
     def __post_init__(self) -> None:
-        for name in ("before_s", "after_s"):
+        for name in ("before_s", "after_s", "dense_before_s"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"WindowConfig.{name}: expected a finite value >= 0, got {value!r}")
@@ -327,6 +336,12 @@ def hazard_window(scene: Scene, window: WindowConfig = WindowConfig()) -> tuple[
     return first, last
 
 
+def dense_window(scene: Scene, window: WindowConfig = WindowConfig()) -> tuple[int, int] | None:
+    """``(first, last)`` frames (inclusive) of the ``"hazard_dense"`` rule's window: :func:`hazard_window` opened
+    ``window.dense_before_s`` (4 s) before the closest approach; None when the scene has no agent."""
+    return hazard_window(scene, replace(window, before_s=window.dense_before_s))
+
+
 def _spread(frames: list[int], n: int) -> list[int]:
     """Up to ``n`` of ``frames`` evenly spread (all of them when there are no more than ``n``)."""
     if n <= 0:
@@ -351,8 +366,8 @@ def sample_frames(scene: Scene, stride_s: float = 1.0, per_scene: int = 4, min_h
       evenly spread over those outside it; a side short of candidates leaves its places to the other, so a scene
       gives at least as many decisions as under ``"even"`` (more where the window's denser candidates are safe). The window comes from the logged geometry, never from the label;
     * ``"hazard_dense"``: a scene with a designated hazard (:func:`designated_hazard`: the varied bank's hazard agent,
-      or the colliding agent) gives **every** safe candidate of its hazard window (every ``window.dense_stride_s``,
-      0.2 s) plus
+      or the colliding agent) gives **every** safe candidate of its hazard window (:func:`dense_window`: from
+      ``window.dense_before_s`` = 4 s before the closest approach to it; every ``window.dense_stride_s``, 0.2 s) plus
       ``max(1, round(outside_share * per_scene))`` frames evenly spread over the safe candidates outside it; a scene
       without one (normal driving) gives that many frames evenly spread. No place moves from one side to the other:
       the decisions per scene follow the safe length of the hazard window (a collision scene's window holds no safe
@@ -395,7 +410,7 @@ def _dense_frames(scene: Scene, candidates: set[int], first: int, end: int, per_
     """The ``"hazard_dense"`` rule of :func:`sample_frames` (see there): ``candidates`` are the frames every
     ``stride_s`` in ``[first, end)``."""
     n_out = max(1, int(round(window.outside_share * per_scene)))
-    bounds = hazard_window(scene, window) if designated_hazard(scene) is not None else None
+    bounds = dense_window(scene, window) if designated_hazard(scene) is not None else None
     if bounds is None:
         return _spread(safe_log_frames(scene, sorted(candidates)), n_out)
     dense = max(1, int(round(window.dense_stride_s / scene.dt)))

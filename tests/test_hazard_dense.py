@@ -19,6 +19,8 @@ import pytest
 
 from counterfactual.frame_labels import (
     WindowConfig,
+    closest_approach,
+    dense_window,
     designated_hazard,
     hazard_window,
     safe_log_frames,
@@ -95,7 +97,7 @@ def test_frames_follow_the_hazard_window(banks):
             assert scene.meta.scenario_type == "normal" and len(frames) == 1
             seen.add("normal")
             continue
-        first, last = hazard_window(scene, window)
+        first, last = dense_window(scene, window)
         start, end = round(2.0 / scene.dt), scene.num_frames - round(4.0 / scene.dt)  # history 2 s, future 4 s
         grid = range(max(start, first), min(end, last + 1), round(window.dense_stride_s / scene.dt))
         inside = [t for t in frames if first <= t <= last]
@@ -107,6 +109,34 @@ def test_frames_follow_the_hazard_window(banks):
     assert seen == {"normal", "benign", "near_miss", "collision"}
     with pytest.raises(ValueError, match="WindowConfig.dense_stride_s"):
         WindowConfig(dense_stride_s=0.0)
+
+
+def test_dense_window_options_reach_the_frames(banks):
+    """``WindowConfig.dense_stride_s`` / ``dense_before_s`` set the rule's grid and window: the default (sample
+    format 3's rule, every 0.2 s from 4 s before the hazard's closest approach) and the rule issue #28's tuning chose
+    on seeds 29 / 37 (every 0.1 s from 5 s before; ``benchmarks/bench_decision_rules.py``, not the default: it
+    missed the language target on one new held-out cell)."""
+    default, tuned = WindowConfig(), WindowConfig(dense_stride_s=0.1, dense_before_s=5.0)
+    assert (default.dense_stride_s, default.dense_before_s, default.before_s) == (0.2, 4.0, 4.0)
+    _, scored = banks
+    early = adjacent = 0
+    for scene in scored:
+        if designated_hazard(scene) is None:
+            continue
+        _, approach = closest_approach(scene)
+        assert dense_window(scene, default) == hazard_window(scene, default) == (max(0, approach - 40), approach)
+        first, last = dense_window(scene, tuned)
+        assert (first, last) == (max(0, approach - 50), approach)  # 5 s at the bank's 10 Hz
+        old = [t for t in sample_frames(scene, sampling="hazard_dense") if approach - 40 <= t <= approach]
+        assert all((t - old[0]) % 2 == 0 for t in old)  # the default's 0.2 s grid
+        inside = [t for t in sample_frames(scene, sampling="hazard_dense", window=tuned) if first <= t <= last]
+        assert inside == safe_log_frames(scene, list(range(max(20, first), min(scene.num_frames - 40, last + 1))))
+        assert set(old) <= set(inside)  # the default's window frames stay
+        early += sum(t < approach - 40 for t in inside)  # 4-5 s before the approach: outside the default window
+        adjacent += sum(b - a == 1 for a, b in zip(inside, inside[1:]))  # 0.1 s apart: off the default's grid
+    assert early > 0 and adjacent > 0
+    with pytest.raises(ValueError, match="WindowConfig.dense_before_s"):
+        WindowConfig(dense_before_s=-1.0)
 
 
 def _cfg(*overrides: str):
