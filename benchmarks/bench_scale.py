@@ -86,30 +86,35 @@ def _actions(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.uniform(-0.3, 0.3, (n, 8, 2)).astype(np.float32)
 
 
+ENVS_PER_WORKER = 8
+"""Default ``--envs-per-worker``: envs per Ray actor (and in the ``DummyVecEnv`` row)."""
+
 VIEW = {"view": "state"}
 """The observation of the rollout env (``--view``): ``bev`` (the replay env's default 128 px RGB BEV + state, what the
 VLA sees) or ``state`` (state only, the MLP agent's env)."""
 
 
-def _venv(backend: str, n_envs: int, scenes: int, address: str | None) -> Any:
+def _venv(backend: str, n_envs: int, scenes: int, address: str | None, envs_per_worker: int = 1) -> Any:
     from agents.rl.env import GroupEnvConfig, make_group_vec_env
     from envs.replay_env import EnvConfig
 
-    options = {"address": address, "num_cpus_per_worker": 1.0} if backend == "ray" else None
+    options = ({"address": address, "num_cpus_per_worker": 1.0, "envs_per_worker": envs_per_worker}
+               if backend == "ray" else None)
     env = EnvConfig() if VIEW["view"] == "bev" else EnvConfig(bev=None)
     return make_group_vec_env(GroupEnvConfig(num_scenes=scenes, seed=0, env=env), n_envs=n_envs, seed=0,
                               backend=backend, ray_options=options)
 
 
 def rollout_rate(backend: str, n_envs: int, scenes: int, seconds: float, address: str | None,
-                 group: int = 0) -> dict[str, float]:
-    """Env steps/s of ``n_envs`` envs on ``backend`` over ``seconds`` (after 10 warm-up vector steps). ``group`` > 0:
-    each step is GRPO's (``collect_rollouts``): first a group of ``group`` candidate trajectories per env scored by
-    the env (``call_each(venv, "score_group", ...)``, concurrent across workers), then the step."""
+                 group: int = 0, envs_per_worker: int = 1) -> dict[str, float]:
+    """Env steps/s of ``n_envs`` envs on ``backend`` (Ray: ``envs_per_worker`` per actor) over ``seconds`` (after 10
+    warm-up vector steps). ``group`` > 0: each step is GRPO's (``collect_rollouts``): first a group of ``group``
+    candidate trajectories per env scored by the env (``call_each(venv, "score_group", ...)``, concurrent across
+    workers, one batch per worker), then the step."""
     from agents.rl.env import call_each
     from envs.wrappers import kinematic_trajectories
 
-    venv = _venv(backend, n_envs, scenes, address)
+    venv = _venv(backend, n_envs, scenes, address, envs_per_worker)
     try:
         rng = np.random.default_rng(0)
 
@@ -140,9 +145,11 @@ def rollout_rate(backend: str, n_envs: int, scenes: int, seconds: float, address
             "cpu_steps_per_s": n_envs / critical}
 
 
-def rollouts_equal(n_envs: int, scenes: int, address: str | None, steps: int = 40) -> bool:
-    """Ray workers and a ``DummyVecEnv``, same seeds and actions: equal observations, rewards and dones."""
-    ray_env, dummy = _venv("ray", n_envs, scenes, address), _venv("dummy", n_envs, scenes, None)
+def rollouts_equal(n_envs: int, scenes: int, address: str | None, steps: int = 40, envs_per_worker: int = 1) -> bool:
+    """Ray workers (``envs_per_worker`` envs each) and a ``DummyVecEnv`` over the same ``n_envs`` envs, same seeds
+    and actions: equal observations, rewards and dones."""
+    ray_env = _venv("ray", n_envs, scenes, address, envs_per_worker)
+    dummy = _venv("dummy", n_envs, scenes, None)
     try:
         rng = np.random.default_rng(1)
         a, b = ray_env.reset(), dummy.reset()
@@ -175,9 +182,9 @@ def _plain_rows(pairs: list) -> list:
     return [plain(pair_to_row(p)) for p in pairs]
 
 
-def mining_rates(num_scenes: int, workers: int, address: str | None) -> dict[str, Any]:
-    """Scenes/s serial and on ``workers`` Ray tasks, with the pairs compared."""
-    from counterfactual.distributed import mine_source, stats_and_pairs
+def mining_rates(num_scenes: int, workers: int, address: str | None, shard_size: int | None = None) -> dict[str, Any]:
+    """Scenes/s serial and on ``workers`` Ray tasks (``shard_size`` scenes each), with the pairs compared."""
+    from counterfactual.distributed import mine_source, shards, stats_and_pairs
     from counterfactual.miner import MinerConfig
     from envs.scenes.sources import open_source
 
@@ -194,14 +201,15 @@ def mining_rates(num_scenes: int, workers: int, address: str | None) -> dict[str
     source = open_source("bank", num_scenes=num_scenes, seed=0)  # a fresh cache: no scene generated in advance
     cpu_by_worker: dict[int, float] = {}
     start = time.perf_counter()
-    distributed = mine_source(source, config, "ray", workers, address, cpu_by_worker=cpu_by_worker)
+    distributed = mine_source(source, config, "ray", workers, address, shard_size, cpu_by_worker=cpu_by_worker)
     t_ray = time.perf_counter() - start
     pairs_serial, pairs_ray = stats_and_pairs(serial)[1], stats_and_pairs(distributed)[1]
     return {"serial_scenes_per_s": num_scenes / t_serial, "ray_scenes_per_s": num_scenes / t_ray,
             "serial_s": t_serial, "ray_s": t_ray, "worker_startup_s": startup, "pairs": len(pairs_serial),
             "serial_cpu_s": cpu_serial, "busiest_worker_cpu_s": max(cpu_by_worker.values()),
             "worker_cpu_s": sorted(cpu_by_worker.values()),
-            "equal": _plain_rows(pairs_serial) == _plain_rows(pairs_ray)}
+            "equal": _plain_rows(pairs_serial) == _plain_rows(pairs_ray),
+            "shards": len(shards(num_scenes, workers, shard_size))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,41 +219,54 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenes", type=int, default=16, help="bank scenes of the rollout env")
     p.add_argument("--mine-scenes", type=int, default=96, help="bank scenes to mine")
     p.add_argument("--workers", type=int, default=2, help="Ray workers of the parallel runs")
+    p.add_argument("--envs-per-worker", type=int, default=ENVS_PER_WORKER,
+                   help="envs each Ray actor steps in one call (RayVecEnv envs_per_worker); the DummyVecEnv row "
+                        "runs as many in process")
+    p.add_argument("--shard-size", type=int, default=None,
+                   help="mining: scenes per Ray task (default: counterfactual.distributed.shards' choice)")
     p.add_argument("--address", default=None, help="Ray cluster to join (default: a local Ray with --workers CPUs)")
     p.add_argument("--group", type=int, default=8, help="GRPO steps: candidates scored per env and step")
     p.add_argument("--view", choices=("bev", "state"), default="state", help="rollout env observation (see VIEW)")
     p.add_argument("--skip-rollouts", action="store_true")
+    p.add_argument("--skip-grpo", action="store_true", help="time plain env steps only")
     p.add_argument("--skip-mining", action="store_true")
     args = p.parse_args(argv)
+    if args.envs_per_worker < 1:
+        p.error(f"--envs-per-worker: expected >= 1, got {args.envs_per_worker}")
     VIEW["view"] = args.view
     from envs.vec.cluster import init_ray
 
     ray = init_ray(args.address, num_cpus=args.workers, object_store_memory=200 * 1024 ** 2, log_to_driver=False)
     print(f"Ray {ray.__version__}: {ray.cluster_resources().get('CPU', 0):g} CPUs; os.cpu_count() = {os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.1f} (other processes share this machine)")
+    k, n = args.envs_per_worker, args.workers
     if not args.skip_rollouts:
-        same = rollouts_equal(args.workers, args.scenes, args.address)
-        print(f"rollouts: {args.workers} Ray workers == DummyVecEnv (same seeds and actions, 40 steps): {same}")
-        for group, what in ((0, "plain env steps"), (args.group, f"GRPO steps (score a group of {args.group}, step)")):
-            dummy = rollout_rate("dummy", 1, args.scenes, args.seconds, None, group)
-            one = rollout_rate("ray", 1, args.scenes, args.seconds, args.address, group)
-            many = rollout_rate("ray", args.workers, args.scenes, args.seconds, args.address, group)
+        same = rollouts_equal(n * k, args.scenes, args.address, envs_per_worker=k)
+        print(f"rollouts: {n} Ray workers x {k} envs == DummyVecEnv over the same {n * k} envs (same seeds and "
+              f"actions, 40 steps): {same}")
+        kinds = [(0, "plain env steps")]
+        if not args.skip_grpo:
+            kinds.append((args.group, f"GRPO steps (score a group of {args.group}, step)"))
+        for group, what in kinds:
+            dummy = rollout_rate("dummy", k, args.scenes, args.seconds, None, group)
+            one = rollout_rate("ray", k, args.scenes, args.seconds, args.address, group, k)
+            many = rollout_rate("ray", n * k, args.scenes, args.seconds, args.address, group, k)
             print(f"rollouts, {what}, SYNTHETIC bank, {args.view} view:")
             print(f"  {'':34s} {'env steps/s':>12s} {'steps':>7s} {'episodes':>9s} {'driver ms':>10s} "
                   f"{'worker ms':>10s} {'CPU-path steps/s':>17s}")
-            for name, r in (("DummyVecEnv, 1 env (in process)", dummy), ("RayVecEnv, 1 worker", one),
-                            (f"RayVecEnv, {args.workers} workers", many)):
+            for name, r in ((f"DummyVecEnv, {k} envs (in process)", dummy), (f"RayVecEnv, 1 worker x {k} envs", one),
+                            (f"RayVecEnv, {n} workers x {k} envs", many)):
                 print(f"  {name:34s} {r['steps_per_s']:12.1f} {r['steps']:7d} {r['episodes']:9d} "
                       f"{r['driver_ms']:10.2f} {r['worker_ms']:10.2f} {r['cpu_steps_per_s']:17.1f}")
-            print(f"  speed-up {args.workers} workers / 1 worker: wall clock "
+            print(f"  speed-up {n} workers / 1 worker ({k} envs each): wall clock "
                   f"{many['steps_per_s'] / one['steps_per_s']:.2f}x, CPU critical path "
                   f"{many['cpu_steps_per_s'] / one['cpu_steps_per_s']:.2f}x (target >= 1.7x)", flush=True)
     if not args.skip_mining:
-        m = mining_rates(args.mine_scenes, args.workers, args.address)
+        m = mining_rates(args.mine_scenes, n, args.address, args.shard_size)
         print(f"mining {args.mine_scenes} SYNTHETIC bank scenes ({m['pairs']} pairs): serial "
-              f"{m['serial_scenes_per_s']:.2f} scenes/s ({m['serial_s']:.1f} s), {args.workers} Ray workers "
-              f"{m['ray_scenes_per_s']:.2f} scenes/s ({m['ray_s']:.1f} s); worker start-up (not in the rate) "
-              f"{m['worker_startup_s']:.1f} s")
+              f"{m['serial_scenes_per_s']:.2f} scenes/s ({m['serial_s']:.1f} s), {n} Ray workers "
+              f"{m['ray_scenes_per_s']:.2f} scenes/s ({m['ray_s']:.1f} s, {m['shards']} shards); worker start-up "
+              f"(not in the rate) {m['worker_startup_s']:.1f} s")
         print(f"CPU: serial {m['serial_cpu_s']:.1f} s; per Ray worker "
               f"{', '.join(f'{c:.1f}' for c in m['worker_cpu_s'])} s")
         print(f"speed-up: wall clock {m['ray_scenes_per_s'] / m['serial_scenes_per_s']:.2f}x, CPU critical path "
