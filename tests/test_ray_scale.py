@@ -455,6 +455,26 @@ def test_compose_ray_profile_runs_a_head_and_scalable_workers():
         "carla:2000", "carla-2:2010"]
 
 
+def test_the_readmes_envs_per_worker_command_composes_and_validates():
+    """README "Ray": the several-envs-per-actor command is a valid run configuration (16 envs, 8 per actor)."""
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from experiments.config import register_configs
+    from experiments.run import validate
+
+    register_configs()
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if x.startswith("python -m experiments.run") and "envs_per_worker" in x)
+    overrides = line.split("#", 1)[0].split()[3:]
+    with initialize_config_module(config_module="experiments.conf", version_base=None):
+        cfg = compose(config_name="config", overrides=overrides)
+    validate(OmegaConf.to_container(cfg, resolve=True))
+    assert cfg.env.vec_backend == "ray" and cfg.env.envs_per_worker == 8 and cfg.train.n_envs == 16
+
+
 def test_carla_envs_on_ray_workers_each_bound_to_their_server_and_traffic_manager_port(local_ray):
     """``carla_env_fns`` on Ray actors: worker ``i`` drives ``hosts[i]`` with Traffic Manager port base + i (here
     stand-in servers, started inside each actor: the stand-in lives in the client's process)."""

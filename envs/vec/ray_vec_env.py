@@ -145,9 +145,10 @@ class _EnvWorker:
         """The worker's process id (tests, diagnostics)."""
         return os.getpid()
 
-    def cpu_time(self) -> float:
-        """CPU seconds the worker's process has used (``time.process_time``; benchmarks)."""
-        return time.process_time()
+    def cpu_time(self, main_thread_only: bool = False) -> float:
+        """CPU seconds the worker's process has used (``time.process_time``; benchmarks), or its main thread only
+        (``time.thread_time``: the envs' work and the (de)serialisation of calls, without Ray's background threads)."""
+        return time.thread_time() if main_thread_only else time.process_time()
 
     def close(self) -> None:
         for env in self.envs:
@@ -474,10 +475,11 @@ class RayVecEnv(VecEnv):
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         return self._gather(indices, lambda k: ("is_wrapped", wrapper_class))
 
-    def worker_cpu_times(self) -> list[float]:
-        """CPU seconds each worker's process has used, one per worker (benchmarks: the work a core would do per
-        worker)."""
-        return list(self._ray.get([a.cpu_time.remote() for a in self.actors], timeout=self.step_timeout))
+    def worker_cpu_times(self, main_thread_only: bool = False) -> list[float]:
+        """CPU seconds each worker's process (or, ``main_thread_only``, its main thread: the one that runs the envs)
+        has used, one per worker (benchmarks: the work a core would do per worker)."""
+        refs = [a.cpu_time.remote(main_thread_only) for a in self.actors]
+        return list(self._ray.get(refs, timeout=self.step_timeout))
 
     def worker_pids(self) -> list[int]:
         """Process id of each env's worker, one per env (diagnostics; tests check which envs share a process)."""
