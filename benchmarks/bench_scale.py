@@ -1,27 +1,33 @@
 """Ray scaling on this machine: env steps/s on 1 vs 2 Ray workers, mined scenes/s serial vs 2 Ray workers (issue #31).
 
-Run (on a shared machine, under the benchmark lock)::
+Run (on a shared machine, under the benchmark lock); **the default command is the one for the 1.7x target**::
 
     flock /tmp/safealign-bench.lock python -m benchmarks.bench_scale [--seconds 10] [--scenes 16] \\
-        [--mine-scenes 24] [--workers 2] [--address ADDRESS]
+        [--envs-per-worker 8] [--mine-scenes 96] [--shard-size N] [--workers 2] [--address ADDRESS] \\
+        [--skip-grpo] [--skip-mining]
 
 * **rollouts**: the GRPO / PPO training env (:func:`agents.rl.env.make_group_vec_env`: closed-loop replay env on
   the **SYNTHETIC** bank, ``--scenes`` scenes, ``--view`` observation, normalised actions, ``Monitor``) on a
-  :class:`envs.vec.RayVecEnv` with 1 worker, then with ``--workers`` workers (one actor and one CPU each), stepped
+  :class:`envs.vec.RayVecEnv` with 1 worker owning ``--envs-per-worker`` (k, default 8) envs, then with
+  ``--workers`` workers of k envs each (one actor and one CPU per worker; one actor call steps its k envs), stepped
   with seeded random actions (small, so episodes run several steps; resets included) for ``--seconds`` after a
-  warm-up; env steps/s = envs x vector steps / wall time. The in-process ``DummyVecEnv`` with one env is timed too
-  (the cost of the actor round trip). Before timing, ``--workers`` Ray workers and a ``DummyVecEnv`` are stepped
-  with the same seeds and actions and their observations, rewards and dones compared (printed check).
+  warm-up; env steps/s = envs x vector steps / wall time. An in-process ``DummyVecEnv`` of k envs is timed too (the
+  cost of the actor round trip). Before timing, ``--workers`` x k Ray envs and a ``DummyVecEnv`` over the same envs
+  are stepped with the same seeds and actions and their observations, rewards and dones compared (printed check).
+  ``--envs-per-worker 1`` gives the one-env-per-actor comparison of the earlier figures below.
 * **mining**: ``counterfactual.mine``'s work (:func:`counterfactual.distributed.mine_source`, default miner, lead
   times 1, 2, 3 s) on ``--mine-scenes`` SYNTHETIC bank scenes (seed 0), serially in this process, then on
-  ``--workers`` Ray tasks (the workers warmed up on other scenes first: worker start-up is reported apart); the two
-  pair lists are compared row for row (printed check).
+  ``--workers`` Ray tasks (shards: ``--shard-size`` scenes, default the guided shards of
+  :func:`counterfactual.distributed.shards`; the workers warmed up on other scenes first: worker start-up is
+  reported apart); the two pair lists are compared row for row (printed check).
 
 A local Ray with ``--workers`` CPUs is started (``--address`` joins a cluster instead). Targets (2 workers on 2
-cores): >= 1.7x for both. Two speed-ups are printed: **wall clock**, and the **CPU critical path**, which does not
-depend on what else the machine runs: per vector step the driver's CPU time (sending, gathering) plus the busiest
+cores): >= 1.7x for both. Two speed-ups are printed: **wall clock**, and the **CPU critical path**, which depends
+less on what else the machine runs: per vector step the driver's CPU time (sending, gathering) plus the busiest
 worker's (``RayVecEnv.worker_cpu_times``); for mining the serial run's CPU time over the busiest worker's. It is the
-speed-up when each process has a core of its own.
+speed-up when each process has a core of its own. For rollouts it is printed twice: main threads only (the driver's
+loop, the envs' work and the calls' (de)serialisation; ``bg ms``: the other threads, Ray's, of the driver and the
+busiest worker, whose CPU grows with the time a worker waits) and whole processes.
 
 Measured 2026-12-07 02:51 UTC on a **quiet** machine (load average 1.0, nothing else running), same command:
 plain env steps DummyVecEnv 552.6 / Ray 1 worker 248.1 / 2 workers 325.7 env steps/s (wall 1.31x, CPU critical path

@@ -147,7 +147,9 @@ def test_mining_shards_cover_every_scene_once():
     for n, workers, size in ((0, 2, None), (1, 4, None), (17, 2, None), (17, 3, 5), (8, 1, 8)):
         got = [i for r in shards(n, workers, size) for i in r]
         assert got == list(range(n))
-    assert len(shards(16, 2)) == 8  # about four shards per worker
+    sizes = [len(r) for r in shards(96, 2)]  # guided: a quarter of the unsent scenes each, down to MIN_SHARD
+    assert sizes[:4] == [24, 18, 14, 10] and sizes == sorted(sizes, reverse=True) and sizes[-1] <= 2
+    assert [len(r) for r in shards(5, 4)] == [2, 2, 1]
     with pytest.raises(ValueError, match="shard_size"):
         shards(4, 1, 0)
 
