@@ -29,7 +29,47 @@ speed-up when each process has a core of its own. For rollouts it is printed twi
 loop, the envs' work and the calls' (de)serialisation; ``bg ms``: the other threads, Ray's, of the driver and the
 busiest worker, whose CPU grows with the time a worker waits) and whole processes.
 
-Measured 2026-12-07 02:51 UTC on a **quiet** machine (load average 1.0, nothing else running), same command:
+**Several envs per worker (2026-12-07, this branch), NOT on a quiet machine**: the 2 cores were shared with other
+engineers' runs (three ``bench_ppo`` runs, pipeline runs, test suites: load average 14-19 throughout), so our
+processes got a small, varying share of the cores. The wall-clock ratios below say nothing about Ray here, and even
+the CPU times swing by 20-30 % between runs of the same configuration (cache and memory contention): the
+quiet-machine figure is still to be measured, with the default command::
+
+    flock /tmp/safealign-bench.lock python -m benchmarks.bench_scale      # k = 8 envs per worker
+
+    03:56 UTC, load average 15.5 -> 14.1:
+    rollouts: 2 Ray workers x 8 envs == DummyVecEnv over the same 16 envs (same seeds and actions, 40 steps): True
+    rollouts, plain env steps, SYNTHETIC bank, state view:
+                         env steps/s  steps  episodes  driver ms  worker ms  bg ms  CPU-path steps/s  (processes)
+      DummyVecEnv, 8 envs       50.4    512        59      48.24       0.00   0.34             165.8        164.7
+      Ray 1 worker x 8          54.3    544        61       1.07      47.09   1.85             166.1        159.9
+      Ray 2 workers x 8         49.7    512        59       1.48      60.77   3.08             257.0        244.9
+      speed-up 2 workers / 1 worker (8 envs each): wall clock 0.92x, CPU critical path 1.55x main threads,
+      1.53x processes (target >= 1.7x)
+    rollouts, GRPO steps (score a group of 8, step), SYNTHETIC bank, state view:
+      DummyVecEnv, 8 envs       47.3    480        57      49.51       0.00   0.35             161.6        160.5
+      Ray 1 worker x 8          59.3    600        70       2.68      53.19   3.15             143.2        135.6
+      Ray 2 workers x 8         43.3    448        57       4.31      72.38   5.78             208.6        194.0
+      speed-up 2 workers / 1 worker (8 envs each): wall clock 0.73x, CPU critical path 1.46x main threads,
+      1.43x processes (target >= 1.7x)
+    mining 96 SYNTHETIC bank scenes (219 pairs): serial 6.14 scenes/s (15.6 s), 2 Ray workers 4.76 scenes/s (20.2 s,
+    12 shards); CPU: serial 6.4 s; per Ray worker 3.9, 4.1 s; CPU critical path 1.56x; pairs equal: True
+
+Other runs the same hour (same load): plain env steps CPU critical path **1.98x** main threads / 1.94x processes
+(``--seconds 8 --skip-mining --skip-grpo``, 03:44 UTC: 1 worker 133.6, 2 workers 264.5 CPU-path steps/s; driver
+1.16 / 1.47 ms and worker 58.7 / 59.0 ms per vector step of 8 / 16 envs); 1.65x processes for plain steps, 1.73x for
+GRPO steps and **1.88x** for mining with guided shards off (8 shards of 12, 03:36 UTC). What k = 8 changed, in the
+numbers the load affects least: the driver's CPU per vector step is 1.1-1.5 ms (main thread) for 8-16 env
+steps, against 1.2-1.7 ms for *one* env step per worker before, and the worker's per-env-step CPU in Ray (5.9-7.6 ms
+here) is close to the same env's in a ``DummyVecEnv`` (6.0-6.2 ms here): the round trip is amortised over k steps.
+What is left is the two workers slowing each other (each worker's CPU per step 1.0-1.36x its CPU when alone, in
+these loaded runs), which the wall clock of a quiet machine will show. Reasoned estimate for the quiet machine (not
+measured): per vector step a worker spends about 8 x 1.9 ms and the driver about 0.5 ms, so 2 workers against 1 are
+bounded by about 1.9x wall clock if the two cores do not slow each other, and by the quiet CPU critical path
+otherwise.
+
+Before (one env per worker, ``--envs-per-worker 1`` now), measured 2026-12-07 02:51 UTC on a **quiet** machine
+(load average 1.0, nothing else running):
 plain env steps DummyVecEnv 552.6 / Ray 1 worker 248.1 / 2 workers 325.7 env steps/s (wall 1.31x, CPU critical path
 1.63x); GRPO steps 438.4 / 162.7 / 222.8 (1.37x, 1.69x); mining 96 scenes serial 16.50 scenes/s, 2 workers 27.02
 (1.64x wall, 1.70x CPU critical path); outputs equal to the serial / DummyVecEnv runs. The env step got cheaper

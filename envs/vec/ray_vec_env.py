@@ -245,7 +245,7 @@ class RayVecEnv(VecEnv):
         self.actors = [self._spawn(w) for w in range(workers)]
         """The Ray actor handle of each worker (replaced on a restart; with 1 env per worker, of each env)."""
         try:
-            observation_space, action_space = self._ray.get(self.actors[0].spaces.remote())
+            observation_space, action_space = self._ray.get(self.actors[0].spaces.remote(), timeout=step_timeout)
         except BaseException:  # e.g. env 0's constructor failed (Ray's error carries its traceback)
             for w in range(workers):
                 self._kill(w)
