@@ -26,8 +26,9 @@ cores): >= 1.7x for both. Two speed-ups are printed: **wall clock**, and the **C
 less on what else the machine runs: per vector step the driver's CPU time (sending, gathering) plus the busiest
 worker's (``RayVecEnv.worker_cpu_times``); for mining the serial run's CPU time over the busiest worker's. It is the
 speed-up when each process has a core of its own. For rollouts it is printed twice: main threads only (the driver's
-loop, the envs' work and the calls' (de)serialisation; ``bg ms``: the other threads, Ray's, of the driver and the
-busiest worker, whose CPU grows with the time a worker waits) and whole processes.
+loop, the envs' work and the calls' (de)serialisation; ``in step``: the busiest worker's main thread inside the
+envs' steps; ``bg ms``: the other threads, Ray's, of the driver and the busiest worker, whose CPU grows with the time
+a worker waits) and whole processes.
 
 **Several envs per worker (2026-12-07, this branch), NOT on a quiet machine**: the 2 cores were shared with other
 engineers' runs (three ``bench_ppo`` runs, pipeline runs, test suites: load average 14-19 throughout), so our
@@ -58,12 +59,17 @@ quiet-machine figure is still to be measured, with the default command::
 Other runs the same hour (same load): plain env steps CPU critical path **1.98x** main threads / 1.94x processes
 (``--seconds 8 --skip-mining --skip-grpo``, 03:44 UTC: 1 worker 133.6, 2 workers 264.5 CPU-path steps/s; driver
 1.16 / 1.47 ms and worker 58.7 / 59.0 ms per vector step of 8 / 16 envs); 1.65x processes for plain steps, 1.73x for
-GRPO steps and **1.88x** for mining with guided shards off (8 shards of 12, 03:36 UTC). What k = 8 changed, in the
-numbers the load affects least: the driver's CPU per vector step is 1.1-1.5 ms (main thread) for 8-16 env
-steps, against 1.2-1.7 ms for *one* env step per worker before, and the worker's per-env-step CPU in Ray (5.9-7.6 ms
-here) is close to the same env's in a ``DummyVecEnv`` (6.0-6.2 ms here): the round trip is amortised over k steps.
-What is left is the two workers slowing each other (each worker's CPU per step 1.0-1.36x its CPU when alone, in
-these loaded runs), which the wall clock of a quiet machine will show. Reasoned estimate for the quiet machine (not
+GRPO steps and **1.88x** for mining with guided shards off (8 shards of 12, 03:36 UTC); 04:05-04:13 UTC, plain env
+steps only: k = 16 1.67x main threads / 1.64x processes, k = 8 1.33x / 1.29x, then k = 8 2.39x / 2.33x (that run's
+1-worker case was the slow one: worker main thread 79.9 ms per vector step, of which 50.5 ms inside the envs'
+``step``; the rest is the calls' (de)serialisation, which computes the infos' deferred reward terms, and Ray's task
+loop). Over these runs the plain-step CPU critical path of k = 8 ranged 1.29x-2.39x: noise, not a figure. What
+k = 8 changed, in the numbers the load affects least: the driver's CPU per vector step is 1.1-1.7 ms (main thread)
+for 8-16 env steps, against 1.2-1.7 ms for *one* env step per worker before: the driver's share of the round trip
+is amortised over k steps. A worker's main-thread CPU per env step in Ray was 5.7-10.0 ms against 6.0-7.0 ms for
+the same env in a ``DummyVecEnv`` (the worker also computes the deferred reward terms when it pickles the infos),
+and a worker of 2 used 0.83-1.51x the CPU per step of a worker alone: at this load these swings hide whatever the
+two workers cost each other, which the wall clock of a quiet machine will show. Reasoned estimate for the quiet machine (not
 measured): per vector step a worker spends about 8 x 1.9 ms and the driver about 0.5 ms, so 2 workers against 1 are
 bounded by about 1.9x wall clock if the two cores do not slow each other, and by the quiet CPU critical path
 otherwise.
@@ -174,7 +180,8 @@ def rollout_rate(backend: str, n_envs: int, scenes: int, seconds: float, address
         for _ in range(10):
             one_step()
         ray_backend = backend == "ray"
-        workers0 = (venv.worker_cpu_times(), venv.worker_cpu_times(True)) if ray_backend else ([0.0], [0.0])
+        workers0 = ((venv.worker_cpu_times(), venv.worker_cpu_times(True), venv.worker_cpu_times(in_step=True))
+                    if ray_backend else ([0.0], [0.0], [0.0]))
         steps, episodes, start = 0, 0, time.perf_counter()
         cpu0, thread0 = time.process_time(), time.thread_time()
         while time.perf_counter() - start < seconds:
@@ -182,10 +189,11 @@ def rollout_rate(backend: str, n_envs: int, scenes: int, seconds: float, address
             steps += n_envs
         elapsed = time.perf_counter() - start
         driver, driver_main = time.process_time() - cpu0, time.thread_time() - thread0
-        workers1 = (venv.worker_cpu_times(), venv.worker_cpu_times(True)) if ray_backend else ([0.0], [0.0])
+        workers1 = ((venv.worker_cpu_times(), venv.worker_cpu_times(True), venv.worker_cpu_times(in_step=True))
+                    if ray_backend else ([0.0], [0.0], [0.0]))
     finally:
         venv.close()
-    workers, workers_main = ([b - a for a, b in zip(w0, w1)] for w0, w1 in zip(workers0, workers1))
+    workers, workers_main, workers_step = ([b - a for a, b in zip(w0, w1)] for w0, w1 in zip(workers0, workers1))
     vector_steps = steps / n_envs
     # CPU critical path of one vector step: the driver's CPU (sending, gathering) plus the busiest worker's (the
     # workers step concurrently while the driver waits): the wall time per step when every process has its core.
@@ -196,6 +204,7 @@ def rollout_rate(backend: str, n_envs: int, scenes: int, seconds: float, address
     busiest = int(np.argmax(workers_main))
     return {"steps_per_s": steps / elapsed, "steps": steps, "episodes": episodes, "seconds": elapsed,
             "driver_ms": 1e3 * driver_main / vector_steps, "worker_ms": 1e3 * workers_main[busiest] / vector_steps,
+            "in_step_ms": 1e3 * workers_step[busiest] / vector_steps,
             "background_ms": 1e3 * (workers[busiest] - workers_main[busiest] + driver - driver_main) / vector_steps,
             "cpu_steps_per_s": n_envs / critical, "cpu_main_steps_per_s": n_envs / critical_main}
 
@@ -308,11 +317,11 @@ def main(argv: list[str] | None = None) -> int:
             many = rollout_rate("ray", n * k, args.scenes, args.seconds, args.address, group, k)
             print(f"rollouts, {what}, SYNTHETIC bank, {args.view} view:")
             print(f"  {'':34s} {'env steps/s':>12s} {'steps':>7s} {'episodes':>9s} {'driver ms':>10s} "
-                  f"{'worker ms':>10s} {'bg ms':>7s} {'CPU-path steps/s':>17s} {'(processes)':>12s}")
+                  f"{'worker ms':>10s} {'in step':>8s} {'bg ms':>7s} {'CPU-path steps/s':>17s} {'(processes)':>12s}")
             for name, r in ((f"DummyVecEnv, {k} envs (in process)", dummy), (f"RayVecEnv, 1 worker x {k} envs", one),
                             (f"RayVecEnv, {n} workers x {k} envs", many)):
                 print(f"  {name:34s} {r['steps_per_s']:12.1f} {r['steps']:7d} {r['episodes']:9d} "
-                      f"{r['driver_ms']:10.2f} {r['worker_ms']:10.2f} {r['background_ms']:7.2f} "
+                      f"{r['driver_ms']:10.2f} {r['worker_ms']:10.2f} {r['in_step_ms']:8.2f} {r['background_ms']:7.2f} "
                       f"{r['cpu_main_steps_per_s']:17.1f} {r['cpu_steps_per_s']:12.1f}")
             print(f"  speed-up {n} workers / 1 worker ({k} envs each): wall clock "
                   f"{many['steps_per_s'] / one['steps_per_s']:.2f}x, CPU critical path "

@@ -102,10 +102,19 @@ class _EnvWorker:
 
         self.envs = [_patch_env(fn()) for fn in env_fns]
         self.observation_space = self.envs[0].observation_space
+        self.step_cpu = 0.0
+        """CPU seconds spent inside :meth:`step` (main thread; benchmarks)."""
 
     def step(self, actions: Any) -> tuple[VecEnvObs, np.ndarray, np.ndarray, list[dict], list[dict]]:
         """Step slot ``s`` with ``actions[s]`` (auto-reset as ``DummyVecEnv``); ``(obs stacked (k, ...), rewards (k,),
         dones (k,) bool, infos, reset_infos)`` (a slot's reset info is ``{}`` unless its episode ended)."""
+        start = time.thread_time()
+        try:
+            return self._step(actions)
+        finally:
+            self.step_cpu += time.thread_time() - start
+
+    def _step(self, actions: Any) -> tuple[VecEnvObs, np.ndarray, np.ndarray, list[dict], list[dict]]:
         observations, rewards, dones, infos, reset_infos = [], [], [], [], []
         for env, action in zip(self.envs, actions, strict=True):
             observation, reward, terminated, truncated, info = env.step(action)
@@ -145,10 +154,11 @@ class _EnvWorker:
         """The worker's process id (tests, diagnostics)."""
         return os.getpid()
 
-    def cpu_time(self, main_thread_only: bool = False) -> float:
-        """CPU seconds the worker's process has used (``time.process_time``; benchmarks), or its main thread only
-        (``time.thread_time``: the envs' work and the (de)serialisation of calls, without Ray's background threads)."""
-        return time.thread_time() if main_thread_only else time.process_time()
+    def cpu_time(self, main_thread_only: bool = False) -> tuple[float, float]:
+        """``(CPU seconds, of which inside step)``: the CPU time of the worker's process (``time.process_time``;
+        benchmarks), or of its main thread only (``time.thread_time``: the envs' work, the (de)serialisation of calls
+        and the waits for the next one, without Ray's background threads)."""
+        return (time.thread_time() if main_thread_only else time.process_time()), self.step_cpu
 
     def close(self) -> None:
         for env in self.envs:
@@ -475,11 +485,12 @@ class RayVecEnv(VecEnv):
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         return self._gather(indices, lambda k: ("is_wrapped", wrapper_class))
 
-    def worker_cpu_times(self, main_thread_only: bool = False) -> list[float]:
-        """CPU seconds each worker's process (or, ``main_thread_only``, its main thread: the one that runs the envs)
-        has used, one per worker (benchmarks: the work a core would do per worker)."""
+    def worker_cpu_times(self, main_thread_only: bool = False, in_step: bool = False) -> list[float]:
+        """CPU seconds each worker's process (or, ``main_thread_only``, its main thread: the one that runs the envs;
+        or, ``in_step``, its main thread inside the envs' ``step`` calls) has used, one per worker (benchmarks: the
+        work a core would do per worker)."""
         refs = [a.cpu_time.remote(main_thread_only) for a in self.actors]
-        return list(self._ray.get(refs, timeout=self.step_timeout))
+        return [t[1] if in_step else t[0] for t in self._ray.get(refs, timeout=self.step_timeout)]
 
     def worker_pids(self) -> list[int]:
         """Process id of each env's worker, one per env (diagnostics; tests check which envs share a process)."""
