@@ -69,10 +69,10 @@ for 8-16 env steps, against 1.2-1.7 ms for *one* env step per worker before: the
 is amortised over k steps. A worker's main-thread CPU per env step in Ray was 5.7-10.0 ms against 6.0-7.0 ms for
 the same env in a ``DummyVecEnv`` (the worker also computes the deferred reward terms when it pickles the infos),
 and a worker of 2 used 0.83-1.51x the CPU per step of a worker alone: at this load these swings hide whatever the
-two workers cost each other, which the wall clock of a quiet machine will show. Reasoned estimate for the quiet machine (not
-measured): per vector step a worker spends about 8 x 1.9 ms and the driver about 0.5 ms, so 2 workers against 1 are
-bounded by about 1.9x wall clock if the two cores do not slow each other, and by the quiet CPU critical path
-otherwise.
+two workers cost each other, which the wall clock of a quiet machine will show. Reasoned estimate for the quiet
+machine (not measured): per vector step a worker spends about 8 x 1.9 ms and the driver about 0.5 ms, so 2 workers
+against 1 are bounded by about 1.9x wall clock if the two cores do not slow each other, and by the quiet CPU
+critical path otherwise.
 
 Before (one env per worker, ``--envs-per-worker 1`` now), measured 2026-12-07 02:51 UTC on a **quiet** machine
 (load average 1.0, nothing else running):
