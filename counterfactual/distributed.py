@@ -9,9 +9,9 @@ the backend:
   ``workers`` tasks in flight, the shards sent in order. ``shard_size`` scenes each, or by default *guided*
   shards: each shard a ``1 / (2 * workers)`` share of the scenes still unsent, at least :data:`MIN_SHARD` scenes, so
   the first tasks carry many scenes (few round trips) and the last few (the workers finish within about one scene
-  of each other instead of one large shard). A task re-opens the source from its registered name and options (``open_source(name,
-  **options)``: a bank is regenerated lazily scene by scene, a DeepAccident folder read from the path, which every
-  node must see), once per worker process; a source without a registered name (a list of scenes) is shipped through
+  of each other instead of one large shard). A task re-opens the source from its registered name and options
+  (``open_source(name, **options)``: a bank is regenerated lazily scene by scene, a DeepAccident folder read from
+  the path, which every node must see), once per worker process; a source without a registered name (a list of scenes) is shipped through
   Ray's object store. Results come back per shard and are put in scene order, so the pairs, their order and the
   statistics equal the serial run's (``tests/test_ray_scale.py`` checks the files row for row).
 
