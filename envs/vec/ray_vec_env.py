@@ -39,9 +39,9 @@ changed by ``env_method`` calls, and the ``Monitor`` statistics of the cut episo
 Placement: each actor asks Ray for ``num_cpus_per_worker`` CPUs (default 1: one core per worker, as SubprocVecEnv's
 one process per env), so Ray spreads the workers over the cluster's nodes; ``actor_options`` passes any other
 ``ray.remote`` option (``resources``, ``scheduling_strategy``, ``runtime_env``). The cluster is joined or started by
-:func:`envs.vec.cluster.init_ray` (``address``: None = a local Ray). How many envs per worker: enough that one env
-step is small against the round trip (``benchmarks/bench_scale``: the replay env's ~2 ms step on 2 cores wants 4 or
-more); CARLA envs, bound to one server each, keep 1.
+:func:`envs.vec.cluster.init_ray` (``address``: None = a local Ray). How many envs per worker: enough that the round
+trip (about 2 ms of driver and worker CPU on a 2-core machine) is small against the envs' steps it carries (the
+replay env steps in about 2 ms: ``benchmarks/bench_scale`` uses 8); CARLA envs, bound to one server each, keep 1.
 """
 
 from __future__ import annotations
