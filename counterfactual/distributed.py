@@ -5,11 +5,13 @@
 the backend:
 
 * ``"serial"``: one scene after the other in this process (what the CLI always did);
-* ``"ray"``: the scene indices are cut into contiguous shards (``shard_size`` scenes, default: about four shards per
-  worker, so a slow shard does not hold the others up), each mined by a Ray task (1 CPU) with at most ``workers``
-  tasks in flight. A task re-opens the source from its registered name and options (``open_source(name,
-  **options)``: a bank is regenerated lazily scene by scene, a DeepAccident folder read from the path, which every
-  node must see), once per worker process; a source without a registered name (a list of scenes) is shipped through
+* ``"ray"``: the scene indices are cut into contiguous shards, each mined by a Ray task (1 CPU) with at most
+  ``workers`` tasks in flight, the shards sent in order. ``shard_size`` scenes each, or by default *guided*
+  shards: each shard a ``1 / (2 * workers)`` share of the scenes still unsent, at least :data:`MIN_SHARD` scenes, so
+  the first tasks carry many scenes (few round trips) and the last few (the workers finish within about one scene
+  of each other instead of one large shard). A task re-opens the source from its registered name and options
+  (``open_source(name, **options)``: a bank is regenerated lazily scene by scene, a DeepAccident folder read from
+  the path, which every node must see), once per worker process; a source without a registered name (a list of scenes) is shipped through
   Ray's object store. Results come back per shard and are put in scene order, so the pairs, their order and the
   statistics equal the serial run's (``tests/test_ray_scale.py`` checks the files row for row).
 
@@ -41,14 +43,23 @@ class MinedScene:
     is_accident: bool
 
 
+MIN_SHARD = 2
+"""Fewest scenes of a guided shard (the last ones; a scene takes tens of ms to mine, a Ray task a few ms)."""
+
+
 def shards(num_scenes: int, workers: int, shard_size: int | None = None) -> list[range]:
-    """Contiguous index ranges covering ``range(num_scenes)``: ``shard_size`` scenes each (None: about four shards
-    per worker, at least one scene)."""
-    if shard_size is None:
-        shard_size = max(1, math.ceil(num_scenes / (4 * max(1, workers))))
-    if shard_size < 1:
-        raise ValueError(f"shard_size: expected >= 1, got {shard_size!r}")
-    return [range(s, min(s + shard_size, num_scenes)) for s in range(0, num_scenes, shard_size)]
+    """Contiguous index ranges covering ``range(num_scenes)`` in order: ``shard_size`` scenes each, or (None) guided
+    shards of decreasing size: ``max(MIN_SHARD, ceil(unsent / (2 * workers)))`` scenes each (module docstring)."""
+    if shard_size is not None:
+        if shard_size < 1:
+            raise ValueError(f"shard_size: expected >= 1, got {shard_size!r}")
+        return [range(s, min(s + shard_size, num_scenes)) for s in range(0, num_scenes, shard_size)]
+    out, start = [], 0
+    while start < num_scenes:
+        size = max(MIN_SHARD, math.ceil((num_scenes - start) / (2 * max(1, workers))))
+        out.append(range(start, min(start + size, num_scenes)))
+        start += size
+    return out
 
 
 def _mine_indices(source: SceneSource, indices: Sequence[int], config: MinerConfig) -> list[MinedScene]:
@@ -94,7 +105,7 @@ def mine_source(source: SceneSource, config: MinerConfig = MinerConfig(), backen
         backend: ``"serial"`` or ``"ray"``.
         workers: Ray: shards mined at once (>= 1; each a 1-CPU task).
         address: Ray cluster (:func:`envs.vec.cluster.init_ray`; None: the running Ray, else a local one).
-        shard_size: Ray: scenes per task (None: about four shards per worker).
+        shard_size: Ray: scenes per task (None: guided shards, :func:`shards`).
         on_scenes: called with the number of scenes just finished (a progress bar's ``update``).
         cpu_by_worker: Ray: filled with ``{worker pid: CPU seconds spent mining}`` (benchmarks).
     """

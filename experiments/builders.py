@@ -92,7 +92,8 @@ def env_config(ctx: Context):
 
 def group_env(ctx: Context, normalized: bool, online_mining: bool = False):
     """The GRPO / PPO training env of the run: the group env over the training scenes (``train.n_envs`` of them,
-    ``SubprocVecEnv`` when > 1; one Ray actor each with ``env.vec_backend=ray``), with the run's env config."""
+    ``SubprocVecEnv`` when > 1; on Ray actors, ``env.envs_per_worker`` each, with ``env.vec_backend=ray``), with the
+    run's env config."""
     from agents.rl.env import GroupEnvConfig, make_group_vec_env
 
     env = ctx.cfg.env
@@ -103,5 +104,6 @@ def group_env(ctx: Context, normalized: bool, online_mining: bool = False):
     n_envs = int(ctx.cfg.train.n_envs)
     if getattr(env, "vec_backend", "local") == "ray":
         return make_group_vec_env(config, n_envs, seed=int(ctx.cfg.seed), backend="ray",
-                                  ray_options={"address": getattr(env, "ray_address", None)})
+                                  ray_options={"address": getattr(env, "ray_address", None),
+                                               "envs_per_worker": int(getattr(env, "envs_per_worker", 1))})
     return make_group_vec_env(config, n_envs, seed=int(ctx.cfg.seed), subprocess=n_envs > 1)

@@ -98,11 +98,15 @@ class SourceConfig:
     """deepaccident: held-out split (null: the training split's scenes are evaluated too, and said so)."""
     vec_backend: str = "local"
     """Where the GRPO / PPO training envs (``train.n_envs``) run: ``local`` (``DummyVecEnv`` for one,
-    ``SubprocVecEnv`` for more) or ``ray`` (one Ray actor each, :class:`envs.vec.RayVecEnv`, on this machine or the
-    cluster of ``env.ray_address``; a worker that dies is restarted and its episode truncated)."""
+    ``SubprocVecEnv`` for more) or ``ray`` (Ray actors, ``env.envs_per_worker`` envs each, :class:`envs.vec.RayVecEnv`,
+    on this machine or the cluster of ``env.ray_address``; a worker that dies is restarted and its episodes
+    truncated)."""
     ray_address: Optional[str] = None
     """``vec_backend=ray``: the Ray cluster to join (``auto``, ``HOST:PORT``, ``ray://HOST:10001``; null: start a
     local Ray)."""
+    envs_per_worker: int = 1
+    """``vec_backend=ray``: envs each Ray actor owns and steps in one call (``train.n_envs`` envs on
+    ``ceil(n_envs / envs_per_worker)`` actors; one round trip carries that many env steps, same rollouts as 1)."""
 
     def __post_init__(self) -> None:
         from counterfactual.frame_labels import FRAME_SAMPLING

@@ -55,6 +55,11 @@ def validate(cfg: Mapping[str, Any]) -> None:
         raise SystemExit(f"env.vec_backend: expected 'local' or 'ray', got {backend!r}")
     if env.get("ray_address") is not None and backend != "ray":
         raise SystemExit(f"env.ray_address={env['ray_address']!r} needs env.vec_backend=ray")
+    per_worker = env.get("envs_per_worker", 1)
+    if isinstance(per_worker, bool) or not isinstance(per_worker, int) or per_worker < 1:
+        raise SystemExit(f"env.envs_per_worker: expected an int >= 1, got {per_worker!r}")
+    if per_worker != 1 and backend != "ray":
+        raise SystemExit(f"env.envs_per_worker={per_worker} needs env.vec_backend=ray")
     if env["name"] == "carla":
         from experiments.carla import validate_carla
 

@@ -1,7 +1,8 @@
 """Rollouts and mining on Ray (issue #31): :class:`envs.vec.RayVecEnv` against SB3's ``DummyVecEnv`` call for call,
 a worker killed mid-episode (restarted, its episode truncated with a reason, stepping and GRPO / PPO training go
-on), CARLA envs bound to their own server and Traffic Manager port, and ``counterfactual.mine --backend ray`` giving
-the serial run's pairs file row for row.
+on), several envs per actor (``envs_per_worker``: the ``DummyVecEnv``'s rollouts, GRPO's same weights, a dead actor
+truncating each of its envs' episodes), CARLA envs bound to their own server and Traffic Manager port, and
+``counterfactual.mine --backend ray`` giving the serial run's pairs file row for row.
 
 One module-scoped local Ray (2 CPUs, a 100 MB object store, no dashboard) serves every test here; under
 pytest-xdist each xdist worker that runs this module starts its own (``address="local"``: never an existing
@@ -146,7 +147,9 @@ def test_mining_shards_cover_every_scene_once():
     for n, workers, size in ((0, 2, None), (1, 4, None), (17, 2, None), (17, 3, 5), (8, 1, 8)):
         got = [i for r in shards(n, workers, size) for i in r]
         assert got == list(range(n))
-    assert len(shards(16, 2)) == 8  # about four shards per worker
+    sizes = [len(r) for r in shards(96, 2)]  # guided: a quarter of the unsent scenes each, down to MIN_SHARD
+    assert sizes[:4] == [24, 18, 14, 10] and sizes == sorted(sizes, reverse=True) and sizes[-1] <= 2
+    assert [len(r) for r in shards(5, 4)] == [2, 2, 1]
     with pytest.raises(ValueError, match="shard_size"):
         shards(4, 1, 0)
 
@@ -279,9 +282,125 @@ def test_a_killed_worker_is_restarted_and_its_episode_truncated(ray_venv, scene)
         venv.step(np.zeros((2, 8, 2), np.float32))
 
 
+# ------------------------------------------------------------------------------------------ several envs per worker
+@pytest.fixture(scope="class")
+def venv(local_ray, scene):
+    """4 envs on 2 Ray actors (``envs_per_worker=2``, half a CPU each), for the class that uses it."""
+    venv = _venv(scene, "ray", n_envs=4, envs_per_worker=2)
+    yield venv
+    venv.close()
+
+
+class TestSeveralEnvsPerWorker:
+    """``envs_per_worker=2`` on 2 actors (4 envs): the rollouts of a ``DummyVecEnv`` over the same envs and seeds, the
+    per-env calls answered by the right env, GRPO trains on it as on the ``DummyVecEnv``, and a dead actor restarts
+    both its envs with their episodes truncated. One venv for the class (closed after it: the module's Ray has 2
+    CPUs, the shared ``ray_venv`` holds one)."""
+
+    def test_matches_dummy_vec_env_and_answers_per_env_calls(self, venv, scene):
+        dummy = _venv(scene, "dummy", n_envs=4)
+        try:
+            assert venv.num_envs == 4 and venv.num_workers == 2 and venv.worker_index == [0, 0, 1, 1]
+            pids = venv.worker_pids()
+            assert pids[0] == pids[1] != pids[2] == pids[3]  # envs 0, 1 in one actor; 2, 3 in the other
+            venv.seed(5)
+            dummy.seed(5)
+            _assert_obs_equal(venv.reset(), dummy.reset())
+            ended = 0
+            for actions in _actions(4, 14, seed=3):
+                o1, r1, d1, i1 = venv.step(actions)
+                o2, r2, d2, i2 = dummy.step(actions)
+                _assert_obs_equal(o1, o2)
+                np.testing.assert_array_equal(r1.astype(np.float32), r2)
+                np.testing.assert_array_equal(d1, d2)
+                for a, b, done in zip(i1, i2, d1):
+                    assert a["termination_reason"] == b["termination_reason"]
+                    assert a["TimeLimit.truncated"] == b["TimeLimit.truncated"]
+                    assert a["decision_context"]["frame"] == b["decision_context"]["frame"]
+                    if done:
+                        _assert_obs_equal(a["terminal_observation"], b["terminal_observation"])
+                for a, b, done in zip(venv.reset_infos, dummy.reset_infos, d1):
+                    if done:
+                        assert a["decision_context"]["frame"] == b["decision_context"]["frame"]
+                ended += int(d1.sum())
+            assert ended > 0  # auto-reset inside the workers was exercised
+            # per-env calls reach the right env (slot 1 of worker 1 is env 3)
+            venv.set_attr("max_speed", 12.0, indices=[3])
+            assert venv.get_attr("max_speed") == [20.0, 20.0, 20.0, 12.0]
+            assert venv.get_attr("max_speed", indices=[3, 0]) == [12.0, 20.0]
+            venv.set_attr("max_speed", 20.0, indices=[3])
+            frames = [c["frame"] for c in venv.env_method("decision_context")]
+            assert frames == [c["frame"] for c in dummy.env_method("decision_context")]
+            assert venv.env_method("decision_context", indices=[2])[0]["frame"] == frames[2]
+            trajs = kinematic_trajectories(np.random.default_rng(0).uniform(-1, 1, (5, 8, 2)), 20.0, 0.6)
+            args = [(trajs[:n],) for n in (5, 1, 3, 2)]  # a different group per env: the answers keep their order
+            got, want = call_each(venv, "score_group", args), call_each(dummy, "score_group", args)
+            assert [len(g["reward"]) for g in got] == [5, 1, 3, 2]
+            for a, b in zip(got, want):
+                np.testing.assert_array_equal(a["reward"], b["reward"])
+            poses = [c["pose"] for c in call_each(venv, "decision_context", [(), ()], indices=[3, 1])]
+            for pose, i in zip(poses, (3, 1)):
+                np.testing.assert_array_equal(pose, dummy.env_method("decision_context", indices=[i])[0]["pose"])
+            assert not np.array_equal(poses[0], poses[1])  # different envs (different actions so far)
+        finally:
+            dummy.close()
+
+    def test_grpo_trains_on_it_as_on_a_dummy_vec_env(self, venv, scene):
+        """Same envs, seeds and model seed: GRPO's first update gives the same weights on both (the rollouts are
+        the same, group scoring included)."""
+        import torch
+
+        from agents.rl.grpo import GRPO, GRPOConfig
+
+        dummy = _venv(scene, "dummy", n_envs=4)
+        try:
+            weights = []
+            for env in (venv, dummy):
+                model = GRPO("MultiInputPolicy", env, GRPOConfig(n_steps=2, batch_size=8, n_epochs=1), seed=0)
+                initial = torch.nn.utils.parameters_to_vector(model.policy.parameters()).detach().clone()
+                model.learn(8)
+                assert model.num_timesteps == 8
+                weights.append(torch.nn.utils.parameters_to_vector(model.policy.parameters()).detach())
+                assert not torch.equal(weights[-1], initial)  # it did train
+            torch.testing.assert_close(weights[0], weights[1], rtol=0, atol=0)
+        finally:
+            dummy.close()
+
+    def test_a_dead_actor_restarts_all_its_envs_and_truncates_each_episode(self, venv, scene):
+        before = list(venv.restarts)
+        venv.set_attr("max_speed", 15.0, indices=[3])  # set again on the restarted env
+        obs = venv.reset()
+        obs, *_ = venv.step(np.zeros((4, 8, 2), np.float32))
+        _kill(venv.actors[1])  # envs 2 and 3, mid-episode
+        with pytest.warns(RuntimeWarning, match="envs 2-3's worker died"):
+            _, rewards, dones, infos = venv.step(np.zeros((4, 8, 2), np.float32))
+        assert list(dones) == [False, False, True, True] and rewards[2] == rewards[3] == 0.0
+        for i in (2, 3):
+            info = infos[i]
+            assert info["TimeLimit.truncated"] is True and info["termination_reason"] == WORKER_RESTART
+            assert info[WORKER_RESTART]["env_index"] == i and info[WORKER_RESTART]["worker_index"] == 1
+            assert info[WORKER_RESTART]["restarts"] == before[i] + 1
+            assert "ActorDiedError" in info[WORKER_RESTART]["reason"]
+            _assert_obs_equal(info["terminal_observation"], {k: v[i] for k, v in obs.items()})  # env i's last one
+            assert "decision_context" in venv.reset_infos[i]
+        assert all(infos[i]["termination_reason"] != WORKER_RESTART for i in (0, 1))
+        assert venv.restarts == [before[0], before[1], before[2] + 1, before[3] + 1]
+        assert venv.get_attr("max_speed") == [20.0, 20.0, 20.0, 15.0]
+        # a death seen between steps (by call_each): the call retried on the new actor, both truncations reported
+        # by the next step
+        _kill(venv.actors[0])
+        with pytest.warns(RuntimeWarning, match="envs 0-1's worker died"):
+            ctx = call_each(venv, "decision_context", [(), ()], indices=[1, 2])
+        assert ctx[0]["scene_id"] == ctx[1]["scene_id"] == scene.scene_id
+        _, _, dones, infos = venv.step(np.zeros((4, 8, 2), np.float32))
+        assert list(dones[:2]) == [True, True] and all(infos[i]["termination_reason"] == WORKER_RESTART
+                                                      for i in (0, 1))
+        assert venv.restarts == [before[0] + 1, before[1] + 1, before[2] + 1, before[3] + 1]
+
+
 def test_the_pipeline_builds_its_training_env_on_ray_and_ppo_trains_on_it(local_ray, tmp_path):
-    """``env.vec_backend=ray``: the GRPO / PPO env of :func:`experiments.builders.group_env` is a RayVecEnv (one env:
-    a CPU of the test's Ray is held by the shared env above)."""
+    """``env.vec_backend=ray``: the GRPO / PPO env of :func:`experiments.builders.group_env` is a RayVecEnv (two envs
+    on one actor, ``env.envs_per_worker=2``: a CPU of the test's Ray is held by the shared env above)."""
     from hydra import compose, initialize_config_module
 
     from agents.rl.ppo import make_ppo
@@ -295,13 +414,13 @@ def test_the_pipeline_builds_its_training_env_on_ray_and_ppo_trains_on_it(local_
     register_configs()
     with initialize_config_module(config_module="experiments.conf", version_base=None):
         cfg = compose(config_name="config", overrides=["agent=mlp", "env.num_scenes=2", "env.vec_backend=ray",
-                                                       "train.n_envs=1", "train.ppo.n_steps=4",
+                                                       "train.n_envs=2", "env.envs_per_worker=2", "train.ppo.n_steps=4",
                                                        "train.ppo.batch_size=4"])
     validate(OmegaConf.to_container(cfg, resolve=True))
     typed = typed_config(cfg)
     venv = group_env(Context(out=tmp_path, cfg=typed), normalized=True)
     try:
-        assert isinstance(venv, RayVecEnv) and venv.num_envs == 1
+        assert isinstance(venv, RayVecEnv) and venv.num_envs == 2 and venv.num_workers == 1
         ppo = make_ppo(venv, typed.train.ppo, seed=0)
         ppo.learn(8)
         assert ppo.num_timesteps == 8
@@ -336,6 +455,26 @@ def test_compose_ray_profile_runs_a_head_and_scalable_workers():
         cfg = compose(config_name="config", overrides=[*run, *rest])
     assert cfg.env.vec_backend == "ray" and cfg.env.ray_address == "auto" and list(cfg.env.hosts) == [
         "carla:2000", "carla-2:2010"]
+
+
+def test_the_readmes_envs_per_worker_command_composes_and_validates():
+    """README "Ray": the several-envs-per-actor command is a valid run configuration (16 envs, 8 per actor)."""
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from experiments.config import register_configs
+    from experiments.run import validate
+
+    register_configs()
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if x.startswith("python -m experiments.run") and "envs_per_worker" in x)
+    overrides = line.split("#", 1)[0].split()[3:]
+    with initialize_config_module(config_module="experiments.conf", version_base=None):
+        cfg = compose(config_name="config", overrides=overrides)
+    validate(OmegaConf.to_container(cfg, resolve=True))
+    assert cfg.env.vec_backend == "ray" and cfg.env.envs_per_worker == 8 and cfg.train.n_envs == 16
 
 
 def test_carla_envs_on_ray_workers_each_bound_to_their_server_and_traffic_manager_port(local_ray):
@@ -382,6 +521,9 @@ def test_bad_backend_options_are_named():
         RayVecEnv([lambda: None], num_cpus_per_worker=0)
     with pytest.raises(ValueError, match="max_restarts must be an int >= 0"):
         RayVecEnv([lambda: None], max_restarts=-1)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match=f"envs_per_worker must be an int >= 1, got {bad!r}"):
+            RayVecEnv([lambda: None], envs_per_worker=bad)
     with pytest.raises(ValueError, match="env_fns is empty"):
         RayVecEnv([])
     with pytest.raises(ValueError, match="ray address: expected None, 'local', 'auto', 'HOST:PORT'.*got 6379"):
@@ -402,6 +544,12 @@ def test_the_pipeline_names_a_bad_vec_backend():
         validate(cfg)
     cfg["env"].update(vec_backend="local", ray_address="auto")
     with pytest.raises(SystemExit, match="env.ray_address='auto' needs env.vec_backend=ray"):
+        validate(cfg)
+    cfg["env"].update(ray_address=None, envs_per_worker=4)
+    with pytest.raises(SystemExit, match="env.envs_per_worker=4 needs env.vec_backend=ray"):
+        validate(cfg)
+    cfg["env"].update(vec_backend="ray", envs_per_worker=0)
+    with pytest.raises(SystemExit, match="env.envs_per_worker: expected an int >= 1, got 0"):
         validate(cfg)
 
 

@@ -138,8 +138,9 @@ def make_group_vec_env(config: GroupEnvConfig | None = None, n_envs: int = 1, se
                        ray_options: Mapping[str, Any] | None = None):
     """``n_envs`` envs of ``config``, each in a ``Monitor`` (SB3's ``make_vec_env``; env ``i`` is seeded
     ``seed + i``), in a ``DummyVecEnv``, a ``SubprocVecEnv`` or a :class:`envs.vec.RayVecEnv` (Ray actors, on a
-    cluster; ``ray_options``: its keyword arguments, e.g. ``{"address": "auto"}``). ``backend`` (one of
-    :data:`VEC_BACKENDS`) wins over ``subprocess`` (the older switch: True = ``"subprocess"``)."""
+    cluster; ``ray_options``: its keyword arguments, e.g. ``{"address": "auto", "envs_per_worker": 8}``: 8 envs per
+    actor, stepped in one call). ``backend`` (one of :data:`VEC_BACKENDS`) wins over ``subprocess`` (the older
+    switch: True = ``"subprocess"``)."""
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 

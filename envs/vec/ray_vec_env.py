@@ -1,10 +1,16 @@
 """An SB3 ``VecEnv`` whose workers are Ray actors: rollouts on every machine of a Ray cluster (issue #31).
 
 :class:`RayVecEnv` mirrors SB3's ``SubprocVecEnv`` (``stable_baselines3/common/vec_env/subproc_vec_env.py``) with a
-Ray actor in place of each worker process: one actor owns one env built by its ``env_fn`` (a replay env of
-:func:`agents.rl.env.make_group_env`, or a :class:`envs.carla.CarlaEnv` of :func:`envs.carla.carla_env_fns`, which
-binds worker ``i`` to CARLA server ``hosts[i]`` and Traffic Manager port ``traffic_manager_port + i``). The contract
-is SubprocVecEnv's, call for call:
+Ray actor in place of each worker process. Each actor owns ``envs_per_worker`` envs (default 1; the last actor owns
+the remainder), built by their ``env_fns`` (replay envs of :func:`agents.rl.env.make_group_env`, or
+:class:`envs.carla.CarlaEnv` of :func:`envs.carla.carla_env_fns`, which binds env ``i`` to CARLA server ``hosts[i]``
+and Traffic Manager port ``traffic_manager_port + i``). Env ``i`` lives on worker ``i // envs_per_worker``
+(:attr:`RayVecEnv.worker_index`); the envs are numbered as in a ``DummyVecEnv`` over the same ``env_fns`` and their
+observations, rewards, dones and infos come back in that order. **Several envs per actor**: one actor call steps all
+of the actor's envs one after the other (the ``DummyVecEnv`` loop inside the worker, observations stacked there into
+one array per key), so one round trip carries ``envs_per_worker`` env steps; the per-env calls (``env_method``,
+``call_each``, ``get_attr`` ...) are likewise sent as one batch per actor. The contract is SubprocVecEnv's, call for
+call:
 
 * ``step_async`` sends every action at once, ``step_wait`` gathers ``(obs, rewards (n_envs,), dones (n_envs,),
   infos)``; a finished episode is reset in the worker (auto-reset) with ``info["terminal_observation"]`` and
@@ -16,23 +22,26 @@ is SubprocVecEnv's, call for call:
   GRPO's group scoring uses, :func:`agents.rl.env.call_each`).
 
 **A worker that dies is restarted, the run goes on.** When an actor dies (its process or node is lost, ``ray.kill``,
-or a step exceeds ``step_timeout`` and the actor is killed), a new actor is built from the same ``env_fn``, the
-attributes set by ``set_attr`` are set again, and the env is reset (seed derived from the env's last reset seed and
-its restart count, so a run stays reproducible). The episode that was running is *truncated*: that env's entry of
-the step is ``done=True``, reward ``0.0``, the new episode's first observation, and an info with
-``"TimeLimit.truncated": True``, ``"termination_reason": "worker_restart"``, ``"terminal_observation"`` (the last
-observation the dead worker returned, so SB3 bootstraps the value of the cut episode as for a time limit) and
-``"worker_restart": {"env_index", "restarts", "reason"}``. A death seen by ``env_method`` / ``get_attr`` / ... between
-two steps restarts the worker the same way and retries the call once on the new env; the truncation is then
-reported by the next ``step_wait`` (that env's action is not applied). A warning is issued on every restart; past
-``max_restarts`` restarts of one env a :class:`WorkerRestartError` stops the run. An exception raised by the env
+or a call exceeds ``step_timeout`` and the actor is killed), a new actor is built from the same ``env_fns``, the
+attributes set by ``set_attr`` are set again, and each of its envs is reset (seed derived from that env's last reset
+seed, its index and its restart count, so a run stays reproducible). The episode each of those envs was running is
+*truncated*: its entry of the step is ``done=True``, reward ``0.0``, the new episode's first observation, and an info
+with ``"TimeLimit.truncated": True``, ``"termination_reason": "worker_restart"``, ``"terminal_observation"`` (the last
+observation the dead worker returned for that env, so SB3 bootstraps the value of the cut episode as for a time
+limit) and ``"worker_restart": {"env_index", "worker_index", "restarts", "reason"}``. A death seen by ``env_method``
+/ ``get_attr`` / ... between two steps restarts the worker the same way and retries the call once on the new envs;
+the truncations are then reported by the next ``step_wait`` (that worker's actions are not applied). A warning is
+issued on every restart; past ``max_restarts`` restarts of one worker (counted per env in :attr:`restarts`: every
+env of a worker has its worker's count) a :class:`WorkerRestartError` stops the run. An exception raised by an env
 itself is not a death: it propagates (as from ``SubprocVecEnv``). Not carried over to a restarted env: state
 changed by ``env_method`` calls, and the ``Monitor`` statistics of the cut episode.
 
-Placement: each actor asks Ray for ``num_cpus_per_worker`` CPUs (default 1: one core per env worker, as
-SubprocVecEnv's one process per env), so Ray spreads the workers over the cluster's nodes; ``actor_options`` passes
-any other ``ray.remote`` option (``resources``, ``scheduling_strategy``, ``runtime_env``). The cluster is joined or
-started by :func:`envs.vec.cluster.init_ray` (``address``: None = a local Ray).
+Placement: each actor asks Ray for ``num_cpus_per_worker`` CPUs (default 1: one core per worker, as SubprocVecEnv's
+one process per env), so Ray spreads the workers over the cluster's nodes; ``actor_options`` passes any other
+``ray.remote`` option (``resources``, ``scheduling_strategy``, ``runtime_env``). The cluster is joined or started by
+:func:`envs.vec.cluster.init_ray` (``address``: None = a local Ray). How many envs per worker: enough that the round
+trip (about 2 ms of driver and worker CPU on a 2-core machine) is small against the envs' steps it carries (the
+replay env steps in about 2 ms: ``benchmarks/bench_scale`` uses 8); CARLA envs, bound to one server each, keep 1.
 """
 
 from __future__ import annotations
@@ -55,68 +64,105 @@ WORKER_RESTART = "worker_restart"
 
 
 class WorkerRestartError(RuntimeError):
-    """An env's worker died more than ``max_restarts`` times (the message names the env index and the last cause)."""
+    """A worker died more than ``max_restarts`` times (the message names its envs and the last cause)."""
 
 
-class _EnvWorker:
-    """The body of one Ray actor: one env, the commands of SB3's ``SubprocVecEnv`` worker loop as methods."""
-
-    def __init__(self, env_fn: Callable[[], gym.Env]) -> None:
-        from stable_baselines3.common.vec_env.patch_gym import _patch_env
-
-        self.env = _patch_env(env_fn())
-
-    def step(self, action: Any) -> tuple[Any, float, bool, dict, dict]:
-        observation, reward, terminated, truncated, info = self.env.step(action)
-        done = terminated or truncated
-        info["TimeLimit.truncated"] = truncated and not terminated
-        reset_info: dict[str, Any] = {}
-        if done:
-            info["terminal_observation"] = observation
-            observation, reset_info = self.env.reset()
-        return observation, reward, done, info, reset_info
-
-    def reset(self, seed: int | None, options: Mapping[str, Any] | None) -> tuple[Any, dict]:
-        maybe_options = {"options": options} if options else {}
-        return self.env.reset(seed=seed, **maybe_options)
-
-    def render(self) -> Any:
-        return self.env.render()
-
-    def spaces(self) -> tuple[gym.Space, gym.Space]:
-        return self.env.observation_space, self.env.action_space
-
-    def env_method(self, name: str, args: tuple, kwargs: Mapping[str, Any]) -> Any:
-        return self.env.get_wrapper_attr(name)(*args, **kwargs)
-
-    def get_attr(self, name: str) -> Any:
-        return self.env.get_wrapper_attr(name)
-
-    def has_attr(self, name: str) -> bool:
+def _call_env(env: gym.Env, op: str, payload: Any) -> Any:
+    """One per-env call of the ``VecEnv`` API on ``env`` (``op``: what ``SubprocVecEnv``'s worker loop answers)."""
+    if op == "env_method":
+        name, args, kwargs = payload
+        return env.get_wrapper_attr(name)(*args, **kwargs)
+    if op == "get_attr":
+        return env.get_wrapper_attr(payload)
+    if op == "has_attr":
         try:
-            self.env.get_wrapper_attr(name)
+            env.get_wrapper_attr(payload)
             return True
         except AttributeError:
             return False
-
-    def set_attr(self, name: str, value: Any) -> None:
-        setattr(self.env, name, value)
-
-    def is_wrapped(self, wrapper_class: type[gym.Wrapper]) -> bool:
+    if op == "set_attr":
+        name, value = payload
+        setattr(env, name, value)
+        return None
+    if op == "is_wrapped":
         from stable_baselines3.common.env_util import is_wrapped
 
-        return is_wrapped(self.env, wrapper_class)
+        return is_wrapped(env, payload)
+    if op == "render":
+        return env.render()
+    raise ValueError(f"RayVecEnv worker: unknown call {op!r}")
+
+
+class _EnvWorker:
+    """The body of one Ray actor: ``len(env_fns)`` envs (its *slots*), the commands of SB3's ``SubprocVecEnv`` worker
+    loop vectorised over them (``DummyVecEnv``'s loop, run in the actor)."""
+
+    def __init__(self, env_fns: Sequence[Callable[[], gym.Env]]) -> None:
+        from stable_baselines3.common.vec_env.patch_gym import _patch_env
+
+        self.envs = [_patch_env(fn()) for fn in env_fns]
+        self.observation_space = self.envs[0].observation_space
+        self.step_cpu = 0.0
+        """CPU seconds spent inside :meth:`step` (main thread; benchmarks)."""
+
+    def step(self, actions: Any) -> tuple[VecEnvObs, np.ndarray, np.ndarray, list[dict], list[dict]]:
+        """Step slot ``s`` with ``actions[s]`` (auto-reset as ``DummyVecEnv``); ``(obs stacked (k, ...), rewards (k,),
+        dones (k,) bool, infos, reset_infos)`` (a slot's reset info is ``{}`` unless its episode ended)."""
+        start = time.thread_time()
+        try:
+            return self._step(actions)
+        finally:
+            self.step_cpu += time.thread_time() - start
+
+    def _step(self, actions: Any) -> tuple[VecEnvObs, np.ndarray, np.ndarray, list[dict], list[dict]]:
+        observations, rewards, dones, infos, reset_infos = [], [], [], [], []
+        for env, action in zip(self.envs, actions, strict=True):
+            observation, reward, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+            info["TimeLimit.truncated"] = truncated and not terminated
+            reset_info: dict[str, Any] = {}
+            if done:
+                info["terminal_observation"] = observation
+                observation, reset_info = env.reset()
+            observations.append(observation)
+            rewards.append(reward)
+            dones.append(done)
+            infos.append(info)
+            reset_infos.append(reset_info)
+        return (_stack_obs(observations, self.observation_space), np.stack(rewards), np.asarray(dones, dtype=bool),
+                infos, reset_infos)
+
+    def reset(self, seeds: Sequence[int | None], options: Sequence[Mapping[str, Any] | None]) -> tuple[VecEnvObs,
+                                                                                                      list[dict]]:
+        """Reset slot ``s`` with ``seeds[s]`` and ``options[s]``; ``(obs stacked (k, ...), reset infos)``."""
+        observations, infos = [], []
+        for env, seed, opts in zip(self.envs, seeds, options, strict=True):
+            maybe_options = {"options": opts} if opts else {}
+            observation, info = env.reset(seed=seed, **maybe_options)
+            observations.append(observation)
+            infos.append(info)
+        return _stack_obs(observations, self.observation_space), infos
+
+    def call(self, requests: Sequence[tuple[int, str, Any]]) -> list[Any]:
+        """``[answer of (slot, op, payload)]`` in order (see :func:`_call_env`)."""
+        return [_call_env(self.envs[slot], op, payload) for slot, op, payload in requests]
+
+    def spaces(self) -> tuple[gym.Space, gym.Space]:
+        return self.observation_space, self.envs[0].action_space
 
     def pid(self) -> int:
         """The worker's process id (tests, diagnostics)."""
         return os.getpid()
 
-    def cpu_time(self) -> float:
-        """CPU seconds the worker's process has used (``time.process_time``; benchmarks)."""
-        return time.process_time()
+    def cpu_time(self, main_thread_only: bool = False) -> tuple[float, float]:
+        """``(CPU seconds, of which inside step)``: the CPU time of the worker's process (``time.process_time``;
+        benchmarks), or of its main thread only (``time.thread_time``: the envs' work, the (de)serialisation of calls
+        and the waits for the next one, without Ray's background threads)."""
+        return (time.thread_time() if main_thread_only else time.process_time()), self.step_cpu
 
     def close(self) -> None:
-        self.env.close()
+        for env in self.envs:
+            env.close()
 
 
 _ACTOR_CLASS: Any = None
@@ -137,22 +183,42 @@ def restart_seed(seed: int | None, env_index: int, restarts: int) -> int | None:
     return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, env_index, restarts]).generate_state(1)[0])
 
 
+def _obs_item(block: VecEnvObs, slot: int) -> Any:
+    """One env's observation out of a stacked block (array, dict or tuple of arrays with the env axis first)."""
+    if isinstance(block, dict):
+        return {key: value[slot] for key, value in block.items()}
+    if isinstance(block, tuple):
+        return tuple(value[slot] for value in block)
+    return block[slot]
+
+
+def _concat_obs(blocks: Sequence[VecEnvObs]) -> VecEnvObs:
+    """The workers' stacked blocks joined along the env axis (new, writable arrays)."""
+    first = blocks[0]
+    if isinstance(first, dict):
+        return {key: np.concatenate([b[key] for b in blocks]) for key in first}
+    if isinstance(first, tuple):
+        return tuple(np.concatenate([b[j] for b in blocks]) for j in range(len(first)))
+    return np.concatenate(blocks)
+
+
 class RayVecEnv(VecEnv):
-    """``len(env_fns)`` envs, each in its own Ray actor (see the module docstring).
+    """``len(env_fns)`` envs on Ray actors, ``envs_per_worker`` per actor (see the module docstring).
 
     Args:
-        env_fns: one constructor per env (called in the actor; pickled with cloudpickle).
+        env_fns: one constructor per env (called in its actor; pickled with cloudpickle).
         address: Ray cluster to join (:func:`envs.vec.cluster.init_ray`; None: the running Ray, else a local one).
         num_cpus_per_worker: CPUs each actor reserves (> 0; fractions share a core).
-        max_restarts: restarts allowed per env before :class:`WorkerRestartError` (>= 0).
+        max_restarts: restarts allowed per worker before :class:`WorkerRestartError` (>= 0).
         step_timeout: seconds a ``step`` / ``reset`` / call may take before its actor is killed and restarted
-            (None: wait forever).
+            (None: wait forever). With several envs per worker, the time of all of them.
         actor_options: more ``ray.remote`` options for every actor (``resources``, ``scheduling_strategy`` ...).
+        envs_per_worker: envs each actor owns and steps in one call (>= 1; the last actor owns the remainder).
     """
 
     def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], address: str | None = None,
                  num_cpus_per_worker: float = 1.0, max_restarts: int = 5, step_timeout: float | None = None,
-                 actor_options: Mapping[str, Any] | None = None) -> None:
+                 actor_options: Mapping[str, Any] | None = None, envs_per_worker: int = 1) -> None:
         if not env_fns:
             raise ValueError("RayVecEnv: env_fns is empty (need at least one env constructor)")
         if not num_cpus_per_worker > 0:
@@ -161,41 +227,55 @@ class RayVecEnv(VecEnv):
             raise ValueError(f"RayVecEnv: max_restarts must be an int >= 0, got {max_restarts!r}")
         if step_timeout is not None and not step_timeout > 0:
             raise ValueError(f"RayVecEnv: step_timeout must be None or > 0 [s], got {step_timeout!r}")
+        if isinstance(envs_per_worker, bool) or not isinstance(envs_per_worker, (int, np.integer)) \
+                or envs_per_worker < 1:
+            raise ValueError(f"RayVecEnv: envs_per_worker must be an int >= 1, got {envs_per_worker!r}")
         self._ray = init_ray(address)
         self.env_fns = list(env_fns)
         self.num_cpus_per_worker = float(num_cpus_per_worker)
         self.max_restarts = int(max_restarts)
         self.step_timeout = step_timeout
         self.actor_options = dict(actor_options or {})
+        self.envs_per_worker = int(envs_per_worker)
         self.waiting = False
         self.closed = False
-        n = len(self.env_fns)
+        n, k = len(self.env_fns), self.envs_per_worker
+        self.worker_envs: list[list[int]] = [list(range(s, min(s + k, n))) for s in range(0, n, k)]
+        """The env indices of each worker (worker ``w`` owns ``w * k ... w * k + k - 1``)."""
+        self.worker_index: list[int] = [i // k for i in range(n)]
+        """The worker of each env."""
         self.restarts = [0] * n
-        """Restarts so far, per env."""
+        """Restarts so far, per env (its worker's count)."""
+        workers = len(self.worker_envs)
         self._attrs: list[dict[str, Any]] = [{} for _ in range(n)]
         self._reset_seed: list[int | None] = [None] * n
-        self._pending: list[Any] = [None] * n
-        self._restart_notes: list[dict[str, Any] | None] = [None] * n
-        self._last_obs: list[Any] = [None] * n
-        self.actors = [self._spawn(i) for i in range(n)]
-        """The Ray actor handle of each env (replaced on a restart)."""
+        self._pending: list[Any] = [None] * workers
+        self._restart_notes: list[dict[str, Any] | None] = [None] * workers
+        self._last_obs: list[VecEnvObs | None] = [None] * workers
+        self.actors = [self._spawn(w) for w in range(workers)]
+        """The Ray actor handle of each worker (replaced on a restart; with 1 env per worker, of each env)."""
         try:
-            observation_space, action_space = self._get(0, lambda a: a.spaces.remote(), retry=False)
+            observation_space, action_space = self._ray.get(self.actors[0].spaces.remote(), timeout=step_timeout)
         except BaseException:  # e.g. env 0's constructor failed (Ray's error carries its traceback)
-            for i in range(n):
-                self._kill(i)
+            for w in range(workers):
+                self._kill(w)
             raise
         super().__init__(n, observation_space, action_space)
 
-    # ------------------------------------------------------------------------------------------------ workers
-    def _spawn(self, i: int) -> Any:
-        """A new actor owning env ``i`` (built from ``env_fns[i]``)."""
-        options = {"num_cpus": self.num_cpus_per_worker, "max_restarts": 0, **self.actor_options}
-        return _actor_class().options(**options).remote(self.env_fns[i])
+    @property
+    def num_workers(self) -> int:
+        """Ray actors (``ceil(num_envs / envs_per_worker)``)."""
+        return len(self.worker_envs)
 
-    def _kill(self, i: int) -> None:
+    # ------------------------------------------------------------------------------------------------ workers
+    def _spawn(self, w: int) -> Any:
+        """A new actor owning worker ``w``'s envs (built from their ``env_fns``)."""
+        options = {"num_cpus": self.num_cpus_per_worker, "max_restarts": 0, **self.actor_options}
+        return _actor_class().options(**options).remote([self.env_fns[i] for i in self.worker_envs[w]])
+
+    def _kill(self, w: int) -> None:
         try:
-            self._ray.kill(self.actors[i])
+            self._ray.kill(self.actors[w])
         except Exception:  # noqa: BLE001  (already dead)
             pass
 
@@ -203,72 +283,97 @@ class RayVecEnv(VecEnv):
         exc = self._ray.exceptions
         return (exc.RayActorError, exc.GetTimeoutError)
 
-    def _restart(self, i: int, reason: str, seed: int | None, options: Mapping[str, Any] | None) -> tuple[Any, dict]:
-        """Replace env ``i``'s actor, set its attributes again and reset it; ``(obs, reset_info)``."""
+    def _label(self, w: int) -> str:
+        """``env 3`` or ``envs 2-3`` (warnings, errors)."""
+        envs = self.worker_envs[w]
+        return f"env {envs[0]}" if len(envs) == 1 else f"envs {envs[0]}-{envs[-1]}"
+
+    def _restart(self, w: int, reason: str, seeds: Sequence[int | None],
+                 options: Sequence[Mapping[str, Any] | None]) -> tuple[VecEnvObs, list[dict]]:
+        """Replace worker ``w``'s actor, set its envs' attributes again and reset them; ``(obs block, reset
+        infos)``."""
+        envs = self.worker_envs[w]
         while True:
-            self.restarts[i] += 1
-            if self.restarts[i] > self.max_restarts:
-                raise WorkerRestartError(f"RayVecEnv: env {i}'s worker died {self.restarts[i]} times "
+            for i in envs:
+                self.restarts[i] += 1
+            count = self.restarts[envs[0]]
+            if count > self.max_restarts:
+                raise WorkerRestartError(f"RayVecEnv: {self._label(w)}'s worker died {count} times "
                                          f"(max_restarts={self.max_restarts}); last cause: {reason}")
-            warnings.warn(f"RayVecEnv: env {i}'s worker died ({reason}); restarting it "
-                          f"(restart {self.restarts[i]} of at most {self.max_restarts})", RuntimeWarning,
-                          stacklevel=3)
-            self._kill(i)
-            self.actors[i] = self._spawn(i)
+            warnings.warn(f"RayVecEnv: {self._label(w)}'s worker died ({reason}); restarting it "
+                          f"(restart {count} of at most {self.max_restarts})", RuntimeWarning, stacklevel=3)
+            self._kill(w)
+            self.actors[w] = self._spawn(w)
+            requests = [(s, "set_attr", item) for s, i in enumerate(envs) for item in self._attrs[i].items()]
             try:
-                for name, value in self._attrs[i].items():
-                    self._ray.get(self.actors[i].set_attr.remote(name, value), timeout=self.step_timeout)
-                obs, info = self._ray.get(self.actors[i].reset.remote(seed, options), timeout=self.step_timeout)
+                if requests:
+                    self._ray.get(self.actors[w].call.remote(requests), timeout=self.step_timeout)
+                obs, infos = self._ray.get(self.actors[w].reset.remote(list(seeds), list(options)),
+                                           timeout=self.step_timeout)
             except self._dead_errors() as exc:
                 reason = f"the restarted worker failed too: {_short(exc)}"
                 continue
-            self._last_obs[i] = obs
-            return obs, info
+            self._last_obs[w] = obs
+            return obs, infos
 
-    def _truncate(self, i: int, reason: str) -> dict[str, Any]:
-        """Restart env ``i`` mid-episode (derived seed); the note its next step reports."""
-        terminal = self._last_obs[i]
-        seed = restart_seed(self._reset_seed[i], i, self.restarts[i] + 1)
-        obs, reset_info = self._restart(i, reason, seed, None)
-        return {"obs": obs, "reset_info": reset_info, "terminal_observation": terminal,
-                "info": {"env_index": i, "restarts": self.restarts[i], "reason": reason}}
+    def _truncate(self, w: int, reason: str) -> None:
+        """Restart worker ``w`` mid-episode (derived seeds); its next step reports the truncations."""
+        envs = self.worker_envs[w]
+        last, note = self._last_obs[w], self._restart_notes[w]
+        if note is not None:  # died again before the note was reported: keep the first terminal observations
+            terminal = note["terminal"]
+        else:
+            terminal = [None if last is None else _obs_item(last, s) for s in range(len(envs))]
+        seeds = [restart_seed(self._reset_seed[i], i, self.restarts[i] + 1) for i in envs]
+        obs, reset_infos = self._restart(w, reason, seeds, [None] * len(envs))
+        self._restart_notes[w] = {"obs": obs, "reset_infos": reset_infos, "terminal": terminal, "reason": reason}
 
-    def _get(self, i: int, submit: Callable[[Any], Any], retry: bool = True, ref: Any = None) -> Any:
-        """``ray.get`` of ``submit(actor_i)`` (or of ``ref``, already submitted); on a dead worker: restart it (the
-        episode is truncated at the next step) and, with ``retry``, submit once more to the new actor."""
+    def _call(self, w: int, requests: list[tuple[int, str, Any]], ref: Any = None) -> list[Any]:
+        """Worker ``w``'s answers to ``requests`` (``ref``: already submitted); on a dead worker: restart it (its
+        episodes are truncated at the next step) and submit once more to the new actor."""
         try:
-            return self._ray.get(submit(self.actors[i]) if ref is None else ref, timeout=self.step_timeout)
+            return self._ray.get(self.actors[w].call.remote(requests) if ref is None else ref,
+                                 timeout=self.step_timeout)
         except self._dead_errors() as exc:
-            if not retry:
-                raise
-            if self._restart_notes[i] is None:
-                self._restart_notes[i] = self._truncate(i, _short(exc))
-            else:  # died again before the note was reported: keep the first terminal observation
-                note = self._truncate(i, _short(exc))
-                note["terminal_observation"] = self._restart_notes[i]["terminal_observation"]
-                self._restart_notes[i] = note
-            return self._ray.get(submit(self.actors[i]), timeout=self.step_timeout)
+            self._truncate(w, _short(exc))
+            return self._ray.get(self.actors[w].call.remote(requests), timeout=self.step_timeout)
 
-    def _gather(self, indices: VecEnvIndices, submit: Callable[[Any, int], Any]) -> list[Any]:
-        """Send ``submit(actor, k)`` to the ``k``-th target env, all at once, then gather in order."""
+    def _gather(self, indices: VecEnvIndices, request: Callable[[int], tuple[str, Any]]) -> list[Any]:
+        """``request(k) = (op, payload)`` for the ``k``-th target env, one batch per worker, all sent at once, then
+        gathered; the answers in target order."""
         targets = list(self._get_indices(indices))
-        refs = [submit(self.actors[i], k) for k, i in enumerate(targets)]
+        batches: dict[int, list[tuple[int, int, str, Any]]] = {}
+        for k, i in enumerate(targets):
+            w = self.worker_index[i]
+            batches.setdefault(w, []).append((k, i - self.worker_envs[w][0], *request(k)))
+        requests = {w: [(slot, op, payload) for _, slot, op, payload in batch] for w, batch in batches.items()}
+        refs = {w: self.actors[w].call.remote(reqs) for w, reqs in requests.items()}
+        answers = None
         try:  # one gather for all (the common case: no worker died)
-            return list(self._ray.get(refs, timeout=self.step_timeout))
+            answers = dict(zip(refs, self._ray.get(list(refs.values()), timeout=self.step_timeout)))
         except self._dead_errors():
             pass  # find which one and restart it, below
-        return [self._get(i, lambda a, k=k: submit(a, k), ref=ref) for k, (i, ref) in enumerate(zip(targets, refs))]
+        if answers is None:
+            answers = {w: self._call(w, requests[w], ref) for w, ref in refs.items()}
+        out: list[Any] = [None] * len(targets)
+        for w, batch in batches.items():
+            for (k, *_), answer in zip(batch, answers[w], strict=True):
+                out[k] = answer
+        return out
 
     # ------------------------------------------------------------------------------------------------ stepping
     def step_async(self, actions: np.ndarray) -> None:
         if len(actions) != self.num_envs:
             raise ValueError(f"RayVecEnv.step_async: {len(actions)} actions for {self.num_envs} envs")
-        for i, action in enumerate(actions):
-            self._pending[i] = None if self._restart_notes[i] is not None else self.actors[i].step.remote(action)
+        for w, envs in enumerate(self.worker_envs):
+            if self._restart_notes[w] is not None:
+                self._pending[w] = None
+            else:
+                self._pending[w] = self.actors[w].step.remote(actions[envs[0]:envs[-1] + 1])
         self.waiting = True
 
     def step_wait(self) -> VecEnvStepReturn:
-        refs, self._pending = self._pending, [None] * self.num_envs
+        refs, self._pending = self._pending, [None] * self.num_workers
         results = None
         if all(ref is not None for ref in refs):
             try:  # one gather for all: the common case, no worker died
@@ -276,47 +381,55 @@ class RayVecEnv(VecEnv):
             except self._dead_errors():
                 pass  # which one: below
         if results is None:
-            results = [self._step_result(i, ref) for i, ref in enumerate(refs)]
+            results = [self._step_result(w, ref) for w, ref in enumerate(refs)]
         self._last_obs = [r[0] for r in results]
         self.waiting = False
-        obs, rews, dones, infos, self.reset_infos = zip(*results, strict=True)  # type: ignore[assignment]
-        stacked = _stack_obs(obs, self.observation_space)
-        return stacked, np.stack(rews), np.stack(dones), infos  # type: ignore[return-value]
+        infos = [info for r in results for info in r[3]]
+        self.reset_infos = [info for r in results for info in r[4]]
+        obs = _concat_obs(self._last_obs)
+        return obs, np.concatenate([r[1] for r in results]), np.concatenate([r[2] for r in results]), infos
 
-    def _step_result(self, i: int, ref: Any) -> tuple[Any, float, bool, dict, dict]:
-        """Env ``i``'s step result: its worker's, or a truncation when the worker died (or had died already)."""
+    def _step_result(self, w: int, ref: Any) -> tuple[VecEnvObs, np.ndarray, np.ndarray, list[dict], list[dict]]:
+        """Worker ``w``'s step result: its actor's, or truncations when the actor died (or had died already)."""
         if ref is not None:
             try:
                 return self._ray.get(ref, timeout=self.step_timeout)
             except self._dead_errors() as exc:
-                self._restart_notes[i] = self._truncate(i, _short(exc))
-        return self._restart_step(i)
+                self._truncate(w, _short(exc))
+        return self._restart_step(w)
 
-    def _restart_step(self, i: int) -> tuple[Any, float, bool, dict, dict]:
-        """Env ``i``'s step result for an episode cut by a worker restart (module docstring)."""
-        note, self._restart_notes[i] = self._restart_notes[i], None
+    def _restart_step(self, w: int) -> tuple[VecEnvObs, np.ndarray, np.ndarray, list[dict], list[dict]]:
+        """Worker ``w``'s step result for episodes cut by its restart (module docstring)."""
+        note, self._restart_notes[w] = self._restart_notes[w], None
         assert note is not None
-        info = {"TimeLimit.truncated": True, "terminal_observation": note["terminal_observation"],
-                "termination_reason": WORKER_RESTART, WORKER_RESTART: note["info"]}
-        return note["obs"], 0.0, True, info, dict(note["reset_info"])
+        envs = self.worker_envs[w]
+        infos = [{"TimeLimit.truncated": True, "terminal_observation": note["terminal"][s],
+                  "termination_reason": WORKER_RESTART,
+                  WORKER_RESTART: {"env_index": i, "worker_index": w, "restarts": self.restarts[i],
+                                   "reason": note["reason"]}} for s, i in enumerate(envs)]
+        return (note["obs"], np.zeros(len(envs)), np.ones(len(envs), dtype=bool), infos,
+                [dict(info) for info in note["reset_infos"]])
 
     def reset(self) -> VecEnvObs:
         if self.waiting:  # abandon the pending step (its results are dropped)
             self.step_wait()
-        refs = [a.reset.remote(self._seeds[i], self._options[i]) for i, a in enumerate(self.actors)]
+        seeds = [[self._seeds[i] for i in envs] for envs in self.worker_envs]
+        options = [[self._options[i] for i in envs] for envs in self.worker_envs]
+        refs = [actor.reset.remote(seeds[w], options[w]) for w, actor in enumerate(self.actors)]
         results = []
-        for i, ref in enumerate(refs):
-            self._restart_notes[i] = None  # a restarted worker's episode is over anyway
+        for w, ref in enumerate(refs):
+            self._restart_notes[w] = None  # a restarted worker's episodes are over anyway
             try:
                 results.append(self._ray.get(ref, timeout=self.step_timeout))
             except self._dead_errors() as exc:
-                results.append(self._restart(i, _short(exc), self._seeds[i], self._options[i]))
+                results.append(self._restart(w, _short(exc), seeds[w], options[w]))
+            self._last_obs[w] = results[-1][0]
+        for i in range(self.num_envs):
             self._reset_seed[i] = self._seeds[i]
-            self._last_obs[i] = results[-1][0]
-        obs, self.reset_infos = zip(*results, strict=True)  # type: ignore[assignment]
+        self.reset_infos = [info for r in results for info in r[1]]
         self._reset_seeds()
         self._reset_options()
-        return _stack_obs(obs, self.observation_space)
+        return _concat_obs([r[0] for r in results])
 
     def close(self) -> None:
         if self.closed:
@@ -332,8 +445,8 @@ class RayVecEnv(VecEnv):
                 self._ray.get(ref, timeout=30.0)
             except Exception:  # noqa: BLE001  (a dead or hung worker: killed below)
                 pass
-        for i in range(self.num_envs):
-            self._kill(i)
+        for w in range(self.num_workers):
+            self._kill(w)
         self.closed = True
 
     # ---------------------------------------------------------------------------------------------- per-env calls
@@ -343,41 +456,46 @@ class RayVecEnv(VecEnv):
                 f"The render mode is {self.render_mode}, but this method assumes it is `rgb_array` to obtain images."
             )
             return [None for _ in range(self.num_envs)]
-        return self._gather(None, lambda a, k: a.render.remote())
+        return self._gather(None, lambda k: ("render", None))
 
     def has_attr(self, attr_name: str) -> bool:
-        return all(self._gather(None, lambda a, k: a.has_attr.remote(attr_name)))
+        return all(self._gather(None, lambda k: ("has_attr", attr_name)))
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        return self._gather(indices, lambda a, k: a.get_attr.remote(attr_name))
+        return self._gather(indices, lambda k: ("get_attr", attr_name))
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         for i in self._get_indices(indices):
             self._attrs[i][attr_name] = value
-        self._gather(indices, lambda a, k: a.set_attr.remote(attr_name, value))
+        self._gather(indices, lambda k: ("set_attr", (attr_name, value)))
 
     def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
-        return self._gather(indices, lambda a, k: a.env_method.remote(method_name, method_args, method_kwargs))
+        return self._gather(indices, lambda k: ("env_method", (method_name, method_args, method_kwargs)))
 
     def call_each(self, method_name: str, args: Sequence[tuple], kwargs: Sequence[Mapping[str, Any]] | None = None,
                   indices: VecEnvIndices = None) -> list[Any]:
-        """``[env_i.method_name(*args[k], **kwargs[k]) for the k-th index i]``, all sent, then all gathered."""
+        """``[env_i.method_name(*args[k], **kwargs[k]) for the k-th index i]``, one batch per worker, all sent, then
+        all gathered."""
         targets = list(self._get_indices(indices))
         if len(args) != len(targets):
             raise ValueError(f"RayVecEnv.call_each: {len(args)} argument tuples for {len(targets)} envs")
         kw = [{}] * len(targets) if kwargs is None else list(kwargs)
-        return self._gather(targets, lambda a, k: a.env_method.remote(method_name, tuple(args[k]), dict(kw[k])))
+        return self._gather(targets, lambda k: ("env_method", (method_name, tuple(args[k]), dict(kw[k]))))
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
-        return self._gather(indices, lambda a, k: a.is_wrapped.remote(wrapper_class))
+        return self._gather(indices, lambda k: ("is_wrapped", wrapper_class))
 
-    def worker_cpu_times(self) -> list[float]:
-        """CPU seconds each env's worker process has used (benchmarks: the work a core would do per worker)."""
-        return self._gather(None, lambda a, k: a.cpu_time.remote())
+    def worker_cpu_times(self, main_thread_only: bool = False, in_step: bool = False) -> list[float]:
+        """CPU seconds each worker's process (or, ``main_thread_only``, its main thread: the one that runs the envs;
+        or, ``in_step``, its main thread inside the envs' ``step`` calls) has used, one per worker (benchmarks: the
+        work a core would do per worker)."""
+        refs = [a.cpu_time.remote(main_thread_only) for a in self.actors]
+        return [t[1] if in_step else t[0] for t in self._ray.get(refs, timeout=self.step_timeout)]
 
     def worker_pids(self) -> list[int]:
-        """Process id of each env's worker (diagnostics; tests check that the envs run in distinct processes)."""
-        return self._gather(None, lambda a, k: a.pid.remote())
+        """Process id of each env's worker, one per env (diagnostics; tests check which envs share a process)."""
+        pids = self._ray.get([a.pid.remote() for a in self.actors], timeout=self.step_timeout)
+        return [pids[w] for w in self.worker_index]
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:
