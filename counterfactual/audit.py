@@ -39,6 +39,8 @@ without a hazard (:func:`counterfactual.frame_labels.sample_frames`; default ``h
 varied``, the ``env=world_v2`` preset's rule, else ``even``; ``--frame-sampling even`` gives the varied bank's earlier
 numbers; ``python -m benchmarks.bench_decision_rules`` replays other strides and windows of the rule on the tuning
 seeds 29 / 37, docs/safety_labels.md#decision-stride-and-window-tuning-seeds);
+``--near-miss-rule ttc|clearance`` chooses which near-misses become pairs (:attr:`counterfactual.miner.MinerConfig.
+near_miss_rule`; default ``clearance`` with ``--outcomes varied``, the ``env=world_v2`` preset's mining, else ``ttc``);
 ``--pair-risk projection`` gives the pairs the projection's risk level at their decision frame
 (:data:`counterfactual.honesty.PAIR_RISKS`; for comparison, default the mined label's).
 
@@ -73,6 +75,9 @@ from rewards.tracking import interpolate_candidates, simulate_candidates
 
 VARIED_FRAME_SAMPLING = "hazard_dense"
 """``--frame-sampling`` default with ``--outcomes varied`` (the ``env=world_v2`` preset's rule; ``even`` otherwise)."""
+VARIED_NEAR_MISS_RULE = "clearance"
+"""``--near-miss-rule`` default with ``--outcomes varied`` (the ``env=world_v2`` preset's ``mine.near_miss_rule``;
+``ttc`` otherwise)."""
 BRAKING_FAMILIES = ("brake", "brake_hold")
 """Candidate families that slow down in the lane (with ``speed_scale < 1``)."""
 
@@ -376,8 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-scenes", type=int, default=200, help="bank scenes to mine and audit")
     parser.add_argument("--seed", type=int, default=7, help="bank seed (also the explanation seed)")
     parser.add_argument("--margin", type=float, default=None, help="clearance margin [m] (default: VerifyConfig's)")
-    parser.add_argument("--near-miss-rule", choices=("ttc", "clearance"), default="ttc",
-                        help="which near-misses become pairs (MinerConfig.near_miss_rule; env=world_v2 mines with clearance)")
+    parser.add_argument("--near-miss-rule", choices=("ttc", "clearance"), default=None,
+                        help="which near-misses become pairs (MinerConfig.near_miss_rule; default: clearance with "
+                             "--outcomes varied, as env=world_v2 mines, else ttc)")
     parser.add_argument("--clearance-over", default=None,
                         help="comma-separated realisations the margin applies to (tracked,raw_poses,closed_loop)")
     parser.add_argument("--outcomes", choices=("collision", "varied"), default="collision",
@@ -416,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--road-families needs --roads families")
     if args.frame_sampling is None:
         args.frame_sampling = VARIED_FRAME_SAMPLING if args.outcomes == "varied" else "even"
+    if args.near_miss_rule is None:
+        args.near_miss_rule = VARIED_NEAR_MISS_RULE if args.outcomes == "varied" else "ttc"
     if args.fit_seed is not None and args.fit_seed == args.seed:
         parser.error(f"--fit-seed {args.fit_seed} is the scored --seed: the lookups would be fitted on the answer")
 
@@ -461,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         records = records_of(scenes)
         print(f"SYNTHETIC {name}bank: {len(scenes)} scenes (seed {args.seed}), "
               f"{sum(r['kind'] == 'pair' for r in records)} pairs, {len(records)} label records "
-              f"(sampled decisions labelled: {args.decision_labels}, chosen: {args.frame_sampling}; pair risk: {args.pair_risk}); {time.perf_counter() - start:.1f} s")
+              f"(sampled decisions labelled: {args.decision_labels}, chosen: {args.frame_sampling}; pair risk: {args.pair_risk}; near-misses: {args.near_miss_rule}); {time.perf_counter() - start:.1f} s")
         print(honesty_findings(records, fit_records=fit_records()))
         return 0
     report = run_audit(scenes, config, progress=not args.no_progress)

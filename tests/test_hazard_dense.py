@@ -156,9 +156,11 @@ def test_world_v2_preset_and_audit_default_to_the_rule(capsys):
         typed_config(_cfg("env.frame_sampling=dense"))
     assert audit_main(["--num-scenes", "3", "--seed", "3", "--outcomes", "varied", "--labels-only",
                        "--no-progress"]) == 0
-    assert "chosen: hazard_dense" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "chosen: hazard_dense" in out and "near-misses: clearance" in out  # as env=world_v2 samples and mines
     assert audit_main(["--num-scenes", "3", "--seed", "3", "--labels-only", "--no-progress"]) == 0
-    assert "chosen: even" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "chosen: even" in out and "near-misses: ttc" in out
 
 
 def test_rule_reaches_the_sft_rows(banks):
