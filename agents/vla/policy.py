@@ -165,7 +165,8 @@ class VLAPolicy(Policy):
                                          patch_size=config.patch_size, vision_feature_select_strategy="default",
                                          num_additional_image_tokens=1)
         processor = VLAProcessor(llava_processor, codebook, max_text_tokens,
-                                 frozen_modules=() if config.train_vision else VISION_MODULES)
+                                 frozen_modules=() if config.train_vision else VISION_MODULES,
+                                 vision_init=config.vision_init)
         return cls(build_model(config, processor.tokens), processor, name)
 
     @classmethod

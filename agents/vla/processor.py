@@ -72,14 +72,18 @@ class VLAProcessor:
         max_text_tokens: longest label text before ``<action>`` is forced in generation [tokens].
         frozen_modules: names of model submodules that stay frozen in training (saved with the settings so a
             reloaded policy trains the same parameters; see :attr:`agents.vla.model.VLAConfig.train_vision`).
+        vision_init: the pretrained vision tower folder the model's tower was loaded from
+            (:attr:`agents.vla.model.VLAConfig.vision_init`; None: random init), recorded in the settings file (the
+            weights themselves are in the model's files).
     """
 
     def __init__(self, processor: Any, codebook: TrajectoryCodebook, max_text_tokens: int = 48,
-                 frozen_modules: Sequence[str] = ()) -> None:
+                 frozen_modules: Sequence[str] = (), vision_init: str | None = None) -> None:
         self.processor = processor
         self.codebook = codebook
         self.max_text_tokens = int(max_text_tokens)
         self.frozen_modules = tuple(str(m) for m in frozen_modules)
+        self.vision_init = None if vision_init is None else str(vision_init)
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"
         self.tokens = VLATokens.from_tokenizer(self.tokenizer, codebook.size)
@@ -133,7 +137,7 @@ class VLAProcessor:
         self.codebook.save(path / CODEBOOK_FILE)
         write_json(path / VLA_FILE, {"format_version": VLA_FORMAT_VERSION, "codebook": CODEBOOK_FILE,
                                      "max_text_tokens": self.max_text_tokens,
-                                     "frozen_modules": list(self.frozen_modules)})
+                                     "frozen_modules": list(self.frozen_modules), "vision_init": self.vision_init})
         return path
 
     @classmethod
@@ -164,4 +168,4 @@ class VLAProcessor:
                              "processor (needs .tokenizer and .image_processor)")
         add_vla_tokens(processor.tokenizer, codebook.size)
         limit = max_text_tokens if max_text_tokens is not None else settings.get("max_text_tokens", 48)
-        return cls(processor, codebook, int(limit), settings.get("frozen_modules", ()))
+        return cls(processor, codebook, int(limit), settings.get("frozen_modules", ()), settings.get("vision_init"))
