@@ -352,7 +352,7 @@ def train_tower(tower: Any, head: DenseHead, pixels: torch.Tensor, targets: Dens
         bar.update(1)
         if done % log_every == 0 or done == 1:
             losses.append((done, float(loss.detach())))
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
     bar.close()
     if not losses or losses[-1][0] != done:
         losses.append((done, float(loss.detach())))
@@ -439,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t_data = time.perf_counter() - t0
     shares = np.bincount(targets.risk.reshape(-1), minlength=len(RISK_LEVELS)) / targets.risk.size
     print(f"{len(bevs)} BEVs of {args.num_scenes} SYNTHETIC bank scenes (seed {args.seed}{', ' if bank else ''}"
-          + ", ".join(f"{k}={v}" for k, v in bank.items()) + f") in {t_data:.0f} s; patches covered now "
+          + ", ".join(f"{k}={v}" for k, v in bank.items()) + f") in {t_data:.0f} s; patches occupied now "
           f"{100 * (targets.occupancy[:, 0] > 0).mean():.1f}%, risk classes "
           + ", ".join(f"{lv} {100 * s:.2f}%" for lv, s in zip(RISK_LEVELS, shares)), flush=True)
     tower = new_tower(config)
