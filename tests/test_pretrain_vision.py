@@ -159,3 +159,17 @@ def test_cli_writes_a_tower_the_pipeline_option_loads(tmp_path):
     saved = CLIPVisionModel.from_pretrained(str(out)).state_dict()
     tower = policy.model.model.vision_tower.state_dict()
     assert all(torch.equal(tower[k], saved[k]) for k in saved)
+
+
+def test_readability_benchmark_probes_the_pretrained_tower(tmp_path, capsys):
+    from benchmarks import bench_readability as bench
+
+    tower = pv.save_tower(pv.new_tower(VLAConfig(seed=5)), tmp_path / "tower", {})  # the VLA's default tower config
+    assert bench.main(["--train-scenes", "3", "--eval-scenes", "3", "--no-cnn", "--probe-steps", "5", "--no-progress",
+                       "--vision-init", str(tower), "--cache-dir", str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr().out
+    head = next(line for line in out.splitlines() if line.startswith("accuracy %"))
+    assert head.split()[2:7] == ["majority", "probe", "probe", "blank", "probe-bev"]
+    for row in ("language", "risk"):
+        line = next(line for line in out.splitlines() if line.startswith(row + " "))
+        assert len([float(v) for v in line.split()[1:6]]) == 5  # majority, probe, probe blank, probe-bev, blank
