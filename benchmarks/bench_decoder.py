@@ -3,7 +3,7 @@
 ``python -m benchmarks.bench_decoder [--train-scenes 120 --train-seed 0] [--eval-scenes 48 --eval-seed 3737]
 [--seeds 0,1] [--mode positive] [--max-steps 800] [--lr 1e-3] [--aux-weight 0 --aux-position image]
 [--expert-frames 4 --expert-stride 1] [--prompt-state none|ego|agents [--prompt-agents 4]] [--ceiling]
-[--vision-init DIR] [--out result.json] [--threads 1] [--cache-dir outputs/sft_cache]``
+[--out result.json] [--threads 1] [--cache-dir outputs/sft_cache]``
 
 One lever setting per call, trained once per ``--seeds`` entry (model initialisation and data order) with the
 project's SFT (:func:`agents.sft.trainer.train_sft`, default :class:`agents.vla.model.VLAConfig` model, codebook
@@ -76,9 +76,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-state", choices=("none", "ego", "agents"), default="none",
                    help="state block in the prompts of the training and held-out rows (envs.prompt_state)")
     p.add_argument("--prompt-agents", type=int, default=4, help="agents stated with --prompt-state agents")
-    p.add_argument("--vision-init", default=None,
-                   help="the VLA's vision tower from this pretrained folder (VLAConfig.vision_init, "
-                        "agents.vla.pretrain_vision); --ceiling then probes that tower")
     p.add_argument("--ceiling", action="store_true", help="also score the majority answer and the tower probe")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--cache-dir", default="outputs/sft_cache", help="rendered samples and codebooks")
@@ -130,7 +127,7 @@ def train_and_score(args: argparse.Namespace, seed: int, train: Any, held: Any, 
 
     codebook = codebook_for(pairs, args.cache_dir, scenes=args.codebook_scenes, scene_seed=args.train_seed,
                             progress=False)
-    policy = VLAPolicy.build(codebook, VLAConfig(seed=seed, vision_init=args.vision_init), TokenizerConfig(
+    policy = VLAPolicy.build(codebook, VLAConfig(seed=seed), TokenizerConfig(
         prompt_state=args.prompt_state, prompt_agents=args.prompt_agents), name=f"sft seed {seed}")
     config = SFTConfig(max_steps=args.max_steps, batch_size=args.batch_size, learning_rate=args.lr, seed=seed,
                        progress=False, tensorboard=False, save_steps=args.max_steps,
@@ -145,17 +142,16 @@ def train_and_score(args: argparse.Namespace, seed: int, train: Any, held: Any, 
             "final_loss": result.losses[-1][1], "real": _summary(real), "blank": _summary(blank)}
 
 
-def ceiling(train: Any, held: Any, vision_init: str | None = None) -> dict[str, dict[str, Any]]:
-    """The majority answer and the logistic probe on the VLA's frozen tower (random, or ``vision_init``'s), on the
-    held-out rows."""
+def ceiling(train: Any, held: Any) -> dict[str, dict[str, Any]]:
+    """The majority answer and the logistic probe on the VLA's frozen random tower, on the held-out rows."""
     from agents.vla.evaluate import _rows, accuracy_report, trivial_baselines
     from benchmarks.bench_readability import Labels, fit_probe, images, label_rows, tower_features
 
     majority = trivial_baselines(_rows(train), _rows(held))[0]
     train_rows, held_rows = label_rows(train), label_rows(held)
     labels = Labels.fit(train_rows)
-    predicted, _ = fit_probe(tower_features(images(train), vision_init=vision_init), labels,
-                             [r["scene_id"] for r in train_rows], tower_features(images(held), vision_init=vision_init))
+    predicted, _ = fit_probe(tower_features(images(train)), labels, [r["scene_id"] for r in train_rows],
+                             tower_features(images(held)))
     probe = accuracy_report("probe", labels.decode(predicted), held_rows)
     return {"majority": _summary(majority), "probe": _summary(probe)}
 
@@ -177,15 +173,14 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{kinds.count('expert')} expert rows, {args.mode} view), held out {args.eval_scenes} scenes seed "
           f"{args.eval_seed} ({list(held['kind']).count('pair')} pair + {list(held['kind']).count('expert')} expert "
           f"rows); lever: steps {args.max_steps} lr {args.lr:g} aux {args.aux_weight:g} ({args.aux_position}) "
-          f"expert frames {args.expert_frames} (stride {args.expert_stride:g} s) prompt state {args.prompt_state} "
-          f"vision tower {args.vision_init or 'random'}",
+          f"expert frames {args.expert_frames} (stride {args.expert_stride:g} s) prompt state {args.prompt_state}",
           flush=True)
     out: dict[str, Any] = {"args": vars(args), "runs": []}
     head = f"{'row':<22} {'language':>8} {'risk':>6} {'blank lang':>10} {'blank risk':>10} " + " ".join(
         f"{f[:10]:>10}" for f in LABEL_COLUMNS)
     print(head)
     if args.ceiling:
-        out["ceiling"] = ceiling(train, held, args.vision_init)
+        out["ceiling"] = ceiling(train, held)
         for name, s in out["ceiling"].items():
             print(f"{name:<22} {_pct(s['language']):>8} {_pct(s['risk']):>6} {'':>10} {'':>10} "
                   + " ".join(f"{_pct(s['fields'][f]):>10}" for f in LABEL_COLUMNS), flush=True)

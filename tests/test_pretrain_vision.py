@@ -173,3 +173,14 @@ def test_readability_benchmark_probes_the_pretrained_tower(tmp_path, capsys):
     for row in ("language", "risk"):
         line = next(line for line in out.splitlines() if line.startswith(row + " "))
         assert len([float(v) for v in line.split()[1:6]]) == 5  # majority, probe, probe blank, probe-bev, blank
+
+
+def test_vision_init_with_agent_init_is_an_error():
+    from hydra import compose, initialize_config_module
+
+    from experiments.run import typed_config
+
+    with initialize_config_module(config_module="experiments.conf", version_base=None):
+        cfg = compose(config_name="config", overrides=["agent.model.vision_init=/some/tower", "agent.init=/some/vlm"])
+    with pytest.raises((ValueError, SystemExit), match="agent.model.vision_init.*agent.init"):
+        typed_config(cfg)
