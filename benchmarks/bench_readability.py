@@ -3,7 +3,12 @@
 ``python -m benchmarks.bench_readability [--train-scenes 120 --train-seed 0] [--eval-scenes 48 --eval-seed 4242]
 [--cnn-seconds 120] [--cnn-steps N] [--seed 0] [--threads 1] [--cache-dir outputs/sft_cache]
 [--motion none,velocity,...] [--outcomes varied [--outcome-mix 0.35,0.30,0.35] [--difficulty 0.5]]
-[--prompt-state ego|agents [--prompt-agents 4] [--mlp-steps 1500]] [--no-cnn]``
+[--prompt-state ego|agents [--prompt-agents 4] [--mlp-steps 1500]] [--no-cnn] [--vision-init DIR]``
+
+``--vision-init DIR`` adds the probe on a BEV-pretrained tower (:mod:`agents.vla.pretrain_vision`; column
+``probe-bev``, same rows and probe) and the blank-BEV check of both probes (``probe blank``, ``probe-bev blank``:
+the probe fitted on the real training BEVs, reading an all-zero BEV for every held-out row); measured in
+``docs/vla.md``, "A BEV-pretrained vision tower"."""
 
 After each table it prints the **label honesty** of the held-out rows (:mod:`counterfactual.honesty`: the (type, lead)
 lookup's language and risk accuracy on every row, the per-type majority risk accuracy, the share of the risk and

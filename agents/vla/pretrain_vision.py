@@ -33,6 +33,12 @@ record (data, targets, losses; SYNTHETIC), atomically: into a temp folder beside
 
 Use it: ``VLAConfig(vision_init=DIR)``, or ``python -m experiments.run agent.model.vision_init=DIR``; measured in
 docs/vla.md, "A BEV-pretrained vision tower".
+
+Measured (SYNTHETIC bank; shared 2-core machine at load 16-18, 1 thread), ``python -m agents.vla.pretrain_vision
+--out /tmp/bevtower/tower_s200 --num-scenes 200 --seed 0 --steps 1000``: 1,400 BEVs + targets in 78 s, 1,000 steps
+of 64 in 489 s, loss 3.30 -> 0.19. Its probe (``benchmarks/bench_readability.py --vision-init``, held-out seeds 5151
+/ 8181): language 74.5 / 74.6 and risk 68.6 / 65.2 against the random tower's 74.9 / 78.1 and 67.9 / 65.2: no gain,
+so the default stays the random tower.
 """
 
 from __future__ import annotations
