@@ -8,7 +8,7 @@
 ``--vision-init DIR`` adds the probe on a BEV-pretrained tower (:mod:`agents.vla.pretrain_vision`; column
 ``probe-bev``, same rows and probe) and the blank-BEV check of both probes (``probe blank``, ``probe-bev blank``:
 the probe fitted on the real training BEVs, reading an all-zero BEV for every held-out row); measured in
-``docs/vla.md``, "A BEV-pretrained vision tower"."""
+``docs/vla.md``, "A BEV-pretrained vision tower".
 
 After each table it prints the **label honesty** of the held-out rows (:mod:`counterfactual.honesty`: the (type, lead)
 lookup's language and risk accuracy on every row, the per-type majority risk accuracy, the share of the risk and
