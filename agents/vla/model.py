@@ -90,7 +90,8 @@ class VLAConfig:
 
 def build_model(config: VLAConfig, tokens: VLATokens):
     """A randomly initialised ``LlavaForConditionalGeneration`` for ``tokens``' vocabulary (seeded by
-    ``config.seed``)."""
+    ``config.seed``); with ``config.vision_init`` its vision tower is then loaded from that folder
+    (:func:`load_vision_tower`)."""
     from transformers import LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
     vision = vision_config(config)
@@ -130,10 +131,10 @@ def vision_config(config: VLAConfig):
 VISION_CONFIG_FIELDS = {
     "image_size": "image_size", "patch_size": "patch_size", "hidden_size": "vision_hidden_size",
     "intermediate_size": "vision_hidden_size (x 2)", "num_hidden_layers": "vision_layers",
-    "num_attention_heads": "vision_heads", "num_channels": "(3, RGB)", "hidden_act": "(quick_gelu)",
+    "num_attention_heads": "vision_heads", "num_channels": None, "hidden_act": None,
 }
 """``CLIPVisionConfig`` fields a pretrained tower must share with :func:`vision_config`, and the
-:class:`VLAConfig` field that sets each (named in the mismatch error)."""
+:class:`VLAConfig` field that sets each (named in the mismatch error; None: fixed in the VLA)."""
 
 
 def load_vision_tower(model: Any, path: str | os.PathLike, config: VLAConfig) -> None:
@@ -158,9 +159,10 @@ def load_vision_tower(model: Any, path: str | os.PathLike, config: VLAConfig) ->
     wanted = vision_config(config)
     for name, vla_field in VISION_CONFIG_FIELDS.items():
         if getattr(saved, name) != getattr(wanted, name):
+            source = f"set by VLAConfig.{vla_field}" if vla_field else "fixed in the VLA"
             raise ValueError(f"VLAConfig.vision_init: the tower in {folder} has {name}={getattr(saved, name)!r}, the "
-                             f"VLA's tower {name}={getattr(wanted, name)!r} (set by VLAConfig.{vla_field}); pretrain "
-                             "it with the VLA's VLAConfig")
+                             f"VLA's tower {name}={getattr(wanted, name)!r} ({source}); pretrain it with the VLA's "
+                             "VLAConfig")
     tower = CLIPVisionModel.from_pretrained(str(folder), local_files_only=True)
     model.model.vision_tower.load_state_dict(tower.state_dict())
 
