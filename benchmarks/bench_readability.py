@@ -3,7 +3,12 @@
 ``python -m benchmarks.bench_readability [--train-scenes 120 --train-seed 0] [--eval-scenes 48 --eval-seed 4242]
 [--cnn-seconds 120] [--cnn-steps N] [--seed 0] [--threads 1] [--cache-dir outputs/sft_cache]
 [--motion none,velocity,...] [--outcomes varied [--outcome-mix 0.35,0.30,0.35] [--difficulty 0.5]]
-[--prompt-state ego|agents [--prompt-agents 4] [--mlp-steps 1500]] [--no-cnn]``
+[--prompt-state ego|agents [--prompt-agents 4] [--mlp-steps 1500]] [--no-cnn] [--vision-init DIR]``
+
+``--vision-init DIR`` adds the probe on a BEV-pretrained tower (:mod:`agents.vla.pretrain_vision`; column
+``probe-bev``, same rows and probe) and the blank-BEV check of both probes (``probe blank``, ``probe-bev blank``:
+the probe fitted on the real training BEVs, reading an all-zero BEV for every held-out row); measured in
+``docs/vla.md``, "A BEV-pretrained vision tower".
 
 After each table it prints the **label honesty** of the held-out rows (:mod:`counterfactual.honesty`: the (type, lead)
 lookup's language and risk accuracy on every row, the per-type majority risk accuracy, the share of the risk and
@@ -452,9 +457,11 @@ class Labels:
 
 
 # ------------------------------------------------------------------------------------------------ tower probe
-def tower_features(bevs: np.ndarray, seed: int = 0, batch_size: int = 64) -> np.ndarray:
+def tower_features(bevs: np.ndarray, seed: int = 0, batch_size: int = 64, vision_init: str | None = None
+                   ) -> np.ndarray:
     """What the default VLA's projector receives for each BEV, flattened: ``float32 (N, patches * channels)``
-    (``(N, 64 * 64)`` for :class:`agents.vla.model.VLAConfig`).
+    (``(N, 64 * 64)`` for :class:`agents.vla.model.VLAConfig`). ``vision_init``: a pretrained tower folder
+    (:attr:`agents.vla.model.VLAConfig.vision_init`, :mod:`agents.vla.pretrain_vision`) instead of the random one.
 
     The policy is ``VLAPolicy.build(codebook, VLAConfig(seed=seed))`` (frozen random tower); its vision tower's
     weights do not depend on the codebook (drawn before the vocabulary-sized embeddings; the smoke test checks it),
@@ -464,7 +471,7 @@ def tower_features(bevs: np.ndarray, seed: int = 0, batch_size: int = 64) -> np.
     from agents.vla.model import VLAConfig
     from agents.vla.policy import VLAPolicy
 
-    policy = VLAPolicy.build(_stand_in_codebook(seed), VLAConfig(seed=seed))
+    policy = VLAPolicy.build(_stand_in_codebook(seed), VLAConfig(seed=seed, vision_init=vision_init))
     model = policy.model.eval()
     image_processor = policy.processor.processor.image_processor
     captured: list[torch.Tensor] = []
@@ -691,6 +698,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "read its numbers: " + ", ".join(STATE_PREDICTORS))
     p.add_argument("--prompt-agents", type=int, default=4, help="agents stated with --prompt-state agents")
     p.add_argument("--mlp-steps", type=int, default=1500, help="full-batch steps of the state-mlp predictor")
+    p.add_argument("--vision-init", default=None,
+                   help="also probe this pretrained vision tower (agents.vla.pretrain_vision folder): columns "
+                        "probe-bev, and the blank-BEV check of both probes (probe blank, probe-bev blank)")
     p.add_argument("--motion", default="none",
                    help="comma-separated BEV motion presets to measure, each on the same rows (envs.render."
                         "MOTION_PRESETS: none, velocity, velocity3, trails, velocity+trails)")
@@ -741,8 +751,13 @@ def measure(args: argparse.Namespace, motion: str, pairs: Mapping[str, list], pr
 
     t0 = time.perf_counter()
     features = tower_features(np.concatenate([train_bev, eval_bev]), seed=args.seed)
-    probe_pred, l2 = fit_probe(features[: len(train_bev)], labels, [r["scene_id"] for r in train_rows],
-                               features[len(train_bev):], seed=args.seed, steps=args.probe_steps)
+    blank_results: dict[str, dict[str, float]] = {}
+    if args.vision_init:  # the pretrained tower's probe, and both probes read from an all-zero BEV
+        blank_results, probe_pred, l2 = pretrained_probe(args, labels, train_rows, eval_rows, train_bev, eval_bev,
+                                                         features)
+    else:
+        probe_pred, l2 = fit_probe(features[: len(train_bev)], labels, [r["scene_id"] for r in train_rows],
+                                   features[len(train_bev):], seed=args.seed, steps=args.probe_steps)
     t_probe = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -757,6 +772,7 @@ def measure(args: argparse.Namespace, motion: str, pairs: Mapping[str, list], pr
     results = {
         "majority": scores(majority),
         "probe": scores(accuracy_report("probe", labels.decode(probe_pred), eval_rows)),
+        **blank_results,
         "cnn": _na() if args.no_cnn else scores(accuracy_report("cnn", labels.decode(cnn_pred), eval_rows)),
         "lookup": scores(lookup),
     }
@@ -803,6 +819,39 @@ def measure(args: argparse.Namespace, motion: str, pairs: Mapping[str, list], pr
               f"{args.prompt_agents} agent slots), mlp {args.mlp_steps} steps; {t_state:.0f} s")
         print(format_ceiling(results), flush=True)
     return {"results": results, "cnn_steps": cnn_steps}
+
+
+def pretrained_probe(args: argparse.Namespace, labels: Labels, train_rows: Sequence[Mapping[str, Any]],
+                     eval_rows: Sequence[Mapping[str, Any]], train_bev: np.ndarray, eval_bev: np.ndarray,
+                     random_features: np.ndarray
+                     ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray], dict[str, float]]:
+    """Table columns of ``--vision-init``: ``probe blank`` (the random tower's probe, fitted on the real training
+    BEVs, reading an all-zero BEV for every held-out row), ``probe-bev`` (the same probe on the pretrained tower
+    ``args.vision_init``) and ``probe-bev blank``; also the random tower's probe predictions on the held-out rows
+    and its L2 penalties (the ``probe`` column, fitted once with the blank row appended: a row's prediction does not
+    depend on the other evaluated rows)."""
+    from agents.vla.evaluate import accuracy_report
+
+    blank = np.zeros_like(eval_bev[:1])
+    scene_ids = [r["scene_id"] for r in train_rows]
+    out: dict[str, dict[str, float]] = {}
+    for name, init in (("probe", None), ("probe-bev", args.vision_init)):
+        if init is None:
+            feats, blank_feats = random_features, tower_features(blank, seed=args.seed)
+        else:
+            both = tower_features(np.concatenate([train_bev, eval_bev, blank]), seed=args.seed, vision_init=init)
+            feats, blank_feats = both[:-1], both[-1:]
+        n = len(train_bev)
+        pred, l2 = fit_probe(feats[:n], labels, scene_ids, np.concatenate([feats[n:], blank_feats]),
+                             seed=args.seed, steps=args.probe_steps)
+        real = {f: p[:-1] for f, p in pred.items()}
+        if init is None:
+            random_pred, random_l2 = real, l2
+        else:
+            out[name] = scores(accuracy_report(name, labels.decode(real), eval_rows))
+        tiled = {f: np.full(len(eval_rows), p[-1]) for f, p in pred.items()}
+        out[f"{name} blank"] = scores(accuracy_report(f"{name} blank", labels.decode(tiled), eval_rows))
+    return out, random_pred, random_l2
 
 
 def rule_scores(texts: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:

@@ -61,6 +61,9 @@ class VLAAgentConfig(AgentConfig):
             raise ValueError(f"agent.prompt_state: expected one of {PROMPT_STATES}, got {self.prompt_state!r}")
         if isinstance(self.prompt_agents, bool) or not isinstance(self.prompt_agents, int) or self.prompt_agents < 1:
             raise ValueError(f"agent.prompt_agents: expected an int >= 1, got {self.prompt_agents!r}")
+        if self.init and getattr(self.model, "vision_init", None):
+            raise ValueError(f"agent.model.vision_init={self.model.vision_init!r} with agent.init={self.init!r}: a "
+                             "model loaded with agent.init keeps its own vision tower; set one of the two")
 
 
 def _vla_env_config(agent: Any, reward: Any) -> Any:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Optional, Sequence
 
 import torch
 
@@ -58,6 +59,12 @@ class VLAConfig:
     until every image token is the same vector after the decoder's RMSNorm, and the model never reads its image)."""
     seed: int = 0
     """Seed of the random initialisation."""
+    vision_init: Optional[str] = None
+    """A folder with a ``CLIPVisionModel`` saved by ``save_pretrained`` (e.g. ``python -m
+    agents.vla.pretrain_vision``, a tower pretrained on BEV targets) whose weights replace the random tower; its
+    config must match this one's tower (``ValueError`` naming the field otherwise). The projector and the decoder
+    stay randomly initialised; ``train_vision`` still decides whether tower and projector train. None: the random
+    tower (default). See docs/vla.md, "A BEV-pretrained vision tower"."""
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size:
@@ -65,6 +72,8 @@ class VLAConfig:
                              f"{self.patch_size}")
         if self.text_hidden_size % self.text_heads or self.text_heads % self.text_kv_heads:
             raise ValueError("VLAConfig: text_hidden_size must divide by text_heads, text_heads by text_kv_heads")
+        if self.vision_init is not None and not (isinstance(self.vision_init, str) and self.vision_init):
+            raise ValueError(f"VLAConfig.vision_init: expected a folder path or None, got {self.vision_init!r}")
 
     @classmethod
     def tiny(cls, image_size: int = 32, seed: int = 0) -> "VLAConfig":
@@ -81,14 +90,11 @@ class VLAConfig:
 
 def build_model(config: VLAConfig, tokens: VLATokens):
     """A randomly initialised ``LlavaForConditionalGeneration`` for ``tokens``' vocabulary (seeded by
-    ``config.seed``)."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+    ``config.seed``); with ``config.vision_init`` its vision tower is then loaded from that folder
+    (:func:`load_vision_tower`)."""
+    from transformers import LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-    vision = CLIPVisionConfig(
-        image_size=config.image_size, patch_size=config.patch_size, hidden_size=config.vision_hidden_size,
-        intermediate_size=2 * config.vision_hidden_size, num_hidden_layers=config.vision_layers,
-        num_attention_heads=config.vision_heads, projection_dim=config.vision_hidden_size,
-    )
+    vision = vision_config(config)
     text = LlamaConfig(
         vocab_size=tokens.vocab_size, hidden_size=config.text_hidden_size,
         intermediate_size=config.text_intermediate_size, num_hidden_layers=config.text_layers,
@@ -104,8 +110,61 @@ def build_model(config: VLAConfig, tokens: VLATokens):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = LlavaForConditionalGeneration(llava)
+    if config.vision_init:
+        load_vision_tower(model, config.vision_init, config)
     _sync_generation_config(model, tokens)
     return model
+
+
+def vision_config(config: VLAConfig):
+    """The ``CLIPVisionConfig`` of the VLA's vision tower (the one :func:`build_model` builds; a tower pretrained
+    with it, :mod:`agents.vla.pretrain_vision`, drops in)."""
+    from transformers import CLIPVisionConfig
+
+    return CLIPVisionConfig(
+        image_size=config.image_size, patch_size=config.patch_size, hidden_size=config.vision_hidden_size,
+        intermediate_size=2 * config.vision_hidden_size, num_hidden_layers=config.vision_layers,
+        num_attention_heads=config.vision_heads, projection_dim=config.vision_hidden_size,
+    )
+
+
+VISION_CONFIG_FIELDS = {
+    "image_size": "image_size", "patch_size": "patch_size", "hidden_size": "vision_hidden_size",
+    "intermediate_size": "vision_hidden_size (x 2)", "num_hidden_layers": "vision_layers",
+    "num_attention_heads": "vision_heads", "num_channels": None, "hidden_act": None,
+}
+"""``CLIPVisionConfig`` fields a pretrained tower must share with :func:`vision_config`, and the
+:class:`VLAConfig` field that sets each (named in the mismatch error; None: fixed in the VLA)."""
+
+
+def load_vision_tower(model: Any, path: str | os.PathLike, config: VLAConfig) -> None:
+    """Replace ``model``'s vision tower (a ``LlavaForConditionalGeneration``) with the ``CLIPVisionModel`` saved in
+    folder ``path`` (``save_pretrained``, e.g. by :mod:`agents.vla.pretrain_vision`); the projector and the decoder
+    are left as they are.
+
+    Raises:
+        ValueError: ``path`` is not a ``CLIPVisionModel`` folder, or its config differs from the VLA's tower
+            (:func:`vision_config` of ``config``) in a field of :data:`VISION_CONFIG_FIELDS` (the error names the
+            field, both values and the ``VLAConfig`` field that sets it).
+    """
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"VLAConfig.vision_init: {folder} is not a saved vision tower (no config.json)")
+    try:
+        saved = CLIPVisionConfig.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError, TypeError) as err:
+        raise ValueError(f"VLAConfig.vision_init: {folder / 'config.json'} is not a CLIPVisionConfig ({err})") from err
+    wanted = vision_config(config)
+    for name, vla_field in VISION_CONFIG_FIELDS.items():
+        if getattr(saved, name) != getattr(wanted, name):
+            source = f"set by VLAConfig.{vla_field}" if vla_field else "fixed in the VLA"
+            raise ValueError(f"VLAConfig.vision_init: the tower in {folder} has {name}={getattr(saved, name)!r}, the "
+                             f"VLA's tower {name}={getattr(wanted, name)!r} ({source}); pretrain it with the VLA's "
+                             "VLAConfig")
+    tower = CLIPVisionModel.from_pretrained(str(folder), local_files_only=True)
+    model.model.vision_tower.load_state_dict(tower.state_dict())
 
 
 def _sync_generation_config(model: Any, tokens: VLATokens) -> None:

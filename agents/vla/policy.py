@@ -169,7 +169,8 @@ class VLAPolicy(Policy):
         processor = VLAProcessor(llava_processor, codebook, max_text_tokens,
                                  frozen_modules=() if config.train_vision else VISION_MODULES,
                                  prompt_state=tokenizer_config.prompt_state,
-                                 prompt_agents=tokenizer_config.prompt_agents)
+                                 prompt_agents=tokenizer_config.prompt_agents,
+                                 vision_init=config.vision_init)
         return cls(build_model(config, processor.tokens), processor, name)
 
     @classmethod

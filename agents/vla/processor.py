@@ -122,16 +122,20 @@ class VLAProcessor:
         prompt_state, prompt_agents: the prompt state the policy is trained on and reads
             (:mod:`envs.prompt_state`: ``"none"``, ``"ego"`` or ``"agents"`` with that many agents), saved with the
             settings so that evaluation observes it the same way (:func:`resolve_prompt_state`).
+        vision_init: the pretrained vision tower folder the model's tower was loaded from
+            (:attr:`agents.vla.model.VLAConfig.vision_init`; None: random init), recorded in the settings file (the
+            weights themselves are in the model's files).
     """
 
     def __init__(self, processor: Any, codebook: TrajectoryCodebook, max_text_tokens: int = 48,
                  frozen_modules: Sequence[str] = (), prompt_state: str = DEFAULT_PROMPT_STATE[0],
-                 prompt_agents: int = DEFAULT_PROMPT_STATE[1]) -> None:
+                 prompt_agents: int = DEFAULT_PROMPT_STATE[1], vision_init: str | None = None) -> None:
         self.processor = processor
         self.codebook = codebook
         self.max_text_tokens = int(max_text_tokens)
         self.frozen_modules = tuple(str(m) for m in frozen_modules)
         self.prompt_state, self.prompt_agents = check_prompt_state(prompt_state, prompt_agents, "VLAProcessor")
+        self.vision_init = None if vision_init is None else str(vision_init)
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"
         self.tokens = VLATokens.from_tokenizer(self.tokenizer, codebook.size)
@@ -186,7 +190,8 @@ class VLAProcessor:
         write_json(path / VLA_FILE, {"format_version": VLA_FORMAT_VERSION, "codebook": CODEBOOK_FILE,
                                      "max_text_tokens": self.max_text_tokens,
                                      "frozen_modules": list(self.frozen_modules),
-                                     "prompt_state": self.prompt_state, "prompt_agents": self.prompt_agents})
+                                     "prompt_state": self.prompt_state, "prompt_agents": self.prompt_agents,
+                                     "vision_init": self.vision_init})
         return path
 
     @classmethod
@@ -219,4 +224,5 @@ class VLAProcessor:
         limit = max_text_tokens if max_text_tokens is not None else settings.get("max_text_tokens", 48)
         state = check_prompt_state(settings.get("prompt_state", DEFAULT_PROMPT_STATE[0]),
                                       settings.get("prompt_agents", DEFAULT_PROMPT_STATE[1]), str(path / VLA_FILE))
-        return cls(processor, codebook, int(limit), settings.get("frozen_modules", ()), *state)
+        return cls(processor, codebook, int(limit), settings.get("frozen_modules", ()), *state,
+                   vision_init=settings.get("vision_init"))
