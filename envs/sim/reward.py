@@ -232,8 +232,9 @@ def progress_reward(completion: float, factor: float, ended_badly: bool, earned:
     the episode in a collision or off the road adds ``-w_terminal_collision * (1 + max(0, earned + r))``: the crash
     takes back every progress reward of the episode and costs ``w_terminal_collision`` more, so an episode that
     crashes returns at most ``-w_terminal_collision`` and any episode that stops safely (return >= 0) is worth more,
-    whatever the crash's progress before it. Standing still earns 0 per step (after the first step of an episode
-    whose reference progresses less than ``min_reference_progress``: RC is 1 there from the start).
+    whatever the crash's progress before it. Standing still earns 0 per step, except the first step of an episode
+    whose reference progresses less than the driving metrics' ``min_reference_progress`` (RC is 1 there: the step
+    gains it, whatever the ego does).
 
     Args:
         completion: route completion gained this step [fraction of the route; signed: backing up is negative].
