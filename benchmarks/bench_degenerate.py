@@ -8,15 +8,25 @@ Closed loop, state-only, on bank scenes (SYNTHETIC), split into accident and nor
     python -m benchmarks.bench_degenerate --num-scenes 32 --seed 1000 [--reward-kind progress] [--min-speed-penalty 0]
 
 ``--min-speed-penalty`` sets the progress reward's minimum-speed infraction (``RewardConfig.min_speed_penalty``;
-0: the reward before issue 28's bound). Measured 2026-12-07 (``--reward-kind progress``, 8 normal scenes per seed,
-the 2-core machine shared with other engineers' runs; returns do not depend on it): braking to a stop returns
+0: the reward before issue 28's bound). Measured 2026-12-07 before returns were capped (below; ``--reward-kind
+progress``, 8 normal scenes per seed, the 2-core machine shared with other engineers' runs; returns do not depend on
+it): braking to a stop returns
 0.29x / 0.24x / 0.16x / 0.17x the safe oracle on normal scenes of bank seeds 1000 / 2024 / 3100 / 6000 with the
 default 1 (0.274 / 0.956 on seed 1000), 0.38x / 0.35x / 0.28x / 0.25x with 0 (0.388 / 1.024); the full table is in
 the README (Results, "The minimum-speed infraction").
 
-Columns: mean episode return, mean reward per step (the env's default reward), mean PDMS (NAVSIM-faithful EP) and SP-PDMS (EP against
-the safe-progress reference, the RL reward's score) per step, share of steps with EP == 1, mean collision term,
-and per episode the route completion RC, driving score DS, collision rate and stopped share.
+Returns capped at the route completion (the progress term = the RC a step gains; measured 2026-12-07, the same
+command, other engineers' jobs running): the largest episode return over every policy was 2.28 / 2.97 / 3.03 / 2.43
+on seeds 1000 / 2024 / 3100 / 6000 before (PDM-Closed-like on an accident scene; the safe oracle reached 1.115 / 1.379
+/ 1.117 / 1.325 on normal scenes) and is 1.000 after; normal scenes' safe oracle 0.929 / 0.864 / 0.859 / 0.711 (was
+0.956 / 1.001 / 0.909 / 0.822), brake to stop / oracle 0.29x / 0.28x / 0.17x / 0.19x (table: README, "Returns
+capped at the route completion").
+
+Columns: mean episode return, the largest episode return (at most 1 with the progress reward: its return is the
+episode's route completion times its soft factors), mean reward per step (the env's default reward), mean PDMS
+(NAVSIM-faithful EP) and SP-PDMS (EP against the safe-progress reference, the RL reward's score) per step, share of
+steps with EP == 1, mean collision term, and per episode the route completion RC, driving score DS, collision rate
+and stopped share.
 """
 
 from __future__ import annotations
@@ -91,9 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = ReplayEnv("bank", "closed_loop", EnvConfig(bev=None, reward=reward), num_scenes=args.num_scenes,
                     seed=args.seed)
     seeds = [args.reset_seed + i for i in range(args.num_scenes)]
-    cols = ["return", "reward/step", "PDMS", "SP-PDMS", "EP==1", "coll term", "RC", "DS", "coll rate", "stopped"]
-    keys = ["return", "reward", "pdms", "sp_pdms", "ep_is_1", "collision", "route_completion", "driving_score", "collided",
-            "stopped_share"]
+    cols = ["return", "max return", "reward/step", "PDMS", "SP-PDMS", "EP==1", "coll term", "RC", "DS", "coll rate",
+            "stopped"]
+    keys = ["return", "max_return", "reward", "pdms", "sp_pdms", "ep_is_1", "collision", "route_completion",
+            "driving_score", "collided", "stopped_share"]
     print(f"closed loop, {args.num_scenes} SYNTHETIC bank scenes (seed {args.seed}), state-only, reward kind "
           f"{args.reward_kind!r}, min_speed_penalty {args.min_speed_penalty}")
     print(f"{'policy':<18} {'scenes':<9} " + " ".join(f"{c:>11}" for c in cols))
@@ -103,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run(policy, env, seeds)
         for group in ("accident", "normal"):
             values = result.get(group, {})
+            if values.get("return"):
+                values["max_return"] = [max(values["return"])]
             cells = [f"{np.nanmean(values[k]):>11.3f}" if values.get(k) else f"{'-':>11}" for k in keys]
             print(f"{name:<18} {group:<9} " + " ".join(cells))
         print(f"{'':<18} ({time.perf_counter() - start:.1f} s)")

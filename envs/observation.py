@@ -12,7 +12,7 @@ Observation (see :mod:`envs.spaces` for bounds)
   ``history_step`` frames) and, on request, as velocity marks (:attr:`~envs.render.BEVConfig.motion_horizons`;
   named presets :data:`envs.render.MOTION_PRESETS`, ``agent.motion=...`` in the pipeline; off by default).
 * ``"ego_state"``: ``float32 (3,)`` speed [m/s], longitudinal acceleration [m/s^2], yaw rate [rad/s] at ``t``
-  (:class:`EgoKinematics`), clipped to the space bounds.
+  (:class:`EgoKinematics`: backward differences, frames ``<= t`` only), clipped to the space bounds.
 * ``"command"``: ``int64`` 0 left, 1 straight, 2 right, from the route ahead (below).
 * ``"history"``: ``float32 (history_poses, 3)`` past rear-axle poses in the ego frame at ``t``, oldest first, every
   ``history_interval`` (default 4 poses at 0.5 s: -2.0 .. -0.5 s), x/y clipped to +-200 m.
@@ -48,7 +48,7 @@ from envs.render import BEVConfig, BEVRenderer
 from envs.scenes.scene import Scene
 from envs.spaces import EGO_STATE_HIGH, EGO_STATE_LOW, HISTORY_RANGE
 from rewards import kernels
-from rewards.geometry import polyline_arclength, rotate_vectors, world_to_local
+from rewards.geometry import polyline_arclength, rotate_vectors, world_to_local, wrap_angle
 
 COMMANDS = ("left", "straight", "right")
 """Names of the ``command`` observation values, by index."""
@@ -216,16 +216,19 @@ class EgoKinematics:
     @classmethod
     def from_log(cls, poses: np.ndarray, velocities: np.ndarray, dt: float) -> "EgoKinematics":
         """Kinematics of a logged ego: ``poses (T, 3)`` [m, m, rad], world-frame ``velocities (T, 2)`` [m/s] every
-        ``dt`` [s]. Accelerations are central differences of the velocities, **zero at the first and last frame**
-        (the scorer's convention, :func:`envs.sim.scoring.ego_state_from_scene`, so an episode's first observation
-        equals the one built from the log); yaw rates are ``numpy.gradient`` of the unwrapped yaw."""
+        ``dt`` [s]. **Causal**: the values at frame ``t`` read frames ``<= t`` only (what a sensor at ``t`` knows).
+        Accelerations are backward differences of the world velocities, ``(v[t] - v[t-1]) / dt`` rotated into the
+        body frame at ``t``; yaw rates are backward differences of the yaw, ``wrap(yaw[t] - yaw[t-1]) / dt``; both
+        are **zero at the first frame**. The closed loop (:meth:`envs.sim.simulation.EgoTrack.advance`: yaw rate)
+        and the CARLA recorder (:meth:`envs.carla.ticking.EpisodeTicker.record`) use the same differences."""
         poses = np.array(poses, dtype=np.float64)
         velocities = np.array(velocities, dtype=np.float64)
         T = len(poses)
         acc = np.zeros((T, 2))
-        if T > 2:
-            acc[1:-1] = (velocities[2:] - velocities[:-2]) / (2.0 * dt)
-        yaw_rates = np.gradient(np.unwrap(poses[:, 2]), dt) if T > 1 else np.zeros(T)
+        yaw_rates = np.zeros(T)
+        if T > 1:
+            acc[1:] = (velocities[1:] - velocities[:-1]) / dt
+            yaw_rates[1:] = wrap_angle(np.diff(poses[:, 2])) / dt
         return cls(
             poses=poses,
             body_velocities=rotate_vectors(velocities, -poses[:, 2]),

@@ -56,8 +56,9 @@ Open loop (and ``score_group``, GRPO's group score): ``w_score * score + w_colli
 (``EnvConfig.reward``, :class:`envs.sim.reward.RewardConfig`) for the action scored by the PDM scorer
 (:mod:`rewards.pdm`) from the current state (non-reactive, as NAVSIM), where ``score`` is SP-PDMS (or PDMS), or the
 map-free score ``NC (5 TTC + 2 C) / 7`` when the scene has no map. Closed loop, by default
-(``RewardConfig.kind="progress"``), the step reward is **route progress first**: the step's route progress as a
-fraction of the episode's reference progress (the driving score's route-completion reference), scaled down by the
+(``RewardConfig.kind="progress"``), the step reward is **route progress first**: the route completion gained this
+step (the driving score's RC after the step minus RC before it, :meth:`envs.sim.metrics.EpisodeMetrics.route_completion`:
+capped at 1, progress past the reference earns nothing, so the progress terms sum to the episode's RC), scaled down by the
 action's soft infractions (TTC, comfort, driving direction) and by the driven step's minimum-speed infraction (the
 ego's mean speed over the step as a fraction of the surrounding traffic's, leaderboard 2.0 / CaRL,
 ``RewardConfig.min_speed_penalty``; the traffic's speed per frame is computed once per scene,
@@ -458,7 +459,7 @@ class ReplayEnv(gym.Env):
         self._ignored = np.zeros(scene.num_agents, dtype=bool)  # agents touched without fault (closed loop)
         self._done = False
         self._earned = 0.0  # progress rewards of the episode so far (RewardConfig.kind="progress")
-        self._last_progress = 0.0  # route progress at the last step [m]
+        self._last_completion = 0.0  # the episode's route completion RC at the last step (before the first: 0)
         self._episode += 1
         self._last_action = None
         obs = self._observation()
@@ -527,11 +528,9 @@ class ReplayEnv(gym.Env):
         self._metrics.add(rear_axle_to_center(prefix[:n, :3], scene.ego_params)[:, :2], prefix[:n, :2], speeds,
                           driven.offroad_at, agent, driven.contacts)
         terms["terminal_collision"] = -1.0 if collision else 0.0
-        progress = self._metrics.ego_progress - self._last_progress
-        self._last_progress = self._metrics.ego_progress
-        reference = self._reference_progress(scene, ctx)[0]
-        self._earned = closed_loop_reward(terms, progress, reference, collision or offroad, self._earned, cfg.reward,
-                                          cfg.driving_metrics.min_reference_progress, speed_ratio)
+        completion = self._metrics.route_completion(self._reference_progress(scene, ctx)[0])
+        gained, self._last_completion = completion - self._last_completion, completion
+        self._earned = closed_loop_reward(terms, gained, collision or offroad, self._earned, cfg.reward, speed_ratio)
         obs = self._observation()
         route_end = ctx.route.project(track.poses[track.frame, :2]) >= ctx.route.length - cfg.route_end_margin
         terminated = collision or offroad or route_end

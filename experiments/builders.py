@@ -12,7 +12,7 @@ def sources(ctx: Context) -> tuple[Any, Any, str]:
     """``(train, held_out, description)`` scene sources of ``cfg.env`` (cached for the process)."""
     if "sources" in ctx.cache:
         return ctx.cache["sources"]
-    from envs.scenes.sources import SourceError, open_source
+    from envs.scenes.sources import SourceError, bank_options, open_source
 
     env = ctx.cfg.env
     name = env.name
@@ -20,26 +20,21 @@ def sources(ctx: Context) -> tuple[Any, Any, str]:
         if name == "bank":
             types = list(env.scenario_types) if env.scenario_types else None
             outcomes = str(getattr(env, "outcomes", "collision"))
-            varied: dict[str, Any] = {}
-            if outcomes != "collision":
-                mix = getattr(env, "outcome_mix", None)
-                varied = {"outcome_mix": None if mix is None else [float(v) for v in mix],
-                          "difficulty": float(getattr(env, "difficulty", 0.5))}
             roads = str(getattr(env, "roads", "classic"))
             density = float(getattr(env, "background_density", 1.0))
-            road: dict[str, Any] = {} if density == 1.0 else {"background_density": density}
-            held_road = dict(road)
-            if roads != "classic":
-                fams = getattr(env, "road_families", None)
-                eval_fams = getattr(env, "eval_road_families", None)
-                road.update(roads=roads, road_families=None if fams is None else [str(f) for f in fams])
-                held_road.update(roads=roads, road_families=road["road_families"] if eval_fams is None
-                                 else [str(f) for f in eval_fams])
+            varied, families = outcomes != "collision", roads != "classic"
+            fams = getattr(env, "road_families", None)
+            eval_fams = getattr(env, "eval_road_families", None)
+            options = dict(outcomes=outcomes, outcome_mix=getattr(env, "outcome_mix", None) if varied else None,
+                           difficulty=float(getattr(env, "difficulty", 0.5)) if varied else None,
+                           roads=roads if families else None, background_density=None if density == 1.0 else density)
             try:
                 train = open_source("bank", num_scenes=int(env.num_scenes), seed=int(env.seed), scenario_types=types,
-                                    outcomes=outcomes, **varied, **road)
+                                    **bank_options(**options, road_families=fams if families else None))
                 held = open_source("bank", num_scenes=int(env.eval_num_scenes), seed=int(env.eval_seed),
-                                   scenario_types=types, outcomes=outcomes, **varied, **held_road)
+                                   scenario_types=types, **bank_options(
+                                       **options, road_families=(fams if eval_fams is None else eval_fams)
+                                       if families else None))
             except ValueError as exc:
                 raise SystemExit(f"env: {exc}") from None
             text = (f"SYNTHETIC bank: {len(train)} training scenes (seed {env.seed}), {len(held)} held-out scenes "

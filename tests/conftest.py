@@ -16,6 +16,40 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+# ------------------------------------------------------------------------------------ the tiny SFT setup
+# Built once per session for tests/test_sft.py and tests/test_decoder.py (tests/sft_helpers.py says what it is).
+@pytest.fixture(scope="session")
+def sft_source():
+    from tests.sft_helpers import tiny_source
+
+    return tiny_source()
+
+
+@pytest.fixture(scope="session")
+def sft_pairs(sft_source):
+    from tests.sft_helpers import mined_pairs
+
+    pairs = mined_pairs(sft_source)
+    assert pairs and any(p.positive is not None for p in pairs)
+    return pairs
+
+
+@pytest.fixture(scope="session")
+def sft_table(sft_source, sft_pairs, tmp_path_factory):
+    from agents.sft.data import load_or_build_samples
+    from tests.sft_helpers import SFT_SAMPLES
+
+    return load_or_build_samples(sft_source, sft_pairs, tmp_path_factory.mktemp("sft_cache"), SFT_SAMPLES,
+                                 progress=False)
+
+
+@pytest.fixture(scope="session")
+def sft_codebook(sft_source):
+    from tests.sft_helpers import tiny_codebook
+
+    return tiny_codebook(sft_source)
+
+
 # ------------------------------------------------------------------------------------------------ learning tests
 def pytest_addoption(parser):
     parser.addoption(

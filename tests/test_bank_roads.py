@@ -199,3 +199,15 @@ def test_render_cli_writes_one_contact_sheet_per_family(tmp_path, capsys):
         assert image is not None and image.shape[1] >= 3 * 64  # three tiles in a row
     with pytest.raises(SystemExit):
         main(["--family-sheets", "--families", "hexagon", "--out", str(out)])
+
+
+def test_bank_options_leave_out_what_is_not_set():
+    """``envs.scenes.sources.bank_options``: the one assembly of the bank's option kwargs (the bank source, both bank
+    origins' resolvers, the pipeline's sources): None is left out (the bank's default), the rest normalised."""
+    from envs.scenes.sources import bank_options
+
+    assert bank_options() == {}
+    assert bank_options("varied", [0.3, 0.3, 0.4], 1, "families", ["a", "b"], 2) == {
+        "outcomes": "varied", "outcome_mix": (0.3, 0.3, 0.4), "difficulty": 1.0, "roads": "families",
+        "road_families": ("a", "b"), "background_density": 2.0}
+    assert bank_options(road_families="a") == {"road_families": "a"}

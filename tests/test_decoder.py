@@ -7,70 +7,35 @@ import numpy as np
 import pytest
 import torch
 
-from agents.sft.data import LABEL_COLUMNS, SampleConfig, SFTDataset, VLACollator, load_or_build_samples
-from agents.sft.label_head import (FIELD_CLASSES, HEAD_WEIGHTS, LabeledCollator, label_targets, load_label_head)
+from agents.sft.data import LABEL_COLUMNS, SFTDataset, VLACollator
+from agents.sft.label_head import FIELD_CLASSES, HEAD_WEIGHTS, LabeledCollator, label_targets, load_label_head
 from agents.sft.label_monitor import LabelAccuracyCallback, monitor_subset
 from agents.sft.trainer import SFTConfig, latest_checkpoint, train_sft
-from agents.vla.codebook import CodebookConfig, TrajectoryCodebook, log_trajectories
 from agents.vla.evaluate import generate_texts, language_accuracy
-from agents.vla.model import VLAConfig
 from agents.vla.policy import VLAPolicy
-from agents.vla.tokenizer import TokenizerConfig
 from counterfactual.language import NO_HAZARD_EXPLANATION
-from counterfactual.miner import mine_scene
-from envs.observation import ObservationConfig
-from envs.render import BEVConfig
-from envs.scenes.sources import open_source
-
-SAMPLES = SampleConfig(expert_frames_per_scene=2,
-                       observation=ObservationConfig(bev=BEVConfig(height=32, width=32, meters_per_pixel=2.0,
-                                                                   antialias=False)))
+from tests.sft_helpers import tiny_vla
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def source():
-    return open_source("bank", num_scenes=5, seed=0)
-
-
-@pytest.fixture(scope="module")
-def table(source, tmp_path_factory):
-    pairs = []
-    for i in range(len(source)):
-        if source[i].meta.is_accident and len(pairs) < 6:
-            pairs += mine_scene(source[i], origin=source.origin(i)).pairs
-    assert pairs
-    return load_or_build_samples(source, pairs, tmp_path_factory.mktemp("cache"), SAMPLES, progress=False)
-
-
-@pytest.fixture(scope="module")
-def codebook(source):
-    return TrajectoryCodebook.fit(log_trajectories([source[i] for i in range(len(source))], stride=2),
-                                  CodebookConfig(size=16, mode="segment"))
-
-
-def _policy(codebook, seed=0):
-    return VLAPolicy.build(codebook, VLAConfig.tiny(seed=seed), TokenizerConfig(corpus_size=300), max_text_tokens=40)
-
-
-def test_label_targets_read_the_sentence(table):
+def test_label_targets_read_the_sentence(sft_table):
     targets = label_targets([NO_HAZARD_EXPLANATION])
     assert targets.shape == (1, len(LABEL_COLUMNS))
     named = {f: FIELD_CLASSES[f][int(targets[0, i])] for i, f in enumerate(LABEL_COLUMNS)}
     assert named == {"risk_agent_class": "", "sector": "", "risk_level": "none", "conflict_type": "",
                      "action": "keep_lane"}
     # on the rendered rows the parsed sentence gives the stored label columns back
-    rows = [i for i, k in enumerate(table["kind"]) if k == "pair"]
-    got = label_targets([table["explanation"][i] for i in rows])
+    rows = [i for i, k in enumerate(sft_table["kind"]) if k == "pair"]
+    got = label_targets([sft_table["explanation"][i] for i in rows])
     for j, i in enumerate(rows):
         for k, f in enumerate(LABEL_COLUMNS):
-            assert FIELD_CLASSES[f][int(got[j, k])] == table[f][i]
+            assert FIELD_CLASSES[f][int(got[j, k])] == sft_table[f][i]
 
 
-def test_labeled_collator_adds_targets(table, codebook):
-    policy = _policy(codebook)
-    data = SFTDataset(table, "negative")
+def test_labeled_collator_adds_targets(sft_table, sft_codebook):
+    policy = tiny_vla(sft_codebook)
+    data = SFTDataset(sft_table, "negative")
     examples = [data[i] for i in range(len(data))]
     plain = VLACollator(policy.processor)(examples)
     batch = LabeledCollator(policy.processor)(examples)
@@ -78,14 +43,14 @@ def test_labeled_collator_adds_targets(table, codebook):
     assert batch["label_targets"].shape == (len(examples), len(LABEL_COLUMNS))
 
 
-def test_aux_label_loss_trains_saves_and_resumes(table, codebook, tmp_path):
+def test_aux_label_loss_trains_saves_and_resumes(sft_table, sft_codebook, tmp_path):
     """With a weight, the head's loss falls (first logged value vs last, 0.8x margin; measured 0.67x on seed 0),
     the head is written into the checkpoints and the final folder and reloads equal, and the final folder is still
     a policy folder; a resumed run continues from the checkpoint's head."""
-    policy = _policy(codebook)
+    policy = tiny_vla(sft_codebook)
     config = SFTConfig(max_steps=30, batch_size=8, learning_rate=3e-2, warmup_steps=2, logging_steps=5,
                        save_steps=15, progress=False, tensorboard=False, aux_label_weight=3.0)
-    result = train_sft(policy, SFTDataset(table, "positive"), tmp_path / "run", config)
+    result = train_sft(policy, SFTDataset(sft_table, "positive"), tmp_path / "run", config)
     with open(tmp_path / "run" / "checkpoint-30" / "trainer_state.json") as fh:
         import json
         history = json.load(fh)["log_history"]
@@ -98,20 +63,20 @@ def test_aux_label_loss_trains_saves_and_resumes(table, codebook, tmp_path):
         assert torch.equal(a, b), name
     VLAPolicy.from_pretrained(result.final_dir)  # the head files do not disturb loading the policy
     resumed = VLAPolicy.from_pretrained(latest_checkpoint(tmp_path / "run"))
-    more = train_sft(resumed, SFTDataset(table, "positive"), tmp_path / "run",
+    more = train_sft(resumed, SFTDataset(sft_table, "positive"), tmp_path / "run",
                      SFTConfig(**{**config.__dict__, "max_steps": 35}), resume=True)
     assert [s for s, _ in more.losses if s > 30]
     assert not torch.equal(load_label_head(more.final_dir).heads["risk_level"].weight,
                            head.heads["risk_level"].weight)
 
 
-def test_aux_label_loss_at_the_prompt_end_trains(table, codebook, tmp_path):
+def test_aux_label_loss_at_the_prompt_end_trains(sft_table, sft_codebook, tmp_path):
     """The ``prompt`` read-out (the last prompt token's state): the head's loss falls (0.8x margin) and it saves
     and reloads with its read-out."""
     config = SFTConfig(max_steps=20, batch_size=8, learning_rate=3e-2, warmup_steps=2, logging_steps=5,
                        save_steps=100, progress=False, tensorboard=False, aux_label_weight=3.0,
                        aux_label_position="prompt")
-    result = train_sft(_policy(codebook), SFTDataset(table, "positive"), tmp_path / "run", config)
+    result = train_sft(tiny_vla(sft_codebook), SFTDataset(sft_table, "positive"), tmp_path / "run", config)
     import json
 
     history = json.loads((tmp_path / "run" / "checkpoint-20" / "trainer_state.json").read_text())["log_history"]
@@ -122,21 +87,21 @@ def test_aux_label_loss_at_the_prompt_end_trains(table, codebook, tmp_path):
     assert head.heads["sector"].in_features == head.config.hidden_size
 
 
-def test_aux_weight_zero_keeps_the_plain_trainer(table, codebook, tmp_path):
-    result = train_sft(_policy(codebook), SFTDataset(table, "positive"), tmp_path / "run",
+def test_aux_weight_zero_keeps_the_plain_trainer(sft_table, sft_codebook, tmp_path):
+    result = train_sft(tiny_vla(sft_codebook), SFTDataset(sft_table, "positive"), tmp_path / "run",
                        SFTConfig(max_steps=2, batch_size=4, progress=False, tensorboard=False))
     assert load_label_head(result.final_dir) is None
     with pytest.raises(ValueError, match="aux_label_weight"):
         SFTConfig(aux_label_weight=-1.0)
 
 
-def test_label_accuracy_is_logged_during_training(table, codebook, tmp_path):
-    policy = _policy(codebook)
-    subset = monitor_subset(table, 6)
+def test_label_accuracy_is_logged_during_training(sft_table, sft_codebook, tmp_path):
+    policy = tiny_vla(sft_codebook)
+    subset = monitor_subset(sft_table, 6)
     assert len(subset) == 6 and set(subset["kind"]) == {"pair", "expert"}
     callback = LabelAccuracyCallback(policy, subset, every_steps=2)
     config = SFTConfig(max_steps=4, batch_size=4, logging_steps=2, progress=False, save_steps=100)
-    train_sft(policy, SFTDataset(table, "positive"), tmp_path / "run", config, callbacks=[callback])
+    train_sft(policy, SFTDataset(sft_table, "positive"), tmp_path / "run", config, callbacks=[callback])
     assert [h["step"] for h in callback.history] == [2, 4]
     for entry in callback.history:
         for name in (*LABEL_COLUMNS, "language", "risk"):
@@ -145,8 +110,8 @@ def test_label_accuracy_is_logged_during_training(table, codebook, tmp_path):
     assert policy.model.training  # the callback restores training mode
 
 
-def test_blank_bev_changes_the_inputs(table, codebook, monkeypatch):
-    policy = _policy(codebook)
+def test_blank_bev_changes_the_inputs(sft_table, sft_codebook, monkeypatch):
+    policy = tiny_vla(sft_codebook)
     seen: list[np.ndarray] = []
     original = policy.predict
 
@@ -155,7 +120,7 @@ def test_blank_bev_changes_the_inputs(table, codebook, monkeypatch):
         return original(inputs)
 
     monkeypatch.setattr(policy, "predict", spy)
-    sub = monitor_subset(table, 4)
+    sub = monitor_subset(sft_table, 4)
     generate_texts(policy, sub)
     real = list(seen)
     seen.clear()

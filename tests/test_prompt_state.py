@@ -21,9 +21,11 @@ from envs.spaces import observation_space
 AGENTS = ObservationConfig(prompt_state="agents")
 
 # Computed with the code of main at 01e7a60 (before prompt_state existed): 9 default prompts of 3 bank scenes of
-# seed 7 at frames 0, 20, 40, and the default tokenizer's vocabulary.
-DEFAULT_PROMPTS_SHA = "c5c6090a0b8fe65b"
-DEFAULT_PROMPT_4 = ("Navigation command: go straight. Speed 10.2 m/s, acceleration -0.0 m/s2, yaw rate +0.00 rad/s. "
+# seed 7 at frames 0, 20, 40, and the default tokenizer's vocabulary. Re-pinned on branch kinfix when the ego's
+# acceleration / yaw rate became backward differences (frames <= t only): of the 9 prompts only prompt 4 changed,
+# "acceleration -0.0" -> "+0.0" (the prompt SHA was c5c6090a0b8fe65b); the vocabulary is unchanged.
+DEFAULT_PROMPTS_SHA = "b15dd9bb60a2bdf6"
+DEFAULT_PROMPT_4 = ("Navigation command: go straight. Speed 10.2 m/s, acceleration +0.0 m/s2, yaw rate +0.00 rad/s. "
                     "Past 2.0 s: 20.3 m travelled, heading change -0 deg. Plan the next 4 s as 8 waypoints.")
 DEFAULT_VOCAB_SHA = "b0c925cb4be9508e"
 
@@ -148,11 +150,11 @@ def test_no_future_is_read(scenes):
     poses[:, future, :2] += 7.0
     vels[:, future] *= -2.0
     valid[:, future] = ~valid[:, future]
-    # The logged ego from t + 2 on: the prompt's acceleration (there before this option) is a central difference of
-    # the logged velocities (EgoKinematics.from_log), so it reads frame t + 1; the state block does not.
+    # The logged ego from t + 1 on (the prompt's acceleration / yaw rate are backward differences,
+    # EgoKinematics.from_log; every observation key: tests/test_observation_causal.py).
     ego_poses, ego_vels = np.array(scene.ego_poses), np.array(scene.ego_velocities)
-    ego_poses[t + 2:, :2] += 3.0
-    ego_vels[t + 2:] += 1.0
+    ego_poses[t + 1:, :2] += 3.0
+    ego_vels[t + 1:] += 1.0
     altered = dataclasses.replace(scene, agent_poses=poses, agent_velocities=vels, agent_valid=valid,
                                   ego_poses=ego_poses, ego_velocities=ego_vels)
     after = build_observation(altered, t, config=AGENTS)

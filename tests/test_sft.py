@@ -8,95 +8,54 @@ import math
 import numpy as np
 import pytest
 
-from agents.sft.data import SampleConfig, SFTDataset, VLACollator, load_or_build_samples
+from agents.sft.data import SFTDataset, VLACollator, load_or_build_samples
 from agents.sft.trainer import SFTConfig, latest_checkpoint, train_sft
-from agents.vla.codebook import CodebookConfig, TrajectoryCodebook, log_trajectories
 from agents.vla.evaluate import accuracy_report, evaluate_vla, language_accuracy, report_table, trivial_baselines
 from counterfactual.frame_labels import frame_label
 from counterfactual.language import NO_HAZARD_EXPLANATION
-from agents.vla.model import VLAConfig
 from agents.vla.policy import VLAPolicy
-from agents.vla.tokenizer import TokenizerConfig
-from counterfactual.miner import mine_scene
-from envs.observation import ObservationConfig
-from envs.render import BEVConfig
-from envs.scenes.sources import open_source
-
-SAMPLES = SampleConfig(expert_frames_per_scene=2,
-                       observation=ObservationConfig(bev=BEVConfig(height=32, width=32, meters_per_pixel=2.0,
-                                                                   antialias=False)))
-
+from tests.sft_helpers import SFT_SAMPLES, tiny_vla
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def source():
-    return open_source("bank", num_scenes=5, seed=0)
-
-
-@pytest.fixture(scope="module")
-def pairs(source):
-    out = []
-    for i in range(len(source)):
-        if source[i].meta.is_accident and len(out) < 6:
-            out += mine_scene(source[i], origin=source.origin(i)).pairs
-    assert out and any(p.positive is not None for p in out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def table(source, pairs, tmp_path_factory):
-    return load_or_build_samples(source, pairs, tmp_path_factory.mktemp("cache"), SAMPLES, progress=False)
-
-
-@pytest.fixture(scope="module")
-def codebook(source):
-    return TrajectoryCodebook.fit(log_trajectories([source[i] for i in range(len(source))], stride=2),
-                                  CodebookConfig(size=16, mode="segment"))
-
-
-def _policy(codebook, seed=0):
-    return VLAPolicy.build(codebook, VLAConfig.tiny(seed=seed), TokenizerConfig(corpus_size=300), max_text_tokens=40)
-
-
-def test_sample_table_and_views(table, pairs, source, tmp_path):
-    kinds = list(table["kind"])
-    assert kinds.count("pair") == len(pairs) and kinds.count("expert") >= 2
-    for row in table:
+def test_sample_table_and_views(sft_table, sft_pairs, sft_source, tmp_path):
+    kinds = list(sft_table["kind"])
+    assert kinds.count("pair") == len(sft_pairs) and kinds.count("expert") >= 2
+    for row in sft_table:
         if row["kind"] == "expert":  # the decision label from the geometry at the frame (no-hazard where none)
-            scene = next(source[i] for i in range(len(source)) if source[i].scene_id == row["scene_id"])
+            scene = next(sft_source[i] for i in range(len(sft_source)) if sft_source[i].scene_id == row["scene_id"])
             label = frame_label(scene, row["frame"])
             assert row["explanation"] == label.explanation and (row["risk_level"] or None) == label.risk_level
             assert (row["explanation"] == NO_HAZARD_EXPLANATION) == (label.hazard is None)
             assert row["has_trajectory"] and not row["has_negative"]
         else:
-            pair = next(p for p in pairs if p.pair_id == row["pair_id"])
+            pair = next(p for p in sft_pairs if p.pair_id == row["pair_id"])
             assert row["explanation"] == pair.label.explanation and row["risk_level"] == pair.label.risk_level
             assert row["has_trajectory"] == (pair.positive is not None)
             np.testing.assert_allclose(np.reshape(row["negative"], (8, 3)), pair.negative, atol=1e-5)
-    assert np.asarray(table.with_format("numpy")["bev"]).shape[1:] == (32, 32, 3)
-    with_pos = sum(p.positive is not None for p in pairs)
-    pos, neg = SFTDataset(table, "positive"), SFTDataset(table, "negative")
+    assert np.asarray(sft_table.with_format("numpy")["bev"]).shape[1:] == (32, 32, 3)
+    with_pos = sum(p.positive is not None for p in sft_pairs)
+    pos, neg = SFTDataset(sft_table, "positive"), SFTDataset(sft_table, "negative")
     assert pos.counts() == {"drive": kinds.count("expert") + with_pos}
-    assert neg.counts() == {"drive": kinds.count("expert") + with_pos, "critique": len(pairs), "correct": with_pos}
+    assert neg.counts() == {"drive": kinds.count("expert") + with_pos, "critique": len(sft_pairs), "correct": with_pos}
     ex = neg[len(neg) - 1]
     assert ex.task == "correct" and ex.negative.shape == (8, 3) and ex.trajectory.shape == (8, 3)
     with pytest.raises(ValueError, match="mode"):
-        SFTDataset(table, "both")
+        SFTDataset(sft_table, "both")
     # the cache is keyed by content: same inputs load, other settings render anew
     cache = tmp_path / "c"
-    first = load_or_build_samples(source, pairs[:1], cache, SAMPLES, progress=False)
+    first = load_or_build_samples(sft_source, sft_pairs[:1], cache, SFT_SAMPLES, progress=False)
     assert len(list(cache.iterdir())) == 1
-    again = load_or_build_samples(source, pairs[:1], cache, SAMPLES, progress=False)
+    again = load_or_build_samples(sft_source, sft_pairs[:1], cache, SFT_SAMPLES, progress=False)
     assert again["sample_id"] == first["sample_id"]
-    load_or_build_samples(source, pairs[:2], cache, SAMPLES, progress=False)
+    load_or_build_samples(sft_source, sft_pairs[:2], cache, SFT_SAMPLES, progress=False)
     assert len(list(cache.iterdir())) == 2
 
 
-def test_collator_masks_the_prompt(table, codebook):
-    policy = _policy(codebook)
-    data = SFTDataset(table, "negative")
+def test_collator_masks_the_prompt(sft_table, sft_codebook):
+    policy = tiny_vla(sft_codebook)
+    data = SFTDataset(sft_table, "negative")
     batch = VLACollator(policy.processor)([data[i] for i in range(len(data))])
     tokens = policy.tokens
     for ids, labels, task in zip(batch["input_ids"], batch["labels"], [t for _, t in data.items]):
@@ -106,15 +65,15 @@ def test_collator_masks_the_prompt(table, codebook):
         assert (tokens.negative in ids.tolist()) == (task != "drive")
 
 
-def test_short_sft_run_lowers_the_loss(table, codebook, tmp_path, learning_seed, record_property):
+def test_short_sft_run_lowers_the_loss(sft_table, sft_codebook, tmp_path, learning_seed, record_property):
     """24 steps bring the logged loss below 0.75x its first value; checkpoints, TensorBoard, resume.
 
     Swept over seeds 0-19 (model initialisation and data order; ``pytest tests/test_sft.py -m learning
     --learning-seeds 0-19``): ratios 0.455 to 0.494 (seed 7)."""
-    policy = _policy(codebook, seed=learning_seed)
+    policy = tiny_vla(sft_codebook, seed=learning_seed)
     config = SFTConfig(max_steps=24, batch_size=8, learning_rate=1e-2, warmup_steps=2, logging_steps=4, save_steps=12,
                        progress=False, seed=learning_seed)
-    result = train_sft(policy, SFTDataset(table, "negative"), tmp_path / "run", config)
+    result = train_sft(policy, SFTDataset(sft_table, "negative"), tmp_path / "run", config)
     first, last = result.losses[0][1], result.losses[-1][1]
     record_property("ratio", float(last / first))
     assert last <= 0.75 * first, result.losses
@@ -124,7 +83,7 @@ def test_short_sft_run_lowers_the_loss(table, codebook, tmp_path, learning_seed,
     assert ckpt is not None and ckpt.name == "checkpoint-24"
     # a checkpoint is a policy folder, and training resumes from it (here: to a larger step budget)
     resumed = VLAPolicy.from_pretrained(ckpt)
-    more = train_sft(resumed, SFTDataset(table, "negative"), tmp_path / "run",
+    more = train_sft(resumed, SFTDataset(sft_table, "negative"), tmp_path / "run",
                      SFTConfig(**{**config.__dict__, "max_steps": 28}), resume=True)
     assert [s for s, _ in more.losses if s > 24] and min(s for s, _ in more.losses) >= 1
     assert latest_checkpoint(tmp_path / "run").name == "checkpoint-28"
@@ -151,10 +110,10 @@ def test_accuracy_helpers_and_baselines():
     assert (perfect.pairs, perfect.experts) == (2, 1)
 
 
-def test_evaluate_vla_smoke(table, codebook, source):
-    policy = _policy(codebook)
-    report = evaluate_vla(policy, source, table, table, closed_loop=False, progress=False)
-    assert 0.0 <= report.open_loop.collision_rate <= 1.0 and report.open_loop.num_scenes == len(source)
+def test_evaluate_vla_smoke(sft_table, sft_codebook, sft_source):
+    policy = tiny_vla(sft_codebook)
+    report = evaluate_vla(policy, sft_source, sft_table, sft_table, closed_loop=False, progress=False)
+    assert 0.0 <= report.open_loop.collision_rate <= 1.0 and report.open_loop.num_scenes == len(sft_source)
     assert report.open_loop.language_accuracy == report.accuracy[0].language_accuracy
     names = [a.name for a in report.accuracy]
     assert names[0] == policy.name and len(names) == 3
@@ -166,4 +125,4 @@ def test_evaluate_vla_smoke(table, codebook, source):
     assert policy.name in results_table([report.open_loop])
     assert report.to_dict()["open_loop"]["score"] == report.open_loop.score or math.isnan(report.open_loop.score)
     # the untrained model states no parseable label: its accuracies are those of empty predictions
-    assert language_accuracy(policy, table)[0].language_accuracy < 0.5
+    assert language_accuracy(policy, sft_table)[0].language_accuracy < 0.5

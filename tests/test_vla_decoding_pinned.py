@@ -2,7 +2,9 @@
 seed, and their log-probabilities (at generation time and by teacher forcing), for a tiny random-init VLA on
 SYNTHETIC bank observations. The golden file ``tests/data/vla_decoding_pinned.json`` was written by the
 ``transformers.generate`` implementation BEFORE the fast decoder existed (regenerate only on purpose:
-``python -m tests.test_vla_decoding_pinned``); sequences must match exactly, log-probabilities within 1e-5."""
+``python -m tests.test_vla_decoding_pinned``, which decodes with ``VLAPolicy.decoder = "transformers"``, the
+reference); sequences must match exactly, log-probabilities within 1e-5. Re-written on branch kinfix: the prompts'
+ego acceleration became a backward difference (frames <= t only), so the inputs changed."""
 
 from __future__ import annotations
 
@@ -98,6 +100,7 @@ def test_decoding_matches_the_pinned_outputs(decoded, key):
 if __name__ == "__main__":
     torch.set_num_threads(1)
     p, i = pinned_setup()
+    p.decoder = "transformers"  # the reference implementation writes the golden file, the default decoder is tested
     GOLDEN.parent.mkdir(parents=True, exist_ok=True)
     GOLDEN.write_text(json.dumps(decode_all(p, i)))
     print(f"wrote {GOLDEN}")

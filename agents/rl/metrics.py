@@ -2,7 +2,7 @@
 
 :class:`DrivingMetrics` reads the closed-loop env's ``info`` of every stepped action: per step the scorer terms
 (``rollout/pdms``, ``rollout/sp_pdms``, ``rollout/collision_term``) and the progress-first reward's terms
-(``rollout/route_progress``: the step's share of the route-completion reference, ``rollout/soft_factor``,
+(``rollout/route_progress``: the route completion the step gained, ``rollout/soft_factor``,
 ``rollout/speed_ratio``: the minimum-speed infraction's ego / traffic speed ratio, steps with traffic only), per
 finished episode ``rollout/collision_rate`` (episodes ending in a collision), ``rollout/route_completion``,
 ``rollout/driving_score`` and ``rollout/stopped_share`` (from ``info["driving_metrics"]``, :mod:`envs.sim.metrics`);

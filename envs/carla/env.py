@@ -11,8 +11,8 @@ The same contract as :class:`envs.replay_env.ReplayEnv` (closed loop):
   :class:`~envs.carla.controller.TrajectoryController` (pure pursuit + PID -> ``carla.VehicleControl``).
 * **Reward** (:func:`envs.sim.reward.reward_terms`): the action scored by the PDM scorer from the current state, plus
   ``-reward.w_terminal_collision`` on the step in which CARLA's collision sensor reports an ego collision; with
-  ``reward.kind="progress"`` route progress first instead (:func:`envs.sim.reward.progress_reward`, against the
-  scenario plan's progress, the driving metrics' reference), as the replay env (the minimum-speed infraction against
+  ``reward.kind="progress"`` route progress first instead (:func:`envs.sim.reward.progress_reward`: the route
+  completion gained per step against the scenario plan's progress, the driving metrics' reference), as the replay env (the minimum-speed infraction against
   the recorded vehicles: Traffic Manager traffic and adversaries). CARLA has no
   save/restore, so the scorer's view (:meth:`CarlaEnv.current_problem`) is the recording up to now with the other
   agents **forecast at constant velocity** (:func:`rewards.reference_planner.constant_velocity_agents`): the true
@@ -69,7 +69,7 @@ from envs.observation import build_observation, renderer_for, text_prompt
 from envs.registration import CARLA_ENV_ID as ENV_ID  # noqa: F401  (registered by envs on import)
 from envs.render import BEVConfig, BEVRenderer
 from envs.scenes.scene import SceneMeta
-from envs.sim.metrics import DrivingMetricsConfig, driving_metrics
+from envs.sim.metrics import DrivingMetricsConfig, driving_metrics, route_completion
 from envs.sim.reward import (PROGRESS_TERMS, REWARD_TERMS, closed_loop_reward, min_speed_ratio, reward_terms,
                              traffic_speeds)
 from envs.sim.scoring import agents_future_from_scene, log_as_action
@@ -291,19 +291,20 @@ class CarlaEnv(gym.Env):
         return obs, terms["reward"], terminated, truncated, info
 
     def _progress_terms(self, ep: Any, terms: dict[str, float], ended_badly: bool, t: int) -> None:
-        """Route progress of this step against the episode's target (the scenario plan's arc length over
+        """Route completion gained this step against the episode's target (the scenario plan's arc length over
         ``episode_time``, what the driving metrics divide by), the soft factor (with the minimum-speed ratio of the
         frames recorded after frame ``t`` against the recorded traffic, :func:`envs.sim.reward.traffic_speeds`), and
         the step reward of the configured kind (:func:`envs.sim.reward.closed_loop_reward`)."""
-        s_now = ep.route.project(ep.kinematics.poses[ep.recorder.t, :2])
         if ep.route_s is None:
             ep.route_s = ep.route.project(ep.kinematics.poses[0, :2])
-        progress, ep.route_s = s_now - ep.route_s, s_now
+        progress = ep.route.project(ep.kinematics.poses[ep.recorder.t, :2]) - ep.route_s
+        completion = route_completion(progress, self._route_target(ep), 0.0,
+                                      DrivingMetricsConfig().min_reference_progress)
+        gained, ep.completion = completion - ep.completion, completion
         view, frames = ep.recorder.view, slice(t + 1, ep.recorder.t + 1)
         speed_ratio = min_speed_ratio(np.hypot(view.ego_velocities[frames, 0], view.ego_velocities[frames, 1]),
                                       traffic_speeds(view)[frames])
-        ep.earned = closed_loop_reward(terms, progress, self._route_target(ep), ended_badly, ep.earned,
-                                       self.config.reward, DrivingMetricsConfig().min_reference_progress, speed_ratio)
+        ep.earned = closed_loop_reward(terms, gained, ended_badly, ep.earned, self.config.reward, speed_ratio)
 
     def _route_target(self, ep: Any) -> float:
         """The driving metrics' reference progress of the episode [m]: the scenario plan over ``episode_time``."""

@@ -183,7 +183,10 @@ class Episode:
     """``(frame, ScoringProblem)`` of :meth:`~envs.carla.env.CarlaEnv.current_problem`; dropped when a frame is
     recorded."""
     route_s: float | None = None
-    """Route arc length of the ego at the last step [m] (None before the first step)."""
+    """Route arc length of the ego at the episode's first frame [m] (None before the first step)."""
+    completion: float = 0.0
+    """The episode's route completion RC at the last step (:func:`envs.sim.metrics.route_completion`; 0 before the
+    first step)."""
     earned: float = 0.0
     """Progress rewards of the episode so far (``RewardConfig.kind="progress"``)."""
 

@@ -210,22 +210,43 @@ def resolve(origin: Origin | Mapping[str, Any]) -> Scene:
     return resolver(typed)
 
 
+def bank_options(outcomes: str | None = None, outcome_mix: Sequence[float] | None = None,
+                 difficulty: float | None = None, roads: str | None = None,
+                 road_families: Sequence[str] | str | None = None,
+                 background_density: float | None = None) -> dict[str, Any]:
+    """The SYNTHETIC bank's options that are set, as keyword arguments of
+    :class:`~envs.scenes.bank.ScenarioBank` / ``open_source("bank", ...)`` (``difficulty``, ``road_families`` and
+    ``background_density`` also of :func:`~envs.scenes.bank.generate_scene`): None (not set: the bank's default)
+    is left out, the rest normalised (``outcome_mix`` a tuple of floats, ``difficulty`` and ``background_density``
+    floats, ``road_families`` a tuple of names, or one name as given). The one place the option set is assembled:
+    the bank source, both bank origins' resolvers and the pipeline's sources (``experiments.builders.sources``)."""
+    out: dict[str, Any] = {}
+    if outcomes is not None:
+        out["outcomes"] = str(outcomes)
+    if outcome_mix is not None:
+        out["outcome_mix"] = tuple(float(v) for v in outcome_mix)
+    if difficulty is not None:
+        out["difficulty"] = float(difficulty)
+    if roads is not None:
+        out["roads"] = str(roads)
+    if road_families is not None:
+        out["road_families"] = road_families if isinstance(road_families, str) else tuple(str(f) for f in road_families)
+    if background_density is not None:
+        out["background_density"] = float(background_density)
+    return out
+
+
 def _resolve_bank(o: BankOrigin) -> Scene:
     from envs.scenes.bank import generate_scene
 
-    kwargs: dict[str, Any] = {}
+    kwargs = bank_options(difficulty=o.difficulty, road_families=o.road_families,
+                          background_density=o.background_density)
     if o.variant is not None:
         kwargs["variant"] = o.variant
     if o.scene_id:
         kwargs["scene_id"] = o.scene_id
     if o.outcome is not None:
         kwargs["outcome"] = o.outcome
-    if o.difficulty is not None:
-        kwargs["difficulty"] = float(o.difficulty)
-    if o.road_families is not None:
-        kwargs["road_families"] = tuple(o.road_families)
-    if o.background_density is not None:
-        kwargs["background_density"] = float(o.background_density)
     return generate_scene(o.scenario_type, int(o.seed), **kwargs)
 
 
@@ -233,19 +254,7 @@ def _resolve_bank_index(o: BankIndexOrigin) -> Scene:
     from envs.scenes.bank import ScenarioBank
 
     types = list(o.scenario_types) if o.scenario_types else None
-    kwargs: dict[str, Any] = {}
-    if o.outcomes is not None:
-        kwargs["outcomes"] = o.outcomes
-    if o.outcome_mix is not None:
-        kwargs["outcome_mix"] = tuple(o.outcome_mix)
-    if o.difficulty is not None:
-        kwargs["difficulty"] = float(o.difficulty)
-    if o.roads is not None:
-        kwargs["roads"] = o.roads
-    if o.road_families is not None:
-        kwargs["road_families"] = list(o.road_families)
-    if o.background_density is not None:
-        kwargs["background_density"] = float(o.background_density)
+    kwargs = bank_options(o.outcomes, o.outcome_mix, o.difficulty, o.roads, o.road_families, o.background_density)
     return ScenarioBank(int(o.num_scenes), seed=int(o.seed), scenario_types=types, **kwargs)[int(o.index)]
 
 
@@ -352,13 +361,8 @@ def _open_bank(num_scenes: int = 16, seed: int = 0, scenario_types: Sequence[str
     from envs.scenes.bank import ScenarioBank
 
     types = None if scenario_types is None else list(scenario_types)
-    extra: dict[str, Any] = {} if difficulty is None else {"difficulty": difficulty}
-    if roads != "classic" or road_families is not None:
-        extra.update(roads=roads, road_families=road_families)
-    if background_density != 1.0:
-        extra["background_density"] = background_density
     return ScenarioBank(num_scenes, seed=seed, scenario_types=types, normal_fraction=normal_fraction,
-                        outcomes=outcomes, outcome_mix=outcome_mix, **extra)
+                        **bank_options(outcomes, outcome_mix, difficulty, roads, road_families, background_density))
 
 
 def _open_deepaccident(root: str | os.PathLike | None = None, split: str | None = "train", strict: bool = True,

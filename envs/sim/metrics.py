@@ -197,12 +197,36 @@ class EpisodeMetrics:
         """Progress along the route since the start [m]."""
         return float(self._last_s - self._s0)
 
+    def route_completion(self, reference_progress: float) -> float:
+        """The route completion RC of the frames added so far against ``reference_progress`` [m] (what
+        :meth:`finish` reports when no more frames come; :func:`route_completion`)."""
+        return route_completion(self.ego_progress, reference_progress, self._offroad + self._wrong_way,
+                                self.config.min_reference_progress)
+
     def finish(self, reference_progress: float, reference_kind: str) -> DrivingMetrics:
         """The episode's metrics against a reference progress [m] over the same window."""
         return driving_metrics(self.ego_progress, reference_progress, reference_kind, self._infractions,
                                offroad_m=self._offroad, wrong_way_m=self._wrong_way,
                                stopped_share=self._stopped / self._frames if self._frames else 0.0,
                                frames=self._frames, contacts_not_at_fault=self._contacts, config=self.config)
+
+
+def route_completion(progress: float, reference_progress: float, deducted_m: float = 0.0,
+                     min_reference_progress: float = 1.0) -> float:
+    """Route completion RC in ``[0, 1]`` (module docstring): ``min(1, max(0, progress) / reference) - deducted /
+    reference``, clipped to ``[0, 1]``; 1 when the reference is below ``min_reference_progress`` (nothing to complete).
+
+    Args:
+        progress: ego progress along the route since the episode's start [m] (signed).
+        reference_progress: the reference's progress over the episode window [m].
+        deducted_m: distance driven off-road or the wrong way so far [m].
+        min_reference_progress: the smallest reference that counts [m].
+    """
+    ref = float(reference_progress)
+    if ref < min_reference_progress:
+        return 1.0
+    rc = min(1.0, max(0.0, float(progress)) / ref) - float(deducted_m) / ref
+    return float(min(max(rc, 0.0), 1.0))
 
 
 def driving_metrics(progress: float, reference_progress: float, reference_kind: str, infractions: dict[str, int],
@@ -219,11 +243,7 @@ def driving_metrics(progress: float, reference_progress: float, reference_kind: 
         contacts_not_at_fault: contacts that were not the ego's fault (reported, no penalty).
     """
     ref = float(reference_progress)
-    if ref < config.min_reference_progress:
-        rc = 1.0
-    else:
-        rc = min(1.0, max(0.0, float(progress)) / ref) - (offroad_m + wrong_way_m) / ref
-    rc = float(np.clip(rc, 0.0, 1.0))
+    rc = route_completion(progress, ref, offroad_m + wrong_way_m, config.min_reference_progress)
     ip = 1.0
     for name, count in infractions.items():
         ip *= config.coefficient(name) ** int(count)

@@ -221,45 +221,47 @@ def min_speed_ratio(ego_speeds: np.ndarray, traffic: np.ndarray) -> float:
     return min(1.0, max(0.0, float(ego_speeds[seen].mean())) / mean_traffic)
 
 
-def progress_reward(progress: float, reference: float, factor: float, ended_badly: bool, earned: float,
-                    reward: RewardConfig, min_reference: float = 1.0) -> tuple[float, float]:
+def progress_reward(completion: float, factor: float, ended_badly: bool, earned: float,
+                    reward: RewardConfig) -> tuple[float, float]:
     """One closed-loop step of the progress-first reward (``RewardConfig.kind="progress"``).
 
-    ``r = factor * progress / max(reference, min_reference)``: the route progress made this step as a fraction of
-    the episode's reference progress (what the driving score's route completion divides by, so an episode's
-    progress rewards sum to about its route completion), scaled down by soft infractions (:func:`soft_factor`).
-    A step that ends the episode in a collision or off the road adds ``-w_terminal_collision * (1 + max(0, earned +
-    r))``: the crash takes back every progress reward of the episode and costs ``w_terminal_collision`` more, so
-    an episode that crashes returns at most ``-w_terminal_collision`` and any episode that stops safely (return
-    >= 0) is worth more, whatever the crash's progress before it. Standing still earns 0 per step.
+    ``r = factor * completion``: the route completion gained this step (the driving score's RC after the step minus
+    RC before it, :func:`envs.sim.metrics.route_completion`: capped at 1, progress past the reference earns nothing,
+    backing up loses what it gives back, never double counted), scaled down by soft infractions
+    (:func:`soft_factor`); with every factor 1 an episode's progress rewards sum to its final RC. A step that ends
+    the episode in a collision or off the road adds ``-w_terminal_collision * (1 + max(0, earned + r))``: the crash
+    takes back every progress reward of the episode and costs ``w_terminal_collision`` more, so an episode that
+    crashes returns at most ``-w_terminal_collision`` and any episode that stops safely (return >= 0) is worth more,
+    whatever the crash's progress before it. Standing still earns 0 per step, except the first step of an episode
+    whose reference progresses less than the driving metrics' ``min_reference_progress`` (RC is 1 there: the step
+    gains it, whatever the ego does).
 
     Args:
-        progress: route progress this step [m] (signed: backwards is negative).
-        reference: the episode's reference progress [m] (:func:`envs.sim.metrics.reference_progress`).
+        completion: route completion gained this step [fraction of the route; signed: backing up is negative].
         factor: :func:`soft_factor` of the chosen action.
         ended_badly: this step ended the episode in a collision or off the road.
         earned: the episode's progress rewards before this step.
-        min_reference: the smallest reference divided by [m] (the driving metrics' ``min_reference_progress``).
 
     Returns:
         ``(progress_term, terminal_term)``: the step's reward is their sum.
     """
-    term = float(factor) * float(progress) / max(float(reference), float(min_reference))
+    term = float(factor) * float(completion)
     terminal = -reward.w_terminal_collision * (1.0 + max(0.0, earned + term)) if ended_badly else 0.0
     return term, terminal
 
 
-def closed_loop_reward(terms: dict[str, float], progress: float, reference: float, ended_badly: bool, earned: float,
-                       reward: RewardConfig, min_reference: float = 1.0, speed_ratio: float = math.nan) -> float:
-    """The step reward of a closed-loop env (replay or CARLA), in place: sets ``terms["route_progress"]`` (the step's
-    progress as a fraction of the reference), ``terms["speed_ratio"]``, ``terms["soft_factor"]`` and
+def closed_loop_reward(terms: dict[str, float], completion: float, ended_badly: bool, earned: float,
+                       reward: RewardConfig, speed_ratio: float = math.nan) -> float:
+    """The step reward of a closed-loop env (replay or CARLA), in place: sets ``terms["route_progress"]`` (the route
+    completion gained this step, a fraction of the route), ``terms["speed_ratio"]``, ``terms["soft_factor"]`` and
     ``terms["reward"]`` of the configured kind (``"progress"``: :func:`progress_reward`; ``"score"``: the scored
     action's reward already in ``terms`` plus ``w_terminal_collision * terms["terminal_collision"]``).
 
     Args:
         terms: the step's terms (the scored action's ``ttc``, ``comfort``, ``ddc``, ``reward`` and
             ``terminal_collision``: -1 on a collision, else 0).
-        progress: route progress this step [m]; reference: the episode's reference progress [m].
+        completion: route completion gained this step (RC after it minus RC before it,
+            :func:`envs.sim.metrics.route_completion`).
         ended_badly: the step ended the episode in a collision or off the road.
         earned: the episode's progress rewards before this step.
         speed_ratio: the step's minimum-speed ratio (:func:`min_speed_ratio`; NaN: no traffic, no infraction).
@@ -267,10 +269,9 @@ def closed_loop_reward(terms: dict[str, float], progress: float, reference: floa
     Returns:
         The episode's progress rewards after this step (unchanged for ``kind="score"``).
     """
-    reference = max(float(reference), float(min_reference))
     factor = soft_factor(terms["ttc"], terms["comfort"], terms["ddc"], reward, speed_ratio)
-    term, terminal = progress_reward(progress, reference, factor, ended_badly, earned, reward, min_reference)
-    terms["route_progress"], terms["soft_factor"] = float(progress) / reference, factor
+    term, terminal = progress_reward(completion, factor, ended_badly, earned, reward)
+    terms["route_progress"], terms["soft_factor"] = float(completion), factor
     terms["speed_ratio"] = float(speed_ratio)
     if reward.kind == "progress":
         terms["reward"] = term + terminal

@@ -12,6 +12,9 @@ Choices (documented once here):
 * **Ego acceleration**: the log has no accelerations, so the world-frame velocity is differentiated (central
   difference inside the log, zeros at the first and last frame, where no centred difference exists) and rotated into
   the body frame at ``t`` (x longitudinal, y lateral), matching nuPlan's body-frame ``rear_axle_acceleration_2d``.
+  This is the *simulator's* start state (the scorer may read the whole log); the policy's *observation* states the
+  causal backward difference instead (:meth:`envs.observation.EgoKinematics.from_log`: frames ``<= t`` only), and a
+  closed-loop episode keeps that one in its observation (:class:`envs.sim.simulation.EgoTrack`).
 * **Agents' window**: ``S = config.num_observation_steps`` steps at ``config.sim_dt`` from frame ``t`` (50 by
   default: the 41 states of the horizon plus 9 for TTC). When the scene's ``dt`` differs from ``sim_dt``, poses and
   velocities are interpolated linearly in time between the two bracketing frames (yaw unwrapped first, wrapped back to

@@ -99,11 +99,12 @@ class EgoTrack:
         self.body_velocities = log.body_velocities
         self.body_accelerations = log.body_accelerations
         self.yaw_rates = log.yaw_rates
-        # The decision-time state is the scorer's (so open and closed loop start from the same EgoState).
+        # The decision-time state is the scorer's (so open and closed loop start from the same EgoState); the
+        # observed acceleration at ``start`` stays the log's causal one (EgoKinematics.from_log: backward difference),
+        # not the scorer's EgoState.acceleration (a central difference that reads frame start + 1).
         self.poses[start] = ego.pose
         self.body_velocities[start] = ego.velocity
         self.velocities[start] = rotate_vectors(ego.velocity, ego.pose[2])
-        self.body_accelerations[start] = ego.acceleration
         self.frame = int(start)
         self.steering = float(ego.steering_angle)
         self._ego = ego
