@@ -1,10 +1,13 @@
 """Paired differences between two methods on the same held-out scenes, with bootstrap 95% intervals.
 
 ``python -m experiments.compare RUN_DIR [RUN_DIR ...] --a sft_positive --b sft_negative [--columns pdms,...]
-[--bootstrap 10000] [--seed 0] [--scheme hierarchical|scenes] [--out DIR]`` reads each run's ``per_scene.jsonl``
+[--bootstrap 10000] [--seed 0] [--scheme hierarchical|scenes] [--out DIR] [--b-runs RUN_DIR ... --a-label A
+--b-label B]`` reads each run's ``per_scene.jsonl``
 (:mod:`experiments.per_scene`) and writes ``compare_<a>_vs_<b>.md`` / ``.json`` into ``--out`` (default: the first
 run's parent); after ``python -m experiments.run -m seed=0,1,2`` the Hydra callback :class:`ComparePairs` does the
-same in the sweep folder for every pair of ``evaluate.compare``.
+same in the sweep folder for every pair of ``evaluate.compare``. ``--b-runs`` reads ``b`` from other run folders,
+paired in order with the runs (same seeds, same held-out scenes): one row under two configurations trained in
+separate folders (an ablation: ``--a anchor_grpo --b anchor_grpo --a-label today --b-label beta0``).
 
 **The statistic.** For each column (:data:`COLUMNS`), each run's value of a method is the results table's: the mean
 over its held-out scenes (PDMS, collision rate, route completion, driving score), the mean over the five label
@@ -258,20 +261,53 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
 
 
+def cross_runs(runs_a: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]],
+               runs_b: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]], a: str, b: str,
+               label_a: str, label_b: str) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Runs pairing method ``a`` of ``runs_a[i]`` with method ``b`` of ``runs_b[i]`` (the same row of two
+    configurations, e.g. anchor-GRPO with and without an option, trained in separate run folders from the same seed),
+    the methods renamed ``label_a`` / ``label_b``. The pairs must have the same seed and held-out scenes (``ValueError``
+    naming the runs otherwise; the scene check is :func:`compare`'s)."""
+    if len(runs_a) != len(runs_b) or not runs_a:
+        raise ValueError(f"--b-runs: {len(runs_b)} run(s) against {len(runs_a)} run(s) of a; pair them one to one")
+    if label_a == label_b:
+        raise ValueError(f"cross-run comparison: both rows are labelled {label_a!r}; give --a-label / --b-label")
+    out = []
+    for i, ((ha, ra), (hb, rb)) in enumerate(zip(runs_a, runs_b)):
+        if ha.get("seed") != hb.get("seed"):
+            raise ValueError(f"pair {i}: seed {ha.get('seed')!r} against {hb.get('seed')!r}: list --b-runs in the "
+                             "order of the runs")
+        records = ([{**r, "method": label_a} for r in ra if str(r["method"]) == a]
+                   + [{**r, "method": label_b} for r in rb if str(r["method"]) == b])
+        out.append((dict(ha), records))
+    return out
+
+
 def write_comparison(run_dirs: Sequence[Path], a: str, b: str, out: Path, columns: Sequence[str] = COLUMNS,
-                     resamples: int = 10000, seed: int = 0, scheme: str = "hierarchical") -> Path:
-    """Compare, print and write ``compare_<a>_vs_<b>.md`` / ``.json`` into ``out``; returns the markdown path."""
+                     resamples: int = 10000, seed: int = 0, scheme: str = "hierarchical",
+                     b_run_dirs: Sequence[Path] | None = None, label_a: str | None = None,
+                     label_b: str | None = None) -> Path:
+    """Compare, print and write ``compare_<a>_vs_<b>.md`` / ``.json`` into ``out``; returns the markdown path.
+    With ``b_run_dirs``, ``b`` is read from those runs (paired in order with ``run_dirs``: :func:`cross_runs`) and
+    the rows are named ``label_a`` / ``label_b`` (default ``a`` / ``b``)."""
     from envs.atomic import atomic_write_text
 
     runs = load_runs(run_dirs)
-    results = compare(runs, a, b, columns, resamples, seed, scheme, names=[str(d) for d in run_dirs])
+    names = [str(d) for d in run_dirs]
+    if b_run_dirs:
+        label_a, label_b = label_a or a, label_b or b
+        runs = cross_runs(runs, load_runs(b_run_dirs), a, b, label_a, label_b)
+        names = [f"{d} / {e}" for d, e in zip(run_dirs, b_run_dirs)]
+        a, b = label_a, label_b
+    results = compare(runs, a, b, columns, resamples, seed, scheme, names=names)
     skipped = [c for c in columns if c not in {r.column for r in results}]
     md = markdown(results, a, b, len(runs), resamples, scheme, skipped)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"compare_{_slug(a)}_vs_{_slug(b)}"
     atomic_write_text(stem.with_suffix(".md"), md)
     atomic_write_text(stem.with_suffix(".json"), json.dumps(
-        {"a": a, "b": b, "runs": [str(d) for d in run_dirs], "seeds": [h.get("seed") for h, _ in runs],
+        {"a": a, "b": b, "runs": [str(d) for d in run_dirs],
+         "b_runs": [str(d) for d in b_run_dirs] if b_run_dirs else None, "seeds": [h.get("seed") for h, _ in runs],
          "resamples": resamples, "seed": seed, "scheme": scheme, "unit": "percentage points",
          "columns": [asdict(r) for r in results], "skipped": skipped}, indent=2))
     print(md)
@@ -311,16 +347,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--scheme", choices=SCHEMES, default="hierarchical",
                    help="hierarchical: runs (seeds), then scenes; scenes: scenes only, the runs held fixed")
     p.add_argument("--out", default=None, help="output folder (default: the first run's parent)")
+    p.add_argument("--b-runs", nargs="+", default=None,
+                   help="read --b from these run folders instead (one per run, same seeds, same order): the same "
+                        "row of two configurations trained in separate folders")
+    p.add_argument("--a-label", default=None, help="with --b-runs: the name of a's row (default: --a)")
+    p.add_argument("--b-label", default=None, help="with --b-runs: the name of b's row (default: --b)")
     args = p.parse_args(argv)
     if args.bootstrap < 100:
         raise SystemExit(f"--bootstrap: expected >= 100 resamples, got {args.bootstrap}")
-    if args.a == args.b:
+    if args.b_runs is None and args.a == args.b:
         raise SystemExit(f"--a and --b are both {args.a!r}: nothing to compare")
+    if args.b_runs is not None and (args.a_label or args.a) == (args.b_label or args.b):
+        raise SystemExit(f"--b-runs: both rows would be named {args.a_label or args.a!r}; give --a-label / --b-label")
     runs = [Path(r) for r in args.runs]
     columns = [c.strip() for c in args.columns.split(",") if c.strip()]
     try:
         write_comparison(runs, args.a, args.b, Path(args.out) if args.out else runs[0].parent, columns,
-                         args.bootstrap, args.seed, args.scheme)
+                         args.bootstrap, args.seed, args.scheme,
+                         [Path(r) for r in args.b_runs] if args.b_runs else None, args.a_label, args.b_label)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     return 0

@@ -25,7 +25,8 @@ from experiments.registry import Method, get_agent, register_method
 
 def learn(ctx: Context, method: str, model: Any, save: Callable[[Any], Any]) -> dict[str, Any]:
     """Train an SB3 ``model`` for ``train.rl_budget`` env steps (TensorBoard run ``method``), save it with ``save``,
-    close its env; returns the stage outputs ``{method: path, f"{method}_seconds": s, f"{method}_anchor_states": n}``."""
+    close its env; returns the stage outputs ``{method: path, f"{method}_seconds": s, f"{method}_anchor_states": n}``
+    and, for GRPO, the anchor counts of :func:`anchor_stats`."""
     budget = int(ctx.cfg.train.rl_budget)
     start = time.perf_counter()
     model.learn(budget, progress_bar=bool(ctx.cfg.progress), tb_log_name=method)
@@ -33,8 +34,26 @@ def learn(ctx: Context, method: str, model: Any, save: Callable[[Any], Any]) -> 
     seconds = time.perf_counter() - start
     print(f"{method}: {budget} env steps in {seconds:.0f} s -> {path}")
     model.get_env().close()
-    return {method: path, f"{method}_seconds": seconds,
-            f"{method}_anchor_states": int(getattr(model, "anchor_states_seen", 0))}
+    out = {method: path, f"{method}_seconds": seconds,
+           f"{method}_anchor_states": int(getattr(model, "anchor_states_seen", 0))}
+    if hasattr(model, "anchor_bank"):  # GRPO: how many states got anchors, and from which source
+        out.update(anchor_stats(model, method))
+    return out
+
+
+def anchor_stats(model: Any, method: str) -> dict[str, Any]:
+    """A GRPO model's anchor counts over its training, for the grpo stage's outputs (``state.json``):
+    ``{method}_env_steps`` (states collected: env steps over every env), ``{method}_anchor_states`` (states whose
+    group had anchors), ``{method}_online_anchor_states`` (... from pairs mined online during the run),
+    ``{method}_anchor_state_share`` (anchor states / env steps), ``{method}_online_pairs`` (pairs mined online from
+    the run's crashes), ``{method}_bank_pairs`` (pairs in the bank at the end: dataset + online)."""
+    steps = int(model.num_timesteps)
+    states = int(getattr(model, "anchor_states_seen", 0))
+    return {f"{method}_env_steps": steps, f"{method}_anchor_states": states,
+            f"{method}_online_anchor_states": int(getattr(model, "online_anchor_states_seen", 0)),
+            f"{method}_anchor_state_share": states / steps if steps else float("nan"),
+            f"{method}_online_pairs": len(getattr(model, "_online_pairs", [])),
+            f"{method}_bank_pairs": len(model.anchor_bank)}
 
 
 # ------------------------------------------------------------------------------------------------------ planners

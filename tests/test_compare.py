@@ -209,3 +209,35 @@ def test_tiny_vla_run_writes_label_records_and_the_blank_bev_row(tmp_path):
     assert [c.column for c in result] == ["language_accuracy", "risk_accuracy"]
     assert result[0].diff == pytest.approx(100 * (rows["sft_negative"]["language_accuracy"]
                                                   - blank["language_accuracy"]), abs=1e-9)
+
+
+def test_cross_run_comparison_pairs_one_row_of_two_configurations(tmp_path):
+    """``--b-runs``: the same row (``anchor_grpo``) of two configurations trained in separate run folders, paired run
+    by run: ``b - a`` is the difference of the two folders' values, the rows are renamed by the labels; a seed
+    mismatch, an unequal number of runs or equal labels are errors naming the fault."""
+    def folder(name: str, seed: int, pdms: list[float]) -> str:
+        rec = [{"unit": "scene", "method": m, "scene_id": f"s{k}", "pdms": v, "collision_open_loop": 0.0,
+                "collision": 0.0, "route_completion": v, "driving_score": v}
+               for m in ("anchor_grpo", "sft_negative") for k, v in enumerate(pdms)]
+        write_per_scene(tmp_path / name / "per_scene.jsonl", rec, seed=seed)
+        return str(tmp_path / name)
+
+    a = [folder("a0", 0, [0.2, 0.4, 0.6]), folder("a1", 1, [0.3, 0.3, 0.3])]
+    b = [folder("b0", 0, [0.3, 0.5, 0.7]), folder("b1", 1, [0.5, 0.5, 0.5])]
+    assert main([*a, "--b-runs", *b, "--a", "anchor_grpo", "--b", "anchor_grpo", "--a-label", "today",
+                 "--b-label", "beta0", "--bootstrap", "200", "--columns", "pdms,route_completion",
+                 "--out", str(tmp_path / "cmp")]) == 0
+    data = json.loads((tmp_path / "cmp" / "compare_today_vs_beta0.json").read_text())
+    assert data["b_runs"] == b and data["a"] == "today" and data["b"] == "beta0"
+    for c in data["columns"]:
+        assert c["per_run"] == pytest.approx([10.0, 20.0]) and c["diff"] == pytest.approx(15.0)
+        assert c["excludes_zero"] and c["scenes"] == 3
+    with pytest.raises(SystemExit, match="give --a-label / --b-label"):
+        main([*a, "--b-runs", *b, "--a", "anchor_grpo", "--b", "anchor_grpo"])
+    with pytest.raises(SystemExit, match="1 run\\(s\\) against 2"):
+        main([*a, "--b-runs", b[0], "--a", "anchor_grpo", "--b", "anchor_grpo", "--b-label", "x"])
+    with pytest.raises(SystemExit, match="pair 0: seed 0 against 1"):
+        main([*a, "--b-runs", *reversed(b), "--a", "anchor_grpo", "--b", "anchor_grpo", "--b-label", "x"])
+    # the same folders, different rows: sft_negative of a against anchor_grpo of b
+    assert main([*a, "--b-runs", *b, "--a", "sft_negative", "--b", "anchor_grpo", "--bootstrap", "100",
+                 "--columns", "pdms", "--out", str(tmp_path / "cmp2")]) == 0

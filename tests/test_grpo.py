@@ -457,6 +457,7 @@ def test_online_mined_pairs_become_anchors(rear_end):
     assert model._online_pairs, "the untrained policy should crash into the braking lead at least once"
     assert len(model.anchor_bank) == len({p.pair_id for p in model._online_pairs})
     assert model.anchor_states_seen > 0  # a later episode passed the crash's decision state and used its pair
+    assert model.online_anchor_states_seen == model.anchor_states_seen  # online only: every anchor state is online
 
 
 def test_shift_in_time_resamples_along_the_plan():

@@ -21,6 +21,8 @@ LOSS_AGGREGATIONS = ("sequence_mean", "token_mean", "constant")
 """How token losses are averaged (:attr:`GRPOConfig.loss_aggregation`)."""
 ANCHOR_SOURCES = ("dataset", "online", "both")
 """Where anchors come from (:attr:`GRPOConfig.anchor_source`)."""
+ANCHOR_MEMBERS = ("both", "positive", "negative")
+"""Which members of an applying pair join the group (:attr:`GRPOConfig.anchor_members`)."""
 TEXT_CREDITS = ("advantage", "kl_only")
 """What the label-text tokens of a token policy learn from (:attr:`GRPOConfig.text_credit`)."""
 
@@ -84,6 +86,15 @@ class GRPOConfig:
     anchor_source: str = "both"
     """``"dataset"`` (pairs given to GRPO), ``"online"`` (pairs mined from this run's closed-loop crashes, received
     in ``info["anchor_pairs"]``) or ``"both"``."""
+    anchor_members: str = "both"
+    """Which of an applying pair's members join the group: ``"both"`` (today: the positive, where the pair has one,
+    and the negative), ``"positive"`` (the verified-safe positive only; a pair without one adds nothing) or
+    ``"negative"`` (the crash only). The anchors' count per group: 2, 1 or 1 (issue 30's progress ablation,
+    docs/grpo_ablation.md)."""
+    anchor_weight: float = 1.0
+    """Multiplier of the anchors' advantages in the clipped surrogate (1: today; 0: the anchors still enter the
+    group's mean and std, i.e. the sampled members' baseline, but get no gradient of their own; > 1: a stronger
+    pull towards the positive / push from the negative). Sampled members are unaffected (docs/grpo_ablation.md)."""
     anchor_negative_only: bool = True
     """Use pairs without a verified positive too (only their negative joins the group)."""
     anchor_position_tol: float = 2.0
@@ -117,7 +128,7 @@ class GRPOConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"GRPOConfig.{name}: expected > 0, got {getattr(self, name)!r}")
         for name in ("beta", "max_grad_norm", "zero_std_tol", "anchor_position_tol", "anchor_speed_tol",
-                     "anchor_heading_tol", "kl_log_ratio_clip", "label_term"):
+                     "anchor_heading_tol", "kl_log_ratio_clip", "label_term", "anchor_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"GRPOConfig.{name}: expected >= 0, got {getattr(self, name)!r}")
         if self.step_with not in STEP_WITH:
@@ -127,6 +138,9 @@ class GRPOConfig:
                              f"{self.loss_aggregation!r}")
         if self.text_credit not in TEXT_CREDITS:
             raise ValueError(f"GRPOConfig.text_credit: expected one of {TEXT_CREDITS}, got {self.text_credit!r}")
+        if self.anchor_members not in ANCHOR_MEMBERS:
+            raise ValueError(f"GRPOConfig.anchor_members: expected one of {ANCHOR_MEMBERS}, got "
+                             f"{self.anchor_members!r}")
         if self.anchor_source not in ANCHOR_SOURCES:
             raise ValueError(f"GRPOConfig.anchor_source: expected one of {ANCHOR_SOURCES}, got {self.anchor_source!r}")
 

@@ -13,7 +13,7 @@ One collection step, per env (all envs batched through the policy, the scorer ca
 2. anchors (unless ``anchors=False``, vanilla GRPO): the pair that applies to the current state
    (:class:`agents.rl.grpo.anchors.AnchorBank`: the mined dataset and/or pairs mined online from this run's crashes),
    brought into the current ego frame, encoded as policy members (their log-probabilities under pi_old by teacher
-   forcing), in slots ``G`` (positive) and ``G + 1`` (negative);
+   forcing), in slots ``G`` (positive) and ``G + 1`` (negative) (``anchor_members``: both, or one of them);
 3. score every member from the current state without changing it (:meth:`envs.replay_env.ReplayEnv.score_group`);
    the group reward is the env's ``reward`` term, ``w_score * score + w_collision * collision`` with the env's
    :class:`envs.sim.reward.RewardConfig` (default: SP-PDMS + the collision term), so GRPO's group score and the env's
@@ -26,7 +26,7 @@ One collection step, per env (all envs batched through the policy, the scorer ca
 
 Update (:meth:`GRPO.train`): advantages per group over sampled members and anchors together
 (:func:`agents.rl.grpo.loss.group_advantages`; ``scale_rewards=False``: Dr. GRPO), then ``n_epochs`` passes of the
-clipped loss + beta x k3 KL to the frozen reference (:func:`agents.rl.grpo.loss.grpo_loss`, every term's equation
+clipped loss (the anchors' advantages times ``anchor_weight``) + beta x k3 KL to the frozen reference (:func:`agents.rl.grpo.loss.grpo_loss`, every term's equation
 there), minibatches of whole groups, gradient-norm clip. ``text_credit="kl_only"``: the sampled members' label text
 tokens carry no advantage, only the KL (:meth:`GroupPolicy.action_token_mask` selects the advantage's tokens).
 
@@ -46,7 +46,8 @@ Anchor pairs are not saved: pass them again (:meth:`GRPO.set_anchor_pairs`) afte
 
 TensorBoard (``tensorboard_log``): ``group/*`` (mean reward and every scorer term of the sampled members, reward
 std, zero-std share; for the VLA ``group/label_consistency``, and ``group/reward`` includes ``label_term * c``),
-``anchors/*`` (share of states with anchors, mean advantage and reward of positives and negatives, online pairs),
+``anchors/*`` (share of states with anchors, mean advantage and reward of positives and negatives, online pairs;
+cumulative ``anchors/states_seen`` / ``anchors/online_states_seen``, also in the pipeline's ``state.json``),
 ``rollout/*`` (stepped actions: PDMS, SP-PDMS, collision term per step; per finished episode: collision rate, route
 completion, driving score, stopped share), ``train/*`` (loss, policy loss, KL, clip fraction, approx. KL to pi_old,
 std), and ``group/bev`` images every ``log_images_every`` updates.
@@ -67,7 +68,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 from stable_baselines3.common.vec_env import VecEnv
 
 from agents.rl.grpo.anchors import AnchorBank, AnchorTolerance
-from agents.rl.grpo.buffer import GroupRolloutBuffer
+from agents.rl.grpo.buffer import SAMPLED, GroupRolloutBuffer
 from agents.rl.grpo.config import GRPOConfig
 from agents.rl.env import call_each, decision_contexts
 from agents.rl.grpo.label_consistency import label_consistency
@@ -192,6 +193,8 @@ class GRPO(OnPolicyAlgorithm):
         self._n_rollouts = 0
         self.anchor_states_seen = getattr(self, "anchor_states_seen", 0)
         """States whose group had anchors, over the model's life."""
+        self.online_anchor_states_seen = getattr(self, "online_anchor_states_seen", 0)
+        """... of them, states whose anchors were mined online (this run's crashes)."""
 
     def reset_reference(self) -> None:
         """Freeze the current policy as the KL reference (e.g. after loading behaviour-cloned weights)."""
@@ -268,14 +271,21 @@ class GRPO(OnPolicyAlgorithm):
             for i, a in enumerate(anchors):
                 if a is None:
                     continue
-                slots = ([G] if a.positive is not None else []) + [G + 1]
-                trajs = np.stack(([a.positive] if a.positive is not None else []) + [a.negative])
+                use_pos = a.positive is not None and cfg.anchor_members != "negative"
+                use_neg = cfg.anchor_members != "positive"
+                if not (use_pos or use_neg):
+                    continue
+                slots = ([G] if use_pos else []) + ([G + 1] if use_neg else [])
+                trajs = np.stack(([a.positive] if use_pos else []) + ([a.negative] if use_neg else []))
                 enc = policy.encode_trajectories(trajs, [a.explanation] * len(slots))
                 members[i, slots], trajectories[i, slots] = enc.members, enc.trajectories
                 loss_mask[i, slots], valid[i, slots] = enc.loss_mask, True
             anchor_valid = valid.copy()
             anchor_valid[:, :G] = False
-            self.anchor_states_seen += int(anchor_valid.any(axis=1).sum())
+            has_anchor = anchor_valid.any(axis=1)
+            online &= has_anchor
+            self.anchor_states_seen += int(has_anchor.sum())
+            self.online_anchor_states_seen += int(online.sum())
             with torch.no_grad():
                 if anchor_valid.any():  # pi_old of the anchors by teacher forcing
                     lp, _ = policy.member_log_prob(obs, members, anchor_valid, cfg.temperature)
@@ -361,6 +371,7 @@ class GRPO(OnPolicyAlgorithm):
         self.logger.record("anchors/bank_pairs", len(self.anchor_bank))
         self.logger.record("anchors/online_pairs", len(self._online_pairs))
         self.logger.record("anchors/states_seen", self.anchor_states_seen)
+        self.logger.record("anchors/online_states_seen", self.online_anchor_states_seen)
         self._metrics.record(self.logger)
         if image is not None:
             self.logger.record("group/bev", Image(image[0], "HWC"), exclude=("stdout", "log", "json", "csv"))
@@ -390,7 +401,8 @@ class GRPO(OnPolicyAlgorithm):
                 terms = grpo_loss(
                     logp.reshape(-1, S)[rows], batch.old_logp.reshape(-1, S)[rows],
                     batch.ref_logp.reshape(-1, S)[rows] if cfg.beta > 0 else None,
-                    batch.advantages.reshape(-1)[rows], batch.loss_mask.reshape(-1, S)[rows],
+                    self._weighted_advantages(batch.advantages, batch.kinds).reshape(-1)[rows],
+                    batch.loss_mask.reshape(-1, S)[rows],
                     (batch.kinds.reshape(-1) == 0)[rows], cfg.clip_range, cfg.beta, cfg.loss_aggregation,
                     policy.max_len, cfg.kl_log_ratio_clip, advantage_mask)
                 policy.optimizer.zero_grad()
@@ -405,6 +417,14 @@ class GRPO(OnPolicyAlgorithm):
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         if hasattr(policy, "log_std"):
             self.logger.record("train/std", float(policy.log_std.detach().exp().mean()))
+
+    def _weighted_advantages(self, advantages: torch.Tensor, kinds: torch.Tensor) -> torch.Tensor:
+        """``(B, M)`` advantages with the anchors' (``kinds != SAMPLED``) multiplied by ``anchor_weight``; the
+        sampled members' unchanged (:attr:`GRPOConfig.anchor_weight`)."""
+        w = self.config.anchor_weight
+        if w == 1.0:
+            return advantages
+        return torch.where(kinds == SAMPLED, advantages, advantages * w)
 
     def learn(self: SelfGRPO, total_timesteps: int, callback: MaybeCallback = None, log_interval: int = 1,
               tb_log_name: str = "GRPO", reset_num_timesteps: bool = True, progress_bar: bool = False) -> SelfGRPO:

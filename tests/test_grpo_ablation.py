@@ -1,0 +1,109 @@
+"""Issue 30's progress-ablation options of anchor-GRPO reach the algorithm: ``anchor_members`` (which of a pair's
+members join the group) and ``anchor_weight`` (the anchors' advantages in the clipped surrogate); the anchor counts
+the pipeline records (``experiments.methods.anchor_stats``); the Hydra options. Small sizes (seconds)."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+import torch
+
+import agents.rl.grpo.grpo as grpo_module
+from agents.rl.env import GroupEnvConfig, make_group_vec_env
+from agents.rl.grpo import GRPO, GRPOConfig
+from agents.rl.grpo.buffer import SAMPLED
+from tests.test_grpo import rear_end  # noqa: F401  (fixture)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    yield
+    gc.collect()
+
+
+def _one_state(scene, pairs, **options) -> GRPO:
+    """GRPO after one env step at the episode's start (on the log at the lead-3 s decision frame: a pair applies)."""
+    env = make_group_vec_env(GroupEnvConfig(source=[scene]), n_envs=1, seed=0)
+    cfg = GRPOConfig(n_steps=1, batch_size=1, n_epochs=1, group_size=4, **options)
+    model = GRPO("MultiInputPolicy", env, cfg, anchor_pairs=pairs, seed=0)
+    model.learn(1)
+    return model
+
+
+def test_anchor_members_choose_the_group_slots(rear_end):  # noqa: F811
+    """``both`` fills slots G (positive) and G + 1 (negative), ``negative`` / ``positive`` one of them; the sampled
+    members are the same draws in all three (the option draws no random numbers)."""
+    scene, pairs = rear_end
+    G = 4
+    slots = {}
+    members = {}
+    for which in ("both", "negative", "positive"):
+        model = _one_state(scene, pairs, anchor_members=which)
+        slots[which] = model.rollout_buffer.valid[0, 0, G:].tolist()
+        members[which] = model.rollout_buffer.members[0, 0, :G]
+        assert model.anchor_states_seen == 1
+    assert slots == {"both": [True, True], "negative": [False, True], "positive": [True, False]}
+    np.testing.assert_array_equal(members["both"], members["negative"])
+    np.testing.assert_array_equal(members["both"], members["positive"])
+
+
+def test_anchor_weight_scales_only_the_anchors_advantages_in_the_loss(rear_end, monkeypatch):  # noqa: F811
+    """The advantages handed to the loss: the anchors' are ``anchor_weight`` x the stored group-relative ones, the
+    sampled members' unchanged; weight 1 (default) hands the stored ones."""
+    scene, pairs = rear_end
+    seen: list[torch.Tensor] = []
+    real = grpo_module.grpo_loss
+
+    def spy(logp, old_logp, ref_logp, advantages, *args, **kwargs):
+        seen.append(advantages.detach().clone())
+        return real(logp, old_logp, ref_logp, advantages, *args, **kwargs)
+
+    monkeypatch.setattr(grpo_module, "grpo_loss", spy)
+    handed = {}
+    for w in (1.0, 0.25, 0.0):
+        seen.clear()
+        model = _one_state(scene, pairs, anchor_weight=w)
+        buf = model.rollout_buffer
+        rows = buf.valid[0, 0]
+        stored = buf.advantages[0, 0][rows]
+        kinds = buf.kinds[0, 0][rows]
+        assert rows.sum() == 6 and np.abs(stored[kinds != SAMPLED]).min() > 0  # both anchors, with an advantage
+        expected = np.where(kinds == SAMPLED, stored, w * stored)
+        np.testing.assert_allclose(seen[0].numpy(), expected, rtol=1e-6)
+        handed[w] = seen[0].numpy()
+    assert not np.allclose(handed[1.0], handed[0.25])
+
+
+def test_anchor_stats_count_the_states_with_anchors(rear_end):  # noqa: F811
+    """The grpo stage's anchor counts (``state.json``): env steps, states with anchors and their share, bank size."""
+    from experiments.methods import anchor_stats
+
+    scene, pairs = rear_end
+    model = _one_state(scene, pairs)
+    stats = anchor_stats(model, "anchor_grpo")
+    assert stats["anchor_grpo_env_steps"] == 1 and stats["anchor_grpo_anchor_states"] == 1
+    assert stats["anchor_grpo_anchor_state_share"] == 1.0 and stats["anchor_grpo_online_anchor_states"] == 0
+    assert stats["anchor_grpo_bank_pairs"] == len({p.pair_id for p in pairs}) and stats["anchor_grpo_online_pairs"] == 0
+
+
+def test_hydra_anchor_ablation_options_reach_the_grpo_config():
+    """``train.grpo.anchor_weight`` / ``train.grpo.anchor_members`` on the command line become the typed
+    GRPOConfig's; the defaults are today's (1, ``both``); bad values name the field."""
+    from hydra import compose, initialize_config_module
+
+    from experiments.run import typed_config
+
+    def typed(*overrides: str):
+        with initialize_config_module(config_module="experiments.conf", version_base=None):
+            return typed_config(compose(config_name="config", overrides=list(overrides)))
+
+    default = typed().train.grpo
+    assert default.anchor_weight == 1.0 and default.anchor_members == "both"
+    chosen = typed("train.grpo.anchor_weight=0.5", "train.grpo.anchor_members=negative").train.grpo
+    assert chosen.anchor_weight == 0.5 and chosen.anchor_members == "negative"
+    with pytest.raises(SystemExit, match="GRPOConfig.anchor_members: expected one of"):
+        typed("train.grpo.anchor_members=all")
+    with pytest.raises(SystemExit, match="GRPOConfig.anchor_weight: expected >= 0"):
+        typed("train.grpo.anchor_weight=-1")
