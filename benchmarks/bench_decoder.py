@@ -229,18 +229,22 @@ def summarize(runs: Sequence[Mapping[str, Any]], ceilings: Mapping[str, Mapping[
     return out
 
 
-def ceiling(train: Any, held: Any) -> dict[str, dict[str, Any]]:
-    """The majority answer and the logistic probe on the VLA's frozen random tower, on the held-out rows."""
+def ceiling(train: Any, held: Mapping[int, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per held-out seed, the majority answer and the logistic probe on the VLA's frozen random tower (fitted once on
+    the training rows), on that seed's held-out rows."""
     from agents.vla.evaluate import _rows, accuracy_report, trivial_baselines
     from benchmarks.bench_readability import Labels, fit_probe, images, label_rows, tower_features
 
-    majority = trivial_baselines(_rows(train), _rows(held))[0]
-    train_rows, held_rows = label_rows(train), label_rows(held)
+    train_rows = label_rows(train)
     labels = Labels.fit(train_rows)
-    predicted, _ = fit_probe(tower_features(images(train)), labels, [r["scene_id"] for r in train_rows],
-                             tower_features(images(held)))
-    probe = accuracy_report("probe", labels.decode(predicted), held_rows)
-    return {"majority": _summary(majority), "probe": _summary(probe)}
+    features = tower_features(images(train))
+    out: dict[str, dict[str, Any]] = {}
+    for seed, rows in held.items():
+        majority = trivial_baselines(_rows(train), _rows(rows))[0]
+        predicted, _ = fit_probe(features, labels, [r["scene_id"] for r in train_rows], tower_features(images(rows)))
+        probe = accuracy_report("probe", labels.decode(predicted), label_rows(rows))
+        out[str(seed)] = {"majority": _summary(majority), "probe": _summary(probe)}
+    return out
 
 
 def _pct(x: float) -> str:
@@ -272,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{args.expert_stride:g} s) prompt state {args.prompt_state}", flush=True)
     out: dict[str, Any] = {"args": vars(args), "runs": [], "ceiling": {}}
     if args.ceiling:
-        out["ceiling"] = {str(s): ceiling(train, t) for s, t in held.items()}
+        out["ceiling"] = ceiling(train, held)
     for seed in _seeds(args.seeds):
         out["runs"].append(train_and_score(args, seed, train, held, pairs))
     out["summary"] = summarize(out["runs"], out["ceiling"])
