@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-state", choices=("none", "ego", "agents"), default="none",
                    help="state block in the prompts of the training and held-out rows (envs.prompt_state)")
     p.add_argument("--prompt-agents", type=int, default=4, help="agents stated with --prompt-state agents")
+    p.add_argument("--blank-seeds", default=None,
+                   help="held-out seeds that also get the blank-BEV pass, comma-separated (default: every --eval-seed; "
+                        "'none': no blank pass)")
+    p.add_argument("--ceiling-only", action="store_true", help="score the majority and the probe only (no SFT run)")
     p.add_argument("--ceiling", action="store_true", help="also score the majority answer and the tower probe")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--cache-dir", default="outputs/sft_cache", help="rendered samples and codebooks")
@@ -193,11 +197,21 @@ def train_and_score(args: argparse.Namespace, seed: int, train: Any, held: Mappi
     with tempfile.TemporaryDirectory(prefix="bench_decoder_") as tmp:
         result = train_sft(policy, SFTDataset(train, args.mode), tmp, config)
     seconds = time.perf_counter() - t0
+    blank = blank_seeds(args)
     scores = {str(s): {"real": _summary(language_accuracy(policy, rows)[0]),
-                       "blank": _summary(language_accuracy(policy, rows, blank_bev=True)[0])}
+                       "blank": (_summary(language_accuracy(policy, rows, blank_bev=True)[0]) if s in blank else None)}
               for s, rows in held.items()}
     return {"seed": seed, "train_seconds": seconds, "examples": len(SFTDataset(train, args.mode)),
             "final_loss": result.losses[-1][1], "eval": scores}
+
+
+def blank_seeds(args: argparse.Namespace) -> set[int]:
+    """The held-out seeds scored with a blank BEV too (``--blank-seeds``; default: every ``--eval-seed``)."""
+    if args.blank_seeds is None:
+        return set(_seeds(args.eval_seed, "--eval-seed"))
+    if str(args.blank_seeds).strip().lower() == "none":
+        return set()
+    return set(_seeds(args.blank_seeds, "--blank-seeds"))
 
 
 def codebook_scenes(args: argparse.Namespace) -> int:
@@ -219,7 +233,8 @@ def summarize(runs: Sequence[Mapping[str, Any]], ceilings: Mapping[str, Mapping[
         row: dict[str, Any] = {}
         for view in ("real", "blank"):
             for metric in ("language", "risk"):
-                row[f"{view}_{metric}"] = float(np.nanmean([r["eval"][seed][view][metric] for r in runs]))
+                values = [r["eval"][seed][view][metric] for r in runs if r["eval"][seed][view] is not None]
+                row[f"{view}_{metric}"] = float(np.nanmean(values)) if values else math.nan
         major = ceilings.get(seed, {}).get("majority")
         if major is not None:
             row["language_lead"] = row["real_language"] - major["language"]
@@ -275,9 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{args.label_balance} label-first {args.label_first_steps} expert frames {args.expert_frames} (stride "
           f"{args.expert_stride:g} s) prompt state {args.prompt_state}", flush=True)
     out: dict[str, Any] = {"args": vars(args), "runs": [], "ceiling": {}}
-    if args.ceiling:
+    if args.ceiling or args.ceiling_only:
         out["ceiling"] = ceiling(train, held)
-    for seed in _seeds(args.seeds):
+    for seed in ([] if args.ceiling_only else _seeds(args.seeds)):
         out["runs"].append(train_and_score(args, seed, train, held, pairs))
     out["summary"] = summarize(out["runs"], out["ceiling"])
     for s in held:
@@ -289,7 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             e = run["eval"][str(s)]
             print(_row(f"seed {run['seed']}", e["real"], e["blank"],
                        f"   ({run['train_seconds']:.0f} s, loss {run['final_loss']:.3f})"))
-        m = out["summary"][str(s)]
+        m = out["summary"].get(str(s))
+        if m is None:
+            continue
         lead = (f"; lead over the majority: language {100 * m['language_lead']:+.1f}, risk {100 * m['risk_lead']:+.1f}"
                 f", mean {100 * m['lead']:+.1f}") if "lead" in m else ""
         print(f"mean over run seeds: language {_pct(m['real_language'])} risk {_pct(m['real_risk'])} (blank BEV "
