@@ -138,13 +138,30 @@ def world_v2_sources(train_scenes: int, train_seed: int, eval_scenes: int, eval_
     return train, held, samples
 
 
+def mined_pairs(source: Any, cache_dir: str) -> list:
+    """The default miner's anchor pairs of ``source`` (:func:`agents.vla.evaluate.heldout_pairs`), cached in
+    ``cache_dir`` as ``pairs-<hash of the source description>.parquet`` so that every lever's call reuses them (the
+    description names every bank option; clear the folder after changing the miner)."""
+    import hashlib
+
+    from agents.vla.evaluate import heldout_pairs
+    from counterfactual.dataset import load_anchor_pairs, write_anchor_pairs
+
+    path = Path(cache_dir) / f"pairs-{hashlib.sha1(str(source.description).encode()).hexdigest()[:16]}.parquet"
+    if path.is_file():
+        return load_anchor_pairs(path)
+    pairs = heldout_pairs(source, None, progress=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_anchor_pairs(pairs, path)
+    return pairs
+
+
 def tables(args: argparse.Namespace) -> tuple[Any, dict[int, Any], list]:
     """``(training rows, {held-out seed: held-out rows}, training pairs)``: rendered sample tables (cached in
     ``--cache-dir``). ``--env bank``: the default bank and sample settings; ``--env world_v2``: the preset's sources
     and sample settings (:func:`world_v2_sources`). Held-out rows always use the default expert frames and stride
     (only the training rows take ``--expert-frames`` / ``--expert-stride``); both take ``--prompt-state``."""
     from agents.sft.data import SampleConfig, load_or_build_samples
-    from agents.vla.evaluate import heldout_pairs
     from benchmarks.bench_readability import split_table
     from envs.scenes.sources import open_source
 
@@ -156,13 +173,13 @@ def tables(args: argparse.Namespace) -> tuple[Any, dict[int, Any], list]:
             train_source, held_source, base = world_v2_sources(args.train_scenes, args.train_seed, args.eval_scenes,
                                                                seed)
             base = dataclasses.replace(base, observation=dataclasses.replace(base.observation, **state))
-            held[seed] = load_or_build_samples(held_source, heldout_pairs(held_source, None, progress=False),
+            held[seed] = load_or_build_samples(held_source, mined_pairs(held_source, args.cache_dir),
                                                args.cache_dir, base, progress=False)
     else:
         train_source = open_source("bank", num_scenes=args.train_scenes, seed=args.train_seed)
         base = SampleConfig(observation=dataclasses.replace(SampleConfig().observation, **state))
         held = {seed: split_table(args.eval_scenes, seed, args.cache_dir, **state) for seed in eval_seeds}
-    pairs = heldout_pairs(train_source, None, progress=False)
+    pairs = mined_pairs(train_source, args.cache_dir)
     samples = dataclasses.replace(base, expert_frames_per_scene=args.expert_frames, expert_stride_s=args.expert_stride)
     train = load_or_build_samples(train_source, pairs, args.cache_dir, samples, progress=False)
     return train, held, pairs

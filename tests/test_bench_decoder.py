@@ -69,3 +69,18 @@ def test_summary_means_over_run_seeds_and_leads_over_the_majority():
     assert row["language_lead"] == pytest.approx(0.05) and row["risk_lead"] == pytest.approx(0.2)
     assert row["lead"] == pytest.approx(0.125)
     assert "lead" not in summarize(runs, {})["4242"]
+
+
+def test_mined_pairs_are_cached_and_the_same(tmp_path, monkeypatch):
+    """The second call reads the cached pairs (the miner is not run again) and they key the same rendered rows."""
+    import agents.vla.evaluate as evaluate
+    from agents.sft.data import cache_key
+    from benchmarks.bench_decoder import mined_pairs
+
+    train, _, samples = world_v2_sources(3, 0, 2, 4242)
+    first = mined_pairs(train, str(tmp_path))
+    assert first and len(list(tmp_path.glob("pairs-*.parquet"))) == 1
+    monkeypatch.setattr(evaluate, "heldout_pairs", lambda *a, **k: pytest.fail("mined again"))
+    again = mined_pairs(train, str(tmp_path))
+    origins = [train.origin(i) for i in range(len(train))]
+    assert cache_key(origins, again, samples) == cache_key(origins, first, samples)
