@@ -1,9 +1,18 @@
 """Does the VLA's decoder read its image? Label accuracy of SFT levers on a held-out bank seed (issue #29).
 
-``python -m benchmarks.bench_decoder [--train-scenes 120 --train-seed 0] [--eval-scenes 48 --eval-seed 3737]
-[--seeds 0,1] [--mode positive] [--max-steps 800] [--lr 1e-3] [--aux-weight 0 --aux-position image]
-[--expert-frames 4 --expert-stride 1] [--prompt-state none|ego|agents [--prompt-agents 4]] [--ceiling]
+``python -m benchmarks.bench_decoder [--env bank|world_v2] [--train-scenes 120 --train-seed 0] [--eval-scenes 48
+--eval-seed 3737[,SEED...]] [--blank-seeds SEEDS|none] [--seeds 0,1] [--mode positive] [--max-steps 800] [--lr 1e-3]
+[--aux-weight 0 --aux-position image] [--label-balance none|hazard|risk] [--label-first-steps 0]
+[--expert-frames 4 --expert-stride 1] [--prompt-state none|ego|agents [--prompt-agents 4]] [--ceiling | --ceiling-only]
 [--out result.json] [--threads 1] [--cache-dir outputs/sft_cache]``
+
+``--env world_v2``: the training and held-out splits are the ``env=world_v2`` preset's (outcome-varied bank on the
+road families, held-out scenes on every family, ``hazard_dense`` decisions, the VLA agent's observation), built by
+the pipeline's own builder (:func:`world_v2_sources`); ``--eval-seed A,B,...`` scores every run on each held-out seed
+(each with its own majority / probe rows under ``--ceiling``) and prints the mean over run seeds and its lead over the
+majority; ``--blank-seeds`` limits the blank-BEV pass to some of them. Mined anchor pairs are cached in
+``--cache-dir`` (:func:`mined_pairs`). Measured on world v2: ``docs/vla.md``, "World v2: SFT levers on a tuning seed
+and two new held-out seeds".
 
 One lever setting per call, trained once per ``--seeds`` entry (model initialisation and data order) with the
 project's SFT (:func:`agents.sft.trainer.train_sft`, default :class:`agents.vla.model.VLAConfig` model, codebook
