@@ -11,8 +11,11 @@ road families, held-out scenes on every family, ``hazard_dense`` decisions, the 
 the pipeline's own builder (:func:`world_v2_sources`); ``--eval-seed A,B,...`` scores every run on each held-out seed
 (each with its own majority / probe rows under ``--ceiling``) and prints the mean over run seeds and its lead over the
 majority; ``--blank-seeds`` limits the blank-BEV pass to some of them. Mined anchor pairs are cached in
-``--cache-dir`` (:func:`mined_pairs`). Measured on world v2: ``docs/vla.md``, "World v2: SFT levers on a tuning seed
-and two new held-out seeds".
+``--cache-dir`` (:func:`mined_pairs`). Measured on world v2 (SYNTHETIC; 120 training scenes of seed 0, 48 held-out
+scenes per seed, 250 steps; full table and commands in ``docs/vla.md``, "World v2: SFT levers on a tuning seed and two
+new held-out seeds"): the preset's SFT, 3 run seeds, language / risk 37.4 / 47.1 on seed 9191 and 35.4 / 41.0 on 9393
+against the majority's 64.9 / 43.0 and 62.5 / 40.7; ``--prompt-state agents`` (chosen on tuning seed 4242 over the
+image aux head and ``--label-balance risk``) 44.4 / 46.4 and 45.6 / 38.9: closer to the majority, not above it.
 
 One lever setting per call, trained once per ``--seeds`` entry (model initialisation and data order) with the
 project's SFT (:func:`agents.sft.trainer.train_sft`, default :class:`agents.vla.model.VLAConfig` model, codebook
