@@ -274,8 +274,8 @@ def summarize(runs: Sequence[Mapping[str, Any]], ceilings: Mapping[str, Mapping[
 
 
 def ceiling(train: Any, held: Mapping[int, Any]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per held-out seed, the majority answer and the logistic probe on the VLA's frozen random tower (fitted once on
-    the training rows), on that seed's held-out rows."""
+    """Per held-out seed, the majority answer and the logistic probe on the VLA's frozen random tower (the training
+    rows' tower features computed once; the probe, deterministic, refitted on them per seed), on that seed's rows."""
     from agents.vla.evaluate import _rows, accuracy_report, trivial_baselines
     from benchmarks.bench_readability import Labels, fit_probe, images, label_rows, tower_features
 
