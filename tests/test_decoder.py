@@ -154,5 +154,7 @@ def test_bench_decoder_smoke(tmp_path, capsys):
                  "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     (run,) = result["runs"]
-    assert set(run) >= {"real", "blank", "train_seconds"} and set(run["real"]["fields"]) == set(LABEL_COLUMNS)
+    assert set(run) >= {"eval", "train_seconds"} and set(run["eval"]) == {"3737"}
+    assert set(run["eval"]["3737"]) == {"real", "blank"}
+    assert set(run["eval"]["3737"]["real"]["fields"]) == set(LABEL_COLUMNS)
     assert "seed 0" in capsys.readouterr().out
