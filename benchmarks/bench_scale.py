@@ -30,7 +30,32 @@ loop, the envs' work and the calls' (de)serialisation; ``in step``: the busiest 
 envs' steps; ``bg ms``: the other threads, Ray's, of the driver and the busiest worker, whose CPU grows with the time
 a worker waits) and whole processes.
 
-**Several envs per worker (2026-12-07, this branch), NOT on a quiet machine**: the 2 cores were shared with other
+**Several envs per worker, quiet machine** (2026-12-07 04:56 UTC, load average 0.7, nothing else running, the
+default command at commit f9e0a8a; 1 m 51 s)::
+
+    rollouts: 2 Ray workers x 8 envs == DummyVecEnv over the same 16 envs (same seeds and actions, 40 steps): True
+    rollouts, plain env steps, SYNTHETIC bank, state view:
+                         env steps/s  steps  episodes  driver ms  worker ms  in step  bg ms  CPU-path steps/s  (processes)
+      DummyVecEnv, 8 envs      322.0   3224       375      24.82       0.00     0.00   0.07             322.3        321.5
+      Ray 1 worker x 8         249.8   2504       291       1.25      29.67    14.09   1.35             258.7        247.9
+      Ray 2 workers x 8        326.4   3264       381       1.58      36.57    20.12   1.91             419.4        399.5
+      speed-up: wall clock 1.31x, CPU critical path 1.62x main threads, 1.61x processes (target >= 1.7x)
+    rollouts, GRPO steps (score a group of 8, step):
+      DummyVecEnv, 8 envs      310.9   3112       377      25.69       0.00     0.00   0.06             311.4        310.7
+      Ray 1 worker x 8         193.8   1944       233       2.81      36.58    16.38   2.41             203.1        191.4
+      Ray 2 workers x 8        274.8   2752       331       3.74      42.00    20.84   3.21             349.8        326.9
+      speed-up: wall clock 1.42x, CPU critical path 1.72x main threads, 1.71x processes (target >= 1.7x)
+    mining 96 scenes (219 pairs): serial 16.34 scenes/s, 2 Ray workers 23.04 (12 shards): wall 1.41x, CPU critical
+    path 1.47x; pairs equal: True
+
+Mining alone right after (``--skip-rollouts``): guided shards 1.64x wall (CPU critical path 1.70x), ``--shard-size
+8`` 1.66x (1.75x). **Target (>= 1.7x wall) not met**: with 8 envs per worker the driver's share is small (1.3-1.6 ms
+per vector step), but a worker's CPU per vector step grows from 29.7 ms alone to 36.6 ms beside a second worker
+(and 8 envs in one process step at 322/s where one env stepped at 553/s): the two processes slow each other on this
+2-core machine (caches / memory bandwidth; not verified further). Workers also compute the infos' deferred reward
+terms when pickling them (work an in-process env skips).
+
+**Several envs per worker (2026-12-07, before the quiet run), NOT on a quiet machine**: the 2 cores were shared with other
 engineers' runs (three ``bench_ppo`` runs, pipeline runs, test suites: load average 14-19 throughout), so our
 processes got a small, varying share of the cores. The wall-clock ratios below say nothing about Ray here, and even
 the CPU times swing by 20-30 % between runs of the same configuration (cache and memory contention): the
