@@ -65,13 +65,20 @@ from envs.wrappers import NormalizedTrajectoryAction, kinematic_trajectories
 
 
 class SB3Policy(Policy):
-    """A trained SB3 model on normalised actions, as a :class:`~agents.base.Policy` (deterministic)."""
+    """A trained SB3 model on normalised actions, as a :class:`~agents.base.Policy` (deterministic); with
+    ``normalizer`` (the training run's SB3 ``VecNormalize``, ``--normalize-obs``) each observation is first scaled by
+    its frozen running statistics (``normalizer.training`` is set ``False``: evaluation never updates them)."""
 
-    def __init__(self, model, wrapper: NormalizedTrajectoryAction, name: str = "ppo") -> None:
-        self.model, self.wrapper, self.name = model, wrapper, name
+    def __init__(self, model, wrapper: NormalizedTrajectoryAction, name: str = "ppo", normalizer=None) -> None:
+        self.model, self.wrapper, self.name, self.normalizer = model, wrapper, name, normalizer
+        if normalizer is not None:
+            normalizer.training = False
 
     def act(self, inp: PolicyInput) -> np.ndarray:
-        action, _ = self.model.predict(dict(inp.observation), deterministic=True)
+        obs = dict(inp.observation)
+        if self.normalizer is not None:
+            obs = self.normalizer.normalize_obs(obs)
+        action, _ = self.model.predict(obs, deterministic=True)
         return kinematic_trajectories(action, self.wrapper.max_speed, self.wrapper.max_yaw_rate).astype(np.float32)
 
 
@@ -115,6 +122,17 @@ def env_config(args: argparse.Namespace) -> EnvConfig:
                      prompt_state=args.prompt_state, prompt_agents=args.prompt_agents)
 
 
+def make_normalizer(env: NormalizedTrajectoryAction):
+    """SB3's ``VecNormalize`` over ``env`` (in a ``DummyVecEnv``): observation normalisation only
+    (``norm_obs=True, norm_reward=False``, SB3's other defaults: clip 10, epsilon 1e-8), on every ``Box`` entry of the
+    Dict observation (``command`` is ``Discrete``: SB3 normalises only Boxes; it is one-hot encoded as before)."""
+    from gymnasium import spaces
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    keys = [k for k, s in env.observation_space.spaces.items() if isinstance(s, spaces.Box)]
+    return VecNormalize(DummyVecEnv([lambda: env]), norm_obs=True, norm_reward=False, norm_obs_keys=keys)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The benchmark's command line (module docstring)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -130,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the ego's velocity, or also the K nearest visible agents (K, 6)")
     p.add_argument("--prompt-agents", type=int, default=EnvConfig().prompt_agents,
                    help="K, the agents in the observation with --prompt-state agents (EnvConfig.prompt_agents)")
+    p.add_argument("--normalize-obs", action="store_true",
+                   help="train on SB3's VecNormalize(norm_obs=True, norm_reward=False) over the Box entries "
+                        "(running mean / std, clipped at 10) and evaluate with the frozen statistics (default off)")
     p.add_argument("--train-scenes", type=int, default=64)
     p.add_argument("--train-bank-seed", "--train-seed", dest="train_seed", type=int, default=1000,
                    help="bank seed of the training scenes")
@@ -179,7 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         def _on_step(self) -> bool:
             return time.monotonic() < self.deadline
 
-    model = PPO("MultiInputPolicy", train_env, n_steps=args.n_steps, seed=args.seed, device="cpu", verbose=0)
+    normalizer = make_normalizer(train_env) if args.normalize_obs else None
+    model = PPO("MultiInputPolicy", train_env if normalizer is None else normalizer, n_steps=args.n_steps, seed=args.seed, device="cpu", verbose=0)
     start = time.perf_counter()
     if args.steps is not None:  # whole rollouts: the first multiple of n_steps >= --steps
         model.learn(total_timesteps=args.steps, progress_bar=False)
@@ -189,7 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         model.learn(total_timesteps=10**9, callback=Clock(60.0 * minutes), progress_bar=False)
         budget = f"--minutes {minutes:g}"
     wall = time.perf_counter() - start
-    observed = args.prompt_state + (f" (K = {args.prompt_agents})" if args.prompt_state == "agents" else "")
+    observed = (args.prompt_state + (f" (K = {args.prompt_agents})" if args.prompt_state == "agents" else "")
+                + (" normalised (VecNormalize)" if normalizer is not None else ""))
     print(f"PPO (SB3 defaults, MultiInputPolicy, n_steps {args.n_steps}, RL seed {args.seed}): "
           f"{model.num_timesteps} env steps in {wall:.0f} s ({budget}), prompt state {observed}, "
           f"reward {args.reward_kind} ({args.reward_score}, min_speed_penalty {args.min_speed_penalty}), "
@@ -197,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     eval_env = ReplayEnv(ScenarioBank(args.eval_scenes, seed=args.eval_seed), "closed_loop",
                          dataclasses.replace(config))
-    policies = [SB3Policy(model, train_env)] + [make_baseline(n) for n in
+    policies = [SB3Policy(model, train_env, normalizer=normalizer)] + [make_baseline(n) for n in
                                                 ("stand_still", "brake_to_stop", "constant_velocity",
                                                  "pdm_closed_like", "safe_oracle")]
     print(f"closed loop on {args.eval_scenes} held-out SYNTHETIC scenes (bank seed {args.eval_seed}, reset seeds "
