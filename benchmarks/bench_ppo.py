@@ -9,6 +9,7 @@ then evaluates it closed loop on held-out scenes (another bank seed) beside the 
     python -m benchmarks.bench_ppo --minutes 5 --reward-kind score                    # the SP-PDMS score per step
     python -m benchmarks.bench_ppo --minutes 5 --reward-kind score --reward-score pdms  # NAVSIM's EP: stand still
     python -m benchmarks.bench_ppo --steps 42000 --prompt-state agents                # the agents in its observation
+    python -m benchmarks.bench_ppo --steps 42000 --prompt-state agents --normalize-obs  # ... normalised (VecNormalize)
 
 Budget: ``--minutes M`` (default 5) stops on the clock (the rollout in progress then is not trained on), so the env
 steps PPO gets depend on the machine's load; ``--steps N`` instead trains whole rollouts up to the first multiple of
@@ -22,6 +23,14 @@ everywhere; ``ego`` adds the ego's body-frame velocity; ``agents`` adds the ``--
 agents visible in the default BEV's extent as a ``(K, 6)`` array (valid, class, ego-frame position [m], velocity
 relative to the ego [m/s]; :mod:`envs.prompt_state`), which SB3's ``CombinedExtractor`` flattens beside the other
 entries.
+
+``--normalize-obs`` (default off): PPO trains on SB3's standard ``VecNormalize(norm_obs=True, norm_reward=False)``
+(SB3's other defaults: running mean / variance per entry and element, clip at 10) over every ``Box`` entry of the
+observation (``ego_state``, ``history``, ``ego_velocity``, ``agents``; ``command`` is ``Discrete`` and stays one-hot),
+and the evaluation scales each observation with the statistics frozen at the end of training (``training=False``).
+Chosen over a fixed scaling of the agents array because it is SB3's one standard way, scales every entry alike (the
+ego state and past poses too) and needs no hand-picked ranges; the reward is not normalised, so returns compare with
+the runs without it.
 
 Measured (2026-12-07, fd640c9; ``--steps 42000 --prompt-state {none,agents}``, 43,008 env steps each, three runs in
 parallel on a 2-core machine at load average 14-19, 1,036-1,238 s of training; RC / collision %, episodes ending in
