@@ -42,6 +42,15 @@ the road more often and lower its return; with either observation PPO beats stan
 velocity on collisions on the last two seed sets only, so the default stays ``none`` (README, "PPO with the agents in
 its observation").
 
+Re-measured at dd35b5a (2026-12-07, after the progress reward was capped at the route completion, b6a6fe3, so the
+returns above do not compare; ``--steps 42000``, 43,008 env steps each, two runs at a time on the 2-core machine beside
+another engineer's CI run, 158-267 s of training; RC / collision %, episodes ending in collision / off road of 24),
+seed sets as above: none 63.8 / 29.2 (7 / 2), 54.1 / 25.0 (6 / 2), 74.6 / 29.2 (7 / 1); agents 58.1 / 29.2 (7 / 3),
+49.9 / 25.0 (6 / 9), 62.2 / 37.5 (9 / 5); agents ``--normalize-obs`` 64.9 / 33.3 (8 / 2), 54.5 / 33.3 (8 / 6),
+68.9 / 25.0 (6 / 1), returns -0.27 / -0.47 / -0.10 against -0.29 / -0.52 / -0.46 unnormalised and -0.21 / -0.18 /
+-0.12 for none. Normalising cuts the agents' off-road endings and raises their RC and return on every seed set, but
+does not beat the state-only observation (one RL seed each), so both defaults stay (README).
+
 Columns: route completion RC, collision rate, driving score DS (means over episodes), mean speed [m/s] over driven
 frames, share of stopped frames, the mean return, and how the episodes ended (counts of the env's
 ``info["termination_reason"]``: ``collision``, ``offroad``, ``time_limit`` = the log ran out, ``route_end``): a
