@@ -9,6 +9,7 @@ then evaluates it closed loop on held-out scenes (another bank seed) beside the 
     python -m benchmarks.bench_ppo --minutes 5 --reward-kind score                    # the SP-PDMS score per step
     python -m benchmarks.bench_ppo --minutes 5 --reward-kind score --reward-score pdms  # NAVSIM's EP: stand still
     python -m benchmarks.bench_ppo --steps 42000 --prompt-state agents                # the agents in its observation
+    python -m benchmarks.bench_ppo --steps 42000 --prompt-state agents --normalize-obs  # ... normalised (VecNormalize)
 
 Budget: ``--minutes M`` (default 5) stops on the clock (the rollout in progress then is not trained on), so the env
 steps PPO gets depend on the machine's load; ``--steps N`` instead trains whole rollouts up to the first multiple of
@@ -23,6 +24,14 @@ agents visible in the default BEV's extent as a ``(K, 6)`` array (valid, class, 
 relative to the ego [m/s]; :mod:`envs.prompt_state`), which SB3's ``CombinedExtractor`` flattens beside the other
 entries.
 
+``--normalize-obs`` (default off): PPO trains on SB3's standard ``VecNormalize(norm_obs=True, norm_reward=False)``
+(SB3's other defaults: running mean / variance per entry and element, clip at 10) over every ``Box`` entry of the
+observation (``ego_state``, ``history``, ``ego_velocity``, ``agents``; ``command`` is ``Discrete`` and stays one-hot),
+and the evaluation scales each observation with the statistics frozen at the end of training (``training=False``).
+Chosen over a fixed scaling of the agents array because it is SB3's one standard way, scales every entry alike (the
+ego state and past poses too) and needs no hand-picked ranges; the reward is not normalised, so returns compare with
+the runs without it.
+
 Measured (2026-12-07, fd640c9; ``--steps 42000 --prompt-state {none,agents}``, 43,008 env steps each, three runs in
 parallel on a 2-core machine at load average 14-19, 1,036-1,238 s of training; RC / collision %, episodes ending in
 collision / off road of 24): seeds ``--train-bank-seed 1000 --eval-bank-seed 2000 --rl-seed 0``: none 48.8 / 45.8
@@ -32,6 +41,15 @@ constant velocity collisions 29.2 / 45.8 / 45.8%. The agents lower PPO's collisi
 the road more often and lower its return; with either observation PPO beats standing still on route and constant
 velocity on collisions on the last two seed sets only, so the default stays ``none`` (README, "PPO with the agents in
 its observation").
+
+Re-measured at dd35b5a (2026-12-07, after the progress reward was capped at the route completion, b6a6fe3, so the
+returns above do not compare; ``--steps 42000``, 43,008 env steps each, two runs at a time on the 2-core machine beside
+another engineer's CI run, 158-267 s of training; RC / collision %, episodes ending in collision / off road of 24),
+seed sets as above: none 63.8 / 29.2 (7 / 2), 54.1 / 25.0 (6 / 2), 74.6 / 29.2 (7 / 1); agents 58.1 / 29.2 (7 / 3),
+49.9 / 25.0 (6 / 9), 62.2 / 37.5 (9 / 5); agents ``--normalize-obs`` 64.9 / 33.3 (8 / 2), 54.5 / 33.3 (8 / 6),
+68.9 / 25.0 (6 / 1), returns -0.27 / -0.47 / -0.10 against -0.29 / -0.52 / -0.46 unnormalised and -0.21 / -0.18 /
+-0.12 for none. Normalising cuts the agents' off-road endings and raises their RC and return on every seed set, but
+does not beat the state-only observation (one RL seed each), so both defaults stay (README).
 
 Columns: route completion RC, collision rate, driving score DS (means over episodes), mean speed [m/s] over driven
 frames, share of stopped frames, the mean return, and how the episodes ended (counts of the env's
@@ -65,13 +83,20 @@ from envs.wrappers import NormalizedTrajectoryAction, kinematic_trajectories
 
 
 class SB3Policy(Policy):
-    """A trained SB3 model on normalised actions, as a :class:`~agents.base.Policy` (deterministic)."""
+    """A trained SB3 model on normalised actions, as a :class:`~agents.base.Policy` (deterministic); with
+    ``normalizer`` (the training run's SB3 ``VecNormalize``, ``--normalize-obs``) each observation is first scaled by
+    its frozen running statistics (``normalizer.training`` is set ``False``: evaluation never updates them)."""
 
-    def __init__(self, model, wrapper: NormalizedTrajectoryAction, name: str = "ppo") -> None:
-        self.model, self.wrapper, self.name = model, wrapper, name
+    def __init__(self, model, wrapper: NormalizedTrajectoryAction, name: str = "ppo", normalizer=None) -> None:
+        self.model, self.wrapper, self.name, self.normalizer = model, wrapper, name, normalizer
+        if normalizer is not None:
+            normalizer.training = False
 
     def act(self, inp: PolicyInput) -> np.ndarray:
-        action, _ = self.model.predict(dict(inp.observation), deterministic=True)
+        obs = dict(inp.observation)
+        if self.normalizer is not None:
+            obs = self.normalizer.normalize_obs(obs)
+        action, _ = self.model.predict(obs, deterministic=True)
         return kinematic_trajectories(action, self.wrapper.max_speed, self.wrapper.max_yaw_rate).astype(np.float32)
 
 
@@ -115,6 +140,17 @@ def env_config(args: argparse.Namespace) -> EnvConfig:
                      prompt_state=args.prompt_state, prompt_agents=args.prompt_agents)
 
 
+def make_normalizer(env: NormalizedTrajectoryAction):
+    """SB3's ``VecNormalize`` over ``env`` (in a ``DummyVecEnv``): observation normalisation only
+    (``norm_obs=True, norm_reward=False``, SB3's other defaults: clip 10, epsilon 1e-8), on every ``Box`` entry of the
+    Dict observation (``command`` is ``Discrete``: SB3 normalises only Boxes; it is one-hot encoded as before)."""
+    from gymnasium import spaces
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    keys = [k for k, s in env.observation_space.spaces.items() if isinstance(s, spaces.Box)]
+    return VecNormalize(DummyVecEnv([lambda: env]), norm_obs=True, norm_reward=False, norm_obs_keys=keys)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The benchmark's command line (module docstring)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -130,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the ego's velocity, or also the K nearest visible agents (K, 6)")
     p.add_argument("--prompt-agents", type=int, default=EnvConfig().prompt_agents,
                    help="K, the agents in the observation with --prompt-state agents (EnvConfig.prompt_agents)")
+    p.add_argument("--normalize-obs", action="store_true",
+                   help="train on SB3's VecNormalize(norm_obs=True, norm_reward=False) over the Box entries "
+                        "(running mean / std, clipped at 10) and evaluate with the frozen statistics (default off)")
     p.add_argument("--train-scenes", type=int, default=64)
     p.add_argument("--train-bank-seed", "--train-seed", dest="train_seed", type=int, default=1000,
                    help="bank seed of the training scenes")
@@ -179,7 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         def _on_step(self) -> bool:
             return time.monotonic() < self.deadline
 
-    model = PPO("MultiInputPolicy", train_env, n_steps=args.n_steps, seed=args.seed, device="cpu", verbose=0)
+    normalizer = make_normalizer(train_env) if args.normalize_obs else None
+    model = PPO("MultiInputPolicy", train_env if normalizer is None else normalizer, n_steps=args.n_steps, seed=args.seed, device="cpu", verbose=0)
     start = time.perf_counter()
     if args.steps is not None:  # whole rollouts: the first multiple of n_steps >= --steps
         model.learn(total_timesteps=args.steps, progress_bar=False)
@@ -189,7 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         model.learn(total_timesteps=10**9, callback=Clock(60.0 * minutes), progress_bar=False)
         budget = f"--minutes {minutes:g}"
     wall = time.perf_counter() - start
-    observed = args.prompt_state + (f" (K = {args.prompt_agents})" if args.prompt_state == "agents" else "")
+    observed = (args.prompt_state + (f" (K = {args.prompt_agents})" if args.prompt_state == "agents" else "")
+                + (" normalised (VecNormalize)" if normalizer is not None else ""))
     print(f"PPO (SB3 defaults, MultiInputPolicy, n_steps {args.n_steps}, RL seed {args.seed}): "
           f"{model.num_timesteps} env steps in {wall:.0f} s ({budget}), prompt state {observed}, "
           f"reward {args.reward_kind} ({args.reward_score}, min_speed_penalty {args.min_speed_penalty}), "
@@ -197,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     eval_env = ReplayEnv(ScenarioBank(args.eval_scenes, seed=args.eval_seed), "closed_loop",
                          dataclasses.replace(config))
-    policies = [SB3Policy(model, train_env)] + [make_baseline(n) for n in
+    policies = [SB3Policy(model, train_env, normalizer=normalizer)] + [make_baseline(n) for n in
                                                 ("stand_still", "brake_to_stop", "constant_velocity",
                                                  "pdm_closed_like", "safe_oracle")]
     print(f"closed loop on {args.eval_scenes} held-out SYNTHETIC scenes (bank seed {args.eval_seed}, reset seeds "

@@ -39,6 +39,56 @@ def test_steps_budget_trains_whole_rollouts_and_prints_the_table(capsys, one_tor
         assert sum(int(c) for c in cells[6:10]) == 1, (name, cells)  # one episode, one termination reason
 
 
+def test_normalize_obs_trains_on_vecnormalize_and_evaluates_with_its_frozen_statistics(monkeypatch, capsys,
+                                                                                        one_torch_thread):
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    made: list[bench.SB3Policy] = []
+    calls: list[bool] = []  # VecNormalize.training at each normalize_obs call
+    normalize = VecNormalize.normalize_obs
+
+    class Recorded(bench.SB3Policy):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    def spy(self, obs):
+        calls.append(self.training)
+        return normalize(self, obs)
+
+    monkeypatch.setattr(bench, "SB3Policy", Recorded)
+    monkeypatch.setattr(VecNormalize, "normalize_obs", spy)
+    assert bench.main([*TINY, "--steps", "128", "--normalize-obs", "--prompt-state", "agents"]) == 0
+    out = capsys.readouterr().out
+    assert " 128 env steps in " in _head(out) and "normalised (VecNormalize)" in _head(out)
+    (policy,) = made
+    norm = policy.normalizer
+    assert isinstance(norm, VecNormalize) and norm.norm_obs and not norm.norm_reward and not norm.training
+    assert policy.model.get_env() is norm  # PPO trained on the normalised env
+    assert set(norm.norm_obs_keys) == {"ego_state", "history", "ego_velocity", "agents"}  # Boxes, not command
+    assert norm.obs_rms["agents"].count > 128  # statistics from the training rollouts
+    trained, evaluated = calls.count(True), calls.count(False)
+    assert trained >= 128 and evaluated >= 1  # every evaluation step of the ppo row went through the normaliser
+    # evaluation uses the frozen statistics: they do not move, and the action is the one for the normalised obs
+    env = ReplayEnv(ScenarioBank(2, seed=1000), "closed_loop", bench.env_config(
+        bench.build_parser().parse_args(["--prompt-state", "agents"])))
+    obs, info = env.reset(seed=0, options={"scene_index": 1})
+    mean = norm.obs_rms["agents"].mean.copy()
+    from agents.base import policy_input
+
+    got = policy.act(policy_input(env, obs, info, policy.requires_privileged))
+    np.testing.assert_array_equal(norm.obs_rms["agents"].mean, mean)
+    scaled, _ = policy.model.predict(normalize(norm, dict(obs)), deterministic=True)
+    raw, _ = policy.model.predict(dict(obs), deterministic=True)
+    assert np.allclose(got, bench.kinematic_trajectories(scaled, policy.wrapper.max_speed,
+                                                         policy.wrapper.max_yaw_rate))
+    assert not np.allclose(scaled, raw)  # skipping the normaliser would act differently
+
+
+def test_normalize_obs_is_off_by_default():
+    assert bench.build_parser().parse_args([]).normalize_obs is False
+
+
 def test_budget_options_are_checked():
     with pytest.raises(SystemExit):  # one budget at a time
         bench.main([*TINY, "--steps", "64", "--minutes", "1"])
