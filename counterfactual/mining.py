@@ -225,14 +225,13 @@ def find_risk_moments(scene: Scene, config: MomentConfig = MomentConfig()) -> li
         )
     # near-misses
     colliding = {a for a, _, _ in events} | {a for a, _ in collisions}
-    moving = scene.ego_speeds >= config.min_ego_speed
-    cond = (ttc > 0) & np.isfinite(ttc) & (closing > config.near_miss_closing_speed) & moving[None]
+    # (N, T) frames a near-miss may be seen at: the ego moves and the agent is not behind it (unless include_rear)
+    allowed = np.broadcast_to(scene.ego_speeds >= config.min_ego_speed, ttc.shape)
     if not config.include_rear:
-        cond &= np.abs(_bearing_deg(scene)) <= config.rear_exclusion_deg
+        allowed = allowed & (np.abs(_bearing_deg(scene)) <= config.rear_exclusion_deg)
+    cond = (ttc > 0) & np.isfinite(ttc) & (closing > config.near_miss_closing_speed) & allowed
     if first_contact is not None:
         cond[:, first_contact:] = False
-    behind_ok = np.ones(ttc.shape, dtype=bool) if config.include_rear else \
-        np.abs(_bearing_deg(scene)) <= config.rear_exclusion_deg
     reported: set[int] = set()
     for n in range(scene.num_agents):
         agent = int(scene.agent_ids[n])
@@ -264,8 +263,8 @@ def find_risk_moments(scene: Scene, config: MomentConfig = MomentConfig()) -> li
                 )
             )
     if config.near_miss_gap > 0 and scene.num_agents:
-        moments += _gap_near_misses(scene, config, colliding | reported, moving[None] & behind_ok, first_contact,
-                                    ttc, closing, meta_frame)
+        moments += _gap_near_misses(scene, config, colliding | reported, allowed, first_contact, ttc, closing,
+                                    meta_frame)
     return moments
 
 
