@@ -61,7 +61,7 @@ NO_AGENTS = "no agents in view"
 
 def check_prompt_options(owner: str, prompt_state: Any, prompt_agents: Any) -> None:
     """``ValueError`` naming ``owner.prompt_state`` / ``owner.prompt_agents`` unless they are one of
-    :data:`PROMPT_STATES` and an int >= 1 (the observation's and the CARLA env's configs share the check)."""
+    :data:`PROMPT_STATES` and an int >= 1 (the observation's, the replay and CARLA envs' and the pipeline agents' configs share the check)."""
     if prompt_state not in PROMPT_STATES:
         raise ValueError(f"{owner}.prompt_state: expected one of {PROMPT_STATES}, got {prompt_state!r}")
     if isinstance(prompt_agents, bool) or not isinstance(prompt_agents, (int, np.integer)) or prompt_agents < 1:

@@ -95,7 +95,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs.observation import EgoKinematics, ObservationConfig, Route, build_observation, text_prompt
-from envs.prompt_state import PROMPT_STATES
+from envs.prompt_state import check_prompt_options
 from envs.render import BEVConfig, BEVRenderer
 from envs.configuration import coerce_config
 from envs.sim.metrics import DrivingMetricsConfig, EpisodeMetrics, reference_progress
@@ -208,7 +208,7 @@ class EnvConfig:
             if f.type in ("float", float) and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
                                                or not np.isfinite(value)):
                 raise ValueError(f"EnvConfig.{f.name}: expected a finite number, got {value!r}")
-        for name in ("history_poses", "scene_cache_size", "problem_cache_size", "prompt_agents"):
+        for name in ("history_poses", "scene_cache_size", "problem_cache_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"EnvConfig.{name}: expected an int >= 1, got {value!r}")
@@ -236,8 +236,7 @@ class EnvConfig:
             raise ValueError(
                 f"EnvConfig.pdm.num_poses: the action space has {NUM_POSES} poses, got {self.pdm.num_poses}"
             )
-        if self.prompt_state not in PROMPT_STATES:
-            raise ValueError(f"EnvConfig.prompt_state: expected one of {PROMPT_STATES}, got {self.prompt_state!r}")
+        check_prompt_options("EnvConfig", self.prompt_state, self.prompt_agents)
 
     @property
     def observation(self) -> ObservationConfig:

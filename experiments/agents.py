@@ -52,15 +52,12 @@ class VLAAgentConfig(AgentConfig):
     """Agents stated with ``prompt_state=agents``."""
 
     def __post_init__(self) -> None:
-        from envs.prompt_state import PROMPT_STATES
+        from envs.prompt_state import check_prompt_options
         from envs.render import MOTION_PRESETS
 
         if self.motion not in MOTION_PRESETS:
             raise ValueError(f"agent.motion: expected one of {tuple(MOTION_PRESETS)}, got {self.motion!r}")
-        if self.prompt_state not in PROMPT_STATES:
-            raise ValueError(f"agent.prompt_state: expected one of {PROMPT_STATES}, got {self.prompt_state!r}")
-        if isinstance(self.prompt_agents, bool) or not isinstance(self.prompt_agents, int) or self.prompt_agents < 1:
-            raise ValueError(f"agent.prompt_agents: expected an int >= 1, got {self.prompt_agents!r}")
+        check_prompt_options("agent", self.prompt_state, self.prompt_agents)
         if self.init and getattr(self.model, "vision_init", None):
             raise ValueError(f"agent.model.vision_init={self.model.vision_init!r} with agent.init={self.init!r}: a "
                              "model loaded with agent.init keeps its own vision tower; set one of the two")
