@@ -59,13 +59,17 @@ NO_AGENTS = "no agents in view"
 """What the block says in ``"agents"`` mode when no agent is visible."""
 
 
-def check_prompt_options(owner: str, prompt_state: Any, prompt_agents: Any) -> None:
-    """``ValueError`` naming ``owner.prompt_state`` / ``owner.prompt_agents`` unless they are one of
-    :data:`PROMPT_STATES` and an int >= 1 (the observation's, the replay and CARLA envs' and the pipeline agents' configs share the check)."""
+def check_prompt_options(owner: str, prompt_state: Any, prompt_agents: Any) -> tuple[str, int]:
+    """``(prompt_state, prompt_agents)`` as ``(str, int)``; ``ValueError`` naming ``owner.prompt_state`` /
+    ``owner.prompt_agents`` and the value unless they are one of :data:`PROMPT_STATES` and an int >= 1.
+
+    The one check of these two settings: the observation's, the replay and CARLA envs', the pipeline agents' and the
+    VLA's configs share it (``owner``: the config class, ``"agent"``, or the policy folder's settings file)."""
     if prompt_state not in PROMPT_STATES:
         raise ValueError(f"{owner}.prompt_state: expected one of {PROMPT_STATES}, got {prompt_state!r}")
     if isinstance(prompt_agents, bool) or not isinstance(prompt_agents, (int, np.integer)) or prompt_agents < 1:
         raise ValueError(f"{owner}.prompt_agents: expected an int >= 1, got {prompt_agents!r}")
+    return str(prompt_state), int(prompt_agents)
 
 
 def _round(values: np.ndarray, decimals: int, bound: float) -> np.ndarray:

@@ -159,9 +159,13 @@ def test_prompt_state_round_trips_through_a_policy_folder(tiny_policy, tmp_path)
                                                        if k not in ("prompt_state", "prompt_agents")}))
     assert VLAPolicy.from_pretrained(tmp_path / "p").prompt_state == ("none", 4)
     (tmp_path / "p" / VLA_FILE).write_text(json.dumps({**settings, "prompt_state": "speeds"}))
-    with pytest.raises(ValueError, match=r"safealign_vla.json: prompt_state 'speeds'"):
+    # one validator (envs.prompt_state.check_prompt_options), one message, naming the file / attribute and value
+    with pytest.raises(ValueError, match=r"safealign_vla.json.prompt_state: expected one of .*, got 'speeds'"):
         VLAPolicy.from_pretrained(tmp_path / "p")
-    with pytest.raises(ValueError, match="prompt_agents 0"):
+    (tmp_path / "p" / VLA_FILE).write_text(json.dumps({**settings, "prompt_agents": -2}))
+    with pytest.raises(ValueError, match=r"safealign_vla.json.prompt_agents: expected an int >= 1, got -2"):
+        recorded_prompt_state(tmp_path / "p")
+    with pytest.raises(ValueError, match=r"VLAPolicy.prompt_state.prompt_agents: expected an int >= 1, got 0"):
         tiny_policy.prompt_state = ("agents", 0)
 
 

@@ -44,9 +44,10 @@ from agents.vla.decoding import ActionGrammar, GrammarLogitsProcessor
 from agents.vla.fast_decoding import decode, unsupported_reason
 from agents.vla.format import parse_output, target_text
 from agents.vla.model import VISION_MODULES, VLAConfig, apply_lora, build_model, freeze_modules, load_model
-from agents.vla.processor import VLAProcessor, check_prompt_state, image_of
+from agents.vla.processor import VLAProcessor, image_of
 from agents.vla.tokenizer import TokenizerConfig, build_tokenizer
 from envs.observation import text_prompt
+from envs.prompt_state import check_prompt_options
 from envs.spaces import NUM_POSES
 
 
@@ -227,8 +228,8 @@ class VLAPolicy(Policy):
     @prompt_state.setter
     def prompt_state(self, value: tuple[str, int]) -> None:
         state, agents = value
-        self.processor.prompt_state, self.processor.prompt_agents = check_prompt_state(
-            state, agents, "VLAPolicy.prompt_state")
+        self.processor.prompt_state, self.processor.prompt_agents = check_prompt_options(
+            "VLAPolicy.prompt_state", state, agents)
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write the model (or, for a LoRA model, its adapter), the processor, the codebook and the prompt state

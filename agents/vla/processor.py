@@ -34,6 +34,7 @@ import torch
 from agents.vla.codebook import TrajectoryCodebook
 from agents.vla.format import prompt_text
 from agents.vla.tokenizer import VLATokens, add_vla_tokens
+from envs.prompt_state import check_prompt_options
 
 CODEBOOK_FILE = "action_codebook.npz"
 """Codebook file inside a model / processor folder."""
@@ -48,17 +49,6 @@ DEFAULT_PROMPT_STATE = ("none", 4)
 pretrained VLM's folder): the defaults of :class:`envs.observation.ObservationConfig`."""
 
 
-def check_prompt_state(prompt_state: Any, prompt_agents: Any, where: str) -> tuple[str, int]:
-    """``(prompt_state, prompt_agents)`` validated (``ValueError`` naming ``where`` and the value at fault)."""
-    from envs.prompt_state import PROMPT_STATES
-
-    if prompt_state not in PROMPT_STATES:
-        raise ValueError(f"{where}: prompt_state {prompt_state!r}, expected one of {PROMPT_STATES}")
-    if isinstance(prompt_agents, bool) or not isinstance(prompt_agents, int) or prompt_agents < 1:
-        raise ValueError(f"{where}: prompt_agents {prompt_agents!r}, expected an int >= 1")
-    return str(prompt_state), int(prompt_agents)
-
-
 def recorded_prompt_state(path: str | os.PathLike) -> tuple[str, int]:
     """``(prompt_state, prompt_agents)`` recorded in the policy folder ``path`` (its :data:`VLA_FILE`), without
     loading the model; :data:`DEFAULT_PROMPT_STATE` where the folder records none. ``ValueError`` naming the file
@@ -67,8 +57,8 @@ def recorded_prompt_state(path: str | os.PathLike) -> tuple[str, int]:
     if not path.is_dir():
         raise ValueError(f"{path}: no such model / processor folder")
     settings = json.loads((path / VLA_FILE).read_text()) if (path / VLA_FILE).is_file() else {}
-    return check_prompt_state(settings.get("prompt_state", DEFAULT_PROMPT_STATE[0]),
-                                 settings.get("prompt_agents", DEFAULT_PROMPT_STATE[1]), str(path / VLA_FILE))
+    return check_prompt_options(str(path / VLA_FILE), settings.get("prompt_state", DEFAULT_PROMPT_STATE[0]),
+                                settings.get("prompt_agents", DEFAULT_PROMPT_STATE[1]))
 
 
 def resolve_prompt_state(path: str | os.PathLike, prompt_state: str | None = None,
@@ -134,7 +124,8 @@ class VLAProcessor:
         self.codebook = codebook
         self.max_text_tokens = int(max_text_tokens)
         self.frozen_modules = tuple(str(m) for m in frozen_modules)
-        self.prompt_state, self.prompt_agents = check_prompt_state(prompt_state, prompt_agents, "VLAProcessor")
+        self.prompt_state, self.prompt_agents = check_prompt_options("VLAProcessor", prompt_state,
+                                                                          prompt_agents)
         self.vision_init = None if vision_init is None else str(vision_init)
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"
@@ -222,7 +213,7 @@ class VLAProcessor:
                              "processor (needs .tokenizer and .image_processor)")
         add_vla_tokens(processor.tokenizer, codebook.size)
         limit = max_text_tokens if max_text_tokens is not None else settings.get("max_text_tokens", 48)
-        state = check_prompt_state(settings.get("prompt_state", DEFAULT_PROMPT_STATE[0]),
-                                      settings.get("prompt_agents", DEFAULT_PROMPT_STATE[1]), str(path / VLA_FILE))
+        state = check_prompt_options(str(path / VLA_FILE), settings.get("prompt_state", DEFAULT_PROMPT_STATE[0]),
+                                     settings.get("prompt_agents", DEFAULT_PROMPT_STATE[1]))
         return cls(processor, codebook, int(limit), settings.get("frozen_modules", ()), *state,
                    vision_init=settings.get("vision_init"))
