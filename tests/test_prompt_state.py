@@ -141,6 +141,17 @@ def test_state_prompts_tokenize_without_unknowns(scenes):
     assert len(tokenizer) < 1024 + 16 + 9
 
 
+def test_tokenizer_config_checks_its_prompt_options():
+    from agents.vla.tokenizer import TokenizerConfig
+
+    assert TokenizerConfig(prompt_state="agents", prompt_agents=np.int64(3)).prompt_agents == 3
+    with pytest.raises(ValueError, match=r"TokenizerConfig.prompt_state: expected one of .*, got 'speeds'"):
+        TokenizerConfig(prompt_state="speeds")
+    for bad in (-1, 0, 2.5, "3", True, None):  # the number of agents a generated state block states at most
+        with pytest.raises(ValueError, match=rf"TokenizerConfig.prompt_agents: expected an int >= 1, got {bad!r}"):
+            TokenizerConfig(prompt_state="agents", prompt_agents=bad)
+
+
 def test_no_future_is_read(scenes):
     scene, t = scenes[1], 30
     before = build_observation(scene, t, config=AGENTS)

@@ -67,14 +67,13 @@ class TokenizerConfig:
     velocity and, for ``"agents"``, 0..``prompt_agents`` agents), so the state block's glue merges into few
     tokens. Any string still tokenizes losslessly (byte-level) with any setting."""
     prompt_agents: int = 4
-    """Most agents per generated state block."""
+    """Most agents per generated state block (an int >= 1; the policy built with this config reads observations
+    with this many agent rows, :meth:`agents.vla.policy.VLAPolicy.build`)."""
 
     def __post_init__(self) -> None:
-        from envs.prompt_state import PROMPT_STATES
+        from envs.prompt_state import check_prompt_options
 
-        if self.prompt_state not in PROMPT_STATES:
-            raise ValueError(f"TokenizerConfig.prompt_state: expected one of {PROMPT_STATES}, got "
-                             f"{self.prompt_state!r}")
+        check_prompt_options("TokenizerConfig", self.prompt_state, self.prompt_agents)
 
 
 # ------------------------------------------------------------------------------------------------------- corpus
