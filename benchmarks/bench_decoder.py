@@ -200,7 +200,7 @@ def tables(args: argparse.Namespace) -> tuple[Any, dict[int, Any], list]:
 
 def _summary(report: Any) -> dict[str, Any]:
     return {"language": report.language_accuracy, "risk": report.risk_accuracy, "fields": dict(report.fields),
-            "no_hazard": report.no_hazard_accuracy}
+            "risk_experts": report.risk_accuracy_experts}
 
 
 def train_and_score(args: argparse.Namespace, seed: int, train: Any, held: Mapping[int, Any], pairs: Sequence[Any]

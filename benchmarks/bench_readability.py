@@ -53,8 +53,8 @@ Scoring is the project's (:func:`agents.vla.evaluate.accuracy_report`, as for th
 is scored on **every** held-out row, pairs and expert decisions alike (exact match; rows whose true action is
 ``none`` are left out of ``action``), ``language`` is the mean of the five fields
 (:data:`counterfactual.accuracy.LANGUAGE_FIELDS`), ``risk`` is the risk level on all held-out rows, and
-``no-hazard`` is ``risk`` on the expert rows alone. The figures measured below predate that: their fields and
-``language`` were scored on the **pair** rows only (and the majority's language constants fitted on the training
+``risk_experts`` is ``risk`` on the expert rows alone. The figures measured below predate scoring every row: their
+fields and ``language`` were scored on the **pair** rows only (and the majority's language constants fitted on the training
 pair rows). Expert rows store ``""`` for agent class, sector and conflict type (the no-hazard
 label names none): the image predictors learn ``""`` as a class of its own and predicting it counts as the
 no-hazard answer (None), which is wrong on a pair row, exactly as the VLA's no-hazard sentence parses.
@@ -73,9 +73,12 @@ probe 18 s, CNN 120 s), ``python -m benchmarks.bench_readability --train-scenes 
     action            62.0      65.2   53.3  87.0
     language          63.3      70.0   61.8  91.4
     risk              51.2      68.5   64.9  94.6
-    no-hazard         0.0       62.7   56.9  96.1
+    risk_experts      0.0       62.7   56.9  96.1
     probe L2 per field: risk_agent_class 1, sector 1, risk_level 0.1, conflict_type 0.01, action 1
     cnn: 3524 steps of 32
+
+(The ``risk_experts`` row was printed as ``no-hazard`` when this was measured; it was renamed because the expert
+rows' truth is the geometry label at their frame, and some of them state a hazard.)
 
 The probe is deterministic; the CNN at this size is not a stable number: an earlier run of the same command (3,420
 steps in its 120 s, probe grid without the 1 and 10 penalties) gave the CNN language 69.5 / risk 70.8, 8 and 6
@@ -139,7 +142,7 @@ PREDICTORS = ("majority", "probe", "cnn", "lookup")
 STATE_PREDICTORS = ("state-rule", "state-lr", "state-mlp", "probe+state", "cnn+state")
 """Columns added with ``--prompt-state ego|agents`` (predictors that also read the prompt's numbers,
 :func:`prompt_features`), after :data:`PREDICTORS`."""
-SUMMARY_ROWS = ("language", "risk", "no-hazard")
+SUMMARY_ROWS = ("language", "risk", "risk_experts")
 """Table rows after the fields: mean over the fields (pair rows), risk level on all rows, risk level on expert
 rows."""
 PROBE_L2 = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
@@ -655,9 +658,9 @@ def train_cnn(bevs: np.ndarray, labels: Labels, eval_bevs: np.ndarray, seconds: 
 # ------------------------------------------------------------------------------------------------------ table
 def scores(report: Any) -> dict[str, float]:
     """Table values (fractions) of an :class:`agents.vla.evaluate.AccuracyReport`: the fields, ``language``,
-    ``risk`` and ``no-hazard``."""
+    ``risk`` and ``risk_experts``."""
     return {**{f: report.fields[f] for f in FIELDS}, "language": report.language_accuracy,
-            "risk": report.risk_accuracy, "no-hazard": report.no_hazard_accuracy}
+            "risk": report.risk_accuracy, "risk_experts": report.risk_accuracy_experts}
 
 
 def format_table(results: Mapping[str, Mapping[str, float]], title: str = "") -> str:
@@ -861,7 +864,7 @@ def rule_scores(texts: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> dict
 
     predicted = [{"risk_level": prompt_projection(t).risk_level} for t in texts]
     values = scores(accuracy_report("state-rule", predicted, rows))
-    return {k: (v if k in ("risk_level", "risk", "no-hazard") else math.nan) for k, v in values.items()}
+    return {k: (v if k in ("risk_level", "risk", "risk_experts") else math.nan) for k, v in values.items()}
 
 
 def _na() -> dict[str, float]:

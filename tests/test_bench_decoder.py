@@ -58,7 +58,7 @@ def test_cli_options_reach_the_run():
 
 def test_summary_means_over_run_seeds_and_leads_over_the_majority():
     def scores(language, risk):
-        return {"language": language, "risk": risk, "fields": {}, "no_hazard": 0.0}
+        return {"language": language, "risk": risk, "fields": {}, "risk_experts": 0.0}
 
     runs = [{"eval": {"4242": {"real": scores(0.6, 0.5), "blank": scores(0.2, 0.3)}}},
             {"eval": {"4242": {"real": scores(0.4, 0.7), "blank": scores(0.4, 0.1)}}}]

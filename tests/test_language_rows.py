@@ -48,7 +48,7 @@ def test_language_is_scored_on_every_decision_row():
                                            "conflict_type": 3 / 4, "action": 2 / 3}, abs=1e-12)
     assert report.language_accuracy == pytest.approx(19 / 30, abs=1e-12)
     assert report.language_accuracy_pairs == pytest.approx(4 / 5, abs=1e-12)
-    assert (report.risk_accuracy, report.risk_accuracy_pairs, report.no_hazard_accuracy) == (0.5, 0.5, 0.5)
+    assert (report.risk_accuracy, report.risk_accuracy_pairs, report.risk_accuracy_experts) == (0.5, 0.5, 0.5)
     assert report.risk_accuracy == report.fields["risk_level"]
     assert (report.pairs, report.experts) == (2, 2)
     # every row carries its per-field hits (expert rows too), what per_scene.jsonl and the comparison read
@@ -58,6 +58,47 @@ def test_language_is_scored_on_every_decision_row():
         accuracy_report("vla", PREDICTED[:3], ROWS)
     with pytest.raises(ValueError, match="row kind 'frame'"):
         accuracy_report("vla", PREDICTED, [{**ROWS[0], "kind": "frame"}, *ROWS[1:]])
+
+
+def _same(a, b):
+    """Equal reports (compared as JSON text: NaN != NaN, and the file's keys are sorted)."""
+    return json.dumps(a.to_dict(), sort_keys=True) == json.dumps(b.to_dict(), sort_keys=True)
+
+
+def test_results_json_round_trips_and_reads_the_old_key(tmp_path, capsys):
+    """``--out`` JSON back into a report (:func:`load_report`); a file written while risk on the expert rows was
+    called ``no_hazard_accuracy`` reads it as ``risk_accuracy_experts``; ``--table`` prints saved reports."""
+    from agents.evaluation import EvalResult
+    from agents.vla.evaluate import VLAEvalReport, load_report, main as evaluate_main, report_table, write_report
+
+    ol = EvalResult(policy="vla", mode="open_loop", num_scenes=4, score=0.5, score_kind="pdms", collision_rate=0.25)
+    report = VLAEvalReport("vla", ol, None, [accuracy_report("vla", PREDICTED, ROWS),
+                                             *trivial_baselines(ROWS, ROWS)])
+    write_report(tmp_path / "new.json", report)
+    saved = json.loads((tmp_path / "new.json").read_text())
+    assert saved["accuracy"][0]["risk_accuracy_experts"] == 0.5 and "no_hazard_accuracy" not in saved["accuracy"][0]
+    again = load_report(tmp_path / "new.json")
+    assert isinstance(again.open_loop, EvalResult) and again.closed_loop is None
+    assert _same(again, report)
+    assert report_table([again]) == report_table([report])
+    assert "risk acc experts" in report_table([report]) and "no-hazard" not in report_table([report])
+    # an older file: the old key, read as the new name
+    old = {**saved, "accuracy": [{("no_hazard_accuracy" if k == "risk_accuracy_experts" else k): v
+                                  for k, v in a.items()} for a in saved["accuracy"]]}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert _same(load_report(tmp_path / "old.json"), report)
+    assert evaluate_main(["--table", str(tmp_path / "old.json"), str(tmp_path / "new.json")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("\nvla ") == 2 and "risk acc experts" in printed
+    # both names, or a key no report has: an error naming the file and the key
+    both = {**saved, "accuracy": [{**saved["accuracy"][0], "no_hazard_accuracy": 0.5}]}
+    (tmp_path / "both.json").write_text(json.dumps(both))
+    with pytest.raises(ValueError, match=r"both.json: accuracy\[0\]: both 'no_hazard_accuracy' \(the old name\) "
+                                         r"and 'risk_accuracy_experts'"):
+        load_report(tmp_path / "both.json")
+    (tmp_path / "odd.json").write_text(json.dumps({**saved, "accuracy": [{**saved["accuracy"][0], "colour": 1}]}))
+    with pytest.raises(ValueError, match=r"odd.json: accuracy\[0\]: unknown key 'colour'"):
+        load_report(tmp_path / "odd.json")
 
 
 def test_decision_records_average_to_the_all_rows_language(tmp_path):

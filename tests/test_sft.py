@@ -106,7 +106,7 @@ def test_accuracy_helpers_and_baselines():
     assert majority.risk_accuracy_pairs == 0.0
     assert lookup.risk_accuracy == 1.0 and lookup.language_accuracy == 1.0
     perfect = accuracy_report("p", [{k: (v or None) for k, v in r.items()} for r in test], test)
-    assert perfect.language_accuracy == 1.0 and perfect.risk_accuracy == 1.0 and perfect.no_hazard_accuracy == 1.0
+    assert perfect.language_accuracy == 1.0 and perfect.risk_accuracy == 1.0 and perfect.risk_accuracy_experts == 1.0
     assert (perfect.pairs, perfect.experts) == (2, 1)
 
 

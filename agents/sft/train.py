@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -240,8 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{result.global_batch_size}; loss {result.losses[0][1]:.3f} -> {result.losses[-1][1]:.3f}; "
           f"policy saved to {result.final_dir}")
     if args.eval:
-        from agents.vla.evaluate import evaluate_vla, heldout_pairs, report_table
-        from agents.vla.processor import write_json
+        from agents.vla.evaluate import evaluate_vla, heldout_pairs, report_table, write_report
 
         held = open_source("bank", num_scenes=args.eval_num_scenes, seed=args.eval_seed)
         held_table = load_or_build_samples(held, heldout_pairs(held, args.eval_pairs, progress), args.cache_dir,
@@ -249,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = evaluate_vla(policy, held, held_table, table, progress=progress, blank_bev=args.blank_bev,
                               env_config=env_config)
         print(report_table([report]))
-        write_json(out / "eval.json", json.loads(json.dumps(report.to_dict(), default=float)))
+        write_report(out / "eval.json", report)
     return 0
 
 

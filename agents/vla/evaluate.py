@@ -1,7 +1,8 @@
 """Evaluate a VLA policy on held-out scenes: driving (through ``agents.evaluation``) and its safety language.
 
 ``python -m agents.vla.evaluate --model DIR [--num-scenes 40 --seed 1000] [--pairs heldout.parquet]
-[--train-pairs train.parquet --train-num-scenes 400 --train-seed 0] [--out results.json]``
+[--train-pairs train.parquet --train-num-scenes 400 --train-seed 0] [--out results.json]``;
+``python -m agents.vla.evaluate --table results.json [...]`` prints the table of saved reports (:func:`load_report`).
 
 The policy is observed with the prompt state recorded in its folder (:func:`agents.vla.processor.resolve_prompt_state`;
 ``--prompt-state`` / ``--prompt-agents`` may restate it, and a value that differs from the recorded one is an error).
@@ -18,7 +19,8 @@ The policy is observed with the prompt state recorded in its folder (:func:`agen
   scene holds no projected conflict). ``language_accuracy_pairs`` keeps the score on the pair rows alone (the
   headline before every sampled decision carried a geometry label).
 * **Risk accuracy**: the risk level parsed from the text against the truth, on the same rows (all together), on
-  the pair rows and on the expert rows (``no_hazard_accuracy``).
+  the pair rows and on the expert rows (``risk_accuracy_experts``; some expert rows state a hazard, others none.
+  Results JSON files written before it was renamed call it ``no_hazard_accuracy``: :func:`load_report` reads them).
 * **Trivial baselines** beside each accuracy, computed on exactly the same rows (:func:`trivial_baselines`): the
   majority value of each field over the training rows, and a lookup on (scenario type, lead time) fitted on the
   training rows (it reads the scenario type, which the policy cannot see).
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -55,8 +58,9 @@ class AccuracyReport:
         fields: per-field accuracy on every row (``counterfactual.accuracy.label_accuracy``).
         risk_accuracy: risk-level accuracy on every row (pairs + expert decisions); equal to ``fields["risk_level"]``.
         risk_accuracy_pairs: on the pair rows only.
-        no_hazard_accuracy: risk-level accuracy on the expert rows (named for their truth before expert rows carried
-            geometry labels: ``none`` everywhere; with geometry labels some of them state a hazard).
+        risk_accuracy_experts: on the expert rows only (their truth is the geometry label at their frame: some
+            state a hazard, some none; called ``no_hazard_accuracy`` before, when every expert row's truth was
+            ``none``, :data:`RENAMED_KEYS`).
         language_accuracy_pairs: mean of the per-field accuracies on the pair rows only.
         pairs, experts: row counts.
         per_row: one record per row, in row order, what the accuracies above average: ``sample_id``,
@@ -70,11 +74,36 @@ class AccuracyReport:
     fields: dict[str, float]
     risk_accuracy: float
     risk_accuracy_pairs: float
-    no_hazard_accuracy: float
+    risk_accuracy_experts: float
     pairs: int
     experts: int
     per_row: list[dict[str, Any]] = field(default_factory=list)
     language_accuracy_pairs: float = math.nan
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "AccuracyReport") -> "AccuracyReport":
+        """The report of a plain dict (:meth:`VLAEvalReport.to_dict`'s ``accuracy`` entries); an old key of
+        :data:`RENAMED_KEYS` reads as its new name. ``ValueError`` naming ``where`` and the key for a key no report
+        has, a missing one, or an old key beside its new name."""
+        data = dict(data)
+        for old, new in RENAMED_KEYS.items():
+            if old in data:
+                if new in data:
+                    raise ValueError(f"{where}: both {old!r} (the old name) and {new!r}; keep one")
+                data[new] = data.pop(old)
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ValueError(f"{where}: unknown key {unknown[0]!r}, expected those of {names}")
+        try:
+            return cls(**data)
+        except TypeError as exc:  # a required key missing
+            raise ValueError(f"{where}: {exc}") from None
+
+
+RENAMED_KEYS = {"no_hazard_accuracy": "risk_accuracy_experts"}
+"""``{old key: new key}`` of :class:`AccuracyReport` in results JSON files written before a rename (read by
+:meth:`AccuracyReport.from_dict`)."""
 
 
 @dataclass
@@ -95,6 +124,47 @@ class VLAEvalReport:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for JSON)."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "VLAEvalReport") -> "VLAEvalReport":
+        """The report of :meth:`to_dict`'s dict (``ValueError`` naming ``where`` and the entry at fault)."""
+        from agents.evaluation import EvalResult
+
+        unknown = sorted(set(data) - {"policy", "open_loop", "closed_loop", "accuracy"})
+        if unknown or "policy" not in data:
+            raise ValueError(f"{where}: {'unknown key ' + repr(unknown[0]) if unknown else 'no policy'}, expected "
+                             "policy, open_loop, closed_loop, accuracy")
+        loops = {}
+        for key in ("open_loop", "closed_loop"):
+            try:
+                loops[key] = None if data.get(key) is None else EvalResult(**data[key])
+            except TypeError as exc:
+                raise ValueError(f"{where}: {key}: {exc}") from None
+        accuracy = [AccuracyReport.from_dict(a, f"{where}: accuracy[{i}]")
+                    for i, a in enumerate(data.get("accuracy") or [])]
+        return cls(policy=str(data["policy"]), accuracy=accuracy, **loops)
+
+
+def write_report(path: str | Path, report: VLAEvalReport) -> Path:
+    """Write ``report`` as JSON to ``path`` (atomically; NaN as JSON's ``NaN``); :func:`load_report` reads it."""
+    import json
+
+    from agents.vla.processor import write_json
+
+    write_json(Path(path), json.loads(json.dumps(report.to_dict(), default=float)))
+    return Path(path)
+
+
+def load_report(path: str | Path) -> VLAEvalReport:
+    """The report a results JSON file holds (:func:`write_report`, the CLI's ``--out``); a file written before
+    a key was renamed reads under the new name (:data:`RENAMED_KEYS`). ``ValueError`` naming the file and the key
+    at fault."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such results file")
+    return VLAEvalReport.from_dict(json.loads(path.read_text()), str(path))
 
 
 # ------------------------------------------------------------------------------------------------ accuracy
@@ -154,7 +224,7 @@ def accuracy_report(name: str, predicted: Sequence[Mapping[str, Any]], rows: Seq
                 "risk": bool(risk_hits[i])} for i, r in enumerate(rows)]
     return AccuracyReport(
         name=name, language_accuracy=language, fields=fields, risk_accuracy=mean(range(len(rows))),
-        risk_accuracy_pairs=mean(pair_idx), no_hazard_accuracy=mean(expert_idx), pairs=len(pair_idx),
+        risk_accuracy_pairs=mean(pair_idx), risk_accuracy_experts=mean(expert_idx), pairs=len(pair_idx),
         experts=len(expert_idx), per_row=per_row, language_accuracy_pairs=language_pairs,
     )
 
@@ -220,8 +290,6 @@ def evaluate_vla(policy: VLAPolicy, source: Any, table: Any | None = None, train
     ``<policy> (blank BEV)`` after the policy's (the driving metrics always see the real BEV). ``env_config``: the
     driving envs' :class:`envs.replay_env.EnvConfig` (default ``EnvConfig(text_prompt=True)``; pass the one the
     policy was trained with, e.g. its ``prompt_state``; ``text_prompt`` is switched on)."""
-    import dataclasses
-
     from envs.replay_env import EnvConfig, ReplayEnv
     from agents.evaluation import evaluate_closed_loop, evaluate_open_loop
 
@@ -253,7 +321,7 @@ def report_table(reports: Sequence[VLAEvalReport]) -> str:
     accuracy on every decision row, then both on the pair rows alone and risk on the expert rows (in %), trivial
     baselines as extra rows (their driving columns empty)."""
     head = ("method", "OL PDMS", "OL coll", "CL coll", "CL PDMS", "lang acc", "risk acc", "lang acc pairs",
-            "risk acc pairs", "no-hazard acc")
+            "risk acc pairs", "risk acc experts")
     lines = []
     baselines: dict[str, AccuracyReport] = {}
     for r in reports:
@@ -262,12 +330,12 @@ def report_table(reports: Sequence[VLAEvalReport]) -> str:
         lines.append((r.policy, _pct(ol and ol.score), _pct(ol and ol.collision_rate), _pct(cl and cl.collision_rate),
                       _pct(cl and cl.score), _pct(acc and acc.language_accuracy), _pct(acc and acc.risk_accuracy),
                       _pct(acc and acc.language_accuracy_pairs), _pct(acc and acc.risk_accuracy_pairs),
-                      _pct(acc and acc.no_hazard_accuracy)))
+                      _pct(acc and acc.risk_accuracy_experts)))
         for b in r.accuracy[1:]:
             baselines.setdefault(b.name, b)
     for b in baselines.values():
         lines.append((b.name, "", "", "", "", _pct(b.language_accuracy), _pct(b.risk_accuracy),
-                      _pct(b.language_accuracy_pairs), _pct(b.risk_accuracy_pairs), _pct(b.no_hazard_accuracy)))
+                      _pct(b.language_accuracy_pairs), _pct(b.risk_accuracy_pairs), _pct(b.risk_accuracy_experts)))
     widths = [max(len(h), *(len(r[i]) for r in lines)) if lines else len(h) for i, h in enumerate(head)]
     fmt = "  ".join("{:<%d}" % w for w in widths)
     return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in lines)])
@@ -277,7 +345,9 @@ def report_table(reports: Sequence[VLAEvalReport]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     p = argparse.ArgumentParser(prog="python -m agents.vla.evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="policy folder (e.g. <sft out>/final)")
+    p.add_argument("--model", default=None, help="policy folder (e.g. <sft out>/final); required unless --table")
+    p.add_argument("--table", nargs="+", default=None, metavar="JSON",
+                   help="print the table of saved reports (--out files, older ones too) instead of evaluating")
     p.add_argument("--source", choices=("bank", "deepaccident"), default="bank", help="held-out scene source")
     p.add_argument("--num-scenes", type=int, default=40, help="bank: held-out scenes")
     p.add_argument("--seed", type=int, default=1000, help="bank: held-out seed (never used for training)")
@@ -333,17 +403,23 @@ def prompt_state_configs(prompt_state: str = "none", prompt_agents: int = 4, **s
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
-    import json
-
     from agents.sft.trainer import set_threads
 
     from agents.sft.data import load_or_build_samples
-    from agents.vla.processor import resolve_prompt_state, write_json
+    from agents.vla.processor import resolve_prompt_state
     from counterfactual.dataset import load_anchor_pairs
     from envs.scenes.sources import open_source
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.table:
+        try:
+            print(report_table([load_report(p) for p in args.table]))
+        except ValueError as exc:
+            parser.error(str(exc))
+        return 0
+    if not args.model:
+        parser.error("--model is required (or --table JSON ... to print saved reports)")
     try:
         prompt_state = resolve_prompt_state(args.model, args.prompt_state, args.prompt_agents)
     except ValueError as exc:
@@ -368,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           env_config=env_config)
     print(report_table([report]))
     if args.out:
-        write_json(Path(args.out), json.loads(json.dumps(report.to_dict(), default=float)))
+        write_report(args.out, report)
     return 0
 
 
