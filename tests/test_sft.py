@@ -53,6 +53,34 @@ def test_sample_table_and_views(sft_table, sft_pairs, sft_source, tmp_path):
     assert len(list(cache.iterdir())) == 2
 
 
+def test_pair_scenes_resolve_each_scene_once(sft_pairs, monkeypatch):
+    """The pairs' scenes for the SFT rows and the BC samples alike (:func:`agents.sft.data.pair_scenes`): in pair
+    order, one ``resolve`` and one route per scene, shared by the pairs of that scene."""
+    import envs.scenes.sources as sources
+    from agents.sft.data import pair_scenes
+
+    calls = []
+    resolve = sources.resolve
+    monkeypatch.setattr(sources, "resolve", lambda ref: calls.append(ref) or resolve(ref))
+    seen = list(pair_scenes(sft_pairs))
+    assert [p for p, _, _ in seen] == list(sft_pairs)
+    scenes = {id(s): s for _, s, _ in seen}
+    assert len(calls) == len(scenes) < len(sft_pairs)  # several pairs per scene here
+    for pair, scene, route in seen:
+        assert scene.scene_id == resolve(pair.observation_ref).scene_id
+        assert route is next(r for _, s, r in seen if s is scene)
+    # behaviour cloning's pair samples come from the same scenes (one resolve per scene again)
+    from agents.rl.bc import build_bc_data
+    from envs.observation import ObservationConfig, build_observation
+
+    calls.clear()
+    data = build_bc_data([], sft_pairs, ObservationConfig(bev=None), max_speed=30.0, max_yaw_rate=1.0)
+    assert data.kinds == ["pair"] * len(sft_pairs) and len(calls) == len(scenes)
+    for i, (pair, scene, route) in enumerate(seen):
+        obs = build_observation(scene, int(pair.decision_frame), config=ObservationConfig(bev=None), route=route)
+        np.testing.assert_array_equal(data.observations["ego_state"][i], obs["ego_state"])
+
+
 def test_collator_masks_the_prompt(sft_table, sft_codebook):
     policy = tiny_vla(sft_codebook)
     data = SFTDataset(sft_table, "negative")

@@ -19,7 +19,6 @@ configuration (what the closed-loop env shows at the same state).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -75,9 +74,8 @@ def build_bc_data(scenes: Iterable[Scene], pairs: Sequence[AnchorPair], observat
     """Samples of ``scenes`` (safe expert frames) and ``pairs`` (their decision frames; scenes re-created from
     ``pair.observation_ref``); ``frame_sampling`` chooses the expert frames (``SampleConfig.frame_sampling``:
     ``"even"``, ``"hazard_window"`` or ``"hazard_dense"``). Deterministic."""
-    from agents.sft.data import SampleConfig, expert_frames
+    from agents.sft.data import SampleConfig, expert_frames, pair_scenes
     from envs.sim.scoring import trajectory_from_log
-    from envs.scenes.sources import resolve
 
     select = SampleConfig(expert_frames_per_scene=expert_frames_per_scene, frame_sampling=frame_sampling)
     obs_rows: list[dict[str, Any]] = []
@@ -90,13 +88,7 @@ def build_bc_data(scenes: Iterable[Scene], pairs: Sequence[AnchorPair], observat
             targets.append(trajectory_from_log(scene, t))
             negatives.append(nan)
             kinds.append("expert")
-    cache: dict[str, tuple[Scene, Route]] = {}
-    for pair in pairs:
-        key = json.dumps(pair.observation_ref.get("origin", pair.observation_ref), sort_keys=True)
-        if key not in cache:
-            scene = resolve(pair.observation_ref)
-            cache[key] = (scene, Route.from_scene(scene))
-        scene, route = cache[key]
+    for pair, scene, route in pair_scenes(pairs):
         obs_rows.append(build_observation(scene, int(pair.decision_frame), config=observation, route=route))
         targets.append(nan if pair.positive is None else pair.positive)
         negatives.append(pair.negative)

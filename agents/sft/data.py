@@ -44,7 +44,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -110,6 +110,21 @@ def expert_frames(scene: Scene, config: SampleConfig) -> list[int]:
                          sampling=config.frame_sampling)
 
 
+def pair_scenes(pairs: Iterable[AnchorPair]) -> Iterator[tuple[AnchorPair, Scene, Route]]:
+    """``(pair, scene, route)`` of each pair, in order: its scene re-created from ``pair.observation_ref``
+    (:func:`envs.scenes.sources.resolve`) and the scene's :class:`envs.observation.Route`, each built once per
+    origin and shared by the pairs of that scene (the SFT rows and :func:`agents.rl.bc.build_bc_data` read them)."""
+    from envs.scenes.sources import resolve
+
+    cache: dict[str, tuple[Scene, Route]] = {}
+    for pair in pairs:
+        key = json.dumps(pair.observation_ref.get("origin", pair.observation_ref), sort_keys=True)
+        if key not in cache:
+            scene = resolve(pair.observation_ref)
+            cache[key] = (scene, Route.from_scene(scene))
+        yield (pair, *cache[key])
+
+
 def _flat(traj: np.ndarray | None) -> list[float]:
     if traj is None:
         return [math.nan] * (NUM_POSES * 3)
@@ -135,7 +150,6 @@ def build_sample_table(scenes: Iterable[Scene], pairs: Sequence[AnchorPair], con
     from tqdm import tqdm
 
     from envs.sim.scoring import trajectory_from_log
-    from envs.scenes.sources import resolve
 
     rows: list[dict[str, Any]] = []
     scenes = list(scenes)
@@ -151,13 +165,7 @@ def build_sample_table(scenes: Iterable[Scene], pairs: Sequence[AnchorPair], con
                 trajectory=_flat(target), has_trajectory=True, negative=_flat(None),
                 has_negative=False, **_label_columns(label.fields()),
             ))
-    cache: dict[str, tuple[Scene, Route]] = {}
-    for pair in tqdm(pairs, desc="anchor pairs", disable=not progress, leave=False):
-        key = json.dumps(pair.observation_ref.get("origin", pair.observation_ref), sort_keys=True)
-        if key not in cache:
-            scene = resolve(pair.observation_ref)
-            cache[key] = (scene, Route.from_scene(scene))
-        scene, route = cache[key]
+    for pair, scene, route in pair_scenes(tqdm(pairs, desc="anchor pairs", disable=not progress, leave=False)):
         t = int(pair.decision_frame)
         obs = build_observation(scene, t, config=config.observation, route=route)
         label = pair.label
