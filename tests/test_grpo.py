@@ -3,6 +3,7 @@ save/load, determinism, vector envs, the PPO baseline and evaluation adapters. S
 
 from __future__ import annotations
 
+import copy
 import gc
 import math
 
@@ -111,6 +112,14 @@ def test_group_advantages_hand_made_with_zero_std_groups():
 
 
 # ------------------------------------------------------------------------------------------------ loss and KL
+def _assert_frozen_reference(ref, policy) -> None:
+    """The KL reference (:meth:`GroupPolicy.make_reference`, :meth:`GroupPolicy.frozen`): another module, no
+    optimizer, no gradients, eval mode; the policy itself still trains."""
+    assert ref is not policy and ref.optimizer is None and not ref.training
+    assert not any(p.requires_grad for p in ref.parameters())
+    assert policy.optimizer is not None and any(p.requires_grad for p in policy.parameters())
+
+
 def test_k3_kl_zero_for_identical_policies_positive_otherwise():
     lp = torch.tensor([[-1.0, -2.0], [-0.5, -3.0]])
     assert torch.all(k3_kl(lp, lp) == 0)
@@ -119,6 +128,10 @@ def test_k3_kl_zero_for_identical_policies_positive_otherwise():
     # On policies: a frozen copy gives exactly 0; perturbing the policy makes it positive.
     env = toy_vec_env(1)
     model = GRPO("MlpPolicy", env, GRPOConfig(**TOY), seed=0)
+    _assert_frozen_reference(model.ref_policy, model.policy)
+    twin = copy.deepcopy(model.policy)
+    assert twin.frozen() is twin  # in place
+    _assert_frozen_reference(twin, model.policy)
     obs = np.zeros((4, 2), dtype=np.float32)
     members = model.policy.sample_group(obs, 6).members
     with torch.no_grad():
@@ -445,6 +458,7 @@ def test_vla_policy_group_and_anchor_learning(tiny_vla, rear_end, tmp_path, lear
     np.testing.assert_array_equal(a0, a1)
     for p, q in zip(loaded.ref_policy.parameters(), model.ref_policy.parameters()):
         assert torch.equal(p, q)  # the reference is rebuilt from the SFT folder
+    _assert_frozen_reference(loaded.ref_policy, loaded.policy)
 
 
 @pytest.mark.filterwarnings("ignore:rich is experimental")

@@ -139,13 +139,16 @@ class GroupPolicy(BasePolicy, abc.ABC):
         return np.ones((len(members), self.max_len), dtype=bool)
 
     def make_reference(self) -> "GroupPolicy":
-        """A frozen copy (the KL reference): by default a deep copy of this policy, gradients off, eval mode."""
-        ref = copy.deepcopy(self)
-        ref.optimizer = None  # type: ignore[assignment]
-        for p in ref.parameters():
+        """A frozen copy (the KL reference): by default a deep copy of this policy, :meth:`frozen`."""
+        return copy.deepcopy(self).frozen()
+
+    def frozen(self) -> "GroupPolicy":
+        """This policy as a KL reference, in place: no optimizer, gradients off, eval mode (returns ``self``)."""
+        self.optimizer = None  # type: ignore[assignment]
+        for p in self.parameters():
             p.requires_grad_(False)
-        ref.set_training_mode(False)
-        return ref
+        self.set_training_mode(False)
+        return self
 
 
 class TrajectoryGaussianPolicy(GroupPolicy):

@@ -110,14 +110,10 @@ class VLAGroupPolicy(GroupPolicy):
         return data
 
     def make_reference(self) -> "VLAGroupPolicy":
-        """The frozen SFT policy, re-loaded from :attr:`path`."""
+        """The SFT policy re-loaded from :attr:`path`, :meth:`frozen`."""
         ref = type(self)(self.observation_space, self.action_space, lambda _: 0.0, path=self.path, lora=self.lora,
                          name=f"{self.name}_ref")
-        ref.optimizer = None  # type: ignore[assignment]
-        for p in ref.parameters():
-            p.requires_grad_(False)
-        ref.set_training_mode(False)
-        return ref.to(self.device)
+        return ref.frozen().to(self.device)
 
     def save_pretrained(self, path: str) -> Any:
         """Write the current VLA as a policy folder (:meth:`VLAPolicy.save_pretrained`)."""
