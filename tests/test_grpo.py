@@ -189,6 +189,16 @@ def test_config_errors_name_the_field():
         GRPOConfig(group_size=1)
     with pytest.raises(ValueError, match="step_with"):
         GRPOConfig(step_with="argmax")
+    from agents.rl.grpo.config import ANCHOR_MEMBERS, ANCHOR_SOURCES, LOSS_AGGREGATIONS, STEP_WITH, TEXT_CREDITS
+
+    for name, choices in (("step_with", STEP_WITH), ("loss_aggregation", LOSS_AGGREGATIONS),
+                          ("text_credit", TEXT_CREDITS), ("anchor_members", ANCHOR_MEMBERS),
+                          ("anchor_source", ANCHOR_SOURCES)):
+        for value in choices:
+            assert getattr(GRPOConfig(**{name: value}), name) == value
+        with pytest.raises(ValueError) as err:
+            GRPOConfig(**{name: "argmax"})
+        assert str(err.value) == f"GRPOConfig.{name}: expected one of {choices}, got 'argmax'"
     with pytest.raises(ValueError, match="unknown fields"):
         GRPOConfig.coerce({"groupsize": 8})
 

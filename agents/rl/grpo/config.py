@@ -131,18 +131,11 @@ class GRPOConfig:
                      "anchor_heading_tol", "kl_log_ratio_clip", "label_term", "anchor_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"GRPOConfig.{name}: expected >= 0, got {getattr(self, name)!r}")
-        if self.step_with not in STEP_WITH:
-            raise ValueError(f"GRPOConfig.step_with: expected one of {STEP_WITH}, got {self.step_with!r}")
-        if self.loss_aggregation not in LOSS_AGGREGATIONS:
-            raise ValueError(f"GRPOConfig.loss_aggregation: expected one of {LOSS_AGGREGATIONS}, got "
-                             f"{self.loss_aggregation!r}")
-        if self.text_credit not in TEXT_CREDITS:
-            raise ValueError(f"GRPOConfig.text_credit: expected one of {TEXT_CREDITS}, got {self.text_credit!r}")
-        if self.anchor_members not in ANCHOR_MEMBERS:
-            raise ValueError(f"GRPOConfig.anchor_members: expected one of {ANCHOR_MEMBERS}, got "
-                             f"{self.anchor_members!r}")
-        if self.anchor_source not in ANCHOR_SOURCES:
-            raise ValueError(f"GRPOConfig.anchor_source: expected one of {ANCHOR_SOURCES}, got {self.anchor_source!r}")
+        for name, choices in (("step_with", STEP_WITH), ("loss_aggregation", LOSS_AGGREGATIONS),
+                              ("text_credit", TEXT_CREDITS), ("anchor_members", ANCHOR_MEMBERS),
+                              ("anchor_source", ANCHOR_SOURCES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"GRPOConfig.{name}: expected one of {choices}, got {getattr(self, name)!r}")
 
     @classmethod
     def coerce(cls, config: "GRPOConfig | Mapping[str, Any] | None") -> "GRPOConfig":
