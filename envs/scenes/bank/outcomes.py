@@ -219,20 +219,18 @@ def vary(core: Core, wanted: str, rng: np.random.Generator, difficulty: float = 
     if wanted != "collision" and expert == "reacting":
         return _vary_reacting(core, wanted, rng, difficulty, facts)
     if wanted != "collision":
-        ego_corners = family.ego.corners()
         make = family.hazard(rng)
         exponent = 2.0 ** (2.0 * check_difficulty(difficulty) - 1.0)
         lo, hi = TARGET_GAP[wanted]
         for draw in range(MAX_OUTCOME_DRAWS):
             target = lo + (hi - lo) * float(rng.random()) ** exponent
             p0, p1 = family.spans[int(rng.integers(len(family.spans)))]
-            p = _solve(lambda q: min_gap(ego_corners, make(q).corners()), p0, p1, target)
+            p = _solve(lambda q: min_gap_track(family.ego, make(q))[0], p0, p1, target)
             if p is None:
                 continue
             hazard: Actor = make(p)
-            gaps = box_distance(ego_corners, hazard.corners())
-            gap = float(gaps.min())
-            if classify(gap) != wanted or int(np.argmin(gaps)) >= len(gaps) - END_FRAMES:
+            gap, frame = min_gap_track(family.ego, hazard)  # (the exact minimum of box_distance over every frame)
+            if classify(gap) != wanted or frame >= len(family.ego.s) - END_FRAMES:
                 continue  # wrong outcome, or the gap may keep closing after the log
             facts.update(outcome=wanted, outcome_redraws=draw, min_gap_m=round(gap, 3),
                          outcome_params={family.name: round(family.base + p, 3)})
@@ -261,9 +259,8 @@ def _vary_reacting(core: Core, wanted: str, rng: np.random.Generator, difficulty
         if res is None:
             continue
         _, _, ego, hazard, reaction, p = res
-        gaps = box_distance(ego.corners(), hazard.corners())
-        gap = float(gaps.min())
-        if classify(gap) != wanted or int(np.argmin(gaps)) >= len(gaps) - END_FRAMES:
+        gap, frame = min_gap_track(ego, hazard)  # (the exact minimum of box_distance over every frame)
+        if classify(gap) != wanted or frame >= len(ego.s) - END_FRAMES:
             continue  # wrong outcome, or the gap may keep closing after the log
         if any(first_overlap(ego.corners(), prop.corners()) is not None for prop in props):
             continue  # (the reacted ego never reaches further than the plan; kept as a check)

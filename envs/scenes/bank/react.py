@@ -15,10 +15,14 @@ a deterministic rule on the geometry only (:func:`react`):
    its heading at its current speed, the hazard at its current velocity), the hazard's box taken as its
    axis-aligned extent in the ego frame, both grown by :attr:`Reaction.margin_m`; the conflict time is the first
    time [s] at which they overlap, ``inf`` when they do not within the horizon.
-3. **Reaction.** Once the seen hazard's conflict time falls to :attr:`Reaction.trigger_s` or below (frame ``k_p``),
+3. **Reaction.** Once the seen hazard's conflict time falls to :attr:`Reaction.trigger_s` or below (frame ``k_p``)
+   while a *stopped* ego would not be hit within :attr:`Reaction.release_s` (the same projection with the ego's
+   speed 0: where stopping leaves the ego in the hazard's way, e.g. a left turn already across the oncoming lane,
+   slowing does not open the gap and the ego keeps going),
    the ego starts braking :attr:`Reaction.delay_s` later (perception and reaction delay), its acceleration moving
    towards ``-decel`` at most ``jerk`` [m/s^3]; it keeps braking (to a stop if need be) until the projected conflict
-   within :attr:`Reaction.release_s` clears and it has braked for :attr:`Reaction.min_hold_s`, then resumes: it
+   within :attr:`Reaction.release_s` clears (or a stopped ego would be hit) and it has braked for
+   :attr:`Reaction.min_hold_s`, then resumes: it
    tracks the speed its plan had at the same arc length (never faster), accelerating at most
    :attr:`Reaction.resume_accel`, same jerk bound; a conflict while resuming brakes it again at once (the hazard is
    tracked: no new delay).
@@ -202,7 +206,10 @@ def react(ego: EgoTrack, hazard: Actor, occluders: Sequence[Actor] = (),
     speed = np.concatenate([v_plan, v_plan[-1:]])[k]
     rx, ry, ux, uy = _relative(hz, k, centres[:, 0], centres[:, 1], centres[:, 2], speed)
     hx, hy = hz.halves(hz.poses[k, 2] - centres[:, 2])
-    hits = np.flatnonzero(conflict_time(rx, ry, ux, uy, hx, hy, config.trigger_s) <= config.trigger_s)
+    _, _, sx, sy = _relative(hz, k, centres[:, 0], centres[:, 1], centres[:, 2], 0.0)
+    closing = conflict_time(rx, ry, ux, uy, hx, hy, config.trigger_s) <= config.trigger_s
+    hit_if_stopped = np.isfinite(conflict_time(rx, ry, sx, sy, hx, hy, config.release_s))
+    hits = np.flatnonzero(closing & ~hit_if_stopped)
     if not len(hits):
         return ego, ReactionFacts(None, None, float(v_plan.min()))
     k_p = first_seen + int(hits[0])
@@ -244,8 +251,14 @@ def _loop(ego: EgoTrack, hz: _Hazard, s_plan: np.ndarray, v_plan: np.ndarray, k_
         half_x = hz.ex + ac * hz.hl + asn * hz.hw
         half_y = hz.ey + asn * hz.hl + ac * hz.hw
         horizon = config.release_s if braking else config.trigger_s
-        ttc = _conflict_scalar(c * dx + sn * dy, -sn * dx + c * dy, c * ux + sn * uy, -sn * ux + c * uy,
-                               half_x, half_y, horizon)
+        rx, ry = c * dx + sn * dy, -sn * dx + c * dy
+        ttc = _conflict_scalar(rx, ry, c * ux + sn * uy, -sn * ux + c * uy, half_x, half_y, horizon)
+        if math.isfinite(ttc):  # would a stopped ego be hit? then braking does not open the gap: keep going
+            hvx, hvy = hz.vx[k], hz.vy[k]
+            stopped = _conflict_scalar(rx, ry, c * hvx + sn * hvy, -sn * hvx + c * hvy, half_x, half_y,
+                                       config.release_s)
+            if math.isfinite(stopped):
+                ttc = math.inf
         if braking:
             held += 1
             if held > hold and math.isinf(ttc):
