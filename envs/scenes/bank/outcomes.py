@@ -254,7 +254,8 @@ def _vary_reacting(core: Core, wanted: str, rng: np.random.Generator, difficulty
     lo, hi = TARGET_GAP[wanted]
     for draw in range(MAX_OUTCOME_DRAWS):
         target = lo + (hi - lo) * float(rng.random()) ** exponent
-        p0, p1 = family.spans[int(rng.integers(len(family.spans)))]
+        spans = family.reacting_spans or family.spans
+        p0, p1 = spans[int(rng.integers(len(spans)))]
         res = _solve_reacting(evaluate, p0, p1, target, wanted)
         if res is None:
             continue
