@@ -20,8 +20,8 @@ a deterministic rule on the geometry only (:func:`react`):
    speed 0: where stopping leaves the ego in the hazard's way, e.g. a left turn already across the oncoming lane,
    slowing does not open the gap and the ego keeps going),
    the ego starts braking :attr:`Reaction.delay_s` later (perception and reaction delay), its acceleration moving
-   towards ``-decel`` at most ``jerk`` [m/s^3] (easing off near standstill, ``-min(decel, sqrt(2 jerk v))``, so that
-   a stop keeps the jerk bound too); it keeps braking (to a stop if need be) until the projected conflict
+   towards ``-decel`` at most ``jerk`` [m/s^3] (easing off to 0 once the speed is what that ramp sheds,
+   ``a^2 / (2 jerk)``, so that a stop keeps the jerk bound too); it keeps braking (to a stop if need be) until the projected conflict
    within :attr:`Reaction.release_s` clears (or a stopped ego would be hit) and it has braked for
    :attr:`Reaction.min_hold_s`, then resumes: it
    tracks the speed its plan had at the same arc length (never faster), accelerating at most
@@ -268,8 +268,9 @@ def _loop(ego: EgoTrack, hz: _Hazard, s_plan: np.ndarray, v_plan: np.ndarray, k_
                 braking = False
         elif ttc <= config.trigger_s:
             braking, held = True, 0
-        if braking:  # (easing off near standstill so that the stop itself keeps the jerk bound)
-            a_cmd = -min(config.decel, math.sqrt(2.0 * config.jerk * v))
+        if braking:  # (easing off near standstill: the speed an acceleration a sheds at the jerk bound is a^2 / 2j)
+            harder = max(a - dj, -config.decel)  # braking one more step, then easing off: does it stop in time?
+            a_cmd = 0.0 if v < -harder * DT + _shed(harder, dj) else -config.decel
         else:
             i = bisect_right(plan_s, s) - 1
             v_goal = plan_v[min(max(i, 0), len(plan_v) - 1)]
@@ -282,6 +283,15 @@ def _loop(ego: EgoTrack, hz: _Hazard, s_plan: np.ndarray, v_plan: np.ndarray, k_
         v = v_new
         out[k + 1] = s
     return out
+
+
+def _shed(a: float, dj: float) -> float:
+    """Speed [m/s] an acceleration ``a < 0`` sheds while it returns to 0 by ``dj`` per step (the discrete
+    ``a^2 / (2 jerk)``)."""
+    if a >= 0.0:
+        return 0.0
+    steps = math.ceil(-a / dj - 1e-9)
+    return DT * (steps * -a - dj * steps * (steps + 1) / 2.0)
 
 
 def _pose(s: float, ps: list, px: list, py: list, mid: list, heads: list) -> tuple[float, float, float]:
