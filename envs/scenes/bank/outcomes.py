@@ -133,11 +133,15 @@ def _reacting_gap(family: Any, make: Callable[[float], Actor], props: Sequence[A
     """``p -> (gap, frame, ego, hazard, facts, p)``: the hazard ``make(p)``, the ego reacting to it
     (:func:`~envs.scenes.bank.react.react`), their smallest box gap [m] and its frame."""
 
+    seen: dict[float, tuple] = {}  # (redraws scan the same points of a span again)
+
     def evaluate(p: float) -> tuple:
-        hazard = make(p)
-        ego, facts = react(family.ego, hazard, props)
-        gap, frame = min_gap_track(ego, hazard)
-        return gap, frame, ego, hazard, facts, p
+        if p not in seen:
+            hazard = make(p)
+            ego, facts = react(family.ego, hazard, props)
+            gap, frame = min_gap_track(ego, hazard)
+            seen[p] = gap, frame, ego, hazard, facts, p
+        return seen[p]
 
     return evaluate
 
