@@ -17,6 +17,11 @@ parameter solved for it (regula falsi on the geometry); the outcome is then VERI
 against the hazard's, oriented boxes at every frame, :func:`classify`): a mismatch redraws (at most
 :data:`MAX_OUTCOME_DRAWS` times) and, failing that, the scene keeps its colliding draw and says so in meta
 (``outcome`` the geometry's, ``outcome_wanted``). The hazard agent is present in every outcome.
+
+With ``expert="reacting"`` (:mod:`envs.scenes.bank.react`) a near-miss / benign scene's ego reacts to its hazard: the
+parameter is solved against the ego reacting to each candidate hazard (:func:`_solve_reacting`: a scan of the span
+for a bracket, then regula falsi; the gap is not monotonic once the ego brakes) and the outcome verified on the
+reacted log. Collision scenes keep the colliding draw's inattentive ego (no reaction) with either expert.
 """
 
 from __future__ import annotations
