@@ -224,3 +224,18 @@ def test_errors_and_origins():
         scene = source[i]
         again = resolve(origin_from_dict(source.origin(i).to_dict()))
         assert np.array_equal(again.ego_poses, scene.ego_poses) and again.meta.extra == scene.meta.extra
+
+
+def test_mine_cli_mines_the_reacting_bank(tmp_path, capsys):
+    """``python -m counterfactual.mine --outcomes varied --expert reacting`` mines the reacting bank and prints the
+    pairs by scene outcome; ``--expert reacting`` alone is refused."""
+    from counterfactual.mine import main
+
+    out = tmp_path / "pairs.parquet"
+    assert main(["--num-scenes", "6", "--seed", "5", "--outcomes", "varied", "--expert", "reacting",
+                 "--scenario-types", "rear_end,cut_in", "--near-miss-rule", "clearance", "--out", str(out),
+                 "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert out.exists() and "pairs by scene outcome" in text
+    with pytest.raises(SystemExit, match="needs --outcomes varied"):
+        main(["--num-scenes", "2", "--expert", "reacting", "--out", str(tmp_path / "x.parquet")])
