@@ -239,3 +239,14 @@ def test_mine_cli_mines_the_reacting_bank(tmp_path, capsys):
     assert out.exists() and "pairs by scene outcome" in text
     with pytest.raises(SystemExit, match="needs --outcomes varied"):
         main(["--num-scenes", "2", "--expert", "reacting", "--out", str(tmp_path / "x.parquet")])
+
+
+def test_bench_react_prints_both_experts(capsys):
+    """``python -m benchmarks.bench_react`` (small): one line per step and expert, the counts add up."""
+    from benchmarks.bench_react import main
+
+    main(["--what", "actions,safe", "--scenes", "8"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [ln.split()[:2] for ln in lines] == [["actions", "logged"], ["actions", "reacting"], ["safe", "logged"],
+                                                ["safe", "reacting"]]
+    assert "braking / yielding" in lines[1] and "near-miss window frames" in lines[3]
