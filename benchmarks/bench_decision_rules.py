@@ -17,7 +17,9 @@ audit, once, after the choice.
 
 Besides the honesty metrics it prints, per rule, the sampled decisions (rows of the SFT data per scene) and the
 share of the hazard decisions whose ``action`` is ``keep_lane`` (the bank's ego follows its logged speed plan, so
-the expert's own motion at a hazard frame is mostly no correction of the keep-speed projection).
+the expert's own motion at a hazard frame is mostly no correction of the keep-speed projection; the opt-in reacting
+expert, ``ScenarioBank(..., expert="reacting")``, built after this study, brakes instead: measured with the audit in
+``docs/safety_labels.md#a-reacting-expert-issue-28-expertreacting``).
 
 **Selection criterion** (issue #28, written before any full-size tuning result and before any held-out number):
 among :data:`RULES`, on the tuning seeds only (29 and 37, each scored with the lookups fitted on the other; classic

@@ -27,7 +27,7 @@ re-checks every pair with tools that do not share code with the miner's own veri
   language and risk accuracy, the per-type majority risk accuracy, the share of the risk-level and action entropy
   the scenario type explains, and the geometry oracle's risk accuracy, each beside issue #28's target.
 
-``--outcomes varied [--outcome-mix 0.35,0.30,0.35] [--difficulty 0.5]`` audits the outcome-varied bank, ``--roads
+``--outcomes varied [--outcome-mix 0.35,0.30,0.35] [--difficulty 0.5] [--expert reacting]`` audits the outcome-varied bank, ``--roads
 families [--road-families train|held_out|all|a,b]`` the bank on parametric road families (``docs/scenes.md``);
 ``--labels-only`` mines and prints the label honesty alone (no positive audit: minutes faster); ``--fit-seed S`` fits
 the honesty's lookups on bank seed ``S`` (same size and options) and scores every scene of ``--seed`` (default: a
@@ -391,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outcome-mix", type=_mix, default=None,
                         help="varied bank: wanted benign,near_miss,collision shares (default 0.35,0.30,0.35)")
     parser.add_argument("--difficulty", type=float, default=None, help="varied bank: hazard difficulty in [0, 1]")
+    parser.add_argument("--expert", choices=("logged", "reacting"), default=None,
+                        help="varied bank: the ego of near-miss / benign scenes keeps its speed plan (logged, the "
+                             "default) or reacts to its hazard (reacting, envs.scenes.bank.react)")
     parser.add_argument("--roads", choices=("classic", "families"), default="classic",
                         help="bank roads: the six fixed layouts (default) or the parametric road families")
     parser.add_argument("--road-families", default=None,
@@ -416,8 +419,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="mine and print the label honesty only (skip the positives' audit)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    if args.outcomes == "collision" and (args.outcome_mix is not None or args.difficulty is not None):
-        parser.error("--outcome-mix / --difficulty need --outcomes varied")
+    if args.outcomes == "collision" and (args.outcome_mix is not None or args.difficulty is not None
+                                         or args.expert is not None):
+        parser.error("--outcome-mix / --difficulty / --expert need --outcomes varied")
     if args.roads == "classic" and args.road_families is not None:
         parser.error("--road-families needs --roads families")
     if args.frame_sampling is None:
@@ -441,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
         varied = {"outcomes": "varied", "outcome_mix": args.outcome_mix}
         if args.difficulty is not None:
             varied["difficulty"] = args.difficulty
+        if args.expert is not None:
+            varied["expert"] = args.expert
     if args.roads == "families":
         families = args.road_families or "train"
         varied.update(roads="families",
@@ -448,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     bank = ScenarioBank(args.num_scenes, seed=args.seed, **varied)
     scenes = [bank[i] for i in range(len(bank))]
     name = ("outcome-varied " if args.outcomes == "varied" else "") + \
+        (f"{args.expert}-expert " if args.expert else "") + \
         (f"road-families ({args.road_families or 'train'}) " if args.roads == "families" else "")
 
     def records_of(bank_scenes: Sequence[Scene], mined: Sequence[SceneMining] | None = None) -> list[dict[str, Any]]:

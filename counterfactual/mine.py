@@ -4,6 +4,7 @@ Usage::
 
     python -m counterfactual.mine --source bank --num-scenes 100 --seed 0 --out outputs/pairs.parquet \\
         [--lead-times 1,2,3] [--scenario-types rear_end,cut_in] [--deepaccident-root PATH --split train] \\
+        [--outcomes varied [--expert reacting]] [--roads families] \\
         [--near-miss-rule ttc|clearance] [--backend serial|ray --workers N [--ray-address auto|HOST:PORT]]
 
 ``--backend ray`` mines scene shards on Ray tasks, ``--workers`` at once, on a local Ray or the cluster at
@@ -47,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-scenes", type=int, default=100, help="bank: number of scenes")
     p.add_argument("--seed", type=int, default=0, help="bank seed; also the explanation base seed")
     p.add_argument("--scenario-types", default=None, help="bank: comma-separated scenario types (default: all)")
+    p.add_argument("--outcomes", choices=("collision", "varied"), default="collision",
+                   help="bank: every accident collides (default) or outcome-varied typologies")
+    p.add_argument("--roads", choices=("classic", "families"), default="classic", help="bank: road geometry")
+    p.add_argument("--expert", choices=("logged", "reacting"), default="logged",
+                   help="varied bank: the near-miss / benign scenes' ego keeps its plan (logged) or reacts to its hazard")
     p.add_argument("--deepaccident-root", default=None, help="DeepAccident root folder (for --source deepaccident)")
     p.add_argument("--split", default="train", help="DeepAccident split")
     p.add_argument("--lead-times", type=_floats, default=(1.0, 2.0, 3.0), help="seconds before contact, e.g. 1,2,3")
@@ -68,6 +74,14 @@ def open_scenes(args: argparse.Namespace) -> SceneSource:
     if args.source == "bank":
         types = None if args.scenario_types is None else tuple(t.strip() for t in args.scenario_types.split(","))
         options: dict[str, Any] = {"num_scenes": args.num_scenes, "seed": args.seed, "scenario_types": types}
+        if args.outcomes != "collision":
+            options["outcomes"] = args.outcomes
+        if args.roads != "classic":
+            options["roads"] = args.roads
+        if args.expert != "logged":
+            if args.outcomes != "varied":
+                raise SystemExit("--expert reacting needs --outcomes varied")
+            options["expert"] = args.expert
     else:
         if not args.deepaccident_root:
             raise SystemExit("--source deepaccident needs --deepaccident-root PATH")
@@ -110,6 +124,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = write_anchor_pairs(pairs, args.out, collect_provenance(config, argv=sys.argv if argv is None else
                                                                    [sys.argv[0], *argv]))
     print(stats.table())
+    if getattr(args, "outcomes", "collision") == "varied":  # pairs by the scene's geometry-decided outcome
+        outcome = {source[m.index].scene_id: (source[m.index].meta.extra or {}).get("outcome") for m in mined}
+        by: dict[str, list[int]] = {}
+        for pair in pairs:
+            entry = by.setdefault(str(outcome.get(pair.scene_id)), [0, 0])
+            entry[0] += 1
+            entry[1] += int(pair.has_positive)
+        print("pairs by scene outcome (pairs, with a verified-safe positive): "
+              + ", ".join(f"{k} {n} ({v})" for k, (n, v) in sorted(by.items())))
     print(f"{len(pairs)} pairs from {count} scenes in {elapsed:.1f} s ({len(pairs) / max(elapsed, 1e-9):.2f} pairs/s) "
           f"-> {path}")
     return 0

@@ -25,9 +25,13 @@ def sources(ctx: Context) -> tuple[Any, Any, str]:
             varied, families = outcomes != "collision", roads != "classic"
             fams = getattr(env, "road_families", None)
             eval_fams = getattr(env, "eval_road_families", None)
+            expert = str(getattr(env, "expert", "logged"))
+            if expert != "logged" and not varied:
+                raise SystemExit(f"env: expert={expert!r} needs env.outcomes=varied (got {outcomes!r})")
             options = dict(outcomes=outcomes, outcome_mix=getattr(env, "outcome_mix", None) if varied else None,
                            difficulty=float(getattr(env, "difficulty", 0.5)) if varied else None,
-                           roads=roads if families else None, background_density=None if density == 1.0 else density)
+                           roads=roads if families else None, background_density=None if density == 1.0 else density,
+                           expert=expert if varied else None)
             try:
                 train = open_source("bank", num_scenes=int(env.num_scenes), seed=int(env.seed), scenario_types=types,
                                     **bank_options(**options, road_families=fams if families else None))
@@ -42,7 +46,8 @@ def sources(ctx: Context) -> tuple[Any, Any, str]:
             if outcomes != "collision":
                 bank = train.collection
                 text += (f"; outcome-varied typologies (benign / near-miss / collision mix {bank.outcome_mix}, "
-                         f"difficulty {bank.difficulty})")
+                         f"difficulty {bank.difficulty}" + (f", {bank.expert} expert" if bank.expert != "logged"
+                                                            else "") + ")")
             if roads != "classic":
                 text += (f"; parametric road families: training {list(train.collection.road_families)}, held-out "
                          f"{list(held.collection.road_families)}")

@@ -73,6 +73,10 @@ class SourceConfig:
     difficulty: float = 0.5
     """bank, ``outcomes=varied``: hazard difficulty in [0, 1] (0.5: the mix as given; higher: more collisions,
     closer near-misses)."""
+    expert: str = "logged"
+    """bank, ``outcomes=varied``: the ego of near-miss / benign scenes keeps its speed plan (``logged``) or reacts
+    to its hazard (``reacting``: brakes for a seen, projected conflict; the outcome solved against it,
+    ``envs.scenes.bank.react``, docs/scenes.md#reacting-expert)."""
     roads: str = "classic"
     """bank: ``classic`` (the six fixed layouts) or ``families`` (parametric road-geometry families,
     ``envs.scenes.road_families``; docs/scenes.md)."""

@@ -348,6 +348,22 @@ def test_world_v2_preset_is_the_varied_bank_on_road_families():
     assert "curve" not in train.collection.road_families and "curve" in held.collection.road_families
 
 
+def test_reacting_expert_reaches_the_scene_sources():
+    """``env.expert=reacting`` (opt-in) opens both bank sources with the reacting expert and says so; it needs
+    ``env.outcomes=varied``; ``env=world_v2`` keeps the logged expert."""
+    from pathlib import Path
+
+    from experiments.builders import sources
+    from experiments.pipeline import Context
+
+    train, held, text = sources(Context(out=Path("."), cfg=_cfg("env=world_v2", "env.expert=reacting",
+                                                                 "env.num_scenes=4", "env.eval_num_scenes=4")))
+    assert train.collection.expert == held.collection.expert == "reacting" and "reacting expert" in text
+    assert _cfg("env=world_v2").env.expert == "logged"
+    with pytest.raises(SystemExit, match="needs env.outcomes=varied"):
+        sources(Context(out=Path("."), cfg=_cfg("env.expert=reacting")))
+
+
 @pytest.mark.parametrize("n_envs", [1, 2])
 def test_training_env_runs_on_the_runs_training_scenes(tmp_path, n_envs):
     """The GRPO / PPO training env is built on the run's training source with every bank option (here outcome-varied

@@ -6,8 +6,9 @@ A *source* is an indexable collection of :class:`~envs.scenes.scene.Scene` (``le
 name (:func:`register_source`) and opened with :func:`open_source`:
 
 * ``"bank"``: the built-in **synthetic** scenario bank, ``ScenarioBank(num_scenes, seed, scenario_types,
-  normal_fraction, outcomes, outcome_mix, difficulty, roads, road_families, background_density)``
-  (``outcomes="varied"``: outcome-varied typologies; ``roads="families"``: parametric road families);
+  normal_fraction, outcomes, outcome_mix, difficulty, roads, road_families, background_density, expert)``
+  (``outcomes="varied"``: outcome-varied typologies, ``expert="reacting"``: their ego reacts to its hazard;
+  ``roads="families"``: parametric road families);
 * ``"deepaccident"``: a local DeepAccident folder (``root``, ``split`` = ``"train"`` by default, None for every
   scenario folder, ``strict``, ``frame_convention``);
 * further kinds register themselves (``"carla"`` recordings: :mod:`envs.carla`).
@@ -22,9 +23,9 @@ An origin is a small frozen record that re-creates one scene with :func:`resolve
 ``"kind"`` key in anchor-pair datasets, :meth:`Origin.to_dict` / :func:`origin_from_dict`):
 
 * :class:`BankOrigin` ``(scenario_type, seed, variant, scene_id, outcome, difficulty, road_families,
-  background_density)``: :func:`envs.scenes.bank.generate_scene`;
+  background_density, expert)``: :func:`envs.scenes.bank.generate_scene`;
 * :class:`BankIndexOrigin` ``(num_scenes, seed, index, scenario_types, outcomes, outcome_mix, difficulty, roads,
-  road_families, background_density)``: ``ScenarioBank(...)[index]``;
+  road_families, background_density, expert)``: ``ScenarioBank(...)[index]``;
 * :class:`DeepAccidentOrigin` ``(root, split, index, scenario_type, scenario_name)``: the scenario folder
   ``scenario_type/scenario_name`` of ``root`` (by name, so a changed split file does not shift it; origins written
   before the name was recorded resolve by ``DeepAccidentDataset(root, split)[index]``);
@@ -86,6 +87,8 @@ class BankOrigin(Origin):
     difficulty: float | None = None
     road_families: tuple[str, ...] | None = None
     background_density: float | None = None
+    expert: str | None = None
+    """The varied bank's expert (None: ``"logged"``)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,8 @@ class BankIndexOrigin(Origin):
     roads: str | None = None
     road_families: tuple[str, ...] | None = None
     background_density: float | None = None
+    expert: str | None = None
+    """The varied bank's expert (None: ``"logged"``)."""
 
 
 @dataclass(frozen=True)
@@ -213,7 +218,7 @@ def resolve(origin: Origin | Mapping[str, Any]) -> Scene:
 def bank_options(outcomes: str | None = None, outcome_mix: Sequence[float] | None = None,
                  difficulty: float | None = None, roads: str | None = None,
                  road_families: Sequence[str] | str | None = None,
-                 background_density: float | None = None) -> dict[str, Any]:
+                 background_density: float | None = None, expert: str | None = None) -> dict[str, Any]:
     """The SYNTHETIC bank's options that are set, as keyword arguments of
     :class:`~envs.scenes.bank.ScenarioBank` / ``open_source("bank", ...)`` (``difficulty``, ``road_families`` and
     ``background_density`` also of :func:`~envs.scenes.bank.generate_scene`): None (not set: the bank's default)
@@ -233,6 +238,8 @@ def bank_options(outcomes: str | None = None, outcome_mix: Sequence[float] | Non
         out["road_families"] = road_families if isinstance(road_families, str) else tuple(str(f) for f in road_families)
     if background_density is not None:
         out["background_density"] = float(background_density)
+    if expert is not None and expert != "logged":  # (the default expert is left out: origins stay as before)
+        out["expert"] = str(expert)
     return out
 
 
@@ -240,7 +247,7 @@ def _resolve_bank(o: BankOrigin) -> Scene:
     from envs.scenes.bank import generate_scene
 
     kwargs = bank_options(difficulty=o.difficulty, road_families=o.road_families,
-                          background_density=o.background_density)
+                          background_density=o.background_density, expert=o.expert)
     if o.variant is not None:
         kwargs["variant"] = o.variant
     if o.scene_id:
@@ -254,7 +261,8 @@ def _resolve_bank_index(o: BankIndexOrigin) -> Scene:
     from envs.scenes.bank import ScenarioBank
 
     types = list(o.scenario_types) if o.scenario_types else None
-    kwargs = bank_options(o.outcomes, o.outcome_mix, o.difficulty, o.roads, o.road_families, o.background_density)
+    kwargs = bank_options(o.outcomes, o.outcome_mix, o.difficulty, o.roads, o.road_families, o.background_density,
+                          o.expert)
     return ScenarioBank(int(o.num_scenes), seed=int(o.seed), scenario_types=types, **kwargs)[int(o.index)]
 
 
@@ -307,7 +315,7 @@ def scene_origin(scene: Scene) -> Origin:
                           difficulty=None if outcome is None else float(extra["difficulty"]),
                           road_families=tuple(extra["road_families"]) if "road_families" in extra else None,
                           background_density=float(extra["background_density"]) if "background_density" in extra
-                          else None)
+                          else None, expert=extra.get("expert"))
     if scene.meta.source == "rollout" and extra.get("base_origin"):
         return RolloutOrigin(
             base=origin_from_dict(extra["base_origin"]), start_frame=int(extra["start_frame"]),
@@ -357,12 +365,13 @@ def _open_bank(num_scenes: int = 16, seed: int = 0, scenario_types: Sequence[str
                normal_fraction: float = 0.25, outcomes: str = "collision",
                outcome_mix: Sequence[float] | None = None, difficulty: float | None = None,
                roads: str = "classic", road_families: Sequence[str] | str | None = None,
-               background_density: float = 1.0) -> Any:
+               background_density: float = 1.0, expert: str | None = None) -> Any:
     from envs.scenes.bank import ScenarioBank
 
     types = None if scenario_types is None else list(scenario_types)
     return ScenarioBank(num_scenes, seed=seed, scenario_types=types, normal_fraction=normal_fraction,
-                        **bank_options(outcomes, outcome_mix, difficulty, roads, road_families, background_density))
+                        **bank_options(outcomes, outcome_mix, difficulty, roads, road_families, background_density,
+                                       expert))
 
 
 def _open_deepaccident(root: str | os.PathLike | None = None, split: str | None = "train", strict: bool = True,
@@ -394,7 +403,7 @@ def _deepaccident_origin(options: Mapping[str, Any], index: int, collection: Any
 
 register_source("bank", _open_bank, "built-in SYNTHETIC accident scenario bank (num_scenes, seed, scenario_types, "
                 "normal_fraction, outcomes: collision | varied, outcome_mix, difficulty, roads: classic | families, "
-                "road_families: train | held_out | all | [names], background_density)")
+                "road_families: train | held_out | all | [names], background_density, expert: logged | reacting)")
 register_source("deepaccident", _open_deepaccident,
                 "a local DeepAccident folder (root, split: train by default, null for every scenario folder, strict, "
                 "frame_convention)", origin=_deepaccident_origin, origin_uses_collection=True)

@@ -23,6 +23,7 @@ from envs.scenes.bank.outcomes import (
     check_outcome_mix,
     tilted_mix,
 )
+from envs.scenes.bank.react import EXPERTS
 from envs.scenes.bank.roads import Roads
 from envs.scenes.road_families import FAMILIES, HELD_OUT_FAMILIES, TRAIN_FAMILIES
 from envs.scenes.scene import Scene
@@ -84,6 +85,9 @@ class ScenarioBank(Sequence[Scene]):
             (the evaluation split) or ``"all"``. With ``scenario_types`` None, the types that run on none of them
             are left out; an explicit type that runs on none of them is an error.
         background_density: scale of the number of background agents wanted per scene (1.0: 3-12).
+        expert: ``"logged"`` (default: the ego keeps its speed plan, never reacting to its hazard) or
+            ``"reacting"`` (only with ``outcomes="varied"``: a near-miss / benign scene's ego reacts to its hazard
+            and the outcome is solved against the reacting ego, :mod:`envs.scenes.bank.react`).
     """
 
     def __init__(
@@ -98,6 +102,7 @@ class ScenarioBank(Sequence[Scene]):
         roads: str = "classic",
         road_families: Sequence[str] | str | None = None,
         background_density: float = 1.0,
+        expert: str = "logged",
     ) -> None:
         if isinstance(num_scenes, bool) or not isinstance(num_scenes, (int, np.integer)) or num_scenes < 0:
             raise ValueError(f"num_scenes must be a non-negative integer, got {num_scenes!r}")
@@ -129,6 +134,11 @@ class ScenarioBank(Sequence[Scene]):
             raise ValueError(f"outcomes must be one of {OUTCOME_MODES}, got {outcomes!r}")
         if outcomes == "collision" and (outcome_mix is not None or difficulty != DEFAULT_DIFFICULTY):
             raise ValueError(f"outcome_mix={outcome_mix!r} / difficulty={difficulty!r} need outcomes='varied'")
+        if expert not in EXPERTS:
+            raise ValueError(f"expert must be one of {EXPERTS}, got {expert!r}")
+        if expert != "logged" and outcomes != "varied":
+            raise ValueError(f"expert={expert!r} needs outcomes='varied'")
+        self.expert = expert
         self.outcomes = outcomes
         self.outcome_mix = check_outcome_mix(DEFAULT_OUTCOME_MIX if outcome_mix is None else outcome_mix)
         self.difficulty = check_difficulty(difficulty)
@@ -220,6 +230,7 @@ class ScenarioBank(Sequence[Scene]):
         return generate_scene(
             scene_type, self.scene_seed(i), scene_id=self.scene_id(i),
             outcome=self.wanted_outcome(i) or "benign", difficulty=self.difficulty, **extra,
+            **({"expert": self.expert} if self.expert != "logged" else {}),
         )
 
     def __iter__(self) -> Iterator[Scene]:
@@ -232,6 +243,7 @@ class ScenarioBank(Sequence[Scene]):
             f"normal_fraction={self.normal_fraction}, "
             + (f"outcomes='varied', outcome_mix={self.outcome_mix}, difficulty={self.difficulty}, "
                if self.outcomes == "varied" else "")
+            + (f"expert='{self.expert}', " if self.expert != "logged" else "")
             + (f"roads='families', road_families={list(self.road_families)}, " if self.road_families else "")
             + (f"background_density={self.background_density}, " if self.background_density != 1.0 else "")
             + "source='synthetic')"

@@ -49,6 +49,9 @@ class OutcomeFamily:
         hazard: ``rng -> (p -> Actor)``.
         spans: search intervals ``(p_collide, p_far)`` of ``p``, from a colliding end to a far (clear) end; the
             varied bank picks one at random (e.g. the hazard arriving earlier or later than the ego).
+        reacting_spans: the spans searched against the reacting expert (:mod:`envs.scenes.bank.react`), None: ``spans``
+            (a typology whose reacting ego keeps every hazard of ``spans`` far away, such as ``cut_in``, extends them
+            beyond the logged ego's colliding end).
     """
 
     name: str
@@ -56,6 +59,7 @@ class OutcomeFamily:
     ego: EgoTrack
     hazard: Callable[[np.random.Generator], Callable[[float], Actor]]
     spans: tuple[tuple[float, float], ...]
+    reacting_spans: tuple[tuple[float, float], ...] | None = None
 
 
 def time_shift_family(name: str, base: float, ego: EgoTrack, risk: Actor, spans: tuple[tuple[float, float], ...]) -> OutcomeFamily:

@@ -23,6 +23,7 @@ from envs.scenes.bank.core import Core, Retry
 from envs.scenes.bank.motion import DT, NUM_FRAMES, velocities
 from envs.scenes.bank.normal import NORMAL_VARIANTS, normal
 from envs.scenes.bank.outcomes import DEFAULT_DIFFICULTY, OUTCOMES, check_difficulty, vary
+from envs.scenes.bank.react import EXPERTS
 from envs.scenes.bank.roads import NORMAL_VARIANT_FAMILIES, TYPOLOGY_FAMILIES, Roads
 from envs.scenes.layouts import get_layout
 from envs.scenes.scene import AgentClass, Scene, SceneMeta
@@ -113,6 +114,7 @@ def generate_scene(
     difficulty: float = DEFAULT_DIFFICULTY,
     road_families: Sequence[str] | None = None,
     background_density: float = 1.0,
+    expert: str = "logged",
 ) -> Scene:
     """Generate one SYNTHETIC scene (10 s at 10 Hz, 101 frames) of ``scenario_type`` from ``seed``.
 
@@ -134,6 +136,10 @@ def generate_scene(
             families.
         background_density: scale of the number of background agents wanted (1.0: the default 3-12 per scene;
             other values are recorded in ``meta.extra["background_density"]``).
+        expert: ``"logged"`` (default: the ego keeps its speed plan) or ``"reacting"`` (needs ``outcome``: a
+            near-miss / benign scene's ego reacts to its hazard and the outcome is solved against it,
+            :mod:`envs.scenes.bank.react`; recorded in ``meta.extra["expert"]`` and, for those scenes,
+            ``["reaction"]``; collision and normal scenes are the logged expert's).
 
     Returns:
         A validated :class:`~envs.scenes.scene.Scene` with ``meta.source == "synthetic"``; scenes whose log collides
@@ -149,6 +155,11 @@ def generate_scene(
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if outcome is not None and outcome not in OUTCOMES:
         raise ValueError(f"outcome must be None or one of {OUTCOMES}, got {outcome!r}")
+    if expert not in EXPERTS:
+        raise ValueError(f"expert must be one of {EXPERTS}, got {expert!r}")
+    if expert != "logged" and outcome is None:
+        raise ValueError(f"expert={expert!r} needs an outcome (the outcome-varied bank); the default bank's ego "
+                         "is the logged, inattentive one")
     difficulty = check_difficulty(difficulty)
     background_density = check_background_density(background_density)
     roads = None if road_families is None else Roads(tuple(road_families))
@@ -181,8 +192,10 @@ def generate_scene(
     if outcome is not None and scenario_type == "normal":
         facts = {"outcome": "benign", "difficulty": difficulty}
     elif outcome is not None:
-        core, facts = vary(core, outcome, rng, difficulty)
+        core, facts = vary(core, outcome, rng, difficulty, expert)
         facts["difficulty"] = difficulty
+    if expert != "logged":
+        facts["expert"] = expert
     layout = get_layout(core.layout)
     num_bg = int(rng.integers(BACKGROUND_RANGE[0], BACKGROUND_RANGE[1] + 1))
     if background_density != 1.0:

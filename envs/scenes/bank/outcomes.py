@@ -17,6 +17,11 @@ parameter solved for it (regula falsi on the geometry); the outcome is then VERI
 against the hazard's, oriented boxes at every frame, :func:`classify`): a mismatch redraws (at most
 :data:`MAX_OUTCOME_DRAWS` times) and, failing that, the scene keeps its colliding draw and says so in meta
 (``outcome`` the geometry's, ``outcome_wanted``). The hazard agent is present in every outcome.
+
+With ``expert="reacting"`` (:mod:`envs.scenes.bank.react`) a near-miss / benign scene's ego reacts to its hazard: the
+parameter is solved against the ego reacting to each candidate hazard (:func:`_solve_reacting`: a scan of the span
+for a bracket, then regula falsi; the gap is not monotonic once the ego brakes) and the outcome verified on the
+reacted log. Collision scenes keep the colliding draw's inattentive ego (no reaction) with either expert.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from envs.scenes.bank.actors import Actor
+from envs.scenes.bank.actors import Actor, first_overlap
 from envs.scenes.bank.core import Core
+from envs.scenes.bank.react import EXPERTS, min_gap_track, react
 from envs.scenes.bank.ranges import Range
 from rewards.geometry import box_distance
 
@@ -128,7 +134,71 @@ def _solve(gap_of: Callable[[float], float], p0: float, p1: float, target: float
     return p
 
 
-def vary(core: Core, wanted: str, rng: np.random.Generator, difficulty: float = DEFAULT_DIFFICULTY) -> tuple[Core, dict[str, Any]]:
+def _reacting_gap(family: Any, make: Callable[[float], Actor], props: Sequence[Actor]) -> Callable[[float], tuple]:
+    """``p -> (gap, frame, ego, hazard, facts, p)``: the hazard ``make(p)``, the ego reacting to it
+    (:func:`~envs.scenes.bank.react.react`), their smallest box gap [m] and its frame."""
+
+    seen: dict[float, tuple] = {}  # (redraws scan the same points of a span again)
+
+    def evaluate(p: float) -> tuple:
+        if p not in seen:
+            hazard = make(p)
+            ego, facts = react(family.ego, hazard, props)
+            gap, frame = min_gap_track(ego, hazard)
+            seen[p] = gap, frame, ego, hazard, facts, p
+        return seen[p]
+
+    return evaluate
+
+
+SCAN = (0.0, 0.125, 0.25, 0.5, 1.0)
+"""Reacting expert: fractions of a span ``(p_collide, p_far)`` scanned for a bracket of the target gap."""
+
+
+def _solve_reacting(evaluate: Callable[[float], tuple], p0: float, p1: float, target: float, wanted: str,
+                    iters: int = 10) -> tuple | None:
+    """The reacting expert's solve: scan ``p`` over :data:`SCAN` of ``(p0, p1)`` for the first pair of neighbours
+    whose gaps lie on both sides of ``target`` and refine it (Illinois regula falsi to :data:`GAP_TOLERANCE`); the
+    gap is not monotonic in ``p`` once the ego reacts (braking can move the ego into a hazard that was to pass
+    ahead of it). Without a bracket: the scanned point whose outcome is ``wanted`` with the gap nearest ``target``.
+    Returns ``evaluate``'s tuple, or None (the caller verifies the outcome)."""
+    done: list[tuple[float, tuple]] = []
+    for f in SCAN:
+        p = p0 + f * (p1 - p0)
+        res = evaluate(p)
+        if done and (done[-1][1][0] - target) * (res[0] - target) < 0.0:
+            (pa, ra), (pb, rb) = done[-1], (p, res)
+            break
+        done.append((p, res))
+    else:
+        ok = [r for _, r in done if classify(r[0]) == wanted]
+        return min(ok, key=lambda r: abs(r[0] - target)) if ok else None
+    ga, gb = ra[0] - target, rb[0] - target
+    side = 0
+    best = ra if abs(ga) < abs(gb) else rb
+    for _ in range(iters):
+        if abs(best[0] - target) < GAP_TOLERANCE:
+            break
+        p = pb - gb * (pb - pa) / (gb - ga)
+        res = evaluate(p)
+        g = res[0] - target
+        if abs(g) < abs(best[0] - target):
+            best = res
+        if (g < 0.0) == (ga < 0.0):
+            pa, ga = p, g
+            if side == -1:
+                gb *= 0.5
+            side = -1
+        else:
+            pb, gb = p, g
+            if side == 1:
+                ga *= 0.5
+            side = 1
+    return best
+
+
+def vary(core: Core, wanted: str, rng: np.random.Generator, difficulty: float = DEFAULT_DIFFICULTY,
+         expert: str = "logged") -> tuple[Core, dict[str, Any]]:
     """The scene core for the ``wanted`` outcome and its meta facts (see the module docstring).
 
     Args:
@@ -137,6 +207,10 @@ def vary(core: Core, wanted: str, rng: np.random.Generator, difficulty: float = 
         rng: the scene's generator (target gaps, spans and the family's own draws come from it).
         difficulty: in [0, 1]; target gaps are drawn as ``lo + (hi - lo) u^(2^(2 d - 1))`` for ``u`` uniform, so a
             harder scene's hazard passes closer (``d = 0.5``: uniform over :data:`TARGET_GAP`).
+        expert: ``"logged"`` (the ego keeps its speed plan) or ``"reacting"`` (a near-miss / benign scene's ego
+            reacts to its hazard, :mod:`envs.scenes.bank.react`: the parameter is solved against the reacting ego,
+            recomputed for every candidate hazard, by :func:`_solve_reacting`; ``facts`` then also holds
+            ``reaction``). Collision scenes keep the colliding draw's inattentive ego either way.
 
     Returns:
         ``(core, facts)``: ``facts`` holds ``outcome`` (the geometry's), ``outcome_wanted``, ``outcome_redraws``,
@@ -149,26 +223,61 @@ def vary(core: Core, wanted: str, rng: np.random.Generator, difficulty: float = 
     if family is None:  # a colliding draw with no uncrashed variant (the generator redraws those for other outcomes)
         facts.update(outcome="collision", min_gap_m=0.0, outcome_params={})
         return core, facts
+    if expert not in EXPERTS:
+        raise ValueError(f"expert must be one of {EXPERTS}, got {expert!r}")
+    if wanted != "collision" and expert == "reacting":
+        return _vary_reacting(core, wanted, rng, difficulty, facts)
     if wanted != "collision":
-        ego_corners = family.ego.corners()
         make = family.hazard(rng)
         exponent = 2.0 ** (2.0 * check_difficulty(difficulty) - 1.0)
         lo, hi = TARGET_GAP[wanted]
         for draw in range(MAX_OUTCOME_DRAWS):
             target = lo + (hi - lo) * float(rng.random()) ** exponent
             p0, p1 = family.spans[int(rng.integers(len(family.spans)))]
-            p = _solve(lambda q: min_gap(ego_corners, make(q).corners()), p0, p1, target)
+            p = _solve(lambda q: min_gap_track(family.ego, make(q))[0], p0, p1, target)
             if p is None:
                 continue
             hazard: Actor = make(p)
-            gaps = box_distance(ego_corners, hazard.corners())
-            gap = float(gaps.min())
-            if classify(gap) != wanted or int(np.argmin(gaps)) >= len(gaps) - END_FRAMES:
+            gap, frame = min_gap_track(family.ego, hazard)  # (the exact minimum of box_distance over every frame)
+            if classify(gap) != wanted or frame >= len(family.ego.s) - END_FRAMES:
                 continue  # wrong outcome, or the gap may keep closing after the log
             facts.update(outcome=wanted, outcome_redraws=draw, min_gap_m=round(gap, 3),
                          outcome_params={family.name: round(family.base + p, 3)})
             varied = replace(core, ego=family.ego, actors=[hazard, *core.actors[1:]], collision_frame=None)
             return varied, facts
         facts["outcome_redraws"] = MAX_OUTCOME_DRAWS
+    facts.update(outcome="collision", min_gap_m=0.0, outcome_params={family.name: round(family.base, 3)})
+    return core, facts
+
+
+def _vary_reacting(core: Core, wanted: str, rng: np.random.Generator, difficulty: float,
+                   facts: dict[str, Any]) -> tuple[Core, dict[str, Any]]:
+    """:func:`vary` for a near-miss / benign scene of the reacting expert: the same draws as the logged expert's
+    (target gap, span), the parameter solved against the ego that reacts to each candidate hazard, the outcome
+    verified on the final logs (the reacted ego against the hazard)."""
+    family = core.family
+    make = family.hazard(rng)
+    props = [a for a in core.actors[1:] if a.role == "prop"]
+    evaluate = _reacting_gap(family, make, props)
+    exponent = 2.0 ** (2.0 * check_difficulty(difficulty) - 1.0)
+    lo, hi = TARGET_GAP[wanted]
+    for draw in range(MAX_OUTCOME_DRAWS):
+        target = lo + (hi - lo) * float(rng.random()) ** exponent
+        spans = family.reacting_spans or family.spans
+        p0, p1 = spans[int(rng.integers(len(spans)))]
+        res = _solve_reacting(evaluate, p0, p1, target, wanted)
+        if res is None:
+            continue
+        _, _, ego, hazard, reaction, p = res
+        gap, frame = min_gap_track(ego, hazard)  # (the exact minimum of box_distance over every frame)
+        if classify(gap) != wanted or frame >= len(ego.s) - END_FRAMES:
+            continue  # wrong outcome, or the gap may keep closing after the log
+        if any(first_overlap(ego.corners(), prop.corners()) is not None for prop in props):
+            continue  # (the reacted ego never reaches further than the plan; kept as a check)
+        facts.update(outcome=wanted, outcome_redraws=draw, min_gap_m=round(gap, 3),
+                     outcome_params={family.name: round(family.base + p, 3)}, reaction=reaction.to_meta())
+        varied = replace(core, ego=ego, actors=[hazard, *core.actors[1:]], collision_frame=None)
+        return varied, facts
+    facts["outcome_redraws"] = MAX_OUTCOME_DRAWS
     facts.update(outcome="collision", min_gap_m=0.0, outcome_params={family.name: round(family.base, 3)})
     return core, facts

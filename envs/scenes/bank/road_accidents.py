@@ -151,7 +151,10 @@ def cut_in(rng: np.random.Generator, variant: str, roads: Roads | None = None) -
         s = ramp_profile(t, s_end - v_c * t_end, v_c, t_end, a_up, v_rel)
         return lambda p: Actor(AgentClass.VEHICLE, length, width, c_path, s + p, c_lateral, role="risk")
 
-    family = OutcomeFamily("cut_in_gap_m", gap_end, ego, released, ((0.3 - gap_end, 30.0),))
+    # (reacting expert: the ego brakes once the lane change projects a conflict, so the cutter may end its lane
+    # change up to 8 m further back, where the logged ego would have been hit)
+    family = OutcomeFamily("cut_in_gap_m", gap_end, ego, released, ((0.3 - gap_end, 30.0),),
+                           ((-8.0 - gap_end, 30.0),))
     ego, cutter, k, avoid = finish_accident(ego, cutter, [])
     side = "left" if from_left else "right"
     return Core(
