@@ -26,7 +26,7 @@ import numpy as np
 
 from agents.base import Policy, policy_input
 from agents.baselines import make_baseline
-from envs.replay_env import EnvConfig, ReplayEnv
+from envs.replay_env import START_STEERING, EnvConfig, ReplayEnv
 from rewards.geometry import box_corners, vehicle_corners, world_to_local
 from rewards.scorer import safe_progress_for
 
@@ -132,11 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--reset-seed", type=int, default=4242, help="reset seeds are reset_seed + i")
     p.add_argument("--policies", default="safe_oracle", help="comma-separated baseline names")
     p.add_argument("--scenario-types", default=None, help="comma-separated scenario types (default: all)")
+    p.add_argument("--start-steering", choices=START_STEERING, default=EnvConfig().start_steering,
+                   help="the closed loop's start steering angle (EnvConfig.start_steering)")
     args = p.parse_args(argv)
-    print(f"closed loop on SYNTHETIC bank scenes, {args.num_scenes} per seed, state-only, lazy reward")
+    print(f"closed loop on SYNTHETIC bank scenes, {args.num_scenes} per seed, state-only, lazy reward, start_steering "
+          f"{args.start_steering!r}")
     for seed in (int(s) for s in args.seeds.split(",")):
         kwargs = {} if args.scenario_types is None else {"scenario_types": tuple(args.scenario_types.split(","))}
-        env = ReplayEnv("bank", "closed_loop", EnvConfig(bev=None, reward_mode="lazy"), num_scenes=args.num_scenes,
+        env = ReplayEnv("bank", "closed_loop", EnvConfig(bev=None, reward_mode="lazy", start_steering=args.start_steering), num_scenes=args.num_scenes,
                         seed=seed, **kwargs)
         for name in args.policies.split(","):
             start = time.perf_counter()
