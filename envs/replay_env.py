@@ -20,7 +20,9 @@ Modes
   accident scenes, else a seeded random frame in ``[history, t_max]``. The reward scores the action from the logged
   state; the episode terminates after the step.
 * ``"closed_loop"``: starts ``closed_loop_lead_time`` (3 s) before the logged collision (accident scenes) or at a
-  seeded random frame, then re-plans every ``replan_interval`` (0.5 s = 5 frames). The ego tracks the action with
+  seeded random frame, from the logged state with the steering angle of the logged path there
+  (``EnvConfig.start_steering="log"``, the default; ``"zero"``: the scorer's straight wheels, see the field), then
+  re-plans every ``replan_interval`` (0.5 s = 5 frames). The ego tracks the action with
   the scorer's LQR tracker + kinematic bicycle (the first 5 states of :func:`rewards.tracking.simulate_candidates`,
   computed by :func:`envs.sim.simulation.simulate_prefix`, which also carries the steering angle across re-plans);
   other agents replay their logs (non-reactive). After every simulated frame the episode **terminates** on an
@@ -164,14 +166,16 @@ class EnvConfig:
     """Earliest random decision / start time [s] (so the history is logged, not padded), when the log allows."""
     replan_interval: float = 0.5
     """Closed loop: time between re-planning steps [s] (a multiple of the scene step)."""
-    start_steering: str = "zero"
-    """Closed loop: the tire steering angle the ego starts an episode with (:data:`START_STEERING`). ``"zero"``
-    (default): the scorer's start state, straight wheels (NAVSIM's start from a logged steering angle, which our
-    sources lack); an episode that starts mid-turn then straightens and drifts to the outside of the turn (log
-    replay left the road in 5 of 48 normal scenes that way). ``"log"``: the steering of the kinematic bicycle that
-    follows the logged path at the start frame (:func:`envs.sim.scoring.logged_steering_angle`), so the start is
-    consistent mid-turn. Only the closed loop's state changes: the open-loop decision, and the scorer's state of a
-    logged frame (:func:`envs.sim.scoring.problem_from_scene`, the EP references planned from it), keep 0."""
+    start_steering: str = "log"
+    """Closed loop: the tire steering angle the ego starts an episode with (:data:`START_STEERING`). ``"log"``
+    (default): the steering of the kinematic bicycle that follows the logged path at the start frame
+    (:func:`envs.sim.scoring.logged_steering_angle`), so a start mid-turn keeps turning. ``"zero"`` (the behaviour
+    before): the scorer's start state, straight wheels (NAVSIM starts from a logged steering angle, which our sources
+    lack); an episode that starts inside a junction turn then straightens and drifts to the outside of the turn (on
+    48 normal scenes of bank seed 5000, 5 log-replay episodes, 2 safe-oracle and 3 PDM-Closed-like ones left the road
+    that way: README, "Closed-loop start steering"). Only the closed loop's start changes: open-loop decisions and
+    the scorer's state of a logged frame (:func:`envs.sim.scoring.problem_from_scene`, and the EP references planned
+    from it) keep NAVSIM's 0."""
     history_poses: int = 4
     """Past poses in ``history``."""
     history_interval: float = 0.5
