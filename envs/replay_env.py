@@ -173,7 +173,8 @@ class EnvConfig:
     before): the scorer's start state, straight wheels (NAVSIM starts from a logged steering angle, which our sources
     lack); an episode that starts inside a junction turn then straightens and drifts to the outside of the turn (on
     48 normal scenes of bank seed 5000, 5 log-replay episodes, 2 safe-oracle and 3 PDM-Closed-like ones left the road
-    that way: README, "Closed-loop start steering"). Only the closed loop's start changes: open-loop decisions and
+    that way: README, "Closed-loop start steering"; what remains are turn exits, where the tracker overshoots the
+    bank's line-arc-line connectors whatever the start). Only the closed loop's start changes: open-loop decisions and
     the scorer's state of a logged frame (:func:`envs.sim.scoring.problem_from_scene`, and the EP references planned
     from it) keep NAVSIM's 0."""
     history_poses: int = 4
