@@ -28,8 +28,14 @@ episode's route completion times its soft factors), mean reward per step (the en
 steps with EP == 1, mean collision term, and per episode the route completion RC, driving score DS, collision rate,
 off-road rate (episodes ended off the drivable area) and stopped share.
 
-``--start-steering log`` starts each episode from the logged steering angle (``EnvConfig.start_steering``; default
-``zero``, the scorer's start state); the effect on this table is in docs/closed_loop.md ("Start steering").
+``--start-steering {log,zero}``: the closed loop's start steering (``EnvConfig.start_steering``; default ``log``,
+the logged path's steering; ``zero``, straight wheels, the behaviour before 2026-12-07). Measured 2026-12-07 (32
+scenes, seeds 1000 and 6000, the default reward, other engineers' jobs running; the full table is in the README,
+"Closed-loop start steering"): seed 1000's normal returns are identical (safe oracle / PDM-Closed-like / brake to
+stop / stand still 0.929 / 0.927 / 0.274 / 0.105); on seed 6000 the normal scene that starts mid-turn no longer
+ends off the road for the oracle, PDM-Closed-like and log replay (0.711 / 0.681 / 0.137 / -0.019 with ``zero``,
+0.915 / 0.897 / 0.137 / -0.019 with ``log``; off-road rate of those three 1/8 -> 0/8); every issue-28 ordering
+holds with both.
 """
 
 from __future__ import annotations

@@ -184,8 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{args.start_steering!r}")
     for seed in (int(s) for s in args.seeds.split(",")):
         kwargs = {} if args.scenario_types is None else {"scenario_types": tuple(args.scenario_types.split(","))}
-        env = ReplayEnv("bank", "closed_loop", EnvConfig(bev=None, reward_mode="lazy", start_steering=args.start_steering), num_scenes=args.num_scenes,
-                        seed=seed, **kwargs)
+        config = EnvConfig(bev=None, reward_mode="lazy", start_steering=args.start_steering)
+        env = ReplayEnv("bank", "closed_loop", config, num_scenes=args.num_scenes, seed=seed, **kwargs)
         for name in args.policies.split(","):
             start = time.perf_counter()
             episodes = run_episodes(make_baseline(name), env, len(env.source), args.reset_seed)

@@ -413,6 +413,7 @@ def test_start_steering_reaches_the_training_and_evaluation_envs(tmp_path):
         typed = typed_config(_cfg("agent=mlp", "agent.bev=none", f"env.start_steering={value}", "tensorboard=false"))
         ctx = Context(tmp_path, typed)
         assert env_config(ctx).start_steering == value and start_steering(ctx) == value
-    assert typed_config(_cfg("agent=mlp", "tensorboard=false")).env.start_steering == EnvConfig().start_steering == "log"
+    default = typed_config(_cfg("agent=mlp", "tensorboard=false")).env.start_steering
+    assert default == EnvConfig().start_steering == "log"
     with pytest.raises(SystemExit, match="env.start_steering: expected one of .*'wheels'"):
         typed_config(_cfg("env.start_steering=wheels"))
