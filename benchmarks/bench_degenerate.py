@@ -25,8 +25,17 @@ capped at the route completion").
 Columns: mean episode return, the largest episode return (at most 1 with the progress reward: its return is the
 episode's route completion times its soft factors), mean reward per step (the env's default reward), mean PDMS
 (NAVSIM-faithful EP) and SP-PDMS (EP against the safe-progress reference, the RL reward's score) per step, share of
-steps with EP == 1, mean collision term, and per episode the route completion RC, driving score DS, collision rate
-and stopped share.
+steps with EP == 1, mean collision term, and per episode the route completion RC, driving score DS, collision rate,
+off-road rate (episodes ended off the drivable area) and stopped share.
+
+``--start-steering {log,zero}``: the closed loop's start steering (``EnvConfig.start_steering``; default ``log``,
+the logged path's steering; ``zero``, straight wheels, the behaviour before 2026-12-07). Measured 2026-12-07 (32
+scenes, seeds 1000 and 6000, the default reward, other engineers' jobs running; the full table is in the README,
+"Closed-loop start steering"): seed 1000's normal returns are identical (safe oracle / PDM-Closed-like / brake to
+stop / stand still 0.929 / 0.927 / 0.274 / 0.105); on seed 6000 the normal scene that starts mid-turn no longer
+ends off the road for the oracle, PDM-Closed-like and log replay (0.711 / 0.681 / 0.137 / -0.019 with ``zero``,
+0.915 / 0.897 / 0.137 / -0.019 with ``log``; off-road rate of those three 1/8 -> 0/8); every issue-28 ordering
+holds with both.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ import numpy as np
 
 from agents.base import Policy, PolicyInput, policy_input
 from agents.baselines import make_baseline
-from envs.replay_env import EnvConfig, ReplayEnv
+from envs.replay_env import START_STEERING, EnvConfig, ReplayEnv
 from envs.sim.reward import REWARD_KINDS, RewardConfig
 from envs.wrappers import kinematic_trajectories
 
@@ -78,6 +87,7 @@ def run(policy: Policy, env: ReplayEnv, seeds: Sequence[int]) -> dict[str, dict[
             episode_return += float(reward)
         group["return"].append(episode_return)
         group["collided"].append(float(info["termination_reason"] == "collision"))
+        group["offroad"].append(float(info["termination_reason"] == "offroad"))
         metrics = info.get("driving_metrics")
         if metrics is not None:
             for key in ("route_completion", "driving_score", "stopped_share"):
@@ -96,17 +106,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="the closed-loop step reward (envs.sim.reward.RewardConfig.kind)")
     p.add_argument("--min-speed-penalty", type=float, default=RewardConfig().min_speed_penalty,
                    help="the progress reward's minimum-speed infraction (RewardConfig.min_speed_penalty; 0: off)")
+    p.add_argument("--start-steering", choices=START_STEERING, default=EnvConfig().start_steering,
+                   help="the closed loop's start steering angle (EnvConfig.start_steering)")
     args = p.parse_args(argv)
     reward = RewardConfig(kind=args.reward_kind, min_speed_penalty=args.min_speed_penalty)
-    env = ReplayEnv("bank", "closed_loop", EnvConfig(bev=None, reward=reward), num_scenes=args.num_scenes,
-                    seed=args.seed)
+    env = ReplayEnv("bank", "closed_loop", EnvConfig(bev=None, reward=reward, start_steering=args.start_steering),
+                    num_scenes=args.num_scenes, seed=args.seed)
     seeds = [args.reset_seed + i for i in range(args.num_scenes)]
     cols = ["return", "max return", "reward/step", "PDMS", "SP-PDMS", "EP==1", "coll term", "RC", "DS", "coll rate",
-            "stopped"]
+            "offroad", "stopped"]
     keys = ["return", "max_return", "reward", "pdms", "sp_pdms", "ep_is_1", "collision", "route_completion",
-            "driving_score", "collided", "stopped_share"]
+            "driving_score", "collided", "offroad", "stopped_share"]
     print(f"closed loop, {args.num_scenes} SYNTHETIC bank scenes (seed {args.seed}), state-only, reward kind "
-          f"{args.reward_kind!r}, min_speed_penalty {args.min_speed_penalty}")
+          f"{args.reward_kind!r}, min_speed_penalty {args.min_speed_penalty}, start_steering {args.start_steering!r}")
     print(f"{'policy':<18} {'scenes':<9} " + " ".join(f"{c:>11}" for c in cols))
     for name in args.policies.split(","):
         policy = RandomPolicy(0) if name == "random" else make_baseline(name)

@@ -20,7 +20,9 @@ Modes
   accident scenes, else a seeded random frame in ``[history, t_max]``. The reward scores the action from the logged
   state; the episode terminates after the step.
 * ``"closed_loop"``: starts ``closed_loop_lead_time`` (3 s) before the logged collision (accident scenes) or at a
-  seeded random frame, then re-plans every ``replan_interval`` (0.5 s = 5 frames). The ego tracks the action with
+  seeded random frame, from the logged state with the steering angle of the logged path there
+  (``EnvConfig.start_steering="log"``, the default; ``"zero"``: the scorer's straight wheels, see the field), then
+  re-plans every ``replan_interval`` (0.5 s = 5 frames). The ego tracks the action with
   the scorer's LQR tracker + kinematic bicycle (the first 5 states of :func:`rewards.tracking.simulate_candidates`,
   computed by :func:`envs.sim.simulation.simulate_prefix`, which also carries the steering angle across re-plans);
   other agents replay their logs (non-reactive). After every simulated frame the episode **terminates** on an
@@ -103,7 +105,7 @@ from envs.sim.reward import (EP_TERMS, PROGRESS_TERMS, REWARD_TERMS, RewardConfi
                               reward_terms, traffic_speeds)
 from envs.sim.terms import DeferredTerms
 from envs.scenes.scene import Scene
-from envs.sim.scoring import log_as_action, map_geometry_from_scene_map, problem_from_scene
+from envs.sim.scoring import log_as_action, logged_steering_angle, map_geometry_from_scene_map, problem_from_scene
 from envs.sim.simulation import DrivableArea, EgoTrack, first_event, simulate_prefix, simulate_with_steering
 from envs.scenes.sources import Origin, SceneSource, make_source
 from envs.spaces import NUM_POSES, action_space, observation_space, validate_trajectories
@@ -117,6 +119,8 @@ from rewards.types import EgoState, ScoringProblem
 MODES = ("open_loop", "closed_loop")
 REWARD_MODES = ("eager", "lazy")
 REFERENCES = ("auto", "log", None)
+START_STEERING = ("zero", "log")
+"""Closed loop: the tire steering angle an episode starts from (:attr:`EnvConfig.start_steering`)."""
 STEP_TERMS = {"open_loop": REWARD_TERMS, "closed_loop": REWARD_TERMS + ("terminal_collision",) + PROGRESS_TERMS}
 """Keys of ``info["rewards"]`` per mode: the same keys in every info of the mode, ``reset`` included; a term that
 was not computed is NaN (every term after ``reset``, which scores nothing; the scorer's terms in lazy mode until
@@ -162,6 +166,17 @@ class EnvConfig:
     """Earliest random decision / start time [s] (so the history is logged, not padded), when the log allows."""
     replan_interval: float = 0.5
     """Closed loop: time between re-planning steps [s] (a multiple of the scene step)."""
+    start_steering: str = "log"
+    """Closed loop: the tire steering angle the ego starts an episode with (:data:`START_STEERING`). ``"log"``
+    (default): the steering of the kinematic bicycle that follows the logged path at the start frame
+    (:func:`envs.sim.scoring.logged_steering_angle`), so a start mid-turn keeps turning. ``"zero"`` (the behaviour
+    before): the scorer's start state, straight wheels (NAVSIM starts from a logged steering angle, which our sources
+    lack); an episode that starts inside a junction turn then straightens and drifts to the outside of the turn (on
+    48 normal scenes of bank seed 5000, 5 log-replay episodes, 2 safe-oracle and 3 PDM-Closed-like ones left the road
+    that way: README, "Closed-loop start steering"; what remains are turn exits, where the tracker overshoots the
+    bank's line-arc-line connectors whatever the start). Only the closed loop's start changes: open-loop decisions and
+    the scorer's state of a logged frame (:func:`envs.sim.scoring.problem_from_scene`, and the EP references planned
+    from it) keep NAVSIM's 0."""
     history_poses: int = 4
     """Past poses in ``history``."""
     history_interval: float = 0.5
@@ -220,6 +235,8 @@ class EnvConfig:
             raise ValueError(f"EnvConfig.reference: expected one of {REFERENCES}, got {self.reference!r}")
         if self.reward_mode not in REWARD_MODES:
             raise ValueError(f"EnvConfig.reward_mode: expected one of {REWARD_MODES}, got {self.reward_mode!r}")
+        if self.start_steering not in START_STEERING:
+            raise ValueError(f"EnvConfig.start_steering: expected one of {START_STEERING}, got {self.start_steering!r}")
         if self.scene_order not in ("shuffle", "sequential"):
             raise ValueError(f"EnvConfig.scene_order: expected 'shuffle' or 'sequential', got {self.scene_order!r}")
         for name in ("lead_time", "closed_loop_lead_time", "history_time", "route_end_margin"):
@@ -450,7 +467,7 @@ class ReplayEnv(gym.Env):
         self._index = index
         self._start = t0
         self._scene = scene
-        self._track = EgoTrack(scene, t0, self._log_problem(scene, t0).ego, ctx.log_kinematics)
+        self._track = EgoTrack(scene, t0, self._start_state(scene, t0), ctx.log_kinematics)
         self._metrics = None if self.mode == "open_loop" else EpisodeMetrics(
             scene, ctx.route, self._track.poses[t0], None if scene.map is None else self._log_problem(scene, t0).map,
             self.config.driving_metrics)
@@ -695,6 +712,15 @@ class ReplayEnv(gym.Env):
             return int(np.clip(cf - int(round(lead / scene.dt)), 0, ctx.t_max))
         t_min = min(int(round(cfg.history_time / scene.dt)), ctx.t_max)
         return int(self.np_random.integers(t_min, ctx.t_max + 1))
+
+    def _start_state(self, scene: Scene, t0: int) -> EgoState:
+        """The ego state an episode starts from at frame ``t0``: the log's scoring state (the same object, so the
+        scorer's per-problem caches serve the first step), with the logged steering angle in closed loop when
+        ``config.start_steering == "log"`` (a copy; the log's problem keeps 0)."""
+        ego = self._log_problem(scene, t0).ego
+        if self.mode != "closed_loop" or self.config.start_steering == "zero":
+            return ego
+        return dataclasses.replace(ego, steering_angle=logged_steering_angle(scene, t0))
 
     def _log_problem(self, scene: Scene, t: int) -> ScoringProblem:
         """The log's scoring problem at frame ``t`` (cached: agents' window and map geometry)."""

@@ -85,9 +85,20 @@ def sources(ctx: Context) -> tuple[Any, Any, str]:
 def env_config(ctx: Context):
     """The replay env configuration of the run's agent (its view, the run's one reward): what it trains on and what
     the learned rows are evaluated on (:attr:`experiments.registry.Agent.env_config`)."""
+    import dataclasses
+
     from experiments.registry import get_agent
 
-    return get_agent(ctx.cfg.agent.name).env_config(ctx.cfg.agent, ctx.cfg.reward)
+    config = get_agent(ctx.cfg.agent.name).env_config(ctx.cfg.agent, ctx.cfg.reward)
+    return dataclasses.replace(config, start_steering=start_steering(ctx))
+
+
+def start_steering(ctx: Context) -> str:
+    """The closed loop's start steering of the run (``env.start_steering``; sources without the field: the
+    :class:`envs.replay_env.EnvConfig` default)."""
+    from envs.replay_env import EnvConfig
+
+    return str(getattr(ctx.cfg.env, "start_steering", EnvConfig.start_steering))
 
 
 def group_env(ctx: Context, normalized: bool, online_mining: bool = False):

@@ -88,6 +88,10 @@ class SourceConfig:
     family never trained on, to measure generalisation to unseen road geometry)."""
     background_density: float = 1.0
     """bank: scale of the background traffic per scene (1.0: 3-12 agents wanted; 0: none)."""
+    start_steering: str = "log"
+    """Replay env, closed loop (training rollouts and the evaluation): the steering angle an episode starts from,
+    ``log`` (the logged path's, so a start mid-turn keeps turning) or ``zero`` (straight wheels, the behaviour before
+    2026-12-07): ``envs.replay_env.EnvConfig.start_steering``."""
     frame_sampling: str = "even"
     """How the sampled decisions of every scene (the SFT data's expert rows, training and held-out) are chosen
     (``counterfactual.frame_labels.FRAME_SAMPLING``): ``even`` (default: up to ``train.expert_frames`` safe frames
@@ -114,7 +118,10 @@ class SourceConfig:
 
     def __post_init__(self) -> None:
         from counterfactual.frame_labels import FRAME_SAMPLING
+        from envs.replay_env import START_STEERING
 
+        if self.start_steering not in START_STEERING:
+            raise ValueError(f"env.start_steering: expected one of {list(START_STEERING)}, got {self.start_steering!r}")
         if self.frame_sampling not in FRAME_SAMPLING:
             raise ValueError(f"env.frame_sampling: expected one of {list(FRAME_SAMPLING)}, got {self.frame_sampling!r}")
 

@@ -131,7 +131,7 @@ def evaluate_methods(ctx: Any, records: list[dict[str, Any]] | None = None) -> l
 
     from agents.evaluation import evaluate_closed_loop, evaluate_open_loop
     from envs.replay_env import EnvConfig, ReplayEnv
-    from experiments.builders import env_config, sources
+    from experiments.builders import env_config, sources, start_steering
     from experiments.registry import NO_LABEL_NOTE, get_agent, get_method
 
     cfg = ctx.cfg
@@ -148,7 +148,8 @@ def evaluate_methods(ctx: Any, records: list[dict[str, Any]] | None = None) -> l
         marks.append((name, time.perf_counter(), cpu_seconds()))
         method = get_method(name)
         policy = method.load(ctx)
-        config = EnvConfig(bev=None, reward=cfg.reward) if method.privileged_view else env_config(ctx)
+        config = EnvConfig(bev=None, reward=cfg.reward, start_steering=start_steering(ctx)) \
+            if method.privileged_view else env_config(ctx)
         ol = evaluate_open_loop(policy, ReplayEnv(held, "open_loop", config), progress=progress) \
             if ev.open_loop else None
         cl = evaluate_closed_loop(policy, ReplayEnv(held, "closed_loop", config), progress=progress) \

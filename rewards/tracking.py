@@ -42,7 +42,8 @@ give states that differ by centimetres (``python -m benchmarks.bench_jerk_penalt
 
 The tracker starts from :attr:`rewards.types.EgoState.steering_angle` (NAVSIM: the logged tire steering angle). Known
 difference from NAVSIM: our scene sources log no steering angle, so it is 0 (straight wheels) unless a caller sets it
-(the closed loop of :mod:`envs.sim.simulation` carries it across re-plans).
+(the closed loop of :mod:`envs.sim.simulation` carries it across re-plans, and :mod:`envs.replay_env` starts a
+closed-loop episode from the logged path's steering, ``EnvConfig.start_steering``).
 
 With ``PDMConfig.tracking == False`` the interpolated poses are returned directly; velocities and accelerations then
 come from finite differences (``np.gradient``, central inside, one-sided at the end) of the rear-axle positions,

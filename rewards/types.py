@@ -87,7 +87,9 @@ class EgoState:
         params: ego geometry.
         steering_angle: tire steering angle [rad] the tracker starts from (:mod:`rewards.tracking`). NAVSIM starts
             from the logged tire steering angle; our sources have none, so it defaults to 0 (straight wheels). A
-            closed loop that re-plans carries it across re-plans (:func:`envs.sim.simulation.simulate_prefix`).
+            closed loop that re-plans carries it across re-plans (:func:`envs.sim.simulation.simulate_prefix`)
+            and starts an episode from the logged path's steering (``EnvConfig.start_steering``, default ``"log"``:
+            :func:`envs.sim.scoring.logged_steering_angle`); the scorer's state of a logged frame keeps 0.
     """
 
     pose: np.ndarray

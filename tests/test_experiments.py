@@ -415,3 +415,21 @@ def test_train_expert_frames_reaches_the_mlp_agents_behaviour_cloning(tmp_path, 
     with pytest.raises(Stop):
         get_agent("mlp").train_sft(ctx, ["positive"])
     assert seen == [1]
+
+
+def test_start_steering_reaches_the_training_and_evaluation_envs(tmp_path):
+    """``env.start_steering`` (default ``log``) is the closed loop's start steering of the run's env config (training
+    rollouts, learned rows' evaluation) and of the planners' evaluation env; a bad value fails before anything runs,
+    naming the field."""
+    from experiments.builders import env_config, start_steering
+    from experiments.pipeline import Context
+    from experiments.run import typed_config
+
+    for value in ("log", "zero"):
+        typed = typed_config(_cfg("agent=mlp", "agent.bev=none", f"env.start_steering={value}", "tensorboard=false"))
+        ctx = Context(tmp_path, typed)
+        assert env_config(ctx).start_steering == value and start_steering(ctx) == value
+    default = typed_config(_cfg("agent=mlp", "tensorboard=false")).env.start_steering
+    assert default == EnvConfig().start_steering == "log"
+    with pytest.raises(SystemExit, match="env.start_steering: expected one of .*'wheels'"):
+        typed_config(_cfg("env.start_steering=wheels"))

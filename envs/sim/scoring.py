@@ -15,6 +15,11 @@ Choices (documented once here):
   This is the *simulator's* start state (the scorer may read the whole log); the policy's *observation* states the
   causal backward difference instead (:meth:`envs.observation.EgoKinematics.from_log`: frames ``<= t`` only), and a
   closed-loop episode keeps that one in its observation (:class:`envs.sim.simulation.EgoTrack`).
+* **Steering angle**: the scorer's start state keeps NAVSIM's convention for sources without a logged tire steering
+  angle (0, straight wheels: :attr:`rewards.types.EgoState.steering_angle`). :func:`logged_steering_angle` derives
+  the kinematic bicycle's steering from the logged path instead (``atan(L * kappa)``, the curvature ``kappa`` a
+  central difference of the heading over the arc length); the closed loop may start from it
+  (``EnvConfig.start_steering="log"``, :mod:`envs.replay_env`) so an episode that starts mid-turn keeps turning.
 * **Agents' window**: ``S = config.num_observation_steps`` steps at ``config.sim_dt`` from frame ``t`` (50 by
   default: the 41 states of the horizon plus 9 for TTC). When the scene's ``dt`` differs from ``sim_dt``, poses and
   velocities are interpolated linearly in time between the two bracketing frames (yaw unwrapped first, wrapped back to
@@ -42,6 +47,7 @@ from envs.scenes.scene import AgentClass, Scene, SceneMap
 from envs.spaces import clip_trajectories
 from rewards.config import PDMConfig
 from rewards.geometry import rotate_vectors, wrap_angle, world_to_local
+from rewards.tracking import MAX_STEERING_ANGLE, STOPPING_VELOCITY
 from rewards.types import AgentsFuture, EgoState, MapGeometry, ScoringProblem
 
 _TIME_TOLERANCE = 1e-9
@@ -85,6 +91,29 @@ def ego_state_from_scene(scene: Scene, t: int) -> EgoState:
         acceleration=rotate_vectors(_ego_acceleration_world(scene, t), -yaw),
         params=scene.ego_params,
     )
+
+
+def logged_steering_angle(scene: Scene, t: int) -> float:
+    """The tire steering angle [rad] of the kinematic bicycle that follows the logged path at frame ``t``.
+
+    ``atan(L * kappa)`` with ``L`` the ego's wheelbase [m] and ``kappa`` the logged path's curvature [1/m] at ``t``:
+    the heading change over the distance driven, central between frames ``t - 1`` and ``t + 1`` (one-sided at the
+    log's ends), clipped to the tracker's +-pi/3 (:data:`rewards.tracking.MAX_STEERING_ANGLE`). 0 where the ego
+    drives less than :data:`rewards.tracking.STOPPING_VELOCITY` over those frames (no heading to read; the tracker's
+    stopping controller holds the wheels there anyway). Forward driving is assumed (the sign of a reversing ego's
+    curvature is not recovered). Not the scorer's start state (0, :func:`ego_state_from_scene`): the closed loop's
+    optional one (``EnvConfig.start_steering="log"``).
+    """
+    t = _check_frame(scene, t)
+    if scene.num_frames < 2:
+        return 0.0
+    lo, hi = max(t - 1, 0), min(t + 1, scene.num_frames - 1)
+    poses = scene.ego_poses
+    ds = float(np.sum(np.hypot(*np.diff(poses[lo : hi + 1, :2], axis=0).T)))  # [m]
+    if ds < STOPPING_VELOCITY * (hi - lo) * scene.dt:
+        return 0.0
+    kappa = float(wrap_angle(poses[hi, 2] - poses[lo, 2])) / ds
+    return float(np.clip(np.arctan(scene.ego_params.wheelbase * kappa), -MAX_STEERING_ANGLE, MAX_STEERING_ANGLE))
 
 
 # --------------------------------------------------------------------------------------------------------- agents

@@ -79,7 +79,8 @@ class EgoTrack:
         body_velocities: ``(T, 2)`` (longitudinal, lateral) velocities in the ego body frame [m/s].
         body_accelerations: ``(T, 2)`` (longitudinal, lateral) accelerations [m/s^2].
         yaw_rates: ``(T,)`` [rad/s].
-        steering: tire steering angle at :attr:`frame` [rad] (the start state's, 0 for logs: they have none).
+        steering: tire steering angle at :attr:`frame` [rad] (at the start: the start state's, ``ego``'s; the
+            replay env's closed loop gives the logged path's, ``EnvConfig.start_steering``).
         kinematics: :class:`~envs.observation.EgoKinematics` over the same arrays (what the observation reads).
         frame: the current frame (the last frame that holds the ego's real, possibly simulated, state).
     """
