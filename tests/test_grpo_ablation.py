@@ -1,7 +1,7 @@
 """Issue 30's progress-ablation options of anchor-GRPO reach the algorithm: ``anchor_members`` (which of a pair's
 members join the group), ``anchor_weight`` (the anchors' advantages in the clipped surrogate) and ``step_with`` (the
-action that advances the env); the anchor counts
-the pipeline records (``experiments.methods.anchor_stats``); the Hydra options. Small sizes (seconds)."""
+action that advances the env); the anchor counts the pipeline records (``experiments.methods.anchor_stats``); the
+Hydra options. Small sizes (seconds)."""
 
 from __future__ import annotations
 
