@@ -1,6 +1,7 @@
 """Issue 30's progress-ablation options of anchor-GRPO reach the algorithm: ``anchor_members`` (which of a pair's
-members join the group) and ``anchor_weight`` (the anchors' advantages in the clipped surrogate); the anchor counts
-the pipeline records (``experiments.methods.anchor_stats``); the Hydra options. Small sizes (seconds)."""
+members join the group), ``anchor_weight`` (the anchors' advantages in the clipped surrogate) and ``step_with`` (the
+action that advances the env); the anchor counts the pipeline records (``experiments.methods.anchor_stats``); the
+Hydra options. Small sizes (seconds)."""
 
 from __future__ import annotations
 
@@ -107,3 +108,37 @@ def test_hydra_anchor_ablation_options_reach_the_grpo_config():
         typed("train.grpo.anchor_members=all")
     with pytest.raises(SystemExit, match="GRPOConfig.anchor_weight: expected >= 0"):
         typed("train.grpo.anchor_weight=-1")
+
+
+@pytest.mark.parametrize("step_with", ["sample", "greedy", "best"])
+def test_step_with_chooses_the_action_that_advances_the_env(rear_end, step_with):  # noqa: F811
+    """The action handed to ``env.step`` (the progress ablation's "member that advances the env"): ``sample`` the
+    first sampled member, ``greedy`` the policy's mode on that step's observation (not a group member), ``best``
+    the sampled member with the highest group reward. 3 env steps of one env, before any update."""
+    scene, pairs = rear_end
+    env = make_group_vec_env(GroupEnvConfig(source=[scene]), n_envs=1, seed=0)
+    G = 4
+    cfg = GRPOConfig(n_steps=3, batch_size=3, n_epochs=1, group_size=G, step_with=step_with)
+    model = GRPO("MultiInputPolicy", env, cfg, anchor_pairs=pairs, seed=0)
+    stepped, modes = [], []
+    real_step = env.step
+
+    def spy(actions):
+        stepped.append(np.array(actions, dtype=np.float64))
+        with torch.no_grad():
+            modes.append(np.array(model.policy.greedy(model._last_obs)[0], dtype=np.float64))
+        return real_step(actions)
+
+    env.step = spy
+    model.learn(3)
+    buf = model.rollout_buffer
+    assert len(stepped) == 3
+    for t in range(3):
+        sampled = model.policy.env_actions_of(buf.members[t, 0, :G], None).astype(np.float64)
+        chosen = {"sample": 0, "best": int(buf.rewards[t, 0, :G].argmax())}.get(step_with)
+        if step_with == "greedy":
+            np.testing.assert_allclose(stepped[t][0], modes[t][0], atol=1e-6)
+            assert np.abs(sampled - stepped[t][0]).max(axis=-1).min() > 1e-3  # not one of the group's draws
+        else:
+            np.testing.assert_allclose(stepped[t][0], sampled[chosen], atol=1e-6)
+            assert np.abs(stepped[t][0] - modes[t][0]).max() > 1e-3
