@@ -166,6 +166,10 @@ def _actions(rng: np.random.Generator, n: int) -> np.ndarray:
 ENVS_PER_WORKER = 8
 """Default ``--envs-per-worker``: envs per Ray actor (and in the ``DummyVecEnv`` row)."""
 
+DEFERRED = {"deferred_terms": "auto"}
+"""``--deferred-terms``: :class:`envs.vec.RayVecEnv`'s ``deferred_terms`` (``with_step``: the workers compute a step's
+deferred reward terms whether or not they are read, as before the option existed)."""
+
 VIEW = {"view": "state"}
 """The observation of the rollout env (``--view``): ``bev`` (the replay env's default 128 px RGB BEV + state, what the
 VLA sees) or ``state`` (state only, the MLP agent's env)."""
@@ -175,7 +179,7 @@ def _venv(backend: str, n_envs: int, scenes: int, address: str | None, envs_per_
     from agents.rl.env import GroupEnvConfig, make_group_vec_env
     from envs.replay_env import EnvConfig
 
-    options = ({"address": address, "num_cpus_per_worker": 1.0, "envs_per_worker": envs_per_worker}
+    options = ({"address": address, "num_cpus_per_worker": 1.0, "envs_per_worker": envs_per_worker, **DEFERRED}
                if backend == "ray" else None)
     env = EnvConfig() if VIEW["view"] == "bev" else EnvConfig(bev=None)
     return make_group_vec_env(GroupEnvConfig(num_scenes=scenes, seed=0, env=env), n_envs=n_envs, seed=0,
@@ -187,19 +191,27 @@ def rollout_rate(backend: str, n_envs: int, scenes: int, seconds: float, address
     """Env steps/s of ``n_envs`` envs on ``backend`` (Ray: ``envs_per_worker`` per actor) over ``seconds`` (after 10
     warm-up vector steps). ``group`` > 0: each step is GRPO's (``collect_rollouts``): first a group of ``group``
     candidate trajectories per env scored by the env (``call_each(venv, "score_group", ...)``, concurrent across
-    workers, one batch per worker), then the step."""
+    workers, one batch per worker), then the step, whose infos feed GRPO's :class:`agents.rl.metrics.DrivingMetrics`
+    (which reads every step's ``pdms`` / ``sp_pdms``: the deferred reward terms). ``group`` 0: plain steps, infos not
+    read (the Ray workers then never compute the deferred terms; the ``DummyVecEnv`` does, in SB3's deepcopy of the
+    infos)."""
     from agents.rl.env import call_each
+    from agents.rl.metrics import DrivingMetrics
     from envs.wrappers import kinematic_trajectories
 
     venv = _venv(backend, n_envs, scenes, address, envs_per_worker)
     try:
         rng = np.random.default_rng(0)
+        metrics = DrivingMetrics()
 
         def one_step() -> np.ndarray:
             if group:
                 trajs = kinematic_trajectories(_actions(rng, n_envs * group), 20.0, 0.6).reshape(n_envs, group, 8, 3)
                 call_each(venv, "score_group", [(t,) for t in trajs])
-            return venv.step(_actions(rng, n_envs))[2]
+            _, _, dones, infos = venv.step(_actions(rng, n_envs))
+            if group:
+                metrics.update(infos, dones)
+            return dones
 
         venv.reset()
         for _ in range(10):
@@ -216,6 +228,7 @@ def rollout_rate(backend: str, n_envs: int, scenes: int, seconds: float, address
         driver, driver_main = time.process_time() - cpu0, time.thread_time() - thread0
         workers1 = ((venv.worker_cpu_times(), venv.worker_cpu_times(True), venv.worker_cpu_times(in_step=True))
                     if ray_backend else ([0.0], [0.0], [0.0]))
+        terms = venv.worker_terms_counts() if ray_backend else None
     finally:
         venv.close()
     workers, workers_main, workers_step = ([b - a for a, b in zip(w0, w1)] for w0, w1 in zip(workers0, workers1))
@@ -231,7 +244,7 @@ def rollout_rate(backend: str, n_envs: int, scenes: int, seconds: float, address
             "driver_ms": 1e3 * driver_main / vector_steps, "worker_ms": 1e3 * workers_main[busiest] / vector_steps,
             "in_step_ms": 1e3 * workers_step[busiest] / vector_steps,
             "background_ms": 1e3 * (workers[busiest] - workers_main[busiest] + driver - driver_main) / vector_steps,
-            "cpu_steps_per_s": n_envs / critical, "cpu_main_steps_per_s": n_envs / critical_main}
+            "cpu_steps_per_s": n_envs / critical, "cpu_main_steps_per_s": n_envs / critical_main, "terms": terms}
 
 
 def rollouts_equal(n_envs: int, scenes: int, address: str | None, steps: int = 40, envs_per_worker: int = 1) -> bool:
@@ -316,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--address", default=None, help="Ray cluster to join (default: a local Ray with --workers CPUs)")
     p.add_argument("--group", type=int, default=8, help="GRPO steps: candidates scored per env and step")
     p.add_argument("--view", choices=("bev", "state"), default="state", help="rollout env observation (see VIEW)")
+    p.add_argument("--deferred-terms", choices=("auto", "with_step", "on_read"), default="auto",
+                   help="RayVecEnv deferred_terms (see DEFERRED)")
     p.add_argument("--skip-rollouts", action="store_true")
     p.add_argument("--skip-grpo", action="store_true", help="time plain env steps only")
     p.add_argument("--skip-mining", action="store_true")
@@ -323,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.envs_per_worker < 1:
         p.error(f"--envs-per-worker: expected >= 1, got {args.envs_per_worker}")
     VIEW["view"] = args.view
+    DEFERRED["deferred_terms"] = args.deferred_terms
     from envs.vec.cluster import init_ray
 
     ray = init_ray(args.address, num_cpus=args.workers, object_store_memory=200 * 1024 ** 2, log_to_driver=False)
@@ -348,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name:34s} {r['steps_per_s']:12.1f} {r['steps']:7d} {r['episodes']:9d} "
                       f"{r['driver_ms']:10.2f} {r['worker_ms']:10.2f} {r['in_step_ms']:8.2f} {r['background_ms']:7.2f} "
                       f"{r['cpu_main_steps_per_s']:17.1f} {r['cpu_steps_per_s']:12.1f}")
+            t = many["terms"]
+            print(f"  deferred reward terms of the {n} workers' env steps (warm-up included): computed with the step "
+                  f"{t['with_step']}, when read {t['on_read']}, never (not read) {t['held'] - t['on_read']}")
             print(f"  speed-up {n} workers / 1 worker ({k} envs each): wall clock "
                   f"{many['steps_per_s'] / one['steps_per_s']:.2f}x, CPU critical path "
                   f"{many['cpu_main_steps_per_s'] / one['cpu_main_steps_per_s']:.2f}x main threads, "
