@@ -592,6 +592,15 @@ class ReplayEnv(gym.Env):
         out["t"] = np.array([p[1] for p in pending], dtype=np.int64)
         return out
 
+    def prepare_episode(self) -> None:
+        """Compute now what the episode's first closed-loop ``step`` would compute before anything else: the driving
+        metrics' reference progress over the episode's window (cached per (scene, start frame)). Nothing the env
+        returns changes; a vector env's worker calls it in the time it would wait (:class:`envs.vec.RayVecEnv`).
+        Open loop, before ``reset`` or after the episode's end: nothing to do."""
+        if self.mode != "closed_loop" or self._scene is None or self._done:
+            return
+        self._reference_progress(self._scene, self._context(self._scene))
+
     def logged_action(self) -> np.ndarray:
         """The ego's logged future as an action from the current (possibly simulated) state: ``(8, 3)`` float32
         (:func:`envs.sim.scoring.log_as_action`). Replaying it closed loop follows the log."""

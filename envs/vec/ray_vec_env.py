@@ -125,6 +125,10 @@ class _EnvWorker:
         """CPU seconds spent inside the envs' steps (main thread; benchmarks)."""
         self.held: OrderedDict[int, dict[int, DeferredTerms]] = OrderedDict()
         """``{step id: {slot: terms}}``: the unread deferred terms of the last :data:`HELD_STEPS` steps."""
+        self.to_prepare: set[int] = set()
+        """Slots whose episode began since the last :meth:`prepare`."""
+        self.prepare_cpu = 0.0
+        """CPU seconds spent inside :meth:`prepare` (main thread; benchmarks)."""
         self.terms_counts = {"with_step": 0, "held": 0, "on_read": 0}
         """Steps whose deferred terms were computed with the step, kept in the worker, computed when read."""
 
@@ -180,6 +184,7 @@ class _EnvWorker:
             if done:
                 info["terminal_observation"] = observation
                 observation, reset_info = env.reset()
+                self.to_prepare.add(len(observations))
             observations.append(observation)
             rewards.append(reward)
             dones.append(done)
@@ -197,7 +202,22 @@ class _EnvWorker:
             observation, info = env.reset(seed=seed, **maybe_options)
             observations.append(observation)
             infos.append(info)
+        self.to_prepare = set(range(len(self.envs)))
         return _stack_obs(observations, self.observation_space), infos
+
+    def prepare(self) -> None:
+        """Call ``prepare_episode()`` (where the env has it: :meth:`envs.replay_env.ReplayEnv.prepare_episode`) of
+        the envs whose episode began since the last call: the first step's work done now, while the driver and the
+        other workers finish the vector step (the same values either way)."""
+        start = time.thread_time()
+        try:
+            slots, self.to_prepare = sorted(self.to_prepare), set()
+            for slot in slots:
+                prepare = getattr(self.envs[slot].unwrapped, "prepare_episode", None)
+                if callable(prepare):
+                    prepare()
+        finally:
+            self.prepare_cpu += time.thread_time() - start
 
     def call(self, requests: Sequence[tuple[int, str, Any]]) -> list[Any]:
         """``[answer of (slot, op, payload)]`` in order (see :func:`_call_env`)."""
@@ -274,6 +294,8 @@ class RayVecEnv(VecEnv):
             (None: wait forever). With several envs per worker, the time of all of them.
         actor_options: more ``ray.remote`` options for every actor (``resources``, ``scheduling_strategy`` ...).
         envs_per_worker: envs each actor owns and steps in one call (>= 1; the last actor owns the remainder).
+        prepare_episodes: after sending a worker its step (or reset), also send it a :meth:`_EnvWorker.prepare` call:
+            the first step of each new episode is partly computed while the worker would wait (module docstring).
         deferred_terms: where a step's deferred reward terms are computed (one of :data:`DEFERRED_TERMS_MODES`;
             module docstring): ``"with_step"`` in the worker before the step returns, ``"on_read"`` in the worker
             when the driver first reads them, ``"auto"`` (default) ``with_step`` after a step whose terms were read,
@@ -283,7 +305,7 @@ class RayVecEnv(VecEnv):
     def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], address: str | None = None,
                  num_cpus_per_worker: float = 1.0, max_restarts: int = 5, step_timeout: float | None = None,
                  actor_options: Mapping[str, Any] | None = None, envs_per_worker: int = 1,
-                 deferred_terms: str = "auto") -> None:
+                 deferred_terms: str = "auto", prepare_episodes: bool = True) -> None:
         if not env_fns:
             raise ValueError("RayVecEnv: env_fns is empty (need at least one env constructor)")
         if not num_cpus_per_worker > 0:
@@ -306,6 +328,7 @@ class RayVecEnv(VecEnv):
         self.actor_options = dict(actor_options or {})
         self.envs_per_worker = int(envs_per_worker)
         self.deferred_terms = deferred_terms
+        self.prepare_episodes = bool(prepare_episodes)
         self._step_id = 0
         self._terms_read = False
         self._unread: OrderedDict[int, set[int]] = OrderedDict()  # step id -> workers holding its deferred terms
@@ -446,7 +469,18 @@ class RayVecEnv(VecEnv):
                 self._pending[w] = None
             else:
                 self._pending[w] = self.actors[w].step.remote(actions[envs[0]:envs[-1] + 1], self._step_id, resolve)
+                self._prepare(w)
         self.waiting = True
+
+    def _prepare(self, w: int) -> None:
+        """Queue worker ``w``'s :meth:`_EnvWorker.prepare` behind its last call (its result is not awaited: an error
+        there is raised again by the episode's first step, which computes the same; a dead worker is found by the
+        next call)."""
+        if self.prepare_episodes:
+            try:
+                self.actors[w].prepare.remote()
+            except Exception:  # noqa: BLE001  (a dead actor: restarted by the next step)
+                pass
 
     def step_wait(self) -> VecEnvStepReturn:
         refs, self._pending = self._pending, [None] * self.num_workers
@@ -541,6 +575,7 @@ class RayVecEnv(VecEnv):
             except self._dead_errors() as exc:
                 results.append(self._restart(w, _short(exc), seeds[w], options[w]))
             self._last_obs[w] = results[-1][0]
+            self._prepare(w)
         for i in range(self.num_envs):
             self._reset_seed[i] = self._seeds[i]
         self.reset_infos = [info for r in results for info in r[1]]
