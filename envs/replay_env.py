@@ -73,8 +73,9 @@ progress-first reward does not read the terms that depend on the EP references (
 consumer that never reads them never pays for planning the references (most of a step that leaves the log); one
 that reads them (``agents.rl.metrics.DrivingMetrics``, ``agents.evaluation``) pays at that moment, and GRPO's
 ``score_group`` at the same state has planned them already (cached per problem). An unread info keeps its step's
-scoring inputs alive until it is read or dropped; an info sent to another process (``SubprocVecEnv``, Ray
-workers) is pickled as a plain dict, so the worker computes them before sending. With ``reward_mode="lazy"`` the
+scoring inputs alive until it is read or dropped; an info sent to another process (``SubprocVecEnv``) is pickled as a
+plain dict, so the worker computes them before sending (a Ray worker keeps them until the driver reads them:
+:class:`envs.vec.RayVecEnv`'s ``deferred_terms``). With ``reward_mode="lazy"`` the
 per-step scorer call is skipped (reward = terminal terms only) and :meth:`ReplayEnv.flush_rewards` scores the
 stored decisions later (e.g. at the end of an episode, off the stepping loop).
 

@@ -36,6 +36,27 @@ env of a worker has its worker's count) a :class:`WorkerRestartError` stops the 
 itself is not a death: it propagates (as from ``SubprocVecEnv``). Not carried over to a restarted env: state
 changed by ``env_method`` calls, and the ``Monitor`` statistics of the cut episode.
 
+**Deferred reward terms stay in the worker until read** (``deferred_terms``). A closed-loop replay env step defers
+the reward terms that need the EP references (``pdms``, ``sp_pdms``, ``ep`` ...: :class:`envs.sim.terms.DeferredTerms`,
+most of such a step's work when nothing reads them). Pickling ``info["rewards"]`` would compute them in the worker
+for every step; instead the worker sends the eager terms and the deferred names, and the driver's
+``info["rewards"]`` is again a :class:`~envs.sim.terms.DeferredTerms`: its first read (``DrivingMetrics`` reads
+``pdms`` / ``sp_pdms`` every step in GRPO and PPO, evaluation reads them) asks the workers for that vector step's
+terms, every env at once (one call per worker, concurrently), and the worker computes them then. ``"on_read"``
+always does that; ``"with_step"`` computes them in the worker before the step returns (one round trip; what a
+consumer that reads every step wants); ``"auto"`` (default) computes them with the step when the previous step's
+terms were read, else leaves them in the worker: a consumer that reads every step pays one extra round trip on the
+first step, one that never reads never pays for them. The values are the same, bit for bit, in every mode and equal
+a ``DummyVecEnv``'s. A worker keeps unread terms for :data:`HELD_STEPS` vector steps; terms read later, or lost with
+a dead worker, read as NaN with a ``RuntimeWarning`` (``DrivingMetrics`` skips NaN).
+
+**New episodes prepared while the worker would wait** (``prepare_episodes``, default on): right behind each
+``step`` (and ``reset``) call, the driver queues a ``prepare`` call on the same actor, which runs the envs' new
+episodes' first-step work that does not depend on the action (:meth:`envs.replay_env.ReplayEnv.prepare_episode`: the
+driving metrics' reference progress, a few ms per episode): it runs while the driver gathers the step and the other
+workers finish theirs, instead of inside the next step, so the workers' step times vary less (a vector step waits
+for its slowest worker). Nothing returned changes.
+
 Placement: each actor asks Ray for ``num_cpus_per_worker`` CPUs (default 1: one core per worker, as SubprocVecEnv's
 one process per env), so Ray spreads the workers over the cluster's nodes; ``actor_options`` passes any other
 ``ray.remote`` option (``resources``, ``scheduling_strategy``, ``runtime_env``). The cluster is joined or started by
