@@ -166,9 +166,10 @@ def _actions(rng: np.random.Generator, n: int) -> np.ndarray:
 ENVS_PER_WORKER = 8
 """Default ``--envs-per-worker``: envs per Ray actor (and in the ``DummyVecEnv`` row)."""
 
-DEFERRED = {"deferred_terms": "auto"}
-"""``--deferred-terms``: :class:`envs.vec.RayVecEnv`'s ``deferred_terms`` (``with_step``: the workers compute a step's
-deferred reward terms whether or not they are read, as before the option existed)."""
+DEFERRED: dict[str, Any] = {"deferred_terms": "auto", "prepare_episodes": True}
+"""``--deferred-terms`` / ``--no-prepare``: :class:`envs.vec.RayVecEnv`'s ``deferred_terms`` (``with_step``: the
+workers compute a step's deferred reward terms whether or not they are read, as before the option existed) and
+``prepare_episodes``."""
 
 VIEW = {"view": "state"}
 """The observation of the rollout env (``--view``): ``bev`` (the replay env's default 128 px RGB BEV + state, what the
@@ -217,8 +218,8 @@ def rollout_rate(backend: str, n_envs: int, scenes: int, seconds: float, address
         for _ in range(10):
             one_step()
         ray_backend = backend == "ray"
-        workers0 = ((venv.worker_cpu_times(), venv.worker_cpu_times(True), venv.worker_cpu_times(in_step=True))
-                    if ray_backend else ([0.0], [0.0], [0.0]))
+        workers0 = ((venv.worker_cpu_times(), venv.worker_cpu_times(True), venv.worker_cpu_times(in_step=True),
+                     venv.worker_cpu_times(in_prepare=True)) if ray_backend else ([0.0], [0.0], [0.0], [0.0]))
         steps, episodes, start = 0, 0, time.perf_counter()
         cpu0, thread0 = time.process_time(), time.thread_time()
         while time.perf_counter() - start < seconds:
@@ -226,12 +227,13 @@ def rollout_rate(backend: str, n_envs: int, scenes: int, seconds: float, address
             steps += n_envs
         elapsed = time.perf_counter() - start
         driver, driver_main = time.process_time() - cpu0, time.thread_time() - thread0
-        workers1 = ((venv.worker_cpu_times(), venv.worker_cpu_times(True), venv.worker_cpu_times(in_step=True))
-                    if ray_backend else ([0.0], [0.0], [0.0]))
+        workers1 = ((venv.worker_cpu_times(), venv.worker_cpu_times(True), venv.worker_cpu_times(in_step=True),
+                     venv.worker_cpu_times(in_prepare=True)) if ray_backend else ([0.0], [0.0], [0.0], [0.0]))
         terms = venv.worker_terms_counts() if ray_backend else None
     finally:
         venv.close()
-    workers, workers_main, workers_step = ([b - a for a, b in zip(w0, w1)] for w0, w1 in zip(workers0, workers1))
+    workers, workers_main, workers_step, workers_prepare = ([b - a for a, b in zip(w0, w1)]
+                                                            for w0, w1 in zip(workers0, workers1))
     vector_steps = steps / n_envs
     # CPU critical path of one vector step: the driver's CPU (sending, gathering) plus the busiest worker's (the
     # workers step concurrently while the driver waits): the wall time per step when every process has its core.
@@ -243,6 +245,7 @@ def rollout_rate(backend: str, n_envs: int, scenes: int, seconds: float, address
     return {"steps_per_s": steps / elapsed, "steps": steps, "episodes": episodes, "seconds": elapsed,
             "driver_ms": 1e3 * driver_main / vector_steps, "worker_ms": 1e3 * workers_main[busiest] / vector_steps,
             "in_step_ms": 1e3 * workers_step[busiest] / vector_steps,
+            "prepare_ms": 1e3 * workers_prepare[busiest] / vector_steps,
             "background_ms": 1e3 * (workers[busiest] - workers_main[busiest] + driver - driver_main) / vector_steps,
             "cpu_steps_per_s": n_envs / critical, "cpu_main_steps_per_s": n_envs / critical_main, "terms": terms}
 
@@ -331,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--view", choices=("bev", "state"), default="state", help="rollout env observation (see VIEW)")
     p.add_argument("--deferred-terms", choices=("auto", "with_step", "on_read"), default="auto",
                    help="RayVecEnv deferred_terms (see DEFERRED)")
+    p.add_argument("--no-prepare", action="store_true", help="RayVecEnv prepare_episodes=False (see DEFERRED)")
     p.add_argument("--skip-rollouts", action="store_true")
     p.add_argument("--skip-grpo", action="store_true", help="time plain env steps only")
     p.add_argument("--skip-mining", action="store_true")
@@ -338,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.envs_per_worker < 1:
         p.error(f"--envs-per-worker: expected >= 1, got {args.envs_per_worker}")
     VIEW["view"] = args.view
-    DEFERRED["deferred_terms"] = args.deferred_terms
+    DEFERRED.update(deferred_terms=args.deferred_terms, prepare_episodes=not args.no_prepare)
     from envs.vec.cluster import init_ray
 
     ray = init_ray(args.address, num_cpus=args.workers, object_store_memory=200 * 1024 ** 2, log_to_driver=False)
@@ -358,11 +362,13 @@ def main(argv: list[str] | None = None) -> int:
             many = rollout_rate("ray", n * k, args.scenes, args.seconds, args.address, group, k)
             print(f"rollouts, {what}, SYNTHETIC bank, {args.view} view:")
             print(f"  {'':34s} {'env steps/s':>12s} {'steps':>7s} {'episodes':>9s} {'driver ms':>10s} "
-                  f"{'worker ms':>10s} {'in step':>8s} {'bg ms':>7s} {'CPU-path steps/s':>17s} {'(processes)':>12s}")
+                  f"{'worker ms':>10s} {'in step':>8s} {'prepare':>8s} {'bg ms':>7s} {'CPU-path steps/s':>17s} "
+                  f"{'(processes)':>12s}")
             for name, r in ((f"DummyVecEnv, {k} envs (in process)", dummy), (f"RayVecEnv, 1 worker x {k} envs", one),
                             (f"RayVecEnv, {n} workers x {k} envs", many)):
                 print(f"  {name:34s} {r['steps_per_s']:12.1f} {r['steps']:7d} {r['episodes']:9d} "
-                      f"{r['driver_ms']:10.2f} {r['worker_ms']:10.2f} {r['in_step_ms']:8.2f} {r['background_ms']:7.2f} "
+                      f"{r['driver_ms']:10.2f} {r['worker_ms']:10.2f} {r['in_step_ms']:8.2f} {r['prepare_ms']:8.2f} "
+                      f"{r['background_ms']:7.2f} "
                       f"{r['cpu_main_steps_per_s']:17.1f} {r['cpu_steps_per_s']:12.1f}")
             t = many["terms"]
             print(f"  deferred reward terms of the {n} workers' env steps (warm-up included): computed with the step "

@@ -255,11 +255,11 @@ class _EnvWorker:
         """The worker's process id (tests, diagnostics)."""
         return os.getpid()
 
-    def cpu_time(self, main_thread_only: bool = False) -> tuple[float, float]:
-        """``(CPU seconds, of which inside step)``: the CPU time of the worker's process (``time.process_time``;
-        benchmarks), or of its main thread only (``time.thread_time``: the envs' work, the (de)serialisation of calls
-        and the waits for the next one, without Ray's background threads)."""
-        return (time.thread_time() if main_thread_only else time.process_time()), self.step_cpu
+    def cpu_time(self, main_thread_only: bool = False) -> tuple[float, float, float]:
+        """``(CPU seconds, of which inside the envs' steps, of which inside prepare)``: the CPU time of the worker's
+        process (``time.process_time``; benchmarks), or of its main thread only (``time.thread_time``: the envs' work,
+        the (de)serialisation of calls and the waits for the next one, without Ray's background threads)."""
+        return (time.thread_time() if main_thread_only else time.process_time()), self.step_cpu, self.prepare_cpu
 
     def close(self) -> None:
         for env in self.envs:
@@ -658,12 +658,14 @@ class RayVecEnv(VecEnv):
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         return self._gather(indices, lambda k: ("is_wrapped", wrapper_class))
 
-    def worker_cpu_times(self, main_thread_only: bool = False, in_step: bool = False) -> list[float]:
+    def worker_cpu_times(self, main_thread_only: bool = False, in_step: bool = False,
+                         in_prepare: bool = False) -> list[float]:
         """CPU seconds each worker's process (or, ``main_thread_only``, its main thread: the one that runs the envs;
-        or, ``in_step``, its main thread inside the envs' ``step`` calls) has used, one per worker (benchmarks: the
-        work a core would do per worker)."""
+        or, ``in_step``, its main thread inside the envs' ``step`` calls; or, ``in_prepare``, inside the ``prepare``
+        calls) has used, one per worker (benchmarks: the work a core would do per worker)."""
         refs = [a.cpu_time.remote(main_thread_only) for a in self.actors]
-        return [t[1] if in_step else t[0] for t in self._ray.get(refs, timeout=self.step_timeout)]
+        return [t[1] if in_step else t[2] if in_prepare else t[0]
+                for t in self._ray.get(refs, timeout=self.step_timeout)]
 
     def worker_terms_counts(self) -> dict[str, int]:
         """Env steps whose deferred reward terms the workers computed with the step (``with_step``), kept unread
