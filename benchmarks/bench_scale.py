@@ -4,14 +4,14 @@ Run (on a shared machine, under the benchmark lock); **the default command is th
 
     flock /tmp/safealign-bench.lock python -m benchmarks.bench_scale [--seconds 10] [--scenes 16] \\
         [--envs-per-worker 8] [--mine-scenes 96] [--shard-size N] [--workers 2] [--address ADDRESS] \\
-        [--skip-grpo] [--skip-mining]
+        [--warmup-steps 300] [--deferred-terms auto|with_step|on_read] [--no-prepare] [--skip-grpo] [--skip-mining]
 
 * **rollouts**: the GRPO / PPO training env (:func:`agents.rl.env.make_group_vec_env`: closed-loop replay env on
   the **SYNTHETIC** bank, ``--scenes`` scenes, ``--view`` observation, normalised actions, ``Monitor``) on a
   :class:`envs.vec.RayVecEnv` with 1 worker owning ``--envs-per-worker`` (k, default 8) envs, then with
   ``--workers`` workers of k envs each (one actor and one CPU per worker; one actor call steps its k envs), stepped
-  with seeded random actions (small, so episodes run several steps; resets included) for ``--seconds`` after a
-  warm-up; env steps/s = envs x vector steps / wall time. An in-process ``DummyVecEnv`` of k envs is timed too (the
+  with seeded random actions (small, so episodes run several steps; resets included) for ``--seconds`` after
+  ``--warmup-steps`` vector steps (default 300: :data:`WARMUP_STEPS`); env steps/s = envs x vector steps / wall time. An in-process ``DummyVecEnv`` of k envs is timed too (the
   cost of the actor round trip). Before timing, ``--workers`` x k Ray envs and a ``DummyVecEnv`` over the same envs
   are stepped with the same seeds and actions and their observations, rewards and dones compared (printed check).
   ``--envs-per-worker 1`` gives the one-env-per-actor comparison of the earlier figures below.
@@ -163,6 +163,15 @@ def _actions(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.uniform(-0.3, 0.3, (n, 8, 2)).astype(np.float32)
 
 
+WARMUP_STEPS = 300
+"""Default ``--warmup-steps``: vector steps each rollout configuration runs before it is timed, so every env has
+stepped as often (``envs_per_worker`` x 300 env steps per worker) when the clock starts. An env's step gets cheaper as
+it runs (each env caches per scene and start frame the driving metrics' reference, the scenes and their scoring
+problems: about 15 ms per 8 env steps over the first 300 vector steps, 5 ms after them, deferred terms unread); with
+a short warm-up a configuration that steps more envs in the same time runs them younger, hence slower per step,
+which understates its speed-up (the figures before 2026-12-07 06:50 UTC used 10). Training runs 10^5 and more
+steps: the warm figure is its rate."""
+
 ENVS_PER_WORKER = 8
 """Default ``--envs-per-worker``: envs per Ray actor (and in the ``DummyVecEnv`` row)."""
 
@@ -188,9 +197,9 @@ def _venv(backend: str, n_envs: int, scenes: int, address: str | None, envs_per_
 
 
 def rollout_rate(backend: str, n_envs: int, scenes: int, seconds: float, address: str | None,
-                 group: int = 0, envs_per_worker: int = 1) -> dict[str, float]:
-    """Env steps/s of ``n_envs`` envs on ``backend`` (Ray: ``envs_per_worker`` per actor) over ``seconds`` (after 10
-    warm-up vector steps). ``group`` > 0: each step is GRPO's (``collect_rollouts``): first a group of ``group``
+                 group: int = 0, envs_per_worker: int = 1, warmup: int = 10) -> dict[str, float]:
+    """Env steps/s of ``n_envs`` envs on ``backend`` (Ray: ``envs_per_worker`` per actor) over ``seconds`` (after
+    ``warmup`` vector steps). ``group`` > 0: each step is GRPO's (``collect_rollouts``): first a group of ``group``
     candidate trajectories per env scored by the env (``call_each(venv, "score_group", ...)``, concurrent across
     workers, one batch per worker), then the step, whose infos feed GRPO's :class:`agents.rl.metrics.DrivingMetrics`
     (which reads every step's ``pdms`` / ``sp_pdms``: the deferred reward terms). ``group`` 0: plain steps, infos not
@@ -215,7 +224,7 @@ def rollout_rate(backend: str, n_envs: int, scenes: int, seconds: float, address
             return dones
 
         venv.reset()
-        for _ in range(10):
+        for _ in range(warmup):
             one_step()
         ray_backend = backend == "ray"
         workers0 = ((venv.worker_cpu_times(), venv.worker_cpu_times(True), venv.worker_cpu_times(in_step=True),
@@ -334,11 +343,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--view", choices=("bev", "state"), default="state", help="rollout env observation (see VIEW)")
     p.add_argument("--deferred-terms", choices=("auto", "with_step", "on_read"), default="auto",
                    help="RayVecEnv deferred_terms (see DEFERRED)")
+    p.add_argument("--warmup-steps", type=int, default=WARMUP_STEPS,
+                   help="vector steps before timing, the same for every configuration (see WARMUP_STEPS)")
     p.add_argument("--no-prepare", action="store_true", help="RayVecEnv prepare_episodes=False (see DEFERRED)")
     p.add_argument("--skip-rollouts", action="store_true")
     p.add_argument("--skip-grpo", action="store_true", help="time plain env steps only")
     p.add_argument("--skip-mining", action="store_true")
     args = p.parse_args(argv)
+    if args.warmup_steps < 0:
+        p.error(f"--warmup-steps: expected >= 0, got {args.warmup_steps}")
     if args.envs_per_worker < 1:
         p.error(f"--envs-per-worker: expected >= 1, got {args.envs_per_worker}")
     VIEW["view"] = args.view
@@ -357,9 +370,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_grpo:
             kinds.append((args.group, f"GRPO steps (score a group of {args.group}, step)"))
         for group, what in kinds:
-            dummy = rollout_rate("dummy", k, args.scenes, args.seconds, None, group)
-            one = rollout_rate("ray", k, args.scenes, args.seconds, args.address, group, k)
-            many = rollout_rate("ray", n * k, args.scenes, args.seconds, args.address, group, k)
+            w = args.warmup_steps
+            dummy = rollout_rate("dummy", k, args.scenes, args.seconds, None, group, warmup=w)
+            one = rollout_rate("ray", k, args.scenes, args.seconds, args.address, group, k, warmup=w)
+            many = rollout_rate("ray", n * k, args.scenes, args.seconds, args.address, group, k, warmup=w)
             print(f"rollouts, {what}, SYNTHETIC bank, {args.view} view:")
             print(f"  {'':34s} {'env steps/s':>12s} {'steps':>7s} {'episodes':>9s} {'driver ms':>10s} "
                   f"{'worker ms':>10s} {'in step':>8s} {'prepare':>8s} {'bg ms':>7s} {'CPU-path steps/s':>17s} "
