@@ -4,7 +4,7 @@ Run (on a shared machine, under the benchmark lock); **the default command is th
 
     flock /tmp/safealign-bench.lock python -m benchmarks.bench_scale [--seconds 10] [--scenes 16] \\
         [--envs-per-worker 8] [--mine-scenes 96] [--shard-size N] [--workers 2] [--address ADDRESS] \\
-        [--warmup-steps 300] [--deferred-terms auto|with_step|on_read] [--no-prepare] [--skip-grpo] [--skip-mining]
+        [--warmup-steps 300] [--deferred-terms auto|with_step|on_read] [--prepare] [--skip-grpo] [--skip-mining]
 
 * **rollouts**: the GRPO / PPO training env (:func:`agents.rl.env.make_group_vec_env`: closed-loop replay env on
   the **SYNTHETIC** bank, ``--scenes`` scenes, ``--view`` observation, normalised actions, ``Monitor``) on a
@@ -175,8 +175,8 @@ steps: the warm figure is its rate."""
 ENVS_PER_WORKER = 8
 """Default ``--envs-per-worker``: envs per Ray actor (and in the ``DummyVecEnv`` row)."""
 
-DEFERRED: dict[str, Any] = {"deferred_terms": "auto", "prepare_episodes": True}
-"""``--deferred-terms`` / ``--no-prepare``: :class:`envs.vec.RayVecEnv`'s ``deferred_terms`` (``with_step``: the
+DEFERRED: dict[str, Any] = {"deferred_terms": "auto", "prepare_episodes": False}
+"""``--deferred-terms`` / ``--prepare``: :class:`envs.vec.RayVecEnv`'s ``deferred_terms`` (``with_step``: the
 workers compute a step's deferred reward terms whether or not they are read, as before the option existed) and
 ``prepare_episodes``."""
 
@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="RayVecEnv deferred_terms (see DEFERRED)")
     p.add_argument("--warmup-steps", type=int, default=WARMUP_STEPS,
                    help="vector steps before timing, the same for every configuration (see WARMUP_STEPS)")
-    p.add_argument("--no-prepare", action="store_true", help="RayVecEnv prepare_episodes=False (see DEFERRED)")
+    p.add_argument("--prepare", action="store_true", help="RayVecEnv prepare_episodes=True (see DEFERRED)")
     p.add_argument("--skip-rollouts", action="store_true")
     p.add_argument("--skip-grpo", action="store_true", help="time plain env steps only")
     p.add_argument("--skip-mining", action="store_true")
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.envs_per_worker < 1:
         p.error(f"--envs-per-worker: expected >= 1, got {args.envs_per_worker}")
     VIEW["view"] = args.view
-    DEFERRED.update(deferred_terms=args.deferred_terms, prepare_episodes=not args.no_prepare)
+    DEFERRED.update(deferred_terms=args.deferred_terms, prepare_episodes=args.prepare)
     from envs.vec.cluster import init_ray
 
     ray = init_ray(args.address, num_cpus=args.workers, object_store_memory=200 * 1024 ** 2, log_to_driver=False)

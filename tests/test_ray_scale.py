@@ -407,8 +407,8 @@ def test_deferred_reward_terms_stay_in_the_worker_until_read_and_equal_the_dummy
     from envs.sim.terms import DeferredTerms
     from envs.vec.ray_vec_env import HELD_STEPS
 
-    # prepare_episodes off here (the other tests run with it on): equal rollouts either way
-    venv = _venv(scene, "ray", n_envs=4, envs_per_worker=2, prepare_episodes=False)
+    # prepare_episodes on here (the other tests run with it off): equal rollouts either way
+    venv = _venv(scene, "ray", n_envs=4, envs_per_worker=2, prepare_episodes=True)
     dummy = _venv(scene, "dummy", n_envs=4)
     try:
         venv.seed(11)
