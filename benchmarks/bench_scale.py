@@ -11,9 +11,11 @@ Run (on a shared machine, under the benchmark lock); **the default command is th
   :class:`envs.vec.RayVecEnv` with 1 worker owning ``--envs-per-worker`` (k, default 8) envs, then with
   ``--workers`` workers of k envs each (one actor and one CPU per worker; one actor call steps its k envs), stepped
   with seeded random actions (small, so episodes run several steps; resets included) for ``--seconds`` after
-  ``--warmup-steps`` vector steps (default 300: :data:`WARMUP_STEPS`); env steps/s = envs x vector steps / wall time. An in-process ``DummyVecEnv`` of k envs is timed too (the
-  cost of the actor round trip). Before timing, ``--workers`` x k Ray envs and a ``DummyVecEnv`` over the same envs
-  are stepped with the same seeds and actions and their observations, rewards and dones compared (printed check).
+  ``--warmup-steps`` vector steps (default 300: :data:`WARMUP_STEPS`); env steps/s = envs x vector steps / wall
+  time. An in-process ``DummyVecEnv`` of k envs is timed too (the cost of the actor round trip; SB3's
+  ``DummyVecEnv`` deep-copies the infos, which computes the deferred reward terms, read or not). Before timing,
+  ``--workers`` x k Ray envs and a ``DummyVecEnv`` over the same envs are stepped with the same seeds and actions
+  and their observations, rewards and dones compared (printed check).
   ``--envs-per-worker 1`` gives the one-env-per-actor comparison of the earlier figures below.
 * **mining**: ``counterfactual.mine``'s work (:func:`counterfactual.distributed.mine_source`, default miner, lead
   times 1, 2, 3 s) on ``--mine-scenes`` SYNTHETIC bank scenes (seed 0), serially in this process, then on
@@ -28,7 +30,52 @@ worker's (``RayVecEnv.worker_cpu_times``); for mining the serial run's CPU time 
 speed-up when each process has a core of its own. For rollouts it is printed twice: main threads only (the driver's
 loop, the envs' work and the calls' (de)serialisation; ``in step``: the busiest worker's main thread inside the
 envs' steps; ``bg ms``: the other threads, Ray's, of the driver and the busiest worker, whose CPU grows with the time
-a worker waits) and whole processes.
+a worker waits) and whole processes. ``prepare``: the busiest worker's main thread in ``prepare`` calls
+(``--prepare``); the last line of each table counts the env steps whose deferred reward terms (``pdms``,
+``sp_pdms`` ...) the workers computed with the step, when read, or never (``--deferred-terms``).
+
+**Deferred terms left in the worker, warm envs, LOADED machine** (2026-12-07 06:43-06:58 UTC, load average 10.7 ->
+6.3: other engineers' trainings, benchmarks and test suites on the 2 cores; the wall-clock ratios below measure the
+load, not Ray; the lead re-measures quietly). What changed (commits after 1b2efd3): the workers no longer compute a
+step's deferred reward terms when nothing reads them (``RayVecEnv(deferred_terms="auto")``: the plain-step rows;
+GRPO steps feed ``DrivingMetrics``, which reads them every step, so there they are computed with the step as before),
+and every configuration warms up 300 vector steps (was 10: an env's step costs about 3x more while its caches are
+cold, which charged the 2-worker configuration, whose envs are younger after the same seconds). Default command at
+1034b19 (06:54 UTC, load 6.7 -> 9.0, 4 m 34 s)::
+
+    rollouts: 2 Ray workers x 8 envs == DummyVecEnv over the same 16 envs (same seeds and actions, 40 steps): True
+    rollouts, plain env steps, SYNTHETIC bank, state view:
+                         env steps/s  steps  driver ms  worker ms  in step  bg ms  CPU-path steps/s  (processes)
+      DummyVecEnv, 8 envs      288.7   2888      16.58       0.00     0.00   0.05             482.7        481.1
+      Ray 1 worker x 8         939.0   9392       1.12       5.88     4.73   1.01            1141.6        997.6
+      Ray 2 workers x 8        819.5   8208       1.63       7.67     6.25   1.40            1721.5       1495.9
+      deferred reward terms of the 2 workers' env steps: with the step 0, when read 0, never (not read) 13008
+      speed-up: wall clock 0.87x, CPU critical path 1.51x main threads, 1.50x processes (target >= 1.7x)
+    rollouts, GRPO steps (score a group of 8, step, DrivingMetrics):
+      DummyVecEnv, 8 envs      125.4   1256      28.11       0.00     0.00   0.19             284.6        282.7
+      Ray 1 worker x 8         204.3   2048       3.02      23.48     5.24   2.42             301.9        276.6
+      Ray 2 workers x 8        229.9   2320       4.07      25.19     5.63   3.23             546.8        492.4
+      deferred reward terms: with the step 7104, when read 16 (the first step of each run), never 0
+      speed-up: wall clock 1.13x, CPU critical path 1.81x main threads, 1.78x processes (target >= 1.7x)
+    mining 96 scenes (219 pairs): serial 13.80 scenes/s, 2 Ray workers 10.50 (12 shards); CPU serial 5.9 s, per
+    worker 3.3, 3.5 s: wall 0.76x, CPU critical path 1.68x; pairs equal: True
+
+Same hour, plain steps only (``--skip-grpo --skip-mining``): 06:43 UTC at 45937a4 (``prepare_episodes`` then on by
+default; load 10.7 -> 8.8): 814.0 / 664.2 env steps/s, CPU critical path **1.58x**; GRPO steps CPU path **1.71x**;
+``--no-prepare`` (now the default; 06:47, load 8.8): 803.5 -> **1216.0** env steps/s, wall **1.51x**, CPU critical
+path **1.82x**; ``--deferred-terms with_step --no-prepare`` (the workers compute every step's terms, as before;
+06:50, load 7.9): 372.9 / 300.6 env steps/s, CPU critical path 1.61x. Read: leaving unread terms in the worker makes
+a Ray worker of 8 envs step about 2.5x faster on its core (worker main thread 16.4 -> 6.6 ms per vector step of 8,
+of which the envs' steps 4.4 -> 5.2 ms; the rest is now the calls' (de)serialisation and Ray's task loop, about
+1.4 ms); the 2-vs-1 ratio of the CPU critical path moved between 1.50x and 1.82x across runs of one configuration at
+this load, so it does not show whether the change moved the ratio; the wall-clock target is to be checked on a
+quiet machine. A cause that stays on a quiet machine (measured in process, two 8-env workers stepped alternately,
+deferred terms unread, 300 vector steps after 100 of warm-up): a vector step waits for the slower worker, and the
+replay env's step cost is lumpy (resets, a new episode's reference planning), so the mean of the slower of two
+workers' step times is 1.27x the mean (1.23x with 16 envs per worker, 1.13x when the workers also compute the
+deferred terms, which are evenly spread): with unread terms 2 workers cannot beat about 1.6x wall even with free
+cores and no Ray cost. ``--prepare`` moves a new episode's reference planning out of the step (it paid 15 % for 1
+worker over vector steps 50-350, cold caches; nothing once the caches are warm: 0.07 ms per step).
 
 **Several envs per worker, quiet machine** (2026-12-07 04:56 UTC, load average 0.7, nothing else running, the
 default command at commit f9e0a8a; 1 m 51 s)::
