@@ -74,7 +74,14 @@ deferred terms unread, 300 vector steps after 100 of warm-up): a vector step wai
 replay env's step cost is lumpy (resets, a new episode's reference planning), so the mean of the slower of two
 workers' step times is 1.27x the mean (1.23x with 16 envs per worker, 1.13x when the workers also compute the
 deferred terms, which are evenly spread): with unread terms 2 workers cannot beat about 1.6x wall even with free
-cores and no Ray cost. ``--prepare`` moves a new episode's reference planning out of the step (it paid 15 % for 1
+cores and no Ray cost. Two more runs at dd7e9c5 (07:01-07:07 UTC, load 6.4 -> 10.1): the default command without
+mining: plain steps 943.9 / 1091.1 env steps/s, wall 1.16x, CPU critical path **1.41x** (the envs' step CPU per
+vector step rose from 4.90 to 6.76 ms with 2 workers), GRPO steps 247.0 / 286.0, wall 1.16x, CPU critical path
+**1.92x** (step CPU 5.79 / 5.73 ms: no rise); ``--skip-grpo --skip-mining --warmup-steps 1500``: 894.0 / 1224.2 env
+steps/s, wall **1.37x**, CPU critical path **1.69x** (step CPU 4.74 / 5.42 ms). The rise of a worker's step CPU
+beside a second worker shrinks with a longer warm-up and is absent from GRPO steps (whose group scoring has planned
+the references the step reads): part of it is the envs' caches still filling during the timed seconds (the 2-worker
+envs each step less often in that time), not only the two cores slowing each other. ``--prepare`` moves a new episode's reference planning out of the step (it paid 15 % for 1
 worker over vector steps 50-350, cold caches; nothing once the caches are warm: 0.07 ms per step).
 
 **Several envs per worker, quiet machine** (2026-12-07 04:56 UTC, load average 0.7, nothing else running, the
