@@ -4,16 +4,18 @@ Run (on a shared machine, under the benchmark lock); **the default command is th
 
     flock /tmp/safealign-bench.lock python -m benchmarks.bench_scale [--seconds 10] [--scenes 16] \\
         [--envs-per-worker 8] [--mine-scenes 96] [--shard-size N] [--workers 2] [--address ADDRESS] \\
-        [--skip-grpo] [--skip-mining]
+        [--warmup-steps 300] [--deferred-terms auto|with_step|on_read] [--prepare] [--skip-grpo] [--skip-mining]
 
 * **rollouts**: the GRPO / PPO training env (:func:`agents.rl.env.make_group_vec_env`: closed-loop replay env on
   the **SYNTHETIC** bank, ``--scenes`` scenes, ``--view`` observation, normalised actions, ``Monitor``) on a
   :class:`envs.vec.RayVecEnv` with 1 worker owning ``--envs-per-worker`` (k, default 8) envs, then with
   ``--workers`` workers of k envs each (one actor and one CPU per worker; one actor call steps its k envs), stepped
-  with seeded random actions (small, so episodes run several steps; resets included) for ``--seconds`` after a
-  warm-up; env steps/s = envs x vector steps / wall time. An in-process ``DummyVecEnv`` of k envs is timed too (the
-  cost of the actor round trip). Before timing, ``--workers`` x k Ray envs and a ``DummyVecEnv`` over the same envs
-  are stepped with the same seeds and actions and their observations, rewards and dones compared (printed check).
+  with seeded random actions (small, so episodes run several steps; resets included) for ``--seconds`` after
+  ``--warmup-steps`` vector steps (default 300: :data:`WARMUP_STEPS`); env steps/s = envs x vector steps / wall
+  time. An in-process ``DummyVecEnv`` of k envs is timed too (the cost of the actor round trip; SB3's
+  ``DummyVecEnv`` deep-copies the infos, which computes the deferred reward terms, read or not). Before timing,
+  ``--workers`` x k Ray envs and a ``DummyVecEnv`` over the same envs are stepped with the same seeds and actions
+  and their observations, rewards and dones compared (printed check).
   ``--envs-per-worker 1`` gives the one-env-per-actor comparison of the earlier figures below.
 * **mining**: ``counterfactual.mine``'s work (:func:`counterfactual.distributed.mine_source`, default miner, lead
   times 1, 2, 3 s) on ``--mine-scenes`` SYNTHETIC bank scenes (seed 0), serially in this process, then on
@@ -28,7 +30,59 @@ worker's (``RayVecEnv.worker_cpu_times``); for mining the serial run's CPU time 
 speed-up when each process has a core of its own. For rollouts it is printed twice: main threads only (the driver's
 loop, the envs' work and the calls' (de)serialisation; ``in step``: the busiest worker's main thread inside the
 envs' steps; ``bg ms``: the other threads, Ray's, of the driver and the busiest worker, whose CPU grows with the time
-a worker waits) and whole processes.
+a worker waits) and whole processes. ``prepare``: the busiest worker's main thread in ``prepare`` calls
+(``--prepare``); the last line of each table counts the env steps whose deferred reward terms (``pdms``,
+``sp_pdms`` ...) the workers computed with the step, when read, or never (``--deferred-terms``).
+
+**Deferred terms left in the worker, warm envs, LOADED machine** (2026-12-07 06:43-06:58 UTC, load average 10.7 ->
+6.3: other engineers' trainings, benchmarks and test suites on the 2 cores; the wall-clock ratios below measure the
+load, not Ray; the lead re-measures quietly). What changed (commits after 1b2efd3): the workers no longer compute a
+step's deferred reward terms when nothing reads them (``RayVecEnv(deferred_terms="auto")``: the plain-step rows;
+GRPO steps feed ``DrivingMetrics``, which reads them every step, so there they are computed with the step as before),
+and every configuration warms up 300 vector steps (was 10: an env's step costs about 3x more while its caches are
+cold, which charged the 2-worker configuration, whose envs are younger after the same seconds). Default command at
+1034b19 (06:54 UTC, load 6.7 -> 9.0, 4 m 34 s)::
+
+    rollouts: 2 Ray workers x 8 envs == DummyVecEnv over the same 16 envs (same seeds and actions, 40 steps): True
+    rollouts, plain env steps, SYNTHETIC bank, state view:
+                         env steps/s  steps  driver ms  worker ms  in step  bg ms  CPU-path steps/s  (processes)
+      DummyVecEnv, 8 envs      288.7   2888      16.58       0.00     0.00   0.05             482.7        481.1
+      Ray 1 worker x 8         939.0   9392       1.12       5.88     4.73   1.01            1141.6        997.6
+      Ray 2 workers x 8        819.5   8208       1.63       7.67     6.25   1.40            1721.5       1495.9
+      deferred reward terms of the 2 workers' env steps: with the step 0, when read 0, never (not read) 13008
+      speed-up: wall clock 0.87x, CPU critical path 1.51x main threads, 1.50x processes (target >= 1.7x)
+    rollouts, GRPO steps (score a group of 8, step, DrivingMetrics):
+      DummyVecEnv, 8 envs      125.4   1256      28.11       0.00     0.00   0.19             284.6        282.7
+      Ray 1 worker x 8         204.3   2048       3.02      23.48     5.24   2.42             301.9        276.6
+      Ray 2 workers x 8        229.9   2320       4.07      25.19     5.63   3.23             546.8        492.4
+      deferred reward terms: with the step 7104, when read 16 (the first step of each run), never 0
+      speed-up: wall clock 1.13x, CPU critical path 1.81x main threads, 1.78x processes (target >= 1.7x)
+    mining 96 scenes (219 pairs): serial 13.80 scenes/s, 2 Ray workers 10.50 (12 shards); CPU serial 5.9 s, per
+    worker 3.3, 3.5 s: wall 0.76x, CPU critical path 1.68x; pairs equal: True
+
+Same hour, plain steps only (``--skip-grpo --skip-mining``): 06:43 UTC at 45937a4 (``prepare_episodes`` then on by
+default; load 10.7 -> 8.8): 814.0 / 664.2 env steps/s, CPU critical path **1.58x**; GRPO steps CPU path **1.71x**;
+``--no-prepare`` (now the default; 06:47, load 8.8): 803.5 -> **1216.0** env steps/s, wall **1.51x**, CPU critical
+path **1.82x**; ``--deferred-terms with_step --no-prepare`` (the workers compute every step's terms, as before;
+06:50, load 7.9): 372.9 / 300.6 env steps/s, CPU critical path 1.61x. Read: leaving unread terms in the worker makes
+a Ray worker of 8 envs step about 2.5x faster on its core (worker main thread 16.4 -> 6.6 ms per vector step of 8,
+of which the envs' steps 4.4 -> 5.2 ms; the rest is now the calls' (de)serialisation and Ray's task loop, about
+1.4 ms); the 2-vs-1 ratio of the CPU critical path moved between 1.50x and 1.82x across runs of one configuration at
+this load, so it does not show whether the change moved the ratio; the wall-clock target is to be checked on a
+quiet machine. A cause that stays on a quiet machine (measured in process, two 8-env workers stepped alternately,
+deferred terms unread, 300 vector steps after 100 of warm-up): a vector step waits for the slower worker, and the
+replay env's step cost is lumpy (resets, a new episode's reference planning), so the mean of the slower of two
+workers' step times is 1.27x the mean (1.23x with 16 envs per worker, 1.13x when the workers also compute the
+deferred terms, which are evenly spread): with unread terms 2 workers cannot beat about 1.6x wall even with free
+cores and no Ray cost. Two more runs at dd7e9c5 (07:01-07:07 UTC, load 6.4 -> 10.1): the default command without
+mining: plain steps 943.9 / 1091.1 env steps/s, wall 1.16x, CPU critical path **1.41x** (the envs' step CPU per
+vector step rose from 4.90 to 6.76 ms with 2 workers), GRPO steps 247.0 / 286.0, wall 1.16x, CPU critical path
+**1.92x** (step CPU 5.79 / 5.73 ms: no rise); ``--skip-grpo --skip-mining --warmup-steps 1500``: 894.0 / 1224.2 env
+steps/s, wall **1.37x**, CPU critical path **1.69x** (step CPU 4.74 / 5.42 ms). The rise of a worker's step CPU
+beside a second worker shrinks with a longer warm-up and is absent from GRPO steps (whose group scoring has planned
+the references the step reads): part of it is the envs' caches still filling during the timed seconds (the 2-worker
+envs each step less often in that time), not only the two cores slowing each other. ``--prepare`` moves a new episode's reference planning out of the step (it paid 15 % for 1
+worker over vector steps 50-350, cold caches; nothing once the caches are warm: 0.07 ms per step).
 
 **Several envs per worker, quiet machine** (2026-12-07 04:56 UTC, load average 0.7, nothing else running, the
 default command at commit f9e0a8a; 1 m 51 s)::
@@ -163,8 +217,22 @@ def _actions(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.uniform(-0.3, 0.3, (n, 8, 2)).astype(np.float32)
 
 
+WARMUP_STEPS = 300
+"""Default ``--warmup-steps``: vector steps each rollout configuration runs before it is timed, so every env has
+stepped as often (``envs_per_worker`` x 300 env steps per worker) when the clock starts. An env's step gets cheaper as
+it runs (each env caches per scene and start frame the driving metrics' reference, the scenes and their scoring
+problems: about 15 ms per 8 env steps over the first 300 vector steps, 5 ms after them, deferred terms unread); with
+a short warm-up a configuration that steps more envs in the same time runs them younger, hence slower per step,
+which understates its speed-up (the figures before 2026-12-07 06:50 UTC used 10). Training runs 10^5 and more
+steps: the warm figure is its rate."""
+
 ENVS_PER_WORKER = 8
 """Default ``--envs-per-worker``: envs per Ray actor (and in the ``DummyVecEnv`` row)."""
+
+DEFERRED: dict[str, Any] = {"deferred_terms": "auto", "prepare_episodes": False}
+"""``--deferred-terms`` / ``--prepare``: :class:`envs.vec.RayVecEnv`'s ``deferred_terms`` (``with_step``: the
+workers compute a step's deferred reward terms whether or not they are read, as before the option existed) and
+``prepare_episodes``."""
 
 VIEW = {"view": "state"}
 """The observation of the rollout env (``--view``): ``bev`` (the replay env's default 128 px RGB BEV + state, what the
@@ -175,7 +243,7 @@ def _venv(backend: str, n_envs: int, scenes: int, address: str | None, envs_per_
     from agents.rl.env import GroupEnvConfig, make_group_vec_env
     from envs.replay_env import EnvConfig
 
-    options = ({"address": address, "num_cpus_per_worker": 1.0, "envs_per_worker": envs_per_worker}
+    options = ({"address": address, "num_cpus_per_worker": 1.0, "envs_per_worker": envs_per_worker, **DEFERRED}
                if backend == "ray" else None)
     env = EnvConfig() if VIEW["view"] == "bev" else EnvConfig(bev=None)
     return make_group_vec_env(GroupEnvConfig(num_scenes=scenes, seed=0, env=env), n_envs=n_envs, seed=0,
@@ -183,30 +251,38 @@ def _venv(backend: str, n_envs: int, scenes: int, address: str | None, envs_per_
 
 
 def rollout_rate(backend: str, n_envs: int, scenes: int, seconds: float, address: str | None,
-                 group: int = 0, envs_per_worker: int = 1) -> dict[str, float]:
-    """Env steps/s of ``n_envs`` envs on ``backend`` (Ray: ``envs_per_worker`` per actor) over ``seconds`` (after 10
-    warm-up vector steps). ``group`` > 0: each step is GRPO's (``collect_rollouts``): first a group of ``group``
+                 group: int = 0, envs_per_worker: int = 1, warmup: int = 10) -> dict[str, float]:
+    """Env steps/s of ``n_envs`` envs on ``backend`` (Ray: ``envs_per_worker`` per actor) over ``seconds`` (after
+    ``warmup`` vector steps). ``group`` > 0: each step is GRPO's (``collect_rollouts``): first a group of ``group``
     candidate trajectories per env scored by the env (``call_each(venv, "score_group", ...)``, concurrent across
-    workers, one batch per worker), then the step."""
+    workers, one batch per worker), then the step, whose infos feed GRPO's :class:`agents.rl.metrics.DrivingMetrics`
+    (which reads every step's ``pdms`` / ``sp_pdms``: the deferred reward terms). ``group`` 0: plain steps, infos not
+    read (the Ray workers then never compute the deferred terms; the ``DummyVecEnv`` does, in SB3's deepcopy of the
+    infos)."""
     from agents.rl.env import call_each
+    from agents.rl.metrics import DrivingMetrics
     from envs.wrappers import kinematic_trajectories
 
     venv = _venv(backend, n_envs, scenes, address, envs_per_worker)
     try:
         rng = np.random.default_rng(0)
+        metrics = DrivingMetrics()
 
         def one_step() -> np.ndarray:
             if group:
                 trajs = kinematic_trajectories(_actions(rng, n_envs * group), 20.0, 0.6).reshape(n_envs, group, 8, 3)
                 call_each(venv, "score_group", [(t,) for t in trajs])
-            return venv.step(_actions(rng, n_envs))[2]
+            _, _, dones, infos = venv.step(_actions(rng, n_envs))
+            if group:
+                metrics.update(infos, dones)
+            return dones
 
         venv.reset()
-        for _ in range(10):
+        for _ in range(warmup):
             one_step()
         ray_backend = backend == "ray"
-        workers0 = ((venv.worker_cpu_times(), venv.worker_cpu_times(True), venv.worker_cpu_times(in_step=True))
-                    if ray_backend else ([0.0], [0.0], [0.0]))
+        workers0 = ((venv.worker_cpu_times(), venv.worker_cpu_times(True), venv.worker_cpu_times(in_step=True),
+                     venv.worker_cpu_times(in_prepare=True)) if ray_backend else ([0.0], [0.0], [0.0], [0.0]))
         steps, episodes, start = 0, 0, time.perf_counter()
         cpu0, thread0 = time.process_time(), time.thread_time()
         while time.perf_counter() - start < seconds:
@@ -214,11 +290,13 @@ def rollout_rate(backend: str, n_envs: int, scenes: int, seconds: float, address
             steps += n_envs
         elapsed = time.perf_counter() - start
         driver, driver_main = time.process_time() - cpu0, time.thread_time() - thread0
-        workers1 = ((venv.worker_cpu_times(), venv.worker_cpu_times(True), venv.worker_cpu_times(in_step=True))
-                    if ray_backend else ([0.0], [0.0], [0.0]))
+        workers1 = ((venv.worker_cpu_times(), venv.worker_cpu_times(True), venv.worker_cpu_times(in_step=True),
+                     venv.worker_cpu_times(in_prepare=True)) if ray_backend else ([0.0], [0.0], [0.0], [0.0]))
+        terms = venv.worker_terms_counts() if ray_backend else None
     finally:
         venv.close()
-    workers, workers_main, workers_step = ([b - a for a, b in zip(w0, w1)] for w0, w1 in zip(workers0, workers1))
+    workers, workers_main, workers_step, workers_prepare = ([b - a for a, b in zip(w0, w1)]
+                                                            for w0, w1 in zip(workers0, workers1))
     vector_steps = steps / n_envs
     # CPU critical path of one vector step: the driver's CPU (sending, gathering) plus the busiest worker's (the
     # workers step concurrently while the driver waits): the wall time per step when every process has its core.
@@ -230,8 +308,9 @@ def rollout_rate(backend: str, n_envs: int, scenes: int, seconds: float, address
     return {"steps_per_s": steps / elapsed, "steps": steps, "episodes": episodes, "seconds": elapsed,
             "driver_ms": 1e3 * driver_main / vector_steps, "worker_ms": 1e3 * workers_main[busiest] / vector_steps,
             "in_step_ms": 1e3 * workers_step[busiest] / vector_steps,
+            "prepare_ms": 1e3 * workers_prepare[busiest] / vector_steps,
             "background_ms": 1e3 * (workers[busiest] - workers_main[busiest] + driver - driver_main) / vector_steps,
-            "cpu_steps_per_s": n_envs / critical, "cpu_main_steps_per_s": n_envs / critical_main}
+            "cpu_steps_per_s": n_envs / critical, "cpu_main_steps_per_s": n_envs / critical_main, "terms": terms}
 
 
 def rollouts_equal(n_envs: int, scenes: int, address: str | None, steps: int = 40, envs_per_worker: int = 1) -> bool:
@@ -316,13 +395,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--address", default=None, help="Ray cluster to join (default: a local Ray with --workers CPUs)")
     p.add_argument("--group", type=int, default=8, help="GRPO steps: candidates scored per env and step")
     p.add_argument("--view", choices=("bev", "state"), default="state", help="rollout env observation (see VIEW)")
+    p.add_argument("--deferred-terms", choices=("auto", "with_step", "on_read"), default="auto",
+                   help="RayVecEnv deferred_terms (see DEFERRED)")
+    p.add_argument("--warmup-steps", type=int, default=WARMUP_STEPS,
+                   help="vector steps before timing, the same for every configuration (see WARMUP_STEPS)")
+    p.add_argument("--prepare", action="store_true", help="RayVecEnv prepare_episodes=True (see DEFERRED)")
     p.add_argument("--skip-rollouts", action="store_true")
     p.add_argument("--skip-grpo", action="store_true", help="time plain env steps only")
     p.add_argument("--skip-mining", action="store_true")
     args = p.parse_args(argv)
+    if args.warmup_steps < 0:
+        p.error(f"--warmup-steps: expected >= 0, got {args.warmup_steps}")
     if args.envs_per_worker < 1:
         p.error(f"--envs-per-worker: expected >= 1, got {args.envs_per_worker}")
     VIEW["view"] = args.view
+    DEFERRED.update(deferred_terms=args.deferred_terms, prepare_episodes=args.prepare)
     from envs.vec.cluster import init_ray
 
     ray = init_ray(args.address, num_cpus=args.workers, object_store_memory=200 * 1024 ** 2, log_to_driver=False)
@@ -337,17 +424,23 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_grpo:
             kinds.append((args.group, f"GRPO steps (score a group of {args.group}, step)"))
         for group, what in kinds:
-            dummy = rollout_rate("dummy", k, args.scenes, args.seconds, None, group)
-            one = rollout_rate("ray", k, args.scenes, args.seconds, args.address, group, k)
-            many = rollout_rate("ray", n * k, args.scenes, args.seconds, args.address, group, k)
+            w = args.warmup_steps
+            dummy = rollout_rate("dummy", k, args.scenes, args.seconds, None, group, warmup=w)
+            one = rollout_rate("ray", k, args.scenes, args.seconds, args.address, group, k, warmup=w)
+            many = rollout_rate("ray", n * k, args.scenes, args.seconds, args.address, group, k, warmup=w)
             print(f"rollouts, {what}, SYNTHETIC bank, {args.view} view:")
             print(f"  {'':34s} {'env steps/s':>12s} {'steps':>7s} {'episodes':>9s} {'driver ms':>10s} "
-                  f"{'worker ms':>10s} {'in step':>8s} {'bg ms':>7s} {'CPU-path steps/s':>17s} {'(processes)':>12s}")
+                  f"{'worker ms':>10s} {'in step':>8s} {'prepare':>8s} {'bg ms':>7s} {'CPU-path steps/s':>17s} "
+                  f"{'(processes)':>12s}")
             for name, r in ((f"DummyVecEnv, {k} envs (in process)", dummy), (f"RayVecEnv, 1 worker x {k} envs", one),
                             (f"RayVecEnv, {n} workers x {k} envs", many)):
                 print(f"  {name:34s} {r['steps_per_s']:12.1f} {r['steps']:7d} {r['episodes']:9d} "
-                      f"{r['driver_ms']:10.2f} {r['worker_ms']:10.2f} {r['in_step_ms']:8.2f} {r['background_ms']:7.2f} "
+                      f"{r['driver_ms']:10.2f} {r['worker_ms']:10.2f} {r['in_step_ms']:8.2f} {r['prepare_ms']:8.2f} "
+                      f"{r['background_ms']:7.2f} "
                       f"{r['cpu_main_steps_per_s']:17.1f} {r['cpu_steps_per_s']:12.1f}")
+            t = many["terms"]
+            print(f"  deferred reward terms of the {n} workers' env steps (warm-up included): computed with the step "
+                  f"{t['with_step']}, when read {t['on_read']}, never (not read) {t['held'] - t['on_read']}")
             print(f"  speed-up {n} workers / 1 worker ({k} envs each): wall clock "
                   f"{many['steps_per_s'] / one['steps_per_s']:.2f}x, CPU critical path "
                   f"{many['cpu_main_steps_per_s'] / one['cpu_main_steps_per_s']:.2f}x main threads, "

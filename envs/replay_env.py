@@ -75,8 +75,9 @@ progress-first reward does not read the terms that depend on the EP references (
 consumer that never reads them never pays for planning the references (most of a step that leaves the log); one
 that reads them (``agents.rl.metrics.DrivingMetrics``, ``agents.evaluation``) pays at that moment, and GRPO's
 ``score_group`` at the same state has planned them already (cached per problem). An unread info keeps its step's
-scoring inputs alive until it is read or dropped; an info sent to another process (``SubprocVecEnv``, Ray
-workers) is pickled as a plain dict, so the worker computes them before sending. With ``reward_mode="lazy"`` the
+scoring inputs alive until it is read or dropped; an info sent to another process (``SubprocVecEnv``) is pickled as a
+plain dict, so the worker computes them before sending (a Ray worker keeps them until the driver reads them:
+:class:`envs.vec.RayVecEnv`'s ``deferred_terms``). With ``reward_mode="lazy"`` the
 per-step scorer call is skipped (reward = terminal terms only) and :meth:`ReplayEnv.flush_rewards` scores the
 stored decisions later (e.g. at the end of an episode, off the stepping loop).
 
@@ -608,6 +609,15 @@ class ReplayEnv(gym.Env):
         out["episode"] = np.array([p[4] for p in pending], dtype=np.int64)
         out["t"] = np.array([p[1] for p in pending], dtype=np.int64)
         return out
+
+    def prepare_episode(self) -> None:
+        """Compute now what the episode's first closed-loop ``step`` would compute before anything else: the driving
+        metrics' reference progress over the episode's window (cached per (scene, start frame)). Nothing the env
+        returns changes; a vector env's worker calls it in the time it would wait (:class:`envs.vec.RayVecEnv`).
+        Open loop, before ``reset`` or after the episode's end: nothing to do."""
+        if self.mode != "closed_loop" or self._scene is None or self._done:
+            return
+        self._reference_progress(self._scene, self._context(self._scene))
 
     def logged_action(self) -> np.ndarray:
         """The ego's logged future as an action from the current (possibly simulated) state: ``(8, 3)`` float32

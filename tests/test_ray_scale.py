@@ -398,6 +398,79 @@ class TestSeveralEnvsPerWorker:
         assert venv.restarts == [before[0] + 1, before[1] + 1, before[2] + 1, before[3] + 1]
 
 
+def test_deferred_reward_terms_stay_in_the_worker_until_read_and_equal_the_dummy_vec_envs(local_ray, scene):
+    """``deferred_terms``: every mode gives the ``DummyVecEnv``'s ``info["rewards"]``, bit for bit, when read
+    (``pdms``, ``sp_pdms`` ... included); ``on_read`` computes in the workers only the terms the driver reads,
+    ``with_step`` all of them with the step, ``auto`` with the step after a step whose terms were read; terms read
+    too late (the worker no longer holds them) read as NaN with a warning."""
+    from envs.sim.reward import EP_TERMS
+    from envs.sim.terms import DeferredTerms
+    from envs.vec.ray_vec_env import HELD_STEPS
+
+    # prepare_episodes on here (the other tests run with it off): equal rollouts either way
+    venv = _venv(scene, "ray", n_envs=4, envs_per_worker=2, prepare_episodes=True)
+    dummy = _venv(scene, "dummy", n_envs=4)
+    try:
+        venv.seed(11)
+        dummy.seed(11)
+        venv.reset()
+        dummy.reset()
+        actions = iter(_actions(4, 40, seed=5))
+        counts = venv.worker_terms_counts()
+        for mode, read in (("on_read", [True, False, True, False, False, True]), ("with_step", [False, True]),
+                           ("auto", [False, True, True, False, True])):
+            venv.deferred_terms = mode
+            for read_now in read:
+                action = next(actions)
+                _, _, _, got = venv.step(action)
+                _, _, _, want = dummy.step(action)
+                for a, b in zip(got, want):
+                    assert isinstance(a["rewards"], DeferredTerms) and a["rewards"].pending
+                    if read_now:
+                        assert a["rewards"] == b["rewards"]
+                        assert all(np.isfinite(a["rewards"][k]) for k in EP_TERMS)
+            new = venv.worker_terms_counts()
+            step = {key: new[key] - counts[key] for key in new}
+            counts = new
+            if mode == "on_read":  # 4 envs x 6 steps held; the 3 read steps' terms computed, the others never
+                assert step == {"with_step": 0, "held": 24, "on_read": 12}
+            elif mode == "with_step":
+                assert step == {"with_step": 8, "held": 0, "on_read": 0}
+            else:  # step 1 with the step (the step before it was read), 2 held (1 unread) and read, 3 and 4 with
+                # the step (2 and 3 read), 5 held (4 unread) and read
+                assert step == {"with_step": 12, "held": 8, "on_read": 8}
+        # terms read more than HELD_STEPS vector steps later are gone from the worker: NaN, with a warning
+        venv.deferred_terms = "on_read"
+        _, _, _, first = venv.step(next(actions))
+        for _ in range(HELD_STEPS):
+            venv.step(next(actions))
+        with pytest.warns(RuntimeWarning, match=r"terms \[.*'pdms'.*\] of env 2 at vector step \d+ are gone"):
+            assert np.isnan(first[2]["rewards"]["pdms"])
+        assert np.isfinite(first[2]["rewards"]["route_progress"])  # the eager terms came with the step
+    finally:
+        venv.close()
+        dummy.close()
+
+
+def test_prepare_episode_computes_the_first_steps_reference_and_changes_nothing_returned(scene):
+    """``ReplayEnv.prepare_episode`` (what a Ray worker runs while it would wait) fills the episode's reference
+    progress cache; the episode's steps return what they return without it."""
+    from envs.replay_env import ReplayEnv
+
+    envs = [ReplayEnv([scene], "closed_loop") for _ in range(2)]
+    for env in envs:
+        env.reset(seed=3)
+    assert not envs[0]._rc_references
+    envs[0].prepare_episode()
+    assert list(envs[0]._rc_references) == [(scene.scene_id, envs[0]._start)]
+    for action in np.random.default_rng(0).uniform(-0.5, 0.5, (4, 8, 3)):
+        (o1, r1, t1, u1, i1), (o2, r2, t2, u2, i2) = (env.step(np.cumsum(action, 0) + [2, 0, 0]) for env in envs)
+        _assert_obs_equal(o1, o2)
+        assert (r1, t1, u1, i1["rewards"]) == (r2, t2, u2, i2["rewards"])
+        if t1 or u1:
+            break
+
+
 def test_the_pipeline_builds_its_training_env_on_ray_and_ppo_trains_on_it(local_ray, tmp_path):
     """``env.vec_backend=ray``: the GRPO / PPO env of :func:`experiments.builders.group_env` is a RayVecEnv (two envs
     on one actor, ``env.envs_per_worker=2``: a CPU of the test's Ray is held by the shared env above)."""
@@ -524,6 +597,8 @@ def test_bad_backend_options_are_named():
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match=f"envs_per_worker must be an int >= 1, got {bad!r}"):
             RayVecEnv([lambda: None], envs_per_worker=bad)
+    with pytest.raises(ValueError, match="deferred_terms must be one of .*got 'sometimes'"):
+        RayVecEnv([lambda: None], deferred_terms="sometimes")
     with pytest.raises(ValueError, match="env_fns is empty"):
         RayVecEnv([])
     with pytest.raises(ValueError, match="ray address: expected None, 'local', 'auto', 'HOST:PORT'.*got 6379"):

@@ -54,6 +54,16 @@ class DeferredTerms(dict):
         """Whether the deferred values are still to be computed."""
         return self._compute is not None
 
+    @property
+    def pending_names(self) -> tuple[str, ...]:
+        """Names of the deferred terms still to be computed (empty once computed); reads no value."""
+        return tuple(name for name, value in dict.items(self) if value is PENDING)
+
+    def known(self) -> dict[str, Any]:
+        """A plain dict of the values stored so far, without computing the deferred ones (all of them once
+        computed): what :class:`envs.vec.RayVecEnv`'s workers send while the deferred terms stay in the worker."""
+        return {name: value for name, value in dict.items(self) if value is not PENDING}
+
     def _resolve(self) -> None:
         compute, self._compute = self._compute, None
         if compute is None:

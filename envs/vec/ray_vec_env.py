@@ -36,6 +36,29 @@ env of a worker has its worker's count) a :class:`WorkerRestartError` stops the 
 itself is not a death: it propagates (as from ``SubprocVecEnv``). Not carried over to a restarted env: state
 changed by ``env_method`` calls, and the ``Monitor`` statistics of the cut episode.
 
+**Deferred reward terms stay in the worker until read** (``deferred_terms``). A closed-loop replay env step defers
+the reward terms that need the EP references (``pdms``, ``sp_pdms``, ``ep`` ...: :class:`envs.sim.terms.DeferredTerms`,
+most of such a step's work when nothing reads them). Pickling ``info["rewards"]`` would compute them in the worker
+for every step; instead the worker sends the eager terms and the deferred names, and the driver's
+``info["rewards"]`` is again a :class:`~envs.sim.terms.DeferredTerms`: its first read (``DrivingMetrics`` reads
+``pdms`` / ``sp_pdms`` every step in GRPO and PPO, evaluation reads them) asks the workers for that vector step's
+terms, every env at once (one call per worker, concurrently), and the worker computes them then. ``"on_read"``
+always does that; ``"with_step"`` computes them in the worker before the step returns (one round trip; what a
+consumer that reads every step wants); ``"auto"`` (default) computes them with the step when the previous step's
+terms were read, else leaves them in the worker: a consumer that reads every step pays one extra round trip on the
+first step, one that never reads never pays for them. The values are the same, bit for bit, in every mode and equal
+a ``DummyVecEnv``'s. A worker keeps unread terms for :data:`HELD_STEPS` vector steps; terms read later, or lost with
+a dead worker, read as NaN with a ``RuntimeWarning`` (``DrivingMetrics`` skips NaN).
+
+**New episodes prepared while the worker would wait** (``prepare_episodes``, default off): right behind each
+``step`` (and ``reset``) call, the driver queues a ``prepare`` call on the same actor, which runs the envs' new
+episodes' first-step work that does not depend on the action (:meth:`envs.replay_env.ReplayEnv.prepare_episode`: the
+driving metrics' reference progress, a few ms per episode while it is not cached): it runs while the driver gathers
+the step and the other workers finish theirs, instead of inside the next step (a vector step waits for its slowest
+worker). Nothing returned changes. It pays while the envs' caches are cold (the first few hundred vector steps:
+1 worker x 8 envs, vector steps 50-350, 23.2 instead of 27.4 ms each, loaded machine); once each env has cached its
+(scene, start frame) references the call finds nothing to do (0.07 ms) and costs one more actor call per step.
+
 Placement: each actor asks Ray for ``num_cpus_per_worker`` CPUs (default 1: one core per worker, as SubprocVecEnv's
 one process per env), so Ray spreads the workers over the cluster's nodes; ``actor_options`` passes any other
 ``ray.remote`` option (``resources``, ``scheduling_strategy``, ``runtime_env``). The cluster is joined or started by
@@ -46,21 +69,40 @@ replay env steps in about 2 ms: ``benchmarks/bench_scale`` uses 8); CARLA envs, 
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 from stable_baselines3.common.vec_env.subproc_vec_env import _stack_obs
 
+from envs.sim.terms import DeferredTerms
 from envs.vec.cluster import init_ray, require_ray
 
 WORKER_RESTART = "worker_restart"
 """``info["termination_reason"]`` of an episode cut short by a worker restart."""
+
+DEFERRED_TERMS_MODES = ("auto", "with_step", "on_read")
+"""Where the deferred reward terms of a step (``info["rewards"]``, :class:`envs.sim.terms.DeferredTerms`) are
+computed (:class:`RayVecEnv`'s ``deferred_terms``; module docstring)."""
+
+HELD_STEPS = 8
+"""``on_read``: vector steps a worker keeps its envs' unread deferred terms (older ones read as NaN, with a warning)."""
+
+
+class _WorkerTerms(NamedTuple):
+    """``info["rewards"]`` as a worker sends it when the env deferred terms (:class:`envs.sim.terms.DeferredTerms`):
+    the values (``resolved``: every term; else the eager ones, the deferred ``names`` kept in the worker)."""
+
+    values: dict[str, Any]
+    names: tuple[str, ...]
+    resolved: bool
 
 
 class WorkerRestartError(RuntimeError):
@@ -103,16 +145,57 @@ class _EnvWorker:
         self.envs = [_patch_env(fn()) for fn in env_fns]
         self.observation_space = self.envs[0].observation_space
         self.step_cpu = 0.0
-        """CPU seconds spent inside :meth:`step` (main thread; benchmarks)."""
+        """CPU seconds spent inside the envs' steps (main thread; benchmarks)."""
+        self.held: OrderedDict[int, dict[int, DeferredTerms]] = OrderedDict()
+        """``{step id: {slot: terms}}``: the unread deferred terms of the last :data:`HELD_STEPS` steps."""
+        self.to_prepare: set[int] = set()
+        """Slots whose episode began since the last :meth:`prepare`."""
+        self.prepare_cpu = 0.0
+        """CPU seconds spent inside :meth:`prepare` (main thread; benchmarks)."""
+        self.terms_counts = {"with_step": 0, "held": 0, "on_read": 0}
+        """Steps whose deferred terms were computed with the step, kept in the worker, computed when read."""
 
-    def step(self, actions: Any) -> tuple[VecEnvObs, np.ndarray, np.ndarray, list[dict], list[dict]]:
+    def step(self, actions: Any, step_id: int | None = None,
+             resolve_terms: bool = True) -> tuple[VecEnvObs, np.ndarray, np.ndarray, list[dict], list[dict]]:
         """Step slot ``s`` with ``actions[s]`` (auto-reset as ``DummyVecEnv``); ``(obs stacked (k, ...), rewards (k,),
-        dones (k,) bool, infos, reset_infos)`` (a slot's reset info is ``{}`` unless its episode ended)."""
+        dones (k,) bool, infos, reset_infos)`` (a slot's reset info is ``{}`` unless its episode ended). With a
+        ``step_id``, an info's deferred reward terms are sent as :class:`_WorkerTerms`: computed now
+        (``resolve_terms``) or kept in :attr:`held` under ``step_id`` for :meth:`deferred_terms`."""
         start = time.thread_time()
         try:
-            return self._step(actions)
+            result = self._step(actions)
         finally:
             self.step_cpu += time.thread_time() - start
+        if step_id is not None:
+            self._ship_terms(result[3], step_id, resolve_terms)
+        return result
+
+    def _ship_terms(self, infos: list[dict], step_id: int, resolve: bool) -> None:
+        held = {}
+        for slot, info in enumerate(infos):
+            terms = info.get("rewards")
+            if isinstance(terms, DeferredTerms) and terms.pending:
+                names = terms.pending_names
+                self.terms_counts["with_step" if resolve else "held"] += 1
+                if resolve:
+                    info["rewards"] = _WorkerTerms(terms.copy(), names, True)
+                else:
+                    info["rewards"] = _WorkerTerms(terms.known(), names, False)
+                    held[slot] = terms
+        if held:
+            self.held[step_id] = held
+            while len(self.held) > HELD_STEPS:
+                self.held.popitem(last=False)
+
+    def deferred_terms(self, step_id: int) -> dict[int, dict[str, Any]]:
+        """``{slot: {name: value}}``: the deferred terms of step ``step_id`` kept in :attr:`held`, computed now (and
+        forgotten here); slots whose terms are no longer held are absent."""
+        out = {}
+        for slot, terms in self.held.pop(step_id, {}).items():
+            names = terms.pending_names
+            out[slot] = {name: terms[name] for name in names}
+        self.terms_counts["on_read"] += len(out)
+        return out
 
     def _step(self, actions: Any) -> tuple[VecEnvObs, np.ndarray, np.ndarray, list[dict], list[dict]]:
         observations, rewards, dones, infos, reset_infos = [], [], [], [], []
@@ -124,6 +207,7 @@ class _EnvWorker:
             if done:
                 info["terminal_observation"] = observation
                 observation, reset_info = env.reset()
+                self.to_prepare.add(len(observations))
             observations.append(observation)
             rewards.append(reward)
             dones.append(done)
@@ -141,11 +225,30 @@ class _EnvWorker:
             observation, info = env.reset(seed=seed, **maybe_options)
             observations.append(observation)
             infos.append(info)
+        self.to_prepare = set(range(len(self.envs)))
         return _stack_obs(observations, self.observation_space), infos
+
+    def prepare(self) -> None:
+        """Call ``prepare_episode()`` (where the env has it: :meth:`envs.replay_env.ReplayEnv.prepare_episode`) of
+        the envs whose episode began since the last call: the first step's work done now, while the driver and the
+        other workers finish the vector step (the same values either way)."""
+        start = time.thread_time()
+        try:
+            slots, self.to_prepare = sorted(self.to_prepare), set()
+            for slot in slots:
+                prepare = getattr(self.envs[slot].unwrapped, "prepare_episode", None)
+                if callable(prepare):
+                    prepare()
+        finally:
+            self.prepare_cpu += time.thread_time() - start
 
     def call(self, requests: Sequence[tuple[int, str, Any]]) -> list[Any]:
         """``[answer of (slot, op, payload)]`` in order (see :func:`_call_env`)."""
         return [_call_env(self.envs[slot], op, payload) for slot, op, payload in requests]
+
+    def deferred_terms_counts(self) -> dict[str, int]:
+        """:attr:`terms_counts` (benchmarks, tests)."""
+        return dict(self.terms_counts)
 
     def spaces(self) -> tuple[gym.Space, gym.Space]:
         return self.observation_space, self.envs[0].action_space
@@ -154,11 +257,11 @@ class _EnvWorker:
         """The worker's process id (tests, diagnostics)."""
         return os.getpid()
 
-    def cpu_time(self, main_thread_only: bool = False) -> tuple[float, float]:
-        """``(CPU seconds, of which inside step)``: the CPU time of the worker's process (``time.process_time``;
-        benchmarks), or of its main thread only (``time.thread_time``: the envs' work, the (de)serialisation of calls
-        and the waits for the next one, without Ray's background threads)."""
-        return (time.thread_time() if main_thread_only else time.process_time()), self.step_cpu
+    def cpu_time(self, main_thread_only: bool = False) -> tuple[float, float, float]:
+        """``(CPU seconds, of which inside the envs' steps, of which inside prepare)``: the CPU time of the worker's
+        process (``time.process_time``; benchmarks), or of its main thread only (``time.thread_time``: the envs' work,
+        the (de)serialisation of calls and the waits for the next one, without Ray's background threads)."""
+        return (time.thread_time() if main_thread_only else time.process_time()), self.step_cpu, self.prepare_cpu
 
     def close(self) -> None:
         for env in self.envs:
@@ -214,11 +317,19 @@ class RayVecEnv(VecEnv):
             (None: wait forever). With several envs per worker, the time of all of them.
         actor_options: more ``ray.remote`` options for every actor (``resources``, ``scheduling_strategy`` ...).
         envs_per_worker: envs each actor owns and steps in one call (>= 1; the last actor owns the remainder).
+        prepare_episodes: after sending a worker its step (or reset), also send it a :meth:`_EnvWorker.prepare` call:
+            the first step of each new episode is partly computed while the worker would wait (module docstring;
+            default off: it pays only while the envs' caches are cold).
+        deferred_terms: where a step's deferred reward terms are computed (one of :data:`DEFERRED_TERMS_MODES`;
+            module docstring): ``"with_step"`` in the worker before the step returns, ``"on_read"`` in the worker
+            when the driver first reads them, ``"auto"`` (default) ``with_step`` after a step whose terms were read,
+            else ``on_read``. The values are the same in every mode.
     """
 
     def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], address: str | None = None,
                  num_cpus_per_worker: float = 1.0, max_restarts: int = 5, step_timeout: float | None = None,
-                 actor_options: Mapping[str, Any] | None = None, envs_per_worker: int = 1) -> None:
+                 actor_options: Mapping[str, Any] | None = None, envs_per_worker: int = 1,
+                 deferred_terms: str = "auto", prepare_episodes: bool = False) -> None:
         if not env_fns:
             raise ValueError("RayVecEnv: env_fns is empty (need at least one env constructor)")
         if not num_cpus_per_worker > 0:
@@ -230,6 +341,9 @@ class RayVecEnv(VecEnv):
         if isinstance(envs_per_worker, bool) or not isinstance(envs_per_worker, (int, np.integer)) \
                 or envs_per_worker < 1:
             raise ValueError(f"RayVecEnv: envs_per_worker must be an int >= 1, got {envs_per_worker!r}")
+        if deferred_terms not in DEFERRED_TERMS_MODES:
+            raise ValueError(f"RayVecEnv: deferred_terms must be one of {DEFERRED_TERMS_MODES}, got "
+                             f"{deferred_terms!r}")
         self._ray = init_ray(address)
         self.env_fns = list(env_fns)
         self.num_cpus_per_worker = float(num_cpus_per_worker)
@@ -237,6 +351,12 @@ class RayVecEnv(VecEnv):
         self.step_timeout = step_timeout
         self.actor_options = dict(actor_options or {})
         self.envs_per_worker = int(envs_per_worker)
+        self.deferred_terms = deferred_terms
+        self.prepare_episodes = bool(prepare_episodes)
+        self._step_id = 0
+        self._terms_read = False
+        self._unread: OrderedDict[int, set[int]] = OrderedDict()  # step id -> workers holding its deferred terms
+        self._fetched: OrderedDict[int, dict[tuple[int, int], dict[str, Any]]] = OrderedDict()
         self.waiting = False
         self.closed = False
         n, k = len(self.env_fns), self.envs_per_worker
@@ -365,12 +485,26 @@ class RayVecEnv(VecEnv):
     def step_async(self, actions: np.ndarray) -> None:
         if len(actions) != self.num_envs:
             raise ValueError(f"RayVecEnv.step_async: {len(actions)} actions for {self.num_envs} envs")
+        self._step_id += 1
+        resolve = self.deferred_terms == "with_step" or (self.deferred_terms == "auto" and self._terms_read)
+        self._terms_read = False
         for w, envs in enumerate(self.worker_envs):
             if self._restart_notes[w] is not None:
                 self._pending[w] = None
             else:
-                self._pending[w] = self.actors[w].step.remote(actions[envs[0]:envs[-1] + 1])
+                self._pending[w] = self.actors[w].step.remote(actions[envs[0]:envs[-1] + 1], self._step_id, resolve)
+                self._prepare(w)
         self.waiting = True
+
+    def _prepare(self, w: int) -> None:
+        """Queue worker ``w``'s :meth:`_EnvWorker.prepare` behind its last call (its result is not awaited: an error
+        there is raised again by the episode's first step, which computes the same; a dead worker is found by the
+        next call)."""
+        if self.prepare_episodes:
+            try:
+                self.actors[w].prepare.remote()
+            except Exception:  # noqa: BLE001  (a dead actor: restarted by the next step)
+                pass
 
     def step_wait(self) -> VecEnvStepReturn:
         refs, self._pending = self._pending, [None] * self.num_workers
@@ -384,10 +518,51 @@ class RayVecEnv(VecEnv):
             results = [self._step_result(w, ref) for w, ref in enumerate(refs)]
         self._last_obs = [r[0] for r in results]
         self.waiting = False
+        for w, r in enumerate(results):
+            for slot, info in enumerate(r[3]):
+                if isinstance(info.get("rewards"), _WorkerTerms):
+                    info["rewards"] = self._driver_terms(w, slot, info["rewards"])
         infos = [info for r in results for info in r[3]]
         self.reset_infos = [info for r in results for info in r[4]]
         obs = _concat_obs(self._last_obs)
         return obs, np.concatenate([r[1] for r in results]), np.concatenate([r[2] for r in results]), infos
+
+    def _driver_terms(self, w: int, slot: int, sent: _WorkerTerms) -> DeferredTerms:
+        """``info["rewards"]`` on the driver: a :class:`DeferredTerms` whose deferred values are those the worker
+        sent with the step, or (``on_read``) asked of the worker on the first read."""
+        step_id = self._step_id
+        if not sent.resolved:
+            self._unread.setdefault(step_id, set()).add(w)
+            while len(self._unread) > HELD_STEPS:
+                self._unread.popitem(last=False)
+
+        def compute() -> dict[str, Any]:
+            self._terms_read = True
+            return sent.values if sent.resolved else self._fetch_terms(step_id, w, slot, sent.names)
+
+        return DeferredTerms(sent.values, sent.names, compute)
+
+    def _fetch_terms(self, step_id: int, w: int, slot: int, names: Sequence[str]) -> dict[str, Any]:
+        """The deferred terms of worker ``w``'s slot ``slot`` at step ``step_id``: on the first read of a step, those
+        of every env of that step are asked of their workers at once (one call per worker, concurrently)."""
+        if step_id not in self._fetched:
+            refs = {v: self.actors[v].deferred_terms.remote(step_id) for v in sorted(self._unread.pop(step_id, ()))}
+            got: dict[tuple[int, int], dict[str, Any]] = {}
+            for v, ref in refs.items():
+                try:
+                    got.update({(v, s): values for s, values in self._ray.get(ref, timeout=self.step_timeout).items()})
+                except self._dead_errors():
+                    pass  # lost with the worker: NaN below; the next step restarts it
+            self._fetched[step_id] = got
+            while len(self._fetched) > HELD_STEPS:
+                self._fetched.popitem(last=False)
+        values = self._fetched[step_id].pop((w, slot), None)
+        if values is None:
+            warnings.warn(f"RayVecEnv: the deferred reward terms {list(names)} of env {self.worker_envs[w][slot]} at "
+                          f"vector step {step_id} are gone (read more than {HELD_STEPS} steps later, or its worker "
+                          "died); they read as NaN", RuntimeWarning, stacklevel=2)
+            values = {name: math.nan for name in names}
+        return values
 
     def _step_result(self, w: int, ref: Any) -> tuple[VecEnvObs, np.ndarray, np.ndarray, list[dict], list[dict]]:
         """Worker ``w``'s step result: its actor's, or truncations when the actor died (or had died already)."""
@@ -424,6 +599,7 @@ class RayVecEnv(VecEnv):
             except self._dead_errors() as exc:
                 results.append(self._restart(w, _short(exc), seeds[w], options[w]))
             self._last_obs[w] = results[-1][0]
+            self._prepare(w)
         for i in range(self.num_envs):
             self._reset_seed[i] = self._seeds[i]
         self.reset_infos = [info for r in results for info in r[1]]
@@ -485,12 +661,21 @@ class RayVecEnv(VecEnv):
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         return self._gather(indices, lambda k: ("is_wrapped", wrapper_class))
 
-    def worker_cpu_times(self, main_thread_only: bool = False, in_step: bool = False) -> list[float]:
+    def worker_cpu_times(self, main_thread_only: bool = False, in_step: bool = False,
+                         in_prepare: bool = False) -> list[float]:
         """CPU seconds each worker's process (or, ``main_thread_only``, its main thread: the one that runs the envs;
-        or, ``in_step``, its main thread inside the envs' ``step`` calls) has used, one per worker (benchmarks: the
-        work a core would do per worker)."""
+        or, ``in_step``, its main thread inside the envs' ``step`` calls; or, ``in_prepare``, inside the ``prepare``
+        calls) has used, one per worker (benchmarks: the work a core would do per worker)."""
         refs = [a.cpu_time.remote(main_thread_only) for a in self.actors]
-        return [t[1] if in_step else t[0] for t in self._ray.get(refs, timeout=self.step_timeout)]
+        return [t[1] if in_step else t[2] if in_prepare else t[0]
+                for t in self._ray.get(refs, timeout=self.step_timeout)]
+
+    def worker_terms_counts(self) -> dict[str, int]:
+        """Env steps whose deferred reward terms the workers computed with the step (``with_step``), kept unread
+        (``held``), and computed when the driver read them (``on_read``), summed over the workers (benchmarks,
+        tests: ``held - on_read`` steps' terms were never computed)."""
+        counts = self._ray.get([a.deferred_terms_counts.remote() for a in self.actors], timeout=self.step_timeout)
+        return {key: sum(c[key] for c in counts) for key in counts[0]}
 
     def worker_pids(self) -> list[int]:
         """Process id of each env's worker, one per env (diagnostics; tests check which envs share a process)."""
