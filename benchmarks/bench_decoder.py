@@ -3,7 +3,8 @@
 ``python -m benchmarks.bench_decoder [--env bank|world_v2] [--train-scenes 120 --train-seed 0] [--eval-scenes 48
 --eval-seed 3737[,SEED...]] [--blank-seeds SEEDS|none] [--seeds 0,1] [--mode positive] [--max-steps 800] [--lr 1e-3]
 [--aux-weight 0 --aux-position image] [--label-balance none|hazard|risk] [--label-first-steps 0]
-[--expert-frames 4 --expert-stride 1] [--prompt-state none|ego|agents [--prompt-agents 4]] [--ceiling | --ceiling-only]
+[--expert-frames 4 --expert-stride 1] [--prompt-state none|ego|agents [--prompt-agents 4]]
+[--label-source text|head [--label-head-read tower|tower_mean] [--text-blank]] [--ceiling | --ceiling-only]
 [--out result.json] [--threads 1] [--cache-dir outputs/sft_cache]``
 
 ``--env world_v2``: the training and held-out splits are the ``env=world_v2`` preset's (outcome-varied bank on the
@@ -27,6 +28,13 @@ field by field) on the rows of a held-out bank seed, once with the real BEV and 
 the figures measured below predate this and score ``language`` on the pair rows only). The held-out rows are always
 rendered with the default :class:`agents.sft.data.SampleConfig` (``--expert-frames`` changes the training rows only),
 so every lever is scored on the same rows.
+
+``--label-source head``: the policy states its label with the label head (:mod:`agents.vla.label_head`, fitted by
+the SFT before the decoder's steps on the tower's patch features, ``--label-head-read``) and the template; each run is
+scored twice, as the head policy (``seed N head``) and as the text policy of the same run (``seed N text``: the same
+decoder writing the label itself; the head's fit does not change the decoder's training), the blank-BEV pass on the
+head policy (and on the text policy with ``--text-blank``). The head's label does not depend on the decoder's steps
+(its text is the template's), so a read-out can be compared with few ``--max-steps``.
 
 Levers: ``--aux-weight W`` (auxiliary per-field label loss on the decoder's image tokens,
 :mod:`agents.sft.label_head`), ``--expert-frames N`` (more safe expert decisions per scene in training; stride
@@ -99,6 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-state", choices=("none", "ego", "agents"), default="none",
                    help="state block in the prompts of the training and held-out rows (envs.prompt_state)")
     p.add_argument("--prompt-agents", type=int, default=4, help="agents stated with --prompt-state agents")
+    p.add_argument("--label-source", choices=("text", "head"), default="text",
+                   help="'head': the label head states the label (VLAConfig.label_source); each run is scored as the "
+                        "head policy and as the text policy of the same run")
+    p.add_argument("--label-head-read", choices=("tower", "tower_mean"), default="tower",
+                   help="what the label head reads (SFTConfig.label_head_read)")
+    p.add_argument("--no-text", action="store_true",
+                   help="with --label-source head: score the head policy only (not the same run's text policy)")
+    p.add_argument("--no-probe", action="store_true", help="with --ceiling: the majority row only (no tower probe)")
+    p.add_argument("--text-blank", action="store_true",
+                   help="with --label-source head: the blank-BEV pass for the text policy too")
     p.add_argument("--blank-seeds", default=None,
                    help="held-out seeds that also get the blank-BEV pass, comma-separated (default: every --eval-seed; "
                         "'none': no blank pass)")
@@ -200,7 +218,42 @@ def tables(args: argparse.Namespace) -> tuple[Any, dict[int, Any], list]:
 
 def _summary(report: Any) -> dict[str, Any]:
     return {"language": report.language_accuracy, "risk": report.risk_accuracy, "fields": dict(report.fields),
-            "no_hazard": report.no_hazard_accuracy}
+            "no_hazard": report.no_hazard_accuracy, "per_row": report.per_row}
+
+
+PAIRED = (("head - text", "text", "head"), ("head - majority", "majority", "head"),
+          ("head - head blank BEV", "head blank", "head"), ("text - majority", "majority", "text"))
+"""``--label-source head`` comparisons: (name, a, b) of the paired differences ``b - a`` per held-out seed."""
+
+
+def paired_differences(out: Mapping[str, Any], resamples: int = 10000) -> dict[str, dict[str, Any]]:
+    """Per held-out seed and comparison of :data:`PAIRED`, the paired difference of language and of risk accuracy
+    over the run seeds with its bootstrap 95% interval (:func:`experiments.compare.paired_bootstrap`,
+    hierarchical: run seeds then held-out scenes, the decisions of a drawn scene together), from the runs' per-row
+    hits; fractions."""
+    from experiments.compare import _sums, paired_bootstrap
+
+    def sums(per_row: Sequence[Mapping[str, Any]], column: str) -> dict:
+        return _sums([{**r, "unit": "decision"} for r in per_row], column)
+
+    result: dict[str, dict[str, Any]] = {}
+    runs = [r for r in out["runs"] if r.get("label_source") == "head"]
+    for seed in (runs[0]["eval"] if runs else {}):
+        rows: dict[str, list] = {"head": [r["eval"][seed]["real"]["per_row"] for r in runs],
+                                 "text": [r["text_eval"][seed]["real"]["per_row"] for r in runs]}
+        if all(r["eval"][seed]["blank"] is not None for r in runs):
+            rows["head blank"] = [r["eval"][seed]["blank"]["per_row"] for r in runs]
+        major = out["ceiling"].get(seed, {}).get("majority")
+        if major is not None:
+            rows["majority"] = [major["per_row"]] * len(runs)
+        result[seed] = {}
+        for name, a, b in PAIRED:
+            if a in rows and b in rows:
+                result[seed][name] = {
+                    metric: paired_bootstrap([sums(x, column) for x in rows[a]], [sums(x, column) for x in rows[b]],
+                                             resamples=resamples)
+                    for metric, column in (("language", "language_accuracy"), ("risk", "risk_accuracy"))}
+    return result
 
 
 def train_and_score(args: argparse.Namespace, seed: int, train: Any, held: Mapping[int, Any], pairs: Sequence[Any]
@@ -217,22 +270,38 @@ def train_and_score(args: argparse.Namespace, seed: int, train: Any, held: Mappi
 
     codebook = codebook_for(pairs, args.cache_dir, scenes=codebook_scenes(args), scene_seed=args.train_seed,
                             progress=False)
-    policy = VLAPolicy.build(codebook, VLAConfig(seed=seed), TokenizerConfig(
+    label_source = getattr(args, "label_source", "text")
+    policy = VLAPolicy.build(codebook, VLAConfig(seed=seed, label_source=label_source), TokenizerConfig(
         prompt_state=args.prompt_state, prompt_agents=args.prompt_agents), name=f"sft seed {seed}")
     config = SFTConfig(max_steps=args.max_steps, batch_size=args.batch_size, learning_rate=args.lr, seed=seed,
                        progress=False, tensorboard=False, save_steps=args.max_steps,
                        aux_label_weight=args.aux_weight, aux_label_position=args.aux_position,
-                       label_balance=args.label_balance, label_first_steps=args.label_first_steps)
+                       label_balance=args.label_balance, label_first_steps=args.label_first_steps,
+                       label_head_read=getattr(args, "label_head_read", "tower"))
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_decoder_") as tmp:
         result = train_sft(policy, SFTDataset(train, args.mode), tmp, config)
+        head_record = json.loads((Path(tmp) / "sft_result.json").read_text()).get("label_head")
     seconds = time.perf_counter() - t0
     blank = blank_seeds(args)
-    scores = {str(s): {"real": _summary(language_accuracy(policy, rows)[0]),
-                       "blank": (_summary(language_accuracy(policy, rows, blank_bev=True)[0]) if s in blank else None)}
-              for s, rows in held.items()}
-    return {"seed": seed, "train_seconds": seconds, "examples": len(SFTDataset(train, args.mode)),
-            "final_loss": result.losses[-1][1], "eval": scores}
+
+    def score(with_blank: bool) -> dict[str, Any]:
+        return {str(s): {"real": _summary(language_accuracy(policy, rows)[0]),
+                         "blank": (_summary(language_accuracy(policy, rows, blank_bev=True)[0])
+                                   if s in blank and with_blank else None)}
+                for s, rows in held.items()}
+
+    t1 = time.perf_counter()
+    scores = score(True)
+    out = {"seed": seed, "train_seconds": seconds, "examples": len(SFTDataset(train, args.mode)),
+           "final_loss": result.losses[-1][1], "eval": scores, "label_source": label_source,
+           "score_seconds": time.perf_counter() - t1}
+    if label_source == "head":
+        out["label_head"] = head_record
+    if label_source == "head" and not getattr(args, "no_text", False):
+        policy.label_source = "text"  # the same run's decoder writing the label itself
+        out["text_eval"] = score(bool(getattr(args, "text_blank", False)))
+    return out
 
 
 def blank_seeds(args: argparse.Namespace) -> set[int]:
@@ -274,18 +343,22 @@ def summarize(runs: Sequence[Mapping[str, Any]], ceilings: Mapping[str, Mapping[
     return out
 
 
-def ceiling(train: Any, held: Mapping[int, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+def ceiling(train: Any, held: Mapping[int, Any], probe: bool = True) -> dict[str, dict[str, dict[str, Any]]]:
     """Per held-out seed, the majority answer and the logistic probe on the VLA's frozen random tower (the training
-    rows' tower features computed once; the probe, deterministic, refitted on them per seed), on that seed's rows."""
+    rows' tower features computed once; the probe, deterministic, refitted on them per seed), on that seed's rows;
+    ``probe=False``: the majority only."""
     from agents.vla.evaluate import _rows, accuracy_report, trivial_baselines
     from benchmarks.bench_readability import Labels, fit_probe, images, label_rows, tower_features
 
     train_rows = label_rows(train)
     labels = Labels.fit(train_rows)
-    features = tower_features(images(train))
+    features = tower_features(images(train)) if probe else None
     out: dict[str, dict[str, Any]] = {}
     for seed, rows in held.items():
         majority = trivial_baselines(_rows(train), _rows(rows))[0]
+        if not probe:
+            out[str(seed)] = {"majority": _summary(majority)}
+            continue
         predicted, _ = fit_probe(features, labels, [r["scene_id"] for r in train_rows], tower_features(images(rows)))
         probe = accuracy_report("probe", labels.decode(predicted), label_rows(rows))
         out[str(seed)] = {"majority": _summary(majority), "probe": _summary(probe)}
@@ -321,10 +394,15 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{args.expert_stride:g} s) prompt state {args.prompt_state}", flush=True)
     out: dict[str, Any] = {"args": vars(args), "runs": [], "ceiling": {}}
     if args.ceiling or args.ceiling_only:
-        out["ceiling"] = ceiling(train, held)
+        out["ceiling"] = ceiling(train, held, probe=not args.no_probe)
     for seed in ([] if args.ceiling_only else _seeds(args.seeds)):
         out["runs"].append(train_and_score(args, seed, train, held, pairs))
     out["summary"] = summarize(out["runs"], out["ceiling"])
+    head = args.label_source == "head" and out["runs"]
+    if head:
+        if "text_eval" in out["runs"][0]:
+            out["summary_text"] = summarize([{**r, "eval": r["text_eval"]} for r in out["runs"]], out["ceiling"])
+            out["paired"] = paired_differences(out)
     for s in held:
         print(f"held-out seed {s} (language: pair rows; risk: all rows)\n{'row':<22} {'language':>8} {'risk':>6} "
               f"{'blank lang':>10} {'blank risk':>10} " + " ".join(f"{f[:10]:>10}" for f in LABEL_COLUMNS))
@@ -332,15 +410,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_row(name, c))
         for run in out["runs"]:
             e = run["eval"][str(s)]
-            print(_row(f"seed {run['seed']}", e["real"], e["blank"],
+            print(_row(f"seed {run['seed']}" + (" head" if head else ""), e["real"], e["blank"],
                        f"   ({run['train_seconds']:.0f} s, loss {run['final_loss']:.3f})"))
-        m = out["summary"].get(str(s))
-        if m is None:
-            continue
-        lead = (f"; lead over the majority: language {100 * m['language_lead']:+.1f}, risk {100 * m['risk_lead']:+.1f}"
-                f", mean {100 * m['lead']:+.1f}") if "lead" in m else ""
-        print(f"mean over run seeds: language {_pct(m['real_language'])} risk {_pct(m['real_risk'])} (blank BEV "
-              f"{_pct(m['blank_language'])} / {_pct(m['blank_risk'])}){lead}", flush=True)
+            if head and "text_eval" in run:
+                t = run["text_eval"][str(s)]
+                print(_row(f"seed {run['seed']} text", t["real"], t["blank"]))
+        for key, label in (("summary", "head policy" if head else ""), ("summary_text", "text policy")):
+            m = out.get(key, {}).get(str(s))
+            if m is None:
+                continue
+            lead = (f"; lead over the majority: language {100 * m['language_lead']:+.1f}, risk "
+                    f"{100 * m['risk_lead']:+.1f}, mean {100 * m['lead']:+.1f}") if "lead" in m else ""
+            print(f"mean over run seeds{' (' + label + ')' if label else ''}: language {_pct(m['real_language'])} "
+                  f"risk {_pct(m['real_risk'])} (blank BEV {_pct(m['blank_language'])} / {_pct(m['blank_risk'])})"
+                  f"{lead}", flush=True)
+        for name, diff in out.get("paired", {}).get(str(s), {}).items():
+            print(f"paired {name}: " + ", ".join(
+                f"{metric} {100 * d['diff']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
+                for metric, d in diff.items()) + " (points, bootstrap 95%: run seeds, then scenes)", flush=True)
     print(f"total {time.perf_counter() - t0:.0f} s")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
