@@ -17,7 +17,8 @@ its image, while a linear probe on the same frozen vision tower reads much more 
     scale (buffers ``shift`` / ``scale``, saved with the weights). These are the **label head** of a policy with
     ``label_source="head"`` (:attr:`agents.vla.model.VLAConfig.label_source`), fitted during SFT by
     :func:`fit_label_head` (multinomial logistic regression per field, the L2 penalty chosen on a scene-disjoint
-    inner validation quarter of the training rows, then refitted on all of them; deterministic).
+    inner validation quarter of the training rows, then refitted on all of them; deterministic; with more features than
+    rows the fit runs in the span of the training rows, which is exact for an L2-penalised linear model).
 
 * :func:`decide` + :func:`counterfactual.language.label_sentence`: the head's logits -> label fields -> the label
   sentence, written by the project's one template. The consistency rule: the risk level is read first (argmax over
@@ -366,6 +367,11 @@ def fit_label_head(patches: torch.Tensor, targets: torch.Tensor, groups: Sequenc
     head.shift.copy_(shift)
     head.scale.copy_(scale)
     x = (raw - shift) / scale
+    basis = None
+    if x.shape[1] > x.shape[0]:  # fit in the rows' span: exact for an L2 penalty, D -> N columns
+        _, _, vh = torch.linalg.svd(x, full_matrices=False)
+        basis = vh.T  # (D, N) orthonormal: w = basis @ beta, ||w|| = ||beta||, x @ w = (x @ basis) @ beta
+        x = x @ basis
     record: dict[str, Any] = {"l2": {}, "validation": {}, "rows": int(len(targets)), "position": position}
     with torch.no_grad():
         for j, f in enumerate(FIELDS):
@@ -383,7 +389,8 @@ def fit_label_head(patches: torch.Tensor, targets: torch.Tensor, groups: Sequenc
             with torch.enable_grad():
                 l2, scores = select_l2(x, y, len(seen), groups, grid, seed, steps)
                 w = fit_logistic(x, y, len(seen), l2, steps)
-            linear.weight[torch.tensor(seen)] = w[:-1].T
+            weights = w[:-1] if basis is None else basis @ w[:-1]
+            linear.weight[torch.tensor(seen)] = weights.T
             linear.bias[torch.tensor(seen)] = w[-1]
             record["l2"][f], record["validation"][f] = l2, scores
     return head, record
