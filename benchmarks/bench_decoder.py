@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what the label head reads (SFTConfig.label_head_read)")
     p.add_argument("--no-text", action="store_true",
                    help="with --label-source head: score the head policy only (not the same run's text policy)")
+    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                   help="no run: merge these --out files of one lever (e.g. one process per run seed; their ceiling "
+                        "rows joined per held-out seed) and print / --out the summary and paired differences")
     p.add_argument("--no-probe", action="store_true", help="with --ceiling: the majority row only (no tower probe)")
     p.add_argument("--text-blank", action="store_true",
                    help="with --label-source head: the blank-BEV pass for the text policy too")
@@ -239,8 +242,9 @@ def paired_differences(out: Mapping[str, Any], resamples: int = 10000) -> dict[s
     result: dict[str, dict[str, Any]] = {}
     runs = [r for r in out["runs"] if r.get("label_source") == "head"]
     for seed in (runs[0]["eval"] if runs else {}):
-        rows: dict[str, list] = {"head": [r["eval"][seed]["real"]["per_row"] for r in runs],
-                                 "text": [r["text_eval"][seed]["real"]["per_row"] for r in runs]}
+        rows: dict[str, list] = {"head": [r["eval"][seed]["real"]["per_row"] for r in runs]}
+        if all("text_eval" in r for r in runs):
+            rows["text"] = [r["text_eval"][seed]["real"]["per_row"] for r in runs]
         if all(r["eval"][seed]["blank"] is not None for r in runs):
             rows["head blank"] = [r["eval"][seed]["blank"]["per_row"] for r in runs]
         major = out["ceiling"].get(seed, {}).get("majority")
@@ -375,37 +379,18 @@ def _row(name: str, real: Mapping[str, Any], blank: Mapping[str, Any] | None = N
             f"{_pct(b['risk']):>10} " + " ".join(f"{_pct(real['fields'][f]):>10}" for f in LABEL_COLUMNS) + tail)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; returns the exit code."""
-    import torch
-
-    args = build_parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
-    train, held, pairs = tables(args)
-    kinds = list(train["kind"])
-    rows = ", ".join(f"seed {s}: {list(t['kind']).count('pair')} pair + {list(t['kind']).count('expert')} expert"
-                     for s, t in held.items())
-    print(f"{'world v2 (env=world_v2 preset)' if args.env == 'world_v2' else 'default'} SYNTHETIC bank; train "
-          f"{args.train_scenes} scenes seed {args.train_seed} ({kinds.count('pair')} pair + {kinds.count('expert')} "
-          f"expert rows, {args.mode} view), held out {args.eval_scenes} scenes per seed ({rows} rows); lever: steps "
-          f"{args.max_steps} lr {args.lr:g} aux {args.aux_weight:g} ({args.aux_position}) balance "
-          f"{args.label_balance} label-first {args.label_first_steps} expert frames {args.expert_frames} (stride "
-          f"{args.expert_stride:g} s) prompt state {args.prompt_state}", flush=True)
-    out: dict[str, Any] = {"args": vars(args), "runs": [], "ceiling": {}}
-    if args.ceiling or args.ceiling_only:
-        out["ceiling"] = ceiling(train, held, probe=not args.no_probe)
-    for seed in ([] if args.ceiling_only else _seeds(args.seeds)):
-        out["runs"].append(train_and_score(args, seed, train, held, pairs))
+def report(out: dict[str, Any], head: bool) -> None:
+    """Add the summaries (and with ``head``, the paired differences) to ``out`` and print its tables."""
     out["summary"] = summarize(out["runs"], out["ceiling"])
-    head = args.label_source == "head" and out["runs"]
+    head = bool(head and out["runs"])
     if head:
-        if "text_eval" in out["runs"][0]:
+        if all("text_eval" in r for r in out["runs"]):
             out["summary_text"] = summarize([{**r, "eval": r["text_eval"]} for r in out["runs"]], out["ceiling"])
-            out["paired"] = paired_differences(out)
-    for s in held:
-        print(f"held-out seed {s} (language: pair rows; risk: all rows)\n{'row':<22} {'language':>8} {'risk':>6} "
-              f"{'blank lang':>10} {'blank risk':>10} " + " ".join(f"{f[:10]:>10}" for f in LABEL_COLUMNS))
+        out["paired"] = paired_differences(out)
+    for s in (out["runs"][0]["eval"] if out["runs"] else out["ceiling"]):
+        print(f"held-out seed {s} (language and risk: all rows, pairs + expert decisions)\n{'row':<22} "
+              f"{'language':>8} {'risk':>6} {'blank lang':>10} {'blank risk':>10} "
+              + " ".join(f"{f[:10]:>10}" for f in LABEL_COLUMNS))
         for name, c in out["ceiling"].get(str(s), {}).items():
             print(_row(name, c))
         for run in out["runs"]:
@@ -428,6 +413,54 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"paired {name}: " + ", ".join(
                 f"{metric} {100 * d['diff']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
                 for metric, d in diff.items()) + " (points, bootstrap 95%: run seeds, then scenes)", flush=True)
+
+
+def merge(paths: Sequence[str]) -> dict[str, Any]:
+    """One result of several ``--out`` files of the same lever (e.g. one process per run seed): their runs in order,
+    the ceiling rows of every file per held-out seed (``SystemExit`` when two files' majority rows differ: other
+    splits)."""
+    outs = [json.loads(Path(p).read_text()) for p in paths]
+    merged: dict[str, Any] = {"args": outs[0]["args"], "runs": [], "ceiling": {}, "merged": list(paths)}
+    for path, o in zip(paths, outs):
+        merged["runs"] += o["runs"]
+        for seed, rows in o["ceiling"].items():
+            have = merged["ceiling"].setdefault(seed, {})
+            if "majority" in have and "majority" in rows and have["majority"]["language"] != rows["majority"]["language"]:
+                raise SystemExit(f"--merge: {path} has another majority row on held-out seed {seed} (other splits)")
+            have.update(rows)
+    return merged
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; returns the exit code."""
+    import torch
+
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    if args.merge:
+        out = merge(args.merge)
+        report(out, out["args"].get("label_source") == "head")
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(out, indent=2, default=float))
+        return 0
+    train, held, pairs = tables(args)
+    kinds = list(train["kind"])
+    rows = ", ".join(f"seed {s}: {list(t['kind']).count('pair')} pair + {list(t['kind']).count('expert')} expert"
+                     for s, t in held.items())
+    print(f"{'world v2 (env=world_v2 preset)' if args.env == 'world_v2' else 'default'} SYNTHETIC bank; train "
+          f"{args.train_scenes} scenes seed {args.train_seed} ({kinds.count('pair')} pair + {kinds.count('expert')} "
+          f"expert rows, {args.mode} view), held out {args.eval_scenes} scenes per seed ({rows} rows); lever: steps "
+          f"{args.max_steps} lr {args.lr:g} aux {args.aux_weight:g} ({args.aux_position}) balance "
+          f"{args.label_balance} label-first {args.label_first_steps} expert frames {args.expert_frames} (stride "
+          f"{args.expert_stride:g} s) prompt state {args.prompt_state}", flush=True)
+    out: dict[str, Any] = {"args": vars(args), "runs": [], "ceiling": {}}
+    if args.ceiling or args.ceiling_only:
+        out["ceiling"] = ceiling(train, held, probe=not args.no_probe)
+    for seed in ([] if args.ceiling_only else _seeds(args.seeds)):
+        out["runs"].append(train_and_score(args, seed, train, held, pairs))
+    report(out, args.label_source == "head")
     print(f"total {time.perf_counter() - t0:.0f} s")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,8 @@ the selection summary (mean lead over the majority) is computed from the runs.""
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +97,22 @@ def test_head_lever_options_and_paired_differences():
     assert (d["diff"], d["low"], d["high"]) == (1.0, 1.0, 1.0)
     assert paired["4242"]["head - head blank BEV"]["risk"]["diff"] == 0.0
     assert paired["4242"]["text - majority"]["risk"]["diff"] == 0.0
+
+
+def test_merge_joins_runs_and_ceiling_rows(tmp_path):
+    from benchmarks.bench_decoder import merge
+
+    def out(seed, ceiling):
+        return {"args": {"label_source": "head"}, "runs": [{"seed": seed}], "ceiling": {"4242": ceiling}}
+
+    major = {"majority": {"language": 0.5}}
+    (tmp_path / "a.json").write_text(json.dumps(out(0, major)))
+    (tmp_path / "b.json").write_text(json.dumps(out(1, {**major, "probe": {"language": 0.7}})))
+    merged = merge([str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    assert [r["seed"] for r in merged["runs"]] == [0, 1] and set(merged["ceiling"]["4242"]) == {"majority", "probe"}
+    (tmp_path / "c.json").write_text(json.dumps(out(2, {"majority": {"language": 0.6}})))
+    with pytest.raises(SystemExit, match="another majority row"):
+        merge([str(tmp_path / "a.json"), str(tmp_path / "c.json")])
 
 
 def test_mined_pairs_are_cached_and_the_same(tmp_path, monkeypatch):
