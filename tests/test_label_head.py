@@ -36,11 +36,11 @@ def test_label_sentence_round_trips_every_label():
     """Every hazard label of the schema (all field combinations) and several synonym seeds parse back to its
     fields; risk ``none`` gives the no-hazard sentence whatever the other fields say."""
     hazard = [r for r in RISK_LEVELS if r != "none"]
-    for cls, sector, risk, conflict, action in itertools.product(AGENT_CLASSES, SECTORS, hazard, CONFLICT_TYPES,
-                                                                 ACTIONS + (NO_ACTION,)):
+    combos = itertools.product(AGENT_CLASSES, SECTORS, hazard, CONFLICT_TYPES, ACTIONS + (NO_ACTION,))
+    for k, (cls, sector, risk, conflict, action) in enumerate(combos):
         fields = {"risk_agent_class": cls, "sector": sector, "risk_level": risk, "conflict_type": conflict,
                   "action": action}
-        for seed in (0, 1):
+        for seed in ((0, 1, 2) if k % 7 == 0 else (0,)):  # every template / synonym choice on a seventh of them
             assert _parsed(label_sentence(fields, seed)) == fields
     assert label_sentence({"risk_level": "none", "risk_agent_class": "pedestrian", "action": "brake"}) \
         == NO_HAZARD_EXPLANATION
