@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                    help="no run: merge these --out files of one lever (e.g. one process per run seed; their ceiling "
                         "rows joined per held-out seed) and print / --out the summary and paired differences")
+    p.add_argument("--text-runs", nargs="+", default=None, metavar="JSON",
+                   help="with --merge of head runs: --out files of text-label runs (--label-source text) on the same "
+                        "held-out seeds; each head run gets the text run of its run seed as its text policy "
+                        "(paired on the same rows)")
     p.add_argument("--no-probe", action="store_true", help="with --ceiling: the majority row only (no tower probe)")
     p.add_argument("--text-blank", action="store_true",
                    help="with --label-source head: the blank-BEV pass for the text policy too")
@@ -423,10 +427,11 @@ def report(out: dict[str, Any], head: bool) -> None:
                 for metric, d in diff.items()) + " (points, bootstrap 95%: run seeds, then scenes)", flush=True)
 
 
-def merge(paths: Sequence[str]) -> dict[str, Any]:
+def merge(paths: Sequence[str], text_paths: Sequence[str] = ()) -> dict[str, Any]:
     """One result of several ``--out`` files of the same lever (e.g. one process per run seed): their runs in order,
     the ceiling rows of every file per held-out seed (``SystemExit`` when two files' majority rows differ: other
-    splits)."""
+    splits). ``text_paths``: text-label runs whose ``eval`` becomes the ``text_eval`` of the head run with the same
+    run seed (``SystemExit`` when a head run has none)."""
     outs = [json.loads(Path(p).read_text()) for p in paths]
     merged: dict[str, Any] = {"args": outs[0]["args"], "runs": [], "ceiling": {}, "merged": list(paths)}
     for path, o in zip(paths, outs):
@@ -436,6 +441,13 @@ def merge(paths: Sequence[str]) -> dict[str, Any]:
             if "majority" in have and "majority" in rows and have["majority"]["language"] != rows["majority"]["language"]:
                 raise SystemExit(f"--merge: {path} has another majority row on held-out seed {seed} (other splits)")
             have.update(rows)
+    if text_paths:
+        text_runs = {r["seed"]: r for p in text_paths for r in json.loads(Path(p).read_text())["runs"]}
+        for run in merged["runs"]:
+            if run["seed"] not in text_runs:
+                raise SystemExit(f"--text-runs: no text run of run seed {run['seed']} in {list(text_paths)}")
+            run["text_eval"] = text_runs[run["seed"]]["eval"]
+            run["text_steps"] = json.loads(Path(text_paths[0]).read_text())["args"]["max_steps"]
     return merged
 
 
@@ -447,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     if args.merge:
-        out = merge(args.merge)
+        out = merge(args.merge, args.text_runs or ())
         report(out, out["args"].get("label_source") == "head")
         if args.out:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -113,6 +113,13 @@ def test_merge_joins_runs_and_ceiling_rows(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps(out(2, {"majority": {"language": 0.6}})))
     with pytest.raises(SystemExit, match="another majority row"):
         merge([str(tmp_path / "a.json"), str(tmp_path / "c.json")])
+    text = {"args": {"label_source": "text", "max_steps": 250}, "runs": [{"seed": 0, "eval": {"4242": "text0"}}],
+            "ceiling": {}}
+    (tmp_path / "t.json").write_text(json.dumps(text))
+    joined = merge([str(tmp_path / "a.json")], [str(tmp_path / "t.json")])
+    assert joined["runs"][0]["text_eval"] == {"4242": "text0"}
+    with pytest.raises(SystemExit, match="no text run of run seed 1"):
+        merge([str(tmp_path / "b.json")], [str(tmp_path / "t.json")])
 
 
 def test_mined_pairs_are_cached_and_the_same(tmp_path, monkeypatch):
