@@ -438,7 +438,8 @@ def merge(paths: Sequence[str], text_paths: Sequence[str] = ()) -> dict[str, Any
         merged["runs"] += o["runs"]
         for seed, rows in o["ceiling"].items():
             have = merged["ceiling"].setdefault(seed, {})
-            if "majority" in have and "majority" in rows and have["majority"]["language"] != rows["majority"]["language"]:
+            if "majority" in have and "majority" in rows \
+                    and have["majority"]["language"] != rows["majority"]["language"]:
                 raise SystemExit(f"--merge: {path} has another majority row on held-out seed {seed} (other splits)")
             have.update(rows)
     if text_paths:

@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "agents.sft.label_head)")
     p.add_argument("--aux-label-position", choices=("image", "prompt"), default="image",
                    help="what the auxiliary label head reads: the image tokens or the last prompt token")
+    p.add_argument("--label-source", choices=("text", "head"), default="text",
+                   help="where the policy's stated label comes from (VLAConfig.label_source): the decoder's text, or "
+                        "the label head fitted here on the frozen tower's features (agents.vla.label_head)")
+    p.add_argument("--label-head-read", choices=("tower", "tower_mean"), default="tower",
+                   help="what the label head reads: the tower's patch features flattened or averaged")
     p.add_argument("--label-balance", choices=("none", "hazard", "risk"), default="none",
                    help="class balance of the training examples by their label (agents.sft.balance): none, "
                         "hazard (no-hazard vs hazard targets) or risk (each risk level)")
@@ -208,15 +213,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.init:
         policy = VLAPolicy.from_pretrained(args.init, codebook=codebook, lora=args.lora, name=name)
         policy.prompt_state = (args.prompt_state, args.prompt_agents)  # the rows it is trained on from here
+        policy.label_source = args.label_source
     else:
-        policy = VLAPolicy.build(codebook, VLAConfig(seed=args.seed), TokenizerConfig(
+        policy = VLAPolicy.build(codebook, VLAConfig(seed=args.seed, label_source=args.label_source), TokenizerConfig(
             prompt_state=args.prompt_state, prompt_agents=args.prompt_agents), name=name)
     dataset = SFTDataset(table, args.mode)
     config = SFTConfig(max_steps=args.max_steps, batch_size=args.batch_size, global_batch_size=args.global_batch_size,
                        learning_rate=args.lr, warmup_steps=args.warmup_steps, logging_steps=args.logging_steps,
                        seed=args.seed, progress=progress, aux_label_weight=args.aux_label_weight,
                        aux_label_position=args.aux_label_position, label_balance=args.label_balance,
-                       label_first_steps=args.label_first_steps)
+                       label_first_steps=args.label_first_steps, label_head_read=args.label_head_read)
     callbacks = []
     if args.label_monitor_steps > 0:
         from agents.sft.label_monitor import LabelAccuracyCallback, monitor_subset
