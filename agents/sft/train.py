@@ -12,7 +12,9 @@ Options: ``--max-steps`` / ``--batch-size`` (per process) / ``--global-batch-siz
 ``--seed`` (data order and model initialisation), ``--label-balance none|hazard|risk`` (class-balanced examples,
 :mod:`agents.sft.balance`), ``--label-first-steps K`` (label sentence only for K steps, :mod:`agents.sft.curriculum`),
 ``--aux-label-weight W`` (auxiliary per-field label loss on
-the image tokens, :mod:`agents.sft.label_head`), ``--label-monitor-steps N`` / ``--label-monitor-rows R``
+the image tokens, :mod:`agents.sft.label_head`), ``--label-source head [--label-head-read tower|tower_mean]`` (the
+policy states its label with a classifier on the frozen tower's features, fitted here, :mod:`agents.vla.label_head`),
+``--label-monitor-steps N`` / ``--label-monitor-rows R``
 (per-field label accuracy on R held-out rows every N steps in TensorBoard, :mod:`agents.sft.label_monitor`),
 ``--codebook PATH`` (else one is fitted on the expert logs of ``--codebook-scenes`` bank scenes of the training seed + the pairs' positives and cached), ``--init DIR`` (start from
 a policy folder or a pretrained VLM in a local folder) with ``--lora`` (LoRA adapters via ``peft``), ``--resume``
