@@ -3,7 +3,9 @@
 ``python -m benchmarks.bench_decoder [--env bank|world_v2] [--train-scenes 120 --train-seed 0] [--eval-scenes 48
 --eval-seed 3737[,SEED...]] [--blank-seeds SEEDS|none] [--seeds 0,1] [--mode positive] [--max-steps 800] [--lr 1e-3]
 [--aux-weight 0 --aux-position image] [--label-balance none|hazard|risk] [--label-first-steps 0]
-[--expert-frames 4 --expert-stride 1] [--prompt-state none|ego|agents [--prompt-agents 4]] [--ceiling | --ceiling-only]
+[--expert-frames 4 --expert-stride 1] [--prompt-state none|ego|agents [--prompt-agents 4]]
+[--label-source text|head [--label-head-read tower|tower_mean] [--no-text | --text-blank]]
+[--ceiling [--no-probe] | --ceiling-only] [--merge OUT.json ...]
 [--out result.json] [--threads 1] [--cache-dir outputs/sft_cache]``
 
 ``--env world_v2``: the training and held-out splits are the ``env=world_v2`` preset's (outcome-varied bank on the
@@ -17,6 +19,13 @@ new held-out seeds"): the preset's SFT, 3 run seeds, language / risk 37.4 / 47.1
 against the majority's 64.9 / 43.0 and 62.5 / 40.7; ``--prompt-state agents`` (chosen on tuning seed 4242 over the
 image aux head and ``--label-balance risk``) 44.4 / 46.4 and 45.6 / 38.9: closer to the majority, not above it.
 
+``--label-source head`` on world v2 (SYNTHETIC; the label head on the flattened tower features, chosen on tuning
+seed 4242 over ``tower_mean``; 3 run seeds; docs/vla.md, "The label from a classifier"): language / risk on every
+row 61.6 / 52.9 on held-out seed 6161 and 60.4 / 52.9 on 6363 against the majority's 57.9 / 43.9 and 55.8 / 45.0
+(paired leads +3.6 / +9.1 and +4.6 / +7.8 points, bootstrap intervals including 0), with a blank BEV 43.8 / 32.7 and
+44.9 / 35.1 (the no-hazard sentence on every row: 15-20 points lower, it reads its image). ``--merge`` joins the
+``--out`` files of one lever run as one process per run seed.
+
 One lever setting per call, trained once per ``--seeds`` entry (model initialisation and data order) with the
 project's SFT (:func:`agents.sft.trainer.train_sft`, default :class:`agents.vla.model.VLAConfig` model, codebook
 fitted on the training split's expert logs + positives) on the SFT sample rows of a training bank split
@@ -27,6 +36,13 @@ field by field) on the rows of a held-out bank seed, once with the real BEV and 
 the figures measured below predate this and score ``language`` on the pair rows only). The held-out rows are always
 rendered with the default :class:`agents.sft.data.SampleConfig` (``--expert-frames`` changes the training rows only),
 so every lever is scored on the same rows.
+
+``--label-source head``: the policy states its label with the label head (:mod:`agents.vla.label_head`, fitted by
+the SFT before the decoder's steps on the tower's patch features, ``--label-head-read``) and the template; each run is
+scored twice, as the head policy (``seed N head``) and as the text policy of the same run (``seed N text``: the same
+decoder writing the label itself; the head's fit does not change the decoder's training), the blank-BEV pass on the
+head policy (and on the text policy with ``--text-blank``). The head's label does not depend on the decoder's steps
+(its text is the template's), so a read-out can be compared with few ``--max-steps``.
 
 Levers: ``--aux-weight W`` (auxiliary per-field label loss on the decoder's image tokens,
 :mod:`agents.sft.label_head`), ``--expert-frames N`` (more safe expert decisions per scene in training; stride
@@ -99,6 +115,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-state", choices=("none", "ego", "agents"), default="none",
                    help="state block in the prompts of the training and held-out rows (envs.prompt_state)")
     p.add_argument("--prompt-agents", type=int, default=4, help="agents stated with --prompt-state agents")
+    p.add_argument("--label-source", choices=("text", "head"), default="text",
+                   help="'head': the label head states the label (VLAConfig.label_source); each run is scored as the "
+                        "head policy and as the text policy of the same run")
+    p.add_argument("--label-head-read", choices=("tower", "tower_mean"), default="tower",
+                   help="what the label head reads (SFTConfig.label_head_read)")
+    p.add_argument("--no-text", action="store_true",
+                   help="with --label-source head: score the head policy only (not the same run's text policy)")
+    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                   help="no run: merge these --out files of one lever (e.g. one process per run seed; their ceiling "
+                        "rows joined per held-out seed) and print / --out the summary and paired differences")
+    p.add_argument("--text-runs", nargs="+", default=None, metavar="JSON",
+                   help="with --merge of head runs: --out files of text-label runs (--label-source text) on the same "
+                        "held-out seeds; each head run gets the text run of its run seed as its text policy "
+                        "(paired on the same rows)")
+    p.add_argument("--no-probe", action="store_true", help="with --ceiling: the majority row only (no tower probe)")
+    p.add_argument("--text-blank", action="store_true",
+                   help="with --label-source head: the blank-BEV pass for the text policy too")
     p.add_argument("--blank-seeds", default=None,
                    help="held-out seeds that also get the blank-BEV pass, comma-separated (default: every --eval-seed; "
                         "'none': no blank pass)")
@@ -200,7 +233,43 @@ def tables(args: argparse.Namespace) -> tuple[Any, dict[int, Any], list]:
 
 def _summary(report: Any) -> dict[str, Any]:
     return {"language": report.language_accuracy, "risk": report.risk_accuracy, "fields": dict(report.fields),
-            "risk_experts": report.risk_accuracy_experts}
+            "risk_experts": report.risk_accuracy_experts, "per_row": report.per_row}
+
+
+PAIRED = (("head - text", "text", "head"), ("head - majority", "majority", "head"),
+          ("head - head blank BEV", "head blank", "head"), ("text - majority", "majority", "text"))
+"""``--label-source head`` comparisons: (name, a, b) of the paired differences ``b - a`` per held-out seed."""
+
+
+def paired_differences(out: Mapping[str, Any], resamples: int = 10000) -> dict[str, dict[str, Any]]:
+    """Per held-out seed and comparison of :data:`PAIRED`, the paired difference of language and of risk accuracy
+    over the run seeds with its bootstrap 95% interval (:func:`experiments.compare.paired_bootstrap`,
+    hierarchical: run seeds then held-out scenes, the decisions of a drawn scene together), from the runs' per-row
+    hits; fractions."""
+    from experiments.compare import _sums, paired_bootstrap
+
+    def sums(per_row: Sequence[Mapping[str, Any]], column: str) -> dict:
+        return _sums([{**r, "unit": "decision"} for r in per_row], column)
+
+    result: dict[str, dict[str, Any]] = {}
+    runs = [r for r in out["runs"] if r.get("label_source") == "head"]
+    for seed in (runs[0]["eval"] if runs else {}):
+        rows: dict[str, list] = {"head": [r["eval"][seed]["real"]["per_row"] for r in runs]}
+        if all("text_eval" in r for r in runs):
+            rows["text"] = [r["text_eval"][seed]["real"]["per_row"] for r in runs]
+        if all(r["eval"][seed]["blank"] is not None for r in runs):
+            rows["head blank"] = [r["eval"][seed]["blank"]["per_row"] for r in runs]
+        major = out["ceiling"].get(seed, {}).get("majority")
+        if major is not None:
+            rows["majority"] = [major["per_row"]] * len(runs)
+        result[seed] = {}
+        for name, a, b in PAIRED:
+            if a in rows and b in rows:
+                result[seed][name] = {
+                    metric: paired_bootstrap([sums(x, column) for x in rows[a]], [sums(x, column) for x in rows[b]],
+                                             resamples=resamples)
+                    for metric, column in (("language", "language_accuracy"), ("risk", "risk_accuracy"))}
+    return result
 
 
 def train_and_score(args: argparse.Namespace, seed: int, train: Any, held: Mapping[int, Any], pairs: Sequence[Any]
@@ -217,22 +286,38 @@ def train_and_score(args: argparse.Namespace, seed: int, train: Any, held: Mappi
 
     codebook = codebook_for(pairs, args.cache_dir, scenes=codebook_scenes(args), scene_seed=args.train_seed,
                             progress=False)
-    policy = VLAPolicy.build(codebook, VLAConfig(seed=seed), TokenizerConfig(
+    label_source = getattr(args, "label_source", "text")
+    policy = VLAPolicy.build(codebook, VLAConfig(seed=seed, label_source=label_source), TokenizerConfig(
         prompt_state=args.prompt_state, prompt_agents=args.prompt_agents), name=f"sft seed {seed}")
     config = SFTConfig(max_steps=args.max_steps, batch_size=args.batch_size, learning_rate=args.lr, seed=seed,
                        progress=False, tensorboard=False, save_steps=args.max_steps,
                        aux_label_weight=args.aux_weight, aux_label_position=args.aux_position,
-                       label_balance=args.label_balance, label_first_steps=args.label_first_steps)
+                       label_balance=args.label_balance, label_first_steps=args.label_first_steps,
+                       label_head_read=getattr(args, "label_head_read", "tower"))
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_decoder_") as tmp:
         result = train_sft(policy, SFTDataset(train, args.mode), tmp, config)
+        head_record = json.loads((Path(tmp) / "sft_result.json").read_text()).get("label_head")
     seconds = time.perf_counter() - t0
     blank = blank_seeds(args)
-    scores = {str(s): {"real": _summary(language_accuracy(policy, rows)[0]),
-                       "blank": (_summary(language_accuracy(policy, rows, blank_bev=True)[0]) if s in blank else None)}
-              for s, rows in held.items()}
-    return {"seed": seed, "train_seconds": seconds, "examples": len(SFTDataset(train, args.mode)),
-            "final_loss": result.losses[-1][1], "eval": scores}
+
+    def score(with_blank: bool) -> dict[str, Any]:
+        return {str(s): {"real": _summary(language_accuracy(policy, rows)[0]),
+                         "blank": (_summary(language_accuracy(policy, rows, blank_bev=True)[0])
+                                   if s in blank and with_blank else None)}
+                for s, rows in held.items()}
+
+    t1 = time.perf_counter()
+    scores = score(True)
+    out = {"seed": seed, "train_seconds": seconds, "examples": len(SFTDataset(train, args.mode)),
+           "final_loss": result.losses[-1][1], "eval": scores, "label_source": label_source,
+           "score_seconds": time.perf_counter() - t1}
+    if label_source == "head":
+        out["label_head"] = head_record
+    if label_source == "head" and not getattr(args, "no_text", False):
+        policy.label_source = "text"  # the same run's decoder writing the label itself
+        out["text_eval"] = score(bool(getattr(args, "text_blank", False)))
+    return out
 
 
 def blank_seeds(args: argparse.Namespace) -> set[int]:
@@ -274,18 +359,22 @@ def summarize(runs: Sequence[Mapping[str, Any]], ceilings: Mapping[str, Mapping[
     return out
 
 
-def ceiling(train: Any, held: Mapping[int, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+def ceiling(train: Any, held: Mapping[int, Any], probe: bool = True) -> dict[str, dict[str, dict[str, Any]]]:
     """Per held-out seed, the majority answer and the logistic probe on the VLA's frozen random tower (the training
-    rows' tower features computed once; the probe, deterministic, refitted on them per seed), on that seed's rows."""
+    rows' tower features computed once; the probe, deterministic, refitted on them per seed), on that seed's rows;
+    ``probe=False``: the majority only."""
     from agents.vla.evaluate import _rows, accuracy_report, trivial_baselines
     from benchmarks.bench_readability import Labels, fit_probe, images, label_rows, tower_features
 
     train_rows = label_rows(train)
     labels = Labels.fit(train_rows)
-    features = tower_features(images(train))
+    features = tower_features(images(train)) if probe else None
     out: dict[str, dict[str, Any]] = {}
     for seed, rows in held.items():
         majority = trivial_baselines(_rows(train), _rows(rows))[0]
+        if not probe:
+            out[str(seed)] = {"majority": _summary(majority)}
+            continue
         predicted, _ = fit_probe(features, labels, [r["scene_id"] for r in train_rows], tower_features(images(rows)))
         probe = accuracy_report("probe", labels.decode(predicted), label_rows(rows))
         out[str(seed)] = {"majority": _summary(majority), "probe": _summary(probe)}
@@ -302,6 +391,67 @@ def _row(name: str, real: Mapping[str, Any], blank: Mapping[str, Any] | None = N
             f"{_pct(b['risk']):>10} " + " ".join(f"{_pct(real['fields'][f]):>10}" for f in LABEL_COLUMNS) + tail)
 
 
+def report(out: dict[str, Any], head: bool) -> None:
+    """Add the summaries (and with ``head``, the paired differences) to ``out`` and print its tables."""
+    out["summary"] = summarize(out["runs"], out["ceiling"])
+    head = bool(head and out["runs"])
+    if head:
+        if all("text_eval" in r for r in out["runs"]):
+            out["summary_text"] = summarize([{**r, "eval": r["text_eval"]} for r in out["runs"]], out["ceiling"])
+        out["paired"] = paired_differences(out)
+    for s in (out["runs"][0]["eval"] if out["runs"] else out["ceiling"]):
+        print(f"held-out seed {s} (language and risk: all rows, pairs + expert decisions)\n{'row':<22} "
+              f"{'language':>8} {'risk':>6} {'blank lang':>10} {'blank risk':>10} "
+              + " ".join(f"{f[:10]:>10}" for f in LABEL_COLUMNS))
+        for name, c in out["ceiling"].get(str(s), {}).items():
+            print(_row(name, c))
+        for run in out["runs"]:
+            e = run["eval"][str(s)]
+            print(_row(f"seed {run['seed']}" + (" head" if head else ""), e["real"], e["blank"],
+                       f"   ({run['train_seconds']:.0f} s, loss {run['final_loss']:.3f})"))
+            if head and "text_eval" in run:
+                t = run["text_eval"][str(s)]
+                print(_row(f"seed {run['seed']} text", t["real"], t["blank"]))
+        for key, label in (("summary", "head policy" if head else ""), ("summary_text", "text policy")):
+            m = out.get(key, {}).get(str(s))
+            if m is None:
+                continue
+            lead = (f"; lead over the majority: language {100 * m['language_lead']:+.1f}, risk "
+                    f"{100 * m['risk_lead']:+.1f}, mean {100 * m['lead']:+.1f}") if "lead" in m else ""
+            print(f"mean over run seeds{' (' + label + ')' if label else ''}: language {_pct(m['real_language'])} "
+                  f"risk {_pct(m['real_risk'])} (blank BEV {_pct(m['blank_language'])} / {_pct(m['blank_risk'])})"
+                  f"{lead}", flush=True)
+        for name, diff in out.get("paired", {}).get(str(s), {}).items():
+            print(f"paired {name}: " + ", ".join(
+                f"{metric} {100 * d['diff']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
+                for metric, d in diff.items()) + " (points, bootstrap 95%: run seeds, then scenes)", flush=True)
+
+
+def merge(paths: Sequence[str], text_paths: Sequence[str] = ()) -> dict[str, Any]:
+    """One result of several ``--out`` files of the same lever (e.g. one process per run seed): their runs in order,
+    the ceiling rows of every file per held-out seed (``SystemExit`` when two files' majority rows differ: other
+    splits). ``text_paths``: text-label runs whose ``eval`` becomes the ``text_eval`` of the head run with the same
+    run seed (``SystemExit`` when a head run has none)."""
+    outs = [json.loads(Path(p).read_text()) for p in paths]
+    merged: dict[str, Any] = {"args": outs[0]["args"], "runs": [], "ceiling": {}, "merged": list(paths)}
+    for path, o in zip(paths, outs):
+        merged["runs"] += o["runs"]
+        for seed, rows in o["ceiling"].items():
+            have = merged["ceiling"].setdefault(seed, {})
+            if "majority" in have and "majority" in rows \
+                    and have["majority"]["language"] != rows["majority"]["language"]:
+                raise SystemExit(f"--merge: {path} has another majority row on held-out seed {seed} (other splits)")
+            have.update(rows)
+    if text_paths:
+        text_runs = {r["seed"]: r for p in text_paths for r in json.loads(Path(p).read_text())["runs"]}
+        for run in merged["runs"]:
+            if run["seed"] not in text_runs:
+                raise SystemExit(f"--text-runs: no text run of run seed {run['seed']} in {list(text_paths)}")
+            run["text_eval"] = text_runs[run["seed"]]["eval"]
+            run["text_steps"] = json.loads(Path(text_paths[0]).read_text())["args"]["max_steps"]
+    return merged
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; returns the exit code."""
     import torch
@@ -309,6 +459,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
+    if args.merge:
+        out = merge(args.merge, args.text_runs or ())
+        report(out, out["args"].get("label_source") == "head")
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(out, indent=2, default=float))
+        return 0
     train, held, pairs = tables(args)
     kinds = list(train["kind"])
     rows = ", ".join(f"seed {s}: {list(t['kind']).count('pair')} pair + {list(t['kind']).count('expert')} expert"
@@ -321,26 +478,10 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{args.expert_stride:g} s) prompt state {args.prompt_state}", flush=True)
     out: dict[str, Any] = {"args": vars(args), "runs": [], "ceiling": {}}
     if args.ceiling or args.ceiling_only:
-        out["ceiling"] = ceiling(train, held)
+        out["ceiling"] = ceiling(train, held, probe=not args.no_probe)
     for seed in ([] if args.ceiling_only else _seeds(args.seeds)):
         out["runs"].append(train_and_score(args, seed, train, held, pairs))
-    out["summary"] = summarize(out["runs"], out["ceiling"])
-    for s in held:
-        print(f"held-out seed {s} (language: pair rows; risk: all rows)\n{'row':<22} {'language':>8} {'risk':>6} "
-              f"{'blank lang':>10} {'blank risk':>10} " + " ".join(f"{f[:10]:>10}" for f in LABEL_COLUMNS))
-        for name, c in out["ceiling"].get(str(s), {}).items():
-            print(_row(name, c))
-        for run in out["runs"]:
-            e = run["eval"][str(s)]
-            print(_row(f"seed {run['seed']}", e["real"], e["blank"],
-                       f"   ({run['train_seconds']:.0f} s, loss {run['final_loss']:.3f})"))
-        m = out["summary"].get(str(s))
-        if m is None:
-            continue
-        lead = (f"; lead over the majority: language {100 * m['language_lead']:+.1f}, risk {100 * m['risk_lead']:+.1f}"
-                f", mean {100 * m['lead']:+.1f}") if "lead" in m else ""
-        print(f"mean over run seeds: language {_pct(m['real_language'])} risk {_pct(m['real_risk'])} (blank BEV "
-              f"{_pct(m['blank_language'])} / {_pct(m['blank_risk'])}){lead}", flush=True)
+    report(out, args.label_source == "head")
     print(f"total {time.perf_counter() - t0:.0f} s")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

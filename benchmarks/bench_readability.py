@@ -134,6 +134,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from agents.sft.data import LABEL_COLUMNS  # noqa: E402
+from agents.vla.label_head import L2_GRID  # noqa: E402
 
 FIELDS = LABEL_COLUMNS
 """Label fields, in table order (the five of the language accuracy)."""
@@ -145,8 +146,9 @@ STATE_PREDICTORS = ("state-rule", "state-lr", "state-mlp", "probe+state", "cnn+s
 SUMMARY_ROWS = ("language", "risk", "risk_experts")
 """Table rows after the fields: mean over the fields (pair rows), risk level on all rows, risk level on expert
 rows."""
-PROBE_L2 = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
-"""L2 penalties tried for the probe (coefficient of the summed squared weights, beside the mean cross-entropy)."""
+PROBE_L2 = L2_GRID
+"""L2 penalties tried for the probe: :data:`agents.vla.label_head.L2_GRID`, the label head's (coefficient of the
+summed squared weights, beside the mean cross-entropy)."""
 
 
 # ------------------------------------------------------------------------------------------------------ data
@@ -474,21 +476,16 @@ def tower_features(bevs: np.ndarray, seed: int = 0, batch_size: int = 64, vision
     from agents.vla.model import VLAConfig
     from agents.vla.policy import VLAPolicy
 
+    from agents.vla.label_head import projector_input
+
     policy = VLAPolicy.build(_stand_in_codebook(seed), VLAConfig(seed=seed, vision_init=vision_init))
     model = policy.model.eval()
     image_processor = policy.processor.processor.image_processor
     captured: list[torch.Tensor] = []
-    hook = model.model.multi_modal_projector.register_forward_pre_hook(
-        lambda _module, args: captured.append(args[0].detach().reshape(args[0].shape[0], -1).float()))
-    try:
-        with torch.no_grad():
-            for start in range(0, len(bevs), batch_size):
-                chunk = list(bevs[start: start + batch_size])
-                pixels = image_processor(images=chunk, return_tensors="pt")["pixel_values"]
-                model.get_image_features(pixel_values=pixels, vision_feature_layer=model.config.vision_feature_layer,
-                                         vision_feature_select_strategy=model.config.vision_feature_select_strategy)
-    finally:
-        hook.remove()
+    for start in range(0, len(bevs), batch_size):
+        pixels = image_processor(images=list(bevs[start: start + batch_size]), return_tensors="pt")["pixel_values"]
+        patches = projector_input(model, pixels)
+        captured.append(patches.reshape(patches.shape[0], -1))
     return torch.cat(captured).numpy() if captured else np.zeros((0, 0), dtype=np.float32)
 
 
@@ -501,24 +498,16 @@ def _stand_in_codebook(seed: int):
 
 
 def _fit_logistic(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float, steps: int) -> torch.Tensor:
-    """Weights ``(D + 1, C)`` (last row: bias) of a multinomial logistic regression minimising mean cross-entropy +
-    ``l2 * ||W||^2`` (bias not penalised), by full-batch L-BFGS from zero (deterministic)."""
-    xb = torch.cat([x, torch.ones(len(x), 1)], dim=1)
-    w = torch.zeros(xb.shape[1], classes, requires_grad=True)
-    opt = torch.optim.LBFGS([w], lr=1.0, max_iter=steps, history_size=20, line_search_fn="strong_wolfe")
+    """:func:`agents.vla.label_head.fit_logistic` (the label head's fit; the probe is the same regression)."""
+    from agents.vla.label_head import fit_logistic
 
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(xb @ w, y) + l2 * (w[:-1] ** 2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return w.detach()
+    return fit_logistic(x, y, classes, l2, steps)
 
 
 def _logistic_predict(w: torch.Tensor, x: torch.Tensor) -> np.ndarray:
-    return (torch.cat([x, torch.ones(len(x), 1)], dim=1) @ w).argmax(dim=1).numpy()
+    from agents.vla.label_head import logistic_predict
+
+    return logistic_predict(w, x)
 
 
 def fit_probe(x_train: np.ndarray, labels: Labels, scene_ids: Sequence[str], x_eval: np.ndarray, seed: int = 0,

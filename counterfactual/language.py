@@ -107,6 +107,12 @@ _HAZARD = (
     "There is {det} {cls} {pos} at {dist} m",
     "{Det} {cls} is {pos}, about {dist} m from the ego",
 )
+_HAZARD_NO_DISTANCE = (
+    "{Det} {cls} {pos}",
+    "There is {det} {cls} {pos}",
+    "{Det} {cls} is {pos}",
+)
+"""The HAZARD clause of a label without a distance (a classifier's label, :func:`label_sentence`)."""
 _CONFLICT = ("in {a} {conflict}", "forming {a} {conflict}", "amid {a} {conflict}")
 _RISK_TIME = {
     "contact": ("with {risk} (contact in {time} s)", "with {risk}, contact {time} s ahead", "posing {risk}, contact in {time} s"),
@@ -137,7 +143,8 @@ def explain(label: Any, seed: int = 0) -> str:
     Uses ``risk_agent_class``, ``sector``, ``distance_m``, ``conflict_type``, ``risk_level``, ``action`` and the
     time named by ``time_kind`` (``contact``: ``time_to_contact_s``, ``projected_ttc``: ``ttc_s``; a mapping
     without ``time_kind`` states a finite ``time_to_contact_s`` as contact, else a finite ``ttc_s`` as projected).
-    No time is stated with risk ``none``. Deterministic in (fields, ``seed``).
+    No time is stated with risk ``none``; without a finite ``distance_m`` the HAZARD clause states none either
+    (``"There is a vehicle ahead"``). Deterministic in (fields, ``seed``).
     """
     f = label if isinstance(label, Mapping) else label.to_dict()
     for name, allowed in (
@@ -156,8 +163,11 @@ def explain(label: Any, seed: int = 0) -> str:
 
     cls = pick(VOCABULARY["risk_agent_class"][f["risk_agent_class"]])
     det = _article(cls)
-    hazard = pick(_HAZARD).format(
-        Det=det.capitalize(), det=det, cls=cls, pos=pick(VOCABULARY["sector"][f["sector"]]), dist=_fmt(f["distance_m"])
+    distance = float(f.get("distance_m", math.nan))
+    templates = _HAZARD if math.isfinite(distance) else _HAZARD_NO_DISTANCE
+    hazard = pick(templates).format(
+        Det=det.capitalize(), det=det, cls=cls, pos=pick(VOCABULARY["sector"][f["sector"]]),
+        dist=_fmt(distance) if math.isfinite(distance) else "",
     )
     conflict_phrase = pick(VOCABULARY["conflict_type"][f["conflict_type"]])
     conflict = pick(_CONFLICT).format(a=_article(conflict_phrase), conflict=conflict_phrase)
@@ -252,3 +262,15 @@ NO_HAZARD_FIELDS: Mapping[str, str | None] = {
     "risk_agent_class": None, "sector": None, "risk_level": "none", "conflict_type": None, "action": "keep_lane",
 }
 """What :func:`parse_explanation` reads from :data:`NO_HAZARD_EXPLANATION`."""
+
+
+def label_sentence(fields: Mapping[str, Any], seed: int = 0) -> str:
+    """The sentence stating a label given by its categorical fields only (``risk_agent_class``, ``sector``,
+    ``risk_level``, ``conflict_type``, ``action``; e.g. a classifier's, :func:`agents.vla.label_head.decide`):
+    risk level ``none`` gives :data:`NO_HAZARD_EXPLANATION` whatever the other fields are (the consistency rule: no
+    hazard, no hazard clause); any other level the :func:`explain` sentence without distance and time. So
+    :func:`parse_explanation` of the result gives back the fields (the no-hazard sentence: :data:`NO_HAZARD_FIELDS`).
+    ``ValueError`` naming the field when a hazard label has a value outside the schema (e.g. None)."""
+    if fields.get("risk_level") == "none":
+        return NO_HAZARD_EXPLANATION
+    return explain({name: fields.get(name) for name in VOCABULARY}, seed=seed)

@@ -141,6 +141,7 @@ def _vla_train_sft(ctx: Context, views: Sequence[str]) -> dict[str, Any]:
         elif agent.init:
             policy = VLAPolicy.from_pretrained(agent.init, codebook=codebook, lora=bool(agent.lora), name=name)
             policy.prompt_state = _prompt_state(agent)  # the rows it is fine-tuned on (recorded when saved)
+            policy.label_source = model_config.label_source  # agent.model.label_source (recorded when saved)
         else:
             policy = VLAPolicy.build(codebook, model_config, _vla_tokenizer_config(agent), name=name)
         result = train_sft(policy, SFTDataset(table, view), run, train_cfg.sft,

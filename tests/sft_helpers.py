@@ -41,10 +41,14 @@ def tiny_codebook(source):
                                   CodebookConfig(size=16, mode="segment"))
 
 
-def tiny_vla(codebook, seed: int = 0):
-    """A tiny random-init VLA (model seed ``seed``) over ``codebook``, 40 text tokens at most."""
+def tiny_vla(codebook, seed: int = 0, label_source: str = "text"):
+    """A tiny random-init VLA (model seed ``seed``) over ``codebook``, 40 text tokens at most; ``label_source``:
+    :attr:`agents.vla.model.VLAConfig.label_source`."""
+    import dataclasses
+
     from agents.vla.model import VLAConfig
     from agents.vla.policy import VLAPolicy
     from agents.vla.tokenizer import TokenizerConfig
 
-    return VLAPolicy.build(codebook, VLAConfig.tiny(seed=seed), TokenizerConfig(corpus_size=300), max_text_tokens=40)
+    config = dataclasses.replace(VLAConfig.tiny(seed=seed), label_source=label_source)
+    return VLAPolicy.build(codebook, config, TokenizerConfig(corpus_size=300), max_text_tokens=40)

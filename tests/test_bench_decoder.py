@@ -4,6 +4,8 @@ the selection summary (mean lead over the majority) is computed from the runs.""
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +71,55 @@ def test_summary_means_over_run_seeds_and_leads_over_the_majority():
     assert row["language_lead"] == pytest.approx(0.05) and row["risk_lead"] == pytest.approx(0.2)
     assert row["lead"] == pytest.approx(0.125)
     assert "lead" not in summarize(runs, {})["4242"]
+
+
+def test_head_lever_options_and_paired_differences():
+    """``--label-source head`` reaches the run; the paired differences read the runs' per-row hits: a head right on
+    every row against a text policy right on none gives +100 points with a degenerate interval, and the head against
+    itself (its blank pass given the same rows) gives exactly 0."""
+    from benchmarks.bench_decoder import paired_differences
+
+    args = build_parser().parse_args(["--label-source", "head", "--label-head-read", "tower_mean", "--no-text"])
+    assert (args.label_source, args.label_head_read, args.no_text) == ("head", "tower_mean", True)
+
+    def report(hit: float) -> dict:
+        rows = [{"sample_id": f"s{i}", "scene_id": f"scene{i // 2}", "kind": "expert", "risk": bool(hit),
+                 "fields": {f: hit for f in ("risk_agent_class", "sector", "risk_level", "conflict_type", "action")}}
+                for i in range(8)]
+        return {"language": hit, "risk": hit, "fields": {}, "no_hazard": hit, "per_row": rows}
+
+    runs = [{"label_source": "head", "eval": {"4242": {"real": report(1.0), "blank": report(1.0)}},
+             "text_eval": {"4242": {"real": report(0.0), "blank": None}}} for _ in range(2)]
+    paired = paired_differences({"runs": runs, "ceiling": {"4242": {"majority": report(0.0)}}}, resamples=200)
+    for name in ("head - text", "head - majority", "text - majority"):
+        assert name in paired["4242"]
+    d = paired["4242"]["head - text"]["language"]
+    assert (d["diff"], d["low"], d["high"]) == (1.0, 1.0, 1.0)
+    assert paired["4242"]["head - head blank BEV"]["risk"]["diff"] == 0.0
+    assert paired["4242"]["text - majority"]["risk"]["diff"] == 0.0
+
+
+def test_merge_joins_runs_and_ceiling_rows(tmp_path):
+    from benchmarks.bench_decoder import merge
+
+    def out(seed, ceiling):
+        return {"args": {"label_source": "head"}, "runs": [{"seed": seed}], "ceiling": {"4242": ceiling}}
+
+    major = {"majority": {"language": 0.5}}
+    (tmp_path / "a.json").write_text(json.dumps(out(0, major)))
+    (tmp_path / "b.json").write_text(json.dumps(out(1, {**major, "probe": {"language": 0.7}})))
+    merged = merge([str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    assert [r["seed"] for r in merged["runs"]] == [0, 1] and set(merged["ceiling"]["4242"]) == {"majority", "probe"}
+    (tmp_path / "c.json").write_text(json.dumps(out(2, {"majority": {"language": 0.6}})))
+    with pytest.raises(SystemExit, match="another majority row"):
+        merge([str(tmp_path / "a.json"), str(tmp_path / "c.json")])
+    text = {"args": {"label_source": "text", "max_steps": 250}, "runs": [{"seed": 0, "eval": {"4242": "text0"}}],
+            "ceiling": {}}
+    (tmp_path / "t.json").write_text(json.dumps(text))
+    joined = merge([str(tmp_path / "a.json")], [str(tmp_path / "t.json")])
+    assert joined["runs"][0]["text_eval"] == {"4242": "text0"}
+    with pytest.raises(SystemExit, match="no text run of run seed 1"):
+        merge([str(tmp_path / "b.json")], [str(tmp_path / "t.json")])
 
 
 def test_mined_pairs_are_cached_and_the_same(tmp_path, monkeypatch):

@@ -324,6 +324,10 @@ class SFTDataset:
             items += [(i, "critique") for i in range(len(kind)) if kind[i] == "pair"]
             items += [(i, "correct") for i in range(len(kind)) if kind[i] == "pair" and has_traj[i]]
         self.items = items
+        names = set(getattr(table, "column_names", ()) or ())
+        self.scene_id = [str(v) for v in table["scene_id"]] if "scene_id" in names else [str(i) for i in
+                                                                                        range(len(kind))]
+        """``(rows,)`` scene id of every row (the row index where the table has no ``scene_id`` column)."""
         self.labels = {name: [str(v) for v in table[name]] for name in LABEL_COLUMNS}
         """``{field: (rows,) value}`` of every row's label (:data:`LABEL_COLUMNS`; ``""`` where the target names
         none)."""

@@ -12,7 +12,9 @@ Options: ``--max-steps`` / ``--batch-size`` (per process) / ``--global-batch-siz
 ``--seed`` (data order and model initialisation), ``--label-balance none|hazard|risk`` (class-balanced examples,
 :mod:`agents.sft.balance`), ``--label-first-steps K`` (label sentence only for K steps, :mod:`agents.sft.curriculum`),
 ``--aux-label-weight W`` (auxiliary per-field label loss on
-the image tokens, :mod:`agents.sft.label_head`), ``--label-monitor-steps N`` / ``--label-monitor-rows R``
+the image tokens, :mod:`agents.sft.label_head`), ``--label-source head [--label-head-read tower|tower_mean]`` (the
+policy states its label with a classifier on the frozen tower's features, fitted here, :mod:`agents.vla.label_head`),
+``--label-monitor-steps N`` / ``--label-monitor-rows R``
 (per-field label accuracy on R held-out rows every N steps in TensorBoard, :mod:`agents.sft.label_monitor`),
 ``--codebook PATH`` (else one is fitted on the expert logs of ``--codebook-scenes`` bank scenes of the training seed + the pairs' positives and cached), ``--init DIR`` (start from
 a policy folder or a pretrained VLM in a local folder) with ``--lora`` (LoRA adapters via ``peft``), ``--resume``
@@ -71,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "agents.sft.label_head)")
     p.add_argument("--aux-label-position", choices=("image", "prompt"), default="image",
                    help="what the auxiliary label head reads: the image tokens or the last prompt token")
+    p.add_argument("--label-source", choices=("text", "head"), default="text",
+                   help="where the policy's stated label comes from (VLAConfig.label_source): the decoder's text, or "
+                        "the label head fitted here on the frozen tower's features (agents.vla.label_head)")
+    p.add_argument("--label-head-read", choices=("tower", "tower_mean"), default="tower",
+                   help="what the label head reads: the tower's patch features flattened or averaged")
     p.add_argument("--label-balance", choices=("none", "hazard", "risk"), default="none",
                    help="class balance of the training examples by their label (agents.sft.balance): none, "
                         "hazard (no-hazard vs hazard targets) or risk (each risk level)")
@@ -207,15 +214,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.init:
         policy = VLAPolicy.from_pretrained(args.init, codebook=codebook, lora=args.lora, name=name)
         policy.prompt_state = (args.prompt_state, args.prompt_agents)  # the rows it is trained on from here
+        policy.label_source = args.label_source
     else:
-        policy = VLAPolicy.build(codebook, VLAConfig(seed=args.seed), TokenizerConfig(
+        policy = VLAPolicy.build(codebook, VLAConfig(seed=args.seed, label_source=args.label_source), TokenizerConfig(
             prompt_state=args.prompt_state, prompt_agents=args.prompt_agents), name=name)
     dataset = SFTDataset(table, args.mode)
     config = SFTConfig(max_steps=args.max_steps, batch_size=args.batch_size, global_batch_size=args.global_batch_size,
                        learning_rate=args.lr, warmup_steps=args.warmup_steps, logging_steps=args.logging_steps,
                        seed=args.seed, progress=progress, aux_label_weight=args.aux_label_weight,
                        aux_label_position=args.aux_label_position, label_balance=args.label_balance,
-                       label_first_steps=args.label_first_steps)
+                       label_first_steps=args.label_first_steps, label_head_read=args.label_head_read)
     callbacks = []
     if args.label_monitor_steps > 0:
         from agents.sft.label_monitor import LabelAccuracyCallback, monitor_subset

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from transformers import TrainerCallback
 
 from agents.sft.data import SFTDataset, VLACollator
 from agents.vla.policy import VLAPolicy
@@ -98,7 +99,16 @@ class SFTConfig:
     tokens and EOS masked), then the full target. 0 (default): the full target from the start. Single-process runs
     only."""
 
+    label_head_read: str = "tower"
+    """What the policy's label head reads when the policy states its label with it (``VLAConfig.label_source =
+    "head"``; fitted here before the decoder's steps, :func:`agents.sft.label_head.fit_policy_label_head`): ``tower``
+    (the frozen tower's patch features flattened, what the readability probe reads) or ``tower_mean`` (averaged
+    over the patches). Not used by a ``"text"`` policy."""
+
     def __post_init__(self) -> None:
+        if self.label_head_read not in ("tower", "tower_mean"):
+            raise ValueError(f"SFTConfig.label_head_read: expected 'tower' or 'tower_mean', got "
+                             f"{self.label_head_read!r}")
         for name in ("max_steps", "batch_size", "logging_steps", "save_steps", "save_total_limit"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -235,6 +245,23 @@ def _balanced(trainer_class: type) -> type:
     return type(f"Balanced{trainer_class.__name__}", (BalancedSamplerMixin, LabelFirstMixin, trainer_class), {})
 
 
+class _LabelHeadCheckpoints(TrainerCallback):
+    """A callback writing the policy's label head into every checkpoint folder the Trainer
+    saves (``checkpoint-<step>``), so each checkpoint of a ``label_source="head"`` policy is a loadable policy
+    folder and a resumed run keeps the head."""
+
+    def __init__(self, policy: VLAPolicy) -> None:
+        self.policy = policy
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        from agents.sft.label_head import CLASSIFIER_STEM, save_label_head
+
+        if state.is_world_process_zero and self.policy.label_head is not None:
+            save_label_head(self.policy.label_head, Path(args.output_dir) / f"checkpoint-{state.global_step}",
+                            CLASSIFIER_STEM)
+        return control
+
+
 def train_sft(policy: VLAPolicy, dataset: SFTDataset, output_dir: str | Path, config: SFTConfig = SFTConfig(),
               resume: bool | str | Path = False, callbacks: Sequence[Any] = ()) -> SFTResult:
     """Fine-tune ``policy.model`` on ``dataset`` (see the module docstring) and save the policy to
@@ -268,8 +295,20 @@ def train_sft(policy: VLAPolicy, dataset: SFTDataset, output_dir: str | Path, co
     from agents.sft.balance import dataset_sampler, describe
 
     sampler = dataset_sampler(dataset, config.label_balance, config.seed)
+    callbacks = list(callbacks)
+    head_record: dict[str, Any] | None = None
+    if policy.label_source == "head":
+        from agents.sft.label_head import CLASSIFIER_STEM, fit_policy_label_head, load_label_head as load_head
+
+        loaded = load_head(resume_from, CLASSIFIER_STEM) if resume_from else None
+        if loaded is not None:
+            policy.label_head = loaded.to(policy.device)
+            head_record = {"loaded_from": str(resume_from)}
+        else:
+            head_record = fit_policy_label_head(policy, dataset, config.label_head_read, seed=config.seed)
+        callbacks.append(_LabelHeadCheckpoints(policy))
     common = dict(model=policy.model, args=args, train_dataset=dataset, processing_class=policy.processor,
-                  callbacks=list(callbacks))
+                  callbacks=callbacks)
     if config.aux_label_weight > 0:
         from agents.sft.label_head import AuxLabelTrainer, LabeledCollator, LabelHead, load_label_head
 
@@ -313,7 +352,8 @@ def train_sft(policy: VLAPolicy, dataset: SFTDataset, output_dir: str | Path, co
         summary = {"mode": dataset.mode, "config": asdict(config), "losses": losses, "train_seconds": seconds,
                    "examples": result.examples, "final_dir": str(final), "processes": devices,
                    "global_batch_size": result.global_batch_size,
-                   "label_balance": None if sampler is None else describe(sampler)}
+                   "label_balance": None if sampler is None else describe(sampler),
+                   "label_source": policy.label_source, "label_head": head_record}
         write_json(output_dir / "sft_result.json", summary)
     trainer.accelerator.wait_for_everyone()
     return result

@@ -64,9 +64,11 @@ class ActionGrammar:
         after = torch.where(n_codes >= self.tokens_per_trajectory, END, CODES)
         return torch.where(has_action, after, cat)
 
-    def categories(self, generated: torch.Tensor) -> torch.Tensor:
-        """Category ``(N,)`` of the next token after ``generated (N, n)`` tokens (the part after the prompt)."""
-        has_action = (generated == self.tokens.action).any(dim=1)
+    def categories(self, generated: torch.Tensor, after_action: bool = False) -> torch.Tensor:
+        """Category ``(N,)`` of the next token after ``generated (N, n)`` tokens (the part after the prompt);
+        ``after_action``: the prompt already ends with ``<action>`` (a label written before generation, e.g. the
+        label head's sentence), so only action tokens then EOS follow."""
+        has_action = (generated == self.tokens.action).any(dim=1) | bool(after_action)
         n_text = torch.full(has_action.shape, generated.shape[1], dtype=torch.long, device=generated.device)
         n_codes = torch.isin(generated, self._codes.to(generated.device)).sum(dim=1)
         return self._category(has_action, n_text, n_codes)
@@ -90,12 +92,14 @@ class ActionGrammar:
 class GrammarLogitsProcessor(LogitsProcessor):
     """Applies an :class:`ActionGrammar` inside ``generate`` (tokens after ``prompt_length`` are the output)."""
 
-    def __init__(self, grammar: ActionGrammar, prompt_length: int) -> None:
+    def __init__(self, grammar: ActionGrammar, prompt_length: int, after_action: bool = False) -> None:
         self.grammar = grammar
         self.prompt_length = int(prompt_length)
+        self.after_action = bool(after_action)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        return self.grammar.mask(scores, self.grammar.categories(input_ids[:, self.prompt_length :]))
+        return self.grammar.mask(scores, self.grammar.categories(input_ids[:, self.prompt_length :],
+                                                                 self.after_action))
 
 
 class GrammarState:
@@ -106,11 +110,13 @@ class GrammarState:
         grammar: the output grammar.
         n_rows: rows generated together.
         device: where the state lives.
+        after_action: the prompt already ends with ``<action>`` (see :meth:`ActionGrammar.categories`).
     """
 
-    def __init__(self, grammar: ActionGrammar, n_rows: int, device: torch.device | str = "cpu") -> None:
+    def __init__(self, grammar: ActionGrammar, n_rows: int, device: torch.device | str = "cpu",
+                 after_action: bool = False) -> None:
         self.grammar = grammar
-        self.has_action = torch.zeros(n_rows, dtype=torch.bool, device=device)
+        self.has_action = torch.full((n_rows,), bool(after_action), dtype=torch.bool, device=device)
         self.n_codes = torch.zeros(n_rows, dtype=torch.long, device=device)
         self.n_tokens = 0
         self._table = grammar.table.to(device)

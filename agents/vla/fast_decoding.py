@@ -114,7 +114,8 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Te
 
 @torch.no_grad()
 def decode(model: Any, batch: dict[str, torch.Tensor], grammar: ActionGrammar, max_new_tokens: int,
-           num_samples: int = 1, temperature: float | None = None, eos: int = 2, pad: int = 0) -> Decoded:
+           num_samples: int = 1, temperature: float | None = None, eos: int = 2, pad: int = 0,
+           after_action: bool = False) -> Decoded:
     """Generate ``num_samples`` outputs per input under ``grammar`` (module docstring).
 
     Args:
@@ -125,6 +126,8 @@ def decode(model: Any, batch: dict[str, torch.Tensor], grammar: ActionGrammar, m
         num_samples: outputs per input (rows ``i * num_samples + g``).
         temperature: None for greedy, else the sampling temperature.
         eos, pad: EOS id (ends a row) and the id written after it.
+        after_action: the prompts already end with ``<action>`` (the label head's sentence, teacher-forced): the
+            grammar starts at the action tokens (:class:`agents.vla.decoding.GrammarState`).
 
     Returns:
         :class:`Decoded` with ``N = B * num_samples`` rows.
@@ -156,7 +159,7 @@ def decode(model: Any, batch: dict[str, torch.Tensor], grammar: ActionGrammar, m
     positions = position + torch.arange(max_new_tokens, device=device)[None]  # (N, max_new)
     cos_all, sin_all = lm.rotary_emb(_dtype_probe(out.logits, model), positions)
     logits = out.logits[:, -1].float().index_select(0, index)
-    state = GrammarState(grammar, N, device)
+    state = GrammarState(grammar, N, device, after_action=after_action)
     finished = torch.zeros(N, dtype=torch.bool, device=device)
     tokens_out, logps = [], []
     for step in range(max_new_tokens):

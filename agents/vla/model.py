@@ -65,6 +65,13 @@ class VLAConfig:
     config must match this one's tower (``ValueError`` naming the field otherwise). The projector and the decoder
     stay randomly initialised; ``train_vision`` still decides whether tower and projector train. None: the random
     tower (default). See docs/vla.md, "A BEV-pretrained vision tower"."""
+    label_source: str = "text"
+    """Where the policy's stated safety label comes from: ``"text"`` (default: the decoder writes the label sentence
+    as free text) or ``"head"`` (a per-field classifier on the frozen vision tower's patch features,
+    :mod:`agents.vla.label_head`, fitted during SFT, states the label; the project's template writes it as the label
+    sentence, which is teacher-forced, and the decoder writes the action tokens after it). Recorded in the policy
+    folder (``safealign_vla.json``); folders without it load as ``"text"``. See docs/vla.md, "The label from a
+    classifier"."""
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size:
@@ -74,6 +81,9 @@ class VLAConfig:
             raise ValueError("VLAConfig: text_hidden_size must divide by text_heads, text_heads by text_kv_heads")
         if self.vision_init is not None and not (isinstance(self.vision_init, str) and self.vision_init):
             raise ValueError(f"VLAConfig.vision_init: expected a folder path or None, got {self.vision_init!r}")
+        from agents.vla.label_head import check_label_source
+
+        check_label_source(self.label_source, "VLAConfig.label_source")
 
     @classmethod
     def tiny(cls, image_size: int = 32, seed: int = 0) -> "VLAConfig":

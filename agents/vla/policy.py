@@ -20,6 +20,15 @@ Every generation follows the output grammar (:mod:`agents.vla.decoding`), and :m
 grammar and temperature, so the log-probability of a sampled sequence equals the sum of the log-probabilities of
 its tokens at sampling time (tested).
 
+Label source (:attr:`VLAPolicy.label_source`, recorded in the policy folder): ``"text"`` (default) -- the decoder
+writes the label sentence and the action tokens; ``"head"`` -- the label head (:mod:`agents.vla.label_head`, a
+per-field classifier on the frozen vision tower's patch features, fitted during SFT) states the label, the template
+(:func:`counterfactual.language.label_sentence`) writes it, the sentence and ``<action>`` are appended to the prompt
+(teacher-forced) and the decoder generates only the action tokens and EOS (greedy or sampled, both decoders). The
+outputs' ``sequences`` / ``texts`` hold the whole emitted continuation (sentence, ``<action>``, codes, EOS); the
+forced tokens have log-probability 0 in :attr:`VLAOutput.token_logprobs` and in :meth:`VLAPolicy.log_prob` (the
+head's argmax is deterministic), so the two still agree and GRPO trains the action tokens only.
+
 Speed (:attr:`VLAPolicy.decoder`): ``"fast"`` (the default where supported: LLaVA with a Llama decoder, LoRA
 included) decodes with :func:`agents.vla.fast_decoding.decode` (each input prefilled once, G samples from its
 cache) and teacher-forces with each input's image and prompt run once per call (:meth:`log_prob`); ``"transformers"``
@@ -43,6 +52,9 @@ from agents.vla.codebook import TrajectoryCodebook
 from agents.vla.decoding import ActionGrammar, GrammarLogitsProcessor
 from agents.vla.fast_decoding import decode, unsupported_reason
 from agents.vla.format import parse_output, target_text
+from agents.vla.label_head import CLASSIFIER_STEM, LabelHead, check_label_source, decide, load_label_head, \
+    projector_input, save_label_head
+from agents.vla.tokenizer import ACTION
 from agents.vla.model import VISION_MODULES, VLAConfig, apply_lora, build_model, freeze_modules, load_model
 from agents.vla.processor import VLAProcessor, image_of
 from agents.vla.tokenizer import TokenizerConfig, build_tokenizer
@@ -128,9 +140,23 @@ class VLAPolicy(Policy):
                                      processor.max_text_tokens, processor.tokenizer.all_special_ids)
         self.last_output: VLAOutput | None = None
         """The output of the latest :meth:`act` call."""
+        self.label_head: LabelHead | None = None
+        """The label head (``label_source="head"``; fitted by :func:`agents.sft.trainer.train_sft`, saved and loaded
+        with the folder as ``label_classifier.safetensors`` / ``.json``), or None."""
         self._decoder = "transformers" if unsupported_reason(model) else "fast"
 
     DECODERS = ("fast", "transformers")
+
+    @property
+    def label_source(self) -> str:
+        """Where the stated label comes from: ``"text"`` (the decoder's free text) or ``"head"`` (:attr:`label_head`
+        + the template; see the module docstring). Recorded in the policy folder; ``ValueError`` for another
+        value."""
+        return self.processor.label_source
+
+    @label_source.setter
+    def label_source(self, value: str) -> None:
+        self.processor.label_source = check_label_source(value, "VLAPolicy.label_source")
 
     @property
     def decoder(self) -> str:
@@ -171,7 +197,7 @@ class VLAPolicy(Policy):
                                  frozen_modules=() if config.train_vision else VISION_MODULES,
                                  prompt_state=tokenizer_config.prompt_state,
                                  prompt_agents=tokenizer_config.prompt_agents,
-                                 vision_init=config.vision_init)
+                                 vision_init=config.vision_init, label_source=config.label_source)
         return cls(build_model(config, processor.tokens), processor, name)
 
     @classmethod
@@ -215,7 +241,11 @@ class VLAPolicy(Policy):
                     model = apply_lora(model, new_ids, **lora)
                 else:
                     model = apply_lora(model, new_ids, lora_config=lora)
-        return cls(model, processor, name)
+        policy = cls(model, processor, name)
+        policy.label_head = load_label_head(path, CLASSIFIER_STEM)
+        if policy.label_source == "head" and policy.label_head is None:
+            raise ValueError(f"{path}: label_source 'head' is recorded but {CLASSIFIER_STEM}.safetensors is missing")
+        return policy
 
     @property
     def prompt_state(self) -> tuple[str, int]:
@@ -232,12 +262,15 @@ class VLAPolicy(Policy):
             "VLAPolicy.prompt_state", state, agents)
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write the model (or, for a LoRA model, its adapter), the processor, the codebook and the prompt state
-        (:attr:`prompt_state`) to folder ``path``; :meth:`from_pretrained` reads it back."""
+        """Write the model (or, for a LoRA model, its adapter), the processor, the codebook, the prompt state
+        (:attr:`prompt_state`), the label source and the label head (when there is one) to folder ``path``;
+        :meth:`from_pretrained` reads it back."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(str(path))
         self.processor.save_pretrained(path)
+        if self.label_head is not None:
+            save_label_head(self.label_head, path, CLASSIFIER_STEM)
         return path
 
     # ------------------------------------------------------------------ inputs
@@ -272,23 +305,85 @@ class VLAPolicy(Policy):
             raise ValueError(f"num_samples: expected 1 for greedy decoding and >= 1 for sampling, got {num_samples}")
         batch = self.encode(inputs)
         max_new = self.processor.max_text_tokens + self.codebook.tokens_per_trajectory + 2
+        forced: list[list[int]] | None = None
         was_training = self.model.training
         self.model.eval()
         try:
+            if self.label_source == "head":
+                forced = self._head_prefix(batch["pixel_values"])
+                batch = self._append_to_prompts(batch, forced)
+                max_new = self.codebook.tokens_per_trajectory + 1
+            after_action = forced is not None
             if self.decoder == "fast":
                 out = decode(self.model, batch, self.grammar, max_new, num_samples, temperature, self.tokens.eos,
-                             self.tokens.pad)
+                             self.tokens.pad, after_action=after_action)
                 sequences, token_lp = out.sequences.cpu(), out.token_logprobs.cpu()
             else:
-                sequences, token_lp = self._generate_transformers(batch, num_samples, temperature, max_new)
+                sequences, token_lp = self._generate_transformers(batch, num_samples, temperature, max_new,
+                                                                  after_action)
         finally:
             self.model.train(was_training)
+        if forced is not None:
+            sequences, token_lp = self._prepend(forced, sequences, token_lp, num_samples)
         mask = _sequence_mask(sequences, self.tokens.pad, self.tokens.eos)
         token_lp = token_lp.masked_fill(~mask, 0.0)
         return self._output(sequences, mask, token_lp, len(inputs), num_samples)
 
+    # ------------------------------------------------------------------ the label head
+    def head_labels(self, pixel_values: torch.Tensor) -> list[dict[str, str | None]]:
+        """The label fields the label head states for ``pixel_values (B, 3, H, W)`` (the model's image input), under
+        the consistency rule of :func:`agents.vla.label_head.decide` (``ValueError`` when the policy has no head)."""
+        if self.label_head is None:
+            raise ValueError("VLAPolicy: label_source 'head' needs a fitted label head (agents.sft.trainer.train_sft "
+                             "fits it; a policy folder keeps it as label_classifier.safetensors), and this policy has "
+                             "none")
+        patches = projector_input(self.model, pixel_values)
+        head = self.label_head.to(patches.device).eval()
+        with torch.no_grad():
+            return decide(head(head.tower_read(patches)))
+
+    def _head_prefix(self, pixel_values: torch.Tensor) -> list[list[int]]:
+        """Per input, the token ids of the head's label sentence followed by ``<action>`` (what is teacher-forced)."""
+        from counterfactual.language import label_sentence
+
+        sentences = [label_sentence(fields) for fields in self.head_labels(pixel_values)]
+        ids = self.processor.encode_targets([s + ACTION for s in sentences])
+        for s, row in zip(sentences, ids):
+            if len(row) - 1 > self.processor.max_text_tokens:
+                raise ValueError(f"label sentence of {len(row) - 1} tokens exceeds max_text_tokens="
+                                 f"{self.processor.max_text_tokens}: {s!r}")
+        return ids
+
+    def _append_to_prompts(self, batch: dict[str, torch.Tensor], forced: Sequence[Sequence[int]]
+                           ) -> dict[str, torch.Tensor]:
+        """``batch`` with each row's ``forced`` ids appended after its prompt, left-padded again."""
+        ids, attention = batch["input_ids"], batch["attention_mask"]
+        rows = [ids[i][attention[i].bool()].tolist() + list(forced[i]) for i in range(len(ids))]
+        width = max(len(r) for r in rows)
+        new_ids = torch.full((len(rows), width), self.tokens.pad, dtype=ids.dtype)
+        new_attention = torch.zeros((len(rows), width), dtype=attention.dtype)
+        for i, row in enumerate(rows):
+            new_ids[i, width - len(row):] = torch.tensor(row, dtype=ids.dtype)
+            new_attention[i, width - len(row):] = 1
+        return {**batch, "input_ids": new_ids.to(ids.device), "attention_mask": new_attention.to(ids.device)}
+
+    def _prepend(self, forced: Sequence[Sequence[int]], sequences: torch.Tensor, token_lp: torch.Tensor,
+                 num_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(sequences, token log-probs)`` ``(N, S')`` of the whole continuation: each row's forced ids (its
+        input's, log-probability 0) then its generated tokens, right-padded with the pad id."""
+        n_rows = sequences.shape[0]
+        width = max(len(f) for f in forced) + sequences.shape[1]
+        out = torch.full((n_rows, width), self.tokens.pad, dtype=sequences.dtype)
+        lp = torch.zeros((n_rows, width), dtype=token_lp.dtype)
+        for n in range(n_rows):
+            prefix = forced[n // num_samples]
+            out[n, : len(prefix)] = torch.tensor(prefix, dtype=sequences.dtype)
+            out[n, len(prefix): len(prefix) + sequences.shape[1]] = sequences[n]
+            lp[n, len(prefix): len(prefix) + sequences.shape[1]] = token_lp[n]
+        return out, lp
+
     def _generate_transformers(self, batch: dict[str, torch.Tensor], num_samples: int, temperature: float | None,
-                               max_new: int) -> tuple[torch.Tensor, torch.Tensor]:
+                               max_new: int, after_action: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """``(sequences (N, S), token log-probs (N, S))`` by ``transformers``' ``generate`` (the reference the fast
         decoder is tested against, and the path of models it does not support)."""
         from transformers import GenerationConfig, LogitsProcessorList
@@ -303,7 +398,7 @@ class VLAPolicy(Policy):
         )
         with torch.no_grad():
             out = self.model.generate(**batch, generation_config=config, logits_processor=LogitsProcessorList(
-                [GrammarLogitsProcessor(self.grammar, prompt_length)]))
+                [GrammarLogitsProcessor(self.grammar, prompt_length, after_action)]))
         sequences = out.sequences[:, prompt_length:].cpu()
         scores = torch.stack(out.scores, dim=1).float().cpu()  # (N, S, V), grammar and temperature applied
         token_lp = torch.log_softmax(scores, dim=-1).gather(-1, sequences.unsqueeze(-1)).squeeze(-1)
@@ -414,6 +509,9 @@ class VLAPolicy(Policy):
         token_lp = torch.log_softmax(logits, dim=-1).gather(-1, seq.unsqueeze(-1)).squeeze(-1)
         mask = mask.to(device)
         token_lp = token_lp.masked_fill(~mask, 0.0)
+        if self.label_source == "head":  # the label sentence and <action> are forced: log-probability 0
+            is_action = (seq == self.tokens.action).long()
+            token_lp = token_lp.masked_fill((torch.cumsum(is_action, dim=1) - is_action) == 0, 0.0)
         action_mask = mask & torch.isin(seq, torch.as_tensor(self.tokens.codes, device=device))
         return LogProbs(sequence=token_lp.sum(dim=1), tokens=token_lp, mask=mask, action_mask=action_mask)
 

@@ -115,11 +115,16 @@ class VLAProcessor:
         vision_init: the pretrained vision tower folder the model's tower was loaded from
             (:attr:`agents.vla.model.VLAConfig.vision_init`; None: random init), recorded in the settings file (the
             weights themselves are in the model's files).
+        label_source: where the policy's stated label comes from (:attr:`agents.vla.model.VLAConfig.label_source`:
+            ``"text"`` or ``"head"``), recorded in the settings file (a folder without it: ``"text"``).
     """
 
     def __init__(self, processor: Any, codebook: TrajectoryCodebook, max_text_tokens: int = 48,
                  frozen_modules: Sequence[str] = (), prompt_state: str = DEFAULT_PROMPT_STATE[0],
-                 prompt_agents: int = DEFAULT_PROMPT_STATE[1], vision_init: str | None = None) -> None:
+                 prompt_agents: int = DEFAULT_PROMPT_STATE[1], vision_init: str | None = None,
+                 label_source: str = "text") -> None:
+        from agents.vla.label_head import check_label_source
+
         self.processor = processor
         self.codebook = codebook
         self.max_text_tokens = int(max_text_tokens)
@@ -127,6 +132,7 @@ class VLAProcessor:
         self.prompt_state, self.prompt_agents = check_prompt_options("VLAProcessor", prompt_state,
                                                                           prompt_agents)
         self.vision_init = None if vision_init is None else str(vision_init)
+        self.label_source = check_label_source(label_source, "VLAProcessor")
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"
         self.tokens = VLATokens.from_tokenizer(self.tokenizer, codebook.size)
@@ -182,7 +188,7 @@ class VLAProcessor:
                                      "max_text_tokens": self.max_text_tokens,
                                      "frozen_modules": list(self.frozen_modules),
                                      "prompt_state": self.prompt_state, "prompt_agents": self.prompt_agents,
-                                     "vision_init": self.vision_init})
+                                     "vision_init": self.vision_init, "label_source": self.label_source})
         return path
 
     @classmethod
@@ -215,5 +221,8 @@ class VLAProcessor:
         limit = max_text_tokens if max_text_tokens is not None else settings.get("max_text_tokens", 48)
         state = check_prompt_options(str(path / VLA_FILE), settings.get("prompt_state", DEFAULT_PROMPT_STATE[0]),
                                      settings.get("prompt_agents", DEFAULT_PROMPT_STATE[1]))
+        from agents.vla.label_head import check_label_source
+
+        label_source = check_label_source(settings.get("label_source", "text"), str(path / VLA_FILE))
         return cls(processor, codebook, int(limit), settings.get("frozen_modules", ()), *state,
-                   vision_init=settings.get("vision_init"))
+                   vision_init=settings.get("vision_init"), label_source=label_source)
