@@ -154,3 +154,38 @@ def test_evaluate_vla_smoke(sft_table, sft_codebook, sft_source):
     assert report.to_dict()["open_loop"]["score"] == report.open_loop.score or math.isnan(report.open_loop.score)
     # the untrained model states no parseable label: its accuracies are those of empty predictions
     assert language_accuracy(policy, sft_table)[0].language_accuracy < 0.5
+
+
+def test_bc_margin_cap_keeps_the_hinge_off_a_close_positive():
+    """``BCConfig.margin_cap="positive"``: a pair whose positive lies 0.4 from its negative (margin 1.0) is fitted
+    onto its positive (the hinge is satisfied there); with the fixed margin the hinge pushes the mean past it.
+    Pairs without a positive keep the full margin either way."""
+    import torch
+    from gymnasium import spaces
+
+    from agents.rl.bc import BCConfig, BCData, train_bc
+    from agents.rl.grpo.policies import TrajectoryGaussianPolicy
+
+    obs_space = spaces.Box(-1.0, 1.0, (3,), np.float32)
+    act_space = spaces.Box(-1.0, 1.0, (8, 2), np.float32)
+    obs = np.array([[1, 0, 0], [0, 1, 0]], np.float32)
+    positive = np.zeros((2, 8, 2), np.float32)
+    positive[0, :, 0] = 0.1  # ||a+ - a-|| = 0.1 * 4 = 0.4 for sample 0
+    negative = np.zeros((2, 8, 2), np.float32)
+    positive[1] = np.nan  # sample 1: a negative only
+    data = BCData({"x": obs}, positive, negative, ["pair", "pair"])
+    ends = {}
+    for cap in ("none", "positive"):
+        torch.manual_seed(0)
+        policy = TrajectoryGaussianPolicy(spaces.Dict({"x": obs_space}), act_space, lambda _: 1e-3)
+        train_bc(policy, data, "negative", BCConfig(steps=400, batch_size=2, learning_rate=1e-2,
+                                                    negative_weight=4.0, margin_cap=cap))
+        with torch.no_grad():
+            mean = policy.distribution(policy.obs_to_tensor({"x": obs})[0]).mean.reshape(2, 8, 2).numpy()
+        ends[cap] = mean
+    gap_pos = {cap: float(np.linalg.norm(m[0] - positive[0])) for cap, m in ends.items()}
+    assert gap_pos["positive"] < 0.05 < 0.2 < gap_pos["none"], gap_pos
+    for cap, m in ends.items():  # no positive: pushed at least ~the full margin from the negative
+        assert np.linalg.norm(m[1] - negative[1]) > 0.9, (cap, np.linalg.norm(m[1] - negative[1]))
+    with pytest.raises(ValueError, match="margin_cap"):
+        BCConfig(margin_cap="pos")

@@ -9,8 +9,9 @@ Gaussian trajectory policy cannot read a negative as input or state a label, so 
   ``L_pos = mean_i ||mu(o_i) - a_i^+||^2``;
 * ``"negative"`` (negative-enhanced, an **MLP analogue**, not the paper's method): the same, plus a hinge that pushes
   the mean at least ``negative_margin`` away from each pair's negative action (normalised units, L2 over the 16
-  dimensions): ``L_neg = mean_j max(0, m - ||mu(o_j) - a_j^-||)^2``, ``L = L_pos + negative_weight * L_neg``
-  (pairs without a positive contribute only ``L_neg``).
+  dimensions): ``L_neg = mean_j max(0, m_j - ||mu(o_j) - a_j^-||)^2``, ``L = L_pos + negative_weight * L_neg``
+  (pairs without a positive contribute only ``L_neg``); ``m_j = negative_margin``, or with
+  ``margin_cap="positive"`` ``min(negative_margin, ||a_j^+ - a_j^-||)`` for pairs with a positive.
 
 The log-std is left at its initial value (GRPO needs the exploration). Observations are built with
 :func:`envs.observation.build_observation` from the logged ego at each decision frame, with the env's observation
@@ -34,6 +35,9 @@ from envs.wrappers import normalize_trajectories
 BC_MODES = ("positive", "negative")
 """Behaviour-cloning views (positive-only, negative-enhanced analogue)."""
 
+MARGIN_CAPS = ("none", "positive")
+"""Choices of :attr:`BCConfig.margin_cap`."""
+
 
 @dataclass
 class BCConfig:
@@ -49,6 +53,15 @@ class BCConfig:
     """Weight of the negative hinge (``"negative"`` mode)."""
     negative_margin: float = 1.0
     """Margin of the negative hinge [normalised action units, L2 over 16 dims]."""
+    margin_cap: str = "none"
+    """``"none"``: every pair's hinge uses ``negative_margin``; ``"positive"``: a pair with a verified positive uses
+    ``min(negative_margin, ||a+ - a-||)``, so the hinge never pushes the mean past the pair's own safe target (on the
+    world-v2 bank ~40% of the pairs' positives lie within 1.0 of their negative); pairs without a positive keep
+    ``negative_margin``."""
+
+    def __post_init__(self) -> None:
+        if self.margin_cap not in MARGIN_CAPS:
+            raise ValueError(f"BCConfig.margin_cap must be one of {MARGIN_CAPS}, got {self.margin_cap!r}")
 
 
 @dataclass
@@ -118,6 +131,11 @@ def train_bc(policy: TrajectoryGaussianPolicy, data: BCData, mode: str, config: 
     has_neg = ~np.isnan(data.negatives).any(axis=(1, 2))
     use = has_pos | (has_neg if mode == "negative" else False)
     index = np.flatnonzero(use)
+    margins = np.full(len(data), float(config.negative_margin))
+    if config.margin_cap == "positive":  # min(m, ||a+ - a-||) where the pair has a positive
+        gap = np.sqrt(((np.nan_to_num(data.targets) - np.nan_to_num(data.negatives)) ** 2).sum(axis=(1, 2)))
+        capped = has_pos & has_neg
+        margins[capped] = np.minimum(margins[capped], gap[capped])
     params = [p for name, p in policy.named_parameters() if name != "log_std"]
     opt = torch.optim.Adam(params, lr=config.learning_rate)
     policy.set_training_mode(True)
@@ -135,7 +153,8 @@ def train_bc(policy: TrajectoryGaussianPolicy, data: BCData, mode: str, config: 
         if mode == "negative" and bool(neg.any()):  # L_neg = mean max(0, m - ||mu - a-||)^2
             negative = torch.as_tensor(np.nan_to_num(data.negatives[batch]))
             dist = torch.sqrt(((mean - negative) ** 2).sum(dim=(1, 2)) + 1e-12)
-            loss = loss + config.negative_weight * (torch.relu(config.negative_margin - dist) ** 2)[neg].mean()
+            margin = torch.as_tensor(margins[batch], dtype=dist.dtype)
+            loss = loss + config.negative_weight * (torch.relu(margin - dist) ** 2)[neg].mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
