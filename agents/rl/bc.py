@@ -10,8 +10,9 @@ Gaussian trajectory policy cannot read a negative as input or state a label, so 
 * ``"negative"`` (negative-enhanced, an **MLP analogue**, not the paper's method): the same, plus a hinge that pushes
   the mean at least ``negative_margin`` away from each pair's negative action (normalised units, L2 over the 16
   dimensions): ``L_neg = mean_j max(0, m_j - ||mu(o_j) - a_j^-||)^2``, ``L = L_pos + negative_weight * L_neg``
-  (pairs without a positive contribute only ``L_neg``); ``m_j = negative_margin``, or with
-  ``margin_cap="positive"`` ``min(negative_margin, ||a_j^+ - a_j^-||)`` for pairs with a positive.
+  (pairs without a positive contribute only ``L_neg``); ``m_j = min(negative_margin, ||a_j^+ - a_j^-||)`` for
+  pairs with a positive (``margin_cap="positive"``, the default), ``negative_margin`` otherwise or with
+  ``margin_cap="none"``.
 
 The log-std is left at its initial value (GRPO needs the exploration). Observations are built with
 :func:`envs.observation.build_observation` from the logged ego at each decision frame, with the env's observation
@@ -53,11 +54,11 @@ class BCConfig:
     """Weight of the negative hinge (``"negative"`` mode)."""
     negative_margin: float = 1.0
     """Margin of the negative hinge [normalised action units, L2 over 16 dims]."""
-    margin_cap: str = "none"
-    """``"none"``: every pair's hinge uses ``negative_margin``; ``"positive"``: a pair with a verified positive uses
-    ``min(negative_margin, ||a+ - a-||)``, so the hinge never pushes the mean past the pair's own safe target (on the
-    world-v2 bank ~40% of the pairs' positives lie within 1.0 of their negative); pairs without a positive keep
-    ``negative_margin``."""
+    margin_cap: str = "positive"
+    """``"positive"`` (default since 2026-12-07): a pair with a verified positive uses ``min(negative_margin,
+    ||a+ - a-||)``, so the hinge never pushes the mean past the pair's own safe target (on the world-v2 bank ~40% of
+    the pairs' positives lie within 1.0 of their negative); pairs without a positive keep ``negative_margin``.
+    ``"none"`` (before): every pair's hinge uses ``negative_margin``. Measured in docs/grpo_ablation.md."""
 
     def __post_init__(self) -> None:
         if self.margin_cap not in MARGIN_CAPS:
