@@ -4,6 +4,7 @@ heading (GitHub's slug: lower case, punctuation dropped, spaces to hyphens) or a
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,9 +17,15 @@ def slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
+@lru_cache(maxsize=None)
+def prose(path: Path) -> str:
+    """The Markdown file's text without its fenced code blocks (no headings or links are read inside them)."""
+    return re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
+
+
+@lru_cache(maxsize=None)
 def anchors(path: Path) -> set[str]:
-    text = path.read_text(encoding="utf-8")
-    text = re.sub(r"```.*?```", "", text, flags=re.S)  # no headings inside code blocks
+    text = prose(path)
     found = {slug(h) for h in re.findall(r"^#+ (.*)$", text, flags=re.M)}
     return found | set(re.findall(r'<a id="([^"]+)"', text))
 
@@ -33,8 +40,7 @@ def test_slug_follows_github():
 def test_readme_and_docs_links_resolve():
     bad = []
     for doc in DOCS:
-        text = re.sub(r"```.*?```", "", doc.read_text(encoding="utf-8"), flags=re.S)
-        for target, anchor in LINK.findall(text):
+        for target, anchor in LINK.findall(prose(doc)):
             if re.match(r"[a-z]+:", target):  # http(s), mailto: not checked here
                 continue
             path = (doc.parent / target).resolve() if target else doc

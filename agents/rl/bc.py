@@ -151,7 +151,7 @@ def train_bc(policy: TrajectoryGaussianPolicy, data: BCData, mode: str, config: 
             target = torch.as_tensor(np.nan_to_num(data.targets[batch]))
             loss = loss + ((mean - target) ** 2).sum(dim=(1, 2))[pos].mean()
         neg = torch.as_tensor(has_neg[batch])
-        if mode == "negative" and bool(neg.any()):  # L_neg = mean max(0, m - ||mu - a-||)^2
+        if mode == "negative" and bool(neg.any()):  # L_neg = mean max(0, m_j - ||mu - a-||)^2
             negative = torch.as_tensor(np.nan_to_num(data.negatives[batch]))
             dist = torch.sqrt(((mean - negative) ** 2).sum(dim=(1, 2)) + 1e-12)
             margin = torch.as_tensor(margins[batch], dtype=dist.dtype)
