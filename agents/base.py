@@ -14,8 +14,9 @@ the same ``current_problem`` / ``scene`` / ``t`` accessors (``CarlaEnv``).
 from __future__ import annotations
 
 import abc
+import contextlib
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -57,24 +58,63 @@ class PolicyInput:
         return self.problem, self.scene, int(self.t)  # type: ignore[return-value]
 
 
+DECISIONS = ("greedy", "sampled")
+"""How a learned policy decides (:meth:`Policy.set_decisions`): its mode (the default), or one sample of the
+distribution it trains (the token policy at a temperature, the Gaussian at its std)."""
+
+
 class Policy(abc.ABC):
     """A driving policy: ``act(PolicyInput) -> (8, 3) float32`` trajectory in the ego frame.
 
     Subclasses set :attr:`name` and, if they read the scene's future or the scorer's view,
-    ``requires_privileged = True``.
+    ``requires_privileged = True``. Stochastic learned policies set :attr:`can_sample` and honour
+    :attr:`decisions` in ``act`` (sampling inside :meth:`decision_rng`, so sampled evaluations repeat exactly).
     """
 
     name: str = "policy"
     """Label in results tables."""
     requires_privileged: bool = False
     """True for policies that read ``PolicyInput.problem`` / ``scene`` (planners with oracle knowledge)."""
+    can_sample: bool = False
+    """Whether ``act`` can draw a sampled decision (``set_decisions("sampled")``)."""
+    decisions: str = "greedy"
+    """``greedy`` (the mode; the default) or ``sampled`` (:data:`DECISIONS`)."""
+    temperature: float = 1.0
+    """Sampling temperature of ``sampled`` decisions (token policies; the Gaussian policy samples at its own std)."""
 
     @abc.abstractmethod
     def act(self, inp: PolicyInput) -> np.ndarray:
-        """The trajectory ``(8, 3)`` float32 [m, m, rad] for one input (deterministic for evaluation)."""
+        """The trajectory ``(8, 3)`` float32 [m, m, rad] for one input (greedy: deterministic)."""
 
     def reset(self) -> None:
         """Called at the start of every episode (stateless policies ignore it)."""
+
+    def set_decisions(self, mode: str, temperature: float = 1.0, seed: int = 0) -> None:
+        """Decide greedily (``greedy``) or by one sample of the policy's distribution (``sampled``, at
+        ``temperature``; the ``k``-th sampled decision since this call draws from a generator seeded with
+        ``(seed, k)``, so an evaluation in a fixed order repeats exactly). ``ValueError`` for an unknown mode, a
+        temperature <= 0, or ``sampled`` on a policy that cannot sample (a planner)."""
+        if mode not in DECISIONS:
+            raise ValueError(f"decisions: expected one of {DECISIONS}, got {mode!r}")
+        if not temperature > 0:
+            raise ValueError(f"temperature: expected > 0, got {temperature!r}")
+        if mode == "sampled" and not self.can_sample:
+            raise ValueError(f"decisions='sampled': policy {self.name!r} ({type(self).__name__}) has no sampled "
+                             "decision (deterministic planner)")
+        self.decisions, self.temperature = mode, float(temperature)
+        self._sample_seed, self._samples_drawn = int(seed), 0
+
+    @contextlib.contextmanager
+    def decision_rng(self) -> Iterator[None]:
+        """Run the body with torch's CPU generator seeded for the next sampled decision (the global state is
+        restored afterwards): seed ``(seed, k)`` of :meth:`set_decisions`, ``k`` counting sampled decisions."""
+        import torch
+
+        k = getattr(self, "_samples_drawn", 0)
+        self._samples_drawn = k + 1
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(np.random.SeedSequence([getattr(self, "_sample_seed", 0), k]).generate_state(1)[0]))
+            yield
 
 
 def policy_input(env: Any, obs: Mapping[str, Any], info: Mapping[str, Any] | None = None,

@@ -290,8 +290,21 @@ class EvaluateConfig:
     (:mod:`experiments.compare`; any runs: ``python -m experiments.compare RUN_DIR... --a A --b B``)."""
     bootstrap: int = 10000
     """Bootstrap resamples of the ``compare`` intervals (>= 100)."""
+    decisions: str = "greedy"
+    """How the learned rows drive (open and closed loop): ``greedy`` (the policy's mode; the default) or ``sampled``
+    (one sample of the distribution GRPO trains per decision: the VLA's tokens at ``evaluate.temperature``, the MLP's
+    Gaussian at its std; seeded from ``seed``, so a rerun repeats). The language / risk accuracy stays greedy.
+    Planners are deterministic either way. See docs/grpo_ablation.md, "Greedy or sampled decisions"."""
+    temperature: float = 1.0
+    """Sampling temperature of ``decisions=sampled`` (token policies)."""
 
     def __post_init__(self) -> None:
+        from agents.base import DECISIONS
+
+        if self.decisions not in DECISIONS:
+            raise ValueError(f"evaluate.decisions: expected one of {DECISIONS}, got {self.decisions!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"evaluate.temperature: expected > 0, got {self.temperature!r}")
         for pair in self.compare:
             if len(pair) != 2 or pair[0] == pair[1]:
                 raise ValueError(f"evaluate.compare: each entry must be two different rows [a, b], got {list(pair)}")

@@ -148,6 +148,8 @@ def evaluate_methods(ctx: Any, records: list[dict[str, Any]] | None = None) -> l
         marks.append((name, time.perf_counter(), cpu_seconds()))
         method = get_method(name)
         policy = method.load(ctx)
+        if method.kind == "learned" and ev.decisions != "greedy":
+            policy.set_decisions(ev.decisions, ev.temperature, seed=int(cfg.seed))
         config = EnvConfig(bev=None, reward=cfg.reward, start_steering=start_steering(ctx)) \
             if method.privileged_view else env_config(ctx)
         ol = evaluate_open_loop(policy, ReplayEnv(held, "open_loop", config), progress=progress) \
@@ -155,6 +157,8 @@ def evaluate_methods(ctx: Any, records: list[dict[str, Any]] | None = None) -> l
         cl = evaluate_closed_loop(policy, ReplayEnv(held, "closed_loop", config), progress=progress) \
             if ev.closed_loop else None
         note = agent.notes.get(name, method.note) if method.kind == "learned" else method.note
+        if method.kind == "learned" and ev.decisions != "greedy":
+            note += f"; driving decisions sampled (temperature {ev.temperature:g}), labels greedy"
         out.extend(scene_records(name, ol, cl))
         if method.kind == "learned" and method.states_label and agent.label_accuracy is not None:
             accuracy = agent.label_accuracy(ctx, policy)

@@ -171,6 +171,10 @@ def test_nested_typed_configs_reach_the_stages_and_one_reward_reaches_grpo(tmp_p
         typed_config(_cfg("train.grpo.group_size=1"))
     with pytest.raises(SystemExit, match=r"reward: RewardConfig\.reward_score"):
         typed_config(_cfg("reward.reward_score=progress"))
+    with pytest.raises(SystemExit, match=r"evaluate\.decisions: expected one of \('greedy', 'sampled'\)"):
+        typed_config(_cfg("evaluate.decisions=best_of_g"))
+    with pytest.raises(SystemExit, match=r"evaluate\.temperature: expected > 0"):
+        typed_config(_cfg("evaluate.decisions=sampled", "evaluate.temperature=0"))
 
 
 PLUGIN = """

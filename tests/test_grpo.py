@@ -377,6 +377,7 @@ def test_ppo_baseline_and_evaluation_adapter(rear_end, tmp_path):
     from agents.rl.sb3_agent import SB3Agent
     from agents.rl.ppo import PPOBaselineConfig, make_ppo
     from envs.replay_env import EnvConfig, ReplayEnv
+    from agents.base import policy_input
     from agents.evaluation import evaluate_closed_loop
 
     scene, _ = rear_end
@@ -396,6 +397,23 @@ def test_ppo_baseline_and_evaluation_adapter(rear_end, tmp_path):
         assert res.num_scenes == 1 and 0.0 <= res.collision_rate <= 1.0
         assert set(res.driving) >= {"pdms", "sp_pdms", "route_completion", "driving_score"}
         assert np.isfinite(res.driving["route_completion"])
+    # sampled decisions (evaluate.decisions=sampled): one member of the policy's distribution, seeded per decision
+    obs, info = ev.reset(seed=0, options={"scene_index": 0})
+    inp = policy_input(ev, obs, info)
+    for agent in (SB3Agent(ppo, "ppo"), SB3Agent(grpo, "grpo")):
+        greedy = agent.act(inp)
+        draws = []
+        for seed in (0, 0, 1):
+            agent.set_decisions("sampled", seed=seed)
+            draws.append(np.stack([agent.act(inp) for _ in range(3)]))
+        agent.set_decisions("greedy")
+        np.testing.assert_array_equal(draws[0], draws[1])
+        assert not np.array_equal(draws[0], draws[2]) and not np.allclose(draws[0][0], greedy)
+        np.testing.assert_array_equal(agent.act(inp), greedy)
+    from agents.baselines import StandStillPolicy
+
+    with pytest.raises(ValueError, match="no sampled decision"):
+        StandStillPolicy().set_decisions("sampled")
 
 
 # ------------------------------------------------------------------------------------------------ the tiny VLA

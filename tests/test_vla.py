@@ -198,6 +198,34 @@ def test_act_and_sample_follow_the_grammar(policy, inputs):
     np.testing.assert_array_equal(policy.codebook.decode(parsed.codes[None])[0], out.trajectories[0])
 
 
+def test_sampled_decisions_repeat_per_seed_and_leave_the_global_rng(policy, inputs):
+    """``set_decisions("sampled")``: act draws one sample at the temperature, seeded by (seed, k): the same seed
+    repeats the same decisions, another seed gives others, the global torch RNG is untouched; greedy is restored."""
+    greedy = [policy.act(inp).copy() for inp in inputs]
+    try:
+        runs = []
+        for seed in (3, 3, 4):
+            policy.set_decisions("sampled", temperature=2.0, seed=seed)
+            torch.manual_seed(123)
+            runs.append(np.stack([policy.act(inp) for inp in inputs for _ in range(4)]))
+            torch.manual_seed(123)
+            expected = torch.rand(1)
+            torch.manual_seed(123)
+            policy.act(inputs[0])
+            assert torch.rand(1).item() == expected.item()  # the global generator is restored after a sample
+        np.testing.assert_array_equal(runs[0], runs[1])
+        assert not np.array_equal(runs[0], runs[2])
+        # at temperature 2 the 12 sampled decisions are not all the greedy ones
+        assert any(not np.array_equal(r, greedy[i // 4]) for i, r in enumerate(runs[0]))
+        with pytest.raises(ValueError, match="temperature"):
+            policy.set_decisions("sampled", temperature=0.0)
+        with pytest.raises(ValueError, match="decisions"):
+            policy.set_decisions("best")
+    finally:
+        policy.set_decisions("greedy")
+    np.testing.assert_array_equal(np.stack([policy.act(inp) for inp in inputs]), np.stack(greedy))
+
+
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_log_prob_equals_sum_of_token_log_probs(policy, inputs, temperature):
     torch.manual_seed(1)

@@ -1,7 +1,8 @@
 """Trained SB3 models (GRPO, the PPO baseline) as :class:`agents.base.Policy` for evaluation on the replay env.
 
 :class:`SB3Agent` wraps a model: a GRPO policy (:class:`~agents.rl.grpo.policies.GroupPolicy`) acts with its mode
-(:meth:`GroupPolicy.greedy`); any other SB3 policy (PPO) with ``predict(deterministic=True)``, its normalised action
+(:meth:`GroupPolicy.greedy`; ``set_decisions("sampled")``: one member of :meth:`GroupPolicy.sample_group`); any
+other SB3 policy (PPO) with ``predict(deterministic=True)`` (sampled: ``False``), its normalised action
 mapped to a trajectory with :func:`envs.wrappers.kinematic_trajectories`. Observation only
 (``requires_privileged = False``), so :func:`agents.evaluation.evaluate_closed_loop` can run it on a raw
 ``ReplayEnv`` (trajectory actions), as every other policy of the results table.
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import numpy as np
+import torch
 
 from agents.base import Policy, PolicyInput
 from agents.rl.grpo.policies import GroupPolicy
@@ -36,6 +38,7 @@ class SB3Agent(Policy):
     """
 
     requires_privileged = False
+    can_sample = True
 
     def __init__(self, model: Any, name: str, max_speed: float = 20.0, max_yaw_rate: float = 0.6) -> None:
         self.policy = getattr(model, "policy", model)
@@ -46,7 +49,13 @@ class SB3Agent(Policy):
     def act(self, inp: PolicyInput) -> np.ndarray:
         obs = batch_observation(inp.observation)
         self.policy.set_training_mode(False)
-        if isinstance(self.policy, GroupPolicy):
+        if self.decisions == "sampled":
+            with self.decision_rng(), torch.no_grad():
+                if isinstance(self.policy, GroupPolicy):
+                    return clip_trajectories(self.policy.sample_group(obs, 1, self.temperature).trajectories[0, 0])
+                action, _ = self.policy.predict(obs, deterministic=False)
+        elif isinstance(self.policy, GroupPolicy):
             return clip_trajectories(self.policy.greedy(obs)[1][0])
-        action, _ = self.policy.predict(obs, deterministic=True)
+        else:
+            action, _ = self.policy.predict(obs, deterministic=True)
         return clip_trajectories(kinematic_trajectories(np.asarray(action)[0], self.max_speed, self.max_yaw_rate))

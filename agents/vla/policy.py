@@ -127,6 +127,7 @@ class VLAPolicy(Policy):
     """
 
     requires_privileged = False
+    can_sample = True
 
     def __init__(self, model: Any, processor: VLAProcessor, name: str = "vla") -> None:
         self.model = model
@@ -430,8 +431,13 @@ class VLAPolicy(Policy):
         return self.generate(inputs, num_samples=G, temperature=temperature)
 
     def act(self, inp: PolicyInput) -> np.ndarray:
-        """Greedy trajectory ``(8, 3)`` float32 for one input; the full output is kept in :attr:`last_output`."""
-        self.last_output = self.generate([inp])
+        """Trajectory ``(8, 3)`` float32 for one input: greedy, or one sample at :attr:`temperature` with
+        ``set_decisions("sampled")``; the full output is kept in :attr:`last_output`."""
+        if self.decisions == "sampled":
+            with self.decision_rng():
+                self.last_output = self.generate([inp], num_samples=1, temperature=self.temperature)
+        else:
+            self.last_output = self.generate([inp])
         return self.last_output.trajectories[0]
 
     # ------------------------------------------------------------------ teacher forcing
