@@ -489,6 +489,27 @@ def test_vla_policy_group_and_anchor_learning(tiny_vla, rear_end, tmp_path, lear
     _assert_frozen_reference(loaded.ref_policy, loaded.policy)
 
 
+def test_vla_greedy_member_is_the_greedy_output(tiny_vla, rear_end):
+    """``greedy_member=True`` with the VLA: slot G - 1 holds the greedy output sequence (label text, codes, EOS),
+    its pi_old the teacher-forced token log-probabilities of that sequence (equal to greedy decoding's own), every
+    output token in the loss; slots 0 .. G - 2 are samples."""
+    scene, pairs = rear_end
+    env = vla_env(scene)
+    G = 3
+    cfg = GRPOConfig(n_steps=1, batch_size=1, n_epochs=1, group_size=G, greedy_member=True)
+    model = GRPO("VLAPolicy", env, cfg, anchor_pairs=pairs, policy_kwargs={"path": str(tiny_vla)}, seed=0)
+    obs = model.env.reset()
+    greedy = model.policy.vla.predict(model.policy.inputs(obs))
+    model.learn(1)
+    buf = model.rollout_buffer
+    n = greedy.sequences.shape[1]
+    np.testing.assert_array_equal(buf.members[0, 0, G - 1, :n], greedy.sequences[0].numpy())
+    mask = greedy.mask[0].numpy()
+    np.testing.assert_array_equal(buf.loss_mask[0, 0, G - 1, :n], mask)
+    np.testing.assert_allclose(buf.old_logp[0, 0, G - 1, :n][mask], greedy.token_logprobs[0].numpy()[mask], atol=1e-4)
+    assert buf.valid[0, 0, :G].all() and buf.loss_mask[0, 0, : G - 1].any(axis=-1).all()
+
+
 @pytest.mark.filterwarnings("ignore:rich is experimental")
 def test_online_mined_pairs_become_anchors(rear_end):
     scene, _ = rear_end

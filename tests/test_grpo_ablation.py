@@ -142,3 +142,38 @@ def test_step_with_chooses_the_action_that_advances_the_env(rear_end, step_with)
         else:
             np.testing.assert_allclose(stepped[t][0], sampled[chosen], atol=1e-6)
             assert np.abs(stepped[t][0] - modes[t][0]).max() > 1e-3
+
+
+def test_greedy_member_puts_the_mode_in_the_last_sampled_slot(rear_end, monkeypatch):  # noqa: F811
+    """``greedy_member=True``: G - 1 draws and, in slot G - 1, the policy's mean (its mode), valid, with pi_old its
+    teacher-forced log-density; the step action ``greedy`` is that member's; the draws are the first G - 1 of
+    the default run's (the option draws no extra random numbers before them)."""
+    scene, pairs = rear_end
+    G = 4
+    from agents.rl.grpo.policies import TrajectoryGaussianPolicy
+
+    seen = {}
+    real_greedy = TrajectoryGaussianPolicy.greedy_members
+
+    def spy(self, obs):
+        out = real_greedy(self, obs)
+        if "greedy" not in seen:
+            seen["greedy"] = out
+            with torch.no_grad():
+                seen["mode_logp"] = self.distribution(self._tensor_obs(obs)).log_prob(
+                    torch.as_tensor(out.members).reshape(len(out.members), -1)).sum(-1).numpy()
+        return out
+
+    monkeypatch.setattr(TrajectoryGaussianPolicy, "greedy_members", spy)
+    model = _one_state(scene, pairs, greedy_member=True)
+    default = _one_state(scene, pairs)
+    buf = model.rollout_buffer
+    assert buf.valid[0, 0, :G].all()
+    np.testing.assert_allclose(buf.members[0, 0, G - 1], seen["greedy"].members[0], atol=1e-6)
+    np.testing.assert_allclose(buf.trajectories[0, 0, G - 1], seen["greedy"].trajectories[0], atol=1e-6)
+    np.testing.assert_allclose(buf.old_logp[0, 0, G - 1, 0], seen["mode_logp"][0], rtol=1e-5)
+    # the mode is the Gaussian's densest point: above every draw's log-density
+    assert buf.old_logp[0, 0, G - 1, 0] > buf.old_logp[0, 0, : G - 1, 0].max()
+    np.testing.assert_array_equal(buf.members[0, 0, : G - 1], default.rollout_buffer.members[0, 0, : G - 1])
+    with pytest.raises(NotImplementedError, match="greedy member"):
+        grpo_module.GroupPolicy.greedy_members(model.policy, None)

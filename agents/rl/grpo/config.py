@@ -47,6 +47,11 @@ class GRPOConfig:
     """G: trajectories sampled from the policy per state (>= 2)."""
     temperature: float = 1.0
     """Sampling temperature (token policies; the Gaussian policy samples at its own std)."""
+    greedy_member: bool = False
+    """The last of the ``G`` members is the policy's greedy decision (its mode; pi_old by teacher forcing), the other
+    ``G - 1`` sampled: a sample gains only where it beats the mode the policy acts with (the greedy decision's
+    reward enters the group's baseline, as in self-critical sequence training, Rennie et al. 2017). False (default):
+    ``G`` samples. docs/grpo_ablation.md, "Greedy or sampled decisions"."""
     step_with: str = "sample"
     """Action that advances the env: ``"sample"`` (the first sampled member: on-policy states), ``"greedy"`` (the
     policy's mode / greedy decode, not a group member) or ``"best"`` (the sampled member with the highest group

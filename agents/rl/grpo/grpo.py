@@ -10,6 +10,9 @@ One collection step, per env (all envs batched through the policy, the scorer ca
 ``SubprocVecEnv``):
 
 1. sample ``G`` members from pi_old for the current observation (:meth:`GroupPolicy.sample_group`);
+   ``greedy_member=True``: ``G - 1`` samples and, in slot ``G - 1``, the policy's greedy decision
+   (:meth:`GroupPolicy.greedy_members`, pi_old by teacher forcing, loss and KL as a sampled member's), so a sample
+   gains only where it beats the mode the policy acts with;
 2. anchors (unless ``anchors=False``, vanilla GRPO): the pair that applies to the current state
    (:class:`agents.rl.grpo.anchors.AnchorBank`: the mined dataset and/or pairs mined online from this run's crashes),
    brought into the current ego frame, encoded as policy members (their log-probabilities under pi_old by teacher
@@ -258,14 +261,23 @@ class GRPO(OnPolicyAlgorithm):
         while n_steps < n_rollout_steps:
             obs = self._last_obs
             contexts = decision_contexts(env, self._last_infos, self._last_dones)
-            sample = policy.sample_group(obs, G, cfg.temperature)
+            n_sampled = G - 1 if cfg.greedy_member else G
+            sample = policy.sample_group(obs, n_sampled, cfg.temperature)
             members = np.zeros((n_envs, M, *policy.member_shape), dtype=policy.member_dtype)
             trajectories = np.zeros((n_envs, M, 8, 3))
             valid = np.zeros((n_envs, M), dtype=bool)
             old_logp = np.zeros((n_envs, M, S), dtype=np.float32)
             loss_mask = np.zeros((n_envs, M, S), dtype=bool)
-            members[:, :G], trajectories[:, :G], valid[:, :G] = sample.members, sample.trajectories, True
-            old_logp[:, :G], loss_mask[:, :G] = sample.logp, sample.loss_mask
+            members[:, :n_sampled], trajectories[:, :n_sampled] = sample.members, sample.trajectories
+            old_logp[:, :n_sampled], loss_mask[:, :n_sampled] = sample.logp, sample.loss_mask
+            valid[:, :G] = True
+            env_actions = sample.env_actions
+            if cfg.greedy_member:  # slot G - 1: the policy's mode (pi_old by teacher forcing, below)
+                greedy = policy.greedy_members(obs)
+                members[:, G - 1], trajectories[:, G - 1] = greedy.members, greedy.trajectories
+                loss_mask[:, G - 1] = greedy.loss_mask
+                greedy_actions = policy.env_actions_of(greedy.members, greedy.trajectories)
+                env_actions = np.concatenate([env_actions, greedy_actions[:, None]], axis=1)
             anchors = self._anchors_for(contexts)
             online = np.array([a is not None and a.online for a in anchors])
             for i, a in enumerate(anchors):
@@ -286,10 +298,12 @@ class GRPO(OnPolicyAlgorithm):
             online &= has_anchor
             self.anchor_states_seen += int(has_anchor.sum())
             self.online_anchor_states_seen += int(online.sum())
+            forced = anchor_valid.copy()
+            forced[:, G - 1] = cfg.greedy_member
             with torch.no_grad():
-                if anchor_valid.any():  # pi_old of the anchors by teacher forcing
-                    lp, _ = policy.member_log_prob(obs, members, anchor_valid, cfg.temperature)
-                    old_logp[anchor_valid] = lp.cpu().numpy()[anchor_valid]
+                if forced.any():  # pi_old of the anchors (and the greedy member) by teacher forcing
+                    lp, _ = policy.member_log_prob(obs, members, forced, cfg.temperature)
+                    old_logp[forced] = lp.cpu().numpy()[forced]
                 ref_logp = np.zeros_like(old_logp)
                 if cfg.beta > 0:
                     lp, _ = self.ref_policy.member_log_prob(obs, members, valid, cfg.temperature)
@@ -307,12 +321,12 @@ class GRPO(OnPolicyAlgorithm):
                         policy.member_texts(members[i][valid[i]]), trajectories[i][valid[i]],
                         float(contexts[i].get("speed", 0.0)), s)
             if cfg.step_with == "sample":
-                actions = sample.env_actions[:, 0]
+                actions = env_actions[:, 0]
             elif cfg.step_with == "greedy":
-                actions = policy.greedy(obs)[0]
+                actions = env_actions[:, G - 1] if cfg.greedy_member else policy.greedy(obs)[0]
             else:
                 best = rewards[:, :G].argmax(axis=1)
-                actions = sample.env_actions[np.arange(n_envs), best]
+                actions = env_actions[np.arange(n_envs), best]
             if image_due and (image is None or (not image[1] and anchor_valid.any())):
                 image = self._group_image(env, trajectories, valid, rewards, G)
             if cfg.label_term > 0:  # after the stepped member's choice: "best" is the best-driving member

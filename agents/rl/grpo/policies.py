@@ -108,6 +108,11 @@ class GroupPolicy(BasePolicy, abc.ABC):
     def encode_trajectories(self, trajectories: np.ndarray, explanations: list[str]) -> MemberEncoding:
         """Members for ``(K, 8, 3)`` trajectories (with the label texts token policies condition them on)."""
 
+    def greedy_members(self, obs: Mapping[str, np.ndarray] | np.ndarray) -> MemberEncoding:
+        """The greedy decision of each of ``B`` states as a member: ``members (B, *member_shape)``, the
+        trajectories it drives ``(B, 8, 3)``, ``loss_mask (B, S)`` (``GRPOConfig.greedy_member``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no greedy member (GRPOConfig.greedy_member)")
+
     @abc.abstractmethod
     def member_log_prob(self, obs: Mapping[str, np.ndarray] | np.ndarray, members: np.ndarray,
                         valid: np.ndarray | None = None, temperature: float = 1.0
@@ -260,6 +265,14 @@ class TrajectoryGaussianPolicy(GroupPolicy):
         mean = self.distribution(self._tensor_obs(obs)).mean.reshape(-1, *self.member_shape).cpu().numpy()
         actions = np.clip(mean, -1.0, 1.0).astype(np.float32)
         return actions, self.trajectories_of(actions)
+
+    @torch.no_grad()
+    def greedy_members(self, obs: Any) -> MemberEncoding:
+        """The Gaussian's mean (unclipped: the member its log-probability is taken at) and the trajectory it drives."""
+        mean = self.distribution(self._tensor_obs(obs)).mean.reshape(-1, *self.member_shape).cpu().numpy()
+        members = mean.astype(np.float32)
+        return MemberEncoding(members=members, trajectories=self.trajectories_of(self.env_actions_of(members, None)),
+                              loss_mask=np.ones((len(members), 1), dtype=bool))
 
     def encode_trajectories(self, trajectories: np.ndarray, explanations: list[str]) -> MemberEncoding:
         """The normalised actions closest to the trajectories (:func:`envs.wrappers.normalize_trajectories`) and the

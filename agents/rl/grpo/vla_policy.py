@@ -167,6 +167,14 @@ class VLAGroupPolicy(GroupPolicy):
         actions = clip_trajectories(self.vla.predict(self.inputs(obs)).trajectories)
         return actions, actions.astype(np.float64)
 
+    def greedy_members(self, obs: Any) -> MemberEncoding:
+        """The greedy output sequences (label text, action codes, EOS) as members; every output token carries the
+        loss, as a sampled member's."""
+        out = self.vla.predict(self.inputs(obs))
+        return MemberEncoding(members=self._pad(out.sequences, self.vla.tokens.pad),
+                              trajectories=clip_trajectories(np.asarray(out.trajectories)).astype(np.float64),
+                              loss_mask=self._pad(out.mask, False))
+
     def encode_trajectories(self, trajectories: np.ndarray, explanations: list[str]) -> MemberEncoding:
         traj = np.asarray(trajectories, dtype=np.float64).reshape(-1, NUM_POSES, 3)
         seqs = self._pad(self.vla.target_sequences(list(explanations), traj), self.vla.tokens.pad)
