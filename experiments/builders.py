@@ -41,8 +41,11 @@ def sources(ctx: Context) -> tuple[Any, Any, str]:
                                        if families else None))
             except ValueError as exc:
                 raise SystemExit(f"env: {exc}") from None
-            text = (f"SYNTHETIC bank: {len(train)} training scenes (seed {env.seed}), {len(held)} held-out scenes "
-                    f"(seed {env.eval_seed}, never trained on)")
+            held_text = (f"{len(held)} held-out scenes (seed {env.eval_seed}, never trained on)"
+                         if int(env.eval_seed) != int(env.seed) else
+                         f"{len(held)} evaluation scenes of the TRAINING seed {env.eval_seed} (not held out: "
+                         "python -m experiments.reevaluate --training-bank)")
+            text = f"SYNTHETIC bank: {len(train)} training scenes (seed {env.seed}), {held_text}"
             if outcomes != "collision":
                 bank = train.collection
                 text += (f"; outcome-varied typologies (benign / near-miss / collision mix {bank.outcome_mix}, "

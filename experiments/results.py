@@ -202,7 +202,8 @@ def write_results(ctx: Any, rows: Sequence[Mapping[str, Any]],
     from experiments.pipeline import plain
 
     _, _, description = sources(ctx)
-    title = (f"Results on held-out scenes: {description}. Seed {ctx.cfg.seed}, agent {ctx.cfg.agent.name}, "
+    where = "the TRAINING scenes (not held out)" if "of the TRAINING seed" in description else "held-out scenes"
+    title = (f"Results on {where}: {description}. Seed {ctx.cfg.seed}, agent {ctx.cfg.agent.name}, "
              f"reward {ctx.cfg.reward.kind} ({ctx.cfg.reward.reward_score}). All values in %.")
     paths = {"table": ctx.path("results.md"), "csv": ctx.path("results.csv"), "json": ctx.path("results.json")}
     atomic_write_text(paths["table"], markdown_table([rows], title))
