@@ -177,3 +177,29 @@ def test_greedy_member_puts_the_mode_in_the_last_sampled_slot(rear_end, monkeypa
     np.testing.assert_array_equal(buf.members[0, 0, : G - 1], default.rollout_buffer.members[0, 0, : G - 1])
     with pytest.raises(NotImplementedError, match="greedy member"):
         grpo_module.GroupPolicy.greedy_members(model.policy, None)
+
+
+def test_shuffle_advantages_permutes_within_each_group(rear_end):  # noqa: F811
+    """The control ``shuffle_advantages``: each group's stored advantages are a permutation of the ones the rewards
+    give (same multiset per group, invalid slots 0), and not the same order everywhere."""
+    from agents.rl.grpo.loss import group_advantages
+
+    scene, pairs = rear_end
+    env = make_group_vec_env(GroupEnvConfig(source=[scene]), n_envs=1, seed=0)
+    cfg = GRPOConfig(n_steps=6, batch_size=6, n_epochs=1, group_size=4, shuffle_advantages=True)
+    model = GRPO("MultiInputPolicy", env, cfg, anchor_pairs=pairs, seed=0)
+    model.learn(6)
+    buf = model.rollout_buffer
+    n, M = buf.pos, buf.num_slots
+    rewards = torch.as_tensor(buf.rewards[:n].reshape(-1, M))
+    valid = buf.valid[:n].reshape(-1, M)
+    expected, _ = group_advantages(rewards, torch.as_tensor(valid), cfg.scale_rewards, cfg.advantage_eps,
+                                   cfg.zero_std_tol)
+    got = buf.advantages[:n].reshape(-1, M)
+    moved = False
+    for row in range(len(got)):
+        np.testing.assert_allclose(np.sort(got[row][valid[row]]), np.sort(expected.numpy()[row][valid[row]]),
+                                   atol=1e-6)
+        assert np.all(got[row][~valid[row]] == 0)
+        moved |= not np.allclose(got[row], expected.numpy()[row])
+    assert moved

@@ -136,6 +136,17 @@ class GroupRolloutBuffer(BaseBuffer):
         self.advantages[:n] = adv.numpy().reshape(n, self.n_envs, self.num_slots)
         self.zero_std[:n] = zero.numpy().reshape(n, self.n_envs)
 
+    def shuffle_advantages(self, rng: np.random.Generator) -> None:
+        """Permute each stored group's advantages at random among its valid slots (``GRPOConfig.shuffle_advantages``,
+        a control); invalid slots keep 0."""
+        n = self.pos
+        adv = self.advantages[:n].reshape(-1, self.num_slots)
+        valid = self.valid[:n].reshape(-1, self.num_slots)
+        for row in range(len(adv)):
+            slots = np.flatnonzero(valid[row])
+            adv[row, slots] = adv[row, rng.permutation(slots)]
+        self.advantages[:n] = adv.reshape(n, self.n_envs, self.num_slots)
+
     def _flat(self, arr: np.ndarray) -> np.ndarray:
         return arr[: self.pos].reshape(-1, *arr.shape[2:])
 

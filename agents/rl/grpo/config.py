@@ -47,6 +47,10 @@ class GRPOConfig:
     """G: trajectories sampled from the policy per state (>= 2)."""
     temperature: float = 1.0
     """Sampling temperature (token policies; the Gaussian policy samples at its own std)."""
+    shuffle_advantages: bool = False
+    """A control, not a method: after the group-relative advantages are computed, each group's advantages are
+    permuted at random among its valid members (the same magnitudes and the same KL and clipping, no link to the
+    rewards). Does an update of this size lower the greedy decision whatever the scores say? docs/grpo_ablation.md."""
     greedy_member: bool = False
     """The last of the ``G`` members is the policy's greedy decision (its mode; pi_old by teacher forcing), the other
     ``G - 1`` sampled: a sample gains only where it beats the mode the policy acts with (the greedy decision's

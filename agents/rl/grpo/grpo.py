@@ -344,6 +344,10 @@ class GRPO(OnPolicyAlgorithm):
             self._last_episode_starts = dones
             n_steps += 1
         rollout_buffer.compute_advantages(cfg.scale_rewards, cfg.advantage_eps, cfg.zero_std_tol)
+        if cfg.shuffle_advantages:  # the control: advantages with no link to the rewards
+            if getattr(self, "_shuffle_rng", None) is None:
+                self._shuffle_rng = np.random.default_rng([int(self.seed or 0), 7919])
+            rollout_buffer.shuffle_advantages(self._shuffle_rng)
         self._log_rollout(rollout_buffer, image)
         self._n_rollouts += 1
         callback.update_locals(locals())
