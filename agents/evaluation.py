@@ -54,6 +54,10 @@ class EvalResult:
     """Closed loop: means over episodes of the per-step ``pdms`` and ``sp_pdms`` (each episode's mean over its
     steps) and of the episode-end driving metrics ``route_completion``, ``infraction_penalty``,
     ``driving_score``, ``stopped_share`` (:mod:`envs.sim.metrics`)."""
+    distinct_decisions: int | None = None
+    """Open loop: how many different trajectories (poses rounded to 1 mm / 1 mrad) the policy gave for the
+    ``num_scenes`` decisions: a policy whose decision no longer depends on its input gives few (a collapse GRPO can
+    cause, docs/grpo_ablation.md)."""
     per_scene: list[dict[str, Any]] = field(default_factory=list)
     """One record per scene, in index order, the values the means above average: ``scene_id``, ``scenario_type``,
     ``score`` [0, 1] and ``collision`` (bool); closed loop also ``route_completion`` and ``driving_score`` [0, 1]
@@ -96,10 +100,13 @@ def evaluate_open_loop(policy: Policy, env: ReplayEnv, progress: bool = True,
     types: list[str] = []
     kinds: set[str] = set()
     per_scene: list[dict[str, Any]] = []
+    decisions: set[bytes] = set()
     for i in tqdm(range(n), desc=f"open loop: {policy.name}", disable=not progress, leave=False):
         obs, info = env.reset(seed=i, options={"scene_index": i})
         policy.reset()
-        _, _, _, _, info = env.step(policy.act(policy_input(env, obs, info, policy.requires_privileged)))
+        action = np.asarray(policy.act(policy_input(env, obs, info, policy.requires_privileged)), dtype=np.float64)
+        decisions.add(np.round(action, 3).tobytes())
+        _, _, _, _, info = env.step(action)
         for k in rows:
             rows[k].append(float(info["rewards"][k]))
         collisions.append(bool(info["collision"]))
@@ -117,6 +124,7 @@ def evaluate_open_loop(policy: Policy, env: ReplayEnv, progress: bool = True,
         score_kind=kinds.pop() if len(kinds) == 1 else "mixed",
         collision_rate=float(np.mean(collisions)) if collisions else math.nan,
         sub_scores={k: _mean(rows[k]) for k in SUB_SCORES},
+        distinct_decisions=len(decisions),
         per_type=_per_type(types, rows["score"], collisions),
         per_scene=per_scene,
     )

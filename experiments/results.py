@@ -52,6 +52,7 @@ def row_from_results(method: str, kind: str, open_loop: Any = None, closed_loop:
     # the open-loop PDMS's terms (means over the held-out decisions: NC, DAC, DDC, TTC, EP, comfort), results.json only
     row["open_loop_terms"] = ({k: _num(v) for k, v in open_loop.sub_scores.items()}
                               if open_loop is not None and open_loop.sub_scores else None)
+    row["open_loop_distinct_decisions"] = open_loop.distinct_decisions if open_loop is not None else None
     row["sp_pdms_closed_loop"] = _num(closed_loop.driving.get("sp_pdms")) if closed_loop is not None else None
     row["collision_rate"] = _num(closed_loop.collision_rate) if closed_loop is not None else None
     row["route_completion"] = _num(closed_loop.driving.get("route_completion")) if closed_loop is not None else None

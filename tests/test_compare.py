@@ -193,6 +193,7 @@ def test_tiny_vla_run_writes_label_records_and_the_blank_bev_row(tmp_path):
     rows = {r["method"]: r for r in json.loads((tmp_path / "results.json").read_text())["rows"]}
     terms = rows["sft_negative"]["open_loop_terms"]  # the open-loop PDMS's terms, in results.json only
     assert {"nc", "ttc", "ep", "comfort"} <= set(terms) and all(0.0 <= v <= 1.0 for v in terms.values())
+    assert 1 <= rows["sft_negative"]["open_loop_distinct_decisions"] <= 2  # two held-out decisions
     blank = rows["sft_negative (blank BEV)"]
     assert blank["kind"] == "ablation" and blank["pdms"] is None and blank["language_accuracy"] is not None
     _, records = read_per_scene(tmp_path / "per_scene.jsonl")

@@ -119,6 +119,21 @@ def test_results_table_marks_missing_language_metrics():
     table = results_table([result])
     assert "n/a" in table and "constant_velocity" in table
     assert 0.0 <= result.score <= 1.0 and result.num_scenes == 2
+    assert result.distinct_decisions == 2  # constant velocity on two scenes with different speeds
+
+
+def test_distinct_decisions_count_a_policy_that_ignores_its_input():
+    """``EvalResult.distinct_decisions``: a policy that gives one fixed trajectory for every scene counts 1."""
+    from agents.base import Policy
+
+    class Fixed(Policy):
+        name = "fixed"
+
+        def act(self, inp):
+            return np.tile(np.array([[1.0, 0.0, 0.0]], dtype=np.float32), (8, 1)) * np.arange(1, 9)[:, None]
+
+    env = ReplayEnv("bank", mode="open_loop", config=EnvConfig(bev=None), num_scenes=4, seed=0)
+    assert evaluate_open_loop(Fixed(), env, progress=False).distinct_decisions == 1
 
 
 def test_nested_typed_configs_reach_the_stages_and_one_reward_reaches_grpo(tmp_path):
