@@ -203,3 +203,17 @@ def test_shuffle_advantages_permutes_within_each_group(rear_end):  # noqa: F811
         assert np.all(got[row][~valid[row]] == 0)
         moved |= not np.allclose(got[row], expected.numpy()[row])
     assert moved
+
+
+def test_greedy_member_stats():
+    """The greedy member's TensorBoard terms from stored group rewards (slot G - 1 against slots 0 .. G - 2)."""
+    from agents.rl.grpo.grpo import greedy_member_stats
+
+    rewards = np.zeros((2, 1, 6))  # G = 4 (+ 2 anchor slots), two states
+    rewards[0, 0, :4] = [0.1, 0.3, 0.2, 0.5]  # greedy 0.5 beats every sample
+    rewards[1, 0, :4] = [0.6, 0.2, 0.4, 0.3]  # greedy 0.3 does not
+    stats = greedy_member_stats(rewards, 4)
+    assert stats["group/greedy_reward"] == pytest.approx(0.4)
+    assert stats["group/greedy_minus_sampled"] == pytest.approx(((0.5 - 0.2) + (0.3 - 0.4)) / 2)
+    assert stats["group/greedy_best_share"] == pytest.approx(0.5)
+    assert greedy_member_stats(np.zeros((0, 1, 6)), 4) == {}

@@ -93,6 +93,23 @@ POSITIVE_COLOR, NEGATIVE_COLOR = (0, 160, 255), (255, 0, 255)
 """Colours of the anchors in the group images (sampled members go from red, worst, to green, best)."""
 
 
+
+def greedy_member_stats(rewards: np.ndarray, group_size: int) -> dict[str, float]:
+    """TensorBoard terms of the greedy member (``GRPOConfig.greedy_member``, slot ``G - 1``) from stored group rewards
+    ``(n_steps, n_envs, M)``: ``group/greedy_reward`` (its mean reward), ``group/greedy_minus_sampled`` (its reward
+    minus the mean of the ``G - 1`` sampled members, per state, averaged) and ``group/greedy_best_share`` (the share
+    of states where it scores at least as well as every sampled member). Does the mode the policy acts with climb
+    the training score as its samples do?"""
+    G = int(group_size)
+    r = np.asarray(rewards, dtype=np.float64).reshape(-1, rewards.shape[-1])
+    if len(r) == 0 or G < 2:
+        return {}
+    greedy, sampled = r[:, G - 1], r[:, : G - 1]
+    return {"group/greedy_reward": float(greedy.mean()),
+            "group/greedy_minus_sampled": float((greedy - sampled.mean(axis=1)).mean()),
+            "group/greedy_best_share": float((greedy >= sampled.max(axis=1)).mean())}
+
+
 class GRPO(OnPolicyAlgorithm):
     """Group Relative Policy Optimisation with anchor pairs, on SB3 (module docstring).
 
@@ -386,6 +403,9 @@ class GRPO(OnPolicyAlgorithm):
     def _log_rollout(self, buffer: GroupRolloutBuffer, image: tuple[np.ndarray, bool] | None) -> None:
         for k, v in buffer.stats().items():
             self.logger.record(k, v)
+        if self.config.greedy_member:
+            for k, v in greedy_member_stats(buffer.rewards[: buffer.pos], self.config.group_size).items():
+                self.logger.record(k, v)
         self.logger.record("anchors/bank_pairs", len(self.anchor_bank))
         self.logger.record("anchors/online_pairs", len(self._online_pairs))
         self.logger.record("anchors/states_seen", self.anchor_states_seen)
