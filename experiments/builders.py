@@ -8,6 +8,12 @@ from typing import Any
 from experiments.pipeline import Context
 
 
+def evaluates_training_bank(env: Any) -> bool:
+    """Whether a bank run's evaluation scenes are drawn from its training seed (``python -m experiments.reevaluate
+    --training-bank``): its tables say "TRAINING scenes, not held out"."""
+    return env.name == "bank" and int(env.eval_seed) == int(env.seed)
+
+
 def sources(ctx: Context) -> tuple[Any, Any, str]:
     """``(train, held_out, description)`` scene sources of ``cfg.env`` (cached for the process)."""
     if "sources" in ctx.cache:
@@ -42,7 +48,7 @@ def sources(ctx: Context) -> tuple[Any, Any, str]:
             except ValueError as exc:
                 raise SystemExit(f"env: {exc}") from None
             held_text = (f"{len(held)} held-out scenes (seed {env.eval_seed}, never trained on)"
-                         if int(env.eval_seed) != int(env.seed) else
+                         if not evaluates_training_bank(env) else
                          f"{len(held)} evaluation scenes of the TRAINING seed {env.eval_seed} (not held out: "
                          "python -m experiments.reevaluate --training-bank)")
             text = f"SYNTHETIC bank: {len(train)} training scenes (seed {env.seed}), {held_text}"

@@ -131,15 +131,10 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
     atomic_write_text(out / RECORD, json.dumps({
         "source": str(src.resolve()), "training_bank": bool(args.training_bank),
-        "stages": {name: plain(_relative_outputs(ctx.outputs[name])) for name in ("sft", "grpo")},
+        "stages": {name: plain(ctx.outputs[name]) for name in ("sft", "grpo")},
         "overrides": overrides}, indent=2, default=str))
     print(f"outputs in {out} (the source's trained stages: {out / RECORD})")
     return out
-
-
-def _relative_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
-    """Outputs with paths as strings (the record is read by people, not by the pipeline)."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in outputs.items()}
 
 
 if __name__ == "__main__":

@@ -152,7 +152,8 @@ def evaluate_methods(ctx: Any, records: list[dict[str, Any]] | None = None) -> l
         marks.append((name, time.perf_counter(), cpu_seconds()))
         method = get_method(name)
         policy = method.load(ctx)
-        if method.kind == "learned" and ev.decisions != "greedy":
+        sampled = method.kind == "learned" and ev.decisions != "greedy"
+        if sampled:
             policy.set_decisions(ev.decisions, ev.temperature, seed=int(cfg.seed))
         config = EnvConfig(bev=None, reward=cfg.reward, start_steering=start_steering(ctx)) \
             if method.privileged_view else env_config(ctx)
@@ -161,7 +162,7 @@ def evaluate_methods(ctx: Any, records: list[dict[str, Any]] | None = None) -> l
         cl = evaluate_closed_loop(policy, ReplayEnv(held, "closed_loop", config), progress=progress) \
             if ev.closed_loop else None
         note = agent.notes.get(name, method.note) if method.kind == "learned" else method.note
-        if method.kind == "learned" and ev.decisions != "greedy":
+        if sampled:
             note += f"; driving decisions sampled (temperature {ev.temperature:g}), labels greedy"
         out.extend(scene_records(name, ol, cl))
         if method.kind == "learned" and method.states_label and agent.label_accuracy is not None:
@@ -202,11 +203,11 @@ def write_results(ctx: Any, rows: Sequence[Mapping[str, Any]],
     """``results.md`` / ``results.csv`` / ``results.json`` in the run folder and TensorBoard scalars; with
     ``records`` (:func:`evaluate_methods`'s) also ``per_scene.jsonl`` (:mod:`experiments.per_scene`)."""
     from envs.atomic import atomic_write_text
-    from experiments.builders import sources
+    from experiments.builders import evaluates_training_bank, sources
     from experiments.pipeline import plain
 
     _, _, description = sources(ctx)
-    where = "the TRAINING scenes (not held out)" if "of the TRAINING seed" in description else "held-out scenes"
+    where = "the TRAINING scenes (not held out)" if evaluates_training_bank(ctx.cfg.env) else "held-out scenes"
     title = (f"Results on {where}: {description}. Seed {ctx.cfg.seed}, agent {ctx.cfg.agent.name}, "
              f"reward {ctx.cfg.reward.kind} ({ctx.cfg.reward.reward_score}). All values in %.")
     paths = {"table": ctx.path("results.md"), "csv": ctx.path("results.csv"), "json": ctx.path("results.json")}

@@ -93,7 +93,6 @@ POSITIVE_COLOR, NEGATIVE_COLOR = (0, 160, 255), (255, 0, 255)
 """Colours of the anchors in the group images (sampled members go from red, worst, to green, best)."""
 
 
-
 def greedy_member_stats(rewards: np.ndarray, group_size: int) -> dict[str, float]:
     """TensorBoard terms of the greedy member (``GRPOConfig.greedy_member``, slot ``G - 1``) from stored group rewards
     ``(n_steps, n_envs, M)``: ``group/greedy_reward`` (its mean reward), ``group/greedy_minus_sampled`` (its reward
