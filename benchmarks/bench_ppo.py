@@ -199,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
+    from agents.rl.sb3_logger import folderless_logger
 
     torch.set_num_threads(1)
     try:
@@ -220,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     normalizer = make_normalizer(train_env) if args.normalize_obs else None
     model = PPO("MultiInputPolicy", train_env if normalizer is None else normalizer, n_steps=args.n_steps, seed=args.seed, device="cpu", verbose=0)
+    model.set_logger(folderless_logger(0))  # SB3 would make an empty $TMPDIR/SB3-<date> folder (agents.rl.sb3_logger)
     start = time.perf_counter()
     if args.steps is not None:  # whole rollouts: the first multiple of n_steps >= --steps
         model.learn(total_timesteps=args.steps, progress_bar=False)

@@ -5,6 +5,15 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _sb3_log_dir(tmp_path_factory):
+    """Plain SB3 algorithms in the tests (SB3's PPO on the envs) log into the session's temp folder instead of
+    making ``$TMPDIR/SB3-<date>`` folders (the project's GRPO and PPO make none: ``agents.rl.sb3_logger``)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SB3_LOGDIR", str(tmp_path_factory.mktemp("sb3")))
+        yield
+
+
 @pytest.fixture
 def one_torch_thread():
     """Torch on one CPU thread for the test (the suite runs 2 workers on 2 cores), restored afterwards."""

@@ -417,6 +417,42 @@ def test_ppo_baseline_and_evaluation_adapter(rear_end, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ the tiny VLA
+def test_learn_without_tensorboard_makes_no_temp_folder(rear_end, tmp_path, monkeypatch, capsys):
+    """SB3 makes an empty ``$TMPDIR/SB3-<date>`` folder on every ``learn()`` without ``tensorboard_log``; GRPO and
+    the PPO baseline make none (``agents.rl.sb3_logger``), keep SB3's stdout at ``verbose=1`` and still log to
+    TensorBoard when asked."""
+    import tempfile
+
+    from stable_baselines3 import PPO
+
+    from agents.rl.ppo import PPOBaselineConfig, make_ppo
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    scene, _ = rear_end
+    env = make_group_vec_env(GroupEnvConfig(source=[scene]), n_envs=1, seed=0)
+    plain = PPO("MultiInputPolicy", env, n_steps=8, batch_size=8, n_epochs=1, seed=0, device="cpu")
+    plain.learn(8)
+    made = sorted(p.name for p in tmp_path.glob("SB3-*"))
+    assert len(made) == 1, made  # SB3's own behaviour, which the mixin avoids (the test's premise)
+    for p in tmp_path.glob("SB3-*"):
+        p.rmdir()
+    for verbose in (0, 1):
+        ppo = make_ppo(env, PPOBaselineConfig(n_steps=8, batch_size=8, n_epochs=1), seed=0, verbose=verbose)
+        ppo.learn(8)
+        grpo = GRPO("MultiInputPolicy", env, GRPOConfig(n_steps=2, batch_size=2, n_epochs=1), seed=0,
+                    verbose=verbose)
+        grpo.learn(2)
+        assert grpo.logger.get_dir() is None and not ppo._custom_logger
+    assert list(tmp_path.iterdir()) == []
+    assert "rollout/" in capsys.readouterr().out  # verbose=1 printed SB3's table
+    grpo = GRPO("MultiInputPolicy", env, GRPOConfig(n_steps=2, batch_size=2, n_epochs=1), seed=0,
+                tensorboard_log=str(tmp_path / "tb"))
+    grpo.learn(2)
+    assert [p.name for p in (tmp_path / "tb").iterdir()] == ["GRPO_1"]
+    assert [p.name for p in tmp_path.iterdir()] == ["tb"]
+
+
 @pytest.fixture(scope="module")
 def tiny_vla(tmp_path_factory, rear_end):
     """A tiny random-init VLA saved as a policy folder (the stand-in for an SFT checkpoint)."""

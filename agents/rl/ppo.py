@@ -19,6 +19,7 @@ from typing import Any
 from stable_baselines3 import PPO
 
 from agents.rl.metrics import DrivingMetrics
+from agents.rl.sb3_logger import NoTempLogDir
 
 
 @dataclass
@@ -45,9 +46,10 @@ class PPOBaselineConfig:
     """Initial log-std (as the GRPO Gaussian policy)."""
 
 
-class PPOBaseline(PPO):
+class PPOBaseline(NoTempLogDir, PPO):
     """SB3's PPO, logging the same driving metrics as GRPO (:class:`agents.rl.metrics.DrivingMetrics`: per-step
-    scorer and progress terms, per-episode collision rate, route completion, driving score)."""
+    scorer and progress terms, per-episode collision rate, route completion, driving score); without
+    ``tensorboard_log`` its ``learn`` makes no temp folder (:mod:`agents.rl.sb3_logger`)."""
 
     def _setup_model(self) -> None:
         super()._setup_model()

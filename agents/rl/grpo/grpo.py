@@ -78,6 +78,7 @@ from agents.rl.grpo.label_consistency import label_consistency
 from agents.rl.grpo.loss import grpo_loss
 from agents.rl.grpo.policies import GroupPolicy, TrajectoryGaussianPolicy
 from agents.rl.metrics import DrivingMetrics
+from agents.rl.sb3_logger import NoTempLogDir
 from counterfactual.dataset import AnchorPair, load_anchor_pairs
 
 SelfGRPO = TypeVar("SelfGRPO", bound="GRPO")
@@ -109,7 +110,7 @@ def greedy_member_stats(rewards: np.ndarray, group_size: int) -> dict[str, float
             "group/greedy_best_share": float((greedy >= sampled.max(axis=1)).mean())}
 
 
-class GRPO(OnPolicyAlgorithm):
+class GRPO(NoTempLogDir, OnPolicyAlgorithm):
     """Group Relative Policy Optimisation with anchor pairs, on SB3 (module docstring).
 
     Args:
@@ -121,7 +122,8 @@ class GRPO(OnPolicyAlgorithm):
         config: :class:`~agents.rl.grpo.config.GRPOConfig` (or a mapping of its fields).
         anchor_pairs: mined pairs (:class:`counterfactual.dataset.AnchorPair` records or a parquet path) for
             ``anchor_source`` ``"dataset"`` / ``"both"``.
-        tensorboard_log, policy_kwargs, verbose, seed, device: SB3's meanings (device default ``"cpu"``).
+        tensorboard_log, policy_kwargs, verbose, seed, device: SB3's meanings (device default ``"cpu"``; without
+            ``tensorboard_log`` no temp folder is made, :mod:`agents.rl.sb3_logger`).
     """
 
     policy_aliases = {"MlpPolicy": TrajectoryGaussianPolicy, "MultiInputPolicy": TrajectoryGaussianPolicy}
