@@ -1,0 +1,39 @@
+"""benchmarks/bench_group_score.py: the group score's degenerate check (the log's trajectory against slower ones)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.bench_group_score import TERMS, score_states, slowed, table
+from envs.scenes.bank import ScenarioBank
+
+
+def test_slowed_keeps_the_path_and_scales_the_time():
+    traj = np.stack([np.arange(1, 9) * 2.0, np.zeros(8), np.zeros(8)], axis=-1)  # 4 m/s straight
+    assert np.allclose(slowed(traj, 1.0), traj)
+    assert np.allclose(slowed(traj, 0.0), 0.0)
+    half = slowed(traj, 0.5)
+    assert np.allclose(half[:, 0], np.arange(1, 9) * 1.0) and np.allclose(half[:, 1:], 0.0)  # 2 m/s, same line
+
+
+def test_group_score_of_slowed_logs_by_outcome():
+    """On the logged drive's own decisions: the log's trajectory never beats itself, its plan collides exactly where
+    the logged drive crashes, and stopping scores below it on scenes without a hazard."""
+    fractions = [1.0, 0.5, 0.0]
+    states = score_states(ScenarioBank(12, seed=5, outcomes="varied"), fractions)
+    assert {"normal", "collision"} <= set(states)
+    for outcome, rows in states.items():
+        a = np.stack(rows)
+        assert a.shape[1:] == (3, len(TERMS))
+        if outcome == "collision":
+            assert a[:, 0, 1].mean() > 0.5  # the logged plan collides in most of its decisions
+        else:
+            assert a[:, 0, 1].max() == 0.0  # a safe log's plan never collides
+    normal = np.stack(states["normal"])
+    assert normal[:, 2, 0].mean() < normal[:, 0, 0].mean() - 0.3  # stopping on a clear road costs
+    text = table(states, fractions)
+    row = next(line for line in text.splitlines() if line.startswith("| normal |") and "| 1 |" in line)
+    assert [c.strip() for c in row.strip("|").split("|")][4] == "0"  # the log never beats itself
+    with pytest.raises(ValueError, match="include 1"):
+        table(states, [0.5, 0.0, 0.3])
