@@ -130,9 +130,15 @@ def evaluate_open_loop(policy: Policy, env: ReplayEnv, progress: bool = True,
     )
 
 
-def evaluate_closed_loop(policy: Policy, env: ReplayEnv, progress: bool = True, max_steps: int = 200) -> EvalResult:
+def evaluate_closed_loop(policy: Policy, env: ReplayEnv, progress: bool = True, max_steps: int = 200,
+                         episode_record: Callable[[ReplayEnv, dict[str, Any], int], dict[str, Any]] | None = None,
+                         ) -> EvalResult:
     """One closed-loop episode per scene of ``env.source``; collision rate = episodes ending in a collision;
-    :attr:`EvalResult.driving` holds the per-episode means of PDMS, SP-PDMS and the driving metrics."""
+    :attr:`EvalResult.driving` holds the per-episode means of PDMS, SP-PDMS and the driving metrics.
+
+    ``episode_record(env, last_info, start_frame)``: called at the end of every episode (the env still on its last
+    frame); its dict is added to that episode's :attr:`EvalResult.per_scene` entry (analyses of the episodes, e.g.
+    ``benchmarks.bench_collision_causes``)."""
     if env.mode != "closed_loop":
         raise ValueError(f"evaluate_closed_loop: env.mode is {env.mode!r}, expected 'closed_loop'")
     n = len(env.source)
@@ -143,6 +149,7 @@ def evaluate_closed_loop(policy: Policy, env: ReplayEnv, progress: bool = True, 
     for i in tqdm(range(n), desc=f"closed loop: {policy.name}", disable=not progress, leave=False):
         obs, info = env.reset(seed=i, options={"scene_index": i})
         policy.reset()
+        start = env.t
         total, step_scores, collided = 0.0, [], False
         step_terms: dict[str, list[float]] = {"pdms": [], "sp_pdms": []}
         for _ in range(max_steps):
@@ -168,7 +175,8 @@ def evaluate_closed_loop(policy: Policy, env: ReplayEnv, progress: bool = True, 
         per_scene.append({"scene_id": str(info["scene_id"]), "scenario_type": info["scenario_type"],
                           "score": scores[-1], "collision": collided,
                           "route_completion": driving["route_completion"][-1],
-                          "driving_score": driving["driving_score"][-1]})
+                          "driving_score": driving["driving_score"][-1],
+                          **(episode_record(env, info, start) if episode_record is not None else {})})
     return EvalResult(
         policy=policy.name,
         mode="closed_loop",

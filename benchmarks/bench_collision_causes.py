@@ -18,9 +18,11 @@ held-out scene's outcome (``normal`` or the bank's geometry-decided ``benign`` /
   into the episode the contact is [s].
 
 Tables: per row and outcome, episodes, the median of the episodes' speed ratio (the ego's mean speed over the
-frames it drove / the logged ego's over the same frames), collision rate, then over the collisions the hazard share, the share behind
-its log by more than ``--lag-margin`` m, ahead by more, the median lag and the collision types; ``--out`` writes every
-episode as JSON lines, ``--merge OUT_1 OUT_2 ...`` prints the table of several such files (runs driven in parallel). SYNTHETIC bank scenes only (the outcome is a property of the generated bank).
+frames it drove / the logged ego's over the same frames), collision rate, then over the collisions the hazard share,
+the share behind its log by more than ``--lag-margin`` m, ahead by more, the median lag, the median offset, the
+speeds at contact and the collision types. ``--out`` writes every episode as JSON lines, ``--merge OUT_1 OUT_2 ...``
+prints the table of several such files (runs driven in parallel). SYNTHETIC bank scenes only (the outcome is a
+property of the generated bank).
 """
 
 from __future__ import annotations
@@ -70,31 +72,28 @@ def contact_record(env: Any, info: dict[str, Any], start: int) -> dict[str, Any]
             "seconds": (t - start) * scene.dt}
 
 
-def drive(policy: Any, env: Any, max_steps: int = 200) -> list[dict[str, Any]]:
-    """One closed-loop episode per scene of ``env.source`` exactly as :func:`agents.evaluation.evaluate_closed_loop`
-    drives it; per episode ``{"scene_id", "outcome", "collision", "speed_ratio", "contact": record or None}``
-    (``speed_ratio``: the ego's mean speed over the frames it drove / the logged ego's over the same frames; None
-    where the log is slower than 0.5 m/s on average)."""
-    from agents.base import policy_input
+def episode_facts(env: Any, info: dict[str, Any], start: int) -> dict[str, Any]:
+    """What this benchmark adds to an episode's record (:func:`agents.evaluation.evaluate_closed_loop`'s
+    ``episode_record``): ``outcome``, ``speed_ratio`` (the ego's mean speed over the frames it drove / the logged
+    ego's over the same frames; None where the log is slower than 0.5 m/s on average) and ``contact`` (the
+    collision's :func:`contact_record`, None without a collision)."""
+    frames = slice(start + 1, env.t + 1)  # the driven frames
+    driven = np.hypot(*env.scene_view.ego_velocities[frames].T).mean() if env.t > start else np.nan
+    logged = np.hypot(*env.scene.ego_velocities[frames].T).mean() if env.t > start else np.nan
+    collided = info.get("termination_reason") == "collision"
+    return {"outcome": scene_outcome(env.scene), "speed_ratio": float(driven / logged) if logged > 0.5 else None,
+            "contact": contact_record(env, info, start) if collided else None}
 
-    out = []
-    for i in range(len(env.source)):
-        obs, info = env.reset(seed=i, options={"scene_index": i})
-        policy.reset()
-        start = env.t
-        for _ in range(max_steps):
-            obs, _, terminated, truncated, info = env.step(
-                policy.act(policy_input(env, obs, info, policy.requires_privileged)))
-            if terminated or truncated:
-                break
-        collided = info.get("termination_reason") == "collision"
-        frames = slice(start + 1, env.t + 1)  # the driven frames
-        driven = np.hypot(*env.scene_view.ego_velocities[frames].T).mean() if env.t > start else np.nan
-        logged = np.hypot(*env.scene.ego_velocities[frames].T).mean() if env.t > start else np.nan
-        out.append({"scene_id": env.scene.scene_id, "outcome": scene_outcome(env.scene), "collision": collided,
-                    "speed_ratio": float(driven / logged) if logged > 0.5 else None,
-                    "contact": contact_record(env, info, start) if collided else None})
-    return out
+
+def drive(policy: Any, env: Any) -> list[dict[str, Any]]:
+    """The run's own closed-loop evaluation (:func:`agents.evaluation.evaluate_closed_loop`, one episode per scene of
+    ``env.source``) with :func:`episode_facts` added; per episode ``{"scene_id", "outcome", "collision",
+    "speed_ratio", "contact"}``."""
+    from agents.evaluation import evaluate_closed_loop
+
+    result = evaluate_closed_loop(policy, env, progress=False, episode_record=episode_facts)
+    keys = ("scene_id", "outcome", "collision", "speed_ratio", "contact")
+    return [{k: entry[k] for k in keys} for entry in result.per_scene]
 
 
 def run_context(run: Path, overrides: Sequence[str]) -> Any:
@@ -126,8 +125,9 @@ def run_context(run: Path, overrides: Sequence[str]) -> Any:
 
 def summary(episodes: dict[str, list[dict[str, Any]]], lag_margin: float) -> str:
     """The per-row, per-outcome table (module docstring) in Markdown."""
-    lines = ["| row | outcome | episodes | median speed / log | collision % | hazard hit % | behind log % | ahead of log % | median lag "
-             "[m] | median offset [m] | median speed / log speed [m/s] | collision types |", "|" + "---|" * 12]
+    lines = ["| row | outcome | episodes | median speed / log | collision % | hazard hit % | behind log % | "
+             "ahead of log % | median lag [m] | median offset [m] | median speed / log speed [m/s] | collision types |",
+             "|" + "---|" * 12]
     for row, eps in episodes.items():
         for outcome in [*OUTCOMES, "unknown"]:
             sel = [e for e in eps if e["outcome"] == outcome]

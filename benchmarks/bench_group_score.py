@@ -85,8 +85,8 @@ def table(states: dict[str, list[np.ndarray]], fractions: Sequence[float]) -> st
         for j, f in enumerate(fractions):
             beats = np.mean(a[:, j, 0] > a[:, base, 0] + 1e-9)
             lines.append(f"| {outcome} | {len(a)} | {f:g} | {a[:, j, 0].mean():.3f} | {100 * beats:.0f} | "
-                         f"{100 * a[:, j, 1].mean():.0f} | {np.nanmean(a[:, j, 2]):.2f} | {np.nanmean(a[:, j, 3]):.2f} | "
-                         f"{np.nanmean(a[:, j, 4]):.2f} |")
+                         f"{100 * a[:, j, 1].mean():.0f} | {np.nanmean(a[:, j, 2]):.2f} | "
+                         f"{np.nanmean(a[:, j, 3]):.2f} | {np.nanmean(a[:, j, 4]):.2f} |")
     return "\n".join(lines)
 
 

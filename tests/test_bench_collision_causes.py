@@ -28,7 +28,8 @@ def test_log_replay_crashes_into_the_hazard_on_its_own_log(varied):
         if e["collision"]:
             c = e["contact"]
             assert c["hazard"] and abs(c["lag_m"]) < 1.0 and c["seconds"] > 0 and c["kind"].startswith("active")
-            assert abs(c["speed"] - c["log_speed"]) < 1.0 and c["offset_m"] < 1.0  # the tracker follows the log within ~1 m
+            # the tracker follows the log within ~1 m
+            assert abs(c["speed"] - c["log_speed"]) < 1.0 and c["offset_m"] < 1.0
     table = summary({"log_replay": eps}, lag_margin=2.0)
     row = next(line for line in table.splitlines() if "| collision |" in line)
     cells = [c.strip() for c in row.strip("|").split("|")]
