@@ -554,7 +554,7 @@ def fit_probe(x_train: np.ndarray, labels: Labels, scene_ids: Sequence[str], x_e
 
 # -------------------------------------------------------------------------------------------------------- CNN
 class SmallCNN(torch.nn.Module):
-    """Four strided 3x3 conv layers (16, 32, 64, 64 channels, ReLU, batch norm) taking a ``(B, 3, 128, 128)`` image
+    """Four strided 3x3 conv layers (16, 32, 64, 64 channels, ReLU, batch norm) taking a ``(B, C, size, size)`` image
     in [-0.5, 0.5] to ``(B, 64, 8, 8)``, a shared 128-unit layer over the flattened map (it keeps where things are:
     the sector is a position) and one linear head per field.
 
@@ -565,12 +565,13 @@ class SmallCNN(torch.nn.Module):
         classes: ``{field: number of classes}``.
         size: input side [px] (a multiple of 16).
         extra: width of the extra feature vector (0: image only, the ``cnn`` column).
+        channels: input channels (3: the VLA's RGB BEV; the MLP agent's semantic BEV has one per layer).
     """
 
-    def __init__(self, classes: Mapping[str, int], size: int = 128, extra: int = 0) -> None:
+    def __init__(self, classes: Mapping[str, int], size: int = 128, extra: int = 0, channels: int = 3) -> None:
         super().__init__()
         layers: list[torch.nn.Module] = []
-        width_in = 3
+        width_in = channels
         for width in (16, 32, 64, 64):
             layers += [torch.nn.Conv2d(width_in, width, 3, stride=2, padding=1), torch.nn.BatchNorm2d(width),
                        torch.nn.ReLU()]

@@ -1,0 +1,209 @@
+"""Can the MLP agent's observation tell a hazard that will pass from one that will hit? (a benchmark: prints a
+table, asserts nothing)::
+
+    python -m benchmarks.bench_outcome_readability --train-scenes 200 --train-seed 8300 --eval-scenes 96 --eval-seed 8400
+
+Rows: the closed-loop decisions of log replay on the hazard scenes of the outcome-varied bank (world v2: benign /
+near-miss / collision variants of every accident typology, SYNTHETIC), at 0, 0.5, ..., ``--seconds`` s after the
+episode's start (the states the policy decides in, before the ego leaves its log), up to a collision. Target: the
+scene's geometry-decided outcome of the logged drive (``meta.extra["outcome"]``: what happens if the ego keeps
+driving as logged). Predictors, fitted on a training bank seed and scored on a held-out seed:
+
+* ``majority``: the training rows' most frequent outcome (reads nothing);
+* ``bev-logistic``: a multinomial logistic regression (``agents.vla.label_head.fit_logistic``, L2 chosen on a
+  scene-disjoint quarter, ``select_l2``) on the flattened, standardised **MLP agent's 64 px semantic BEV** (the
+  ``mlp`` agent's observation: drivable, route, vehicles, pedestrians / cyclists, static, 2 s of history trails);
+* ``bev-cnn``: ``benchmarks.bench_readability.SmallCNN`` on the same BEVs, ``--cnn-steps`` Adam steps;
+* ``state-oracle`` (privileged): the logistic regression on the scenario's hazard agent's state relative to the
+  ego (position, velocity [ego frame]) and its constant-velocity projection (closest distance and when, within 5 s):
+  what a policy that sees the agents' motion exactly could read.
+
+It answers whether GRPO's group scores could teach the MLP to slow where the hazard is (docs/grpo_ablation.md,
+"Where the closed-loop collisions are"): if its observation does not tell the outcome apart, a state-dependent
+response cannot be learned from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from agents.base import policy_input
+from agents.baselines import make_baseline
+from benchmarks.bench_collision_causes import scene_outcome
+from envs.replay_env import EnvConfig, ReplayEnv
+
+HAZARD_OUTCOMES = ("benign", "near_miss", "collision")
+"""Classes of the target (normal scenes have no hazard and are left out)."""
+
+
+def mlp_env_config() -> EnvConfig:
+    """The ``mlp`` agent's env view (64 px semantic BEV at 1 m/px, its layers), as the pipeline builds it."""
+    from experiments.agents import MLPAgentConfig, _mlp_env_config
+
+    return _mlp_env_config(MLPAgentConfig(), None)
+
+
+def hazard_state(env: Any, horizon: float = 5.0, dt: float = 0.1) -> np.ndarray:
+    """``(7,)`` privileged features of the hazard agent at the current frame: relative position and velocity in the
+    ego frame [m, m/s], its current distance, and the constant-velocity projection's closest distance [m] and its
+    time [s] within ``horizon``; zeros with distance 1e3 when the hazard is not logged at this frame."""
+    scene, t = env.scene, env.t
+    hazard = scene.meta.extra.get("hazard_agent_id")
+    rows = np.flatnonzero(scene.agent_ids == hazard) if hazard is not None else []
+    if len(rows) == 0 or not scene.agent_valid[rows[0], t]:
+        return np.array([0, 0, 0, 0, 1e3, 1e3, horizon], dtype=np.float32)
+    row = int(rows[0])
+    pose = env.ego_poses[t]
+    ego_v = env.scene_view.ego_velocities[t]
+    c, s = np.cos(pose[2]), np.sin(pose[2])
+    rel_p = scene.agent_poses[row, t, :2] - pose[:2]
+    rel_v = scene.agent_velocities[row, t] - ego_v
+    to_ego = np.array([[c, s], [-s, c]])
+    p, v = to_ego @ rel_p, to_ego @ rel_v
+    times = np.arange(0.0, horizon + 1e-9, dt)
+    dist = np.hypot(*(p[:, None] + v[:, None] * times[None]))
+    k = int(np.argmin(dist))
+    return np.array([*p, *v, np.hypot(*p), dist[k], times[k]], dtype=np.float32)
+
+
+def collect(source: Any, seconds: float = 3.0) -> dict[str, Any]:
+    """The rows of ``source``'s hazard scenes (module docstring): ``bev uint8 (N, C, H, W)``, ``state (N, 7)``,
+    ``outcome (N,)`` class indices of :data:`HAZARD_OUTCOMES`, ``scene_id`` and ``seconds`` (after the start)."""
+    env = ReplayEnv(source, "closed_loop", mlp_env_config())
+    policy = make_baseline("log_replay")
+    bevs, states, outcomes, scenes, times = [], [], [], [], []
+    for i in range(len(source)):
+        obs, info = env.reset(seed=i, options={"scene_index": i})
+        outcome = scene_outcome(env.scene)
+        if outcome not in HAZARD_OUTCOMES:
+            continue
+        start = env.t
+        while True:
+            elapsed = (env.t - start) * env.scene.dt
+            if elapsed > seconds + 1e-9:
+                break
+            bevs.append(np.asarray(obs["bev"]))
+            states.append(hazard_state(env))
+            outcomes.append(HAZARD_OUTCOMES.index(outcome))
+            scenes.append(env.scene.scene_id)
+            times.append(elapsed)
+            obs, _, terminated, truncated, info = env.step(policy.act(policy_input(env, obs, info, True)))
+            if terminated or truncated:
+                break
+    bev = np.stack(bevs)
+    if bev.shape[-1] < bev.shape[1]:  # channels last -> first
+        bev = np.moveaxis(bev, -1, 1)
+    return {"bev": bev, "state": np.stack(states), "outcome": np.array(outcomes), "scene_id": scenes,
+            "seconds": np.array(times)}
+
+
+def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    mean, std = train.mean(axis=0), train.std(axis=0) + 1e-6
+    return (torch.as_tensor((train - mean) / std, dtype=torch.float32),
+            torch.as_tensor((test - mean) / std, dtype=torch.float32))
+
+
+def logistic(x_train: np.ndarray, y: np.ndarray, groups: Sequence[str], x_test: np.ndarray, seed: int = 0
+             ) -> np.ndarray:
+    """Predicted classes of ``x_test`` by the L2-selected multinomial logistic regression fitted on ``x_train``."""
+    from agents.vla.label_head import fit_logistic, logistic_predict, select_l2
+
+    xt, xe = _standardise(x_train.reshape(len(x_train), -1).astype(np.float32),
+                          x_test.reshape(len(x_test), -1).astype(np.float32))
+    yt = torch.as_tensor(y, dtype=torch.long)
+    l2, _ = select_l2(xt, yt, len(HAZARD_OUTCOMES), list(groups), seed=seed)
+    return logistic_predict(fit_logistic(xt, yt, len(HAZARD_OUTCOMES), l2), xe)
+
+
+def cnn(bev_train: np.ndarray, y: np.ndarray, bev_test: np.ndarray, steps: int = 600, seed: int = 0,
+        batch_size: int = 64) -> np.ndarray:
+    """Predicted classes of ``bev_test`` by :class:`benchmarks.bench_readability.SmallCNN` trained ``steps`` Adam
+    steps on ``bev_train`` (uint8 ``(N, C, H, W)``, scaled to [-0.5, 0.5])."""
+    from benchmarks.bench_readability import SmallCNN
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = SmallCNN({"outcome": len(HAZARD_OUTCOMES)}, size=bev_train.shape[-1], channels=bev_train.shape[1])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def inputs(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(a, dtype=torch.float32) / 255.0 - 0.5
+
+    yt = torch.as_tensor(y, dtype=torch.long)
+    model.train()
+    for _ in range(steps):
+        idx = rng.integers(0, len(bev_train), size=min(batch_size, len(bev_train)))
+        loss = torch.nn.functional.cross_entropy(model(inputs(bev_train[idx]))["outcome"], yt[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        return np.concatenate([model(inputs(bev_test[i:i + 256]))["outcome"].argmax(dim=1).numpy()
+                               for i in range(0, len(bev_test), 256)])
+
+
+def report(test: dict[str, Any], predictions: dict[str, np.ndarray]) -> str:
+    """Markdown: held-out accuracy of each predictor, overall and per decision time."""
+    y, secs = test["outcome"], test["seconds"]
+    steps = sorted(set(np.round(secs, 1)))
+    lines = ["| predictor | all rows | " + " | ".join(f"{s:g} s" for s in steps) + " |",
+             "|" + "---|" * (len(steps) + 2)]
+    for name, pred in predictions.items():
+        cells = [f"{100 * np.mean(pred == y):.1f}"]
+        cells += [f"{100 * np.mean(pred[np.isclose(secs, s)] == y[np.isclose(secs, s)]):.1f}" for s in steps]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    counts = np.bincount(y, minlength=len(HAZARD_OUTCOMES))
+    lines.append(f"\n{len(y)} held-out rows of {len(set(test['scene_id']))} scenes; outcomes "
+                 + ", ".join(f"{o} {c}" for o, c in zip(HAZARD_OUTCOMES, counts)))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from envs.scenes.sources import bank_options, open_source
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_outcome_readability",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--train-scenes", type=int, default=200)
+    p.add_argument("--train-seed", type=int, default=8300)
+    p.add_argument("--eval-scenes", type=int, default=96)
+    p.add_argument("--eval-seed", type=int, default=8400)
+    p.add_argument("--roads", choices=("classic", "families"), default="families")
+    p.add_argument("--seconds", type=float, default=3.0, help="decisions up to this long after the start [s]")
+    p.add_argument("--cnn-steps", type=int, default=600)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    options = bank_options(outcomes="varied", outcome_mix=None, difficulty=0.5,
+                           roads=None if args.roads == "classic" else args.roads, background_density=None,
+                           expert=None, road_families=None)
+    t0 = time.perf_counter()
+    train = collect(open_source("bank", num_scenes=args.train_scenes, seed=args.train_seed, **options), args.seconds)
+    test = collect(open_source("bank", num_scenes=args.eval_scenes, seed=args.eval_seed,
+                               **bank_options(outcomes="varied", outcome_mix=None, difficulty=0.5,
+                                              roads=None if args.roads == "classic" else args.roads,
+                                              background_density=None, expert=None,
+                                              road_families=None if args.roads == "classic" else ["all"])),
+                   args.seconds)
+    print(f"rows: {len(train['outcome'])} training ({args.train_scenes} scenes of seed {args.train_seed}), "
+          f"{len(test['outcome'])} held out (seed {args.eval_seed}); {time.perf_counter() - t0:.0f} s")
+    majority = np.full(len(test["outcome"]), np.bincount(train["outcome"]).argmax())
+    predictions = {"majority": majority}
+    t0 = time.perf_counter()
+    predictions["bev-logistic"] = logistic(train["bev"], train["outcome"], train["scene_id"], test["bev"], args.seed)
+    predictions["bev-cnn"] = cnn(train["bev"], train["outcome"], test["bev"], args.cnn_steps, args.seed)
+    predictions["state-oracle (privileged)"] = logistic(train["state"], train["outcome"], train["scene_id"],
+                                                        test["state"], args.seed)
+    print(f"fits {time.perf_counter() - t0:.0f} s; SYNTHETIC bank, outcome-varied, roads {args.roads}\n")
+    print(report(test, predictions))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
