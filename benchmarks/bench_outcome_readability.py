@@ -16,7 +16,8 @@ driving as logged). Predictors, fitted on a training bank seed and scored on a h
 * ``bev-cnn``: ``benchmarks.bench_readability.SmallCNN`` on the same BEVs, ``--cnn-steps`` Adam steps;
 * ``state-oracle`` (privileged): the logistic regression on the scenario's hazard agent's state relative to the
   ego (position, velocity [ego frame]) and its constant-velocity projection (closest distance and when, within 5 s):
-  what a policy that sees the agents' motion exactly could read.
+  what a policy that sees the agents' motion exactly could read; ``state-oracle MLP``: the same features through
+  ``benchmarks.bench_readability.train_mlp`` (two hidden layers), a non-linear read-out.
 
 It answers whether GRPO's group scores could teach the MLP to slow where the hazard is (docs/grpo_ablation.md,
 "Where the closed-loop collisions are"): if its observation does not tell the outcome apart, a state-dependent
@@ -120,6 +121,15 @@ def logistic(x_train: np.ndarray, y: np.ndarray, groups: Sequence[str], x_test: 
     return logistic_predict(fit_logistic(xt, yt, len(HAZARD_OUTCOMES), l2), xe)
 
 
+def state_mlp(x_train: np.ndarray, y: np.ndarray, x_test: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Predicted classes of ``x_test`` by ``benchmarks.bench_readability.train_mlp`` (two hidden layers, full batch)
+    on the standardised features ``x_train``: a non-linear read-out of the same privileged state."""
+    from benchmarks.bench_readability import Labels, train_mlp
+
+    labels = Labels({"outcome": list(HAZARD_OUTCOMES)}, {"outcome": np.asarray(y, dtype=np.int64)})
+    return train_mlp(x_train, labels, x_test, seed=seed)["outcome"]
+
+
 def cnn(bev_train: np.ndarray, y: np.ndarray, bev_test: np.ndarray, steps: int = 600, seed: int = 0,
         batch_size: int = 64) -> np.ndarray:
     """Predicted classes of ``bev_test`` by :class:`benchmarks.bench_readability.SmallCNN` trained ``steps`` Adam
@@ -203,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     predictions["bev-cnn"] = cnn(train["bev"], train["outcome"], test["bev"], args.cnn_steps, args.seed)
     predictions["state-oracle (privileged)"] = logistic(train["state"], train["outcome"], train["scene_id"],
                                                         test["state"], args.seed)
+    predictions["state-oracle MLP (privileged)"] = state_mlp(train["state"], train["outcome"], test["state"],
+                                                             args.seed)
     print(f"fits {time.perf_counter() - t0:.0f} s; SYNTHETIC bank, outcome-varied, roads {args.roads}\n")
     print(report(test, predictions))
     return 0

@@ -414,7 +414,7 @@ class FeatureMLP(torch.nn.Module):
 def train_mlp(x_train: np.ndarray, labels: Labels, x_eval: np.ndarray, steps: int = 1500, lr: float = 3e-3,
               weight_decay: float = 1e-2, seed: int = 0) -> dict[str, np.ndarray]:
     """:class:`FeatureMLP` on standardised features (full batch, AdamW, summed cross-entropy of the heads, a fixed
-    number of steps); returns ``{field: int64 (M,) predicted class indices}``."""
+    number of steps); returns ``{field: int64 (M,) predicted class indices}`` for every field of ``labels``."""
     torch.manual_seed(seed)
     mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
     xt = torch.as_tensor((x_train - mean) / std, dtype=torch.float32)
@@ -432,7 +432,7 @@ def train_mlp(x_train: np.ndarray, labels: Labels, x_eval: np.ndarray, steps: in
     model.eval()
     with torch.no_grad():
         out = model(xe)
-    return {f: out[f].argmax(dim=1).numpy() for f in FIELDS}
+    return {f: out[f].argmax(dim=1).numpy() for f in labels.classes}
 
 
 @dataclass

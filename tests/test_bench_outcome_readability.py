@@ -44,3 +44,12 @@ def test_predictors_fit_their_training_rows(rows):
     assert np.mean(trained == y) > np.mean(majority == y)
     text = report(r, {"majority": majority, "bev-cnn": trained})
     assert "| majority |" in text and "| bev-cnn |" in text and "| 0.5 s |" in text.splitlines()[0]
+
+
+def test_state_mlp_fits_its_training_rows(rows):
+    from benchmarks.bench_outcome_readability import state_mlp
+
+    _, r = rows
+    y = r["outcome"]
+    fitted = state_mlp(r["state"], y, r["state"])
+    assert np.mean(fitted == y) > np.mean(y == np.bincount(y).argmax())
