@@ -14,6 +14,9 @@ driving as logged). Predictors, fitted on a training bank seed and scored on a h
   scene-disjoint quarter, ``select_l2``) on the flattened, standardised **MLP agent's 64 px semantic BEV** (the
   ``mlp`` agent's observation: drivable, route, vehicles, pedestrians / cyclists, static, 2 s of history trails);
 * ``bev-cnn``: ``benchmarks.bench_readability.SmallCNN`` on the same BEVs, ``--cnn-steps`` Adam steps;
+* with ``--prompt-agents K``: ``agents' numbers MLP``, ``bench_readability.train_mlp`` on the numbers the ``mlp``
+  agent gets with ``agent.prompt_state=agents`` (its velocity and the K nearest visible agents' relative positions
+  and velocities);
 * ``state-oracle`` (privileged): the logistic regression on the scenario's hazard agent's state relative to the
   ego (position, velocity [ego frame]) and its constant-velocity projection (closest distance and when, within 5 s):
   what a policy that sees the agents' motion exactly could read; ``state-oracle MLP``: the same features through
@@ -42,11 +45,13 @@ HAZARD_OUTCOMES = ("benign", "near_miss", "collision")
 """Classes of the target (normal scenes have no hazard and are left out)."""
 
 
-def mlp_env_config() -> EnvConfig:
-    """The ``mlp`` agent's env view (64 px semantic BEV at 1 m/px, its layers), as the pipeline builds it."""
+def mlp_env_config(prompt_agents: int = 0) -> EnvConfig:
+    """The ``mlp`` agent's env view (64 px semantic BEV at 1 m/px, its layers), as the pipeline builds it; with
+    ``prompt_agents`` K > 0 also the numbers of ``agent.prompt_state=agents`` (the K nearest visible agents)."""
     from experiments.agents import MLPAgentConfig, _mlp_env_config
 
-    return _mlp_env_config(MLPAgentConfig(), None)
+    agent = MLPAgentConfig(prompt_state="agents", prompt_agents=prompt_agents) if prompt_agents else MLPAgentConfig()
+    return _mlp_env_config(agent, None)
 
 
 def hazard_state(env: Any, horizon: float = 5.0, dt: float = 0.1) -> np.ndarray:
@@ -72,12 +77,13 @@ def hazard_state(env: Any, horizon: float = 5.0, dt: float = 0.1) -> np.ndarray:
     return np.array([*p, *v, np.hypot(*p), dist[k], times[k]], dtype=np.float32)
 
 
-def collect(source: Any, seconds: float = 3.0) -> dict[str, Any]:
+def collect(source: Any, seconds: float = 3.0, prompt_agents: int = 0) -> dict[str, Any]:
     """The rows of ``source``'s hazard scenes (module docstring): ``bev uint8 (N, C, H, W)``, ``state (N, 7)``,
-    ``outcome (N,)`` class indices of :data:`HAZARD_OUTCOMES`, ``scene_id`` and ``seconds`` (after the start)."""
-    env = ReplayEnv(source, "closed_loop", mlp_env_config())
+    ``outcome (N,)`` class indices of :data:`HAZARD_OUTCOMES`, ``scene_id``, ``seconds`` (after the start) and, with
+    ``prompt_agents`` K > 0, ``numbers (N, 2 + 6K)``: the observation's ``ego_velocity`` and ``agents`` rows."""
+    env = ReplayEnv(source, "closed_loop", mlp_env_config(prompt_agents))
     policy = make_baseline("log_replay")
-    bevs, states, outcomes, scenes, times = [], [], [], [], []
+    bevs, states, outcomes, scenes, times, numbers = [], [], [], [], [], []
     for i in range(len(source)):
         obs, info = env.reset(seed=i, options={"scene_index": i})
         outcome = scene_outcome(env.scene)
@@ -89,6 +95,8 @@ def collect(source: Any, seconds: float = 3.0) -> dict[str, Any]:
             if elapsed > seconds + 1e-9:
                 break
             bevs.append(np.asarray(obs["bev"]))
+            if prompt_agents:
+                numbers.append(np.concatenate([np.ravel(obs["ego_velocity"]), np.ravel(obs["agents"])]))
             states.append(hazard_state(env))
             outcomes.append(HAZARD_OUTCOMES.index(outcome))
             scenes.append(env.scene.scene_id)
@@ -99,8 +107,11 @@ def collect(source: Any, seconds: float = 3.0) -> dict[str, Any]:
     bev = np.stack(bevs)
     if bev.shape[-1] < bev.shape[1]:  # channels last -> first
         bev = np.moveaxis(bev, -1, 1)
-    return {"bev": bev, "state": np.stack(states), "outcome": np.array(outcomes), "scene_id": scenes,
-            "seconds": np.array(times)}
+    out = {"bev": bev, "state": np.stack(states), "outcome": np.array(outcomes), "scene_id": scenes,
+           "seconds": np.array(times)}
+    if prompt_agents:
+        out["numbers"] = np.stack(numbers).astype(np.float32)
+    return out
 
 
 def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--roads", choices=("classic", "families"), default="families")
     p.add_argument("--seconds", type=float, default=3.0, help="decisions up to this long after the start [s]")
     p.add_argument("--cnn-steps", type=int, default=600)
+    p.add_argument("--prompt-agents", type=int, default=0,
+                   help="K > 0: also the agents' numbers of agent.prompt_state=agents (K nearest), read by an MLP")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -197,13 +210,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                            roads=None if args.roads == "classic" else args.roads, background_density=None,
                            expert=None, road_families=None)
     t0 = time.perf_counter()
-    train = collect(open_source("bank", num_scenes=args.train_scenes, seed=args.train_seed, **options), args.seconds)
+    train = collect(open_source("bank", num_scenes=args.train_scenes, seed=args.train_seed, **options), args.seconds,
+                    args.prompt_agents)
     test = collect(open_source("bank", num_scenes=args.eval_scenes, seed=args.eval_seed,
                                **bank_options(outcomes="varied", outcome_mix=None, difficulty=0.5,
                                               roads=None if args.roads == "classic" else args.roads,
                                               background_density=None, expert=None,
                                               road_families=None if args.roads == "classic" else ["all"])),
-                   args.seconds)
+                   args.seconds, args.prompt_agents)
     print(f"rows: {len(train['outcome'])} training ({args.train_scenes} scenes of seed {args.train_seed}), "
           f"{len(test['outcome'])} held out (seed {args.eval_seed}); {time.perf_counter() - t0:.0f} s")
     majority = np.full(len(test["outcome"]), np.bincount(train["outcome"]).argmax())
@@ -211,6 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     predictions["bev-logistic"] = logistic(train["bev"], train["outcome"], train["scene_id"], test["bev"], args.seed)
     predictions["bev-cnn"] = cnn(train["bev"], train["outcome"], test["bev"], args.cnn_steps, args.seed)
+    if args.prompt_agents:
+        predictions[f"agents' numbers MLP (K={args.prompt_agents})"] = state_mlp(train["numbers"], train["outcome"],
+                                                                                test["numbers"], args.seed)
     predictions["state-oracle (privileged)"] = logistic(train["state"], train["outcome"], train["scene_id"],
                                                         test["state"], args.seed)
     predictions["state-oracle MLP (privileged)"] = state_mlp(train["state"], train["outcome"], test["state"],

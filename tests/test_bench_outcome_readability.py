@@ -53,3 +53,9 @@ def test_state_mlp_fits_its_training_rows(rows):
     y = r["outcome"]
     fitted = state_mlp(r["state"], y, r["state"])
     assert np.mean(fitted == y) > np.mean(y == np.bincount(y).argmax())
+
+
+def test_agents_numbers_are_the_observation_of_prompt_state_agents():
+    r = collect(ScenarioBank(4, seed=5, outcomes="varied"), seconds=0.5, prompt_agents=3)
+    assert r["numbers"].shape == (len(r["outcome"]), 2 + 6 * 3) and np.isfinite(r["numbers"]).all()
+    assert (r["numbers"][:, 2] == 1).any()  # some row sees an agent (the first row's valid flag)
