@@ -17,6 +17,8 @@ driving as logged). Predictors, fitted on a training bank seed and scored on a h
 * with ``--prompt-agents K``: ``agents' numbers MLP``, ``bench_readability.train_mlp`` on the numbers the ``mlp``
   agent gets with ``agent.prompt_state=agents`` (its velocity and the K nearest visible agents' relative positions
   and velocities);
+* ``most-conflicting agent MLP``: the same MLP on :func:`conflict_state`, the seven features of the visible agent
+  whose constant-velocity projection comes closest to the ego (no privileged knowledge);
 * ``state-oracle`` (privileged): the logistic regression on the scenario's hazard agent's state relative to the
   ego (position, velocity [ego frame]) and its constant-velocity projection (closest distance and when, within 5 s):
   what a policy that sees the agents' motion exactly could read; ``state-oracle MLP``: the same features through
@@ -63,27 +65,45 @@ def hazard_state(env: Any, horizon: float = 5.0, dt: float = 0.1) -> np.ndarray:
     rows = np.flatnonzero(scene.agent_ids == hazard) if hazard is not None else []
     if len(rows) == 0 or not scene.agent_valid[rows[0], t]:
         return np.array([0, 0, 0, 0, 1e3, 1e3, horizon], dtype=np.float32)
-    row = int(rows[0])
+    return _relative(env, int(rows[0]), horizon, dt)
+
+
+def _relative(env: Any, row: int, horizon: float, dt: float) -> np.ndarray:
+    """The seven features of agent ``row`` at the current frame (see :func:`hazard_state`)."""
+    scene, t = env.scene, env.t
     pose = env.ego_poses[t]
-    ego_v = env.scene_view.ego_velocities[t]
     c, s = np.cos(pose[2]), np.sin(pose[2])
-    rel_p = scene.agent_poses[row, t, :2] - pose[:2]
-    rel_v = scene.agent_velocities[row, t] - ego_v
     to_ego = np.array([[c, s], [-s, c]])
-    p, v = to_ego @ rel_p, to_ego @ rel_v
+    p = to_ego @ (scene.agent_poses[row, t, :2] - pose[:2])
+    v = to_ego @ (scene.agent_velocities[row, t] - env.scene_view.ego_velocities[t])
     times = np.arange(0.0, horizon + 1e-9, dt)
     dist = np.hypot(*(p[:, None] + v[:, None] * times[None]))
     k = int(np.argmin(dist))
     return np.array([*p, *v, np.hypot(*p), dist[k], times[k]], dtype=np.float32)
 
 
+def conflict_state(env: Any, radius: float = 50.0, horizon: float = 5.0, dt: float = 0.1) -> np.ndarray:
+    """``(7,)`` features (as :func:`hazard_state`) of the agent, valid and within ``radius`` m now, whose
+    constant-velocity projection comes closest to the ego within ``horizon`` (ties: the earlier); no privileged
+    knowledge (the current frame's positions and velocities only). Distance 1e3 when no agent is in range."""
+    scene, t = env.scene, env.t
+    pose = env.ego_poses[t]
+    rows = [r for r in np.flatnonzero(scene.agent_valid[:, t])
+            if np.hypot(*(scene.agent_poses[r, t, :2] - pose[:2])) <= radius]
+    if not rows:
+        return np.array([0, 0, 0, 0, 1e3, 1e3, horizon], dtype=np.float32)
+    feats = [_relative(env, int(r), horizon, dt) for r in rows]
+    return min(feats, key=lambda f: (round(float(f[5]), 3), float(f[6])))
+
+
 def collect(source: Any, seconds: float = 3.0, prompt_agents: int = 0) -> dict[str, Any]:
     """The rows of ``source``'s hazard scenes (module docstring): ``bev uint8 (N, C, H, W)``, ``state (N, 7)``,
-    ``outcome (N,)`` class indices of :data:`HAZARD_OUTCOMES`, ``scene_id``, ``seconds`` (after the start) and, with
+    ``conflict (N, 7)`` (:func:`conflict_state`), ``outcome (N,)`` class indices of :data:`HAZARD_OUTCOMES`,
+    ``scene_id``, ``seconds`` (after the start) and, with
     ``prompt_agents`` K > 0, ``numbers (N, 2 + 6K)``: the observation's ``ego_velocity`` and ``agents`` rows."""
     env = ReplayEnv(source, "closed_loop", mlp_env_config(prompt_agents))
     policy = make_baseline("log_replay")
-    bevs, states, outcomes, scenes, times, numbers = [], [], [], [], [], []
+    bevs, states, conflicts, outcomes, scenes, times, numbers = [], [], [], [], [], [], []
     for i in range(len(source)):
         obs, info = env.reset(seed=i, options={"scene_index": i})
         outcome = scene_outcome(env.scene)
@@ -98,6 +118,7 @@ def collect(source: Any, seconds: float = 3.0, prompt_agents: int = 0) -> dict[s
             if prompt_agents:
                 numbers.append(np.concatenate([np.ravel(obs["ego_velocity"]), np.ravel(obs["agents"])]))
             states.append(hazard_state(env))
+            conflicts.append(conflict_state(env))
             outcomes.append(HAZARD_OUTCOMES.index(outcome))
             scenes.append(env.scene.scene_id)
             times.append(elapsed)
@@ -107,7 +128,7 @@ def collect(source: Any, seconds: float = 3.0, prompt_agents: int = 0) -> dict[s
     bev = np.stack(bevs)
     if bev.shape[-1] < bev.shape[1]:  # channels last -> first
         bev = np.moveaxis(bev, -1, 1)
-    out = {"bev": bev, "state": np.stack(states), "outcome": np.array(outcomes), "scene_id": scenes,
+    out = {"bev": bev, "state": np.stack(states), "conflict": np.stack(conflicts), "outcome": np.array(outcomes), "scene_id": scenes,
            "seconds": np.array(times)}
     if prompt_agents:
         out["numbers"] = np.stack(numbers).astype(np.float32)
@@ -228,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.prompt_agents:
         predictions[f"agents' numbers MLP (K={args.prompt_agents})"] = state_mlp(train["numbers"], train["outcome"],
                                                                                 test["numbers"], args.seed)
+    predictions["most-conflicting agent MLP"] = state_mlp(train["conflict"], train["outcome"], test["conflict"],
+                                                          args.seed)
     predictions["state-oracle (privileged)"] = logistic(train["state"], train["outcome"], train["scene_id"],
                                                         test["state"], args.seed)
     predictions["state-oracle MLP (privileged)"] = state_mlp(train["state"], train["outcome"], test["state"],

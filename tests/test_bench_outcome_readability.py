@@ -27,6 +27,11 @@ def test_rows_are_the_hazard_scenes_decisions(rows):
     for sid, y in zip(r["scene_id"], r["outcome"]):
         scene = next(bank[i] for i in range(len(bank)) if bank[i].scene_id == sid)
         assert HAZARD_OUTCOMES[y] == scene_outcome(scene)
+    # the most-conflicting visible agent (no privileged knowledge): its projected approach is no farther than the
+    # hazard's wherever the hazard is within its 50 m
+    assert r["conflict"].shape == (n, 7) and np.isfinite(r["conflict"]).all()
+    near = r["state"][:, 4] <= 50.0
+    assert (r["conflict"][near, 5] <= r["state"][near, 5] + 1e-4).all()
     # the projection's closest approach is never farther than the current distance
     visible = r["state"][:, 4] < 1e3
     assert visible.any() and (r["state"][visible, 5] <= r["state"][visible, 4] + 1e-4).all()
