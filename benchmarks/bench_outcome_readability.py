@@ -42,6 +42,7 @@ from agents.base import policy_input
 from agents.baselines import make_baseline
 from benchmarks.bench_collision_causes import scene_outcome
 from envs.replay_env import EnvConfig, ReplayEnv
+from rewards.geometry import rotate_vectors, world_to_local
 
 HAZARD_OUTCOMES = ("benign", "near_miss", "collision")
 """Classes of the target (normal scenes have no hazard and are left out)."""
@@ -72,10 +73,8 @@ def _relative(env: Any, row: int, horizon: float, dt: float) -> np.ndarray:
     """The seven features of agent ``row`` at the current frame (see :func:`hazard_state`)."""
     scene, t = env.scene, env.t
     pose = env.ego_poses[t]
-    c, s = np.cos(pose[2]), np.sin(pose[2])
-    to_ego = np.array([[c, s], [-s, c]])
-    p = to_ego @ (scene.agent_poses[row, t, :2] - pose[:2])
-    v = to_ego @ (scene.agent_velocities[row, t] - env.scene_view.ego_velocities[t])
+    p = world_to_local(scene.agent_poses[row, t, :2], pose)
+    v = rotate_vectors(scene.agent_velocities[row, t] - env.scene_view.ego_velocities[t], -float(pose[2]))
     times = np.arange(0.0, horizon + 1e-9, dt)
     dist = np.hypot(*(p[:, None] + v[:, None] * times[None]))
     k = int(np.argmin(dist))
@@ -227,18 +226,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    options = bank_options(outcomes="varied", outcome_mix=None, difficulty=0.5,
-                           roads=None if args.roads == "classic" else args.roads, background_density=None,
-                           expert=None, road_families=None)
+    families = args.roads != "classic"
+
+    def bank(num_scenes: int, seed: int, road_families: list[str] | None) -> Any:
+        return open_source("bank", num_scenes=num_scenes, seed=seed, **bank_options(
+            outcomes="varied", outcome_mix=None, difficulty=0.5, roads=args.roads if families else None,
+            background_density=None, expert=None, road_families=road_families if families else None))
+
     t0 = time.perf_counter()
-    train = collect(open_source("bank", num_scenes=args.train_scenes, seed=args.train_seed, **options), args.seconds,
-                    args.prompt_agents)
-    test = collect(open_source("bank", num_scenes=args.eval_scenes, seed=args.eval_seed,
-                               **bank_options(outcomes="varied", outcome_mix=None, difficulty=0.5,
-                                              roads=None if args.roads == "classic" else args.roads,
-                                              background_density=None, expert=None,
-                                              road_families=None if args.roads == "classic" else ["all"])),
-                   args.seconds, args.prompt_agents)
+    # training scenes on the training families (the held-out family excluded), held-out scenes on every family
+    train = collect(bank(args.train_scenes, args.train_seed, None), args.seconds, args.prompt_agents)
+    test = collect(bank(args.eval_scenes, args.eval_seed, ["all"]), args.seconds, args.prompt_agents)
     print(f"rows: {len(train['outcome'])} training ({args.train_scenes} scenes of seed {args.train_seed}), "
           f"{len(test['outcome'])} held out (seed {args.eval_seed}); {time.perf_counter() - t0:.0f} s")
     majority = np.full(len(test["outcome"]), np.bincount(train["outcome"]).argmax())
