@@ -98,25 +98,17 @@ def drive(policy: Any, env: Any) -> list[dict[str, Any]]:
 
 def run_context(run: Path, overrides: Sequence[str]) -> Any:
     """The pipeline :class:`~experiments.pipeline.Context` of a finished run (its trained stages' outputs), from the
-    overrides restating its configuration (``seed`` from its ``results.json``); ``SystemExit`` naming what differs."""
-    from hydra import compose, initialize_config_module
-
-    from experiments.pipeline import Context, _absolute, load_state, plain
-    from experiments.reevaluate import differences
-    from experiments.run import typed_config
+    overrides restating its configuration (``seed`` from its ``results.json``;
+    :func:`experiments.reevaluate.restated_config`: ``SystemExit`` naming what differs)."""
+    from experiments.pipeline import Context, _absolute, load_state
+    from experiments.reevaluate import restated_config
 
     results = run / "results.json"
     if not results.is_file():
         raise SystemExit(f"--runs: {results} does not exist (finish the run first)")
     saved = json.loads(results.read_text())["config"]
-    with initialize_config_module(config_module="experiments.conf", version_base=None):
-        cfg = compose(config_name="config", overrides=[*overrides, f"seed={saved['seed']}"])
-    typed = typed_config(cfg)
-    differing, _ = differences(plain(typed), saved)
-    if differing:
-        raise SystemExit(f"the overrides do not restate the run {run}: " + "; ".join(differing))
     state = load_state(run)
-    ctx = Context(out=run, cfg=typed)
+    ctx = Context(out=run, cfg=restated_config(run, saved, [*overrides, f"seed={saved['seed']}"]))
     for name, stage in state.get("stages", {}).items():
         if stage.get("status") == "done":
             ctx.outputs[name] = _absolute(run, stage.get("outputs", {}))

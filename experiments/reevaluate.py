@@ -74,13 +74,35 @@ def _source_state(src: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return state, json.loads(results.read_text())["config"]
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    """Command-line entry point (module docstring); returns the new folder."""
+def restated_config(src: Path, saved: Mapping[str, Any], overrides: Sequence[str], check_banks: bool = True) -> Any:
+    """The typed run configuration composed from ``overrides`` (as ``experiments.run`` does: plugins imported, the
+    banks checked unless ``check_banks`` is False), which must restate the finished run ``src`` whose saved
+    configuration is ``saved``: ``SystemExit`` naming every key that differs (:data:`FREE_KEYS` aside); keys the
+    run's configuration does not hold are printed, not compared."""
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
-    from experiments.pipeline import PipelineError, _absolute, plain, run_stages
+    from experiments.pipeline import plain
     from experiments.run import import_plugins, typed_config, validate
+
+    with initialize_config_module(config_module="experiments.conf", version_base=None):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    import_plugins(cfg.get("imports") or [])
+    if check_banks:
+        validate(OmegaConf.to_container(cfg, resolve=True))
+    typed = typed_config(cfg)
+    differing, missing = differences(plain(typed), saved)
+    if differing:
+        raise SystemExit(f"the overrides do not restate the run {src} (its results.json), so its trained stages "
+                         "would not be the ones this configuration names; differing: " + "; ".join(differing))
+    if missing:
+        print(f"not in the source run's configuration (added to the framework since; not compared): {missing}")
+    return typed
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    """Command-line entry point (module docstring); returns the new folder."""
+    from experiments.pipeline import PipelineError, _absolute, plain, run_stages
     from experiments.stages import evaluate
 
     p = argparse.ArgumentParser(prog="python -m experiments.reevaluate", description=__doc__.splitlines()[0])
@@ -100,24 +122,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
         overrides += [f"env.eval_seed={env['seed']}", f"env.eval_num_scenes={env['num_scenes']}",
                       "env.eval_road_families=" + ("null" if families is None else
                                                    "[" + ",".join(families) + "]")]
-    with initialize_config_module(config_module="experiments.conf", version_base=None):
-        cfg = compose(config_name="config", overrides=overrides)
-    if not cfg.out_dir:
+    typed = restated_config(src, saved, overrides, check_banks=not args.training_bank)
+    if not typed.out_dir:
         raise SystemExit("out_dir: give the new folder (out_dir=...)")
-    out = Path(cfg.out_dir)
+    out = Path(typed.out_dir)
     if out.resolve() == src.resolve():
         raise SystemExit(f"out_dir: {out} is the source run; give a new folder")
-    import_plugins(cfg.get("imports") or [])
-    container = OmegaConf.to_container(cfg, resolve=True)
-    if not args.training_bank:
-        validate(container)
-    typed = typed_config(cfg)
-    differing, missing = differences(plain(typed), saved)
-    if differing:
-        raise SystemExit(f"the overrides do not restate the run {src} (its results.json), so its trained stages "
-                         "would not be the ones this configuration names; differing: " + "; ".join(differing))
-    if missing:
-        print(f"not in the source run's configuration (added to the framework since; not compared): {missing}")
     out.mkdir(parents=True, exist_ok=True)
     try:
         ctx = run_stages(["collect", "mine"], out, typed)
