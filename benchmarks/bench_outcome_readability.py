@@ -51,10 +51,11 @@ HAZARD_OUTCOMES = ("benign", "near_miss", "collision")
 def mlp_env_config(prompt_agents: int = 0) -> EnvConfig:
     """The ``mlp`` agent's env view (64 px semantic BEV at 1 m/px, its layers), as the pipeline builds it; with
     ``prompt_agents`` K > 0 also the numbers of ``agent.prompt_state=agents`` (the K nearest visible agents)."""
-    from experiments.agents import MLPAgentConfig, _mlp_env_config
+    from experiments.agents import MLPAgentConfig
+    from experiments.registry import get_agent
 
     agent = MLPAgentConfig(prompt_state="agents", prompt_agents=prompt_agents) if prompt_agents else MLPAgentConfig()
-    return _mlp_env_config(agent, None)
+    return get_agent("mlp").env_config(agent, None)
 
 
 def hazard_state(env: Any, horizon: float = 5.0, dt: float = 0.1) -> np.ndarray:
