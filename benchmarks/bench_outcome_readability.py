@@ -42,7 +42,8 @@ from agents.base import policy_input
 from agents.baselines import make_baseline
 from benchmarks.bench_collision_causes import scene_outcome
 from envs.replay_env import EnvConfig, ReplayEnv
-from rewards.geometry import rotate_vectors, world_to_local
+from envs.prompt_state import HAZARD_HORIZON, HAZARD_STEP, agent_motion
+from rewards.geometry import rotate_vectors
 
 HAZARD_OUTCOMES = ("benign", "near_miss", "collision")
 """Classes of the target (normal scenes have no hazard and are left out)."""
@@ -58,10 +59,11 @@ def mlp_env_config(prompt_agents: int = 0) -> EnvConfig:
     return get_agent("mlp").env_config(agent, None)
 
 
-def hazard_state(env: Any, horizon: float = 5.0, dt: float = 0.1) -> np.ndarray:
+def hazard_state(env: Any, horizon: float = HAZARD_HORIZON, dt: float = HAZARD_STEP) -> np.ndarray:
     """``(7,)`` privileged features of the hazard agent at the current frame: relative position and velocity in the
     ego frame [m, m/s], its current distance, and the constant-velocity projection's closest distance [m] and its
-    time [s] within ``horizon``; zeros with distance 1e3 when the hazard is not logged at this frame."""
+    time [s] within ``horizon`` (:func:`envs.prompt_state.agent_motion`); zeros with distance 1e3 when the hazard is
+    not logged at this frame."""
     scene, t = env.scene, env.t
     hazard = scene.meta.extra.get("hazard_agent_id")
     rows = np.flatnonzero(scene.agent_ids == hazard) if hazard is not None else []
@@ -71,15 +73,11 @@ def hazard_state(env: Any, horizon: float = 5.0, dt: float = 0.1) -> np.ndarray:
 
 
 def _relative(env: Any, row: int, horizon: float, dt: float) -> np.ndarray:
-    """The seven features of agent ``row`` at the current frame (see :func:`hazard_state`)."""
-    scene, t = env.scene, env.t
-    pose = env.ego_poses[t]
-    p = world_to_local(scene.agent_poses[row, t, :2], pose)
-    v = rotate_vectors(scene.agent_velocities[row, t] - env.scene_view.ego_velocities[t], -float(pose[2]))
-    times = np.arange(0.0, horizon + 1e-9, dt)
-    dist = np.hypot(*(p[:, None] + v[:, None] * times[None]))
-    k = int(np.argmin(dist))
-    return np.array([*p, *v, np.hypot(*p), dist[k], times[k]], dtype=np.float32)
+    """The seven features of agent ``row`` at the current frame (:func:`envs.prompt_state.agent_motion` against the
+    closed loop's ego)."""
+    pose = env.ego_poses[env.t]
+    body = rotate_vectors(env.scene_view.ego_velocities[env.t], -float(pose[2]))
+    return agent_motion(env.scene, row, env.t, pose, body, horizon, dt).astype(np.float32)
 
 
 def conflict_state(env: Any, radius: float = 50.0, horizon: float = 5.0, dt: float = 0.1) -> np.ndarray:

@@ -48,7 +48,7 @@ from counterfactual.labels import (
 from counterfactual.language import NO_HAZARD_EXPLANATION, NO_HAZARD_FIELDS, explain
 from counterfactual.projection import own_path_track, projection_times, time_to_collision
 from counterfactual.schema import SafetyLabel
-from envs.scenes.scene import Scene
+from envs.scenes.scene import Scene, designated_hazard
 from rewards.geometry import box_corners, box_distance, vehicle_corners, world_to_local
 
 FRAME_LABEL_FIELDS = ("risk_agent_class", "sector", "risk_level", "conflict_type", "action")
@@ -292,18 +292,6 @@ class WindowConfig:
                 raise ValueError(f"WindowConfig.{name}: expected a finite value > 0, got {value!r}")
         if not 0 <= self.outside_share <= 1:
             raise ValueError(f"WindowConfig.outside_share: expected a value in [0, 1], got {self.outside_share!r}")
-
-
-def designated_hazard(scene: Scene) -> int | None:
-    """Id of the scene's designated hazard agent (``meta.extra["hazard_agent_id"]`` of the outcome-varied bank, else
-    ``meta.colliding_agent_id``) where the log observes it at some frame; None otherwise (normal scenes, logs without
-    one). From the scene's meta data (its kind), never from a label."""
-    extra = scene.meta.extra or {}
-    hazard = extra.get("hazard_agent_id", scene.meta.colliding_agent_id)
-    if hazard is None:
-        return None
-    rows = np.flatnonzero(np.asarray(scene.agent_ids) == hazard)
-    return int(hazard) if len(rows) and scene.agent_valid[rows[0]].any() else None
 
 
 def closest_approach(scene: Scene) -> tuple[int | None, int | None]:

@@ -43,7 +43,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from envs.prompt_state import check_prompt_options, ego_velocity, state_text, visible_agents
+from envs.prompt_state import check_prompt_options, ego_velocity, hazard_state, state_text, visible_agents
 from envs.render import BEVConfig, BEVRenderer
 from envs.scenes.scene import Scene
 from envs.spaces import EGO_STATE_HIGH, EGO_STATE_LOW, HISTORY_RANGE
@@ -182,8 +182,14 @@ class ObservationConfig:
     ``prompt_agents`` nearest agents visible in the BEV, ``"agents"``)."""
     prompt_agents: int = 4
     """Rows of ``"agents"`` with ``prompt_state="agents"``: the nearest visible agents stated [agents]."""
+    privileged_hazard: bool = False
+    """Add ``"hazard"`` ``float32 (8,)``: the scenario's designated hazard agent's relative motion and closest
+    approach (:func:`envs.prompt_state.hazard_state`). PRIVILEGED (the scene's meta names the agent): a diagnostic
+    and teacher input, never in the prompt. Default off."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.privileged_hazard, (bool, np.bool_)):
+            raise ValueError(f"ObservationConfig.privileged_hazard: expected a bool, got {self.privileged_hazard!r}")
         if self.bev is not None and not isinstance(self.bev, BEVConfig):
             raise ValueError(f"ObservationConfig.bev: expected a BEVConfig or None, got {type(self.bev).__name__}")
         check_prompt_options("ObservationConfig", self.prompt_state, self.prompt_agents)
@@ -268,7 +274,8 @@ def build_observation(
 
     Returns:
         ``{"bev"?: uint8 (H, W, C), "ego_state": float32 (3,), "command": int64, "history": float32 (H_hist, 3)}``,
-        plus ``"ego_velocity": float32 (2,)`` and ``"agents": float32 (K, 6)`` as ``config.prompt_state`` asks.
+        plus ``"ego_velocity": float32 (2,)`` and ``"agents": float32 (K, 6)`` as ``config.prompt_state`` asks and
+        the privileged ``"hazard": float32 (8,)`` with ``config.privileged_hazard``.
     """
     if not 0 <= int(t) < scene.num_frames:
         raise ValueError(f"t: frame {t} is outside [0, {scene.num_frames}) of scene {scene.scene_id}")
@@ -295,6 +302,8 @@ def build_observation(
     if config.prompt_state == "agents":
         extent = (config.bev if config.bev is not None else BEVConfig()).view_extent
         obs["agents"] = visible_agents(scene, t, ego.poses[t], ego.body_velocities[t], extent, config.prompt_agents)
+    if config.privileged_hazard:
+        obs["hazard"] = hazard_state(scene, t, ego.poses[t], ego.body_velocities[t])
     return obs
 
 

@@ -15,6 +15,13 @@ the state of the current frame as numbers and :func:`envs.observation.text_promp
   (:class:`envs.scenes.scene.AgentClass` code), ``x``, ``y`` (box centre relative to the ego rear axle, ego frame
   [m]) and ``vx``, ``vy`` (the agent's velocity minus the ego's, ego frame [m/s]).
 
+Separately, :attr:`envs.observation.ObservationConfig.privileged_hazard` adds ``"hazard"`` ``float32 (8,)``
+(:func:`hazard_state`, rows of :data:`HAZARD_COLUMNS`): the scenario's **designated hazard agent**
+(:func:`envs.scenes.scene.designated_hazard`, named by the scene's meta data) relative to the ego and its
+constant-velocity closest approach. PRIVILEGED: a policy cannot know which agent the scenario made the hazard; it is
+a diagnostic (how a policy does once it sees the hazard's motion, docs/grpo_ablation.md) and a teacher's input, never
+stated in the prompt and never a deployable observation.
+
 Only frame ``t`` is read (poses, velocities and validity at ``t``: never the future). The numbers are rounded to
 the prompt's precision when extracted (positions to :data:`POSITION_DECIMALS`, velocities to
 :data:`VELOCITY_DECIMALS` decimals; clipped to :data:`POSITION_RANGE` / :data:`VELOCITY_RANGE`), so the
@@ -34,7 +41,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from envs.scenes.scene import AgentClass, Scene
+from envs.scenes.scene import AgentClass, Scene, designated_hazard
 from rewards.geometry import rotate_vectors, world_to_local
 
 PROMPT_STATES = ("none", "ego", "agents")
@@ -116,6 +123,56 @@ def visible_agents(scene: Scene, t: int, ego_pose: np.ndarray, ego_body_velocity
     out[:n, 1] = scene.agent_classes[idx]
     out[:n, 2:4] = _round(pos, POSITION_DECIMALS, POSITION_RANGE)
     out[:n, 4:6] = _round(vel, VELOCITY_DECIMALS, VELOCITY_RANGE)
+    return out
+
+
+HAZARD_COLUMNS = ("present", "x", "y", "vx", "vy", "distance", "closest_distance", "closest_time")
+"""Columns of the privileged ``"hazard"`` observation ``(8,)`` (:func:`hazard_state`)."""
+HAZARD_HORIZON = 5.0
+"""Horizon of the hazard's constant-velocity closest approach [s]."""
+HAZARD_STEP = 0.1
+"""Time grid of the closest approach [s] (the logs' step)."""
+
+
+def agent_motion(scene: Scene, row: int, t: int, ego_pose: np.ndarray, ego_body_velocity: np.ndarray,
+                 horizon: float = HAZARD_HORIZON, step: float = HAZARD_STEP) -> np.ndarray:
+    """``float64 (7,)`` the motion of agent ``row`` (array index) at frame ``t`` relative to the ego: box centre
+    ``x, y`` in the ego rear-axle frame [m], velocity minus the ego's ``vx, vy`` in the ego frame [m/s], the current
+    centre distance [m], and the constant-velocity (both) projection's closest centre distance [m] and its time [s]
+    on a ``step`` grid over ``[0, horizon]`` (ties: the earliest). Reads frame ``t`` only (the agent must be valid)."""
+    p = world_to_local(scene.agent_poses[row, t, :2], ego_pose)
+    v = rotate_vectors(scene.agent_velocities[row, t], -float(ego_pose[2])) - np.asarray(ego_body_velocity)
+    times = np.arange(0.0, horizon + 1e-9, step)
+    dist = np.hypot(p[0] + v[0] * times, p[1] + v[1] * times)
+    k = int(np.argmin(dist))
+    return np.array([p[0], p[1], v[0], v[1], np.hypot(p[0], p[1]), dist[k], times[k]])
+
+
+def hazard_state(scene: Scene, t: int, ego_pose: np.ndarray, ego_body_velocity: np.ndarray) -> np.ndarray:
+    """PRIVILEGED ``float32 (8,)`` (:data:`HAZARD_COLUMNS`): ``present`` (1) and :func:`agent_motion` of the scene's
+    designated hazard agent (:func:`envs.scenes.scene.designated_hazard`) at frame ``t``, positions and distances
+    clipped to +-:data:`POSITION_RANGE` [m], velocities to +-:data:`VELOCITY_RANGE` [m/s]; all zeros when the scene
+    names no hazard or the hazard is not logged at ``t``.
+
+    Args:
+        scene: the scene (a closed loop's scene view: its agents are the logged ones).
+        t: frame index.
+        ego_pose: ``(3,)`` ego rear-axle pose at ``t``, world frame [m, m, rad].
+        ego_body_velocity: ``(2,)`` ego velocity at ``t`` in its body frame [m/s].
+    """
+    out = np.zeros(len(HAZARD_COLUMNS), dtype=np.float32)
+    hazard = designated_hazard(scene)
+    if hazard is None:
+        return out
+    row = int(np.flatnonzero(np.asarray(scene.agent_ids) == hazard)[0])
+    if not scene.agent_valid[row, t]:
+        return out
+    m = agent_motion(scene, row, t, ego_pose, ego_body_velocity)
+    out[0] = 1.0
+    out[1:3] = np.clip(m[0:2], -POSITION_RANGE, POSITION_RANGE)
+    out[3:5] = np.clip(m[2:4], -VELOCITY_RANGE, VELOCITY_RANGE)
+    out[5:7] = np.minimum(m[4:6], POSITION_RANGE)
+    out[7] = m[6]
     return out
 
 

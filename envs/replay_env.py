@@ -192,6 +192,9 @@ class EnvConfig:
     nearest agents visible in the BEV, relative position and velocity)."""
     prompt_agents: int = 4
     """Agents stated with ``prompt_state="agents"``."""
+    privileged_hazard: bool = False
+    """Add the PRIVILEGED ``"hazard"`` observation ``(8,)``: the scenario's designated hazard agent's relative motion
+    and closest approach (:func:`envs.prompt_state.hazard_state`; a diagnostic / teacher input, default off)."""
     log_end_margin: float = 4.0
     """Latest random start / decision frame: ``t_max = T - 1 - log_end_margin / dt`` [s] (the default, the 4 s
     scoring horizon, keeps such decisions inside the logged agents' window)."""
@@ -255,6 +258,8 @@ class EnvConfig:
                 f"EnvConfig.pdm.num_poses: the action space has {NUM_POSES} poses, got {self.pdm.num_poses}"
             )
         check_prompt_options("EnvConfig", self.prompt_state, self.prompt_agents)
+        if not isinstance(self.privileged_hazard, (bool, np.bool_)):
+            raise ValueError(f"EnvConfig.privileged_hazard: expected a bool, got {self.privileged_hazard!r}")
 
     @property
     def observation(self) -> ObservationConfig:
@@ -262,7 +267,8 @@ class EnvConfig:
         return ObservationConfig(bev=self.bev, history_poses=self.history_poses,
                                  history_interval=self.history_interval, command_lookahead=self.command_lookahead,
                                  command_threshold_deg=self.command_threshold_deg,
-                                 prompt_state=self.prompt_state, prompt_agents=self.prompt_agents)
+                                 prompt_state=self.prompt_state, prompt_agents=self.prompt_agents,
+                                 privileged_hazard=self.privileged_hazard)
 
     @classmethod
     def coerce(cls, config: "EnvConfig | Mapping[str, Any] | None") -> "EnvConfig":

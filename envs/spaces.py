@@ -46,7 +46,7 @@ def action_space() -> spaces.Box:
 def observation_space(config: Any) -> spaces.Dict:
     """The observation space for an :class:`~envs.observation.ObservationConfig` (``"bev"`` only when
     ``config.bev`` is set; ``"history"`` has ``config.history_poses`` rows; ``"ego_velocity"`` / ``"agents"`` as
-    ``config.prompt_state`` asks)."""
+    ``config.prompt_state`` asks; the privileged ``"hazard"`` ``(8,)`` with ``config.privileged_hazard``)."""
     obs: dict[str, spaces.Space] = {}
     if config.bev is not None:
         obs["bev"] = spaces.Box(0, 255, config.bev.shape, dtype=np.uint8)
@@ -66,6 +66,13 @@ def observation_space(config: Any) -> spaces.Dict:
             k = int(config.prompt_agents)
             obs["agents"] = spaces.Box(np.tile(lo, (k, 1)), np.tile(hi, (k, 1)), dtype=np.float32)
             assert len(hi) == len(AGENT_COLUMNS)
+    if getattr(config, "privileged_hazard", False):
+        from envs.prompt_state import HAZARD_COLUMNS, HAZARD_HORIZON, POSITION_RANGE, VELOCITY_RANGE
+
+        r, v = POSITION_RANGE, VELOCITY_RANGE
+        obs["hazard"] = spaces.Box(np.array([0, -r, -r, -v, -v, 0, 0, 0], dtype=np.float32),
+                                   np.array([1, r, r, v, v, r, r, HAZARD_HORIZON], dtype=np.float32), dtype=np.float32)
+        assert obs["hazard"].shape == (len(HAZARD_COLUMNS),)
     return spaces.Dict(obs)
 
 

@@ -210,6 +210,11 @@ class MLPAgentConfig(AgentConfig):
     policies the other agents (``benchmarks.bench_ppo --prompt-state agents``)."""
     prompt_agents: int = 4
     """Agents in the observation with ``prompt_state=agents``."""
+    privileged_hazard: bool = False
+    """Add the PRIVILEGED ``"hazard"`` observation ``(8,)`` (behaviour cloning, GRPO, PPO and evaluation alike): the
+    scenario's designated hazard agent's relative motion and constant-velocity closest approach
+    (:func:`envs.prompt_state.hazard_state`). A diagnostic (what the policy does once it sees the hazard,
+    docs/grpo_ablation.md), never a deployable policy: results with it are marked privileged."""
 
     def __post_init__(self) -> None:
         from envs.prompt_state import check_prompt_options
@@ -217,6 +222,8 @@ class MLPAgentConfig(AgentConfig):
         if self.bev not in ("semantic64", "none"):
             raise ValueError(f"agent.bev: expected 'semantic64' or 'none', got {self.bev!r}")
         check_prompt_options("agent", self.prompt_state, self.prompt_agents)
+        if not isinstance(self.privileged_hazard, bool):
+            raise ValueError(f"agent.privileged_hazard: expected true or false, got {self.privileged_hazard!r}")
 
 
 def _mlp_env_config(agent: Any, reward: Any) -> Any:
@@ -224,7 +231,8 @@ def _mlp_env_config(agent: Any, reward: Any) -> Any:
     from envs.replay_env import EnvConfig
 
     state = {"prompt_state": str(getattr(agent, "prompt_state", "none")),
-             "prompt_agents": int(getattr(agent, "prompt_agents", 4))}
+             "prompt_agents": int(getattr(agent, "prompt_agents", 4)),
+             "privileged_hazard": bool(getattr(agent, "privileged_hazard", False))}
     if agent.bev == "none":
         return EnvConfig(bev=None, reward=reward, **state)
     from agents.rl.grpo.policies import MLP_LAYERS

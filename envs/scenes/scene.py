@@ -396,3 +396,16 @@ class Scene:
             f"T={self.num_frames}, N={self.num_agents}, dt={self.dt}, map={'yes' if self.map else 'no'}, "
             f"collision_frame={self.meta.collision_frame})"
         )
+
+
+def designated_hazard(scene: Scene) -> int | None:
+    """Id of the scene's designated hazard agent (``meta.extra["hazard_agent_id"]`` of the outcome-varied bank, else
+    ``meta.colliding_agent_id``) where the log observes it at some frame; None otherwise (normal scenes, logs without
+    one). From the scene's meta data (its kind), never from a label: what the scenario says the hazard is, which a
+    policy cannot see (an observation built from it is privileged, :func:`envs.prompt_state.hazard_state`)."""
+    extra = scene.meta.extra or {}
+    hazard = extra.get("hazard_agent_id", scene.meta.colliding_agent_id)
+    if hazard is None:
+        return None
+    rows = np.flatnonzero(np.asarray(scene.agent_ids) == hazard)
+    return int(hazard) if len(rows) and scene.agent_valid[rows[0]].any() else None
