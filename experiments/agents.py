@@ -216,14 +216,21 @@ class MLPAgentConfig(AgentConfig):
     (:func:`envs.prompt_state.hazard_state`). A diagnostic (what the policy does once it sees the hazard,
     docs/grpo_ablation.md), never a deployable policy: results with it are marked privileged."""
 
+    normalize_vectors: bool = False
+    """Scale every vector observation (``history``, ``ego_state``, ``ego_velocity``, ``agents``, ``hazard``) to
+    ``[-1, 1]`` by its observation-space bound before the mean MLP
+    (:class:`agents.rl.grpo.policies.BoundedCombinedExtractor`; behaviour cloning, GRPO and evaluation; the SB3 PPO
+    row keeps its own policy). Default off: SB3's raw ``CombinedExtractor``."""
+
     def __post_init__(self) -> None:
         from envs.prompt_state import check_prompt_options
 
         if self.bev not in ("semantic64", "none"):
             raise ValueError(f"agent.bev: expected 'semantic64' or 'none', got {self.bev!r}")
         check_prompt_options("agent", self.prompt_state, self.prompt_agents)
-        if not isinstance(self.privileged_hazard, bool):
-            raise ValueError(f"agent.privileged_hazard: expected true or false, got {self.privileged_hazard!r}")
+        for name in ("privileged_hazard", "normalize_vectors"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"agent.{name}: expected true or false, got {getattr(self, name)!r}")
 
 
 def _mlp_env_config(agent: Any, reward: Any) -> Any:
@@ -251,6 +258,10 @@ def _mlp_rl_model(ctx: Context, anchors: bool, start: Any) -> Any:
     kwargs: dict[str, Any] = {"log_std_init": float(agent.log_std_init)}
     if agent.bev != "none":
         kwargs["features_extractor_kwargs"] = {"cnn_output_dim": 64}
+    if getattr(agent, "normalize_vectors", False):
+        from agents.rl.grpo.policies import BoundedCombinedExtractor
+
+        kwargs["features_extractor_class"] = BoundedCombinedExtractor
     model = GRPO("MultiInputPolicy",  # the observation is a dict with or without the BEV (agent.bev=none)
                  group_env(ctx, normalized=True, online_mining=_online(ctx, anchors)), _grpo_config(ctx, anchors),
                  anchor_pairs=str(ctx.outputs["mine"]["pairs_train"]), seed=int(ctx.cfg.seed),

@@ -21,7 +21,8 @@ sum over the 16 dimensions; the VLA: its generated tokens).
 :class:`TrajectoryGaussianPolicy`: a diagonal Gaussian over the normalised kinematic action of
 :class:`envs.wrappers.NormalizedTrajectoryAction` (speed and yaw rate per 0.5 s, ``[-1, 1]^(8, 2)``), mean from an
 MLP over SB3 features (``FlattenExtractor`` for vector observations, ``CombinedExtractor`` = NatureCNN on the BEV +
-flattened vectors for dict observations), state-independent log-std (SB3's ``DiagGaussianDistribution``
+flattened vectors for dict observations; :class:`BoundedCombinedExtractor` scales the vectors to ``[-1, 1]`` by their
+bounds), state-independent log-std (SB3's ``DiagGaussianDistribution``
 convention). Samples are unbounded; the env receives them clipped to ``[-1, 1]`` (as SB3's PPO), the
 log-probability is that of the unclipped sample. No value head.
 """
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import (
     CombinedExtractor,
     FlattenExtractor,
@@ -49,6 +51,38 @@ from envs.wrappers import kinematic_trajectories, normalize_trajectories
 
 MLP_LAYERS = ("drivable", "route", "vehicles", "pedestrians_cyclists", "static", "history")
 """Semantic BEV channels of the Gaussian policy's observation (the 64 px semantic BEV of the ``mlp`` agent)."""
+
+
+class BoundedCombinedExtractor(CombinedExtractor):
+    """SB3's ``CombinedExtractor`` (NatureCNN on each image, the vectors flattened and concatenated) with every vector
+    observation (a ``Box`` that is not an image) divided element-wise by its bound ``max(|low|, |high|)`` from the
+    observation space, so the first layer of the mean MLP sees values in ``[-1, 1]`` rather than metres and m/s (the
+    env's spaces: ``history`` x, y / 200 m and yaw / pi, ``ego_state`` speed / 60 m/s, ``agents`` and ``hazard``
+    positions / 200 m, velocities / 60 m/s, ...). Raw, a 20 m offset through a default-initialised linear layer
+    saturates the tanh units. One-hot ``Discrete`` inputs and images are as in ``CombinedExtractor``; the scales are
+    buffers (saved with the weights). ``ValueError`` naming the key for an unbounded vector."""
+
+    def __init__(self, observation_space: spaces.Dict, cnn_output_dim: int = 256, normalized_image: bool = False
+                 ) -> None:
+        super().__init__(observation_space, cnn_output_dim, normalized_image)
+        self._scaled: list[str] = []
+        for key, subspace in observation_space.spaces.items():
+            if not isinstance(subspace, spaces.Box) or is_image_space(subspace, normalized_image=normalized_image):
+                continue
+            bound = np.maximum(np.abs(subspace.low), np.abs(subspace.high)).astype(np.float32)
+            if not (np.all(np.isfinite(bound)) and np.all(bound > 0)):
+                raise ValueError(f"BoundedCombinedExtractor: observation {key!r} has no finite, non-zero bound "
+                                 f"(low {subspace.low}, high {subspace.high}); it cannot be scaled")
+            self.register_buffer(f"scale_{len(self._scaled)}", torch.as_tensor(bound))
+            self._scaled.append(key)
+
+    def forward(self, observations: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        scales = {key: getattr(self, f"scale_{i}") for i, key in enumerate(self._scaled)}
+        encoded = []
+        for key, extractor in self.extractors.items():
+            x = observations[key]
+            encoded.append(extractor(x / scales[key] if key in scales else x))
+        return torch.cat(encoded, dim=1)
 
 
 @dataclass
