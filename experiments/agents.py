@@ -216,11 +216,14 @@ class MLPAgentConfig(AgentConfig):
     (:func:`envs.prompt_state.hazard_state`). A diagnostic (what the policy does once it sees the hazard,
     docs/grpo_ablation.md), never a deployable policy: results with it are marked privileged."""
 
-    normalize_vectors: bool = False
+    normalize_vectors: bool = True
     """Scale every vector observation (``history``, ``ego_state``, ``ego_velocity``, ``agents``, ``hazard``) to
     ``[-1, 1]`` by its observation-space bound before the mean MLP
     (:class:`agents.rl.grpo.policies.BoundedCombinedExtractor`; behaviour cloning, GRPO and evaluation; the SB3 PPO
-    row keeps its own policy). Default off: SB3's raw ``CombinedExtractor``."""
+    row keeps its own policy). Default on since 2026-12-07 (anchor-GRPO completed +5.4 points more route on two
+    held-out banks, docs/grpo_ablation.md#the-vectors-scale-question-written-before-its-runs); ``false``: SB3's raw
+    ``CombinedExtractor``, with which every MLP number published before that date was measured (restate it to load
+    or re-evaluate those runs)."""
 
     def __post_init__(self) -> None:
         from envs.prompt_state import check_prompt_options
@@ -253,21 +256,27 @@ def _mlp_rl_model(ctx: Context, anchors: bool, start: Any) -> Any:
     import torch
 
     from agents.rl.grpo import GRPO
+    from agents.rl.grpo.policies import BoundedCombinedExtractor
 
     agent = ctx.cfg.agent
     kwargs: dict[str, Any] = {"log_std_init": float(agent.log_std_init)}
     if agent.bev != "none":
         kwargs["features_extractor_kwargs"] = {"cnn_output_dim": 64}
     if getattr(agent, "normalize_vectors", False):
-        from agents.rl.grpo.policies import BoundedCombinedExtractor
-
         kwargs["features_extractor_class"] = BoundedCombinedExtractor
     model = GRPO("MultiInputPolicy",  # the observation is a dict with or without the BEV (agent.bev=none)
                  group_env(ctx, normalized=True, online_mining=_online(ctx, anchors)), _grpo_config(ctx, anchors),
                  anchor_pairs=str(ctx.outputs["mine"]["pairs_train"]), seed=int(ctx.cfg.seed),
                  tensorboard_log=_tb(ctx), policy_kwargs=kwargs)
     if start is not None:
-        model.policy.load_state_dict(torch.load(start))
+        weights = torch.load(start)
+        scaled = any(k.startswith("features_extractor.scale_") for k in weights)
+        if scaled != isinstance(model.policy.features_extractor, BoundedCombinedExtractor):
+            raise ValueError(f"{start}: behaviour-cloning weights trained with agent.normalize_vectors="
+                             f"{str(scaled).lower()}, but the run's agent.normalize_vectors is "
+                             f"{str(not scaled).lower()} (the default is true since 2026-12-07); restate "
+                             f"agent.normalize_vectors={str(scaled).lower()} to use them")
+        model.policy.load_state_dict(weights)
         model.reset_reference()
     return model
 

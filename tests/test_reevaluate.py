@@ -70,3 +70,26 @@ def test_differences_skip_the_free_keys_and_list_new_ones():
     given = {"env": {"eval_seed": 5, "seed": 0, "new_knob": 1}, "evaluate": {"decisions": "sampled"}, "seed": 2}
     source = {"env": {"eval_seed": 4, "seed": 0}, "evaluate": {}, "seed": 1}
     assert differences(given, source) == (["seed: run 1, given 2"], ["env.new_knob"])
+
+
+def test_behaviour_cloning_weights_of_the_other_vector_scale_are_refused_by_name(finished, tmp_path):
+    """``agent.normalize_vectors`` became the MLP's default on 2026-12-07: BC weights of one setting loaded into a
+    model of the other fail with the option named (not a state-dict key error), so older runs are restated."""
+    from experiments.agents import _mlp_rl_model
+    from experiments.pipeline import Context
+    from experiments.run import typed_config
+
+    state = json.loads((finished / "state.json").read_text())
+    outputs = {stage: {k: (str(finished / v["path"]) if isinstance(v, dict) and "path" in v else v)
+                       for k, v in entry["outputs"].items()}
+               for stage, entry in state["stages"].items()}
+    weights = outputs["sft"]["negative"]
+    with initialize_config_module(config_module="experiments.conf", version_base=None):
+        default = typed_config(compose(config_name="config", overrides=[*RUN, f"out_dir={tmp_path}"]))
+        raw = typed_config(compose(config_name="config", overrides=[*RUN, f"out_dir={tmp_path}",
+                                                                     "agent.normalize_vectors=false"]))
+    assert default.agent.normalize_vectors  # the run was trained with the default: scaled vectors
+    model = _mlp_rl_model(Context(tmp_path, default, outputs=outputs), anchors=False, start=weights)
+    assert type(model.policy.features_extractor).__name__ == "BoundedCombinedExtractor"
+    with pytest.raises(ValueError, match="normalize_vectors=true.*restate agent.normalize_vectors=true"):
+        _mlp_rl_model(Context(tmp_path, raw, outputs=outputs), anchors=False, start=weights)
