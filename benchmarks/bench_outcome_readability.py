@@ -43,6 +43,7 @@ from agents.baselines import make_baseline
 from benchmarks.bench_collision_causes import scene_outcome
 from envs.replay_env import EnvConfig, ReplayEnv
 from envs.prompt_state import HAZARD_HORIZON, HAZARD_STEP, agent_motion
+from envs.scenes.scene import designated_hazard
 from rewards.geometry import rotate_vectors
 
 HAZARD_OUTCOMES = ("benign", "near_miss", "collision")
@@ -62,10 +63,11 @@ def mlp_env_config(prompt_agents: int = 0) -> EnvConfig:
 def hazard_state(env: Any, horizon: float = HAZARD_HORIZON, dt: float = HAZARD_STEP) -> np.ndarray:
     """``(7,)`` privileged features of the hazard agent at the current frame: relative position and velocity in the
     ego frame [m, m/s], its current distance, and the constant-velocity projection's closest distance [m] and its
-    time [s] within ``horizon`` (:func:`envs.prompt_state.agent_motion`); zeros with distance 1e3 when the hazard is
-    not logged at this frame."""
+    time [s] within ``horizon`` (:func:`envs.prompt_state.agent_motion`) of the scene's designated hazard
+    (:func:`envs.scenes.scene.designated_hazard`); zeros with distance 1e3 when the hazard is not logged at this
+    frame."""
     scene, t = env.scene, env.t
-    hazard = scene.meta.extra.get("hazard_agent_id")
+    hazard = designated_hazard(scene)
     rows = np.flatnonzero(scene.agent_ids == hazard) if hazard is not None else []
     if len(rows) == 0 or not scene.agent_valid[rows[0], t]:
         return np.array([0, 0, 0, 0, 1e3, 1e3, horizon], dtype=np.float32)
@@ -80,7 +82,8 @@ def _relative(env: Any, row: int, horizon: float, dt: float) -> np.ndarray:
     return agent_motion(env.scene, row, env.t, pose, body, horizon, dt).astype(np.float32)
 
 
-def conflict_state(env: Any, radius: float = 50.0, horizon: float = 5.0, dt: float = 0.1) -> np.ndarray:
+def conflict_state(env: Any, radius: float = 50.0, horizon: float = HAZARD_HORIZON, dt: float = HAZARD_STEP
+                   ) -> np.ndarray:
     """``(7,)`` features (as :func:`hazard_state`) of the agent, valid and within ``radius`` m now, whose
     constant-velocity projection comes closest to the ego within ``horizon`` (ties: the earlier); no privileged
     knowledge (the current frame's positions and velocities only). Distance 1e3 when no agent is in range."""
