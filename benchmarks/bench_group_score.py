@@ -19,6 +19,19 @@ scenes of bank 8300, world v2, road families): on normal and benign scenes the l
 version in 100% of the states (group reward 0.914 against 0.723 normal, 0.915 against 0.834 benign), on collision
 scenes slowing pays (-1.00 for the log, -0.88 at 0.8x, +0.20 at a stop) (docs/grpo_ablation.md, "Where the
 closed-loop collisions are").
+
+``--closed-loop``: the group score's own **best response**, closed loop (docs/grpo_ablation.md, "The group score's
+own best response"). :class:`GroupScoreBestResponse` is a privileged planner that at every decision scores the
+logged ego's path from the current pose driven at each fraction (:func:`slowed` of
+:class:`agents.baselines.LogReplayPolicy`'s action) with the env's ``score_group`` and executes the highest-rated
+one: what GRPO, a contextual bandit on that score, could at best learn over this family where the policy tells the
+states apart. One episode per scene (:func:`agents.evaluation.evaluate_closed_loop`) for log replay and the best
+response; per outcome of the logged drive: collision %, route completion RC %, driving score DS %, median speed /
+log (:func:`benchmarks.bench_collision_causes.episode_facts`) and the mean fraction chosen. ``--ep-weight`` and
+``--w-collision`` change the score's progress weight (``PDMConfig.ep_weight``, NAVSIM 5) and collision term
+(``RewardConfig.w_collision``) for both the table and the best response::
+
+    python -m benchmarks.bench_group_score --closed-loop --seed 8400 --num-scenes 96 --road-families all
 """
 
 from __future__ import annotations
@@ -30,30 +43,24 @@ from typing import Sequence
 
 import numpy as np
 
-from agents.base import policy_input
-from agents.baselines import make_baseline
-from benchmarks.bench_collision_causes import OUTCOMES, scene_outcome
+from agents.base import Policy, PolicyInput, policy_input
+from agents.baselines import LogReplayPolicy, make_baseline
+from benchmarks.bench_collision_causes import OUTCOMES, episode_facts, scene_outcome
 from envs.replay_env import EnvConfig, ReplayEnv
+from envs.sim.scoring import slowed
+from envs.sim.reward import RewardConfig
+from rewards.config import PDMConfig
 
 TERMS = ("reward", "is_collision", "sp_ep", "ttc", "comfort")
 """``score_group`` terms kept per scored trajectory."""
 
 
-def slowed(trajectory: np.ndarray, fraction: float, dt: float = 0.5) -> np.ndarray:
-    """The path of ``trajectory (K, 3)`` [m, m, rad] (ego frame, poses every ``dt`` s from the origin) driven at
-    ``fraction`` of its speed: pose k at time ``fraction * (k + 1) * dt`` along it (linear between poses, the
-    origin at t = 0), ``(K, 3)``."""
-    k = trajectory.shape[0]
-    times = np.arange(k + 1) * dt
-    poses = np.vstack([np.zeros((1, 3)), np.asarray(trajectory, dtype=np.float64)])
-    tau = fraction * times[1:]
-    return np.stack([np.interp(tau, times, poses[:, j]) for j in range(3)], axis=-1)
-
-
-def score_states(source, fractions: Sequence[float], horizon: float = 4.0) -> dict[str, list[np.ndarray]]:
+def score_states(source, fractions: Sequence[float], horizon: float = 4.0,
+                 config: EnvConfig | None = None) -> dict[str, list[np.ndarray]]:
     """``{outcome: [(F, len(TERMS)) per state]}``: the log's trajectory slowed to each fraction, scored together at
-    every closed-loop decision of log replay with a full ``horizon`` of logged future."""
-    env = ReplayEnv(source, "closed_loop", EnvConfig(bev=None))
+    every closed-loop decision of log replay with a full ``horizon`` of logged future (``config``: the env's
+    scorer and reward; default ``EnvConfig(bev=None)``)."""
+    env = ReplayEnv(source, "closed_loop", config or EnvConfig(bev=None))
     policy = make_baseline("log_replay")
     out: dict[str, list[np.ndarray]] = defaultdict(list)
     for i in range(len(source)):
@@ -69,6 +76,75 @@ def score_states(source, fractions: Sequence[float], horizon: float = 4.0) -> di
             if terminated or truncated:
                 break
     return out
+
+
+class GroupScoreBestResponse(Policy):
+    """Privileged planner: at every decision executes :meth:`envs.replay_env.ReplayEnv.best_response`, the logged
+    ego's path from the current pose driven at each of ``fractions`` of its speed (:func:`slowed`), scored together by
+    ``env.score_group``, the one with the highest ``reward`` (GRPO's group score; ties: the first of ``fractions``). :attr:`chosen` collects the fraction of every decision
+    since :meth:`reset`. Bound to the env whose decisions it scores (a benchmark instrument, not an agent)."""
+
+    name = "group_score_best_response"
+    requires_privileged = True
+
+    def __init__(self, env: ReplayEnv, fractions: Sequence[float]) -> None:
+        if not fractions:
+            raise ValueError("GroupScoreBestResponse: fractions is empty")
+        self.env = env
+        self.fractions = [float(f) for f in fractions]
+        self.chosen: list[float] = []
+
+    def reset(self) -> None:
+        self.chosen = []
+
+    def act(self, inp: PolicyInput) -> np.ndarray:
+        inp.require_privileged(self.name)
+        best = self.env.best_response(self.fractions)
+        self.chosen.append(best["fraction"])
+        return best["trajectory"]
+
+
+def closed_loop_rows(source, fractions: Sequence[float], config: EnvConfig) -> dict[str, list[dict]]:
+    """``{row: [episode record]}`` for log replay and :class:`GroupScoreBestResponse`: one closed-loop episode per
+    scene of ``source``; each record holds ``outcome``, ``collision``, ``route_completion``, ``driving_score``,
+    ``speed_ratio`` and ``fraction`` (the mean fraction chosen, 1 for log replay)."""
+    from agents.evaluation import evaluate_closed_loop
+
+    env = ReplayEnv(source, "closed_loop", config)
+    best = GroupScoreBestResponse(env, fractions)
+    rows: dict[str, list[dict]] = {}
+    for row, policy in (("log replay", LogReplayPolicy(config.pdm)), ("group-score best response", best)):
+        chosen: list[float] = []
+
+        def record(env_: ReplayEnv, info: dict, start: int, policy=policy) -> dict:
+            facts = episode_facts(env_, info, start)
+            facts["fraction"] = float(np.mean(policy.chosen)) if isinstance(policy, GroupScoreBestResponse) \
+                and policy.chosen else 1.0
+            chosen.append(facts["fraction"])
+            return facts
+
+        result = evaluate_closed_loop(policy, env, progress=True, episode_record=record)
+        rows[row] = result.per_scene
+    return rows
+
+
+def closed_loop_table(rows: dict[str, list[dict]]) -> str:
+    """Markdown: per row and outcome of the logged drive (and all), episodes, collision %, RC %, DS %, median
+    speed / log and the mean fraction chosen."""
+    lines = ["| row | outcome | episodes | collision % | RC % | DS % | median speed / log | mean fraction chosen |",
+             "|" + "---|" * 8]
+    for row, eps in rows.items():
+        for outcome in [*OUTCOMES, "unknown", "all"]:
+            sel = eps if outcome == "all" else [e for e in eps if e["outcome"] == outcome]
+            if not sel:
+                continue
+            ratios = [e["speed_ratio"] for e in sel if e.get("speed_ratio") is not None]
+            lines.append(f"| {row} | {outcome} | {len(sel)} | {100 * np.mean([e['collision'] for e in sel]):.1f} | "
+                         f"{100 * np.nanmean([e['route_completion'] for e in sel]):.1f} | "
+                         f"{100 * np.nanmean([e['driving_score'] for e in sel]):.1f} | "
+                         f"{np.median(ratios) if ratios else float('nan'):.2f} | "
+                         f"{np.mean([e['fraction'] for e in sel]):.2f} |")
+    return "\n".join(lines)
 
 
 def table(states: dict[str, list[np.ndarray]], fractions: Sequence[float]) -> str:
@@ -99,17 +175,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--outcomes", choices=("varied", "collision"), default="varied")
     p.add_argument("--roads", choices=("classic", "families"), default="families")
     p.add_argument("--fractions", default="1,0.9,0.8,0.6,0.3,0", help="comma-separated fractions of the log's speed")
+    p.add_argument("--road-families", default=None,
+                   help="comma-separated road families of the bank, or 'all' (the pipeline's world-v2 held-out "
+                        "scenes); default: the bank's training families")
+    p.add_argument("--closed-loop", action="store_true",
+                   help="closed-loop episodes of log replay and the group score's best response (module docstring)")
+    p.add_argument("--ep-weight", type=float, default=PDMConfig.ep_weight,
+                   help="the score's progress weight (PDMConfig.ep_weight)")
+    p.add_argument("--w-collision", type=float, default=RewardConfig.w_collision,
+                   help="the group score's collision term (RewardConfig.w_collision)")
     args = p.parse_args(argv)
     fractions = [float(f) for f in args.fractions.split(",")]
+    if any(not 0.0 <= f <= 1.0 for f in fractions):
+        p.error(f"--fractions: every fraction must lie in [0, 1], got {args.fractions!r}")
+    families = None if args.road_families is None else (
+        "all" if args.road_families == "all" else [f for f in args.road_families.split(",") if f])
     varied = args.outcomes == "varied"
-    source = open_source("bank", num_scenes=args.num_scenes, seed=args.seed, **bank_options(
-        outcomes=args.outcomes, outcome_mix=None, difficulty=0.5 if varied else None,
-        roads=args.roads if args.roads != "classic" else None, background_density=None, expert=None,
-        road_families=None))
+    try:
+        source = open_source("bank", num_scenes=args.num_scenes, seed=args.seed, **bank_options(
+            outcomes=args.outcomes, outcome_mix=None, difficulty=0.5 if varied else None,
+            roads=args.roads if args.roads != "classic" else None, background_density=None, expert=None,
+            road_families=families if args.roads != "classic" else None))
+    except ValueError as exc:
+        p.error(str(exc))
+    config = EnvConfig(bev=None, pdm=PDMConfig(ep_weight=args.ep_weight),
+                       reward=RewardConfig(w_collision=args.w_collision))
     t0 = time.perf_counter()
-    states = score_states(source, fractions)
-    print(f"SYNTHETIC bank: {args.num_scenes} scenes of seed {args.seed} (outcomes {args.outcomes}, roads "
-          f"{args.roads}); log replay's closed-loop decisions with a full 4 s logged horizon, "
+    head = (f"SYNTHETIC bank: {args.num_scenes} scenes of seed {args.seed} (outcomes {args.outcomes}, roads "
+            f"{args.roads}, families {args.road_families or 'training'}); group score with ep_weight "
+            f"{args.ep_weight:g}, w_collision {args.w_collision:g}")
+    if args.closed_loop:
+        rows = closed_loop_rows(source, fractions, config)
+        print(f"{head}; closed loop, fractions {fractions}, {time.perf_counter() - t0:.0f} s\n")
+        print(closed_loop_table(rows))
+        return 0
+    states = score_states(source, fractions, config=config)
+    print(f"{head}; log replay's closed-loop decisions with a full 4 s logged horizon, "
           f"{time.perf_counter() - t0:.0f} s\n")
     print(table(states, fractions))
     return 0

@@ -92,7 +92,7 @@ import dataclasses
 import functools
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -106,7 +106,13 @@ from envs.sim.reward import (EP_TERMS, PROGRESS_TERMS, REWARD_TERMS, RewardConfi
                               reward_terms, traffic_speeds)
 from envs.sim.terms import DeferredTerms
 from envs.scenes.scene import Scene
-from envs.sim.scoring import log_as_action, logged_steering_angle, map_geometry_from_scene_map, problem_from_scene
+from envs.sim.scoring import (
+    log_as_action,
+    logged_steering_angle,
+    map_geometry_from_scene_map,
+    problem_from_scene,
+    slowed,
+)
 from envs.sim.simulation import DrivableArea, EgoTrack, first_event, simulate_prefix, simulate_with_steering
 from envs.scenes.sources import Origin, SceneSource, make_source
 from envs.spaces import NUM_POSES, action_space, observation_space, validate_trajectories
@@ -129,6 +135,11 @@ was not computed is NaN (every term after ``reset``, which scores nothing; the s
 _PERMUTE_MAX = 1 << 20
 """Sources up to this size are shuffled with a full permutation per pass; larger ones with a seeded affine
 bijection ``i -> (a i + b) mod n`` (no index list is materialised, so a bank of 10**9 scenes resets at once)."""
+
+
+BEST_RESPONSE_FRACTIONS = (1.0, 0.9, 0.8, 0.6, 0.3, 0.0)
+"""Fractions of the logged speed :meth:`ReplayEnv.best_response` chooses among by default (the family
+``benchmarks/bench_group_score.py`` measures)."""
 
 
 @dataclass(frozen=True)
@@ -632,6 +643,29 @@ class ReplayEnv(gym.Env):
         track = self._track
         assert track is not None
         return log_as_action(self.scene, track.frame, track.poses[track.frame], self.config.pdm)
+
+    def best_response(self, fractions: Sequence[float] = BEST_RESPONSE_FRACTIONS) -> dict[str, Any]:
+        """Privileged: the group score's best response over "the logged path, slower" from the current state.
+
+        The ego's logged future from the current pose (:meth:`logged_action`) driven at each of ``fractions`` (in
+        [0, 1]) of its speed (:func:`envs.sim.scoring.slowed`), ``(F, 8, 3)`` [m, m, rad], scored together by
+        :meth:`score_group` (GRPO's group score, the other agents' logged futures); the highest ``reward`` wins
+        (ties: the first). The env's state is unchanged.
+
+        Returns:
+            ``{"trajectory": (8, 3) float32, "fraction": float, "reward": float, "is_collision": bool,
+            "at_fault_collision": bool, "ttc": float}`` of the winner (picklable, for ``VecEnv.env_method``).
+        """
+        fractions = [float(f) for f in fractions]
+        if not fractions or any(not 0.0 <= f <= 1.0 for f in fractions):
+            raise ValueError(f"ReplayEnv.best_response: fractions must be a non-empty list in [0, 1], got {fractions}")
+        base = self.logged_action()
+        candidates = np.stack([slowed(base, f, self.config.pdm.pose_interval) for f in fractions])
+        scored = self.score_group(candidates)
+        j = int(np.argmax(np.nan_to_num(np.asarray(scored["reward"], dtype=np.float64), nan=-np.inf)))
+        return {"trajectory": candidates[j].astype(np.float32), "fraction": fractions[j],
+                "reward": float(scored["reward"][j]), "is_collision": bool(scored["is_collision"][j]),
+                "at_fault_collision": bool(scored["at_fault_collision"][j]), "ttc": float(scored["ttc"][j])}
 
     def render(self) -> np.ndarray | None:
         """``rgb_array``: ``uint8 (256, 256, 3)`` RGB view of the current frame with the last action drawn."""

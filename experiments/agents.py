@@ -328,7 +328,10 @@ def _mlp_rl_policy(ctx: Context, method: str) -> Any:
 
 # ---------------------------------------------------------------------------------------------------- shared
 def _grpo_config(ctx: Context, anchors: bool) -> Any:
-    return dataclasses.replace(ctx.cfg.train.grpo, anchors=anchors)
+    """The run's ``train.grpo`` with ``anchors`` set; the teacher anchor (``train.grpo.teacher_anchor``), like
+    online mining, applies to anchor-GRPO only (vanilla GRPO's groups stay the sampled members)."""
+    grpo = ctx.cfg.train.grpo
+    return dataclasses.replace(grpo, anchors=anchors, teacher_anchor=bool(grpo.teacher_anchor and anchors))
 
 
 def _online(ctx: Context, anchors: bool) -> bool:

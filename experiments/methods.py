@@ -45,12 +45,14 @@ def anchor_stats(model: Any, method: str) -> dict[str, Any]:
     """A GRPO model's anchor counts over its training, for the grpo stage's outputs (``state.json``):
     ``{method}_env_steps`` (states collected: env steps over every env), ``{method}_anchor_states`` (states whose
     group had anchors), ``{method}_online_anchor_states`` (... from pairs mined online during the run),
+    ``{method}_teacher_states`` (... whose positive was the teacher's, ``train.grpo.teacher_anchor``),
     ``{method}_anchor_state_share`` (anchor states / env steps), ``{method}_online_pairs`` (pairs mined online from
     the run's crashes), ``{method}_bank_pairs`` (pairs in the bank at the end: dataset + online)."""
     steps = int(model.num_timesteps)
     states = int(getattr(model, "anchor_states_seen", 0))
     return {f"{method}_env_steps": steps, f"{method}_anchor_states": states,
             f"{method}_online_anchor_states": int(getattr(model, "online_anchor_states_seen", 0)),
+            f"{method}_teacher_states": int(getattr(model, "teacher_states_seen", 0)),
             f"{method}_anchor_state_share": states / steps if steps else float("nan"),
             f"{method}_online_pairs": len(getattr(model, "_online_pairs", [])),
             f"{method}_bank_pairs": len(model.anchor_bank)}

@@ -37,3 +37,34 @@ def test_group_score_of_slowed_logs_by_outcome():
     assert [c.strip() for c in row.strip("|").split("|")][4] == "0"  # the log never beats itself
     with pytest.raises(ValueError, match="include 1"):
         table(states, [0.5, 0.0, 0.3])
+
+
+def test_the_group_scores_best_response_closed_loop():
+    """The best response executes one of its candidates (the log's own action when fraction 1 is the only one), and
+    on scenes where the log crashes it collides less than log replay while still driving."""
+    from agents.base import policy_input
+    from agents.baselines import LogReplayPolicy
+    from benchmarks.bench_group_score import GroupScoreBestResponse, closed_loop_rows, closed_loop_table
+    from envs.replay_env import EnvConfig, ReplayEnv
+
+    bank = ScenarioBank(6, seed=5, outcomes="collision")
+    env = ReplayEnv(bank, "closed_loop", EnvConfig(bev=None))
+    obs, info = env.reset(seed=0, options={"scene_index": 0})
+    inp = policy_input(env, obs, info, True)
+    only_log = GroupScoreBestResponse(env, [1.0])
+    assert np.allclose(only_log.act(inp), LogReplayPolicy(env.config.pdm).act(inp), atol=1e-5)
+    best = GroupScoreBestResponse(env, [1.0, 0.5, 0.0])
+    action = best.act(inp)
+    assert best.chosen and best.chosen[0] in (1.0, 0.5, 0.0)
+    assert np.allclose(action, slowed(LogReplayPolicy(env.config.pdm).act(inp), best.chosen[0]), atol=1e-5)
+    with pytest.raises(ValueError, match="fractions"):
+        GroupScoreBestResponse(env, [])
+
+    rows = closed_loop_rows(bank, [1.0, 0.8, 0.5, 0.0], EnvConfig(bev=None))
+    log, response = rows["log replay"], rows["group-score best response"]
+    assert len(log) == len(response) == len(bank)
+    assert sum(e["collision"] for e in log) >= 4  # the collision bank's logs crash
+    assert sum(e["collision"] for e in response) < sum(e["collision"] for e in log)
+    assert np.mean([e["route_completion"] for e in response]) > 0.3  # it drives, not only stops
+    assert all(e["fraction"] == 1.0 for e in log) and all(0.0 <= e["fraction"] <= 1.0 for e in response)
+    assert "| group-score best response | all | 6 |" in closed_loop_table(rows)

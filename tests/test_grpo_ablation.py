@@ -108,6 +108,9 @@ def test_hydra_anchor_ablation_options_reach_the_grpo_config():
         typed("train.grpo.anchor_members=all")
     with pytest.raises(SystemExit, match="GRPOConfig.anchor_weight: expected >= 0"):
         typed("train.grpo.anchor_weight=-1")
+    assert default.teacher_anchor is False
+    taught = typed("train.grpo.teacher_anchor=true", "train.grpo.teacher_fractions=[1,0.5,0]").train.grpo
+    assert taught.teacher_anchor is True and tuple(taught.teacher_fractions) == (1.0, 0.5, 0.0)
 
 
 @pytest.mark.parametrize("step_with", ["sample", "greedy", "best"])
@@ -217,3 +220,60 @@ def test_greedy_member_stats():
     assert stats["group/greedy_minus_sampled"] == pytest.approx(((0.5 - 0.2) + (0.3 - 0.4)) / 2)
     assert stats["group/greedy_best_share"] == pytest.approx(0.5)
     assert greedy_member_stats(np.zeros((0, 1, 6)), 4) == {}
+
+
+def test_teacher_anchor_fills_the_positive_slot_with_the_group_scores_best_response(rear_end):  # noqa: F811
+    """``teacher_anchor``: where no pair gives a positive, slot G holds the env's best response (projected onto the
+    policy's parametrisation) and the state counts as an anchor state; a mined positive keeps its slot; off: the
+    group is the vanilla one. The option draws no random numbers (the sampled members are the same)."""
+    from envs.replay_env import EnvConfig, ReplayEnv
+
+    scene, pairs = rear_end
+    G = 4
+    plain = _one_state(scene, [], teacher_anchor=False)
+    assert not plain.rollout_buffer.valid[0, 0, G:].any() and plain.teacher_states_seen == 0
+    taught = _one_state(scene, [], teacher_anchor=True)
+    buf = taught.rollout_buffer
+    assert buf.valid[0, 0, G:].tolist() == [True, False]
+    assert taught.teacher_states_seen == 1 == taught.anchor_states_seen
+    np.testing.assert_array_equal(buf.members[0, 0, :G], plain.rollout_buffer.members[0, 0, :G])
+    env = ReplayEnv([scene], "closed_loop", EnvConfig(bev=None))
+    env.reset(seed=0, options={"scene_index": 0})
+    best = env.best_response(taught.config.teacher_fractions)
+    assert not best["is_collision"] and best["fraction"] < 1.0  # the log crashes here: the teacher slows down
+    expected = taught.policy.encode_trajectories(best["trajectory"][None], [""])
+    np.testing.assert_allclose(buf.members[0, 0, G], expected.members[0], atol=1e-6)
+    mined = _one_state(scene, pairs, teacher_anchor=True)
+    assert mined.teacher_states_seen == 0 and mined.anchor_states_seen == 1  # the pair's positive applies
+
+
+def test_best_response_is_the_highest_scored_slowed_log():
+    """``ReplayEnv.best_response``: the candidate with the highest group reward among the logged action slowed to
+    each fraction; the env's state is unchanged; bad fractions are refused."""
+    from envs.replay_env import EnvConfig, ReplayEnv
+    from envs.scenes.bank import ScenarioBank
+    from envs.sim.scoring import slowed
+
+    env = ReplayEnv(ScenarioBank(3, seed=5, outcomes="collision"), "closed_loop", EnvConfig(bev=None))
+    env.reset(seed=0, options={"scene_index": 0})
+    t = env.t
+    fractions = [1.0, 0.6, 0.0]
+    candidates = np.stack([slowed(env.logged_action(), f) for f in fractions])
+    rewards = env.score_group(candidates)["reward"]
+    best = env.best_response(fractions)
+    j = int(np.argmax(rewards))
+    assert best["fraction"] == fractions[j] and best["reward"] == pytest.approx(float(rewards[j]))
+    np.testing.assert_allclose(best["trajectory"], candidates[j], atol=1e-5)
+    assert env.t == t
+    with pytest.raises(ValueError, match="fractions"):
+        env.best_response([1.5])
+
+
+def test_teacher_anchor_options_are_checked():
+    with pytest.raises(ValueError, match="teacher_anchor: the teacher is a positive anchor"):
+        GRPOConfig(teacher_anchor=True, anchors=False)
+    with pytest.raises(ValueError, match="teacher_anchor: the teacher is a positive anchor"):
+        GRPOConfig(teacher_anchor=True, anchor_members="negative")
+    with pytest.raises(ValueError, match="teacher_fractions"):
+        GRPOConfig(teacher_fractions=[0.5, 2.0])
+    assert GRPOConfig(teacher_fractions=[1, 0.5]).teacher_fractions == (1.0, 0.5)

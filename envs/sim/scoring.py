@@ -270,3 +270,16 @@ def log_as_action(scene: Scene, t: int, pose: np.ndarray, config: PDMConfig = PD
     step = int(round(config.pose_interval / scene.dt))
     frames = np.minimum(t + step * np.arange(1, config.num_poses + 1), scene.num_frames - 1)
     return clip_trajectories(world_to_local(scene.ego_poses[frames], np.asarray(pose, dtype=np.float64)))
+
+
+def slowed(trajectory: np.ndarray, fraction: float, dt: float = 0.5) -> np.ndarray:
+    """The path of ``trajectory (K, 3)`` [m, m, rad] (ego frame, poses every ``dt`` s from the origin) driven at
+    ``fraction`` (in [0, 1]) of its speed: pose k at time ``fraction * (k + 1) * dt`` along it (linear between poses,
+    the origin at t = 0; ``fraction = 0`` stays at the origin), ``(K, 3)`` float64."""
+    if not 0.0 <= float(fraction) <= 1.0:
+        raise ValueError(f"slowed: fraction must lie in [0, 1], got {fraction!r}")
+    k = trajectory.shape[0]
+    times = np.arange(k + 1) * dt
+    poses = np.vstack([np.zeros((1, 3)), np.asarray(trajectory, dtype=np.float64)])
+    tau = float(fraction) * times[1:]
+    return np.stack([np.interp(tau, times, poses[:, j]) for j in range(3)], axis=-1)

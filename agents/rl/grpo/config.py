@@ -104,6 +104,18 @@ class GRPOConfig:
     """Multiplier of the anchors' advantages in the clipped surrogate (1: today; 0: the anchors still enter the
     group's mean and std, i.e. the sampled members' baseline, but get no gradient of their own; > 1: a stronger
     pull towards the positive / push from the negative). Sampled members are unaffected (docs/grpo_ablation.md)."""
+    teacher_anchor: bool = False
+    """A teacher in the positive slot (anchor-GRPO; docs/grpo_ablation.md, "The group score's best response as the
+    positive anchor"): at every state whose group has no positive anchor from the pairs, the env's group-score best
+    response
+    (:meth:`envs.replay_env.ReplayEnv.best_response`: the logged path at the fraction of its speed the group score
+    rates highest) joins the group as the positive, unless its 4 s plan collides. Privileged at training time only,
+    as the mined anchors are (it reads the other agents' logged futures); the trained policy sees its observation
+    alone. Needs ``anchors``, an
+    ``anchor_members`` with the positive, the replay env and a policy that states no label (the Gaussian policy; the
+    VLA conditions its anchors' actions on a label text the teacher does not give)."""
+    teacher_fractions: tuple = (1.0, 0.9, 0.8, 0.6, 0.3, 0.0)
+    """``teacher_anchor``: the fractions of the logged speed the teacher chooses among (in [0, 1])."""
     anchor_negative_only: bool = True
     """Use pairs without a verified positive too (only their negative joins the group)."""
     anchor_position_tol: float = 2.0
@@ -140,6 +152,16 @@ class GRPOConfig:
                      "anchor_heading_tol", "kl_log_ratio_clip", "label_term", "anchor_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"GRPOConfig.{name}: expected >= 0, got {getattr(self, name)!r}")
+        fractions = tuple(self.teacher_fractions) if isinstance(self.teacher_fractions, (list, tuple)) else None
+        if not fractions or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f <= 1.0
+                                for f in fractions):
+            raise ValueError(f"GRPOConfig.teacher_fractions: expected a non-empty list of numbers in [0, 1], got "
+                             f"{self.teacher_fractions!r}")
+        self.teacher_fractions = tuple(float(f) for f in fractions)
+        if self.teacher_anchor and (not self.anchors or self.anchor_members == "negative"):
+            raise ValueError("GRPOConfig.teacher_anchor: the teacher is a positive anchor; it needs anchors=True and "
+                             f"anchor_members 'both' or 'positive' (got anchors={self.anchors}, anchor_members="
+                             f"{self.anchor_members!r})")
         for name, choices in (("step_with", STEP_WITH), ("loss_aggregation", LOSS_AGGREGATIONS),
                               ("text_credit", TEXT_CREDITS), ("anchor_members", ANCHOR_MEMBERS),
                               ("anchor_source", ANCHOR_SOURCES)):

@@ -203,6 +203,10 @@ class GRPO(NoTempLogDir, OnPolicyAlgorithm):
         if cfg.label_term > 0 and not self.policy.states_label:
             raise ValueError(f"GRPOConfig.label_term={cfg.label_term}: {type(self.policy).__name__} states no safety "
                              "label (the label-consistency term needs a policy that writes one, the VLA)")
+        if cfg.teacher_anchor and self.policy.states_label:
+            raise ValueError(f"GRPOConfig.teacher_anchor: {type(self.policy).__name__} states a label and conditions "
+                             "its anchors' actions on a label text, which the teacher does not give (the Gaussian "
+                             "policy only)")
         self.ref_policy = self.policy.make_reference()
         terms = SCORED_TERMS + ((LABEL_TERM,) if self.policy.states_label else ())
         self.rollout_buffer = GroupRolloutBuffer(
@@ -216,6 +220,8 @@ class GRPO(NoTempLogDir, OnPolicyAlgorithm):
         """States whose group had anchors, over the model's life."""
         self.online_anchor_states_seen = getattr(self, "online_anchor_states_seen", 0)
         """... of them, states whose anchors were mined online (this run's crashes)."""
+        self.teacher_states_seen = getattr(self, "teacher_states_seen", 0)
+        """... of them, states whose positive was the teacher's (``GRPOConfig.teacher_anchor``)."""
 
     def reset_reference(self) -> None:
         """Freeze the current policy as the KL reference (e.g. after loading behaviour-cloned weights)."""
@@ -310,6 +316,8 @@ class GRPO(NoTempLogDir, OnPolicyAlgorithm):
                 enc = policy.encode_trajectories(trajs, [a.explanation] * len(slots))
                 members[i, slots], trajectories[i, slots] = enc.members, enc.trajectories
                 loss_mask[i, slots], valid[i, slots] = enc.loss_mask, True
+            if cfg.teacher_anchor:  # the group score's best response where no pair gives a positive
+                self._add_teacher(env, policy, np.flatnonzero(~valid[:, G]), members, trajectories, loss_mask, valid)
             anchor_valid = valid.copy()
             anchor_valid[:, :G] = False
             has_anchor = anchor_valid.any(axis=1)
@@ -372,6 +380,27 @@ class GRPO(NoTempLogDir, OnPolicyAlgorithm):
         callback.on_rollout_end()
         return True
 
+    def _add_teacher(self, env: VecEnv, policy: GroupPolicy, envs: np.ndarray, members: np.ndarray,
+                     trajectories: np.ndarray, loss_mask: np.ndarray, valid: np.ndarray) -> None:
+        """Slot ``G`` (the positive) of each state in ``envs`` gets the env's group-score best response
+        (``best_response``, :attr:`GRPOConfig.teacher_anchor`) unless its plan collides; arrays changed in place."""
+        if len(envs) == 0:
+            return
+        G = self.config.group_size
+        try:
+            best = call_each(env, "best_response", [(self.config.teacher_fractions,)] * len(envs),
+                             indices=[int(i) for i in envs])
+        except AttributeError as exc:
+            raise ValueError("GRPOConfig.teacher_anchor: the training env has no best_response (the replay env "
+                             f"envs.replay_env.ReplayEnv has; {exc})") from None
+        for i, b in zip(envs, best):
+            if b["is_collision"]:
+                continue
+            enc = policy.encode_trajectories(np.asarray(b["trajectory"])[None], [""])
+            members[i, G], trajectories[i, G] = enc.members[0], enc.trajectories[0]
+            loss_mask[i, G], valid[i, G] = enc.loss_mask[0], True
+            self.teacher_states_seen += 1
+
     def _group_image(self, env: VecEnv, trajectories: np.ndarray, valid: np.ndarray, rewards: np.ndarray,
                      G: int) -> tuple[np.ndarray, bool]:
         """BEV image of the first env with anchors (else env 0): sampled members red (worst) to green (best),
@@ -411,6 +440,7 @@ class GRPO(NoTempLogDir, OnPolicyAlgorithm):
         self.logger.record("anchors/online_pairs", len(self._online_pairs))
         self.logger.record("anchors/states_seen", self.anchor_states_seen)
         self.logger.record("anchors/online_states_seen", self.online_anchor_states_seen)
+        self.logger.record("anchors/teacher_states_seen", self.teacher_states_seen)
         self._metrics.record(self.logger)
         if image is not None:
             self.logger.record("group/bev", Image(image[0], "HWC"), exclude=("stdout", "log", "json", "csv"))
