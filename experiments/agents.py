@@ -297,7 +297,9 @@ def _mlp_train_sft(ctx: Context, views: Sequence[str]) -> dict[str, Any]:
                              load_anchor_pairs(ctx.outputs["mine"]["pairs_train"]), env_config(ctx).observation,
                              model.policy.max_speed, model.policy.max_yaw_rate,
                              expert_frames_per_scene=int(ctx.cfg.train.expert_frames),
-                             frame_sampling=_frame_sampling(ctx.cfg))
+                             frame_sampling=_frame_sampling(ctx.cfg),
+                             demonstrations=str(ctx.cfg.train.bc.demonstrations),
+                             teacher_stride=float(ctx.cfg.train.bc.teacher_stride), env_config=env_config(ctx))
         train_bc(model.policy, data, view, ctx.cfg.train.bc, seed=int(ctx.cfg.seed))
         path = ctx.path("sft", f"{view}.pt")
         torch.save(model.policy.state_dict(), path)

@@ -39,6 +39,9 @@ BC_MODES = ("positive", "negative")
 MARGIN_CAPS = ("none", "positive")
 """Choices of :attr:`BCConfig.margin_cap`."""
 
+DEMONSTRATIONS = ("log", "teacher")
+"""Choices of :attr:`BCConfig.demonstrations`."""
+
 
 @dataclass
 class BCConfig:
@@ -60,9 +63,23 @@ class BCConfig:
     the pairs' positives lie within 1.0 of their negative); pairs without a positive keep ``negative_margin``.
     ``"none"`` (before): every pair's hinge uses ``negative_margin``. Measured in docs/grpo_ablation.md."""
 
+    demonstrations: str = "log"
+    """The expert rows' targets: ``"log"`` (default) the safe expert-log frames with the log's own trajectory;
+    ``"teacher"`` the logged states every :attr:`teacher_stride` from the closed-loop start while a full 4 s of log
+    remains, each with the env's group-score best response there (:meth:`envs.replay_env.ReplayEnv.best_response`,
+    the logged path at the fraction of its speed the group score rates highest; left out where that plan collides),
+    so the states before a logged crash are taught to brake (:func:`teacher_decisions`). Pairs' rows are unchanged.
+    docs/grpo_ablation.md, "Behaviour cloning the teacher"."""
+    teacher_stride: float = 0.2
+    """``demonstrations="teacher"``: time between the taught states of a scene [s]."""
+
     def __post_init__(self) -> None:
         if self.margin_cap not in MARGIN_CAPS:
             raise ValueError(f"BCConfig.margin_cap must be one of {MARGIN_CAPS}, got {self.margin_cap!r}")
+        if self.demonstrations not in DEMONSTRATIONS:
+            raise ValueError(f"BCConfig.demonstrations must be one of {DEMONSTRATIONS}, got {self.demonstrations!r}")
+        if not self.teacher_stride > 0:
+            raise ValueError(f"BCConfig.teacher_stride: expected > 0 [s], got {self.teacher_stride!r}")
 
 
 @dataclass
@@ -82,20 +99,68 @@ class BCData:
         return len(self.kinds)
 
 
+def teacher_decisions(scenes: Sequence[Scene], env_config: Any = None, stride: float = 0.2,
+                      fractions: Sequence[float] | None = None) -> list[tuple[int, int, np.ndarray]]:
+    """The teacher's decisions on ``scenes`` (:attr:`BCConfig.demonstrations` ``"teacher"``): ``[(scene index, frame,
+    trajectory (8, 3) [m, m, rad])]`` at the logged states every ``stride`` [s] from each scene's closed-loop start
+    frame while the log holds the full 4 s horizon, the trajectory the env's
+    :meth:`~envs.replay_env.ReplayEnv.best_response` there (``fractions``: its default family); states whose best
+    plan collides are left out. ``env_config``: the :class:`~envs.replay_env.EnvConfig` whose scorer and reward
+    judge (default ``EnvConfig()``; its BEV is not rendered). Deterministic."""
+    import dataclasses
+
+    from envs.replay_env import BEST_RESPONSE_FRACTIONS, EnvConfig, ReplayEnv
+
+    config = dataclasses.replace(env_config or EnvConfig(), bev=None)
+    env = ReplayEnv(list(scenes), "closed_loop", config)
+    fractions = BEST_RESPONSE_FRACTIONS if fractions is None else fractions
+    out: list[tuple[int, int, np.ndarray]] = []
+    horizon = config.pdm.horizon
+    for i in range(len(scenes)):
+        _, info = env.reset(seed=i, options={"scene_index": i})  # the start frame of an evaluation of scene i
+        step = max(1, int(round(stride / scenes[i].dt)))
+        t = env.t
+        while info.get("logged_horizon", horizon) >= horizon - 1e-9:
+            best = env.best_response(fractions)
+            if not best["is_collision"]:
+                out.append((i, t, np.asarray(best["trajectory"], dtype=np.float64)))
+            t += step
+            if t >= scenes[i].num_frames:
+                break
+            try:
+                _, info = env.reset(options={"scene_index": i, "t": t})
+            except ValueError:  # past the env's last start frame for this scene
+                break
+    return out
+
+
 def build_bc_data(scenes: Iterable[Scene], pairs: Sequence[AnchorPair], observation: ObservationConfig,
                   max_speed: float, max_yaw_rate: float, expert_frames_per_scene: int = 4,
-                  frame_sampling: str = "even") -> BCData:
-    """Samples of ``scenes`` (safe expert frames) and ``pairs`` (their decision frames; scenes re-created from
-    ``pair.observation_ref``); ``frame_sampling`` chooses the expert frames (``SampleConfig.frame_sampling``:
-    ``"even"``, ``"hazard_window"`` or ``"hazard_dense"``). Deterministic."""
+                  frame_sampling: str = "even", demonstrations: str = "log", teacher_stride: float = 0.2,
+                  env_config: Any = None) -> BCData:
+    """Samples of ``scenes`` (safe expert frames; with ``demonstrations="teacher"`` the teacher's decisions,
+    :func:`teacher_decisions` with ``teacher_stride`` and ``env_config``) and ``pairs`` (their decision frames;
+    scenes re-created from ``pair.observation_ref``); ``frame_sampling`` chooses the expert frames
+    (``SampleConfig.frame_sampling``: ``"even"``, ``"hazard_window"`` or ``"hazard_dense"``). Deterministic."""
     from agents.sft.data import SampleConfig, expert_frames, pair_scenes
     from envs.sim.scoring import trajectory_from_log
 
+    if demonstrations not in DEMONSTRATIONS:
+        raise ValueError(f"build_bc_data: demonstrations must be one of {DEMONSTRATIONS}, got {demonstrations!r}")
     select = SampleConfig(expert_frames_per_scene=expert_frames_per_scene, frame_sampling=frame_sampling)
     obs_rows: list[dict[str, Any]] = []
     targets, negatives, kinds = [], [], []
     nan = np.full((8, 3), np.nan)
-    for scene in scenes:
+    scenes = list(scenes)
+    if demonstrations == "teacher":
+        routes: dict[int, Route] = {}
+        for i, t, trajectory in teacher_decisions(scenes, env_config, teacher_stride):
+            route = routes.setdefault(i, Route.from_scene(scenes[i]))
+            obs_rows.append(build_observation(scenes[i], t, config=observation, route=route))
+            targets.append(trajectory)
+            negatives.append(nan)
+            kinds.append("expert")
+    for scene in scenes if demonstrations == "log" else ():
         route = Route.from_scene(scene)
         for t in expert_frames(scene, select):
             obs_rows.append(build_observation(scene, t, config=observation, route=route))
