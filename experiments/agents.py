@@ -285,7 +285,7 @@ def _mlp_train_sft(ctx: Context, views: Sequence[str]) -> dict[str, Any]:
     """The MLP agent's SFT analogue: behaviour cloning of the Gaussian trajectory policy in each view."""
     import torch
 
-    from agents.rl.bc import build_bc_data, train_bc
+    from agents.rl.bc import build_bc_data, dagger_data, merge_bc_data, train_bc
     from counterfactual.dataset import load_anchor_pairs
 
     train, _, _ = sources(ctx)
@@ -301,6 +301,11 @@ def _mlp_train_sft(ctx: Context, views: Sequence[str]) -> dict[str, Any]:
                              demonstrations=str(ctx.cfg.train.bc.demonstrations),
                              teacher_stride=float(ctx.cfg.train.bc.teacher_stride), env_config=env_config(ctx))
         train_bc(model.policy, data, view, ctx.cfg.train.bc, seed=int(ctx.cfg.seed))
+        for r in range(int(ctx.cfg.train.bc.dagger_rounds)):  # DAgger: the teacher at the states the policy reaches
+            data = merge_bc_data(data, dagger_data(model, int(ctx.cfg.train.bc.dagger_steps), model.policy.max_speed,
+                                                   model.policy.max_yaw_rate))
+            train_bc(model.policy, data, view, ctx.cfg.train.bc, seed=int(ctx.cfg.seed) + r + 1)
+        model.get_env().close()
         path = ctx.path("sft", f"{view}.pt")
         torch.save(model.policy.state_dict(), path)
         outputs[view] = path

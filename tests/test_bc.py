@@ -38,3 +38,35 @@ def test_teacher_demonstrations_brake_where_the_log_crashes():
         BCConfig(demonstrations="oracle")
     with pytest.raises(ValueError, match="teacher_stride"):
         BCConfig(teacher_stride=0)
+
+
+def test_dagger_rows_are_the_teachers_labels_at_the_states_the_policy_reaches(one_torch_thread):
+    """``dagger_data``: the model's mean drives its training env; every state it reaches gets the env's best response
+    as target (normalised), with observations shaped as ``build_bc_data``'s (BEV HWC) so the two merge; the options
+    are checked."""
+    from agents.rl.bc import BCConfig, build_bc_data, dagger_data, merge_bc_data, train_bc
+    from agents.rl.env import GroupEnvConfig, make_group_vec_env
+    from agents.rl.grpo import GRPO, GRPOConfig
+    from envs.scenes.bank import ScenarioBank
+
+    bank = ScenarioBank(2, seed=5, outcomes="collision")
+    scenes = [bank[i] for i in range(len(bank))]
+    env = make_group_vec_env(GroupEnvConfig(source=scenes), n_envs=1, seed=0)
+    model = GRPO("MultiInputPolicy", env, GRPOConfig(n_steps=1, batch_size=1, n_epochs=1, group_size=2), seed=0)
+    policy = model.policy
+    rows = dagger_data(model, 6, policy.max_speed, policy.max_yaw_rate)
+    assert 1 <= len(rows) <= 6 and set(rows.kinds) == {"dagger"}
+    assert np.isfinite(rows.targets).all() and np.isnan(rows.negatives).all()
+    assert np.abs(rows.targets).max() <= 1.0 + 1e-6  # normalised actions
+    observation = env.get_attr("config")[0].observation
+    base = build_bc_data(scenes, [], observation, policy.max_speed, policy.max_yaw_rate, demonstrations="teacher")
+    assert {k: v.shape[1:] for k, v in rows.observations.items()} == {k: v.shape[1:] for k, v in base.observations.items()}
+    both = merge_bc_data(base, rows)
+    assert len(both) == len(base) + len(rows) and both.kinds[-1] == "dagger"
+    losses = train_bc(policy, both, "positive", BCConfig(steps=3, batch_size=4))
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    with pytest.raises(ValueError, match="dagger_rounds: DAgger relabels"):
+        BCConfig(dagger_rounds=1)
+    with pytest.raises(ValueError, match="dagger_steps"):
+        BCConfig(demonstrations="teacher", dagger_rounds=1, dagger_steps=0)
+    env.close()

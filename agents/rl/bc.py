@@ -72,6 +72,12 @@ class BCConfig:
     docs/grpo_ablation.md, "Behaviour cloning the teacher"."""
     teacher_stride: float = 0.2
     """``demonstrations="teacher"``: time between the taught states of a scene [s]."""
+    dagger_rounds: int = 0
+    """``demonstrations="teacher"``: DAgger-style rounds after the first fit (0: none): the fitted policy drives the
+    training env closed loop (its mean, :attr:`dagger_steps` env steps), the teacher's best response at every state
+    it reaches joins the data (:func:`dagger_data`), and the policy is fitted again on everything so far."""
+    dagger_steps: int = 256
+    """Env steps (over all training envs) the policy drives per DAgger round."""
 
     def __post_init__(self) -> None:
         if self.margin_cap not in MARGIN_CAPS:
@@ -80,6 +86,14 @@ class BCConfig:
             raise ValueError(f"BCConfig.demonstrations must be one of {DEMONSTRATIONS}, got {self.demonstrations!r}")
         if not self.teacher_stride > 0:
             raise ValueError(f"BCConfig.teacher_stride: expected > 0 [s], got {self.teacher_stride!r}")
+        for name in ("dagger_rounds", "dagger_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "dagger_rounds" else 1):
+                raise ValueError(f"BCConfig.{name}: expected an int >= {0 if name == 'dagger_rounds' else 1}, got "
+                                 f"{value!r}")
+        if self.dagger_rounds and self.demonstrations != "teacher":
+            raise ValueError("BCConfig.dagger_rounds: DAgger relabels the policy's own states with the teacher; it needs "
+                             f"demonstrations='teacher' (got {self.demonstrations!r})")
 
 
 @dataclass
@@ -183,6 +197,53 @@ def build_bc_data(scenes: Iterable[Scene], pairs: Sequence[AnchorPair], observat
 
     observations = {k: np.stack([np.asarray(o[k]) for o in obs_rows]) for k in obs_rows[0]}
     return BCData(observations, norm(targets), norm(negatives), kinds)
+
+
+def dagger_data(model: Any, steps: int, max_speed: float, max_yaw_rate: float,
+                fractions: Sequence[float] | None = None) -> BCData:
+    """The teacher's labels at the states the model's policy reaches (:attr:`BCConfig.dagger_rounds`): ``model``
+    (an SB3 algorithm with its training VecEnv, e.g. the pipeline's GRPO model) drives its env with its mean
+    (``predict(deterministic=True)``) for ``steps`` steps over all envs; at every state the env's
+    :meth:`~envs.replay_env.ReplayEnv.best_response` (``fractions``: its default family) is the target, left out
+    where its plan collides. Observations are stored as the env returns them before SB3's image transposition
+    (BEV HWC, as :func:`build_bc_data`'s). Deterministic for a seeded env."""
+    from stable_baselines3.common.vec_env import VecTransposeImage
+
+    from agents.rl.env import call_each
+    from envs.replay_env import BEST_RESPONSE_FRACTIONS
+
+    env = model.get_env()
+    if env is None:
+        raise ValueError("dagger_data: the model has no env to drive")
+    fractions = tuple(BEST_RESPONSE_FRACTIONS if fractions is None else fractions)
+    transposed = set(getattr(env, "image_space_keys", ())) if isinstance(env, VecTransposeImage) else set()
+    obs = env.reset()
+    rows: list[dict[str, Any]] = []
+    targets: list[np.ndarray] = []
+    n = env.num_envs
+    for _ in range(max(1, steps // n)):
+        best = call_each(env, "best_response", [(fractions,)] * n)
+        for i, b in enumerate(best):
+            if not b["is_collision"]:
+                rows.append({k: np.moveaxis(v[i], 0, -1) if k in transposed else np.asarray(v[i])
+                             for k, v in obs.items()})
+                targets.append(np.asarray(b["trajectory"], dtype=np.float64))
+        action, _ = model.predict(obs, deterministic=True)
+        obs, _, _, _ = env.step(action)
+    if not rows:
+        raise ValueError("dagger_data: the teacher's plan collided at every state reached")
+    observations = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    norm = normalize_trajectories(np.asarray(targets), max_speed, max_yaw_rate).astype(np.float32)
+    return BCData(observations, norm, np.full_like(norm, np.nan), ["dagger"] * len(rows))
+
+
+def merge_bc_data(a: BCData, b: BCData) -> BCData:
+    """``a`` followed by ``b`` (the same observation keys and shapes)."""
+    if set(a.observations) != set(b.observations):
+        raise ValueError(f"merge_bc_data: observation keys differ: {sorted(a.observations)} / {sorted(b.observations)}")
+    return BCData({k: np.concatenate([a.observations[k], b.observations[k]]) for k in a.observations},
+                  np.concatenate([a.targets, b.targets]), np.concatenate([a.negatives, b.negatives]),
+                  [*a.kinds, *b.kinds])
 
 
 def train_bc(policy: TrajectoryGaussianPolicy, data: BCData, mode: str, config: BCConfig | None = None,
