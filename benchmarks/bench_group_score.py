@@ -81,8 +81,8 @@ def score_states(source, fractions: Sequence[float], horizon: float = 4.0,
 class GroupScoreBestResponse(Policy):
     """Privileged planner: at every decision executes :meth:`envs.replay_env.ReplayEnv.best_response`, the logged
     ego's path from the current pose driven at each of ``fractions`` of its speed (:func:`slowed`), scored together by
-    ``env.score_group``, the one with the highest ``reward`` (GRPO's group score; ties: the first of ``fractions``). :attr:`chosen` collects the fraction of every decision
-    since :meth:`reset`. Bound to the env whose decisions it scores (a benchmark instrument, not an agent)."""
+    ``env.score_group``, the one with the highest ``reward`` (GRPO's group score; ties: the first of ``fractions``).
+    :attr:`chosen` collects the fraction of every decision since :meth:`reset`. Bound to the env whose decisions it scores (a benchmark instrument, not an agent)."""
 
     name = "group_score_best_response"
     requires_privileged = True
@@ -114,14 +114,10 @@ def closed_loop_rows(source, fractions: Sequence[float], config: EnvConfig) -> d
     best = GroupScoreBestResponse(env, fractions)
     rows: dict[str, list[dict]] = {}
     for row, policy in (("log replay", LogReplayPolicy(config.pdm)), ("group-score best response", best)):
-        chosen: list[float] = []
 
         def record(env_: ReplayEnv, info: dict, start: int, policy=policy) -> dict:
-            facts = episode_facts(env_, info, start)
-            facts["fraction"] = float(np.mean(policy.chosen)) if isinstance(policy, GroupScoreBestResponse) \
-                and policy.chosen else 1.0
-            chosen.append(facts["fraction"])
-            return facts
+            chosen = getattr(policy, "chosen", None)  # log replay drives the log: fraction 1
+            return {**episode_facts(env_, info, start), "fraction": float(np.mean(chosen)) if chosen else 1.0}
 
         result = evaluate_closed_loop(policy, env, progress=True, episode_record=record)
         rows[row] = result.per_scene

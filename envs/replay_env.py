@@ -107,6 +107,7 @@ from envs.sim.reward import (EP_TERMS, PROGRESS_TERMS, REWARD_TERMS, RewardConfi
 from envs.sim.terms import DeferredTerms
 from envs.scenes.scene import Scene
 from envs.sim.scoring import (
+    BEST_RESPONSE_FRACTIONS,
     log_as_action,
     logged_steering_angle,
     map_geometry_from_scene_map,
@@ -135,11 +136,6 @@ was not computed is NaN (every term after ``reset``, which scores nothing; the s
 _PERMUTE_MAX = 1 << 20
 """Sources up to this size are shuffled with a full permutation per pass; larger ones with a seeded affine
 bijection ``i -> (a i + b) mod n`` (no index list is materialised, so a bank of 10**9 scenes resets at once)."""
-
-
-BEST_RESPONSE_FRACTIONS = (1.0, 0.9, 0.8, 0.6, 0.3, 0.0)
-"""Fractions of the logged speed :meth:`ReplayEnv.best_response` chooses among by default (the family
-``benchmarks/bench_group_score.py`` measures)."""
 
 
 @dataclass(frozen=True)

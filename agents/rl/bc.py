@@ -123,7 +123,8 @@ def teacher_decisions(scenes: Sequence[Scene], env_config: Any = None, stride: f
     judge (default ``EnvConfig()``; its BEV is not rendered). Deterministic."""
     import dataclasses
 
-    from envs.replay_env import BEST_RESPONSE_FRACTIONS, EnvConfig, ReplayEnv
+    from envs.replay_env import EnvConfig, ReplayEnv
+    from envs.sim.scoring import BEST_RESPONSE_FRACTIONS
 
     config = dataclasses.replace(env_config or EnvConfig(), bev=None)
     env = ReplayEnv(list(scenes), "closed_loop", config)
@@ -139,8 +140,6 @@ def teacher_decisions(scenes: Sequence[Scene], env_config: Any = None, stride: f
             if not best["is_collision"]:
                 out.append((i, t, np.asarray(best["trajectory"], dtype=np.float64)))
             t += step
-            if t >= scenes[i].num_frames:
-                break
             try:
                 _, info = env.reset(options={"scene_index": i, "t": t})
             except ValueError:  # past the env's last start frame for this scene
@@ -174,13 +173,14 @@ def build_bc_data(scenes: Iterable[Scene], pairs: Sequence[AnchorPair], observat
             targets.append(trajectory)
             negatives.append(nan)
             kinds.append("expert")
-    for scene in scenes if demonstrations == "log" else ():
-        route = Route.from_scene(scene)
-        for t in expert_frames(scene, select):
-            obs_rows.append(build_observation(scene, t, config=observation, route=route))
-            targets.append(trajectory_from_log(scene, t))
-            negatives.append(nan)
-            kinds.append("expert")
+    else:
+        for scene in scenes:
+            route = Route.from_scene(scene)
+            for t in expert_frames(scene, select):
+                obs_rows.append(build_observation(scene, t, config=observation, route=route))
+                targets.append(trajectory_from_log(scene, t))
+                negatives.append(nan)
+                kinds.append("expert")
     for pair, scene, route in pair_scenes(pairs):
         obs_rows.append(build_observation(scene, int(pair.decision_frame), config=observation, route=route))
         targets.append(nan if pair.positive is None else pair.positive)
@@ -210,7 +210,7 @@ def dagger_data(model: Any, steps: int, max_speed: float, max_yaw_rate: float,
     from stable_baselines3.common.vec_env import VecTransposeImage
 
     from agents.rl.env import call_each
-    from envs.replay_env import BEST_RESPONSE_FRACTIONS
+    from envs.sim.scoring import BEST_RESPONSE_FRACTIONS
 
     env = model.get_env()
     if env is None:

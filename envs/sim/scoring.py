@@ -272,6 +272,12 @@ def log_as_action(scene: Scene, t: int, pose: np.ndarray, config: PDMConfig = PD
     return clip_trajectories(world_to_local(scene.ego_poses[frames], np.asarray(pose, dtype=np.float64)))
 
 
+BEST_RESPONSE_FRACTIONS = (1.0, 0.9, 0.8, 0.6, 0.3, 0.0)
+"""Fractions of the logged speed the group score's best response chooses among by default
+(:meth:`envs.replay_env.ReplayEnv.best_response`, ``GRPOConfig.teacher_fractions``; the family
+``benchmarks/bench_group_score.py`` measures)."""
+
+
 def slowed(trajectory: np.ndarray, fraction: float, dt: float = 0.5) -> np.ndarray:
     """The path of ``trajectory (K, 3)`` [m, m, rad] (ego frame, poses every ``dt`` s from the origin) driven at
     ``fraction`` (in [0, 1]) of its speed: pose k at time ``fraction * (k + 1) * dt`` along it (linear between poses,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from envs.configuration import coerce_config
+from envs.sim.scoring import BEST_RESPONSE_FRACTIONS
 
 STEP_WITH = ("sample", "greedy", "best")
 """Which action advances the env (:attr:`GRPOConfig.step_with`)."""
@@ -114,7 +115,7 @@ class GRPOConfig:
     alone. Needs ``anchors``, an
     ``anchor_members`` with the positive, the replay env and a policy that states no label (the Gaussian policy; the
     VLA conditions its anchors' actions on a label text the teacher does not give)."""
-    teacher_fractions: tuple = (1.0, 0.9, 0.8, 0.6, 0.3, 0.0)
+    teacher_fractions: tuple = BEST_RESPONSE_FRACTIONS
     """``teacher_anchor``: the fractions of the logged speed the teacher chooses among (in [0, 1])."""
     anchor_negative_only: bool = True
     """Use pairs without a verified positive too (only their negative joins the group)."""
