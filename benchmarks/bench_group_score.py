@@ -32,11 +32,17 @@ log (:func:`benchmarks.bench_collision_causes.episode_facts`) and the mean fract
 (``RewardConfig.w_collision``) for both the table and the best response::
 
     python -m benchmarks.bench_group_score --closed-loop --seed 8400 --num-scenes 96 --road-families all
+
+``--futures log,cv,cv_hazard,cv_background``: one best-response row per future the candidates are scored against
+(:data:`FUTURES`): the logged futures (the default), or constant-velocity forecasts of every agent, of the hazard
+only, or of the background only (docs/grpo_ablation.md, "The best response with forecast futures"); the episodes
+themselves always replay the logs.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections import defaultdict
 from typing import Sequence
@@ -46,10 +52,12 @@ import numpy as np
 from agents.base import Policy, PolicyInput, policy_input
 from agents.baselines import LogReplayPolicy, make_baseline
 from benchmarks.bench_collision_causes import OUTCOMES, episode_facts, scene_outcome
-from envs.replay_env import EnvConfig, ReplayEnv
+from envs.replay_env import EnvConfig, Forecast, ReplayEnv
+from envs.scenes.scene import Scene, designated_hazard
 from envs.sim.scoring import slowed
 from envs.sim.reward import RewardConfig
 from rewards.config import PDMConfig
+from rewards.reference_planner import forecast_problem
 
 TERMS = ("reward", "is_collision", "sp_ep", "ttc", "comfort")
 """``score_group`` terms kept per scored trajectory."""
@@ -87,11 +95,14 @@ class GroupScoreBestResponse(Policy):
     name = "group_score_best_response"
     requires_privileged = True
 
-    def __init__(self, env: ReplayEnv, fractions: Sequence[float]) -> None:
+    def __init__(self, env: ReplayEnv, fractions: Sequence[float], futures: str = "log") -> None:
         if not fractions:
             raise ValueError("GroupScoreBestResponse: fractions is empty")
+        if futures not in FUTURES:
+            raise ValueError(f"GroupScoreBestResponse: futures must be one of {FUTURES}, got {futures!r}")
         self.env = env
         self.fractions = [float(f) for f in fractions]
+        self.futures = futures
         self.chosen: list[float] = []
 
     def reset(self) -> None:
@@ -99,21 +110,51 @@ class GroupScoreBestResponse(Policy):
 
     def act(self, inp: PolicyInput) -> np.ndarray:
         inp.require_privileged(self.name)
-        best = self.env.best_response(self.fractions)
+        best = self.env.best_response(self.fractions, forecast_for(self.futures, self.env.scene, self.env.config.pdm))
         self.chosen.append(best["fraction"])
         return best["trajectory"]
 
 
-def closed_loop_rows(source, fractions: Sequence[float], config: EnvConfig) -> dict[str, list[dict]]:
-    """``{row: [episode record]}`` for log replay and :class:`GroupScoreBestResponse`: one closed-loop episode per
-    scene of ``source``; each record holds ``outcome``, ``collision``, ``route_completion``, ``driving_score``,
-    ``speed_ratio`` and ``fraction`` (the mean fraction chosen, 1 for log replay)."""
+FUTURES = ("log", "cv", "cv_hazard", "cv_background")
+"""The other agents' futures the best response scores against (``--futures``): ``log`` their logged futures;
+``cv`` every agent at constant velocity from its present box and velocity (PDM-Closed's forecast); ``cv_hazard``
+the scene's designated hazard (:func:`envs.scenes.scene.designated_hazard`) at constant velocity, the others
+logged; ``cv_background`` the hazard logged, every other agent at constant velocity."""
+
+
+def forecast_for(futures: str, scene: Scene, pdm: PDMConfig) -> Forecast | None:
+    """The ``forecast`` of :meth:`ReplayEnv.score_group` for one of :data:`FUTURES` on ``scene`` (None: ``log``).
+    Without a designated hazard (normal scenes) ``cv_hazard`` forecasts no agent and ``cv_background`` every one."""
+    if futures == "log":
+        return None
+    if futures == "cv":
+        return functools.partial(forecast_problem, config=pdm)
+    hazard = designated_hazard(scene)
+    hazards = () if hazard is None else (hazard,)
+    if futures == "cv_hazard":
+        return functools.partial(forecast_problem, config=pdm, agent_ids=hazards)
+    if futures == "cv_background":
+        return lambda problem: forecast_problem(problem, pdm, [i for i in problem.agents.ids if i not in hazards])
+    raise ValueError(f"futures must be one of {FUTURES}, got {futures!r}")
+
+
+def best_response_row(futures: str) -> str:
+    """The table's row name of the best response against ``futures``."""
+    return "group-score best response" + ("" if futures == "log" else f" ({futures} futures)")
+
+
+def closed_loop_rows(source, fractions: Sequence[float], config: EnvConfig,
+                     futures: Sequence[str] = ("log",)) -> dict[str, list[dict]]:
+    """``{row: [episode record]}`` for log replay and :class:`GroupScoreBestResponse` against each of ``futures``
+    (:data:`FUTURES`; rows named by :func:`best_response_row`): one closed-loop episode per scene of ``source``;
+    each record holds ``outcome``, ``collision``, ``route_completion``, ``driving_score``, ``speed_ratio`` and
+    ``fraction`` (the mean fraction chosen, 1 for log replay)."""
     from agents.evaluation import evaluate_closed_loop
 
     env = ReplayEnv(source, "closed_loop", config)
-    best = GroupScoreBestResponse(env, fractions)
+    planners = [(best_response_row(f), GroupScoreBestResponse(env, fractions, f)) for f in futures]
     rows: dict[str, list[dict]] = {}
-    for row, policy in (("log replay", LogReplayPolicy(config.pdm)), ("group-score best response", best)):
+    for row, policy in (("log replay", LogReplayPolicy(config.pdm)), *planners):
 
         def record(env_: ReplayEnv, info: dict, start: int, policy=policy) -> dict:
             chosen = getattr(policy, "chosen", None)  # log replay drives the log: fraction 1
@@ -180,7 +221,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="the score's progress weight (PDMConfig.ep_weight)")
     p.add_argument("--w-collision", type=float, default=RewardConfig.w_collision,
                    help="the group score's collision term (RewardConfig.w_collision)")
+    p.add_argument("--futures", default="log",
+                   help=f"--closed-loop: comma-separated futures the best response scores against, one row each, "
+                        f"of {', '.join(FUTURES)} (FUTURES)")
     args = p.parse_args(argv)
+    futures = [f for f in args.futures.split(",") if f]
+    if not futures or any(f not in FUTURES for f in futures):
+        p.error(f"--futures: expected a comma-separated list of {', '.join(FUTURES)}, got {args.futures!r}")
     fractions = [float(f) for f in args.fractions.split(",")]
     if any(not 0.0 <= f <= 1.0 for f in fractions):
         p.error(f"--fractions: every fraction must lie in [0, 1], got {args.fractions!r}")
@@ -201,8 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.roads}, families {args.road_families or 'training'}); group score with ep_weight "
             f"{args.ep_weight:g}, w_collision {args.w_collision:g}")
     if args.closed_loop:
-        rows = closed_loop_rows(source, fractions, config)
-        print(f"{head}; closed loop, fractions {fractions}, {time.perf_counter() - t0:.0f} s\n")
+        rows = closed_loop_rows(source, fractions, config, futures)
+        print(f"{head}; closed loop, fractions {fractions}, futures {futures}, {time.perf_counter() - t0:.0f} s\n")
         print(closed_loop_table(rows))
         return 0
     states = score_states(source, fractions, config=config)

@@ -92,7 +92,7 @@ import dataclasses
 import functools
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -123,6 +123,9 @@ from rewards.geometry import rear_axle_to_center
 from rewards.scorer import reference_for, safe_progress_for
 from rewards.tracking import simulate_candidates
 from rewards.types import EgoState, ScoringProblem
+
+Forecast = Callable[[ScoringProblem], ScoringProblem]
+"""Replaces the other agents' futures of a scoring problem (:meth:`ReplayEnv.score_group`'s ``forecast``)."""
 
 MODES = ("open_loop", "closed_loop")
 REWARD_MODES = ("eager", "lazy")
@@ -574,11 +577,14 @@ class ReplayEnv(gym.Env):
             info["driving_metrics"] = self._metrics.finish(*self._reference_progress(scene, ctx)).to_dict()
         return obs, terms["reward"], terminated, truncated, info
 
-    def score_group(self, trajectories: Any) -> dict[str, np.ndarray]:
+    def score_group(self, trajectories: Any, forecast: Forecast | None = None) -> dict[str, np.ndarray]:
         """Score candidate trajectories ``(G, 8, 3)`` from the current state, without changing the env's state.
 
         The candidates start from the same ego state (steering included) as the next ``step``'s action, so a group
-        member scores exactly as it would when stepped.
+        member scores exactly as it would when stepped. ``forecast`` (analysis only; None: the logged futures, as
+        ``step`` scores): a function of a :class:`~rewards.types.ScoringProblem` returning it with the other agents'
+        futures replaced (e.g. :func:`rewards.reference_planner.forecast_problem`), applied to the scored problem
+        and to the problem the EP references are planned from.
 
         Returns:
             ``{name: (G,) array}``: every reward term (see :func:`envs.sim.reward.reward_terms`), the aggregated
@@ -590,7 +596,12 @@ class ReplayEnv(gym.Env):
         cfg = self.config
         traj = validate_trajectories(trajectories, "trajectories", group=True)
         problem = self._problem()
-        return self._score(self.scene, problem, simulate_candidates(problem.ego, traj, cfg.pdm))
+        states = simulate_candidates(problem.ego, traj, cfg.pdm)
+        if forecast is None:
+            return self._score(self.scene, problem, states)
+        base = self._reference_base(self.scene, problem)
+        scored = forecast(problem)
+        return self._score_from(scored, states, None if base is None else scored if base is problem else forecast(base))
 
     def current_problem(self) -> ScoringProblem:
         """The scorer's view of the current state: the log's agents and map with the (possibly simulated) ego state.
@@ -640,13 +651,14 @@ class ReplayEnv(gym.Env):
         assert track is not None
         return log_as_action(self.scene, track.frame, track.poses[track.frame], self.config.pdm)
 
-    def best_response(self, fractions: Sequence[float] = BEST_RESPONSE_FRACTIONS) -> dict[str, Any]:
+    def best_response(self, fractions: Sequence[float] = BEST_RESPONSE_FRACTIONS,
+                      forecast: Forecast | None = None) -> dict[str, Any]:
         """Privileged: the group score's best response over "the logged path, slower" from the current state.
 
         The ego's logged future from the current pose (:meth:`logged_action`) driven at each of ``fractions`` (in
         [0, 1]) of its speed (:func:`envs.sim.scoring.slowed`), ``(F, 8, 3)`` [m, m, rad], scored together by
-        :meth:`score_group` (GRPO's group score, the other agents' logged futures); the highest ``reward`` wins
-        (ties: the first). The env's state is unchanged.
+        :meth:`score_group` (GRPO's group score, the other agents' logged futures, or ``forecast``'s); the highest
+        ``reward`` wins (ties: the first). The env's state is unchanged.
 
         Returns:
             ``{"trajectory": (8, 3) float32, "fraction": float, "reward": float, "is_collision": bool,
@@ -657,7 +669,7 @@ class ReplayEnv(gym.Env):
             raise ValueError(f"ReplayEnv.best_response: fractions must be a non-empty list in [0, 1], got {fractions}")
         base = self.logged_action()
         candidates = np.stack([slowed(base, f, self.config.pdm.pose_interval) for f in fractions])
-        scored = self.score_group(candidates)
+        scored = self.score_group(candidates, forecast)
         j = int(np.argmax(np.nan_to_num(np.asarray(scored["reward"], dtype=np.float64), nan=-np.inf)))
         return {"trajectory": candidates[j].astype(np.float32), "fraction": fractions[j],
                 "reward": float(scored["reward"][j]), "is_collision": bool(scored["is_collision"][j]),

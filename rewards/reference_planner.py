@@ -51,6 +51,7 @@ brake fallback; beyond the end of the route the path is extended straight along 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -408,11 +409,30 @@ def num_proposals(config: PDMConfig, proposal_set: str) -> int:
     return n
 
 
-def forecast_problem(problem: ScoringProblem, config: PDMConfig = PDMConfig()) -> ScoringProblem:
+def forecast_problem(problem: ScoringProblem, config: PDMConfig = PDMConfig(),
+                     agent_ids: Collection[int] | None = None) -> ScoringProblem:
     """``problem`` with every agent forecast at constant velocity from its current state
-    (:func:`constant_velocity_agents`): what PDM-Closed scores its proposals against."""
-    return ScoringProblem(ego=problem.ego, agents=constant_velocity_agents(problem.agents, config.sim_dt),
-                          map=problem.map, scene_id=problem.scene_id, time_index=problem.time_index)
+    (:func:`constant_velocity_agents`): what PDM-Closed scores its proposals against.
+
+    ``agent_ids``: forecast only the agents with these ids and keep every other agent's future as ``problem`` has it
+    (the log's); an id the problem lacks is ignored. None (the default): every agent."""
+    agents = problem.agents
+    if agent_ids is None:
+        forecast = constant_velocity_agents(agents, config.sim_dt)
+    else:
+        pick = np.isin(agents.ids, np.fromiter(agent_ids, dtype=np.int64))
+        cv = _constant_velocity_agents(_agent_rows(agents, pick), config.sim_dt)
+        kept = _agent_rows(agents, ~pick)
+        forecast = AgentsFuture(**{f: np.concatenate([getattr(kept, f), getattr(cv, f)])
+                                   for f in ("ids", "is_static", "sizes", "poses", "velocities", "valid")})
+    return ScoringProblem(ego=problem.ego, agents=forecast, map=problem.map, scene_id=problem.scene_id,
+                          time_index=problem.time_index)
+
+
+def _agent_rows(agents: AgentsFuture, rows: np.ndarray) -> AgentsFuture:
+    """The agents selected by the boolean ``rows (N,)``."""
+    return AgentsFuture(ids=agents.ids[rows], is_static=agents.is_static[rows], sizes=agents.sizes[rows],
+                        poses=agents.poses[rows], velocities=agents.velocities[rows], valid=agents.valid[rows])
 
 
 def plan_reference(problem: ScoringProblem, config: PDMConfig = PDMConfig(), proposal_set: str = "navsim",

@@ -68,3 +68,38 @@ def test_the_group_scores_best_response_closed_loop():
     assert np.mean([e["route_completion"] for e in response]) > 0.3  # it drives, not only stops
     assert all(e["fraction"] == 1.0 for e in log) and all(0.0 <= e["fraction"] <= 1.0 for e in response)
     assert "| group-score best response | all | 6 |" in closed_loop_table(rows)
+
+
+def test_the_best_response_against_forecast_futures():
+    """``score_group``'s forecast: the identity leaves every term as the logged futures give it; the benchmark's
+    futures forecast the hazard, the background or every agent (and refuse an unknown name); against constant-velocity
+    futures the best response no longer sees the logged crash coming in every scene."""
+    from benchmarks.bench_group_score import FUTURES, GroupScoreBestResponse, closed_loop_rows, forecast_for
+    from envs.replay_env import EnvConfig, ReplayEnv
+    from envs.scenes.scene import designated_hazard
+
+    bank = ScenarioBank(6, seed=5, outcomes="collision")
+    env = ReplayEnv(bank, "closed_loop", EnvConfig(bev=None))
+    index = next(i for i in range(len(bank)) if designated_hazard(bank[i]) is not None)
+    env.reset(seed=0, options={"scene_index": index})
+    candidates = np.stack([slowed(env.logged_action(), f) for f in (1.0, 0.5, 0.0)])
+    logged = env.score_group(candidates)
+    same = env.score_group(candidates, lambda problem: problem)
+    assert all(np.array_equal(logged[k], same[k], equal_nan=True) for k in logged)
+    problem = env.current_problem()
+    hazard = designated_hazard(env.scene)
+    assert hazard is not None and forecast_for("log", env.scene, env.config.pdm) is None
+    for futures in FUTURES[1:]:
+        forecast = forecast_for(futures, env.scene, env.config.pdm)(problem)
+        assert sorted(forecast.agents.ids) == sorted(problem.agents.ids[problem.agents.valid[:, 0]])
+        h = list(forecast.agents.ids).index(hazard)
+        logged_row = list(problem.agents.ids).index(hazard)
+        hazard_logged = np.array_equal(forecast.agents.poses[h], problem.agents.poses[logged_row])
+        assert hazard_logged == (futures == "cv_background")
+    with pytest.raises(ValueError, match="futures"):
+        GroupScoreBestResponse(env, [1.0], "oracle")
+
+    rows = closed_loop_rows(bank, [1.0, 0.8, 0.5, 0.0], EnvConfig(bev=None), futures=("log", "cv"))
+    assert set(rows) == {"log replay", "group-score best response", "group-score best response (cv futures)"}
+    crashes = {row: sum(e["collision"] for e in eps) for row, eps in rows.items()}
+    assert crashes["group-score best response"] < crashes["group-score best response (cv futures)"]

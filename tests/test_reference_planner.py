@@ -76,3 +76,19 @@ def test_compiled_route_projection_equals_the_numpy_form():
         s_ref, lat_ref = _project_numpy(points, path, path_s)
         np.testing.assert_array_equal(s, s_ref)
         np.testing.assert_array_equal(lat, lat_ref)
+
+
+def test_forecast_problem_for_some_agents_keeps_the_others_logged():
+    from rewards.reference_planner import forecast_problem
+
+    p = _problem(agents=[(20.0, -1.75, 5.0, 4.5, 2.0, 0), (40.0, 1.75, -3.0, 4.5, 2.0, 0)])
+    every = forecast_problem(p)
+    np.testing.assert_array_equal(every.agents.poses, constant_velocity_agents(p.agents, 0.1).poses)
+    first, second = (int(i) for i in p.agents.ids)
+    mixed = forecast_problem(p, agent_ids=[second, 10_000])  # an id the problem lacks is ignored
+    assert sorted(mixed.agents.ids) == sorted(p.agents.ids) and mixed.ego is p.ego and mixed.map is p.map
+    row = {int(i): k for k, i in enumerate(mixed.agents.ids)}
+    np.testing.assert_array_equal(mixed.agents.poses[row[first]], p.agents.poses[0])  # logged, as it was
+    np.testing.assert_array_equal(mixed.agents.poses[row[second]], every.agents.poses[1])  # at constant velocity
+    none = forecast_problem(p, agent_ids=())
+    np.testing.assert_array_equal(none.agents.poses, p.agents.poses)
