@@ -33,10 +33,11 @@ log (:func:`benchmarks.bench_collision_causes.episode_facts`) and the mean fract
 
     python -m benchmarks.bench_group_score --closed-loop --seed 8400 --num-scenes 96 --road-families all
 
-``--futures log,cv,cv_hazard,cv_background``: one best-response row per future the candidates are scored against
-(:data:`FUTURES`): the logged futures (the default), or constant-velocity forecasts of every agent, of the hazard
-only, or of the background only (docs/grpo_ablation.md, "The best response with forecast futures"); the episodes
-themselves always replay the logs.
+``--futures log,cv,cv_hazard,cv_background,ctra,ctra_hazard``: one best-response row per future the candidates are
+scored against (:data:`FUTURES`): the logged futures (the default), constant-velocity forecasts of every agent, of
+the hazard only or of the background only, or every agent (the hazard only) turning and accelerating as over its
+last 0.5 s (docs/grpo_ablation.md, "The best response with forecast futures", "The hazard's turn rate and
+acceleration"); the episodes themselves always replay the logs.
 """
 
 from __future__ import annotations
@@ -115,16 +116,37 @@ class GroupScoreBestResponse(Policy):
         return best["trajectory"]
 
 
-FUTURES = ("log", "cv", "cv_hazard", "cv_background")
+FUTURES = ("log", "cv", "cv_hazard", "cv_background", "ctra", "ctra_hazard")
 """The other agents' futures the best response scores against (``--futures``): ``log`` their logged futures;
 ``cv`` every agent at constant velocity from its present box and velocity (PDM-Closed's forecast); ``cv_hazard``
 the scene's designated hazard (:func:`envs.scenes.scene.designated_hazard`) at constant velocity, the others
-logged; ``cv_background`` the hazard logged, every other agent at constant velocity."""
+logged; ``cv_background`` the hazard logged, every other agent at constant velocity; ``ctra`` every agent at the
+constant turn rate and acceleration of its last :data:`MOTION_WINDOW` s of log (:func:`recent_motion`),
+``ctra_hazard`` the hazard so, the others logged."""
+
+MOTION_WINDOW = 0.5
+"""The stretch of an agent's past log its ``ctra`` turn rate and acceleration are measured over [s]."""
+
+
+def recent_motion(scene: Scene, frame: int, window: float = MOTION_WINDOW) -> dict[int, tuple[float, float]]:
+    """``{agent id: (yaw rate [rad/s], acceleration [m/s^2])}`` from the log between ``frame - window`` and ``frame``
+    (present and past only): the change of the box heading and of the speed over that stretch, for every agent
+    observed at both ends; the others are left out (constant velocity)."""
+    k = max(1, int(round(window / scene.dt)))
+    if frame - k < 0:
+        return {}
+    valid = scene.agent_valid[:, frame] & scene.agent_valid[:, frame - k]
+    yaw = scene.agent_poses[:, frame, 2] - scene.agent_poses[:, frame - k, 2]
+    yaw_rate = np.arctan2(np.sin(yaw), np.cos(yaw)) / (k * scene.dt)
+    speed = np.hypot(*scene.agent_velocities[:, frame].T) - np.hypot(*scene.agent_velocities[:, frame - k].T)
+    accel = speed / (k * scene.dt)
+    return {int(i): (float(w), float(a)) for i, w, a, ok in zip(scene.agent_ids, yaw_rate, accel, valid) if ok}
 
 
 def forecast_for(futures: str, scene: Scene, pdm: PDMConfig) -> Forecast | None:
     """The ``forecast`` of :meth:`ReplayEnv.score_group` for one of :data:`FUTURES` on ``scene`` (None: ``log``).
-    Without a designated hazard (normal scenes) ``cv_hazard`` forecasts no agent and ``cv_background`` every one."""
+    Without a designated hazard (normal scenes) ``cv_hazard`` / ``ctra_hazard`` forecast no agent and
+    ``cv_background`` every one."""
     if futures == "log":
         return None
     if futures == "cv":
@@ -135,6 +157,9 @@ def forecast_for(futures: str, scene: Scene, pdm: PDMConfig) -> Forecast | None:
         return functools.partial(forecast_problem, config=pdm, agent_ids=hazards)
     if futures == "cv_background":
         return lambda problem: forecast_problem(problem, pdm, [i for i in problem.agents.ids if i not in hazards])
+    if futures in ("ctra", "ctra_hazard"):
+        ids = None if futures == "ctra" else hazards
+        return lambda problem: forecast_problem(problem, pdm, ids, recent_motion(scene, problem.time_index))
     raise ValueError(f"futures must be one of {FUTURES}, got {futures!r}")
 
 

@@ -51,7 +51,7 @@ brake fallback; beyond the end of the route the path is extended straight along 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -410,23 +410,57 @@ def num_proposals(config: PDMConfig, proposal_set: str) -> int:
 
 
 def forecast_problem(problem: ScoringProblem, config: PDMConfig = PDMConfig(),
-                     agent_ids: Collection[int] | None = None) -> ScoringProblem:
+                     agent_ids: Collection[int] | None = None,
+                     motion: Mapping[int, tuple[float, float]] | None = None) -> ScoringProblem:
     """``problem`` with every agent forecast at constant velocity from its current state
     (:func:`constant_velocity_agents`): what PDM-Closed scores its proposals against.
 
     ``agent_ids``: forecast only the agents with these ids and keep every other agent's future as ``problem`` has it
-    (the log's); an id the problem lacks is ignored. None (the default): every agent."""
+    (the log's); an id the problem lacks is ignored. None (the default): every agent. ``motion``: ``{id: (yaw rate
+    [rad/s], acceleration [m/s^2])}``: the forecast agents turn and accelerate at those constant rates instead
+    (:func:`turning_agents`; an agent not in it keeps constant velocity)."""
     agents = problem.agents
-    if agent_ids is None:
-        forecast = constant_velocity_agents(agents, config.sim_dt)
+    pick = (np.ones(agents.num_agents, dtype=bool) if agent_ids is None
+            else np.isin(agents.ids, np.fromiter(agent_ids, dtype=np.int64)))
+    if motion is not None:
+        rates = np.array([motion.get(int(i), (0.0, 0.0)) for i in agents.ids[pick]], dtype=np.float64).reshape(-1, 2)
+        moved = turning_agents(_agent_rows(agents, pick), rates[:, 0], rates[:, 1], config.sim_dt)
+    elif agent_ids is None:
+        moved = constant_velocity_agents(agents, config.sim_dt)
     else:
-        pick = np.isin(agents.ids, np.fromiter(agent_ids, dtype=np.int64))
-        cv = _constant_velocity_agents(_agent_rows(agents, pick), config.sim_dt)
+        moved = _constant_velocity_agents(_agent_rows(agents, pick), config.sim_dt)
+    forecast = moved
+    if not pick.all():
         kept = _agent_rows(agents, ~pick)
-        forecast = AgentsFuture(**{f: np.concatenate([getattr(kept, f), getattr(cv, f)])
+        forecast = AgentsFuture(**{f: np.concatenate([getattr(kept, f), getattr(moved, f)])
                                    for f in ("ids", "is_static", "sizes", "poses", "velocities", "valid")})
     return ScoringProblem(ego=problem.ego, agents=forecast, map=problem.map, scene_id=problem.scene_id,
                           time_index=problem.time_index)
+
+
+def turning_agents(agents: AgentsFuture, yaw_rates: np.ndarray, accelerations: np.ndarray,
+                   dt: float) -> AgentsFuture:
+    """Objects forecast from step 0 at a constant turn rate ``yaw_rates (N,)`` [rad/s] and a constant acceleration of
+    their speed ``accelerations (N,)`` [m/s^2] (the speed held at 0 once reached; no turning while stopped), every
+    ``dt`` [s] (forward Euler). The motion starts along the velocity (the box heading for a standing object); the box
+    turns with it. Zero rates give :func:`constant_velocity_agents` (to rounding). Objects invalid at step 0 are
+    dropped."""
+    keep = agents.valid[:, 0] if agents.num_steps else np.zeros(agents.num_agents, dtype=bool)
+    s = agents.num_steps
+    t = np.arange(s) * dt
+    v0 = agents.velocities[keep, 0]  # (M, 2)
+    yaw0 = agents.poses[keep, 0, 2]
+    speed0 = np.hypot(v0[:, 0], v0[:, 1])
+    heading0 = np.where(speed0 > 0.0, np.arctan2(v0[:, 1], v0[:, 0]), yaw0)
+    speed = np.maximum(speed0[:, None] + np.asarray(accelerations, dtype=np.float64)[keep, None] * t, 0.0)  # (M, S)
+    moving = np.concatenate([np.zeros((len(speed0), 1)), (speed[:, :-1] > 0.0) * dt], axis=1).cumsum(axis=1)
+    turn = np.asarray(yaw_rates, dtype=np.float64)[keep, None] * moving  # (M, S) [rad]
+    heading = heading0[:, None] + turn
+    step = np.stack([speed * np.cos(heading), speed * np.sin(heading)], axis=-1)  # (M, S, 2) [m/s]
+    disp = np.concatenate([np.zeros((len(speed0), 1, 2)), np.cumsum(step[:, :-1] * dt, axis=1)], axis=1)
+    poses = np.concatenate([agents.poses[keep, :1, :2] + disp, (yaw0[:, None] + turn)[..., None]], axis=-1)
+    return AgentsFuture(ids=agents.ids[keep], is_static=agents.is_static[keep], sizes=agents.sizes[keep],
+                        poses=poses, velocities=step, valid=np.ones((int(keep.sum()), s), dtype=bool))
 
 
 def _agent_rows(agents: AgentsFuture, rows: np.ndarray) -> AgentsFuture:

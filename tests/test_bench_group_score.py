@@ -103,3 +103,26 @@ def test_the_best_response_against_forecast_futures():
     assert set(rows) == {"log replay", "group-score best response", "group-score best response (cv futures)"}
     crashes = {row: sum(e["collision"] for e in eps) for row, eps in rows.items()}
     assert crashes["group-score best response"] < crashes["group-score best response (cv futures)"]
+
+
+def test_recent_motion_reads_the_past_only():
+    """The turn rate and acceleration are those of the log over the window before the frame: a frame without that
+    much past gives none, and changing the log after the frame changes nothing."""
+    from benchmarks.bench_group_score import MOTION_WINDOW, recent_motion
+
+    scene = ScenarioBank(4, seed=5, outcomes="varied")[1]
+    k = int(round(MOTION_WINDOW / scene.dt))
+    assert recent_motion(scene, k - 1) == {}
+    frame = scene.agent_poses.shape[1] // 2
+    motion = recent_motion(scene, frame)
+    observed = scene.agent_valid[:, frame] & scene.agent_valid[:, frame - k]
+    assert set(motion) == {int(i) for i, ok in zip(scene.agent_ids, observed) if ok} and motion
+    row = int(np.flatnonzero(observed)[0])
+    speed = np.hypot(*scene.agent_velocities[row, [frame - k, frame]].T)
+    w, a = motion[int(scene.agent_ids[row])]
+    assert a == pytest.approx((speed[1] - speed[0]) / (k * scene.dt))
+    import dataclasses
+
+    poses = scene.agent_poses.copy()
+    poses[:, frame + 1:, 2] += 1.0
+    assert recent_motion(dataclasses.replace(scene, agent_poses=poses), frame) == motion

@@ -92,3 +92,25 @@ def test_forecast_problem_for_some_agents_keeps_the_others_logged():
     np.testing.assert_array_equal(mixed.agents.poses[row[second]], every.agents.poses[1])  # at constant velocity
     none = forecast_problem(p, agent_ids=())
     np.testing.assert_array_equal(none.agents.poses, p.agents.poses)
+
+
+def test_turning_forecast():
+    """Zero rates are the constant-velocity forecast; a positive yaw rate turns the object left with its box; a
+    braking object stops and stays."""
+    from rewards.reference_planner import forecast_problem, turning_agents
+
+    p = _problem(agents=[(20.0, -1.75, 5.0, 4.5, 2.0, 0), (40.0, 1.75, -3.0, 4.5, 2.0, 0)])
+    cv = constant_velocity_agents(p.agents, 0.1)
+    still = turning_agents(p.agents, np.zeros(2), np.zeros(2), 0.1)
+    np.testing.assert_allclose(still.poses, cv.poses, atol=1e-9)
+    np.testing.assert_allclose(still.velocities, cv.velocities, atol=1e-9)
+    turned = turning_agents(p.agents, np.array([0.5, 0.0]), np.array([0.0, 1.5]), 0.1)
+    assert turned.poses[0, -1, 1] > -1.75 + 1.0 and turned.poses[0, -1, 2] > 0.5 * 0.1 * (p.agents.num_steps - 2)
+    np.testing.assert_allclose(np.hypot(*turned.velocities[0].T), 5.0)  # turning keeps the speed
+    braking = turning_agents(p.agents, np.zeros(2), np.array([-4.0, 0.0]), 0.1)
+    np.testing.assert_allclose(braking.poses[0, -1, 0], 20.0 + 5.0 ** 2 / (2 * 4.0), atol=0.3)  # stops in v^2 / 2a
+    assert np.all(braking.velocities[0, -5:] == 0.0)
+    mixed = forecast_problem(p, agent_ids=[int(p.agents.ids[1])], motion={int(p.agents.ids[1]): (0.0, -4.0)})
+    row = list(mixed.agents.ids).index(int(p.agents.ids[1]))
+    assert mixed.agents.velocities[row, -1, 0] == 0.0  # the picked one brakes (it drove -3 m/s: speed 3 -> 0)
+    np.testing.assert_array_equal(mixed.agents.poses[1 - row], p.agents.poses[0])  # the other keeps its future
