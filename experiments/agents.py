@@ -202,6 +202,9 @@ class MLPAgentConfig(AgentConfig):
     """Observation: ``semantic64`` (64 px semantic BEV, CNN features) or ``none`` (state only)."""
     log_std_init: float = -1.0
     """Initial log-std of the Gaussian (normalised action units)."""
+    yaw_log_std_init: float | None = None
+    """Initial log-std of its 8 yaw-rate dimensions alone (None: ``log_std_init``); e.g. ``-4``: GRPO's group
+    members differ in speed, hardly in heading (docs/grpo_ablation.md, "Sampling speed only")."""
     prompt_state: str = "none"
     """Motion as numbers in the observation (:mod:`envs.prompt_state`; behaviour cloning, GRPO, the SB3 PPO baseline
     and evaluation alike): ``none`` (default, unchanged), ``ego`` (the ego's velocity, ``(2,)``) or ``agents`` (also
@@ -260,6 +263,8 @@ def _mlp_rl_model(ctx: Context, anchors: bool, start: Any) -> Any:
 
     agent = ctx.cfg.agent
     kwargs: dict[str, Any] = {"log_std_init": float(agent.log_std_init)}
+    if getattr(agent, "yaw_log_std_init", None) is not None:
+        kwargs["yaw_log_std_init"] = float(agent.yaw_log_std_init)
     if agent.bev != "none":
         kwargs["features_extractor_kwargs"] = {"cnn_output_dim": 64}
     if getattr(agent, "normalize_vectors", False):

@@ -277,3 +277,33 @@ def test_teacher_anchor_options_are_checked():
     with pytest.raises(ValueError, match="teacher_fractions"):
         GRPOConfig(teacher_fractions=[0.5, 2.0])
     assert GRPOConfig(teacher_fractions=[1, 0.5]).teacher_fractions == (1.0, 0.5)
+
+
+def test_yaw_log_std_init_narrows_only_the_yaw_rate_samples():
+    """``yaw_log_std_init``: the 8 yaw-rate dimensions start with their own log-std (the speeds keep
+    ``log_std_init``), so a group's members differ in speed and hardly in heading; it survives SB3's save / load
+    constructor round trip, and ``agent.yaw_log_std_init`` reaches the MLP agent's config (default None: today)."""
+    from gymnasium import spaces
+    from hydra import compose, initialize_config_module
+
+    from agents.rl.grpo.policies import TrajectoryGaussianPolicy
+    from experiments.run import typed_config
+
+    obs_space = spaces.Box(-1.0, 1.0, (3,), np.float32)
+    act_space = spaces.Box(-1.0, 1.0, (8, 2), np.float32)
+    torch.manual_seed(0)
+    policy = TrajectoryGaussianPolicy(obs_space, act_space, lambda _: 1e-3, log_std_init=-1.0, yaw_log_std_init=-4.0)
+    log_std = policy.log_std.detach().reshape(8, 2)
+    assert torch.all(log_std[:, 0] == -1.0) and torch.all(log_std[:, 1] == -4.0)
+    members = policy.sample_group(np.zeros((1, 3), np.float32), 64).members[0]  # (64, 8, 2)
+    spread = members.std(axis=0)
+    assert spread[:, 0].min() > 0.25 and spread[:, 1].max() < 0.03
+    again = TrajectoryGaussianPolicy(obs_space, act_space, lambda _: 1e-3, **{
+        k: v for k, v in policy._get_constructor_parameters().items() if k not in ("observation_space", "action_space")})
+    assert torch.equal(again.log_std, policy.log_std)
+    same = TrajectoryGaussianPolicy(obs_space, act_space, lambda _: 1e-3, log_std_init=-1.0)
+    assert torch.all(same.log_std == -1.0)
+    with initialize_config_module(config_module="experiments.conf", version_base=None):
+        default = typed_config(compose(config_name="config", overrides=["agent=mlp"])).agent
+        chosen = typed_config(compose(config_name="config", overrides=["agent=mlp", "agent.yaw_log_std_init=-4"])).agent
+    assert default.yaw_log_std_init is None and chosen.yaw_log_std_init == -4.0

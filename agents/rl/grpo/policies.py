@@ -199,6 +199,7 @@ class TrajectoryGaussianPolicy(GroupPolicy):
         net_arch: hidden sizes of the mean MLP.
         activation_fn: hidden activation.
         log_std_init: initial log-std of every action dimension.
+        yaw_log_std_init: initial log-std of the 8 yaw-rate dimensions instead (None: ``log_std_init``).
         max_speed, max_yaw_rate: the env's :class:`~envs.wrappers.NormalizedTrajectoryAction` parameters [m/s],
             [rad/s] (GRPO checks them against the env).
         features_extractor_class, features_extractor_kwargs, normalize_images, optimizer_class,
@@ -216,7 +217,7 @@ class TrajectoryGaussianPolicy(GroupPolicy):
                  log_std_init: float = -0.5, max_speed: float = 20.0, max_yaw_rate: float = 0.6,
                  features_extractor_class: Any = None, features_extractor_kwargs: dict[str, Any] | None = None,
                  normalize_images: bool = True, optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
-                 optimizer_kwargs: dict[str, Any] | None = None) -> None:
+                 optimizer_kwargs: dict[str, Any] | None = None, yaw_log_std_init: float | None = None) -> None:
         if not isinstance(action_space, spaces.Box) or tuple(action_space.shape) != (NUM_POSES, 2):
             raise ValueError(f"TrajectoryGaussianPolicy: expects the normalised action space Box(-1, 1, ({NUM_POSES}, "
                              f"2)) of envs.wrappers.NormalizedTrajectoryAction, got {action_space}")
@@ -235,7 +236,11 @@ class TrajectoryGaussianPolicy(GroupPolicy):
         self.features_dim = self.features_extractor.features_dim
         self.action_dim = int(np.prod(action_space.shape))
         self.mean_net = nn.Sequential(*create_mlp(self.features_dim, self.action_dim, self.net_arch, activation_fn))
-        self.log_std = nn.Parameter(torch.full((self.action_dim,), self.log_std_init))
+        self.yaw_log_std_init = None if yaw_log_std_init is None else float(yaw_log_std_init)
+        init = torch.full(self.member_shape, self.log_std_init)  # (8, 2): speed, yaw rate per interval
+        if self.yaw_log_std_init is not None:
+            init[:, 1] = self.yaw_log_std_init
+        self.log_std = nn.Parameter(init.reshape(self.action_dim))
         # Small last layer: the initial mean is ~0 (straight at half max_speed), as SB3 does for its action net.
         last = [m for m in self.mean_net if isinstance(m, nn.Linear)][-1]
         nn.init.orthogonal_(last.weight, gain=0.01)
@@ -245,6 +250,7 @@ class TrajectoryGaussianPolicy(GroupPolicy):
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(net_arch=self.net_arch, activation_fn=self.activation_fn, log_std_init=self.log_std_init,
+                    yaw_log_std_init=self.yaw_log_std_init,
                     max_speed=self.max_speed, max_yaw_rate=self.max_yaw_rate,
                     features_extractor_class=self.features_extractor_class,
                     features_extractor_kwargs=self.features_extractor_kwargs,
