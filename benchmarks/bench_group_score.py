@@ -104,6 +104,8 @@ class GroupScoreBestResponse(Policy):
         self.env = env
         self.fractions = [float(f) for f in fractions]
         self.futures = futures
+        if futures != "log":  # the progress bar's label
+            self.name = f"{type(self).name}_{futures}"
         self.chosen: list[float] = []
 
     def reset(self) -> None:

@@ -170,6 +170,22 @@ def test_loss_equals_hand_computation():
     assert float(logp.grad[1, 0]) == pytest.approx(beta / 2 * (1 - math.exp(-2.2 + 2.0)), rel=1e-12)
 
 
+def test_loss_stays_finite_for_members_far_in_the_tails():
+    """A member whose probability grew by far more than float32 can hold (an anchor under a narrow std after one
+    update) keeps the loss and its gradient finite, whatever the sign of its advantage, zero included."""
+    from agents.rl.grpo.loss import LOG_RATIO_GUARD
+
+    logp = torch.tensor([[150.0], [150.0], [150.0], [-1.0]], requires_grad=True)
+    old = torch.tensor([[-60.0], [-60.0], [-60.0], [-1.1]])
+    adv = torch.tensor([-1.0, 0.0, 1.0, 0.5])
+    terms = grpo_loss(logp, old, logp.detach(), adv, torch.ones(4, 1, dtype=torch.bool),
+                      torch.tensor([False, False, False, True]), 0.2, 0.04)
+    terms.loss.backward()
+    assert torch.isfinite(terms.loss) and torch.isfinite(logp.grad).all()
+    assert float(terms.loss.detach()) == pytest.approx((math.exp(LOG_RATIO_GUARD) - 1.2 - 0.5 * math.exp(0.1)) / 4, rel=1e-5)
+    assert float(logp.grad[3, 0]) == pytest.approx(-0.5 * math.exp(0.1) / 4, rel=1e-5)  # ordinary rows unchanged
+
+
 def test_loss_aggregations_on_tokens():
     logp = torch.zeros(2, 3, requires_grad=True)
     old = torch.zeros(2, 3)

@@ -94,6 +94,12 @@ def _aggregate(per_token: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor, 
     return per_row.mean()
 
 
+LOG_RATIO_GUARD = 20.0
+"""Upper bound on the surrogate's log-ratio ``logp - old_logp`` (ratio <= 4.9e8) in :func:`grpo_loss`: beyond the clip
+range by orders of magnitude, so no ordinary update reaches it; it keeps a member sampled far in the tails of a
+narrow Gaussian from turning the loss into inf / nan."""
+
+
 def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor | None, advantages: torch.Tensor,
               loss_mask: torch.Tensor, sampled: torch.Tensor, clip_range: float, beta: float,
               aggregation: str = "sequence_mean", max_len: int | None = None,
@@ -135,7 +141,9 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
     every = torch.ones_like(sampled)
     S = logp.shape[1]
     log_ratio = logp - old_logp
-    ratio = torch.exp(log_ratio)
+    # A guard, not a clip: ratios past e^LOG_RATIO_GUARD overflow float32 sums (inf * 0 = nan) and only arise for
+    # members far in the policy's tails (e.g. anchors under a narrow std); they keep the bound's value, no gradient.
+    ratio = torch.exp(log_ratio.clamp(max=LOG_RATIO_GUARD))
     adv = advantages[:, None]
     surrogate = torch.min(ratio * adv, torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range) * adv)
     policy_loss = _aggregate(-surrogate, adv_mask, every, aggregation, max_len or S)
