@@ -46,7 +46,7 @@ import argparse
 import functools
 import time
 from collections import defaultdict
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -96,11 +96,15 @@ class GroupScoreBestResponse(Policy):
     name = "group_score_best_response"
     requires_privileged = True
 
-    def __init__(self, env: ReplayEnv, fractions: Sequence[float], futures: str = "log") -> None:
+    def __init__(self, env: ReplayEnv, fractions: Sequence[float], futures: str = "log",
+                 forecaster: Any = None) -> None:
         if not fractions:
             raise ValueError("GroupScoreBestResponse: fractions is empty")
         if futures not in FUTURES:
             raise ValueError(f"GroupScoreBestResponse: futures must be one of {FUTURES}, got {futures!r}")
+        if (futures == "learned") != (forecaster is not None):
+            raise ValueError("GroupScoreBestResponse: a forecaster goes with futures='learned' and only with it")
+        self.forecaster = forecaster
         self.env = env
         self.fractions = [float(f) for f in fractions]
         self.futures = futures
@@ -113,18 +117,20 @@ class GroupScoreBestResponse(Policy):
 
     def act(self, inp: PolicyInput) -> np.ndarray:
         inp.require_privileged(self.name)
-        best = self.env.best_response(self.fractions, forecast_for(self.futures, self.env.scene, self.env.config.pdm))
+        forecast = forecast_for(self.futures, self.env.scene, self.env.config.pdm, self.forecaster)
+        best = self.env.best_response(self.fractions, forecast)
         self.chosen.append(best["fraction"])
         return best["trajectory"]
 
 
-FUTURES = ("log", "cv", "cv_hazard", "cv_background", "ctra", "ctra_hazard")
+FUTURES = ("log", "cv", "cv_hazard", "cv_background", "ctra", "ctra_hazard", "learned")
 """The other agents' futures the best response scores against (``--futures``): ``log`` their logged futures;
 ``cv`` every agent at constant velocity from its present box and velocity (PDM-Closed's forecast); ``cv_hazard``
 the scene's designated hazard (:func:`envs.scenes.scene.designated_hazard`) at constant velocity, the others
 logged; ``cv_background`` the hazard logged, every other agent at constant velocity; ``ctra`` every agent at the
 constant turn rate and acceleration of its last :data:`MOTION_WINDOW` s of log (:func:`recent_motion`),
-``ctra_hazard`` the hazard so, the others logged."""
+``ctra_hazard`` the hazard so, the others logged; ``learned`` every agent forecast by a trained
+:class:`benchmarks.bench_forecast.AgentForecaster` (``--forecaster``)."""
 
 MOTION_WINDOW = 0.5
 """The stretch of an agent's past log its ``ctra`` turn rate and acceleration are measured over [s]."""
@@ -145,8 +151,9 @@ def recent_motion(scene: Scene, frame: int, window: float = MOTION_WINDOW) -> di
     return {int(i): (float(w), float(a)) for i, w, a, ok in zip(scene.agent_ids, yaw_rate, accel, valid) if ok}
 
 
-def forecast_for(futures: str, scene: Scene, pdm: PDMConfig) -> Forecast | None:
-    """The ``forecast`` of :meth:`ReplayEnv.score_group` for one of :data:`FUTURES` on ``scene`` (None: ``log``).
+def forecast_for(futures: str, scene: Scene, pdm: PDMConfig, forecaster: Any = None) -> Forecast | None:
+    """The ``forecast`` of :meth:`ReplayEnv.score_group` for one of :data:`FUTURES` on ``scene`` (None: ``log``;
+    ``forecaster``: the :class:`benchmarks.bench_forecast.AgentForecaster` of ``learned``).
     Without a designated hazard (normal scenes) ``cv_hazard`` / ``ctra_hazard`` forecast no agent and
     ``cv_background`` every one."""
     if futures == "log":
@@ -162,6 +169,12 @@ def forecast_for(futures: str, scene: Scene, pdm: PDMConfig) -> Forecast | None:
     if futures in ("ctra", "ctra_hazard"):
         ids = None if futures == "ctra" else hazards
         return lambda problem: forecast_problem(problem, pdm, ids, recent_motion(scene, problem.time_index))
+    if futures == "learned":
+        from benchmarks.bench_forecast import learned_problem
+
+        if forecaster is None:
+            raise ValueError("futures 'learned' needs a forecaster (bench_forecast --out FILE, then --forecaster FILE)")
+        return learned_problem(forecaster, scene, pdm)
     raise ValueError(f"futures must be one of {FUTURES}, got {futures!r}")
 
 
@@ -171,15 +184,16 @@ def best_response_row(futures: str) -> str:
 
 
 def closed_loop_rows(source, fractions: Sequence[float], config: EnvConfig,
-                     futures: Sequence[str] = ("log",)) -> dict[str, list[dict]]:
+                     futures: Sequence[str] = ("log",), forecaster: Any = None) -> dict[str, list[dict]]:
     """``{row: [episode record]}`` for log replay and :class:`GroupScoreBestResponse` against each of ``futures``
     (:data:`FUTURES`; rows named by :func:`best_response_row`): one closed-loop episode per scene of ``source``;
     each record holds ``outcome``, ``collision``, ``route_completion``, ``driving_score``, ``speed_ratio`` and
-    ``fraction`` (the mean fraction chosen, 1 for log replay)."""
+    ``fraction`` (the mean fraction chosen, 1 for log replay); ``forecaster`` for ``learned``."""
     from agents.evaluation import evaluate_closed_loop
 
     env = ReplayEnv(source, "closed_loop", config)
-    planners = [(best_response_row(f), GroupScoreBestResponse(env, fractions, f)) for f in futures]
+    planners = [(best_response_row(f), GroupScoreBestResponse(env, fractions, f, forecaster if f == "learned" else None))
+                for f in futures]
     rows: dict[str, list[dict]] = {}
     for row, policy in (("log replay", LogReplayPolicy(config.pdm)), *planners):
 
@@ -251,10 +265,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--futures", default="log",
                    help=f"--closed-loop: comma-separated futures the best response scores against, one row each, "
                         f"of {', '.join(FUTURES)} (FUTURES)")
+    p.add_argument("--forecaster", default=None,
+                   help="--futures learned: a forecaster saved by python -m benchmarks.bench_forecast --out FILE")
     args = p.parse_args(argv)
     futures = [f for f in args.futures.split(",") if f]
     if not futures or any(f not in FUTURES for f in futures):
         p.error(f"--futures: expected a comma-separated list of {', '.join(FUTURES)}, got {args.futures!r}")
+    forecaster = None
+    if ("learned" in futures) != (args.forecaster is not None):
+        p.error("--forecaster FILE goes with --futures ...,learned (and only with it)")
+    if args.forecaster is not None:
+        from benchmarks.bench_forecast import AgentForecaster
+
+        try:
+            forecaster = AgentForecaster.load(args.forecaster)
+        except ValueError as exc:
+            p.error(str(exc))
     fractions = [float(f) for f in args.fractions.split(",")]
     if any(not 0.0 <= f <= 1.0 for f in fractions):
         p.error(f"--fractions: every fraction must lie in [0, 1], got {args.fractions!r}")
@@ -275,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.roads}, families {args.road_families or 'training'}); group score with ep_weight "
             f"{args.ep_weight:g}, w_collision {args.w_collision:g}")
     if args.closed_loop:
-        rows = closed_loop_rows(source, fractions, config, futures)
+        rows = closed_loop_rows(source, fractions, config, futures, forecaster)
         print(f"{head}; closed loop, fractions {fractions}, futures {futures}, {time.perf_counter() - t0:.0f} s\n")
         print(closed_loop_table(rows))
         return 0
