@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import tempfile
 import time
 from pathlib import Path
@@ -121,6 +122,8 @@ class AgentForecaster(nn.Module):
         self.hidden = int(hidden)
         self.net = nn.Sequential(nn.Linear(f, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                                  nn.Linear(hidden, o))
+        nn.init.zeros_(self.net[-1].weight)  # an untrained model predicts no correction: constant velocity
+        nn.init.zeros_(self.net[-1].bias)
         for name, size in (("x_mean", f), ("x_std", f), ("y_mean", o), ("y_std", o)):
             self.register_buffer(name, torch.zeros(size) if "mean" in name else torch.ones(size))
 
@@ -144,10 +147,10 @@ class AgentForecaster(nn.Module):
     def load(cls, path: str | os.PathLike) -> "AgentForecaster":
         """A model saved by :meth:`save` (``ValueError`` naming the file when it is not one, or its features differ)."""
         try:
-            data = torch.load(path, weights_only=False)
+            data = torch.load(path, weights_only=True)
             model = cls(int(data["hidden"]))
             model.load_state_dict(data["state"])
-        except (KeyError, TypeError, RuntimeError, OSError, EOFError) as exc:
+        except (KeyError, TypeError, RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
             raise ValueError(f"{path}: not an AgentForecaster file ({exc})") from exc
         if tuple(data.get("features", ())) != FEATURES:
             raise ValueError(f"{path}: trained on features {data.get('features')}, this code has {FEATURES}")
