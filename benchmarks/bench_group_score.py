@@ -102,8 +102,9 @@ class GroupScoreBestResponse(Policy):
             raise ValueError("GroupScoreBestResponse: fractions is empty")
         if futures not in FUTURES:
             raise ValueError(f"GroupScoreBestResponse: futures must be one of {FUTURES}, got {futures!r}")
-        if (futures == "learned") != (forecaster is not None):
-            raise ValueError("GroupScoreBestResponse: a forecaster goes with futures='learned' and only with it")
+        if (futures in ("learned", "worst")) != (forecaster is not None):
+            raise ValueError("GroupScoreBestResponse: a forecaster goes with futures 'learned' / 'worst' and only "
+                             "with them")
         self.forecaster = forecaster
         self.env = env
         self.fractions = [float(f) for f in fractions]
@@ -123,14 +124,15 @@ class GroupScoreBestResponse(Policy):
         return best["trajectory"]
 
 
-FUTURES = ("log", "cv", "cv_hazard", "cv_background", "ctra", "ctra_hazard", "learned")
+FUTURES = ("log", "cv", "cv_hazard", "cv_background", "ctra", "ctra_hazard", "learned", "worst")
 """The other agents' futures the best response scores against (``--futures``): ``log`` their logged futures;
 ``cv`` every agent at constant velocity from its present box and velocity (PDM-Closed's forecast); ``cv_hazard``
 the scene's designated hazard (:func:`envs.scenes.scene.designated_hazard`) at constant velocity, the others
 logged; ``cv_background`` the hazard logged, every other agent at constant velocity; ``ctra`` every agent at the
 constant turn rate and acceleration of its last :data:`MOTION_WINDOW` s of log (:func:`recent_motion`),
 ``ctra_hazard`` the hazard so, the others logged; ``learned`` every agent forecast by a trained
-:class:`benchmarks.bench_forecast.AgentForecaster` (``--forecaster``)."""
+:class:`benchmarks.bench_forecast.AgentForecaster` (``--forecaster``); ``worst`` each candidate scored under
+``cv``, ``ctra`` and ``learned`` and kept at its lowest reward (the worst case over the three)."""
 
 MOTION_WINDOW = 0.5
 """The stretch of an agent's past log its ``ctra`` turn rate and acceleration are measured over [s]."""
@@ -151,9 +153,11 @@ def recent_motion(scene: Scene, frame: int, window: float = MOTION_WINDOW) -> di
     return {int(i): (float(w), float(a)) for i, w, a, ok in zip(scene.agent_ids, yaw_rate, accel, valid) if ok}
 
 
-def forecast_for(futures: str, scene: Scene, pdm: PDMConfig, forecaster: Any = None) -> Forecast | None:
+def forecast_for(futures: str, scene: Scene, pdm: PDMConfig,
+                 forecaster: Any = None) -> Forecast | list[Forecast] | None:
     """The ``forecast`` of :meth:`ReplayEnv.score_group` for one of :data:`FUTURES` on ``scene`` (None: ``log``;
-    ``forecaster``: the :class:`benchmarks.bench_forecast.AgentForecaster` of ``learned``).
+    ``forecaster``: the :class:`benchmarks.bench_forecast.AgentForecaster` of ``learned``; ``worst``: the list of the
+    three forecasts, for :meth:`ReplayEnv.best_response`'s worst case).
     Without a designated hazard (normal scenes) ``cv_hazard`` / ``ctra_hazard`` forecast no agent and
     ``cv_background`` every one."""
     if futures == "log":
@@ -169,12 +173,16 @@ def forecast_for(futures: str, scene: Scene, pdm: PDMConfig, forecaster: Any = N
     if futures in ("ctra", "ctra_hazard"):
         ids = None if futures == "ctra" else hazards
         return lambda problem: forecast_problem(problem, pdm, ids, recent_motion(scene, problem.time_index))
-    if futures == "learned":
+    if futures in ("learned", "worst"):
         from benchmarks.bench_forecast import learned_problem
 
         if forecaster is None:
-            raise ValueError("futures 'learned' needs a forecaster (bench_forecast --out FILE, then --forecaster FILE)")
-        return learned_problem(forecaster, scene, pdm)
+            raise ValueError(f"futures {futures!r} needs a forecaster (bench_forecast --out FILE, then --forecaster "
+                             f"FILE)")
+        learned = learned_problem(forecaster, scene, pdm)
+        if futures == "learned":
+            return learned
+        return [forecast_for("cv", scene, pdm), forecast_for("ctra", scene, pdm), learned]
     raise ValueError(f"futures must be one of {FUTURES}, got {futures!r}")
 
 
@@ -188,12 +196,12 @@ def closed_loop_rows(source, fractions: Sequence[float], config: EnvConfig,
     """``{row: [episode record]}`` for log replay and :class:`GroupScoreBestResponse` against each of ``futures``
     (:data:`FUTURES`; rows named by :func:`best_response_row`): one closed-loop episode per scene of ``source``;
     each record holds ``outcome``, ``collision``, ``route_completion``, ``driving_score``, ``speed_ratio`` and
-    ``fraction`` (the mean fraction chosen, 1 for log replay); ``forecaster`` for ``learned``."""
+    ``fraction`` (the mean fraction chosen, 1 for log replay); ``forecaster`` for ``learned`` and ``worst``."""
     from agents.evaluation import evaluate_closed_loop
 
     env = ReplayEnv(source, "closed_loop", config)
-    planners = [(best_response_row(f), GroupScoreBestResponse(env, fractions, f, forecaster if f == "learned" else None))
-                for f in futures]
+    planners = [(best_response_row(f), GroupScoreBestResponse(
+        env, fractions, f, forecaster if f in ("learned", "worst") else None)) for f in futures]
     rows: dict[str, list[dict]] = {}
     for row, policy in (("log replay", LogReplayPolicy(config.pdm)), *planners):
 
@@ -272,8 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not futures or any(f not in FUTURES for f in futures):
         p.error(f"--futures: expected a comma-separated list of {', '.join(FUTURES)}, got {args.futures!r}")
     forecaster = None
-    if ("learned" in futures) != (args.forecaster is not None):
-        p.error("--forecaster FILE goes with --futures ...,learned (and only with it)")
+    if bool({"learned", "worst"} & set(futures)) != (args.forecaster is not None):
+        p.error("--forecaster FILE goes with --futures ...,learned / worst (and only with them)")
     if args.forecaster is not None:
         from benchmarks.bench_forecast import AgentForecaster
 

@@ -652,12 +652,13 @@ class ReplayEnv(gym.Env):
         return log_as_action(self.scene, track.frame, track.poses[track.frame], self.config.pdm)
 
     def best_response(self, fractions: Sequence[float] = BEST_RESPONSE_FRACTIONS,
-                      forecast: Forecast | None = None) -> dict[str, Any]:
+                      forecast: Forecast | Sequence[Forecast] | None = None) -> dict[str, Any]:
         """Privileged: the group score's best response over "the logged path, slower" from the current state.
 
         The ego's logged future from the current pose (:meth:`logged_action`) driven at each of ``fractions`` (in
         [0, 1]) of its speed (:func:`envs.sim.scoring.slowed`), ``(F, 8, 3)`` [m, m, rad], scored together by
-        :meth:`score_group` (GRPO's group score, the other agents' logged futures, or ``forecast``'s); the highest
+        :meth:`score_group` (GRPO's group score, the other agents' logged futures, or ``forecast``'s; with a list of
+        forecasts each candidate keeps its scores under the one that rewards it least, the worst case); the highest
         ``reward`` wins (ties: the first). The env's state is unchanged.
 
         Returns:
@@ -669,7 +670,15 @@ class ReplayEnv(gym.Env):
             raise ValueError(f"ReplayEnv.best_response: fractions must be a non-empty list in [0, 1], got {fractions}")
         base = self.logged_action()
         candidates = np.stack([slowed(base, f, self.config.pdm.pose_interval) for f in fractions])
-        scored = self.score_group(candidates, forecast)
+        if forecast is None or callable(forecast):
+            scored = self.score_group(candidates, forecast)
+        else:
+            if not forecast:
+                raise ValueError("ReplayEnv.best_response: an empty list of forecasts")
+            each = [self.score_group(candidates, f) for f in forecast]
+            worst = np.argmin(np.stack([np.nan_to_num(np.asarray(e["reward"], dtype=np.float64), nan=-np.inf)
+                                        for e in each]), axis=0)  # (F,) the forecast each candidate fares worst in
+            scored = {k: np.array([each[w][k][i] for i, w in enumerate(worst)]) for k in each[0]}
         j = int(np.argmax(np.nan_to_num(np.asarray(scored["reward"], dtype=np.float64), nan=-np.inf)))
         return {"trajectory": candidates[j].astype(np.float32), "fraction": fractions[j],
                 "reward": float(scored["reward"][j]), "is_collision": bool(scored["is_collision"][j]),

@@ -89,7 +89,7 @@ def test_the_best_response_against_forecast_futures():
     problem = env.current_problem()
     hazard = designated_hazard(env.scene)
     assert hazard is not None and forecast_for("log", env.scene, env.config.pdm) is None
-    for futures in FUTURES[1:]:
+    for futures in ("cv", "cv_hazard", "cv_background", "ctra", "ctra_hazard"):
         forecast = forecast_for(futures, env.scene, env.config.pdm)(problem)
         assert sorted(forecast.agents.ids) == sorted(problem.agents.ids[problem.agents.valid[:, 0]])
         h = list(forecast.agents.ids).index(hazard)
@@ -98,6 +98,21 @@ def test_the_best_response_against_forecast_futures():
         assert hazard_logged == (futures == "cv_background")
     with pytest.raises(ValueError, match="futures"):
         GroupScoreBestResponse(env, [1.0], "oracle")
+    assert set(FUTURES) >= {"learned", "worst"}
+
+    # several forecasts: each candidate keeps its lowest reward over them (the worst case)
+    fractions = [1.0, 0.5, 0.0]
+    cv = forecast_for("cv", env.scene, env.config.pdm)
+    alone = env.best_response(fractions)
+    listed = env.best_response(fractions, [lambda problem: problem])
+    assert np.array_equal(listed.pop("trajectory"), alone.pop("trajectory")) and listed == alone
+    both = env.best_response(fractions, [lambda problem: problem, cv])
+    under = [env.score_group(np.stack([slowed(env.logged_action(), f) for f in fractions]), f)["reward"]
+             for f in (None, cv)]
+    worst = np.minimum(*under)
+    assert both["reward"] == pytest.approx(worst.max()) and both["fraction"] == fractions[int(np.argmax(worst))]
+    with pytest.raises(ValueError, match="empty"):
+        env.best_response(fractions, [])
 
     rows = closed_loop_rows(bank, [1.0, 0.8, 0.5, 0.0], EnvConfig(bev=None), futures=("log", "cv"))
     assert set(rows) == {"log replay", "group-score best response", "group-score best response (cv futures)"}
