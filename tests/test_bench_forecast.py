@@ -76,3 +76,23 @@ def test_a_trained_forecaster_beats_constant_velocity_on_the_hazards_it_was_fitt
         GroupScoreBestResponse(env, [1.0], "learned")
     with pytest.raises(ValueError, match="forecaster"):
         GroupScoreBestResponse(env, [1.0], "cv", model)
+
+
+def test_the_command_lines(tmp_path, capsys):
+    """``bench_forecast`` prints its table and saves the model; ``bench_group_score`` reads it for ``learned`` and
+    refuses a forecaster without those futures, or those futures without one."""
+    from benchmarks import bench_forecast, bench_group_score
+
+    out = tmp_path / "f.pt"
+    assert bench_forecast.main(["--train-scenes", "6", "--eval-seeds", "8400", "--eval-scenes", "3", "--steps", "20",
+                                "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| 8400 (3 scenes, all families) | learned | hazard |" in text and out.exists()
+    assert bench_group_score.main(["--closed-loop", "--num-scenes", "2", "--seed", "8400", "--futures", "worst",
+                                   "--forecaster", str(out)]) == 0
+    assert "(worst futures) | all | 2 |" in capsys.readouterr().out
+    for argv in (["--futures", "cv", "--forecaster", str(out)], ["--futures", "learned"]):
+        with pytest.raises(SystemExit):
+            bench_group_score.main(["--closed-loop", "--num-scenes", "2", *argv])
+    with pytest.raises(SystemExit):
+        bench_forecast.main(["--eval-seeds", "x"])
