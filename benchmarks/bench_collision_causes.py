@@ -10,7 +10,8 @@ evaluation: the same episodes, collisions and scenes as its ``per_scene.jsonl``)
 held-out scene's outcome (``normal`` or the bank's geometry-decided ``benign`` / ``near_miss`` / ``collision``,
 ``meta.extra["outcome"]``: what the **logged** drive does), and for every episode ending in a collision:
 
-* ``hazard``: the agent hit is the scenario's hazard (``meta.extra["hazard_agent_id"]``), else background traffic;
+* ``hazard``: the agent hit is the scenario's hazard (:func:`envs.scenes.scene.designated_hazard`), else background
+  traffic;
 * ``lag`` [m]: the ego's arc length along its route at the contact frame minus the logged ego's at the same frame
   (``envs.observation.Route``): negative = behind its log (it slowed or hesitated), positive = ahead of it;
 * ``offset_m`` [m]: the ego's distance from its logged path at contact (how far it left the logged lane line);
@@ -35,6 +36,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from envs.scenes.scene import designated_hazard
 
 OUTCOMES = ("normal", "benign", "near_miss", "collision")
 """Outcome classes of a held-out scene: a normal scene, or the varied bank's geometry-decided outcome of its log."""
@@ -64,7 +67,7 @@ def contact_record(env: Any, info: dict[str, Any], start: int) -> dict[str, Any]
     lag = route.project(env.ego_poses[t, :2]) - route.project(scene.ego_poses[t, :2])
     offset = LineString(scene.ego_poses[:, :2]).distance(Point(*env.ego_poses[t, :2]))
     speed, kind = collision_kind(env, agent)
-    hazard = scene.meta.extra.get("hazard_agent_id")
+    hazard = designated_hazard(scene)
     return {"scene_id": scene.scene_id, "scenario_type": scene.meta.scenario_type,
             "hazard": hazard is not None and int(hazard) == agent, "agent": agent, "lag_m": float(lag),
             "offset_m": float(offset),

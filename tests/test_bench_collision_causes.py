@@ -54,3 +54,13 @@ def test_a_braking_ego_that_is_hit_is_behind_its_log(varied):
 def test_run_context_names_a_missing_run(tmp_path):
     with pytest.raises(SystemExit, match="results.json"):
         run_context(tmp_path, [])
+
+
+def test_the_collision_only_bank_names_its_colliding_agent_the_hazard():
+    """Scenes without ``meta.extra["hazard_agent_id"]`` (the collision-only bank) count a crash into the scenario's
+    colliding agent as a hazard hit (``designated_hazard``), as the varied bank's do."""
+    bank = ScenarioBank(4, seed=5, outcomes="collision")
+    eps = drive(make_baseline("log_replay"), ReplayEnv(bank, "closed_loop", EnvConfig(bev=None)))
+    hits = [e["contact"] for e in eps if e["collision"]]
+    assert hits and all("hazard_agent_id" not in (bank[i].meta.extra or {}) for i in range(len(bank)))
+    assert all(c["hazard"] for c in hits)
