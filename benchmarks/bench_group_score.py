@@ -33,13 +33,13 @@ log (:func:`benchmarks.bench_collision_causes.episode_facts`) and the mean fract
 
     python -m benchmarks.bench_group_score --closed-loop --seed 8400 --num-scenes 96 --road-families all
 
-``--futures log,cv,cv_hazard,cv_background,ctra,ctra_hazard,learned,worst``: one best-response row per future
-the candidates are scored against (:data:`FUTURES`): the logged futures (the default), constant-velocity forecasts of every agent, of
-the hazard only or of the background only, every agent (the hazard only) turning and accelerating as over its
-last 0.5 s, every agent forecast by a learned model (``learned``, ``--forecaster FILE`` from
+``--futures log,cv,cv_hazard,cv_background,ctra,ctra_hazard,learned,worst``: one best-response row per future the
+candidates are scored against (:data:`FUTURES`): the logged futures (the default), constant-velocity forecasts of
+every agent, of the hazard only or of the background only, every agent (the hazard only) turning and accelerating as
+over its last 0.5 s, every agent forecast by a learned model (``learned``, ``--forecaster FILE`` from
 :mod:`benchmarks.bench_forecast`), or the worst case over ``cv``, ``ctra`` and that model (``worst``)
-(docs/grpo_ablation.md, "The best response with forecast futures" and the sections after it); the episodes
-themselves always replay the logs.
+(docs/grpo_ablation.md, "The best response with forecast futures" and the sections after it); the episodes themselves
+always replay the logs.
 """
 
 from __future__ import annotations

@@ -298,8 +298,9 @@ def test_yaw_log_std_init_narrows_only_the_yaw_rate_samples():
     members = policy.sample_group(np.zeros((1, 3), np.float32), 64).members[0]  # (64, 8, 2)
     spread = members.std(axis=0)
     assert spread[:, 0].min() > 0.25 and spread[:, 1].max() < 0.03
+    params = policy._get_constructor_parameters()
     again = TrajectoryGaussianPolicy(obs_space, act_space, lambda _: 1e-3, **{
-        k: v for k, v in policy._get_constructor_parameters().items() if k not in ("observation_space", "action_space")})
+        k: v for k, v in params.items() if k not in ("observation_space", "action_space")})
     assert torch.equal(again.log_std, policy.log_std)
     same = TrajectoryGaussianPolicy(obs_space, act_space, lambda _: 1e-3, log_std_init=-1.0)
     assert torch.all(same.log_std == -1.0)
