@@ -182,6 +182,42 @@ def test_greedy_member_puts_the_mode_in_the_last_sampled_slot(rear_end, monkeypa
         grpo_module.GroupPolicy.greedy_members(model.policy, None)
 
 
+def test_mean_fractions_put_the_slowed_mean_in_the_last_slots(rear_end):  # noqa: F811
+    """``mean_fractions=[1, 0.5]``: G - 2 draws, then the policy's mean trajectory at full and half its speed (the
+    path kept, the time stretched), valid, pi_old their teacher-forced log-density; the draws are the default run's
+    first G - 2; the options are checked."""
+    from envs.sim.scoring import slowed
+
+    scene, pairs = rear_end
+    G = 4
+    model = _one_state(scene, pairs, mean_fractions=[1.0, 0.5])
+    default = _one_state(scene, pairs)
+    buf = model.rollout_buffer
+    assert buf.valid[0, 0, :G].all()
+    full, half = buf.trajectories[0, 0, G - 2], buf.trajectories[0, 0, G - 1]
+    np.testing.assert_allclose(half, model.policy.encode_trajectories(slowed(full, 0.5)[None], [""]).trajectories[0],
+                               atol=1e-6)
+    assert np.hypot(*half[-1, :2]) < 0.6 * np.hypot(*full[-1, :2])  # half the speed: about half as far
+    # the mean is the Gaussian's densest point: above every draw's log-density
+    assert buf.old_logp[0, 0, G - 2, 0] > buf.old_logp[0, 0, : G - 2, 0].max()
+    np.testing.assert_array_equal(buf.members[0, 0, : G - 2], default.rollout_buffer.members[0, 0, : G - 2])
+    with pytest.raises(ValueError, match="mean_fractions"):
+        GRPOConfig(group_size=4, mean_fractions=[1.0, 0.8, 0.6, 0.3])  # no sampled member left
+    with pytest.raises(ValueError, match="mean_fractions"):
+        GRPOConfig(mean_fractions=[1.5])
+    assert GRPOConfig().mean_fractions == ()
+
+
+def test_mean_fractions_are_refused_for_a_policy_that_states_a_label(rear_end, monkeypatch):  # noqa: F811
+    from agents.rl.grpo.policies import TrajectoryGaussianPolicy
+
+    scene, pairs = rear_end
+    monkeypatch.setattr(TrajectoryGaussianPolicy, "states_label", True)
+    env = make_group_vec_env(GroupEnvConfig(source=[scene]), n_envs=1, seed=0)
+    with pytest.raises(ValueError, match="mean_fractions"):
+        GRPO("MultiInputPolicy", env, GRPOConfig(group_size=4, mean_fractions=[0.5]), anchor_pairs=pairs, seed=0)
+
+
 def test_shuffle_advantages_permutes_within_each_group(rear_end):  # noqa: F811
     """The control ``shuffle_advantages``: each group's stored advantages are a permutation of the ones the rewards
     give (same multiset per group, invalid slots 0), and not the same order everywhere."""

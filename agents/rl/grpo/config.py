@@ -57,6 +57,13 @@ class GRPOConfig:
     ``G - 1`` sampled: a sample gains only where it beats the mode the policy acts with (the greedy decision's
     reward enters the group's baseline, as in self-critical sequence training, Rennie et al. 2017). False (default):
     ``G`` samples. docs/grpo_ablation.md, "Greedy or sampled decisions"."""
+    mean_fractions: tuple = ()
+    """The last ``K = len(mean_fractions)`` of the ``G`` members are the policy's mean trajectory
+    (:meth:`GroupPolicy.greedy_members`) driven at each of these fractions of its speed (in [0, 1],
+    :func:`envs.sim.scoring.slowed`, encoded back into the policy's action space; pi_old by teacher forcing, loss and
+    KL as a sampled member's, as ``greedy_member``'s), the first ``G - K`` sampled: the group compares the speed
+    choice along the policy's own path. Empty (default): ``G`` samples. The Gaussian policy only (the VLA's members
+    carry a label text). docs/grpo_ablation.md, "The policy's own mean, slowed, in its group"."""
     step_with: str = "sample"
     """Action that advances the env: ``"sample"`` (the first sampled member: on-policy states), ``"greedy"`` (the
     policy's mode / greedy decode, not a group member) or ``"best"`` (the sampled member with the highest group
@@ -159,6 +166,16 @@ class GRPOConfig:
             raise ValueError(f"GRPOConfig.teacher_fractions: expected a non-empty list of numbers in [0, 1], got "
                              f"{self.teacher_fractions!r}")
         self.teacher_fractions = tuple(float(f) for f in fractions)
+        means = tuple(self.mean_fractions) if isinstance(self.mean_fractions, (list, tuple)) else None
+        if means is None or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f <= 1.0
+                                for f in means):
+            raise ValueError(f"GRPOConfig.mean_fractions: expected a list of numbers in [0, 1], got "
+                             f"{self.mean_fractions!r}")
+        self.mean_fractions = tuple(float(f) for f in means)
+        if len(self.mean_fractions) + int(self.greedy_member) > self.group_size - 1:
+            raise ValueError(f"GRPOConfig.mean_fractions: {len(self.mean_fractions)} mean members"
+                             f"{' and the greedy member' if self.greedy_member else ''} leave no sampled member in a "
+                             f"group of {self.group_size}")
         if self.teacher_anchor and (not self.anchors or self.anchor_members == "negative"):
             raise ValueError("GRPOConfig.teacher_anchor: the teacher is a positive anchor; it needs anchors=True and "
                              f"anchor_members 'both' or 'positive' (got anchors={self.anchors}, anchor_members="

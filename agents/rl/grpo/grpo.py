@@ -79,6 +79,7 @@ from agents.rl.grpo.loss import grpo_loss
 from agents.rl.grpo.policies import GroupPolicy, TrajectoryGaussianPolicy
 from agents.rl.metrics import DrivingMetrics
 from agents.rl.sb3_logger import NoTempLogDir
+from envs.sim.scoring import slowed
 from counterfactual.dataset import AnchorPair, load_anchor_pairs
 
 SelfGRPO = TypeVar("SelfGRPO", bound="GRPO")
@@ -203,6 +204,9 @@ class GRPO(NoTempLogDir, OnPolicyAlgorithm):
         if cfg.label_term > 0 and not self.policy.states_label:
             raise ValueError(f"GRPOConfig.label_term={cfg.label_term}: {type(self.policy).__name__} states no safety "
                              "label (the label-consistency term needs a policy that writes one, the VLA)")
+        if cfg.mean_fractions and self.policy.states_label:
+            raise ValueError(f"GRPOConfig.mean_fractions: {type(self.policy).__name__} states a label; its mean members "
+                             "would need a label text (the Gaussian policy only)")
         if cfg.teacher_anchor and self.policy.states_label:
             raise ValueError(f"GRPOConfig.teacher_anchor: {type(self.policy).__name__} states a label and conditions "
                              "its anchors' actions on a label text, which the teacher does not give (the Gaussian "
@@ -285,7 +289,8 @@ class GRPO(NoTempLogDir, OnPolicyAlgorithm):
         while n_steps < n_rollout_steps:
             obs = self._last_obs
             contexts = decision_contexts(env, self._last_infos, self._last_dones)
-            n_sampled = G - 1 if cfg.greedy_member else G
+            K = len(cfg.mean_fractions)
+            n_sampled = G - K - (1 if cfg.greedy_member else 0)
             sample = policy.sample_group(obs, n_sampled, cfg.temperature)
             members = np.zeros((n_envs, M, *policy.member_shape), dtype=policy.member_dtype)
             trajectories = np.zeros((n_envs, M, 8, 3))
@@ -302,6 +307,18 @@ class GRPO(NoTempLogDir, OnPolicyAlgorithm):
                 loss_mask[:, G - 1] = greedy.loss_mask
                 greedy_actions = policy.env_actions_of(greedy.members, greedy.trajectories)
                 env_actions = np.concatenate([env_actions, greedy_actions[:, None]], axis=1)
+            if K:  # slots n_sampled .. n_sampled + K - 1: the mean at each fraction of its speed
+                mean = policy.greedy_members(obs).trajectories  # (B, 8, 3)
+                slots = list(range(n_sampled, n_sampled + K))
+                enc = policy.encode_trajectories(
+                    np.stack([[slowed(t, f) for f in cfg.mean_fractions] for t in mean]).reshape(-1, 8, 3),
+                    [""] * (len(mean) * K))
+                members[:, slots] = enc.members.reshape(n_envs, K, *policy.member_shape)
+                trajectories[:, slots] = enc.trajectories.reshape(n_envs, K, 8, 3)
+                loss_mask[:, slots] = enc.loss_mask.reshape(n_envs, K, -1)
+                mean_actions = policy.env_actions_of(enc.members, enc.trajectories)
+                env_actions = np.concatenate([env_actions[:, :n_sampled], mean_actions.reshape(
+                    n_envs, K, *env_actions.shape[2:]), env_actions[:, n_sampled:]], axis=1)
             anchors = self._anchors_for(contexts)
             online = np.array([a is not None and a.online for a in anchors])
             for i, a in enumerate(anchors):
@@ -326,6 +343,7 @@ class GRPO(NoTempLogDir, OnPolicyAlgorithm):
             self.online_anchor_states_seen += int(online.sum())
             forced = anchor_valid.copy()
             forced[:, G - 1] = cfg.greedy_member
+            forced[:, n_sampled:n_sampled + K] = True
             with torch.no_grad():
                 if forced.any():  # pi_old of the anchors (and the greedy member) by teacher forcing
                     lp, _ = policy.member_log_prob(obs, members, forced, cfg.temperature)
