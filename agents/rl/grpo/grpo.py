@@ -12,7 +12,8 @@ One collection step, per env (all envs batched through the policy, the scorer ca
 1. sample ``G`` members from pi_old for the current observation (:meth:`GroupPolicy.sample_group`);
    ``greedy_member=True``: ``G - 1`` samples and, in slot ``G - 1``, the policy's greedy decision
    (:meth:`GroupPolicy.greedy_members`, pi_old by teacher forcing, loss and KL as a sampled member's), so a sample
-   gains only where it beats the mode the policy acts with;
+   gains only where it beats the mode the policy acts with; ``mean_fractions`` (K of them): the K slots before it
+   hold the policy's mean trajectory at those fractions of its speed (the same treatment);
 2. anchors (unless ``anchors=False``, vanilla GRPO): the pair that applies to the current state
    (:class:`agents.rl.grpo.anchors.AnchorBank`: the mined dataset and/or pairs mined online from this run's crashes),
    brought into the current ego frame, encoded as policy members (their log-probabilities under pi_old by teacher
