@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from benchmarks.bench_group_score import recent_motion
+from benchmarks.bench_group_score import MOTION_WINDOW, recent_motion
 from envs.scenes.scene import Scene, designated_hazard
 from envs.sim.scoring import problem_from_scene
 from rewards.config import PDMConfig
@@ -157,17 +157,23 @@ class AgentForecaster(nn.Module):
         return model.eval()
 
 
+def sample_frames(scene: Scene, stride: float) -> range:
+    """The frames of ``scene`` every ``stride`` s that have :data:`MOTION_WINDOW` s of past and the full 4 s of
+    logged future."""
+    step = max(1, int(round(stride / scene.dt)))
+    first = int(round(MOTION_WINDOW / scene.dt))
+    return range(first, scene.agent_poses.shape[1] - int(round(HORIZON_POSES * POSE_STEP / scene.dt)), step)
+
+
 def training_data(source, stride: float = POSE_STEP, config: PDMConfig = PDMConfig(),
                   progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``(X (K, F), Y (K, 8, 2))``: every agent with 4 s of logged future, at every ``stride`` s of every scene of
-    ``source`` (from 0.5 s in, so every row has its past); ``Y`` the logged displacement minus the constant-velocity
+    ``source`` (:func:`sample_frames`, so every row has its past); ``Y`` the logged displacement minus the constant-velocity
     one (:func:`constant_velocity_local`), what :class:`AgentForecaster` learns."""
     xs, ys = [], []
     for i in tqdm(range(len(source)), desc="forecast data", disable=not progress, leave=False):
         scene = source[i]
-        step = max(1, int(round(stride / scene.dt)))
-        first = int(round(0.5 / scene.dt))
-        for t in range(first, scene.agent_poses.shape[1] - int(round(4.0 / scene.dt)), step):
+        for t in sample_frames(scene, stride):
             problem = problem_from_scene(scene, t, config)
             rows, x = agent_features(problem, recent_motion(scene, t))
             y, ok = future_targets(problem, rows, config.sim_dt)
@@ -252,8 +258,7 @@ def displacement_errors(source, model: AgentForecaster, stride: float = POSE_STE
     for i in tqdm(range(len(source)), desc="forecast errors", disable=not progress, leave=False):
         scene = source[i]
         hazard = designated_hazard(scene)
-        step = max(1, int(round(stride / scene.dt)))
-        for t in range(int(round(0.5 / scene.dt)), scene.agent_poses.shape[1] - int(round(4.0 / scene.dt)), step):
+        for t in sample_frames(scene, stride):
             problem = problem_from_scene(scene, t, config)
             motion = recent_motion(scene, t)
             rows = np.flatnonzero(problem.agents.valid[:, 0])
@@ -261,7 +266,7 @@ def displacement_errors(source, model: AgentForecaster, stride: float = POSE_STE
             if not ok.any():
                 continue
             truth = problem.agents.poses[rows][:, k, :2]  # (M, 8, 2)
-            is_hazard = problem.agents.ids[rows] == (hazard if hazard is not None else -(2 ** 62))
+            is_hazard = np.isin(problem.agents.ids[rows], [] if hazard is None else [hazard])
             futures = {"cv": forecast_problem(problem, config).agents,
                        "ctra": forecast_problem(problem, config, motion=motion).agents,
                        "learned": learned_agents(model, problem, motion, config.sim_dt)}
@@ -306,8 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def bank(seed: int, n: int, families):
         return open_source("bank", num_scenes=n, seed=seed, **bank_options(
-            outcomes="varied", outcome_mix=None, difficulty=0.5, roads="families", background_density=None,
-            expert=None, road_families=families))
+            outcomes="varied", difficulty=0.5, roads="families", road_families=families))
 
     t0 = time.perf_counter()
     x, y = training_data(bank(args.train_seed, args.train_scenes, None), args.stride)

@@ -93,7 +93,8 @@ class GroupScoreBestResponse(Policy):
     """Privileged planner: at every decision executes :meth:`envs.replay_env.ReplayEnv.best_response`, the logged
     ego's path from the current pose driven at each of ``fractions`` of its speed (:func:`slowed`), scored together by
     ``env.score_group``, the one with the highest ``reward`` (GRPO's group score; ties: the first of ``fractions``).
-    :attr:`chosen` collects the fraction of every decision since :meth:`reset`. Bound to the env whose decisions it scores (a benchmark instrument, not an agent)."""
+    :attr:`chosen` collects the fraction of every decision since :meth:`reset`. Bound to the env whose decisions it
+    scores (a benchmark instrument, not an agent)."""
 
     name = "group_score_best_response"
     requires_privileged = True

@@ -160,18 +160,14 @@ class GRPOConfig:
                      "anchor_heading_tol", "kl_log_ratio_clip", "label_term", "anchor_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"GRPOConfig.{name}: expected >= 0, got {getattr(self, name)!r}")
-        fractions = tuple(self.teacher_fractions) if isinstance(self.teacher_fractions, (list, tuple)) else None
-        if not fractions or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f <= 1.0
-                                for f in fractions):
-            raise ValueError(f"GRPOConfig.teacher_fractions: expected a non-empty list of numbers in [0, 1], got "
-                             f"{self.teacher_fractions!r}")
-        self.teacher_fractions = tuple(float(f) for f in fractions)
-        means = tuple(self.mean_fractions) if isinstance(self.mean_fractions, (list, tuple)) else None
-        if means is None or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f <= 1.0
-                                for f in means):
-            raise ValueError(f"GRPOConfig.mean_fractions: expected a list of numbers in [0, 1], got "
-                             f"{self.mean_fractions!r}")
-        self.mean_fractions = tuple(float(f) for f in means)
+        for name, may_be_empty in (("teacher_fractions", False), ("mean_fractions", True)):
+            value = getattr(self, name)
+            fractions = tuple(value) if isinstance(value, (list, tuple)) else None
+            if fractions is None or (not fractions and not may_be_empty) or any(
+                    isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f <= 1.0 for f in fractions):
+                raise ValueError(f"GRPOConfig.{name}: expected a {'' if may_be_empty else 'non-empty '}list of numbers "
+                                 f"in [0, 1], got {value!r}")
+            setattr(self, name, tuple(float(f) for f in fractions))
         if len(self.mean_fractions) + int(self.greedy_member) > self.group_size - 1:
             raise ValueError(f"GRPOConfig.mean_fractions: {len(self.mean_fractions)} mean members"
                              f"{' and the greedy member' if self.greedy_member else ''} leave no sampled member in a "

@@ -302,14 +302,14 @@ class GRPO(NoTempLogDir, OnPolicyAlgorithm):
             old_logp[:, :n_sampled], loss_mask[:, :n_sampled] = sample.logp, sample.loss_mask
             valid[:, :G] = True
             env_actions = sample.env_actions
+            greedy = policy.greedy_members(obs) if cfg.greedy_member or K else None
             if cfg.greedy_member:  # slot G - 1: the policy's mode (pi_old by teacher forcing, below)
-                greedy = policy.greedy_members(obs)
                 members[:, G - 1], trajectories[:, G - 1] = greedy.members, greedy.trajectories
                 loss_mask[:, G - 1] = greedy.loss_mask
                 greedy_actions = policy.env_actions_of(greedy.members, greedy.trajectories)
                 env_actions = np.concatenate([env_actions, greedy_actions[:, None]], axis=1)
             if K:  # slots n_sampled .. n_sampled + K - 1: the mean at each fraction of its speed
-                mean = policy.greedy_members(obs).trajectories  # (B, 8, 3)
+                mean = greedy.trajectories  # (B, 8, 3)
                 slots = list(range(n_sampled, n_sampled + K))
                 enc = policy.encode_trajectories(
                     np.stack([[slowed(t, f) for f in cfg.mean_fractions] for t in mean]).reshape(-1, 8, 3),
