@@ -11,7 +11,7 @@ only, no scenario type, no hazard id) to its displacement over the next 4 s at 0
 conditional mean: L2), trained on every logged agent of a training bank (SYNTHETIC) every ``--stride`` s. Printed:
 average / final displacement error (ADE / FDE over 4 s [m]) on held-out banks of constant velocity (``cv``,
 :func:`rewards.reference_planner.constant_velocity_agents`), turn-and-accelerate (``ctra``,
-:func:`rewards.reference_planner.turning_agents` with :func:`benchmarks.bench_group_score.recent_motion`) and the
+:func:`rewards.reference_planner.turning_agents` with :func:`envs.sim.scoring.recent_motion`) and the
 learned forecast, every agent and the scenes' designated hazards alone. ``--out`` saves the model for
 ``python -m benchmarks.bench_group_score --closed-loop --futures learned --forecaster FILE`` (the group score's best
 response against the learned futures; docs/grpo_ablation.md, "A learned forecast of the other agents").
@@ -32,9 +32,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from benchmarks.bench_group_score import MOTION_WINDOW, recent_motion
 from envs.scenes.scene import Scene, designated_hazard
-from envs.sim.scoring import problem_from_scene
+from envs.sim.scoring import MOTION_WINDOW, problem_from_scene, recent_motion
 from rewards.config import PDMConfig
 from rewards.geometry import polyline_arclength, world_to_local, wrap_angle
 from rewards.reference_planner import _project, forecast_problem
@@ -53,7 +52,7 @@ FEATURES = ("gap_along_route", "lateral_offset", "cos_route_heading", "sin_route
 def agent_features(problem: ScoringProblem, motion: dict[int, tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
     """``(rows (M,), X (M, len(FEATURES)))``: the agents of ``problem`` valid at its first step (``rows`` index
     ``problem.agents``), each described by :data:`FEATURES` at that step; ``motion`` as
-    :func:`benchmarks.bench_group_score.recent_motion` (an agent missing from it: 0, 0). Without a map the route
+    :func:`envs.sim.scoring.recent_motion` (an agent missing from it: 0, 0). Without a map the route
     columns are 0."""
     agents = problem.agents
     rows = np.flatnonzero(agents.valid[:, 0]) if agents.num_steps else np.zeros(0, dtype=int)

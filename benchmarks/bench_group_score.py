@@ -57,7 +57,7 @@ from agents.baselines import LogReplayPolicy, make_baseline
 from benchmarks.bench_collision_causes import OUTCOMES, episode_facts, scene_outcome
 from envs.replay_env import EnvConfig, Forecast, ReplayEnv
 from envs.scenes.scene import Scene, designated_hazard
-from envs.sim.scoring import slowed
+from envs.sim.scoring import present_forecast, recent_motion, slowed
 from envs.sim.reward import RewardConfig
 from rewards.config import PDMConfig
 from rewards.reference_planner import forecast_problem
@@ -132,28 +132,10 @@ FUTURES = ("log", "cv", "cv_hazard", "cv_background", "ctra", "ctra_hazard", "le
 ``cv`` every agent at constant velocity from its present box and velocity (PDM-Closed's forecast); ``cv_hazard``
 the scene's designated hazard (:func:`envs.scenes.scene.designated_hazard`) at constant velocity, the others
 logged; ``cv_background`` the hazard logged, every other agent at constant velocity; ``ctra`` every agent at the
-constant turn rate and acceleration of its last :data:`MOTION_WINDOW` s of log (:func:`recent_motion`),
-``ctra_hazard`` the hazard so, the others logged; ``learned`` every agent forecast by a trained
+constant turn rate and acceleration of its last :data:`envs.sim.scoring.MOTION_WINDOW` s of log
+(:func:`~envs.sim.scoring.recent_motion`); ``ctra_hazard`` the hazard so, the others logged; ``learned`` every agent forecast by a trained
 :class:`benchmarks.bench_forecast.AgentForecaster` (``--forecaster``); ``worst`` each candidate scored under
 ``cv``, ``ctra`` and ``learned`` and kept at its lowest reward (the worst case over the three)."""
-
-MOTION_WINDOW = 0.5
-"""The stretch of an agent's past log its ``ctra`` turn rate and acceleration are measured over [s]."""
-
-
-def recent_motion(scene: Scene, frame: int, window: float = MOTION_WINDOW) -> dict[int, tuple[float, float]]:
-    """``{agent id: (yaw rate [rad/s], acceleration [m/s^2])}`` from the log between ``frame - window`` and ``frame``
-    (present and past only): the change of the box heading and of the speed over that stretch, for every agent
-    observed at both ends; the others are left out (constant velocity)."""
-    k = max(1, int(round(window / scene.dt)))
-    if frame - k < 0:
-        return {}
-    valid = scene.agent_valid[:, frame] & scene.agent_valid[:, frame - k]
-    yaw = scene.agent_poses[:, frame, 2] - scene.agent_poses[:, frame - k, 2]
-    yaw_rate = np.arctan2(np.sin(yaw), np.cos(yaw)) / (k * scene.dt)
-    speed = np.hypot(*scene.agent_velocities[:, frame].T) - np.hypot(*scene.agent_velocities[:, frame - k].T)
-    accel = speed / (k * scene.dt)
-    return {int(i): (float(w), float(a)) for i, w, a, ok in zip(scene.agent_ids, yaw_rate, accel, valid) if ok}
 
 
 def forecast_for(futures: str, scene: Scene, pdm: PDMConfig,
@@ -163,19 +145,16 @@ def forecast_for(futures: str, scene: Scene, pdm: PDMConfig,
     three forecasts, for :meth:`ReplayEnv.best_response`'s worst case).
     Without a designated hazard (normal scenes) ``cv_hazard`` / ``ctra_hazard`` forecast no agent and
     ``cv_background`` every one."""
-    if futures == "log":
-        return None
-    if futures == "cv":
-        return functools.partial(forecast_problem, config=pdm)
+    if futures in ("log", "cv", "ctra"):
+        return present_forecast(futures, scene, pdm)
     hazard = designated_hazard(scene)
     hazards = () if hazard is None else (hazard,)
     if futures == "cv_hazard":
         return functools.partial(forecast_problem, config=pdm, agent_ids=hazards)
     if futures == "cv_background":
         return lambda problem: forecast_problem(problem, pdm, [i for i in problem.agents.ids if i not in hazards])
-    if futures in ("ctra", "ctra_hazard"):
-        ids = None if futures == "ctra" else hazards
-        return lambda problem: forecast_problem(problem, pdm, ids, recent_motion(scene, problem.time_index))
+    if futures == "ctra_hazard":
+        return lambda problem: forecast_problem(problem, pdm, hazards, recent_motion(scene, problem.time_index))
     if futures in ("learned", "worst"):
         from benchmarks.bench_forecast import learned_problem
 

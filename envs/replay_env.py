@@ -111,6 +111,7 @@ from envs.sim.scoring import (
     log_as_action,
     logged_steering_angle,
     map_geometry_from_scene_map,
+    present_forecast,
     problem_from_scene,
     slowed,
 )
@@ -652,13 +653,15 @@ class ReplayEnv(gym.Env):
         return log_as_action(self.scene, track.frame, track.poses[track.frame], self.config.pdm)
 
     def best_response(self, fractions: Sequence[float] = BEST_RESPONSE_FRACTIONS,
-                      forecast: Forecast | Sequence[Forecast] | None = None) -> dict[str, Any]:
+                      forecast: str | Forecast | Sequence[Forecast] | None = None) -> dict[str, Any]:
         """Privileged: the group score's best response over "the logged path, slower" from the current state.
 
         The ego's logged future from the current pose (:meth:`logged_action`) driven at each of ``fractions`` (in
         [0, 1]) of its speed (:func:`envs.sim.scoring.slowed`), ``(F, 8, 3)`` [m, m, rad], scored together by
         :meth:`score_group` (GRPO's group score, the other agents' logged futures, or ``forecast``'s; with a list of
-        forecasts each candidate keeps its scores under the one that rewards it least, the worst case); the highest
+        forecasts each candidate keeps its scores under the one that rewards it least, the worst case; a name of
+        :data:`envs.sim.scoring.PRESENT_FUTURES`, e.g. ``"cv"``, is built for the current scene by
+        :func:`~envs.sim.scoring.present_forecast` and can be passed through ``VecEnv.env_method``); the highest
         ``reward`` wins (ties: the first). The env's state is unchanged.
 
         Returns:
@@ -668,6 +671,8 @@ class ReplayEnv(gym.Env):
         fractions = [float(f) for f in fractions]
         if not fractions or any(not 0.0 <= f <= 1.0 for f in fractions):
             raise ValueError(f"ReplayEnv.best_response: fractions must be a non-empty list in [0, 1], got {fractions}")
+        if isinstance(forecast, str):
+            forecast = present_forecast(forecast, self.scene, self.config.pdm)
         base = self.logged_action()
         candidates = np.stack([slowed(base, f, self.config.pdm.pose_interval) for f in fractions])
         if forecast is None or callable(forecast):

@@ -304,11 +304,13 @@ def _mlp_train_sft(ctx: Context, views: Sequence[str]) -> dict[str, Any]:
                              expert_frames_per_scene=int(ctx.cfg.train.expert_frames),
                              frame_sampling=_frame_sampling(ctx.cfg),
                              demonstrations=str(ctx.cfg.train.bc.demonstrations),
-                             teacher_stride=float(ctx.cfg.train.bc.teacher_stride), env_config=env_config(ctx))
+                             teacher_stride=float(ctx.cfg.train.bc.teacher_stride), env_config=env_config(ctx),
+                             teacher_futures=str(ctx.cfg.train.bc.teacher_futures))
         train_bc(model.policy, data, view, ctx.cfg.train.bc, seed=int(ctx.cfg.seed))
         for r in range(int(ctx.cfg.train.bc.dagger_rounds)):  # DAgger: the teacher at the states the policy reaches
             data = merge_bc_data(data, dagger_data(model, int(ctx.cfg.train.bc.dagger_steps), model.policy.max_speed,
-                                                   model.policy.max_yaw_rate))
+                                                   model.policy.max_yaw_rate,
+                                                   futures=str(ctx.cfg.train.bc.teacher_futures)))
             train_bc(model.policy, data, view, ctx.cfg.train.bc, seed=int(ctx.cfg.seed) + r + 1)
         model.get_env().close()
         path = ctx.path("sft", f"{view}.pt")

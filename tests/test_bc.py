@@ -58,6 +58,7 @@ def test_dagger_rows_are_the_teachers_labels_at_the_states_the_policy_reaches(on
     assert 1 <= len(rows) <= 6 and set(rows.kinds) == {"dagger"}
     assert np.isfinite(rows.targets).all() and np.isnan(rows.negatives).all()
     assert np.abs(rows.targets).max() <= 1.0 + 1e-6  # normalised actions
+    assert len(dagger_data(model, 2, policy.max_speed, policy.max_yaw_rate, futures="cv")) >= 1  # a name crosses envs
     observation = env.get_attr("config")[0].observation
     base = build_bc_data(scenes, [], observation, policy.max_speed, policy.max_yaw_rate, demonstrations="teacher")
     assert {k: v.shape[1:] for k, v in rows.observations.items()} == {k: v.shape[1:] for k, v in base.observations.items()}
@@ -70,3 +71,40 @@ def test_dagger_rows_are_the_teachers_labels_at_the_states_the_policy_reaches(on
     with pytest.raises(ValueError, match="dagger_steps"):
         BCConfig(demonstrations="teacher", dagger_rounds=1, dagger_steps=0)
     env.close()
+
+
+def test_a_teacher_that_reads_only_the_present():
+    """``teacher_futures="cv"``: the teacher's plan is the best response scored against every agent at constant
+    velocity (``best_response(forecast="cv")``, the same as passing the forecast function), never a plan that
+    collides under those futures; on scenes whose log crashes it differs from the log-futures teacher somewhere;
+    options are checked."""
+    import functools
+
+    from agents.rl.bc import BCConfig, teacher_decisions
+    from envs.replay_env import EnvConfig, ReplayEnv
+    from envs.scenes.bank import ScenarioBank
+    from rewards.reference_planner import forecast_problem
+
+    bank = ScenarioBank(3, seed=5, outcomes="collision")
+    scenes = [bank[i] for i in range(len(bank))]
+    cv = teacher_decisions(scenes, stride=0.5, futures="cv")
+    log = {(i, t): trajectory for i, t, trajectory in teacher_decisions(scenes, stride=0.5)}
+    assert cv
+    env = ReplayEnv(scenes, "closed_loop", EnvConfig(bev=None))
+    differs = 0
+    for i, t, trajectory in cv:
+        env.reset(options={"scene_index": i, "t": t})
+        best = env.best_response(forecast="cv")
+        assert not best["is_collision"]
+        np.testing.assert_allclose(trajectory, best["trajectory"], atol=1e-6)
+        by_function = env.best_response(forecast=functools.partial(forecast_problem, config=env.config.pdm))
+        np.testing.assert_array_equal(best["trajectory"], by_function["trajectory"])
+        differs += (i, t) not in log or not np.allclose(log[(i, t)], trajectory, atol=1e-6)
+    assert differs >= 1
+    with pytest.raises(ValueError, match="futures must be one of"):
+        env.best_response(forecast="oracle")
+    with pytest.raises(ValueError, match="teacher_futures must be one of"):
+        BCConfig(demonstrations="teacher", teacher_futures="oracle")
+    with pytest.raises(ValueError, match="teacher_futures='cv' is the teacher's"):
+        BCConfig(teacher_futures="cv")
+    assert BCConfig(demonstrations="teacher", teacher_futures="ctra").teacher_futures == "ctra"

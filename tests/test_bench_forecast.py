@@ -8,7 +8,7 @@ import pytest
 from benchmarks.bench_forecast import (FEATURES, AgentForecaster, agent_features, constant_velocity_local,
                                        displacement_errors, future_targets, learned_agents, train_forecaster,
                                        training_data)
-from benchmarks.bench_group_score import recent_motion
+from envs.sim.scoring import recent_motion
 from envs.scenes.bank import ScenarioBank
 from envs.sim.scoring import problem_from_scene
 from rewards.reference_planner import constant_velocity_agents

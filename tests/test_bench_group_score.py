@@ -123,7 +123,7 @@ def test_the_best_response_against_forecast_futures():
 def test_recent_motion_reads_the_past_only():
     """The turn rate and acceleration are those of the log over the window before the frame: a frame without that
     much past gives none, and changing the log after the frame changes nothing."""
-    from benchmarks.bench_group_score import MOTION_WINDOW, recent_motion
+    from envs.sim.scoring import MOTION_WINDOW, recent_motion
 
     scene = ScenarioBank(4, seed=5, outcomes="varied")[1]
     k = int(round(MOTION_WINDOW / scene.dt))

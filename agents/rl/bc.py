@@ -31,6 +31,7 @@ from agents.rl.grpo.policies import TrajectoryGaussianPolicy
 from counterfactual.dataset import AnchorPair
 from envs.observation import ObservationConfig, Route, build_observation
 from envs.scenes.scene import Scene
+from envs.sim.scoring import PRESENT_FUTURES
 from envs.wrappers import normalize_trajectories
 
 BC_MODES = ("positive", "negative")
@@ -72,6 +73,13 @@ class BCConfig:
     docs/grpo_ablation.md, "Behaviour cloning the teacher"."""
     teacher_stride: float = 0.2
     """``demonstrations="teacher"``: time between the taught states of a scene [s]."""
+    teacher_futures: str = "log"
+    """``demonstrations="teacher"``: the other agents' futures the teacher's best response is scored against, one of
+    :data:`envs.sim.scoring.PRESENT_FUTURES`: ``"log"`` (default) their logged futures (privileged: what it teaches
+    at a state is partly unknowable from that state); ``"cv"`` constant velocity, ``"ctra"`` constant turn rate and
+    acceleration of the last 0.5 s (present and past only: the teacher's choice is a function of the present state).
+    Used for the teacher's rows and its DAgger rounds alike. docs/grpo_ablation.md, "A teacher that reads only the
+    present"."""
     dagger_rounds: int = 0
     """``demonstrations="teacher"``: DAgger-style rounds after the first fit (0: none): the fitted policy drives the
     training env closed loop (its mean, :attr:`dagger_steps` env steps), the teacher's best response at every state
@@ -84,6 +92,8 @@ class BCConfig:
             raise ValueError(f"BCConfig.margin_cap must be one of {MARGIN_CAPS}, got {self.margin_cap!r}")
         if self.demonstrations not in DEMONSTRATIONS:
             raise ValueError(f"BCConfig.demonstrations must be one of {DEMONSTRATIONS}, got {self.demonstrations!r}")
+        if self.teacher_futures not in PRESENT_FUTURES:
+            raise ValueError(f"BCConfig.teacher_futures must be one of {PRESENT_FUTURES}, got {self.teacher_futures!r}")
         if not self.teacher_stride > 0:
             raise ValueError(f"BCConfig.teacher_stride: expected > 0 [s], got {self.teacher_stride!r}")
         for name in ("dagger_rounds", "dagger_steps"):
@@ -91,6 +101,9 @@ class BCConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "dagger_rounds" else 1):
                 raise ValueError(f"BCConfig.{name}: expected an int >= {0 if name == 'dagger_rounds' else 1}, got "
                                  f"{value!r}")
+        if self.teacher_futures != "log" and self.demonstrations != "teacher":
+            raise ValueError(f"BCConfig.teacher_futures={self.teacher_futures!r} is the teacher's; it needs "
+                             f"demonstrations='teacher' (got {self.demonstrations!r})")
         if self.dagger_rounds and self.demonstrations != "teacher":
             raise ValueError("BCConfig.dagger_rounds: DAgger relabels the policy's own states with the teacher; it needs "
                              f"demonstrations='teacher' (got {self.demonstrations!r})")
@@ -114,13 +127,15 @@ class BCData:
 
 
 def teacher_decisions(scenes: Sequence[Scene], env_config: Any = None, stride: float = 0.2,
-                      fractions: Sequence[float] | None = None) -> list[tuple[int, int, np.ndarray]]:
+                      fractions: Sequence[float] | None = None,
+                      futures: str = "log") -> list[tuple[int, int, np.ndarray]]:
     """The teacher's decisions on ``scenes`` (:attr:`BCConfig.demonstrations` ``"teacher"``): ``[(scene index, frame,
     trajectory (8, 3) [m, m, rad])]`` at the logged states every ``stride`` [s] from each scene's closed-loop start
     frame while the log holds the full 4 s horizon, the trajectory the env's
-    :meth:`~envs.replay_env.ReplayEnv.best_response` there (``fractions``: its default family); states whose best
-    plan collides are left out. ``env_config``: the :class:`~envs.replay_env.EnvConfig` whose scorer and reward
-    judge (default ``EnvConfig()``; its BEV is not rendered). Deterministic."""
+    :meth:`~envs.replay_env.ReplayEnv.best_response` there (``fractions``: its default family; ``futures``: the
+    other agents' futures it is scored against, :attr:`BCConfig.teacher_futures`); states whose best plan collides
+    (under those futures) are left out. ``env_config``: the :class:`~envs.replay_env.EnvConfig` whose scorer and
+    reward judge (default ``EnvConfig()``; its BEV is not rendered). Deterministic."""
     import dataclasses
 
     from envs.replay_env import EnvConfig, ReplayEnv
@@ -136,7 +151,7 @@ def teacher_decisions(scenes: Sequence[Scene], env_config: Any = None, stride: f
         step = max(1, int(round(stride / scenes[i].dt)))
         t = env.t
         while info.get("logged_horizon", horizon) >= horizon - 1e-9:
-            best = env.best_response(fractions)
+            best = env.best_response(fractions, futures)
             if not best["is_collision"]:
                 out.append((i, t, np.asarray(best["trajectory"], dtype=np.float64)))
             t += step
@@ -150,9 +165,9 @@ def teacher_decisions(scenes: Sequence[Scene], env_config: Any = None, stride: f
 def build_bc_data(scenes: Iterable[Scene], pairs: Sequence[AnchorPair], observation: ObservationConfig,
                   max_speed: float, max_yaw_rate: float, expert_frames_per_scene: int = 4,
                   frame_sampling: str = "even", demonstrations: str = "log", teacher_stride: float = 0.2,
-                  env_config: Any = None) -> BCData:
+                  env_config: Any = None, teacher_futures: str = "log") -> BCData:
     """Samples of ``scenes`` (safe expert frames; with ``demonstrations="teacher"`` the teacher's decisions,
-    :func:`teacher_decisions` with ``teacher_stride`` and ``env_config``) and ``pairs`` (their decision frames;
+    :func:`teacher_decisions` with ``teacher_stride``, ``env_config`` and ``teacher_futures``) and ``pairs`` (their decision frames;
     scenes re-created from ``pair.observation_ref``); ``frame_sampling`` chooses the expert frames
     (``SampleConfig.frame_sampling``: ``"even"``, ``"hazard_window"`` or ``"hazard_dense"``). Deterministic."""
     from agents.sft.data import SampleConfig, expert_frames, pair_scenes
@@ -167,7 +182,7 @@ def build_bc_data(scenes: Iterable[Scene], pairs: Sequence[AnchorPair], observat
     scenes = list(scenes)
     if demonstrations == "teacher":
         routes: dict[int, Route] = {}
-        for i, t, trajectory in teacher_decisions(scenes, env_config, teacher_stride):
+        for i, t, trajectory in teacher_decisions(scenes, env_config, teacher_stride, futures=teacher_futures):
             route = routes.setdefault(i, Route.from_scene(scenes[i]))
             obs_rows.append(build_observation(scenes[i], t, config=observation, route=route))
             targets.append(trajectory)
@@ -200,12 +215,12 @@ def build_bc_data(scenes: Iterable[Scene], pairs: Sequence[AnchorPair], observat
 
 
 def dagger_data(model: Any, steps: int, max_speed: float, max_yaw_rate: float,
-                fractions: Sequence[float] | None = None) -> BCData:
+                fractions: Sequence[float] | None = None, futures: str = "log") -> BCData:
     """The teacher's labels at the states the model's policy reaches (:attr:`BCConfig.dagger_rounds`): ``model``
     (an SB3 algorithm with its training VecEnv, e.g. the pipeline's GRPO model) drives its env with its mean
     (``predict(deterministic=True)``) for ``steps`` steps over all envs; at every state the env's
-    :meth:`~envs.replay_env.ReplayEnv.best_response` (``fractions``: its default family) is the target, left out
-    where its plan collides. Observations are stored as the env returns them before SB3's image transposition
+    :meth:`~envs.replay_env.ReplayEnv.best_response` (``fractions``: its default family; ``futures``:
+    :attr:`BCConfig.teacher_futures`) is the target, left out where its plan collides. Observations are stored as the env returns them before SB3's image transposition
     (BEV HWC, as :func:`build_bc_data`'s). Deterministic for a seeded env."""
     from stable_baselines3.common.vec_env import VecTransposeImage
 
@@ -222,7 +237,7 @@ def dagger_data(model: Any, steps: int, max_speed: float, max_yaw_rate: float,
     targets: list[np.ndarray] = []
     n = env.num_envs
     for _ in range(max(1, steps // n)):
-        best = call_each(env, "best_response", [(fractions,)] * n)
+        best = call_each(env, "best_response", [(fractions, futures)] * n)
         for i, b in enumerate(best):
             if not b["is_collision"]:
                 rows.append({k: np.moveaxis(v[i], 0, -1) if k in transposed else np.asarray(v[i])

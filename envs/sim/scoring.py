@@ -39,6 +39,7 @@ Choices (documented once here):
 
 from __future__ import annotations
 
+import functools
 import weakref
 
 import numpy as np
@@ -47,6 +48,7 @@ from envs.scenes.scene import AgentClass, Scene, SceneMap
 from envs.spaces import clip_trajectories
 from rewards.config import PDMConfig
 from rewards.geometry import rotate_vectors, wrap_angle, world_to_local
+from rewards.reference_planner import forecast_problem
 from rewards.tracking import MAX_STEERING_ANGLE, STOPPING_VELOCITY
 from rewards.types import AgentsFuture, EgoState, MapGeometry, ScoringProblem
 
@@ -289,3 +291,41 @@ def slowed(trajectory: np.ndarray, fraction: float, dt: float = 0.5) -> np.ndarr
     poses = np.vstack([np.zeros((1, 3)), np.asarray(trajectory, dtype=np.float64)])
     tau = float(fraction) * times[1:]
     return np.stack([np.interp(tau, times, poses[:, j]) for j in range(3)], axis=-1)
+
+
+MOTION_WINDOW = 0.5
+"""The stretch of an agent's past log its ``ctra`` turn rate and acceleration are measured over [s]."""
+
+PRESENT_FUTURES = ("log", "cv", "ctra")
+"""The other agents' futures a best response can be scored against (:func:`present_forecast`): ``log`` their logged
+futures (privileged: no observation holds them); ``cv`` every agent at constant velocity from its present box and
+velocity (PDM-Closed's forecast); ``ctra`` every agent at the constant turn rate and acceleration of its last
+:data:`MOTION_WINDOW` s of log (:func:`recent_motion`). ``cv`` and ``ctra`` read the present and past only."""
+
+
+def recent_motion(scene: Scene, frame: int, window: float = MOTION_WINDOW) -> dict[int, tuple[float, float]]:
+    """``{agent id: (yaw rate [rad/s], acceleration [m/s^2])}`` from the log between ``frame - window`` and ``frame``
+    (present and past only): the change of the box heading and of the speed over that stretch, for every agent
+    observed at both ends; the others are left out (constant velocity)."""
+    k = max(1, int(round(window / scene.dt)))
+    if frame - k < 0:
+        return {}
+    valid = scene.agent_valid[:, frame] & scene.agent_valid[:, frame - k]
+    yaw = scene.agent_poses[:, frame, 2] - scene.agent_poses[:, frame - k, 2]
+    yaw_rate = np.arctan2(np.sin(yaw), np.cos(yaw)) / (k * scene.dt)
+    speed = np.hypot(*scene.agent_velocities[:, frame].T) - np.hypot(*scene.agent_velocities[:, frame - k].T)
+    accel = speed / (k * scene.dt)
+    return {int(i): (float(w), float(a)) for i, w, a, ok in zip(scene.agent_ids, yaw_rate, accel, valid) if ok}
+
+
+def present_forecast(futures: str, scene: Scene, config: PDMConfig = PDMConfig()):
+    """The ``forecast`` (a function ``ScoringProblem -> ScoringProblem`` replacing the other agents' futures) of
+    :meth:`envs.replay_env.ReplayEnv.score_group` for one of :data:`PRESENT_FUTURES` on ``scene``; None for ``log``
+    (the problem's own logged futures)."""
+    if futures == "log":
+        return None
+    if futures == "cv":
+        return functools.partial(forecast_problem, config=config)
+    if futures == "ctra":
+        return lambda problem: forecast_problem(problem, config, None, recent_motion(scene, problem.time_index))
+    raise ValueError(f"futures must be one of {PRESENT_FUTURES}, got {futures!r}")
