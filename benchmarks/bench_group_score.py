@@ -133,9 +133,10 @@ FUTURES = ("log", "cv", "cv_hazard", "cv_background", "ctra", "ctra_hazard", "le
 the scene's designated hazard (:func:`envs.scenes.scene.designated_hazard`) at constant velocity, the others
 logged; ``cv_background`` the hazard logged, every other agent at constant velocity; ``ctra`` every agent at the
 constant turn rate and acceleration of its last :data:`envs.sim.scoring.MOTION_WINDOW` s of log
-(:func:`~envs.sim.scoring.recent_motion`); ``ctra_hazard`` the hazard so, the others logged; ``learned`` every agent forecast by a trained
-:class:`benchmarks.bench_forecast.AgentForecaster` (``--forecaster``); ``worst`` each candidate scored under
-``cv``, ``ctra`` and ``learned`` and kept at its lowest reward (the worst case over the three)."""
+(:func:`~envs.sim.scoring.recent_motion`); ``ctra_hazard`` the hazard so, the others logged; ``learned`` every
+agent forecast by a trained :class:`benchmarks.bench_forecast.AgentForecaster` (``--forecaster``); ``worst`` each
+candidate scored under ``cv``, ``ctra`` and ``learned`` and kept at its lowest reward (the worst case over the
+three). ``log``, ``cv`` and ``ctra`` are :func:`envs.sim.scoring.present_forecast`'s."""
 
 
 def forecast_for(futures: str, scene: Scene, pdm: PDMConfig,

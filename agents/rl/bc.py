@@ -167,8 +167,8 @@ def build_bc_data(scenes: Iterable[Scene], pairs: Sequence[AnchorPair], observat
                   frame_sampling: str = "even", demonstrations: str = "log", teacher_stride: float = 0.2,
                   env_config: Any = None, teacher_futures: str = "log") -> BCData:
     """Samples of ``scenes`` (safe expert frames; with ``demonstrations="teacher"`` the teacher's decisions,
-    :func:`teacher_decisions` with ``teacher_stride``, ``env_config`` and ``teacher_futures``) and ``pairs`` (their decision frames;
-    scenes re-created from ``pair.observation_ref``); ``frame_sampling`` chooses the expert frames
+    :func:`teacher_decisions` with ``teacher_stride``, ``env_config`` and ``teacher_futures``) and ``pairs`` (their
+    decision frames; scenes re-created from ``pair.observation_ref``); ``frame_sampling`` chooses the expert frames
     (``SampleConfig.frame_sampling``: ``"even"``, ``"hazard_window"`` or ``"hazard_dense"``). Deterministic."""
     from agents.sft.data import SampleConfig, expert_frames, pair_scenes
     from envs.sim.scoring import trajectory_from_log
@@ -220,8 +220,9 @@ def dagger_data(model: Any, steps: int, max_speed: float, max_yaw_rate: float,
     (an SB3 algorithm with its training VecEnv, e.g. the pipeline's GRPO model) drives its env with its mean
     (``predict(deterministic=True)``) for ``steps`` steps over all envs; at every state the env's
     :meth:`~envs.replay_env.ReplayEnv.best_response` (``fractions``: its default family; ``futures``:
-    :attr:`BCConfig.teacher_futures`) is the target, left out where its plan collides. Observations are stored as the env returns them before SB3's image transposition
-    (BEV HWC, as :func:`build_bc_data`'s). Deterministic for a seeded env."""
+    :attr:`BCConfig.teacher_futures`) is the target, left out where its plan collides. Observations are stored as
+    the env returns them before SB3's image transposition (BEV HWC, as :func:`build_bc_data`'s). Deterministic for
+    a seeded env."""
     from stable_baselines3.common.vec_env import VecTransposeImage
 
     from agents.rl.env import call_each
