@@ -16,7 +16,9 @@ learned path, not a policy that sees only its observation.
 
 Printed: per row, as trained and re-ranked, collision rate, route completion and driving score [%] (mean over runs
 and scenes) and the paired difference re-ranked - as trained with a hierarchical bootstrap 95% interval
-(:func:`experiments.compare.paired_bootstrap`: runs, then scenes); ``--out`` writes every episode as JSON lines.
+(:func:`experiments.compare.paired_bootstrap`: runs, then scenes); ``--versus ROW`` adds every other row (as trained
+and re-ranked) against ``ROW`` (as trained and re-ranked); ``--out`` writes every episode as JSON lines, ``--merge
+OUT_1 OUT_2 ...`` prints the tables of such files together (runs driven in parallel).
 SYNTHETIC or any bank the runs were evaluated on. docs/grpo_ablation.md, "The learned path re-ranked by the score at
 decision time".
 """
@@ -85,25 +87,42 @@ def episodes(policy: Policy, env: ReplayEnv) -> list[dict[str, Any]]:
     return [{"scene_id": e["scene_id"], **{k: float(e[k]) for k in COLUMNS}} for e in result.per_scene]
 
 
-def summary(records: Sequence[dict[str, Any]]) -> str:
-    """Per row: as trained, re-ranked and the paired difference with its interval, per column (Markdown)."""
+def _paired(records: Sequence[dict[str, Any]], a: tuple[str, str], b: tuple[str, str]) -> list[str]:
+    """Markdown rows ``| b | a | column | a % | b % | b - a | [low, high] | runs |`` for ``(row, mode)`` ``a`` and
+    ``b`` over the runs both hold (hierarchical paired bootstrap on the same scenes)."""
     from experiments.compare import paired_bootstrap
 
-    runs: dict[tuple[str, str], dict[str, dict[str, list[dict]]]] = defaultdict(lambda: defaultdict(dict))
+    runs: dict[tuple[str, str], dict[str, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
     for r in records:
         runs[(r["row"], r["mode"])][r["run"]][r["scene_id"]] = r
-    lines = ["| row | column | as trained % | re-ranked % | re-ranked - as trained | 95% interval | runs |",
-             "|---|---|---|---|---|---|---|"]
-    for row in dict.fromkeys(r["row"] for r in records):
-        a, b = runs[(row, "trained")], runs[(row, "reranked")]
-        shared = [run for run in a if run in b]
-        for col in COLUMNS:
-            def sums(by_run: dict, run: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-                return {sid: (np.array([e[col]]), np.ones(1)) for sid, e in by_run[run].items()}
+    shared = [run for run in runs[a] if run in runs[b]]
+    lines = []
+    for col in COLUMNS:
+        def sums(key: tuple[str, str], run: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+            return {sid: (np.array([e[col]]), np.ones(1)) for sid, e in runs[key][run].items()}
 
-            res = paired_bootstrap([sums(a, run) for run in shared], [sums(b, run) for run in shared])
-            lines.append(f"| {row} | {col} | {100 * res['a']:.1f} | {100 * res['b']:.1f} | {100 * res['diff']:+.1f} | "
-                         f"[{100 * res['low']:+.1f}, {100 * res['high']:+.1f}] | {len(shared)} |")
+        res = paired_bootstrap([sums(a, run) for run in shared], [sums(b, run) for run in shared])
+        lines.append(f"| {' '.join(b)} | {' '.join(a)} | {col} | {100 * res['a']:.1f} | {100 * res['b']:.1f} | "
+                     f"{100 * res['diff']:+.1f} | [{100 * res['low']:+.1f}, {100 * res['high']:+.1f}] | {len(shared)} |")
+    return lines
+
+
+def summary(records: Sequence[dict[str, Any]], versus: str | None = None) -> str:
+    """Per row: re-ranked against as trained, per column, with the paired difference and its interval; ``versus``
+    (a row): every other row's re-ranked and as-trained episodes against that row's as trained and re-ranked too
+    (Markdown)."""
+    lines = ["| b | a | column | a % | b % | b - a | 95% interval | runs |", "|---|---|---|---|---|---|---|---|"]
+    rows = list(dict.fromkeys(r["row"] for r in records))
+    for row in rows:
+        lines += _paired(records, (row, "trained"), (row, "reranked"))
+    if versus is not None:
+        if versus not in rows:
+            raise ValueError(f"--versus: {versus!r} is not a driven row ({rows})")
+        for row in rows:
+            if row != versus:
+                for a in ((versus, "trained"), (versus, "reranked")):
+                    for mode in ("trained", "reranked"):
+                        lines += _paired(records, a, (row, mode))
     return "\n".join(lines)
 
 
@@ -121,13 +140,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--fractions", default=",".join(str(f) for f in BEST_RESPONSE_FRACTIONS),
                    help="comma-separated fractions of the policy's speed")
     p.add_argument("--out", type=Path, default=None, help="JSON lines of every episode")
+    p.add_argument("--versus", default=None, help="a row: every other row against it too (e.g. sft_positive)")
     p.add_argument("overrides", nargs="*", help="the runs' own Hydra overrides (after --)")
     args = p.parse_args(argv)
     records: list[dict[str, Any]] = []
     if args.merge:
         for path in args.merge:
             records += [json.loads(line) for line in path.read_text().splitlines()]
-        print(summary(records))
+        print(summary(records, args.versus))
         return 0
     if not args.runs:
         p.error("give --runs (or --merge)")
@@ -154,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"RC {100 * np.mean([e['route_completion'] for e in eps]):.1f}% "
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
     print()
-    print(summary(records))
+    print(summary(records, args.versus))
     if args.out is not None:
         from envs.atomic import atomic_write_text
 

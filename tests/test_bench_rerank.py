@@ -60,4 +60,10 @@ def test_options_and_summary(crash_scenes):
                for k in range(2) for i in range(4)
                for mode, c in (("trained", i < 2), ("reranked", i < 1))]
     text = summary(records)
-    assert "| x | collision | 50.0 | 25.0 | -25.0 |" in text and "| 2 |" in text
+    assert "| x reranked | x trained | collision | 50.0 | 25.0 | -25.0 |" in text and "| 2 |" in text
+    both = records + [{**r, "row": "y", "collision": 0.0} for r in records]
+    text = summary(both, versus="x")
+    assert "| y trained | x trained | collision | 50.0 | 0.0 | -50.0 |" in text
+    assert "| y reranked | x reranked | collision | 25.0 | 0.0 | -25.0 |" in text
+    with pytest.raises(ValueError, match="--versus"):
+        summary(records, versus="z")
