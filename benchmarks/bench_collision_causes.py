@@ -118,6 +118,19 @@ def run_context(run: Path, overrides: Sequence[str]) -> Any:
     return ctx
 
 
+def read_episodes(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """The records of ``--out`` JSON-lines files, in order (``--merge``)."""
+    return [json.loads(line) for path in paths for line in path.read_text().splitlines()]
+
+
+def write_episodes(path: Path, records: Sequence[dict[str, Any]]) -> None:
+    """``records`` as JSON lines at ``path`` (temp file, then rename) and a line saying so (``--out``)."""
+    from envs.atomic import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps(r, default=str) + "\n" for r in records))
+    print(f"\nepisodes: {path}")
+
+
 def summary(episodes: dict[str, list[dict[str, Any]]], lag_margin: float) -> str:
     """The per-row, per-outcome table (module docstring) in Markdown."""
     lines = ["| row | outcome | episodes | median speed / log | collision % | hazard hit % | behind log % | "
@@ -162,10 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     episodes: dict[str, list[dict[str, Any]]] = defaultdict(list)
     if args.merge:
-        for path in args.merge:
-            for line in path.read_text().splitlines():
-                record = json.loads(line)
-                episodes[record["row"]].append(record)
+        for record in read_episodes(args.merge):
+            episodes[record["row"]].append(record)
         print(summary(episodes, args.lag_margin))
         return 0
     if not args.runs:
@@ -189,10 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n{len(args.runs)} runs; held-out scenes: {text}\n")
     print(summary(episodes, args.lag_margin))
     if args.out is not None:
-        from envs.atomic import atomic_write_text
-
-        atomic_write_text(args.out, "".join(json.dumps(r, default=str) + "\n" for r in records))
-        print(f"\nepisodes: {args.out}")
+        write_episodes(args.out, records)
     return 0
 
 

@@ -26,7 +26,6 @@ decision time".
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -127,7 +126,7 @@ def summary(records: Sequence[dict[str, Any]], versus: str | None = None) -> str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from benchmarks.bench_collision_causes import run_context
+    from benchmarks.bench_collision_causes import read_episodes, run_context, write_episodes
     from experiments.builders import env_config, sources
     from experiments.registry import get_method
 
@@ -145,9 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     records: list[dict[str, Any]] = []
     if args.merge:
-        for path in args.merge:
-            records += [json.loads(line) for line in path.read_text().splitlines()]
-        print(summary(records, args.versus))
+        print(summary(read_episodes(args.merge), args.versus))
         return 0
     if not args.runs:
         p.error("give --runs (or --merge)")
@@ -176,10 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(summary(records, args.versus))
     if args.out is not None:
-        from envs.atomic import atomic_write_text
-
-        atomic_write_text(args.out, "".join(json.dumps(r, default=str) + "\n" for r in records))
-        print(f"\nepisodes: {args.out}")
+        write_episodes(args.out, records)
     return 0
 
 
