@@ -6,11 +6,12 @@
 Every row of every finished run (loaded as the run trained it, :mod:`benchmarks.bench_collision_causes`' loader,
 the overrides restating the runs' configuration) is driven over the run's held-out scenes twice, one closed-loop
 episode per scene each (:func:`agents.evaluation.evaluate_closed_loop`): **as trained**, and **re-ranked**
-(:class:`ScoreReranked`): at every decision the policy's own trajectory ``(8, 3)`` [m, m, rad] is driven at each of
-``--fractions`` of its speed (:func:`envs.sim.scoring.slowed`), the ``F`` candidates are scored together by the env's
-group score against the other agents' futures ``--futures`` (:data:`envs.sim.scoring.PRESENT_FUTURES`, default
-``cv``: constant velocity from their present states, PDM-Closed's forecast; :meth:`ReplayEnv.score_group`), and
-the highest ``reward`` is executed (ties: the first fraction). The re-ranker reads the agents' present boxes and
+(:class:`ScoreReranked`, :meth:`ReplayEnv.best_response` with ``path=`` the policy's trajectory): at every decision
+the policy's own trajectory ``(8, 3)`` [m, m, rad] is driven at each of ``--fractions`` of its speed
+(:func:`envs.sim.scoring.slowed`), the ``F`` candidates are scored together by the env's group score against the
+other agents' futures ``--futures`` (:data:`envs.sim.scoring.PRESENT_FUTURES`, default ``cv``: constant velocity
+from their present states, PDM-Closed's forecast; :meth:`ReplayEnv.score_group`), and the highest ``reward`` is
+executed (ties: the first fraction). The re-ranker reads the agents' present boxes and
 velocities from the env, as PDM-Closed does: a measurement of what deciding the speed at decision time adds to a
 learned path, not a policy that sees only its observation.
 
@@ -35,7 +36,7 @@ import numpy as np
 
 from agents.base import Policy, PolicyInput
 from envs.replay_env import ReplayEnv
-from envs.sim.scoring import BEST_RESPONSE_FRACTIONS, PRESENT_FUTURES, present_forecast, slowed
+from envs.sim.scoring import BEST_RESPONSE_FRACTIONS, PRESENT_FUTURES
 
 COLUMNS = ("collision", "route_completion", "driving_score")
 """Per-episode values compared (fractions; the evaluation's per-scene keys)."""
@@ -68,13 +69,9 @@ class ScoreReranked(Policy):
 
     def act(self, inp: PolicyInput) -> np.ndarray:
         inp.require_privileged(self.name)
-        trajectory = np.asarray(self.base.act(inp), dtype=np.float64)
-        dt = self.env.config.pdm.pose_interval
-        candidates = np.stack([slowed(trajectory, f, dt) for f in self.fractions])
-        scored = self.env.score_group(candidates, present_forecast(self.futures, self.env.scene, self.env.config.pdm))
-        j = int(np.argmax(np.nan_to_num(np.asarray(scored["reward"], dtype=np.float64), nan=-np.inf)))
-        self.chosen.append(self.fractions[j])
-        return candidates[j].astype(np.float32)
+        best = self.env.best_response(self.fractions, self.futures, path=self.base.act(inp))
+        self.chosen.append(best["fraction"])
+        return best["trajectory"]
 
 
 def episodes(policy: Policy, env: ReplayEnv) -> list[dict[str, Any]]:
@@ -86,14 +83,13 @@ def episodes(policy: Policy, env: ReplayEnv) -> list[dict[str, Any]]:
     return [{"scene_id": e["scene_id"], **{k: float(e[k]) for k in COLUMNS}} for e in result.per_scene]
 
 
-def _paired(records: Sequence[dict[str, Any]], a: tuple[str, str], b: tuple[str, str]) -> list[str]:
+def _paired(runs: dict[tuple[str, str], dict[str, dict[str, dict]]], a: tuple[str, str],
+            b: tuple[str, str]) -> list[str]:
     """Markdown rows ``| b | a | column | a % | b % | b - a | [low, high] | runs |`` for ``(row, mode)`` ``a`` and
-    ``b`` over the runs both hold (hierarchical paired bootstrap on the same scenes)."""
+    ``b`` of ``runs`` (``{(row, mode): {run: {scene id: episode}}}``) over the runs both hold (hierarchical paired
+    bootstrap on the same scenes)."""
     from experiments.compare import paired_bootstrap
 
-    runs: dict[tuple[str, str], dict[str, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
-    for r in records:
-        runs[(r["row"], r["mode"])][r["run"]][r["scene_id"]] = r
     shared = [run for run in runs[a] if run in runs[b]]
     lines = []
     for col in COLUMNS:
@@ -110,10 +106,13 @@ def summary(records: Sequence[dict[str, Any]], versus: str | None = None) -> str
     """Per row: re-ranked against as trained, per column, with the paired difference and its interval; ``versus``
     (a row): every other row's re-ranked and as-trained episodes against that row's as trained and re-ranked too
     (Markdown)."""
+    runs: dict[tuple[str, str], dict[str, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for r in records:
+        runs[(r["row"], r["mode"])][r["run"]][r["scene_id"]] = r
     lines = ["| b | a | column | a % | b % | b - a | 95% interval | runs |", "|---|---|---|---|---|---|---|---|"]
     rows = list(dict.fromkeys(r["row"] for r in records))
     for row in rows:
-        lines += _paired(records, (row, "trained"), (row, "reranked"))
+        lines += _paired(runs, (row, "trained"), (row, "reranked"))
     if versus is not None:
         if versus not in rows:
             raise ValueError(f"--versus: {versus!r} is not a driven row ({rows})")
@@ -121,7 +120,7 @@ def summary(records: Sequence[dict[str, Any]], versus: str | None = None) -> str
             if row != versus:
                 for a in ((versus, "trained"), (versus, "reranked")):
                     for mode in ("trained", "reranked"):
-                        lines += _paired(records, a, (row, mode))
+                        lines += _paired(runs, a, (row, mode))
     return "\n".join(lines)
 
 

@@ -653,11 +653,12 @@ class ReplayEnv(gym.Env):
         return log_as_action(self.scene, track.frame, track.poses[track.frame], self.config.pdm)
 
     def best_response(self, fractions: Sequence[float] = BEST_RESPONSE_FRACTIONS,
-                      forecast: str | Forecast | Sequence[Forecast] | None = None) -> dict[str, Any]:
+                      forecast: str | Forecast | Sequence[Forecast] | None = None,
+                      path: Any = None) -> dict[str, Any]:
         """Privileged: the group score's best response over "the logged path, slower" from the current state.
 
-        The ego's logged future from the current pose (:meth:`logged_action`) driven at each of ``fractions`` (in
-        [0, 1]) of its speed (:func:`envs.sim.scoring.slowed`), ``(F, 8, 3)`` [m, m, rad], scored together by
+        The ego's logged future from the current pose (:meth:`logged_action`; or ``path``, any ego-frame trajectory
+        ``(8, 3)`` [m, m, rad], e.g. a policy's own) driven at each of ``fractions`` (in [0, 1]) of its speed (:func:`envs.sim.scoring.slowed`), ``(F, 8, 3)`` [m, m, rad], scored together by
         :meth:`score_group` (GRPO's group score, the other agents' logged futures, or ``forecast``'s; with a list of
         forecasts each candidate keeps its scores under the one that rewards it least, the worst case; a name of
         :data:`envs.sim.scoring.PRESENT_FUTURES`, e.g. ``"cv"``, is built for the current scene by
@@ -673,7 +674,7 @@ class ReplayEnv(gym.Env):
             raise ValueError(f"ReplayEnv.best_response: fractions must be a non-empty list in [0, 1], got {fractions}")
         if isinstance(forecast, str):
             forecast = present_forecast(forecast, self.scene, self.config.pdm)
-        base = self.logged_action()
+        base = self.logged_action() if path is None else np.asarray(path, dtype=np.float64)
         candidates = np.stack([slowed(base, f, self.config.pdm.pose_interval) for f in fractions])
         if forecast is None or callable(forecast):
             scored = self.score_group(candidates, forecast)
